@@ -1,0 +1,45 @@
+# The README's two commands, `make run` and `make test`, and the rest of the developer loop.
+BUILD   ?= build
+JOBS    ?= 2
+PREFIX  ?= /usr/local
+HOME_DIR ?= $(CURDIR)/coop-data
+DOMAIN  ?= coop.localhost
+
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+
+.PHONY: all deps configure build test run bench install clean docs
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DCMAKE_INSTALL_PREFIX=$(PREFIX)
+
+configure: $(BUILD)/CMakeCache.txt
+
+build: deps configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Every unit and integration test through ctest; its summary line comes last.
+test: build
+	cd $(BUILD) && ctest -j$(JOBS) --output-on-failure --timeout 600
+
+# A demo shard in ./coop-data: init once, then run in the foreground until Ctrl-C.
+run: build
+	@test -f $(HOME_DIR)/coop.toml || $(BUILD)/bin/coop --home $(HOME_DIR) init --domain $(DOMAIN)
+	$(BUILD)/bin/coop --home $(HOME_DIR) up --foreground
+
+bench: build
+	bench/run-all $(BUILD)/bin
+
+install: build
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Regenerate completions/ and man/ from the CLI's definition.
+docs: build
+	scripts/generate-docs $(BUILD)/bin/coop
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,33 @@
+// What the coop CLI's command files share: global options and the command registrars.
+#pragma once
+
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace coop {
+class Home;
+}
+
+namespace coop::cli {
+
+// Exit codes (issue #2): 0 done, 1 failed, 2 usage, 3 shard not running.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitNotRunning = 3;
+
+struct Globals {
+  std::string home;  // --home; empty means $COOP_HOME or ./coop-data
+  int exit_code = kExitOk;
+  Home resolve_home() const;
+};
+
+// coop init, up, down, status, logs
+void add_shard_commands(CLI::App& app, Globals& globals);
+// Hidden: coop __generate completion bash|zsh|fish, coop __generate man
+void add_generate_commands(CLI::App& app);
+
+}  // namespace coop::cli

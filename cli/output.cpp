@@ -1,0 +1,76 @@
+// Tables, colours and JSON for the coop CLI.
+#include "cli/output.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+namespace coop::cli {
+
+bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
+bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+std::string paint(const std::string& text, Colour colour) {
+  static const bool enabled = stdout_is_terminal() && std::getenv("NO_COLOR") == nullptr;
+  if (!enabled || colour == Colour::none) return text;
+  const char* code = colour == Colour::green ? "32" : colour == Colour::yellow ? "33" : colour == Colour::red ? "31" : "2";
+  return std::string("\033[") + code + "m" + text + "\033[0m";
+}
+
+Colour state_colour(const std::string& state) {
+  if (state == "running") return Colour::green;
+  if (state == "starting" || state == "stopping") return Colour::yellow;
+  if (state == "backoff" || state == "failed") return Colour::red;
+  return Colour::dim;
+}
+
+std::string format_duration(double seconds) {
+  const auto s = static_cast<long long>(seconds);
+  char out[32];
+  if (s < 60)
+    std::snprintf(out, sizeof out, "%llds", s);
+  else if (s < 3600)
+    std::snprintf(out, sizeof out, "%lldm%02llds", s / 60, s % 60);
+  else if (s < 86400)
+    std::snprintf(out, sizeof out, "%lldh%02lldm", s / 3600, (s % 3600) / 60);
+  else
+    std::snprintf(out, sizeof out, "%lldd%02lldh", s / 86400, (s % 86400) / 3600);
+  return out;
+}
+
+Table::Table(std::vector<std::string> headers) : headers_(std::move(headers)) {}
+
+void Table::add_row(std::vector<std::string> cells, std::vector<Colour> colours) {
+  cells.resize(headers_.size());
+  colours.resize(headers_.size(), Colour::none);
+  rows_.push_back(std::move(cells));
+  colours_.push_back(std::move(colours));
+}
+
+void Table::print() const {
+  std::vector<std::size_t> width(headers_.size());
+  for (std::size_t i = 0; i < headers_.size(); ++i) width[i] = headers_[i].size();
+  for (const auto& row : rows_)
+    for (std::size_t i = 0; i < row.size(); ++i) width[i] = std::max(width[i], row[i].size());
+  auto line = [&](const std::vector<std::string>& cells, const std::vector<Colour>* colours) {
+    std::string out;
+    for (std::size_t i = 0; i < cells.size(); ++i) {
+      const bool last = i + 1 == cells.size();
+      std::string cell = cells[i];
+      if (!last) cell.append(width[i] - cells[i].size() + 2, ' ');
+      out += colours ? paint(cell, (*colours)[i]) : cell;
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    std::cout << out << '\n';
+  };
+  line(headers_, nullptr);
+  for (std::size_t r = 0; r < rows_.size(); ++r) line(rows_[r], &colours_[r]);
+}
+
+void print_json(const nlohmann::json& value) { std::cout << value.dump(2) << '\n'; }
+
+}  // namespace coop::cli

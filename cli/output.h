@@ -1,0 +1,38 @@
+// Output for people (aligned tables, colour on a terminal) and for scripts (--json).
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+#include <vector>
+
+namespace coop::cli {
+
+bool stdout_is_terminal();
+bool stderr_is_terminal();
+
+// Wraps text in an ANSI colour when stdout is a terminal and NO_COLOR is unset.
+enum class Colour { none, green, yellow, red, dim };
+std::string paint(const std::string& text, Colour colour);
+Colour state_colour(const std::string& state);
+
+// "3s", "4m12s", "2h05m", "3d04h".
+std::string format_duration(double seconds);
+
+class Table {
+ public:
+  explicit Table(std::vector<std::string> headers);
+  // colours[i] applies to cell i (none by default).
+  void add_row(std::vector<std::string> cells, std::vector<Colour> colours = {});
+  void print() const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<std::vector<std::string>> rows_;
+  std::vector<std::vector<Colour>> colours_;
+};
+
+// Stable, indented JSON on stdout.
+void print_json(const nlohmann::json& value);
+
+}  // namespace coop::cli

@@ -1,0 +1,422 @@
+// coop init, up, down, status, logs: the shard's lifecycle.
+#include <CLI/CLI.hpp>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <deque>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "common/config.h"
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/paths.h"
+#include "common/tls_cert.h"
+
+namespace coop::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr uint16_t kDefaultBasePort = 8400;
+// The default listeners span base_port .. base_port + 11.
+constexpr int kListenerSpan = 12;
+
+fs::path own_bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+
+// The supervisor's /v1/status, or coop::Error("not_running") naming the shard.
+nlohmann::json supervisor_status(const Home& home) {
+  if (!fs::exists(home.config_file()))
+    throw Error("not_a_shard", home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
+  try {
+    control::Client client(home.socket("supervisor"));
+    auto response = client.request("GET", "/v1/status", {}, milliseconds(5000));
+    response.throw_if_error();
+    return response.json();
+  } catch (const Error& e) {
+    if (e.code() == "not_running")
+      throw Error("not_running", "coop is not running in " + home.root().string(), 503);
+    throw;
+  }
+}
+
+bool all_healthy(const nlohmann::json& status) {
+  for (const auto& w : status.value("workers", nlohmann::json::array()))
+    if (w.value("state", "") != "running") return false;
+  return true;
+}
+
+std::string listener_text(const nlohmann::json& worker) {
+  std::string text;
+  for (const auto& l : worker.value("listeners", nlohmann::json::array())) {
+    if (!text.empty()) text += ' ';
+    text += l.value("url", "");
+  }
+  return text.empty() ? "-" : text;
+}
+
+void print_status_table(const nlohmann::json& status) {
+  std::cout << "coop " << status.value("version", "") << " · " << status.value("domain", "") << " · "
+            << status.value("home", "") << " · supervisor pid " << status.value("pid", 0) << ", up "
+            << format_duration(status.value("uptime_s", 0.0)) << "\n\n";
+  Table table({"WORKER", "STATE", "PID", "UPTIME", "RESTARTS", "LISTENERS"});
+  for (const auto& w : status.value("workers", nlohmann::json::array())) {
+    const std::string state = w.value("state", "");
+    const bool has_pid = w.contains("pid") && w["pid"].is_number();
+    table.add_row({w.value("name", ""), state, has_pid ? std::to_string(w["pid"].get<long>()) : "-",
+                   has_pid ? format_duration(w.value("uptime_s", 0.0)) : "-", std::to_string(w.value("restarts", 0)),
+                   listener_text(w)},
+                  {Colour::none, state_colour(state)});
+  }
+  table.print();
+  if (status.value("workers", nlohmann::json::array()).empty())
+    std::cout << "(no worker binaries found beside coop-supervisor)\n";
+}
+
+// Last n lines of a file, for telling why something failed to start.
+std::vector<std::string> tail_lines(const fs::path& file, std::size_t n) {
+  std::ifstream in(file);
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(line);
+    if (lines.size() > n) lines.pop_front();
+  }
+  return {lines.begin(), lines.end()};
+}
+
+// ---- coop init ---------------------------------------------------------------------------
+
+struct InitOptions {
+  std::string domain;
+  int base_port = kDefaultBasePort;
+  bool json = false;
+};
+
+void run_init(const Globals& globals, InitOptions options) {
+  const Home home = globals.resolve_home();
+  std::transform(options.domain.begin(), options.domain.end(), options.domain.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (!is_valid_domain(options.domain))
+    throw Error("usage", "'" + options.domain + "' is not a valid domain name", 400);
+  if (options.base_port < 1024 || options.base_port + kListenerSpan - 1 > 65535)
+    throw Error("usage", "--base-port must leave room for " + std::to_string(kListenerSpan) +
+                             " ports between 1024 and 65535", 400);
+  if (fs::exists(home.config_file()))
+    throw Error("shard_exists", home.root().string() + " is already a coop shard; refusing to touch it", 409);
+
+  std::error_code ec;
+  fs::create_directories(home.root(), ec);
+  if (ec) throw Error("io_error", "cannot create " + home.root().string() + ": " + ec.message(), 500);
+  ::chmod(home.root().c_str(), 0750);
+  home.ensure_dirs();
+  // Without coop.toml this is not a shard yet: keys from an interrupted init are replaced.
+  fs::remove(home.tls_key(), ec);
+  fs::remove(home.tls_cert(), ec);
+  generate_self_signed_cert(options.domain, home.tls_key(), home.tls_cert());
+  const std::string text = render_initial_config(options.domain, static_cast<uint16_t>(options.base_port));
+  Config::parse(text, "coop.toml");  // what init writes must load
+  // coop.toml comes last: its presence is what makes the directory a shard.
+  create_file_durably(home.config_file(), text, 0640);
+
+  if (options.json) {
+    print_json({{"home", home.root().string()},
+                {"domain", options.domain},
+                {"config", home.config_file().string()},
+                {"tls_cert", home.tls_cert().string()},
+                {"base_port", options.base_port}});
+    return;
+  }
+  std::cout << "Initialised shard " << options.domain << " in " << home.root().string() << "\n"
+            << "  config  " << home.config_file().string() << "\n"
+            << "  TLS     " << home.tls_cert().string() << " (self-signed)\n"
+            << "Start it with: coop --home " << home.root().string() << " up\n";
+}
+
+// ---- coop up -----------------------------------------------------------------------------
+
+struct UpOptions {
+  bool foreground = false;
+  bool json = false;
+  int timeout_s = 0;  // 0: supervisor.start_timeout_ms plus a margin
+};
+
+volatile sig_atomic_t g_supervisor_pid = 0;
+
+void forward_signal(int signal) {
+  if (g_supervisor_pid > 0) ::kill(g_supervisor_pid, signal);
+}
+
+pid_t spawn_supervisor(const Home& home, bool foreground) {
+  const auto binary = own_bin_dir() / "coop-supervisor";
+  if (::access(binary.c_str(), X_OK) != 0)
+    throw Error("not_installed", binary.string() + " not found: coop's binaries must sit side by side", 500);
+  const std::string home_arg = home.root().string();
+  const std::string log = home.log_file("supervisor").string();
+  std::vector<std::string> args = {binary.string(), "--home", home_arg};
+  if (foreground) args.push_back("--foreground");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error("spawn_failed", std::string("cannot fork: ") + std::strerror(errno), 500);
+  if (pid > 0) return pid;
+  if (!foreground) {
+    // A daemon: its own session, no terminal, output into its log.
+    ::setsid();
+    const int null_fd = ::open("/dev/null", O_RDWR);
+    ::dup2(null_fd, 0);
+    const int log_fd = ::open(log.c_str(), O_WRONLY | O_APPEND | O_CREAT, 0640);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+  }
+  ::execv(argv[0], argv.data());
+  std::perror("coop: exec coop-supervisor");
+  ::_exit(127);
+}
+
+void run_up(Globals& globals, const UpOptions& options) {
+  const Home home = globals.resolve_home();
+  const Config config = Config::load(home.config_file());
+  try {
+    auto status = supervisor_status(home);
+    if (options.json) {
+      print_json(status);
+    } else {
+      std::cout << "coop is already running in " << home.root().string() << "\n";
+      print_status_table(status);
+    }
+    return;
+  } catch (const Error& e) {
+    if (e.code() != "not_running") throw;
+  }
+  home.ensure_dirs();
+
+  const pid_t pid = spawn_supervisor(home, options.foreground);
+  g_supervisor_pid = pid;
+  if (options.foreground) {
+    // Ctrl-C reaches the supervisor from the terminal; other signals are passed on.
+    std::signal(SIGINT, SIG_IGN);
+    std::signal(SIGQUIT, SIG_IGN);
+    std::signal(SIGTERM, forward_signal);
+    std::signal(SIGHUP, forward_signal);
+  }
+
+  const auto timeout = options.timeout_s > 0
+                           ? milliseconds(options.timeout_s * 1000)
+                           : milliseconds(config.get_int("supervisor.start_timeout_ms", 15000) + 5000);
+  const auto deadline = Clock::now() + timeout;
+  nlohmann::json status;
+  bool exited = false;
+  int wait_status = 0;
+  while (true) {
+    if (::waitpid(pid, &wait_status, WNOHANG) == pid) {
+      exited = true;
+      break;
+    }
+    try {
+      status = supervisor_status(home);
+      if (all_healthy(status)) break;
+    } catch (const Error& e) {
+      if (e.code() != "not_running") throw;
+    }
+    if (Clock::now() >= deadline) break;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+
+  if (exited) {
+    std::string why = "coop-supervisor exited before it was up";
+    if (!options.foreground) {
+      for (const auto& line : tail_lines(home.log_file("supervisor"), 5)) why += "\n  " + line;
+    }
+    throw Error("start_failed", why, 500);
+  }
+  const bool healthy = !status.is_null() && all_healthy(status);
+  if (options.json) {
+    print_json(status);
+  } else if (!status.is_null()) {
+    print_status_table(status);
+    if (healthy) std::cout << "\ncoop is up." << (options.foreground ? " Ctrl-C stops it." : "") << "\n";
+  }
+  std::cout.flush();
+  if (!healthy) {
+    std::cerr << "coop: not every worker became healthy in " << timeout.count() / 1000
+              << " s; see `coop logs WORKER`\n";
+    globals.exit_code = kExitFailed;
+    if (!options.foreground) return;
+  }
+  if (options.foreground) {
+    while (::waitpid(pid, &wait_status, 0) < 0 && errno == EINTR) {
+    }
+    g_supervisor_pid = 0;
+    const bool clean = WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0;
+    if (!options.json) std::cout << "coop stopped.\n";
+    if (!clean) globals.exit_code = kExitFailed;
+  }
+}
+
+// ---- coop down ---------------------------------------------------------------------------
+
+struct DownOptions {
+  bool json = false;
+};
+
+// A zombie has finished: only its parent (often init, which may reap late) remains to notice.
+bool process_alive(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  const auto paren = line.rfind(')');
+  return paren == std::string::npos || paren + 2 >= line.size() || line[paren + 2] != 'Z';
+}
+
+void run_down(const Globals& globals, const DownOptions& options) {
+  const Home home = globals.resolve_home();
+  const Config config = Config::load(home.config_file());
+  const auto status = supervisor_status(home);
+  const pid_t pid = status.value("pid", 0);
+  std::vector<pid_t> worker_pids;
+  for (const auto& w : status.value("workers", nlohmann::json::array()))
+    if (w.contains("pid") && w["pid"].is_number()) worker_pids.push_back(w["pid"].get<pid_t>());
+
+  control::Client client(home.socket("supervisor"));
+  client.request("POST", "/v1/shutdown").throw_if_error();
+  // The supervisor SIGKILLs workers after stop_timeout; give it that and a margin.
+  const auto deadline = Clock::now() + milliseconds(config.get_int("supervisor.stop_timeout_ms", 10000) + 5000);
+  auto anything_alive = [&] {
+    if (pid > 0 && process_alive(pid)) return true;
+    return std::any_of(worker_pids.begin(), worker_pids.end(), process_alive);
+  };
+  while (anything_alive() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
+  if (anything_alive())
+    throw Error("stop_failed", "coop did not stop in time (supervisor pid " + std::to_string(pid) + ")", 500);
+  if (options.json)
+    print_json({{"stopped", true}, {"home", home.root().string()}});
+  else
+    std::cout << "coop stopped.\n";
+}
+
+// ---- coop status -------------------------------------------------------------------------
+
+struct StatusOptions {
+  bool json = false;
+};
+
+void run_status(const Globals& globals, const StatusOptions& options) {
+  const auto status = supervisor_status(globals.resolve_home());
+  if (options.json)
+    print_json(status);
+  else
+    print_status_table(status);
+}
+
+// ---- coop logs ---------------------------------------------------------------------------
+
+struct LogsOptions {
+  std::string process;
+  int lines = 50;
+  bool follow = false;
+};
+
+void run_logs(const Globals& globals, const LogsOptions& options) {
+  const Home home = globals.resolve_home();
+  if (options.process != "supervisor" && !is_worker_name(options.process))
+    throw Error("usage", "unknown worker '" + options.process + "' (supervisor, member, room, federate, mail, dav, tiles, docs, site)", 400);
+  const auto file = home.log_file(options.process);
+  if (!fs::exists(file)) throw Error("no_log", "no log yet: " + file.string(), 404);
+  for (const auto& line : tail_lines(file, static_cast<std::size_t>(std::max(options.lines, 0))))
+    std::cout << line << '\n';
+  std::cout.flush();
+  if (!options.follow) return;
+
+  // Follow like tail -F: read what is appended; start over when the file is rotated.
+  std::ifstream in(file, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  struct stat opened {};
+  ::stat(file.c_str(), &opened);
+  std::string chunk(65536, '\0');
+  while (true) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    const auto got = in.gcount();
+    if (got > 0) {
+      std::cout.write(chunk.data(), got);
+      std::cout.flush();
+      continue;
+    }
+    in.clear();
+    struct stat now {};
+    if (::stat(file.c_str(), &now) == 0 &&
+        (now.st_ino != opened.st_ino || now.st_size < static_cast<off_t>(in.tellg()))) {
+      in.close();
+      in.open(file, std::ios::binary);
+      opened = now;
+      continue;
+    }
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+}
+
+}  // namespace
+
+void add_shard_commands(CLI::App& app, Globals& globals) {
+  {
+    auto options = std::make_shared<InitOptions>();
+    auto* cmd = app.add_subcommand("init", "Create a new shard: coop.toml, keys/ with a self-signed TLS certificate");
+    cmd->add_option("--domain", options->domain, "The shard's domain (Matrix server name, mail domain)")
+        ->required()->type_name("DOMAIN");
+    cmd->add_option("--base-port", options->base_port, "First of the 12 consecutive listener ports")
+        ->capture_default_str()->type_name("PORT");
+    cmd->add_flag("--json", options->json, "Print the result as JSON");
+    cmd->callback([&globals, options] { run_init(globals, *options); });
+  }
+  {
+    auto options = std::make_shared<UpOptions>();
+    auto* cmd = app.add_subcommand("up", "Start the supervisor and every worker; wait until all are healthy");
+    cmd->add_flag("--foreground", options->foreground, "Stay in the foreground, logging to stderr, until Ctrl-C");
+    cmd->add_option("--timeout", options->timeout_s, "Seconds to wait for health (default: start timeout + 5)")
+        ->type_name("SECONDS");
+    cmd->add_flag("--json", options->json, "Print the final status as JSON");
+    cmd->callback([&globals, options] { run_up(globals, *options); });
+  }
+  {
+    auto options = std::make_shared<DownOptions>();
+    auto* cmd = app.add_subcommand("down", "Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor");
+    cmd->add_flag("--json", options->json, "Print the result as JSON");
+    cmd->callback([&globals, options] { run_down(globals, *options); });
+  }
+  {
+    auto options = std::make_shared<StatusOptions>();
+    auto* cmd = app.add_subcommand("status", "Show each worker's state, pid, uptime, restarts and listeners");
+    cmd->add_flag("--json", options->json, "Print the supervisor's status as JSON");
+    cmd->callback([&globals, options] { run_status(globals, *options); });
+  }
+  {
+    auto options = std::make_shared<LogsOptions>();
+    auto* cmd = app.add_subcommand("logs", "Print a worker's log (log/WORKER.log)");
+    cmd->add_option("worker", options->process, "supervisor, member, room, federate, mail, dav, tiles, docs or site")
+        ->required()->type_name("WORKER");
+    cmd->add_option("-n,--lines", options->lines, "How many lines from the end")->capture_default_str();
+    cmd->add_flag("-f,--follow", options->follow, "Keep printing what is appended");
+    cmd->callback([&globals, options] { run_logs(globals, *options); });
+  }
+}
+
+}  // namespace coop::cli

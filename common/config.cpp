@@ -1,0 +1,225 @@
+// Loads and validates coop.toml with toml++.
+#include "common/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/paths.h"
+
+namespace coop {
+
+struct Config::Tables {
+  toml::table root;
+};
+
+namespace {
+
+// Every listener coop's workers will have, with its offset from --base-port. Production
+// ports (25, 143, 993, 8448...) are a config edit away; defaults stay unprivileged.
+struct ListenerDefault {
+  const char* worker;
+  const char* name;
+  const char* scheme;
+  int offset;
+};
+constexpr ListenerDefault kListenerDefaults[] = {
+    {"room", "client", "http", 0},       {"federate", "federation", "https", 1},
+    {"mail", "smtp", "smtp", 2},         {"mail", "submission", "smtp", 3},
+    {"mail", "submissions", "smtps", 4}, {"mail", "imap", "imap", 5},
+    {"mail", "imaps", "imaps", 6},       {"mail", "jmap", "http", 7},
+    {"dav", "http", "http", 8},          {"tiles", "http", "http", 9},
+    {"docs", "http", "http", 10},        {"site", "http", "http", 11},
+};
+
+[[noreturn]] void invalid(const std::string& what) { throw Error("config_invalid", what, 400); }
+
+std::string where(const std::string& source, const toml::source_region& region) {
+  std::ostringstream out;
+  out << source << ':' << region.begin.line << ':' << region.begin.column;
+  return out.str();
+}
+
+}  // namespace
+
+std::string ListenerConfig::url() const {
+  const bool v6 = address.find(':') != std::string::npos;
+  return scheme + "://" + (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+}
+
+Config::Config(std::unique_ptr<Tables> tables) : tables_(std::move(tables)) {}
+Config::Config(Config&&) noexcept = default;
+Config& Config::operator=(Config&&) noexcept = default;
+Config::~Config() = default;
+
+Config Config::load(const std::filesystem::path& file) {
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec))
+    throw Error("not_a_shard", file.string() + " not found: run `coop init` first", 404);
+  auto tables = std::make_unique<Tables>();
+  try {
+    tables->root = toml::parse_file(file.string());
+  } catch (const toml::parse_error& e) {
+    invalid(where(file.string(), e.source()) + ": " + std::string(e.description()));
+  }
+  Config config(std::move(tables));
+  config.validate(file.string());
+  return config;
+}
+
+Config Config::parse(std::string_view text, const std::string& source_name) {
+  auto tables = std::make_unique<Tables>();
+  try {
+    tables->root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    invalid(where(source_name, e.source()) + ": " + std::string(e.description()));
+  }
+  Config config(std::move(tables));
+  config.validate(source_name);
+  return config;
+}
+
+void Config::validate(const std::string& source) {
+  const auto& root = tables_->root;
+  auto domain = root.at_path("shard.domain");
+  if (!domain) invalid(source + ": shard.domain is missing");
+  if (!domain.is_string()) invalid(where(source, domain.node()->source()) + ": shard.domain must be a string");
+  domain_ = domain.value<std::string>().value();
+  if (!is_valid_domain(domain_))
+    invalid(where(source, domain.node()->source()) + ": shard.domain '" + domain_ + "' is not a valid domain name");
+
+  if (auto workers = root["workers"]; workers) {
+    if (!workers.is_table()) invalid(where(source, workers.node()->source()) + ": [workers] must be a table");
+    for (const auto& [name, node] : *workers.as_table()) {
+      if (!is_worker_name(name.str()))
+        invalid(where(source, node.source()) + ": unknown worker '" + std::string(name.str()) + "'");
+      if (!node.is_table()) invalid(where(source, node.source()) + ": workers." + std::string(name.str()) + " must be a table");
+    }
+  }
+  // Parse every listener now, so a bad port fails `coop up`, not a worker minutes later.
+  for (auto name : kWorkerNames) listeners(name);
+}
+
+namespace {
+
+toml::node_view<const toml::node> lookup(const toml::table& root, std::string_view key) {
+  return root.at_path(key);
+}
+
+[[noreturn]] void wrong_type(std::string_view key, const toml::node& node, const char* want) {
+  std::ostringstream out;
+  out << "coop.toml:" << node.source().begin.line << ':' << node.source().begin.column << ": "
+      << key << " must be " << want;
+  invalid(out.str());
+}
+
+}  // namespace
+
+std::string Config::get_string(std::string_view key, const std::string& fallback) const {
+  auto node = lookup(tables_->root, key);
+  if (!node) return fallback;
+  if (!node.is_string()) wrong_type(key, *node.node(), "a string");
+  return node.value<std::string>().value();
+}
+
+int64_t Config::get_int(std::string_view key, int64_t fallback) const {
+  auto node = lookup(tables_->root, key);
+  if (!node) return fallback;
+  if (!node.is_integer()) wrong_type(key, *node.node(), "an integer");
+  return node.value<int64_t>().value();
+}
+
+bool Config::get_bool(std::string_view key, bool fallback) const {
+  auto node = lookup(tables_->root, key);
+  if (!node) return fallback;
+  if (!node.is_boolean()) wrong_type(key, *node.node(), "true or false");
+  return node.value<bool>().value();
+}
+
+bool Config::worker_enabled(std::string_view worker) const {
+  return get_bool("workers." + std::string(worker) + ".enabled", true);
+}
+
+std::vector<ListenerConfig> Config::listeners(std::string_view worker) const {
+  std::vector<ListenerConfig> result;
+  const std::string prefix = "workers." + std::string(worker) + ".listen";
+  auto table_node = lookup(tables_->root, prefix);
+  if (!table_node) return result;
+  if (!table_node.is_table()) wrong_type(prefix, *table_node.node(), "a table");
+  for (const auto& [name, node] : *table_node.as_table()) {
+    const std::string key = prefix + "." + std::string(name.str());
+    const auto* entry = node.as_table();
+    if (!entry) wrong_type(key, node, "a table { address, port, scheme }");
+    ListenerConfig listener;
+    listener.name = std::string(name.str());
+    listener.address = entry->get_as<std::string>("address") ? entry->get_as<std::string>("address")->get() : "";
+    listener.scheme = entry->get_as<std::string>("scheme") ? entry->get_as<std::string>("scheme")->get() : "";
+    const auto* port = entry->get_as<int64_t>("port");
+    if (listener.address.empty()) wrong_type(key + ".address", node, "an IP address");
+    if (listener.scheme.empty()) wrong_type(key + ".scheme", node, "a URL scheme");
+    if (!port || port->get() < 1 || port->get() > 65535) wrong_type(key + ".port", node, "a port from 1 to 65535");
+    listener.port = static_cast<uint16_t>(port->get());
+    result.push_back(std::move(listener));
+  }
+  // TOML tables have no order; ports give a stable, natural one.
+  std::sort(result.begin(), result.end(), [](const auto& a, const auto& b) { return a.port < b.port; });
+  return result;
+}
+
+bool is_valid_domain(std::string_view domain) {
+  // RFC 1123 2.1 labels: letters, digits, hyphens, not starting or ending with a hyphen.
+  if (domain.empty() || domain.size() > 253) return false;
+  std::size_t label = 0;
+  char prev = '.';
+  for (char c : domain) {
+    if (c == '.') {
+      if (label == 0 || prev == '-') return false;
+      label = 0;
+    } else {
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+      if (!ok || (label == 0 && c == '-') || ++label > 63) return false;
+    }
+    prev = c;
+  }
+  return label > 0 && prev != '-';
+}
+
+std::string render_initial_config(const std::string& domain, uint16_t base_port) {
+  std::ostringstream out;
+  out << "# coop shard configuration, written by `coop init`. Edit, then `coop down && coop up`.\n"
+         "\n"
+         "[shard]\n"
+         "domain = \"" << domain << "\"\n"
+         "\n"
+         "[log]\n"
+         "level = \"info\"            # trace, debug, info, warn, error\n"
+         "\n"
+         "[control]\n"
+         "max_body_bytes = 1048576   # largest request body on a control socket\n"
+         "idle_timeout_ms = 30000    # a control connection idle this long is closed\n"
+         "max_connections = 256\n"
+         "\n"
+         "[supervisor]\n"
+         "stop_timeout_ms = 10000    # SIGTERM, then SIGKILL after this long\n"
+         "start_timeout_ms = 15000   # a worker not healthy after this long counts as failed\n"
+         "backoff_initial_ms = 500   # restart delay after a crash, doubling\n"
+         "backoff_max_ms = 30000\n"
+         "stable_after_ms = 10000    # a worker up this long gets its backoff reset\n"
+         "\n"
+         "[workers.member]\n"
+         "enabled = true\n";
+  const char* current = nullptr;
+  for (const auto& d : kListenerDefaults) {
+    if (!current || std::string_view(current) != d.worker) {
+      current = d.worker;
+      out << "\n[workers." << d.worker << "]\nenabled = true\n\n[workers." << d.worker << ".listen]\n";
+    }
+    out << d.name << " = { address = \"127.0.0.1\", port = " << base_port + d.offset
+        << ", scheme = \"" << d.scheme << "\" }\n";
+  }
+  return out.str();
+}
+
+}  // namespace coop

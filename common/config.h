@@ -1,0 +1,58 @@
+// coop.toml: the shard's configuration, written by `coop init` and edited by people.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coop {
+
+// One public listener of a worker, e.g. room's "client" on http://127.0.0.1:8400.
+struct ListenerConfig {
+  std::string name;     // "client", "smtp", "imaps"...
+  std::string address;  // "127.0.0.1", "::1", "0.0.0.0"
+  uint16_t port = 0;
+  std::string scheme;   // URL scheme: http, https, smtp, smtps, imap, imaps
+  std::string url() const;
+};
+
+class Config {
+ public:
+  // Throws coop::Error("config_invalid", "<file>:<line>:<col>: <what>") on bad input.
+  static Config load(const std::filesystem::path& file);
+  static Config parse(std::string_view text, const std::string& source_name);
+
+  Config(Config&&) noexcept;
+  Config& operator=(Config&&) noexcept;
+  ~Config();
+
+  const std::string& domain() const { return domain_; }
+
+  // Dotted keys ("supervisor.stop_timeout"); the default when the key is absent,
+  // coop::Error when present with the wrong type.
+  std::string get_string(std::string_view key, const std::string& fallback) const;
+  int64_t get_int(std::string_view key, int64_t fallback) const;
+  bool get_bool(std::string_view key, bool fallback) const;
+
+  bool worker_enabled(std::string_view worker) const;
+  std::vector<ListenerConfig> listeners(std::string_view worker) const;
+
+ private:
+  struct Tables;
+  explicit Config(std::unique_ptr<Tables> tables);
+  void validate(const std::string& source_name);
+
+  std::unique_ptr<Tables> tables_;
+  std::string domain_;
+};
+
+// The coop.toml `coop init` writes: every listener on 127.0.0.1 from base_port upwards.
+std::string render_initial_config(const std::string& domain, uint16_t base_port);
+
+// Domain names as coop accepts them for a shard (RFC 1123 host names, lowercase).
+bool is_valid_domain(std::string_view domain);
+
+}  // namespace coop

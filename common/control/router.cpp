@@ -1,0 +1,161 @@
+// Control API routing, error mapping and the request helpers.
+#include "common/control/router.h"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace coop::control {
+
+namespace {
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 2.1 percent-decoding; '+' is a space in query strings (HTML forms, curl -G).
+bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%') {
+      if (i + 2 >= in.size()) return false;
+      const int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      out.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else if (in[i] == '+' && plus_is_space) {
+      out.push_back(' ');
+    } else {
+      out.push_back(in[i]);
+    }
+  }
+  return true;
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> segments;
+  std::size_t start = 1;
+  while (start <= path.size()) {
+    const auto end = path.find('/', start);
+    const auto piece = path.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+    if (!piece.empty()) segments.emplace_back(piece);
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return segments;
+}
+
+}  // namespace
+
+bool parse_target(std::string_view target, Request& request) {
+  if (target.empty() || target.front() != '/') return false;
+  request.target = std::string(target);
+  const auto question = target.find('?');
+  if (!percent_decode(target.substr(0, question), false, request.path)) return false;
+  request.query.clear();
+  if (question == std::string_view::npos) return true;
+  auto rest = target.substr(question + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const auto pair = rest.substr(0, amp);
+    const auto eq = pair.find('=');
+    std::string key, value;
+    if (!percent_decode(pair.substr(0, eq), true, key)) return false;
+    if (eq != std::string_view::npos && !percent_decode(pair.substr(eq + 1), true, value)) return false;
+    if (!key.empty()) request.query[key] = value;
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return true;
+}
+
+std::string Request::query_value(std::string_view key, const std::string& fallback) const {
+  auto it = query.find(std::string(key));
+  return it == query.end() ? fallback : it->second;
+}
+
+std::string Request::param(std::string_view key) const {
+  auto it = params.find(std::string(key));
+  return it == params.end() ? std::string() : it->second;
+}
+
+nlohmann::json Request::json() const {
+  if (body.empty()) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(body);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw Error("bad_json", std::string("request body is not JSON: ") + e.what(), 400);
+  }
+}
+
+Response Response::json(const nlohmann::json& value, int status) {
+  return Response{status, value.dump(), "application/json"};
+}
+
+Response Response::error(const Error& error) { return Response::error(error.code(), error.what(), error.status()); }
+
+Response Response::error(std::string_view code, std::string_view message, int status) {
+  return Response{status, error_body(code, message), "application/json"};
+}
+
+void Router::add(std::string method, std::string pattern, Handler handler, std::string summary) {
+  add_async(std::move(method), std::move(pattern),
+            [handler = std::move(handler)](const Request& request, Reply reply) { reply(handler(request)); },
+            std::move(summary));
+}
+
+void Router::add_async(std::string method, std::string pattern, AsyncHandler handler, std::string summary) {
+  routes_.push_back(Route{std::move(method), split_path(pattern), pattern, std::move(summary), std::move(handler)});
+}
+
+bool Router::match(const Route& route, const std::vector<std::string>& segments, Request& request) {
+  if (route.segments.size() != segments.size()) return false;
+  std::map<std::string, std::string> params;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const auto& want = route.segments[i];
+    if (want.size() > 2 && want.front() == '{' && want.back() == '}')
+      params[want.substr(1, want.size() - 2)] = segments[i];
+    else if (want != segments[i])
+      return false;
+  }
+  request.params = std::move(params);
+  return true;
+}
+
+void Router::dispatch(Request request, Reply reply) const {
+  const auto segments = split_path(request.path);
+  bool path_known = false;
+  for (const auto& route : routes_) {
+    if (!match(route, segments, request)) continue;
+    path_known = true;
+    const bool same = route.method == request.method || (route.method == "GET" && request.method == "HEAD");
+    if (!same) continue;
+    try {
+      route.handler(request, reply);
+    } catch (const Error& e) {
+      reply(Response::error(e));
+    } catch (const std::exception& e) {
+      spdlog::error("{} {}: {}", request.method, request.path, e.what());
+      reply(Response::error("internal", e.what(), 500));
+    }
+    return;
+  }
+  if (path_known)
+    reply(Response::error("method_not_allowed", request.method + " is not allowed on " + request.path, 405));
+  else
+    reply(Response::error("not_found", "no such resource: " + request.path, 404));
+}
+
+nlohmann::json Router::describe() const {
+  auto list = nlohmann::json::array();
+  for (const auto& route : routes_)
+    list.push_back({{"method", route.method}, {"path", route.pattern}, {"summary", route.summary}});
+  return list;
+}
+
+}  // namespace coop::control

@@ -1,0 +1,14 @@
+// Serialises coop::Error into the control API's error shape.
+#include "common/error.h"
+
+#include <nlohmann/json.hpp>
+
+namespace coop {
+
+std::string error_body(std::string_view code, std::string_view message) {
+  nlohmann::json body;
+  body["error"] = {{"code", code}, {"message", message}};
+  return body.dump();
+}
+
+}  // namespace coop

@@ -1,0 +1,172 @@
+// SQLite RAII wrappers and the migration runner.
+#include "common/sqlite.h"
+
+#include <spdlog/spdlog.h>
+
+#include "common/error.h"
+
+namespace coop::sqlite {
+
+namespace {
+[[noreturn]] void fail(sqlite3* db, const std::string& what) {
+  const int code = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
+  const std::string message = what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
+  if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+    throw Error("database_busy", message, 503);
+  if ((code & 0xff) == SQLITE_CONSTRAINT) throw Error("constraint", message, 409);
+  throw Error("database_error", message, 500);
+}
+}  // namespace
+
+Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
+  if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
+                         &stmt_, nullptr) != SQLITE_OK)
+    fail(db, "prepare '" + std::string(sql) + "'");
+}
+
+Statement::~Statement() { sqlite3_finalize(stmt_); }
+
+Statement& Statement::bind(int index, int64_t value) {
+  if (sqlite3_bind_int64(stmt_, index, value) != SQLITE_OK) fail(db_, "bind");
+  return *this;
+}
+Statement& Statement::bind(int index, double value) {
+  if (sqlite3_bind_double(stmt_, index, value) != SQLITE_OK) fail(db_, "bind");
+  return *this;
+}
+Statement& Statement::bind(int index, std::string_view text) {
+  if (sqlite3_bind_text64(stmt_, index, text.data(), text.size(), SQLITE_TRANSIENT, SQLITE_UTF8) != SQLITE_OK)
+    fail(db_, "bind");
+  return *this;
+}
+Statement& Statement::bind_blob(int index, std::string_view bytes) {
+  if (sqlite3_bind_blob64(stmt_, index, bytes.data(), bytes.size(), SQLITE_TRANSIENT) != SQLITE_OK)
+    fail(db_, "bind");
+  return *this;
+}
+Statement& Statement::bind_null(int index) {
+  if (sqlite3_bind_null(stmt_, index) != SQLITE_OK) fail(db_, "bind");
+  return *this;
+}
+
+bool Statement::step() {
+  const int rc = sqlite3_step(stmt_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  const std::string sql = sqlite3_sql(stmt_) ? sqlite3_sql(stmt_) : "";
+  sqlite3_reset(stmt_);
+  fail(db_, "step '" + sql + "'");
+}
+
+void Statement::run() {
+  while (step()) {
+  }
+  reset();
+}
+
+void Statement::reset() {
+  sqlite3_reset(stmt_);
+  sqlite3_clear_bindings(stmt_);
+}
+
+int64_t Statement::column_int64(int column) const { return sqlite3_column_int64(stmt_, column); }
+double Statement::column_double(int column) const { return sqlite3_column_double(stmt_, column); }
+std::string Statement::column_text(int column) const {
+  const auto* text = sqlite3_column_text(stmt_, column);
+  return text ? std::string(reinterpret_cast<const char*>(text), sqlite3_column_bytes(stmt_, column))
+              : std::string();
+}
+std::optional<std::string> Statement::column_optional_text(int column) const {
+  if (column_is_null(column)) return std::nullopt;
+  return column_text(column);
+}
+bool Statement::column_is_null(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_NULL;
+}
+
+std::unique_ptr<Database> Database::open(const std::filesystem::path& file, OpenOptions options) {
+  sqlite3* raw = nullptr;
+  const int flags = (options.read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+                    SQLITE_OPEN_NOMUTEX;
+  if (sqlite3_open_v2(file.c_str(), &raw, flags, nullptr) != SQLITE_OK) {
+    const std::string message = raw ? sqlite3_errmsg(raw) : "out of memory";
+    sqlite3_close_v2(raw);
+    throw Error("database_error", "cannot open " + file.string() + ": " + message, 500);
+  }
+  std::unique_ptr<Database> db(new Database(raw));
+  sqlite3_extended_result_codes(raw, 1);
+  sqlite3_busy_timeout(raw, options.busy_timeout_ms);
+  if (!options.read_only) {
+    db->exec("PRAGMA journal_mode=WAL");
+    db->exec("PRAGMA synchronous=FULL");
+  }
+  db->exec("PRAGMA foreign_keys=ON");
+  return db;
+}
+
+Database::~Database() {
+  cache_.clear();  // statements must be finalized before the connection closes
+  sqlite3_close_v2(db_);
+}
+
+void Database::exec(std::string_view sql) {
+  const std::string text(sql);
+  if (sqlite3_exec(db_, text.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK)
+    fail(db_, "exec '" + text.substr(0, 80) + "'");
+}
+
+Statement& Database::prepare(std::string_view sql) {
+  auto it = cache_.find(sql);
+  if (it == cache_.end())
+    it = cache_.emplace(std::string(sql), std::make_unique<Statement>(db_, sql)).first;
+  else
+    it->second->reset();
+  return *it->second;
+}
+
+int Database::schema_version() {
+  auto& stmt = prepare("PRAGMA user_version");
+  stmt.step();
+  const int version = static_cast<int>(stmt.column_int64(0));
+  stmt.reset();
+  return version;
+}
+
+void Database::migrate(std::span<const Migration> migrations) {
+  int expected = 1;
+  for (const auto& m : migrations) {
+    if (m.version != expected++)
+      throw Error("internal", "migrations must be numbered 1, 2, 3... without gaps", 500);
+  }
+  const int current = schema_version();
+  const int latest = static_cast<int>(migrations.size());
+  if (current > latest)
+    throw Error("schema_too_new",
+                "database schema version " + std::to_string(current) + " is newer than this coop (" +
+                    std::to_string(latest) + "); refusing to touch it",
+                500);
+  for (const auto& m : migrations) {
+    if (m.version <= current) continue;
+    Transaction tx(*this);
+    exec(m.sql);
+    exec("PRAGMA user_version = " + std::to_string(m.version));
+    tx.commit();
+    spdlog::info("database migrated to schema version {}", m.version);
+  }
+}
+
+int64_t Database::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+int Database::changes() const { return sqlite3_changes(db_); }
+
+Transaction::Transaction(Database& db) : db_(db) { db_.exec("BEGIN IMMEDIATE"); }
+
+Transaction::~Transaction() {
+  if (!done_) sqlite3_exec(db_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Transaction::commit() {
+  db_.exec("COMMIT");
+  done_ = true;
+}
+
+}  // namespace coop::sqlite

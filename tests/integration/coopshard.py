@@ -1,0 +1,136 @@
+"""A real coop shard in a temp dir for integration tests: init, run the CLI, clean up always."""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port_block(count):
+    """A base port with `count` consecutive free ports on 127.0.0.1."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - count)
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no block of free ports")
+
+
+def wait_for(predicate, timeout=30.0, what="condition"):
+    """Polls predicate until it returns something truthy; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Shard:
+    def __init__(self, bin_dir, domain="coop.test"):
+        self.bin_dir = os.path.abspath(bin_dir)
+        self.coop_bin = os.path.join(self.bin_dir, "coop")
+        self.dir = tempfile.mkdtemp(prefix="coop-it-")
+        self.home = os.path.join(self.dir, "home")
+        self.domain = domain
+        self.base_port = free_port_block(12)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.cleanup()
+
+    def coop(self, *args, expect=0, timeout=90, env=None, input=None):
+        """Runs `coop --home HOME args...`; checks the exit code unless expect is None."""
+        cmd = [self.coop_bin, "--home", self.home, *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, input=input)
+        if expect is not None and result.returncode != expect:
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {result.returncode}, expected {expect}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def json(self, *args):
+        return json.loads(self.coop(*args, "--json").stdout)
+
+    def init(self):
+        return self.coop("init", "--domain", self.domain, "--base-port", str(self.base_port))
+
+    def processes(self):
+        """Pids of every live process whose command line names this shard's home."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().split(b"\0")
+                with open(f"/proc/{entry}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z" and self.home.encode() in cmdline:
+                pids.append(int(entry))
+        return pids
+
+    def log(self, name):
+        try:
+            with open(os.path.join(self.home, "log", f"{name}.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def cleanup(self):
+        if os.path.exists(os.path.join(self.home, "run", "supervisor.sock")):
+            try:
+                subprocess.run([self.coop_bin, "--home", self.home, "down"], capture_output=True, timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if os.environ.get("COOP_KEEP_TEST_DIR"):
+            print(f"kept {self.dir}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def bin_dir_from_args():
+    args = sys.argv[1:]
+    if len(args) == 2 and args[0] == "--bin":
+        return args[1]
+    raise SystemExit("usage: test_*.py --bin BUILD/bin")
+
+
+def run_tests(tests):
+    """Runs each test function in order; prints a line per test; exits non-zero on failure."""
+    failed = 0
+    for test in tests:
+        started = time.monotonic()
+        try:
+            test()
+            print(f"ok    {test.__name__} ({time.monotonic() - started:.1f} s)")
+        except Exception:  # noqa: BLE001 -- report every failure, then go on
+            failed += 1
+            import traceback
+            print(f"FAIL  {test.__name__}")
+            traceback.print_exc()
+    sys.exit(1 if failed else 0)
