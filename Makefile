@@ -32,6 +32,7 @@ run: build
 	$(BUILD)/bin/coop --home $(HOME_DIR) up --foreground
 
 bench: build
+	@scripts/install-deps --bench
 	bench/run-all $(BUILD)/bin
 
 install: build

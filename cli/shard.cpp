@@ -253,7 +253,11 @@ void run_up(Globals& globals, const UpOptions& options) {
     print_json(status);
   } else if (!status.is_null()) {
     print_status_table(status);
-    if (healthy) std::cout << "\ncoop is up." << (options.foreground ? " Ctrl-C stops it." : "") << "\n";
+    if (healthy) {
+      std::cout << "\nControl API: curl --unix-socket " << home.socket("supervisor").string()
+                << " http://coop/v1/status\n"
+                << "coop is up." << (options.foreground ? " Ctrl-C stops it." : "") << "\n";
+    }
   }
   std::cout.flush();
   if (!healthy) {
@@ -341,17 +345,23 @@ void run_logs(const Globals& globals, const LogsOptions& options) {
   if (options.process != "supervisor" && !is_worker_name(options.process))
     throw Error("usage", "unknown worker '" + options.process + "' (supervisor, member, room, federate, mail, dav, tiles, docs, site)", 400);
   const auto file = home.log_file(options.process);
-  if (!fs::exists(file)) throw Error("no_log", "no log yet: " + file.string(), 404);
-  for (const auto& line : tail_lines(file, static_cast<std::size_t>(std::max(options.lines, 0))))
-    std::cout << line << '\n';
-  std::cout.flush();
-  if (!options.follow) return;
-
-  // Follow like tail -F: read what is appended; start over when the file is rotated.
   std::ifstream in(file, std::ios::binary);
-  in.seekg(0, std::ios::end);
+  if (!in) throw Error("no_log", "no log yet: " + file.string(), 404);
   struct stat opened {};
   ::stat(file.c_str(), &opened);
+  // One stream for the tail and the follow, so no line written in between is lost.
+  const auto keep = static_cast<std::size_t>(std::max(options.lines, 0));
+  std::deque<std::string> last;
+  for (std::string line; std::getline(in, line);) {
+    last.push_back(std::move(line));
+    if (last.size() > keep) last.pop_front();
+  }
+  for (const auto& line : last) std::cout << line << '\n';
+  std::cout.flush();
+  if (!options.follow) return;
+  in.clear();
+
+  // Follow like tail -F: print what is appended; start over when the file is rotated.
   std::string chunk(65536, '\0');
   while (true) {
     in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));

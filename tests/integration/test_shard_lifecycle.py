@@ -11,6 +11,14 @@ from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 BIN = bin_dir_from_args()
 
 
+def has_open(pid, path):
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        return any(os.readlink(os.path.join(fd_dir, fd)) == path for fd in os.listdir(fd_dir))
+    except OSError:
+        return False
+
+
 def worker(status, name):
     return next(w for w in status["workers"] if w["name"] == name)
 
@@ -66,7 +74,13 @@ def test_up_status_restart_down():
         assert stat.S_IMODE(os.stat(run_dir).st_mode) == 0o750
         assert stat.S_IMODE(os.stat(os.path.join(run_dir, "member.sock")).st_mode) == 0o660
 
-        # A crashed worker comes back, and its restart shows in status.
+        # A crashed worker comes back, and its restart shows in status; `logs -f` sees it happen.
+        follow = subprocess.Popen([shard.coop_bin, "--home", shard.home, "logs", "supervisor", "-f", "-n", "0"],
+                                  stdout=subprocess.PIPE, text=True)
+        followed = []
+        threading.Thread(target=lambda: followed.extend(iter(follow.stdout.readline, "")), daemon=True).start()
+        wait_for(lambda: has_open(follow.pid, os.path.join(shard.home, "log", "supervisor.log")),
+                 what="coop logs -f to open the log")
         os.kill(first_pid, signal.SIGKILL)
 
         def restarted():
@@ -76,6 +90,11 @@ def test_up_status_restart_down():
         assert member["restarts"] == 1
         assert "killed" in member["last_exit"].lower()
         assert "died" in shard.log("supervisor")
+        try:
+            wait_for(lambda: any("member died" in line for line in followed), what="logs -f to show the crash")
+        finally:
+            follow.kill()
+            follow.wait()
 
         # Starting twice is harmless.
         again = shard.coop("up")

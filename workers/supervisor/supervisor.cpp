@@ -315,7 +315,7 @@ void Supervisor::Impl::probe_loop() {
     net::post(io, [self = shared_from_this(), probes = std::move(probes)] { self->apply(probes); });
 
     lock.lock();
-    prober_wake.wait_for(lock, any_starting ? milliseconds(100) : milliseconds(1000));
+    prober_wake.wait_for(lock, any_starting ? milliseconds(20) : milliseconds(1000));
   }
 }
 
@@ -393,6 +393,11 @@ Supervisor::Supervisor(WorkerRuntime& runtime, fs::path bin_dir, bool foreground
   runtime.on_status([impl](nlohmann::json& status) { impl->fill_status(status); });
   runtime.on_shutdown([impl] { impl->begin_stop(); });
   runtime.drained_when([impl] { return impl->all_stopped(); });
+  // SIGHUP (logrotate, systemctl reload) reaches every worker too.
+  runtime.on_reload([impl] {
+    std::lock_guard lock(impl->mutex);
+    impl->kill_all(SIGHUP);
+  });
   runtime.set_drain_timeout(impl_->stop_timeout + milliseconds(2000));
   runtime.router().add("POST", "/v1/workers/{name}/restart", [impl](const control::Request& request) {
     std::lock_guard lock(impl->mutex);
