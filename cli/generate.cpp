@@ -46,9 +46,11 @@ CommandInfo describe(const CLI::App* app, const std::string& path) {
     if (o.positional) o.names.push_back(opt->get_name());
     o.description = opt->get_description();
     if (opt->get_items_expected_max() != 0 || o.positional) {
-      o.value = opt->get_type_name();
+      // CLI11 appends validators (":{a,b}") to the type name; the name alone reads better.
+      o.value = opt->get_type_name().substr(0, opt->get_type_name().find(':'));
       if (o.value.empty()) o.value = "VALUE";
     }
+    if (o.positional) o.names = {o.value};
     info.options.push_back(std::move(o));
   }
   for (const CLI::App* sub : app->get_subcommands([](const CLI::App*) { return true; })) {

@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.add_option("--home", globals.home, "Shard directory (default: $COOP_HOME, else ./coop-data)")
       ->type_name("DIR");
   add_shard_commands(app, globals);
+  add_member_commands(app, globals);
   add_generate_commands(app);
 
   try {

@@ -10,8 +10,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <iostream>
@@ -39,6 +41,7 @@ struct WorkerRuntime::Impl {
   net::io_context io;
   std::optional<net::executor_work_guard<net::io_context::executor_type>> work{io.get_executor()};
   control::Router router;
+  std::unique_ptr<net::thread_pool> blocking_pool;
   std::unique_ptr<control::Server> server;
   net::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
   net::steady_timer drain_timer{io};
@@ -173,6 +176,15 @@ const Config& WorkerRuntime::config() const { return impl_->config; }
 net::io_context& WorkerRuntime::io() { return impl_->io; }
 control::Router& WorkerRuntime::router() { return impl_->router; }
 
+control::Runner WorkerRuntime::blocking_runner() {
+  if (!impl_->blocking_pool) {
+    const auto cores = static_cast<int64_t>(std::max(2u, std::thread::hardware_concurrency()));
+    impl_->blocking_pool = std::make_unique<net::thread_pool>(
+        static_cast<std::size_t>(impl_->config.get_int("runtime.blocking_threads", cores)));
+  }
+  return [pool = impl_->blocking_pool.get()](std::function<void()> job) { net::post(*pool, std::move(job)); };
+}
+
 void WorkerRuntime::set_listeners(std::vector<ListenerConfig> listeners) { impl_->listeners = std::move(listeners); }
 void WorkerRuntime::on_status(std::function<void(nlohmann::json&)> fill) { impl_->status_fillers.push_back(std::move(fill)); }
 void WorkerRuntime::on_shutdown(std::function<void()> hook) { impl_->shutdown_hooks.push_back(std::move(hook)); }
@@ -203,6 +215,7 @@ int WorkerRuntime::run() {
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { impl_->io.run(); });
   impl_->io.run();
   for (auto& t : pool) t.join();
+  if (impl_->blocking_pool) impl_->blocking_pool->join();  // jobs in flight finish their commits
   impl_->server->stop();
   spdlog::info("coop-{} stopped", impl_->options.name);
   return 0;

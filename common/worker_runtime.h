@@ -41,6 +41,9 @@ class WorkerRuntime {
   const Config& config() const;
   boost::asio::io_context& io();
   control::Router& router();
+  // Runs a blocking job (SQLite writes, fsync, password hashing) on the runtime's blocking
+  // pool ([runtime] blocking_threads, default: cores, at least 2).
+  control::Runner blocking_runner();
 
   // Listeners to report in /v1/status (the bound addresses, after start).
   void set_listeners(std::vector<ListenerConfig> listeners);

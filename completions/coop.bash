@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --base-port --domain --home --lines --timeout -n "
+  local valopts=" --add-email --add-group --base-port --description --domain --email --format --group --home --label --limit --lines --name --output --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --status --timeout -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -13,24 +13,92 @@ _coop() {
       '|down') path='down' ;;
       '|status') path='status' ;;
       '|logs') path='logs' ;;
+      '|member') path='member' ;;
+      'member|add') path='member add' ;;
+      'member|list') path='member list' ;;
+      'member|show') path='member show' ;;
+      'member|set') path='member set' ;;
+      'member|passwd') path='member passwd' ;;
+      'member|suspend') path='member suspend' ;;
+      'member|reinstate') path='member reinstate' ;;
+      'member|remove') path='member remove' ;;
+      'member|import') path='member import' ;;
+      'member|export') path='member export' ;;
+      'member|group') path='member group' ;;
+      'member|app-password') path='member app-password' ;;
+      'member|verify') path='member verify' ;;
+      'member|events') path='member events' ;;
+      'member|audit') path='member audit' ;;
+      'member group|add') path='member group add' ;;
+      'member group|remove') path='member group remove' ;;
+      'member group|list') path='member group list' ;;
+      'member group|members') path='member group members' ;;
+      'member app-password|add') path='member app-password add' ;;
+      'member app-password|list') path='member app-password list' ;;
+      'member app-password|revoke') path='member app-password revoke' ;;
     esac
   done
   case "$prev" in
+    --add-email) COMPREPLY=(); return ;;
+    --add-group) COMPREPLY=(); return ;;
     --base-port) COMPREPLY=(); return ;;
+    --description) COMPREPLY=(); return ;;
     --domain) COMPREPLY=(); return ;;
+    --email) COMPREPLY=(); return ;;
+    --format) COMPREPLY=(); return ;;
+    --group) COMPREPLY=(); return ;;
     --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --label) COMPREPLY=(); return ;;
+    --limit) COMPREPLY=(); return ;;
     --lines) COMPREPLY=(); return ;;
+    --name) COMPREPLY=(); return ;;
+    --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --parent) COMPREPLY=(); return ;;
+    --protocol) COMPREPLY=(); return ;;
+    --quota) COMPREPLY=(); return ;;
+    --reason) COMPREPLY=(); return ;;
+    --remove-email) COMPREPLY=(); return ;;
+    --remove-group) COMPREPLY=(); return ;;
+    --role) COMPREPLY=(); return ;;
+    --scope) COMPREPLY=(); return ;;
+    --since) COMPREPLY=(); return ;;
+    --source) COMPREPLY=(); return ;;
+    --status) COMPREPLY=(); return ;;
     --timeout) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
+    -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs' ;;
+    '') words='--help --version --home init up down status logs member' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
     'status') words='--help --json' ;;
     'logs') words='--help supervisor member room federate mail dav tiles docs site --lines --follow' ;;
+    'member') words='--help add list show set passwd suspend reinstate remove import export group app-password verify events audit' ;;
+    'member add') words='--help --name --email --group --role --quota --password-stdin --generate-password --json' ;;
+    'member list') words='--help --status --group --json' ;;
+    'member show') words='--help --json' ;;
+    'member set') words='--help --name --email --add-email --remove-email --role --quota --add-group --remove-group --json' ;;
+    'member passwd') words='--help --password-stdin --generate-password --json' ;;
+    'member suspend') words='--help --reason --json' ;;
+    'member reinstate') words='--help --json' ;;
+    'member remove') words='--help --purge --json' ;;
+    'member import') words='--help --json' ;;
+    'member export') words='--help --format --status --output' ;;
+    'member group') words='--help add remove list members' ;;
+    'member group add') words='--help --parent --description --json' ;;
+    'member group remove') words='--help --json' ;;
+    'member group list') words='--help --json' ;;
+    'member group members') words='--help --direct --json' ;;
+    'member app-password') words='--help add list revoke' ;;
+    'member app-password add') words='--help --label --scope --json' ;;
+    'member app-password list') words='--help --json' ;;
+    'member app-password revoke') words='--help --label --json' ;;
+    'member verify') words='--help --protocol --source --json' ;;
+    'member events') words='--help --since --follow --json' ;;
+    'member audit') words='--help --limit --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -113,6 +113,25 @@ void Router::add_async(std::string method, std::string pattern, AsyncHandler han
   routes_.push_back(Route{std::move(method), split_path(pattern), pattern, std::move(summary), std::move(handler)});
 }
 
+void Router::add_blocking(std::string method, std::string pattern, Runner runner, Handler handler,
+                          std::string summary) {
+  add_async(
+      std::move(method), std::move(pattern),
+      [runner = std::move(runner), handler = std::move(handler)](const Request& request, Reply reply) {
+        runner([handler, request, reply] {
+          try {
+            reply(handler(request));
+          } catch (const Error& e) {
+            reply(Response::error(e));
+          } catch (const std::exception& e) {
+            spdlog::error("{} {}: {}", request.method, request.path, e.what());
+            reply(Response::error("internal", e.what(), 500));
+          }
+        });
+      },
+      std::move(summary));
+}
+
 bool Router::match(const Route& route, const std::vector<std::string>& segments, Request& request) {
   if (route.segments.size() != segments.size()) return false;
   std::map<std::string, std::string> params;

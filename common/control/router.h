@@ -17,11 +17,17 @@ using Reply = std::function<void(Response)>;
 using Handler = std::function<Response(const Request&)>;
 // A handler that answers later (long-poll): it calls reply exactly once, from any thread.
 using AsyncHandler = std::function<void(const Request&, Reply)>;
+// Runs a job elsewhere (a worker's blocking pool), so SQLite commits, fsyncs and password
+// hashing never stall the connections' event loop.
+using Runner = std::function<void(std::function<void()>)>;
 
 class Router {
  public:
   void add(std::string method, std::string pattern, Handler handler, std::string summary = {});
   void add_async(std::string method, std::string pattern, AsyncHandler handler, std::string summary = {});
+  // A handler that blocks: it runs through runner and its response (or error) is sent from there.
+  void add_blocking(std::string method, std::string pattern, Runner runner, Handler handler,
+                    std::string summary = {});
 
   // Calls the matching handler; 404 for an unknown path, 405 for a known path with
   // another method. Exceptions become error responses; reply is called exactly once.

@@ -1,4 +1,4 @@
-// Wires the member registry into the worker runtime: store and control API routes.
+// Wires the member registry into the worker runtime: store, auth service, change feed, routes.
 #pragma once
 
 #include <memory>
@@ -10,6 +10,8 @@ class WorkerRuntime;
 namespace coop::member {
 
 class MemberStore;
+class AuthService;
+class EventFeed;
 
 class MemberWorker {
  public:
@@ -18,6 +20,8 @@ class MemberWorker {
 
  private:
   std::unique_ptr<MemberStore> store_;
+  std::unique_ptr<AuthService> auth_;
+  std::unique_ptr<EventFeed> feed_;
 };
 
 }  // namespace coop::member

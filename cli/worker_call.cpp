@@ -1,0 +1,54 @@
+// Control API calls from the CLI, with coop's error conventions.
+#include "cli/worker_call.h"
+
+#include <iostream>
+
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/paths.h"
+
+namespace coop::cli {
+
+std::string path_segment(std::string_view text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+WorkerCall::WorkerCall(const Globals& globals, std::string worker, bool json)
+    : globals_(globals), worker_(std::move(worker)), json_(json) {}
+
+std::string WorkerCall::call_raw(std::string_view method, std::string_view path, std::string_view body) {
+  const Home home = globals_.resolve_home();
+  control::ClientResponse response;
+  try {
+    control::Client client(home.socket(worker_));
+    response = client.request(method, path, body, std::chrono::seconds(300));
+  } catch (const Error& e) {
+    if (e.code() == "not_running")
+      throw Error("not_running", "coop-" + worker_ + " is not running in " + home.root().string() + " (coop up)", 503);
+    throw;
+  }
+  if (!response.ok() && json_) std::cout << response.body << '\n';
+  response.throw_if_error();
+  return response.body;
+}
+
+nlohmann::json WorkerCall::call(std::string_view method, std::string_view path, const nlohmann::json& body) {
+  const auto text = call_raw(method, path, body.is_null() ? std::string() : body.dump());
+  auto parsed = nlohmann::json::parse(text, nullptr, false);
+  if (parsed.is_discarded()) throw Error("control_failed", "coop-" + worker_ + " answered with something that is not JSON", 502);
+  return parsed;
+}
+
+}  // namespace coop::cli

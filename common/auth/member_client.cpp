@@ -1,0 +1,95 @@
+// Client side of coop-member's auth and change feed, for every worker.
+#include "common/auth/member_client.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/paths.h"
+
+namespace coop::auth {
+
+VerifiedMember verify_credentials(const Home& home, const std::string& user, const std::string& password,
+                                  const std::string& protocol, const std::string& source) {
+  control::Client client(home.socket("member"));
+  const nlohmann::json body = {{"user", user}, {"password", password}, {"protocol", protocol}, {"source", source}};
+  const auto response = client.request("POST", "/v1/auth/verify", body.dump(), std::chrono::seconds(30));
+  response.throw_if_error();
+  const auto j = response.json();
+  return VerifiedMember{j.value("handle", ""), j.value("name", ""), j.value("role", ""),
+                        j.value("groups", std::vector<std::string>{}), j.value("emails", std::vector<std::string>{}),
+                        j.value("credential", "")};
+}
+
+bool ends_sessions(const MemberEvent& event) {
+  return event.kind == "member.suspended" || event.kind == "member.removed" ||
+         event.kind == "member.password_changed" || event.kind == "app_password.revoked";
+}
+
+struct MemberEventFollower::Impl {
+  std::filesystem::path socket;
+  std::function<void(const MemberEvent&)> on_event;
+  std::atomic<int64_t> position;
+  std::mutex mutex;
+  std::condition_variable wake;
+  bool stopping = false;
+  std::thread thread;
+
+  void run() {
+    // Short polls, so the destructor never waits long; the feed answers at once on a change.
+    constexpr auto kPoll = std::chrono::milliseconds(1000);
+    auto backoff = std::chrono::milliseconds(100);
+    control::Client client(socket);
+    while (true) {
+      {
+        std::lock_guard lock(mutex);
+        if (stopping) return;
+      }
+      try {
+        const auto response = client.request(
+            "GET", "/v1/events?since=" + std::to_string(position.load()) + "&timeout_ms=" + std::to_string(kPoll.count()),
+            {}, kPoll + std::chrono::seconds(10));
+        response.throw_if_error();
+        const auto j = response.json();
+        for (const auto& e : j.value("events", nlohmann::json::array())) {
+          MemberEvent event{e.value("seq", int64_t{0}), e.value("kind", ""), e.value("handle", ""),
+                            e.contains("detail") ? e["detail"].dump() : "{}"};
+          on_event(event);
+          position = event.seq;
+        }
+        backoff = std::chrono::milliseconds(100);
+      } catch (const std::exception&) {
+        // coop-member restarting or not up yet: wait, then ask again from the same position.
+        std::unique_lock lock(mutex);
+        wake.wait_for(lock, backoff, [this] { return stopping; });
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+      }
+    }
+  }
+};
+
+MemberEventFollower::MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->socket = home.socket("member");
+  impl_->on_event = std::move(on_event);
+  impl_->position = since;
+  impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
+}
+
+MemberEventFollower::~MemberEventFollower() {
+  {
+    std::lock_guard lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->wake.notify_all();
+  impl_->thread.join();
+}
+
+int64_t MemberEventFollower::position() const { return impl_->position.load(); }
+
+}  // namespace coop::auth

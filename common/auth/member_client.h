@@ -1,0 +1,59 @@
+// How every worker authenticates and hears of membership changes: through coop-member's
+// control socket (only coop-member reads and writes the registry).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace coop {
+class Home;
+}
+
+namespace coop::auth {
+
+struct VerifiedMember {
+  std::string handle;
+  std::string name;
+  std::string role;
+  std::vector<std::string> groups;  // including the groups those groups belong to
+  std::vector<std::string> emails;
+  std::string credential;  // "password" or "app:<label>"
+};
+
+// Verifies a login; throws coop::Error with the registry's code when refused:
+// bad_credentials (401), member_suspended (403), out_of_scope (403), throttled (429, the
+// message says when to retry), not_running (503) when coop-member is down.
+VerifiedMember verify_credentials(const Home& home, const std::string& user, const std::string& password,
+                                  const std::string& protocol, const std::string& source);
+
+struct MemberEvent {
+  int64_t seq = 0;
+  std::string kind;    // member.suspended, member.removed, member.password_changed, group.changed...
+  std::string handle;  // empty for group events
+  std::string detail;  // JSON
+};
+
+// Events that end a member's sessions wherever they are.
+bool ends_sessions(const MemberEvent& event);
+
+// Long-polls GET /v1/events on a thread of its own and calls on_event for each change, in
+// order, from that thread. Survives coop-member restarts (retries with backoff).
+class MemberEventFollower {
+ public:
+  MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event);
+  ~MemberEventFollower();  // stops and joins within about a poll timeout's fraction
+  MemberEventFollower(const MemberEventFollower&) = delete;
+  MemberEventFollower& operator=(const MemberEventFollower&) = delete;
+
+  int64_t position() const;  // seq of the last event delivered
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coop::auth

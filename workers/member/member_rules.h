@@ -1,0 +1,31 @@
+// What a valid handle, email address, group name, role and status look like in the registry.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace coop::member {
+
+// Handles are lowercase, 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit,
+// without "..", not ending in "." or "-": valid both as a Matrix localpart (spec "User
+// identifiers") and as an RFC 5321 dot-atom local part. Throws coop::Error("invalid_handle").
+void check_handle(std::string_view handle);
+// Role-account names mail and the web expect to be the operators' (RFC 2142 and friends).
+bool is_reserved_handle(std::string_view handle);
+
+// Lowercases the domain (and the local part: coop's local parts are case-insensitive) and
+// checks local@domain. Throws coop::Error("invalid_email").
+std::string normalize_email(std::string_view address);
+
+// Group names: lowercase a-z 0-9 _ -, 1-64 characters. Throws coop::Error("invalid_group").
+void check_group_name(std::string_view name);
+
+// "admin", "member", "guest"; throws coop::Error("invalid_role").
+void check_role(std::string_view role);
+// "active", "suspended", "removed"; throws coop::Error("invalid_status").
+void check_status(std::string_view status);
+
+// Valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
+bool is_valid_utf8(std::string_view text);
+
+}  // namespace coop::member
