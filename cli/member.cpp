@@ -78,7 +78,6 @@ bool add_password(json& body, const PasswordSource& source, bool prompt_when_abs
 }
 
 void print_member(const json& m) {
-  Table table({"FIELD", "VALUE"});
   const std::string status = m.value("status", "");
   std::cout << m.value("handle", "") << (m.value("name", "").empty() ? "" : " (" + m.value("name", "") + ")") << "\n";
   std::cout << "  status    " << paint(status, status == "active" ? Colour::green : Colour::red)
