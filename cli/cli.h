@@ -29,6 +29,8 @@ struct Globals {
 void add_shard_commands(CLI::App& app, Globals& globals);
 // coop member ...
 void add_member_commands(CLI::App& app, Globals& globals);
+// coop mail ...
+void add_mail_commands(CLI::App& app, Globals& globals);
 // Hidden: coop __generate completion bash|zsh|fish, coop __generate man
 void add_generate_commands(CLI::App& app);
 

@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --base-port --description --domain --email --format --group --home --label --limit --lines --name --output --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --status --timeout -n -o "
+  local valopts=" --add-email --add-group --base-port --catch-all --description --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --status --timeout -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -14,6 +14,7 @@ _coop() {
       '|status') path='status' ;;
       '|logs') path='logs' ;;
       '|member') path='member' ;;
+      '|mail') path='mail' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -36,12 +37,24 @@ _coop() {
       'member app-password|add') path='member app-password add' ;;
       'member app-password|list') path='member app-password list' ;;
       'member app-password|revoke') path='member app-password revoke' ;;
+      'mail|domain') path='mail domain' ;;
+      'mail|alias') path='mail alias' ;;
+      'mail|mailboxes') path='mail mailboxes' ;;
+      'mail|export') path='mail export' ;;
+      'mail|import') path='mail import' ;;
+      'mail domain|add') path='mail domain add' ;;
+      'mail domain|list') path='mail domain list' ;;
+      'mail domain|remove') path='mail domain remove' ;;
+      'mail alias|add') path='mail alias add' ;;
+      'mail alias|list') path='mail alias list' ;;
+      'mail alias|remove') path='mail alias remove' ;;
     esac
   done
   case "$prev" in
     --add-email) COMPREPLY=(); return ;;
     --add-group) COMPREPLY=(); return ;;
     --base-port) COMPREPLY=(); return ;;
+    --catch-all) COMPREPLY=(); return ;;
     --description) COMPREPLY=(); return ;;
     --domain) COMPREPLY=(); return ;;
     --email) COMPREPLY=(); return ;;
@@ -51,7 +64,9 @@ _coop() {
     --label) COMPREPLY=(); return ;;
     --limit) COMPREPLY=(); return ;;
     --lines) COMPREPLY=(); return ;;
+    --mailbox) COMPREPLY=(); return ;;
     --name) COMPREPLY=(); return ;;
+    --out) COMPREPLY=(); return ;;
     --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --parent) COMPREPLY=(); return ;;
     --protocol) COMPREPLY=(); return ;;
@@ -70,7 +85,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member' ;;
+    '') words='--help --version --home init up down status logs member mail' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -99,6 +114,18 @@ _coop() {
     'member verify') words='--help --protocol --source --json' ;;
     'member events') words='--help --since --follow --json' ;;
     'member audit') words='--help --limit --json' ;;
+    'mail') words='--help domain alias mailboxes export import' ;;
+    'mail domain') words='--help add list remove' ;;
+    'mail domain add') words='--help --catch-all --json' ;;
+    'mail domain list') words='--help --json' ;;
+    'mail domain remove') words='--help --json' ;;
+    'mail alias') words='--help add list remove' ;;
+    'mail alias add') words='--help --json' ;;
+    'mail alias list') words='--help --json' ;;
+    'mail alias remove') words='--help --json' ;;
+    'mail mailboxes') words='--help --json' ;;
+    'mail export') words='--help --mailbox --format --out --json' ;;
+    'mail import') words='--help --format --mailbox --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -217,6 +217,14 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
                        string_field(body, "source"));
   }, "verify a login ({user, password, protocol, source})");
 
+  r.add_blocking("GET", "/v1/resolve", run, [&store](const Request& q) {
+    auto [kind, members] = store.resolve_address(q.query_value("address"), q.query_value("local"));
+    auto list = json::array();
+    for (const auto& m : members)
+      list.push_back({{"handle", m.handle}, {"status", m.status}, {"quota_bytes", m.quota_bytes}});
+    return Response::json({{"kind", kind}, {"members", list}});
+  }, "who mail to ?address= (local part ?local=) reaches: a member, a group's members, or none");
+
   r.add_blocking("GET", "/v1/audit", run, [&store](const Request& q) {
     const int limit = std::clamp(std::atoi(q.query_value("limit", "100").c_str()), 1, 10000);
     auto list = json::array();

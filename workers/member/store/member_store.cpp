@@ -564,6 +564,29 @@ void MemberStore::revoke_app_password(const std::string& handle, const std::stri
   });
 }
 
+std::pair<std::string, std::vector<Member>> MemberStore::resolve_address(const std::string& address_in,
+                                                                          const std::string& local_in) {
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+  };
+  const auto address = lower(address_in);
+  const auto local = lower(local_in);
+  {
+    std::lock_guard lock(impl_->mutex);
+    auto& by_address = impl_->db->prepare("SELECT member_id FROM member_emails WHERE address = ?1");
+    by_address.bind(1, address);
+    if (by_address.step()) {
+      const auto id = by_address.column_int64(0);
+      by_address.reset();
+      return {"member", {impl_->load(id)}};
+    }
+    if (auto id = impl_->member_id(local)) return {"member", {impl_->load(*id)}};
+    if (!impl_->group_id(local)) return {"none", {}};
+  }
+  return {"group", list_members("active", local)};
+}
+
 std::vector<std::string> MemberStore::effective_groups(const std::string& handle) {
   std::lock_guard lock(impl_->mutex);
   auto& stmt = impl_->db->prepare(

@@ -135,6 +135,11 @@ class MemberStore {
   // The member's groups and every group those belong to, at any depth.
   std::vector<std::string> effective_groups(const std::string& handle);
 
+  // Who mail for an address reaches, the domain being one the shard hosts: the member with
+  // that address, else the member whose handle is the local part, else the active members
+  // of the group of that name (and its subgroups). kind: "member", "group" or "none".
+  std::pair<std::string, std::vector<Member>> resolve_address(const std::string& address, const std::string& local);
+
   // By handle, or by any of the member's email addresses.
   std::optional<LoginRecord> find_login(const std::string& user);
   void touch_app_password(int64_t id);

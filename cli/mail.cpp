@@ -1,0 +1,340 @@
+// coop mail ...: hosted domains, aliases, mailboxes, and a member's mail exported or imported
+// as Maildir or mbox, through coop-mail's control socket.
+#include <CLI/CLI.hpp>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "cli/worker_call.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/mail/mailbox_formats.h"
+
+namespace coop::cli {
+
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+// A one-line progress report on a terminal's stderr; nothing under cron.
+class Progress {
+ public:
+  Progress() : enabled_(stderr_is_terminal()) {}
+  ~Progress() { done(); }
+  void update(const std::string& what, int64_t count, int64_t total, uint64_t bytes) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100) && count != total) return;
+    last_ = now;
+    std::fprintf(stderr, "\r%s: %lld/%lld messages, %.1f MB   ", what.c_str(), static_cast<long long>(count),
+                 static_cast<long long>(total), static_cast<double>(bytes) / 1e6);
+    shown_ = true;
+  }
+  void done() {
+    if (shown_) std::fputc('\n', stderr);
+    shown_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  std::chrono::steady_clock::time_point last_{};
+};
+
+std::string mailbox_path(const std::string& handle, const std::string& mailbox) {
+  return "/v1/messages/" + path_segment(handle) + "/" + path_segment(mailbox);
+}
+
+// The envelope sender from the Return-Path that delivery put on top, for mbox From_ lines.
+std::string envelope_sender(const std::string& bytes) {
+  if (bytes.rfind("Return-Path: <", 0) != 0) return {};
+  const auto end = bytes.find('>', 14);
+  return end == std::string::npos ? std::string() : bytes.substr(14, end - 14);
+}
+
+struct ExportOptions {
+  std::string handle, mailbox, format, out;
+  bool json = false;
+};
+
+void run_export(const Globals& globals, const ExportOptions& o) {
+  WorkerCall call(globals, "mail", o.json);
+  std::vector<json> boxes;
+  for (const auto& b : call.call("GET", "/v1/mailboxes/" + path_segment(o.handle)))
+    if (o.mailbox.empty() || b.value("name", "") == o.mailbox) boxes.push_back(b);
+  if (!o.mailbox.empty() && boxes.empty()) throw Error("no_such_mailbox", o.handle + " has no mailbox '" + o.mailbox + "'", 404);
+  const fs::path out(o.out);
+  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
+    throw Error("exists", o.out + " exists and is not an empty directory; refusing to overwrite", 409);
+
+  Progress progress;
+  int64_t messages = 0;
+  uint64_t bytes = 0;
+  const bool single = !o.mailbox.empty();
+  if (!single) fs::create_directories(out);
+  for (const auto& box : boxes) {
+    const std::string name = box.value("name", "");
+    const int64_t total = box.value("messages", int64_t{0});
+    // Maildir++ (as Dovecot and Courier lay it out): INBOX at the root, folders as .Name.
+    fs::path maildir = single || name == "INBOX" ? out : out / ("." + name);
+    std::unique_ptr<std::ofstream> mbox_file;
+    std::unique_ptr<mail::MboxWriter> mbox;
+    if (o.format == "maildir") {
+      mail::maildir_create(maildir);
+    } else {
+      const fs::path file = single ? out : out / name;
+      mbox_file = std::make_unique<std::ofstream>(file, std::ios::binary | std::ios::trunc);
+      if (!*mbox_file) throw Error("io_error", "cannot write " + file.string(), 500);
+      mbox = std::make_unique<mail::MboxWriter>([f = mbox_file.get()](std::string_view chunk) {
+        f->write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      });
+    }
+    int64_t after = 0, done = 0;
+    while (true) {
+      const auto page = call.call("GET", mailbox_path(o.handle, name) + "?after_uid=" + std::to_string(after) + "&limit=500");
+      if (page.empty()) break;
+      for (const auto& m : page) {
+        after = m.value("uid", int64_t{0});
+        const auto content = call.call_raw("GET", "/v1/blobs/" + m.value("blob", ""));
+        const auto flags = m.value("flags", 0u);
+        const auto date = m.value("internal_date", int64_t{0});
+        if (mbox) {
+          mbox->begin_message(envelope_sender(content), date, flags);
+          mbox->write(content);
+          mbox->end_message();
+        } else {
+          // Named from the arrival time and UID, not the exporting process, so exporting the
+          // same mailbox twice gives the same files.
+          mail::maildir_deliver(maildir, std::to_string(date) + ".U" + std::to_string(after) + ".coop", flags, content);
+        }
+        ++messages;
+        ++done;
+        bytes += content.size();
+        progress.update(o.handle + " " + name, done, total, bytes);
+      }
+    }
+    if (mbox_file) {
+      mbox_file->flush();
+      if (!*mbox_file) throw Error("io_error", "writing the mbox failed (disk full?)", 500);
+    }
+  }
+  progress.done();
+  if (o.json)
+    print_json({{"member", o.handle}, {"format", o.format}, {"out", o.out}, {"messages", messages}, {"bytes", bytes}});
+  else if (stdout_is_terminal())
+    std::cout << "Exported " << messages << " messages (" << bytes << " bytes) of " << o.handle << " to " << o.out << "\n";
+}
+
+struct ImportOptions {
+  std::string handle, mailbox, format, path;
+  bool json = false;
+};
+
+void run_import(const Globals& globals, const ImportOptions& o) {
+  WorkerCall call(globals, "mail", o.json);
+  const fs::path path(o.path);
+  if (!fs::exists(path)) throw Error("io_error", o.path + " does not exist", 404);
+  // (mailbox name, source) pairs: one Maildir or Maildir++ tree, one mbox file or a folder of them.
+  std::vector<std::pair<std::string, fs::path>> sources;
+  const std::string target = o.mailbox.empty() ? "INBOX" : o.mailbox;
+  if (o.format == "maildir") {
+    if (!fs::is_directory(path / "cur") && !fs::is_directory(path / "new"))
+      throw Error("bad_maildir", o.path + " is not a Maildir (no cur/ or new/)", 400);
+    sources.emplace_back(target, path);
+    if (o.mailbox.empty())
+      for (const auto& entry : fs::directory_iterator(path)) {
+        const auto name = entry.path().filename().string();
+        if (entry.is_directory() && name.size() > 1 && name[0] == '.' && name != "..")
+          sources.emplace_back(name.substr(1), entry.path());
+      }
+  } else if (fs::is_directory(path)) {
+    for (const auto& entry : fs::directory_iterator(path))
+      if (entry.is_regular_file()) sources.emplace_back(entry.path().filename().string(), entry.path());
+  } else {
+    sources.emplace_back(target, path);
+  }
+  std::sort(sources.begin(), sources.end());
+
+  Progress progress;
+  int64_t added = 0, skipped = 0;
+  uint64_t bytes = 0;
+  auto store = [&](const std::string& mailbox, const std::string& content, unsigned flags, int64_t date) {
+    const auto answer = json::parse(call.call_raw(
+        "POST", mailbox_path(o.handle, mailbox) + "?flags=" + std::to_string(flags) + "&internal_date=" + std::to_string(date),
+        content));
+    (answer.value("existed", false) ? skipped : added)++;
+    bytes += content.size();
+    progress.update("importing " + mailbox, added + skipped, -1, bytes);
+  };
+  for (const auto& [mailbox, source] : sources) {
+    if (o.format == "maildir") {
+      for (const auto& m : mail::maildir_list(source)) {
+        std::ifstream in(m.path, std::ios::binary);
+        const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        // The delivery time is the leading number of a Maildir unique name.
+        int64_t date = std::strtoll(m.path.filename().c_str(), nullptr, 10);
+        if (date <= 0) date = std::chrono::duration_cast<std::chrono::seconds>(
+                                  fs::last_write_time(m.path).time_since_epoch()).count();
+        store(mailbox, content, m.flags, date);
+      }
+    } else {
+      std::ifstream in(source, std::ios::binary);
+      mail::MboxReader reader([&in](char* buffer, std::size_t size) {
+        in.read(buffer, static_cast<std::streamsize>(size));
+        return static_cast<std::size_t>(in.gcount());
+      }, mail::MboxLineEnding::kCrlf);
+      std::string content, sender;
+      unsigned flags = 0;
+      int64_t date = 0;
+      while (reader.next(content, flags, sender, date)) store(mailbox, content, flags, date);
+    }
+  }
+  progress.done();
+  if (o.json)
+    print_json({{"member", o.handle}, {"format", o.format}, {"added", added}, {"already_there", skipped}, {"bytes", bytes}});
+  else if (stdout_is_terminal())
+    std::cout << "Imported " << added << " messages into " << o.handle << " (" << skipped << " already there)\n";
+}
+
+}  // namespace
+
+void add_mail_commands(CLI::App& app, Globals& globals) {
+  auto* mail_cmd = app.add_subcommand("mail", "Email: hosted domains, aliases, mailbox export and import");
+  mail_cmd->require_subcommand(1);
+
+  {
+    auto* domain = mail_cmd->add_subcommand("domain", "Domains the shard receives mail for");
+    domain->require_subcommand(1);
+    struct Options {
+      std::string name, catch_all;
+      bool json = false;
+    };
+    auto add = std::make_shared<Options>();
+    auto* cmd = domain->add_subcommand("add", "Receive mail for a domain");
+    cmd->add_option("domain", add->name, "The domain")->required()->type_name("DOMAIN");
+    cmd->add_option("--catch-all", add->catch_all, "Member who gets mail for unknown addresses")->type_name("HANDLE");
+    cmd->add_flag("--json", add->json, "Print the domain as JSON");
+    cmd->callback([&globals, add] {
+      WorkerCall call(globals, "mail", add->json);
+      const auto d = call.call("POST", "/v1/domains", json{{"name", add->name}, {"catch_all", add->catch_all}});
+      if (add->json) return print_json(d);
+      std::cout << "Hosting mail for " << d.value("name", "") << "\n";
+    });
+    auto list = std::make_shared<Options>();
+    cmd = domain->add_subcommand("list", "List hosted domains");
+    cmd->add_flag("--json", list->json, "Print the domains as JSON");
+    cmd->callback([&globals, list] {
+      WorkerCall call(globals, "mail", list->json);
+      const auto domains = call.call("GET", "/v1/domains");
+      if (list->json) return print_json(domains);
+      Table table({"DOMAIN", "CATCH-ALL"});
+      for (const auto& d : domains)
+        table.add_row({d.value("name", ""), d["catch_all"].is_string() ? d["catch_all"].get<std::string>() : "-"});
+      table.print();
+    });
+    auto remove = std::make_shared<Options>();
+    cmd = domain->add_subcommand("remove", "Stop receiving mail for a domain (stored mail stays)");
+    cmd->add_option("domain", remove->name, "The domain")->required()->type_name("DOMAIN");
+    cmd->add_flag("--json", remove->json, "Print the result as JSON");
+    cmd->callback([&globals, remove] {
+      WorkerCall call(globals, "mail", remove->json);
+      const auto answer = call.call("DELETE", "/v1/domains/" + path_segment(remove->name));
+      if (remove->json) return print_json(answer);
+      std::cout << "No longer hosting " << remove->name << "\n";
+    });
+  }
+  {
+    auto* alias = mail_cmd->add_subcommand("alias", "Addresses that deliver to members, groups or other addresses");
+    alias->require_subcommand(1);
+    struct Options {
+      std::string address;
+      std::vector<std::string> targets;
+      bool json = false;
+    };
+    auto add = std::make_shared<Options>();
+    auto* cmd = alias->add_subcommand("add", "Add an alias");
+    cmd->add_option("address", add->address, "The alias, on a hosted domain")->required()->type_name("ADDRESS");
+    cmd->add_option("targets", add->targets, "Member handles, group names or hosted addresses")->required()->type_name("TARGET");
+    cmd->add_flag("--json", add->json, "Print the alias as JSON");
+    cmd->callback([&globals, add] {
+      WorkerCall call(globals, "mail", add->json);
+      const auto a = call.call("POST", "/v1/aliases", json{{"address", add->address}, {"targets", add->targets}});
+      if (add->json) return print_json(a);
+      std::cout << "Alias " << a.value("address", "") << " delivers to " << add->targets.size() << " target(s)\n";
+    });
+    auto list = std::make_shared<Options>();
+    cmd = alias->add_subcommand("list", "List aliases");
+    cmd->add_flag("--json", list->json, "Print the aliases as JSON");
+    cmd->callback([&globals, list] {
+      WorkerCall call(globals, "mail", list->json);
+      const auto aliases = call.call("GET", "/v1/aliases");
+      if (list->json) return print_json(aliases);
+      Table table({"ALIAS", "TARGETS"});
+      for (const auto& a : aliases) {
+        std::string targets;
+        for (const auto& t : a.value("targets", json::array())) targets += (targets.empty() ? "" : " ") + t.get<std::string>();
+        table.add_row({a.value("address", ""), targets});
+      }
+      table.print();
+    });
+    auto remove = std::make_shared<Options>();
+    cmd = alias->add_subcommand("remove", "Remove an alias");
+    cmd->add_option("address", remove->address, "The alias")->required()->type_name("ADDRESS");
+    cmd->add_flag("--json", remove->json, "Print the result as JSON");
+    cmd->callback([&globals, remove] {
+      WorkerCall call(globals, "mail", remove->json);
+      const auto answer = call.call("DELETE", "/v1/aliases/" + path_segment(remove->address));
+      if (remove->json) return print_json(answer);
+      std::cout << "Removed alias " << remove->address << "\n";
+    });
+  }
+  {
+    struct Options {
+      std::string handle;
+      bool json = false;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = mail_cmd->add_subcommand("mailboxes", "A member's mailboxes with message counts");
+    cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
+    cmd->add_flag("--json", o->json, "Print the mailboxes as JSON");
+    cmd->callback([&globals, o] {
+      WorkerCall call(globals, "mail", o->json);
+      const auto boxes = call.call("GET", "/v1/mailboxes/" + path_segment(o->handle));
+      if (o->json) return print_json(boxes);
+      Table table({"MAILBOX", "SPECIAL-USE", "MESSAGES", "UNSEEN", "BYTES", "UIDVALIDITY", "UIDNEXT"});
+      for (const auto& b : boxes)
+        table.add_row({b.value("name", ""), b.value("special_use", ""), std::to_string(b.value("messages", 0)),
+                       std::to_string(b.value("unseen", 0)), std::to_string(b.value("bytes", 0)),
+                       std::to_string(b.value("uidvalidity", 0)), std::to_string(b.value("uidnext", 0))});
+      table.print();
+    });
+  }
+  {
+    auto o = std::make_shared<ExportOptions>();
+    auto* cmd = mail_cmd->add_subcommand("export", "Export a member's mail as Maildir or mbox (mboxrd)");
+    cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
+    cmd->add_option("--mailbox", o->mailbox, "Only this mailbox; PATH is then one Maildir or one mbox file")->type_name("MAILBOX");
+    cmd->add_option("--format", o->format, "maildir or mbox")->required()->check(CLI::IsMember({"maildir", "mbox"}))->type_name("FORMAT");
+    cmd->add_option("--out", o->out, "Where to write: a new directory (Maildir++ or one mbox file per mailbox)")->required()->type_name("PATH");
+    cmd->add_flag("--json", o->json, "Print a summary as JSON");
+    cmd->callback([&globals, o] { run_export(globals, *o); });
+  }
+  {
+    auto o = std::make_shared<ImportOptions>();
+    auto* cmd = mail_cmd->add_subcommand("import", "Import Maildir or mbox into a member's mail; a second run adds nothing");
+    cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
+    cmd->add_option("--format", o->format, "maildir or mbox")->required()->check(CLI::IsMember({"maildir", "mbox"}))->type_name("FORMAT");
+    cmd->add_option("--mailbox", o->mailbox, "Into this mailbox (default: INBOX, and Maildir++ folders by name)")->type_name("MAILBOX");
+    cmd->add_option("path", o->path, "A Maildir, an mbox file, or a directory of mbox files")->required()->type_name("PATH");
+    cmd->add_flag("--json", o->json, "Print a summary as JSON");
+    cmd->callback([&globals, o] { run_import(globals, *o); });
+  }
+}
+
+}  // namespace coop::cli

@@ -1,0 +1,155 @@
+// Durable content-addressed blob storage.
+#include "common/blob_store.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace coop {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool is_sha256_hex(const std::string& s) {
+  if (s.size() != 64) return false;
+  for (char c : s)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+std::string unique_suffix() {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return std::to_string(::getpid()) + "." + std::to_string(counter++) + "." + std::to_string(rng() & 0xffffff);
+}
+
+}  // namespace
+
+BlobStore::BlobStore(fs::path root) : root_(std::move(root)) {
+  std::error_code ec;
+  fs::create_directories(root_ / "tmp", ec);
+  if (ec) throw Error("io_error", "cannot create " + root_.string() + ": " + ec.message(), 500);
+}
+
+void BlobStore::fail(const std::string& what) {
+  failed_ = true;
+  throw Error("storage_failed", what + "; refusing further writes until restart", 500);
+}
+
+fs::path BlobStore::path_of(const std::string& sha256) const {
+  if (!is_sha256_hex(sha256)) throw Error("bad_blob_id", "not a sha256: " + sha256, 400);
+  return root_ / sha256.substr(0, 2) / sha256.substr(2);
+}
+
+bool BlobStore::exists(const std::string& sha256) const {
+  std::error_code ec;
+  return fs::exists(path_of(sha256), ec);
+}
+
+uint64_t BlobStore::size_of(const std::string& sha256) const {
+  std::error_code ec;
+  const auto size = fs::file_size(path_of(sha256), ec);
+  if (ec) throw Error("no_such_blob", "no blob " + sha256, 404);
+  return size;
+}
+
+std::string BlobStore::read(const std::string& sha256) const {
+  std::ifstream in(path_of(sha256), std::ios::binary);
+  if (!in) throw Error("no_such_blob", "no blob " + sha256, 404);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+BlobStore::Writer BlobStore::writer() {
+  if (failed_) throw Error("storage_failed", "the blob store had a write failure; restart after checking the disk", 500);
+  const auto tmp = root_ / "tmp" / ("blob." + unique_suffix());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) throw Error("io_error", "cannot create " + tmp.string() + ": " + std::strerror(errno), 500);
+  return Writer(*this, fd, tmp);
+}
+
+std::string BlobStore::put(std::string_view bytes) {
+  auto w = writer();
+  w.append(bytes);
+  return w.commit();
+}
+
+BlobStore::Writer::Writer(BlobStore& store, int fd, fs::path tmp)
+    : store_(&store), fd_(fd), tmp_(std::move(tmp)), hash_(EVP_MD_CTX_new()) {
+  EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(hash_), EVP_sha256(), nullptr);
+}
+
+BlobStore::Writer::Writer(Writer&& other) noexcept
+    : store_(other.store_), fd_(other.fd_), tmp_(std::move(other.tmp_)), hash_(other.hash_), size_(other.size_),
+      done_(other.done_) {
+  other.fd_ = -1;
+  other.hash_ = nullptr;
+  other.done_ = true;
+}
+
+BlobStore::Writer::~Writer() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!done_) ::unlink(tmp_.c_str());
+  if (hash_) EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(hash_));
+}
+
+void BlobStore::Writer::append(std::string_view bytes) {
+  EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(hash_), bytes.data(), bytes.size());
+  size_ += bytes.size();
+  while (!bytes.empty()) {
+    const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(errno == ENOSPC || errno == EDQUOT ? "disk_full" : "io_error",
+                  "cannot write " + tmp_.string() + ": " + std::strerror(errno), 500);
+    }
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+std::string BlobStore::Writer::commit() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(hash_), digest, &length);
+  static const char* hex = "0123456789abcdef";
+  std::string sha;
+  for (unsigned i = 0; i < length; ++i) {
+    sha += hex[digest[i] >> 4];
+    sha += hex[digest[i] & 15];
+  }
+  const auto target = store_->path_of(sha);
+  std::error_code ec;
+  if (fs::exists(target, ec)) {
+    // Already durable from an earlier write: the same bytes are stored once.
+    ::close(fd_);
+    fd_ = -1;
+    return sha;  // the destructor removes the temporary file
+  }
+  if (::fsync(fd_) != 0) store_->fail("fsync of " + tmp_.string() + " failed: " + std::strerror(errno));
+  ::close(fd_);
+  fd_ = -1;
+  const bool new_fanout = fs::create_directories(target.parent_path(), ec);
+  if (ec) throw Error("io_error", "cannot create " + target.parent_path().string() + ": " + ec.message(), 500);
+  if (::rename(tmp_.c_str(), target.c_str()) != 0)
+    throw Error("io_error", "cannot rename into " + target.string() + ": " + std::strerror(errno), 500);
+  done_ = true;
+  try {
+    fsync_directory(target.parent_path());
+    if (new_fanout) fsync_directory(target.parent_path().parent_path());  // the new directory's own entry
+  } catch (const Error& e) {
+    store_->fail(e.what());
+  }
+  return sha;
+}
+
+}  // namespace coop

@@ -1,0 +1,59 @@
+// Content-addressed blobs (sha256) under blobs/<area>/ab/cdef...: written to a temporary
+// file, fsynced, renamed into place and the directory fsynced, so a blob that exists is whole.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace coop {
+
+class BlobStore {
+ public:
+  // root: COOP_HOME/blobs/<area>; created when missing.
+  explicit BlobStore(std::filesystem::path root);
+
+  // Streams one blob in: hashes as it goes, so memory stays flat for any size.
+  class Writer {
+   public:
+    ~Writer();  // an uncommitted writer leaves nothing behind
+    Writer(Writer&&) noexcept;
+    Writer& operator=(Writer&&) = delete;
+    void append(std::string_view bytes);
+    uint64_t size() const { return size_; }
+    // Makes the blob durable and returns its sha256 (hex). Storing bytes that already
+    // exist costs nothing more: the temporary file is dropped.
+    std::string commit();
+
+   private:
+    friend class BlobStore;
+    Writer(BlobStore& store, int fd, std::filesystem::path tmp);
+    BlobStore* store_;
+    int fd_;
+    std::filesystem::path tmp_;
+    void* hash_;  // EVP_MD_CTX*
+    uint64_t size_ = 0;
+    bool done_ = false;
+  };
+
+  Writer writer();
+  std::string put(std::string_view bytes);
+  bool exists(const std::string& sha256) const;
+  std::filesystem::path path_of(const std::string& sha256) const;
+  // The whole blob; coop::Error("no_such_blob", 404) when absent.
+  std::string read(const std::string& sha256) const;
+  uint64_t size_of(const std::string& sha256) const;
+
+  // After a failed fsync nothing more is acknowledged (as LevelDB does): the store refuses
+  // writes until the process restarts and an operator has looked.
+  bool failed() const { return failed_; }
+
+ private:
+  void fail(const std::string& what);
+  std::filesystem::path root_;
+  bool failed_ = false;
+};
+
+}  // namespace coop

@@ -1,0 +1,165 @@
+// Recipient resolution against the registry and mail.db, and durable delivery.
+#include "workers/mail/mail_service.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/control/client.h"
+#include "common/error.h"
+#include "workers/mail/mime_summary.h"
+#include "workers/mail/smtp_parser.h"
+
+namespace coop::mail {
+
+namespace {
+
+std::string url_escape(const std::string& text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+}  // namespace
+
+MailService::MailService(const Home& home)
+    : home_(home),
+      directory_(home.database("mail")),
+      mailboxes_(home.root() / "mail"),
+      blobs_(home.root() / "blobs" / "mail") {}
+
+RecipientCheck MailService::check_recipient(const std::string& address_in, uint64_t declared_size) {
+  RecipientCheck check;
+  auto [local, domain] = split_address(address_in);
+  if (domain.empty()) {
+    // "<postmaster>" without a domain (RFC 5321 4.5.1): the shard's first hosted domain.
+    auto domains = directory_.domains();
+    if (domains.empty()) {
+      check.reply = "550 5.1.1 No such user here";
+      return check;
+    }
+    domain = domains.front().name;
+  }
+  const auto hosted = directory_.find_domain(domain);
+  if (!hosted) {
+    check.reply = "554 5.7.1 Relay access denied: this server does not accept mail for " + domain;
+    return check;
+  }
+  const std::string address = lower(local) + "@" + domain;
+
+  // Expands one address to active members; aliases may point at addresses or handles.
+  std::set<std::string> seen;
+  control::Client member(home_.socket("member"));
+  auto resolve = [&](const std::string& target_address, const std::string& target_local) {
+    const auto response = member.request("GET", "/v1/resolve?address=" + url_escape(target_address) +
+                                                    "&local=" + url_escape(target_local));
+    response.throw_if_error();
+    const auto j = response.json();
+    for (const auto& m : j.value("members", nlohmann::json::array())) {
+      if (m.value("status", "") != "active") continue;
+      const auto handle = m.value("handle", "");
+      if (seen.insert(handle).second) check.recipients.push_back({handle, m.value("quota_bytes", int64_t{0})});
+    }
+    return j.value("kind", "none") != "none";
+  };
+
+  bool known = false;
+  if (const auto alias = directory_.find_alias(address)) {
+    known = true;
+    for (const auto& target : alias->targets) {
+      const auto [t_local, t_domain] = split_address(target);
+      resolve(t_domain.empty() ? target + "@" + domain : target, t_local);
+    }
+  } else {
+    known = resolve(address, lower(local));
+  }
+  if (!known && !hosted->catch_all.empty()) known = resolve(hosted->catch_all + "@" + domain, hosted->catch_all);
+
+  if (check.recipients.empty()) {
+    check.reply = known ? "550 5.2.1 Mailbox disabled" : "550 5.1.1 No such user here";
+    return check;
+  }
+  // RFC 1870 6.1: refuse at RCPT what could not fit, so the client need not send it.
+  for (const auto& r : check.recipients) {
+    if (r.quota_bytes <= 0) continue;
+    const auto used = mailboxes_.usage(r.handle);
+    if (used >= r.quota_bytes) {
+      check.recipients.clear();
+      check.reply = "452 4.2.2 Mailbox full";
+      return check;
+    }
+    if (declared_size && used + static_cast<int64_t>(declared_size) > r.quota_bytes) {
+      check.recipients.clear();
+      check.reply = "552 5.2.2 Message too big for the recipient's quota";
+      return check;
+    }
+  }
+  check.accepted = true;
+  check.reply = "250 2.1.5 Recipient ok";
+  return check;
+}
+
+MessageMeta MailService::describe(const std::string& blob, uint64_t size, int64_t internal_date, unsigned flags) {
+  MessageMeta meta;
+  meta.blob = blob;
+  meta.size = static_cast<int64_t>(size);
+  meta.internal_date = internal_date;
+  meta.flags = flags;
+  // Parsed once at delivery and cached, so IMAP and JMAP never parse on FETCH.
+  const auto summary = summarize_message(blobs_.read(blob));
+  meta.message_id = summary.message_id;
+  meta.subject = summary.subject;
+  meta.envelope = summary.envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  meta.body_structure = summary.body_structure.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return meta;
+}
+
+Delivered MailService::deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
+                               int64_t internal_date) {
+  for (const auto& r : recipients) {
+    if (r.quota_bytes > 0 && mailboxes_.usage(r.handle) + static_cast<int64_t>(size) > r.quota_bytes)
+      throw Error("quota_exceeded", "552 5.2.2 Mailbox of " + r.handle + " is full", 552);
+  }
+  const auto meta = describe(blob, size, internal_date, 0);
+  Delivered delivered{blob, {}};
+  for (const auto& r : recipients) {
+    const auto stored = mailboxes_.append(r.handle, "INBOX", meta, r.quota_bytes);
+    delivered.uids.emplace_back(r.handle, stored.uid);
+  }
+  return delivered;
+}
+
+StoredMessage MailService::append(const std::string& handle, const std::string& mailbox, std::string_view bytes,
+                                  unsigned flags, int64_t internal_date, bool* existed) {
+  mailboxes_.ensure_mailbox(handle, mailbox);
+  const auto blob = blobs_.put(bytes);
+  if (auto uid = mailboxes_.find_blob(handle, mailbox, blob)) {
+    if (existed) *existed = true;
+    StoredMessage found;
+    found.uid = *uid;
+    found.mailbox = mailbox;
+    found.meta.blob = blob;
+    found.meta.size = static_cast<int64_t>(bytes.size());
+    return found;
+  }
+  if (existed) *existed = false;
+  return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), 0);
+}
+
+}  // namespace coop::mail

@@ -1,0 +1,63 @@
+// What SMTP (and later IMAP and JMAP) sessions ask of the mail store: who an address reaches,
+// and durable delivery. Every call blocks (registry lookups, fsync): run it on the blocking pool.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/blob_store.h"
+#include "common/paths.h"
+#include "workers/mail/store/mail_directory.h"
+#include "workers/mail/store/mailbox_store.h"
+
+namespace coop::mail {
+
+struct Recipient {
+  std::string handle;
+  int64_t quota_bytes = 0;
+};
+
+struct RecipientCheck {
+  bool accepted = false;
+  std::string reply;  // the full SMTP reply, "250 2.1.5 ..." or "550 5.1.1 ..."
+  std::vector<Recipient> recipients;
+};
+
+struct Delivered {
+  std::string blob;
+  std::vector<std::pair<std::string, int64_t>> uids;  // handle, UID in INBOX
+};
+
+class MailService {
+ public:
+  explicit MailService(const Home& home);
+
+  MailDirectory& directory() { return directory_; }
+  MailboxStore& mailboxes() { return mailboxes_; }
+  BlobStore& blobs() { return blobs_; }
+
+  // RFC 5321 3.6 and 4.5.1: hosted domains only (no open relay); aliases, member addresses,
+  // handles, group names, then the domain's catch-all. declared_size is MAIL FROM's SIZE.
+  RecipientCheck check_recipient(const std::string& address, uint64_t declared_size);
+
+  // Indexes a committed blob into every recipient's INBOX (each commit durable). Quota is
+  // checked for all before any is written: over quota, coop::Error("quota_exceeded", 552)
+  // and nothing is delivered.
+  Delivered deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
+                    int64_t internal_date);
+
+  // Stores a message for one member (import and, later, IMAP APPEND); idempotent per mailbox.
+  StoredMessage append(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
+                       int64_t internal_date, bool* existed);
+
+ private:
+  MessageMeta describe(const std::string& blob, uint64_t size, int64_t internal_date, unsigned flags);
+  Home home_;
+  MailDirectory directory_;
+  MailboxStore mailboxes_;
+  BlobStore blobs_;
+};
+
+}  // namespace coop::mail

@@ -1,0 +1,30 @@
+// Wires the mail worker: store, SMTP listeners, control API.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+namespace coop {
+class WorkerRuntime;
+namespace net {
+class TcpListener;
+}
+}  // namespace coop
+
+namespace coop::mail {
+
+class MailService;
+struct SmtpSettings;
+
+class MailWorker {
+ public:
+  explicit MailWorker(WorkerRuntime& runtime);
+  ~MailWorker();
+
+ private:
+  std::unique_ptr<MailService> service_;
+  std::shared_ptr<const SmtpSettings> smtp_;
+  std::vector<std::unique_ptr<net::TcpListener>> listeners_;
+};
+
+}  // namespace coop::mail

@@ -1,0 +1,494 @@
+// Parses a stored message with GMime into its IMAP ENVELOPE and BODYSTRUCTURE as JSON.
+#include "workers/mail/mime_summary.h"
+
+#include <gmime/gmime.h>
+
+#include <algorithm>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace coop::mail {
+namespace {
+
+using nlohmann::json;
+
+// Owns one reference to a GObject.
+template <typename T>
+class GRef {
+ public:
+  explicit GRef(T* object) : object_(object) {}
+  ~GRef() {
+    if (object_) g_object_unref(object_);
+  }
+  GRef(const GRef&) = delete;
+  GRef& operator=(const GRef&) = delete;
+  T* get() const { return object_; }
+  explicit operator bool() const { return object_ != nullptr; }
+
+ private:
+  T* object_;
+};
+
+void ensure_gmime_initialized() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_mime_init();
+    // GLib initialises GObject classes lazily under futex locks ThreadSanitizer cannot see;
+    // creating them here, inside call_once, keeps the worker's TSan runs free of that noise.
+    // Static types' classes live for the process anyway.
+    for (GType type : {GMIME_TYPE_PARSER, GMIME_TYPE_STREAM_MEM, GMIME_TYPE_MESSAGE, GMIME_TYPE_MESSAGE_PART,
+                       GMIME_TYPE_MULTIPART, GMIME_TYPE_PART, GMIME_TYPE_TEXT_PART, GMIME_TYPE_DATA_WRAPPER,
+                       GMIME_TYPE_HEADER_LIST, GMIME_TYPE_CONTENT_TYPE, GMIME_TYPE_CONTENT_DISPOSITION,
+                       GMIME_TYPE_PARAM_LIST, INTERNET_ADDRESS_LIST_TYPE, INTERNET_ADDRESS_TYPE_MAILBOX,
+                       INTERNET_ADDRESS_TYPE_GROUP}) {
+      g_type_class_ref(type);
+    }
+  });
+}
+
+constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";
+
+// nlohmann::json::dump throws on invalid UTF-8, and 8-bit headers arrive in any charset:
+// every string that enters the JSON goes through here. Invalid sequences (bad lead or
+// continuation bytes, overlong forms, surrogates, > U+10FFFF) become U+FFFD.
+std::string valid_utf8(std::string_view in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  while (i < in.size()) {
+    const auto lead = static_cast<unsigned char>(in[i]);
+    if (lead < 0x80) {
+      out += static_cast<char>(lead);
+      ++i;
+      continue;
+    }
+    size_t length = 0;
+    uint32_t code_point = 0;
+    uint32_t minimum = 0;
+    if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2, code_point = lead & 0x1F, minimum = 0x80;
+    } else if ((lead & 0xF0) == 0xE0) {
+      length = 3, code_point = lead & 0x0F, minimum = 0x800;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4, code_point = lead & 0x07, minimum = 0x10000;
+    }
+    bool valid = length != 0 && i + length <= in.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      const auto next = static_cast<unsigned char>(in[i + k]);
+      if ((next & 0xC0) != 0x80) valid = false;
+      code_point = (code_point << 6) | (next & 0x3F);
+    }
+    if (valid && (code_point < minimum || code_point > 0x10FFFF || (code_point >= 0xD800 && code_point <= 0xDFFF))) {
+      valid = false;
+    }
+    if (valid) {
+      out.append(in.substr(i, length));
+      i += length;
+    } else {
+      out.append(kReplacementCharacter);
+      ++i;
+    }
+  }
+  return out;
+}
+
+json string_or_null(const char* text) { return text ? json(valid_utf8(text)) : json(nullptr); }
+
+json string_or_null(const std::optional<std::string>& text) { return text ? json(*text) : json(nullptr); }
+
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = g_ascii_tolower(c);
+  return out;
+}
+
+// The raw value of the first header called `name`, unfolded (RFC 5322 2.2.3) and trimmed:
+// what IMAP puts in ENVELOPE's date, in-reply-to and message-id and BODYSTRUCTURE's body-fld-id.
+std::optional<std::string> raw_header(GMimeObject* object, const char* name) {
+  GMimeHeaderList* headers = g_mime_object_get_header_list(object);
+  GMimeHeader* header = headers ? g_mime_header_list_get_header(headers, name) : nullptr;
+  const char* raw = header ? g_mime_header_get_raw_value(header) : nullptr;
+  if (!raw) return std::nullopt;
+  std::string unfolded;
+  for (const char* p = raw; *p; ++p) {
+    if (*p != '\r' && *p != '\n') unfolded += *p;
+  }
+  const auto first = unfolded.find_first_not_of(" \t");
+  if (first == std::string::npos) return std::string();
+  const auto last = unfolded.find_last_not_of(" \t");
+  return valid_utf8(std::string_view(unfolded).substr(first, last - first + 1));
+}
+
+// Mailboxes as ENVELOPE addresses (RFC 3501 7.4.2); groups are flattened to their members.
+void append_addresses(InternetAddressList* list, json& out, int depth) {
+  if (!list || depth > 4) return;
+  const int count = internet_address_list_length(list);
+  for (int i = 0; i < count; ++i) {
+    InternetAddress* address = internet_address_list_get_address(list, i);
+    if (INTERNET_ADDRESS_IS_GROUP(address)) {
+      append_addresses(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(address)), out, depth + 1);
+      continue;
+    }
+    if (!INTERNET_ADDRESS_IS_MAILBOX(address)) continue;
+    const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(address));
+    const std::string_view spec = addr ? addr : "";
+    // The domain never contains '@' but a quoted local part may.
+    const auto at = spec.rfind('@');
+    const char* name = internet_address_get_name(address);
+    out.push_back({
+        {"name", name && *name ? string_or_null(name) : json(nullptr)},
+        {"mailbox", valid_utf8(spec.substr(0, at))},
+        {"host", at == std::string_view::npos ? json(nullptr) : json(valid_utf8(spec.substr(at + 1)))},
+    });
+  }
+}
+
+json address_list(InternetAddressList* list) {
+  json out = json::array();
+  append_addresses(list, out, 0);
+  return out;
+}
+
+json empty_envelope() {
+  return {{"date", nullptr},          {"subject", nullptr}, {"from", json::array()}, {"sender", json::array()},
+          {"reply_to", json::array()}, {"to", json::array()}, {"cc", json::array()},   {"bcc", json::array()},
+          {"in_reply_to", nullptr},    {"message_id", nullptr}};
+}
+
+json envelope_of(GMimeMessage* message) {
+  GMimeObject* object = GMIME_OBJECT(message);
+  json envelope = empty_envelope();
+  envelope["date"] = string_or_null(raw_header(object, "Date"));
+  envelope["subject"] = string_or_null(g_mime_message_get_subject(message));
+  envelope["from"] = address_list(g_mime_message_get_from(message));
+  envelope["sender"] = address_list(g_mime_message_get_sender(message));
+  envelope["reply_to"] = address_list(g_mime_message_get_reply_to(message));
+  envelope["to"] = address_list(g_mime_message_get_to(message));
+  envelope["cc"] = address_list(g_mime_message_get_cc(message));
+  envelope["bcc"] = address_list(g_mime_message_get_bcc(message));
+  envelope["in_reply_to"] = string_or_null(raw_header(object, "In-Reply-To"));
+  envelope["message_id"] = string_or_null(raw_header(object, "Message-ID"));
+  // RFC 3501 7.4.2: the server fills in sender and reply-to from from when they are absent.
+  if (envelope["sender"].empty()) envelope["sender"] = envelope["from"];
+  if (envelope["reply_to"].empty()) envelope["reply_to"] = envelope["from"];
+  return envelope;
+}
+
+json parameters_of(GMimeParamList* list) {
+  json params = json::object();
+  const int count = list ? g_mime_param_list_length(list) : 0;
+  for (int i = 0; i < count; ++i) {
+    GMimeParam* param = g_mime_param_list_get_parameter_at(list, i);
+    const char* name = param ? g_mime_param_get_name(param) : nullptr;
+    if (!name) continue;
+    const std::string key = valid_utf8(lowercase(name));
+    if (params.contains(key)) continue;  // the first occurrence wins, as GMime's own lookups do
+    params[key] = string_or_null(g_mime_param_get_value(param));
+  }
+  return params;
+}
+
+struct BodyMeasure {
+  int64_t size = 0;
+  int64_t lines = 0;
+};
+
+// RFC 3501 body-fld-lines counts text lines; the line break before a multipart delimiter
+// belongs to the delimiter (RFC 2046 5.1.1), so a last line without one still counts.
+class LineCounter {
+ public:
+  void add(std::string_view chunk) {
+    if (chunk.empty()) return;
+    size_ += static_cast<int64_t>(chunk.size());
+    newlines_ += static_cast<int64_t>(std::count(chunk.begin(), chunk.end(), '\n'));
+    ends_with_newline_ = chunk.back() == '\n';
+  }
+  BodyMeasure result() const { return {size_, newlines_ + (size_ > 0 && !ends_with_newline_ ? 1 : 0)}; }
+
+ private:
+  int64_t size_ = 0;
+  int64_t newlines_ = 0;
+  bool ends_with_newline_ = false;
+};
+
+BodyMeasure measure(std::string_view body) {
+  LineCounter counter;
+  counter.add(body);
+  return counter.result();
+}
+
+BodyMeasure measure(GMimeStream* stream) {
+  LineCounter counter;
+  char buffer[16384];
+  g_mime_stream_reset(stream);
+  for (;;) {
+    const ssize_t got = g_mime_stream_read(stream, buffer, sizeof buffer);
+    if (got <= 0) break;
+    counter.add(std::string_view(buffer, static_cast<size_t>(got)));
+  }
+  g_mime_stream_reset(stream);
+  return counter.result();
+}
+
+bool is_boundary_end(std::string_view rest) {
+  // RFC 2046 5.1.1: the delimiter may be followed by "--" and linear whitespace.
+  return rest.empty() || rest.starts_with("--") || rest[0] == '\r' || rest[0] == '\n' || rest[0] == ' ' ||
+         rest[0] == '\t';
+}
+
+class StructureWalker {
+ public:
+  explicit StructureWalker(std::string_view bytes) : bytes_(bytes) {}
+
+  bool has_attachments() const { return has_attachments_; }
+
+  // `part` is the IMAP part specifier (RFC 3501 6.4.5); a multipart passes it on as the
+  // prefix of its children's numbers. `in_attached_message` keeps attachments of a forwarded
+  // message from counting for the outer one.
+  json describe(GMimeObject* object, const std::string& part, int depth, bool in_attached_message) {
+    ++parts_;
+    json node = common_fields(object, part);
+    const std::string type = node["type"];
+    if (GMIME_IS_MULTIPART(object)) {
+      describe_multipart(GMIME_MULTIPART(object), part, depth, in_attached_message, node);
+    } else if (GMIME_IS_MESSAGE_PART(object)) {
+      describe_message_part(GMIME_MESSAGE_PART(object), part, depth, node);
+      if (!in_attached_message) note_attachment(node, type);
+    } else {
+      if (GMIME_IS_PART(object)) describe_leaf(GMIME_PART(object), type, node);
+      if (!in_attached_message) note_attachment(node, type);
+    }
+    return node;
+  }
+
+  // The structure of a message whose body GMime could not give us: the whole input as text.
+  json describe_unparsed(std::string_view body, const std::string& part) {
+    json node = {{"type", "text"},
+                 {"subtype", "plain"},
+                 {"params", {{"charset", "us-ascii"}}},
+                 {"id", nullptr},
+                 {"description", nullptr},
+                 {"encoding", "7bit"},
+                 {"disposition", nullptr},
+                 {"language", nullptr},
+                 {"location", nullptr},
+                 {"part", part}};
+    const auto measured = measure(body);
+    node["size"] = measured.size;
+    node["lines"] = measured.lines;
+    return node;
+  }
+
+ private:
+  json common_fields(GMimeObject* object, const std::string& part) {
+    json node;
+    GMimeContentType* content_type = g_mime_object_get_content_type(object);
+    const char* media_type = content_type ? g_mime_content_type_get_media_type(content_type) : nullptr;
+    const char* media_subtype = content_type ? g_mime_content_type_get_media_subtype(content_type) : nullptr;
+    // RFC 2045 5.2: a missing or unusable Content-Type means text/plain.
+    node["type"] = valid_utf8(lowercase(media_type && *media_type ? media_type : "text"));
+    node["subtype"] = valid_utf8(lowercase(media_subtype && *media_subtype ? media_subtype : "plain"));
+    node["params"] = parameters_of(content_type ? g_mime_content_type_get_parameters(content_type) : nullptr);
+    node["id"] = string_or_null(raw_header(object, "Content-ID"));
+    node["description"] = string_or_null(g_mime_object_get_header(object, "Content-Description"));
+    const auto encoding = raw_header(object, "Content-Transfer-Encoding");
+    // RFC 2045 6.1: 7bit is the default.
+    node["encoding"] = encoding && !encoding->empty() ? lowercase(*encoding) : std::string("7bit");
+    GMimeContentDisposition* disposition = g_mime_object_get_content_disposition(object);
+    const char* disposition_type = disposition ? g_mime_content_disposition_get_disposition(disposition) : nullptr;
+    if (disposition_type && *disposition_type) {
+      node["disposition"] = {{"type", valid_utf8(lowercase(disposition_type))},
+                             {"params", parameters_of(g_mime_content_disposition_get_parameters(disposition))}};
+    } else {
+      node["disposition"] = nullptr;
+    }
+    node["language"] = languages_of(object);
+    node["location"] = string_or_null(raw_header(object, "Content-Location"));
+    node["part"] = part;
+    return node;
+  }
+
+  // RFC 3282 Content-Language: a list of tags, as IMAP body-fld-lang and JMAP language want.
+  static json languages_of(GMimeObject* object) {
+    const auto header = raw_header(object, "Content-Language");
+    if (!header) return nullptr;
+    json tags = json::array();
+    std::string tag;
+    for (char c : *header + ",") {
+      if (c == ',' || c == ' ' || c == '\t') {
+        if (!tag.empty()) tags.push_back(tag);
+        tag.clear();
+      } else {
+        tag += c;
+      }
+    }
+    return tags.empty() ? json(nullptr) : tags;
+  }
+
+  void note_attachment(const json& node, const std::string& type) {
+    if (node["disposition"].is_object() && node["disposition"]["type"] == "attachment") {
+      has_attachments_ = true;
+      return;
+    }
+    if (type == "text" || type == "multipart") return;
+    const auto& disposition_params = node["disposition"].is_object() ? node["disposition"]["params"] : json::object();
+    if (disposition_params.contains("filename") || node["params"].contains("name")) has_attachments_ = true;
+  }
+
+  void describe_leaf(GMimePart* part, const std::string& type, json& node) {
+    GMimeDataWrapper* content = g_mime_part_get_content(part);
+    GMimeStream* stream = content ? g_mime_data_wrapper_get_stream(content) : nullptr;
+    BodyMeasure body;
+    if (stream) {
+      body = measure(stream);
+      // With a persistent parser the content is a window onto our memory stream, so its
+      // bounds are the body's place in the message.
+      if (GMIME_IS_STREAM_MEM(stream) && stream->bound_start >= 0 &&
+          static_cast<uint64_t>(stream->bound_start) + static_cast<uint64_t>(body.size) <= bytes_.size()) {
+        node["offset"] = stream->bound_start;
+      }
+    }
+    node["size"] = body.size;
+    if (type == "text") node["lines"] = body.lines;
+  }
+
+  void describe_multipart(GMimeMultipart* multipart, const std::string& part, int depth, bool in_attached_message,
+                          json& node) {
+    node["parts"] = json::array();
+    if (depth >= kMaxMimeDepth) {
+      node["truncated"] = true;
+      return;
+    }
+    const int count = g_mime_multipart_get_count(multipart);
+    for (int i = 0; i < count; ++i) {
+      if (parts_ >= kMaxMimeParts) {
+        node["truncated"] = true;
+        return;
+      }
+      GMimeObject* child = g_mime_multipart_get_part(multipart, i);
+      if (!child) continue;
+      const std::string number = part.empty() ? std::to_string(i + 1) : part + "." + std::to_string(i + 1);
+      const char* boundary = g_mime_multipart_get_boundary(multipart);
+      boundaries_.push_back(boundary ? boundary : "");
+      node["parts"].push_back(describe(child, number, depth + 1, in_attached_message));
+      boundaries_.pop_back();
+    }
+  }
+
+  void describe_message_part(GMimeMessagePart* message_part, const std::string& part, int depth, json& node) {
+    GMimeMessage* message = g_mime_message_part_get_message(message_part);
+    node["envelope"] = message ? envelope_of(message) : empty_envelope();
+    node["body"] = nullptr;
+    if (!message) {
+      node["size"] = 0;
+      node["lines"] = 0;
+      return;
+    }
+    measure_message_part(message, node);
+    GMimeObject* body = g_mime_message_get_mime_part(message);
+    if (!body) return;
+    if (depth >= kMaxMimeDepth || parts_ >= kMaxMimeParts) {
+      node["truncated"] = true;
+      return;
+    }
+    // RFC 3501 6.4.5: a non-multipart body of an attached message is part N.1; a multipart
+    // body's children are N.1, N.2 ...
+    const std::string body_part = GMIME_IS_MULTIPART(body) ? part : part + ".1";
+    node["body"] = describe(body, body_part, depth + 1, true);
+  }
+
+  // The encapsulated message's octets: from its first header up to the CRLF before the
+  // enclosing multipart's next delimiter (RFC 2046 5.1.1), or to the end of the input.
+  // Without header offsets, fall back to GMime's re-serialisation of the message.
+  void measure_message_part(GMimeMessage* message, json& node) {
+    GMimeHeaderList* headers = g_mime_object_get_header_list(GMIME_OBJECT(message));
+    GMimeHeader* first = headers && g_mime_header_list_get_count(headers) > 0
+                             ? g_mime_header_list_get_header_at(headers, 0)
+                             : nullptr;
+    const gint64 start = first ? g_mime_header_get_offset(first) : -1;
+    if (start >= 0 && static_cast<uint64_t>(start) <= bytes_.size()) {
+      size_t end = bytes_.size();
+      for (auto it = boundaries_.rbegin(); it != boundaries_.rend(); ++it) {
+        end = std::min(end, find_delimiter(*it, static_cast<size_t>(start), end));
+      }
+      const auto body = measure(bytes_.substr(static_cast<size_t>(start), end - static_cast<size_t>(start)));
+      node["offset"] = start;
+      node["size"] = body.size;
+      node["lines"] = body.lines;
+      return;
+    }
+    GRef<GMimeStream> copy(g_mime_stream_mem_new());
+    g_mime_object_write_to_stream(GMIME_OBJECT(message), nullptr, copy.get());
+    const auto body = measure(copy.get());
+    node["size"] = body.size;
+    node["lines"] = body.lines;
+  }
+
+  // Where the line break before the first "--boundary" line in [from, limit) starts, or limit.
+  size_t find_delimiter(const std::string& boundary, size_t from, size_t limit) const {
+    if (boundary.empty()) return limit;
+    const std::string dash_boundary = "--" + boundary;
+    const auto window = bytes_.substr(0, limit);
+    for (size_t at = from;;) {
+      const size_t hit = window.find(dash_boundary, at);
+      if (hit == std::string_view::npos) return limit;
+      const bool at_line_start = hit == from || bytes_[hit - 1] == '\n';
+      if (at_line_start && is_boundary_end(bytes_.substr(hit + dash_boundary.size()))) {
+        size_t end = hit;
+        if (end > from && bytes_[end - 1] == '\n') --end;
+        if (end > from && bytes_[end - 1] == '\r') --end;
+        return end;
+      }
+      at = hit + 1;
+    }
+  }
+
+  std::string_view bytes_;
+  std::vector<std::string> boundaries_;
+  int parts_ = 0;
+  bool has_attachments_ = false;
+};
+
+}  // namespace
+
+MimeSummary summarize_message(std::string_view bytes) {
+  ensure_gmime_initialized();
+  MimeSummary summary;
+  summary.envelope = empty_envelope();
+  StructureWalker walker(bytes);
+
+  // The memory stream copies the bytes; the parser then hands out windows onto that copy.
+  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
+  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  g_mime_parser_set_persist_stream(parser.get(), TRUE);
+  g_mime_parser_set_format(parser.get(), GMIME_FORMAT_MESSAGE);
+  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+
+  GMimeObject* body = message ? g_mime_message_get_mime_part(message.get()) : nullptr;
+  if (message) {
+    summary.envelope = envelope_of(message.get());
+    const char* message_id = g_mime_message_get_message_id(message.get());
+    summary.message_id = message_id ? valid_utf8(message_id) : std::string();
+    const char* subject = g_mime_message_get_subject(message.get());
+    summary.subject = subject ? valid_utf8(subject) : std::string();
+    GDateTime* date = g_mime_message_get_date(message.get());
+    summary.date = date ? g_date_time_to_unix(date) : 0;
+  }
+  if (body) {
+    // RFC 3501 6.4.5: a single-part message's body is part 1; a multipart's children are 1, 2 ...
+    summary.body_structure = walker.describe(body, GMIME_IS_MULTIPART(body) ? "" : "1", 0, false);
+  } else {
+    const size_t body_start =
+        message ? static_cast<size_t>(std::clamp<gint64>(g_mime_parser_get_headers_end(parser.get()), 0,
+                                                         static_cast<gint64>(bytes.size())))
+                : 0;
+    summary.body_structure = walker.describe_unparsed(bytes.substr(body_start), "1");
+  }
+  summary.has_attachments = walker.has_attachments();
+  return summary;
+}
+
+}  // namespace coop::mail

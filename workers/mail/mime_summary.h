@@ -1,0 +1,38 @@
+// The IMAP ENVELOPE and BODYSTRUCTURE of a stored message, parsed once at delivery with GMime.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+// Not json_fwd.hpp: MimeSummary holds json by value, which needs the complete type. Only
+// mail_service.cpp and the tests include this header, and both need json.hpp anyway.
+#include <nlohmann/json.hpp>
+
+namespace coop::mail {
+
+// Nesting and part limits of summarize_message: deeper multiparts or message/rfc822 bodies,
+// and parts past the count, are left out (their node carries "truncated": true).
+inline constexpr int kMaxMimeDepth = 50;
+inline constexpr int kMaxMimeParts = 10000;
+
+struct MimeSummary {
+  // RFC 3501 7.4.2 / RFC 9051 7.5.2 ENVELOPE fields: {"date","subject","from","sender",
+  // "reply_to","to","cc","bcc","in_reply_to","message_id"}; addresses are
+  // [{"name","mailbox","host"}]; "date", "in_reply_to" and "message_id" are the raw
+  // (unfolded) header values, "subject" and names are decoded UTF-8.
+  nlohmann::json envelope;
+  // One node per MIME part (see mime_summary.cpp for the fields), enough for IMAP
+  // BODYSTRUCTURE and JMAP bodyStructure.
+  nlohmann::json body_structure;
+  std::string message_id;  // the Message-ID without angle brackets, "" if absent
+  std::string subject;     // decoded UTF-8, "" if absent
+  int64_t date = 0;        // unix seconds from the Date header, 0 if absent/unparseable
+  bool has_attachments = false;
+};
+
+// Never throws on bad input: any bytes give a best-effort summary whose strings are valid
+// UTF-8, so envelope.dump() and body_structure.dump() cannot throw.
+MimeSummary summarize_message(std::string_view bytes);
+
+}  // namespace coop::mail

@@ -1,0 +1,486 @@
+// The SMTP server state machine.
+#include "workers/mail/smtp_session.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <ctime>
+#include <functional>
+#include <optional>
+#include <random>
+
+#include "common/blob_store.h"
+#include "common/error.h"
+#include "common/net/tcp_listener.h"
+#include "workers/mail/mail_service.h"
+#include "workers/mail/smtp_parser.h"
+
+namespace coop::mail {
+
+namespace {
+
+namespace asio = boost::asio;
+
+std::string session_id() {
+  static std::atomic<uint64_t> counter{0};
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char out[32];
+  std::snprintf(out, sizeof out, "%08llx%06llx", static_cast<unsigned long long>(::time(nullptr)),
+                static_cast<unsigned long long>((counter++ ^ rng()) & 0xffffff));
+  return out;
+}
+
+// RFC 5322 3.3 date-time, for the Received header.
+std::string rfc5322_date(std::time_t t) {
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char out[64];
+  std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+  return out;
+}
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const SmtpSettings> settings)
+      : conn_(std::move(connection)), settings_(std::move(settings)), session_timer_(conn_->executor()) {}
+
+  void start() {
+    conn_->set_idle_timeout(settings_->limits.idle_timeout);
+    session_timer_.expires_after(settings_->limits.session_timeout);
+    session_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+      if (ec || self->closed_) return;
+      self->out_ += "421 4.4.2 " + self->settings_->hostname + " Session time limit reached, closing\r\n";
+      self->closing_ = true;
+      self->flush();
+    });
+    reply("220 " + settings_->hostname + " ESMTP coop");
+    flush_then_read();
+  }
+
+ private:
+  enum class Phase { command, data, bdat, bdat_discard };
+
+  // ---- I/O -------------------------------------------------------------------------------
+
+  void reply(const std::string& line) { out_ += line + "\r\n"; }
+
+  void flush_then_read() {
+    if (!out_.empty()) {
+      flush();
+      return;
+    }
+    read();
+  }
+
+  // Writes what is queued; reads again afterwards unless the session is ending.
+  void flush() {
+    if (writing_ || closed_) return;
+    if (out_.empty()) {
+      if (closing_) finish();
+      else if (!waiting_) read();
+      return;
+    }
+    writing_ = true;
+    pending_.swap(out_);
+    out_.clear();
+    conn_->async_write(asio::buffer(pending_), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->writing_ = false;
+      self->pending_.clear();
+      if (ec) return self->finish();
+      if (self->after_write_) {
+        auto next = std::move(self->after_write_);
+        self->after_write_ = nullptr;
+        return next();
+      }
+      self->flush();
+    });
+  }
+
+  void read() {
+    if (reading_ || closed_ || closing_ || waiting_) return;
+    reading_ = true;
+    conn_->async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      self->reading_ = false;
+      if (ec) return self->finish();
+      self->in_.append(self->chunk_.data(), n);
+      self->process();
+    });
+  }
+
+  void finish() {
+    if (closed_) return;
+    closed_ = true;
+    session_timer_.cancel();
+    writer_.reset();
+    conn_->close();
+  }
+
+  // ---- input -----------------------------------------------------------------------------
+
+  void process() {
+    while (!waiting_ && !closing_ && !closed_) {
+      if (phase_ == Phase::data) {
+        if (!consume_data()) break;
+        continue;
+      }
+      if (phase_ == Phase::bdat || phase_ == Phase::bdat_discard) {
+        if (!consume_bdat()) break;
+        continue;
+      }
+      const auto eol = in_.find('\n');
+      if (eol == std::string::npos) {
+        if (in_.size() > settings_->limits.max_command_line) {
+          in_.clear();
+          discarding_long_line_ = true;
+          bad_command("500 5.5.2 Line too long");
+        }
+        break;
+      }
+      std::string line = in_.substr(0, eol);
+      in_.erase(0, eol + 1);
+      if (discarding_long_line_) {  // the tail of a line already refused
+        discarding_long_line_ = false;
+        continue;
+      }
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.size() > settings_->limits.max_command_line) {
+        bad_command("500 5.5.2 Line too long");
+        continue;
+      }
+      command(line);
+    }
+    if (!waiting_) flush();
+  }
+
+  void bad_command(const std::string& text) {
+    reply(text);
+    if (++bad_commands_ >= settings_->limits.max_bad_commands) {
+      reply("421 4.7.0 " + settings_->hostname + " Too many errors, closing");
+      closing_ = true;
+    }
+  }
+
+  void command(const std::string& line) {
+    const auto cmd = parse_command(line);
+    switch (cmd.verb) {
+      case SmtpVerb::ehlo:
+      case SmtpVerb::helo: return hello(cmd);
+      case SmtpVerb::mail: return mail(cmd.argument);
+      case SmtpVerb::rcpt: return rcpt(cmd.argument);
+      case SmtpVerb::data: return data();
+      case SmtpVerb::bdat: return bdat(cmd.argument);
+      case SmtpVerb::rset:
+        reset_transaction();
+        return reply("250 2.0.0 Ok");
+      case SmtpVerb::noop: return reply("250 2.0.0 Ok");
+      case SmtpVerb::quit:
+        reply("221 2.0.0 " + settings_->hostname + " Bye");
+        closing_ = true;
+        return;
+      case SmtpVerb::vrfy: return reply("252 2.5.0 Cannot VRFY; send some mail and it will be delivered if it can");
+      case SmtpVerb::help: return reply("214 2.0.0 See RFC 5321");
+      case SmtpVerb::starttls: return starttls(cmd.argument);
+      case SmtpVerb::auth: return bad_command("502 5.5.1 AUTH is offered on the submission port, not here");
+      case SmtpVerb::unknown: return bad_command("500 5.5.2 Command not recognised");
+    }
+  }
+
+  void hello(const SmtpCommand& cmd) {
+    if (cmd.argument.empty()) return bad_command("501 5.5.4 Syntax: EHLO hostname");
+    reset_transaction();
+    helo_ = cmd.argument.substr(0, 255);
+    esmtp_ = cmd.verb == SmtpVerb::ehlo;
+    if (!esmtp_) return reply("250 " + settings_->hostname);
+    reply("250-" + settings_->hostname + " greets " + helo_);
+    reply("250-PIPELINING");
+    reply("250-SIZE " + std::to_string(settings_->limits.max_message_bytes));
+    reply("250-8BITMIME");
+    reply("250-SMTPUTF8");
+    reply("250-ENHANCEDSTATUSCODES");
+    reply("250-CHUNKING");
+    if (settings_->tls && !conn_->is_tls()) reply("250-STARTTLS");
+    reply("250 HELP");
+  }
+
+  void starttls(const std::string& argument) {
+    if (!settings_->tls || conn_->is_tls()) return bad_command("503 5.5.1 TLS is already active or not offered");
+    if (!argument.empty()) return bad_command("501 5.5.4 Syntax: STARTTLS");
+    // RFC 3207 4.2 / RFC 3207 6: nothing the client pipelined after STARTTLS may be acted on.
+    in_.clear();
+    reply("220 2.0.0 Ready to start TLS");
+    waiting_ = true;
+    after_write_ = [self = shared_from_this()] {
+      self->conn_->async_start_tls([self](boost::system::error_code ec) {
+        if (ec) return self->finish();
+        // RFC 3207 4.2: the session starts over, EHLO included.
+        self->helo_.clear();
+        self->reset_transaction();
+        self->waiting_ = false;
+        self->read();
+      });
+    };
+    flush();
+  }
+
+  // ---- transaction ------------------------------------------------------------------------
+
+  void reset_transaction() {
+    in_transaction_ = false;
+    sender_.clear();
+    recipients_.clear();
+    recipient_addresses_.clear();
+    declared_size_ = 0;
+    smtputf8_ = false;
+    eight_bit_ = false;
+    writer_.reset();
+    message_bytes_ = 0;
+    too_big_ = false;
+    chunking_ = false;
+  }
+
+  void mail(const std::string& argument) {
+    if (helo_.empty()) return bad_command("503 5.5.1 Send EHLO first");
+    if (in_transaction_) return bad_command("503 5.5.1 Nested MAIL command");
+    auto from = parse_mail_from(argument);
+    if (!from.error.empty()) return bad_command(from.error);
+    if (from.size && *from.size > settings_->limits.max_message_bytes)
+      return reply("552 5.3.4 Message size exceeds the limit of " + std::to_string(settings_->limits.max_message_bytes));
+    in_transaction_ = true;
+    sender_ = from.address;
+    declared_size_ = from.size.value_or(0);
+    smtputf8_ = from.smtputf8;
+    eight_bit_ = from.eight_bit;
+    reply("250 2.1.0 Sender ok");
+  }
+
+  void rcpt(const std::string& argument) {
+    if (!in_transaction_) return bad_command("503 5.5.1 Need MAIL before RCPT");
+    auto to = parse_rcpt_to(argument, smtputf8_);
+    if (!to.error.empty()) return bad_command(to.error);
+    if (recipient_addresses_.size() >= settings_->limits.max_recipients)
+      return reply("452 4.5.3 Too many recipients");
+    // The registry lookup blocks: park the session until it answers.
+    waiting_ = true;
+    auto self = shared_from_this();
+    settings_->runner([self, address = to.address] {
+      RecipientCheck check;
+      try {
+        check = self->settings_->service->check_recipient(address, self->declared_size_);
+      } catch (const std::exception& e) {
+        spdlog::warn("smtp: recipient check for {} failed: {}", address, e.what());
+        check.reply = "451 4.3.0 Temporary failure looking up the recipient, try again later";
+      }
+      asio::post(self->conn_->executor(), [self, address, check = std::move(check)] {
+        self->waiting_ = false;
+        if (check.accepted) {
+          self->recipient_addresses_.push_back(address);
+          for (const auto& r : check.recipients) {
+            bool dup = false;
+            for (const auto& have : self->recipients_) dup = dup || have.handle == r.handle;
+            if (!dup) self->recipients_.push_back(r);
+          }
+        }
+        self->reply(check.reply);
+        self->process();
+      });
+    });
+  }
+
+  // Return-Path (RFC 5321 4.4) and a Received trace line go on top of every message.
+  void begin_message() {
+    writer_.emplace(settings_->service->blobs().writer());
+    message_id_ = session_id();
+    const bool tls = conn_->is_tls();
+    const std::string with = std::string(smtputf8_ ? "UTF8SMTP" : "ESMTP") + (tls ? "S" : "");
+    std::string trace = "Return-Path: <" + sender_ + ">\r\n";
+    trace += "Received: from " + helo_ + " ([" + conn_->remote_address() + "])\r\n\tby " + settings_->hostname +
+             " (coop) with " + with + " id " + message_id_;
+    if (recipient_addresses_.size() == 1) trace += "\r\n\tfor <" + recipient_addresses_.front() + ">";
+    trace += "; " + rfc5322_date(::time(nullptr)) + "\r\n";
+    writer_->append(trace);
+  }
+
+  void data() {
+    if (chunking_) return bad_command("503 5.5.1 DATA after BDAT is not allowed");
+    if (!in_transaction_) return bad_command("503 5.5.1 Need MAIL first");
+    if (recipients_.empty()) return bad_command("554 5.5.1 No valid recipients");
+    begin_message();
+    phase_ = Phase::data;
+    data_line_start_ = true;
+    reply("354 End data with <CR><LF>.<CR><LF>");
+  }
+
+  void append_body(std::string_view bytes) {
+    message_bytes_ += bytes.size();
+    if (message_bytes_ > settings_->limits.max_message_bytes) {
+      too_big_ = true;  // keep reading to the end, store nothing more
+      return;
+    }
+    writer_->append(bytes);
+  }
+
+  // RFC 5321 4.1.1.4 and 4.5.2: lines up to <CRLF>.<CRLF>, a leading dot removed. Bare LF
+  // line ends are taken as CRLF, as Postfix does. Returns false when more input is needed.
+  bool consume_data() {
+    while (true) {
+      if (data_line_start_) {
+        if (in_.empty()) return false;
+        if (in_[0] == '.') {
+          if (in_.size() < 2) return false;
+          if (in_[1] == '\n' || (in_[1] == '\r' && in_.size() >= 3 && in_[2] == '\n')) {
+            in_.erase(0, in_[1] == '\n' ? 2 : 3);
+            end_of_message();
+            return true;
+          }
+          if (in_[1] == '\r' && in_.size() < 3) return false;
+          in_.erase(0, 1);  // dot-stuffing
+        }
+      }
+      const auto eol = in_.find('\n');
+      if (eol == std::string::npos) {
+        // A long line: pass on what there is, keeping a lone trailing CR for the next read.
+        std::size_t take = in_.size();
+        if (take > 0 && in_[take - 1] == '\r') --take;
+        if (take == 0) return false;
+        append_body(std::string_view(in_).substr(0, take));
+        in_.erase(0, take);
+        data_line_start_ = false;
+        return false;
+      }
+      std::size_t content = eol;
+      if (content > 0 && in_[content - 1] == '\r') --content;
+      std::string_view view(in_);
+      append_body(view.substr(0, content));
+      append_body("\r\n");
+      in_.erase(0, eol + 1);
+      data_line_start_ = true;
+    }
+  }
+
+  void bdat(const std::string& argument) {
+    const auto chunk = parse_bdat(argument);
+    if (!chunk.error.empty()) return bad_command(chunk.error);
+    bdat_remaining_ = chunk.size;
+    bdat_last_ = chunk.last;
+    // RFC 3030 2: the chunk's bytes follow whatever we answer, so they are always read.
+    if (!in_transaction_ || recipients_.empty()) {
+      phase_ = Phase::bdat_discard;
+      bdat_error_ = in_transaction_ ? "554 5.5.1 No valid recipients" : "503 5.5.1 Need MAIL and RCPT first";
+      return;
+    }
+    if (!chunking_) {
+      chunking_ = true;
+      begin_message();
+    }
+    phase_ = Phase::bdat;
+  }
+
+  bool consume_bdat() {
+    const auto take = static_cast<std::size_t>(std::min<uint64_t>(bdat_remaining_, in_.size()));
+    if (phase_ == Phase::bdat) append_body(std::string_view(in_).substr(0, take));
+    in_.erase(0, take);
+    bdat_remaining_ -= take;
+    if (bdat_remaining_ > 0) return false;
+    if (phase_ == Phase::bdat_discard) {
+      phase_ = Phase::command;
+      bad_command(bdat_error_);
+      return true;
+    }
+    phase_ = Phase::command;
+    if (bdat_last_) {
+      end_of_message();
+    } else {
+      reply("250 2.0.0 " + std::to_string(message_bytes_) + " octets received");
+    }
+    return true;
+  }
+
+  void end_of_message() {
+    phase_ = Phase::command;
+    if (too_big_) {
+      reply("552 5.3.4 Message size exceeds the limit of " + std::to_string(settings_->limits.max_message_bytes));
+      reset_transaction();
+      return;
+    }
+    // Blob fsync and index commits block: the reply waits for them, as it must.
+    waiting_ = true;
+    auto self = shared_from_this();
+    auto writer = std::make_shared<BlobStore::Writer>(std::move(*writer_));
+    writer_.reset();
+    settings_->runner([self, writer] {
+      std::string answer;
+      try {
+        const auto size = writer->size();
+        const auto blob = writer->commit();
+        const auto delivered = self->settings_->service->deliver(blob, size, self->recipients_,
+                                                                 static_cast<int64_t>(::time(nullptr)));
+        answer = "250 2.0.0 Ok: delivered as " + self->message_id_;
+        spdlog::info("smtp {}: from=<{}> size={} delivered to {} member(s) blob={}", self->message_id_,
+                     self->sender_, size, delivered.uids.size(), blob.substr(0, 12));
+      } catch (const Error& e) {
+        answer = e.code() == "quota_exceeded" ? std::string(e.what())
+                                              : "451 4.3.0 Local error in processing, message not accepted";
+        if (e.code() != "quota_exceeded") spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());
+      } catch (const std::exception& e) {
+        answer = "451 4.3.0 Local error in processing, message not accepted";
+        spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());
+      }
+      asio::post(self->conn_->executor(), [self, answer] {
+        self->waiting_ = false;
+        self->reset_transaction();
+        self->reply(answer);
+        self->process();
+      });
+    });
+  }
+
+  std::shared_ptr<net::Connection> conn_;
+  std::shared_ptr<const SmtpSettings> settings_;
+  asio::steady_timer session_timer_;
+  std::array<char, 65536> chunk_{};
+  std::string in_, out_, pending_;
+  std::function<void()> after_write_;
+  bool reading_ = false, writing_ = false, waiting_ = false, closing_ = false, closed_ = false;
+  bool discarding_long_line_ = false;
+  int bad_commands_ = 0;
+  Phase phase_ = Phase::command;
+
+  std::string helo_;
+  bool esmtp_ = false;
+  bool in_transaction_ = false;
+  std::string sender_;
+  std::vector<Recipient> recipients_;
+  std::vector<std::string> recipient_addresses_;
+  uint64_t declared_size_ = 0;
+  bool smtputf8_ = false, eight_bit_ = false;
+  std::optional<BlobStore::Writer> writer_;
+  uint64_t message_bytes_ = 0;
+  bool too_big_ = false;
+  bool data_line_start_ = true;
+  bool chunking_ = false;
+  uint64_t bdat_remaining_ = 0;
+  bool bdat_last_ = false;
+  std::string bdat_error_;
+  std::string message_id_;
+};
+
+}  // namespace
+
+void start_smtp_session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const SmtpSettings> settings) {
+  auto executor = connection->executor();
+  auto session = std::make_shared<Session>(std::move(connection), std::move(settings));
+  asio::post(executor, [session] { session->start(); });
+}
+
+void refuse_smtp_connection(std::shared_ptr<net::Connection> connection, std::string_view reason,
+                            const std::string& hostname) {
+  auto text = std::make_shared<std::string>("421 4.7.0 " + hostname + " " + std::string(reason) + ", try again later\r\n");
+  connection->async_write(asio::buffer(*text), [connection, text](boost::system::error_code, std::size_t) {
+    connection->close();
+  });
+}
+
+}  // namespace coop::mail

@@ -1,0 +1,48 @@
+// One inbound SMTP session (RFC 5321) on a listener connection: ESMTP with PIPELINING,
+// 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, STARTTLS and CHUNKING.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/control/router.h"
+
+namespace boost::asio::ssl {
+class context;
+}
+
+namespace coop::net {
+class Connection;
+}
+
+namespace coop::mail {
+
+class MailService;
+
+struct SmtpLimits {
+  uint64_t max_message_bytes = 50 << 20;      // RFC 1870 SIZE
+  std::size_t max_recipients = 100;           // RFC 5321 4.5.3.1.8 asks for at least 100
+  std::size_t max_command_line = 2048;        // RFC 5321 4.5.3.1.4 says 512; extensions need more
+  int max_bad_commands = 10;                  // then 421 and goodbye
+  std::chrono::milliseconds idle_timeout{300000};     // RFC 5321 4.5.3.2.7: 5 minutes
+  std::chrono::milliseconds session_timeout{1800000};  // whole session: no slowloris
+};
+
+struct SmtpSettings {
+  std::string hostname;  // the shard's domain, in the greeting and Received
+  SmtpLimits limits;
+  std::shared_ptr<boost::asio::ssl::context> tls;  // STARTTLS; null: not offered
+  control::Runner runner;                         // for blocking work
+  MailService* service = nullptr;
+};
+
+// Runs the session until QUIT, a timeout or the client leaving; keeps itself alive.
+void start_smtp_session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const SmtpSettings> settings);
+
+// Writes "421 4.7.0 ..." and closes: for connections over the listener's limits.
+void refuse_smtp_connection(std::shared_ptr<net::Connection> connection, std::string_view reason,
+                            const std::string& hostname);
+
+}  // namespace coop::mail

@@ -1,0 +1,152 @@
+// Domains and aliases in mail.db.
+#include "workers/mail/store/mail_directory.h"
+
+#include <algorithm>
+#include <ctime>
+
+#include "common/config.h"
+#include "common/error.h"
+#include "common/sqlite.h"
+
+namespace coop::mail {
+
+namespace {
+
+constexpr sqlite::Migration kMigrations[] = {
+    {1, R"sql(
+      CREATE TABLE domains (
+        name       TEXT PRIMARY KEY,
+        catch_all  TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE aliases (
+        address    TEXT PRIMARY KEY,
+        targets    TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      );
+    )sql"},
+};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+std::vector<std::string> split_targets(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+MailDirectory::MailDirectory(const std::filesystem::path& file) : db_(sqlite::Database::open(file)) {
+  db_->migrate(kMigrations);
+}
+
+MailDirectory::~MailDirectory() = default;
+
+Domain MailDirectory::add_domain(const std::string& name_in, const std::string& catch_all) {
+  const auto name = lower(name_in);
+  if (!is_valid_domain(name)) throw Error("invalid_domain", "'" + name_in + "' is not a valid domain name", 400);
+  std::lock_guard lock(mutex_);
+  auto& existing = db_->prepare("SELECT 1 FROM domains WHERE name = ?1");
+  existing.bind(1, name);
+  if (existing.step()) {
+    existing.reset();
+    throw Error("domain_exists", "the shard already hosts " + name, 409);
+  }
+  const auto now = static_cast<int64_t>(::time(nullptr));
+  db_->prepare("INSERT INTO domains (name, catch_all, created_at) VALUES (?1, ?2, ?3)")
+      .bind(1, name)
+      .bind(2, catch_all)
+      .bind(3, now)
+      .run();
+  return Domain{name, catch_all, now};
+}
+
+void MailDirectory::remove_domain(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  db_->prepare("DELETE FROM domains WHERE name = ?1").bind(1, lower(name)).run();
+  if (db_->changes() == 0) throw Error("no_such_domain", "the shard does not host " + name, 404);
+}
+
+std::vector<Domain> MailDirectory::domains() {
+  std::lock_guard lock(mutex_);
+  auto& stmt = db_->prepare("SELECT name, catch_all, created_at FROM domains ORDER BY name");
+  std::vector<Domain> out;
+  while (stmt.step()) out.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2)});
+  stmt.reset();
+  return out;
+}
+
+std::optional<Domain> MailDirectory::find_domain(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  auto& stmt = db_->prepare("SELECT name, catch_all, created_at FROM domains WHERE name = ?1");
+  stmt.bind(1, lower(name));
+  if (!stmt.step()) return std::nullopt;
+  Domain d{stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2)};
+  stmt.reset();
+  return d;
+}
+
+Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<std::string>& targets) {
+  const auto address = lower(address_in);
+  const auto at = address.rfind('@');
+  if (at == std::string::npos || at == 0) throw Error("invalid_address", "'" + address_in + "' is not an address", 400);
+  if (!find_domain(address.substr(at + 1)))
+    throw Error("no_such_domain", "the shard does not host " + address.substr(at + 1) + " (coop mail domain add)", 404);
+  if (targets.empty()) throw Error("usage", "an alias needs at least one target", 400);
+  std::string joined;
+  for (const auto& t : targets) {
+    if (t.empty() || t.find('\n') != std::string::npos) throw Error("invalid_address", "bad alias target", 400);
+    joined += lower(t) + "\n";
+  }
+  std::lock_guard lock(mutex_);
+  auto& existing = db_->prepare("SELECT 1 FROM aliases WHERE address = ?1");
+  existing.bind(1, address);
+  if (existing.step()) {
+    existing.reset();
+    throw Error("alias_exists", "alias " + address + " already exists", 409);
+  }
+  const auto now = static_cast<int64_t>(::time(nullptr));
+  db_->prepare("INSERT INTO aliases (address, targets, created_at) VALUES (?1, ?2, ?3)")
+      .bind(1, address)
+      .bind(2, joined)
+      .bind(3, now)
+      .run();
+  return Alias{address, split_targets(joined), now};
+}
+
+void MailDirectory::remove_alias(const std::string& address) {
+  std::lock_guard lock(mutex_);
+  db_->prepare("DELETE FROM aliases WHERE address = ?1").bind(1, lower(address)).run();
+  if (db_->changes() == 0) throw Error("no_such_alias", "no alias " + address, 404);
+}
+
+std::vector<Alias> MailDirectory::aliases() {
+  std::lock_guard lock(mutex_);
+  auto& stmt = db_->prepare("SELECT address, targets, created_at FROM aliases ORDER BY address");
+  std::vector<Alias> out;
+  while (stmt.step()) out.push_back({stmt.column_text(0), split_targets(stmt.column_text(1)), stmt.column_int64(2)});
+  stmt.reset();
+  return out;
+}
+
+std::optional<Alias> MailDirectory::find_alias(const std::string& address) {
+  std::lock_guard lock(mutex_);
+  auto& stmt = db_->prepare("SELECT address, targets, created_at FROM aliases WHERE address = ?1");
+  stmt.bind(1, lower(address));
+  if (!stmt.step()) return std::nullopt;
+  Alias a{stmt.column_text(0), split_targets(stmt.column_text(1)), stmt.column_int64(2)};
+  stmt.reset();
+  return a;
+}
+
+}  // namespace coop::mail

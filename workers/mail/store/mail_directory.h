@@ -1,0 +1,50 @@
+// mail.db: the domains the shard hosts and its aliases (the registry keeps members and groups).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coop::sqlite {
+class Database;
+}
+
+namespace coop::mail {
+
+struct Domain {
+  std::string name;
+  std::string catch_all;  // handle that gets mail for unknown local parts; empty: none
+  int64_t created_at = 0;
+};
+
+struct Alias {
+  std::string address;               // alias@hosted-domain
+  std::vector<std::string> targets;  // member addresses or handles
+  int64_t created_at = 0;
+};
+
+class MailDirectory {
+ public:
+  explicit MailDirectory(const std::filesystem::path& file);
+  ~MailDirectory();
+
+  Domain add_domain(const std::string& name, const std::string& catch_all);
+  void remove_domain(const std::string& name);
+  std::vector<Domain> domains();
+  std::optional<Domain> find_domain(const std::string& name);
+
+  Alias add_alias(const std::string& address, const std::vector<std::string>& targets);
+  void remove_alias(const std::string& address);
+  std::vector<Alias> aliases();
+  std::optional<Alias> find_alias(const std::string& address);
+
+ private:
+  std::mutex mutex_;
+  std::unique_ptr<sqlite::Database> db_;
+};
+
+}  // namespace coop::mail

@@ -1,0 +1,225 @@
+// Per-member SQLite mail indexes.
+#include "workers/mail/store/mailbox_store.h"
+
+#include <ctime>
+
+#include "common/error.h"
+#include "common/sqlite.h"
+
+namespace coop::mail {
+
+namespace {
+
+constexpr sqlite::Migration kMigrations[] = {
+    {1, R"sql(
+      CREATE TABLE mailboxes (
+        id             INTEGER PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        special_use    TEXT NOT NULL DEFAULT '',
+        uidvalidity    INTEGER NOT NULL,
+        uidnext        INTEGER NOT NULL DEFAULT 1,
+        highest_modseq INTEGER NOT NULL DEFAULT 1,
+        subscribed     INTEGER NOT NULL DEFAULT 1
+      );
+      CREATE TABLE messages (
+        mailbox_id     INTEGER NOT NULL REFERENCES mailboxes (id),
+        uid            INTEGER NOT NULL,
+        modseq         INTEGER NOT NULL,
+        blob           TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        internal_date  INTEGER NOT NULL,
+        flags          INTEGER NOT NULL DEFAULT 0,
+        keywords       TEXT NOT NULL DEFAULT '',
+        message_id     TEXT NOT NULL DEFAULT '',
+        subject        TEXT NOT NULL DEFAULT '',
+        envelope       TEXT NOT NULL DEFAULT '{}',
+        body_structure TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (mailbox_id, uid)
+      ) WITHOUT ROWID;
+      CREATE INDEX messages_by_blob ON messages (mailbox_id, blob);
+    )sql"},
+};
+
+bool valid_handle_path(const std::string& handle) {
+  // Handles are checked by the registry; this guards the file name all the same.
+  if (handle.empty() || handle.size() > 64 || handle.front() == '.') return false;
+  for (char c : handle)
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')) return false;
+  return true;
+}
+
+}  // namespace
+
+struct MailboxStore::Index {
+  std::mutex mutex;
+  std::unique_ptr<sqlite::Database> db;
+
+  int64_t mailbox_id(const std::string& name) {
+    auto& stmt = db->prepare("SELECT id FROM mailboxes WHERE name = ?1");
+    stmt.bind(1, name);
+    if (!stmt.step()) throw Error("no_such_mailbox", "no mailbox '" + name + "'", 404);
+    const auto id = stmt.column_int64(0);
+    stmt.reset();
+    return id;
+  }
+};
+
+MailboxStore::MailboxStore(std::filesystem::path dir) : dir_(std::move(dir)) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir_, ec);
+  if (ec) throw Error("io_error", "cannot create " + dir_.string() + ": " + ec.message(), 500);
+}
+
+MailboxStore::~MailboxStore() = default;
+
+bool MailboxStore::has_index(const std::string& handle) const {
+  std::error_code ec;
+  return valid_handle_path(handle) && std::filesystem::exists(dir_ / (handle + ".db"), ec);
+}
+
+MailboxStore::Index& MailboxStore::index(const std::string& handle) {
+  if (!valid_handle_path(handle)) throw Error("invalid_handle", "invalid handle '" + handle + "'", 400);
+  std::lock_guard lock(mutex_);
+  auto& slot = indexes_[handle];
+  if (!slot) {
+    auto index = std::make_unique<Index>();
+    index->db = sqlite::Database::open(dir_ / (handle + ".db"));
+    index->db->migrate(kMigrations);
+    // The special-use mailboxes exist from the start, with UIDVALIDITY from the clock.
+    sqlite::Transaction tx(*index->db);
+    const auto now = static_cast<int64_t>(::time(nullptr));
+    for (const auto& [name, use] : kSpecialMailboxes)
+      index->db->prepare("INSERT OR IGNORE INTO mailboxes (name, special_use, uidvalidity) VALUES (?1, ?2, ?3)")
+          .bind(1, name)
+          .bind(2, use)
+          .bind(3, now)
+          .run();
+    tx.commit();
+    slot = std::move(index);
+  }
+  return *slot;
+}
+
+StoredMessage MailboxStore::append(const std::string& handle, const std::string& mailbox, const MessageMeta& meta,
+                                   int64_t quota_bytes) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  if (quota_bytes > 0) {
+    auto& used = db.prepare("SELECT coalesce(sum(size), 0) FROM messages");
+    used.step();
+    const auto bytes = used.column_int64(0);
+    used.reset();
+    if (bytes + meta.size > quota_bytes)
+      throw Error("quota_exceeded", handle + "'s mailbox is full (" + std::to_string(bytes) + " of " +
+                                        std::to_string(quota_bytes) + " bytes used)", 552);
+  }
+  const auto id = ix.mailbox_id(mailbox);
+  auto& next = db.prepare("SELECT uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
+  next.bind(1, id);
+  next.step();
+  StoredMessage stored{next.column_int64(0), next.column_int64(1) + 1, mailbox, meta};
+  next.reset();
+  db.prepare(
+        "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, "
+        "envelope, body_structure) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+      .bind(1, id)
+      .bind(2, stored.uid)
+      .bind(3, stored.modseq)
+      .bind(4, meta.blob)
+      .bind(5, meta.size)
+      .bind(6, meta.internal_date)
+      .bind(7, static_cast<int64_t>(meta.flags))
+      .bind(8, meta.message_id)
+      .bind(9, meta.subject)
+      .bind(10, meta.envelope)
+      .bind(11, meta.body_structure)
+      .run();
+  db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1")
+      .bind(1, id)
+      .bind(2, stored.uid + 1)
+      .bind(3, stored.modseq)
+      .run();
+  tx.commit();
+  return stored;
+}
+
+void MailboxStore::ensure_mailbox(const std::string& handle, const std::string& mailbox) {
+  // IMAP mailbox names (RFC 3501 5.1): no control characters; "/" is the hierarchy separator.
+  bool ok = !mailbox.empty() && mailbox.size() <= 255 && mailbox.front() != '/' && mailbox.back() != '/';
+  for (unsigned char c : mailbox) ok = ok && c >= 0x20 && c != 0x7f;
+  if (!ok) throw Error("invalid_mailbox", "invalid mailbox name '" + mailbox + "'", 400);
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  ix.db->prepare("INSERT OR IGNORE INTO mailboxes (name, uidvalidity) VALUES (?1, ?2)")
+      .bind(1, mailbox)
+      .bind(2, static_cast<int64_t>(::time(nullptr)))
+      .run();
+}
+
+std::optional<int64_t> MailboxStore::find_blob(const std::string& handle, const std::string& mailbox,
+                                               const std::string& blob) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT uid FROM messages WHERE mailbox_id = ?1 AND blob = ?2 LIMIT 1");
+  stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, blob);
+  if (!stmt.step()) return std::nullopt;
+  const auto uid = stmt.column_int64(0);
+  stmt.reset();
+  return uid;
+}
+
+int64_t MailboxStore::usage(const std::string& handle) {
+  if (!has_index(handle)) return 0;
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT coalesce(sum(size), 0) FROM messages");
+  stmt.step();
+  const auto bytes = stmt.column_int64(0);
+  stmt.reset();
+  return bytes;
+}
+
+std::vector<MailboxInfo> MailboxStore::mailboxes(const std::string& handle) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare(
+      "SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highest_modseq, count(m.uid), "
+      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0) "
+      "FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id ORDER BY b.id");
+  std::vector<MailboxInfo> out;
+  while (stmt.step())
+    out.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2), stmt.column_int64(3),
+                   stmt.column_int64(4), stmt.column_int64(5), stmt.column_int64(6), stmt.column_int64(7)});
+  stmt.reset();
+  return out;
+}
+
+std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, const std::string& mailbox,
+                                                  int64_t after_uid, int limit) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare(
+      "SELECT uid, modseq, blob, size, internal_date, flags, message_id, subject FROM messages "
+      "WHERE mailbox_id = ?1 AND uid > ?2 ORDER BY uid LIMIT ?3");
+  stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, after_uid).bind(3, limit);
+  std::vector<StoredMessage> out;
+  while (stmt.step()) {
+    StoredMessage m;
+    m.uid = stmt.column_int64(0);
+    m.modseq = stmt.column_int64(1);
+    m.mailbox = mailbox;
+    m.meta.blob = stmt.column_text(2);
+    m.meta.size = stmt.column_int64(3);
+    m.meta.internal_date = stmt.column_int64(4);
+    m.meta.flags = static_cast<unsigned>(stmt.column_int64(5));
+    m.meta.message_id = stmt.column_text(6);
+    m.meta.subject = stmt.column_text(7);
+    out.push_back(std::move(m));
+  }
+  stmt.reset();
+  return out;
+}
+
+}  // namespace coop::mail
