@@ -4,6 +4,8 @@ and cron sees no output."""
 import filecmp
 import mailbox
 import os
+import re
+import shutil
 import resource
 import smtplib
 import subprocess
@@ -25,6 +27,19 @@ def deliver(port, messages, to="alice"):
     with smtplib.SMTP("127.0.0.1", port) as smtp:
         for m in messages:
             smtp.sendmail("sender@example.org", [f"{to}@{DOMAIN}"], m)
+
+
+def mutt_index(folder, workdir):
+    """What mutt shows when it opens a folder: it runs on a pseudo-terminal (script(1)),
+    read-only, without any user configuration, and quits at once."""
+    transcript = os.path.join(workdir, "mutt.out")
+    command = (f"mutt -n -F /dev/null -R -e 'set folder={workdir}' -e 'set status_format=\"MSGCOUNT=%m\"' "
+               f"-f {folder} -e 'push q'")
+    subprocess.run(["script", "-qec", command, transcript], env=dict(os.environ, TERM="xterm"),
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+    with open(transcript, "rb") as f:
+        text = f.read().decode("utf-8", "replace")
+    return re.sub(r"\x1b(\[[0-9;?]*[a-zA-Z]|[()][A-Z0-9]|[=>])", " ", text)
 
 
 def tree_equal(a, b):
@@ -57,6 +72,13 @@ def test_exports_read_by_python_and_round_trip_byte_identical():
         md = mailbox.Maildir(f"{out}/a.maildir", factory=None, create=False)
         exported = sorted(md.get_bytes(key) for key in md.keys())
         assert exported == sorted(stored)
+
+        # mutt opens both and lists every message.
+        if shutil.which("mutt"):
+            for folder in (f"{out}/a.mbox", f"{out}/a.maildir"):
+                shown = mutt_index(folder, out)
+                assert f"MSGCOUNT={len(TRICKY)}" in shown, shown[-800:]
+                assert "from lines" in shown and "dots" in shown
 
         # Import into another member, export again: byte-identical; a second import adds nothing.
         shard.coop("member", "add", "carol")
@@ -143,9 +165,10 @@ def test_bad_exports_and_imports_are_refused():
         shard.coop("down")
 
 
-run_tests([
-    test_exports_read_by_python_and_round_trip_byte_identical,
-    test_flags_survive_import_and_export,
-    test_export_streams_with_flat_memory_and_is_quiet_under_cron,
-    test_bad_exports_and_imports_are_refused,
-])
+if __name__ == "__main__":
+    run_tests([
+        test_exports_read_by_python_and_round_trip_byte_identical,
+        test_flags_survive_import_and_export,
+        test_export_streams_with_flat_memory_and_is_quiet_under_cron,
+        test_bad_exports_and_imports_are_refused,
+    ])
