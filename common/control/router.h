@@ -1,51 +1,13 @@
-// Maps control API requests to handlers by method and path pattern ("/v1/members/{handle}").
+// The control API routes with the common HTTP router.
 #pragma once
 
-#include <nlohmann/json_fwd.hpp>
-
-#include <functional>
-#include <string>
-#include <vector>
-
 #include "common/control/http.h"
+#include "common/http/router.h"
 
 namespace coop::control {
-
-using Reply = std::function<void(Response)>;
-// A handler that answers at once; it runs on the connection's strand, so it must not block
-// for long. coop::Error thrown from it becomes the error response.
-using Handler = std::function<Response(const Request&)>;
-// A handler that answers later (long-poll): it calls reply exactly once, from any thread.
-using AsyncHandler = std::function<void(const Request&, Reply)>;
-// Runs a job elsewhere (a worker's blocking pool), so SQLite commits, fsyncs and password
-// hashing never stall the connections' event loop.
-using Runner = std::function<void(std::function<void()>)>;
-
-class Router {
- public:
-  void add(std::string method, std::string pattern, Handler handler, std::string summary = {});
-  void add_async(std::string method, std::string pattern, AsyncHandler handler, std::string summary = {});
-  // A handler that blocks: it runs through runner and its response (or error) is sent from there.
-  void add_blocking(std::string method, std::string pattern, Runner runner, Handler handler,
-                    std::string summary = {});
-
-  // Calls the matching handler; 404 for an unknown path, 405 for a known path with
-  // another method. Exceptions become error responses; reply is called exactly once.
-  void dispatch(Request request, Reply reply) const;
-
-  // The routes as JSON, so the control API lists its own commands (GET /v1).
-  nlohmann::json describe() const;
-
- private:
-  struct Route {
-    std::string method;
-    std::vector<std::string> segments;  // "{name}" matches one path segment
-    std::string pattern;
-    std::string summary;
-    AsyncHandler handler;
-  };
-  static bool match(const Route& route, const std::vector<std::string>& segments, Request& request);
-  std::vector<Route> routes_;
-};
-
+using http::AsyncHandler;
+using http::Handler;
+using http::Reply;
+using http::Router;
+using http::Runner;
 }  // namespace coop::control

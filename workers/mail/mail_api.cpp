@@ -77,7 +77,7 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service) {
   }, "messages of a mailbox in UID order (?after_uid=, ?limit=)");
 
   r.add_blocking("GET", "/v1/blobs/{sha}", run, [&service](const Request& q) {
-    return Response{200, service.blobs().read(q.param("sha")), "message/rfc822"};
+    return Response::bytes(200, service.blobs().read(q.param("sha")), "message/rfc822");
   }, "a stored message's exact bytes");
 
   r.add_blocking("POST", "/v1/messages/{handle}/{mailbox}", run, [&service](const Request& q) {

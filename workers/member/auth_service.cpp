@@ -43,7 +43,7 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
     body["error"] = {{"code", "throttled"},
                      {"message", "too many failed logins; try again in " + std::to_string((wait.count() + 999) / 1000) + " s"},
                      {"retry_after_ms", wait.count()}};
-    return control::Response{429, body.dump(), "application/json"};
+    return control::Response::bytes(429, body.dump(), "application/json");
   }
 
   if (!record) {

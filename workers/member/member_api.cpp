@@ -160,7 +160,7 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
   r.add_blocking("GET", "/v1/export/members", run, [&store](const Request& q) {
     const auto format = q.query_value("format", "json");
     const auto members = store.list_members(q.query_value("status"), "");
-    if (format == "csv") return Response{200, members_to_csv(members), "text/csv; charset=utf-8"};
+    if (format == "csv") return Response::bytes(200, members_to_csv(members), "text/csv; charset=utf-8");
     if (format != "json") throw Error("bad_format", "format is csv or json", 400);
     return Response::json(members_json(members));
   }, "export all members (?format=csv|json)");

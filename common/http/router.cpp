@@ -1,5 +1,5 @@
-// Control API routing, error mapping and the request helpers.
-#include "common/control/router.h"
+// HTTP routing, error mapping and the request helpers.
+#include "common/http/router.h"
 
 #include <spdlog/spdlog.h>
 
@@ -7,7 +7,7 @@
 
 #include "common/error.h"
 
-namespace coop::control {
+namespace coop::http {
 
 namespace {
 
@@ -79,6 +79,11 @@ std::string Request::query_value(std::string_view key, const std::string& fallba
   return it == query.end() ? fallback : it->second;
 }
 
+std::string Request::header(std::string_view name, const std::string& fallback) const {
+  auto it = headers.find(std::string(name));
+  return it == headers.end() ? fallback : it->second;
+}
+
 std::string Request::param(std::string_view key) const {
   auto it = params.find(std::string(key));
   return it == params.end() ? std::string() : it->second;
@@ -94,13 +99,27 @@ nlohmann::json Request::json() const {
 }
 
 Response Response::json(const nlohmann::json& value, int status) {
-  return Response{status, value.dump(), "application/json"};
+  Response response;
+  response.status = status;
+  response.body = value.dump();
+  return response;
+}
+
+Response Response::bytes(int status, std::string body, std::string content_type) {
+  Response response;
+  response.status = status;
+  response.body = std::move(body);
+  response.content_type = std::move(content_type);
+  return response;
 }
 
 Response Response::error(const Error& error) { return Response::error(error.code(), error.what(), error.status()); }
 
 Response Response::error(std::string_view code, std::string_view message, int status) {
-  return Response{status, error_body(code, message), "application/json"};
+  Response response;
+  response.status = status;
+  response.body = error_body(code, message);
+  return response;
 }
 
 void Router::add(std::string method, std::string pattern, Handler handler, std::string summary) {
@@ -117,15 +136,15 @@ void Router::add_blocking(std::string method, std::string pattern, Runner runner
                           std::string summary) {
   add_async(
       std::move(method), std::move(pattern),
-      [runner = std::move(runner), handler = std::move(handler)](const Request& request, Reply reply) {
-        runner([handler, request, reply] {
+      [this, runner = std::move(runner), handler = std::move(handler)](const Request& request, Reply reply) {
+        runner([this, handler, request, reply] {
           try {
             reply(handler(request));
           } catch (const Error& e) {
-            reply(Response::error(e));
+            reply(error(e.status(), e.code(), e.what()));
           } catch (const std::exception& e) {
             spdlog::error("{} {}: {}", request.method, request.path, e.what());
-            reply(Response::error("internal", e.what(), 500));
+            reply(error(500, "internal", e.what()));
           }
         });
       },
@@ -157,17 +176,30 @@ void Router::dispatch(Request request, Reply reply) const {
     try {
       route.handler(request, reply);
     } catch (const Error& e) {
-      reply(Response::error(e));
+      reply(error(e.status(), e.code(), e.what()));
     } catch (const std::exception& e) {
       spdlog::error("{} {}: {}", request.method, request.path, e.what());
-      reply(Response::error("internal", e.what(), 500));
+      reply(error(500, "internal", e.what()));
+    }
+    return;
+  }
+  if (fallback_ && (!path_known || request.method == "OPTIONS")) {
+    try {
+      fallback_(request, reply);
+    } catch (const Error& e) {
+      reply(error(e.status(), e.code(), e.what()));
     }
     return;
   }
   if (path_known)
-    reply(Response::error("method_not_allowed", request.method + " is not allowed on " + request.path, 405));
+    reply(error(405, "method_not_allowed", request.method + " is not allowed on " + request.path));
   else
-    reply(Response::error("not_found", "no such resource: " + request.path, 404));
+    reply(error(404, "not_found", "no such resource: " + request.path));
+}
+
+Response Router::error(int status, const std::string& code, const std::string& message) const {
+  if (formatter_) return formatter_(status, code, message);
+  return Response::error(code, message, status);
 }
 
 nlohmann::json Router::describe() const {
@@ -177,4 +209,4 @@ nlohmann::json Router::describe() const {
   return list;
 }
 
-}  // namespace coop::control
+}  // namespace coop::http

@@ -1,0 +1,53 @@
+// HTTP requests and responses as handlers see them, free of Beast so workers never include it.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace coop {
+class Error;
+}
+
+namespace coop::http {
+
+struct Request {
+  std::string method;                              // "GET", "POST"...
+  std::string target;                              // "/v1/events?since=3"
+  std::string path;                                // "/v1/events", percent-decoded
+  std::map<std::string, std::string> query;        // percent-decoded query parameters
+  std::map<std::string, std::string> params;       // "{handle}" segments of the route
+  std::map<std::string, std::string> headers;      // lowercase names; repeated ones joined with ", "
+  std::string body;
+  std::string remote_address;                      // the peer's IP, or "local" on a Unix socket
+
+  // A header's value, or fallback; name in lowercase.
+  std::string header(std::string_view name, const std::string& fallback = {}) const;
+  std::string query_value(std::string_view key, const std::string& fallback = {}) const;
+  std::string param(std::string_view key) const;
+  // The body as JSON; coop::Error("bad_json", 400) when it is not JSON.
+  nlohmann::json json() const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+
+  static Response json(const nlohmann::json& value, int status = 200);
+  static Response bytes(int status, std::string body, std::string content_type);
+  static Response error(const Error& error);
+  // The control API's error shape, {"error":{"code","message"}}.
+  static Response error(std::string_view code, std::string_view message, int status);
+};
+
+// Fills target's path and query fields; false for a target that is not origin-form.
+bool parse_target(std::string_view target, Request& request);
+
+}  // namespace coop::http

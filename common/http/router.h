@@ -1,0 +1,61 @@
+// Maps HTTP requests to handlers by method and path pattern ("/v1/members/{handle}").
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/http/message.h"
+
+namespace coop::http {
+
+using Reply = std::function<void(Response)>;
+// A handler that answers at once; it runs on the connection's strand, so it must not block
+// for long. coop::Error thrown from it becomes the error response.
+using Handler = std::function<Response(const Request&)>;
+// A handler that answers later (long-poll): it calls reply exactly once, from any thread.
+using AsyncHandler = std::function<void(const Request&, Reply)>;
+// Runs a job elsewhere (a worker's blocking pool), so SQLite commits, fsyncs and password
+// hashing never stall the connections' event loop.
+using Runner = std::function<void(std::function<void()>)>;
+
+class Router {
+ public:
+  void add(std::string method, std::string pattern, Handler handler, std::string summary = {});
+  void add_async(std::string method, std::string pattern, AsyncHandler handler, std::string summary = {});
+  // A handler that blocks: it runs through runner and its response (or error) is sent from there.
+  void add_blocking(std::string method, std::string pattern, Runner runner, Handler handler,
+                    std::string summary = {});
+
+  // Calls the matching handler; 404 for an unknown path, 405 for a known path with
+  // another method. Exceptions become error responses; reply is called exactly once.
+  void dispatch(Request request, Reply reply) const;
+
+  // The routes as JSON, so the control API lists its own commands (GET /v1).
+  nlohmann::json describe() const;
+
+  // How errors (coop::Error, unknown routes, wrong methods) are written; the control API's
+  // {"error":{code,message}} unless a protocol needs its own (Matrix's {errcode,error}).
+  using ErrorFormatter = std::function<Response(int status, const std::string& code, const std::string& message)>;
+  void set_error_formatter(ErrorFormatter formatter) { formatter_ = std::move(formatter); }
+  // Called instead of a 404 when no route matches the path (CORS preflight, M_UNRECOGNIZED).
+  void set_fallback(AsyncHandler handler) { fallback_ = std::move(handler); }
+  Response error(int status, const std::string& code, const std::string& message) const;
+
+ private:
+  struct Route {
+    std::string method;
+    std::vector<std::string> segments;  // "{name}" matches one path segment
+    std::string pattern;
+    std::string summary;
+    AsyncHandler handler;
+  };
+  static bool match(const Route& route, const std::vector<std::string>& segments, Request& request);
+  std::vector<Route> routes_;
+  ErrorFormatter formatter_;
+  AsyncHandler fallback_;
+};
+
+}  // namespace coop::http

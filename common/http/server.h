@@ -1,0 +1,46 @@
+// HTTP/1.1 servers on Beast: on a Unix socket (the control API) or on TCP (Matrix, DAV,
+// tiles, documents, sites). Handlers see http::Request and never Beast.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+namespace boost::asio {
+class io_context;
+}
+
+namespace coop::http {
+
+class Router;
+
+struct ServerLimits {
+  std::size_t max_body_bytes = 1 << 20;
+  std::size_t max_header_bytes = 16 << 10;
+  std::chrono::milliseconds idle_timeout{30000};
+  std::size_t max_connections = 256;
+  std::size_t max_per_address = 0;  // 0: no limit (Unix sockets)
+};
+
+class Server {
+ public:
+  // The router must outlive the server.
+  static std::unique_ptr<Server> unix_socket(boost::asio::io_context& io, std::filesystem::path path,
+                                             const Router& router, ServerLimits limits);
+  static std::unique_ptr<Server> tcp(boost::asio::io_context& io, std::string address, uint16_t port,
+                                     const Router& router, ServerLimits limits);
+  virtual ~Server() = default;
+
+  // Binds and starts accepting; coop::Error("listen_failed") when it cannot. A Unix socket
+  // replaces a stale one (the caller holds the process lock) and gets mode 0660.
+  virtual void start() = 0;
+  // Stops accepting and closes every connection; a Unix socket is unlinked.
+  virtual void stop() = 0;
+  virtual std::size_t active_connections() const = 0;
+  virtual uint16_t port() const { return 0; }
+};
+
+}  // namespace coop::http

@@ -1,0 +1,128 @@
+// The TCP HTTP server protocol workers use: headers, client address, limits, error shapes.
+#include <catch2/catch.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+
+#include <thread>
+
+#include "common/http/router.h"
+#include "common/http/server.h"
+
+using namespace coop::http;
+
+namespace {
+
+class TcpFixture {
+ public:
+  explicit TcpFixture(ServerLimits limits = {}) {
+    router_.add("GET", "/echo", [](const Request& r) {
+      return Response::json({{"agent", r.header("user-agent")}, {"remote", r.remote_address}, {"x", r.header("x-twice")}});
+    });
+    server_ = Server::tcp(io_, "127.0.0.1", 0, router_, limits);
+    server_->start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~TcpFixture() {
+    server_->stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+  Router& router() { return router_; }
+  uint16_t port() const { return server_->port(); }
+  Server& server() { return *server_; }
+
+ private:
+  Router router_;
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{io_.get_executor()};
+  std::unique_ptr<Server> server_;
+  std::thread thread_;
+};
+
+int connect_tcp(uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  return fd;
+}
+
+std::string exchange(int fd, const std::string& request) {
+  ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[4096];
+  while (true) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 3000) <= 0) break;
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (out.find("\r\n\r\n") != std::string::npos) {
+      const auto length_at = out.find("Content-Length: ");
+      if (length_at != std::string::npos) {
+        const auto length = std::stoul(out.substr(length_at + 16));
+        if (out.size() >= out.find("\r\n\r\n") + 4 + length) break;
+      }
+    }
+  }
+  return out;
+}
+
+nlohmann::json body_of(const std::string& http) { return nlohmann::json::parse(http.substr(http.find("\r\n\r\n") + 4)); }
+
+}  // namespace
+
+TEST_CASE("handlers see lowercase headers, repeated ones joined, and the client address") {
+  TcpFixture f;
+  const int fd = connect_tcp(f.port());
+  const auto reply = exchange(fd, "GET /echo HTTP/1.1\r\nHost: x\r\nUser-Agent: test/1\r\nX-Twice: a\r\nX-Twice: b\r\n\r\n");
+  ::close(fd);
+  const auto body = body_of(reply);
+  CHECK(body["agent"] == "test/1");
+  CHECK(body["x"] == "a, b");
+  CHECK(body["remote"] == "127.0.0.1");
+}
+
+TEST_CASE("connections beyond the per-address limit are closed at once") {
+  ServerLimits limits;
+  limits.max_per_address = 2;
+  TcpFixture f(limits);
+  const int a = connect_tcp(f.port()), b = connect_tcp(f.port());
+  CHECK(exchange(a, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(exchange(b, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+  const int c = connect_tcp(f.port());
+  CHECK(exchange(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").empty());
+  ::close(a);
+  ::close(b);
+  ::close(c);
+}
+
+TEST_CASE("a protocol's error formatter and fallback replace the control API's shapes") {
+  TcpFixture f;
+  f.router().set_error_formatter([](int status, const std::string& code, const std::string& message) {
+    return Response::json({{"errcode", "M_" + code}, {"error", message}}, status);
+  });
+  f.router().set_fallback([](const Request& r, Reply reply) {
+    Response response = Response::json(nlohmann::json::object(), r.method == "OPTIONS" ? 200 : 404);
+    response.headers.emplace_back("Access-Control-Allow-Origin", "*");
+    reply(response);
+  });
+  const int fd = connect_tcp(f.port());
+  auto reply = exchange(fd, "OPTIONS /anything HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(reply.rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(reply.find("Access-Control-Allow-Origin: *") != std::string::npos);
+  reply = exchange(fd, "DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(reply.rfind("HTTP/1.1 405", 0) == 0);
+  CHECK(body_of(reply)["errcode"] == "M_method_not_allowed");
+  ::close(fd);
+}
