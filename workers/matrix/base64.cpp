@@ -71,7 +71,7 @@ std::optional<std::string> decode_base64(std::string_view text) {
   std::string out;
   out.reserve(text.size() * 3 / 4);
   std::uint32_t group = 0;
-  int bits = 0;
+  int bits = 0;  // bits held in group, always fewer than 8 after each step
   for (const char c : text) {
     const std::int8_t value = kDecodeTable[static_cast<unsigned char>(c)];
     if (value == kInvalid) return std::nullopt;  // includes any '=' left in the middle
@@ -83,7 +83,8 @@ std::optional<std::string> decode_base64(std::string_view text) {
       group &= (1u << bits) - 1;
     }
   }
-  if (group != 0) return std::nullopt;  // non-zero unused bits: not what an encoder writes
+  // Unused low bits of the last character are ignored, not required to be zero: the spec's own
+  // example seed "...Mw+3XA1" sets them.
   return out;
 }
 

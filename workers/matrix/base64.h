@@ -15,9 +15,9 @@ std::string unpadded_base64(std::string_view bytes);
 std::string unpadded_base64_url(std::string_view bytes);
 
 // Decodes padded or unpadded text in either alphabet (a mix of both is accepted too). Returns
-// nullopt for characters outside the alphabets, whitespace, misplaced or wrong padding, a length
-// that no encoding produces, or non-zero unused bits in the last character (so each byte string
-// has exactly one accepted unpadded form per alphabet).
+// nullopt for characters outside the alphabets, whitespace, misplaced or wrong padding, or a
+// length that no encoding produces. Unused bits in the last character are ignored, as Python's
+// and most other decoders do (the spec's example signing key seed has them set).
 std::optional<std::string> decode_base64(std::string_view text);
 
 }  // namespace coop::matrix

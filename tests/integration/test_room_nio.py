@@ -1,0 +1,192 @@
+"""Matrix client-server API with Debian's matrix-nio: login with coop credentials, rooms,
+invites, messages, long-polled incremental sync, history, typing and receipts, and sessions
+that end when the registry suspends a member."""
+import asyncio
+import json
+import os
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from nio import (AsyncClient, JoinResponse, LoginResponse, RoomCreateResponse, RoomMessagesResponse,
+                 RoomSendResponse, SyncResponse)
+
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+
+BIN = bin_dir_from_args()
+DOMAIN = "chat.test"
+STRONG = "correct horse battery staple"
+
+
+def homeserver(shard):
+    status = shard.json("status")
+    room = next(w for w in status["workers"] if w["name"] == "room")
+    return next(l["url"] for l in room["listeners"] if l["name"] == "client")
+
+
+def start(shard):
+    shard.domain = DOMAIN
+    shard.init()
+    shard.coop("up")
+    shard.coop("member", "add", "alice", "--name", "Alice Liddell", "--password-stdin", input=STRONG)
+    shard.coop("member", "add", "bob", "--password-stdin", input=STRONG)
+    return homeserver(shard)
+
+
+def http_json(url, method="GET", body=None, token=None):
+    request = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body is not None else None)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read()), dict(e.headers)
+
+
+async def login(url, user, password):
+    client = AsyncClient(url, f"@{user}:{DOMAIN}")
+    response = await client.login(password, device_name="test")
+    assert isinstance(response, LoginResponse), response
+    return client
+
+
+def test_two_members_chat_with_nio():
+    async def scenario(url, shard):
+        alice = await login(url, "alice", STRONG)
+        # bob logs in with an app password limited to Matrix.
+        secret = shard.json("member", "app-password", "add", "bob", "--label", "element", "--scope", "room")["password"]
+        bob = await login(url, "bob", secret)
+        try:
+            whoami = await bob.whoami()
+            assert whoami.user_id == f"@bob:{DOMAIN}", whoami
+
+            created = await alice.room_create(name="Kitchen", topic="Who cooks tonight", invite=[f"@bob:{DOMAIN}"])
+            assert isinstance(created, RoomCreateResponse), created
+            room_id = created.room_id
+            assert room_id.endswith(f":{DOMAIN}") and room_id.startswith("!")
+
+            first = await bob.sync(timeout=0)
+            assert isinstance(first, SyncResponse), first
+            assert room_id in first.rooms.invite
+            joined = await bob.join(room_id)
+            assert isinstance(joined, JoinResponse), joined
+
+            for i in range(15):
+                sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"message {i}"})
+                assert isinstance(sent, RoomSendResponse), sent
+
+            synced = await bob.sync(timeout=0, full_state=True)
+            room = synced.rooms.join[room_id]
+            bodies = [e.body for e in room.timeline.events if hasattr(e, "body")]
+            assert bodies[-1] == "message 14" and room.timeline.limited
+            assert bob.rooms[room_id].display_name == "Kitchen"
+            assert bob.rooms[room_id].topic == "Who cooks tonight"
+
+            # Paginate history backwards from the sync's prev_batch, down to the first message.
+            seen, token = list(bodies), room.timeline.prev_batch
+            while token:
+                page = await bob.room_messages(room_id, token, limit=4)
+                assert isinstance(page, RoomMessagesResponse), page
+                seen += [e.body for e in page.chunk if hasattr(e, "body")]
+                token = page.end
+            assert {f"message {i}" for i in range(15)} <= set(seen)
+
+            # An incremental sync parked in its long-poll returns with a new message.
+            since = synced.next_batch
+            waiting = asyncio.create_task(bob.sync(timeout=30000, since=since))
+            await asyncio.sleep(0.5)
+            assert not waiting.done()
+            await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "dinner at 7"})
+            incremental = await asyncio.wait_for(waiting, 20)
+            new = [e.body for e in incremental.rooms.join[room_id].timeline.events if hasattr(e, "body")]
+            assert new == ["dinner at 7"]
+
+            # Sending with the same transaction ID twice stores one event.
+            again_a = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "once"}, tx_id="t1")
+            again_b = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "once"}, tx_id="t1")
+            assert again_a.event_id == again_b.event_id
+
+            # Typing and receipts arrive in ephemeral.
+            since = (await bob.sync(timeout=0, since=incremental.next_batch)).next_batch
+            await alice.room_typing(room_id, True, timeout=10000)
+            await alice.room_read_markers(room_id, again_a.event_id, again_a.event_id)
+            eph = await bob.sync(timeout=5000, since=since)
+            types = [type(e).__name__ for e in eph.rooms.join[room_id].ephemeral]
+            assert "TypingNoticeEvent" in types, types
+            assert bob.rooms[room_id].typing_users == [f"@alice:{DOMAIN}"] or f"@alice:{DOMAIN}" in bob.rooms[room_id].typing_users
+            receipts = await bob.sync(timeout=0, since=since)
+            assert any(type(e).__name__ == "ReceiptEvent" for e in receipts.rooms.join[room_id].ephemeral)
+
+            # Display names come from the registry.
+            profile = await bob.get_displayname(f"@alice:{DOMAIN}")
+            assert profile.displayname == "Alice Liddell"
+
+            # bob cannot change the room's power levels; alice can kick bob.
+            denied = await bob.room_put_state(room_id, "m.room.power_levels", {"users": {f"@bob:{DOMAIN}": 100}})
+            assert getattr(denied, "status_code", "") == "M_FORBIDDEN", denied
+            kicked = await alice.room_kick(room_id, f"@bob:{DOMAIN}", reason="test")
+            assert not hasattr(kicked, "status_code"), kicked
+            after = await bob.sync(timeout=0, since=receipts.next_batch)
+            assert room_id in after.rooms.leave
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as shard:
+        url = start(shard)
+        asyncio.run(scenario(url, shard))
+        shard.coop("down")
+
+
+def test_login_errors_cors_and_closed_registration():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        status, body, _ = http_json(f"{url}/_matrix/client/v3/login", "POST",
+                                    {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+                                     "password": "wrong password"})
+        assert status == 403 and body["errcode"] == "M_FORBIDDEN"
+        status, body, _ = http_json(f"{url}/_matrix/client/v3/register", "POST", {"username": "eve", "password": "x"})
+        assert status == 403 and body["errcode"] == "M_FORBIDDEN"
+        status, body, headers = http_json(f"{url}/_matrix/client/v3/account/whoami")
+        assert status == 401 and body["errcode"] == "M_MISSING_TOKEN"
+        assert headers.get("Access-Control-Allow-Origin") == "*"
+        status, body, _ = http_json(f"{url}/_matrix/client/v3/no/such/thing")
+        assert status == 404 and body["errcode"] == "M_UNRECOGNIZED"
+        preflight = urllib.request.Request(f"{url}/_matrix/client/v3/sync", method="OPTIONS")
+        with urllib.request.urlopen(preflight, timeout=10) as response:
+            assert response.status == 200 and response.headers["Access-Control-Allow-Origin"] == "*"
+        # matrix-nio 0.20 uses /r0 with ?access_token=: both work.
+        status, body, _ = http_json(f"{url}/_matrix/client/r0/login", "POST",
+                                    {"type": "m.login.password", "user": "bob", "password": STRONG})
+        assert status == 200
+        status, who, _ = http_json(f"{url}/_matrix/client/r0/account/whoami?access_token={body['access_token']}")
+        assert status == 200 and who["user_id"] == f"@bob:{DOMAIN}"
+        shard.coop("down")
+
+
+def test_suspension_ends_matrix_sessions_within_a_second():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        _, body, _ = http_json(f"{url}/_matrix/client/v3/login", "POST",
+                               {"type": "m.login.password", "user": "bob", "password": STRONG})
+        token = body["access_token"]
+        assert http_json(f"{url}/_matrix/client/v3/account/whoami", token=token)[0] == 200
+        shard.coop("member", "suspend", "bob")
+        suspended_at = time.monotonic()
+        wait_for(lambda: http_json(f"{url}/_matrix/client/v3/account/whoami", token=token)[0] == 401,
+                 timeout=5, what="bob's session to end")
+        assert time.monotonic() - suspended_at < 5
+        status, body, _ = http_json(f"{url}/_matrix/client/v3/login", "POST",
+                                    {"type": "m.login.password", "user": "bob", "password": STRONG})
+        assert status == 403 and body["errcode"] == "M_USER_DEACTIVATED"
+        shard.coop("down")
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_two_members_chat_with_nio,
+        test_login_errors_cors_and_closed_registration,
+        test_suspension_ends_matrix_sessions_within_a_second,
+    ])

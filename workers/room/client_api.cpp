@@ -1,0 +1,720 @@
+// Matrix client-server endpoints: discovery, login, rooms, events, /sync and /messages.
+#include "workers/room/client_api.h"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <list>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "common/auth/member_client.h"
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/http/router.h"
+#include "common/version.h"
+#include "common/worker_runtime.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+namespace {
+
+using http::Reply;
+using http::Request;
+using http::Response;
+using nlohmann::json;
+namespace asio = boost::asio;
+
+const std::vector<std::string> kPrefixes = {"/_matrix/client/v3", "/_matrix/client/r0"};
+
+// CORS on every /_matrix answer, as the Client-Server API "Web Browser Clients" section asks.
+Response cors(Response response) {
+  response.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  response.headers.emplace_back("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS");
+  response.headers.emplace_back("Access-Control-Allow-Headers", "X-Requested-With, Content-Type, Authorization");
+  return response;
+}
+
+Response ok(const json& body) { return cors(Response::json(body)); }
+
+[[noreturn]] void fail(int status, const std::string& errcode, const std::string& message) {
+  throw Error(errcode, message, status);
+}
+
+// coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.
+std::string errcode_for(int status, const std::string& code) {
+  if (code.rfind("M_", 0) == 0) return code;
+  if (code == "bad_json" || code == "not_json") return "M_NOT_JSON";
+  if (code == "bad_credentials") return "M_FORBIDDEN";
+  if (code == "member_suspended" || code == "member_removed") return "M_USER_DEACTIVATED";
+  if (code == "throttled") return "M_LIMIT_EXCEEDED";
+  switch (status) {
+    case 400: return "M_BAD_JSON";
+    case 401: return "M_UNKNOWN_TOKEN";
+    case 403: return "M_FORBIDDEN";
+    case 404: return "M_NOT_FOUND";
+    case 405: return "M_UNRECOGNIZED";
+    case 413: return "M_TOO_LARGE";
+    case 429: return "M_LIMIT_EXCEEDED";
+    default: return "M_UNKNOWN";
+  }
+}
+
+std::string localpart(const std::string& user_id) {
+  if (user_id.empty() || user_id[0] != '@') return user_id;
+  return user_id.substr(1, user_id.find(':') - 1);
+}
+
+struct Waiter {
+  std::string user_id;
+  Request request;
+  Reply reply;
+  std::chrono::steady_clock::time_point deadline;
+  std::atomic<bool> answered{false};
+};
+
+}  // namespace
+
+struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
+  Impl(WorkerRuntime& runtime, RoomStore& store) : runtime(runtime), store(store), run(runtime.blocking_runner()) {}
+
+  WorkerRuntime& runtime;
+  RoomStore& store;
+  http::Runner run;
+  std::string server() const { return store.server_name(); }
+
+  // typing: room -> user -> expiry; and the "other" stream position of the room's last change
+  std::mutex typing_mutex;
+  std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing;
+  std::map<std::string, int64_t> typing_changed;
+
+  std::mutex waiters_mutex;
+  std::list<std::shared_ptr<Waiter>> waiters;
+
+  // ---- helpers ----
+
+  Session authenticate(const Request& q) {
+    std::string token = q.query_value("access_token");
+    const auto header = q.header("authorization");
+    if (header.rfind("Bearer ", 0) == 0) token = header.substr(7);
+    if (token.empty()) fail(401, "M_MISSING_TOKEN", "missing access token");
+    auto session = store.session_for(token);
+    if (!session) fail(401, "M_UNKNOWN_TOKEN", "unknown or expired access token");
+    return *session;
+  }
+
+  std::string token_of(const Request& q) {
+    const auto header = q.header("authorization");
+    return header.rfind("Bearer ", 0) == 0 ? header.substr(7) : q.query_value("access_token");
+  }
+
+  void route(http::Router& r, const std::string& method, const std::string& path,
+             std::function<Response(const Request&)> handler) {
+    for (const auto& prefix : kPrefixes) r.add_blocking(method, prefix + path, run, handler);
+  }
+
+  std::string resolve_room(const std::string& id_or_alias) {
+    if (!id_or_alias.empty() && id_or_alias[0] == '#') {
+      auto room = store.room_for_alias(id_or_alias);
+      if (!room) fail(404, "M_NOT_FOUND", "no room alias " + id_or_alias);
+      return *room;
+    }
+    if (id_or_alias.empty() || id_or_alias[0] != '!') fail(400, "M_INVALID_PARAM", "not a room ID or alias");
+    return id_or_alias;
+  }
+
+  void require_joined(const std::string& room_id, const std::string& user_id) {
+    if (!store.room_version(room_id)) fail(404, "M_NOT_FOUND", "no room " + room_id);
+    if (store.membership(room_id, user_id) != "join") fail(403, "M_FORBIDDEN", "you are not in this room");
+  }
+
+  std::string display_name(const std::string& user_id) {
+    try {
+      control::Client client(runtime.home().socket("member"));
+      const auto response = client.get("/v1/members/" + localpart(user_id));
+      if (response.ok()) return response.json().value("name", "");
+    } catch (const std::exception&) {
+    }
+    return "";
+  }
+
+  json client_event(const json& event) {
+    json out = event;
+    out.erase("hashes");
+    out.erase("signatures");
+    out.erase("auth_events");
+    out.erase("prev_events");
+    out.erase("depth");
+    return out;
+  }
+
+  // ---- sync ----
+
+  int timeline_limit(const Request& q, const std::string& user_id) {
+    json filter;
+    const auto text = q.query_value("filter");
+    if (!text.empty() && text[0] == '{') filter = json::parse(text, nullptr, false);
+    else if (!text.empty()) {
+      try {
+        filter = store.filter(user_id, std::stoll(text)).value_or(json::object());
+      } catch (...) {
+      }
+    }
+    if (filter.is_object() && filter.contains("room") && filter["room"].contains("timeline"))
+      return std::clamp(filter["room"]["timeline"].value("limit", 10), 1, 500);
+    return 10;
+  }
+
+  json typing_content(const std::string& room_id) {
+    std::lock_guard lock(typing_mutex);
+    json users = json::array();
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto& [user, until] : typing[room_id])
+      if (until > now) users.push_back(user);
+    return {{"user_ids", users}};
+  }
+
+  // Builds a sync response; empty() is true when an incremental sync has nothing new.
+  std::pair<json, bool> build_sync(const std::string& user_id, const Request& q) {
+    const auto since = StreamPosition::parse(q.query_value("since"));
+    const bool full_state = q.query_value("full_state") == "true";
+    const auto now = store.position();
+    const int limit = timeline_limit(q, user_id);
+    bool anything = false;
+    json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
+
+    for (const auto& [room_id, membership] : store.rooms_of(user_id)) {
+      const auto member_event = store.state_event(room_id, "m.room.member", user_id);
+      const int64_t member_stream = member_event ? store.event(member_event->value("event_id", ""))->stream : 0;
+      const bool membership_new = !since || member_stream > since->events;
+      if (membership == "invite") {
+        if (!membership_new) continue;
+        json stripped = json::array();
+        for (const auto& e : store.current_state(room_id)) {
+          const std::string type = e.value("type", "");
+          if (type == "m.room.create" || type == "m.room.name" || type == "m.room.join_rules" ||
+              type == "m.room.avatar" || type == "m.room.canonical_alias" || type == "m.room.topic" ||
+              (type == "m.room.member" && e.value("state_key", "") == user_id))
+            stripped.push_back({{"type", type}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
+                                {"sender", e.value("sender", "")}});
+        }
+        rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
+        anything = true;
+        continue;
+      }
+      if (membership == "leave" || membership == "ban") {
+        if (!since || !membership_new) continue;  // initial sync leaves old rooms out
+        auto events = store.events_between(room_id, since->events, member_stream, limit, false);
+        json timeline = json::array();
+        for (const auto& e : events) timeline.push_back(client_event(e.event));
+        rooms["leave"][room_id] = {{"timeline", {{"events", timeline}, {"limited", false}}}, {"state", {{"events", json::array()}}}};
+        anything = true;
+        continue;
+      }
+      if (membership != "join") continue;
+
+      const int64_t from = since && !membership_new ? since->events : 0;
+      auto newest = store.events_between(room_id, from, now.events, limit + 1, true);
+      const bool limited = static_cast<int>(newest.size()) > limit;
+      if (limited) newest.pop_back();
+      std::reverse(newest.begin(), newest.end());
+      json timeline = json::array();
+      for (const auto& e : newest) timeline.push_back(client_event(e.event));
+      json room = json::object();
+      const std::string prev_batch = newest.empty() ? now.token()
+                                                    : StreamPosition{newest.front().stream - 1, now.other}.token();
+      room["timeline"] = {{"events", timeline}, {"limited", limited}, {"prev_batch", prev_batch}};
+      // State before the timeline: everything on an initial or gappy sync (current state
+      // minus what the timeline carries; a simplification until state history is kept).
+      json state = json::array();
+      if (!since || limited || full_state || membership_new) {
+        std::set<std::string> in_timeline;
+        for (const auto& e : newest) in_timeline.insert(e.event.value("event_id", ""));
+        for (const auto& e : store.current_state(room_id))
+          if (!in_timeline.count(e.value("event_id", ""))) state.push_back(client_event(e));
+      }
+      room["state"] = {{"events", state}};
+      json ephemeral = json::array();
+      const int64_t other_since = since ? since->other : 0;
+      const json receipts = store.receipts_since(room_id, other_since);
+      if (!receipts.empty()) ephemeral.push_back({{"type", "m.receipt"}, {"content", receipts}});
+      {
+        std::lock_guard lock(typing_mutex);
+        const auto changed = typing_changed.find(room_id);
+        const bool typing_new = changed != typing_changed.end() && changed->second > other_since;
+        if (typing_new || !since) {
+          // typing_content locks too; copy out first.
+        }
+        if (typing_new) {
+          json users = json::array();
+          const auto t = std::chrono::steady_clock::now();
+          for (const auto& [user, until] : typing[room_id])
+            if (until > t) users.push_back(user);
+          ephemeral.push_back({{"type", "m.typing"}, {"content", {{"user_ids", users}}}});
+        }
+      }
+      room["ephemeral"] = {{"events", ephemeral}};
+      json room_account = json::array();
+      for (const auto& [rid, type, content] : store.account_data_since(user_id, other_since))
+        if (rid == room_id) room_account.push_back({{"type", type}, {"content", content}});
+      room["account_data"] = {{"events", room_account}};
+      int joined = 0, invited = 0;
+      json heroes = json::array();
+      for (const auto& e : store.current_state(room_id)) {
+        if (e.value("type", "") != "m.room.member") continue;
+        const auto m = e["content"].value("membership", "");
+        joined += m == "join";
+        invited += m == "invite";
+        if ((m == "join" || m == "invite") && e.value("state_key", "") != user_id && heroes.size() < 5)
+          heroes.push_back(e.value("state_key", ""));
+      }
+      room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
+      room["unread_notifications"] = {{"notification_count", 0}, {"highlight_count", 0}};
+      if (!timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty() || !since) {
+        rooms["join"][room_id] = room;
+        anything = anything || !timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty();
+      }
+    }
+    json global = json::array();
+    for (const auto& [rid, type, content] : store.account_data_since(user_id, since ? since->other : 0))
+      if (rid.empty()) global.push_back({{"type", type}, {"content", content}});
+    anything = anything || !global.empty();
+    json body = {{"next_batch", now.token()},
+                 {"rooms", rooms},
+                 {"account_data", {{"events", global}}},
+                 {"presence", {{"events", json::array()}}},
+                 {"to_device", {{"events", json::array()}}},
+                 {"device_one_time_keys_count", json::object()},
+                 {"device_lists", {{"changed", json::array()}, {"left", json::array()}}}};
+    return {body, anything || !since};
+  }
+
+  void sync(const Request& q, Reply reply) {
+    auto self = shared_from_this();
+    run([self, q, reply] {
+      try {
+        const auto session = self->authenticate(q);
+        auto [body, has_news] = self->build_sync(session.user_id, q);
+        const int timeout = std::clamp(std::atoi(q.query_value("timeout", "0").c_str()), 0, 120000);
+        if (has_news || timeout == 0) return reply(ok(body));
+        auto waiter = std::make_shared<Waiter>();
+        waiter->user_id = session.user_id;
+        waiter->request = q;
+        waiter->reply = reply;
+        waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+        self->park(waiter);
+      } catch (const Error& e) {
+        reply(self->error(e.status(), e.code(), e.what()));
+      } catch (const std::exception& e) {
+        reply(self->error(500, "M_UNKNOWN", e.what()));
+      }
+    });
+  }
+
+  void park(const std::shared_ptr<Waiter>& waiter) {
+    {
+      std::lock_guard lock(waiters_mutex);
+      waiters.push_back(waiter);
+    }
+    auto timer = std::make_shared<asio::steady_timer>(runtime.io());
+    timer->expires_at(waiter->deadline);
+    timer->async_wait([self = shared_from_this(), waiter, timer](const boost::system::error_code&) {
+      self->run([self, waiter] { self->retry(waiter, true); });
+    });
+  }
+
+  // Re-runs a parked sync; answers it when there is news or its time is up.
+  void retry(const std::shared_ptr<Waiter>& waiter, bool final) {
+    if (waiter->answered) return;
+    json body;
+    bool has_news = false;
+    try {
+      std::tie(body, has_news) = build_sync(waiter->user_id, waiter->request);
+    } catch (const std::exception& e) {
+      has_news = true;
+      body = json{{"errcode", "M_UNKNOWN"}, {"error", e.what()}};
+    }
+    if (!has_news && !final && std::chrono::steady_clock::now() < waiter->deadline) return;
+    if (waiter->answered.exchange(true)) return;
+    {
+      std::lock_guard lock(waiters_mutex);
+      waiters.remove(waiter);
+    }
+    waiter->reply(ok(body));
+  }
+
+  void notify_all() {
+    std::list<std::shared_ptr<Waiter>> current;
+    {
+      std::lock_guard lock(waiters_mutex);
+      current = waiters;
+    }
+    if (current.empty()) return;
+    run([self = shared_from_this(), current] {
+      for (const auto& w : current) self->retry(w, false);
+    });
+  }
+
+  Response error(int status, const std::string& code, const std::string& message) {
+    json body = {{"errcode", errcode_for(status, code)}, {"error", message}};
+    return cors(Response::json(body, status));
+  }
+
+  // ---- routes ----
+
+  void add_routes(http::Router& r);
+};
+
+void ClientApi::Impl::add_routes(http::Router& r) {
+  auto self = shared_from_this();
+  r.set_error_formatter([self](int status, const std::string& code, const std::string& message) {
+    return self->error(status, code, message);
+  });
+  r.set_fallback([self](const Request& q, Reply reply) {
+    if (q.method == "OPTIONS") return reply(cors(Response::json(json::object())));
+    reply(self->error(404, "M_UNRECOGNIZED", "unrecognized request: " + q.method + " " + q.path));
+  });
+
+  // Discovery (Client-Server API "Server discovery" and "API standards").
+  r.add("GET", "/_matrix/client/versions", [](const Request&) {
+    return ok({{"versions", {"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8"}},
+               {"unstable_features", json::object()}});
+  });
+  r.add("GET", "/.well-known/matrix/client", [self](const Request& q) {
+    const std::string host = q.header("host", self->server());
+    return ok({{"m.homeserver", {{"base_url", "http://" + host}}}});
+  });
+  route(r, "GET", "/capabilities", [self](const Request& q) {
+    self->authenticate(q);
+    return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}}}}},
+                                 {"m.change_password", {{"enabled", false}}},
+                                 {"m.set_displayname", {{"enabled", false}}}}}});
+  });
+
+  // Login with coop credentials (m.login.password); registration stays closed.
+  route(r, "GET", "/login", [](const Request&) { return ok({{"flows", {{{"type", "m.login.password"}}}}}); });
+  route(r, "POST", "/login", [self](const Request& q) {
+    const auto body = q.json();
+    if (body.value("type", "") != "m.login.password") fail(400, "M_UNKNOWN", "only m.login.password is supported");
+    std::string user = body.value("user", "");
+    if (body.contains("identifier") && body["identifier"].is_object()) {
+      const auto& id = body["identifier"];
+      if (id.value("type", "") == "m.id.user") user = id.value("user", "");
+      else if (id.value("type", "") == "m.id.thirdparty" && id.value("medium", "") == "email") user = id.value("address", "");
+      else fail(400, "M_UNKNOWN", "unsupported identifier type");
+    }
+    if (!user.empty() && user[0] == '@') {
+      const auto colon = user.find(':');
+      if (colon == std::string::npos || user.substr(colon + 1) != self->server())
+        fail(403, "M_FORBIDDEN", "this server only logs in its own users");
+      user = localpart(user);
+    }
+    try {
+      const auto member = auth::verify_credentials(self->runtime.home(), user, body.value("password", ""), "room",
+                                                   q.remote_address);
+      const std::string user_id = "@" + member.handle + ":" + self->server();
+      auto [token, device] = self->store.create_session(user_id, body.value("device_id", ""),
+                                                        body.value("initial_device_display_name", ""));
+      return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", self->server()},
+                 {"well_known", {{"m.homeserver", {{"base_url", "http://" + q.header("host", self->server())}}}}}});
+    } catch (const Error& e) {
+      if (e.code() == "throttled") {
+        Response response = self->error(429, "M_LIMIT_EXCEEDED", e.what());
+        return response;
+      }
+      if (e.code() == "bad_credentials") fail(403, "M_FORBIDDEN", "invalid user name or password");
+      if (e.code() == "member_suspended" || e.code() == "member_removed") fail(403, "M_USER_DEACTIVATED", e.what());
+      throw;
+    }
+  });
+  route(r, "POST", "/logout", [self](const Request& q) {
+    self->authenticate(q);
+    self->store.delete_session(self->token_of(q));
+    return ok(json::object());
+  });
+  route(r, "POST", "/logout/all", [self](const Request& q) {
+    self->store.delete_sessions(self->authenticate(q).user_id);
+    return ok(json::object());
+  });
+  route(r, "GET", "/account/whoami", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    return ok({{"user_id", s.user_id}, {"device_id", s.device_id}, {"is_guest", false}});
+  });
+  route(r, "GET", "/devices", [self](const Request& q) {
+    return ok({{"devices", self->store.devices(self->authenticate(q).user_id)}});
+  });
+  route(r, "POST", "/register", [](const Request&) -> Response {
+    fail(403, "M_FORBIDDEN", "registration is closed: members are added by the cooperative (coop member add)");
+  });
+  route(r, "POST", "/user/{userId}/filter", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "cannot create filters for other users");
+    return ok({{"filter_id", std::to_string(self->store.filter_create(s.user_id, q.json()))}});
+  });
+  route(r, "GET", "/user/{userId}/filter/{filterId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    auto f = self->store.filter(s.user_id, std::atoll(q.param("filterId").c_str()));
+    if (!f) fail(404, "M_NOT_FOUND", "no such filter");
+    return ok(*f);
+  });
+
+  // Profiles: display names come from the registry.
+  route(r, "GET", "/profile/{userId}", [self](const Request& q) {
+    const auto name = self->display_name(q.param("userId"));
+    json body = json::object();
+    if (!name.empty()) body["displayname"] = name;
+    return ok(body);
+  });
+  route(r, "GET", "/profile/{userId}/displayname", [self](const Request& q) {
+    return ok({{"displayname", self->display_name(q.param("userId"))}});
+  });
+
+  // Rooms.
+  route(r, "POST", "/createRoom", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    return ok(self->store.create_room(s.user_id, q.json()));
+  });
+  auto join = [self](const Request& q, const std::string& target) {
+    const auto s = self->authenticate(q);
+    const auto room_id = self->resolve_room(target);
+    if (!self->store.room_version(room_id)) fail(404, "M_NOT_FOUND", "no room " + room_id);
+    if (self->store.membership(room_id, s.user_id) != "join") {
+      json content = {{"membership", "join"}};
+      const auto name = self->display_name(s.user_id);
+      if (!name.empty()) content["displayname"] = name;
+      self->store.send_event(room_id, s.user_id, "m.room.member", content, s.user_id);
+    }
+    return ok({{"room_id", room_id}});
+  };
+  route(r, "POST", "/join/{roomIdOrAlias}", [join](const Request& q) { return join(q, q.param("roomIdOrAlias")); });
+  route(r, "POST", "/rooms/{roomId}/join", [join](const Request& q) { return join(q, q.param("roomId")); });
+  auto membership_change = [self](const char* membership, bool target_from_body) {
+    return [self, membership, target_from_body](const Request& q) {
+      const auto s = self->authenticate(q);
+      const auto body = q.json();
+      const std::string target = target_from_body ? body.value("user_id", "") : s.user_id;
+      if (target.empty()) fail(400, "M_MISSING_PARAM", "user_id is required");
+      json content = {{"membership", membership}};
+      if (body.contains("reason")) content["reason"] = body["reason"];
+      self->store.send_event(q.param("roomId"), s.user_id, "m.room.member", content, target);
+      return ok(json::object());
+    };
+  };
+  route(r, "POST", "/rooms/{roomId}/leave", membership_change("leave", false));
+  route(r, "POST", "/rooms/{roomId}/invite", membership_change("invite", true));
+  route(r, "POST", "/rooms/{roomId}/kick", membership_change("leave", true));
+  route(r, "POST", "/rooms/{roomId}/ban", membership_change("ban", true));
+  route(r, "POST", "/rooms/{roomId}/unban", membership_change("leave", true));
+  route(r, "POST", "/rooms/{roomId}/forget", [self](const Request& q) {
+    self->authenticate(q);
+    return ok(json::object());
+  });
+  route(r, "GET", "/joined_rooms", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    json rooms = json::array();
+    for (const auto& [room, m] : self->store.rooms_of(s.user_id))
+      if (m == "join") rooms.push_back(room);
+    return ok({{"joined_rooms", rooms}});
+  });
+
+  // Events.
+  route(r, "PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    // Transaction IDs make retries idempotent (Client-Server API "Transaction identifiers").
+    if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, q.param("txnId")))
+      return ok({{"event_id", *existing}});
+    const auto event = self->store.send_event(q.param("roomId"), s.user_id, q.param("eventType"), q.json(),
+                                              std::nullopt, s.device_id, q.param("txnId"));
+    return ok({{"event_id", event.value("event_id", "")}});
+  });
+  auto put_state = [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    const auto event = self->store.send_event(q.param("roomId"), s.user_id, q.param("eventType"), q.json(),
+                                              q.param("stateKey"));
+    return ok({{"event_id", event.value("event_id", "")}});
+  };
+  route(r, "PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", put_state);
+  route(r, "PUT", "/rooms/{roomId}/state/{eventType}", put_state);
+  auto get_state = [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    auto event = self->store.state_event(q.param("roomId"), q.param("eventType"), q.param("stateKey"));
+    if (!event) fail(404, "M_NOT_FOUND", "no such state");
+    return ok((*event)["content"]);
+  };
+  route(r, "GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", get_state);
+  route(r, "GET", "/rooms/{roomId}/state/{eventType}", get_state);
+  route(r, "GET", "/rooms/{roomId}/state", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    json list = json::array();
+    for (const auto& e : self->store.current_state(q.param("roomId"))) list.push_back(self->client_event(e));
+    return ok(list);
+  });
+  route(r, "GET", "/rooms/{roomId}/event/{eventId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    auto e = self->store.event(q.param("eventId"));
+    if (!e || e->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
+    return ok(self->client_event(e->event));
+  });
+  auto members = [self](const Request& q, bool joined_only) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    json chunk = json::array(), joined = json::object();
+    for (const auto& e : self->store.current_state(q.param("roomId"))) {
+      if (e.value("type", "") != "m.room.member") continue;
+      chunk.push_back(self->client_event(e));
+      if (e["content"].value("membership", "") == "join")
+        joined[e.value("state_key", "")] = {{"display_name", e["content"].value("displayname", "")}};
+    }
+    return joined_only ? ok({{"joined", joined}}) : ok({{"chunk", chunk}});
+  };
+  route(r, "GET", "/rooms/{roomId}/members", [members](const Request& q) { return members(q, false); });
+  route(r, "GET", "/rooms/{roomId}/joined_members", [members](const Request& q) { return members(q, true); });
+  route(r, "GET", "/rooms/{roomId}/messages", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    const bool backwards = q.query_value("dir", "b") == "b";
+    const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 1, 1000);
+    const auto now = self->store.position();
+    auto from = StreamPosition::parse(q.query_value("from"));
+    if (!from) from = backwards ? now : StreamPosition{0, now.other};
+    std::vector<StoredEvent> events =
+        backwards ? self->store.events_between(q.param("roomId"), 0, from->events, limit, true)
+                  : self->store.events_between(q.param("roomId"), from->events, now.events, limit, false);
+    json chunk = json::array();
+    for (const auto& e : events) chunk.push_back(self->client_event(e.event));
+    json body = {{"chunk", chunk}, {"start", from->token()}};
+    if (!events.empty() && static_cast<int>(events.size()) == limit)
+      body["end"] = StreamPosition{backwards ? events.back().stream - 1 : events.back().stream, now.other}.token();
+    return ok(body);
+  });
+  route(r, "PUT", "/rooms/{roomId}/typing/{userId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "you can only type as yourself");
+    self->require_joined(q.param("roomId"), s.user_id);
+    const auto body = q.json();
+    const auto position = self->store.allocate_other_position();
+    {
+      std::lock_guard lock(self->typing_mutex);
+      auto& room = self->typing[q.param("roomId")];
+      if (body.value("typing", false))
+        room[s.user_id] = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::clamp(body.value("timeout", 30000), 1000, 120000));
+      else
+        room.erase(s.user_id);
+      self->typing_changed[q.param("roomId")] = position;
+    }
+    self->notify_all();
+    return ok(json::object());
+  });
+  auto receipt = [self](const Request& q, const std::string& type, const std::string& event_id) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    self->store.set_receipt(q.param("roomId"), s.user_id, type, event_id);
+  };
+  route(r, "POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", [receipt](const Request& q) {
+    receipt(q, q.param("receiptType"), q.param("eventId"));
+    return ok(json::object());
+  });
+  route(r, "POST", "/rooms/{roomId}/read_markers", [self, receipt](const Request& q) {
+    const auto body = q.json();
+    if (body.contains("m.read")) receipt(q, "m.read", body.value("m.read", ""));
+    if (body.contains("m.fully_read")) {
+      const auto s = self->authenticate(q);
+      self->store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", body.value("m.fully_read", "")}});
+    }
+    return ok(json::object());
+  });
+
+  // Account data.
+  route(r, "PUT", "/user/{userId}/account_data/{type}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "not your account data");
+    self->store.set_account_data(s.user_id, "", q.param("type"), q.json());
+    return ok(json::object());
+  });
+  route(r, "GET", "/user/{userId}/account_data/{type}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "not your account data");
+    auto content = self->store.account_data(s.user_id, "", q.param("type"));
+    if (!content) fail(404, "M_NOT_FOUND", "no account data of that type");
+    return ok(*content);
+  });
+  route(r, "PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "not your account data");
+    self->store.set_account_data(s.user_id, q.param("roomId"), q.param("type"), q.json());
+    return ok(json::object());
+  });
+  route(r, "GET", "/pushrules/", [self](const Request& q) {
+    self->authenticate(q);
+    return ok({{"global", {{"override", json::array()}, {"content", json::array()}, {"room", json::array()},
+                           {"sender", json::array()}, {"underride", json::array()}}}});
+  });
+
+  // Aliases and the directory.
+  route(r, "GET", "/directory/room/{roomAlias}", [self](const Request& q) {
+    auto room = self->store.room_for_alias(q.param("roomAlias"));
+    if (!room) fail(404, "M_NOT_FOUND", "no such alias");
+    return ok({{"room_id", *room}, {"servers", {self->server()}}});
+  });
+  route(r, "PUT", "/directory/room/{roomAlias}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    const auto room_id = q.json().value("room_id", "");
+    self->require_joined(room_id, s.user_id);
+    self->store.add_alias(q.param("roomAlias"), room_id, s.user_id);
+    return ok(json::object());
+  });
+  route(r, "GET", "/publicRooms", [self](const Request&) {
+    json chunk = json::array();
+    for (const auto& room_id : self->store.public_rooms()) {
+      json entry = {{"room_id", room_id}, {"world_readable", false}, {"guest_can_join", false}};
+      if (auto name = self->store.state_event(room_id, "m.room.name", "")) entry["name"] = (*name)["content"].value("name", "");
+      if (auto topic = self->store.state_event(room_id, "m.room.topic", "")) entry["topic"] = (*topic)["content"].value("topic", "");
+      int joined = 0;
+      for (const auto& e : self->store.current_state(room_id))
+        joined += e.value("type", "") == "m.room.member" && e["content"].value("membership", "") == "join";
+      entry["num_joined_members"] = joined;
+      chunk.push_back(entry);
+    }
+    return ok({{"chunk", chunk}, {"total_room_count_estimate", chunk.size()}});
+  });
+}
+
+ClientApi::ClientApi(WorkerRuntime& runtime, RoomStore& store, http::Router& router)
+    : impl_(std::make_shared<Impl>(runtime, store)) {
+  impl_->add_routes(router);
+  for (const auto& prefix : kPrefixes) {
+    auto impl = impl_;
+    router.add_async("GET", prefix + "/sync", [impl](const Request& q, Reply reply) { impl->sync(q, reply); });
+  }
+}
+
+ClientApi::~ClientApi() { close(); }
+
+void ClientApi::end_sessions(const std::string& handle) {
+  impl_->store.delete_sessions("@" + handle + ":" + impl_->server());
+}
+
+void ClientApi::notify() { impl_->notify_all(); }
+
+void ClientApi::close() {
+  std::list<std::shared_ptr<Waiter>> current;
+  {
+    std::lock_guard lock(impl_->waiters_mutex);
+    current.swap(impl_->waiters);
+  }
+  for (const auto& w : current)
+    if (!w->answered.exchange(true)) w->reply(cors(Response::json({{"next_batch", w->request.query_value("since")}, {"rooms", json::object()}})));
+}
+
+}  // namespace coop::room

@@ -1,0 +1,32 @@
+// The Matrix client-server API (spec v1.x, /_matrix/client/v3 with /r0 aliases) of coop-room.
+#pragma once
+
+#include <memory>
+
+namespace coop {
+class WorkerRuntime;
+namespace http {
+class Router;
+}
+}  // namespace coop
+
+namespace coop::room {
+
+class RoomStore;
+
+class ClientApi {
+ public:
+  ClientApi(WorkerRuntime& runtime, RoomStore& store, http::Router& router);
+  ~ClientApi();
+  // A member's sessions end (suspension, removal, password change): their tokens go.
+  void end_sessions(const std::string& handle);
+  // Something changed: wake long-polling /sync requests.
+  void notify();
+  void close();  // answer every waiting /sync (shutdown)
+
+ private:
+  struct Impl;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace coop::room

@@ -1,0 +1,104 @@
+// coop-room wiring.
+#include "workers/room/room_worker.h"
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <thread>
+
+#include "common/auth/member_client.h"
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/http/router.h"
+#include "common/http/server.h"
+#include "common/worker_runtime.h"
+#include "workers/matrix/signing.h"
+#include "workers/room/client_api.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+namespace {
+
+// keys/matrix_signing.key: "ed25519 <key id> <seed>", 0600, made on first start.
+std::unique_ptr<matrix::SigningKey> signing_key(const Home& home) {
+  const auto path = home.keys_dir() / "matrix_signing.key";
+  std::ifstream in(path);
+  std::string algorithm, key_id, seed;
+  if (in >> algorithm >> key_id >> seed)
+    return std::make_unique<matrix::SigningKey>(matrix::SigningKey::from_seed("ed25519:" + key_id, seed));
+  auto key = matrix::SigningKey::generate("ed25519:a_coop");
+  create_file_durably(path, "ed25519 a_coop " + key.seed_base64() + "\n", 0600);
+  spdlog::info("made a new Matrix signing key {}", key.key_id());
+  return std::make_unique<matrix::SigningKey>(std::move(key));
+}
+
+// Where the member feed stands now, so a restart does not replay old suspensions.
+int64_t member_feed_position(const Home& home) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    try {
+      control::Client client(home.socket("member"));
+      const auto response = client.get("/v1/status");
+      if (response.ok()) return response.json().value("last_event", int64_t{0});
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  spdlog::warn("coop-member did not answer; following the member feed from now on");
+  return -1;
+}
+
+}  // namespace
+
+RoomWorker::RoomWorker(WorkerRuntime& runtime)
+    : key_(signing_key(runtime.home())),
+      store_(std::make_unique<RoomStore>(runtime.home().database("room"), runtime.config().domain(), *key_)),
+      router_(std::make_unique<http::Router>()),
+      api_(std::make_unique<ClientApi>(runtime, *store_, *router_)) {
+  store_->on_change([api = api_.get()] { api->notify(); });
+
+  const auto& config = runtime.config();
+  http::ServerLimits limits;
+  limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.room.max_body_bytes", 1 << 20));
+  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.room.max_connections", 4096));
+  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.room.max_connections_per_address", 256));
+  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.room.idle_timeout_ms", 180000));
+  std::vector<ListenerConfig> bound;
+  for (const auto& listener : config.listeners("room")) {
+    if (listener.name != "client") continue;
+    server_ = http::Server::tcp(runtime.io(), listener.address, listener.port, *router_, limits);
+    server_->start();
+    auto actual = listener;
+    actual.port = server_->port();
+    bound.push_back(actual);
+    spdlog::info("Matrix client-server API on {}", actual.url());
+  }
+  runtime.set_listeners(bound);
+
+  const auto since = member_feed_position(runtime.home());
+  if (since >= 0) {
+    follower_ = std::make_unique<auth::MemberEventFollower>(
+        runtime.home(), since, [api = api_.get()](const auth::MemberEvent& event) {
+          // A suspended or removed member, a new password or a revoked app password: every
+          // Matrix session of that member ends now.
+          if (auth::ends_sessions(event)) {
+            spdlog::info("ending the sessions of {} ({})", event.handle, event.kind);
+            api->end_sessions(event.handle);
+          }
+        });
+  }
+  runtime.on_shutdown([this] {
+    api_->close();
+    if (server_) server_->stop();
+  });
+}
+
+RoomWorker::~RoomWorker() {
+  follower_.reset();
+  if (server_) server_->stop();
+}
+
+}  // namespace coop::room

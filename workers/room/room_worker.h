@@ -1,0 +1,40 @@
+// Wires coop-room: signing key, event store, the client-server API on its HTTP listener, and
+// the member change feed that ends suspended members' sessions.
+#pragma once
+
+#include <memory>
+
+namespace coop {
+class WorkerRuntime;
+namespace http {
+class Router;
+class Server;
+}  // namespace http
+namespace auth {
+class MemberEventFollower;
+}
+namespace matrix {
+class SigningKey;
+}
+}  // namespace coop
+
+namespace coop::room {
+
+class RoomStore;
+class ClientApi;
+
+class RoomWorker {
+ public:
+  explicit RoomWorker(WorkerRuntime& runtime);
+  ~RoomWorker();
+
+ private:
+  std::unique_ptr<matrix::SigningKey> key_;
+  std::unique_ptr<RoomStore> store_;
+  std::unique_ptr<http::Router> router_;
+  std::unique_ptr<ClientApi> api_;
+  std::unique_ptr<http::Server> server_;
+  std::unique_ptr<auth::MemberEventFollower> follower_;
+};
+
+}  // namespace coop::room

@@ -1,0 +1,748 @@
+// room.db schema, event creation with hashes and signatures, and the authorization rules.
+#include "workers/room/store/room_store.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <chrono>
+#include <set>
+
+#include "common/error.h"
+#include "common/sqlite.h"
+#include "workers/matrix/base64.h"
+#include "workers/matrix/event_hash.h"
+#include "workers/matrix/signing.h"
+
+namespace coop::room {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr sqlite::Migration kMigrations[] = {
+    {1, R"sql(
+      CREATE TABLE rooms (
+        room_id    TEXT PRIMARY KEY,
+        version    TEXT NOT NULL,
+        creator    TEXT NOT NULL,
+        room_type  TEXT NOT NULL DEFAULT '',
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE events (
+        stream          INTEGER PRIMARY KEY AUTOINCREMENT,
+        event_id        TEXT NOT NULL UNIQUE,
+        room_id         TEXT NOT NULL,
+        type            TEXT NOT NULL,
+        state_key       TEXT,
+        sender          TEXT NOT NULL,
+        depth           INTEGER NOT NULL,
+        json            TEXT NOT NULL
+      );
+      CREATE INDEX events_by_room ON events (room_id, stream);
+      CREATE TABLE current_state (
+        room_id   TEXT NOT NULL,
+        type      TEXT NOT NULL,
+        state_key TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        PRIMARY KEY (room_id, type, state_key)
+      ) WITHOUT ROWID;
+      CREATE TABLE memberships (
+        room_id    TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        membership TEXT NOT NULL,
+        event_id   TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+      ) WITHOUT ROWID;
+      CREATE INDEX memberships_by_user ON memberships (user_id);
+      CREATE TABLE devices (
+        user_id      TEXT NOT NULL,
+        device_id    TEXT NOT NULL,
+        display_name TEXT NOT NULL DEFAULT '',
+        last_seen    INTEGER NOT NULL,
+        PRIMARY KEY (user_id, device_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE access_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL,
+        device_id  TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE txns (
+        user_id   TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        txn_id    TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        PRIMARY KEY (user_id, device_id, txn_id)
+      ) WITHOUT ROWID;
+      CREATE TABLE other_stream (position INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL);
+      CREATE TABLE account_data (
+        user_id  TEXT NOT NULL,
+        room_id  TEXT NOT NULL,
+        type     TEXT NOT NULL,
+        content  TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (user_id, room_id, type)
+      ) WITHOUT ROWID;
+      CREATE TABLE receipts (
+        room_id  TEXT NOT NULL,
+        user_id  TEXT NOT NULL,
+        type     TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        ts       INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id, type)
+      ) WITHOUT ROWID;
+      CREATE TABLE aliases (alias TEXT PRIMARY KEY, room_id TEXT NOT NULL, creator TEXT NOT NULL);
+      CREATE TABLE filters (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, json TEXT NOT NULL);
+    )sql"},
+};
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string random_id(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
+  auto text = matrix::unpadded_base64_url(raw);
+  return text;
+}
+
+std::string sha256_hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < length; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out;
+}
+
+[[noreturn]] void forbidden(const std::string& why) { throw Error("M_FORBIDDEN", why, 403); }
+
+// The room's state as the auth rules need it: (type, state_key) -> event.
+using StateMap = std::map<std::pair<std::string, std::string>, json>;
+
+const json* state_of(const StateMap& state, const std::string& type, const std::string& key = "") {
+  auto it = state.find({type, key});
+  return it == state.end() ? nullptr : &it->second;
+}
+
+std::string membership_in(const StateMap& state, const std::string& user) {
+  const auto* m = state_of(state, "m.room.member", user);
+  return m ? m->value("content", json::object()).value("membership", "") : "";
+}
+
+int64_t as_level(const json& value, int64_t fallback) {
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (value.is_string()) {
+    try {
+      return std::stoll(value.get<std::string>());
+    } catch (...) {
+    }
+  }
+  return fallback;
+}
+
+struct PowerLevels {
+  json content;
+  std::string creator;
+  bool present = false;
+
+  int64_t user(const std::string& user_id) const {
+    if (!present) return user_id == creator ? 100 : 0;
+    const auto users = content.value("users", json::object());
+    if (users.contains(user_id)) return as_level(users[user_id], 0);
+    return as_level(content.value("users_default", json(0)), 0);
+  }
+  int64_t named(const char* key, int64_t fallback) const {
+    return present && content.contains(key) ? as_level(content[key], fallback) : fallback;
+  }
+  int64_t for_event(const std::string& type, bool is_state) const {
+    const auto events = present ? content.value("events", json::object()) : json::object();
+    if (events.contains(type)) return as_level(events[type], 0);
+    return is_state ? named("state_default", present ? 50 : 0) : named("events_default", 0);
+  }
+};
+
+PowerLevels power_levels(const StateMap& state) {
+  PowerLevels pl;
+  if (const auto* create = state_of(state, "m.room.create")) pl.creator = create->value("sender", "");
+  if (const auto* levels = state_of(state, "m.room.power_levels")) {
+    pl.present = true;
+    pl.content = levels->value("content", json::object());
+  }
+  return pl;
+}
+
+// Matrix spec, room version 11 "Authorization rules" (the client-side subset: no third-party
+// invites, no restricted joins yet). Throws M_FORBIDDEN with the rule that refused.
+void authorize(const json& event, const StateMap& state) {
+  const std::string type = event.value("type", "");
+  const std::string sender = event.value("sender", "");
+  if (type == "m.room.create") {
+    if (!state.empty()) forbidden("the room already exists");
+    return;
+  }
+  const auto* create = state_of(state, "m.room.create");
+  if (!create) forbidden("no m.room.create event in the room");
+  const auto pl = power_levels(state);
+  const auto sender_membership = membership_in(state, sender);
+
+  if (type == "m.room.member") {
+    const std::string target = event.value("state_key", "");
+    const json content = event.value("content", json::object());
+    const std::string membership = content.value("membership", "");
+    const std::string target_membership = membership_in(state, target);
+    const auto* join_rules = state_of(state, "m.room.join_rules");
+    const std::string join_rule = join_rules ? join_rules->value("content", json::object()).value("join_rule", "invite") : "invite";
+    if (membership == "join") {
+      if (sender != target) forbidden("you can only join as yourself");
+      if (target == pl.creator && state.size() == 1) return;  // the creator's first join
+      if (target_membership == "ban") forbidden(target + " is banned from this room");
+      if (join_rule == "public") return;
+      if ((join_rule == "invite" || join_rule == "knock") && (target_membership == "invite" || target_membership == "join")) return;
+      forbidden("this room is invite-only");
+    }
+    if (membership == "invite") {
+      if (sender_membership != "join") forbidden("you are not in this room");
+      if (target_membership == "ban") forbidden(target + " is banned from this room");
+      if (target_membership == "join") forbidden(target + " is already in the room");
+      if (pl.user(sender) < pl.named("invite", 0)) forbidden("your power level is too low to invite");
+      return;
+    }
+    if (membership == "leave") {
+      if (sender == target) {
+        if (target_membership == "join" || target_membership == "invite" || target_membership == "knock") return;
+        forbidden("you are not in this room");
+      }
+      if (sender_membership != "join") forbidden("you are not in this room");
+      if (target_membership == "ban" && pl.user(sender) < pl.named("ban", 50)) forbidden("your power level is too low to unban");
+      if (pl.user(sender) < pl.named("kick", 50) || pl.user(sender) <= pl.user(target))
+        forbidden("your power level is too low to kick " + target);
+      return;
+    }
+    if (membership == "ban") {
+      if (sender_membership != "join") forbidden("you are not in this room");
+      if (pl.user(sender) < pl.named("ban", 50) || pl.user(sender) <= pl.user(target))
+        forbidden("your power level is too low to ban " + target);
+      return;
+    }
+    forbidden("unknown membership '" + membership + "'");
+  }
+
+  if (sender_membership != "join") forbidden("you are not in this room");
+  const bool is_state = event.contains("state_key");
+  if (pl.user(sender) < pl.for_event(type, is_state)) forbidden("your power level is too low to send " + type);
+  if (is_state) {
+    const std::string key = event.value("state_key", "");
+    if (!key.empty() && key[0] == '@' && key != sender) forbidden("state keys that are user IDs belong to that user");
+  }
+  if (type == "m.room.power_levels" && pl.present) {
+    // Nobody grants more than they hold, or changes someone at or above their own level.
+    const auto mine = pl.user(sender);
+    const json next = event.value("content", json::object());
+    for (const auto& [user, level] : next.value("users", json::object()).items()) {
+      const auto before = pl.user(user);
+      const auto after = as_level(level, 0);
+      if (before == after) continue;
+      if (after > mine) forbidden("you cannot grant a power level above your own");
+      if (before >= mine && user != sender) forbidden("you cannot change the level of " + user);
+    }
+  }
+  if (type == "m.room.redaction") {
+    // Room version 11 moved "redacts" into content.
+    if (pl.user(sender) >= pl.named("redact", 50)) return;
+    forbidden("your power level is too low to redact others' events");
+  }
+}
+
+}  // namespace
+
+std::optional<StreamPosition> StreamPosition::parse(const std::string& token) {
+  if (token.size() < 4 || token[0] != 's') return std::nullopt;
+  const auto underscore = token.find('_');
+  if (underscore == std::string::npos) return std::nullopt;
+  try {
+    return StreamPosition{std::stoll(token.substr(1, underscore - 1)), std::stoll(token.substr(underscore + 1))};
+  } catch (...) {
+    return std::nullopt;
+  }
+}
+
+struct RoomStore::Impl {
+  std::mutex mutex;
+  std::unique_ptr<sqlite::Database> db;
+  const matrix::SigningKey& key;
+  std::string server;
+  std::function<void()> on_change;
+
+  Impl(const matrix::SigningKey& key, std::string server) : key(key), server(std::move(server)) {}
+
+  StateMap state_map(const std::string& room_id) {
+    StateMap map;
+    auto& stmt = db->prepare(
+        "SELECT s.type, s.state_key, e.json FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1");
+    stmt.bind(1, room_id);
+    while (stmt.step()) map[{stmt.column_text(0), stmt.column_text(1)}] = json::parse(stmt.column_text(2));
+    stmt.reset();
+    return map;
+  }
+
+  std::optional<std::string> version_of(const std::string& room_id) {
+    auto& stmt = db->prepare("SELECT version FROM rooms WHERE room_id = ?1");
+    stmt.bind(1, room_id);
+    if (!stmt.step()) return std::nullopt;
+    auto v = stmt.column_text(0);
+    stmt.reset();
+    return v;
+  }
+
+  int64_t other_position() {
+    db->prepare("INSERT INTO other_stream (at) VALUES (?1)").bind(1, now_ms()).run();
+    return db->last_insert_rowid();
+  }
+
+  // Builds, signs, authorises and appends one event inside the caller's transaction.
+  json append(const std::string& room_id, const std::string& version, const std::string& sender,
+              const std::string& type, const json& content, const std::optional<std::string>& state_key) {
+    StateMap state = state_map(room_id);
+    json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
+                  {"origin_server_ts", now_ms()}};
+    if (state_key) event["state_key"] = *state_key;
+    // prev_events: the room's latest event; depth one more (no forks on a single server).
+    auto& last = db->prepare("SELECT event_id, depth FROM events WHERE room_id = ?1 ORDER BY stream DESC LIMIT 1");
+    last.bind(1, room_id);
+    int64_t depth = 1;
+    json prev = json::array();
+    if (last.step()) {
+      prev.push_back(last.column_text(0));
+      depth = last.column_int64(1) + 1;
+    }
+    last.reset();
+    event["prev_events"] = prev;
+    event["depth"] = depth;
+    // auth_events (spec "Auth events selection"): create, power levels, the sender's member
+    // event, and for membership changes the target's member event and the join rules.
+    json auth = json::array();
+    auto add_auth = [&](const std::string& t, const std::string& k) {
+      if (const auto* e = state_of(state, t, k)) auth.push_back(e->value("event_id", ""));
+    };
+    if (type != "m.room.create") {
+      add_auth("m.room.create", "");
+      add_auth("m.room.power_levels", "");
+      add_auth("m.room.member", sender);
+      if (type == "m.room.member") {
+        if (state_key && *state_key != sender) add_auth("m.room.member", *state_key);
+        add_auth("m.room.join_rules", "");
+      }
+    }
+    event["auth_events"] = auth;
+    authorize(event, state);
+    event = matrix::with_content_hash(std::move(event));
+    event = matrix::sign_event(std::move(event), server, key, version);
+    const auto event_id = matrix::event_id_for(event, version);
+    event["event_id"] = event_id;
+
+    auto& insert = db->prepare("INSERT INTO events (event_id, room_id, type, state_key, sender, depth, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    insert.bind(1, event_id).bind(2, room_id).bind(3, type).bind(5, sender).bind(6, depth).bind(7, event.dump());
+    if (state_key)
+      insert.bind(4, *state_key);
+    else
+      insert.bind_null(4);
+    insert.run();
+    if (state_key) {
+      db->prepare("INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)")
+          .bind(1, room_id)
+          .bind(2, type)
+          .bind(3, *state_key)
+          .bind(4, event_id)
+          .run();
+      if (type == "m.room.member")
+        db->prepare("INSERT OR REPLACE INTO memberships (room_id, user_id, membership, event_id) VALUES (?1, ?2, ?3, ?4)")
+            .bind(1, room_id)
+            .bind(2, *state_key)
+            .bind(3, content.value("membership", ""))
+            .bind(4, event_id)
+            .run();
+    }
+    return event;
+  }
+
+  template <typename Fn>
+  auto write(Fn&& fn) {
+    std::unique_lock lock(mutex);
+    sqlite::Transaction tx(*db);
+    auto result = fn();
+    tx.commit();
+    auto callback = on_change;
+    lock.unlock();
+    if (callback) callback();
+    return result;
+  }
+};
+
+RoomStore::RoomStore(const std::filesystem::path& file, std::string server_name, const matrix::SigningKey& key)
+    : impl_(std::make_unique<Impl>(key, server_name)), server_name_(std::move(server_name)) {
+  impl_->db = sqlite::Database::open(file);
+  impl_->db->migrate(kMigrations);
+}
+
+RoomStore::~RoomStore() = default;
+
+void RoomStore::on_change(std::function<void()> callback) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->on_change = std::move(callback);
+}
+
+std::pair<std::string, std::string> RoomStore::create_session(const std::string& user_id, const std::string& device_id_in,
+                                                              const std::string& display_name) {
+  const std::string device_id = device_id_in.empty() ? random_id(8) : device_id_in;
+  // The token is shown once; only its hash is stored, like any other password.
+  const std::string token = "coop_" + random_id(32);
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  impl_->db->prepare("INSERT OR REPLACE INTO devices (user_id, device_id, display_name, last_seen) VALUES (?1, ?2, ?3, ?4)")
+      .bind(1, user_id)
+      .bind(2, device_id)
+      .bind(3, display_name)
+      .bind(4, now_ms())
+      .run();
+  impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device_id).run();
+  impl_->db->prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_at) VALUES (?1, ?2, ?3, ?4)")
+      .bind(1, sha256_hex(token))
+      .bind(2, user_id)
+      .bind(3, device_id)
+      .bind(4, now_ms())
+      .run();
+  tx.commit();
+  return {token, device_id};
+}
+
+int64_t RoomStore::allocate_other_position() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->other_position();
+}
+
+std::optional<Session> RoomStore::session_for(const std::string& access_token) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
+  stmt.bind(1, sha256_hex(access_token));
+  if (!stmt.step()) return std::nullopt;
+  Session s{stmt.column_text(0), stmt.column_text(1)};
+  stmt.reset();
+  return s;
+}
+
+void RoomStore::delete_session(const std::string& access_token) {
+  std::lock_guard lock(impl_->mutex);
+  auto session = [&]() -> std::optional<Session> {
+    auto& stmt = impl_->db->prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
+    stmt.bind(1, sha256_hex(access_token));
+    if (!stmt.step()) return std::nullopt;
+    Session s{stmt.column_text(0), stmt.column_text(1)};
+    stmt.reset();
+    return s;
+  }();
+  if (!session) return;
+  sqlite::Transaction tx(*impl_->db);
+  impl_->db->prepare("DELETE FROM access_tokens WHERE token_hash = ?1").bind(1, sha256_hex(access_token)).run();
+  impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2").bind(1, session->user_id).bind(2, session->device_id).run();
+  tx.commit();
+}
+
+void RoomStore::delete_sessions(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1").bind(1, user_id).run();
+  impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1").bind(1, user_id).run();
+  tx.commit();
+}
+
+json RoomStore::devices(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT device_id, display_name, last_seen FROM devices WHERE user_id = ?1 ORDER BY device_id");
+  stmt.bind(1, user_id);
+  json list = json::array();
+  while (stmt.step())
+    list.push_back({{"device_id", stmt.column_text(0)}, {"display_name", stmt.column_text(1)}, {"last_seen_ts", stmt.column_int64(2)}});
+  stmt.reset();
+  return list;
+}
+
+json RoomStore::create_room(const std::string& creator, const json& request) {
+  const std::string version = request.value("room_version", "11");
+  if (version != "10" && version != "11")
+    throw Error("M_UNSUPPORTED_ROOM_VERSION", "this server supports room versions 10 and 11", 400);
+  const std::string room_id = "!" + random_id(18) + ":" + server_name_;
+  const std::string preset = request.value("preset", request.value("visibility", "private") == "public" ? "public_chat" : "private_chat");
+  return impl_->write([&] {
+    json create_content = request.value("creation_content", json::object());
+    if (version == "10") create_content["creator"] = creator;  // v11 takes the sender instead
+    create_content["room_version"] = version;
+    const std::string room_type = create_content.value("type", "");
+    impl_->db->prepare("INSERT INTO rooms (room_id, version, creator, room_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(1, room_id)
+        .bind(2, version)
+        .bind(3, creator)
+        .bind(4, room_type)
+        .bind(5, now_ms())
+        .run();
+    impl_->append(room_id, version, creator, "m.room.create", create_content, "");
+    impl_->append(room_id, version, creator, "m.room.member", {{"membership", "join"}}, creator);
+    // Client-Server API "Creating a room": power levels, then preset state, then the rest.
+    json levels = {{"users", {{creator, 100}}}, {"users_default", 0}, {"events_default", 0}, {"state_default", 50},
+                   {"ban", 50}, {"kick", 50}, {"redact", 50}, {"invite", preset == "public_chat" ? 0 : 0},
+                   {"events", {{"m.room.name", 50}, {"m.room.power_levels", 100}, {"m.room.history_visibility", 100},
+                               {"m.room.canonical_alias", 50}, {"m.room.avatar", 50}, {"m.room.tombstone", 100},
+                               {"m.room.server_acl", 100}, {"m.room.encryption", 100}, {"m.space.child", 50}}}};
+    if (preset == "trusted_private_chat")
+      for (const auto& invitee : request.value("invite", json::array())) levels["users"][invitee.get<std::string>()] = 100;
+    if (request.contains("power_level_content_override") && request["power_level_content_override"].is_object())
+      levels.merge_patch(request["power_level_content_override"]);
+    impl_->append(room_id, version, creator, "m.room.power_levels", levels, "");
+    if (request.contains("room_alias_name")) {
+      const std::string alias = "#" + request.value("room_alias_name", "") + ":" + server_name_;
+      impl_->db->prepare("INSERT INTO aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)").bind(1, alias).bind(2, room_id).bind(3, creator).run();
+      impl_->append(room_id, version, creator, "m.room.canonical_alias", {{"alias", alias}}, "");
+    }
+    impl_->append(room_id, version, creator, "m.room.join_rules",
+                  {{"join_rule", preset == "public_chat" ? "public" : "invite"}}, "");
+    impl_->append(room_id, version, creator, "m.room.history_visibility", {{"history_visibility", "shared"}}, "");
+    if (preset != "public_chat")
+      impl_->append(room_id, version, creator, "m.room.guest_access", {{"guest_access", "can_join"}}, "");
+    for (const auto& state : request.value("initial_state", json::array()))
+      impl_->append(room_id, version, creator, state.value("type", ""), state.value("content", json::object()),
+                    state.value("state_key", ""));
+    if (request.contains("name")) impl_->append(room_id, version, creator, "m.room.name", {{"name", request["name"]}}, "");
+    if (request.contains("topic")) impl_->append(room_id, version, creator, "m.room.topic", {{"topic", request["topic"]}}, "");
+    for (const auto& invitee : request.value("invite", json::array()))
+      impl_->append(room_id, version, creator, "m.room.member",
+                    {{"membership", "invite"}, {"is_direct", request.value("is_direct", false)}}, invitee.get<std::string>());
+    return json{{"room_id", room_id}};
+  });
+}
+
+json RoomStore::send_event(const std::string& room_id, const std::string& sender, const std::string& type,
+                           const json& content, const std::optional<std::string>& state_key,
+                           const std::string& txn_device, const std::string& txn_id) {
+  return impl_->write([&] {
+    const auto version = impl_->version_of(room_id);
+    if (!version) throw Error("M_NOT_FOUND", "no room " + room_id + " here", 404);
+    auto event = impl_->append(room_id, *version, sender, type, content, state_key);
+    if (!txn_id.empty())
+      impl_->db->prepare("INSERT INTO txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")
+          .bind(1, sender)
+          .bind(2, txn_device)
+          .bind(3, txn_id)
+          .bind(4, event.value("event_id", ""))
+          .run();
+    return event;
+  });
+}
+
+std::optional<std::string> RoomStore::event_for_txn(const std::string& user_id, const std::string& device_id,
+                                                    const std::string& txn_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT event_id FROM txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3");
+  stmt.bind(1, user_id).bind(2, device_id).bind(3, txn_id);
+  if (!stmt.step()) return std::nullopt;
+  auto id = stmt.column_text(0);
+  stmt.reset();
+  return id;
+}
+
+std::optional<std::string> RoomStore::room_version(const std::string& room_id) {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->version_of(room_id);
+}
+
+std::optional<json> RoomStore::state_event(const std::string& room_id, const std::string& type, const std::string& key) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT e.json FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3");
+  stmt.bind(1, room_id).bind(2, type).bind(3, key);
+  if (!stmt.step()) return std::nullopt;
+  auto event = json::parse(stmt.column_text(0));
+  stmt.reset();
+  return event;
+}
+
+std::vector<json> RoomStore::current_state(const std::string& room_id) {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<json> out;
+  for (auto& [key, event] : impl_->state_map(room_id)) out.push_back(std::move(event));
+  return out;
+}
+
+std::string RoomStore::membership(const std::string& room_id, const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
+  stmt.bind(1, room_id).bind(2, user_id);
+  if (!stmt.step()) return "";
+  auto m = stmt.column_text(0);
+  stmt.reset();
+  return m;
+}
+
+std::vector<std::pair<std::string, std::string>> RoomStore::rooms_of(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT room_id, membership FROM memberships WHERE user_id = ?1 ORDER BY room_id");
+  stmt.bind(1, user_id);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1));
+  stmt.reset();
+  return out;
+}
+
+std::vector<StoredEvent> RoomStore::events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
+                                                   bool backwards) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      backwards ? "SELECT stream, json FROM events WHERE room_id = ?1 AND stream > ?2 AND stream <= ?3 ORDER BY stream DESC LIMIT ?4"
+                : "SELECT stream, json FROM events WHERE room_id = ?1 AND stream > ?2 AND stream <= ?3 ORDER BY stream ASC LIMIT ?4");
+  stmt.bind(1, room_id).bind(2, after).bind(3, up_to).bind(4, limit);
+  std::vector<StoredEvent> out;
+  while (stmt.step()) out.push_back({stmt.column_int64(0), json::parse(stmt.column_text(1))});
+  stmt.reset();
+  return out;
+}
+
+std::optional<StoredEvent> RoomStore::event(const std::string& event_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT stream, json FROM events WHERE event_id = ?1");
+  stmt.bind(1, event_id);
+  if (!stmt.step()) return std::nullopt;
+  StoredEvent e{stmt.column_int64(0), json::parse(stmt.column_text(1))};
+  stmt.reset();
+  return e;
+}
+
+std::optional<std::string> RoomStore::room_for_alias(const std::string& alias) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT room_id FROM aliases WHERE alias = ?1");
+  stmt.bind(1, alias);
+  if (!stmt.step()) return std::nullopt;
+  auto id = stmt.column_text(0);
+  stmt.reset();
+  return id;
+}
+
+void RoomStore::add_alias(const std::string& alias, const std::string& room_id, const std::string& creator) {
+  std::lock_guard lock(impl_->mutex);
+  auto& existing = impl_->db->prepare("SELECT 1 FROM aliases WHERE alias = ?1");
+  existing.bind(1, alias);
+  if (existing.step()) {
+    existing.reset();
+    throw Error("M_ROOM_IN_USE", "alias " + alias + " is taken", 409);
+  }
+  impl_->db->prepare("INSERT INTO aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)").bind(1, alias).bind(2, room_id).bind(3, creator).run();
+}
+
+std::vector<std::string> RoomStore::public_rooms() {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT s.room_id FROM current_state s JOIN events e ON e.event_id = s.event_id "
+      "WHERE s.type = 'm.room.join_rules' AND json_extract(e.json, '$.content.join_rule') = 'public' ORDER BY s.room_id");
+  std::vector<std::string> out;
+  while (stmt.step()) out.push_back(stmt.column_text(0));
+  stmt.reset();
+  return out;
+}
+
+void RoomStore::set_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
+                                 const json& content) {
+  impl_->write([&] {
+    const auto position = impl_->other_position();
+    impl_->db->prepare("INSERT OR REPLACE INTO account_data (user_id, room_id, type, content, position) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(1, user_id)
+        .bind(2, room_id)
+        .bind(3, type)
+        .bind(4, content.dump())
+        .bind(5, position)
+        .run();
+    return 0;
+  });
+}
+
+std::optional<json> RoomStore::account_data(const std::string& user_id, const std::string& room_id, const std::string& type) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3");
+  stmt.bind(1, user_id).bind(2, room_id).bind(3, type);
+  if (!stmt.step()) return std::nullopt;
+  auto content = json::parse(stmt.column_text(0));
+  stmt.reset();
+  return content;
+}
+
+std::vector<std::tuple<std::string, std::string, json>> RoomStore::account_data_since(const std::string& user_id, int64_t after) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT room_id, type, content FROM account_data WHERE user_id = ?1 AND position > ?2");
+  stmt.bind(1, user_id).bind(2, after);
+  std::vector<std::tuple<std::string, std::string, json>> out;
+  while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1), json::parse(stmt.column_text(2)));
+  stmt.reset();
+  return out;
+}
+
+void RoomStore::set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
+                            const std::string& event_id) {
+  impl_->write([&] {
+    const auto position = impl_->other_position();
+    impl_->db->prepare("INSERT OR REPLACE INTO receipts (room_id, user_id, type, event_id, ts, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .bind(1, room_id)
+        .bind(2, user_id)
+        .bind(3, type)
+        .bind(4, event_id)
+        .bind(5, now_ms())
+        .bind(6, position)
+        .run();
+    return 0;
+  });
+}
+
+json RoomStore::receipts_since(const std::string& room_id, int64_t after) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT user_id, type, event_id, ts FROM receipts WHERE room_id = ?1 AND position > ?2");
+  stmt.bind(1, room_id).bind(2, after);
+  json content = json::object();
+  while (stmt.step())
+    content[stmt.column_text(2)][stmt.column_text(1)][stmt.column_text(0)] = {{"ts", stmt.column_int64(3)}};
+  stmt.reset();
+  return content;
+}
+
+int64_t RoomStore::filter_create(const std::string& user_id, const json& filter) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT INTO filters (user_id, json) VALUES (?1, ?2)").bind(1, user_id).bind(2, filter.dump()).run();
+  return impl_->db->last_insert_rowid();
+}
+
+std::optional<json> RoomStore::filter(const std::string& user_id, int64_t id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT json FROM filters WHERE id = ?1 AND user_id = ?2");
+  stmt.bind(1, id).bind(2, user_id);
+  if (!stmt.step()) return std::nullopt;
+  auto f = json::parse(stmt.column_text(0));
+  stmt.reset();
+  return f;
+}
+
+StreamPosition RoomStore::position() {
+  std::lock_guard lock(impl_->mutex);
+  StreamPosition p;
+  auto& events = impl_->db->prepare("SELECT coalesce(max(stream), 0) FROM events");
+  events.step();
+  p.events = events.column_int64(0);
+  events.reset();
+  auto& other = impl_->db->prepare("SELECT coalesce(max(position), 0) FROM other_stream");
+  other.step();
+  p.other = other.column_int64(0);
+  other.reset();
+  return p;
+}
+
+}  // namespace coop::room

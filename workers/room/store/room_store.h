@@ -1,0 +1,111 @@
+// room.db: the Matrix event store of this homeserver (rooms, events in stream order, current
+// state, memberships) and its client-side tables (devices, tokens, transaction ids, account
+// data, receipts). The federation worker will share this store.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coop::sqlite {
+class Database;
+}
+namespace coop::matrix {
+class SigningKey;
+}
+
+namespace coop::room {
+
+struct StoredEvent {
+  int64_t stream = 0;
+  nlohmann::json event;  // the full event as clients see it (event_id included)
+};
+
+struct Session {
+  std::string user_id;
+  std::string device_id;
+};
+
+// Allocated positions of the sync token: events, and everything else (account data, receipts).
+struct StreamPosition {
+  int64_t events = 0;
+  int64_t other = 0;
+  std::string token() const { return "s" + std::to_string(events) + "_" + std::to_string(other); }
+  static std::optional<StreamPosition> parse(const std::string& token);
+};
+
+class RoomStore {
+ public:
+  RoomStore(const std::filesystem::path& file, std::string server_name, const matrix::SigningKey& key);
+  ~RoomStore();
+
+  const std::string& server_name() const { return server_name_; }
+  // Called after every commit that clients may want to see (sync wakes up).
+  void on_change(std::function<void()> callback);
+
+  // ---- sessions ----
+  // A new access token (returned once; only its hash is kept) for a device; returns
+  // {token, device_id}, the device id generated when none was asked for.
+  std::pair<std::string, std::string> create_session(const std::string& user_id, const std::string& device_id,
+                                                     const std::string& display_name);
+  // A position on the "other" stream, for changes kept in memory (typing).
+  int64_t allocate_other_position();
+  std::optional<Session> session_for(const std::string& access_token);
+  void delete_session(const std::string& access_token);
+  void delete_sessions(const std::string& user_id);  // logout/all, suspension
+  nlohmann::json devices(const std::string& user_id);
+
+  // ---- rooms and events ----
+  // Builds, hashes, signs, authorises and stores one event; returns it. coop::Error with a
+  // Matrix errcode (M_FORBIDDEN...) when the auth rules refuse it.
+  nlohmann::json create_room(const std::string& creator, const nlohmann::json& request);
+  nlohmann::json send_event(const std::string& room_id, const std::string& sender, const std::string& type,
+                            const nlohmann::json& content, const std::optional<std::string>& state_key,
+                            const std::string& txn_device = {}, const std::string& txn_id = {});
+  std::optional<std::string> event_for_txn(const std::string& user_id, const std::string& device_id,
+                                           const std::string& txn_id);
+  std::optional<std::string> room_version(const std::string& room_id);
+  std::optional<nlohmann::json> state_event(const std::string& room_id, const std::string& type,
+                                            const std::string& state_key);
+  std::vector<nlohmann::json> current_state(const std::string& room_id);
+  std::string membership(const std::string& room_id, const std::string& user_id);  // "" when none
+  // Rooms where the user's membership is one of these, with the stream position of it.
+  std::vector<std::pair<std::string, std::string>> rooms_of(const std::string& user_id);
+  std::vector<StoredEvent> events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
+                                          bool backwards);
+  std::optional<StoredEvent> event(const std::string& event_id);
+  std::optional<std::string> room_for_alias(const std::string& alias);
+  void add_alias(const std::string& alias, const std::string& room_id, const std::string& creator);
+  std::vector<std::string> public_rooms();
+
+  // ---- account data, receipts ----
+  void set_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
+                        const nlohmann::json& content);
+  std::optional<nlohmann::json> account_data(const std::string& user_id, const std::string& room_id,
+                                             const std::string& type);
+  // (room_id or "" for global, type, content) changed after `after`.
+  std::vector<std::tuple<std::string, std::string, nlohmann::json>> account_data_since(const std::string& user_id,
+                                                                                         int64_t after);
+  void set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
+                   const std::string& event_id);
+  // m.receipt content for a room, for receipts changed after `after`.
+  nlohmann::json receipts_since(const std::string& room_id, int64_t after);
+  int64_t filter_create(const std::string& user_id, const nlohmann::json& filter);
+  std::optional<nlohmann::json> filter(const std::string& user_id, int64_t id);
+
+  StreamPosition position();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string server_name_;
+};
+
+}  // namespace coop::room
