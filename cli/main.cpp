@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
       ->type_name("DIR");
   add_shard_commands(app, globals);
   add_member_commands(app, globals);
+  add_room_commands(app, globals);
   add_mail_commands(app, globals);
   add_generate_commands(app);
 

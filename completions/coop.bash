@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --base-port --catch-all --description --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --status --timeout -n -o "
+  local valopts=" --add-email --add-group --base-port --catch-all --description --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --timeout -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -14,6 +14,7 @@ _coop() {
       '|status') path='status' ;;
       '|logs') path='logs' ;;
       '|member') path='member' ;;
+      '|room') path='room' ;;
       '|mail') path='mail' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
@@ -37,6 +38,13 @@ _coop() {
       'member app-password|add') path='member app-password add' ;;
       'member app-password|list') path='member app-password list' ;;
       'member app-password|revoke') path='member app-password revoke' ;;
+      'room|space') path='room space' ;;
+      'room|create') path='room create' ;;
+      'room|list') path='room list' ;;
+      'room|show') path='room show' ;;
+      'room|members') path='room members' ;;
+      'room|export') path='room export' ;;
+      'room space|create') path='room space create' ;;
       'mail|domain') path='mail domain' ;;
       'mail|alias') path='mail alias' ;;
       'mail|mailboxes') path='mail mailboxes' ;;
@@ -78,6 +86,7 @@ _coop() {
     --scope) COMPREPLY=(); return ;;
     --since) COMPREPLY=(); return ;;
     --source) COMPREPLY=(); return ;;
+    --space) COMPREPLY=(); return ;;
     --status) COMPREPLY=(); return ;;
     --timeout) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
@@ -85,7 +94,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member mail' ;;
+    '') words='--help --version --home init up down status logs member room mail' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -114,6 +123,14 @@ _coop() {
     'member verify') words='--help --protocol --source --json' ;;
     'member events') words='--help --since --follow --json' ;;
     'member audit') words='--help --limit --json' ;;
+    'room') words='--help space create list show members export' ;;
+    'room space') words='--help create' ;;
+    'room space create') words='--help --group --json' ;;
+    'room create') words='--help --space --public --json' ;;
+    'room list') words='--help --json' ;;
+    'room show') words='--help --json' ;;
+    'room members') words='--help --json' ;;
+    'room export') words='--help --out --json' ;;
     'mail') words='--help domain alias mailboxes export import' ;;
     'mail domain') words='--help add list remove' ;;
     'mail domain add') words='--help --catch-all --json' ;;

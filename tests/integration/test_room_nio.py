@@ -184,9 +184,85 @@ def test_suspension_ends_matrix_sessions_within_a_second():
         shard.coop("down")
 
 
+
+
+def test_spaces_follow_the_registry_and_media_round_trips():
+    async def scenario(url, shard):
+        shard.coop("member", "group", "add", "kitchen")
+        shard.coop("member", "set", "bob", "--add-group", "kitchen")
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        space = shard.json("room", "space", "create", "Kitchen crew", "--group", "kitchen")
+        menu = shard.json("room", "create", "Menu", "--space", "Kitchen crew")
+        assert space["type"] == "space" and space["managed"] == "group"
+        assert menu["join_rule"] == "restricted" and menu["parents"] == [space["room_id"]]
+
+        bob = await login(url, "bob", STRONG)
+        carol = await login(url, "carol", STRONG)
+        try:
+            synced = await bob.sync(timeout=0)
+            joined = set(synced.rooms.join)
+            cooperative = next(r for r in shard.json("room", "list") if r.get("managed") == "cooperative")
+            assert cooperative["room_id"] in joined and space["room_id"] in joined
+
+            # The Space's hierarchy lists the room; a member of the Space may join it, others not.
+            response = await bob.send("GET", f"/_matrix/client/v1/rooms/{space['room_id']}/hierarchy",
+                                      headers={"Authorization": f"Bearer {bob.access_token}"})
+            hierarchy = await response.json()
+            assert menu["room_id"] in [r["room_id"] for r in hierarchy["rooms"]], hierarchy
+            assert isinstance(await bob.join(menu["room_id"]), JoinResponse)
+            refused = await carol.join(menu["room_id"])
+            assert getattr(refused, "status_code", "") == "M_FORBIDDEN", refused
+
+            # Media: upload, then download through the authenticated and the legacy paths.
+            picture = bytes(range(256)) * 40
+            uploaded, _ = await bob.upload(lambda *_: picture, content_type="image/png", filename="menu.png",
+                                          filesize=len(picture))
+            assert uploaded.content_uri.startswith("mxc://chat.test/"), uploaded
+            media_id = uploaded.content_uri.rsplit("/", 1)[1]
+            downloaded = await carol.download(uploaded.content_uri)
+            assert downloaded.body == picture and downloaded.content_type == "image/png"
+            status, _, _ = http_json(f"{url}/_matrix/client/v1/media/download/{DOMAIN}/{media_id}")
+            assert status == 401  # authenticated media needs a session
+            await bob.room_send(menu["room_id"], "m.room.message",
+                                {"msgtype": "m.image", "body": "menu.png", "url": uploaded.content_uri})
+
+            # A redaction leaves only what the room version keeps.
+            sent = await bob.room_send(menu["room_id"], "m.room.message", {"msgtype": "m.text", "body": "oops"})
+            await bob.room_redact(menu["room_id"], sent.event_id, reason="typo")
+            status, event, _ = http_json(f"{url}/_matrix/client/v3/rooms/{menu['room_id']}/event/{sent.event_id}",
+                                         token=bob.access_token)
+            assert status == 200 and event["content"] == {} and "redacted_because" in event["unsigned"]
+
+            # Suspension: out of the group's Space and the cooperative's, session gone.
+            shard.coop("member", "suspend", "bob")
+            wait_for(lambda: http_json(f"{url}/_matrix/client/v3/account/whoami", token=bob.access_token)[0] == 401,
+                     timeout=5, what="bob's session to end")
+            members = {m["user_id"]: m["membership"] for m in shard.json("room", "members", "Kitchen crew")}
+            assert members[f"@bob:{DOMAIN}"] == "leave"
+            members = {m["user_id"]: m["membership"] for m in shard.json("room", "members", cooperative["room_id"])}
+            assert members[f"@bob:{DOMAIN}"] == "leave" and members[f"@carol:{DOMAIN}"] == "join"
+        finally:
+            await bob.close()
+            await carol.close()
+
+        out = os.path.join(shard.dir, "bob-chat.json")
+        shard.coop("room", "export", "bob", "--out", out)
+        with open(out) as f:
+            exported = json.load(f)
+        menu_export = next(r for r in exported["rooms"] if r["room_id"] == menu["room_id"])
+        bodies = [e["content"].get("body") for e in menu_export["events"] if e["type"] == "m.room.message"]
+        assert "menu.png" in bodies and "oops" not in bodies  # the redacted message stays redacted
+
+    with Shard(BIN) as shard:
+        url = start(shard)
+        asyncio.run(scenario(url, shard))
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_two_members_chat_with_nio,
         test_login_errors_cors_and_closed_registration,
         test_suspension_ends_matrix_sessions_within_a_second,
+        test_spaces_follow_the_registry_and_media_round_trips,
     ])

@@ -15,12 +15,16 @@
 #include <mutex>
 #include <set>
 
+#include <openssl/rand.h>
+
 #include "common/auth/member_client.h"
+#include "common/blob_store.h"
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/version.h"
 #include "common/worker_runtime.h"
+#include "workers/matrix/base64.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -84,11 +88,13 @@ struct Waiter {
 }  // namespace
 
 struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
-  Impl(WorkerRuntime& runtime, RoomStore& store) : runtime(runtime), store(store), run(runtime.blocking_runner()) {}
+  Impl(WorkerRuntime& runtime, RoomStore& store)
+      : runtime(runtime), store(store), run(runtime.blocking_runner()), blobs(runtime.home().root() / "blobs" / "room") {}
 
   WorkerRuntime& runtime;
   RoomStore& store;
   http::Runner run;
+  BlobStore blobs;  // media
   std::string server() const { return store.server_name(); }
 
   // typing: room -> user -> expiry; and the "other" stream position of the room's last change
@@ -687,6 +693,192 @@ void ClientApi::Impl::add_routes(http::Router& r) {
       chunk.push_back(entry);
     }
     return ok({{"chunk", chunk}, {"total_room_count_estimate", chunk.size()}});
+  });
+
+  // Redactions, context, relations.
+  route(r, "PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, q.param("txnId")))
+      return ok({{"event_id", *existing}});
+    auto target = self->store.event(q.param("eventId"));
+    if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
+    if (target->event.value("sender", "") != s.user_id) {
+      const auto levels = self->store.state_event(q.param("roomId"), "m.room.power_levels", "");
+      const json pl = levels ? (*levels)["content"] : json::object();
+      const auto users = pl.value("users", json::object());
+      const int64_t mine = users.contains(s.user_id) ? users[s.user_id].get<int64_t>() : pl.value("users_default", 0);
+      if (mine < pl.value("redact", 50)) fail(403, "M_FORBIDDEN", "your power level is too low to redact others' events");
+    }
+    json content = {{"redacts", q.param("eventId")}};  // room version 11: in content
+    const auto body = q.json();
+    if (body.contains("reason")) content["reason"] = body["reason"];
+    const auto event = self->store.send_event(q.param("roomId"), s.user_id, "m.room.redaction", content, std::nullopt,
+                                              s.device_id, q.param("txnId"));
+    return ok({{"event_id", event.value("event_id", "")}});
+  });
+  route(r, "GET", "/rooms/{roomId}/context/{eventId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    auto target = self->store.event(q.param("eventId"));
+    if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
+    const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 0, 100);
+    const auto now = self->store.position();
+    auto before = self->store.events_between(q.param("roomId"), 0, target->stream - 1, limit / 2 + limit % 2, true);
+    auto after = self->store.events_between(q.param("roomId"), target->stream, now.events, limit / 2, false);
+    json b = json::array(), a = json::array(), state = json::array();
+    for (const auto& e : before) b.push_back(self->client_event(e.event));
+    for (const auto& e : after) a.push_back(self->client_event(e.event));
+    for (const auto& e : self->store.current_state(q.param("roomId"))) state.push_back(self->client_event(e));
+    const int64_t start = before.empty() ? target->stream - 1 : before.back().stream - 1;
+    const int64_t end = after.empty() ? target->stream : after.back().stream;
+    return ok({{"event", self->client_event(target->event)}, {"events_before", b}, {"events_after", a}, {"state", state},
+               {"start", StreamPosition{start, now.other}.token()}, {"end", StreamPosition{end, now.other}.token()}});
+  });
+  auto relations = [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    const int limit = std::clamp(std::atoi(q.query_value("limit", "50").c_str()), 1, 1000);
+    json chunk = json::array();
+    for (const auto& e : self->store.relations(q.param("roomId"), q.param("eventId"), q.param("relType"), limit)) {
+      if (!q.param("eventType").empty() && e.event.value("type", "") != q.param("eventType")) continue;
+      chunk.push_back(self->client_event(e.event));
+    }
+    return ok({{"chunk", chunk}});
+  };
+  for (const char* prefix : {"/_matrix/client/v1", "/_matrix/client/v3"}) {
+    r.add_blocking("GET", std::string(prefix) + "/rooms/{roomId}/relations/{eventId}", run, relations);
+    r.add_blocking("GET", std::string(prefix) + "/rooms/{roomId}/relations/{eventId}/{relType}", run, relations);
+    r.add_blocking("GET", std::string(prefix) + "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", run, relations);
+  }
+
+  // Tags are room account data of type m.tag (Client-Server API "Room Tagging").
+  route(r, "GET", "/user/{userId}/rooms/{roomId}/tags", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    auto tags = self->store.account_data(s.user_id, q.param("roomId"), "m.tag").value_or(json{{"tags", json::object()}});
+    return ok(tags);
+  });
+  route(r, "PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    auto tags = self->store.account_data(s.user_id, q.param("roomId"), "m.tag").value_or(json{{"tags", json::object()}});
+    tags["tags"][q.param("tag")] = q.json();
+    self->store.set_account_data(s.user_id, q.param("roomId"), "m.tag", tags);
+    return ok(json::object());
+  });
+  route(r, "DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    auto tags = self->store.account_data(s.user_id, q.param("roomId"), "m.tag").value_or(json{{"tags", json::object()}});
+    tags["tags"].erase(q.param("tag"));
+    self->store.set_account_data(s.user_id, q.param("roomId"), "m.tag", tags);
+    return ok(json::object());
+  });
+
+  // The user directory is the registry's active members.
+  route(r, "POST", "/user_directory/search", [self](const Request& q) {
+    self->authenticate(q);
+    const auto body = q.json();
+    std::string term = body.value("search_term", "");
+    std::transform(term.begin(), term.end(), term.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const int limit = std::clamp(body.value("limit", 10), 1, 100);
+    control::Client client(self->runtime.home().socket("member"));
+    const auto members = client.get("/v1/members?status=active");
+    members.throw_if_error();
+    json results = json::array();
+    for (const auto& m : members.json()) {
+      std::string haystack = m.value("handle", "") + " " + m.value("name", "");
+      std::transform(haystack.begin(), haystack.end(), haystack.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (haystack.find(term) == std::string::npos) continue;
+      results.push_back({{"user_id", "@" + m.value("handle", "") + ":" + self->server()}, {"display_name", m.value("name", "")}});
+      if (static_cast<int>(results.size()) >= limit) break;
+    }
+    return ok({{"results", results}, {"limited", static_cast<int>(results.size()) >= limit}});
+  });
+
+  // Spaces (Client-Server API "Spaces"): a breadth-first walk of m.space.child events.
+  r.add_blocking("GET", "/_matrix/client/v1/rooms/{roomId}/hierarchy", run, [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    const std::string root = q.param("roomId");
+    const auto root_membership = self->store.membership(root, s.user_id);
+    if (!self->store.room_version(root)) fail(404, "M_NOT_FOUND", "no room " + root);
+    if (root_membership != "join" && root_membership != "invite") fail(403, "M_FORBIDDEN", "you cannot see this Space");
+    const int max_depth = std::atoi(q.query_value("max_depth", "10").c_str());
+    json rooms = json::array();
+    std::set<std::string> seen;
+    std::vector<std::pair<std::string, int>> queue = {{root, 0}};
+    for (std::size_t i = 0; i < queue.size() && rooms.size() < 200; ++i) {
+      const auto [room_id, depth] = queue[i];
+      if (!seen.insert(room_id).second || !self->store.room_version(room_id)) continue;
+      json entry = {{"room_id", room_id}, {"world_readable", false}, {"guest_can_join", false}, {"num_joined_members", 0}};
+      json children = json::array();
+      std::string join_rule = "invite";
+      for (const auto& e : self->store.current_state(room_id)) {
+        const std::string type = e.value("type", "");
+        const json& content = e["content"];
+        if (type == "m.room.name") entry["name"] = content.value("name", "");
+        if (type == "m.room.topic") entry["topic"] = content.value("topic", "");
+        if (type == "m.room.canonical_alias") entry["canonical_alias"] = content.value("alias", "");
+        if (type == "m.room.join_rules") join_rule = content.value("join_rule", "invite");
+        if (type == "m.room.create" && content.contains("type")) entry["room_type"] = content["type"];
+        if (type == "m.room.member" && content.value("membership", "") == "join")
+          entry["num_joined_members"] = entry["num_joined_members"].get<int>() + 1;
+        if (type == "m.space.child" && content.contains("via")) {
+          children.push_back({{"type", type}, {"state_key", e.value("state_key", "")}, {"content", content},
+                              {"sender", e.value("sender", "")}, {"origin_server_ts", e.value("origin_server_ts", 0)}});
+          if (depth < max_depth) queue.emplace_back(e.value("state_key", ""), depth + 1);
+        }
+      }
+      entry["join_rule"] = join_rule;
+      entry["children_state"] = children;
+      // Only rooms the member could see or join are listed (public, restricted to a Space, or theirs).
+      const auto m = self->store.membership(room_id, s.user_id);
+      if (room_id != root && join_rule != "public" && join_rule != "restricted" && m != "join" && m != "invite") continue;
+      rooms.push_back(entry);
+    }
+    return ok({{"rooms", rooms}});
+  });
+
+  // Media: bytes in the blob store, metadata in room.db; downloads need a session
+  // (authenticated media, spec v1.11) but the legacy unauthenticated paths still answer.
+  auto upload = [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    auto writer = self->blobs.writer();
+    writer.append(q.body);
+    const auto size = static_cast<int64_t>(writer.size());
+    const auto blob = writer.commit();
+    std::string random(18, '\0');
+    RAND_bytes(reinterpret_cast<unsigned char*>(random.data()), static_cast<int>(random.size()));
+    const std::string media_id = matrix::unpadded_base64_url(random);
+    self->store.add_media(media_id, blob, q.header("content-type", "application/octet-stream"), q.query_value("filename"),
+                          size, s.user_id);
+    return ok({{"content_uri", "mxc://" + self->server() + "/" + media_id}});
+  };
+  r.add_blocking("POST", "/_matrix/media/v3/upload", run, upload);
+  r.add_blocking("POST", "/_matrix/media/r0/upload", run, upload);
+  auto download = [self](bool authenticated) {
+    return [self, authenticated](const Request& q) {
+      if (authenticated) self->authenticate(q);
+      if (q.param("serverName") != self->server()) fail(404, "M_NOT_FOUND", "media of other servers is not fetched yet");
+      auto m = self->store.media(q.param("mediaId"));
+      if (!m) fail(404, "M_NOT_FOUND", "no such media");
+      Response response = Response::bytes(200, self->blobs.read(m->blob), m->content_type);
+      const std::string name = q.param("fileName").empty() ? m->filename : q.param("fileName");
+      response.headers.emplace_back("Content-Disposition", name.empty() ? "inline" : "inline; filename=\"" + name + "\"");
+      response.headers.emplace_back("Content-Security-Policy", "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; object-src 'self';");
+      return cors(response);
+    };
+  };
+  for (const std::string prefix : {"/_matrix/media/v3", "/_matrix/media/r0"}) {
+    r.add_blocking("GET", prefix + "/download/{serverName}/{mediaId}", run, download(false));
+    r.add_blocking("GET", prefix + "/download/{serverName}/{mediaId}/{fileName}", run, download(false));
+    // Thumbnails: the original for now (noted in issue #5); clients scale it themselves.
+    r.add_blocking("GET", prefix + "/thumbnail/{serverName}/{mediaId}", run, download(false));
+    r.add_blocking("GET", prefix + "/config", run, [](const Request&) { return ok({{"m.upload.size", 50 << 20}}); });
+  }
+  r.add_blocking("GET", "/_matrix/client/v1/media/download/{serverName}/{mediaId}", run, download(true));
+  r.add_blocking("GET", "/_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}", run, download(true));
+  r.add_blocking("GET", "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}", run, download(true));
+  r.add_blocking("GET", "/_matrix/client/v1/media/config", run, [self](const Request& q) {
+    self->authenticate(q);
+    return ok({{"m.upload.size", 50 << 20}});
   });
 }
 

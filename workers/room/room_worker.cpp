@@ -17,6 +17,8 @@
 #include "common/worker_runtime.h"
 #include "workers/matrix/signing.h"
 #include "workers/room/client_api.h"
+#include "workers/room/room_admin_api.h"
+#include "workers/room/space_sync.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -57,12 +59,16 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
     : key_(signing_key(runtime.home())),
       store_(std::make_unique<RoomStore>(runtime.home().database("room"), runtime.config().domain(), *key_)),
       router_(std::make_unique<http::Router>()),
-      api_(std::make_unique<ClientApi>(runtime, *store_, *router_)) {
+      api_(std::make_unique<ClientApi>(runtime, *store_, *router_)),
+      spaces_(std::make_unique<SpaceSync>(runtime.home(), *store_,
+                                          runtime.config().get_string("workers.room.space_name", runtime.config().domain()))) {
   store_->on_change([api = api_.get()] { api->notify(); });
+  add_room_admin_routes(runtime, *store_, *spaces_);
 
   const auto& config = runtime.config();
   http::ServerLimits limits;
-  limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.room.max_body_bytes", 1 << 20));
+  // Media uploads are the largest bodies (m.upload.size).
+  limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.room.max_upload_bytes", 50 << 20));
   limits.max_connections = static_cast<std::size_t>(config.get_int("workers.room.max_connections", 4096));
   limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.room.max_connections_per_address", 256));
   limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.room.idle_timeout_ms", 180000));
@@ -81,14 +87,30 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   const auto since = member_feed_position(runtime.home());
   if (since >= 0) {
     follower_ = std::make_unique<auth::MemberEventFollower>(
-        runtime.home(), since, [api = api_.get()](const auth::MemberEvent& event) {
+        runtime.home(), since, [api = api_.get(), spaces = spaces_.get()](const auth::MemberEvent& event) {
           // A suspended or removed member, a new password or a revoked app password: every
           // Matrix session of that member ends now.
           if (auth::ends_sessions(event)) {
             spdlog::info("ending the sessions of {} ({})", event.handle, event.kind);
             api->end_sessions(event.handle);
           }
+          // Space memberships follow the registry.
+          if (event.kind == "group.added" || event.kind == "group.removed")
+            spaces->reconcile_all();
+          else if (!event.handle.empty() && event.kind.rfind("member.", 0) == 0 && event.kind != "member.password_changed")
+            spaces->reconcile_member(event.handle);
+          else if (event.kind == "group.changed")
+            spaces->reconcile_member(event.handle);
         });
+    // The cooperative's Space and its members, once the registry answers.
+    runtime.blocking_runner()([spaces = spaces_.get()] {
+      try {
+        spaces->ensure_cooperative_space();
+        spaces->reconcile_all();
+      } catch (const std::exception& e) {
+        spdlog::error("cannot set up the cooperative's Space: {}", e.what());
+      }
+    });
   }
   runtime.on_shutdown([this] {
     api_->close();

@@ -22,6 +22,7 @@ namespace coop::room {
 
 class RoomStore;
 class ClientApi;
+class SpaceSync;
 
 class RoomWorker {
  public:
@@ -33,6 +34,7 @@ class RoomWorker {
   std::unique_ptr<RoomStore> store_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<ClientApi> api_;
+  std::unique_ptr<SpaceSync> spaces_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<auth::MemberEventFollower> follower_;
 };

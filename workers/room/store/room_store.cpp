@@ -95,6 +95,23 @@ constexpr sqlite::Migration kMigrations[] = {
       CREATE TABLE aliases (alias TEXT PRIMARY KEY, room_id TEXT NOT NULL, creator TEXT NOT NULL);
       CREATE TABLE filters (id INTEGER PRIMARY KEY, user_id TEXT NOT NULL, json TEXT NOT NULL);
     )sql"},
+    {2, R"sql(
+      CREATE TABLE coop_spaces (
+        room_id    TEXT PRIMARY KEY,
+        kind       TEXT NOT NULL CHECK (kind IN ('cooperative', 'group', 'space')),
+        group_name TEXT NOT NULL DEFAULT ''
+      );
+      CREATE INDEX events_by_relation ON events (json_extract(json, '$.content."m.relates_to".event_id'));
+      CREATE TABLE media (
+        media_id     TEXT PRIMARY KEY,
+        blob         TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        filename     TEXT NOT NULL DEFAULT '',
+        size         INTEGER NOT NULL,
+        uploader     TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+      );
+    )sql"},
 };
 
 int64_t now_ms() {
@@ -180,7 +197,10 @@ PowerLevels power_levels(const StateMap& state) {
 
 // Matrix spec, room version 11 "Authorization rules" (the client-side subset: no third-party
 // invites, no restricted joins yet). Throws M_FORBIDDEN with the rule that refused.
-void authorize(const json& event, const StateMap& state) {
+// Whether a user is joined to a room, for restricted join rules.
+using MembershipLookup = std::function<bool(const std::string& room_id, const std::string& user_id)>;
+
+void authorize(const json& event, const StateMap& state, const MembershipLookup& joined_elsewhere) {
   const std::string type = event.value("type", "");
   const std::string sender = event.value("sender", "");
   if (type == "m.room.create") {
@@ -204,6 +224,13 @@ void authorize(const json& event, const StateMap& state) {
       if (target == pl.creator && state.size() == 1) return;  // the creator's first join
       if (target_membership == "ban") forbidden(target + " is banned from this room");
       if (join_rule == "public") return;
+      // Room versions 8+: "restricted" admits members of the rooms (Spaces) it allows.
+      if (join_rule == "restricted" || join_rule == "knock_restricted") {
+        if (target_membership == "invite" || target_membership == "join") return;
+        for (const auto& allow : join_rules->value("content", json::object()).value("allow", json::array()))
+          if (allow.value("type", "") == "m.room_membership" && joined_elsewhere(allow.value("room_id", ""), target)) return;
+        forbidden("this room admits members of its Space only");
+      }
       if ((join_rule == "invite" || join_rule == "knock") && (target_membership == "invite" || target_membership == "join")) return;
       forbidden("this room is invite-only");
     }
@@ -253,11 +280,8 @@ void authorize(const json& event, const StateMap& state) {
       if (before >= mine && user != sender) forbidden("you cannot change the level of " + user);
     }
   }
-  if (type == "m.room.redaction") {
-    // Room version 11 moved "redacts" into content.
-    if (pl.user(sender) >= pl.named("redact", 50)) return;
-    forbidden("your power level is too low to redact others' events");
-  }
+  // m.room.redaction: the auth rules allow it (same server); whether the sender may redact
+  // someone else's event is checked where the redaction is requested (ClientApi).
 }
 
 }  // namespace
@@ -341,7 +365,13 @@ struct RoomStore::Impl {
       }
     }
     event["auth_events"] = auth;
-    authorize(event, state);
+    authorize(event, state, [this](const std::string& other_room, const std::string& user) {
+      auto& stmt = db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
+      stmt.bind(1, other_room).bind(2, user);
+      const bool joined = stmt.step() && stmt.column_text(0) == "join";
+      stmt.reset();
+      return joined;
+    });
     event = matrix::with_content_hash(std::move(event));
     event = matrix::sign_event(std::move(event), server, key, version);
     const auto event_id = matrix::event_id_for(event, version);
@@ -370,6 +400,24 @@ struct RoomStore::Impl {
             .run();
     }
     return event;
+  }
+
+  // Client-Server API "Redactions": the target keeps only what the room version's redaction
+  // algorithm keeps, and says what redacted it.
+  void apply_redaction(const json& redaction, const std::string& version) {
+    const std::string target = redaction["content"].value("redacts", redaction.value("redacts", ""));
+    auto& stmt = db->prepare("SELECT json FROM events WHERE event_id = ?1 AND room_id = ?2");
+    stmt.bind(1, target).bind(2, redaction.value("room_id", ""));
+    if (!stmt.step()) {
+      stmt.reset();
+      return;
+    }
+    json original = json::parse(stmt.column_text(0));
+    stmt.reset();
+    json redacted = matrix::redact(original, version);
+    redacted["event_id"] = target;
+    redacted["unsigned"] = {{"redacted_because", redaction}};
+    db->prepare("UPDATE events SET json = ?2 WHERE event_id = ?1").bind(1, target).bind(2, redacted.dump()).run();
   }
 
   template <typename Fn>
@@ -533,6 +581,7 @@ json RoomStore::send_event(const std::string& room_id, const std::string& sender
     const auto version = impl_->version_of(room_id);
     if (!version) throw Error("M_NOT_FOUND", "no room " + room_id + " here", 404);
     auto event = impl_->append(room_id, *version, sender, type, content, state_key);
+    if (type == "m.room.redaction") impl_->apply_redaction(event, *version);
     if (!txn_id.empty())
       impl_->db->prepare("INSERT INTO txns (user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)")
           .bind(1, sender)
@@ -743,6 +792,76 @@ StreamPosition RoomStore::position() {
   p.other = other.column_int64(0);
   other.reset();
   return p;
+}
+
+void RoomStore::mark_space(const std::string& room_id, const std::string& kind, const std::string& group) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT OR REPLACE INTO coop_spaces (room_id, kind, group_name) VALUES (?1, ?2, ?3)")
+      .bind(1, room_id)
+      .bind(2, kind)
+      .bind(3, group)
+      .run();
+}
+
+std::vector<std::tuple<std::string, std::string, std::string>> RoomStore::coop_spaces() {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT room_id, kind, group_name FROM coop_spaces ORDER BY kind, group_name, room_id");
+  std::vector<std::tuple<std::string, std::string, std::string>> out;
+  while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1), stmt.column_text(2));
+  stmt.reset();
+  return out;
+}
+
+std::vector<std::string> RoomStore::all_rooms() {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT room_id FROM rooms ORDER BY created_at, room_id");
+  std::vector<std::string> out;
+  while (stmt.step()) out.push_back(stmt.column_text(0));
+  stmt.reset();
+  return out;
+}
+
+void RoomStore::add_media(const std::string& media_id, const std::string& blob, const std::string& content_type,
+                          const std::string& filename, int64_t size, const std::string& uploader) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare(
+        "INSERT INTO media (media_id, blob, content_type, filename, size, uploader, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+      .bind(1, media_id)
+      .bind(2, blob)
+      .bind(3, content_type)
+      .bind(4, filename)
+      .bind(5, size)
+      .bind(6, uploader)
+      .bind(7, now_ms())
+      .run();
+}
+
+std::optional<RoomStore::Media> RoomStore::media(const std::string& media_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT blob, content_type, filename, size FROM media WHERE media_id = ?1");
+  stmt.bind(1, media_id);
+  if (!stmt.step()) return std::nullopt;
+  Media m{stmt.column_text(0), stmt.column_text(1), stmt.column_text(2), stmt.column_int64(3)};
+  stmt.reset();
+  return m;
+}
+
+std::vector<StoredEvent> RoomStore::relations(const std::string& room_id, const std::string& event_id,
+                                              const std::string& rel_type, int limit) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT stream, json FROM events WHERE json_extract(json, '$.content.\"m.relates_to\".event_id') = ?1 "
+      "AND room_id = ?2 AND (?3 = '' OR json_extract(json, '$.content.\"m.relates_to\".rel_type') = ?3) "
+      "ORDER BY stream LIMIT ?4");
+  stmt.bind(1, event_id).bind(2, room_id).bind(3, rel_type).bind(4, limit);
+  std::vector<StoredEvent> out;
+  while (stmt.step()) out.push_back({stmt.column_int64(0), json::parse(stmt.column_text(1))});
+  stmt.reset();
+  return out;
+}
+
+std::vector<StoredEvent> RoomStore::room_events(const std::string& room_id, int64_t after, int limit) {
+  return events_between(room_id, after, INT64_MAX, limit, false);
 }
 
 }  // namespace coop::room

@@ -102,6 +102,24 @@ class RoomStore {
 
   StreamPosition position();
 
+  // ---- coop-managed Spaces, rooms for admins, media, relations ----
+  void mark_space(const std::string& room_id, const std::string& kind, const std::string& group);
+  // (room_id, kind, group): the cooperative's Space, group Spaces, and Spaces made by `coop room`.
+  std::vector<std::tuple<std::string, std::string, std::string>> coop_spaces();
+  std::vector<std::string> all_rooms();
+  void add_media(const std::string& media_id, const std::string& blob, const std::string& content_type,
+                 const std::string& filename, int64_t size, const std::string& uploader);
+  struct Media {
+    std::string blob, content_type, filename;
+    int64_t size = 0;
+  };
+  std::optional<Media> media(const std::string& media_id);
+  // Events whose m.relates_to points at event_id (optionally of one rel_type), oldest first.
+  std::vector<StoredEvent> relations(const std::string& room_id, const std::string& event_id,
+                                     const std::string& rel_type, int limit);
+  // Every event of a room, oldest first, in pages (export).
+  std::vector<StoredEvent> room_events(const std::string& room_id, int64_t after, int limit);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -1,0 +1,142 @@
+// coop room ...: Matrix rooms and Spaces, and a member's chat export, through coop-room.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "cli/worker_call.h"
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace coop::cli {
+
+namespace {
+
+using nlohmann::json;
+
+std::string text_or_dash(const json& value) { return value.is_string() && !value.get<std::string>().empty() ? value.get<std::string>() : "-"; }
+
+void print_room(const json& r) {
+  std::cout << text_or_dash(r["name"]) << " (" << r.value("type", "") << ")\n"
+            << "  id          " << r.value("room_id", "") << "\n"
+            << "  alias       " << text_or_dash(r["alias"]) << "\n"
+            << "  topic       " << text_or_dash(r["topic"]) << "\n"
+            << "  join rule   " << r.value("join_rule", "") << "\n"
+            << "  members     " << r.value("joined_members", 0) << " joined\n";
+  if (r.contains("managed")) std::cout << "  managed     " << r.value("managed", "") << (r.contains("group") ? " of group " + r.value("group", "") : "") << "\n";
+  if (!r.value("children", json::array()).empty()) std::cout << "  children    " << r["children"].size() << "\n";
+  if (!r.value("parents", json::array()).empty()) std::cout << "  in Space    " << r["parents"][0].get<std::string>() << "\n";
+}
+
+}  // namespace
+
+void add_room_commands(CLI::App& app, Globals& globals) {
+  auto* room = app.add_subcommand("room", "Matrix chat: rooms, Spaces and chat history export");
+  room->require_subcommand(1);
+
+  {
+    auto* space = room->add_subcommand("space", "Spaces that group rooms; every active member is in the cooperative's");
+    space->require_subcommand(1);
+    struct Options {
+      std::string name, group;
+      bool json = false;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = space->add_subcommand("create", "Create a Space, optionally for a working group's members");
+    cmd->add_option("name", o->name, "The Space's name")->required()->type_name("NAME");
+    cmd->add_option("--group", o->group, "Admit exactly this group's active members (kept in step)")->type_name("GROUP");
+    cmd->add_flag("--json", o->json, "Print the Space as JSON");
+    cmd->callback([&globals, o] {
+      WorkerCall call(globals, "room", o->json);
+      const auto r = call.call("POST", "/v1/spaces", json{{"name", o->name}, {"group", o->group}});
+      if (o->json) return print_json(r);
+      std::cout << "Created Space " << o->name << " " << r.value("room_id", "") << "\n";
+    });
+  }
+  {
+    struct Options {
+      std::string name, space;
+      bool is_public = false, json = false;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = room->add_subcommand("create", "Create a room, optionally in a Space whose members may join it");
+    cmd->add_option("name", o->name, "The room's name")->required()->type_name("NAME");
+    cmd->add_option("--space", o->space, "The Space (ID, alias or name) it belongs to")->type_name("SPACE");
+    cmd->add_flag("--public", o->is_public, "Anyone on the shard may join and find it in the directory");
+    cmd->add_flag("--json", o->json, "Print the room as JSON");
+    cmd->callback([&globals, o] {
+      WorkerCall call(globals, "room", o->json);
+      const auto r = call.call("POST", "/v1/rooms", json{{"name", o->name}, {"space", o->space}, {"public", o->is_public}});
+      if (o->json) return print_json(r);
+      std::cout << "Created room " << o->name << " " << r.value("room_id", "") << "\n";
+    });
+  }
+  {
+    struct Options {
+      std::string room;
+      bool json = false;
+    };
+    auto list = std::make_shared<Options>();
+    auto* cmd = room->add_subcommand("list", "List rooms and Spaces");
+    cmd->add_flag("--json", list->json, "Print them as JSON");
+    cmd->callback([&globals, list] {
+      WorkerCall call(globals, "room", list->json);
+      const auto rooms = call.call("GET", "/v1/rooms");
+      if (list->json) return print_json(rooms);
+      Table table({"NAME", "TYPE", "JOIN RULE", "MEMBERS", "ROOM ID"});
+      for (const auto& r : rooms)
+        table.add_row({text_or_dash(r["name"]), r.value("type", ""), r.value("join_rule", ""),
+                       std::to_string(r.value("joined_members", 0)), r.value("room_id", "")});
+      table.print();
+    });
+    auto show = std::make_shared<Options>();
+    cmd = room->add_subcommand("show", "Show one room or Space");
+    cmd->add_option("room", show->room, "Room ID, alias or name")->required()->type_name("ROOM");
+    cmd->add_flag("--json", show->json, "Print the room as JSON");
+    cmd->callback([&globals, show] {
+      WorkerCall call(globals, "room", show->json);
+      const auto r = call.call("GET", "/v1/rooms/" + path_segment(show->room));
+      if (show->json) return print_json(r);
+      print_room(r);
+    });
+    auto members = std::make_shared<Options>();
+    cmd = room->add_subcommand("members", "List a room's members");
+    cmd->add_option("room", members->room, "Room ID, alias or name")->required()->type_name("ROOM");
+    cmd->add_flag("--json", members->json, "Print them as JSON");
+    cmd->callback([&globals, members] {
+      WorkerCall call(globals, "room", members->json);
+      const auto list = call.call("GET", "/v1/rooms/" + path_segment(members->room) + "/members");
+      if (members->json) return print_json(list);
+      Table table({"USER", "MEMBERSHIP", "DISPLAY NAME"});
+      for (const auto& m : list) table.add_row({m.value("user_id", ""), m.value("membership", ""), m.value("display_name", "")});
+      table.print();
+    });
+  }
+  {
+    struct Options {
+      std::string handle, out;
+      bool json = false;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = room->add_subcommand("export", "Export a member's rooms and visible history as JSON");
+    cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
+    cmd->add_option("--out", o->out, "The JSON file to write")->required()->type_name("FILE");
+    cmd->add_flag("--json", o->json, "Print a summary as JSON");
+    cmd->callback([&globals, o] {
+      WorkerCall call(globals, "room", o->json);
+      const auto text = call.call_raw("GET", "/v1/export/" + path_segment(o->handle));
+      write_file_durably(o->out, text, 0600);
+      const auto exported = json::parse(text);
+      std::size_t events = 0;
+      for (const auto& r : exported.value("rooms", json::array())) events += r.value("events", json::array()).size();
+      if (o->json)
+        print_json({{"member", o->handle}, {"out", o->out}, {"rooms", exported["rooms"].size()}, {"events", events}});
+      else if (stdout_is_terminal())
+        std::cout << "Exported " << exported["rooms"].size() << " rooms (" << events << " events) of " << o->handle
+                  << " to " << o->out << "\n";
+    });
+  }
+}
+
+}  // namespace coop::cli

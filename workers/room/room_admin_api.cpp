@@ -1,0 +1,147 @@
+// Thin control handlers for rooms, Spaces and exports.
+#include "workers/room/room_admin_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/worker_runtime.h"
+#include "workers/room/space_sync.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+namespace {
+
+using control::Request;
+using control::Response;
+using nlohmann::json;
+
+json room_summary(RoomStore& store, const std::string& room_id, const std::map<std::string, std::pair<std::string, std::string>>& managed) {
+  json entry = {{"room_id", room_id}, {"name", nullptr}, {"topic", nullptr}, {"type", "room"}, {"join_rule", "invite"},
+                {"joined_members", 0}, {"children", json::array()}, {"parents", json::array()}, {"alias", nullptr}};
+  int joined = 0;
+  for (const auto& e : store.current_state(room_id)) {
+    const std::string type = e.value("type", "");
+    const json& content = e["content"];
+    if (type == "m.room.name") entry["name"] = content.value("name", "");
+    if (type == "m.room.topic") entry["topic"] = content.value("topic", "");
+    if (type == "m.room.canonical_alias") entry["alias"] = content.value("alias", "");
+    if (type == "m.room.join_rules") entry["join_rule"] = content.value("join_rule", "invite");
+    if (type == "m.room.create" && content.value("type", "") == "m.space") entry["type"] = "space";
+    if (type == "m.room.member" && content.value("membership", "") == "join") ++joined;
+    if (type == "m.space.child" && content.contains("via")) entry["children"].push_back(e.value("state_key", ""));
+    if (type == "m.space.parent" && content.contains("via")) entry["parents"].push_back(e.value("state_key", ""));
+  }
+  entry["joined_members"] = joined;
+  if (auto it = managed.find(room_id); it != managed.end()) {
+    entry["managed"] = it->second.first;
+    if (!it->second.second.empty()) entry["group"] = it->second.second;
+  }
+  return entry;
+}
+
+std::map<std::string, std::pair<std::string, std::string>> managed_spaces(RoomStore& store) {
+  std::map<std::string, std::pair<std::string, std::string>> out;
+  for (const auto& [room_id, kind, group] : store.coop_spaces()) out[room_id] = {kind, group};
+  return out;
+}
+
+// A room ID, an alias, or a room's name.
+std::string find_room(RoomStore& store, const std::string& ref) {
+  if (!ref.empty() && ref[0] == '!' && store.room_version(ref)) return ref;
+  if (!ref.empty() && ref[0] == '#') {
+    if (auto id = store.room_for_alias(ref)) return *id;
+  }
+  std::vector<std::string> matches;
+  for (const auto& room_id : store.all_rooms())
+    if (auto name = store.state_event(room_id, "m.room.name", ""); name && (*name)["content"].value("name", "") == ref)
+      matches.push_back(room_id);
+  if (matches.size() == 1) return matches.front();
+  if (matches.size() > 1) throw Error("ambiguous", "several rooms are named '" + ref + "'; use the room ID", 409);
+  throw Error("no_such_room", "no room '" + ref + "'", 404);
+}
+
+json client_view(json event) {
+  for (const char* key : {"hashes", "signatures", "auth_events", "prev_events", "depth"}) event.erase(key);
+  return event;
+}
+
+}  // namespace
+
+void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& spaces) {
+  auto& r = runtime.router();
+  auto run = runtime.blocking_runner();
+
+  r.add_blocking("GET", "/v1/rooms", run, [&store](const Request&) {
+    const auto managed = managed_spaces(store);
+    json list = json::array();
+    for (const auto& room_id : store.all_rooms()) list.push_back(room_summary(store, room_id, managed));
+    return Response::json(list);
+  }, "every room and Space with its name, type, join rule and members");
+
+  r.add_blocking("GET", "/v1/rooms/{room}", run, [&store](const Request& q) {
+    const auto room_id = find_room(store, q.param("room"));
+    auto entry = room_summary(store, room_id, managed_spaces(store));
+    entry["version"] = store.room_version(room_id).value_or("");
+    return Response::json(entry);
+  }, "one room (by ID, alias or name)");
+
+  r.add_blocking("GET", "/v1/rooms/{room}/members", run, [&store](const Request& q) {
+    const auto room_id = find_room(store, q.param("room"));
+    json list = json::array();
+    for (const auto& e : store.current_state(room_id))
+      if (e.value("type", "") == "m.room.member")
+        list.push_back({{"user_id", e.value("state_key", "")}, {"membership", e["content"].value("membership", "")},
+                        {"display_name", e["content"].value("displayname", "")}});
+    return Response::json(list);
+  }, "a room's members and their membership");
+
+  r.add_blocking("POST", "/v1/spaces", run, [&spaces, &store](const Request& q) {
+    const auto body = q.json();
+    const auto name = body.value("name", "");
+    if (name.empty()) throw Error("usage", "a Space needs a name", 400);
+    const auto room_id = spaces.create_space(name, body.value("group", ""));
+    return Response::json(room_summary(store, room_id, managed_spaces(store)), 201);
+  }, "create a Space ({name, group}): a group's Space admits that group's members");
+
+  r.add_blocking("POST", "/v1/rooms", run, [&spaces, &store](const Request& q) {
+    const auto body = q.json();
+    const auto name = body.value("name", "");
+    if (name.empty()) throw Error("usage", "a room needs a name", 400);
+    const std::string space = body.value("space", "").empty() ? "" : find_room(store, body.value("space", ""));
+    const auto room_id = spaces.create_room(name, space, body.value("public", false));
+    return Response::json(room_summary(store, room_id, managed_spaces(store)), 201);
+  }, "create a room ({name, space, public}); in a Space, its members may join");
+
+  r.add_blocking("GET", "/v1/export/{handle}", run, [&store](const Request& q) {
+    // Client-Server "history visibility: shared": a member sees a room's history up to
+    // when they left; events stay in the form clients see them.
+    const std::string user_id = "@" + q.param("handle") + ":" + store.server_name();
+    json rooms = json::array();
+    for (const auto& [room_id, membership] : store.rooms_of(user_id)) {
+      if (membership == "invite") continue;
+      int64_t until = INT64_MAX;
+      if (membership != "join")
+        if (auto e = store.state_event(room_id, "m.room.member", user_id))
+          if (auto stored = store.event(e->value("event_id", ""))) until = stored->stream;
+      json events = json::array();
+      int64_t after = 0;
+      while (true) {
+        auto page = store.room_events(room_id, after, 1000);
+        if (page.empty()) break;
+        for (const auto& e : page) {
+          if (e.stream > until) break;
+          events.push_back(client_view(e.event));
+        }
+        if (page.back().stream >= until) break;
+        after = page.back().stream;
+      }
+      json entry = {{"room_id", room_id}, {"membership", membership}, {"events", events}};
+      if (auto name = store.state_event(room_id, "m.room.name", "")) entry["name"] = (*name)["content"].value("name", "");
+      rooms.push_back(entry);
+    }
+    return Response::json({{"user_id", user_id}, {"format", "coop.room.export.v1"}, {"rooms", rooms}});
+  }, "a member's rooms and visible history as JSON");
+}
+
+}  // namespace coop::room

@@ -1,0 +1,129 @@
+// Space membership from the registry, through coop-member's control socket.
+#include "workers/room/space_sync.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/paths.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+using nlohmann::json;
+
+namespace {
+json member_api(const Home& home, const std::string& path) {
+  control::Client client(home.socket("member"));
+  const auto response = client.get(path);
+  response.throw_if_error();
+  return response.json();
+}
+}  // namespace
+
+SpaceSync::SpaceSync(const Home& home, RoomStore& store, std::string space_name)
+    : home_(home), store_(store), space_name_(std::move(space_name)) {}
+
+std::string SpaceSync::system_user() const { return "@coop:" + store_.server_name(); }
+
+std::string SpaceSync::ensure_cooperative_space() {
+  for (const auto& [room_id, kind, group] : store_.coop_spaces())
+    if (kind == "cooperative") return room_id;
+  const auto created = store_.create_room(system_user(), {{"name", space_name_},
+                                                          {"topic", "Everyone in the cooperative"},
+                                                          {"preset", "private_chat"},
+                                                          {"creation_content", {{"type", "m.space"}}}});
+  const std::string room_id = created.value("room_id", "");
+  store_.mark_space(room_id, "cooperative", "");
+  spdlog::info("created the cooperative's Space {}", room_id);
+  return room_id;
+}
+
+std::string SpaceSync::create_space(const std::string& name, const std::string& group) {
+  if (!group.empty()) member_api(home_, "/v1/groups/" + group + "/members");  // 404 for an unknown group
+  const auto created = store_.create_room(system_user(), {{"name", name},
+                                                          {"preset", "private_chat"},
+                                                          {"creation_content", {{"type", "m.space"}}}});
+  const std::string room_id = created.value("room_id", "");
+  store_.mark_space(room_id, group.empty() ? "space" : "group", group);
+  // Every Space hangs off the cooperative's one.
+  const auto parent = ensure_cooperative_space();
+  store_.send_event(parent, system_user(), "m.space.child", {{"via", {store_.server_name()}}}, room_id);
+  store_.send_event(room_id, system_user(), "m.space.parent", {{"via", {store_.server_name()}}, {"canonical", true}}, parent);
+  if (!group.empty()) {
+    for (const auto& m : member_api(home_, "/v1/groups/" + group + "/members"))
+      if (m.value("status", "") == "active") set_membership(room_id, "@" + m.value("handle", "") + ":" + store_.server_name(), true);
+  }
+  return room_id;
+}
+
+std::string SpaceSync::create_room(const std::string& name, const std::string& space, bool is_public) {
+  json request = {{"name", name}, {"preset", is_public ? "public_chat" : "private_chat"}};
+  if (!space.empty()) {
+    if (!store_.room_version(space)) throw Error("no_such_room", "no Space " + space, 404);
+    if (!is_public)
+      // Room versions 8+: members of the Space may join without an invite.
+      request["initial_state"] = json::array({{{"type", "m.room.join_rules"}, {"state_key", ""},
+                                              {"content", {{"join_rule", "restricted"},
+                                                           {"allow", {{{"type", "m.room_membership"}, {"room_id", space}}}}}}}});
+  }
+  const auto created = store_.create_room(system_user(), request);
+  const std::string room_id = created.value("room_id", "");
+  if (!space.empty()) {
+    store_.send_event(space, system_user(), "m.space.child", {{"via", {store_.server_name()}}}, room_id);
+    store_.send_event(room_id, system_user(), "m.space.parent", {{"via", {store_.server_name()}}, {"canonical", true}}, space);
+  }
+  return room_id;
+}
+
+void SpaceSync::set_membership(const std::string& room_id, const std::string& user_id, bool should_be_in) {
+  const auto current = store_.membership(room_id, user_id);
+  try {
+    if (should_be_in && current != "join") {
+      if (current != "invite") store_.send_event(room_id, system_user(), "m.room.member", {{"membership", "invite"}}, user_id);
+      store_.send_event(room_id, user_id, "m.room.member", {{"membership", "join"}}, user_id);
+    } else if (!should_be_in && (current == "join" || current == "invite")) {
+      store_.send_event(room_id, system_user(), "m.room.member",
+                        {{"membership", "leave"}, {"reason", "no longer an active member of this group"}}, user_id);
+    }
+  } catch (const Error& e) {
+    spdlog::warn("space membership of {} in {}: {}", user_id, room_id, e.what());
+  }
+}
+
+void SpaceSync::reconcile_member(const std::string& handle) {
+  std::lock_guard lock(mutex_);
+  json member;
+  try {
+    member = member_api(home_, "/v1/members/" + handle);
+  } catch (const Error&) {
+    return;
+  }
+  const bool active = member.value("status", "") == "active";
+  const std::string user_id = "@" + handle + ":" + store_.server_name();
+  for (const auto& [room_id, kind, group] : store_.coop_spaces()) {
+    if (kind == "cooperative") {
+      set_membership(room_id, user_id, active);
+    } else if (kind == "group") {
+      bool in_group = false;
+      try {
+        for (const auto& m : member_api(home_, "/v1/groups/" + group + "/members"))
+          in_group = in_group || m.value("handle", "") == handle;
+      } catch (const Error&) {
+        // The group was removed: nobody is in its Space any more.
+      }
+      set_membership(room_id, user_id, active && in_group);
+    } else if (!active) {
+      set_membership(room_id, user_id, false);
+    }
+  }
+}
+
+void SpaceSync::reconcile_all() {
+  for (const auto& m : member_api(home_, "/v1/members")) reconcile_member(m.value("handle", ""));
+}
+
+}  // namespace coop::room
