@@ -179,20 +179,21 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     return 10;
   }
 
-  json typing_content(const std::string& room_id) {
-    std::lock_guard lock(typing_mutex);
-    json users = json::array();
-    const auto now = std::chrono::steady_clock::now();
-    for (const auto& [user, until] : typing[room_id])
-      if (until > now) users.push_back(user);
-    return {{"user_ids", users}};
-  }
-
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
   std::pair<json, bool> build_sync(const std::string& user_id, const Request& q) {
     const auto since = StreamPosition::parse(q.query_value("since"));
     const bool full_state = q.query_value("full_state") == "true";
-    const auto now = store.position();
+    // Read under the typing lock: a typing change takes its position and updates the map
+    // under the same lock, so a sync sees both or neither.
+    StreamPosition now;
+    std::map<std::string, int64_t> typing_positions;
+    std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing_now;
+    {
+      std::lock_guard lock(typing_mutex);
+      now = store.position();
+      typing_positions = typing_changed;
+      typing_now = typing;
+    }
     const int limit = timeline_limit(q, user_id);
     bool anything = false;
     json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
@@ -252,20 +253,13 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       const int64_t other_since = since ? since->other : 0;
       const json receipts = store.receipts_since(room_id, other_since);
       if (!receipts.empty()) ephemeral.push_back({{"type", "m.receipt"}, {"content", receipts}});
-      {
-        std::lock_guard lock(typing_mutex);
-        const auto changed = typing_changed.find(room_id);
-        const bool typing_new = changed != typing_changed.end() && changed->second > other_since;
-        if (typing_new || !since) {
-          // typing_content locks too; copy out first.
-        }
-        if (typing_new) {
-          json users = json::array();
-          const auto t = std::chrono::steady_clock::now();
-          for (const auto& [user, until] : typing[room_id])
-            if (until > t) users.push_back(user);
-          ephemeral.push_back({{"type", "m.typing"}, {"content", {{"user_ids", users}}}});
-        }
+      const auto changed = typing_positions.find(room_id);
+      if (changed != typing_positions.end() && changed->second > other_since) {
+        json users = json::array();
+        const auto t = std::chrono::steady_clock::now();
+        for (const auto& [user, until] : typing_now[room_id])
+          if (until > t) users.push_back(user);
+        ephemeral.push_back({{"type", "m.typing"}, {"content", {{"user_ids", users}}}});
       }
       room["ephemeral"] = {{"events", ephemeral}};
       json room_account = json::array();
@@ -609,9 +603,9 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "you can only type as yourself");
     self->require_joined(q.param("roomId"), s.user_id);
     const auto body = q.json();
-    const auto position = self->store.allocate_other_position();
     {
       std::lock_guard lock(self->typing_mutex);
+      const auto position = self->store.allocate_other_position();
       auto& room = self->typing[q.param("roomId")];
       if (body.value("typing", false))
         room[s.user_id] = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::clamp(body.value("timeout", 30000), 1000, 120000));
