@@ -268,7 +268,8 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       room["account_data"] = {{"events", room_account}};
       int joined = 0, invited = 0;
       json heroes = json::array();
-      for (const auto& e : store.current_state(room_id)) {
+      const bool want_summary = !since || limited || membership_new || full_state;
+      for (const auto& e : want_summary ? store.current_state(room_id) : std::vector<json>{}) {
         if (e.value("type", "") != "m.room.member") continue;
         const auto m = e["content"].value("membership", "");
         joined += m == "join";
@@ -276,7 +277,8 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
         if ((m == "join" || m == "invite") && e.value("state_key", "") != user_id && heroes.size() < 5)
           heroes.push_back(e.value("state_key", ""));
       }
-      room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
+      if (want_summary)
+        room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
       room["unread_notifications"] = {{"notification_count", 0}, {"highlight_count", 0}};
       if (!timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty() || !since) {
         rooms["join"][room_id] = room;
@@ -351,17 +353,21 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     waiter->reply(ok(body));
   }
 
+  // Wakes parked syncs. Bursts of changes coalesce into one pass over the waiters: a
+  // change during a pass schedules exactly one more.
   void notify_all() {
-    std::list<std::shared_ptr<Waiter>> current;
-    {
-      std::lock_guard lock(waiters_mutex);
-      current = waiters;
-    }
-    if (current.empty()) return;
-    run([self = shared_from_this(), current] {
+    if (pass_queued.exchange(true)) return;
+    run([self = shared_from_this()] {
+      self->pass_queued = false;
+      std::list<std::shared_ptr<Waiter>> current;
+      {
+        std::lock_guard lock(self->waiters_mutex);
+        current = self->waiters;
+      }
       for (const auto& w : current) self->retry(w, false);
     });
   }
+  std::atomic<bool> pass_queued{false};
 
   Response error(int status, const std::string& code, const std::string& message) {
     json body = {{"errcode", errcode_for(status, code)}, {"error", message}};
