@@ -239,14 +239,25 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       const std::string prev_batch = newest.empty() ? now.token()
                                                     : StreamPosition{newest.front().stream - 1, now.other}.token();
       room["timeline"] = {{"events", timeline}, {"limited", limited}, {"prev_batch", prev_batch}};
-      // State before the timeline: everything on an initial or gappy sync (current state
-      // minus what the timeline carries; a simplification until state history is kept).
+      // Client-Server API "/sync": state is the room's state at the start of the timeline,
+      // on an initial or gappy sync; from the state groups, so it is right for that moment.
       json state = json::array();
       if (!since || limited || full_state || membership_new) {
-        std::set<std::string> in_timeline;
-        for (const auto& e : newest) in_timeline.insert(e.event.value("event_id", ""));
-        for (const auto& e : store.current_state(room_id))
-          if (!in_timeline.count(e.value("event_id", ""))) state.push_back(client_event(e));
+        std::optional<std::vector<json>> at_start;
+        if (newest.empty()) {
+          at_start = store.current_state(room_id);
+        } else {
+          const auto before = store.events_between(room_id, 0, newest.front().stream - 1, 1, true);
+          at_start = before.empty() ? std::vector<json>{} : store.state_after(before.front().event.value("event_id", ""));
+        }
+        if (!at_start) {  // events from before state groups: current state minus the timeline
+          std::set<std::string> in_timeline;
+          for (const auto& e : newest) in_timeline.insert(e.event.value("event_id", ""));
+          at_start = std::vector<json>{};
+          for (const auto& e : store.current_state(room_id))
+            if (!in_timeline.count(e.value("event_id", ""))) at_start->push_back(e);
+        }
+        for (const auto& e : *at_start) state.push_back(client_event(e));
       }
       room["state"] = {{"events", state}};
       json ephemeral = json::array();
@@ -728,7 +739,9 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     json b = json::array(), a = json::array(), state = json::array();
     for (const auto& e : before) b.push_back(self->client_event(e.event));
     for (const auto& e : after) a.push_back(self->client_event(e.event));
-    for (const auto& e : self->store.current_state(q.param("roomId"))) state.push_back(self->client_event(e));
+    const auto at_event = self->store.state_after(q.param("eventId"));
+    for (const auto& e : at_event ? *at_event : self->store.current_state(q.param("roomId")))
+      state.push_back(self->client_event(e));
     const int64_t start = before.empty() ? target->stream - 1 : before.back().stream - 1;
     const int64_t end = after.empty() ? target->stream : after.back().stream;
     return ok({{"event", self->client_event(target->event)}, {"events_before", b}, {"events_after", a}, {"state", state},

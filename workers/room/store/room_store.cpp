@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/sqlite.h"
+#include "workers/matrix/auth_rules.h"
 #include "workers/matrix/base64.h"
 #include "workers/matrix/event_hash.h"
 #include "workers/matrix/signing.h"
@@ -112,7 +113,30 @@ constexpr sqlite::Migration kMigrations[] = {
         created_at   INTEGER NOT NULL
       );
     )sql"},
+    // State as deltas: each state event starts a group holding only what it changed, on top
+    // of the previous group; every kSnapshotEvery-th group is a full snapshot, so reading the
+    // state at any event walks a bounded chain and a 10,000-member room never copies its
+    // whole state per event.
+    {3, R"sql(
+      CREATE TABLE state_groups (
+        id      INTEGER PRIMARY KEY,
+        room_id TEXT NOT NULL,
+        prev_id INTEGER,
+        chain   INTEGER NOT NULL
+      );
+      CREATE TABLE state_group_entries (
+        group_id  INTEGER NOT NULL,
+        type      TEXT NOT NULL,
+        state_key TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        PRIMARY KEY (group_id, type, state_key)
+      ) WITHOUT ROWID;
+      ALTER TABLE events ADD COLUMN state_group INTEGER;
+      ALTER TABLE rooms ADD COLUMN current_group INTEGER;
+    )sql"},
 };
+
+constexpr int kSnapshotEvery = 100;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -138,152 +162,6 @@ std::string sha256_hex(std::string_view text) {
   return out;
 }
 
-[[noreturn]] void forbidden(const std::string& why) { throw Error("M_FORBIDDEN", why, 403); }
-
-// The room's state as the auth rules need it: (type, state_key) -> event.
-using StateMap = std::map<std::pair<std::string, std::string>, json>;
-
-const json* state_of(const StateMap& state, const std::string& type, const std::string& key = "") {
-  auto it = state.find({type, key});
-  return it == state.end() ? nullptr : &it->second;
-}
-
-std::string membership_in(const StateMap& state, const std::string& user) {
-  const auto* m = state_of(state, "m.room.member", user);
-  return m ? m->value("content", json::object()).value("membership", "") : "";
-}
-
-int64_t as_level(const json& value, int64_t fallback) {
-  if (value.is_number_integer()) return value.get<int64_t>();
-  if (value.is_string()) {
-    try {
-      return std::stoll(value.get<std::string>());
-    } catch (...) {
-    }
-  }
-  return fallback;
-}
-
-struct PowerLevels {
-  json content;
-  std::string creator;
-  bool present = false;
-
-  int64_t user(const std::string& user_id) const {
-    if (!present) return user_id == creator ? 100 : 0;
-    const auto users = content.value("users", json::object());
-    if (users.contains(user_id)) return as_level(users[user_id], 0);
-    return as_level(content.value("users_default", json(0)), 0);
-  }
-  int64_t named(const char* key, int64_t fallback) const {
-    return present && content.contains(key) ? as_level(content[key], fallback) : fallback;
-  }
-  int64_t for_event(const std::string& type, bool is_state) const {
-    const auto events = present ? content.value("events", json::object()) : json::object();
-    if (events.contains(type)) return as_level(events[type], 0);
-    return is_state ? named("state_default", present ? 50 : 0) : named("events_default", 0);
-  }
-};
-
-PowerLevels power_levels(const StateMap& state) {
-  PowerLevels pl;
-  if (const auto* create = state_of(state, "m.room.create")) pl.creator = create->value("sender", "");
-  if (const auto* levels = state_of(state, "m.room.power_levels")) {
-    pl.present = true;
-    pl.content = levels->value("content", json::object());
-  }
-  return pl;
-}
-
-// Matrix spec, room version 11 "Authorization rules" (the client-side subset: no third-party
-// invites, no restricted joins yet). Throws M_FORBIDDEN with the rule that refused.
-// Whether a user is joined to a room, for restricted join rules.
-using MembershipLookup = std::function<bool(const std::string& room_id, const std::string& user_id)>;
-
-void authorize(const json& event, const StateMap& state, const MembershipLookup& joined_elsewhere) {
-  const std::string type = event.value("type", "");
-  const std::string sender = event.value("sender", "");
-  if (type == "m.room.create") {
-    if (!state.empty()) forbidden("the room already exists");
-    return;
-  }
-  const auto* create = state_of(state, "m.room.create");
-  if (!create) forbidden("no m.room.create event in the room");
-  const auto pl = power_levels(state);
-  const auto sender_membership = membership_in(state, sender);
-
-  if (type == "m.room.member") {
-    const std::string target = event.value("state_key", "");
-    const json content = event.value("content", json::object());
-    const std::string membership = content.value("membership", "");
-    const std::string target_membership = membership_in(state, target);
-    const auto* join_rules = state_of(state, "m.room.join_rules");
-    const std::string join_rule = join_rules ? join_rules->value("content", json::object()).value("join_rule", "invite") : "invite";
-    if (membership == "join") {
-      if (sender != target) forbidden("you can only join as yourself");
-      if (target == pl.creator && state.size() == 1) return;  // the creator's first join
-      if (target_membership == "ban") forbidden(target + " is banned from this room");
-      if (join_rule == "public") return;
-      // Room versions 8+: "restricted" admits members of the rooms (Spaces) it allows.
-      if (join_rule == "restricted" || join_rule == "knock_restricted") {
-        if (target_membership == "invite" || target_membership == "join") return;
-        for (const auto& allow : join_rules->value("content", json::object()).value("allow", json::array()))
-          if (allow.value("type", "") == "m.room_membership" && joined_elsewhere(allow.value("room_id", ""), target)) return;
-        forbidden("this room admits members of its Space only");
-      }
-      if ((join_rule == "invite" || join_rule == "knock") && (target_membership == "invite" || target_membership == "join")) return;
-      forbidden("this room is invite-only");
-    }
-    if (membership == "invite") {
-      if (sender_membership != "join") forbidden("you are not in this room");
-      if (target_membership == "ban") forbidden(target + " is banned from this room");
-      if (target_membership == "join") forbidden(target + " is already in the room");
-      if (pl.user(sender) < pl.named("invite", 0)) forbidden("your power level is too low to invite");
-      return;
-    }
-    if (membership == "leave") {
-      if (sender == target) {
-        if (target_membership == "join" || target_membership == "invite" || target_membership == "knock") return;
-        forbidden("you are not in this room");
-      }
-      if (sender_membership != "join") forbidden("you are not in this room");
-      if (target_membership == "ban" && pl.user(sender) < pl.named("ban", 50)) forbidden("your power level is too low to unban");
-      if (pl.user(sender) < pl.named("kick", 50) || pl.user(sender) <= pl.user(target))
-        forbidden("your power level is too low to kick " + target);
-      return;
-    }
-    if (membership == "ban") {
-      if (sender_membership != "join") forbidden("you are not in this room");
-      if (pl.user(sender) < pl.named("ban", 50) || pl.user(sender) <= pl.user(target))
-        forbidden("your power level is too low to ban " + target);
-      return;
-    }
-    forbidden("unknown membership '" + membership + "'");
-  }
-
-  if (sender_membership != "join") forbidden("you are not in this room");
-  const bool is_state = event.contains("state_key");
-  if (pl.user(sender) < pl.for_event(type, is_state)) forbidden("your power level is too low to send " + type);
-  if (is_state) {
-    const std::string key = event.value("state_key", "");
-    if (!key.empty() && key[0] == '@' && key != sender) forbidden("state keys that are user IDs belong to that user");
-  }
-  if (type == "m.room.power_levels" && pl.present) {
-    // Nobody grants more than they hold, or changes someone at or above their own level.
-    const auto mine = pl.user(sender);
-    const json next = event.value("content", json::object());
-    for (const auto& [user, level] : next.value("users", json::object()).items()) {
-      const auto before = pl.user(user);
-      const auto after = as_level(level, 0);
-      if (before == after) continue;
-      if (after > mine) forbidden("you cannot grant a power level above your own");
-      if (before >= mine && user != sender) forbidden("you cannot change the level of " + user);
-    }
-  }
-  // m.room.redaction: the auth rules allow it (same server); whether the sender may redact
-  // someone else's event is checked where the redaction is requested (ClientApi).
-}
-
 }  // namespace
 
 std::optional<StreamPosition> StreamPosition::parse(const std::string& token) {
@@ -306,8 +184,8 @@ struct RoomStore::Impl {
 
   Impl(const matrix::SigningKey& key, std::string server) : key(key), server(std::move(server)) {}
 
-  StateMap state_map(const std::string& room_id) {
-    StateMap map;
+  matrix::StateMap state_map(const std::string& room_id) {
+    matrix::StateMap map;
     auto& stmt = db->prepare(
         "SELECT s.type, s.state_key, e.json FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1");
     stmt.bind(1, room_id);
@@ -333,7 +211,7 @@ struct RoomStore::Impl {
   // Builds, signs, authorises and appends one event inside the caller's transaction.
   json append(const std::string& room_id, const std::string& version, const std::string& sender,
               const std::string& type, const json& content, const std::optional<std::string>& state_key) {
-    StateMap state = state_map(room_id);
+    matrix::StateMap state = state_map(room_id);
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
                   {"origin_server_ts", now_ms()}};
     if (state_key) event["state_key"] = *state_key;
@@ -353,7 +231,7 @@ struct RoomStore::Impl {
     // event, and for membership changes the target's member event and the join rules.
     json auth = json::array();
     auto add_auth = [&](const std::string& t, const std::string& k) {
-      if (const auto* e = state_of(state, t, k)) auth.push_back(e->value("event_id", ""));
+      if (const auto* e = matrix::state_of(state, t, k)) auth.push_back(e->value("event_id", ""));
     };
     if (type != "m.room.create") {
       add_auth("m.room.create", "");
@@ -365,7 +243,7 @@ struct RoomStore::Impl {
       }
     }
     event["auth_events"] = auth;
-    authorize(event, state, [this](const std::string& other_room, const std::string& user) {
+    matrix::authorize(event, state, [this](const std::string& other_room, const std::string& user) {
       auto& stmt = db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
       stmt.bind(1, other_room).bind(2, user);
       const bool joined = stmt.step() && stmt.column_text(0) == "join";
@@ -384,6 +262,7 @@ struct RoomStore::Impl {
     else
       insert.bind_null(4);
     insert.run();
+    record_state_group(room_id, event_id, type, state_key);
     if (state_key) {
       db->prepare("INSERT OR REPLACE INTO current_state (room_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)")
           .bind(1, room_id)
@@ -400,6 +279,76 @@ struct RoomStore::Impl {
             .run();
     }
     return event;
+  }
+
+  // The state group after an event: the room's current one for a message, a new delta (or
+  // a snapshot every kSnapshotEvery) for a state event. Runs before current_state changes.
+  void record_state_group(const std::string& room_id, const std::string& event_id, const std::string& type,
+                          const std::optional<std::string>& state_key) {
+    auto& current = db->prepare("SELECT current_group FROM rooms WHERE room_id = ?1");
+    current.bind(1, room_id);
+    std::optional<int64_t> group;
+    if (current.step() && !current.column_is_null(0)) group = current.column_int64(0);
+    current.reset();
+    if (state_key) {
+      int64_t chain = 0;
+      if (group) {
+        auto& c = db->prepare("SELECT chain FROM state_groups WHERE id = ?1");
+        c.bind(1, *group);
+        if (c.step()) chain = c.column_int64(0);
+        c.reset();
+      }
+      const bool snapshot = !group || chain + 1 >= kSnapshotEvery;
+      auto& insert = db->prepare("INSERT INTO state_groups (room_id, prev_id, chain) VALUES (?1, ?2, ?3)");
+      insert.bind(1, room_id).bind(3, snapshot ? 0 : chain + 1);
+      if (snapshot)
+        insert.bind_null(2);
+      else
+        insert.bind(2, *group);
+      insert.run();
+      const int64_t id = db->last_insert_rowid();
+      if (snapshot) {
+        db->prepare("INSERT INTO state_group_entries (group_id, type, state_key, event_id) "
+                    "SELECT ?1, type, state_key, event_id FROM current_state WHERE room_id = ?2")
+            .bind(1, id)
+            .bind(2, room_id)
+            .run();
+      }
+      db->prepare("INSERT OR REPLACE INTO state_group_entries (group_id, type, state_key, event_id) VALUES (?1, ?2, ?3, ?4)")
+          .bind(1, id)
+          .bind(2, type)
+          .bind(3, *state_key)
+          .bind(4, event_id)
+          .run();
+      db->prepare("UPDATE rooms SET current_group = ?2 WHERE room_id = ?1").bind(1, room_id).bind(2, id).run();
+      group = id;
+    }
+    if (group) db->prepare("UPDATE events SET state_group = ?2 WHERE event_id = ?1").bind(1, event_id).bind(2, *group).run();
+  }
+
+  // The room state a group stands for: its chain of deltas down to the last snapshot.
+  std::vector<json> state_of_group(int64_t group) {
+    std::map<std::pair<std::string, std::string>, std::string> state;
+    std::optional<int64_t> at = group;
+    while (at) {
+      auto& entries = db->prepare("SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = ?1");
+      entries.bind(1, *at);
+      while (entries.step()) state.emplace(std::make_pair(entries.column_text(0), entries.column_text(1)), entries.column_text(2));
+      entries.reset();
+      auto& prev = db->prepare("SELECT prev_id FROM state_groups WHERE id = ?1");
+      prev.bind(1, *at);
+      at.reset();
+      if (prev.step() && !prev.column_is_null(0)) at = prev.column_int64(0);
+      prev.reset();
+    }
+    std::vector<json> out;
+    for (const auto& [key, id] : state) {
+      auto& e = db->prepare("SELECT json FROM events WHERE event_id = ?1");
+      e.bind(1, id);
+      if (e.step()) out.push_back(json::parse(e.column_text(0)));
+      e.reset();
+    }
+    return out;
   }
 
   // Client-Server API "Redactions": the target keeps only what the room version's redaction
@@ -858,6 +807,19 @@ std::vector<StoredEvent> RoomStore::relations(const std::string& room_id, const 
   while (stmt.step()) out.push_back({stmt.column_int64(0), json::parse(stmt.column_text(1))});
   stmt.reset();
   return out;
+}
+
+std::optional<std::vector<json>> RoomStore::state_after(const std::string& event_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT state_group FROM events WHERE event_id = ?1");
+  stmt.bind(1, event_id);
+  if (!stmt.step() || stmt.column_is_null(0)) {
+    stmt.reset();
+    return std::nullopt;
+  }
+  const auto group = stmt.column_int64(0);
+  stmt.reset();
+  return impl_->state_of_group(group);
 }
 
 std::vector<StoredEvent> RoomStore::room_events(const std::string& room_id, int64_t after, int limit) {

@@ -117,6 +117,9 @@ class RoomStore {
   // Events whose m.relates_to points at event_id (optionally of one rel_type), oldest first.
   std::vector<StoredEvent> relations(const std::string& room_id, const std::string& event_id,
                                      const std::string& rel_type, int limit);
+  // The room's state right after an event (from the state groups); nullopt for events
+  // stored before state groups existed.
+  std::optional<std::vector<nlohmann::json>> state_after(const std::string& event_id);
   // Every event of a room, oldest first, in pages (export).
   std::vector<StoredEvent> room_events(const std::string& room_id, int64_t after, int limit);
 

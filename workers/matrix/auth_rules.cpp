@@ -1,0 +1,179 @@
+// Room version 11 authorization rules.
+#include "workers/matrix/auth_rules.h"
+
+#include "common/error.h"
+
+namespace coop::matrix {
+
+using nlohmann::json;
+
+namespace {
+
+[[noreturn]] void forbidden(const std::string& why) { throw Error("M_FORBIDDEN", why, 403); }
+
+}  // namespace
+
+const json* state_of(const StateMap& state, const std::string& type, const std::string& key) {
+  auto it = state.find({type, key});
+  return it == state.end() ? nullptr : &it->second;
+}
+
+namespace {
+
+std::string membership_in(const StateMap& state, const std::string& user) {
+  const auto* m = state_of(state, "m.room.member", user);
+  return m ? m->value("content", json::object()).value("membership", "") : "";
+}
+
+int64_t as_level(const json& value, int64_t fallback) {
+  if (value.is_number_integer()) return value.get<int64_t>();
+  if (value.is_string()) {
+    try {
+      return std::stoll(value.get<std::string>());
+    } catch (...) {
+    }
+  }
+  return fallback;
+}
+
+struct PowerLevels {
+  json content;
+  std::string creator;
+  bool present = false;
+
+  int64_t user(const std::string& user_id) const {
+    if (!present) return user_id == creator ? 100 : 0;
+    const auto users = content.value("users", json::object());
+    if (users.contains(user_id)) return as_level(users[user_id], 0);
+    return as_level(content.value("users_default", json(0)), 0);
+  }
+  int64_t named(const char* key, int64_t fallback) const {
+    return present && content.contains(key) ? as_level(content[key], fallback) : fallback;
+  }
+  int64_t for_event(const std::string& type, bool is_state) const {
+    const auto events = present ? content.value("events", json::object()) : json::object();
+    if (events.contains(type)) return as_level(events[type], 0);
+    return is_state ? named("state_default", present ? 50 : 0) : named("events_default", 0);
+  }
+};
+
+PowerLevels power_levels(const StateMap& state) {
+  PowerLevels pl;
+  if (const auto* create = state_of(state, "m.room.create")) pl.creator = create->value("sender", "");
+  if (const auto* levels = state_of(state, "m.room.power_levels")) {
+    pl.present = true;
+    pl.content = levels->value("content", json::object());
+  }
+  return pl;
+}
+
+}  // namespace
+
+// Matrix spec, room version 11 "Authorization rules" (the client-side subset: no third-party
+// invites, no restricted joins yet). Throws M_FORBIDDEN with the rule that refused.
+
+namespace {
+void authorize_checked(const json& event, const StateMap& state, const MembershipLookup& joined_elsewhere);
+}  // namespace
+
+void authorize(const json& event, const StateMap& state, const MembershipLookup& joined_elsewhere) {
+  try {
+    authorize_checked(event, state, joined_elsewhere);
+  } catch (const json::exception& e) {
+    // A field of the wrong type in the event or the state: refuse, never crash.
+    forbidden(std::string("malformed event or room state: ") + e.what());
+  }
+}
+
+namespace {
+
+void authorize_checked(const json& event, const StateMap& state, const MembershipLookup& joined_elsewhere) {
+  const std::string type = event.value("type", "");
+  const std::string sender = event.value("sender", "");
+  if (type == "m.room.create") {
+    if (!state.empty()) forbidden("the room already exists");
+    return;
+  }
+  const auto* create = state_of(state, "m.room.create");
+  if (!create) forbidden("no m.room.create event in the room");
+  const auto pl = power_levels(state);
+  const auto sender_membership = membership_in(state, sender);
+
+  if (type == "m.room.member") {
+    const std::string target = event.value("state_key", "");
+    const json content = event.value("content", json::object());
+    const std::string membership = content.value("membership", "");
+    const std::string target_membership = membership_in(state, target);
+    const auto* join_rules = state_of(state, "m.room.join_rules");
+    const std::string join_rule = join_rules ? join_rules->value("content", json::object()).value("join_rule", "invite") : "invite";
+    if (membership == "join") {
+      if (sender != target) forbidden("you can only join as yourself");
+      if (target == pl.creator && state.size() == 1) return;  // the creator's first join
+      if (target_membership == "ban") forbidden(target + " is banned from this room");
+      if (join_rule == "public") return;
+      // Room versions 8+: "restricted" admits members of the rooms (Spaces) it allows.
+      if (join_rule == "restricted" || join_rule == "knock_restricted") {
+        if (target_membership == "invite" || target_membership == "join") return;
+        for (const auto& allow : join_rules->value("content", json::object()).value("allow", json::array()))
+          if (allow.is_object() && allow.value("type", "") == "m.room_membership" && joined_elsewhere(allow.value("room_id", ""), target)) return;
+        forbidden("this room admits members of its Space only");
+      }
+      if ((join_rule == "invite" || join_rule == "knock") && (target_membership == "invite" || target_membership == "join")) return;
+      forbidden("this room is invite-only");
+    }
+    if (membership == "invite") {
+      if (sender_membership != "join") forbidden("you are not in this room");
+      if (target_membership == "ban") forbidden(target + " is banned from this room");
+      if (target_membership == "join") forbidden(target + " is already in the room");
+      if (pl.user(sender) < pl.named("invite", 0)) forbidden("your power level is too low to invite");
+      return;
+    }
+    if (membership == "leave") {
+      if (sender == target) {
+        if (target_membership == "join" || target_membership == "invite" || target_membership == "knock") return;
+        forbidden("you are not in this room");
+      }
+      if (sender_membership != "join") forbidden("you are not in this room");
+      if (target_membership == "ban" && pl.user(sender) < pl.named("ban", 50)) forbidden("your power level is too low to unban");
+      if (pl.user(sender) < pl.named("kick", 50) || pl.user(sender) <= pl.user(target))
+        forbidden("your power level is too low to kick " + target);
+      return;
+    }
+    if (membership == "ban") {
+      if (sender_membership != "join") forbidden("you are not in this room");
+      if (pl.user(sender) < pl.named("ban", 50) || pl.user(sender) <= pl.user(target))
+        forbidden("your power level is too low to ban " + target);
+      return;
+    }
+    forbidden("unknown membership '" + membership + "'");
+  }
+
+  if (sender_membership != "join") forbidden("you are not in this room");
+  const bool is_state = event.contains("state_key");
+  if (pl.user(sender) < pl.for_event(type, is_state)) forbidden("your power level is too low to send " + type);
+  if (is_state) {
+    const std::string key = event.value("state_key", "");
+    if (!key.empty() && key[0] == '@' && key != sender) forbidden("state keys that are user IDs belong to that user");
+  }
+  if (type == "m.room.power_levels" && pl.present) {
+    // Nobody grants more than they hold, or changes someone at or above their own level.
+    const auto mine = pl.user(sender);
+    const json next = event.value("content", json::object());
+    // items() must not run over a temporary: the proxy would outlive it (found by fuzzing).
+    const json users = next.value("users", json::object());
+    if (!users.is_object()) forbidden("users must be an object");
+    for (const auto& [user, level] : users.items()) {
+      const auto before = pl.user(user);
+      const auto after = as_level(level, 0);
+      if (before == after) continue;
+      if (after > mine) forbidden("you cannot grant a power level above your own");
+      if (before >= mine && user != sender) forbidden("you cannot change the level of " + user);
+    }
+  }
+  // m.room.redaction: the auth rules allow it (same server); whether the sender may redact
+  // someone else's event is checked where the redaction is requested (ClientApi).
+}
+
+}  // namespace
+
+}  // namespace coop::matrix
