@@ -81,6 +81,7 @@ def test_two_members_chat_with_nio():
             room = synced.rooms.join[room_id]
             bodies = [e.body for e in room.timeline.events if hasattr(e, "body")]
             assert bodies[-1] == "message 14" and room.timeline.limited
+            assert room.unread_notifications.notification_count == 15  # alice's messages, none read yet
             assert bob.rooms[room_id].display_name == "Kitchen"
             assert bob.rooms[room_id].topic == "Who cooks tonight"
 
@@ -118,6 +119,13 @@ def test_two_members_chat_with_nio():
             assert bob.rooms[room_id].typing_users == [f"@alice:{DOMAIN}"] or f"@alice:{DOMAIN}" in bob.rooms[room_id].typing_users
             receipts = await bob.sync(timeout=0, since=since)
             assert any(type(e).__name__ == "ReceiptEvent" for e in receipts.rooms.join[room_id].ephemeral)
+
+            read = await bob.sync(timeout=0, full_state=True)
+            await bob.room_read_markers(room_id, again_a.event_id, again_a.event_id)
+            read = await bob.sync(timeout=0, full_state=True)
+            assert read.rooms.join[room_id].unread_notifications.notification_count == 0
+            status, rules, _ = http_json(f"{url}/_matrix/client/v3/pushrules/", token=bob.access_token)
+            assert status == 200 and ".m.rule.master" in [r["rule_id"] for r in rules["global"]["override"]]
 
             # Display names come from the registry.
             profile = await bob.get_displayname(f"@alice:{DOMAIN}")

@@ -77,6 +77,52 @@ std::string localpart(const std::string& user_id) {
   return user_id.substr(1, user_id.find(':') - 1);
 }
 
+// Client-Server API "Push Notifications / Predefined Rules": the server-default rules every
+// client expects to find (Element shows its notification settings from them).
+json default_push_rules(const std::string& user_id) {
+  const json notify = json::array({"notify"});
+  const json sound = json::array({"notify", {{"set_tweak", "sound"}, {"value", "default"}}});
+  const json highlight = json::array({"notify", {{"set_tweak", "sound"}, {"value", "default"}}, {{"set_tweak", "highlight"}}});
+  auto rule = [](const char* id, json conditions, json actions, bool enabled = true) {
+    return json{{"rule_id", id}, {"default", true}, {"enabled", enabled}, {"conditions", conditions}, {"actions", actions}};
+  };
+  auto match = [](const char* key, const std::string& pattern) {
+    return json{{"kind", "event_match"}, {"key", key}, {"pattern", pattern}};
+  };
+  const std::string localpart = user_id.substr(1, user_id.find(':') - 1);
+  return {
+      {"override", json::array({
+          rule(".m.rule.master", json::array(), json::array(), false),
+          rule(".m.rule.suppress_notices", json::array({match("content.msgtype", "m.notice")}), json::array()),
+          rule(".m.rule.invite_for_me", json::array({match("type", "m.room.member"), match("content.membership", "invite"),
+                                                     match("state_key", user_id)}), sound),
+          rule(".m.rule.member_event", json::array({match("type", "m.room.member")}), json::array()),
+          rule(".m.rule.is_user_mention", json::array({{{"kind", "event_property_contains"}, {"key", "content.m\\.mentions.user_ids"}, {"value", user_id}}}), highlight),
+          rule(".m.rule.is_room_mention", json::array({{{"kind", "event_property_is"}, {"key", "content.m\\.mentions.room"}, {"value", true}},
+                                                       {{"kind", "sender_notification_permission"}, {"key", "room"}}}),
+               json::array({"notify", {{"set_tweak", "highlight"}}})),
+          rule(".m.rule.tombstone", json::array({match("type", "m.room.tombstone"), match("state_key", "")}),
+               json::array({"notify", {{"set_tweak", "highlight"}}})),
+          rule(".m.rule.reaction", json::array({match("type", "m.reaction")}), json::array()),
+          rule(".m.rule.server_acl", json::array({match("type", "m.room.server_acl"), match("state_key", "")}), json::array()),
+      })},
+      {"content", json::array({{{"rule_id", ".m.rule.contains_user_name"}, {"default", true}, {"enabled", true},
+                                {"pattern", localpart}, {"actions", highlight}}})},
+      {"room", json::array()},
+      {"sender", json::array()},
+      {"underride", json::array({
+          rule(".m.rule.call", json::array({match("type", "m.call.invite")}),
+               json::array({"notify", {{"set_tweak", "sound"}, {"value", "ring"}}})),
+          rule(".m.rule.encrypted_room_one_to_one", json::array({{{"kind", "room_member_count"}, {"is", "2"}},
+                                                                 match("type", "m.room.encrypted")}), sound),
+          rule(".m.rule.room_one_to_one", json::array({{{"kind", "room_member_count"}, {"is", "2"}},
+                                                       match("type", "m.room.message")}), sound),
+          rule(".m.rule.message", json::array({match("type", "m.room.message")}), notify),
+          rule(".m.rule.encrypted", json::array({match("type", "m.room.encrypted")}), notify),
+      })},
+  };
+}
+
 struct Waiter {
   std::string user_id;
   Request request;
@@ -177,6 +223,30 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     if (filter.is_object() && filter.contains("room") && filter["room"].contains("timeline"))
       return std::clamp(filter["room"]["timeline"].value("limit", 10), 1, 500);
     return 10;
+  }
+
+  // Messages from others after the member's read receipt (the .m.rule.message default), and
+  // of those the ones that mention them (highlights).
+  json unread_counts(const std::string& room_id, const std::string& user_id) {
+    int64_t after = 0;
+    const json receipts = store.receipts_since(room_id, 0);
+    for (const auto& [event_id, by_type] : receipts.items())
+      if (by_type.contains("m.read") && by_type["m.read"].contains(user_id))
+        if (auto e = store.event(event_id)) after = std::max(after, e->stream);
+    int notifications = 0, highlights = 0;
+    const auto localpart = user_id.substr(1, user_id.find(':') - 1);
+    for (const auto& e : store.events_between(room_id, after, INT64_MAX, 1000, false)) {
+      if (e.event.value("sender", "") == user_id || e.event.value("type", "") != "m.room.message") continue;
+      const json content = e.event.value("content", json::object());
+      if (content.value("msgtype", "") == "m.notice") continue;
+      ++notifications;
+      const std::string body = content.value("body", "");
+      const json mentions = content.value("m.mentions", json::object());
+      const bool mentioned = body.find(localpart) != std::string::npos ||
+                             (mentions.is_object() && mentions.value("user_ids", json::array()).dump().find(user_id) != std::string::npos);
+      highlights += mentioned;
+    }
+    return {{"notification_count", notifications}, {"highlight_count", highlights}};
   }
 
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
@@ -290,7 +360,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       }
       if (want_summary)
         room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
-      room["unread_notifications"] = {{"notification_count", 0}, {"highlight_count", 0}};
+      room["unread_notifications"] = unread_counts(room_id, user_id);
       if (!timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty() || !since) {
         rooms["join"][room_id] = room;
         anything = anything || !timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty();
@@ -673,9 +743,8 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     return ok(json::object());
   });
   route(r, "GET", "/pushrules/", [self](const Request& q) {
-    self->authenticate(q);
-    return ok({{"global", {{"override", json::array()}, {"content", json::array()}, {"room", json::array()},
-                           {"sender", json::array()}, {"underride", json::array()}}}});
+    const auto s = self->authenticate(q);
+    return ok({{"global", default_push_rules(s.user_id)}});
   });
 
   // Aliases and the directory.
