@@ -23,6 +23,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/paths.h"
+#include "common/text.h"
 #include "common/tls_cert.h"
 
 namespace coop::cli {
@@ -109,8 +110,7 @@ struct InitOptions {
 
 void run_init(const Globals& globals, InitOptions options) {
   const Home home = globals.resolve_home();
-  std::transform(options.domain.begin(), options.domain.end(), options.domain.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  options.domain = ascii_lower(options.domain);
   if (!is_valid_domain(options.domain))
     throw Error("usage", "'" + options.domain + "' is not a valid domain name", 400);
   if (options.base_port < 1024 || options.base_port + kListenerSpan - 1 > 65535)

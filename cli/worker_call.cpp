@@ -5,25 +5,12 @@
 
 #include "common/control/client.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "common/paths.h"
 
 namespace coop::cli {
 
-std::string path_segment(std::string_view text) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-        c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
+std::string path_segment(std::string_view text) { return percent_encode(text); }
 
 WorkerCall::WorkerCall(const Globals& globals, std::string worker, bool json)
     : globals_(globals), worker_(std::move(worker)), json_(json) {}

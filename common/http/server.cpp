@@ -21,6 +21,7 @@
 
 #include "common/error.h"
 #include "common/http/router.h"
+#include "common/text.h"
 
 namespace coop::http {
 
@@ -110,9 +111,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
       return;
     }
     for (const auto& field : message) {
-      std::string name(field.name_string());
-      for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      auto& slot = request.headers[name];
+      const auto raw_name = field.name_string();
+      auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
       slot += (slot.empty() ? "" : ", ") + std::string(field.value());
     }
     request.body = std::move(message.body());

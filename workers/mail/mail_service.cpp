@@ -9,32 +9,13 @@
 
 #include "common/control/client.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/mail/mime_summary.h"
 #include "workers/mail/smtp_parser.h"
 
 namespace coop::mail {
 
 namespace {
-
-std::string url_escape(const std::string& text) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 }  // namespace
 
@@ -61,14 +42,14 @@ RecipientCheck MailService::check_recipient(const std::string& address_in, uint6
     check.reply = "554 5.7.1 Relay access denied: this server does not accept mail for " + domain;
     return check;
   }
-  const std::string address = lower(local) + "@" + domain;
+  const std::string address = ascii_lower(local) + "@" + domain;
 
   // Expands one address to active members; aliases may point at addresses or handles.
   std::set<std::string> seen;
   control::Client member(home_.socket("member"));
   auto resolve = [&](const std::string& target_address, const std::string& target_local) {
-    const auto response = member.request("GET", "/v1/resolve?address=" + url_escape(target_address) +
-                                                    "&local=" + url_escape(target_local));
+    const auto response = member.request("GET", "/v1/resolve?address=" + percent_encode(target_address) +
+                                                    "&local=" + percent_encode(target_local));
     response.throw_if_error();
     const auto j = response.json();
     for (const auto& m : j.value("members", nlohmann::json::array())) {
@@ -87,7 +68,7 @@ RecipientCheck MailService::check_recipient(const std::string& address_in, uint6
       resolve(t_domain.empty() ? target + "@" + domain : target, t_local);
     }
   } else {
-    known = resolve(address, lower(local));
+    known = resolve(address, ascii_lower(local));
   }
   if (!known && !hosted->catch_all.empty()) known = resolve(hosted->catch_all + "@" + domain, hosted->catch_all);
 

@@ -1,5 +1,6 @@
 // SMTP command and path parsing (RFC 5321, 1870, 3030, 6152, 6531).
 #include "workers/mail/smtp_parser.h"
+#include "common/text.h"
 
 #include <algorithm>
 #include <charconv>
@@ -126,9 +127,7 @@ bool is_valid_mailbox(std::string_view address, bool smtputf8) {
 std::pair<std::string, std::string> split_address(std::string_view address) {
   const auto at = address.rfind('@');
   if (at == std::string_view::npos) return {std::string(address), ""};
-  std::string domain(address.substr(at + 1));
-  std::transform(domain.begin(), domain.end(), domain.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return {std::string(address.substr(0, at)), domain};
+  return {std::string(address.substr(0, at)), ascii_lower(address.substr(at + 1))};
 }
 
 SmtpCommand parse_command(std::string_view line) {

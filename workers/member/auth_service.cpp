@@ -8,6 +8,7 @@
 
 #include "common/auth/app_password.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/member/store/member_store.h"
 
 namespace coop::member {
@@ -29,8 +30,7 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
                                       const std::string& protocol, const std::string& source) {
   if (!auth::parse_protocol(protocol))
     throw Error("bad_protocol", "unknown protocol '" + protocol + "' (mail, dav, room, docs, tiles, site, federate)", 400);
-  std::string user = user_in;
-  std::transform(user.begin(), user.end(), user.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string user = ascii_lower(user_in);
 
   auto record = store_.find_login(user);
   const std::string key = record ? record->handle : user;

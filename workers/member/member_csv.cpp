@@ -6,6 +6,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/member/member_rules.h"
 
 namespace coop::member {
@@ -21,11 +22,6 @@ std::string trim(std::string_view s) {
   if (first == std::string_view::npos) return {};
   const auto last = s.find_last_not_of(" \t");
   return std::string(s.substr(first, last - first + 1));
-}
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
 }
 
 std::vector<std::string> split_list(const std::string& field) {
@@ -136,7 +132,7 @@ std::vector<std::pair<NewMember, int>> members_from_csv(std::string_view text) {
   const auto& header = records.front();
   std::map<std::string, std::size_t> column;
   for (std::size_t i = 0; i < header.fields.size(); ++i) {
-    auto name = lower(trim(header.fields[i]));
+    auto name = ascii_lower(trim(header.fields[i]));
     if (name == "email") name = "emails";
     if (name == "display_name") name = "name";
     if (std::find_if(std::begin(kCsvColumns), std::end(kCsvColumns), [&](const char* c) { return name == c; }) ==

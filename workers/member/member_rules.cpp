@@ -6,6 +6,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/text.h"
 
 namespace coop::member {
 
@@ -37,8 +38,7 @@ bool is_reserved_handle(std::string_view handle) {
 }
 
 std::string normalize_email(std::string_view address) {
-  std::string out(address);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string out = ascii_lower(address);
   const auto at = out.rfind('@');
   auto fail = [&](const std::string& why) {
     throw Error("invalid_email", "invalid email address '" + std::string(address) + "': " + why, 400);

@@ -21,6 +21,7 @@
 #include "common/blob_store.h"
 #include "common/control/client.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "common/http/router.h"
 #include "common/version.h"
 #include "common/worker_runtime.h"
@@ -858,16 +859,14 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   route(r, "POST", "/user_directory/search", [self](const Request& q) {
     self->authenticate(q);
     const auto body = q.json();
-    std::string term = body.value("search_term", "");
-    std::transform(term.begin(), term.end(), term.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string term = ascii_lower(body.value("search_term", ""));
     const int limit = std::clamp(body.value("limit", 10), 1, 100);
     control::Client client(self->runtime.home().socket("member"));
     const auto members = client.get("/v1/members?status=active");
     members.throw_if_error();
     json results = json::array();
     for (const auto& m : members.json()) {
-      std::string haystack = m.value("handle", "") + " " + m.value("name", "");
-      std::transform(haystack.begin(), haystack.end(), haystack.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      const std::string haystack = ascii_lower(m.value("handle", "") + " " + m.value("name", ""));
       if (haystack.find(term) == std::string::npos) continue;
       results.push_back({{"user_id", "@" + m.value("handle", "") + ":" + self->server()}, {"display_name", m.value("name", "")}});
       if (static_cast<int>(results.size()) >= limit) break;

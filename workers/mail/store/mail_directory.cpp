@@ -6,6 +6,7 @@
 
 #include "common/config.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "common/sqlite.h"
 
 namespace coop::mail {
@@ -26,11 +27,6 @@ constexpr sqlite::Migration kMigrations[] = {
       );
     )sql"},
 };
-
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
 
 std::vector<std::string> split_targets(const std::string& text) {
   std::vector<std::string> out;
@@ -53,7 +49,7 @@ MailDirectory::MailDirectory(const std::filesystem::path& file) : db_(sqlite::Da
 MailDirectory::~MailDirectory() = default;
 
 Domain MailDirectory::add_domain(const std::string& name_in, const std::string& catch_all) {
-  const auto name = lower(name_in);
+  const auto name = ascii_lower(name_in);
   if (!is_valid_domain(name)) throw Error("invalid_domain", "'" + name_in + "' is not a valid domain name", 400);
   std::lock_guard lock(mutex_);
   auto& existing = db_->prepare("SELECT 1 FROM domains WHERE name = ?1");
@@ -73,7 +69,7 @@ Domain MailDirectory::add_domain(const std::string& name_in, const std::string& 
 
 void MailDirectory::remove_domain(const std::string& name) {
   std::lock_guard lock(mutex_);
-  db_->prepare("DELETE FROM domains WHERE name = ?1").bind(1, lower(name)).run();
+  db_->prepare("DELETE FROM domains WHERE name = ?1").bind(1, ascii_lower(name)).run();
   if (db_->changes() == 0) throw Error("no_such_domain", "the shard does not host " + name, 404);
 }
 
@@ -89,7 +85,7 @@ std::vector<Domain> MailDirectory::domains() {
 std::optional<Domain> MailDirectory::find_domain(const std::string& name) {
   std::lock_guard lock(mutex_);
   auto& stmt = db_->prepare("SELECT name, catch_all, created_at FROM domains WHERE name = ?1");
-  stmt.bind(1, lower(name));
+  stmt.bind(1, ascii_lower(name));
   if (!stmt.step()) return std::nullopt;
   Domain d{stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2)};
   stmt.reset();
@@ -97,7 +93,7 @@ std::optional<Domain> MailDirectory::find_domain(const std::string& name) {
 }
 
 Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<std::string>& targets) {
-  const auto address = lower(address_in);
+  const auto address = ascii_lower(address_in);
   const auto at = address.rfind('@');
   if (at == std::string::npos || at == 0) throw Error("invalid_address", "'" + address_in + "' is not an address", 400);
   if (!find_domain(address.substr(at + 1)))
@@ -106,7 +102,7 @@ Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<
   std::string joined;
   for (const auto& t : targets) {
     if (t.empty() || t.find('\n') != std::string::npos) throw Error("invalid_address", "bad alias target", 400);
-    joined += lower(t) + "\n";
+    joined += ascii_lower(t) + "\n";
   }
   std::lock_guard lock(mutex_);
   auto& existing = db_->prepare("SELECT 1 FROM aliases WHERE address = ?1");
@@ -126,7 +122,7 @@ Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<
 
 void MailDirectory::remove_alias(const std::string& address) {
   std::lock_guard lock(mutex_);
-  db_->prepare("DELETE FROM aliases WHERE address = ?1").bind(1, lower(address)).run();
+  db_->prepare("DELETE FROM aliases WHERE address = ?1").bind(1, ascii_lower(address)).run();
   if (db_->changes() == 0) throw Error("no_such_alias", "no alias " + address, 404);
 }
 
@@ -142,7 +138,7 @@ std::vector<Alias> MailDirectory::aliases() {
 std::optional<Alias> MailDirectory::find_alias(const std::string& address) {
   std::lock_guard lock(mutex_);
   auto& stmt = db_->prepare("SELECT address, targets, created_at FROM aliases WHERE address = ?1");
-  stmt.bind(1, lower(address));
+  stmt.bind(1, ascii_lower(address));
   if (!stmt.step()) return std::nullopt;
   Alias a{stmt.column_text(0), split_targets(stmt.column_text(1)), stmt.column_int64(2)};
   stmt.reset();

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "common/sqlite.h"
 #include "workers/member/member_rules.h"
 
@@ -566,12 +567,8 @@ void MemberStore::revoke_app_password(const std::string& handle, const std::stri
 
 std::pair<std::string, std::vector<Member>> MemberStore::resolve_address(const std::string& address_in,
                                                                           const std::string& local_in) {
-  auto lower = [](std::string s) {
-    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return s;
-  };
-  const auto address = lower(address_in);
-  const auto local = lower(local_in);
+  const auto address = ascii_lower(address_in);
+  const auto local = ascii_lower(local_in);
   {
     std::lock_guard lock(impl_->mutex);
     auto& by_address = impl_->db->prepare("SELECT member_id FROM member_emails WHERE address = ?1");
@@ -606,9 +603,7 @@ std::optional<LoginRecord> MemberStore::find_login(const std::string& user) {
       "SELECT id, handle, display_name, role, status, password_hash FROM members WHERE handle = ?1 "
       "UNION ALL SELECT m.id, m.handle, m.display_name, m.role, m.status, m.password_hash "
       "FROM member_emails e JOIN members m ON m.id = e.member_id WHERE e.address = ?1 LIMIT 1");
-  std::string key = user;
-  std::transform(key.begin(), key.end(), key.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  stmt.bind(1, key);
+  stmt.bind(1, ascii_lower(user));
   if (!stmt.step()) return std::nullopt;
   LoginRecord r{stmt.column_int64(0), stmt.column_text(1), stmt.column_text(2), stmt.column_text(3),
                 stmt.column_text(4), stmt.column_text(5), {}};

@@ -203,6 +203,15 @@ struct RoomStore::Impl {
     return v;
   }
 
+  std::optional<Session> find_session(const std::string& access_token) {
+    auto& stmt = db->prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
+    stmt.bind(1, sha256_hex(access_token));
+    if (!stmt.step()) return std::nullopt;
+    Session s{stmt.column_text(0), stmt.column_text(1)};
+    stmt.reset();
+    return s;
+  }
+
   int64_t other_position() {
     db->prepare("INSERT INTO other_stream (at) VALUES (?1)").bind(1, now_ms()).run();
     return db->last_insert_rowid();
@@ -426,24 +435,12 @@ int64_t RoomStore::allocate_other_position() {
 
 std::optional<Session> RoomStore::session_for(const std::string& access_token) {
   std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
-  stmt.bind(1, sha256_hex(access_token));
-  if (!stmt.step()) return std::nullopt;
-  Session s{stmt.column_text(0), stmt.column_text(1)};
-  stmt.reset();
-  return s;
+  return impl_->find_session(access_token);
 }
 
 void RoomStore::delete_session(const std::string& access_token) {
   std::lock_guard lock(impl_->mutex);
-  auto session = [&]() -> std::optional<Session> {
-    auto& stmt = impl_->db->prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
-    stmt.bind(1, sha256_hex(access_token));
-    if (!stmt.step()) return std::nullopt;
-    Session s{stmt.column_text(0), stmt.column_text(1)};
-    stmt.reset();
-    return s;
-  }();
+  const auto session = impl_->find_session(access_token);
   if (!session) return;
   sqlite::Transaction tx(*impl_->db);
   impl_->db->prepare("DELETE FROM access_tokens WHERE token_hash = ?1").bind(1, sha256_hex(access_token)).run();

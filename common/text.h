@@ -1,0 +1,37 @@
+// Small text helpers every layer needs: ASCII case folding and URL percent-encoding.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace coop {
+
+// Lowercases A-Z only: handles, domains and protocol keywords are ASCII, and other bytes of
+// UTF-8 text must pass through unchanged.
+inline std::string ascii_lower(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// RFC 3986 2.1: everything but the unreserved characters (2.3) as %XX, for one path segment
+// or query value.
+inline std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    const bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                            c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+}  // namespace coop
