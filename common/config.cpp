@@ -197,7 +197,7 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port)
          "level = \"info\"            # trace, debug, info, warn, error\n"
          "\n"
          "[control]\n"
-         "max_body_bytes = 1048576   # largest request body on a control socket\n"
+         "max_body_bytes = 67108864  # largest control request: a whole imported message or CSV\n"
          "idle_timeout_ms = 30000    # a control connection idle this long is closed\n"
          "max_connections = 256\n"
          "\n"

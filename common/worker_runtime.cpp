@@ -199,7 +199,8 @@ void WorkerRuntime::request_shutdown() {
 int WorkerRuntime::run() {
   std::signal(SIGPIPE, SIG_IGN);
   control::ServerLimits limits;
-  limits.max_body_bytes = static_cast<std::size_t>(impl_->config.get_int("control.max_body_bytes", 1 << 20));
+  // Imports send whole messages (up to the mail size limit) and member CSVs over this socket.
+  limits.max_body_bytes = static_cast<std::size_t>(impl_->config.get_int("control.max_body_bytes", 64 << 20));
   limits.idle_timeout = std::chrono::milliseconds(impl_->config.get_int("control.idle_timeout_ms", 30000));
   limits.max_connections = static_cast<std::size_t>(impl_->config.get_int("control.max_connections", 256));
   impl_->server = std::make_unique<control::Server>(impl_->io, impl_->home.socket(impl_->options.name),
