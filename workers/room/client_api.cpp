@@ -226,27 +226,8 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     return 10;
   }
 
-  // Messages from others after the member's read receipt (the .m.rule.message default), and
-  // of those the ones that mention them (highlights).
   json unread_counts(const std::string& room_id, const std::string& user_id) {
-    int64_t after = 0;
-    const json receipts = store.receipts_since(room_id, 0);
-    for (const auto& [event_id, by_type] : receipts.items())
-      if (by_type.contains("m.read") && by_type["m.read"].contains(user_id))
-        if (auto e = store.event(event_id)) after = std::max(after, e->stream);
-    int notifications = 0, highlights = 0;
-    const auto localpart = user_id.substr(1, user_id.find(':') - 1);
-    for (const auto& e : store.events_between(room_id, after, INT64_MAX, 1000, false)) {
-      if (e.event.value("sender", "") == user_id || e.event.value("type", "") != "m.room.message") continue;
-      const json content = e.event.value("content", json::object());
-      if (content.value("msgtype", "") == "m.notice") continue;
-      ++notifications;
-      const std::string body = content.value("body", "");
-      const json mentions = content.value("m.mentions", json::object());
-      const bool mentioned = body.find(localpart) != std::string::npos ||
-                             (mentions.is_object() && mentions.value("user_ids", json::array()).dump().find(user_id) != std::string::npos);
-      highlights += mentioned;
-    }
+    const auto [notifications, highlights] = store.unread_counts(room_id, user_id, localpart(user_id));
     return {{"notification_count", notifications}, {"highlight_count", highlights}};
   }
 

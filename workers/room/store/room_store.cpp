@@ -710,6 +710,22 @@ json RoomStore::receipts_since(const std::string& room_id, int64_t after) {
   return content;
 }
 
+std::pair<int64_t, int64_t> RoomStore::unread_counts(const std::string& room_id, const std::string& user_id,
+                                                     const std::string& localpart) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT count(*), coalesce(sum(instr(coalesce(json_extract(json, '$.content.body'), ''), ?3) > 0), 0) "
+      "FROM events WHERE room_id = ?1 AND type = 'm.room.message' AND sender != ?2 "
+      "AND coalesce(json_extract(json, '$.content.msgtype'), '') != 'm.notice' "
+      "AND stream > coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
+      "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type = 'm.read'), 0)");
+  stmt.bind(1, room_id).bind(2, user_id).bind(3, localpart);
+  stmt.step();
+  std::pair<int64_t, int64_t> counts{stmt.column_int64(0), stmt.column_int64(1)};
+  stmt.reset();
+  return counts;
+}
+
 int64_t RoomStore::filter_create(const std::string& user_id, const json& filter) {
   std::lock_guard lock(impl_->mutex);
   impl_->db->prepare("INSERT INTO filters (user_id, json) VALUES (?1, ?2)").bind(1, user_id).bind(2, filter.dump()).run();

@@ -97,6 +97,10 @@ class RoomStore {
                    const std::string& event_id);
   // m.receipt content for a room, for receipts changed after `after`.
   nlohmann::json receipts_since(const std::string& room_id, int64_t after);
+  // {notifications, highlights}: messages from others after the user's m.read receipt (not
+  // notices), and those among them that name the user (Client-Server "Receiving notifications").
+  std::pair<int64_t, int64_t> unread_counts(const std::string& room_id, const std::string& user_id,
+                                            const std::string& localpart);
   int64_t filter_create(const std::string& user_id, const nlohmann::json& filter);
   std::optional<nlohmann::json> filter(const std::string& user_id, int64_t id);
 
