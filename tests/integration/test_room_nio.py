@@ -7,6 +7,7 @@ import os
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from nio import (AsyncClient, JoinResponse, LoginResponse, RoomCreateResponse, RoomMessagesResponse,
@@ -267,10 +268,60 @@ def test_spaces_follow_the_registry_and_media_round_trips():
         shard.coop("down")
 
 
+def test_threads_relations_context_and_lazy_members():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        api = f"{url}/_matrix/client/v3"
+        tokens = {}
+        for user in ("alice", "bob"):
+            tokens[user] = http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": user, "password": STRONG})[1]["access_token"]
+        for i in range(5):
+            shard.coop("member", "add", f"extra{i}", "--password-stdin", input=STRONG)
+        a, b = tokens["alice"], tokens["bob"]
+        room = http_json(f"{api}/createRoom", "POST", {"name": "Plans", "preset": "public_chat"}, a)[1]["room_id"]
+        http_json(f"{api}/join/{room}", "POST", {}, b)
+        for i in range(5):  # members who stay silent: lazy loading leaves them out
+            t = http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": f"extra{i}", "password": STRONG})[1]
+            http_json(f"{api}/join/{room}", "POST", {}, t["access_token"])
+
+        def send(token, txn, content):
+            return http_json(f"{api}/rooms/{room}/send/m.room.message/{txn}", "PUT", content, token)[1]["event_id"]
+
+        root = send(a, "r", {"msgtype": "m.text", "body": "where do we meet?"})
+        for i in range(3):
+            send(b if i % 2 else a, f"t{i}", {"msgtype": "m.text", "body": f"reply {i}",
+                                             "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+        reaction = http_json(f"{api}/rooms/{room}/send/m.reaction/x1", "PUT",
+                             {"m.relates_to": {"rel_type": "m.annotation", "event_id": root, "key": "👍"}}, b)[1]["event_id"]
+
+        status, threads, _ = http_json(f"{url}/_matrix/client/v1/rooms/{room}/threads", token=b)
+        assert status == 200 and len(threads["chunk"]) == 1
+        summary = threads["chunk"][0]["unsigned"]["m.relations"]["m.thread"]
+        assert threads["chunk"][0]["event_id"] == root and summary["count"] == 3
+        assert summary["latest_event"]["content"]["body"] == "reply 2" and summary["current_user_participated"]
+        status, rel, _ = http_json(f"{url}/_matrix/client/v1/rooms/{room}/relations/{root}/m.annotation", token=a)
+        assert [e["event_id"] for e in rel["chunk"]] == [reaction]
+        status, ctx, _ = http_json(f"{api}/rooms/{room}/context/{root}?limit=4", token=a)
+        assert status == 200 and ctx["event"]["event_id"] == root and len(ctx["events_after"]) == 2
+        assert any(e["type"] == "m.room.member" and e["state_key"] == f"@bob:{DOMAIN}" for e in ctx["state"])
+
+        # Lazy-loading: with the filter, only members the timeline needs come in state.
+        lazy = json.dumps({"room": {"state": {"lazy_load_members": True}, "timeline": {"limit": 2}}})
+        eager = json.dumps({"room": {"timeline": {"limit": 2}}})
+        full = http_json(f"{api}/sync?timeout=0&filter={urllib.parse.quote(eager)}", token=b)[1]["rooms"]["join"][room]
+        part = http_json(f"{api}/sync?timeout=0&filter={urllib.parse.quote(lazy)}", token=b)[1]["rooms"]["join"][room]
+        members = lambda r: {e["state_key"] for e in r["state"]["events"] if e["type"] == "m.room.member"}
+        senders = {e["sender"] for e in part["timeline"]["events"]}
+        assert members(part) <= senders | {f"@bob:{DOMAIN}"}, (members(part), senders)
+        assert {f"@extra{i}:{DOMAIN}" for i in range(5)} <= members(full)
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_two_members_chat_with_nio,
         test_login_errors_cors_and_closed_registration,
         test_suspension_ends_matrix_sessions_within_a_second,
         test_spaces_follow_the_registry_and_media_round_trips,
+        test_threads_relations_context_and_lazy_members,
     ])

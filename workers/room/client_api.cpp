@@ -211,7 +211,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
 
   // ---- sync ----
 
-  int timeline_limit(const Request& q, const std::string& user_id) {
+  json sync_filter(const Request& q, const std::string& user_id) {
     json filter;
     const auto text = q.query_value("filter");
     if (!text.empty() && text[0] == '{') filter = json::parse(text, nullptr, false);
@@ -221,9 +221,23 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       } catch (...) {
       }
     }
-    if (filter.is_object() && filter.contains("room") && filter["room"].contains("timeline"))
+    return filter.is_object() ? filter : json::object();
+  }
+
+  static int timeline_limit(const json& filter) {
+    if (filter.contains("room") && filter["room"].is_object() && filter["room"].contains("timeline") &&
+        filter["room"]["timeline"].is_object() && filter["room"]["timeline"].value("limit", json(10)).is_number_integer())
       return std::clamp(filter["room"]["timeline"].value("limit", 10), 1, 500);
     return 10;
+  }
+
+  // Client-Server API "Lazy-loading room members": only the members the timeline needs.
+  static bool lazy_members(const json& filter) {
+    if (!filter.contains("room") || !filter["room"].is_object()) return false;
+    const auto& room = filter["room"];
+    if (!room.contains("state") || !room["state"].is_object()) return false;
+    const auto flag = room["state"].value("lazy_load_members", json(false));
+    return flag.is_boolean() && flag.get<bool>();
   }
 
   json unread_counts(const std::string& room_id, const std::string& user_id) {
@@ -246,7 +260,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       typing_positions = typing_changed;
       typing_now = typing;
     }
-    const int limit = timeline_limit(q, user_id);
+    const json filter = sync_filter(q, user_id);
+    const int limit = timeline_limit(filter);
+    const bool lazy = lazy_members(filter);
     bool anything = false;
     json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
 
@@ -309,7 +325,12 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
           for (const auto& e : store.current_state(room_id))
             if (!in_timeline.count(e.value("event_id", ""))) at_start->push_back(e);
         }
-        for (const auto& e : *at_start) state.push_back(client_event(e));
+        std::set<std::string> needed = {user_id};
+        for (const auto& e : newest) needed.insert(e.event.value("sender", ""));
+        for (const auto& e : *at_start) {
+          if (lazy && e.value("type", "") == "m.room.member" && !needed.count(e.value("state_key", ""))) continue;
+          state.push_back(client_event(e));
+        }
       }
       room["state"] = {{"events", state}};
       json ephemeral = json::array();
@@ -814,6 +835,46 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     r.add_blocking("GET", std::string(prefix) + "/rooms/{roomId}/relations/{eventId}/{relType}", run, relations);
     r.add_blocking("GET", std::string(prefix) + "/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", run, relations);
   }
+
+  // Threads (Client-Server API "Threading"): roots with their latest reply and reply count,
+  // newest activity first.
+  r.add_blocking("GET", "/_matrix/client/v1/rooms/{roomId}/threads", run, [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    const bool participated = q.query_value("include", "all") == "participated";
+    struct Thread {
+      json latest;
+      int64_t last_stream = 0;
+      int count = 0;
+      bool mine = false;
+    };
+    std::map<std::string, Thread> threads;
+    for (const auto& reply : self->store.thread_replies(q.param("roomId"), 10000)) {
+      const auto root = reply.event["content"]["m.relates_to"].value("event_id", "");
+      auto& t = threads[root];
+      t.latest = reply.event;
+      t.last_stream = reply.stream;
+      ++t.count;
+      t.mine = t.mine || reply.event.value("sender", "") == s.user_id;
+    }
+    std::vector<std::pair<int64_t, json>> roots;
+    for (auto& [root_id, t] : threads) {
+      auto root = self->store.event(root_id);
+      if (!root) continue;
+      const bool mine = t.mine || root->event.value("sender", "") == s.user_id;
+      if (participated && !mine) continue;
+      json event = self->client_event(root->event);
+      event["unsigned"]["m.relations"]["m.thread"] = {{"latest_event", self->client_event(t.latest)}, {"count", t.count},
+                                                      {"current_user_participated", mine}};
+      roots.emplace_back(t.last_stream, event);
+    }
+    std::sort(roots.begin(), roots.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    const int limit = std::clamp(std::atoi(q.query_value("limit", "50").c_str()), 1, 500);
+    json chunk = json::array();
+    for (const auto& [stream, event] : roots)
+      if (static_cast<int>(chunk.size()) < limit) chunk.push_back(event);
+    return ok({{"chunk", chunk}});
+  });
 
   // Tags are room account data of type m.tag (Client-Server API "Room Tagging").
   route(r, "GET", "/user/{userId}/rooms/{roomId}/tags", [self](const Request& q) {

@@ -835,6 +835,18 @@ std::optional<std::vector<json>> RoomStore::state_after(const std::string& event
   return impl_->state_of_group(group);
 }
 
+std::vector<StoredEvent> RoomStore::thread_replies(const std::string& room_id, int limit) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT stream, json FROM events WHERE room_id = ?1 "
+      "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.thread' ORDER BY stream LIMIT ?2");
+  stmt.bind(1, room_id).bind(2, limit);
+  std::vector<StoredEvent> out;
+  while (stmt.step()) out.push_back({stmt.column_int64(0), json::parse(stmt.column_text(1))});
+  stmt.reset();
+  return out;
+}
+
 std::vector<StoredEvent> RoomStore::room_events(const std::string& room_id, int64_t after, int limit) {
   return events_between(room_id, after, INT64_MAX, limit, false);
 }

@@ -124,6 +124,8 @@ class RoomStore {
   // The room's state right after an event (from the state groups); nullopt for events
   // stored before state groups existed.
   std::optional<std::vector<nlohmann::json>> state_after(const std::string& event_id);
+  // Thread replies (rel_type m.thread) of a room, oldest first.
+  std::vector<StoredEvent> thread_replies(const std::string& room_id, int limit);
   // Every event of a room, oldest first, in pages (export).
   std::vector<StoredEvent> room_events(const std::string& room_id, int64_t after, int limit);
 
