@@ -5,9 +5,11 @@ import asyncio
 import json
 import os
 import subprocess
+import struct
 import time
 import urllib.error
 import urllib.parse
+import zlib
 import urllib.request
 
 from nio import (AsyncClient, JoinResponse, LoginResponse, RoomCreateResponse, RoomMessagesResponse,
@@ -232,6 +234,25 @@ def test_spaces_follow_the_registry_and_media_round_trips():
             assert downloaded.body == picture and downloaded.content_type == "image/png"
             status, _, _ = http_json(f"{url}/_matrix/client/v1/media/download/{DOMAIN}/{media_id}")
             assert status == 401  # authenticated media needs a session
+            # A real PNG gets a real thumbnail, scaled into the box asked for.
+            width, height = 120, 60
+            raw = b"".join(b"\x00" + bytes([(x * y) % 256 for x in range(width) for _ in range(3)]) for y in range(height))
+            chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data +
+                                        struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+            png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+                   chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+            image, _ = await bob.upload(lambda *_: png, content_type="image/png", filename="map.png", filesize=len(png))
+            image_id = image.content_uri.rsplit("/", 1)[1]
+            request = urllib.request.Request(
+                f"{url}/_matrix/client/v1/media/thumbnail/{DOMAIN}/{image_id}?width=30&height=30&method=scale",
+                headers={"Authorization": f"Bearer {bob.access_token}"})
+            with urllib.request.urlopen(request, timeout=10) as response:
+                thumb = response.read()
+                assert response.headers["Content-Type"] == "image/png"
+            assert thumb[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", thumb[16:24]) == (30, 15)
+            status, body, _ = http_json(f"{url}/_matrix/client/v1/media/thumbnail/{DOMAIN}/{media_id}?width=30&height=30",
+                                        token=bob.access_token)
+            assert status == 400  # the earlier upload is not an image
             await bob.room_send(menu["room_id"], "m.room.message",
                                 {"msgtype": "m.image", "body": "menu.png", "url": uploaded.content_uri})
 

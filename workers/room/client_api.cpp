@@ -27,6 +27,7 @@
 #include "common/worker_runtime.h"
 #include "workers/matrix/base64.h"
 #include "workers/room/store/room_store.h"
+#include "workers/room/thumbnail.h"
 
 namespace coop::room {
 
@@ -989,16 +990,29 @@ void ClientApi::Impl::add_routes(http::Router& r) {
       return cors(response);
     };
   };
+  auto thumbnail = [self](bool authenticated) {
+    return [self, authenticated](const Request& q) {
+      if (authenticated) self->authenticate(q);
+      if (q.param("serverName") != self->server()) fail(404, "M_NOT_FOUND", "media of other servers is not fetched yet");
+      auto m = self->store.media(q.param("mediaId"));
+      if (!m) fail(404, "M_NOT_FOUND", "no such media");
+      const int width = std::atoi(q.query_value("width", "0").c_str());
+      const int height = std::atoi(q.query_value("height", "0").c_str());
+      if (width < 1 || height < 1) fail(400, "M_MISSING_PARAM", "width and height are required");
+      auto thumb = make_thumbnail(self->blobs.read(m->blob), width, height, q.query_value("method", "scale") == "crop");
+      if (!thumb) fail(400, "M_UNKNOWN", "this media cannot be thumbnailed");
+      return cors(Response::bytes(200, std::move(thumb->bytes), thumb->content_type));
+    };
+  };
   for (const std::string prefix : {"/_matrix/media/v3", "/_matrix/media/r0"}) {
     r.add_blocking("GET", prefix + "/download/{serverName}/{mediaId}", run, download(false));
     r.add_blocking("GET", prefix + "/download/{serverName}/{mediaId}/{fileName}", run, download(false));
-    // Thumbnails: the original for now (noted in issue #5); clients scale it themselves.
-    r.add_blocking("GET", prefix + "/thumbnail/{serverName}/{mediaId}", run, download(false));
+    r.add_blocking("GET", prefix + "/thumbnail/{serverName}/{mediaId}", run, thumbnail(false));
     r.add_blocking("GET", prefix + "/config", run, [](const Request&) { return ok({{"m.upload.size", 50 << 20}}); });
   }
   r.add_blocking("GET", "/_matrix/client/v1/media/download/{serverName}/{mediaId}", run, download(true));
   r.add_blocking("GET", "/_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}", run, download(true));
-  r.add_blocking("GET", "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}", run, download(true));
+  r.add_blocking("GET", "/_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}", run, thumbnail(true));
   r.add_blocking("GET", "/_matrix/client/v1/media/config", run, [self](const Request& q) {
     self->authenticate(q);
     return ok({{"m.upload.size", 50 << 20}});
