@@ -338,6 +338,52 @@ def test_threads_relations_context_and_lazy_members():
         shard.coop("down")
 
 
+def test_directory_aliases_forget_and_push_rules():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        api = f"{url}/_matrix/client/v3"
+        a = http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": "alice", "password": STRONG})[1]["access_token"]
+        b = http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": "bob", "password": STRONG})[1]["access_token"]
+        listed = http_json(f"{api}/createRoom", "POST", {"name": "Open", "preset": "public_chat", "visibility": "public",
+                                                         "room_alias_name": "open"}, a)[1]["room_id"]
+        unlisted = http_json(f"{api}/createRoom", "POST", {"name": "Quiet", "preset": "public_chat"}, a)[1]["room_id"]
+        rooms = [r["room_id"] for r in http_json(f"{api}/publicRooms")[1]["chunk"]]
+        assert listed in rooms and unlisted not in rooms
+        assert http_json(f"{api}/directory/list/room/{unlisted}")[1] == {"visibility": "private"}
+        assert http_json(f"{api}/directory/list/room/{unlisted}", "PUT", {"visibility": "public"}, b)[0] == 403
+        assert http_json(f"{api}/directory/list/room/{unlisted}", "PUT", {"visibility": "public"}, a)[0] == 200
+        assert unlisted in [r["room_id"] for r in http_json(f"{api}/publicRooms")[1]["chunk"]]
+
+        alias = urllib.parse.quote(f"#open:{DOMAIN}")
+        assert http_json(f"{api}/rooms/{listed}/aliases", token=a)[1]["aliases"] == [f"#open:{DOMAIN}"]
+        assert http_json(f"{api}/join/{alias}", "POST", {}, b)[1]["room_id"] == listed
+        assert http_json(f"{api}/directory/room/{alias}", "DELETE", None, b)[0] == 403
+        assert http_json(f"{api}/directory/room/{alias}", "DELETE", None, a)[0] == 200
+        assert http_json(f"{api}/directory/room/{alias}")[0] == 404
+
+        # Forgetting: only after leaving, and the room leaves bob's syncs.
+        assert http_json(f"{api}/rooms/{listed}/forget", "POST", {}, b)[0] == 400
+        http_json(f"{api}/rooms/{listed}/leave", "POST", {}, b)
+        assert http_json(f"{api}/rooms/{listed}/forget", "POST", {}, b)[0] == 200
+        sync = http_json(f"{api}/sync?timeout=0", token=b)[1]
+        assert listed not in sync["rooms"]["join"] and listed not in sync["rooms"]["leave"]
+
+        # Push rules: a member's own rule, a default rule switched off; both reach /sync.
+        assert http_json(f"{api}/pushrules/global/content/cake", "PUT",
+                         {"pattern": "cake", "actions": ["notify", {"set_tweak": "highlight"}]}, b)[0] == 200
+        assert http_json(f"{api}/pushrules/global/underride/.m.rule.message/enabled", "PUT", {"enabled": False}, b)[0] == 200
+        assert http_json(f"{api}/pushrules/global/override/.m.rule.master", "DELETE", None, b)[0] == 400
+        rules = http_json(f"{api}/pushrules/", token=b)[1]["global"]
+        assert rules["content"][0]["rule_id"] == "cake"
+        assert next(r for r in rules["underride"] if r["rule_id"] == ".m.rule.message")["enabled"] is False
+        assert http_json(f"{api}/pushrules/global/underride/.m.rule.message/enabled", token=b)[1] == {"enabled": False}
+        sync = http_json(f"{api}/sync?timeout=0", token=b)[1]
+        assert "m.push_rules" in [e["type"] for e in sync["account_data"]["events"]]
+        assert http_json(f"{api}/pushrules/global/content/cake", "DELETE", None, b)[0] == 200
+        assert http_json(f"{api}/pushrules/global/content/cake", token=b)[0] == 404
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_two_members_chat_with_nio,
@@ -345,4 +391,5 @@ if __name__ == "__main__":
         test_suspension_ends_matrix_sessions_within_a_second,
         test_spaces_follow_the_registry_and_media_round_trips,
         test_threads_relations_context_and_lazy_members,
+        test_directory_aliases_forget_and_push_rules,
     ])

@@ -190,6 +190,17 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     if (store.membership(room_id, user_id) != "join") fail(403, "M_FORBIDDEN", "you are not in this room");
   }
 
+  // A member's power level and a named level ("redact", "state_default") in a room.
+  std::pair<int64_t, int64_t> power(const std::string& room_id, const std::string& user_id, const char* level,
+                                    int64_t level_default) {
+    const auto levels = store.state_event(room_id, "m.room.power_levels", "");
+    const json pl = levels ? (*levels)["content"] : json::object();
+    const auto users = pl.value("users", json::object());
+    const json mine = users.contains(user_id) ? users[user_id] : pl.value("users_default", json(0));
+    const json needed = pl.value(level, json(level_default));
+    return {mine.is_number_integer() ? mine.get<int64_t>() : 0, needed.is_number_integer() ? needed.get<int64_t>() : level_default};
+  }
+
   std::string display_name(const std::string& user_id) {
     try {
       control::Client client(runtime.home().socket("member"));
@@ -571,7 +582,10 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   // Rooms.
   route(r, "POST", "/createRoom", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    return ok(self->store.create_room(s.user_id, q.json()));
+    const auto body = q.json();
+    auto created = self->store.create_room(s.user_id, body);
+    if (body.value("visibility", "private") == "public") self->store.set_published(created.value("room_id", ""), true);
+    return ok(created);
   });
   auto join = [self](const Request& q, const std::string& target) {
     const auto s = self->authenticate(q);
@@ -605,7 +619,8 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   route(r, "POST", "/rooms/{roomId}/ban", membership_change("ban", true));
   route(r, "POST", "/rooms/{roomId}/unban", membership_change("leave", true));
   route(r, "POST", "/rooms/{roomId}/forget", [self](const Request& q) {
-    self->authenticate(q);
+    const auto s = self->authenticate(q);
+    self->store.forget(q.param("roomId"), s.user_id);
     return ok(json::object());
   });
   route(r, "GET", "/joined_rooms", [self](const Request& q) {
@@ -746,10 +761,84 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     self->store.set_account_data(s.user_id, q.param("roomId"), q.param("type"), q.json());
     return ok(json::object());
   });
-  route(r, "GET", "/pushrules/", [self](const Request& q) {
-    const auto s = self->authenticate(q);
-    return ok({{"global", default_push_rules(s.user_id)}});
+  // Push rules live in the member's account data (m.push_rules), so /sync carries every edit.
+  auto rules_of = [self](const std::string& user_id) {
+    auto stored = self->store.account_data(user_id, "", "m.push_rules");
+    return stored && stored->contains("global") ? *stored : json{{"global", default_push_rules(user_id)}};
+  };
+  auto find_rule = [](json& rules, const std::string& kind, const std::string& id) -> json* {
+    if (!rules["global"].contains(kind)) fail(400, "M_INVALID_PARAM", "unknown push rule kind " + kind);
+    for (auto& rule : rules["global"][kind])
+      if (rule.value("rule_id", "") == id) return &rule;
+    return nullptr;
+  };
+  route(r, "GET", "/pushrules/", [self, rules_of](const Request& q) { return ok(rules_of(self->authenticate(q).user_id)); });
+  route(r, "GET", "/pushrules/global/", [self, rules_of](const Request& q) {
+    return ok(rules_of(self->authenticate(q).user_id)["global"]);
   });
+  route(r, "GET", "/pushrules/global/{kind}/{ruleId}", [self, rules_of, find_rule](const Request& q) {
+    auto rules = rules_of(self->authenticate(q).user_id);
+    const json* rule = find_rule(rules, q.param("kind"), q.param("ruleId"));
+    if (!rule) fail(404, "M_NOT_FOUND", "no such push rule");
+    return ok(*rule);
+  });
+  route(r, "PUT", "/pushrules/global/{kind}/{ruleId}", [self, rules_of, find_rule](const Request& q) {
+    const auto s = self->authenticate(q);
+    const auto id = q.param("ruleId"), kind = q.param("kind");
+    if (!id.empty() && id[0] == '.') fail(400, "M_INVALID_PARAM", "server-default rules can only be enabled or given actions");
+    auto rules = rules_of(s.user_id);
+    const auto body = q.json();
+    if (!body.contains("actions") || !body["actions"].is_array()) fail(400, "M_MISSING_PARAM", "actions are required");
+    json rule = {{"rule_id", id}, {"default", false}, {"enabled", true}, {"actions", body["actions"]}};
+    if (kind == "override" || kind == "underride") rule["conditions"] = body.value("conditions", json::array());
+    if (kind == "content") rule["pattern"] = body.value("pattern", "");
+    if (json* existing = find_rule(rules, kind, id)) {
+      *existing = rule;
+    } else {
+      // User rules come before the server defaults of their kind, the master rule excepted.
+      auto& list = rules["global"][kind];
+      const auto at = kind == "override" && !list.empty() && list[0].value("rule_id", "") == ".m.rule.master" ? 1 : 0;
+      list.insert(list.begin() + at, rule);
+    }
+    self->store.set_account_data(s.user_id, "", "m.push_rules", rules);
+    return ok(json::object());
+  });
+  route(r, "DELETE", "/pushrules/global/{kind}/{ruleId}", [self, rules_of](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (!q.param("ruleId").empty() && q.param("ruleId")[0] == '.') fail(400, "M_INVALID_PARAM", "server-default rules cannot be deleted");
+    auto rules = rules_of(s.user_id);
+    auto& list = rules["global"][q.param("kind")];
+    const auto before = list.size();
+    for (auto it = list.begin(); it != list.end(); ++it)
+      if (it->value("rule_id", "") == q.param("ruleId")) {
+        list.erase(it);
+        break;
+      }
+    if (list.size() == before) fail(404, "M_NOT_FOUND", "no such push rule");
+    self->store.set_account_data(s.user_id, "", "m.push_rules", rules);
+    return ok(json::object());
+  });
+  for (const char* attribute : {"enabled", "actions"}) {
+    const std::string name = attribute;
+    route(r, "GET", "/pushrules/global/{kind}/{ruleId}/" + name, [self, rules_of, find_rule, name](const Request& q) {
+      auto rules = rules_of(self->authenticate(q).user_id);
+      const json* rule = find_rule(rules, q.param("kind"), q.param("ruleId"));
+      if (!rule) fail(404, "M_NOT_FOUND", "no such push rule");
+      return ok({{name, (*rule)[name]}});
+    });
+    route(r, "PUT", "/pushrules/global/{kind}/{ruleId}/" + name, [self, rules_of, find_rule, name](const Request& q) {
+      const auto s = self->authenticate(q);
+      auto rules = rules_of(s.user_id);
+      json* rule = find_rule(rules, q.param("kind"), q.param("ruleId"));
+      if (!rule) fail(404, "M_NOT_FOUND", "no such push rule");
+      const auto body = q.json();
+      if (!body.contains(name) || (name == "enabled" ? !body[name].is_boolean() : !body[name].is_array()))
+        fail(400, "M_BAD_JSON", name + " is missing or of the wrong type");
+      (*rule)[name] = body[name];
+      self->store.set_account_data(s.user_id, "", "m.push_rules", rules);
+      return ok(json::object());
+    });
+  }
 
   // Aliases and the directory.
   route(r, "GET", "/directory/room/{roomAlias}", [self](const Request& q) {
@@ -762,6 +851,36 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto room_id = q.json().value("room_id", "");
     self->require_joined(room_id, s.user_id);
     self->store.add_alias(q.param("roomAlias"), room_id, s.user_id);
+    return ok(json::object());
+  });
+  route(r, "GET", "/directory/list/room/{roomId}", [self](const Request& q) {
+    if (!self->store.room_version(q.param("roomId"))) fail(404, "M_NOT_FOUND", "no such room");
+    return ok({{"visibility", self->store.published(q.param("roomId")) ? "public" : "private"}});
+  });
+  route(r, "PUT", "/directory/list/room/{roomId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    const auto [mine, needed] = self->power(q.param("roomId"), s.user_id, "state_default", 50);
+    if (mine < needed) fail(403, "M_FORBIDDEN", "your power level is too low to publish this room");
+    const auto visibility = q.json().value("visibility", "");
+    if (visibility != "public" && visibility != "private") fail(400, "M_INVALID_PARAM", "visibility is public or private");
+    self->store.set_published(q.param("roomId"), visibility == "public");
+    return ok(json::object());
+  });
+  route(r, "GET", "/rooms/{roomId}/aliases", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    self->require_joined(q.param("roomId"), s.user_id);
+    return ok({{"aliases", self->store.aliases_of(q.param("roomId"))}});
+  });
+  route(r, "DELETE", "/directory/room/{roomAlias}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    const auto room = self->store.room_for_alias(q.param("roomAlias"));
+    if (!room) fail(404, "M_NOT_FOUND", "no such alias");
+    // The alias's creator, or a moderator of the room (Client-Server API "Room aliases").
+    const auto [mine, needed] = self->power(*room, s.user_id, "state_default", 50);
+    if (self->store.alias_creator(q.param("roomAlias")) != s.user_id && mine < needed)
+      fail(403, "M_FORBIDDEN", "only the alias's creator or a moderator can remove it");
+    self->store.remove_alias(q.param("roomAlias"));
     return ok(json::object());
   });
   route(r, "GET", "/publicRooms", [self](const Request&) {
@@ -787,11 +906,8 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     auto target = self->store.event(q.param("eventId"));
     if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
     if (target->event.value("sender", "") != s.user_id) {
-      const auto levels = self->store.state_event(q.param("roomId"), "m.room.power_levels", "");
-      const json pl = levels ? (*levels)["content"] : json::object();
-      const auto users = pl.value("users", json::object());
-      const int64_t mine = users.contains(s.user_id) ? users[s.user_id].get<int64_t>() : pl.value("users_default", 0);
-      if (mine < pl.value("redact", 50)) fail(403, "M_FORBIDDEN", "your power level is too low to redact others' events");
+      const auto [mine, needed] = self->power(q.param("roomId"), s.user_id, "redact", 50);
+      if (mine < needed) fail(403, "M_FORBIDDEN", "your power level is too low to redact others' events");
     }
     json content = {{"redacts", q.param("eventId")}};  // room version 11: in content
     const auto body = q.json();

@@ -72,6 +72,7 @@ std::string SpaceSync::create_room(const std::string& name, const std::string& s
   }
   const auto created = store_.create_room(system_user(), request);
   const std::string room_id = created.value("room_id", "");
+  if (is_public) store_.set_published(room_id, true);
   if (!space.empty()) {
     store_.send_event(space, system_user(), "m.space.child", {{"via", {store_.server_name()}}}, room_id);
     store_.send_event(room_id, system_user(), "m.space.parent", {{"via", {store_.server_name()}}, {"canonical", true}}, space);

@@ -134,6 +134,10 @@ constexpr sqlite::Migration kMigrations[] = {
       ALTER TABLE events ADD COLUMN state_group INTEGER;
       ALTER TABLE rooms ADD COLUMN current_group INTEGER;
     )sql"},
+    {4, R"sql(
+      ALTER TABLE memberships ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;
+      CREATE TABLE room_directory (room_id TEXT PRIMARY KEY);
+    )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
@@ -585,7 +589,8 @@ std::string RoomStore::membership(const std::string& room_id, const std::string&
 
 std::vector<std::pair<std::string, std::string>> RoomStore::rooms_of(const std::string& user_id) {
   std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT room_id, membership FROM memberships WHERE user_id = ?1 ORDER BY room_id");
+  auto& stmt = impl_->db->prepare(
+      "SELECT room_id, membership FROM memberships WHERE user_id = ?1 AND forgotten = 0 ORDER BY room_id");
   stmt.bind(1, user_id);
   std::vector<std::pair<std::string, std::string>> out;
   while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1));
@@ -639,13 +644,66 @@ void RoomStore::add_alias(const std::string& alias, const std::string& room_id, 
 
 std::vector<std::string> RoomStore::public_rooms() {
   std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
-      "SELECT s.room_id FROM current_state s JOIN events e ON e.event_id = s.event_id "
-      "WHERE s.type = 'm.room.join_rules' AND json_extract(e.json, '$.content.join_rule') = 'public' ORDER BY s.room_id");
+  auto& stmt = impl_->db->prepare("SELECT room_id FROM room_directory ORDER BY room_id");
   std::vector<std::string> out;
   while (stmt.step()) out.push_back(stmt.column_text(0));
   stmt.reset();
   return out;
+}
+
+void RoomStore::set_published(const std::string& room_id, bool published) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare(published ? "INSERT OR IGNORE INTO room_directory (room_id) VALUES (?1)"
+                               : "DELETE FROM room_directory WHERE room_id = ?1")
+      .bind(1, room_id)
+      .run();
+}
+
+bool RoomStore::published(const std::string& room_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT 1 FROM room_directory WHERE room_id = ?1");
+  stmt.bind(1, room_id);
+  const bool found = stmt.step();
+  stmt.reset();
+  return found;
+}
+
+std::vector<std::string> RoomStore::aliases_of(const std::string& room_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT alias FROM aliases WHERE room_id = ?1 ORDER BY alias");
+  stmt.bind(1, room_id);
+  std::vector<std::string> out;
+  while (stmt.step()) out.push_back(stmt.column_text(0));
+  stmt.reset();
+  return out;
+}
+
+void RoomStore::remove_alias(const std::string& alias) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("DELETE FROM aliases WHERE alias = ?1").bind(1, alias).run();
+  if (impl_->db->changes() == 0) throw Error("M_NOT_FOUND", "no alias " + alias, 404);
+}
+
+std::string RoomStore::alias_creator(const std::string& alias) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT creator FROM aliases WHERE alias = ?1");
+  stmt.bind(1, alias);
+  if (!stmt.step()) return "";
+  auto creator = stmt.column_text(0);
+  stmt.reset();
+  return creator;
+}
+
+void RoomStore::forget(const std::string& room_id, const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
+  stmt.bind(1, room_id).bind(2, user_id);
+  const std::string membership = stmt.step() ? stmt.column_text(0) : "";
+  stmt.reset();
+  // Client-Server API "Leaving rooms": only a room one has left can be forgotten.
+  if (membership == "join" || membership == "invite")
+    throw Error("M_UNKNOWN", "leave the room before forgetting it", 400);
+  impl_->db->prepare("UPDATE memberships SET forgotten = 1 WHERE room_id = ?1 AND user_id = ?2").bind(1, room_id).bind(2, user_id).run();
 }
 
 void RoomStore::set_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,

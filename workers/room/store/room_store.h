@@ -83,7 +83,16 @@ class RoomStore {
   std::optional<StoredEvent> event(const std::string& event_id);
   std::optional<std::string> room_for_alias(const std::string& alias);
   void add_alias(const std::string& alias, const std::string& room_id, const std::string& creator);
+  // The room directory: rooms published by their moderators (or created with visibility
+  // "public"); not every room with a public join rule.
   std::vector<std::string> public_rooms();
+  void set_published(const std::string& room_id, bool published);
+  bool published(const std::string& room_id);
+  std::vector<std::string> aliases_of(const std::string& room_id);
+  void remove_alias(const std::string& alias);
+  std::string alias_creator(const std::string& alias);  // "" when there is no such alias
+  // Hides a room the user has left from their /sync (Client-Server "forget").
+  void forget(const std::string& room_id, const std::string& user_id);
 
   // ---- account data, receipts ----
   void set_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
