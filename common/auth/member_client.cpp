@@ -19,6 +19,11 @@ VerifiedMember verify_credentials(const Home& home, const std::string& user, con
   control::Client client(home.socket("member"));
   const nlohmann::json body = {{"user", user}, {"password", password}, {"protocol", protocol}, {"source", source}};
   const auto response = client.request("POST", "/v1/auth/verify", body.dump(), std::chrono::seconds(30));
+  if (response.status == 429) {
+    const auto error = nlohmann::json::parse(response.body, nullptr, false);
+    const auto details = error.is_object() ? error.value("error", nlohmann::json::object()) : nlohmann::json::object();
+    throw ThrottledError(details.value("message", "too many failed logins"), details.value("retry_after_ms", int64_t{1000}));
+  }
   response.throw_if_error();
   const auto j = response.json();
   return VerifiedMember{j.value("handle", ""), j.value("name", ""), j.value("role", ""),

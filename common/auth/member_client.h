@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
+
 namespace coop {
 class Home;
 }
@@ -22,6 +24,17 @@ struct VerifiedMember {
   std::vector<std::string> groups;  // including the groups those groups belong to
   std::vector<std::string> emails;
   std::string credential;  // "password" or "app:<label>"
+};
+
+// A refused login that may be retried later: carries when (the registry's retry_after_ms).
+class ThrottledError : public Error {
+ public:
+  ThrottledError(const std::string& message, int64_t retry_after_ms)
+      : Error("throttled", message, 429), retry_after_ms_(retry_after_ms) {}
+  int64_t retry_after_ms() const { return retry_after_ms_; }
+
+ private:
+  int64_t retry_after_ms_;
 };
 
 // Verifies a login; throws coop::Error with the registry's code when refused:

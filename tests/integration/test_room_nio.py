@@ -174,6 +174,29 @@ def test_login_errors_cors_and_closed_registration():
         assert status == 200
         status, who, _ = http_json(f"{url}/_matrix/client/r0/account/whoami?access_token={body['access_token']}")
         assert status == 200 and who["user_id"] == f"@bob:{DOMAIN}"
+
+        # Devices: listed, renamed, and deleted only with the password again (user-interactive auth).
+        api = f"{url}/_matrix/client/v3"
+        phone = http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": "bob", "password": STRONG,
+                                                   "device_id": "PHONE"})[1]["access_token"]
+        laptop = body["access_token"]
+        assert {d["device_id"] for d in http_json(f"{api}/devices", token=laptop)[1]["devices"]} >= {"PHONE"}
+        assert http_json(f"{api}/devices/PHONE", "PUT", {"display_name": "Bob's phone"}, laptop)[0] == 200
+        assert http_json(f"{api}/devices/PHONE", token=laptop)[1]["display_name"] == "Bob's phone"
+        status, uia, _ = http_json(f"{api}/devices/PHONE", "DELETE", {}, laptop)
+        assert status == 401 and uia["flows"] == [{"stages": ["m.login.password"]}]
+        wrong = {"auth": {"type": "m.login.password", "password": "not it", "session": uia["session"]}}
+        assert http_json(f"{api}/devices/PHONE", "DELETE", wrong, laptop)[0] == 401
+        right = {"auth": {"type": "m.login.password", "password": STRONG, "session": uia["session"],
+                          "identifier": {"type": "m.id.user", "user": "bob"}}}
+        assert http_json(f"{api}/devices/PHONE", "DELETE", right, laptop)[0] == 200
+        assert http_json(f"{api}/account/whoami", token=phone)[0] == 401
+
+        # Too many wrong passwords: 429 with retry_after_ms, as clients back off by it.
+        for _ in range(10):
+            http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": "alice", "password": "nope nope"})
+        status, limited, _ = http_json(f"{api}/login", "POST", {"type": "m.login.password", "user": "alice", "password": STRONG})
+        assert status == 429 and limited["errcode"] == "M_LIMIT_EXCEEDED" and limited["retry_after_ms"] > 0
         shard.coop("down")
 
 

@@ -527,11 +527,10 @@ void ClientApi::Impl::add_routes(http::Router& r) {
                                                         body.value("initial_device_display_name", ""));
       return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", self->server()},
                  {"well_known", {{"m.homeserver", {{"base_url", "http://" + q.header("host", self->server())}}}}}});
+    } catch (const auth::ThrottledError& e) {
+      // Client-Server API "Rate limiting": 429 M_LIMIT_EXCEEDED with retry_after_ms.
+      return cors(Response::json({{"errcode", "M_LIMIT_EXCEEDED"}, {"error", e.what()}, {"retry_after_ms", e.retry_after_ms()}}, 429));
     } catch (const Error& e) {
-      if (e.code() == "throttled") {
-        Response response = self->error(429, "M_LIMIT_EXCEEDED", e.what());
-        return response;
-      }
       if (e.code() == "bad_credentials") fail(403, "M_FORBIDDEN", "invalid user name or password");
       if (e.code() == "member_suspended" || e.code() == "member_removed") fail(403, "M_USER_DEACTIVATED", e.what());
       throw;
@@ -552,6 +551,40 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   });
   route(r, "GET", "/devices", [self](const Request& q) {
     return ok({{"devices", self->store.devices(self->authenticate(q).user_id)}});
+  });
+  route(r, "GET", "/devices/{deviceId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    for (const auto& d : self->store.devices(s.user_id))
+      if (d.value("device_id", "") == q.param("deviceId")) return ok(d);
+    fail(404, "M_NOT_FOUND", "no such device");
+  });
+  route(r, "PUT", "/devices/{deviceId}", [self](const Request& q) {
+    const auto s = self->authenticate(q);
+    if (!self->store.rename_device(s.user_id, q.param("deviceId"), q.json().value("display_name", "")))
+      fail(404, "M_NOT_FOUND", "no such device");
+    return ok(json::object());
+  });
+  // Client-Server API "User-interactive authentication": deleting a device asks for the
+  // password again (m.login.password); without it the answer is 401 with the flows.
+  route(r, "DELETE", "/devices/{deviceId}", [self](const Request& q) -> Response {
+    const auto s = self->authenticate(q);
+    const auto body = q.json();
+    const auto auth_dict = body.value("auth", json::object());
+    if (auth_dict.value("type", "") != "m.login.password") {
+      return cors(Response::json({{"flows", {{{"stages", {"m.login.password"}}}}}, {"params", json::object()},
+                                  {"session", "delete-" + q.param("deviceId")}}, 401));
+    }
+    try {
+      auth::verify_credentials(self->runtime.home(), localpart(s.user_id), auth_dict.value("password", ""), "room",
+                               q.remote_address);
+    } catch (const auth::ThrottledError& e) {
+      return cors(Response::json({{"errcode", "M_LIMIT_EXCEEDED"}, {"error", e.what()}, {"retry_after_ms", e.retry_after_ms()}}, 429));
+    } catch (const Error&) {
+      return cors(Response::json({{"errcode", "M_FORBIDDEN"}, {"error", "invalid password"},
+                                  {"flows", {{{"stages", {"m.login.password"}}}}}, {"session", "delete-" + q.param("deviceId")}}, 401));
+    }
+    if (!self->store.delete_device(s.user_id, q.param("deviceId"))) fail(404, "M_NOT_FOUND", "no such device");
+    return ok(json::object());
   });
   route(r, "POST", "/register", [](const Request&) -> Response {
     fail(403, "M_FORBIDDEN", "registration is closed: members are added by the cooperative (coop member add)");

@@ -471,6 +471,26 @@ json RoomStore::devices(const std::string& user_id) {
   return list;
 }
 
+bool RoomStore::rename_device(const std::string& user_id, const std::string& device_id, const std::string& display_name) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2")
+      .bind(1, user_id)
+      .bind(2, device_id)
+      .bind(3, display_name)
+      .run();
+  return impl_->db->changes() > 0;
+}
+
+bool RoomStore::delete_device(const std::string& user_id, const std::string& device_id) {
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device_id).run();
+  const bool existed = impl_->db->changes() > 0;
+  impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device_id).run();
+  tx.commit();
+  return existed;
+}
+
 json RoomStore::create_room(const std::string& creator, const json& request) {
   const std::string version = request.value("room_version", "11");
   if (version != "10" && version != "11")

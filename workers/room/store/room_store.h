@@ -61,6 +61,9 @@ class RoomStore {
   void delete_session(const std::string& access_token);
   void delete_sessions(const std::string& user_id);  // logout/all, suspension
   nlohmann::json devices(const std::string& user_id);
+  bool rename_device(const std::string& user_id, const std::string& device_id, const std::string& display_name);
+  // The device and its access token; false when there is no such device.
+  bool delete_device(const std::string& user_id, const std::string& device_id);
 
   // ---- rooms and events ----
   // Builds, hashes, signs, authorises and stores one event; returns it. coop::Error with a
