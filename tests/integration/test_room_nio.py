@@ -358,6 +358,16 @@ def test_threads_relations_context_and_lazy_members():
         senders = {e["sender"] for e in part["timeline"]["events"]}
         assert members(part) <= senders | {f"@bob:{DOMAIN}"}, (members(part), senders)
         assert {f"@extra{i}:{DOMAIN}" for i in range(5)} <= members(full)
+
+        # Event filters: by type with a wildcard, by sender, and per room.
+        only = json.dumps({"room": {"timeline": {"types": ["m.room.mem*"], "limit": 50}}})
+        timeline = http_json(f"{api}/sync?timeout=0&filter={urllib.parse.quote(only)}", token=b)[1]["rooms"]["join"][room]["timeline"]
+        assert timeline["events"] and {e["type"] for e in timeline["events"]} == {"m.room.member"}
+        skip = json.dumps({"not_types": ["m.room.message"], "senders": [f"@bob:{DOMAIN}"]})
+        page = http_json(f"{api}/rooms/{room}/messages?dir=b&limit=20&filter={urllib.parse.quote(skip)}", token=b)[1]
+        assert page["chunk"] and all(e["type"] != "m.room.message" and e["sender"] == f"@bob:{DOMAIN}" for e in page["chunk"])
+        elsewhere = json.dumps({"room": {"not_rooms": [room]}})
+        assert room not in http_json(f"{api}/sync?timeout=0&filter={urllib.parse.quote(elsewhere)}", token=b)[1]["rooms"]["join"]
         shard.coop("down")
 
 

@@ -125,6 +125,61 @@ json default_push_rules(const std::string& user_id) {
   };
 }
 
+// Client-Server API "Filtering": '*' matches any run of characters in type patterns.
+bool glob_match(const std::string& pattern, const std::string& value) {
+  std::size_t p = 0, v = 0, star = std::string::npos, mark = 0;
+  while (v < value.size()) {
+    if (p < pattern.size() && (pattern[p] == value[v])) {
+      ++p;
+      ++v;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = v;
+    } else if (star != std::string::npos) {
+      p = star + 1;
+      v = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::vector<std::string> string_list(const json& object, const char* key) {
+  std::vector<std::string> out;
+  if (object.is_object() && object.contains(key) && object[key].is_array())
+    for (const auto& item : object[key])
+      if (item.is_string()) out.push_back(item.get<std::string>());
+  return out;
+}
+
+// A RoomEventFilter's types, not_types, senders and not_senders.
+struct EventFilter {
+  std::vector<std::string> types, not_types, senders, not_senders;
+  bool has_types = false;
+
+  static EventFilter from(const json& filter) {
+    EventFilter f;
+    f.types = string_list(filter, "types");
+    f.has_types = filter.is_object() && filter.contains("types");
+    f.not_types = string_list(filter, "not_types");
+    f.senders = string_list(filter, "senders");
+    f.not_senders = string_list(filter, "not_senders");
+    return f;
+  }
+  bool matches(const json& event) const {
+    const std::string type = event.value("type", ""), sender = event.value("sender", "");
+    for (const auto& t : not_types)
+      if (glob_match(t, type)) return false;
+    if (std::find(not_senders.begin(), not_senders.end(), sender) != not_senders.end()) return false;
+    if (has_types && std::none_of(types.begin(), types.end(), [&](const auto& t) { return glob_match(t, type); }))
+      return false;
+    if (!senders.empty() && std::find(senders.begin(), senders.end(), sender) == senders.end()) return false;
+    return true;
+  }
+};
+
 struct Waiter {
   std::string user_id;
   Request request;
@@ -278,7 +333,15 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     bool anything = false;
     json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
 
+    const json room_filter = filter.value("room", json::object());
+    const auto only_rooms = string_list(room_filter, "rooms");
+    const auto not_rooms = string_list(room_filter, "not_rooms");
+    const bool rooms_listed = room_filter.is_object() && room_filter.contains("rooms");
+    const EventFilter timeline_filter =
+        EventFilter::from(room_filter.is_object() ? room_filter.value("timeline", json::object()) : json::object());
     for (const auto& [room_id, membership] : store.rooms_of(user_id)) {
+      if (std::find(not_rooms.begin(), not_rooms.end(), room_id) != not_rooms.end()) continue;
+      if (rooms_listed && std::find(only_rooms.begin(), only_rooms.end(), room_id) == only_rooms.end()) continue;
       const auto member_event = store.state_event(room_id, "m.room.member", user_id);
       const int64_t member_stream = member_event ? store.event(member_event->value("event_id", ""))->stream : 0;
       const bool membership_new = !since || member_stream > since->events;
@@ -309,7 +372,15 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       if (membership != "join") continue;
 
       const int64_t from = since && !membership_new ? since->events : 0;
-      auto newest = store.events_between(room_id, from, now.events, limit + 1, true);
+      // Newest first, through the timeline filter, scanning at most a few pages.
+      std::vector<StoredEvent> newest;
+      for (int64_t up_to = now.events, pages = 0; static_cast<int>(newest.size()) <= limit && pages < 10; ++pages) {
+        const auto page = store.events_between(room_id, from, up_to, std::max(limit + 1, 50), true);
+        for (const auto& e : page)
+          if (static_cast<int>(newest.size()) <= limit && timeline_filter.matches(e.event)) newest.push_back(e);
+        if (page.empty() || static_cast<int>(page.size()) < std::max(limit + 1, 50)) break;
+        up_to = page.back().stream - 1;
+      }
       const bool limited = static_cast<int>(newest.size()) > limit;
       if (limited) newest.pop_back();
       std::reverse(newest.begin(), newest.end());
@@ -727,9 +798,19 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto now = self->store.position();
     auto from = StreamPosition::parse(q.query_value("from"));
     if (!from) from = backwards ? now : StreamPosition{0, now.other};
-    std::vector<StoredEvent> events =
-        backwards ? self->store.events_between(q.param("roomId"), 0, from->events, limit, true)
-                  : self->store.events_between(q.param("roomId"), from->events, now.events, limit, false);
+    const auto filter_text = q.query_value("filter");
+    const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : json::parse(filter_text, nullptr, false));
+    std::vector<StoredEvent> events;
+    int64_t cursor = from->events;
+    for (int pages = 0; static_cast<int>(events.size()) < limit && pages < 20; ++pages) {
+      const auto page = backwards ? self->store.events_between(q.param("roomId"), 0, cursor, limit, true)
+                                  : self->store.events_between(q.param("roomId"), cursor, now.events, limit, false);
+      if (page.empty()) break;
+      for (const auto& e : page)
+        if (static_cast<int>(events.size()) < limit && filter.matches(e.event)) events.push_back(e);
+      cursor = backwards ? page.back().stream - 1 : page.back().stream;
+      if (static_cast<int>(page.size()) < limit) break;
+    }
     json chunk = json::array();
     for (const auto& e : events) chunk.push_back(self->client_event(e.event));
     json body = {{"chunk", chunk}, {"start", from->token()}};
