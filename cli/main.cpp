@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   add_member_commands(app, globals);
   add_room_commands(app, globals);
   add_mail_commands(app, globals);
+  add_dav_commands(app, globals);
   add_generate_commands(app);
 
   try {

@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --base-port --catch-all --description --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --timeout -n -o "
+  local valopts=" --add-email --add-group --base-port --catch-all --components --description --displayname --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --timeout --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -16,6 +16,7 @@ _coop() {
       '|member') path='member' ;;
       '|room') path='room' ;;
       '|mail') path='mail' ;;
+      '|dav') path='dav' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -56,6 +57,22 @@ _coop() {
       'mail alias|add') path='mail alias add' ;;
       'mail alias|list') path='mail alias list' ;;
       'mail alias|remove') path='mail alias remove' ;;
+      'dav|calendar') path='dav calendar' ;;
+      'dav|addressbook') path='dav addressbook' ;;
+      'dav calendar|create') path='dav calendar create' ;;
+      'dav calendar|list') path='dav calendar list' ;;
+      'dav calendar|share') path='dav calendar share' ;;
+      'dav calendar|unshare') path='dav calendar unshare' ;;
+      'dav calendar|remove') path='dav calendar remove' ;;
+      'dav calendar|import') path='dav calendar import' ;;
+      'dav calendar|export') path='dav calendar export' ;;
+      'dav addressbook|create') path='dav addressbook create' ;;
+      'dav addressbook|list') path='dav addressbook list' ;;
+      'dav addressbook|share') path='dav addressbook share' ;;
+      'dav addressbook|unshare') path='dav addressbook unshare' ;;
+      'dav addressbook|remove') path='dav addressbook remove' ;;
+      'dav addressbook|import') path='dav addressbook import' ;;
+      'dav addressbook|export') path='dav addressbook export' ;;
     esac
   done
   case "$prev" in
@@ -63,7 +80,9 @@ _coop() {
     --add-group) COMPREPLY=(); return ;;
     --base-port) COMPREPLY=(); return ;;
     --catch-all) COMPREPLY=(); return ;;
+    --components) COMPREPLY=(); return ;;
     --description) COMPREPLY=(); return ;;
+    --displayname) COMPREPLY=(); return ;;
     --domain) COMPREPLY=(); return ;;
     --email) COMPREPLY=(); return ;;
     --format) COMPREPLY=(); return ;;
@@ -74,8 +93,9 @@ _coop() {
     --lines) COMPREPLY=(); return ;;
     --mailbox) COMPREPLY=(); return ;;
     --name) COMPREPLY=(); return ;;
-    --out) COMPREPLY=(); return ;;
+    --out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --owner) COMPREPLY=(); return ;;
     --parent) COMPREPLY=(); return ;;
     --protocol) COMPREPLY=(); return ;;
     --quota) COMPREPLY=(); return ;;
@@ -89,12 +109,13 @@ _coop() {
     --space) COMPREPLY=(); return ;;
     --status) COMPREPLY=(); return ;;
     --timeout) COMPREPLY=(); return ;;
+    --with) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
     -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail' ;;
+    '') words='--help --version --home init up down status logs member room mail dav' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -143,6 +164,23 @@ _coop() {
     'mail mailboxes') words='--help --json' ;;
     'mail export') words='--help --mailbox --format --out --json' ;;
     'mail import') words='--help --format --mailbox --json' ;;
+    'dav') words='--help calendar addressbook' ;;
+    'dav calendar') words='--help create list share unshare remove import export' ;;
+    'dav calendar create') words='--help --owner --group --displayname --components --json' ;;
+    'dav calendar list') words='--help --owner --json' ;;
+    'dav calendar share') words='--help --owner --with --read-write --json' ;;
+    'dav calendar unshare') words='--help --owner --with --json' ;;
+    'dav calendar remove') words='--help --owner --json' ;;
+    'dav calendar import') words='--help --owner --json' ;;
+    'dav calendar export') words='--help --owner --out' ;;
+    'dav addressbook') words='--help create list share unshare remove import export' ;;
+    'dav addressbook create') words='--help --owner --group --displayname --json' ;;
+    'dav addressbook list') words='--help --owner --json' ;;
+    'dav addressbook share') words='--help --owner --with --read-write --json' ;;
+    'dav addressbook unshare') words='--help --owner --with --json' ;;
+    'dav addressbook remove') words='--help --owner --json' ;;
+    'dav addressbook import') words='--help --owner --json' ;;
+    'dav addressbook export') words='--help --owner --out' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

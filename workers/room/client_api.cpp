@@ -498,6 +498,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     timer->async_wait([self = shared_from_this(), waiter, timer](const boost::system::error_code&) {
       self->run([self, waiter] { self->retry(waiter, true); });
     });
+    // A change committed after this sync looked but before it was parked woke nobody: look
+    // once more now that it is parked, so no notification falls between the two.
+    retry(waiter, false);
   }
 
   // Re-runs a parked sync; answers it when there is news or its time is up.

@@ -1,0 +1,268 @@
+"""CalDAV and CardDAV with real clients: python3-caldav (discovery, calendars, events, a weekly
+recurring one found by time-range queries) and raw WebDAV for the error cases and sync."""
+import datetime
+import os
+import re
+import urllib.error
+import urllib.request
+import base64
+
+import caldav
+
+from coopshard import Shard, bin_dir_from_args, run_tests
+
+BIN = bin_dir_from_args()
+DOMAIN = "dav.test"
+STRONG = "correct horse battery staple"
+
+EVENT = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//coop tests//EN
+BEGIN:VEVENT
+UID:{uid}
+DTSTAMP:20260101T000000Z
+DTSTART:{start}
+DTEND:{end}
+SUMMARY:{summary}
+{extra}END:VEVENT
+END:VCALENDAR
+"""
+
+
+def start(shard):
+    shard.domain = DOMAIN
+    shard.init()
+    shard.coop("up")
+    shard.coop("member", "add", "alice", "--name", "Alice Liddell", "--email", f"alice@{DOMAIN}", "--password-stdin", input=STRONG)
+    shard.coop("member", "add", "bob", "--password-stdin", input=STRONG)
+    status = shard.json("status")
+    dav = next(w for w in status["workers"] if w["name"] == "dav")
+    return next(l["url"] for l in dav["listeners"] if l["name"] == "http")
+
+
+def request(url, method, path, body=None, user="alice", password=STRONG, headers=None):
+    req = urllib.request.Request(url + path, method=method, data=body.encode() if isinstance(body, str) else body)
+    req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(), dict(e.headers)
+
+
+def test_caldav_client_creates_and_finds_events():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        client = caldav.DAVClient(url=url + "/.well-known/caldav", username="alice", password=STRONG)
+        principal = client.principal()
+        calendar = principal.make_calendar(name="Cooking", cal_id="cooking")
+        assert [c.name for c in principal.calendars()] == ["Cooking"]
+
+        calendar.save_event(EVENT.format(uid="once@test", start="20260310T180000Z", end="20260310T190000Z",
+                                         summary="Tasting", extra=""))
+        calendar.save_event(EVENT.format(uid="weekly@test", start="20260302T090000Z", end="20260302T100000Z",
+                                         summary="Team meeting", extra="RRULE:FREQ=WEEKLY;COUNT=10\n"))
+        assert len(calendar.events()) == 2
+
+        def found(start, end):
+            return sorted(e.vobject_instance.vevent.uid.value for e in
+                          calendar.date_search(start=start, end=end, expand=False))
+
+        utc = datetime.timezone.utc
+        # Five weeks after the first meeting only the recurring event has an instance.
+        assert found(datetime.datetime(2026, 4, 6, tzinfo=utc), datetime.datetime(2026, 4, 7, tzinfo=utc)) == ["weekly@test"]
+        # 10 March is a Tuesday: the tasting, no meeting (those are on Mondays).
+        assert found(datetime.datetime(2026, 3, 10, tzinfo=utc), datetime.datetime(2026, 3, 11, tzinfo=utc)) == ["once@test"]
+        assert found(datetime.datetime(2026, 3, 9, tzinfo=utc), datetime.datetime(2026, 3, 11, tzinfo=utc)) == ["once@test", "weekly@test"]
+        # Before the first and after the tenth (COUNT=10) there is nothing.
+        assert found(datetime.datetime(2026, 2, 1, tzinfo=utc), datetime.datetime(2026, 3, 1, tzinfo=utc)) == []
+        assert found(datetime.datetime(2026, 6, 1, tzinfo=utc), datetime.datetime(2026, 7, 1, tzinfo=utc)) == []
+
+        # Edit, then delete, through the client.
+        event = calendar.event_by_uid("once@test")
+        event.vobject_instance.vevent.summary.value = "Tasting (moved)"
+        event.save()
+        assert calendar.event_by_uid("once@test").vobject_instance.vevent.summary.value == "Tasting (moved)"
+        event.delete()
+        assert [e.vobject_instance.vevent.uid.value for e in calendar.events()] == ["weekly@test"]
+
+        # bob sees nothing of alice's.
+        bob = caldav.DAVClient(url=url + "/dav/", username="bob", password=STRONG).principal()
+        assert bob.calendars() == []
+        status, _, _ = request(url, "GET", "/dav/calendars/alice/cooking/", user="bob")
+        assert status in (404, 405)
+        shard.coop("down")
+
+
+def test_dav_refuses_bad_input_with_preconditions():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        assert request(url, "MKCALENDAR", "/dav/calendars/alice/work/")[0] == 201
+        path = "/dav/calendars/alice/work/"
+        good = EVENT.format(uid="a@test", start="20260101T100000Z", end="20260101T110000Z", summary="x", extra="")
+        status, _, headers = request(url, "PUT", path + "a.ics", good, headers={"If-None-Match": "*"})
+        assert status == 201 and headers["ETag"].startswith('"')
+        etag = headers["ETag"]
+        assert request(url, "PUT", path + "a.ics", good, headers={"If-None-Match": "*"})[0] == 412
+        assert request(url, "PUT", path + "a.ics", good, headers={"If-Match": '"stale"'})[0] == 412
+        assert request(url, "PUT", path + "a.ics", good, headers={"If-Match": etag})[0] == 204
+
+        status, body, _ = request(url, "PUT", path + "b.ics", "BEGIN:VCALENDAR\nnonsense\n")
+        assert status == 403 and "valid-calendar-data" in body
+        status, body, _ = request(url, "PUT", path + "c.ics", good)  # same UID, other name
+        assert status == 409 and "no-uid-conflict" in body
+        status, body, _ = request(url, "PUT", path + "d.ics", good.replace("a@test", "d@test") + "X" * (1 << 20))
+        assert status == 403 and "max-resource-size" in body
+        assert request(url, "PROPFIND", path, "<D:propfind xmlns:D='DAV:'><D:prop>")[0] == 400
+        assert request(url, "PROPFIND", path, None, headers={"Depth": "infinity"})[0] == 403
+        assert request(url, "PROPFIND", path, None, password="wrong")[0] == 401
+        # The stored event is untouched by all of that.
+        status, body, _ = request(url, "GET", path + "a.ics")
+        assert status == 200 and body == good
+
+        # sync-collection: a token, then only what changed after it.
+        sync = "<D:sync-collection xmlns:D='DAV:'><D:sync-token>{}</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"
+        status, body, _ = request(url, "REPORT", path, sync.format(""))
+        token = re.search(r"<D:sync-token>([^<]+)</D:sync-token>", body).group(1)
+        request(url, "PUT", path + "e.ics", good.replace("a@test", "e@test"))
+        request(url, "DELETE", path + "a.ics")
+        status, body, _ = request(url, "REPORT", path, sync.format(token))
+        assert status == 207 and "e.ics" in body and "a.ics" in body and "404" in body
+        status, body, _ = request(url, "REPORT", path, sync.format("https://elsewhere/1"))
+        assert status == 403 and "valid-sync-token" in body
+        shard.coop("down")
+
+
+def test_members_directory_address_book():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        query = ("<C:addressbook-query xmlns:D='DAV:' xmlns:C='urn:ietf:params:xml:ns:carddav'><D:prop><D:getetag/>"
+                 "<C:address-data/></D:prop><C:filter><C:prop-filter name='FN'><C:text-match match-type='contains'>"
+                 "liddell</C:text-match></C:prop-filter></C:filter></C:addressbook-query>")
+        status, body, _ = request(url, "REPORT", "/dav/addressbooks/coop/directory/", query, user="bob")
+        assert status == 207 and "Alice Liddell" in body and f"@alice:{DOMAIN}" in body
+        # Read-only for members; suspension takes a member out of it.
+        status, _, _ = request(url, "PUT", "/dav/addressbooks/coop/directory/x.vcf",
+                               "BEGIN:VCARD\nVERSION:4.0\nUID:x\nFN:X\nEND:VCARD\n", user="bob")
+        assert status == 403
+        shard.coop("member", "suspend", "alice")
+        import time
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            status, body, _ = request(url, "REPORT", "/dav/addressbooks/coop/directory/", query, user="bob")
+            if "Alice Liddell" not in body:
+                break
+            time.sleep(0.1)
+        assert "Alice Liddell" not in body
+        shard.coop("down")
+
+
+BUNDLE = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//coop tests//EN
+BEGIN:VTIMEZONE
+TZID:Europe/Berlin
+BEGIN:STANDARD
+DTSTART:19701025T030000
+TZOFFSETFROM:+0200
+TZOFFSETTO:+0100
+RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU
+END:STANDARD
+BEGIN:DAYLIGHT
+DTSTART:19700329T020000
+TZOFFSETFROM:+0100
+TZOFFSETTO:+0200
+RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU
+END:DAYLIGHT
+END:VTIMEZONE
+BEGIN:VEVENT
+UID:market@test
+DTSTAMP:20260101T000000Z
+DTSTART;TZID=Europe/Berlin:20260307T090000
+DTEND;TZID=Europe/Berlin:20260307T130000
+RRULE:FREQ=WEEKLY
+SUMMARY:Market stall
+END:VEVENT
+BEGIN:VEVENT
+UID:assembly@test
+DTSTAMP:20260101T000000Z
+DTSTART:20260401T170000Z
+DTEND:20260401T190000Z
+SUMMARY:General assembly
+END:VEVENT
+BEGIN:VTODO
+UID:todo@test
+DTSTAMP:20260101T000000Z
+SUMMARY:Order seeds
+END:VTODO
+END:VCALENDAR
+"""
+
+
+def test_coop_dav_cli_shares_imports_and_exports():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        shard.coop("member", "group", "add", "kitchen")
+        shard.coop("member", "set", "bob", "--add-group", "kitchen")
+        created = shard.json("dav", "calendar", "create", "events", "--owner", "alice", "--displayname", "Coop events")
+        assert created["path"] == "/dav/calendars/alice/events/"
+        path = os.path.join(shard.dir, "bundle.ics")
+        with open(path, "w") as f:
+            f.write(BUNDLE)
+        assert shard.json("dav", "calendar", "import", "events", "--owner", "alice", path)["imported"] == 3
+        exported = shard.coop("dav", "calendar", "export", "events", "--owner", "alice").stdout
+        for uid in ("market@test", "assembly@test", "todo@test"):
+            assert f"UID:{uid}" in exported
+        assert exported.count("BEGIN:VTIMEZONE") == 1
+
+        bad = os.path.join(shard.dir, "bad.ics")
+        with open(bad, "w") as f:
+            f.write(BUNDLE.replace("UID:assembly@test\n", ""))
+        r = shard.coop("dav", "calendar", "import", "events", "--owner", "alice", bad, expect=1)
+        assert r.stderr.startswith("coop: ") and r.stderr.count("\n") == 1
+        assert shard.coop("dav", "calendar", "export", "events", "--owner", "alice").stdout == exported
+
+        # Shared read-only with bob: he finds and reads it, and cannot change it.
+        shard.coop("dav", "calendar", "share", "events", "--owner", "alice", "--with", "member:bob")
+        bob = caldav.DAVClient(url=url + "/dav/", username="bob", password=STRONG).principal()
+        shared = [c for c in bob.calendars() if c.name == "Coop events"]
+        assert len(shared) == 1 and len(shared[0].events()) == 2
+        status, _, _ = request(url, "PUT", "/dav/calendars/alice/events/x.ics",
+                               EVENT.format(uid="x@test", start="20260101T100000Z", end="20260101T110000Z", summary="x", extra=""),
+                               user="bob")
+        assert status == 403
+        shard.coop("dav", "calendar", "unshare", "events", "--owner", "alice", "--with", "member:bob")
+        time_left = [c for c in caldav.DAVClient(url=url + "/dav/", username="bob", password=STRONG).principal().calendars()]
+        assert all(c.name != "Coop events" for c in time_left)
+
+        # A working group's calendar: bob (in kitchen) writes to it.
+        group_cal = shard.json("dav", "calendar", "create", "kitchen", "--group", "kitchen")
+        assert group_cal["owner"] == "coop" and group_cal["shares"] == [{"with": "group:kitchen", "access": "read-write"}]
+        status, _, _ = request(url, "PUT", "/dav/calendars/coop/kitchen/shift.ics",
+                               EVENT.format(uid="shift@test", start="20260101T100000Z", end="20260101T110000Z", summary="Shift", extra=""),
+                               user="bob")
+        assert status == 201
+        assert request(url, "PROPFIND", "/dav/calendars/coop/kitchen/", None, user="alice", headers={"Depth": "0"})[0] == 404
+
+        # Address books the same way.
+        shard.coop("dav", "addressbook", "create", "suppliers", "--owner", "alice")
+        cards = os.path.join(shard.dir, "cards.vcf")
+        with open(cards, "w") as f:
+            f.write("BEGIN:VCARD\r\nVERSION:4.0\r\nUID:farm-1\r\nFN:Green Farm\r\nEMAIL:hello@farm.example\r\nEND:VCARD\r\n"
+                    "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:mill-2\r\nFN:Old Mill\r\nN:Mill;Old;;;\r\nEND:VCARD\r\n")
+        assert shard.json("dav", "addressbook", "import", "suppliers", "--owner", "alice", cards)["imported"] == 2
+        listed = shard.json("dav", "addressbook", "list", "--owner", "alice")
+        assert listed[0]["objects"] == 2
+        assert "FN:Old Mill" in shard.coop("dav", "addressbook", "export", "suppliers", "--owner", "alice").stdout
+        shard.coop("down")
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_caldav_client_creates_and_finds_events,
+        test_dav_refuses_bad_input_with_preconditions,
+        test_members_directory_address_book,
+        test_coop_dav_cli_shares_imports_and_exports,
+    ])

@@ -1,0 +1,492 @@
+// iCalendar validation, recurrence expansion and free-busy for CalDAV, on top of libical.
+#include "workers/dav/calendar_data.h"
+
+#include <libical/ical.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <set>
+#include <utility>
+
+#include "common/error.h"
+
+namespace coop::dav {
+namespace {
+
+// Bounds the expansion of one RRULE (and the RDATEs of one component), so a FREQ=SECONDLY rule
+// without an end cannot keep a request busy.
+constexpr int kMaxOccurrences = 10000;
+constexpr int64_t kSecondsPerDay = 86400;
+constexpr std::string_view kProductId = "-//coop//coop-dav//EN";
+
+struct ComponentFree {
+  void operator()(icalcomponent* component) const { icalcomponent_free(component); }
+};
+using ComponentPtr = std::unique_ptr<icalcomponent, ComponentFree>;
+
+// Once per process: libical must report errors instead of aborting, and the builtin timezone
+// list is loaded before concurrent requests look zones up.
+void set_up_libical() {
+  static const bool ready = [] {
+    icalerror_set_errors_are_fatal(0);
+    icaltimezone_get_utc_timezone();
+    icaltimezone_get_builtin_timezones();
+    return true;
+  }();
+  (void)ready;
+}
+
+ComponentPtr parse_ics(std::string_view ics) {
+  set_up_libical();
+  const std::string text(ics);  // libical wants a NUL-terminated string
+  return ComponentPtr(icalparser_parse_string(text.c_str()));
+}
+
+[[noreturn]] void invalid(const std::string& why) { throw Error("valid-calendar-data", why, 403); }
+
+bool is_instance_kind(icalcomponent_kind kind) {
+  return kind == ICAL_VEVENT_COMPONENT || kind == ICAL_VTODO_COMPONENT || kind == ICAL_VJOURNAL_COMPONENT ||
+         kind == ICAL_VFREEBUSY_COMPONENT;
+}
+
+// The first X-LIC-ERROR libical attached while parsing, anywhere in the tree.
+std::optional<std::string> first_parse_error(icalcomponent* component) {
+  if (icalproperty* error = icalcomponent_get_first_property(component, ICAL_XLICERROR_PROPERTY)) {
+    const char* text = icalproperty_get_xlicerror(error);
+    return std::string(text ? text : "unparsable content");
+  }
+  for (icalcomponent* child = icalcomponent_get_first_component(component, ICAL_ANY_COMPONENT); child;
+       child = icalcomponent_get_next_component(component, ICAL_ANY_COMPONENT)) {
+    if (auto error = first_parse_error(child)) return error;
+  }
+  return std::nullopt;
+}
+
+std::vector<icalcomponent*> instance_components(icalcomponent* root) {
+  std::vector<icalcomponent*> out;
+  for (icalcomponent* child = icalcomponent_get_first_component(root, ICAL_ANY_COMPONENT); child;
+       child = icalcomponent_get_next_component(root, ICAL_ANY_COMPONENT)) {
+    if (is_instance_kind(icalcomponent_isa(child))) out.push_back(child);
+  }
+  return out;
+}
+
+// Howard Hinnant's days_from_civil / civil_from_days: proleptic Gregorian, no time_t limits.
+int64_t days_from_civil(int64_t y, int64_t m, int64_t d) {
+  y -= m <= 2;
+  const int64_t era = (y >= 0 ? y : y - 399) / 400;
+  const int64_t yoe = y - era * 400;
+  const int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  const int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+void civil_from_days(int64_t z, int64_t& y, int64_t& m, int64_t& d) {
+  z += 719468;
+  const int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  const int64_t doe = z - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  d = doy - (153 * mp + 2) / 5 + 1;
+  m = mp + (mp < 10 ? 3 : -9);
+  y = yoe + era * 400 + (m <= 2);
+}
+
+int64_t civil_to_unix(const icaltimetype& t) {
+  const int64_t day = days_from_civil(t.year, t.month, t.day) * kSecondsPerDay;
+  if (t.is_date) return day;
+  return day + int64_t{t.hour} * 3600 + int64_t{t.minute} * 60 + t.second;
+}
+
+// The zone a property's TZID names (RFC 5545 3.2.19): the object's own VTIMEZONE first, then
+// libical's builtin Olson zones, also behind vendor prefixes like "/mozilla.org/20050126_1/".
+icaltimezone* zone_of(icalcomponent* root, icalproperty* property) {
+  icalparameter* parameter = icalproperty_get_first_parameter(property, ICAL_TZID_PARAMETER);
+  const char* tzid = parameter ? icalparameter_get_tzid(parameter) : nullptr;
+  if (!tzid || !*tzid) return nullptr;
+  if (icaltimezone* zone = icalcomponent_get_timezone(root, tzid)) return zone;
+  if (icaltimezone* zone = icaltimezone_get_builtin_timezone_from_tzid(tzid)) return zone;
+  std::string location(tzid);
+  for (int strip = 0; strip < 4 && !location.empty(); ++strip) {
+    if (icaltimezone* zone = icaltimezone_get_builtin_timezone(location.c_str())) return zone;
+    const auto slash = location.find('/', 1);
+    if (slash == std::string::npos) break;
+    location.erase(0, slash + 1);
+  }
+  return nullptr;
+}
+
+// A wall-clock time in zone as unix seconds. Floating times and DATE values have no zone here:
+// RFC 4791 9.9 would use the calendar's CALDAV:calendar-timezone, coop takes UTC.
+int64_t to_unix(icaltimetype t, icaltimezone* zone) {
+  if (!t.is_date && zone && !icaltime_is_utc(t)) icaltimezone_convert_time(&t, zone, icaltimezone_get_utc_timezone());
+  return civil_to_unix(t);
+}
+
+int64_t to_unix(icalcomponent* root, icalproperty* property, icaltimetype t) {
+  return to_unix(t, icaltime_is_utc(t) ? nullptr : zone_of(root, property));
+}
+
+// Which row of the RFC 4791 9.9 tables decides whether an instance overlaps a range.
+enum class TimeRule {
+  span,       // [start, start + duration); a zero duration is the "start <= DTSTART" instant
+  due_point,  // VTODO with only DUE: start < DUE AND end >= DUE
+  always,     // VTODO without DTSTART and DUE
+  never,      // no DTSTART where one is needed
+};
+
+struct Timing {
+  TimeRule rule = TimeRule::never;
+  icaltimetype dtstart = icaltime_null_time();  // what RRULE expands from, zone attached
+  icaltimezone* zone = nullptr;
+  int64_t start = 0;
+  int64_t duration = 0;
+};
+
+icaltimetype dtstart_value(icalproperty* property) { return icalproperty_get_dtstart(property); }
+
+Timing timing_of(icalcomponent* root, icalcomponent* component) {
+  Timing timing;
+  const auto kind = icalcomponent_isa(component);
+  icalproperty* dtstart = icalcomponent_get_first_property(component, ICAL_DTSTART_PROPERTY);
+  if (dtstart && icaltime_is_null_time(dtstart_value(dtstart))) dtstart = nullptr;
+  icalproperty* dtend = icalcomponent_get_first_property(component, ICAL_DTEND_PROPERTY);
+  icalproperty* due = icalcomponent_get_first_property(component, ICAL_DUE_PROPERTY);
+  icalproperty* duration = icalcomponent_get_first_property(component, ICAL_DURATION_PROPERTY);
+
+  if (dtstart) {
+    timing.dtstart = dtstart_value(dtstart);
+    if (!icaltime_is_utc(timing.dtstart)) timing.zone = zone_of(root, dtstart);
+    if (timing.zone) icaltime_set_timezone(&timing.dtstart, timing.zone);
+    timing.start = to_unix(timing.dtstart, timing.zone);
+    timing.rule = TimeRule::span;
+  }
+  const auto seconds_of = [](icalproperty* property) {
+    return int64_t{icaldurationtype_as_int(icalproperty_get_duration(property))};
+  };
+
+  switch (kind) {
+    case ICAL_VEVENT_COMPONENT:
+      if (!dtstart) return timing;
+      if (dtend) {
+        timing.duration = to_unix(root, dtend, icalproperty_get_dtend(dtend)) - timing.start;
+      } else if (duration) {
+        timing.duration = seconds_of(duration);
+      } else if (timing.dtstart.is_date) {
+        timing.duration = kSecondsPerDay;  // RFC 5545 3.6.1: an all-day event lasts the day
+      }
+      break;
+    case ICAL_VTODO_COMPONENT:
+      // RFC 4791 9.9, simplified: COMPLETED and CREATED are not consulted.
+      if (dtstart && due) {
+        timing.duration = to_unix(root, due, icalproperty_get_due(due)) - timing.start;
+      } else if (dtstart && duration) {
+        timing.duration = seconds_of(duration);
+      } else if (due) {
+        timing.rule = TimeRule::due_point;
+        timing.start = to_unix(root, due, icalproperty_get_due(due));
+      } else if (!dtstart) {
+        timing.rule = TimeRule::always;
+      }
+      break;
+    case ICAL_VJOURNAL_COMPONENT:
+      if (dtstart && timing.dtstart.is_date) timing.duration = kSecondsPerDay;
+      break;
+    case ICAL_VFREEBUSY_COMPONENT:
+      if (!dtstart || !dtend) timing.rule = TimeRule::never;
+      else timing.duration = to_unix(root, dtend, icalproperty_get_dtend(dtend)) - timing.start;
+      break;
+    default: timing.rule = TimeRule::never; break;
+  }
+  timing.duration = std::max<int64_t>(timing.duration, 0);
+  return timing;
+}
+
+bool instance_overlaps(TimeRule rule, int64_t instance_start, int64_t duration, std::optional<int64_t> start,
+                       std::optional<int64_t> end) {
+  switch (rule) {
+    case TimeRule::span: {
+      const bool ends_after_start =
+          !start || (duration > 0 ? *start < instance_start + duration : *start <= instance_start);
+      return ends_after_start && (!end || *end > instance_start);
+    }
+    case TimeRule::due_point: return (!start || *start < instance_start) && (!end || *end >= instance_start);
+    case TimeRule::always: return true;
+    case TimeRule::never: return false;
+  }
+  return false;
+}
+
+// Called for each instance with its component, timing, start and duration; returns true to stop.
+using InstanceVisitor = std::function<bool(icalcomponent*, const Timing&, int64_t, int64_t)>;
+
+bool has_recurrence(icalcomponent* component) {
+  return icalcomponent_get_first_property(component, ICAL_RRULE_PROPERTY) ||
+         icalcomponent_get_first_property(component, ICAL_RDATE_PROPERTY);
+}
+
+int64_t date_key(const icaltimetype& t) { return int64_t{t.year} * 10000 + t.month * 100 + t.day; }
+
+// RFC 5545 3.8.5: the recurrence set is DTSTART, the RRULE and RDATE instances, minus EXDATE,
+// with RECURRENCE-ID components replacing the instances they name (RFC 5545 3.8.4.4).
+bool expand_master(icalcomponent* root, icalcomponent* master, const Timing& timing,
+                   const std::set<int64_t>& overridden, std::optional<int64_t> range_end,
+                   const InstanceVisitor& visit) {
+  std::set<int64_t> excluded;
+  std::set<int64_t> excluded_dates;
+  for (icalproperty* exdate = icalcomponent_get_first_property(master, ICAL_EXDATE_PROPERTY); exdate;
+       exdate = icalcomponent_get_next_property(master, ICAL_EXDATE_PROPERTY)) {
+    const icaltimetype t = icalproperty_get_exdate(exdate);
+    if (icaltime_is_null_time(t)) continue;
+    if (t.is_date) excluded_dates.insert(date_key(t));
+    excluded.insert(to_unix(root, exdate, t));
+  }
+
+  std::set<int64_t> seen;
+  int emitted = 0;
+  const auto emit = [&](const icaltimetype& local, int64_t start, int64_t duration) {
+    if (range_end && start >= *range_end) return false;
+    if (!seen.insert(start).second || excluded.count(start) || overridden.count(start)) return false;
+    if (excluded_dates.count(date_key(local))) return false;  // a DATE EXDATE removes that whole day
+    ++emitted;
+    return visit(master, timing, start, duration);
+  };
+
+  // RFC 5545 3.8.5.3: DTSTART is always the first instance, whether the rule matches it or not.
+  if (emit(timing.dtstart, timing.start, timing.duration)) return true;
+
+  for (icalproperty* rrule = icalcomponent_get_first_property(master, ICAL_RRULE_PROPERTY); rrule;
+       rrule = icalcomponent_get_next_property(master, ICAL_RRULE_PROPERTY)) {
+    icalrecur_iterator* iterator = icalrecur_iterator_new(icalproperty_get_rrule(rrule), timing.dtstart);
+    if (!iterator) continue;
+    bool stop = false;
+    for (int n = 0; n < kMaxOccurrences && !stop; ++n) {
+      const icaltimetype next = icalrecur_iterator_next(iterator);
+      if (icaltime_is_null_time(next)) break;
+      const int64_t start = to_unix(next, timing.zone);
+      if (range_end && start >= *range_end) break;
+      stop = emit(next, start, timing.duration);
+    }
+    icalrecur_iterator_free(iterator);
+    if (stop) return true;
+  }
+
+  for (icalproperty* rdate = icalcomponent_get_first_property(master, ICAL_RDATE_PROPERTY);
+       rdate && emitted < kMaxOccurrences; rdate = icalcomponent_get_next_property(master, ICAL_RDATE_PROPERTY)) {
+    const icaldatetimeperiodtype value = icalproperty_get_rdate(rdate);
+    if (!icalperiodtype_is_null_period(value.period)) {
+      // RFC 5545 3.8.5.2: an RDATE period carries its own duration.
+      const int64_t start = to_unix(root, rdate, value.period.start);
+      const int64_t duration =
+          icaltime_is_null_time(value.period.end)
+              ? int64_t{icaldurationtype_as_int(value.period.duration)}
+              : to_unix(root, rdate, value.period.end) - start;
+      if (emit(value.period.start, start, std::max<int64_t>(duration, 0))) return true;
+    } else if (!icaltime_is_null_time(value.time)) {
+      if (emit(value.time, to_unix(root, rdate, value.time), timing.duration)) return true;
+    }
+  }
+  return false;
+}
+
+// Visits every instance of every component in the VCALENDAR; instances starting at or after
+// range_end are not generated. Returns true when the visitor stopped the walk.
+bool for_each_instance(icalcomponent* root, std::optional<int64_t> range_end, const InstanceVisitor& visit) {
+  const auto components = instance_components(root);
+  std::set<int64_t> overridden;
+  for (icalcomponent* component : components) {
+    if (icalproperty* rid = icalcomponent_get_first_property(component, ICAL_RECURRENCEID_PROPERTY)) {
+      overridden.insert(to_unix(root, rid, icalproperty_get_recurrenceid(rid)));
+      const Timing timing = timing_of(root, component);
+      if (visit(component, timing, timing.start, timing.duration)) return true;
+    }
+  }
+  for (icalcomponent* component : components) {
+    if (icalcomponent_get_first_property(component, ICAL_RECURRENCEID_PROPERTY)) continue;
+    const Timing timing = timing_of(root, component);
+    if (timing.rule == TimeRule::span && has_recurrence(component)) {
+      if (expand_master(root, component, timing, overridden, range_end, visit)) return true;
+    } else if (!(timing.rule == TimeRule::span && overridden.count(timing.start))) {
+      if (visit(component, timing, timing.start, timing.duration)) return true;
+    }
+  }
+  return false;
+}
+
+// RFC 4791 7.10: which busy type an instance contributes, if any.
+std::optional<icalparameter_fbtype> busy_type(icalcomponent* event) {
+  if (icalproperty* transp = icalcomponent_get_first_property(event, ICAL_TRANSP_PROPERTY)) {
+    const auto value = icalproperty_get_transp(transp);
+    if (value == ICAL_TRANSP_TRANSPARENT || value == ICAL_TRANSP_TRANSPARENTNOCONFLICT) return std::nullopt;
+  }
+  if (icalproperty* status = icalcomponent_get_first_property(event, ICAL_STATUS_PROPERTY)) {
+    const auto value = icalproperty_get_status(status);
+    if (value == ICAL_STATUS_CANCELLED) return std::nullopt;
+    if (value == ICAL_STATUS_TENTATIVE) return ICAL_FBTYPE_BUSYTENTATIVE;
+  }
+  return ICAL_FBTYPE_BUSY;
+}
+
+using Periods = std::vector<std::pair<int64_t, int64_t>>;
+
+Periods merged(Periods periods) {
+  std::sort(periods.begin(), periods.end());
+  Periods out;
+  for (const auto& period : periods) {
+    if (!out.empty() && period.first <= out.back().second) out.back().second = std::max(out.back().second, period.second);
+    else out.push_back(period);
+  }
+  return out;
+}
+
+}  // namespace
+
+CalendarObject parse_calendar_object(std::string_view ics) {
+  if (ics.find('\0') != std::string_view::npos) invalid("calendar data contains a NUL byte");
+  const auto root = parse_ics(ics);
+  if (!root) invalid("not iCalendar data");
+  if (icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) invalid("expected exactly one VCALENDAR");
+  if (const auto error = first_parse_error(root.get())) invalid("unparsable iCalendar: " + *error);
+
+  icalproperty* version = icalcomponent_get_first_property(root.get(), ICAL_VERSION_PROPERTY);
+  const char* version_text = version ? icalproperty_get_version(version) : nullptr;
+  if (!version_text) invalid("VCALENDAR has no VERSION");
+  if (std::string_view(version_text) != "2.0") invalid("VERSION must be 2.0");
+  // RFC 4791 4.1: calendar object resources MUST NOT specify the iCalendar METHOD property.
+  if (icalcomponent_get_first_property(root.get(), ICAL_METHOD_PROPERTY)) invalid("METHOD is not allowed");
+
+  CalendarObject object;
+  icalcomponent_kind kind = ICAL_NO_COMPONENT;
+  icalcomponent* master = nullptr;
+  icalcomponent* first = nullptr;
+  bool has_overrides = false;
+  std::set<int64_t> recurrence_ids;
+  for (icalcomponent* child = icalcomponent_get_first_component(root.get(), ICAL_ANY_COMPONENT); child;
+       child = icalcomponent_get_next_component(root.get(), ICAL_ANY_COMPONENT)) {
+    const auto child_kind = icalcomponent_isa(child);
+    if (child_kind == ICAL_VTIMEZONE_COMPONENT) continue;
+    const char* kind_name = icalcomponent_kind_to_string(child_kind);
+    if (!is_instance_kind(child_kind)) invalid(std::string("unexpected component ") + (kind_name ? kind_name : "?"));
+    // RFC 4791 4.1: one type of calendar component per resource, VTIMEZONE aside.
+    if (kind != ICAL_NO_COMPONENT && child_kind != kind) invalid("more than one type of calendar component");
+    kind = child_kind;
+
+    icalproperty* uid = icalcomponent_get_first_property(child, ICAL_UID_PROPERTY);
+    const char* uid_text = uid ? icalproperty_get_uid(uid) : nullptr;
+    if (!uid_text || !*uid_text) invalid(std::string(kind_name) + " has no UID");
+    // RFC 4791 4.1: all components of one resource share one UID.
+    if (!first) object.uid = uid_text;
+    else if (object.uid != uid_text) invalid("components with different UIDs");
+    if (!first) first = child;
+
+    // RFC 5545 3.6.1 and 3.6.2: DTEND/DUE and DURATION are alternatives; without METHOD a
+    // VEVENT needs DTSTART.
+    if (child_kind == ICAL_VEVENT_COMPONENT && !icalcomponent_get_first_property(child, ICAL_DTSTART_PROPERTY))
+      invalid("VEVENT has no DTSTART");
+    if (icalcomponent_get_first_property(child, ICAL_DURATION_PROPERTY) &&
+        (icalcomponent_get_first_property(child, ICAL_DTEND_PROPERTY) ||
+         icalcomponent_get_first_property(child, ICAL_DUE_PROPERTY)))
+      invalid("DURATION together with DTEND or DUE");
+
+    if (icalproperty* rid = icalcomponent_get_first_property(child, ICAL_RECURRENCEID_PROPERTY)) {
+      has_overrides = true;
+      if (!recurrence_ids.insert(to_unix(root.get(), rid, icalproperty_get_recurrenceid(rid))).second)
+        invalid("two components with the same RECURRENCE-ID");
+    } else {
+      if (master) invalid("more than one component without RECURRENCE-ID");
+      master = child;
+    }
+  }
+  if (!first) invalid("no VEVENT, VTODO, VJOURNAL or VFREEBUSY");
+
+  object.component = icalcomponent_kind_to_string(kind);
+  icalcomponent* described = master ? master : first;
+  if (icalproperty* summary = icalcomponent_get_first_property(described, ICAL_SUMMARY_PROPERTY)) {
+    const char* text = icalproperty_get_summary(summary);
+    if (text) object.summary = text;
+  }
+  object.recurring = has_overrides || (master && has_recurrence(master));
+  return object;
+}
+
+bool overlaps_time_range(std::string_view ics, std::optional<int64_t> start, std::optional<int64_t> end) {
+  const auto root = parse_ics(ics);
+  if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) return false;
+  return for_each_instance(root.get(), end, [&](icalcomponent*, const Timing& timing, int64_t s, int64_t duration) {
+    return instance_overlaps(timing.rule, s, duration, start, end);
+  });
+}
+
+int64_t parse_ical_utc(std::string_view text) {
+  const auto bad = [&]() -> Error {
+    return Error("bad_time_range", "expected a UTC time like 20260105T000000Z, got '" + std::string(text.substr(0, 40)) + "'",
+                 400);
+  };
+  if (text.size() != 16 || text[8] != 'T' || text[15] != 'Z') throw bad();
+  const auto number = [&](std::size_t at, std::size_t width) {
+    int64_t value = 0;
+    for (std::size_t i = at; i < at + width; ++i) {
+      if (text[i] < '0' || text[i] > '9') throw bad();
+      value = value * 10 + (text[i] - '0');
+    }
+    return value;
+  };
+  const int64_t year = number(0, 4), month = number(4, 2), day = number(6, 2);
+  const int64_t hour = number(9, 2), minute = number(11, 2), second = number(13, 2);
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 60) throw bad();
+  const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  static constexpr int kDaysInMonth[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  if (day > kDaysInMonth[month - 1] + (month == 2 && leap)) throw bad();
+  return days_from_civil(year, month, day) * kSecondsPerDay + hour * 3600 + minute * 60 + second;
+}
+
+std::string format_ical_utc(int64_t unix_seconds) {
+  int64_t days = unix_seconds / kSecondsPerDay;
+  int64_t rest = unix_seconds % kSecondsPerDay;
+  if (rest < 0) {
+    rest += kSecondsPerDay;
+    --days;
+  }
+  int64_t year = 0, month = 0, day = 0;
+  civil_from_days(days, year, month, day);
+  char out[64];
+  std::snprintf(out, sizeof out, "%04lld%02lld%02lldT%02lld%02lld%02lldZ", static_cast<long long>(year),
+                static_cast<long long>(month), static_cast<long long>(day), static_cast<long long>(rest / 3600),
+                static_cast<long long>(rest / 60 % 60), static_cast<long long>(rest % 60));
+  return out;
+}
+
+std::string free_busy(const std::vector<std::string>& objects, int64_t start, int64_t end) {
+  Periods busy;
+  Periods tentative;
+  for (const auto& ics : objects) {
+    const auto root = parse_ics(ics);
+    if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) continue;
+    for_each_instance(root.get(), end, [&](icalcomponent* component, const Timing& timing, int64_t s, int64_t duration) {
+      if (icalcomponent_isa(component) != ICAL_VEVENT_COMPONENT || timing.rule != TimeRule::span) return false;
+      if (duration <= 0 || !instance_overlaps(timing.rule, s, duration, start, end)) return false;
+      const auto type = busy_type(component);
+      if (!type) return false;
+      const std::pair<int64_t, int64_t> period{std::max(s, start), std::min(s + duration, end)};
+      if (period.first < period.second) (*type == ICAL_FBTYPE_BUSYTENTATIVE ? tentative : busy).push_back(period);
+      return false;
+    });
+  }
+
+  // RFC 5545 3.6.4 and 3.8.2.6: FREEBUSY periods in UTC, DTSTART/DTEND the queried range.
+  std::string out = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:" + std::string(kProductId) + "\r\nBEGIN:VFREEBUSY\r\n";
+  out += "DTSTAMP:" + format_ical_utc(static_cast<int64_t>(std::time(nullptr))) + "\r\n";
+  out += "DTSTART:" + format_ical_utc(start) + "\r\nDTEND:" + format_ical_utc(end) + "\r\n";
+  for (const auto& [from, to] : merged(std::move(busy)))
+    out += "FREEBUSY:" + format_ical_utc(from) + "/" + format_ical_utc(to) + "\r\n";
+  for (const auto& [from, to] : merged(std::move(tentative)))
+    out += "FREEBUSY;FBTYPE=BUSY-TENTATIVE:" + format_ical_utc(from) + "/" + format_ical_utc(to) + "\r\n";
+  out += "END:VFREEBUSY\r\nEND:VCALENDAR\r\n";
+  return out;
+}
+
+}  // namespace coop::dav

@@ -1,0 +1,741 @@
+// WebDAV/CalDAV/CardDAV request handling: URL layout, access control, properties, reports.
+#include "workers/dav/dav_handler.h"
+
+#include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "common/auth/member_client.h"
+#include "common/error.h"
+#include "common/paths.h"
+#include "common/text.h"
+#include "workers/dav/calendar_data.h"
+#include "workers/dav/dav_xml.h"
+#include "workers/dav/store/dav_store.h"
+#include "workers/dav/vcard_data.h"
+
+namespace coop::dav {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::size_t kMaxResourceBytes = 1 << 20;  // max-resource-size (RFC 4791 5.2.5)
+constexpr const char* kSyncPrefix = "https://coop.invalid/sync/";
+const QName kApple{"http://apple.com/ns/ical/", "calendar-color"};
+
+QName dav(const char* name) { return {std::string(kDav), name}; }
+QName cal(const char* name) { return {std::string(kCalDav), name}; }
+QName card(const char* name) { return {std::string(kCardDav), name}; }
+QName cs(const char* name) { return {std::string(kCalendarServer), name}; }
+
+std::string http_date(int64_t unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char out[64];
+  std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+  return out;
+}
+
+std::string percent_decode_path(const std::string& path) {
+  std::string out;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path[i] == '%' && i + 2 < path.size()) {
+      out += static_cast<char>(std::stoi(path.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += path[i];
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> segments_of(const std::string& path) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < path.size()) {
+    auto end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    if (end > start) out.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// What a /dav/... path names.
+struct Target {
+  enum Kind { kRoot, kPrincipals, kPrincipal, kHome, kCollection, kResource, kNone } kind = kNone;
+  std::string area;   // "calendars" or "addressbooks"
+  std::string owner;  // handle
+  std::string collection;
+  std::string resource;
+  std::string kind_name() const { return area == "calendars" ? "calendar" : "addressbook"; }
+};
+
+Target parse_target(const std::string& path) {
+  auto parts = segments_of(percent_decode_path(path));
+  Target t;
+  if (parts.empty() || parts[0] != "dav") return t;
+  parts.erase(parts.begin());
+  auto only = [](Target::Kind kind, std::string owner = {}) {
+    Target target;
+    target.kind = kind;
+    target.owner = std::move(owner);
+    return target;
+  };
+  if (parts.empty()) return only(Target::kRoot);
+  if (parts[0] == "principals") {
+    if (parts.size() == 1) return only(Target::kPrincipals);
+    if (parts.size() == 2) return only(Target::kPrincipal, parts[1]);
+    return t;
+  }
+  if (parts[0] != "calendars" && parts[0] != "addressbooks") return t;
+  t.area = parts[0];
+  if (parts.size() == 2) return t.kind = Target::kHome, t.owner = parts[1], t;
+  if (parts.size() == 3) return t.kind = Target::kCollection, t.owner = parts[1], t.collection = parts[2], t;
+  if (parts.size() == 4) {
+    t.kind = Target::kResource;
+    t.owner = parts[1];
+    t.collection = parts[2];
+    t.resource = parts[3];
+  }
+  return t;
+}
+
+std::string collection_href(const Collection& c) {
+  return "/dav/" + std::string(c.kind == "calendar" ? "calendars" : "addressbooks") + "/" + percent_encode(c.owner) + "/" +
+         percent_encode(c.name) + "/";
+}
+
+Response dav_response(int status, std::string body = {}, std::string content_type = "application/xml; charset=utf-8") {
+  auto r = Response::bytes(status, std::move(body), body.empty() ? std::string() : std::move(content_type));
+  r.headers.emplace_back("DAV", "1, 3, calendar-access, addressbook, extended-mkcol");
+  return r;
+}
+
+Response precondition(int status, const QName& name, const std::string& message) {
+  spdlog::debug("dav precondition {}: {}", clark(name), message);
+  return dav_response(status, error_body(name));
+}
+
+// Property values arrive as inner XML (dav_xml.h); text properties store the text itself.
+std::string xml_text(std::string_view inner) {
+  std::string out;
+  for (std::size_t i = 0; i < inner.size(); ++i) {
+    if (inner[i] != '&') {
+      out += inner[i];
+      continue;
+    }
+    const auto end = inner.find(';', i);
+    if (end == std::string_view::npos) {
+      out += inner.substr(i);
+      break;
+    }
+    const auto entity = inner.substr(i + 1, end - i - 1);
+    if (entity == "amp") out += '&';
+    else if (entity == "lt") out += '<';
+    else if (entity == "gt") out += '>';
+    else if (entity == "quot") out += '"';
+    else if (entity == "apos") out += '\'';
+    else if (!entity.empty() && entity[0] == '#') {
+      const long code = entity.size() > 1 && entity[1] == 'x' ? std::strtol(std::string(entity.substr(2)).c_str(), nullptr, 16)
+                                                              : std::strtol(std::string(entity.substr(1)).c_str(), nullptr, 10);
+      if (code > 0 && code < 0x80) out += static_cast<char>(code);
+    } else {
+      out += inner.substr(i, end - i + 1);
+    }
+    i = end;
+  }
+  return out;
+}
+
+struct Identity {
+  std::string handle;
+  std::vector<std::string> groups;
+};
+
+}  // namespace
+
+struct DavHandler::Impl {
+  const Home& home;
+  DavStore& store;
+  std::string domain;
+
+  // DAV clients send Basic credentials on every request: a verified pair is remembered for a
+  // minute (by a hash, never the password), so argon2 runs once, not per request.
+  std::mutex cache_mutex;
+  struct Cached {
+    Identity identity;
+    Clock::time_point until;
+  };
+  std::map<std::string, Cached> cache;
+
+  Impl(const Home& home, DavStore& store, std::string domain) : home(home), store(store), domain(std::move(domain)) {}
+
+  static std::string digest(const std::string& text) {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_Digest(text.data(), text.size(), out, &length, EVP_sha256(), nullptr);
+    return std::string(reinterpret_cast<char*>(out), length);
+  }
+
+  std::optional<Identity> authenticate(const Request& q) {
+    const auto header = q.header("authorization");
+    if (header.rfind("Basic ", 0) != 0) return std::nullopt;
+    std::string decoded;
+    {
+      const std::string b64 = header.substr(6);
+      std::string out(b64.size(), '\0');
+      const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                    reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
+      if (n < 0) return std::nullopt;
+      out.resize(static_cast<std::size_t>(n));
+      while (!out.empty() && out.back() == '\0') out.pop_back();  // padding bytes
+      decoded = out;
+    }
+    const auto colon = decoded.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    const std::string user = decoded.substr(0, colon), password = decoded.substr(colon + 1);
+    const auto key = digest(user + '\0' + password);
+    {
+      std::lock_guard lock(cache_mutex);
+      auto it = cache.find(key);
+      if (it != cache.end() && it->second.until > Clock::now()) return it->second.identity;
+    }
+    try {
+      const auto member = auth::verify_credentials(home, user, password, "dav", q.remote_address);
+      Identity id{member.handle, member.groups};
+      std::lock_guard lock(cache_mutex);
+      if (cache.size() > 10000) cache.clear();
+      cache[key] = {id, Clock::now() + std::chrono::seconds(60)};
+      return id;
+    } catch (const Error& e) {
+      if (e.code() == "not_running") throw;
+      return std::nullopt;
+    }
+  }
+
+  // "owner", "read-write", "read" or "" (no access: answer 404, RFC 4918 leaks nothing).
+  std::string access(const Identity& who, const Collection& c) {
+    if (c.owner == who.handle) return "owner";
+    std::string best;
+    for (const auto& g : store.grants(c.id)) {
+      const bool applies = g.grantee == "everyone" || g.grantee == "member:" + who.handle ||
+                           (g.grantee.rfind("group:", 0) == 0 &&
+                            std::find(who.groups.begin(), who.groups.end(), g.grantee.substr(6)) != who.groups.end());
+      if (applies && (best.empty() || g.access == "read-write")) best = g.access;
+    }
+    return best;
+  }
+
+  std::vector<std::pair<Collection, std::string>> visible_collections(const Identity& who, const std::string& kind) {
+    std::vector<std::pair<Collection, std::string>> out;
+    for (const auto& c : store.collections(who.handle, kind)) out.emplace_back(c, "owner");
+    for (auto& shared : store.shared_with(who.handle, who.groups, kind)) out.push_back(shared);
+    return out;
+  }
+
+  // ---- properties ----
+
+  std::string principal_href(const std::string& handle) { return "/dav/principals/" + percent_encode(handle) + "/"; }
+
+  std::vector<PropValue> principal_props(const Identity& who, const std::string& handle, const std::vector<QName>& want) {
+    std::vector<PropValue> out;
+    for (const auto& p : want) {
+      std::optional<std::string> v;
+      if (p == dav("resourcetype")) v = "<D:principal/>";
+      else if (p == dav("displayname")) v = xml_escape(handle);
+      else if (p == dav("current-user-principal")) v = href_xml(principal_href(who.handle));
+      else if (p == dav("principal-URL")) v = href_xml(principal_href(handle));
+      else if (p == cal("calendar-home-set")) v = href_xml("/dav/calendars/" + percent_encode(handle) + "/");
+      else if (p == card("addressbook-home-set")) v = href_xml("/dav/addressbooks/" + percent_encode(handle) + "/");
+      else if (p == cal("calendar-user-address-set")) v = href_xml("mailto:" + handle + "@" + domain);
+      else if (p == dav("principal-collection-set")) v = href_xml("/dav/principals/");
+      else if (p == dav("supported-report-set")) v = "";
+      out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
+    }
+    return out;
+  }
+
+  std::string privileges(const std::string& level) {
+    // RFC 3744 5.4 current-user-privilege-set.
+    std::string out = "<D:privilege><D:read/></D:privilege><D:privilege><D:read-current-user-privilege-set/></D:privilege>";
+    if (level == "owner" || level == "read-write")
+      out += "<D:privilege><D:write/></D:privilege><D:privilege><D:write-content/></D:privilege>"
+             "<D:privilege><D:bind/></D:privilege><D:privilege><D:unbind/></D:privilege>";
+    if (level == "owner") out += "<D:privilege><D:write-properties/></D:privilege>";
+    return out;
+  }
+
+  std::vector<PropValue> collection_props(const Identity& who, const Collection& c, const std::string& level,
+                                          const std::vector<QName>& want) {
+    const bool calendar = c.kind == "calendar";
+    std::vector<PropValue> out;
+    for (const auto& p : want) {
+      std::optional<std::string> v;
+      if (p == dav("resourcetype")) v = calendar ? "<D:collection/><C:calendar/>" : "<D:collection/><CR:addressbook/>";
+      else if (p == dav("displayname")) v = xml_escape(c.displayname.empty() ? c.name : c.displayname);
+      else if (p == cs("getctag")) v = xml_escape(std::to_string(c.sync_seq));
+      else if (p == dav("sync-token")) v = xml_escape(kSyncPrefix + std::to_string(c.id) + "/" + std::to_string(c.sync_seq));
+      else if (p == dav("current-user-principal")) v = href_xml(principal_href(who.handle));
+      else if (p == dav("owner")) v = href_xml(principal_href(c.owner));
+      else if (p == dav("current-user-privilege-set")) v = privileges(level);
+      else if (p == dav("supported-report-set")) {
+        std::string reports = "<D:supported-report><D:report><D:sync-collection/></D:report></D:supported-report>";
+        reports += calendar ? "<D:supported-report><D:report><C:calendar-query/></D:report></D:supported-report>"
+                              "<D:supported-report><D:report><C:calendar-multiget/></D:report></D:supported-report>"
+                              "<D:supported-report><D:report><C:free-busy-query/></D:report></D:supported-report>"
+                            : "<D:supported-report><D:report><CR:addressbook-query/></D:report></D:supported-report>"
+                              "<D:supported-report><D:report><CR:addressbook-multiget/></D:report></D:supported-report>";
+        v = reports;
+      } else if (calendar && p == cal("supported-calendar-component-set")) {
+        std::string comps;
+        std::string list = c.components.empty() ? "VEVENT,VTODO,VJOURNAL" : c.components;
+        std::size_t start = 0;
+        while (start < list.size()) {
+          auto end = list.find(',', start);
+          if (end == std::string::npos) end = list.size();
+          comps += "<C:comp name=\"" + xml_escape(list.substr(start, end - start)) + "\"/>";
+          start = end + 1;
+        }
+        v = comps;
+      } else if (calendar && p == cal("calendar-description")) v = xml_escape(c.description);
+      else if (!calendar && p == card("addressbook-description")) v = xml_escape(c.description);
+      else if ((calendar && p == cal("max-resource-size")) || (!calendar && p == card("max-resource-size")))
+        v = std::to_string(kMaxResourceBytes);
+      else if (!calendar && p == card("supported-address-data"))
+        v = "<CR:address-data-type content-type=\"text/vcard\" version=\"3.0\"/><CR:address-data-type content-type=\"text/vcard\" version=\"4.0\"/>";
+      else if (calendar && p == kApple && !c.color.empty()) v = xml_escape(c.color);
+      out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
+    }
+    return out;
+  }
+
+  std::vector<PropValue> resource_props(const Collection& c, const Resource& r, const std::vector<QName>& want) {
+    std::vector<PropValue> out;
+    for (const auto& p : want) {
+      std::optional<std::string> v;
+      if (p == dav("resourcetype")) v = "";
+      else if (p == dav("getetag")) v = xml_escape(r.etag);
+      else if (p == dav("getcontenttype")) v = c.kind == "calendar" ? "text/calendar; charset=utf-8" : "text/vcard; charset=utf-8";
+      else if (p == dav("getcontentlength")) v = std::to_string(r.data.size());
+      else if (p == dav("getlastmodified")) v = http_date(r.modified_at);
+      else if (p == dav("displayname")) v = "";
+      else if ((c.kind == "calendar" && p == cal("calendar-data")) || (c.kind != "calendar" && p == card("address-data")))
+        v = xml_escape(r.data);
+      out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
+    }
+    return out;
+  }
+
+  static std::vector<QName> wanted(const PropfindRequest& request, bool collection) {
+    if (request.kind == PropfindRequest::kProp) return request.props;
+    std::vector<QName> all = {dav("resourcetype"), dav("displayname"), dav("getetag"), dav("getcontenttype"),
+                              dav("getlastmodified"), dav("getcontentlength")};
+    if (collection) all = {dav("resourcetype"), dav("displayname"), cs("getctag"), dav("sync-token")};
+    for (const auto& extra : request.include) all.push_back(extra);
+    return all;
+  }
+
+  static std::vector<PropValue> names_only(std::vector<PropValue> props) {
+    std::vector<PropValue> out;
+    for (auto& p : props)
+      if (p.status == 200) out.push_back({p.name, std::nullopt, 200});
+    return out;
+  }
+
+  // ---- methods ----
+
+  Response propfind(const Identity& who, const Request& q, const Target& t) {
+    const auto depth = q.header("depth", "1");
+    if (depth == "infinity") return precondition(403, dav("propfind-finite-depth"), "depth infinity");
+    const auto request = parse_propfind(q.body);
+    const bool names = request.kind == PropfindRequest::kPropname;
+    Multistatus ms;
+    auto add = [&](const std::string& href, std::vector<PropValue> props) {
+      ms.add_response(href, names ? names_only(std::move(props)) : std::move(props));
+    };
+    const std::vector<QName> principal_all = {dav("resourcetype"), dav("displayname"), dav("current-user-principal"),
+                                              cal("calendar-home-set"), card("addressbook-home-set")};
+    switch (t.kind) {
+      case Target::kRoot:
+      case Target::kPrincipals: {
+        const auto props = request.kind == PropfindRequest::kProp ? request.props : principal_all;
+        std::vector<PropValue> values;
+        for (const auto& p : props) {
+          if (p == dav("resourcetype")) values.push_back({p, "<D:collection/>", 200});
+          else if (p == dav("current-user-principal")) values.push_back({p, href_xml(principal_href(who.handle)), 200});
+          else values.push_back({p, std::nullopt, 404});
+        }
+        add(t.kind == Target::kRoot ? "/dav/" : "/dav/principals/", values);
+        if (depth == "1" && t.kind == Target::kPrincipals)
+          add(principal_href(who.handle), principal_props(who, who.handle, props));
+        break;
+      }
+      case Target::kPrincipal: {
+        if (t.owner != who.handle) return dav_response(404);
+        add(principal_href(t.owner), principal_props(who, t.owner, request.kind == PropfindRequest::kProp ? request.props : principal_all));
+        break;
+      }
+      case Target::kHome: {
+        if (t.owner != who.handle) return dav_response(404);
+        const auto props = request.kind == PropfindRequest::kProp ? request.props : std::vector<QName>{dav("resourcetype"), dav("displayname")};
+        std::vector<PropValue> values;
+        for (const auto& p : props) {
+          if (p == dav("resourcetype")) values.push_back({p, "<D:collection/>", 200});
+          else if (p == dav("current-user-principal")) values.push_back({p, href_xml(principal_href(who.handle)), 200});
+          else if (p == dav("displayname")) values.push_back({p, xml_escape(t.area), 200});
+          else if (p == dav("current-user-privilege-set")) values.push_back({p, privileges("owner"), 200});
+          else values.push_back({p, std::nullopt, 404});
+        }
+        add("/dav/" + t.area + "/" + percent_encode(t.owner) + "/", values);
+        if (depth == "1")
+          for (const auto& [c, level] : visible_collections(who, t.kind_name()))
+            add(collection_href(c), collection_props(who, c, level, wanted(request, true)));
+        break;
+      }
+      case Target::kCollection: {
+        auto c = store.collection(t.owner, t.kind_name(), t.collection);
+        if (!c) return dav_response(404);
+        const auto level = access(who, *c);
+        if (level.empty()) return dav_response(404);
+        add(collection_href(*c), collection_props(who, *c, level, wanted(request, true)));
+        if (depth == "1")
+          for (const auto& r : store.resources(c->id))
+            add(collection_href(*c) + percent_encode(r.name), resource_props(*c, r, wanted(request, false)));
+        break;
+      }
+      case Target::kResource: {
+        auto c = store.collection(t.owner, t.kind_name(), t.collection);
+        if (!c || access(who, *c).empty()) return dav_response(404);
+        auto r = store.resource(c->id, t.resource);
+        if (!r) return dav_response(404);
+        add(collection_href(*c) + percent_encode(r->name), resource_props(*c, *r, wanted(request, false)));
+        break;
+      }
+      case Target::kNone: return dav_response(404);
+    }
+    return dav_response(207, ms.str());
+  }
+
+  Response proppatch(const Identity& who, const Request& q, const Target& t) {
+    if (t.kind != Target::kCollection) return dav_response(403);
+    auto c = store.collection(t.owner, t.kind_name(), t.collection);
+    if (!c || access(who, *c).empty()) return dav_response(404);
+    if (access(who, *c) != "owner") return dav_response(403);
+    const auto request = parse_proppatch(q.body);
+    std::optional<std::string> name, description, color;
+    bool failed = false;
+    std::vector<PropValue> results;
+    for (const auto& [p, value] : request.changes) {
+      const auto text = xml_text(value.value_or(""));
+      if (p == dav("displayname")) name = text;
+      else if (p == cal("calendar-description") || p == card("addressbook-description")) description = text;
+      else if (p == kApple) color = text;
+      else {
+        failed = true;
+        results.push_back({p, std::nullopt, 403});
+        continue;
+      }
+      results.push_back({p, std::nullopt, 200});
+    }
+    // RFC 4918 9.2: all or nothing; the others fail with 424 when one is refused.
+    if (failed) {
+      for (auto& r : results)
+        if (r.status == 200) r.status = 424;
+    } else {
+      store.update_collection(c->id, name, description, color);
+    }
+    Multistatus ms;
+    ms.add_response(collection_href(*c), results);
+    return dav_response(207, ms.str());
+  }
+
+  Response make_collection(const Identity& who, const Request& q, const Target& t, bool mkcalendar) {
+    if (t.kind != Target::kCollection) return dav_response(403);
+    if (t.owner != who.handle) return dav_response(403);
+    const auto request = parse_mkcol(q.body);
+    const bool is_calendar = mkcalendar || std::find(request.resourcetype.begin(), request.resourcetype.end(), cal("calendar")) != request.resourcetype.end();
+    const bool is_addressbook = std::find(request.resourcetype.begin(), request.resourcetype.end(), card("addressbook")) != request.resourcetype.end();
+    if ((t.area == "calendars" && !is_calendar) || (t.area == "addressbooks" && !is_addressbook))
+      return precondition(403, dav("valid-resourcetype"), "only calendars and address books can be made here");
+    std::string displayname, components;
+    for (const auto& [p, value] : request.props)
+      if (p == dav("displayname")) displayname = xml_text(value);
+    for (const auto& comp : request.components) components += (components.empty() ? "" : ",") + comp;
+    try {
+      store.create_collection(who.handle, t.kind_name(), t.collection, displayname, components);
+    } catch (const Error& e) {
+      if (e.code() == "collection_exists") return precondition(405, dav("resource-must-be-null"), e.what());
+      throw;
+    }
+    return dav_response(201);
+  }
+
+  Response get(const Identity& who, const Request& q, const Target& t) {
+    if (t.kind != Target::kResource) return dav_response(t.kind == Target::kNone ? 404 : 405);
+    auto c = store.collection(t.owner, t.kind_name(), t.collection);
+    if (!c || access(who, *c).empty()) return dav_response(404);
+    auto r = store.resource(c->id, t.resource);
+    if (!r) return dav_response(404);
+    if (q.header("if-none-match") == r->etag) {
+      auto not_modified = dav_response(304);
+      not_modified.headers.emplace_back("ETag", r->etag);
+      return not_modified;
+    }
+    auto response = Response::bytes(200, r->data, c->kind == "calendar" ? "text/calendar; charset=utf-8" : "text/vcard; charset=utf-8");
+    response.headers.emplace_back("ETag", r->etag);
+    response.headers.emplace_back("Last-Modified", http_date(r->modified_at));
+    return response;
+  }
+
+  Response put(const Identity& who, const Request& q, const Target& t) {
+    if (t.kind != Target::kResource) return dav_response(405);
+    auto c = store.collection(t.owner, t.kind_name(), t.collection);
+    if (!c) return dav_response(t.owner == who.handle ? 409 : 404);
+    const auto level = access(who, *c);
+    if (level.empty()) return dav_response(404);
+    if (level == "read") return precondition(403, dav("need-privileges"), "read-only");
+    const bool calendar = c->kind == "calendar";
+    if (q.body.size() > kMaxResourceBytes)
+      return precondition(403, calendar ? cal("max-resource-size") : card("max-resource-size"), "too large");
+    // RFC 4918 10.4 and RFC 7232: If-Match / If-None-Match: * guard against lost updates.
+    const auto existing = store.resource(c->id, t.resource);
+    const auto if_match = q.header("if-match"), if_none = q.header("if-none-match");
+    if (!if_match.empty() && (!existing || (if_match != "*" && if_match != existing->etag))) return dav_response(412);
+    if (if_none == "*" && existing) return dav_response(412);
+    std::string uid, component;
+    try {
+      if (calendar) {
+        const auto object = parse_calendar_object(q.body);
+        const std::string allowed = c->components.empty() ? "VEVENT,VTODO,VJOURNAL,VFREEBUSY" : c->components;
+        if (("," + allowed + ",").find("," + object.component + ",") == std::string::npos)
+          return precondition(403, cal("supported-calendar-component"), object.component + " not allowed here");
+        uid = object.uid;
+        component = object.component;
+      } else {
+        const auto card_data = parse_vcard(q.body);
+        uid = card_data.uid;
+        component = "VCARD";
+      }
+    } catch (const Error& e) {
+      return precondition(403, calendar ? cal("valid-calendar-data") : card("valid-address-data"), e.what());
+    }
+    std::string etag;
+    try {
+      etag = store.put_resource(c->id, t.resource, uid, component, q.body);
+    } catch (const Error& e) {
+      if (e.code() == "no-uid-conflict")
+        return precondition(409, calendar ? cal("no-uid-conflict") : card("no-uid-conflict"), e.what());
+      throw;
+    }
+    auto response = dav_response(existing ? 204 : 201);
+    response.headers.emplace_back("ETag", etag);
+    return response;
+  }
+
+  Response remove(const Identity& who, const Request& q, const Target& t) {
+    if (t.kind != Target::kResource && t.kind != Target::kCollection) return dav_response(403);
+    auto c = store.collection(t.owner, t.kind_name(), t.collection);
+    if (!c) return dav_response(404);
+    const auto level = access(who, *c);
+    if (level.empty()) return dav_response(404);
+    if (t.kind == Target::kCollection) {
+      if (level != "owner") return dav_response(403);
+      store.remove_collection(c->id);
+      return dav_response(204);
+    }
+    if (level == "read") return dav_response(403);
+    const auto existing = store.resource(c->id, t.resource);
+    if (!existing) return dav_response(404);
+    const auto if_match = q.header("if-match");
+    if (!if_match.empty() && if_match != "*" && if_match != existing->etag) return dav_response(412);
+    store.delete_resource(c->id, t.resource);
+    return dav_response(204);
+  }
+
+  Response copy_or_move(const Identity& who, const Request& q, const Target& t, bool move) {
+    if (t.kind != Target::kResource) return dav_response(403);
+    auto from = store.collection(t.owner, t.kind_name(), t.collection);
+    if (!from || access(who, *from).empty()) return dav_response(404);
+    auto r = store.resource(from->id, t.resource);
+    if (!r) return dav_response(404);
+    std::string destination = q.header("destination");
+    if (const auto scheme = destination.find("://"); scheme != std::string::npos) {
+      const auto path = destination.find('/', scheme + 3);
+      destination = path == std::string::npos ? "/" : destination.substr(path);
+    }
+    const auto d = parse_target(destination);
+    if (d.kind != Target::kResource || d.area != t.area) return dav_response(502);
+    auto to = store.collection(d.owner, d.kind_name(), d.collection);
+    if (!to || access(who, *to).empty()) return dav_response(409);
+    const auto to_level = access(who, *to);
+    if (to_level == "read" || (move && access(who, *from) == "read")) return dav_response(403);
+    const bool exists = store.resource(to->id, d.resource).has_value();
+    if (exists && q.header("overwrite", "T") == "F") return dav_response(412);
+    try {
+      store.put_resource(to->id, d.resource, r->uid, r->component, r->data);
+    } catch (const Error& e) {
+      if (e.code() == "no-uid-conflict") return precondition(409, from->kind == "calendar" ? cal("no-uid-conflict") : card("no-uid-conflict"), e.what());
+      throw;
+    }
+    if (move && !(to->id == from->id && d.resource == t.resource)) store.delete_resource(from->id, t.resource);
+    return dav_response(exists ? 204 : 201);
+  }
+
+  Response report(const Identity& who, const Request& q, const Target& t) {
+    if (t.kind != Target::kCollection) return precondition(403, dav("supported-report"), "reports run on collections");
+    auto c = store.collection(t.owner, t.kind_name(), t.collection);
+    if (!c || access(who, *c).empty()) return dav_response(404);
+    const auto report = parse_report(q.body);
+    const bool calendar = c->kind == "calendar";
+    const auto data_prop = calendar ? cal("calendar-data") : card("address-data");
+    auto props = report.props;
+    if (props.empty()) props = {dav("getetag"), data_prop};
+    Multistatus ms;
+    const auto href_of = [&](const std::string& name) { return collection_href(*c) + percent_encode(name); };
+
+    switch (report.kind) {
+      case Report::kCalendarMultiget:
+      case Report::kAddressbookMultiget: {
+        for (const auto& href : report.hrefs) {
+          const auto target = parse_target(href);
+          std::optional<Resource> r;
+          if (target.kind == Target::kResource && target.owner == c->owner && target.collection == c->name)
+            r = store.resource(c->id, target.resource);
+          if (r) ms.add_response(href, resource_props(*c, *r, props));
+          else ms.add_status_response(href, 404);
+        }
+        break;
+      }
+      case Report::kCalendarQuery: {
+        if (!calendar) return precondition(403, dav("supported-report"), "not a calendar");
+        std::optional<int64_t> start, end;
+        try {
+          if (report.time_range_start) start = parse_ical_utc(*report.time_range_start);
+          if (report.time_range_end) end = parse_ical_utc(*report.time_range_end);
+        } catch (const Error&) {
+          return precondition(403, cal("valid-filter"), "bad time-range");
+        }
+        for (const auto& r : store.resources(c->id)) {
+          if (!report.comp_filter.empty() && r.component != report.comp_filter) continue;
+          if ((start || end) && !overlaps_time_range(r.data, start, end)) continue;
+          ms.add_response(href_of(r.name), resource_props(*c, r, props));
+        }
+        break;
+      }
+      case Report::kAddressbookQuery: {
+        if (calendar) return precondition(403, dav("supported-report"), "not an address book");
+        int count = 0;
+        for (const auto& r : store.resources(c->id)) {
+          if (report.limit && count >= *report.limit) break;
+          bool keep = report.text_matches.empty();
+          if (!keep) {
+            const auto parsed = parse_vcard(r.data);
+            keep = !report.anyof;
+            for (const auto& m : report.text_matches) {
+              const bool hit = text_match(parsed, m.property, m.text, m.match_type.empty() ? "contains" : m.match_type, m.negate);
+              keep = report.anyof ? (keep || hit) : (keep && hit);
+            }
+          }
+          if (!keep) continue;
+          ms.add_response(href_of(r.name), resource_props(*c, r, props));
+          ++count;
+        }
+        break;
+      }
+      case Report::kSyncCollection: {
+        // RFC 6578 3.2: the token names the collection and its change sequence.
+        int64_t since = 0;
+        if (!report.sync_token.empty()) {
+          const std::string prefix = kSyncPrefix + std::to_string(c->id) + "/";
+          if (report.sync_token.rfind(prefix, 0) != 0) return precondition(403, dav("valid-sync-token"), "unknown token");
+          try {
+            since = std::stoll(report.sync_token.substr(prefix.size()));
+          } catch (...) {
+            return precondition(403, dav("valid-sync-token"), "bad token");
+          }
+          if (since > c->sync_seq) return precondition(403, dav("valid-sync-token"), "token from the future");
+        }
+        auto [changes, now] = store.changes_since(c->id, since);
+        for (const auto& change : changes) {
+          if (change.deleted) {
+            if (since > 0) ms.add_status_response(href_of(change.name), 404);
+            continue;
+          }
+          if (auto r = store.resource(c->id, change.name)) ms.add_response(href_of(r->name), resource_props(*c, *r, props));
+        }
+        ms.set_sync_token(kSyncPrefix + std::to_string(c->id) + "/" + std::to_string(now));
+        break;
+      }
+      case Report::kFreeBusyQuery: {
+        if (!calendar || !report.time_range_start || !report.time_range_end)
+          return precondition(403, cal("valid-filter"), "free-busy-query needs a time-range");
+        std::vector<std::string> objects;
+        for (const auto& r : store.resources(c->id)) objects.push_back(r.data);
+        return Response::bytes(200, free_busy(objects, parse_ical_utc(*report.time_range_start), parse_ical_utc(*report.time_range_end)),
+                               "text/calendar; charset=utf-8");
+      }
+      case Report::kUnknown: return precondition(403, dav("supported-report"), "unsupported report");
+    }
+    return dav_response(207, ms.str());
+  }
+};
+
+DavHandler::DavHandler(const Home& home, DavStore& store, std::string domain)
+    : impl_(std::make_unique<Impl>(home, store, std::move(domain))) {}
+
+DavHandler::~DavHandler() = default;
+
+void DavHandler::forget(const std::string& handle) {
+  std::lock_guard lock(impl_->cache_mutex);
+  for (auto it = impl_->cache.begin(); it != impl_->cache.end();)
+    it = it->second.identity.handle == handle ? impl_->cache.erase(it) : std::next(it);
+}
+
+Response DavHandler::handle(const Request& q) {
+  // RFC 6764 5: the well-known URIs lead to the DAV root.
+  if (q.path == "/.well-known/caldav" || q.path == "/.well-known/carddav") {
+    auto r = dav_response(301);
+    r.headers.emplace_back("Location", "/dav/");
+    return r;
+  }
+  if (q.method == "OPTIONS") {
+    auto r = dav_response(200);
+    r.headers.emplace_back("Allow", "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE");
+    return r;
+  }
+  const auto who = impl_->authenticate(q);
+  if (!who) {
+    auto r = dav_response(401, "authentication required\n", "text/plain; charset=utf-8");
+    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
+    return r;
+  }
+  const auto target = parse_target(q.path);
+  try {
+    if (q.method == "PROPFIND") return impl_->propfind(*who, q, target);
+    if (q.method == "PROPPATCH") return impl_->proppatch(*who, q, target);
+    if (q.method == "MKCALENDAR") return impl_->make_collection(*who, q, target, true);
+    if (q.method == "MKCOL") return impl_->make_collection(*who, q, target, false);
+    if (q.method == "GET" || q.method == "HEAD") return impl_->get(*who, q, target);
+    if (q.method == "PUT") return impl_->put(*who, q, target);
+    if (q.method == "DELETE") return impl_->remove(*who, q, target);
+    if (q.method == "COPY" || q.method == "MOVE") return impl_->copy_or_move(*who, q, target, q.method == "MOVE");
+    if (q.method == "REPORT") return impl_->report(*who, q, target);
+  } catch (const Error& e) {
+    if (e.code() == "bad_xml" || e.code() == "bad_request") return dav_response(400, std::string(e.what()) + "\n", "text/plain; charset=utf-8");
+    if (e.code() == "body_too_large") return dav_response(413);
+    throw;
+  }
+  return dav_response(405);
+}
+
+}  // namespace coop::dav

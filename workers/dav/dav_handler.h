@@ -1,0 +1,31 @@
+// The WebDAV, CalDAV and CardDAV protocol of coop-dav (RFC 4918, 4791, 6352, 6578, 5397, 3744).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/http/router.h"
+
+namespace coop {
+class Home;
+}
+
+namespace coop::dav {
+
+class DavStore;
+
+class DavHandler {
+ public:
+  DavHandler(const Home& home, DavStore& store, std::string domain);
+  ~DavHandler();
+  // Every request under /dav/ and the /.well-known/ redirects; blocks (SQLite, password hashing).
+  http::Response handle(const http::Request& request);
+  // A member's cached credentials go (suspension, new password, revoked app password).
+  void forget(const std::string& handle);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coop::dav

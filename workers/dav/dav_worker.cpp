@@ -1,0 +1,93 @@
+// coop-dav wiring.
+#include "workers/dav/dav_worker.h"
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "common/auth/member_client.h"
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/http/router.h"
+#include "common/http/server.h"
+#include "common/worker_runtime.h"
+#include "workers/dav/dav_admin_api.h"
+#include "workers/dav/dav_handler.h"
+#include "workers/dav/member_directory.h"
+#include "workers/dav/store/dav_store.h"
+
+namespace coop::dav {
+
+DavWorker::DavWorker(WorkerRuntime& runtime)
+    : store_(std::make_unique<DavStore>(runtime.home().database("dav"))),
+      handler_(std::make_unique<DavHandler>(runtime.home(), *store_, runtime.config().domain())),
+      directory_(std::make_unique<MemberDirectory>(runtime.home(), *store_, runtime.config().domain())),
+      router_(std::make_unique<http::Router>()) {
+  auto run = runtime.blocking_runner();
+  add_dav_admin_routes(runtime, *store_);
+  router_->set_fallback([handler = handler_.get(), run](const http::Request& q, http::Reply reply) {
+    run([handler, q, reply] {
+      try {
+        reply(handler->handle(q));
+      } catch (const Error& e) {
+        spdlog::warn("dav {} {}: {}", q.method, q.path, e.what());
+        reply(http::Response::bytes(e.code() == "not_running" ? 503 : 500, std::string(e.what()) + "\n", "text/plain"));
+      } catch (const std::exception& e) {
+        spdlog::error("dav {} {}: {}", q.method, q.path, e.what());
+        reply(http::Response::bytes(500, "internal error\n", "text/plain"));
+      }
+    });
+  });
+
+  const auto& config = runtime.config();
+  http::ServerLimits limits;
+  limits.max_body_bytes = 8 << 20;
+  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.dav.max_connections", 1024));
+  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.dav.max_connections_per_address", 64));
+  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.dav.idle_timeout_ms", 60000));
+  std::vector<ListenerConfig> bound;
+  for (const auto& listener : config.listeners("dav")) {
+    if (listener.name != "http") continue;
+    server_ = http::Server::tcp(runtime.io(), listener.address, listener.port, *router_, limits);
+    server_->start();
+    auto actual = listener;
+    actual.port = server_->port();
+    bound.push_back(actual);
+  }
+  runtime.set_listeners(bound);
+
+  // The members directory follows the registry; credentials cached for a minute are
+  // forgotten at once when a member is suspended or changes a password.
+  int64_t since = 0;
+  try {
+    control::Client client(runtime.home().socket("member"));
+    since = client.get("/v1/status").json().value("last_event", int64_t{0});
+  } catch (const std::exception&) {
+  }
+  follower_ = std::make_unique<auth::MemberEventFollower>(
+      runtime.home(), since, [this](const auth::MemberEvent& event) {
+        if (auth::ends_sessions(event)) handler_->forget(event.handle);
+        try {
+          directory_->refresh();
+        } catch (const std::exception& e) {
+          spdlog::warn("members directory: {}", e.what());
+        }
+      });
+  run([directory = directory_.get()] {
+    try {
+      directory->refresh();
+    } catch (const std::exception& e) {
+      spdlog::warn("members directory: {}", e.what());
+    }
+  });
+  runtime.on_shutdown([this] {
+    if (server_) server_->stop();
+  });
+}
+
+DavWorker::~DavWorker() {
+  follower_.reset();
+  if (server_) server_->stop();
+}
+
+}  // namespace coop::dav

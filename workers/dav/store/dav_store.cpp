@@ -1,0 +1,330 @@
+// dav.db schema and queries.
+#include "workers/dav/store/dav_store.h"
+
+#include <openssl/evp.h>
+
+#include <ctime>
+
+#include "common/error.h"
+#include "common/sqlite.h"
+
+namespace coop::dav {
+
+namespace {
+
+constexpr sqlite::Migration kMigrations[] = {
+    {1, R"sql(
+      CREATE TABLE collections (
+        id          INTEGER PRIMARY KEY,
+        owner       TEXT NOT NULL,
+        kind        TEXT NOT NULL CHECK (kind IN ('calendar', 'addressbook')),
+        name        TEXT NOT NULL,
+        displayname TEXT NOT NULL DEFAULT '',
+        description TEXT NOT NULL DEFAULT '',
+        color       TEXT NOT NULL DEFAULT '',
+        components  TEXT NOT NULL DEFAULT '',
+        grp         TEXT NOT NULL DEFAULT '',
+        sync_seq    INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL,
+        UNIQUE (owner, kind, name)
+      );
+      CREATE TABLE resources (
+        collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        uid           TEXT NOT NULL,
+        component     TEXT NOT NULL DEFAULT '',
+        etag          TEXT NOT NULL,
+        data          TEXT NOT NULL,
+        modified_at   INTEGER NOT NULL,
+        PRIMARY KEY (collection_id, name),
+        UNIQUE (collection_id, uid)
+      ) WITHOUT ROWID;
+      CREATE TABLE changes (
+        collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,
+        seq           INTEGER NOT NULL,
+        name          TEXT NOT NULL,
+        deleted       INTEGER NOT NULL,
+        PRIMARY KEY (collection_id, seq)
+      ) WITHOUT ROWID;
+      CREATE TABLE grants (
+        collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,
+        grantee       TEXT NOT NULL,
+        access        TEXT NOT NULL CHECK (access IN ('read', 'read-write')),
+        PRIMARY KEY (collection_id, grantee)
+      ) WITHOUT ROWID;
+    )sql"},
+};
+
+std::string strong_etag(std::string_view data) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string out = "\"";
+  for (unsigned i = 0; i < 12; ++i) {
+    out += hex[digest[i] >> 4];
+    out += hex[digest[i] & 15];
+  }
+  return out + "\"";
+}
+
+Collection read_collection(sqlite::Statement& s) {
+  Collection c;
+  c.id = s.column_int64(0);
+  c.owner = s.column_text(1);
+  c.kind = s.column_text(2);
+  c.name = s.column_text(3);
+  c.displayname = s.column_text(4);
+  c.description = s.column_text(5);
+  c.color = s.column_text(6);
+  c.components = s.column_text(7);
+  c.sync_seq = s.column_int64(8);
+  c.group = s.column_text(9);
+  return c;
+}
+
+constexpr const char* kCollectionColumns =
+    "id, owner, kind, name, displayname, description, color, components, sync_seq, grp";
+
+}  // namespace
+
+struct DavStore::Impl {
+  std::mutex mutex;
+  std::unique_ptr<sqlite::Database> db;
+
+  int64_t bump(int64_t collection, const std::string& name, bool deleted) {
+    db->prepare("UPDATE collections SET sync_seq = sync_seq + 1 WHERE id = ?1").bind(1, collection).run();
+    auto& seq = db->prepare("SELECT sync_seq FROM collections WHERE id = ?1");
+    seq.bind(1, collection);
+    seq.step();
+    const auto value = seq.column_int64(0);
+    seq.reset();
+    db->prepare("INSERT INTO changes (collection_id, seq, name, deleted) VALUES (?1, ?2, ?3, ?4)")
+        .bind(1, collection)
+        .bind(2, value)
+        .bind(3, name)
+        .bind(4, deleted ? 1 : 0)
+        .run();
+    return value;
+  }
+};
+
+DavStore::DavStore(const std::filesystem::path& file) : impl_(std::make_unique<Impl>()) {
+  impl_->db = sqlite::Database::open(file);
+  impl_->db->migrate(kMigrations);
+}
+
+DavStore::~DavStore() = default;
+
+Collection DavStore::create_collection(const std::string& owner, const std::string& kind, const std::string& name,
+                                       const std::string& displayname, const std::string& components,
+                                       const std::string& group) {
+  std::lock_guard lock(impl_->mutex);
+  auto& existing = impl_->db->prepare("SELECT 1 FROM collections WHERE owner = ?1 AND kind = ?2 AND name = ?3");
+  existing.bind(1, owner).bind(2, kind).bind(3, name);
+  if (existing.step()) {
+    existing.reset();
+    throw Error("collection_exists", owner + " already has a " + kind + " named '" + name + "'", 405);
+  }
+  impl_->db->prepare(
+        "INSERT INTO collections (owner, kind, name, displayname, components, grp, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+      .bind(1, owner)
+      .bind(2, kind)
+      .bind(3, name)
+      .bind(4, displayname)
+      .bind(5, components)
+      .bind(6, group)
+      .bind(7, static_cast<int64_t>(::time(nullptr)))
+      .run();
+  Collection c;
+  c.id = impl_->db->last_insert_rowid();
+  c.owner = owner;
+  c.kind = kind;
+  c.name = name;
+  c.displayname = displayname;
+  c.components = components;
+  c.group = group;
+  return c;
+}
+
+std::optional<Collection> DavStore::collection(const std::string& owner, const std::string& kind, const std::string& name) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(std::string("SELECT ") + kCollectionColumns +
+                               " FROM collections WHERE owner = ?1 AND kind = ?2 AND name = ?3");
+  s.bind(1, owner).bind(2, kind).bind(3, name);
+  if (!s.step()) return std::nullopt;
+  auto c = read_collection(s);
+  s.reset();
+  return c;
+}
+
+std::vector<Collection> DavStore::collections(const std::string& owner, const std::string& kind) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(std::string("SELECT ") + kCollectionColumns +
+                               " FROM collections WHERE owner = ?1 AND kind = ?2 ORDER BY name");
+  s.bind(1, owner).bind(2, kind);
+  std::vector<Collection> out;
+  while (s.step()) out.push_back(read_collection(s));
+  s.reset();
+  return out;
+}
+
+std::vector<Collection> DavStore::all_collections(const std::string& kind) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(std::string("SELECT ") + kCollectionColumns +
+                               " FROM collections WHERE ?1 = '' OR kind = ?1 ORDER BY owner, kind, name");
+  s.bind(1, kind);
+  std::vector<Collection> out;
+  while (s.step()) out.push_back(read_collection(s));
+  s.reset();
+  return out;
+}
+
+void DavStore::remove_collection(int64_t id) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("DELETE FROM collections WHERE id = ?1").bind(1, id).run();
+}
+
+void DavStore::update_collection(int64_t id, const std::optional<std::string>& displayname,
+                                 const std::optional<std::string>& description, const std::optional<std::string>& color) {
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  if (displayname) impl_->db->prepare("UPDATE collections SET displayname = ?2 WHERE id = ?1").bind(1, id).bind(2, *displayname).run();
+  if (description) impl_->db->prepare("UPDATE collections SET description = ?2 WHERE id = ?1").bind(1, id).bind(2, *description).run();
+  if (color) impl_->db->prepare("UPDATE collections SET color = ?2 WHERE id = ?1").bind(1, id).bind(2, *color).run();
+  impl_->db->prepare("UPDATE collections SET sync_seq = sync_seq + 1 WHERE id = ?1").bind(1, id).run();
+  tx.commit();
+}
+
+std::optional<Resource> DavStore::resource(int64_t collection, const std::string& name) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(
+      "SELECT name, etag, uid, component, data, modified_at FROM resources WHERE collection_id = ?1 AND name = ?2");
+  s.bind(1, collection).bind(2, name);
+  if (!s.step()) return std::nullopt;
+  Resource r{s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)};
+  s.reset();
+  return r;
+}
+
+std::vector<Resource> DavStore::resources(int64_t collection) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(
+      "SELECT name, etag, uid, component, data, modified_at FROM resources WHERE collection_id = ?1 ORDER BY name");
+  s.bind(1, collection);
+  std::vector<Resource> out;
+  while (s.step())
+    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)});
+  s.reset();
+  return out;
+}
+
+std::string DavStore::put_resource(int64_t collection, const std::string& name, const std::string& uid,
+                                   const std::string& component, const std::string& data) {
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  // RFC 4791 5.3.2.1 / RFC 6352 6.3.2.1: a UID names one resource per collection.
+  auto& clash = impl_->db->prepare("SELECT name FROM resources WHERE collection_id = ?1 AND uid = ?2 AND name != ?3");
+  clash.bind(1, collection).bind(2, uid).bind(3, name);
+  if (clash.step()) {
+    const auto other = clash.column_text(0);
+    clash.reset();
+    throw Error("no-uid-conflict", "UID " + uid + " is already used by " + other, 409);
+  }
+  const auto etag = strong_etag(data);
+  impl_->db->prepare(
+        "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+      .bind(1, collection)
+      .bind(2, name)
+      .bind(3, uid)
+      .bind(4, component)
+      .bind(5, etag)
+      .bind(6, data)
+      .bind(7, static_cast<int64_t>(::time(nullptr)))
+      .run();
+  impl_->bump(collection, name, false);
+  tx.commit();
+  return etag;
+}
+
+bool DavStore::delete_resource(int64_t collection, const std::string& name) {
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  impl_->db->prepare("DELETE FROM resources WHERE collection_id = ?1 AND name = ?2").bind(1, collection).bind(2, name).run();
+  if (impl_->db->changes() == 0) return false;
+  impl_->bump(collection, name, true);
+  tx.commit();
+  return true;
+}
+
+std::pair<std::vector<Change>, int64_t> DavStore::changes_since(int64_t collection, int64_t seq) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(
+      "SELECT name, deleted FROM changes c WHERE collection_id = ?1 AND seq > ?2 "
+      "AND seq = (SELECT max(seq) FROM changes d WHERE d.collection_id = c.collection_id AND d.name = c.name) ORDER BY seq");
+  s.bind(1, collection).bind(2, seq);
+  std::vector<Change> out;
+  while (s.step()) out.push_back({s.column_text(0), s.column_int64(1) != 0});
+  s.reset();
+  auto& current = impl_->db->prepare("SELECT sync_seq FROM collections WHERE id = ?1");
+  current.bind(1, collection);
+  const int64_t now = current.step() ? current.column_int64(0) : 0;
+  current.reset();
+  return {out, now};
+}
+
+void DavStore::grant(int64_t collection, const std::string& grantee, const std::string& access) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT OR REPLACE INTO grants (collection_id, grantee, access) VALUES (?1, ?2, ?3)")
+      .bind(1, collection)
+      .bind(2, grantee)
+      .bind(3, access)
+      .run();
+}
+
+void DavStore::revoke(int64_t collection, const std::string& grantee) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("DELETE FROM grants WHERE collection_id = ?1 AND grantee = ?2").bind(1, collection).bind(2, grantee).run();
+  if (impl_->db->changes() == 0) throw Error("no_such_share", "it is not shared with " + grantee, 404);
+}
+
+std::vector<Grant> DavStore::grants(int64_t collection) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare("SELECT grantee, access FROM grants WHERE collection_id = ?1 ORDER BY grantee");
+  s.bind(1, collection);
+  std::vector<Grant> out;
+  while (s.step()) out.push_back({s.column_text(0), s.column_text(1)});
+  s.reset();
+  return out;
+}
+
+std::vector<std::pair<Collection, std::string>> DavStore::shared_with(const std::string& handle,
+                                                                      const std::vector<std::string>& groups,
+                                                                      const std::string& kind) {
+  std::vector<std::string> grantees = {"member:" + handle, "everyone"};
+  for (const auto& g : groups) grantees.push_back("group:" + g);
+  std::lock_guard lock(impl_->mutex);
+  std::vector<std::pair<Collection, std::string>> out;
+  for (const auto& grantee : grantees) {
+    auto& s = impl_->db->prepare(std::string("SELECT c.id, c.owner, c.kind, c.name, c.displayname, c.description, c.color, "
+                                             "c.components, c.sync_seq, c.grp, g.access FROM grants g JOIN collections c "
+                                             "ON c.id = g.collection_id WHERE g.grantee = ?1 AND c.kind = ?2 AND c.owner != ?3"));
+    s.bind(1, grantee).bind(2, kind).bind(3, handle);
+    while (s.step()) {
+      auto c = read_collection(s);
+      const auto access = s.column_text(10);
+      bool merged = false;
+      for (auto& [have, have_access] : out)
+        if (have.id == c.id) {
+          if (access == "read-write") have_access = access;
+          merged = true;
+        }
+      if (!merged) out.emplace_back(c, access);
+    }
+    s.reset();
+  }
+  return out;
+}
+
+}  // namespace coop::dav

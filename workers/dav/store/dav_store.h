@@ -1,0 +1,88 @@
+// dav.db: calendars and address books (collections), their object resources, the change log
+// that sync-collection (RFC 6578) reads, sharing grants, and dead properties (PROPPATCH).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coop::sqlite {
+class Database;
+}
+
+namespace coop::dav {
+
+struct Collection {
+  int64_t id = 0;
+  std::string owner;        // member handle ("coop" for the shard's own, like the directory)
+  std::string kind;         // "calendar" or "addressbook"
+  std::string name;         // path segment
+  std::string displayname;
+  std::string description;
+  std::string color;
+  std::string components;   // calendars: "VEVENT,VTODO"
+  int64_t sync_seq = 0;     // bumped on every change: the getctag and the sync token
+  std::string group;        // a working group's calendar: its group, else empty
+};
+
+struct Resource {
+  std::string name;
+  std::string etag;  // quoted strong ETag
+  std::string uid;
+  std::string component;
+  std::string data;
+  int64_t modified_at = 0;
+};
+
+struct Change {
+  std::string name;
+  bool deleted = false;
+};
+
+struct Grant {
+  std::string grantee;  // "member:alice" or "group:kitchen"
+  std::string access;   // "read" or "read-write"
+};
+
+class DavStore {
+ public:
+  explicit DavStore(const std::filesystem::path& file);
+  ~DavStore();
+
+  Collection create_collection(const std::string& owner, const std::string& kind, const std::string& name,
+                               const std::string& displayname, const std::string& components, const std::string& group = {});
+  std::optional<Collection> collection(const std::string& owner, const std::string& kind, const std::string& name);
+  std::vector<Collection> collections(const std::string& owner, const std::string& kind);
+  std::vector<Collection> all_collections(const std::string& kind);
+  void remove_collection(int64_t id);
+  void update_collection(int64_t id, const std::optional<std::string>& displayname,
+                         const std::optional<std::string>& description, const std::optional<std::string>& color);
+
+  std::optional<Resource> resource(int64_t collection, const std::string& name);
+  std::vector<Resource> resources(int64_t collection);
+  // Stores a resource (new or replaced) and logs the change; returns the new ETag.
+  // coop::Error("no-uid-conflict", 409) when another resource of the collection has the UID.
+  std::string put_resource(int64_t collection, const std::string& name, const std::string& uid,
+                           const std::string& component, const std::string& data);
+  bool delete_resource(int64_t collection, const std::string& name);
+  // Changes after seq (the latest per name), and the collection's current seq.
+  std::pair<std::vector<Change>, int64_t> changes_since(int64_t collection, int64_t seq);
+
+  void grant(int64_t collection, const std::string& grantee, const std::string& access);
+  void revoke(int64_t collection, const std::string& grantee);
+  std::vector<Grant> grants(int64_t collection);
+  // Collections shared with a member directly or through one of their groups.
+  std::vector<std::pair<Collection, std::string>> shared_with(const std::string& handle,
+                                                              const std::vector<std::string>& groups,
+                                                              const std::string& kind);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coop::dav
