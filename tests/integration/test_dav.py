@@ -3,6 +3,7 @@ recurring one found by time-range queries) and raw WebDAV for the error cases an
 import datetime
 import os
 import re
+import subprocess
 import urllib.error
 import urllib.request
 import base64
@@ -259,10 +260,73 @@ def test_coop_dav_cli_shares_imports_and_exports():
         shard.coop("down")
 
 
+CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients")
+
+
+def test_tsdav_discovers_the_account():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        assert request(url, "MKCALENDAR", "/dav/calendars/alice/cooking/",
+                       "<C:mkcalendar xmlns:D='DAV:' xmlns:C='urn:ietf:params:xml:ns:caldav'><D:set><D:prop>"
+                       "<D:displayname>Cooking</D:displayname></D:prop></D:set></C:mkcalendar>")[0] == 201
+        result = subprocess.run(["node", os.path.join(CLIENTS, "dav_scenario.mjs"), url, "alice", STRONG],
+                                capture_output=True, text=True, timeout=120, cwd=CLIENTS)
+        assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
+        shard.coop("down")
+
+
+def test_vdirsyncer_syncs_both_ways():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        assert request(url, "MKCALENDAR", "/dav/calendars/alice/garden/")[0] == 201
+        local = os.path.join(shard.dir, "local")
+        status_dir = os.path.join(shard.dir, "status")
+        os.makedirs(os.path.join(local, "garden"))
+        config = os.path.join(shard.dir, "vdirsyncer.conf")
+        with open(config, "w") as f:
+            f.write(f"""[general]
+status_path = "{status_dir}"
+
+[pair cal]
+a = "cal_local"
+b = "cal_remote"
+collections = ["garden"]
+conflict_resolution = "b wins"
+
+[storage cal_local]
+type = "filesystem"
+path = "{local}"
+fileext = ".ics"
+
+[storage cal_remote]
+type = "caldav"
+url = "{url}/dav/"
+username = "alice"
+password = "{STRONG}"
+""")
+        env = dict(os.environ, VDIRSYNCER_CONFIG=config)
+        run = lambda *args: subprocess.run(["vdirsyncer", *args], capture_output=True, text=True, env=env, input="y\n" * 5, timeout=120)
+        assert run("discover", "cal").returncode == 0
+        with open(os.path.join(local, "garden", "seed.ics"), "w") as f:
+            f.write(EVENT.format(uid="seed@test", start="20260401T100000Z", end="20260401T110000Z", summary="Sow", extra=""))
+        request(url, "PUT", "/dav/calendars/alice/garden/harvest.ics",
+                EVENT.format(uid="harvest@test", start="20260901T100000Z", end="20260901T110000Z", summary="Harvest", extra=""))
+        synced = run("sync")
+        assert synced.returncode == 0, synced.stdout + synced.stderr
+        status, body, _ = request(url, "PROPFIND", "/dav/calendars/alice/garden/", None, headers={"Depth": "1"})
+        assert body.count(".ics") >= 2  # the local event went up
+        local_files = os.listdir(os.path.join(local, "garden"))
+        texts = "".join(open(os.path.join(local, "garden", n)).read() for n in local_files)
+        assert "harvest@test" in texts and "seed@test" in texts  # the server's came down
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_caldav_client_creates_and_finds_events,
         test_dav_refuses_bad_input_with_preconditions,
         test_members_directory_address_book,
         test_coop_dav_cli_shares_imports_and_exports,
+        test_tsdav_discovers_the_account,
+        test_vdirsyncer_syncs_both_ways,
     ])
