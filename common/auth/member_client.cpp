@@ -31,6 +31,19 @@ VerifiedMember verify_credentials(const Home& home, const std::string& user, con
                         j.value("credential", "")};
 }
 
+std::optional<int64_t> member_feed_position(const Home& home) {
+  control::Client client(home.socket("member"));
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    try {
+      const auto response = client.get("/v1/status");
+      if (response.ok()) return response.json().value("last_event", int64_t{0});
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return std::nullopt;
+}
+
 bool ends_sessions(const MemberEvent& event) {
   return event.kind == "member.suspended" || event.kind == "member.removed" ||
          event.kind == "member.password_changed" || event.kind == "app_password.revoked";

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,10 @@ struct MemberEvent {
 
 // Events that end a member's sessions wherever they are.
 bool ends_sessions(const MemberEvent& event);
+
+// Where the member change feed stands now, so a worker that starts following it does not
+// replay old events; waits up to a few seconds for coop-member, else returns nullopt.
+std::optional<int64_t> member_feed_position(const Home& home);
 
 // Long-polls GET /v1/events on a thread of its own and calls on_event for each change, in
 // order, from that thread. Survives coop-member restarts (retries with backoff).

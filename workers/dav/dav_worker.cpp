@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include "common/auth/member_client.h"
-#include "common/control/client.h"
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/http/server.h"
@@ -58,12 +57,7 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
 
   // The members directory follows the registry; credentials cached for a minute are
   // forgotten at once when a member is suspended or changes a password.
-  int64_t since = 0;
-  try {
-    control::Client client(runtime.home().socket("member"));
-    since = client.get("/v1/status").json().value("last_event", int64_t{0});
-  } catch (const std::exception&) {
-  }
+  const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
   follower_ = std::make_unique<auth::MemberEventFollower>(
       runtime.home(), since, [this](const auth::MemberEvent& event) {
         if (auth::ends_sessions(event)) handler_->forget(event.handle);

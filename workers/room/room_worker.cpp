@@ -9,7 +9,6 @@
 #include <thread>
 
 #include "common/auth/member_client.h"
-#include "common/control/client.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/http/router.h"
@@ -36,21 +35,6 @@ std::unique_ptr<matrix::SigningKey> signing_key(const Home& home) {
   create_file_durably(path, "ed25519 a_coop " + key.seed_base64() + "\n", 0600);
   spdlog::info("made a new Matrix signing key {}", key.key_id());
   return std::make_unique<matrix::SigningKey>(std::move(key));
-}
-
-// Where the member feed stands now, so a restart does not replay old suspensions.
-int64_t member_feed_position(const Home& home) {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    try {
-      control::Client client(home.socket("member"));
-      const auto response = client.get("/v1/status");
-      if (response.ok()) return response.json().value("last_event", int64_t{0});
-    } catch (const std::exception&) {
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  spdlog::warn("coop-member did not answer; following the member feed from now on");
-  return -1;
 }
 
 }  // namespace
@@ -84,10 +68,11 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   }
   runtime.set_listeners(bound);
 
-  const auto since = member_feed_position(runtime.home());
-  if (since >= 0) {
+  const auto since = auth::member_feed_position(runtime.home());
+  if (!since) spdlog::warn("coop-member did not answer; suspended members' sessions end only after a restart");
+  if (since) {
     follower_ = std::make_unique<auth::MemberEventFollower>(
-        runtime.home(), since, [api = api_.get(), spaces = spaces_.get()](const auth::MemberEvent& event) {
+        runtime.home(), *since, [api = api_.get(), spaces = spaces_.get()](const auth::MemberEvent& event) {
           // A suspended or removed member, a new password or a revoked app password: every
           // Matrix session of that member ends now.
           if (auth::ends_sessions(event)) {

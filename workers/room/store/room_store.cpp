@@ -7,6 +7,7 @@
 #include <chrono>
 #include <set>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/sqlite.h"
 #include "workers/matrix/auth_rules.h"
@@ -153,18 +154,6 @@ std::string random_id(std::size_t bytes) {
   return text;
 }
 
-std::string sha256_hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < length; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
-}
 
 }  // namespace
 
