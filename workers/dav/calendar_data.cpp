@@ -421,6 +421,36 @@ bool overlaps_time_range(std::string_view ics, std::optional<int64_t> start, std
   });
 }
 
+std::optional<TimeBounds> instance_bounds(std::string_view ics) {
+  const auto root = parse_ics(ics);
+  if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) return std::nullopt;
+  // A rule with neither COUNT nor UNTIL never ends: no bounds worth indexing.
+  for (icalcomponent* component : instance_components(root.get()))
+    for (icalproperty* p = icalcomponent_get_first_property(component, ICAL_RRULE_PROPERTY); p;
+         p = icalcomponent_get_next_property(component, ICAL_RRULE_PROPERTY)) {
+      const auto rule = icalproperty_get_rrule(p);
+      if (rule.count == 0 && icaltime_is_null_time(rule.until)) return std::nullopt;
+    }
+  TimeBounds bounds{INT64_MAX, INT64_MIN};
+  bool any = false;
+  for_each_instance(root.get(), std::nullopt, [&](icalcomponent*, const Timing& timing, int64_t start, int64_t duration) {
+    if (timing.rule != TimeRule::span) {
+      any = false;  // to-dos without dates and the like: leave them to the full test
+      return true;
+    }
+    bounds.first_start = std::min(bounds.first_start, start);
+    bounds.last_end = std::max(bounds.last_end, start + std::max<int64_t>(duration, 0));
+    any = true;
+    return false;
+  });
+  if (!any) return std::nullopt;
+  // A day's slack either side: floating times and DATE values are read as UTC, and the bounds
+  // only pre-select what the exact test then decides.
+  bounds.first_start -= 86400;
+  bounds.last_end += 86400;
+  return bounds;
+}
+
 int64_t parse_ical_utc(std::string_view text) {
   const auto bad = [&]() -> Error {
     return Error("bad_time_range", "expected a UTC time like 20260105T000000Z, got '" + std::string(text.substr(0, 40)) + "'",

@@ -28,6 +28,14 @@ CalendarObject parse_calendar_object(std::string_view ics);
 // Input that does not parse overlaps nothing.
 bool overlaps_time_range(std::string_view ics, std::optional<int64_t> start, std::optional<int64_t> end);
 
+// The earliest instance start and latest instance end of an object, with a day's slack, so a
+// store can pre-select the candidates of a time-range query; nullopt when the object has an
+// unending recurrence or instances the span rules do not describe (test those every time).
+struct TimeBounds {
+  int64_t first_start, last_end;
+};
+std::optional<TimeBounds> instance_bounds(std::string_view ics);
+
 // A time-range attribute value (RFC 4791 9.9: UTC date with time, "20260105T000000Z") in unix
 // seconds. Throws coop::Error("bad_time_range", message, 400).
 int64_t parse_ical_utc(std::string_view text);

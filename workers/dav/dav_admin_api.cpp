@@ -127,7 +127,12 @@ void add_dav_admin_routes(WorkerRuntime& runtime, DavStore& store) {
       }
       if (items.size() != cards.size()) throw Error("valid-address-data", "the cards could not be told apart", 400);
     }
-    for (const auto& [name, uid, component, data] : items) store.put_resource(c.id, name, uid, component, data);
+    for (const auto& [name, uid, component, data] : items) {
+      std::optional<std::pair<int64_t, int64_t>> bounds;
+      if (c.kind == "calendar")
+        if (const auto b = instance_bounds(data)) bounds = std::make_pair(b->first_start, b->last_end);
+      store.put_resource(c.id, name, uid, component, data, bounds);
+    }
     return Response::json({{"imported", items.size()}});
   }, "import an .ics or .vcf file (body); all or nothing; a UID already there is replaced");
 

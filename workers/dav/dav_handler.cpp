@@ -513,9 +513,11 @@ struct DavHandler::Impl {
     if (!if_match.empty() && (!existing || (if_match != "*" && if_match != existing->etag))) return dav_response(412);
     if (if_none == "*" && existing) return dav_response(412);
     std::string uid, component;
+    std::optional<std::pair<int64_t, int64_t>> bounds;
     try {
       if (calendar) {
         const auto object = parse_calendar_object(q.body);
+        if (const auto b = instance_bounds(q.body)) bounds = std::make_pair(b->first_start, b->last_end);
         const std::string allowed = c->components.empty() ? "VEVENT,VTODO,VJOURNAL,VFREEBUSY" : c->components;
         if (("," + allowed + ",").find("," + object.component + ",") == std::string::npos)
           return precondition(403, cal("supported-calendar-component"), object.component + " not allowed here");
@@ -531,7 +533,7 @@ struct DavHandler::Impl {
     }
     std::string etag;
     try {
-      etag = store.put_resource(c->id, t.resource, uid, component, q.body);
+      etag = store.put_resource(c->id, t.resource, uid, component, q.body, bounds);
     } catch (const Error& e) {
       if (e.code() == "no-uid-conflict")
         return precondition(409, calendar ? cal("no-uid-conflict") : card("no-uid-conflict"), e.what());
@@ -582,7 +584,10 @@ struct DavHandler::Impl {
     const bool exists = store.resource(to->id, d.resource).has_value();
     if (exists && q.header("overwrite", "T") == "F") return dav_response(412);
     try {
-      store.put_resource(to->id, d.resource, r->uid, r->component, r->data);
+      std::optional<std::pair<int64_t, int64_t>> bounds;
+      if (from->kind == "calendar")
+        if (const auto b = instance_bounds(r->data)) bounds = std::make_pair(b->first_start, b->last_end);
+      store.put_resource(to->id, d.resource, r->uid, r->component, r->data, bounds);
     } catch (const Error& e) {
       if (e.code() == "no-uid-conflict") return precondition(409, from->kind == "calendar" ? cal("no-uid-conflict") : card("no-uid-conflict"), e.what());
       throw;
@@ -625,7 +630,8 @@ struct DavHandler::Impl {
         } catch (const Error&) {
           return precondition(403, cal("valid-filter"), "bad time-range");
         }
-        for (const auto& r : store.resources(c->id)) {
+        // The stored instance bounds pick the candidates; libical decides for those only.
+        for (const auto& r : (start || end) ? store.time_range_candidates(c->id, start, end) : store.resources(c->id)) {
           if (!report.comp_filter.empty() && r.component != report.comp_filter) continue;
           if ((start || end) && !overlaps_time_range(r.data, start, end)) continue;
           ms.add_response(href_of(r.name), resource_props(*c, r, props));

@@ -289,3 +289,18 @@ TEST_CASE("free-busy skips transparent and cancelled events and marks tentative 
   CHECK(report.find("FREEBUSY:20260105T100000Z/20260105T120000Z\r\n") != std::string::npos);
   CHECK(report.find("FREEBUSY;FBTYPE=BUSY-TENTATIVE:20260108T100000Z/20260108T110000Z\r\n") != std::string::npos);
 }
+
+TEST_CASE("instance bounds span every instance of a bounded recurrence, with a day's slack") {
+  const std::string weekly =
+      "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:w@t\r\nDTSTAMP:20260101T000000Z\r\n"
+      "DTSTART:20260302T090000Z\r\nDTEND:20260302T100000Z\r\nRRULE:FREQ=WEEKLY;COUNT=10\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+  const auto bounds = coop::dav::instance_bounds(weekly);
+  REQUIRE(bounds);
+  CHECK(bounds->first_start == coop::dav::parse_ical_utc("20260302T090000Z") - 86400);
+  // The tenth Monday: 2026-05-04, 10:00 end.
+  CHECK(bounds->last_end == coop::dav::parse_ical_utc("20260504T100000Z") + 86400);
+  std::string forever = weekly;
+  forever.replace(forever.find(";COUNT=10"), 9, "");
+  CHECK_FALSE(coop::dav::instance_bounds(forever));
+  CHECK_FALSE(coop::dav::instance_bounds("not a calendar"));
+}

@@ -52,6 +52,13 @@ constexpr sqlite::Migration kMigrations[] = {
         PRIMARY KEY (collection_id, grantee)
       ) WITHOUT ROWID;
     )sql"},
+    // Instance bounds of calendar objects, so a time-range query expands recurrences only for
+    // candidates (NULL: unknown or unending, always a candidate).
+    {2, R"sql(
+      ALTER TABLE resources ADD COLUMN range_start INTEGER;
+      ALTER TABLE resources ADD COLUMN range_end INTEGER;
+      CREATE INDEX resources_by_range ON resources (collection_id, range_start);
+    )sql"},
 };
 
 // A strong ETag from the content: equal bytes, equal tag (RFC 9110 8.8.3).
@@ -209,7 +216,8 @@ std::vector<Resource> DavStore::resources(int64_t collection) {
 }
 
 std::string DavStore::put_resource(int64_t collection, const std::string& name, const std::string& uid,
-                                   const std::string& component, const std::string& data) {
+                                   const std::string& component, const std::string& data,
+                                   std::optional<std::pair<int64_t, int64_t>> bounds) {
   std::lock_guard lock(impl_->mutex);
   sqlite::Transaction tx(*impl_->db);
   // RFC 4791 5.3.2.1 / RFC 6352 6.3.2.1: a UID names one resource per collection.
@@ -221,20 +229,32 @@ std::string DavStore::put_resource(int64_t collection, const std::string& name, 
     throw Error("no-uid-conflict", "UID " + uid + " is already used by " + other, 409);
   }
   const auto etag = strong_etag(data);
-  impl_->db->prepare(
-        "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-      .bind(1, collection)
-      .bind(2, name)
-      .bind(3, uid)
-      .bind(4, component)
-      .bind(5, etag)
-      .bind(6, data)
-      .bind(7, static_cast<int64_t>(::time(nullptr)))
-      .run();
+  auto& insert = impl_->db->prepare(
+      "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  insert.bind(1, collection).bind(2, name).bind(3, uid).bind(4, component).bind(5, etag).bind(6, data);
+  insert.bind(7, static_cast<int64_t>(::time(nullptr)));
+  if (bounds) insert.bind(8, bounds->first).bind(9, bounds->second);
+  insert.run();
   impl_->bump(collection, name, false);
   tx.commit();
   return etag;
+}
+
+std::vector<Resource> DavStore::time_range_candidates(int64_t collection, std::optional<int64_t> start,
+                                                     std::optional<int64_t> end) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare(
+      "SELECT name, etag, uid, component, data, modified_at FROM resources WHERE collection_id = ?1 "
+      "AND (range_start IS NULL OR ((?2 IS NULL OR range_end > ?2) AND (?3 IS NULL OR range_start < ?3))) ORDER BY name");
+  s.bind(1, collection);
+  if (start) s.bind(2, *start); else s.bind_null(2);
+  if (end) s.bind(3, *end); else s.bind_null(3);
+  std::vector<Resource> out;
+  while (s.step())
+    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)});
+  s.reset();
+  return out;
 }
 
 bool DavStore::delete_resource(int64_t collection, const std::string& name) {

@@ -66,8 +66,12 @@ class DavStore {
   std::vector<Resource> resources(int64_t collection);
   // Stores a resource (new or replaced) and logs the change; returns the new ETag.
   // coop::Error("no-uid-conflict", 409) when another resource of the collection has the UID.
+  // bounds: the calendar object's instance span, for time-range pre-selection.
   std::string put_resource(int64_t collection, const std::string& name, const std::string& uid,
-                           const std::string& component, const std::string& data);
+                           const std::string& component, const std::string& data,
+                           std::optional<std::pair<int64_t, int64_t>> bounds = std::nullopt);
+  // Resources whose instances may overlap [start, end): the exact test is the caller's.
+  std::vector<Resource> time_range_candidates(int64_t collection, std::optional<int64_t> start, std::optional<int64_t> end);
   bool delete_resource(int64_t collection, const std::string& name);
   // Changes after seq (the latest per name), and the collection's current seq.
   std::pair<std::vector<Change>, int64_t> changes_since(int64_t collection, int64_t seq);
