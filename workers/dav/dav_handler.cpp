@@ -16,6 +16,7 @@
 #include "common/text.h"
 #include "workers/dav/calendar_data.h"
 #include "workers/dav/dav_xml.h"
+#include "workers/dav/file_tree.h"
 #include "workers/dav/store/dav_store.h"
 #include "workers/dav/vcard_data.h"
 
@@ -178,7 +179,10 @@ struct DavHandler::Impl {
   };
   std::map<std::string, Cached> cache;
 
-  Impl(const Home& home, DavStore& store, std::string domain) : home(home), store(store), domain(std::move(domain)) {}
+  FileTree files;  // plain WebDAV, in its own database (dav-files.db)
+
+  Impl(const Home& home, DavStore& store, std::string domain)
+      : home(home), store(store), domain(std::move(domain)), files(home.database("dav-files")) {}
 
   static std::string digest(const std::string& text) {
     unsigned char out[EVP_MAX_MD_SIZE];
@@ -727,6 +731,7 @@ Response DavHandler::handle(const Request& q) {
   }
   const auto target = parse_target(q.path);
   try {
+    if (q.path.rfind("/dav/files/", 0) == 0) return impl_->files.handle(q, who->handle);
     if (q.method == "PROPFIND") return impl_->propfind(*who, q, target);
     if (q.method == "PROPPATCH") return impl_->proppatch(*who, q, target);
     if (q.method == "MKCALENDAR") return impl_->make_collection(*who, q, target, true);
