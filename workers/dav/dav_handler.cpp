@@ -718,6 +718,13 @@ Response DavHandler::handle(const Request& q) {
     r.headers.emplace_back("Location", "/dav/");
     return r;
   }
+  if (q.method == "OPTIONS" && q.path.rfind("/dav/files/", 0) == 0) {
+    // Only the plain WebDAV tree supports locking (DAV class 2).
+    auto r = Response::bytes(200, "", "");
+    r.headers.emplace_back("DAV", "1, 2, 3");
+    r.headers.emplace_back("Allow", "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, COPY, MOVE, LOCK, UNLOCK");
+    return r;
+  }
   if (q.method == "OPTIONS") {
     auto r = dav_response(200);
     r.headers.emplace_back("Allow", "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE");

@@ -421,6 +421,26 @@ ProppatchRequest parse_proppatch(std::string_view body) {
   return request;
 }
 
+LockRequest parse_lockinfo(std::string_view body) {
+  LockRequest request;
+  if (is_blank(body)) return request;  // a refresh (RFC 4918 9.10.2)
+  const auto doc = parse_document(body);
+  const xmlNode* root = xmlDocGetRootElement(doc.get());
+  if (!is(root, kDav, "lockinfo")) throw bad_request("LOCK body must be DAV:lockinfo, not " + clark(qname_of(root)));
+  request.refresh = false;
+  for (const auto* child : elements(root)) {
+    if (is(child, kDav, "lockscope")) {
+      for (const auto* scope : elements(child)) request.exclusive = is(scope, kDav, "exclusive");
+    } else if (is(child, kDav, "locktype")) {
+      for (const auto* type : elements(child))
+        if (!is(type, kDav, "write")) throw bad_request("only write locks exist");
+    } else if (is(child, kDav, "owner")) {
+      request.owner = inner_xml(child);
+    }
+  }
+  return request;
+}
+
 MkcolRequest parse_mkcol(std::string_view body) {
   MkcolRequest request;
   if (is_blank(body)) return request;

@@ -47,6 +47,14 @@ struct ProppatchRequest {
 };
 ProppatchRequest parse_proppatch(std::string_view body);
 
+// RFC 4918 9.10 / 14.11: a LOCK body; an empty body is a refresh of a lock named in If.
+struct LockRequest {
+  bool refresh = true;
+  bool exclusive = true;
+  std::string owner;  // inner XML of DAV:owner, echoed in lockdiscovery
+};
+LockRequest parse_lockinfo(std::string_view body);
+
 // Extended MKCOL (RFC 5689 5.1) and MKCALENDAR (RFC 4791 5.3.1) bodies; empty body = no props.
 struct MkcolRequest {
   std::vector<std::pair<QName, std::string>> props;  // every <D:set><D:prop> child, inner XML

@@ -1,6 +1,9 @@
 // Generic WebDAV resources in dav.db (files, collections, dead properties).
 #include "workers/dav/file_tree.h"
 
+#include <openssl/rand.h>
+
+#include <chrono>
 #include <ctime>
 #include <mutex>
 
@@ -98,9 +101,93 @@ const QName kResourcetype{std::string(kDav), "resourcetype"};
 
 }  // namespace
 
+// RFC 4918 6 and 10.4: write locks, kept in memory (a restart releases them, which clients
+// treat as an expired lock), and the If header's state and ETag conditions.
+struct Lock {
+  std::string owner_handle;
+  std::string token;  // opaquelocktoken:<uuid>
+  std::string path;
+  bool infinite = true;
+  bool exclusive = true;
+  std::string owner_xml;
+  int64_t timeout = 3600;
+  std::chrono::steady_clock::time_point expires;
+};
+
+struct Condition {
+  bool negate = false;
+  bool is_token = true;
+  std::string value;
+};
+
+// RFC 4918 10.4.2: If = 1*No-tag-list | 1*Tagged-list; resource tags are taken to name the
+// request URI (coop-dav keeps no cross-resource state). nullopt when malformed.
+std::optional<std::vector<std::vector<Condition>>> parse_if(const std::string& header) {
+  std::vector<std::vector<Condition>> lists;
+  std::size_t i = 0;
+  auto skip = [&] {
+    while (i < header.size() && std::isspace(static_cast<unsigned char>(header[i]))) ++i;
+  };
+  while (true) {
+    skip();
+    if (i >= header.size()) break;
+    if (header[i] == '<') {  // a resource tag
+      const auto end = header.find('>', i);
+      if (end == std::string::npos) return std::nullopt;
+      i = end + 1;
+      continue;
+    }
+    if (header[i] != '(') return std::nullopt;
+    ++i;
+    std::vector<Condition> list;
+    while (true) {
+      skip();
+      if (i >= header.size()) return std::nullopt;
+      if (header[i] == ')') {
+        ++i;
+        break;
+      }
+      Condition c;
+      if (header.compare(i, 3, "Not") == 0) {
+        c.negate = true;
+        i += 3;
+        skip();
+      }
+      if (i >= header.size()) return std::nullopt;
+      const char open = header[i];
+      if (open != '<' && open != '[') return std::nullopt;
+      const auto end = header.find(open == '<' ? '>' : ']', i);
+      if (end == std::string::npos) return std::nullopt;
+      c.is_token = open == '<';
+      c.value = header.substr(i + 1, end - i - 1);
+      i = end + 1;
+      list.push_back(std::move(c));
+    }
+    if (list.empty()) return std::nullopt;
+    lists.push_back(std::move(list));
+  }
+  return lists;
+}
+
+std::string new_token() {
+  unsigned char b[16];
+  RAND_bytes(b, sizeof b);
+  b[6] = static_cast<unsigned char>((b[6] & 0x0f) | 0x40);
+  b[8] = static_cast<unsigned char>((b[8] & 0x3f) | 0x80);
+  char out[64];
+  std::snprintf(out, sizeof out, "opaquelocktoken:%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+                b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  return out;
+}
+
+bool within(const std::string& path, const std::string& root) {
+  return root.empty() || path == root || path.rfind(root + "/", 0) == 0;
+}
+
 struct FileTree::Impl {
   std::mutex mutex;
   std::unique_ptr<sqlite::Database> db;
+  std::vector<Lock> locks;
 
   struct Entry {
     std::string path;
@@ -108,6 +195,76 @@ struct FileTree::Impl {
     std::string data, content_type, etag;
     int64_t modified_at = 0;
   };
+
+  void purge_locks() {
+    const auto now = std::chrono::steady_clock::now();
+    locks.erase(std::remove_if(locks.begin(), locks.end(), [&](const Lock& l) { return l.expires <= now; }), locks.end());
+  }
+
+  // Locks that cover path: on it, or on an ancestor with depth infinity.
+  std::vector<const Lock*> covering(const std::string& owner, const std::string& path) {
+    std::vector<const Lock*> out;
+    for (const auto& l : locks)
+      if (l.owner_handle == owner && (l.path == path || (l.infinite && within(path, l.path)))) out.push_back(&l);
+    return out;
+  }
+
+  // RFC 4918 10.4: the If header as a whole; nullopt when there is none.
+  std::optional<bool> if_holds(const std::string& header, const std::string& owner, const std::string& path,
+                               const std::optional<Entry>& entry) {
+    if (header.empty()) return std::nullopt;
+    const auto lists = parse_if(header);
+    if (!lists) return false;
+    const auto held = covering(owner, path);
+    for (const auto& list : *lists) {
+      bool all = true;
+      for (const auto& c : list) {
+        bool ok;
+        if (c.is_token)
+          ok = std::any_of(held.begin(), held.end(), [&](const Lock* l) { return l->token == c.value; });
+        else
+          ok = entry && entry->etag == c.value;
+        all = all && (c.negate ? !ok : ok);
+      }
+      if (all) return true;
+    }
+    return false;
+  }
+
+  static std::vector<std::string> submitted_tokens(const std::string& header) {
+    std::vector<std::string> out;
+    if (const auto lists = parse_if(header))
+      for (const auto& list : *lists)
+        for (const auto& c : list)
+          if (c.is_token && !c.negate) out.push_back(c.value);
+    return out;
+  }
+
+  // 423 unless every lock on path (and, when deep, below it) has its token in the If header.
+  bool may_modify(const std::string& owner, const std::string& path, const std::string& if_header, bool deep) {
+    const auto tokens = submitted_tokens(if_header);
+    for (const auto& l : locks) {
+      if (l.owner_handle != owner) continue;
+      const bool applies = l.path == path || (l.infinite && within(path, l.path)) || (deep && within(l.path, path));
+      if (applies && std::find(tokens.begin(), tokens.end(), l.token) == tokens.end()) return false;
+    }
+    return true;
+  }
+
+  void drop_locks(const std::string& owner, const std::string& path) {
+    locks.erase(std::remove_if(locks.begin(), locks.end(),
+                               [&](const Lock& l) { return l.owner_handle == owner && within(l.path, path); }),
+                locks.end());
+  }
+
+  std::string activelock(const Lock& l, const std::string& href) {
+    return "<D:activelock><D:locktype><D:write/></D:locktype><D:lockscope>" +
+           std::string(l.exclusive ? "<D:exclusive/>" : "<D:shared/>") + "</D:lockscope><D:depth>" +
+           (l.infinite ? "infinity" : "0") + "</D:depth>" + (l.owner_xml.empty() ? "" : "<D:owner>" + l.owner_xml + "</D:owner>") +
+           "<D:timeout>Second-" + std::to_string(l.timeout) + "</D:timeout><D:locktoken>" + href_xml(l.token) +
+           "</D:locktoken><D:lockroot>" + href_xml(href) + "</D:lockroot></D:activelock>";
+  }
+
 
   void ensure_root(const std::string& owner) {
     db->prepare("INSERT OR IGNORE INTO files (owner, path, is_collection, etag, modified_at) VALUES (?1, '', 1, '\"root\"', ?2)")
@@ -175,6 +332,13 @@ struct FileTree::Impl {
       live.push_back({{std::string(kDav), "getcontentlength"}, std::to_string(e.data.size()), 200});
       live.push_back({{std::string(kDav), "getcontenttype"}, xml_escape(e.content_type.empty() ? "application/octet-stream" : e.content_type), 200});
     }
+    std::string discovery;
+    for (const auto* l : covering(owner, e.path)) discovery += activelock(*l, href(owner, Entry{l->path, true, {}, {}, {}, 0}));
+    live.push_back({{std::string(kDav), "lockdiscovery"}, discovery, 200});
+    live.push_back({{std::string(kDav), "supportedlock"},
+                    std::string("<D:lockentry><D:lockscope><D:exclusive/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"
+                                "<D:lockentry><D:lockscope><D:shared/></D:lockscope><D:locktype><D:write/></D:locktype></D:lockentry>"),
+                    200});
     std::vector<PropValue> dead;
     auto& s = db->prepare("SELECT ns, name, value FROM file_props WHERE owner = ?1 AND path = ?2 ORDER BY ns, name");
     s.bind(1, owner).bind(2, e.path);
@@ -236,6 +400,74 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
   const auto existing = impl_->find(handle, *rel);
   const auto parent = rel->empty() ? std::optional<Impl::Entry>{} : impl_->find(handle, parent_of(*rel));
   const bool parent_ok = rel->empty() || (parent && parent->collection);
+  impl_->purge_locks();
+  const auto if_header = q.header("if");
+  // RFC 4918 10.4.1: a false If header fails the request before anything else.
+  if (const auto holds = impl_->if_holds(if_header, handle, *rel, existing); holds && !*holds && q.method != "LOCK")
+    return status(412);
+  const bool modifies = q.method == "PUT" || q.method == "MKCOL" || q.method == "PROPPATCH" || q.method == "DELETE" ||
+                        q.method == "MOVE";
+  if (modifies && !impl_->may_modify(handle, *rel, if_header, q.method == "DELETE" || q.method == "MOVE"))
+    return status(423);
+
+  if (q.method == "LOCK") {
+    const auto request = parse_lockinfo(q.body);
+    int64_t timeout = 3600;
+    const auto timeout_header = q.header("timeout");
+    if (timeout_header.rfind("Second-", 0) == 0) timeout = std::clamp<int64_t>(std::atoll(timeout_header.c_str() + 7), 1, 3600);
+    Lock* lock = nullptr;
+    bool created = false;
+    if (request.refresh) {
+      // RFC 4918 9.10.2: a refresh names its lock in the If header.
+      const auto tokens = Impl::submitted_tokens(if_header);
+      for (auto& l : impl_->locks)
+        if (l.owner_handle == handle && std::find(tokens.begin(), tokens.end(), l.token) != tokens.end() &&
+            (l.path == *rel || (l.infinite && within(*rel, l.path))))
+          lock = &l;
+      if (!lock) return status(412);
+    } else {
+      const bool infinite = q.header("depth", "infinity") != "0";
+      for (const auto& l : impl_->locks) {
+        if (l.owner_handle != handle) continue;
+        const bool overlaps = l.path == *rel || (l.infinite && within(*rel, l.path)) || (infinite && within(l.path, *rel));
+        if (overlaps && (l.exclusive || request.exclusive)) return status(423);
+      }
+      if (!existing) {
+        // RFC 4918 9.10.4: locking an unmapped URL makes an empty resource.
+        if (!parent_ok) return status(409);
+        impl_->db->prepare("INSERT INTO files (owner, path, is_collection, etag, modified_at) VALUES (?1, ?2, 0, ?3, ?4)")
+            .bind(1, handle)
+            .bind(2, *rel)
+            .bind(3, "\"" + sha256_hex("").substr(0, 24) + "\"")
+            .bind(4, now)
+            .run();
+        created = true;
+      }
+      impl_->locks.push_back(Lock{handle, new_token(), *rel, infinite, request.exclusive, request.owner, timeout, {}});
+      lock = &impl_->locks.back();
+    }
+    lock->timeout = timeout;
+    lock->expires = std::chrono::steady_clock::now() + std::chrono::seconds(timeout);
+    const auto entry = impl_->find(handle, lock->path);
+    const std::string root_href = impl_->href(handle, entry ? *entry : Impl::Entry{lock->path, false, {}, {}, {}, 0});
+    auto r = Response::bytes(created ? 201 : 200,
+                             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<D:prop xmlns:D=\"DAV:\"><D:lockdiscovery>" +
+                                 impl_->activelock(*lock, root_href) + "</D:lockdiscovery></D:prop>",
+                             "application/xml; charset=utf-8");
+    r.headers.emplace_back("Lock-Token", "<" + lock->token + ">");
+    return r;
+  }
+  if (q.method == "UNLOCK") {
+    auto token = q.header("lock-token");
+    if (token.size() > 2 && token.front() == '<' && token.back() == '>') token = token.substr(1, token.size() - 2);
+    for (auto it = impl_->locks.begin(); it != impl_->locks.end(); ++it) {
+      if (it->owner_handle == handle && it->token == token && (it->path == *rel || (it->infinite && within(*rel, it->path)))) {
+        impl_->locks.erase(it);
+        return status(204);
+      }
+    }
+    return status(409);  // RFC 4918 9.11.1: lock-token-matches-request-uri
+  }
 
   if (q.method == "MKCOL") {
     if (!q.body.empty()) return status(415);  // RFC 4918 9.3.1: a body we do not understand
@@ -280,6 +512,7 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
     sqlite::Transaction tx(*impl_->db);
     impl_->remove_tree(handle, *rel);
     tx.commit();
+    impl_->drop_locks(handle, *rel);
     return status(204);
   }
   if (q.method == "PROPFIND") {
@@ -349,12 +582,14 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
     if (!target_parent || !target_parent->collection) return status(409);
     const bool target_exists = impl_->find(handle, *to).has_value();
     if (target_exists && q.header("overwrite", "T") == "F") return status(412);
+    if (!impl_->may_modify(handle, *to, if_header, true)) return status(423);
     const bool deep = q.method == "MOVE" || q.header("depth", "infinity") != "0";
     sqlite::Transaction tx(*impl_->db);
     if (target_exists) impl_->remove_tree(handle, *to);
     impl_->copy_tree(handle, *rel, *to, deep);
     if (q.method == "MOVE") impl_->remove_tree(handle, *rel);
     tx.commit();
+    if (q.method == "MOVE") impl_->drop_locks(handle, *rel);
     return status(target_exists ? 204 : 201);
   }
   return status(405);
