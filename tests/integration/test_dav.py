@@ -303,21 +303,49 @@ type = "caldav"
 url = "{url}/dav/"
 username = "alice"
 password = "{STRONG}"
+
+[pair cards]
+a = "cards_local"
+b = "cards_remote"
+collections = ["people"]
+conflict_resolution = "b wins"
+
+[storage cards_local]
+type = "filesystem"
+path = "{local}"
+fileext = ".vcf"
+
+[storage cards_remote]
+type = "carddav"
+url = "{url}/dav/"
+username = "alice"
+password = "{STRONG}"
 """)
         env = dict(os.environ, VDIRSYNCER_CONFIG=config)
         run = lambda *args: subprocess.run(["vdirsyncer", *args], capture_output=True, text=True, env=env, input="y\n" * 5, timeout=120)
         assert run("discover", "cal").returncode == 0
+        shard.coop("dav", "addressbook", "create", "people", "--owner", "alice")
+        os.makedirs(os.path.join(local, "people"))
+        assert run("discover", "cards").returncode == 0
+        with open(os.path.join(local, "people", "ada.vcf"), "w") as f:
+            f.write("BEGIN:VCARD\r\nVERSION:3.0\r\nUID:ada@test\r\nFN:Ada\r\nEND:VCARD\r\n")
+        request(url, "PUT", "/dav/addressbooks/alice/people/bea.vcf",
+                "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:bea@test\r\nFN:Bea\r\nEND:VCARD\r\n")
         with open(os.path.join(local, "garden", "seed.ics"), "w") as f:
             f.write(EVENT.format(uid="seed@test", start="20260401T100000Z", end="20260401T110000Z", summary="Sow", extra=""))
         request(url, "PUT", "/dav/calendars/alice/garden/harvest.ics",
                 EVENT.format(uid="harvest@test", start="20260901T100000Z", end="20260901T110000Z", summary="Harvest", extra=""))
-        synced = run("sync")
+        synced = run("sync")  # both pairs
         assert synced.returncode == 0, synced.stdout + synced.stderr
         status, body, _ = request(url, "PROPFIND", "/dav/calendars/alice/garden/", None, headers={"Depth": "1"})
         assert body.count(".ics") >= 2  # the local event went up
         local_files = os.listdir(os.path.join(local, "garden"))
         texts = "".join(open(os.path.join(local, "garden", n)).read() for n in local_files)
         assert "harvest@test" in texts and "seed@test" in texts  # the server's came down
+        status, body, _ = request(url, "PROPFIND", "/dav/addressbooks/alice/people/", None, headers={"Depth": "1"})
+        assert body.count(".vcf") >= 2  # ada went up
+        cards = "".join(open(os.path.join(local, "people", n)).read() for n in os.listdir(os.path.join(local, "people")))
+        assert "bea@test" in cards  # bea came down
         shard.coop("down")
 
 
