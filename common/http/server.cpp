@@ -9,6 +9,8 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
@@ -43,39 +45,64 @@ std::string peer_address(const Tcp::socket& socket) {
   return address.to_string();
 }
 
-template <typename Protocol>
+template <typename Protocol, bool Tls>
 class Listener;
 
-template <typename Protocol>
-class Session : public std::enable_shared_from_this<Session<Protocol>> {
- public:
-  using Stream = beast::basic_stream<Protocol, net::any_io_executor, beast::unlimited_rate_policy>;
+using PlainTcp = beast::basic_stream<Tcp, net::any_io_executor, beast::unlimited_rate_policy>;
 
-  Session(typename Protocol::socket socket, std::weak_ptr<Listener<Protocol>> listener, const Router& router,
-          ServerLimits limits)
-      : remote_(peer_address(socket)), stream_(std::move(socket)), listener_(std::move(listener)), router_(router),
-        limits_(limits) {}
+// A plain stream, or TLS on top of one (RFC 8446 through OpenSSL) for public listeners.
+template <typename Protocol, bool Tls>
+using StreamOf = std::conditional_t<Tls, beast::ssl_stream<PlainTcp>,
+                                    beast::basic_stream<Protocol, net::any_io_executor, beast::unlimited_rate_policy>>;
+
+template <typename Protocol, bool Tls>
+class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
+ public:
+  using Stream = StreamOf<Protocol, Tls>;
+
+  Session(typename Protocol::socket socket, std::weak_ptr<Listener<Protocol, Tls>> listener, const Router& router,
+          ServerLimits limits, net::ssl::context* tls)
+      : remote_(peer_address(socket)), stream_(make_stream(std::move(socket), tls)), listener_(std::move(listener)),
+        router_(router), limits_(limits) {}
 
   const std::string& remote() const { return remote_; }
 
   void start() {
-    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] { self->read(); });
+    net::dispatch(lowest().get_executor(), [self = this->shared_from_this()] {
+      if constexpr (Tls) {
+        self->lowest().expires_after(std::chrono::seconds(10));
+        self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) return self->finish();
+          self->read();
+        });
+      } else {
+        self->read();
+      }
+    });
   }
 
   void close() {
-    net::post(stream_.get_executor(), [self = this->shared_from_this()] {
+    net::post(lowest().get_executor(), [self = this->shared_from_this()] {
       beast::error_code ignored;
-      self->stream_.socket().shutdown(Protocol::socket::shutdown_both, ignored);
-      self->stream_.close();
+      self->lowest().socket().shutdown(Protocol::socket::shutdown_both, ignored);
+      self->lowest().close();
     });
   }
 
  private:
+  static Stream make_stream(typename Protocol::socket socket, net::ssl::context* tls) {
+    if constexpr (Tls)
+      return Stream(PlainTcp(std::move(socket)), *tls);
+    else
+      return Stream(std::move(socket));
+  }
+  auto& lowest() { return beast::get_lowest_layer(stream_); }
+
   void read() {
     parser_.emplace();
     parser_->body_limit(limits_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    stream_.expires_after(limits_.idle_timeout);
+    lowest().expires_after(limits_.idle_timeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
@@ -117,10 +144,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     }
     request.body = std::move(message.body());
     // A long-poll handler may hold the request for a while: no idle timeout meanwhile.
-    stream_.expires_never();
+    lowest().expires_never();
     auto self = this->shared_from_this();
     router_.dispatch(std::move(request), [self, keep_alive](Response response) {
-      net::post(self->stream_.get_executor(), [self, keep_alive, response = std::move(response)]() mutable {
+      net::post(self->lowest().get_executor(), [self, keep_alive, response = std::move(response)]() mutable {
         self->respond(std::move(response), keep_alive);
       });
     });
@@ -135,11 +162,11 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
     reply->body() = std::move(response.body);
     reply->prepare_payload();
     if (head_only_) reply->body().clear();
-    stream_.expires_after(limits_.idle_timeout);
+    lowest().expires_after(limits_.idle_timeout);
     bhttp::async_write(stream_, *reply, [self = this->shared_from_this(), reply, keep_alive](beast::error_code ec, std::size_t) {
       if (ec || !keep_alive) {
         beast::error_code ignored;
-        self->stream_.socket().shutdown(Protocol::socket::shutdown_send, ignored);
+        self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
         self->finish();
         return;
       }
@@ -153,17 +180,17 @@ class Session : public std::enable_shared_from_this<Session<Protocol>> {
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
-  std::weak_ptr<Listener<Protocol>> listener_;
+  std::weak_ptr<Listener<Protocol, Tls>> listener_;
   const Router& router_;
   ServerLimits limits_;
   bool head_only_ = false;
 };
 
-template <typename Protocol>
-class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
+template <typename Protocol, bool Tls>
+class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
  public:
-  Listener(net::io_context& io, const Router& router, ServerLimits limits)
-      : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(limits) {}
+  Listener(net::io_context& io, const Router& router, ServerLimits limits, std::shared_ptr<net::ssl::context> tls = nullptr)
+      : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(limits), tls_(std::move(tls)) {}
 
   typename Protocol::acceptor& acceptor() { return acceptor_; }
 
@@ -177,10 +204,11 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
         self->accept();
         return;
       }
-      std::shared_ptr<Session<Protocol>> session;
+      std::shared_ptr<Session<Protocol, Tls>> session;
       {
         std::lock_guard lock(self->mutex_);
-        auto candidate = std::make_shared<Session<Protocol>>(std::move(socket), self, self->router_, self->limits_);
+        auto candidate = std::make_shared<Session<Protocol, Tls>>(std::move(socket), self, self->router_, self->limits_,
+                                                                  self->tls_.get());
         const bool too_many = self->sessions_.size() >= self->limits_.max_connections;
         const bool too_many_here = self->limits_.max_per_address > 0 &&
                                    self->per_address_[candidate->remote()] >= self->limits_.max_per_address;
@@ -199,7 +227,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
     });
   }
 
-  void forget(Session<Protocol>* session) {
+  void forget(Session<Protocol, Tls>* session) {
     std::lock_guard lock(mutex_);
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
       if (it->get() != session) continue;
@@ -217,7 +245,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
       beast::error_code ignored;
       self->acceptor_.close(ignored);
     });
-    std::set<std::shared_ptr<Session<Protocol>>> sessions;
+    std::set<std::shared_ptr<Session<Protocol, Tls>>> sessions;
     {
       std::lock_guard lock(mutex_);
       sessions.swap(sessions_);
@@ -237,21 +265,22 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol>> {
   const Router& router_;
   ServerLimits limits_;
   mutable std::mutex mutex_;
-  std::set<std::shared_ptr<Session<Protocol>>> sessions_;
+  std::set<std::shared_ptr<Session<Protocol, Tls>>> sessions_;
   std::map<std::string, std::size_t> per_address_;
   std::atomic<bool> stopped_{false};
+  std::shared_ptr<net::ssl::context> tls_;
 };
 
-template <typename Protocol>
-void Session<Protocol>::finish() {
-  stream_.close();
+template <typename Protocol, bool Tls>
+void Session<Protocol, Tls>::finish() {
+  lowest().close();
   if (auto listener = listener_.lock()) listener->forget(this);
 }
 
 class UnixServer final : public Server {
  public:
   UnixServer(net::io_context& io, std::filesystem::path path, const Router& router, ServerLimits limits)
-      : path_(std::move(path)), listener_(std::make_shared<Listener<local>>(io, router, limits)) {}
+      : path_(std::move(path)), listener_(std::make_shared<Listener<local, false>>(io, router, limits)) {}
   ~UnixServer() override { stop(); }
 
   void start() override {
@@ -282,14 +311,17 @@ class UnixServer final : public Server {
 
  private:
   std::filesystem::path path_;
-  std::shared_ptr<Listener<local>> listener_;
+  std::shared_ptr<Listener<local, false>> listener_;
   bool stopped_ = false;
 };
 
+template <bool Tls>
 class TcpServer final : public Server {
  public:
-  TcpServer(net::io_context& io, std::string address, uint16_t port, const Router& router, ServerLimits limits)
-      : address_(std::move(address)), port_(port), listener_(std::make_shared<Listener<Tcp>>(io, router, limits)) {}
+  TcpServer(net::io_context& io, std::string address, uint16_t port, const Router& router, ServerLimits limits,
+            std::shared_ptr<net::ssl::context> tls = nullptr)
+      : address_(std::move(address)), port_(port),
+        listener_(std::make_shared<Listener<Tcp, Tls>>(io, router, limits, std::move(tls))) {}
   ~TcpServer() override { stop(); }
 
   void start() override {
@@ -320,7 +352,7 @@ class TcpServer final : public Server {
  private:
   std::string address_;
   uint16_t port_;
-  std::shared_ptr<Listener<Tcp>> listener_;
+  std::shared_ptr<Listener<Tcp, Tls>> listener_;
   bool stopped_ = false;
 };
 
@@ -333,7 +365,12 @@ std::unique_ptr<Server> Server::unix_socket(net::io_context& io, std::filesystem
 
 std::unique_ptr<Server> Server::tcp(net::io_context& io, std::string address, uint16_t port, const Router& router,
                                     ServerLimits limits) {
-  return std::make_unique<TcpServer>(io, std::move(address), port, router, limits);
+  return std::make_unique<TcpServer<false>>(io, std::move(address), port, router, limits);
+}
+
+std::unique_ptr<Server> Server::tls(net::io_context& io, std::string address, uint16_t port, const Router& router,
+                                    ServerLimits limits, std::shared_ptr<net::ssl::context> context) {
+  return std::make_unique<TcpServer<true>>(io, std::move(address), port, router, limits, std::move(context));
 }
 
 }  // namespace coop::http

@@ -11,7 +11,10 @@
 
 namespace boost::asio {
 class io_context;
+namespace ssl {
+class context;
 }
+}  // namespace boost::asio
 
 namespace coop::http {
 
@@ -32,6 +35,9 @@ class Server {
                                              const Router& router, ServerLimits limits);
   static std::unique_ptr<Server> tcp(boost::asio::io_context& io, std::string address, uint16_t port,
                                      const Router& router, ServerLimits limits);
+  // HTTPS: TLS with the given context (common/net/tcp_listener.h make_server_tls_context).
+  static std::unique_ptr<Server> tls(boost::asio::io_context& io, std::string address, uint16_t port, const Router& router,
+                                     ServerLimits limits, std::shared_ptr<boost::asio::ssl::context> context);
   virtual ~Server() = default;
 
   // Binds and starts accepting; coop::Error("listen_failed") when it cannot. A Unix socket

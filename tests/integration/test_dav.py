@@ -365,6 +365,42 @@ def test_litmus_passes_basic_copymove_props_and_locks():
         shard.coop("down")
 
 
+def test_https_listener_with_the_shards_certificate():
+    with Shard(BIN) as shard:
+        shard.domain = DOMAIN
+        shard.init()
+        path = os.path.join(shard.home, "coop.toml")
+        with open(path) as f:
+            text = f.read()
+        port = shard.base_port + 8
+        with open(path, "w") as f:
+            f.write(text.replace(f'http = {{ address = "127.0.0.1", port = {port}, scheme = "http" }}',
+                                 f'http = {{ address = "127.0.0.1", port = {port}, scheme = "https" }}'))
+        shard.coop("up")
+        shard.coop("member", "add", "alice", "--password-stdin", input=STRONG)
+        status = shard.json("status")
+        url = next(w for w in status["workers"] if w["name"] == "dav")["listeners"][0]["url"]
+        assert url == f"https://127.0.0.1:{port}"
+        # Basic credentials travel inside TLS; the client checks against the shard's own certificate.
+        client = caldav.DAVClient(url=url + "/.well-known/caldav", username="alice", password=STRONG,
+                                  ssl_verify_cert=os.path.join(shard.home, "keys", "tls.crt"))
+        calendar = client.principal().make_calendar(name="Secure", cal_id="secure")
+        calendar.save_event(EVENT.format(uid="tls@test", start="20260101T100000Z", end="20260101T110000Z", summary="x", extra=""))
+        assert len(calendar.events()) == 1
+        # Plain HTTP to the TLS port gets nowhere.
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/dav/", timeout=5)
+            raise AssertionError("plain HTTP was answered on the TLS listener")
+        except (urllib.error.URLError, ConnectionError, http_client_errors()):
+            pass
+        shard.coop("down")
+
+
+def http_client_errors():
+    import http.client
+    return http.client.HTTPException
+
+
 if __name__ == "__main__":
     run_tests([
         test_caldav_client_creates_and_finds_events,
@@ -374,4 +410,5 @@ if __name__ == "__main__":
         test_tsdav_discovers_the_account,
         test_vdirsyncer_syncs_both_ways,
         test_litmus_passes_basic_copymove_props_and_locks,
+        test_https_listener_with_the_shards_certificate,
     ])

@@ -8,6 +8,7 @@
 #include "common/auth/member_client.h"
 #include "common/error.h"
 #include "common/http/router.h"
+#include "common/http/listen.h"
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
 #include "workers/dav/dav_admin_api.h"
@@ -47,7 +48,7 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   std::vector<ListenerConfig> bound;
   for (const auto& listener : config.listeners("dav")) {
     if (listener.name != "http") continue;
-    server_ = http::Server::tcp(runtime.io(), listener.address, listener.port, *router_, limits);
+    server_ = http::serve_listener(runtime.io(), listener, *router_, limits, runtime.home());
     server_->start();
     auto actual = listener;
     actual.port = server_->port();

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/http/router.h"
+#include "common/http/listen.h"
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
 #include "workers/matrix/signing.h"
@@ -59,7 +60,7 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   std::vector<ListenerConfig> bound;
   for (const auto& listener : config.listeners("room")) {
     if (listener.name != "client") continue;
-    server_ = http::Server::tcp(runtime.io(), listener.address, listener.port, *router_, limits);
+    server_ = http::serve_listener(runtime.io(), listener, *router_, limits, runtime.home());
     server_->start();
     auto actual = listener;
     actual.port = server_->port();
