@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --base-port --catch-all --components --description --displayname --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --timeout --with -n -o "
+  local valopts=" --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --when --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -17,6 +17,7 @@ _coop() {
       '|room') path='room' ;;
       '|mail') path='mail' ;;
       '|dav') path='dav' ;;
+      '|tiles') path='tiles' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -73,12 +74,19 @@ _coop() {
       'dav addressbook|remove') path='dav addressbook remove' ;;
       'dav addressbook|import') path='dav addressbook import' ;;
       'dav addressbook|export') path='dav addressbook export' ;;
+      'tiles|import') path='tiles import' ;;
+      'tiles|list') path='tiles list' ;;
+      'tiles|marker') path='tiles marker' ;;
+      'tiles marker|add') path='tiles marker add' ;;
+      'tiles marker|list') path='tiles marker list' ;;
+      'tiles marker|remove') path='tiles marker remove' ;;
     esac
   done
   case "$prev" in
     --add-email) COMPREPLY=(); return ;;
     --add-group) COMPREPLY=(); return ;;
     --base-port) COMPREPLY=(); return ;;
+    --by) COMPREPLY=(); return ;;
     --catch-all) COMPREPLY=(); return ;;
     --components) COMPREPLY=(); return ;;
     --description) COMPREPLY=(); return ;;
@@ -88,10 +96,15 @@ _coop() {
     --format) COMPREPLY=(); return ;;
     --group) COMPREPLY=(); return ;;
     --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --kind) COMPREPLY=(); return ;;
     --label) COMPREPLY=(); return ;;
+    --lat) COMPREPLY=(); return ;;
     --limit) COMPREPLY=(); return ;;
     --lines) COMPREPLY=(); return ;;
+    --lon) COMPREPLY=(); return ;;
     --mailbox) COMPREPLY=(); return ;;
+    --maxzoom) COMPREPLY=(); return ;;
+    --minzoom) COMPREPLY=(); return ;;
     --name) COMPREPLY=(); return ;;
     --out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
@@ -108,14 +121,17 @@ _coop() {
     --source) COMPREPLY=(); return ;;
     --space) COMPREPLY=(); return ;;
     --status) COMPREPLY=(); return ;;
+    --threads) COMPREPLY=(); return ;;
     --timeout) COMPREPLY=(); return ;;
+    --title) COMPREPLY=(); return ;;
+    --when) COMPREPLY=(); return ;;
     --with) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
     -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -181,6 +197,13 @@ _coop() {
     'dav addressbook remove') words='--help --owner --json' ;;
     'dav addressbook import') words='--help --owner --json' ;;
     'dav addressbook export') words='--help --owner --out' ;;
+    'tiles') words='--help import list marker' ;;
+    'tiles import') words='--help --name --minzoom --maxzoom --threads --quiet --json' ;;
+    'tiles list') words='--help --json' ;;
+    'tiles marker') words='--help add list remove' ;;
+    'tiles marker add') words='--help --lat --lon --title --kind --when --by --description --json' ;;
+    'tiles marker list') words='--help --kind --json' ;;
+    'tiles marker remove') words='--help --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --base-port --catch-all --components --description --displayname --domain --email --format --group --home --label --limit --lines --mailbox --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --timeout --with -n -o
+    set -l valopts --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --when --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -32,6 +32,8 @@ function __coop_path
                 set path 'coop mail'
             case 'coop|dav'
                 set path 'coop dav'
+            case 'coop|tiles'
+                set path 'coop tiles'
             case 'coop member|add'
                 set path 'coop member add'
             case 'coop member|list'
@@ -144,6 +146,18 @@ function __coop_path
                 set path 'coop dav addressbook import'
             case 'coop dav addressbook|export'
                 set path 'coop dav addressbook export'
+            case 'coop tiles|import'
+                set path 'coop tiles import'
+            case 'coop tiles|list'
+                set path 'coop tiles list'
+            case 'coop tiles|marker'
+                set path 'coop tiles marker'
+            case 'coop tiles marker|add'
+                set path 'coop tiles marker add'
+            case 'coop tiles marker|list'
+                set path 'coop tiles marker list'
+            case 'coop tiles marker|remove'
+                set path 'coop tiles marker remove'
         end
     end
     echo $path
@@ -159,6 +173,7 @@ complete -c coop -n "test (__coop_path) = 'coop'" -a 'member' -d 'The member reg
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'room' -d 'Matrix chat: rooms, Spaces and chat history export'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'mail' -d 'Email: hosted domains, aliases, mailbox export and import'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'dav' -d 'Shared calendars and contacts (CalDAV, CardDAV)'
+complete -c coop -n "test (__coop_path) = 'coop'" -a 'tiles' -d 'OpenStreetMap vector tiles and the cooperative'\''s map markers'
 complete -c coop -n "test (__coop_path) = 'coop'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop'" -l version -d 'Display program version information and exit'
 complete -c coop -n "test (__coop_path) = 'coop'" -l home -r -a '(__fish_complete_directories)' -d 'Shard directory (default: $COOP_HOME, else ./coop-data)'
@@ -412,3 +427,34 @@ complete -c coop -n "test (__coop_path) = 'coop dav addressbook import'" -l json
 complete -c coop -n "test (__coop_path) = 'coop dav addressbook export'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop dav addressbook export'" -l owner -r -d 'The member who owns it (coop for group and directory ones)'
 complete -c coop -n "test (__coop_path) = 'coop dav addressbook export'" -l out -s o -r -F -d 'Write here instead of stdout'
+complete -c coop -n "test (__coop_path) = 'coop tiles'" -a 'import' -d 'Build the map'\''s tiles from an OpenStreetMap extract'
+complete -c coop -n "test (__coop_path) = 'coop tiles'" -a 'list' -d 'List the shard'\''s tile archives'
+complete -c coop -n "test (__coop_path) = 'coop tiles'" -a 'marker' -d 'Resources and events marked on the cooperative'\''s map'
+complete -c coop -n "test (__coop_path) = 'coop tiles'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l name -r -d 'The archive'\''s name (default: the file'\''s, e.g. monaco)'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l minzoom -r -d 'First zoom level built (default 0)'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l maxzoom -r -d 'Last zoom level built; maps zoom further by scaling it (default 14)'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l threads -r -d 'Threads building tiles (default: one per core)'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l quiet -s q -d 'No summary line'
+complete -c coop -n "test (__coop_path) = 'coop tiles import'" -l json -d 'Print the summary as JSON'
+complete -c coop -n "test (__coop_path) = 'coop tiles list'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles list'" -l json -d 'Print them as JSON'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker'" -a 'add' -d 'Put a marker on the map (shown at once, no re-import)'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker'" -a 'list' -d 'List the markers'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker'" -a 'remove' -d 'Take a marker off the map'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l lat -r -d 'Latitude, WGS 84 degrees'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l lon -r -d 'Longitude, WGS 84 degrees'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l title -r -d 'What people see on the map'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l kind -r -d 'resource (default) or event'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l when -r -d 'An event'\''s time, ISO 8601 (2026-12-05T18:00:00+01:00)'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l by -r -d 'The member it belongs to'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l description -r -d 'A longer text shown when it is clicked'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker add'" -l json -d 'Print it as GeoJSON'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker list'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker list'" -l kind -r -d 'Only resources or only events'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker list'" -l json -d 'Print them as a GeoJSON FeatureCollection'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker remove'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tiles marker remove'" -l json -d 'Print the removed marker as JSON'

@@ -1,0 +1,208 @@
+// TileService without a network: tile addresses, status codes, ETag/304, gzip negotiation,
+// archive swaps, and the markers API's validation and ownership rules.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <thread>
+
+#include "common/error.h"
+#include "workers/tiles/mbtiles.h"
+#include "workers/tiles/mvt.h"
+#include "workers/tiles/store/marker_store.h"
+#include "workers/tiles/tile_service.h"
+
+namespace fs = std::filesystem;
+using namespace coop::tiles;
+using coop::http::Request;
+using coop::http::Response;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char pattern[] = "/tmp/coop-tiles-service-XXXXXX";
+    path = ::mkdtemp(pattern);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::string one_point_tile(int64_t x) {
+  LayerBuilder layer("pois");
+  layer.add_point({x, 100}, {{"name", std::string("here")}}, 1);
+  return encode_tile({layer});
+}
+
+void write_archive(const fs::path& file, int64_t marker_x) {
+  MbtilesWriter writer(file);
+  writer.put_tile(0, 0, 0, gzip(one_point_tile(marker_x)));
+  writer.put_tile(2, 1, 2, gzip(one_point_tile(marker_x)));
+  writer.set_metadata("name", "t");
+  writer.set_metadata("format", "pbf");
+  writer.set_metadata("minzoom", "0");
+  writer.set_metadata("maxzoom", "2");
+  writer.set_metadata("bounds", "-10,-10,10,10");
+  writer.set_metadata("center", "0,0,1");
+  writer.set_metadata("json", R"({"vector_layers":[{"id":"pois","fields":{}}]})");
+  writer.commit();
+}
+
+Request get(const std::string& target, std::map<std::string, std::string> headers = {}) {
+  Request q;
+  q.method = "GET";
+  REQUIRE(coop::http::parse_target(target, q));
+  q.target = target;
+  q.headers = std::move(headers);
+  q.headers.emplace("host", "maps.test:8080");
+  return q;
+}
+
+std::string header(const Response& r, const std::string& name) {
+  for (const auto& [k, v] : r.headers)
+    if (k == name) return v;
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE("tile addresses parse strictly", "[tiles][service]") {
+  auto t = parse_tile_path("monaco/14/8529/5974.pbf");
+  REQUIRE(t);
+  CHECK(t->name == "monaco");
+  CHECK(t->z == 14);
+  CHECK(t->x == 8529);
+  CHECK(t->y == 5974);
+  CHECK(parse_tile_path("monaco/14/8529/5974.mvt"));
+  CHECK_FALSE(parse_tile_path("monaco/14/8529/5974.png"));
+  CHECK_FALSE(parse_tile_path("monaco/14/8529"));
+  CHECK_FALSE(parse_tile_path("../14/1/1.pbf"));
+  CHECK_FALSE(parse_tile_path("Monaco/1/1/1.pbf"));
+  CHECK_THROWS_AS(parse_tile_path("monaco/x/1/1.pbf"), coop::Error);
+  CHECK_THROWS_AS(parse_tile_path("monaco/1/-1/1.pbf"), coop::Error);
+  CHECK_THROWS_AS(parse_tile_path("monaco/1/1/1e3.pbf"), coop::Error);
+  CHECK_THROWS_AS(parse_tile_path("monaco/1/99999999999/1.pbf"), coop::Error);
+  CHECK(parse_tile_path("monaco/3/8/0.pbf")->z == -1);  // well-formed, out of range
+  CHECK(parse_tile_path("monaco/31/0/0.pbf")->z == -1);
+}
+
+TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[tiles][service]") {
+  TempDir dir;
+  write_archive(dir.path / "t.mbtiles", 10);
+  MarkerStore markers(dir.path / "tiles.db");
+  TileServiceOptions options;
+  options.tiles_dir = dir.path;
+  options.recheck = std::chrono::milliseconds(0);
+  TileService service(options, &markers);
+
+  auto r = service.handle(get("/tiles/t/2/1/2.pbf", {{"accept-encoding", "gzip, deflate"}}));
+  CHECK(r.status == 200);
+  CHECK(header(r, "Content-Encoding") == "gzip");
+  CHECK(header(r, "Access-Control-Allow-Origin") == "*");
+  CHECK(header(r, "Cache-Control").find("max-age=") != std::string::npos);
+  CHECK(decode_tile(gunzip(r.body))[0].name == "pois");
+  const std::string etag = header(r, "ETag");
+  CHECK(!etag.empty());
+
+  r = service.handle(get("/tiles/t/2/1/2.pbf"));
+  CHECK(r.status == 200);
+  CHECK(header(r, "Content-Encoding").empty());
+  CHECK(decode_tile(r.body)[0].features[0].parts[0][0].x == 10);
+
+  CHECK(service.handle(get("/tiles/t/2/0/0.pbf")).status == 204);
+  CHECK(service.handle(get("/tiles/t/3/0/0.pbf")).status == 404);
+  CHECK(service.handle(get("/tiles/t/2/4/0.pbf")).status == 404);
+  CHECK(service.handle(get("/tiles/other/0/0/0.pbf")).status == 404);
+  CHECK(service.handle(get("/tiles/t/0/0/0.png")).status == 404);
+  CHECK(service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}})).status == 304);
+  CHECK(service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", "\"other\""}})).status == 200);
+
+  // A new archive renamed over the old one: picked up, and the ETag changes.
+  write_archive(dir.path / "t.mbtiles", 20);
+  r = service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}}));
+  CHECK(r.status == 200);
+  CHECK(header(r, "ETag") != etag);
+  CHECK(decode_tile(r.body)[0].features[0].parts[0][0].x == 20);
+
+  // TileJSON with absolute tile URLs from the Host header.
+  r = service.handle(get("/tiles/t.json"));
+  CHECK(r.status == 200);
+  const auto tj = nlohmann::json::parse(r.body);
+  CHECK(tj["tilejson"] == "3.0.0");
+  CHECK(tj["tiles"][0] == "http://maps.test:8080/tiles/t/{z}/{x}/{y}.pbf");
+  CHECK(tj["bounds"].size() == 4);
+  CHECK(tj["vector_layers"][0]["id"] == "pois");
+  // A hostile Host header does not make it into URLs.
+  r = service.handle(get("/tiles/t.json", {{"host", "evil\"/><script>"}}));
+  CHECK(nlohmann::json::parse(r.body)["tiles"][0].get<std::string>().rfind("http://localhost/", 0) == 0);
+  const auto style = nlohmann::json::parse(service.handle(get("/tiles/t/style.json")).body);
+  CHECK(style["version"] == 8);
+  CHECK(style["sources"]["osm"]["url"] == "http://maps.test:8080/tiles/t.json");
+  r = service.handle(get("/tiles/t/map"));
+  CHECK(r.status == 200);
+  CHECK(header(r, "Content-Security-Policy") == "frame-ancestors *");
+  CHECK(r.body.find("/tiles/assets/maplibre-gl.js") != std::string::npos);
+  Request post = get("/tiles/t/2/1/2.pbf");
+  post.method = "POST";
+  CHECK(service.handle(post).status == 405);
+}
+
+TEST_CASE("markers: GeoJSON validation, revisions, owners", "[tiles][markers]") {
+  TempDir dir;
+  MarkerStore markers(dir.path / "tiles.db");
+  TileServiceOptions options;
+  options.tiles_dir = dir.path;
+  TileService service(options, &markers);
+
+  const auto feature = [](double lon, double lat, nlohmann::json properties) {
+    return nlohmann::json{{"type", "Feature"},
+                          {"geometry", {{"type", "Point"}, {"coordinates", {lon, lat}}}},
+                          {"properties", properties}};
+  };
+  CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"kind", "event"}}), false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(feature(7.4, 95, {{"title", "x"}}), false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"title", "x"}, {"kind", "party"}}), false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"title", "x"}, {"when", "tomorrow"}}), false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"title", "line\nbreak"}}), false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(nlohmann::json{{"type", "Feature"}}, false), coop::Error);
+  auto m = marker_from_feature(feature(7.42, 43.73, {{"title", "Repair café"}, {"kind", "event"},
+                                                     {"when", "2026-12-05T18:00:00+01:00"}, {"by", "mallory"}}),
+                               false);
+  CHECK(m.by.empty());  // the API sets the owner from the login, never from the body
+
+  const auto before = markers.revision();
+  Request q = get("/tiles/markers.geojson");
+  const auto first = service.handle(q);
+  const std::string etag = header(first, "ETag");
+  CHECK(service.handle(get("/tiles/markers.geojson", {{"if-none-match", etag}})).status == 304);
+  m.by = "alice";
+  m = markers.add(m);
+  CHECK(markers.revision() != before);
+  auto r = service.handle(get("/tiles/markers.geojson", {{"if-none-match", etag}}));
+  CHECK(r.status == 200);
+  const auto collection = nlohmann::json::parse(r.body);
+  CHECK(collection["type"] == "FeatureCollection");
+  CHECK(collection["features"][0]["properties"]["title"] == "Repair café");
+  CHECK_FALSE(collection["features"][0]["properties"].contains("by"));  // public: no owner
+
+  // The API: anonymous gets 401; another member cannot remove alice's marker.
+  Authenticator nobody = [](const Request&) { return std::optional<std::string>(); };
+  Authenticator bob = [](const Request&) { return std::optional<std::string>("bob"); };
+  Authenticator alice = [](const Request&) { return std::optional<std::string>("alice"); };
+  CHECK(service.handle_api(get("/tiles/api/markers"), nobody).status == 401);
+  auto mine = nlohmann::json::parse(service.handle_api(get("/tiles/api/markers"), bob).body);
+  CHECK(mine["features"][0]["properties"]["by"] == "alice");
+  Request del = get("/tiles/api/markers/" + std::to_string(m.id));
+  del.method = "DELETE";
+  CHECK(service.handle_api(del, bob).status == 403);
+  CHECK(service.handle_api(del, alice).status == 200);
+  CHECK(markers.list().empty());
+  Request add = get("/tiles/api/markers");
+  add.method = "POST";
+  add.body = feature(7.41, 43.72, {{"title", "Tool library"}}).dump();
+  r = service.handle_api(add, bob);
+  CHECK(r.status == 201);
+  CHECK(nlohmann::json::parse(r.body)["properties"]["by"] == "bob");
+  CHECK(nlohmann::json::parse(r.body)["properties"]["kind"] == "resource");
+}

@@ -1,0 +1,43 @@
+// `coop tiles import`: an OSM PBF extract to an MBTiles archive of Mapbox Vector Tiles in the
+// schema of schema.h. Reads with libosmium (threaded PBF decoding, a node location index,
+// multipolygons assembled by osmium's area assembler) and swaps the archive in atomically.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace coop::tiles {
+
+constexpr int kMaxImportZoom = 16;
+
+struct ImportOptions {
+  std::filesystem::path input;   // .osm.pbf
+  std::filesystem::path output;  // the archive's final path (…/tiles/NAME.mbtiles)
+  std::string name;              // shown in the metadata
+  int minzoom = 0;
+  int maxzoom = 14;
+  unsigned threads = 0;  // tile building threads; 0: one per core
+  // Called now and then from the importing thread: phase ("reading", "tiles z12"...), work done
+  // and the total (0 when unknown).
+  std::function<void(std::string_view phase, uint64_t done, uint64_t total)> progress;
+};
+
+struct ImportSummary {
+  uint64_t nodes = 0, ways = 0, relations = 0;
+  uint64_t features = 0;
+  uint64_t tiles = 0;
+  uint64_t archive_bytes = 0;
+  double seconds = 0;
+  double bounds[4] = {0, 0, 0, 0};  // west, south, east, north
+};
+
+// Throws coop::Error: "bad_input" (400) for bad options or an unreadable, truncated or corrupt
+// extract, "busy" (409) when another import of the same archive runs, "archive_write_failed"
+// (500) when the archive cannot be written (a full disk). On any failure the archive at
+// options.output is left as it was.
+ImportSummary import_osm(const ImportOptions& options);
+
+}  // namespace coop::tiles

@@ -1,0 +1,247 @@
+// MBTiles 1.3 reading and writing, gzip through zlib.
+#include "workers/tiles/mbtiles.h"
+
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "common/error.h"
+#include "common/fs.h"
+#include "common/sqlite.h"
+
+namespace fs = std::filesystem;
+
+namespace coop::tiles {
+
+std::string gzip(std::string_view data, int level) {
+  z_stream stream{};
+  // windowBits 15 + 16: a gzip header and trailer instead of zlib's (zlib manual, deflateInit2).
+  if (deflateInit2(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    throw Error("gzip_failed", "cannot start deflate", 500);
+  std::string out;
+  out.resize(deflateBound(&stream, static_cast<uLong>(data.size())) + 32);
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&stream, Z_FINISH);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  if (rc != Z_STREAM_END) throw Error("gzip_failed", "deflate did not finish", 500);
+  return out;
+}
+
+std::string gunzip(std::string_view data, std::size_t max_bytes) {
+  z_stream stream{};
+  if (inflateInit2(&stream, 15 + 16) != Z_OK) throw Error("bad_gzip", "cannot start inflate", 500);
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  stream.avail_in = static_cast<uInt>(data.size());
+  std::string out;
+  char buffer[16384];
+  int rc = Z_OK;
+  while (rc != Z_STREAM_END) {
+    stream.next_out = reinterpret_cast<Bytef*>(buffer);
+    stream.avail_out = sizeof buffer;
+    rc = inflate(&stream, Z_NO_FLUSH);
+    if (rc != Z_OK && rc != Z_STREAM_END) {
+      inflateEnd(&stream);
+      throw Error("bad_gzip", "damaged gzip data", 400);
+    }
+    out.append(buffer, sizeof buffer - stream.avail_out);
+    if (out.size() > max_bytes) {
+      inflateEnd(&stream);
+      throw Error("bad_gzip", "gzip data expands past the limit", 400);
+    }
+    if (rc == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
+      inflateEnd(&stream);
+      throw Error("bad_gzip", "truncated gzip data", 400);
+    }
+  }
+  inflateEnd(&stream);
+  return out;
+}
+
+// --- Writer ---
+
+struct MbtilesWriter::Statements {
+  std::unique_ptr<sqlite::Statement> tile, metadata;
+};
+
+namespace {
+
+void exec(sqlite3* db, const char* sql) {
+  char* message = nullptr;
+  if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
+    std::string text = message ? message : "unknown error";
+    sqlite3_free(message);
+    throw Error("archive_write_failed", text, 500);
+  }
+}
+
+}  // namespace
+
+MbtilesWriter::MbtilesWriter(fs::path final_path) : final_(std::move(final_path)) {
+  fs::create_directories(final_.parent_path());
+  temp_ = final_.parent_path() / ("." + final_.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  fs::remove(temp_);
+  if (sqlite3_open_v2(temp_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw Error("archive_write_failed", "cannot create " + temp_.string() + ": " + message, 500);
+  }
+  // The temporary file is thrown away on any failure, so the build needs no journal; the
+  // durable step is the fsync before the rename.
+  exec(db_,
+       "PRAGMA page_size=4096; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+       "CREATE TABLE metadata (name TEXT NOT NULL, value TEXT);"
+       "CREATE UNIQUE INDEX metadata_name ON metadata (name);"
+       "CREATE TABLE tiles (zoom_level INTEGER NOT NULL, tile_column INTEGER NOT NULL, tile_row INTEGER NOT NULL,"
+       " tile_data BLOB NOT NULL);"
+       "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);"
+       "BEGIN;");
+  statements_ = std::make_unique<Statements>();
+  statements_->tile = std::make_unique<sqlite::Statement>(db_, "INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)");
+  statements_->metadata =
+      std::make_unique<sqlite::Statement>(db_, "INSERT OR REPLACE INTO metadata (name, value) VALUES (?1, ?2)");
+}
+
+MbtilesWriter::~MbtilesWriter() {
+  statements_.reset();
+  if (db_) sqlite3_close(db_);
+  if (!committed_) {
+    std::error_code ignored;
+    fs::remove(temp_, ignored);
+  }
+}
+
+void MbtilesWriter::put_tile(int z, int x, int y, std::string_view gzipped) {
+  // MBTiles rows are TMS: row 0 is the southernmost (spec 1.3, "Tiles").
+  const int row = (1 << z) - 1 - y;
+  statements_->tile->bind(1, z).bind(2, x).bind(3, row).bind_blob(4, gzipped);
+  statements_->tile->run();
+}
+
+void MbtilesWriter::set_metadata(const std::string& name, const std::string& value) {
+  statements_->metadata->bind(1, name).bind(2, value);
+  statements_->metadata->run();
+}
+
+void MbtilesWriter::commit() {
+  exec(db_, "COMMIT;");
+  statements_.reset();
+  if (sqlite3_close(db_) != SQLITE_OK) throw Error("archive_write_failed", "cannot close " + temp_.string(), 500);
+  db_ = nullptr;
+  const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw Error("archive_write_failed", "cannot sync " + temp_.string(), 500);
+  }
+  ::close(fd);
+  ::chmod(temp_.c_str(), 0644);
+  std::error_code ec;
+  fs::rename(temp_, final_, ec);
+  if (ec) throw Error("archive_write_failed", "cannot rename into " + final_.string() + ": " + ec.message(), 500);
+  committed_ = true;
+  fsync_directory(final_.parent_path());
+}
+
+// --- Reader ---
+
+struct MbtilesArchive::Connection {
+  sqlite3* db = nullptr;
+  std::unique_ptr<sqlite::Statement> select;
+  ~Connection() {
+    select.reset();
+    if (db) sqlite3_close(db);
+  }
+};
+
+std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file) {
+  std::shared_ptr<MbtilesArchive> archive(new MbtilesArchive());
+  archive->file_ = file;
+  // The archive keeps the inode open for its lifetime: connections opened later read this
+  // file through /proc/self/fd even after an import renamed a new one over the path.
+  archive->fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+  if (archive->fd_ < 0) throw Error("no_archive", "cannot open " + file.string(), 404);
+  struct stat st {};
+  ::fstat(archive->fd_, &st);
+  archive->version_ = std::to_string(st.st_ino) + "-" + std::to_string(st.st_size) + "-" +
+                      std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  archive->fd_path_ = "/proc/self/fd/" + std::to_string(archive->fd_);
+
+  auto connection = archive->acquire();
+  try {
+    sqlite::Statement meta(connection->db, "SELECT name, value FROM metadata");
+    while (meta.step()) archive->metadata_[meta.column_text(0)] = meta.column_text(1);
+  } catch (const Error& e) {
+    throw Error("bad_archive", file.string() + " is not an MBTiles archive: " + e.what(), 500);
+  }
+  auto as_int = [&](const char* key, int fallback) {
+    auto it = archive->metadata_.find(key);
+    if (it == archive->metadata_.end()) return fallback;
+    try {
+      return std::stoi(it->second);
+    } catch (...) {
+      return fallback;
+    }
+  };
+  archive->minzoom_ = as_int("minzoom", 0);
+  archive->maxzoom_ = as_int("maxzoom", 14);
+  if (auto it = archive->metadata_.find("coop_import_id"); it != archive->metadata_.end()) archive->version_ = it->second;
+  archive->release(std::move(connection));
+  return archive;
+}
+
+MbtilesArchive::~MbtilesArchive() {
+  pool_.clear();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::unique_ptr<MbtilesArchive::Connection> MbtilesArchive::acquire() const {
+  {
+    std::lock_guard lock(pool_mutex_);
+    if (!pool_.empty()) {
+      auto connection = std::move(pool_.back());
+      pool_.pop_back();
+      return connection;
+    }
+  }
+  auto connection = std::make_unique<Connection>();
+  // immutable=1: no locks and no journal checks; the file never changes under this inode.
+  const std::string uri = "file:" + fd_path_ + "?immutable=1";
+  if (sqlite3_open_v2(uri.c_str(), &connection->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK)
+    throw Error("bad_archive", "cannot open " + file_.string(), 500);
+  try {
+    connection->select = std::make_unique<sqlite::Statement>(
+        connection->db, "SELECT tile_data FROM tiles WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3");
+  } catch (const Error& e) {
+    throw Error("bad_archive", file_.string() + " is not an MBTiles archive: " + e.what(), 500);
+  }
+  return connection;
+}
+
+void MbtilesArchive::release(std::unique_ptr<Connection> connection) const {
+  std::lock_guard lock(pool_mutex_);
+  if (pool_.size() < 16) pool_.push_back(std::move(connection));
+}
+
+std::optional<std::string> MbtilesArchive::tile(int z, int x, int y) const {
+  auto connection = acquire();
+  const int row = (1 << z) - 1 - y;
+  auto& select = *connection->select;
+  select.reset();
+  select.bind(1, z).bind(2, x).bind(3, row);
+  std::optional<std::string> data;
+  // For a BLOB, column_text hands back its bytes unchanged (with a NUL past the end).
+  if (select.step()) data = select.column_text(0);
+  select.reset();
+  release(std::move(connection));
+  return data;
+}
+
+}  // namespace coop::tiles

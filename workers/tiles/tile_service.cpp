@@ -1,0 +1,612 @@
+// The public side of coop-tiles. Tiles follow the XYZ scheme of TileJSON 3.0.0; the style is
+// a MapLibre style spec v8 document; markers are GeoJSON (RFC 7946).
+#include "workers/tiles/tile_service.h"
+
+#include <sys/stat.h>
+
+#include <charconv>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "common/error.h"
+#include "workers/tiles/mbtiles.h"
+#include "workers/tiles/store/marker_store.h"
+
+namespace fs = std::filesystem;
+
+namespace coop::tiles {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kTileType = "application/vnd.mapbox-vector-tile";
+
+bool parse_number(std::string_view text, std::size_t max_digits, int64_t& out) {
+  if (text.empty() || text.size() > max_digits) return false;
+  for (char c : text)
+    if (c < '0' || c > '9') return false;
+  return std::from_chars(text.data(), text.data() + text.size(), out).ec == std::errc();
+}
+
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (;;) {
+    const auto end = text.find(sep, start);
+    parts.push_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) break;
+    start = end + 1;
+  }
+  return parts;
+}
+
+void add_cors(http::Response& r) {
+  r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+  r.headers.emplace_back("Access-Control-Expose-Headers", "ETag, Content-Encoding");
+}
+
+http::Response plain(int status, const std::string& text) {
+  auto r = http::Response::bytes(status, text + "\n", "text/plain; charset=utf-8");
+  add_cors(r);
+  return r;
+}
+
+// RFC 9110 13.1.2: If-None-Match holds "*" or a list of entity tags, compared weakly.
+bool none_match(const http::Request& request, const std::string& etag) {
+  const std::string header = request.header("if-none-match");
+  if (header.empty()) return false;
+  for (auto part : split(header, ',')) {
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ' ') part.remove_suffix(1);
+    if (part.substr(0, 2) == "W/") part.remove_prefix(2);
+    if (part == "*" || part == etag) return true;
+  }
+  return false;
+}
+
+bool accepts_gzip(const http::Request& request) {
+  const std::string header = request.header("accept-encoding");
+  for (auto part : split(header, ',')) {
+    while (!part.empty() && part.front() == ' ') part.remove_prefix(1);
+    if (part.substr(0, 4) != "gzip") continue;
+    const auto q = part.find("q=");
+    if (q != std::string_view::npos && part.substr(q + 2, 1) == "0" && part.find_first_of("123456789", q + 2) == std::string_view::npos)
+      return false;
+    return true;
+  }
+  return false;
+}
+
+std::string file_signature(const fs::path& file) {
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) return {};
+  return std::to_string(st.st_ino) + "-" + std::to_string(st.st_size) + "-" + std::to_string(st.st_mtim.tv_sec) + "." +
+         std::to_string(st.st_mtim.tv_nsec);
+}
+
+std::vector<double> numbers(const std::string& csv) {
+  std::vector<double> out;
+  for (auto part : split(csv, ',')) {
+    try {
+      out.push_back(std::stod(std::string(part)));
+    } catch (...) {
+      return {};
+    }
+  }
+  return out;
+}
+
+// The style: colours after the usual OSM conventions; no text (text needs a glyph server,
+// which coop does not ship yet), so labels are left to the markers' popups.
+json build_style(const std::string& name, const std::string& tilejson_url, const std::string& markers_url,
+                 const std::vector<double>& center) {
+  auto fill = [](const std::string& id, const std::string& layer, const json& filter, const std::string& colour,
+                 int minzoom, double opacity = 1.0) {
+    json l{{"id", id},   {"type", "fill"}, {"source", "osm"},       {"source-layer", layer},
+           {"minzoom", minzoom}, {"paint", {{"fill-color", colour}, {"fill-opacity", opacity}}}};
+    if (!filter.is_null()) l["filter"] = filter;
+    return l;
+  };
+  auto kinds = [](std::initializer_list<const char*> list) {
+    json f = json::array({"in", json::array({"get", "kind"})});
+    json values = json::array();
+    for (const char* k : list) values.push_back(k);
+    f.push_back(json::array({"literal", values}));
+    return f;
+  };
+  auto width = [](double at10, double at18) {
+    return json::array({"interpolate", json::array({"exponential", 1.6}), json::array({"zoom"}), 10, at10, 18, at18});
+  };
+  auto street = [&](const std::string& id, std::initializer_list<const char*> list, const std::string& colour,
+                    double at10, double at18, int minzoom) {
+    return json{{"id", id},
+                {"type", "line"},
+                {"source", "osm"},
+                {"source-layer", "streets"},
+                {"minzoom", minzoom},
+                {"filter", kinds(list)},
+                {"layout", {{"line-cap", "round"}, {"line-join", "round"}}},
+                {"paint", {{"line-color", colour}, {"line-width", width(at10, at18)}}}};
+  };
+  json layers = json::array();
+  layers.push_back({{"id", "background"}, {"type", "background"}, {"paint", {{"background-color", "#f2efe9"}}}});
+  layers.push_back(fill("land-residential", "land", kinds({"residential"}), "#e0dfdf", 10));
+  layers.push_back(fill("land-commercial", "land", kinds({"commercial", "retail", "industrial", "railway"}), "#f2dad9", 10));
+  layers.push_back(fill("land-green", "land",
+                        kinds({"park", "garden", "grass", "meadow", "village_green", "recreation_ground", "playground",
+                               "golf_course", "grassland", "dog_park", "allotments", "cemetery"}),
+                        "#c8facc", 7));
+  layers.push_back(fill("land-wood", "land", kinds({"forest", "wood", "nature_reserve", "scrub", "heath", "orchard"}),
+                        "#add19e", 7));
+  layers.push_back(fill("land-sand", "land", kinds({"sand", "beach", "bare_rock", "scree", "quarry"}), "#f5e9c6", 10));
+  layers.push_back(fill("land-pitch", "land", kinds({"pitch", "sports_centre", "stadium"}), "#aae0cb", 12));
+  layers.push_back(fill("water", "water_polygons", nullptr, "#aad3df", 0));
+  layers.push_back({{"id", "water-lines"},
+                    {"type", "line"},
+                    {"source", "osm"},
+                    {"source-layer", "water_lines"},
+                    {"paint", {{"line-color", "#aad3df"}, {"line-width", width(1, 6)}}}});
+  layers.push_back({{"id", "buildings"},
+                    {"type", "fill"},
+                    {"source", "osm"},
+                    {"source-layer", "buildings"},
+                    {"minzoom", 13},
+                    {"paint", {{"fill-color", "#d9d0c9"}, {"fill-outline-color", "#c4b6ab"}}}});
+  layers.push_back(street("paths", {"footway", "path", "cycleway", "bridleway", "steps", "track", "pedestrian"}, "#fa8072",
+                          0.5, 2.5, 13));
+  layers.back()["paint"]["line-dasharray"] = json::array({2, 1});
+  layers.push_back(street("minor-streets", {"residential", "living_street", "unclassified", "road", "service", "busway"},
+                          "#ffffff", 0.8, 12, 11));
+  layers.push_back(street("tertiary", {"tertiary"}, "#ffffd0", 1.2, 16, 9));
+  layers.push_back(street("secondary", {"secondary"}, "#f7fabf", 1.5, 18, 8));
+  layers.push_back(street("primary", {"primary", "trunk"}, "#fcd6a4", 1.8, 20, 6));
+  layers.push_back(street("motorway", {"motorway"}, "#e892a2", 2.0, 22, 5));
+  layers.push_back(street("rail", {"rail", "light_rail", "subway", "tram", "narrow_gauge", "funicular", "monorail"},
+                          "#707070", 0.6, 2.5, 8));
+  layers.push_back({{"id", "pois"},
+                    {"type", "circle"},
+                    {"source", "osm"},
+                    {"source-layer", "pois"},
+                    {"minzoom", 15},
+                    {"paint", {{"circle-radius", 2.5}, {"circle-color", "#734a08"}, {"circle-opacity", 0.7}}}});
+  layers.push_back({{"id", "markers"},
+                    {"type", "circle"},
+                    {"source", "markers"},
+                    {"paint",
+                     {{"circle-radius", 8},
+                      {"circle-color", json::array({"match", json::array({"get", "kind"}), "event", "#e8590c", "#1c7ed6"})},
+                      {"circle-stroke-color", "#ffffff"},
+                      {"circle-stroke-width", 2}}}});
+  json style{{"version", 8},
+             {"name", name},
+             {"sources",
+              {{"osm", {{"type", "vector"}, {"url", tilejson_url}}},
+               {"markers", {{"type", "geojson"}, {"data", markers_url}}}}},
+             {"layers", layers}};
+  if (center.size() >= 3) {
+    style["center"] = json::array({center[0], center[1]});
+    style["zoom"] = center[2];
+  }
+  return style;
+}
+
+// The map page: MapLibre GL from this server, the archive's style, markers polled twice a
+// second with If-None-Match so an unchanged set costs a 304.
+std::string map_html(const std::string& name, const std::string& style_url, const std::string& markers_url) {
+  const json config{{"style", style_url}, {"markers", markers_url}, {"name", name}};
+  std::string config_text = config.dump();
+  // Keep "</script>" and friends out of the inline script.
+  std::string safe;
+  for (char c : config_text) safe += c == '<' ? std::string("\\u003c") : std::string(1, c);
+  std::string html = R"(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Map</title>
+<link rel="stylesheet" href="/tiles/assets/maplibre-gl.css">
+<style>
+html, body, #map { margin: 0; padding: 0; height: 100%; }
+.coop-popup h3 { margin: 0 0 4px; font: 600 14px/1.3 system-ui, sans-serif; }
+.coop-popup p { margin: 2px 0; font: 13px/1.3 system-ui, sans-serif; }
+</style>
+<script src="/tiles/assets/maplibre-gl.js"></script>
+</head>
+<body>
+<div id="map"></div>
+<script>
+(function () {
+  const config = )" + safe + R"(;
+  const params = new URLSearchParams(location.search);
+  const options = { container: "map", style: config.style, attributionControl: { compact: true } };
+  if (params.has("lat") && params.has("lon")) {
+    options.center = [Number(params.get("lon")), Number(params.get("lat"))];
+    options.zoom = Number(params.get("zoom") || 15);
+  }
+  const map = new maplibregl.Map(options);
+  map.addControl(new maplibregl.NavigationControl(), "top-right");
+  window.coopMap = map;
+  window.coopMarkerCount = 0;
+  let etag = null;
+  async function refresh() {
+    try {
+      const headers = etag ? { "If-None-Match": etag } : {};
+      const response = await fetch(config.markers, { headers, cache: "no-store" });
+      if (response.status !== 200) return;
+      etag = response.headers.get("ETag");
+      const data = await response.json();
+      const source = map.getSource("markers");
+      if (source) source.setData(data);
+      window.coopMarkerCount = data.features.length;
+    } catch (e) {
+      // The next poll tries again; a restarting server is not an error worth showing.
+    }
+  }
+  map.on("load", () => { refresh(); setInterval(refresh, 500); });
+  map.on("mouseenter", "markers", () => { map.getCanvas().style.cursor = "pointer"; });
+  map.on("mouseleave", "markers", () => { map.getCanvas().style.cursor = ""; });
+  map.on("click", "markers", (event) => {
+    const feature = event.features[0];
+    const p = feature.properties;
+    const box = document.createElement("div");
+    box.className = "coop-popup";
+    const title = document.createElement("h3");
+    title.textContent = p.title;
+    box.appendChild(title);
+    for (const line of [p.when, p.description]) {
+      if (!line) continue;
+      const text = document.createElement("p");
+      text.textContent = line;
+      box.appendChild(text);
+    }
+    new maplibregl.Popup().setLngLat(feature.geometry.coordinates).setDOMContent(box).addTo(map);
+  });
+})();
+</script>
+</body>
+</html>
+)";
+  return html;
+}
+
+bool valid_host(const std::string& host) {
+  static const std::regex kHost(R"([A-Za-z0-9.\-]{1,253}(:\d{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?)");
+  return std::regex_match(host, kHost);
+}
+
+}  // namespace
+
+bool valid_archive_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '-' || c == '_'));
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::optional<TileRequest> parse_tile_path(std::string_view rest) {
+  const auto parts = split(rest, '/');
+  if (parts.size() != 4 || !valid_archive_name(parts[0])) return std::nullopt;
+  std::string_view last = parts[3];
+  const auto dot = last.rfind('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  const auto extension = last.substr(dot + 1);
+  if (extension != "pbf" && extension != "mvt") return std::nullopt;
+  last = last.substr(0, dot);
+  int64_t z = 0, x = 0, y = 0;
+  if (!parse_number(parts[1], 2, z) || !parse_number(parts[2], 10, x) || !parse_number(last, 10, y))
+    throw Error("bad_request", "tile addresses are /tiles/NAME/Z/X/Y.pbf with whole numbers", 400);
+  TileRequest t;
+  t.name = std::string(parts[0]);
+  // Out of any archive's range, but well-formed: the caller answers 404.
+  if (z > 30 || x >= (int64_t{1} << std::min<int64_t>(z, 30)) || y >= (int64_t{1} << std::min<int64_t>(z, 30))) {
+    t.z = -1;
+    return t;
+  }
+  t.z = static_cast<int>(z);
+  t.x = static_cast<int>(x);
+  t.y = static_cast<int>(y);
+  return t;
+}
+
+TileService::TileService(TileServiceOptions options, MarkerStore* markers)
+    : options_(std::move(options)), markers_(markers) {}
+
+TileService::~TileService() = default;
+
+std::shared_ptr<MbtilesArchive> TileService::archive(const std::string& name) {
+  if (!valid_archive_name(name)) return nullptr;
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  auto& entry = archives_[name];
+  if (entry.checked != std::chrono::steady_clock::time_point{} && now - entry.checked < options_.recheck)
+    return entry.archive;
+  entry.checked = now;
+  const auto file = options_.tiles_dir / (name + ".mbtiles");
+  const std::string signature = file_signature(file);
+  if (signature == entry.signature) return entry.archive;
+  if (signature.empty()) {
+    entry.archive.reset();
+    entry.signature.clear();
+    return nullptr;
+  }
+  try {
+    // Requests in flight keep the archive they started with; the old file stays readable
+    // through its open descriptor until the last of them is done.
+    entry.archive = MbtilesArchive::open(file);
+    entry.signature = signature;
+  } catch (const std::exception&) {
+    // A damaged file never replaces a good archive; the next check tries again.
+    if (!entry.archive) entry.signature.clear();
+  }
+  return entry.archive;
+}
+
+std::size_t TileService::archives_open() const {
+  std::lock_guard lock(mutex_);
+  std::size_t n = 0;
+  for (const auto& [name, entry] : archives_) n += entry.archive != nullptr;
+  return n;
+}
+
+std::string TileService::base_url(const http::Request& request) const {
+  if (!options_.public_url.empty()) return options_.public_url;
+  std::string host = request.header("host");
+  if (!valid_host(host)) host = "localhost";
+  return options_.scheme + "://" + host;
+}
+
+http::Response TileService::handle(const http::Request& request) {
+  if (request.method == "OPTIONS") {
+    // CORS preflight (Fetch standard): any origin may read tiles and markers.
+    http::Response r = http::Response::bytes(204, "", "text/plain");
+    r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+    r.headers.emplace_back("Access-Control-Allow-Methods", "GET, HEAD, POST, DELETE, OPTIONS");
+    r.headers.emplace_back("Access-Control-Allow-Headers", "Authorization, Content-Type, If-None-Match");
+    r.headers.emplace_back("Access-Control-Max-Age", "86400");
+    return r;
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    auto r = plain(405, "method not allowed");
+    r.headers.emplace_back("Allow", "GET, HEAD, OPTIONS");
+    return r;
+  }
+  const std::string& path = request.path;
+  if (path == "/tiles" || path == "/tiles/") {
+    json index = json::array();
+    std::error_code ec;
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(options_.tiles_dir, ec)) {
+      const auto file = entry.path().filename().string();
+      if (entry.path().extension() == ".mbtiles" && valid_archive_name(entry.path().stem().string()))
+        names.push_back(entry.path().stem().string());
+    }
+    std::sort(names.begin(), names.end());
+    const auto base = base_url(request);
+    for (const auto& n : names)
+      index.push_back({{"name", n}, {"tilejson", base + "/tiles/" + n + ".json"}, {"map", base + "/tiles/" + n + "/map"}});
+    auto r = http::Response::json(index);
+    add_cors(r);
+    return r;
+  }
+  if (path.rfind("/tiles/", 0) != 0) return plain(404, "not found");
+  const std::string_view rest = std::string_view(path).substr(7);
+
+  if (auto t = parse_tile_path(rest)) return tile(request, *t);
+  if (rest == "markers.geojson") return markers_geojson(request, false);
+  if (rest.rfind("assets/", 0) == 0) return asset(request, std::string(rest.substr(7)));
+  const auto parts = split(rest, '/');
+  if (parts.size() == 1 && parts[0].size() > 5 && parts[0].substr(parts[0].size() - 5) == ".json")
+    return tilejson(request, std::string(parts[0].substr(0, parts[0].size() - 5)));
+  if (parts.size() == 2 && parts[1] == "style.json") return style(request, std::string(parts[0]));
+  if (parts.size() == 2 && (parts[1] == "map" || parts[1] == "map.html")) return map_page(request, std::string(parts[0]));
+  return plain(404, "not found");
+}
+
+http::Response TileService::tile(const http::Request& request, const TileRequest& t) {
+  auto archive = this->archive(t.name);
+  if (!archive) return plain(404, "no tile archive named " + t.name);
+  if (t.z < archive->minzoom() || t.z > archive->maxzoom())
+    return plain(404, "zoom outside the archive's range " + std::to_string(archive->minzoom()) + "-" +
+                          std::to_string(archive->maxzoom()));
+  const std::string etag = "\"" + archive->version() + "\"";
+  auto headers = [&](http::Response& r) {
+    add_cors(r);
+    r.headers.emplace_back("ETag", etag);
+    r.headers.emplace_back("Cache-Control", "public, max-age=" + std::to_string(options_.max_age_seconds));
+    r.headers.emplace_back("Vary", "Accept-Encoding");
+  };
+  if (none_match(request, etag)) {
+    http::Response r = http::Response::bytes(304, "", kTileType);
+    headers(r);
+    return r;
+  }
+  auto data = archive->tile(t.z, t.x, t.y);
+  if (!data) {
+    // Inside the range but nothing there (open sea, outside the extract): no content.
+    http::Response r = http::Response::bytes(204, "", kTileType);
+    headers(r);
+    return r;
+  }
+  http::Response r;
+  if (accepts_gzip(request)) {
+    r = http::Response::bytes(200, std::move(*data), kTileType);
+    r.headers.emplace_back("Content-Encoding", "gzip");
+  } else {
+    r = http::Response::bytes(200, gunzip(*data), kTileType);
+  }
+  headers(r);
+  return r;
+}
+
+http::Response TileService::tilejson(const http::Request& request, const std::string& name) {
+  auto archive = this->archive(name);
+  if (!archive) return plain(404, "no tile archive named " + name);
+  const auto& m = archive->metadata();
+  auto get = [&](const char* key) {
+    auto it = m.find(key);
+    return it == m.end() ? std::string() : it->second;
+  };
+  const auto base = base_url(request);
+  // TileJSON 3.0.0 (github.com/mapbox/tilejson-spec/tree/master/3.0.0).
+  json tj{{"tilejson", "3.0.0"},
+          {"name", get("name").empty() ? name : get("name")},
+          {"description", get("description")},
+          {"attribution", get("attribution")},
+          {"version", get("version").empty() ? "1.0.0" : get("version")},
+          {"scheme", "xyz"},
+          {"format", "pbf"},
+          {"tiles", json::array({base + "/tiles/" + name + "/{z}/{x}/{y}.pbf"})},
+          {"minzoom", archive->minzoom()},
+          {"maxzoom", archive->maxzoom()}};
+  if (auto b = numbers(get("bounds")); b.size() == 4) tj["bounds"] = b;
+  if (auto c = numbers(get("center")); c.size() == 3) tj["center"] = c;
+  try {
+    const auto layers = json::parse(get("json"));
+    if (layers.contains("vector_layers")) tj["vector_layers"] = layers["vector_layers"];
+  } catch (const json::exception&) {
+    tj["vector_layers"] = json::array();
+  }
+  auto r = http::Response::json(tj);
+  add_cors(r);
+  r.headers.emplace_back("ETag", "\"" + archive->version() + "\"");
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  return r;
+}
+
+http::Response TileService::style(const http::Request& request, const std::string& name) {
+  auto archive = this->archive(name);
+  if (!archive) return plain(404, "no tile archive named " + name);
+  const auto base = base_url(request);
+  auto it = archive->metadata().find("center");
+  const auto style = build_style(name, base + "/tiles/" + name + ".json", base + "/tiles/markers.geojson",
+                                 it == archive->metadata().end() ? std::vector<double>{} : numbers(it->second));
+  auto r = http::Response::json(style);
+  add_cors(r);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  return r;
+}
+
+http::Response TileService::map_page(const http::Request& request, const std::string& name) {
+  if (!archive(name)) return plain(404, "no tile archive named " + name);
+  auto r = http::Response::bytes(200, map_html(name, "/tiles/" + name + "/style.json", "/tiles/markers.geojson"),
+                                 "text/html; charset=utf-8");
+  // Made to be embedded: frame-ancestors says by whom (workers.tiles.frame_ancestors).
+  r.headers.emplace_back("Content-Security-Policy", "frame-ancestors " + options_.frame_ancestors);
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  r.headers.emplace_back("Referrer-Policy", "strict-origin-when-cross-origin");
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  (void)request;
+  return r;
+}
+
+http::Response TileService::asset(const http::Request& request, const std::string& file) {
+  const char* type = nullptr;
+  if (file == "maplibre-gl.js") type = "text/javascript; charset=utf-8";
+  else if (file == "maplibre-gl.css") type = "text/css; charset=utf-8";
+  if (!type) return plain(404, "not found");
+  const bool gz = accepts_gzip(request);
+  std::string body, etag;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = asset_cache_.find(file);
+    if (it == asset_cache_.end()) {
+      std::ifstream in(options_.assets_dir / file, std::ios::binary);
+      if (!in) return plain(404, "MapLibre GL is not installed here (" + (options_.assets_dir / file).string() + ")");
+      std::ostringstream content;
+      content << in.rdbuf();
+      it = asset_cache_.emplace(file, content.str()).first;
+      asset_cache_.emplace(file + ".gz", gzip(it->second, 9));
+    }
+    body = gz ? asset_cache_[file + ".gz"] : it->second;
+    etag = "\"" + std::to_string(it->second.size()) + "-" + std::to_string(std::hash<std::string>{}(it->second)) + "\"";
+  }
+  if (none_match(request, etag)) {
+    auto r = http::Response::bytes(304, "", type);
+    r.headers.emplace_back("ETag", etag);
+    return r;
+  }
+  auto r = http::Response::bytes(200, std::move(body), type);
+  if (gz) r.headers.emplace_back("Content-Encoding", "gzip");
+  r.headers.emplace_back("ETag", etag);
+  r.headers.emplace_back("Vary", "Accept-Encoding");
+  r.headers.emplace_back("Cache-Control", "public, max-age=86400");
+  add_cors(r);
+  return r;
+}
+
+http::Response TileService::markers_geojson(const http::Request& request, bool with_owner) {
+  const std::string etag = "\"m" + markers_->revision() + (with_owner ? "o" : "") + "\"";
+  if (none_match(request, etag)) {
+    auto r = http::Response::bytes(304, "", "application/geo+json");
+    add_cors(r);
+    r.headers.emplace_back("ETag", etag);
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    return r;
+  }
+  json features = json::array();
+  for (const auto& m : markers_->list(request.query_value("kind"))) features.push_back(marker_feature(m, with_owner));
+  auto r = http::Response::bytes(200, json{{"type", "FeatureCollection"}, {"features", features}}.dump(),
+                                 "application/geo+json");
+  add_cors(r);
+  r.headers.emplace_back("ETag", etag);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  return r;
+}
+
+http::Response TileService::handle_api(const http::Request& request, const Authenticator& authenticate) {
+  if (request.method == "OPTIONS") return handle(request);
+  const auto member = authenticate(request);
+  if (!member) {
+    auto r = http::Response::error("unauthorized", "sign in with your coop handle and password or an app password", 401);
+    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
+    add_cors(r);
+    return r;
+  }
+  const std::string& path = request.path;
+  http::Response r;
+  if (path == "/tiles/api/markers") {
+    if (request.method == "GET" || request.method == "HEAD") {
+      r = markers_geojson(request, true);
+    } else if (request.method == "POST") {
+      Marker m = marker_from_feature(request.json(), false);
+      m.by = *member;
+      m = markers_->add(m);
+      r = http::Response::json(marker_feature(m, true), 201);
+      r.headers.emplace_back("Location", "/tiles/api/markers/" + std::to_string(m.id));
+    } else {
+      r = http::Response::error("method_not_allowed", "GET or POST", 405);
+      r.headers.emplace_back("Allow", "GET, HEAD, POST, OPTIONS");
+    }
+  } else if (path.rfind("/tiles/api/markers/", 0) == 0) {
+    int64_t id = 0;
+    if (!parse_number(std::string_view(path).substr(19), 18, id)) return plain(404, "not found");
+    auto marker = markers_->get(id);
+    if (!marker) {
+      r = http::Response::error("no_marker", "no marker " + std::to_string(id), 404);
+    } else if (request.method == "GET" || request.method == "HEAD") {
+      r = http::Response::json(marker_feature(*marker, true));
+    } else if (request.method == "DELETE") {
+      if (marker->by != *member) {
+        r = http::Response::error("forbidden", "only the member who added a marker can remove it here", 403);
+      } else {
+        markers_->remove(id);
+        r = http::Response::json(marker_feature(*marker, true));
+      }
+    } else {
+      r = http::Response::error("method_not_allowed", "GET or DELETE", 405);
+      r.headers.emplace_back("Allow", "GET, HEAD, DELETE, OPTIONS");
+    }
+  } else {
+    r = http::Response::error("not_found", "no such API", 404);
+  }
+  add_cors(r);
+  return r;
+}
+
+}  // namespace coop::tiles

@@ -1,0 +1,233 @@
+// coop-tiles wiring.
+#include "workers/tiles/tiles_worker.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <map>
+#include <mutex>
+
+#include "common/auth/member_client.h"
+#include "common/control/client.h"
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/http/listen.h"
+#include "common/http/router.h"
+#include "common/http/server.h"
+#include "common/worker_runtime.h"
+#include "workers/tiles/mbtiles.h"
+#include "workers/tiles/store/marker_store.h"
+#include "workers/tiles/tile_service.h"
+
+namespace fs = std::filesystem;
+
+namespace coop::tiles {
+
+namespace {
+
+using nlohmann::json;
+
+std::string base64_decode(const std::string& in) {
+  static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  int value = 0, bits = -8;
+  for (char c : in) {
+    if (c == '=') break;
+    const auto pos = kAlphabet.find(c);
+    if (pos == std::string::npos) return {};
+    value = (value << 6) + static_cast<int>(pos);
+    bits += 6;
+    if (bits >= 0) {
+      out.push_back(static_cast<char>((value >> bits) & 0xff));
+      bits -= 8;
+    }
+  }
+  return out;
+}
+
+fs::path default_assets_dir() {
+  // Installed: <prefix>/bin/coop-tiles beside <prefix>/share/coop/tiles; in the build tree,
+  // the npm package in the source tree (scripts/install-deps installs it).
+  std::error_code ec;
+  const auto bin = fs::read_symlink("/proc/self/exe", ec).parent_path();
+  const auto installed = bin.parent_path() / "share" / "coop" / "tiles";
+  if (fs::exists(installed / "maplibre-gl.js", ec)) return installed;
+  return COOP_TILES_WEB_DIR;
+}
+
+}  // namespace
+
+// Basic credentials checked by the registry, remembered for a minute by digest and forgotten
+// at once when the member is suspended or changes a password.
+struct TilesWorker::Credentials {
+  using Clock = std::chrono::steady_clock;
+  struct Cached {
+    std::string handle;
+    Clock::time_point until;
+  };
+  std::mutex mutex;
+  std::map<std::string, Cached> cache;
+
+  std::optional<std::string> check(const Home& home, const http::Request& q) {
+    const std::string header = q.header("authorization");
+    if (header.rfind("Basic ", 0) != 0) return std::nullopt;
+    const std::string decoded = base64_decode(header.substr(6));
+    const auto colon = decoded.find(':');
+    if (colon == std::string::npos) return std::nullopt;
+    const std::string user = decoded.substr(0, colon), password = decoded.substr(colon + 1);
+    const std::string key = sha256_hex(decoded);
+    {
+      std::lock_guard lock(mutex);
+      auto it = cache.find(key);
+      if (it != cache.end() && it->second.until > Clock::now()) return it->second.handle;
+    }
+    try {
+      const auto member = auth::verify_credentials(home, user, password, "tiles", q.remote_address);
+      std::lock_guard lock(mutex);
+      if (cache.size() > 10000) cache.clear();
+      cache[key] = {member.handle, Clock::now() + std::chrono::seconds(60)};
+      return member.handle;
+    } catch (const Error& e) {
+      if (e.code() == "bad_credentials") return std::nullopt;
+      throw;
+    }
+  }
+
+  void forget(const std::string& handle) {
+    std::lock_guard lock(mutex);
+    for (auto it = cache.begin(); it != cache.end();)
+      it = it->second.handle == handle ? cache.erase(it) : std::next(it);
+  }
+};
+
+TilesWorker::TilesWorker(WorkerRuntime& runtime)
+    : markers_(std::make_unique<MarkerStore>(runtime.home().database("tiles"))),
+      credentials_(std::make_unique<Credentials>()),
+      router_(std::make_unique<http::Router>()) {
+  const auto& config = runtime.config();
+  const auto& home = runtime.home();
+  TileServiceOptions options;
+  options.tiles_dir = home.root() / "tiles";
+  options.assets_dir = config.get_string("workers.tiles.assets_dir", default_assets_dir().string());
+  options.max_age_seconds = static_cast<int>(config.get_int("workers.tiles.max_age_seconds", 3600));
+  options.public_url = config.get_string("workers.tiles.public_url", "");
+  options.frame_ancestors = config.get_string("workers.tiles.frame_ancestors", "*");
+  std::error_code ec;
+  fs::create_directories(options.tiles_dir, ec);
+
+  std::vector<ListenerConfig> listeners;
+  for (const auto& listener : config.listeners("tiles"))
+    if (listener.name == "http") listeners.push_back(listener);
+  if (!listeners.empty() && listeners.front().scheme == "https") options.scheme = "https";
+  service_ = std::make_unique<TileService>(options, markers_.get());
+
+  auto run = runtime.blocking_runner();
+  const Home* home_ptr = &home;
+  router_->set_fallback([this, run, home_ptr](const http::Request& q, http::Reply reply) {
+    auto answer = [this, home_ptr](const http::Request& request) {
+      try {
+        if (request.path.rfind("/tiles/api/", 0) == 0) {
+          return service_->handle_api(request, [this, home_ptr](const http::Request& r) {
+            return credentials_->check(*home_ptr, r);
+          });
+        }
+        return service_->handle(request);
+      } catch (const Error& e) {
+        if (e.status() >= 500) spdlog::warn("tiles {} {}: {}", request.method, request.path, e.what());
+        auto r = request.path.rfind("/tiles/api/", 0) == 0
+                     ? http::Response::error(e)
+                     : http::Response::bytes(e.status(), std::string(e.what()) + "\n", "text/plain; charset=utf-8");
+        r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+        return r;
+      } catch (const std::exception& e) {
+        spdlog::error("tiles {} {}: {}", request.method, request.path, e.what());
+        return http::Response::bytes(500, "internal error\n", "text/plain");
+      }
+    };
+    // Tiles are point reads of an immutable file: answered on the event loop. The markers API
+    // checks passwords (argon2id) and commits, so it runs on the blocking pool.
+    if (q.path.rfind("/tiles/api/", 0) == 0) {
+      run([answer, q, reply] { reply(answer(q)); });
+    } else {
+      reply(answer(q));
+    }
+  });
+
+  // Control API: `coop tiles marker ...` and scripts.
+  auto& control = runtime.router();
+  control.add_blocking("GET", "/v1/markers", run, [this](const http::Request& q) {
+    json features = json::array();
+    for (const auto& m : markers_->list(q.query_value("kind"))) features.push_back(marker_feature(m, true));
+    return http::Response::json({{"type", "FeatureCollection"}, {"features", features}});
+  }, "List markers (GeoJSON); ?kind=resource|event");
+  control.add_blocking("POST", "/v1/markers", run, [this, home_ptr](const http::Request& q) {
+    Marker m = marker_from_feature(q.json(), true);
+    if (!m.by.empty()) {
+      // Only members of the registry own markers.
+      control::Client member(home_ptr->socket("member"));
+      const auto response = member.get("/v1/members/" + m.by);
+      if (response.status == 404) throw Error("unknown_member", "no member '" + m.by + "'", 404);
+      response.throw_if_error();
+    }
+    return http::Response::json(marker_feature(markers_->add(m), true), 201);
+  }, "Add a marker: a GeoJSON Feature with a Point and properties title, kind, when, by, description");
+  control.add_blocking("DELETE", "/v1/markers/{id}", run, [this](const http::Request& q) {
+    int64_t id = 0;
+    try {
+      id = std::stoll(q.param("id"));
+    } catch (...) {
+      throw Error("bad_request", "marker ids are numbers", 400);
+    }
+    auto removed = markers_->remove(id);
+    if (!removed) throw Error("no_marker", "no marker " + q.param("id"), 404);
+    return http::Response::json(marker_feature(*removed, true));
+  }, "Remove a marker");
+  control.add_blocking("GET", "/v1/archives", run, [this, home_ptr](const http::Request&) {
+    json out = json::array();
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(home_ptr->root() / "tiles", ec)) {
+      const auto name = entry.path().stem().string();
+      if (entry.path().extension() != ".mbtiles" || !valid_archive_name(name)) continue;
+      auto archive = service_->archive(name);
+      if (!archive) continue;
+      out.push_back({{"name", name}, {"version", archive->version()}, {"minzoom", archive->minzoom()},
+                     {"maxzoom", archive->maxzoom()}, {"metadata", archive->metadata()}});
+    }
+    return http::Response::json(out);
+  }, "The tile archives being served");
+
+  http::ServerLimits limits;
+  limits.max_body_bytes = 64 << 10;
+  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.tiles.max_connections", 4096));
+  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.tiles.max_connections_per_address", 256));
+  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.tiles.idle_timeout_ms", 60000));
+  std::vector<ListenerConfig> bound;
+  for (const auto& listener : listeners) {
+    server_ = http::serve_listener(runtime.io(), listener, *router_, limits, home);
+    server_->start();
+    auto actual = listener;
+    actual.port = server_->port();
+    bound.push_back(actual);
+  }
+  runtime.set_listeners(bound);
+  runtime.on_status([this](json& status) { status["archives_open"] = service_->archives_open(); });
+
+  const int64_t since = auth::member_feed_position(home).value_or(0);
+  follower_ = std::make_unique<auth::MemberEventFollower>(home, since, [this](const auth::MemberEvent& event) {
+    if (auth::ends_sessions(event)) credentials_->forget(event.handle);
+  });
+  runtime.on_shutdown([this] {
+    if (server_) server_->stop();
+  });
+}
+
+TilesWorker::~TilesWorker() {
+  follower_.reset();
+  if (server_) server_->stop();
+}
+
+}  // namespace coop::tiles
