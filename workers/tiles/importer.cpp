@@ -453,110 +453,117 @@ ImportSummary import_osm(const ImportOptions& options) {
   summary.features = collector.features.size();
   const auto& features = collector.features;
 
-  MbtilesWriter writer(options.output);
-  std::mutex write_mutex;
-  unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  for (int z = options.minzoom; z <= options.maxzoom; ++z) {
-    const ZoomJob job = plan_zoom(features, z, options.maxzoom);
-    const std::string phase = "tiles z" + std::to_string(z);
-    std::atomic<std::size_t> next{0}, done{0};
-    std::exception_ptr failure;
-    auto work = [&] {
-      try {
-        constexpr std::size_t kChunk = 64;
-        std::vector<std::tuple<int, int, std::string>> out;
-        for (std::size_t start; (start = next.fetch_add(kChunk)) < job.tiles.size();) {
-          out.clear();
-          const std::size_t stop = std::min(start + kChunk, job.tiles.size());
-          for (std::size_t t = start; t < stop; ++t) {
-            const auto [begin, end] = job.tiles[t];
-            std::string tile = build_tile(features, job, begin, end);
-            if (tile.empty()) continue;
-            const uint64_t key = job.entries[begin].first;
-            out.emplace_back(static_cast<int>(key & 0xffffffffu), static_cast<int>(key >> 32), gzip(tile));
+  try {
+    MbtilesWriter writer(options.output);
+    std::mutex write_mutex;
+    unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+    for (int z = options.minzoom; z <= options.maxzoom; ++z) {
+      const ZoomJob job = plan_zoom(features, z, options.maxzoom);
+      const std::string phase = "tiles z" + std::to_string(z);
+      std::atomic<std::size_t> next{0}, done{0};
+      std::exception_ptr failure;
+      auto work = [&] {
+        try {
+          constexpr std::size_t kChunk = 64;
+          std::vector<std::tuple<int, int, std::string>> out;
+          for (std::size_t start; (start = next.fetch_add(kChunk)) < job.tiles.size();) {
+            out.clear();
+            const std::size_t stop = std::min(start + kChunk, job.tiles.size());
+            for (std::size_t t = start; t < stop; ++t) {
+              const auto [begin, end] = job.tiles[t];
+              std::string tile = build_tile(features, job, begin, end);
+              if (tile.empty()) continue;
+              const uint64_t key = job.entries[begin].first;
+              out.emplace_back(static_cast<int>(key & 0xffffffffu), static_cast<int>(key >> 32), gzip(tile));
+            }
+            std::lock_guard guard(write_mutex);
+            if (failure) return;
+            for (const auto& [x, y, data] : out) {
+              writer.put_tile(z, x, y, data);
+              ++summary.tiles;
+            }
+            done += stop - start;
+            progress(phase, done, job.tiles.size());
           }
+        } catch (...) {
           std::lock_guard guard(write_mutex);
-          if (failure) return;
-          for (const auto& [x, y, data] : out) {
-            writer.put_tile(z, x, y, data);
-            ++summary.tiles;
-          }
-          done += stop - start;
-          progress(phase, done, job.tiles.size());
+          if (!failure) failure = std::current_exception();
         }
-      } catch (...) {
-        std::lock_guard guard(write_mutex);
-        if (!failure) failure = std::current_exception();
-      }
-    };
-    std::vector<std::thread> pool;
-    const unsigned count = std::min<unsigned>(threads, std::max<std::size_t>(1, job.tiles.size() / 64));
-    for (unsigned i = 1; i < count; ++i) pool.emplace_back(work);
-    work();
-    for (auto& t : pool) t.join();
-    if (failure) std::rethrow_exception(failure);
-  }
-
-  // Bounds: the extract's own box when its header has one, else the features' extent.
-  if (header_box.valid()) {
-    summary.bounds[0] = header_box.bottom_left().lon();
-    summary.bounds[1] = header_box.bottom_left().lat();
-    summary.bounds[2] = header_box.top_right().lon();
-    summary.bounds[3] = header_box.top_right().lat();
-  } else if (!features.empty()) {
-    uint32_t minx = UINT32_MAX, miny = UINT32_MAX, maxx = 0, maxy = 0;
-    for (const auto& f : features) {
-      minx = std::min(minx, f.minx), miny = std::min(miny, f.miny);
-      maxx = std::max(maxx, f.maxx), maxy = std::max(maxy, f.maxy);
+      };
+      std::vector<std::thread> pool;
+      const unsigned count = std::min<unsigned>(threads, std::max<std::size_t>(1, job.tiles.size() / 64));
+      for (unsigned i = 1; i < count; ++i) pool.emplace_back(work);
+      work();
+      for (auto& t : pool) t.join();
+      if (failure) std::rethrow_exception(failure);
     }
-    summary.bounds[0] = world_to_lon(minx);
-    summary.bounds[1] = world_to_lat(maxy);
-    summary.bounds[2] = world_to_lon(maxx);
-    summary.bounds[3] = world_to_lat(miny);
-  } else {
-    summary.bounds[0] = -180, summary.bounds[1] = -85.0511, summary.bounds[2] = 180, summary.bounds[3] = 85.0511;
-  }
-  const double centre_lon = (summary.bounds[0] + summary.bounds[2]) / 2;
-  const double centre_lat = (summary.bounds[1] + summary.bounds[3]) / 2;
-  // The zoom at which the bounds are about one 512-pixel screen wide.
-  const double span = std::max(summary.bounds[2] - summary.bounds[0], 1e-6);
-  const int centre_zoom =
-      std::clamp(static_cast<int>(std::floor(std::log2(360.0 / span))), options.minzoom, options.maxzoom);
 
-  nlohmann::json layers = nlohmann::json::array();
-  for (int l = 0; l < kLayerCount; ++l) {
-    const auto layer = static_cast<Layer>(l);
-    nlohmann::json fields = nlohmann::json::object();
-    for (const auto& [name, type] : layer_fields(layer)) fields[name] = type;
-    int minzoom = options.maxzoom;
-    for (const auto& f : features)
-      if (f.layer == layer) minzoom = std::min<int>(minzoom, f.minzoom);
-    // An empty layer still gets listed, so styles can name it.
-    layers.push_back({{"id", layer_name(layer)},
-                      {"description", layer_description(layer)},
-                      {"minzoom", std::max(minzoom, options.minzoom)},
-                      {"maxzoom", options.maxzoom},
-                      {"fields", fields}});
+    // Bounds: the extract's own box when its header has one, else the features' extent.
+    if (header_box.valid()) {
+      summary.bounds[0] = header_box.bottom_left().lon();
+      summary.bounds[1] = header_box.bottom_left().lat();
+      summary.bounds[2] = header_box.top_right().lon();
+      summary.bounds[3] = header_box.top_right().lat();
+    } else if (!features.empty()) {
+      uint32_t minx = UINT32_MAX, miny = UINT32_MAX, maxx = 0, maxy = 0;
+      for (const auto& f : features) {
+        minx = std::min(minx, f.minx), miny = std::min(miny, f.miny);
+        maxx = std::max(maxx, f.maxx), maxy = std::max(maxy, f.maxy);
+      }
+      summary.bounds[0] = world_to_lon(minx);
+      summary.bounds[1] = world_to_lat(maxy);
+      summary.bounds[2] = world_to_lon(maxx);
+      summary.bounds[3] = world_to_lat(miny);
+    } else {
+      summary.bounds[0] = -180, summary.bounds[1] = -85.0511, summary.bounds[2] = 180, summary.bounds[3] = 85.0511;
+    }
+    const double centre_lon = (summary.bounds[0] + summary.bounds[2]) / 2;
+    const double centre_lat = (summary.bounds[1] + summary.bounds[3]) / 2;
+    // The zoom at which the bounds are about one 512-pixel screen wide.
+    const double span = std::max(summary.bounds[2] - summary.bounds[0], 1e-6);
+    const int centre_zoom =
+        std::clamp(static_cast<int>(std::floor(std::log2(360.0 / span))), options.minzoom, options.maxzoom);
+
+    nlohmann::json layers = nlohmann::json::array();
+    for (int l = 0; l < kLayerCount; ++l) {
+      const auto layer = static_cast<Layer>(l);
+      nlohmann::json fields = nlohmann::json::object();
+      for (const auto& [name, type] : layer_fields(layer)) fields[name] = type;
+      int minzoom = options.maxzoom;
+      for (const auto& f : features)
+        if (f.layer == layer) minzoom = std::min<int>(minzoom, f.minzoom);
+      // An empty layer still gets listed, so styles can name it.
+      layers.push_back({{"id", layer_name(layer)},
+                        {"description", layer_description(layer)},
+                        {"minzoom", std::max(minzoom, options.minzoom)},
+                        {"maxzoom", options.maxzoom},
+                        {"fields", fields}});
+    }
+    writer.set_metadata("name", options.name);
+    writer.set_metadata("format", "pbf");
+    writer.set_metadata("type", "baselayer");
+    writer.set_metadata("version", "1");
+    writer.set_metadata("description", "OpenStreetMap data of " + options.input.filename().string() +
+                                           " in coop's Shortbread-style schema");
+    writer.set_metadata("attribution", "© OpenStreetMap contributors");
+    writer.set_metadata("minzoom", std::to_string(options.minzoom));
+    writer.set_metadata("maxzoom", std::to_string(options.maxzoom));
+    writer.set_metadata("bounds", format_number(summary.bounds[0]) + "," + format_number(summary.bounds[1]) + "," +
+                                      format_number(summary.bounds[2]) + "," + format_number(summary.bounds[3]));
+    writer.set_metadata("center", format_number(centre_lon) + "," + format_number(centre_lat) + "," +
+                                      std::to_string(centre_zoom));
+    writer.set_metadata("json", nlohmann::json{{"vector_layers", layers}}.dump());
+    writer.set_metadata("generator", "coop-tiles");
+    writer.set_metadata("coop_import_id", random_id());
+    writer.set_metadata("coop_source", options.input.filename().string());
+    if (!source_timestamp.empty()) writer.set_metadata("coop_source_timestamp", source_timestamp);
+    writer.commit();
+  } catch (const Error& e) {
+    // SQLite says "disk I/O error" or "database or disk is full": name the file and the cure.
+    if (e.code() == "busy" || e.code() == "bad_input") throw;
+    throw Error("archive_write_failed",
+                "cannot write the archive for " + options.output.string() + " (is the disk full?): " + e.what(), 500);
   }
-  writer.set_metadata("name", options.name);
-  writer.set_metadata("format", "pbf");
-  writer.set_metadata("type", "baselayer");
-  writer.set_metadata("version", "1");
-  writer.set_metadata("description", "OpenStreetMap data of " + options.input.filename().string() +
-                                         " in coop's Shortbread-style schema");
-  writer.set_metadata("attribution", "© OpenStreetMap contributors");
-  writer.set_metadata("minzoom", std::to_string(options.minzoom));
-  writer.set_metadata("maxzoom", std::to_string(options.maxzoom));
-  writer.set_metadata("bounds", format_number(summary.bounds[0]) + "," + format_number(summary.bounds[1]) + "," +
-                                    format_number(summary.bounds[2]) + "," + format_number(summary.bounds[3]));
-  writer.set_metadata("center", format_number(centre_lon) + "," + format_number(centre_lat) + "," +
-                                    std::to_string(centre_zoom));
-  writer.set_metadata("json", nlohmann::json{{"vector_layers", layers}}.dump());
-  writer.set_metadata("generator", "coop-tiles");
-  writer.set_metadata("coop_import_id", random_id());
-  writer.set_metadata("coop_source", options.input.filename().string());
-  if (!source_timestamp.empty()) writer.set_metadata("coop_source_timestamp", source_timestamp);
-  writer.commit();
 
   summary.archive_bytes = fs::file_size(options.output, ec);
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -93,20 +93,30 @@ MbtilesWriter::MbtilesWriter(fs::path final_path) : final_(std::move(final_path)
     db_ = nullptr;
     throw Error("archive_write_failed", "cannot create " + temp_.string() + ": " + message, 500);
   }
-  // The temporary file is thrown away on any failure, so the build needs no journal; the
-  // durable step is the fsync before the rename.
-  exec(db_,
-       "PRAGMA page_size=4096; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-       "CREATE TABLE metadata (name TEXT NOT NULL, value TEXT);"
-       "CREATE UNIQUE INDEX metadata_name ON metadata (name);"
-       "CREATE TABLE tiles (zoom_level INTEGER NOT NULL, tile_column INTEGER NOT NULL, tile_row INTEGER NOT NULL,"
-       " tile_data BLOB NOT NULL);"
-       "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);"
-       "BEGIN;");
-  statements_ = std::make_unique<Statements>();
-  statements_->tile = std::make_unique<sqlite::Statement>(db_, "INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)");
-  statements_->metadata =
-      std::make_unique<sqlite::Statement>(db_, "INSERT OR REPLACE INTO metadata (name, value) VALUES (?1, ?2)");
+  try {
+    // The temporary file is thrown away on any failure, so the build needs no journal; the
+    // durable step is the fsync before the rename.
+    exec(db_,
+         "PRAGMA page_size=4096; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+         "CREATE TABLE metadata (name TEXT NOT NULL, value TEXT);"
+         "CREATE UNIQUE INDEX metadata_name ON metadata (name);"
+         "CREATE TABLE tiles (zoom_level INTEGER NOT NULL, tile_column INTEGER NOT NULL, tile_row INTEGER NOT NULL,"
+         " tile_data BLOB NOT NULL);"
+         "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);"
+         "BEGIN;");
+    statements_ = std::make_unique<Statements>();
+    statements_->tile = std::make_unique<sqlite::Statement>(db_, "INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)");
+    statements_->metadata =
+        std::make_unique<sqlite::Statement>(db_, "INSERT OR REPLACE INTO metadata (name, value) VALUES (?1, ?2)");
+  } catch (...) {
+    // No destructor runs for a constructor that throws: clean up here.
+    statements_.reset();
+    sqlite3_close(db_);
+    db_ = nullptr;
+    std::error_code ignored;
+    fs::remove(temp_, ignored);
+    throw;
+  }
 }
 
 MbtilesWriter::~MbtilesWriter() {

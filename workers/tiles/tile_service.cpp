@@ -207,6 +207,7 @@ std::string map_html(const std::string& name, const std::string& style_url, cons
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Map</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/tiles/assets/maplibre-gl.css">
 <style>
 html, body, #map { margin: 0; padding: 0; height: 100%; }
