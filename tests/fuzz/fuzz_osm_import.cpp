@@ -14,11 +14,16 @@
 namespace fs = std::filesystem;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const fs::path dir = [] {
-    auto d = fs::temp_directory_path() / ("coop-fuzz-import-" + std::to_string(::getpid()));
-    fs::create_directories(d / "tiles");
-    return d;
-  }();
+  // Removed at exit, so a replay under ctest leaves nothing in /tmp.
+  static const struct Dir {
+    fs::path path = fs::temp_directory_path() / ("coop-fuzz-import-" + std::to_string(::getpid()));
+    Dir() { fs::create_directories(path / "tiles"); }
+    ~Dir() {
+      std::error_code ignored;
+      fs::remove_all(path, ignored);
+    }
+  } scratch;
+  const fs::path& dir = scratch.path;
   const auto input = dir / "input.osm.pbf";
   {
     std::ofstream out(input, std::ios::binary | std::ios::trunc);
