@@ -34,6 +34,23 @@ try {
     for (const f of window.coopMap.queryRenderedFeatures()) counts[f.sourceLayer || f.source] = (counts[f.sourceLayer || f.source] || 0) + 1;
     return counts;
   });
+  // A marker added through the API shows up without a reload.
+  const center = await page.evaluate(() => window.coopMap.getCenter().toArray());
+  const before = await page.evaluate(() => window.coopMarkerCount);
+  const started = Date.now();
+  const response = await fetch(apiUrl, {
+    method: "POST",
+    headers: { "Authorization": "Basic " + Buffer.from(`${user}:${password}`).toString("base64"), "Content-Type": "application/geo+json" },
+    body: JSON.stringify({ type: "Feature", geometry: { type: "Point", coordinates: center },
+                           properties: { title: "Repair café", kind: "event", when: "2026-12-05T18:00:00+01:00" } }),
+  });
+  if (response.status !== 201) fail(`marker POST answered ${response.status}`);
+  await page.waitForFunction((n) => window.coopMarkerCount > n &&
+                               window.coopMap.queryRenderedFeatures({ layers: ["markers"] }).length > 0,
+                             before, { timeout: 10000, polling: 50 });
+  const markerMs = Date.now() - started;
+  await page.waitForFunction(() => window.coopMap.loaded() && window.coopMap.areTilesLoaded(), null, { timeout: 30000 });
+  await page.waitForTimeout(600);  // symbols fade in
   const png = await page.screenshot({ path: screenshotFile });
   // Count the screenshot's colours in a 2D canvas: a blank or single-colour map fails.
   const colours = await page.evaluate(async (b64) => {
@@ -50,21 +67,6 @@ try {
     return seen.size;
   }, png.toString("base64"));
 
-  // A marker added through the API shows up without a reload.
-  const center = await page.evaluate(() => window.coopMap.getCenter().toArray());
-  const before = await page.evaluate(() => window.coopMarkerCount);
-  const started = Date.now();
-  const response = await fetch(apiUrl, {
-    method: "POST",
-    headers: { "Authorization": "Basic " + Buffer.from(`${user}:${password}`).toString("base64"), "Content-Type": "application/geo+json" },
-    body: JSON.stringify({ type: "Feature", geometry: { type: "Point", coordinates: center },
-                           properties: { title: "Repair café", kind: "event", when: "2026-12-05T18:00:00+01:00" } }),
-  });
-  if (response.status !== 201) fail(`marker POST answered ${response.status}`);
-  await page.waitForFunction((n) => window.coopMarkerCount > n &&
-                               window.coopMap.queryRenderedFeatures({ layers: ["markers"] }).length > 0,
-                             before, { timeout: 10000, polling: 50 });
-  const markerMs = Date.now() - started;
 
   console.log(JSON.stringify({ rendered, colours, markerMs, problems }));
   if (problems.length) fail("problems: " + problems.join("; "));

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "workers/tiles/glyphs.h"
 #include "workers/tiles/mbtiles.h"
 #include "workers/tiles/store/marker_store.h"
 
@@ -99,10 +100,10 @@ std::vector<double> numbers(const std::string& csv) {
   return out;
 }
 
-// The style: colours after the usual OSM conventions; no text (text needs a glyph server,
-// which coop does not ship yet), so labels are left to the markers' popups.
+// The style: colours after the usual OSM conventions; labels in the shard's own font (the
+// glyph ranges coop-tiles renders), left out when the machine has no font.
 json build_style(const std::string& name, const std::string& tilejson_url, const std::string& markers_url,
-                 const std::vector<double>& center) {
+                 const std::vector<double>& center, const std::string& glyphs_url, const std::optional<std::string>& font) {
   auto fill = [](const std::string& id, const std::string& layer, const json& filter, const std::string& colour,
                  int minzoom, double opacity = 1.0) {
     json l{{"id", id},   {"type", "fill"}, {"source", "osm"},       {"source-layer", layer},
@@ -180,12 +181,48 @@ json build_style(const std::string& name, const std::string& tilejson_url, const
                       {"circle-color", json::array({"match", json::array({"get", "kind"}), "event", "#e8590c", "#1c7ed6"})},
                       {"circle-stroke-color", "#ffffff"},
                       {"circle-stroke-width", 2}}}});
+  if (font) {
+    const json fonts = json::array({*font});
+    auto label = [&](const std::string& id, const std::string& source, const std::string& layer, int minzoom,
+                     json size, const std::string& colour, double halo) {
+      json l{{"id", id},
+             {"type", "symbol"},
+             {"source", source},
+             {"minzoom", minzoom},
+             {"filter", json::array({"has", "name"})},
+             {"layout", {{"text-field", json::array({"get", "name"})}, {"text-font", fonts}, {"text-size", size}}},
+             {"paint", {{"text-color", colour}, {"text-halo-color", "#ffffff"}, {"text-halo-width", halo}}}};
+      if (!layer.empty()) l["source-layer"] = layer;
+      return l;
+    };
+    auto streets = label("street-names", "osm", "streets", 13,
+                         json::array({"interpolate", json::array({"linear"}), json::array({"zoom"}), 13, 10, 18, 14}), "#505050", 1.5);
+    streets["layout"]["symbol-placement"] = "line";
+    streets["layout"]["text-max-angle"] = 30;
+    layers.insert(layers.end() - 2, streets);
+    auto pois = label("poi-names", "osm", "pois", 16, 10, "#734a08", 1.2);
+    pois["layout"]["text-anchor"] = "top";
+    pois["layout"]["text-offset"] = json::array({0, 0.6});
+    pois["layout"]["text-optional"] = true;
+    layers.insert(layers.end() - 1, pois);
+    layers.push_back(label("place-names", "osm", "place_labels", 0,
+                           json::array({"match", json::array({"get", "kind"}), "city", 18, "town", 16, "village", 14, 12}),
+                           "#222222", 2));
+    auto titles = label("marker-titles", "markers", "", 0, 12, "#1a1a1a", 2);
+    titles["filter"] = json::array({"has", "title"});
+    titles["layout"]["text-field"] = json::array({"get", "title"});
+    titles["layout"]["text-anchor"] = "top";
+    titles["layout"]["text-offset"] = json::array({0, 1.0});
+    titles["layout"]["text-optional"] = true;
+    layers.push_back(titles);
+  }
   json style{{"version", 8},
              {"name", name},
              {"sources",
               {{"osm", {{"type", "vector"}, {"url", tilejson_url}}},
                {"markers", {{"type", "geojson"}, {"data", markers_url}}}}},
              {"layers", layers}};
+  if (font) style["glyphs"] = glyphs_url;
   if (center.size() >= 3) {
     style["center"] = json::array({center[0], center[1]});
     style["zoom"] = center[2];
@@ -316,26 +353,26 @@ std::optional<TileRequest> parse_tile_path(std::string_view rest) {
 }
 
 TileService::TileService(TileServiceOptions options, MarkerStore* markers)
-    : options_(std::move(options)), markers_(markers) {}
+    : options_(std::move(options)), markers_(markers), glyphs_(std::make_unique<GlyphServer>(options_.fonts_dir)) {}
 
 TileService::~TileService() = default;
 
 std::shared_ptr<MbtilesArchive> TileService::archive(const std::string& name) {
   if (!valid_archive_name(name)) return nullptr;
   const auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(mutex_);
-  auto& entry = archives_[name];
-  if (entry.checked != std::chrono::steady_clock::time_point{} && now - entry.checked < options_.recheck)
-    return entry.archive;
-  entry.checked = now;
   const auto file = options_.tiles_dir / (name + ".mbtiles");
+  std::lock_guard lock(mutex_);
+  auto found = archives_.find(name);
+  if (found != archives_.end() && now - found->second.checked < options_.recheck) return found->second.archive;
   const std::string signature = file_signature(file);
-  if (signature == entry.signature) return entry.archive;
   if (signature.empty()) {
-    entry.archive.reset();
-    entry.signature.clear();
+    // Only archives that exist get an entry: requests for made-up names cannot grow the map.
+    if (found != archives_.end()) archives_.erase(found);
     return nullptr;
   }
+  auto& entry = found != archives_.end() ? found->second : archives_[name];
+  entry.checked = now;
+  if (signature == entry.signature) return entry.archive;
   try {
     // Requests in flight keep the archive they started with; the old file stays readable
     // through its open descriptor until the last of them is done.
@@ -343,7 +380,6 @@ std::shared_ptr<MbtilesArchive> TileService::archive(const std::string& name) {
     entry.signature = signature;
   } catch (const std::exception&) {
     // A damaged file never replaces a good archive; the next check tries again.
-    if (!entry.archive) entry.signature.clear();
   }
   return entry.archive;
 }
@@ -402,6 +438,7 @@ http::Response TileService::handle(const http::Request& request) {
   if (rest == "markers.geojson") return markers_geojson(request, false);
   if (rest.rfind("assets/", 0) == 0) return asset(request, std::string(rest.substr(7)));
   const auto parts = split(rest, '/');
+  if (parts.size() == 3 && parts[0] == "fonts") return glyphs(request, std::string(parts[1]), std::string(parts[2]));
   if (parts.size() == 1 && parts[0].size() > 5 && parts[0].substr(parts[0].size() - 5) == ".json")
     return tilejson(request, std::string(parts[0].substr(0, parts[0].size() - 5)));
   if (parts.size() == 2 && parts[1] == "style.json") return style(request, std::string(parts[0]));
@@ -486,7 +523,8 @@ http::Response TileService::style(const http::Request& request, const std::strin
   const auto base = base_url(request);
   auto it = archive->metadata().find("center");
   const auto style = build_style(name, base + "/tiles/" + name + ".json", base + "/tiles/markers.geojson",
-                                 it == archive->metadata().end() ? std::vector<double>{} : numbers(it->second));
+                                 it == archive->metadata().end() ? std::vector<double>{} : numbers(it->second),
+                                 base + "/tiles/fonts/{fontstack}/{range}.pbf", glyphs_->default_font());
   auto r = http::Response::json(style);
   add_cors(r);
   r.headers.emplace_back("Cache-Control", "no-cache");
@@ -538,6 +576,33 @@ http::Response TileService::asset(const http::Request& request, const std::strin
   r.headers.emplace_back("Vary", "Accept-Encoding");
   r.headers.emplace_back("Cache-Control", "public, max-age=86400");
   add_cors(r);
+  return r;
+}
+
+// GET /tiles/fonts/{fontstack}/{start}-{end}.pbf, as MapLibre asks for label glyphs.
+http::Response TileService::glyphs(const http::Request& request, const std::string& fontstack, const std::string& range) {
+  const auto dash = range.find('-');
+  int64_t start = 0, end = 0;
+  if (dash == std::string::npos || range.size() < 5 || range.substr(range.size() - 4) != ".pbf" ||
+      !parse_number(std::string_view(range).substr(0, dash), 5, start) ||
+      !parse_number(std::string_view(range).substr(dash + 1, range.size() - 4 - dash - 1), 5, end) || end != start + 255)
+    return plain(400, "glyph ranges are /tiles/fonts/FONT/START-END.pbf, 256 code points each");
+  auto pbf = glyphs_->range(fontstack, static_cast<uint32_t>(start));
+  if (!pbf) return plain(404, "no such font or range");
+  const std::string etag = "\"" + std::to_string(pbf->size()) + "-" + std::to_string(std::hash<std::string>{}(*pbf)) + "\"";
+  if (none_match(request, etag)) {
+    auto r = http::Response::bytes(304, "", "application/x-protobuf");
+    add_cors(r);
+    r.headers.emplace_back("ETag", etag);
+    return r;
+  }
+  const bool gz = accepts_gzip(request);
+  auto r = http::Response::bytes(200, gz ? gzip(*pbf) : *pbf, "application/x-protobuf");
+  if (gz) r.headers.emplace_back("Content-Encoding", "gzip");
+  add_cors(r);
+  r.headers.emplace_back("ETag", etag);
+  r.headers.emplace_back("Vary", "Accept-Encoding");
+  r.headers.emplace_back("Cache-Control", "public, max-age=86400");
   return r;
 }
 

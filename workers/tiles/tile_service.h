@@ -16,6 +16,7 @@
 
 namespace coop::tiles {
 
+class GlyphServer;
 class MbtilesArchive;
 class MarkerStore;
 
@@ -34,6 +35,8 @@ bool valid_archive_name(std::string_view name);
 struct TileServiceOptions {
   std::filesystem::path tiles_dir;   // COOP_HOME/tiles
   std::filesystem::path assets_dir;  // maplibre-gl.js and maplibre-gl.css
+  // TrueType fonts for labels (served as SDF glyph ranges); none found: a style without text.
+  std::filesystem::path fonts_dir = "/usr/share/fonts/truetype/dejavu";
   int max_age_seconds = 3600;        // Cache-Control for tiles
   std::string public_url;            // "https://maps.example.org"; empty: from the Host header
   std::string scheme = "http";       // the listener's, for URLs built from Host
@@ -65,11 +68,13 @@ class TileService {
   http::Response style(const http::Request& request, const std::string& name);
   http::Response map_page(const http::Request& request, const std::string& name);
   http::Response asset(const http::Request& request, const std::string& file);
+  http::Response glyphs(const http::Request& request, const std::string& fontstack, const std::string& range);
   http::Response markers_geojson(const http::Request& request, bool with_owner);
   std::string base_url(const http::Request& request) const;
 
   TileServiceOptions options_;
   MarkerStore* markers_;
+  std::unique_ptr<GlyphServer> glyphs_;
   struct Entry {
     std::shared_ptr<MbtilesArchive> archive;
     std::string signature;  // inode, size, mtime of the file it was opened from

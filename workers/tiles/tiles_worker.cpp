@@ -116,6 +116,7 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   options.max_age_seconds = static_cast<int>(config.get_int("workers.tiles.max_age_seconds", 3600));
   options.public_url = config.get_string("workers.tiles.public_url", "");
   options.frame_ancestors = config.get_string("workers.tiles.frame_ancestors", "*");
+  options.fonts_dir = config.get_string("workers.tiles.fonts_dir", options.fonts_dir.string());
   std::error_code ec;
   fs::create_directories(options.tiles_dir, ec);
 

@@ -3,11 +3,16 @@
 #include <catch2/catch.hpp>
 
 #include <nlohmann/json.hpp>
+#include <protozero/pbf_reader.hpp>
+
+#include <cmath>
+#include <map>
 
 #include <filesystem>
 #include <thread>
 
 #include "common/error.h"
+#include "workers/tiles/glyphs.h"
 #include "workers/tiles/mbtiles.h"
 #include "workers/tiles/mvt.h"
 #include "workers/tiles/store/marker_store.h"
@@ -205,4 +210,90 @@ TEST_CASE("markers: GeoJSON validation, revisions, owners", "[tiles][markers]") 
   CHECK(r.status == 201);
   CHECK(nlohmann::json::parse(r.body)["properties"]["by"] == "bob");
   CHECK(nlohmann::json::parse(r.body)["properties"]["kind"] == "resource");
+}
+
+TEST_CASE("signed distance of a square", "[tiles][glyphs]") {
+  // A 4x4 filled square in a 12x12 grid.
+  std::vector<uint8_t> coverage(144, 0);
+  for (int y = 4; y < 8; ++y)
+    for (int x = 4; x < 8; ++x) coverage[y * 12 + x] = 255;
+  const auto d = signed_distance(coverage, 12, 12);
+  CHECK(d[4 * 12 + 4] == Approx(-0.5));   // an inside corner pixel: half a pixel from the edge
+  CHECK(d[5 * 12 + 5] == Approx(-1.5));   // one further in
+  CHECK(d[4 * 12 + 3] == Approx(0.5));    // just outside the left edge
+  CHECK(d[4 * 12 + 0] == Approx(3.5));
+  CHECK(d[0] == Approx(std::sqrt(32.0) - 0.5));  // diagonal to the corner pixel (4,4)
+}
+
+TEST_CASE("glyph ranges for MapLibre labels", "[tiles][glyphs]") {
+  GlyphServer glyphs("/usr/share/fonts/truetype/dejavu");
+  const auto font = glyphs.default_font();
+  if (!font) {
+    WARN("skipped: no fonts in /usr/share/fonts/truetype/dejavu (fonts-dejavu-core)");
+    return;
+  }
+  CHECK(*font == "DejaVu Sans Book");
+  CHECK_FALSE(glyphs.range("No Such Font", 0));
+  CHECK_FALSE(glyphs.range(*font, 100));  // not a range start
+  const auto pbf = glyphs.range("No Such Font, " + *font, 0);
+  REQUIRE(pbf);
+  // glyphs { stacks = 1 { name = 1, range = 2, glyphs = 3 { id, bitmap, width, height, left, top, advance } } }
+  protozero::pbf_reader message(*pbf);
+  REQUIRE(message.next(1));
+  protozero::pbf_reader stack = message.get_message();
+  std::string name, range;
+  struct G {
+    std::string bitmap;
+    uint32_t width = 0, height = 0, advance = 0;
+    int32_t left = 0, top = 0;
+  };
+  std::map<uint32_t, G> found;
+  while (stack.next()) {
+    switch (stack.tag()) {
+      case 1: name = stack.get_string(); break;
+      case 2: range = stack.get_string(); break;
+      case 3: {
+        protozero::pbf_reader glyph = stack.get_message();
+        uint32_t id = 0;
+        G g;
+        while (glyph.next()) {
+          switch (glyph.tag()) {
+            case 1: id = glyph.get_uint32(); break;
+            case 2: g.bitmap = glyph.get_bytes(); break;
+            case 3: g.width = glyph.get_uint32(); break;
+            case 4: g.height = glyph.get_uint32(); break;
+            case 5: g.left = glyph.get_sint32(); break;
+            case 6: g.top = glyph.get_sint32(); break;
+            case 7: g.advance = glyph.get_uint32(); break;
+            default: glyph.skip();
+          }
+        }
+        found[id] = g;
+        break;
+      }
+      default: stack.skip();
+    }
+  }
+  CHECK(name == *font);
+  CHECK(range == "0-255");
+  REQUIRE(found.count('A'));
+  REQUIRE(found.count(' '));
+  REQUIRE(found.count(0xe9));  // é, for names like Musée
+  const auto& a = found['A'];
+  CHECK(a.width > 10);
+  CHECK(a.height > 10);
+  CHECK(a.bitmap.size() == (a.width + 6) * (a.height + 6));
+  CHECK(a.advance > 10);
+  CHECK(found[' '].width == 0);
+  CHECK(found[' '].bitmap.empty());
+  CHECK(found[' '].advance > 3);
+  // The SDF: an 'l' stem's middle is well inside (above the 192 edge value), the bitmap's
+  // corners are far outside.
+  const auto& l = found['l'];
+  const std::size_t w = l.width + 6;
+  const auto at = [&](std::size_t x, std::size_t y) { return static_cast<uint8_t>(l.bitmap[y * w + x]); };
+  CHECK(at(w / 2, (l.height + 6) / 2) > 192);
+  CHECK(at(0, 0) < 100);
+  // Baseline-relative tops, as MapLibre expects: 'x' sits lower than 'A'.
+  CHECK(found['x'].top < a.top);
 }
