@@ -8,6 +8,8 @@
 #include FT_OUTLINE_H
 #include <protozero/pbf_writer.hpp>
 
+#include "workers/tiles/mbtiles.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -138,7 +140,7 @@ std::optional<std::string> GlyphServer::default_font() const {
   return files_.begin()->first;
 }
 
-std::optional<std::string> GlyphServer::range(const std::string& fontstack, uint32_t start) {
+std::optional<GlyphRange> GlyphServer::range(const std::string& fontstack, uint32_t start, bool gzipped) {
   if (start % 256 != 0 || start > 65280) return std::nullopt;
   std::string chosen;
   std::size_t pos = 0;
@@ -152,15 +154,28 @@ std::optional<std::string> GlyphServer::range(const std::string& fontstack, uint
     pos = comma + 1;
   }
   if (chosen.empty()) return std::nullopt;
-  {
+  const auto key = std::pair{chosen, start};
+  auto lookup = [&]() -> std::optional<GlyphRange> {
     std::lock_guard lock(mutex_);
-    auto it = cache_.find({chosen, start});
-    if (it != cache_.end()) return it->second;
-  }
-  std::string pbf = render_range(files_.at(chosen), chosen, start);
+    auto it = cache_.find(key);
+    if (it == cache_.end()) return std::nullopt;
+    return GlyphRange{gzipped ? it->second.gzipped : it->second.pbf, it->second.tag};
+  };
+  if (auto hit = lookup()) return hit;
+  std::lock_guard rendering(render_mutex_);
+  if (auto hit = lookup()) return hit;  // rendered while this request waited
+  Cached entry;
+  entry.pbf = render_range(files_.at(chosen), chosen, start);
+  entry.gzipped = gzip(entry.pbf, 9);
+  entry.tag = std::to_string(entry.pbf.size()) + "-" + std::to_string(std::hash<std::string>{}(entry.pbf));
   std::lock_guard lock(mutex_);
-  if (cache_.size() > 512) cache_.clear();
-  return cache_.emplace(std::pair{chosen, start}, std::move(pbf)).first->second;
+  while (order_.size() >= 256) {
+    cache_.erase(order_.front());
+    order_.pop_front();
+  }
+  order_.push_back(key);
+  const auto& stored = cache_.emplace(key, std::move(entry)).first->second;
+  return GlyphRange{gzipped ? stored.gzipped : stored.pbf, stored.tag};
 }
 
 std::string GlyphServer::render_range(const fs::path& file, const std::string& name, uint32_t start) {

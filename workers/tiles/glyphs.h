@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -23,6 +24,11 @@ constexpr int kGlyphBuffer = 3;
 constexpr double kGlyphRadius = 8.0;
 constexpr double kGlyphCutoff = 0.25;
 
+struct GlyphRange {
+  std::string bytes;  // the PBF, or its gzip
+  std::string tag;    // names the range's content (an ETag without quotes)
+};
+
 class GlyphServer {
  public:
   // Indexes the .ttf/.otf files under fonts_dir by "family style" ("DejaVu Sans Book").
@@ -37,16 +43,22 @@ class GlyphServer {
   std::optional<std::string> default_font() const;
 
   // The PBF for code points [start, start + 255] of the first font of fontstack (a comma
-  // list, as MapLibre sends it) that exists; nullopt when none does or start is not a
-  // multiple of 256 below 65536. Cached after the first request.
-  std::optional<std::string> range(const std::string& fontstack, uint32_t start);
+  // list, as MapLibre sends it) that exists, gzip'd when asked; nullopt when none does or
+  // start is not a multiple of 256 below 65536. Rendering takes tens of milliseconds: call
+  // it off the event loop. One rendering per range at a time; the last 256 stay cached.
+  std::optional<GlyphRange> range(const std::string& fontstack, uint32_t start, bool gzipped = false);
 
  private:
   std::string render_range(const std::filesystem::path& file, const std::string& name, uint32_t start);
 
+  struct Cached {
+    std::string pbf, gzipped, tag;
+  };
   std::map<std::string, std::filesystem::path> files_;
-  std::mutex mutex_;
-  std::map<std::pair<std::string, uint32_t>, std::string> cache_;
+  std::mutex render_mutex_;  // held while rendering, so a range is never rendered twice at once
+  std::mutex mutex_;         // the cache
+  std::map<std::pair<std::string, uint32_t>, Cached> cache_;
+  std::deque<std::pair<std::string, uint32_t>> order_;  // oldest first, for eviction
 };
 
 // Signed distance field of a coverage bitmap (1 byte per pixel, 0-255, row-major): for every

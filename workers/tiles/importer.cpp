@@ -412,6 +412,12 @@ ImportSummary import_osm(const ImportOptions& options) {
   const uint64_t input_size = fs::file_size(options.input, ec);
   fs::create_directories(options.output.parent_path(), ec);
   ImportLock lock(options.output);
+  // Temporary files of imports that were killed (OOM, SIGKILL, a cron timeout): no other
+  // import of this archive runs while the lock is held, so they are garbage.
+  for (const auto& entry : fs::directory_iterator(options.output.parent_path(), ec)) {
+    const auto name = entry.path().filename().string();
+    if (name.rfind("." + options.output.filename().string() + ".tmp-", 0) == 0) fs::remove(entry.path(), ec);
+  }
   auto progress = [&](std::string_view phase, uint64_t done, uint64_t total) {
     if (options.progress) options.progress(phase, done, total);
   };
@@ -469,7 +475,8 @@ ImportSummary import_osm(const ImportOptions& options) {
   try {
     MbtilesWriter writer(options.output);
     std::mutex write_mutex;
-    unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+    const unsigned threads =
+      std::min(64u, options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency()));
     for (int z = options.minzoom; z <= options.maxzoom; ++z) {
       const ZoomJob job = plan_zoom(features, z, options.maxzoom);
       const std::string phase = "tiles z" + std::to_string(z);
@@ -555,7 +562,7 @@ ImportSummary import_osm(const ImportOptions& options) {
     writer.set_metadata("name", options.name);
     writer.set_metadata("format", "pbf");
     writer.set_metadata("type", "baselayer");
-    writer.set_metadata("version", "1");
+    writer.set_metadata("version", "1.0.0");
     writer.set_metadata("description", "OpenStreetMap data of " + options.input.filename().string() +
                                            " in coop's Shortbread-style schema");
     writer.set_metadata("attribution", "© OpenStreetMap contributors");
@@ -573,7 +580,7 @@ ImportSummary import_osm(const ImportOptions& options) {
     writer.commit();
   } catch (const Error& e) {
     // SQLite says "disk I/O error" or "database or disk is full": name the file and the cure.
-    if (e.code() == "busy" || e.code() == "bad_input") throw;
+    if (e.code() == "busy" || e.code() == "bad_input" || e.code() == "archive_not_synced") throw;
     throw Error("archive_write_failed",
                 "cannot write the archive for " + options.output.string() + " (is the disk full?): " + e.what(), 500);
   }

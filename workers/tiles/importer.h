@@ -20,8 +20,9 @@ struct ImportOptions {
   int minzoom = 0;
   int maxzoom = 14;
   unsigned threads = 0;  // tile building threads; 0: one per core
-  // Called now and then from the importing thread: phase ("reading", "tiles z12"...), work done
-  // and the total (0 when unknown).
+  // Called now and then with the phase ("reading", "tiles z12"...), the work done and the total
+  // (0 when unknown): from the importing thread while reading, then from the tile-building
+  // threads one at a time (under the archive's write lock), so it should be quick.
   std::function<void(std::string_view phase, uint64_t done, uint64_t total)> progress;
 };
 
@@ -36,8 +37,9 @@ struct ImportSummary {
 
 // Throws coop::Error: "bad_input" (400) for bad options or an unreadable, truncated or corrupt
 // extract, "busy" (409) when another import of the same archive runs, "archive_write_failed"
-// (500) when the archive cannot be written (a full disk). On any failure the archive at
-// options.output is left as it was.
+// (500) when the archive cannot be written (a full disk). On any of these the archive at
+// options.output is left as it was. "archive_not_synced" (500): the new archive is in place
+// and served, but its directory could not be fsync'd.
 ImportSummary import_osm(const ImportOptions& options);
 
 }  // namespace coop::tiles

@@ -7,6 +7,9 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
+#include <cctype>
+
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/sqlite.h"
@@ -145,18 +148,25 @@ void MbtilesWriter::commit() {
   statements_.reset();
   if (sqlite3_close(db_) != SQLITE_OK) throw Error("archive_write_failed", "cannot close " + temp_.string(), 500);
   db_ = nullptr;
+  ::chmod(temp_.c_str(), 0644);  // before the fsync, so the mode is as durable as the data
   const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
     throw Error("archive_write_failed", "cannot sync " + temp_.string(), 500);
   }
   ::close(fd);
-  ::chmod(temp_.c_str(), 0644);
   std::error_code ec;
   fs::rename(temp_, final_, ec);
   if (ec) throw Error("archive_write_failed", "cannot rename into " + final_.string() + ": " + ec.message(), 500);
   committed_ = true;
-  fsync_directory(final_.parent_path());
+  try {
+    fsync_directory(final_.parent_path());
+  } catch (const std::exception& e) {
+    // The new archive is already in place and being served; only its directory entry may not
+    // have reached the disk yet.
+    throw Error("archive_not_synced", "the new archive is in place but its directory could not be synced: " +
+                                          std::string(e.what()), 500);
+  }
 }
 
 // --- Reader ---
@@ -170,78 +180,121 @@ struct MbtilesArchive::Connection {
   }
 };
 
-std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file) {
+namespace {
+
+// RFC 3986 percent-encoding for a path inside a file: URI (SQLite's URI filenames).
+std::string uri_path(const std::string& path) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string import_id(sqlite3* db) {
+  sqlite::Statement select(db, "SELECT value FROM metadata WHERE name = 'coop_import_id'");
+  return select.step() ? select.column_text(0) : std::string();
+}
+
+}  // namespace
+
+std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file, int connections) {
+  std::error_code ec;
+  if (!fs::exists(file, ec)) throw Error("no_archive", "no archive " + file.filename().string(), 404);
   std::shared_ptr<MbtilesArchive> archive(new MbtilesArchive());
   archive->file_ = file;
-  // The archive keeps the inode open for its lifetime: connections opened later read this
-  // file through /proc/self/fd even after an import renamed a new one over the path.
-  archive->fd_ = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-  if (archive->fd_ < 0) throw Error("no_archive", "cannot open " + file.string(), 404);
-  struct stat st {};
-  ::fstat(archive->fd_, &st);
-  archive->version_ = std::to_string(st.st_ino) + "-" + std::to_string(st.st_size) + "-" +
-                      std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
-  archive->fd_path_ = "/proc/self/fd/" + std::to_string(archive->fd_);
+  // immutable=1: no locks and no journal checks; the file never changes under its inode.
+  const std::string uri = "file:" + uri_path(file.string()) + "?immutable=1";
+  // An import may rename a new file in while the connections open: they must all read the
+  // same import, else open them again.
+  for (int attempt = 0;; ++attempt) {
+    archive->pool_.clear();
+    std::string first_id;
+    bool same = true;
+    for (int i = 0; i < std::max(1, connections); ++i) {
+      auto connection = std::make_unique<Connection>();
+      if (sqlite3_open_v2(uri.c_str(), &connection->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+                          nullptr) != SQLITE_OK)
+        throw Error("bad_archive", "cannot open " + file.filename().string(), 500);
+      try {
+        connection->select = std::make_unique<sqlite::Statement>(
+            connection->db, "SELECT tile_data FROM tiles WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3");
+        const std::string id = import_id(connection->db);
+        if (i == 0) first_id = id;
+        same = same && id == first_id;
+      } catch (const Error& e) {
+        throw Error("bad_archive", file.filename().string() + " is not an MBTiles archive", 500);
+      }
+      archive->pool_.push_back(std::move(connection));
+    }
+    if (same) break;
+    if (attempt == 3) throw Error("bad_archive", file.filename().string() + " keeps changing while it is opened", 500);
+  }
 
   auto connection = archive->acquire();
   try {
     sqlite::Statement meta(connection->db, "SELECT name, value FROM metadata");
     while (meta.step()) archive->metadata_[meta.column_text(0)] = meta.column_text(1);
   } catch (const Error& e) {
-    throw Error("bad_archive", file.string() + " is not an MBTiles archive: " + e.what(), 500);
+    throw Error("bad_archive", file.filename().string() + " is not an MBTiles archive", 500);
   }
+  archive->release(std::move(connection));
   auto as_int = [&](const char* key, int fallback) {
     auto it = archive->metadata_.find(key);
     if (it == archive->metadata_.end()) return fallback;
     try {
-      return std::stoi(it->second);
+      return std::clamp(std::stoi(it->second), 0, 30);
     } catch (...) {
       return fallback;
     }
   };
   archive->minzoom_ = as_int("minzoom", 0);
-  archive->maxzoom_ = as_int("maxzoom", 14);
-  if (auto it = archive->metadata_.find("coop_import_id"); it != archive->metadata_.end()) archive->version_ = it->second;
-  archive->release(std::move(connection));
+  archive->maxzoom_ = std::max(archive->minzoom_, as_int("maxzoom", 14));
+  if (auto it = archive->metadata_.find("coop_import_id"); it != archive->metadata_.end() && !it->second.empty()) {
+    archive->version_ = it->second;
+  } else {
+    // Archives from elsewhere: the file's identity and time stand in for an import id.
+    struct stat st {};
+    ::stat(file.c_str(), &st);
+    archive->version_ = std::to_string(st.st_ino) + "-" + std::to_string(st.st_size) + "-" +
+                        std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+  }
   return archive;
 }
 
-MbtilesArchive::~MbtilesArchive() {
-  pool_.clear();
-  if (fd_ >= 0) ::close(fd_);
-}
+MbtilesArchive::~MbtilesArchive() = default;
 
 std::unique_ptr<MbtilesArchive::Connection> MbtilesArchive::acquire() const {
-  {
-    std::lock_guard lock(pool_mutex_);
-    if (!pool_.empty()) {
-      auto connection = std::move(pool_.back());
-      pool_.pop_back();
-      return connection;
-    }
-  }
-  auto connection = std::make_unique<Connection>();
-  // immutable=1: no locks and no journal checks; the file never changes under this inode.
-  const std::string uri = "file:" + fd_path_ + "?immutable=1";
-  if (sqlite3_open_v2(uri.c_str(), &connection->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
-                      nullptr) != SQLITE_OK)
-    throw Error("bad_archive", "cannot open " + file_.string(), 500);
-  try {
-    connection->select = std::make_unique<sqlite::Statement>(
-        connection->db, "SELECT tile_data FROM tiles WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3");
-  } catch (const Error& e) {
-    throw Error("bad_archive", file_.string() + " is not an MBTiles archive: " + e.what(), 500);
-  }
+  std::unique_lock lock(pool_mutex_);
+  // Never a new connection here: by now the path may name another file.
+  pool_ready_.wait(lock, [this] { return !pool_.empty(); });
+  auto connection = std::move(pool_.back());
+  pool_.pop_back();
   return connection;
 }
 
 void MbtilesArchive::release(std::unique_ptr<Connection> connection) const {
-  std::lock_guard lock(pool_mutex_);
-  if (pool_.size() < 16) pool_.push_back(std::move(connection));
+  {
+    std::lock_guard lock(pool_mutex_);
+    pool_.push_back(std::move(connection));
+  }
+  pool_ready_.notify_one();
 }
 
 std::optional<std::string> MbtilesArchive::tile(int z, int x, int y) const {
   auto connection = acquire();
+  struct Return {
+    const MbtilesArchive* archive;
+    std::unique_ptr<Connection>& connection;
+    ~Return() { archive->release(std::move(connection)); }
+  } give_back{this, connection};
   const int row = (1 << z) - 1 - y;
   auto& select = *connection->select;
   select.reset();
@@ -250,7 +303,6 @@ std::optional<std::string> MbtilesArchive::tile(int z, int x, int y) const {
   // For a BLOB, column_text hands back its bytes unchanged (with a NUL past the end).
   if (select.step()) data = select.column_text(0);
   select.reset();
-  release(std::move(connection));
   return data;
 }
 

@@ -3,6 +3,7 @@
 // y flipped, tile_data gzip'd MVT). Written once to a temporary file, then renamed into place.
 #pragma once
 
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -48,12 +49,14 @@ class MbtilesWriter {
 };
 
 // A read-only view of one archive file, opened immutable (the file is never written in place:
-// an import renames a new file over it, so this view keeps reading the old inode until it is
-// dropped). Safe to use from several threads.
+// an import renames a new file over it). All its connections are opened together, before
+// anything else can replace the file, and checked to read the same import; so a request that
+// started on this archive finishes on it after a swap. Safe to use from several threads.
 class MbtilesArchive {
  public:
-  // Throws coop::Error("bad_archive") when the file is not an MBTiles archive.
-  static std::shared_ptr<MbtilesArchive> open(const std::filesystem::path& file);
+  // Throws coop::Error("no_archive", 404) when the file is missing, ("bad_archive") when it
+  // is not an MBTiles archive. connections: how many requests read it at once.
+  static std::shared_ptr<MbtilesArchive> open(const std::filesystem::path& file, int connections = 8);
   ~MbtilesArchive();
 
   // The gzip'd tile, or nullopt when the archive has none there.
@@ -61,7 +64,7 @@ class MbtilesArchive {
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   int minzoom() const { return minzoom_; }
   int maxzoom() const { return maxzoom_; }
-  // Identifies this file's content: changes with every import (inode, size, mtime).
+  // Identifies this file's content: changes with every import (its coop_import_id).
   const std::string& version() const { return version_; }
   const std::filesystem::path& file() const { return file_; }
 
@@ -75,9 +78,8 @@ class MbtilesArchive {
   std::map<std::string, std::string> metadata_;
   int minzoom_ = 0, maxzoom_ = 14;
   std::string version_;
-  int fd_ = -1;
-  std::string fd_path_;
   mutable std::mutex pool_mutex_;
+  mutable std::condition_variable pool_ready_;
   mutable std::vector<std::unique_ptr<Connection>> pool_;
 };
 

@@ -6,6 +6,7 @@
 
 #include <charconv>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
@@ -79,6 +80,40 @@ bool accepts_gzip(const http::Request& request) {
     return true;
   }
   return false;
+}
+
+// One representation, one strong tag (RFC 9110 8.8.3): the gzip variant's ETag ends in
+// "-gz". A 304 carries the headers the 200 would (15.4.5): ETag, Cache-Control, Vary, CORS.
+http::Response variant_response(const http::Request& request, const std::string& tag, bool gz, const char* type,
+                                const std::string& cache_control, const std::function<std::string()>& body) {
+  const std::string etag = "\"" + tag + (gz ? "-gz" : "") + "\"";
+  http::Response r;
+  if (none_match(request, etag)) {
+    r = http::Response::bytes(304, "", type);
+  } else {
+    r = http::Response::bytes(200, body(), type);
+    if (gz) r.headers.emplace_back("Content-Encoding", "gzip");
+  }
+  add_cors(r);
+  r.headers.emplace_back("ETag", etag);
+  r.headers.emplace_back("Cache-Control", cache_control);
+  r.headers.emplace_back("Vary", "Accept-Encoding");
+  return r;
+}
+
+std::string html_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
 }
 
 std::string file_signature(const fs::path& file) {
@@ -319,6 +354,8 @@ bool valid_host(const std::string& host) {
 
 bool valid_archive_name(std::string_view name) {
   if (name.empty() || name.size() > 63) return false;
+  // Taken by the server's own paths under /tiles/.
+  if (name == "api" || name == "assets" || name == "fonts") return false;
   for (std::size_t i = 0; i < name.size(); ++i) {
     const char c = name[i];
     const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (i > 0 && (c == '-' || c == '_'));
@@ -452,34 +489,24 @@ http::Response TileService::tile(const http::Request& request, const TileRequest
   if (t.z < archive->minzoom() || t.z > archive->maxzoom())
     return plain(404, "zoom outside the archive's range " + std::to_string(archive->minzoom()) + "-" +
                           std::to_string(archive->maxzoom()));
-  const std::string etag = "\"" + archive->version() + "\"";
-  auto headers = [&](http::Response& r) {
-    add_cors(r);
-    r.headers.emplace_back("ETag", etag);
-    r.headers.emplace_back("Cache-Control", "public, max-age=" + std::to_string(options_.max_age_seconds));
-    r.headers.emplace_back("Vary", "Accept-Encoding");
-  };
-  if (none_match(request, etag)) {
-    http::Response r = http::Response::bytes(304, "", kTileType);
-    headers(r);
-    return r;
-  }
+  const std::string cache = "public, max-age=" + std::to_string(options_.max_age_seconds);
+  const bool gz = accepts_gzip(request);
   auto data = archive->tile(t.z, t.x, t.y);
   if (!data) {
     // Inside the range but nothing there (open sea, outside the extract): no content.
-    http::Response r = http::Response::bytes(204, "", kTileType);
-    headers(r);
+    auto r = variant_response(request, archive->version(), false, kTileType, cache, [] { return std::string(); });
+    if (r.status == 200) r.status = 204;
     return r;
   }
-  http::Response r;
-  if (accepts_gzip(request)) {
-    r = http::Response::bytes(200, std::move(*data), kTileType);
-    r.headers.emplace_back("Content-Encoding", "gzip");
-  } else {
-    r = http::Response::bytes(200, gunzip(*data), kTileType);
-  }
-  headers(r);
-  return r;
+  return variant_response(request, archive->version(), gz, kTileType, cache, [&]() -> std::string {
+    if (gz) return std::move(*data);
+    try {
+      return gunzip(*data);
+    } catch (const Error&) {
+      // The archive holds a damaged tile: the server's fault, not the client's.
+      throw Error("damaged_tile", "a damaged tile in the archive", 500);
+    }
+  });
 }
 
 http::Response TileService::tilejson(const http::Request& request, const std::string& name) {
@@ -495,20 +522,25 @@ http::Response TileService::tilejson(const http::Request& request, const std::st
   json tj{{"tilejson", "3.0.0"},
           {"name", get("name").empty() ? name : get("name")},
           {"description", get("description")},
-          {"attribution", get("attribution")},
-          {"version", get("version").empty() ? "1.0.0" : get("version")},
+          // MapLibre shows the attribution as HTML: an archive from elsewhere gets no markup in.
+          {"attribution", html_escape(get("attribution"))},
+          {"version", std::regex_match(get("version"), std::regex(R"(\d+\.\d+\.\d+)")) ? get("version") : "1.0.0"},
           {"scheme", "xyz"},
           {"format", "pbf"},
-          {"tiles", json::array({base + "/tiles/" + name + "/{z}/{x}/{y}.pbf"})},
+          // The import's id in the URL: a re-import gives new URLs, so no cache mixes old tiles
+          // with new ones.
+          {"tiles", json::array({base + "/tiles/" + name + "/{z}/{x}/{y}.pbf?v=" + archive->version()})},
+          {"vector_layers", json::array()},
           {"minzoom", archive->minzoom()},
           {"maxzoom", archive->maxzoom()}};
   if (auto b = numbers(get("bounds")); b.size() == 4) tj["bounds"] = b;
   if (auto c = numbers(get("center")); c.size() == 3) tj["center"] = c;
   try {
     const auto layers = json::parse(get("json"));
-    if (layers.contains("vector_layers")) tj["vector_layers"] = layers["vector_layers"];
+    if (layers.is_object() && layers.contains("vector_layers") && layers["vector_layers"].is_array())
+      tj["vector_layers"] = layers["vector_layers"];
   } catch (const json::exception&) {
-    tj["vector_layers"] = json::array();
+    // No usable layer list: TileJSON's required vector_layers stays empty.
   }
   auto r = http::Response::json(tj);
   add_cors(r);
@@ -550,33 +582,22 @@ http::Response TileService::asset(const http::Request& request, const std::strin
   else if (file == "maplibre-gl.css") type = "text/css; charset=utf-8";
   if (!type) return plain(404, "not found");
   const bool gz = accepts_gzip(request);
-  std::string body, etag;
+  std::string body, tag;
   {
     std::lock_guard lock(mutex_);
     auto it = asset_cache_.find(file);
     if (it == asset_cache_.end()) {
       std::ifstream in(options_.assets_dir / file, std::ios::binary);
-      if (!in) return plain(404, "MapLibre GL is not installed here (" + (options_.assets_dir / file).string() + ")");
+      if (!in) return plain(404, "MapLibre GL is not installed on this server");
       std::ostringstream content;
       content << in.rdbuf();
       it = asset_cache_.emplace(file, content.str()).first;
       asset_cache_.emplace(file + ".gz", gzip(it->second, 9));
     }
     body = gz ? asset_cache_[file + ".gz"] : it->second;
-    etag = "\"" + std::to_string(it->second.size()) + "-" + std::to_string(std::hash<std::string>{}(it->second)) + "\"";
+    tag = std::to_string(it->second.size()) + "-" + std::to_string(std::hash<std::string>{}(it->second));
   }
-  if (none_match(request, etag)) {
-    auto r = http::Response::bytes(304, "", type);
-    r.headers.emplace_back("ETag", etag);
-    return r;
-  }
-  auto r = http::Response::bytes(200, std::move(body), type);
-  if (gz) r.headers.emplace_back("Content-Encoding", "gzip");
-  r.headers.emplace_back("ETag", etag);
-  r.headers.emplace_back("Vary", "Accept-Encoding");
-  r.headers.emplace_back("Cache-Control", "public, max-age=86400");
-  add_cors(r);
-  return r;
+  return variant_response(request, tag, gz, type, "public, max-age=86400", [&] { return std::move(body); });
 }
 
 // GET /tiles/fonts/{fontstack}/{start}-{end}.pbf, as MapLibre asks for label glyphs.
@@ -587,23 +608,11 @@ http::Response TileService::glyphs(const http::Request& request, const std::stri
       !parse_number(std::string_view(range).substr(0, dash), 5, start) ||
       !parse_number(std::string_view(range).substr(dash + 1, range.size() - 4 - dash - 1), 5, end) || end != start + 255)
     return plain(400, "glyph ranges are /tiles/fonts/FONT/START-END.pbf, 256 code points each");
-  auto pbf = glyphs_->range(fontstack, static_cast<uint32_t>(start));
-  if (!pbf) return plain(404, "no such font or range");
-  const std::string etag = "\"" + std::to_string(pbf->size()) + "-" + std::to_string(std::hash<std::string>{}(*pbf)) + "\"";
-  if (none_match(request, etag)) {
-    auto r = http::Response::bytes(304, "", "application/x-protobuf");
-    add_cors(r);
-    r.headers.emplace_back("ETag", etag);
-    return r;
-  }
   const bool gz = accepts_gzip(request);
-  auto r = http::Response::bytes(200, gz ? gzip(*pbf) : *pbf, "application/x-protobuf");
-  if (gz) r.headers.emplace_back("Content-Encoding", "gzip");
-  add_cors(r);
-  r.headers.emplace_back("ETag", etag);
-  r.headers.emplace_back("Vary", "Accept-Encoding");
-  r.headers.emplace_back("Cache-Control", "public, max-age=86400");
-  return r;
+  auto pbf = glyphs_->range(fontstack, static_cast<uint32_t>(start), gz);
+  if (!pbf) return plain(404, "no such font or range");
+  return variant_response(request, pbf->tag, gz, "application/x-protobuf", "public, max-age=86400",
+                          [&] { return std::move(pbf->bytes); });
 }
 
 http::Response TileService::markers_geojson(const http::Request& request, bool with_owner) {
@@ -642,7 +651,7 @@ http::Response TileService::handle_api(const http::Request& request, const Authe
     } else if (request.method == "POST") {
       Marker m = marker_from_feature(request.json(), false);
       m.by = *member;
-      m = markers_->add(m);
+      m = markers_->add(m, options_.max_markers_per_member);
       r = http::Response::json(marker_feature(m, true), 201);
       r.headers.emplace_back("Location", "/tiles/api/markers/" + std::to_string(m.id));
     } else {

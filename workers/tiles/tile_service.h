@@ -42,6 +42,7 @@ struct TileServiceOptions {
   std::string scheme = "http";       // the listener's, for URLs built from Host
   std::string frame_ancestors = "*"; // who may embed the map page (CSP frame-ancestors)
   std::chrono::milliseconds recheck{200};  // how often an archive's file is looked at again
+  int64_t max_markers_per_member = 1000;   // through the members' API
 };
 
 // Who a request is from, for the markers API: set by the worker after checking credentials.

@@ -116,6 +116,7 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   options.max_age_seconds = static_cast<int>(config.get_int("workers.tiles.max_age_seconds", 3600));
   options.public_url = config.get_string("workers.tiles.public_url", "");
   options.frame_ancestors = config.get_string("workers.tiles.frame_ancestors", "*");
+  options.max_markers_per_member = config.get_int("workers.tiles.max_markers_per_member", 1000);
   options.fonts_dir = config.get_string("workers.tiles.fonts_dir", options.fonts_dir.string());
   std::error_code ec;
   fs::create_directories(options.tiles_dir, ec);
@@ -138,10 +139,13 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
         }
         return service_->handle(request);
       } catch (const Error& e) {
-        if (e.status() >= 500) spdlog::warn("tiles {} {}: {}", request.method, request.path, e.what());
+        // Server-side failures are logged in full; the public gets no file names or paths.
+        const bool ours = e.status() >= 500;
+        if (ours) spdlog::warn("tiles {} {}: {}", request.method, request.path, e.what());
+        const std::string message = ours ? "internal error" : e.what();
         auto r = request.path.rfind("/tiles/api/", 0) == 0
-                     ? http::Response::error(e)
-                     : http::Response::bytes(e.status(), std::string(e.what()) + "\n", "text/plain; charset=utf-8");
+                     ? http::Response::error(e.code(), message, e.status())
+                     : http::Response::bytes(e.status(), message + "\n", "text/plain; charset=utf-8");
         r.headers.emplace_back("Access-Control-Allow-Origin", "*");
         return r;
       } catch (const std::exception& e) {
@@ -150,8 +154,9 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
       }
     };
     // Tiles are point reads of an immutable file: answered on the event loop. The markers API
-    // checks passwords (argon2id) and commits, so it runs on the blocking pool.
-    if (q.path.rfind("/tiles/api/", 0) == 0) {
+    // checks passwords (argon2id) and commits, and a glyph range may need rendering, so
+    // those run on the blocking pool.
+    if (q.path.rfind("/tiles/api/", 0) == 0 || q.path.rfind("/tiles/fonts/", 0) == 0) {
       run([answer, q, reply] { reply(answer(q)); });
     } else {
       reply(answer(q));

@@ -343,6 +343,10 @@ TEST_CASE("a failed import keeps the old archive", "[tiles][import]") {
   std::ofstream(dir.path / "flipped.osm.pbf", std::ios::binary) << flipped;
   expect_failure(dir.path / "flipped.osm.pbf");
   expect_failure(dir.path / "missing.osm.pbf");
+  // A killed import's temporary file is cleared by the next import of the same archive.
+  std::ofstream(options.output.parent_path() / ".town.mbtiles.tmp-999999") << "left by a killed import";
+  import_osm(options);
+  CHECK_FALSE(fs::exists(options.output.parent_path() / ".town.mbtiles.tmp-999999"));
   // Bad zooms are refused before anything is read.
   options.maxzoom = 17;
   CHECK_THROWS_AS(import_osm(options), coop::Error);

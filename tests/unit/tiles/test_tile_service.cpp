@@ -9,6 +9,7 @@
 #include <map>
 
 #include <filesystem>
+#include <atomic>
 #include <thread>
 
 #include "common/error.h"
@@ -120,8 +121,14 @@ TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[ti
   CHECK(service.handle(get("/tiles/t/2/4/0.pbf")).status == 404);
   CHECK(service.handle(get("/tiles/other/0/0/0.pbf")).status == 404);
   CHECK(service.handle(get("/tiles/t/0/0/0.png")).status == 404);
-  CHECK(service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}})).status == 304);
+  CHECK(etag.find("-gz\"") != std::string::npos);  // one tag per encoding (RFC 9110 8.8.3)
+  CHECK(service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}, {"accept-encoding", "gzip"}})).status == 304);
+  CHECK(service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}})).status == 200);  // identity: another tag
   CHECK(service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", "\"other\""}})).status == 200);
+  r = service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}, {"accept-encoding", "gzip"}}));
+  CHECK(header(r, "Cache-Control") != "");
+  CHECK(header(r, "Vary") == "Accept-Encoding");
+  CHECK(header(r, "Access-Control-Allow-Origin") == "*");
 
   // A new archive renamed over the old one: picked up, and the ETag changes.
   write_archive(dir.path / "t.mbtiles", 20);
@@ -135,7 +142,8 @@ TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[ti
   CHECK(r.status == 200);
   const auto tj = nlohmann::json::parse(r.body);
   CHECK(tj["tilejson"] == "3.0.0");
-  CHECK(tj["tiles"][0] == "http://maps.test:8080/tiles/t/{z}/{x}/{y}.pbf");
+  CHECK(tj["tiles"][0].get<std::string>().rfind("http://maps.test:8080/tiles/t/{z}/{x}/{y}.pbf?v=", 0) == 0);
+  CHECK(tj["version"] == "1.0.0");
   CHECK(tj["bounds"].size() == 4);
   CHECK(tj["vector_layers"][0]["id"] == "pois");
   // A hostile Host header does not make it into URLs.
@@ -151,6 +159,39 @@ TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[ti
   Request post = get("/tiles/t/2/1/2.pbf");
   post.method = "POST";
   CHECK(service.handle(post).status == 405);
+}
+
+TEST_CASE("an archive keeps reading its own file after an import renames a new one over it", "[tiles][service]") {
+  TempDir dir;
+  write_archive(dir.path / "t.mbtiles", 10);
+  auto old_archive = MbtilesArchive::open(dir.path / "t.mbtiles", 2);
+  write_archive(dir.path / "t.mbtiles", 20);
+  // More readers than connections: they wait for one, never open the new file.
+  std::vector<std::thread> readers;
+  std::atomic<int> old_seen{0}, wrong{0};
+  for (int t = 0; t < 8; ++t)
+    readers.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        auto data = old_archive->tile(2, 1, 2);
+        if (data && decode_tile(gunzip(*data))[0].features[0].parts[0][0].x == 10) ++old_seen;
+        else ++wrong;
+      }
+    });
+  for (auto& r : readers) r.join();
+  CHECK(old_seen == 200);
+  CHECK(wrong == 0);
+  auto new_archive = MbtilesArchive::open(dir.path / "t.mbtiles");
+  CHECK(new_archive->version() != old_archive->version());
+  CHECK(decode_tile(gunzip(*new_archive->tile(2, 1, 2)))[0].features[0].parts[0][0].x == 20);
+}
+
+TEST_CASE("names the server's own paths use are refused", "[tiles][service]") {
+  CHECK_FALSE(valid_archive_name("api"));
+  CHECK_FALSE(valid_archive_name("assets"));
+  CHECK_FALSE(valid_archive_name("fonts"));
+  CHECK(valid_archive_name("monaco"));
+  CHECK(valid_archive_name("city-2026_v2"));
+  CHECK_FALSE(valid_archive_name("-x"));
 }
 
 TEST_CASE("markers: GeoJSON validation, revisions, owners", "[tiles][markers]") {
@@ -171,6 +212,10 @@ TEST_CASE("markers: GeoJSON validation, revisions, owners", "[tiles][markers]") 
   CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"title", "x"}, {"when", "tomorrow"}}), false), coop::Error);
   CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"title", "line\nbreak"}}), false), coop::Error);
   CHECK_THROWS_AS(marker_from_feature(nlohmann::json{{"type", "Feature"}}, false), coop::Error);
+  // Members of the wrong JSON type are bad input, not a server error.
+  CHECK_THROWS_AS(marker_from_feature(nlohmann::json{{"type", 7}}, false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(nlohmann::json{{"type", "Feature"}, {"geometry", {{"type", 1}}}}, false), coop::Error);
+  CHECK_THROWS_AS(marker_from_feature(feature(7.4, 43.7, {{"title", 5}}), false), coop::Error);
   auto m = marker_from_feature(feature(7.42, 43.73, {{"title", "Repair café"}, {"kind", "event"},
                                                      {"when", "2026-12-05T18:00:00+01:00"}, {"by", "mallory"}}),
                                false);
@@ -235,8 +280,13 @@ TEST_CASE("glyph ranges for MapLibre labels", "[tiles][glyphs]") {
   CHECK(*font == "DejaVu Sans Book");
   CHECK_FALSE(glyphs.range("No Such Font", 0));
   CHECK_FALSE(glyphs.range(*font, 100));  // not a range start
-  const auto pbf = glyphs.range("No Such Font, " + *font, 0);
-  REQUIRE(pbf);
+  const auto range_pbf = glyphs.range("No Such Font, " + *font, 0);
+  REQUIRE(range_pbf);
+  const auto gz = glyphs.range(*font, 0, true);
+  REQUIRE(gz);
+  CHECK(gunzip(gz->bytes) == range_pbf->bytes);
+  CHECK(gz->tag == range_pbf->tag);
+  const std::string* pbf = &range_pbf->bytes;
   // glyphs { stacks = 1 { name = 1, range = 2, glyphs = 3 { id, bitmap, width, height, left, top, advance } } }
   protozero::pbf_reader message(*pbf);
   REQUIRE(message.next(1));

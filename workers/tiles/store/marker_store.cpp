@@ -86,15 +86,21 @@ nlohmann::json marker_feature(const Marker& m, bool with_owner) {
 }
 
 Marker marker_from_feature(const nlohmann::json& feature, bool allow_by) {
-  if (!feature.is_object() || feature.value("type", "") != "Feature")
-    throw Error("bad_marker", "send a GeoJSON Feature", 400);
+  // json::value() throws when the member has another type: every member is checked first.
+  auto is = [](const nlohmann::json& object, const char* key, const char* text) {
+    const auto it = object.find(key);
+    return it != object.end() && it->is_string() && it->get<std::string>() == text;
+  };
+  if (!feature.is_object() || !is(feature, "type", "Feature")) throw Error("bad_marker", "send a GeoJSON Feature", 400);
   const auto geometry = feature.find("geometry");
-  if (geometry == feature.end() || !geometry->is_object() || geometry->value("type", "") != "Point")
+  if (geometry == feature.end() || !geometry->is_object() || !is(*geometry, "type", "Point"))
     throw Error("bad_marker", "a marker's geometry is a GeoJSON Point", 400);
   const auto coordinates = geometry->find("coordinates");
   if (coordinates == geometry->end() || !coordinates->is_array() || coordinates->size() < 2 ||
       !(*coordinates)[0].is_number() || !(*coordinates)[1].is_number())
     throw Error("bad_marker", "a Point's coordinates are [longitude, latitude]", 400);
+  // RFC 7946 3.1.1: a position is two or three numbers.
+  if (coordinates->size() > 3) throw Error("bad_marker", "a position has at most three numbers", 400);
   Marker m;
   m.lon = (*coordinates)[0].get<double>();
   m.lat = (*coordinates)[1].get<double>();
@@ -125,10 +131,19 @@ MarkerStore::MarkerStore(const std::filesystem::path& file) : db_(sqlite::Databa
 
 MarkerStore::~MarkerStore() = default;
 
-Marker MarkerStore::add(Marker m) {
+Marker MarkerStore::add(Marker m, int64_t max_per_member) {
   validate(m);
   m.created_at = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::lock_guard lock(mutex_);
+  if (max_per_member > 0 && !m.by.empty()) {
+    auto& count = db_->prepare("SELECT count(*) FROM markers WHERE created_by = ?1");
+    count.bind(1, m.by);
+    count.step();
+    const int64_t n = count.column_int64(0);
+    count.reset();
+    if (n >= max_per_member)
+      throw Error("too_many_markers", m.by + " has " + std::to_string(n) + " markers, the most one member may have", 409);
+  }
   auto& insert = db_->prepare(
       "INSERT INTO markers (kind, title, description, lat, lon, starts_at, created_by, created_at)"
       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");

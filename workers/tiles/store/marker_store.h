@@ -43,7 +43,8 @@ class MarkerStore {
   ~MarkerStore();
 
   // Validates and stores it (committed before this returns); fills id and created_at.
-  Marker add(Marker marker);
+  // max_per_member > 0 refuses a member's marker past that many (too_many_markers, 409).
+  Marker add(Marker marker, int64_t max_per_member = 0);
   std::vector<Marker> list(const std::string& kind = {}) const;
   std::optional<Marker> get(int64_t id) const;
   // The removed marker, or nullopt when there was none.
