@@ -1,6 +1,7 @@
 // libFuzzer target: the import entry point. The input is written as an .osm.pbf file and
-// imported (z0-14) into a temporary archive: a damaged extract must end in coop::Error
-// ("bad_input") with the previous archive untouched and no temporary file left, never a crash.
+// imported (z0-14) into a scratch archive: a damaged extract must end in coop::Error
+// ("bad_input") and leave no temporary file, never a crash. (That a failed import keeps the
+// previous archive byte for byte is asserted by unit_tiles and integration.tiles.)
 #include <unistd.h>
 
 #include <cstdint>

@@ -1,11 +1,13 @@
 // libFuzzer target: the tile server's request path. The input is an HTTP request target and
-// a few header values (lines: target, If-None-Match, Accept-Encoding, Host), answered by a
-// TileService over a small real archive. Whatever comes in, the answer is a well-formed
+// a few header values (lines: target, If-None-Match, Accept-Encoding, Host, then a body for
+// the members' API), answered by a TileService over a small real archive. Whatever comes in, the answer is a well-formed
 // status, and a 200 tile decodes.
 #include <unistd.h>
 
 #include <cstdint>
 #include <filesystem>
+#include <iterator>
+#include <optional>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -62,14 +64,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::getline(in, etag);
   std::getline(in, encoding);
   std::getline(in, host);
+  std::string body((std::istreambuf_iterator<char>(in)), {});
   coop::http::Request request;
-  request.method = target.size() % 3 == 0 ? "HEAD" : "GET";
+  static const char* kMethods[] = {"GET", "HEAD", "POST", "DELETE", "OPTIONS", "GET"};
+  request.method = kMethods[target.size() % 6];
   if (!coop::http::parse_target(target, request)) return 0;
   request.target = target;
   if (!etag.empty()) request.headers["if-none-match"] = etag;
   if (!encoding.empty()) request.headers["accept-encoding"] = encoding;
   if (!host.empty()) request.headers["host"] = host;
   coop::http::Response response;
+  if (request.path.rfind("/tiles/api/", 0) == 0) {
+    request.body = body;
+    const coop::tiles::Authenticator member = [](const coop::http::Request&) {
+      return std::optional<std::string>("alice");
+    };
+    try {
+      response = fixture.service->handle_api(request, member);
+    } catch (const coop::Error& e) {
+      if (e.status() >= 500) __builtin_trap();  // bad input is the client's fault, never a 5xx
+      return 0;
+    }
+    if (response.status >= 500) __builtin_trap();
+    return 0;
+  }
   try {
     response = fixture.service->handle(request);
   } catch (const coop::Error& e) {

@@ -584,7 +584,7 @@ http::Response TileService::asset(const http::Request& request, const std::strin
   const bool gz = accepts_gzip(request);
   std::string body, tag;
   {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(asset_mutex_);
     auto it = asset_cache_.find(file);
     if (it == asset_cache_.end()) {
       std::ifstream in(options_.assets_dir / file, std::ios::binary);

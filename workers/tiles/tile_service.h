@@ -83,6 +83,7 @@ class TileService {
   };
   mutable std::mutex mutex_;
   std::map<std::string, Entry> archives_;
+  std::mutex asset_mutex_;  // its own: the first gzip of maplibre-gl.js must not stall tiles
   std::map<std::string, std::string> asset_cache_;
 };
 
