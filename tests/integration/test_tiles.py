@@ -407,6 +407,11 @@ def test_markers_from_the_cli_and_the_members_api():
         assert status == 400 and json.loads(body)["error"]["code"] == "bad_marker"
         mine = json.loads(fetch(api, auth=("bob", STRONG))[1])
         assert len(mine["features"]) == 3 and [f["properties"].get("by") for f in mine["features"]] == ["alice", None, "alice"]
+        # App passwords: one scoped to tiles works, one scoped to mail does not.
+        tiles_app = shard.json("member", "app-password", "add", "bob", "--label", "map", "--scope", "tiles")["password"]
+        mail_app = shard.json("member", "app-password", "add", "bob", "--label", "mail", "--scope", "mail")["password"]
+        assert fetch(api, auth=("bob", tiles_app))[0] == 200
+        assert fetch(api, auth=("bob", mail_app))[0] in (401, 403)
         # Bob cannot remove Alice's marker; Alice can.
         assert fetch(f"{api}/{created['id']}", method="DELETE", auth=("bob", STRONG))[0] == 403
         assert fetch(f"{api}/{created['id']}", method="DELETE", auth=("alice", STRONG))[0] == 200
