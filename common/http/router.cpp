@@ -165,6 +165,16 @@ bool Router::match(const Route& route, const std::vector<std::string>& segments,
   return true;
 }
 
+void Router::add_websocket(std::string path, WebSocketHandlers handlers) {
+  websockets_.emplace_back(std::move(path), std::move(handlers));
+}
+
+const WebSocketHandlers* Router::websocket(const std::string& path) const {
+  for (const auto& [p, handlers] : websockets_)
+    if (p == path) return &handlers;
+  return nullptr;
+}
+
 void Router::dispatch(Request request, Reply reply) const {
   const auto segments = split_path(request.path);
   bool path_known = false;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/http/message.h"
+#include "common/http/websocket.h"
 
 namespace coop::http {
 
@@ -42,6 +43,9 @@ class Router {
   void set_error_formatter(ErrorFormatter formatter) { formatter_ = std::move(formatter); }
   // Called instead of a 404 when no route matches the path (CORS preflight, M_UNRECOGNIZED).
   void set_fallback(AsyncHandler handler) { fallback_ = std::move(handler); }
+  // A GET with "Upgrade: websocket" to this exact path becomes a WebSocket connection.
+  void add_websocket(std::string path, WebSocketHandlers handlers);
+  const WebSocketHandlers* websocket(const std::string& path) const;
   Response error(int status, const std::string& code, const std::string& message) const;
 
  private:
@@ -56,6 +60,7 @@ class Router {
   std::vector<Route> routes_;
   ErrorFormatter formatter_;
   AsyncHandler fallback_;
+  std::vector<std::pair<std::string, WebSocketHandlers>> websockets_;
 };
 
 }  // namespace coop::http

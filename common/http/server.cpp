@@ -13,9 +13,12 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -49,6 +52,44 @@ template <typename Protocol, bool Tls>
 class Listener;
 
 using PlainTcp = beast::basic_stream<Tcp, net::any_io_executor, beast::unlimited_rate_policy>;
+
+std::atomic<uint64_t> next_websocket_id{1};
+
+// The worker's handle on an upgraded connection; its calls go to the session's strand.
+class WebSocketConnection final : public WebSocket {
+ public:
+  WebSocketConnection(std::string remote, std::size_t max_queued) : remote_(std::move(remote)), max_queued_(max_queued) {}
+  bool send(std::string text) override {
+    if (closed_) return false;
+    if (queued_.fetch_add(text.size()) + text.size() > max_queued_) {
+      // The peer stopped reading: drop it rather than buffer without bound. No closing
+      // handshake: its frame would wait behind the writes the peer is not reading.
+      if (!closed_.exchange(true)) abort_();
+      return false;
+    }
+    send_(std::move(text));
+    return true;
+  }
+  void close(uint16_t code, std::string reason) override {
+    if (!closed_.exchange(true)) close_(code, std::move(reason));
+  }
+  const std::string& remote_address() const override { return remote_; }
+  uint64_t id() const override { return id_; }
+
+  void written(std::size_t bytes) { queued_ -= bytes; }
+  void mark_closed() { closed_ = true; }
+
+  std::function<void(std::string)> send_;
+  std::function<void(uint16_t, std::string)> close_;
+  std::function<void()> abort_;
+
+ private:
+  std::string remote_;
+  std::size_t max_queued_;
+  uint64_t id_ = next_websocket_id++;
+  std::atomic<std::size_t> queued_{0};
+  std::atomic<bool> closed_{false};
+};
 
 // A plain stream, or TLS on top of one (RFC 8446 through OpenSSL) for public listeners.
 template <typename Protocol, bool Tls>
@@ -96,7 +137,109 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     else
       return Stream(std::move(socket));
   }
-  auto& lowest() { return beast::get_lowest_layer(stream_); }
+  auto& lowest() { return ws_ ? beast::get_lowest_layer(*ws_) : beast::get_lowest_layer(stream_); }
+
+  // RFC 6455 4.2: the handshake answers the upgrade request; from then on the connection
+  // carries messages, read one at a time and written from a queue.
+  void upgrade(bhttp::request<bhttp::string_body> message, const WebSocketHandlers& handlers) {
+    namespace ws = beast::websocket;
+    handlers_ = &handlers;
+    lowest().expires_never();  // the WebSocket stream keeps its own timeouts and pings
+    ws_ = std::make_unique<ws::stream<Stream>>(std::move(stream_));
+    ws_->set_option(ws::stream_base::timeout::suggested(beast::role_type::server));
+    ws_->set_option(ws::stream_base::decorator([](ws::response_type& r) { r.set(bhttp::field::server, "coop"); }));
+    ws_->read_message_max(handlers.max_message_bytes);
+    ws_->text(true);
+    auto request = std::make_shared<bhttp::request<bhttp::string_body>>(std::move(message));
+    ws_->async_accept(*request, [self = this->shared_from_this(), request](beast::error_code ec) {
+      if (ec) return self->finish();
+      auto connection = std::make_shared<WebSocketConnection>(self->remote_, self->handlers_->max_queued_bytes);
+      std::weak_ptr<Session> weak = self;
+      connection->send_ = [weak](std::string text) {
+        if (auto session = weak.lock())
+          net::post(session->lowest().get_executor(), [session, text = std::move(text)]() mutable {
+            session->enqueue(std::move(text));
+          });
+      };
+      connection->close_ = [weak](uint16_t code, std::string reason) {
+        if (auto session = weak.lock())
+          net::post(session->lowest().get_executor(), [session, code, reason = std::move(reason)] {
+            if (!session->ws_ || session->gone_) return;
+            session->ws_->async_close(beast::websocket::close_reason(static_cast<beast::websocket::close_code>(code), reason), [session](beast::error_code) {
+              session->gone();
+            });
+          });
+      };
+      connection->abort_ = [weak] {
+        if (auto session = weak.lock())
+          net::post(session->lowest().get_executor(), [session] {
+            beast::error_code ignored;
+            session->lowest().socket().close(ignored);  // pending reads and writes fail: gone()
+          });
+      };
+      self->connection_ = connection;
+      self->call([&] {
+        if (self->handlers_->on_open) self->handlers_->on_open(connection);
+      });
+      self->ws_read();
+    });
+  }
+
+  // Handler exceptions never escape into Asio: the connection is closed with 1011.
+  template <typename F>
+  void call(F&& f) {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      spdlog::error("websocket handler: {}", e.what());
+      if (connection_) connection_->close(1011, "internal error");
+    }
+  }
+
+  void ws_read() {
+    ws_->async_read(ws_buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->gone();
+      std::string text = beast::buffers_to_string(self->ws_buffer_.data());
+      self->ws_buffer_.consume(self->ws_buffer_.size());
+      self->call([&] {
+        if (self->handlers_->on_message) self->handlers_->on_message(self->connection_, std::move(text));
+      });
+      if (!self->gone_) self->ws_read();
+    });
+  }
+
+  void enqueue(std::string text) {
+    if (gone_) return;
+    outbox_.push_back(std::move(text));
+    if (!writing_) ws_write();
+  }
+
+  void ws_write() {
+    writing_ = true;
+    ws_->async_write(net::buffer(outbox_.front()), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->connection_->written(self->outbox_.front().size());
+      self->outbox_.pop_front();
+      if (ec) return self->gone();
+      if (self->outbox_.empty()) {
+        self->writing_ = false;
+        return;
+      }
+      self->ws_write();
+    });
+  }
+
+  // Once: the worker hears of it, then the session ends.
+  void gone() {
+    if (gone_) return;
+    gone_ = true;
+    if (connection_) {
+      connection_->mark_closed();
+      call([&] {
+        if (handlers_->on_close) handlers_->on_close(connection_);
+      });
+    }
+    finish();
+  }
 
   void read() {
     parser_.emplace();
@@ -136,6 +279,12 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     if (!parse_target(std::string_view(target.data(), target.size()), request)) {
       respond(router_.error(400, "bad_request", "bad request target"), false);
       return;
+    }
+    if (beast::websocket::is_upgrade(message)) {
+      if (const auto* handlers = router_.websocket(request.path)) {
+        upgrade(std::move(message), *handlers);
+        return;
+      }
     }
     for (const auto& field : message) {
       const auto raw_name = field.name_string();
@@ -184,6 +333,14 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   const Router& router_;
   ServerLimits limits_;
   bool head_only_ = false;
+  // After an upgrade: the stream lives inside ws_.
+  std::unique_ptr<beast::websocket::stream<Stream>> ws_;
+  const WebSocketHandlers* handlers_ = nullptr;
+  std::shared_ptr<WebSocketConnection> connection_;
+  beast::flat_buffer ws_buffer_;
+  std::deque<std::string> outbox_;
+  bool writing_ = false;
+  bool gone_ = false;
 };
 
 template <typename Protocol, bool Tls>
