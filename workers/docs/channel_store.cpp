@@ -1,0 +1,171 @@
+// Channel logs on disk.
+#include "workers/docs/channel_store.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+#include "common/error.h"
+#include "common/fs.h"
+
+namespace fs = std::filesystem;
+
+namespace coop::docs {
+
+struct ChannelStore::Open {
+  int fd = -1;
+  bool indexed = false;
+  ChannelIndex index;
+  ~Open() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+std::optional<std::string> checkpoint_id(const std::string& content) {
+  if (content.rfind("cp|", 0) != 0) return std::nullopt;
+  // "cp|" then an optional base64 id and "|" (chainpad-netflux: the first 8 bytes of the
+  // checkpoint's SHA-512, 12 base64 characters).
+  const auto bar = content.find('|', 3);
+  if (bar == std::string::npos || bar - 3 > 20) return std::string();
+  for (std::size_t i = 3; i < bar; ++i) {
+    const char c = content[i];
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=')) return std::string();
+  }
+  return content.substr(3, bar - 3);
+}
+
+ChannelStore::ChannelStore(fs::path dir) : dir_(std::move(dir)) { fs::create_directories(dir_); }
+
+ChannelStore::~ChannelStore() = default;
+
+bool ChannelStore::valid_id(const std::string& channel) {
+  if (channel.size() != 32) return false;
+  for (char c : channel)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+fs::path ChannelStore::log_path(const std::string& channel) const {
+  return dir_ / channel.substr(0, 2) / (channel + ".ndjson");
+}
+
+fs::path ChannelStore::meta_path(const std::string& channel) const {
+  return dir_ / channel.substr(0, 2) / (channel + ".metadata.json");
+}
+
+std::optional<nlohmann::json> ChannelStore::metadata(const std::string& channel) {
+  std::ifstream in(meta_path(channel), std::ios::binary);
+  if (!in) return std::nullopt;
+  try {
+    return nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception&) {
+    throw Error("damaged_channel", "the metadata of channel " + channel + " is damaged", 500);
+  }
+}
+
+void ChannelStore::set_metadata(const std::string& channel, const nlohmann::json& metadata) {
+  fs::create_directories(meta_path(channel).parent_path());
+  write_file_durably(meta_path(channel), metadata.dump(), 0600);
+}
+
+ChannelStore::Open& ChannelStore::open(const std::string& channel) {
+  auto& slot = open_[channel];
+  if (!slot) slot = std::make_unique<Open>();
+  Open& o = *slot;
+  if (o.fd < 0) {
+    fs::create_directories(log_path(channel).parent_path());
+    o.fd = ::open(log_path(channel).c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (o.fd < 0) throw Error("store_failed", "cannot open the log of channel " + channel, 500);
+  }
+  if (!o.indexed) {
+    // One pass over the file: line offsets, checkpoints, message hashes. A torn last line
+    // (a crash mid-write, never acknowledged) is cut off.
+    std::ifstream in(log_path(channel), std::ios::binary);
+    std::string line;
+    uint64_t offset = 0;
+    while (std::getline(in, line)) {
+      if (in.eof()) break;  // no newline: torn
+      try {
+        const auto message = nlohmann::json::parse(line);
+        if (message.is_array() && message.size() >= 5 && message[4].is_string()) {
+          const auto& content = message[4].get_ref<const std::string&>();
+          const std::size_t number = o.index.offsets.size();
+          o.index.offsets.push_back(offset);
+          o.index.hashes[content.substr(0, 64)] = number;
+          if (auto id = checkpoint_id(content)) {
+            o.index.checkpoints.push_back(number);
+            o.index.last_checkpoint_id = *id;
+          }
+        }
+      } catch (const nlohmann::json::exception&) {
+        // Not a message line: skipped on replay too.
+      }
+      offset += line.size() + 1;
+    }
+    if (::ftruncate(o.fd, static_cast<off_t>(offset)) != 0)
+      throw Error("store_failed", "cannot repair the log of channel " + channel, 500);
+    o.index.bytes = offset;
+    o.indexed = true;
+  }
+  return o;
+}
+
+const ChannelIndex& ChannelStore::index(const std::string& channel) { return open(channel).index; }
+
+std::size_t ChannelStore::append(const std::string& channel, const std::string& line, const std::string& content) {
+  Open& o = open(channel);
+  const std::string record = line + "\n";
+  std::size_t written = 0;
+  while (written < record.size()) {
+    const ssize_t n = ::write(o.fd, record.data() + written, record.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // Cut back whatever part went out, so the log never holds a torn line.
+      if (::ftruncate(o.fd, static_cast<off_t>(o.index.bytes)) != 0) o.indexed = false;
+      throw Error("store_failed", "cannot append to channel " + channel + ": " + std::strerror(errno), 500);
+    }
+    written += static_cast<std::size_t>(n);
+  }
+  if (::fdatasync(o.fd) != 0) {
+    if (::ftruncate(o.fd, static_cast<off_t>(o.index.bytes)) != 0) o.indexed = false;
+    throw Error("store_failed", "cannot sync channel " + channel, 500);
+  }
+  const std::size_t number = o.index.offsets.size();
+  o.index.offsets.push_back(o.index.bytes);
+  o.index.bytes += record.size();
+  o.index.hashes[content.substr(0, 64)] = number;
+  if (auto id = checkpoint_id(content)) {
+    o.index.checkpoints.push_back(number);
+    o.index.last_checkpoint_id = *id;
+  }
+  return number;
+}
+
+std::vector<std::string> ChannelStore::read_lines(const std::string& channel, std::size_t from) {
+  Open& o = open(channel);
+  std::vector<std::string> lines;
+  if (from >= o.index.offsets.size()) return lines;
+  std::ifstream in(log_path(channel), std::ios::binary);
+  std::string line;
+  for (std::size_t i = from; i < o.index.offsets.size(); ++i) {
+    in.seekg(static_cast<std::streamoff>(o.index.offsets[i]));
+    if (!std::getline(in, line)) break;
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+void ChannelStore::remove(const std::string& channel) {
+  open_.erase(channel);
+  std::error_code ec;
+  fs::remove(log_path(channel), ec);
+  fs::remove(meta_path(channel), ec);
+  fsync_directory(log_path(channel).parent_path());
+}
+
+void ChannelStore::close(const std::string& channel) { open_.erase(channel); }
+
+}  // namespace coop::docs

@@ -1,0 +1,64 @@
+// Channel logs for coop-docs: one append-only file per channel (one JSON line per message,
+// as the history keeper replays them) and its metadata beside it. A line is on disk
+// (fdatasync) before append() returns, so nothing is relayed that a crash could lose.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace coop::docs {
+
+// What the store knows of one channel's log without reading it again.
+struct ChannelIndex {
+  std::vector<uint64_t> offsets;             // byte offset of each line
+  std::vector<std::size_t> checkpoints;      // line numbers (0-based) of checkpoint messages
+  std::map<std::string, std::size_t> hashes;  // first 64 characters of a message -> its line
+  std::string last_checkpoint_id;            // the id in "cp|ID|", to drop exact repeats
+  uint64_t bytes = 0;
+};
+
+class ChannelStore {
+ public:
+  explicit ChannelStore(std::filesystem::path dir);
+  ~ChannelStore();
+
+  // Channel ids are 32 lowercase hex characters (ephemeral ones, 34, are never stored).
+  static bool valid_id(const std::string& channel);
+
+  std::optional<nlohmann::json> metadata(const std::string& channel);
+  // Writes the metadata durably (temp file, fsync, rename, directory fsync).
+  void set_metadata(const std::string& channel, const nlohmann::json& metadata);
+
+  // Appends one line (no newline inside) durably; returns its line number.
+  std::size_t append(const std::string& channel, const std::string& line, const std::string& content);
+  // The index, built from the file on first use.
+  const ChannelIndex& index(const std::string& channel);
+  // Lines [from, end) of the log.
+  std::vector<std::string> read_lines(const std::string& channel, std::size_t from);
+  // Removes the log and its metadata (an owner deleting the channel).
+  void remove(const std::string& channel);
+  // Forgets open files and indexes of channels nobody is in.
+  void close(const std::string& channel);
+
+ private:
+  struct Open;
+  Open& open(const std::string& channel);
+  std::filesystem::path log_path(const std::string& channel) const;
+  std::filesystem::path meta_path(const std::string& channel) const;
+
+  std::filesystem::path dir_;
+  std::map<std::string, std::unique_ptr<Open>> open_;
+};
+
+// "cp|ID|..." -> ID (possibly empty); nullopt when content is not a checkpoint.
+std::optional<std::string> checkpoint_id(const std::string& content);
+
+}  // namespace coop::docs

@@ -1,0 +1,34 @@
+// Wires coop-docs: the Netflux relay and history keeper on its HTTP listener's WebSocket
+// path (/cryptpad_websocket), channel logs under COOP_HOME/docs/.
+#pragma once
+
+#include <memory>
+
+namespace coop {
+class WorkerRuntime;
+namespace http {
+class Router;
+class Server;
+}  // namespace http
+}  // namespace coop
+
+namespace coop::docs {
+
+class ChannelStore;
+class Netflux;
+
+class DocsWorker {
+ public:
+  explicit DocsWorker(WorkerRuntime& runtime);
+  ~DocsWorker();
+
+ private:
+  struct Connections;
+  std::unique_ptr<ChannelStore> store_;
+  std::unique_ptr<Netflux> netflux_;
+  std::unique_ptr<Connections> connections_;
+  std::unique_ptr<http::Router> router_;
+  std::unique_ptr<http::Server> server_;
+};
+
+}  // namespace coop::docs
