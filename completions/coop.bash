@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --when --with -n -o "
+  local valopts=" --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -18,6 +18,7 @@ _coop() {
       '|mail') path='mail' ;;
       '|dav') path='dav' ;;
       '|tiles') path='tiles' ;;
+      '|docs') path='docs' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -80,6 +81,9 @@ _coop() {
       'tiles marker|add') path='tiles marker add' ;;
       'tiles marker|list') path='tiles marker list' ;;
       'tiles marker|remove') path='tiles marker remove' ;;
+      'docs|new') path='docs new' ;;
+      'docs|push') path='docs push' ;;
+      'docs|pull') path='docs pull' ;;
     esac
   done
   case "$prev" in
@@ -94,6 +98,7 @@ _coop() {
     --domain) COMPREPLY=(); return ;;
     --email) COMPREPLY=(); return ;;
     --format) COMPREPLY=(); return ;;
+    --from) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --group) COMPREPLY=(); return ;;
     --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --kind) COMPREPLY=(); return ;;
@@ -124,6 +129,7 @@ _coop() {
     --threads) COMPREPLY=(); return ;;
     --timeout) COMPREPLY=(); return ;;
     --title) COMPREPLY=(); return ;;
+    --url) COMPREPLY=(); return ;;
     --when) COMPREPLY=(); return ;;
     --with) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
@@ -131,7 +137,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles docs' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -204,6 +210,10 @@ _coop() {
     'tiles marker add') words='--help --lat --lon --title --kind --when --by --description --json' ;;
     'tiles marker list') words='--help --kind --json' ;;
     'tiles marker remove') words='--help --json' ;;
+    'docs') words='--help new push pull' ;;
+    'docs new') words='--help --url --from --json' ;;
+    'docs push') words='--help --json' ;;
+    'docs pull') words='--help --out' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

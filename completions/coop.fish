@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --when --with -n -o
+    set -l valopts --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -34,6 +34,8 @@ function __coop_path
                 set path 'coop dav'
             case 'coop|tiles'
                 set path 'coop tiles'
+            case 'coop|docs'
+                set path 'coop docs'
             case 'coop member|add'
                 set path 'coop member add'
             case 'coop member|list'
@@ -158,6 +160,12 @@ function __coop_path
                 set path 'coop tiles marker list'
             case 'coop tiles marker|remove'
                 set path 'coop tiles marker remove'
+            case 'coop docs|new'
+                set path 'coop docs new'
+            case 'coop docs|push'
+                set path 'coop docs push'
+            case 'coop docs|pull'
+                set path 'coop docs pull'
         end
     end
     echo $path
@@ -174,6 +182,7 @@ complete -c coop -n "test (__coop_path) = 'coop'" -a 'room' -d 'Matrix chat: roo
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'mail' -d 'Email: hosted domains, aliases, mailbox export and import'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'dav' -d 'Shared calendars and contacts (CalDAV, CardDAV)'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'tiles' -d 'OpenStreetMap vector tiles and the cooperative'\''s map markers'
+complete -c coop -n "test (__coop_path) = 'coop'" -a 'docs' -d 'End-to-end encrypted documents'
 complete -c coop -n "test (__coop_path) = 'coop'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop'" -l version -d 'Display program version information and exit'
 complete -c coop -n "test (__coop_path) = 'coop'" -l home -r -a '(__fish_complete_directories)' -d 'Shard directory (default: $COOP_HOME, else ./coop-data)'
@@ -458,3 +467,15 @@ complete -c coop -n "test (__coop_path) = 'coop tiles marker list'" -l kind -r -
 complete -c coop -n "test (__coop_path) = 'coop tiles marker list'" -l json -d 'Print them as a GeoJSON FeatureCollection'
 complete -c coop -n "test (__coop_path) = 'coop tiles marker remove'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop tiles marker remove'" -l json -d 'Print the removed marker as JSON'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'new' -d 'Create a document and print its link (keep it: it is the key)'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'push' -d 'Replace a document'\''s text with a file'\''s, as one edit everyone sees live'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'pull' -d 'Print a document'\''s current text (or write it to a file)'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l from -r -F -d 'Start it with this file'\''s text (- for stdin)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l json -d 'Print the link and channel as JSON'
+complete -c coop -n "test (__coop_path) = 'coop docs push'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs push'" -l json -d 'Print what changed as JSON'
+complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l out -s o -r -F -d 'Write it here (atomically) instead of stdout'

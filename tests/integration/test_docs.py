@@ -2,6 +2,7 @@
 chainpad, chainpad-crypto): two editors converge, a late joiner replays from a checkpoint, an
 independent NaCl reader gets the same text and a wrong key gets nothing; the server's disk
 and logs hold no plaintext; malformed and oversized frames end only their own connection."""
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +25,57 @@ def node(script, *args, timeout=180, env=None):
         raise AssertionError("the npm clients are not installed: run scripts/install-deps")
     return subprocess.run(["node", os.path.join(CLIENTS, script), *args], capture_output=True, text=True,
                           timeout=timeout, cwd=CLIENTS, env={**os.environ, **(env or {})})
+
+
+def assert_no_plaintext(home, needles):
+    for root, _, files in os.walk(home):
+        for name in files:
+            path = os.path.join(root, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            with open(path, "rb") as f:
+                data = f.read()
+            for needle in needles:
+                assert needle not in data, f"plaintext {needle!r} found in {path}"
+
+
+def test_the_cli_and_the_npm_clients_read_each_others_writes():
+    with Shard(BIN) as shard:
+        shard.init()
+        shard.coop("up")
+        url = docs_url(shard)
+        first = "Minutes of the cooperative meeting\n- caf\u00e9 for everyone \u20ac 5 \U0001F600\n"
+        source = os.path.join(shard.dir, "minutes.txt")
+        with open(source, "w") as f:
+            f.write(first)
+        link = shard.coop("docs", "new", "--from", source).stdout.strip()
+        assert link.startswith(url.replace("ws://", "http://").replace("/cryptpad_websocket", "/docs/#/2/pad/edit/")), link
+        key = link.split("/edit/")[1].strip("/")
+        # The npm client reads what the CLI wrote, and appends.
+        result = node("docs_interop.cjs", url, key, "added in the browser library\n", timeout=60)
+        assert result.returncode == 0 and "APPENDED" in result.stdout, result.stdout + result.stderr
+        read = json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0])
+        assert read == first, (read, first)
+        # The CLI reads what the npm client wrote.
+        pulled = shard.coop("docs", "pull", link).stdout
+        assert pulled == first + "added in the browser library\n", pulled
+        out = os.path.join(shard.dir, "pulled.txt")
+        shard.coop("docs", "pull", link, "--out", out)
+        assert open(out).read() == pulled
+        # A second push is one edit the npm client sees; the same push again changes nothing.
+        second = "Minutes, second version\n"
+        with open(source, "w") as f:
+            f.write(second)
+        assert "Pushed" in shard.coop("docs", "push", link, source).stdout
+        assert "up to date" in shard.coop("docs", "push", link, source).stdout
+        result = node("docs_interop.cjs", url, key, "!", timeout=60)
+        assert json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0]) == second, result.stdout
+        # Links that lead nowhere or carry no key are refused, and create nothing.
+        other = link.split("/edit/")[0] + "/edit/BQIDBAUGBwgJCgsMDQ4PEBXX/"
+        assert "no document" in shard.coop("docs", "pull", other, expect=1).stderr
+        assert shard.coop("docs", "pull", link.split("#")[0], expect=1).stderr
+        assert_no_plaintext(shard.home, [b"cooperative meeting", b"second version", b"browser library"])
+        shard.coop("down")
 
 
 def test_npm_clients_converge_and_the_server_sees_ciphertext_only():
@@ -86,6 +138,7 @@ def test_bad_frames_end_only_their_own_connection():
 
 if __name__ == "__main__":
     run_tests([
+        test_the_cli_and_the_npm_clients_read_each_others_writes,
         test_npm_clients_converge_and_the_server_sees_ciphertext_only,
         test_history_survives_a_restart_in_legacy_mode_too,
         test_bad_frames_end_only_their_own_connection,

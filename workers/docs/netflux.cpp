@@ -414,10 +414,11 @@ void Netflux::get_history(User& user, int64_t seq, const json& request) {
       std::lock_guard lock(mutex_);
       member = user.channels.count(channel) > 0;
     }
-    // The first member to ask creates the channel with the metadata it brings.
-    if (member) {
+    // The first member to ask creates the channel with the metadata it brings (a reader that
+    // brings none, like `coop docs pull`, creates nothing).
+    const json given = config.contains("metadata") && config["metadata"].is_object() ? config["metadata"] : json::object();
+    if (member && !given.empty()) {
       json fresh = json::object();
-      const json given = config.contains("metadata") && config["metadata"].is_object() ? config["metadata"] : json::object();
       if (given.contains("validateKey") && given["validateKey"].is_string()) {
         const auto key = base64_decode(given["validateKey"].get<std::string>());
         if (!key || key->size() != crypto_sign_PUBLICKEYBYTES) {
