@@ -125,6 +125,26 @@ def test_history_survives_a_restart_in_legacy_mode_too():
         shard.coop("down")
 
 
+def test_two_chromium_pages_edit_one_document_in_the_editor():
+    if not os.path.isdir(os.path.join(CLIENTS, "node_modules", "playwright-core")) or not os.path.exists("/usr/bin/chromium"):
+        raise AssertionError("playwright-core or chromium is not installed: run scripts/install-deps")
+    with Shard(BIN) as shard:
+        shard.init()
+        shard.coop("up")
+        source = os.path.join(shard.dir, "start.txt")
+        with open(source, "w") as f:
+            f.write("Agenda\n")
+        link = shard.coop("docs", "new", "--from", source).stdout.strip()
+        shot = os.path.join(shard.dir, "editor.png")
+        result = node("docs_browser.mjs", link, shot, timeout=120)
+        assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
+        assert os.path.getsize(shot) > 3000
+        # What the pages typed is the document's text for the CLI too.
+        assert shard.coop("docs", "pull", link).stdout == "Agenda\n Typed in page one. Page two answers."
+        assert_no_plaintext(shard.home, [b"Typed in page one", b"Page two answers"])
+        shard.coop("down")
+
+
 def test_bad_frames_end_only_their_own_connection():
     with Shard(BIN) as shard:
         shard.init()
@@ -141,5 +161,6 @@ if __name__ == "__main__":
         test_the_cli_and_the_npm_clients_read_each_others_writes,
         test_npm_clients_converge_and_the_server_sees_ciphertext_only,
         test_history_survives_a_restart_in_legacy_mode_too,
+        test_two_chromium_pages_edit_one_document_in_the_editor,
         test_bad_frames_end_only_their_own_connection,
     ])

@@ -12,6 +12,7 @@
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
 #include "workers/docs/channel_store.h"
+#include "workers/docs/editor.h"
 #include "workers/docs/netflux.h"
 
 namespace coop::docs {
@@ -68,6 +69,15 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   // CryptPad's clients connect to /cryptpad_websocket; the shorter path serves the same.
   router_->add_websocket("/cryptpad_websocket", handlers);
   router_->add_websocket("/docs/ws", handlers);
+
+  // The editor: /docs/ and its script, built from the npm packages in workers/docs/web
+  // (installed copies under share/coop/docs win when present).
+  std::error_code ec;
+  const auto bin = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
+  std::filesystem::path web = bin.parent_path() / "share" / "coop" / "docs";
+  if (!std::filesystem::exists(web / "chainpad", ec)) web = COOP_DOCS_WEB_DIR;
+  editor_ = std::make_unique<Editor>(config.get_string("workers.docs.web_dir", web.string()));
+  router_->set_fallback([this](const http::Request& q, http::Reply reply) { reply(editor_->handle(q)); });
 
   http::ServerLimits server_limits;
   server_limits.max_connections = static_cast<std::size_t>(config.get_int("workers.docs.max_connections", 4096));

@@ -15,6 +15,7 @@ class Server;
 namespace coop::docs {
 
 class ChannelStore;
+class Editor;
 class Netflux;
 
 class DocsWorker {
@@ -27,6 +28,7 @@ class DocsWorker {
   std::unique_ptr<ChannelStore> store_;
   std::unique_ptr<Netflux> netflux_;
   std::unique_ptr<Connections> connections_;
+  std::unique_ptr<Editor> editor_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> server_;
 };
