@@ -39,6 +39,14 @@ using local = net::local::stream_protocol;
 using Tcp = net::ip::tcp;
 
 std::string peer_address(const local::socket&) { return "local"; }
+
+// Small frames (WebSocket messages, ACKs) must not wait for Nagle's algorithm and the peer's
+// delayed ACK (40 ms on Linux); responses are written whole, so nothing is lost by it.
+void no_delay(local::socket&) {}
+void no_delay(Tcp::socket& socket) {
+  beast::error_code ignored;
+  socket.set_option(Tcp::no_delay(true), ignored);
+}
 std::string peer_address(const Tcp::socket& socket) {
   beast::error_code ec;
   const auto endpoint = socket.remote_endpoint(ec);
@@ -103,7 +111,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
   Session(typename Protocol::socket socket, std::weak_ptr<Listener<Protocol, Tls>> listener, const Router& router,
           ServerLimits limits, net::ssl::context* tls)
-      : remote_(peer_address(socket)), stream_(make_stream(std::move(socket), tls)), listener_(std::move(listener)),
+      : remote_(peer_address(socket)), stream_(make_stream((no_delay(socket), std::move(socket)), tls)), listener_(std::move(listener)),
         router_(router), limits_(limits) {}
 
   const std::string& remote() const { return remote_; }

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <algorithm>
 #include <fstream>
 
 #include "common/error.h"
@@ -108,6 +109,7 @@ ChannelStore::Open& ChannelStore::open(const std::string& channel) {
     if (::ftruncate(o.fd, static_cast<off_t>(offset)) != 0)
       throw Error("store_failed", "cannot repair the log of channel " + channel, 500);
     o.index.bytes = offset;
+    o.index.durable = o.index.offsets.size();  // what survived a restart is on disk
     o.indexed = true;
   }
   return o;
@@ -129,10 +131,6 @@ std::size_t ChannelStore::append(const std::string& channel, const std::string& 
     }
     written += static_cast<std::size_t>(n);
   }
-  if (::fdatasync(o.fd) != 0) {
-    if (::ftruncate(o.fd, static_cast<off_t>(o.index.bytes)) != 0) o.indexed = false;
-    throw Error("store_failed", "cannot sync channel " + channel, 500);
-  }
   const std::size_t number = o.index.offsets.size();
   o.index.offsets.push_back(o.index.bytes);
   o.index.bytes += record.size();
@@ -147,15 +145,44 @@ std::size_t ChannelStore::append(const std::string& channel, const std::string& 
 std::vector<std::string> ChannelStore::read_lines(const std::string& channel, std::size_t from) {
   Open& o = open(channel);
   std::vector<std::string> lines;
-  if (from >= o.index.offsets.size()) return lines;
+  if (from >= o.index.durable) return lines;
   std::ifstream in(log_path(channel), std::ios::binary);
   std::string line;
-  for (std::size_t i = from; i < o.index.offsets.size(); ++i) {
+  for (std::size_t i = from; i < o.index.durable; ++i) {
     in.seekg(static_cast<std::streamoff>(o.index.offsets[i]));
     if (!std::getline(in, line)) break;
     lines.push_back(line);
   }
   return lines;
+}
+
+std::vector<ChannelStore::SyncPoint> ChannelStore::sync_points(const std::vector<std::string>& channels) {
+  std::vector<SyncPoint> points;
+  for (const auto& channel : channels) {
+    auto it = open_.find(channel);
+    if (it == open_.end() || it->second->fd < 0) continue;
+    const int fd = ::dup(it->second->fd);
+    if (fd < 0) throw Error("store_failed", "cannot sync channel " + channel, 500);
+    points.push_back({channel, fd, it->second->index.offsets.size()});
+  }
+  return points;
+}
+
+void ChannelStore::mark_durable(const SyncPoint& point) {
+  auto it = open_.find(point.channel);
+  if (it == open_.end()) return;  // closed meanwhile: reopening indexes the file as durable
+  it->second->index.durable = std::max(it->second->index.durable, point.lines);
+}
+
+void ChannelStore::discard_undurable(const std::string& channel) {
+  auto it = open_.find(channel);
+  if (it == open_.end()) return;
+  Open& o = *it->second;
+  const uint64_t keep = o.index.durable < o.index.offsets.size() ? o.index.offsets[o.index.durable] : o.index.bytes;
+  if (::ftruncate(o.fd, static_cast<off_t>(keep)) != 0) {
+    // The file is in an unknown state: forget everything and index it again when next used.
+  }
+  open_.erase(it);
 }
 
 void ChannelStore::remove(const std::string& channel) {
@@ -166,6 +193,10 @@ void ChannelStore::remove(const std::string& channel) {
   fsync_directory(log_path(channel).parent_path());
 }
 
-void ChannelStore::close(const std::string& channel) { open_.erase(channel); }
+void ChannelStore::close(const std::string& channel) {
+  auto it = open_.find(channel);
+  // Lines waiting for their sync keep the channel open (and unread) until it comes.
+  if (it != open_.end() && it->second->index.durable >= it->second->index.offsets.size()) open_.erase(it);
+}
 
 }  // namespace coop::docs

@@ -1,6 +1,7 @@
 // Channel logs for coop-docs: one append-only file per channel (one JSON line per message,
-// as the history keeper replays them) and its metadata beside it. A line is on disk
-// (fdatasync) before append() returns, so nothing is relayed that a crash could lose.
+// as the history keeper replays them) and its metadata beside it. Appends are written at
+// once and made durable in groups (one fdatasync for every line written meanwhile); only
+// durable lines are read back, and a message is relayed only once its line is durable.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -23,6 +24,7 @@ struct ChannelIndex {
   std::map<std::string, std::size_t> hashes;  // first 64 characters of a message -> its line
   std::string last_checkpoint_id;            // the id in "cp|ID|", to drop exact repeats
   uint64_t bytes = 0;
+  std::size_t durable = 0;                   // lines known to be on disk
 };
 
 class ChannelStore {
@@ -37,11 +39,24 @@ class ChannelStore {
   // Writes the metadata durably (temp file, fsync, rename, directory fsync).
   void set_metadata(const std::string& channel, const nlohmann::json& metadata);
 
-  // Appends one line (no newline inside) durably; returns its line number.
+  // Writes one line (no newline inside); durable after the next sync. Returns its number.
   std::size_t append(const std::string& channel, const std::string& line, const std::string& content);
+
+  // Group commit, in three steps so the fdatasync runs without the caller's lock:
+  // sync_points() (under the lock) gives a duplicate descriptor and the line count of each
+  // channel; fdatasync them; then mark_durable() (under the lock again).
+  struct SyncPoint {
+    std::string channel;
+    int fd = -1;  // owned by the caller: close it
+    std::size_t lines = 0;
+  };
+  std::vector<SyncPoint> sync_points(const std::vector<std::string>& channels);
+  void mark_durable(const SyncPoint& point);
+  // The sync failed: what was written after the durable lines is cut off again.
+  void discard_undurable(const std::string& channel);
   // The index, built from the file on first use.
   const ChannelIndex& index(const std::string& channel);
-  // Lines [from, end) of the log.
+  // Durable lines [from, end) of the log.
   std::vector<std::string> read_lines(const std::string& channel, std::size_t from);
   // Removes the log and its metadata (an owner deleting the channel).
   void remove(const std::string& channel);

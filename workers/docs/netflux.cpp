@@ -9,6 +9,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "workers/docs/channel_store.h"
@@ -68,9 +71,86 @@ int64_t now_ms() {
 Netflux::Netflux(ChannelStore& store, NetfluxLimits limits) : store_(store), limits_(limits) {
   if (sodium_init() < 0) throw Error("crypto_failed", "libsodium did not start", 500);
   hk_id_ = random_hex(8);
+  committer_ = std::thread([this] { commit_loop(); });
 }
 
-Netflux::~Netflux() = default;
+Netflux::~Netflux() {
+  {
+    std::lock_guard lock(store_mutex_);
+    stopping_ = true;
+  }
+  pending_ready_.notify_all();
+  committer_.join();
+}
+
+// One fdatasync per channel for every message written since the last one, then the relays
+// and ACKs of those messages, in log order. Nothing is relayed or acknowledged before its
+// line is on disk.
+void Netflux::commit_loop() {
+  for (;;) {
+    std::vector<Pending> batch;
+    std::vector<ChannelStore::SyncPoint> points;
+    {
+      std::unique_lock lock(store_mutex_);
+      pending_ready_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
+      if (pending_.empty() && stopping_) return;
+      batch.swap(pending_);
+      committing_ = true;
+      std::vector<std::string> channels;
+      for (const auto& p : batch)
+        if (std::find(channels.begin(), channels.end(), p.channel) == channels.end() && p.channel.size() == 32)
+          channels.push_back(p.channel);
+      try {
+        points = store_.sync_points(channels);
+      } catch (const Error& e) {
+        spdlog::error("docs: {}", e.what());
+      }
+    }
+    std::set<std::string> failed;
+    for (auto& point : points) {
+      if (::fdatasync(point.fd) != 0) {
+        spdlog::error("docs: cannot sync channel {}: {}", point.channel, std::strerror(errno));
+        failed.insert(point.channel);
+      }
+      ::close(point.fd);
+    }
+    {
+      std::lock_guard lock(store_mutex_);
+      for (const auto& point : points)
+        if (!failed.count(point.channel)) store_.mark_durable(point);
+      for (const auto& channel : failed) store_.discard_undurable(channel);
+    }
+    for (const auto& p : batch) {
+      if (failed.count(p.channel)) {
+        send_to(p.sender, json::array({p.seq, "ERROR", "EIO", "the message could not be stored"}));
+        continue;
+      }
+      std::vector<std::string> members;
+      {
+        std::lock_guard lock(mutex_);
+        if (auto it = channels_.find(p.channel); it != channels_.end()) members = it->second->members;
+      }
+      for (const auto& member : members)
+        if (member != p.sender) {
+          send_text(member, p.relayed);
+          ++relayed_;
+        }
+      send_to(p.sender, json::array({p.seq, "ACK"}));
+    }
+    std::lock_guard lock(store_mutex_);
+    committing_ = false;
+  }
+}
+
+void Netflux::flush() {
+  for (;;) {
+    {
+      std::lock_guard lock(store_mutex_);
+      if (pending_.empty() && !committing_) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 std::size_t Netflux::users() const {
   std::lock_guard lock(mutex_);
@@ -320,21 +400,12 @@ void Netflux::channel_message(User& user, int64_t seq, const std::string& channe
     const auto& index = store_.index(channel);
     if (auto id = checkpoint_id(content); id && !id->empty() && *id == index.last_checkpoint_id) store = false;
   }
-  const json relayed = json::array({0, user.id, "MSG", channel, content, now_ms()});
-  // Durable before anyone hears of it.
-  if (store) store_.append(channel, relayed.dump(), content);
-  std::vector<std::string> members;
-  {
-    std::lock_guard lock(mutex_);
-    if (auto it = channels_.find(channel); it != channels_.end()) members = it->second->members;
-  }
-  const std::string text = relayed.dump();
-  for (const auto& member : members)
-    if (member != user.id) {
-      send_text(member, text);
-      ++relayed_;
-    }
-  reply(user, json::array({seq, "ACK"}));
+  const std::string relayed = json::array({0, user.id, "MSG", channel, content, now_ms()}).dump();
+  // Written now; relayed and ACKed by the commit thread once its group is on disk. Ephemeral
+  // channels and repeated checkpoints go through the same queue, so the order stays the log's.
+  if (store) store_.append(channel, relayed, content);
+  pending_.push_back({channel, user.id, seq, relayed});
+  pending_ready_.notify_one();
 }
 
 void Netflux::history_command(User& user, int64_t seq, const std::string& payload) {

@@ -9,6 +9,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <thread>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -34,6 +36,7 @@ class Netflux {
   using Send = std::function<bool(const std::string& frame)>;
 
   Netflux(ChannelStore& store, NetfluxLimits limits = {});
+  // Flushes what is pending, then stops the commit thread.
   ~Netflux();
 
   // A new connection: returns its user id (32 hex characters) after sending IDENT.
@@ -43,6 +46,9 @@ class Netflux {
   bool frame(const std::string& user, const std::string& text);
   // The connection is gone: LEAVE to the members of its channels.
   void disconnect(const std::string& user);
+
+  // Waits until every message received so far is stored, relayed and acknowledged (tests).
+  void flush();
 
   // The history keeper's id (16 hex characters; clients find it by that length).
   const std::string& history_keeper() const { return hk_id_; }
@@ -70,6 +76,15 @@ class Netflux {
   void remove_from(const std::string& user, const std::string& channel, bool tell_others);
   void send_to(const std::string& user, const nlohmann::json& frame);
   void send_text(const std::string& user, const std::string& text);
+  void commit_loop();
+
+  // A stored message waiting for its group's fdatasync before it is relayed and ACKed.
+  struct Pending {
+    std::string channel;
+    std::string sender;
+    int64_t seq;
+    std::string relayed;  // the frame for the other members
+  };
 
   ChannelStore& store_;
   NetfluxLimits limits_;
@@ -81,6 +96,12 @@ class Netflux {
   // so every member sees a channel's messages in the order of its log. Taken before mutex_.
   std::mutex store_mutex_;
   std::atomic<uint64_t> relayed_{0};
+  // Group commit: messages appended while a sync runs share the next one.
+  std::vector<Pending> pending_;  // under store_mutex_
+  std::condition_variable pending_ready_;
+  bool stopping_ = false;
+  bool committing_ = false;  // a batch is between its swap and its last ACK
+  std::thread committer_;
 };
 
 // Milliseconds since the epoch, as the stored messages carry it.

@@ -95,6 +95,7 @@ TEST_CASE("IDENT first; JOIN answers JACK, the history keeper, members, then the
 
   // A message is stored, relayed to the others (with its time) and ACKed; never echoed.
   nf.frame(a.id, json::array({2, "MSG", kChannel, "ciphertext-1"}).dump());
+  nf.flush();  // relayed and ACKed once its group commit is on disk
   got = a.take();
   CHECK(got == std::vector<json>{json::array({2, "ACK"})});
   got = b.take();
@@ -136,6 +137,7 @@ TEST_CASE("history: metadata on first GET_HISTORY, checkpoints, lastKnownHash, E
     const std::string content = (i % 50 == 0 ? "cp|id" + std::to_string(i) + "|" : std::string()) + "m" + std::to_string(i);
     nf.frame(a.id, json::array({100 + i, "MSG", kChannel, content}).dump());
   }
+  nf.flush();
   auto replay = history({{"txid", 8}});
   // Metadata, the 51 lines from the checkpoint before the last, the end marker.
   REQUIRE(replay.size() == 1 + 51 + 1);
@@ -171,12 +173,15 @@ TEST_CASE("signed channels refuse messages without a valid signature", "[docs][n
   crypto_sign(signed_message.data(), &length, reinterpret_cast<const unsigned char*>(inner.data()), inner.size(), sk);
   const std::string good = b64(signed_message.data(), length);
   nf.frame(a.id, json::array({3, "MSG", kChannel, good}).dump());
+  nf.flush();
   CHECK(a.take() == std::vector<json>{json::array({3, "ACK"})});
   nf.frame(a.id, json::array({4, "MSG", kChannel, "cp|abc|" + good}).dump());
+  nf.flush();
   CHECK(a.take() == std::vector<json>{json::array({4, "ACK"})});
   std::string forged = good;
   forged[10] = forged[10] == 'A' ? 'B' : 'A';
   nf.frame(a.id, json::array({5, "MSG", kChannel, forged}).dump());
+  nf.flush();
   CHECK(a.take() == std::vector<json>{json::array({5, "ERROR"})});
   CHECK(store.index(kChannel).offsets.size() == 2);
 }
@@ -218,6 +223,12 @@ TEST_CASE("channel logs: durable lines, a torn tail cut on reopen, checkpoint id
   CHECK(index.last_checkpoint_id == "X1");
   CHECK(index.hashes.at("one") == 0);
   store.append(kChannel, json::array({0, "u", "MSG", kChannel, "three", 3}).dump(), "three");
+  CHECK(store.read_lines(kChannel, 1).size() == 1);  // written, not yet durable: not read back
+  for (auto& point : store.sync_points({kChannel})) {
+    CHECK(::fdatasync(point.fd) == 0);
+    ::close(point.fd);
+    store.mark_durable(point);
+  }
   const auto lines = store.read_lines(kChannel, 1);
   REQUIRE(lines.size() == 2);
   CHECK(json::parse(lines[1])[4] == "three");
