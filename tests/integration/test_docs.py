@@ -2,14 +2,18 @@
 chainpad, chainpad-crypto): two editors converge, a late joiner replays from a checkpoint, an
 independent NaCl reader gets the same text and a wrong key gets nothing; the server's disk
 and logs hold no plaintext; malformed and oversized frames end only their own connection."""
+import base64
 import json
 import os
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 
 from coopshard import Shard, bin_dir_from_args, run_tests
 
 BIN = bin_dir_from_args()
+STRONG = "correct horse battery staple"
 CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients")
 
 
@@ -145,6 +149,69 @@ def test_two_chromium_pages_edit_one_document_in_the_editor():
         shard.coop("down")
 
 
+def api(url, method, path, body=None, auth=None, raw=False):
+    data = body if raw else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url + path, method=method, data=data)
+    if auth:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_owned_documents_and_encrypted_blobs():
+    with Shard(BIN) as shard:
+        shard.init()
+        shard.coop("up")
+        shard.coop("member", "add", "alice", "--password-stdin", input=STRONG)
+        shard.coop("member", "add", "bob", "--password-stdin", input=STRONG)
+        http = docs_url(shard).replace("ws://", "http://").replace("/cryptpad_websocket", "")
+        alice, bob = ("alice", STRONG), ("bob", STRONG)
+        made = shard.json("docs", "new")
+        channel, link = made["channel"], made["link"]
+        # Owning a document: members only; the title is ciphertext the client made.
+        assert api(http, "POST", "/docs/api/documents", {"channel": channel, "title": "opaque"})[0] == 401
+        status, body = api(http, "POST", "/docs/api/documents", {"channel": channel, "title": "b3BhcXVl"}, auth=alice)
+        assert status == 201, body
+        assert api(http, "POST", "/docs/api/documents", {"channel": channel}, auth=bob)[0] == 409
+        assert [d["channel"] for d in json.loads(api(http, "GET", "/docs/api/documents", auth=alice)[1])] == [channel]
+        assert json.loads(api(http, "GET", "/docs/api/documents", auth=bob)[1]) == []
+        assert api(http, "DELETE", f"/docs/api/documents/{channel}", auth=bob)[0] == 403
+        logs = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(shard.home, "docs", "channels")) for f in fs
+                if f.startswith(channel)]
+        assert logs
+        assert api(http, "DELETE", f"/docs/api/documents/{channel}", auth=alice)[0] == 200
+        # The owner's delete removes the log and metadata from disk.
+        assert not any(os.path.exists(p) for p in logs)
+        assert "no document" in shard.coop("docs", "pull", link, expect=1).stderr
+        # Blobs: chunked, offsets checked, readable by id once complete, quota, owner deletes.
+        data = os.urandom(3 * 1024 * 1024 + 17)
+        status, body = api(http, "POST", "/docs/api/blobs", {"size": len(data)}, auth=alice)
+        assert status == 201, body
+        blob = json.loads(body)["id"]
+        chunk = 1024 * 1024
+        for offset in range(0, len(data), chunk):
+            if offset == chunk:
+                assert api(http, "PUT", f"/docs/api/blobs/{blob}?offset=0", data[:10], auth=alice, raw=True)[0] == 409
+                assert api(http, "GET", f"/docs/blob/{blob}")[0] == 404  # not complete yet
+                assert api(http, "PUT", f"/docs/api/blobs/{blob}?offset={offset}", data[:10], auth=bob, raw=True)[0] == 403
+            status, body = api(http, "PUT", f"/docs/api/blobs/{blob}?offset={offset}", data[offset:offset + chunk],
+                               auth=alice, raw=True)
+            assert status == 200, body
+        assert json.loads(body)["complete"] is True
+        status, got = api(http, "GET", f"/docs/blob/{blob}")
+        assert status == 200 and got == data
+        assert api(http, "POST", "/docs/api/blobs", {"size": 2 * 1024 ** 3}, auth=alice)[0] == 413
+        assert json.loads(api(http, "GET", "/docs/api/blobs", auth=alice)[1])["used"] == len(data)
+        assert api(http, "DELETE", f"/docs/api/blobs/{blob}", auth=bob)[0] == 403
+        assert api(http, "DELETE", f"/docs/api/blobs/{blob}", auth=alice)[0] == 200
+        assert api(http, "GET", f"/docs/blob/{blob}")[0] == 404
+        assert api(http, "GET", "/docs/blob/../../coop.toml")[0] == 404
+        shard.coop("down")
+
+
 def test_bad_frames_end_only_their_own_connection():
     with Shard(BIN) as shard:
         shard.init()
@@ -162,5 +229,6 @@ if __name__ == "__main__":
         test_npm_clients_converge_and_the_server_sees_ciphertext_only,
         test_history_survives_a_restart_in_legacy_mode_too,
         test_two_chromium_pages_edit_one_document_in_the_editor,
+        test_owned_documents_and_encrypted_blobs,
         test_bad_frames_end_only_their_own_connection,
     ])

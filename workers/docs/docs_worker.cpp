@@ -11,7 +11,12 @@
 #include "common/http/router.h"
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
+#include "common/auth/basic_auth.h"
+#include "common/auth/member_client.h"
+#include "common/error.h"
 #include "workers/docs/channel_store.h"
+#include "workers/docs/docs_api.h"
+#include "workers/docs/docs_store.h"
 #include "workers/docs/editor.h"
 #include "workers/docs/netflux.h"
 
@@ -77,10 +82,31 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   std::filesystem::path web = bin.parent_path() / "share" / "coop" / "docs";
   if (!std::filesystem::exists(web / "chainpad", ec)) web = COOP_DOCS_WEB_DIR;
   editor_ = std::make_unique<Editor>(config.get_string("workers.docs.web_dir", web.string()));
-  router_->set_fallback([this](const http::Request& q, http::Reply reply) { reply(editor_->handle(q)); });
+  docs_store_ = std::make_unique<DocsStore>(runtime.home().database("docs"), runtime.home().root() / "docs" / "blobs");
+  credentials_ = std::make_unique<auth::BasicAuthCache>(runtime.home(), "docs");
+  DocsApiOptions api;
+  api.quota_bytes = config.get_int("workers.docs.quota_bytes", 1LL << 30);
+  auto run = runtime.blocking_runner();
+  router_->set_fallback([this, run, api](const http::Request& q, http::Reply reply) {
+    if (q.path.rfind("/docs/api/", 0) != 0 && q.path.rfind("/docs/blob/", 0) != 0) return reply(editor_->handle(q));
+    // Password checks and fsync'd writes: off the event loop.
+    run([this, q, reply, api] {
+      try {
+        reply(handle_docs_api(q, *docs_store_, *netflux_, [this](const http::Request& r) { return credentials_->check(r); },
+                              api));
+      } catch (const Error& e) {
+        if (e.status() >= 500) spdlog::warn("docs {} {}: {}", q.method, q.path, e.what());
+        reply(http::Response::error(e.code(), e.status() >= 500 ? "internal error" : e.what(), e.status()));
+      } catch (const std::exception& e) {
+        spdlog::error("docs {} {}: {}", q.method, q.path, e.what());
+        reply(http::Response::error("internal", "internal error", 500));
+      }
+    });
+  });
 
   http::ServerLimits server_limits;
   server_limits.max_connections = static_cast<std::size_t>(config.get_int("workers.docs.max_connections", 4096));
+  server_limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.docs.max_chunk_bytes", 8 << 20));
   server_limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.docs.max_connections_per_address", 256));
   std::vector<ListenerConfig> bound;
   for (const auto& listener : config.listeners("docs")) {
@@ -100,9 +126,14 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });
+  const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
+  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), since, [this](const auth::MemberEvent& event) {
+    if (auth::ends_sessions(event)) credentials_->forget(event.handle);
+  });
 }
 
 DocsWorker::~DocsWorker() {
+  follower_.reset();
   if (server_) server_->stop();
 }
 

@@ -6,6 +6,10 @@
 
 namespace coop {
 class WorkerRuntime;
+namespace auth {
+class BasicAuthCache;
+class MemberEventFollower;
+}  // namespace auth
 namespace http {
 class Router;
 class Server;
@@ -15,6 +19,7 @@ class Server;
 namespace coop::docs {
 
 class ChannelStore;
+class DocsStore;
 class Editor;
 class Netflux;
 
@@ -29,6 +34,9 @@ class DocsWorker {
   std::unique_ptr<Netflux> netflux_;
   std::unique_ptr<Connections> connections_;
   std::unique_ptr<Editor> editor_;
+  std::unique_ptr<DocsStore> docs_store_;
+  std::unique_ptr<auth::BasicAuthCache> credentials_;
+  std::unique_ptr<auth::MemberEventFollower> follower_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> server_;
 };

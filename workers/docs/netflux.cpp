@@ -142,6 +142,27 @@ void Netflux::commit_loop() {
   }
 }
 
+void Netflux::delete_channel(const std::string& channel) {
+  flush();
+  std::vector<std::string> members;
+  {
+    std::lock_guard store_lock(store_mutex_);
+    store_.remove(channel);
+    std::lock_guard lock(mutex_);
+    if (auto it = channels_.find(channel); it != channels_.end()) members = it->second->members;
+  }
+  // chainpad-netflux stops the session on EDELETED.
+  const std::string payload = json{{"error", "EDELETED"}, {"channel", channel}}.dump();
+  for (const auto& member : members) send_to(member, json::array({0, hk_id_, "MSG", member, payload}));
+}
+
+void Netflux::set_owners(const std::string& channel, const std::vector<std::string>& owners) {
+  std::lock_guard store_lock(store_mutex_);
+  json metadata = store_.metadata(channel).value_or(json{{"channel", channel}, {"created", now_ms()}});
+  metadata["owners"] = owners;
+  store_.set_metadata(channel, metadata);
+}
+
 void Netflux::flush() {
   for (;;) {
     {
@@ -445,6 +466,8 @@ void Netflux::get_history(User& user, int64_t seq, const json& request) {
     if (metadata->contains("expire") && (*metadata)["expire"].is_number() &&
         (*metadata)["expire"].get<int64_t>() < now_ms()) {
       to_user({{"error", "EEXPIRED"}, {"channel", channel}, {"txid", txid}});
+      // An expired document is gone for good: its log and metadata are removed.
+      store_.remove(channel);
       return;
     }
     to_user(*metadata);

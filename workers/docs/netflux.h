@@ -47,6 +47,11 @@ class Netflux {
   // The connection is gone: LEAVE to the members of its channels.
   void disconnect(const std::string& user);
 
+  // An owner deleted the document: its log and metadata go, and its members hear EDELETED.
+  void delete_channel(const std::string& channel);
+  // Records the channel's owners in its metadata (creating the metadata when needed).
+  void set_owners(const std::string& channel, const std::vector<std::string>& owners);
+
   // Waits until every message received so far is stored, relayed and acknowledged (tests).
   void flush();
 

@@ -11,9 +11,9 @@
 #include <map>
 #include <mutex>
 
+#include "common/auth/basic_auth.h"
 #include "common/auth/member_client.h"
 #include "common/control/client.h"
-#include "common/digest.h"
 #include "common/error.h"
 #include "common/http/listen.h"
 #include "common/http/router.h"
@@ -31,24 +31,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string base64_decode(const std::string& in) {
-  static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  int value = 0, bits = -8;
-  for (char c : in) {
-    if (c == '=') break;
-    const auto pos = kAlphabet.find(c);
-    if (pos == std::string::npos) return {};
-    value = (value << 6) + static_cast<int>(pos);
-    bits += 6;
-    if (bits >= 0) {
-      out.push_back(static_cast<char>((value >> bits) & 0xff));
-      bits -= 8;
-    }
-  }
-  return out;
-}
-
 fs::path default_assets_dir() {
   // Installed: <prefix>/bin/coop-tiles beside <prefix>/share/coop/tiles; in the build tree,
   // the npm package in the source tree (scripts/install-deps installs it).
@@ -61,52 +43,9 @@ fs::path default_assets_dir() {
 
 }  // namespace
 
-// Basic credentials checked by the registry, remembered for a minute by digest and forgotten
-// at once when the member is suspended or changes a password.
-struct TilesWorker::Credentials {
-  using Clock = std::chrono::steady_clock;
-  struct Cached {
-    std::string handle;
-    Clock::time_point until;
-  };
-  std::mutex mutex;
-  std::map<std::string, Cached> cache;
-
-  std::optional<std::string> check(const Home& home, const http::Request& q) {
-    const std::string header = q.header("authorization");
-    if (header.rfind("Basic ", 0) != 0) return std::nullopt;
-    const std::string decoded = base64_decode(header.substr(6));
-    const auto colon = decoded.find(':');
-    if (colon == std::string::npos) return std::nullopt;
-    const std::string user = decoded.substr(0, colon), password = decoded.substr(colon + 1);
-    const std::string key = sha256_hex(decoded);
-    {
-      std::lock_guard lock(mutex);
-      auto it = cache.find(key);
-      if (it != cache.end() && it->second.until > Clock::now()) return it->second.handle;
-    }
-    try {
-      const auto member = auth::verify_credentials(home, user, password, "tiles", q.remote_address);
-      std::lock_guard lock(mutex);
-      if (cache.size() > 10000) cache.clear();
-      cache[key] = {member.handle, Clock::now() + std::chrono::seconds(60)};
-      return member.handle;
-    } catch (const Error& e) {
-      if (e.code() == "bad_credentials") return std::nullopt;
-      throw;
-    }
-  }
-
-  void forget(const std::string& handle) {
-    std::lock_guard lock(mutex);
-    for (auto it = cache.begin(); it != cache.end();)
-      it = it->second.handle == handle ? cache.erase(it) : std::next(it);
-  }
-};
-
 TilesWorker::TilesWorker(WorkerRuntime& runtime)
     : markers_(std::make_unique<MarkerStore>(runtime.home().database("tiles"))),
-      credentials_(std::make_unique<Credentials>()),
+      credentials_(std::make_unique<auth::BasicAuthCache>(runtime.home(), "tiles")),
       router_(std::make_unique<http::Router>()) {
   const auto& config = runtime.config();
   const auto& home = runtime.home();
@@ -129,13 +68,11 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
 
   auto run = runtime.blocking_runner();
   const Home* home_ptr = &home;
-  router_->set_fallback([this, run, home_ptr](const http::Request& q, http::Reply reply) {
-    auto answer = [this, home_ptr](const http::Request& request) {
+  router_->set_fallback([this, run](const http::Request& q, http::Reply reply) {
+    auto answer = [this](const http::Request& request) {
       try {
         if (request.path.rfind("/tiles/api/", 0) == 0) {
-          return service_->handle_api(request, [this, home_ptr](const http::Request& r) {
-            return credentials_->check(*home_ptr, r);
-          });
+          return service_->handle_api(request, [this](const http::Request& r) { return credentials_->check(r); });
         }
         return service_->handle(request);
       } catch (const Error& e) {

@@ -12,8 +12,9 @@ class Router;
 class Server;
 }  // namespace http
 namespace auth {
+class BasicAuthCache;
 class MemberEventFollower;
-}
+}  // namespace auth
 }  // namespace coop
 
 namespace coop::tiles {
@@ -27,10 +28,9 @@ class TilesWorker {
   ~TilesWorker();
 
  private:
-  struct Credentials;
   std::unique_ptr<MarkerStore> markers_;
   std::unique_ptr<TileService> service_;
-  std::unique_ptr<Credentials> credentials_;
+  std::unique_ptr<auth::BasicAuthCache> credentials_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<auth::MemberEventFollower> follower_;

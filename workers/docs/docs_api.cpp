@@ -1,0 +1,123 @@
+// The members' API of coop-docs.
+#include "workers/docs/docs_api.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/error.h"
+#include "workers/docs/channel_store.h"
+#include "workers/docs/docs_store.h"
+#include "workers/docs/netflux.h"
+
+namespace coop::docs {
+
+namespace {
+
+using nlohmann::json;
+
+json document_json(const OwnedDocument& d) {
+  return {{"channel", d.channel}, {"title", d.title}, {"created_at", d.created_at}};
+}
+
+json blob_json(const Blob& b) {
+  return {{"id", b.id}, {"size", b.size}, {"received", b.received}, {"complete", b.complete}, {"created_at", b.created_at}};
+}
+
+http::Response unauthorized() {
+  auto r = http::Response::error("unauthorized", "sign in with your coop handle and password or an app password", 401);
+  r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
+  return r;
+}
+
+}  // namespace
+
+http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux& netflux, const MemberCheck& member,
+                               const DocsApiOptions& options) {
+  const std::string& path = q.path;
+  // Public: a blob by id (it is ciphertext; the id is the capability).
+  if (path.rfind("/docs/blob/", 0) == 0) {
+    if (q.method != "GET" && q.method != "HEAD") return http::Response::error("method_not_allowed", "GET only", 405);
+    const std::string id = path.substr(11);
+    const auto b = DocsStore::valid_blob_id(id) ? store.blob(id) : std::nullopt;
+    if (!b || !b->complete) return http::Response::error("no_blob", "no such blob", 404);
+    std::ifstream in(store.blob_path(id), std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    auto r = http::Response::bytes(200, bytes.str(), "application/octet-stream");
+    r.headers.emplace_back("ETag", "\"" + id + "\"");
+    r.headers.emplace_back("Cache-Control", "public, max-age=31536000, immutable");
+    r.headers.emplace_back("Access-Control-Allow-Origin", "*");
+    return r;
+  }
+  const auto who = member(q);
+  if (!who) return unauthorized();
+  const std::string rest = path.substr(std::string("/docs/api/").size());
+
+  if (rest == "documents") {
+    if (q.method == "GET") {
+      json list = json::array();
+      for (const auto& d : store.owned_by(*who)) list.push_back(document_json(d));
+      return http::Response::json(list);
+    }
+    if (q.method == "POST") {
+      const json body = q.json();
+      const std::string channel = body.value("channel", "");
+      if (!ChannelStore::valid_id(channel)) throw Error("bad_channel", "channel ids are 32 hex characters", 400);
+      const std::string title = body.contains("title") && body["title"].is_string() ? body["title"].get<std::string>() : "";
+      if (title.size() > 4096) throw Error("bad_title", "the encrypted title is too long", 400);
+      const auto d = store.own(channel, *who, title);
+      netflux.set_owners(channel, {*who});
+      return http::Response::json(document_json(d), 201);
+    }
+    return http::Response::error("method_not_allowed", "GET or POST", 405);
+  }
+  if (rest.rfind("documents/", 0) == 0) {
+    const std::string channel = rest.substr(10);
+    const auto d = store.document(channel);
+    if (!d) return http::Response::error("no_document", "no owned document " + channel, 404);
+    if (d->owner != *who) return http::Response::error("forbidden", "only its owner can do that", 403);
+    if (q.method == "DELETE") {
+      netflux.delete_channel(channel);
+      store.forget_document(channel);
+      return http::Response::json(document_json(*d));
+    }
+    return http::Response::error("method_not_allowed", "DELETE only", 405);
+  }
+  if (rest == "blobs") {
+    if (q.method == "GET") return http::Response::json({{"used", store.used_bytes(*who)}, {"quota", options.quota_bytes}});
+    if (q.method != "POST") return http::Response::error("method_not_allowed", "GET or POST", 405);
+    const json body = q.json();
+    if (!body.contains("size") || !body["size"].is_number_integer()) throw Error("bad_blob", "give the blob's size", 400);
+    const auto b = store.start_blob(*who, body["size"].get<int64_t>(), options.quota_bytes);
+    auto r = http::Response::json(blob_json(b), 201);
+    r.headers.emplace_back("Location", "/docs/api/blobs/" + b.id);
+    return r;
+  }
+  if (rest.rfind("blobs/", 0) == 0) {
+    const std::string id = rest.substr(6);
+    if (!DocsStore::valid_blob_id(id)) return http::Response::error("no_blob", "no such blob", 404);
+    if (q.method == "PUT") {
+      int64_t offset = 0;
+      try {
+        offset = std::stoll(q.query_value("offset", "0"));
+      } catch (...) {
+        throw Error("bad_offset", "offset is a number of bytes", 400);
+      }
+      return http::Response::json(blob_json(store.append_blob(id, *who, offset, q.body)));
+    }
+    const auto b = store.blob(id);
+    if (!b) return http::Response::error("no_blob", "no such blob", 404);
+    if (b->owner != *who) return http::Response::error("forbidden", "only its owner can do that", 403);
+    if (q.method == "GET") return http::Response::json(blob_json(*b));
+    if (q.method == "DELETE") {
+      store.remove_blob(id);
+      return http::Response::json(blob_json(*b));
+    }
+    return http::Response::error("method_not_allowed", "GET, PUT or DELETE", 405);
+  }
+  return http::Response::error("not_found", "no such API", 404);
+}
+
+}  // namespace coop::docs
