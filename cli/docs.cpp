@@ -1,7 +1,10 @@
 // coop docs ...: end-to-end encrypted documents. The CLI encrypts and decrypts itself (the key
 // lives only in the link's fragment); coop-docs stores and relays ciphertext.
 #include <CLI/CLI.hpp>
+#include <curl/curl.h>
 #include <nlohmann/json.hpp>
+
+#include <ctime>
 
 #include <fstream>
 #include <iostream>
@@ -62,6 +65,66 @@ Opened open_document(const std::string& link_text, bool create) {
   return o;
 }
 
+// A member of the cooperative, for what needs their coop credentials (owning documents).
+struct Member {
+  std::string handle;
+  bool password_stdin = false;
+  std::string secret;
+  void read_secret() {
+    if (handle.empty()) throw Error("usage", "say who you are: --as HANDLE --password-stdin", 400);
+    if (!password_stdin) throw Error("usage", "give your password (or an app password for docs) on stdin: --password-stdin", 400);
+    std::getline(std::cin, secret);
+    if (!secret.empty() && secret.back() == '\r') secret.pop_back();
+    if (secret.empty()) throw Error("usage", "no password on stdin", 400);
+  }
+};
+
+void add_member_options(CLI::App* cmd, Member& m) {
+  cmd->add_option("--as", m.handle, "Your member handle (documents you own)")->type_name("HANDLE");
+  cmd->add_flag("--password-stdin", m.password_stdin, "Read your password or app password (scope docs) from stdin");
+}
+
+size_t collect(char* data, size_t size, size_t count, void* out) {
+  static_cast<std::string*>(out)->append(data, size * count);
+  return size * count;
+}
+
+// The members' API of coop-docs, with HTTP Basic credentials (libcurl).
+json member_call(const std::string& base_url, const Member& m, const std::string& method, const std::string& path,
+                 const json& body = nullptr) {
+  CURL* curl = curl_easy_init();
+  if (!curl) throw Error("docs_failed", "libcurl did not start", 500);
+  std::string response, payload = body.is_null() ? std::string() : body.dump();
+  const std::string url = base_url + path;
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
+  curl_easy_setopt(curl, CURLOPT_USERNAME, m.handle.c_str());
+  curl_easy_setopt(curl, CURLOPT_PASSWORD, m.secret.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &response);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  if (!payload.empty()) {
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, payload.c_str());
+    curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+  }
+  const CURLcode rc = curl_easy_perform(curl);
+  long status = 0;
+  curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+  if (rc != CURLE_OK) throw Error("not_running", "the document server at " + base_url + " does not answer", 503);
+  json parsed = json::parse(response, nullptr, false);
+  if (status >= 400) {
+    const std::string message = parsed.is_object() && parsed.contains("error")
+                                    ? parsed["error"].value("message", response)
+                                    : response;
+    throw Error(status == 401 ? "bad_credentials" : "docs_failed", message, static_cast<int>(status));
+  }
+  return parsed;
+}
+
 std::string read_input(const std::string& file) {
   if (file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
   std::ifstream in(file, std::ios::binary);
@@ -82,22 +145,34 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   group->require_subcommand(1);
 
   struct NewOptions {
-    std::string url, from;
+    std::string url, from, title;
+    Member member;
     bool json = false;
   };
   auto created = std::make_shared<NewOptions>();
   auto* cmd = group->add_subcommand("new", "Create a document and print its link (keep it: it is the key)");
   cmd->add_option("--url", created->url, "The document server (default: this shard's docs listener)")->type_name("URL");
   cmd->add_option("--from", created->from, "Start it with this file's text (- for stdin)")->type_name("FILE");
+  cmd->add_option("--title", created->title, "Own it under this title (encrypted; needs --as)")->type_name("TEXT");
+  add_member_options(cmd, created->member);
   cmd->add_flag("--json", created->json, "Print the link and channel as JSON");
   cmd->callback([&globals, created] {
     const std::string base = created->url.empty() ? shard_docs_url(globals) : created->url;
+    const bool owned = !created->title.empty() || !created->member.handle.empty();
+    if (owned) created->member.read_secret();
     const auto keys = docs::new_pad_keys();
     const std::string link = docs::make_link(base, keys);
     auto o = open_document(link, true);
     if (!created->from.empty()) {
       if (auto patch = docs::make_patch(o.state, docs::to_utf16(read_input(created->from))))
         o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
+    }
+    if (owned) {
+      // The title is sealed with a key made from the member's own secret: the server keeps
+      // ciphertext, and `coop docs list` with the same secret opens it.
+      const auto key = docs::title_key(created->member.handle, created->member.secret);
+      member_call(base, created->member, "POST", "/docs/api/documents",
+                  json{{"channel", keys.channel}, {"title", docs::encrypt_title(created->title, key)}});
     }
     if (created->json) return print_json(json{{"link", link}, {"channel", keys.channel}});
     std::cout << link << "\n";
@@ -137,6 +212,58 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       return;
     }
     write_file_durably(pull->out, text, 0600);
+  });
+
+  struct ListOptions {
+    std::string url;
+    Member member;
+    bool json = false;
+  };
+  auto list = std::make_shared<ListOptions>();
+  cmd = group->add_subcommand("list", "List the documents you own, with their titles (decrypted here)");
+  cmd->add_option("--url", list->url, "The document server (default: this shard's docs listener)")->type_name("URL");
+  add_member_options(cmd, list->member);
+  cmd->add_flag("--json", list->json, "Print them as JSON");
+  cmd->callback([&globals, list] {
+    list->member.read_secret();
+    const std::string base = list->url.empty() ? shard_docs_url(globals) : list->url;
+    const auto documents = member_call(base, list->member, "GET", "/docs/api/documents");
+    const auto key = docs::title_key(list->member.handle, list->member.secret);
+    json out = json::array();
+    for (const auto& d : documents) {
+      const auto title = docs::decrypt_title(d.value("title", ""), key);
+      out.push_back({{"channel", d.value("channel", "")},
+                     {"title", title.value_or("")},
+                     {"title_readable", title.has_value()},
+                     {"created_at", d.value("created_at", 0)}});
+    }
+    if (list->json) return print_json(out);
+    Table table({"CHANNEL", "CREATED", "TITLE"});
+    for (const auto& d : out) {
+      char created[32];
+      const std::time_t t = d["created_at"].get<int64_t>();
+      std::strftime(created, sizeof created, "%Y-%m-%d %H:%M", std::gmtime(&t));
+      table.add_row({d["channel"], created, d["title_readable"] ? d["title"].get<std::string>() : "(sealed with another secret)"});
+    }
+    table.print();
+  });
+
+  struct DeleteOptions {
+    std::string link;
+    Member member;
+    bool json = false;
+  };
+  auto erase = std::make_shared<DeleteOptions>();
+  cmd = group->add_subcommand("delete", "Delete a document you own: its history leaves the server's disk");
+  cmd->add_option("link", erase->link, "The document's link")->required()->type_name("LINK");
+  add_member_options(cmd, erase->member);
+  cmd->add_flag("--json", erase->json, "Print the deleted document as JSON");
+  cmd->callback([erase] {
+    erase->member.read_secret();
+    const auto link = docs::parse_link(erase->link);
+    const auto deleted = member_call(link.base_url, erase->member, "DELETE", "/docs/api/documents/" + link.keys.channel);
+    if (erase->json) return print_json(deleted);
+    std::cout << "Deleted " << link.keys.channel << "\n";
   });
 }
 

@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
+    set -l valopts --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -166,6 +166,10 @@ function __coop_path
                 set path 'coop docs push'
             case 'coop docs|pull'
                 set path 'coop docs pull'
+            case 'coop docs|list'
+                set path 'coop docs list'
+            case 'coop docs|delete'
+                set path 'coop docs delete'
         end
     end
     echo $path
@@ -470,12 +474,26 @@ complete -c coop -n "test (__coop_path) = 'coop tiles marker remove'" -l json -d
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'new' -d 'Create a document and print its link (keep it: it is the key)'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'push' -d 'Replace a document'\''s text with a file'\''s, as one edit everyone sees live'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'pull' -d 'Print a document'\''s current text (or write it to a file)'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'list' -d 'List the documents you own, with their titles (decrypted here)'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'delete' -d 'Delete a document you own: its history leaves the server'\''s disk'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l from -r -F -d 'Start it with this file'\''s text (- for stdin)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l title -r -d 'Own it under this title (encrypted; needs --as)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l as -r -d 'Your member handle (documents you own)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l json -d 'Print the link and channel as JSON'
 complete -c coop -n "test (__coop_path) = 'coop docs push'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs push'" -l json -d 'Print what changed as JSON'
 complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l out -s o -r -F -d 'Write it here (atomically) instead of stdout'
+complete -c coop -n "test (__coop_path) = 'coop docs list'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs list'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
+complete -c coop -n "test (__coop_path) = 'coop docs list'" -l as -r -d 'Your member handle (documents you own)'
+complete -c coop -n "test (__coop_path) = 'coop docs list'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'
+complete -c coop -n "test (__coop_path) = 'coop docs list'" -l json -d 'Print them as JSON'
+complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l as -r -d 'Your member handle (documents you own)'
+complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'
+complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l json -d 'Print the deleted document as JSON'

@@ -209,6 +209,17 @@ def test_owned_documents_and_encrypted_blobs():
         assert api(http, "DELETE", f"/docs/api/blobs/{blob}", auth=alice)[0] == 200
         assert api(http, "GET", f"/docs/blob/{blob}")[0] == 404
         assert api(http, "GET", "/docs/blob/../../coop.toml")[0] == 404
+
+        # The CLI for members: an owned document under a title only the member can read.
+        link = shard.coop("docs", "new", "--title", "Budget 2027", "--as", "alice", "--password-stdin", input=STRONG).stdout.strip()
+        listed = json.loads(shard.coop("docs", "list", "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout)
+        assert [d["title"] for d in listed] == ["Budget 2027"], listed
+        assert "Budget 2027" in shard.coop("docs", "list", "--as", "alice", "--password-stdin", input=STRONG).stdout
+        assert shard.coop("docs", "list", "--as", "alice", "--password-stdin", input="wrong", expect=1).stderr
+        assert shard.coop("docs", "delete", link, "--as", "bob", "--password-stdin", input=STRONG, expect=1).stderr
+        shard.coop("docs", "delete", link, "--as", "alice", "--password-stdin", input=STRONG)
+        assert json.loads(shard.coop("docs", "list", "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout) == []
+        assert_no_plaintext(shard.home, [b"Budget 2027"])
         shard.coop("down")
 
 

@@ -322,6 +322,40 @@ std::optional<std::string> decrypt_message(const std::string& wire, const PadKey
   return plain;
 }
 
+std::array<unsigned char, 32> title_key(const std::string& handle, const std::string& secret) {
+  init_sodium();
+  unsigned char salt[crypto_hash_sha256_BYTES];
+  const std::string label = "coop-docs titles:" + handle;
+  crypto_hash_sha256(salt, reinterpret_cast<const unsigned char*>(label.data()), label.size());
+  std::array<unsigned char, 32> key{};
+  if (crypto_pwhash(key.data(), key.size(), secret.data(), secret.size(), salt, crypto_pwhash_OPSLIMIT_INTERACTIVE,
+                    crypto_pwhash_MEMLIMIT_INTERACTIVE, crypto_pwhash_ALG_ARGON2ID13) != 0)
+    throw Error("crypto_failed", "not enough memory to derive the title key", 500);
+  return key;
+}
+
+std::string encrypt_title(const std::string& title, const std::array<unsigned char, 32>& key) {
+  unsigned char nonce[crypto_secretbox_NONCEBYTES];
+  randombytes_buf(nonce, sizeof nonce);
+  std::vector<unsigned char> box(title.size() + crypto_secretbox_MACBYTES);
+  crypto_secretbox_easy(box.data(), reinterpret_cast<const unsigned char*>(title.data()), title.size(), nonce, key.data());
+  return b64(nonce, sizeof nonce) + "|" + b64(box.data(), box.size());
+}
+
+std::optional<std::string> decrypt_title(const std::string& sealed, const std::array<unsigned char, 32>& key) {
+  const auto bar = sealed.find('|');
+  if (bar == std::string::npos) return std::nullopt;
+  const auto nonce = unb64(sealed.substr(0, bar));
+  const auto box = unb64(sealed.substr(bar + 1));
+  if (!nonce || nonce->size() != crypto_secretbox_NONCEBYTES || !box || box->size() < crypto_secretbox_MACBYTES)
+    return std::nullopt;
+  std::string plain(box->size() - crypto_secretbox_MACBYTES, '\0');
+  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(plain.data()), box->data(), box->size(), nonce->data(),
+                                 key.data()) != 0)
+    return std::nullopt;
+  return plain;
+}
+
 PadState replay(const std::vector<std::string>& plaintexts) {
   struct Node {
     std::u16string doc;

@@ -49,6 +49,12 @@ std::string chainpad_hash(const std::u16string& text);
 // A JSON string literal exactly as JavaScript's JSON.stringify writes it.
 std::string js_string(const std::u16string& text);
 
+// Titles of a member's documents are encrypted with a key only the member can make: Argon2id
+// of the secret they log in with (password or app password), salted with their handle.
+std::array<unsigned char, 32> title_key(const std::string& handle, const std::string& secret);
+std::string encrypt_title(const std::string& title, const std::array<unsigned char, 32>& key);
+std::optional<std::string> decrypt_title(const std::string& sealed, const std::array<unsigned char, 32>& key);
+
 // The hash of ChainPad's implicit first message, the parent of a new document's first patch.
 extern const char* const kGenesisHash;
 
