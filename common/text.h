@@ -34,4 +34,12 @@ inline std::string percent_encode(std::string_view text) {
   return out;
 }
 
+// True when text is exactly length characters of 0-9a-f (ids: channels, blobs).
+inline bool is_lower_hex(std::string_view text, std::size_t length) {
+  if (text.size() != length) return false;
+  for (char c : text)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
 }  // namespace coop

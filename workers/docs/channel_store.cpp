@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/text.h"
 
 namespace fs = std::filesystem;
 
@@ -42,12 +43,7 @@ ChannelStore::ChannelStore(fs::path dir) : dir_(std::move(dir)) { fs::create_dir
 
 ChannelStore::~ChannelStore() = default;
 
-bool ChannelStore::valid_id(const std::string& channel) {
-  if (channel.size() != 32) return false;
-  for (char c : channel)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
+bool ChannelStore::valid_id(const std::string& channel) { return is_lower_hex(channel, 32); }
 
 fs::path ChannelStore::log_path(const std::string& channel) const {
   return dir_ / channel.substr(0, 2) / (channel + ".ndjson");

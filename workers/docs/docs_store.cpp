@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/sqlite.h"
+#include "common/text.h"
 
 namespace fs = std::filesystem;
 
@@ -46,12 +47,7 @@ DocsStore::DocsStore(const fs::path& database, fs::path blob_dir)
 
 DocsStore::~DocsStore() = default;
 
-bool DocsStore::valid_blob_id(const std::string& id) {
-  if (id.size() != 48) return false;
-  for (char c : id)
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  return true;
-}
+bool DocsStore::valid_blob_id(const std::string& id) { return is_lower_hex(id, 48); }
 
 fs::path DocsStore::blob_path(const std::string& id) const { return blob_dir_ / id.substr(0, 2) / id; }
 

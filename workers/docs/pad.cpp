@@ -96,6 +96,21 @@ std::optional<Parsed> parse_message(const std::string& plaintext) {
   }
 }
 
+// "base64(nonce)|base64(box)" opened with key; nullopt when anything does not fit.
+std::optional<std::string> open_sealed(const std::string& sealed, const unsigned char* key) {
+  const auto bar = sealed.find('|');
+  if (bar == std::string::npos) return std::nullopt;
+  const auto nonce = unb64(sealed.substr(0, bar));
+  const auto box = unb64(sealed.substr(bar + 1));
+  if (!nonce || nonce->size() != crypto_secretbox_NONCEBYTES || !box || box->size() < crypto_secretbox_MACBYTES)
+    return std::nullopt;
+  std::string plain(box->size() - crypto_secretbox_MACBYTES, '\0');
+  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(plain.data()), box->data(), box->size(), nonce->data(),
+                                 key) != 0)
+    return std::nullopt;
+  return plain;
+}
+
 // Patch.apply: operations in reverse order, so earlier offsets stay valid.
 std::optional<std::u16string> apply(const std::vector<Op>& ops, std::u16string doc) {
   for (auto it = ops.rbegin(); it != ops.rend(); ++it) {
@@ -309,17 +324,7 @@ std::optional<std::string> decrypt_message(const std::string& wire, const PadKey
     inner.assign(reinterpret_cast<const char*>(signed_message->data()) + crypto_sign_BYTES,
                  signed_message->size() - crypto_sign_BYTES);
   }
-  const auto bar = inner.find('|');
-  if (bar == std::string::npos) return std::nullopt;
-  const auto nonce = unb64(inner.substr(0, bar));
-  const auto box = unb64(inner.substr(bar + 1));
-  if (!nonce || nonce->size() != crypto_secretbox_NONCEBYTES || !box || box->size() < crypto_secretbox_MACBYTES)
-    return std::nullopt;
-  std::string plain(box->size() - crypto_secretbox_MACBYTES, '\0');
-  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(plain.data()), box->data(), box->size(), nonce->data(),
-                                 keys.crypt_key.data()) != 0)
-    return std::nullopt;
-  return plain;
+  return open_sealed(inner, keys.crypt_key.data());
 }
 
 std::array<unsigned char, 32> title_key(const std::string& handle, const std::string& secret) {
@@ -343,17 +348,7 @@ std::string encrypt_title(const std::string& title, const std::array<unsigned ch
 }
 
 std::optional<std::string> decrypt_title(const std::string& sealed, const std::array<unsigned char, 32>& key) {
-  const auto bar = sealed.find('|');
-  if (bar == std::string::npos) return std::nullopt;
-  const auto nonce = unb64(sealed.substr(0, bar));
-  const auto box = unb64(sealed.substr(bar + 1));
-  if (!nonce || nonce->size() != crypto_secretbox_NONCEBYTES || !box || box->size() < crypto_secretbox_MACBYTES)
-    return std::nullopt;
-  std::string plain(box->size() - crypto_secretbox_MACBYTES, '\0');
-  if (crypto_secretbox_open_easy(reinterpret_cast<unsigned char*>(plain.data()), box->data(), box->size(), nonce->data(),
-                                 key.data()) != 0)
-    return std::nullopt;
-  return plain;
+  return open_sealed(sealed, key.data());
 }
 
 PadState replay(const std::vector<std::string>& plaintexts) {

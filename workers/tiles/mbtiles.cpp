@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/sqlite.h"
+#include "common/text.h"
 
 namespace fs = std::filesystem;
 
@@ -182,18 +183,15 @@ struct MbtilesArchive::Connection {
 
 namespace {
 
-// RFC 3986 percent-encoding for a path inside a file: URI (SQLite's URI filenames).
+// SQLite's URI filenames (RFC 3986): each path segment percent-encoded, the slashes kept.
 std::string uri_path(const std::string& path) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
-  for (unsigned char c : path) {
-    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
+  for (std::size_t start = 0; start <= path.size();) {
+    auto slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    out += percent_encode(std::string_view(path).substr(start, slash - start));
+    if (slash < path.size()) out += '/';
+    start = slash + 1;
   }
   return out;
 }

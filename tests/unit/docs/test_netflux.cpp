@@ -2,6 +2,8 @@
 // rely on, durable logs, signatures, checkpoints and history offsets.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/common/temp_dir.h"
+
 #include <sodium.h>
 #include <unistd.h>
 
@@ -19,15 +21,6 @@ using nlohmann::json;
 using namespace coop::docs;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/coop-docs-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // A user whose frames land in a list.
 struct Peer {
@@ -60,8 +53,8 @@ std::string b64(const unsigned char* data, std::size_t size) {
 }  // namespace
 
 TEST_CASE("IDENT first; JOIN answers JACK, the history keeper, members, then the joiner", "[docs][netflux]") {
-  TempDir dir;
-  ChannelStore store(dir.path);
+  coop::test::TempDir dir;
+  ChannelStore store(dir.path());
   Netflux nf(store);
   std::map<std::string, Peer> peers;
   Peer& a = connect(nf, peers);
@@ -112,8 +105,8 @@ TEST_CASE("IDENT first; JOIN answers JACK, the history keeper, members, then the
 }
 
 TEST_CASE("history: metadata on first GET_HISTORY, checkpoints, lastKnownHash, EUNKNOWN", "[docs][netflux]") {
-  TempDir dir;
-  ChannelStore store(dir.path);
+  coop::test::TempDir dir;
+  ChannelStore store(dir.path());
   Netflux nf(store);
   std::map<std::string, Peer> peers;
   Peer& a = connect(nf, peers);
@@ -157,8 +150,8 @@ TEST_CASE("signed channels refuse messages without a valid signature", "[docs][n
   REQUIRE(sodium_init() >= 0);
   unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
   crypto_sign_keypair(pk, sk);
-  TempDir dir;
-  ChannelStore store(dir.path);
+  coop::test::TempDir dir;
+  ChannelStore store(dir.path());
   Netflux nf(store);
   std::map<std::string, Peer> peers;
   Peer& a = connect(nf, peers);
@@ -187,8 +180,8 @@ TEST_CASE("signed channels refuse messages without a valid signature", "[docs][n
 }
 
 TEST_CASE("malformed frames: errors where there is a seq, drop on non-JSON", "[docs][netflux]") {
-  TempDir dir;
-  ChannelStore store(dir.path);
+  coop::test::TempDir dir;
+  ChannelStore store(dir.path());
   Netflux nf(store);
   std::map<std::string, Peer> peers;
   Peer& a = connect(nf, peers);
@@ -207,17 +200,17 @@ TEST_CASE("malformed frames: errors where there is a seq, drop on non-JSON", "[d
 }
 
 TEST_CASE("channel logs: durable lines, a torn tail cut on reopen, checkpoint ids", "[docs][store]") {
-  TempDir dir;
+  coop::test::TempDir dir;
   {
-    ChannelStore store(dir.path);
+    ChannelStore store(dir.path());
     store.append(kChannel, json::array({0, "u", "MSG", kChannel, "one", 1}).dump(), "one");
     store.append(kChannel, json::array({0, "u", "MSG", kChannel, "cp|X1|two", 2}).dump(), "cp|X1|two");
     CHECK(store.index(kChannel).checkpoints == std::vector<std::size_t>{1});
   }
   // A crash mid-write leaves half a line: it was never acknowledged and goes away.
-  const auto log = dir.path / kChannel.substr(0, 2) / (kChannel + ".ndjson");
+  const auto log = dir.path() / kChannel.substr(0, 2) / (kChannel + ".ndjson");
   std::ofstream(log, std::ios::app) << R"([0,"u","MSG",")";
-  ChannelStore store(dir.path);
+  ChannelStore store(dir.path());
   const auto& index = store.index(kChannel);
   CHECK(index.offsets.size() == 2);
   CHECK(index.last_checkpoint_id == "X1");

@@ -4,6 +4,8 @@
 // neighbouring tiles compared, and known objects found where the OSM data puts them.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/common/temp_dir.h"
+
 #include <osmium/builder/attr.hpp>
 #include <osmium/io/pbf_output.hpp>
 #include <osmium/io/writer.hpp>
@@ -29,15 +31,6 @@ namespace {
 
 constexpr int64_t kBuffer = 64;
 constexpr int64_t kExtent = 4096;
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/coop-tiles-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 // A small town: a 12 x 12 grid of named streets about 240 m apart (crossing many z14 tile
 // edges), buildings, a park with a pond cut out of it (a multipolygon relation), a cafe and
@@ -265,13 +258,13 @@ ImportOptions options_for(const fs::path& input, const fs::path& output) {
 }  // namespace
 
 TEST_CASE("a synthetic town imports into valid tiles with agreeing seams", "[tiles][import]") {
-  TempDir dir;
-  write_town(dir.path / "town.osm.pbf");
-  auto options = options_for(dir.path / "town.osm.pbf", dir.path / "tiles" / "town.mbtiles");
+  coop::test::TempDir dir;
+  write_town(dir.path() / "town.osm.pbf");
+  auto options = options_for(dir.path() / "town.osm.pbf", dir.path() / "tiles" / "town.mbtiles");
   const auto summary = import_osm(options);
   CHECK(summary.nodes > 600);
   CHECK(summary.tiles > 15);
-  CHECK(!fs::exists(dir.path / "tiles" / (".town.mbtiles.tmp-" + std::to_string(::getpid()))));
+  CHECK(!fs::exists(dir.path() / "tiles" / (".town.mbtiles.tmp-" + std::to_string(::getpid()))));
 
   const auto decoded = validate_all(read_tiles(options.output));
   CHECK(check_seams(decoded) >= 10);
@@ -306,10 +299,10 @@ TEST_CASE("a synthetic town imports into valid tiles with agreeing seams", "[til
 }
 
 TEST_CASE("a failed import keeps the old archive", "[tiles][import]") {
-  TempDir dir;
-  const auto input = dir.path / "town.osm.pbf";
+  coop::test::TempDir dir;
+  const auto input = dir.path() / "town.osm.pbf";
   write_town(input);
-  auto options = options_for(input, dir.path / "tiles" / "town.mbtiles");
+  auto options = options_for(input, dir.path() / "tiles" / "town.mbtiles");
   import_osm(options);
   std::ifstream before_in(options.output, std::ios::binary);
   const std::string before((std::istreambuf_iterator<char>(before_in)), {});
@@ -332,17 +325,17 @@ TEST_CASE("a failed import keeps the old archive", "[tiles][import]") {
   // Truncated in the middle of a block.
   std::ifstream in(input, std::ios::binary);
   std::string whole((std::istreambuf_iterator<char>(in)), {});
-  std::ofstream(dir.path / "truncated.osm.pbf", std::ios::binary) << whole.substr(0, whole.size() * 2 / 3);
-  expect_failure(dir.path / "truncated.osm.pbf");
+  std::ofstream(dir.path() / "truncated.osm.pbf", std::ios::binary) << whole.substr(0, whole.size() * 2 / 3);
+  expect_failure(dir.path() / "truncated.osm.pbf");
   // Not PBF at all.
-  std::ofstream(dir.path / "garbage.osm.pbf", std::ios::binary) << std::string(5000, 'x');
-  expect_failure(dir.path / "garbage.osm.pbf");
+  std::ofstream(dir.path() / "garbage.osm.pbf", std::ios::binary) << std::string(5000, 'x');
+  expect_failure(dir.path() / "garbage.osm.pbf");
   // A flipped byte inside the compressed data.
   std::string flipped = whole;
   flipped[flipped.size() / 2] ^= 0x5a;
-  std::ofstream(dir.path / "flipped.osm.pbf", std::ios::binary) << flipped;
-  expect_failure(dir.path / "flipped.osm.pbf");
-  expect_failure(dir.path / "missing.osm.pbf");
+  std::ofstream(dir.path() / "flipped.osm.pbf", std::ios::binary) << flipped;
+  expect_failure(dir.path() / "flipped.osm.pbf");
+  expect_failure(dir.path() / "missing.osm.pbf");
   // A killed import's temporary file is cleared by the next import of the same archive.
   std::ofstream(options.output.parent_path() / ".town.mbtiles.tmp-999999") << "left by a killed import";
   import_osm(options);
@@ -358,8 +351,8 @@ TEST_CASE("Monaco: every tile valid and seams agree", "[tiles][import][monaco]")
     WARN("skipped: " << monaco << " is not here (it comes with CI's ../shared)");
     return;
   }
-  TempDir dir;
-  auto options = options_for(monaco, dir.path / "tiles" / "monaco.mbtiles");
+  coop::test::TempDir dir;
+  auto options = options_for(monaco, dir.path() / "tiles" / "monaco.mbtiles");
   const auto summary = import_osm(options);
   CHECK(summary.features > 3000);
   const auto tiles = read_tiles(options.output);

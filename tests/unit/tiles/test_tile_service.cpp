@@ -2,6 +2,8 @@
 // archive swaps, and the markers API's validation and ownership rules.
 #include <catch2/catch.hpp>
 
+#include "tests/unit/common/temp_dir.h"
+
 #include <nlohmann/json.hpp>
 #include <protozero/pbf_reader.hpp>
 
@@ -25,15 +27,6 @@ using coop::http::Request;
 using coop::http::Response;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/coop-tiles-service-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
 
 std::string one_point_tile(int64_t x) {
   LayerBuilder layer("pois");
@@ -94,11 +87,11 @@ TEST_CASE("tile addresses parse strictly", "[tiles][service]") {
 }
 
 TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[tiles][service]") {
-  TempDir dir;
-  write_archive(dir.path / "t.mbtiles", 10);
-  MarkerStore markers(dir.path / "tiles.db");
+  coop::test::TempDir dir;
+  write_archive(dir.path() / "t.mbtiles", 10);
+  MarkerStore markers(dir.path() / "tiles.db");
   TileServiceOptions options;
-  options.tiles_dir = dir.path;
+  options.tiles_dir = dir.path();
   options.recheck = std::chrono::milliseconds(0);
   TileService service(options, &markers);
 
@@ -131,7 +124,7 @@ TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[ti
   CHECK(header(r, "Access-Control-Allow-Origin") == "*");
 
   // A new archive renamed over the old one: picked up, and the ETag changes.
-  write_archive(dir.path / "t.mbtiles", 20);
+  write_archive(dir.path() / "t.mbtiles", 20);
   r = service.handle(get("/tiles/t/2/1/2.pbf", {{"if-none-match", etag}}));
   CHECK(r.status == 200);
   CHECK(header(r, "ETag") != etag);
@@ -162,10 +155,10 @@ TEST_CASE("tiles: 200 with gzip, 204 for empty, 404 outside, ETag and 304", "[ti
 }
 
 TEST_CASE("an archive keeps reading its own file after an import renames a new one over it", "[tiles][service]") {
-  TempDir dir;
-  write_archive(dir.path / "t.mbtiles", 10);
-  auto old_archive = MbtilesArchive::open(dir.path / "t.mbtiles", 2);
-  write_archive(dir.path / "t.mbtiles", 20);
+  coop::test::TempDir dir;
+  write_archive(dir.path() / "t.mbtiles", 10);
+  auto old_archive = MbtilesArchive::open(dir.path() / "t.mbtiles", 2);
+  write_archive(dir.path() / "t.mbtiles", 20);
   // More readers than connections: they wait for one, never open the new file.
   std::vector<std::thread> readers;
   std::atomic<int> old_seen{0}, wrong{0};
@@ -180,7 +173,7 @@ TEST_CASE("an archive keeps reading its own file after an import renames a new o
   for (auto& r : readers) r.join();
   CHECK(old_seen == 200);
   CHECK(wrong == 0);
-  auto new_archive = MbtilesArchive::open(dir.path / "t.mbtiles");
+  auto new_archive = MbtilesArchive::open(dir.path() / "t.mbtiles");
   CHECK(new_archive->version() != old_archive->version());
   CHECK(decode_tile(gunzip(*new_archive->tile(2, 1, 2)))[0].features[0].parts[0][0].x == 20);
 }
@@ -195,10 +188,10 @@ TEST_CASE("names the server's own paths use are refused", "[tiles][service]") {
 }
 
 TEST_CASE("markers: GeoJSON validation, revisions, owners", "[tiles][markers]") {
-  TempDir dir;
-  MarkerStore markers(dir.path / "tiles.db");
+  coop::test::TempDir dir;
+  MarkerStore markers(dir.path() / "tiles.db");
   TileServiceOptions options;
-  options.tiles_dir = dir.path;
+  options.tiles_dir = dir.path();
   TileService service(options, &markers);
 
   const auto feature = [](double lon, double lat, nlohmann::json properties) {
