@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/worker_call.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -246,6 +247,32 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       table.add_row({d["channel"], created, d["title_readable"] ? d["title"].get<std::string>() : "(sealed with another secret)"});
     }
     table.print();
+  });
+
+  struct ShareOptions {
+    std::string link, room, as, note;
+    bool json = false;
+  };
+  auto share = std::make_shared<ShareOptions>();
+  cmd = group->add_subcommand(
+      "share",
+      "Post a document's link in a Matrix room of this shard\n\n"
+      "Whoever reads the room can open and edit the document: the link is its key. Rooms are\n"
+      "not end-to-end encrypted by coop itself, so the shard can read the link too; share in an\n"
+      "encrypted room from a client when that matters.");
+  cmd->add_option("link", share->link, "The document's link")->required()->type_name("LINK");
+  cmd->add_option("--room", share->room, "The room: its ID, alias or name")->required()->type_name("ROOM");
+  cmd->add_option("--as", share->as, "Post as this member (who must be in the room); default: the shard")->type_name("HANDLE");
+  cmd->add_option("--note", share->note, "A line to put before the link")->type_name("TEXT");
+  cmd->add_flag("--json", share->json, "Print the posted event as JSON");
+  cmd->callback([&globals, share] {
+    docs::parse_link(share->link);  // refuse what is not a document link before posting it
+    WorkerCall call(globals, "room", share->json);
+    const std::string text = (share->note.empty() ? std::string("A shared document") : share->note) + ": " + share->link;
+    const auto event = call.call("POST", "/v1/rooms/" + path_segment(share->room) + "/messages",
+                                 json{{"body", text}, {"sender", share->as}});
+    if (share->json) return print_json(event);
+    std::cout << "Shared in " << share->room << "\n";
   });
 
   struct DeleteOptions {

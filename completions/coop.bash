@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o "
+  local valopts=" --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -85,6 +85,7 @@ _coop() {
       'docs|push') path='docs push' ;;
       'docs|pull') path='docs pull' ;;
       'docs|list') path='docs list' ;;
+      'docs|share') path='docs share' ;;
       'docs|delete') path='docs delete' ;;
     esac
   done
@@ -114,6 +115,7 @@ _coop() {
     --maxzoom) COMPREPLY=(); return ;;
     --minzoom) COMPREPLY=(); return ;;
     --name) COMPREPLY=(); return ;;
+    --note) COMPREPLY=(); return ;;
     --out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --owner) COMPREPLY=(); return ;;
@@ -124,6 +126,7 @@ _coop() {
     --remove-email) COMPREPLY=(); return ;;
     --remove-group) COMPREPLY=(); return ;;
     --role) COMPREPLY=(); return ;;
+    --room) COMPREPLY=(); return ;;
     --scope) COMPREPLY=(); return ;;
     --since) COMPREPLY=(); return ;;
     --source) COMPREPLY=(); return ;;
@@ -213,11 +216,12 @@ _coop() {
     'tiles marker add') words='--help --lat --lon --title --kind --when --by --description --json' ;;
     'tiles marker list') words='--help --kind --json' ;;
     'tiles marker remove') words='--help --json' ;;
-    'docs') words='--help new push pull list delete' ;;
+    'docs') words='--help new push pull list share delete' ;;
     'docs new') words='--help --url --from --title --as --password-stdin --json' ;;
     'docs push') words='--help --json' ;;
     'docs pull') words='--help --out' ;;
     'docs list') words='--help --url --as --password-stdin --json' ;;
+    'docs share') words='--help --room --as --note --json' ;;
     'docs delete') words='--help --as --password-stdin --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))

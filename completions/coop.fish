@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
+    set -l valopts --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -168,6 +168,8 @@ function __coop_path
                 set path 'coop docs pull'
             case 'coop docs|list'
                 set path 'coop docs list'
+            case 'coop docs|share'
+                set path 'coop docs share'
             case 'coop docs|delete'
                 set path 'coop docs delete'
         end
@@ -475,6 +477,7 @@ complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'new' -d 'Create a doc
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'push' -d 'Replace a document'\''s text with a file'\''s, as one edit everyone sees live'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'pull' -d 'Print a document'\''s current text (or write it to a file)'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'list' -d 'List the documents you own, with their titles (decrypted here)'
+complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'share' -d 'Post a document'\''s link in a Matrix room of this shard'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'delete' -d 'Delete a document you own: its history leaves the server'\''s disk'
 complete -c coop -n "test (__coop_path) = 'coop docs'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l help -s h -d 'Print this help message and exit'
@@ -493,6 +496,11 @@ complete -c coop -n "test (__coop_path) = 'coop docs list'" -l url -r -d 'The do
 complete -c coop -n "test (__coop_path) = 'coop docs list'" -l as -r -d 'Your member handle (documents you own)'
 complete -c coop -n "test (__coop_path) = 'coop docs list'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'
 complete -c coop -n "test (__coop_path) = 'coop docs list'" -l json -d 'Print them as JSON'
+complete -c coop -n "test (__coop_path) = 'coop docs share'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs share'" -l room -r -d 'The room: its ID, alias or name'
+complete -c coop -n "test (__coop_path) = 'coop docs share'" -l as -r -d 'Post as this member (who must be in the room); default: the shard'
+complete -c coop -n "test (__coop_path) = 'coop docs share'" -l note -r -d 'A line to put before the link'
+complete -c coop -n "test (__coop_path) = 'coop docs share'" -l json -d 'Print the posted event as JSON'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l as -r -d 'Your member handle (documents you own)'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'

@@ -220,6 +220,16 @@ def test_owned_documents_and_encrypted_blobs():
         shard.coop("docs", "delete", link, "--as", "alice", "--password-stdin", input=STRONG)
         assert json.loads(shard.coop("docs", "list", "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout) == []
         assert_no_plaintext(shard.home, [b"Budget 2027"])
+
+        # Sharing a link in a Matrix room of the shard (coop-room posts it as @coop).
+        shard.coop("room", "create", "Planning")
+        link = shard.coop("docs", "new").stdout.strip()
+        shard.coop("docs", "share", link, "--room", "Planning", "--note", "Budget draft")
+        exported = os.path.join(shard.dir, "coop-rooms.json")
+        shard.coop("room", "export", "coop", "--out", exported)
+        assert ("Budget draft: " + link) in open(exported).read()
+        assert shard.coop("docs", "share", link, "--room", "Planning", "--as", "bob", expect=1).stderr
+        assert shard.coop("docs", "share", "not a link", "--room", "Planning", expect=1).stderr
         shard.coop("down")
 
 

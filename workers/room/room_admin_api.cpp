@@ -96,6 +96,24 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
     return Response::json(list);
   }, "a room's members and their membership");
 
+  r.add_blocking("POST", "/v1/rooms/{room}/messages", run, [&store](const Request& q) {
+    // A text message from the shard itself (@coop, who made the rooms coop creates) or from a
+    // member who is in the room; the auth rules decide as for any client.
+    const auto body = q.json();
+    const std::string text = body.value("body", "");
+    if (text.empty() || text.size() > 16384) throw Error("usage", "a message needs a body (at most 16 KiB)", 400);
+    const auto room_id = find_room(store, q.param("room"));
+    const std::string handle = body.value("sender", "");
+    const std::string sender = handle.empty() ? "@coop:" + store.server_name() : "@" + handle + ":" + store.server_name();
+    json content{{"msgtype", "m.text"}, {"body", text}};
+    if (body.contains("formatted_body") && body["formatted_body"].is_string()) {
+      content["format"] = "org.matrix.custom.html";
+      content["formatted_body"] = body["formatted_body"];
+    }
+    const auto event = store.send_event(room_id, sender, "m.room.message", content, std::nullopt);
+    return Response::json(client_view(event), 201);
+  }, "post a text message ({body, sender}) as the shard's @coop user or as a member in the room");
+
   r.add_blocking("POST", "/v1/spaces", run, [&spaces, &store](const Request& q) {
     const auto body = q.json();
     const auto name = body.value("name", "");
