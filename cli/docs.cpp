@@ -43,14 +43,16 @@ struct Opened {
 };
 
 // Connects, joins the document's channel and replays its history into the current text.
-Opened open_document(const std::string& link_text, bool create) {
+Opened open_document(const std::string& link_text, bool create, double expire_seconds = 0) {
   Opened o;
   o.link = docs::parse_link(link_text);
   o.client = std::make_unique<docs::NetfluxClient>(o.link.ws_url);
   o.client->join(o.link.keys.channel);
   // Only a new document brings metadata: reading a link that leads nowhere creates nothing.
-  const auto history = o.client->history(
-      o.link.keys.channel, create ? json{{"validateKey", o.link.keys.validate_key}} : json::object(), false);
+  json metadata = json::object();
+  if (create) metadata["validateKey"] = o.link.keys.validate_key;
+  if (create && expire_seconds > 0) metadata["expire"] = expire_seconds;  // seconds from now
+  const auto history = o.client->history(o.link.keys.channel, metadata, false);
   if (!create && !history.metadata && history.messages.empty())
     throw Error("no_document", "there is no document behind this link", 404);
   if (history.metadata && history.metadata->value("validateKey", "") != o.link.keys.validate_key)
@@ -147,6 +149,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
 
   struct NewOptions {
     std::string url, from, title;
+    double expire_days = 0;
     Member member;
     bool json = false;
   };
@@ -154,6 +157,8 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   auto* cmd = group->add_subcommand("new", "Create a document and print its link (keep it: it is the key)");
   cmd->add_option("--url", created->url, "The document server (default: this shard's docs listener)")->type_name("URL");
   cmd->add_option("--from", created->from, "Start it with this file's text (- for stdin)")->type_name("FILE");
+  cmd->add_option("--expire-days", created->expire_days, "Remove it from the server this many days from now")
+      ->check(CLI::PositiveNumber)->type_name("DAYS");
   cmd->add_option("--title", created->title, "Own it under this title (encrypted; needs --as)")->type_name("TEXT");
   add_member_options(cmd, created->member);
   cmd->add_flag("--json", created->json, "Print the link and channel as JSON");
@@ -163,7 +168,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     if (owned) created->member.read_secret();
     const auto keys = docs::new_pad_keys();
     const std::string link = docs::make_link(base, keys);
-    auto o = open_document(link, true);
+    auto o = open_document(link, true, created->expire_days * 86400.0);
     if (!created->from.empty()) {
       if (auto patch = docs::make_patch(o.state, docs::to_utf16(read_input(created->from))))
         o.client->send(keys.channel, docs::encrypt_message(*patch, keys));

@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o "
+  local valopts=" --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --expire-days --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -101,6 +101,7 @@ _coop() {
     --displayname) COMPREPLY=(); return ;;
     --domain) COMPREPLY=(); return ;;
     --email) COMPREPLY=(); return ;;
+    --expire-days) COMPREPLY=(); return ;;
     --format) COMPREPLY=(); return ;;
     --from) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --group) COMPREPLY=(); return ;;
@@ -217,7 +218,7 @@ _coop() {
     'tiles marker list') words='--help --kind --json' ;;
     'tiles marker remove') words='--help --json' ;;
     'docs') words='--help new push pull list share delete' ;;
-    'docs new') words='--help --url --from --title --as --password-stdin --json' ;;
+    'docs new') words='--help --url --from --expire-days --title --as --password-stdin --json' ;;
     'docs push') words='--help --json' ;;
     'docs pull') words='--help --out' ;;
     'docs list') words='--help --url --as --password-stdin --json' ;;

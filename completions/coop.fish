@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
+    set -l valopts --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --expire-days --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -483,6 +483,7 @@ complete -c coop -n "test (__coop_path) = 'coop docs'" -l help -s h -d 'Print th
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l from -r -F -d 'Start it with this file'\''s text (- for stdin)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l expire-days -r -d 'Remove it from the server this many days from now'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l title -r -d 'Own it under this title (encrypted; needs --as)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l as -r -d 'Your member handle (documents you own)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'

@@ -10,7 +10,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from coopshard import Shard, bin_dir_from_args, run_tests
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 
 BIN = bin_dir_from_args()
 STRONG = "correct horse battery staple"
@@ -233,6 +233,25 @@ def test_owned_documents_and_encrypted_blobs():
         shard.coop("down")
 
 
+def test_expiring_documents_leave_the_disk():
+    with Shard(BIN) as shard:
+        shard.init()
+        config = os.path.join(shard.home, "coop.toml")
+        text = open(config).read()
+        with open(config, "w") as f:
+            f.write(text.replace("[workers.docs]\nenabled = true\n", "[workers.docs]\nenabled = true\nsweep_seconds = 1\n"))
+        shard.coop("up")
+        made = shard.json("docs", "new", "--expire-days", "0.00003")  # about 2.6 s
+        kept = shard.json("docs", "new")
+        channels = os.path.join(shard.home, "docs", "channels")
+        files = lambda channel: [f for _, _, fs in os.walk(channels) for f in fs if f.startswith(channel)]  # noqa: E731
+        assert files(made["channel"]) and files(kept["channel"])
+        wait_for(lambda: not files(made["channel"]), timeout=15, what="the expired document's removal")
+        assert files(kept["channel"])
+        assert "no document" in shard.coop("docs", "pull", made["link"], expect=1).stderr
+        shard.coop("down")
+
+
 def test_bad_frames_end_only_their_own_connection():
     with Shard(BIN) as shard:
         shard.init()
@@ -251,5 +270,6 @@ if __name__ == "__main__":
         test_history_survives_a_restart_in_legacy_mode_too,
         test_two_chromium_pages_edit_one_document_in_the_editor,
         test_owned_documents_and_encrypted_blobs,
+        test_expiring_documents_leave_the_disk,
         test_bad_frames_end_only_their_own_connection,
     ])

@@ -26,6 +26,9 @@ constexpr sqlite::Migration kMigrations[] = {
      "CREATE TABLE blobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL, size INTEGER NOT NULL,"
      " received INTEGER NOT NULL DEFAULT 0, complete INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL);"
      "CREATE INDEX blobs_owner ON blobs (owner);"},
+    {2,
+     "CREATE TABLE expiring (channel TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);"
+     "CREATE INDEX expiring_at ON expiring (expires_at);"},
 };
 
 int64_t now_s() {
@@ -175,6 +178,30 @@ std::optional<Blob> DocsStore::blob(const std::string& id) {
   if (select.step()) out = read_blob(select);
   select.reset();
   return out;
+}
+
+void DocsStore::add_expiring(const std::string& channel, int64_t expires_at_ms) {
+  std::lock_guard lock(mutex_);
+  auto& insert = db_->prepare("INSERT OR REPLACE INTO expiring (channel, expires_at) VALUES (?1, ?2)");
+  insert.bind(1, channel).bind(2, expires_at_ms);
+  insert.run();
+}
+
+std::vector<std::string> DocsStore::expired(int64_t now_ms) {
+  std::lock_guard lock(mutex_);
+  auto& select = db_->prepare("SELECT channel FROM expiring WHERE expires_at <= ?1 ORDER BY expires_at LIMIT 1000");
+  select.bind(1, now_ms);
+  std::vector<std::string> out;
+  while (select.step()) out.push_back(select.column_text(0));
+  select.reset();
+  return out;
+}
+
+void DocsStore::forget_expiring(const std::string& channel) {
+  std::lock_guard lock(mutex_);
+  auto& erase = db_->prepare("DELETE FROM expiring WHERE channel = ?1");
+  erase.bind(1, channel);
+  erase.run();
 }
 
 void DocsStore::remove_blob(const std::string& id) {

@@ -53,6 +53,11 @@ class DocsStore {
   void remove_blob(const std::string& id);
   int64_t used_bytes(const std::string& owner);
 
+  // Channels created with an expiry, so a sweep can remove them when nobody touches them.
+  void add_expiring(const std::string& channel, int64_t expires_at_ms);
+  std::vector<std::string> expired(int64_t now_ms);
+  void forget_expiring(const std::string& channel);
+
   static bool valid_blob_id(const std::string& id);
 
  private:

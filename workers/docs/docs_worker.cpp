@@ -126,6 +126,24 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });
+  // Expiring documents: recorded when created, removed by a sweep once due (or at once when
+  // someone touches one after its time).
+  netflux_->on_expiring = [this](const std::string& channel, int64_t at) { docs_store_->add_expiring(channel, at); };
+  const auto sweep_every = std::chrono::seconds(config.get_int("workers.docs.sweep_seconds", 60));
+  sweeper_ = std::thread([this, sweep_every] {
+    std::unique_lock lock(sweep_mutex_);
+    while (!sweep_stop_.wait_for(lock, sweep_every, [this] { return stopping_; })) {
+      try {
+        for (const auto& channel : docs_store_->expired(now_ms())) {
+          netflux_->delete_channel(channel, "EEXPIRED");
+          docs_store_->forget_expiring(channel);
+          spdlog::info("docs: channel {} expired and was removed", channel);
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("docs: expiry sweep: {}", e.what());
+      }
+    }
+  });
   const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
   follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), since, [this](const auth::MemberEvent& event) {
     if (auth::ends_sessions(event)) credentials_->forget(event.handle);
@@ -133,6 +151,12 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
 }
 
 DocsWorker::~DocsWorker() {
+  {
+    std::lock_guard lock(sweep_mutex_);
+    stopping_ = true;
+  }
+  sweep_stop_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
   follower_.reset();
   if (server_) server_->stop();
 }

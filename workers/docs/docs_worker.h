@@ -2,7 +2,10 @@
 // path (/cryptpad_websocket), channel logs under COOP_HOME/docs/.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 namespace coop {
 class WorkerRuntime;
@@ -37,6 +40,10 @@ class DocsWorker {
   std::unique_ptr<DocsStore> docs_store_;
   std::unique_ptr<auth::BasicAuthCache> credentials_;
   std::unique_ptr<auth::MemberEventFollower> follower_;
+  std::mutex sweep_mutex_;
+  std::condition_variable sweep_stop_;
+  bool stopping_ = false;
+  std::thread sweeper_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> server_;
 };

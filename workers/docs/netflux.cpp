@@ -142,7 +142,7 @@ void Netflux::commit_loop() {
   }
 }
 
-void Netflux::delete_channel(const std::string& channel) {
+void Netflux::delete_channel(const std::string& channel, const char* reason) {
   flush();
   std::vector<std::string> members;
   {
@@ -152,7 +152,7 @@ void Netflux::delete_channel(const std::string& channel) {
     if (auto it = channels_.find(channel); it != channels_.end()) members = it->second->members;
   }
   // chainpad-netflux stops the session on EDELETED.
-  const std::string payload = json{{"error", "EDELETED"}, {"channel", channel}}.dump();
+  const std::string payload = json{{"error", reason}, {"channel", channel}}.dump();
   for (const auto& member : members) send_to(member, json::array({0, hk_id_, "MSG", member, payload}));
 }
 
@@ -527,6 +527,7 @@ void Netflux::get_history(User& user, int64_t seq, const json& request) {
       fresh["channel"] = channel;
       fresh["created"] = now_ms();
       store_.set_metadata(channel, fresh);
+      if (fresh.contains("expire") && on_expiring) on_expiring(channel, fresh["expire"].get<int64_t>());
       to_user(fresh);
     }
   }

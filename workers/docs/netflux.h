@@ -47,8 +47,11 @@ class Netflux {
   // The connection is gone: LEAVE to the members of its channels.
   void disconnect(const std::string& user);
 
-  // An owner deleted the document: its log and metadata go, and its members hear EDELETED.
-  void delete_channel(const std::string& channel);
+  // An owner deleted the document (EDELETED) or it expired (EEXPIRED): its log and metadata
+  // go, and its members hear why.
+  void delete_channel(const std::string& channel, const char* reason = "EDELETED");
+  // Called when a channel is created with an expiry (milliseconds since the epoch).
+  std::function<void(const std::string& channel, int64_t expires_at_ms)> on_expiring;
   // Records the channel's owners in its metadata (creating the metadata when needed).
   void set_owners(const std::string& channel, const std::vector<std::string>& owners);
 
