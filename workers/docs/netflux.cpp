@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -106,13 +107,19 @@ void Netflux::commit_loop() {
         spdlog::error("docs: {}", e.what());
       }
     }
+    // The channels' syncs run side by side: the filesystem's journal can commit them together,
+    // where one after the other each would wait for its own commit.
+    std::vector<std::future<int>> syncs;
+    for (auto& point : points)
+      syncs.push_back(std::async(points.size() > 1 ? std::launch::async : std::launch::deferred,
+                                 [fd = point.fd] { return ::fdatasync(fd) == 0 ? 0 : errno; }));
     std::set<std::string> failed;
-    for (auto& point : points) {
-      if (::fdatasync(point.fd) != 0) {
-        spdlog::error("docs: cannot sync channel {}: {}", point.channel, std::strerror(errno));
-        failed.insert(point.channel);
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      if (const int error = syncs[i].get(); error != 0) {
+        spdlog::error("docs: cannot sync channel {}: {}", points[i].channel, std::strerror(error));
+        failed.insert(points[i].channel);
       }
-      ::close(point.fd);
+      ::close(points[i].fd);
     }
     {
       std::lock_guard lock(store_mutex_);
