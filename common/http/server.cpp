@@ -63,19 +63,29 @@ using PlainTcp = beast::basic_stream<Tcp, net::any_io_executor, beast::unlimited
 
 std::atomic<uint64_t> next_websocket_id{1};
 
-// The worker's handle on an upgraded connection; its calls go to the session's strand.
+// The worker's handle on an upgraded connection. Frames queue here from any thread; the
+// session's strand takes them in batches (one post per batch, not per frame).
 class WebSocketConnection final : public WebSocket {
  public:
+  using Frame = std::shared_ptr<const std::string>;
   WebSocketConnection(std::string remote, std::size_t max_queued) : remote_(std::move(remote)), max_queued_(max_queued) {}
-  bool send(std::string text) override {
+  bool send(std::string text) override { return send_shared(std::make_shared<const std::string>(std::move(text))); }
+  bool send_shared(Frame text) override {
     if (closed_) return false;
-    if (queued_.fetch_add(text.size()) + text.size() > max_queued_) {
+    if (queued_.fetch_add(text->size()) + text->size() > max_queued_) {
       // The peer stopped reading: drop it rather than buffer without bound. No closing
       // handshake: its frame would wait behind the writes the peer is not reading.
       if (!closed_.exchange(true)) abort_();
       return false;
     }
-    send_(std::move(text));
+    bool post = false;
+    {
+      std::lock_guard lock(mutex_);
+      pending_.push_back(std::move(text));
+      post = !flush_posted_;
+      flush_posted_ = true;
+    }
+    if (post) flush_();
     return true;
   }
   void close(uint16_t code, std::string reason) override {
@@ -84,10 +94,17 @@ class WebSocketConnection final : public WebSocket {
   const std::string& remote_address() const override { return remote_; }
   uint64_t id() const override { return id_; }
 
+  // On the strand: everything queued so far, in order.
+  void take(std::deque<Frame>& into) {
+    std::lock_guard lock(mutex_);
+    for (auto& frame : pending_) into.push_back(std::move(frame));
+    pending_.clear();
+    flush_posted_ = false;
+  }
   void written(std::size_t bytes) { queued_ -= bytes; }
   void mark_closed() { closed_ = true; }
 
-  std::function<void(std::string)> send_;
+  std::function<void()> flush_;  // posts a take() to the session's strand
   std::function<void(uint16_t, std::string)> close_;
   std::function<void()> abort_;
 
@@ -97,6 +114,9 @@ class WebSocketConnection final : public WebSocket {
   uint64_t id_ = next_websocket_id++;
   std::atomic<std::size_t> queued_{0};
   std::atomic<bool> closed_{false};
+  std::mutex mutex_;
+  std::deque<Frame> pending_;
+  bool flush_posted_ = false;
 };
 
 // A plain stream, or TLS on top of one (RFC 8446 through OpenSSL) for public listeners.
@@ -163,11 +183,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       if (ec) return self->finish();
       auto connection = std::make_shared<WebSocketConnection>(self->remote_, self->handlers_->max_queued_bytes);
       std::weak_ptr<Session> weak = self;
-      connection->send_ = [weak](std::string text) {
-        if (auto session = weak.lock())
-          net::post(session->lowest().get_executor(), [session, text = std::move(text)]() mutable {
-            session->enqueue(std::move(text));
-          });
+      connection->flush_ = [weak] {
+        if (auto session = weak.lock()) net::post(session->lowest().get_executor(), [session] { session->flush(); });
       };
       connection->close_ = [weak](uint16_t code, std::string reason) {
         if (auto session = weak.lock())
@@ -216,18 +233,19 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     });
   }
 
-  void enqueue(std::string text) {
-    if (gone_) return;
-    outbox_.push_back(std::move(text));
-    if (!writing_) ws_write();
+  void flush() {
+    if (gone_ || !connection_) return;
+    connection_->take(outbox_);
+    if (!writing_ && !outbox_.empty()) ws_write();
   }
 
   void ws_write() {
     writing_ = true;
-    ws_->async_write(net::buffer(outbox_.front()), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      self->connection_->written(self->outbox_.front().size());
+    ws_->async_write(net::buffer(*outbox_.front()), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      self->connection_->written(self->outbox_.front()->size());
       self->outbox_.pop_front();
       if (ec) return self->gone();
+      if (self->outbox_.empty()) self->connection_->take(self->outbox_);
       if (self->outbox_.empty()) {
         self->writing_ = false;
         return;
@@ -346,7 +364,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   const WebSocketHandlers* handlers_ = nullptr;
   std::shared_ptr<WebSocketConnection> connection_;
   beast::flat_buffer ws_buffer_;
-  std::deque<std::string> outbox_;
+  std::deque<std::shared_ptr<const std::string>> outbox_;
   bool writing_ = false;
   bool gone_ = false;
 };

@@ -16,6 +16,8 @@ class WebSocket {
   // connection is closed, or when the peer has stopped reading and its queue passed the
   // limit: the connection is then closed, so a slow reader cannot grow the server's memory.
   virtual bool send(std::string text) = 0;
+  // The same for a frame that goes to many connections: one copy shared by all.
+  virtual bool send_shared(std::shared_ptr<const std::string> text) = 0;
   // Starts the closing handshake (1000: normal, 1008: policy violation, 1009: too big).
   virtual void close(uint16_t code = 1000, std::string reason = {}) = 0;
   virtual const std::string& remote_address() const = 0;

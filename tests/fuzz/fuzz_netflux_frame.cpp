@@ -29,8 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   } scratch;
   coop::docs::ChannelStore store(scratch.path);
   coop::docs::Netflux netflux(store);
-  auto check = [](const std::string& frame) {
-    const auto parsed = nlohmann::json::parse(frame);  // throws (and the fuzzer reports) if not JSON
+  auto check = [](std::shared_ptr<const std::string> frame) {
+    const auto parsed = nlohmann::json::parse(*frame);  // throws (and the fuzzer reports) if not JSON
     if (!parsed.is_array() || parsed.empty()) __builtin_trap();
     return true;
   };

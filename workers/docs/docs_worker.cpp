@@ -43,9 +43,9 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   handlers.max_queued_bytes = static_cast<std::size_t>(config.get_int("workers.docs.max_queued_bytes", 32 << 20));
   handlers.on_open = [this](const std::shared_ptr<http::WebSocket>& socket) {
     std::weak_ptr<http::WebSocket> weak = socket;
-    const std::string user = netflux_->connect([weak](const std::string& frame) {
+    const std::string user = netflux_->connect([weak](std::shared_ptr<const std::string> frame) {
       auto s = weak.lock();
-      return s && s->send(frame);
+      return s && s->send_shared(std::move(frame));
     });
     std::lock_guard lock(connections_->mutex);
     connections_->users[socket->id()] = user;

@@ -200,15 +200,17 @@ std::string Netflux::connect(Send send) {
     users_[user->id] = user;
   }
   // netflux-websocket resolves connect() on IDENT, which must come first.
-  user->send(json::array({0, "", "IDENT", user->id}).dump());
+  user->send(std::make_shared<const std::string>(json::array({0, "", "IDENT", user->id}).dump()));
   return user->id;
 }
 
-void Netflux::reply(User& user, const json& frame) { user.send(frame.dump()); }
+void Netflux::reply(User& user, const json& frame) { user.send(std::make_shared<const std::string>(frame.dump())); }
 
-void Netflux::send_to(const std::string& id, const json& frame) { send_text(id, frame.dump()); }
+void Netflux::send_to(const std::string& id, const json& frame) {
+  send_text(id, std::make_shared<const std::string>(frame.dump()));
+}
 
-void Netflux::send_text(const std::string& id, const std::string& text) {
+void Netflux::send_text(const std::string& id, std::shared_ptr<const std::string> text) {
   std::shared_ptr<User> user;
   {
     std::lock_guard lock(mutex_);
@@ -216,7 +218,7 @@ void Netflux::send_text(const std::string& id, const std::string& text) {
     if (it == users_.end()) return;
     user = it->second;
   }
-  user->send(text);
+  user->send(std::move(text));
 }
 
 bool Netflux::frame(const std::string& id, const std::string& text) {
@@ -333,11 +335,11 @@ void Netflux::leave(User& user, int64_t seq, const json& frame) {
     std::lock_guard lock(mutex_);
     auto it = channels_.find(channel);
     if (it == channels_.end()) {
-      user.send(json::array({seq, "ERROR", "ENOENT", channel}).dump());
+      reply(user, json::array({seq, "ERROR", "ENOENT", channel}));
       return;
     }
     if (std::find(it->second->members.begin(), it->second->members.end(), user.id) == it->second->members.end()) {
-      user.send(json::array({seq, "ERROR", "NOT_IN_CHAN", channel}).dump());
+      reply(user, json::array({seq, "ERROR", "NOT_IN_CHAN", channel}));
       return;
     }
   }
@@ -428,11 +430,11 @@ void Netflux::channel_message(User& user, int64_t seq, const std::string& channe
     const auto& index = store_.index(channel);
     if (auto id = checkpoint_id(content); id && !id->empty() && *id == index.last_checkpoint_id) store = false;
   }
-  const std::string relayed = json::array({0, user.id, "MSG", channel, content, now_ms()}).dump();
+  auto relayed = std::make_shared<const std::string>(json::array({0, user.id, "MSG", channel, content, now_ms()}).dump());
   // Written now; relayed and ACKed by the commit thread once its group is on disk. Ephemeral
   // channels and repeated checkpoints go through the same queue, so the order stays the log's.
-  if (store) store_.append(channel, relayed, content);
-  pending_.push_back({channel, user.id, seq, relayed});
+  if (store) store_.append(channel, *relayed, content);
+  pending_.push_back({channel, user.id, seq, std::move(relayed)});
   pending_ready_.notify_one();
 }
 

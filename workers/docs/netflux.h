@@ -32,8 +32,9 @@ struct NetfluxLimits {
 
 class Netflux {
  public:
-  // send: queues a text frame to a user; false when that user is gone.
-  using Send = std::function<bool(const std::string& frame)>;
+  // send: queues a text frame to a user; false when that user is gone. A relayed frame is
+  // one shared string for all its receivers.
+  using Send = std::function<bool(std::shared_ptr<const std::string> frame)>;
 
   Netflux(ChannelStore& store, NetfluxLimits limits = {});
   // Flushes what is pending, then stops the commit thread.
@@ -83,7 +84,7 @@ class Netflux {
   void get_history(User& user, int64_t seq, const nlohmann::json& request);
   void remove_from(const std::string& user, const std::string& channel, bool tell_others);
   void send_to(const std::string& user, const nlohmann::json& frame);
-  void send_text(const std::string& user, const std::string& text);
+  void send_text(const std::string& user, std::shared_ptr<const std::string> text);
   void commit_loop();
 
   // A stored message waiting for its group's fdatasync before it is relayed and ACKed.
@@ -91,7 +92,7 @@ class Netflux {
     std::string channel;
     std::string sender;
     int64_t seq;
-    std::string relayed;  // the frame for the other members
+    std::shared_ptr<const std::string> relayed;  // the frame for the other members
   };
 
   ChannelStore& store_;

@@ -34,8 +34,8 @@ Peer& connect(Netflux& nf, std::map<std::string, Peer>& peers) {
   static int counter = 0;
   auto& peer = peers["p" + std::to_string(counter++)];
   *holder = &peer;
-  peer.id = nf.connect([holder](const std::string& frame) {
-    (*holder)->inbox.push_back(json::parse(frame));
+  peer.id = nf.connect([holder](std::shared_ptr<const std::string> frame) {
+    (*holder)->inbox.push_back(json::parse(*frame));
     return true;
   });
   return peer;
