@@ -169,16 +169,22 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     const auto keys = docs::new_pad_keys();
     const std::string link = docs::make_link(base, keys);
     auto o = open_document(link, true, created->expire_days * 86400.0);
+    if (owned) {
+      // Owned before anything is written (only a new document can be claimed). The title is
+      // sealed with a key made from the member's own secret: the server keeps ciphertext, and
+      // `coop docs list` with the same secret opens it.
+      const auto key = docs::title_key(created->member.handle, created->member.secret);
+      try {
+        member_call(base, created->member, "POST", "/docs/api/documents",
+                    json{{"channel", keys.channel}, {"title", docs::encrypt_title(created->title, key)}});
+      } catch (const Error&) {
+        std::cerr << "coop: the document exists but is not owned; its link: " << link << "\n";
+        throw;
+      }
+    }
     if (!created->from.empty()) {
       if (auto patch = docs::make_patch(o.state, docs::to_utf16(read_input(created->from))))
         o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
-    }
-    if (owned) {
-      // The title is sealed with a key made from the member's own secret: the server keeps
-      // ciphertext, and `coop docs list` with the same secret opens it.
-      const auto key = docs::title_key(created->member.handle, created->member.secret);
-      member_call(base, created->member, "POST", "/docs/api/documents",
-                  json{{"channel", keys.channel}, {"title", docs::encrypt_title(created->title, key)}});
     }
     if (created->json) return print_json(json{{"link", link}, {"channel", keys.channel}});
     std::cout << link << "\n";
@@ -281,19 +287,22 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   });
 
   struct DeleteOptions {
-    std::string link;
+    std::string link, url;
     Member member;
     bool json = false;
   };
   auto erase = std::make_shared<DeleteOptions>();
   cmd = group->add_subcommand("delete", "Delete a document you own: its history leaves the server's disk");
   cmd->add_option("link", erase->link, "The document's link")->required()->type_name("LINK");
+  cmd->add_option("--url", erase->url, "The document server (default: this shard's docs listener)")->type_name("URL");
   add_member_options(cmd, erase->member);
   cmd->add_flag("--json", erase->json, "Print the deleted document as JSON");
-  cmd->callback([erase] {
+  cmd->callback([&globals, erase] {
     erase->member.read_secret();
     const auto link = docs::parse_link(erase->link);
-    const auto deleted = member_call(link.base_url, erase->member, "DELETE", "/docs/api/documents/" + link.keys.channel);
+    // The password goes to this shard (or --url), never to whatever host a link names.
+    const std::string base = erase->url.empty() ? shard_docs_url(globals) : erase->url;
+    const auto deleted = member_call(base, erase->member, "DELETE", "/docs/api/documents/" + link.keys.channel);
     if (erase->json) return print_json(deleted);
     std::cout << "Deleted " << link.keys.channel << "\n";
   });

@@ -223,7 +223,7 @@ _coop() {
     'docs pull') words='--help --out' ;;
     'docs list') words='--help --url --as --password-stdin --json' ;;
     'docs share') words='--help --room --as --note --json' ;;
-    'docs delete') words='--help --as --password-stdin --json' ;;
+    'docs delete') words='--help --url --as --password-stdin --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

@@ -503,6 +503,7 @@ complete -c coop -n "test (__coop_path) = 'coop docs share'" -l as -r -d 'Post a
 complete -c coop -n "test (__coop_path) = 'coop docs share'" -l note -r -d 'A line to put before the link'
 complete -c coop -n "test (__coop_path) = 'coop docs share'" -l json -d 'Print the posted event as JSON'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l as -r -d 'Your member handle (documents you own)'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l password-stdin -d 'Read your password or app password (scope docs) from stdin'
 complete -c coop -n "test (__coop_path) = 'coop docs delete'" -l json -d 'Print the deleted document as JSON'

@@ -463,7 +463,7 @@ _coop() {
       ;;
     'docs delete')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--as:Your member handle (documents you own)' '--password-stdin:Read your password or app password (scope docs) from stdin' '--json:Print the deleted document as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--url:The document server (default\: this shard'\''s docs listener)' '--as:Your member handle (documents you own)' '--password-stdin:Read your password or app password (scope docs) from stdin' '--json:Print the deleted document as JSON' )
       ;;
   esac
   (( ${#commands} )) && _describe -t commands 'coop command' commands

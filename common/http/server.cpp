@@ -190,7 +190,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
         if (auto session = weak.lock())
           net::post(session->lowest().get_executor(), [session, code, reason = std::move(reason)] {
             if (!session->ws_ || session->gone_) return;
-            session->ws_->async_close(beast::websocket::close_reason(static_cast<beast::websocket::close_code>(code), reason), [session](beast::error_code) {
+            // RFC 6455 5.5: a control frame's payload is at most 125 bytes (2 for the code).
+            const std::string text = reason.substr(0, 123);
+            session->ws_->async_close(beast::websocket::close_reason(static_cast<beast::websocket::close_code>(code), text), [session](beast::error_code) {
               session->gone();
             });
           });

@@ -171,6 +171,14 @@ def test_owned_documents_and_encrypted_blobs():
         alice, bob = ("alice", STRONG), ("bob", STRONG)
         made = shard.json("docs", "new")
         channel, link = made["channel"], made["link"]
+        # Only a new, empty document can be owned: one with text cannot be taken over.
+        source = os.path.join(shard.dir, "text.txt")
+        with open(source, "w") as f:
+            f.write("someone else's text")
+        written = shard.json("docs", "new", "--from", source)
+        status, body = api(http, "POST", "/docs/api/documents", {"channel": written["channel"]}, auth=bob)
+        assert status == 409 and json.loads(body)["error"]["code"] == "not_new", body
+        assert api(http, "POST", "/docs/api/documents", {"channel": "ab" * 16}, auth=bob)[0] == 404
         # Owning a document: members only; the title is ciphertext the client made.
         assert api(http, "POST", "/docs/api/documents", {"channel": channel, "title": "opaque"})[0] == 401
         status, body = api(http, "POST", "/docs/api/documents", {"channel": channel, "title": "b3BhcXVl"}, auth=alice)
@@ -185,7 +193,8 @@ def test_owned_documents_and_encrypted_blobs():
         assert api(http, "DELETE", f"/docs/api/documents/{channel}", auth=alice)[0] == 200
         # The owner's delete removes the log and metadata from disk.
         assert not any(os.path.exists(p) for p in logs)
-        assert "no document" in shard.coop("docs", "pull", link, expect=1).stderr
+        # Deleted stays deleted: reading it says so, and it cannot be created again.
+        assert "EDELETED" in shard.coop("docs", "pull", link, expect=1).stderr
         # Blobs: chunked, offsets checked, readable by id once complete, quota, owner deletes.
         data = os.urandom(3 * 1024 * 1024 + 17)
         status, body = api(http, "POST", "/docs/api/blobs", {"size": len(data)}, auth=alice)
@@ -244,11 +253,14 @@ def test_expiring_documents_leave_the_disk():
         made = shard.json("docs", "new", "--expire-days", "0.00003")  # about 2.6 s
         kept = shard.json("docs", "new")
         channels = os.path.join(shard.home, "docs", "channels")
-        files = lambda channel: [f for _, _, fs in os.walk(channels) for f in fs if f.startswith(channel)]  # noqa: E731
+        # The log and its metadata; a deleted or expired channel keeps only a tombstone.
+        files = lambda channel: [f for _, _, fs in os.walk(channels) for f in fs  # noqa: E731
+                                 if f.startswith(channel) and not f.endswith(".deleted")]
         assert files(made["channel"]) and files(kept["channel"])
         wait_for(lambda: not files(made["channel"]), timeout=15, what="the expired document's removal")
         assert files(kept["channel"])
-        assert "no document" in shard.coop("docs", "pull", made["link"], expect=1).stderr
+        assert "EEXPIRED" in shard.coop("docs", "pull", made["link"], expect=1).stderr or \
+            "EDELETED" in shard.coop("docs", "pull", made["link"], expect=1).stderr
         shard.coop("down")
 
 

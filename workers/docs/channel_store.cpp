@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <fstream>
 
 #include "common/error.h"
@@ -17,9 +18,12 @@ namespace fs = std::filesystem;
 
 namespace coop::docs {
 
+std::atomic<uint64_t> next_generation{1};
+
 struct ChannelStore::Open {
   int fd = -1;
   bool indexed = false;
+  uint64_t generation = next_generation++;
   ChannelIndex index;
   ~Open() {
     if (fd >= 0) ::close(fd);
@@ -45,6 +49,16 @@ ChannelStore::~ChannelStore() = default;
 
 bool ChannelStore::valid_id(const std::string& channel) { return is_lower_hex(channel, 32); }
 
+bool ChannelStore::exists(const std::string& channel) const {
+  std::error_code ec;
+  return fs::exists(log_path(channel), ec) || fs::exists(meta_path(channel), ec);
+}
+
+bool ChannelStore::deleted(const std::string& channel) const {
+  std::error_code ec;
+  return fs::exists(dir_ / channel.substr(0, 2) / (channel + ".deleted"), ec);
+}
+
 fs::path ChannelStore::log_path(const std::string& channel) const {
   return dir_ / channel.substr(0, 2) / (channel + ".ndjson");
 }
@@ -64,6 +78,7 @@ std::optional<nlohmann::json> ChannelStore::metadata(const std::string& channel)
 }
 
 void ChannelStore::set_metadata(const std::string& channel, const nlohmann::json& metadata) {
+  if (deleted(channel)) throw Error("deleted", "channel " + channel + " was deleted", 410);
   fs::create_directories(meta_path(channel).parent_path());
   write_file_durably(meta_path(channel), metadata.dump(), 0600);
 }
@@ -73,11 +88,20 @@ ChannelStore::Open& ChannelStore::open(const std::string& channel) {
   if (!slot) slot = std::make_unique<Open>();
   Open& o = *slot;
   if (o.fd < 0) {
-    fs::create_directories(log_path(channel).parent_path());
+    if (deleted(channel)) throw Error("deleted", "channel " + channel + " was deleted", 410);
+    const auto shard = log_path(channel).parent_path();
+    std::error_code ec;
+    const bool new_shard = !fs::exists(shard, ec);
+    fs::create_directories(shard);
+    const bool new_file = !fs::exists(log_path(channel), ec);
     o.fd = ::open(log_path(channel).c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (o.fd < 0) throw Error("store_failed", "cannot open the log of channel " + channel, 500);
+    // A new log's name must survive a crash as surely as its lines.
+    if (new_shard) fsync_directory(dir_);
+    if (new_file) fsync_directory(shard);
   }
   if (!o.indexed) {
+    o.index = ChannelIndex{};
     // One pass over the file: line offsets, checkpoints, message hashes. A torn last line
     // (a crash mid-write, never acknowledged) is cut off.
     std::ifstream in(log_path(channel), std::ios::binary);
@@ -105,7 +129,9 @@ ChannelStore::Open& ChannelStore::open(const std::string& channel) {
     if (::ftruncate(o.fd, static_cast<off_t>(offset)) != 0)
       throw Error("store_failed", "cannot repair the log of channel " + channel, 500);
     o.index.bytes = offset;
-    o.index.durable = o.index.offsets.size();  // what survived a restart is on disk
+    // Lines a crashed process wrote may be in the page cache only: sync before serving them.
+    if (::fdatasync(o.fd) != 0) throw Error("store_failed", "cannot sync the log of channel " + channel, 500);
+    o.index.durable = o.index.offsets.size();
     o.indexed = true;
   }
   return o;
@@ -158,16 +184,21 @@ std::vector<ChannelStore::SyncPoint> ChannelStore::sync_points(const std::vector
     auto it = open_.find(channel);
     if (it == open_.end() || it->second->fd < 0) continue;
     const int fd = ::dup(it->second->fd);
-    if (fd < 0) throw Error("store_failed", "cannot sync channel " + channel, 500);
-    points.push_back({channel, fd, it->second->index.offsets.size()});
+    if (fd < 0) {
+      for (auto& p : points) ::close(p.fd);
+      throw Error("store_failed", "cannot sync channel " + channel + ": " + std::strerror(errno), 500);
+    }
+    points.push_back({channel, fd, it->second->index.offsets.size(), it->second->generation});
   }
   return points;
 }
 
 void ChannelStore::mark_durable(const SyncPoint& point) {
   auto it = open_.find(point.channel);
-  if (it == open_.end()) return;  // closed meanwhile: reopening indexes the file as durable
-  it->second->index.durable = std::max(it->second->index.durable, point.lines);
+  // Closed meanwhile (reopening syncs and indexes the file), or removed and recreated.
+  if (it == open_.end() || it->second->generation != point.generation) return;
+  auto& index = it->second->index;
+  index.durable = std::min(index.offsets.size(), std::max(index.durable, point.lines));
 }
 
 void ChannelStore::discard_undurable(const std::string& channel) {
@@ -175,15 +206,17 @@ void ChannelStore::discard_undurable(const std::string& channel) {
   if (it == open_.end()) return;
   Open& o = *it->second;
   const uint64_t keep = o.index.durable < o.index.offsets.size() ? o.index.offsets[o.index.durable] : o.index.bytes;
-  if (::ftruncate(o.fd, static_cast<off_t>(keep)) != 0) {
-    // The file is in an unknown state: forget everything and index it again when next used.
-  }
+  // Whatever happens to the truncation, the entry goes: the next use indexes the file anew.
+  (void)::ftruncate(o.fd, static_cast<off_t>(keep));
   open_.erase(it);
 }
 
 void ChannelStore::remove(const std::string& channel) {
   open_.erase(channel);
   std::error_code ec;
+  fs::create_directories(log_path(channel).parent_path(), ec);
+  // The tombstone first: a crash between the two leaves a deleted channel, never a revived one.
+  write_file_durably(dir_ / channel.substr(0, 2) / (channel + ".deleted"), "", 0600);
   fs::remove(log_path(channel), ec);
   fs::remove(meta_path(channel), ec);
   fsync_directory(log_path(channel).parent_path());

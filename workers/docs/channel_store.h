@@ -49,13 +49,21 @@ class ChannelStore {
     std::string channel;
     int fd = -1;  // owned by the caller: close it
     std::size_t lines = 0;
+    uint64_t generation = 0;  // which opening of the file: a removed and recreated log is another
   };
+  // Channels that have no open log get no point (the caller fails their messages). Throws
+  // coop::Error when a descriptor cannot be duplicated; none stays open then.
   std::vector<SyncPoint> sync_points(const std::vector<std::string>& channels);
   void mark_durable(const SyncPoint& point);
   // The sync failed: what was written after the durable lines is cut off again.
   void discard_undurable(const std::string& channel);
-  // The index, built from the file on first use.
+  // The index, built from the file on first use (which creates an empty log).
   const ChannelIndex& index(const std::string& channel);
+  // Whether the channel has a log or metadata on disk; a reader checks this first, so that
+  // asking for a channel that does not exist creates nothing.
+  bool exists(const std::string& channel) const;
+  // A deleted channel leaves a tombstone: it cannot be written or created again.
+  bool deleted(const std::string& channel) const;
   // Durable lines [from, end) of the log.
   std::vector<std::string> read_lines(const std::string& channel, std::size_t from);
   // Removes the log and its metadata (an owner deleting the channel).

@@ -43,9 +43,10 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
     const auto b = DocsStore::valid_blob_id(id) ? store.blob(id) : std::nullopt;
     if (!b || !b->complete) return http::Response::error("no_blob", "no such blob", 404);
     std::ifstream in(store.blob_path(id), std::ios::binary);
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    auto r = http::Response::bytes(200, bytes.str(), "application/octet-stream");
+    std::string bytes(static_cast<std::size_t>(b->size), '\0');
+    if (!in || !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size())))
+      throw Error("store_failed", "blob " + id + " cannot be read", 500);
+    auto r = http::Response::bytes(200, std::move(bytes), "application/octet-stream");
     r.headers.emplace_back("ETag", "\"" + id + "\"");
     r.headers.emplace_back("Cache-Control", "public, max-age=31536000, immutable");
     r.headers.emplace_back("Access-Control-Allow-Origin", "*");
@@ -67,8 +68,8 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
       if (!ChannelStore::valid_id(channel)) throw Error("bad_channel", "channel ids are 32 hex characters", 400);
       const std::string title = body.contains("title") && body["title"].is_string() ? body["title"].get<std::string>() : "";
       if (title.size() > 4096) throw Error("bad_title", "the encrypted title is too long", 400);
+      netflux.claim(channel, *who);
       const auto d = store.own(channel, *who, title);
-      netflux.set_owners(channel, {*who});
       return http::Response::json(document_json(d), 201);
     }
     return http::Response::error("method_not_allowed", "GET or POST", 405);
@@ -90,7 +91,10 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
     if (q.method != "POST") return http::Response::error("method_not_allowed", "GET or POST", 405);
     const json body = q.json();
     if (!body.contains("size") || !body["size"].is_number_integer()) throw Error("bad_blob", "give the blob's size", 400);
-    const auto b = store.start_blob(*who, body["size"].get<int64_t>(), options.quota_bytes);
+    const int64_t size = body["size"].get<int64_t>();
+    if (size > options.max_blob_bytes)
+      throw Error("too_large", "a blob is at most " + std::to_string(options.max_blob_bytes) + " bytes", 413);
+    const auto b = store.start_blob(*who, size, options.quota_bytes);
     auto r = http::Response::json(blob_json(b), 201);
     r.headers.emplace_back("Location", "/docs/api/blobs/" + b.id);
     return r;

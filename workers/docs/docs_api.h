@@ -15,7 +15,8 @@ class DocsStore;
 class Netflux;
 
 struct DocsApiOptions {
-  int64_t quota_bytes = 1LL << 30;  // per member, blobs
+  int64_t quota_bytes = 1LL << 30;     // per member, blobs
+  int64_t max_blob_bytes = 100 << 20;  // one blob (downloads are sent from memory)
 };
 
 using MemberCheck = std::function<std::optional<std::string>(const http::Request&)>;

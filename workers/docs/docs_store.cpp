@@ -117,7 +117,7 @@ Blob DocsStore::start_blob(const std::string& owner, int64_t size, int64_t quota
   if (size <= 0) throw Error("bad_blob", "a blob has at least one byte", 400);
   std::lock_guard lock(mutex_);
   const int64_t used = used_unlocked(owner);
-  if (used + size > quota_bytes)
+  if (size > quota_bytes - used)  // not used + size: that could overflow
     throw Error("quota_exceeded", "this upload would pass the quota of " + std::to_string(quota_bytes) + " bytes (" +
                                       std::to_string(used) + " used)", 413);
   unsigned char raw[24];

@@ -86,6 +86,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   credentials_ = std::make_unique<auth::BasicAuthCache>(runtime.home(), "docs");
   DocsApiOptions api;
   api.quota_bytes = config.get_int("workers.docs.quota_bytes", 1LL << 30);
+  api.max_blob_bytes = config.get_int("workers.docs.max_blob_bytes", 100 << 20);
   auto run = runtime.blocking_runner();
   router_->set_fallback([this, run, api](const http::Request& q, http::Reply reply) {
     if (q.path.rfind("/docs/api/", 0) != 0 && q.path.rfind("/docs/blob/", 0) != 0) return reply(editor_->handle(q));
@@ -126,6 +127,10 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });
+  const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
+  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), since, [this](const auth::MemberEvent& event) {
+    if (auth::ends_sessions(event)) credentials_->forget(event.handle);
+  });
   // Expiring documents: recorded when created, removed by a sweep once due (or at once when
   // someone touches one after its time).
   netflux_->on_expiring = [this](const std::string& channel, int64_t at) { docs_store_->add_expiring(channel, at); };
@@ -143,10 +148,6 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
         spdlog::warn("docs: expiry sweep: {}", e.what());
       }
     }
-  });
-  const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
-  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), since, [this](const auth::MemberEvent& event) {
-    if (auth::ends_sessions(event)) credentials_->forget(event.handle);
   });
 }
 

@@ -62,6 +62,30 @@ bool signature_valid(const std::string& content, const std::string& validate_key
                           signed_message->size(), reinterpret_cast<const unsigned char*>(key->data())) == 0;
 }
 
+// JSON nested deeper than this is refused before it is parsed: nlohmann copies and prints
+// nested values recursively, and a frame of brackets must not be able to exhaust the stack.
+constexpr int kMaxDepth = 32;
+
+bool too_deep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > kMaxDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 int64_t now_ms() {
@@ -91,11 +115,14 @@ void Netflux::commit_loop() {
   for (;;) {
     std::vector<Pending> batch;
     std::vector<ChannelStore::SyncPoint> points;
+    std::set<std::string> unsynced;
+    uint64_t batch_end = 0;
     {
       std::unique_lock lock(store_mutex_);
       pending_ready_.wait(lock, [this] { return stopping_ || !pending_.empty(); });
       if (pending_.empty() && stopping_) return;
       batch.swap(pending_);
+      batch_end = enqueued_;
       committing_ = true;
       std::vector<std::string> channels;
       for (const auto& p : batch)
@@ -106,27 +133,54 @@ void Netflux::commit_loop() {
       } catch (const Error& e) {
         spdlog::error("docs: {}", e.what());
       }
-    }
-    // The channels' syncs run side by side: the filesystem's journal can commit them together,
-    // where one after the other each would wait for its own commit.
-    std::vector<std::future<int>> syncs;
-    for (auto& point : points)
-      syncs.push_back(std::async(points.size() > 1 ? std::launch::async : std::launch::deferred,
-                                 [fd = point.fd] { return ::fdatasync(fd) == 0 ? 0 : errno; }));
-    std::set<std::string> failed;
-    for (std::size_t i = 0; i < points.size(); ++i) {
-      if (const int error = syncs[i].get(); error != 0) {
-        spdlog::error("docs: cannot sync channel {}: {}", points[i].channel, std::strerror(error));
-        failed.insert(points[i].channel);
+      // A stored channel without a sync point (removed, or no descriptor) is not durable.
+      for (const auto& channel : channels) {
+        const bool has_point = std::any_of(points.begin(), points.end(), [&](const auto& p) { return p.channel == channel; });
+        if (!has_point) unsynced.insert(channel);
       }
-      ::close(points[i].fd);
     }
+    // The channels' syncs run side by side (at most 8 at a time): the filesystem's journal
+    // can commit them together, where one after the other each would wait for its own commit.
+    std::set<std::string> failed = unsynced;
+    for (std::size_t start = 0; start < points.size(); start += 8) {
+      const std::size_t stop = std::min(points.size(), start + 8);
+      std::vector<std::future<int>> syncs;
+      for (std::size_t i = start; i < stop; ++i) {
+        const int fd = points[i].fd;
+        auto sync = [fd] { return ::fdatasync(fd) == 0 ? 0 : errno; };
+        try {
+          syncs.push_back(std::async(stop - start > 1 ? std::launch::async : std::launch::deferred, sync));
+        } catch (const std::system_error&) {
+          syncs.push_back(std::async(std::launch::deferred, sync));  // no thread to spare: here
+        }
+      }
+      for (std::size_t i = start; i < stop; ++i) {
+        if (const int error = syncs[i - start].get(); error != 0) {
+          spdlog::error("docs: cannot sync channel {}: {}", points[i].channel, std::strerror(error));
+          failed.insert(points[i].channel);
+        }
+        ::close(points[i].fd);
+      }
+    }
+    std::vector<Pending> refused;
     {
       std::lock_guard lock(store_mutex_);
       for (const auto& point : points)
         if (!failed.count(point.channel)) store_.mark_durable(point);
       for (const auto& channel : failed) store_.discard_undurable(channel);
+      // Lines written for the next batch of a failed channel were cut off with the rest.
+      if (!failed.empty()) {
+        auto keep = std::stable_partition(pending_.begin(), pending_.end(),
+                                          [&](const Pending& p) { return !failed.count(p.channel); });
+        std::move(keep, pending_.end(), std::back_inserter(refused));
+        pending_.erase(keep, pending_.end());
+      }
+      // Channels nobody is in any more can close their files now that nothing waits.
+      std::lock_guard members(mutex_);
+      for (const auto& point : points)
+        if (!channels_.count(point.channel)) store_.close(point.channel);
     }
+    for (const auto& p : refused) send_to(p.sender, json::array({p.seq, "ERROR", "EIO", "the message could not be stored"}));
     for (const auto& p : batch) {
       if (failed.count(p.channel)) {
         send_to(p.sender, json::array({p.seq, "ERROR", "EIO", "the message could not be stored"}));
@@ -146,6 +200,7 @@ void Netflux::commit_loop() {
     }
     std::lock_guard lock(store_mutex_);
     committing_ = false;
+    committed_ = batch_end;
   }
 }
 
@@ -155,26 +210,50 @@ void Netflux::delete_channel(const std::string& channel, const char* reason) {
   {
     std::lock_guard store_lock(store_mutex_);
     store_.remove(channel);
+    // The channel is gone for its members too: their next message gets enoent, and a rejoin
+    // finds the tombstone.
     std::lock_guard lock(mutex_);
-    if (auto it = channels_.find(channel); it != channels_.end()) members = it->second->members;
+    if (auto it = channels_.find(channel); it != channels_.end()) {
+      members = it->second->members;
+      channels_.erase(it);
+    }
+    for (const auto& member : members)
+      if (auto u = users_.find(member); u != users_.end()) u->second->channels.erase(channel);
   }
   // chainpad-netflux stops the session on EDELETED.
   const std::string payload = json{{"error", reason}, {"channel", channel}}.dump();
   for (const auto& member : members) send_to(member, json::array({0, hk_id_, "MSG", member, payload}));
 }
 
-void Netflux::set_owners(const std::string& channel, const std::vector<std::string>& owners) {
+void Netflux::claim(const std::string& channel, const std::string& owner) {
   std::lock_guard store_lock(store_mutex_);
-  json metadata = store_.metadata(channel).value_or(json{{"channel", channel}, {"created", now_ms()}});
-  metadata["owners"] = owners;
-  store_.set_metadata(channel, metadata);
+  auto metadata = store_.metadata(channel);
+  if (!metadata) throw Error("no_document", "create the document first (its first reader sends its keys)", 404);
+  const json owners = metadata->value("owners", json::array());
+  if (owners.is_array() && !owners.empty()) {
+    for (const auto& o : owners)
+      if (o == owner) return;  // already this member's
+    throw Error("owned", "that document has another owner", 409);
+  }
+  // Only a document nobody has written yet can be claimed: whoever holds an old link must not
+  // be able to take (and delete) someone else's document.
+  if (store_.exists(channel) && !store_.index(channel).offsets.empty())
+    throw Error("not_new", "only a new, empty document can be owned", 409);
+  (*metadata)["owners"] = json::array({owner});
+  store_.set_metadata(channel, *metadata);
 }
 
 void Netflux::flush() {
+  uint64_t target = 0;
+  {
+    std::lock_guard lock(store_mutex_);
+    target = enqueued_;
+  }
+  // Waits for what was queued before the call, not for the queue to run dry.
   for (;;) {
     {
       std::lock_guard lock(store_mutex_);
-      if (pending_.empty() && !committing_) return;
+      if (committed_ >= target) return;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
@@ -229,6 +308,7 @@ bool Netflux::frame(const std::string& id, const std::string& text) {
     if (it == users_.end()) return false;
     user = it->second;
   }
+  if (too_deep(text)) return false;
   json frame;
   try {
     frame = json::parse(text);
@@ -409,6 +489,10 @@ void Netflux::message(User& user, int64_t seq, const json& frame) {
 void Netflux::channel_message(User& user, int64_t seq, const std::string& channel, const std::string& content) {
   const bool ephemeral = channel.size() == 34;
   std::lock_guard store_lock(store_mutex_);
+  if (!ephemeral && store_.deleted(channel)) {
+    reply(user, json::array({seq, "ERROR", "EDELETED", channel}));
+    return;
+  }
   if (!ephemeral) {
     const auto metadata = store_.metadata(channel);
     if (metadata && metadata->contains("expire") && (*metadata)["expire"].is_number() &&
@@ -435,11 +519,16 @@ void Netflux::channel_message(User& user, int64_t seq, const std::string& channe
   // channels and repeated checkpoints go through the same queue, so the order stays the log's.
   if (store) store_.append(channel, *relayed, content);
   pending_.push_back({channel, user.id, seq, std::move(relayed)});
+  ++enqueued_;
   pending_ready_.notify_one();
 }
 
 void Netflux::history_command(User& user, int64_t seq, const std::string& payload) {
   json request;
+  if (too_deep(payload)) {
+    reply(user, json::array({seq, "ERROR", "EINVAL", hk_id_}));
+    return;
+  }
   try {
     request = json::parse(payload);
   } catch (const json::exception&) {
@@ -470,6 +559,10 @@ void Netflux::get_history(User& user, int64_t seq, const json& request) {
     return;
   }
   std::lock_guard store_lock(store_mutex_);
+  if (store_.deleted(channel)) {
+    to_user({{"error", "EDELETED"}, {"channel", channel}, {"txid", txid}});
+    return;
+  }
   auto metadata = store_.metadata(channel);
   if (metadata) {
     if (metadata->contains("expire") && (*metadata)["expire"].is_number() &&
@@ -481,28 +574,30 @@ void Netflux::get_history(User& user, int64_t seq, const json& request) {
     }
     to_user(*metadata);
   }
-  const auto& index = store_.index(channel);
+  // A channel nobody ever wrote is not created by reading it.
+  static const ChannelIndex kNothing;
+  const auto& index = store_.exists(channel) ? store_.index(channel) : kNothing;
   std::size_t start = 0;
   if (config.contains("lastKnownHash") && config["lastKnownHash"].is_string()) {
     auto it = index.hashes.find(config["lastKnownHash"].get<std::string>());
-    if (it == index.hashes.end()) {
+    if (it == index.hashes.end() || it->second >= index.durable) {
       to_user({{"error", "EUNKNOWN"}, {"channel", channel}, {"txid", txid}});
       return;
     }
     start = it->second;
   } else if (!(config.contains("lastKnownHash") && config["lastKnownHash"] == -1)) {
     // From the checkpoint before the last (or earlier ones in the last 100 lines), so clients
-    // that wrote checkpoints at nearly the same time still share a root.
+    // that wrote checkpoints at nearly the same time still share a root. Durable lines only.
+    std::vector<std::size_t> durable;
+    for (const auto line : index.checkpoints)
+      if (line < index.durable) durable.push_back(line);
     std::vector<std::size_t> kept;
-    const std::size_t lines = index.offsets.size();
-    for (std::size_t i = 0; i < index.checkpoints.size(); ++i) {
-      const std::size_t line = index.checkpoints[i];
-      if (i + 2 >= index.checkpoints.size() || line + 100 > lines) kept.push_back(line);
-    }
+    for (std::size_t i = 0; i < durable.size(); ++i)
+      if (i + 2 >= durable.size() || durable[i] + 100 > index.durable) kept.push_back(durable[i]);
     if (kept.size() >= 2) start = kept.front();
   }
   std::size_t sent = 0;
-  for (const auto& line : store_.read_lines(channel, start)) {
+  for (const auto& line : store_.exists(channel) ? store_.read_lines(channel, start) : std::vector<std::string>{}) {
     try {
       json message = json::parse(line);
       if (!txid.is_null()) message[0] = txid;
@@ -531,8 +626,11 @@ void Netflux::get_history(User& user, int64_t seq, const json& request) {
         fresh["validateKey"] = given["validateKey"];
       }
       if (given.contains("owners") && given["owners"].is_array()) fresh["owners"] = given["owners"];
-      if (given.contains("expire") && given["expire"].is_number())
-        fresh["expire"] = static_cast<int64_t>(given["expire"].get<double>() * 1000) + now_ms();
+      // expire: seconds from now, at most ten years; anything else is ignored.
+      if (given.contains("expire") && given["expire"].is_number()) {
+        const double seconds = given["expire"].get<double>();
+        if (seconds > 0 && seconds <= 10.0 * 365 * 86400) fresh["expire"] = static_cast<int64_t>(seconds * 1000) + now_ms();
+      }
       fresh["channel"] = channel;
       fresh["created"] = now_ms();
       store_.set_metadata(channel, fresh);

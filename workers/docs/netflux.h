@@ -53,8 +53,9 @@ class Netflux {
   void delete_channel(const std::string& channel, const char* reason = "EDELETED");
   // Called when a channel is created with an expiry (milliseconds since the epoch).
   std::function<void(const std::string& channel, int64_t expires_at_ms)> on_expiring;
-  // Records the channel's owners in its metadata (creating the metadata when needed).
-  void set_owners(const std::string& channel, const std::vector<std::string>& owners);
+  // Makes owner the channel's owner: only for a channel that exists (its metadata) and has no
+  // message and no owner yet. coop::Error no_document (404), owned or not_new (409).
+  void claim(const std::string& channel, const std::string& owner);
 
   // Waits until every message received so far is stored, relayed and acknowledged (tests).
   void flush();
@@ -110,6 +111,8 @@ class Netflux {
   std::condition_variable pending_ready_;
   bool stopping_ = false;
   bool committing_ = false;  // a batch is between its swap and its last ACK
+  uint64_t enqueued_ = 0;    // messages queued so far
+  uint64_t committed_ = 0;   // of those, how many are relayed and ACKed
   std::thread committer_;
 };
 

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 
+#include "common/error.h"
 #include "workers/docs/channel_store.h"
 #include "workers/docs/netflux.h"
 
@@ -231,4 +232,41 @@ TEST_CASE("channel logs: durable lines, a torn tail cut on reopen, checkpoint id
   CHECK(ChannelStore::valid_id(kChannel));
   CHECK_FALSE(ChannelStore::valid_id("../" + std::string(29, 'a')));
   CHECK_FALSE(ChannelStore::valid_id(std::string(32, 'A')));
+}
+
+TEST_CASE("review fixes: deep nesting, readers create nothing, claims, tombstones", "[docs][netflux]") {
+  coop::test::TempDir dir;
+  ChannelStore store(dir.path());
+  Netflux nf(store);
+  std::map<std::string, Peer> peers;
+  Peer& a = connect(nf, peers);
+  a.take();
+  // Brackets nested far enough would exhaust the stack when copied: refused unparsed.
+  std::string deep = "[1,\"MSG\",\"" + a.id + "\"," + std::string(200000, '[') + std::string(200000, ']') + "]";
+  CHECK_FALSE(nf.frame(a.id, deep));
+  Peer& b = connect(nf, peers);
+  b.take();
+  // Asking for the history of a channel that does not exist creates no file.
+  const std::string nowhere(32, 'c');
+  nf.frame(b.id, json::array({1, "MSG", nf.history_keeper(), json::array({"GET_HISTORY", nowhere, json::object()}).dump()}).dump());
+  CHECK_FALSE(store.exists(nowhere));
+  CHECK_THROWS_AS(nf.claim(nowhere, "alice"), coop::Error);
+  // A new channel (metadata, no message) can be claimed once; then it is the owner's.
+  nf.frame(b.id, json::array({2, "JOIN", kChannel}).dump());
+  nf.frame(b.id, json::array({3, "MSG", nf.history_keeper(),
+                              json::array({"GET_HISTORY", kChannel, {{"metadata", {{"expire", 1e300}}}}}).dump()})
+                     .dump());
+  CHECK_FALSE(store.metadata(kChannel)->contains("expire"));  // out of range: ignored
+  nf.claim(kChannel, "alice");
+  nf.claim(kChannel, "alice");
+  CHECK_THROWS_AS(nf.claim(kChannel, "bob"), coop::Error);
+  // Deleted: tombstoned, no new messages, no re-creation, history says EDELETED.
+  nf.delete_channel(kChannel);
+  CHECK(store.deleted(kChannel));
+  CHECK_THROWS_AS(store.set_metadata(kChannel, json::object()), coop::Error);
+  b.take();
+  nf.frame(b.id, json::array({4, "MSG", nf.history_keeper(), json::array({"GET_HISTORY", kChannel, {{"txid", 1}}}).dump()}).dump());
+  auto frames = b.take();
+  REQUIRE(frames.size() >= 2);
+  CHECK(json::parse(frames.back()[4].get<std::string>())["error"] == "EDELETED");
 }
