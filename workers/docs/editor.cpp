@@ -148,7 +148,7 @@ http::Response Editor::handle(const http::Request& request) const {
     auto r = http::Response::bytes(200, kPage, "text/html; charset=utf-8");
     // Scripts from this server only; the key in the fragment never leaves the page.
     r.headers.emplace_back("Content-Security-Policy",
-                           "default-src 'self'; connect-src 'self' ws: wss:; style-src 'unsafe-inline'; img-src data:");
+                           "default-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'");
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     r.headers.emplace_back("Referrer-Policy", "no-referrer");
     r.headers.emplace_back("Cache-Control", "no-cache");

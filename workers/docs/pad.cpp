@@ -65,35 +65,159 @@ struct Parsed {
   std::string parent;  // lastMsgHash
 };
 
-std::optional<Parsed> parse_message(const std::string& plaintext) {
-  try {
-    // Very old clients put a bencode length before the message ("123:[...").
-    std::size_t start = 0;
-    while (start < plaintext.size() && std::isdigit(static_cast<unsigned char>(plaintext[start]))) ++start;
-    const auto json = nlohmann::json::parse(start > 0 && start < plaintext.size() && plaintext[start] == ':'
-                                                ? plaintext.substr(start + 1)
-                                                : plaintext);
-    if (!json.is_array() || json.size() < 3 || !json[0].is_number_integer() || !json[1].is_array() ||
-        json[1].empty() || !json[2].is_string())
-      return std::nullopt;
-    Parsed p;
-    p.type = json[0].get<int>();
-    if (p.type != 2 && p.type != 4) return std::nullopt;
-    const auto& patch = json[1];
-    for (std::size_t i = 0; i + 1 < patch.size(); ++i) {
-      const auto& op = patch[i];
-      if (!op.is_array() || op.size() != 3 || !op[0].is_number_unsigned() || !op[1].is_number_unsigned() ||
-          !op[2].is_string())
-        return std::nullopt;
-      p.ops.push_back({op[0].get<std::size_t>(), op[1].get<std::size_t>(), to_utf16(op[2].get<std::string>())});
-    }
-    if (!patch.back().is_string()) return std::nullopt;
-    p.parent_doc_hash = patch.back().get<std::string>();
-    p.parent = json[2].get<std::string>();
-    return p;
-  } catch (const nlohmann::json::exception&) {
+// ChainPad messages are JSON arrays of integers and strings. Strings are read straight into
+// UTF-16, the way JavaScript holds them: a patch may split a surrogate pair (ChainPad counts
+// UTF-16 units), and JSON.stringify then writes the lone half as \udXXX, which a UTF-8 JSON
+// library refuses.
+struct Value {
+  enum class Kind { kArray, kString, kNumber } kind = Kind::kNumber;
+  std::vector<Value> items;
+  std::u16string text;
+  int64_t number = 0;
+};
+
+class MessageParser {
+ public:
+  explicit MessageParser(const std::string& text) : s_(text) {}
+  std::optional<Value> parse() {
+    auto v = value(0);
+    skip_space();
+    if (!v || i_ != s_.size()) return std::nullopt;
+    return v;
+  }
+
+ private:
+  void skip_space() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\r' || s_[i_] == '\t')) ++i_;
+  }
+  std::optional<Value> value(int depth) {
+    skip_space();
+    if (i_ >= s_.size() || depth > 8) return std::nullopt;
+    const char c = s_[i_];
+    if (c == '[') return array(depth);
+    if (c == '"') return string();
+    if (c == '-' || (c >= '0' && c <= '9')) return number();
     return std::nullopt;
   }
+  std::optional<Value> array(int depth) {
+    Value v;
+    v.kind = Value::Kind::kArray;
+    ++i_;
+    skip_space();
+    if (i_ < s_.size() && s_[i_] == ']') {
+      ++i_;
+      return v;
+    }
+    for (;;) {
+      auto item = value(depth + 1);
+      if (!item) return std::nullopt;
+      v.items.push_back(std::move(*item));
+      skip_space();
+      if (i_ >= s_.size()) return std::nullopt;
+      if (s_[i_] == ']') {
+        ++i_;
+        return v;
+      }
+      if (s_[i_] != ',') return std::nullopt;
+      ++i_;
+    }
+  }
+  std::optional<Value> number() {
+    Value v;
+    const std::size_t start = i_;
+    if (s_[i_] == '-') ++i_;
+    while (i_ < s_.size() && s_[i_] >= '0' && s_[i_] <= '9') ++i_;
+    if (i_ == start || i_ - start > 18) return std::nullopt;
+    v.number = std::stoll(s_.substr(start, i_ - start));
+    return v;
+  }
+  std::optional<Value> string() {
+    Value v;
+    v.kind = Value::Kind::kString;
+    ++i_;
+    std::string raw;  // UTF-8 between escapes
+    auto flush = [&] {
+      v.text += to_utf16(raw);
+      raw.clear();
+    };
+    while (i_ < s_.size()) {
+      const char c = s_[i_++];
+      if (c == '"') {
+        flush();
+        return v;
+      }
+      if (c != '\\') {
+        raw += c;
+        continue;
+      }
+      if (i_ >= s_.size()) return std::nullopt;
+      const char e = s_[i_++];
+      char16_t unit = 0;
+      switch (e) {
+        case '"': unit = u'"'; break;
+        case '\\': unit = u'\\'; break;
+        case '/': unit = u'/'; break;
+        case 'b': unit = u'\b'; break;
+        case 'f': unit = u'\f'; break;
+        case 'n': unit = u'\n'; break;
+        case 'r': unit = u'\r'; break;
+        case 't': unit = u'\t'; break;
+        case 'u': {
+          if (i_ + 4 > s_.size()) return std::nullopt;
+          unsigned value = 0;
+          for (int k = 0; k < 4; ++k) {
+            const char h = s_[i_++];
+            value <<= 4;
+            if (h >= '0' && h <= '9') value |= static_cast<unsigned>(h - '0');
+            else if (h >= 'a' && h <= 'f') value |= static_cast<unsigned>(h - 'a' + 10);
+            else if (h >= 'A' && h <= 'F') value |= static_cast<unsigned>(h - 'A' + 10);
+            else return std::nullopt;
+          }
+          unit = static_cast<char16_t>(value);
+          break;
+        }
+        default: return std::nullopt;
+      }
+      flush();
+      v.text += unit;
+    }
+    return std::nullopt;
+  }
+  const std::string& s_;
+  std::size_t i_ = 0;
+};
+
+std::optional<Parsed> parse_message(const std::string& plaintext) {
+  // Very old clients put a bencode length before the message ("123:[...").
+  std::size_t start = 0;
+  while (start < plaintext.size() && std::isdigit(static_cast<unsigned char>(plaintext[start]))) ++start;
+  const std::string body = start > 0 && start < plaintext.size() && plaintext[start] == ':' ? plaintext.substr(start + 1)
+                                                                                            : plaintext;
+  MessageParser parser(body);
+  const auto root = parser.parse();
+  using Kind = Value::Kind;
+  if (!root || root->kind != Kind::kArray || root->items.size() < 3) return std::nullopt;
+  const auto& items = root->items;
+  if (items[0].kind != Kind::kNumber || items[1].kind != Kind::kArray || items[1].items.empty() ||
+      items[2].kind != Kind::kString)
+    return std::nullopt;
+  Parsed p;
+  p.type = static_cast<int>(items[0].number);
+  if (p.type != 2 && p.type != 4) return std::nullopt;
+  const auto& patch = items[1].items;
+  for (std::size_t i = 0; i + 1 < patch.size(); ++i) {
+    const auto& op = patch[i];
+    if (op.kind != Kind::kArray || op.items.size() != 3 || op.items[0].kind != Kind::kNumber ||
+        op.items[1].kind != Kind::kNumber || op.items[2].kind != Kind::kString || op.items[0].number < 0 ||
+        op.items[1].number < 0)
+      return std::nullopt;
+    p.ops.push_back({static_cast<std::size_t>(op.items[0].number), static_cast<std::size_t>(op.items[1].number),
+                     op.items[2].text});
+  }
+  if (patch.back().kind != Kind::kString) return std::nullopt;
+  p.parent_doc_hash = to_utf8(patch.back().text);
+  p.parent = to_utf8(items[2].text);
+  return p;
 }
 
 // "base64(nonce)|base64(box)" opened with key; nullopt when anything does not fit.

@@ -104,3 +104,17 @@ TEST_CASE("replay follows the longest chain; patches are ChainPad's simplified f
   const auto after = make_patch(from_cp, u"whole text!");
   CHECK(replay({cp, *after}).doc == u"whole text!");
 }
+
+TEST_CASE("a patch that splits a surrogate pair replays (JSON.stringify writes the lone half)", "[docs][pad]") {
+  // "a😀" -> "a😁": the pairs share their first unit, so the simplified patch replaces the
+  // second alone, written as "\ude01" by JSON.stringify.
+  PadState start = replay({*make_patch(PadState{}, to_utf16("a\xf0\x9f\x98\x80"))});
+  REQUIRE(start.doc == to_utf16("a\xf0\x9f\x98\x80"));
+  const auto patch = make_patch(start, to_utf16("a\xf0\x9f\x98\x81"));
+  REQUIRE(patch);
+  CHECK(patch->find("\\ude01") != std::string::npos);
+  const auto first = make_patch(PadState{}, to_utf16("a\xf0\x9f\x98\x80"));
+  const auto state = replay({*first, *patch});
+  CHECK(to_utf8(state.doc) == "a\xf0\x9f\x98\x81");
+  CHECK(state.messages == 2);
+}
