@@ -68,19 +68,26 @@ fs::path ChannelStore::meta_path(const std::string& channel) const {
 }
 
 std::optional<nlohmann::json> ChannelStore::metadata(const std::string& channel) {
+  if (auto it = metadata_cache_.find(channel); it != metadata_cache_.end()) return it->second;
+  std::optional<nlohmann::json> loaded;
   std::ifstream in(meta_path(channel), std::ios::binary);
-  if (!in) return std::nullopt;
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception&) {
-    throw Error("damaged_channel", "the metadata of channel " + channel + " is damaged", 500);
+  if (in) {
+    try {
+      loaded = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception&) {
+      throw Error("damaged_channel", "the metadata of channel " + channel + " is damaged", 500);
+    }
   }
+  if (metadata_cache_.size() > 4096) metadata_cache_.clear();
+  metadata_cache_[channel] = loaded;
+  return loaded;
 }
 
 void ChannelStore::set_metadata(const std::string& channel, const nlohmann::json& metadata) {
   if (deleted(channel)) throw Error("deleted", "channel " + channel + " was deleted", 410);
   fs::create_directories(meta_path(channel).parent_path());
   write_file_durably(meta_path(channel), metadata.dump(), 0600);
+  metadata_cache_[channel] = metadata;
 }
 
 ChannelStore::Open& ChannelStore::open(const std::string& channel) {
@@ -213,6 +220,7 @@ void ChannelStore::discard_undurable(const std::string& channel) {
 
 void ChannelStore::remove(const std::string& channel) {
   open_.erase(channel);
+  metadata_cache_.erase(channel);
   std::error_code ec;
   fs::create_directories(log_path(channel).parent_path(), ec);
   // The tombstone first: a crash between the two leaves a deleted channel, never a revived one.

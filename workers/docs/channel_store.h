@@ -79,6 +79,8 @@ class ChannelStore {
 
   std::filesystem::path dir_;
   std::map<std::string, std::unique_ptr<Open>> open_;
+  // Metadata read once per channel (every message of a signed channel needs its key).
+  std::map<std::string, std::optional<nlohmann::json>> metadata_cache_;
 };
 
 // "cp|ID|..." -> ID (possibly empty); nullopt when content is not a checkpoint.
