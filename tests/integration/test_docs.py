@@ -95,19 +95,10 @@ def test_npm_clients_converge_and_the_server_sees_ciphertext_only():
         assert len(text) > 1000
         # No plaintext anywhere under COOP_HOME (logs included): not the greeting, not any
         # 24-character piece of the document.
-        needles = [b"Hello from Alice"] + [text[i:i + 24].encode() for i in range(0, len(text) - 24, 97)]
-        stored = 0
-        for root, _, files in os.walk(shard.home):
-            for name in files:
-                path = os.path.join(root, name)
-                if not os.path.isfile(path) or os.path.islink(path):
-                    continue
-                with open(path, "rb") as f:
-                    data = f.read()
-                for needle in needles:
-                    assert needle not in data, f"plaintext {needle!r} found in {path}"
-                if name.endswith(".ndjson"):
-                    stored += data.count(b"\n")
+        assert_no_plaintext(shard.home, [b"Hello from Alice"] +
+                            [text[i:i + 24].encode() for i in range(0, len(text) - 24, 97)])
+        stored = sum(open(os.path.join(root, name), "rb").read().count(b"\n")
+                     for root, _, files in os.walk(shard.home) for name in files if name.endswith(".ndjson"))
         # The log holds the edits (ChainPad batches edits made while one is in flight).
         assert stored > 50, stored
         shard.coop("down")
