@@ -45,16 +45,7 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   limits.max_connections = static_cast<std::size_t>(config.get_int("workers.dav.max_connections", 1024));
   limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.dav.max_connections_per_address", 64));
   limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.dav.idle_timeout_ms", 60000));
-  std::vector<ListenerConfig> bound;
-  for (const auto& listener : config.listeners("dav")) {
-    if (listener.name != "http") continue;
-    server_ = http::serve_listener(runtime.io(), listener, *router_, limits, runtime.home());
-    server_->start();
-    auto actual = listener;
-    actual.port = server_->port();
-    bound.push_back(actual);
-  }
-  runtime.set_listeners(bound);
+  server_ = http::serve_worker_listener(runtime, "dav", "http", *router_, limits);
 
   // The members directory follows the registry; credentials cached for a minute are
   // forgotten at once when a member is suspended or changes a password.

@@ -109,16 +109,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   server_limits.max_connections = static_cast<std::size_t>(config.get_int("workers.docs.max_connections", 4096));
   server_limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.docs.max_chunk_bytes", 8 << 20));
   server_limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.docs.max_connections_per_address", 256));
-  std::vector<ListenerConfig> bound;
-  for (const auto& listener : config.listeners("docs")) {
-    if (listener.name != "http") continue;
-    server_ = http::serve_listener(runtime.io(), listener, *router_, server_limits, runtime.home());
-    server_->start();
-    auto actual = listener;
-    actual.port = server_->port();
-    bound.push_back(actual);
-  }
-  runtime.set_listeners(bound);
+  server_ = http::serve_worker_listener(runtime, "docs", "http", *router_, server_limits);
   runtime.on_status([this](nlohmann::json& status) {
     status["users"] = netflux_->users();
     status["channels"] = netflux_->channels();

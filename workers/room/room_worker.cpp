@@ -57,17 +57,8 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   limits.max_connections = static_cast<std::size_t>(config.get_int("workers.room.max_connections", 4096));
   limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.room.max_connections_per_address", 256));
   limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.room.idle_timeout_ms", 180000));
-  std::vector<ListenerConfig> bound;
-  for (const auto& listener : config.listeners("room")) {
-    if (listener.name != "client") continue;
-    server_ = http::serve_listener(runtime.io(), listener, *router_, limits, runtime.home());
-    server_->start();
-    auto actual = listener;
-    actual.port = server_->port();
-    bound.push_back(actual);
-    spdlog::info("Matrix client-server API on {}", actual.url());
-  }
-  runtime.set_listeners(bound);
+  server_ = http::serve_worker_listener(runtime, "room", "client", *router_, limits);
+  if (server_) spdlog::info("Matrix client-server API on port {}", server_->port());
 
   const auto since = auth::member_feed_position(runtime.home());
   if (!since) spdlog::warn("coop-member did not answer; suspended members' sessions end only after a restart");

@@ -148,15 +148,7 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   limits.max_connections = static_cast<std::size_t>(config.get_int("workers.tiles.max_connections", 4096));
   limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.tiles.max_connections_per_address", 256));
   limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.tiles.idle_timeout_ms", 60000));
-  std::vector<ListenerConfig> bound;
-  for (const auto& listener : listeners) {
-    server_ = http::serve_listener(runtime.io(), listener, *router_, limits, home);
-    server_->start();
-    auto actual = listener;
-    actual.port = server_->port();
-    bound.push_back(actual);
-  }
-  runtime.set_listeners(bound);
+  server_ = http::serve_worker_listener(runtime, "tiles", "http", *router_, limits);
   runtime.on_status([this](json& status) { status["archives_open"] = service_->archives_open(); });
 
   const int64_t since = auth::member_feed_position(home).value_or(0);
