@@ -44,6 +44,14 @@ Peer& connect(Netflux& nf, std::map<std::string, Peer>& peers) {
 
 const std::string kChannel = std::string(32, 'a');
 
+// A relay over a fresh store, and the users connected to it.
+struct Relay {
+  coop::test::TempDir dir;
+  ChannelStore store{dir.path()};
+  Netflux nf{store};
+  std::map<std::string, Peer> peers;
+};
+
 std::string b64(const unsigned char* data, std::size_t size) {
   std::string out(sodium_base64_encoded_len(size, sodium_base64_VARIANT_ORIGINAL), '\0');
   sodium_bin2base64(out.data(), out.size(), data, size, sodium_base64_VARIANT_ORIGINAL);
@@ -53,11 +61,7 @@ std::string b64(const unsigned char* data, std::size_t size) {
 
 }  // namespace
 
-TEST_CASE("IDENT first; JOIN answers JACK, the history keeper, members, then the joiner", "[docs][netflux]") {
-  coop::test::TempDir dir;
-  ChannelStore store(dir.path());
-  Netflux nf(store);
-  std::map<std::string, Peer> peers;
+TEST_CASE_METHOD(Relay, "IDENT first; JOIN answers JACK, the history keeper, members, then the joiner", "[docs][netflux]") {
   Peer& a = connect(nf, peers);
   Peer& b = connect(nf, peers);
   REQUIRE(a.inbox.size() == 1);
@@ -105,11 +109,7 @@ TEST_CASE("IDENT first; JOIN answers JACK, the history keeper, members, then the
   CHECK(nf.users() == 1);
 }
 
-TEST_CASE("history: metadata on first GET_HISTORY, checkpoints, lastKnownHash, EUNKNOWN", "[docs][netflux]") {
-  coop::test::TempDir dir;
-  ChannelStore store(dir.path());
-  Netflux nf(store);
-  std::map<std::string, Peer> peers;
+TEST_CASE_METHOD(Relay, "history: metadata on first GET_HISTORY, checkpoints, lastKnownHash, EUNKNOWN", "[docs][netflux]") {
   Peer& a = connect(nf, peers);
   nf.frame(a.id, json::array({1, "JOIN", kChannel}).dump());
   const auto history = [&](const json& config) {
@@ -147,14 +147,10 @@ TEST_CASE("history: metadata on first GET_HISTORY, checkpoints, lastKnownHash, E
   CHECK(unknown.back()["error"] == "EUNKNOWN");
 }
 
-TEST_CASE("signed channels refuse messages without a valid signature", "[docs][netflux]") {
+TEST_CASE_METHOD(Relay, "signed channels refuse messages without a valid signature", "[docs][netflux]") {
   REQUIRE(sodium_init() >= 0);
   unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
   crypto_sign_keypair(pk, sk);
-  coop::test::TempDir dir;
-  ChannelStore store(dir.path());
-  Netflux nf(store);
-  std::map<std::string, Peer> peers;
   Peer& a = connect(nf, peers);
   nf.frame(a.id, json::array({1, "JOIN", kChannel}).dump());
   nf.frame(a.id, json::array({2, "MSG", nf.history_keeper(),
@@ -180,11 +176,7 @@ TEST_CASE("signed channels refuse messages without a valid signature", "[docs][n
   CHECK(store.index(kChannel).offsets.size() == 2);
 }
 
-TEST_CASE("malformed frames: errors where there is a seq, drop on non-JSON", "[docs][netflux]") {
-  coop::test::TempDir dir;
-  ChannelStore store(dir.path());
-  Netflux nf(store);
-  std::map<std::string, Peer> peers;
+TEST_CASE_METHOD(Relay, "malformed frames: errors where there is a seq, drop on non-JSON", "[docs][netflux]") {
   Peer& a = connect(nf, peers);
   a.take();
   CHECK(nf.frame(a.id, R"([1,"BOGUS"])"));
@@ -234,11 +226,7 @@ TEST_CASE("channel logs: durable lines, a torn tail cut on reopen, checkpoint id
   CHECK_FALSE(ChannelStore::valid_id(std::string(32, 'A')));
 }
 
-TEST_CASE("review fixes: deep nesting, readers create nothing, claims, tombstones", "[docs][netflux]") {
-  coop::test::TempDir dir;
-  ChannelStore store(dir.path());
-  Netflux nf(store);
-  std::map<std::string, Peer> peers;
+TEST_CASE_METHOD(Relay, "review fixes: deep nesting, readers create nothing, claims, tombstones", "[docs][netflux]") {
   Peer& a = connect(nf, peers);
   a.take();
   // Brackets nested far enough would exhaust the stack when copied: refused unparsed.
