@@ -176,7 +176,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     ws_ = std::make_unique<ws::stream<Stream>>(std::move(stream_));
     ws_->set_option(ws::stream_base::timeout::suggested(beast::role_type::server));
     ws_->set_option(ws::stream_base::decorator([](ws::response_type& r) { r.set(bhttp::field::server, "coop"); }));
-    ws_->read_message_max(handlers.max_message_bytes);
+    // The message limit is enforced in ws_read, not by Beast: Boost 1.74's teardown after a
+    // too-big frame stops draining after one read and closes with the rest of the frame unread,
+    // so the peer gets a reset instead of the 1009 close frame.
+    ws_->read_message_max(0);
     ws_->text(true);
     auto request = std::make_shared<bhttp::request<bhttp::string_body>>(std::move(message));
     ws_->async_accept(*request, [self = this->shared_from_this(), request](beast::error_code ec) {
@@ -223,9 +226,21 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     }
   }
 
+  // Reads a message piece by piece so that one over the limit is refused as soon as it
+  // passes it: RFC 6455 7.4.1, 1009 "message too big", with a closing handshake (Beast's close
+  // discards the rest of the peer's frames until its close frame), never a reset.
   void ws_read() {
-    ws_->async_read(ws_buffer_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+    const std::size_t limit = handlers_->max_message_bytes;
+    const std::size_t room = ws_buffer_.size() <= limit ? limit - ws_buffer_.size() + 1 : 1;
+    ws_->async_read_some(ws_buffer_, std::min<std::size_t>(room, 64 << 10), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
       if (ec) return self->gone();
+      if (self->ws_buffer_.size() > self->handlers_->max_message_bytes) {
+        self->ws_buffer_.clear();
+        self->ws_buffer_.shrink_to_fit();
+        self->connection_->close(1009, "message too big");
+        return;
+      }
+      if (!self->ws_->is_message_done()) return self->ws_read();
       std::string text = beast::buffers_to_string(self->ws_buffer_.data());
       self->ws_buffer_.consume(self->ws_buffer_.size());
       self->call([&] {
