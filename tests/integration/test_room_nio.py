@@ -290,10 +290,13 @@ def test_spaces_follow_the_registry_and_media_round_trips():
             shard.coop("member", "suspend", "bob")
             wait_for(lambda: http_json(f"{url}/_matrix/client/v3/account/whoami", token=bob.access_token)[0] == 401,
                      timeout=5, what="bob's session to end")
-            members = {m["user_id"]: m["membership"] for m in shard.json("room", "members", "Kitchen crew")}
-            assert members[f"@bob:{DOMAIN}"] == "leave"
-            members = {m["user_id"]: m["membership"] for m in shard.json("room", "members", cooperative["room_id"])}
-            assert members[f"@bob:{DOMAIN}"] == "leave" and members[f"@carol:{DOMAIN}"] == "join"
+            # The worker ends sessions first, then follows the registry into the Spaces.
+            membership = lambda room: {m["user_id"]: m["membership"] for m in shard.json("room", "members", room)}
+            wait_for(lambda: membership("Kitchen crew")[f"@bob:{DOMAIN}"] == "leave", timeout=15,
+                     what="bob to leave the group's Space")
+            wait_for(lambda: membership(cooperative["room_id"])[f"@bob:{DOMAIN}"] == "leave", timeout=15,
+                     what="bob to leave the cooperative's Space")
+            assert membership(cooperative["room_id"])[f"@carol:{DOMAIN}"] == "join"
         finally:
             await bob.close()
             await carol.close()
