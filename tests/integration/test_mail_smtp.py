@@ -218,10 +218,17 @@ def test_limits_have_the_right_reply_codes():
         bad = raw_session(port, b"FROB\r\nFROB\r\nFROB\r\nFROB\r\nNOOP\r\n")
         assert bad.count("500 5.5.2") == 4 and "421 4.7.0" in bad and "250" not in bad
 
-        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        # The sessions above may still be closing on the server's side: they count against the
+        # limit until they have, so take the three slots once they are free.
+        def hold_three():
+            sockets = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+            if all(s.recv(100).startswith(b"220") for s in sockets):
+                return sockets
+            for s in sockets:
+                s.close()
+            return None
+        held = wait_for(hold_three, timeout=10, what="three free connection slots")
         try:
-            for s in held:
-                assert s.recv(100).startswith(b"220")
             extra = socket.create_connection(("127.0.0.1", port))
             assert extra.recv(100).startswith(b"421 4.7.0")
             extra.close()
