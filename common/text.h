@@ -1,4 +1,4 @@
-// Small text helpers every layer needs: ASCII case folding and URL percent-encoding.
+// Small text helpers every layer needs: ASCII case folding, URL percent-encoding, UTF-8 checks.
 #pragma once
 
 #include <string>
@@ -41,5 +41,8 @@ inline bool is_lower_hex(std::string_view text, std::size_t length) {
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
 }
+
+// Valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
+bool is_valid_utf8(std::string_view text);
 
 }  // namespace coop

@@ -4,6 +4,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/text.h"
+
 namespace coop::member {
 
 // Handles are lowercase, 1-64 characters of a-z 0-9 . _ -, starting with a letter or digit,
@@ -25,7 +27,6 @@ void check_role(std::string_view role);
 // "active", "suspended", "removed"; throws coop::Error("invalid_status").
 void check_status(std::string_view status);
 
-// Valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
-bool is_valid_utf8(std::string_view text);
+using coop::is_valid_utf8;
 
 }  // namespace coop::member
