@@ -13,8 +13,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <boost/beast/websocket.hpp>
-#include <boost/beast/websocket/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -26,6 +26,7 @@
 
 #include "common/error.h"
 #include "common/http/router.h"
+#include "common/http/ws_frame.h"
 #include "common/text.h"
 
 namespace coop::http {
@@ -37,6 +38,15 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using local = net::local::stream_protocol;
 using Tcp = net::ip::tcp;
+
+// WebSocket connections: read size, keepalive, how long a close waits for the peer's, and
+// how much one write may carry.
+constexpr std::size_t kWebSocketReadBytes = 64 << 10;
+constexpr auto kWebSocketIdle = std::chrono::seconds(300);
+constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(5);
+constexpr std::size_t kWebSocketBatchFrames = 256;
+constexpr std::size_t kWebSocketBatchBytes = 1 << 20;
+constexpr std::size_t kWebSocketCopyBytes = 8 << 10;
 
 std::string peer_address(const local::socket&) { return "local"; }
 
@@ -165,54 +175,71 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     else
       return Stream(std::move(socket));
   }
-  auto& lowest() { return ws_ ? beast::get_lowest_layer(*ws_) : beast::get_lowest_layer(stream_); }
+  auto& lowest() { return beast::get_lowest_layer(stream_); }
 
-  // RFC 6455 4.2: the handshake answers the upgrade request; from then on the connection
-  // carries messages, read one at a time and written from a queue.
-  void upgrade(bhttp::request<bhttp::string_body> message, const WebSocketHandlers& handlers) {
-    namespace ws = beast::websocket;
+  // RFC 6455 4.2.1-4.2.2: the server's side of the opening handshake. From then on the
+  // connection carries frames (ws_frame.h), read as they come and written in batches.
+  void upgrade(bhttp::request<bhttp::string_body>& message, const WebSocketHandlers& handlers) {
+    const auto key = message[bhttp::field::sec_websocket_key];
+    if (!ws::valid_client_key(std::string_view(key.data(), key.size()))) {
+      respond(router_.error(400, "bad_request", "WebSocket handshake without a valid Sec-WebSocket-Key"), false);
+      return;
+    }
+    if (message[bhttp::field::sec_websocket_version] != "13") {
+      // 4.4: the versions this server speaks, with 426.
+      auto refusal = router_.error(426, "upgrade_required", "this server speaks WebSocket version 13");
+      refusal.headers.emplace_back("Sec-WebSocket-Version", "13");
+      respond(std::move(refusal), false);
+      return;
+    }
+    auto reply = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::switching_protocols, 11);
+    reply->set(bhttp::field::server, "coop");
+    reply->set(bhttp::field::upgrade, "websocket");
+    reply->set(bhttp::field::connection, "Upgrade");
+    reply->set(bhttp::field::sec_websocket_accept, ws::accept_key(std::string_view(key.data(), key.size())));
     handlers_ = &handlers;
-    lowest().expires_never();  // the WebSocket stream keeps its own timeouts and pings
-    ws_ = std::make_unique<ws::stream<Stream>>(std::move(stream_));
-    ws_->set_option(ws::stream_base::timeout::suggested(beast::role_type::server));
-    ws_->set_option(ws::stream_base::decorator([](ws::response_type& r) { r.set(bhttp::field::server, "coop"); }));
-    // The message limit is enforced in ws_read, not by Beast: Boost 1.74's teardown after a
-    // too-big frame stops draining after one read and closes with the rest of the frame unread,
-    // so the peer gets a reset instead of the 1009 close frame.
-    ws_->read_message_max(0);
-    ws_->text(true);
-    auto request = std::make_shared<bhttp::request<bhttp::string_body>>(std::move(message));
-    ws_->async_accept(*request, [self = this->shared_from_this(), request](beast::error_code ec) {
+    lowest().expires_never();  // the connection keeps its own idle check with pings
+    bhttp::async_write(stream_, *reply, [self = this->shared_from_this(), reply](beast::error_code ec, std::size_t) {
       if (ec) return self->finish();
-      auto connection = std::make_shared<WebSocketConnection>(self->remote_, self->handlers_->max_queued_bytes);
-      std::weak_ptr<Session> weak = self;
-      connection->flush_ = [weak] {
-        if (auto session = weak.lock()) net::post(session->lowest().get_executor(), [session] { session->flush(); });
-      };
-      connection->close_ = [weak](uint16_t code, std::string reason) {
-        if (auto session = weak.lock())
-          net::post(session->lowest().get_executor(), [session, code, reason = std::move(reason)] {
-            if (!session->ws_ || session->gone_) return;
-            // RFC 6455 5.5: a control frame's payload is at most 125 bytes (2 for the code).
-            const std::string text = reason.substr(0, 123);
-            session->ws_->async_close(beast::websocket::close_reason(static_cast<beast::websocket::close_code>(code), text), [session](beast::error_code) {
-              session->gone();
-            });
-          });
-      };
-      connection->abort_ = [weak] {
-        if (auto session = weak.lock())
-          net::post(session->lowest().get_executor(), [session] {
-            beast::error_code ignored;
-            session->lowest().socket().close(ignored);  // pending reads and writes fail: gone()
-          });
-      };
-      self->connection_ = connection;
-      self->call([&] {
-        if (self->handlers_->on_open) self->handlers_->on_open(connection);
-      });
-      self->ws_read();
+      self->opened();
     });
+  }
+
+  void opened() {
+    reader_.emplace(handlers_->max_message_bytes);
+    ws_in_.resize(kWebSocketReadBytes);
+    heartbeat_.emplace(lowest().get_executor());
+    auto connection = std::make_shared<WebSocketConnection>(remote_, handlers_->max_queued_bytes);
+    std::weak_ptr<Session> weak = this->shared_from_this();
+    connection->flush_ = [weak] {
+      if (auto session = weak.lock()) net::post(session->lowest().get_executor(), [session] { session->flush(); });
+    };
+    connection->close_ = [weak](uint16_t code, std::string reason) {
+      if (auto session = weak.lock())
+        net::post(session->lowest().get_executor(), [session, code, reason = std::move(reason)] {
+          if (!session->gone_ && !session->close_sent_) session->start_close(code, reason);
+        });
+    };
+    connection->abort_ = [weak] {
+      if (auto session = weak.lock())
+        net::post(session->lowest().get_executor(), [session] {
+          beast::error_code ignored;
+          session->lowest().socket().close(ignored);  // pending reads and writes fail: gone()
+        });
+    };
+    connection_ = connection;
+    call([&] {
+      if (handlers_->on_open) handlers_->on_open(connection_);
+    });
+    // Frames the client sent right behind its handshake came in with the request.
+    if (buffer_.size() > 0) {
+      const std::string early = beast::buffers_to_string(buffer_.data());
+      buffer_.consume(buffer_.size());
+      consume(early);
+    }
+    if (gone_) return;
+    beat();
+    ws_read();
   }
 
   // Handler exceptions never escape into Asio: the connection is closed with 1011.
@@ -222,51 +249,177 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       f();
     } catch (const std::exception& e) {
       spdlog::error("websocket handler: {}", e.what());
-      if (connection_) connection_->close(1011, "internal error");
+      if (connection_) connection_->close(ws::kInternalError, "internal error");
     }
   }
 
-  // Reads a message piece by piece so that one over the limit is refused as soon as it
-  // passes it: RFC 6455 7.4.1, 1009 "message too big", with a closing handshake (Beast's close
-  // discards the rest of the peer's frames until its close frame), never a reset.
+  // Reading goes on after a close frame is sent, until the peer's close or end of stream, so
+  // that the peer's last bytes are read rather than answered with a reset.
   void ws_read() {
-    const std::size_t limit = handlers_->max_message_bytes;
-    const std::size_t room = ws_buffer_.size() <= limit ? limit - ws_buffer_.size() + 1 : 1;
-    ws_->async_read_some(ws_buffer_, std::min<std::size_t>(room, 64 << 10), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+    stream_.async_read_some(net::buffer(ws_in_), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
       if (ec) return self->gone();
-      if (self->ws_buffer_.size() > self->handlers_->max_message_bytes) {
-        self->ws_buffer_.clear();
-        self->ws_buffer_.shrink_to_fit();
-        self->connection_->close(1009, "message too big");
-        return;
-      }
-      if (!self->ws_->is_message_done()) return self->ws_read();
-      std::string text = beast::buffers_to_string(self->ws_buffer_.data());
-      self->ws_buffer_.consume(self->ws_buffer_.size());
-      self->call([&] {
-        if (self->handlers_->on_message) self->handlers_->on_message(self->connection_, std::move(text));
-      });
+      self->heard_ = true;
+      self->consume(std::string_view(self->ws_in_.data(), n));
       if (!self->gone_) self->ws_read();
     });
   }
 
-  void flush() {
-    if (gone_ || !connection_) return;
-    connection_->take(outbox_);
-    if (!writing_ && !outbox_.empty()) ws_write();
+  void consume(std::string_view bytes) {
+    if (reader_->done()) return;
+    events_.clear();
+    reader_->feed(bytes, events_);
+    for (auto& event : events_) {
+      switch (event.kind) {
+        case ws::Event::Kind::text:
+        case ws::Event::Kind::binary:
+          // 5.5.1: after its close frame the server may discard what still arrives.
+          if (close_sent_) break;
+          call([&] {
+            if (handlers_->on_message) handlers_->on_message(connection_, std::move(event.payload));
+          });
+          if (gone_) return;
+          break;
+        case ws::Event::Kind::ping:
+          // 5.5.3: a pong with the ping's data, ahead of queued messages.
+          if (!close_sent_) queue_control(ws::Opcode::pong, event.payload);
+          break;
+        case ws::Event::Kind::pong:
+          break;
+        case ws::Event::Kind::close:
+          close_received_ = true;
+          connection_->mark_closed();
+          if (!close_sent_)
+            start_close(event.code == ws::kNoStatus ? 0 : event.code, "");  // 5.5.1: echo the code
+          else if (close_written_)
+            gone();
+          return;
+        case ws::Event::Kind::error:
+          // 7.1.7: fail the connection with a close frame saying why.
+          spdlog::debug("websocket {}: {} ({})", remote_, event.payload, event.code);
+          if (!close_sent_) start_close(event.code, event.payload);
+          return;
+      }
+    }
   }
 
+  // 7.1.2: the close frame goes after the messages queued before it; nothing after it.
+  void start_close(uint16_t code, const std::string& reason) {
+    close_sent_ = true;
+    connection_->mark_closed();
+    connection_->take(outbox_);
+    close_frame_ = frame(ws::Opcode::close, code == 0 ? std::string() : ws::close_payload(code, reason));
+    // A peer that never answers the close is let go after a while.
+    heartbeat_->expires_after(kWebSocketCloseTimeout);
+    heartbeat_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (!ec) self->gone();
+    });
+    if (!writing_) ws_write();
+  }
+
+  static std::string frame(ws::Opcode opcode, std::string_view payload) {
+    unsigned char header[10];
+    const std::size_t length = ws::encode_header(opcode, payload.size(), header);
+    std::string out(reinterpret_cast<const char*>(header), length);
+    out += payload;
+    return out;
+  }
+
+  void queue_control(ws::Opcode opcode, std::string_view payload) {
+    control_out_.push_back(frame(opcode, payload));
+    if (!writing_) ws_write();
+  }
+
+  // Keepalive (as Beast's suggested server settings did): a ping after half the idle time
+  // without a byte from the peer; the connection ends when the next half passes silent too.
+  void beat() {
+    heartbeat_->expires_after(kWebSocketIdle / 2);
+    heartbeat_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
+      if (ec || self->gone_ || self->close_sent_) return;
+      if (self->heard_) {
+        self->heard_ = false;
+        self->pinged_ = false;
+      } else if (self->pinged_) {
+        beast::error_code ignored;
+        self->lowest().socket().close(ignored);
+        return;
+      } else {
+        self->pinged_ = true;
+        self->queue_control(ws::Opcode::ping, "");
+      }
+      self->beat();
+    });
+  }
+
+  void flush() {
+    if (gone_ || !connection_ || close_sent_) return;
+    connection_->take(outbox_);
+    if (!writing_) ws_write();
+  }
+
+  // Everything queued leaves in as few writes as it can: control frames first, then up to
+  // kWebSocketBatchFrames messages; small ones are copied behind their headers into one buffer,
+  // large ones are sent from the shared copy every recipient holds.
   void ws_write() {
+    if (close_written_ || (outbox_.empty() && control_out_.empty() && close_frame_.empty())) {
+      writing_ = false;
+      return;
+    }
     writing_ = true;
-    ws_->async_write(net::buffer(*outbox_.front()), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      self->connection_->written(self->outbox_.front()->size());
-      self->outbox_.pop_front();
+    batch_.clear();
+    buffers_.clear();
+    in_flight_.clear();
+    batch_payload_bytes_ = 0;
+    std::size_t frames = std::min(outbox_.size(), kWebSocketBatchFrames);
+    std::size_t copied = 0, total = 0, taken = 0;
+    for (const auto& c : control_out_) copied += c.size();
+    for (; taken < frames && total < kWebSocketBatchBytes; ++taken) {
+      const std::size_t size = outbox_[taken]->size();
+      total += size;
+      copied += 10 + (size <= kWebSocketCopyBytes ? size : 0);
+    }
+    const bool with_close = taken == outbox_.size() && !close_frame_.empty();
+    if (with_close) copied += close_frame_.size();
+    batch_.reserve(copied);  // buffers_ point into batch_: it must not move
+    std::size_t segment_start = 0;
+    auto close_segment = [&] {
+      if (batch_.size() > segment_start) buffers_.emplace_back(batch_.data() + segment_start, batch_.size() - segment_start);
+      segment_start = batch_.size();
+    };
+    for (auto& c : control_out_) batch_ += c;
+    control_out_.clear();
+    for (std::size_t i = 0; i < taken; ++i) {
+      auto payload = std::move(outbox_.front());
+      outbox_.pop_front();
+      unsigned char header[10];
+      batch_.append(reinterpret_cast<const char*>(header), ws::encode_header(ws::Opcode::text, payload->size(), header));
+      batch_payload_bytes_ += payload->size();
+      if (payload->size() <= kWebSocketCopyBytes) {
+        batch_ += *payload;
+      } else {
+        close_segment();
+        buffers_.emplace_back(payload->data(), payload->size());
+        in_flight_.push_back(std::move(payload));
+      }
+    }
+    if (with_close) {
+      batch_ += close_frame_;
+      close_frame_.clear();
+    }
+    close_segment();
+    net::async_write(stream_, buffers_, [self = this->shared_from_this(), with_close](beast::error_code ec, std::size_t) {
+      self->connection_->written(self->batch_payload_bytes_);
+      self->in_flight_.clear();
       if (ec) return self->gone();
-      if (self->outbox_.empty()) self->connection_->take(self->outbox_);
-      if (self->outbox_.empty()) {
+      if (with_close) {
+        self->close_written_ = true;
         self->writing_ = false;
+        // 7.1.1: the server ends its side of the TCP connection once the close is out.
+        beast::error_code ignored;
+        self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
+        if (self->close_received_) self->gone();
         return;
       }
+      if (!self->close_sent_) self->connection_->take(self->outbox_);
       self->ws_write();
     });
   }
@@ -325,7 +478,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     }
     if (beast::websocket::is_upgrade(message)) {
       if (const auto* handlers = router_.websocket(request.path)) {
-        upgrade(std::move(message), *handlers);
+        upgrade(message, *handlers);
         return;
       }
     }
@@ -376,13 +529,23 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   const Router& router_;
   ServerLimits limits_;
   bool head_only_ = false;
-  // After an upgrade: the stream lives inside ws_.
-  std::unique_ptr<beast::websocket::stream<Stream>> ws_;
+  // After an upgrade.
   const WebSocketHandlers* handlers_ = nullptr;
   std::shared_ptr<WebSocketConnection> connection_;
-  beast::flat_buffer ws_buffer_;
+  std::optional<ws::FrameReader> reader_;
+  std::vector<ws::Event> events_;
+  std::vector<char> ws_in_;
+  std::optional<net::steady_timer> heartbeat_;  // keepalive, then the close deadline
+  bool heard_ = false, pinged_ = false;
   std::deque<std::shared_ptr<const std::string>> outbox_;
+  std::deque<std::string> control_out_;  // pings and pongs, whole frames
+  std::string close_frame_;
+  std::string batch_;
+  std::vector<net::const_buffer> buffers_;
+  std::vector<std::shared_ptr<const std::string>> in_flight_;
+  std::size_t batch_payload_bytes_ = 0;
   bool writing_ = false;
+  bool close_sent_ = false, close_written_ = false, close_received_ = false;
   bool gone_ = false;
 };
 
@@ -473,6 +636,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
 
 template <typename Protocol, bool Tls>
 void Session<Protocol, Tls>::finish() {
+  if (heartbeat_) heartbeat_->cancel();
   lowest().close();
   if (auto listener = listener_.lock()) listener->forget(this);
 }

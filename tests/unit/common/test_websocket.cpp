@@ -163,3 +163,116 @@ TEST_CASE("websocket: a handler that throws closes with 1011; plain HTTP still w
   // The upgrade path answers plain requests with the router (no route: 404).
   CHECK_THROWS(Client(fixture.port(), "/nowhere"));
 }
+
+TEST_CASE("websocket: fragments, pings and binary messages from a client", "[http][websocket]") {
+  Counters counters;
+  Fixture fixture(counters);
+  Client client(fixture.port());
+  std::vector<std::string> pongs;
+  client.stream.control_callback([&](ws::frame_type kind, beast::string_view payload) {
+    if (kind == ws::frame_type::pong) pongs.emplace_back(payload);
+  });
+  client.stream.write_some(false, net::buffer(std::string("frag")));
+  client.stream.ping("between");
+  client.stream.write_some(true, net::buffer(std::string("ments")));
+  CHECK(client.read() == "FRAGMENTS");  // the pong is read on the way
+  CHECK(pongs == std::vector<std::string>{"between"});
+  client.stream.binary(true);
+  client.stream.write(net::buffer(std::string("bin")));
+  CHECK(client.read() == "BIN");
+}
+
+TEST_CASE("websocket: the server echoes a client's close code, and refuses text that is not UTF-8", "[http][websocket]") {
+  Counters counters;
+  Fixture fixture(counters);
+  {
+    Client client(fixture.port());
+    client.stream.close(ws::close_reason(static_cast<ws::close_code>(4000), "done"));
+    CHECK(eventually([&] { return counters.closed == 1; }));
+  }
+  Client client(fixture.port());
+  client.stream.write(net::buffer(std::string("caf\xC3")));
+  beast::flat_buffer buffer;
+  beast::error_code ec;
+  client.stream.read(buffer, ec);
+  CHECK(ec);
+  CHECK(eventually([&] { return counters.closed == 2; }));
+}
+
+TEST_CASE("websocket: many messages sent at once arrive whole and in order", "[http][websocket]") {
+  Counters counters;
+  Fixture fixture(counters);
+  Client client(fixture.port());
+  CHECK(eventually([&] { return counters.opened == 1; }));
+  std::shared_ptr<WebSocket> server_side;
+  {
+    std::lock_guard lock(counters.mutex);
+    server_side = counters.last;
+  }
+  // Small frames go out copied into batches, large ones from the shared copy; mixed here.
+  const auto big = std::make_shared<const std::string>(std::string(60000, 'B'));
+  for (int i = 0; i < 2000; ++i) {
+    if (i % 200 == 50)
+      REQUIRE(server_side->send_shared(big));
+    else
+      REQUIRE(server_side->send("message " + std::to_string(i)));
+  }
+  for (int i = 0; i < 2000; ++i) {
+    const auto text = client.read();
+    if (i % 200 == 50)
+      REQUIRE(text == *big);
+    else
+      REQUIRE(text == "message " + std::to_string(i));
+  }
+}
+
+TEST_CASE("websocket: an unmasked client frame gets a 1002 close", "[http][websocket]") {
+  Counters counters;
+  Fixture fixture(counters);
+  net::io_context io;
+  net::ip::tcp::socket socket(io);
+  socket.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), fixture.port()));
+  const std::string handshake =
+      "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  // The frame rides right behind the handshake, in the same segment.
+  net::write(socket, net::buffer(handshake + std::string("\x81\x05Hello", 7)));
+  std::string received;
+  beast::error_code ec;
+  char chunk[4096];
+  for (;;) {
+    const auto n = socket.read_some(net::buffer(chunk), ec);
+    if (ec) break;
+    received.append(chunk, n);
+  }
+  CHECK(ec == net::error::eof);  // the server ended the connection cleanly
+  CHECK(received.find("HTTP/1.1 101") == 0);
+  CHECK(received.find("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") != std::string::npos);
+  const auto body = received.substr(received.find("\r\n\r\n") + 4);
+  REQUIRE(body.size() >= 4);
+  CHECK(body.substr(0, 4) == std::string("\x88", 1) + static_cast<char>(body.size() - 2) + "\x03\xEA");
+}
+
+TEST_CASE("websocket: a handshake without a key or with another version is refused", "[http][websocket]") {
+  Counters counters;
+  Fixture fixture(counters);
+  auto answer = [&](const std::string& extra) {
+    net::io_context io;
+    net::ip::tcp::socket socket(io);
+    socket.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), fixture.port()));
+    net::write(socket, net::buffer("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" + extra + "\r\n"));
+    std::string received;
+    beast::error_code ec;
+    char chunk[4096];
+    while (!ec) {
+      const auto n = socket.read_some(net::buffer(chunk), ec);
+      received.append(chunk, n);
+    }
+    return received;
+  };
+  CHECK(answer("Sec-WebSocket-Version: 13\r\n").find("HTTP/1.1 400") == 0);
+  const auto old = answer("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n");
+  CHECK(old.find("HTTP/1.1 426") == 0);
+  CHECK(old.find("Sec-WebSocket-Version: 13") != std::string::npos);
+  CHECK(counters.opened == 0);
+}
