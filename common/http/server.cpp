@@ -41,12 +41,13 @@ using Tcp = net::ip::tcp;
 
 // WebSocket connections: read size, keepalive, how long a close waits for the peer's, and
 // how much one write may carry.
-constexpr std::size_t kWebSocketReadBytes = 64 << 10;
+constexpr std::size_t kWebSocketReadBytes = 16 << 10;
 constexpr auto kWebSocketIdle = std::chrono::seconds(300);
 constexpr auto kWebSocketCloseTimeout = std::chrono::seconds(5);
 constexpr std::size_t kWebSocketBatchFrames = 256;
 constexpr std::size_t kWebSocketBatchBytes = 1 << 20;
 constexpr std::size_t kWebSocketCopyBytes = 8 << 10;
+constexpr std::size_t kWebSocketKeptBatchBytes = 64 << 10;
 
 std::string peer_address(const local::socket&) { return "local"; }
 
@@ -409,6 +410,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     net::async_write(stream_, buffers_, [self = this->shared_from_this(), with_close](beast::error_code ec, std::size_t) {
       self->connection_->written(self->batch_payload_bytes_);
       self->in_flight_.clear();
+      // A burst's buffer is not kept by a connection that goes quiet after it.
+      if (self->batch_.capacity() > kWebSocketKeptBatchBytes) std::string().swap(self->batch_);
       if (ec) return self->gone();
       if (with_close) {
         self->close_written_ = true;

@@ -67,13 +67,13 @@ fs::path ChannelStore::meta_path(const std::string& channel) const {
   return dir_ / channel.substr(0, 2) / (channel + ".metadata.json");
 }
 
-std::optional<nlohmann::json> ChannelStore::metadata(const std::string& channel) {
+std::shared_ptr<const nlohmann::json> ChannelStore::metadata(const std::string& channel) {
   if (auto it = metadata_cache_.find(channel); it != metadata_cache_.end()) return it->second;
-  std::optional<nlohmann::json> loaded;
+  std::shared_ptr<const nlohmann::json> loaded;
   std::ifstream in(meta_path(channel), std::ios::binary);
   if (in) {
     try {
-      loaded = nlohmann::json::parse(in);
+      loaded = std::make_shared<const nlohmann::json>(nlohmann::json::parse(in));
     } catch (const nlohmann::json::exception&) {
       throw Error("damaged_channel", "the metadata of channel " + channel + " is damaged", 500);
     }
@@ -87,7 +87,7 @@ void ChannelStore::set_metadata(const std::string& channel, const nlohmann::json
   if (deleted(channel)) throw Error("deleted", "channel " + channel + " was deleted", 410);
   fs::create_directories(meta_path(channel).parent_path());
   write_file_durably(meta_path(channel), metadata.dump(), 0600);
-  metadata_cache_[channel] = metadata;
+  metadata_cache_[channel] = std::make_shared<const nlohmann::json>(metadata);
 }
 
 ChannelStore::Open& ChannelStore::open(const std::string& channel) {

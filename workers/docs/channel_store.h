@@ -35,7 +35,9 @@ class ChannelStore {
   // Channel ids are 32 lowercase hex characters (ephemeral ones, 34, are never stored).
   static bool valid_id(const std::string& channel);
 
-  std::optional<nlohmann::json> metadata(const std::string& channel);
+  // The channel's metadata, or null when it has none; shared with the cache, so a lookup per
+  // message copies nothing.
+  std::shared_ptr<const nlohmann::json> metadata(const std::string& channel);
   // Writes the metadata durably (temp file, fsync, rename, directory fsync).
   void set_metadata(const std::string& channel, const nlohmann::json& metadata);
 
@@ -80,7 +82,7 @@ class ChannelStore {
   std::filesystem::path dir_;
   std::map<std::string, std::unique_ptr<Open>> open_;
   // Metadata read once per channel (every message of a signed channel needs its key).
-  std::map<std::string, std::optional<nlohmann::json>> metadata_cache_;
+  std::map<std::string, std::shared_ptr<const nlohmann::json>> metadata_cache_;
 };
 
 // "cp|ID|..." -> ID (possibly empty); nullopt when content is not a checkpoint.

@@ -181,22 +181,29 @@ void Netflux::commit_loop() {
         if (!channels_.count(point.channel)) store_.close(point.channel);
     }
     for (const auto& p : refused) send_to(p.sender, json::array({p.seq, "ERROR", "EIO", "the message could not be stored"}));
+    // Each channel's members are looked up once for the whole batch, under one lock.
+    std::map<std::string, std::vector<std::shared_ptr<User>>> audience;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& p : batch) {
+        auto [slot, added] = audience.try_emplace(p.channel);
+        if (!added) continue;
+        if (auto it = channels_.find(p.channel); it != channels_.end())
+          for (const auto& member : it->second->members)
+            if (auto user = users_.find(member); user != users_.end()) slot->second.push_back(user->second);
+      }
+    }
     for (const auto& p : batch) {
       if (failed.count(p.channel)) {
         send_to(p.sender, json::array({p.seq, "ERROR", "EIO", "the message could not be stored"}));
         continue;
       }
-      std::vector<std::string> members;
-      {
-        std::lock_guard lock(mutex_);
-        if (auto it = channels_.find(p.channel); it != channels_.end()) members = it->second->members;
-      }
-      for (const auto& member : members)
-        if (member != p.sender) {
-          send_text(member, p.relayed);
+      for (const auto& user : audience[p.channel])
+        if (user->id != p.sender) {
+          user->send(p.relayed);
           ++relayed_;
         }
-      send_to(p.sender, json::array({p.seq, "ACK"}));
+      send_text(p.sender, std::make_shared<const std::string>("[" + std::to_string(p.seq) + ",\"ACK\"]"));
     }
     std::lock_guard lock(store_mutex_);
     committing_ = false;
@@ -239,8 +246,9 @@ void Netflux::claim(const std::string& channel, const std::string& owner) {
   // be able to take (and delete) someone else's document.
   if (store_.exists(channel) && !store_.index(channel).offsets.empty())
     throw Error("not_new", "only a new, empty document can be owned", 409);
-  (*metadata)["owners"] = json::array({owner});
-  store_.set_metadata(channel, *metadata);
+  json updated = *metadata;
+  updated["owners"] = json::array({owner});
+  store_.set_metadata(channel, updated);
 }
 
 void Netflux::flush() {
