@@ -210,7 +210,9 @@ int WorkerRuntime::run() {
   spdlog::info("coop-{} {} ready on {}", impl_->options.name, kVersion,
                impl_->home.socket(impl_->options.name).string());
 
-  unsigned threads = impl_->options.threads ? impl_->options.threads : std::thread::hardware_concurrency();
+  // [runtime] io_threads: for a worker pinned to fewer cores than the machine has.
+  unsigned threads = static_cast<unsigned>(std::max<int64_t>(0, impl_->config.get_int("runtime.io_threads", 0)));
+  if (threads == 0) threads = impl_->options.threads ? impl_->options.threads : std::thread::hardware_concurrency();
   if (threads == 0) threads = 1;
   std::vector<std::thread> pool;
   for (unsigned i = 1; i < threads; ++i) pool.emplace_back([this] { impl_->io.run(); });

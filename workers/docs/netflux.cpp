@@ -9,7 +9,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <future>
 #include <cerrno>
 #include <cstring>
 #include <unistd.h>
@@ -139,28 +138,17 @@ void Netflux::commit_loop() {
         if (!has_point) unsynced.insert(channel);
       }
     }
-    // The channels' syncs run side by side (at most 8 at a time): the filesystem's journal
-    // can commit them together, where one after the other each would wait for its own commit.
+    // The channels' syncs run side by side (at most 8 at a time).
     std::set<std::string> failed = unsynced;
-    for (std::size_t start = 0; start < points.size(); start += 8) {
-      const std::size_t stop = std::min(points.size(), start + 8);
-      std::vector<std::future<int>> syncs;
-      for (std::size_t i = start; i < stop; ++i) {
-        const int fd = points[i].fd;
-        auto sync = [fd] { return ::fdatasync(fd) == 0 ? 0 : errno; };
-        try {
-          syncs.push_back(std::async(stop - start > 1 ? std::launch::async : std::launch::deferred, sync));
-        } catch (const std::system_error&) {
-          syncs.push_back(std::async(std::launch::deferred, sync));  // no thread to spare: here
-        }
+    std::vector<int> fds;
+    for (const auto& point : points) fds.push_back(point.fd);
+    const auto errors = syncs_.sync_all(fds);
+    for (std::size_t i = 0; i < points.size(); ++i) {
+      if (errors[i] != 0) {
+        spdlog::error("docs: cannot sync channel {}: {}", points[i].channel, std::strerror(errors[i]));
+        failed.insert(points[i].channel);
       }
-      for (std::size_t i = start; i < stop; ++i) {
-        if (const int error = syncs[i - start].get(); error != 0) {
-          spdlog::error("docs: cannot sync channel {}: {}", points[i].channel, std::strerror(error));
-          failed.insert(points[i].channel);
-        }
-        ::close(points[i].fd);
-      }
+      ::close(points[i].fd);
     }
     std::vector<Pending> refused;
     {

@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "workers/docs/sync_pool.h"
+
 namespace coop::docs {
 
 class ChannelStore;
@@ -113,6 +115,7 @@ class Netflux {
   bool committing_ = false;  // a batch is between its swap and its last ACK
   uint64_t enqueued_ = 0;    // messages queued so far
   uint64_t committed_ = 0;   // of those, how many are relayed and ACKed
+  SyncPool syncs_{7};
   std::thread committer_;
 };
 
