@@ -140,11 +140,13 @@ def test_two_chromium_pages_edit_one_document_in_the_editor():
         shard.coop("down")
 
 
-def api(url, method, path, body=None, auth=None, raw=False):
+def api(url, method, path, body=None, auth=None, raw=False, token=None):
     data = body if raw else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url + path, method=method, data=data)
     if auth:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.read()
@@ -233,6 +235,69 @@ def test_owned_documents_and_encrypted_blobs():
         shard.coop("down")
 
 
+def test_sessions_from_credentials_end_with_sign_out_and_suspension():
+    with Shard(BIN) as shard:
+        shard.init()
+        shard.coop("up")
+        shard.coop("member", "add", "alice", "--password-stdin", input=STRONG)
+        http = docs_url(shard).replace("ws://", "http://").replace("/cryptpad_websocket", "")
+        assert api(http, "POST", "/docs/api/session", {}, auth=("alice", "wrong"))[0] == 401
+        status, body = api(http, "POST", "/docs/api/session", {}, auth=("alice", STRONG))
+        assert status == 201, body
+        session = json.loads(body)
+        token = session["token"]
+        assert session["handle"] == "alice" and len(token) == 64 and session["expires_at"] > 0
+        # The token stands for the credentials: who am I, blobs, documents.
+        assert json.loads(api(http, "GET", "/docs/api/session", token=token)[1])["handle"] == "alice"
+        assert api(http, "POST", "/docs/api/blobs", {"size": 10}, token=token)[0] == 201
+        assert api(http, "GET", "/docs/api/documents", token=token)[0] == 200
+        # A session does not mint sessions; a made-up token is nobody.
+        assert api(http, "POST", "/docs/api/session", {}, token=token)[0] == 400
+        assert api(http, "GET", "/docs/api/session", token="ab" * 32)[0] == 401
+        # Only a hash of the token is stored.
+        assert_no_plaintext(shard.home, [token.encode()])
+        # Signing out ends it.
+        assert api(http, "DELETE", "/docs/api/session", token=token)[0] == 200
+        assert api(http, "GET", "/docs/api/session", token=token)[0] == 401
+        # Suspension in the registry ends every session of the member.
+        token = json.loads(api(http, "POST", "/docs/api/session", {}, auth=("alice", STRONG))[1])["token"]
+        shard.coop("member", "suspend", "alice")
+        wait_for(lambda: api(http, "GET", "/docs/api/session", token=token)[0] == 401, timeout=15,
+                 what="the suspended member's session to end")
+        shard.coop("member", "reinstate", "alice")
+        assert api(http, "GET", "/docs/api/session", token=token)[0] == 401
+        shard.coop("down")
+
+
+def test_a_member_makes_writes_attaches_and_deletes_in_chromium():
+    if not os.path.isdir(os.path.join(CLIENTS, "node_modules", "playwright-core")) or not os.path.exists("/usr/bin/chromium"):
+        raise AssertionError("playwright-core or chromium is not installed: run scripts/install-deps")
+    with Shard(BIN) as shard:
+        shard.init()
+        shard.coop("up")
+        shard.coop("member", "add", "alice", "--password-stdin", input=STRONG)
+        http = docs_url(shard).replace("ws://", "http://").replace("/cryptpad_websocket", "")
+        attachment = os.path.join(shard.dir, "minutes.pdf")
+        with open(attachment, "wb") as f:
+            f.write(b"%PDF-1.4 minutes of the kitchen meeting " + os.urandom(300000))
+        shot = os.path.join(shard.dir, "preview.png")
+        result = node("docs_browser_member.mjs", http + "/docs/", "alice", STRONG, attachment, shot, timeout=180)
+        assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
+        assert os.path.getsize(shot) > 3000
+        outcome = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
+        # The page sealed the title with the key `coop docs list` derives from the same password;
+        # the second document is gone, deleted from the page.
+        listed = json.loads(shard.coop("docs", "list", "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout)
+        assert [d["title"] for d in listed] == ["Kitchen rota"], listed
+        assert "EDELETED" in shard.coop("docs", "pull", outcome["scratch"], expect=1).stderr
+        # What the page wrote is the document for the CLI too, attachment link included.
+        pulled = shard.coop("docs", "pull", outcome["link"]).stdout
+        assert pulled == outcome["ownerText"] and pulled.startswith("# Rota\n") and "(/docs/blob/" in pulled
+        # The attachment and the text were encrypted in the pages.
+        assert_no_plaintext(shard.home, [b"kitchen meeting", b"Monday", b"Kitchen rota"])
+        shard.coop("down")
+
+
 def test_expiring_documents_leave_the_disk():
     with Shard(BIN) as shard:
         shard.init()
@@ -273,6 +338,8 @@ if __name__ == "__main__":
         test_history_survives_a_restart_in_legacy_mode_too,
         test_two_chromium_pages_edit_one_document_in_the_editor,
         test_owned_documents_and_encrypted_blobs,
+        test_sessions_from_credentials_end_with_sign_out_and_suspension,
+        test_a_member_makes_writes_attaches_and_deletes_in_chromium,
         test_expiring_documents_leave_the_disk,
         test_bad_frames_end_only_their_own_connection,
     ])

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/docs/channel_store.h"
 #include "workers/docs/docs_store.h"
 #include "workers/docs/netflux.h"
@@ -23,6 +24,13 @@ json document_json(const OwnedDocument& d) {
 
 json blob_json(const Blob& b) {
   return {{"id", b.id}, {"size", b.size}, {"received", b.received}, {"complete", b.complete}, {"created_at", b.created_at}};
+}
+
+// RFC 6750 2.1: a session token rides as a bearer token.
+std::optional<std::string> bearer_token(const http::Request& q) {
+  const std::string value = q.header("authorization");
+  if (value.size() > 7 && ascii_lower(value.substr(0, 7)) == "bearer ") return value.substr(7);
+  return std::nullopt;
 }
 
 http::Response unauthorized() {
@@ -55,6 +63,28 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
   const auto who = member(q);
   if (!who) return unauthorized();
   const std::string rest = path.substr(std::string("/docs/api/").size());
+
+  // A browser signs in once with the member's credentials and then sends the token.
+  if (rest == "session") {
+    const auto token = bearer_token(q);
+    if (q.method == "POST") {
+      if (token) return http::Response::error("credentials_needed", "sign in with your handle and password, not a session", 400);
+      const auto session = store.start_session(*who, options.session_lifetime_s);
+      return http::Response::json({{"token", session.token}, {"handle", session.handle}, {"expires_at", session.expires_at}}, 201);
+    }
+    if (q.method == "GET") {
+      json body = {{"handle", *who}};
+      if (token)
+        if (const auto session = store.session(*token)) body["expires_at"] = session->expires_at;
+      return http::Response::json(body);
+    }
+    if (q.method == "DELETE") {
+      if (!token) return http::Response::error("no_session", "send the session's token to end it", 400);
+      store.end_session(*token);
+      return http::Response::json({{"handle", *who}, {"ended", true}});
+    }
+    return http::Response::error("method_not_allowed", "GET, POST or DELETE", 405);
+  }
 
   if (rest == "documents") {
     if (q.method == "GET") {

@@ -7,6 +7,7 @@
 
 #include <chrono>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/sqlite.h"
@@ -29,6 +30,11 @@ constexpr sqlite::Migration kMigrations[] = {
     {2,
      "CREATE TABLE expiring (channel TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);"
      "CREATE INDEX expiring_at ON expiring (expires_at);"},
+    // Sessions: only the SHA-256 of each token is kept, so a copy of the database signs no one in.
+    {3,
+     "CREATE TABLE sessions (token_hash TEXT PRIMARY KEY, handle TEXT NOT NULL, created_at INTEGER NOT NULL,"
+     " expires_at INTEGER NOT NULL);"
+     "CREATE INDEX sessions_handle ON sessions (handle);"},
 };
 
 int64_t now_s() {
@@ -51,6 +57,48 @@ DocsStore::DocsStore(const fs::path& database, fs::path blob_dir)
 DocsStore::~DocsStore() = default;
 
 bool DocsStore::valid_blob_id(const std::string& id) { return is_lower_hex(id, 48); }
+
+Session DocsStore::start_session(const std::string& handle, int64_t lifetime_s) {
+  unsigned char raw[32];
+  randombytes_buf(raw, sizeof raw);
+  std::string token(2 * sizeof raw + 1, '\0');
+  sodium_bin2hex(token.data(), token.size(), raw, sizeof raw);
+  token.pop_back();
+  const Session session{token, handle, now_s() + lifetime_s};
+  std::lock_guard lock(mutex_);
+  auto& prune = db_->prepare("DELETE FROM sessions WHERE expires_at <= ?1");
+  prune.bind(1, now_s());
+  prune.run();
+  auto& insert = db_->prepare("INSERT INTO sessions (token_hash, handle, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)");
+  insert.bind(1, sha256_hex(token)).bind(2, handle).bind(3, now_s()).bind(4, session.expires_at);
+  insert.run();
+  return session;
+}
+
+std::optional<Session> DocsStore::session(const std::string& token) {
+  if (!is_lower_hex(token, 64)) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  auto& select = db_->prepare("SELECT handle, expires_at FROM sessions WHERE token_hash = ?1 AND expires_at > ?2");
+  select.bind(1, sha256_hex(token)).bind(2, now_s());
+  std::optional<Session> found;
+  if (select.step()) found = Session{token, select.column_text(0), select.column_int64(1)};
+  select.reset();
+  return found;
+}
+
+void DocsStore::end_session(const std::string& token) {
+  std::lock_guard lock(mutex_);
+  auto& remove = db_->prepare("DELETE FROM sessions WHERE token_hash = ?1");
+  remove.bind(1, sha256_hex(token));
+  remove.run();
+}
+
+void DocsStore::end_sessions(const std::string& handle) {
+  std::lock_guard lock(mutex_);
+  auto& remove = db_->prepare("DELETE FROM sessions WHERE handle = ?1");
+  remove.bind(1, handle);
+  remove.run();
+}
 
 fs::path DocsStore::blob_path(const std::string& id) const { return blob_dir_ / id.substr(0, 2) / id; }
 

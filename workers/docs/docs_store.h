@@ -1,6 +1,7 @@
 // docs.db: who owns which document (the server knows the channel and an encrypted title,
 // never the text) and the encrypted blobs (attachments) members upload, with their owners
-// for quotas and deletion. Blob bytes live in COOP_HOME/docs/blobs/.
+// for quotas and deletion, and members' browser sessions. Blob bytes live in
+// COOP_HOME/docs/blobs/.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +33,14 @@ struct Blob {
   int64_t created_at = 0;
 };
 
+// A member signed in from a browser: the token stands for their credentials until it expires,
+// they sign out, or the registry ends their sessions.
+struct Session {
+  std::string token;  // 64 hex characters; stored only as its SHA-256
+  std::string handle;
+  int64_t expires_at = 0;  // seconds
+};
+
 class DocsStore {
  public:
   DocsStore(const std::filesystem::path& database, std::filesystem::path blob_dir);
@@ -59,6 +68,12 @@ class DocsStore {
   void forget_expiring(const std::string& channel);
 
   static bool valid_blob_id(const std::string& id);
+
+  Session start_session(const std::string& handle, int64_t lifetime_s);
+  // The live session with that token, if any.
+  std::optional<Session> session(const std::string& token);
+  void end_session(const std::string& token);
+  void end_sessions(const std::string& handle);
 
  private:
   int64_t used_unlocked(const std::string& owner);

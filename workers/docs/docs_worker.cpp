@@ -14,6 +14,7 @@
 #include "common/auth/basic_auth.h"
 #include "common/auth/member_client.h"
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/docs/channel_store.h"
 #include "workers/docs/docs_api.h"
 #include "workers/docs/docs_store.h"
@@ -27,6 +28,17 @@ struct DocsWorker::Connections {
   std::mutex mutex;
   std::map<uint64_t, std::string> users;
 };
+
+// A session token (a browser) or Basic credentials (the CLI, scripts).
+std::optional<std::string> DocsWorker::member(const http::Request& request) {
+  const std::string value = request.header("authorization");
+  if (value.size() > 7 && ascii_lower(value.substr(0, 7)) == "bearer ") {
+    const auto session = docs_store_->session(value.substr(7));
+    if (session) return session->handle;
+    return std::nullopt;
+  }
+  return credentials_->check(request);
+}
 
 DocsWorker::DocsWorker(WorkerRuntime& runtime)
     : store_(std::make_unique<ChannelStore>(runtime.home().root() / "docs" / "channels")),
@@ -87,14 +99,14 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   DocsApiOptions api;
   api.quota_bytes = config.get_int("workers.docs.quota_bytes", 1LL << 30);
   api.max_blob_bytes = config.get_int("workers.docs.max_blob_bytes", 100 << 20);
+  api.session_lifetime_s = config.get_int("workers.docs.session_days", 30) * 86400;
   auto run = runtime.blocking_runner();
   router_->set_fallback([this, run, api](const http::Request& q, http::Reply reply) {
     if (q.path.rfind("/docs/api/", 0) != 0 && q.path.rfind("/docs/blob/", 0) != 0) return reply(editor_->handle(q));
     // Password checks and fsync'd writes: off the event loop.
     run([this, q, reply, api] {
       try {
-        reply(handle_docs_api(q, *docs_store_, *netflux_, [this](const http::Request& r) { return credentials_->check(r); },
-                              api));
+        reply(handle_docs_api(q, *docs_store_, *netflux_, [this](const http::Request& r) { return member(r); }, api));
       } catch (const Error& e) {
         if (e.status() >= 500) spdlog::warn("docs {} {}: {}", q.method, q.path, e.what());
         reply(http::Response::error(e.code(), e.status() >= 500 ? "internal error" : e.what(), e.status()));
@@ -120,7 +132,10 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   });
   const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
   follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), since, [this](const auth::MemberEvent& event) {
-    if (auth::ends_sessions(event)) credentials_->forget(event.handle);
+    if (auth::ends_sessions(event)) {
+      credentials_->forget(event.handle);
+      docs_store_->end_sessions(event.handle);
+    }
   });
   // Expiring documents: recorded when created, removed by a sweep once due (or at once when
   // someone touches one after its time).

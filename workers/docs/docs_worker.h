@@ -5,6 +5,8 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 
 namespace coop {
@@ -16,6 +18,7 @@ class MemberEventFollower;
 namespace http {
 class Router;
 class Server;
+struct Request;
 }  // namespace http
 }  // namespace coop
 
@@ -32,6 +35,8 @@ class DocsWorker {
   ~DocsWorker();
 
  private:
+  std::optional<std::string> member(const http::Request& request);
+
   struct Connections;
   std::unique_ptr<ChannelStore> store_;
   std::unique_ptr<Netflux> netflux_;

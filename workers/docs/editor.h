@@ -1,6 +1,7 @@
-// The document editor coop-docs serves at /docs/: a text editor on CryptPad's own browser
-// libraries (chainpad-netflux, chainpad, chainpad-crypto, netflux-websocket from npm, served
-// from this machine), wrapped with a few lines of CommonJS loader into one script.
+// The document editor coop-docs serves at /docs/: a text editor with a Markdown preview on
+// CryptPad's own browser libraries (chainpad-netflux, chainpad, chainpad-crypto,
+// netflux-websocket) and markdown-it, from npm, served from this machine, wrapped with a few
+// lines of CommonJS loader into one script; libsodium in a second one.
 #pragma once
 
 #include <filesystem>
@@ -14,11 +15,15 @@ class Editor {
  public:
   // web_dir: the npm packages' node_modules.
   explicit Editor(std::filesystem::path web_dir);
-  // GET /docs/ (the page) and /docs/editor.js (the libraries and the editor's code).
+  // GET /docs/ (the page), /docs/editor.js (the libraries and the editor's code) and
+  // /docs/sodium.js (libsodium, loaded when a member signs in).
   http::Response handle(const http::Request& request) const;
 
  private:
-  std::string bundle_, bundle_gz_, tag_;
+  struct Script {
+    std::string body, tag;
+  };
+  Script editor_, sodium_;
   bool ready_ = false;
   std::string missing_;
 };
