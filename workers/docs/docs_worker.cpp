@@ -48,6 +48,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   NetfluxLimits limits;
   limits.max_channels_per_user = static_cast<std::size_t>(config.get_int("workers.docs.max_channels_per_user", 64));
   limits.max_users_per_channel = static_cast<std::size_t>(config.get_int("workers.docs.max_users_per_channel", 1000));
+  limits.max_channel_bytes = static_cast<uint64_t>(config.get_int("workers.docs.max_channel_bytes", 256LL << 20));
   netflux_ = std::make_unique<Netflux>(*store_, limits);
 
   http::WebSocketHandlers handlers;

@@ -511,6 +511,10 @@ void Netflux::channel_message(User& user, int64_t seq, const std::string& channe
     if (auto id = checkpoint_id(content); id && !id->empty() && *id == index.last_checkpoint_id) store = false;
   }
   auto relayed = std::make_shared<const std::string>(json::array({0, user.id, "MSG", channel, content, now_ms()}).dump());
+  if (store && store_.exists(channel) && store_.index(channel).bytes + relayed->size() + 1 > limits_.max_channel_bytes) {
+    reply(user, json::array({seq, "ERROR", "E_CHANNEL_FULL", channel}));
+    return;
+  }
   // Written now; relayed and ACKed by the commit thread once its group is on disk. Ephemeral
   // channels and repeated checkpoints go through the same queue, so the order stays the log's.
   if (store) store_.append(channel, *relayed, content);

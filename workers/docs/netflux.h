@@ -30,6 +30,9 @@ class ChannelStore;
 struct NetfluxLimits {
   std::size_t max_channels_per_user = 64;
   std::size_t max_users_per_channel = 1000;
+  // A channel's log stops growing here: anyone with a link may write, so the disk needs a
+  // bound that does not depend on who they are.
+  uint64_t max_channel_bytes = 256ULL << 20;
 };
 
 class Netflux {

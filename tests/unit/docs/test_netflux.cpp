@@ -258,3 +258,28 @@ TEST_CASE_METHOD(Relay, "review fixes: deep nesting, readers create nothing, cla
   REQUIRE(frames.size() >= 2);
   CHECK(json::parse(frames.back()[4].get<std::string>())["error"] == "EDELETED");
 }
+
+TEST_CASE("a full channel refuses messages and keeps what it has", "[docs][netflux]") {
+  coop::test::TempDir dir;
+  ChannelStore store{dir.path()};
+  NetfluxLimits limits;
+  limits.max_channel_bytes = 2000;
+  Netflux nf{store, limits};
+  std::map<std::string, Peer> peers;
+  Peer& a = connect(nf, peers);
+  nf.frame(a.id, json::array({1, "JOIN", kChannel}).dump());
+  a.take();
+  int seq = 2, acked = 0;
+  json last;
+  for (; seq < 40; ++seq) {
+    nf.frame(a.id, json::array({seq, "MSG", kChannel, std::string(200, 'x')}).dump());
+    nf.flush();
+    last = a.take().at(0);
+    if (last[1] != "ACK") break;
+    ++acked;
+  }
+  CHECK(last == json::array({seq, "ERROR", "E_CHANNEL_FULL", kChannel}));
+  CHECK(acked >= 5);
+  CHECK(store.index(kChannel).offsets.size() == static_cast<std::size_t>(acked));
+  CHECK(store.index(kChannel).bytes <= 2000);
+}
