@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +40,8 @@ struct Response {
   std::string body;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
+  // When set, sent instead of body without a copy (a file many responses share).
+  std::shared_ptr<const std::string> shared_body;
 
   static Response json(const nlohmann::json& value, int status = 200);
   static Response bytes(int status, std::string body, std::string content_type);

@@ -182,8 +182,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   // connection carries frames (ws_frame.h), read as they come and written in batches.
   void upgrade(bhttp::request<bhttp::string_body>& message, const WebSocketHandlers& handlers) {
     const auto key = message[bhttp::field::sec_websocket_key];
-    if (!ws::valid_client_key(std::string_view(key.data(), key.size()))) {
-      respond(router_.error(400, "bad_request", "WebSocket handshake without a valid Sec-WebSocket-Key"), false);
+    if (message[bhttp::field::host].empty() || !ws::valid_client_key(std::string_view(key.data(), key.size()))) {
+      respond(router_.error(400, "bad_request", "WebSocket handshake without a Host or a valid Sec-WebSocket-Key"), false);
       return;
     }
     if (message[bhttp::field::sec_websocket_version] != "13") {
@@ -239,7 +239,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       consume(early);
     }
     if (gone_) return;
-    beat();
+    if (!close_sent_) beat();  // else the close deadline is already set
     ws_read();
   }
 
@@ -258,7 +258,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   // that the peer's last bytes are read rather than answered with a reset.
   void ws_read() {
     stream_.async_read_some(net::buffer(ws_in_), [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
-      if (ec) return self->gone();
+      // A read that completed after the session ended (write error, abort) delivers nothing.
+      if (ec || self->gone_) return self->gone();
       self->heard_ = true;
       self->consume(std::string_view(self->ws_in_.data(), n));
       if (!self->gone_) self->ws_read();
@@ -266,7 +267,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   }
 
   void consume(std::string_view bytes) {
-    if (reader_->done()) return;
+    if (gone_ || reader_->done()) return;
     events_.clear();
     reader_->feed(bytes, events_);
     for (auto& event : events_) {
@@ -281,8 +282,12 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
           if (gone_) return;
           break;
         case ws::Event::Kind::ping:
-          // 5.5.3: a pong with the ping's data, ahead of queued messages.
-          if (!close_sent_) queue_control(ws::Opcode::pong, event.payload);
+          // 5.5.3: a pong with the ping's data, ahead of queued messages; only the latest
+          // ping is answered, so a peer that pings without reading holds one pong at most.
+          if (!close_sent_) {
+            pong_frame_ = frame(ws::Opcode::pong, event.payload);
+            if (!writing_) ws_write();
+          }
           break;
         case ws::Event::Kind::pong:
           break;
@@ -305,6 +310,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
   // 7.1.2: the close frame goes after the messages queued before it; nothing after it.
   void start_close(uint16_t code, const std::string& reason) {
+    if (gone_) return;
     close_sent_ = true;
     connection_->mark_closed();
     connection_->take(outbox_);
@@ -325,17 +331,20 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     return out;
   }
 
-  void queue_control(ws::Opcode opcode, std::string_view payload) {
-    control_out_.push_back(frame(opcode, payload));
-    if (!writing_) ws_write();
-  }
-
   // Keepalive (as Beast's suggested server settings did): a ping after half the idle time
-  // without a byte from the peer; the connection ends when the next half passes silent too.
+  // without a byte from the peer; the connection ends when the next half passes silent too,
+  // or when one write has waited that long for a peer that does not read.
   void beat() {
+    if (close_sent_) return;
     heartbeat_->expires_after(kWebSocketIdle / 2);
     heartbeat_->async_wait([self = this->shared_from_this()](beast::error_code ec) {
       if (ec || self->gone_ || self->close_sent_) return;
+      const bool write_stuck = self->writing_ && std::chrono::steady_clock::now() - self->write_started_ > kWebSocketIdle / 2;
+      if (write_stuck) {
+        beast::error_code ignored;
+        self->lowest().socket().close(ignored);
+        return;
+      }
       if (self->heard_) {
         self->heard_ = false;
         self->pinged_ = false;
@@ -345,7 +354,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
         return;
       } else {
         self->pinged_ = true;
-        self->queue_control(ws::Opcode::ping, "");
+        self->ping_due_ = true;
+        if (!self->writing_) self->ws_write();
       }
       self->beat();
     });
@@ -361,18 +371,20 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   // kWebSocketBatchFrames messages; small ones are copied behind their headers into one buffer,
   // large ones are sent from the shared copy every recipient holds.
   void ws_write() {
-    if (close_written_ || (outbox_.empty() && control_out_.empty() && close_frame_.empty())) {
+    if (close_written_ || (outbox_.empty() && pong_frame_.empty() && !ping_due_ && close_frame_.empty())) {
       writing_ = false;
       return;
     }
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     batch_.clear();
     buffers_.clear();
     in_flight_.clear();
     batch_payload_bytes_ = 0;
     std::size_t frames = std::min(outbox_.size(), kWebSocketBatchFrames);
     std::size_t copied = 0, total = 0, taken = 0;
-    for (const auto& c : control_out_) copied += c.size();
+    const std::string ping = ping_due_ ? frame(ws::Opcode::ping, "") : std::string();
+    copied += pong_frame_.size() + ping.size();
     for (; taken < frames && total < kWebSocketBatchBytes; ++taken) {
       const std::size_t size = outbox_[taken]->size();
       total += size;
@@ -386,8 +398,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       if (batch_.size() > segment_start) buffers_.emplace_back(batch_.data() + segment_start, batch_.size() - segment_start);
       segment_start = batch_.size();
     };
-    for (auto& c : control_out_) batch_ += c;
-    control_out_.clear();
+    batch_ += pong_frame_;
+    batch_ += ping;
+    pong_frame_.clear();
+    ping_due_ = false;
     for (std::size_t i = 0; i < taken; ++i) {
       auto payload = std::move(outbox_.front());
       outbox_.pop_front();
@@ -502,16 +516,29 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   }
 
   void respond(Response response, bool keep_alive) {
+    if (response.shared_body) {
+      // The shared bytes go out as they are; the write keeps them alive.
+      auto shared = std::move(response.shared_body);
+      auto reply = std::make_shared<bhttp::response<bhttp::span_body<char>>>(static_cast<bhttp::status>(response.status), 11);
+      reply->body() = bhttp::span_body<char>::value_type(const_cast<char*>(shared->data()), shared->size());
+      send(std::move(reply), std::move(response), keep_alive, std::move(shared));
+      return;
+    }
     auto reply = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(response.status), 11);
+    reply->body() = std::move(response.body);
+    send(std::move(reply), std::move(response), keep_alive, nullptr);
+  }
+
+  template <typename Body>
+  void send(std::shared_ptr<bhttp::response<Body>> reply, Response response, bool keep_alive, std::shared_ptr<const void> keep) {
     reply->set(bhttp::field::server, "coop");
     if (!response.content_type.empty()) reply->set(bhttp::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) reply->insert(name, value);
     reply->keep_alive(keep_alive);
-    reply->body() = std::move(response.body);
     reply->prepare_payload();
-    if (head_only_) reply->body().clear();
+    if (head_only_) reply->body() = {};
     lowest().expires_after(limits_.idle_timeout);
-    bhttp::async_write(stream_, *reply, [self = this->shared_from_this(), reply, keep_alive](beast::error_code ec, std::size_t) {
+    bhttp::async_write(stream_, *reply, [self = this->shared_from_this(), reply, keep, keep_alive](beast::error_code ec, std::size_t) {
       if (ec || !keep_alive) {
         beast::error_code ignored;
         self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
@@ -541,7 +568,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   std::optional<net::steady_timer> heartbeat_;  // keepalive, then the close deadline
   bool heard_ = false, pinged_ = false;
   std::deque<std::shared_ptr<const std::string>> outbox_;
-  std::deque<std::string> control_out_;  // pings and pongs, whole frames
+  std::string pong_frame_;  // the answer to the latest ping, until it is written
+  bool ping_due_ = false;
+  std::chrono::steady_clock::time_point write_started_;
   std::string close_frame_;
   std::string batch_;
   std::vector<net::const_buffer> buffers_;

@@ -251,6 +251,13 @@ TEST_CASE("websocket: an unmasked client frame gets a 1002 close", "[http][webso
   const auto body = received.substr(received.find("\r\n\r\n") + 4);
   REQUIRE(body.size() >= 4);
   CHECK(body.substr(0, 4) == std::string("\x88", 1) + static_cast<char>(body.size() - 2) + "\x03\xEA");
+  // A peer that keeps the socket open after that is let go at the close deadline (5 s).
+  bool ended = false;
+  for (int i = 0; i < 80 && !ended; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ended = counters.closed == 1;
+  }
+  CHECK(ended);
 }
 
 TEST_CASE("websocket: a handshake without a key or with another version is refused", "[http][websocket]") {
