@@ -17,6 +17,7 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -485,6 +486,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     auto message = parser_->release();
     const bool keep_alive = message.keep_alive();
     head_only_ = message.method() == bhttp::verb::head;
+    http10_ = message.version() < 11;
     Request request;
     request.method = std::string(message.method_string());
     request.remote_address = remote_;
@@ -515,30 +517,38 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     });
   }
 
+  // RFC 9112 4-6: the status line and fields are written here, straight into one string,
+  // and go out with the body in one gather write (Beast's serializer cost more than the
+  // rest of a small static response).
   void respond(Response response, bool keep_alive) {
-    if (response.shared_body) {
-      // The shared bytes go out as they are; the write keeps them alive.
-      auto shared = std::move(response.shared_body);
-      auto reply = std::make_shared<bhttp::response<bhttp::span_body<char>>>(static_cast<bhttp::status>(response.status), 11);
-      reply->body() = bhttp::span_body<char>::value_type(const_cast<char*>(shared->data()), shared->size());
-      send(std::move(reply), std::move(response), keep_alive, std::move(shared));
-      return;
-    }
-    auto reply = std::make_shared<bhttp::response<bhttp::string_body>>(static_cast<bhttp::status>(response.status), 11);
-    reply->body() = std::move(response.body);
-    send(std::move(reply), std::move(response), keep_alive, nullptr);
-  }
-
-  template <typename Body>
-  void send(std::shared_ptr<bhttp::response<Body>> reply, Response response, bool keep_alive, std::shared_ptr<const void> keep) {
-    reply->set(bhttp::field::server, "coop");
-    if (!response.content_type.empty()) reply->set(bhttp::field::content_type, response.content_type);
-    for (const auto& [name, value] : response.headers) reply->insert(name, value);
-    reply->keep_alive(keep_alive);
-    reply->prepare_payload();
-    if (head_only_) reply->body() = {};
+    const int status = response.status;
+    // The bytes stay alive until the write is done; the view points into them.
+    const std::shared_ptr<const std::string> keep =
+        response.shared_body ? response.shared_body : std::make_shared<const std::string>(std::move(response.body));
+    std::string_view body = *keep;
+    // 1xx, 204 and 304 carry no content (RFC 9110 6.4.1).
+    const bool no_content = status < 200 || status == 204 || status == 304;
+    std::string& h = head_;
+    h.clear();
+    const auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(status));
+    h.append(http10_ ? "HTTP/1.0 " : "HTTP/1.1 ").append(std::to_string(status)).append(" ");
+    h.append(reason.data(), reason.size()).append("\r\nServer: coop\r\n");
+    auto field = [&h](std::string_view name, std::string_view value) {
+      h.append(name).append(": ");
+      // A value never ends the field early: CR and LF become spaces (no header injection).
+      for (char c : value) h += (c == '\r' || c == '\n') ? ' ' : c;
+      h.append("\r\n");
+    };
+    if (!response.content_type.empty() && !no_content) field("Content-Type", response.content_type);
+    for (const auto& [name, value] : response.headers) field(name, value);
+    if (!no_content) field("Content-Length", std::to_string(body.size()));
+    if (!keep_alive && !http10_) field("Connection", "close");
+    if (keep_alive && http10_) field("Connection", "keep-alive");
+    h.append("\r\n");
+    if (head_only_ || no_content) body = {};
     lowest().expires_after(limits_.idle_timeout);
-    bhttp::async_write(stream_, *reply, [self = this->shared_from_this(), reply, keep, keep_alive](beast::error_code ec, std::size_t) {
+    std::array<net::const_buffer, 2> buffers{net::buffer(head_), net::buffer(body.data(), body.size())};
+    net::async_write(stream_, buffers, [self = this->shared_from_this(), keep, keep_alive](beast::error_code ec, std::size_t) {
       if (ec || !keep_alive) {
         beast::error_code ignored;
         self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
@@ -559,6 +569,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   const Router& router_;
   ServerLimits limits_;
   bool head_only_ = false;
+  bool http10_ = false;
+  std::string head_;  // the response's status line and fields, while it is written
   // After an upgrade.
   const WebSocketHandlers* handlers_ = nullptr;
   std::shared_ptr<WebSocketConnection> connection_;
