@@ -152,4 +152,9 @@ std::string BlobStore::Writer::commit() {
   return sha;
 }
 
+void BlobStore::remove(const std::string& sha256) {
+  std::error_code ec;
+  fs::remove(path_of(sha256), ec);
+}
+
 }  // namespace coop

@@ -45,6 +45,8 @@ class BlobStore {
   // The whole blob; coop::Error("no_such_blob", 404) when absent.
   std::string read(const std::string& sha256) const;
   uint64_t size_of(const std::string& sha256) const;
+  // Deletes a blob nothing refers to any more (the caller knows); absent is not an error.
+  void remove(const std::string& sha256);
 
   // After a failed fsync nothing more is acknowledged (as LevelDB does): the store refuses
   // writes until the process restarts and an operator has looked.

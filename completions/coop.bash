@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --as --base-port --by --catch-all --components --description --displayname --domain --email --expire-days --format --from --group --home --kind --label --lat --limit --lines --lon --mailbox --maxzoom --minzoom --name --note --out --output --owner --parent --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --source --space --status --threads --timeout --title --url --when --with -n -o "
+  local valopts=" --add-email --add-group --as --attribute --base-port --by --catch-all --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -19,6 +19,7 @@ _coop() {
       '|dav') path='dav' ;;
       '|tiles') path='tiles' ;;
       '|docs') path='docs' ;;
+      '|site') path='site' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -87,25 +88,45 @@ _coop() {
       'docs|list') path='docs list' ;;
       'docs|share') path='docs share' ;;
       'docs|delete') path='docs delete' ;;
+      'site|publish') path='site publish' ;;
+      'site|list') path='site list' ;;
+      'site|versions') path='site versions' ;;
+      'site|show') path='site show' ;;
+      'site|rollback') path='site rollback' ;;
+      'site|remove') path='site remove' ;;
+      'site|domain') path='site domain' ;;
+      'site|page') path='site page' ;;
+      'site|event') path='site event' ;;
+      'site|image') path='site image' ;;
+      'site|akash') path='site akash' ;;
+      'site domain|add') path='site domain add' ;;
+      'site domain|remove') path='site domain remove' ;;
+      'site page|new') path='site page new' ;;
+      'site event|add') path='site event add' ;;
+      'site event|remove') path='site event remove' ;;
     esac
   done
   case "$prev" in
     --add-email) COMPREPLY=(); return ;;
     --add-group) COMPREPLY=(); return ;;
     --as) COMPREPLY=(); return ;;
+    --attribute) COMPREPLY=(); return ;;
     --base-port) COMPREPLY=(); return ;;
     --by) COMPREPLY=(); return ;;
     --catch-all) COMPREPLY=(); return ;;
     --components) COMPREPLY=(); return ;;
+    --count) COMPREPLY=(); return ;;
+    --cpu) COMPREPLY=(); return ;;
     --description) COMPREPLY=(); return ;;
     --displayname) COMPREPLY=(); return ;;
     --domain) COMPREPLY=(); return ;;
     --email) COMPREPLY=(); return ;;
     --expire-days) COMPREPLY=(); return ;;
     --format) COMPREPLY=(); return ;;
-    --from) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --from) COMPREPLY=(); return ;;
     --group) COMPREPLY=(); return ;;
     --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+    --image) COMPREPLY=(); return ;;
     --kind) COMPREPLY=(); return ;;
     --label) COMPREPLY=(); return ;;
     --lat) COMPREPLY=(); return ;;
@@ -113,14 +134,17 @@ _coop() {
     --lines) COMPREPLY=(); return ;;
     --lon) COMPREPLY=(); return ;;
     --mailbox) COMPREPLY=(); return ;;
+    --marker) COMPREPLY=(); return ;;
     --maxzoom) COMPREPLY=(); return ;;
+    --memory) COMPREPLY=(); return ;;
     --minzoom) COMPREPLY=(); return ;;
     --name) COMPREPLY=(); return ;;
     --note) COMPREPLY=(); return ;;
-    --out) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    --out) COMPREPLY=(); return ;;
     --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --owner) COMPREPLY=(); return ;;
     --parent) COMPREPLY=(); return ;;
+    --price) COMPREPLY=(); return ;;
     --protocol) COMPREPLY=(); return ;;
     --quota) COMPREPLY=(); return ;;
     --reason) COMPREPLY=(); return ;;
@@ -130,21 +154,28 @@ _coop() {
     --room) COMPREPLY=(); return ;;
     --scope) COMPREPLY=(); return ;;
     --since) COMPREPLY=(); return ;;
+    --site) COMPREPLY=(); return ;;
+    --slug) COMPREPLY=(); return ;;
     --source) COMPREPLY=(); return ;;
     --space) COMPREPLY=(); return ;;
     --status) COMPREPLY=(); return ;;
+    --storage) COMPREPLY=(); return ;;
     --threads) COMPREPLY=(); return ;;
     --timeout) COMPREPLY=(); return ;;
     --title) COMPREPLY=(); return ;;
+    --to) COMPREPLY=(); return ;;
+    --until) COMPREPLY=(); return ;;
     --url) COMPREPLY=(); return ;;
+    --version) COMPREPLY=(); return ;;
     --when) COMPREPLY=(); return ;;
+    --where) COMPREPLY=(); return ;;
     --with) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
     -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles docs' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles docs site' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -224,6 +255,23 @@ _coop() {
     'docs list') words='--help --url --as --password-stdin --json' ;;
     'docs share') words='--help --room --as --note --json' ;;
     'docs delete') words='--help --url --as --password-stdin --json' ;;
+    'site') words='--help publish list versions show rollback remove domain page event image akash' ;;
+    'site publish') words='--help --site --domain --json --quiet' ;;
+    'site list') words='--help --json' ;;
+    'site versions') words='--help --json' ;;
+    'site show') words='--help --json' ;;
+    'site rollback') words='--help --to --json' ;;
+    'site remove') words='--help --json' ;;
+    'site domain') words='--help add remove' ;;
+    'site domain add') words='--help --json' ;;
+    'site domain remove') words='--help --json' ;;
+    'site page') words='--help new' ;;
+    'site page new') words='--help --from --title --slug --json' ;;
+    'site event') words='--help add remove' ;;
+    'site event add') words='--help --title --when --until --where --description --marker --slug --json' ;;
+    'site event remove') words='--help --json' ;;
+    'site image') words='--help --out --version --json' ;;
+    'site akash') words='--help --out --image --cpu --memory --storage --price --count --attribute --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

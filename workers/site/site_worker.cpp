@@ -1,0 +1,378 @@
+// coop-site wiring and its control API.
+#include "workers/site/site_worker.h"
+
+#include <nlohmann/json.hpp>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <set>
+
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/http/listen.h"
+#include "common/http/router.h"
+#include "common/http/server.h"
+#include "common/paths.h"
+#include "common/text.h"
+#include "common/worker_runtime.h"
+#include "workers/site/render.h"
+#include "workers/site/site_paths.h"
+#include "workers/site/site_service.h"
+#include "workers/site/store/site_store.h"
+
+namespace coop::site {
+
+namespace {
+
+using nlohmann::json;
+
+int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+json version_json(const VersionInfo& v) {
+  return {{"site", v.site}, {"version", v.number}, {"created_at", v.created_at}, {"files", v.files},
+          {"bytes", v.bytes},  {"source", v.source},  {"current", v.current}};
+}
+
+json event_json(const Event& e) {
+  json j = {{"slug", e.slug}, {"title", e.title}, {"starts", e.starts}, {"ends", e.ends}, {"location", e.location},
+            {"description", e.description}, {"uid", e.uid}, {"path", "events/" + e.slug + "/"},
+            {"ics", "events/" + e.slug + ".ics"}};
+  if (e.lat && e.lon) j["marker"] = {{"lat", *e.lat}, {"lon", *e.lon}};
+  return j;
+}
+
+std::string site_param(const http::Request& q) {
+  const std::string name = q.param("site");
+  if (!valid_site_name(name)) throw Error("bad_site", "site names are 1-63 of a-z, 0-9, - and _: '" + name + "'", 400);
+  return name;
+}
+
+std::string required_text(const json& body, const char* key) {
+  if (!body.contains(key) || !body[key].is_string() || body[key].get<std::string>().empty())
+    throw Error("bad_request", std::string("give ") + key, 400);
+  return body[key].get<std::string>();
+}
+
+std::string optional_text(const json& body, const char* key) {
+  if (!body.contains(key) || body[key].is_null()) return {};
+  if (!body[key].is_string()) throw Error("bad_request", std::string(key) + " must be a string", 400);
+  return body[key].get<std::string>();
+}
+
+}  // namespace
+
+SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(std::make_unique<http::Router>()) {
+  const auto& config = runtime.config();
+  timezone_ = config.get_string("workers.site.timezone", "UTC");
+  store_ = std::make_unique<SiteStore>(runtime.home().database("site"), runtime.home().root() / "blobs" / "site",
+                                       static_cast<int>(config.get_int("workers.site.keep_versions", 10)));
+  SiteServiceOptions options;
+  options.max_age_seconds = static_cast<int>(config.get_int("workers.site.max_age_seconds", 300));
+  options.cache_bytes = config.get_int("workers.site.cache_bytes", 256LL << 20);
+  options.preview_domain = ascii_lower(config.get_string("workers.site.preview_domain", ""));
+  std::string listener_url;
+  for (const auto& listener : config.listeners("site"))
+    if (listener.name == "http") {
+      options.https = listener.scheme == "https";
+      listener_url = listener.url();
+    }
+  public_url_ = config.get_string("workers.site.public_url", listener_url);
+  while (!public_url_.empty() && public_url_.back() == '/') public_url_.pop_back();
+  service_ = std::make_unique<SiteService>(*store_, options);
+
+  // Files are point reads of immutable blobs, mostly from memory: answered on the event loop.
+  router_->set_fallback([this](const http::Request& q, http::Reply reply) {
+    try {
+      reply(service_->handle(q));
+    } catch (const std::exception& e) {
+      spdlog::error("site {} {}: {}", q.method, q.target, e.what());
+      reply(http::Response::bytes(500, "internal error\n", "text/plain; charset=utf-8"));
+    }
+  });
+  add_routes(runtime);
+
+  http::ServerLimits limits;
+  limits.max_body_bytes = 16 << 10;
+  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.site.max_connections", 8192));
+  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.site.max_connections_per_address", 512));
+  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.site.idle_timeout_ms", 60000));
+  server_ = http::serve_worker_listener(runtime, "site", "http", *router_, limits);
+  runtime.on_status([this](json& status) {
+    status["sites"] = store_->sites().size();
+    status["public_url"] = public_url_;
+  });
+  runtime.on_shutdown([this] {
+    if (server_) server_->stop();
+  });
+}
+
+SiteWorker::~SiteWorker() {
+  if (server_) server_->stop();
+}
+
+VersionInfo SiteWorker::publish(const std::string& site, std::vector<FileEntry> uploads, const std::string& source) {
+  std::lock_guard lock(publish_mutex_);
+  const RenderContext context{site, timezone_, now_s()};
+  std::set<std::string> uploaded;
+  for (auto& f : uploads) {
+    f.origin = "upload";
+    uploaded.insert(f.path);
+  }
+  for (const auto& [path, bytes] : generated_files(context, store_->pages(site), store_->events(site))) {
+    if (uploaded.count(path)) {
+      spdlog::warn("site {}: the published folder has {}, which a page or event would make; the folder's wins", site, path);
+      continue;
+    }
+    FileEntry f;
+    f.path = path;
+    f.blob = store_->put_generated(bytes);
+    f.mtime = context.now;
+    f.type = content_type_for(path);
+    f.origin = path.rfind("events/", 0) == 0 ? "event" : "page";
+    uploads.push_back(std::move(f));
+  }
+  auto version = store_->add_version(site, std::move(uploads), source);
+  service_->reload();
+  spdlog::info("site {}: version {} is current ({} files)", site, version.number, version.files);
+  return version;
+}
+
+VersionInfo SiteWorker::republish(const std::string& site, const std::string& source) {
+  std::vector<FileEntry> uploads;
+  if (const auto info = store_->site(site); info && info->current > 0)
+    for (auto& f : store_->files(site, info->current))
+      if (f.origin == "upload") uploads.push_back(std::move(f));
+  return publish(site, std::move(uploads), source);
+}
+
+void SiteWorker::add_routes(WorkerRuntime& runtime) {
+  auto& control = runtime.router();
+  auto run = runtime.blocking_runner();
+  auto site_json = [this](const SiteInfo& s) {
+    return json{{"name", s.name}, {"current", s.current}, {"created_at", s.created_at}, {"domains", s.domains},
+                {"preview", public_url_ + "/sites/" + s.name + "/"}};
+  };
+
+  control.add_blocking("GET", "/v1/sites", run, [site_json, this](const http::Request&) {
+    json out = json::array();
+    for (const auto& s : store_->sites()) out.push_back(site_json(s));
+    return http::Response::json(out);
+  }, "The sites, their current versions and domains");
+
+  control.add_blocking("GET", "/v1/sites/{site}", run, [site_json, this](const http::Request& q) {
+    const auto name = site_param(q);
+    const auto info = store_->site(name);
+    if (!info) throw Error("no_site", "no site '" + name + "'", 404);
+    json out = site_json(*info);
+    for (const auto& v : store_->versions(name))
+      if (v.current) out["version"] = version_json(v);
+    out["pages"] = json::array();
+    for (const auto& p : store_->pages(name)) out["pages"].push_back({{"slug", p.slug}, {"title", p.title}, {"path", p.slug + "/"}});
+    out["events"] = json::array();
+    for (const auto& e : store_->events(name)) out["events"].push_back(event_json(e));
+    return http::Response::json(out);
+  }, "One site: current version, domains, pages, events, preview URL");
+
+  control.add_blocking("DELETE", "/v1/sites/{site}", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    std::lock_guard lock(publish_mutex_);
+    store_->remove_site(name);
+    service_->reload();
+    return http::Response::json({{"name", name}, {"removed", true}});
+  }, "Remove a site, its versions, domains, pages and events");
+
+  control.add_blocking("GET", "/v1/sites/{site}/versions", run, [this](const http::Request& q) {
+    json out = json::array();
+    for (const auto& v : store_->versions(site_param(q))) out.push_back(version_json(v));
+    return http::Response::json(out);
+  }, "The versions kept (workers.site.keep_versions)");
+
+  control.add_blocking("GET", "/v1/sites/{site}/files", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const auto info = store_->site(name);
+    if (!info) throw Error("no_site", "no site '" + name + "'", 404);
+    int64_t version = info->current;
+    if (!q.query_value("version").empty()) {
+      try {
+        version = std::stoll(q.query_value("version"));
+      } catch (...) {
+        throw Error("bad_request", "version is a number", 400);
+      }
+    }
+    json out = json::array();
+    for (const auto& f : store_->files(name, version))
+      out.push_back({{"path", f.path}, {"blob", f.blob}, {"size", f.size}, {"mtime", f.mtime}, {"type", f.type},
+                     {"gzip", f.gzip}, {"br", f.br}, {"origin", f.origin}});
+    return http::Response::json({{"site", name}, {"version", version}, {"files", out}});
+  }, "A version's files (?version=N, else the current one)");
+
+  control.add_blocking("POST", "/v1/sites/{site}/rollback", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const json body = q.body.empty() ? json::object() : q.json();
+    std::optional<int64_t> to;
+    if (body.contains("to") && !body["to"].is_null()) {
+      if (!body["to"].is_number_integer()) throw Error("bad_request", "to is a version number", 400);
+      to = body["to"].get<int64_t>();
+    }
+    std::lock_guard lock(publish_mutex_);
+    const auto version = store_->rollback(name, to);
+    service_->reload();
+    spdlog::info("site {}: rolled back to version {}", name, version.number);
+    return http::Response::json(version_json(version));
+  }, "Make an earlier version current: {\"to\": N}, else the one before");
+
+  control.add_blocking("POST", "/v1/site-blobs/missing", run, [this](const http::Request& q) {
+    const json body = q.json();
+    std::vector<std::string> blobs;
+    for (const auto& b : body.value("blobs", json::array())) {
+      if (!b.is_string() || !is_lower_hex(b.get<std::string>(), 64)) throw Error("bad_request", "blobs are sha256 hex", 400);
+      blobs.push_back(b.get<std::string>());
+    }
+    return http::Response::json({{"missing", store_->missing(blobs)}});
+  }, "Which of these blobs a publish still has to upload");
+
+  control.add_blocking("PUT", "/v1/site-blobs/{blob}", run, [this](const http::Request& q) {
+    const std::string blob = q.param("blob");
+    if (!is_lower_hex(blob, 64)) throw Error("bad_request", "blob ids are sha256 hex", 400);
+    store_->put_blob(blob, q.body);
+    return http::Response::json({{"blob", blob}, {"size", q.body.size()}}, 201);
+  }, "Upload one file's bytes (checked against its sha256; fsync'd)");
+
+  control.add_blocking("GET", "/v1/site-blobs/{blob}", run, [this](const http::Request& q) {
+    const std::string blob = q.param("blob");
+    if (!is_lower_hex(blob, 64)) throw Error("bad_request", "blob ids are sha256 hex", 400);
+    return http::Response::bytes(200, store_->read_blob(blob), "application/octet-stream");
+  }, "One blob's bytes (for coop site image)");
+
+  control.add_blocking("POST", "/v1/sites/{site}/versions", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const json body = q.json();
+    if (!body.contains("files") || !body["files"].is_array()) throw Error("bad_request", "give files", 400);
+    std::vector<FileEntry> files;
+    for (const auto& f : body["files"]) {
+      FileEntry e;
+      e.path = required_text(f, "path");
+      e.blob = required_text(f, "blob");
+      if (!valid_file_path(e.path)) throw Error("bad_path", "not a path a site may hold: '" + e.path + "'", 400);
+      if (!is_lower_hex(e.blob, 64)) throw Error("bad_request", "blob ids are sha256 hex", 400);
+      e.mtime = f.value("mtime", int64_t{0});
+      e.type = content_type_for(e.path);
+      files.push_back(std::move(e));
+    }
+    for (const auto& d : body.value("domains", json::array()))
+      if (!d.is_string() || !valid_host(d.get<std::string>())) throw Error("bad_domain", "not a host name: " + d.dump(), 400);
+    const auto version = publish(name, std::move(files), optional_text(body, "source"));
+    for (const auto& d : body.value("domains", json::array())) store_->add_domain(name, d.get<std::string>());
+    service_->reload();
+    return http::Response::json(version_json(version), 201);
+  }, "Publish a new version: {files: [{path, blob, mtime}], source, domains}");
+
+  control.add_blocking("POST", "/v1/sites/{site}/domains", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const std::string host = ascii_lower(required_text(q.json(), "host"));
+    store_->add_domain(name, host);
+    service_->reload();
+    return http::Response::json({{"site", name}, {"host", host}}, 201);
+  }, "Serve the site at this host name: {\"host\"}");
+
+  control.add_blocking("DELETE", "/v1/sites/{site}/domains/{host}", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const std::string host = ascii_lower(q.param("host"));
+    store_->remove_domain(name, host);
+    service_->reload();
+    return http::Response::json({{"site", name}, {"host", host}, {"removed", true}});
+  }, "Stop serving the site at this host name");
+
+  control.add_blocking("POST", "/v1/sites/{site}/pages", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const json body = q.json();
+    Page page;
+    page.title = required_text(body, "title");
+    page.markdown = optional_text(body, "markdown");
+    page.slug = optional_text(body, "slug");
+    if (page.slug.empty()) page.slug = slugify(page.title);
+    if (!valid_site_name(page.slug) || page.slug == "events" || page.slug == "sites")
+      throw Error("bad_slug", "page slugs are 1-63 of a-z, 0-9, - and _ (not 'events'): '" + page.slug + "'", 400);
+    store_->put_page(name, page);
+    const auto version = republish(name, "page " + page.slug);
+    return http::Response::json({{"slug", page.slug}, {"title", page.title}, {"path", page.slug + "/"},
+                                 {"version", version_json(version)}}, 201);
+  }, "Add or replace a Markdown page: {title, markdown, slug}");
+
+  control.add_blocking("POST", "/v1/sites/{site}/events", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    const json body = q.json();
+    Event e;
+    e.title = required_text(body, "title");
+    e.starts = parse_event_time(required_text(body, "when"), timezone_);
+    const std::string until = optional_text(body, "until");
+    e.ends = until.empty() ? e.starts + 2 * 3600 : parse_event_time(until, timezone_);
+    if (e.ends <= e.starts) throw Error("bad_time", "an event ends after it starts", 400);
+    e.location = required_text(body, "where");
+    e.description = optional_text(body, "description");
+    e.slug = optional_text(body, "slug");
+    if (e.slug.empty()) {
+      char date[16];
+      const time_t t = static_cast<time_t>(e.starts);
+      struct tm tm {};
+      gmtime_r(&t, &tm);
+      std::strftime(date, sizeof date, "%Y-%m-%d", &tm);
+      e.slug = std::string(date) + "-" + slugify(e.title);
+    }
+    if (!valid_site_name(e.slug)) throw Error("bad_slug", "event slugs are 1-63 of a-z, 0-9, - and _: '" + e.slug + "'", 400);
+    if (body.contains("lat") || body.contains("lon")) {
+      if (!body.value("lat", json()).is_number() || !body.value("lon", json()).is_number())
+        throw Error("bad_marker", "give both lat and lon as numbers", 400);
+      e.lat = body["lat"].get<double>();
+      e.lon = body["lon"].get<double>();
+      if (*e.lat < -90 || *e.lat > 90 || *e.lon < -180 || *e.lon > 180)
+        throw Error("bad_marker", "latitude is -90..90 and longitude -180..180", 400);
+    }
+    unsigned char random[8];
+    randombytes_buf(random, sizeof random);
+    char hex[17];
+    sodium_bin2hex(hex, sizeof hex, random, sizeof random);
+    e.uid = e.slug + "-" + hex + "@" + name + ".coop-site";
+    e.created_at = now_s();
+    store_->put_event(name, e);
+    const auto version = republish(name, "event " + e.slug);
+    json out = event_json(e);
+    out["version"] = version_json(version);
+    out["url"] = public_url_ + "/sites/" + name + "/events/" + e.slug + "/";
+    // The map: a marker in coop-tiles when it runs (an event is still made when it does not).
+    out["map_marker"] = nullptr;
+    if (e.lat && e.lon) {
+      try {
+        control::Client tiles(home_.socket("tiles"));
+        char when[32];
+        const time_t t = static_cast<time_t>(e.starts);
+        struct tm tm {};
+        gmtime_r(&t, &tm);
+        std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        const json feature = {{"type", "Feature"},
+                              {"geometry", {{"type", "Point"}, {"coordinates", {*e.lon, *e.lat}}}},
+                              {"properties", {{"title", e.title}, {"kind", "event"}, {"when", when},
+                                              {"description", e.location + (e.description.empty() ? "" : "\n" + e.description)}}}};
+        const auto response = tiles.post("/v1/markers", feature.dump());
+        response.throw_if_error();
+        out["map_marker"] = response.json();
+      } catch (const Error& err) {
+        spdlog::info("site {}: no map marker for {} ({})", name, e.slug, err.what());
+        out["map_marker_error"] = err.what();
+      }
+    }
+    return http::Response::json(out, 201);
+  }, "Add an event: {title, when, until, where, description, lat, lon, slug}; a page, an .ics and a map marker");
+
+  control.add_blocking("DELETE", "/v1/sites/{site}/events/{slug}", run, [this](const http::Request& q) {
+    const auto name = site_param(q);
+    if (!store_->remove_event(name, q.param("slug"))) throw Error("no_event", "no event " + q.param("slug"), 404);
+    const auto version = republish(name, "event removed");
+    return http::Response::json({{"slug", q.param("slug")}, {"removed", true}, {"version", version_json(version)}});
+  }, "Remove an event");
+}
+
+}  // namespace coop::site
