@@ -1,4 +1,5 @@
-// Small text helpers every layer needs: ASCII case folding, URL percent-encoding, UTF-8 checks.
+// Small text helpers every layer needs: ASCII case folding, URL percent-encoding, UTF-8
+// checks, HTML escaping.
 #pragma once
 
 #include <string>
@@ -44,5 +45,8 @@ inline bool is_lower_hex(std::string_view text, std::size_t length) {
 
 // Valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
 bool is_valid_utf8(std::string_view text);
+
+// Text for HTML content and attribute values: & < > " ' as character references.
+std::string html_escape(std::string_view text);
 
 }  // namespace coop

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace coop::site {
 
@@ -34,21 +35,6 @@ icaltimezone* zone_named(const std::string& name) {
   icaltimezone* zone = icaltimezone_get_builtin_timezone(name.c_str());
   if (!zone) throw Error("bad_timezone", "unknown time zone '" + name + "' (an IANA name such as Europe/Paris)", 400);
   return zone;
-}
-
-std::string escape_html(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 constexpr const char* kStyle = R"CSS(
@@ -75,9 +61,9 @@ std::string layout(const RenderContext& c, const std::string& title, const std::
   std::ostringstream h;
   h << "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
     << "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-    << "<title>" << escape_html(title) << " · " << escape_html(c.site) << "</title>\n"
+    << "<title>" << html_escape(title) << " · " << html_escape(c.site) << "</title>\n"
     << "<link rel=\"icon\" href=\"data:,\">\n<style>" << kStyle << "</style>\n</head>\n<body>\n"
-    << "<header><a class=\"site\" href=\"" << root << "\">" << escape_html(c.site) << "</a>"
+    << "<header><a class=\"site\" href=\"" << root << "\">" << html_escape(c.site) << "</a>"
     << "<a href=\"" << root << "events/\">Events</a></header>\n<main>\n"
     << body << "\n</main>\n<footer>Published with coop.</footer>\n</body>\n</html>\n";
   return h.str();
@@ -95,22 +81,13 @@ std::string local_time(int64_t t, const std::string& timezone) {
   return std::string(text) + " (" + (timezone.empty() ? "UTC" : timezone) + ")";
 }
 
-std::string iso_utc(int64_t t) {
-  char text[32];
-  const time_t tt = static_cast<time_t>(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
 std::string event_body(const RenderContext& c, const Event& e) {
   std::ostringstream b;
-  b << "<article class=\"event\">\n<h1>" << escape_html(e.title) << "</h1>\n"
-    << "<p class=\"when\"><time datetime=\"" << iso_utc(e.starts) << "\">" << local_time(e.starts, c.timezone)
-    << "</time> to <time datetime=\"" << iso_utc(e.ends) << "\">" << local_time(e.ends, c.timezone) << "</time></p>\n";
+  b << "<article class=\"event\">\n<h1>" << html_escape(e.title) << "</h1>\n"
+    << "<p class=\"when\"><time datetime=\"" << utc_iso8601(e.starts) << "\">" << local_time(e.starts, c.timezone)
+    << "</time> to <time datetime=\"" << utc_iso8601(e.ends) << "\">" << local_time(e.ends, c.timezone) << "</time></p>\n";
   if (!e.location.empty()) {
-    b << "<p class=\"where\">" << escape_html(e.location);
+    b << "<p class=\"where\">" << html_escape(e.location);
     if (e.lat && e.lon) {
       char geo[64];
       std::snprintf(geo, sizeof geo, "%.6f,%.6f", *e.lat, *e.lon);
@@ -137,8 +114,8 @@ std::string events_index(const RenderContext& c, const std::vector<Event>& event
     }
     b << "<h2>" << (upcoming ? "Upcoming" : "Past") << "</h2>\n<ul class=\"events\">\n";
     for (const auto* e : list)
-      b << "<li><a href=\"" << e->slug << "/\">" << escape_html(e->title) << "</a><br><span class=\"when\">"
-        << local_time(e->starts, c.timezone) << "</span>" << (e->location.empty() ? "" : " · " + escape_html(e->location))
+      b << "<li><a href=\"" << e->slug << "/\">" << html_escape(e->title) << "</a><br><span class=\"when\">"
+        << local_time(e->starts, c.timezone) << "</span>" << (e->location.empty() ? "" : " · " + html_escape(e->location))
         << "</li>\n";
     b << "</ul>\n";
   }
@@ -190,7 +167,7 @@ std::vector<std::pair<std::string, std::string>> generated_files(const RenderCon
                                                                  const std::vector<Event>& events) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const auto& p : pages)
-    out.emplace_back(p.slug + "/index.html", layout(c, p.title, "<article>\n<h1>" + escape_html(p.title) + "</h1>\n" +
+    out.emplace_back(p.slug + "/index.html", layout(c, p.title, "<article>\n<h1>" + html_escape(p.title) + "</h1>\n" +
                                                                    markdown_to_html(p.markdown) + "</article>",
                                                     "../"));
   if (events.empty()) return out;
@@ -240,6 +217,15 @@ std::string slugify(const std::string& title) {
   }
   while (!out.empty() && out.back() == '-') out.pop_back();
   return out.empty() ? "untitled" : out;
+}
+
+std::string utc_iso8601(int64_t t) {
+  char text[32];
+  const time_t tt = static_cast<time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
 }
 
 }  // namespace coop::site

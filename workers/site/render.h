@@ -34,6 +34,9 @@ std::string events_ics(const std::string& site, const std::vector<Event>& events
 // epoch; a time without an offset is in `timezone`. coop::Error("bad_time", 400) otherwise.
 int64_t parse_event_time(const std::string& text, const std::string& timezone);
 
+// 2026-12-05T17:00:00Z
+std::string utc_iso8601(int64_t t);
+
 // A slug for a title: lowercase ASCII letters and digits joined by '-', at most 60.
 std::string slugify(const std::string& title);
 

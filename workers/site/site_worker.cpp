@@ -314,14 +314,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     e.location = required_text(body, "where");
     e.description = optional_text(body, "description");
     e.slug = optional_text(body, "slug");
-    if (e.slug.empty()) {
-      char date[16];
-      const time_t t = static_cast<time_t>(e.starts);
-      struct tm tm {};
-      gmtime_r(&t, &tm);
-      std::strftime(date, sizeof date, "%Y-%m-%d", &tm);
-      e.slug = std::string(date) + "-" + slugify(e.title);
-    }
+    if (e.slug.empty()) e.slug = utc_iso8601(e.starts).substr(0, 10) + "-" + slugify(e.title);
     if (!valid_site_name(e.slug)) throw Error("bad_slug", "event slugs are 1-63 of a-z, 0-9, - and _: '" + e.slug + "'", 400);
     if (body.contains("lat") || body.contains("lon")) {
       if (!body.value("lat", json()).is_number() || !body.value("lon", json()).is_number())
@@ -347,11 +340,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     if (e.lat && e.lon) {
       try {
         control::Client tiles(home_.socket("tiles"));
-        char when[32];
-        const time_t t = static_cast<time_t>(e.starts);
-        struct tm tm {};
-        gmtime_r(&t, &tm);
-        std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        const std::string when = utc_iso8601(e.starts);
         const json feature = {{"type", "Feature"},
                               {"geometry", {{"type", "Point"}, {"coordinates", {*e.lon, *e.lat}}}},
                               {"properties", {{"title", e.title}, {"kind", "event"}, {"when", when},

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/tiles/glyphs.h"
 #include "workers/tiles/mbtiles.h"
 #include "workers/tiles/store/marker_store.h"
@@ -99,21 +100,6 @@ http::Response variant_response(const http::Request& request, const std::string&
   r.headers.emplace_back("Cache-Control", cache_control);
   r.headers.emplace_back("Vary", "Accept-Encoding");
   return r;
-}
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 std::string file_signature(const fs::path& file) {
