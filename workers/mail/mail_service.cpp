@@ -143,4 +143,10 @@ StoredMessage MailService::append(const std::string& handle, const std::string& 
   return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), 0);
 }
 
+StoredMessage MailService::append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes,
+                                      unsigned flags, int64_t internal_date) {
+  const auto blob = blobs_.put(bytes);
+  return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), 0);
+}
+
 }  // namespace coop::mail

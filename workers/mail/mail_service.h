@@ -51,6 +51,9 @@ class MailService {
   // Stores a message for one member (import and, later, IMAP APPEND); idempotent per mailbox.
   StoredMessage append(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
                        int64_t internal_date, bool* existed);
+  // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists.
+  StoredMessage append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
+                           int64_t internal_date);
 
  private:
   MessageMeta describe(const std::string& blob, uint64_t size, int64_t internal_date, unsigned flags);

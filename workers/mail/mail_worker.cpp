@@ -10,6 +10,7 @@
 #include "common/worker_runtime.h"
 #include "workers/mail/mail_api.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/imap_session.h"
 #include "workers/mail/smtp_session.h"
 
 namespace coop::mail {
@@ -33,6 +34,23 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   return s;
 }
 
+std::shared_ptr<const ImapSettings> imap_settings(WorkerRuntime& runtime, MailService* service,
+                                                 std::shared_ptr<boost::asio::ssl::context> tls) {
+  const auto& c = runtime.config();
+  auto s = std::make_shared<ImapSettings>();
+  s->hostname = c.domain();
+  s->tls = std::move(tls);
+  s->plaintext_loopback = c.get_bool("workers.mail.imap_plaintext_loopback", false);
+  s->limits.max_line = static_cast<std::size_t>(c.get_int("workers.mail.imap_max_line", 64 << 10));
+  s->limits.max_literal = static_cast<std::size_t>(c.get_int("workers.mail.max_message_bytes", 50 << 20));
+  s->limits.max_command = s->limits.max_literal + s->limits.max_line;
+  s->autologout = std::chrono::milliseconds(c.get_int("workers.mail.imap_autologout_ms", 30 * 60 * 1000));
+  s->runner = runtime.blocking_runner();
+  s->service = service;
+  s->home = &runtime.home();
+  return s;
+}
+
 }  // namespace
 
 MailWorker::MailWorker(WorkerRuntime& runtime)
@@ -45,8 +63,27 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.mail.max_connections_per_address", 20));
   limits.idle_timeout = smtp_->limits.idle_timeout;
   std::vector<ListenerConfig> bound;
+  imap_ = imap_settings(runtime, service_.get(), smtp_->tls);
   for (const auto& listener : config.listeners("mail")) {
-    // This slice serves inbound SMTP; submission, IMAP and JMAP come with their issues.
+    // IMAP (RFC 9051) on imap (STARTTLS) and imaps (implicit TLS, RFC 8314).
+    if (listener.name == "imap" || listener.name == "imaps") {
+      net::ListenerLimits imap_limits = limits;
+      imap_limits.idle_timeout = imap_->autologout;
+      auto tcp = std::make_unique<net::TcpListener>(
+          runtime.io().get_executor(), listener.address, listener.port, imap_limits,
+          listener.name == "imaps" ? imap_->tls : nullptr,
+          [settings = imap_](std::shared_ptr<net::Connection> c) { start_imap_session(std::move(c), settings); },
+          [](std::shared_ptr<net::Connection> c, std::string_view reason) { refuse_imap_connection(std::move(c), reason); });
+      if (listener.name == "imap") tcp->set_starttls_context(imap_->tls);
+      tcp->start();
+      auto actual = listener;
+      actual.port = tcp->port();
+      bound.push_back(actual);
+      spdlog::info("{} listening on {}", listener.name, actual.url());
+      imap_listeners_.push_back(std::move(tcp));
+      continue;
+    }
+    // Submission and JMAP come with their issues.
     if (listener.name != "smtp") continue;
     auto tcp = std::make_unique<net::TcpListener>(
         runtime.io().get_executor(), listener.address, listener.port, limits, nullptr,
@@ -65,7 +102,10 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   runtime.set_listeners(bound);
   runtime.on_shutdown([this] {
     for (auto& l : listeners_) l->stop();
+    for (auto& l : imap_listeners_) l->stop();
   });
+  // SMTP transactions in flight finish before the worker exits. IMAP sessions live for hours
+  // (IDLE) and hold nothing unacknowledged between commands: they end with the process.
   runtime.drained_when([this] {
     for (auto& l : listeners_)
       if (l->active_connections() > 0) return false;
@@ -75,6 +115,9 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
     std::size_t active = 0;
     for (auto& l : listeners_) active += l->active_connections();
     status["smtp_connections"] = active;
+    std::size_t imap = 0;
+    for (auto& l : imap_listeners_) imap += l->active_connections();
+    status["imap_connections"] = imap;
     status["domains"] = service_->directory().domains().size();
   });
 }

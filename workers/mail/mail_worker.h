@@ -15,6 +15,7 @@ namespace coop::mail {
 
 class MailService;
 struct SmtpSettings;
+struct ImapSettings;
 
 class MailWorker {
  public:
@@ -24,7 +25,9 @@ class MailWorker {
  private:
   std::unique_ptr<MailService> service_;
   std::shared_ptr<const SmtpSettings> smtp_;
-  std::vector<std::unique_ptr<net::TcpListener>> listeners_;
+  std::shared_ptr<const ImapSettings> imap_;
+  std::vector<std::unique_ptr<net::TcpListener>> listeners_;  // SMTP
+  std::vector<std::unique_ptr<net::TcpListener>> imap_listeners_;
 };
 
 }  // namespace coop::mail

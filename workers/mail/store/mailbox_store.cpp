@@ -1,6 +1,7 @@
 // Per-member SQLite mail indexes.
 #include "workers/mail/store/mailbox_store.h"
 
+#include <algorithm>
 #include <ctime>
 
 #include "common/error.h"
@@ -219,6 +220,117 @@ std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, con
     out.push_back(std::move(m));
   }
   stmt.reset();
+  return out;
+}
+
+std::optional<std::pair<int64_t, int64_t>> MailboxStore::mailbox_state(const std::string& handle,
+                                                                        const std::string& mailbox) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT uidnext, highest_modseq FROM mailboxes WHERE name = ?1");
+  stmt.bind(1, mailbox);
+  if (!stmt.step()) return std::nullopt;
+  std::pair<int64_t, int64_t> out{stmt.column_int64(0), stmt.column_int64(1)};
+  stmt.reset();
+  return out;
+}
+
+std::pair<std::string, std::string> MailboxStore::summaries(const std::string& handle, const std::string& mailbox,
+                                                            int64_t uid) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT envelope, body_structure FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+  stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, uid);
+  if (!stmt.step()) return {"{}", "{}"};
+  std::pair<std::string, std::string> out{stmt.column_text(0), stmt.column_text(1)};
+  stmt.reset();
+  return out;
+}
+
+std::vector<StoredMessage> MailboxStore::change_flags(const std::string& handle, const std::string& mailbox,
+                                                      const std::vector<int64_t>& uids, FlagChange change, unsigned flags) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  const auto id = ix.mailbox_id(mailbox);
+  auto& modseq_now = db.prepare("SELECT highest_modseq FROM mailboxes WHERE id = ?1");
+  modseq_now.bind(1, id);
+  modseq_now.step();
+  const int64_t modseq = modseq_now.column_int64(0) + 1;
+  modseq_now.reset();
+  std::vector<StoredMessage> changed;
+  for (const int64_t uid : uids) {
+    auto& read = db.prepare("SELECT flags FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+    read.bind(1, id).bind(2, uid);
+    if (!read.step()) continue;
+    const auto before = static_cast<unsigned>(read.column_int64(0));
+    read.reset();
+    const unsigned after = change == FlagChange::add ? (before | flags) : change == FlagChange::remove ? (before & ~flags) : flags;
+    if (after == before) continue;
+    db.prepare("UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, id).bind(2, uid).bind(3, static_cast<int64_t>(after)).bind(4, modseq).run();
+    StoredMessage m;
+    m.uid = uid;
+    m.modseq = modseq;
+    m.mailbox = mailbox;
+    m.meta.flags = after;
+    changed.push_back(std::move(m));
+  }
+  if (!changed.empty()) db.prepare("UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1").bind(1, id).bind(2, modseq).run();
+  tx.commit();
+  return changed;
+}
+
+std::vector<int64_t> MailboxStore::expunge(const std::string& handle, const std::string& mailbox,
+                                           const std::optional<std::vector<int64_t>>& only) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  const auto id = ix.mailbox_id(mailbox);
+  auto& select = db.prepare("SELECT uid FROM messages WHERE mailbox_id = ?1 AND (flags & 8) != 0 ORDER BY uid");
+  select.bind(1, id);
+  std::vector<int64_t> doomed;
+  while (select.step()) {
+    const auto uid = select.column_int64(0);
+    if (!only || std::binary_search(only->begin(), only->end(), uid)) doomed.push_back(uid);
+  }
+  select.reset();
+  for (const auto uid : doomed) db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
+  if (!doomed.empty())
+    db.prepare("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1").bind(1, id).run();
+  tx.commit();
+  return doomed;
+}
+
+std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& handle, const std::string& from,
+                                                            const std::string& to, const std::vector<int64_t>& uids) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  const auto source = ix.mailbox_id(from);
+  const auto target = ix.mailbox_id(to);
+  auto& next = db.prepare("SELECT uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
+  next.bind(1, target);
+  next.step();
+  int64_t uid = next.column_int64(0);
+  const int64_t modseq = next.column_int64(1) + 1;
+  next.reset();
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto old : uids) {
+    db.prepare(
+          "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, keywords, message_id, "
+          "subject, envelope, body_structure) SELECT ?3, ?4, ?5, blob, size, internal_date, flags, keywords, "
+          "message_id, subject, envelope, body_structure FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).bind(5, modseq).run();
+    if (db.changes() == 0) continue;
+    out.emplace_back(old, uid++);
+  }
+  if (!out.empty())
+    db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1").bind(1, target).bind(2, uid).bind(3, modseq).run();
+  tx.commit();
   return out;
 }
 

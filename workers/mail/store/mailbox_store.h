@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <utility>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -68,6 +69,24 @@ class MailboxStore {
   std::vector<StoredMessage> messages(const std::string& handle, const std::string& mailbox, int64_t after_uid,
                                       int limit);
   bool has_index(const std::string& handle) const;
+
+  // What changes whenever a message arrives, changes flags or goes: {uidnext, highest_modseq};
+  // nullopt when there is no such mailbox. One small query, for IDLE and NOOP to poll.
+  std::optional<std::pair<int64_t, int64_t>> mailbox_state(const std::string& handle, const std::string& mailbox);
+  // IMAP: a message's ENVELOPE and BODYSTRUCTURE JSON, as summarized at delivery.
+  std::pair<std::string, std::string> summaries(const std::string& handle, const std::string& mailbox, int64_t uid);
+  enum class FlagChange { add, remove, replace };
+  // RFC 9051 6.4.6 STORE: changes the flags of these UIDs; the messages whose flags changed,
+  // each with the command's new MODSEQ (RFC 7162 3.1.3), in UID order.
+  std::vector<StoredMessage> change_flags(const std::string& handle, const std::string& mailbox,
+                                          const std::vector<int64_t>& uids, FlagChange change, unsigned flags);
+  // RFC 9051 6.4.3 EXPUNGE: removes the \Deleted messages (only those in `only`, when given,
+  // for UID EXPUNGE); their UIDs in ascending order.
+  std::vector<int64_t> expunge(const std::string& handle, const std::string& mailbox,
+                               const std::optional<std::vector<int64_t>>& only);
+  // RFC 9051 6.4.7-6.4.8 COPY/MOVE: new UIDs in `to` for these UIDs, in order (UIDPLUS COPYUID).
+  std::vector<std::pair<int64_t, int64_t>> copy(const std::string& handle, const std::string& from, const std::string& to,
+                                                const std::vector<int64_t>& uids);
 
  private:
   struct Index;

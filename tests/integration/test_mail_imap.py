@@ -1,0 +1,250 @@
+"""IMAP with Python's imaplib (and raw sockets where imaplib has no verb): STARTTLS and
+implicit TLS, LOGIN and AUTHENTICATE PLAIN against the registry, LIST/STATUS/SELECT,
+FETCH items and sections, SEARCH and ESEARCH, STORE, COPY/MOVE with UIDPLUS, EXPUNGE,
+APPEND, two sessions seeing each other's changes, IDLE hearing an SMTP delivery, and bad
+input answered with BAD while the session goes on."""
+import imaplib
+import os
+import re
+import smtplib
+import socket
+import ssl
+import time
+import uuid
+from email.message import EmailMessage
+
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+
+BIN = bin_dir_from_args()
+DOMAIN = "mail.test"
+STRONG = "correct horse battery staple"
+
+
+def tls_context():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the shard's self-signed certificate
+    return context
+
+
+def start(shard):
+    shard.init()
+    shard.coop("up")
+    shard.coop("mail", "domain", "add", DOMAIN)
+    shard.coop("member", "add", "alice", "--email", f"alice@{DOMAIN}", "--password-stdin", input=STRONG)
+    status = shard.json("status")
+    mail = next(w for w in status["workers"] if w["name"] == "mail")
+    ports = {l["name"]: int(l["url"].rsplit(":", 1)[1]) for l in mail["listeners"]}
+    return ports
+
+
+def deliver(port, subject, body="Hello from the test.\n"):
+    msg = EmailMessage()
+    msg["From"] = "Carol <carol@example.org>"
+    msg["To"] = f"alice@{DOMAIN}"
+    msg["Subject"] = subject
+    msg["Message-ID"] = f"<{uuid.uuid4()}@example.org>"
+    msg.set_content(body)
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        smtp.send_message(msg)
+    return msg
+
+
+def login(ports):
+    imap = imaplib.IMAP4("127.0.0.1", ports["imap"])
+    imap.starttls(tls_context())
+    imap.login("alice", STRONG)
+    return imap
+
+
+def test_tls_and_authentication():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        plain = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        assert "STARTTLS" in plain.capabilities and "LOGINDISABLED" in plain.capabilities
+        assert "IMAP4REV2" in plain.capabilities and "AUTH=PLAIN" not in plain.capabilities
+        try:
+            plain.login("alice", STRONG)
+            raise AssertionError("a password was taken in the clear")
+        except imaplib.IMAP4.error as e:
+            assert "PRIVACYREQUIRED" in str(e)
+        plain.starttls(tls_context())
+        assert "AUTH=PLAIN" in plain.capabilities and "STARTTLS" not in plain.capabilities
+        try:
+            plain.login("alice", "wrong")
+            raise AssertionError("a wrong password was taken")
+        except imaplib.IMAP4.error as e:
+            assert "AUTHENTICATIONFAILED" in str(e)
+        assert plain.login("alice", STRONG)[0] == "OK"
+        assert plain.logout()[0] == "BYE"
+        # Implicit TLS on imaps, AUTHENTICATE PLAIN (imaplib sends it with a continuation).
+        secure = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls_context())
+        typ, _ = secure.authenticate("PLAIN", lambda _: b"\0alice\0" + STRONG.encode())
+        assert typ == "OK"
+        secure.logout()
+        # An app password scoped to mail works; a suspended member is refused.
+        app = shard.json("member", "app-password", "add", "alice", "--label", "phone", "--scope", "mail")
+        secure = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls_context())
+        assert secure.login("alice", app["password"])[0] == "OK"
+        secure.logout()
+        shard.coop("member", "suspend", "alice")
+        secure = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls_context())
+        try:
+            secure.login("alice", STRONG)
+            raise AssertionError("a suspended member logged in")
+        except imaplib.IMAP4.error as e:
+            assert "AUTHENTICATIONFAILED" in str(e)
+        shard.coop("down")
+
+
+def test_mailboxes_fetch_search_store_copy_move_expunge_append():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        sent = [deliver(ports["smtp"], subject, f"Body number {i}.\n") for i, subject in enumerate(["one", "two", "three"])]
+        imap = login(ports)
+        typ, boxes = imap.list()
+        names = {re.search(rb'"/" "?([^"]*)"?$', b).group(1).decode(): b for b in boxes}
+        assert {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"} <= set(names), boxes
+        assert b"\\Sent" in names["Sent"] and b"\\HasNoChildren" in names["INBOX"]
+        typ, status = imap.status("INBOX", "(MESSAGES UIDNEXT UNSEEN UIDVALIDITY)")
+        assert b"MESSAGES 3" in status[0] and b"UNSEEN 3" in status[0] and b"UIDNEXT 4" in status[0], status
+        typ, data = imap.select("INBOX")
+        assert typ == "OK" and data == [b"3"]
+        assert imap.untagged_responses.get("UIDVALIDITY")
+        # FETCH: items, the whole message, a header field, a partial, the structure.
+        typ, data = imap.fetch("1:3", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
+        assert typ == "OK" and len(data) == 3
+        assert b"UID 1 " in data[0] and b"FLAGS ()" in data[0] and b'"one"' in data[0]
+        assert b'(("Carol" NIL "carol" "example.org"))' in data[0], data[0]
+        typ, data = imap.fetch("2", "(BODY.PEEK[])")
+        whole = data[0][1]
+        assert b"Subject: two" in whole and b"Body number 1." in whole
+        size = int(re.search(rb"RFC822.SIZE (\d+)", imap.fetch("2", "(RFC822.SIZE)")[1][0]).group(1))
+        assert size == len(whole)
+        typ, data = imap.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+        assert data[0][1] == b"From: Carol <carol@example.org>\r\nSubject: two\r\n\r\n", data[0][1]
+        typ, data = imap.fetch("2", "(BODY.PEEK[TEXT]<0.11>)")
+        assert data[0][1] == b"Body number" and b"BODY[TEXT]<0>" in data[0][0]
+        typ, data = imap.fetch("2", "(BODYSTRUCTURE)")
+        assert b'BODYSTRUCTURE ("TEXT" "PLAIN"' in data[0], data
+        typ, data = imap.fetch("2", "(BODY.PEEK[1])")
+        assert data[0][1] == b"Body number 1.\r\n", data
+        assert imap.fetch("2", "(FLAGS)")[1][0] == b"2 (FLAGS ())"  # PEEK left \Seen alone
+        typ, data = imap.fetch("2", "(BODY[TEXT])")
+        assert b"\\Seen" in data[0][0] or b"\\Seen" in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
+        # SEARCH, UID SEARCH, ESEARCH.
+        assert imap.search(None, "ALL")[1] == [b"1 2 3"]
+        assert imap.search(None, "UNSEEN")[1] == [b"1 3"]
+        assert imap.search(None, 'SUBJECT "thr"')[1] == [b"3"]
+        assert imap.search(None, 'FROM "carol" NOT SEEN')[1] == [b"1 3"]
+        assert imap.search(None, 'OR SUBJECT one SUBJECT two')[1] == [b"1 2"]
+        assert imap.search(None, 'BODY "number 2"')[1] == [b"3"]
+        assert imap.uid("SEARCH", "UID 2:*")[1] == [b"2 3"]
+        typ, data = imap._simple_command("SEARCH", "RETURN (MIN MAX COUNT) ALL")
+        assert typ == "OK" and b"MIN 1 MAX 3 COUNT 3" in imap.untagged_responses.pop("ESEARCH")[0]
+        # STORE.
+        typ, data = imap.store("1", "+FLAGS", "(\\Flagged \\Seen)")
+        assert b"\\Flagged" in data[0] and b"\\Seen" in data[0]
+        typ, data = imap.uid("STORE", "1", "-FLAGS.SILENT", "(\\Flagged)")
+        assert typ == "OK" and data == [None]
+        assert imap.search(None, "FLAGGED")[1] == [b""]
+        assert imap.search(None, "SEEN")[1] == [b"1 2"]
+        # COPY and MOVE with UIDPLUS.
+        typ, data = imap.copy("1", "Archive")
+        assert typ == "OK" and b"COPYUID" in data[0], data
+        typ, data = imap.uid("MOVE", "3", "Archive")
+        assert typ == "OK" and imap.untagged_responses.pop("EXPUNGE") == [b"3"]
+        assert imap.search(None, "ALL")[1] == [b"1 2"]
+        assert b"MESSAGES 2" in imap.status("Archive", "(MESSAGES)")[1][0]
+        assert imap.copy("1", "Nowhere")[0] == "NO"
+        # EXPUNGE.
+        imap.store("1", "+FLAGS", "(\\Deleted)")
+        typ, data = imap.expunge()
+        assert typ == "OK" and data == [b"1"]
+        assert imap.search(None, "ALL")[1] == [b"1"]
+        # APPEND with flags and a date; CREATE.
+        raw = b"From: alice@mail.test\r\nSubject: draft\r\n\r\nWritten offline.\r\n"
+        typ, data = imap.append("Drafts", "(\\Draft \\Seen)", '"05-Dec-2026 18:00:00 +0100"', raw)
+        assert typ == "OK" and b"APPENDUID" in data[0], data
+        imap.select("Drafts")
+        typ, data = imap.fetch("1", "(FLAGS INTERNALDATE BODY.PEEK[])")
+        assert data[0][1] == raw and b"\\Draft" in data[0][0] and b'"05-Dec-2026 17:00:00 +0000"' in data[0][0], data
+        assert imap.create("Projects/2027")[0] == "OK"
+        assert imap.create("Projects/2027")[0] == "NO"
+        assert b"Projects/2027" in imap.list('""', "Projects/%")[1][0]
+        assert imap.select("Nowhere")[0] == "NO"
+        imap.logout()
+        shard.coop("down")
+
+
+def test_two_sessions_and_idle_see_changes():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        deliver(ports["smtp"], "first")
+        a, b = login(ports), login(ports)
+        a.select("INBOX")
+        b.select("INBOX")
+        b.store("1", "+FLAGS", "(\\Answered)")
+        typ, _ = a.noop()
+        assert any(b"\\Answered" in x for x in a.untagged_responses.get("FETCH", [])), a.untagged_responses
+        deliver(ports["smtp"], "second")
+        a.noop()
+        assert a.untagged_responses.get("EXISTS") and a.untagged_responses["EXISTS"][-1] == b"2"
+        b.logout()
+        a.logout()
+        # IDLE over TLS with a raw socket (imaplib has no IDLE): a delivery shows up at once.
+        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(f"a LOGIN alice \"{STRONG}\"\r\nb SELECT INBOX\r\nc IDLE\r\n".encode())
+        while not reader.readline().startswith(b"+ idling"):
+            pass
+        started = time.monotonic()
+        deliver(ports["smtp"], "third")
+        line = reader.readline()
+        heard = time.monotonic() - started
+        assert line == b"* 3 EXISTS\r\n", line
+        raw.sendall(b"DONE\r\n")
+        assert reader.readline().startswith(b"c OK")
+        print(f"IDLE heard a delivery {heard * 1000:.0f} ms after SMTP accepted it")
+        raw.close()
+        shard.coop("down")
+
+
+def test_bad_input_gets_bad_and_the_session_goes_on():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
+        reader = raw.makefile("rb")
+        assert reader.readline().startswith(b"* OK [CAPABILITY")
+
+        def send(data):
+            raw.sendall(data)
+            return reader.readline()
+
+        assert send(b"a1 FROBNICATE\r\n").startswith(b"a1 BAD")
+        assert send(b"a2 SELECT INBOX\r\n").startswith(b"a2 BAD")  # not logged in yet
+        assert send(b"no-space\r\n").startswith(b"* BAD")
+        assert send(b"a3 LOGIN {5}\r\n") == b"+ Ready for literal data\r\n"
+        assert send(f"alice \"{STRONG}\"\r\n".encode()).startswith(b"a3 OK")
+        assert send(b"a4 APPEND INBOX {999999999}\r\n").startswith(b"a4 NO [TOOBIG]")
+        assert send(b"a5 FETCH 1 (FLAGS)\r\n").startswith(b"a5 BAD")  # nothing selected
+        raw.sendall(b"a6 SELECT INBOX\r\n")
+        while not (line := reader.readline()).startswith(b"a6"):
+            pass
+        assert line.startswith(b"a6 OK [READ-WRITE]")
+        assert send(b"a7 FETCH 1:x (FLAGS)\r\n").startswith(b"a7 BAD")
+        assert send(b"a8 SEARCH NONSENSE\r\n").startswith(b"a8 BAD")
+        assert send(b"a9 " + b"x" * 70000 + b"\r\n").startswith(b"a9 BAD")
+        assert send(b"a10 NOOP\r\n").startswith(b"a10 OK")
+        raw.close()
+        shard.coop("down")
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_tls_and_authentication,
+        test_mailboxes_fetch_search_store_copy_move_expunge_append,
+        test_two_sessions_and_idle_see_changes,
+        test_bad_input_gets_bad_and_the_session_goes_on,
+    ])

@@ -1,0 +1,99 @@
+// IMAP command gathering and tokens (RFC 9051 4, 9; RFC 7888 LITERAL+).
+#include <catch2/catch.hpp>
+
+#include "workers/mail/imap_parser.h"
+
+using namespace coop::mail::imap;
+using Status = CommandReader::Status;
+
+TEST_CASE("imap: commands come whole, in any split, with literals after a continuation", "[imap]") {
+  const std::string bytes = "a1 LOGIN {5}\r\nalice \"pass word\"\r\na2 NOOP\r\n";
+  for (std::size_t step : {bytes.size(), std::size_t{1}, std::size_t{7}}) {
+    CommandReader reader;
+    std::vector<RawCommand> commands;
+    int continuations = 0;
+    for (std::size_t at = 0; at < bytes.size(); at += step) {
+      reader.feed(bytes.substr(at, step));
+      for (auto status = reader.next(); status != Status::need_more; status = reader.next()) {
+        if (status == Status::need_continuation) ++continuations;
+        if (status == Status::command) commands.push_back(reader.take());
+        REQUIRE(status != Status::refused);
+        REQUIRE(status != Status::fatal);
+      }
+    }
+    REQUIRE(commands.size() == 2);
+    CHECK(continuations == 1);
+    Cursor c(commands[0]);
+    CHECK(c.tag() == std::optional<std::string>("a1"));
+    CHECK(c.space());
+    CHECK(c.atom() == std::optional<std::string>("LOGIN"));
+    CHECK(c.space());
+    CHECK(c.astring() == std::optional<std::string>("alice"));
+    CHECK(c.space());
+    CHECK(c.astring() == std::optional<std::string>("pass word"));
+    CHECK(c.at_end());
+    CHECK(tag_of(commands[1]) == "a2");
+  }
+}
+
+TEST_CASE("imap: LITERAL+ needs no continuation; limits refuse before reading", "[imap]") {
+  CommandReader reader(ReaderLimits{100, 10, 1000});
+  reader.feed("a1 APPEND INBOX {3+}\r\nabc\r\n");
+  CHECK(reader.next() == Status::command);
+  auto command = reader.take();
+  REQUIRE(command.literals.size() == 1);
+  CHECK(command.literals[0] == "abc");
+  // A synchronizing literal over the limit: NO [TOOBIG], the session goes on.
+  reader.feed("a2 APPEND INBOX {11}\r\na3 NOOP\r\n");
+  CHECK(reader.next() == Status::refused);
+  CHECK(reader.reply().rfind("a2 NO [TOOBIG]", 0) == 0);
+  CHECK(reader.next() == Status::command);
+  CHECK(tag_of(reader.take()) == "a3");
+  // A non-synchronizing one over the limit ends the connection (RFC 7888 4).
+  reader.feed("a4 APPEND INBOX {11+}\r\n");
+  CHECK(reader.next() == Status::fatal);
+  // A line over the limit: BAD, then the next command.
+  CommandReader lines(ReaderLimits{100, 10, 1000});
+  lines.feed("a5 " + std::string(200, 'x'));
+  CHECK(lines.next() == Status::refused);
+  CHECK(lines.reply().rfind("a5 BAD", 0) == 0);
+  lines.feed(std::string(50, 'x') + "\r\na6 NOOP\r\n");
+  CHECK(lines.next() == Status::command);
+  CHECK(tag_of(lines.take()) == "a6");
+}
+
+TEST_CASE("imap: tokens, quoting and sequence sets", "[imap]") {
+  RawCommand command{{R"(t LIST "" "Arch\"ive/*" NIL inbox 4294967295 4294967296)"}, {}};
+  Cursor c(command);
+  CHECK(c.tag() == std::optional<std::string>("t"));
+  c.space();
+  CHECK(c.atom() == std::optional<std::string>("LIST"));
+  c.space();
+  CHECK(c.string() == std::optional<std::string>(""));
+  c.space();
+  CHECK(c.list_mailbox() == std::optional<std::string>("Arch\"ive/*"));
+  c.space();
+  CHECK(c.nstring() == std::optional<std::string>(""));
+  c.space();
+  CHECK(c.mailbox() == std::optional<std::string>("INBOX"));
+  c.space();
+  CHECK(c.number() == std::optional<uint32_t>(4294967295u));
+  c.space();
+  CHECK_FALSE(c.number());
+  RawCommand bad{{R"(t "unterminated)"}, {}};
+  Cursor b(bad);
+  b.tag();
+  b.space();
+  CHECK_FALSE(b.string());
+  CHECK(quote("plain") == "\"plain\"");
+  CHECK(quote("say \"hi\"") == R"("say \"hi\"")");
+  CHECK(quote("two\r\nlines") == "{10}\r\ntwo\r\nlines");
+  auto set = parse_sequence_set("1:3,7,9:*", 12);
+  REQUIRE(set);
+  CHECK(set->contains(2));
+  CHECK_FALSE(set->contains(5));
+  CHECK(set->contains(12));
+  CHECK(parse_sequence_set("*:4", 10)->contains(7));
+  for (const char* bad_set : {"", "0", "1,", "a", "1::2", "1:2:3", "99999999999"}) CHECK_FALSE(parse_sequence_set(bad_set, 10));
+  CHECK(tag_of(RawCommand{{"+bad NOOP"}, {}}) == "*");
+}

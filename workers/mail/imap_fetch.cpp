@@ -1,0 +1,375 @@
+// FETCH data items and message sections.
+#include "workers/mail/imap_fetch.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <ctime>
+
+#include "common/text.h"
+#include "workers/mail/imap_parser.h"
+
+namespace coop::mail::imap {
+
+namespace {
+
+using nlohmann::json;
+
+std::string upper(std::string_view text) {
+  std::string out(text);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+FetchItem simple(FetchItem::Kind kind) {
+  FetchItem item;
+  item.kind = kind;
+  return item;
+}
+
+class ItemParser {
+ public:
+  explicit ItemParser(std::string_view text) : text_(text) {}
+
+  std::optional<std::vector<FetchItem>> parse() {
+    std::vector<FetchItem> items;
+    if (take('(')) {
+      for (;;) {
+        if (!item(items)) return std::nullopt;
+        if (take(')')) break;
+        if (!take(' ')) return std::nullopt;
+      }
+    } else {
+      const auto word = peek_word();
+      if (word == "ALL" || word == "FAST" || word == "FULL") {
+        at_ += word.size();
+        // RFC 9051 6.4.5 macros.
+        for (auto kind : {FetchItem::Kind::flags, FetchItem::Kind::internaldate, FetchItem::Kind::size}) items.push_back(simple(kind));
+        if (word != "FAST") items.push_back(simple(FetchItem::Kind::envelope));
+        if (word == "FULL") items.push_back(simple(FetchItem::Kind::bodystructure));
+      } else if (!item(items)) {
+        return std::nullopt;
+      }
+    }
+    if (at_ != text_.size()) return std::nullopt;
+    return items;
+  }
+
+ private:
+  bool take(char c) {
+    if (at_ < text_.size() && text_[at_] == c) {
+      ++at_;
+      return true;
+    }
+    return false;
+  }
+  std::string peek_word() const {
+    std::size_t end = at_;
+    while (end < text_.size() && (std::isalnum(static_cast<unsigned char>(text_[end])) || text_[end] == '.' || text_[end] == '8'))
+      ++end;
+    return upper(text_.substr(at_, end - at_));
+  }
+
+  bool item(std::vector<FetchItem>& items) {
+    const std::string word = peek_word();
+    at_ += word.size();
+    using K = FetchItem::Kind;
+    static const std::pair<const char*, K> kSimple[] = {
+        {"UID", K::uid}, {"FLAGS", K::flags}, {"INTERNALDATE", K::internaldate}, {"RFC822.SIZE", K::size},
+        {"ENVELOPE", K::envelope}, {"BODYSTRUCTURE", K::bodystructure}, {"RFC822", K::rfc822},
+        {"RFC822.HEADER", K::rfc822_header}, {"RFC822.TEXT", K::rfc822_text}, {"MODSEQ", K::modseq}};
+    if (word == "BODY" || word == "BODY.PEEK" || word == "BINARY" || word == "BINARY.PEEK") {
+      if (at_ >= text_.size() || text_[at_] != '[') {
+        if (word != "BODY") return false;
+        items.push_back(simple(K::bodystructure));  // BODY alone: the non-extensible structure
+        return true;
+      }
+      FetchItem f;
+      f.kind = K::section;
+      f.peek = word.find(".PEEK") != std::string::npos;
+      ++at_;
+      const auto close = text_.find(']', at_);
+      if (close == std::string_view::npos) return false;
+      std::string inside(text_.substr(at_, close - at_));
+      at_ = close + 1;
+      const auto space = inside.find(' ');
+      f.spec = upper(inside.substr(0, space));
+      if (f.spec.find("HEADER.FIELDS") != std::string::npos) {
+        if (space == std::string::npos) return false;
+        std::string list = inside.substr(space + 1);
+        if (list.size() < 2 || list.front() != '(' || list.back() != ')') return false;
+        list = list.substr(1, list.size() - 2);
+        std::size_t start = 0;
+        while (start <= list.size()) {
+          const auto end = std::min(list.find(' ', start), list.size());
+          std::string name = list.substr(start, end - start);
+          if (name.size() >= 2 && name.front() == '"' && name.back() == '"') name = name.substr(1, name.size() - 2);
+          if (name.empty()) return false;
+          f.fields.push_back(upper(name));
+          start = end + 1;
+        }
+      } else if (space != std::string::npos) {
+        return false;
+      }
+      if (!valid_spec(f.spec)) return false;
+      if (take('<')) {
+        const auto dot = text_.find('.', at_);
+        const auto end = text_.find('>', at_);
+        if (dot == std::string_view::npos || end == std::string_view::npos || dot > end) return false;
+        try {
+          f.partial = std::make_pair(std::stoull(std::string(text_.substr(at_, dot - at_))),
+                                     std::stoull(std::string(text_.substr(dot + 1, end - dot - 1))));
+        } catch (...) {
+          return false;
+        }
+        at_ = end + 1;
+      }
+      items.push_back(std::move(f));
+      return true;
+    }
+    for (const auto& [name, kind] : kSimple)
+      if (word == name) {
+        items.push_back(simple(kind));
+        return true;
+      }
+    return false;
+  }
+
+  static bool valid_spec(const std::string& spec) {
+    if (spec.empty() || spec == "HEADER" || spec == "TEXT" || spec == "HEADER.FIELDS" || spec == "HEADER.FIELDS.NOT") return true;
+    // part numbers, optionally followed by .HEADER .TEXT .MIME
+    std::size_t at = 0;
+    while (at < spec.size() && std::isdigit(static_cast<unsigned char>(spec[at]))) {
+      while (at < spec.size() && std::isdigit(static_cast<unsigned char>(spec[at]))) ++at;
+      if (at == spec.size()) return true;
+      if (spec[at] != '.') return false;
+      ++at;
+      const auto rest = spec.substr(at);
+      if (rest == "HEADER" || rest == "TEXT" || rest == "MIME" || rest == "HEADER.FIELDS" || rest == "HEADER.FIELDS.NOT")
+        return true;
+    }
+    return false;
+  }
+
+  std::string_view text_;
+  std::size_t at_ = 0;
+};
+
+// Where a message's header ends: after the first empty line (CRLF CRLF or LF LF).
+std::size_t header_end(std::string_view message) {
+  const auto crlf = message.find("\r\n\r\n");
+  const auto lf = message.find("\n\n");
+  if (crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf)) return crlf + 4;
+  if (lf != std::string_view::npos) return lf + 2;
+  return message.size();
+}
+
+// The header fields named (or all others), with their continuation lines, and the empty line.
+std::string header_fields(std::string_view header, const std::vector<std::string>& names, bool keep_named) {
+  std::string out;
+  std::size_t at = 0;
+  bool keeping = false;
+  while (at < header.size()) {
+    auto end = header.find('\n', at);
+    end = end == std::string_view::npos ? header.size() : end + 1;
+    const auto line = header.substr(at, end - at);
+    at = end;
+    if (line == "\r\n" || line == "\n") break;
+    if (line.front() != ' ' && line.front() != '\t') {
+      const auto colon = line.find(':');
+      const std::string name = upper(colon == std::string_view::npos ? std::string_view() : line.substr(0, colon));
+      const bool named = std::find(names.begin(), names.end(), name) != names.end();
+      keeping = named == keep_named && colon != std::string_view::npos;
+    }
+    if (keeping) out.append(line);
+  }
+  return out + "\r\n";
+}
+
+const json* find_part(const json& node, const std::string& number) {
+  if (!node.is_object()) return nullptr;
+  if (node.value("part", std::string()) == number) return &node;
+  if (node.contains("parts") && node["parts"].is_array())
+    for (const auto& child : node["parts"])
+      if (const auto* found = find_part(child, number)) return found;
+  if (node.contains("body") && node["body"].is_object()) return find_part(node["body"], number);
+  return nullptr;
+}
+
+std::string nstring(const json& value) {
+  if (!value.is_string()) return "NIL";
+  return quote(value.get<std::string>());
+}
+
+std::string addresses(const json& list) {
+  if (!list.is_array() || list.empty()) return "NIL";
+  std::string out = "(";
+  for (const auto& a : list)
+    out += "(" + nstring(a.value("name", json())) + " NIL " + nstring(a.value("mailbox", json())) + " " +
+           nstring(a.value("host", json())) + ")";
+  return out + ")";
+}
+
+std::string params(const json& p) {
+  if (!p.is_object() || p.empty()) return "NIL";
+  std::string out = "(";
+  bool first = true;
+  for (const auto& [k, v] : p.items()) {
+    out += (first ? "" : " ") + quote(upper(k)) + " " + (v.is_string() ? quote(v.get<std::string>()) : std::string("\"\""));
+    first = false;
+  }
+  return out + ")";
+}
+
+std::string structure(const json& node) {
+  if (node.contains("parts") && node["parts"].is_array()) {
+    std::string out = "(";
+    for (const auto& child : node["parts"]) out += structure(child);
+    if (node["parts"].empty()) out += "(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)";
+    return out + " " + quote(upper(node.value("subtype", std::string("mixed")))) + ")";
+  }
+  const std::string type = upper(node.value("type", std::string("text")));
+  const std::string subtype = upper(node.value("subtype", std::string("plain")));
+  std::string out = "(" + quote(type) + " " + quote(subtype) + " " + params(node.value("params", json::object())) + " " +
+                    nstring(node.value("id", json())) + " " + nstring(node.value("description", json())) + " " +
+                    quote(upper(node.value("encoding", std::string("7bit")))) + " " +
+                    std::to_string(node.value("size", int64_t{0}));
+  if (type == "MESSAGE" && subtype == "RFC822") {
+    out += " " + envelope_text(node.value("envelope", json::object()).dump()) + " " +
+           (node.contains("body") && node["body"].is_object() ? structure(node["body"]) : std::string("NIL")) + " " +
+           std::to_string(node.value("lines", int64_t{0}));
+  } else if (type == "TEXT") {
+    out += " " + std::to_string(node.value("lines", int64_t{0}));
+  }
+  return out + ")";
+}
+
+const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+
+}  // namespace
+
+std::string FetchItem::response_name() const {
+  switch (kind) {
+    case Kind::uid: return "UID";
+    case Kind::flags: return "FLAGS";
+    case Kind::internaldate: return "INTERNALDATE";
+    case Kind::size: return "RFC822.SIZE";
+    case Kind::envelope: return "ENVELOPE";
+    case Kind::bodystructure: return "BODYSTRUCTURE";
+    case Kind::rfc822: return "RFC822";
+    case Kind::rfc822_header: return "RFC822.HEADER";
+    case Kind::rfc822_text: return "RFC822.TEXT";
+    case Kind::modseq: return "MODSEQ";
+    case Kind::section: break;
+  }
+  std::string name = "BODY[" + spec;
+  if (!fields.empty()) {
+    name += " (";
+    for (std::size_t i = 0; i < fields.size(); ++i) name += (i ? " " : "") + fields[i];
+    name += ")";
+  }
+  name += "]";
+  if (partial) name += "<" + std::to_string(partial->first) + ">";
+  return name;
+}
+
+std::optional<std::vector<FetchItem>> parse_fetch_items(std::string_view text) { return ItemParser(text).parse(); }
+
+std::optional<std::string> message_section(std::string_view message, const FetchItem& item,
+                                           const std::string& body_structure_json) {
+  std::string_view target = message;
+  std::string spec = item.spec;
+  if (item.kind == FetchItem::Kind::rfc822_header) spec = "HEADER";
+  if (item.kind == FetchItem::Kind::rfc822_text) spec = "TEXT";
+  std::string out;
+  if (spec.empty()) {
+    out = std::string(target);
+  } else if (spec == "HEADER") {
+    out = std::string(target.substr(0, header_end(target)));
+  } else if (spec == "TEXT") {
+    out = std::string(target.substr(header_end(target)));
+  } else if (spec == "HEADER.FIELDS" || spec == "HEADER.FIELDS.NOT") {
+    out = header_fields(target.substr(0, header_end(target)), item.fields, spec == "HEADER.FIELDS");
+  } else {
+    // RFC 9051 6.4.5: part numbers. A single-part message's body is part 1.
+    const bool bare_number = spec.find_first_not_of("0123456789.") == std::string::npos;
+    if (!bare_number) return std::nullopt;  // .HEADER/.TEXT/.MIME of a part: not kept yet
+    const json structure = json::parse(body_structure_json, nullptr, false);
+    const bool multipart = structure.is_object() && structure.contains("parts");
+    if (spec == "1" && !multipart) {
+      out = std::string(target.substr(header_end(target)));
+    } else {
+      const json* node = structure.is_object() ? find_part(structure, spec) : nullptr;
+      if (!node || !node->contains("offset")) return std::nullopt;
+      const auto offset = node->value("offset", int64_t{0});
+      const auto size = node->value("size", int64_t{0});
+      if (offset < 0 || static_cast<uint64_t>(offset + size) > target.size()) return std::nullopt;
+      out = std::string(target.substr(static_cast<std::size_t>(offset), static_cast<std::size_t>(size)));
+    }
+  }
+  if (item.partial) {
+    const auto [offset, length] = *item.partial;
+    out = offset >= out.size() ? std::string() : out.substr(offset, length);
+  }
+  return out;
+}
+
+std::string envelope_text(const std::string& envelope_json) {
+  const json e = json::parse(envelope_json, nullptr, false);
+  if (!e.is_object()) return "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)";
+  return "(" + nstring(e.value("date", json())) + " " + nstring(e.value("subject", json())) + " " +
+         addresses(e.value("from", json())) + " " + addresses(e.value("sender", json())) + " " +
+         addresses(e.value("reply_to", json())) + " " + addresses(e.value("to", json())) + " " +
+         addresses(e.value("cc", json())) + " " + addresses(e.value("bcc", json())) + " " +
+         nstring(e.value("in_reply_to", json())) + " " + nstring(e.value("message_id", json())) + ")";
+}
+
+std::string bodystructure_text(const std::string& body_structure_json) {
+  const json b = json::parse(body_structure_json, nullptr, false);
+  if (!b.is_object() || b.empty()) return "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
+  return structure(b);
+}
+
+std::string internal_date_text(int64_t t) {
+  const time_t tt = static_cast<time_t>(t);
+  struct tm tm {};
+  gmtime_r(&tt, &tm);
+  char out[40];
+  std::snprintf(out, sizeof out, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900,
+                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return out;
+}
+
+std::optional<int64_t> parse_imap_date(std::string_view text) {
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
+  int day = 0, year = 0;
+  char month[4] = {};
+  if (std::sscanf(std::string(text).c_str(), "%2d-%3c-%4d", &day, month, &year) != 3) return std::nullopt;
+  int m = -1;
+  for (int i = 0; i < 12; ++i)
+    if (ascii_lower(month) == ascii_lower(kMonths[i])) m = i;
+  if (m < 0 || day < 1 || day > 31 || year < 1900) return std::nullopt;
+  struct tm tm {};
+  tm.tm_mday = day;
+  tm.tm_mon = m;
+  tm.tm_year = year - 1900;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+std::optional<int64_t> parse_imap_date_time(std::string_view text) {
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
+  int day = 0, year = 0, h = 0, mi = 0, s = 0;
+  char month[4] = {};
+  char sign = '+';
+  int zone = 0;
+  if (std::sscanf(std::string(text).c_str(), "%2d-%3c-%4d %2d:%2d:%2d %c%4d", &day, month, &year, &h, &mi, &s, &sign, &zone) != 8)
+    return std::nullopt;
+  const auto date = parse_imap_date(std::to_string(day) + "-" + std::string(month, 3) + "-" + std::to_string(year));
+  if (!date || h > 23 || mi > 59 || s > 60) return std::nullopt;
+  const int offset = (zone / 100) * 3600 + (zone % 100) * 60;
+  return *date + h * 3600 + mi * 60 + s - (sign == '-' ? -offset : offset);
+}
+
+}  // namespace coop::mail::imap

@@ -1,0 +1,333 @@
+// IMAP command gathering and tokens.
+#include "workers/mail/imap_parser.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "common/text.h"
+
+namespace coop::mail::imap {
+
+namespace {
+
+// RFC 9051 9: atom-specials are ( ) { SP CTL % * " \ ]
+bool atom_char(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (u <= 0x1F || u == 0x7F || u >= 0x80) return false;
+  return c != '(' && c != ')' && c != '{' && c != ' ' && c != '%' && c != '*' && c != '"' && c != '\\' && c != ']';
+}
+
+bool astring_char(char c) { return atom_char(c) || c == ']'; }
+bool list_char(char c) { return atom_char(c) || c == '%' || c == '*' || c == ']'; }
+
+// "{123}", "{123+}", "~{123}" at the end of a line (RFC 9051 4.3, RFC 7888, RFC 3516).
+struct LiteralMarker {
+  std::size_t size = 0;
+  bool sync = true;
+  std::size_t starts = 0;  // where the marker begins in the line
+};
+
+std::optional<LiteralMarker> literal_marker(const std::string& line) {
+  if (line.empty() || line.back() != '}') return std::nullopt;
+  const auto open = line.rfind('{');
+  if (open == std::string::npos) return std::nullopt;
+  std::string inside = line.substr(open + 1, line.size() - open - 2);
+  LiteralMarker m;
+  if (!inside.empty() && inside.back() == '+') {
+    m.sync = false;
+    inside.pop_back();
+  }
+  if (inside.empty() || inside.size() > 12 || !std::all_of(inside.begin(), inside.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  m.size = std::stoull(inside);
+  m.starts = open > 0 && line[open - 1] == '~' ? open - 1 : open;
+  return m;
+}
+
+}  // namespace
+
+std::string tag_of(const RawCommand& command) {
+  if (command.lines.empty()) return "*";
+  const std::string& line = command.lines.front();
+  const auto end = line.find(' ');
+  const std::string tag = line.substr(0, end);
+  if (tag.empty() || tag.size() > 64) return "*";
+  for (char c : tag)
+    if (!astring_char(c) || c == '+') return "*";
+  return tag;
+}
+
+CommandReader::Status CommandReader::next() {
+  for (;;) {
+    if (in_literal_) {
+      const std::size_t take = std::min(literal_left_, in_.size());
+      command_.literals.back().append(in_, 0, take);
+      in_.erase(0, take);
+      literal_left_ -= take;
+      if (literal_left_ > 0) return Status::need_more;
+      in_literal_ = false;
+    }
+    const auto eol = in_.find('\n');
+    if (discarding_line_) {
+      if (eol == std::string::npos) {
+        in_.clear();
+        return Status::need_more;
+      }
+      in_.erase(0, eol + 1);
+      discarding_line_ = false;
+      continue;
+    }
+    if (eol == std::string::npos) {
+      if (in_.size() <= limits_.max_line) return Status::need_more;
+      // RFC 9051 2.2.2: a command this long gets BAD; the rest of the line is skipped.
+      RawCommand partial = std::exchange(command_, {});
+      if (partial.lines.empty()) partial.lines.push_back(in_.substr(0, 80));
+      reply_ = tag_of(partial) + " BAD [TOOBIG] command line too long";
+      command_bytes_ = 0;
+      in_.clear();
+      discarding_line_ = true;
+      return Status::refused;
+    }
+    std::string line = in_.substr(0, eol);
+    in_.erase(0, eol + 1);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    command_bytes_ += line.size() + 2;
+    const auto marker = literal_marker(line);
+    command_.lines.push_back(std::move(line));
+    if (!marker) {
+      command_bytes_ = 0;
+      return Status::command;
+    }
+    command_.literals.emplace_back();
+    if (marker->size > limits_.max_literal || command_bytes_ + marker->size > limits_.max_command) {
+      const std::string tag = tag_of(command_);
+      command_ = {};
+      command_bytes_ = 0;
+      if (marker->sync) {
+        // The client sends nothing before our "+": refusing costs it nothing (RFC 9051 4.3).
+        reply_ = tag + " NO [TOOBIG] literal of " + std::to_string(marker->size) + " bytes is over the limit of " +
+                 std::to_string(limits_.max_literal);
+        return Status::refused;
+      }
+      // RFC 7888 4: the bytes of a non-synchronizing literal are on their way; end it here.
+      reply_ = "literal of " + std::to_string(marker->size) + " bytes is over the limit";
+      return Status::fatal;
+    }
+    command_bytes_ += marker->size;
+    literal_left_ = marker->size;
+    in_literal_ = true;
+    if (marker->sync) return Status::need_continuation;
+  }
+}
+
+const std::string* Cursor::line() const { return line_ < command_.lines.size() ? &command_.lines[line_] : nullptr; }
+
+char Cursor::current() const {
+  const auto* l = line();
+  return l && at_ < l->size() ? (*l)[at_] : '\0';
+}
+
+bool Cursor::at_end() const {
+  const auto* l = line();
+  return !l || (at_ >= l->size() && line_ + 1 >= command_.lines.size());
+}
+
+bool Cursor::peek(char c) const {
+  const auto* l = line();
+  return l && at_ < l->size() && (*l)[at_] == c;
+}
+
+bool Cursor::take(char c) {
+  if (!peek(c)) return false;
+  ++at_;
+  return true;
+}
+
+bool Cursor::space() { return take(' '); }
+
+std::optional<std::string> Cursor::tag() {
+  std::string out;
+  while (const char c = current()) {
+    if (!astring_char(c) || c == '+') break;
+    out += c;
+    ++at_;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+std::optional<std::string> Cursor::atom() {
+  std::string out;
+  while (const char c = current()) {
+    if (!atom_char(c)) break;
+    out += c;
+    ++at_;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+bool Cursor::next_literal(std::string& out) {
+  // The marker ends this line; the literal is the one announced by it.
+  const auto* l = line();
+  if (!l || line_ >= command_.literals.size()) return false;
+  const auto marker = literal_marker(*l);
+  if (!marker || marker->starts != at_) return false;
+  out = command_.literals[line_];
+  ++line_;
+  at_ = 0;
+  return true;
+}
+
+std::optional<std::string> Cursor::string() {
+  if (take('"')) {
+    std::string out;
+    for (;;) {
+      const char c = current();
+      if (c == '\0' || c == '\r' || c == '\n') return std::nullopt;
+      ++at_;
+      if (c == '"') break;
+      if (c == '\\') {
+        const char escaped = current();
+        if (escaped != '"' && escaped != '\\') return std::nullopt;
+        out += escaped;
+        ++at_;
+        continue;
+      }
+      out += c;
+    }
+    if (!is_valid_utf8(out)) return std::nullopt;
+    return out;
+  }
+  if (peek('{') || peek('~')) {
+    std::string out;
+    if (!next_literal(out)) return std::nullopt;
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> Cursor::astring() {
+  if (peek('"') || peek('{') || peek('~')) return string();
+  std::string out;
+  while (const char c = current()) {
+    if (!astring_char(c)) break;
+    out += c;
+    ++at_;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+std::optional<std::string> Cursor::nstring() {
+  const auto* l = line();
+  if (l && l->compare(at_, 3, "NIL") == 0 && !astring_char(at_ + 3 < l->size() ? (*l)[at_ + 3] : ' ')) {
+    at_ += 3;
+    return std::string();
+  }
+  return string();
+}
+
+std::optional<uint32_t> Cursor::number() {
+  uint64_t n = 0;
+  std::size_t digits = 0;
+  while (const char c = current()) {
+    if (c < '0' || c > '9') break;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+    if (n > 0xFFFFFFFFull) return std::nullopt;
+    ++at_;
+    ++digits;
+  }
+  if (digits == 0) return std::nullopt;
+  return static_cast<uint32_t>(n);
+}
+
+std::optional<std::string> Cursor::mailbox() {
+  auto name = astring();
+  if (!name) return std::nullopt;
+  return normalize_mailbox(std::move(*name));
+}
+
+std::optional<std::string> Cursor::list_mailbox() {
+  if (peek('"') || peek('{') || peek('~')) return string();
+  std::string out;
+  while (const char c = current()) {
+    if (!list_char(c)) break;
+    out += c;
+    ++at_;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+std::string Cursor::rest_of_line() {
+  const auto* l = line();
+  if (!l) return {};
+  std::string out = l->substr(std::min(at_, l->size()));
+  at_ = l->size();
+  return out;
+}
+
+bool SequenceSet::contains(uint32_t n) const {
+  for (const auto& [low, high] : ranges)
+    if (n >= low && n <= high) return true;
+  return false;
+}
+
+std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t max) {
+  SequenceSet set;
+  if (text.empty()) return std::nullopt;
+  std::size_t at = 0;
+  auto number = [&](uint32_t& out) {
+    if (at < text.size() && text[at] == '*') {
+      ++at;
+      out = max;
+      return true;
+    }
+    uint64_t n = 0;
+    const std::size_t start = at;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+      n = n * 10 + static_cast<uint64_t>(text[at] - '0');
+      if (n > 0xFFFFFFFFull) return false;
+      ++at;
+    }
+    if (at == start || n == 0) return false;  // seq-number is nz-number
+    out = static_cast<uint32_t>(n);
+    return true;
+  };
+  for (;;) {
+    uint32_t low = 0, high = 0;
+    if (!number(low)) return std::nullopt;
+    high = low;
+    if (at < text.size() && text[at] == ':') {
+      ++at;
+      if (!number(high)) return std::nullopt;
+    }
+    if (low > high) std::swap(low, high);
+    set.ranges.emplace_back(low, high);
+    if (at == text.size()) break;
+    if (text[at] != ',') return std::nullopt;
+    ++at;
+  }
+  return set;
+}
+
+std::string normalize_mailbox(std::string name) {
+  if (ascii_lower(name) == "inbox") return "INBOX";
+  return name;
+}
+
+std::string quote(std::string_view text) {
+  bool literal = text.size() > 1000;
+  for (unsigned char c : text)
+    if (c == '\r' || c == '\n' || c == 0 || c >= 0x80) literal = true;
+  if (literal) return "{" + std::to_string(text.size()) + "}\r\n" + std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+}  // namespace coop::mail::imap

@@ -1,0 +1,998 @@
+// The IMAP server state machine (RFC 9051 3: not authenticated, authenticated, selected,
+// logout). Commands run one at a time on the blocking pool (registry and SQLite); reading
+// and writing stay on the connection's strand.
+#include "workers/mail/imap_session.h"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <sodium.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <array>
+#include <climits>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "common/auth/member_client.h"
+#include "common/error.h"
+#include "common/mail/mailbox_formats.h"
+#include "common/net/tcp_listener.h"
+#include "common/text.h"
+#include "workers/mail/imap_fetch.h"
+#include "workers/mail/mail_service.h"
+
+namespace coop::mail {
+
+namespace {
+
+namespace asio = boost::asio;
+using imap::CommandReader;
+using imap::Cursor;
+using imap::RawCommand;
+
+constexpr const char* kSystemFlags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
+constexpr unsigned kFlagBits[] = {kSeen, kAnswered, kFlagged, kDeleted, kDraft};
+
+std::string flags_text(unsigned flags) {
+  std::string out = "(";
+  for (std::size_t i = 0; i < 5; ++i)
+    if (flags & kFlagBits[i]) out += (out.size() > 1 ? " " : "") + std::string(kSystemFlags[i]);
+  return out + ")";
+}
+
+std::optional<unsigned> flag_bit(const std::string& name) {
+  for (std::size_t i = 0; i < 5; ++i)
+    if (ascii_lower(name) == ascii_lower(kSystemFlags[i])) return kFlagBits[i];
+  return std::nullopt;
+}
+
+std::string upper(std::string text) {
+  for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return text;
+}
+
+bool loopback(const std::string& address) { return address == "127.0.0.1" || address == "::1" || address.rfind("127.", 0) == 0; }
+
+// IMAP's list-mailbox wildcards (RFC 9051 6.3.9): * matches anything, % anything but "/".
+bool wildcard_match(std::string_view pattern, std::string_view name) {
+  if (pattern.empty()) return name.empty();
+  if (pattern.front() == '*') {
+    for (std::size_t i = 0; i <= name.size(); ++i)
+      if (wildcard_match(pattern.substr(1), name.substr(i))) return true;
+    return false;
+  }
+  if (pattern.front() == '%') {
+    for (std::size_t i = 0; i <= name.size(); ++i) {
+      if (wildcard_match(pattern.substr(1), name.substr(i))) return true;
+      if (i < name.size() && name[i] == '/') return false;
+    }
+    return false;
+  }
+  return !name.empty() && pattern.front() == name.front() && wildcard_match(pattern.substr(1), name.substr(1));
+}
+
+struct Message {
+  int64_t uid = 0;
+  unsigned flags = 0;
+  int64_t size = 0, internal_date = 0, modseq = 0;
+  std::string blob, subject;
+};
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings)
+      : conn_(std::move(connection)), settings_(std::move(settings)), reader_(settings_->limits),
+        idle_timer_(conn_->executor()) {}
+
+  void start() {
+    conn_->set_idle_timeout(settings_->autologout);
+    out_ += "* OK [CAPABILITY " + capabilities() + "] " + settings_->hostname + " IMAP4rev2 ready\r\n";
+    flush();
+  }
+
+ private:
+  enum class State { not_authenticated, authenticated, selected, logout };
+
+  // ---- I/O on the strand ---------------------------------------------------------------
+  void flush() {
+    if (writing_ || closed_) return;
+    if (out_.empty()) {
+      if (state_ == State::logout) return finish();
+      if (!busy_) pump();
+      return;
+    }
+    writing_ = true;
+    pending_.swap(out_);
+    out_.clear();
+    conn_->async_write(asio::buffer(pending_), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+      self->writing_ = false;
+      self->pending_.clear();
+      if (ec) return self->finish();
+      if (self->after_write_) {
+        auto next = std::move(self->after_write_);
+        self->after_write_ = nullptr;
+        return next();
+      }
+      self->flush();
+    });
+  }
+
+  void read() {
+    if (reading_ || closed_) return;
+    reading_ = true;
+    conn_->async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+      self->reading_ = false;
+      if (ec) return self->finish();
+      self->reader_.feed(std::string_view(self->chunk_.data(), n));
+      if (!self->busy_ && !self->writing_) self->pump();
+    });
+  }
+
+  void finish() {
+    if (closed_) return;
+    closed_ = true;
+    idle_timer_.cancel();
+    conn_->close();
+  }
+
+  // Takes commands from what was read until one needs the pool or more bytes are needed.
+  void pump() {
+    while (!closed_ && !busy_ && !writing_) {
+      switch (reader_.next()) {
+        case CommandReader::Status::need_more:
+          if (!out_.empty()) return flush();  // replies to refused commands first
+          read();
+          return;
+        case CommandReader::Status::need_continuation:
+          out_ += "+ Ready for literal data\r\n";
+          flush();
+          return;
+        case CommandReader::Status::refused:
+          out_ += reader_.reply() + "\r\n";
+          break;
+        case CommandReader::Status::fatal:
+          out_ += "* BYE " + reader_.reply() + "\r\n";
+          state_ = State::logout;
+          flush();
+          return;
+        case CommandReader::Status::command:
+          dispatch(reader_.take());
+          if (!out_.empty() || busy_) {
+            flush();
+            return;
+          }
+          break;
+      }
+    }
+  }
+
+  // Runs work on the blocking pool, then writes what it wrote and goes on.
+  void run_blocking(std::function<void()> work) {
+    busy_ = true;
+    settings_->runner([self = shared_from_this(), work = std::move(work)] {
+      try {
+        work();
+      } catch (const std::exception& e) {
+        spdlog::error("imap {}: {}", self->handle_, e.what());
+        self->out_ += self->current_tag_ + " NO [SERVERBUG] " + std::string(e.what()) + "\r\n";
+      }
+      asio::post(self->conn_->executor(), [self] {
+        self->busy_ = false;
+        self->flush();
+      });
+    });
+  }
+
+  std::string capabilities() const {
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE";
+    const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
+    if (state_ == State::not_authenticated) {
+      if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
+      caps += secure ? " AUTH=PLAIN" : " LOGINDISABLED";
+    }
+    return caps;
+  }
+
+  bool secure() const { return conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address())); }
+
+  void tagged(const std::string& text) { out_ += current_tag_ + " " + text + "\r\n"; }
+  void bad(const std::string& why) { tagged("BAD " + why); }
+
+  // ---- commands ---------------------------------------------------------------------------
+  void dispatch(RawCommand command) {
+    if (sasl_pending_) return sasl_response(command);
+    if (idling_) return idle_line(command);
+    // Kept until the next command: the cursor handed to the pool reads from it.
+    command_ = std::move(command);
+    Cursor c(command_);
+    const auto tag = c.tag();
+    current_tag_ = tag ? *tag : "*";
+    if (!tag || !c.space()) {
+      out_ += "* BAD a command starts with a tag and a space\r\n";
+      return;
+    }
+    auto name_atom = c.atom();
+    if (!name_atom) return bad("no command");
+    std::string name = upper(*name_atom);
+    bool uid = false;
+    if (name == "UID") {
+      if (!c.space() || !(name_atom = c.atom())) return bad("UID what?");
+      name = upper(*name_atom);
+      uid = true;
+      if (name != "FETCH" && name != "SEARCH" && name != "STORE" && name != "COPY" && name != "MOVE" && name != "EXPUNGE")
+        return bad("UID " + name + " is not a command");
+    }
+    // Any state.
+    if (name == "CAPABILITY") {
+      out_ += "* CAPABILITY " + capabilities() + "\r\n";
+      return tagged("OK CAPABILITY completed");
+    }
+    if (name == "NOOP" || name == "CHECK") {
+      if (state_ != State::selected) return tagged("OK " + name + " completed");
+      return run_blocking([this, name] {
+        sync();
+        tagged("OK " + name + " completed");
+      });
+    }
+    if (name == "LOGOUT") {
+      out_ += "* BYE " + settings_->hostname + " closing\r\n";
+      tagged("OK LOGOUT completed");
+      state_ = State::logout;
+      return;
+    }
+    if (name == "ID") {
+      // RFC 2971: who we are, whatever the client says.
+      out_ += "* ID (\"name\" \"coop\" \"vendor\" \"coop\")\r\n";
+      return tagged("OK ID completed");
+    }
+    if (state_ == State::not_authenticated) {
+      if (name == "STARTTLS") return starttls(c);
+      if (name == "LOGIN") return login(c);
+      if (name == "AUTHENTICATE") return authenticate(c);
+      if (name == "SELECT" || name == "EXAMINE" || name == "LIST" || name == "STATUS" || name == "FETCH")
+        return bad("log in first");
+      return bad("unknown command " + name);
+    }
+    if (name == "STARTTLS" || name == "LOGIN" || name == "AUTHENTICATE") return bad("already authenticated");
+    if (name == "ENABLE") {
+      // Nothing to switch on beyond what every session has (RFC 9051 6.3.1).
+      std::string enabled;
+      while (c.space())
+        if (auto what = c.atom(); what && upper(*what) == "IMAP4REV2") {
+          enabled += " IMAP4rev2";
+          rev2_ = true;
+        }
+      out_ += "* ENABLED" + enabled + "\r\n";
+      return tagged("OK ENABLE completed");
+    }
+    if (name == "NAMESPACE") {
+      out_ += "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n";
+      return tagged("OK NAMESPACE completed");
+    }
+    if (name == "IDLE") {
+      if (!c.at_end()) return bad("IDLE takes nothing");
+      idling_ = true;
+      out_ += "+ idling\r\n";
+      schedule_idle_poll();
+      return;
+    }
+    if (name == "LIST" || name == "LSUB") return run_blocking([this, c, name]() mutable { list(c, name == "LSUB"); });
+    if (name == "STATUS") return run_blocking([this, c]() mutable { status(c); });
+    if (name == "SELECT" || name == "EXAMINE") return run_blocking([this, c, name]() mutable { select(c, name == "EXAMINE"); });
+    if (name == "CREATE") return run_blocking([this, c]() mutable { create(c); });
+    if (name == "SUBSCRIBE" || name == "UNSUBSCRIBE") return tagged("OK " + name + " completed");  // all are subscribed
+    if (name == "APPEND") return run_blocking([this, c]() mutable { append(c); });
+    if (state_ != State::selected) return bad(name == "FETCH" || name == "STORE" || name == "SEARCH" ? "select a mailbox first"
+                                                                                                 : "unknown command " + name);
+    if (name == "FETCH") return run_blocking([this, c, uid]() mutable { fetch(c, uid); });
+    if (name == "SEARCH") return run_blocking([this, c, uid]() mutable { search(c, uid); });
+    if (name == "STORE") return run_blocking([this, c, uid]() mutable { store(c, uid); });
+    if (name == "COPY" || name == "MOVE") return run_blocking([this, c, uid, name]() mutable { copy(c, uid, name == "MOVE"); });
+    if (name == "EXPUNGE") return run_blocking([this, c, uid]() mutable { expunge(c, uid); });
+    if (name == "CLOSE" || name == "UNSELECT") {
+      const bool expunging = name == "CLOSE" && !read_only_;
+      return run_blocking([this, expunging, name] {
+        // RFC 9051 6.4.1: CLOSE expunges silently; UNSELECT does not.
+        if (expunging) service().mailboxes().expunge(handle_, mailbox_, std::nullopt);
+        state_ = State::authenticated;
+        messages_.clear();
+        tagged("OK " + name + " completed");
+      });
+    }
+    bad("unknown command " + name);
+  }
+
+  MailService& service() { return *settings_->service; }
+
+  void starttls(Cursor& c) {
+    if (!c.at_end()) return bad("STARTTLS takes nothing");
+    if (conn_->is_tls() || !settings_->tls) return bad("TLS is not available here");
+    // RFC 9051 11.1: nothing the client sent after STARTTLS in the clear is kept.
+    reader_.drop_buffered();
+    tagged("OK begin TLS negotiation now");
+    after_write_ = [self = shared_from_this()] {
+      self->conn_->async_start_tls([self](boost::system::error_code ec) {
+        if (ec) return self->finish();
+        self->reader_.drop_buffered();
+        self->pump();
+      });
+    };
+  }
+
+  void authenticated(const std::string& handle) {
+    handle_ = handle;
+    state_ = State::authenticated;
+    tagged("OK [CAPABILITY " + capabilities() + "] logged in");
+  }
+
+  void verify(const std::string& user, const std::string& password) {
+    run_blocking([this, user, password] {
+      try {
+        const auto member = auth::verify_credentials(*settings_->home, user, password, "mail", conn_->remote_address());
+        authenticated(member.handle);
+      } catch (const Error& e) {
+        // RFC 5530 response codes.
+        if (e.code() == "throttled" || e.code() == "not_running")
+          tagged("NO [UNAVAILABLE] " + std::string(e.what()));
+        else
+          tagged("NO [AUTHENTICATIONFAILED] Authentication failed.");
+      }
+    });
+  }
+
+  void login(Cursor& c) {
+    if (!secure()) return tagged("NO [PRIVACYREQUIRED] use STARTTLS or port 993 first");
+    std::optional<std::string> user, password;
+    if (!c.space() || !(user = c.astring()) || !c.space() || !(password = c.astring()) || !c.at_end())
+      return bad("LOGIN user password");
+    verify(*user, *password);
+  }
+
+  // RFC 9051 6.2.2 with SASL-IR (RFC 4959); PLAIN is RFC 4616.
+  void authenticate(Cursor& c) {
+    std::optional<std::string> mechanism;
+    if (!c.space() || !(mechanism = c.atom())) return bad("AUTHENTICATE mechanism");
+    if (upper(*mechanism) != "PLAIN") return tagged("NO [CANNOT] only PLAIN");
+    if (!secure()) return tagged("NO [PRIVACYREQUIRED] use STARTTLS or port 993 first");
+    if (c.space()) {
+      auto initial = c.atom();
+      if (!initial) return bad("the initial response is base64");
+      return plain(*initial == "=" ? std::string() : *initial);
+    }
+    sasl_pending_ = true;
+    out_ += "+ \r\n";
+  }
+
+  void sasl_response(const RawCommand& command) {
+    sasl_pending_ = false;
+    const std::string line = command.lines.empty() ? std::string() : command.lines.front();
+    if (line == "*") return bad("authentication cancelled");
+    plain(line);
+  }
+
+  void plain(const std::string& base64) {
+    std::string decoded(base64.size(), '\0');
+    std::size_t length = 0;
+    if (sodium_base642bin(reinterpret_cast<unsigned char*>(decoded.data()), decoded.size(), base64.data(), base64.size(),
+                          nullptr, &length, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+      return bad("the response is not base64");
+    decoded.resize(length);
+    const auto first = decoded.find('\0');
+    const auto second = first == std::string::npos ? std::string::npos : decoded.find('\0', first + 1);
+    if (second == std::string::npos) return bad("PLAIN is authzid NUL authcid NUL password");
+    const std::string authzid = decoded.substr(0, first), authcid = decoded.substr(first + 1, second - first - 1);
+    if (!authzid.empty() && authzid != authcid) return tagged("NO [AUTHORIZATIONFAILED] no acting for others");
+    verify(authcid, decoded.substr(second + 1));
+  }
+
+  void list(Cursor& c, bool lsub) {
+    std::optional<std::string> reference, pattern;
+    if (!c.space() || !(reference = c.astring()) || !c.space() || !(pattern = c.list_mailbox())) return bad("LIST reference pattern");
+    const std::string word = lsub ? "LSUB" : "LIST";
+    if (pattern->empty()) {
+      out_ += "* " + word + " (\\Noselect) \"/\" \"\"\r\n";
+      return tagged("OK " + word + " completed");
+    }
+    const std::string full = *reference + *pattern;
+    const auto boxes = service().mailboxes().mailboxes(handle_);
+    std::set<std::string> names;
+    for (const auto& b : boxes) names.insert(b.name);
+    for (const auto& b : boxes) {
+      const bool matches = wildcard_match(full, b.name) || (b.name == "INBOX" && wildcard_match(upper(full), "INBOX"));
+      if (!matches) continue;
+      bool children = false;
+      for (const auto& n : names) children = children || n.rfind(b.name + "/", 0) == 0;
+      std::string attributes = children ? "\\HasChildren" : "\\HasNoChildren";
+      if (!b.special_use.empty()) attributes += " " + b.special_use;
+      out_ += "* " + word + " (" + attributes + ") \"/\" " + imap::quote(b.name) + "\r\n";
+    }
+    tagged("OK " + word + " completed");
+  }
+
+  void status(Cursor& c) {
+    std::optional<std::string> mailbox;
+    if (!c.space() || !(mailbox = c.mailbox()) || !c.space() || !c.take('(')) return bad("STATUS mailbox (items)");
+    const auto boxes = service().mailboxes().mailboxes(handle_);
+    const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
+    if (box == boxes.end()) return tagged("NO [NONEXISTENT] no such mailbox");
+    std::string items;
+    for (;;) {
+      auto item = c.atom();
+      if (!item) return bad("STATUS items");
+      const std::string what = upper(*item);
+      std::string value;
+      if (what == "MESSAGES") value = std::to_string(box->messages);
+      else if (what == "UIDNEXT") value = std::to_string(box->uidnext);
+      else if (what == "UIDVALIDITY") value = std::to_string(box->uidvalidity);
+      else if (what == "UNSEEN") value = std::to_string(box->unseen);
+      else if (what == "RECENT") value = "0";
+      else if (what == "SIZE") value = std::to_string(box->bytes);
+      else if (what == "HIGHESTMODSEQ") value = std::to_string(box->highest_modseq);
+      else return bad("unknown STATUS item " + what);
+      items += (items.empty() ? "" : " ") + what + " " + value;
+      if (c.take(')')) break;
+      if (!c.space()) return bad("STATUS items");
+    }
+    out_ += "* STATUS " + imap::quote(*mailbox) + " (" + items + ")\r\n";
+    tagged("OK STATUS completed");
+  }
+
+  std::vector<Message> load(const std::string& mailbox) {
+    std::vector<Message> out;
+    for (auto& m : service().mailboxes().messages(handle_, mailbox, 0, INT_MAX))
+      out.push_back({m.uid, m.meta.flags, m.meta.size, m.meta.internal_date, m.modseq, m.meta.blob, m.meta.subject});
+    return out;
+  }
+
+  void select(Cursor& c, bool examine) {
+    std::optional<std::string> mailbox;
+    if (!c.space() || !(mailbox = c.mailbox())) return bad("SELECT mailbox");
+    state_ = State::authenticated;  // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected
+    const auto boxes = service().mailboxes().mailboxes(handle_);
+    const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
+    if (box == boxes.end()) return tagged("NO [NONEXISTENT] no such mailbox");
+    mailbox_ = *mailbox;
+    read_only_ = examine;
+    messages_ = load(mailbox_);
+    uidvalidity_ = box->uidvalidity;
+    state_uidnext_ = box->uidnext;
+    state_modseq_ = box->highest_modseq;
+    out_ += "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n";
+    out_ += examine ? "* OK [PERMANENTFLAGS ()] read-only\r\n" : "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] flags\r\n";
+    out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n* 0 RECENT\r\n";
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (!(messages_[i].flags & kSeen)) {
+        out_ += "* OK [UNSEEN " + std::to_string(i + 1) + "] first unseen\r\n";
+        break;
+      }
+    out_ += "* OK [UIDVALIDITY " + std::to_string(box->uidvalidity) + "] UIDs valid\r\n";
+    out_ += "* OK [UIDNEXT " + std::to_string(box->uidnext) + "] predicted next UID\r\n";
+    out_ += "* OK [HIGHESTMODSEQ " + std::to_string(box->highest_modseq) + "] modseq\r\n";
+    // RFC 9051 6.3.2: an IMAP4rev2 client also gets the mailbox's LIST.
+    if (rev2_) out_ += "* LIST () \"/\" " + imap::quote(mailbox_) + "\r\n";
+    state_ = State::selected;
+    tagged(std::string(examine ? "OK [READ-ONLY]" : "OK [READ-WRITE]") + " " + (examine ? "EXAMINE" : "SELECT") + " completed");
+  }
+
+  void create(Cursor& c) {
+    std::optional<std::string> mailbox;
+    if (!c.space() || !(mailbox = c.mailbox()) || !c.at_end()) return bad("CREATE mailbox");
+    if (!mailbox->empty() && mailbox->back() == '/') mailbox->pop_back();
+    for (const auto& b : service().mailboxes().mailboxes(handle_))
+      if (b.name == *mailbox) return tagged("NO [ALREADYEXISTS] it exists");
+    try {
+      service().mailboxes().ensure_mailbox(handle_, *mailbox);
+    } catch (const Error& e) {
+      return tagged("NO [CANNOT] " + std::string(e.what()));
+    }
+    tagged("OK CREATE completed");
+  }
+
+  // The messages a sequence set names: by sequence number, or by UID with `uid`.
+  std::optional<std::vector<std::size_t>> resolve(const std::string& text, bool uid) {
+    if (messages_.empty() && !uid) {
+      auto empty = imap::parse_sequence_set(text, 1);
+      if (!empty) return std::nullopt;
+      return std::vector<std::size_t>{};
+    }
+    const uint32_t max = uid ? static_cast<uint32_t>(messages_.empty() ? 0 : messages_.back().uid)
+                             : static_cast<uint32_t>(messages_.size());
+    auto set = imap::parse_sequence_set(text, std::max<uint32_t>(max, 1));
+    if (!set) return std::nullopt;
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < messages_.size(); ++i) {
+      const uint32_t key = uid ? static_cast<uint32_t>(messages_[i].uid) : static_cast<uint32_t>(i + 1);
+      // RFC 9051 6.4.8: "n:*" with n above the largest UID still names the last message.
+      if (set->contains(key) || (uid && key == max && std::any_of(set->ranges.begin(), set->ranges.end(), [&](auto& r) {
+                                   return r.first > max && r.second == std::max<uint32_t>(max, 1);
+                                 })))
+        out.push_back(i);
+    }
+    return out;
+  }
+
+  // RFC 9051 7.4.1, 7.5.2: what changed since the last look, as untagged responses.
+  void sync() {
+    const auto state = service().mailboxes().mailbox_state(handle_, mailbox_);
+    if (!state) return;
+    if (state->first == state_uidnext_ && state->second == state_modseq_) return;
+    state_uidnext_ = state->first;
+    state_modseq_ = state->second;
+    const auto now = load(mailbox_);
+    std::map<int64_t, const Message*> by_uid;
+    for (const auto& m : now) by_uid[m.uid] = &m;
+    for (std::size_t i = messages_.size(); i-- > 0;)
+      if (!by_uid.count(messages_[i].uid)) {
+        out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    for (std::size_t i = 0; i < messages_.size(); ++i) {
+      const auto* fresh = by_uid[messages_[i].uid];
+      if (fresh->flags != messages_[i].flags) {
+        messages_[i].flags = fresh->flags;
+        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh->uid) + " FLAGS " + flags_text(fresh->flags) + ")\r\n";
+      }
+    }
+    const int64_t last = messages_.empty() ? 0 : messages_.back().uid;
+    bool grew = false;
+    for (const auto& m : now)
+      if (m.uid > last) {
+        messages_.push_back(m);
+        grew = true;
+      }
+    if (grew) out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n";
+  }
+
+  void fetch(Cursor& c, bool uid) {
+    std::optional<std::string> set_text;
+    if (!c.space() || !(set_text = c.atom()) || !c.space()) return bad("FETCH sequence-set items");
+    auto items = imap::parse_fetch_items(c.rest_of_line());
+    if (!items) return bad("FETCH items");
+    const auto chosen = resolve(*set_text, uid);
+    if (!chosen) return bad("not a sequence set");
+    bool needs_bytes = false, sets_seen = false;
+    for (const auto& item : *items) {
+      needs_bytes = needs_bytes || item.kind == imap::FetchItem::Kind::section || item.kind == imap::FetchItem::Kind::rfc822 ||
+                    item.kind == imap::FetchItem::Kind::rfc822_header || item.kind == imap::FetchItem::Kind::rfc822_text;
+      sets_seen = sets_seen || (item.kind == imap::FetchItem::Kind::section && !item.peek) ||
+                  item.kind == imap::FetchItem::Kind::rfc822 || item.kind == imap::FetchItem::Kind::rfc822_text;
+    }
+    if (uid && std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::uid; })) {
+      imap::FetchItem uid_item;
+      uid_item.kind = imap::FetchItem::Kind::uid;
+      items->insert(items->begin(), uid_item);
+    }
+    // RFC 9051 6.4.5: BODY[] (not PEEK) sets \Seen, and the response shows the new flags.
+    if (sets_seen && !read_only_) {
+      std::vector<int64_t> uids;
+      for (auto i : *chosen)
+        if (!(messages_[i].flags & kSeen)) uids.push_back(messages_[i].uid);
+      if (!uids.empty()) {
+        for (const auto& m : service().mailboxes().change_flags(handle_, mailbox_, uids, MailboxStore::FlagChange::add, kSeen))
+          for (auto& mine : messages_)
+            if (mine.uid == m.uid) mine.flags = m.meta.flags;
+        if (std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::flags; }))
+          {
+          imap::FetchItem flags_item;
+          flags_item.kind = imap::FetchItem::Kind::flags;
+          items->push_back(flags_item);
+        }
+      }
+    }
+    for (const auto i : *chosen) {
+      const auto& m = messages_[i];
+      std::string bytes, structure_json, envelope_json;
+      if (needs_bytes) bytes = service().blobs().read(m.blob);
+      std::string line = "* " + std::to_string(i + 1) + " FETCH (";
+      bool first = true;
+      for (const auto& item : *items) {
+        line += first ? "" : " ";
+        first = false;
+        using K = imap::FetchItem::Kind;
+        switch (item.kind) {
+          case K::uid: line += "UID " + std::to_string(m.uid); break;
+          case K::flags: line += "FLAGS " + flags_text(m.flags); break;
+          case K::internaldate: line += "INTERNALDATE " + imap::internal_date_text(m.internal_date); break;
+          case K::size: line += "RFC822.SIZE " + std::to_string(m.size); break;
+          case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
+          case K::envelope:
+          case K::bodystructure: {
+            if (envelope_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+            line += item.kind == K::envelope ? "ENVELOPE " + imap::envelope_text(envelope_json)
+                                             : "BODYSTRUCTURE " + imap::bodystructure_text(structure_json);
+            break;
+          }
+          default: {
+            if (item.kind == K::section && structure_json.empty() && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])))
+              std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+            const auto section = imap::message_section(bytes, item, structure_json);
+            line += item.response_name() + " " + (section ? "{" + std::to_string(section->size()) + "}\r\n" + *section : std::string("NIL"));
+          }
+        }
+      }
+      out_ += line + ")\r\n";
+    }
+    tagged("OK FETCH completed");
+  }
+
+  void store(Cursor& c, bool uid) {
+    std::optional<std::string> set_text, what;
+    if (!c.space() || !(set_text = c.atom()) || !c.space()) return bad("STORE sequence-set item flags");
+    // "+FLAGS.SILENT" holds no atom-special, so one atom.
+    if (!(what = c.atom()) || !c.space()) return bad("STORE item");
+    const std::string item = upper(*what);
+    MailboxStore::FlagChange change;
+    if (item.rfind("+FLAGS", 0) == 0) change = MailboxStore::FlagChange::add;
+    else if (item.rfind("-FLAGS", 0) == 0) change = MailboxStore::FlagChange::remove;
+    else if (item.rfind("FLAGS", 0) == 0) change = MailboxStore::FlagChange::replace;
+    else return bad("STORE +FLAGS, -FLAGS or FLAGS");
+    const bool silent = item.find(".SILENT") != std::string::npos;
+    if (read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
+    std::string rest = c.rest_of_line();
+    if (!rest.empty() && rest.front() == '(') {
+      if (rest.back() != ')') return bad("flag list");
+      rest = rest.substr(1, rest.size() - 2);
+    }
+    unsigned flags = 0;
+    std::size_t at = 0;
+    while (at < rest.size()) {
+      const auto end = std::min(rest.find(' ', at), rest.size());
+      const auto word = rest.substr(at, end - at);
+      if (auto bit = flag_bit(word)) flags |= *bit;
+      else if (word.empty() || word.front() == '\\') return bad("unknown flag " + word);
+      // keywords are not kept (PERMANENTFLAGS lists none)
+      at = end + 1;
+    }
+    const auto chosen = resolve(*set_text, uid);
+    if (!chosen) return bad("not a sequence set");
+    std::vector<int64_t> uids;
+    for (auto i : *chosen) uids.push_back(messages_[i].uid);
+    const auto changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags);
+    std::map<int64_t, unsigned> now;
+    for (const auto& m : changed) now[m.uid] = m.meta.flags;
+    for (auto i : *chosen) {
+      auto& m = messages_[i];
+      if (auto it = now.find(m.uid); it != now.end()) m.flags = it->second;
+      if (!silent || now.count(m.uid) == 0)
+        if (!silent)
+          out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
+                  flags_text(m.flags) + ")\r\n";
+    }
+    state_modseq_ = changed.empty() ? state_modseq_ : changed.back().modseq;
+    tagged("OK STORE completed");
+  }
+
+  std::string uid_set(const std::vector<int64_t>& uids) {
+    std::string out;
+    for (std::size_t i = 0; i < uids.size();) {
+      std::size_t j = i;
+      while (j + 1 < uids.size() && uids[j + 1] == uids[j] + 1) ++j;
+      out += (out.empty() ? "" : ",") + std::to_string(uids[i]) + (j > i ? ":" + std::to_string(uids[j]) : "");
+      i = j + 1;
+    }
+    return out;
+  }
+
+  void copy(Cursor& c, bool uid, bool move) {
+    std::optional<std::string> set_text, target;
+    if (!c.space() || !(set_text = c.atom()) || !c.space() || !(target = c.mailbox())) return bad("COPY sequence-set mailbox");
+    const auto chosen = resolve(*set_text, uid);
+    if (!chosen) return bad("not a sequence set");
+    if (move && read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
+    const auto boxes = service().mailboxes().mailboxes(handle_);
+    const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *target; });
+    if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
+    std::vector<int64_t> uids;
+    for (auto i : *chosen) uids.push_back(messages_[i].uid);
+    const auto pairs = service().mailboxes().copy(handle_, mailbox_, *target, uids);
+    std::vector<int64_t> from, to;
+    for (const auto& [a, b] : pairs) {
+      from.push_back(a);
+      to.push_back(b);
+    }
+    // RFC 4315 COPYUID.
+    const std::string code = pairs.empty() ? std::string()
+                                           : "[COPYUID " + std::to_string(box->uidvalidity) + " " + uid_set(from) + " " + uid_set(to) + "] ";
+    if (!move) return tagged("OK " + code + "COPY completed");
+    // RFC 6851: MOVE is copy, then expunge of just those, the COPYUID untagged first.
+    out_ += "* OK " + code + "moved\r\n";
+    service().mailboxes().change_flags(handle_, mailbox_, from, MailboxStore::FlagChange::add, kDeleted);
+    auto gone = service().mailboxes().expunge(handle_, mailbox_, from);
+    for (std::size_t i = messages_.size(); i-- > 0;)
+      if (std::binary_search(gone.begin(), gone.end(), messages_[i].uid)) {
+        out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    tagged("OK MOVE completed");
+  }
+
+  void expunge(Cursor& c, bool uid) {
+    if (read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
+    std::optional<std::vector<int64_t>> only;
+    if (uid) {
+      std::optional<std::string> set_text;
+      if (!c.space() || !(set_text = c.atom())) return bad("UID EXPUNGE sequence-set");
+      const auto chosen = resolve(*set_text, true);
+      if (!chosen) return bad("not a sequence set");
+      only.emplace();
+      for (auto i : *chosen) only->push_back(messages_[i].uid);
+    }
+    const auto gone = service().mailboxes().expunge(handle_, mailbox_, only);
+    for (std::size_t i = messages_.size(); i-- > 0;)
+      if (std::binary_search(gone.begin(), gone.end(), messages_[i].uid)) {
+        out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    tagged("OK EXPUNGE completed");
+  }
+
+  void append(Cursor& c) {
+    std::optional<std::string> mailbox;
+    if (!c.space() || !(mailbox = c.mailbox()) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
+    unsigned flags = 0;
+    if (c.take('(')) {
+      while (!c.take(')')) {
+        c.take(' ');
+        std::string flag;
+        if (c.take('\\')) flag = "\\";
+        auto word = c.atom();
+        if (!word) return bad("flag list");
+        if (auto bit = flag_bit(flag + *word)) flags |= *bit;
+      }
+      if (!c.space()) return bad("APPEND message");
+    }
+    int64_t date = static_cast<int64_t>(::time(nullptr));
+    if (c.peek('"')) {
+      auto text = c.string();
+      const auto parsed = text ? imap::parse_imap_date_time(*text) : std::nullopt;
+      if (!parsed || !c.space()) return bad("date-time is \"dd-Mon-yyyy hh:mm:ss +zzzz\"");
+      date = *parsed;
+    }
+    auto message = c.string();
+    if (!message) return bad("APPEND needs the message as a literal");
+    const auto boxes = service().mailboxes().mailboxes(handle_);
+    const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
+    if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
+    const auto stored = service().append_new(handle_, *mailbox, *message, flags, date);
+    if (state_ == State::selected && *mailbox == mailbox_) sync();
+    // RFC 4315 APPENDUID.
+    tagged("OK [APPENDUID " + std::to_string(box->uidvalidity) + " " + std::to_string(stored.uid) + "] APPEND completed");
+  }
+
+  // SEARCH (RFC 9051 6.4.4): criteria as a small recursive-descent parser over words.
+  struct Words {
+    std::vector<std::string> items;
+    std::size_t at = 0;
+    bool done() const { return at >= items.size(); }
+    std::string next() { return at < items.size() ? items[at++] : std::string(); }
+  };
+
+  static Words split(const std::string& text) {
+    Words w;
+    std::string current;
+    bool quoted = false;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+      const char ch = text[i];
+      if (quoted) {
+        if (ch == '\\' && i + 1 < text.size()) current += text[++i];
+        else if (ch == '"') quoted = false;
+        else current += ch;
+        continue;
+      }
+      if (ch == '"') {
+        quoted = true;
+        current += '\x01';  // marks a quoted word, even an empty one
+        continue;
+      }
+      if (ch == ' ' || ch == '(' || ch == ')') {
+        if (!current.empty()) w.items.push_back(current);
+        current.clear();
+        if (ch != ' ') w.items.emplace_back(1, ch);
+        continue;
+      }
+      current += ch;
+    }
+    if (!current.empty()) w.items.push_back(current);
+    for (auto& item : w.items)
+      if (!item.empty() && item.front() == '\x01') item.erase(0, 1);
+    return w;
+  }
+
+  using Test = std::function<bool(std::size_t)>;
+
+  std::optional<Test> criterion(Words& w, bool uid_mode) {
+    const std::string raw = w.next();
+    const std::string key = upper(raw);
+    auto flag = [this](unsigned bit, bool set) -> Test {
+      return [this, bit, set](std::size_t i) { return ((messages_[i].flags & bit) != 0) == set; };
+    };
+    if (key == "(") {
+      std::vector<Test> all;
+      while (!w.done() && w.items[w.at] != ")") {
+        auto t = criterion(w, uid_mode);
+        if (!t) return std::nullopt;
+        all.push_back(*t);
+      }
+      if (w.next() != ")") return std::nullopt;
+      return Test([all](std::size_t i) { return std::all_of(all.begin(), all.end(), [&](const Test& t) { return t(i); }); });
+    }
+    if (key == "ALL") return Test([](std::size_t) { return true; });
+    if (key == "SEEN") return flag(kSeen, true);
+    if (key == "UNSEEN") return flag(kSeen, false);
+    if (key == "FLAGGED") return flag(kFlagged, true);
+    if (key == "UNFLAGGED") return flag(kFlagged, false);
+    if (key == "DELETED") return flag(kDeleted, true);
+    if (key == "UNDELETED") return flag(kDeleted, false);
+    if (key == "ANSWERED") return flag(kAnswered, true);
+    if (key == "UNANSWERED") return flag(kAnswered, false);
+    if (key == "DRAFT") return flag(kDraft, true);
+    if (key == "UNDRAFT") return flag(kDraft, false);
+    if (key == "NEW" || key == "RECENT") return Test([](std::size_t) { return false; });
+    if (key == "OLD") return Test([](std::size_t) { return true; });
+    if (key == "NOT") {
+      auto t = criterion(w, uid_mode);
+      if (!t) return std::nullopt;
+      return Test([t = *t](std::size_t i) { return !t(i); });
+    }
+    if (key == "OR") {
+      auto a = criterion(w, uid_mode);
+      auto b = a ? criterion(w, uid_mode) : std::nullopt;
+      if (!b) return std::nullopt;
+      return Test([a = *a, b = *b](std::size_t i) { return a(i) || b(i); });
+    }
+    if (key == "LARGER" || key == "SMALLER") {
+      int64_t n = 0;
+      try {
+        n = std::stoll(w.next());
+      } catch (...) {
+        return std::nullopt;
+      }
+      const bool larger = key == "LARGER";
+      return Test([this, n, larger](std::size_t i) { return larger ? messages_[i].size > n : messages_[i].size < n; });
+    }
+    if (key == "SINCE" || key == "BEFORE" || key == "ON") {
+      const auto day = imap::parse_imap_date(w.next());
+      if (!day) return std::nullopt;
+      const int64_t d = *day;
+      return Test([this, d, key](std::size_t i) {
+        const int64_t t = messages_[i].internal_date;
+        return key == "SINCE" ? t >= d : key == "BEFORE" ? t < d : (t >= d && t < d + 86400);
+      });
+    }
+    if (key == "UID") {
+      const auto chosen = resolve(w.next(), true);
+      if (!chosen) return std::nullopt;
+      std::set<std::size_t> in(chosen->begin(), chosen->end());
+      return Test([in](std::size_t i) { return in.count(i) > 0; });
+    }
+    if (key == "SUBJECT" || key == "FROM" || key == "TO" || key == "CC" || key == "BCC" || key == "BODY" || key == "TEXT" ||
+        key == "HEADER") {
+      std::string field = key == "HEADER" ? upper(w.next()) : key;
+      const std::string needle = ascii_lower(w.next());
+      // Matching reads the message's bytes: headers case-insensitively as sent (RFC 9051 6.4.4).
+      return Test([this, field, needle](std::size_t i) {
+        const std::string bytes = service().blobs().read(messages_[i].blob);
+        const auto split_at = bytes.find("\r\n\r\n");
+        const std::string header = ascii_lower(bytes.substr(0, split_at));
+        if (field == "BODY") return split_at != std::string::npos && ascii_lower(bytes.substr(split_at)).find(needle) != std::string::npos;
+        if (field == "TEXT") return ascii_lower(bytes).find(needle) != std::string::npos;
+        const std::string name = ascii_lower(field) + ":";
+        for (std::size_t at = 0; at < header.size();) {
+          const auto end = std::min(header.find('\n', at), header.size());
+          const std::string line = header.substr(at, end - at);
+          if (line.rfind(name, 0) == 0 && line.find(needle, name.size()) != std::string::npos) return true;
+          at = end + 1;
+        }
+        return false;
+      });
+    }
+    // A sequence set.
+    const auto chosen = resolve(raw, false);
+    if (!chosen) return std::nullopt;
+    std::set<std::size_t> in(chosen->begin(), chosen->end());
+    return Test([in](std::size_t i) { return in.count(i) > 0; });
+  }
+
+  void search(Cursor& c, bool uid) {
+    if (!c.space()) return bad("SEARCH criteria");
+    Words w = split(c.rest_of_line());
+    std::vector<std::string> returns;
+    bool extended = false;
+    if (!w.done() && upper(w.items[w.at]) == "RETURN") {
+      // RFC 4731 / RFC 9051 ESEARCH: RETURN (MIN MAX COUNT ALL)
+      extended = true;
+      w.next();
+      if (w.next() != "(") return bad("RETURN (options)");
+      while (!w.done() && w.items[w.at] != ")") returns.push_back(upper(w.next()));
+      w.next();
+      if (returns.empty()) returns.push_back("ALL");
+    }
+    if (!w.done() && upper(w.items[w.at]) == "CHARSET") {
+      w.next();
+      const std::string charset = upper(w.next());
+      if (charset != "UTF-8" && charset != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
+    }
+    std::vector<Test> tests;
+    while (!w.done()) {
+      auto t = criterion(w, uid);
+      if (!t) return bad("SEARCH criteria");
+      tests.push_back(*t);
+    }
+    if (tests.empty()) return bad("SEARCH criteria");
+    std::vector<int64_t> found;
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (std::all_of(tests.begin(), tests.end(), [&](const Test& t) { return t(i); }))
+        found.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    if (extended) {
+      std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
+      for (const auto& r : returns) {
+        if (r == "MIN" && !found.empty()) line += " MIN " + std::to_string(found.front());
+        if (r == "MAX" && !found.empty()) line += " MAX " + std::to_string(found.back());
+        if (r == "COUNT") line += " COUNT " + std::to_string(found.size());
+        if (r == "ALL" && !found.empty()) line += " ALL " + uid_set(found);
+      }
+      out_ += line + "\r\n";
+    } else {
+      std::string line = "* SEARCH";
+      for (auto n : found) line += " " + std::to_string(n);
+      out_ += line + "\r\n";
+    }
+    tagged("OK SEARCH completed");
+  }
+
+  // ---- IDLE (RFC 2177 / RFC 9051 6.3.13) -------------------------------------------------
+  void schedule_idle_poll() {
+    idle_timer_.expires_after(settings_->idle_poll);
+    idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+      if (ec || !self->idling_ || self->closed_) return;
+      if (self->busy_ || self->state_ != State::selected) return self->schedule_idle_poll();
+      self->run_blocking([self] {
+        self->sync();
+        asio::post(self->conn_->executor(), [self] {
+          if (self->idling_) self->schedule_idle_poll();
+        });
+      });
+    });
+  }
+
+  void idle_line(const RawCommand& command) {
+    idling_ = false;
+    idle_timer_.cancel();
+    const std::string line = command.lines.empty() ? std::string() : upper(command.lines.front());
+    if (line != "DONE") return bad("expected DONE");
+    tagged("OK IDLE terminated");
+  }
+
+  std::shared_ptr<net::Connection> conn_;
+  std::shared_ptr<const ImapSettings> settings_;
+  CommandReader reader_;
+  asio::steady_timer idle_timer_;
+  std::array<char, 16384> chunk_{};
+  std::string out_, pending_;
+  std::function<void()> after_write_;
+  bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
+  bool sasl_pending_ = false, idling_ = false, rev2_ = false;
+  State state_ = State::not_authenticated;
+  std::string current_tag_ = "*";
+  RawCommand command_;
+  std::string handle_;
+  std::string mailbox_;
+  bool read_only_ = false;
+  std::vector<Message> messages_;
+  int64_t uidvalidity_ = 0, state_uidnext_ = 0, state_modseq_ = 0;
+};
+
+}  // namespace
+
+void start_imap_session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings) {
+  std::make_shared<Session>(std::move(connection), std::move(settings))->start();
+}
+
+void refuse_imap_connection(std::shared_ptr<net::Connection> connection, std::string_view reason) {
+  auto text = std::make_shared<std::string>("* BYE " + std::string(reason) + "\r\n");
+  connection->async_write(asio::buffer(*text), [connection, text](boost::system::error_code, std::size_t) { connection->close(); });
+}
+
+}  // namespace coop::mail
