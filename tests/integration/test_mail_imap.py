@@ -211,6 +211,26 @@ def test_two_sessions_and_idle_see_changes():
         shard.coop("down")
 
 
+def test_a_big_fetch_comes_in_pieces_and_whole():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        mbox = os.path.join(shard.dir, "many.mbox")
+        with open(mbox, "wb") as f:
+            for i in range(600):
+                f.write(f"From carol@example.org Mon Nov 23 10:00:00 2026\nFrom: carol@example.org\n"
+                        f"Subject: message {i}\nMessage-ID: <m{i}@example.org>\n\n".encode() + f"number {i} ".encode() * 200 + b"\n\n")
+        shard.coop("mail", "import", "alice", "--format", "mbox", "--mailbox", "INBOX", mbox)
+        imap = login(ports)
+        assert imap.select("INBOX")[1] == [b"600"]
+        typ, data = imap.fetch("1:*", "(UID BODY.PEEK[])")
+        bodies = [part[1] for part in data if isinstance(part, tuple)]
+        assert typ == "OK" and len(bodies) == 600
+        assert all(f"number {i} ".encode() in body for i, body in enumerate(bodies))
+        assert sum(len(b) for b in bodies) > 1_000_000  # several of the 256 KiB pieces
+        imap.logout()
+        shard.coop("down")
+
+
 def test_bad_input_gets_bad_and_the_session_goes_on():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -246,5 +266,6 @@ if __name__ == "__main__":
         test_tls_and_authentication,
         test_mailboxes_fetch_search_store_copy_move_expunge_append,
         test_two_sessions_and_idle_see_changes,
+        test_a_big_fetch_comes_in_pieces_and_whole,
         test_bad_input_gets_bad_and_the_session_goes_on,
     ])

@@ -260,6 +260,17 @@ std::optional<std::string> Cursor::list_mailbox() {
   return out;
 }
 
+std::optional<std::string> Cursor::sequence_set() {
+  std::string out;
+  while (const char c = current()) {
+    if (!((c >= '0' && c <= '9') || c == ':' || c == ',' || c == '*' || c == '$')) break;
+    out += c;
+    ++at_;
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
 std::string Cursor::rest_of_line() {
   const auto* l = line();
   if (!l) return {};

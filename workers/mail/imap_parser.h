@@ -80,6 +80,8 @@ class Cursor {
   std::optional<std::string> mailbox();
   // list-mailbox (LIST's pattern): atoms may hold % and *.
   std::optional<std::string> list_mailbox();
+  // The text of a sequence-set ("1:4,7:*", or "$" for a saved search): digits, ':', ',', '*'.
+  std::optional<std::string> sequence_set();
   // Up to the end of the current line, as sent (FETCH and SEARCH criteria read themselves).
   std::string rest_of_line();
 

@@ -100,6 +100,11 @@ class Session : public std::enable_shared_from_this<Session> {
     if (writing_ || closed_) return;
     if (out_.empty()) {
       if (state_ == State::logout) return finish();
+      if (more_ && !busy_) {
+        auto step = std::move(more_);
+        more_ = nullptr;
+        return run_blocking(std::move(step));
+      }
       if (!busy_) pump();
       return;
     }
@@ -547,7 +552,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void fetch(Cursor& c, bool uid) {
     std::optional<std::string> set_text;
-    if (!c.space() || !(set_text = c.atom()) || !c.space()) return bad("FETCH sequence-set items");
+    if (!c.space() || !(set_text = c.sequence_set()) || !c.space()) return bad("FETCH sequence-set items");
     auto items = imap::parse_fetch_items(c.rest_of_line());
     if (!items) return bad("FETCH items");
     const auto chosen = resolve(*set_text, uid);
@@ -581,13 +586,35 @@ class Session : public std::enable_shared_from_this<Session> {
         }
       }
     }
-    for (const auto i : *chosen) {
+    auto job = std::make_shared<FetchJob>();
+    job->chosen = std::move(*chosen);
+    job->items = std::move(*items);
+    job->needs_bytes = needs_bytes;
+    fetch_step(job);
+  }
+
+  // A FETCH answers in pieces of about kFetchChunk bytes, each written before the next is
+  // made: a FETCH of a whole big mailbox never sits in memory at once (RFC 9051 7.5.2 allows
+  // the responses to come as they are ready).
+  struct FetchJob {
+    std::vector<std::size_t> chosen;
+    std::vector<imap::FetchItem> items;
+    bool needs_bytes = false;
+    std::size_t next = 0;
+  };
+  static constexpr std::size_t kFetchChunk = 256 << 10;
+
+  void fetch_step(const std::shared_ptr<FetchJob>& job) {
+    const auto& items = job->items;
+    const bool needs_bytes = job->needs_bytes;
+    while (job->next < job->chosen.size() && out_.size() < kFetchChunk) {
+      const std::size_t i = job->chosen[job->next++];
       const auto& m = messages_[i];
       std::string bytes, structure_json, envelope_json;
       if (needs_bytes) bytes = service().blobs().read(m.blob);
       std::string line = "* " + std::to_string(i + 1) + " FETCH (";
       bool first = true;
-      for (const auto& item : *items) {
+      for (const auto& item : items) {
         line += first ? "" : " ";
         first = false;
         using K = imap::FetchItem::Kind;
@@ -614,12 +641,16 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       out_ += line + ")\r\n";
     }
+    if (job->next < job->chosen.size()) {
+      more_ = [this, job] { fetch_step(job); };
+      return;
+    }
     tagged("OK FETCH completed");
   }
 
   void store(Cursor& c, bool uid) {
     std::optional<std::string> set_text, what;
-    if (!c.space() || !(set_text = c.atom()) || !c.space()) return bad("STORE sequence-set item flags");
+    if (!c.space() || !(set_text = c.sequence_set()) || !c.space()) return bad("STORE sequence-set item flags");
     // "+FLAGS.SILENT" holds no atom-special, so one atom.
     if (!(what = c.atom()) || !c.space()) return bad("STORE item");
     const std::string item = upper(*what);
@@ -677,7 +708,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void copy(Cursor& c, bool uid, bool move) {
     std::optional<std::string> set_text, target;
-    if (!c.space() || !(set_text = c.atom()) || !c.space() || !(target = c.mailbox())) return bad("COPY sequence-set mailbox");
+    if (!c.space() || !(set_text = c.sequence_set()) || !c.space() || !(target = c.mailbox())) return bad("COPY sequence-set mailbox");
     const auto chosen = resolve(*set_text, uid);
     if (!chosen) return bad("not a sequence set");
     if (move && read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
@@ -713,7 +744,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<std::vector<int64_t>> only;
     if (uid) {
       std::optional<std::string> set_text;
-      if (!c.space() || !(set_text = c.atom())) return bad("UID EXPUNGE sequence-set");
+      if (!c.space() || !(set_text = c.sequence_set())) return bad("UID EXPUNGE sequence-set");
       const auto chosen = resolve(*set_text, true);
       if (!chosen) return bad("not a sequence set");
       only.emplace();
@@ -972,6 +1003,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::array<char, 16384> chunk_{};
   std::string out_, pending_;
   std::function<void()> after_write_;
+  std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
   bool sasl_pending_ = false, idling_ = false, rev2_ = false;
   State state_ = State::not_authenticated;

@@ -96,4 +96,11 @@ TEST_CASE("imap: tokens, quoting and sequence sets", "[imap]") {
   CHECK(parse_sequence_set("*:4", 10)->contains(7));
   for (const char* bad_set : {"", "0", "1,", "a", "1::2", "1:2:3", "99999999999"}) CHECK_FALSE(parse_sequence_set(bad_set, 10));
   CHECK(tag_of(RawCommand{{"+bad NOOP"}, {}}) == "*");
+  RawCommand fetch{{"f FETCH 1:*,4 (FLAGS)"}, {}};
+  Cursor f(fetch);
+  f.tag();
+  f.space();
+  f.atom();
+  f.space();
+  CHECK(f.sequence_set() == std::optional<std::string>("1:*,4"));
 }
