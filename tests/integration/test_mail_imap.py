@@ -173,6 +173,20 @@ def test_mailboxes_fetch_search_store_copy_move_expunge_append():
         assert imap.create("Projects/2027")[0] == "NO"
         assert b"Projects/2027" in imap.list('""', "Projects/%")[1][0]
         assert imap.select("Nowhere")[0] == "NO"
+        # RENAME takes the children along; DELETE refuses INBOX and a mailbox with children.
+        assert imap.create("Projects")[0] == "OK"
+        assert imap.rename("Projects", "Work")[0] == "OK"
+        names = b" ".join(imap.list('""', "*")[1])
+        assert b'"Work/2027"' in names and b"Projects" not in names
+        assert imap.rename("Work", "Archive")[0] == "NO"
+        assert imap.delete("Work")[0] == "NO"
+        assert imap.delete("Work/2027")[0] == "OK" and imap.delete("Work")[0] == "OK"
+        assert imap.delete("INBOX")[0] == "NO" and imap.delete("Nowhere")[0] == "NO"
+        # Subscriptions: LSUB lists the subscribed ones.
+        assert imap.unsubscribe("Junk")[0] == "OK"
+        subscribed = b" ".join(imap.lsub('""', "*")[1])
+        assert b"Junk" not in subscribed and b"INBOX" in subscribed
+        assert imap.subscribe("Junk")[0] == "OK" and b"Junk" in b" ".join(imap.lsub('""', "*")[1])
         imap.logout()
         shard.coop("down")
 

@@ -287,7 +287,9 @@ class Session : public std::enable_shared_from_this<Session> {
     if (name == "STATUS") return run_blocking([this, c]() mutable { status(c); });
     if (name == "SELECT" || name == "EXAMINE") return run_blocking([this, c, name]() mutable { select(c, name == "EXAMINE"); });
     if (name == "CREATE") return run_blocking([this, c]() mutable { create(c); });
-    if (name == "SUBSCRIBE" || name == "UNSUBSCRIBE") return tagged("OK " + name + " completed");  // all are subscribed
+    if (name == "SUBSCRIBE" || name == "UNSUBSCRIBE" || name == "DELETE")
+      return run_blocking([this, c, name]() mutable { mailbox_command(c, name); });
+    if (name == "RENAME") return run_blocking([this, c]() mutable { rename(c); });
     if (name == "APPEND") return run_blocking([this, c]() mutable { append(c); });
     if (state_ != State::selected) return bad(name == "FETCH" || name == "STORE" || name == "SEARCH" ? "select a mailbox first"
                                                                                                  : "unknown command " + name);
@@ -406,7 +408,7 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& b : boxes) names.insert(b.name);
     for (const auto& b : boxes) {
       const bool matches = wildcard_match(full, b.name) || (b.name == "INBOX" && wildcard_match(upper(full), "INBOX"));
-      if (!matches) continue;
+      if (!matches || (lsub && !b.subscribed)) continue;
       bool children = false;
       for (const auto& n : names) children = children || n.rfind(b.name + "/", 0) == 0;
       std::string attributes = children ? "\\HasChildren" : "\\HasNoChildren";
@@ -493,6 +495,37 @@ class Session : public std::enable_shared_from_this<Session> {
       return tagged("NO [CANNOT] " + std::string(e.what()));
     }
     tagged("OK CREATE completed");
+  }
+
+  void mailbox_command(Cursor& c, const std::string& name) {
+    std::optional<std::string> mailbox;
+    if (!c.space() || !(mailbox = c.mailbox()) || !c.at_end()) return bad(name + " mailbox");
+    try {
+      if (name == "DELETE") {
+        if (state_ == State::selected && mailbox_ == *mailbox) return tagged("NO [INUSE] close it first");
+        service().mailboxes().delete_mailbox(handle_, *mailbox);
+      } else {
+        service().mailboxes().set_subscribed(handle_, *mailbox, name == "SUBSCRIBE");
+      }
+    } catch (const Error& e) {
+      // RFC 5530 response codes for what went wrong.
+      const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "has_children" ? "INUSE" : "CANNOT";
+      return tagged("NO [" + code + "] " + std::string(e.what()));
+    }
+    tagged("OK " + name + " completed");
+  }
+
+  void rename(Cursor& c) {
+    std::optional<std::string> from, to;
+    if (!c.space() || !(from = c.mailbox()) || !c.space() || !(to = c.mailbox()) || !c.at_end()) return bad("RENAME from to");
+    try {
+      service().mailboxes().rename_mailbox(handle_, *from, *to);
+    } catch (const Error& e) {
+      const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "exists" ? "ALREADYEXISTS" : "CANNOT";
+      return tagged("NO [" + code + "] " + std::string(e.what()));
+    }
+    if (state_ == State::selected && mailbox_ == *from) mailbox_ = *to;
+    tagged("OK RENAME completed");
   }
 
   // The messages a sequence set names: by sequence number, or by UID with `uid`.

@@ -187,12 +187,13 @@ std::vector<MailboxInfo> MailboxStore::mailboxes(const std::string& handle) {
   std::lock_guard lock(ix.mutex);
   auto& stmt = ix.db->prepare(
       "SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highest_modseq, count(m.uid), "
-      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0) "
+      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0), b.subscribed "
       "FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id ORDER BY b.id");
   std::vector<MailboxInfo> out;
   while (stmt.step())
     out.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2), stmt.column_int64(3),
-                   stmt.column_int64(4), stmt.column_int64(5), stmt.column_int64(6), stmt.column_int64(7)});
+                   stmt.column_int64(4), stmt.column_int64(5), stmt.column_int64(6), stmt.column_int64(7),
+                   stmt.column_int64(8) != 0});
   stmt.reset();
   return out;
 }
@@ -221,6 +222,52 @@ std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, con
   }
   stmt.reset();
   return out;
+}
+
+void MailboxStore::delete_mailbox(const std::string& handle, const std::string& mailbox) {
+  if (mailbox == "INBOX") throw Error("cannot", "INBOX cannot be deleted", 400);
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  const auto id = ix.mailbox_id(mailbox);
+  auto& children = db.prepare("SELECT 1 FROM mailboxes WHERE substr(name, 1, ?2) = ?1 LIMIT 1");
+  children.bind(1, mailbox + "/").bind(2, static_cast<int64_t>(mailbox.size() + 1));
+  const bool has_children = children.step();
+  children.reset();
+  if (has_children) throw Error("has_children", "delete the mailboxes below " + mailbox + " first", 409);
+  db.prepare("DELETE FROM messages WHERE mailbox_id = ?1").bind(1, id).run();
+  db.prepare("DELETE FROM mailboxes WHERE id = ?1").bind(1, id).run();
+  tx.commit();
+}
+
+void MailboxStore::rename_mailbox(const std::string& handle, const std::string& from, const std::string& to) {
+  bool ok = !to.empty() && to.size() <= 255 && to.front() != '/' && to.back() != '/' && to != "INBOX";
+  for (unsigned char c : to) ok = ok && c >= 0x20 && c != 0x7f;
+  if (!ok) throw Error("invalid_mailbox", "invalid mailbox name '" + to + "'", 400);
+  if (from == "INBOX") throw Error("cannot", "renaming INBOX is not supported", 400);
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  ix.mailbox_id(from);
+  auto& taken = db.prepare("SELECT 1 FROM mailboxes WHERE name = ?1 OR substr(name, 1, ?3) = ?2 LIMIT 1");
+  taken.bind(1, to).bind(2, to + "/").bind(3, static_cast<int64_t>(to.size() + 1));
+  const bool exists = taken.step();
+  taken.reset();
+  if (exists) throw Error("exists", "there is a mailbox " + to + " already", 409);
+  // The mailbox and everything below it: "from/x" becomes "to/x".
+  db.prepare("UPDATE mailboxes SET name = ?2 || substr(name, ?3) WHERE name = ?1 OR substr(name, 1, ?4) = ?1 || '/'")
+      .bind(1, from).bind(2, to).bind(3, static_cast<int64_t>(from.size() + 1)).bind(4, static_cast<int64_t>(from.size() + 1))
+      .run();
+  tx.commit();
+}
+
+void MailboxStore::set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  ix.mailbox_id(mailbox);
+  ix.db->prepare("UPDATE mailboxes SET subscribed = ?2 WHERE name = ?1").bind(1, mailbox).bind(2, subscribed ? 1 : 0).run();
 }
 
 std::optional<std::pair<int64_t, int64_t>> MailboxStore::mailbox_state(const std::string& handle,

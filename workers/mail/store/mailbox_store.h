@@ -48,6 +48,7 @@ struct MailboxInfo {
   int64_t messages = 0;
   int64_t unseen = 0;
   int64_t bytes = 0;
+  bool subscribed = true;
 };
 
 class MailboxStore {
@@ -70,6 +71,14 @@ class MailboxStore {
                                       int limit);
   bool has_index(const std::string& handle) const;
 
+  // RFC 9051 6.3.4 DELETE: the mailbox and its messages; coop::Error("cannot", 400) for
+  // INBOX, ("has_children", 409) when others are below it, ("no_such_mailbox", 404).
+  void delete_mailbox(const std::string& handle, const std::string& mailbox);
+  // RFC 9051 6.3.5 RENAME: the mailbox and those below it; ("exists", 409) when `to` is taken.
+  // UIDVALIDITY stays: the messages and their UIDs do not change.
+  void rename_mailbox(const std::string& handle, const std::string& from, const std::string& to);
+  // RFC 9051 6.3.7-6.3.8 SUBSCRIBE/UNSUBSCRIBE.
+  void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
   // What changes whenever a message arrives, changes flags or goes: {uidnext, highest_modseq};
   // nullopt when there is no such mailbox. One small query, for IDLE and NOOP to poll.
   std::optional<std::pair<int64_t, int64_t>> mailbox_state(const std::string& handle, const std::string& mailbox);
