@@ -1,4 +1,4 @@
-"""IMAP with Python's imaplib (and raw sockets where imaplib has no verb): STARTTLS and
+"""IMAP with Python's imaplib (and raw sockets where imaplib has no verb), mbsync and mutt: STARTTLS and
 implicit TLS, LOGIN and AUTHENTICATE PLAIN against the registry, LIST/STATUS/SELECT,
 FETCH items and sections, SEARCH and ESEARCH, STORE, COPY/MOVE with UIDPLUS, EXPUNGE,
 APPEND, two sessions seeing each other's changes, IDLE hearing an SMTP delivery, and bad
@@ -9,6 +9,7 @@ import re
 import smtplib
 import socket
 import ssl
+import subprocess
 import time
 import uuid
 from email.message import EmailMessage
@@ -245,6 +246,104 @@ def test_a_big_fetch_comes_in_pieces_and_whole():
         shard.coop("down")
 
 
+def maildir_files(root, folder):
+    found = {}
+    for sub in ("cur", "new"):
+        path = os.path.join(root, folder, sub)
+        for name in os.listdir(path) if os.path.isdir(path) else []:
+            found[name] = open(os.path.join(path, name), "rb").read()
+    return found
+
+
+def test_mbsync_syncs_both_ways():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        for subject in ("alpha", "beta"):
+            deliver(ports["smtp"], subject)
+        local = os.path.join(shard.dir, "maildir")
+        os.makedirs(local)
+        config = os.path.join(shard.dir, "mbsyncrc")
+        with open(config, "w") as f:
+            f.write(f"""IMAPAccount coop
+Host localhost
+Port {ports["imaps"]}
+User alice
+Pass "{STRONG}"
+SSLType IMAPS
+CertificateFile {os.path.join(shard.home, "keys", "tls.crt")}
+
+IMAPStore coop-remote
+Account coop
+
+MaildirStore coop-local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel coop
+Far :coop-remote:
+Near :coop-local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+Sync All
+""")
+
+        def sync():
+            result = subprocess.run(["mbsync", "-c", config, "-a"], capture_output=True, text=True, timeout=60)
+            assert result.returncode == 0, result.stdout + result.stderr
+
+        sync()
+        inbox = maildir_files(local, "INBOX")
+        assert len(inbox) == 2 and all(b"Subject: " in body for body in inbox.values()), inbox.keys()
+        for folder in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
+            assert os.path.isdir(os.path.join(local, folder, "cur")), folder
+        # Flags and new messages go up: a message read here, one written here.
+        path = os.path.join(local, "INBOX", "cur" if os.listdir(os.path.join(local, "INBOX", "cur")) else "new")
+        name = sorted(os.listdir(path))[0]
+        os.rename(os.path.join(path, name), os.path.join(local, "INBOX", "cur", name.split(":2,")[0] + ":2,S"))
+        with open(os.path.join(local, "Drafts", "new", "1700000000.1.draft"), "wb") as f:
+            f.write(b"From: alice@mail.test\r\nSubject: written offline\r\n\r\nSynced up by mbsync.\r\n")
+        sync()
+        imap = login(ports)
+        imap.select("INBOX")
+        assert imap.search(None, "SEEN")[1] == [b"1"] or imap.search(None, "SEEN")[1] == [b"2"]
+        imap.select("Drafts")
+        typ, data = imap.fetch("1", "(BODY.PEEK[])")
+        assert b"Synced up by mbsync." in data[0][1]
+        # Deletions come down: expunged on the server, gone here after the next sync.
+        imap.select("INBOX")
+        imap.store("1:*", "+FLAGS", "(\\Deleted)")
+        imap.expunge()
+        imap.logout()
+        sync()
+        assert maildir_files(local, "INBOX") == {}
+        shard.coop("down")
+
+
+def test_mutt_opens_the_account():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        deliver(ports["smtp"], "hello from the shard")
+        rc = os.path.join(shard.dir, "muttrc")
+        with open(rc, "w") as f:
+            f.write(f"""set folder="imaps://alice@localhost:{ports['imaps']}/"
+set spoolfile="+INBOX"
+set imap_pass="{STRONG}"
+set certificate_file="{shard.dir}/mutt-certificates"
+set header_cache=""
+""")
+        # mutt draws on a terminal: `script` gives it one. It asks about the self-signed
+        # certificate ("a" accepts it), opens INBOX, lists the message, and quits.
+        result = subprocess.run(["script", "-qec", f"mutt -n -F {rc} -e 'push <quit>'", "/dev/null"], input="a\n",
+                                capture_output=True, text=True, timeout=60, env={**os.environ, "TERM": "xterm"})
+        screen = result.stdout
+        assert "Authenticating (PLAIN)" in screen and "Selecting INBOX" in screen, screen[-2000:]
+        assert "hello from the shard" in screen and "Msgs:1" in screen, screen[-2000:]
+        shard.coop("down")
+
+
 def test_bad_input_gets_bad_and_the_session_goes_on():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -281,5 +380,7 @@ if __name__ == "__main__":
         test_mailboxes_fetch_search_store_copy_move_expunge_append,
         test_two_sessions_and_idle_see_changes,
         test_a_big_fetch_comes_in_pieces_and_whole,
+        test_mbsync_syncs_both_ways,
+        test_mutt_opens_the_account,
         test_bad_input_gets_bad_and_the_session_goes_on,
     ])
