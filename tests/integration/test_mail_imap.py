@@ -4,6 +4,7 @@ FETCH items and sections, SEARCH and ESEARCH, STORE, COPY/MOVE with UIDPLUS, EXP
 APPEND, two sessions seeing each other's changes, IDLE hearing an SMTP delivery, and bad
 input answered with BAD while the session goes on."""
 import imaplib
+import json
 import os
 import re
 import smtplib
@@ -344,6 +345,35 @@ set header_cache=""
         shard.coop("down")
 
 
+def test_imapflow_lists_fetches_idles_and_moves():
+    clients = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients")
+    if not os.path.isdir(os.path.join(clients, "node_modules", "imapflow")):
+        raise AssertionError("imapflow is not installed: run scripts/install-deps")
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        deliver(ports["smtp"], "first")
+        deliver(ports["smtp"], "second")
+        node = subprocess.Popen(["node", os.path.join(clients, "imap_flow.cjs"), str(ports["imaps"]), "alice", STRONG],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=clients)
+        try:
+            assert node.stdout.readline().strip() == "IDLING"
+            time.sleep(0.3)
+            deliver(ports["smtp"], "third")
+            out, err = node.communicate(timeout=60)
+        finally:
+            if node.poll() is None:
+                node.kill()
+        assert node.returncode == 0, err
+        result = json.loads(out.strip().splitlines()[-1])
+        paths = dict(result["mailboxes"])
+        assert paths["INBOX"] is None or paths["INBOX"] == "\\Inbox"
+        assert paths["Sent"] == "\\Sent" and paths["Trash"] == "\\Trash", paths
+        assert result["subjects"] == ["first", "second"] and result["firstBytes"] > 100
+        assert result["idle"] is True and result["existsAfter"] == 3
+        assert result["inboxAfterMove"] == 2 and result["archive"] == 1, result
+        shard.coop("down")
+
+
 def test_bad_input_gets_bad_and_the_session_goes_on():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -382,5 +412,6 @@ if __name__ == "__main__":
         test_a_big_fetch_comes_in_pieces_and_whole,
         test_mbsync_syncs_both_ways,
         test_mutt_opens_the_account,
+        test_imapflow_lists_fetches_idles_and_moves,
         test_bad_input_gets_bad_and_the_session_goes_on,
     ])
