@@ -227,6 +227,40 @@ def test_two_sessions_and_idle_see_changes():
         shard.coop("down")
 
 
+def test_condstore():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        for subject in ("one", "two", "three"):
+            deliver(ports["smtp"], subject)
+        imap = login(ports)
+        assert "CONDSTORE" in imap.capabilities
+        typ, _ = imap._simple_command("SELECT", "INBOX (CONDSTORE)")
+        assert typ == "OK"
+        imap.state = "SELECTED"  # imaplib tracks state only through its own select()
+        highest = int(imap.untagged_responses["HIGHESTMODSEQ"][-1])
+        typ, data = imap.fetch("1:*", "(FLAGS)")
+        modseqs = [int(re.search(rb"MODSEQ \((\d+)\)", d).group(1)) for d in data]
+        assert len(modseqs) == 3 and max(modseqs) == highest, (data, highest)
+        # A change gets a new MODSEQ; CHANGEDSINCE returns just what changed.
+        typ, data = imap.store("2", "+FLAGS", "(\\Seen)")
+        changed = int(re.search(rb"MODSEQ \((\d+)\)", data[0]).group(1))
+        assert changed > highest
+        typ, data = imap._simple_command("FETCH", f"1:* (FLAGS) (CHANGEDSINCE {highest})")
+        fetched = imap.untagged_responses.pop("FETCH")
+        assert typ == "OK" and len(fetched) == 1 and fetched[0].startswith(b"2 ("), fetched
+        # A conditional STORE leaves alone what changed since the client looked.
+        typ, data = imap._simple_command("UID", "STORE", "1:3", f"(UNCHANGEDSINCE {highest})", "+FLAGS", "(\\Flagged)")
+        assert typ == "OK" and b"[MODIFIED 2]" in data[0], data
+        imap.untagged_responses.pop("FETCH", None)
+        flagged = imap.search(None, "FLAGGED")[1][0]
+        assert flagged == b"1 3", flagged
+        # SEARCH MODSEQ, with the highest MODSEQ of the result.
+        typ, data = imap.search(None, f"MODSEQ {changed}")
+        assert data[0].startswith(b"1 2 3 (MODSEQ ") or data[0].startswith(b"1 3 (MODSEQ "), data
+        imap.logout()
+        shard.coop("down")
+
+
 def test_a_big_fetch_comes_in_pieces_and_whole():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -409,6 +443,7 @@ if __name__ == "__main__":
         test_tls_and_authentication,
         test_mailboxes_fetch_search_store_copy_move_expunge_append,
         test_two_sessions_and_idle_see_changes,
+        test_condstore,
         test_a_big_fetch_comes_in_pieces_and_whole,
         test_mbsync_syncs_both_ways,
         test_mutt_opens_the_account,

@@ -191,7 +191,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -268,6 +268,9 @@ class Session : public std::enable_shared_from_this<Session> {
         if (auto what = c.atom(); what && upper(*what) == "IMAP4REV2") {
           enabled += " IMAP4rev2";
           rev2_ = true;
+        } else if (what && upper(*what) == "CONDSTORE") {
+          enabled += " CONDSTORE";
+          condstore_ = true;
         }
       out_ += "* ENABLED" + enabled + "\r\n";
       return tagged("OK ENABLE completed");
@@ -456,6 +459,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void select(Cursor& c, bool examine) {
     std::optional<std::string> mailbox;
     if (!c.space() || !(mailbox = c.mailbox())) return bad("SELECT mailbox");
+    // RFC 7162 3.1.8: SELECT mailbox (CONDSTORE) enables it.
+    if (c.space()) {
+      const std::string parameters = upper(c.rest_of_line());
+      if (parameters != "(CONDSTORE)") return bad("SELECT parameters: (CONDSTORE) only");
+      condstore_ = true;
+    }
     state_ = State::authenticated;  // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected
     const auto boxes = service().mailboxes().mailboxes(handle_);
     const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
@@ -570,8 +579,10 @@ class Session : public std::enable_shared_from_this<Session> {
       const auto* fresh = by_uid[messages_[i].uid];
       if (fresh->flags != messages_[i].flags) {
         messages_[i].flags = fresh->flags;
-        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh->uid) + " FLAGS " + flags_text(fresh->flags) + ")\r\n";
+        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh->uid) + " FLAGS " + flags_text(fresh->flags) +
+                (condstore_ ? " MODSEQ (" + std::to_string(fresh->modseq) + ")" : std::string()) + ")\r\n";
       }
+      messages_[i].modseq = fresh->modseq;
     }
     const int64_t last = messages_.empty() ? 0 : messages_.back().uid;
     bool grew = false;
@@ -586,10 +597,33 @@ class Session : public std::enable_shared_from_this<Session> {
   void fetch(Cursor& c, bool uid) {
     std::optional<std::string> set_text;
     if (!c.space() || !(set_text = c.sequence_set()) || !c.space()) return bad("FETCH sequence-set items");
-    auto items = imap::parse_fetch_items(c.rest_of_line());
+    std::string item_text = c.rest_of_line();
+    // RFC 7162 3.1.4.1: FETCH ... (CHANGEDSINCE modseq) after the items.
+    std::optional<int64_t> changed_since;
+    if (const auto modifier = upper(item_text).rfind(" (CHANGEDSINCE "); modifier != std::string::npos && item_text.back() == ')') {
+      try {
+        changed_since = std::stoll(item_text.substr(modifier + 15, item_text.size() - modifier - 16));
+      } catch (...) {
+        return bad("CHANGEDSINCE takes a number");
+      }
+      item_text.resize(modifier);
+      condstore_ = true;
+    }
+    auto items = imap::parse_fetch_items(item_text);
     if (!items) return bad("FETCH items");
-    const auto chosen = resolve(*set_text, uid);
+    auto chosen = resolve(*set_text, uid);
     if (!chosen) return bad("not a sequence set");
+    if (changed_since)
+      chosen->erase(std::remove_if(chosen->begin(), chosen->end(), [&](std::size_t i) { return messages_[i].modseq <= *changed_since; }),
+                    chosen->end());
+    // RFC 7162 3.1.4.1: with CONDSTORE on, FLAGS come with their MODSEQ.
+    const bool has_flags = std::any_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::flags; });
+    if ((changed_since || (condstore_ && has_flags)) &&
+        std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::modseq; })) {
+      imap::FetchItem modseq_item;
+      modseq_item.kind = imap::FetchItem::Kind::modseq;
+      items->push_back(modseq_item);
+    }
     bool needs_bytes = false, sets_seen = false;
     for (const auto& item : *items) {
       needs_bytes = needs_bytes || item.kind == imap::FetchItem::Kind::section || item.kind == imap::FetchItem::Kind::rfc822 ||
@@ -610,7 +644,10 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!uids.empty()) {
         for (const auto& m : service().mailboxes().change_flags(handle_, mailbox_, uids, MailboxStore::FlagChange::add, kSeen))
           for (auto& mine : messages_)
-            if (mine.uid == m.uid) mine.flags = m.meta.flags;
+            if (mine.uid == m.uid) {
+              mine.flags = m.meta.flags;
+              mine.modseq = m.modseq;
+            }
         if (std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::flags; }))
           {
           imap::FetchItem flags_item;
@@ -684,6 +721,17 @@ class Session : public std::enable_shared_from_this<Session> {
   void store(Cursor& c, bool uid) {
     std::optional<std::string> set_text, what;
     if (!c.space() || !(set_text = c.sequence_set()) || !c.space()) return bad("STORE sequence-set item flags");
+    // RFC 7162 3.1.3: STORE set (UNCHANGEDSINCE modseq) item flags.
+    std::optional<int64_t> unchanged_since;
+    if (c.take('(')) {
+      const auto word = c.atom();
+      if (!word || upper(*word) != "UNCHANGEDSINCE" || !c.space()) return bad("STORE (UNCHANGEDSINCE modseq)");
+      const std::string digits = c.sequence_set().value_or("");
+      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || !c.take(')') || !c.space())
+        return bad("STORE (UNCHANGEDSINCE modseq)");
+      unchanged_since = std::stoll(digits);
+      condstore_ = true;
+    }
     // "+FLAGS.SILENT" holds no atom-special, so one atom.
     if (!(what = c.atom()) || !c.space()) return bad("STORE item");
     const std::string item = upper(*what);
@@ -711,21 +759,32 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const auto chosen = resolve(*set_text, uid);
     if (!chosen) return bad("not a sequence set");
-    std::vector<int64_t> uids;
-    for (auto i : *chosen) uids.push_back(messages_[i].uid);
+    std::vector<int64_t> uids, modified;
+    for (auto i : *chosen) {
+      // The conditional STORE leaves alone what changed since the client looked.
+      if (unchanged_since && messages_[i].modseq > *unchanged_since) {
+        modified.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+        continue;
+      }
+      uids.push_back(messages_[i].uid);
+    }
     const auto changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags);
-    std::map<int64_t, unsigned> now;
-    for (const auto& m : changed) now[m.uid] = m.meta.flags;
+    std::map<int64_t, const StoredMessage*> now;
+    for (const auto& m : changed) now[m.uid] = &m;
     for (auto i : *chosen) {
       auto& m = messages_[i];
-      if (auto it = now.find(m.uid); it != now.end()) m.flags = it->second;
-      if (!silent || now.count(m.uid) == 0)
-        if (!silent)
-          out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
-                  flags_text(m.flags) + ")\r\n";
+      const auto it = now.find(m.uid);
+      if (it != now.end()) {
+        m.flags = it->second->meta.flags;
+        m.modseq = it->second->modseq;
+      }
+      if (silent && !(condstore_ && it != now.end())) continue;
+      if (unchanged_since && std::find(uids.begin(), uids.end(), m.uid) == uids.end()) continue;
+      out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
+              flags_text(m.flags) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
     }
     state_modseq_ = changed.empty() ? state_modseq_ : changed.back().modseq;
-    tagged("OK STORE completed");
+    tagged(modified.empty() ? "OK STORE completed" : "OK [MODIFIED " + uid_set(modified) + "] conditional STORE failed for some");
   }
 
   std::string uid_set(const std::vector<int64_t>& uids) {
@@ -906,6 +965,23 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!b) return std::nullopt;
       return Test([a = *a, b = *b](std::size_t i) { return a(i) || b(i); });
     }
+    if (key == "MODSEQ") {
+      // RFC 7162 3.1.5: MODSEQ [entry-name entry-type] modseq
+      std::string value = w.next();
+      if (!value.empty() && value.front() == '/') {
+        w.next();
+        value = w.next();
+      }
+      int64_t n = 0;
+      try {
+        n = std::stoll(value);
+      } catch (...) {
+        return std::nullopt;
+      }
+      condstore_ = true;
+      searched_modseq_ = true;
+      return Test([this, n](std::size_t i) { return messages_[i].modseq >= n; });
+    }
     if (key == "LARGER" || key == "SMALLER") {
       int64_t n = 0;
       try {
@@ -979,6 +1055,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (charset != "UTF-8" && charset != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
     }
     std::vector<Test> tests;
+    searched_modseq_ = false;
     while (!w.done()) {
       auto t = criterion(w, uid);
       if (!t) return bad("SEARCH criteria");
@@ -1000,7 +1077,14 @@ class Session : public std::enable_shared_from_this<Session> {
       out_ += line + "\r\n";
     } else {
       std::string line = "* SEARCH";
+      int64_t highest = 0;
+      for (std::size_t i = 0; i < messages_.size(); ++i) {
+        const int64_t key = uid ? messages_[i].uid : static_cast<int64_t>(i + 1);
+        if (std::binary_search(found.begin(), found.end(), key)) highest = std::max(highest, messages_[i].modseq);
+      }
       for (auto n : found) line += " " + std::to_string(n);
+      // RFC 7162 3.1.5: a search by MODSEQ tells the highest one among the results.
+      if (searched_modseq_ && !found.empty()) line += " (MODSEQ " + std::to_string(highest) + ")";
       out_ += line + "\r\n";
     }
     tagged("OK SEARCH completed");
@@ -1038,7 +1122,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void()> after_write_;
   std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
-  bool sasl_pending_ = false, idling_ = false, rev2_ = false;
+  bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false;
   State state_ = State::not_authenticated;
   std::string current_tag_ = "*";
   RawCommand command_;
