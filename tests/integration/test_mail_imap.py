@@ -261,6 +261,27 @@ def test_condstore():
         shard.coop("down")
 
 
+def test_quota():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        deliver(ports["smtp"], "small", "x" * 2000)
+        imap = login(ports)
+        assert "QUOTA" in imap.capabilities
+        typ, data = imap.getquotaroot("INBOX")
+        assert typ == "OK" and data[0] == [b'"INBOX"'], data  # no quota yet: no root
+        shard.coop("member", "set", "alice", "--quota", "10240")
+        typ, data = imap.getquotaroot("INBOX")
+        assert typ == "OK" and data[1][0].startswith(b'"" (STORAGE 3 10)'), data
+        assert imap.getquota('""')[1][0].startswith(b'"" (STORAGE 3 10)')
+        assert imap.setquota('""', "(STORAGE 100)")[0] == "NO"
+        # APPEND past the quota: OVERQUOTA, and nothing is stored.
+        typ, data = imap.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"y" * 20000 + b"\r\n")
+        assert typ == "NO" and b"OVERQUOTA" in data[0], data
+        assert b"MESSAGES 1" in imap.status("INBOX", "(MESSAGES)")[1][0]
+        imap.logout()
+        shard.coop("down")
+
+
 def test_a_big_fetch_comes_in_pieces_and_whole():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -444,6 +465,7 @@ if __name__ == "__main__":
         test_mailboxes_fetch_search_store_copy_move_expunge_append,
         test_two_sessions_and_idle_see_changes,
         test_condstore,
+        test_quota,
         test_a_big_fetch_comes_in_pieces_and_whole,
         test_mbsync_syncs_both_ways,
         test_mutt_opens_the_account,

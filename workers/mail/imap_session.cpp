@@ -191,7 +191,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -293,6 +293,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (name == "SUBSCRIBE" || name == "UNSUBSCRIBE" || name == "DELETE")
       return run_blocking([this, c, name]() mutable { mailbox_command(c, name); });
     if (name == "RENAME") return run_blocking([this, c]() mutable { rename(c); });
+    if (name == "GETQUOTAROOT" || name == "GETQUOTA") return run_blocking([this, c, name]() mutable { quota(c, name); });
+    if (name == "SETQUOTA") return tagged("NO [NOPERM] quotas are set in the member registry (coop member set --quota)");
     if (name == "APPEND") return run_blocking([this, c]() mutable { append(c); });
     if (state_ != State::selected) return bad(name == "FETCH" || name == "STORE" || name == "SEARCH" ? "select a mailbox first"
                                                                                                  : "unknown command " + name);
@@ -522,6 +524,24 @@ class Session : public std::enable_shared_from_this<Session> {
       return tagged("NO [" + code + "] " + std::string(e.what()));
     }
     tagged("OK " + name + " completed");
+  }
+
+  // RFC 9208: one quota root, "", for all of a member's mailboxes; STORAGE in KiB.
+  void quota(Cursor& c, const std::string& name) {
+    std::optional<std::string> argument;
+    if (!c.space() || !(argument = c.astring()) || !c.at_end()) return bad(name + " argument");
+    const int64_t limit = service().quota_of(handle_);
+    const int64_t used = service().mailboxes().usage(handle_);
+    const std::string line = "* QUOTA \"\" (STORAGE " + std::to_string((used + 1023) / 1024) + " " + std::to_string(limit / 1024) + ")\r\n";
+    if (name == "GETQUOTA") {
+      if (!argument->empty() || limit == 0) return tagged("NO [NONEXISTENT] no such quota root");
+      out_ += line;
+      return tagged("OK GETQUOTA completed");
+    }
+    const std::string mailbox = imap::normalize_mailbox(*argument);
+    out_ += "* QUOTAROOT " + imap::quote(mailbox) + (limit > 0 ? " \"\"" : "") + "\r\n";
+    if (limit > 0) out_ += line;
+    tagged("OK GETQUOTAROOT completed");
   }
 
   void rename(Cursor& c) {
@@ -878,7 +898,13 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto boxes = service().mailboxes().mailboxes(handle_);
     const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
     if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
-    const auto stored = service().append_new(handle_, *mailbox, *message, flags, date);
+    StoredMessage stored;
+    try {
+      stored = service().append_new(handle_, *mailbox, *message, flags, date);
+    } catch (const Error& e) {
+      if (e.code() == "quota_exceeded") return tagged("NO [OVERQUOTA] the mailbox is full");
+      throw;
+    }
     if (state_ == State::selected && *mailbox == mailbox_) sync();
     // RFC 4315 APPENDUID.
     tagged("OK [APPENDUID " + std::to_string(box->uidvalidity) + " " + std::to_string(stored.uid) + "] APPEND completed");

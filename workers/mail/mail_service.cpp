@@ -145,8 +145,18 @@ StoredMessage MailService::append(const std::string& handle, const std::string& 
 
 StoredMessage MailService::append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes,
                                       unsigned flags, int64_t internal_date) {
+  const int64_t quota = quota_of(handle);
+  if (quota > 0 && mailboxes_.usage(handle) + static_cast<int64_t>(bytes.size()) > quota)
+    throw Error("quota_exceeded", handle + "'s mailbox is full", 552);
   const auto blob = blobs_.put(bytes);
-  return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), 0);
+  return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), quota);
+}
+
+int64_t MailService::quota_of(const std::string& handle) {
+  control::Client member(home_.socket("member"));
+  const auto response = member.get("/v1/members/" + percent_encode(handle));
+  response.throw_if_error();
+  return response.json().value("quota_bytes", int64_t{0});
 }
 
 }  // namespace coop::mail

@@ -51,7 +51,10 @@ class MailService {
   // Stores a message for one member (import and, later, IMAP APPEND); idempotent per mailbox.
   StoredMessage append(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
                        int64_t internal_date, bool* existed);
-  // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists.
+  // The member's mail quota from the registry, in bytes; 0 when there is none.
+  int64_t quota_of(const std::string& handle);
+  // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists; over the
+  // member's quota, coop::Error("quota_exceeded", 552).
   StoredMessage append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
                            int64_t internal_date);
 
