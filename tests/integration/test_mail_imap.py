@@ -108,6 +108,14 @@ def test_mailboxes_fetch_search_store_copy_move_expunge_append():
         names = {re.search(rb'"/" "?([^"]*)"?$', b).group(1).decode(): b for b in boxes}
         assert {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"} <= set(names), boxes
         assert b"\\Sent" in names["Sent"] and b"\\HasNoChildren" in names["INBOX"]
+        # LIST-EXTENDED and LIST-STATUS: special-use mailboxes only, with their STATUS.
+        typ, data = imap._simple_command("LIST", '(SPECIAL-USE) "" "*" RETURN (SUBSCRIBED STATUS (MESSAGES UNSEEN))')
+        listed = imap.untagged_responses.pop("LIST")
+        statuses = imap.untagged_responses.pop("STATUS")
+        assert typ == "OK" and len(listed) == 5 and all(b"\\Subscribed" in l for l in listed), listed
+        assert b"INBOX" not in b" ".join(listed) and b'"Sent" (MESSAGES 0 UNSEEN 0)' in statuses, statuses
+        typ, data = imap._simple_command("LIST", '"" ("INBOX" "Arch*")')
+        assert [l.rsplit(b" ", 1)[1] for l in imap.untagged_responses.pop("LIST")] == [b'"INBOX"', b'"Archive"']
         typ, status = imap.status("INBOX", "(MESSAGES UIDNEXT UNSEEN UIDVALIDITY)")
         assert b"MESSAGES 3" in status[0] and b"UNSEEN 3" in status[0] and b"UIDNEXT 4" in status[0], status
         typ, data = imap.select("INBOX")

@@ -191,7 +191,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -399,55 +399,124 @@ class Session : public std::enable_shared_from_this<Session> {
     verify(authcid, decoded.substr(second + 1));
   }
 
+  // STATUS items (RFC 9051 6.3.11) from "(" item *(SP item) ")"; nullopt on a syntax error
+  // or an unknown item.
+  static std::optional<std::vector<std::string>> status_items(Cursor& c) {
+    std::vector<std::string> items;
+    if (!c.take('(')) return std::nullopt;
+    for (;;) {
+      auto item = c.atom();
+      if (!item) return std::nullopt;
+      const std::string what = upper(*item);
+      static const std::set<std::string> kKnown = {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "RECENT", "SIZE", "HIGHESTMODSEQ"};
+      if (!kKnown.count(what)) return std::nullopt;
+      items.push_back(what);
+      if (c.take(')')) return items;
+      if (!c.space()) return std::nullopt;
+    }
+  }
+
+  static std::string status_line(const MailboxInfo& box, const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& what : items) {
+      int64_t value = 0;
+      if (what == "MESSAGES") value = box.messages;
+      else if (what == "UIDNEXT") value = box.uidnext;
+      else if (what == "UIDVALIDITY") value = box.uidvalidity;
+      else if (what == "UNSEEN") value = box.unseen;
+      else if (what == "SIZE") value = box.bytes;
+      else if (what == "HIGHESTMODSEQ") value = box.highest_modseq;
+      out += (out.empty() ? "" : " ") + what + " " + std::to_string(value);
+    }
+    return "* STATUS " + imap::quote(box.name) + " (" + out + ")\r\n";
+  }
+
+  // LIST with LIST-EXTENDED (RFC 5258) selection and return options, several patterns, and
+  // LIST-STATUS (RFC 5819); LSUB as RFC 3501 has it.
   void list(Cursor& c, bool lsub) {
-    std::optional<std::string> reference, pattern;
-    if (!c.space() || !(reference = c.astring()) || !c.space() || !(pattern = c.list_mailbox())) return bad("LIST reference pattern");
     const std::string word = lsub ? "LSUB" : "LIST";
-    if (pattern->empty()) {
+    if (!c.space()) return bad(word + " reference pattern");
+    bool only_subscribed = false, only_special = false, return_subscribed = false;
+    std::optional<std::vector<std::string>> return_status;
+    if (!lsub && c.take('(')) {
+      while (!c.take(')')) {
+        c.take(' ');
+        auto option = c.atom();
+        if (!option) return bad("LIST selection options");
+        const std::string o = upper(*option);
+        if (o == "SUBSCRIBED") only_subscribed = return_subscribed = true;
+        else if (o == "SPECIAL-USE") only_special = true;
+        else if (o != "REMOTE" && o != "RECURSIVEMATCH") return bad("unknown LIST selection option " + o);
+      }
+      if (!c.space()) return bad("LIST reference");
+    }
+    std::optional<std::string> reference;
+    if (!(reference = c.astring())) return bad(word + " reference pattern");
+    if (!c.space()) return bad(word + " reference pattern");
+    std::vector<std::string> patterns;
+    if (!lsub && c.take('(')) {
+      while (!c.take(')')) {
+        c.take(' ');
+        auto pattern = c.list_mailbox();
+        if (!pattern) return bad("LIST patterns");
+        patterns.push_back(*pattern);
+      }
+    } else if (auto pattern = c.list_mailbox()) {
+      patterns.push_back(*pattern);
+    } else {
+      return bad(word + " reference pattern");
+    }
+    if (!lsub && c.space()) {
+      auto keyword = c.atom();
+      if (!keyword || upper(*keyword) != "RETURN" || !c.space() || !c.take('(')) return bad("LIST ... RETURN (options)");
+      while (!c.take(')')) {
+        c.take(' ');
+        auto option = c.atom();
+        if (!option) return bad("LIST return options");
+        const std::string o = upper(*option);
+        if (o == "SUBSCRIBED") return_subscribed = true;
+        else if (o == "STATUS") {
+          if (!c.space() || !(return_status = status_items(c))) return bad("RETURN (STATUS (items))");
+        } else if (o != "CHILDREN" && o != "SPECIAL-USE") {
+          return bad("unknown LIST return option " + o);
+        }
+      }
+    }
+    if (!c.at_end()) return bad(word + " reference pattern");
+    if (patterns.size() == 1 && patterns.front().empty()) {
       out_ += "* " + word + " (\\Noselect) \"/\" \"\"\r\n";
       return tagged("OK " + word + " completed");
     }
-    const std::string full = *reference + *pattern;
     const auto boxes = service().mailboxes().mailboxes(handle_);
     std::set<std::string> names;
     for (const auto& b : boxes) names.insert(b.name);
     for (const auto& b : boxes) {
-      const bool matches = wildcard_match(full, b.name) || (b.name == "INBOX" && wildcard_match(upper(full), "INBOX"));
-      if (!matches || (lsub && !b.subscribed)) continue;
+      bool matches = false;
+      for (const auto& pattern : patterns) {
+        const std::string full = *reference + pattern;
+        matches = matches || wildcard_match(full, b.name) || (b.name == "INBOX" && wildcard_match(upper(full), "INBOX"));
+      }
+      if (!matches || ((lsub || only_subscribed) && !b.subscribed) || (only_special && b.special_use.empty())) continue;
       bool children = false;
       for (const auto& n : names) children = children || n.rfind(b.name + "/", 0) == 0;
       std::string attributes = children ? "\\HasChildren" : "\\HasNoChildren";
       if (!b.special_use.empty()) attributes += " " + b.special_use;
+      if (return_subscribed && b.subscribed) attributes += " \\Subscribed";
       out_ += "* " + word + " (" + attributes + ") \"/\" " + imap::quote(b.name) + "\r\n";
+      if (return_status) out_ += status_line(b, *return_status);
     }
     tagged("OK " + word + " completed");
   }
 
   void status(Cursor& c) {
     std::optional<std::string> mailbox;
-    if (!c.space() || !(mailbox = c.mailbox()) || !c.space() || !c.take('(')) return bad("STATUS mailbox (items)");
+    if (!c.space() || !(mailbox = c.mailbox()) || !c.space()) return bad("STATUS mailbox (items)");
+    const auto items = status_items(c);
+    if (!items || !c.at_end()) return bad("STATUS mailbox (items)");
     const auto boxes = service().mailboxes().mailboxes(handle_);
     const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
     if (box == boxes.end()) return tagged("NO [NONEXISTENT] no such mailbox");
-    std::string items;
-    for (;;) {
-      auto item = c.atom();
-      if (!item) return bad("STATUS items");
-      const std::string what = upper(*item);
-      std::string value;
-      if (what == "MESSAGES") value = std::to_string(box->messages);
-      else if (what == "UIDNEXT") value = std::to_string(box->uidnext);
-      else if (what == "UIDVALIDITY") value = std::to_string(box->uidvalidity);
-      else if (what == "UNSEEN") value = std::to_string(box->unseen);
-      else if (what == "RECENT") value = "0";
-      else if (what == "SIZE") value = std::to_string(box->bytes);
-      else if (what == "HIGHESTMODSEQ") value = std::to_string(box->highest_modseq);
-      else return bad("unknown STATUS item " + what);
-      items += (items.empty() ? "" : " ") + what + " " + value;
-      if (c.take(')')) break;
-      if (!c.space()) return bad("STATUS items");
-    }
-    out_ += "* STATUS " + imap::quote(*mailbox) + " (" + items + ")\r\n";
+    out_ += status_line(*box, *items);
     tagged("OK STATUS completed");
   }
 
