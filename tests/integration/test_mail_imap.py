@@ -269,6 +269,31 @@ def test_condstore():
         shard.coop("down")
 
 
+def test_sort_and_thread():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        imap = login(ports)
+        for subject, date, sender in [("Budget", "Mon, 02 Nov 2026 10:00:00 +0000", "zoe"),
+                                      ("Re: Budget", "Tue, 03 Nov 2026 09:00:00 +0000", "adam"),
+                                      ("Picnic", "Sun, 01 Nov 2026 12:00:00 +0100", "mia"),
+                                      ("Fwd: [coop] Re: budget (fwd)", "Wed, 04 Nov 2026 08:00:00 +0000", "bob")]:
+            raw = (f"From: {sender}@example.org\r\nTo: alice@{DOMAIN}\r\nSubject: {subject}\r\nDate: {date}\r\n\r\n"
+                   f"{subject}\r\n").encode()
+            assert imap.append("INBOX", None, None, raw)[0] == "OK"
+        imap.select("INBOX")
+        assert "SORT" in imap.capabilities and "THREAD=ORDEREDSUBJECT" in imap.capabilities
+        assert imap.sort("(DATE)", "UTF-8", "ALL")[1] == [b"3 1 2 4"]
+        assert imap.sort("(REVERSE DATE)", "UTF-8", "ALL")[1] == [b"4 2 1 3"]
+        assert imap.sort("(FROM)", "UTF-8", "ALL")[1] == [b"2 4 3 1"]
+        assert imap.sort("(SUBJECT DATE)", "UTF-8", "ALL")[1] == [b"1 2 4 3"]  # base subjects: budget x3, picnic
+        assert imap.uid("SORT", "(REVERSE SIZE)", "UTF-8", "FROM", "adam")[1] == [b"2"]
+        typ, data = imap.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+        assert typ == "OK" and data == [b"(3)(1 (2)(4))"], data
+        assert imap.thread("REFERENCES", "UTF-8", "ALL")[0] == "NO"
+        imap.logout()
+        shard.coop("down")
+
+
 def test_quota():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -474,6 +499,7 @@ if __name__ == "__main__":
         test_two_sessions_and_idle_see_changes,
         test_condstore,
         test_quota,
+        test_sort_and_thread,
         test_a_big_fetch_comes_in_pieces_and_whole,
         test_mbsync_syncs_both_ways,
         test_mutt_opens_the_account,

@@ -5,12 +5,14 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <set>
@@ -191,7 +193,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -226,7 +228,8 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!c.space() || !(name_atom = c.atom())) return bad("UID what?");
       name = upper(*name_atom);
       uid = true;
-      if (name != "FETCH" && name != "SEARCH" && name != "STORE" && name != "COPY" && name != "MOVE" && name != "EXPUNGE")
+      if (name != "FETCH" && name != "SEARCH" && name != "STORE" && name != "COPY" && name != "MOVE" && name != "EXPUNGE" &&
+          name != "SORT" && name != "THREAD")
         return bad("UID " + name + " is not a command");
     }
     // Any state.
@@ -300,6 +303,8 @@ class Session : public std::enable_shared_from_this<Session> {
                                                                                                  : "unknown command " + name);
     if (name == "FETCH") return run_blocking([this, c, uid]() mutable { fetch(c, uid); });
     if (name == "SEARCH") return run_blocking([this, c, uid]() mutable { search(c, uid); });
+    if (name == "SORT") return run_blocking([this, c, uid]() mutable { sort(c, uid); });
+    if (name == "THREAD") return run_blocking([this, c, uid]() mutable { thread(c, uid); });
     if (name == "STORE") return run_blocking([this, c, uid]() mutable { store(c, uid); });
     if (name == "COPY" || name == "MOVE") return run_blocking([this, c, uid, name]() mutable { copy(c, uid, name == "MOVE"); });
     if (name == "EXPUNGE") return run_blocking([this, c, uid]() mutable { expunge(c, uid); });
@@ -1161,6 +1166,10 @@ class Session : public std::enable_shared_from_this<Session> {
     for (std::size_t i = 0; i < messages_.size(); ++i)
       if (std::all_of(tests.begin(), tests.end(), [&](const Test& t) { return t(i); }))
         found.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    if (found_only_) {
+      *found_only_ = std::move(found);
+      return;
+    }
     if (extended) {
       std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
       for (const auto& r : returns) {
@@ -1185,12 +1194,224 @@ class Session : public std::enable_shared_from_this<Session> {
     tagged("OK SEARCH completed");
   }
 
+  // ---- SORT and THREAD (RFC 5256) ----------------------------------------------------------
+  struct SortKeys {
+    std::string subject;  // base subject (2.1)
+    int64_t date = 0;     // sent date, else arrival
+    std::string from, to, cc;
+  };
+
+  // RFC 5256 2.1: the base subject, without Re:/Fwd:/[blob] prefixes and (fwd) trailers.
+  static std::string base_subject(std::string subject) {
+    std::string text;
+    for (char ch : subject) {
+      const char c = (ch == '\t' || ch == '\r' || ch == '\n') ? ' ' : ch;
+      if (c == ' ' && (text.empty() || text.back() == ' ')) continue;
+      text += c;
+    }
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    for (bool changed = true; changed;) {
+      changed = false;
+      const std::string lower = ascii_lower(text);
+      if (lower.size() >= 5 && lower.compare(lower.size() - 5, 5, "(fwd)") == 0) {
+        text.resize(text.size() - 5);
+        while (!text.empty() && text.back() == ' ') text.pop_back();
+        changed = true;
+        continue;
+      }
+      std::size_t at = 0;
+      auto skip_blob = [&](std::size_t from) {
+        if (from < text.size() && text[from] == '[') {
+          const auto close = text.find(']', from);
+          if (close != std::string::npos) return close + 1;
+        }
+        return from;
+      };
+      for (const char* prefix : {"re", "fwd", "fw"})
+        if (lower.rfind(prefix, 0) == 0) {
+          std::size_t after = std::strlen(prefix);
+          while (after < text.size() && text[after] == ' ') ++after;
+          after = skip_blob(after);
+          if (after < text.size() && text[after] == ':') {
+            at = after + 1;
+            break;
+          }
+        }
+      if (at == 0 && !text.empty() && text[0] == '[') {
+        const auto after = skip_blob(0);
+        if (after > 0 && after < text.size()) at = after;  // a leading [blob] unless it is all there is
+      }
+      if (at > 0) {
+        text = text.substr(at);
+        while (!text.empty() && text.front() == ' ') text.erase(0, 1);
+        changed = true;
+      }
+    }
+    return ascii_lower(text);
+  }
+
+  // RFC 5322 3.3 date-time, loosely: "Tue, 1 Jul 2003 10:52:37 +0200".
+  static std::optional<int64_t> sent_date(const std::string& text) {
+    static const char* kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+    const auto comma = text.find(',');
+    const std::string rest = comma == std::string::npos ? text : text.substr(comma + 1);
+    int day = 0, year = 0, h = 0, m = 0, sec = 0;
+    char month[4] = {}, zone[8] = {};
+    const int got = std::sscanf(rest.c_str(), " %d %3s %d %d:%d:%d %7s", &day, month, &year, &h, &m, &sec, zone);
+    if (got < 5) return std::nullopt;
+    int mon = -1;
+    for (int i = 0; i < 12; ++i)
+      if (ascii_lower(month) == kMonths[i]) mon = i;
+    if (mon < 0) return std::nullopt;
+    if (year < 100) year += year < 50 ? 2000 : 1900;
+    struct tm tm {};
+    tm.tm_mday = day;
+    tm.tm_mon = mon;
+    tm.tm_year = year - 1900;
+    tm.tm_hour = h;
+    tm.tm_min = m;
+    tm.tm_sec = got >= 6 ? sec : 0;
+    int64_t t = static_cast<int64_t>(timegm(&tm));
+    if ((zone[0] == '+' || zone[0] == '-') && std::strlen(zone) == 5) {
+      const int offset = std::atoi(zone + 1);
+      const int seconds = (offset / 100) * 3600 + (offset % 100) * 60;
+      t += zone[0] == '+' ? -seconds : seconds;
+    }
+    return t;
+  }
+
+  SortKeys keys_of(std::size_t i) {
+    SortKeys k;
+    const auto envelope = nlohmann::json::parse(service().mailboxes().summaries(handle_, mailbox_, messages_[i].uid).first, nullptr, false);
+    auto first_mailbox = [&](const char* field) {
+      if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array() || envelope[field].empty()) return std::string();
+      const auto& a = envelope[field][0];
+      return ascii_lower(a.value("mailbox", nlohmann::json()).is_string() ? a["mailbox"].get<std::string>() : std::string());
+    };
+    const std::string subject = envelope.is_object() && envelope.value("subject", nlohmann::json()).is_string() ? envelope["subject"].get<std::string>() : "";
+    k.subject = base_subject(subject);
+    const std::string date = envelope.is_object() && envelope.value("date", nlohmann::json()).is_string() ? envelope["date"].get<std::string>() : "";
+    k.date = sent_date(date).value_or(messages_[i].internal_date);
+    k.from = first_mailbox("from");
+    k.to = first_mailbox("to");
+    k.cc = first_mailbox("cc");
+    return k;
+  }
+
+  // The messages SEARCH criteria select, as sequence numbers or UIDs.
+  std::optional<std::vector<int64_t>> matching(Cursor& c, bool uid) {
+    std::vector<int64_t> found;
+    found_only_ = &found;
+    const std::string saved_tag = current_tag_;
+    const std::size_t before = out_.size();
+    search(c, uid);
+    found_only_ = nullptr;
+    if (out_.size() != before) return std::nullopt;  // search() answered BAD or NO
+    (void)saved_tag;
+    return found;
+  }
+
+  void sort(Cursor& c, bool uid) {
+    if (!c.space() || !c.take('(')) return bad("SORT (criteria) charset search");
+    std::vector<std::pair<std::string, bool>> criteria;  // key, reversed
+    bool reverse = false;
+    while (!c.take(')')) {
+      c.take(' ');
+      auto key = c.atom();
+      if (!key) return bad("SORT criteria");
+      const std::string k = upper(*key);
+      if (k == "REVERSE") {
+        reverse = true;
+        continue;
+      }
+      if (k != "ARRIVAL" && k != "CC" && k != "DATE" && k != "FROM" && k != "SIZE" && k != "SUBJECT" && k != "TO")
+        return bad("unknown SORT key " + k);
+      criteria.emplace_back(k, reverse);
+      reverse = false;
+    }
+    std::optional<std::string> charset;
+    if (!c.space() || !(charset = c.astring())) return bad("SORT charset");
+    if (upper(*charset) != "UTF-8" && upper(*charset) != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
+    auto found = matching(c, uid);
+    if (!found) return;
+    std::vector<std::size_t> chosen;
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (std::binary_search(found->begin(), found->end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
+    std::map<std::size_t, SortKeys> keys;
+    for (auto i : chosen) keys[i] = keys_of(i);
+    std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
+      for (const auto& [key, reversed] : criteria) {
+        const auto& ka = keys[a];
+        const auto& kb = keys[b];
+        int order = 0;
+        auto compare = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
+        if (key == "ARRIVAL") order = compare(messages_[a].internal_date, messages_[b].internal_date);
+        else if (key == "DATE") order = compare(ka.date, kb.date);
+        else if (key == "SIZE") order = compare(messages_[a].size, messages_[b].size);
+        else if (key == "SUBJECT") order = compare(ka.subject, kb.subject);
+        else if (key == "FROM") order = compare(ka.from, kb.from);
+        else if (key == "TO") order = compare(ka.to, kb.to);
+        else if (key == "CC") order = compare(ka.cc, kb.cc);
+        if (order != 0) return reversed ? order > 0 : order < 0;
+      }
+      return a < b;  // RFC 5256 3: ties go by sequence number
+    });
+    std::string line = "* SORT";
+    for (auto i : chosen) line += " " + std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    out_ += line + "\r\n";
+    tagged("OK SORT completed");
+  }
+
+  // RFC 5256 THREAD=ORDEREDSUBJECT: messages grouped by base subject, each group in sent
+  // order, the first the parent of the others; groups in the order of their first messages.
+  void thread(Cursor& c, bool uid) {
+    std::optional<std::string> algorithm, charset;
+    if (!c.space() || !(algorithm = c.atom()) || !c.space() || !(charset = c.astring())) return bad("THREAD algorithm charset search");
+    if (upper(*algorithm) != "ORDEREDSUBJECT") return tagged("NO [CANNOT] THREAD=ORDEREDSUBJECT only");
+    if (upper(*charset) != "UTF-8" && upper(*charset) != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
+    auto found = matching(c, uid);
+    if (!found) return;
+    std::vector<std::size_t> chosen;
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (std::binary_search(found->begin(), found->end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
+    std::map<std::size_t, SortKeys> keys;
+    for (auto i : chosen) keys[i] = keys_of(i);
+    std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
+      if (keys[a].subject != keys[b].subject) return keys[a].subject < keys[b].subject;
+      if (keys[a].date != keys[b].date) return keys[a].date < keys[b].date;
+      return a < b;
+    });
+    std::vector<std::vector<std::size_t>> threads;
+    for (auto i : chosen) {
+      if (threads.empty() || keys[threads.back().front()].subject != keys[i].subject) threads.emplace_back();
+      threads.back().push_back(i);
+    }
+    std::stable_sort(threads.begin(), threads.end(), [&](const auto& x, const auto& y) {
+      return keys[x.front()].date != keys[y.front()].date ? keys[x.front()].date < keys[y.front()].date : x.front() < y.front();
+    });
+    auto id = [&](std::size_t i) { return std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1)); };
+    std::string line = "* THREAD ";
+    for (const auto& t : threads) {
+      line += "(" + id(t.front());
+      if (t.size() == 2) {
+        line += " " + id(t[1]);
+      } else if (t.size() > 2) {
+        line += " ";
+        for (std::size_t j = 1; j < t.size(); ++j) line += "(" + id(t[j]) + ")";
+      }
+      line += ")";
+    }
+    out_ += line + "\r\n";
+    tagged("OK THREAD completed");
+  }
+
   // ---- IDLE (RFC 2177 / RFC 9051 6.3.13) -------------------------------------------------
   void schedule_idle_poll() {
     idle_timer_.expires_after(settings_->idle_poll);
     idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec || !self->idling_ || self->closed_) return;
-      if (self->busy_ || self->state_ != State::selected) return self->schedule_idle_poll();
+      // A client that is not reading what IDLE already sent gets nothing more piled up.
+      if (self->busy_ || self->writing_ || self->state_ != State::selected) return self->schedule_idle_poll();
       self->run_blocking([self] {
         self->sync();
         asio::post(self->conn_->executor(), [self] {
@@ -1218,6 +1439,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false;
+  std::vector<int64_t>* found_only_ = nullptr;  // SORT and THREAD borrow SEARCH's matching
   State state_ = State::not_authenticated;
   std::string current_tag_ = "*";
   RawCommand command_;
