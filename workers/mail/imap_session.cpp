@@ -1107,8 +1107,12 @@ class Session : public std::enable_shared_from_this<Session> {
       std::set<std::size_t> in(chosen->begin(), chosen->end());
       return Test([in](std::size_t i) { return in.count(i) > 0; });
     }
-    if (key == "SUBJECT" || key == "FROM" || key == "TO" || key == "CC" || key == "BCC" || key == "BODY" || key == "TEXT" ||
-        key == "HEADER") {
+    if (key == "SUBJECT") {
+      // The decoded subject is in the index: no message needs reading.
+      const std::string needle = ascii_lower(w.next());
+      return Test([this, needle](std::size_t i) { return ascii_lower(messages_[i].subject).find(needle) != std::string::npos; });
+    }
+    if (key == "FROM" || key == "TO" || key == "CC" || key == "BCC" || key == "BODY" || key == "TEXT" || key == "HEADER") {
       std::string field = key == "HEADER" ? upper(w.next()) : key;
       const std::string needle = ascii_lower(w.next());
       // Matching reads the message's bytes: headers case-insensitively as sent (RFC 9051 6.4.4).
