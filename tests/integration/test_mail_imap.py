@@ -205,15 +205,23 @@ def test_two_sessions_and_idle_see_changes():
     with Shard(BIN) as shard:
         ports = start(shard)
         deliver(ports["smtp"], "first")
+        deliver(ports["smtp"], "second")
         a, b = login(ports), login(ports)
         a.select("INBOX")
         b.select("INBOX")
-        b.store("1", "+FLAGS", "(\\Answered)")
+        # b flags message 2, then a changes message 1: a's own, newer change must not hide b's.
+        b.store("2", "+FLAGS", "(\\Answered)")
+        a.store("1", "+FLAGS", "(\\Flagged)")
         typ, _ = a.noop()
-        assert any(b"\\Answered" in x for x in a.untagged_responses.get("FETCH", [])), a.untagged_responses
-        deliver(ports["smtp"], "second")
+        fetched = a.untagged_responses.pop("FETCH", [])
+        assert any(x.startswith(b"2 (") and b"\\Answered" in x for x in fetched), fetched
+        deliver(ports["smtp"], "third")
         a.noop()
-        assert a.untagged_responses.get("EXISTS") and a.untagged_responses["EXISTS"][-1] == b"2"
+        assert a.untagged_responses.get("EXISTS") and a.untagged_responses["EXISTS"][-1] == b"3"
+        b.store("1", "+FLAGS", "(\\Deleted)")
+        b.expunge()
+        a.noop()
+        assert a.untagged_responses.pop("EXPUNGE", None) == [b"1"]
         b.logout()
         a.logout()
         # IDLE over TLS with a raw socket (imaplib has no IDLE): a delivery shows up at once.
@@ -224,7 +232,7 @@ def test_two_sessions_and_idle_see_changes():
         while not reader.readline().startswith(b"+ idling"):
             pass
         started = time.monotonic()
-        deliver(ports["smtp"], "third")
+        deliver(ports["smtp"], "fourth")
         line = reader.readline()
         heard = time.monotonic() - started
         assert line == b"* 3 EXISTS\r\n", line
@@ -473,12 +481,31 @@ def test_bad_input_gets_bad_and_the_session_goes_on():
             raw.sendall(data)
             return reader.readline()
 
+        # Before login a client cannot make the server hold more than a login needs.
+        assert send(b"a0 LOGIN alice {100000}\r\n").startswith(b"a0 NO [TOOBIG]")
         assert send(b"a1 FROBNICATE\r\n").startswith(b"a1 BAD")
         assert send(b"a2 SELECT INBOX\r\n").startswith(b"a2 BAD")  # not logged in yet
         assert send(b"no-space\r\n").startswith(b"* BAD")
         assert send(b"a3 LOGIN {5}\r\n") == b"+ Ready for literal data\r\n"
         assert send(f"alice \"{STRONG}\"\r\n".encode()).startswith(b"a3 OK")
         assert send(b"a4 APPEND INBOX {999999999}\r\n").startswith(b"a4 NO [TOOBIG]")
+        # UTF-8 names (IMAP4rev2): children move with their parent, and renaming a parent of
+        # the selected mailbox keeps the session on it.
+        assert send('u1 CREATE "Café/2027"\r\n'.encode()).startswith(b"u1 OK")
+        assert send('u2 CREATE "Café"\r\n'.encode()).startswith(b"u2 OK")
+        raw.sendall('u3 SELECT "Café/2027"\r\n'.encode())
+        while not (line := reader.readline()).startswith(b"u3"):
+            pass
+        assert line.startswith(b"u3 OK")
+        assert send('u4 RENAME "Café" "Bistro"\r\n'.encode()).startswith(b"u4 OK")
+        raw.sendall(b'u5 LIST "" "*"\r\n')
+        listing = b""
+        while not (line := reader.readline()).startswith(b"u5"):
+            listing += line
+        assert b'"Bistro/2027"' in listing and "Café".encode() not in listing, listing
+        assert send(b"u6 NOOP\r\n").startswith(b"u6 OK")
+        assert send(b'u7 DELETE "Bistro"\r\n').startswith(b"u7 NO [INUSE]")
+        assert send(b"u8 UNSELECT\r\n").startswith(b"u8 OK")
         assert send(b"a5 FETCH 1 (FLAGS)\r\n").startswith(b"a5 BAD")  # nothing selected
         raw.sendall(b"a6 SELECT INBOX\r\n")
         while not (line := reader.readline()).startswith(b"a6"):

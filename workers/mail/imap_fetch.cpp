@@ -118,12 +118,10 @@ class ItemParser {
         const auto dot = text_.find('.', at_);
         const auto end = text_.find('>', at_);
         if (dot == std::string_view::npos || end == std::string_view::npos || dot > end) return false;
-        try {
-          f.partial = std::make_pair(std::stoull(std::string(text_.substr(at_, dot - at_))),
-                                     std::stoull(std::string(text_.substr(dot + 1, end - dot - 1))));
-        } catch (...) {
-          return false;
-        }
+        const std::string offset(text_.substr(at_, dot - at_)), length(text_.substr(dot + 1, end - dot - 1));
+        auto digits = [](const std::string& t) { return !t.empty() && t.size() <= 18 && t.find_first_not_of("0123456789") == std::string::npos; };
+        if (!digits(offset) || !digits(length)) return false;
+        f.partial = std::make_pair(std::stoull(offset), std::stoull(length));
         at_ = end + 1;
       }
       items.push_back(std::move(f));

@@ -280,9 +280,8 @@ std::string Cursor::rest_of_line() {
 }
 
 bool SequenceSet::contains(uint32_t n) const {
-  for (const auto& [low, high] : ranges)
-    if (n >= low && n <= high) return true;
-  return false;
+  auto it = std::upper_bound(ranges.begin(), ranges.end(), n, [](uint32_t v, const auto& r) { return v < r.first; });
+  return it != ranges.begin() && n <= std::prev(it)->second;
 }
 
 std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t max) {
@@ -320,6 +319,13 @@ std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t ma
     if (text[at] != ',') return std::nullopt;
     ++at;
   }
+  std::sort(set.ranges.begin(), set.ranges.end());
+  std::vector<std::pair<uint32_t, uint32_t>> merged;
+  for (const auto& r : set.ranges) {
+    if (!merged.empty() && r.first <= merged.back().second + 1ull) merged.back().second = std::max(merged.back().second, r.second);
+    else merged.push_back(r);
+  }
+  set.ranges = std::move(merged);
   return set;
 }
 

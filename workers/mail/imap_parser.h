@@ -30,6 +30,7 @@ struct RawCommand {
 class CommandReader {
  public:
   explicit CommandReader(ReaderLimits limits = {}) : limits_(limits) {}
+  void set_limits(ReaderLimits limits) { limits_ = limits; }
 
   enum class Status {
     need_more,          // feed more bytes
@@ -96,8 +97,8 @@ class Cursor {
 
 // RFC 9051 9 sequence-set: "1:4,7,9:*"; * is the largest number in use (max).
 struct SequenceSet {
-  std::vector<std::pair<uint32_t, uint32_t>> ranges;  // inclusive, low <= high
-  bool contains(uint32_t n) const;
+  std::vector<std::pair<uint32_t, uint32_t>> ranges;  // inclusive, low <= high; sorted, merged
+  bool contains(uint32_t n) const;  // a binary search: a set of many ranges costs little
 };
 std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t max);
 

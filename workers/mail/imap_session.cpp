@@ -30,6 +30,17 @@ namespace coop::mail {
 namespace {
 
 namespace asio = boost::asio;
+
+// Until a client has logged in it may send no more than a login needs.
+constexpr imap::ReaderLimits kBeforeLogin{8 << 10, 8 << 10, 16 << 10};
+
+// Text that goes back to a client inside a reply: control characters (a CRLF in a mailbox
+// name the client sent, say) cannot end the line early.
+std::string reply_text(std::string_view text) {
+  std::string out;
+  for (char c : text) out += (static_cast<unsigned char>(c) < 0x20 || c == 0x7F) ? ' ' : c;
+  return out;
+}
 using imap::CommandReader;
 using imap::Cursor;
 using imap::RawCommand;
@@ -85,7 +96,7 @@ struct Message {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings)
-      : conn_(std::move(connection)), settings_(std::move(settings)), reader_(settings_->limits),
+      : conn_(std::move(connection)), settings_(std::move(settings)), reader_(kBeforeLogin),
         idle_timer_(conn_->executor()) {}
 
   void start() {
@@ -182,8 +193,9 @@ class Session : public std::enable_shared_from_this<Session> {
       try {
         work();
       } catch (const std::exception& e) {
+        // Details (SQL, paths) go to the log, not to the client.
         spdlog::error("imap {}: {}", self->handle_, e.what());
-        self->out_ += self->current_tag_ + " NO [SERVERBUG] " + std::string(e.what()) + "\r\n";
+        self->out_ += self->current_tag_ + " NO [SERVERBUG] the server could not do that\r\n";
       }
       asio::post(self->conn_->executor(), [self] {
         self->busy_ = false;
@@ -340,6 +352,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void authenticated(const std::string& handle) {
     handle_ = handle;
+    reader_.set_limits(settings_->limits);
     state_ = State::authenticated;
     tagged("OK [CAPABILITY " + capabilities() + "] logged in");
   }
@@ -352,7 +365,7 @@ class Session : public std::enable_shared_from_this<Session> {
       } catch (const Error& e) {
         // RFC 5530 response codes.
         if (e.code() == "throttled" || e.code() == "not_running")
-          tagged("NO [UNAVAILABLE] " + std::string(e.what()));
+          tagged("NO [UNAVAILABLE] " + reply_text(e.what()));
         else
           tagged("NO [AUTHENTICATIONFAILED] Authentication failed.");
       }
@@ -577,7 +590,7 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       service().mailboxes().ensure_mailbox(handle_, *mailbox);
     } catch (const Error& e) {
-      return tagged("NO [CANNOT] " + std::string(e.what()));
+      return tagged("NO [CANNOT] " + reply_text(e.what()));
     }
     tagged("OK CREATE completed");
   }
@@ -595,7 +608,7 @@ class Session : public std::enable_shared_from_this<Session> {
     } catch (const Error& e) {
       // RFC 5530 response codes for what went wrong.
       const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "has_children" ? "INUSE" : "CANNOT";
-      return tagged("NO [" + code + "] " + std::string(e.what()));
+      return tagged("NO [" + code + "] " + reply_text(e.what()));
     }
     tagged("OK " + name + " completed");
   }
@@ -625,9 +638,11 @@ class Session : public std::enable_shared_from_this<Session> {
       service().mailboxes().rename_mailbox(handle_, *from, *to);
     } catch (const Error& e) {
       const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "exists" ? "ALREADYEXISTS" : "CANNOT";
-      return tagged("NO [" + code + "] " + std::string(e.what()));
+      return tagged("NO [" + code + "] " + reply_text(e.what()));
     }
-    if (state_ == State::selected && mailbox_ == *from) mailbox_ = *to;
+    // The selected mailbox may be the one renamed or below it.
+    if (state_ == State::selected && (mailbox_ == *from || mailbox_.rfind(*from + "/", 0) == 0))
+      mailbox_ = *to + mailbox_.substr(from->size());
     tagged("OK RENAME completed");
   }
 
@@ -821,7 +836,8 @@ class Session : public std::enable_shared_from_this<Session> {
       const auto word = c.atom();
       if (!word || upper(*word) != "UNCHANGEDSINCE" || !c.space()) return bad("STORE (UNCHANGEDSINCE modseq)");
       const std::string digits = c.sequence_set().value_or("");
-      if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos || !c.take(')') || !c.space())
+      if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos || !c.take(')') ||
+          !c.space())
         return bad("STORE (UNCHANGEDSINCE modseq)");
       unchanged_since = std::stoll(digits);
       condstore_ = true;
@@ -877,7 +893,6 @@ class Session : public std::enable_shared_from_this<Session> {
       out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
               flags_text(m.flags) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
     }
-    state_modseq_ = changed.empty() ? state_modseq_ : changed.back().modseq;
     tagged(modified.empty() ? "OK STORE completed" : "OK [MODIFIED " + uid_set(modified) + "] conditional STORE failed for some");
   }
 
@@ -1306,13 +1321,19 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<std::vector<int64_t>> matching(Cursor& c, bool uid) {
     std::vector<int64_t> found;
     found_only_ = &found;
-    const std::string saved_tag = current_tag_;
     const std::size_t before = out_.size();
     search(c, uid);
     found_only_ = nullptr;
     if (out_.size() != before) return std::nullopt;  // search() answered BAD or NO
-    (void)saved_tag;
     return found;
+  }
+
+  // The positions of what SEARCH found, and the sort keys of each.
+  void sort_keys(const std::vector<int64_t>& found, bool uid, std::vector<std::size_t>& chosen,
+                 std::map<std::size_t, SortKeys>& keys) {
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (std::binary_search(found.begin(), found.end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
+    for (auto i : chosen) keys[i] = keys_of(i);
   }
 
   void sort(Cursor& c, bool uid) {
@@ -1339,10 +1360,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
-    for (std::size_t i = 0; i < messages_.size(); ++i)
-      if (std::binary_search(found->begin(), found->end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
     std::map<std::size_t, SortKeys> keys;
-    for (auto i : chosen) keys[i] = keys_of(i);
+    sort_keys(*found, uid, chosen, keys);
     std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
       for (const auto& [key, reversed] : criteria) {
         const auto& ka = keys[a];
@@ -1376,10 +1395,8 @@ class Session : public std::enable_shared_from_this<Session> {
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
-    for (std::size_t i = 0; i < messages_.size(); ++i)
-      if (std::binary_search(found->begin(), found->end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
     std::map<std::size_t, SortKeys> keys;
-    for (auto i : chosen) keys[i] = keys_of(i);
+    sort_keys(*found, uid, chosen, keys);
     std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
       if (keys[a].subject != keys[b].subject) return keys[a].subject < keys[b].subject;
       if (keys[a].date != keys[b].date) return keys[a].date < keys[b].date;

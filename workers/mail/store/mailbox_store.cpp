@@ -231,8 +231,9 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
   auto& db = *ix.db;
   sqlite::Transaction tx(db);
   const auto id = ix.mailbox_id(mailbox);
-  auto& children = db.prepare("SELECT 1 FROM mailboxes WHERE substr(name, 1, ?2) = ?1 LIMIT 1");
-  children.bind(1, mailbox + "/").bind(2, static_cast<int64_t>(mailbox.size() + 1));
+  // instr() and length() count characters as substr() does: names may be UTF-8.
+  auto& children = db.prepare("SELECT 1 FROM mailboxes WHERE instr(name, ?1) = 1 LIMIT 1");
+  children.bind(1, mailbox + "/");
   const bool has_children = children.step();
   children.reset();
   if (has_children) throw Error("has_children", "delete the mailboxes below " + mailbox + " first", 409);
@@ -251,14 +252,14 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
   auto& db = *ix.db;
   sqlite::Transaction tx(db);
   ix.mailbox_id(from);
-  auto& taken = db.prepare("SELECT 1 FROM mailboxes WHERE name = ?1 OR substr(name, 1, ?3) = ?2 LIMIT 1");
-  taken.bind(1, to).bind(2, to + "/").bind(3, static_cast<int64_t>(to.size() + 1));
+  auto& taken = db.prepare("SELECT 1 FROM mailboxes WHERE name = ?1 OR instr(name, ?2) = 1 LIMIT 1");
+  taken.bind(1, to).bind(2, to + "/");
   const bool exists = taken.step();
   taken.reset();
   if (exists) throw Error("exists", "there is a mailbox " + to + " already", 409);
   // The mailbox and everything below it: "from/x" becomes "to/x".
-  db.prepare("UPDATE mailboxes SET name = ?2 || substr(name, ?3) WHERE name = ?1 OR substr(name, 1, ?4) = ?1 || '/'")
-      .bind(1, from).bind(2, to).bind(3, static_cast<int64_t>(from.size() + 1)).bind(4, static_cast<int64_t>(from.size() + 1))
+  db.prepare("UPDATE mailboxes SET name = ?2 || substr(name, length(?1) + 1) WHERE name = ?1 OR instr(name, ?1 || '/') = 1")
+      .bind(1, from).bind(2, to)
       .run();
   tx.commit();
 }
