@@ -146,6 +146,8 @@ def test_mailboxes_fetch_search_store_copy_move_expunge_append():
         assert imap.search(None, "ALL")[1] == [b"1 2 3"]
         assert imap.search(None, "UNSEEN")[1] == [b"1 3"]
         assert imap.search(None, 'SUBJECT "thr"')[1] == [b"3"]
+        imap.literal = b"thr"  # the search text as a literal, as clients send non-ASCII text
+        assert imap.search("UTF-8", "SUBJECT")[1] == [b"3"]
         assert imap.search(None, 'FROM "carol" NOT SEEN')[1] == [b"1 3"]
         assert imap.search(None, 'OR SUBJECT one SUBJECT two')[1] == [b"1 2"]
         assert imap.search(None, 'BODY "number 2"')[1] == [b"3"]

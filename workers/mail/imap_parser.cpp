@@ -279,6 +279,25 @@ std::string Cursor::rest_of_line() {
   return out;
 }
 
+std::string Cursor::rest_with_literals() {
+  std::string out;
+  for (;;) {
+    const auto* l = line();
+    if (!l) return out;
+    const auto marker = line_ < command_.literals.size() ? literal_marker(*l) : std::nullopt;
+    if (!marker) return out + rest_of_line();
+    out += l->substr(std::min(at_, marker->starts), marker->starts - std::min(at_, marker->starts));
+    out += '"';
+    for (char c : command_.literals[line_]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+    ++line_;
+    at_ = 0;
+  }
+}
+
 bool SequenceSet::contains(uint32_t n) const {
   auto it = std::upper_bound(ranges.begin(), ranges.end(), n, [](uint32_t v, const auto& r) { return v < r.first; });
   return it != ranges.begin() && n <= std::prev(it)->second;

@@ -85,6 +85,9 @@ class Cursor {
   std::optional<std::string> sequence_set();
   // Up to the end of the current line, as sent (FETCH and SEARCH criteria read themselves).
   std::string rest_of_line();
+  // The rest of the command with each literal turned into a quoted string, for readers that
+  // split words themselves (SEARCH criteria may be literals: non-ASCII text).
+  std::string rest_with_literals();
 
  private:
   const std::string* line() const;

@@ -1156,7 +1156,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void search(Cursor& c, bool uid) {
     if (!c.space()) return bad("SEARCH criteria");
-    Words w = split(c.rest_of_line());
+    Words w = split(c.rest_with_literals());
     std::vector<std::string> returns;
     bool extended = false;
     if (!w.done() && upper(w.items[w.at]) == "RETURN") {
