@@ -299,7 +299,18 @@ def test_sort_and_thread():
         assert imap.uid("SORT", "(REVERSE SIZE)", "UTF-8", "FROM", "adam")[1] == [b"2"]
         typ, data = imap.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
         assert typ == "OK" and data == [b"(3)(1 (2)(4))"], data
-        assert imap.thread("REFERENCES", "UTF-8", "ALL")[0] == "NO"
+        assert imap.thread("BOGUS", "UTF-8", "ALL")[0] == "NO"
+        # THREAD=REFERENCES: replies by References/In-Reply-To, a missing parent pruned.
+        imap.select("Drafts")
+        for mid, refs, subject, day in [("a", "", "Plan", 1), ("b", "<a>", "Re: Plan", 2), ("c", "<a> <b>", "Re: Plan", 3),
+                                        ("d", "<a>", "Re: Plan", 4), ("e", "<gone> <lost>", "Orphan", 5), ("f", "", "Other", 6)]:
+            headers = f"Message-ID: <{mid}>\r\nSubject: {subject}\r\nDate: Mon, {day:02d} Nov 2026 10:00:00 +0000\r\n"
+            if refs:
+                headers += f"References: {refs}\r\n"
+            assert imap.append("Drafts", None, None, (headers + "\r\nbody\r\n").encode())[0] == "OK"
+        imap.select("Drafts")
+        typ, data = imap.thread("REFERENCES", "UTF-8", "ALL")
+        assert typ == "OK" and data == [b"(1 (2 3)(4))(5)(6)"], data
         imap.logout()
         shard.coop("down")
 

@@ -13,6 +13,7 @@
 #include <array>
 #include <climits>
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -205,7 +206,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -1390,13 +1391,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void thread(Cursor& c, bool uid) {
     std::optional<std::string> algorithm, charset;
     if (!c.space() || !(algorithm = c.atom()) || !c.space() || !(charset = c.astring())) return bad("THREAD algorithm charset search");
-    if (upper(*algorithm) != "ORDEREDSUBJECT") return tagged("NO [CANNOT] THREAD=ORDEREDSUBJECT only");
+    const std::string method = upper(*algorithm);
+    if (method != "ORDEREDSUBJECT" && method != "REFERENCES") return tagged("NO [CANNOT] ORDEREDSUBJECT or REFERENCES");
     if (upper(*charset) != "UTF-8" && upper(*charset) != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
     std::map<std::size_t, SortKeys> keys;
     sort_keys(*found, uid, chosen, keys);
+    if (method == "REFERENCES") return references_thread(chosen, keys, uid);
     std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
       if (keys[a].subject != keys[b].subject) return keys[a].subject < keys[b].subject;
       if (keys[a].date != keys[b].date) return keys[a].date < keys[b].date;
@@ -1422,6 +1425,169 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       line += ")";
     }
+    out_ += line + "\r\n";
+    tagged("OK THREAD completed");
+  }
+
+  // RFC 5256 THREAD=REFERENCES: messages linked by Message-ID, References and In-Reply-To,
+  // empty containers pruned, siblings in sent order, roots with one base subject gathered.
+  struct Node {
+    std::optional<std::size_t> message;  // index into messages_; none for a dummy
+    Node* parent = nullptr;
+    std::vector<Node*> children;
+    int64_t date = 0;
+  };
+
+  static std::vector<std::string> message_ids(const std::string& text) {
+    std::vector<std::string> ids;
+    for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {
+      const auto end = text.find('>', at);
+      if (end == std::string::npos) break;
+      ids.push_back(text.substr(at + 1, end - at - 1));
+    }
+    return ids;
+  }
+
+  // The unfolded value of a header field of a stored message.
+  std::string header_value(std::size_t i, std::string_view name) {
+    const std::string bytes = service().blobs().read(messages_[i].blob);
+    const auto end = bytes.find("\r\n\r\n");
+    const std::string header = bytes.substr(0, end);
+    std::string value;
+    bool in_field = false;
+    for (std::size_t at = 0; at < header.size();) {
+      auto eol = header.find('\n', at);
+      if (eol == std::string::npos) eol = header.size();
+      std::string line = header.substr(at, eol - at);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      at = eol + 1;
+      if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+        if (in_field) value += line;
+        continue;
+      }
+      in_field = ascii_lower(line.substr(0, line.find(':'))) == ascii_lower(name) && line.find(':') != std::string::npos;
+      if (in_field) value = line.substr(line.find(':') + 1);
+    }
+    return value;
+  }
+
+  void references_thread(const std::vector<std::size_t>& chosen, std::map<std::size_t, SortKeys>& keys, bool uid) {
+    std::deque<Node> nodes;
+    std::map<std::string, Node*> by_id;
+    auto container = [&](const std::string& id) {
+      auto& slot = by_id[id];
+      if (!slot) slot = &nodes.emplace_back();
+      return slot;
+    };
+    auto descends = [](Node* node, Node* ancestor) {
+      for (Node* p = node; p; p = p->parent)
+        if (p == ancestor) return true;
+      return false;
+    };
+    auto link = [&](Node* parent, Node* child) {
+      if (child->parent == parent || descends(parent, child)) return;
+      if (child->parent) {
+        auto& siblings = child->parent->children;
+        siblings.erase(std::remove(siblings.begin(), siblings.end(), child), siblings.end());
+      }
+      child->parent = parent;
+      parent->children.push_back(child);
+    };
+    int unique = 0;
+    for (const auto i : chosen) {
+      // Step 1: the message's own id (a made-up one when it has none or repeats one).
+      auto own = message_ids(header_value(i, "message-id"));
+      std::string id = own.empty() ? std::string() : own.front();
+      if (id.empty() || (by_id.count(id) && by_id[id]->message)) id = "\x01unique-" + std::to_string(unique++);
+      Node* node = container(id);
+      node->message = i;
+      node->date = keys[i].date;
+      auto references = message_ids(header_value(i, "references"));
+      if (references.empty()) {
+        const auto reply_to = message_ids(header_value(i, "in-reply-to"));
+        if (!reply_to.empty()) references.push_back(reply_to.front());
+      }
+      // Step 1A: each reference the parent of the next, unless one already has a parent.
+      for (std::size_t r = 0; r + 1 < references.size(); ++r) {
+        Node* parent = container(references[r]);
+        Node* child = container(references[r + 1]);
+        if (!child->parent && child != parent) link(parent, child);
+      }
+      // Step 1B: the last reference is the message's parent.
+      if (!references.empty()) {
+        Node* parent = container(references.back());
+        if (parent != node) link(parent, node);
+      } else if (node->parent) {
+        // No references: a root, whatever earlier messages said of it.
+        auto& siblings = node->parent->children;
+        siblings.erase(std::remove(siblings.begin(), siblings.end(), node), siblings.end());
+        node->parent = nullptr;
+      }
+    }
+    std::vector<Node*> roots;
+    for (auto& n : nodes)
+      if (!n.parent && (n.message || !n.children.empty())) roots.push_back(&n);
+    // Step 4: prune empty containers, promoting their children (at the root, only one).
+    std::function<std::vector<Node*>(Node*, bool)> prune = [&](Node* node, bool at_root) -> std::vector<Node*> {
+      std::vector<Node*> kept;
+      for (Node* child : node->children)
+        for (Node* k : prune(child, false)) kept.push_back(k);
+      node->children = kept;
+      for (Node* k : kept) k->parent = node;
+      if (node->message) return {node};
+      if (kept.empty()) return {};
+      if (!at_root || kept.size() == 1) {
+        for (Node* k : kept) k->parent = nullptr;
+        return kept;
+      }
+      return {node};
+    };
+    std::vector<Node*> pruned;
+    for (Node* root : roots)
+      for (Node* k : prune(root, true)) pruned.push_back(k);
+    // Step 5: siblings in sent order; a dummy dates from its first child.
+    std::function<void(Node*)> order = [&](Node* node) {
+      for (Node* child : node->children) order(child);
+      std::stable_sort(node->children.begin(), node->children.end(), [](Node* a, Node* b) { return a->date < b->date; });
+      if (!node->message && !node->children.empty()) node->date = node->children.front()->date;
+    };
+    for (Node* root : pruned) order(root);
+    // Step 6 (simplified): roots with the same base subject become one thread, the earliest
+    // the parent of the others.
+    std::stable_sort(pruned.begin(), pruned.end(), [](Node* a, Node* b) { return a->date < b->date; });
+    std::map<std::string, Node*> by_subject;
+    std::vector<Node*> threads;
+    auto subject_of = [&](Node* n) {
+      Node* m = n->message ? n : (n->children.empty() ? nullptr : n->children.front());
+      return m && m->message ? keys[*m->message].subject : std::string();
+    };
+    for (Node* root : pruned) {
+      const std::string subject = subject_of(root);
+      if (!subject.empty() && by_subject.count(subject)) {
+        Node* first = by_subject[subject];
+        root->parent = first;
+        first->children.push_back(root);
+        continue;
+      }
+      if (!subject.empty()) by_subject[subject] = root;
+      threads.push_back(root);
+    }
+    auto id = [&](std::size_t i) { return std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1)); };
+    // RFC 5256 4: a single child continues the list; several are each parenthesized.
+    std::function<std::string(Node*)> render = [&](Node* node) {
+      std::string out = node->message ? id(*node->message) : std::string();
+      if (node->children.size() == 1) {
+        const std::string rest = render(node->children.front());
+        out += out.empty() ? rest : " " + rest;
+      } else if (!node->children.empty()) {
+        std::string nested;
+        for (Node* child : node->children) nested += "(" + render(child) + ")";
+        out += out.empty() ? nested : " " + nested;
+      }
+      return out;
+    };
+    std::string line = "* THREAD ";
+    for (Node* t : threads) line += "(" + render(t) + ")";
     out_ += line + "\r\n";
     tagged("OK THREAD completed");
   }
