@@ -315,6 +315,44 @@ def test_sort_and_thread():
         shard.coop("down")
 
 
+def test_qresync():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        for subject in ("one", "two", "three", "four"):
+            deliver(ports["smtp"], subject)
+        a, b = login(ports), login(ports)
+        assert "QRESYNC" in a.capabilities
+        assert a._simple_command("ENABLE", "QRESYNC")[0] == "OK"
+        a.select("INBOX")
+        uidvalidity = int(a.untagged_responses["UIDVALIDITY"][-1])
+        before = int(a.untagged_responses["HIGHESTMODSEQ"][-1])
+        b.select("INBOX")
+        b.store("2", "+FLAGS", "(\\Seen)")
+        b.store("3", "+FLAGS", "(\\Deleted)")
+        b.expunge()
+        # a hears of the expunge as VANISHED, not EXPUNGE (RFC 7162 3.2.10).
+        a.untagged_responses.clear()
+        a.noop()
+        assert a.untagged_responses.get("VANISHED") == [b"3"] and "EXPUNGE" not in a.untagged_responses, a.untagged_responses
+        # UID FETCH ... (CHANGEDSINCE n VANISHED): what went since, then what changed.
+        a.untagged_responses.clear()
+        typ, _ = a._simple_command("UID", "FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {before} VANISHED)")
+        assert typ == "OK" and a.untagged_responses.pop("VANISHED") == [b"(EARLIER) 3"]
+        fetched = a.untagged_responses.pop("FETCH")
+        assert len(fetched) == 1 and b"UID 2" in fetched[0] and b"\\Seen" in fetched[0], fetched
+        # A new session resynchronizes at SELECT.
+        c = login(ports)
+        c._simple_command("ENABLE", "QRESYNC")
+        typ, _ = c._simple_command("SELECT", f"INBOX (QRESYNC ({uidvalidity} {before} 1:4))")
+        assert typ == "OK" and c.untagged_responses.pop("VANISHED") == [b"(EARLIER) 3"]
+        assert any(b"UID 2" in x and b"MODSEQ" in x for x in c.untagged_responses.pop("FETCH")), c.untagged_responses
+        typ, data = c._simple_command("SELECT", f"INBOX (QRESYNC ({uidvalidity + 1} {before}))")
+        assert typ == "OK" and "VANISHED" not in c.untagged_responses  # another UIDVALIDITY: a full resync
+        for s_ in (a, b, c):
+            s_.logout()
+        shard.coop("down")
+
+
 def test_quota():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -539,6 +577,7 @@ if __name__ == "__main__":
         test_two_sessions_and_idle_see_changes,
         test_condstore,
         test_quota,
+        test_qresync,
         test_sort_and_thread,
         test_a_big_fetch_comes_in_pieces_and_whole,
         test_mbsync_syncs_both_ways,

@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "common/auth/member_client.h"
 #include "common/error.h"
@@ -206,7 +207,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -287,6 +288,10 @@ class Session : public std::enable_shared_from_this<Session> {
         } else if (what && upper(*what) == "CONDSTORE") {
           enabled += " CONDSTORE";
           condstore_ = true;
+        } else if (what && upper(*what) == "QRESYNC") {
+          // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
+          enabled += " QRESYNC";
+          qresync_ = condstore_ = true;
         }
       out_ += "* ENABLED" + enabled + "\r\n";
       return tagged("OK ENABLE completed");
@@ -550,10 +555,29 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<std::string> mailbox;
     if (!c.space() || !(mailbox = c.mailbox())) return bad("SELECT mailbox");
     // RFC 7162 3.1.8: SELECT mailbox (CONDSTORE) enables it.
+    std::optional<std::tuple<int64_t, int64_t, std::string>> resync;  // uidvalidity, modseq, known UIDs
     if (c.space()) {
       const std::string parameters = upper(c.rest_of_line());
-      if (parameters != "(CONDSTORE)") return bad("SELECT parameters: (CONDSTORE) only");
-      condstore_ = true;
+      if (parameters == "(CONDSTORE)") {
+        condstore_ = true;
+      } else if (parameters.rfind("(QRESYNC (", 0) == 0 && parameters.size() > 12 && parameters.compare(parameters.size() - 2, 2, "))") == 0) {
+        // RFC 7162 3.2.5: (QRESYNC (uidvalidity modseq [known-uids])), after ENABLE QRESYNC.
+        if (!qresync_) return bad("ENABLE QRESYNC first");
+        const std::string inside = parameters.substr(10, parameters.size() - 12);
+        std::vector<std::string> parts;
+        for (std::size_t at = 0; at <= inside.size();) {
+          const auto end = std::min(inside.find(' ', at), inside.size());
+          if (end > at) parts.push_back(inside.substr(at, end - at));
+          at = end + 1;
+        }
+        const bool numbers = parts.size() >= 2 && parts.size() <= 3 && parts[0].size() <= 18 && parts[1].size() <= 18 &&
+                             parts[0].find_first_not_of("0123456789") == std::string::npos &&
+                             parts[1].find_first_not_of("0123456789") == std::string::npos;
+        if (!numbers || parts[0].empty() || parts[1].empty()) return bad("QRESYNC (uidvalidity modseq [known-uids])");
+        resync.emplace(std::stoll(parts[0]), std::stoll(parts[1]), parts.size() == 3 ? parts[2] : std::string());
+      } else {
+        return bad("SELECT parameters: (CONDSTORE) or (QRESYNC (...))");
+      }
     }
     state_ = State::authenticated;  // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected
     const auto boxes = service().mailboxes().mailboxes(handle_);
@@ -578,6 +602,21 @@ class Session : public std::enable_shared_from_this<Session> {
     out_ += "* OK [HIGHESTMODSEQ " + std::to_string(box->highest_modseq) + "] modseq\r\n";
     // RFC 9051 6.3.2: an IMAP4rev2 client also gets the mailbox's LIST.
     if (rev2_) out_ += "* LIST () \"/\" " + imap::quote(mailbox_) + "\r\n";
+    // RFC 7162 3.2.5.2: what went and what changed since the client's last look.
+    if (resync && std::get<0>(*resync) == box->uidvalidity) {
+      auto vanished = service().mailboxes().expunged_since(handle_, mailbox_, std::get<1>(*resync));
+      if (!std::get<2>(*resync).empty()) {
+        const auto known = imap::parse_sequence_set(std::get<2>(*resync), static_cast<uint32_t>(std::max<int64_t>(box->uidnext, 1)));
+        if (known)
+          vanished.erase(std::remove_if(vanished.begin(), vanished.end(), [&](int64_t u) { return !known->contains(static_cast<uint32_t>(u)); }),
+                         vanished.end());
+      }
+      if (!vanished.empty()) out_ += "* VANISHED (EARLIER) " + uid_set(vanished) + "\r\n";
+      for (std::size_t i = 0; i < messages_.size(); ++i)
+        if (messages_[i].modseq > std::get<1>(*resync))
+          out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(messages_[i].uid) + " FLAGS " +
+                  flags_text(messages_[i].flags) + " MODSEQ (" + std::to_string(messages_[i].modseq) + "))\r\n";
+    }
     state_ = State::selected;
     tagged(std::string(examine ? "OK [READ-ONLY]" : "OK [READ-WRITE]") + " " + (examine ? "EXAMINE" : "SELECT") + " completed");
   }
@@ -670,6 +709,22 @@ class Session : public std::enable_shared_from_this<Session> {
     return out;
   }
 
+  // Takes these UIDs (ascending) out of the session's view and tells the client: an EXPUNGE
+  // per message, highest first, or with QRESYNC one VANISHED (RFC 7162 3.2.10).
+  void forget(const std::vector<int64_t>& uids) {
+    std::vector<int64_t> gone;
+    for (std::size_t i = messages_.size(); i-- > 0;)
+      if (std::binary_search(uids.begin(), uids.end(), messages_[i].uid)) {
+        if (!qresync_) out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+        gone.push_back(messages_[i].uid);
+        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    if (qresync_ && !gone.empty()) {
+      std::sort(gone.begin(), gone.end());
+      out_ += "* VANISHED " + uid_set(gone) + "\r\n";
+    }
+  }
+
   // RFC 9051 7.4.1, 7.5.2: what changed since the last look, as untagged responses.
   void sync() {
     const auto state = service().mailboxes().mailbox_state(handle_, mailbox_);
@@ -680,11 +735,10 @@ class Session : public std::enable_shared_from_this<Session> {
     const auto now = load(mailbox_);
     std::map<int64_t, const Message*> by_uid;
     for (const auto& m : now) by_uid[m.uid] = &m;
-    for (std::size_t i = messages_.size(); i-- > 0;)
-      if (!by_uid.count(messages_[i].uid)) {
-        out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
-        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
+    std::vector<int64_t> gone;
+    for (const auto& m : messages_)
+      if (!by_uid.count(m.uid)) gone.push_back(m.uid);
+    forget(gone);
     for (std::size_t i = 0; i < messages_.size(); ++i) {
       const auto* fresh = by_uid[messages_[i].uid];
       if (fresh->flags != messages_[i].flags) {
@@ -710,12 +764,18 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string item_text = c.rest_of_line();
     // RFC 7162 3.1.4.1: FETCH ... (CHANGEDSINCE modseq) after the items.
     std::optional<int64_t> changed_since;
+    bool vanished = false;
     if (const auto modifier = upper(item_text).rfind(" (CHANGEDSINCE "); modifier != std::string::npos && item_text.back() == ')') {
-      try {
-        changed_since = std::stoll(item_text.substr(modifier + 15, item_text.size() - modifier - 16));
-      } catch (...) {
-        return bad("CHANGEDSINCE takes a number");
+      std::string inside = upper(item_text.substr(modifier + 15, item_text.size() - modifier - 16));
+      // RFC 7162 3.2.6: UID FETCH ... (CHANGEDSINCE n VANISHED) also reports what went.
+      if (const auto space = inside.find(' '); space != std::string::npos) {
+        if (inside.substr(space + 1) != "VANISHED" || !uid || !qresync_) return bad("(CHANGEDSINCE n VANISHED) needs UID FETCH and QRESYNC");
+        vanished = true;
+        inside.resize(space);
       }
+      if (inside.empty() || inside.size() > 18 || inside.find_first_not_of("0123456789") != std::string::npos)
+        return bad("CHANGEDSINCE takes a number");
+      changed_since = std::stoll(inside);
       item_text.resize(modifier);
       condstore_ = true;
     }
@@ -723,6 +783,13 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!items) return bad("FETCH items");
     auto chosen = resolve(*set_text, uid);
     if (!chosen) return bad("not a sequence set");
+    if (vanished) {
+      const auto range = imap::parse_sequence_set(*set_text, static_cast<uint32_t>(state_uidnext_ > 0 ? state_uidnext_ : 1));
+      auto gone = service().mailboxes().expunged_since(handle_, mailbox_, *changed_since);
+      gone.erase(std::remove_if(gone.begin(), gone.end(), [&](int64_t u) { return !range || !range->contains(static_cast<uint32_t>(u)); }),
+                 gone.end());
+      if (!gone.empty()) out_ += "* VANISHED (EARLIER) " + uid_set(gone) + "\r\n";
+    }
     if (changed_since)
       chosen->erase(std::remove_if(chosen->begin(), chosen->end(), [&](std::size_t i) { return messages_[i].modseq <= *changed_since; }),
                     chosen->end());
@@ -933,11 +1000,7 @@ class Session : public std::enable_shared_from_this<Session> {
     out_ += "* OK " + code + "moved\r\n";
     service().mailboxes().change_flags(handle_, mailbox_, from, MailboxStore::FlagChange::add, kDeleted);
     auto gone = service().mailboxes().expunge(handle_, mailbox_, from);
-    for (std::size_t i = messages_.size(); i-- > 0;)
-      if (std::binary_search(gone.begin(), gone.end(), messages_[i].uid)) {
-        out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
-        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
+    forget(gone);
     tagged("OK MOVE completed");
   }
 
@@ -953,11 +1016,7 @@ class Session : public std::enable_shared_from_this<Session> {
       for (auto i : *chosen) only->push_back(messages_[i].uid);
     }
     const auto gone = service().mailboxes().expunge(handle_, mailbox_, only);
-    for (std::size_t i = messages_.size(); i-- > 0;)
-      if (std::binary_search(gone.begin(), gone.end(), messages_[i].uid)) {
-        out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
-        messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
-      }
+    forget(gone);
     tagged("OK EXPUNGE completed");
   }
 
@@ -1625,7 +1684,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void()> after_write_;
   std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
-  bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false;
+  bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;
   std::vector<int64_t>* found_only_ = nullptr;  // SORT and THREAD borrow SEARCH's matching
   State state_ = State::not_authenticated;
   std::string current_tag_ = "*";

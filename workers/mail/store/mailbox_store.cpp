@@ -39,6 +39,15 @@ constexpr sqlite::Migration kMigrations[] = {
       ) WITHOUT ROWID;
       CREATE INDEX messages_by_blob ON messages (mailbox_id, blob);
     )sql"},
+    // RFC 7162 QRESYNC: which UIDs went, and at which MODSEQ, for VANISHED (EARLIER).
+    {2, R"sql(
+      CREATE TABLE expunged (
+        mailbox_id INTEGER NOT NULL,
+        uid        INTEGER NOT NULL,
+        modseq     INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+      ) WITHOUT ROWID;
+    )sql"},
 };
 
 bool valid_handle_path(const std::string& handle) {
@@ -238,6 +247,7 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
   children.reset();
   if (has_children) throw Error("has_children", "delete the mailboxes below " + mailbox + " first", 409);
   db.prepare("DELETE FROM messages WHERE mailbox_id = ?1").bind(1, id).run();
+  db.prepare("DELETE FROM expunged WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM mailboxes WHERE id = ?1").bind(1, id).run();
   tx.commit();
 }
@@ -269,6 +279,17 @@ void MailboxStore::set_subscribed(const std::string& handle, const std::string& 
   std::lock_guard lock(ix.mutex);
   ix.mailbox_id(mailbox);
   ix.db->prepare("UPDATE mailboxes SET subscribed = ?2 WHERE name = ?1").bind(1, mailbox).bind(2, subscribed ? 1 : 0).run();
+}
+
+std::vector<int64_t> MailboxStore::expunged_since(const std::string& handle, const std::string& mailbox, int64_t modseq) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid");
+  stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, modseq);
+  std::vector<int64_t> out;
+  while (stmt.step()) out.push_back(stmt.column_int64(0));
+  stmt.reset();
+  return out;
 }
 
 std::optional<std::pair<int64_t, int64_t>> MailboxStore::mailbox_state(const std::string& handle,
@@ -345,9 +366,18 @@ std::vector<int64_t> MailboxStore::expunge(const std::string& handle, const std:
     if (!only || std::binary_search(only->begin(), only->end(), uid)) doomed.push_back(uid);
   }
   select.reset();
-  for (const auto uid : doomed) db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
-  if (!doomed.empty())
+  if (!doomed.empty()) {
     db.prepare("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1").bind(1, id).run();
+    auto& now = db.prepare("SELECT highest_modseq FROM mailboxes WHERE id = ?1");
+    now.bind(1, id);
+    now.step();
+    const int64_t modseq = now.column_int64(0);
+    now.reset();
+    for (const auto uid : doomed) {
+      db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
+      db.prepare("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, uid).bind(3, modseq).run();
+    }
+  }
   tx.commit();
   return doomed;
 }

@@ -93,6 +93,8 @@ class MailboxStore {
   // for UID EXPUNGE); their UIDs in ascending order.
   std::vector<int64_t> expunge(const std::string& handle, const std::string& mailbox,
                                const std::optional<std::vector<int64_t>>& only);
+  // RFC 7162 3.2.5: the UIDs expunged after `modseq`, ascending (VANISHED (EARLIER)).
+  std::vector<int64_t> expunged_since(const std::string& handle, const std::string& mailbox, int64_t modseq);
   // RFC 9051 6.4.7-6.4.8 COPY/MOVE: new UIDs in `to` for these UIDs, in order (UIDPLUS COPYUID).
   std::vector<std::pair<int64_t, int64_t>> copy(const std::string& handle, const std::string& from, const std::string& to,
                                                 const std::vector<int64_t>& uids);
