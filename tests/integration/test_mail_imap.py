@@ -353,6 +353,33 @@ def test_qresync():
         shard.coop("down")
 
 
+def test_binary():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        imap = login(ports)
+        attachment = bytes(range(256)) * 8
+        msg = EmailMessage()
+        msg["From"] = "carol@example.org"
+        msg["Subject"] = "with an attachment"
+        msg.set_content("Café au lait = 2 €\n", cte="quoted-printable")
+        msg.add_attachment(attachment, maintype="application", subtype="octet-stream", filename="data.bin")
+        assert imap.append("INBOX", None, None, msg.as_bytes().replace(b"\n", b"\r\n"))[0] == "OK"
+        imap.select("INBOX")
+        assert "BINARY" in imap.capabilities
+        typ, data = imap.fetch("1", "(BINARY.SIZE[2] BINARY.PEEK[2])")
+        assert typ == "OK" and f"BINARY.SIZE[2] {len(attachment)}".encode() in data[0][0], data[0][0]
+        assert data[0][1] == attachment  # base64 undone, NULs and all (a literal8)
+        typ, data = imap.fetch("1", "(BINARY.PEEK[1])")
+        assert data[0][1].replace(b"\r\n", b"\n") == "Café au lait = 2 €\n".encode(), data  # quoted-printable undone
+        try:
+            imap.fetch("1", "(BINARY.PEEK[HEADER])")
+            raise AssertionError("BINARY of a header was taken")
+        except imaplib.IMAP4.error as e:
+            assert "BAD" in str(e) or "FETCH items" in str(e), e
+        imap.logout()
+        shard.coop("down")
+
+
 def test_quota():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -578,6 +605,7 @@ if __name__ == "__main__":
         test_condstore,
         test_quota,
         test_qresync,
+        test_binary,
         test_sort_and_thread,
         test_a_big_fetch_comes_in_pieces_and_whole,
         test_mbsync_syncs_both_ways,

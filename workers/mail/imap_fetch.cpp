@@ -2,6 +2,7 @@
 #include "workers/mail/imap_fetch.h"
 
 #include <nlohmann/json.hpp>
+#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
@@ -80,7 +81,7 @@ class ItemParser {
         {"UID", K::uid}, {"FLAGS", K::flags}, {"INTERNALDATE", K::internaldate}, {"RFC822.SIZE", K::size},
         {"ENVELOPE", K::envelope}, {"BODYSTRUCTURE", K::bodystructure}, {"RFC822", K::rfc822},
         {"RFC822.HEADER", K::rfc822_header}, {"RFC822.TEXT", K::rfc822_text}, {"MODSEQ", K::modseq}};
-    if (word == "BODY" || word == "BODY.PEEK" || word == "BINARY" || word == "BINARY.PEEK") {
+    if (word == "BODY" || word == "BODY.PEEK" || word == "BINARY" || word == "BINARY.PEEK" || word == "BINARY.SIZE") {
       if (at_ >= text_.size() || text_[at_] != '[') {
         if (word != "BODY") return false;
         items.push_back(simple(K::bodystructure));  // BODY alone: the non-extensible structure
@@ -88,7 +89,9 @@ class ItemParser {
       }
       FetchItem f;
       f.kind = K::section;
-      f.peek = word.find(".PEEK") != std::string::npos;
+      f.peek = word.find(".PEEK") != std::string::npos || word == "BINARY.SIZE";
+      f.binary = word.rfind("BINARY", 0) == 0;
+      f.binary_size = word == "BINARY.SIZE";
       ++at_;
       const auto close = text_.find(']', at_);
       if (close == std::string_view::npos) return false;
@@ -114,6 +117,8 @@ class ItemParser {
         return false;
       }
       if (!valid_spec(f.spec)) return false;
+      // RFC 3516: BINARY sections are part numbers only.
+      if (f.binary && f.spec.find_first_not_of("0123456789.") != std::string::npos) return false;
       if (take('<')) {
         const auto dot = text_.find('.', at_);
         const auto end = text_.find('>', at_);
@@ -262,7 +267,7 @@ std::string FetchItem::response_name() const {
     case Kind::modseq: return "MODSEQ";
     case Kind::section: break;
   }
-  std::string name = "BODY[" + spec;
+  std::string name = std::string(binary_size ? "BINARY.SIZE[" : binary ? "BINARY[" : "BODY[") + spec;
   if (!fields.empty()) {
     name += " (";
     for (std::size_t i = 0; i < fields.size(); ++i) name += (i ? " " : "") + fields[i];
@@ -274,6 +279,84 @@ std::string FetchItem::response_name() const {
 }
 
 std::optional<std::vector<FetchItem>> parse_fetch_items(std::string_view text) { return ItemParser(text).parse(); }
+
+namespace {
+
+// RFC 2045 6.7: quoted-printable, soft line breaks included.
+std::string quoted_printable_decode(std::string_view in) {
+  std::string out;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '=') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') {
+      i += 2;
+    } else if (i + 1 < in.size() && in[i + 1] == '\n') {
+      i += 1;
+    } else if (i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
+      out += static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2]));
+      i += 2;
+    } else {
+      out += '=';
+    }
+  }
+  return out;
+}
+
+// RFC 2045 6.8: base64, with line breaks and stray whitespace ignored.
+std::optional<std::string> base64_decode(std::string_view in) {
+  std::string clean;
+  for (char c : in)
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '=') clean += c;
+  while (clean.size() % 4) clean += '=';
+  std::string out(clean.size() / 4 * 3, '\0');
+  int written = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()), reinterpret_cast<const unsigned char*>(clean.data()),
+                                static_cast<int>(clean.size()));
+  if (written < 0) return std::nullopt;
+  std::size_t padding = 0;
+  for (std::size_t i = clean.size(); i > 0 && clean[i - 1] == '=' && padding < 2; --i) ++padding;
+  out.resize(static_cast<std::size_t>(written) - padding);
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> binary_section(std::string_view message, const FetchItem& item, const std::string& body_structure_json) {
+  const json structure = json::parse(body_structure_json, nullptr, false);
+  if (!structure.is_object()) return std::nullopt;
+  const bool multipart = structure.contains("parts");
+  const json* node = (!multipart && (item.spec == "1" || item.spec.empty())) ? &structure : find_part(structure, item.spec);
+  if (!node || node->contains("parts")) return std::nullopt;
+  FetchItem raw = item;
+  raw.binary = false;
+  raw.partial.reset();
+  raw.spec = multipart ? item.spec : "1";
+  auto bytes = message_section(message, raw, body_structure_json);
+  if (!bytes) return std::nullopt;
+  const std::string encoding = node->value("encoding", std::string("7bit"));
+  std::string decoded;
+  if (encoding == "base64") {
+    auto d = base64_decode(*bytes);
+    if (!d) return std::nullopt;
+    decoded = std::move(*d);
+  } else if (encoding == "quoted-printable") {
+    decoded = quoted_printable_decode(*bytes);
+  } else {
+    decoded = std::move(*bytes);
+  }
+  if (item.partial) {
+    const auto [offset, length] = *item.partial;
+    decoded = offset >= decoded.size() ? std::string() : decoded.substr(offset, length);
+  }
+  return decoded;
+}
 
 std::optional<std::string> message_section(std::string_view message, const FetchItem& item,
                                            const std::string& body_structure_json) {

@@ -13,8 +13,10 @@ namespace coop::mail::imap {
 struct FetchItem {
   enum class Kind { uid, flags, internaldate, size, envelope, bodystructure, section, rfc822, rfc822_header, rfc822_text, modseq };
   Kind kind = Kind::uid;
-  // section: BODY[...] / BODY.PEEK[...]
+  // section: BODY[...] / BODY.PEEK[...], or BINARY[part] / BINARY.PEEK / BINARY.SIZE (RFC 3516):
+  // the part with its Content-Transfer-Encoding undone.
   bool peek = false;
+  bool binary = false, binary_size = false;
   std::string spec;                 // "", "HEADER", "TEXT", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "1", "1.2"...
   std::vector<std::string> fields;  // HEADER.FIELDS (...)
   std::optional<std::pair<uint64_t, uint64_t>> partial;  // <offset.length>
@@ -31,6 +33,11 @@ std::optional<std::vector<FetchItem>> parse_fetch_items(std::string_view text);
 // (each leaf's offset and size, mime_summary.h).
 std::optional<std::string> message_section(std::string_view message, const FetchItem& item,
                                            const std::string& body_structure_json);
+
+// RFC 3516 BINARY[part]: the part's body with its transfer encoding (base64,
+// quoted-printable) undone; nullopt when there is no such leaf part or it does not decode.
+std::optional<std::string> binary_section(std::string_view message, const FetchItem& item,
+                                          const std::string& body_structure_json);
 
 // ENVELOPE from the JSON the store keeps (mime_summary.h), as an IMAP parenthesized list.
 std::string envelope_text(const std::string& envelope_json);

@@ -207,7 +207,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -881,8 +881,19 @@ class Session : public std::enable_shared_from_this<Session> {
           default: {
             if (item.kind == K::section && structure_json.empty() && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])))
               std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
-            const auto section = imap::message_section(bytes, item, structure_json);
-            line += item.response_name() + " " + (section ? "{" + std::to_string(section->size()) + "}\r\n" + *section : std::string("NIL"));
+            if (item.binary && structure_json.empty())
+              std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+            const auto section = item.binary ? imap::binary_section(bytes, item, structure_json)
+                                             : imap::message_section(bytes, item, structure_json);
+            if (item.binary_size) {
+              line += item.response_name() + " " + (section ? std::to_string(section->size()) : std::string("0"));
+            } else if (item.binary && section) {
+              // RFC 3516 4.2: literal8 when the bytes hold a NUL.
+              line += item.response_name() + " " + (section->find('\0') != std::string::npos ? "~{" : "{") +
+                      std::to_string(section->size()) + "}\r\n" + *section;
+            } else {
+              line += item.response_name() + " " + (section ? "{" + std::to_string(section->size()) + "}\r\n" + *section : std::string("NIL"));
+            }
           }
         }
       }
