@@ -586,7 +586,6 @@ class Session : public std::enable_shared_from_this<Session> {
     mailbox_ = *mailbox;
     read_only_ = examine;
     messages_ = load(mailbox_);
-    uidvalidity_ = box->uidvalidity;
     state_uidnext_ = box->uidnext;
     state_modseq_ = box->highest_modseq;
     out_ += "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n";
@@ -1704,7 +1703,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string mailbox_;
   bool read_only_ = false;
   std::vector<Message> messages_;
-  int64_t uidvalidity_ = 0, state_uidnext_ = 0, state_modseq_ = 0;
+  int64_t state_uidnext_ = 0, state_modseq_ = 0;
 };
 
 }  // namespace
