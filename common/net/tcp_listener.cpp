@@ -339,6 +339,9 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
     error_code ec;
     const tcp::endpoint peer = socket.remote_endpoint(ec);
     if (ec) return;  // the client is already gone
+    // Sessions write whole responses at once; Nagle would hold a short tagged reply behind an
+    // unacknowledged big one for the peer's delayed ACK (40 ms on Linux).
+    socket.set_option(tcp::no_delay(true), ec);
     std::string address = address_text(peer.address());
     const std::string_view refusal = counters_->admit(address);
     const bool admitted = refusal.empty();

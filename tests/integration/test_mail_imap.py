@@ -380,6 +380,40 @@ def test_binary():
         shard.coop("down")
 
 
+def test_header_search_and_part_sections():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        imap = login(ports)
+        folded = (b"From: Dora <dora@example.org>\r\nTo: alice@mail.test\r\nSubject: folded\r\n"
+                  b"X-Project: the long\r\n winter bakery\r\nMIME-Version: 1.0\r\n"
+                  b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+                  b"--b1\r\nContent-Type: text/plain\r\n\r\nfirst part\r\n"
+                  b"--b1\r\nContent-Type: message/rfc822\r\n\r\n"
+                  b"From: eve@example.org\r\nSubject: inner\r\n\r\ninner body\r\n--b1--\r\n")
+        assert imap.append("INBOX", None, None, folded)[0] == "OK"
+        assert imap.append("INBOX", None, None, b"From: frank@example.org\r\nSubject: plain\r\n\r\nwinter\r\n")[0] == "OK"
+        imap.select("INBOX")
+        # A folded field is one field (RFC 5322 2.2.3); HEADER with "" matches any message with it.
+        assert imap.search(None, "HEADER", "X-Project", '"long winter"')[1] == [b"1"]
+        assert imap.search(None, "HEADER", "x-project", '""')[1] == [b"1"]
+        assert imap.search(None, "HEADER", "X-Missing", '""')[1] == [b""]
+        assert imap.search(None, "FROM", "frank")[1] == [b"2"]
+        assert imap.search(None, "TO", "alice", "NOT", "FROM", "eve")[1] == [b"1"]  # eve is in the attached message only
+        assert imap.search(None, "TEXT", "winter")[1] == [b"1 2"]
+        assert imap.search(None, "BODY", "winter")[1] == [b"2"]
+        # RFC 9051 6.4.5: MIME of a part, HEADER and TEXT of an attached message.
+        typ, data = imap.fetch("1", "(BODY.PEEK[1.MIME] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT] BODY.PEEK[2.HEADER.FIELDS (SUBJECT)])")
+        parts = {re.search(rb"BODY\[([^\]]*)", d[0]).group(1): d[1] for d in data if isinstance(d, tuple)}
+        assert parts[b"1.MIME"] == b"Content-Type: text/plain\r\n\r\n", parts
+        assert parts[b"2.HEADER"] == b"From: eve@example.org\r\nSubject: inner\r\n\r\n", parts
+        assert parts[b"2.TEXT"] == b"inner body", parts
+        assert parts[b"2.HEADER.FIELDS (SUBJECT)"] == b"Subject: inner\r\n\r\n", parts
+        typ, data = imap.fetch("2", "(BODY.PEEK[1.HEADER])")  # a text part has no header of its own
+        assert b"NIL" in data[0], data
+        imap.logout()
+        shard.coop("down")
+
+
 def test_quota():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -603,6 +637,7 @@ if __name__ == "__main__":
         test_mailboxes_fetch_search_store_copy_move_expunge_append,
         test_two_sessions_and_idle_see_changes,
         test_condstore,
+        test_header_search_and_part_sections,
         test_quota,
         test_qresync,
         test_binary,

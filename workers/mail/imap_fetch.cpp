@@ -201,6 +201,29 @@ const json* find_part(const json& node, const std::string& number) {
   return nullptr;
 }
 
+// The multipart node whose "parts" hold `child`, or null.
+const json* parent_of(const json& node, const json* child) {
+  if (!node.is_object()) return nullptr;
+  if (node.contains("parts") && node["parts"].is_array())
+    for (const auto& part : node["parts"]) {
+      if (&part == child) return &node;
+      if (const auto* found = parent_of(part, child)) return found;
+    }
+  if (node.contains("body") && node["body"].is_object()) return parent_of(node["body"], child);
+  return nullptr;
+}
+
+// RFC 9051 6.4.5 MIME: the header of a part whose content starts at `content`, from the line
+// after the "--boundary" delimiter before it up to and with the empty line.
+std::optional<std::string_view> mime_header(std::string_view message, std::size_t content, const std::string& boundary) {
+  if (boundary.empty() || content > message.size()) return std::nullopt;
+  const auto delimiter = message.rfind("--" + boundary, content);
+  if (delimiter == std::string_view::npos) return std::nullopt;
+  const auto line_end = message.find('\n', delimiter);
+  if (line_end == std::string_view::npos || line_end >= content) return std::nullopt;
+  return message.substr(line_end + 1, content - line_end - 1);
+}
+
 std::string nstring(const json& value) {
   if (!value.is_string()) return "NIL";
   return quote(value.get<std::string>());
@@ -374,12 +397,40 @@ std::optional<std::string> message_section(std::string_view message, const Fetch
   } else if (spec == "HEADER.FIELDS" || spec == "HEADER.FIELDS.NOT") {
     out = header_fields(target.substr(0, header_end(target)), item.fields, spec == "HEADER.FIELDS");
   } else {
-    // RFC 9051 6.4.5: part numbers. A single-part message's body is part 1.
-    const bool bare_number = spec.find_first_not_of("0123456789.") == std::string::npos;
-    if (!bare_number) return std::nullopt;  // .HEADER/.TEXT/.MIME of a part: not kept yet
+    // RFC 9051 6.4.5: part numbers, then perhaps HEADER, TEXT, MIME or HEADER.FIELDS of the
+    // part. A single-part message's body is part 1.
+    const auto text_at = spec.find_first_not_of("0123456789.");
+    std::string suffix = text_at == std::string::npos ? std::string() : spec.substr(text_at);
+    if (text_at != std::string::npos) spec.resize(text_at - 1);
     const json structure = json::parse(body_structure_json, nullptr, false);
     const bool multipart = structure.is_object() && structure.contains("parts");
-    if (spec == "1" && !multipart) {
+    if (!suffix.empty()) {
+      const json* node = spec == "1" && !multipart ? &structure : structure.is_object() ? find_part(structure, spec) : nullptr;
+      if (!node) return std::nullopt;
+      if (suffix == "MIME") {
+        if (node == &structure) {
+          out = std::string(target.substr(0, header_end(target)));
+        } else {
+          const json* parent = parent_of(structure, node);
+          const auto& params = parent ? parent->value("params", json::object()) : json::object();
+          const auto boundary = params.is_object() && params.value("boundary", json()).is_string() ? params["boundary"].get<std::string>() : "";
+          const auto content = node->value("offset", int64_t{-1});
+          const auto header = content >= 0 ? mime_header(target, static_cast<std::size_t>(content), boundary) : std::nullopt;
+          if (!header) return std::nullopt;
+          out = std::string(*header);
+        }
+      } else {
+        // HEADER, TEXT and HEADER.FIELDS name parts of an attached message/rfc822 only.
+        if (!node->contains("envelope") || !node->contains("offset")) return std::nullopt;
+        const auto offset = node->value("offset", int64_t{0});
+        const auto size = node->value("size", int64_t{0});
+        if (offset < 0 || size < 0 || static_cast<uint64_t>(offset + size) > target.size()) return std::nullopt;
+        const auto inner = target.substr(static_cast<std::size_t>(offset), static_cast<std::size_t>(size));
+        if (suffix == "HEADER") out = std::string(inner.substr(0, header_end(inner)));
+        else if (suffix == "TEXT") out = std::string(inner.substr(header_end(inner)));
+        else out = header_fields(inner.substr(0, header_end(inner)), item.fields, suffix == "HEADER.FIELDS");
+      }
+    } else if (spec == "1" && !multipart) {
       out = std::string(target.substr(header_end(target)));
     } else {
       const json* node = structure.is_object() ? find_part(structure, spec) : nullptr;

@@ -18,6 +18,7 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include "common/auth/member_client.h"
 #include "common/error.h"
@@ -88,12 +89,15 @@ bool wildcard_match(std::string_view pattern, std::string_view name) {
   return !name.empty() && pattern.front() == name.front() && wildcard_match(pattern.substr(1), name.substr(1));
 }
 
+// A message as this session last told the client of it; the rest (blob, subject) is in the
+// store's shared MailboxCache. 40 bytes a message.
 struct Message {
   int64_t uid = 0;
   unsigned flags = 0;
   int64_t size = 0, internal_date = 0, modseq = 0;
-  std::string blob, subject;
 };
+
+Message session_row(const CachedMessage& m) { return {m.uid, m.flags, m.size, m.internal_date, m.modseq}; }
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -155,6 +159,22 @@ class Session : public std::enable_shared_from_this<Session> {
     closed_ = true;
     idle_timer_.cancel();
     conn_->close();
+    // The store's lock may wait on a commit: not on this thread.
+    release_when_closed();
+  }
+
+  void release_when_closed() {
+    if (closed_ && held_ && !busy_) {
+      busy_ = true;
+      settings_->runner([self = shared_from_this()] { self->unselect(); });
+    }
+  }
+
+  // Lets go of the selected mailbox's messages (CLOSE, UNSELECT, another SELECT, the end).
+  void unselect() {
+    messages_ = {};
+    if (held_) service().mailboxes().release(handle_, *held_);
+    held_.reset();
   }
 
   // Takes commands from what was read until one needs the pool or more bytes are needed.
@@ -201,6 +221,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       asio::post(self->conn_->executor(), [self] {
         self->busy_ = false;
+        if (self->closed_) return self->release_when_closed();
         self->flush();
       });
     });
@@ -332,7 +353,7 @@ class Session : public std::enable_shared_from_this<Session> {
         // RFC 9051 6.4.1: CLOSE expunges silently; UNSELECT does not.
         if (expunging) service().mailboxes().expunge(handle_, mailbox_, std::nullopt);
         state_ = State::authenticated;
-        messages_.clear();
+        unselect();
         tagged("OK " + name + " completed");
       });
     }
@@ -544,13 +565,6 @@ class Session : public std::enable_shared_from_this<Session> {
     tagged("OK STATUS completed");
   }
 
-  std::vector<Message> load(const std::string& mailbox) {
-    std::vector<Message> out;
-    for (auto& m : service().mailboxes().messages(handle_, mailbox, 0, INT_MAX))
-      out.push_back({m.uid, m.meta.flags, m.meta.size, m.meta.internal_date, m.modseq, m.meta.blob, m.meta.subject});
-    return out;
-  }
-
   void select(Cursor& c, bool examine) {
     std::optional<std::string> mailbox;
     if (!c.space() || !(mailbox = c.mailbox())) return bad("SELECT mailbox");
@@ -580,14 +594,21 @@ class Session : public std::enable_shared_from_this<Session> {
       }
     }
     state_ = State::authenticated;  // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected
-    const auto boxes = service().mailboxes().mailboxes(handle_);
-    const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
-    if (box == boxes.end()) return tagged("NO [NONEXISTENT] no such mailbox");
+    // Held before the last one is let go: SELECT of the same mailbox keeps its cache.
+    const auto held = service().mailboxes().hold(handle_, *mailbox);
+    unselect();
+    held_ = held;
+    if (!held_) return tagged("NO [NONEXISTENT] no such mailbox");
     mailbox_ = *mailbox;
     read_only_ = examine;
-    messages_ = load(mailbox_);
-    state_uidnext_ = box->uidnext;
-    state_modseq_ = box->highest_modseq;
+    int64_t uidvalidity = 0;
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      messages_.reserve(cache.messages.size());
+      for (const auto& m : cache.messages) messages_.push_back(session_row(m));
+      uidvalidity = cache.uidvalidity;
+      state_uidnext_ = cache.uidnext;
+      state_modseq_ = cache.highest_modseq;
+    });
     out_ += "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n";
     out_ += examine ? "* OK [PERMANENTFLAGS ()] read-only\r\n" : "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] flags\r\n";
     out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n* 0 RECENT\r\n";
@@ -596,16 +617,16 @@ class Session : public std::enable_shared_from_this<Session> {
         out_ += "* OK [UNSEEN " + std::to_string(i + 1) + "] first unseen\r\n";
         break;
       }
-    out_ += "* OK [UIDVALIDITY " + std::to_string(box->uidvalidity) + "] UIDs valid\r\n";
-    out_ += "* OK [UIDNEXT " + std::to_string(box->uidnext) + "] predicted next UID\r\n";
-    out_ += "* OK [HIGHESTMODSEQ " + std::to_string(box->highest_modseq) + "] modseq\r\n";
+    out_ += "* OK [UIDVALIDITY " + std::to_string(uidvalidity) + "] UIDs valid\r\n";
+    out_ += "* OK [UIDNEXT " + std::to_string(state_uidnext_) + "] predicted next UID\r\n";
+    out_ += "* OK [HIGHESTMODSEQ " + std::to_string(state_modseq_) + "] modseq\r\n";
     // RFC 9051 6.3.2: an IMAP4rev2 client also gets the mailbox's LIST.
     if (rev2_) out_ += "* LIST () \"/\" " + imap::quote(mailbox_) + "\r\n";
     // RFC 7162 3.2.5.2: what went and what changed since the client's last look.
-    if (resync && std::get<0>(*resync) == box->uidvalidity) {
+    if (resync && std::get<0>(*resync) == uidvalidity) {
       auto vanished = service().mailboxes().expunged_since(handle_, mailbox_, std::get<1>(*resync));
       if (!std::get<2>(*resync).empty()) {
-        const auto known = imap::parse_sequence_set(std::get<2>(*resync), static_cast<uint32_t>(std::max<int64_t>(box->uidnext, 1)));
+        const auto known = imap::parse_sequence_set(std::get<2>(*resync), static_cast<uint32_t>(std::max<int64_t>(state_uidnext_, 1)));
         if (known)
           vanished.erase(std::remove_if(vanished.begin(), vanished.end(), [&](int64_t u) { return !known->contains(static_cast<uint32_t>(u)); }),
                          vanished.end());
@@ -725,35 +746,40 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // RFC 9051 7.4.1, 7.5.2: what changed since the last look, as untagged responses.
+  // Both lists are in UID order, so one walk finds what went, what changed and what came.
   void sync() {
-    const auto state = service().mailboxes().mailbox_state(handle_, mailbox_);
-    if (!state) return;
-    if (state->first == state_uidnext_ && state->second == state_modseq_) return;
-    state_uidnext_ = state->first;
-    state_modseq_ = state->second;
-    const auto now = load(mailbox_);
-    std::map<int64_t, const Message*> by_uid;
-    for (const auto& m : now) by_uid[m.uid] = &m;
     std::vector<int64_t> gone;
-    for (const auto& m : messages_)
-      if (!by_uid.count(m.uid)) gone.push_back(m.uid);
-    forget(gone);
+    std::vector<Message> now;  // this session's list with the store's flags, gone ones left out
+    bool changed = false;
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      if (cache.uidnext == state_uidnext_ && cache.highest_modseq == state_modseq_) return;
+      changed = true;
+      state_uidnext_ = cache.uidnext;
+      state_modseq_ = cache.highest_modseq;
+      now.reserve(cache.messages.size());
+      auto fresh = cache.messages.begin();
+      for (const auto& mine : messages_) {
+        while (fresh != cache.messages.end() && fresh->uid < mine.uid) ++fresh;
+        if (fresh == cache.messages.end() || fresh->uid != mine.uid) {
+          gone.push_back(mine.uid);
+          continue;
+        }
+        now.push_back(session_row(*fresh));
+      }
+      const int64_t last = messages_.empty() ? 0 : messages_.back().uid;
+      for (const auto& m : cache.messages)
+        if (m.uid > last) now.push_back(session_row(m));
+    });
+    if (!changed) return;
+    forget(gone);  // EXPUNGE (or VANISHED) first, with the sequence numbers the client knows
     for (std::size_t i = 0; i < messages_.size(); ++i) {
-      const auto* fresh = by_uid[messages_[i].uid];
-      if (fresh->flags != messages_[i].flags) {
-        messages_[i].flags = fresh->flags;
-        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh->uid) + " FLAGS " + flags_text(fresh->flags) +
-                (condstore_ ? " MODSEQ (" + std::to_string(fresh->modseq) + ")" : std::string()) + ")\r\n";
-      }
-      messages_[i].modseq = fresh->modseq;
+      const auto& fresh = now[i];
+      if (fresh.flags != messages_[i].flags)
+        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh.uid) + " FLAGS " + flags_text(fresh.flags) +
+                (condstore_ ? " MODSEQ (" + std::to_string(fresh.modseq) + ")" : std::string()) + ")\r\n";
     }
-    const int64_t last = messages_.empty() ? 0 : messages_.back().uid;
-    bool grew = false;
-    for (const auto& m : now)
-      if (m.uid > last) {
-        messages_.push_back(m);
-        grew = true;
-      }
+    const bool grew = now.size() > messages_.size();
+    messages_ = std::move(now);
     if (grew) out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n";
   }
 
@@ -836,6 +862,7 @@ class Session : public std::enable_shared_from_this<Session> {
     job->chosen = std::move(*chosen);
     job->items = std::move(*items);
     job->needs_bytes = needs_bytes;
+    job->needs_envelope = std::any_of(job->items.begin(), job->items.end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::envelope; });
     fetch_step(job);
   }
 
@@ -845,19 +872,47 @@ class Session : public std::enable_shared_from_this<Session> {
   struct FetchJob {
     std::vector<std::size_t> chosen;
     std::vector<imap::FetchItem> items;
-    bool needs_bytes = false;
+    bool needs_bytes = false, needs_envelope = false;
     std::size_t next = 0;
+    // What the store holds for chosen[next, prepared): blob ids and ENVELOPEs, by UID.
+    std::size_t prepared = 0;
+    std::unordered_map<int64_t, std::string> blobs, envelopes;
   };
   static constexpr std::size_t kFetchChunk = 256 << 10;
+  static constexpr std::size_t kFetchBatch = 512;
+
+  // One lock and one query for the next kFetchBatch messages instead of one per message.
+  void prepare_fetch(FetchJob& job) {
+    const std::size_t end = std::min(job.next + kFetchBatch, job.chosen.size());
+    std::vector<int64_t> uids;
+    for (std::size_t k = job.next; k < end; ++k) uids.push_back(messages_[job.chosen[k]].uid);
+    std::sort(uids.begin(), uids.end());
+    job.blobs.clear();
+    job.envelopes.clear();
+    if (job.needs_bytes)
+      service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+        for (const auto uid : uids)
+          if (const auto* row = cache.find(uid)) job.blobs.emplace(uid, row->blob);
+      });
+    if (job.needs_envelope)
+      for (auto& e : service().mailboxes().envelopes(handle_, mailbox_, uids))
+        job.envelopes.emplace(e.uid, e.imap.empty() ? imap::envelope_text(e.json) : std::move(e.imap));
+    job.prepared = end;
+  }
 
   void fetch_step(const std::shared_ptr<FetchJob>& job) {
     const auto& items = job->items;
     const bool needs_bytes = job->needs_bytes;
     while (job->next < job->chosen.size() && out_.size() < kFetchChunk) {
+      if (job->next >= job->prepared) prepare_fetch(*job);
       const std::size_t i = job->chosen[job->next++];
       const auto& m = messages_[i];
       std::string bytes, structure_json, envelope_json;
-      if (needs_bytes) bytes = service().blobs().read(m.blob);
+      const auto blob = job->blobs.find(m.uid);
+      const auto envelope = job->envelopes.find(m.uid);
+      // RFC 2180 4.1.2: a message another session expunged meanwhile is left out.
+      if ((needs_bytes && blob == job->blobs.end()) || (job->needs_envelope && envelope == job->envelopes.end())) continue;
+      if (needs_bytes) bytes = service().blobs().read(blob->second);
       std::string line = "* " + std::to_string(i + 1) + " FETCH (";
       bool first = true;
       for (const auto& item : items) {
@@ -870,11 +925,10 @@ class Session : public std::enable_shared_from_this<Session> {
           case K::internaldate: line += "INTERNALDATE " + imap::internal_date_text(m.internal_date); break;
           case K::size: line += "RFC822.SIZE " + std::to_string(m.size); break;
           case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
-          case K::envelope:
+          case K::envelope: line += "ENVELOPE " + envelope->second; break;
           case K::bodystructure: {
-            if (envelope_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
-            line += item.kind == K::envelope ? "ENVELOPE " + imap::envelope_text(envelope_json)
-                                             : "BODYSTRUCTURE " + imap::bodystructure_text(structure_json);
+            if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+            line += "BODYSTRUCTURE " + imap::bodystructure_text(structure_json);
             break;
           }
           default: {
@@ -1108,13 +1162,63 @@ class Session : public std::enable_shared_from_this<Session> {
     return w;
   }
 
-  using Test = std::function<bool(std::size_t)>;
+  // One message as SEARCH criteria see it: the session's row, the store's (subject, blob),
+  // its header section and, only when a criterion asks, its bytes.
+  class Probe {
+   public:
+    Probe(std::size_t index, const Message& m, const CachedMessage* row, std::optional<std::string_view> header, BlobStore& blobs)
+        : index(index), m(m), row(row), header_(header), blobs_(blobs) {}
+    std::size_t index;
+    const Message& m;
+    const CachedMessage* row;  // null: another session expunged it meanwhile
+    const std::string& bytes() const {
+      if (!bytes_) bytes_ = row ? blobs_.read(row->blob) : std::string();
+      return *bytes_;
+    }
+    std::string_view header() const {
+      if (header_) return *header_;
+      const auto& all = bytes();
+      const auto end = all.find("\r\n\r\n");
+      return std::string_view(all).substr(0, end == std::string::npos ? all.size() : end + 2);
+    }
+
+   private:
+    std::optional<std::string_view> header_;
+    BlobStore& blobs_;
+    mutable std::optional<std::string> bytes_;
+  };
+
+  using Test = std::function<bool(const Probe&)>;
+
+  // RFC 9051 6.4.4 HEADER: a field with this name (any case) whose unfolded body holds the
+  // needle (any case; an empty needle matches every message with the field).
+  static bool header_contains(std::string_view header, std::string_view name, std::string_view needle) {
+    bool in_field = false;
+    std::string body;
+    auto matches = [&] { return in_field && ascii_lower(body).find(needle) != std::string::npos; };
+    for (std::size_t at = 0; at < header.size();) {
+      auto eol = header.find('\n', at);
+      if (eol == std::string_view::npos) eol = header.size();
+      auto line = header.substr(at, eol - at);
+      at = eol + 1;
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!line.empty() && (line.front() == ' ' || line.front() == '\t')) {
+        if (in_field) body += line;
+        continue;
+      }
+      if (matches()) return true;
+      const auto colon = line.find(':');
+      in_field = colon == name.size() && ascii_lower(std::string(line.substr(0, colon))) == name;
+      body = in_field ? std::string(line.substr(colon + 1)) : std::string();
+    }
+    return matches();
+  }
 
   std::optional<Test> criterion(Words& w, bool uid_mode) {
     const std::string raw = w.next();
     const std::string key = upper(raw);
     auto flag = [this](unsigned bit, bool set) -> Test {
-      return [this, bit, set](std::size_t i) { return ((messages_[i].flags & bit) != 0) == set; };
+      return [bit, set](const Probe& p) { return ((p.m.flags & bit) != 0) == set; };
     };
     if (key == "(") {
       std::vector<Test> all;
@@ -1124,9 +1228,9 @@ class Session : public std::enable_shared_from_this<Session> {
         all.push_back(*t);
       }
       if (w.next() != ")") return std::nullopt;
-      return Test([all](std::size_t i) { return std::all_of(all.begin(), all.end(), [&](const Test& t) { return t(i); }); });
+      return Test([all](const Probe& p) { return std::all_of(all.begin(), all.end(), [&](const Test& t) { return t(p); }); });
     }
-    if (key == "ALL") return Test([](std::size_t) { return true; });
+    if (key == "ALL") return Test([](const Probe&) { return true; });
     if (key == "SEEN") return flag(kSeen, true);
     if (key == "UNSEEN") return flag(kSeen, false);
     if (key == "FLAGGED") return flag(kFlagged, true);
@@ -1137,18 +1241,18 @@ class Session : public std::enable_shared_from_this<Session> {
     if (key == "UNANSWERED") return flag(kAnswered, false);
     if (key == "DRAFT") return flag(kDraft, true);
     if (key == "UNDRAFT") return flag(kDraft, false);
-    if (key == "NEW" || key == "RECENT") return Test([](std::size_t) { return false; });
-    if (key == "OLD") return Test([](std::size_t) { return true; });
+    if (key == "NEW" || key == "RECENT") return Test([](const Probe&) { return false; });
+    if (key == "OLD") return Test([](const Probe&) { return true; });
     if (key == "NOT") {
       auto t = criterion(w, uid_mode);
       if (!t) return std::nullopt;
-      return Test([t = *t](std::size_t i) { return !t(i); });
+      return Test([t = *t](const Probe& p) { return !t(p); });
     }
     if (key == "OR") {
       auto a = criterion(w, uid_mode);
       auto b = a ? criterion(w, uid_mode) : std::nullopt;
       if (!b) return std::nullopt;
-      return Test([a = *a, b = *b](std::size_t i) { return a(i) || b(i); });
+      return Test([a = *a, b = *b](const Probe& p) { return a(p) || b(p); });
     }
     if (key == "MODSEQ") {
       // RFC 7162 3.1.5: MODSEQ [entry-name entry-type] modseq
@@ -1165,7 +1269,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       condstore_ = true;
       searched_modseq_ = true;
-      return Test([this, n](std::size_t i) { return messages_[i].modseq >= n; });
+      return Test([n](const Probe& p) { return p.m.modseq >= n; });
     }
     if (key == "LARGER" || key == "SMALLER") {
       int64_t n = 0;
@@ -1175,14 +1279,14 @@ class Session : public std::enable_shared_from_this<Session> {
         return std::nullopt;
       }
       const bool larger = key == "LARGER";
-      return Test([this, n, larger](std::size_t i) { return larger ? messages_[i].size > n : messages_[i].size < n; });
+      return Test([n, larger](const Probe& p) { return larger ? p.m.size > n : p.m.size < n; });
     }
     if (key == "SINCE" || key == "BEFORE" || key == "ON") {
       const auto day = imap::parse_imap_date(w.next());
       if (!day) return std::nullopt;
       const int64_t d = *day;
-      return Test([this, d, key](std::size_t i) {
-        const int64_t t = messages_[i].internal_date;
+      return Test([d, key](const Probe& p) {
+        const int64_t t = p.m.internal_date;
         return key == "SINCE" ? t >= d : key == "BEFORE" ? t < d : (t >= d && t < d + 86400);
       });
     }
@@ -1190,38 +1294,38 @@ class Session : public std::enable_shared_from_this<Session> {
       const auto chosen = resolve(w.next(), true);
       if (!chosen) return std::nullopt;
       std::set<std::size_t> in(chosen->begin(), chosen->end());
-      return Test([in](std::size_t i) { return in.count(i) > 0; });
+      return Test([in](const Probe& p) { return in.count(p.index) > 0; });
     }
     if (key == "SUBJECT") {
       // The decoded subject is in the index: no message needs reading.
       const std::string needle = ascii_lower(w.next());
-      return Test([this, needle](std::size_t i) { return ascii_lower(messages_[i].subject).find(needle) != std::string::npos; });
+      search_needs_row_ = true;
+      return Test([needle](const Probe& p) { return p.row && ascii_lower(p.row->subject).find(needle) != std::string::npos; });
     }
-    if (key == "FROM" || key == "TO" || key == "CC" || key == "BCC" || key == "BODY" || key == "TEXT" || key == "HEADER") {
-      std::string field = key == "HEADER" ? upper(w.next()) : key;
+    if (key == "BODY" || key == "TEXT") {
+      // Matching reads the message's bytes (RFC 9051 6.4.4: case-insensitive substrings).
       const std::string needle = ascii_lower(w.next());
-      // Matching reads the message's bytes: headers case-insensitively as sent (RFC 9051 6.4.4).
-      return Test([this, field, needle](std::size_t i) {
-        const std::string bytes = service().blobs().read(messages_[i].blob);
-        const auto split_at = bytes.find("\r\n\r\n");
-        const std::string header = ascii_lower(bytes.substr(0, split_at));
-        if (field == "BODY") return split_at != std::string::npos && ascii_lower(bytes.substr(split_at)).find(needle) != std::string::npos;
-        if (field == "TEXT") return ascii_lower(bytes).find(needle) != std::string::npos;
-        const std::string name = ascii_lower(field) + ":";
-        for (std::size_t at = 0; at < header.size();) {
-          const auto end = std::min(header.find('\n', at), header.size());
-          const std::string line = header.substr(at, end - at);
-          if (line.rfind(name, 0) == 0 && line.find(needle, name.size()) != std::string::npos) return true;
-          at = end + 1;
-        }
-        return false;
+      const bool body_only = key == "BODY";
+      search_needs_row_ = true;
+      return Test([needle, body_only](const Probe& p) {
+        const auto& bytes = p.bytes();
+        const auto split_at = body_only ? bytes.find("\r\n\r\n") : 0;
+        return split_at != std::string::npos &&
+               ascii_lower(std::string_view(bytes).substr(split_at)).find(needle) != std::string::npos;
       });
+    }
+    if (key == "FROM" || key == "TO" || key == "CC" || key == "BCC" || key == "HEADER") {
+      // The header sections are kept apart in the index for these.
+      const std::string field = ascii_lower(key == "HEADER" ? w.next() : key);
+      const std::string needle = ascii_lower(w.next());
+      search_needs_row_ = search_needs_header_ = true;
+      return Test([field, needle](const Probe& p) { return p.row && header_contains(p.header(), field, needle); });
     }
     // A sequence set.
     const auto chosen = resolve(raw, false);
     if (!chosen) return std::nullopt;
     std::set<std::size_t> in(chosen->begin(), chosen->end());
-    return Test([in](std::size_t i) { return in.count(i) > 0; });
+    return Test([in](const Probe& p) { return in.count(p.index) > 0; });
   }
 
   void search(Cursor& c, bool uid) {
@@ -1244,7 +1348,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (charset != "UTF-8" && charset != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
     }
     std::vector<Test> tests;
-    searched_modseq_ = false;
+    searched_modseq_ = search_needs_row_ = search_needs_header_ = false;
     while (!w.done()) {
       auto t = criterion(w, uid);
       if (!t) return bad("SEARCH criteria");
@@ -1252,9 +1356,37 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (tests.empty()) return bad("SEARCH criteria");
     std::vector<int64_t> found;
-    for (std::size_t i = 0; i < messages_.size(); ++i)
-      if (std::all_of(tests.begin(), tests.end(), [&](const Test& t) { return t(i); }))
-        found.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    // In batches: one lock for the store's rows and one query for the header sections.
+    std::vector<const CachedMessage*> rows;
+    std::vector<CachedMessage> copies;
+    std::vector<std::pair<int64_t, std::string>> headers;
+    for (std::size_t first = 0; first < messages_.size(); first += kFetchBatch) {
+      const std::size_t end = std::min(first + kFetchBatch, messages_.size());
+      rows.assign(end - first, nullptr);
+      copies.clear();
+      if (search_needs_row_) {
+        copies.reserve(end - first);
+        service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+          for (std::size_t i = first; i < end; ++i)
+            if (const auto* row = cache.find(messages_[i].uid)) {
+              copies.push_back(*row);
+              rows[i - first] = &copies.back();
+            }
+        });
+      }
+      if (search_needs_header_) headers = service().mailboxes().headers(handle_, mailbox_, messages_[first].uid, messages_[end - 1].uid);
+      auto header = headers.cbegin();
+      for (std::size_t i = first; i < end; ++i) {
+        std::optional<std::string_view> kept;
+        if (search_needs_header_) {
+          while (header != headers.cend() && header->first < messages_[i].uid) ++header;
+          if (header != headers.cend() && header->first == messages_[i].uid) kept = header->second;
+        }
+        const Probe probe(i, messages_[i], rows[i - first], kept, service().blobs());
+        if (std::all_of(tests.begin(), tests.end(), [&](const Test& t) { return t(probe); }))
+          found.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+      }
+    }
     if (found_only_) {
       *found_only_ = std::move(found);
       return;
@@ -1519,9 +1651,20 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The unfolded value of a header field of a stored message.
   std::string header_value(std::size_t i, std::string_view name) {
-    const std::string bytes = service().blobs().read(messages_[i].blob);
-    const auto end = bytes.find("\r\n\r\n");
-    const std::string header = bytes.substr(0, end);
+    const int64_t uid = messages_[i].uid;
+    auto kept = service().mailboxes().headers(handle_, mailbox_, uid, uid);
+    std::string header;
+    if (!kept.empty()) {
+      header = std::move(kept.front().second);
+    } else {
+      std::string blob;
+      service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+        if (const auto* row = cache.find(uid)) blob = row->blob;
+      });
+      if (blob.empty()) return {};
+      header = service().blobs().read(blob);
+      header.resize(std::min(header.find("\r\n\r\n"), header.size()));
+    }
     std::string value;
     bool in_field = false;
     for (std::size_t at = 0; at < header.size();) {
@@ -1695,6 +1838,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;
+  bool search_needs_row_ = false, search_needs_header_ = false;  // what the SEARCH being parsed reads
   std::vector<int64_t>* found_only_ = nullptr;  // SORT and THREAD borrow SEARCH's matching
   State state_ = State::not_authenticated;
   std::string current_tag_ = "*";
@@ -1703,6 +1847,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string mailbox_;
   bool read_only_ = false;
   std::vector<Message> messages_;
+  std::optional<int64_t> held_;  // the selected mailbox's id while the store keeps its cache
   int64_t state_uidnext_ = 0, state_modseq_ = 0;
 };
 

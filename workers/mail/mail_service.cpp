@@ -10,6 +10,7 @@
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/text.h"
+#include "workers/mail/imap_fetch.h"
 #include "workers/mail/mime_summary.h"
 #include "workers/mail/smtp_parser.h"
 
@@ -103,11 +104,16 @@ MessageMeta MailService::describe(const std::string& blob, uint64_t size, int64_
   meta.internal_date = internal_date;
   meta.flags = flags;
   // Parsed once at delivery and cached, so IMAP and JMAP never parse on FETCH.
-  const auto summary = summarize_message(blobs_.read(blob));
+  const auto bytes = blobs_.read(blob);
+  const auto summary = summarize_message(bytes);
   meta.message_id = summary.message_id;
   meta.subject = summary.subject;
   meta.envelope = summary.envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   meta.body_structure = summary.body_structure.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  meta.imap_envelope = imap::envelope_text(meta.envelope);
+  // The header section with the blank line that ends it (RFC 5322 2.1), for SEARCH.
+  const auto end = bytes.find("\r\n\r\n");
+  meta.header = bytes.substr(0, end == std::string::npos ? bytes.size() : end + 2);
   return meta;
 }
 

@@ -204,7 +204,7 @@ http::Response SiteService::handle(const http::Request& request) {
     if (auto site = snap->sites.find(it->second); site != snap->sites.end()) return serve(*site->second, raw, request, "/");
   }
   // Previews: NAME.localhost, NAME.<preview_domain>, /sites/NAME/...
-  for (const std::string suffix : {std::string(".localhost"), options_.preview_domain.empty() ? std::string() : "." + options_.preview_domain}) {
+  for (const std::string& suffix : {std::string(".localhost"), options_.preview_domain.empty() ? std::string() : "." + options_.preview_domain}) {
     if (suffix.empty() || host.size() <= suffix.size() || host.compare(host.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
     const std::string name = host.substr(0, host.size() - suffix.size());

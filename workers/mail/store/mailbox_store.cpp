@@ -48,6 +48,52 @@ constexpr sqlite::Migration kMigrations[] = {
         PRIMARY KEY (mailbox_id, uid)
       ) WITHOUT ROWID;
     )sql"},
+    // IMAP speed: a scan reads every byte of the rows it passes, so each thing read for a
+    // whole mailbox has a table of its own: lean message rows (SELECT), the ENVELOPE as IMAP
+    // sends it, rendered at delivery (FETCH ENVELOPE), the header section (SEARCH FROM/TO/
+    // HEADER), and the parsed summaries (BODYSTRUCTURE, sections). Messages stored before
+    // have no rendered ENVELOPE or header section: their JSON and files stand in.
+    {3, R"sql(
+      CREATE TABLE summaries (
+        mailbox_id     INTEGER NOT NULL,
+        uid            INTEGER NOT NULL,
+        envelope       TEXT NOT NULL DEFAULT '{}',
+        body_structure TEXT NOT NULL DEFAULT '{}'
+      );
+      INSERT INTO summaries (mailbox_id, uid, envelope, body_structure)
+        SELECT mailbox_id, uid, envelope, body_structure FROM messages;
+      CREATE UNIQUE INDEX summaries_by_uid ON summaries (mailbox_id, uid);
+      CREATE TABLE imap_envelopes (
+        mailbox_id INTEGER NOT NULL,
+        uid        INTEGER NOT NULL,
+        envelope   TEXT NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+      ) WITHOUT ROWID;
+      CREATE TABLE headers (
+        mailbox_id INTEGER NOT NULL,
+        uid        INTEGER NOT NULL,
+        header     BLOB NOT NULL
+      );
+      CREATE UNIQUE INDEX headers_by_uid ON headers (mailbox_id, uid);
+      CREATE TABLE lean_messages (
+        mailbox_id     INTEGER NOT NULL REFERENCES mailboxes (id),
+        uid            INTEGER NOT NULL,
+        modseq         INTEGER NOT NULL,
+        blob           TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        internal_date  INTEGER NOT NULL,
+        flags          INTEGER NOT NULL DEFAULT 0,
+        keywords       TEXT NOT NULL DEFAULT '',
+        message_id     TEXT NOT NULL DEFAULT '',
+        subject        TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (mailbox_id, uid)
+      ) WITHOUT ROWID;
+      INSERT INTO lean_messages SELECT mailbox_id, uid, modseq, blob, size, internal_date, flags, keywords, message_id,
+        subject FROM messages;
+      DROP TABLE messages;
+      ALTER TABLE lean_messages RENAME TO messages;
+      CREATE INDEX messages_by_blob ON messages (mailbox_id, blob);
+    )sql"},
 };
 
 bool valid_handle_path(const std::string& handle) {
@@ -60,9 +106,43 @@ bool valid_handle_path(const std::string& handle) {
 
 }  // namespace
 
+const CachedMessage* MailboxCache::find(int64_t uid) const {
+  const auto it = std::lower_bound(messages.begin(), messages.end(), uid, [](const CachedMessage& m, int64_t u) { return m.uid < u; });
+  return it != messages.end() && it->uid == uid ? &*it : nullptr;
+}
+
 struct MailboxStore::Index {
   std::mutex mutex;
   std::unique_ptr<sqlite::Database> db;
+  struct Held {
+    int holders = 0;
+    MailboxCache cache;
+  };
+  std::map<int64_t, Held> held;  // by mailbox id
+
+  MailboxCache* cached(int64_t id) {
+    const auto it = held.find(id);
+    return it == held.end() ? nullptr : &it->second.cache;
+  }
+
+  MailboxCache load(int64_t id) {
+    MailboxCache cache;
+    auto& box = db->prepare("SELECT uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
+    box.bind(1, id);
+    if (!box.step()) throw Error("no_such_mailbox", "no such mailbox", 404);
+    cache.uidvalidity = box.column_int64(0);
+    cache.uidnext = box.column_int64(1);
+    cache.highest_modseq = box.column_int64(2);
+    box.reset();
+    auto& rows = db->prepare(
+        "SELECT uid, modseq, size, internal_date, flags, blob, subject FROM messages WHERE mailbox_id = ?1 ORDER BY uid");
+    rows.bind(1, id);
+    while (rows.step())
+      cache.messages.push_back({rows.column_int64(0), rows.column_int64(1), rows.column_int64(2), rows.column_int64(3),
+                                static_cast<unsigned>(rows.column_int64(4)), rows.column_text(5), rows.column_text(6)});
+    rows.reset();
+    return cache;
+  }
 
   int64_t mailbox_id(const std::string& name) {
     auto& stmt = db->prepare("SELECT id FROM mailboxes WHERE name = ?1");
@@ -132,8 +212,8 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
   StoredMessage stored{next.column_int64(0), next.column_int64(1) + 1, mailbox, meta};
   next.reset();
   db.prepare(
-        "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, "
-        "envelope, body_structure) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
+        "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
       .bind(1, id)
       .bind(2, stored.uid)
       .bind(3, stored.modseq)
@@ -143,15 +223,27 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
       .bind(7, static_cast<int64_t>(meta.flags))
       .bind(8, meta.message_id)
       .bind(9, meta.subject)
-      .bind(10, meta.envelope)
-      .bind(11, meta.body_structure)
       .run();
+  db.prepare("INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) VALUES (?1, ?2, ?3, ?4)")
+      .bind(1, id).bind(2, stored.uid).bind(3, meta.envelope).bind(4, meta.body_structure)
+      .run();
+  if (!meta.imap_envelope.empty())
+    db.prepare("INSERT INTO imap_envelopes (mailbox_id, uid, envelope) VALUES (?1, ?2, ?3)")
+        .bind(1, id).bind(2, stored.uid).bind(3, meta.imap_envelope)
+        .run();
+  if (!meta.header.empty())
+    db.prepare("INSERT INTO headers (mailbox_id, uid, header) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, stored.uid).bind_blob(3, meta.header).run();
   db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1")
       .bind(1, id)
       .bind(2, stored.uid + 1)
       .bind(3, stored.modseq)
       .run();
   tx.commit();
+  if (auto* cache = ix.cached(id)) {
+    cache->messages.push_back({stored.uid, stored.modseq, meta.size, meta.internal_date, meta.flags, meta.blob, meta.subject});
+    cache->uidnext = stored.uid + 1;
+    cache->highest_modseq = stored.modseq;
+  }
   return stored;
 }
 
@@ -248,8 +340,11 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
   if (has_children) throw Error("has_children", "delete the mailboxes below " + mailbox + " first", 409);
   db.prepare("DELETE FROM messages WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM expunged WHERE mailbox_id = ?1").bind(1, id).run();
+  for (const char* table : {"summaries", "imap_envelopes", "headers"})
+    db.prepare(std::string("DELETE FROM ") + table + " WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM mailboxes WHERE id = ?1").bind(1, id).run();
   tx.commit();
+  ix.held.erase(id);
 }
 
 void MailboxStore::rename_mailbox(const std::string& handle, const std::string& from, const std::string& to) {
@@ -296,10 +391,100 @@ std::optional<std::pair<int64_t, int64_t>> MailboxStore::mailbox_state(const std
                                                                         const std::string& mailbox) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  auto& stmt = ix.db->prepare("SELECT uidnext, highest_modseq FROM mailboxes WHERE name = ?1");
+  auto& stmt = ix.db->prepare("SELECT id, uidnext, highest_modseq FROM mailboxes WHERE name = ?1");
   stmt.bind(1, mailbox);
   if (!stmt.step()) return std::nullopt;
-  std::pair<int64_t, int64_t> out{stmt.column_int64(0), stmt.column_int64(1)};
+  std::pair<int64_t, int64_t> out{stmt.column_int64(1), stmt.column_int64(2)};
+  stmt.reset();
+  return out;
+}
+
+std::optional<int64_t> MailboxStore::hold(const std::string& handle, const std::string& mailbox) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  int64_t id = 0;
+  try {
+    id = ix.mailbox_id(mailbox);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  auto& held = ix.held[id];
+  if (held.holders++ == 0) {
+    try {
+      held.cache = ix.load(id);
+    } catch (...) {
+      ix.held.erase(id);
+      throw;
+    }
+  }
+  return id;
+}
+
+void MailboxStore::release(const std::string& handle, int64_t mailbox_id) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  const auto it = ix.held.find(mailbox_id);
+  if (it != ix.held.end() && --it->second.holders <= 0) ix.held.erase(it);
+}
+
+bool MailboxStore::with_cache(const std::string& handle, const std::string& mailbox,
+                              const std::function<void(const MailboxCache&)>& read) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  int64_t id = 0;
+  try {
+    id = ix.mailbox_id(mailbox);
+  } catch (const Error&) {
+    return false;
+  }
+  if (const auto* cache = ix.cached(id)) {
+    read(*cache);
+  } else {
+    read(ix.load(id));
+  }
+  return true;
+}
+
+std::vector<EnvelopeText> MailboxStore::envelopes(const std::string& handle, const std::string& mailbox,
+                                                  const std::vector<int64_t>& uids) {
+  std::vector<EnvelopeText> out;
+  if (uids.empty()) return out;
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  const auto id = ix.mailbox_id(mailbox);
+  auto& stmt = ix.db->prepare("SELECT uid, envelope FROM imap_envelopes WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid");
+  stmt.bind(1, id).bind(2, uids.front()).bind(3, uids.back());
+  out.reserve(uids.size());
+  while (stmt.step()) {
+    const auto uid = stmt.column_int64(0);
+    if (std::binary_search(uids.begin(), uids.end(), uid)) out.push_back({uid, stmt.column_text(1), {}});
+  }
+  stmt.reset();
+  if (out.size() == uids.size()) return out;
+  // Messages stored before ENVELOPEs were rendered at delivery: their JSON.
+  std::vector<EnvelopeText> older;
+  auto& json = ix.db->prepare("SELECT envelope FROM summaries WHERE mailbox_id = ?1 AND uid = ?2");
+  auto have = out.begin();
+  for (const auto uid : uids) {
+    while (have != out.end() && have->uid < uid) ++have;
+    if (have != out.end() && have->uid == uid) continue;
+    json.bind(1, id).bind(2, uid);
+    if (json.step()) older.push_back({uid, {}, json.column_text(0)});
+    json.reset();
+  }
+  out.insert(out.end(), std::make_move_iterator(older.begin()), std::make_move_iterator(older.end()));
+  std::sort(out.begin(), out.end(), [](const EnvelopeText& a, const EnvelopeText& b) { return a.uid < b.uid; });
+  return out;
+}
+
+std::vector<std::pair<int64_t, std::string>> MailboxStore::headers(const std::string& handle, const std::string& mailbox,
+                                                                   int64_t first, int64_t last) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT uid, header FROM headers WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid");
+  stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, first).bind(3, last);
+  std::vector<std::pair<int64_t, std::string>> out;
+  while (stmt.step()) out.emplace_back(stmt.column_int64(0), stmt.column_text(1));
   stmt.reset();
   return out;
 }
@@ -308,7 +493,7 @@ std::pair<std::string, std::string> MailboxStore::summaries(const std::string& h
                                                             int64_t uid) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  auto& stmt = ix.db->prepare("SELECT envelope, body_structure FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+  auto& stmt = ix.db->prepare("SELECT envelope, body_structure FROM summaries WHERE mailbox_id = ?1 AND uid = ?2");
   stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, uid);
   if (!stmt.step()) return {"{}", "{}"};
   std::pair<std::string, std::string> out{stmt.column_text(0), stmt.column_text(1)};
@@ -348,6 +533,14 @@ std::vector<StoredMessage> MailboxStore::change_flags(const std::string& handle,
   }
   if (!changed.empty()) db.prepare("UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1").bind(1, id).bind(2, modseq).run();
   tx.commit();
+  if (auto* cache = ix.cached(id); cache && !changed.empty()) {
+    for (const auto& m : changed)
+      if (auto* row = const_cast<CachedMessage*>(cache->find(m.uid))) {
+        row->flags = m.meta.flags;
+        row->modseq = modseq;
+      }
+    cache->highest_modseq = modseq;
+  }
   return changed;
 }
 
@@ -366,19 +559,26 @@ std::vector<int64_t> MailboxStore::expunge(const std::string& handle, const std:
     if (!only || std::binary_search(only->begin(), only->end(), uid)) doomed.push_back(uid);
   }
   select.reset();
+  int64_t modseq = 0;
   if (!doomed.empty()) {
     db.prepare("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1").bind(1, id).run();
     auto& now = db.prepare("SELECT highest_modseq FROM mailboxes WHERE id = ?1");
     now.bind(1, id);
     now.step();
-    const int64_t modseq = now.column_int64(0);
+    modseq = now.column_int64(0);
     now.reset();
     for (const auto uid : doomed) {
       db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
+      for (const char* table : {"summaries", "imap_envelopes", "headers"})
+        db.prepare(std::string("DELETE FROM ") + table + " WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
       db.prepare("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, uid).bind(3, modseq).run();
     }
   }
   tx.commit();
+  if (auto* cache = ix.cached(id); cache && !doomed.empty()) {
+    std::erase_if(cache->messages, [&](const CachedMessage& m) { return std::binary_search(doomed.begin(), doomed.end(), m.uid); });
+    cache->highest_modseq = modseq;
+  }
   return doomed;
 }
 
@@ -400,15 +600,38 @@ std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& h
   for (const auto old : uids) {
     db.prepare(
           "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, keywords, message_id, "
-          "subject, envelope, body_structure) SELECT ?3, ?4, ?5, blob, size, internal_date, flags, keywords, "
-          "message_id, subject, envelope, body_structure FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+          "subject) SELECT ?3, ?4, ?5, blob, size, internal_date, flags, keywords, message_id, subject "
+          "FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
         .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).bind(5, modseq).run();
     if (db.changes() == 0) continue;
+    db.prepare(
+          "INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) SELECT ?3, ?4, envelope, body_structure "
+          "FROM summaries WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).run();
+    db.prepare("INSERT INTO imap_envelopes (mailbox_id, uid, envelope) SELECT ?3, ?4, envelope FROM imap_envelopes WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).run();
+    db.prepare("INSERT INTO headers (mailbox_id, uid, header) SELECT ?3, ?4, header FROM headers WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).run();
     out.emplace_back(old, uid++);
   }
   if (!out.empty())
     db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1").bind(1, target).bind(2, uid).bind(3, modseq).run();
+  // What the target's cache needs, read inside the transaction (the source may change after).
+  std::vector<CachedMessage> added;
+  if (ix.cached(target) && !out.empty()) {
+    auto& row = db.prepare("SELECT uid, modseq, size, internal_date, flags, blob, subject FROM messages WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid");
+    row.bind(1, target).bind(2, out.front().second);
+    while (row.step())
+      added.push_back({row.column_int64(0), row.column_int64(1), row.column_int64(2), row.column_int64(3),
+                       static_cast<unsigned>(row.column_int64(4)), row.column_text(5), row.column_text(6)});
+    row.reset();
+  }
   tx.commit();
+  if (auto* cache = ix.cached(target); cache && !out.empty()) {
+    for (auto& m : added) cache->messages.push_back(std::move(m));
+    cache->uidnext = uid;
+    cache->highest_modseq = modseq;
+  }
   return out;
 }
 

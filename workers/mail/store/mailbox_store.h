@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <utility>
 #include <memory>
@@ -30,6 +31,8 @@ struct MessageMeta {
   std::string subject;
   std::string envelope;        // JSON, for IMAP ENVELOPE and JMAP later
   std::string body_structure;  // JSON
+  std::string imap_envelope;   // ENVELOPE as IMAP sends it, rendered once at delivery
+  std::string header;          // the header section, for SEARCH FROM/TO/HEADER without the file
 };
 
 struct StoredMessage {
@@ -49,6 +52,27 @@ struct MailboxInfo {
   int64_t unseen = 0;
   int64_t bytes = 0;
   bool subscribed = true;
+};
+
+// What IMAP sessions read of every message of a mailbox, kept in memory while a session
+// has the mailbox selected and changed with the index, so SELECT, SEARCH on flags and
+// IDLE never go to SQLite.
+struct CachedMessage {
+  int64_t uid = 0, modseq = 0, size = 0, internal_date = 0;
+  unsigned flags = 0;
+  std::string blob, subject;
+};
+
+struct MailboxCache {
+  int64_t uidvalidity = 0, uidnext = 0, highest_modseq = 0;
+  std::vector<CachedMessage> messages;  // ascending UID
+  const CachedMessage* find(int64_t uid) const;
+};
+
+// A message's rendered ENVELOPE, or, for messages stored before it was kept, its JSON.
+struct EnvelopeText {
+  int64_t uid = 0;
+  std::string imap, json;
 };
 
 class MailboxStore {
@@ -82,6 +106,20 @@ class MailboxStore {
   // What changes whenever a message arrives, changes flags or goes: {uidnext, highest_modseq};
   // nullopt when there is no such mailbox. One small query, for IDLE and NOOP to poll.
   std::optional<std::pair<int64_t, int64_t>> mailbox_state(const std::string& handle, const std::string& mailbox);
+  // Keeps the mailbox's messages in memory until as many release() calls (SELECT and
+  // CLOSE).
+  // hold() returns the mailbox's id for release(), nullopt when there is no such mailbox.
+  std::optional<int64_t> hold(const std::string& handle, const std::string& mailbox);
+  void release(const std::string& handle, int64_t mailbox_id);
+  // Runs `read` on the mailbox as it is now, under the index's lock: keep it short (no
+  // file reads). Loads it for the call when nobody holds it. false: no such mailbox.
+  bool with_cache(const std::string& handle, const std::string& mailbox, const std::function<void(const MailboxCache&)>& read);
+  // ENVELOPEs of these UIDs (ascending) in one query; missing UIDs are left out.
+  std::vector<EnvelopeText> envelopes(const std::string& handle, const std::string& mailbox, const std::vector<int64_t>& uids);
+  // Header sections of the messages with UIDs in [first, last], ascending; messages stored
+  // before headers were kept are left out (read the file).
+  std::vector<std::pair<int64_t, std::string>> headers(const std::string& handle, const std::string& mailbox, int64_t first,
+                                                       int64_t last);
   // IMAP: a message's ENVELOPE and BODYSTRUCTURE JSON, as summarized at delivery.
   std::pair<std::string, std::string> summaries(const std::string& handle, const std::string& mailbox, int64_t uid);
   enum class FlagChange { add, remove, replace };
