@@ -414,6 +414,50 @@ def test_header_search_and_part_sections():
         shard.coop("down")
 
 
+def test_keywords():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        deliver(ports["smtp"], "one")
+        deliver(ports["smtp"], "two")
+        a, b = login(ports), login(ports)
+        typ, data = a.select("INBOX")
+        assert any(b"PERMANENTFLAGS" in r and b"\\*" in r for r in a.untagged_responses.get("OK", [])), a.untagged_responses
+        b.select("INBOX")
+        # A new keyword comes with a new FLAGS list first (RFC 9051 7.3.5); case is kept, not doubled.
+        typ, data = a.store("1", "+FLAGS", "($Forwarded Work)")
+        assert typ == "OK" and data[0] == b"1 (FLAGS ($Forwarded Work))", data
+        assert any(b"$Forwarded Work" in f for f in a.untagged_responses.get("FLAGS", [])), a.untagged_responses
+        assert a.store("1", "+FLAGS", "(work \\Seen)")[1][0] == b"1 (FLAGS (\\Seen $Forwarded Work))"
+        # The other session hears of it, keywords and all.
+        b.noop()
+        fetched = [r for r in b.untagged_responses.get("FETCH", []) if b"$Forwarded" in r]
+        assert fetched and b"Work" in fetched[-1], b.untagged_responses
+        assert b.search(None, "KEYWORD", "$forwarded")[1] == [b"1"]
+        assert b.search(None, "UNKEYWORD", "Work")[1] == [b"2"]
+        assert a.store("1", "-FLAGS", "(WORK)")[1][0] == b"1 (FLAGS (\\Seen $Forwarded))"
+        assert a.store("2", "FLAGS", "($Junk)")[1][0] == b"2 (FLAGS ($Junk))"
+        # APPEND with keywords; they survive COPY.
+        typ, data = a.append("INBOX", "(\\Flagged $Label1)", None, b"Subject: kept\r\n\r\nbody\r\n")
+        assert typ == "OK", data
+        a.noop()
+        assert a.fetch("3", "(FLAGS)")[1][0] == b"3 (FLAGS (\\Flagged $Label1))"
+        assert a.copy("3", "Archive")[0] == "OK"
+        a.select("Archive")
+        assert a.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Flagged $Label1))"
+        flags_line = a.untagged_responses.get("FLAGS", [b""])[-1]
+        assert b"$Label1" in flags_line, a.untagged_responses
+        # Not a keyword: BAD, nothing changed.
+        try:
+            a.store("1", "+FLAGS", "(bad]word)")
+            raise AssertionError("a bad keyword was taken")
+        except imaplib.IMAP4.error as e:
+            assert "not a flag" in str(e), e
+        assert a.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Flagged $Label1))"
+        a.logout()
+        b.logout()
+        shard.coop("down")
+
+
 def test_quota():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -448,7 +492,9 @@ def test_a_big_fetch_comes_in_pieces_and_whole():
         assert imap.select("INBOX")[1] == [b"600"]
         typ, data = imap.fetch("1:*", "(UID BODY.PEEK[])")
         bodies = [part[1] for part in data if isinstance(part, tuple)]
-        assert typ == "OK" and len(bodies) == 600
+        heads = [part[0][:40] for part in data if isinstance(part, tuple)]
+        assert typ == "OK" and len(bodies) == 600, (typ, len(bodies), heads[:3], heads[-3:],
+                                                    [d[:80] for d in data if not isinstance(d, tuple) and d != b")"][:5])
         assert all(f"number {i} ".encode() in body for i, body in enumerate(bodies))
         assert sum(len(b) for b in bodies) > 1_000_000  # several of the 256 KiB pieces
         imap.logout()
@@ -638,6 +684,7 @@ if __name__ == "__main__":
         test_two_sessions_and_idle_see_changes,
         test_condstore,
         test_header_search_and_part_sections,
+        test_keywords,
         test_quota,
         test_qresync,
         test_binary,

@@ -51,11 +51,30 @@ using imap::RawCommand;
 constexpr const char* kSystemFlags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
 constexpr unsigned kFlagBits[] = {kSeen, kAnswered, kFlagged, kDeleted, kDraft};
 
-std::string flags_text(unsigned flags) {
+std::string flags_text(unsigned flags, const std::string& keywords = {}) {
   std::string out = "(";
   for (std::size_t i = 0; i < 5; ++i)
     if (flags & kFlagBits[i]) out += (out.size() > 1 ? " " : "") + std::string(kSystemFlags[i]);
+  if (!keywords.empty()) out += (out.size() > 1 ? " " : "") + keywords;
   return out + ")";
+}
+
+// RFC 9051 9 flag-keyword: an atom, which never starts with "\".
+bool valid_keyword(std::string_view word) {
+  if (word.empty() || word.size() > 100 || word.front() == '\\') return false;
+  for (unsigned char c : word)
+    if (c <= 0x20 || c >= 0x7f || std::strchr("(){%*\"\\]", c)) return false;
+  return true;
+}
+
+bool has_keyword(std::string_view keywords, std::string_view keyword) {
+  const std::string wanted = ascii_lower(keyword);
+  for (std::size_t at = 0; at < keywords.size();) {
+    const auto end = std::min(keywords.find(' ', at), keywords.size());
+    if (ascii_lower(keywords.substr(at, end - at)) == wanted) return true;
+    at = end + 1;
+  }
+  return false;
 }
 
 std::optional<unsigned> flag_bit(const std::string& name) {
@@ -116,7 +135,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // ---- I/O on the strand ---------------------------------------------------------------
   void flush() {
-    if (writing_ || closed_) return;
+    // While a command runs on the pool it owns out_: its end posts the next flush().
+    if (writing_ || closed_ || busy_) return;
     if (out_.empty()) {
       if (state_ == State::logout) return finish();
       if (more_ && !busy_) {
@@ -173,6 +193,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Lets go of the selected mailbox's messages (CLOSE, UNSELECT, another SELECT, the end).
   void unselect() {
     messages_ = {};
+    keywords_ = {};
     if (held_) service().mailboxes().release(handle_, *held_);
     held_.reset();
   }
@@ -361,6 +382,43 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   MailService& service() { return *settings_->service; }
+
+  // ---- keywords (RFC 9051 2.3.2) ----------------------------------------------------------
+  const std::string& keywords_of(int64_t uid) const {
+    static const std::string none;
+    const auto it = keywords_.find(uid);
+    return it == keywords_.end() ? none : it->second;
+  }
+
+  void set_keywords(int64_t uid, std::string words) {
+    if (words.empty()) keywords_.erase(uid);
+    else keywords_[uid] = std::move(words);
+  }
+
+  std::string flag_list() const {
+    return "\\Answered \\Flagged \\Deleted \\Seen \\Draft" + (announced_.empty() ? std::string() : " " + announced_);
+  }
+
+  // Adds these keywords to the FLAGS list; true when one was new.
+  bool learn_keywords(std::string_view words) {
+    bool learned = false;
+    for (std::size_t at = 0; at < words.size();) {
+      const auto end = std::min(words.find(' ', at), words.size());
+      const auto word = words.substr(at, end - at);
+      if (!word.empty() && !has_keyword(announced_, word)) {
+        announced_ += (announced_.empty() ? "" : " ") + std::string(word);
+        learned = true;
+      }
+      at = end + 1;
+    }
+    return learned;
+  }
+
+  // RFC 9051 7.3.5: a client learns of a new keyword by a new FLAGS response, before the
+  // FETCH responses that show it.
+  void announce_keywords(std::string_view words) {
+    if (learn_keywords(words)) out_ += "* FLAGS (" + flag_list() + ")\r\n";
+  }
 
   void starttls(Cursor& c) {
     if (!c.at_end()) return bad("STARTTLS takes nothing");
@@ -602,15 +660,22 @@ class Session : public std::enable_shared_from_this<Session> {
     mailbox_ = *mailbox;
     read_only_ = examine;
     int64_t uidvalidity = 0;
+    keywords_.clear();
+    announced_.clear();
     service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
       messages_.reserve(cache.messages.size());
-      for (const auto& m : cache.messages) messages_.push_back(session_row(m));
+      for (const auto& m : cache.messages) {
+        messages_.push_back(session_row(m));
+        if (!m.keywords.empty()) keywords_.emplace(m.uid, m.keywords);
+      }
       uidvalidity = cache.uidvalidity;
       state_uidnext_ = cache.uidnext;
       state_modseq_ = cache.highest_modseq;
     });
-    out_ += "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n";
-    out_ += examine ? "* OK [PERMANENTFLAGS ()] read-only\r\n" : "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)] flags\r\n";
+    for (const auto& [uid, words] : keywords_) learn_keywords(words);
+    out_ += "* FLAGS (" + flag_list() + ")\r\n";
+    // RFC 9051 7.1: \\* says clients may make new keywords.
+    out_ += examine ? "* OK [PERMANENTFLAGS ()] read-only\r\n" : "* OK [PERMANENTFLAGS (" + flag_list() + " \\*)] flags\r\n";
     out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n* 0 RECENT\r\n";
     for (std::size_t i = 0; i < messages_.size(); ++i)
       if (!(messages_[i].flags & kSeen)) {
@@ -635,7 +700,7 @@ class Session : public std::enable_shared_from_this<Session> {
       for (std::size_t i = 0; i < messages_.size(); ++i)
         if (messages_[i].modseq > std::get<1>(*resync))
           out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(messages_[i].uid) + " FLAGS " +
-                  flags_text(messages_[i].flags) + " MODSEQ (" + std::to_string(messages_[i].modseq) + "))\r\n";
+                  flags_text(messages_[i].flags, keywords_of(messages_[i].uid)) + " MODSEQ (" + std::to_string(messages_[i].modseq) + "))\r\n";
     }
     state_ = State::selected;
     tagged(std::string(examine ? "OK [READ-ONLY]" : "OK [READ-WRITE]") + " " + (examine ? "EXAMINE" : "SELECT") + " completed");
@@ -750,6 +815,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void sync() {
     std::vector<int64_t> gone;
     std::vector<Message> now;  // this session's list with the store's flags, gone ones left out
+    std::vector<std::pair<int64_t, std::string>> keywords;  // of messages whose keywords changed
     bool changed = false;
     service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
       if (cache.uidnext == state_uidnext_ && cache.highest_modseq == state_modseq_) return;
@@ -765,17 +831,28 @@ class Session : public std::enable_shared_from_this<Session> {
           continue;
         }
         now.push_back(session_row(*fresh));
+        if (fresh->keywords != keywords_of(mine.uid)) keywords.emplace_back(mine.uid, fresh->keywords);
       }
       const int64_t last = messages_.empty() ? 0 : messages_.back().uid;
       for (const auto& m : cache.messages)
-        if (m.uid > last) now.push_back(session_row(m));
+        if (m.uid > last) {
+          now.push_back(session_row(m));
+          if (!m.keywords.empty()) keywords.emplace_back(m.uid, m.keywords);
+        }
     });
     if (!changed) return;
     forget(gone);  // EXPUNGE (or VANISHED) first, with the sequence numbers the client knows
+    std::set<int64_t> rekeyed;
+    for (auto& [uid, words] : keywords) {
+      announce_keywords(words);
+      set_keywords(uid, std::move(words));
+      rekeyed.insert(uid);
+    }
     for (std::size_t i = 0; i < messages_.size(); ++i) {
       const auto& fresh = now[i];
-      if (fresh.flags != messages_[i].flags)
-        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh.uid) + " FLAGS " + flags_text(fresh.flags) +
+      if (fresh.flags != messages_[i].flags || rekeyed.count(fresh.uid))
+        out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh.uid) + " FLAGS " +
+                flags_text(fresh.flags, keywords_of(fresh.uid)) +
                 (condstore_ ? " MODSEQ (" + std::to_string(fresh.modseq) + ")" : std::string()) + ")\r\n";
     }
     const bool grew = now.size() > messages_.size();
@@ -921,7 +998,7 @@ class Session : public std::enable_shared_from_this<Session> {
         using K = imap::FetchItem::Kind;
         switch (item.kind) {
           case K::uid: line += "UID " + std::to_string(m.uid); break;
-          case K::flags: line += "FLAGS " + flags_text(m.flags); break;
+          case K::flags: line += "FLAGS " + flags_text(m.flags, keywords_of(m.uid)); break;
           case K::internaldate: line += "INTERNALDATE " + imap::internal_date_text(m.internal_date); break;
           case K::size: line += "RFC822.SIZE " + std::to_string(m.size); break;
           case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
@@ -990,13 +1067,14 @@ class Session : public std::enable_shared_from_this<Session> {
       rest = rest.substr(1, rest.size() - 2);
     }
     unsigned flags = 0;
+    std::vector<std::string> keywords;
     std::size_t at = 0;
     while (at < rest.size()) {
       const auto end = std::min(rest.find(' ', at), rest.size());
       const auto word = rest.substr(at, end - at);
       if (auto bit = flag_bit(word)) flags |= *bit;
-      else if (word.empty() || word.front() == '\\') return bad("unknown flag " + word);
-      // keywords are not kept (PERMANENTFLAGS lists none)
+      else if (valid_keyword(word)) keywords.push_back(word);
+      else return bad("not a flag: " + reply_text(word));
       at = end + 1;
     }
     const auto chosen = resolve(*set_text, uid);
@@ -1010,20 +1088,28 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       uids.push_back(messages_[i].uid);
     }
-    const auto changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags);
+    std::vector<StoredMessage> changed;
+    try {
+      changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags, keywords);
+    } catch (const Error& e) {
+      if (e.code() != "too_many_keywords") throw;
+      return tagged("NO [LIMIT] " + reply_text(e.what()));
+    }
     std::map<int64_t, const StoredMessage*> now;
     for (const auto& m : changed) now[m.uid] = &m;
+    for (const auto& m : changed) announce_keywords(m.meta.keywords);
     for (auto i : *chosen) {
       auto& m = messages_[i];
       const auto it = now.find(m.uid);
       if (it != now.end()) {
         m.flags = it->second->meta.flags;
         m.modseq = it->second->modseq;
+        set_keywords(m.uid, it->second->meta.keywords);
       }
       if (silent && !(condstore_ && it != now.end())) continue;
       if (unchanged_since && std::find(uids.begin(), uids.end(), m.uid) == uids.end()) continue;
       out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
-              flags_text(m.flags) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
+              flags_text(m.flags, keywords_of(m.uid)) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
     }
     tagged(modified.empty() ? "OK STORE completed" : "OK [MODIFIED " + uid_set(modified) + "] conditional STORE failed for some");
   }
@@ -1088,6 +1174,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<std::string> mailbox;
     if (!c.space() || !(mailbox = c.mailbox()) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
     unsigned flags = 0;
+    std::string keywords;
     if (c.take('(')) {
       while (!c.take(')')) {
         c.take(' ');
@@ -1096,6 +1183,7 @@ class Session : public std::enable_shared_from_this<Session> {
         auto word = c.atom();
         if (!word) return bad("flag list");
         if (auto bit = flag_bit(flag + *word)) flags |= *bit;
+        else if (flag.empty() && valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
       }
       if (!c.space()) return bad("APPEND message");
     }
@@ -1108,12 +1196,14 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     auto message = c.string();
     if (!message) return bad("APPEND needs the message as a literal");
+    if (static_cast<std::size_t>(std::count(keywords.begin(), keywords.end(), ' ')) >= kMaxKeywords)
+      return tagged("NO [LIMIT] a message takes at most " + std::to_string(kMaxKeywords) + " keywords");
     const auto boxes = service().mailboxes().mailboxes(handle_);
     const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
     if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
     StoredMessage stored;
     try {
-      stored = service().append_new(handle_, *mailbox, *message, flags, date);
+      stored = service().append_new(handle_, *mailbox, *message, flags, date, keywords);
     } catch (const Error& e) {
       if (e.code() == "quota_exceeded") return tagged("NO [OVERQUOTA] the mailbox is full");
       throw;
@@ -1241,6 +1331,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (key == "UNANSWERED") return flag(kAnswered, false);
     if (key == "DRAFT") return flag(kDraft, true);
     if (key == "UNDRAFT") return flag(kDraft, false);
+    if (key == "KEYWORD" || key == "UNKEYWORD") {
+      const std::string word = w.next();
+      const bool set = key == "KEYWORD";
+      search_needs_row_ = true;
+      return Test([word, set](const Probe& p) { return p.row && has_keyword(p.row->keywords, word) == set; });
+    }
     if (key == "NEW" || key == "RECENT") return Test([](const Probe&) { return false; });
     if (key == "OLD") return Test([](const Probe&) { return true; });
     if (key == "NOT") {
@@ -1847,6 +1943,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string mailbox_;
   bool read_only_ = false;
   std::vector<Message> messages_;
+  std::unordered_map<int64_t, std::string> keywords_;  // of the messages that have any, by UID
+  std::string announced_;                              // keywords the last FLAGS response named
   std::optional<int64_t> held_;  // the selected mailbox's id while the store keeps its cache
   int64_t state_uidnext_ = 0, state_modseq_ = 0;
 };

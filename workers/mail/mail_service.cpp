@@ -150,12 +150,14 @@ StoredMessage MailService::append(const std::string& handle, const std::string& 
 }
 
 StoredMessage MailService::append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes,
-                                      unsigned flags, int64_t internal_date) {
+                                      unsigned flags, int64_t internal_date, const std::string& keywords) {
   const int64_t quota = quota_of(handle);
   if (quota > 0 && mailboxes_.usage(handle) + static_cast<int64_t>(bytes.size()) > quota)
     throw Error("quota_exceeded", handle + "'s mailbox is full", 552);
   const auto blob = blobs_.put(bytes);
-  return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), quota);
+  auto meta = describe(blob, bytes.size(), internal_date, flags);
+  meta.keywords = keywords;
+  return mailboxes_.append(handle, mailbox, meta, quota);
 }
 
 int64_t MailService::quota_of(const std::string& handle) {

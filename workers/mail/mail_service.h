@@ -56,7 +56,7 @@ class MailService {
   // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists; over the
   // member's quota, coop::Error("quota_exceeded", 552).
   StoredMessage append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
-                           int64_t internal_date);
+                           int64_t internal_date, const std::string& keywords = {});
 
  private:
   MessageMeta describe(const std::string& blob, uint64_t size, int64_t internal_date, unsigned flags);

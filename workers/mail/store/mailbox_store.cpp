@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <ctime>
+#include <utility>
 
 #include "common/error.h"
 #include "common/sqlite.h"
+#include "common/text.h"
 
 namespace coop::mail {
 
@@ -104,12 +106,42 @@ bool valid_handle_path(const std::string& handle) {
   return true;
 }
 
+// A message's keywords after a STORE: space-separated, in the order they came, each once
+// whatever its case.
+std::string changed_keywords(const std::string& before, MailboxStore::FlagChange change, const std::vector<std::string>& keywords) {
+  std::vector<std::string> now;
+  auto has = [&](const std::string& k) {
+    return std::any_of(now.begin(), now.end(), [&](const std::string& x) { return ascii_lower(x) == ascii_lower(k); });
+  };
+  if (change != MailboxStore::FlagChange::replace)
+    for (std::size_t at = 0; at < before.size();) {
+      const auto end = std::min(before.find(' ', at), before.size());
+      if (end > at) now.push_back(before.substr(at, end - at));
+      at = end + 1;
+    }
+  if (change == MailboxStore::FlagChange::remove) {
+    std::erase_if(now, [&](const std::string& x) {
+      return std::any_of(keywords.begin(), keywords.end(), [&](const std::string& k) { return ascii_lower(x) == ascii_lower(k); });
+    });
+  } else {
+    for (const auto& k : keywords)
+      if (!has(k)) now.push_back(k);
+  }
+  if (now.size() > kMaxKeywords)
+    throw Error("too_many_keywords", "a message takes at most " + std::to_string(kMaxKeywords) + " keywords", 400);
+  std::string out;
+  for (const auto& k : now) out += (out.empty() ? "" : " ") + k;
+  return out;
+}
+
 }  // namespace
 
 const CachedMessage* MailboxCache::find(int64_t uid) const {
   const auto it = std::lower_bound(messages.begin(), messages.end(), uid, [](const CachedMessage& m, int64_t u) { return m.uid < u; });
   return it != messages.end() && it->uid == uid ? &*it : nullptr;
 }
+
+CachedMessage* MailboxCache::find(int64_t uid) { return const_cast<CachedMessage*>(std::as_const(*this).find(uid)); }
 
 struct MailboxStore::Index {
   std::mutex mutex;
@@ -135,11 +167,12 @@ struct MailboxStore::Index {
     cache.highest_modseq = box.column_int64(2);
     box.reset();
     auto& rows = db->prepare(
-        "SELECT uid, modseq, size, internal_date, flags, blob, subject FROM messages WHERE mailbox_id = ?1 ORDER BY uid");
+        "SELECT uid, modseq, size, internal_date, flags, blob, subject, keywords FROM messages WHERE mailbox_id = ?1 ORDER BY uid");
     rows.bind(1, id);
     while (rows.step())
       cache.messages.push_back({rows.column_int64(0), rows.column_int64(1), rows.column_int64(2), rows.column_int64(3),
-                                static_cast<unsigned>(rows.column_int64(4)), rows.column_text(5), rows.column_text(6)});
+                                static_cast<unsigned>(rows.column_int64(4)), rows.column_text(5), rows.column_text(6),
+                                rows.column_text(7)});
     rows.reset();
     return cache;
   }
@@ -212,8 +245,8 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
   StoredMessage stored{next.column_int64(0), next.column_int64(1) + 1, mailbox, meta};
   next.reset();
   db.prepare(
-        "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+        "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, keywords) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
       .bind(1, id)
       .bind(2, stored.uid)
       .bind(3, stored.modseq)
@@ -223,6 +256,7 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
       .bind(7, static_cast<int64_t>(meta.flags))
       .bind(8, meta.message_id)
       .bind(9, meta.subject)
+      .bind(10, meta.keywords)
       .run();
   db.prepare("INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) VALUES (?1, ?2, ?3, ?4)")
       .bind(1, id).bind(2, stored.uid).bind(3, meta.envelope).bind(4, meta.body_structure)
@@ -240,7 +274,8 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
       .run();
   tx.commit();
   if (auto* cache = ix.cached(id)) {
-    cache->messages.push_back({stored.uid, stored.modseq, meta.size, meta.internal_date, meta.flags, meta.blob, meta.subject});
+    cache->messages.push_back(
+        {stored.uid, stored.modseq, meta.size, meta.internal_date, meta.flags, meta.blob, meta.subject, meta.keywords});
     cache->uidnext = stored.uid + 1;
     cache->highest_modseq = stored.modseq;
   }
@@ -502,7 +537,8 @@ std::pair<std::string, std::string> MailboxStore::summaries(const std::string& h
 }
 
 std::vector<StoredMessage> MailboxStore::change_flags(const std::string& handle, const std::string& mailbox,
-                                                      const std::vector<int64_t>& uids, FlagChange change, unsigned flags) {
+                                                      const std::vector<int64_t>& uids, FlagChange change, unsigned flags,
+                                                      const std::vector<std::string>& keywords) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& db = *ix.db;
@@ -515,28 +551,32 @@ std::vector<StoredMessage> MailboxStore::change_flags(const std::string& handle,
   modseq_now.reset();
   std::vector<StoredMessage> changed;
   for (const int64_t uid : uids) {
-    auto& read = db.prepare("SELECT flags FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
+    auto& read = db.prepare("SELECT flags, keywords FROM messages WHERE mailbox_id = ?1 AND uid = ?2");
     read.bind(1, id).bind(2, uid);
     if (!read.step()) continue;
     const auto before = static_cast<unsigned>(read.column_int64(0));
+    const auto keywords_before = read.column_text(1);
     read.reset();
     const unsigned after = change == FlagChange::add ? (before | flags) : change == FlagChange::remove ? (before & ~flags) : flags;
-    if (after == before) continue;
-    db.prepare("UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox_id = ?1 AND uid = ?2")
-        .bind(1, id).bind(2, uid).bind(3, static_cast<int64_t>(after)).bind(4, modseq).run();
+    const auto keywords_after = changed_keywords(keywords_before, change, keywords);
+    if (after == before && keywords_after == keywords_before) continue;
+    db.prepare("UPDATE messages SET flags = ?3, keywords = ?4, modseq = ?5 WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, id).bind(2, uid).bind(3, static_cast<int64_t>(after)).bind(4, keywords_after).bind(5, modseq).run();
     StoredMessage m;
     m.uid = uid;
     m.modseq = modseq;
     m.mailbox = mailbox;
     m.meta.flags = after;
+    m.meta.keywords = keywords_after;
     changed.push_back(std::move(m));
   }
   if (!changed.empty()) db.prepare("UPDATE mailboxes SET highest_modseq = ?2 WHERE id = ?1").bind(1, id).bind(2, modseq).run();
   tx.commit();
   if (auto* cache = ix.cached(id); cache && !changed.empty()) {
     for (const auto& m : changed)
-      if (auto* row = const_cast<CachedMessage*>(cache->find(m.uid))) {
+      if (auto* row = cache->find(m.uid)) {
         row->flags = m.meta.flags;
+        row->keywords = m.meta.keywords;
         row->modseq = modseq;
       }
     cache->highest_modseq = modseq;
@@ -619,11 +659,12 @@ std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& h
   // What the target's cache needs, read inside the transaction (the source may change after).
   std::vector<CachedMessage> added;
   if (ix.cached(target) && !out.empty()) {
-    auto& row = db.prepare("SELECT uid, modseq, size, internal_date, flags, blob, subject FROM messages WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid");
+    auto& row = db.prepare(
+        "SELECT uid, modseq, size, internal_date, flags, blob, subject, keywords FROM messages WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid");
     row.bind(1, target).bind(2, out.front().second);
     while (row.step())
       added.push_back({row.column_int64(0), row.column_int64(1), row.column_int64(2), row.column_int64(3),
-                       static_cast<unsigned>(row.column_int64(4)), row.column_text(5), row.column_text(6)});
+                       static_cast<unsigned>(row.column_int64(4)), row.column_text(5), row.column_text(6), row.column_text(7)});
     row.reset();
   }
   tx.commit();

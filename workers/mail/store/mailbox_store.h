@@ -27,6 +27,7 @@ struct MessageMeta {
   int64_t size = 0;
   int64_t internal_date = 0;  // unix seconds: when it arrived (IMAP INTERNALDATE)
   unsigned flags = 0;         // mailbox_formats.h Flag bits
+  std::string keywords;       // IMAP keywords ($Forwarded, $Junk, ...), space-separated
   std::string message_id;
   std::string subject;
   std::string envelope;        // JSON, for IMAP ENVELOPE and JMAP later
@@ -60,13 +61,14 @@ struct MailboxInfo {
 struct CachedMessage {
   int64_t uid = 0, modseq = 0, size = 0, internal_date = 0;
   unsigned flags = 0;
-  std::string blob, subject;
+  std::string blob, subject, keywords;
 };
 
 struct MailboxCache {
   int64_t uidvalidity = 0, uidnext = 0, highest_modseq = 0;
   std::vector<CachedMessage> messages;  // ascending UID
   const CachedMessage* find(int64_t uid) const;
+  CachedMessage* find(int64_t uid);
 };
 
 // A message's rendered ENVELOPE, or, for messages stored before it was kept, its JSON.
@@ -74,6 +76,8 @@ struct EnvelopeText {
   int64_t uid = 0;
   std::string imap, json;
 };
+
+inline constexpr std::size_t kMaxKeywords = 64;  // on one message
 
 class MailboxStore {
  public:
@@ -123,10 +127,13 @@ class MailboxStore {
   // IMAP: a message's ENVELOPE and BODYSTRUCTURE JSON, as summarized at delivery.
   std::pair<std::string, std::string> summaries(const std::string& handle, const std::string& mailbox, int64_t uid);
   enum class FlagChange { add, remove, replace };
-  // RFC 9051 6.4.6 STORE: changes the flags of these UIDs; the messages whose flags changed,
-  // each with the command's new MODSEQ (RFC 7162 3.1.3), in UID order.
+  // RFC 9051 6.4.6 STORE: changes the flags and keywords of these UIDs (keywords compare
+  // without regard to case, RFC 9051 2.3.2); the messages whose flags changed, each with the
+  // command's new MODSEQ (RFC 7162 3.1.3), in UID order. coop::Error("too_many_keywords",
+  // 400) past kMaxKeywords on a message, changing nothing.
   std::vector<StoredMessage> change_flags(const std::string& handle, const std::string& mailbox,
-                                          const std::vector<int64_t>& uids, FlagChange change, unsigned flags);
+                                          const std::vector<int64_t>& uids, FlagChange change, unsigned flags,
+                                          const std::vector<std::string>& keywords = {});
   // RFC 9051 6.4.3 EXPUNGE: removes the \Deleted messages (only those in `only`, when given,
   // for UID EXPUNGE); their UIDs in ascending order.
   std::vector<int64_t> expunge(const std::string& handle, const std::string& mailbox,
