@@ -4,7 +4,6 @@
 #include "workers/mail/imap_session.h"
 
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <nlohmann/json.hpp>
 #include <sodium.h>
 #include <spdlog/spdlog.h>
@@ -121,8 +120,7 @@ Message session_row(const CachedMessage& m) { return {m.uid, m.flags, m.size, m.
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings)
-      : conn_(std::move(connection)), settings_(std::move(settings)), reader_(kBeforeLogin),
-        idle_timer_(conn_->executor()) {}
+      : conn_(std::move(connection)), settings_(std::move(settings)), reader_(kBeforeLogin) {}
 
   void start() {
     conn_->set_idle_timeout(settings_->autologout);
@@ -144,6 +142,7 @@ class Session : public std::enable_shared_from_this<Session> {
         more_ = nullptr;
         return run_blocking(std::move(step));
       }
+      if (idling_ && idle_changed_) return idle_sync();
       if (!busy_) pump();
       return;
     }
@@ -177,7 +176,6 @@ class Session : public std::enable_shared_from_this<Session> {
   void finish() {
     if (closed_) return;
     closed_ = true;
-    idle_timer_.cancel();
     conn_->close();
     // The store's lock may wait on a commit: not on this thread.
     release_when_closed();
@@ -345,8 +343,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (name == "IDLE") {
       if (!c.at_end()) return bad("IDLE takes nothing");
       idling_ = true;
+      idle_changed_ = true;  // what changed since the last command comes first
       out_ += "+ idling\r\n";
-      schedule_idle_poll();
       return;
     }
     if (name == "LIST" || name == "LSUB") return run_blocking([this, c, name]() mutable { list(c, name == "LSUB"); });
@@ -653,7 +651,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     state_ = State::authenticated;  // RFC 9051 6.3.2: a failed SELECT leaves no mailbox selected
     // Held before the last one is let go: SELECT of the same mailbox keeps its cache.
-    const auto held = service().mailboxes().hold(handle_, *mailbox);
+    // The store tells of every change to the mailbox; an IDLE session answers at once.
+    auto changed = [weak = weak_from_this(), executor = conn_->executor()] {
+      asio::post(executor, [weak] {
+        if (auto self = weak.lock()) self->changed_elsewhere();
+      });
+    };
+    const auto held = service().mailboxes().hold(handle_, *mailbox, std::move(changed));
     unselect();
     held_ = held;
     if (!held_) return tagged("NO [NONEXISTENT] no such mailbox");
@@ -1901,24 +1905,23 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // ---- IDLE (RFC 2177 / RFC 9051 6.3.13) -------------------------------------------------
-  void schedule_idle_poll() {
-    idle_timer_.expires_after(settings_->idle_poll);
-    idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (ec || !self->idling_ || self->closed_) return;
-      // A client that is not reading what IDLE already sent gets nothing more piled up.
-      if (self->busy_ || self->writing_ || self->state_ != State::selected) return self->schedule_idle_poll();
-      self->run_blocking([self] {
-        self->sync();
-        asio::post(self->conn_->executor(), [self] {
-          if (self->idling_) self->schedule_idle_poll();
-        });
-      });
-    });
+  // On the connection's executor, after the store changed the selected mailbox.
+  void changed_elsewhere() {
+    if (!idling_ || closed_) return;
+    idle_changed_ = true;
+    // A client that is not reading what IDLE already sent gets nothing more piled up: the
+    // end of the write (or of the sync under way) looks again.
+    if (!busy_ && !writing_) idle_sync();
+  }
+
+  void idle_sync() {
+    idle_changed_ = false;
+    if (state_ != State::selected) return;
+    run_blocking([this] { sync(); });
   }
 
   void idle_line(const RawCommand& command) {
     idling_ = false;
-    idle_timer_.cancel();
     const std::string line = command.lines.empty() ? std::string() : upper(command.lines.front());
     if (line != "DONE") return bad("expected DONE");
     tagged("OK IDLE terminated");
@@ -1927,12 +1930,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<net::Connection> conn_;
   std::shared_ptr<const ImapSettings> settings_;
   CommandReader reader_;
-  asio::steady_timer idle_timer_;
   std::array<char, 16384> chunk_{};
   std::string out_, pending_;
   std::function<void()> after_write_;
   std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
+  bool idle_changed_ = false;  // the store changed the mailbox while IDLE could not answer yet
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;
   bool search_needs_row_ = false, search_needs_header_ = false;  // what the SEARCH being parsed reads
   std::vector<int64_t>* found_only_ = nullptr;  // SORT and THREAD borrow SEARCH's matching
@@ -1945,7 +1948,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<Message> messages_;
   std::unordered_map<int64_t, std::string> keywords_;  // of the messages that have any, by UID
   std::string announced_;                              // keywords the last FLAGS response named
-  std::optional<int64_t> held_;  // the selected mailbox's id while the store keeps its cache
+  std::optional<MailboxStore::Hold> held_;  // the selected mailbox, while the store keeps its cache
   int64_t state_uidnext_ = 0, state_modseq_ = 0;
 };
 

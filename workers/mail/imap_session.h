@@ -35,7 +35,6 @@ struct ImapSettings {
   bool plaintext_loopback = false;
   imap::ReaderLimits limits;
   std::chrono::milliseconds autologout{30 * 60 * 1000};  // RFC 9051 5.4: at least 30 minutes
-  std::chrono::milliseconds idle_poll{250};               // how often IDLE looks for changes
   control::Runner runner;
   MailService* service = nullptr;
   const Home* home = nullptr;

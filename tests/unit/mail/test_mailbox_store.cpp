@@ -185,3 +185,26 @@ TEST_CASE("mailbox store: an index of schema 2 moves its summaries aside and kee
   CHECK(store.find_blob("alice", "INBOX", "b2") == std::optional<int64_t>(2));
   CHECK(store.append("alice", "INBOX", meta("b3", "third"), 0).uid == 3);
 }
+
+TEST_CASE("mailbox store: a hold hears of every committed change until it is released", "[mail][store]") {
+  coop::test::TempDir dir;
+  MailboxStore store(dir.path());
+  int heard = 0, other = 0;
+  const auto hold = store.hold("alice", "INBOX", [&] { ++heard; });
+  const auto second = store.hold("alice", "INBOX", [&] { ++other; });
+  REQUIRE(hold);
+  REQUIRE(second);
+  store.append("alice", "INBOX", meta("b1", "one"), 0);
+  store.change_flags("alice", "INBOX", {1}, MailboxStore::FlagChange::add, kDeleted);
+  store.change_flags("alice", "INBOX", {1}, MailboxStore::FlagChange::add, kDeleted);  // no change: no news
+  store.expunge("alice", "INBOX", std::nullopt);
+  CHECK_THROWS_AS(store.append("alice", "INBOX", meta("b2", "big"), 50), coop::Error);  // refused: no news
+  store.append("alice", "Archive", meta("b3", "elsewhere"), 0);
+  CHECK(heard == 3);
+  store.release("alice", *hold);
+  store.append("alice", "INBOX", meta("b4", "after"), 0);
+  CHECK(heard == 3);
+  CHECK(other == 4);  // the other hold still hears, and keeps the cache
+  store.with_cache("alice", "INBOX", [](const MailboxCache& cache) { CHECK(cache.messages.size() == 1); });
+  store.release("alice", *second);
+}

@@ -149,12 +149,19 @@ struct MailboxStore::Index {
   struct Held {
     int holders = 0;
     MailboxCache cache;
+    std::map<uint64_t, std::function<void()>> watchers;
   };
   std::map<int64_t, Held> held;  // by mailbox id
+  uint64_t next_watcher = 1;
 
   MailboxCache* cached(int64_t id) {
     const auto it = held.find(id);
     return it == held.end() ? nullptr : &it->second.cache;
+  }
+
+  void notify(int64_t id) {
+    if (const auto it = held.find(id); it != held.end())
+      for (const auto& [token, changed] : it->second.watchers) changed();
   }
 
   MailboxCache load(int64_t id) {
@@ -278,6 +285,7 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
         {stored.uid, stored.modseq, meta.size, meta.internal_date, meta.flags, meta.blob, meta.subject, meta.keywords});
     cache->uidnext = stored.uid + 1;
     cache->highest_modseq = stored.modseq;
+    ix.notify(id);
   }
   return stored;
 }
@@ -434,7 +442,8 @@ std::optional<std::pair<int64_t, int64_t>> MailboxStore::mailbox_state(const std
   return out;
 }
 
-std::optional<int64_t> MailboxStore::hold(const std::string& handle, const std::string& mailbox) {
+std::optional<MailboxStore::Hold> MailboxStore::hold(const std::string& handle, const std::string& mailbox,
+                                                     std::function<void()> changed) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   int64_t id = 0;
@@ -444,7 +453,7 @@ std::optional<int64_t> MailboxStore::hold(const std::string& handle, const std::
     return std::nullopt;
   }
   auto& held = ix.held[id];
-  if (held.holders++ == 0) {
+  if (held.holders == 0) {
     try {
       held.cache = ix.load(id);
     } catch (...) {
@@ -452,14 +461,22 @@ std::optional<int64_t> MailboxStore::hold(const std::string& handle, const std::
       throw;
     }
   }
-  return id;
+  ++held.holders;
+  Hold out{id, 0};
+  if (changed) {
+    out.watcher = ix.next_watcher++;
+    held.watchers.emplace(out.watcher, std::move(changed));
+  }
+  return out;
 }
 
-void MailboxStore::release(const std::string& handle, int64_t mailbox_id) {
+void MailboxStore::release(const std::string& handle, const Hold& hold) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  const auto it = ix.held.find(mailbox_id);
-  if (it != ix.held.end() && --it->second.holders <= 0) ix.held.erase(it);
+  const auto it = ix.held.find(hold.mailbox_id);
+  // A mailbox deleted meanwhile lost its holds; its id may now be another's.
+  if (it == ix.held.end() || (hold.watcher != 0 && it->second.watchers.erase(hold.watcher) == 0)) return;
+  if (--it->second.holders <= 0) ix.held.erase(it);
 }
 
 bool MailboxStore::with_cache(const std::string& handle, const std::string& mailbox,
@@ -580,6 +597,7 @@ std::vector<StoredMessage> MailboxStore::change_flags(const std::string& handle,
         row->modseq = modseq;
       }
     cache->highest_modseq = modseq;
+    ix.notify(id);
   }
   return changed;
 }
@@ -618,6 +636,7 @@ std::vector<int64_t> MailboxStore::expunge(const std::string& handle, const std:
   if (auto* cache = ix.cached(id); cache && !doomed.empty()) {
     std::erase_if(cache->messages, [&](const CachedMessage& m) { return std::binary_search(doomed.begin(), doomed.end(), m.uid); });
     cache->highest_modseq = modseq;
+    ix.notify(id);
   }
   return doomed;
 }
@@ -672,6 +691,7 @@ std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& h
     for (auto& m : added) cache->messages.push_back(std::move(m));
     cache->uidnext = uid;
     cache->highest_modseq = modseq;
+    ix.notify(target);
   }
   return out;
 }

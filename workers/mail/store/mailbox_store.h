@@ -111,10 +111,15 @@ class MailboxStore {
   // nullopt when there is no such mailbox. One small query, for IDLE and NOOP to poll.
   std::optional<std::pair<int64_t, int64_t>> mailbox_state(const std::string& handle, const std::string& mailbox);
   // Keeps the mailbox's messages in memory until as many release() calls (SELECT and
-  // CLOSE).
-  // hold() returns the mailbox's id for release(), nullopt when there is no such mailbox.
-  std::optional<int64_t> hold(const std::string& handle, const std::string& mailbox);
-  void release(const std::string& handle, int64_t mailbox_id);
+  // CLOSE), and calls `changed` after each committed change to it (IDLE): on the thread
+  // that made the change, under the index's lock, so it must only hand work on (post).
+  // nullopt when there is no such mailbox.
+  struct Hold {
+    int64_t mailbox_id = 0;
+    uint64_t watcher = 0;
+  };
+  std::optional<Hold> hold(const std::string& handle, const std::string& mailbox, std::function<void()> changed = {});
+  void release(const std::string& handle, const Hold& hold);
   // Runs `read` on the mailbox as it is now, under the index's lock: keep it short (no
   // file reads). Loads it for the call when nobody holds it. false: no such mailbox.
   bool with_cache(const std::string& handle, const std::string& mailbox, const std::function<void(const MailboxCache&)>& read);
