@@ -311,6 +311,19 @@ def test_sort_and_thread():
         imap.select("Drafts")
         typ, data = imap.thread("REFERENCES", "UTF-8", "ALL")
         assert typ == "OK" and data == [b"(1 (2 3)(4))(5)(6)"], data
+        # Step 5 (RFC 5256 3): same base subject, no references. A reply joins the original; two
+        # originals go under a dummy; a thread whose root is a dummy takes the others in.
+        imap.select("Archive")
+        for mid, refs, subject, day in [("g", "", "Party", 1), ("h", "", "Re: Party", 2), ("i", "", "Cake", 3),
+                                        ("j", "", "Cake", 4), ("k", "", "[Fwd: Cake]", 5),
+                                        ("m", "<missing>", "Tea", 6), ("n", "<missing>", "Re: Tea", 7), ("o", "", "Re: Tea", 8)]:
+            headers = f"Message-ID: <{mid}>\r\nSubject: {subject}\r\nDate: Mon, {day:02d} Nov 2026 10:00:00 +0000\r\n"
+            if refs:
+                headers += f"References: {refs}\r\n"
+            assert imap.append("Archive", None, None, (headers + "\r\nbody\r\n").encode())[0] == "OK"
+        imap.select("Archive")
+        typ, data = imap.thread("REFERENCES", "UTF-8", "ALL")
+        assert typ == "OK" and data == [b"(1 2)((3)(4)(5))((6)(7)(8))"], data
         imap.logout()
         shard.coop("down")
 

@@ -1518,12 +1518,15 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- SORT and THREAD (RFC 5256) ----------------------------------------------------------
   struct SortKeys {
     std::string subject;  // base subject (2.1)
+    bool reply = false;   // the subject said Re:, Fwd:, (fwd) or [Fwd: ...] (THREAD step 5)
     int64_t date = 0;     // sent date, else arrival
     std::string from, to, cc;
   };
 
-  // RFC 5256 2.1: the base subject, without Re:/Fwd:/[blob] prefixes and (fwd) trailers.
-  static std::string base_subject(std::string subject) {
+  // RFC 5256 2.1: the base subject, without Re:/Fwd:/[blob] prefixes, (fwd) trailers and
+  // [Fwd: ...] wrappers; `reply` tells whether a reply or forward marker went.
+  static std::string base_subject(std::string subject, bool* reply = nullptr) {
+    bool marked = false;
     std::string text;
     for (char ch : subject) {
       const char c = (ch == '\t' || ch == '\r' || ch == '\n') ? ' ' : ch;
@@ -1537,7 +1540,15 @@ class Session : public std::enable_shared_from_this<Session> {
       if (lower.size() >= 5 && lower.compare(lower.size() - 5, 5, "(fwd)") == 0) {
         text.resize(text.size() - 5);
         while (!text.empty() && text.back() == ' ') text.pop_back();
-        changed = true;
+        changed = marked = true;
+        continue;
+      }
+      // 2.1 step 5: "[fwd:" subject "]" is the subject.
+      if (lower.size() > 6 && lower.rfind("[fwd:", 0) == 0 && lower.back() == ']') {
+        text = text.substr(5, text.size() - 6);
+        while (!text.empty() && text.front() == ' ') text.erase(0, 1);
+        while (!text.empty() && text.back() == ' ') text.pop_back();
+        changed = marked = true;
         continue;
       }
       std::size_t at = 0;
@@ -1555,6 +1566,7 @@ class Session : public std::enable_shared_from_this<Session> {
           after = skip_blob(after);
           if (after < text.size() && text[after] == ':') {
             at = after + 1;
+            marked = true;
             break;
           }
         }
@@ -1568,6 +1580,7 @@ class Session : public std::enable_shared_from_this<Session> {
         changed = true;
       }
     }
+    if (reply) *reply = marked;
     return ascii_lower(text);
   }
 
@@ -1610,7 +1623,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return ascii_lower(a.value("mailbox", nlohmann::json()).is_string() ? a["mailbox"].get<std::string>() : std::string());
     };
     const std::string subject = envelope.is_object() && envelope.value("subject", nlohmann::json()).is_string() ? envelope["subject"].get<std::string>() : "";
-    k.subject = base_subject(subject);
+    k.subject = base_subject(subject, &k.reply);
     const std::string date = envelope.is_object() && envelope.value("date", nlohmann::json()).is_string() ? envelope["date"].get<std::string>() : "";
     k.date = sent_date(date).value_or(messages_[i].internal_date);
     k.from = first_mailbox("from");
@@ -1857,33 +1870,59 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<Node*> pruned;
     for (Node* root : roots)
       for (Node* k : prune(root, true)) pruned.push_back(k);
-    // Step 5: siblings in sent order; a dummy dates from its first child.
+    // Step 5: threads whose subjects have the same base subject become one. (B) one root per
+    // subject: a dummy before a message, an original before a reply or forward.
+    auto keys_of_root = [&](Node* n) -> const SortKeys* {
+      Node* m = n->message ? n : (n->children.empty() ? nullptr : n->children.front());
+      return m && m->message ? &keys[*m->message] : nullptr;
+    };
+    std::map<std::string, Node*> table;
+    for (Node* n : pruned) {
+      const SortKeys* k = keys_of_root(n);
+      if (!k || k->subject.empty()) continue;
+      const auto [it, added] = table.emplace(k->subject, n);
+      Node* had = it->second;
+      if (!added && had->message && (!n->message || (keys[*had->message].reply && !k->reply))) it->second = n;
+    }
+    // (C) the others join it: a dummy's children become siblings, a message under a dummy or a
+    // reply under an original becomes a child, otherwise a new dummy holds both.
+    std::set<Node*> gone;
+    std::vector<Node*> roots_now = pruned;
+    auto adopt = [](Node* parent, Node* child) {
+      child->parent = parent;
+      parent->children.push_back(child);
+    };
+    for (Node* n : pruned) {
+      const SortKeys* k = keys_of_root(n);
+      if (!k || k->subject.empty()) continue;
+      Node*& had = table[k->subject];
+      if (had == n) continue;
+      if (!had->message && !n->message) {
+        for (Node* child : n->children) adopt(had, child);
+        n->children.clear();
+        gone.insert(n);
+      } else if (!had->message || (k->reply && !keys[*had->message].reply)) {
+        adopt(had, n);
+      } else {
+        Node* dummy = &nodes.emplace_back();
+        adopt(dummy, had);
+        adopt(dummy, n);
+        roots_now.push_back(dummy);
+        had = dummy;
+      }
+    }
+    Node top;  // the root of step 2, to sort its children with everything else
+    for (Node* n : roots_now)
+      if (!n->parent && !gone.count(n)) top.children.push_back(n);
+    // Step 6: every set of siblings in sent order, the deepest first; a dummy dates from its
+    // first child.
     std::function<void(Node*)> order = [&](Node* node) {
       for (Node* child : node->children) order(child);
       std::stable_sort(node->children.begin(), node->children.end(), [](Node* a, Node* b) { return a->date < b->date; });
       if (!node->message && !node->children.empty()) node->date = node->children.front()->date;
     };
-    for (Node* root : pruned) order(root);
-    // Step 6 (simplified): roots with the same base subject become one thread, the earliest
-    // the parent of the others.
-    std::stable_sort(pruned.begin(), pruned.end(), [](Node* a, Node* b) { return a->date < b->date; });
-    std::map<std::string, Node*> by_subject;
-    std::vector<Node*> threads;
-    auto subject_of = [&](Node* n) {
-      Node* m = n->message ? n : (n->children.empty() ? nullptr : n->children.front());
-      return m && m->message ? keys[*m->message].subject : std::string();
-    };
-    for (Node* root : pruned) {
-      const std::string subject = subject_of(root);
-      if (!subject.empty() && by_subject.count(subject)) {
-        Node* first = by_subject[subject];
-        root->parent = first;
-        first->children.push_back(root);
-        continue;
-      }
-      if (!subject.empty()) by_subject[subject] = root;
-      threads.push_back(root);
-    }
+    order(&top);
+    const std::vector<Node*>& threads = top.children;
     auto id = [&](std::size_t i) { return std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1)); };
     // RFC 5256 4: a single child continues the list; several are each parenthesized.
     std::function<std::string(Node*)> render = [&](Node* node) {
