@@ -194,6 +194,23 @@ def test_mailboxes_fetch_search_store_copy_move_expunge_append():
         assert imap.delete("Work")[0] == "NO"
         assert imap.delete("Work/2027")[0] == "OK" and imap.delete("Work")[0] == "OK"
         assert imap.delete("INBOX")[0] == "NO" and imap.delete("Nowhere")[0] == "NO"
+        # RENAME INBOX (RFC 9051 6.3.6): its messages move, INBOX stays, empty, with its children;
+        # a second session with INBOX selected sees them expunged.
+        other = login(ports)
+        other.select("INBOX")
+        inbox_count = int(imap.status("INBOX", "(MESSAGES)")[1][0].split()[-1].rstrip(b")"))
+        assert inbox_count > 0
+        assert imap.create("INBOX/Kept")[0] == "OK"
+        assert imap.rename("INBOX", '"Old mail"')[0] == "OK"
+        assert imap.status("INBOX", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 0)")
+        assert imap.status('"Old mail"', "(MESSAGES)")[1][0].endswith(f"(MESSAGES {inbox_count})".encode())
+        assert b"INBOX/Kept" in b" ".join(imap.list('""', "*")[1])
+        other.noop()
+        assert len(other.untagged_responses.get("EXPUNGE", [])) == inbox_count, other.untagged_responses
+        assert other.search(None, "ALL")[1] == [b""]
+        other.logout()
+        imap.select('"Old mail"')
+        assert imap.search(None, "ALL")[1][0].split()[-1] == str(inbox_count).encode()
         # Subscriptions: LSUB lists the subscribed ones.
         assert imap.unsubscribe("Junk")[0] == "OK"
         subscribed = b" ".join(imap.lsub('""', "*")[1])

@@ -769,8 +769,8 @@ class Session : public std::enable_shared_from_this<Session> {
       const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "exists" ? "ALREADYEXISTS" : "CANNOT";
       return tagged("NO [" + code + "] " + reply_text(e.what()));
     }
-    // The selected mailbox may be the one renamed or below it.
-    if (state_ == State::selected && (mailbox_ == *from || mailbox_.rfind(*from + "/", 0) == 0))
+    // The selected mailbox may be the one renamed or below it (INBOX stays where it is).
+    if (state_ == State::selected && *from != "INBOX" && (mailbox_ == *from || mailbox_.rfind(*from + "/", 0) == 0))
       mailbox_ = *to + mailbox_.substr(from->size());
     tagged("OK RENAME completed");
   }

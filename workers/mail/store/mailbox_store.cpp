@@ -394,17 +394,43 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
   bool ok = !to.empty() && to.size() <= 255 && to.front() != '/' && to.back() != '/' && to != "INBOX";
   for (unsigned char c : to) ok = ok && c >= 0x20 && c != 0x7f;
   if (!ok) throw Error("invalid_mailbox", "invalid mailbox name '" + to + "'", 400);
-  if (from == "INBOX") throw Error("cannot", "renaming INBOX is not supported", 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& db = *ix.db;
   sqlite::Transaction tx(db);
-  ix.mailbox_id(from);
+  const auto id = ix.mailbox_id(from);
   auto& taken = db.prepare("SELECT 1 FROM mailboxes WHERE name = ?1 OR instr(name, ?2) = 1 LIMIT 1");
   taken.bind(1, to).bind(2, to + "/");
   const bool exists = taken.step();
   taken.reset();
   if (exists) throw Error("exists", "there is a mailbox " + to + " already", 409);
+  if (from == "INBOX") {
+    // RFC 9051 6.3.6: renaming INBOX moves its messages to a new mailbox and leaves INBOX
+    // empty; the mailboxes below INBOX stay. The messages keep their UIDs in the new
+    // mailbox (a new UIDVALIDITY); INBOX's clients see them expunged.
+    db.prepare("INSERT INTO mailboxes (name, uidvalidity, uidnext, highest_modseq) "
+               "SELECT ?2, ?3, uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
+        .bind(1, id).bind(2, to).bind(3, static_cast<int64_t>(::time(nullptr)))
+        .run();
+    const auto moved_to = db.last_insert_rowid();
+    db.prepare("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1").bind(1, id).run();
+    auto& now = db.prepare("SELECT highest_modseq FROM mailboxes WHERE id = ?1");
+    now.bind(1, id);
+    now.step();
+    const int64_t modseq = now.column_int64(0);
+    now.reset();
+    db.prepare("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) SELECT mailbox_id, uid, ?2 FROM messages WHERE mailbox_id = ?1")
+        .bind(1, id).bind(2, modseq).run();
+    for (const char* table : {"messages", "summaries", "imap_envelopes", "headers"})
+      db.prepare(std::string("UPDATE ") + table + " SET mailbox_id = ?2 WHERE mailbox_id = ?1").bind(1, id).bind(2, moved_to).run();
+    tx.commit();
+    if (auto* cache = ix.cached(id)) {
+      cache->messages.clear();
+      cache->highest_modseq = modseq;
+      ix.notify(id);
+    }
+    return;
+  }
   // The mailbox and everything below it: "from/x" becomes "to/x".
   db.prepare("UPDATE mailboxes SET name = ?2 || substr(name, length(?1) + 1) WHERE name = ?1 OR instr(name, ?1 || '/') = 1")
       .bind(1, from).bind(2, to)

@@ -103,7 +103,8 @@ class MailboxStore {
   // INBOX, ("has_children", 409) when others are below it, ("no_such_mailbox", 404).
   void delete_mailbox(const std::string& handle, const std::string& mailbox);
   // RFC 9051 6.3.5 RENAME: the mailbox and those below it; ("exists", 409) when `to` is taken.
-  // UIDVALIDITY stays: the messages and their UIDs do not change.
+  // UIDVALIDITY stays: the messages and their UIDs do not change. INBOX is the exception
+  // (6.3.6): its messages move to a new mailbox `to`, INBOX stays, empty, with its children.
   void rename_mailbox(const std::string& handle, const std::string& from, const std::string& to);
   // RFC 9051 6.3.7-6.3.8 SUBSCRIBE/UNSUBSCRIBE.
   void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
