@@ -406,7 +406,27 @@ def test_binary():
             raise AssertionError("BINARY of a header was taken")
         except imaplib.IMAP4.error as e:
             assert "BAD" in str(e) or "FETCH items" in str(e), e
+        # BINARY[] is the whole message as stored.
+        typ, data = imap.fetch("1", "(BINARY.PEEK[])")
+        assert data[0][1] == msg.as_bytes().replace(b"\n", b"\r\n"), data[0][0]
         imap.logout()
+        # RFC 3516 4.4: APPEND takes a literal8, 8-bit bytes and all.
+        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(f'a LOGIN alice "{STRONG}"\r\n'.encode())
+        assert reader.readline().startswith(b"a OK")
+        eight_bit = "Subject: octets\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße, ½ € \r\n".encode()
+        raw.sendall(b"b APPEND INBOX ~{%d}\r\n" % len(eight_bit))
+        assert reader.readline().startswith(b"+")
+        raw.sendall(eight_bit + b"\r\n")
+        assert reader.readline().startswith(b"b OK [APPENDUID"), "literal8 APPEND refused"
+        raw.sendall(b"c SELECT INBOX\r\nd FETCH 2 (BINARY.PEEK[1])\r\n")
+        while not (line := reader.readline()).startswith(b"* 2 FETCH"):
+            assert not line.startswith(b"d "), line
+        size = int(re.search(rb"\{(\d+)\}", line).group(1))
+        assert reader.read(size) == "Grüße, ½ € \r\n".encode()
+        raw.close()
         shard.coop("down")
 
 

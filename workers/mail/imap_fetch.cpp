@@ -352,6 +352,15 @@ std::optional<std::string> base64_decode(std::string_view in) {
 }  // namespace
 
 std::optional<std::string> binary_section(std::string_view message, const FetchItem& item, const std::string& body_structure_json) {
+  if (item.spec.empty()) {
+    // BINARY[]: the whole message, a MIME entity whose header names its encodings, as stored.
+    std::string whole(message);
+    if (item.partial) {
+      const auto [offset, length] = *item.partial;
+      whole = offset >= whole.size() ? std::string() : whole.substr(offset, length);
+    }
+    return whole;
+  }
   const json structure = json::parse(body_structure_json, nullptr, false);
   if (!structure.is_object()) return std::nullopt;
   const bool multipart = structure.contains("parts");
