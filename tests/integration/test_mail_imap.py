@@ -508,6 +508,41 @@ def test_keywords():
         shard.coop("down")
 
 
+def test_mailbox_names_in_utf7_and_utf8():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        # imaplib speaks IMAP4rev1 without ENABLE: modified UTF-7 both ways (RFC 3501 5.1.3).
+        imap = login(ports)
+        assert "UTF8=ACCEPT" in imap.capabilities
+        assert imap.create("Caf&AOk-/&ZeVnLIqe-")[0] == "OK"
+        names = b" ".join(imap.list('""', "Caf*")[1])
+        assert b'"Caf&AOk-"' in names and b'"Caf&AOk-/&ZeVnLIqe-"' in names, names
+        # The parent does not exist: listed as \\Noselect so clients can show the hierarchy.
+        assert b'(\\Noselect \\HasChildren) "/" "Caf&AOk-"' in names, names
+        assert imap.select("Caf&AOk-/&ZeVnLIqe-")[0] == "OK"
+        assert imap.create("Caf&AOk-")[0] == "OK"
+        assert imap.status("Caf&AOk-", "(MESSAGES)")[1][0].startswith(b'"Caf&AOk-"')
+        # After ENABLE UTF8=ACCEPT (RFC 6855) the same mailboxes have UTF-8 names.
+        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(f'a LOGIN alice "{STRONG}"\r\nb ENABLE UTF8=ACCEPT\r\nc LIST "" "Caf*"\r\n'.encode())
+        seen = b""
+        while not (line := reader.readline()).startswith(b"c "):
+            seen += line
+            if line.rstrip().endswith(b"}"):  # a literal (8-bit text)
+                seen += reader.read(int(line.rstrip()[line.rindex(b"{") + 1:-1]))
+        assert b"* ENABLED UTF8=ACCEPT" in seen, seen
+        assert "Café/日本語".encode() in seen and b"&AOk-" not in seen, seen
+        raw.sendall('d SELECT "Café/日本語"\r\n'.encode())
+        while not (line := reader.readline()).startswith(b"d "):
+            pass
+        assert line.startswith(b"d OK"), line
+        raw.close()
+        imap.logout()
+        shard.coop("down")
+
+
 def test_quota():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -735,6 +770,7 @@ if __name__ == "__main__":
         test_condstore,
         test_header_search_and_part_sections,
         test_keywords,
+        test_mailbox_names_in_utf7_and_utf8,
         test_quota,
         test_qresync,
         test_binary,

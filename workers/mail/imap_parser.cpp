@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 
 #include "common/text.h"
 
@@ -351,6 +352,132 @@ std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t ma
 std::string normalize_mailbox(std::string name) {
   if (ascii_lower(name) == "inbox") return "INBOX";
   return name;
+}
+
+namespace {
+
+// RFC 3501 5.1.3: base64 with "," for "/", no padding.
+constexpr char kUtf7Alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+// The code points of valid UTF-8 (the store keeps names as UTF-8), nullopt when it is not.
+std::optional<std::vector<uint32_t>> code_points(std::string_view utf8) {
+  if (!is_valid_utf8(utf8)) return std::nullopt;
+  std::vector<uint32_t> out;
+  for (std::size_t i = 0; i < utf8.size();) {
+    const auto c = static_cast<unsigned char>(utf8[i]);
+    const int extra = c < 0x80 ? 0 : c < 0xe0 ? 1 : c < 0xf0 ? 2 : 3;
+    uint32_t cp = extra == 0 ? c : extra == 1 ? (c & 0x1f) : extra == 2 ? (c & 0x0f) : (c & 0x07);
+    for (int k = 1; k <= extra; ++k) cp = (cp << 6) | (static_cast<unsigned char>(utf8[i + k]) & 0x3f);
+    out.push_back(cp);
+    i += extra + 1;
+  }
+  return out;
+}
+
+void append_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xc0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3f));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xe0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (cp & 0x3f));
+  } else {
+    out += static_cast<char>(0xf0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (cp & 0x3f));
+  }
+}
+
+}  // namespace
+
+std::string to_modified_utf7(std::string_view utf8) {
+  const auto points = code_points(utf8);
+  if (!points) return std::string(utf8);  // not UTF-8: nothing better to send
+  std::string out;
+  std::vector<uint16_t> run;  // UTF-16 of the non-printable characters in a row
+  auto flush = [&] {
+    if (run.empty()) return;
+    out += '&';
+    uint32_t bits = 0;
+    int count = 0;
+    for (const uint16_t unit : run) {
+      bits = (bits << 16) | unit;
+      count += 16;
+      while (count >= 6) {
+        count -= 6;
+        out += kUtf7Alphabet[(bits >> count) & 0x3f];
+      }
+    }
+    if (count > 0) out += kUtf7Alphabet[(bits << (6 - count)) & 0x3f];
+    out += '-';
+    run.clear();
+  };
+  for (const uint32_t cp : *points) {
+    if (cp >= 0x20 && cp <= 0x7e) {
+      flush();
+      out += cp == '&' ? std::string("&-") : std::string(1, static_cast<char>(cp));
+    } else if (cp >= 0x10000) {
+      run.push_back(static_cast<uint16_t>(0xd800 + ((cp - 0x10000) >> 10)));
+      run.push_back(static_cast<uint16_t>(0xdc00 + ((cp - 0x10000) & 0x3ff)));
+    } else {
+      run.push_back(static_cast<uint16_t>(cp));
+    }
+  }
+  flush();
+  return out;
+}
+
+std::optional<std::string> from_modified_utf7(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c > 0x7e) return std::nullopt;
+    if (c != '&') {
+      out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    const auto end = text.find('-', i + 1);
+    if (end == std::string_view::npos) return std::nullopt;
+    if (end == i + 1) {
+      out += '&';
+      i = end + 1;
+      continue;
+    }
+    uint32_t bits = 0;
+    int count = 0;
+    std::vector<uint16_t> units;
+    for (std::size_t k = i + 1; k < end; ++k) {
+      const char* at = std::strchr(kUtf7Alphabet, text[k]);
+      if (!at || !*at) return std::nullopt;
+      bits = (bits << 6) | static_cast<uint32_t>(at - kUtf7Alphabet);
+      count += 6;
+      if (count >= 16) {
+        count -= 16;
+        units.push_back(static_cast<uint16_t>((bits >> count) & 0xffff));
+      }
+    }
+    if (count >= 6 || (bits & ((1u << count) - 1)) != 0) return std::nullopt;  // leftover bits must be zero padding
+    for (std::size_t u = 0; u < units.size(); ++u) {
+      const uint32_t unit = units[u];
+      if (unit >= 0xd800 && unit < 0xdc00) {
+        if (u + 1 >= units.size() || units[u + 1] < 0xdc00 || units[u + 1] >= 0xe000) return std::nullopt;
+        append_utf8(out, 0x10000 + ((unit - 0xd800) << 10) + (units[++u] - 0xdc00));
+      } else if (unit >= 0xdc00 && unit < 0xe000) {
+        return std::nullopt;
+      } else if (unit >= 0x20 && unit <= 0x7e) {
+        return std::nullopt;  // printable ASCII must be itself (RFC 3501 5.1.3)
+      } else {
+        append_utf8(out, unit);
+      }
+    }
+    i = end + 1;
+  }
+  return out;
 }
 
 std::string quote(std::string_view text) {

@@ -108,6 +108,12 @@ std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t ma
 // RFC 9051 5.1: INBOX is case-insensitive; everything else as given.
 std::string normalize_mailbox(std::string name);
 
+// RFC 3501 5.1.3 modified UTF-7, the mailbox names of IMAP4rev1 clients that did not
+// ENABLE UTF8=ACCEPT (RFC 6855) or IMAP4rev2: "Caf&AOk-" is "Café", "&-" is "&".
+std::string to_modified_utf7(std::string_view utf8);
+// nullopt when the text is not valid modified UTF-7 (or its UTF-16 is broken).
+std::optional<std::string> from_modified_utf7(std::string_view text);
+
 // A quoted string for a response, or a literal when the text needs one (CR, LF, 8-bit, long).
 std::string quote(std::string_view text);
 

@@ -247,7 +247,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::string capabilities() const {
-    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY";
+    std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT";
     const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
     if (state_ == State::not_authenticated) {
       if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -324,7 +324,11 @@ class Session : public std::enable_shared_from_this<Session> {
       while (c.space())
         if (auto what = c.atom(); what && upper(*what) == "IMAP4REV2") {
           enabled += " IMAP4rev2";
-          rev2_ = true;
+          rev2_ = utf8_names_ = true;
+        } else if (what && upper(*what) == "UTF8=ACCEPT") {
+          // RFC 6855 3: mailbox names and strings in UTF-8 from now on.
+          enabled += " UTF8=ACCEPT";
+          utf8_names_ = true;
         } else if (what && upper(*what) == "CONDSTORE") {
           enabled += " CONDSTORE";
           condstore_ = true;
@@ -380,6 +384,23 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   MailService& service() { return *settings_->service; }
+
+  // ---- mailbox names: UTF-8 after ENABLE IMAP4rev2 or UTF8=ACCEPT, modified UTF-7 before
+  // (RFC 3501 5.1.3, RFC 6855 3); the store keeps UTF-8 ------------------------------------
+  std::string from_client(const std::string& name) const {
+    // 8-bit bytes are UTF-8 whatever was enabled; text that is not modified UTF-7 is taken
+    // as it is, and listed back in modified UTF-7 ("A&B" as "A&-B").
+    if (utf8_names_ || std::any_of(name.begin(), name.end(), [](unsigned char ch) { return ch >= 0x80; })) return name;
+    return imap::from_modified_utf7(name).value_or(name);
+  }
+
+  std::optional<std::string> mailbox_arg(Cursor& c) const {
+    auto name = c.mailbox();
+    if (name) name = imap::normalize_mailbox(from_client(*name));
+    return name;
+  }
+
+  std::string mailbox_text(const std::string& name) const { return imap::quote(utf8_names_ ? name : imap::to_modified_utf7(name)); }
 
   // ---- keywords (RFC 9051 2.3.2) ----------------------------------------------------------
   const std::string& keywords_of(int64_t uid) const {
@@ -517,7 +538,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
   }
 
-  static std::string status_line(const MailboxInfo& box, const std::vector<std::string>& items) {
+  std::string status_line(const MailboxInfo& box, const std::vector<std::string>& items) const {
     std::string out;
     for (const auto& what : items) {
       int64_t value = 0;
@@ -529,7 +550,7 @@ class Session : public std::enable_shared_from_this<Session> {
       else if (what == "HIGHESTMODSEQ") value = box.highest_modseq;
       out += (out.empty() ? "" : " ") + what + " " + std::to_string(value);
     }
-    return "* STATUS " + imap::quote(box.name) + " (" + out + ")\r\n";
+    return "* STATUS " + mailbox_text(box.name) + " (" + out + ")\r\n";
   }
 
   // LIST with LIST-EXTENDED (RFC 5258) selection and return options, several patterns, and
@@ -553,6 +574,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     std::optional<std::string> reference;
     if (!(reference = c.astring())) return bad(word + " reference pattern");
+    reference = from_client(*reference);
     if (!c.space()) return bad(word + " reference pattern");
     std::vector<std::string> patterns;
     if (!lsub && c.take('(')) {
@@ -560,10 +582,10 @@ class Session : public std::enable_shared_from_this<Session> {
         c.take(' ');
         auto pattern = c.list_mailbox();
         if (!pattern) return bad("LIST patterns");
-        patterns.push_back(*pattern);
+        patterns.push_back(from_client(*pattern));
       }
     } else if (auto pattern = c.list_mailbox()) {
-      patterns.push_back(*pattern);
+      patterns.push_back(from_client(*pattern));
     } else {
       return bad(word + " reference pattern");
     }
@@ -588,10 +610,25 @@ class Session : public std::enable_shared_from_this<Session> {
       out_ += "* " + word + " (\\Noselect) \"/\" \"\"\r\n";
       return tagged("OK " + word + " completed");
     }
-    const auto boxes = service().mailboxes().mailboxes(handle_);
+    auto boxes = service().mailboxes().mailboxes(handle_);
     std::set<std::string> names;
     for (const auto& b : boxes) names.insert(b.name);
+    // RFC 9051 6.3.9: a parent that does not exist but has children is listed all the same,
+    // \NonExistent (\Noselect to IMAP4rev1 clients), so clients can show the hierarchy.
+    std::set<std::string> implied;
+    for (const auto& name : names)
+      for (auto slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1))
+        if (!names.count(name.substr(0, slash))) implied.insert(name.substr(0, slash));
+    const bool list_implied = !lsub && !only_subscribed && !only_special;
+    for (const auto& name : implied) {
+      MailboxInfo placeholder;
+      placeholder.name = name;
+      placeholder.subscribed = false;
+      boxes.push_back(placeholder);
+    }
     for (const auto& b : boxes) {
+      const bool exists = !implied.count(b.name);
+      if (!exists && !list_implied) continue;
       bool matches = false;
       for (const auto& pattern : patterns) {
         const std::string full = *reference + pattern;
@@ -601,17 +638,18 @@ class Session : public std::enable_shared_from_this<Session> {
       bool children = false;
       for (const auto& n : names) children = children || n.rfind(b.name + "/", 0) == 0;
       std::string attributes = children ? "\\HasChildren" : "\\HasNoChildren";
+      if (!exists) attributes = std::string(rev2_ ? "\\NonExistent" : "\\Noselect") + " \\HasChildren";
       if (!b.special_use.empty()) attributes += " " + b.special_use;
       if (return_subscribed && b.subscribed) attributes += " \\Subscribed";
-      out_ += "* " + word + " (" + attributes + ") \"/\" " + imap::quote(b.name) + "\r\n";
-      if (return_status) out_ += status_line(b, *return_status);
+      out_ += "* " + word + " (" + attributes + ") \"/\" " + mailbox_text(b.name) + "\r\n";
+      if (return_status && exists) out_ += status_line(b, *return_status);
     }
     tagged("OK " + word + " completed");
   }
 
   void status(Cursor& c) {
     std::optional<std::string> mailbox;
-    if (!c.space() || !(mailbox = c.mailbox()) || !c.space()) return bad("STATUS mailbox (items)");
+    if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.space()) return bad("STATUS mailbox (items)");
     const auto items = status_items(c);
     if (!items || !c.at_end()) return bad("STATUS mailbox (items)");
     const auto boxes = service().mailboxes().mailboxes(handle_);
@@ -623,7 +661,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void select(Cursor& c, bool examine) {
     std::optional<std::string> mailbox;
-    if (!c.space() || !(mailbox = c.mailbox())) return bad("SELECT mailbox");
+    if (!c.space() || !(mailbox = mailbox_arg(c))) return bad("SELECT mailbox");
     // RFC 7162 3.1.8: SELECT mailbox (CONDSTORE) enables it.
     std::optional<std::tuple<int64_t, int64_t, std::string>> resync;  // uidvalidity, modseq, known UIDs
     if (c.space()) {
@@ -690,7 +728,7 @@ class Session : public std::enable_shared_from_this<Session> {
     out_ += "* OK [UIDNEXT " + std::to_string(state_uidnext_) + "] predicted next UID\r\n";
     out_ += "* OK [HIGHESTMODSEQ " + std::to_string(state_modseq_) + "] modseq\r\n";
     // RFC 9051 6.3.2: an IMAP4rev2 client also gets the mailbox's LIST.
-    if (rev2_) out_ += "* LIST () \"/\" " + imap::quote(mailbox_) + "\r\n";
+    if (rev2_) out_ += "* LIST () \"/\" " + mailbox_text(mailbox_) + "\r\n";
     // RFC 7162 3.2.5.2: what went and what changed since the client's last look.
     if (resync && std::get<0>(*resync) == uidvalidity) {
       auto vanished = service().mailboxes().expunged_since(handle_, mailbox_, std::get<1>(*resync));
@@ -712,7 +750,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void create(Cursor& c) {
     std::optional<std::string> mailbox;
-    if (!c.space() || !(mailbox = c.mailbox()) || !c.at_end()) return bad("CREATE mailbox");
+    if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.at_end()) return bad("CREATE mailbox");
     if (!mailbox->empty() && mailbox->back() == '/') mailbox->pop_back();
     for (const auto& b : service().mailboxes().mailboxes(handle_))
       if (b.name == *mailbox) return tagged("NO [ALREADYEXISTS] it exists");
@@ -726,7 +764,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void mailbox_command(Cursor& c, const std::string& name) {
     std::optional<std::string> mailbox;
-    if (!c.space() || !(mailbox = c.mailbox()) || !c.at_end()) return bad(name + " mailbox");
+    if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.at_end()) return bad(name + " mailbox");
     try {
       if (name == "DELETE") {
         if (state_ == State::selected && mailbox_ == *mailbox) return tagged("NO [INUSE] close it first");
@@ -754,15 +792,15 @@ class Session : public std::enable_shared_from_this<Session> {
       out_ += line;
       return tagged("OK GETQUOTA completed");
     }
-    const std::string mailbox = imap::normalize_mailbox(*argument);
-    out_ += "* QUOTAROOT " + imap::quote(mailbox) + (limit > 0 ? " \"\"" : "") + "\r\n";
+    const std::string mailbox = imap::normalize_mailbox(from_client(*argument));
+    out_ += "* QUOTAROOT " + mailbox_text(mailbox) + (limit > 0 ? " \"\"" : "") + "\r\n";
     if (limit > 0) out_ += line;
     tagged("OK GETQUOTAROOT completed");
   }
 
   void rename(Cursor& c) {
     std::optional<std::string> from, to;
-    if (!c.space() || !(from = c.mailbox()) || !c.space() || !(to = c.mailbox()) || !c.at_end()) return bad("RENAME from to");
+    if (!c.space() || !(from = mailbox_arg(c)) || !c.space() || !(to = mailbox_arg(c)) || !c.at_end()) return bad("RENAME from to");
     try {
       service().mailboxes().rename_mailbox(handle_, *from, *to);
     } catch (const Error& e) {
@@ -1131,7 +1169,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void copy(Cursor& c, bool uid, bool move) {
     std::optional<std::string> set_text, target;
-    if (!c.space() || !(set_text = c.sequence_set()) || !c.space() || !(target = c.mailbox())) return bad("COPY sequence-set mailbox");
+    if (!c.space() || !(set_text = c.sequence_set()) || !c.space() || !(target = mailbox_arg(c))) return bad("COPY sequence-set mailbox");
     const auto chosen = resolve(*set_text, uid);
     if (!chosen) return bad("not a sequence set");
     if (move && read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
@@ -1176,7 +1214,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void append(Cursor& c) {
     std::optional<std::string> mailbox;
-    if (!c.space() || !(mailbox = c.mailbox()) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
+    if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
     unsigned flags = 0;
     std::string keywords;
     if (c.take('(')) {
@@ -1974,6 +2012,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::function<void()> after_write_;
   std::function<void()> more_;  // the rest of a command answered in pieces
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
+  bool utf8_names_ = false;
   bool idle_changed_ = false;  // the store changed the mailbox while IDLE could not answer yet
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;
   bool search_needs_row_ = false, search_needs_header_ = false;  // what the SEARCH being parsed reads

@@ -104,3 +104,18 @@ TEST_CASE("imap: tokens, quoting and sequence sets", "[imap]") {
   f.space();
   CHECK(f.sequence_set() == std::optional<std::string>("1:*,4"));
 }
+
+TEST_CASE("imap: modified UTF-7 mailbox names both ways (RFC 3501 5.1.3)", "[imap]") {
+  // The RFC's own example, and the shapes that need care: "&", runs, astral planes.
+  CHECK(to_modified_utf7("~peter/mail/台北/日本語") == "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+  CHECK(from_modified_utf7("~peter/mail/&U,BTFw-/&ZeVnLIqe-") == std::optional<std::string>("~peter/mail/台北/日本語"));
+  CHECK(to_modified_utf7("Café & Co") == "Caf&AOk- &- Co");
+  CHECK(from_modified_utf7("Caf&AOk- &- Co") == std::optional<std::string>("Café & Co"));
+  CHECK(to_modified_utf7("plain ASCII") == "plain ASCII");
+  for (const std::string name : {"Ünïcödé/📬 post", "a\tb", "&&&", "日本語&日本語", "€"})
+    CHECK(from_modified_utf7(to_modified_utf7(name)) == std::optional<std::string>(name));
+  // Not modified UTF-7: an unterminated run, "/" from plain base64, ASCII hidden in a run,
+  // a lone surrogate, leftover bits, 8-bit bytes.
+  for (const std::string bad : {"&AOk", "&AO/-", "&AGEAYgBj-", "&2D0-", "&AOkA-", "Caf\xc3\xa9"})
+    CHECK_FALSE(from_modified_utf7(bad));
+}
