@@ -10,9 +10,7 @@
 
 #include <algorithm>
 #include <array>
-#include <climits>
 #include <cstring>
-#include <deque>
 #include <functional>
 #include <map>
 #include <set>
@@ -25,6 +23,7 @@
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
 #include "workers/mail/imap_fetch.h"
+#include "workers/mail/imap_thread.h"
 #include "workers/mail/mail_service.h"
 
 namespace coop::mail {
@@ -1554,106 +1553,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   // ---- SORT and THREAD (RFC 5256) ----------------------------------------------------------
-  struct SortKeys {
-    std::string subject;  // base subject (2.1)
-    bool reply = false;   // the subject said Re:, Fwd:, (fwd) or [Fwd: ...] (THREAD step 5)
-    int64_t date = 0;     // sent date, else arrival
-    std::string from, to, cc;
-  };
-
-  // RFC 5256 2.1: the base subject, without Re:/Fwd:/[blob] prefixes, (fwd) trailers and
-  // [Fwd: ...] wrappers; `reply` tells whether a reply or forward marker went.
-  static std::string base_subject(std::string subject, bool* reply = nullptr) {
-    bool marked = false;
-    std::string text;
-    for (char ch : subject) {
-      const char c = (ch == '\t' || ch == '\r' || ch == '\n') ? ' ' : ch;
-      if (c == ' ' && (text.empty() || text.back() == ' ')) continue;
-      text += c;
-    }
-    while (!text.empty() && text.back() == ' ') text.pop_back();
-    for (bool changed = true; changed;) {
-      changed = false;
-      const std::string lower = ascii_lower(text);
-      if (lower.size() >= 5 && lower.compare(lower.size() - 5, 5, "(fwd)") == 0) {
-        text.resize(text.size() - 5);
-        while (!text.empty() && text.back() == ' ') text.pop_back();
-        changed = marked = true;
-        continue;
-      }
-      // 2.1 step 5: "[fwd:" subject "]" is the subject.
-      if (lower.size() > 6 && lower.rfind("[fwd:", 0) == 0 && lower.back() == ']') {
-        text = text.substr(5, text.size() - 6);
-        while (!text.empty() && text.front() == ' ') text.erase(0, 1);
-        while (!text.empty() && text.back() == ' ') text.pop_back();
-        changed = marked = true;
-        continue;
-      }
-      std::size_t at = 0;
-      auto skip_blob = [&](std::size_t from) {
-        if (from < text.size() && text[from] == '[') {
-          const auto close = text.find(']', from);
-          if (close != std::string::npos) return close + 1;
-        }
-        return from;
-      };
-      for (const char* prefix : {"re", "fwd", "fw"})
-        if (lower.rfind(prefix, 0) == 0) {
-          std::size_t after = std::strlen(prefix);
-          while (after < text.size() && text[after] == ' ') ++after;
-          after = skip_blob(after);
-          if (after < text.size() && text[after] == ':') {
-            at = after + 1;
-            marked = true;
-            break;
-          }
-        }
-      if (at == 0 && !text.empty() && text[0] == '[') {
-        const auto after = skip_blob(0);
-        if (after > 0 && after < text.size()) at = after;  // a leading [blob] unless it is all there is
-      }
-      if (at > 0) {
-        text = text.substr(at);
-        while (!text.empty() && text.front() == ' ') text.erase(0, 1);
-        changed = true;
-      }
-    }
-    if (reply) *reply = marked;
-    return ascii_lower(text);
-  }
-
-  // RFC 5322 3.3 date-time, loosely: "Tue, 1 Jul 2003 10:52:37 +0200".
-  static std::optional<int64_t> sent_date(const std::string& text) {
-    static const char* kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
-    const auto comma = text.find(',');
-    const std::string rest = comma == std::string::npos ? text : text.substr(comma + 1);
-    int day = 0, year = 0, h = 0, m = 0, sec = 0;
-    char month[4] = {}, zone[8] = {};
-    const int got = std::sscanf(rest.c_str(), " %d %3s %d %d:%d:%d %7s", &day, month, &year, &h, &m, &sec, zone);
-    if (got < 5) return std::nullopt;
-    int mon = -1;
-    for (int i = 0; i < 12; ++i)
-      if (ascii_lower(month) == kMonths[i]) mon = i;
-    if (mon < 0) return std::nullopt;
-    if (year < 100) year += year < 50 ? 2000 : 1900;
-    struct tm tm {};
-    tm.tm_mday = day;
-    tm.tm_mon = mon;
-    tm.tm_year = year - 1900;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = got >= 6 ? sec : 0;
-    int64_t t = static_cast<int64_t>(timegm(&tm));
-    if ((zone[0] == '+' || zone[0] == '-') && std::strlen(zone) == 5) {
-      const int offset = std::atoi(zone + 1);
-      const int seconds = (offset / 100) * 3600 + (offset % 100) * 60;
-      t += zone[0] == '+' ? -seconds : seconds;
-    }
-    return t;
-  }
-
-  SortKeys keys_of(std::size_t i) {
-    SortKeys k;
+  imap::SortKeys keys_of(std::size_t i) {
+    imap::SortKeys k;
     const auto envelope = nlohmann::json::parse(service().mailboxes().summaries(handle_, mailbox_, messages_[i].uid).first, nullptr, false);
     auto first_mailbox = [&](const char* field) {
       if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array() || envelope[field].empty()) return std::string();
@@ -1661,9 +1562,9 @@ class Session : public std::enable_shared_from_this<Session> {
       return ascii_lower(a.value("mailbox", nlohmann::json()).is_string() ? a["mailbox"].get<std::string>() : std::string());
     };
     const std::string subject = envelope.is_object() && envelope.value("subject", nlohmann::json()).is_string() ? envelope["subject"].get<std::string>() : "";
-    k.subject = base_subject(subject, &k.reply);
+    k.subject = imap::base_subject(subject, &k.reply);
     const std::string date = envelope.is_object() && envelope.value("date", nlohmann::json()).is_string() ? envelope["date"].get<std::string>() : "";
-    k.date = sent_date(date).value_or(messages_[i].internal_date);
+    k.date = imap::sent_date(date).value_or(messages_[i].internal_date);
     k.from = first_mailbox("from");
     k.to = first_mailbox("to");
     k.cc = first_mailbox("cc");
@@ -1683,7 +1584,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The positions of what SEARCH found, and the sort keys of each.
   void sort_keys(const std::vector<int64_t>& found, bool uid, std::vector<std::size_t>& chosen,
-                 std::map<std::size_t, SortKeys>& keys) {
+                 std::map<std::size_t, imap::SortKeys>& keys) {
     for (std::size_t i = 0; i < messages_.size(); ++i)
       if (std::binary_search(found.begin(), found.end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
     for (auto i : chosen) keys[i] = keys_of(i);
@@ -1713,7 +1614,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
-    std::map<std::size_t, SortKeys> keys;
+    std::map<std::size_t, imap::SortKeys> keys;
     sort_keys(*found, uid, chosen, keys);
     std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
       for (const auto& [key, reversed] : criteria) {
@@ -1738,8 +1639,7 @@ class Session : public std::enable_shared_from_this<Session> {
     tagged("OK SORT completed");
   }
 
-  // RFC 5256 THREAD=ORDEREDSUBJECT: messages grouped by base subject, each group in sent
-  // order, the first the parent of the others; groups in the order of their first messages.
+  // RFC 5256 THREAD (imap_thread.h has the algorithms).
   void thread(Cursor& c, bool uid) {
     std::optional<std::string> algorithm, charset;
     if (!c.space() || !(algorithm = c.atom()) || !c.space() || !(charset = c.astring())) return bad("THREAD algorithm charset search");
@@ -1749,73 +1649,44 @@ class Session : public std::enable_shared_from_this<Session> {
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
-    std::map<std::size_t, SortKeys> keys;
+    std::map<std::size_t, imap::SortKeys> keys;
     sort_keys(*found, uid, chosen, keys);
-    if (method == "REFERENCES") return references_thread(chosen, keys, uid);
-    std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
-      if (keys[a].subject != keys[b].subject) return keys[a].subject < keys[b].subject;
-      if (keys[a].date != keys[b].date) return keys[a].date < keys[b].date;
-      return a < b;
-    });
-    std::vector<std::vector<std::size_t>> threads;
-    for (auto i : chosen) {
-      if (threads.empty() || keys[threads.back().front()].subject != keys[i].subject) threads.emplace_back();
-      threads.back().push_back(i);
-    }
-    std::stable_sort(threads.begin(), threads.end(), [&](const auto& x, const auto& y) {
-      return keys[x.front()].date != keys[y.front()].date ? keys[x.front()].date < keys[y.front()].date : x.front() < y.front();
-    });
-    auto id = [&](std::size_t i) { return std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1)); };
-    std::string line = "* THREAD ";
-    for (const auto& t : threads) {
-      line += "(" + id(t.front());
-      if (t.size() == 2) {
-        line += " " + id(t[1]);
-      } else if (t.size() > 2) {
-        line += " ";
-        for (std::size_t j = 1; j < t.size(); ++j) line += "(" + id(t[j]) + ")";
+    std::vector<imap::SortKeys> listed;
+    for (const auto i : chosen) {
+      auto k = keys[i];
+      if (method == "REFERENCES") {
+        const std::string header = header_of(i);
+        const auto own = imap::message_ids(header_field(header, "message-id"));
+        if (!own.empty()) k.message_id = own.front();
+        k.references = imap::message_ids(header_field(header, "references"));
+        if (const auto reply_to = imap::message_ids(header_field(header, "in-reply-to")); k.references.empty() && !reply_to.empty())
+          k.references.push_back(reply_to.front());
       }
-      line += ")";
+      listed.push_back(std::move(k));
     }
-    out_ += line + "\r\n";
+    auto name = [&](std::size_t k) { return std::to_string(uid ? messages_[chosen[k]].uid : static_cast<int64_t>(chosen[k] + 1)); };
+    out_ += "* THREAD " + (method == "REFERENCES" ? imap::thread_references(listed, name) : imap::thread_ordered_subject(listed, name)) +
+            "\r\n";
     tagged("OK THREAD completed");
   }
 
-  // RFC 5256 THREAD=REFERENCES: messages linked by Message-ID, References and In-Reply-To,
-  // empty containers pruned, siblings in sent order, roots with one base subject gathered.
-  struct Node {
-    std::optional<std::size_t> message;  // index into messages_; none for a dummy
-    Node* parent = nullptr;
-    std::vector<Node*> children;
-    int64_t date = 0;
-  };
-
-  static std::vector<std::string> message_ids(const std::string& text) {
-    std::vector<std::string> ids;
-    for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {
-      const auto end = text.find('>', at);
-      if (end == std::string::npos) break;
-      ids.push_back(text.substr(at + 1, end - at - 1));
-    }
-    return ids;
-  }
-
-  // The unfolded value of a header field of a stored message.
-  std::string header_value(std::size_t i, std::string_view name) {
+  // The header section of a stored message: from the index, else cut from its file.
+  std::string header_of(std::size_t i) {
     const int64_t uid = messages_[i].uid;
     auto kept = service().mailboxes().headers(handle_, mailbox_, uid, uid);
-    std::string header;
-    if (!kept.empty()) {
-      header = std::move(kept.front().second);
-    } else {
-      std::string blob;
-      service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
-        if (const auto* row = cache.find(uid)) blob = row->blob;
-      });
-      if (blob.empty()) return {};
-      header = service().blobs().read(blob);
-      header.resize(std::min(header.find("\r\n\r\n"), header.size()));
-    }
+    if (!kept.empty()) return std::move(kept.front().second);
+    std::string blob;
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      if (const auto* row = cache.find(uid)) blob = row->blob;
+    });
+    if (blob.empty()) return {};
+    std::string header = service().blobs().read(blob);
+    header.resize(std::min(header.find("\r\n\r\n"), header.size()));
+    return header;
+  }
+
+  // The unfolded value of a header field (the last one of that name).
+  static std::string header_field(const std::string& header, std::string_view name) {
     std::string value;
     bool in_field = false;
     for (std::size_t at = 0; at < header.size();) {
@@ -1832,153 +1703,6 @@ class Session : public std::enable_shared_from_this<Session> {
       if (in_field) value = line.substr(line.find(':') + 1);
     }
     return value;
-  }
-
-  void references_thread(const std::vector<std::size_t>& chosen, std::map<std::size_t, SortKeys>& keys, bool uid) {
-    std::deque<Node> nodes;
-    std::map<std::string, Node*> by_id;
-    auto container = [&](const std::string& id) {
-      auto& slot = by_id[id];
-      if (!slot) slot = &nodes.emplace_back();
-      return slot;
-    };
-    auto descends = [](Node* node, Node* ancestor) {
-      for (Node* p = node; p; p = p->parent)
-        if (p == ancestor) return true;
-      return false;
-    };
-    auto link = [&](Node* parent, Node* child) {
-      if (child->parent == parent || descends(parent, child)) return;
-      if (child->parent) {
-        auto& siblings = child->parent->children;
-        siblings.erase(std::remove(siblings.begin(), siblings.end(), child), siblings.end());
-      }
-      child->parent = parent;
-      parent->children.push_back(child);
-    };
-    int unique = 0;
-    for (const auto i : chosen) {
-      // Step 1: the message's own id (a made-up one when it has none or repeats one).
-      auto own = message_ids(header_value(i, "message-id"));
-      std::string id = own.empty() ? std::string() : own.front();
-      if (id.empty() || (by_id.count(id) && by_id[id]->message)) id = "\x01unique-" + std::to_string(unique++);
-      Node* node = container(id);
-      node->message = i;
-      node->date = keys[i].date;
-      auto references = message_ids(header_value(i, "references"));
-      if (references.empty()) {
-        const auto reply_to = message_ids(header_value(i, "in-reply-to"));
-        if (!reply_to.empty()) references.push_back(reply_to.front());
-      }
-      // Step 1A: each reference the parent of the next, unless one already has a parent.
-      for (std::size_t r = 0; r + 1 < references.size(); ++r) {
-        Node* parent = container(references[r]);
-        Node* child = container(references[r + 1]);
-        if (!child->parent && child != parent) link(parent, child);
-      }
-      // Step 1B: the last reference is the message's parent.
-      if (!references.empty()) {
-        Node* parent = container(references.back());
-        if (parent != node) link(parent, node);
-      } else if (node->parent) {
-        // No references: a root, whatever earlier messages said of it.
-        auto& siblings = node->parent->children;
-        siblings.erase(std::remove(siblings.begin(), siblings.end(), node), siblings.end());
-        node->parent = nullptr;
-      }
-    }
-    std::vector<Node*> roots;
-    for (auto& n : nodes)
-      if (!n.parent && (n.message || !n.children.empty())) roots.push_back(&n);
-    // Step 4: prune empty containers, promoting their children (at the root, only one).
-    std::function<std::vector<Node*>(Node*, bool)> prune = [&](Node* node, bool at_root) -> std::vector<Node*> {
-      std::vector<Node*> kept;
-      for (Node* child : node->children)
-        for (Node* k : prune(child, false)) kept.push_back(k);
-      node->children = kept;
-      for (Node* k : kept) k->parent = node;
-      if (node->message) return {node};
-      if (kept.empty()) return {};
-      if (!at_root || kept.size() == 1) {
-        for (Node* k : kept) k->parent = nullptr;
-        return kept;
-      }
-      return {node};
-    };
-    std::vector<Node*> pruned;
-    for (Node* root : roots)
-      for (Node* k : prune(root, true)) pruned.push_back(k);
-    // Step 5: threads whose subjects have the same base subject become one. (B) one root per
-    // subject: a dummy before a message, an original before a reply or forward.
-    auto keys_of_root = [&](Node* n) -> const SortKeys* {
-      Node* m = n->message ? n : (n->children.empty() ? nullptr : n->children.front());
-      return m && m->message ? &keys[*m->message] : nullptr;
-    };
-    std::map<std::string, Node*> table;
-    for (Node* n : pruned) {
-      const SortKeys* k = keys_of_root(n);
-      if (!k || k->subject.empty()) continue;
-      const auto [it, added] = table.emplace(k->subject, n);
-      Node* had = it->second;
-      if (!added && had->message && (!n->message || (keys[*had->message].reply && !k->reply))) it->second = n;
-    }
-    // (C) the others join it: a dummy's children become siblings, a message under a dummy or a
-    // reply under an original becomes a child, otherwise a new dummy holds both.
-    std::set<Node*> gone;
-    std::vector<Node*> roots_now = pruned;
-    auto adopt = [](Node* parent, Node* child) {
-      child->parent = parent;
-      parent->children.push_back(child);
-    };
-    for (Node* n : pruned) {
-      const SortKeys* k = keys_of_root(n);
-      if (!k || k->subject.empty()) continue;
-      Node*& had = table[k->subject];
-      if (had == n) continue;
-      if (!had->message && !n->message) {
-        for (Node* child : n->children) adopt(had, child);
-        n->children.clear();
-        gone.insert(n);
-      } else if (!had->message || (k->reply && !keys[*had->message].reply)) {
-        adopt(had, n);
-      } else {
-        Node* dummy = &nodes.emplace_back();
-        adopt(dummy, had);
-        adopt(dummy, n);
-        roots_now.push_back(dummy);
-        had = dummy;
-      }
-    }
-    Node top;  // the root of step 2, to sort its children with everything else
-    for (Node* n : roots_now)
-      if (!n->parent && !gone.count(n)) top.children.push_back(n);
-    // Step 6: every set of siblings in sent order, the deepest first; a dummy dates from its
-    // first child.
-    std::function<void(Node*)> order = [&](Node* node) {
-      for (Node* child : node->children) order(child);
-      std::stable_sort(node->children.begin(), node->children.end(), [](Node* a, Node* b) { return a->date < b->date; });
-      if (!node->message && !node->children.empty()) node->date = node->children.front()->date;
-    };
-    order(&top);
-    const std::vector<Node*>& threads = top.children;
-    auto id = [&](std::size_t i) { return std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1)); };
-    // RFC 5256 4: a single child continues the list; several are each parenthesized.
-    std::function<std::string(Node*)> render = [&](Node* node) {
-      std::string out = node->message ? id(*node->message) : std::string();
-      if (node->children.size() == 1) {
-        const std::string rest = render(node->children.front());
-        out += out.empty() ? rest : " " + rest;
-      } else if (!node->children.empty()) {
-        std::string nested;
-        for (Node* child : node->children) nested += "(" + render(child) + ")";
-        out += out.empty() ? nested : " " + nested;
-      }
-      return out;
-    };
-    std::string line = "* THREAD ";
-    for (Node* t : threads) line += "(" + render(t) + ")";
-    out_ += line + "\r\n";
-    tagged("OK THREAD completed");
   }
 
   // ---- IDLE (RFC 2177 / RFC 9051 6.3.13) -------------------------------------------------
