@@ -586,6 +586,48 @@ def test_a_big_fetch_comes_in_pieces_and_whole():
         shard.coop("down")
 
 
+def test_a_client_that_stops_reading_holds_no_more_than_a_piece():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        mbox = os.path.join(shard.dir, "wide.mbox")
+        with open(mbox, "wb") as f:
+            for i in range(200):
+                f.write(f"From carol@example.org Mon Nov 23 10:00:00 2026\nSubject: wide {i}\n\n".encode() +
+                        (f"{i:04d}" + "x" * 75 + "\n").encode() * 640 + b"\n")
+        shard.coop("mail", "import", "alice", "--format", "mbox", "--mailbox", "INBOX", mbox)
+        mail = next(w for w in shard.json("status")["workers"] if w["name"] == "mail")
+
+        def rss_kb():
+            with open(f"/proc/{mail['pid']}/status") as f:
+                return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+        sock.connect(("127.0.0.1", ports["imaps"]))
+        raw = tls_context().wrap_socket(sock)
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(f'a LOGIN alice "{STRONG}"\r\nb SELECT INBOX\r\n'.encode())
+        while not reader.readline().startswith(b"b OK"):
+            pass
+        before = rss_kb()
+        raw.sendall(b"c FETCH 1:* (BODY.PEEK[])\r\n")  # about 10 MB of answer, and nobody reading
+        time.sleep(1.5)
+        grown = rss_kb() - before
+        # The server makes the next 256 KiB piece only when the last one is written.
+        assert grown < 4096, f"the server grew by {grown} KiB for a client that does not read"
+        bodies = 0
+        while not (line := reader.readline()).startswith(b"c "):
+            if line.rstrip().endswith(b"}"):
+                size = int(line.rstrip()[line.rindex(b"{") + 1:-1])
+                assert len(reader.read(size)) == size
+                bodies += 1
+        assert line.startswith(b"c OK") and bodies == 200, (line, bodies)
+        print(f"a stalled FETCH of 10 MB grew the worker by {grown} KiB")
+        raw.close()
+        shard.coop("down")
+
+
 def maildir_files(root, folder):
     found = {}
     for sub in ("cur", "new"):
@@ -776,6 +818,7 @@ if __name__ == "__main__":
         test_binary,
         test_sort_and_thread,
         test_a_big_fetch_comes_in_pieces_and_whole,
+        test_a_client_that_stops_reading_holds_no_more_than_a_piece,
         test_mbsync_syncs_both_ways,
         test_mutt_opens_the_account,
         test_imapflow_lists_fetches_idles_and_moves,
