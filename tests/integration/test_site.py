@@ -2,6 +2,7 @@
 every header a static server owes its clients, versions that switch and roll back without a
 failed request under load, retention, traversal attempts, Markdown pages and events with
 their iCalendar files, and the Akash deployment files."""
+import datetime
 import gzip
 import hashlib
 import http.client
@@ -314,32 +315,36 @@ def test_pages_events_calendars_and_chromium():
         status, h, body = curl(port, "/our-story/")
         assert status == 200 and b"<em>together</em>" in body and b"<li>rye</li>" in body
         assert b"<script>alert" not in body  # raw HTML in Markdown is dropped
-        # Tiles runs in this shard: the event is also a map marker.
-        event = shard.json("site", "event", "add", "bakery", "--title", "Bread workshop", "--when", "2026-12-05T18:00",
+        # Tiles runs in this shard: the event is also a map marker. Events are dated next year,
+        # so they are still ahead whenever the test runs (the listing puts past events last).
+        year = datetime.date.today().year + 1
+        day = f"{year}-12-05"
+        event = shard.json("site", "event", "add", "bakery", "--title", "Bread workshop", "--when", f"{day}T18:00",
                            "--where", "Bakehouse, Rue du Pain 1", "--description", "Bring an **apron**.",
                            "--marker", "43.7384,7.4246")
-        assert event["path"] == "events/2026-12-05-bread-workshop/", event
+        assert event["path"] == f"events/{day}-bread-workshop/", event
         assert event["map_marker"]["properties"]["kind"] == "event", event
         markers = shard.json("tiles", "marker", "list")["features"]
         assert [m["properties"]["title"] for m in markers] == ["Bread workshop"]
-        shard.json("site", "event", "add", "bakery", "--title", "General assembly", "--when", "2027-01-16 10:00+01:00",
-                   "--until", "2027-01-16T12:30+01:00", "--where", "Town hall")
+        shard.json("site", "event", "add", "bakery", "--title", "General assembly", "--when", f"{year + 1}-01-16 10:00+01:00",
+                   "--until", f"{year + 1}-01-16T12:30+01:00", "--where", "Town hall")
         # The .ics files, read by python3-icalendar: 18:00 in Paris in December is 17:00 UTC.
-        status, h, body = curl(port, "/events/2026-12-05-bread-workshop.ics")
+        status, h, body = curl(port, f"/events/{day}-bread-workshop.ics")
         assert status == 200 and h["content-type"] == "text/calendar; charset=utf-8"
         calendar = icalendar.Calendar.from_ical(body)
         events = [c for c in calendar.walk("VEVENT")]
         assert len(events) == 1
         e = events[0]
         assert str(e["SUMMARY"]) == "Bread workshop" and str(e["LOCATION"]) == "Bakehouse, Rue du Pain 1"
-        assert e.decoded("DTSTART").isoformat() == "2026-12-05T17:00:00+00:00"
-        assert e.decoded("DTEND").isoformat() == "2026-12-05T19:00:00+00:00"
+        assert e.decoded("DTSTART").isoformat() == f"{day}T17:00:00+00:00"
+        assert e.decoded("DTEND").isoformat() == f"{day}T19:00:00+00:00"
         assert str(calendar["METHOD"]) == "PUBLISH" and str(e["UID"]).endswith("@bakery.coop-site")
         everything = icalendar.Calendar.from_ical(curl(port, "/events/calendar.ics")[2])
         assert sorted(str(c["SUMMARY"]) for c in everything.walk("VEVENT")) == ["Bread workshop", "General assembly"]
         listing = curl(port, "/events/")[2]
         assert listing.index(b"Bread workshop") < listing.index(b"General assembly")
-        assert b"Saturday 5 December 2026, 18:00 (Europe/Paris)" in listing
+        weekday = datetime.date(year, 12, 5).strftime("%A")
+        assert f"{weekday} 5 December {year}, 18:00 (Europe/Paris)".encode() in listing
         # The uploaded files survive a page or event: they ride into every new version.
         assert b"Rue du Pain" in curl(port, "/contact")[2]
         shown = shard.json("site", "show", "bakery")
@@ -347,8 +352,8 @@ def test_pages_events_calendars_and_chromium():
         # Republishing the folder keeps the pages and events.
         shard.coop("site", "publish", www, "--site", "bakery")
         assert curl(port, "/our-story/")[0] == 200 and curl(port, "/events/")[0] == 200
-        shard.coop("site", "event", "remove", "bakery", "2027-01-16-general-assembly")
-        assert curl(port, "/events/2027-01-16-general-assembly/")[0] == 404
+        shard.coop("site", "event", "remove", "bakery", f"{year + 1}-01-16-general-assembly")
+        assert curl(port, f"/events/{year + 1}-01-16-general-assembly/")[0] == 404
         assert "no event" in shard.coop("site", "event", "remove", "bakery", "nope", expect=1).stderr
         bad = shard.coop("site", "event", "add", "bakery", "--title", "x", "--when", "tomorrow", "--where", "y", expect=1)
         assert "2026-12-05T18:00" in bad.stderr
@@ -358,7 +363,7 @@ def test_pages_events_calendars_and_chromium():
         base = f"http://127.0.0.1:{port}/sites/bakery/"
         shots = os.path.join(shard.dir, "shot")
         result = subprocess.run(["node", os.path.join(CLIENTS, "site_browser.mjs"), shots, f"http://bakery.localhost:{port}/",
-                                 base + "our-story/", base + "events/2026-12-05-bread-workshop/", base + "events/"],
+                                 base + "our-story/", base + f"events/{day}-bread-workshop/", base + "events/"],
                                 capture_output=True, text=True, timeout=180, cwd=CLIENTS)
         assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
         shard.coop("down")
