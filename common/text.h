@@ -2,6 +2,7 @@
 // checks, HTML escaping.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -45,6 +46,9 @@ inline bool is_lower_hex(std::string_view text, std::size_t length) {
 
 // Valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
 bool is_valid_utf8(std::string_view text);
+
+// Appends a code point (below U+110000, not a surrogate) as UTF-8 (RFC 3629 3).
+void append_utf8(std::string& out, uint32_t code_point);
 
 // Text for HTML content and attribute values: & < > " ' as character references.
 std::string html_escape(std::string_view text);

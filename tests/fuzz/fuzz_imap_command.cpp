@@ -1,6 +1,7 @@
 // libFuzzer target: bytes an IMAP client sends. The reader gathers commands (the first byte
 // picks how the input is split), then each command is walked token by token as the session
-// reads them. A command always has one line more than it has literals; nothing may crash.
+// reads them. A command always has one line more than it has literals; modified UTF-7 names
+// survive a round trip; nothing may crash.
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -9,6 +10,16 @@
 #include "workers/mail/imap_parser.h"
 
 using namespace coop::mail::imap;
+
+namespace {
+
+// Modified UTF-7 mailbox names: whatever decodes encodes back to text that decodes the same.
+void modified_utf7_round_trip(const std::string& text) {
+  if (const auto decoded = from_modified_utf7(text))
+    if (from_modified_utf7(to_modified_utf7(*decoded)) != decoded) std::abort();
+}
+
+}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
@@ -27,7 +38,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!c.tag() || !c.space() || !c.atom()) continue;
       for (int i = 0; i < 64 && !c.at_end(); ++i) {
         if (!c.space()) break;
-        if (c.number() || c.nstring() || c.astring() || c.list_mailbox()) continue;
+        if (c.number() || c.nstring()) continue;
+        if (auto text = c.astring()) {
+          modified_utf7_round_trip(*text);
+          continue;
+        }
+        if (c.list_mailbox()) continue;
         if (auto set = parse_sequence_set(c.rest_of_line(), 100)) set->contains(50);
       }
     }

@@ -59,6 +59,16 @@ def login(ports):
     return imap
 
 
+def raw_login(ports):
+    """A logged-in implicit-TLS socket for what imaplib cannot say, and a line reader on it."""
+    raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
+    reader = raw.makefile("rb")
+    reader.readline()
+    raw.sendall(f'a LOGIN alice "{STRONG}"\r\n'.encode())
+    assert reader.readline().startswith(b"a OK")
+    return raw, reader
+
+
 def test_tls_and_authentication():
     with Shard(BIN) as shard:
         ports = start(shard)
@@ -411,11 +421,7 @@ def test_binary():
         assert data[0][1] == msg.as_bytes().replace(b"\n", b"\r\n"), data[0][0]
         imap.logout()
         # RFC 3516 4.4: APPEND takes a literal8, 8-bit bytes and all.
-        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
-        reader = raw.makefile("rb")
-        reader.readline()
-        raw.sendall(f'a LOGIN alice "{STRONG}"\r\n'.encode())
-        assert reader.readline().startswith(b"a OK")
+        raw, reader = raw_login(ports)
         eight_bit = "Subject: octets\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße, ½ € \r\n".encode()
         raw.sendall(b"b APPEND INBOX ~{%d}\r\n" % len(eight_bit))
         assert reader.readline().startswith(b"+")
@@ -523,10 +529,8 @@ def test_mailbox_names_in_utf7_and_utf8():
         assert imap.create("Caf&AOk-")[0] == "OK"
         assert imap.status("Caf&AOk-", "(MESSAGES)")[1][0].startswith(b'"Caf&AOk-"')
         # After ENABLE UTF8=ACCEPT (RFC 6855) the same mailboxes have UTF-8 names.
-        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
-        reader = raw.makefile("rb")
-        reader.readline()
-        raw.sendall(f'a LOGIN alice "{STRONG}"\r\nb ENABLE UTF8=ACCEPT\r\nc LIST "" "Caf*"\r\n'.encode())
+        raw, reader = raw_login(ports)
+        raw.sendall(b'b ENABLE UTF8=ACCEPT\r\nc LIST "" "Caf*"\r\n')
         seen = b""
         while not (line := reader.readline()).startswith(b"c "):
             seen += line

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace coop::docs {
 
@@ -280,21 +281,7 @@ std::string to_utf8(const std::u16string& text) {
     } else if (cp >= 0xd800 && cp < 0xe000) {
       cp = 0xfffd;  // a lone surrogate has no UTF-8 form
     }
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xc0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xe0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    } else {
-      out += static_cast<char>(0xf0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-      out += static_cast<char>(0x80 | (cp & 0x3f));
-    }
+    append_utf8(out, cp);
   }
   return out;
 }
