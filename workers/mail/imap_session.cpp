@@ -1061,14 +1061,22 @@ class Session : public std::enable_shared_from_this<Session> {
             } else if (item.binary && section) {
               // RFC 3516 4.2: literal8 when the bytes hold a NUL.
               line += item.response_name() + " " + (section->find('\0') != std::string::npos ? "~{" : "{") +
-                      std::to_string(section->size()) + "}\r\n" + *section;
+                      std::to_string(section->size()) + "}\r\n";
+              line += *section;
             } else {
-              line += item.response_name() + " " + (section ? "{" + std::to_string(section->size()) + "}\r\n" + *section : std::string("NIL"));
+              line += item.response_name() + " ";
+              if (section) {
+                line += "{" + std::to_string(section->size()) + "}\r\n";
+                line += *section;  // appended, not concatenated: message bytes are copied once here
+              } else {
+                line += "NIL";
+              }
             }
           }
         }
       }
-      out_ += line + ")\r\n";
+      out_ += line;
+      out_ += ")\r\n";
     }
     if (job->next < job->chosen.size()) {
       more_ = [this, job] { fetch_step(job); };
