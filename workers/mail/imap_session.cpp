@@ -1592,15 +1592,45 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // The positions of what SEARCH found, and the sort keys of each.
   void sort_keys(const std::vector<int64_t>& found, bool uid, std::vector<std::size_t>& chosen,
-                 std::map<std::size_t, imap::SortKeys>& keys) {
+                 std::vector<imap::SortKeys>& keys) {
     for (std::size_t i = 0; i < messages_.size(); ++i)
       if (std::binary_search(found.begin(), found.end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
-    for (auto i : chosen) keys[i] = keys_of(i);
+    if (chosen.empty()) return;
+    // One query for the keys kept at delivery and one lock for the subjects; messages from
+    // before the keys were kept parse their envelope.
+    const auto rows = service().mailboxes().sort_rows(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid);
+    std::unordered_map<int64_t, std::string> subjects;
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      for (const auto i : chosen)
+        if (const auto* row = cache.find(messages_[i].uid)) subjects.emplace(row->uid, row->subject);
+    });
+    auto row = rows.begin();
+    keys.resize(chosen.size());
+    for (std::size_t n = 0; n < chosen.size(); ++n) {
+      const auto i = chosen[n];
+      const int64_t id = messages_[i].uid;
+      while (row != rows.end() && row->uid < id) ++row;
+      const auto subject = subjects.find(id);
+      if (row == rows.end() || row->uid != id || subject == subjects.end()) {
+        keys[n] = keys_of(i);
+        continue;
+      }
+      auto& k = keys[n];
+      k.subject = imap::base_subject(subject->second, &k.reply);
+      k.date = row->sent_date != 0 ? row->sent_date : messages_[i].internal_date;  // RFC 5256 2.2
+      k.from = row->from_mailbox;
+      k.to = row->to_mailbox;
+      k.cc = row->cc_mailbox;
+    }
   }
 
   void sort(Cursor& c, bool uid) {
     if (!c.space() || !c.take('(')) return bad("SORT (criteria) charset search");
-    std::vector<std::pair<std::string, bool>> criteria;  // key, reversed
+    enum class By { arrival, cc, date, from, size, subject, to };
+    static const std::map<std::string, By> kKeys = {{"ARRIVAL", By::arrival}, {"CC", By::cc},     {"DATE", By::date},
+                                                    {"FROM", By::from},       {"SIZE", By::size}, {"SUBJECT", By::subject},
+                                                    {"TO", By::to}};
+    std::vector<std::pair<By, bool>> criteria;  // key, reversed
     bool reverse = false;
     while (!c.take(')')) {
       c.take(' ');
@@ -1611,9 +1641,9 @@ class Session : public std::enable_shared_from_this<Session> {
         reverse = true;
         continue;
       }
-      if (k != "ARRIVAL" && k != "CC" && k != "DATE" && k != "FROM" && k != "SIZE" && k != "SUBJECT" && k != "TO")
-        return bad("unknown SORT key " + k);
-      criteria.emplace_back(k, reverse);
+      const auto by = kKeys.find(k);
+      if (by == kKeys.end()) return bad("unknown SORT key " + k);
+      criteria.emplace_back(by->second, reverse);
       reverse = false;
     }
     std::optional<std::string> charset;
@@ -1622,27 +1652,36 @@ class Session : public std::enable_shared_from_this<Session> {
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
-    std::map<std::size_t, imap::SortKeys> keys;
+    std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
     sort_keys(*found, uid, chosen, keys);
-    std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
+    std::vector<std::size_t> order(chosen.size());
+    for (std::size_t n = 0; n < order.size(); ++n) order[n] = n;
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      const auto& ka = keys[a];
+      const auto& kb = keys[b];
+      const auto& ma = messages_[chosen[a]];
+      const auto& mb = messages_[chosen[b]];
       for (const auto& [key, reversed] : criteria) {
-        const auto& ka = keys[a];
-        const auto& kb = keys[b];
-        int order = 0;
         auto compare = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
-        if (key == "ARRIVAL") order = compare(messages_[a].internal_date, messages_[b].internal_date);
-        else if (key == "DATE") order = compare(ka.date, kb.date);
-        else if (key == "SIZE") order = compare(messages_[a].size, messages_[b].size);
-        else if (key == "SUBJECT") order = compare(ka.subject, kb.subject);
-        else if (key == "FROM") order = compare(ka.from, kb.from);
-        else if (key == "TO") order = compare(ka.to, kb.to);
-        else if (key == "CC") order = compare(ka.cc, kb.cc);
-        if (order != 0) return reversed ? order > 0 : order < 0;
+        int by = 0;
+        switch (key) {
+          case By::arrival: by = compare(ma.internal_date, mb.internal_date); break;
+          case By::cc: by = compare(ka.cc, kb.cc); break;
+          case By::date: by = compare(ka.date, kb.date); break;
+          case By::from: by = compare(ka.from, kb.from); break;
+          case By::size: by = compare(ma.size, mb.size); break;
+          case By::subject: by = compare(ka.subject, kb.subject); break;
+          case By::to: by = compare(ka.to, kb.to); break;
+        }
+        if (by != 0) return reversed ? by > 0 : by < 0;
       }
-      return a < b;  // RFC 5256 3: ties go by sequence number
+      return a < b;  // RFC 5256 3: ties go by sequence number (chosen is ascending)
     });
     std::string line = "* SORT";
-    for (auto i : chosen) line += " " + std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    for (const auto n : order) {
+      const auto i = chosen[n];
+      line += " " + std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    }
     out_ += line + "\r\n";
     tagged("OK SORT completed");
   }
@@ -1657,13 +1696,20 @@ class Session : public std::enable_shared_from_this<Session> {
     auto found = matching(c, uid);
     if (!found) return;
     std::vector<std::size_t> chosen;
-    std::map<std::size_t, imap::SortKeys> keys;
+    std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
     sort_keys(*found, uid, chosen, keys);
+    // REFERENCES reads Message-ID, References and In-Reply-To: the header sections in one query.
+    std::unordered_map<int64_t, std::string> headers;
+    if (method == "REFERENCES" && !chosen.empty())
+      for (auto& [id, header] : service().mailboxes().headers(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid))
+        headers.emplace(id, std::move(header));
     std::vector<imap::SortKeys> listed;
-    for (const auto i : chosen) {
-      auto k = keys[i];
+    for (std::size_t n = 0; n < chosen.size(); ++n) {
+      const auto i = chosen[n];
+      auto k = std::move(keys[n]);
       if (method == "REFERENCES") {
-        const std::string header = header_of(i);
+        const auto kept = headers.find(messages_[i].uid);
+        const std::string header = kept != headers.end() ? kept->second : header_of(i);
         const auto own = imap::message_ids(header_field(header, "message-id"));
         if (!own.empty()) k.message_id = own.front();
         k.references = imap::message_ids(header_field(header, "references"));

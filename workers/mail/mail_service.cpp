@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/text.h"
 #include "workers/mail/imap_fetch.h"
+#include "workers/mail/imap_thread.h"
 #include "workers/mail/mime_summary.h"
 #include "workers/mail/smtp_parser.h"
 
@@ -111,6 +112,18 @@ MessageMeta MailService::describe(const std::string& blob, uint64_t size, int64_
   meta.envelope = summary.envelope.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   meta.body_structure = summary.body_structure.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   meta.imap_envelope = imap::envelope_text(meta.envelope);
+  // RFC 5256 SORT keys, so SORT reads a row a message instead of parsing its envelope.
+  const auto& e = summary.envelope;
+  auto first_mailbox = [&e](const char* field) {
+    if (!e.is_object() || !e.contains(field) || !e[field].is_array() || e[field].empty() || !e[field][0].is_object()) return std::string();
+    const auto& mailbox = e[field][0].value("mailbox", nlohmann::json());
+    return mailbox.is_string() ? ascii_lower(mailbox.get<std::string>()) : std::string();
+  };
+  meta.from_mailbox = first_mailbox("from");
+  meta.to_mailbox = first_mailbox("to");
+  meta.cc_mailbox = first_mailbox("cc");
+  if (e.is_object() && e.value("date", nlohmann::json()).is_string())
+    meta.sent_date = imap::sent_date(e["date"].get<std::string>()).value_or(0);
   // The header section with the blank line that ends it (RFC 5322 2.1), for SEARCH.
   const auto end = bytes.find("\r\n\r\n");
   meta.header = bytes.substr(0, end == std::string::npos ? bytes.size() : end + 2);

@@ -26,6 +26,8 @@ MessageMeta meta(const std::string& blob, const std::string& subject, bool rende
   if (rendered) {
     m.imap_envelope = "(NIL \"" + subject + "\" NIL NIL NIL NIL NIL NIL NIL NIL)";
     m.header = "Subject: " + subject + "\r\n\r\n";
+    m.sent_date = 1700000000 + static_cast<int64_t>(subject.size());
+    m.from_mailbox = subject + "-sender";
   }
   return m;
 }
@@ -99,14 +101,21 @@ TEST_CASE("mailbox store: ENVELOPEs and header sections in batches, old rows fal
   REQUIRE(headers.size() == 2);
   CHECK(headers[0] == std::pair<int64_t, std::string>{1, "Subject: one\r\n\r\n"});
   CHECK(headers[1].first == 3);
+  const auto sorts = store.sort_rows("alice", "INBOX", 1, 3);
+  REQUIRE(sorts.size() == 2);  // the message from before schema 3 sorts by its envelope JSON
+  CHECK(sorts[0].uid == 1);
+  CHECK(sorts[0].sent_date == 1700000003);
+  CHECK(sorts[1].from_mailbox == "three-sender");
   // COPY brings the header along; EXPUNGE and DELETE take it away.
   store.ensure_mailbox("alice", "Kept");
   store.copy("alice", "INBOX", "Kept", {3});
   CHECK(store.headers("alice", "Kept", 1, 1).size() == 1);
+  CHECK(store.sort_rows("alice", "Kept", 1, 1).size() == 1);
   CHECK(store.summaries("alice", "Kept", 1).first == R"({"subject":"three"})");
   store.change_flags("alice", "INBOX", {3}, MailboxStore::FlagChange::add, kDeleted);
   store.expunge("alice", "INBOX", std::nullopt);
   CHECK(store.headers("alice", "INBOX", 1, 3).size() == 1);
+  CHECK(store.sort_rows("alice", "INBOX", 1, 3).size() == 1);
   store.delete_mailbox("alice", "Kept");
   store.ensure_mailbox("alice", "Kept");
   CHECK(store.headers("alice", "Kept", 1, 100).empty());

@@ -53,8 +53,8 @@ constexpr sqlite::Migration kMigrations[] = {
     // IMAP speed: a scan reads every byte of the rows it passes, so each thing read for a
     // whole mailbox has a table of its own: lean message rows (SELECT), the ENVELOPE as IMAP
     // sends it, rendered at delivery (FETCH ENVELOPE), the header section (SEARCH FROM/TO/
-    // HEADER), and the parsed summaries (BODYSTRUCTURE, sections). Messages stored before
-    // have no rendered ENVELOPE or header section: their JSON and files stand in.
+    // HEADER, THREAD), the SORT keys, and the parsed summaries (BODYSTRUCTURE, sections).
+    // Messages stored before have none of the three: their JSON and files stand in.
     {3, R"sql(
       CREATE TABLE summaries (
         mailbox_id     INTEGER NOT NULL,
@@ -77,6 +77,15 @@ constexpr sqlite::Migration kMigrations[] = {
         header     BLOB NOT NULL
       );
       CREATE UNIQUE INDEX headers_by_uid ON headers (mailbox_id, uid);
+      CREATE TABLE sort_keys (
+        mailbox_id   INTEGER NOT NULL,
+        uid          INTEGER NOT NULL,
+        sent_date    INTEGER NOT NULL,
+        from_mailbox TEXT NOT NULL,
+        to_mailbox   TEXT NOT NULL,
+        cc_mailbox   TEXT NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+      ) WITHOUT ROWID;
       CREATE TABLE lean_messages (
         mailbox_id     INTEGER NOT NULL REFERENCES mailboxes (id),
         uid            INTEGER NOT NULL,
@@ -274,6 +283,10 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
         .run();
   if (!meta.header.empty())
     db.prepare("INSERT INTO headers (mailbox_id, uid, header) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, stored.uid).bind_blob(3, meta.header).run();
+  if (!meta.imap_envelope.empty())  // summarized at delivery (not a bare meta from an old path)
+    db.prepare("INSERT INTO sort_keys (mailbox_id, uid, sent_date, from_mailbox, to_mailbox, cc_mailbox) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .bind(1, id).bind(2, stored.uid).bind(3, meta.sent_date).bind(4, meta.from_mailbox).bind(5, meta.to_mailbox).bind(6, meta.cc_mailbox)
+        .run();
   db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1")
       .bind(1, id)
       .bind(2, stored.uid + 1)
@@ -383,7 +396,7 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
   if (has_children) throw Error("has_children", "delete the mailboxes below " + mailbox + " first", 409);
   db.prepare("DELETE FROM messages WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM expunged WHERE mailbox_id = ?1").bind(1, id).run();
-  for (const char* table : {"summaries", "imap_envelopes", "headers"})
+  for (const char* table : {"summaries", "imap_envelopes", "headers", "sort_keys"})
     db.prepare(std::string("DELETE FROM ") + table + " WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM mailboxes WHERE id = ?1").bind(1, id).run();
   tx.commit();
@@ -421,7 +434,7 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
     now.reset();
     db.prepare("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) SELECT mailbox_id, uid, ?2 FROM messages WHERE mailbox_id = ?1")
         .bind(1, id).bind(2, modseq).run();
-    for (const char* table : {"messages", "summaries", "imap_envelopes", "headers"})
+    for (const char* table : {"messages", "summaries", "imap_envelopes", "headers", "sort_keys"})
       db.prepare(std::string("UPDATE ") + table + " SET mailbox_id = ?2 WHERE mailbox_id = ?1").bind(1, id).bind(2, moved_to).run();
     tx.commit();
     if (auto* cache = ix.cached(id)) {
@@ -555,6 +568,20 @@ std::vector<EnvelopeText> MailboxStore::envelopes(const std::string& handle, con
   return out;
 }
 
+std::vector<SortRow> MailboxStore::sort_rows(const std::string& handle, const std::string& mailbox, int64_t first, int64_t last) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare(
+      "SELECT uid, sent_date, from_mailbox, to_mailbox, cc_mailbox FROM sort_keys WHERE mailbox_id = ?1 AND uid BETWEEN ?2 AND ?3 "
+      "ORDER BY uid");
+  stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, first).bind(3, last);
+  std::vector<SortRow> out;
+  while (stmt.step())
+    out.push_back({stmt.column_int64(0), stmt.column_int64(1), stmt.column_text(2), stmt.column_text(3), stmt.column_text(4)});
+  stmt.reset();
+  return out;
+}
+
 std::vector<std::pair<int64_t, std::string>> MailboxStore::headers(const std::string& handle, const std::string& mailbox,
                                                                    int64_t first, int64_t last) {
   auto& ix = index(handle);
@@ -653,7 +680,7 @@ std::vector<int64_t> MailboxStore::expunge(const std::string& handle, const std:
     now.reset();
     for (const auto uid : doomed) {
       db.prepare("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
-      for (const char* table : {"summaries", "imap_envelopes", "headers"})
+      for (const char* table : {"summaries", "imap_envelopes", "headers", "sort_keys"})
         db.prepare(std::string("DELETE FROM ") + table + " WHERE mailbox_id = ?1 AND uid = ?2").bind(1, id).bind(2, uid).run();
       db.prepare("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, uid).bind(3, modseq).run();
     }
@@ -696,6 +723,10 @@ std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& h
     db.prepare("INSERT INTO imap_envelopes (mailbox_id, uid, envelope) SELECT ?3, ?4, envelope FROM imap_envelopes WHERE mailbox_id = ?1 AND uid = ?2")
         .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).run();
     db.prepare("INSERT INTO headers (mailbox_id, uid, header) SELECT ?3, ?4, header FROM headers WHERE mailbox_id = ?1 AND uid = ?2")
+        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).run();
+    db.prepare(
+          "INSERT INTO sort_keys (mailbox_id, uid, sent_date, from_mailbox, to_mailbox, cc_mailbox) SELECT ?3, ?4, sent_date, "
+          "from_mailbox, to_mailbox, cc_mailbox FROM sort_keys WHERE mailbox_id = ?1 AND uid = ?2")
         .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).run();
     out.emplace_back(old, uid++);
   }

@@ -34,6 +34,9 @@ struct MessageMeta {
   std::string body_structure;  // JSON
   std::string imap_envelope;   // ENVELOPE as IMAP sends it, rendered once at delivery
   std::string header;          // the header section, for SEARCH FROM/TO/HEADER without the file
+  // RFC 5256 SORT keys: the Date header's time (0: none), the first From/To/Cc mailbox.
+  int64_t sent_date = 0;
+  std::string from_mailbox, to_mailbox, cc_mailbox;
 };
 
 struct StoredMessage {
@@ -69,6 +72,11 @@ struct MailboxCache {
   std::vector<CachedMessage> messages;  // ascending UID
   const CachedMessage* find(int64_t uid) const;
   CachedMessage* find(int64_t uid);
+};
+
+struct SortRow {
+  int64_t uid = 0, sent_date = 0;
+  std::string from_mailbox, to_mailbox, cc_mailbox;
 };
 
 // A message's rendered ENVELOPE, or, for messages stored before it was kept, its JSON.
@@ -126,6 +134,9 @@ class MailboxStore {
   bool with_cache(const std::string& handle, const std::string& mailbox, const std::function<void(const MailboxCache&)>& read);
   // ENVELOPEs of these UIDs (ascending) in one query; missing UIDs are left out.
   std::vector<EnvelopeText> envelopes(const std::string& handle, const std::string& mailbox, const std::vector<int64_t>& uids);
+  // SORT keys of the messages with UIDs in [first, last], ascending; messages stored before
+  // they were kept are left out (their envelope JSON has them).
+  std::vector<SortRow> sort_rows(const std::string& handle, const std::string& mailbox, int64_t first, int64_t last);
   // Header sections of the messages with UIDs in [first, last], ascending; messages stored
   // before headers were kept are left out (read the file).
   std::vector<std::pair<int64_t, std::string>> headers(const std::string& handle, const std::string& mailbox, int64_t first,
