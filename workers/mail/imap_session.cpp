@@ -1590,33 +1590,35 @@ class Session : public std::enable_shared_from_this<Session> {
     return found;
   }
 
-  // The positions of what SEARCH found, and the sort keys of each.
+  // The positions of what SEARCH found, and the sort keys of each (base subjects only when
+  // `subjects`: SORT by date or address needs none).
   void sort_keys(const std::vector<int64_t>& found, bool uid, std::vector<std::size_t>& chosen,
-                 std::vector<imap::SortKeys>& keys) {
+                 std::vector<imap::SortKeys>& keys, bool subjects) {
     for (std::size_t i = 0; i < messages_.size(); ++i)
       if (std::binary_search(found.begin(), found.end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
     if (chosen.empty()) return;
     // One query for the keys kept at delivery and one lock for the subjects; messages from
     // before the keys were kept parse their envelope.
     const auto rows = service().mailboxes().sort_rows(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid);
-    std::unordered_map<int64_t, std::string> subjects;
-    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
-      for (const auto i : chosen)
-        if (const auto* row = cache.find(messages_[i].uid)) subjects.emplace(row->uid, row->subject);
-    });
+    std::unordered_map<int64_t, std::string> subject_of;
+    if (subjects)
+      service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+        for (const auto i : chosen)
+          if (const auto* row = cache.find(messages_[i].uid)) subject_of.emplace(row->uid, row->subject);
+      });
     auto row = rows.begin();
     keys.resize(chosen.size());
     for (std::size_t n = 0; n < chosen.size(); ++n) {
       const auto i = chosen[n];
       const int64_t id = messages_[i].uid;
       while (row != rows.end() && row->uid < id) ++row;
-      const auto subject = subjects.find(id);
-      if (row == rows.end() || row->uid != id || subject == subjects.end()) {
+      const auto subject = subject_of.find(id);
+      if (row == rows.end() || row->uid != id || (subjects && subject == subject_of.end())) {
         keys[n] = keys_of(i);
         continue;
       }
       auto& k = keys[n];
-      k.subject = imap::base_subject(subject->second, &k.reply);
+      if (subjects) k.subject = imap::base_subject(subject->second, &k.reply);
       k.date = row->sent_date != 0 ? row->sent_date : messages_[i].internal_date;  // RFC 5256 2.2
       k.from = row->from_mailbox;
       k.to = row->to_mailbox;
@@ -1653,7 +1655,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!found) return;
     std::vector<std::size_t> chosen;
     std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
-    sort_keys(*found, uid, chosen, keys);
+    sort_keys(*found, uid, chosen, keys,
+              std::any_of(criteria.begin(), criteria.end(), [](const auto& c) { return c.first == By::subject; }));
     std::vector<std::size_t> order(chosen.size());
     for (std::size_t n = 0; n < order.size(); ++n) order[n] = n;
     std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -1697,7 +1700,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!found) return;
     std::vector<std::size_t> chosen;
     std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
-    sort_keys(*found, uid, chosen, keys);
+    sort_keys(*found, uid, chosen, keys, true);
     // REFERENCES reads Message-ID, References and In-Reply-To: the header sections in one query.
     std::unordered_map<int64_t, std::string> headers;
     if (method == "REFERENCES" && !chosen.empty())

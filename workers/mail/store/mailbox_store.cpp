@@ -576,6 +576,7 @@ std::vector<SortRow> MailboxStore::sort_rows(const std::string& handle, const st
       "ORDER BY uid");
   stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, first).bind(3, last);
   std::vector<SortRow> out;
+  out.reserve(static_cast<std::size_t>(std::min<int64_t>(last - first + 1, 1 << 20)));  // UIDs are dense, mostly
   while (stmt.step())
     out.push_back({stmt.column_int64(0), stmt.column_int64(1), stmt.column_text(2), stmt.column_text(3), stmt.column_text(4)});
   stmt.reset();
