@@ -457,6 +457,16 @@ def test_header_search_and_part_sections():
         assert imap.search(None, "TO", "alice", "NOT", "FROM", "eve")[1] == [b"1"]  # eve is in the attached message only
         assert imap.search(None, "TEXT", "winter")[1] == [b"1 2"]
         assert imap.search(None, "BODY", "winter")[1] == [b"2"]
+        # A message with bare LF line ends (imaplib would make them CRLF): its header ends at
+        # the first empty line too.
+        raw, reader = raw_login(ports)
+        lf_only = b"From: gina@example.org\nSubject: lf\n\nFrom: body-line@example.org\n"
+        raw.sendall(b"b APPEND INBOX {%d+}\r\n" % len(lf_only) + lf_only + b"\r\n")
+        assert reader.readline().startswith(b"b OK"), "bare-LF APPEND refused"
+        raw.close()
+        imap.noop()
+        assert imap.search(None, "FROM", "gina")[1] == [b"3"]
+        assert imap.search(None, "FROM", "body-line")[1] == [b""]
         # RFC 9051 6.4.5: MIME of a part, HEADER and TEXT of an attached message.
         typ, data = imap.fetch("1", "(BODY.PEEK[1.MIME] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT] BODY.PEEK[2.HEADER.FIELDS (SUBJECT)])")
         parts = {re.search(rb"BODY\[([^\]]*)", d[0]).group(1): d[1] for d in data if isinstance(d, tuple)}
@@ -538,6 +548,17 @@ def test_mailbox_names_in_utf7_and_utf8():
                 seen += reader.read(int(line.rstrip()[line.rindex(b"{") + 1:-1]))
         assert b"* ENABLED UTF8=ACCEPT" in seen, seen
         assert "Café/日本語".encode() in seen and b"&AOk-" not in seen, seen
+        # IDLE before any SELECT: nothing to report, DONE still heard.
+        raw.sendall(b"i IDLE\r\n")
+        assert reader.readline().startswith(b"+")
+        raw.sendall(b"DONE\r\n")
+        assert reader.readline().startswith(b"i OK"), "IDLE without a mailbox hung"
+        # RFC 6855 4: APPEND ... UTF8 (literal8) for a message with UTF-8 headers.
+        utf8_message = "Subject: Grüße aus Köln\r\nFrom: jürgen@example.org\r\n\r\nHallo\r\n".encode()
+        raw.sendall(b"u APPEND INBOX UTF8 (~{%d}\r\n" % len(utf8_message))
+        assert reader.readline().startswith(b"+")
+        raw.sendall(utf8_message + b")\r\n")
+        assert reader.readline().startswith(b"u OK [APPENDUID"), "APPEND UTF8 refused"
         raw.sendall('d SELECT "Café/日本語"\r\n'.encode())
         while not (line := reader.readline()).startswith(b"d "):
             pass

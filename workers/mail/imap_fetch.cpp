@@ -160,14 +160,6 @@ class ItemParser {
   std::size_t at_ = 0;
 };
 
-// Where a message's header ends: after the first empty line (CRLF CRLF or LF LF).
-std::size_t header_end(std::string_view message) {
-  const auto crlf = message.find("\r\n\r\n");
-  const auto lf = message.find("\n\n");
-  if (crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf)) return crlf + 4;
-  if (lf != std::string_view::npos) return lf + 2;
-  return message.size();
-}
 
 // The header fields named (or all others), with their continuation lines, and the empty line.
 std::string header_fields(std::string_view header, const std::vector<std::string>& names, bool keep_named) {
@@ -275,6 +267,15 @@ std::string structure(const json& node) {
 const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
 }  // namespace
+
+// Where a message's header ends: after the first empty line (CRLF CRLF or LF LF).
+std::size_t header_end(std::string_view message) {
+  const auto crlf = message.find("\r\n\r\n");
+  const auto lf = message.find("\n\n");
+  if (crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf)) return crlf + 4;
+  if (lf != std::string_view::npos) return lf + 2;
+  return message.size();
+}
 
 std::string FetchItem::response_name() const {
   switch (kind) {

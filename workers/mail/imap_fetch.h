@@ -39,6 +39,10 @@ std::optional<std::string> message_section(std::string_view message, const Fetch
 std::optional<std::string> binary_section(std::string_view message, const FetchItem& item,
                                           const std::string& body_structure_json);
 
+// Where a message's header section ends: after the first empty line (CRLF CRLF, or LF LF
+// in messages stored with bare line ends); the size when there is none.
+std::size_t header_end(std::string_view message);
+
 // ENVELOPE from the JSON the store keeps (mime_summary.h), as an IMAP parenthesized list.
 std::string envelope_text(const std::string& envelope_json);
 

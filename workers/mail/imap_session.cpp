@@ -1243,8 +1243,15 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!parsed || !c.space()) return bad("date-time is \"dd-Mon-yyyy hh:mm:ss +zzzz\"");
       date = *parsed;
     }
+    // RFC 6855 4: after UTF8=ACCEPT a message with UTF-8 headers comes as UTF8 (literal8).
+    bool utf8_data = false;
+    if (utf8_names_ && c.peek('U')) {
+      const auto word = c.atom();
+      if (!word || upper(*word) != "UTF8" || !c.space() || !c.take('(')) return bad("APPEND ... UTF8 (literal8)");
+      utf8_data = true;
+    }
     auto message = c.string();
-    if (!message) return bad("APPEND needs the message as a literal");
+    if (!message || (utf8_data && !c.take(')'))) return bad("APPEND needs the message as a literal");
     if (static_cast<std::size_t>(std::count(keywords.begin(), keywords.end(), ' ')) >= kMaxKeywords)
       return tagged("NO [LIMIT] a message takes at most " + std::to_string(kMaxKeywords) + " keywords");
     const auto boxes = service().mailboxes().mailboxes(handle_);
@@ -1317,8 +1324,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string_view header() const {
       if (header_) return *header_;
       const auto& all = bytes();
-      const auto end = all.find("\r\n\r\n");
-      return std::string_view(all).substr(0, end == std::string::npos ? all.size() : end + 2);
+      return std::string_view(all).substr(0, imap::header_end(all));
     }
 
    private:
@@ -1383,8 +1389,8 @@ class Session : public std::enable_shared_from_this<Session> {
     if (key == "KEYWORD" || key == "UNKEYWORD") {
       const std::string word = w.next();
       const bool set = key == "KEYWORD";
-      search_needs_row_ = true;
-      return Test([word, set](const Probe& p) { return p.row && has_keyword(p.row->keywords, word) == set; });
+      // The keywords this session has shown, as flag criteria test the flags it has shown.
+      return Test([this, word, set](const Probe& p) { return has_keyword(keywords_of(p.m.uid), word) == set; });
     }
     if (key == "NEW" || key == "RECENT") return Test([](const Probe&) { return false; });
     if (key == "OLD") return Test([](const Probe&) { return true; });
@@ -1738,7 +1744,7 @@ class Session : public std::enable_shared_from_this<Session> {
     });
     if (blob.empty()) return {};
     std::string header = service().blobs().read(blob);
-    header.resize(std::min(header.find("\r\n\r\n"), header.size()));
+    header.resize(imap::header_end(header));
     return header;
   }
 
@@ -1774,7 +1780,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void idle_sync() {
     idle_changed_ = false;
-    if (state_ != State::selected) return;
+    if (state_ != State::selected) return pump();  // IDLE before SELECT: only DONE to wait for
     run_blocking([this] { sync(); });
   }
 

@@ -92,8 +92,12 @@ std::optional<int64_t> sent_date(const std::string& text) {
   const std::string rest = comma == std::string::npos ? text : text.substr(comma + 1);
   int day = 0, year = 0, h = 0, m = 0, sec = 0;
   char month[4] = {}, zone[8] = {};
-  const int got = std::sscanf(rest.c_str(), " %d %3s %d %d:%d:%d %7s", &day, month, &year, &h, &m, &sec, zone);
-  if (got < 5) return std::nullopt;
+  int used = 0;
+  if (std::sscanf(rest.c_str(), " %d %3s %d %d:%d%n", &day, month, &year, &h, &m, &used) < 5) return std::nullopt;
+  // Seconds are optional (RFC 5322 3.3); the zone follows either way.
+  const char* after = rest.c_str() + used;
+  if (int more = 0; std::sscanf(after, ":%d%n", &sec, &more) == 1) after += more;
+  std::sscanf(after, " %7s", zone);
   int mon = -1;
   for (int i = 0; i < 12; ++i)
     if (ascii_lower(month) == kMonths[i]) mon = i;
@@ -105,7 +109,7 @@ std::optional<int64_t> sent_date(const std::string& text) {
   tm.tm_year = year - 1900;
   tm.tm_hour = h;
   tm.tm_min = m;
-  tm.tm_sec = got >= 6 ? sec : 0;
+  tm.tm_sec = sec;
   int64_t t = static_cast<int64_t>(timegm(&tm));
   if ((zone[0] == '+' || zone[0] == '-') && std::strlen(zone) == 5) {
     const int offset = std::atoi(zone + 1);

@@ -125,8 +125,7 @@ MessageMeta MailService::describe(const std::string& blob, uint64_t size, int64_
   if (e.is_object() && e.value("date", nlohmann::json()).is_string())
     meta.sent_date = imap::sent_date(e["date"].get<std::string>()).value_or(0);
   // The header section with the blank line that ends it (RFC 5322 2.1), for SEARCH.
-  const auto end = bytes.find("\r\n\r\n");
-  meta.header = bytes.substr(0, end == std::string::npos ? bytes.size() : end + 2);
+  meta.header = bytes.substr(0, imap::header_end(bytes));
   return meta;
 }
 

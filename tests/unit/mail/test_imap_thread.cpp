@@ -33,6 +33,7 @@ TEST_CASE("imap thread: base subjects and reply markers (RFC 5256 2.1)", "[imap]
   CHECK(base_subject("[only a blob]") == "[only a blob]");
   CHECK(sent_date("Tue, 1 Jul 2003 10:52:37 +0200") == std::optional<int64_t>(1057049557));
   CHECK(sent_date("1 Jul 03 10:52 GMT") == std::optional<int64_t>(1057056720));
+  CHECK(sent_date("Tue, 1 Jul 2003 10:52 +0200") == std::optional<int64_t>(1057049520));  // no seconds, zone kept
   CHECK_FALSE(sent_date("yesterday"));
   CHECK(message_ids("<a@x> junk <b@y>") == std::vector<std::string>{"a@x", "b@y"});
 }
