@@ -469,18 +469,6 @@ std::vector<int64_t> MailboxStore::expunged_since(const std::string& handle, con
   return out;
 }
 
-std::optional<std::pair<int64_t, int64_t>> MailboxStore::mailbox_state(const std::string& handle,
-                                                                        const std::string& mailbox) {
-  auto& ix = index(handle);
-  std::lock_guard lock(ix.mutex);
-  auto& stmt = ix.db->prepare("SELECT id, uidnext, highest_modseq FROM mailboxes WHERE name = ?1");
-  stmt.bind(1, mailbox);
-  if (!stmt.step()) return std::nullopt;
-  std::pair<int64_t, int64_t> out{stmt.column_int64(1), stmt.column_int64(2)};
-  stmt.reset();
-  return out;
-}
-
 std::optional<MailboxStore::Hold> MailboxStore::hold(const std::string& handle, const std::string& mailbox,
                                                      std::function<void()> changed) {
   auto& ix = index(handle);

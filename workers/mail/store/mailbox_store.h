@@ -116,9 +116,6 @@ class MailboxStore {
   void rename_mailbox(const std::string& handle, const std::string& from, const std::string& to);
   // RFC 9051 6.3.7-6.3.8 SUBSCRIBE/UNSUBSCRIBE.
   void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
-  // What changes whenever a message arrives, changes flags or goes: {uidnext, highest_modseq};
-  // nullopt when there is no such mailbox. One small query, for IDLE and NOOP to poll.
-  std::optional<std::pair<int64_t, int64_t>> mailbox_state(const std::string& handle, const std::string& mailbox);
   // Keeps the mailbox's messages in memory until as many release() calls (SELECT and
   // CLOSE), and calls `changed` after each committed change to it (IDLE): on the thread
   // that made the change, under the index's lock, so it must only hand work on (post).
