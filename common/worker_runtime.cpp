@@ -77,6 +77,7 @@ void WorkerRuntime::Impl::lock() {
 }
 
 void WorkerRuntime::Impl::install_routes() {
+  router.set_internal_errors_shown(true);  // the socket is the admins' (0660)
   router.add("GET", "/v1", [this](const control::Request&) {
     return control::Response::json({{"name", options.name}, {"commands", router.describe()}});
   }, "this list of commands");

@@ -21,6 +21,7 @@ struct Request {
   std::string method;                              // "GET", "POST"...
   std::string target;                              // "/v1/events?since=3"
   std::string path;                                // "/v1/events", percent-decoded
+  std::vector<std::string> segments;               // the path's segments, each decoded on its own
   std::map<std::string, std::string> query;        // percent-decoded query parameters
   std::map<std::string, std::string> params;       // "{handle}" segments of the route
   std::map<std::string, std::string> headers;      // lowercase names; repeated ones joined with ", "
@@ -31,7 +32,8 @@ struct Request {
   std::string header(std::string_view name, const std::string& fallback = {}) const;
   std::string query_value(std::string_view key, const std::string& fallback = {}) const;
   std::string param(std::string_view key) const;
-  // The body as JSON; coop::Error("bad_json", 400) when it is not JSON.
+  // The body as a JSON object ({} when empty), nesting bounded (common/json.h):
+  // coop::Error("not_json", 400) when it is not JSON, ("bad_json", 400) for another value.
   nlohmann::json json() const;
 };
 
@@ -50,7 +52,8 @@ struct Response {
   static Response error(std::string_view code, std::string_view message, int status);
 };
 
-// Fills target's path and query fields; false for a target that is not origin-form.
+// Fills target's path and query fields from an origin-form or absolute-form target (RFC 9112
+// 3.2.1-3.2.2); false when it is neither, or when a decoded part is not UTF-8.
 bool parse_target(std::string_view target, Request& request);
 
 }  // namespace coop::http

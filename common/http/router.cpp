@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json.h"
+#include "common/text.h"
 
 namespace coop::http {
 
@@ -53,10 +55,27 @@ std::vector<std::string> split_path(std::string_view path) {
 }  // namespace
 
 bool parse_target(std::string_view target, Request& request) {
+  // RFC 9112 3.2.2: a server accepts the absolute-form too; its authority is not ours to check.
+  for (std::string_view scheme : {"http://", "https://"}) {
+    if (target.size() < scheme.size() || ascii_lower(target.substr(0, scheme.size())) != scheme) continue;
+    const auto slash = target.find_first_of("/?", scheme.size());
+    target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
+    if (target.front() == '?') return false;
+    break;
+  }
   if (target.empty() || target.front() != '/') return false;
   request.target = std::string(target);
   const auto question = target.find('?');
-  if (!percent_decode(target.substr(0, question), false, request.path)) return false;
+  // Decoded bytes reach error texts, JSON and file names: they must be UTF-8.
+  const auto raw_path = target.substr(0, question);
+  if (!percent_decode(raw_path, false, request.path) || !is_valid_utf8(request.path)) return false;
+  // Segments are split before decoding, so "%2F" stays inside its segment ("Projects/2026").
+  request.segments.clear();
+  for (const auto& raw : split_path(raw_path)) {
+    std::string segment;
+    if (!percent_decode(raw, false, segment)) return false;
+    request.segments.push_back(std::move(segment));
+  }
   request.query.clear();
   if (question == std::string_view::npos) return true;
   auto rest = target.substr(question + 1);
@@ -65,8 +84,9 @@ bool parse_target(std::string_view target, Request& request) {
     const auto pair = rest.substr(0, amp);
     const auto eq = pair.find('=');
     std::string key, value;
-    if (!percent_decode(pair.substr(0, eq), true, key)) return false;
-    if (eq != std::string_view::npos && !percent_decode(pair.substr(eq + 1), true, value)) return false;
+    if (!percent_decode(pair.substr(0, eq), true, key) || !is_valid_utf8(key)) return false;
+    if (eq != std::string_view::npos && (!percent_decode(pair.substr(eq + 1), true, value) || !is_valid_utf8(value)))
+      return false;
     if (!key.empty()) request.query[key] = value;
     if (amp == std::string_view::npos) break;
     rest.remove_prefix(amp + 1);
@@ -91,17 +111,13 @@ std::string Request::param(std::string_view key) const {
 
 nlohmann::json Request::json() const {
   if (body.empty()) return nlohmann::json::object();
-  try {
-    return nlohmann::json::parse(body);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error("bad_json", std::string("request body is not JSON: ") + e.what(), 400);
-  }
+  return parse_json_object(body);
 }
 
 Response Response::json(const nlohmann::json& value, int status) {
   Response response;
   response.status = status;
-  response.body = value.dump();
+  response.body = dump_json(value);
   return response;
 }
 
@@ -140,11 +156,8 @@ void Router::add_blocking(std::string method, std::string pattern, Runner runner
         runner([this, handler, request, reply] {
           try {
             reply(handler(request));
-          } catch (const Error& e) {
-            reply(error(e.status(), e.code(), e.what()));
-          } catch (const std::exception& e) {
-            spdlog::error("{} {}: {}", request.method, request.path, e.what());
-            reply(error(500, "internal", e.what()));
+          } catch (...) {
+            reply(current_error(request));
           }
         });
       },
@@ -176,7 +189,7 @@ const WebSocketHandlers* Router::websocket(const std::string& path) const {
 }
 
 void Router::dispatch(Request request, Reply reply) const {
-  const auto segments = split_path(request.path);
+  const auto segments = request.segments.empty() ? split_path(request.path) : request.segments;
   bool path_known = false;
   for (const auto& route : routes_) {
     if (!match(route, segments, request)) continue;
@@ -185,19 +198,16 @@ void Router::dispatch(Request request, Reply reply) const {
     if (!same) continue;
     try {
       route.handler(request, reply);
-    } catch (const Error& e) {
-      reply(error(e.status(), e.code(), e.what()));
-    } catch (const std::exception& e) {
-      spdlog::error("{} {}: {}", request.method, request.path, e.what());
-      reply(error(500, "internal", e.what()));
+    } catch (...) {
+      reply(current_error(request));
     }
     return;
   }
   if (fallback_ && (!path_known || request.method == "OPTIONS")) {
     try {
       fallback_(request, reply);
-    } catch (const Error& e) {
-      reply(error(e.status(), e.code(), e.what()));
+    } catch (...) {
+      reply(current_error(request));
     }
     return;
   }
@@ -205,6 +215,27 @@ void Router::dispatch(Request request, Reply reply) const {
     reply(error(405, "method_not_allowed", request.method + " is not allowed on " + request.path));
   else
     reply(error(404, "not_found", "no such resource: " + request.path));
+}
+
+Response Router::current_error(const Request& request) const {
+  try {
+    throw;
+  } catch (const Error& e) {
+    if (e.status() < 500 || internal_errors_shown_) return error(e.status(), e.code(), e.what());
+    spdlog::error("{} {}: {}: {}", request.method, request.path, e.code(), e.what());
+    return error(e.status(), e.code(), "internal error");
+  } catch (const nlohmann::json::type_error& e) {
+    // A handler read a field of the client's JSON as the wrong type ({"name": 5}).
+    spdlog::debug("{} {}: {}", request.method, request.path, e.what());
+    return error(400, "bad_json", "a field of the request has the wrong JSON type");
+  } catch (const std::exception& e) {
+    // The detail is for the log: it may name files, SQL or another member's data.
+    spdlog::error("{} {}: {}", request.method, request.path, e.what());
+    return error(500, "internal", internal_errors_shown_ ? e.what() : "internal error");
+  } catch (...) {
+    spdlog::error("{} {}: unknown exception", request.method, request.path);
+    return error(500, "internal", "internal error");
+  }
 }
 
 Response Router::error(int status, const std::string& code, const std::string& message) const {

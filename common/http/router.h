@@ -47,6 +47,12 @@ class Router {
   void add_websocket(std::string path, WebSocketHandlers handlers);
   const WebSocketHandlers* websocket(const std::string& path) const;
   Response error(int status, const std::string& code, const std::string& message) const;
+  // Inside a catch block: the exception in flight as an error response. coop::Error keeps its
+  // status and code, a JSON type error is the client's 400, anything else a 500. A 5xx says
+  // only "internal error" (the detail goes to the log) unless the router serves the control
+  // API, whose callers are the shard's admins.
+  Response current_error(const Request& request) const;
+  void set_internal_errors_shown(bool shown) { internal_errors_shown_ = shown; }
 
  private:
   struct Route {
@@ -60,6 +66,7 @@ class Router {
   std::vector<Route> routes_;
   ErrorFormatter formatter_;
   AsyncHandler fallback_;
+  bool internal_errors_shown_ = false;
   std::vector<std::pair<std::string, WebSocketHandlers>> websockets_;
 };
 

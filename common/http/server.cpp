@@ -147,6 +147,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
         router_(router), limits_(limits) {}
 
   const std::string& remote() const { return remote_; }
+  friend class Listener<Protocol, Tls>;  // refuse()
 
   void start() {
     net::dispatch(lowest().get_executor(), [self = this->shared_from_this()] {
@@ -460,8 +461,61 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     parser_->body_limit(limits_.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
     lowest().expires_after(limits_.idle_timeout);
+    bhttp::async_read_header(stream_, buffer_, *parser_,
+                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  // The head is in (a Content-Length over the body limit already failed it with body_limit).
+  void on_header(beast::error_code ec) {
+    if (ec || parser_->is_done()) return on_read(ec);
+    const auto& head = parser_->get();
+    // RFC 9110 10.1.1: a client that sent "Expect: 100-continue" waits for the interim answer
+    // before its body (curl for uploads over 1 MB, litmus).
+    if (head.version() >= 11 && beast::iequals(head[bhttp::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                         if (ec) return self->finish();
+                         self->read_body();
+                       });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
     bhttp::async_read(stream_, buffer_, *parser_,
                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  // Over the listener's caps: plain HTTP hears 503 (RFC 9110 15.6.4) and is let go after a
+  // lingering read, so the answer is not lost to a reset; TLS is closed at once.
+  void refuse() {
+    net::dispatch(lowest().get_executor(), [self = this->shared_from_this()] {
+      beast::error_code ignored;
+      if constexpr (Tls) {
+        self->lowest().socket().close(ignored);
+      } else {
+        static constexpr std::string_view kBusy =
+            "HTTP/1.1 503 Service Unavailable\r\nServer: coop\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n"
+            "Content-Length: 32\r\nConnection: close\r\n\r\ntoo many connections, try later\n";
+        self->lowest().expires_after(std::chrono::seconds(5));
+        net::async_write(self->stream_, net::buffer(kBusy.data(), kBusy.size()), [self](beast::error_code ec, std::size_t) {
+          beast::error_code ignored;
+          if (ec) return self->lowest().socket().close(ignored);
+          self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
+          self->linger();
+        });
+      }
+    });
+  }
+  void linger() {
+    head_.resize(512);
+    stream_.async_read_some(net::buffer(head_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      beast::error_code ignored;
+      if (ec) return self->lowest().socket().close(ignored);
+      self->linger();
+    });
   }
 
   void on_read(beast::error_code ec) {
@@ -503,8 +557,14 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     }
     for (const auto& field : message) {
       const auto raw_name = field.name_string();
+      const auto value = field.value();
+      // Values reach error texts, JSON and logs; RFC 9110 5.5 keeps obs-text only for legacy.
+      if (!is_valid_utf8(std::string_view(value.data(), value.size()))) {
+        respond(router_.error(400, "bad_request", "a request header is not UTF-8"), false);
+        return;
+      }
       auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
-      slot += (slot.empty() ? "" : ", ") + std::string(field.value());
+      slot += (slot.empty() ? "" : ", ") + std::string(value);
     }
     request.body = std::move(message.body());
     // A long-poll handler may hold the request for a while: no idle timeout meanwhile.
@@ -622,7 +682,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
         if (too_many || too_many_here) {
           spdlog::warn("http: refusing a connection from {} ({})", candidate->remote(),
                        too_many ? "too many connections" : "too many from this address");
-          candidate->close();
+          candidate->refuse();
         } else {
           session = candidate;
           self->sessions_.insert(session);

@@ -25,6 +25,25 @@ std::string membership_in(const StateMap& state, const std::string& user) {
   return m ? m->value("content", json::object()).value("membership", "") : "";
 }
 
+// Room versions 10 and 11, auth rules 10.1-10.3: every level is an integer, "events" and
+// "notifications" map to integers, "users" maps user IDs to integers.
+void check_power_levels_integers(const json& content) {
+  auto bad = [](const std::string& why) { throw coop::Error("bad_json", "m.room.power_levels: " + why, 400); };
+  if (!content.is_object()) bad("content must be an object");
+  for (const char* key : {"users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"})
+    if (content.contains(key) && !content[key].is_number_integer()) bad(std::string(key) + " must be an integer");
+  for (const char* key : {"events", "notifications", "users"}) {
+    if (!content.contains(key)) continue;
+    const auto& map = content[key];
+    if (!map.is_object()) bad(std::string(key) + " must be an object");
+    for (const auto& [name, level] : map.items()) {
+      if (!level.is_number_integer()) bad(std::string(key) + " values must be integers");
+      if (std::string_view(key) == "users" && (name.empty() || name[0] != '@' || name.find(':') == std::string::npos))
+        bad("users keys must be user IDs");
+    }
+  }
+}
+
 int64_t as_level(const json& value, int64_t fallback) {
   if (value.is_number_integer()) return value.get<int64_t>();
   if (value.is_string()) {
@@ -155,6 +174,7 @@ void authorize_checked(const json& event, const StateMap& state, const Membershi
     const std::string key = event.value("state_key", "");
     if (!key.empty() && key[0] == '@' && key != sender) forbidden("state keys that are user IDs belong to that user");
   }
+  if (type == "m.room.power_levels") check_power_levels_integers(event.value("content", json::object()));
   if (type == "m.room.power_levels" && pl.present) {
     // Nobody grants more than they hold, or changes someone at or above their own level.
     const auto mine = pl.user(sender);

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/json.h"
 
 namespace coop::matrix {
 
@@ -147,23 +148,7 @@ std::string canonical_json(const nlohmann::json& value) {
 }
 
 nlohmann::json parse_json_object(std::string_view text) {
-  // The callback sees each container as it opens, with the number of enclosing containers.
-  const nlohmann::json::parser_callback_t limit_depth =
-      [](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
-        if ((event == nlohmann::json::parse_event_t::object_start ||
-             event == nlohmann::json::parse_event_t::array_start) &&
-            depth >= kMaxJsonDepth)
-          throw coop::Error("not_json", "JSON nested too deeply", 400);
-        return true;
-      };
-  nlohmann::json value;
-  try {
-    // nlohmann's lexer rejects invalid UTF-8 and lone surrogate escapes; strict mode rejects
-    // trailing bytes; comments stay disallowed.
-    value = nlohmann::json::parse(text.begin(), text.end(), limit_depth, true);
-  } catch (const nlohmann::json::exception& e) {
-    throw coop::Error("not_json", std::string("invalid JSON: ") + e.what(), 400);
-  }
+  auto value = coop::parse_json(text, kMaxJsonDepth);
   if (!value.is_object()) throw coop::Error("not_json", "JSON value is not an object", 400);
   return value;
 }

@@ -6,10 +6,12 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/json.h"
+
 namespace coop::matrix {
 
 // Deepest nesting of objects and arrays accepted (the top-level object counts as 1).
-inline constexpr int kMaxJsonDepth = 100;
+inline constexpr int kMaxJsonDepth = coop::kMaxJsonDepth;
 
 // Largest magnitude an integer may have in canonical JSON (2^53 - 1).
 inline constexpr long long kMaxSafeInteger = 9007199254740991LL;

@@ -21,6 +21,7 @@
 #include "common/blob_store.h"
 #include "common/control/client.h"
 #include "common/error.h"
+#include "common/json.h"
 #include "common/text.h"
 #include "common/http/router.h"
 #include "common/version.h"
@@ -58,7 +59,9 @@ Response ok(const json& body) { return cors(Response::json(body)); }
 // coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.
 std::string errcode_for(int status, const std::string& code) {
   if (code.rfind("M_", 0) == 0) return code;
-  if (code == "bad_json" || code == "not_json") return "M_NOT_JSON";
+  if (code == "not_json") return "M_NOT_JSON";
+  if (code == "bad_json") return "M_BAD_JSON";
+  if (code == "bad_request") return "M_INVALID_PARAM";
   if (code == "bad_credentials") return "M_FORBIDDEN";
   if (code == "member_suspended" || code == "member_removed") return "M_USER_DEACTIVATED";
   if (code == "throttled") return "M_LIMIT_EXCEEDED";
@@ -71,6 +74,15 @@ std::string errcode_for(int status, const std::string& code) {
     case 413: return "M_TOO_LARGE";
     case 429: return "M_LIMIT_EXCEEDED";
     default: return "M_UNKNOWN";
+  }
+}
+
+// A filter given inline in a query string (?filter={...}), parsed as bodies are.
+json filter_param(const std::string& text) {
+  try {
+    return parse_json_object(text);
+  } catch (const Error&) {
+    throw Error("M_INVALID_PARAM", "filter is not a JSON object", 400);
   }
 }
 
@@ -281,7 +293,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   json sync_filter(const Request& q, const std::string& user_id) {
     json filter;
     const auto text = q.query_value("filter");
-    if (!text.empty() && text[0] == '{') filter = json::parse(text, nullptr, false);
+    if (!text.empty() && text[0] == '{') filter = filter_param(text);
     else if (!text.empty()) {
       try {
         filter = store.filter(user_id, std::stoll(text)).value_or(json::object());
@@ -315,6 +327,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
   std::pair<json, bool> build_sync(const std::string& user_id, const Request& q) {
     const auto since = StreamPosition::parse(q.query_value("since"));
+    if (!since && !q.query_value("since").empty()) fail(400, "M_INVALID_PARAM", "since is not a token of this server");
     const bool full_state = q.query_value("full_state") == "true";
     // Read under the typing lock: a typing change takes its position and updates the map
     // under the same lock, so a sync sees both or neither.
@@ -418,7 +431,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       room["state"] = {{"events", state}};
       json ephemeral = json::array();
       const int64_t other_since = since ? since->other : 0;
-      const json receipts = store.receipts_since(room_id, other_since);
+      const json receipts = store.receipts_since(room_id, other_since, user_id);
       if (!receipts.empty()) ephemeral.push_back({{"type", "m.receipt"}, {"content", receipts}});
       const auto changed = typing_positions.find(room_id);
       if (changed != typing_positions.end() && changed->second > other_since) {
@@ -796,13 +809,16 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   route(r, "GET", "/rooms/{roomId}/messages", [self](const Request& q) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
-    const bool backwards = q.query_value("dir", "b") == "b";
+    const auto dir = q.query_value("dir", "b");
+    if (dir != "b" && dir != "f") fail(400, "M_INVALID_PARAM", "dir must be b or f");
+    const bool backwards = dir == "b";
     const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 1, 1000);
     const auto now = self->store.position();
     auto from = StreamPosition::parse(q.query_value("from"));
+    if (!from && !q.query_value("from").empty()) fail(400, "M_INVALID_PARAM", "from is not a token of this server");
     if (!from) from = backwards ? now : StreamPosition{0, now.other};
     const auto filter_text = q.query_value("filter");
-    const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : json::parse(filter_text, nullptr, false));
+    const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : filter_param(filter_text));
     std::vector<StoredEvent> events;
     int64_t cursor = from->events;
     for (int pages = 0; static_cast<int>(events.size()) < limit && pages < 20; ++pages) {
@@ -842,6 +858,11 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   auto receipt = [self](const Request& q, const std::string& type, const std::string& event_id) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
+    if (type == "m.fully_read") {
+      self->store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", event_id}});
+      return;
+    }
+    if (type != "m.read" && type != "m.read.private") fail(400, "M_INVALID_PARAM", "unknown receipt type");
     self->store.set_receipt(q.param("roomId"), s.user_id, type, event_id);
   };
   route(r, "POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", [receipt](const Request& q) {

@@ -121,9 +121,10 @@ void decode_geometry(DecodedFeature& feature) {
       }
     } else if (id == kCommandClosePath) {
       if (feature.parts.empty()) throw MvtDecodeError("mvt ClosePath before MoveTo");
-      for (uint32_t n = 0; n < count; ++n) {
-        feature.parts.back().push_back(feature.parts.back().front());
-      }
+      // MVT 2.1 4.3.3.3: ClosePath has a command count of 1. A huge count would otherwise
+      // copy a point billions of times (found by fuzz_mvt_decode).
+      if (count != 1) throw MvtDecodeError("mvt ClosePath with a count other than 1");
+      feature.parts.back().push_back(feature.parts.back().front());
     } else {
       throw MvtDecodeError("mvt unknown geometry command");
     }

@@ -139,7 +139,10 @@ TEST_CASE("errors have the {error:{code,message}} shape and the right status") {
 
   auto bad_json = client.post("/v1/echo", "{not json");
   CHECK(bad_json.status == 400);
-  CHECK(bad_json.json()["error"]["code"] == "bad_json");
+  CHECK(bad_json.json()["error"]["code"] == "not_json");  // "bad_json" is JSON of the wrong shape
+  auto array = client.post("/v1/echo", "[1]");
+  CHECK(array.status == 400);
+  CHECK(array.json()["error"]["code"] == "bad_json");
 }
 
 TEST_CASE("an async handler may answer from another thread") {
@@ -230,5 +233,7 @@ TEST_CASE("request targets are percent-decoded and bad escapes rejected") {
   CHECK(r.query.count("flag") == 1);
   CHECK_FALSE(parse_target("/v1/bad%zz", r));
   CHECK_FALSE(parse_target("/v1/short%4", r));
-  CHECK_FALSE(parse_target("http://coop/v1", r));
+  CHECK_FALSE(parse_target("coop/v1", r));
+  REQUIRE(parse_target("http://coop/v1", r));  // RFC 9112 3.2.2 absolute-form
+  CHECK(r.path == "/v1");
 }

@@ -93,7 +93,7 @@ TEST_CASE("handlers see lowercase headers, repeated ones joined, and the client 
   CHECK(body["remote"] == "127.0.0.1");
 }
 
-TEST_CASE("connections beyond the per-address limit are closed at once") {
+TEST_CASE("connections beyond the per-address limit hear 503 and are closed") {
   ServerLimits limits;
   limits.max_per_address = 2;
   TcpFixture f(limits);
@@ -101,7 +101,9 @@ TEST_CASE("connections beyond the per-address limit are closed at once") {
   CHECK(exchange(a, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
   CHECK(exchange(b, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
   const int c = connect_tcp(f.port());
-  CHECK(exchange(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").empty());
+  const auto refused = exchange(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(refused.rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(refused.find("Connection: close") != std::string::npos);
   ::close(a);
   ::close(b);
   ::close(c);

@@ -12,6 +12,7 @@
 #include "common/sqlite.h"
 #include "workers/matrix/auth_rules.h"
 #include "workers/matrix/base64.h"
+#include "workers/matrix/canonical_json.h"
 #include "workers/matrix/event_hash.h"
 #include "workers/matrix/signing.h"
 
@@ -142,6 +143,9 @@ constexpr sqlite::Migration kMigrations[] = {
 };
 
 constexpr int kSnapshotEvery = 100;
+// Client-Server API "Size limits" (and the PDU size limit of the Server-Server API).
+constexpr std::size_t kMaxEventBytes = 65536;
+constexpr std::size_t kMaxIdBytes = 255;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -213,6 +217,11 @@ struct RoomStore::Impl {
   // Builds, signs, authorises and appends one event inside the caller's transaction.
   json append(const std::string& room_id, const std::string& version, const std::string& sender,
               const std::string& type, const json& content, const std::optional<std::string>& state_key) {
+    // Client-Server API "Size limits" and the PDU format: content is an object; type and
+    // state_key at most 255 bytes; the whole event at most 65,536 bytes (checked once signed).
+    if (!content.is_object()) throw Error("M_BAD_JSON", "event content must be a JSON object", 400);
+    if (type.size() > kMaxIdBytes) throw Error("M_BAD_JSON", "event type longer than 255 bytes", 400);
+    if (state_key && state_key->size() > kMaxIdBytes) throw Error("M_BAD_JSON", "state_key longer than 255 bytes", 400);
     matrix::StateMap state = state_map(room_id);
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
                   {"origin_server_ts", now_ms()}};
@@ -256,6 +265,8 @@ struct RoomStore::Impl {
     event = matrix::sign_event(std::move(event), server, key, version);
     const auto event_id = matrix::event_id_for(event, version);
     event["event_id"] = event_id;
+    if (matrix::canonical_json(event).size() > kMaxEventBytes)
+      throw Error("M_TOO_LARGE", "events are at most 65536 bytes", 413);
 
     auto& insert = db->prepare("INSERT INTO events (event_id, room_id, type, state_key, sender, depth, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     insert.bind(1, event_id).bind(2, room_id).bind(3, type).bind(5, sender).bind(6, depth).bind(7, event.dump());
@@ -766,10 +777,13 @@ void RoomStore::set_receipt(const std::string& room_id, const std::string& user_
   });
 }
 
-json RoomStore::receipts_since(const std::string& room_id, int64_t after) {
+json RoomStore::receipts_since(const std::string& room_id, int64_t after, const std::string& viewer) {
   std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT user_id, type, event_id, ts FROM receipts WHERE room_id = ?1 AND position > ?2");
-  stmt.bind(1, room_id).bind(2, after);
+  // m.read.private receipts go to their sender only (Client-Server API "Private read receipts").
+  auto& stmt = impl_->db->prepare(
+      "SELECT user_id, type, event_id, ts FROM receipts WHERE room_id = ?1 AND position > ?2 "
+      "AND (type != 'm.read.private' OR user_id = ?3)");
+  stmt.bind(1, room_id).bind(2, after).bind(3, viewer);
   json content = json::object();
   while (stmt.step())
     content[stmt.column_text(2)][stmt.column_text(1)][stmt.column_text(0)] = {{"ts", stmt.column_int64(3)}};
@@ -785,7 +799,7 @@ std::pair<int64_t, int64_t> RoomStore::unread_counts(const std::string& room_id,
       "FROM events WHERE room_id = ?1 AND type = 'm.room.message' AND sender != ?2 "
       "AND coalesce(json_extract(json, '$.content.msgtype'), '') != 'm.notice' "
       "AND stream > coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
-      "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type = 'm.read'), 0)");
+      "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type IN ('m.read', 'm.read.private')), 0)");
   stmt.bind(1, room_id).bind(2, user_id).bind(3, localpart);
   stmt.step();
   std::pair<int64_t, int64_t> counts{stmt.column_int64(0), stmt.column_int64(1)};

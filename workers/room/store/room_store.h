@@ -108,7 +108,7 @@ class RoomStore {
   void set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
                    const std::string& event_id);
   // m.receipt content for a room, for receipts changed after `after`.
-  nlohmann::json receipts_since(const std::string& room_id, int64_t after);
+  nlohmann::json receipts_since(const std::string& room_id, int64_t after, const std::string& viewer);
   // {notifications, highlights}: messages from others after the user's m.read receipt (not
   // notices), and those among them that name the user (Client-Server "Receiving notifications").
   std::pair<int64_t, int64_t> unread_counts(const std::string& room_id, const std::string& user_id,
