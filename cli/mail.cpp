@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <optional>
+#include <vector>
 
 #include "cli/cli.h"
 #include "cli/output.h"
@@ -14,6 +16,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/mail/mailbox_formats.h"
+#include "common/mail/mailbox_name.h"
 
 namespace coop::cli {
 
@@ -51,6 +54,47 @@ std::string mailbox_path(const std::string& handle, const std::string& mailbox) 
   return "/v1/messages/" + path_segment(handle) + "/" + path_segment(mailbox);
 }
 
+// Where a mailbox goes under out. Maildir++: INBOX at the root, other mailboxes as .Level.Level
+// folders. mbox: one file a mailbox, the levels above it as directories named "<level>.sbd"
+// (the layout Thunderbird writes; mutt opens the files as they are). A name the store should
+// never have accepted ("..", "a//b") is escaped whole into one file name, so that whatever a
+// name holds, nothing is written outside out.
+fs::path export_path(const fs::path& out, const std::string& name, bool maildir) {
+  if (name.empty()) throw Error("invalid_mailbox", "a mailbox without a name cannot be exported", 500);
+  const bool valid = mail::mailbox_name_problem(name).empty();
+  fs::path path = out;
+  if (maildir) {
+    if (name != "INBOX") path /= valid ? mail::maildir_folder(name) : "." + mail::file_name_for_level(name);
+  } else if (!valid) {
+    path /= mail::file_name_for_level(name);
+  } else {
+    const auto levels = mail::mailbox_levels(name);
+    for (std::size_t i = 0; i + 1 < levels.size(); ++i) path /= mail::file_name_for_level(levels[i]) + ".sbd";
+    path /= mail::file_name_for_level(levels.back());
+  }
+  const auto relative = path.lexically_normal().lexically_relative(out.lexically_normal());
+  if (relative.empty() || *relative.begin() == "..")
+    throw Error("invalid_mailbox", "mailbox '" + name + "' would be written outside " + out.string(), 500);
+  return path;
+}
+
+// The mailbox an mbox file below root stands for: its path's levels, "X.sbd" read as X.
+std::optional<std::string> mailbox_of_mbox_file(const fs::path& root, const fs::path& file) {
+  std::vector<std::string> parts;
+  for (const auto& part : file.lexically_relative(root)) parts.push_back(part.string());
+  std::string name;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    std::string level = parts[i];
+    const bool directory = i + 1 < parts.size();
+    if (directory && level.size() > 4 && level.compare(level.size() - 4, 4, ".sbd") == 0) level.resize(level.size() - 4);
+    const auto decoded = mail::level_from_file_name(level);
+    if (!decoded) return std::nullopt;
+    name += (name.empty() ? "" : "/") + *decoded;
+  }
+  if (!mail::mailbox_name_problem(name).empty()) return std::nullopt;
+  return name;
+}
+
 // The envelope sender from the Return-Path that delivery put on top, for mbox From_ lines.
 std::string envelope_sender(const std::string& bytes) {
   if (bytes.rfind("Return-Path: <", 0) != 0) return {};
@@ -81,14 +125,14 @@ void run_export(const Globals& globals, const ExportOptions& o) {
   for (const auto& box : boxes) {
     const std::string name = box.value("name", "");
     const int64_t total = box.value("messages", int64_t{0});
-    // Maildir++ (as Dovecot and Courier lay it out): INBOX at the root, folders as .Name.
-    fs::path maildir = single || name == "INBOX" ? out : out / ("." + name);
+    const fs::path maildir = single ? out : export_path(out, name, true);
     std::unique_ptr<std::ofstream> mbox_file;
     std::unique_ptr<mail::MboxWriter> mbox;
     if (o.format == "maildir") {
       mail::maildir_create(maildir);
     } else {
-      const fs::path file = single ? out : out / name;
+      const fs::path file = single ? out : export_path(out, name, false);
+      fs::create_directories(file.parent_path());
       mbox_file = std::make_unique<std::ofstream>(file, std::ios::binary | std::ios::trunc);
       if (!*mbox_file) throw Error("io_error", "cannot write " + file.string(), 500);
       mbox = std::make_unique<mail::MboxWriter>([f = mbox_file.get()](std::string_view chunk) {
@@ -149,13 +193,19 @@ void run_import(const Globals& globals, const ImportOptions& o) {
     sources.emplace_back(target, path);
     if (o.mailbox.empty())
       for (const auto& entry : fs::directory_iterator(path)) {
-        const auto name = entry.path().filename().string();
-        if (entry.is_directory() && name.size() > 1 && name[0] == '.' && name != "..")
-          sources.emplace_back(name.substr(1), entry.path());
+        const auto folder = entry.path().filename().string();
+        if (!entry.is_directory() || folder.size() < 2 || folder[0] != '.') continue;
+        if (const auto name = mail::mailbox_from_maildir_folder(folder)) sources.emplace_back(*name, entry.path());
+        else std::cerr << "coop: skipping " << entry.path().string() << ": not a Maildir++ folder name\n";
       }
   } else if (fs::is_directory(path)) {
-    for (const auto& entry : fs::directory_iterator(path))
-      if (entry.is_regular_file()) sources.emplace_back(entry.path().filename().string(), entry.path());
+    // Dovecot's and mutt's layout (Projects/2026) and Thunderbird's (Projects.sbd/2026) alike.
+    for (const auto& entry : fs::recursive_directory_iterator(path)) {
+      // Dotfiles are the MUA's own (.subscriptions, .mutt_cache); exported names never start with ".".
+      if (!entry.is_regular_file() || entry.path().filename().string().front() == '.') continue;
+      if (const auto name = mailbox_of_mbox_file(path, entry.path())) sources.emplace_back(*name, entry.path());
+      else std::cerr << "coop: skipping " << entry.path().string() << ": not a mailbox name\n";
+    }
   } else {
     sources.emplace_back(target, path);
   }
@@ -321,7 +371,7 @@ void add_mail_commands(CLI::App& app, Globals& globals) {
     cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
     cmd->add_option("--mailbox", o->mailbox, "Only this mailbox; PATH is then one Maildir or one mbox file")->type_name("MAILBOX");
     cmd->add_option("--format", o->format, "maildir or mbox")->required()->check(CLI::IsMember({"maildir", "mbox"}))->type_name("FORMAT");
-    cmd->add_option("--out", o->out, "Where to write: a new directory (Maildir++ or one mbox file per mailbox)")->required()->type_name("PATH");
+    cmd->add_option("--out", o->out, "Where to write: a new directory; Maildir++ (folders .Projects.2026) or one mbox file a mailbox (children of Projects in Projects.sbd/)")->required()->type_name("PATH");
     cmd->add_flag("--json", o->json, "Print a summary as JSON");
     cmd->callback([&globals, o] { run_export(globals, *o); });
   }
@@ -331,7 +381,7 @@ void add_mail_commands(CLI::App& app, Globals& globals) {
     cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
     cmd->add_option("--format", o->format, "maildir or mbox")->required()->check(CLI::IsMember({"maildir", "mbox"}))->type_name("FORMAT");
     cmd->add_option("--mailbox", o->mailbox, "Into this mailbox (default: INBOX, and Maildir++ folders by name)")->type_name("MAILBOX");
-    cmd->add_option("path", o->path, "A Maildir, an mbox file, or a directory of mbox files")->required()->type_name("PATH");
+    cmd->add_option("path", o->path, "A Maildir (and its Maildir++ folders), an mbox file, or a directory of mbox files (Projects/2026 or Projects.sbd/2026)")->required()->type_name("PATH");
     cmd->add_flag("--json", o->json, "Print a summary as JSON");
     cmd->callback([&globals, o] { run_import(globals, *o); });
   }

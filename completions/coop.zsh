@@ -366,7 +366,7 @@ _coop() {
       ;;
     'mail export')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--mailbox:Only this mailbox; PATH is then one Maildir or one mbox file' '--format:maildir or mbox' '--out:Where to write\: a new directory (Maildir++ or one mbox file per mailbox)' '--json:Print a summary as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--mailbox:Only this mailbox; PATH is then one Maildir or one mbox file' '--format:maildir or mbox' '--out:Where to write\: a new directory; Maildir++ (folders .Projects.2026) or one mbox file a mailbox (children of Projects in Projects.sbd/)' '--json:Print a summary as JSON' )
       ;;
     'mail import')
       commands=( )

@@ -121,6 +121,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings)
       : conn_(std::move(connection)), settings_(std::move(settings)), reader_(kBeforeLogin) {}
 
+  ~Session() {
+    if (live_id_ != 0) settings_->live->remove(handle_, live_id_);
+  }
+
   void start() {
     conn_->set_idle_timeout(settings_->autologout);
     out_ += "* OK [CAPABILITY " + capabilities() + "] " + settings_->hostname + " IMAP4rev2 ready\r\n";
@@ -134,6 +138,12 @@ class Session : public std::enable_shared_from_this<Session> {
   void flush() {
     // While a command runs on the pool it owns out_: its end posts the next flush().
     if (writing_ || closed_ || busy_) return;
+    // RFC 9051 7.1.5: a session the registry revoked hears BYE and ends, IDLE or not.
+    if (!revoked_.empty() && state_ != State::logout) {
+      out_ += "* BYE " + revoked_ + "\r\n";
+      state_ = State::logout;
+      more_ = nullptr;
+    }
     if (out_.empty()) {
       if (state_ == State::logout) return finish();
       if (more_ && !busy_) {
@@ -197,6 +207,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Takes commands from what was read until one needs the pool or more bytes are needed.
   void pump() {
+    if (state_ == State::logout) return flush();
     while (!closed_ && !busy_ && !writing_) {
       switch (reader_.next()) {
         case CommandReader::Status::need_more:
@@ -455,6 +466,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void authenticated(const std::string& handle) {
     handle_ = handle;
+    if (settings_->live)
+      live_id_ = settings_->live->add(handle, [weak = weak_from_this()](const std::string& reason) {
+        if (auto self = weak.lock())
+          asio::post(self->conn_->executor(), [self, reason] {
+            self->revoked_ = reason;
+            self->flush();
+          });
+      });
     reader_.set_limits(settings_->limits);
     state_ = State::authenticated;
     tagged("OK [CAPABILITY " + capabilities() + "] logged in");
@@ -1808,6 +1827,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string current_tag_ = "*";
   RawCommand command_;
   std::string handle_;
+  uint64_t live_id_ = 0;   // in settings_->live once logged in
+  std::string revoked_;    // why the registry ended this session
   std::string mailbox_;
   bool read_only_ = false;
   std::vector<Message> messages_;

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/auth/live_sessions.h"
 #include "common/control/router.h"
 #include "workers/mail/imap_parser.h"
 
@@ -38,6 +39,8 @@ struct ImapSettings {
   control::Runner runner;
   MailService* service = nullptr;
   const Home* home = nullptr;
+  // Logged-in sessions by member, ended with "* BYE" when the registry revokes them.
+  std::shared_ptr<auth::LiveSessions> live;
 };
 
 void start_imap_session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings);

@@ -9,6 +9,10 @@ class WorkerRuntime;
 namespace net {
 class TcpListener;
 }
+namespace auth {
+class LiveSessions;
+class MemberEventFollower;
+}  // namespace auth
 }  // namespace coop
 
 namespace coop::mail {
@@ -28,6 +32,8 @@ class MailWorker {
   std::shared_ptr<const ImapSettings> imap_;
   std::vector<std::unique_ptr<net::TcpListener>> listeners_;  // SMTP
   std::vector<std::unique_ptr<net::TcpListener>> imap_listeners_;
+  std::shared_ptr<auth::LiveSessions> live_;                   // logged-in IMAP sessions
+  std::unique_ptr<auth::MemberEventFollower> follower_;        // ends them on revocation
 };
 
 }  // namespace coop::mail

@@ -240,4 +240,59 @@ Bdat parse_bdat(std::string_view argument) {
   return result;
 }
 
+bool DataReader::consume(std::string& in, std::string& out) {
+  std::size_t at = 0;  // bytes of in taken so far; erased once at the end
+  bool done = false;
+  while (at < in.size()) {
+    const std::string_view rest = std::string_view(in).substr(at);
+    if (line_start_ && rest.front() == '.') {
+      // A terminator or a stuffed dot: decide only with the bytes that follow it.
+      if (rest.size() < 3 && std::string_view(".\r\n").substr(0, rest.size()) == rest) break;
+      if (after_crlf_ && rest.substr(0, 3) == ".\r\n") {
+        at += 3;
+        done = true;
+        break;
+      }
+      // RFC 5321 4.5.2: a leading dot with more on the line is removed; a lone "." that is
+      // not the terminator stays, so that it cannot turn into one further on.
+      if (rest.size() >= 2 && rest[1] != '\n' && !(rest[1] == '\r' && rest.size() >= 3 && rest[2] == '\n')) {
+        ++at;
+        line_start_ = false;
+        continue;
+      }
+    }
+    const auto eol = rest.find('\n');
+    if (eol == std::string_view::npos) {
+      // A long line: pass on what there is, keeping a trailing CR for the next read.
+      std::size_t take = rest.size();
+      if (rest.back() == '\r') --take;
+      if (take == 0) break;
+      out.append(rest.substr(0, take));
+      at += take;
+      line_start_ = false;
+      continue;
+    }
+    const bool crlf = eol > 0 && rest[eol - 1] == '\r';
+    out.append(rest.substr(0, crlf ? eol - 1 : eol));
+    out.append("\r\n");
+    if (!crlf) ++bare_lf_;
+    after_crlf_ = crlf;
+    line_start_ = true;
+    at += eol + 1;
+  }
+  in.erase(0, at);
+  return done;
+}
+
+void append_crlf_normalised(std::string_view bytes, char& previous, std::string& out) {
+  std::size_t from = 0;
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] != '\n' || (i > 0 ? bytes[i - 1] : previous) == '\r') continue;
+    out.append(bytes.substr(from, i - from)).append("\r\n");
+    from = i + 1;
+  }
+  out.append(bytes.substr(from));
+  if (!bytes.empty()) previous = bytes.back();
+}
+
 }  // namespace coop::mail

@@ -54,4 +54,30 @@ bool is_valid_mailbox(std::string_view address, bool smtputf8);
 // Splits local@domain at the last '@'; lowercases the domain.
 std::pair<std::string, std::string> split_address(std::string_view address);
 
+// The DATA phase (RFC 5321 4.1.1.4, 4.5.2): the client's bytes become message content with
+// CRLF line ends and dot-stuffing undone. Only <CRLF>.<CRLF> ends the data: "." on a line
+// that ends in a bare LF, or that follows one, is content, so a client (or a relay before us)
+// cannot smuggle a second message behind a terminator other servers would not see
+// (CVE-2023-51764 and kin). Bare LF line ends are taken as CRLF, as Postfix's
+// smtpd_forbid_bare_newline=normalize does; a "." line kept as content is stored as it came.
+class DataReader {
+ public:
+  // Moves what it can from the front of in to out; true once the terminator has been read,
+  // with the bytes after it left in in. A line split across reads is passed on in pieces,
+  // except that a possible terminator or a line's leading dot waits for its next bytes.
+  bool consume(std::string& in, std::string& out);
+  // Lines that ended in a bare LF so far (for the log).
+  std::size_t bare_line_feeds() const { return bare_lf_; }
+
+ private:
+  bool line_start_ = true;
+  bool after_crlf_ = true;  // the 354 reply stands for the CRLF before the first line
+  std::size_t bare_lf_ = 0;
+};
+
+// BDAT chunks (RFC 3030) carry lines without dot-stuffing; a bare LF is stored as CRLF the
+// same way. previous is the last byte of the chunk before, so a CR LF split across chunks
+// stays one line end.
+void append_crlf_normalised(std::string_view bytes, char& previous, std::string& out);
+
 }  // namespace coop::mail

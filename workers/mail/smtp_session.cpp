@@ -309,7 +309,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (recipients_.empty()) return bad_command("554 5.5.1 No valid recipients");
     begin_message();
     phase_ = Phase::data;
-    data_line_start_ = true;
+    data_reader_ = DataReader();
     reply("354 End data with <CR><LF>.<CR><LF>");
   }
 
@@ -322,42 +322,17 @@ class Session : public std::enable_shared_from_this<Session> {
     writer_->append(bytes);
   }
 
-  // RFC 5321 4.1.1.4 and 4.5.2: lines up to <CRLF>.<CRLF>, a leading dot removed. Bare LF
-  // line ends are taken as CRLF, as Postfix does. Returns false when more input is needed.
+  // RFC 5321 4.1.1.4: up to <CRLF>.<CRLF> and nothing else (DataReader). Returns false when
+  // more input is needed.
   bool consume_data() {
-    while (true) {
-      if (data_line_start_) {
-        if (in_.empty()) return false;
-        if (in_[0] == '.') {
-          if (in_.size() < 2) return false;
-          if (in_[1] == '\n' || (in_[1] == '\r' && in_.size() >= 3 && in_[2] == '\n')) {
-            in_.erase(0, in_[1] == '\n' ? 2 : 3);
-            end_of_message();
-            return true;
-          }
-          if (in_[1] == '\r' && in_.size() < 3) return false;
-          in_.erase(0, 1);  // dot-stuffing
-        }
-      }
-      const auto eol = in_.find('\n');
-      if (eol == std::string::npos) {
-        // A long line: pass on what there is, keeping a lone trailing CR for the next read.
-        std::size_t take = in_.size();
-        if (take > 0 && in_[take - 1] == '\r') --take;
-        if (take == 0) return false;
-        append_body(std::string_view(in_).substr(0, take));
-        in_.erase(0, take);
-        data_line_start_ = false;
-        return false;
-      }
-      std::size_t content = eol;
-      if (content > 0 && in_[content - 1] == '\r') --content;
-      std::string_view view(in_);
-      append_body(view.substr(0, content));
-      append_body("\r\n");
-      in_.erase(0, eol + 1);
-      data_line_start_ = true;
-    }
+    content_.clear();
+    const bool done = data_reader_.consume(in_, content_);
+    append_body(content_);
+    if (!done) return false;
+    if (data_reader_.bare_line_feeds() > 0)
+      spdlog::info("smtp {}: {} bare LF line ends taken as CRLF", conn_->remote_address(), data_reader_.bare_line_feeds());
+    end_of_message();
+    return true;
   }
 
   void bdat(const std::string& argument) {
@@ -373,6 +348,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (!chunking_) {
       chunking_ = true;
+      bdat_previous_ = '\n';
       begin_message();
     }
     phase_ = Phase::bdat;
@@ -380,7 +356,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   bool consume_bdat() {
     const auto take = static_cast<std::size_t>(std::min<uint64_t>(bdat_remaining_, in_.size()));
-    if (phase_ == Phase::bdat) append_body(std::string_view(in_).substr(0, take));
+    if (phase_ == Phase::bdat) {
+      content_.clear();
+      append_crlf_normalised(std::string_view(in_).substr(0, take), bdat_previous_, content_);
+      append_body(content_);
+    }
     in_.erase(0, take);
     bdat_remaining_ -= take;
     if (bdat_remaining_ > 0) return false;
@@ -459,10 +439,12 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<BlobStore::Writer> writer_;
   uint64_t message_bytes_ = 0;
   bool too_big_ = false;
-  bool data_line_start_ = true;
+  DataReader data_reader_;
+  std::string content_;  // what one read of DATA yields, on its way to the blob
   bool chunking_ = false;
   uint64_t bdat_remaining_ = 0;
   bool bdat_last_ = false;
+  char bdat_previous_ = '\n';  // the last byte of the chunk before
   std::string bdat_error_;
   std::string message_id_;
 };

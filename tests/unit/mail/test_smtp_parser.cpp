@@ -71,3 +71,67 @@ TEST_CASE("mailboxes follow RFC 5321 4.1.2") {
   CHECK_FALSE(is_valid_mailbox("@example.org", false));
   CHECK(split_address("Bob@Example.ORG") == std::pair<std::string, std::string>{"Bob", "example.org"});
 }
+
+namespace {
+// Feeds DATA bytes in pieces of the given size; returns the content and what was left over.
+struct DataResult {
+  bool done = false;
+  std::string content, rest;
+};
+DataResult read_data(std::string_view bytes, std::size_t piece) {
+  DataReader reader;
+  DataResult result;
+  std::string in;
+  for (std::size_t at = 0; at < bytes.size() && !result.done; at += piece) {
+    in.append(bytes.substr(at, piece));
+    result.done = reader.consume(in, result.content);
+  }
+  result.rest = in;
+  return result;
+}
+}  // namespace
+
+TEST_CASE("DATA ends only at CRLF dot CRLF, whatever the read sizes") {
+  for (std::size_t piece : {1, 2, 3, 7, 1000}) {
+    const auto r = read_data("Subject: a\r\n\r\nbody\r\n..stuffed\r\n.\r\nQUIT\r\n", piece);
+    CHECK(r.done);
+    CHECK(r.content == "Subject: a\r\n\r\nbody\r\n.stuffed\r\n");
+    if (piece == 1000) CHECK(r.rest == "QUIT\r\n");
+  }
+  CHECK(read_data(".\r\n", 1).content.empty());
+}
+
+TEST_CASE("smuggling terminators are content, not the end of DATA") {
+  // CVE-2023-51764 and kin: <CRLF>.<LF>, <LF>.<CRLF>, <LF>.<LF> and <CR>.<CR> end nothing.
+  for (std::string_view trick : {"\r\n.\n", "\n.\r\n", "\n.\n", "\r.\r"}) {
+    for (std::size_t piece : {1, 4, 1000}) {
+      std::string bytes = "Subject: first\r\n\r\nhello";
+      bytes += trick;
+      bytes += "MAIL FROM:<forged@example.org>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n";
+      const auto r = read_data(bytes, piece);
+      INFO("piece " << piece);
+      CHECK_FALSE(r.done);
+      CHECK(r.content.find("MAIL FROM:<forged@example.org>") != std::string::npos);
+    }
+  }
+  const auto r = read_data("a\n.\nMAIL FROM:<x@y>\r\n.\r\n", 1000);
+  CHECK(r.done);
+  CHECK(r.content == "a\r\n.\r\nMAIL FROM:<x@y>\r\n");
+}
+
+TEST_CASE("bare LF line ends are stored as CRLF and counted") {
+  DataReader reader;
+  std::string in = "To: a\nSubject: b\n\nline\r\n.\r\n", out;
+  CHECK(reader.consume(in, out));
+  CHECK(out == "To: a\r\nSubject: b\r\n\r\nline\r\n");
+  CHECK(reader.bare_line_feeds() == 3);
+}
+
+TEST_CASE("BDAT chunks get CRLF line ends, also across chunk boundaries") {
+  std::string out;
+  char previous = '\n';
+  append_crlf_normalised("a\nb\r", previous, out);
+  append_crlf_normalised("\nc\n", previous, out);
+  append_crlf_normalised("\n", previous, out);
+  CHECK(out == "a\r\nb\r\nc\r\n\r\n");
+}

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/mail/mailbox_name.h"
 #include "common/sqlite.h"
 #include "common/text.h"
 
@@ -304,10 +305,7 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
 }
 
 void MailboxStore::ensure_mailbox(const std::string& handle, const std::string& mailbox) {
-  // IMAP mailbox names (RFC 3501 5.1): no control characters; "/" is the hierarchy separator.
-  bool ok = !mailbox.empty() && mailbox.size() <= 255 && mailbox.front() != '/' && mailbox.back() != '/';
-  for (unsigned char c : mailbox) ok = ok && c >= 0x20 && c != 0x7f;
-  if (!ok) throw Error("invalid_mailbox", "invalid mailbox name '" + mailbox + "'", 400);
+  if (const auto problem = mailbox_name_problem(mailbox); !problem.empty()) throw Error("invalid_mailbox", problem, 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   ix.db->prepare("INSERT OR IGNORE INTO mailboxes (name, uidvalidity) VALUES (?1, ?2)")
@@ -404,9 +402,8 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
 }
 
 void MailboxStore::rename_mailbox(const std::string& handle, const std::string& from, const std::string& to) {
-  bool ok = !to.empty() && to.size() <= 255 && to.front() != '/' && to.back() != '/' && to != "INBOX";
-  for (unsigned char c : to) ok = ok && c >= 0x20 && c != 0x7f;
-  if (!ok) throw Error("invalid_mailbox", "invalid mailbox name '" + to + "'", 400);
+  if (const auto problem = mailbox_name_problem(to); !problem.empty()) throw Error("invalid_mailbox", problem, 400);
+  if (to == "INBOX") throw Error("invalid_mailbox", "INBOX already exists", 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& db = *ix.db;
