@@ -7,7 +7,7 @@ DOMAIN  ?= coop.localhost
 
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps configure build test run bench install clean docs
+.PHONY: all deps configure build test run bench install clean docs fuzz
 
 all: build
 
@@ -34,6 +34,14 @@ run: build
 bench: build
 	@scripts/install-deps --bench
 	bench/run-all $(BUILD)/bin
+
+# Every libFuzzer target for FUZZ_SECONDS each, on its corpus (clang, libraries instrumented,
+# in build-fuzz/). New inputs land in build-fuzz/corpus/<target>; crashes in build-fuzz/crashes.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DCOOP_FUZZ=ON
+	cmake --build build-fuzz -j$(JOBS) --target $$(cd tests/fuzz && ls fuzz_*.cpp | sed 's/\.cpp$$//')
+	scripts/run-fuzzers build-fuzz $(FUZZ_SECONDS)
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

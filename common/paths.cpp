@@ -53,6 +53,11 @@ static void make_dir(const fs::path& dir, mode_t mode) {
 }
 
 void Home::ensure_dirs() const {
+  // Every process that writes the shard (the CLI, the supervisor, each worker) comes through
+  // here first: databases, blobs, logs and exports it creates from now on are 0640 and its
+  // directories 0750, readable by the shard's group and nobody else.
+  ::umask(027);
+  make_dir(root_, 0750);
   make_dir(run_dir(), 0750);
   make_dir(log_dir(), 0750);
   make_dir(keys_dir(), 0700);

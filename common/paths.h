@@ -34,7 +34,8 @@ class Home {
   std::filesystem::path tls_cert() const { return keys_dir() / "tls.crt"; }
   std::filesystem::path tls_key() const { return keys_dir() / "tls.key"; }
 
-  // Creates run/ (0750), log/ and keys/ (0700) when missing.
+  // Creates the home (0750), run/ and log/ (0750) and keys/ (0700) when missing, and sets
+  // the process's umask to 027 so that what it creates later is not world-readable.
   void ensure_dirs() const;
 
  private:

@@ -1,0 +1,312 @@
+"""Hostile and careless clients against every listener of a real shard: invalid UTF-8 in
+paths, headers and JSON, deep nesting, arrays where objects belong, Expect: 100-continue and
+absolute-form targets over raw sockets; SMTP smuggling sequences; mailbox names that climb,
+followed by an export; and a revocation that must end live IMAP sessions. After each attack
+no worker has restarted and a normal client is still served."""
+import imaplib
+import json
+import os
+import smtplib
+import socket
+import ssl
+
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+
+BIN = bin_dir_from_args()
+DOMAIN = "hostile.test"
+STRONG = "correct horse battery staple"
+
+
+def tls_context():
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def start(shard):
+    shard.init()
+    shard.coop("up")
+    shard.coop("mail", "domain", "add", DOMAIN)
+    for handle in ("alice", "bob"):
+        shard.coop("member", "add", handle, "--email", f"{handle}@{DOMAIN}", "--password-stdin", input=STRONG)
+    return shard.json("status")
+
+
+def listeners(status):
+    """(worker, name, scheme, port) of every TCP listener."""
+    out = []
+    for worker in status["workers"]:
+        for listener in worker.get("listeners", []):
+            scheme, rest = listener["url"].split("://", 1)
+            out.append((worker["name"], listener["name"], scheme, int(rest.rsplit(":", 1)[1])))
+    return out
+
+
+def http_listeners(status):
+    return [(w, n, s, p) for (w, n, s, p) in listeners(status) if s in ("http", "https")]
+
+
+def worker_pids(shard):
+    return {w["name"]: w.get("pid") for w in shard.json("status")["workers"]}
+
+
+def raw_http(scheme, port, request, read_until_close=True):
+    """Sends raw bytes; returns what came back (until close, or the first response head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    if scheme == "https":
+        sock = tls_context().wrap_socket(sock)
+    try:
+        sock.sendall(request)
+        data = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            data += chunk
+            if not read_until_close and b"\r\n\r\n" in data:
+                break
+        return data
+    finally:
+        sock.close()
+
+
+def status_of(response):
+    line = response.split(b"\r\n", 1)[0]
+    parts = line.split(b" ")
+    return int(parts[1]) if len(parts) > 1 and parts[0].startswith(b"HTTP/") else None
+
+
+def post(path, body, extra=b""):
+    return (b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n" + extra +
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+def unix_http(path, request):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.connect(path)
+    try:
+        sock.sendall(request)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        sock.close()
+
+
+HOSTILE_HTTP = [
+    b"GET /%FF HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /_matrix/client/v3/rooms/%FF%FE/state HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /v1/a?x=%C0%80 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nOrigin: \xff\xfe\r\nX-Forwarded-For: \xff\r\nConnection: close\r\n\r\n",
+    post(b"/_matrix/client/v3/login", b'{"type":"m.login.password","user":"\xff","password":"x"}'),
+    post(b"/_matrix/client/v3/login", b"[" * 100000 + b"]" * 100000),
+    post(b"/_matrix/client/v3/login", b'{"a":' * 30000 + b"1" + b"}" * 30000),
+    post(b"/_matrix/client/v3/login", b"[1,2,3]"),
+    post(b"/docs/api/documents", b"[1]"),
+    post(b"/docs/api/documents", b"[" * 60000 + b"]" * 60000),
+    post(b"/v1/members", b'{"handle":"\xff"}'),
+]
+
+
+def check_served(shard, status):
+    """Every worker answers its health check and its pid is the one it started with."""
+    for worker in status["workers"]:
+        sock = os.path.join(shard.home, "run", f"{worker['name']}.sock")
+        if os.path.exists(sock):
+            assert status_of(unix_http(sock, b"GET /v1/health HTTP/1.1\r\nHost: coop\r\nConnection: close\r\n\r\n")) == 200
+
+
+def test_no_request_restarts_a_worker():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        before = worker_pids(shard)
+        web = http_listeners(status)
+        assert any(w == "room" for (w, _, _, _) in web), web
+        for (worker, name, scheme, port) in web:
+            for request in HOSTILE_HTTP:
+                response = raw_http(scheme, port, request)
+                code = status_of(response)
+                assert code is not None and 400 <= code < 500, (worker, name, request[:60], response[:200])
+                assert b"\xff" not in response, (worker, request[:60])
+        # The control API gets the same treatment.
+        for worker in status["workers"]:
+            sock = os.path.join(shard.home, "run", f"{worker['name']}.sock")
+            for request in HOSTILE_HTTP:
+                code = status_of(unix_http(sock, request))
+                assert code is not None and 400 <= code < 500, (worker["name"], request[:60])
+        assert worker_pids(shard) == before
+        check_served(shard, status)
+        # Matrix errcodes say what was wrong.
+        room = next(p for (w, n, s, p) in web if w == "room" and n == "client")
+        body = raw_http("http", room, HOSTILE_HTTP[4]).split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body)["errcode"] == "M_NOT_JSON"
+        body = raw_http("http", room, HOSTILE_HTTP[7]).split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body)["errcode"] == "M_BAD_JSON"
+        body = raw_http("http", room, HOSTILE_HTTP[0]).split(b"\r\n\r\n", 1)[1]
+        assert json.loads(body)["errcode"] == "M_INVALID_PARAM"
+
+
+def test_expect_continue_and_absolute_form():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        room = next(p for (w, n, s, p) in http_listeners(status) if w == "room" and n == "client")
+        # RFC 9110 10.1.1: the interim 100 comes before the client sends its body.
+        head = (b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+        sock = socket.create_connection(("127.0.0.1", room), timeout=10)
+        try:
+            sock.sendall(head)
+            interim = sock.recv(1024)
+            assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+            sock.sendall(b"{}")
+            final = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):] or sock.recv(65536)
+            assert status_of(final) == 400  # no login type: refused, but read
+        finally:
+            sock.close()
+        # Over the body limit: refused at once with 413, no 100.
+        big = (b"PUT /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+               b"Content-Length: 999999999999\r\n\r\n")
+        assert status_of(raw_http("http", room, big, read_until_close=False)) == 413
+        # RFC 9112 3.2.2: absolute-form.
+        response = raw_http("http", room, b"GET http://coop.example/_matrix/client/versions HTTP/1.1\r\nHost: x\r\n"
+                                          b"Connection: close\r\n\r\n")
+        assert status_of(response) == 200 and b"versions" in response
+
+
+SMUGGLING = [b"\r\n.\n", b"\n.\r\n", b"\n.\n", b"\r.\r\n"]
+
+
+def test_smtp_smuggling_lands_no_second_message():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        ports = {n: p for (w, n, s, p) in listeners(status) if w == "mail"}
+        for trick in SMUGGLING:
+            sock = socket.create_connection(("127.0.0.1", ports["smtp"]), timeout=10)
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            sock.sendall(b"EHLO attacker.example\r\n")
+            while not reader.readline().startswith(b"250 "):
+                pass
+            sock.sendall(b"MAIL FROM:<carol@example.org>\r\nRCPT TO:<alice@" + DOMAIN.encode() + b">\r\nDATA\r\n")
+            for expected in (b"250", b"250", b"354"):
+                assert reader.readline().startswith(expected)
+            sock.sendall(b"From: carol@example.org\r\nSubject: genuine\r\n\r\nhello" + trick +
+                         b"MAIL FROM:<ceo@" + DOMAIN.encode() + b">\r\nRCPT TO:<alice@" + DOMAIN.encode() + b">\r\n"
+                         b"DATA\r\nFrom: ceo@" + DOMAIN.encode() + b"\r\nSubject: forged\r\n\r\nwire money\r\n.\r\nQUIT\r\n")
+            replies = reader.read().split(b"\r\n")
+            sock.close()
+            accepted = [r for r in replies if r.startswith(b"250")]
+            assert len(accepted) == 1, (trick, replies)
+        imap = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        imap.starttls(tls_context())
+        imap.login("alice", STRONG)
+        imap.select("INBOX")
+        _, data = imap.search(None, "ALL")
+        assert len(data[0].split()) == len(SMUGGLING)
+        _, data = imap.search(None, "HEADER", "Subject", "forged")
+        assert data[0] == b""
+        imap.logout()
+
+
+def test_mailbox_names_cannot_climb_and_exports_nest():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        ports = {n: p for (w, n, s, p) in listeners(status) if w == "mail"}
+        victim = os.path.join(shard.dir, "victim.txt")
+        with open(victim, "w") as f:
+            f.write("keep me")
+        imap = imaplib.IMAP4("127.0.0.1", ports["imap"])
+        imap.starttls(tls_context())
+        imap.login("alice", STRONG)
+        for bad in ('"../../victim.txt"', '"Projects/../../x"', '"a//b"', '"/root"', '"."'):
+            typ, _ = imap.create(bad)
+            assert typ == "NO", bad
+        typ, _ = imap.rename("INBOX", '"../bob/INBOX2"')
+        assert typ == "NO"
+        message = b"From: a@example.org\r\nSubject: %s\r\n\r\nbody\r\n"
+        for box in ("Projects", "Projects/2026", "v1.2", "Entw&APw-rfe"):  # the last: "Entwürfe" in modified UTF-7
+            assert imap.create(box)[0] == "OK"
+            assert imap.append(box, None, None, message % box.encode())[0] == "OK"
+        imap.logout()
+        for fmt in ("maildir", "mbox"):
+            out = os.path.join(shard.dir, "export-" + fmt)
+            shard.coop("mail", "export", "alice", "--format", fmt, "--out", out)
+            written = sorted(os.path.relpath(os.path.join(d, f), out) for d, _, files in os.walk(out) for f in files)
+            assert all(not p.startswith("..") for p in written)
+            if fmt == "maildir":
+                for folder in (".Projects", ".Projects.2026", ".v1%2E2", ".Entwürfe"):
+                    assert os.path.isdir(os.path.join(out, folder, "cur")), (folder, written)
+            else:
+                for path in ("Projects", "Projects.sbd/2026", "v1%2E2", "Entwürfe"):
+                    assert os.path.isfile(os.path.join(out, path)), (path, written)
+            # And back, into bob's mail: the same names.
+            shard.coop("mail", "import", "bob", "--format", fmt, out)
+        with open(victim) as f:
+            assert f.read() == "keep me"
+        mail_sock = os.path.join(shard.home, "run", "mail.sock")
+        body = unix_http(mail_sock, b"GET /v1/mailboxes/bob HTTP/1.1\r\nHost: coop\r\nConnection: close\r\n\r\n")
+        names = {b["name"]: b["messages"] for b in json.loads(body.split(b"\r\n\r\n", 1)[1])}
+        for box in ("Projects", "Projects/2026", "v1.2", "Entwürfe"):
+            assert names.get(box) == 1, names  # the second import found them already there
+
+
+def test_revocation_ends_live_imap_sessions():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        ports = {n: p for (w, n, s, p) in listeners(status) if w == "mail"}
+
+        def session(password, idle):
+            raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=20))
+            reader = raw.makefile("rb")
+            reader.readline()
+            raw.sendall(f'a LOGIN alice "{password}"\r\nb SELECT INBOX\r\n'.encode())
+            assert reader.readline().startswith(b"a OK")
+            while not reader.readline().startswith(b"b OK"):
+                pass
+            if idle:
+                raw.sendall(b"c IDLE\r\n")
+                assert reader.readline().startswith(b"+")
+            return raw, reader
+
+        new_password = STRONG + " again"
+        for password, revoke, stdin in ((STRONG, ["member", "passwd", "alice", "--password-stdin"], new_password),
+                                        (new_password, ["member", "suspend", "alice"], None)):
+            sessions = [session(password, True), session(password, False)]
+            shard.coop(*revoke, input=stdin)
+            # Both hear BYE and are closed: the one in IDLE, and the one between commands
+            # without sending anything more.
+            for raw, reader in sessions:
+                lines = []
+                while True:
+                    line = reader.readline()
+                    if not line:
+                        break
+                    lines.append(line)
+                assert any(l.startswith(b"* BYE") for l in lines), (revoke, lines)
+                raw.close()
+        # Suspended: no new session either.
+        imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls_context())
+        try:
+            imap.login("alice", new_password)
+            raise AssertionError("a suspended member logged in")
+        except imaplib.IMAP4.error:
+            pass
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_no_request_restarts_a_worker,
+        test_expect_continue_and_absolute_form,
+        test_smtp_smuggling_lands_no_second_message,
+        test_mailbox_names_cannot_climb_and_exports_nest,
+        test_revocation_ends_live_imap_sessions,
+    ])
