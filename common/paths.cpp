@@ -54,7 +54,7 @@ static void make_dir(const fs::path& dir, mode_t mode) {
 
 void Home::ensure_dirs() const {
   // Every process that writes the shard (the CLI, the supervisor, each worker) comes through
-  // here first: databases, blobs, logs and exports it creates from now on are 0640 and its
+  // here first: databases, blobs and logs it creates from now on are 0640 and its
   // directories 0750, readable by the shard's group and nobody else.
   ::umask(027);
   make_dir(root_, 0750);

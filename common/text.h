@@ -44,6 +44,11 @@ inline bool is_lower_hex(std::string_view text, std::size_t length) {
   return true;
 }
 
+// RFC 3986 2.1: undoes %XX escapes (and '+' as a space in query strings, as HTML forms and
+// curl -G send them). False, with out unspecified, for a '%' without two hex digits after it.
+// The one decoder: the router, DAV, sites and mailbox file names all use it.
+bool percent_decode(std::string_view in, std::string& out, bool plus_is_space = false);
+
 // Valid UTF-8 (RFC 3629: no overlongs, no surrogates, nothing above U+10FFFF).
 bool is_valid_utf8(std::string_view text);
 

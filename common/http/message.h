@@ -32,6 +32,9 @@ struct Request {
   std::string header(std::string_view name, const std::string& fallback = {}) const;
   std::string query_value(std::string_view key, const std::string& fallback = {}) const;
   std::string param(std::string_view key) const;
+  // The path as sent, still percent-encoded, for code that must decode it itself (DAV
+  // compares it with Destination headers and hrefs, which arrive encoded).
+  std::string raw_path() const { return target.substr(0, target.find('?')); }
   // The body as a JSON object ({} when empty), nesting bounded (common/json.h):
   // coop::Error("not_json", 400) when it is not JSON, ("bad_json", 400) for another value.
   nlohmann::json json() const;

@@ -13,32 +13,6 @@ namespace coop::http {
 
 namespace {
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// RFC 3986 2.1 percent-decoding; '+' is a space in query strings (HTML forms, curl -G).
-bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
-  out.clear();
-  for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '%') {
-      if (i + 2 >= in.size()) return false;
-      const int hi = hex_value(in[i + 1]), lo = hex_value(in[i + 2]);
-      if (hi < 0 || lo < 0) return false;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (in[i] == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(in[i]);
-    }
-  }
-  return true;
-}
-
 std::vector<std::string> split_path(std::string_view path) {
   std::vector<std::string> segments;
   std::size_t start = 1;
@@ -57,6 +31,7 @@ std::vector<std::string> split_path(std::string_view path) {
 bool parse_target(std::string_view target, Request& request) {
   // RFC 9112 3.2.2: a server accepts the absolute-form too; its authority is not ours to check.
   for (std::string_view scheme : {"http://", "https://"}) {
+    if (!target.empty() && target.front() == '/') break;
     if (target.size() < scheme.size() || ascii_lower(target.substr(0, scheme.size())) != scheme) continue;
     const auto slash = target.find_first_of("/?", scheme.size());
     target = slash == std::string_view::npos ? std::string_view("/") : target.substr(slash);
@@ -68,12 +43,12 @@ bool parse_target(std::string_view target, Request& request) {
   const auto question = target.find('?');
   // Decoded bytes reach error texts, JSON and file names: they must be UTF-8.
   const auto raw_path = target.substr(0, question);
-  if (!percent_decode(raw_path, false, request.path) || !is_valid_utf8(request.path)) return false;
+  if (!percent_decode(raw_path, request.path) || !is_valid_utf8(request.path)) return false;
   // Segments are split before decoding, so "%2F" stays inside its segment ("Projects/2026").
   request.segments.clear();
   for (const auto& raw : split_path(raw_path)) {
     std::string segment;
-    if (!percent_decode(raw, false, segment)) return false;
+    if (!percent_decode(raw, segment)) return false;
     request.segments.push_back(std::move(segment));
   }
   request.query.clear();
@@ -84,8 +59,8 @@ bool parse_target(std::string_view target, Request& request) {
     const auto pair = rest.substr(0, amp);
     const auto eq = pair.find('=');
     std::string key, value;
-    if (!percent_decode(pair.substr(0, eq), true, key) || !is_valid_utf8(key)) return false;
-    if (eq != std::string_view::npos && (!percent_decode(pair.substr(eq + 1), true, value) || !is_valid_utf8(value)))
+    if (!percent_decode(pair.substr(0, eq), key, true) || !is_valid_utf8(key)) return false;
+    if (eq != std::string_view::npos && (!percent_decode(pair.substr(eq + 1), value, true) || !is_valid_utf8(value)))
       return false;
     if (!key.empty()) request.query[key] = value;
     if (amp == std::string_view::npos) break;

@@ -5,35 +5,34 @@
 
 namespace coop::mail {
 
+namespace {
+// Every piece between separators, empty ones included: "a//b" -> {"a", "", "b"}.
+std::vector<std::string> split(std::string_view text, char separator) {
+  std::vector<std::string> pieces;
+  std::size_t start = 0;
+  while (true) {
+    const auto end = text.find(separator, start);
+    pieces.emplace_back(text.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+    if (end == std::string_view::npos) return pieces;
+    start = end + 1;
+  }
+}
+}  // namespace
+
 std::string mailbox_name_problem(std::string_view name) {
   if (name.empty()) return "a mailbox name cannot be empty";
   if (name.size() > kMaxMailboxNameBytes) return "a mailbox name is at most 255 bytes";
   if (!is_valid_utf8(name)) return "a mailbox name must be UTF-8";
   for (unsigned char c : name)
     if (c < 0x20 || c == 0x7f) return "a mailbox name cannot hold control characters";
-  std::size_t start = 0;
-  while (true) {
-    const auto end = name.find(kMailboxSeparator, start);
-    const auto level = name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+  for (const auto& level : split(name, kMailboxSeparator)) {
     if (level.empty()) return "a mailbox name cannot start or end with '/' or hold '//'";
     if (level == "." || level == "..") return "a mailbox name cannot hold '.' or '..' as a level";
-    if (end == std::string_view::npos) break;
-    start = end + 1;
   }
   return {};
 }
 
-std::vector<std::string> mailbox_levels(std::string_view name) {
-  std::vector<std::string> levels;
-  std::size_t start = 0;
-  while (true) {
-    const auto end = name.find(kMailboxSeparator, start);
-    levels.emplace_back(name.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
-    if (end == std::string_view::npos) break;
-    start = end + 1;
-  }
-  return levels;
-}
+std::vector<std::string> mailbox_levels(std::string_view name) { return split(name, kMailboxSeparator); }
 
 namespace {
 
@@ -52,27 +51,10 @@ void append_escaped(std::string& out, std::string_view level) {
   }
 }
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // Undoes append_escaped; nullopt for a "%" without two hex digits.
 std::optional<std::string> unescape(std::string_view text) {
   std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '%') {
-      out += text[i];
-      continue;
-    }
-    if (i + 2 >= text.size()) return std::nullopt;
-    const int hi = hex_digit(text[i + 1]), lo = hex_digit(text[i + 2]);
-    if (hi < 0 || lo < 0) return std::nullopt;
-    out += static_cast<char>(hi * 16 + lo);
-    i += 2;
-  }
+  if (!percent_decode(text, out)) return std::nullopt;
   return out;
 }
 
@@ -91,15 +73,11 @@ std::string maildir_folder(std::string_view name) {
 std::optional<std::string> mailbox_from_maildir_folder(std::string_view folder) {
   if (folder.size() < 2 || folder.front() != '.') return std::nullopt;
   std::string name;
-  std::size_t start = 1;
-  while (true) {
-    const auto end = folder.find('.', start);
-    const auto level = unescape(folder.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start));
+  for (const auto& piece : split(folder.substr(1), '.')) {
+    const auto level = unescape(piece);
     if (!level) return std::nullopt;
     if (!name.empty()) name += kMailboxSeparator;
     name += *level;
-    if (end == std::string_view::npos) break;
-    start = end + 1;
   }
   if (!mailbox_name_problem(name).empty()) return std::nullopt;
   return name;

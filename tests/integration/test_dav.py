@@ -133,6 +133,16 @@ def test_dav_refuses_bad_input_with_preconditions():
         assert status == 207 and "e.ics" in body and "a.ics" in body and "404" in body
         status, body, _ = request(url, "REPORT", path, sync.format("https://elsewhere/1"))
         assert status == 403 and "valid-sync-token" in body
+
+        # A name with a percent sign is decoded once, not twice (it used to fail), in the
+        # calendars and in the file tree; a bad escape is a client error.
+        offer = good.replace("a@test", "offer@test")
+        assert request(url, "PUT", path + "50%25off.ics", offer)[0] == 201
+        status, body, _ = request(url, "GET", path + "50%25off.ics")
+        assert status == 200 and body == offer
+        assert request(url, "PUT", "/dav/files/alice/50%25off.txt", "cheap")[0] == 201
+        assert request(url, "GET", "/dav/files/alice/50%25off.txt")[1] == "cheap"
+        assert 400 <= request(url, "GET", path + "50%zzoff.ics")[0] < 500
         shard.coop("down")
 
 

@@ -12,6 +12,7 @@
 
 #include "common/auth/member_client.h"
 #include "common/error.h"
+#include "common/http/date.h"
 #include "common/paths.h"
 #include "common/text.h"
 #include "workers/dav/calendar_data.h"
@@ -37,28 +38,6 @@ QName cal(const char* name) { return {std::string(kCalDav), name}; }
 QName card(const char* name) { return {std::string(kCardDav), name}; }
 QName cs(const char* name) { return {std::string(kCalendarServer), name}; }
 
-std::string http_date(int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char out[64];
-  std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return out;
-}
-
-std::string percent_decode_path(const std::string& path) {
-  std::string out;
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 2 < path.size()) {
-      out += static_cast<char>(std::stoi(path.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += path[i];
-    }
-  }
-  return out;
-}
-
 std::vector<std::string> segments_of(const std::string& path) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -81,9 +60,12 @@ struct Target {
   std::string kind_name() const { return area == "calendars" ? "calendar" : "addressbook"; }
 };
 
+// path as sent (percent-encoded): a request's raw path, a Destination, an href.
 Target parse_target(const std::string& path) {
-  auto parts = segments_of(percent_decode_path(path));
   Target t;
+  std::string decoded;
+  if (!percent_decode(path, decoded)) return t;
+  auto parts = segments_of(decoded);
   if (parts.empty() || parts[0] != "dav") return t;
   parts.erase(parts.begin());
   auto only = [](Target::Kind kind, std::string owner = {}) {
@@ -331,7 +313,7 @@ struct DavHandler::Impl {
       else if (p == dav("getetag")) v = xml_escape(r.etag);
       else if (p == dav("getcontenttype")) v = c.kind == "calendar" ? "text/calendar; charset=utf-8" : "text/vcard; charset=utf-8";
       else if (p == dav("getcontentlength")) v = std::to_string(r.data.size());
-      else if (p == dav("getlastmodified")) v = http_date(r.modified_at);
+      else if (p == dav("getlastmodified")) v = http::http_date(r.modified_at);
       else if (p == dav("displayname")) v = "";
       else if ((c.kind == "calendar" && p == cal("calendar-data")) || (c.kind != "calendar" && p == card("address-data")))
         v = xml_escape(r.data);
@@ -497,7 +479,7 @@ struct DavHandler::Impl {
     }
     auto response = Response::bytes(200, r->data, c->kind == "calendar" ? "text/calendar; charset=utf-8" : "text/vcard; charset=utf-8");
     response.headers.emplace_back("ETag", r->etag);
-    response.headers.emplace_back("Last-Modified", http_date(r->modified_at));
+    response.headers.emplace_back("Last-Modified", http::http_date(r->modified_at));
     return response;
   }
 
@@ -736,7 +718,7 @@ Response DavHandler::handle(const Request& q) {
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
     return r;
   }
-  const auto target = parse_target(q.path);
+  const auto target = parse_target(q.raw_path());
   try {
     if (q.path.rfind("/dav/files/", 0) == 0) return impl_->files.handle(q, who->handle);
     if (q.method == "PROPFIND") return impl_->propfind(*who, q, target);

@@ -9,6 +9,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/http/date.h"
 #include "common/sqlite.h"
 #include "common/text.h"
 #include "workers/dav/dav_xml.h"
@@ -43,34 +44,11 @@ constexpr sqlite::Migration kMigrations[] = {
     )sql"},
 };
 
-std::string http_date(int64_t t) {
-  const std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char out[64];
-  std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return out;
-}
-
-std::string decode(const std::string& path) {
-  std::string out;
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path[i] == '%' && i + 2 < path.size() && std::isxdigit(static_cast<unsigned char>(path[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(path[i + 2]))) {
-      out += static_cast<char>(std::stoi(path.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += path[i];
-    }
-  }
-  return out;
-}
-
 // "/dav/files/alice/a/b/" -> "a/b"; nullopt when the path leaves the tree or is not in it.
 std::optional<std::string> relative(const std::string& path, const std::string& owner) {
   const std::string prefix = "/dav/files/" + owner;
-  const auto decoded = decode(path);
-  if (decoded.rfind(prefix, 0) != 0) return std::nullopt;
+  std::string decoded;
+  if (!percent_decode(path, decoded) || decoded.rfind(prefix, 0) != 0) return std::nullopt;
   std::string rest = decoded.substr(prefix.size());
   if (!rest.empty() && rest[0] != '/') return std::nullopt;
   std::string out;
@@ -326,7 +304,7 @@ struct FileTree::Impl {
   std::vector<PropValue> props(const std::string& owner, const Entry& e, const PropfindRequest& request) {
     std::vector<PropValue> live = {
         {kResourcetype, e.collection ? std::optional<std::string>("<D:collection/>") : std::optional<std::string>(""), 200},
-        {{std::string(kDav), "getlastmodified"}, http_date(e.modified_at), 200},
+        {{std::string(kDav), "getlastmodified"}, http::http_date(e.modified_at), 200},
         {{std::string(kDav), "getetag"}, xml_escape(e.etag), 200}};
     if (!e.collection) {
       live.push_back({{std::string(kDav), "getcontentlength"}, std::to_string(e.data.size()), 200});
@@ -392,8 +370,8 @@ FileTree::FileTree(const std::filesystem::path& database) : impl_(std::make_uniq
 FileTree::~FileTree() = default;
 
 Response FileTree::handle(const Request& q, const std::string& handle) {
-  const auto rel = relative(q.path, handle);
-  if (!rel) return status(decode(q.path).rfind("/dav/files/" + handle, 0) == 0 ? 403 : 404);
+  const auto rel = relative(q.raw_path(), handle);
+  if (!rel) return status(q.path.rfind("/dav/files/" + handle, 0) == 0 ? 403 : 404);
   std::lock_guard lock(impl_->mutex);
   impl_->ensure_root(handle);
   const auto now = static_cast<int64_t>(::time(nullptr));
@@ -503,7 +481,7 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
     auto r = Response::bytes(200, existing->collection ? std::string() : existing->data,
                              existing->collection ? "text/plain" : (existing->content_type.empty() ? "application/octet-stream" : existing->content_type));
     r.headers.emplace_back("ETag", existing->etag);
-    r.headers.emplace_back("Last-Modified", http_date(existing->modified_at));
+    r.headers.emplace_back("Last-Modified", http::http_date(existing->modified_at));
     return r;
   }
   if (q.method == "DELETE") {

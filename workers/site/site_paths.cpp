@@ -43,22 +43,7 @@ bool valid_file_path(std::string_view path) {
 std::optional<std::string> file_path_from_request(std::string_view request_path) {
   if (request_path.empty() || request_path.front() != '/') return std::nullopt;
   std::string decoded;
-  for (std::size_t i = 0; i < request_path.size(); ++i) {
-    const char c = request_path[i];
-    if (c != '%') {
-      decoded += c;
-      continue;
-    }
-    auto hex = [](char h) -> int {
-      if (h >= '0' && h <= '9') return h - '0';
-      if (h >= 'a' && h <= 'f') return h - 'a' + 10;
-      if (h >= 'A' && h <= 'F') return h - 'A' + 10;
-      return -1;
-    };
-    if (i + 2 >= request_path.size() || hex(request_path[i + 1]) < 0 || hex(request_path[i + 2]) < 0) return std::nullopt;
-    decoded += static_cast<char>(hex(request_path[i + 1]) * 16 + hex(request_path[i + 2]));
-    i += 2;
-  }
+  if (!percent_decode(request_path, decoded)) return std::nullopt;
   if (decoded.find('\0') != std::string::npos) return std::nullopt;
   std::string path = decoded.substr(1);
   const bool directory = !path.empty() && path.back() == '/';

@@ -6,29 +6,13 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/http/date.h"
 #include "common/text.h"
 #include "workers/site/site_paths.h"
 
 namespace coop::site {
 
 namespace {
-
-// RFC 9110 5.6.7: IMF-fixdate.
-std::string http_date(int64_t t) {
-  char text[64];
-  const time_t tt = static_cast<time_t>(t);
-  struct tm tm {};
-  gmtime_r(&tt, &tm);
-  std::strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return text;
-}
-
-std::optional<int64_t> parse_http_date(const std::string& text) {
-  struct tm tm {};
-  const char* end = strptime(text.c_str(), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  if (!end || *end != '\0') return std::nullopt;
-  return static_cast<int64_t>(timegm(&tm));
-}
 
 std::string entity_tag(const std::string& blob) { return "\"" + blob.substr(0, 32) + "\""; }
 
@@ -275,7 +259,7 @@ http::Response SiteService::file_response(const Site& site, const FileEntry& fil
   const int64_t modified = file.mtime > 0 ? file.mtime : site.published_at;
   auto& h = r.headers;
   h.emplace_back("ETag", tag);
-  h.emplace_back("Last-Modified", http_date(modified));
+  h.emplace_back("Last-Modified", http::http_date(modified));
   h.emplace_back("Cache-Control", is_html(file.type) ? "no-cache" : "public, max-age=" + std::to_string(options_.max_age_seconds));
   if (!file.gzip.empty() || !file.br.empty()) h.emplace_back("Vary", "Accept-Encoding");
   h.emplace_back("Accept-Ranges", "bytes");
@@ -292,7 +276,7 @@ http::Response SiteService::file_response(const Site& site, const FileEntry& fil
     bool not_modified = false;
     if (!inm.empty()) {
       not_modified = none_match(inm, tag);
-    } else if (const auto since = parse_http_date(request.header("if-modified-since"))) {
+    } else if (const auto since = http::parse_http_date(request.header("if-modified-since"))) {
       not_modified = modified <= *since;
     }
     if (not_modified) {
@@ -311,7 +295,7 @@ http::Response SiteService::file_response(const Site& site, const FileEntry& fil
       if (if_range.front() == '"')
         honour = if_range == tag;
       else
-        honour = parse_http_date(if_range) == std::optional<int64_t>(modified);
+        honour = http::parse_http_date(if_range) == std::optional<int64_t>(modified);
     }
     bool unsatisfiable = false;
     const auto range = honour ? parse_range(range_header, static_cast<int64_t>(bytes->size()), unsatisfiable) : std::nullopt;

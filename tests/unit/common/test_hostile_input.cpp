@@ -5,7 +5,9 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/http/date.h"
 #include "common/http/router.h"
+#include "common/text.h"
 #include "common/json.h"
 
 using namespace coop;
@@ -104,4 +106,27 @@ TEST_CASE("the router answers hostile requests with 4xx and hides internal detai
 
   router.set_internal_errors_shown(true);  // the control API, for the shard's admins
   CHECK(dispatch(router, "GET", "/v1/broken").body.find("SQL logic error") != std::string::npos);
+}
+
+TEST_CASE("one percent-decoder: strict escapes, '+' only in query strings") {
+  std::string out;
+  CHECK(percent_decode("50%25off.ics", out));
+  CHECK(out == "50%off.ics");
+  CHECK(percent_decode("a+b%2Fc", out));
+  CHECK(out == "a+b/c");
+  CHECK(percent_decode("a+b", out, true));
+  CHECK(out == "a b");
+  CHECK_FALSE(percent_decode("50%off", out));
+  CHECK_FALSE(percent_decode("%4", out));
+  CHECK_FALSE(percent_decode("%", out));
+}
+
+TEST_CASE("HTTP dates are IMF-fixdate both ways") {
+  CHECK(http::http_date(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT");
+  CHECK(http::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT") == std::optional<int64_t>(784111777));
+  CHECK(http::parse_http_date(http::http_date(1796000000)) == std::optional<int64_t>(1796000000));
+  CHECK_FALSE(http::parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"));
+  CHECK_FALSE(http::parse_http_date("Sun, 06 Nov 1994 08:49:37 UTC"));
+  CHECK_FALSE(http::parse_http_date("Sun, 06 Xyz 1994 08:49:37 GMT"));
+  CHECK_FALSE(http::parse_http_date(""));
 }
