@@ -28,6 +28,7 @@
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/http/ws_frame.h"
+#include "common/net/admission.h"
 #include "common/text.h"
 
 namespace coop::http {
@@ -202,6 +203,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     reply->set(bhttp::field::sec_websocket_accept, ws::accept_key(std::string_view(key.data(), key.size())));
     handlers_ = &handlers;
     lowest().expires_never();  // the connection keeps its own idle check with pings
+    evictable(false);
     bhttp::async_write(stream_, *reply, [self = this->shared_from_this(), reply](beast::error_code ec, std::size_t) {
       if (ec) return self->finish();
       self->opened();
@@ -569,6 +571,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     request.body = std::move(message.body());
     // A long-poll handler may hold the request for a while: no idle timeout meanwhile.
     lowest().expires_never();
+    evictable(false);
     auto self = this->shared_from_this();
     router_.dispatch(std::move(request), [self, keep_alive](Response response) {
       net::post(self->lowest().get_executor(), [self, keep_alive, response = std::move(response)]() mutable {
@@ -615,13 +618,19 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
         self->finish();
         return;
       }
+      self->evictable(true);
       self->read();
     });
   }
 
   void finish();
+  // Tells the listener whether this connection may be closed to make room for a new one.
+  void evictable(bool yes) {
+    if (auto listener = listener_.lock()) listener->set_evictable(this, yes);
+  }
 
   std::string remote_;
+  coop::net::Admission::Id admission_id_ = 0;  // set by the listener before start()
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
@@ -657,7 +666,10 @@ template <typename Protocol, bool Tls>
 class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
  public:
   Listener(net::io_context& io, const Router& router, ServerLimits limits, std::shared_ptr<net::ssl::context> tls = nullptr)
-      : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(limits), tls_(std::move(tls)) {}
+      : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(limits),
+        admission_(coop::net::AdmissionLimits{limits.max_connections, limits.max_per_address, limits.max_per_network,
+                                              limits.max_evictable}),
+        tls_(std::move(tls)) {}
 
   typename Protocol::acceptor& acceptor() { return acceptor_; }
 
@@ -671,38 +683,41 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
         self->accept();
         return;
       }
-      std::shared_ptr<Session<Protocol, Tls>> session;
-      {
+      auto session = std::make_shared<Session<Protocol, Tls>>(std::move(socket), self, self->router_, self->limits_,
+                                                              self->tls_.get());
+      const auto decision = self->admission_.admit(session->remote());
+      std::vector<std::shared_ptr<Session<Protocol, Tls>>> evicted;
+      if (decision.id != 0) {
         std::lock_guard lock(self->mutex_);
-        auto candidate = std::make_shared<Session<Protocol, Tls>>(std::move(socket), self, self->router_, self->limits_,
-                                                                  self->tls_.get());
-        const bool too_many = self->sessions_.size() >= self->limits_.max_connections;
-        const bool too_many_here = self->limits_.max_per_address > 0 &&
-                                   self->per_address_[candidate->remote()] >= self->limits_.max_per_address;
-        if (too_many || too_many_here) {
-          spdlog::warn("http: refusing a connection from {} ({})", candidate->remote(),
-                       too_many ? "too many connections" : "too many from this address");
-          candidate->refuse();
-        } else {
-          session = candidate;
-          self->sessions_.insert(session);
-          ++self->per_address_[session->remote()];
-        }
+        for (const auto id : decision.evicted)
+          if (const auto it = self->sessions_.find(id); it != self->sessions_.end()) {
+            evicted.push_back(it->second);
+            self->sessions_.erase(it);
+          }
+        session->admission_id_ = decision.id;
+        self->sessions_.emplace(decision.id, session);
       }
-      if (session) session->start();
+      for (const auto& idle : evicted) idle->close();  // the longest idle, to make room
+      if (decision.id != 0) {
+        session->start();
+      } else {
+        spdlog::warn("http: refusing a connection from {} ({})", session->remote(), decision.refusal);
+        session->refuse();
+      }
       self->accept();
     });
   }
 
   void forget(Session<Protocol, Tls>* session) {
+    admission_.release(session->admission_id_);
     std::lock_guard lock(mutex_);
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->get() != session) continue;
-      auto count = per_address_.find(session->remote());
-      if (count != per_address_.end() && --count->second == 0) per_address_.erase(count);
+    if (const auto it = sessions_.find(session->admission_id_); it != sessions_.end() && it->second.get() == session)
       sessions_.erase(it);
-      return;
-    }
+  }
+
+  // Between requests a connection may be let go to make room; while one is answered it may not.
+  void set_evictable(Session<Protocol, Tls>* session, bool evictable) {
+    admission_.set_evictable(session->admission_id_, evictable);
   }
 
   void stop() {
@@ -712,13 +727,12 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
       beast::error_code ignored;
       self->acceptor_.close(ignored);
     });
-    std::set<std::shared_ptr<Session<Protocol, Tls>>> sessions;
+    std::map<coop::net::Admission::Id, std::shared_ptr<Session<Protocol, Tls>>> sessions;
     {
       std::lock_guard lock(mutex_);
       sessions.swap(sessions_);
-      per_address_.clear();
     }
-    for (const auto& session : sessions) session->close();
+    for (const auto& [id, session] : sessions) session->close();
   }
 
   std::size_t active() const {
@@ -731,9 +745,9 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
   typename Protocol::acceptor acceptor_;
   const Router& router_;
   ServerLimits limits_;
-  mutable std::mutex mutex_;
-  std::set<std::shared_ptr<Session<Protocol, Tls>>> sessions_;
-  std::map<std::string, std::size_t> per_address_;
+  coop::net::Admission admission_;
+  mutable std::mutex mutex_;  // guards sessions_
+  std::map<coop::net::Admission::Id, std::shared_ptr<Session<Protocol, Tls>>> sessions_;
   std::atomic<bool> stopped_{false};
   std::shared_ptr<net::ssl::context> tls_;
 };

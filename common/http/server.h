@@ -24,8 +24,13 @@ struct ServerLimits {
   std::size_t max_body_bytes = 1 << 20;
   std::size_t max_header_bytes = 16 << 10;
   std::chrono::milliseconds idle_timeout{30000};
+  // Over a limit, the connection idle longest between requests is closed to make room
+  // (common/net/admission.h); a connection answering a request or upgraded to WebSocket is
+  // never closed for that. Only when nothing can make room is the client refused with 503.
   std::size_t max_connections = 256;
   std::size_t max_per_address = 0;  // 0: no limit (Unix sockets)
+  std::size_t max_per_network = 0;  // per IPv4 /24 and IPv6 /64; 0: no limit
+  std::size_t max_evictable = 0;    // idle between requests; 0: three quarters of max_connections
 };
 
 class Server {

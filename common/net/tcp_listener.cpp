@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/net/admission.h"
 
 namespace coop::net {
 
@@ -25,8 +26,6 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr std::string_view kTooManyConnections = "too many connections";
-constexpr std::string_view kTooManyFromAddress = "too many connections from your address";
 // After EMFILE and friends, accepting again at once would spin; give closing connections time.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 
@@ -106,58 +105,67 @@ std::shared_ptr<ssl::context> make_server_tls_context(const std::filesystem::pat
 
 // ---- Counters ----------------------------------------------------------------------------------
 
-// Admitted connections per listener, shared with the connections so either may be destroyed first.
+// Admitted connections per listener, shared with the connections so either may be destroyed
+// first: the admission counts, and who to close when a new client needs an evicted one's slot.
 class ConnectionCounters {
  public:
-  explicit ConnectionCounters(ListenerLimits limits) : limits_(limits) {}
+  explicit ConnectionCounters(const ListenerLimits& limits)
+      : admission_(AdmissionLimits{limits.max_connections, limits.max_per_address, limits.max_per_network,
+                                   limits.max_evictable}) {}
 
-  // Empty when admitted (and counted), otherwise the reason for refusing.
-  std::string_view admit(const std::string& address) {
+  Admission::Decision admit(const std::string& address) { return admission_.admit(address); }
+
+  // The admitted connection, known from now on so that a later admission can evict it.
+  void track(Admission::Id id, const std::shared_ptr<Connection>& connection) {
     const std::lock_guard lock(mutex_);
-    if (total_ >= limits_.max_connections) return kTooManyConnections;
-    std::size_t& from_address = per_address_[address];
-    if (from_address >= limits_.max_per_address) return kTooManyFromAddress;
-    ++from_address;
-    ++total_;
-    return {};
+    connections_[id] = connection;
   }
 
-  void release(const std::string& address) {
-    const std::lock_guard lock(mutex_);
-    --total_;
-    if (const auto it = per_address_.find(address); it != per_address_.end() && --it->second == 0)
-      per_address_.erase(it);
+  // Closes what a decision evicted; each close releases its slot (already free in the counts).
+  void evict(const std::vector<Admission::Id>& ids) {
+    std::vector<std::shared_ptr<Connection>> doomed;
+    {
+      const std::lock_guard lock(mutex_);
+      for (const auto id : ids)
+        if (const auto it = connections_.find(id); it != connections_.end())
+          if (auto connection = it->second.lock()) doomed.push_back(std::move(connection));
+    }
+    for (const auto& connection : doomed) {
+      spdlog::debug("making room: closing the connection from {} that waited longest without logging in",
+                    connection->remote_address());
+      connection->close();
+    }
   }
 
-  std::size_t total() const {
+  void set_evictable(Admission::Id id, bool evictable) { admission_.set_evictable(id, evictable); }
+
+  void release(Admission::Id id) {
+    admission_.release(id);
     const std::lock_guard lock(mutex_);
-    return total_;
+    connections_.erase(id);
   }
 
-  std::size_t from(const std::string& address) const {
-    const std::lock_guard lock(mutex_);
-    const auto it = per_address_.find(address);
-    return it == per_address_.end() ? 0 : it->second;
-  }
+  std::size_t total() const { return admission_.total(); }
+  std::size_t from(const std::string& address) const { return admission_.from(address); }
 
  private:
-  const ListenerLimits limits_;
-  mutable std::mutex mutex_;
-  std::size_t total_ = 0;
-  std::unordered_map<std::string, std::size_t> per_address_;
+  Admission admission_;
+  std::mutex mutex_;  // guards connections_
+  std::unordered_map<Admission::Id, std::weak_ptr<Connection>> connections_;
 };
 
 // ---- Connection --------------------------------------------------------------------------------
 
 Connection::Connection(tcp::socket socket, std::shared_ptr<ssl::context> tls_context, bool tls_usable,
-                       std::shared_ptr<ConnectionCounters> counters, std::string remote_address,
-                       std::uint16_t remote_port)
+                       std::shared_ptr<ConnectionCounters> counters, Admission::Id admission_id,
+                       std::string remote_address, std::uint16_t remote_port)
     : tls_context_(std::move(tls_context)),
       stream_(std::move(socket), *tls_context_),
       idle_timer_(stream_.get_executor()),
       tls_usable_(tls_usable),
       last_activity_(Clock::now()),
       counters_(std::move(counters)),
+      admission_id_(admission_id),
       remote_address_(std::move(remote_address)),
       remote_port_(remote_port) {}
 
@@ -251,7 +259,11 @@ void Connection::close_now() {
   error_code ignored;
   stream_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
   stream_.next_layer().close(ignored);
-  if (counters_) counters_->release(remote_address_);
+  if (counters_) counters_->release(admission_id_);
+}
+
+void Connection::mark_authenticated() {
+  if (counters_) counters_->set_evictable(admission_id_, false);
 }
 
 // ---- Listener ----------------------------------------------------------------------------------
@@ -269,7 +281,7 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
         implicit_tls_(std::move(implicit_tls)),
         on_session_(std::move(on_session)),
         on_refused_(std::move(on_refused)),
-        counters_(std::make_shared<ConnectionCounters>(limits)) {}
+        counters_(std::make_shared<ConnectionCounters>(limits_)) {}
 
   void start() {
     if (started_) fail("already listening");
@@ -343,14 +355,17 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
     // unacknowledged big one for the peer's delayed ACK (40 ms on Linux).
     socket.set_option(tcp::no_delay(true), ec);
     std::string address = address_text(peer.address());
-    const std::string_view refusal = counters_->admit(address);
-    const bool admitted = refusal.empty();
+    const auto decision = counters_->admit(address);
+    const std::string_view refusal = decision.refusal;
+    const bool admitted = decision.id != 0;
+    counters_->evict(decision.evicted);
     std::shared_ptr<ssl::context> context = implicit_tls_ ? implicit_tls_ : starttls_;
     const bool tls_usable = context != nullptr;
     if (!context) context = unused_tls_context();
     std::shared_ptr<Connection> connection(new Connection(std::move(socket), std::move(context), tls_usable,
-                                                          admitted ? counters_ : nullptr, std::move(address),
-                                                          peer.port()));
+                                                          admitted ? counters_ : nullptr, decision.id,
+                                                          std::move(address), peer.port()));
+    if (admitted) counters_->track(decision.id, connection);
     if (!admitted && !on_refused_) return;  // dropping the last reference closes it
 
     // Refused connections only get to hear the busy reply, so they get the short timeout.

@@ -20,9 +20,13 @@
 
 namespace coop::net {
 
+// See common/net/admission.h: over a limit, the connection that has waited longest without
+// logging in makes room; only when none can is the new client refused.
 struct ListenerLimits {
   std::size_t max_connections = 1024;
   std::size_t max_per_address = 32;
+  std::size_t max_per_network = 256;  // per IPv4 /24 and IPv6 /64
+  std::size_t max_evictable = 0;      // not logged in; 0: three quarters of max_connections
   // Zero disables the idle timeout.
   std::chrono::milliseconds idle_timeout{300000};
   // Bounds the whole implicit-TLS handshake, so a silent client cannot hold a slot.
@@ -69,6 +73,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Replaces the listener's idle timeout, measured from the last completed read or write,
   // e.g. the 5-minute SMTP server timeout of RFC 5321 4.5.3.2. Zero disables it.
   void set_idle_timeout(std::chrono::milliseconds timeout);
+  // A member logged in on this connection: it is no longer let go to make room for new
+  // clients when the listener is full (common/net/admission.h).
+  void mark_authenticated();
   boost::asio::any_io_executor executor() { return stream_.get_executor(); }
 
  private:
@@ -76,8 +83,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   using Clock = std::chrono::steady_clock;
 
   Connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> tls_context,
-             bool tls_usable, std::shared_ptr<ConnectionCounters> counters, std::string remote_address,
-             std::uint16_t remote_port);
+             bool tls_usable, std::shared_ptr<ConnectionCounters> counters, std::uint64_t admission_id,
+             std::string remote_address, std::uint16_t remote_port);
 
   void note_activity() { last_activity_ = Clock::now(); }
   void arm_idle_timer();
@@ -94,6 +101,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::chrono::milliseconds idle_timeout_{0};
   Clock::time_point last_activity_;
   std::shared_ptr<ConnectionCounters> counters_;  // null for refused connections
+  const std::uint64_t admission_id_;
   const std::string remote_address_;
   const std::uint16_t remote_port_;
 };
@@ -106,9 +114,10 @@ class TcpListener {
   using RefusalHandler = std::function<void(std::shared_ptr<Connection>, std::string_view reason)>;
 
   // implicit_tls: nullptr for plain TCP; a context to handshake before on_session (RFC 8314).
-  // on_refused gets connections over the limits with "too many connections" or "too many
-  // connections from your address", to write the protocol's busy reply (SMTP "421 4.7.0")
-  // and close; without it they are closed at once. Both run on the connection's strand.
+  // on_refused gets connections over the limits that nothing could make room for, with
+  // "too many connections" or "... from your address" or "... from your network", to write
+  // the protocol's busy reply (SMTP "421 4.7.0") and close; without it they are closed at
+  // once. Both run on the connection's strand.
   TcpListener(boost::asio::any_io_executor executor, const std::string& address, std::uint16_t port,
               ListenerLimits limits, std::shared_ptr<boost::asio::ssl::context> implicit_tls,
               SessionHandler on_session, RefusalHandler on_refused = {});

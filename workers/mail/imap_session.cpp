@@ -126,7 +126,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void start() {
-    conn_->set_idle_timeout(settings_->autologout);
+    conn_->set_idle_timeout(settings_->login_timeout);
     out_ += "* OK [CAPABILITY " + capabilities() + "] " + settings_->hostname + " IMAP4rev2 ready\r\n";
     flush();
   }
@@ -466,6 +466,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void authenticated(const std::string& handle) {
     handle_ = handle;
+    conn_->set_idle_timeout(settings_->autologout);
+    conn_->mark_authenticated();
     if (settings_->live)
       live_id_ = settings_->live->add(handle, [weak = weak_from_this()](const std::string& reason) {
         if (auto self = weak.lock())

@@ -35,7 +35,10 @@ struct ImapSettings {
   // and workers.mail.imap_plaintext_loopback allows it.
   bool plaintext_loopback = false;
   imap::ReaderLimits limits;
-  std::chrono::milliseconds autologout{30 * 60 * 1000};  // RFC 9051 5.4: at least 30 minutes
+  std::chrono::milliseconds autologout{30 * 60 * 1000};  // RFC 9051 5.4: at least 30 minutes, once logged in
+  // Before login the 30 minutes do not apply (RFC 9051 5.4 speaks of authenticated clients):
+  // a client that has not logged in by then is let go.
+  std::chrono::milliseconds login_timeout{60 * 1000};
   control::Runner runner;
   MailService* service = nullptr;
   const Home* home = nullptr;

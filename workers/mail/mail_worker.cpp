@@ -28,6 +28,7 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   l.max_command_line = static_cast<std::size_t>(c.get_int("workers.mail.max_command_line", static_cast<int64_t>(l.max_command_line)));
   l.max_bad_commands = static_cast<int>(c.get_int("workers.mail.max_bad_commands", l.max_bad_commands));
   l.idle_timeout = std::chrono::milliseconds(c.get_int("workers.mail.idle_timeout_ms", l.idle_timeout.count()));
+  l.command_timeout = std::chrono::milliseconds(c.get_int("workers.mail.command_timeout_ms", l.command_timeout.count()));
   l.session_timeout = std::chrono::milliseconds(c.get_int("workers.mail.session_timeout_ms", l.session_timeout.count()));
   s->tls = net::make_server_tls_context(runtime.home().tls_cert(), runtime.home().tls_key());
   s->runner = runtime.blocking_runner();
@@ -46,6 +47,7 @@ std::shared_ptr<const ImapSettings> imap_settings(WorkerRuntime& runtime, MailSe
   s->limits.max_literal = static_cast<std::size_t>(c.get_int("workers.mail.max_message_bytes", 50 << 20));
   s->limits.max_command = s->limits.max_literal + s->limits.max_line;
   s->autologout = std::chrono::milliseconds(c.get_int("workers.mail.imap_autologout_ms", 30 * 60 * 1000));
+  s->login_timeout = std::chrono::milliseconds(c.get_int("workers.mail.imap_login_timeout_ms", 60 * 1000));
   s->runner = runtime.blocking_runner();
   s->service = service;
   s->home = &runtime.home();
@@ -63,14 +65,15 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   net::ListenerLimits limits;
   limits.max_connections = static_cast<std::size_t>(config.get_int("workers.mail.max_connections", 1024));
   limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.mail.max_connections_per_address", 20));
-  limits.idle_timeout = smtp_->limits.idle_timeout;
+  limits.max_per_network = static_cast<std::size_t>(config.get_int("workers.mail.max_connections_per_network", 256));
+  limits.idle_timeout = smtp_->limits.command_timeout;
   std::vector<ListenerConfig> bound;
   imap_ = imap_settings(runtime, service_.get(), smtp_->tls);
   for (const auto& listener : config.listeners("mail")) {
     // IMAP (RFC 9051) on imap (STARTTLS) and imaps (implicit TLS, RFC 8314).
     if (listener.name == "imap" || listener.name == "imaps") {
       net::ListenerLimits imap_limits = limits;
-      imap_limits.idle_timeout = imap_->autologout;
+      imap_limits.idle_timeout = imap_->login_timeout;
       auto tcp = std::make_unique<net::TcpListener>(
           runtime.io().get_executor(), listener.address, listener.port, imap_limits,
           listener.name == "imaps" ? imap_->tls : nullptr,

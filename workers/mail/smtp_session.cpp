@@ -48,7 +48,7 @@ class Session : public std::enable_shared_from_this<Session> {
       : conn_(std::move(connection)), settings_(std::move(settings)), session_timer_(conn_->executor()) {}
 
   void start() {
-    conn_->set_idle_timeout(settings_->limits.idle_timeout);
+    conn_->set_idle_timeout(settings_->limits.command_timeout);
     session_timer_.expires_after(settings_->limits.session_timeout);
     session_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
       if (ec || self->closed_) return;
@@ -228,6 +228,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- transaction ------------------------------------------------------------------------
 
   void reset_transaction() {
+    if (in_transaction_) conn_->set_idle_timeout(settings_->limits.command_timeout);
     in_transaction_ = false;
     sender_.clear();
     recipients_.clear();
@@ -249,6 +250,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (from.size && *from.size > settings_->limits.max_message_bytes)
       return reply("552 5.3.4 Message size exceeds the limit of " + std::to_string(settings_->limits.max_message_bytes));
     in_transaction_ = true;
+    conn_->set_idle_timeout(settings_->limits.idle_timeout);
     sender_ = from.address;
     declared_size_ = from.size.value_or(0);
     smtputf8_ = from.smtputf8;

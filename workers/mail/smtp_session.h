@@ -26,7 +26,10 @@ struct SmtpLimits {
   std::size_t max_recipients = 100;           // RFC 5321 4.5.3.1.8 asks for at least 100
   std::size_t max_command_line = 2048;        // RFC 5321 4.5.3.1.4 says 512; extensions need more
   int max_bad_commands = 10;                  // then 421 and goodbye
-  std::chrono::milliseconds idle_timeout{300000};     // RFC 5321 4.5.3.2.7: 5 minutes
+  std::chrono::milliseconds idle_timeout{300000};     // RFC 5321 4.5.3.2.7: 5 minutes, in a transaction
+  // Waiting for a first or next MAIL: an idle client outside a transaction holds a slot for
+  // no mail, so it goes sooner (Postfix shortens smtpd_timeout the same way under stress).
+  std::chrono::milliseconds command_timeout{60000};
   std::chrono::milliseconds session_timeout{1800000};  // whole session: no slowloris
 };
 

@@ -10,6 +10,7 @@
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 
+#include <mutex>
 #include <thread>
 
 #include "common/http/router.h"
@@ -93,20 +94,43 @@ TEST_CASE("handlers see lowercase headers, repeated ones joined, and the client 
   CHECK(body["remote"] == "127.0.0.1");
 }
 
-TEST_CASE("connections beyond the per-address limit hear 503 and are closed") {
+TEST_CASE("beyond the per-address limit the longest idle connection makes room; busy ones hear 503") {
   ServerLimits limits;
   limits.max_per_address = 2;
   TcpFixture f(limits);
+  std::mutex mutex;
+  std::vector<Reply> held;  // long polls, answered at the end
+  f.router().add_async("GET", "/wait", [&](const Request&, Reply reply) {
+    std::lock_guard lock(mutex);
+    held.push_back(std::move(reply));
+  });
   const int a = connect_tcp(f.port()), b = connect_tcp(f.port());
   CHECK(exchange(a, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
   CHECK(exchange(b, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+  // Both idle: the third client is served, and the one idle longest (a) is closed.
   const int c = connect_tcp(f.port());
-  const auto refused = exchange(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(exchange(c, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").rfind("HTTP/1.1 200", 0) == 0);
+  CHECK(exchange(a, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").empty());
+  // b and c wait on long polls: nothing can make room, so the next client hears 503.
+  const std::string wait = "GET /wait HTTP/1.1\r\nHost: x\r\n\r\n";
+  ::send(b, wait.data(), wait.size(), MSG_NOSIGNAL);
+  ::send(c, wait.data(), wait.size(), MSG_NOSIGNAL);
+  for (int i = 0; i < 200; ++i) {
+    {
+      std::lock_guard lock(mutex);
+      if (held.size() == 2) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int d = connect_tcp(f.port());
+  const auto refused = exchange(d, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(refused.rfind("HTTP/1.1 503", 0) == 0);
   CHECK(refused.find("Connection: close") != std::string::npos);
-  ::close(a);
-  ::close(b);
-  ::close(c);
+  {
+    std::lock_guard lock(mutex);
+    for (auto& reply : held) reply(Response::json({{"done", true}}));
+  }
+  for (int fd : {a, b, c, d}) ::close(fd);
 }
 
 TEST_CASE("a protocol's error formatter and fallback replace the control API's shapes") {

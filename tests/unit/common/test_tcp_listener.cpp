@@ -208,7 +208,7 @@ TEST_CASE("listener echoes over plain TCP on a port the system picks") {
   CHECK(listener.active_from("127.0.0.1") == 0);
 }
 
-TEST_CASE("listener refuses connections beyond max_per_address") {
+TEST_CASE("beyond max_per_address the oldest client not logged in makes room; logged-in ones never do") {
   asio::io_context io;
   ListenerLimits limits = calm_limits();
   limits.max_per_address = 2;
@@ -224,41 +224,54 @@ TEST_CASE("listener refuses connections beyond max_per_address") {
       });
   listener.start();
 
-  PlainClient first(io), second(io), third(io);
-  first.connect(listener.port());
+  PlainClient member(io), idle(io), newcomer(io), last(io);
+  member.connect(listener.port());
   REQUIRE(run_until(io, [&] { return sessions.size() == 1; }));
-  second.connect(listener.port());
+  sessions[0]->mark_authenticated();
+  idle.connect(listener.port());
   REQUIRE(run_until(io, [&] { return sessions.size() == 2; }));
-  third.connect(listener.port());
-  third.read();
-  REQUIRE(run_until(io, [&] { return third.inbox->ended; }));
-  CHECK(third.inbox->text == "421 too many connections from your address\r\n");
-  REQUIRE(reasons == std::vector<std::string>{"too many connections from your address"});
-  CHECK(sessions.size() == 2);
-  CHECK(listener.active_connections() == 2);
+  idle.read();
+  member.read();
+
+  // The client that has not logged in goes; the newcomer takes its slot.
+  newcomer.connect(listener.port());
+  REQUIRE(run_until(io, [&] { return sessions.size() == 3 && idle.inbox->ended; }));
+  CHECK(idle.inbox->text.empty());
+  CHECK(reasons.empty());
   CHECK(listener.active_from("127.0.0.1") == 2);
+
+  // With both slots held by members, a new client is refused.
+  sessions[2]->mark_authenticated();
+  last.connect(listener.port());
+  last.read();
+  REQUIRE(run_until(io, [&] { return last.inbox->ended; }));
+  CHECK(last.inbox->text == "421 too many connections from your address\r\n");
+  CHECK(reasons == std::vector<std::string>{"too many connections from your address"});
+  CHECK_FALSE(member.inbox->ended);
+  CHECK(listener.active_connections() == 2);
 
   // Closing a session frees its slot at once, even while the object is still referenced.
   sessions[0]->close();
-  first.read();
   REQUIRE(run_until(io, [&] { return listener.active_from("127.0.0.1") == 1; }));
-  REQUIRE(run_until(io, [&] { return first.inbox->ended; }));
-
-  PlainClient fourth(io);
-  fourth.connect(listener.port());
-  REQUIRE(run_until(io, [&] { return sessions.size() == 3; }));
+  REQUIRE(run_until(io, [&] { return member.inbox->ended; }));
+  PlainClient again(io);
+  again.connect(listener.port());
+  REQUIRE(run_until(io, [&] { return sessions.size() == 4; }));
   CHECK(reasons.size() == 1);
-  CHECK(listener.active_connections() == 2);
 }
 
-TEST_CASE("listener refuses connections beyond max_connections") {
+TEST_CASE("beyond max_connections the new client is refused when every slot is a member's") {
   asio::io_context io;
   ListenerLimits limits = calm_limits();
   limits.max_connections = 1;
   int sessions = 0;
   std::vector<std::string> reasons;
+  std::shared_ptr<Connection> first_session;
   auto on_session = [&](std::shared_ptr<Connection> c) {
-    ++sessions;
+    if (++sessions == 1) {
+      first_session = c;
+      c->mark_authenticated();
+    }
     echo(c);
   };
   auto on_refused = [&](std::shared_ptr<Connection> c, std::string_view reason) {
@@ -286,6 +299,7 @@ TEST_CASE("listener refuses connections beyond max_connections") {
   CHECK(listener.active_connections() == 1);
 
   // The echo session ends when its client leaves, and the next client is admitted.
+  first_session.reset();
   first.socket.close();
   REQUIRE(run_until(io, [&] { return listener.active_connections() == 0; }));
   PlainClient third(io);
