@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "common/auth/member_client.h"
+#include "common/coalesced_job.h"
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/http/listen.h"
@@ -22,6 +23,9 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
     : store_(std::make_unique<DavStore>(runtime.home().database("dav"))),
       handler_(std::make_unique<DavHandler>(runtime.home(), *store_, runtime.config().domain())),
       directory_(std::make_unique<MemberDirectory>(runtime.home(), *store_, runtime.config().domain())),
+      directory_refresh_(std::make_unique<CoalescedJob>(runtime.blocking_runner(), [directory = directory_.get()] {
+        directory->refresh();
+      })),
       router_(std::make_unique<http::Router>()) {
   auto run = runtime.blocking_runner();
   add_dav_admin_routes(runtime, *store_);
@@ -53,19 +57,9 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   follower_ = std::make_unique<auth::MemberEventFollower>(
       runtime.home(), since, [this](const auth::MemberEvent& event) {
         if (auth::ends_sessions(event)) handler_->forget(event.handle);
-        try {
-          directory_->refresh();
-        } catch (const std::exception& e) {
-          spdlog::warn("members directory: {}", e.what());
-        }
+        directory_refresh_->request();
       });
-  run([directory = directory_.get()] {
-    try {
-      directory->refresh();
-    } catch (const std::exception& e) {
-      spdlog::warn("members directory: {}", e.what());
-    }
-  });
+  directory_refresh_->request();
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });

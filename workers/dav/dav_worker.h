@@ -5,6 +5,7 @@
 #include <memory>
 
 namespace coop {
+class CoalescedJob;
 class WorkerRuntime;
 namespace http {
 class Router;
@@ -30,6 +31,7 @@ class DavWorker {
   std::unique_ptr<DavStore> store_;
   std::unique_ptr<DavHandler> handler_;
   std::unique_ptr<MemberDirectory> directory_;
+  std::unique_ptr<CoalescedJob> directory_refresh_;  // one refresh for a burst of member events
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<auth::MemberEventFollower> follower_;

@@ -191,6 +191,28 @@ struct RoomStore::Impl {
     return map;
   }
 
+  // Only the state the auth rules and auth_events selection read for an event of this type
+  // by sender (Server-Server API "Auth events selection"): create, power levels, join rules,
+  // and the sender's and target's memberships. Loading the whole state instead made every
+  // join to the cooperative's Space parse every member event: quadratic in members (a
+  // 10,000-member import kept coop-room busy for minutes).
+  matrix::StateMap auth_state(const std::string& room_id, const std::string& sender,
+                              const std::optional<std::string>& state_key) {
+    matrix::StateMap map;
+    auto& stmt = db->prepare(
+        "SELECT e.json FROM current_state s JOIN events e ON e.event_id = s.event_id "
+        "WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3");
+    const std::pair<std::string, std::string> keys[] = {{"m.room.create", ""},    {"m.room.power_levels", ""},
+                                                       {"m.room.join_rules", ""}, {"m.room.member", sender},
+                                                       {"m.room.member", state_key.value_or(sender)}};
+    for (const auto& [type, key] : keys) {
+      stmt.bind(1, room_id).bind(2, type).bind(3, key);
+      if (stmt.step()) map[{type, key}] = json::parse(stmt.column_text(0));
+      stmt.reset();
+    }
+    return map;
+  }
+
   std::optional<std::string> version_of(const std::string& room_id) {
     auto& stmt = db->prepare("SELECT version FROM rooms WHERE room_id = ?1");
     stmt.bind(1, room_id);
@@ -222,7 +244,7 @@ struct RoomStore::Impl {
     if (!content.is_object()) throw Error("M_BAD_JSON", "event content must be a JSON object", 400);
     if (type.size() > kMaxIdBytes) throw Error("M_BAD_JSON", "event type longer than 255 bytes", 400);
     if (state_key && state_key->size() > kMaxIdBytes) throw Error("M_BAD_JSON", "state_key longer than 255 bytes", 400);
-    matrix::StateMap state = state_map(room_id);
+    matrix::StateMap state = auth_state(room_id, sender, state_key);
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
                   {"origin_server_ts", now_ms()}};
     if (state_key) event["state_key"] = *state_key;
