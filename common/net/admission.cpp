@@ -3,7 +3,11 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include <malloc.h>
+
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 
 namespace coop::net {
 
@@ -73,6 +77,7 @@ Admission::Decision Admission::admit(const std::string& address) {
   entries_.emplace(decision.id, Entry{address, network, true, std::prev(line_.end())});
   ++per_address_[address];
   ++per_network_[network];
+  peak_ = std::max(peak_, entries_.size());
   return decision;
 }
 
@@ -87,8 +92,23 @@ void Admission::set_evictable(Id id, bool evictable) {
 }
 
 void Admission::release(Id id) {
-  std::lock_guard lock(mutex_);
-  forget(id);
+  static constexpr std::size_t kPeakWorthTrimming = 64;
+  static std::atomic<int64_t> last_trim_ms{0};
+  bool trim = false;
+  {
+    std::lock_guard lock(mutex_);
+    forget(id);
+    if (peak_ >= kPeakWorthTrimming && entries_.size() <= peak_ / 2) {
+      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::steady_clock::now().time_since_epoch()).count();
+      int64_t last = last_trim_ms.load();
+      if (now - last >= 1000 && last_trim_ms.compare_exchange_strong(last, now)) {
+        trim = true;
+        peak_ = entries_.size();
+      }
+    }
+  }
+  if (trim) ::malloc_trim(0);
 }
 
 void Admission::forget(Id id) {

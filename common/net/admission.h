@@ -52,7 +52,10 @@ class Admission {
   // Evictable or not: false once a member has logged in on it (or, for HTTP, while a request
   // is being answered); true again puts it at the back of the line.
   void set_evictable(Id id, bool evictable);
-  // The connection closed (or was evicted); unknown ids are ignored.
+  // The connection closed (or was evicted); unknown ids are ignored. When at least half of a
+  // peak of 64 or more connections has closed, the freed memory goes back to the system
+  // (malloc_trim, at most once a second in the process): glibc keeps a burst's memory
+  // otherwise, and a flood would leave the worker at its peak size for good.
   void release(Id id);
 
   std::size_t total() const;
@@ -73,6 +76,7 @@ class Admission {
   std::unordered_map<Id, Entry> entries_;
   std::list<Id> line_;  // evictable connections, the longest evictable first
   std::unordered_map<std::string, std::size_t> per_address_, per_network_;
+  std::size_t peak_ = 0;  // most connections since memory was last given back
 };
 
 }  // namespace coop::net

@@ -45,13 +45,6 @@ void require_file(const std::filesystem::path& path, const char* what) {
     tls_fail(std::string("TLS ") + what + " " + path.string() + " is missing or not a file");
 }
 
-// Plain connections still need an SSL context to build their stream; this one is never used
-// for a handshake (async_start_tls refuses without a real one).
-std::shared_ptr<ssl::context> unused_tls_context() {
-  static const auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
-  return context;
-}
-
 // IPv4 clients of a dual-stack "::" listener appear as ::ffff:a.b.c.d; count them as a.b.c.d.
 std::string address_text(const asio::ip::address& address) {
   if (address.is_v6() && address.to_v6().is_v4_mapped())
@@ -160,8 +153,8 @@ Connection::Connection(tcp::socket socket, std::shared_ptr<ssl::context> tls_con
                        std::shared_ptr<ConnectionCounters> counters, Admission::Id admission_id,
                        std::string remote_address, std::uint16_t remote_port)
     : tls_context_(std::move(tls_context)),
-      stream_(std::move(socket), *tls_context_),
-      idle_timer_(stream_.get_executor()),
+      socket_(std::move(socket)),
+      idle_timer_(socket_.get_executor()),
       tls_usable_(tls_usable),
       last_activity_(Clock::now()),
       counters_(std::move(counters)),
@@ -178,9 +171,9 @@ void Connection::async_read_some(asio::mutable_buffer buffer, IoHandler handler)
       handler(ec, n);
     };
     if (self->tls_)
-      self->stream_.async_read_some(buffer, std::move(done));
+      self->tls_stream_->async_read_some(buffer, std::move(done));
     else
-      self->stream_.next_layer().async_read_some(buffer, std::move(done));
+      self->socket_.async_read_some(buffer, std::move(done));
   });
 }
 
@@ -191,9 +184,9 @@ void Connection::async_write(asio::const_buffer buffer, IoHandler handler) {
       handler(ec, n);
     };
     if (self->tls_)
-      asio::async_write(self->stream_, buffer, std::move(done));
+      asio::async_write(*self->tls_stream_, buffer, std::move(done));
     else
-      asio::async_write(self->stream_.next_layer(), buffer, std::move(done));
+      asio::async_write(self->socket_, buffer, std::move(done));
   });
 }
 
@@ -204,7 +197,8 @@ void Connection::async_start_tls(TlsHandler handler) {
       asio::post(self->executor(), [handler = std::move(handler), ec] { handler(ec); });
       return;
     }
-    self->stream_.async_handshake(ssl::stream_base::server,
+    self->tls_stream_ = std::make_unique<ssl::stream<tcp::socket&>>(self->socket_, *self->tls_context_);
+    self->tls_stream_->async_handshake(ssl::stream_base::server,
                                   [self, handler = std::move(handler)](error_code ec) {
                                     if (!ec) {
                                       self->tls_ = true;
@@ -257,8 +251,8 @@ void Connection::close_now() {
   closed_ = true;
   idle_timer_.cancel();
   error_code ignored;
-  stream_.next_layer().shutdown(tcp::socket::shutdown_both, ignored);
-  stream_.next_layer().close(ignored);
+  socket_.shutdown(tcp::socket::shutdown_both, ignored);
+  socket_.close(ignored);
   if (counters_) counters_->release(admission_id_);
 }
 
@@ -361,7 +355,6 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
     counters_->evict(decision.evicted);
     std::shared_ptr<ssl::context> context = implicit_tls_ ? implicit_tls_ : starttls_;
     const bool tls_usable = context != nullptr;
-    if (!context) context = unused_tls_context();
     std::shared_ptr<Connection> connection(new Connection(std::move(socket), std::move(context), tls_usable,
                                                           admitted ? counters_ : nullptr, decision.id,
                                                           std::move(address), peer.port()));

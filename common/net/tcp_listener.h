@@ -76,7 +76,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // A member logged in on this connection: it is no longer let go to make room for new
   // clients when the listener is full (common/net/admission.h).
   void mark_authenticated();
-  boost::asio::any_io_executor executor() { return stream_.get_executor(); }
+  boost::asio::any_io_executor executor() { return socket_.get_executor(); }
 
  private:
   friend class TcpListener;
@@ -91,9 +91,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_idle_timer();
   void close_now();
 
-  // Declared before stream_ so the context outlives the SSL object made from it.
+  // Declared before tls_stream_ so the context outlives the SSL object made from it.
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
-  boost::asio::ssl::stream<boost::asio::ip::tcp::socket> stream_;
+  boost::asio::ip::tcp::socket socket_;
+  // Made at the handshake: an SSL object and its BIO pair cost some 40 KB, which a plain
+  // connection that never starts TLS should not pay.
+  std::unique_ptr<boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>> tls_stream_;
   boost::asio::steady_timer idle_timer_;
   const bool tls_usable_;
   std::atomic<bool> tls_{false};

@@ -6,6 +6,7 @@ no worker has restarted and a normal client is still served."""
 import imaplib
 import json
 import os
+import resource
 import smtplib
 import socket
 import ssl
@@ -302,6 +303,59 @@ def test_revocation_ends_live_imap_sessions():
             pass
 
 
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def flood(port, count, addresses=60):
+    """count idle connections from 127.0.0.2 and up; none of them says a word."""
+    sockets = []
+    for i in range(count):
+        s = socket.socket()
+        s.bind((f"127.0.0.{2 + i % addresses}", 0))
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        sockets.append(s)
+    return sockets
+
+
+def test_an_idle_flood_cannot_lock_members_out():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    with Shard(BIN) as shard:
+        status = start(shard)
+        ports = {n: p for (w, n, s, p) in listeners(status) if w == "mail"}
+        before = worker_pids(shard)
+        rss_before = rss_kb(before["mail"])
+        # 1,200 silent clients from 60 addresses against each of SMTP and IMAP: under every
+        # per-address cap, far over the listener's.
+        idle = flood(ports["smtp"], 1200) + flood(ports["imaps"], 1200)
+        try:
+            # A member still logs in, from the same /24 as the flood, and mail still arrives.
+            imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls_context(), timeout=20)
+            imap.login("alice", STRONG)
+            imap.select("INBOX")
+            with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=20) as smtp:
+                smtp.sendmail("carol@example.org", [f"alice@{DOMAIN}"],
+                              f"From: carol@example.org\r\nTo: alice@{DOMAIN}\r\nSubject: through the flood\r\n\r\nhi\r\n")
+            # More flooding does not push out the logged-in session.
+            idle += flood(ports["imaps"], 1200)
+            assert imap.noop()[0] == "OK"  # also hears of the delivery (EXISTS)
+            _, found = imap.search(None, "SUBJECT", '"through the flood"')
+            assert len(found[0].split()) == 1
+            imap.logout()
+            # Each idle connection costs a few KB, not a message buffer.
+            assert rss_kb(before["mail"]) - rss_before < 60 * 1024, (rss_before, rss_kb(before["mail"]))
+        finally:
+            for s in idle:
+                s.close()
+        assert worker_pids(shard) == before
+
+
 if __name__ == "__main__":
     run_tests([
         test_no_request_restarts_a_worker,
@@ -309,4 +363,5 @@ if __name__ == "__main__":
         test_smtp_smuggling_lands_no_second_message,
         test_mailbox_names_cannot_climb_and_exports_nest,
         test_revocation_ends_live_imap_sessions,
+        test_an_idle_flood_cannot_lock_members_out,
     ])

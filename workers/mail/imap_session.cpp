@@ -20,6 +20,7 @@
 #include "common/auth/member_client.h"
 #include "common/error.h"
 #include "common/mail/mailbox_formats.h"
+#include "common/net/read_buffer.h"
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
 #include "workers/mail/imap_fetch.h"
@@ -174,10 +175,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void read() {
     if (reading_ || closed_) return;
     reading_ = true;
-    conn_->async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+    conn_->async_read_some(asio::buffer(chunk_.data(), chunk_.size()), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
       self->reading_ = false;
       if (ec) return self->finish();
-      self->reader_.feed(std::string_view(self->chunk_.data(), n));
+      self->reader_.feed(self->chunk_.filled(n));
       if (!self->busy_ && !self->writing_) self->pump();
     });
   }
@@ -1815,7 +1816,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<net::Connection> conn_;
   std::shared_ptr<const ImapSettings> settings_;
   CommandReader reader_;
-  std::array<char, 16384> chunk_{};
+  net::ReadBuffer chunk_{64 << 10};
   std::string out_, pending_;
   std::function<void()> after_write_;
   std::function<void()> more_;  // the rest of a command answered in pieces

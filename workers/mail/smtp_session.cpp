@@ -14,6 +14,7 @@
 
 #include "common/blob_store.h"
 #include "common/error.h"
+#include "common/net/read_buffer.h"
 #include "common/net/tcp_listener.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/smtp_parser.h"
@@ -102,10 +103,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void read() {
     if (reading_ || closed_ || closing_ || waiting_) return;
     reading_ = true;
-    conn_->async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+    conn_->async_read_some(asio::buffer(chunk_.data(), chunk_.size()), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
       self->reading_ = false;
       if (ec) return self->finish();
-      self->in_.append(self->chunk_.data(), n);
+      self->in_.append(self->chunk_.filled(n));
       self->process();
     });
   }
@@ -422,7 +423,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<net::Connection> conn_;
   std::shared_ptr<const SmtpSettings> settings_;
   asio::steady_timer session_timer_;
-  std::array<char, 65536> chunk_{};
+  net::ReadBuffer chunk_{64 << 10};
   std::string in_, out_, pending_;
   std::function<void()> after_write_;
   bool reading_ = false, writing_ = false, waiting_ = false, closing_ = false, closed_ = false;
