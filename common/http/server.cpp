@@ -81,7 +81,7 @@ std::atomic<uint64_t> next_websocket_id{1};
 class WebSocketConnection final : public WebSocket {
  public:
   using Frame = std::shared_ptr<const std::string>;
-  WebSocketConnection(std::string remote, std::size_t max_queued) : remote_(std::move(remote)), max_queued_(max_queued) {}
+  WebSocketConnection(Request request, std::size_t max_queued) : request_(std::move(request)), max_queued_(max_queued) {}
   bool send(std::string text) override { return send_shared(std::make_shared<const std::string>(std::move(text))); }
   bool send_shared(Frame text) override {
     if (closed_) return false;
@@ -104,7 +104,8 @@ class WebSocketConnection final : public WebSocket {
   void close(uint16_t code, std::string reason) override {
     if (!closed_.exchange(true)) close_(code, std::move(reason));
   }
-  const std::string& remote_address() const override { return remote_; }
+  const std::string& remote_address() const override { return request_.remote_address; }
+  const Request& request() const override { return request_; }
   uint64_t id() const override { return id_; }
 
   // On the strand: everything queued so far, in order.
@@ -122,7 +123,7 @@ class WebSocketConnection final : public WebSocket {
   std::function<void()> abort_;
 
  private:
-  std::string remote_;
+  Request request_;  // the upgrade request, without a body
   std::size_t max_queued_;
   uint64_t id_ = next_websocket_id++;
   std::atomic<std::size_t> queued_{0};
@@ -183,7 +184,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
   // RFC 6455 4.2.1-4.2.2: the server's side of the opening handshake. From then on the
   // connection carries frames (ws_frame.h), read as they come and written in batches.
-  void upgrade(bhttp::request<bhttp::string_body>& message, const WebSocketHandlers& handlers) {
+  void upgrade(bhttp::request<bhttp::string_body>& message, const WebSocketHandlers& handlers, Request request) {
     const auto key = message[bhttp::field::sec_websocket_key];
     if (message[bhttp::field::host].empty() || !ws::valid_client_key(std::string_view(key.data(), key.size()))) {
       respond(router_.error(400, "bad_request", "WebSocket handshake without a Host or a valid Sec-WebSocket-Key"), false);
@@ -201,6 +202,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     reply->set(bhttp::field::upgrade, "websocket");
     reply->set(bhttp::field::connection, "Upgrade");
     reply->set(bhttp::field::sec_websocket_accept, ws::accept_key(std::string_view(key.data(), key.size())));
+    upgrade_request_ = std::move(request);
     handlers_ = &handlers;
     lowest().expires_never();  // the connection keeps its own idle check with pings
     evictable(false);
@@ -214,7 +216,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     reader_.emplace(handlers_->max_message_bytes);
     ws_in_.resize(kWebSocketReadBytes);
     heartbeat_.emplace(lowest().get_executor());
-    auto connection = std::make_shared<WebSocketConnection>(remote_, handlers_->max_queued_bytes);
+    auto connection = std::make_shared<WebSocketConnection>(std::move(upgrade_request_), handlers_->max_queued_bytes);
     std::weak_ptr<Session> weak = this->shared_from_this();
     connection->flush_ = [weak] {
       if (auto session = weak.lock()) net::post(session->lowest().get_executor(), [session] { session->flush(); });
@@ -551,12 +553,6 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       respond(router_.error(400, "bad_request", "bad request target"), false);
       return;
     }
-    if (beast::websocket::is_upgrade(message)) {
-      if (const auto* handlers = router_.websocket(request.path)) {
-        upgrade(message, *handlers);
-        return;
-      }
-    }
     for (const auto& field : message) {
       const auto raw_name = field.name_string();
       const auto value = field.value();
@@ -567,6 +563,12 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       }
       auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
       slot += (slot.empty() ? "" : ", ") + std::string(value);
+    }
+    if (beast::websocket::is_upgrade(message)) {
+      if (const auto* handlers = router_.websocket(request.path)) {
+        upgrade(message, *handlers, std::move(request));
+        return;
+      }
     }
     request.body = std::move(message.body());
     // A long-poll handler may hold the request for a while: no idle timeout meanwhile.
@@ -642,6 +644,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   std::string head_;  // the response's status line and fields, while it is written
   // After an upgrade.
   const WebSocketHandlers* handlers_ = nullptr;
+  Request upgrade_request_;  // until the connection object takes it
   std::shared_ptr<WebSocketConnection> connection_;
   std::optional<ws::FrameReader> reader_;
   std::vector<ws::Event> events_;

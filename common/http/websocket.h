@@ -7,6 +7,8 @@
 #include <memory>
 #include <string>
 
+#include "common/http/message.h"
+
 namespace coop::http {
 
 class WebSocket {
@@ -21,6 +23,8 @@ class WebSocket {
   // Starts the closing handshake (1000: normal, 1008: policy violation, 1009: too big).
   virtual void close(uint16_t code = 1000, std::string reason = {}) = 0;
   virtual const std::string& remote_address() const = 0;
+  // The request that was upgraded (path, query, headers), e.g. to learn who signed in.
+  virtual const Request& request() const = 0;
   // Unique in this process.
   virtual uint64_t id() const = 0;
 };

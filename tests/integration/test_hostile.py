@@ -3,6 +3,8 @@ paths, headers and JSON, deep nesting, arrays where objects belong, Expect: 100-
 absolute-form targets over raw sockets; SMTP smuggling sequences; mailbox names that climb,
 followed by an export; and a revocation that must end live IMAP sessions. After each attack
 no worker has restarted and a normal client is still served."""
+import base64
+import http.client
 import imaplib
 import json
 import os
@@ -10,6 +12,7 @@ import resource
 import smtplib
 import socket
 import ssl
+import threading
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 
@@ -260,47 +263,146 @@ def test_mailbox_names_cannot_climb_and_exports_nest():
             assert names.get(box) == 1, names  # the second import found them already there
 
 
-def test_revocation_ends_live_imap_sessions():
+class LiveSessions:
+    """Everything a member keeps open or reuses: IMAP in IDLE and between commands, a Matrix
+    long poll, a document's WebSocket, and the credentials a DAV and a tiles client resend."""
+
+    def __init__(self, ports, password):
+        self.ports, self.password = ports, password
+        self.imap = [self._imap(idle=True), self._imap(idle=False)]
+        self.sync_status = None
+        self._start_long_poll()
+        self.ws = self._docs_websocket()
+        assert self._basic("dav", "PROPFIND", "/dav/calendars/alice/", {"Depth": "0"}) == 207
+        assert self._basic("tiles", "GET", "/tiles/api/markers") == 200
+
+    def _imap(self, idle):
+        raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", self.ports["imaps"]), timeout=20))
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(f'a LOGIN alice "{self.password}"\r\nb SELECT INBOX\r\n'.encode())
+        assert reader.readline().startswith(b"a OK")
+        while not reader.readline().startswith(b"b OK"):
+            pass
+        if idle:
+            raw.sendall(b"c IDLE\r\n")
+            assert reader.readline().startswith(b"+")
+        return raw, reader
+
+    def _http(self, name, method, path, headers=None, body=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.ports[name], timeout=40)
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, data
+
+    def _basic(self, name, method, path, headers=None):
+        token = base64.b64encode(f"alice:{self.password}".encode()).decode()
+        return self._http(name, method, path, dict(headers or {}, Authorization="Basic " + token))[0]
+
+    def _start_long_poll(self):
+        status, body = self._http("client", "POST", "/_matrix/client/v3/login",
+                                  {"Content-Type": "application/json"},
+                                  json.dumps({"type": "m.login.password", "user": "alice", "password": self.password}))
+        assert status == 200, body
+        token = json.loads(body)["access_token"]
+        auth = {"Authorization": "Bearer " + token}
+        since = json.loads(self._http("client", "GET", "/_matrix/client/v3/sync", auth)[1])["next_batch"]
+
+        def poll():
+            self.sync_status = self._http("client", "GET", f"/_matrix/client/v3/sync?timeout=30000&since={since}", auth)[0]
+        self.poller = threading.Thread(target=poll)
+        self.poller.start()
+
+    def _docs_websocket(self):
+        status, body = self._http("docs", "POST", "/docs/api/session", {
+            "Authorization": "Basic " + base64.b64encode(f"alice:{self.password}".encode()).decode()})
+        assert status == 201, body
+        token = json.loads(body)["token"]
+        ws = socket.create_connection(("127.0.0.1", self.ports["docs"]), timeout=20)
+        key = base64.b64encode(os.urandom(16)).decode()
+        ws.sendall((f"GET /cryptpad_websocket?session={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += ws.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        return ws
+
+    def _websocket_close_code(self):
+        """Reads frames until the server's close frame; its status code, or None at a bare end."""
+        data = b""
+        while True:
+            while len(data) >= 2:
+                length, at = data[1] & 0x7F, 2
+                if length == 126:
+                    length, at = int.from_bytes(data[2:4], "big"), 4
+                elif length == 127:
+                    length, at = int.from_bytes(data[2:10], "big"), 10
+                if len(data) < at + length:
+                    break
+                opcode, payload, data = data[0] & 0x0F, data[at:at + length], data[at + length:]
+                if opcode == 8:
+                    return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+            chunk = self.ws.recv(4096)
+            if not chunk:
+                return None
+            data += chunk
+
+    def assert_all_ended(self):
+        for raw, reader in self.imap:
+            lines = []
+            while True:
+                line = reader.readline()
+                if not line:
+                    break
+                lines.append(line)
+            assert any(l.startswith(b"* BYE") for l in lines), lines
+            raw.close()
+        self.poller.join(timeout=20)
+        assert self.sync_status == 401, self.sync_status  # at once, not when its 30 s are up
+        assert self._websocket_close_code() == 1008
+        self.ws.close()
+        # Their cached credentials are forgotten as the change feed reaches each worker.
+        wait_for(lambda: self._basic("dav", "PROPFIND", "/dav/calendars/alice/", {"Depth": "0"}) in (401, 403),
+                 timeout=5, what="coop-dav to refuse the old credentials")
+        wait_for(lambda: self._basic("tiles", "GET", "/tiles/api/markers") in (401, 403),
+                 timeout=5, what="coop-tiles to refuse the old credentials")
+
+
+def test_revocation_ends_every_live_session():
     with Shard(BIN) as shard:
         status = start(shard)
-        ports = {n: p for (w, n, s, p) in listeners(status) if w == "mail"}
-
-        def session(password, idle):
-            raw = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=20))
-            reader = raw.makefile("rb")
-            reader.readline()
-            raw.sendall(f'a LOGIN alice "{password}"\r\nb SELECT INBOX\r\n'.encode())
-            assert reader.readline().startswith(b"a OK")
-            while not reader.readline().startswith(b"b OK"):
-                pass
-            if idle:
-                raw.sendall(b"c IDLE\r\n")
-                assert reader.readline().startswith(b"+")
-            return raw, reader
-
+        ports = {n: p for (w, n, s, p) in listeners(status) if w in ("mail", "room")}
+        ports.update({w: p for (w, n, s, p) in listeners(status) if w in ("dav", "tiles", "docs")})
         new_password = STRONG + " again"
-        for password, revoke, stdin in ((STRONG, ["member", "passwd", "alice", "--password-stdin"], new_password),
-                                        (new_password, ["member", "suspend", "alice"], None)):
-            sessions = [session(password, True), session(password, False)]
-            shard.coop(*revoke, input=stdin)
-            # Both hear BYE and are closed: the one in IDLE, and the one between commands
-            # without sending anything more.
-            for raw, reader in sessions:
-                lines = []
-                while True:
-                    line = reader.readline()
-                    if not line:
-                        break
-                    lines.append(line)
-                assert any(l.startswith(b"* BYE") for l in lines), (revoke, lines)
-                raw.close()
-        # Suspended: no new session either.
+        # A new password, a revoked app password, a suspension, a removal: each ends them all.
+        held = LiveSessions(ports, STRONG)
+        shard.coop("member", "passwd", "alice", "--password-stdin", input=new_password)
+        held.assert_all_ended()
+
+        # Everything logged in with the app password this time, so that what is refused after is
+        # that password (the member's own still works).
+        phone = shard.json("member", "app-password", "add", "alice", "--label", "phone")["password"]
+        held = LiveSessions(ports, phone)
+        shard.coop("member", "app-password", "revoke", "alice", "--label", "phone")
+        held.assert_all_ended()
+
+        held = LiveSessions(ports, new_password)
+        shard.coop("member", "suspend", "alice")
+        held.assert_all_ended()
         imap = imaplib.IMAP4_SSL("127.0.0.1", ports["imaps"], ssl_context=tls_context())
         try:
             imap.login("alice", new_password)
             raise AssertionError("a suspended member logged in")
         except imaplib.IMAP4.error:
             pass
+
+        shard.coop("member", "reinstate", "alice")
+        held = LiveSessions(ports, new_password)
+        shard.coop("member", "remove", "alice")
+        held.assert_all_ended()
 
 
 def rss_kb(pid):
@@ -362,6 +464,6 @@ if __name__ == "__main__":
         test_expect_continue_and_absolute_form,
         test_smtp_smuggling_lands_no_second_message,
         test_mailbox_names_cannot_climb_and_exports_nest,
-        test_revocation_ends_live_imap_sessions,
+        test_revocation_ends_every_live_session,
         test_an_idle_flood_cannot_lock_members_out,
     ])

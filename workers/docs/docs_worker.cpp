@@ -12,6 +12,7 @@
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
 #include "common/auth/basic_auth.h"
+#include "common/auth/live_sessions.h"
 #include "common/auth/member_client.h"
 #include "common/error.h"
 #include "common/text.h"
@@ -23,10 +24,16 @@
 
 namespace coop::docs {
 
-// WebSocket connection id -> Netflux user id.
+// WebSocket connection id -> Netflux user id, and the signed-in members' connections.
 struct DocsWorker::Connections {
-  std::mutex mutex;
-  std::map<uint64_t, std::string> users;
+  struct Connection {
+    std::string user;        // Netflux's id for it
+    std::string handle;      // the member signed in on it, if any
+    uint64_t live_id = 0;    // in live, when handle is set
+  };
+  std::mutex mutex;  // guards users
+  std::map<uint64_t, Connection> users;
+  auth::LiveSessions live;  // ended when the registry revokes the member
 };
 
 // A session token (a browser) or Basic credentials (the CLI, scripts).
@@ -60,8 +67,20 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
       auto s = weak.lock();
       return s && s->send_shared(std::move(frame));
     });
+    // Anyone with a document's link may connect, as with CryptPad; a browser signed in as a
+    // member says so with its session token (browsers cannot set headers on a WebSocket),
+    // so that a suspension or a new password closes the connection at once.
+    Connections::Connection entry{user, {}, 0};
+    const auto token = socket->request().query_value("session");
+    if (!token.empty())
+      if (const auto session = docs_store_->session(token)) {
+        entry.handle = session->handle;
+        entry.live_id = connections_->live.add(session->handle, [weak](const std::string& reason) {
+          if (auto s = weak.lock()) s->close(1008, reason);
+        });
+      }
     std::lock_guard lock(connections_->mutex);
-    connections_->users[socket->id()] = user;
+    connections_->users[socket->id()] = std::move(entry);
   };
   handlers.on_message = [this](const std::shared_ptr<http::WebSocket>& socket, std::string text) {
     std::string user;
@@ -69,7 +88,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
       std::lock_guard lock(connections_->mutex);
       auto it = connections_->users.find(socket->id());
       if (it == connections_->users.end()) return;
-      user = it->second;
+      user = it->second.user;
     }
     if (!netflux_->frame(user, text)) socket->close(1008, "not a Netflux frame");
   };
@@ -79,7 +98,8 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
       std::lock_guard lock(connections_->mutex);
       auto it = connections_->users.find(socket->id());
       if (it == connections_->users.end()) return;
-      user = it->second;
+      user = it->second.user;
+      if (it->second.live_id) connections_->live.remove(it->second.handle, it->second.live_id);
       connections_->users.erase(it);
     }
     netflux_->disconnect(user);
@@ -136,6 +156,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
     if (auth::ends_sessions(event)) {
       credentials_->forget(event.handle);
       docs_store_->end_sessions(event.handle);
+      connections_->live.end_all(event.handle, "access revoked");
     }
   });
   // Expiring documents: recorded when created, removed by a sweep once due (or at once when

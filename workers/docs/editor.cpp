@@ -237,7 +237,9 @@ constexpr const char* kEditorScript = R"JS(
   }
   var keys = Crypto.createEditCryptor2(match[1]);
   channel = channelOf(keys);
-  var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/cryptpad_websocket";
+  var signedIn = session();
+  var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/cryptpad_websocket" +
+            (signedIn ? "?session=" + encodeURIComponent(signedIn.token) : "");
   CPNF.start({
     network: Netflux.connect(url),
     channel: channel,

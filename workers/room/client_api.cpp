@@ -13,6 +13,7 @@
 #include <list>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <openssl/rand.h>
@@ -521,19 +522,40 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     if (waiter->answered) return;
     json body;
     bool has_news = false;
+    std::optional<Response> failed;
     try {
       std::tie(body, has_news) = build_sync(waiter->user_id, waiter->request);
+    } catch (const Error& e) {
+      failed = error(e.status(), e.code(), e.what());
     } catch (const std::exception& e) {
-      has_news = true;
-      body = json{{"errcode", "M_UNKNOWN"}, {"error", e.what()}};
+      spdlog::error("sync for {}: {}", waiter->user_id, e.what());
+      failed = error(500, "M_UNKNOWN", "internal error");
     }
-    if (!has_news && !final && std::chrono::steady_clock::now() < waiter->deadline) return;
+    if (!failed && !has_news && !final && std::chrono::steady_clock::now() < waiter->deadline) return;
     if (waiter->answered.exchange(true)) return;
     {
       std::lock_guard lock(waiters_mutex);
       waiters.remove(waiter);
     }
-    waiter->reply(ok(body));
+    waiter->reply(failed ? std::move(*failed) : ok(body));
+  }
+
+  // The registry ended this user's sessions: parked syncs hear so now, not at their timeout.
+  void end_waiters(const std::string& user_id) {
+    std::list<std::shared_ptr<Waiter>> ended;
+    {
+      std::lock_guard lock(waiters_mutex);
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        if ((*it)->user_id == user_id) {
+          ended.push_back(*it);
+          it = waiters.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (const auto& w : ended)
+      if (!w->answered.exchange(true)) w->reply(error(401, "M_UNKNOWN_TOKEN", "this session has ended"));
   }
 
   // Wakes parked syncs. Bursts of changes coalesce into one pass over the waiters: a
@@ -1285,7 +1307,9 @@ ClientApi::ClientApi(WorkerRuntime& runtime, RoomStore& store, http::Router& rou
 ClientApi::~ClientApi() { close(); }
 
 void ClientApi::end_sessions(const std::string& handle) {
-  impl_->store.delete_sessions("@" + handle + ":" + impl_->server());
+  const std::string user_id = "@" + handle + ":" + impl_->server();
+  impl_->store.delete_sessions(user_id);
+  impl_->end_waiters(user_id);
 }
 
 void ClientApi::notify() { impl_->notify_all(); }
