@@ -221,7 +221,7 @@ void run_up(Globals& globals, const UpOptions& options) {
 
   const auto timeout = options.timeout_s > 0
                            ? milliseconds(options.timeout_s * 1000)
-                           : milliseconds(config.get_int("supervisor.start_timeout_ms", 15000) + 5000);
+                           : config.get_millis("supervisor.start_timeout_ms", milliseconds(15000)) + milliseconds(5000);
   const auto deadline = Clock::now() + timeout;
   nlohmann::json status;
   bool exited = false;
@@ -304,7 +304,7 @@ void run_down(const Globals& globals, const DownOptions& options) {
   control::Client client(home.socket("supervisor"));
   client.request("POST", "/v1/shutdown").throw_if_error();
   // The supervisor SIGKILLs workers after stop_timeout; give it that and a margin.
-  const auto deadline = Clock::now() + milliseconds(config.get_int("supervisor.stop_timeout_ms", 10000) + 5000);
+  const auto deadline = Clock::now() + config.get_millis("supervisor.stop_timeout_ms", milliseconds(10000)) + milliseconds(5000);
   auto anything_alive = [&] {
     if (pid > 0 && process_alive(pid)) return true;
     return std::any_of(worker_pids.begin(), worker_pids.end(), process_alive);

@@ -131,6 +131,37 @@ int64_t Config::get_int(std::string_view key, int64_t fallback) const {
   return node.value<int64_t>().value();
 }
 
+std::size_t Config::get_count(std::string_view key, std::size_t fallback, std::size_t min, std::size_t max) const {
+  auto node = lookup(tables_->root, key);
+  if (!node) return fallback;
+  if (!node.is_integer()) wrong_type(key, *node.node(), "an integer");
+  const int64_t value = node.value<int64_t>().value();
+  if (value < 0 || static_cast<uint64_t>(value) < min || static_cast<uint64_t>(value) > max)
+    wrong_type(key, *node.node(), ("an integer from " + std::to_string(min) + " to " + std::to_string(max)).c_str());
+  return static_cast<std::size_t>(value);
+}
+
+std::chrono::milliseconds Config::get_millis(std::string_view key, std::chrono::milliseconds fallback,
+                                             std::chrono::milliseconds min, std::chrono::milliseconds max) const {
+  return std::chrono::milliseconds(static_cast<int64_t>(get_count(key, static_cast<std::size_t>(fallback.count()),
+                                                                   static_cast<std::size_t>(min.count()),
+                                                                   static_cast<std::size_t>(max.count()))));
+}
+
+std::vector<std::string> Config::get_strings(std::string_view key, const std::vector<std::string>& fallback) const {
+  auto node = lookup(tables_->root, key);
+  if (!node) return fallback;
+  const auto* array = node.as_array();
+  if (!array) wrong_type(key, *node.node(), "an array of strings");
+  std::vector<std::string> out;
+  for (const auto& element : *array) {
+    const auto* text = element.as_string();
+    if (!text) wrong_type(key, element, "an array of strings");
+    out.push_back(text->get());
+  }
+  return out;
+}
+
 bool Config::get_bool(std::string_view key, bool fallback) const {
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;

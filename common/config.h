@@ -1,6 +1,8 @@
 // coop.toml: the shard's configuration, written by `coop init` and edited by people.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -36,6 +38,16 @@ class Config {
   std::string get_string(std::string_view key, const std::string& fallback) const;
   int64_t get_int(std::string_view key, int64_t fallback) const;
   bool get_bool(std::string_view key, bool fallback) const;
+  // A count or a size: an integer from min to max, so that a negative or absurd limit fails
+  // `coop up` with the key's place in the file instead of becoming a huge unsigned one.
+  std::size_t get_count(std::string_view key, std::size_t fallback, std::size_t min = 0,
+                        std::size_t max = std::size_t{1} << 40) const;
+  // A duration in milliseconds (keys ending in _ms), from min to max.
+  std::chrono::milliseconds get_millis(std::string_view key, std::chrono::milliseconds fallback,
+                                       std::chrono::milliseconds min = std::chrono::milliseconds{0},
+                                       std::chrono::milliseconds max = std::chrono::hours{24 * 7}) const;
+  // An array of strings.
+  std::vector<std::string> get_strings(std::string_view key, const std::vector<std::string>& fallback) const;
 
   bool worker_enabled(std::string_view worker) const;
   std::vector<ListenerConfig> listeners(std::string_view worker) const;

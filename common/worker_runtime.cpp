@@ -138,7 +138,7 @@ void WorkerRuntime::Impl::shutdown() {
   for (const auto& hook : shutdown_hooks) hook();
   work.reset();
   const auto deadline =
-      Clock::now() + drain_timeout.value_or(std::chrono::milliseconds(config.get_int("shutdown.drain_ms", 5000)));
+      Clock::now() + drain_timeout.value_or(config.get_millis("shutdown.drain_ms", std::chrono::milliseconds(5000)));
   poll_drained(deadline);
 }
 
@@ -181,7 +181,7 @@ control::Runner WorkerRuntime::blocking_runner() {
   if (!impl_->blocking_pool) {
     const auto cores = static_cast<int64_t>(std::max(2u, std::thread::hardware_concurrency()));
     impl_->blocking_pool = std::make_unique<net::thread_pool>(
-        static_cast<std::size_t>(impl_->config.get_int("runtime.blocking_threads", cores)));
+        impl_->config.get_count("runtime.blocking_threads", cores, 1, 256));
   }
   return [pool = impl_->blocking_pool.get()](std::function<void()> job) { net::post(*pool, std::move(job)); };
 }
@@ -201,9 +201,9 @@ int WorkerRuntime::run() {
   std::signal(SIGPIPE, SIG_IGN);
   control::ServerLimits limits;
   // Imports send whole messages (up to the mail size limit) and member CSVs over this socket.
-  limits.max_body_bytes = static_cast<std::size_t>(impl_->config.get_int("control.max_body_bytes", 64 << 20));
-  limits.idle_timeout = std::chrono::milliseconds(impl_->config.get_int("control.idle_timeout_ms", 30000));
-  limits.max_connections = static_cast<std::size_t>(impl_->config.get_int("control.max_connections", 256));
+  limits.max_body_bytes = impl_->config.get_count("control.max_body_bytes", 64 << 20);
+  limits.idle_timeout = impl_->config.get_millis("control.idle_timeout_ms", std::chrono::milliseconds(30000));
+  limits.max_connections = impl_->config.get_count("control.max_connections", 256, 1);
   impl_->server = std::make_unique<control::Server>(impl_->io, impl_->home.socket(impl_->options.name),
                                                     impl_->router, limits);
   impl_->server->start();
@@ -212,7 +212,7 @@ int WorkerRuntime::run() {
                impl_->home.socket(impl_->options.name).string());
 
   // [runtime] io_threads: for a worker pinned to fewer cores than the machine has.
-  unsigned threads = static_cast<unsigned>(std::max<int64_t>(0, impl_->config.get_int("runtime.io_threads", 0)));
+  unsigned threads = static_cast<unsigned>(impl_->config.get_count("runtime.io_threads", 0, 0, 256));
   if (threads == 0) threads = impl_->options.threads ? impl_->options.threads : std::thread::hardware_concurrency();
   if (threads == 0) threads = 1;
   std::vector<std::thread> pool;

@@ -46,9 +46,10 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   const auto& config = runtime.config();
   http::ServerLimits limits;
   limits.max_body_bytes = 8 << 20;
-  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.dav.max_connections", 1024));
-  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.dav.max_connections_per_address", 64));
-  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.dav.idle_timeout_ms", 60000));
+  limits.max_connections = config.get_count("workers.dav.max_connections", 1024, 1);
+  limits.max_per_address = config.get_count("workers.dav.max_connections_per_address", 64);
+  limits.max_per_network = config.get_count("workers.dav.max_connections_per_network", 256);
+  limits.idle_timeout = config.get_millis("workers.dav.idle_timeout_ms", std::chrono::milliseconds(60000));
   server_ = http::serve_worker_listener(runtime, "dav", "http", *router_, limits);
 
   // The members directory follows the registry; credentials cached for a minute are

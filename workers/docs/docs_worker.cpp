@@ -53,14 +53,14 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
       router_(std::make_unique<http::Router>()) {
   const auto& config = runtime.config();
   NetfluxLimits limits;
-  limits.max_channels_per_user = static_cast<std::size_t>(config.get_int("workers.docs.max_channels_per_user", 64));
-  limits.max_users_per_channel = static_cast<std::size_t>(config.get_int("workers.docs.max_users_per_channel", 1000));
-  limits.max_channel_bytes = static_cast<uint64_t>(config.get_int("workers.docs.max_channel_bytes", 256LL << 20));
+  limits.max_channels_per_user = config.get_count("workers.docs.max_channels_per_user", 64);
+  limits.max_users_per_channel = config.get_count("workers.docs.max_users_per_channel", 1000);
+  limits.max_channel_bytes = config.get_count("workers.docs.max_channel_bytes", 256LL << 20);
   netflux_ = std::make_unique<Netflux>(*store_, limits);
 
   http::WebSocketHandlers handlers;
-  handlers.max_message_bytes = static_cast<std::size_t>(config.get_int("workers.docs.max_message_bytes", 1 << 20));
-  handlers.max_queued_bytes = static_cast<std::size_t>(config.get_int("workers.docs.max_queued_bytes", 32 << 20));
+  handlers.max_message_bytes = config.get_count("workers.docs.max_message_bytes", 1 << 20);
+  handlers.max_queued_bytes = config.get_count("workers.docs.max_queued_bytes", 32 << 20);
   handlers.on_open = [this](const std::shared_ptr<http::WebSocket>& socket) {
     std::weak_ptr<http::WebSocket> weak = socket;
     const std::string user = netflux_->connect([weak](std::shared_ptr<const std::string> frame) {
@@ -118,9 +118,9 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   docs_store_ = std::make_unique<DocsStore>(runtime.home().database("docs"), runtime.home().root() / "docs" / "blobs");
   credentials_ = std::make_unique<auth::BasicAuthCache>(runtime.home(), "docs");
   DocsApiOptions api;
-  api.quota_bytes = config.get_int("workers.docs.quota_bytes", 1LL << 30);
-  api.max_blob_bytes = config.get_int("workers.docs.max_blob_bytes", 100 << 20);
-  api.session_lifetime_s = config.get_int("workers.docs.session_days", 30) * 86400;
+  api.quota_bytes = static_cast<int64_t>(config.get_count("workers.docs.quota_bytes", std::size_t{1} << 30));
+  api.max_blob_bytes = static_cast<int64_t>(config.get_count("workers.docs.max_blob_bytes", 100 << 20));
+  api.session_lifetime_s = static_cast<int64_t>(config.get_count("workers.docs.session_days", 30, 1, 3650)) * 86400;
   auto run = runtime.blocking_runner();
   router_->set_fallback([this, run, api](const http::Request& q, http::Reply reply) {
     if (q.path.rfind("/docs/api/", 0) != 0 && q.path.rfind("/docs/blob/", 0) != 0) return reply(editor_->handle(q));
@@ -139,9 +139,10 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   });
 
   http::ServerLimits server_limits;
-  server_limits.max_connections = static_cast<std::size_t>(config.get_int("workers.docs.max_connections", 4096));
-  server_limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.docs.max_chunk_bytes", 8 << 20));
-  server_limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.docs.max_connections_per_address", 256));
+  server_limits.max_connections = config.get_count("workers.docs.max_connections", 4096, 1);
+  server_limits.max_body_bytes = config.get_count("workers.docs.max_chunk_bytes", 8 << 20);
+  server_limits.max_per_address = config.get_count("workers.docs.max_connections_per_address", 256);
+  server_limits.max_per_network = config.get_count("workers.docs.max_connections_per_network", 1024);
   server_ = http::serve_worker_listener(runtime, "docs", "http", *router_, server_limits);
   runtime.on_status([this](nlohmann::json& status) {
     status["users"] = netflux_->users();
@@ -162,7 +163,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   // Expiring documents: recorded when created, removed by a sweep once due (or at once when
   // someone touches one after its time).
   netflux_->on_expiring = [this](const std::string& channel, int64_t at) { docs_store_->add_expiring(channel, at); };
-  const auto sweep_every = std::chrono::seconds(config.get_int("workers.docs.sweep_seconds", 60));
+  const auto sweep_every = std::chrono::seconds(config.get_count("workers.docs.sweep_seconds", 60, 1, 86400));
   sweeper_ = std::thread([this, sweep_every] {
     std::unique_lock lock(sweep_mutex_);
     while (!sweep_stop_.wait_for(lock, sweep_every, [this] { return stopping_; })) {

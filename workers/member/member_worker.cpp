@@ -15,16 +15,16 @@ namespace {
 
 auth::HashParams hash_params(const Config& config) {
   auto params = auth::production_params();
-  params.opslimit = static_cast<unsigned long long>(config.get_int("auth.argon2id_iterations", static_cast<int64_t>(params.opslimit)));
-  params.memlimit = static_cast<std::size_t>(config.get_int("auth.argon2id_memory_kib", static_cast<int64_t>(params.memlimit / 1024))) * 1024;
+  params.opslimit = static_cast<unsigned long long>(config.get_count("auth.argon2id_iterations", params.opslimit, 1, 100));
+  params.memlimit = config.get_count("auth.argon2id_memory_kib", params.memlimit / 1024) * 1024;
   return params;
 }
 
 auth::ThrottleLimits throttle_limits(const Config& config) {
   auth::ThrottleLimits limits;
-  limits.member_failures = static_cast<int>(config.get_int("auth.member_failures", limits.member_failures));
-  limits.address_failures = static_cast<int>(config.get_int("auth.address_failures", limits.address_failures));
-  limits.window = std::chrono::seconds(config.get_int("auth.failure_window_s", limits.window.count()));
+  limits.member_failures = static_cast<int>(config.get_count("auth.member_failures", limits.member_failures, 0, 1 << 30));
+  limits.address_failures = static_cast<int>(config.get_count("auth.address_failures", limits.address_failures, 0, 1 << 30));
+  limits.window = std::chrono::seconds(config.get_count("auth.failure_window_s", static_cast<std::size_t>(limits.window.count()), 1, 86400));
   return limits;
 }
 

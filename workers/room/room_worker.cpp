@@ -53,10 +53,11 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   const auto& config = runtime.config();
   http::ServerLimits limits;
   // Media uploads are the largest bodies (m.upload.size).
-  limits.max_body_bytes = static_cast<std::size_t>(config.get_int("workers.room.max_upload_bytes", 50 << 20));
-  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.room.max_connections", 4096));
-  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.room.max_connections_per_address", 256));
-  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.room.idle_timeout_ms", 180000));
+  limits.max_body_bytes = config.get_count("workers.room.max_upload_bytes", 50 << 20);
+  limits.max_connections = config.get_count("workers.room.max_connections", 4096, 1);
+  limits.max_per_address = config.get_count("workers.room.max_connections_per_address", 256);
+  limits.max_per_network = config.get_count("workers.room.max_connections_per_network", 1024);
+  limits.idle_timeout = config.get_millis("workers.room.idle_timeout_ms", std::chrono::milliseconds(180000));
   server_ = http::serve_worker_listener(runtime, "room", "client", *router_, limits);
   if (server_) spdlog::info("Matrix client-server API on port {}", server_->port());
 

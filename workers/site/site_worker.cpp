@@ -68,10 +68,10 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
   const auto& config = runtime.config();
   timezone_ = config.get_string("workers.site.timezone", "UTC");
   store_ = std::make_unique<SiteStore>(runtime.home().database("site"), runtime.home().root() / "blobs" / "site",
-                                       static_cast<int>(config.get_int("workers.site.keep_versions", 10)));
+                                       static_cast<int>(config.get_count("workers.site.keep_versions", 10, 0, 1 << 30)));
   SiteServiceOptions options;
-  options.max_age_seconds = static_cast<int>(config.get_int("workers.site.max_age_seconds", 300));
-  options.cache_bytes = config.get_int("workers.site.cache_bytes", 256LL << 20);
+  options.max_age_seconds = static_cast<int>(config.get_count("workers.site.max_age_seconds", 300, 0, 1 << 30));
+  options.cache_bytes = static_cast<int64_t>(config.get_count("workers.site.cache_bytes", 256 << 20));
   options.preview_domain = ascii_lower(config.get_string("workers.site.preview_domain", ""));
   std::string listener_url;
   for (const auto& listener : config.listeners("site"))
@@ -96,9 +96,10 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
 
   http::ServerLimits limits;
   limits.max_body_bytes = 16 << 10;
-  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.site.max_connections", 8192));
-  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.site.max_connections_per_address", 512));
-  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.site.idle_timeout_ms", 60000));
+  limits.max_connections = config.get_count("workers.site.max_connections", 8192, 1);
+  limits.max_per_address = config.get_count("workers.site.max_connections_per_address", 512);
+  limits.max_per_network = config.get_count("workers.site.max_connections_per_network", 2048);
+  limits.idle_timeout = config.get_millis("workers.site.idle_timeout_ms", std::chrono::milliseconds(60000));
   server_ = http::serve_worker_listener(runtime, "site", "http", *router_, limits);
   runtime.on_status([this](json& status) {
     status["sites"] = store_->sites().size();

@@ -83,11 +83,11 @@ struct Supervisor::Impl : std::enable_shared_from_this<Supervisor::Impl> {
       : runtime(runtime), io(runtime.io()), bin_dir(std::move(bin_dir)), foreground(foreground),
         sigchld(io, SIGCHLD), tick_timer(io), kill_timer(io) {
     const auto& config = runtime.config();
-    start_timeout = milliseconds(config.get_int("supervisor.start_timeout_ms", 15000));
-    stop_timeout = milliseconds(config.get_int("supervisor.stop_timeout_ms", 10000));
-    backoff_initial = milliseconds(config.get_int("supervisor.backoff_initial_ms", 500));
-    backoff_max = milliseconds(config.get_int("supervisor.backoff_max_ms", 30000));
-    stable_after = milliseconds(config.get_int("supervisor.stable_after_ms", 10000));
+    start_timeout = config.get_millis("supervisor.start_timeout_ms", std::chrono::milliseconds(15000));
+    stop_timeout = config.get_millis("supervisor.stop_timeout_ms", std::chrono::milliseconds(10000));
+    backoff_initial = config.get_millis("supervisor.backoff_initial_ms", std::chrono::milliseconds(500));
+    backoff_max = config.get_millis("supervisor.backoff_max_ms", std::chrono::milliseconds(30000));
+    stable_after = config.get_millis("supervisor.stable_after_ms", std::chrono::milliseconds(10000));
   }
 
   void start();

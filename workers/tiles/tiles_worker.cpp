@@ -52,10 +52,10 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   TileServiceOptions options;
   options.tiles_dir = home.root() / "tiles";
   options.assets_dir = config.get_string("workers.tiles.assets_dir", default_assets_dir().string());
-  options.max_age_seconds = static_cast<int>(config.get_int("workers.tiles.max_age_seconds", 3600));
+  options.max_age_seconds = static_cast<int>(config.get_count("workers.tiles.max_age_seconds", 3600, 0, 1 << 30));
   options.public_url = config.get_string("workers.tiles.public_url", "");
   options.frame_ancestors = config.get_string("workers.tiles.frame_ancestors", "*");
-  options.max_markers_per_member = config.get_int("workers.tiles.max_markers_per_member", 1000);
+  options.max_markers_per_member = static_cast<int64_t>(config.get_count("workers.tiles.max_markers_per_member", 1000));
   options.fonts_dir = config.get_string("workers.tiles.fonts_dir", options.fonts_dir.string());
   std::error_code ec;
   fs::create_directories(options.tiles_dir, ec);
@@ -145,9 +145,10 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
 
   http::ServerLimits limits;
   limits.max_body_bytes = 64 << 10;
-  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.tiles.max_connections", 4096));
-  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.tiles.max_connections_per_address", 256));
-  limits.idle_timeout = std::chrono::milliseconds(config.get_int("workers.tiles.idle_timeout_ms", 60000));
+  limits.max_connections = config.get_count("workers.tiles.max_connections", 4096, 1);
+  limits.max_per_address = config.get_count("workers.tiles.max_connections_per_address", 256);
+  limits.max_per_network = config.get_count("workers.tiles.max_connections_per_network", 1024);
+  limits.idle_timeout = config.get_millis("workers.tiles.idle_timeout_ms", std::chrono::milliseconds(60000));
   server_ = http::serve_worker_listener(runtime, "tiles", "http", *router_, limits);
   runtime.on_status([this](json& status) { status["archives_open"] = service_->archives_open(); });
 

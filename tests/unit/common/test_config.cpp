@@ -101,3 +101,19 @@ TEST_CASE("domain names follow RFC 1123") {
   CHECK_FALSE(coop::is_valid_domain("under_score.example"));
   CHECK_FALSE(coop::is_valid_domain(std::string(64, 'a') + ".example"));
 }
+
+TEST_CASE("counts and durations are bounded, so a negative limit cannot become a huge one") {
+  const auto config = Config::parse(
+      "[shard]\ndomain = \"a.example\"\n[workers.mail]\nmax_connections = -1\nmax_recipients = 50\n"
+      "idle_timeout_ms = 2000\ntrusted_networks = [\"127.0.0.0/8\", \"10.0.0.0/8\"]\nbad_list = [1, 2]\n",
+      "coop.toml");
+  CHECK(config.get_count("workers.mail.max_recipients", 100, 1) == 50);
+  CHECK(config.get_count("workers.mail.absent", 7) == 7);
+  CHECK_THROWS_WITH(config.get_count("workers.mail.max_connections", 1024, 1),
+                    Catch::Contains("workers.mail.max_connections must be an integer from 1 to"));
+  CHECK_THROWS_AS(config.get_count("workers.mail.max_recipients", 100, 1, 10), coop::Error);
+  CHECK(config.get_millis("workers.mail.idle_timeout_ms", std::chrono::milliseconds(1)) == std::chrono::milliseconds(2000));
+  CHECK(config.get_strings("workers.mail.trusted_networks", {}) == std::vector<std::string>{"127.0.0.0/8", "10.0.0.0/8"});
+  CHECK(config.get_strings("workers.mail.absent", {"x"}) == std::vector<std::string>{"x"});
+  CHECK_THROWS_AS(config.get_strings("workers.mail.bad_list", {}), coop::Error);
+}
