@@ -458,6 +458,63 @@ def test_an_idle_flood_cannot_lock_members_out():
         assert worker_pids(shard) == before
 
 
+def test_the_shards_defaults_are_safe():
+    with Shard(BIN) as shard:
+        shard.init()
+        path = os.path.join(shard.home, "coop.toml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("[workers.mail]\nenabled = true\n",
+                                 '[workers.mail]\nenabled = true\ntrusted_networks = ["127.0.0.1/32"]\n'))
+        shard.coop("up")
+        # `coop init --domain D` hosts mail for D.
+        assert shard.domain in [d["name"] for d in shard.json("mail", "domain", "list")]
+        shard.coop("mail", "domain", "add", DOMAIN)
+        shard.coop("member", "add", "alice", "--email", f"alice@{DOMAIN}", "--password-stdin", input=STRONG)
+        shard.coop("member", "add", "boss", "--role", "admin", "--email", f"boss@{DOMAIN}")
+        ports = {n: p for (w, n, s, p) in listeners(shard.json("status")) if w == "mail"}
+
+        # postmaster@ and abuse@ of every hosted domain reach the admins (RFC 5321 4.5.1, RFC 2142).
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=20) as smtp:
+            for to in (f"postmaster@{DOMAIN}", f"Abuse@{DOMAIN}", f"PostMaster@{shard.domain}"):
+                smtp.sendmail("carol@example.org", [to], f"From: carol@example.org\r\nTo: {to}\r\nSubject: hi\r\n\r\nx\r\n")
+        mail_sock = os.path.join(shard.home, "run", "mail.sock")
+        answer = unix_http(mail_sock, b"GET /v1/mailboxes/boss HTTP/1.1\r\nHost: coop\r\nConnection: close\r\n\r\n")
+        inbox = next(b for b in json.loads(answer.split(b"\r\n\r\n", 1)[1]) if b["name"] == "INBOX")
+        assert inbox["messages"] == 3
+
+        # Port 25 takes a hosted domain's sender only from trusted_networks.
+        def mail_from(source, sender):
+            s = socket.socket()
+            s.bind((source, 0))
+            s.settimeout(20)
+            s.connect(("127.0.0.1", ports["smtp"]))
+            reader = s.makefile("rb")
+            reader.readline()
+            s.sendall(b"EHLO client.example\r\n")
+            while not reader.readline().startswith(b"250 "):
+                pass
+            s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
+            reply = reader.readline()
+            s.sendall(b"QUIT\r\n")
+            s.close()
+            return reply
+        assert mail_from("127.0.0.2", f"alice@{DOMAIN}").startswith(b"550 5.7.1")
+        assert mail_from("127.0.0.2", f"ALICE@{DOMAIN.upper()}").startswith(b"550 5.7.1")
+        assert mail_from("127.0.0.2", "carol@example.org").startswith(b"250")
+        assert mail_from("127.0.0.1", f"alice@{DOMAIN}").startswith(b"250")
+
+        # Databases, blobs and logs are not readable by other users of the machine.
+        for root, dirs, files in os.walk(shard.home):
+            for name in dirs + files:
+                full = os.path.join(root, name)
+                if os.path.islink(full) or name.endswith(".sock"):
+                    continue
+                assert os.stat(full).st_mode & 0o007 == 0, (full, oct(os.stat(full).st_mode))
+        assert os.stat(shard.home).st_mode & 0o777 == 0o750
+
+
 if __name__ == "__main__":
     run_tests([
         test_no_request_restarts_a_worker,
@@ -466,4 +523,5 @@ if __name__ == "__main__":
         test_mailbox_names_cannot_climb_and_exports_nest,
         test_revocation_ends_every_live_session,
         test_an_idle_flood_cannot_lock_members_out,
+        test_the_shards_defaults_are_safe,
     ])

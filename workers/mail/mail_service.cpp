@@ -72,6 +72,19 @@ RecipientCheck MailService::check_recipient(const std::string& address_in, uint6
   } else {
     known = resolve(address, ascii_lower(local));
   }
+  // RFC 5321 4.5.1 (postmaster, case-insensitive) and RFC 2142 (abuse): every hosted domain
+  // has them; unless an alias or a member holds the address, they reach the shard's admins.
+  const std::string lower_local = ascii_lower(local);
+  if (!known && (lower_local == "postmaster" || lower_local == "abuse")) {
+    const auto response = member.request("GET", "/v1/members?status=active");
+    response.throw_if_error();
+    for (const auto& m : response.json()) {
+      if (m.value("role", "") != "admin") continue;
+      const auto handle = m.value("handle", "");
+      if (seen.insert(handle).second) check.recipients.push_back({handle, m.value("quota_bytes", int64_t{0})});
+      known = true;
+    }
+  }
   if (!known && !hosted->catch_all.empty()) known = resolve(hosted->catch_all + "@" + domain, hosted->catch_all);
 
   if (check.recipients.empty()) {

@@ -1,12 +1,15 @@
-// The mail worker: SMTP listeners from coop.toml on top of the mail store.
+// The mail worker: SMTP and IMAP listeners from coop.toml on top of the mail store.
 #include "workers/mail/mail_worker.h"
 
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <filesystem>
+
 #include "common/auth/member_client.h"
 #include "common/error.h"
+#include "common/net/cidr.h"
 #include "common/net/tcp_listener.h"
 #include "common/worker_runtime.h"
 #include "workers/mail/mail_api.h"
@@ -23,14 +26,19 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   auto s = std::make_shared<SmtpSettings>();
   s->hostname = c.domain();
   auto& l = s->limits;
-  l.max_message_bytes = static_cast<uint64_t>(c.get_int("workers.mail.max_message_bytes", static_cast<int64_t>(l.max_message_bytes)));
-  l.max_recipients = static_cast<std::size_t>(c.get_int("workers.mail.max_recipients", static_cast<int64_t>(l.max_recipients)));
-  l.max_command_line = static_cast<std::size_t>(c.get_int("workers.mail.max_command_line", static_cast<int64_t>(l.max_command_line)));
-  l.max_bad_commands = static_cast<int>(c.get_int("workers.mail.max_bad_commands", l.max_bad_commands));
-  l.idle_timeout = std::chrono::milliseconds(c.get_int("workers.mail.idle_timeout_ms", l.idle_timeout.count()));
-  l.command_timeout = std::chrono::milliseconds(c.get_int("workers.mail.command_timeout_ms", l.command_timeout.count()));
-  l.session_timeout = std::chrono::milliseconds(c.get_int("workers.mail.session_timeout_ms", l.session_timeout.count()));
+  l.max_message_bytes = c.get_count("workers.mail.max_message_bytes", l.max_message_bytes);
+  l.max_recipients = c.get_count("workers.mail.max_recipients", l.max_recipients);
+  l.max_command_line = c.get_count("workers.mail.max_command_line", l.max_command_line);
+  l.max_bad_commands = static_cast<int>(c.get_count("workers.mail.max_bad_commands", l.max_bad_commands, 0, 1 << 30));
+  l.idle_timeout = c.get_millis("workers.mail.idle_timeout_ms", l.idle_timeout);
+  l.command_timeout = c.get_millis("workers.mail.command_timeout_ms", l.command_timeout);
+  l.session_timeout = c.get_millis("workers.mail.session_timeout_ms", l.session_timeout);
   s->tls = net::make_server_tls_context(runtime.home().tls_cert(), runtime.home().tls_key());
+  for (const auto& text : c.get_strings("workers.mail.trusted_networks", {"127.0.0.0/8", "::1/128"})) {
+    const auto network = net::Cidr::parse(text);
+    if (!network) throw Error("config_invalid", "workers.mail.trusted_networks: '" + text + "' is not an address/prefix", 400);
+    s->trusted_networks.push_back(*network);
+  }
   s->runner = runtime.blocking_runner();
   s->service = service;
   return s;
@@ -43,11 +51,11 @@ std::shared_ptr<const ImapSettings> imap_settings(WorkerRuntime& runtime, MailSe
   s->hostname = c.domain();
   s->tls = std::move(tls);
   s->plaintext_loopback = c.get_bool("workers.mail.imap_plaintext_loopback", false);
-  s->limits.max_line = static_cast<std::size_t>(c.get_int("workers.mail.imap_max_line", 64 << 10));
-  s->limits.max_literal = static_cast<std::size_t>(c.get_int("workers.mail.max_message_bytes", 50 << 20));
+  s->limits.max_line = c.get_count("workers.mail.imap_max_line", 64 << 10);
+  s->limits.max_literal = c.get_count("workers.mail.max_message_bytes", 50 << 20);
   s->limits.max_command = s->limits.max_literal + s->limits.max_line;
-  s->autologout = std::chrono::milliseconds(c.get_int("workers.mail.imap_autologout_ms", 30 * 60 * 1000));
-  s->login_timeout = std::chrono::milliseconds(c.get_int("workers.mail.imap_login_timeout_ms", 60 * 1000));
+  s->autologout = c.get_millis("workers.mail.imap_autologout_ms", std::chrono::milliseconds(30 * 60 * 1000));
+  s->login_timeout = c.get_millis("workers.mail.imap_login_timeout_ms", std::chrono::milliseconds(60 * 1000));
   s->runner = runtime.blocking_runner();
   s->service = service;
   s->home = &runtime.home();
@@ -55,17 +63,30 @@ std::shared_ptr<const ImapSettings> imap_settings(WorkerRuntime& runtime, MailSe
   return s;
 }
 
+// The mail store; on the shard's first start it hosts the shard's own domain (`coop init
+// --domain D` means mail for D too). Later starts leave the list as the admins made it.
+std::unique_ptr<MailService> open_service(WorkerRuntime& runtime) {
+  std::error_code ec;
+  const bool first_start = !std::filesystem::exists(runtime.home().database("mail"), ec);
+  auto service = std::make_unique<MailService>(runtime.home());
+  if (first_start) {
+    service->directory().add_domain(runtime.config().domain(), "");
+    spdlog::info("hosting mail for {}, the shard's domain", runtime.config().domain());
+  }
+  return service;
+}
+
 }  // namespace
 
 MailWorker::MailWorker(WorkerRuntime& runtime)
-    : service_(std::make_unique<MailService>(runtime.home())), smtp_(smtp_settings(runtime, service_.get())) {
+    : service_(open_service(runtime)), smtp_(smtp_settings(runtime, service_.get())) {
   add_mail_routes(runtime, *service_);
 
   const auto& config = runtime.config();
   net::ListenerLimits limits;
-  limits.max_connections = static_cast<std::size_t>(config.get_int("workers.mail.max_connections", 1024));
-  limits.max_per_address = static_cast<std::size_t>(config.get_int("workers.mail.max_connections_per_address", 20));
-  limits.max_per_network = static_cast<std::size_t>(config.get_int("workers.mail.max_connections_per_network", 256));
+  limits.max_connections = config.get_count("workers.mail.max_connections", 1024, 1);
+  limits.max_per_address = config.get_count("workers.mail.max_connections_per_address", 20);
+  limits.max_per_network = config.get_count("workers.mail.max_connections_per_network", 256);
   limits.idle_timeout = smtp_->limits.command_timeout;
   std::vector<ListenerConfig> bound;
   imap_ = imap_settings(runtime, service_.get(), smtp_->tls);

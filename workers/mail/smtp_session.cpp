@@ -250,6 +250,37 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!from.error.empty()) return bad_command(from.error);
     if (from.size && *from.size > settings_->limits.max_message_bytes)
       return reply("552 5.3.4 Message size exceeds the limit of " + std::to_string(settings_->limits.max_message_bytes));
+    // A sender in a domain this shard hosts is one of its members, who send through
+    // submission with AUTH; on this port only trusted_networks may use such an address, so
+    // nobody outside can pose as a member to another member.
+    const std::string domain = from.address.empty() ? std::string() : split_address(from.address).second;
+    if (domain.empty() || trusted(conn_->remote_address())) return accept_sender(from);
+    waiting_ = true;
+    settings_->runner([self = shared_from_this(), from, domain] {
+      bool hosted = true;  // when the lookup fails, refuse for now rather than let a forgery in
+      try {
+        hosted = self->settings_->service->directory().find_domain(domain).has_value();
+      } catch (const std::exception& e) {
+        spdlog::warn("smtp: domain lookup for {} failed: {}", domain, e.what());
+      }
+      asio::post(self->conn_->executor(), [self, from, hosted] {
+        self->waiting_ = false;
+        if (hosted)
+          self->reply("550 5.7.1 Mail from a domain hosted here must be sent through submission with AUTH");
+        else
+          self->accept_sender(from);
+        self->process();
+      });
+    });
+  }
+
+  bool trusted(const std::string& address) const {
+    for (const auto& network : settings_->trusted_networks)
+      if (network.contains(address)) return true;
+    return false;
+  }
+
+  void accept_sender(const MailFrom& from) {
     in_transaction_ = true;
     conn_->set_idle_timeout(settings_->limits.idle_timeout);
     sender_ = from.address;

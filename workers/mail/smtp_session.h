@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/control/router.h"
+#include "common/net/cidr.h"
 
 namespace boost::asio::ssl {
 class context;
@@ -39,6 +41,8 @@ struct SmtpSettings {
   std::shared_ptr<boost::asio::ssl::context> tls;  // STARTTLS; null: not offered
   control::Runner runner;                         // for blocking work
   MailService* service = nullptr;
+  // [workers.mail] trusted_networks: clients that may send as a hosted domain without AUTH.
+  std::vector<net::Cidr> trusted_networks;
 };
 
 // Runs the session until QUIT, a timeout or the client leaving; keeps itself alive.

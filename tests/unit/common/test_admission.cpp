@@ -1,7 +1,8 @@
-// Admission counts and who makes room (common/net/admission.h).
+// Admission counts and who makes room (common/net/admission.h); networks by prefix (cidr.h).
 #include <catch2/catch.hpp>
 
 #include "common/net/admission.h"
+#include "common/net/cidr.h"
 
 using namespace coop::net;
 
@@ -83,4 +84,26 @@ TEST_CASE("a connection that is busy again goes to the back of the line") {
   admission.release(a.id);
   admission.release(a.id);  // twice is harmless
   CHECK(admission.total() == 1);
+}
+
+TEST_CASE("networks given as address/prefix match their addresses only") {
+  const auto loopback = Cidr::parse("127.0.0.0/8");
+  REQUIRE(loopback);
+  CHECK(loopback->contains("127.0.0.1"));
+  CHECK(loopback->contains("127.255.0.9"));
+  CHECK_FALSE(loopback->contains("128.0.0.1"));
+  CHECK_FALSE(loopback->contains("::1"));
+  const auto one = Cidr::parse("192.0.2.7");
+  REQUIRE(one);
+  CHECK(one->contains("192.0.2.7"));
+  CHECK_FALSE(one->contains("192.0.2.8"));
+  const auto v6 = Cidr::parse("2001:db8::/33");
+  REQUIRE(v6);
+  CHECK(v6->contains("2001:db8:7fff::1"));
+  CHECK_FALSE(v6->contains("2001:db8:8000::1"));
+  CHECK(Cidr::parse("0.0.0.0/0")->contains("203.0.113.1"));
+  for (const char* bad : {"", "127.0.0.0/33", "::/129", "127.0.0.0/", "127.0.0.0/x", "example.org/8"}) {
+    INFO(bad);
+    CHECK_FALSE(Cidr::parse(bad));
+  }
 }
