@@ -143,6 +143,15 @@ def test_dav_refuses_bad_input_with_preconditions():
         assert request(url, "PUT", "/dav/files/alice/50%25off.txt", "cheap")[0] == 201
         assert request(url, "GET", "/dav/files/alice/50%25off.txt")[1] == "cheap"
         assert 400 <= request(url, "GET", path + "50%zzoff.ics")[0] < 500
+
+        # MOVE or COPY over an ancestor of the source would delete the source with it: refused.
+        assert request(url, "MKCOL", "/dav/files/alice/a/")[0] == 201
+        assert request(url, "PUT", "/dav/files/alice/a/b", "keep")[0] == 201
+        for method in ("MOVE", "COPY"):
+            status, _, _ = request(url, method, "/dav/files/alice/a/b", None,
+                                   headers={"Destination": url + "/dav/files/alice/a", "Overwrite": "T"})
+            assert status == 403, (method, status)
+        assert request(url, "GET", "/dav/files/alice/a/b")[1] == "keep"
         shard.coop("down")
 
 

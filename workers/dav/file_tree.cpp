@@ -555,7 +555,11 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
     const auto to = relative(destination, handle);
     if (!to || to->empty()) return status(403);
     if (*to == *rel) return status(403);
-    if (to->rfind(*rel + "/", 0) == 0 && !rel->empty()) return status(403);  // into itself
+    // Into itself (every destination is inside the root), or over one of its own ancestors,
+    // whose removal with Overwrite: T would take the source with it: RFC 4918 9.8.5 and
+    // 9.9.4 leave 403 for what cannot be done.
+    if (rel->empty() || to->rfind(*rel + "/", 0) == 0) return status(403);
+    if (rel->rfind(*to + "/", 0) == 0) return status(403);
     const auto target_parent = impl_->find(handle, parent_of(*to));
     if (!target_parent || !target_parent->collection) return status(409);
     const bool target_exists = impl_->find(handle, *to).has_value();

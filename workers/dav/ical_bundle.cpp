@@ -46,6 +46,11 @@ std::vector<std::pair<std::string, std::string>> split_calendar(std::string_view
     }
     const char* uid = icalcomponent_get_uid(c);
     if (!uid || !*uid) throw Error("valid-calendar-data", "a component without UID", 400);
+    // RFC 5545 3.3.11: TEXT holds no control characters but HTAB. A bare CR in a UID came back
+    // as another UID once the object was written and read again (found by fuzz_ical_import).
+    for (const char* p = uid; *p; ++p)
+      if ((static_cast<unsigned char>(*p) < 0x20 && *p != '\t') || *p == 0x7f)
+        throw Error("valid-calendar-data", "a UID with control characters", 400);
     if (!by_uid.count(uid)) order.push_back(uid);
     by_uid[uid].push_back(c);
   }

@@ -187,12 +187,13 @@ std::string thread_references(const std::vector<SortKeys>& keys, const std::func
     child->parent = parent;
     parent->children.push_back(child);
   };
-  int unique = 0;
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    // Step 1: the message's own id (a made-up one when it has none or repeats one).
-    std::string id = keys[i].message_id;
-    if (id.empty() || (by_id.count(id) && by_id[id]->message)) id = "\x01unique-" + std::to_string(unique++);
-    Node* node = container(id);
+    // Step 1: the message's own id; one without an id, or repeating one, gets a container
+    // that no id can name (a made-up id could be some other message's real one, and that
+    // message would then go missing from the answer: found by fuzz_imap_search).
+    const std::string& id = keys[i].message_id;
+    const bool nameless = id.empty() || (by_id.count(id) && by_id[id]->message);
+    Node* node = nameless ? &nodes.emplace_back() : container(id);
     node->message = i;
     node->date = keys[i].date;
     const auto& references = keys[i].references;

@@ -1,0 +1,166 @@
+// libFuzzer target: what SEARCH, SORT, THREAD and APPEND arguments reach through public code:
+// literals folded into the criteria text, sequence sets, IMAP dates, and the RFC 5256 keys and
+// THREAD algorithms. Each command after "tag SP name" is taken as one message's keys. Checked:
+// literals come back byte for byte, a sequence set is sorted, merged and searched like a list,
+// dates round-trip through INTERNALDATE, base subjects are final, and every THREAD response
+// names each message exactly once with no empty "()".
+// (The criteria grammar, STORE flag lists and AUTHENTICATE PLAIN live in imap_session.cpp's
+// Session class and are not reachable from here.)
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "workers/mail/imap_fetch.h"
+#include "workers/mail/imap_parser.h"
+#include "workers/mail/imap_thread.h"
+
+using namespace coop::mail::imap;
+
+namespace {
+
+constexpr uint32_t kLargest = 1000;        // what "*" stands for
+constexpr std::size_t kMaxMessages = 64;   // keys given to THREAD
+constexpr int64_t kYear10000 = 253402300800;
+
+// The quoted strings of text, unescaped, in order.
+std::vector<std::string> quoted_strings(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '"') continue;
+    std::string s;
+    for (++i; i < text.size() && text[i] != '"'; ++i) {
+      if (text[i] == '\\' && i + 1 < text.size()) ++i;
+      s += text[i];
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// Words as SEARCH reads them: split at spaces and parentheses, a quoted string one word.
+std::vector<std::string> words(std::string_view text) {
+  std::vector<std::string> out;
+  std::string word;
+  bool quoted = false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '"') quoted = false;
+      else word += (c == '\\' && i + 1 < text.size()) ? text[++i] : c;
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ' ' || c == '(' || c == ')') {
+      if (!word.empty()) out.push_back(std::move(word));
+      word.clear();
+    } else {
+      word += c;
+    }
+  }
+  if (!word.empty()) out.push_back(std::move(word));
+  return out;
+}
+
+void check_sequence_set(const SequenceSet& set) {
+  if (set.ranges.empty()) std::abort();
+  std::vector<uint32_t> probes = {0, 1, kLargest, kLargest + 1, UINT32_MAX};
+  for (std::size_t i = 0; i < set.ranges.size(); ++i) {
+    const auto [low, high] = set.ranges[i];
+    if (low == 0 || low > high) std::abort();
+    // Sorted and merged: the next range starts past the gap after this one.
+    if (i > 0 && uint64_t{low} <= uint64_t{set.ranges[i - 1].second} + 1) std::abort();
+    probes.insert(probes.end(), {low - 1, low, high, high + 1});
+  }
+  for (const uint32_t n : probes) {
+    const bool listed = std::any_of(set.ranges.begin(), set.ranges.end(),
+                                    [n](const auto& r) { return r.first <= n && n <= r.second; });
+    if (set.contains(n) != listed) std::abort();
+  }
+}
+
+void check_word(const std::string& word) {
+  if (const auto set = parse_sequence_set(word, kLargest)) check_sequence_set(*set);
+  // SEARCH SINCE/BEFORE/ON and APPEND's date-time: what parses comes back from INTERNALDATE.
+  if (const auto day = parse_imap_date(word))
+    if (parse_imap_date(internal_date_text(*day).substr(1, 11)) != day) std::abort();
+  if (const auto when = parse_imap_date_time(word); when && *when >= 0 && *when < kYear10000)
+    if (parse_imap_date_time(internal_date_text(*when)) != when) std::abort();
+}
+
+// RFC 5256 2.1: the base subject is what no rule shortens any more.
+void check_base_subject(const std::string& subject) {
+  const auto once = base_subject(subject);
+  bool reply = true;
+  if (base_subject(once, &reply) != once || reply) std::abort();
+}
+
+// RFC 5256 4: every message once, parentheses balanced, no empty thread.
+void check_thread_response(const std::string& line, std::size_t messages) {
+  std::vector<int> seen(messages, 0);
+  int depth = 0;
+  for (std::size_t i = 0; i < line.size();) {
+    const char c = line[i];
+    if (c == '(') {
+      if (i + 1 < line.size() && line[i + 1] == ')') std::abort();
+      ++depth;
+      ++i;
+    } else if (c == ')') {
+      if (--depth < 0) std::abort();
+      ++i;
+    } else if (c == ' ') {
+      ++i;
+    } else if (c >= '1' && c <= '9') {
+      std::size_t n = 0;
+      while (i < line.size() && line[i] >= '0' && line[i] <= '9' && n <= messages) n = n * 10 + (line[i++] - '0');
+      if (n == 0 || n > messages || seen[n - 1]++) std::abort();
+    } else {
+      std::abort();
+    }
+  }
+  if (depth != 0 || std::count(seen.begin(), seen.end(), 1) != static_cast<std::ptrdiff_t>(messages)) std::abort();
+}
+
+SortKeys keys_of(const std::string& criteria, std::size_t index) {
+  SortKeys keys;
+  keys.subject = base_subject(criteria, &keys.reply);
+  keys.date = sent_date(criteria).value_or(static_cast<int64_t>(index));
+  const auto ids = message_ids(criteria);
+  if (!ids.empty()) {
+    keys.message_id = ids.front();
+    keys.references.assign(ids.begin() + 1, ids.end());
+  }
+  return keys;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  CommandReader reader(ReaderLimits{4096, 4096, 16384});
+  reader.feed(std::string_view(reinterpret_cast<const char*>(data), size));
+  std::vector<SortKeys> keys;
+  for (auto status = reader.next(); status != CommandReader::Status::need_more; status = reader.next()) {
+    if (status == CommandReader::Status::fatal) break;
+    if (status != CommandReader::Status::command) continue;
+    const RawCommand command = reader.take();
+    Cursor c(command);
+    if (!c.tag() || !c.space() || !c.atom()) continue;
+    const std::string criteria = c.rest_with_literals();
+    // A literal reaches SEARCH as a quoted string holding exactly its bytes (checked when the
+    // lines themselves hold no quotes to confuse the count).
+    const bool plain_lines = std::none_of(command.lines.begin(), command.lines.end(), [](const std::string& line) {
+      return line.find_first_of("\"\\") != std::string::npos;
+    });
+    if (plain_lines && quoted_strings(criteria) != command.literals) std::abort();
+    for (const auto& word : words(criteria)) check_word(word);
+    check_base_subject(criteria);
+    if (keys.size() < kMaxMessages) keys.push_back(keys_of(criteria, keys.size()));
+  }
+  const auto name = [](std::size_t i) { return std::to_string(i + 1); };
+  check_thread_response(thread_ordered_subject(keys, name), keys.size());
+  check_thread_response(thread_references(keys, name), keys.size());
+  return 0;
+}
