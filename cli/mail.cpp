@@ -128,6 +128,7 @@ void run_export(const Globals& globals, const ExportOptions& o) {
     const fs::path maildir = single ? out : export_path(out, name, true);
     std::unique_ptr<std::ofstream> mbox_file;
     std::unique_ptr<mail::MboxWriter> mbox;
+    mail::MaildirKeywords folder_keywords;  // this folder's dovecot-keywords
     if (o.format == "maildir") {
       mail::maildir_create(maildir);
     } else {
@@ -148,14 +149,16 @@ void run_export(const Globals& globals, const ExportOptions& o) {
         const auto content = call.call_raw("GET", "/v1/blobs/" + m.value("blob", ""));
         const auto flags = m.value("flags", 0u);
         const auto date = m.value("internal_date", int64_t{0});
+        const auto keywords = m.value("keywords", "");
         if (mbox) {
-          mbox->begin_message(envelope_sender(content), date, flags);
+          mbox->begin_message(envelope_sender(content), date, flags, keywords);
           mbox->write(content);
           mbox->end_message();
         } else {
           // Named from the arrival time and UID, not the exporting process, so exporting the
           // same mailbox twice gives the same files.
-          mail::maildir_deliver(maildir, std::to_string(date) + ".U" + std::to_string(after) + ".coop", flags, content);
+          mail::maildir_deliver(maildir, std::to_string(date) + ".U" + std::to_string(after) + ".coop", flags, content,
+                                folder_keywords.letters_for(keywords));
         }
         ++messages;
         ++done;
@@ -166,6 +169,11 @@ void run_export(const Globals& globals, const ExportOptions& o) {
     if (mbox_file) {
       mbox_file->flush();
       if (!*mbox_file) throw Error("io_error", "writing the mbox failed (disk full?)", 500);
+    } else {
+      folder_keywords.write(maildir);
+      if (folder_keywords.dropped() > 0)
+        std::cerr << "coop: " << name << ": " << folder_keywords.dropped()
+                  << " keyword(s) past the 26 a Maildir folder can name were left out\n";
     }
   }
   progress.done();
@@ -214,9 +222,11 @@ void run_import(const Globals& globals, const ImportOptions& o) {
   Progress progress;
   int64_t added = 0, skipped = 0;
   uint64_t bytes = 0;
-  auto store = [&](const std::string& mailbox, const std::string& content, unsigned flags, int64_t date) {
+  auto store = [&](const std::string& mailbox, const std::string& content, unsigned flags, int64_t date,
+                   const std::string& keywords) {
     const auto answer = json::parse(call.call_raw(
-        "POST", mailbox_path(o.handle, mailbox) + "?flags=" + std::to_string(flags) + "&internal_date=" + std::to_string(date),
+        "POST", mailbox_path(o.handle, mailbox) + "?flags=" + std::to_string(flags) + "&internal_date=" + std::to_string(date) +
+                    "&keywords=" + path_segment(keywords),
         content));
     (answer.value("existed", false) ? skipped : added)++;
     bytes += content.size();
@@ -224,6 +234,7 @@ void run_import(const Globals& globals, const ImportOptions& o) {
   };
   for (const auto& [mailbox, source] : sources) {
     if (o.format == "maildir") {
+      const auto keyword_names = mail::MaildirKeywords::read(source);
       for (const auto& m : mail::maildir_list(source)) {
         std::ifstream in(m.path, std::ios::binary);
         const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -231,7 +242,7 @@ void run_import(const Globals& globals, const ImportOptions& o) {
         int64_t date = std::strtoll(m.path.filename().c_str(), nullptr, 10);
         if (date <= 0) date = std::chrono::duration_cast<std::chrono::seconds>(
                                   fs::last_write_time(m.path).time_since_epoch()).count();
-        store(mailbox, content, m.flags, date);
+        store(mailbox, content, m.flags, date, keyword_names.keywords_of(mail::maildir_keyword_letters(m.path.filename().string())));
       }
     } else {
       std::ifstream in(source, std::ios::binary);
@@ -239,10 +250,10 @@ void run_import(const Globals& globals, const ImportOptions& o) {
         in.read(buffer, static_cast<std::streamsize>(size));
         return static_cast<std::size_t>(in.gcount());
       }, mail::MboxLineEnding::kCrlf);
-      std::string content, sender;
+      std::string content, sender, keywords;
       unsigned flags = 0;
       int64_t date = 0;
-      while (reader.next(content, flags, sender, date)) store(mailbox, content, flags, date);
+      while (reader.next(content, flags, sender, date, keywords)) store(mailbox, content, flags, date, keywords);
     }
   }
   progress.done();

@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <optional>
 #include <system_error>
 
@@ -77,7 +79,7 @@ void link_into_place(const fs::path& from, const fs::path& to) {
 
 // ---- Maildir ----
 
-std::string maildir_info(unsigned flags) {
+std::string maildir_info(unsigned flags, std::string_view keyword_letters) {
   // Dovecot: the letters must be in ASCII order, or other readers may not find them.
   std::string info = ":2,";
   if (flags & kDraft) info += 'D';
@@ -85,7 +87,80 @@ std::string maildir_info(unsigned flags) {
   if (flags & kAnswered) info += 'R';
   if (flags & kSeen) info += 'S';
   if (flags & kDeleted) info += 'T';
-  return info;
+  std::string letters;
+  for (const char c : keyword_letters)
+    if (c >= 'a' && c <= 'z' && letters.find(c) == std::string::npos) letters += c;
+  std::sort(letters.begin(), letters.end());
+  return info + letters;
+}
+
+std::string maildir_keyword_letters(std::string_view filename) {
+  if (const auto slash = filename.rfind('/'); slash != std::string_view::npos) filename.remove_prefix(slash + 1);
+  const auto info = filename.rfind(":2,");
+  std::string letters;
+  if (info == std::string_view::npos) return letters;
+  for (const char c : filename.substr(info + 3))
+    if (c >= 'a' && c <= 'z') letters += c;
+  return letters;
+}
+
+char MaildirKeywords::letter_for(std::string_view keyword) {
+  for (std::size_t i = 0; i < names_.size(); ++i)
+    if (names_[i] == keyword) return static_cast<char>('a' + i);
+  if (names_.size() == 26 || keyword.empty()) return 0;
+  names_.emplace_back(keyword);
+  return static_cast<char>('a' + names_.size() - 1);
+}
+
+std::string MaildirKeywords::letters_for(std::string_view keywords) {
+  std::string letters;
+  std::size_t start = 0;
+  while (start < keywords.size()) {
+    auto end = keywords.find(' ', start);
+    if (end == std::string_view::npos) end = keywords.size();
+    if (const char letter = letter_for(keywords.substr(start, end - start))) {
+      if (letters.find(letter) == std::string::npos) letters += letter;
+    } else if (end > start) {
+      ++dropped_;
+    }
+    start = end + 1;
+  }
+  return letters;
+}
+
+std::string MaildirKeywords::keywords_of(std::string_view letters) const {
+  std::string out;
+  for (const char c : letters) {
+    const auto i = static_cast<std::size_t>(c - 'a');
+    if (c < 'a' || c > 'z' || i >= names_.size()) continue;
+    if (!out.empty()) out += ' ';
+    out += names_[i];
+  }
+  return out;
+}
+
+MaildirKeywords MaildirKeywords::read(const fs::path& dir) {
+  MaildirKeywords keywords;
+  std::ifstream in(dir / "dovecot-keywords");
+  std::string line;
+  while (std::getline(in, line)) {
+    // "<index> <keyword>", indexes 0-25 for the letters a-z.
+    const auto space = line.find(' ');
+    if (space == std::string::npos) continue;
+    const int index = std::atoi(line.substr(0, space).c_str());
+    if (index < 0 || index >= 26 || line.substr(0, space) != std::to_string(index)) continue;
+    if (keywords.names_.size() <= static_cast<std::size_t>(index)) keywords.names_.resize(static_cast<std::size_t>(index) + 1);
+    keywords.names_[static_cast<std::size_t>(index)] = line.substr(space + 1);
+  }
+  return keywords;
+}
+
+void MaildirKeywords::write(const fs::path& dir) const {
+  if (names_.empty()) return;
+  std::ofstream out(dir / "dovecot-keywords", std::ios::trunc);
+  for (std::size_t i = 0; i < names_.size(); ++i) out << i << ' ' << names_[i] << '\n';
+  out.flush();
+  if (!out) throw Error("io_error", "cannot write " + (dir / "dovecot-keywords").string(), 500);
 }
 
 unsigned parse_maildir_flags(std::string_view filename) {
@@ -140,20 +215,22 @@ void maildir_create(const fs::path& dir) {
 }
 
 void maildir_deliver(const fs::path& dir, std::string_view unique, unsigned flags,
-                     std::string_view bytes) {
+                     std::string_view bytes, std::string_view keyword_letters) {
   maildir_deliver_stream(dir, unique, flags,
-                         [bytes](const std::function<void(std::string_view)>& write) { write(bytes); });
+                         [bytes](const std::function<void(std::string_view)>& write) { write(bytes); },
+                         keyword_letters);
 }
 
 void maildir_deliver_stream(
     const fs::path& dir, std::string_view unique, unsigned flags,
-    const std::function<void(const std::function<void(std::string_view)>& write)>& produce) {
+    const std::function<void(const std::function<void(std::string_view)>& write)>& produce,
+    std::string_view keyword_letters) {
   check_unique_name(unique);
   const fs::path tmp = dir / "tmp" / std::string(unique);
   // Always cur/ with the info suffix, never new/: new/ means "no reader has looked at this yet"
   // and may not carry an info part, so the flags we already know would be lost there. \Recent
   // is not stored, so nothing is lost by skipping new/.
-  const fs::path target = dir / "cur" / (std::string(unique) + maildir_info(flags));
+  const fs::path target = dir / "cur" / (std::string(unique) + maildir_info(flags, keyword_letters));
 
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
@@ -308,7 +385,7 @@ std::optional<std::size_t> line_before(const std::string& text, std::size_t end)
 // their flags. The writer always appends "Status:" and then at most one "X-Status:", as the
 // very last header lines, so stripping one trailing X-Status and then one Status line removes
 // exactly what it added, even when the message has its own Status headers above them.
-unsigned strip_status_headers(std::string& message) {
+unsigned strip_status_headers(std::string& message, std::string& keywords) {
   std::size_t header_end;
   if (!message.empty() && message.front() == '\n') {
     header_end = 0;
@@ -317,6 +394,22 @@ unsigned strip_status_headers(std::string& message) {
     header_end = blank == std::string::npos ? message.size() : blank + 1;
   }
   unsigned flags = 0;
+  keywords.clear();
+  // The writer's X-Keywords comes last, right after its Status or X-Status line; one that
+  // does not follow them is the message's own and stays.
+  if (const auto start = line_before(message, header_end);
+      start && header_name_is(std::string_view(message).substr(*start), "X-Keywords:")) {
+    const auto before = line_before(message, *start);
+    if (before && (header_name_is(std::string_view(message).substr(*before), "X-Status:") ||
+                   header_name_is(std::string_view(message).substr(*before), "Status:"))) {
+      keywords = message.substr(*start + 11, header_end - *start - 11);
+      while (!keywords.empty() && (keywords.front() == ' ' || keywords.front() == '\t')) keywords.erase(0, 1);
+      while (!keywords.empty() && (keywords.back() == '\n' || keywords.back() == '\r' || keywords.back() == ' '))
+        keywords.pop_back();
+      message.erase(*start, header_end - *start);
+      header_end = *start;
+    }
+  }
   if (const auto start = line_before(message, header_end);
       start && header_name_is(std::string_view(message).substr(*start), "X-Status:")) {
     for (std::size_t i = *start + 9; i < header_end; ++i) {
@@ -352,7 +445,8 @@ bool mbox_from_line_quote_needed(std::string_view line) {
 
 MboxWriter::MboxWriter(std::function<void(std::string_view)> sink) : sink_(std::move(sink)) {}
 
-void MboxWriter::begin_message(std::string_view envelope_sender, int64_t unix_seconds, unsigned flags) {
+void MboxWriter::begin_message(std::string_view envelope_sender, int64_t unix_seconds, unsigned flags,
+                               std::string_view keywords) {
   if (in_message_) throw Error("mbox_writer_state", "begin_message inside a message", 500);
   out_ += kFromSpace;
   if (envelope_sender.empty()) {
@@ -368,6 +462,9 @@ void MboxWriter::begin_message(std::string_view envelope_sender, int64_t unix_se
   out_ += asctime_utc(unix_seconds);
   out_ += '\n';
   flags_ = flags;
+  // One line of space-separated atoms: a CR, LF or control byte would end or break it.
+  keywords_.clear();
+  for (const char c : keywords) keywords_ += static_cast<unsigned char>(c) < 0x20 ? ' ' : c;
   in_message_ = true;
   in_headers_ = true;
   pending_cr_ = false;
@@ -492,6 +589,8 @@ void MboxWriter::put_status_headers() {
   if (flags_ & kDraft) x_status += 'T';
   if (flags_ & kDeleted) x_status += 'D';
   if (!x_status.empty()) out_ += "X-Status: " + x_status + "\n";
+  // Dovecot's and mutt's place for IMAP keywords, space-separated, after ours.
+  if (!keywords_.empty()) out_ += "X-Keywords: " + keywords_ + "\n";
 }
 
 void MboxWriter::flush_if_large() {
@@ -529,6 +628,12 @@ bool MboxReader::read_line(std::string& line) {
 }
 
 bool MboxReader::next(std::string& message, unsigned& flags, std::string& envelope_sender, int64_t& date) {
+  std::string keywords;
+  return next(message, flags, envelope_sender, date, keywords);
+}
+
+bool MboxReader::next(std::string& message, unsigned& flags, std::string& envelope_sender, int64_t& date,
+                      std::string& keywords) {
   std::string line;
   if (!started_) {
     started_ = true;
@@ -563,7 +668,7 @@ bool MboxReader::next(std::string& message, unsigned& flags, std::string& envelo
     }
   }
   if (blank_length > 0) message.resize(message.size() - blank_length);  // the separator
-  flags = strip_status_headers(message);
+  flags = strip_status_headers(message, keywords);
 
   if (line_ending_ == MboxLineEnding::kCrlf) {
     // Every LF, even one after a CR: the writer turned CRLF into LF and kept lone CRs, so

@@ -17,8 +17,31 @@ enum Flag : unsigned { kSeen = 1, kAnswered = 2, kFlagged = 4, kDeleted = 8, kDr
 // ---- Maildir (https://cr.yp.to/proto/maildir.html, Dovecot's "Maildir" info suffix) ----
 
 // ":2," followed by the flag letters in ASCII order: D draft, F flagged, R replied, S seen,
-// T trashed. maildir_info(kSeen | kAnswered) == ":2,RS".
-std::string maildir_info(unsigned flags);
+// T trashed, then Dovecot's keyword letters a-z. maildir_info(kSeen | kAnswered, "b") == ":2,RSb".
+std::string maildir_info(unsigned flags, std::string_view keyword_letters = {});
+
+// The keyword letters (a-z) of a file name's info part, in the order they appear.
+std::string maildir_keyword_letters(std::string_view filename);
+
+// A folder's dovecot-keywords file: which IMAP keyword each letter a-z stands for ("0 $Junk"
+// is 'a'), as Dovecot keeps it beside cur/, new/ and tmp/. At most 26 per folder.
+class MaildirKeywords {
+ public:
+  static MaildirKeywords read(const std::filesystem::path& dir);  // none when there is no file
+  // Writes the file when any keyword was given a letter.
+  void write(const std::filesystem::path& dir) const;
+  // The letters for space-separated keywords, giving new ones the next free letters; a
+  // keyword past the 26th gets none (counted in dropped()).
+  std::string letters_for(std::string_view keywords);
+  // The space-separated keywords those letters stand for; unknown letters are skipped.
+  std::string keywords_of(std::string_view letters) const;
+  std::size_t dropped() const { return dropped_; }
+
+ private:
+  char letter_for(std::string_view keyword);
+  std::vector<std::string> names_;
+  std::size_t dropped_ = 0;
+};
 
 // The flags in the info part after the last ":2,"; unknown letters (Dovecot keywords a-z,
 // future flags) are ignored; 0 when the name has no info.
@@ -33,14 +56,16 @@ void maildir_create(const std::filesystem::path& dir);
 
 // Delivers a message as cur/<unique><info>: written to tmp/<unique>, fsynced, hard-linked into
 // cur/ (so an existing name is never overwritten: Error "maildir_exists") and cur/ fsynced.
+// keyword_letters are the folder's dovecot-keywords letters (MaildirKeywords).
 void maildir_deliver(const std::filesystem::path& dir, std::string_view unique, unsigned flags,
-                     std::string_view bytes);
+                     std::string_view bytes, std::string_view keyword_letters = {});
 
 // The same for large messages: produce is called once and writes the message in chunks.
 // If produce throws, the partial file in tmp/ is removed and the exception propagates.
 void maildir_deliver_stream(
     const std::filesystem::path& dir, std::string_view unique, unsigned flags,
-    const std::function<void(const std::function<void(std::string_view)>& write)>& produce);
+    const std::function<void(const std::function<void(std::string_view)>& write)>& produce,
+    std::string_view keyword_letters = {});
 
 struct MaildirMessage {
   std::filesystem::path path;
@@ -59,8 +84,8 @@ std::vector<MaildirMessage> maildir_list(const std::filesystem::path& dir);
 // Layout of one message as MboxWriter writes it:
 //   "From <sender> <asctime date in UTC>\n"
 //   the message with CRLF turned into LF and every line matching ^>*From  given one more '>',
-//   with "Status: RO|O\n" and, when any of A F T D apply, "X-Status: <AFTD>\n" inserted as the
-//   last header lines (before the first empty line, or at the end when there is none),
+//   with "Status: RO|O\n", when any of A F T D apply "X-Status: <AFTD>\n", and when the message
+//   has keywords "X-Keywords: <k1 k2>\n" inserted as the last header lines (before the first empty line, or at the end when there is none),
 //   a "\n" ending the last line when the message lacks one,
 //   and one empty line.
 // MboxReader undoes exactly this, so export -> import -> export is byte-identical when the
@@ -75,8 +100,10 @@ class MboxWriter {
   // sink receives the mbox bytes in pieces of bounded size.
   explicit MboxWriter(std::function<void(std::string_view)> sink);
 
-  // An empty envelope sender (null reverse-path) is written as MAILER-DAEMON.
-  void begin_message(std::string_view envelope_sender, int64_t unix_seconds, unsigned flags);
+  // An empty envelope sender (null reverse-path) is written as MAILER-DAEMON. keywords,
+  // space-separated, go into an X-Keywords line after Status and X-Status (as Dovecot writes).
+  void begin_message(std::string_view envelope_sender, int64_t unix_seconds, unsigned flags,
+                     std::string_view keywords = {});
   // Message bytes in arbitrary chunks; only the undecided start of a line is held back.
   void write(std::string_view chunk);
   void end_message();
@@ -90,6 +117,7 @@ class MboxWriter {
   std::function<void(std::string_view)> sink_;
   std::string out_;
   unsigned flags_ = 0;
+  std::string keywords_;
   bool in_message_ = false;
   bool in_headers_ = false;
   bool pending_cr_ = false;
@@ -111,6 +139,8 @@ class MboxReader {
   // not start with a From_ line. The flags come from the Status/X-Status lines the writer
   // added, which are removed; date is 0 when the From_ line's date cannot be parsed.
   bool next(std::string& message, unsigned& flags, std::string& envelope_sender, int64_t& date);
+  // The same, with the keywords of the X-Keywords line the writer added (also removed).
+  bool next(std::string& message, unsigned& flags, std::string& envelope_sender, int64_t& date, std::string& keywords);
 
  private:
   bool read_line(std::string& line);

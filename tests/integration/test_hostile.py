@@ -240,6 +240,9 @@ def test_mailbox_names_cannot_climb_and_exports_nest():
         for box in ("Projects", "Projects/2026", "v1.2", "Entw&APw-rfe"):  # the last: "Entwürfe" in modified UTF-7
             assert imap.create(box)[0] == "OK"
             assert imap.append(box, None, None, message % box.encode())[0] == "OK"
+        # Keywords survive the round trip: dovecot-keywords in Maildir, X-Keywords in mbox.
+        imap.select("Projects/2026")
+        assert imap.store("1", "+FLAGS", "($Label1 Urgent \\Flagged)")[0] == "OK"
         imap.logout()
         for fmt in ("maildir", "mbox"):
             out = os.path.join(shard.dir, "export-" + fmt)
@@ -249,9 +252,13 @@ def test_mailbox_names_cannot_climb_and_exports_nest():
             if fmt == "maildir":
                 for folder in (".Projects", ".Projects.2026", ".v1%2E2", ".Entwürfe"):
                     assert os.path.isdir(os.path.join(out, folder, "cur")), (folder, written)
+                keywords = open(os.path.join(out, ".Projects.2026", "dovecot-keywords")).read()
+                assert keywords == "0 $Label1\n1 Urgent\n", keywords
+                assert os.listdir(os.path.join(out, ".Projects.2026", "cur"))[0].endswith(":2,Fab")
             else:
                 for path in ("Projects", "Projects.sbd/2026", "v1%2E2", "Entwürfe"):
                     assert os.path.isfile(os.path.join(out, path)), (path, written)
+                assert "X-Keywords: $Label1 Urgent\n" in open(os.path.join(out, "Projects.sbd/2026")).read()
             # And back, into bob's mail: the same names.
             shard.coop("mail", "import", "bob", "--format", fmt, out)
         with open(victim) as f:
@@ -261,6 +268,9 @@ def test_mailbox_names_cannot_climb_and_exports_nest():
         names = {b["name"]: b["messages"] for b in json.loads(body.split(b"\r\n\r\n", 1)[1])}
         for box in ("Projects", "Projects/2026", "v1.2", "Entwürfe"):
             assert names.get(box) == 1, names  # the second import found them already there
+        body = unix_http(mail_sock, b"GET /v1/messages/bob/Projects%2F2026 HTTP/1.1\r\nHost: coop\r\nConnection: close\r\n\r\n")
+        imported = json.loads(body.split(b"\r\n\r\n", 1)[1])
+        assert imported[0]["keywords"] == "$Label1 Urgent" and imported[0]["flags"] & 4, imported  # 4: \Flagged
 
 
 class LiveSessions:

@@ -349,6 +349,28 @@ std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t ma
   return set;
 }
 
+bool valid_keyword(std::string_view word) {
+  if (word.empty() || word.size() > 100 || word.front() == '\\') return false;
+  for (unsigned char c : word)
+    if (c <= 0x20 || c >= 0x7f || std::strchr("(){%*\"\\]", c)) return false;
+  return true;
+}
+
+std::string valid_keywords(std::string_view list) {
+  std::string out;
+  std::size_t at = 0;
+  while (at < list.size()) {
+    auto end = list.find_first_of(" ,\t", at);
+    if (end == std::string_view::npos) end = list.size();
+    const auto word = list.substr(at, end - at);
+    const std::string padded = " " + out + " ";
+    if (valid_keyword(word) && padded.find(" " + std::string(word) + " ") == std::string::npos)
+      out += (out.empty() ? "" : " ") + std::string(word);
+    at = end + 1;
+  }
+  return out;
+}
+
 std::string normalize_mailbox(std::string name) {
   if (ascii_lower(name) == "inbox") return "INBOX";
   return name;

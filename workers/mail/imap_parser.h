@@ -105,6 +105,13 @@ struct SequenceSet {
 };
 std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t max);
 
+// RFC 9051 9 flag-keyword: an atom (at most 100 bytes here), which never starts with "\".
+bool valid_keyword(std::string_view word);
+
+// The valid keywords of a space- or comma-separated list (mbox X-Keywords, an import), each
+// once, space-separated.
+std::string valid_keywords(std::string_view list);
+
 // RFC 9051 5.1: INBOX is case-insensitive; everything else as given.
 std::string normalize_mailbox(std::string name);
 

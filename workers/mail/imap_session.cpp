@@ -58,14 +58,6 @@ std::string flags_text(unsigned flags, const std::string& keywords = {}) {
   return out + ")";
 }
 
-// RFC 9051 9 flag-keyword: an atom, which never starts with "\".
-bool valid_keyword(std::string_view word) {
-  if (word.empty() || word.size() > 100 || word.front() == '\\') return false;
-  for (unsigned char c : word)
-    if (c <= 0x20 || c >= 0x7f || std::strchr("(){%*\"\\]", c)) return false;
-  return true;
-}
-
 bool has_keyword(std::string_view keywords, std::string_view keyword) {
   const std::string wanted = ascii_lower(keyword);
   for (std::size_t at = 0; at < keywords.size();) {
@@ -1144,7 +1136,7 @@ class Session : public std::enable_shared_from_this<Session> {
       const auto end = std::min(rest.find(' ', at), rest.size());
       const auto word = rest.substr(at, end - at);
       if (auto bit = flag_bit(word)) flags |= *bit;
-      else if (valid_keyword(word)) keywords.push_back(word);
+      else if (imap::valid_keyword(word)) keywords.push_back(word);
       else return bad("not a flag: " + reply_text(word));
       at = end + 1;
     }
@@ -1254,7 +1246,7 @@ class Session : public std::enable_shared_from_this<Session> {
         auto word = c.atom();
         if (!word) return bad("flag list");
         if (auto bit = flag_bit(flag + *word)) flags |= *bit;
-        else if (flag.empty() && valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
+        else if (flag.empty() && imap::valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
       }
       if (!c.space()) return bad("APPEND message");
     }

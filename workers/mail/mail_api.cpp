@@ -72,7 +72,7 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service) {
     if (!service.mailboxes().has_index(q.param("handle"))) return Response::json(list);
     for (const auto& m : service.mailboxes().messages(q.param("handle"), q.param("mailbox"), after, limit))
       list.push_back({{"uid", m.uid}, {"modseq", m.modseq}, {"blob", m.meta.blob}, {"size", m.meta.size},
-                      {"internal_date", m.meta.internal_date}, {"flags", m.meta.flags}});
+                      {"internal_date", m.meta.internal_date}, {"flags", m.meta.flags}, {"keywords", m.meta.keywords}});
     return Response::json(list);
   }, "messages of a mailbox in UID order (?after_uid=, ?limit=)");
 
@@ -85,9 +85,10 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service) {
     const auto date = std::strtoll(q.query_value("internal_date", "0").c_str(), nullptr, 10);
     bool existed = false;
     const auto stored = service.append(q.param("handle"), q.param("mailbox"), q.body, flags,
-                                       date > 0 ? date : static_cast<int64_t>(::time(nullptr)), &existed);
+                                       date > 0 ? date : static_cast<int64_t>(::time(nullptr)), &existed,
+                                       q.query_value("keywords"));
     return Response::json({{"uid", stored.uid}, {"existed", existed}}, existed ? 200 : 201);
-  }, "store a message (body: its bytes; ?flags=, ?internal_date=); idempotent per mailbox");
+  }, "store a message (body: its bytes; ?flags=, ?internal_date=, ?keywords= space-separated); idempotent per mailbox");
 }
 
 }  // namespace coop::mail

@@ -11,6 +11,7 @@
 #include "common/error.h"
 #include "common/text.h"
 #include "workers/mail/imap_fetch.h"
+#include "workers/mail/imap_parser.h"
 #include "workers/mail/imap_thread.h"
 #include "workers/mail/mime_summary.h"
 #include "workers/mail/smtp_parser.h"
@@ -158,7 +159,7 @@ Delivered MailService::deliver(const std::string& blob, uint64_t size, const std
 }
 
 StoredMessage MailService::append(const std::string& handle, const std::string& mailbox, std::string_view bytes,
-                                  unsigned flags, int64_t internal_date, bool* existed) {
+                                  unsigned flags, int64_t internal_date, bool* existed, std::string_view keywords) {
   mailboxes_.ensure_mailbox(handle, mailbox);
   const auto blob = blobs_.put(bytes);
   if (auto uid = mailboxes_.find_blob(handle, mailbox, blob)) {
@@ -171,7 +172,9 @@ StoredMessage MailService::append(const std::string& handle, const std::string& 
     return found;
   }
   if (existed) *existed = false;
-  return mailboxes_.append(handle, mailbox, describe(blob, bytes.size(), internal_date, flags), 0);
+  auto meta = describe(blob, bytes.size(), internal_date, flags);
+  meta.keywords = imap::valid_keywords(keywords);
+  return mailboxes_.append(handle, mailbox, meta, 0);
 }
 
 StoredMessage MailService::append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes,

@@ -50,7 +50,7 @@ class MailService {
 
   // Stores a message for one member (import and, later, IMAP APPEND); idempotent per mailbox.
   StoredMessage append(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
-                       int64_t internal_date, bool* existed);
+                       int64_t internal_date, bool* existed, std::string_view keywords = {});
   // The member's mail quota from the registry, in bytes; 0 when there is none.
   int64_t quota_of(const std::string& handle);
   // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists; over the

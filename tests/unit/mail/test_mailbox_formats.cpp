@@ -404,3 +404,55 @@ TEST_CASE("maildir delivery lands in cur with its flags and lists sorted") {
   CHECK_THROWS_AS(mail::maildir_deliver(dir, "bad/name", 0, "x"), coop::Error);
   CHECK_THROWS_AS(mail::maildir_list(temp.path()), coop::Error);
 }
+
+TEST_CASE("keywords travel in X-Keywords after Status, and a message's own X-Keywords stays") {
+  std::string out;
+  mail::MboxWriter writer([&out](std::string_view chunk) { out += chunk; });
+  writer.begin_message("a@example.org", 1000, mail::kSeen, "$Label1 Project");
+  writer.write("Subject: one\r\n\r\nbody\r\n");
+  writer.end_message();
+  writer.begin_message("a@example.org", 1000, 0);
+  writer.write("Subject: two\r\nX-Keywords: theirs\r\n\r\nbody\r\n");
+  writer.end_message();
+  CHECK(out.find("Status: RO\nX-Keywords: $Label1 Project\n\nbody") != std::string::npos);
+
+  std::size_t at = 0;
+  mail::MboxReader reader([&](char* buffer, std::size_t size) {
+    const auto n = std::min(size, out.size() - at);
+    out.copy(buffer, n, at);
+    at += n;
+    return n;
+  }, mail::MboxLineEnding::kCrlf);
+  std::string message, sender, keywords;
+  unsigned flags = 0;
+  int64_t date = 0;
+  REQUIRE(reader.next(message, flags, sender, date, keywords));
+  CHECK(keywords == "$Label1 Project");
+  CHECK(message == "Subject: one\r\n\r\nbody\r\n");
+  REQUIRE(reader.next(message, flags, sender, date, keywords));
+  CHECK(keywords.empty());
+  CHECK(message == "Subject: two\r\nX-Keywords: theirs\r\n\r\nbody\r\n");
+}
+
+TEST_CASE("Maildir keywords are letters after the flags, named in dovecot-keywords") {
+  TempDir tmp;
+  const auto dir = tmp.path() / "box";
+  mail::maildir_create(dir);
+  mail::MaildirKeywords names;
+  const auto letters = names.letters_for("$Junk Project $Junk");
+  CHECK(letters == "ab");
+  CHECK(names.letters_for("Project Later") == "bc");
+  CHECK(mail::maildir_info(mail::kSeen, "ca") == ":2,Sac");
+  names.write(dir);
+  mail::maildir_deliver(dir, "1.U1.coop", mail::kSeen, "x\r\n", letters);
+  const auto read = mail::MaildirKeywords::read(dir);
+  const auto listed = mail::maildir_list(dir);
+  REQUIRE(listed.size() == 1);
+  CHECK(read.keywords_of(mail::maildir_keyword_letters(listed[0].path.filename().string())) == "$Junk Project");
+  CHECK(listed[0].flags == mail::kSeen);
+  mail::MaildirKeywords full;
+  std::string many;
+  for (int i = 0; i < 30; ++i) many += "k" + std::to_string(i) + " ";
+  CHECK(full.letters_for(many).size() == 26);
+  CHECK(full.dropped() == 4);
+}

@@ -358,7 +358,7 @@ std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, con
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& stmt = ix.db->prepare(
-      "SELECT uid, modseq, blob, size, internal_date, flags, message_id, subject FROM messages "
+      "SELECT uid, modseq, blob, size, internal_date, flags, message_id, subject, keywords FROM messages "
       "WHERE mailbox_id = ?1 AND uid > ?2 ORDER BY uid LIMIT ?3");
   stmt.bind(1, ix.mailbox_id(mailbox)).bind(2, after_uid).bind(3, limit);
   std::vector<StoredMessage> out;
@@ -373,6 +373,7 @@ std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, con
     m.meta.flags = static_cast<unsigned>(stmt.column_int64(5));
     m.meta.message_id = stmt.column_text(6);
     m.meta.subject = stmt.column_text(7);
+    m.meta.keywords = stmt.column_text(8);
     out.push_back(std::move(m));
   }
   stmt.reset();
