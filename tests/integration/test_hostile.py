@@ -468,6 +468,89 @@ def test_an_idle_flood_cannot_lock_members_out():
         assert worker_pids(shard) == before
 
 
+class Matrix:
+    """A Matrix client over raw HTTP, for what a hostile or careless client sends."""
+
+    def __init__(self, port, user):
+        self.port = port
+        status, body = self.call("POST", "/_matrix/client/v3/login",
+                                 {"type": "m.login.password", "user": user, "password": STRONG}, auth=False)
+        assert status == 200, body
+        self.token = body["access_token"]
+
+    def call(self, method, path, body=None, auth=True, raw=None):
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = "Bearer " + self.token
+        data = raw if raw is not None else (json.dumps(body) if body is not None else None)
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        text = response.read()
+        connection.close()
+        return response.status, json.loads(text) if text else {}
+
+
+def test_matrix_rules_that_protect_members():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        port = next(p for (w, n, s, p) in http_listeners(status) if w == "room" and n == "client")
+        alice, bob = Matrix(port, "alice"), Matrix(port, "bob")
+        server = shard.domain
+        _, created = alice.call("POST", "/_matrix/client/v3/createRoom", {
+            "preset": "private_chat",
+            "initial_state": [{"type": "m.room.history_visibility", "state_key": "",
+                               "content": {"history_visibility": "joined"}}]})
+        room = created["room_id"]
+        base = f"/_matrix/client/v3/rooms/{room}"
+        _, secret = alice.call("PUT", base + "/send/m.room.message/t1", {"msgtype": "m.text", "body": "before you came"})
+
+        # history_visibility "joined": what was said before bob joined stays unread by him.
+        assert alice.call("POST", base + "/invite", {"user_id": f"@bob:{server}"})[0] == 200
+        assert bob.call("POST", base + "/join", {})[0] == 200
+        alice.call("PUT", base + "/send/m.room.message/t2", {"msgtype": "m.text", "body": "welcome"})
+        _, messages = bob.call("GET", base + "/messages?dir=b&limit=50")
+        bodies = [e["content"].get("body") for e in messages["chunk"]]
+        assert "welcome" in bodies and "before you came" not in bodies, bodies
+        _, synced = bob.call("GET", "/_matrix/client/v3/sync")
+        timeline = synced["rooms"]["join"][room]["timeline"]["events"]
+        assert "before you came" not in [e["content"].get("body") for e in timeline]
+        assert bob.call("GET", base + "/event/" + secret["event_id"])[0] == 404
+        assert bob.call("GET", base + "/context/" + secret["event_id"])[0] == 404
+        assert alice.call("GET", base + "/event/" + secret["event_id"])[0] == 200
+
+        # Sizes and shapes (Client-Server API "Size limits", room versions 10+ auth rules).
+        status, body = alice.call("PUT", base + "/send/m.room.message/big", {"msgtype": "m.text", "body": "x" * 70000})
+        assert status == 413 and body["errcode"] == "M_TOO_LARGE"
+        status, body = alice.call("PUT", base + "/state/m.room.topic/", raw="[1, 2]")
+        assert status == 400 and body["errcode"] == "M_BAD_JSON"
+        status, body = alice.call("PUT", base + "/state/org.example.note/" + "k" * 300, {"a": 1})
+        assert status == 400
+        status, body = alice.call("PUT", base + "/state/m.room.power_levels/", {"users_default": "5"})
+        assert status == 400 and body["errcode"] == "M_BAD_JSON"
+        for bad in ("?dir=x", "?from=garbage", "?dir=b&from=s1"):
+            status, body = bob.call("GET", base + "/messages" + bad)
+            assert status == 400 and body["errcode"] == "M_INVALID_PARAM", (bad, status, body)
+
+        # A private read receipt is its sender's alone.
+        _, welcome = alice.call("PUT", base + "/send/m.room.message/t3", {"msgtype": "m.text", "body": "read me"})
+        assert bob.call("POST", base + "/receipt/m.read.private/" + welcome["event_id"], {})[0] == 200
+        assert bob.call("POST", base + "/receipt/m.bogus/" + welcome["event_id"], {})[0] == 400
+
+        def receipts(client):
+            _, synced = client.call("GET", "/_matrix/client/v3/sync")
+            ephemeral = synced["rooms"]["join"][room].get("ephemeral", {}).get("events", [])
+            return json.dumps([e for e in ephemeral if e["type"] == "m.receipt"])
+        assert "m.read.private" in receipts(bob)
+        assert "m.read.private" not in receipts(alice)
+
+        # Transaction ids are scoped per endpoint: the same id on /redact is a new transaction.
+        _, redaction = alice.call("PUT", base + "/redact/" + welcome["event_id"] + "/t3", {})
+        assert redaction["event_id"] != welcome["event_id"]
+        _, again = alice.call("PUT", base + "/send/m.room.message/t3", {"msgtype": "m.text", "body": "read me"})
+        assert again["event_id"] == welcome["event_id"]
+
+
 def test_the_shards_defaults_are_safe():
     with Shard(BIN) as shard:
         shard.init()
@@ -534,4 +617,5 @@ if __name__ == "__main__":
         test_revocation_ends_every_live_session,
         test_an_idle_flood_cannot_lock_members_out,
         test_the_shards_defaults_are_safe,
+        test_matrix_rules_that_protect_members,
     ])

@@ -377,8 +377,10 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       if (membership == "leave" || membership == "ban") {
         if (!since || !membership_new) continue;  // initial sync leaves old rooms out
         auto events = store.events_between(room_id, since->events, member_stream, limit, false);
+        const auto visible = store.history_visibility(room_id, user_id);
         json timeline = json::array();
-        for (const auto& e : events) timeline.push_back(client_event(e.event));
+        for (const auto& e : events)
+          if (visible.allows(e)) timeline.push_back(client_event(e.event));
         rooms["leave"][room_id] = {{"timeline", {{"events", timeline}, {"limited", false}}}, {"state", {{"events", json::array()}}}};
         anything = true;
         continue;
@@ -386,12 +388,15 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       if (membership != "join") continue;
 
       const int64_t from = since && !membership_new ? since->events : 0;
-      // Newest first, through the timeline filter, scanning at most a few pages.
+      // Newest first, through history visibility and the timeline filter, scanning at most a
+      // few pages.
+      const auto visible = store.history_visibility(room_id, user_id);
       std::vector<StoredEvent> newest;
       for (int64_t up_to = now.events, pages = 0; static_cast<int>(newest.size()) <= limit && pages < 10; ++pages) {
         const auto page = store.events_between(room_id, from, up_to, std::max(limit + 1, 50), true);
         for (const auto& e : page)
-          if (static_cast<int>(newest.size()) <= limit && timeline_filter.matches(e.event)) newest.push_back(e);
+          if (static_cast<int>(newest.size()) <= limit && visible.allows(e) && timeline_filter.matches(e.event))
+            newest.push_back(e);
         if (page.empty() || static_cast<int>(page.size()) < std::max(limit + 1, 50)) break;
         up_to = page.back().stream - 1;
       }
@@ -776,11 +781,12 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   // Events.
   route(r, "PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    // Transaction IDs make retries idempotent (Client-Server API "Transaction identifiers").
-    if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, q.param("txnId")))
-      return ok({{"event_id", *existing}});
+    // Transaction IDs make retries idempotent (Client-Server API "Transaction identifiers"),
+    // scoped to the device and to the endpoint: the same id on /redact is another transaction.
+    const std::string txn = "send\n" + q.param("txnId");
+    if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
     const auto event = self->store.send_event(q.param("roomId"), s.user_id, q.param("eventType"), q.json(),
-                                              std::nullopt, s.device_id, q.param("txnId"));
+                                              std::nullopt, s.device_id, txn);
     return ok({{"event_id", event.value("event_id", "")}});
   });
   auto put_state = [self](const Request& q) {
@@ -811,7 +817,9 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
     auto e = self->store.event(q.param("eventId"));
-    if (!e || e->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
+    if (!e || e->event.value("room_id", "") != q.param("roomId") ||
+        !self->store.history_visibility(q.param("roomId"), s.user_id).allows(*e))
+      fail(404, "M_NOT_FOUND", "no such event");
     return ok(self->client_event(e->event));
   });
   auto members = [self](const Request& q, bool joined_only) {
@@ -841,6 +849,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     if (!from) from = backwards ? now : StreamPosition{0, now.other};
     const auto filter_text = q.query_value("filter");
     const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : filter_param(filter_text));
+    const auto visible = self->store.history_visibility(q.param("roomId"), s.user_id);
     std::vector<StoredEvent> events;
     int64_t cursor = from->events;
     for (int pages = 0; static_cast<int>(events.size()) < limit && pages < 20; ++pages) {
@@ -848,7 +857,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
                                   : self->store.events_between(q.param("roomId"), cursor, now.events, limit, false);
       if (page.empty()) break;
       for (const auto& e : page)
-        if (static_cast<int>(events.size()) < limit && filter.matches(e.event)) events.push_back(e);
+        if (static_cast<int>(events.size()) < limit && visible.allows(e) && filter.matches(e.event)) events.push_back(e);
       cursor = backwards ? page.back().stream - 1 : page.back().stream;
       if (static_cast<int>(page.size()) < limit) break;
     }
@@ -1061,8 +1070,8 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   // Redactions, context, relations.
   route(r, "PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, q.param("txnId")))
-      return ok({{"event_id", *existing}});
+    const std::string txn = "redact\n" + q.param("txnId");
+    if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
     auto target = self->store.event(q.param("eventId"));
     if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
     if (target->event.value("sender", "") != s.user_id) {
@@ -1073,21 +1082,25 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto body = q.json();
     if (body.contains("reason")) content["reason"] = body["reason"];
     const auto event = self->store.send_event(q.param("roomId"), s.user_id, "m.room.redaction", content, std::nullopt,
-                                              s.device_id, q.param("txnId"));
+                                              s.device_id, txn);
     return ok({{"event_id", event.value("event_id", "")}});
   });
   route(r, "GET", "/rooms/{roomId}/context/{eventId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
     auto target = self->store.event(q.param("eventId"));
-    if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
+    const auto visible = self->store.history_visibility(q.param("roomId"), s.user_id);
+    if (!target || target->event.value("room_id", "") != q.param("roomId") || !visible.allows(*target))
+      fail(404, "M_NOT_FOUND", "no such event");
     const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 0, 100);
     const auto now = self->store.position();
     auto before = self->store.events_between(q.param("roomId"), 0, target->stream - 1, limit / 2 + limit % 2, true);
     auto after = self->store.events_between(q.param("roomId"), target->stream, now.events, limit / 2, false);
     json b = json::array(), a = json::array(), state = json::array();
-    for (const auto& e : before) b.push_back(self->client_event(e.event));
-    for (const auto& e : after) a.push_back(self->client_event(e.event));
+    for (const auto& e : before)
+      if (visible.allows(e)) b.push_back(self->client_event(e.event));
+    for (const auto& e : after)
+      if (visible.allows(e)) a.push_back(self->client_event(e.event));
     const auto at_event = self->store.state_after(q.param("eventId"));
     for (const auto& e : at_event ? *at_event : self->store.current_state(q.param("roomId")))
       state.push_back(self->client_event(e));

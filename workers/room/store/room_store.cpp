@@ -140,6 +140,10 @@ constexpr sqlite::Migration kMigrations[] = {
       ALTER TABLE memberships ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;
       CREATE TABLE room_directory (room_id TEXT PRIMARY KEY);
     )sql"},
+    // A user's membership history and a room's history_visibility changes, for visibility.
+    {5, R"sql(
+      CREATE INDEX events_by_state_key ON events (room_id, type, state_key, stream);
+    )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
@@ -583,6 +587,46 @@ json RoomStore::send_event(const std::string& room_id, const std::string& sender
           .run();
     return event;
   });
+}
+
+// The spec's algorithm ("History visibility", server behaviour), with the membership and the
+// visibility in force at the event (the event itself included, so a join is seen by its user):
+// world_readable, or joined at the event, or shared and joined at any point since, or invited
+// and invited at the event. The user's own membership events are always theirs to see.
+bool HistoryVisibility::allows(const StoredEvent& e) const {
+  const auto at = [&e](const std::vector<std::pair<int64_t, std::string>>& changes, const std::string& fallback) {
+    std::string value = fallback;
+    for (const auto& [stream, v] : changes) {
+      if (stream > e.stream) break;
+      value = v;
+    }
+    return value;
+  };
+  if (e.event.value("type", "") == "m.room.member" && e.event.value("state_key", "") == user_id_) return true;
+  const std::string visibility = at(visibilities_, "shared");
+  if (visibility == "world_readable") return true;
+  const std::string membership = at(memberships_, "");
+  if (membership == "join") return true;
+  if (visibility == "shared")
+    for (const auto& [stream, m] : memberships_)
+      if (stream >= e.stream && m == "join") return true;
+  return visibility == "invited" && membership == "invite";
+}
+
+HistoryVisibility RoomStore::history_visibility(const std::string& room_id, const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto changes = [&](const std::string& type, const std::string& key, const char* field) {
+    auto& stmt = impl_->db->prepare(
+        "SELECT stream, coalesce(json_extract(json, ?4), '') FROM events "
+        "WHERE room_id = ?1 AND type = ?2 AND state_key = ?3 ORDER BY stream");
+    stmt.bind(1, room_id).bind(2, type).bind(3, key).bind(4, std::string(field));
+    std::vector<std::pair<int64_t, std::string>> out;
+    while (stmt.step()) out.emplace_back(stmt.column_int64(0), stmt.column_text(1));
+    stmt.reset();
+    return out;
+  };
+  return HistoryVisibility(user_id, changes("m.room.member", user_id, "$.content.membership"),
+                           changes("m.room.history_visibility", "", "$.content.history_visibility"));
 }
 
 std::optional<std::string> RoomStore::event_for_txn(const std::string& user_id, const std::string& device_id,

@@ -41,6 +41,22 @@ struct StreamPosition {
   static std::optional<StreamPosition> parse(const std::string& token);
 };
 
+// Client-Server API "History visibility": which events of one room one user may read. Built
+// once per request from the user's membership events and the room's history_visibility
+// changes, then asked per event.
+class HistoryVisibility {
+ public:
+  HistoryVisibility(std::string user_id, std::vector<std::pair<int64_t, std::string>> memberships,
+                    std::vector<std::pair<int64_t, std::string>> visibilities)
+      : user_id_(std::move(user_id)), memberships_(std::move(memberships)), visibilities_(std::move(visibilities)) {}
+  bool allows(const StoredEvent& e) const;
+
+ private:
+  std::string user_id_;
+  std::vector<std::pair<int64_t, std::string>> memberships_;   // (stream, membership), in order
+  std::vector<std::pair<int64_t, std::string>> visibilities_;  // (stream, history_visibility), in order
+};
+
 class RoomStore {
  public:
   RoomStore(const std::filesystem::path& file, std::string server_name, const matrix::SigningKey& key);
@@ -81,6 +97,7 @@ class RoomStore {
   std::string membership(const std::string& room_id, const std::string& user_id);  // "" when none
   // Rooms where the user's membership is one of these, with the stream position of it.
   std::vector<std::pair<std::string, std::string>> rooms_of(const std::string& user_id);
+  HistoryVisibility history_visibility(const std::string& room_id, const std::string& user_id);
   std::vector<StoredEvent> events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
                                           bool backwards);
   std::optional<StoredEvent> event(const std::string& event_id);
