@@ -119,7 +119,7 @@ void add_collection_commands(CLI::App& parent, Globals& globals, const std::stri
       text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
     } else {
       std::ifstream in(import->file, std::ios::binary);
-      if (!in) throw Error("io_error", "cannot read " + import->file, 400);
+      if (!in) throw Error(errc::kIoError, "cannot read " + import->file, 400);
       text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
     }
     WorkerCall call(globals, "dav", import->json);

@@ -32,7 +32,7 @@ std::string shard_docs_url(const Globals& globals) {
   const Config config = Config::load(home.config_file());
   for (const auto& listener : config.listeners("docs"))
     if (listener.name == "http") return listener.url();
-  throw Error("not_configured", "coop.toml has no docs http listener", 400);
+  throw Error(errc::kNotConfigured, "coop.toml has no docs http listener", 400);
 }
 
 struct Opened {
@@ -54,13 +54,13 @@ Opened open_document(const std::string& link_text, bool create, double expire_se
   if (create && expire_seconds > 0) metadata["expire"] = expire_seconds;  // seconds from now
   const auto history = o.client->history(o.link.keys.channel, metadata, false);
   if (!create && !history.metadata && history.messages.empty())
-    throw Error("no_document", "there is no document behind this link", 404);
+    throw Error(errc::kNoDocument, "there is no document behind this link", 404);
   if (history.metadata && history.metadata->value("validateKey", "") != o.link.keys.validate_key)
-    throw Error("wrong_key", "this link's key does not belong to that document", 403);
+    throw Error(errc::kWrongKey, "this link's key does not belong to that document", 403);
   std::vector<std::string> plaintexts;
   for (const auto& message : history.messages) {
     auto plain = docs::decrypt_message(message, o.link.keys, true);
-    if (!plain) throw Error("wrong_key", "the document does not open with this link's key", 403);
+    if (!plain) throw Error(errc::kWrongKey, "the document does not open with this link's key", 403);
     plaintexts.push_back(std::move(*plain));
   }
   o.stored = history.messages.size();
@@ -74,11 +74,11 @@ struct Member {
   bool password_stdin = false;
   std::string secret;
   void read_secret() {
-    if (handle.empty()) throw Error("usage", "say who you are: --as HANDLE --password-stdin", 400);
-    if (!password_stdin) throw Error("usage", "give your password (or an app password for docs) on stdin: --password-stdin", 400);
+    if (handle.empty()) throw Error(errc::kUsage, "say who you are: --as HANDLE --password-stdin", 400);
+    if (!password_stdin) throw Error(errc::kUsage, "give your password (or an app password for docs) on stdin: --password-stdin", 400);
     std::getline(std::cin, secret);
     if (!secret.empty() && secret.back() == '\r') secret.pop_back();
-    if (secret.empty()) throw Error("usage", "no password on stdin", 400);
+    if (secret.empty()) throw Error(errc::kUsage, "no password on stdin", 400);
   }
 };
 
@@ -96,7 +96,7 @@ size_t collect(char* data, size_t size, size_t count, void* out) {
 json member_call(const std::string& base_url, const Member& m, const std::string& method, const std::string& path,
                  const json& body = nullptr) {
   CURL* curl = curl_easy_init();
-  if (!curl) throw Error("docs_failed", "libcurl did not start", 500);
+  if (!curl) throw Error(errc::kDocsFailed, "libcurl did not start", 500);
   std::string response, payload = body.is_null() ? std::string() : body.dump();
   const std::string url = base_url + path;
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -117,7 +117,7 @@ json member_call(const std::string& base_url, const Member& m, const std::string
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   curl_slist_free_all(headers);
   curl_easy_cleanup(curl);
-  if (rc != CURLE_OK) throw Error("not_running", "the document server at " + base_url + " does not answer", 503);
+  if (rc != CURLE_OK) throw Error(errc::kNotRunning, "the document server at " + base_url + " does not answer", 503);
   json parsed = json::parse(response, nullptr, false);
   if (status >= 400) {
     const std::string message = parsed.is_object() && parsed.contains("error")
@@ -131,7 +131,7 @@ json member_call(const std::string& base_url, const Member& m, const std::string
 std::string read_input(const std::string& file) {
   if (file == "-") return std::string(std::istreambuf_iterator<char>(std::cin), {});
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error("not_found", file + ": cannot read it", 404);
+  if (!in) throw Error(errc::kNotFound, file + ": cannot read it", 404);
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 

@@ -417,7 +417,7 @@ void add_generate_commands(CLI::App& app) {
         return;
       }
     }
-    throw Error("usage", "no man page named '" + *page + "'", 400);
+    throw Error(errc::kUsage, "no man page named '" + *page + "'", 400);
   });
 }
 

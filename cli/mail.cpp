@@ -60,7 +60,7 @@ std::string mailbox_path(const std::string& handle, const std::string& mailbox) 
 // never have accepted ("..", "a//b") is escaped whole into one file name, so that whatever a
 // name holds, nothing is written outside out.
 fs::path export_path(const fs::path& out, const std::string& name, bool maildir) {
-  if (name.empty()) throw Error("invalid_mailbox", "a mailbox without a name cannot be exported", 500);
+  if (name.empty()) throw Error(errc::kInvalidMailbox, "a mailbox without a name cannot be exported", 500);
   const bool valid = mail::mailbox_name_problem(name).empty();
   fs::path path = out;
   if (maildir) {
@@ -74,7 +74,7 @@ fs::path export_path(const fs::path& out, const std::string& name, bool maildir)
   }
   const auto relative = path.lexically_normal().lexically_relative(out.lexically_normal());
   if (relative.empty() || *relative.begin() == "..")
-    throw Error("invalid_mailbox", "mailbox '" + name + "' would be written outside " + out.string(), 500);
+    throw Error(errc::kInvalidMailbox, "mailbox '" + name + "' would be written outside " + out.string(), 500);
   return path;
 }
 
@@ -112,10 +112,10 @@ void run_export(const Globals& globals, const ExportOptions& o) {
   std::vector<json> boxes;
   for (const auto& b : call.call("GET", "/v1/mailboxes/" + path_segment(o.handle)))
     if (o.mailbox.empty() || b.value("name", "") == o.mailbox) boxes.push_back(b);
-  if (!o.mailbox.empty() && boxes.empty()) throw Error("no_such_mailbox", o.handle + " has no mailbox '" + o.mailbox + "'", 404);
+  if (!o.mailbox.empty() && boxes.empty()) throw Error(errc::kNoSuchMailbox, o.handle + " has no mailbox '" + o.mailbox + "'", 404);
   const fs::path out(o.out);
   if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
-    throw Error("exists", o.out + " exists and is not an empty directory; refusing to overwrite", 409);
+    throw Error(errc::kExists, o.out + " exists and is not an empty directory; refusing to overwrite", 409);
 
   Progress progress;
   int64_t messages = 0;
@@ -135,7 +135,7 @@ void run_export(const Globals& globals, const ExportOptions& o) {
       const fs::path file = single ? out : export_path(out, name, false);
       fs::create_directories(file.parent_path());
       mbox_file = std::make_unique<std::ofstream>(file, std::ios::binary | std::ios::trunc);
-      if (!*mbox_file) throw Error("io_error", "cannot write " + file.string(), 500);
+      if (!*mbox_file) throw Error(errc::kIoError, "cannot write " + file.string(), 500);
       mbox = std::make_unique<mail::MboxWriter>([f = mbox_file.get()](std::string_view chunk) {
         f->write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
       });
@@ -168,7 +168,7 @@ void run_export(const Globals& globals, const ExportOptions& o) {
     }
     if (mbox_file) {
       mbox_file->flush();
-      if (!*mbox_file) throw Error("io_error", "writing the mbox failed (disk full?)", 500);
+      if (!*mbox_file) throw Error(errc::kIoError, "writing the mbox failed (disk full?)", 500);
     } else {
       folder_keywords.write(maildir);
       if (folder_keywords.dropped() > 0)
@@ -191,13 +191,13 @@ struct ImportOptions {
 void run_import(const Globals& globals, const ImportOptions& o) {
   WorkerCall call(globals, "mail", o.json);
   const fs::path path(o.path);
-  if (!fs::exists(path)) throw Error("io_error", o.path + " does not exist", 404);
+  if (!fs::exists(path)) throw Error(errc::kIoError, o.path + " does not exist", 404);
   // (mailbox name, source) pairs: one Maildir or Maildir++ tree, one mbox file or a folder of them.
   std::vector<std::pair<std::string, fs::path>> sources;
   const std::string target = o.mailbox.empty() ? "INBOX" : o.mailbox;
   if (o.format == "maildir") {
     if (!fs::is_directory(path / "cur") && !fs::is_directory(path / "new"))
-      throw Error("bad_maildir", o.path + " is not a Maildir (no cur/ or new/)", 400);
+      throw Error(errc::kBadMaildir, o.path + " is not a Maildir (no cur/ or new/)", 400);
     sources.emplace_back(target, path);
     if (o.mailbox.empty())
       for (const auto& entry : fs::directory_iterator(path)) {

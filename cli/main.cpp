@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? kExitOk : kExitUsage;
   } catch (const coop::Error& e) {
     std::cerr << "coop: " << e.what() << '\n';
-    return e.code() == "not_running" ? kExitNotRunning : e.code() == "usage" ? kExitUsage : kExitFailed;
+    return e.code() == coop::errc::kNotRunning ? kExitNotRunning : e.code() == coop::errc::kUsage ? kExitUsage : kExitFailed;
   } catch (const std::exception& e) {
     std::cerr << "coop: " << e.what() << '\n';
     return kExitFailed;

@@ -51,7 +51,7 @@ std::string prompt_password() {
     return line;
   };
   const auto first = read_hidden("New password: ");
-  if (read_hidden("Again: ") != first) throw Error("usage", "the passwords differ", 400);
+  if (read_hidden("Again: ") != first) throw Error(errc::kUsage, "the passwords differ", 400);
   return first;
 }
 
@@ -211,7 +211,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
       if (!o->remove_emails.empty()) body["remove_emails"] = o->remove_emails;
       if (!o->add_groups.empty()) body["add_groups"] = o->add_groups;
       if (!o->remove_groups.empty()) body["remove_groups"] = o->remove_groups;
-      if (body.empty()) throw Error("usage", "nothing to change: give at least one option (see --help)", 400);
+      if (body.empty()) throw Error(errc::kUsage, "nothing to change: give at least one option (see --help)", 400);
       WorkerCall call(globals, "member", o->json);
       const auto m = call.call("PATCH", member_path(o->handle), body);
       if (o->json) return print_json(m);
@@ -297,7 +297,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
         text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
       } else {
         std::ifstream in(o->file, std::ios::binary);
-        if (!in) throw Error("io_error", "cannot read " + o->file, 400);
+        if (!in) throw Error(errc::kIoError, "cannot read " + o->file, 400);
         text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       }
       WorkerCall call(globals, "member", o->json);

@@ -40,18 +40,18 @@ constexpr int kListenerSpan = 12;
 
 fs::path own_bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
 
-// The supervisor's /v1/status, or coop::Error("not_running") naming the shard.
+// The supervisor's /v1/status, or coop::Error(errc::kNotRunning) naming the shard.
 nlohmann::json supervisor_status(const Home& home) {
   if (!fs::exists(home.config_file()))
-    throw Error("not_a_shard", home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
+    throw Error(errc::kNotAShard, home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
   try {
     control::Client client(home.socket("supervisor"));
     auto response = client.request("GET", "/v1/status", {}, milliseconds(5000));
     response.throw_if_error();
     return response.json();
   } catch (const Error& e) {
-    if (e.code() == "not_running")
-      throw Error("not_running", "coop is not running in " + home.root().string(), 503);
+    if (e.code() == errc::kNotRunning)
+      throw Error(errc::kNotRunning, "coop is not running in " + home.root().string(), 503);
     throw;
   }
 }
@@ -112,16 +112,16 @@ void run_init(const Globals& globals, InitOptions options) {
   const Home home = globals.resolve_home();
   options.domain = ascii_lower(options.domain);
   if (!is_valid_domain(options.domain))
-    throw Error("usage", "'" + options.domain + "' is not a valid domain name", 400);
+    throw Error(errc::kUsage, "'" + options.domain + "' is not a valid domain name", 400);
   if (options.base_port < 1024 || options.base_port + kListenerSpan - 1 > 65535)
-    throw Error("usage", "--base-port must leave room for " + std::to_string(kListenerSpan) +
+    throw Error(errc::kUsage, "--base-port must leave room for " + std::to_string(kListenerSpan) +
                              " ports between 1024 and 65535", 400);
   if (fs::exists(home.config_file()))
-    throw Error("shard_exists", home.root().string() + " is already a coop shard; refusing to touch it", 409);
+    throw Error(errc::kShardExists, home.root().string() + " is already a coop shard; refusing to touch it", 409);
 
   std::error_code ec;
   fs::create_directories(home.root(), ec);
-  if (ec) throw Error("io_error", "cannot create " + home.root().string() + ": " + ec.message(), 500);
+  if (ec) throw Error(errc::kIoError, "cannot create " + home.root().string() + ": " + ec.message(), 500);
   ::chmod(home.root().c_str(), 0750);
   home.ensure_dirs();
   // Without coop.toml this is not a shard yet: keys from an interrupted init are replaced.
@@ -164,7 +164,7 @@ void forward_signal(int signal) {
 pid_t spawn_supervisor(const Home& home, bool foreground) {
   const auto binary = own_bin_dir() / "coop-supervisor";
   if (::access(binary.c_str(), X_OK) != 0)
-    throw Error("not_installed", binary.string() + " not found: coop's binaries must sit side by side", 500);
+    throw Error(errc::kNotInstalled, binary.string() + " not found: coop's binaries must sit side by side", 500);
   const std::string home_arg = home.root().string();
   const std::string log = home.log_file("supervisor").string();
   std::vector<std::string> args = {binary.string(), "--home", home_arg};
@@ -174,7 +174,7 @@ pid_t spawn_supervisor(const Home& home, bool foreground) {
   argv.push_back(nullptr);
 
   const pid_t pid = ::fork();
-  if (pid < 0) throw Error("spawn_failed", std::string("cannot fork: ") + std::strerror(errno), 500);
+  if (pid < 0) throw Error(errc::kSpawnFailed, std::string("cannot fork: ") + std::strerror(errno), 500);
   if (pid > 0) return pid;
   if (!foreground) {
     // A daemon: its own session, no terminal, output into its log.
@@ -205,7 +205,7 @@ void run_up(Globals& globals, const UpOptions& options) {
     }
     return;
   } catch (const Error& e) {
-    if (e.code() != "not_running") throw;
+    if (e.code() != errc::kNotRunning) throw;
   }
   home.ensure_dirs();
 
@@ -235,7 +235,7 @@ void run_up(Globals& globals, const UpOptions& options) {
       status = supervisor_status(home);
       if (all_healthy(status)) break;
     } catch (const Error& e) {
-      if (e.code() != "not_running") throw;
+      if (e.code() != errc::kNotRunning) throw;
     }
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(milliseconds(50));
@@ -246,7 +246,7 @@ void run_up(Globals& globals, const UpOptions& options) {
     if (!options.foreground) {
       for (const auto& line : tail_lines(home.log_file("supervisor"), 5)) why += "\n  " + line;
     }
-    throw Error("start_failed", why, 500);
+    throw Error(errc::kStartFailed, why, 500);
   }
   const bool healthy = !status.is_null() && all_healthy(status);
   if (options.json) {
@@ -311,7 +311,7 @@ void run_down(const Globals& globals, const DownOptions& options) {
   };
   while (anything_alive() && Clock::now() < deadline) std::this_thread::sleep_for(milliseconds(50));
   if (anything_alive())
-    throw Error("stop_failed", "coop did not stop in time (supervisor pid " + std::to_string(pid) + ")", 500);
+    throw Error(errc::kStopFailed, "coop did not stop in time (supervisor pid " + std::to_string(pid) + ")", 500);
   if (options.json)
     print_json({{"stopped", true}, {"home", home.root().string()}});
   else
@@ -343,10 +343,10 @@ struct LogsOptions {
 void run_logs(const Globals& globals, const LogsOptions& options) {
   const Home home = globals.resolve_home();
   if (options.process != "supervisor" && !is_worker_name(options.process))
-    throw Error("usage", "unknown worker '" + options.process + "' (supervisor, member, room, federate, mail, dav, tiles, docs, site)", 400);
+    throw Error(errc::kUsage, "unknown worker '" + options.process + "' (supervisor, member, room, federate, mail, dav, tiles, docs, site)", 400);
   const auto file = home.log_file(options.process);
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error("no_log", "no log yet: " + file.string(), 404);
+  if (!in) throw Error(errc::kNoLog, "no log yet: " + file.string(), 404);
   struct stat opened {};
   ::stat(file.c_str(), &opened);
   // One stream for the tail and the follow, so no line written in between is lost.

@@ -42,7 +42,7 @@ constexpr const char* kSiteDescription =
 
 std::string site_read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error("read_failed", "cannot read " + path.string(), 1);
+  if (!in) throw Error(errc::kReadFailed, "cannot read " + path.string(), 1);
   std::ostringstream out;
   out << in.rdbuf();
   return out.str();
@@ -66,7 +66,7 @@ std::string site_megabytes(int64_t bytes) {
 // Mistakes in the command line are usage errors (exit 2), caught before the worker is asked.
 void require_site_name(const std::string& name) {
   if (!site::valid_site_name(name))
-    throw Error("usage", "site names are 1-63 of a-z, 0-9, - and _, starting with a letter or digit: '" + name + "'", 400);
+    throw Error(errc::kUsage, "site names are 1-63 of a-z, 0-9, - and _, starting with a letter or digit: '" + name + "'", 400);
 }
 
 struct LocalFile {
@@ -80,20 +80,20 @@ struct LocalFile {
 // publish before anything is sent.
 std::vector<LocalFile> site_scan(const fs::path& dir) {
   std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw Error("not_a_folder", dir.string() + " is not a folder", 1);
+  if (!fs::is_directory(dir, ec)) throw Error(errc::kNotAFolder, dir.string() + " is not a folder", 1);
   std::vector<LocalFile> files;
   for (auto it = fs::recursive_directory_iterator(dir, fs::directory_options::none, ec);
        it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (ec) throw Error("read_failed", "cannot read " + dir.string() + ": " + ec.message(), 1);
+    if (ec) throw Error(errc::kReadFailed, "cannot read " + dir.string() + ": " + ec.message(), 1);
     const auto status = it->symlink_status(ec);
     // Lexically: fs::relative would follow a symbolic link to wherever it points.
     const auto relative = it->path().lexically_relative(dir).generic_string();
-    if (fs::is_symlink(status)) throw Error("symlink", "refusing to publish a symbolic link: " + relative, 1);
+    if (fs::is_symlink(status)) throw Error(errc::kSymlink, "refusing to publish a symbolic link: " + relative, 1);
     if (fs::is_directory(status)) continue;
-    if (!fs::is_regular_file(status)) throw Error("not_a_file", "refusing to publish something that is not a file: " + relative, 1);
-    if (!site::valid_file_path(relative)) throw Error("bad_path", "a site cannot hold this path: " + relative, 1);
+    if (!fs::is_regular_file(status)) throw Error(errc::kNotAFile, "refusing to publish something that is not a file: " + relative, 1);
+    if (!site::valid_file_path(relative)) throw Error(errc::kBadPath, "a site cannot hold this path: " + relative, 1);
     struct stat st {};
-    if (::stat(it->path().c_str(), &st) != 0) throw Error("read_failed", "cannot stat " + relative, 1);
+    if (::stat(it->path().c_str(), &st) != 0) throw Error(errc::kReadFailed, "cannot stat " + relative, 1);
     files.push_back({relative, it->path(), "", static_cast<int64_t>(st.st_size), static_cast<int64_t>(st.st_mtime)});
   }
   std::sort(files.begin(), files.end(), [](const auto& a, const auto& b) { return a.path < b.path; });
@@ -125,7 +125,7 @@ void add_publish_command(CLI::App& group, Globals& globals) {
   cmd->callback([&globals, o] {
     require_site_name(o->site);
     for (const auto& d : o->domains)
-      if (!site::valid_host(d)) throw Error("usage", "not a host name: " + d, 400);
+      if (!site::valid_host(d)) throw Error(errc::kUsage, "not a host name: " + d, 400);
     auto files = site_scan(o->dir);
     const bool progress = stderr_is_terminal() && !o->json;
     json blobs = json::array();
@@ -354,7 +354,7 @@ void add_page_and_event_commands(CLI::App& group, Globals& globals) {
         body["lat"] = std::stod(e->marker.substr(0, comma));
         body["lon"] = std::stod(e->marker.substr(comma + 1));
       } catch (const std::exception&) {
-        throw Error("usage", "give --marker as LAT,LON, e.g. 43.7384,7.4246", 400);
+        throw Error(errc::kUsage, "give --marker as LAT,LON, e.g. 43.7384,7.4246", 400);
       }
     }
     WorkerCall call(globals, "site", e->json);
@@ -404,23 +404,23 @@ void add_deploy_commands(CLI::App& group, Globals& globals) {
     require_site_name(im->site);
     const fs::path out = im->out;
     std::error_code ec;
-    if (fs::exists(out, ec) && !fs::is_empty(out, ec)) throw Error("not_empty", im->out + " exists and is not empty", 1);
+    if (fs::exists(out, ec) && !fs::is_empty(out, ec)) throw Error(errc::kNotEmpty, im->out + " exists and is not empty", 1);
     WorkerCall call(globals, "site", im->json);
     const auto manifest =
         call.call("GET", "/v1/sites/" + im->site + "/files" + (im->version > 0 ? "?version=" + std::to_string(im->version) : ""));
     const int64_t version = manifest.value("version", int64_t{0});
-    if (version == 0) throw Error("nothing_published", "site " + im->site + " has no published version", 1);
+    if (version == 0) throw Error(errc::kNothingPublished, "site " + im->site + " has no published version", 1);
     fs::create_directories(out / "site");
     auto write = [](const fs::path& path, const std::string& bytes) {
       fs::create_directories(path.parent_path());
       std::ofstream f(path, std::ios::binary | std::ios::trunc);
       f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-      if (!f) throw Error("write_failed", "cannot write " + path.string(), 1);
+      if (!f) throw Error(errc::kWriteFailed, "cannot write " + path.string(), 1);
     };
     int64_t files = 0, bytes = 0;
     for (const auto& f : manifest["files"]) {
       const std::string path = f["path"];
-      if (!site::valid_file_path(path)) throw Error("bad_path", "refusing path " + path, 1);
+      if (!site::valid_file_path(path)) throw Error(errc::kBadPath, "refusing path " + path, 1);
       const auto content = call.call_raw("GET", "/v1/site-blobs/" + f["blob"].get<std::string>());
       write(out / "site" / path, content);
       // nginx's gzip_static serves these to clients that take gzip.
@@ -465,14 +465,14 @@ void add_deploy_commands(CLI::App& group, Globals& globals) {
     require_site_name(ak->site);
     static const std::regex kSize("[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?");
     if (!std::regex_match(ak->memory, kSize) || !std::regex_match(ak->storage, kSize))
-      throw Error("usage", "sizes are like 512Mi or 1Gi", 400);
+      throw Error(errc::kUsage, "sizes are like 512Mi or 1Gi", 400);
     for (const auto& a : ak->attributes)
       if (a.find('=') == std::string::npos || a.find_first_of(" :\n") < a.find('='))
-        throw Error("usage", "attributes are KEY=VALUE: " + a, 400);
+        throw Error(errc::kUsage, "attributes are KEY=VALUE: " + a, 400);
     WorkerCall call(globals, "site", ak->json);
     const auto s = call.call("GET", "/v1/sites/" + ak->site);
     const int64_t version = s.contains("version") ? s["version"].value("version", int64_t{0}) : 0;
-    if (version == 0) throw Error("nothing_published", "site " + ak->site + " has no published version", 1);
+    if (version == 0) throw Error(errc::kNothingPublished, "site " + ak->site + " has no published version", 1);
     site::AkashOptions options;
     options.image = ak->image.empty() ? "coop-site-" + ak->site + ":" + std::to_string(version) : ak->image;
     for (const auto& d : s["domains"]) options.domains.push_back(d);
@@ -489,7 +489,7 @@ void add_deploy_commands(CLI::App& group, Globals& globals) {
     }
     std::ofstream f(ak->out, std::ios::binary | std::ios::trunc);
     f << sdl;
-    if (!f) throw Error("write_failed", "cannot write " + ak->out, 1);
+    if (!f) throw Error(errc::kWriteFailed, "cannot write " + ak->out, 1);
     if (ak->json) return print_json(json{{"site", ak->site}, {"version", version}, {"out", ak->out}, {"image", options.image}});
     std::cout << "Wrote " << ak->out << " (image " << options.image << ")\n";
   });

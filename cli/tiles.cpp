@@ -60,9 +60,9 @@ std::string default_name(const fs::path& input) {
 void check_name(const std::string& name) {
   static const std::regex kName("[a-z0-9][a-z0-9_-]{0,62}");
   if (name == "api" || name == "assets" || name == "fonts")
-    throw Error("bad_name", "'" + name + "' is taken by coop-tiles' own paths; choose another name", 400);
+    throw Error(errc::kBadName, "'" + name + "' is taken by coop-tiles' own paths; choose another name", 400);
   if (!std::regex_match(name, kName))
-    throw Error("bad_name", "archive names are 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit: '" +
+    throw Error(errc::kBadName, "archive names are 1-63 of a-z, 0-9, '-' and '_', starting with a letter or digit: '" +
                                 name + "'", 400);
 }
 

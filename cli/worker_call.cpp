@@ -22,8 +22,8 @@ std::string WorkerCall::call_raw(std::string_view method, std::string_view path,
     control::Client client(home.socket(worker_));
     response = client.request(method, path, body, std::chrono::seconds(300));
   } catch (const Error& e) {
-    if (e.code() == "not_running")
-      throw Error("not_running", "coop-" + worker_ + " is not running in " + home.root().string() + " (coop up)", 503);
+    if (e.code() == errc::kNotRunning)
+      throw Error(errc::kNotRunning, "coop-" + worker_ + " is not running in " + home.root().string() + " (coop up)", 503);
     throw;
   }
   if (!response.ok() && json_) std::cout << response.body << '\n';
@@ -34,7 +34,7 @@ std::string WorkerCall::call_raw(std::string_view method, std::string_view path,
 nlohmann::json WorkerCall::call(std::string_view method, std::string_view path, const nlohmann::json& body) {
   const auto text = call_raw(method, path, body.is_null() ? std::string() : body.dump());
   auto parsed = nlohmann::json::parse(text, nullptr, false);
-  if (parsed.is_discarded()) throw Error("control_failed", "coop-" + worker_ + " answered with something that is not JSON", 502);
+  if (parsed.is_discarded()) throw Error(errc::kControlFailed, "coop-" + worker_ + " answered with something that is not JSON", 502);
   return parsed;
 }
 

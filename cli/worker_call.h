@@ -19,7 +19,7 @@ class WorkerCall {
   WorkerCall(const Globals& globals, std::string worker, bool json);
 
   // Sends the request; on a 4xx/5xx prints the raw error body when --json was given, then
-  // throws coop::Error with the worker's message. A stopped worker is coop::Error("not_running").
+  // throws coop::Error with the worker's message. A stopped worker is coop::Error(errc::kNotRunning).
   nlohmann::json call(std::string_view method, std::string_view path, const nlohmann::json& body = nullptr);
   // The same for a raw body (CSV upload or download).
   std::string call_raw(std::string_view method, std::string_view path, std::string_view body = {});

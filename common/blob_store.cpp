@@ -39,16 +39,16 @@ std::string unique_suffix() {
 BlobStore::BlobStore(fs::path root) : root_(std::move(root)) {
   std::error_code ec;
   fs::create_directories(root_ / "tmp", ec);
-  if (ec) throw Error("io_error", "cannot create " + root_.string() + ": " + ec.message(), 500);
+  if (ec) throw Error(errc::kIoError, "cannot create " + root_.string() + ": " + ec.message(), 500);
 }
 
 void BlobStore::fail(const std::string& what) {
   failed_ = true;
-  throw Error("storage_failed", what + "; refusing further writes until restart", 500);
+  throw Error(errc::kStorageFailed, what + "; refusing further writes until restart", 500);
 }
 
 fs::path BlobStore::path_of(const std::string& sha256) const {
-  if (!is_sha256_hex(sha256)) throw Error("bad_blob_id", "not a sha256: " + sha256, 400);
+  if (!is_sha256_hex(sha256)) throw Error(errc::kBadBlobId, "not a sha256: " + sha256, 400);
   return root_ / sha256.substr(0, 2) / sha256.substr(2);
 }
 
@@ -60,21 +60,21 @@ bool BlobStore::exists(const std::string& sha256) const {
 uint64_t BlobStore::size_of(const std::string& sha256) const {
   std::error_code ec;
   const auto size = fs::file_size(path_of(sha256), ec);
-  if (ec) throw Error("no_such_blob", "no blob " + sha256, 404);
+  if (ec) throw Error(errc::kNoSuchBlob, "no blob " + sha256, 404);
   return size;
 }
 
 std::string BlobStore::read(const std::string& sha256) const {
   std::ifstream in(path_of(sha256), std::ios::binary);
-  if (!in) throw Error("no_such_blob", "no blob " + sha256, 404);
+  if (!in) throw Error(errc::kNoSuchBlob, "no blob " + sha256, 404);
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 BlobStore::Writer BlobStore::writer() {
-  if (failed_) throw Error("storage_failed", "the blob store had a write failure; restart after checking the disk", 500);
+  if (failed_) throw Error(errc::kStorageFailed, "the blob store had a write failure; restart after checking the disk", 500);
   const auto tmp = root_ / "tmp" / ("blob." + unique_suffix());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error("io_error", "cannot create " + tmp.string() + ": " + std::strerror(errno), 500);
+  if (fd < 0) throw Error(errc::kIoError, "cannot create " + tmp.string() + ": " + std::strerror(errno), 500);
   return Writer(*this, fd, tmp);
 }
 
@@ -139,9 +139,9 @@ std::string BlobStore::Writer::commit() {
   ::close(fd_);
   fd_ = -1;
   const bool new_fanout = fs::create_directories(target.parent_path(), ec);
-  if (ec) throw Error("io_error", "cannot create " + target.parent_path().string() + ": " + ec.message(), 500);
+  if (ec) throw Error(errc::kIoError, "cannot create " + target.parent_path().string() + ": " + ec.message(), 500);
   if (::rename(tmp_.c_str(), target.c_str()) != 0)
-    throw Error("io_error", "cannot rename into " + target.string() + ": " + std::strerror(errno), 500);
+    throw Error(errc::kIoError, "cannot rename into " + target.string() + ": " + std::strerror(errno), 500);
   done_ = true;
   try {
     fsync_directory(target.parent_path());

@@ -42,7 +42,7 @@ class BlobStore {
   std::string put(std::string_view bytes);
   bool exists(const std::string& sha256) const;
   std::filesystem::path path_of(const std::string& sha256) const;
-  // The whole blob; coop::Error("no_such_blob", 404) when absent.
+  // The whole blob; coop::Error(errc::kNoSuchBlob, 404) when absent.
   std::string read(const std::string& sha256) const;
   uint64_t size_of(const std::string& sha256) const;
   // Deletes a blob nothing refers to any more (the caller knows); absent is not an error.

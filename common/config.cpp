@@ -34,7 +34,7 @@ constexpr ListenerDefault kListenerDefaults[] = {
     {"docs", "http", "http", 10},        {"site", "http", "http", 11},
 };
 
-[[noreturn]] void invalid(const std::string& what) { throw Error("config_invalid", what, 400); }
+[[noreturn]] void invalid(const std::string& what) { throw Error(errc::kConfigInvalid, what, 400); }
 
 std::string where(const std::string& source, const toml::source_region& region) {
   std::ostringstream out;
@@ -57,7 +57,7 @@ Config::~Config() = default;
 Config Config::load(const std::filesystem::path& file) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec))
-    throw Error("not_a_shard", file.string() + " not found: run `coop init` first", 404);
+    throw Error(errc::kNotAShard, file.string() + " not found: run `coop init` first", 404);
   auto tables = std::make_unique<Tables>();
   try {
     tables->root = toml::parse_file(file.string());

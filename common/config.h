@@ -23,7 +23,7 @@ struct ListenerConfig {
 
 class Config {
  public:
-  // Throws coop::Error("config_invalid", "<file>:<line>:<col>: <what>") on bad input.
+  // Throws coop::Error(errc::kConfigInvalid, "<file>:<line>:<col>: <what>") on bad input.
   static Config load(const std::filesystem::path& file);
   static Config parse(std::string_view text, const std::string& source_name);
 

@@ -5,6 +5,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/error_codes.h"
+
 namespace coop {
 
 // A failure with a stable machine code ("member_exists"), a message for people and an

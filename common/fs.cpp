@@ -14,7 +14,7 @@ namespace coop {
 
 namespace {
 [[noreturn]] void io_fail(const std::string& what, const std::filesystem::path& path, int err) {
-  throw Error("io_error", what + " " + path.string() + ": " + std::strerror(err), 500);
+  throw Error(errc::kIoError, what + " " + path.string() + ": " + std::strerror(err), 500);
 }
 
 void write_all(int fd, std::string_view content, const std::filesystem::path& path) {

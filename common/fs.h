@@ -8,7 +8,7 @@
 namespace coop {
 
 // Writes content to a temporary file beside path, fsyncs it, renames it over path and
-// fsyncs the directory. Throws coop::Error("io_error") and leaves path untouched on failure.
+// fsyncs the directory. Throws coop::Error(errc::kIoError) and leaves path untouched on failure.
 void write_file_durably(const std::filesystem::path& path, std::string_view content, mode_t mode);
 
 // Creates path exclusively (fails when it exists), writes and fsyncs it and its directory.

@@ -35,21 +35,21 @@ std::size_t json_depth(std::string_view text) {
 
 nlohmann::json parse_json(std::string_view text, int max_depth) {
   if (json_depth(text) > static_cast<std::size_t>(max_depth))
-    throw Error("not_json", "JSON nested deeper than " + std::to_string(max_depth) + " levels", 400);
+    throw Error(errc::kNotJson, "JSON nested deeper than " + std::to_string(max_depth) + " levels", 400);
   try {
     // Strict: one value and nothing after it but whitespace; no comments.
     return nlohmann::json::parse(text.begin(), text.end(), nullptr, true, false);
   } catch (const nlohmann::json::parse_error& e) {
     // e.what() quotes the bytes it read, which may be invalid UTF-8: say where, not what.
-    throw Error("not_json", "invalid JSON at byte " + std::to_string(e.byte), 400);
+    throw Error(errc::kNotJson, "invalid JSON at byte " + std::to_string(e.byte), 400);
   } catch (const nlohmann::json::exception&) {
-    throw Error("not_json", "invalid JSON (a number out of range)", 400);
+    throw Error(errc::kNotJson, "invalid JSON (a number out of range)", 400);
   }
 }
 
 nlohmann::json parse_json_object(std::string_view text, int max_depth) {
   auto value = parse_json(text, max_depth);
-  if (!value.is_object()) throw Error("bad_json", "expected a JSON object", 400);
+  if (!value.is_object()) throw Error(errc::kBadJson, "expected a JSON object", 400);
   return value;
 }
 

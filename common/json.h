@@ -18,12 +18,12 @@ inline constexpr int kMaxJsonDepth = 100;
 // accepted a prefix would have built.
 std::size_t json_depth(std::string_view text);
 
-// Parses text that came from outside: coop::Error("not_json", 400) when it is not JSON
+// Parses text that came from outside: coop::Error(errc::kNotJson, 400) when it is not JSON
 // (nlohmann's lexer rejects invalid UTF-8 and lone surrogates) or nests deeper than
 // max_depth. The message gives the byte offset, never the bytes themselves.
 nlohmann::json parse_json(std::string_view text, int max_depth = kMaxJsonDepth);
 
-// The same, for a body that must be an object: coop::Error("bad_json", 400) for any other
+// The same, for a body that must be an object: coop::Error(errc::kBadJson, 400) for any other
 // value (an array posted where an object belongs).
 nlohmann::json parse_json_object(std::string_view text, int max_depth = kMaxJsonDepth);
 

@@ -36,7 +36,7 @@ void init_logging(const Home& home, const std::string& process, bool foreground,
                   const std::string& level) {
   auto parsed = spdlog::level::from_str(level);
   if (parsed == spdlog::level::off && level != "off")
-    throw Error("config_invalid", "log.level '" + level + "' is not one of trace, debug, info, warn, error");
+    throw Error(errc::kConfigInvalid, "log.level '" + level + "' is not one of trace, debug, info, warn, error");
   std::lock_guard lock(g_mutex);
   g_level = parsed;
   g_process = process;

@@ -47,9 +47,9 @@ fs::path Home::database(std::string_view area) const {
 static void make_dir(const fs::path& dir, mode_t mode) {
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw Error("io_error", "cannot create " + dir.string() + ": " + ec.message(), 500);
+  if (ec) throw Error(errc::kIoError, "cannot create " + dir.string() + ": " + ec.message(), 500);
   if (::chmod(dir.c_str(), mode) != 0)
-    throw Error("io_error", "cannot set permissions on " + dir.string(), 500);
+    throw Error(errc::kIoError, "cannot set permissions on " + dir.string(), 500);
 }
 
 void Home::ensure_dirs() const {

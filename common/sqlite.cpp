@@ -12,9 +12,9 @@ namespace {
   const int code = db ? sqlite3_extended_errcode(db) : SQLITE_ERROR;
   const std::string message = what + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
   if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
-    throw Error("database_busy", message, 503);
-  if ((code & 0xff) == SQLITE_CONSTRAINT) throw Error("constraint", message, 409);
-  throw Error("database_error", message, 500);
+    throw Error(errc::kDatabaseBusy, message, 503);
+  if ((code & 0xff) == SQLITE_CONSTRAINT) throw Error(errc::kConstraint, message, 409);
+  throw Error(errc::kDatabaseError, message, 500);
 }
 }  // namespace
 
@@ -91,7 +91,7 @@ std::unique_ptr<Database> Database::open(const std::filesystem::path& file, Open
   if (sqlite3_open_v2(file.c_str(), &raw, flags, nullptr) != SQLITE_OK) {
     const std::string message = raw ? sqlite3_errmsg(raw) : "out of memory";
     sqlite3_close_v2(raw);
-    throw Error("database_error", "cannot open " + file.string() + ": " + message, 500);
+    throw Error(errc::kDatabaseError, "cannot open " + file.string() + ": " + message, 500);
   }
   std::unique_ptr<Database> db(new Database(raw));
   sqlite3_extended_result_codes(raw, 1);
@@ -136,12 +136,12 @@ void Database::migrate(std::span<const Migration> migrations) {
   int expected = 1;
   for (const auto& m : migrations) {
     if (m.version != expected++)
-      throw Error("internal", "migrations must be numbered 1, 2, 3... without gaps", 500);
+      throw Error(errc::kInternal, "migrations must be numbered 1, 2, 3... without gaps", 500);
   }
   const int current = schema_version();
   const int latest = static_cast<int>(migrations.size());
   if (current > latest)
-    throw Error("schema_too_new",
+    throw Error(errc::kSchemaTooNew,
                 "database schema version " + std::to_string(current) + " is newer than this coop (" +
                     std::to_string(latest) + "); refusing to touch it",
                 500);

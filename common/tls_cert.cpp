@@ -46,7 +46,7 @@ using Bio = std::unique_ptr<BIO, OpenSslFree<BIO_free_all>>;
     message += text.data();
   }
   ERR_clear_error();
-  throw Error("tls_error", message, 500);
+  throw Error(errc::kTlsError, message, 500);
 }
 
 bool is_ip_literal(const std::string& text) {
@@ -153,8 +153,8 @@ struct SecretText {
 void generate_self_signed_cert(const std::string& domain, const std::filesystem::path& key_path,
                                const std::filesystem::path& cert_path, int days) {
   if (!is_host_name(domain) && !is_ip_literal(domain))
-    throw Error("tls_error", "cannot make a certificate for '" + domain + "': not a host name", 400);
-  if (days <= 0) throw Error("tls_error", "certificate validity must be at least one day", 400);
+    throw Error(errc::kTlsError, "cannot make a certificate for '" + domain + "': not a host name", 400);
+  if (days <= 0) throw Error(errc::kTlsError, "certificate validity must be at least one day", 400);
 
   Pkey key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   if (!key) fail("cannot generate an EC P-256 key");
@@ -165,14 +165,14 @@ void generate_self_signed_cert(const std::string& domain, const std::filesystem:
   try {
     create_file_durably(key_path, key_text.text, 0600);
   } catch (const Error& e) {
-    throw Error("tls_error", std::string("cannot write TLS key: ") + e.what(), 500);
+    throw Error(errc::kTlsError, std::string("cannot write TLS key: ") + e.what(), 500);
   }
   try {
     write_file_durably(cert_path, cert_text, 0644);
   } catch (const Error& e) {
     // A key without its certificate would block the next attempt (the key is created exclusively).
     ::unlink(key_path.c_str());
-    throw Error("tls_error", std::string("cannot write TLS certificate: ") + e.what(), 500);
+    throw Error(errc::kTlsError, std::string("cannot write TLS certificate: ") + e.what(), 500);
   }
 }
 

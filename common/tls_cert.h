@@ -10,7 +10,7 @@ namespace coop {
 // subjectAltName covers domain, localhost and 127.0.0.1, valid for `days` days.
 // The key is created exclusively with mode 0600 (an existing key is never overwritten);
 // the certificate is written atomically with mode 0644. Both are fsynced.
-// Throws coop::Error("tls_error") on failure, leaving no new key behind.
+// Throws coop::Error(errc::kTlsError) on failure, leaving no new key behind.
 // 825 days is the longest validity Apple clients accept for a TLS server certificate.
 void generate_self_signed_cert(const std::string& domain, const std::filesystem::path& key_path,
                                const std::filesystem::path& cert_path, int days = 825);

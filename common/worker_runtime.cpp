@@ -69,10 +69,10 @@ void WorkerRuntime::Impl::lock() {
   const auto path = home.lock_file(options.name);
   lock_fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (lock_fd < 0)
-    throw Error("lock_failed", "cannot open " + path.string() + ": " + std::strerror(errno), 500);
+    throw Error(errc::kLockFailed, "cannot open " + path.string() + ": " + std::strerror(errno), 500);
   // As Kea and PowerDNS do: one instance per shard, enforced by the kernel, gone with the process.
   if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
-    throw Error("already_running", "coop-" + options.name + " is already running for " + home.root().string(), 409);
+    throw Error(errc::kAlreadyRunning, "coop-" + options.name + " is already running for " + home.root().string(), 409);
   write_file_durably(home.pid_file(options.name), std::to_string(::getpid()) + "\n", 0644);
 }
 

@@ -109,7 +109,7 @@ std::vector<std::string> parse_scopes(std::string_view comma_list) {
       all = true;
     } else if (!item.empty()) {
       if (!parse_protocol(item)) {
-        throw Error("bad_scope",
+        throw Error(errc::kBadScope,
                     "unknown scope '" + std::string(item.substr(0, kMaxEchoedScope)) +
                         "' (mail, dav, room, docs, tiles, site, federate)",
                     400);

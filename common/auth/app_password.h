@@ -30,7 +30,7 @@ std::string_view protocol_name(Protocol protocol);
 std::optional<Protocol> parse_protocol(std::string_view name);
 
 // "mail,dav" -> {"dav", "mail"} (sorted, unique, spaces around names ignored); "" or "all" -> every
-// protocol. Throws coop::Error("bad_scope", ..., 400) naming an unknown scope.
+// protocol. Throws coop::Error(errc::kBadScope, ..., 400) naming an unknown scope.
 std::vector<std::string> parse_scopes(std::string_view comma_list);
 
 bool scope_allows(const std::vector<std::string>& scopes, std::string_view protocol);

@@ -40,7 +40,7 @@ std::optional<std::string> BasicAuthCache::check(const http::Request& q) {
     cache_[key] = {member.handle, Clock::now() + std::chrono::seconds(60)};
     return member.handle;
   } catch (const Error& e) {
-    if (e.code() == "bad_credentials" || e.code() == "out_of_scope") return std::nullopt;
+    if (e.code() == errc::kBadCredentials || e.code() == errc::kOutOfScope) return std::nullopt;
     throw;
   }
 }

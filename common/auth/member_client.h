@@ -31,7 +31,7 @@ struct VerifiedMember {
 class ThrottledError : public Error {
  public:
   ThrottledError(const std::string& message, int64_t retry_after_ms)
-      : Error("throttled", message, 429), retry_after_ms_(retry_after_ms) {}
+      : Error(errc::kThrottled, message, 429), retry_after_ms_(retry_after_ms) {}
   int64_t retry_after_ms() const { return retry_after_ms_; }
 
  private:

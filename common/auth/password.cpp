@@ -77,7 +77,7 @@ std::string ascii_lower(std::string_view text) {
   return out;
 }
 
-[[noreturn]] void weak(const std::string& reason) { throw Error("weak_password", reason, 400); }
+[[noreturn]] void weak(const std::string& reason) { throw Error(errc::kWeakPassword, reason, 400); }
 
 // libsodium reads the encoded hash as a NUL-terminated string of at most STRBYTES - 1 characters.
 std::optional<std::string> c_string_hash(std::string_view encoded_hash) {
@@ -92,7 +92,7 @@ void ensure_sodium() {
   static std::once_flag once;
   // A throwing call leaves the flag unset, so a later call tries again.
   std::call_once(once, [] {
-    if (sodium_init() < 0) throw Error("internal", "libsodium failed to initialise", 500);
+    if (sodium_init() < 0) throw Error(errc::kInternal, "libsodium failed to initialise", 500);
   });
 }
 
@@ -119,7 +119,7 @@ std::string hash_password(std::string_view password, const HashParams& params) {
   const char* data = password.empty() ? "" : password.data();
   if (crypto_pwhash_str_alg(out, data, password.size(), params.opslimit, params.memlimit,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
-    throw Error("internal", "cannot hash password: out of memory", 500);
+    throw Error(errc::kInternal, "cannot hash password: out of memory", 500);
   }
   return out;
 }

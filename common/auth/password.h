@@ -20,7 +20,7 @@ HashParams production_params();
 HashParams test_params();
 
 // Returns the encoded "$argon2id$v=19$m=...,t=...,p=1$salt$hash" string (random salt included).
-// Throws coop::Error("internal", ..., 500) when libsodium fails (out of memory).
+// Throws coop::Error(errc::kInternal, ..., 500) when libsodium fails (out of memory).
 std::string hash_password(std::string_view password, const HashParams& params);
 
 // Constant-time check of password against an encoded hash; false for an empty or malformed hash.
@@ -30,7 +30,7 @@ bool verify_password(std::string_view encoded_hash, std::string_view password);
 // password should be hashed again after the next successful login.
 bool needs_rehash(std::string_view encoded_hash, const HashParams& params);
 
-// Throws coop::Error("weak_password", one-line reason, 400) when a member may not choose password.
+// Throws coop::Error(errc::kWeakPassword, one-line reason, 400) when a member may not choose password.
 void check_password_strength(std::string_view password);
 
 // 20 characters from kUnambiguousAlphabet as xxxxx-xxxxx-xxxxx-xxxxx (about 117 bits).
@@ -40,7 +40,7 @@ std::string generate_password();
 inline constexpr std::string_view kUnambiguousAlphabet =
     "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
 
-// Initialises libsodium once per process; throws coop::Error("internal", ..., 500) if it cannot.
+// Initialises libsodium once per process; throws coop::Error(errc::kInternal, ..., 500) if it cannot.
 // Every function in coop::auth calls it before touching libsodium.
 void ensure_sodium();
 

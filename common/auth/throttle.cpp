@@ -21,7 +21,7 @@ Throttle::Throttle(ThrottleLimits limits, Clock clock)
     : limits_(limits),
       clock_(clock ? std::move(clock) : Clock([] { return std::chrono::steady_clock::now(); })) {
   if (limits_.window.count() <= 0) {
-    throw Error("config_invalid", "the login throttle window must be positive", 500);
+    throw Error(errc::kConfigInvalid, "the login throttle window must be positive", 500);
   }
   members_.limit = limits_.member_failures;
   addresses_.limit = limits_.address_failures;

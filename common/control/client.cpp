@@ -26,7 +26,7 @@ nlohmann::json ClientResponse::json() const {
   try {
     return nlohmann::json::parse(body);
   } catch (const nlohmann::json::parse_error&) {
-    throw Error("control_failed", "worker answered with something that is not JSON", 502);
+    throw Error(errc::kControlFailed, "worker answered with something that is not JSON", 502);
   }
 }
 
@@ -37,13 +37,13 @@ void ClientResponse::throw_if_error() const {
     const auto& e = parsed["error"];
     throw Error(e.value("code", "error"), e.value("message", "request failed"), static_cast<int>(status));
   }
-  throw Error("control_failed", "worker answered HTTP " + std::to_string(status), static_cast<int>(status));
+  throw Error(errc::kControlFailed, "worker answered HTTP " + std::to_string(status), static_cast<int>(status));
 }
 
 Client::Client(std::filesystem::path socket_path) : socket_path_(std::move(socket_path)) {
   std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
   curl_ = curl_easy_init();
-  if (!curl_) throw Error("control_failed", "cannot initialise libcurl", 500);
+  if (!curl_) throw Error(errc::kControlFailed, "cannot initialise libcurl", 500);
 }
 
 Client::~Client() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
@@ -80,10 +80,10 @@ ClientResponse Client::request(std::string_view method, std::string_view path, s
   curl_slist_free_all(headers);
   curl_easy_setopt(curl, CURLOPT_HTTPHEADER, nullptr);
   if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST) {
-    throw Error("not_running", "nothing is listening on " + socket_path_.string(), 503);
+    throw Error(errc::kNotRunning, "nothing is listening on " + socket_path_.string(), 503);
   }
   if (rc != CURLE_OK)
-    throw Error("control_failed", socket_path_.string() + ": " + curl_easy_strerror(rc), 502);
+    throw Error(errc::kControlFailed, socket_path_.string() + ": " + curl_easy_strerror(rc), 502);
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &response.status);
   return response;
 }

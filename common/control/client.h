@@ -28,8 +28,8 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // One request; the connection is kept for the next. Throws
-  // coop::Error("not_running", 503) when nothing listens on the socket, and
-  // coop::Error("control_failed", 502) when the connection breaks.
+  // coop::Error(errc::kNotRunning, 503) when nothing listens on the socket, and
+  // coop::Error(errc::kControlFailed, 502) when the connection breaks.
   ClientResponse request(std::string_view method, std::string_view path, std::string_view body = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(30));
   ClientResponse get(std::string_view path) { return request("GET", path); }

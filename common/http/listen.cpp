@@ -15,7 +15,7 @@ std::unique_ptr<Server> serve_listener(boost::asio::io_context& io, const Listen
     return Server::tls(io, listener.address, listener.port, router, limits,
                        net::make_server_tls_context(home.tls_cert(), home.tls_key()));
   if (listener.scheme != "http")
-    throw Error("config_invalid", "listener " + listener.name + ": scheme must be http or https, not " + listener.scheme, 400);
+    throw Error(errc::kConfigInvalid, "listener " + listener.name + ": scheme must be http or https, not " + listener.scheme, 400);
   return Server::tcp(io, listener.address, listener.port, router, limits);
 }
 

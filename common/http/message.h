@@ -36,7 +36,7 @@ struct Request {
   // compares it with Destination headers and hrefs, which arrive encoded).
   std::string raw_path() const { return target.substr(0, target.find('?')); }
   // The body as a JSON object ({} when empty), nesting bounded (common/json.h):
-  // coop::Error("not_json", 400) when it is not JSON, ("bad_json", 400) for another value.
+  // coop::Error(errc::kNotJson, 400) when it is not JSON, ("bad_json", 400) for another value.
   nlohmann::json json() const;
 };
 

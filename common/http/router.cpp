@@ -187,9 +187,9 @@ void Router::dispatch(Request request, Reply reply) const {
     return;
   }
   if (path_known)
-    reply(error(405, "method_not_allowed", request.method + " is not allowed on " + request.path));
+    reply(error(405, errc::kMethodNotAllowed, request.method + " is not allowed on " + request.path));
   else
-    reply(error(404, "not_found", "no such resource: " + request.path));
+    reply(error(404, errc::kNotFound, "no such resource: " + request.path));
 }
 
 Response Router::current_error(const Request& request) const {
@@ -202,14 +202,14 @@ Response Router::current_error(const Request& request) const {
   } catch (const nlohmann::json::type_error& e) {
     // A handler read a field of the client's JSON as the wrong type ({"name": 5}).
     spdlog::debug("{} {}: {}", request.method, request.path, e.what());
-    return error(400, "bad_json", "a field of the request has the wrong JSON type");
+    return error(400, errc::kBadJson, "a field of the request has the wrong JSON type");
   } catch (const std::exception& e) {
     // The detail is for the log: it may name files, SQL or another member's data.
     spdlog::error("{} {}: {}", request.method, request.path, e.what());
-    return error(500, "internal", internal_errors_shown_ ? e.what() : "internal error");
+    return error(500, errc::kInternal, internal_errors_shown_ ? e.what() : "internal error");
   } catch (...) {
     spdlog::error("{} {}: unknown exception", request.method, request.path);
-    return error(500, "internal", "internal error");
+    return error(500, errc::kInternal, "internal error");
   }
 }
 

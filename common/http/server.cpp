@@ -187,12 +187,12 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   void upgrade(bhttp::request<bhttp::string_body>& message, const WebSocketHandlers& handlers, Request request) {
     const auto key = message[bhttp::field::sec_websocket_key];
     if (message[bhttp::field::host].empty() || !ws::valid_client_key(std::string_view(key.data(), key.size()))) {
-      respond(router_.error(400, "bad_request", "WebSocket handshake without a Host or a valid Sec-WebSocket-Key"), false);
+      respond(router_.error(400, errc::kBadRequest, "WebSocket handshake without a Host or a valid Sec-WebSocket-Key"), false);
       return;
     }
     if (message[bhttp::field::sec_websocket_version] != "13") {
       // 4.4: the versions this server speaks, with 426.
-      auto refusal = router_.error(426, "upgrade_required", "this server speaks WebSocket version 13");
+      auto refusal = router_.error(426, errc::kUpgradeRequired, "this server speaks WebSocket version 13");
       refusal.headers.emplace_back("Sec-WebSocket-Version", "13");
       respond(std::move(refusal), false);
       return;
@@ -529,15 +529,15 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       return;
     }
     if (ec == bhttp::error::body_limit) {
-      respond(router_.error(413, "payload_too_large", "request body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes"), false);
+      respond(router_.error(413, errc::kPayloadTooLarge, "request body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes"), false);
       return;
     }
     if (ec == bhttp::error::header_limit) {
-      respond(router_.error(431, "headers_too_large", "request headers too large"), false);
+      respond(router_.error(431, errc::kHeadersTooLarge, "request headers too large"), false);
       return;
     }
     if (ec) {
-      respond(router_.error(400, "bad_request", "malformed HTTP request: " + ec.message()), false);
+      respond(router_.error(400, errc::kBadRequest, "malformed HTTP request: " + ec.message()), false);
       return;
     }
 
@@ -550,7 +550,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     request.remote_address = remote_;
     const auto target = message.target();
     if (!parse_target(std::string_view(target.data(), target.size()), request)) {
-      respond(router_.error(400, "bad_request", "bad request target"), false);
+      respond(router_.error(400, errc::kBadRequest, "bad request target"), false);
       return;
     }
     for (const auto& field : message) {
@@ -558,7 +558,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       const auto value = field.value();
       // Values reach error texts, JSON and logs; RFC 9110 5.5 keeps obs-text only for legacy.
       if (!is_valid_utf8(std::string_view(value.data(), value.size()))) {
-        respond(router_.error(400, "bad_request", "a request header is not UTF-8"), false);
+        respond(router_.error(400, errc::kBadRequest, "a request header is not UTF-8"), false);
         return;
       }
       auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
@@ -771,7 +771,7 @@ class UnixServer final : public Server {
   void start() override {
     // sun_path holds 108 bytes; a deep COOP_HOME must fail clearly, not truncate.
     if (path_.native().size() >= sizeof(sockaddr_un::sun_path))
-      throw Error("listen_failed", "socket path too long: " + path_.string(), 500);
+      throw Error(errc::kListenFailed, "socket path too long: " + path_.string(), 500);
     std::error_code fs_ec;
     std::filesystem::remove(path_, fs_ec);
     beast::error_code ec;
@@ -779,8 +779,8 @@ class UnixServer final : public Server {
     acceptor.open(local(), ec);
     if (!ec) acceptor.bind(local::endpoint(path_.string()), ec);
     if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
-    if (ec) throw Error("listen_failed", "cannot listen on " + path_.string() + ": " + ec.message(), 500);
-    if (::chmod(path_.c_str(), 0660) != 0) throw Error("listen_failed", "cannot chmod " + path_.string(), 500);
+    if (ec) throw Error(errc::kListenFailed, "cannot listen on " + path_.string() + ": " + ec.message(), 500);
+    if (::chmod(path_.c_str(), 0660) != 0) throw Error(errc::kListenFailed, "cannot chmod " + path_.string(), 500);
     listener_->accept();
   }
 
@@ -812,7 +812,7 @@ class TcpServer final : public Server {
   void start() override {
     beast::error_code ec;
     const auto address = net::ip::make_address(address_, ec);
-    if (ec) throw Error("listen_failed", "'" + address_ + "' is not an IP address", 500);
+    if (ec) throw Error(errc::kListenFailed, "'" + address_ + "' is not an IP address", 500);
     const Tcp::endpoint endpoint(address, port_);
     auto& acceptor = listener_->acceptor();
     acceptor.open(endpoint.protocol(), ec);
@@ -820,7 +820,7 @@ class TcpServer final : public Server {
     if (!ec) acceptor.bind(endpoint, ec);
     if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
     if (ec)
-      throw Error("listen_failed", "cannot listen on " + address_ + ":" + std::to_string(port_) + ": " + ec.message(), 500);
+      throw Error(errc::kListenFailed, "cannot listen on " + address_ + ":" + std::to_string(port_) + ": " + ec.message(), 500);
     port_ = acceptor.local_endpoint().port();
     listener_->accept();
   }

@@ -45,7 +45,7 @@ class Server {
                                      ServerLimits limits, std::shared_ptr<boost::asio::ssl::context> context);
   virtual ~Server() = default;
 
-  // Binds and starts accepting; coop::Error("listen_failed") when it cannot. A Unix socket
+  // Binds and starts accepting; coop::Error(errc::kListenFailed) when it cannot. A Unix socket
   // replaces a stale one (the caller holds the process lock) and gets mode 0660.
   virtual void start() = 0;
   // Stops accepting and closes every connection; a Unix socket is unlinked.

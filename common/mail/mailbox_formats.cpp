@@ -25,7 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 [[noreturn]] void io_fail(const std::string& what, const fs::path& path, int err) {
-  throw Error("io_error", what + " " + path.string() + ": " + std::strerror(err), 500);
+  throw Error(errc::kIoError, what + " " + path.string() + ": " + std::strerror(err), 500);
 }
 
 fs::path parent_of(const fs::path& path) {
@@ -56,7 +56,7 @@ void make_private_dir(const fs::path& dir) {
 void check_unique_name(std::string_view unique) {
   if (unique.empty() || unique.front() == '.' ||
       unique.find_first_of(std::string_view("/:\0", 3)) != std::string_view::npos) {
-    throw Error("maildir_invalid_name",
+    throw Error(errc::kMaildirInvalidName,
                 "invalid maildir unique name \"" + std::string(unique) + "\"", 400);
   }
 }
@@ -71,7 +71,7 @@ void link_into_place(const fs::path& from, const fs::path& to) {
     if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return;
     err = errno;
   }
-  if (err == EEXIST) throw Error("maildir_exists", "maildir message exists: " + to.string(), 409);
+  if (err == EEXIST) throw Error(errc::kMaildirExists, "maildir message exists: " + to.string(), 409);
   io_fail("cannot link into", to, err);
 }
 
@@ -160,7 +160,7 @@ void MaildirKeywords::write(const fs::path& dir) const {
   std::ofstream out(dir / "dovecot-keywords", std::ios::trunc);
   for (std::size_t i = 0; i < names_.size(); ++i) out << i << ' ' << names_[i] << '\n';
   out.flush();
-  if (!out) throw Error("io_error", "cannot write " + (dir / "dovecot-keywords").string(), 500);
+  if (!out) throw Error(errc::kIoError, "cannot write " + (dir / "dovecot-keywords").string(), 500);
 }
 
 unsigned parse_maildir_flags(std::string_view filename) {
@@ -234,7 +234,7 @@ void maildir_deliver_stream(
 
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) {
-    if (errno == EEXIST) throw Error("maildir_exists", "maildir temporary file exists: " + tmp.string(), 409);
+    if (errno == EEXIST) throw Error(errc::kMaildirExists, "maildir temporary file exists: " + tmp.string(), 409);
     io_fail("cannot create", tmp, errno);
   }
   try {
@@ -260,7 +260,7 @@ std::vector<MaildirMessage> maildir_list(const fs::path& dir) {
     const fs::path sub = dir / (is_new ? "new" : "cur");
     std::error_code ec;
     if (!fs::is_directory(sub, ec)) {
-      throw Error("maildir_invalid", "not a maildir (no " + sub.string() + ")", 400);
+      throw Error(errc::kMaildirInvalid, "not a maildir (no " + sub.string() + ")", 400);
     }
     fs::directory_iterator it(sub, ec);
     if (ec) io_fail("cannot list", sub, ec.value());
@@ -447,7 +447,7 @@ MboxWriter::MboxWriter(std::function<void(std::string_view)> sink) : sink_(std::
 
 void MboxWriter::begin_message(std::string_view envelope_sender, int64_t unix_seconds, unsigned flags,
                                std::string_view keywords) {
-  if (in_message_) throw Error("mbox_writer_state", "begin_message inside a message", 500);
+  if (in_message_) throw Error(errc::kMboxWriterState, "begin_message inside a message", 500);
   out_ += kFromSpace;
   if (envelope_sender.empty()) {
     out_ += kMailerDaemon;
@@ -474,7 +474,7 @@ void MboxWriter::begin_message(std::string_view envelope_sender, int64_t unix_se
 }
 
 void MboxWriter::write(std::string_view chunk) {
-  if (!in_message_) throw Error("mbox_writer_state", "write outside a message", 500);
+  if (!in_message_) throw Error(errc::kMboxWriterState, "write outside a message", 500);
   std::size_t i = 0;
   while (i < chunk.size()) {
     if (!at_line_start_ && !pending_cr_) {
@@ -507,7 +507,7 @@ void MboxWriter::write(std::string_view chunk) {
 }
 
 void MboxWriter::end_message() {
-  if (!in_message_) throw Error("mbox_writer_state", "end_message outside a message", 500);
+  if (!in_message_) throw Error(errc::kMboxWriterState, "end_message outside a message", 500);
   if (pending_cr_) {
     pending_cr_ = false;
     put('\r');
@@ -641,7 +641,7 @@ bool MboxReader::next(std::string& message, unsigned& flags, std::string& envelo
       if (!read_line(line)) return false;  // an empty file holds no messages
       if (is_blank_line(line)) continue;
       if (!line.starts_with(kFromSpace)) {
-        throw Error("mbox_invalid", "not an mbox file: it does not start with a \"From \" line", 400);
+        throw Error(errc::kMboxInvalid, "not an mbox file: it does not start with a \"From \" line", 400);
       }
       from_line_ = line;
       break;

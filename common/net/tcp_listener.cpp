@@ -37,7 +37,7 @@ constexpr const char* kTls12Ciphers =
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305";
 
-[[noreturn]] void tls_fail(const std::string& message) { throw Error("tls_error", message, 500); }
+[[noreturn]] void tls_fail(const std::string& message) { throw Error(errc::kTlsError, message, 500); }
 
 void require_file(const std::filesystem::path& path, const char* what) {
   std::error_code ec;
@@ -300,7 +300,7 @@ struct TcpListener::State : std::enable_shared_from_this<TcpListener::State> {
   }
 
   [[noreturn]] void fail(const std::string& reason) const {
-    throw Error("listen_failed", "cannot listen on " + endpoint_text(address_, requested_port_) + ": " + reason, 500);
+    throw Error(errc::kListenFailed, "cannot listen on " + endpoint_text(address_, requested_port_) + ": " + reason, 500);
   }
 
   void stop() {

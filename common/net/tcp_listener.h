@@ -34,7 +34,7 @@ struct ListenerLimits {
 };
 
 // A server context for TLS 1.2 and later (RFC 8996), without compression (CRIME), with the
-// server's cipher order. Throws coop::Error("tls_error") naming the file that is missing or bad.
+// server's cipher order. Throws coop::Error(errc::kTlsError) naming the file that is missing or bad.
 std::shared_ptr<boost::asio::ssl::context> make_server_tls_context(const std::filesystem::path& cert,
                                                                    const std::filesystem::path& key);
 
@@ -132,7 +132,7 @@ class TcpListener {
   // The context plain connections use for async_start_tls. Call before start().
   void set_starttls_context(std::shared_ptr<boost::asio::ssl::context> context);
   // Binds (SO_REUSEADDR; port 0 picks a free port) and starts accepting.
-  // Throws coop::Error("listen_failed", "cannot listen on 127.0.0.1:25: Permission denied", 500).
+  // Throws coop::Error(errc::kListenFailed, "cannot listen on 127.0.0.1:25: Permission denied", 500).
   void start();
   // The bound port, once started.
   std::uint16_t port() const;

@@ -453,7 +453,7 @@ std::optional<TimeBounds> instance_bounds(std::string_view ics) {
 
 int64_t parse_ical_utc(std::string_view text) {
   const auto bad = [&]() -> Error {
-    return Error("bad_time_range", "expected a UTC time like 20260105T000000Z, got '" + std::string(text.substr(0, 40)) + "'",
+    return Error(errc::kBadTimeRange, "expected a UTC time like 20260105T000000Z, got '" + std::string(text.substr(0, 40)) + "'",
                  400);
   };
   if (text.size() != 16 || text[8] != 'T' || text[15] != 'Z') throw bad();

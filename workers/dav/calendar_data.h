@@ -37,7 +37,7 @@ struct TimeBounds {
 std::optional<TimeBounds> instance_bounds(std::string_view ics);
 
 // A time-range attribute value (RFC 4791 9.9: UTC date with time, "20260105T000000Z") in unix
-// seconds. Throws coop::Error("bad_time_range", message, 400).
+// seconds. Throws coop::Error(errc::kBadTimeRange, message, 400).
 int64_t parse_ical_utc(std::string_view text);
 
 // The reverse of parse_ical_utc: "20260105T000000Z".

@@ -20,13 +20,13 @@ using nlohmann::json;
 
 std::string kind_of(const std::string& area) {
   if (area == "calendar" || area == "addressbook") return area;
-  throw Error("usage", "kind is calendar or addressbook", 400);
+  throw Error(errc::kUsage, "kind is calendar or addressbook", 400);
 }
 
 void check_name(const std::string& name) {
   const bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' &&
                   std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'; });
-  if (!ok) throw Error("usage", "a collection name is 1-64 of a-z, 0-9, '-', '_', '.'", 400);
+  if (!ok) throw Error(errc::kUsage, "a collection name is 1-64 of a-z, 0-9, '-', '_', '.'", 400);
 }
 
 json collection_json(DavStore& store, const Collection& c) {
@@ -40,7 +40,7 @@ json collection_json(DavStore& store, const Collection& c) {
 
 Collection find(DavStore& store, const Request& q) {
   auto c = store.collection(q.param("owner"), kind_of(q.param("kind")), q.param("name"));
-  if (!c) throw Error("no_such_collection", "no " + q.param("kind") + " " + q.param("owner") + "/" + q.param("name"), 404);
+  if (!c) throw Error(errc::kNoSuchCollection, "no " + q.param("kind") + " " + q.param("owner") + "/" + q.param("name"), 404);
   return *c;
 }
 
@@ -71,7 +71,7 @@ void add_dav_admin_routes(WorkerRuntime& runtime, DavStore& store) {
     const auto group = body.value("group", "");
     // A working group's calendar belongs to the shard and is writable by the group.
     const auto owner = group.empty() ? body.value("owner", "") : std::string("coop");
-    if (owner.empty()) throw Error("usage", "an owner (member handle) or a group is needed", 400);
+    if (owner.empty()) throw Error(errc::kUsage, "an owner (member handle) or a group is needed", 400);
     auto c = store.create_collection(owner, kind, name, body.value("displayname", name), body.value("components", ""), group);
     if (!group.empty()) store.grant(c.id, "group:" + group, "read-write");
     return Response::json(collection_json(store, c), 201);
@@ -86,9 +86,9 @@ void add_dav_admin_routes(WorkerRuntime& runtime, DavStore& store) {
     const auto body = q.json();
     const auto grantee = body.value("with", "");
     if (grantee.rfind("member:", 0) != 0 && grantee.rfind("group:", 0) != 0 && grantee != "everyone")
-      throw Error("usage", "share with member:HANDLE, group:NAME or everyone", 400);
+      throw Error(errc::kUsage, "share with member:HANDLE, group:NAME or everyone", 400);
     const auto access = body.value("access", "read");
-    if (access != "read" && access != "read-write") throw Error("usage", "access is read or read-write", 400);
+    if (access != "read" && access != "read-write") throw Error(errc::kUsage, "access is read or read-write", 400);
     const auto c = find(store, q);
     store.grant(c.id, grantee, access);
     return Response::json(collection_json(store, c));

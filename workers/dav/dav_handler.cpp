@@ -204,7 +204,7 @@ struct DavHandler::Impl {
       cache[key] = {id, Clock::now() + std::chrono::seconds(60)};
       return id;
     } catch (const Error& e) {
-      if (e.code() == "not_running") throw;
+      if (e.code() == errc::kNotRunning) throw;
       return std::nullopt;
     }
   }
@@ -460,7 +460,7 @@ struct DavHandler::Impl {
     try {
       store.create_collection(who.handle, t.kind_name(), t.collection, displayname, components);
     } catch (const Error& e) {
-      if (e.code() == "collection_exists") return precondition(405, dav("resource-must-be-null"), e.what());
+      if (e.code() == errc::kCollectionExists) return precondition(405, dav("resource-must-be-null"), e.what());
       throw;
     }
     return dav_response(201);
@@ -731,9 +731,10 @@ Response DavHandler::handle(const Request& q) {
     if (q.method == "COPY" || q.method == "MOVE") return impl_->copy_or_move(*who, q, target, q.method == "MOVE");
     if (q.method == "REPORT") return impl_->report(*who, q, target);
   } catch (const Error& e) {
-    if (e.code() == "bad_xml" || e.code() == "bad_request") return dav_response(400, std::string(e.what()) + "\n", "text/plain; charset=utf-8");
-    if (e.code() == "body_too_large") return dav_response(413);
-    throw;
+    // The one place DAV answers a refusal: its status and why (bad_xml 400, body_too_large
+    // 413...); a failure of ours goes up, to be logged and answered without detail.
+    if (e.status() >= 500) throw;
+    return dav_response(e.status(), std::string(e.what()) + "\n", "text/plain; charset=utf-8");
   }
   return dav_response(405);
 }

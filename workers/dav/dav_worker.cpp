@@ -35,7 +35,11 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
         reply(handler->handle(q));
       } catch (const Error& e) {
         spdlog::warn("dav {} {}: {}", q.method, q.path, e.what());
-        reply(http::Response::bytes(e.code() == "not_running" ? 503 : 500, std::string(e.what()) + "\n", "text/plain"));
+        // coop-member down: try again later; anything else of ours: no detail to the client.
+        if (e.code() == errc::kNotRunning)
+          reply(http::Response::bytes(503, "the member registry is not answering; try again\n", "text/plain"));
+        else
+          reply(http::Response::bytes(500, "internal error\n", "text/plain"));
       } catch (const std::exception& e) {
         spdlog::error("dav {} {}: {}", q.method, q.path, e.what());
         reply(http::Response::bytes(500, "internal error\n", "text/plain"));

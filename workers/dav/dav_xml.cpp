@@ -33,7 +33,7 @@ struct ParserCtxtFree {
 };
 using DocPtr = std::unique_ptr<xmlDoc, DocFree>;
 
-Error bad_request(const std::string& message) { return Error("bad_request", message, 400); }
+Error bad_request(const std::string& message) { return Error(errc::kBadRequest, message, 400); }
 
 // ---- parsing ------------------------------------------------------------------------------
 
@@ -59,7 +59,7 @@ std::string_view trim(std::string_view text) {
 
 DocPtr parse_document(std::string_view body) {
   if (body.size() > kMaxXmlBodyBytes)
-    throw Error("body_too_large", "XML body larger than " + std::to_string(kMaxXmlBodyBytes) + " bytes", 413);
+    throw Error(errc::kBodyTooLarge, "XML body larger than " + std::to_string(kMaxXmlBodyBytes) + " bytes", 413);
   static std::once_flag init;
   std::call_once(init, [] { xmlInitParser(); });
 
@@ -72,7 +72,7 @@ DocPtr parse_document(std::string_view body) {
   const int options = XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA;
   DocPtr doc(xmlCtxtReadMemory(ctxt.get(), body.data(), static_cast<int>(body.size()), nullptr,
                                nullptr, options));
-  if (saw_doctype) throw Error("bad_xml", "DOCTYPE is not allowed in a request body", 400);
+  if (saw_doctype) throw Error(errc::kBadXml, "DOCTYPE is not allowed in a request body", 400);
   if (!doc || !ctxt->wellFormed || !ctxt->nsWellFormed || !xmlDocGetRootElement(doc.get())) {
     std::string message = "request body is not well-formed XML";
     const xmlError* error = &ctxt->lastError;
@@ -81,7 +81,7 @@ DocPtr parse_document(std::string_view body) {
       while (!detail.empty() && detail.back() == '\n') detail.pop_back();
       message += " (line " + std::to_string(error->line) + ": " + detail + ")";
     }
-    throw Error("bad_xml", message, 400);
+    throw Error(errc::kBadXml, message, 400);
   }
   return doc;
 }
@@ -296,7 +296,7 @@ void read_card_filter(const xmlNode* filter, Report& report) {
       match.match_type = attribute(child, "match-type").value_or("contains");
       if (match.match_type != "contains" && match.match_type != "equals" &&
           match.match_type != "starts-with" && match.match_type != "ends-with")
-        throw Error("unsupported_filter", "unsupported match-type \"" + match.match_type + "\"", 403);
+        throw Error(errc::kUnsupportedFilter, "unsupported match-type \"" + match.match_type + "\"", 403);
       match.negate = attribute(child, "negate-condition").value_or("no") == "yes";
       report.text_matches.push_back(std::move(match));
       ++matches;

@@ -15,7 +15,7 @@ inline constexpr std::string_view kCalDav = "urn:ietf:params:xml:ns:caldav";
 inline constexpr std::string_view kCardDav = "urn:ietf:params:xml:ns:carddav";
 inline constexpr std::string_view kCalendarServer = "http://calendarserver.org/ns/";
 
-// Bodies larger than this are refused with Error("body_too_large", ..., 413) before parsing.
+// Bodies larger than this are refused with Error(errc::kBodyTooLarge, ..., 413) before parsing.
 inline constexpr std::size_t kMaxXmlBodyBytes = 4 * 1024 * 1024;
 
 // An element or property name: namespace URI plus local name ("" ns = no namespace).
@@ -28,9 +28,9 @@ struct QName {
 // "{DAV:}displayname" (Clark notation), for logs and messages.
 std::string clark(const QName& name);
 
-// Parsers throw coop::Error("bad_xml", ..., 400) for XML that is not well-formed (including
+// Parsers throw coop::Error(errc::kBadXml, ..., 400) for XML that is not well-formed (including
 // namespace errors and any DOCTYPE, which request bodies never need) and
-// coop::Error("bad_request", ..., 400) for well-formed XML of the wrong shape.
+// coop::Error(errc::kBadRequest, ..., 400) for well-formed XML of the wrong shape.
 
 // RFC 4918 9.1 / 14.20
 struct PropfindRequest {

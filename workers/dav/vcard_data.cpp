@@ -223,7 +223,7 @@ std::string make_vcard(const std::string& uid, const std::string& fn, const std:
     const std::string upper = ascii_upper(name);
     const bool well_formed = !name.empty() && std::all_of(name.begin(), name.end(), is_name_char);
     if (!well_formed || upper == "BEGIN" || upper == "END" || upper == "VERSION" || upper == "UID")
-      throw Error("bad_vcard_property", "not an extra vCard property name: " + excerpt(name), 400);
+      throw Error(errc::kBadVcardProperty, "not an extra vCard property name: " + excerpt(name), 400);
     append_folded(out, upper + ":" + escape(value));
   }
   out += "END:VCARD\r\n";

@@ -36,7 +36,7 @@ bool text_match(const VCard& card, const std::string& property, const std::strin
 // address and the extra properties as given ({"X-MATRIX", "@a:b"}), each value escaped as one
 // text value (RFC 6350 3.4, so not for structured N or ADR) and lines folded at 75 octets
 // (3.2), CRLF line ends. An extra name that is not a
-// property name throws coop::Error("bad_vcard_property", message, 400).
+// property name throws coop::Error(errc::kBadVcardProperty, message, 400).
 std::string make_vcard(const std::string& uid, const std::string& fn, const std::vector<std::string>& emails,
                        const std::vector<std::pair<std::string, std::string>>& extra);
 

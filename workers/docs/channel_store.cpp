@@ -75,7 +75,7 @@ std::shared_ptr<const nlohmann::json> ChannelStore::metadata(const std::string& 
     try {
       loaded = std::make_shared<const nlohmann::json>(nlohmann::json::parse(in));
     } catch (const nlohmann::json::exception&) {
-      throw Error("damaged_channel", "the metadata of channel " + channel + " is damaged", 500);
+      throw Error(errc::kDamagedChannel, "the metadata of channel " + channel + " is damaged", 500);
     }
   }
   if (metadata_cache_.size() > 4096) metadata_cache_.clear();
@@ -84,7 +84,7 @@ std::shared_ptr<const nlohmann::json> ChannelStore::metadata(const std::string& 
 }
 
 void ChannelStore::set_metadata(const std::string& channel, const nlohmann::json& metadata) {
-  if (deleted(channel)) throw Error("deleted", "channel " + channel + " was deleted", 410);
+  if (deleted(channel)) throw Error(errc::kDeleted, "channel " + channel + " was deleted", 410);
   fs::create_directories(meta_path(channel).parent_path());
   write_file_durably(meta_path(channel), metadata.dump(), 0600);
   metadata_cache_[channel] = std::make_shared<const nlohmann::json>(metadata);
@@ -95,14 +95,14 @@ ChannelStore::Open& ChannelStore::open(const std::string& channel) {
   if (!slot) slot = std::make_unique<Open>();
   Open& o = *slot;
   if (o.fd < 0) {
-    if (deleted(channel)) throw Error("deleted", "channel " + channel + " was deleted", 410);
+    if (deleted(channel)) throw Error(errc::kDeleted, "channel " + channel + " was deleted", 410);
     const auto shard = log_path(channel).parent_path();
     std::error_code ec;
     const bool new_shard = !fs::exists(shard, ec);
     fs::create_directories(shard);
     const bool new_file = !fs::exists(log_path(channel), ec);
     o.fd = ::open(log_path(channel).c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (o.fd < 0) throw Error("store_failed", "cannot open the log of channel " + channel, 500);
+    if (o.fd < 0) throw Error(errc::kStoreFailed, "cannot open the log of channel " + channel, 500);
     // A new log's name must survive a crash as surely as its lines.
     if (new_shard) fsync_directory(dir_);
     if (new_file) fsync_directory(shard);
@@ -134,10 +134,10 @@ ChannelStore::Open& ChannelStore::open(const std::string& channel) {
       offset += line.size() + 1;
     }
     if (::ftruncate(o.fd, static_cast<off_t>(offset)) != 0)
-      throw Error("store_failed", "cannot repair the log of channel " + channel, 500);
+      throw Error(errc::kStoreFailed, "cannot repair the log of channel " + channel, 500);
     o.index.bytes = offset;
     // Lines a crashed process wrote may be in the page cache only: sync before serving them.
-    if (::fdatasync(o.fd) != 0) throw Error("store_failed", "cannot sync the log of channel " + channel, 500);
+    if (::fdatasync(o.fd) != 0) throw Error(errc::kStoreFailed, "cannot sync the log of channel " + channel, 500);
     o.index.durable = o.index.offsets.size();
     o.indexed = true;
   }
@@ -156,7 +156,7 @@ std::size_t ChannelStore::append(const std::string& channel, const std::string& 
       if (errno == EINTR) continue;
       // Cut back whatever part went out, so the log never holds a torn line.
       if (::ftruncate(o.fd, static_cast<off_t>(o.index.bytes)) != 0) o.indexed = false;
-      throw Error("store_failed", "cannot append to channel " + channel + ": " + std::strerror(errno), 500);
+      throw Error(errc::kStoreFailed, "cannot append to channel " + channel + ": " + std::strerror(errno), 500);
     }
     written += static_cast<std::size_t>(n);
   }
@@ -193,7 +193,7 @@ std::vector<ChannelStore::SyncPoint> ChannelStore::sync_points(const std::vector
     const int fd = ::dup(it->second->fd);
     if (fd < 0) {
       for (auto& p : points) ::close(p.fd);
-      throw Error("store_failed", "cannot sync channel " + channel + ": " + std::strerror(errno), 500);
+      throw Error(errc::kStoreFailed, "cannot sync channel " + channel + ": " + std::strerror(errno), 500);
     }
     points.push_back({channel, fd, it->second->index.offsets.size(), it->second->generation});
   }

@@ -34,7 +34,7 @@ std::optional<std::string> bearer_token(const http::Request& q) {
 }
 
 http::Response unauthorized() {
-  auto r = http::Response::error("unauthorized", "sign in with your coop handle and password or an app password", 401);
+  auto r = http::Response::error(errc::kUnauthorized, "sign in with your coop handle and password or an app password", 401);
   r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
   return r;
 }
@@ -46,14 +46,14 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
   const std::string& path = q.path;
   // Public: a blob by id (it is ciphertext; the id is the capability).
   if (path.rfind("/docs/blob/", 0) == 0) {
-    if (q.method != "GET" && q.method != "HEAD") return http::Response::error("method_not_allowed", "GET only", 405);
+    if (q.method != "GET" && q.method != "HEAD") return http::Response::error(errc::kMethodNotAllowed, "GET only", 405);
     const std::string id = path.substr(11);
     const auto b = DocsStore::valid_blob_id(id) ? store.blob(id) : std::nullopt;
-    if (!b || !b->complete) return http::Response::error("no_blob", "no such blob", 404);
+    if (!b || !b->complete) return http::Response::error(errc::kNoBlob, "no such blob", 404);
     std::ifstream in(store.blob_path(id), std::ios::binary);
     std::string bytes(static_cast<std::size_t>(b->size), '\0');
     if (!in || !in.read(bytes.data(), static_cast<std::streamsize>(bytes.size())))
-      throw Error("store_failed", "blob " + id + " cannot be read", 500);
+      throw Error(errc::kStoreFailed, "blob " + id + " cannot be read", 500);
     auto r = http::Response::bytes(200, std::move(bytes), "application/octet-stream");
     r.headers.emplace_back("ETag", "\"" + id + "\"");
     r.headers.emplace_back("Cache-Control", "public, max-age=31536000, immutable");
@@ -68,7 +68,7 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
   if (rest == "session") {
     const auto token = bearer_token(q);
     if (q.method == "POST") {
-      if (token) return http::Response::error("credentials_needed", "sign in with your handle and password, not a session", 400);
+      if (token) return http::Response::error(errc::kCredentialsNeeded, "sign in with your handle and password, not a session", 400);
       const auto session = store.start_session(*who, options.session_lifetime_s);
       return http::Response::json({{"token", session.token}, {"handle", session.handle}, {"expires_at", session.expires_at}}, 201);
     }
@@ -79,11 +79,11 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
       return http::Response::json(body);
     }
     if (q.method == "DELETE") {
-      if (!token) return http::Response::error("no_session", "send the session's token to end it", 400);
+      if (!token) return http::Response::error(errc::kNoSession, "send the session's token to end it", 400);
       store.end_session(*token);
       return http::Response::json({{"handle", *who}, {"ended", true}});
     }
-    return http::Response::error("method_not_allowed", "GET, POST or DELETE", 405);
+    return http::Response::error(errc::kMethodNotAllowed, "GET, POST or DELETE", 405);
   }
 
   if (rest == "documents") {
@@ -95,35 +95,35 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
     if (q.method == "POST") {
       const json body = q.json();
       const std::string channel = body.value("channel", "");
-      if (!ChannelStore::valid_id(channel)) throw Error("bad_channel", "channel ids are 32 hex characters", 400);
+      if (!ChannelStore::valid_id(channel)) throw Error(errc::kBadChannel, "channel ids are 32 hex characters", 400);
       const std::string title = body.contains("title") && body["title"].is_string() ? body["title"].get<std::string>() : "";
-      if (title.size() > 4096) throw Error("bad_title", "the encrypted title is too long", 400);
+      if (title.size() > 4096) throw Error(errc::kBadTitle, "the encrypted title is too long", 400);
       netflux.claim(channel, *who);
       const auto d = store.own(channel, *who, title);
       return http::Response::json(document_json(d), 201);
     }
-    return http::Response::error("method_not_allowed", "GET or POST", 405);
+    return http::Response::error(errc::kMethodNotAllowed, "GET or POST", 405);
   }
   if (rest.rfind("documents/", 0) == 0) {
     const std::string channel = rest.substr(10);
     const auto d = store.document(channel);
-    if (!d) return http::Response::error("no_document", "no owned document " + channel, 404);
-    if (d->owner != *who) return http::Response::error("forbidden", "only its owner can do that", 403);
+    if (!d) return http::Response::error(errc::kNoDocument, "no owned document " + channel, 404);
+    if (d->owner != *who) return http::Response::error(errc::kForbidden, "only its owner can do that", 403);
     if (q.method == "DELETE") {
       netflux.delete_channel(channel);
       store.forget_document(channel);
       return http::Response::json(document_json(*d));
     }
-    return http::Response::error("method_not_allowed", "DELETE only", 405);
+    return http::Response::error(errc::kMethodNotAllowed, "DELETE only", 405);
   }
   if (rest == "blobs") {
     if (q.method == "GET") return http::Response::json({{"used", store.used_bytes(*who)}, {"quota", options.quota_bytes}});
-    if (q.method != "POST") return http::Response::error("method_not_allowed", "GET or POST", 405);
+    if (q.method != "POST") return http::Response::error(errc::kMethodNotAllowed, "GET or POST", 405);
     const json body = q.json();
-    if (!body.contains("size") || !body["size"].is_number_integer()) throw Error("bad_blob", "give the blob's size", 400);
+    if (!body.contains("size") || !body["size"].is_number_integer()) throw Error(errc::kBadBlob, "give the blob's size", 400);
     const int64_t size = body["size"].get<int64_t>();
     if (size > options.max_blob_bytes)
-      throw Error("too_large", "a blob is at most " + std::to_string(options.max_blob_bytes) + " bytes", 413);
+      throw Error(errc::kTooLarge, "a blob is at most " + std::to_string(options.max_blob_bytes) + " bytes", 413);
     const auto b = store.start_blob(*who, size, options.quota_bytes);
     auto r = http::Response::json(blob_json(b), 201);
     r.headers.emplace_back("Location", "/docs/api/blobs/" + b.id);
@@ -131,27 +131,27 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
   }
   if (rest.rfind("blobs/", 0) == 0) {
     const std::string id = rest.substr(6);
-    if (!DocsStore::valid_blob_id(id)) return http::Response::error("no_blob", "no such blob", 404);
+    if (!DocsStore::valid_blob_id(id)) return http::Response::error(errc::kNoBlob, "no such blob", 404);
     if (q.method == "PUT") {
       int64_t offset = 0;
       try {
         offset = std::stoll(q.query_value("offset", "0"));
       } catch (...) {
-        throw Error("bad_offset", "offset is a number of bytes", 400);
+        throw Error(errc::kBadOffset, "offset is a number of bytes", 400);
       }
       return http::Response::json(blob_json(store.append_blob(id, *who, offset, q.body)));
     }
     const auto b = store.blob(id);
-    if (!b) return http::Response::error("no_blob", "no such blob", 404);
-    if (b->owner != *who) return http::Response::error("forbidden", "only its owner can do that", 403);
+    if (!b) return http::Response::error(errc::kNoBlob, "no such blob", 404);
+    if (b->owner != *who) return http::Response::error(errc::kForbidden, "only its owner can do that", 403);
     if (q.method == "GET") return http::Response::json(blob_json(*b));
     if (q.method == "DELETE") {
       store.remove_blob(id);
       return http::Response::json(blob_json(*b));
     }
-    return http::Response::error("method_not_allowed", "GET, PUT or DELETE", 405);
+    return http::Response::error(errc::kMethodNotAllowed, "GET, PUT or DELETE", 405);
   }
-  return http::Response::error("not_found", "no such API", 404);
+  return http::Response::error(errc::kNotFound, "no such API", 404);
 }
 
 }  // namespace coop::docs

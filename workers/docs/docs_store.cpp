@@ -108,7 +108,7 @@ OwnedDocument DocsStore::own(const std::string& channel, const std::string& owne
   select.bind(1, channel);
   if (select.step() && select.column_text(0) != owner) {
     select.reset();
-    throw Error("owned", "that document has another owner", 409);
+    throw Error(errc::kOwned, "that document has another owner", 409);
   }
   select.reset();
   OwnedDocument d{channel, owner, title, now_s()};
@@ -162,11 +162,11 @@ int64_t DocsStore::used_unlocked(const std::string& owner) {
 }
 
 Blob DocsStore::start_blob(const std::string& owner, int64_t size, int64_t quota_bytes) {
-  if (size <= 0) throw Error("bad_blob", "a blob has at least one byte", 400);
+  if (size <= 0) throw Error(errc::kBadBlob, "a blob has at least one byte", 400);
   std::lock_guard lock(mutex_);
   const int64_t used = used_unlocked(owner);
   if (size > quota_bytes - used)  // not used + size: that could overflow
-    throw Error("quota_exceeded", "this upload would pass the quota of " + std::to_string(quota_bytes) + " bytes (" +
+    throw Error(errc::kQuotaExceeded, "this upload would pass the quota of " + std::to_string(quota_bytes) + " bytes (" +
                                       std::to_string(used) + " used)", 413);
   unsigned char raw[24];
   randombytes_buf(raw, sizeof raw);
@@ -186,19 +186,19 @@ Blob DocsStore::append_blob(const std::string& id, const std::string& owner, int
   select.bind(1, id);
   if (!select.step()) {
     select.reset();
-    throw Error("no_blob", "no upload " + id, 404);
+    throw Error(errc::kNoBlob, "no upload " + id, 404);
   }
   Blob b = read_blob(select);
   select.reset();
-  if (b.owner != owner) throw Error("forbidden", "another member's upload", 403);
-  if (b.complete) throw Error("complete", "that upload is complete", 409);
+  if (b.owner != owner) throw Error(errc::kForbidden, "another member's upload", 403);
+  if (b.complete) throw Error(errc::kComplete, "that upload is complete", 409);
   if (offset != b.received)
-    throw Error("bad_offset", "the upload stands at " + std::to_string(b.received) + " bytes", 409);
+    throw Error(errc::kBadOffset, "the upload stands at " + std::to_string(b.received) + " bytes", 409);
   if (bytes.empty() || b.received + static_cast<int64_t>(bytes.size()) > b.size)
-    throw Error("bad_blob", "the chunk passes the announced size", 400);
+    throw Error(errc::kBadBlob, "the chunk passes the announced size", 400);
   const auto path = blob_path(id);
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) throw Error("store_failed", "cannot write the blob", 500);
+  if (fd < 0) throw Error(errc::kStoreFailed, "cannot write the blob", 500);
   bool ok = ::ftruncate(fd, b.received) == 0;  // a chunk that failed half-way before is cut off
   for (std::size_t written = 0; ok && written < bytes.size();) {
     const ssize_t n = ::pwrite(fd, bytes.data() + written, bytes.size() - written, b.received + static_cast<off_t>(written));
@@ -208,7 +208,7 @@ Blob DocsStore::append_blob(const std::string& id, const std::string& owner, int
   }
   ok = ok && ::fdatasync(fd) == 0;
   ::close(fd);
-  if (!ok) throw Error("store_failed", "cannot write the blob (is the disk full?)", 500);
+  if (!ok) throw Error(errc::kStoreFailed, "cannot write the blob (is the disk full?)", 500);
   b.received += static_cast<int64_t>(bytes.size());
   b.complete = b.received == b.size;
   if (b.complete) fsync_directory(path.parent_path());

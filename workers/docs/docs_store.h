@@ -46,13 +46,13 @@ class DocsStore {
   DocsStore(const std::filesystem::path& database, std::filesystem::path blob_dir);
   ~DocsStore();
 
-  // coop::Error("owned", 409) when another member owns it already.
+  // coop::Error(errc::kOwned, 409) when another member owns it already.
   OwnedDocument own(const std::string& channel, const std::string& owner, const std::string& title);
   std::vector<OwnedDocument> owned_by(const std::string& owner);
   std::optional<OwnedDocument> document(const std::string& channel);
   void forget_document(const std::string& channel);
 
-  // Reserves an upload of size bytes; coop::Error("quota_exceeded", 413) past quota_bytes.
+  // Reserves an upload of size bytes; coop::Error(errc::kQuotaExceeded, 413) past quota_bytes.
   Blob start_blob(const std::string& owner, int64_t size, int64_t quota_bytes);
   // Appends a chunk at offset (which must be where the upload stands), fsync'd before it
   // returns; the blob is complete (and readable) when its last byte is in.

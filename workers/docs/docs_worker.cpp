@@ -133,7 +133,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
         reply(http::Response::error(e.code(), e.status() >= 500 ? "internal error" : e.what(), e.status()));
       } catch (const std::exception& e) {
         spdlog::error("docs {} {}: {}", q.method, q.path, e.what());
-        reply(http::Response::error("internal", "internal error", 500));
+        reply(http::Response::error(errc::kInternal, "internal error", 500));
       }
     });
   });

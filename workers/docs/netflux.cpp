@@ -93,7 +93,7 @@ int64_t now_ms() {
 }
 
 Netflux::Netflux(ChannelStore& store, NetfluxLimits limits) : store_(store), limits_(limits) {
-  if (sodium_init() < 0) throw Error("crypto_failed", "libsodium did not start", 500);
+  if (sodium_init() < 0) throw Error(errc::kCryptoFailed, "libsodium did not start", 500);
   hk_id_ = random_hex(8);
   committer_ = std::thread([this] { commit_loop(); });
 }
@@ -223,17 +223,17 @@ void Netflux::delete_channel(const std::string& channel, const char* reason) {
 void Netflux::claim(const std::string& channel, const std::string& owner) {
   std::lock_guard store_lock(store_mutex_);
   auto metadata = store_.metadata(channel);
-  if (!metadata) throw Error("no_document", "create the document first (its first reader sends its keys)", 404);
+  if (!metadata) throw Error(errc::kNoDocument, "create the document first (its first reader sends its keys)", 404);
   const json owners = metadata->value("owners", json::array());
   if (owners.is_array() && !owners.empty()) {
     for (const auto& o : owners)
       if (o == owner) return;  // already this member's
-    throw Error("owned", "that document has another owner", 409);
+    throw Error(errc::kOwned, "that document has another owner", 409);
   }
   // Only a document nobody has written yet can be claimed: whoever holds an old link must not
   // be able to take (and delete) someone else's document.
   if (store_.exists(channel) && !store_.index(channel).offsets.empty())
-    throw Error("not_new", "only a new, empty document can be owned", 409);
+    throw Error(errc::kNotNew, "only a new, empty document can be owned", 409);
   json updated = *metadata;
   updated["owners"] = json::array({owner});
   store_.set_metadata(channel, updated);

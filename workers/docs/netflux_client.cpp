@@ -32,18 +32,18 @@ struct NetfluxClient::Impl {
     beast::get_lowest_layer(stream).expires_after(timeout);
     beast::error_code ec;
     stream.read(buffer, ec);
-    if (ec) throw Error("docs_failed", "the document server closed the connection: " + ec.message(), 502);
+    if (ec) throw Error(errc::kDocsFailed, "the document server closed the connection: " + ec.message(), 502);
     try {
       return json::parse(beast::buffers_to_string(buffer.data()));
     } catch (const json::exception&) {
-      throw Error("docs_failed", "the document server sent something that is not JSON", 502);
+      throw Error(errc::kDocsFailed, "the document server sent something that is not JSON", 502);
     }
   }
   void write(const json& frame) {
     beast::get_lowest_layer(stream).expires_after(timeout);
     beast::error_code ec;
     stream.write(net::buffer(frame.dump()), ec);
-    if (ec) throw Error("docs_failed", "cannot send to the document server: " + ec.message(), 502);
+    if (ec) throw Error(errc::kDocsFailed, "cannot send to the document server: " + ec.message(), 502);
   }
   // Reads until the reply to seq; other frames go to on_other.
   json reply(int64_t number, const std::function<void(const json&)>& on_other = {}) {
@@ -58,7 +58,7 @@ struct NetfluxClient::Impl {
 NetfluxClient::NetfluxClient(const std::string& ws_url, std::chrono::seconds timeout) : impl_(std::make_unique<Impl>()) {
   impl_->timeout = timeout;
   // ws://HOST[:PORT]/PATH
-  if (ws_url.rfind("ws://", 0) != 0) throw Error("bad_link", "not a ws:// address: " + ws_url, 400);
+  if (ws_url.rfind("ws://", 0) != 0) throw Error(errc::kBadLink, "not a ws:// address: " + ws_url, 400);
   const auto slash = ws_url.find('/', 5);
   const std::string authority = ws_url.substr(5, slash == std::string::npos ? std::string::npos : slash - 5);
   const std::string path = slash == std::string::npos ? "/" : ws_url.substr(slash);
@@ -70,12 +70,12 @@ NetfluxClient::NetfluxClient(const std::string& ws_url, std::chrono::seconds tim
   beast::error_code ec;
   net::ip::tcp::resolver resolver(impl_->io);
   const auto endpoints = resolver.resolve(host, port, ec);
-  if (ec) throw Error("not_running", "cannot find " + authority + ": " + ec.message(), 503);
+  if (ec) throw Error(errc::kNotRunning, "cannot find " + authority + ": " + ec.message(), 503);
   beast::get_lowest_layer(impl_->stream).expires_after(timeout);
   beast::get_lowest_layer(impl_->stream).connect(endpoints, ec);
-  if (ec) throw Error("not_running", "the document server at " + authority + " does not answer (is coop-docs running?)", 503);
+  if (ec) throw Error(errc::kNotRunning, "the document server at " + authority + " does not answer (is coop-docs running?)", 503);
   impl_->stream.handshake(authority, path, ec);
-  if (ec) throw Error("docs_failed", "WebSocket handshake with " + authority + " failed: " + ec.message(), 502);
+  if (ec) throw Error(errc::kDocsFailed, "WebSocket handshake with " + authority + " failed: " + ec.message(), 502);
   impl_->stream.text(true);
   for (;;) {
     const json frame = impl_->read();
@@ -96,7 +96,7 @@ void NetfluxClient::join(const std::string& channel) {
   impl_->write(json::array({seq, "JOIN", channel}));
   const json answer = impl_->reply(seq);
   if (answer[1] != "JACK" && !(answer[1] == "ERROR" && answer.size() > 2 && answer[2] == "EJOINED"))
-    throw Error("docs_failed", "the server refused to open the document: " + answer.dump(), 502);
+    throw Error(errc::kDocsFailed, "the server refused to open the document: " + answer.dump(), 502);
   // Then JOINs: the history keeper's (16 hex), the members', ours last.
   for (;;) {
     const json frame = impl_->read();
@@ -105,7 +105,7 @@ void NetfluxClient::join(const std::string& channel) {
     if (who.size() == 16) impl_->history_keeper = who;
     if (who == impl_->user) break;
   }
-  if (impl_->history_keeper.empty()) throw Error("docs_failed", "the server has no history keeper", 502);
+  if (impl_->history_keeper.empty()) throw Error(errc::kDocsFailed, "the server has no history keeper", 502);
 }
 
 NetfluxClient::History NetfluxClient::history(const std::string& channel, const json& metadata, bool from_start) {
@@ -119,7 +119,7 @@ NetfluxClient::History NetfluxClient::history(const std::string& channel, const 
   for (;;) {
     const json frame = impl_->read();
     if (frame.is_array() && !frame.empty() && frame[0] == seq) {
-      if (frame[1] != "ACK") throw Error("docs_failed", "history refused: " + frame.dump(), 502);
+      if (frame[1] != "ACK") throw Error(errc::kDocsFailed, "history refused: " + frame.dump(), 502);
       continue;
     }
     if (!frame.is_array() || frame.size() < 5 || frame[2] != "MSG" || frame[1] != impl_->history_keeper) continue;
@@ -135,7 +135,7 @@ NetfluxClient::History NetfluxClient::history(const std::string& channel, const 
       continue;
     }
     if (!payload.is_object()) continue;
-    if (payload.contains("error")) throw Error("docs_failed", "the document cannot be read: " + payload["error"].dump(), 502);
+    if (payload.contains("error")) throw Error(errc::kDocsFailed, "the document cannot be read: " + payload["error"].dump(), 502);
     if (payload.value("state", 0) == 1) break;
     if (payload.contains("channel")) out.metadata = payload;
   }
@@ -146,7 +146,7 @@ void NetfluxClient::send(const std::string& channel, const std::string& content)
   const int64_t seq = ++impl_->seq;
   impl_->write(json::array({seq, "MSG", channel, content}));
   const json answer = impl_->reply(seq);
-  if (answer[1] != "ACK") throw Error("docs_failed", "the server did not store the change: " + answer.dump(), 502);
+  if (answer[1] != "ACK") throw Error(errc::kDocsFailed, "the server did not store the change: " + answer.dump(), 502);
 }
 
 }  // namespace coop::docs

@@ -14,7 +14,7 @@ namespace coop::docs {
 
 class NetfluxClient {
  public:
-  // ws://HOST:PORT/PATH. Throws coop::Error("not_running", 503) when nothing answers.
+  // ws://HOST:PORT/PATH. Throws coop::Error(errc::kNotRunning, 503) when nothing answers.
   explicit NetfluxClient(const std::string& ws_url, std::chrono::seconds timeout = std::chrono::seconds(30));
   ~NetfluxClient();
 

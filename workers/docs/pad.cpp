@@ -19,7 +19,7 @@ const char* const kGenesisHash = "a4b411975be1d48a91f0ebfcd967add000f69564b2dc5e
 namespace {
 
 void init_sodium() {
-  if (sodium_init() < 0) throw Error("crypto_failed", "libsodium did not start", 500);
+  if (sodium_init() < 0) throw Error(errc::kCryptoFailed, "libsodium did not start", 500);
 }
 
 std::string b64(const unsigned char* data, std::size_t size) {
@@ -328,7 +328,7 @@ PadKeys pad_keys(const std::string& edit_key) {
   std::string standard = edit_key;
   std::replace(standard.begin(), standard.end(), '-', '/');
   const auto seed = unb64(standard);
-  if (!seed || seed->size() != 18) throw Error("bad_link", "the link's key is not a coop document key", 400);
+  if (!seed || seed->size() != 18) throw Error(errc::kBadLink, "the link's key is not a coop document key", 400);
   PadKeys keys;
   keys.edit_key = edit_key;
   // chainpad-crypto createEditCryptor2: H1 = SHA-512(seed); H1[0,32) seeds the Ed25519 signing
@@ -360,13 +360,13 @@ PadLink parse_link(const std::string& link) {
   const auto hash = link.find('#');
   const auto scheme_end = link.find("://");
   if (hash == std::string::npos || scheme_end == std::string::npos)
-    throw Error("bad_link", "a document link looks like http://HOST/docs/#/2/pad/edit/KEY/", 400);
+    throw Error(errc::kBadLink, "a document link looks like http://HOST/docs/#/2/pad/edit/KEY/", 400);
   const std::string scheme = link.substr(0, scheme_end);
   if (scheme != "http" && scheme != "ws")
-    throw Error("bad_link", "only http:// document links are supported here (put TLS in front for https)", 400);
+    throw Error(errc::kBadLink, "only http:// document links are supported here (put TLS in front for https)", 400);
   const auto path_start = link.find('/', scheme_end + 3);
   const std::string host = link.substr(scheme_end + 3, (path_start == std::string::npos ? hash : path_start) - scheme_end - 3);
-  if (host.empty()) throw Error("bad_link", "the link has no host", 400);
+  if (host.empty()) throw Error(errc::kBadLink, "the link has no host", 400);
   std::string fragment = link.substr(hash + 1);
   // #/2/pad/edit/KEY/ (CryptPad's form) or #/2/code/edit/KEY/...
   std::vector<std::string> parts;
@@ -377,7 +377,7 @@ PadLink parse_link(const std::string& link) {
     start = slash + 1;
   }
   if (parts.size() < 4 || parts[0] != "2" || parts[2] != "edit")
-    throw Error("bad_link", "the link's fragment is not #/2/pad/edit/KEY/ (a view-only link cannot be written)", 400);
+    throw Error(errc::kBadLink, "the link's fragment is not #/2/pad/edit/KEY/ (a view-only link cannot be written)", 400);
   PadLink out;
   out.base_url = "http://" + host;
   out.ws_url = "ws://" + host + "/cryptpad_websocket";
@@ -446,7 +446,7 @@ std::array<unsigned char, 32> title_key(const std::string& handle, const std::st
   std::array<unsigned char, 32> key{};
   if (crypto_pwhash(key.data(), key.size(), secret.data(), secret.size(), salt, crypto_pwhash_OPSLIMIT_INTERACTIVE,
                     crypto_pwhash_MEMLIMIT_INTERACTIVE, crypto_pwhash_ALG_ARGON2ID13) != 0)
-    throw Error("crypto_failed", "not enough memory to derive the title key", 500);
+    throw Error(errc::kCryptoFailed, "not enough memory to derive the title key", 500);
   return key;
 }
 

@@ -23,7 +23,7 @@ struct PadKeys {
 };
 
 PadKeys new_pad_keys();
-// Throws coop::Error("bad_link") when the key is not 18 bytes of base64.
+// Throws coop::Error(errc::kBadLink) when the key is not 18 bytes of base64.
 PadKeys pad_keys(const std::string& edit_key);
 
 // http://HOST:PORT/docs/#/2/pad/edit/KEY/ ; the part after '#' never reaches a server.

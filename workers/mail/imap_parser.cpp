@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstring>
 
+#include "common/error.h"
 #include "common/text.h"
 
 namespace coop::mail::imap {
@@ -347,6 +348,20 @@ std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t ma
   }
   set.ranges = std::move(merged);
   return set;
+}
+
+std::string response_code(std::string_view error_code) {
+  static const std::pair<std::string_view, std::string_view> kCodes[] = {
+      {errc::kNoSuchMailbox, "NONEXISTENT"},      {errc::kExists, "ALREADYEXISTS"},
+      {errc::kHasChildren, "INUSE"},              {errc::kQuotaExceeded, "OVERQUOTA"},
+      {errc::kTooManyKeywords, "LIMIT"},          {errc::kThrottled, "UNAVAILABLE"},
+      {errc::kNotRunning, "UNAVAILABLE"},         {errc::kBadCredentials, "AUTHENTICATIONFAILED"},
+      {errc::kMemberSuspended, "AUTHENTICATIONFAILED"}, {errc::kMemberRemoved, "AUTHENTICATIONFAILED"},
+      {errc::kOutOfScope, "AUTHENTICATIONFAILED"},
+  };
+  for (const auto& [code, response] : kCodes)
+    if (code == error_code) return std::string(response);
+  return "CANNOT";
 }
 
 bool valid_keyword(std::string_view word) {

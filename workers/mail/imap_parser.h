@@ -105,6 +105,10 @@ struct SequenceSet {
 };
 std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t max);
 
+// The RFC 5530 response code for a coop::Error's code, the one place IMAP translates them:
+// "NONEXISTENT", "ALREADYEXISTS", "OVERQUOTA", "AUTHENTICATIONFAILED"... ("CANNOT" otherwise).
+std::string response_code(std::string_view error_code);
+
 // RFC 9051 9 flag-keyword: an atom (at most 100 bytes here), which never starts with "\".
 bool valid_keyword(std::string_view word);
 

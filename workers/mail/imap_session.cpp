@@ -457,6 +457,9 @@ class Session : public std::enable_shared_from_this<Session> {
     };
   }
 
+  // A store refusal as its RFC 5530 response code (imap::response_code) and message.
+  void refused(const Error& e) { tagged("NO [" + imap::response_code(e.code()) + "] " + reply_text(e.what())); }
+
   void authenticated(const std::string& handle) {
     handle_ = handle;
     conn_->set_idle_timeout(settings_->autologout);
@@ -480,11 +483,9 @@ class Session : public std::enable_shared_from_this<Session> {
         const auto member = auth::verify_credentials(*settings_->home, user, password, "mail", conn_->remote_address());
         authenticated(member.handle);
       } catch (const Error& e) {
-        // RFC 5530 response codes.
-        if (e.code() == "throttled" || e.code() == "not_running")
-          tagged("NO [UNAVAILABLE] " + reply_text(e.what()));
-        else
-          tagged("NO [AUTHENTICATIONFAILED] Authentication failed.");
+        // Why a login failed stays unsaid: a guesser learns nothing from it.
+        const auto code = imap::response_code(e.code());
+        tagged("NO [" + code + "] " + (code == "AUTHENTICATIONFAILED" ? "Authentication failed." : reply_text(e.what())));
       }
     });
   }
@@ -770,7 +771,7 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       service().mailboxes().ensure_mailbox(handle_, *mailbox);
     } catch (const Error& e) {
-      return tagged("NO [CANNOT] " + reply_text(e.what()));
+      return refused(e);
     }
     tagged("OK CREATE completed");
   }
@@ -786,9 +787,7 @@ class Session : public std::enable_shared_from_this<Session> {
         service().mailboxes().set_subscribed(handle_, *mailbox, name == "SUBSCRIBE");
       }
     } catch (const Error& e) {
-      // RFC 5530 response codes for what went wrong.
-      const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "has_children" ? "INUSE" : "CANNOT";
-      return tagged("NO [" + code + "] " + reply_text(e.what()));
+      return refused(e);
     }
     tagged("OK " + name + " completed");
   }
@@ -817,8 +816,7 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       service().mailboxes().rename_mailbox(handle_, *from, *to);
     } catch (const Error& e) {
-      const std::string code = e.code() == "no_such_mailbox" ? "NONEXISTENT" : e.code() == "exists" ? "ALREADYEXISTS" : "CANNOT";
-      return tagged("NO [" + code + "] " + reply_text(e.what()));
+      return refused(e);
     }
     // The selected mailbox may be the one renamed or below it (INBOX stays where it is).
     if (state_ == State::selected && *from != "INBOX" && (mailbox_ == *from || mailbox_.rfind(*from + "/", 0) == 0))
@@ -1155,8 +1153,8 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags, keywords);
     } catch (const Error& e) {
-      if (e.code() != "too_many_keywords") throw;
-      return tagged("NO [LIMIT] " + reply_text(e.what()));
+      if (e.status() >= 500) throw;  // SERVERBUG, from run_blocking
+      return refused(e);
     }
     std::map<int64_t, const StoredMessage*> now;
     for (const auto& m : changed) now[m.uid] = &m;
@@ -1275,8 +1273,8 @@ class Session : public std::enable_shared_from_this<Session> {
     try {
       stored = service().append_new(handle_, *mailbox, *message, flags, date, keywords);
     } catch (const Error& e) {
-      if (e.code() == "quota_exceeded") return tagged("NO [OVERQUOTA] the mailbox is full");
-      throw;
+      if (e.status() >= 500 && e.code() != errc::kQuotaExceeded) throw;  // SERVERBUG, from run_blocking
+      return refused(e);
     }
     if (state_ == State::selected && *mailbox == mailbox_) sync();
     // RFC 4315 APPENDUID.

@@ -147,7 +147,7 @@ Delivered MailService::deliver(const std::string& blob, uint64_t size, const std
                                int64_t internal_date) {
   for (const auto& r : recipients) {
     if (r.quota_bytes > 0 && mailboxes_.usage(r.handle) + static_cast<int64_t>(size) > r.quota_bytes)
-      throw Error("quota_exceeded", "552 5.2.2 Mailbox of " + r.handle + " is full", 552);
+      throw Error(errc::kQuotaExceeded, "552 5.2.2 Mailbox of " + r.handle + " is full", 552);
   }
   const auto meta = describe(blob, size, internal_date, 0);
   Delivered delivered{blob, {}};
@@ -181,7 +181,7 @@ StoredMessage MailService::append_new(const std::string& handle, const std::stri
                                       unsigned flags, int64_t internal_date, const std::string& keywords) {
   const int64_t quota = quota_of(handle);
   if (quota > 0 && mailboxes_.usage(handle) + static_cast<int64_t>(bytes.size()) > quota)
-    throw Error("quota_exceeded", handle + "'s mailbox is full", 552);
+    throw Error(errc::kQuotaExceeded, handle + "'s mailbox is full", 552);
   const auto blob = blobs_.put(bytes);
   auto meta = describe(blob, bytes.size(), internal_date, flags);
   meta.keywords = keywords;

@@ -43,7 +43,7 @@ class MailService {
   RecipientCheck check_recipient(const std::string& address, uint64_t declared_size);
 
   // Indexes a committed blob into every recipient's INBOX (each commit durable). Quota is
-  // checked for all before any is written: over quota, coop::Error("quota_exceeded", 552)
+  // checked for all before any is written: over quota, coop::Error(errc::kQuotaExceeded, 552)
   // and nothing is delivered.
   Delivered deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
                     int64_t internal_date);
@@ -54,7 +54,7 @@ class MailService {
   // The member's mail quota from the registry, in bytes; 0 when there is none.
   int64_t quota_of(const std::string& handle);
   // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists; over the
-  // member's quota, coop::Error("quota_exceeded", 552).
+  // member's quota, coop::Error(errc::kQuotaExceeded, 552).
   StoredMessage append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
                            int64_t internal_date, const std::string& keywords = {});
 

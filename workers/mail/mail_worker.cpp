@@ -36,7 +36,7 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   s->tls = net::make_server_tls_context(runtime.home().tls_cert(), runtime.home().tls_key());
   for (const auto& text : c.get_strings("workers.mail.trusted_networks", {"127.0.0.0/8", "::1/128"})) {
     const auto network = net::Cidr::parse(text);
-    if (!network) throw Error("config_invalid", "workers.mail.trusted_networks: '" + text + "' is not an address/prefix", 400);
+    if (!network) throw Error(errc::kConfigInvalid, "workers.mail.trusted_networks: '" + text + "' is not an address/prefix", 400);
     s->trusted_networks.push_back(*network);
   }
   s->runner = runtime.blocking_runner();

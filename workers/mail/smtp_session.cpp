@@ -435,9 +435,9 @@ class Session : public std::enable_shared_from_this<Session> {
         spdlog::info("smtp {}: from=<{}> size={} delivered to {} member(s) blob={}", self->message_id_,
                      self->sender_, size, delivered.uids.size(), blob.substr(0, 12));
       } catch (const Error& e) {
-        answer = e.code() == "quota_exceeded" ? std::string(e.what())
+        answer = e.code() == errc::kQuotaExceeded ? std::string(e.what())
                                               : "451 4.3.0 Local error in processing, message not accepted";
-        if (e.code() != "quota_exceeded") spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());
+        if (e.code() != errc::kQuotaExceeded) spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());
       } catch (const std::exception& e) {
         answer = "451 4.3.0 Local error in processing, message not accepted";
         spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());

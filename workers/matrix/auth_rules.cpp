@@ -9,7 +9,7 @@ using nlohmann::json;
 
 namespace {
 
-[[noreturn]] void forbidden(const std::string& why) { throw Error("M_FORBIDDEN", why, 403); }
+[[noreturn]] void forbidden(const std::string& why) { throw Error(errc::kMForbidden, why, 403); }
 
 }  // namespace
 
@@ -28,7 +28,7 @@ std::string membership_in(const StateMap& state, const std::string& user) {
 // Room versions 10 and 11, auth rules 10.1-10.3: every level is an integer, "events" and
 // "notifications" map to integers, "users" maps user IDs to integers.
 void check_power_levels_integers(const json& content) {
-  auto bad = [](const std::string& why) { throw coop::Error("bad_json", "m.room.power_levels: " + why, 400); };
+  auto bad = [](const std::string& why) { throw coop::Error(errc::kBadJson, "m.room.power_levels: " + why, 400); };
   if (!content.is_object()) bad("content must be an object");
   for (const char* key : {"users_default", "events_default", "state_default", "ban", "redact", "kick", "invite"})
     if (content.contains(key) && !content[key].is_number_integer()) bad(std::string(key) + " must be an integer");

@@ -19,7 +19,7 @@ using MembershipLookup = std::function<bool(const std::string& room_id, const st
 
 const nlohmann::json* state_of(const StateMap& state, const std::string& type, const std::string& key = "");
 
-// Throws coop::Error("M_FORBIDDEN") naming the rule that refuses the event against the state
+// Throws coop::Error(errc::kMForbidden) naming the rule that refuses the event against the state
 // before it. Covered: create, membership transitions (join, invite, leave, kick, ban, unban,
 // public/invite/restricted join rules), power levels for events and for changing power
 // levels, state keys that are user IDs. Not yet: third-party invites, knocking.

@@ -13,7 +13,7 @@ namespace coop::matrix {
 
 namespace {
 
-[[noreturn]] void bad_json(const std::string& why) { throw coop::Error("bad_json", why, 400); }
+[[noreturn]] void bad_json(const std::string& why) { throw coop::Error(errc::kBadJson, why, 400); }
 
 // Length of the UTF-8 sequence at text[i], or 0 if it is not well-formed (RFC 3629 section 4:
 // no overlong forms, no surrogates, nothing above U+10FFFF).
@@ -149,7 +149,7 @@ std::string canonical_json(const nlohmann::json& value) {
 
 nlohmann::json parse_json_object(std::string_view text) {
   auto value = coop::parse_json(text, kMaxJsonDepth);
-  if (!value.is_object()) throw coop::Error("not_json", "JSON value is not an object", 400);
+  if (!value.is_object()) throw coop::Error(errc::kNotJson, "JSON value is not an object", 400);
   return value;
 }
 

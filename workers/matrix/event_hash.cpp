@@ -38,7 +38,7 @@ RedactionRules rules_for(std::string_view room_version) {
   const auto [end, ec] = std::from_chars(room_version.data(), room_version.data() + room_version.size(), version);
   if (ec != std::errc() || end != room_version.data() + room_version.size() || version < 1 || version > 11 ||
       room_version.front() == '0')
-    throw coop::Error("unsupported_room_version",
+    throw coop::Error(errc::kUnsupportedRoomVersion,
                       "unsupported room version \"" + std::string(room_version) + "\"", 400);
   RedactionRules rules;
   rules.version = version;
@@ -93,7 +93,7 @@ nlohmann::json redact_content(const std::string& type, const nlohmann::json& con
 
 std::string sha256(std::string_view bytes) {
   static const int sodium_ready = sodium_init();  // thread-safe once; idempotent anyway
-  if (sodium_ready < 0) throw coop::Error("crypto_unavailable", "libsodium failed to initialise", 500);
+  if (sodium_ready < 0) throw coop::Error(errc::kCryptoUnavailable, "libsodium failed to initialise", 500);
   std::array<unsigned char, crypto_hash_sha256_BYTES> digest{};
   crypto_hash_sha256(digest.data(), reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
   return std::string(reinterpret_cast<const char*>(digest.data()), digest.size());
@@ -110,7 +110,7 @@ std::string reference_hash_bytes(const nlohmann::json& event, std::string_view r
 
 nlohmann::json redact(const nlohmann::json& event, std::string_view room_version) {
   const RedactionRules rules = rules_for(room_version);
-  if (!event.is_object()) throw coop::Error("bad_json", "event is not an object", 400);
+  if (!event.is_object()) throw coop::Error(errc::kBadJson, "event is not an object", 400);
   nlohmann::json redacted = nlohmann::json::object();
   keep_keys(event, redacted,
             {"event_id", "type", "room_id", "sender", "state_key", "hashes", "signatures", "depth",
@@ -127,7 +127,7 @@ nlohmann::json redact(const nlohmann::json& event, std::string_view room_version
 }
 
 std::string content_hash(const nlohmann::json& event) {
-  if (!event.is_object()) throw coop::Error("bad_json", "event is not an object", 400);
+  if (!event.is_object()) throw coop::Error(errc::kBadJson, "event is not an object", 400);
   nlohmann::json hashed = event;
   hashed.erase("unsigned");
   hashed.erase("signatures");
@@ -149,7 +149,7 @@ std::string reference_hash(const nlohmann::json& event, std::string_view room_ve
 std::string event_id_for(const nlohmann::json& event, std::string_view room_version) {
   const RedactionRules rules = rules_for(room_version);
   if (rules.version < 3)
-    throw coop::Error("unsupported_room_version",
+    throw coop::Error(errc::kUnsupportedRoomVersion,
                       "room version " + std::string(room_version) + " has server-chosen event IDs", 400);
   const std::string hash = reference_hash_bytes(event, room_version);
   // Room version 3 used standard base64; 4+ switched to the URL-safe alphabet.

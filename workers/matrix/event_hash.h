@@ -11,8 +11,8 @@ namespace coop::matrix {
 // The redacted form of a PDU under the room version's redaction algorithm (spec "Room
 // Versions": "Redactions" of each version). Supports room versions "1" to "11"; the v11 rules
 // drop top-level "origin", "membership" and "prev_state" and keep more content. Throws
-// coop::Error("unsupported_room_version", ..., 400) for other versions and
-// coop::Error("bad_json", ..., 400) if event is not an object.
+// coop::Error(errc::kUnsupportedRoomVersion, ..., 400) for other versions and
+// coop::Error(errc::kBadJson, ..., 400) if event is not an object.
 nlohmann::json redact(const nlohmann::json& event, std::string_view room_version);
 
 // Matrix spec, Server-Server API "Calculating the content hash for an event": sha256 over the
@@ -30,7 +30,7 @@ std::string reference_hash(const nlohmann::json& event, std::string_view room_ve
 
 // The event ID of a PDU: "$" + reference hash, in URL-safe unpadded base64 for room versions
 // 4+ and standard unpadded base64 for version 3. Versions 1 and 2 have server-chosen IDs and
-// throw coop::Error("unsupported_room_version").
+// throw coop::Error(errc::kUnsupportedRoomVersion).
 std::string event_id_for(const nlohmann::json& event, std::string_view room_version);
 
 }  // namespace coop::matrix

@@ -16,7 +16,7 @@ namespace {
 
 void ensure_sodium() {
   static const int result = sodium_init();  // magic static: runs once, thread-safely
-  if (result < 0) throw coop::Error("crypto_unavailable", "libsodium failed to initialise", 500);
+  if (result < 0) throw coop::Error(errc::kCryptoUnavailable, "libsodium failed to initialise", 500);
 }
 
 bool is_valid_key_id(std::string_view key_id) {
@@ -34,7 +34,7 @@ std::string as_string(const unsigned char* bytes, std::size_t size) {
 }  // namespace
 
 SigningKey::SigningKey(std::string key_id, const unsigned char* seed) : key_id_(std::move(key_id)) {
-  if (!is_valid_key_id(key_id_)) throw coop::Error("bad_key_id", "signing key ID \"" + key_id_ + "\" is not ed25519:<version>", 400);
+  if (!is_valid_key_id(key_id_)) throw coop::Error(errc::kBadKeyId, "signing key ID \"" + key_id_ + "\" is not ed25519:<version>", 400);
   ensure_sodium();
   crypto_sign_seed_keypair(public_key_.data(), secret_key_.data(), seed);
 }
@@ -57,7 +57,7 @@ SigningKey SigningKey::from_seed(std::string key_id, std::string_view seed_base6
   auto seed = decode_base64(seed_base64);
   if (!seed || seed->size() != crypto_sign_SEEDBYTES) {
     if (seed) sodium_memzero(seed->data(), seed->size());
-    throw coop::Error("bad_signing_key", "signing key seed is not 32 bytes of base64", 400);
+    throw coop::Error(errc::kBadSigningKey, "signing key seed is not 32 bytes of base64", 400);
   }
   try {
     SigningKey key(std::move(key_id), reinterpret_cast<const unsigned char*>(seed->data()));
@@ -106,7 +106,7 @@ std::string SigningKey::sign(std::string_view bytes) const {
 }
 
 nlohmann::json sign_json(nlohmann::json object, const std::string& server_name, const SigningKey& key) {
-  if (!object.is_object()) throw coop::Error("bad_json", "only JSON objects can be signed", 400);
+  if (!object.is_object()) throw coop::Error(errc::kBadJson, "only JSON objects can be signed", 400);
   nlohmann::json signatures = nlohmann::json::object();
   if (auto found = object.find("signatures"); found != object.end()) {
     if (found->is_object()) signatures = std::move(*found);
@@ -160,10 +160,10 @@ bool verify_json_signature(const nlohmann::json& object, const std::string& serv
 
 nlohmann::json sign_event(nlohmann::json event, const std::string& server_name, const SigningKey& key,
                           std::string_view room_version) {
-  if (!event.is_object()) throw coop::Error("bad_json", "event is not an object", 400);
+  if (!event.is_object()) throw coop::Error(errc::kBadJson, "event is not an object", 400);
   const auto hashes = event.find("hashes");
   if (hashes == event.end() || !hashes->is_object() || !hashes->contains("sha256"))
-    throw coop::Error("bad_json", "event has no content hash to sign", 400);
+    throw coop::Error(errc::kBadJson, "event has no content hash to sign", 400);
   // Redaction keeps "signatures", so existing signatures carry through sign_json.
   nlohmann::json signed_redacted = sign_json(redact(event, room_version), server_name, key);
   event["signatures"] = std::move(signed_redacted["signatures"]);

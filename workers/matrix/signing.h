@@ -17,10 +17,10 @@ class SigningKey {
  public:
   // A new key from libsodium's random source. Key IDs must be "ed25519:" followed by one or
   // more of [A-Za-z0-9_] (spec "Server-Server API: Publishing Keys"); anything else throws
-  // coop::Error("bad_key_id").
+  // coop::Error(errc::kBadKeyId).
   static SigningKey generate(std::string key_id);
   // The key whose 32-byte seed is seed_base64 (padded or not, either alphabet), the form
-  // Synapse's signing key file stores. A wrong length throws coop::Error("bad_signing_key").
+  // Synapse's signing key file stores. A wrong length throws coop::Error(errc::kBadSigningKey).
   static SigningKey from_seed(std::string key_id, std::string_view seed_base64);
 
   SigningKey(SigningKey&& other) noexcept;
@@ -44,7 +44,7 @@ class SigningKey {
 
 // Matrix spec, Appendices: Signing JSON. Signs the canonical JSON of object without
 // "signatures" and "unsigned", adds signatures.<server_name>.<key_id> next to any existing
-// signatures and puts "unsigned" back. Throws coop::Error("bad_json") for a non-object or
+// signatures and puts "unsigned" back. Throws coop::Error(errc::kBadJson) for a non-object or
 // a value canonical JSON rejects.
 nlohmann::json sign_json(nlohmann::json object, const std::string& server_name, const SigningKey& key);
 
@@ -56,7 +56,7 @@ bool verify_json_signature(const nlohmann::json& object, const std::string& serv
 // Matrix spec, Appendices: Signing Events. Signs the redacted form of event (room_version's
 // algorithm) and returns the whole event, full content included, with the new signature added.
 // The event must already carry hashes.sha256 (see with_content_hash): the signature covers the
-// hash, which is what protects the content. Missing hash: coop::Error("bad_json").
+// hash, which is what protects the content. Missing hash: coop::Error(errc::kBadJson).
 nlohmann::json sign_event(nlohmann::json event, const std::string& server_name, const SigningKey& key,
                           std::string_view room_version);
 

@@ -29,7 +29,7 @@ std::string AuthService::hash(std::string_view password) const { return auth::ha
 control::Response AuthService::verify(const std::string& user_in, const std::string& password,
                                       const std::string& protocol, const std::string& source) {
   if (!auth::parse_protocol(protocol))
-    throw Error("bad_protocol", "unknown protocol '" + protocol + "' (mail, dav, room, docs, tiles, site, federate)", 400);
+    throw Error(errc::kBadProtocol, "unknown protocol '" + protocol + "' (mail, dav, room, docs, tiles, site, federate)", 400);
   const std::string user = ascii_lower(user_in);
 
   auto record = store_.find_login(user);
@@ -51,7 +51,7 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
     throttle_.record_failure(key, source);
     audit.outcome = "unknown_user";
     store_.record_audit(audit);
-    return refuse(401, "bad_credentials", "wrong user name or password");
+    return refuse(401, errc::kBadCredentials, "wrong user name or password");
   }
 
   std::string credential;
@@ -78,13 +78,13 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
   if (out_of_scope) {
     audit.outcome = "out_of_scope";
     store_.record_audit(audit);
-    return refuse(403, "out_of_scope", "this app password is not valid for " + protocol);
+    return refuse(403, errc::kOutOfScope, "this app password is not valid for " + protocol);
   }
   if (credential.empty()) {
     throttle_.record_failure(key, source);
     audit.outcome = "bad_credentials";
     store_.record_audit(audit);
-    return refuse(401, "bad_credentials", "wrong user name or password");
+    return refuse(401, errc::kBadCredentials, "wrong user name or password");
   }
   audit.credential = credential;
   if (record->status != "active") {

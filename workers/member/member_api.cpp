@@ -55,10 +55,10 @@ json app_password_json(const AppPassword& p) {
 std::vector<std::string> string_list(const json& body, const char* key) {
   if (!body.contains(key)) return {};
   const auto& value = body[key];
-  if (!value.is_array()) throw Error("bad_request", std::string(key) + " must be a list of strings", 400);
+  if (!value.is_array()) throw Error(errc::kBadRequest, std::string(key) + " must be a list of strings", 400);
   std::vector<std::string> out;
   for (const auto& item : value) {
-    if (!item.is_string()) throw Error("bad_request", std::string(key) + " must be a list of strings", 400);
+    if (!item.is_string()) throw Error(errc::kBadRequest, std::string(key) + " must be a list of strings", 400);
     out.push_back(item.get<std::string>());
   }
   return out;
@@ -66,7 +66,7 @@ std::vector<std::string> string_list(const json& body, const char* key) {
 
 std::string string_field(const json& body, const char* key, const std::string& fallback = {}) {
   if (!body.contains(key)) return fallback;
-  if (!body[key].is_string()) throw Error("bad_request", std::string(key) + " must be a string", 400);
+  if (!body[key].is_string()) throw Error(errc::kBadRequest, std::string(key) + " must be a string", 400);
   return body[key].get<std::string>();
 }
 
@@ -161,7 +161,7 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
     const auto format = q.query_value("format", "json");
     const auto members = store.list_members(q.query_value("status"), "");
     if (format == "csv") return Response::bytes(200, members_to_csv(members), "text/csv; charset=utf-8");
-    if (format != "json") throw Error("bad_format", "format is csv or json", 400);
+    if (format != "json") throw Error(errc::kBadFormat, "format is csv or json", 400);
     return Response::json(members_json(members));
   }, "export all members (?format=csv|json)");
 

@@ -14,7 +14,7 @@ namespace coop::member {
 namespace {
 
 [[noreturn]] void bad(int line, const std::string& what) {
-  throw Error("bad_csv", "line " + std::to_string(line) + ": " + what, 400);
+  throw Error(errc::kBadCsv, "line " + std::to_string(line) + ": " + what, 400);
 }
 
 std::string trim(std::string_view s) {
@@ -128,7 +128,7 @@ std::vector<CsvRecord> parse_csv(std::string_view text) {
 
 std::vector<std::pair<NewMember, int>> members_from_csv(std::string_view text) {
   const auto records = parse_csv(text);
-  if (records.empty()) throw Error("bad_csv", "the file is empty: expected a header line starting with 'handle'", 400);
+  if (records.empty()) throw Error(errc::kBadCsv, "the file is empty: expected a header line starting with 'handle'", 400);
   const auto& header = records.front();
   std::map<std::string, std::size_t> column;
   for (std::size_t i = 0; i < header.fields.size(); ++i) {

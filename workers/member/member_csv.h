@@ -20,10 +20,10 @@ struct CsvRecord {
 };
 
 // RFC 4180 with LF or CRLF line ends and an optional UTF-8 BOM; blank lines are skipped.
-// Throws coop::Error("bad_csv", "line N: ...") for bad quoting or invalid UTF-8.
+// Throws coop::Error(errc::kBadCsv, "line N: ...") for bad quoting or invalid UTF-8.
 std::vector<CsvRecord> parse_csv(std::string_view text);
 
-// The rows of an import, each with its line number; throws coop::Error("bad_csv") naming the
+// The rows of an import, each with its line number; throws coop::Error(errc::kBadCsv) naming the
 // line for a wrong header, a wrong field count or a malformed value.
 std::vector<std::pair<NewMember, int>> members_from_csv(std::string_view text);
 

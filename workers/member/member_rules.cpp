@@ -20,7 +20,7 @@ constexpr std::array<std::string_view, 12> kReserved = {
 
 void check_handle(std::string_view handle) {
   auto fail = [&](const std::string& why) {
-    throw Error("invalid_handle", "invalid handle '" + std::string(handle) + "': " + why, 400);
+    throw Error(errc::kInvalidHandle, "invalid handle '" + std::string(handle) + "': " + why, 400);
   };
   if (handle.empty()) fail("it is empty");
   if (handle.size() > 64) fail("longer than 64 characters");
@@ -41,7 +41,7 @@ std::string normalize_email(std::string_view address) {
   std::string out = ascii_lower(address);
   const auto at = out.rfind('@');
   auto fail = [&](const std::string& why) {
-    throw Error("invalid_email", "invalid email address '" + std::string(address) + "': " + why, 400);
+    throw Error(errc::kInvalidEmail, "invalid email address '" + std::string(address) + "': " + why, 400);
   };
   if (at == std::string::npos || at == 0 || at + 1 == out.size()) fail("expected local@domain");
   const std::string_view local(out.data(), at);
@@ -61,19 +61,19 @@ void check_group_name(std::string_view name) {
   const bool ok = !name.empty() && name.size() <= 64 && lower_alnum(name.front()) &&
                   std::all_of(name.begin(), name.end(), [](char c) { return lower_alnum(c) || c == '_' || c == '-'; });
   if (!ok)
-    throw Error("invalid_group",
+    throw Error(errc::kInvalidGroup,
                 "invalid group name '" + std::string(name) + "': 1-64 of a-z, 0-9, '_', '-', starting with a letter or digit",
                 400);
 }
 
 void check_role(std::string_view role) {
   if (role != "admin" && role != "member" && role != "guest")
-    throw Error("invalid_role", "invalid role '" + std::string(role) + "' (admin, member, guest)", 400);
+    throw Error(errc::kInvalidRole, "invalid role '" + std::string(role) + "' (admin, member, guest)", 400);
 }
 
 void check_status(std::string_view status) {
   if (status != "active" && status != "suspended" && status != "removed")
-    throw Error("invalid_status", "invalid status '" + std::string(status) + "' (active, suspended, removed)", 400);
+    throw Error(errc::kInvalidStatus, "invalid status '" + std::string(status) + "' (active, suspended, removed)", 400);
 }
 
 }  // namespace coop::member

@@ -53,6 +53,11 @@ Response cors(Response response) {
 
 Response ok(const json& body) { return cors(Response::json(body)); }
 
+// Client-Server API "Rate limiting": 429 M_LIMIT_EXCEEDED with retry_after_ms.
+Response rate_limited(const auth::ThrottledError& e) {
+  return cors(Response::json({{"errcode", errc::kMLimitExceeded}, {"error", e.what()}, {"retry_after_ms", e.retry_after_ms()}}, 429));
+}
+
 [[noreturn]] void fail(int status, const std::string& errcode, const std::string& message) {
   throw Error(errcode, message, status);
 }
@@ -60,21 +65,21 @@ Response ok(const json& body) { return cors(Response::json(body)); }
 // coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.
 std::string errcode_for(int status, const std::string& code) {
   if (code.rfind("M_", 0) == 0) return code;
-  if (code == "not_json") return "M_NOT_JSON";
-  if (code == "bad_json") return "M_BAD_JSON";
-  if (code == "bad_request") return "M_INVALID_PARAM";
-  if (code == "bad_credentials") return "M_FORBIDDEN";
-  if (code == "member_suspended" || code == "member_removed") return "M_USER_DEACTIVATED";
-  if (code == "throttled") return "M_LIMIT_EXCEEDED";
+  if (code == errc::kNotJson) return errc::kMNotJson;
+  if (code == errc::kBadJson) return errc::kMBadJson;
+  if (code == errc::kBadRequest) return errc::kMInvalidParam;
+  if (code == errc::kBadCredentials) return errc::kMForbidden;
+  if (code == errc::kMemberSuspended || code == errc::kMemberRemoved) return errc::kMUserDeactivated;
+  if (code == errc::kThrottled) return errc::kMLimitExceeded;
   switch (status) {
-    case 400: return "M_BAD_JSON";
-    case 401: return "M_UNKNOWN_TOKEN";
-    case 403: return "M_FORBIDDEN";
-    case 404: return "M_NOT_FOUND";
-    case 405: return "M_UNRECOGNIZED";
-    case 413: return "M_TOO_LARGE";
-    case 429: return "M_LIMIT_EXCEEDED";
-    default: return "M_UNKNOWN";
+    case 400: return errc::kMBadJson;
+    case 401: return errc::kMUnknownToken;
+    case 403: return errc::kMForbidden;
+    case 404: return errc::kMNotFound;
+    case 405: return errc::kMUnrecognized;
+    case 413: return errc::kMTooLarge;
+    case 429: return errc::kMLimitExceeded;
+    default: return errc::kMUnknown;
   }
 }
 
@@ -83,7 +88,7 @@ json filter_param(const std::string& text) {
   try {
     return parse_json_object(text);
   } catch (const Error&) {
-    throw Error("M_INVALID_PARAM", "filter is not a JSON object", 400);
+    throw Error(errc::kMInvalidParam, "filter is not a JSON object", 400);
   }
 }
 
@@ -227,9 +232,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
     std::string token = q.query_value("access_token");
     const auto header = q.header("authorization");
     if (header.rfind("Bearer ", 0) == 0) token = header.substr(7);
-    if (token.empty()) fail(401, "M_MISSING_TOKEN", "missing access token");
+    if (token.empty()) fail(401, errc::kMMissingToken, "missing access token");
     auto session = store.session_for(token);
-    if (!session) fail(401, "M_UNKNOWN_TOKEN", "unknown or expired access token");
+    if (!session) fail(401, errc::kMUnknownToken, "unknown or expired access token");
     return *session;
   }
 
@@ -246,16 +251,16 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::string resolve_room(const std::string& id_or_alias) {
     if (!id_or_alias.empty() && id_or_alias[0] == '#') {
       auto room = store.room_for_alias(id_or_alias);
-      if (!room) fail(404, "M_NOT_FOUND", "no room alias " + id_or_alias);
+      if (!room) fail(404, errc::kMNotFound, "no room alias " + id_or_alias);
       return *room;
     }
-    if (id_or_alias.empty() || id_or_alias[0] != '!') fail(400, "M_INVALID_PARAM", "not a room ID or alias");
+    if (id_or_alias.empty() || id_or_alias[0] != '!') fail(400, errc::kMInvalidParam, "not a room ID or alias");
     return id_or_alias;
   }
 
   void require_joined(const std::string& room_id, const std::string& user_id) {
-    if (!store.room_version(room_id)) fail(404, "M_NOT_FOUND", "no room " + room_id);
-    if (store.membership(room_id, user_id) != "join") fail(403, "M_FORBIDDEN", "you are not in this room");
+    if (!store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
+    if (store.membership(room_id, user_id) != "join") fail(403, errc::kMForbidden, "you are not in this room");
   }
 
   // A member's power level and a named level ("redact", "state_default") in a room.
@@ -328,7 +333,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
   std::pair<json, bool> build_sync(const std::string& user_id, const Request& q) {
     const auto since = StreamPosition::parse(q.query_value("since"));
-    if (!since && !q.query_value("since").empty()) fail(400, "M_INVALID_PARAM", "since is not a token of this server");
+    if (!since && !q.query_value("since").empty()) fail(400, errc::kMInvalidParam, "since is not a token of this server");
     const bool full_state = q.query_value("full_state") == "true";
     // Read under the typing lock: a typing change takes its position and updates the map
     // under the same lock, so a sync sees both or neither.
@@ -502,7 +507,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       } catch (const Error& e) {
         reply(self->error(e.status(), e.code(), e.what()));
       } catch (const std::exception& e) {
-        reply(self->error(500, "M_UNKNOWN", e.what()));
+        reply(self->error(500, errc::kMUnknown, e.what()));
       }
     });
   }
@@ -534,7 +539,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       failed = error(e.status(), e.code(), e.what());
     } catch (const std::exception& e) {
       spdlog::error("sync for {}: {}", waiter->user_id, e.what());
-      failed = error(500, "M_UNKNOWN", "internal error");
+      failed = error(500, errc::kMUnknown, "internal error");
     }
     if (!failed && !has_news && !final && std::chrono::steady_clock::now() < waiter->deadline) return;
     if (waiter->answered.exchange(true)) return;
@@ -560,7 +565,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
       }
     }
     for (const auto& w : ended)
-      if (!w->answered.exchange(true)) w->reply(error(401, "M_UNKNOWN_TOKEN", "this session has ended"));
+      if (!w->answered.exchange(true)) w->reply(error(401, errc::kMUnknownToken, "this session has ended"));
   }
 
   // Wakes parked syncs. Bursts of changes coalesce into one pass over the waiters: a
@@ -596,7 +601,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   });
   r.set_fallback([self](const Request& q, Reply reply) {
     if (q.method == "OPTIONS") return reply(cors(Response::json(json::object())));
-    reply(self->error(404, "M_UNRECOGNIZED", "unrecognized request: " + q.method + " " + q.path));
+    reply(self->error(404, errc::kMUnrecognized, "unrecognized request: " + q.method + " " + q.path));
   });
 
   // Discovery (Client-Server API "Server discovery" and "API standards").
@@ -619,18 +624,18 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   route(r, "GET", "/login", [](const Request&) { return ok({{"flows", {{{"type", "m.login.password"}}}}}); });
   route(r, "POST", "/login", [self](const Request& q) {
     const auto body = q.json();
-    if (body.value("type", "") != "m.login.password") fail(400, "M_UNKNOWN", "only m.login.password is supported");
+    if (body.value("type", "") != "m.login.password") fail(400, errc::kMUnknown, "only m.login.password is supported");
     std::string user = body.value("user", "");
     if (body.contains("identifier") && body["identifier"].is_object()) {
       const auto& id = body["identifier"];
       if (id.value("type", "") == "m.id.user") user = id.value("user", "");
       else if (id.value("type", "") == "m.id.thirdparty" && id.value("medium", "") == "email") user = id.value("address", "");
-      else fail(400, "M_UNKNOWN", "unsupported identifier type");
+      else fail(400, errc::kMUnknown, "unsupported identifier type");
     }
     if (!user.empty() && user[0] == '@') {
       const auto colon = user.find(':');
       if (colon == std::string::npos || user.substr(colon + 1) != self->server())
-        fail(403, "M_FORBIDDEN", "this server only logs in its own users");
+        fail(403, errc::kMForbidden, "this server only logs in its own users");
       user = localpart(user);
     }
     try {
@@ -642,11 +647,10 @@ void ClientApi::Impl::add_routes(http::Router& r) {
       return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", self->server()},
                  {"well_known", {{"m.homeserver", {{"base_url", "http://" + q.header("host", self->server())}}}}}});
     } catch (const auth::ThrottledError& e) {
-      // Client-Server API "Rate limiting": 429 M_LIMIT_EXCEEDED with retry_after_ms.
-      return cors(Response::json({{"errcode", "M_LIMIT_EXCEEDED"}, {"error", e.what()}, {"retry_after_ms", e.retry_after_ms()}}, 429));
+      return rate_limited(e);
     } catch (const Error& e) {
-      if (e.code() == "bad_credentials") fail(403, "M_FORBIDDEN", "invalid user name or password");
-      if (e.code() == "member_suspended" || e.code() == "member_removed") fail(403, "M_USER_DEACTIVATED", e.what());
+      if (e.code() == errc::kBadCredentials) fail(403, errc::kMForbidden, "invalid user name or password");
+      if (e.code() == errc::kMemberSuspended || e.code() == errc::kMemberRemoved) fail(403, errc::kMUserDeactivated, e.what());
       throw;
     }
   });
@@ -670,12 +674,12 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto s = self->authenticate(q);
     for (const auto& d : self->store.devices(s.user_id))
       if (d.value("device_id", "") == q.param("deviceId")) return ok(d);
-    fail(404, "M_NOT_FOUND", "no such device");
+    fail(404, errc::kMNotFound, "no such device");
   });
   route(r, "PUT", "/devices/{deviceId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
     if (!self->store.rename_device(s.user_id, q.param("deviceId"), q.json().value("display_name", "")))
-      fail(404, "M_NOT_FOUND", "no such device");
+      fail(404, errc::kMNotFound, "no such device");
     return ok(json::object());
   });
   // Client-Server API "User-interactive authentication": deleting a device asks for the
@@ -692,26 +696,26 @@ void ClientApi::Impl::add_routes(http::Router& r) {
       auth::verify_credentials(self->runtime.home(), localpart(s.user_id), auth_dict.value("password", ""), "room",
                                q.remote_address);
     } catch (const auth::ThrottledError& e) {
-      return cors(Response::json({{"errcode", "M_LIMIT_EXCEEDED"}, {"error", e.what()}, {"retry_after_ms", e.retry_after_ms()}}, 429));
+      return rate_limited(e);
     } catch (const Error&) {
       return cors(Response::json({{"errcode", "M_FORBIDDEN"}, {"error", "invalid password"},
                                   {"flows", {{{"stages", {"m.login.password"}}}}}, {"session", "delete-" + q.param("deviceId")}}, 401));
     }
-    if (!self->store.delete_device(s.user_id, q.param("deviceId"))) fail(404, "M_NOT_FOUND", "no such device");
+    if (!self->store.delete_device(s.user_id, q.param("deviceId"))) fail(404, errc::kMNotFound, "no such device");
     return ok(json::object());
   });
   route(r, "POST", "/register", [](const Request&) -> Response {
-    fail(403, "M_FORBIDDEN", "registration is closed: members are added by the cooperative (coop member add)");
+    fail(403, errc::kMForbidden, "registration is closed: members are added by the cooperative (coop member add)");
   });
   route(r, "POST", "/user/{userId}/filter", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "cannot create filters for other users");
+    if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "cannot create filters for other users");
     return ok({{"filter_id", std::to_string(self->store.filter_create(s.user_id, q.json()))}});
   });
   route(r, "GET", "/user/{userId}/filter/{filterId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
     auto f = self->store.filter(s.user_id, std::atoll(q.param("filterId").c_str()));
-    if (!f) fail(404, "M_NOT_FOUND", "no such filter");
+    if (!f) fail(404, errc::kMNotFound, "no such filter");
     return ok(*f);
   });
 
@@ -737,7 +741,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   auto join = [self](const Request& q, const std::string& target) {
     const auto s = self->authenticate(q);
     const auto room_id = self->resolve_room(target);
-    if (!self->store.room_version(room_id)) fail(404, "M_NOT_FOUND", "no room " + room_id);
+    if (!self->store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
     if (self->store.membership(room_id, s.user_id) != "join") {
       json content = {{"membership", "join"}};
       const auto name = self->display_name(s.user_id);
@@ -753,7 +757,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
       const auto s = self->authenticate(q);
       const auto body = q.json();
       const std::string target = target_from_body ? body.value("user_id", "") : s.user_id;
-      if (target.empty()) fail(400, "M_MISSING_PARAM", "user_id is required");
+      if (target.empty()) fail(400, errc::kMMissingParam, "user_id is required");
       json content = {{"membership", membership}};
       if (body.contains("reason")) content["reason"] = body["reason"];
       self->store.send_event(q.param("roomId"), s.user_id, "m.room.member", content, target);
@@ -801,7 +805,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
     auto event = self->store.state_event(q.param("roomId"), q.param("eventType"), q.param("stateKey"));
-    if (!event) fail(404, "M_NOT_FOUND", "no such state");
+    if (!event) fail(404, errc::kMNotFound, "no such state");
     return ok((*event)["content"]);
   };
   route(r, "GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", get_state);
@@ -819,7 +823,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     auto e = self->store.event(q.param("eventId"));
     if (!e || e->event.value("room_id", "") != q.param("roomId") ||
         !self->store.history_visibility(q.param("roomId"), s.user_id).allows(*e))
-      fail(404, "M_NOT_FOUND", "no such event");
+      fail(404, errc::kMNotFound, "no such event");
     return ok(self->client_event(e->event));
   });
   auto members = [self](const Request& q, bool joined_only) {
@@ -840,12 +844,12 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
     const auto dir = q.query_value("dir", "b");
-    if (dir != "b" && dir != "f") fail(400, "M_INVALID_PARAM", "dir must be b or f");
+    if (dir != "b" && dir != "f") fail(400, errc::kMInvalidParam, "dir must be b or f");
     const bool backwards = dir == "b";
     const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 1, 1000);
     const auto now = self->store.position();
     auto from = StreamPosition::parse(q.query_value("from"));
-    if (!from && !q.query_value("from").empty()) fail(400, "M_INVALID_PARAM", "from is not a token of this server");
+    if (!from && !q.query_value("from").empty()) fail(400, errc::kMInvalidParam, "from is not a token of this server");
     if (!from) from = backwards ? now : StreamPosition{0, now.other};
     const auto filter_text = q.query_value("filter");
     const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : filter_param(filter_text));
@@ -870,7 +874,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   });
   route(r, "PUT", "/rooms/{roomId}/typing/{userId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "you can only type as yourself");
+    if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "you can only type as yourself");
     self->require_joined(q.param("roomId"), s.user_id);
     const auto body = q.json();
     {
@@ -893,7 +897,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
       self->store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", event_id}});
       return;
     }
-    if (type != "m.read" && type != "m.read.private") fail(400, "M_INVALID_PARAM", "unknown receipt type");
+    if (type != "m.read" && type != "m.read.private") fail(400, errc::kMInvalidParam, "unknown receipt type");
     self->store.set_receipt(q.param("roomId"), s.user_id, type, event_id);
   };
   route(r, "POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", [receipt](const Request& q) {
@@ -913,20 +917,20 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   // Account data.
   route(r, "PUT", "/user/{userId}/account_data/{type}", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "not your account data");
+    if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "not your account data");
     self->store.set_account_data(s.user_id, "", q.param("type"), q.json());
     return ok(json::object());
   });
   route(r, "GET", "/user/{userId}/account_data/{type}", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "not your account data");
+    if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "not your account data");
     auto content = self->store.account_data(s.user_id, "", q.param("type"));
-    if (!content) fail(404, "M_NOT_FOUND", "no account data of that type");
+    if (!content) fail(404, errc::kMNotFound, "no account data of that type");
     return ok(*content);
   });
   route(r, "PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", [self](const Request& q) {
     const auto s = self->authenticate(q);
-    if (q.param("userId") != s.user_id) fail(403, "M_FORBIDDEN", "not your account data");
+    if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "not your account data");
     self->store.set_account_data(s.user_id, q.param("roomId"), q.param("type"), q.json());
     return ok(json::object());
   });
@@ -936,7 +940,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     return stored && stored->contains("global") ? *stored : json{{"global", default_push_rules(user_id)}};
   };
   auto find_rule = [](json& rules, const std::string& kind, const std::string& id) -> json* {
-    if (!rules["global"].contains(kind)) fail(400, "M_INVALID_PARAM", "unknown push rule kind " + kind);
+    if (!rules["global"].contains(kind)) fail(400, errc::kMInvalidParam, "unknown push rule kind " + kind);
     for (auto& rule : rules["global"][kind])
       if (rule.value("rule_id", "") == id) return &rule;
     return nullptr;
@@ -948,16 +952,16 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   route(r, "GET", "/pushrules/global/{kind}/{ruleId}", [self, rules_of, find_rule](const Request& q) {
     auto rules = rules_of(self->authenticate(q).user_id);
     const json* rule = find_rule(rules, q.param("kind"), q.param("ruleId"));
-    if (!rule) fail(404, "M_NOT_FOUND", "no such push rule");
+    if (!rule) fail(404, errc::kMNotFound, "no such push rule");
     return ok(*rule);
   });
   route(r, "PUT", "/pushrules/global/{kind}/{ruleId}", [self, rules_of, find_rule](const Request& q) {
     const auto s = self->authenticate(q);
     const auto id = q.param("ruleId"), kind = q.param("kind");
-    if (!id.empty() && id[0] == '.') fail(400, "M_INVALID_PARAM", "server-default rules can only be enabled or given actions");
+    if (!id.empty() && id[0] == '.') fail(400, errc::kMInvalidParam, "server-default rules can only be enabled or given actions");
     auto rules = rules_of(s.user_id);
     const auto body = q.json();
-    if (!body.contains("actions") || !body["actions"].is_array()) fail(400, "M_MISSING_PARAM", "actions are required");
+    if (!body.contains("actions") || !body["actions"].is_array()) fail(400, errc::kMMissingParam, "actions are required");
     json rule = {{"rule_id", id}, {"default", false}, {"enabled", true}, {"actions", body["actions"]}};
     if (kind == "override" || kind == "underride") rule["conditions"] = body.value("conditions", json::array());
     if (kind == "content") rule["pattern"] = body.value("pattern", "");
@@ -974,7 +978,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   });
   route(r, "DELETE", "/pushrules/global/{kind}/{ruleId}", [self, rules_of](const Request& q) {
     const auto s = self->authenticate(q);
-    if (!q.param("ruleId").empty() && q.param("ruleId")[0] == '.') fail(400, "M_INVALID_PARAM", "server-default rules cannot be deleted");
+    if (!q.param("ruleId").empty() && q.param("ruleId")[0] == '.') fail(400, errc::kMInvalidParam, "server-default rules cannot be deleted");
     auto rules = rules_of(s.user_id);
     auto& list = rules["global"][q.param("kind")];
     const auto before = list.size();
@@ -983,7 +987,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
         list.erase(it);
         break;
       }
-    if (list.size() == before) fail(404, "M_NOT_FOUND", "no such push rule");
+    if (list.size() == before) fail(404, errc::kMNotFound, "no such push rule");
     self->store.set_account_data(s.user_id, "", "m.push_rules", rules);
     return ok(json::object());
   });
@@ -992,17 +996,17 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     route(r, "GET", "/pushrules/global/{kind}/{ruleId}/" + name, [self, rules_of, find_rule, name](const Request& q) {
       auto rules = rules_of(self->authenticate(q).user_id);
       const json* rule = find_rule(rules, q.param("kind"), q.param("ruleId"));
-      if (!rule) fail(404, "M_NOT_FOUND", "no such push rule");
+      if (!rule) fail(404, errc::kMNotFound, "no such push rule");
       return ok({{name, (*rule)[name]}});
     });
     route(r, "PUT", "/pushrules/global/{kind}/{ruleId}/" + name, [self, rules_of, find_rule, name](const Request& q) {
       const auto s = self->authenticate(q);
       auto rules = rules_of(s.user_id);
       json* rule = find_rule(rules, q.param("kind"), q.param("ruleId"));
-      if (!rule) fail(404, "M_NOT_FOUND", "no such push rule");
+      if (!rule) fail(404, errc::kMNotFound, "no such push rule");
       const auto body = q.json();
       if (!body.contains(name) || (name == "enabled" ? !body[name].is_boolean() : !body[name].is_array()))
-        fail(400, "M_BAD_JSON", name + " is missing or of the wrong type");
+        fail(400, errc::kMBadJson, name + " is missing or of the wrong type");
       (*rule)[name] = body[name];
       self->store.set_account_data(s.user_id, "", "m.push_rules", rules);
       return ok(json::object());
@@ -1012,7 +1016,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   // Aliases and the directory.
   route(r, "GET", "/directory/room/{roomAlias}", [self](const Request& q) {
     auto room = self->store.room_for_alias(q.param("roomAlias"));
-    if (!room) fail(404, "M_NOT_FOUND", "no such alias");
+    if (!room) fail(404, errc::kMNotFound, "no such alias");
     return ok({{"room_id", *room}, {"servers", {self->server()}}});
   });
   route(r, "PUT", "/directory/room/{roomAlias}", [self](const Request& q) {
@@ -1023,16 +1027,16 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     return ok(json::object());
   });
   route(r, "GET", "/directory/list/room/{roomId}", [self](const Request& q) {
-    if (!self->store.room_version(q.param("roomId"))) fail(404, "M_NOT_FOUND", "no such room");
+    if (!self->store.room_version(q.param("roomId"))) fail(404, errc::kMNotFound, "no such room");
     return ok({{"visibility", self->store.published(q.param("roomId")) ? "public" : "private"}});
   });
   route(r, "PUT", "/directory/list/room/{roomId}", [self](const Request& q) {
     const auto s = self->authenticate(q);
     self->require_joined(q.param("roomId"), s.user_id);
     const auto [mine, needed] = self->power(q.param("roomId"), s.user_id, "state_default", 50);
-    if (mine < needed) fail(403, "M_FORBIDDEN", "your power level is too low to publish this room");
+    if (mine < needed) fail(403, errc::kMForbidden, "your power level is too low to publish this room");
     const auto visibility = q.json().value("visibility", "");
-    if (visibility != "public" && visibility != "private") fail(400, "M_INVALID_PARAM", "visibility is public or private");
+    if (visibility != "public" && visibility != "private") fail(400, errc::kMInvalidParam, "visibility is public or private");
     self->store.set_published(q.param("roomId"), visibility == "public");
     return ok(json::object());
   });
@@ -1044,11 +1048,11 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   route(r, "DELETE", "/directory/room/{roomAlias}", [self](const Request& q) {
     const auto s = self->authenticate(q);
     const auto room = self->store.room_for_alias(q.param("roomAlias"));
-    if (!room) fail(404, "M_NOT_FOUND", "no such alias");
+    if (!room) fail(404, errc::kMNotFound, "no such alias");
     // The alias's creator, or a moderator of the room (Client-Server API "Room aliases").
     const auto [mine, needed] = self->power(*room, s.user_id, "state_default", 50);
     if (self->store.alias_creator(q.param("roomAlias")) != s.user_id && mine < needed)
-      fail(403, "M_FORBIDDEN", "only the alias's creator or a moderator can remove it");
+      fail(403, errc::kMForbidden, "only the alias's creator or a moderator can remove it");
     self->store.remove_alias(q.param("roomAlias"));
     return ok(json::object());
   });
@@ -1073,10 +1077,10 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const std::string txn = "redact\n" + q.param("txnId");
     if (auto existing = self->store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
     auto target = self->store.event(q.param("eventId"));
-    if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, "M_NOT_FOUND", "no such event");
+    if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, errc::kMNotFound, "no such event");
     if (target->event.value("sender", "") != s.user_id) {
       const auto [mine, needed] = self->power(q.param("roomId"), s.user_id, "redact", 50);
-      if (mine < needed) fail(403, "M_FORBIDDEN", "your power level is too low to redact others' events");
+      if (mine < needed) fail(403, errc::kMForbidden, "your power level is too low to redact others' events");
     }
     json content = {{"redacts", q.param("eventId")}};  // room version 11: in content
     const auto body = q.json();
@@ -1091,7 +1095,7 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     auto target = self->store.event(q.param("eventId"));
     const auto visible = self->store.history_visibility(q.param("roomId"), s.user_id);
     if (!target || target->event.value("room_id", "") != q.param("roomId") || !visible.allows(*target))
-      fail(404, "M_NOT_FOUND", "no such event");
+      fail(404, errc::kMNotFound, "no such event");
     const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 0, 100);
     const auto now = self->store.position();
     auto before = self->store.events_between(q.param("roomId"), 0, target->stream - 1, limit / 2 + limit % 2, true);
@@ -1211,8 +1215,8 @@ void ClientApi::Impl::add_routes(http::Router& r) {
     const auto s = self->authenticate(q);
     const std::string root = q.param("roomId");
     const auto root_membership = self->store.membership(root, s.user_id);
-    if (!self->store.room_version(root)) fail(404, "M_NOT_FOUND", "no room " + root);
-    if (root_membership != "join" && root_membership != "invite") fail(403, "M_FORBIDDEN", "you cannot see this Space");
+    if (!self->store.room_version(root)) fail(404, errc::kMNotFound, "no room " + root);
+    if (root_membership != "join" && root_membership != "invite") fail(403, errc::kMForbidden, "you cannot see this Space");
     const int max_depth = std::atoi(q.query_value("max_depth", "10").c_str());
     json rooms = json::array();
     std::set<std::string> seen;
@@ -1269,9 +1273,9 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   auto download = [self](bool authenticated) {
     return [self, authenticated](const Request& q) {
       if (authenticated) self->authenticate(q);
-      if (q.param("serverName") != self->server()) fail(404, "M_NOT_FOUND", "media of other servers is not fetched yet");
+      if (q.param("serverName") != self->server()) fail(404, errc::kMNotFound, "media of other servers is not fetched yet");
       auto m = self->store.media(q.param("mediaId"));
-      if (!m) fail(404, "M_NOT_FOUND", "no such media");
+      if (!m) fail(404, errc::kMNotFound, "no such media");
       Response response = Response::bytes(200, self->blobs.read(m->blob), m->content_type);
       const std::string name = q.param("fileName").empty() ? m->filename : q.param("fileName");
       response.headers.emplace_back("Content-Disposition", name.empty() ? "inline" : "inline; filename=\"" + name + "\"");
@@ -1282,14 +1286,14 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   auto thumbnail = [self](bool authenticated) {
     return [self, authenticated](const Request& q) {
       if (authenticated) self->authenticate(q);
-      if (q.param("serverName") != self->server()) fail(404, "M_NOT_FOUND", "media of other servers is not fetched yet");
+      if (q.param("serverName") != self->server()) fail(404, errc::kMNotFound, "media of other servers is not fetched yet");
       auto m = self->store.media(q.param("mediaId"));
-      if (!m) fail(404, "M_NOT_FOUND", "no such media");
+      if (!m) fail(404, errc::kMNotFound, "no such media");
       const int width = std::atoi(q.query_value("width", "0").c_str());
       const int height = std::atoi(q.query_value("height", "0").c_str());
-      if (width < 1 || height < 1) fail(400, "M_MISSING_PARAM", "width and height are required");
+      if (width < 1 || height < 1) fail(400, errc::kMMissingParam, "width and height are required");
       auto thumb = make_thumbnail(self->blobs.read(m->blob), width, height, q.query_value("method", "scale") == "crop");
-      if (!thumb) fail(400, "M_UNKNOWN", "this media cannot be thumbnailed");
+      if (!thumb) fail(400, errc::kMUnknown, "this media cannot be thumbnailed");
       return cors(Response::bytes(200, std::move(thumb->bytes), thumb->content_type));
     };
   };

@@ -57,8 +57,8 @@ std::string find_room(RoomStore& store, const std::string& ref) {
     if (auto name = store.state_event(room_id, "m.room.name", ""); name && (*name)["content"].value("name", "") == ref)
       matches.push_back(room_id);
   if (matches.size() == 1) return matches.front();
-  if (matches.size() > 1) throw Error("ambiguous", "several rooms are named '" + ref + "'; use the room ID", 409);
-  throw Error("no_such_room", "no room '" + ref + "'", 404);
+  if (matches.size() > 1) throw Error(errc::kAmbiguous, "several rooms are named '" + ref + "'; use the room ID", 409);
+  throw Error(errc::kNoSuchRoom, "no room '" + ref + "'", 404);
 }
 
 json client_view(json event) {
@@ -101,7 +101,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
     // member who is in the room; the auth rules decide as for any client.
     const auto body = q.json();
     const std::string text = body.value("body", "");
-    if (text.empty() || text.size() > 16384) throw Error("usage", "a message needs a body (at most 16 KiB)", 400);
+    if (text.empty() || text.size() > 16384) throw Error(errc::kUsage, "a message needs a body (at most 16 KiB)", 400);
     const auto room_id = find_room(store, q.param("room"));
     const std::string handle = body.value("sender", "");
     const std::string sender = handle.empty() ? "@coop:" + store.server_name() : "@" + handle + ":" + store.server_name();
@@ -117,7 +117,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
   r.add_blocking("POST", "/v1/spaces", run, [&spaces, &store](const Request& q) {
     const auto body = q.json();
     const auto name = body.value("name", "");
-    if (name.empty()) throw Error("usage", "a Space needs a name", 400);
+    if (name.empty()) throw Error(errc::kUsage, "a Space needs a name", 400);
     const auto room_id = spaces.create_space(name, body.value("group", ""));
     return Response::json(room_summary(store, room_id, managed_spaces(store)), 201);
   }, "create a Space ({name, group}): a group's Space admits that group's members");
@@ -125,7 +125,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
   r.add_blocking("POST", "/v1/rooms", run, [&spaces, &store](const Request& q) {
     const auto body = q.json();
     const auto name = body.value("name", "");
-    if (name.empty()) throw Error("usage", "a room needs a name", 400);
+    if (name.empty()) throw Error(errc::kUsage, "a room needs a name", 400);
     const std::string space = body.value("space", "").empty() ? "" : find_room(store, body.value("space", ""));
     const auto room_id = spaces.create_room(name, space, body.value("public", false));
     return Response::json(room_summary(store, room_id, managed_spaces(store)), 201);

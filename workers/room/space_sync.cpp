@@ -63,7 +63,7 @@ std::string SpaceSync::create_space(const std::string& name, const std::string& 
 std::string SpaceSync::create_room(const std::string& name, const std::string& space, bool is_public) {
   json request = {{"name", name}, {"preset", is_public ? "public_chat" : "private_chat"}};
   if (!space.empty()) {
-    if (!store_.room_version(space)) throw Error("no_such_room", "no Space " + space, 404);
+    if (!store_.room_version(space)) throw Error(errc::kNoSuchRoom, "no Space " + space, 404);
     if (!is_public)
       // Room versions 8+: members of the Space may join without an invite.
       request["initial_state"] = json::array({{{"type", "m.room.join_rules"}, {"state_key", ""},

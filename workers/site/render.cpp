@@ -33,7 +33,7 @@ icaltimezone* zone_named(const std::string& name) {
   set_up_libical();
   if (name.empty() || name == "UTC") return icaltimezone_get_utc_timezone();
   icaltimezone* zone = icaltimezone_get_builtin_timezone(name.c_str());
-  if (!zone) throw Error("bad_timezone", "unknown time zone '" + name + "' (an IANA name such as Europe/Paris)", 400);
+  if (!zone) throw Error(errc::kBadTimezone, "unknown time zone '" + name + "' (an IANA name such as Europe/Paris)", 400);
   return zone;
 }
 
@@ -184,7 +184,7 @@ int64_t parse_event_time(const std::string& text, const std::string& timezone) {
   static const std::regex kTime(R"((\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2}))?(Z|[+-]\d{2}:\d{2})?)");
   std::smatch m;
   if (!std::regex_match(text, m, kTime))
-    throw Error("bad_time", "give times as 2026-12-05T18:00 (in " + (timezone.empty() ? std::string("UTC") : timezone) +
+    throw Error(errc::kBadTime, "give times as 2026-12-05T18:00 (in " + (timezone.empty() ? std::string("UTC") : timezone) +
                                 ") or with an offset, 2026-12-05T18:00+01:00: '" + text + "'", 400);
   icaltimetype t = icaltime_null_time();
   t.year = std::stoi(m[1]);
@@ -195,7 +195,7 @@ int64_t parse_event_time(const std::string& text, const std::string& timezone) {
   t.second = m[6].matched ? std::stoi(m[6]) : 0;
   if (t.month < 1 || t.month > 12 || t.day < 1 || t.day > icaltime_days_in_month(t.month, t.year) || t.hour > 23 ||
       t.minute > 59 || t.second > 59)
-    throw Error("bad_time", "no such time: '" + text + "'", 400);
+    throw Error(errc::kBadTime, "no such time: '" + text + "'", 400);
   if (!m[7].matched) return static_cast<int64_t>(icaltime_as_timet_with_zone(t, zone_named(timezone)));
   const int64_t utc = static_cast<int64_t>(icaltime_as_timet_with_zone(t, icaltimezone_get_utc_timezone()));
   const std::string offset = m[7];

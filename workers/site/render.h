@@ -31,7 +31,7 @@ std::vector<std::pair<std::string, std::string>> generated_files(const RenderCon
 std::string events_ics(const std::string& site, const std::vector<Event>& events);
 
 // "2026-12-05T18:00", "2026-12-05 18:00", with seconds, with Z or +01:00: seconds since the
-// epoch; a time without an offset is in `timezone`. coop::Error("bad_time", 400) otherwise.
+// epoch; a time without an offset is in `timezone`. coop::Error(errc::kBadTime, 400) otherwise.
 int64_t parse_event_time(const std::string& text, const std::string& timezone);
 
 // 2026-12-05T17:00:00Z

@@ -46,19 +46,19 @@ json event_json(const Event& e) {
 
 std::string site_param(const http::Request& q) {
   const std::string name = q.param("site");
-  if (!valid_site_name(name)) throw Error("bad_site", "site names are 1-63 of a-z, 0-9, - and _: '" + name + "'", 400);
+  if (!valid_site_name(name)) throw Error(errc::kBadSite, "site names are 1-63 of a-z, 0-9, - and _: '" + name + "'", 400);
   return name;
 }
 
 std::string required_text(const json& body, const char* key) {
   if (!body.contains(key) || !body[key].is_string() || body[key].get<std::string>().empty())
-    throw Error("bad_request", std::string("give ") + key, 400);
+    throw Error(errc::kBadRequest, std::string("give ") + key, 400);
   return body[key].get<std::string>();
 }
 
 std::string optional_text(const json& body, const char* key) {
   if (!body.contains(key) || body[key].is_null()) return {};
-  if (!body[key].is_string()) throw Error("bad_request", std::string(key) + " must be a string", 400);
+  if (!body[key].is_string()) throw Error(errc::kBadRequest, std::string(key) + " must be a string", 400);
   return body[key].get<std::string>();
 }
 
@@ -166,7 +166,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
   control.add_blocking("GET", "/v1/sites/{site}", run, [site_json, this](const http::Request& q) {
     const auto name = site_param(q);
     const auto info = store_->site(name);
-    if (!info) throw Error("no_site", "no site '" + name + "'", 404);
+    if (!info) throw Error(errc::kNoSite, "no site '" + name + "'", 404);
     json out = site_json(*info);
     for (const auto& v : store_->versions(name))
       if (v.current) out["version"] = version_json(v);
@@ -194,13 +194,13 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
   control.add_blocking("GET", "/v1/sites/{site}/files", run, [this](const http::Request& q) {
     const auto name = site_param(q);
     const auto info = store_->site(name);
-    if (!info) throw Error("no_site", "no site '" + name + "'", 404);
+    if (!info) throw Error(errc::kNoSite, "no site '" + name + "'", 404);
     int64_t version = info->current;
     if (!q.query_value("version").empty()) {
       try {
         version = std::stoll(q.query_value("version"));
       } catch (...) {
-        throw Error("bad_request", "version is a number", 400);
+        throw Error(errc::kBadRequest, "version is a number", 400);
       }
     }
     json out = json::array();
@@ -215,7 +215,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     const json body = q.body.empty() ? json::object() : q.json();
     std::optional<int64_t> to;
     if (body.contains("to") && !body["to"].is_null()) {
-      if (!body["to"].is_number_integer()) throw Error("bad_request", "to is a version number", 400);
+      if (!body["to"].is_number_integer()) throw Error(errc::kBadRequest, "to is a version number", 400);
       to = body["to"].get<int64_t>();
     }
     std::lock_guard lock(publish_mutex_);
@@ -229,7 +229,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     const json body = q.json();
     std::vector<std::string> blobs;
     for (const auto& b : body.value("blobs", json::array())) {
-      if (!b.is_string() || !is_lower_hex(b.get<std::string>(), 64)) throw Error("bad_request", "blobs are sha256 hex", 400);
+      if (!b.is_string() || !is_lower_hex(b.get<std::string>(), 64)) throw Error(errc::kBadRequest, "blobs are sha256 hex", 400);
       blobs.push_back(b.get<std::string>());
     }
     return http::Response::json({{"missing", store_->missing(blobs)}});
@@ -237,34 +237,34 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
 
   control.add_blocking("PUT", "/v1/site-blobs/{blob}", run, [this](const http::Request& q) {
     const std::string blob = q.param("blob");
-    if (!is_lower_hex(blob, 64)) throw Error("bad_request", "blob ids are sha256 hex", 400);
+    if (!is_lower_hex(blob, 64)) throw Error(errc::kBadRequest, "blob ids are sha256 hex", 400);
     store_->put_blob(blob, q.body);
     return http::Response::json({{"blob", blob}, {"size", q.body.size()}}, 201);
   }, "Upload one file's bytes (checked against its sha256; fsync'd)");
 
   control.add_blocking("GET", "/v1/site-blobs/{blob}", run, [this](const http::Request& q) {
     const std::string blob = q.param("blob");
-    if (!is_lower_hex(blob, 64)) throw Error("bad_request", "blob ids are sha256 hex", 400);
+    if (!is_lower_hex(blob, 64)) throw Error(errc::kBadRequest, "blob ids are sha256 hex", 400);
     return http::Response::bytes(200, store_->read_blob(blob), "application/octet-stream");
   }, "One blob's bytes (for coop site image)");
 
   control.add_blocking("POST", "/v1/sites/{site}/versions", run, [this](const http::Request& q) {
     const auto name = site_param(q);
     const json body = q.json();
-    if (!body.contains("files") || !body["files"].is_array()) throw Error("bad_request", "give files", 400);
+    if (!body.contains("files") || !body["files"].is_array()) throw Error(errc::kBadRequest, "give files", 400);
     std::vector<FileEntry> files;
     for (const auto& f : body["files"]) {
       FileEntry e;
       e.path = required_text(f, "path");
       e.blob = required_text(f, "blob");
-      if (!valid_file_path(e.path)) throw Error("bad_path", "not a path a site may hold: '" + e.path + "'", 400);
-      if (!is_lower_hex(e.blob, 64)) throw Error("bad_request", "blob ids are sha256 hex", 400);
+      if (!valid_file_path(e.path)) throw Error(errc::kBadPath, "not a path a site may hold: '" + e.path + "'", 400);
+      if (!is_lower_hex(e.blob, 64)) throw Error(errc::kBadRequest, "blob ids are sha256 hex", 400);
       e.mtime = f.value("mtime", int64_t{0});
       e.type = content_type_for(e.path);
       files.push_back(std::move(e));
     }
     for (const auto& d : body.value("domains", json::array()))
-      if (!d.is_string() || !valid_host(d.get<std::string>())) throw Error("bad_domain", "not a host name: " + d.dump(), 400);
+      if (!d.is_string() || !valid_host(d.get<std::string>())) throw Error(errc::kBadDomain, "not a host name: " + d.dump(), 400);
     const auto version = publish(name, std::move(files), optional_text(body, "source"));
     for (const auto& d : body.value("domains", json::array())) store_->add_domain(name, d.get<std::string>());
     service_->reload();
@@ -296,7 +296,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     page.slug = optional_text(body, "slug");
     if (page.slug.empty()) page.slug = slugify(page.title);
     if (!valid_site_name(page.slug) || page.slug == "events" || page.slug == "sites")
-      throw Error("bad_slug", "page slugs are 1-63 of a-z, 0-9, - and _ (not 'events'): '" + page.slug + "'", 400);
+      throw Error(errc::kBadSlug, "page slugs are 1-63 of a-z, 0-9, - and _ (not 'events'): '" + page.slug + "'", 400);
     store_->put_page(name, page);
     const auto version = republish(name, "page " + page.slug);
     return http::Response::json({{"slug", page.slug}, {"title", page.title}, {"path", page.slug + "/"},
@@ -311,19 +311,19 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     e.starts = parse_event_time(required_text(body, "when"), timezone_);
     const std::string until = optional_text(body, "until");
     e.ends = until.empty() ? e.starts + 2 * 3600 : parse_event_time(until, timezone_);
-    if (e.ends <= e.starts) throw Error("bad_time", "an event ends after it starts", 400);
+    if (e.ends <= e.starts) throw Error(errc::kBadTime, "an event ends after it starts", 400);
     e.location = required_text(body, "where");
     e.description = optional_text(body, "description");
     e.slug = optional_text(body, "slug");
     if (e.slug.empty()) e.slug = utc_iso8601(e.starts).substr(0, 10) + "-" + slugify(e.title);
-    if (!valid_site_name(e.slug)) throw Error("bad_slug", "event slugs are 1-63 of a-z, 0-9, - and _: '" + e.slug + "'", 400);
+    if (!valid_site_name(e.slug)) throw Error(errc::kBadSlug, "event slugs are 1-63 of a-z, 0-9, - and _: '" + e.slug + "'", 400);
     if (body.contains("lat") || body.contains("lon")) {
       if (!body.value("lat", json()).is_number() || !body.value("lon", json()).is_number())
-        throw Error("bad_marker", "give both lat and lon as numbers", 400);
+        throw Error(errc::kBadMarker, "give both lat and lon as numbers", 400);
       e.lat = body["lat"].get<double>();
       e.lon = body["lon"].get<double>();
       if (*e.lat < -90 || *e.lat > 90 || *e.lon < -180 || *e.lon > 180)
-        throw Error("bad_marker", "latitude is -90..90 and longitude -180..180", 400);
+        throw Error(errc::kBadMarker, "latitude is -90..90 and longitude -180..180", 400);
     }
     unsigned char random[8];
     randombytes_buf(random, sizeof random);
@@ -359,7 +359,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
 
   control.add_blocking("DELETE", "/v1/sites/{site}/events/{slug}", run, [this](const http::Request& q) {
     const auto name = site_param(q);
-    if (!store_->remove_event(name, q.param("slug"))) throw Error("no_event", "no event " + q.param("slug"), 404);
+    if (!store_->remove_event(name, q.param("slug"))) throw Error(errc::kNoEvent, "no event " + q.param("slug"), 404);
     const auto version = republish(name, "event removed");
     return http::Response::json({{"slug", q.param("slug")}, {"removed", true}, {"version", version_json(version)}});
   }, "Remove an event");

@@ -406,7 +406,7 @@ Supervisor::Supervisor(WorkerRuntime& runtime, fs::path bin_dir, bool foreground
       if (child.pid > 0) ::kill(child.pid, SIGTERM);  // reaped and restarted like a crash
       return control::Response::json({{"status", "restarting"}, {"name", child.name}}, 202);
     }
-    throw Error("unknown_worker", "no worker named '" + request.param("name") + "' runs here", 404);
+    throw Error(errc::kUnknownWorker, "no worker named '" + request.param("name") + "' runs here", 404);
   }, "restart one worker");
   net::post(runtime.io(), [impl] { impl->start(); });
 }

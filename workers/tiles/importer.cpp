@@ -371,10 +371,10 @@ class ImportLock {
   explicit ImportLock(const fs::path& output) {
     const auto path = output.parent_path() / ("." + output.filename().string() + ".lock");
     fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw Error("archive_write_failed", "cannot create " + path.string(), 500);
+    if (fd_ < 0) throw Error(errc::kArchiveWriteFailed, "cannot create " + path.string(), 500);
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd_);
-      throw Error("busy", "another import of " + output.filename().string() + " is running", 409);
+      throw Error(errc::kBusy, "another import of " + output.filename().string() + " is running", 409);
     }
   }
   ~ImportLock() { ::close(fd_); }
@@ -405,10 +405,10 @@ std::string format_number(double value) {
 ImportSummary import_osm(const ImportOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   if (options.minzoom < 0 || options.maxzoom > kMaxImportZoom || options.minzoom > options.maxzoom)
-    throw Error("bad_input", "zooms must satisfy 0 <= minzoom <= maxzoom <= " + std::to_string(kMaxImportZoom), 400);
+    throw Error(errc::kBadInput, "zooms must satisfy 0 <= minzoom <= maxzoom <= " + std::to_string(kMaxImportZoom), 400);
   std::error_code ec;
   if (!fs::is_regular_file(options.input, ec))
-    throw Error("bad_input", options.input.string() + ": no such file", 400);
+    throw Error(errc::kBadInput, options.input.string() + ": no such file", 400);
   const uint64_t input_size = fs::file_size(options.input, ec);
   fs::create_directories(options.output.parent_path(), ec);
   ImportLock lock(options.output);
@@ -459,12 +459,12 @@ ImportSummary import_osm(const ImportOptions& options) {
     }
     reader.close();
     if (collector.nodes == 0 && collector.ways == 0)
-      throw Error("bad_input", options.input.string() + " holds no OSM data", 400);
+      throw Error(errc::kBadInput, options.input.string() + " holds no OSM data", 400);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
     // osmium::pbf_error, osmium::io_error, protozero::exception, std::system_error...
-    throw Error("bad_input", options.input.string() + ": " + e.what(), 400);
+    throw Error(errc::kBadInput, options.input.string() + ": " + e.what(), 400);
   }
   summary.nodes = collector.nodes;
   summary.ways = collector.ways;
@@ -580,8 +580,8 @@ ImportSummary import_osm(const ImportOptions& options) {
     writer.commit();
   } catch (const Error& e) {
     // SQLite says "disk I/O error" or "database or disk is full": name the file and the cure.
-    if (e.code() == "busy" || e.code() == "bad_input" || e.code() == "archive_not_synced") throw;
-    throw Error("archive_write_failed",
+    if (e.code() == errc::kBusy || e.code() == errc::kBadInput || e.code() == errc::kArchiveNotSynced) throw;
+    throw Error(errc::kArchiveWriteFailed,
                 "cannot write the archive for " + options.output.string() + " (is the disk full?): " + e.what(), 500);
   }
 

@@ -23,7 +23,7 @@ std::string gzip(std::string_view data, int level) {
   z_stream stream{};
   // windowBits 15 + 16: a gzip header and trailer instead of zlib's (zlib manual, deflateInit2).
   if (deflateInit2(&stream, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    throw Error("gzip_failed", "cannot start deflate", 500);
+    throw Error(errc::kGzipFailed, "cannot start deflate", 500);
   std::string out;
   out.resize(deflateBound(&stream, static_cast<uLong>(data.size())) + 32);
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
@@ -33,13 +33,13 @@ std::string gzip(std::string_view data, int level) {
   const int rc = deflate(&stream, Z_FINISH);
   out.resize(stream.total_out);
   deflateEnd(&stream);
-  if (rc != Z_STREAM_END) throw Error("gzip_failed", "deflate did not finish", 500);
+  if (rc != Z_STREAM_END) throw Error(errc::kGzipFailed, "deflate did not finish", 500);
   return out;
 }
 
 std::string gunzip(std::string_view data, std::size_t max_bytes) {
   z_stream stream{};
-  if (inflateInit2(&stream, 15 + 16) != Z_OK) throw Error("bad_gzip", "cannot start inflate", 500);
+  if (inflateInit2(&stream, 15 + 16) != Z_OK) throw Error(errc::kBadGzip, "cannot start inflate", 500);
   stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
   stream.avail_in = static_cast<uInt>(data.size());
   std::string out;
@@ -51,16 +51,16 @@ std::string gunzip(std::string_view data, std::size_t max_bytes) {
     rc = inflate(&stream, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) {
       inflateEnd(&stream);
-      throw Error("bad_gzip", "damaged gzip data", 400);
+      throw Error(errc::kBadGzip, "damaged gzip data", 400);
     }
     out.append(buffer, sizeof buffer - stream.avail_out);
     if (out.size() > max_bytes) {
       inflateEnd(&stream);
-      throw Error("bad_gzip", "gzip data expands past the limit", 400);
+      throw Error(errc::kBadGzip, "gzip data expands past the limit", 400);
     }
     if (rc == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
       inflateEnd(&stream);
-      throw Error("bad_gzip", "truncated gzip data", 400);
+      throw Error(errc::kBadGzip, "truncated gzip data", 400);
     }
   }
   inflateEnd(&stream);
@@ -80,7 +80,7 @@ void exec(sqlite3* db, const char* sql) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &message) != SQLITE_OK) {
     std::string text = message ? message : "unknown error";
     sqlite3_free(message);
-    throw Error("archive_write_failed", text, 500);
+    throw Error(errc::kArchiveWriteFailed, text, 500);
   }
 }
 
@@ -95,7 +95,7 @@ MbtilesWriter::MbtilesWriter(fs::path final_path) : final_(std::move(final_path)
     std::string message = db_ ? sqlite3_errmsg(db_) : "out of memory";
     sqlite3_close(db_);
     db_ = nullptr;
-    throw Error("archive_write_failed", "cannot create " + temp_.string() + ": " + message, 500);
+    throw Error(errc::kArchiveWriteFailed, "cannot create " + temp_.string() + ": " + message, 500);
   }
   try {
     // The temporary file is thrown away on any failure, so the build needs no journal; the
@@ -147,25 +147,25 @@ void MbtilesWriter::set_metadata(const std::string& name, const std::string& val
 void MbtilesWriter::commit() {
   exec(db_, "COMMIT;");
   statements_.reset();
-  if (sqlite3_close(db_) != SQLITE_OK) throw Error("archive_write_failed", "cannot close " + temp_.string(), 500);
+  if (sqlite3_close(db_) != SQLITE_OK) throw Error(errc::kArchiveWriteFailed, "cannot close " + temp_.string(), 500);
   db_ = nullptr;
   ::chmod(temp_.c_str(), 0644);  // before the fsync, so the mode is as durable as the data
   const int fd = ::open(temp_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0 || ::fsync(fd) != 0) {
     if (fd >= 0) ::close(fd);
-    throw Error("archive_write_failed", "cannot sync " + temp_.string(), 500);
+    throw Error(errc::kArchiveWriteFailed, "cannot sync " + temp_.string(), 500);
   }
   ::close(fd);
   std::error_code ec;
   fs::rename(temp_, final_, ec);
-  if (ec) throw Error("archive_write_failed", "cannot rename into " + final_.string() + ": " + ec.message(), 500);
+  if (ec) throw Error(errc::kArchiveWriteFailed, "cannot rename into " + final_.string() + ": " + ec.message(), 500);
   committed_ = true;
   try {
     fsync_directory(final_.parent_path());
   } catch (const std::exception& e) {
     // The new archive is already in place and being served; only its directory entry may not
     // have reached the disk yet.
-    throw Error("archive_not_synced", "the new archive is in place but its directory could not be synced: " +
+    throw Error(errc::kArchiveNotSynced, "the new archive is in place but its directory could not be synced: " +
                                           std::string(e.what()), 500);
   }
 }
@@ -205,7 +205,7 @@ std::string import_id(sqlite3* db) {
 
 std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file, int connections) {
   std::error_code ec;
-  if (!fs::exists(file, ec)) throw Error("no_archive", "no archive " + file.filename().string(), 404);
+  if (!fs::exists(file, ec)) throw Error(errc::kNoArchive, "no archive " + file.filename().string(), 404);
   std::shared_ptr<MbtilesArchive> archive(new MbtilesArchive());
   archive->file_ = file;
   // immutable=1: no locks and no journal checks; the file never changes under its inode.
@@ -220,7 +220,7 @@ std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file, int c
       auto connection = std::make_unique<Connection>();
       if (sqlite3_open_v2(uri.c_str(), &connection->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
                           nullptr) != SQLITE_OK)
-        throw Error("bad_archive", "cannot open " + file.filename().string(), 500);
+        throw Error(errc::kBadArchive, "cannot open " + file.filename().string(), 500);
       try {
         connection->select = std::make_unique<sqlite::Statement>(
             connection->db, "SELECT tile_data FROM tiles WHERE zoom_level = ?1 AND tile_column = ?2 AND tile_row = ?3");
@@ -228,12 +228,12 @@ std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file, int c
         if (i == 0) first_id = id;
         same = same && id == first_id;
       } catch (const Error& e) {
-        throw Error("bad_archive", file.filename().string() + " is not an MBTiles archive", 500);
+        throw Error(errc::kBadArchive, file.filename().string() + " is not an MBTiles archive", 500);
       }
       archive->pool_.push_back(std::move(connection));
     }
     if (same) break;
-    if (attempt == 3) throw Error("bad_archive", file.filename().string() + " keeps changing while it is opened", 500);
+    if (attempt == 3) throw Error(errc::kBadArchive, file.filename().string() + " keeps changing while it is opened", 500);
   }
 
   auto connection = archive->acquire();
@@ -241,7 +241,7 @@ std::shared_ptr<MbtilesArchive> MbtilesArchive::open(const fs::path& file, int c
     sqlite::Statement meta(connection->db, "SELECT name, value FROM metadata");
     while (meta.step()) archive->metadata_[meta.column_text(0)] = meta.column_text(1);
   } catch (const Error& e) {
-    throw Error("bad_archive", file.filename().string() + " is not an MBTiles archive", 500);
+    throw Error(errc::kBadArchive, file.filename().string() + " is not an MBTiles archive", 500);
   }
   archive->release(std::move(connection));
   auto as_int = [&](const char* key, int fallback) {

@@ -18,7 +18,7 @@ struct sqlite3;
 
 namespace coop::tiles {
 
-// RFC 1952 gzip of data (zlib level 6), and its inverse; gunzip throws coop::Error("bad_gzip")
+// RFC 1952 gzip of data (zlib level 6), and its inverse; gunzip throws coop::Error(errc::kBadGzip)
 // on damaged input or when the result would pass max_bytes.
 std::string gzip(std::string_view data, int level = 6);
 std::string gunzip(std::string_view data, std::size_t max_bytes = 64 << 20);
@@ -54,7 +54,7 @@ class MbtilesWriter {
 // started on this archive finishes on it after a swap. Safe to use from several threads.
 class MbtilesArchive {
  public:
-  // Throws coop::Error("no_archive", 404) when the file is missing, ("bad_archive") when it
+  // Throws coop::Error(errc::kNoArchive, 404) when the file is missing, ("bad_archive") when it
   // is not an MBTiles archive. connections: how many requests read it at once.
   static std::shared_ptr<MbtilesArchive> open(const std::filesystem::path& file, int connections = 8);
   ~MbtilesArchive();

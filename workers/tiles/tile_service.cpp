@@ -361,7 +361,7 @@ std::optional<TileRequest> parse_tile_path(std::string_view rest) {
   last = last.substr(0, dot);
   int64_t z = 0, x = 0, y = 0;
   if (!parse_number(parts[1], 2, z) || !parse_number(parts[2], 10, x) || !parse_number(last, 10, y))
-    throw Error("bad_request", "tile addresses are /tiles/NAME/Z/X/Y.pbf with whole numbers", 400);
+    throw Error(errc::kBadRequest, "tile addresses are /tiles/NAME/Z/X/Y.pbf with whole numbers", 400);
   TileRequest t;
   t.name = std::string(parts[0]);
   // Out of any archive's range, but well-formed: the caller answers 404.
@@ -490,7 +490,7 @@ http::Response TileService::tile(const http::Request& request, const TileRequest
       return gunzip(*data);
     } catch (const Error&) {
       // The archive holds a damaged tile: the server's fault, not the client's.
-      throw Error("damaged_tile", "a damaged tile in the archive", 500);
+      throw Error(errc::kDamagedTile, "a damaged tile in the archive", 500);
     }
   });
 }
@@ -624,7 +624,7 @@ http::Response TileService::handle_api(const http::Request& request, const Authe
   if (request.method == "OPTIONS") return handle(request);
   const auto member = authenticate(request);
   if (!member) {
-    auto r = http::Response::error("unauthorized", "sign in with your coop handle and password or an app password", 401);
+    auto r = http::Response::error(errc::kUnauthorized, "sign in with your coop handle and password or an app password", 401);
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
     add_cors(r);
     return r;
@@ -641,7 +641,7 @@ http::Response TileService::handle_api(const http::Request& request, const Authe
       r = http::Response::json(marker_feature(m, true), 201);
       r.headers.emplace_back("Location", "/tiles/api/markers/" + std::to_string(m.id));
     } else {
-      r = http::Response::error("method_not_allowed", "GET or POST", 405);
+      r = http::Response::error(errc::kMethodNotAllowed, "GET or POST", 405);
       r.headers.emplace_back("Allow", "GET, HEAD, POST, OPTIONS");
     }
   } else if (path.rfind("/tiles/api/markers/", 0) == 0) {
@@ -649,22 +649,22 @@ http::Response TileService::handle_api(const http::Request& request, const Authe
     if (!parse_number(std::string_view(path).substr(19), 18, id)) return plain(404, "not found");
     auto marker = markers_->get(id);
     if (!marker) {
-      r = http::Response::error("no_marker", "no marker " + std::to_string(id), 404);
+      r = http::Response::error(errc::kNoMarker, "no marker " + std::to_string(id), 404);
     } else if (request.method == "GET" || request.method == "HEAD") {
       r = http::Response::json(marker_feature(*marker, true));
     } else if (request.method == "DELETE") {
       if (marker->by != *member) {
-        r = http::Response::error("forbidden", "only the member who added a marker can remove it here", 403);
+        r = http::Response::error(errc::kForbidden, "only the member who added a marker can remove it here", 403);
       } else {
         markers_->remove(id);
         r = http::Response::json(marker_feature(*marker, true));
       }
     } else {
-      r = http::Response::error("method_not_allowed", "GET or DELETE", 405);
+      r = http::Response::error(errc::kMethodNotAllowed, "GET or DELETE", 405);
       r.headers.emplace_back("Allow", "GET, HEAD, DELETE, OPTIONS");
     }
   } else {
-    r = http::Response::error("not_found", "no such API", 404);
+    r = http::Response::error(errc::kNotFound, "no such API", 404);
   }
   add_cors(r);
   return r;

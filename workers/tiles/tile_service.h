@@ -26,7 +26,7 @@ struct TileRequest {
 };
 
 // Parses "NAME/Z/X/Y.pbf" (the part after /tiles/). nullopt for anything else; throws
-// coop::Error("bad_request", 400) when it has that shape but the numbers are nonsense.
+// coop::Error(errc::kBadRequest, 400) when it has that shape but the numbers are nonsense.
 std::optional<TileRequest> parse_tile_path(std::string_view rest);
 
 // Archive names: what `coop tiles import --name` accepts.

@@ -113,7 +113,7 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
       // Only members of the registry own markers.
       control::Client member(home_ptr->socket("member"));
       const auto response = member.get("/v1/members/" + m.by);
-      if (response.status == 404) throw Error("unknown_member", "no member '" + m.by + "'", 404);
+      if (response.status == 404) throw Error(errc::kUnknownMember, "no member '" + m.by + "'", 404);
       response.throw_if_error();
     }
     return http::Response::json(marker_feature(markers_->add(m), true), 201);
@@ -123,10 +123,10 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
     try {
       id = std::stoll(q.param("id"));
     } catch (...) {
-      throw Error("bad_request", "marker ids are numbers", 400);
+      throw Error(errc::kBadRequest, "marker ids are numbers", 400);
     }
     auto removed = markers_->remove(id);
-    if (!removed) throw Error("no_marker", "no marker " + q.param("id"), 404);
+    if (!removed) throw Error(errc::kNoMarker, "no marker " + q.param("id"), 404);
     return http::Response::json(marker_feature(*removed, true));
   }, "Remove a marker");
   control.add_blocking("GET", "/v1/archives", run, [this, home_ptr](const http::Request&) {

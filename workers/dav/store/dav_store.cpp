@@ -120,7 +120,7 @@ Collection DavStore::create_collection(const std::string& owner, const std::stri
   existing.bind(1, owner).bind(2, kind).bind(3, name);
   if (existing.step()) {
     existing.reset();
-    throw Error("collection_exists", owner + " already has a " + kind + " named '" + name + "'", 405);
+    throw Error(errc::kCollectionExists, owner + " already has a " + kind + " named '" + name + "'", 405);
   }
   impl_->db->prepare(
         "INSERT INTO collections (owner, kind, name, displayname, components, grp, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
@@ -295,7 +295,7 @@ void DavStore::grant(int64_t collection, const std::string& grantee, const std::
 void DavStore::revoke(int64_t collection, const std::string& grantee) {
   std::lock_guard lock(impl_->mutex);
   impl_->db->prepare("DELETE FROM grants WHERE collection_id = ?1 AND grantee = ?2").bind(1, collection).bind(2, grantee).run();
-  if (impl_->db->changes() == 0) throw Error("no_such_share", "it is not shared with " + grantee, 404);
+  if (impl_->db->changes() == 0) throw Error(errc::kNoSuchShare, "it is not shared with " + grantee, 404);
 }
 
 std::vector<Grant> DavStore::grants(int64_t collection) {

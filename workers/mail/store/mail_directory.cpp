@@ -50,13 +50,13 @@ MailDirectory::~MailDirectory() = default;
 
 Domain MailDirectory::add_domain(const std::string& name_in, const std::string& catch_all) {
   const auto name = ascii_lower(name_in);
-  if (!is_valid_domain(name)) throw Error("invalid_domain", "'" + name_in + "' is not a valid domain name", 400);
+  if (!is_valid_domain(name)) throw Error(errc::kInvalidDomain, "'" + name_in + "' is not a valid domain name", 400);
   std::lock_guard lock(mutex_);
   auto& existing = db_->prepare("SELECT 1 FROM domains WHERE name = ?1");
   existing.bind(1, name);
   if (existing.step()) {
     existing.reset();
-    throw Error("domain_exists", "the shard already hosts " + name, 409);
+    throw Error(errc::kDomainExists, "the shard already hosts " + name, 409);
   }
   const auto now = static_cast<int64_t>(::time(nullptr));
   db_->prepare("INSERT INTO domains (name, catch_all, created_at) VALUES (?1, ?2, ?3)")
@@ -70,7 +70,7 @@ Domain MailDirectory::add_domain(const std::string& name_in, const std::string& 
 void MailDirectory::remove_domain(const std::string& name) {
   std::lock_guard lock(mutex_);
   db_->prepare("DELETE FROM domains WHERE name = ?1").bind(1, ascii_lower(name)).run();
-  if (db_->changes() == 0) throw Error("no_such_domain", "the shard does not host " + name, 404);
+  if (db_->changes() == 0) throw Error(errc::kNoSuchDomain, "the shard does not host " + name, 404);
 }
 
 std::vector<Domain> MailDirectory::domains() {
@@ -95,13 +95,13 @@ std::optional<Domain> MailDirectory::find_domain(const std::string& name) {
 Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<std::string>& targets) {
   const auto address = ascii_lower(address_in);
   const auto at = address.rfind('@');
-  if (at == std::string::npos || at == 0) throw Error("invalid_address", "'" + address_in + "' is not an address", 400);
+  if (at == std::string::npos || at == 0) throw Error(errc::kInvalidAddress, "'" + address_in + "' is not an address", 400);
   if (!find_domain(address.substr(at + 1)))
-    throw Error("no_such_domain", "the shard does not host " + address.substr(at + 1) + " (coop mail domain add)", 404);
-  if (targets.empty()) throw Error("usage", "an alias needs at least one target", 400);
+    throw Error(errc::kNoSuchDomain, "the shard does not host " + address.substr(at + 1) + " (coop mail domain add)", 404);
+  if (targets.empty()) throw Error(errc::kUsage, "an alias needs at least one target", 400);
   std::string joined;
   for (const auto& t : targets) {
-    if (t.empty() || t.find('\n') != std::string::npos) throw Error("invalid_address", "bad alias target", 400);
+    if (t.empty() || t.find('\n') != std::string::npos) throw Error(errc::kInvalidAddress, "bad alias target", 400);
     joined += ascii_lower(t) + "\n";
   }
   std::lock_guard lock(mutex_);
@@ -109,7 +109,7 @@ Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<
   existing.bind(1, address);
   if (existing.step()) {
     existing.reset();
-    throw Error("alias_exists", "alias " + address + " already exists", 409);
+    throw Error(errc::kAliasExists, "alias " + address + " already exists", 409);
   }
   const auto now = static_cast<int64_t>(::time(nullptr));
   db_->prepare("INSERT INTO aliases (address, targets, created_at) VALUES (?1, ?2, ?3)")
@@ -123,7 +123,7 @@ Alias MailDirectory::add_alias(const std::string& address_in, const std::vector<
 void MailDirectory::remove_alias(const std::string& address) {
   std::lock_guard lock(mutex_);
   db_->prepare("DELETE FROM aliases WHERE address = ?1").bind(1, ascii_lower(address)).run();
-  if (db_->changes() == 0) throw Error("no_such_alias", "no alias " + address, 404);
+  if (db_->changes() == 0) throw Error(errc::kNoSuchAlias, "no alias " + address, 404);
 }
 
 std::vector<Alias> MailDirectory::aliases() {

@@ -138,7 +138,7 @@ std::string changed_keywords(const std::string& before, MailboxStore::FlagChange
       if (!has(k)) now.push_back(k);
   }
   if (now.size() > kMaxKeywords)
-    throw Error("too_many_keywords", "a message takes at most " + std::to_string(kMaxKeywords) + " keywords", 400);
+    throw Error(errc::kTooManyKeywords, "a message takes at most " + std::to_string(kMaxKeywords) + " keywords", 400);
   std::string out;
   for (const auto& k : now) out += (out.empty() ? "" : " ") + k;
   return out;
@@ -178,7 +178,7 @@ struct MailboxStore::Index {
     MailboxCache cache;
     auto& box = db->prepare("SELECT uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
     box.bind(1, id);
-    if (!box.step()) throw Error("no_such_mailbox", "no such mailbox", 404);
+    if (!box.step()) throw Error(errc::kNoSuchMailbox, "no such mailbox", 404);
     cache.uidvalidity = box.column_int64(0);
     cache.uidnext = box.column_int64(1);
     cache.highest_modseq = box.column_int64(2);
@@ -197,7 +197,7 @@ struct MailboxStore::Index {
   int64_t mailbox_id(const std::string& name) {
     auto& stmt = db->prepare("SELECT id FROM mailboxes WHERE name = ?1");
     stmt.bind(1, name);
-    if (!stmt.step()) throw Error("no_such_mailbox", "no mailbox '" + name + "'", 404);
+    if (!stmt.step()) throw Error(errc::kNoSuchMailbox, "no mailbox '" + name + "'", 404);
     const auto id = stmt.column_int64(0);
     stmt.reset();
     return id;
@@ -207,7 +207,7 @@ struct MailboxStore::Index {
 MailboxStore::MailboxStore(std::filesystem::path dir) : dir_(std::move(dir)) {
   std::error_code ec;
   std::filesystem::create_directories(dir_, ec);
-  if (ec) throw Error("io_error", "cannot create " + dir_.string() + ": " + ec.message(), 500);
+  if (ec) throw Error(errc::kIoError, "cannot create " + dir_.string() + ": " + ec.message(), 500);
 }
 
 MailboxStore::~MailboxStore() = default;
@@ -218,7 +218,7 @@ bool MailboxStore::has_index(const std::string& handle) const {
 }
 
 MailboxStore::Index& MailboxStore::index(const std::string& handle) {
-  if (!valid_handle_path(handle)) throw Error("invalid_handle", "invalid handle '" + handle + "'", 400);
+  if (!valid_handle_path(handle)) throw Error(errc::kInvalidHandle, "invalid handle '" + handle + "'", 400);
   std::lock_guard lock(mutex_);
   auto& slot = indexes_[handle];
   if (!slot) {
@@ -252,7 +252,7 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
     const auto bytes = used.column_int64(0);
     used.reset();
     if (bytes + meta.size > quota_bytes)
-      throw Error("quota_exceeded", handle + "'s mailbox is full (" + std::to_string(bytes) + " of " +
+      throw Error(errc::kQuotaExceeded, handle + "'s mailbox is full (" + std::to_string(bytes) + " of " +
                                         std::to_string(quota_bytes) + " bytes used)", 552);
   }
   const auto id = ix.mailbox_id(mailbox);
@@ -305,7 +305,7 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
 }
 
 void MailboxStore::ensure_mailbox(const std::string& handle, const std::string& mailbox) {
-  if (const auto problem = mailbox_name_problem(mailbox); !problem.empty()) throw Error("invalid_mailbox", problem, 400);
+  if (const auto problem = mailbox_name_problem(mailbox); !problem.empty()) throw Error(errc::kInvalidMailbox, problem, 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   ix.db->prepare("INSERT OR IGNORE INTO mailboxes (name, uidvalidity) VALUES (?1, ?2)")
@@ -381,7 +381,7 @@ std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, con
 }
 
 void MailboxStore::delete_mailbox(const std::string& handle, const std::string& mailbox) {
-  if (mailbox == "INBOX") throw Error("cannot", "INBOX cannot be deleted", 400);
+  if (mailbox == "INBOX") throw Error(errc::kCannot, "INBOX cannot be deleted", 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& db = *ix.db;
@@ -392,7 +392,7 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
   children.bind(1, mailbox + "/");
   const bool has_children = children.step();
   children.reset();
-  if (has_children) throw Error("has_children", "delete the mailboxes below " + mailbox + " first", 409);
+  if (has_children) throw Error(errc::kHasChildren, "delete the mailboxes below " + mailbox + " first", 409);
   db.prepare("DELETE FROM messages WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM expunged WHERE mailbox_id = ?1").bind(1, id).run();
   for (const char* table : {"summaries", "imap_envelopes", "headers", "sort_keys"})
@@ -403,8 +403,8 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
 }
 
 void MailboxStore::rename_mailbox(const std::string& handle, const std::string& from, const std::string& to) {
-  if (const auto problem = mailbox_name_problem(to); !problem.empty()) throw Error("invalid_mailbox", problem, 400);
-  if (to == "INBOX") throw Error("invalid_mailbox", "INBOX already exists", 400);
+  if (const auto problem = mailbox_name_problem(to); !problem.empty()) throw Error(errc::kInvalidMailbox, problem, 400);
+  if (to == "INBOX") throw Error(errc::kInvalidMailbox, "INBOX already exists", 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& db = *ix.db;
@@ -414,7 +414,7 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
   taken.bind(1, to).bind(2, to + "/");
   const bool exists = taken.step();
   taken.reset();
-  if (exists) throw Error("exists", "there is a mailbox " + to + " already", 409);
+  if (exists) throw Error(errc::kExists, "there is a mailbox " + to + " already", 409);
   if (from == "INBOX") {
     // RFC 9051 6.3.6: renaming INBOX moves its messages to a new mailbox and leaves INBOX
     // empty; the mailboxes below INBOX stay. The messages keep their UIDs in the new

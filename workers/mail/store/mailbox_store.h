@@ -93,7 +93,7 @@ class MailboxStore {
   ~MailboxStore();
 
   // Appends to one member's mailbox (INBOX on delivery): assigns UID and MODSEQ, commits
-  // with synchronous=FULL. quota_bytes 0 means none; over it, coop::Error("quota_exceeded", 552).
+  // with synchronous=FULL. quota_bytes 0 means none; over it, coop::Error(errc::kQuotaExceeded, 552).
   StoredMessage append(const std::string& handle, const std::string& mailbox, const MessageMeta& meta,
                        int64_t quota_bytes);
   // Creates a mailbox (import of folders beyond the special-use ones); a no-op when it exists.
@@ -107,7 +107,7 @@ class MailboxStore {
                                       int limit);
   bool has_index(const std::string& handle) const;
 
-  // RFC 9051 6.3.4 DELETE: the mailbox and its messages; coop::Error("cannot", 400) for
+  // RFC 9051 6.3.4 DELETE: the mailbox and its messages; coop::Error(errc::kCannot, 400) for
   // INBOX, ("has_children", 409) when others are below it, ("no_such_mailbox", 404).
   void delete_mailbox(const std::string& handle, const std::string& mailbox);
   // RFC 9051 6.3.5 RENAME: the mailbox and those below it; ("exists", 409) when `to` is taken.
@@ -143,7 +143,7 @@ class MailboxStore {
   enum class FlagChange { add, remove, replace };
   // RFC 9051 6.4.6 STORE: changes the flags and keywords of these UIDs (keywords compare
   // without regard to case, RFC 9051 2.3.2); the messages whose flags changed, each with the
-  // command's new MODSEQ (RFC 7162 3.1.3), in UID order. coop::Error("too_many_keywords",
+  // command's new MODSEQ (RFC 7162 3.1.3), in UID order. coop::Error(errc::kTooManyKeywords,
   // 400) past kMaxKeywords on a message, changing nothing.
   std::vector<StoredMessage> change_flags(const std::string& handle, const std::string& mailbox,
                                           const std::vector<int64_t>& uids, FlagChange change, unsigned flags,

@@ -106,11 +106,11 @@ std::vector<std::string> split(const std::string& text, char separator) {
 }
 
 [[noreturn]] void no_such_member(const std::string& handle) {
-  throw Error("no_such_member", "no member '" + handle + "'", 404);
+  throw Error(errc::kNoSuchMember, "no member '" + handle + "'", 404);
 }
 
 [[noreturn]] void no_such_group(const std::string& name) {
-  throw Error("unknown_group", "no group '" + name + "'", 404);
+  throw Error(errc::kUnknownGroup, "no group '" + name + "'", 404);
 }
 
 }  // namespace
@@ -193,7 +193,7 @@ struct MemberStore::Impl {
     if (owner.step()) {
       const auto handle = owner.column_text(0);
       owner.reset();
-      throw Error("email_taken", "email address " + address + " already belongs to " + handle, 409);
+      throw Error(errc::kEmailTaken, "email address " + address + " already belongs to " + handle, 409);
     }
     db->prepare("INSERT INTO member_emails (address, member_id, position) VALUES (?1, ?2, ?3)")
         .bind(1, address)
@@ -216,7 +216,7 @@ struct MemberStore::Impl {
         "SELECT id, handle, display_name, role, status, status_reason, quota_bytes, password_hash != '', "
         "created_at, updated_at FROM members WHERE id = ?1");
     row.bind(1, id);
-    if (!row.step()) throw Error("internal", "member row vanished", 500);
+    if (!row.step()) throw Error(errc::kInternal, "member row vanished", 500);
     m.id = row.column_int64(0);
     m.handle = row.column_text(1);
     m.display_name = row.column_text(2);
@@ -254,20 +254,20 @@ struct MemberStore::Impl {
     check_handle(m.handle);
     check_role(m.role);
     if (m.status != "active" && m.status != "suspended")
-      throw Error("invalid_status", "a new member is active or suspended, not '" + m.status + "'", 400);
-    if (!is_valid_utf8(m.display_name)) throw Error("invalid_name", "display name is not valid UTF-8", 400);
-    if (m.quota_bytes < 0) throw Error("invalid_quota", "quota must not be negative", 400);
+      throw Error(errc::kInvalidStatus, "a new member is active or suspended, not '" + m.status + "'", 400);
+    if (!is_valid_utf8(m.display_name)) throw Error(errc::kInvalidName, "display name is not valid UTF-8", 400);
+    if (m.quota_bytes < 0) throw Error(errc::kInvalidQuota, "quota must not be negative", 400);
     auto& existing = db->prepare("SELECT status FROM members WHERE handle = ?1");
     existing.bind(1, m.handle);
     if (existing.step()) {
       const bool removed = existing.column_text(0) == "removed";
       existing.reset();
       if (removed)
-        throw Error("handle_retired", "handle '" + m.handle + "' belonged to a removed member and is never reused", 409);
-      throw Error("member_exists", "member '" + m.handle + "' already exists", 409);
+        throw Error(errc::kHandleRetired, "handle '" + m.handle + "' belonged to a removed member and is never reused", 409);
+      throw Error(errc::kMemberExists, "member '" + m.handle + "' already exists", 409);
     }
     if (is_reserved_handle(m.handle))
-      throw Error("invalid_handle", "handle '" + m.handle + "' is reserved for the shard's operators", 400);
+      throw Error(errc::kInvalidHandle, "handle '" + m.handle + "' is reserved for the shard's operators", 400);
     const auto t = now();
     db->prepare(
           "INSERT INTO members (handle, display_name, role, status, quota_bytes, password_hash, created_at, updated_at) "
@@ -354,7 +354,7 @@ Member MemberStore::update_member(const std::string& handle, const MemberChanges
     auto& db = *impl_->db;
     nlohmann::json changed = nlohmann::json::array();
     if (changes.display_name) {
-      if (!is_valid_utf8(*changes.display_name)) throw Error("invalid_name", "display name is not valid UTF-8", 400);
+      if (!is_valid_utf8(*changes.display_name)) throw Error(errc::kInvalidName, "display name is not valid UTF-8", 400);
       db.prepare("UPDATE members SET display_name = ?2 WHERE id = ?1").bind(1, id).bind(2, *changes.display_name).run();
       changed.push_back("display_name");
     }
@@ -364,7 +364,7 @@ Member MemberStore::update_member(const std::string& handle, const MemberChanges
       changed.push_back("role");
     }
     if (changes.quota_bytes) {
-      if (*changes.quota_bytes < 0) throw Error("invalid_quota", "quota must not be negative", 400);
+      if (*changes.quota_bytes < 0) throw Error(errc::kInvalidQuota, "quota must not be negative", 400);
       db.prepare("UPDATE members SET quota_bytes = ?2 WHERE id = ?1").bind(1, id).bind(2, *changes.quota_bytes).run();
       changed.push_back("quota_bytes");
     }
@@ -374,7 +374,7 @@ Member MemberStore::update_member(const std::string& handle, const MemberChanges
       for (const auto& e : changes.remove_emails) {
         const auto address = normalize_email(e);
         auto it = std::find(emails.begin(), emails.end(), address);
-        if (it == emails.end()) throw Error("no_such_email", handle + " has no address " + address, 404);
+        if (it == emails.end()) throw Error(errc::kNoSuchEmail, handle + " has no address " + address, 404);
         emails.erase(it);
       }
       if (changes.emails)
@@ -407,7 +407,7 @@ Member MemberStore::update_member(const std::string& handle, const MemberChanges
 void MemberStore::set_password(const std::string& handle, const std::string& password_hash) {
   impl_->write([&] {
     const auto id = impl_->require_member(handle);
-    if (impl_->load(id).status == "removed") throw Error("member_removed", "member '" + handle + "' was removed", 409);
+    if (impl_->load(id).status == "removed") throw Error(errc::kMemberRemoved, "member '" + handle + "' was removed", 409);
     impl_->db->prepare("UPDATE members SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
         .bind(1, id)
         .bind(2, password_hash)
@@ -423,8 +423,8 @@ Member MemberStore::set_status(const std::string& handle, const std::string& sta
     check_status(status);
     const auto id = impl_->require_member(handle);
     const auto current = impl_->load(id).status;
-    if (current == "removed") throw Error("member_removed", "member '" + handle + "' was removed", 409);
-    if (current == status) throw Error("no_change", "member '" + handle + "' is already " + status, 409);
+    if (current == "removed") throw Error(errc::kMemberRemoved, "member '" + handle + "' was removed", 409);
+    if (current == status) throw Error(errc::kNoChange, "member '" + handle + "' is already " + status, 409);
     impl_->db->prepare("UPDATE members SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1")
         .bind(1, id)
         .bind(2, status)
@@ -441,7 +441,7 @@ Member MemberStore::remove_member(const std::string& handle, bool purge) {
     const auto id = impl_->require_member(handle);
     auto& db = *impl_->db;
     if (impl_->load(id).status == "removed" && !purge)
-      throw Error("no_change", "member '" + handle + "' is already removed", 409);
+      throw Error(errc::kNoChange, "member '" + handle + "' is already removed", 409);
     db.prepare("UPDATE members SET status = 'removed', password_hash = '', updated_at = ?2 WHERE id = ?1")
         .bind(1, id)
         .bind(2, now())
@@ -460,7 +460,7 @@ Member MemberStore::remove_member(const std::string& handle, bool purge) {
 Group MemberStore::add_group(const std::string& name, const std::string& parent, const std::string& description) {
   return impl_->write([&] {
     check_group_name(name);
-    if (impl_->group_id(name)) throw Error("group_exists", "group '" + name + "' already exists", 409);
+    if (impl_->group_id(name)) throw Error(errc::kGroupExists, "group '" + name + "' already exists", 409);
     auto& stmt = impl_->db->prepare(
         "INSERT INTO groups (name, description, parent_id, created_at) VALUES (?1, ?2, ?3, ?4)");
     stmt.bind(1, name).bind(2, description).bind(4, now());
@@ -482,7 +482,7 @@ void MemberStore::remove_group(const std::string& name) {
     if (sub.step()) {
       const auto child = sub.column_text(0);
       sub.reset();
-      throw Error("group_not_empty", "group '" + name + "' has subgroups (" + child + "); remove them first", 409);
+      throw Error(errc::kGroupNotEmpty, "group '" + name + "' has subgroups (" + child + "); remove them first", 409);
     }
     impl_->db->prepare("DELETE FROM groups WHERE id = ?1").bind(1, id).run();
     impl_->emit("group.removed", "", {{"group", name}});
@@ -516,14 +516,14 @@ AppPassword MemberStore::add_app_password(const std::string& handle, const std::
   return impl_->write([&] {
     const auto id = impl_->require_member(handle);
     if (impl_->load(id).status != "active")
-      throw Error("member_not_active", "member '" + handle + "' is not active", 409);
+      throw Error(errc::kMemberNotActive, "member '" + handle + "' is not active", 409);
     if (label.empty() || label.size() > 64 || !is_valid_utf8(label))
-      throw Error("invalid_label", "an app password label is 1-64 characters of UTF-8", 400);
+      throw Error(errc::kInvalidLabel, "an app password label is 1-64 characters of UTF-8", 400);
     auto& existing = impl_->db->prepare("SELECT 1 FROM app_passwords WHERE member_id = ?1 AND label = ?2");
     existing.bind(1, id).bind(2, label);
     if (existing.step()) {
       existing.reset();
-      throw Error("app_password_exists", handle + " already has an app password labelled '" + label + "'", 409);
+      throw Error(errc::kAppPasswordExists, handle + " already has an app password labelled '" + label + "'", 409);
     }
     const auto t = now();
     impl_->db->prepare(
@@ -560,7 +560,7 @@ void MemberStore::revoke_app_password(const std::string& handle, const std::stri
     const auto id = impl_->require_member(handle);
     impl_->db->prepare("DELETE FROM app_passwords WHERE member_id = ?1 AND label = ?2").bind(1, id).bind(2, label).run();
     if (impl_->db->changes() == 0)
-      throw Error("no_such_app_password", handle + " has no app password labelled '" + label + "'", 404);
+      throw Error(errc::kNoSuchAppPassword, handle + " has no app password labelled '" + label + "'", 404);
     impl_->emit("app_password.revoked", handle, {{"label", label}});
   });
 }

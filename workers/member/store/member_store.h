@@ -111,7 +111,7 @@ class MemberStore {
   // rows[i].second is the row's line number in the source file.
   int64_t add_members(const std::vector<std::pair<NewMember, int>>& rows);
   std::optional<Member> find_member(const std::string& handle);
-  Member get_member(const std::string& handle);  // coop::Error("no_such_member", 404)
+  Member get_member(const std::string& handle);  // coop::Error(errc::kNoSuchMember, 404)
   // status, group: empty means any; the group filter includes its subgroups' members.
   std::vector<Member> list_members(const std::string& status, const std::string& group);
   Member update_member(const std::string& handle, const MemberChanges& changes);

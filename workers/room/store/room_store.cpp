@@ -245,9 +245,9 @@ struct RoomStore::Impl {
               const std::string& type, const json& content, const std::optional<std::string>& state_key) {
     // Client-Server API "Size limits" and the PDU format: content is an object; type and
     // state_key at most 255 bytes; the whole event at most 65,536 bytes (checked once signed).
-    if (!content.is_object()) throw Error("M_BAD_JSON", "event content must be a JSON object", 400);
-    if (type.size() > kMaxIdBytes) throw Error("M_BAD_JSON", "event type longer than 255 bytes", 400);
-    if (state_key && state_key->size() > kMaxIdBytes) throw Error("M_BAD_JSON", "state_key longer than 255 bytes", 400);
+    if (!content.is_object()) throw Error(errc::kMBadJson, "event content must be a JSON object", 400);
+    if (type.size() > kMaxIdBytes) throw Error(errc::kMBadJson, "event type longer than 255 bytes", 400);
+    if (state_key && state_key->size() > kMaxIdBytes) throw Error(errc::kMBadJson, "state_key longer than 255 bytes", 400);
     matrix::StateMap state = auth_state(room_id, sender, state_key);
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
                   {"origin_server_ts", now_ms()}};
@@ -292,7 +292,7 @@ struct RoomStore::Impl {
     const auto event_id = matrix::event_id_for(event, version);
     event["event_id"] = event_id;
     if (matrix::canonical_json(event).size() > kMaxEventBytes)
-      throw Error("M_TOO_LARGE", "events are at most 65536 bytes", 413);
+      throw Error(errc::kMTooLarge, "events are at most 65536 bytes", 413);
 
     auto& insert = db->prepare("INSERT INTO events (event_id, room_id, type, state_key, sender, depth, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     insert.bind(1, event_id).bind(2, room_id).bind(3, type).bind(5, sender).bind(6, depth).bind(7, event.dump());
@@ -520,7 +520,7 @@ bool RoomStore::delete_device(const std::string& user_id, const std::string& dev
 json RoomStore::create_room(const std::string& creator, const json& request) {
   const std::string version = request.value("room_version", "11");
   if (version != "10" && version != "11")
-    throw Error("M_UNSUPPORTED_ROOM_VERSION", "this server supports room versions 10 and 11", 400);
+    throw Error(errc::kMUnsupportedRoomVersion, "this server supports room versions 10 and 11", 400);
   const std::string room_id = "!" + random_id(18) + ":" + server_name_;
   const std::string preset = request.value("preset", request.value("visibility", "private") == "public" ? "public_chat" : "private_chat");
   return impl_->write([&] {
@@ -575,7 +575,7 @@ json RoomStore::send_event(const std::string& room_id, const std::string& sender
                            const std::string& txn_device, const std::string& txn_id) {
   return impl_->write([&] {
     const auto version = impl_->version_of(room_id);
-    if (!version) throw Error("M_NOT_FOUND", "no room " + room_id + " here", 404);
+    if (!version) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
     auto event = impl_->append(room_id, *version, sender, type, content, state_key);
     if (type == "m.room.redaction") impl_->apply_redaction(event, *version);
     if (!txn_id.empty())
@@ -723,7 +723,7 @@ void RoomStore::add_alias(const std::string& alias, const std::string& room_id, 
   existing.bind(1, alias);
   if (existing.step()) {
     existing.reset();
-    throw Error("M_ROOM_IN_USE", "alias " + alias + " is taken", 409);
+    throw Error(errc::kMRoomInUse, "alias " + alias + " is taken", 409);
   }
   impl_->db->prepare("INSERT INTO aliases (alias, room_id, creator) VALUES (?1, ?2, ?3)").bind(1, alias).bind(2, room_id).bind(3, creator).run();
 }
@@ -767,7 +767,7 @@ std::vector<std::string> RoomStore::aliases_of(const std::string& room_id) {
 void RoomStore::remove_alias(const std::string& alias) {
   std::lock_guard lock(impl_->mutex);
   impl_->db->prepare("DELETE FROM aliases WHERE alias = ?1").bind(1, alias).run();
-  if (impl_->db->changes() == 0) throw Error("M_NOT_FOUND", "no alias " + alias, 404);
+  if (impl_->db->changes() == 0) throw Error(errc::kMNotFound, "no alias " + alias, 404);
 }
 
 std::string RoomStore::alias_creator(const std::string& alias) {
@@ -788,7 +788,7 @@ void RoomStore::forget(const std::string& room_id, const std::string& user_id) {
   stmt.reset();
   // Client-Server API "Leaving rooms": only a room one has left can be forgotten.
   if (membership == "join" || membership == "invite")
-    throw Error("M_UNKNOWN", "leave the room before forgetting it", 400);
+    throw Error(errc::kMUnknown, "leave the room before forgetting it", 400);
   impl_->db->prepare("UPDATE memberships SET forgotten = 1 WHERE room_id = ?1 AND user_id = ?2").bind(1, room_id).bind(2, user_id).run();
 }
 

@@ -61,7 +61,7 @@ std::vector<std::string> SiteStore::missing(const std::vector<std::string>& blob
 }
 
 void SiteStore::put_blob(const std::string& sha256, std::string_view bytes) {
-  if (sha256_hex(bytes) != sha256) throw Error("blob_mismatch", "the bytes do not hash to " + sha256, 400);
+  if (sha256_hex(bytes) != sha256) throw Error(errc::kBlobMismatch, "the bytes do not hash to " + sha256, 400);
   blobs_.put(bytes);
 }
 
@@ -92,12 +92,12 @@ void SiteStore::ensure_variants(FileEntry& file) {
 }
 
 VersionInfo SiteStore::add_version(const std::string& site, std::vector<FileEntry> files, const std::string& source) {
-  if (!valid_site_name(site)) throw Error("bad_site", "site names are 1-63 of a-z, 0-9, - and _: '" + site + "'", 400);
+  if (!valid_site_name(site)) throw Error(errc::kBadSite, "site names are 1-63 of a-z, 0-9, - and _: '" + site + "'", 400);
   std::set<std::string> paths;
   for (const auto& f : files) {
-    if (!valid_file_path(f.path)) throw Error("bad_path", "not a path a site may hold: '" + f.path + "'", 400);
-    if (!paths.insert(f.path).second) throw Error("bad_path", "two files at " + f.path, 400);
-    if (!blobs_.exists(f.blob)) throw Error("missing_blob", "the content of " + f.path + " was not uploaded", 409);
+    if (!valid_file_path(f.path)) throw Error(errc::kBadPath, "not a path a site may hold: '" + f.path + "'", 400);
+    if (!paths.insert(f.path).second) throw Error(errc::kBadPath, "two files at " + f.path, 400);
+    if (!blobs_.exists(f.blob)) throw Error(errc::kMissingBlob, "the content of " + f.path + " was not uploaded", 409);
   }
   std::lock_guard lock(mutex_);
   int64_t bytes = 0;
@@ -196,7 +196,7 @@ VersionInfo SiteStore::version_info(const std::string& site, int64_t number) {
   select.bind(1, site).bind(2, number);
   if (!select.step()) {
     select.reset();
-    throw Error("no_version", "site " + site + " has no version " + std::to_string(number), 404);
+    throw Error(errc::kNoVersion, "site " + site + " has no version " + std::to_string(number), 404);
   }
   VersionInfo v{site, number, select.column_int64(0), select.column_int64(1), select.column_int64(2), select.column_text(3),
                 select.column_int64(4) == number};
@@ -230,7 +230,7 @@ VersionInfo SiteStore::rollback(const std::string& site, std::optional<int64_t> 
     previous.step();
     target = previous.column_is_null(0) ? 0 : previous.column_int64(0);
     previous.reset();
-    if (target == 0) throw Error("no_version", "site " + site + " has no version before " + std::to_string(info.current), 404);
+    if (target == 0) throw Error(errc::kNoVersion, "site " + site + " has no version before " + std::to_string(info.current), 404);
   }
   version_info(site, target);  // it must exist (kept by the retention)
   auto& current = db_->prepare("UPDATE sites SET current = ?2 WHERE name = ?1");
@@ -268,7 +268,7 @@ SiteInfo SiteStore::require_site(const std::string& name) {
   select.bind(1, name);
   if (!select.step()) {
     select.reset();
-    throw Error("no_site", "no site '" + name + "'", 404);
+    throw Error(errc::kNoSite, "no site '" + name + "'", 404);
   }
   SiteInfo info{name, select.column_int64(0), select.column_int64(1), {}};
   select.reset();
@@ -299,7 +299,7 @@ std::vector<SiteInfo> SiteStore::sites() {
 }
 
 void SiteStore::add_domain(const std::string& site, const std::string& host) {
-  if (!valid_host(host)) throw Error("bad_domain", "not a host name: '" + host + "'", 400);
+  if (!valid_host(host)) throw Error(errc::kBadDomain, "not a host name: '" + host + "'", 400);
   std::lock_guard lock(mutex_);
   require_site(site);
   auto& select = db_->prepare("SELECT site FROM domains WHERE host = ?1");
@@ -307,7 +307,7 @@ void SiteStore::add_domain(const std::string& site, const std::string& host) {
   if (select.step() && select.column_text(0) != site) {
     const std::string other = select.column_text(0);
     select.reset();
-    throw Error("domain_taken", host + " already serves site " + other, 409);
+    throw Error(errc::kDomainTaken, host + " already serves site " + other, 409);
   }
   select.reset();
   auto& insert = db_->prepare("INSERT OR IGNORE INTO domains (host, site) VALUES (?1, ?2)");
@@ -321,7 +321,7 @@ void SiteStore::remove_domain(const std::string& site, const std::string& host) 
   auto& remove = db_->prepare("DELETE FROM domains WHERE host = ?1 AND site = ?2");
   remove.bind(1, host).bind(2, site);
   remove.run();
-  if (db_->changes() == 0) throw Error("no_domain", "site " + site + " has no domain " + host, 404);
+  if (db_->changes() == 0) throw Error(errc::kNoDomain, "site " + site + " has no domain " + host, 404);
 }
 
 void SiteStore::put_page(const std::string& site, const Page& page) {

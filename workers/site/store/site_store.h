@@ -68,7 +68,7 @@ class SiteStore {
 
   // Of these blobs, the ones not stored yet (what a publish must upload).
   std::vector<std::string> missing(const std::vector<std::string>& blobs);
-  // Stores uploaded bytes; coop::Error("blob_mismatch", 400) when they do not hash to sha256.
+  // Stores uploaded bytes; coop::Error(errc::kBlobMismatch, 400) when they do not hash to sha256.
   void put_blob(const std::string& sha256, std::string_view bytes);
   std::string put_generated(std::string_view bytes) { return blobs_.put(bytes); }
   std::filesystem::path blob_path(const std::string& sha256) const { return blobs_.path_of(sha256); }
@@ -76,7 +76,7 @@ class SiteStore {
 
   // A new version of site (created when new) from files, made current in one transaction;
   // versions beyond the retention (and never the current one) go, with blobs nothing else
-  // uses. Every blob must be stored; coop::Error("missing_blob", 409) otherwise.
+  // uses. Every blob must be stored; coop::Error(errc::kMissingBlob, 409) otherwise.
   VersionInfo add_version(const std::string& site, std::vector<FileEntry> files, const std::string& source);
   std::vector<FileEntry> files(const std::string& site, int64_t version);
   std::vector<VersionInfo> versions(const std::string& site);
@@ -86,7 +86,7 @@ class SiteStore {
 
   std::optional<SiteInfo> site(const std::string& name);
   std::vector<SiteInfo> sites();
-  // coop::Error("domain_taken", 409) when another site has it.
+  // coop::Error(errc::kDomainTaken, 409) when another site has it.
   void add_domain(const std::string& site, const std::string& host);
   void remove_domain(const std::string& site, const std::string& host);
 

@@ -38,21 +38,21 @@ bool has_control_characters(const std::string& text, bool allow_newlines) {
 
 void validate(const Marker& m) {
   if (m.kind != "resource" && m.kind != "event")
-    throw Error("bad_marker", "kind must be resource or event", 400);
+    throw Error(errc::kBadMarker, "kind must be resource or event", 400);
   if (m.title.empty() || m.title.size() > kMaxTitle || has_control_characters(m.title, false))
-    throw Error("bad_marker", "a title is 1-200 bytes of text on one line", 400);
+    throw Error(errc::kBadMarker, "a title is 1-200 bytes of text on one line", 400);
   if (m.description.size() > kMaxDescription || has_control_characters(m.description, true))
-    throw Error("bad_marker", "a description is at most 4000 bytes of text", 400);
+    throw Error(errc::kBadMarker, "a description is at most 4000 bytes of text", 400);
   if (!std::isfinite(m.lat) || !std::isfinite(m.lon) || std::fabs(m.lat) > kMaxMercatorLatitude ||
       std::fabs(m.lon) > 180)
-    throw Error("bad_marker", "the position must be within lat ±85.0511, lon ±180", 400);
+    throw Error(errc::kBadMarker, "the position must be within lat ±85.0511, lon ±180", 400);
   // ISO 8601 / RFC 3339 dates and times: 2026-12-05, 2026-12-05T18:00, ...:00Z, ...+01:00.
   static const std::regex kWhen(
       R"(\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])(T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]([01]\d|2[0-3]):?[0-5]\d)?)?)");
   if (!m.when.empty() && !std::regex_match(m.when, kWhen))
-    throw Error("bad_marker", "when must be an ISO 8601 date or date and time, like 2026-12-05T18:00:00+01:00", 400);
+    throw Error(errc::kBadMarker, "when must be an ISO 8601 date or date and time, like 2026-12-05T18:00:00+01:00", 400);
   static const std::regex kHandle("[a-z0-9][a-z0-9._-]{0,63}");
-  if (!m.by.empty() && !std::regex_match(m.by, kHandle)) throw Error("bad_marker", "by must be a member handle", 400);
+  if (!m.by.empty() && !std::regex_match(m.by, kHandle)) throw Error(errc::kBadMarker, "by must be a member handle", 400);
 }
 
 Marker read_row(const sqlite::Statement& s) {
@@ -91,26 +91,26 @@ Marker marker_from_feature(const nlohmann::json& feature, bool allow_by) {
     const auto it = object.find(key);
     return it != object.end() && it->is_string() && it->get<std::string>() == text;
   };
-  if (!feature.is_object() || !is(feature, "type", "Feature")) throw Error("bad_marker", "send a GeoJSON Feature", 400);
+  if (!feature.is_object() || !is(feature, "type", "Feature")) throw Error(errc::kBadMarker, "send a GeoJSON Feature", 400);
   const auto geometry = feature.find("geometry");
   if (geometry == feature.end() || !geometry->is_object() || !is(*geometry, "type", "Point"))
-    throw Error("bad_marker", "a marker's geometry is a GeoJSON Point", 400);
+    throw Error(errc::kBadMarker, "a marker's geometry is a GeoJSON Point", 400);
   const auto coordinates = geometry->find("coordinates");
   if (coordinates == geometry->end() || !coordinates->is_array() || coordinates->size() < 2 ||
       !(*coordinates)[0].is_number() || !(*coordinates)[1].is_number())
-    throw Error("bad_marker", "a Point's coordinates are [longitude, latitude]", 400);
+    throw Error(errc::kBadMarker, "a Point's coordinates are [longitude, latitude]", 400);
   // RFC 7946 3.1.1: a position is two or three numbers.
-  if (coordinates->size() > 3) throw Error("bad_marker", "a position has at most three numbers", 400);
+  if (coordinates->size() > 3) throw Error(errc::kBadMarker, "a position has at most three numbers", 400);
   Marker m;
   m.lon = (*coordinates)[0].get<double>();
   m.lat = (*coordinates)[1].get<double>();
   const auto properties = feature.find("properties");
   if (properties == feature.end() || !properties->is_object())
-    throw Error("bad_marker", "a marker needs properties with at least a title", 400);
+    throw Error(errc::kBadMarker, "a marker needs properties with at least a title", 400);
   auto text = [&](const char* key, const char* fallback) {
     auto it = properties->find(key);
     if (it == properties->end() || it->is_null()) return std::string(fallback);
-    if (!it->is_string()) throw Error("bad_marker", std::string(key) + " must be a string", 400);
+    if (!it->is_string()) throw Error(errc::kBadMarker, std::string(key) + " must be a string", 400);
     return it->get<std::string>();
   };
   m.title = text("title", "");
@@ -142,7 +142,7 @@ Marker MarkerStore::add(Marker m, int64_t max_per_member) {
     const int64_t n = count.column_int64(0);
     count.reset();
     if (n >= max_per_member)
-      throw Error("too_many_markers", m.by + " has " + std::to_string(n) + " markers, the most one member may have", 409);
+      throw Error(errc::kTooManyMarkers, m.by + " has " + std::to_string(n) + " markers, the most one member may have", 409);
   }
   auto& insert = db_->prepare(
       "INSERT INTO markers (kind, title, description, lat, lon, starts_at, created_by, created_at)"

@@ -34,7 +34,7 @@ struct Marker {
 nlohmann::json marker_feature(const Marker& marker, bool with_owner);
 
 // Reads a GeoJSON Feature with a Point geometry and properties title, kind, when, description
-// (and by, when allowed) into a Marker; coop::Error("bad_marker", 400) naming what is wrong.
+// (and by, when allowed) into a Marker; coop::Error(errc::kBadMarker, 400) naming what is wrong.
 Marker marker_from_feature(const nlohmann::json& feature, bool allow_by);
 
 class MarkerStore {
