@@ -9,36 +9,53 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/http/message.h"
+#include "common/text.h"
 
 namespace coop::auth {
+
+std::optional<std::pair<std::string, std::string>> parse_basic(std::string_view authorization) {
+  // The scheme is case-insensitive (RFC 9110 11.1); one space, then the token68.
+  if (authorization.size() < 6 || ascii_lower(authorization.substr(0, 6)) != "basic ") return std::nullopt;
+  std::string_view encoded = authorization.substr(6);
+  while (!encoded.empty() && encoded.front() == ' ') encoded.remove_prefix(1);
+  while (!encoded.empty() && encoded.back() == ' ') encoded.remove_suffix(1);
+  std::vector<unsigned char> raw(encoded.size());
+  std::size_t length = 0;
+  const auto variant = encoded.size() % 4 == 0 ? sodium_base64_VARIANT_ORIGINAL : sodium_base64_VARIANT_ORIGINAL_NO_PADDING;
+  if (sodium_base642bin(raw.data(), raw.size(), encoded.data(), encoded.size(), nullptr, &length, nullptr, variant) != 0)
+    return std::nullopt;
+  const std::string_view decoded(reinterpret_cast<const char*>(raw.data()), length);
+  const auto colon = decoded.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  for (const unsigned char c : decoded)
+    if (c < 0x20 || c == 0x7f) return std::nullopt;
+  return std::make_pair(std::string(decoded.substr(0, colon)), std::string(decoded.substr(colon + 1)));
+}
 
 BasicAuthCache::BasicAuthCache(const Home& home, std::string protocol) : home_(home), protocol_(std::move(protocol)) {}
 
 std::optional<std::string> BasicAuthCache::check(const http::Request& q) {
-  const std::string header = q.header("authorization");
-  if (header.rfind("Basic ", 0) != 0) return std::nullopt;
-  const std::string encoded = header.substr(6);
-  std::vector<unsigned char> raw(encoded.size());
-  std::size_t length = 0;
-  if (sodium_base642bin(raw.data(), raw.size(), encoded.data(), encoded.size(), nullptr, &length, nullptr,
-                        sodium_base64_VARIANT_ORIGINAL) != 0)
-    return std::nullopt;
-  const std::string decoded(reinterpret_cast<const char*>(raw.data()), length);
-  const auto colon = decoded.find(':');
-  if (colon == std::string::npos) return std::nullopt;
-  const std::string key = sha256_hex(decoded);
+  const auto member = check_member(q);
+  if (!member) return std::nullopt;
+  return member->handle;
+}
+
+std::optional<VerifiedMember> BasicAuthCache::check_member(const http::Request& q) {
+  const auto credentials = parse_basic(q.header("authorization"));
+  if (!credentials) return std::nullopt;
+  const auto& [user, password] = *credentials;
+  const std::string key = sha256_hex(user + ':' + password);
   {
     std::lock_guard lock(mutex_);
     auto it = cache_.find(key);
-    if (it != cache_.end() && it->second.until > Clock::now()) return it->second.handle;
+    if (it != cache_.end() && it->second.until > Clock::now()) return it->second.member;
   }
   try {
-    const auto member = verify_credentials(home_, decoded.substr(0, colon), decoded.substr(colon + 1), protocol_,
-                                           q.remote_address);
+    const auto member = verify_credentials(home_, user, password, protocol_, q.remote_address);
     std::lock_guard lock(mutex_);
     if (cache_.size() > 10000) cache_.clear();
-    cache_[key] = {member.handle, Clock::now() + std::chrono::seconds(60)};
-    return member.handle;
+    cache_[key] = {member, Clock::now() + std::chrono::seconds(60)};
+    return member;
   } catch (const Error& e) {
     if (e.code() == errc::kBadCredentials || e.code() == errc::kOutOfScope) return std::nullopt;
     throw;
@@ -48,7 +65,7 @@ std::optional<std::string> BasicAuthCache::check(const http::Request& q) {
 void BasicAuthCache::forget(const std::string& handle) {
   std::lock_guard lock(mutex_);
   for (auto it = cache_.begin(); it != cache_.end();)
-    it = it->second.handle == handle ? cache_.erase(it) : std::next(it);
+    it = it->second.member.handle == handle ? cache_.erase(it) : std::next(it);
 }
 
 }  // namespace coop::auth

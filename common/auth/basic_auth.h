@@ -9,6 +9,10 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/auth/member_client.h"
 
 namespace coop {
 class Home;
@@ -19,6 +23,11 @@ struct Request;
 
 namespace coop::auth {
 
+// RFC 7617 2: an Authorization value "Basic <base64 of user:password>" as (user, password);
+// nullopt for another scheme, bad base64 (RFC 4648 4, padding optional), no colon, or a NUL
+// or other control character in either part. The one decoder DAV, tiles and docs share.
+std::optional<std::pair<std::string, std::string>> parse_basic(std::string_view authorization);
+
 class BasicAuthCache {
  public:
   // protocol: the app-password scope ("tiles", "docs"...).
@@ -27,13 +36,15 @@ class BasicAuthCache {
   // The member's handle; nullopt for missing or wrong credentials. Throws coop::Error for a
   // suspended member (403), throttling (429) or a registry that is down (503).
   std::optional<std::string> check(const http::Request& request);
+  // The same, with what the registry says of the member (groups for DAV's shared collections).
+  std::optional<VerifiedMember> check_member(const http::Request& request);
   // Called when the registry says the member's sessions end.
   void forget(const std::string& handle);
 
  private:
   using Clock = std::chrono::steady_clock;
   struct Cached {
-    std::string handle;
+    VerifiedMember member;
     Clock::time_point until;
   };
   const Home& home_;

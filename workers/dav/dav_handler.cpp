@@ -1,7 +1,6 @@
 // WebDAV/CalDAV/CardDAV request handling: URL layout, access control, properties, reports.
 #include "workers/dav/dav_handler.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -10,6 +9,7 @@
 #include <mutex>
 #include <set>
 
+#include "common/auth/basic_auth.h"
 #include "common/auth/member_client.h"
 #include "common/error.h"
 #include "common/http/date.h"
@@ -154,59 +154,17 @@ struct DavHandler::Impl {
 
   // DAV clients send Basic credentials on every request: a verified pair is remembered for a
   // minute (by a hash, never the password), so argon2 runs once, not per request.
-  std::mutex cache_mutex;
-  struct Cached {
-    Identity identity;
-    Clock::time_point until;
-  };
-  std::map<std::string, Cached> cache;
+  auth::BasicAuthCache credentials;
 
   FileTree files;  // plain WebDAV, in its own database (dav-files.db)
 
   Impl(const Home& home, DavStore& store, std::string domain)
-      : home(home), store(store), domain(std::move(domain)), files(home.database("dav-files")) {}
-
-  static std::string digest(const std::string& text) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned int length = 0;
-    EVP_Digest(text.data(), text.size(), out, &length, EVP_sha256(), nullptr);
-    return std::string(reinterpret_cast<char*>(out), length);
-  }
+      : home(home), store(store), domain(std::move(domain)), credentials(home, "dav"), files(home.database("dav-files")) {}
 
   std::optional<Identity> authenticate(const Request& q) {
-    const auto header = q.header("authorization");
-    if (header.rfind("Basic ", 0) != 0) return std::nullopt;
-    std::string decoded;
-    {
-      const std::string b64 = header.substr(6);
-      std::string out(b64.size(), '\0');
-      const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                    reinterpret_cast<const unsigned char*>(b64.data()), static_cast<int>(b64.size()));
-      if (n < 0) return std::nullopt;
-      out.resize(static_cast<std::size_t>(n));
-      while (!out.empty() && out.back() == '\0') out.pop_back();  // padding bytes
-      decoded = out;
-    }
-    const auto colon = decoded.find(':');
-    if (colon == std::string::npos) return std::nullopt;
-    const std::string user = decoded.substr(0, colon), password = decoded.substr(colon + 1);
-    const auto key = digest(user + '\0' + password);
-    {
-      std::lock_guard lock(cache_mutex);
-      auto it = cache.find(key);
-      if (it != cache.end() && it->second.until > Clock::now()) return it->second.identity;
-    }
-    try {
-      const auto member = auth::verify_credentials(home, user, password, "dav", q.remote_address);
-      Identity id{member.handle, member.groups};
-      std::lock_guard lock(cache_mutex);
-      if (cache.size() > 10000) cache.clear();
-      cache[key] = {id, Clock::now() + std::chrono::seconds(60)};
-      return id;
-    } catch (const Error& e) {
-      if (e.code() == errc::kNotRunning) throw;
-      return std::nullopt;
-    }
+    const auto member = credentials.check_member(q);
+    if (!member) return std::nullopt;
+    return Identity{member->handle, member->groups};
   }
 
   // "owner", "read-write", "read" or "" (no access: answer 404, RFC 4918 leaks nothing).
@@ -687,11 +645,7 @@ DavHandler::DavHandler(const Home& home, DavStore& store, std::string domain)
 
 DavHandler::~DavHandler() = default;
 
-void DavHandler::forget(const std::string& handle) {
-  std::lock_guard lock(impl_->cache_mutex);
-  for (auto it = impl_->cache.begin(); it != impl_->cache.end();)
-    it = it->second.identity.handle == handle ? impl_->cache.erase(it) : std::next(it);
-}
+void DavHandler::forget(const std::string& handle) { impl_->credentials.forget(handle); }
 
 Response DavHandler::handle(const Request& q) {
   // RFC 6764 5: the well-known URIs lead to the DAV root.
@@ -712,7 +666,15 @@ Response DavHandler::handle(const Request& q) {
     r.headers.emplace_back("Allow", "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE");
     return r;
   }
-  const auto who = impl_->authenticate(q);
+  std::optional<Identity> who;
+  try {
+    who = impl_->authenticate(q);
+  } catch (const Error& e) {
+    // A suspended member (403) or a throttled client (429) hears so; the registry being
+    // down goes up as 503.
+    if (e.status() >= 500) throw;
+    return dav_response(e.status(), std::string(e.what()) + "\n", "text/plain; charset=utf-8");
+  }
   if (!who) {
     auto r = dav_response(401, "authentication required\n", "text/plain; charset=utf-8");
     r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");

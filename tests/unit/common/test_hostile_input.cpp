@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/auth/basic_auth.h"
 #include "common/error.h"
 #include "common/http/date.h"
 #include "common/http/router.h"
@@ -129,4 +130,19 @@ TEST_CASE("HTTP dates are IMF-fixdate both ways") {
   CHECK_FALSE(http::parse_http_date("Sun, 06 Nov 1994 08:49:37 UTC"));
   CHECK_FALSE(http::parse_http_date("Sun, 06 Xyz 1994 08:49:37 GMT"));
   CHECK_FALSE(http::parse_http_date(""));
+}
+
+TEST_CASE("Basic credentials: one decoder, padding optional, controls refused") {
+  using coop::auth::parse_basic;
+  const auto padded = parse_basic("Basic YWxpY2U6c2VjcmV0IGhvcnNlIQ==");  // alice:secret horse!
+  REQUIRE(padded);
+  CHECK(padded->first == "alice");
+  CHECK(padded->second == "secret horse!");
+  CHECK(parse_basic("basic YWxpY2U6c2VjcmV0IGhvcnNlIQ") == padded);  // no padding, any case
+  CHECK(parse_basic("Basic YTpiOmM=")->second == "b:c");            // the first colon splits
+  CHECK_FALSE(parse_basic("Basic AGE6Yg=="));                        // NUL in the user
+  CHECK_FALSE(parse_basic("Basic YWJj"));                            // no colon
+  CHECK_FALSE(parse_basic("Basic !!!"));
+  CHECK_FALSE(parse_basic("Bearer abc"));
+  CHECK_FALSE(parse_basic(""));
 }
