@@ -159,6 +159,37 @@ def test_no_request_restarts_a_worker():
         assert json.loads(body)["errcode"] == "M_INVALID_PARAM"
 
 
+def test_oversized_bodies_and_lines_on_every_listener():
+    with Shard(BIN) as shard:
+        status = start(shard)
+        before = worker_pids(shard)
+        for (worker, name, scheme, port) in http_listeners(status):
+            # A body announced over the limit is refused before it is read; a head too large, at once.
+            big = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\nConnection: close\r\n\r\n"
+            assert status_of(raw_http(scheme, port, big, read_until_close=False)) == 413, (worker, name)
+            long_head = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 200000 + b"\r\n\r\n"
+            assert status_of(raw_http(scheme, port, long_head)) in (400, 431), (worker, name)
+        mail = {n: p for (w, n, s, p) in listeners(status) if w == "mail"}
+        # SMTP: a command line past the limit is refused and the session goes on.
+        with socket.create_connection(("127.0.0.1", mail["smtp"]), timeout=20) as s:
+            reader = s.makefile("rb")
+            reader.readline()
+            s.sendall(b"EHLO " + b"a" * 1000000 + b"\r\nNOOP\r\n")
+            replies = [reader.readline() for _ in range(2)]
+            assert replies[0].startswith(b"500 5.5.2") and replies[1].startswith(b"250"), replies
+        # IMAP: a line past the limit before login is refused once; the session goes on.
+        with socket.create_connection(("127.0.0.1", mail["imap"]), timeout=20) as s:
+            reader = s.makefile("rb")
+            reader.readline()
+            s.sendall(b"a LOGIN " + b"a" * 1000000 + b"\r\nb NOOP\r\n")
+            first = reader.readline()
+            assert b"BAD" in first or b"BYE" in first, first[:200]
+            if b"BYE" not in first:
+                assert reader.readline().startswith(b"b OK")
+        assert worker_pids(shard) == before
+        check_served(shard, status)
+
+
 def test_expect_continue_and_absolute_form():
     with Shard(BIN) as shard:
         status = start(shard)
@@ -611,6 +642,7 @@ def test_the_shards_defaults_are_safe():
 if __name__ == "__main__":
     run_tests([
         test_no_request_restarts_a_worker,
+        test_oversized_bodies_and_lines_on_every_listener,
         test_expect_continue_and_absolute_form,
         test_smtp_smuggling_lands_no_second_message,
         test_mailbox_names_cannot_climb_and_exports_nest,

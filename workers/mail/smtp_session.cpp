@@ -135,8 +135,9 @@ class Session : public std::enable_shared_from_this<Session> {
       if (eol == std::string::npos) {
         if (in_.size() > settings_->limits.max_command_line) {
           in_.clear();
+          // One reply for one long line, however many reads it takes to arrive.
+          if (!discarding_long_line_) bad_command("500 5.5.2 Line too long");
           discarding_long_line_ = true;
-          bad_command("500 5.5.2 Line too long");
         }
         break;
       }
