@@ -31,19 +31,6 @@ VerifiedMember verify_credentials(const Home& home, const std::string& user, con
                         j.value("credential", "")};
 }
 
-std::optional<int64_t> member_feed_position(const Home& home) {
-  control::Client client(home.socket("member"));
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    try {
-      const auto response = client.get("/v1/status");
-      if (response.ok()) return response.json().value("last_event", int64_t{0});
-    } catch (const std::exception&) {
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return std::nullopt;
-}
-
 bool ends_sessions(const MemberEvent& event) {
   return event.kind == "member.suspended" || event.kind == "member.removed" ||
          event.kind == "member.password_changed" || event.kind == "app_password.revoked";
@@ -52,7 +39,7 @@ bool ends_sessions(const MemberEvent& event) {
 struct MemberEventFollower::Impl {
   std::filesystem::path socket;
   std::function<void(const MemberEvent&)> on_event;
-  std::atomic<int64_t> position;
+  std::atomic<int64_t> position{-1};  // -1 until the feed's position is known
   std::mutex mutex;
   std::condition_variable wake;
   bool stopping = false;
@@ -69,6 +56,11 @@ struct MemberEventFollower::Impl {
         if (stopping) return;
       }
       try {
+        if (position.load() < 0) {
+          const auto status = client.get("/v1/status");
+          status.throw_if_error();
+          position = status.json().value("last_event", int64_t{0});
+        }
         const auto response = client.request(
             "GET", "/v1/events?since=" + std::to_string(position.load()) + "&timeout_ms=" + std::to_string(kPoll.count()),
             {}, kPoll + std::chrono::seconds(10));
@@ -90,6 +82,9 @@ struct MemberEventFollower::Impl {
     }
   }
 };
+
+MemberEventFollower::MemberEventFollower(const Home& home, std::function<void(const MemberEvent&)> on_event)
+    : MemberEventFollower(home, -1, std::move(on_event)) {}
 
 MemberEventFollower::MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event)
     : impl_(std::make_unique<Impl>()) {

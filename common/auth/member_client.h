@@ -54,14 +54,14 @@ struct MemberEvent {
 // Events that end a member's sessions wherever they are.
 bool ends_sessions(const MemberEvent& event);
 
-// Where the member change feed stands now, so a worker that starts following it does not
-// replay old events; waits up to a few seconds for coop-member, else returns nullopt.
-std::optional<int64_t> member_feed_position(const Home& home);
-
 // Long-polls GET /v1/events on a thread of its own and calls on_event for each change, in
-// order, from that thread. Survives coop-member restarts (retries with backoff).
+// order, from that thread. Survives coop-member restarts (retries with backoff). It starts
+// from where the feed stands when coop-member first answers (so old events are not replayed),
+// asked on its own thread: a worker's start never waits for coop-member.
 class MemberEventFollower {
  public:
+  MemberEventFollower(const Home& home, std::function<void(const MemberEvent&)> on_event);
+  // From a known position instead (`coop member events --follow --since N`).
   MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event);
   ~MemberEventFollower();  // stops and joins within about a poll timeout's fraction
   MemberEventFollower(const MemberEventFollower&) = delete;

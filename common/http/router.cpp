@@ -164,7 +164,8 @@ const WebSocketHandlers* Router::websocket(const std::string& path) const {
 }
 
 void Router::dispatch(Request request, Reply reply) const {
-  const auto segments = request.segments.empty() ? split_path(request.path) : request.segments;
+  // parse_target fills segments; a request made by hand (tests) may have only a path.
+  const std::vector<std::string> segments = request.segments.empty() ? split_path(request.path) : std::move(request.segments);
   bool path_known = false;
   for (const auto& route : routes_) {
     if (!match(route, segments, request)) continue;

@@ -58,9 +58,8 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
 
   // The members directory follows the registry; credentials cached for a minute are
   // forgotten at once when a member is suspended or changes a password.
-  const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
   follower_ = std::make_unique<auth::MemberEventFollower>(
-      runtime.home(), since, [this](const auth::MemberEvent& event) {
+      runtime.home(), [this](const auth::MemberEvent& event) {
         if (auth::ends_sessions(event)) handler_->forget(event.handle);
         directory_refresh_->request();
       });

@@ -152,8 +152,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });
-  const int64_t since = auth::member_feed_position(runtime.home()).value_or(0);
-  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), since, [this](const auth::MemberEvent& event) {
+  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), [this](const auth::MemberEvent& event) {
     if (auth::ends_sessions(event)) {
       credentials_->forget(event.handle);
       docs_store_->end_sessions(event.handle);

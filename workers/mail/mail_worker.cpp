@@ -129,14 +129,11 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   // A suspension, a removal, a new password or a revoked app password ends the member's
   // IMAP sessions within the feed's latency (RFC 9051 7.1.5 BYE), as the other workers do.
   live_ = imap_->live;
-  const auto since = auth::member_feed_position(runtime.home());
-  if (!since) spdlog::warn("coop-member did not answer; revoked members' IMAP sessions end at their autologout");
-  if (since)
-    follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), *since, [live = live_](const auth::MemberEvent& event) {
-      if (!auth::ends_sessions(event)) return;
-      if (const auto ended = live->end_all(event.handle, "Your access was revoked (" + event.kind + ")"))
-        spdlog::info("ending {} IMAP session(s) of {} ({})", ended, event.handle, event.kind);
-    });
+  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), [live = live_](const auth::MemberEvent& event) {
+    if (!auth::ends_sessions(event)) return;
+    if (const auto ended = live->end_all(event.handle, "Your access was revoked (" + event.kind + ")"))
+      spdlog::info("ending {} IMAP session(s) of {} ({})", ended, event.handle, event.kind);
+  });
   runtime.on_shutdown([this] {
     for (auto& l : listeners_) l->stop();
     for (auto& l : imap_listeners_) l->stop();

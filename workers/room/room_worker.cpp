@@ -61,11 +61,9 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   server_ = http::serve_worker_listener(runtime, "room", "client", *router_, limits);
   if (server_) spdlog::info("Matrix client-server API on port {}", server_->port());
 
-  const auto since = auth::member_feed_position(runtime.home());
-  if (!since) spdlog::warn("coop-member did not answer; suspended members' sessions end only after a restart");
-  if (since) {
+  {
     follower_ = std::make_unique<auth::MemberEventFollower>(
-        runtime.home(), *since, [api = api_.get(), spaces = spaces_.get()](const auth::MemberEvent& event) {
+        runtime.home(), [api = api_.get(), spaces = spaces_.get()](const auth::MemberEvent& event) {
           // A suspended or removed member, a new password or a revoked app password: every
           // Matrix session of that member ends now.
           if (auth::ends_sessions(event)) {
@@ -80,17 +78,23 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
           else if (event.kind == "group.changed")
             spaces->reconcile_member(event.handle);
         });
-    // The cooperative's Space and its members, once the registry answers.
-    runtime.blocking_runner()([spaces = spaces_.get()] {
-      try {
-        spaces->ensure_cooperative_space();
-        spaces->reconcile_all();
-      } catch (const std::exception& e) {
-        spdlog::error("cannot set up the cooperative's Space: {}", e.what());
+    // The cooperative's Space and its members, once the registry answers (it may start after
+    // this worker: the start does not wait for it, this job does, for a while).
+    runtime.blocking_runner()([spaces = spaces_.get(), stopping = stopping_] {
+      for (int attempt = 1; !*stopping; ++attempt) {
+        try {
+          spaces->ensure_cooperative_space();
+          spaces->reconcile_all();
+          return;
+        } catch (const std::exception& e) {
+          if (attempt == 100) return spdlog::error("cannot set up the cooperative's Space: {}", e.what());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
     });
   }
   runtime.on_shutdown([this] {
+    *stopping_ = true;
     api_->close();
     if (server_) server_->stop();
   });

@@ -152,8 +152,7 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   server_ = http::serve_worker_listener(runtime, "tiles", "http", *router_, limits);
   runtime.on_status([this](json& status) { status["archives_open"] = service_->archives_open(); });
 
-  const int64_t since = auth::member_feed_position(home).value_or(0);
-  follower_ = std::make_unique<auth::MemberEventFollower>(home, since, [this](const auth::MemberEvent& event) {
+  follower_ = std::make_unique<auth::MemberEventFollower>(home, [this](const auth::MemberEvent& event) {
     if (auth::ends_sessions(event)) credentials_->forget(event.handle);
   });
   runtime.on_shutdown([this] {
