@@ -32,7 +32,9 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service) {
   }, "hosted mail domains");
   r.add_blocking("POST", "/v1/domains", run, [&service](const Request& q) {
     const auto body = q.json();
-    return Response::json(domain_json(service.directory().add_domain(body.value("name", ""), body.value("catch_all", ""))), 201);
+    bool created = false;
+    const auto domain = service.directory().add_domain(body.value("name", ""), body.value("catch_all", ""), &created);
+    return Response::json(domain_json(domain), created ? 201 : 200);
   }, "host a domain ({name, catch_all})");
   r.add_blocking("DELETE", "/v1/domains/{name}", run, [&service](const Request& q) {
     service.directory().remove_domain(q.param("name"));

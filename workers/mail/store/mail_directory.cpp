@@ -48,16 +48,21 @@ MailDirectory::MailDirectory(const std::filesystem::path& file) : db_(sqlite::Da
 
 MailDirectory::~MailDirectory() = default;
 
-Domain MailDirectory::add_domain(const std::string& name_in, const std::string& catch_all) {
+Domain MailDirectory::add_domain(const std::string& name_in, const std::string& catch_all, bool* created) {
   const auto name = ascii_lower(name_in);
   if (!is_valid_domain(name)) throw Error(errc::kInvalidDomain, "'" + name_in + "' is not a valid domain name", 400);
   std::lock_guard lock(mutex_);
-  auto& existing = db_->prepare("SELECT 1 FROM domains WHERE name = ?1");
+  auto& existing = db_->prepare("SELECT catch_all, created_at FROM domains WHERE name = ?1");
   existing.bind(1, name);
   if (existing.step()) {
+    const Domain found{name, existing.column_text(0), existing.column_int64(1)};
     existing.reset();
-    throw Error(errc::kDomainExists, "the shard already hosts " + name, 409);
+    if (found.catch_all != catch_all)
+      throw Error(errc::kDomainExists, "the shard already hosts " + name + " with another catch-all; remove it first", 409);
+    if (created) *created = false;
+    return found;
   }
+  if (created) *created = true;
   const auto now = static_cast<int64_t>(::time(nullptr));
   db_->prepare("INSERT INTO domains (name, catch_all, created_at) VALUES (?1, ?2, ?3)")
       .bind(1, name)

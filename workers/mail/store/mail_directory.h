@@ -32,7 +32,10 @@ class MailDirectory {
   explicit MailDirectory(const std::filesystem::path& file);
   ~MailDirectory();
 
-  Domain add_domain(const std::string& name, const std::string& catch_all);
+  // Hosts a domain. Adding one already hosted with the same catch-all changes nothing and
+  // sets *created to false (so a setup script may run twice, and `coop init --domain D`
+  // already hosts D); with another catch-all it is coop::Error("domain_exists", 409).
+  Domain add_domain(const std::string& name, const std::string& catch_all, bool* created = nullptr);
   void remove_domain(const std::string& name);
   std::vector<Domain> domains();
   std::optional<Domain> find_domain(const std::string& name);
