@@ -3,13 +3,8 @@
 // "METHOD /target" ("$ROOM" stands for the member's room id), the rest the body. Checked:
 // exactly one reply, UTF-8 JSON with an errcode when it is an error, and never a 500: what a
 // client sends is the client's error (503 is allowed: the member registry is not running here).
-#include <unistd.h>
-
-#include <atomic>
 #include <cstdint>
 #include <cstdlib>
-#include <filesystem>
-#include <future>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -17,11 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "common/config.h"
-#include "common/fs.h"
 #include "common/http/router.h"
 #include "common/text.h"
 #include "common/worker_runtime.h"
+#include "tests/fuzz/handler_harness.h"
 #include "workers/matrix/signing.h"
 #include "workers/room/client_api.h"
 #include "workers/room/store/room_store.h"
@@ -30,10 +24,7 @@ namespace {
 
 struct Homeserver {
   Homeserver() {
-    dir = std::filesystem::temp_directory_path() / ("coop-fuzz-matrix-" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir);
-    coop::write_file_durably(dir / "coop.toml", coop::render_initial_config("fuzz.example", 40000), 0600);
-    runtime = std::make_unique<coop::WorkerRuntime>(coop::RuntimeOptions{"room", dir.string(), true, 1});
+    runtime = std::make_unique<coop::WorkerRuntime>(coop::RuntimeOptions{"room", home.path(), true, 1});
     spdlog::set_level(spdlog::level::off);
     key = std::make_unique<coop::matrix::SigningKey>(coop::matrix::SigningKey::generate("ed25519:fuzz"));
     store = std::make_unique<coop::room::RoomStore>(runtime->home().database("room"), "fuzz.example", *key);
@@ -48,10 +39,8 @@ struct Homeserver {
     router.reset();
     store.reset();
     runtime.reset();
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
   }
-  std::filesystem::path dir;
+  coop::fuzz::ThrowawayHome home{"coop-fuzz-matrix-"};
   std::unique_ptr<coop::WorkerRuntime> runtime;
   std::unique_ptr<coop::matrix::SigningKey> key;
   std::unique_ptr<coop::room::RoomStore> store;
@@ -65,27 +54,16 @@ struct Homeserver {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Homeserver server;
   const std::string_view input(reinterpret_cast<const char*>(data), size);
-  const auto eol = input.find('\n');
-  std::string first(input.substr(0, eol));
+  std::string first = coop::fuzz::first_line_of(input);
   for (auto at = first.find("$ROOM"); at != std::string::npos; at = first.find("$ROOM", at))
     first.replace(at, 5, coop::percent_encode(server.room));
-  const auto space = first.find(' ');
-  if (space == std::string::npos) return 0;
-  coop::http::Request request;
-  request.method = first.substr(0, space);
-  if (!coop::http::parse_target(first.substr(space + 1), request)) return 0;
+  auto request = coop::fuzz::request_of(input, first);
+  if (!request) return 0;
   // A long poll would wait for its timeout: ask for an answer now.
-  if (request.path.find("/sync") != std::string::npos) request.query["timeout"] = "0";
-  request.headers["authorization"] = "Bearer " + server.token;
-  request.body = std::string(eol == std::string_view::npos ? std::string_view() : input.substr(eol + 1));
-  request.remote_address = "127.0.0.1";
-  auto replied = std::make_shared<std::promise<coop::http::Response>>();
-  auto count = std::make_shared<std::atomic<int>>(0);
-  server.router->dispatch(request, [replied, count](coop::http::Response r) {
-    if (count->fetch_add(1) == 0) replied->set_value(std::move(r));
-    else std::abort();  // a second reply
-  });
-  const auto response = replied->get_future().get();
+  if (request->path.find("/sync") != std::string::npos) request->query["timeout"] = "0";
+  request->headers["authorization"] = "Bearer " + server.token;
+  request->remote_address = "127.0.0.1";
+  const auto response = coop::fuzz::dispatch_once(*server.router, *request);
   if (response.status == 500) std::abort();
   if (response.content_type == "application/json") {
     if (!coop::is_valid_utf8(response.body) || !nlohmann::json::accept(response.body)) std::abort();
