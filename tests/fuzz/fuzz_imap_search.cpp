@@ -3,13 +3,16 @@
 // THREAD algorithms. Each command after "tag SP name" is taken as one message's keys. Checked:
 // literals come back byte for byte, a sequence set is sorted, merged and searched like a list,
 // dates round-trip through INTERNALDATE, base subjects are final, and every THREAD response
-// names each message exactly once with no empty "()".
-// (The criteria grammar, STORE flag lists and AUTHENTICATE PLAIN live in imap_session.cpp's
-// Session class and are not reachable from here.)
+// names each message exactly once with no empty "()"; STORE flag lists and AUTHENTICATE PLAIN
+// responses (imap::parse_flag_list, imap::decode_sasl_plain) parse back to themselves.
+// (The SEARCH criteria grammar still lives in imap_session.cpp's Session class.)
+#include <sodium.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <string_view>
@@ -136,6 +139,35 @@ SortKeys keys_of(const std::string& criteria, std::size_t index) {
   return keys;
 }
 
+// STORE flag lists: keywords are valid atoms, system flags known bits; written back, the
+// list parses to the same thing. AUTHENTICATE PLAIN: what decodes re-encodes to itself.
+void check_flags_and_sasl(const std::string& text) {
+  const auto list = parse_flag_list(text);
+  if (list.ok) {
+    if (list.system & ~31u) std::abort();
+    std::string again = "(";
+    for (const char* flag : {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+      if (list.system & *system_flag_bit(flag)) again += (again.size() > 1 ? " " : "") + std::string(flag);
+    for (const auto& k : list.keywords) {
+      if (!valid_keyword(k)) std::abort();
+      again += (again.size() > 1 ? " " : "") + k;
+    }
+    const auto reparsed = parse_flag_list(again + ")");
+    if (!reparsed.ok || reparsed.system != list.system || reparsed.keywords != list.keywords) std::abort();
+  }
+  if (const auto plain = decode_sasl_plain(text)) {
+    const std::string raw = plain->authzid + '\0' + plain->authcid + '\0' + plain->password;
+    if (plain->authzid.find('\0') != std::string::npos || plain->authcid.find('\0') != std::string::npos) std::abort();
+    std::string encoded(sodium_base64_ENCODED_LEN(raw.size(), sodium_base64_VARIANT_ORIGINAL), '\0');
+    sodium_bin2base64(encoded.data(), encoded.size(), reinterpret_cast<const unsigned char*>(raw.data()), raw.size(),
+                      sodium_base64_VARIANT_ORIGINAL);
+    encoded.resize(std::strlen(encoded.c_str()));
+    const auto again = decode_sasl_plain(encoded);
+    if (!again || again->authzid != plain->authzid || again->authcid != plain->authcid || again->password != plain->password)
+      std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -157,6 +189,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (plain_lines && quoted_strings(criteria) != command.literals) std::abort();
     for (const auto& word : words(criteria)) check_word(word);
     check_base_subject(criteria);
+    check_flags_and_sasl(criteria);
     if (keys.size() < kMaxMessages) keys.push_back(keys_of(criteria, keys.size()));
   }
   const auto name = [](std::size_t i) { return std::to_string(i + 1); };

@@ -1,11 +1,14 @@
 // IMAP command gathering and tokens.
 #include "workers/mail/imap_parser.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 
 #include "common/error.h"
+#include "common/mail/mailbox_formats.h"
 #include "common/text.h"
 
 namespace coop::mail::imap {
@@ -362,6 +365,56 @@ std::string response_code(std::string_view error_code) {
   for (const auto& [code, response] : kCodes)
     if (code == error_code) return std::string(response);
   return "CANNOT";
+}
+
+std::optional<unsigned> system_flag_bit(std::string_view name) {
+  static constexpr std::pair<std::string_view, unsigned> kFlags[] = {
+      {"\\seen", kSeen}, {"\\answered", kAnswered}, {"\\flagged", kFlagged}, {"\\deleted", kDeleted}, {"\\draft", kDraft}};
+  const auto lower = ascii_lower(name);
+  for (const auto& [flag, bit] : kFlags)
+    if (lower == flag) return bit;
+  return std::nullopt;
+}
+
+FlagList parse_flag_list(std::string_view text) {
+  FlagList list;
+  if (!text.empty() && text.front() == '(') {
+    if (text.back() != ')' || text.size() < 2) {
+      list.ok = false;
+      list.bad_word = std::string(text);
+      return list;
+    }
+    text = text.substr(1, text.size() - 2);
+  }
+  std::size_t at = 0;
+  while (at < text.size()) {
+    const auto end = std::min(text.find(' ', at), text.size());
+    const auto word = text.substr(at, end - at);
+    if (const auto bit = system_flag_bit(word)) {
+      list.system |= *bit;
+    } else if (valid_keyword(word)) {
+      list.keywords.emplace_back(word);
+    } else {
+      list.ok = false;
+      list.bad_word = std::string(word);
+      return list;
+    }
+    at = end + 1;
+  }
+  return list;
+}
+
+std::optional<SaslPlain> decode_sasl_plain(std::string_view base64) {
+  std::string decoded(base64.size(), '\0');
+  std::size_t length = 0;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(decoded.data()), decoded.size(), base64.data(), base64.size(),
+                        nullptr, &length, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
+    return std::nullopt;
+  decoded.resize(length);
+  const auto first = decoded.find('\0');
+  const auto second = first == std::string::npos ? std::string::npos : decoded.find('\0', first + 1);
+  if (second == std::string::npos) return std::nullopt;
+  return SaslPlain{decoded.substr(0, first), decoded.substr(first + 1, second - first - 1), decoded.substr(second + 1)};
 }
 
 bool valid_keyword(std::string_view word) {

@@ -109,6 +109,28 @@ std::optional<SequenceSet> parse_sequence_set(std::string_view text, uint32_t ma
 // "NONEXISTENT", "ALREADYEXISTS", "OVERQUOTA", "AUTHENTICATIONFAILED"... ("CANNOT" otherwise).
 std::string response_code(std::string_view error_code);
 
+// RFC 9051 2.3.2 system flags: the stored bit (common/mail/mailbox_formats.h Flag) of "\\Seen",
+// "\\Answered", "\\Flagged", "\\Deleted" or "\\Draft", in any case; nullopt for anything else.
+std::optional<unsigned> system_flag_bit(std::string_view name);
+
+// A STORE or APPEND flag list, "(\\Seen $Junk)" or its words without parentheses: the system
+// flags as bits and the keywords in order. ok is false, with the word in bad_word, when a
+// word is neither (RFC 9051 9 flag).
+struct FlagList {
+  unsigned system = 0;
+  std::vector<std::string> keywords;
+  bool ok = true;
+  std::string bad_word;
+};
+FlagList parse_flag_list(std::string_view text);
+
+// AUTHENTICATE PLAIN's response (RFC 4616 2; RFC 9051 6.2.2): base64 of authzid NUL authcid
+// NUL password. nullopt for bad base64 or another shape.
+struct SaslPlain {
+  std::string authzid, authcid, password;
+};
+std::optional<SaslPlain> decode_sasl_plain(std::string_view base64);
+
 // RFC 9051 9 flag-keyword: an atom (at most 100 bytes here), which never starts with "\".
 bool valid_keyword(std::string_view word);
 

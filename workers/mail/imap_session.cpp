@@ -68,12 +68,6 @@ bool has_keyword(std::string_view keywords, std::string_view keyword) {
   return false;
 }
 
-std::optional<unsigned> flag_bit(const std::string& name) {
-  for (std::size_t i = 0; i < 5; ++i)
-    if (ascii_lower(name) == ascii_lower(kSystemFlags[i])) return kFlagBits[i];
-  return std::nullopt;
-}
-
 std::string upper(std::string text) {
   for (auto& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return text;
@@ -521,18 +515,11 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void plain(const std::string& base64) {
-    std::string decoded(base64.size(), '\0');
-    std::size_t length = 0;
-    if (sodium_base642bin(reinterpret_cast<unsigned char*>(decoded.data()), decoded.size(), base64.data(), base64.size(),
-                          nullptr, &length, nullptr, sodium_base64_VARIANT_ORIGINAL) != 0)
-      return bad("the response is not base64");
-    decoded.resize(length);
-    const auto first = decoded.find('\0');
-    const auto second = first == std::string::npos ? std::string::npos : decoded.find('\0', first + 1);
-    if (second == std::string::npos) return bad("PLAIN is authzid NUL authcid NUL password");
-    const std::string authzid = decoded.substr(0, first), authcid = decoded.substr(first + 1, second - first - 1);
-    if (!authzid.empty() && authzid != authcid) return tagged("NO [AUTHORIZATIONFAILED] no acting for others");
-    verify(authcid, decoded.substr(second + 1));
+    const auto response = imap::decode_sasl_plain(base64);
+    if (!response) return bad("PLAIN is base64 of authzid NUL authcid NUL password");
+    if (!response->authzid.empty() && response->authzid != response->authcid)
+      return tagged("NO [AUTHORIZATIONFAILED] no acting for others");
+    verify(response->authcid, response->password);
   }
 
   // STATUS items (RFC 9051 6.3.11) from "(" item *(SP item) ")"; nullopt on a syntax error
@@ -1122,22 +1109,10 @@ class Session : public std::enable_shared_from_this<Session> {
     else return bad("STORE +FLAGS, -FLAGS or FLAGS");
     const bool silent = item.find(".SILENT") != std::string::npos;
     if (read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
-    std::string rest = c.rest_of_line();
-    if (!rest.empty() && rest.front() == '(') {
-      if (rest.back() != ')') return bad("flag list");
-      rest = rest.substr(1, rest.size() - 2);
-    }
-    unsigned flags = 0;
-    std::vector<std::string> keywords;
-    std::size_t at = 0;
-    while (at < rest.size()) {
-      const auto end = std::min(rest.find(' ', at), rest.size());
-      const auto word = rest.substr(at, end - at);
-      if (auto bit = flag_bit(word)) flags |= *bit;
-      else if (imap::valid_keyword(word)) keywords.push_back(word);
-      else return bad("not a flag: " + reply_text(word));
-      at = end + 1;
-    }
+    auto list = imap::parse_flag_list(c.rest_of_line());
+    if (!list.ok) return bad("not a flag: " + reply_text(list.bad_word));
+    const unsigned flags = list.system;
+    std::vector<std::string> keywords = std::move(list.keywords);
     const auto chosen = resolve(*set_text, uid);
     if (!chosen) return bad("not a sequence set");
     std::vector<int64_t> uids, modified;
@@ -1243,7 +1218,7 @@ class Session : public std::enable_shared_from_this<Session> {
         if (c.take('\\')) flag = "\\";
         auto word = c.atom();
         if (!word) return bad("flag list");
-        if (auto bit = flag_bit(flag + *word)) flags |= *bit;
+        if (auto bit = imap::system_flag_bit(flag + *word)) flags |= *bit;
         else if (flag.empty() && imap::valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
       }
       if (!c.space()) return bad("APPEND message");
@@ -1806,7 +1781,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<net::Connection> conn_;
   std::shared_ptr<const ImapSettings> settings_;
   CommandReader reader_;
-  net::ReadBuffer chunk_{64 << 10};
+  net::ReadBuffer chunk_{16 << 10};  // commands and literals; 16 KB reads as before
   std::string out_, pending_;
   std::function<void()> after_write_;
   std::function<void()> more_;  // the rest of a command answered in pieces

@@ -1,6 +1,7 @@
 // IMAP command gathering and tokens (RFC 9051 4, 9; RFC 7888 LITERAL+).
 #include <catch2/catch.hpp>
 
+#include "common/mail/mailbox_formats.h"
 #include "workers/mail/imap_parser.h"
 
 using namespace coop::mail::imap;
@@ -118,4 +119,27 @@ TEST_CASE("imap: modified UTF-7 mailbox names both ways (RFC 3501 5.1.3)", "[ima
   // a lone surrogate, leftover bits, 8-bit bytes.
   for (const std::string bad : {"&AOk", "&AO/-", "&AGEAYgBj-", "&2D0-", "&AOkA-", "Caf\xc3\xa9"})
     CHECK_FALSE(from_modified_utf7(bad));
+}
+
+TEST_CASE("STORE flag lists: system flags as bits, keywords in order, anything else refused") {
+  const auto list = parse_flag_list("(\\Seen $Junk \\FLAGGED Later)");
+  REQUIRE(list.ok);
+  CHECK(list.system == (coop::mail::kSeen | coop::mail::kFlagged));
+  CHECK(list.keywords == std::vector<std::string>{"$Junk", "Later"});
+  CHECK(parse_flag_list("\\Draft").system == coop::mail::kDraft);
+  CHECK(parse_flag_list("()").ok);
+  CHECK_FALSE(parse_flag_list("(\\Bogus)").ok);
+  CHECK(parse_flag_list("(a{b)").bad_word == "a{b");
+  CHECK_FALSE(parse_flag_list("(\\Seen").ok);
+}
+
+TEST_CASE("AUTHENTICATE PLAIN responses decode to authzid, authcid and password") {
+  const auto plain = decode_sasl_plain("AGFsaWNlAHNlY3JldA==");  // "\0alice\0secret"
+  REQUIRE(plain);
+  CHECK(plain->authzid.empty());
+  CHECK(plain->authcid == "alice");
+  CHECK(plain->password == "secret");
+  CHECK(decode_sasl_plain("YQBiAGM=")->authzid == "a");  // "a\0b\0c"
+  CHECK_FALSE(decode_sasl_plain("YWxpY2U="));            // no NULs
+  CHECK_FALSE(decode_sasl_plain("!!"));
 }
