@@ -5,7 +5,8 @@
 // dates round-trip through INTERNALDATE, base subjects are final, and every THREAD response
 // names each message exactly once with no empty "()"; STORE flag lists and AUTHENTICATE PLAIN
 // responses (imap::parse_flag_list, imap::decode_sasl_plain) parse back to themselves.
-// (The SEARCH criteria grammar still lives in imap_session.cpp's Session class.)
+// SEARCH criteria parse into trees (imap_search.h) that consume their words and stay within
+// the depth limit.
 #include <sodium.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 
 #include "workers/mail/imap_fetch.h"
 #include "workers/mail/imap_parser.h"
+#include "workers/mail/imap_search.h"
 #include "workers/mail/imap_thread.h"
 
 using namespace coop::mail::imap;
@@ -168,6 +170,26 @@ void check_flags_and_sasl(const std::string& text) {
   }
 }
 
+// SEARCH criteria: every key consumes a word, none nests past kMaxSearchDepth, and a group's
+// children are whole keys.
+int depth_of(const SearchKey& key) {
+  int deepest = 0;
+  for (const auto& child : key.children) deepest = std::max(deepest, depth_of(child));
+  return deepest + (key.children.empty() ? 0 : 1);
+}
+
+void check_search(const std::string& criteria) {
+  auto words = search_words(criteria);
+  while (!words.done()) {
+    const auto before = words.at;
+    const auto key = parse_search_key(words);
+    if (!key) return;
+    if (words.at <= before || depth_of(*key) > kMaxSearchDepth + 1) std::abort();
+    if (key->kind == SearchKey::Kind::not_ && key->children.size() != 1) std::abort();
+    if (key->kind == SearchKey::Kind::or_ && key->children.size() != 2) std::abort();
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -190,6 +212,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& word : words(criteria)) check_word(word);
     check_base_subject(criteria);
     check_flags_and_sasl(criteria);
+    check_search(criteria);
     if (keys.size() < kMaxMessages) keys.push_back(keys_of(criteria, keys.size()));
   }
   const auto name = [](std::size_t i) { return std::to_string(i + 1); };

@@ -186,6 +186,19 @@ def test_oversized_bodies_and_lines_on_every_listener():
             assert b"BAD" in first or b"BYE" in first, first[:200]
             if b"BYE" not in first:
                 assert reader.readline().startswith(b"b OK")
+        # SEARCH criteria nested past any sense are refused, not recursed into.
+        imap = imaplib.IMAP4("127.0.0.1", mail["imap"])
+        imap.starttls(tls_context())
+        imap.login("alice", STRONG)
+        imap.select("INBOX")
+        for deep in ("NOT " * 15000 + "ALL", "(" * 30000 + "ALL" + ")" * 30000):
+            try:
+                imap.search(None, deep)
+                raise AssertionError("a search nested that deep was answered")
+            except imaplib.IMAP4.error as e:
+                assert "criteria" in str(e), e
+        assert imap.noop()[0] == "OK"
+        imap.logout()
         assert worker_pids(shard) == before
         check_served(shard, status)
 

@@ -24,6 +24,7 @@
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
 #include "workers/mail/imap_fetch.h"
+#include "workers/mail/imap_search.h"
 #include "workers/mail/imap_thread.h"
 #include "workers/mail/mail_service.h"
 
@@ -1256,44 +1257,9 @@ class Session : public std::enable_shared_from_this<Session> {
     tagged("OK [APPENDUID " + std::to_string(box->uidvalidity) + " " + std::to_string(stored.uid) + "] APPEND completed");
   }
 
-  // SEARCH (RFC 9051 6.4.4): criteria as a small recursive-descent parser over words.
-  struct Words {
-    std::vector<std::string> items;
-    std::size_t at = 0;
-    bool done() const { return at >= items.size(); }
-    std::string next() { return at < items.size() ? items[at++] : std::string(); }
-  };
-
-  static Words split(const std::string& text) {
-    Words w;
-    std::string current;
-    bool quoted = false;
-    for (std::size_t i = 0; i < text.size(); ++i) {
-      const char ch = text[i];
-      if (quoted) {
-        if (ch == '\\' && i + 1 < text.size()) current += text[++i];
-        else if (ch == '"') quoted = false;
-        else current += ch;
-        continue;
-      }
-      if (ch == '"') {
-        quoted = true;
-        current += '\x01';  // marks a quoted word, even an empty one
-        continue;
-      }
-      if (ch == ' ' || ch == '(' || ch == ')') {
-        if (!current.empty()) w.items.push_back(current);
-        current.clear();
-        if (ch != ' ') w.items.emplace_back(1, ch);
-        continue;
-      }
-      current += ch;
-    }
-    if (!current.empty()) w.items.push_back(current);
-    for (auto& item : w.items)
-      if (!item.empty() && item.front() == '\x01') item.erase(0, 1);
-    return w;
-  }
+  // SEARCH (RFC 9051 6.4.4): criteria parsed into a tree (imap_search.h), compiled here into
+  // tests over this session's view of the mailbox.
+  using Words = imap::SearchWords;
 
   // One message as SEARCH criteria see it: the session's row, the store's (subject, blob),
   // its header section and, only when a criterion asks, its bytes.
@@ -1347,128 +1313,81 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   std::optional<Test> criterion(Words& w, bool uid_mode) {
-    const std::string raw = w.next();
-    const std::string key = upper(raw);
-    auto flag = [this](unsigned bit, bool set) -> Test {
-      return [bit, set](const Probe& p) { return ((p.m.flags & bit) != 0) == set; };
-    };
-    if (key == "(") {
-      std::vector<Test> all;
-      while (!w.done() && w.items[w.at] != ")") {
-        auto t = criterion(w, uid_mode);
-        if (!t) return std::nullopt;
-        all.push_back(*t);
-      }
-      if (w.next() != ")") return std::nullopt;
-      return Test([all](const Probe& p) { return std::all_of(all.begin(), all.end(), [&](const Test& t) { return t(p); }); });
-    }
-    if (key == "ALL") return Test([](const Probe&) { return true; });
-    if (key == "SEEN") return flag(kSeen, true);
-    if (key == "UNSEEN") return flag(kSeen, false);
-    if (key == "FLAGGED") return flag(kFlagged, true);
-    if (key == "UNFLAGGED") return flag(kFlagged, false);
-    if (key == "DELETED") return flag(kDeleted, true);
-    if (key == "UNDELETED") return flag(kDeleted, false);
-    if (key == "ANSWERED") return flag(kAnswered, true);
-    if (key == "UNANSWERED") return flag(kAnswered, false);
-    if (key == "DRAFT") return flag(kDraft, true);
-    if (key == "UNDRAFT") return flag(kDraft, false);
-    if (key == "KEYWORD" || key == "UNKEYWORD") {
-      const std::string word = w.next();
-      const bool set = key == "KEYWORD";
-      // The keywords this session has shown, as flag criteria test the flags it has shown.
-      return Test([this, word, set](const Probe& p) { return has_keyword(keywords_of(p.m.uid), word) == set; });
-    }
-    if (key == "NEW" || key == "RECENT") return Test([](const Probe&) { return false; });
-    if (key == "OLD") return Test([](const Probe&) { return true; });
-    if (key == "NOT") {
-      auto t = criterion(w, uid_mode);
-      if (!t) return std::nullopt;
-      return Test([t = *t](const Probe& p) { return !t(p); });
-    }
-    if (key == "OR") {
-      auto a = criterion(w, uid_mode);
-      auto b = a ? criterion(w, uid_mode) : std::nullopt;
-      if (!b) return std::nullopt;
-      return Test([a = *a, b = *b](const Probe& p) { return a(p) || b(p); });
-    }
-    if (key == "MODSEQ") {
-      // RFC 7162 3.1.5: MODSEQ [entry-name entry-type] modseq
-      std::string value = w.next();
-      if (!value.empty() && value.front() == '/') {
-        w.next();
-        value = w.next();
-      }
-      int64_t n = 0;
-      try {
-        n = std::stoll(value);
-      } catch (...) {
-        return std::nullopt;
-      }
-      condstore_ = true;
-      searched_modseq_ = true;
-      return Test([n](const Probe& p) { return p.m.modseq >= n; });
-    }
-    if (key == "LARGER" || key == "SMALLER") {
-      int64_t n = 0;
-      try {
-        n = std::stoll(w.next());
-      } catch (...) {
-        return std::nullopt;
-      }
-      const bool larger = key == "LARGER";
-      return Test([n, larger](const Probe& p) { return larger ? p.m.size > n : p.m.size < n; });
-    }
-    if (key == "SINCE" || key == "BEFORE" || key == "ON") {
-      const auto day = imap::parse_imap_date(w.next());
-      if (!day) return std::nullopt;
-      const int64_t d = *day;
-      return Test([d, key](const Probe& p) {
-        const int64_t t = p.m.internal_date;
-        return key == "SINCE" ? t >= d : key == "BEFORE" ? t < d : (t >= d && t < d + 86400);
-      });
-    }
-    if (key == "UID") {
-      const auto chosen = resolve(w.next(), true);
+    const auto key = imap::parse_search_key(w);
+    if (!key) return std::nullopt;
+    return compile(*key);
+  }
+
+  // A parsed key as a test; nullopt when a set it names does not resolve. Notes what the
+  // search will need read (rows, header sections) and whether it asked for MODSEQ.
+  std::optional<Test> compile(const imap::SearchKey& k) {
+    using Kind = imap::SearchKey::Kind;
+    auto set_test = [this](const std::string& text, bool uid) -> std::optional<Test> {
+      const auto chosen = resolve(text, uid);
       if (!chosen) return std::nullopt;
       std::set<std::size_t> in(chosen->begin(), chosen->end());
       return Test([in](const Probe& p) { return in.count(p.index) > 0; });
+    };
+    std::vector<Test> children;
+    for (const auto& child : k.children) {
+      auto t = compile(child);
+      if (!t) return std::nullopt;
+      children.push_back(std::move(*t));
     }
-    if (key == "SUBJECT") {
-      // The decoded subject is in the index: no message needs reading.
-      const std::string needle = ascii_lower(w.next());
-      search_needs_row_ = true;
-      return Test([needle](const Probe& p) { return p.row && ascii_lower(p.row->subject).find(needle) != std::string::npos; });
+    switch (k.kind) {
+      case Kind::all: return Test([](const Probe&) { return true; });
+      case Kind::none: return Test([](const Probe&) { return false; });
+      case Kind::and_:
+        return Test([all = std::move(children)](const Probe& p) {
+          return std::all_of(all.begin(), all.end(), [&](const Test& t) { return t(p); });
+        });
+      case Kind::not_: return Test([t = children.at(0)](const Probe& p) { return !t(p); });
+      case Kind::or_: return Test([a = children.at(0), b = children.at(1)](const Probe& p) { return a(p) || b(p); });
+      case Kind::flag: return Test([bit = k.flag, set = k.set](const Probe& p) { return ((p.m.flags & bit) != 0) == set; });
+      case Kind::keyword:
+        // The keywords this session has shown, as flag criteria test the flags it has shown.
+        return Test([this, word = k.text, set = k.set](const Probe& p) { return has_keyword(keywords_of(p.m.uid), word) == set; });
+      case Kind::modseq:
+        condstore_ = true;
+        searched_modseq_ = true;
+        return Test([n = k.number](const Probe& p) { return p.m.modseq >= n; });
+      case Kind::larger: return Test([n = k.number](const Probe& p) { return p.m.size > n; });
+      case Kind::smaller: return Test([n = k.number](const Probe& p) { return p.m.size < n; });
+      case Kind::since: return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d; });
+      case Kind::before: return Test([d = k.number](const Probe& p) { return p.m.internal_date < d; });
+      case Kind::on:
+        return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d && p.m.internal_date < d + 86400; });
+      case Kind::uid_set: return set_test(k.text, true);
+      case Kind::sequence_set: return set_test(k.text, false);
+      case Kind::subject:
+        // The decoded subject is in the index: no message needs reading.
+        search_needs_row_ = true;
+        return Test([needle = k.text](const Probe& p) {
+          return p.row && ascii_lower(p.row->subject).find(needle) != std::string::npos;
+        });
+      case Kind::body:
+      case Kind::text:
+        // Matching reads the message's bytes (RFC 9051 6.4.4: case-insensitive substrings).
+        search_needs_row_ = true;
+        return Test([needle = k.text, body_only = k.kind == Kind::body](const Probe& p) {
+          const auto& bytes = p.bytes();
+          const auto split_at = body_only ? bytes.find("\r\n\r\n") : 0;
+          return split_at != std::string::npos &&
+                 ascii_lower(std::string_view(bytes).substr(split_at)).find(needle) != std::string::npos;
+        });
+      case Kind::header:
+        // The header sections are kept apart in the index for these.
+        search_needs_row_ = search_needs_header_ = true;
+        return Test([field = k.field, needle = k.text](const Probe& p) {
+          return p.row && header_contains(p.header(), field, needle);
+        });
     }
-    if (key == "BODY" || key == "TEXT") {
-      // Matching reads the message's bytes (RFC 9051 6.4.4: case-insensitive substrings).
-      const std::string needle = ascii_lower(w.next());
-      const bool body_only = key == "BODY";
-      search_needs_row_ = true;
-      return Test([needle, body_only](const Probe& p) {
-        const auto& bytes = p.bytes();
-        const auto split_at = body_only ? bytes.find("\r\n\r\n") : 0;
-        return split_at != std::string::npos &&
-               ascii_lower(std::string_view(bytes).substr(split_at)).find(needle) != std::string::npos;
-      });
-    }
-    if (key == "FROM" || key == "TO" || key == "CC" || key == "BCC" || key == "HEADER") {
-      // The header sections are kept apart in the index for these.
-      const std::string field = ascii_lower(key == "HEADER" ? w.next() : key);
-      const std::string needle = ascii_lower(w.next());
-      search_needs_row_ = search_needs_header_ = true;
-      return Test([field, needle](const Probe& p) { return p.row && header_contains(p.header(), field, needle); });
-    }
-    // A sequence set.
-    const auto chosen = resolve(raw, false);
-    if (!chosen) return std::nullopt;
-    std::set<std::size_t> in(chosen->begin(), chosen->end());
-    return Test([in](const Probe& p) { return in.count(p.index) > 0; });
+    return std::nullopt;
   }
 
   void search(Cursor& c, bool uid) {
     if (!c.space()) return bad("SEARCH criteria");
-    Words w = split(c.rest_with_literals());
+    Words w = imap::search_words(c.rest_with_literals());
     std::vector<std::string> returns;
     bool extended = false;
     if (!w.done() && upper(w.items[w.at]) == "RETURN") {

@@ -3,6 +3,7 @@
 
 #include "common/mail/mailbox_formats.h"
 #include "workers/mail/imap_parser.h"
+#include "workers/mail/imap_search.h"
 
 using namespace coop::mail::imap;
 using Status = CommandReader::Status;
@@ -142,4 +143,36 @@ TEST_CASE("AUTHENTICATE PLAIN responses decode to authzid, authcid and password"
   CHECK(decode_sasl_plain("YQBiAGM=")->authzid == "a");  // "a\0b\0c"
   CHECK_FALSE(decode_sasl_plain("YWxpY2U="));            // no NULs
   CHECK_FALSE(decode_sasl_plain("!!"));
+}
+
+TEST_CASE("SEARCH criteria parse into a tree, and nesting is bounded") {
+  auto words = search_words(R"(OR (SEEN FROM "ann smith") NOT 1:3 HEADER X-Tag "" SUBJECT Lunch)");
+  auto key = parse_search_key(words);
+  REQUIRE(key);
+  CHECK(key->kind == SearchKey::Kind::or_);
+  REQUIRE(key->children.size() == 2);
+  CHECK(key->children[0].kind == SearchKey::Kind::and_);
+  CHECK(key->children[0].children[1].field == "from");
+  CHECK(key->children[0].children[1].text == "ann smith");
+  CHECK(key->children[1].kind == SearchKey::Kind::not_);
+  CHECK(key->children[1].children[0].text == "1:3");
+  key = parse_search_key(words);
+  REQUIRE(key);
+  CHECK(key->field == "x-tag");
+  CHECK(key->text.empty());
+  CHECK(parse_search_key(words)->text == "lunch");
+  CHECK(words.done());
+
+  std::string deep;
+  for (int i = 0; i < 100000; ++i) deep += "NOT ";
+  auto many = search_words(deep + "ALL");
+  CHECK_FALSE(parse_search_key(many));
+  auto parens = search_words(std::string(50000, '(') + "ALL" + std::string(50000, ')'));
+  CHECK_FALSE(parse_search_key(parens));
+  auto shallow = search_words("NOT NOT NOT ALL");
+  CHECK(parse_search_key(shallow));
+  for (const char* bad : {"LARGER x", "SINCE 32-Foo-2020", "(ALL", ")", ""}) {
+    auto w = search_words(bad);
+    CHECK_FALSE(parse_search_key(w));
+  }
 }
