@@ -39,6 +39,7 @@ bool ends_sessions(const MemberEvent& event) {
 struct MemberEventFollower::Impl {
   std::filesystem::path socket;
   std::function<void(const MemberEvent&)> on_event;
+  std::function<void()> on_connected;
   std::atomic<int64_t> position{-1};  // -1 until the feed's position is known
   std::mutex mutex;
   std::condition_variable wake;
@@ -60,6 +61,7 @@ struct MemberEventFollower::Impl {
           const auto status = client.get("/v1/status");
           status.throw_if_error();
           position = status.json().value("last_event", int64_t{0});
+          if (on_connected) on_connected();
         }
         const auto response = client.request(
             "GET", "/v1/events?since=" + std::to_string(position.load()) + "&timeout_ms=" + std::to_string(kPoll.count()),
@@ -75,21 +77,26 @@ struct MemberEventFollower::Impl {
         backoff = std::chrono::milliseconds(100);
       } catch (const std::exception&) {
         // coop-member restarting or not up yet: wait, then ask again from the same position.
+        // Until it first answers, briefly: the worker's view starts then.
+        const bool first = position.load() < 0;
         std::unique_lock lock(mutex);
-        wake.wait_for(lock, backoff, [this] { return stopping; });
-        backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
+        wake.wait_for(lock, first ? std::chrono::milliseconds(50) : backoff, [this] { return stopping; });
+        if (!first) backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
       }
     }
   }
 };
 
-MemberEventFollower::MemberEventFollower(const Home& home, std::function<void(const MemberEvent&)> on_event)
-    : MemberEventFollower(home, -1, std::move(on_event)) {}
+MemberEventFollower::MemberEventFollower(const Home& home, std::function<void(const MemberEvent&)> on_event,
+                                         std::function<void()> on_connected)
+    : MemberEventFollower(home, -1, std::move(on_event), std::move(on_connected)) {}
 
-MemberEventFollower::MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event)
+MemberEventFollower::MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event,
+                                         std::function<void()> on_connected)
     : impl_(std::make_unique<Impl>()) {
   impl_->socket = home.socket("member");
   impl_->on_event = std::move(on_event);
+  impl_->on_connected = std::move(on_connected);
   impl_->position = since;
   impl_->thread = std::thread([impl = impl_.get()] { impl->run(); });
 }

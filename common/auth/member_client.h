@@ -57,12 +57,16 @@ bool ends_sessions(const MemberEvent& event);
 // Long-polls GET /v1/events on a thread of its own and calls on_event for each change, in
 // order, from that thread. Survives coop-member restarts (retries with backoff). It starts
 // from where the feed stands when coop-member first answers (so old events are not replayed),
-// asked on its own thread: a worker's start never waits for coop-member.
+// asked on its own thread every 50 ms until then, so a worker's start never waits for
+// coop-member; on_connected runs once, on that thread, when the position is known (the
+// moment to read the registry's state the events will then keep current).
 class MemberEventFollower {
  public:
-  MemberEventFollower(const Home& home, std::function<void(const MemberEvent&)> on_event);
+  MemberEventFollower(const Home& home, std::function<void(const MemberEvent&)> on_event,
+                      std::function<void()> on_connected = {});
   // From a known position instead (`coop member events --follow --since N`).
-  MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event);
+  MemberEventFollower(const Home& home, int64_t since, std::function<void(const MemberEvent&)> on_event,
+                      std::function<void()> on_connected = {});
   ~MemberEventFollower();  // stops and joins within about a poll timeout's fraction
   MemberEventFollower(const MemberEventFollower&) = delete;
   MemberEventFollower& operator=(const MemberEventFollower&) = delete;

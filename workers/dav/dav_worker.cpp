@@ -58,12 +58,14 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
 
   // The members directory follows the registry; credentials cached for a minute are
   // forgotten at once when a member is suspended or changes a password.
+  // The directory is built once the registry answers, then follows its events.
   follower_ = std::make_unique<auth::MemberEventFollower>(
-      runtime.home(), [this](const auth::MemberEvent& event) {
+      runtime.home(),
+      [this](const auth::MemberEvent& event) {
         if (auth::ends_sessions(event)) handler_->forget(event.handle);
         directory_refresh_->request();
-      });
-  directory_refresh_->request();
+      },
+      [this] { directory_refresh_->request(); });
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });

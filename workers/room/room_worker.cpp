@@ -6,7 +6,6 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
-#include <thread>
 
 #include "common/auth/member_client.h"
 #include "common/error.h"
@@ -77,24 +76,21 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
             spaces->reconcile_member(event.handle);
           else if (event.kind == "group.changed")
             spaces->reconcile_member(event.handle);
+        },
+        // The cooperative's Space and its members, once the registry answers; the events
+        // keep it current from there.
+        [run = runtime.blocking_runner(), spaces = spaces_.get()] {
+          run([spaces] {
+            try {
+              spaces->ensure_cooperative_space();
+              spaces->reconcile_all();
+            } catch (const std::exception& e) {
+              spdlog::error("cannot set up the cooperative's Space: {}", e.what());
+            }
+          });
         });
-    // The cooperative's Space and its members, once the registry answers (it may start after
-    // this worker: the start does not wait for it, this job does, for a while).
-    runtime.blocking_runner()([spaces = spaces_.get(), stopping = stopping_] {
-      for (int attempt = 1; !*stopping; ++attempt) {
-        try {
-          spaces->ensure_cooperative_space();
-          spaces->reconcile_all();
-          return;
-        } catch (const std::exception& e) {
-          if (attempt == 100) return spdlog::error("cannot set up the cooperative's Space: {}", e.what());
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-    });
   }
   runtime.on_shutdown([this] {
-    *stopping_ = true;
     api_->close();
     if (server_) server_->stop();
   });

@@ -2,7 +2,6 @@
 // the member change feed that ends suspended members' sessions.
 #pragma once
 
-#include <atomic>
 #include <memory>
 
 namespace coop {
@@ -38,8 +37,6 @@ class RoomWorker {
   std::unique_ptr<SpaceSync> spaces_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<auth::MemberEventFollower> follower_;
-  // Set at shutdown, so the first Space set-up stops waiting for coop-member.
-  std::shared_ptr<std::atomic<bool>> stopping_ = std::make_shared<std::atomic<bool>>(false);
 };
 
 }  // namespace coop::room
