@@ -162,6 +162,20 @@ std::vector<std::string> Config::get_strings(std::string_view key, const std::ve
   return out;
 }
 
+std::map<std::string, std::string> Config::get_string_table(std::string_view key) const {
+  auto node = lookup(tables_->root, key);
+  std::map<std::string, std::string> out;
+  if (!node) return out;
+  const auto* table = node.as_table();
+  if (!table) wrong_type(key, *node.node(), "a table of strings");
+  for (const auto& [name, value] : *table) {
+    const auto* text = value.as_string();
+    if (!text) wrong_type(std::string(key) + "." + std::string(name.str()), value, "a string");
+    out.emplace(std::string(name.str()), text->get());
+  }
+  return out;
+}
+
 bool Config::get_bool(std::string_view key, bool fallback) const {
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -48,6 +49,8 @@ class Config {
                                        std::chrono::milliseconds max = std::chrono::hours{24 * 7}) const;
   // An array of strings.
   std::vector<std::string> get_strings(std::string_view key, const std::vector<std::string>& fallback) const;
+  // A table of strings ([workers.mail.routes] "example.org" = "host:port"); empty when absent.
+  std::map<std::string, std::string> get_string_table(std::string_view key) const;
 
   bool worker_enabled(std::string_view worker) const;
   std::vector<ListenerConfig> listeners(std::string_view worker) const;
