@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --as --attribute --base-port --by --catch-all --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --scope --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -49,11 +49,21 @@ _coop() {
       'room|members') path='room members' ;;
       'room|export') path='room export' ;;
       'room space|create') path='room space create' ;;
+      'mail|queue') path='mail queue' ;;
+      'mail|dkim') path='mail dkim' ;;
+      'mail|settings') path='mail settings' ;;
       'mail|domain') path='mail domain' ;;
       'mail|alias') path='mail alias' ;;
       'mail|mailboxes') path='mail mailboxes' ;;
       'mail|export') path='mail export' ;;
       'mail|import') path='mail import' ;;
+      'mail queue|list') path='mail queue list' ;;
+      'mail queue|show') path='mail queue show' ;;
+      'mail queue|retry') path='mail queue retry' ;;
+      'mail queue|delete') path='mail queue delete' ;;
+      'mail dkim|generate') path='mail dkim generate' ;;
+      'mail dkim|list') path='mail dkim list' ;;
+      'mail dkim|retire') path='mail dkim retire' ;;
       'mail domain|add') path='mail domain add' ;;
       'mail domain|list') path='mail domain list' ;;
       'mail domain|remove') path='mail domain remove' ;;
@@ -109,6 +119,7 @@ _coop() {
   case "$prev" in
     --add-email) COMPREPLY=(); return ;;
     --add-group) COMPREPLY=(); return ;;
+    --algorithm) COMPREPLY=(); return ;;
     --as) COMPREPLY=(); return ;;
     --attribute) COMPREPLY=(); return ;;
     --base-port) COMPREPLY=(); return ;;
@@ -152,7 +163,9 @@ _coop() {
     --remove-group) COMPREPLY=(); return ;;
     --role) COMPREPLY=(); return ;;
     --room) COMPREPLY=(); return ;;
+    --save-sent) COMPREPLY=(); return ;;
     --scope) COMPREPLY=(); return ;;
+    --selector) COMPREPLY=(); return ;;
     --since) COMPREPLY=(); return ;;
     --site) COMPREPLY=(); return ;;
     --slug) COMPREPLY=(); return ;;
@@ -212,7 +225,17 @@ _coop() {
     'room show') words='--help --json' ;;
     'room members') words='--help --json' ;;
     'room export') words='--help --out --json' ;;
-    'mail') words='--help domain alias mailboxes export import' ;;
+    'mail') words='--help queue dkim settings domain alias mailboxes export import' ;;
+    'mail queue') words='--help list show retry delete' ;;
+    'mail queue list') words='--help --json' ;;
+    'mail queue show') words='--help --json' ;;
+    'mail queue retry') words='--help --json' ;;
+    'mail queue delete') words='--help --json' ;;
+    'mail dkim') words='--help generate list retire' ;;
+    'mail dkim generate') words='--help --domain --algorithm --selector --json' ;;
+    'mail dkim list') words='--help --domain --json' ;;
+    'mail dkim retire') words='--help --domain --selector --json' ;;
+    'mail settings') words='--help --save-sent --json' ;;
     'mail domain') words='--help add list remove' ;;
     'mail domain add') words='--help --catch-all --json' ;;
     'mail domain list') words='--help --json' ;;

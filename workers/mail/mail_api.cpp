@@ -3,11 +3,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <ctime>
 
 #include "common/error.h"
 #include "common/worker_runtime.h"
+#include "workers/mail/auth/dkim_keyring.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/outbound/outbound.h"
+#include "workers/mail/outbound/queue_store.h"
 
 namespace coop::mail {
 
@@ -16,12 +20,38 @@ using control::Request;
 using control::Response;
 using nlohmann::json;
 
+json queue_json(const OutboundMessage& m, const std::vector<OutboundRecipient>& recipients) {
+  auto list = json::array();
+  for (const auto& r : recipients)
+    list.push_back({{"address", r.address}, {"state", r.state}, {"attempts", r.attempts},
+                    {"next_attempt_ms", r.next_attempt_ms}, {"last_error", r.last_error}, {"remote", r.remote}});
+  return {{"id", m.id}, {"sender", m.sender}, {"member", m.handle}, {"size", m.size}, {"blob", m.blob},
+          {"created_ms", m.created_ms}, {"recipients", list}};
+}
+
+json key_json(const dkim::KeyInfo& k) {
+  return {{"domain", k.domain}, {"selector", k.selector}, {"algorithm", std::string(dkim::algorithm_tag(k.algorithm))},
+          {"active", k.active}, {"dns_name", k.dns_name}, {"dns_record", k.dns_record}};
+}
+
+int64_t queue_id(const Request& q) {
+  const auto& text = q.param("id");
+  char* end = nullptr;
+  const auto id = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end || id <= 0) throw Error(errc::kBadRequest, "'" + text + "' is not a queue id", 400);
+  return id;
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 json domain_json(const Domain& d) {
   return {{"name", d.name}, {"catch_all", d.catch_all.empty() ? json(nullptr) : json(d.catch_all)}, {"created_at", d.created_at}};
 }
 }  // namespace
 
-void add_mail_routes(WorkerRuntime& runtime, MailService& service) {
+void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& outbound) {
   auto& r = runtime.router();
   auto run = runtime.blocking_runner();
 
@@ -91,6 +121,70 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service) {
                                        q.query_value("keywords"));
     return Response::json({{"uid", stored.uid}, {"existed", existed}}, existed ? 200 : 201);
   }, "store a message (body: its bytes; ?flags=, ?internal_date=, ?keywords= space-separated); idempotent per mailbox");
+
+  // The outbound queue (coop mail queue).
+  r.add_blocking("GET", "/v1/queue", run, [&outbound](const Request&) {
+    auto list = json::array();
+    for (const auto& [m, recipients] : outbound.queue().list()) list.push_back(queue_json(m, recipients));
+    return Response::json(list);
+  }, "messages waiting to go out, with each recipient's state and last error");
+  r.add_blocking("GET", "/v1/queue/{id}", run, [&outbound](const Request& q) {
+    const auto entry = outbound.queue().find(queue_id(q));
+    if (!entry) throw Error(errc::kNoSuchQueueEntry, "no message " + q.param("id") + " in the queue", 404);
+    return Response::json(queue_json(entry->first, entry->second));
+  }, "one queued message");
+  r.add_blocking("POST", "/v1/queue/{id}/retry", run, [&outbound](const Request& q) {
+    std::vector<int64_t> ids;
+    if (q.param("id") == "all") {
+      for (const auto& [m, recipients] : outbound.queue().list()) ids.push_back(m.id);
+    } else {
+      ids.push_back(queue_id(q));
+      if (!outbound.queue().find(ids.front()))
+        throw Error(errc::kNoSuchQueueEntry, "no message " + q.param("id") + " in the queue", 404);
+    }
+    for (const auto id : ids) outbound.queue().retry(id, now_ms());
+    outbound.wake();
+    return Response::json({{"retrying", ids}});
+  }, "try a queued message (or all) now");
+  r.add_blocking("DELETE", "/v1/queue/{id}", run, [&outbound](const Request& q) {
+    if (!outbound.queue().remove(queue_id(q)))
+      throw Error(errc::kNoSuchQueueEntry, "no message " + q.param("id") + " in the queue", 404);
+    return Response::json({{"removed", queue_id(q)}});
+  }, "drop a queued message without a report");
+
+  // DKIM keys (coop mail dkim).
+  r.add_blocking("GET", "/v1/dkim", run, [&outbound](const Request& q) {
+    auto list = json::array();
+    for (const auto& k : outbound.keys().list(q.query_value("domain"))) list.push_back(key_json(k));
+    return Response::json(list);
+  }, "DKIM keys with their DNS records (?domain=)");
+  r.add_blocking("POST", "/v1/dkim", run, [&outbound](const Request& q) {
+    const auto body = q.json();
+    const auto algorithm = body.value("algorithm", "rsa");
+    if (algorithm != "rsa" && algorithm != "ed25519")
+      throw Error(errc::kBadRequest, "algorithm: '" + algorithm + "' is not rsa or ed25519", 400);
+    const auto key = outbound.keys().generate(body.value("domain", ""),
+                                              algorithm == "rsa" ? dkim::Algorithm::rsa_sha256 : dkim::Algorithm::ed25519_sha256,
+                                              body.value("selector", ""));
+    return Response::json(key_json(key), 201);
+  }, "generate a key ({domain, algorithm: rsa|ed25519, selector}); it signs from now on");
+  r.add_blocking("DELETE", "/v1/dkim/{domain}/{selector}", run, [&outbound](const Request& q) {
+    outbound.keys().retire(q.param("domain"), q.param("selector"));
+    return Response::json({{"retired", q.param("selector")}, {"domain", q.param("domain")}});
+  }, "stop signing with a key (it stays on disk)");
+
+  // Members' mail settings.
+  r.add_blocking("GET", "/v1/settings/{handle}", run, [&service](const Request& q) {
+    const auto s = service.directory().settings(q.param("handle"));
+    return Response::json({{"handle", q.param("handle")}, {"save_sent", s.save_sent}});
+  }, "a member's mail settings");
+  r.add_blocking("PUT", "/v1/settings/{handle}", run, [&service](const Request& q) {
+    const auto body = q.json();
+    auto s = service.directory().settings(q.param("handle"));
+    if (body.contains("save_sent")) s.save_sent = body.at("save_sent").get<bool>();
+    service.directory().set_settings(q.param("handle"), s);
+    return Response::json({{"handle", q.param("handle")}, {"save_sent", s.save_sent}});
+  }, "change a member's mail settings ({save_sent})");
 }
 
 }  // namespace coop::mail

@@ -1,4 +1,5 @@
-// coop-mail's control API: domains, aliases, mailboxes, and message bytes for export/import.
+// coop-mail's control API: domains, aliases, mailboxes, message bytes for export/import, the
+// outbound queue, DKIM keys and members' mail settings.
 #pragma once
 
 namespace coop {
@@ -8,7 +9,8 @@ class WorkerRuntime;
 namespace coop::mail {
 
 class MailService;
+class Outbound;
 
-void add_mail_routes(WorkerRuntime& runtime, MailService& service);
+void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& outbound);
 
 }  // namespace coop::mail

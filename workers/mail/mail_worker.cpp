@@ -14,6 +14,7 @@
 #include "common/worker_runtime.h"
 #include "workers/mail/mail_api.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/outbound/outbound.h"
 #include "workers/mail/imap_session.h"
 #include "workers/mail/smtp_session.h"
 
@@ -76,11 +77,24 @@ std::unique_ptr<MailService> open_service(WorkerRuntime& runtime) {
   return service;
 }
 
+// The submission listeners' settings: the port 25 limits, AUTH and the queue.
+std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, const SmtpSettings& smtp,
+                                                       Outbound* outbound) {
+  auto s = std::make_shared<SmtpSettings>(smtp);
+  s->submission = true;
+  s->home = &runtime.home();
+  s->outbound = outbound;
+  return s;
+}
+
 }  // namespace
 
 MailWorker::MailWorker(WorkerRuntime& runtime)
-    : service_(open_service(runtime)), smtp_(smtp_settings(runtime, service_.get())) {
-  add_mail_routes(runtime, *service_);
+    : service_(open_service(runtime)),
+      outbound_(std::make_unique<Outbound>(runtime, *service_)),
+      smtp_(smtp_settings(runtime, service_.get())),
+      submission_(submission_settings(runtime, *smtp_, outbound_.get())) {
+  add_mail_routes(runtime, *service_, *outbound_);
 
   const auto& config = runtime.config();
   net::ListenerLimits limits;
@@ -109,11 +123,14 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
       imap_listeners_.push_back(std::move(tcp));
       continue;
     }
-    // Submission and JMAP come with their issues.
-    if (listener.name != "smtp") continue;
+    // JMAP comes with its issue.
+    if (listener.name != "smtp" && listener.name != "submission" && listener.name != "submissions") continue;
+    // RFC 6409 on submission (STARTTLS), RFC 8314 implicit TLS on submissions.
+    const auto settings = listener.name == "smtp" ? smtp_ : submission_;
     auto tcp = std::make_unique<net::TcpListener>(
-        runtime.io().get_executor(), listener.address, listener.port, limits, nullptr,
-        [settings = smtp_](std::shared_ptr<net::Connection> c) { start_smtp_session(std::move(c), settings); },
+        runtime.io().get_executor(), listener.address, listener.port, limits,
+        listener.name == "submissions" ? smtp_->tls : nullptr,
+        [settings](std::shared_ptr<net::Connection> c) { start_smtp_session(std::move(c), settings); },
         [hostname = smtp_->hostname](std::shared_ptr<net::Connection> c, std::string_view reason) {
           refuse_smtp_connection(std::move(c), reason, hostname);
         });
@@ -122,7 +139,7 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
     auto actual = listener;
     actual.port = tcp->port();
     bound.push_back(actual);
-    spdlog::info("smtp listening on {}", actual.url());
+    spdlog::info("{} listening on {}", listener.name, actual.url());
     listeners_.push_back(std::move(tcp));
   }
   runtime.set_listeners(bound);

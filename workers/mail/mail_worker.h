@@ -18,6 +18,7 @@ class MemberEventFollower;
 namespace coop::mail {
 
 class MailService;
+class Outbound;
 struct SmtpSettings;
 struct ImapSettings;
 
@@ -28,9 +29,11 @@ class MailWorker {
 
  private:
   std::unique_ptr<MailService> service_;
+  std::unique_ptr<Outbound> outbound_;
   std::shared_ptr<const SmtpSettings> smtp_;
+  std::shared_ptr<const SmtpSettings> submission_;
   std::shared_ptr<const ImapSettings> imap_;
-  std::vector<std::unique_ptr<net::TcpListener>> listeners_;  // SMTP
+  std::vector<std::unique_ptr<net::TcpListener>> listeners_;  // SMTP and submission
   std::vector<std::unique_ptr<net::TcpListener>> imap_listeners_;
   std::shared_ptr<auth::LiveSessions> live_;                   // logged-in IMAP sessions
   std::unique_ptr<auth::MemberEventFollower> follower_;        // ends them on revocation

@@ -5,6 +5,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <ctime>
@@ -12,12 +13,18 @@
 #include <optional>
 #include <random>
 
+#include "common/auth/member_client.h"
+#include "common/base64.h"
 #include "common/blob_store.h"
 #include "common/error.h"
 #include "common/net/read_buffer.h"
 #include "common/net/tcp_listener.h"
+#include "common/text.h"
+#include "workers/mail/imap_parser.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/outbound/outbound.h"
 #include "workers/mail/smtp_parser.h"
+#include "workers/mail/submission.h"
 
 namespace coop::mail {
 
@@ -62,7 +69,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
  private:
-  enum class Phase { command, data, bdat, bdat_discard };
+  enum class Phase { command, data, bdat, bdat_discard, auth_plain, auth_login_user, auth_login_password };
 
   // ---- I/O -------------------------------------------------------------------------------
 
@@ -149,7 +156,12 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (line.size() > settings_->limits.max_command_line) {
+        phase_ = Phase::command;
         bad_command("500 5.5.2 Line too long");
+        continue;
+      }
+      if (phase_ != Phase::command) {
+        auth_response(line);
         continue;
       }
       command(line);
@@ -185,7 +197,9 @@ class Session : public std::enable_shared_from_this<Session> {
       case SmtpVerb::vrfy: return reply("252 2.5.0 Cannot VRFY; send some mail and it will be delivered if it can");
       case SmtpVerb::help: return reply("214 2.0.0 See RFC 5321");
       case SmtpVerb::starttls: return starttls(cmd.argument);
-      case SmtpVerb::auth: return bad_command("502 5.5.1 AUTH is offered on the submission port, not here");
+      case SmtpVerb::auth:
+        if (!settings_->submission) return bad_command("502 5.5.1 AUTH is offered on the submission port, not here");
+        return auth(cmd.argument);
       case SmtpVerb::unknown: return bad_command("500 5.5.2 Command not recognised");
     }
   }
@@ -204,6 +218,8 @@ class Session : public std::enable_shared_from_this<Session> {
     reply("250-ENHANCEDSTATUSCODES");
     reply("250-CHUNKING");
     if (settings_->tls && !conn_->is_tls()) reply("250-STARTTLS");
+    // RFC 4954 4 and RFC 8314 3: no password over a connection in the clear.
+    if (settings_->submission && conn_->is_tls() && handle_.empty()) reply("250-AUTH PLAIN LOGIN");
     reply("250 HELP");
   }
 
@@ -227,6 +243,94 @@ class Session : public std::enable_shared_from_this<Session> {
     flush();
   }
 
+  // ---- AUTH (RFC 4954) ---------------------------------------------------------------------
+
+  void auth(const std::string& argument) {
+    if (helo_.empty()) return bad_command("503 5.5.1 Send EHLO first");
+    if (!handle_.empty()) return bad_command("503 5.5.1 Already authenticated");
+    if (in_transaction_) return bad_command("503 5.5.1 AUTH is not allowed during a mail transaction");
+    if (!conn_->is_tls()) return bad_command("538 5.7.11 Encryption required for requested authentication mechanism");
+    const auto space = argument.find(' ');
+    const auto mechanism = ascii_lower(argument.substr(0, space));
+    const std::string initial = space == std::string::npos ? std::string() : argument.substr(space + 1);
+    if (mechanism == "plain") {
+      if (initial.empty()) {
+        phase_ = Phase::auth_plain;
+        return reply("334 ");
+      }
+      return auth_plain(initial);
+    }
+    if (mechanism == "login") {
+      if (initial.empty()) {
+        phase_ = Phase::auth_login_user;
+        return reply("334 VXNlcm5hbWU6");  // "Username:"
+      }
+      phase_ = Phase::auth_login_user;
+      return auth_response(initial);
+    }
+    bad_command("504 5.5.4 Unrecognized authentication type; PLAIN and LOGIN are offered");
+  }
+
+  // A line of the SASL exchange (RFC 4954 4): base64, or "*" to give up.
+  void auth_response(const std::string& line) {
+    const Phase phase = phase_;
+    phase_ = Phase::command;
+    if (line == "*") return bad_command("501 5.0.0 Authentication cancelled");
+    if (phase == Phase::auth_plain) return auth_plain(line);
+    const auto decoded = base64_decode(line == "=" ? std::string() : line);
+    if (!decoded) return bad_command("501 5.5.2 Cannot decode the response (base64)");
+    if (phase == Phase::auth_login_user) {
+      login_user_ = *decoded;
+      phase_ = Phase::auth_login_password;
+      return reply("334 UGFzc3dvcmQ6");  // "Password:"
+    }
+    verify(login_user_, *decoded);
+  }
+
+  void auth_plain(const std::string& response) {
+    const auto plain = imap::decode_sasl_plain(response == "=" ? std::string() : response);
+    if (!plain) return bad_command("501 5.5.2 Cannot decode the response (RFC 4616 PLAIN)");
+    // Nobody may act for another member here: an authorization identity must be oneself.
+    if (!plain->authzid.empty() && ascii_lower(plain->authzid) != ascii_lower(plain->authcid))
+      return bad_command("535 5.7.8 Authentication credentials invalid");
+    verify(plain->authcid, plain->password);
+  }
+
+  void verify(const std::string& user, const std::string& password) {
+    waiting_ = true;
+    settings_->runner([self = shared_from_this(), user, password] {
+      std::string answer, handle;
+      std::vector<std::string> sendable;
+      try {
+        const auto member = auth::verify_credentials(*self->settings_->home, user, password, "mail",
+                                                     self->conn_->remote_address());
+        sendable = sendable_addresses(self->settings_->service->directory(), member.handle, member.emails);
+        handle = member.handle;
+        answer = "235 2.7.0 Authentication successful";
+      } catch (const Error& e) {
+        // Why stays unsaid (a guesser learns nothing), except when trying later may help.
+        const bool later = e.code() == errc::kThrottled || e.code() == errc::kNotRunning;
+        answer = later ? "454 4.7.0 Temporary authentication failure, try again later"
+                       : "535 5.7.8 Authentication credentials invalid";
+      } catch (const std::exception& e) {
+        spdlog::warn("submission: verifying {} failed: {}", user, e.what());
+        answer = "454 4.7.0 Temporary authentication failure, try again later";
+      }
+      asio::post(self->conn_->executor(), [self, answer, handle, sendable] {
+        self->waiting_ = false;
+        if (!handle.empty()) {
+          self->handle_ = handle;
+          self->sendable_ = sendable;
+          self->conn_->mark_authenticated();
+          self->reply(answer);
+        } else {
+          self->bad_command(answer);
+        }
+        self->process();
+      });
+    });
+  }
+
   // ---- transaction ------------------------------------------------------------------------
 
   void reset_transaction() {
@@ -239,6 +343,7 @@ class Session : public std::enable_shared_from_this<Session> {
     smtputf8_ = false;
     eight_bit_ = false;
     writer_.reset();
+    submitted_.clear();
     message_bytes_ = 0;
     too_big_ = false;
     chunking_ = false;
@@ -251,6 +356,13 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!from.error.empty()) return bad_command(from.error);
     if (from.size && *from.size > settings_->limits.max_message_bytes)
       return reply("552 5.3.4 Message size exceeds the limit of " + std::to_string(settings_->limits.max_message_bytes));
+    if (settings_->submission) {
+      // RFC 6409 4.3 and 6.1: only a member, and only as one of their own addresses.
+      if (handle_.empty()) return bad_command("530 5.7.0 Authentication required");
+      if (from.address.empty() || !std::binary_search(sendable_.begin(), sendable_.end(), ascii_lower(from.address)))
+        return reply("553 5.7.1 You may not send as <" + from.address + ">");
+      return accept_sender(from);
+    }
     // A sender in a domain this shard hosts is one of its members, who send through
     // submission with AUTH; on this port only trusted_networks may use such an address, so
     // nobody outside can pose as a member to another member.
@@ -303,7 +415,16 @@ class Session : public std::enable_shared_from_this<Session> {
     settings_->runner([self, address = to.address] {
       RecipientCheck check;
       try {
-        check = self->settings_->service->check_recipient(address, self->declared_size_);
+        // Submission relays anywhere for a member; hosted domains are checked now, so that
+        // a typo in a colleague's address is refused at once instead of bounced later.
+        const auto domain = split_address(address).second;
+        if (self->settings_->submission && !domain.empty() &&
+            !self->settings_->service->directory().find_domain(domain)) {
+          check.accepted = true;
+          check.reply = "250 2.1.5 Recipient ok";
+        } else {
+          check = self->settings_->service->check_recipient(address, self->declared_size_);
+        }
       } catch (const std::exception& e) {
         spdlog::warn("smtp: recipient check for {} failed: {}", address, e.what());
         check.reply = "451 4.3.0 Temporary failure looking up the recipient, try again later";
@@ -312,6 +433,7 @@ class Session : public std::enable_shared_from_this<Session> {
         self->waiting_ = false;
         if (check.accepted) {
           self->recipient_addresses_.push_back(address);
+          if (self->settings_->submission) self->recipients_.push_back({address, 0});
           for (const auto& r : check.recipients) {
             bool dup = false;
             for (const auto& have : self->recipients_) dup = dup || have.handle == r.handle;
@@ -326,16 +448,27 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Return-Path (RFC 5321 4.4) and a Received trace line go on top of every message.
   void begin_message() {
-    writer_.emplace(settings_->service->blobs().writer());
     message_id_ = session_id();
     const bool tls = conn_->is_tls();
-    const std::string with = std::string(smtputf8_ ? "UTF8SMTP" : "ESMTP") + (tls ? "S" : "");
-    std::string trace = "Return-Path: <" + sender_ + ">\r\n";
+    // RFC 3848: ESMTPSA for an authenticated session over TLS.
+    const std::string with = std::string(smtputf8_ ? "UTF8SMTP" : "ESMTP") + (tls ? "S" : "") + (handle_.empty() ? "" : "A");
+    std::string trace;
+    if (settings_->submission) {
+      submitted_.clear();
+    } else {
+      writer_.emplace(settings_->service->blobs().writer());
+      trace = "Return-Path: <" + sender_ + ">\r\n";
+    }
     trace += "Received: from " + helo_ + " ([" + conn_->remote_address() + "])\r\n\tby " + settings_->hostname +
              " (coop) with " + with + " id " + message_id_;
     if (recipient_addresses_.size() == 1) trace += "\r\n\tfor <" + recipient_addresses_.front() + ">";
     trace += "; " + rfc5322_date(::time(nullptr)) + "\r\n";
-    writer_->append(trace);
+    if (settings_->submission) {
+      submitted_ = trace;
+      trace_size_ = trace.size();
+    } else {
+      writer_->append(trace);
+    }
   }
 
   void data() {
@@ -354,7 +487,8 @@ class Session : public std::enable_shared_from_this<Session> {
       too_big_ = true;  // keep reading to the end, store nothing more
       return;
     }
-    writer_->append(bytes);
+    if (settings_->submission) submitted_.append(bytes);
+    else writer_->append(bytes);
   }
 
   // RFC 5321 4.1.1.4: up to <CRLF>.<CRLF> and nothing else (DataReader). Returns false when
@@ -420,6 +554,7 @@ class Session : public std::enable_shared_from_this<Session> {
       reset_transaction();
       return;
     }
+    if (settings_->submission) return end_of_submission();
     // Blob fsync and index commits block: the reply waits for them, as it must.
     waiting_ = true;
     auto self = shared_from_this();
@@ -442,6 +577,42 @@ class Session : public std::enable_shared_from_this<Session> {
       } catch (const std::exception& e) {
         answer = "451 4.3.0 Local error in processing, message not accepted";
         spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());
+      }
+      asio::post(self->conn_->executor(), [self, answer] {
+        self->waiting_ = false;
+        self->reset_transaction();
+        self->reply(answer);
+        self->process();
+      });
+    });
+  }
+
+  // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.
+  void end_of_submission() {
+    waiting_ = true;
+    auto self = shared_from_this();
+    auto message = std::make_shared<std::string>(std::move(submitted_));
+    submitted_.clear();
+    settings_->runner([self, message] {
+      std::string answer;
+      try {
+        const auto now = static_cast<int64_t>(::time(nullptr));
+        // The Received field stays on top; what follows it is the member's message.
+        const auto trace_end = self->trace_size_;
+        auto prepared = prepare_submission(std::string_view(*message).substr(trace_end), self->sendable_, now);
+        if (prepared.code != 250) {
+          answer = prepared.reply;
+        } else {
+          const auto id = self->settings_->outbound->submit(self->handle_, self->sender_, self->recipient_addresses_,
+                                                            prepared.from_domain, message->substr(0, trace_end) + prepared.message,
+                                                            self->smtputf8_);
+          answer = "250 2.0.0 Ok: queued as " + std::to_string(id);
+          spdlog::info("submission {}: {} from=<{}> rcpts={} size={} queued as {}", self->message_id_, self->handle_,
+                       self->sender_, self->recipient_addresses_.size(), message->size(), id);
+        }
+      } catch (const std::exception& e) {
+        answer = "451 4.3.0 Local error in processing, message not accepted";
+        spdlog::error("submission {}: queueing failed: {}", self->message_id_, e.what());
       }
       asio::post(self->conn_->executor(), [self, answer] {
         self->waiting_ = false;
@@ -482,6 +653,12 @@ class Session : public std::enable_shared_from_this<Session> {
   char bdat_previous_ = '\n';  // the last byte of the chunk before
   std::string bdat_error_;
   std::string message_id_;
+  // Submission:
+  std::string handle_;                 // the member, once AUTH succeeded
+  std::vector<std::string> sendable_;  // their addresses, sorted, lowercase
+  std::string login_user_;             // AUTH LOGIN's first answer
+  std::string submitted_;              // the message, whole (it is signed before queueing)
+  std::size_t trace_size_ = 0;         // of the Received field on top of it
 };
 
 }  // namespace

@@ -1,5 +1,6 @@
-// One inbound SMTP session (RFC 5321) on a listener connection: ESMTP with PIPELINING,
-// 8BITMIME, SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, STARTTLS and CHUNKING.
+// One SMTP session (RFC 5321) on a listener connection: ESMTP with PIPELINING, 8BITMIME,
+// SMTPUTF8, SIZE, ENHANCEDSTATUSCODES, STARTTLS and CHUNKING; on the submission listeners
+// also AUTH PLAIN and LOGIN (RFC 4954).
 #pragma once
 
 #include <chrono>
@@ -15,6 +16,10 @@ namespace boost::asio::ssl {
 class context;
 }
 
+namespace coop {
+class Home;
+}
+
 namespace coop::net {
 class Connection;
 }
@@ -22,6 +27,7 @@ class Connection;
 namespace coop::mail {
 
 class MailService;
+class Outbound;
 
 struct SmtpLimits {
   uint64_t max_message_bytes = 50 << 20;      // RFC 1870 SIZE
@@ -43,6 +49,12 @@ struct SmtpSettings {
   MailService* service = nullptr;
   // [workers.mail] trusted_networks: clients that may send as a hosted domain without AUTH.
   std::vector<net::Cidr> trusted_networks;
+  // Message submission (RFC 6409) on the submission and submissions listeners: AUTH (only
+  // over TLS) before MAIL, the sender checked against the member's addresses, any
+  // recipient, and the message queued through outbound instead of delivered here.
+  bool submission = false;
+  const Home* home = nullptr;
+  Outbound* outbound = nullptr;
 };
 
 // Runs the session until QUIT, a timeout or the client leaving; keeps itself alive.

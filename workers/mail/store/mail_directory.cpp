@@ -26,6 +26,12 @@ constexpr sqlite::Migration kMigrations[] = {
         created_at INTEGER NOT NULL
       );
     )sql"},
+    {2, R"sql(
+      CREATE TABLE member_settings (
+        handle     TEXT PRIMARY KEY,
+        save_sent  INTEGER NOT NULL DEFAULT 1
+      );
+    )sql"},
 };
 
 std::vector<std::string> split_targets(const std::string& text) {
@@ -148,6 +154,25 @@ std::optional<Alias> MailDirectory::find_alias(const std::string& address) {
   Alias a{stmt.column_text(0), split_targets(stmt.column_text(1)), stmt.column_int64(2)};
   stmt.reset();
   return a;
+}
+
+MemberMailSettings MailDirectory::settings(const std::string& handle) {
+  std::lock_guard lock(mutex_);
+  MemberMailSettings out;
+  auto& q = db_->prepare("SELECT save_sent FROM member_settings WHERE handle = ?1");
+  q.bind(1, handle);
+  if (q.step()) out.save_sent = q.column_int64(0) != 0;
+  q.reset();
+  return out;
+}
+
+void MailDirectory::set_settings(const std::string& handle, const MemberMailSettings& settings) {
+  std::lock_guard lock(mutex_);
+  db_->prepare("INSERT INTO member_settings (handle, save_sent) VALUES (?1, ?2)"
+               " ON CONFLICT(handle) DO UPDATE SET save_sent = excluded.save_sent")
+      .bind(1, handle)
+      .bind(2, settings.save_sent ? 1 : 0)
+      .run();
 }
 
 }  // namespace coop::mail

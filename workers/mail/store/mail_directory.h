@@ -27,6 +27,13 @@ struct Alias {
   int64_t created_at = 0;
 };
 
+// Per-member choices about mail.
+struct MemberMailSettings {
+  // Submission files a copy in Sent (RFC 6409 leaves it to the server); off for clients
+  // that save their own, as Thunderbird does by default, so nothing is filed twice.
+  bool save_sent = true;
+};
+
 class MailDirectory {
  public:
   explicit MailDirectory(const std::filesystem::path& file);
@@ -44,6 +51,9 @@ class MailDirectory {
   void remove_alias(const std::string& address);
   std::vector<Alias> aliases();
   std::optional<Alias> find_alias(const std::string& address);
+
+  MemberMailSettings settings(const std::string& handle);
+  void set_settings(const std::string& handle, const MemberMailSettings& settings);
 
  private:
   std::mutex mutex_;

@@ -1,0 +1,118 @@
+// Submission checks and fixes.
+#include "workers/mail/submission.h"
+
+#include <algorithm>
+#include <ctime>
+#include <random>
+
+#include "common/text.h"
+#include "workers/mail/auth/dkim.h"
+#include "workers/mail/imap_fetch.h"
+#include "workers/mail/mime_summary.h"
+#include "workers/mail/smtp_parser.h"
+#include "workers/mail/store/mail_directory.h"
+
+namespace coop::mail {
+
+namespace {
+
+std::string unique_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  char out[48];
+  std::snprintf(out, sizeof out, "%lx.%016llx", static_cast<long>(::time(nullptr)), static_cast<unsigned long long>(rng()));
+  return out;
+}
+
+// "mailbox@host" of each address of an envelope field.
+std::vector<std::string> addresses(const nlohmann::json& envelope, const char* field) {
+  std::vector<std::string> out;
+  if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array()) return out;
+  for (const auto& a : envelope[field]) {
+    if (!a.is_object()) continue;
+    const auto mailbox = a.value("mailbox", nlohmann::json());
+    const auto host = a.value("host", nlohmann::json());
+    if (!mailbox.is_string()) continue;  // a group's start or end marker
+    out.push_back(ascii_lower(mailbox.get<std::string>() + "@" + (host.is_string() ? host.get<std::string>() : "")));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> sendable_addresses(MailDirectory& directory, const std::string& handle,
+                                            const std::vector<std::string>& emails) {
+  std::vector<std::string> out;
+  for (const auto& e : emails) out.push_back(ascii_lower(e));
+  for (const auto& d : directory.domains()) out.push_back(ascii_lower(handle) + "@" + d.name);
+  const auto mine = out;
+  for (const auto& alias : directory.aliases()) {
+    const auto [alias_local, alias_domain] = split_address(alias.address);
+    for (const auto& target : alias.targets) {
+      const auto t = ascii_lower(target);
+      // A target is a handle, or an address; a bare local part means that handle.
+      const bool hit = t == ascii_lower(handle) || std::find(mine.begin(), mine.end(), t) != mine.end() ||
+                       t == ascii_lower(handle) + "@" + alias_domain;
+      if (hit) {
+        out.push_back(ascii_lower(alias.address));
+        break;
+      }
+    }
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+PreparedSubmission prepare_submission(std::string_view message, const std::vector<std::string>& allowed, int64_t now) {
+  PreparedSubmission out;
+  const auto split = imap::header_end(message);
+  const auto fields = dkim::header_fields(message.substr(0, split));
+  int from_fields = 0;
+  bool has_date = false, has_id = false;
+  for (const auto& f : fields) {
+    from_fields += f.name == "from";
+    has_date = has_date || f.name == "date";
+    has_id = has_id || f.name == "message-id";
+  }
+  if (from_fields != 1) {
+    out.code = 550;
+    out.reply = from_fields == 0 ? "550 5.6.0 The message has no From: header (RFC 5322 3.6)"
+                                 : "550 5.6.0 The message has more than one From: header (RFC 5322 3.6)";
+    return out;
+  }
+  const auto summary = summarize_message(message.substr(0, split));
+  auto check = [&](const std::vector<std::string>& list) -> bool {
+    for (const auto& a : list) {
+      if (std::binary_search(allowed.begin(), allowed.end(), a)) continue;
+      out.code = 553;
+      out.reply = "553 5.7.1 You may not send as <" + a + ">";
+      return false;
+    }
+    return true;
+  };
+  const auto from = addresses(summary.envelope, "from");
+  if (from.empty()) {
+    out.code = 550;
+    out.reply = "550 5.6.0 The From: header has no address";
+    return out;
+  }
+  if (!check(from)) return out;
+  out.from_domain = from.front().substr(from.front().rfind('@') + 1);
+  // The envelope's "sender" repeats From when there is no Sender: field (RFC 3501 7.4.2).
+  if (!check(addresses(summary.envelope, "sender"))) return out;
+
+  std::string added;
+  if (!has_date) {
+    const std::time_t t = static_cast<std::time_t>(now);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char date[64];
+    std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    added += std::string("Date: ") + date + "\r\n";
+  }
+  if (!has_id) added += "Message-ID: <" + unique_id() + "@" + out.from_domain + ">\r\n";
+  out.message = added + std::string(message);
+  return out;
+}
+
+}  // namespace coop::mail
