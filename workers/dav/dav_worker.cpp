@@ -12,6 +12,7 @@
 #include "common/http/listen.h"
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
+#include "workers/dav/autoconfig.h"
 #include "workers/dav/dav_admin_api.h"
 #include "workers/dav/dav_handler.h"
 #include "workers/dav/member_directory.h"
@@ -29,6 +30,8 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
       router_(std::make_unique<http::Router>()) {
   auto run = runtime.blocking_runner();
   add_dav_admin_routes(runtime, *store_);
+  // Routes win over the fallback: it runs only for paths no route names (http::Router::dispatch).
+  add_autoconfig_routes(runtime, *router_);
   router_->set_fallback([handler = handler_.get(), run](const http::Request& q, http::Reply reply) {
     run([handler, q, reply] {
       try {
