@@ -73,7 +73,7 @@ std::string BlobStore::read(const std::string& sha256) const {
 BlobStore::Writer BlobStore::writer() {
   if (failed_) throw Error(errc::kStorageFailed, "the blob store had a write failure; restart after checking the disk", 500);
   const auto tmp = root_ / "tmp" / ("blob." + unique_suffix());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  const int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (fd < 0) throw Error(errc::kIoError, "cannot create " + tmp.string() + ": " + std::strerror(errno), 500);
   return Writer(*this, fd, tmp);
 }
@@ -115,6 +115,18 @@ void BlobStore::Writer::append(std::string_view bytes) {
     }
     bytes.remove_prefix(static_cast<std::size_t>(n));
   }
+}
+
+std::string BlobStore::Writer::contents() const {
+  std::string out(size_, '\0');
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw Error(errc::kIoError, "cannot read back " + tmp_.string() + ": " + std::strerror(errno), 500);
+    done += static_cast<std::size_t>(n);
+  }
+  return out;
 }
 
 std::string BlobStore::Writer::commit() {

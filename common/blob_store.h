@@ -23,6 +23,9 @@ class BlobStore {
     Writer& operator=(Writer&&) = delete;
     void append(std::string_view bytes);
     uint64_t size() const { return size_; }
+    // What has been appended so far, read back (from the page cache, as a rule): for checks
+    // that need the whole message before it is stored for good.
+    std::string contents() const;
     // Makes the blob durable and returns its sha256 (hex). Storing bytes that already
     // exist costs nothing more: the temporary file is dropped.
     std::string commit();

@@ -104,12 +104,19 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
   ub_ctx* ctx = nullptr;
   asio::posix::stream_descriptor fd;
   std::chrono::milliseconds timeout;
+  DnsSettings settings;
   std::map<uint64_t, Pending> pending;
   uint64_t next_id = 1;
   bool watching = false;
 
-  Impl(asio::io_context& io_context, const DnsSettings& settings)
-      : io(io_context), strand(io_context.get_executor()), fd(io_context), timeout(settings.timeout) {
+  Impl(asio::io_context& io_context, const DnsSettings& dns_settings)
+      : io(io_context), strand(io_context.get_executor()), fd(io_context), timeout(dns_settings.timeout),
+        settings(dns_settings) {
+    open();
+  }
+
+  // A fresh libunbound context (empty caches) with the settings.
+  void open() {
     ctx = ub_ctx_create();
     if (!ctx) throw Error(errc::kConfigInvalid, "dns: cannot create a resolver", 500);
     ub_ctx_async(ctx, 1);  // a thread, not a forked process
@@ -117,15 +124,44 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
       if (const int rc = ub_ctx_resolvconf(ctx, nullptr); rc != 0)
         spdlog::warn("dns: /etc/resolv.conf: {}; resolving from the root", ub_strerror(rc));
     } else {
-      // Local servers are what tests and split-horizon setups use.
+      // Forwarding to given servers (a split-horizon resolver, a test's own): local servers
+      // are allowed, and unbound's built-in answers for special-use names (RFC 6761 "test.",
+      // RFC 6303 private and documentation reverse zones) are left to those servers.
       ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
+      ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes");
+      ub_ctx_set_option(ctx, "insecure-lan-zones:", "yes");
+      for (const char* zone : {"test.", "invalid.", "onion.", "home.arpa.", "2.0.192.in-addr.arpa.",
+                               "100.51.198.in-addr.arpa.", "113.0.203.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa."})
+        ub_ctx_set_option(ctx, "local-zone:", (std::string(zone) + " nodefault").c_str());
       for (const auto& server : settings.servers)
         if (const int rc = ub_ctx_set_fwd(ctx, server.c_str()); rc != 0) {
           ub_ctx_delete(ctx);
+          ctx = nullptr;
           throw Error(errc::kConfigInvalid, "dns.servers: '" + server + "': " + ub_strerror(rc), 400);
         }
     }
+    if (settings.max_ttl_seconds >= 0) {
+      const auto ttl = std::to_string(settings.max_ttl_seconds);
+      ub_ctx_set_option(ctx, "cache-max-ttl:", ttl.c_str());
+      ub_ctx_set_option(ctx, "cache-max-negative-ttl:", ttl.c_str());
+    }
     fd.assign(::dup(ub_fd(ctx)));
+  }
+
+  // Drops every cached answer: questions in flight get a temporary error.
+  void flush() {
+    for (auto& [id, p] : pending) {
+      delete static_cast<Cookie*>(p.cookie);  // their callbacks will never run now
+      p.timer->cancel();
+      DnsAnswer answer;
+      answer.error = "the resolver was flushed";
+      asio::post(io, [done = std::move(p.done), answer = std::move(answer)]() mutable { done(std::move(answer)); });
+    }
+    pending.clear();
+    boost::system::error_code ignored;
+    fd.close(ignored);
+    ub_ctx_delete(ctx);
+    open();
   }
 
   ~Impl() {
@@ -225,7 +261,26 @@ DnsResolver::~DnsResolver() {
   });
 }
 
-void DnsResolver::query(const std::string& name, int type, std::function<void(DnsAnswer)> done) {
+asio::io_context& DnsResolver::io() const { return impl_->io; }
+
+void DnsResolver::flush() {
+  asio::post(impl_->strand, [impl = impl_] { impl->flush(); });
+}
+
+void DnsResolver::query(const std::string& name_in, int type, std::function<void(DnsAnswer)> done) {
+  // libunbound reads names in presentation format: anything but letters, digits, "-", "_"
+  // and the dots between labels goes in as \DDD (RFC 4343 2.1), so a name built from a
+  // macro (SPF's %_ is a space) is asked as it is.
+  std::string name;
+  for (unsigned char c : name_in) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.') {
+      name += static_cast<char>(c);
+    } else {
+      char escaped[6];
+      std::snprintf(escaped, sizeof escaped, "\\%03u", c);
+      name += escaped;
+    }
+  }
   asio::post(impl_->strand, [impl = impl_, name, type, done = std::move(done)]() mutable {
     impl->start(name, type, std::move(done));
   });

@@ -41,6 +41,9 @@ struct DnsSettings {
   // "127.0.0.1", "127.0.0.1@5353", "::1"; empty: the system's /etc/resolv.conf.
   std::vector<std::string> servers;
   std::chrono::milliseconds timeout{10000};
+  // Caps how long answers are cached; 0 keeps none (tests whose records change). -1: as the
+  // records say.
+  int max_ttl_seconds = -1;
 };
 
 class DnsResolver {
@@ -53,6 +56,10 @@ class DnsResolver {
 
   // done runs once, on the io_context, after the answer, a failure or the timeout.
   void query(const std::string& name, int type, std::function<void(DnsAnswer)> done);
+  boost::asio::io_context& io() const;
+  // Forgets every cached answer (after records were fixed); questions in flight get a
+  // temporary error.
+  void flush();
 
  private:
   struct Impl;

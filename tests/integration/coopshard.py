@@ -70,7 +70,14 @@ class Shard:
         return json.loads(self.coop(*args, "--json").stdout)
 
     def init(self):
-        return self.coop("init", "--domain", self.domain, "--base-port", str(self.base_port))
+        """`coop init`, then DNS from a server of the test's own (self.dns, a mailpeers.DnsZone
+        that knows no names until a test adds them): nothing a test does asks the Internet."""
+        result = self.coop("init", "--domain", self.domain, "--base-port", str(self.base_port))
+        from mailpeers import DnsZone
+        self.dns = DnsZone().__enter__()
+        with open(os.path.join(self.home, "coop.toml"), "a") as f:
+            f.write(f'\n[dns]\nservers = ["127.0.0.1@{self.dns.port}"]\ntimeout_ms = 3000\nmax_ttl_s = 0\n')
+        return result
 
     def processes(self):
         """Pids of every live process whose command line names this shard's home."""
@@ -97,6 +104,9 @@ class Shard:
             return ""
 
     def cleanup(self):
+        if getattr(self, "dns", None):
+            self.dns.__exit__()
+            self.dns = None
         if os.path.exists(os.path.join(self.home, "run", "supervisor.sock")):
             try:
                 subprocess.run([self.coop_bin, "--home", self.home, "down"], capture_output=True, timeout=30)

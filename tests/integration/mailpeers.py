@@ -128,14 +128,17 @@ class SmtpReceiver:
 class _Zone(BaseResolver):
     def __init__(self):
         self.records = {}  # (name, qtype) -> [rdata]
+        self.custom = None  # request -> reply, instead of the records (a test's own rules)
 
     def resolve(self, request, handler):
+        if self.custom:
+            return self.custom(request)
         reply = request.reply()
         name = str(request.q.qname).rstrip(".").lower()
         qtype = QTYPE[request.q.qtype]
         known = any(n == name for (n, _) in self.records)
         for rdata in self.records.get((name, qtype), []):
-            reply.add_answer(RR(request.q.qname, getattr(QTYPE, qtype), rdata=rdata, ttl=1))
+            reply.add_answer(RR(request.q.qname, getattr(QTYPE, qtype), rdata=rdata, ttl=0))
         if not known:
             reply.header.rcode = RCODE.NXDOMAIN
         return reply

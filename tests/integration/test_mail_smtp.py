@@ -106,7 +106,11 @@ def test_ehlo_features_and_a_plain_delivery():
         stored = inbox(shard, "alice")
         assert len(stored) == 1 and stored[0]["uid"] == 1
         content = blob(shard, stored[0]["blob"])
-        assert content.startswith(b"Return-Path: <carol@example.org>\r\nReceived: from client.example.org ([127.0.0.1])")
+        # Return-Path, then what DKIM, SPF and DMARC said (none here: example.org publishes
+        # nothing in the test's DNS), then the trace line.
+        assert content.startswith(b"Return-Path: <carol@example.org>\r\nAuthentication-Results: coop.test;\r\n\tdkim=none;"), content[:300]
+        assert b"\r\n\tspf=none (no SPF record for example.org) smtp.mailfrom=carol@example.org;\r\n\tdmarc=none" in content
+        assert b"\r\nReceived: from client.example.org ([127.0.0.1])" in content
         assert b"for <alice@mail.test>" in content and b"with ESMTP id" in content
         assert b"Subject: first\r\n" in content and content.endswith(b"Hello from the test.\r\n")
         boxes = {b["name"]: b for b in control(shard, "mail", "/v1/mailboxes/alice")}

@@ -9,6 +9,8 @@
 #include "common/error.h"
 #include "common/worker_runtime.h"
 #include "workers/mail/auth/dkim_keyring.h"
+#include "common/net/dns.h"
+#include "workers/mail/auth/spf.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/outbound/queue_store.h"
@@ -172,6 +174,22 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& out
     outbound.keys().retire(q.param("domain"), q.param("selector"));
     return Response::json({{"retired", q.param("selector")}, {"domain", q.param("domain")}});
   }, "stop signing with a key (it stays on disk)");
+
+  // SPF as port 25 evaluates it, for admins checking a sender's record (and the RFC 7208
+  // test suite in the tests).
+  r.add_async("GET", "/v1/spf", [&outbound, &runtime](const Request& q, control::Reply reply) {
+    spf::Query query{q.query_value("ip"), q.query_value("sender"), q.query_value("helo"),
+                     q.query_value("receiver", runtime.config().domain())};
+    spf::check_host(outbound.dns(), query, [reply = std::move(reply)](spf::Outcome o) {
+      reply(Response::json({{"result", std::string(spf::result_name(o.result))}, {"domain", o.domain},
+                            {"explanation", o.explanation}, {"reason", o.reason}}));
+    });
+  }, "evaluate SPF for ?ip=&sender=&helo= (RFC 7208 check_host)");
+
+  r.add("POST", "/v1/dns/flush", [&outbound](const Request&) {
+    outbound.dns().flush();
+    return Response::json({{"flushed", true}});
+  }, "forget every cached DNS answer (after fixing records)");
 
   // Members' mail settings.
   r.add_blocking("GET", "/v1/settings/{handle}", run, [&service](const Request& q) {

@@ -144,7 +144,7 @@ MessageMeta MailService::describe(const std::string& blob, uint64_t size, int64_
 }
 
 Delivered MailService::deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
-                               int64_t internal_date) {
+                               int64_t internal_date, const std::string& mailbox) {
   for (const auto& r : recipients) {
     if (r.quota_bytes > 0 && mailboxes_.usage(r.handle) + static_cast<int64_t>(size) > r.quota_bytes)
       throw Error(errc::kQuotaExceeded, "552 5.2.2 Mailbox of " + r.handle + " is full", 552);
@@ -152,7 +152,7 @@ Delivered MailService::deliver(const std::string& blob, uint64_t size, const std
   const auto meta = describe(blob, size, internal_date, 0);
   Delivered delivered{blob, {}};
   for (const auto& r : recipients) {
-    const auto stored = mailboxes_.append(r.handle, "INBOX", meta, r.quota_bytes);
+    const auto stored = mailboxes_.append(r.handle, mailbox, meta, r.quota_bytes);
     delivered.uids.emplace_back(r.handle, stored.uid);
   }
   return delivered;

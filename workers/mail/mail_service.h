@@ -46,7 +46,7 @@ class MailService {
   // checked for all before any is written: over quota, coop::Error(errc::kQuotaExceeded, 552)
   // and nothing is delivered.
   Delivered deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
-                    int64_t internal_date);
+                    int64_t internal_date, const std::string& mailbox = "INBOX");
 
   // Stores a message for one member (import and, later, IMAP APPEND); idempotent per mailbox.
   StoredMessage append(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,

@@ -22,7 +22,7 @@ namespace coop::mail {
 
 namespace {
 
-std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailService* service) {
+std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailService* service, Outbound* outbound) {
   const auto& c = runtime.config();
   auto s = std::make_shared<SmtpSettings>();
   s->hostname = c.domain();
@@ -42,6 +42,7 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   }
   s->runner = runtime.blocking_runner();
   s->service = service;
+  if (c.get_bool("workers.mail.check_inbound", true)) s->dns = &outbound->dns();
   return s;
 }
 
@@ -82,6 +83,7 @@ std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, 
                                                        Outbound* outbound) {
   auto s = std::make_shared<SmtpSettings>(smtp);
   s->submission = true;
+  s->dns = nullptr;  // members' own mail is not checked as if it came from outside
   s->home = &runtime.home();
   s->outbound = outbound;
   return s;
@@ -92,7 +94,7 @@ std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, 
 MailWorker::MailWorker(WorkerRuntime& runtime)
     : service_(open_service(runtime)),
       outbound_(std::make_unique<Outbound>(runtime, *service_)),
-      smtp_(smtp_settings(runtime, service_.get())),
+      smtp_(smtp_settings(runtime, service_.get(), outbound_.get())),
       submission_(submission_settings(runtime, *smtp_, outbound_.get())) {
   add_mail_routes(runtime, *service_, *outbound_);
 

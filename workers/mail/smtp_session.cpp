@@ -10,6 +10,7 @@
 #include <atomic>
 #include <ctime>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <random>
 
@@ -22,6 +23,7 @@
 #include "common/text.h"
 #include "workers/mail/imap_parser.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/auth/auth_results.h"
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/smtp_parser.h"
 #include "workers/mail/submission.h"
@@ -463,12 +465,9 @@ class Session : public std::enable_shared_from_this<Session> {
              " (coop) with " + with + " id " + message_id_;
     if (recipient_addresses_.size() == 1) trace += "\r\n\tfor <" + recipient_addresses_.front() + ">";
     trace += "; " + rfc5322_date(::time(nullptr)) + "\r\n";
-    if (settings_->submission) {
-      submitted_ = trace;
-      trace_size_ = trace.size();
-    } else {
-      writer_->append(trace);
-    }
+    trace_size_ = trace.size();
+    if (settings_->submission) submitted_ = trace;
+    else writer_->append(trace);
   }
 
   void data() {
@@ -555,6 +554,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (settings_->submission) return end_of_submission();
+    if (settings_->dns) return end_of_checked_message();
     // Blob fsync and index commits block: the reply waits for them, as it must.
     waiting_ = true;
     auto self = shared_from_this();
@@ -585,6 +585,112 @@ class Session : public std::enable_shared_from_this<Session> {
         self->process();
       });
     });
+  }
+
+  // Port 25 with checks: the message is read back from its temporary file, DKIM and SPF
+  // run side by side, then DMARC on their results; what is stored is the trace, our
+  // Authentication-Results (RFC 8601) and the message without forged ones.
+  void end_of_checked_message() {
+    waiting_ = true;
+    auto self = shared_from_this();
+    auto writer = std::make_shared<BlobStore::Writer>(std::move(*writer_));
+    writer_.reset();
+    settings_->runner([self, writer] {
+      try {
+        auto all = writer->contents();
+        auto message = std::make_shared<const std::string>(all.substr(self->trace_size_));
+        all.resize(self->trace_size_);
+        asio::post(self->conn_->executor(), [self, writer, message, trace = std::move(all)] {
+          self->check_message(writer, message, trace);
+        });
+      } catch (const std::exception& e) {
+        spdlog::error("smtp {}: reading the message back failed: {}", self->message_id_, e.what());
+        self->answer_later("451 4.3.0 Local error in processing, message not accepted");
+      }
+    });
+  }
+
+  void answer_later(std::string answer) {
+    asio::post(conn_->executor(), [self = shared_from_this(), answer = std::move(answer)] {
+      self->waiting_ = false;
+      self->reset_transaction();
+      self->reply(answer);
+      self->process();
+    });
+  }
+
+  void check_message(std::shared_ptr<BlobStore::Writer> writer, std::shared_ptr<const std::string> message,
+                     std::string trace) {
+    struct Join {
+      std::mutex mutex;
+      int left = 2;
+      InboundAuth auth;
+    };
+    auto join = std::make_shared<Join>();
+    join->auth.mail_from = sender_;
+    join->auth.helo = helo_;
+    auto self = shared_from_this();
+    // Both answers in: DMARC, then store.
+    auto next = [self, join, writer, message, trace] {
+      const auto domain = from_domain(*message);
+      dmarc::evaluate(*self->settings_->dns, domain, join->auth.dkim, join->auth.spf,
+                      [self, join, writer, message, trace](dmarc::Outcome outcome) {
+                        join->auth.dmarc = std::move(outcome);
+                        self->settings_->runner([self, join, message, trace] { self->store_checked(*message, trace, join->auth); });
+                      });
+    };
+    const auto now = static_cast<int64_t>(::time(nullptr));
+    dkim::verify_message(*settings_->dns, message, now, [join, next](std::vector<dkim::Verdict> verdicts) {
+      std::unique_lock lock(join->mutex);
+      join->auth.dkim = std::move(verdicts);
+      if (--join->left == 0) {
+        lock.unlock();
+        next();
+      }
+    });
+    spf::check_host(*settings_->dns, spf::Query{conn_->remote_address(), sender_, helo_, settings_->hostname},
+                    [join, next](spf::Outcome outcome) {
+                      std::unique_lock lock(join->mutex);
+                      join->auth.spf = std::move(outcome);
+                      if (--join->left == 0) {
+                        lock.unlock();
+                        next();
+                      }
+                    });
+  }
+
+  // On the blocking pool.
+  void store_checked(const std::string& message, const std::string& trace, const InboundAuth& auth) {
+    const auto& d = auth.dmarc;
+    std::string verdicts;
+    for (const auto& v : auth.dkim) verdicts += (verdicts.empty() ? "" : ",") + v.result;
+    spdlog::info("smtp {}: from=<{}> dkim={} spf={} dmarc={}{}", message_id_, sender_, verdicts.empty() ? "none" : verdicts,
+                 spf::result_name(auth.spf.result), d.result, d.result == "fail" ? " p=" + d.policy : "");
+    // RFC 7489 6.6.2 and 10.3: a reject policy is refused with 550 at the end of DATA.
+    if (d.result == "fail" && d.policy == "reject")
+      return answer_later("550 5.7.1 Rejected by the DMARC policy of " + d.from_domain +
+                          ": neither SPF nor DKIM passed for it");
+    std::string answer;
+    try {
+      const std::string bytes = trace.substr(0, trace.find("\r\n") + 2) +  // Return-Path
+                                authentication_results(settings_->hostname, auth) +
+                                trace.substr(trace.find("\r\n") + 2) + strip_our_results(message, settings_->hostname);
+      const auto blob = settings_->service->blobs().put(bytes);
+      const std::string mailbox = d.result == "fail" && d.policy == "quarantine" ? "Junk" : "INBOX";
+      const auto delivered = settings_->service->deliver(blob, bytes.size(), recipients_,
+                                                         static_cast<int64_t>(::time(nullptr)), mailbox);
+      answer = "250 2.0.0 Ok: delivered as " + message_id_;
+      spdlog::info("smtp {}: size={} delivered to {} member(s) in {} blob={}", message_id_, bytes.size(),
+                   delivered.uids.size(), mailbox, blob.substr(0, 12));
+    } catch (const Error& e) {
+      answer = e.code() == errc::kQuotaExceeded ? std::string(e.what())
+                                               : "451 4.3.0 Local error in processing, message not accepted";
+      if (e.code() != errc::kQuotaExceeded) spdlog::error("smtp {}: delivery failed: {}", message_id_, e.what());
+    } catch (const std::exception& e) {
+      answer = "451 4.3.0 Local error in processing, message not accepted";
+      spdlog::error("smtp {}: delivery failed: {}", message_id_, e.what());
+    }
+    answer_later(answer);
   }
 
   // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.

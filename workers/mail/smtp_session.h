@@ -22,6 +22,7 @@ class Home;
 
 namespace coop::net {
 class Connection;
+class DnsResolver;
 }
 
 namespace coop::mail {
@@ -55,6 +56,10 @@ struct SmtpSettings {
   bool submission = false;
   const Home* home = nullptr;
   Outbound* outbound = nullptr;
+  // Inbound (port 25): DKIM, SPF and DMARC checked at the end of DATA and recorded in an
+  // Authentication-Results field; DMARC p=reject refused, p=quarantine filed in Junk.
+  // Null: not checked ([workers.mail] check_inbound = false).
+  net::DnsResolver* dns = nullptr;
 };
 
 // Runs the session until QUIT, a timeout or the client leaving; keeps itself alive.

@@ -132,3 +132,85 @@ TEST_CASE("the keyring stores keys 0600, signs with every active one and retires
   REQUIRE(keys.size() == 2);
   CHECK((keys[0].selector == "e1" && !keys[0].active));
 }
+
+#include "workers/mail/auth/auth_results.h"
+#include "workers/mail/auth/dkim_verify.h"
+#include "workers/mail/auth/dmarc.h"
+
+TEST_CASE("verification accepts what coop signs and RFC 8463 A.3, and refuses changes") {
+  const auto key = Key::from_pem(rfc8463_pem(), "football.example.com", "brisbane");
+  const auto signed_message = sign_message(kMessage, key, 1528637909) + kMessage;
+  const auto fields = signature_fields(signed_message);
+  REQUIRE(fields.size() == 1);
+  std::string error;
+  const auto sig = parse_signature(fields[0], &error);
+  REQUIRE(sig);
+  CHECK(verify_signature(signed_message, *sig, key.dns_record(), 0).result == "pass");
+  // A changed body, a changed signed header, a revoked key, a wrong key type.
+  auto body = signed_message;
+  body.replace(body.find("hungry"), 6, "thirst");
+  CHECK(verify_signature(body, *sig, key.dns_record(), 0).result == "fail");
+  auto header = signed_message;
+  header.replace(header.find("Is dinner ready?"), 16, "Is lunch ready??");
+  CHECK(verify_signature(header, *sig, key.dns_record(), 0).result == "fail");
+  CHECK(verify_signature(signed_message, *sig, "v=DKIM1; k=ed25519; p=", 0).result == "fail");
+  CHECK(verify_signature(signed_message, *sig, "v=DKIM1; k=rsa; p=MIIB", 0).result == "permerror");
+  // An added From: above the signed one is what oversigning catches.
+  CHECK(verify_signature("From: mallory@evil.example\r\n" + signed_message, *sig, key.dns_record(), 0).result == "fail");
+
+  const std::string rfc =
+      "DKIM-Signature: v=1; a=ed25519-sha256; c=relaxed/relaxed;\r\n"
+      " d=football.example.com; i=@football.example.com;\r\n"
+      " q=dns/txt; s=brisbane; t=1528637909; h=from : to :\r\n"
+      " subject : date : message-id : from : subject : date;\r\n"
+      " bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;\r\n"
+      " b=/gCrinpcQOoIfuHNQIbq4pgh9kyIK3AQUdt9OdqQehSwhEIug4D11Bus\r\n"
+      " Fa3bT3FY5OsU7ZbnKELq+eXdp1Q1Dw==\r\n" + kMessage;
+  const auto rfc_sig = parse_signature(signature_fields(rfc)[0], &error);
+  REQUIRE(rfc_sig);
+  CHECK(rfc_sig->headers.size() == 8);
+  CHECK(verify_signature(rfc, *rfc_sig, "v=DKIM1; k=ed25519; p=11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=", 0).result == "pass");
+}
+
+TEST_CASE("malformed signatures are permerrors with a reason") {
+  std::string error;
+  CHECK_FALSE(parse_signature("DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=s; b=AA; bh=AA", &error));
+  CHECK(error.find("h=") != std::string::npos);
+  CHECK_FALSE(parse_signature("DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=s; h=to; b=AA; bh=AA", &error));
+  CHECK(error.find("From") != std::string::npos);
+  CHECK_FALSE(parse_signature("DKIM-Signature: v=1; v=1; a=rsa-sha256; d=x.example; s=s; h=from; b=AA; bh=AA", &error));
+  CHECK_FALSE(parse_signature("DKIM-Signature: v=1; a=rsa-sha256; d=x.example; s=s; h=from; b=AA; bh=AA; i=a@evil.example", &error));
+  CHECK_FALSE(parse_signature("DKIM-Signature: v=2; a=rsa-sha256; d=x.example; s=s; h=from; b=AA; bh=AA", &error));
+  CHECK_FALSE(parse_signature("DKIM-Signature", &error));
+}
+
+TEST_CASE("DMARC records and organizational domains") {
+  using coop::mail::dmarc::organizational_domain;
+  using coop::mail::dmarc::parse_record;
+  CHECK(organizational_domain("mail.example.co.uk") == "example.co.uk");
+  CHECK(organizational_domain("a.b.example.com") == "example.com");
+  CHECK(organizational_domain("example.org") == "example.org");
+  const auto r = parse_record("v=DMARC1; p=quarantine; sp=reject; adkim=s; pct=20");
+  REQUIRE(r);
+  CHECK(r->policy == "quarantine");
+  CHECK(r->subdomain_policy == "reject");
+  CHECK(r->strict_dkim);
+  CHECK_FALSE(r->strict_spf);
+  CHECK(r->percent == 20);
+  CHECK_FALSE(parse_record("p=reject; v=DMARC1"));
+  CHECK_FALSE(parse_record("v=DMARC1; p=bogus"));
+  CHECK_FALSE(parse_record("v=spf1 -all"));
+}
+
+TEST_CASE("only Authentication-Results claiming our name are removed") {
+  const std::string message =
+      "Authentication-Results: MAIL.test; dkim=pass\r\n"
+      "Subject: hi\r\n"
+      "Authentication-Results: other.example; spf=pass\r\n"
+      "Authentication-Results:\r\n\tmail.test (forged); dmarc=pass\r\n"
+      "\r\n"
+      "Authentication-Results: mail.test; in the body stays\r\n";
+  const auto out = coop::mail::strip_our_results(message, "mail.test");
+  CHECK(out == "Subject: hi\r\nAuthentication-Results: other.example; spf=pass\r\n\r\n"
+               "Authentication-Results: mail.test; in the body stays\r\n");
+}

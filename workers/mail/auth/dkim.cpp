@@ -159,6 +159,15 @@ std::string relaxed_body(std::string_view body) {
   return out;
 }
 
+std::string simple_body(std::string_view body) {
+  std::size_t end = body.size();
+  // Strip CRLFs at the end, then put one back.
+  while (end >= 2 && body.substr(end - 2, 2) == "\r\n") end -= 2;
+  std::string out(body.substr(0, end));
+  out += "\r\n";
+  return out;
+}
+
 std::string body_hash(std::string_view body) { return base64_encode(sha256(relaxed_body(body))); }
 
 Key::Key(std::shared_ptr<EVP_PKEY> key, Algorithm algorithm, std::string domain, std::string selector)
@@ -235,7 +244,8 @@ std::string Key::sign(std::string_view data) const {
 }
 
 std::string signed_data(const std::vector<HeaderField>& fields, const std::vector<std::string>& names,
-                        std::string_view signature_field) {
+                        std::string_view signature_field, bool relaxed) {
+  auto canon = [relaxed](std::string_view raw) { return relaxed ? relaxed_header(raw) : std::string(raw) + "\r\n"; };
   std::string data;
   // RFC 6376 5.4.2: each name takes the next instance from the bottom; a name with none
   // left adds nothing (which is what makes oversigning work).
@@ -246,11 +256,11 @@ std::string signed_data(const std::vector<HeaderField>& fields, const std::vecto
     for (auto it = fields.rbegin(); it != fields.rend(); ++it) {
       if (it->name != lower) continue;
       if (skip-- > 0) continue;
-      data += relaxed_header(it->raw);
+      data += canon(it->raw);
       break;
     }
   }
-  auto own_field = relaxed_header(signature_field);
+  auto own_field = canon(signature_field);
   own_field.resize(own_field.size() - 2);  // RFC 6376 3.7: without its CRLF
   data += own_field;
   return data;

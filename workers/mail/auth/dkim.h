@@ -31,6 +31,8 @@ std::string relaxed_header(std::string_view raw_field);
 // RFC 6376 3.4.4: WSP runs as one SP, none at line ends, no empty lines at the end, and a
 // final CRLF unless the body is empty.
 std::string relaxed_body(std::string_view body);
+// RFC 6376 3.4.3: no empty lines at the end; an empty body is one CRLF.
+std::string simple_body(std::string_view body);
 
 // A signing key for one domain and selector.
 class Key {
@@ -67,8 +69,9 @@ std::string sign_message(std::string_view message, const Key& key, int64_t now);
 // The data a signature covers (RFC 6376 3.7): the signed fields of the message in the
 // order h= names them, each taken from the bottom up, then the DKIM-Signature field itself
 // with an empty b= and no final CRLF. Shared by signing and verifying.
+// relaxed: 3.4.2's header canonicalisation, else 3.4.1's simple (the fields as they are).
 std::string signed_data(const std::vector<HeaderField>& fields, const std::vector<std::string>& names,
-                        std::string_view signature_field);
+                        std::string_view signature_field, bool relaxed = true);
 
 // RFC 6376 3.7's body hash, base64 of SHA-256 of the relaxed body.
 std::string body_hash(std::string_view body);

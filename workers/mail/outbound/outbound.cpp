@@ -78,6 +78,7 @@ net::DnsSettings dns_settings(const Config& c) {
   net::DnsSettings s;
   s.servers = c.get_strings("dns.servers", {});
   s.timeout = c.get_millis("dns.timeout_ms", s.timeout, milliseconds(100), milliseconds(120000));
+  if (const auto ttl = c.get_int("dns.max_ttl_s", -1); ttl >= 0) s.max_ttl_seconds = static_cast<int>(std::min<int64_t>(ttl, 86400));
   return s;
 }
 
