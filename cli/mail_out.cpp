@@ -147,6 +147,47 @@ void add_dkim_commands(CLI::App* mail_cmd, Globals& globals) {
   });
 }
 
+void add_mail_dns_command(CLI::App* mail_cmd, Globals& globals) {
+  struct DnsOptions {
+    std::string domain;
+    bool check = false, json = false;
+  };
+  auto o = std::make_shared<DnsOptions>();
+  auto* cmd = mail_cmd->add_subcommand("dns", "The DNS records to publish for a hosted domain, and with --check what DNS holds");
+  cmd->add_option("domain", o->domain, "A hosted domain")->required()->type_name("DOMAIN");
+  cmd->add_flag("--check", o->check, "Look each record up and say which are missing or wrong (exit 1 if any)");
+  cmd->add_flag("--json", o->json, "Print the records as JSON");
+  cmd->callback([&globals, o] {
+    WorkerCall call(globals, "mail", o->json);
+    const auto records = call.call("GET", "/v1/dns/" + path_segment(o->domain) + (o->check ? "?check=1" : ""));
+    bool bad = false;
+    for (const auto& r : records) bad = bad || (o->check && r.value("status", "") != "ok");
+    if (o->json) {
+      print_json(records);
+    } else if (!o->check) {
+      // Zone-file lines, each with what it is for.
+      for (const auto& r : records) {
+        const auto type = r.value("type", "");
+        const auto value = type == "TXT" ? txt_strings(r.value("value", "")) : r.value("value", "");
+        std::cout << "; " << r.value("purpose", "") << "\n" << r.value("name", "") << ". IN " << type << " " << value << "\n";
+      }
+      std::cout << "; and a PTR record for the shard's address that names the MX host, set where the address is rented\n";
+    } else {
+      Table table({"NAME", "TYPE", "STATE", "FOUND"});
+      for (const auto& r : records) {
+        const auto status = r.value("status", "");
+        table.add_row({r.value("name", ""), r.value("type", ""), status, r.value("found", "")},
+                      {Colour::none, Colour::none, status == "ok" ? Colour::green : status == "temporary" ? Colour::yellow : Colour::red});
+      }
+      table.print();
+    }
+    if (bad) {
+      std::cerr << "coop: some records are missing or wrong; `coop mail dns " << o->domain << "` shows what to publish\n";
+      globals.exit_code = kExitFailed;
+    }
+  });
+}
+
 void add_mail_settings_command(CLI::App* mail_cmd, Globals& globals) {
   struct SettingsOptions {
     std::string handle, save_sent;
@@ -175,6 +216,7 @@ void add_mail_out_commands(CLI::App* mail_cmd, Globals& globals) {
   add_queue_commands(mail_cmd, globals);
   add_dkim_commands(mail_cmd, globals);
   add_mail_settings_command(mail_cmd, globals);
+  add_mail_dns_command(mail_cmd, globals);
 }
 
 }  // namespace coop::cli

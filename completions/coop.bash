@@ -52,6 +52,7 @@ _coop() {
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
       'mail|settings') path='mail settings' ;;
+      'mail|dns') path='mail dns' ;;
       'mail|domain') path='mail domain' ;;
       'mail|alias') path='mail alias' ;;
       'mail|mailboxes') path='mail mailboxes' ;;
@@ -225,7 +226,7 @@ _coop() {
     'room show') words='--help --json' ;;
     'room members') words='--help --json' ;;
     'room export') words='--help --out --json' ;;
-    'mail') words='--help queue dkim settings domain alias mailboxes export import' ;;
+    'mail') words='--help queue dkim settings dns domain alias mailboxes export import' ;;
     'mail queue') words='--help list show retry delete' ;;
     'mail queue list') words='--help --json' ;;
     'mail queue show') words='--help --json' ;;
@@ -236,6 +237,7 @@ _coop() {
     'mail dkim list') words='--help --domain --json' ;;
     'mail dkim retire') words='--help --domain --selector --json' ;;
     'mail settings') words='--help --save-sent --json' ;;
+    'mail dns') words='--help --check --json' ;;
     'mail domain') words='--help add list remove' ;;
     'mail domain add') words='--help --catch-all --json' ;;
     'mail domain list') words='--help --json' ;;

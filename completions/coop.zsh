@@ -52,6 +52,7 @@ _coop() {
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
       'mail|settings') path='mail settings' ;;
+      'mail|dns') path='mail dns' ;;
       'mail|domain') path='mail domain' ;;
       'mail|alias') path='mail alias' ;;
       'mail|mailboxes') path='mail mailboxes' ;;
@@ -338,7 +339,7 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:The JSON file to write' '--json:Print a summary as JSON' )
       ;;
     'mail')
-      commands=( 'queue:Mail waiting to go out\: list, show, retry, delete' 'dkim:DKIM keys that sign outgoing mail (RFC 6376, RFC 8463)' 'settings:Show or change a member'\''s mail settings' 'domain:Domains the shard receives mail for' 'alias:Addresses that deliver to members, groups or other addresses' 'mailboxes:A member'\''s mailboxes with message counts' 'export:Export a member'\''s mail as Maildir or mbox (mboxrd)' 'import:Import Maildir or mbox into a member'\''s mail; a second run adds nothing' )
+      commands=( 'queue:Mail waiting to go out\: list, show, retry, delete' 'dkim:DKIM keys that sign outgoing mail (RFC 6376, RFC 8463)' 'settings:Show or change a member'\''s mail settings' 'dns:The DNS records to publish for a hosted domain, and with --check what DNS holds' 'domain:Domains the shard receives mail for' 'alias:Addresses that deliver to members, groups or other addresses' 'mailboxes:A member'\''s mailboxes with message counts' 'export:Export a member'\''s mail as Maildir or mbox (mboxrd)' 'import:Import Maildir or mbox into a member'\''s mail; a second run adds nothing' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'mail queue')
@@ -380,6 +381,10 @@ _coop() {
     'mail settings')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--save-sent:yes\: mail sent through submission is filed in Sent; no\: the member'\''s client files it (Thunderbird does)' '--json:Print the settings as JSON' )
+      ;;
+    'mail dns')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--check:Look each record up and say which are missing or wrong (exit 1 if any)' '--json:Print the records as JSON' )
       ;;
     'mail domain')
       commands=( 'add:Receive mail for a domain' 'list:List hosted domains' 'remove:Stop receiving mail for a domain (stored mail stays)' )

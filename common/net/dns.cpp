@@ -130,9 +130,6 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
       ub_ctx_set_option(ctx, "do-not-query-localhost:", "no");
       ub_ctx_set_option(ctx, "unblock-lan-zones:", "yes");
       ub_ctx_set_option(ctx, "insecure-lan-zones:", "yes");
-      for (const char* zone : {"test.", "invalid.", "onion.", "home.arpa.", "2.0.192.in-addr.arpa.",
-                               "100.51.198.in-addr.arpa.", "113.0.203.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa."})
-        ub_ctx_set_option(ctx, "local-zone:", (std::string(zone) + " nodefault").c_str());
       for (const auto& server : settings.servers)
         if (const int rc = ub_ctx_set_fwd(ctx, server.c_str()); rc != 0) {
           ub_ctx_delete(ctx);
@@ -145,6 +142,11 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
       ub_ctx_set_option(ctx, "cache-max-ttl:", ttl.c_str());
       ub_ctx_set_option(ctx, "cache-max-negative-ttl:", ttl.c_str());
     }
+    // Last: adding a zone finalizes the context's settings.
+    if (!settings.servers.empty())
+      for (const char* zone : {"test.", "invalid.", "onion.", "home.arpa.", "2.0.192.in-addr.arpa.",
+                               "100.51.198.in-addr.arpa.", "113.0.203.in-addr.arpa.", "8.b.d.0.1.0.0.2.ip6.arpa."})
+        ub_ctx_zone_add(ctx, zone, "nodefault");
     fd.assign(::dup(ub_fd(ctx)));
   }
 

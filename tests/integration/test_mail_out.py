@@ -393,6 +393,83 @@ def test_nodemailer_submits():
         shard.coop("down")
 
 
+def test_dns_records_to_publish_and_check():
+    from dnslib import CNAME, SRV, DNSLabel
+    with Shard(BIN) as shard:
+        p = start(shard)
+        text = shard.coop("mail", "dns", DOMAIN).stdout
+        assert f"{DOMAIN}. IN MX 10 coop.test." in text
+        assert f'{DOMAIN}. IN TXT "v=spf1 mx -all"' in text
+        assert f"rsa1._domainkey.{DOMAIN}. IN TXT \"v=DKIM1; k=rsa; p=" in text and "ed1._domainkey" in text
+        assert f"_dmarc.{DOMAIN}. IN TXT" in text and f"autoconfig.{DOMAIN}. IN CNAME coop.test." in text
+        assert f"_submissions._tcp.{DOMAIN}. IN SRV 0 1 {p['submissions']} coop.test." in text
+        # An RSA key is longer than one TXT string: published as several (RFC 7208 3.3).
+        dkim_line = next(l for l in text.splitlines() if l.startswith("rsa1._domainkey"))
+        assert dkim_line.count('" "') >= 1
+        # Nothing published yet: everything missing, exit status 1.
+        check = shard.coop("mail", "dns", DOMAIN, "--check", "--json", expect=1)
+        assert {r["status"] for r in json.loads(check.stdout)} == {"missing"}
+        # Publish some, one of them wrong.
+        records = {r["name"] + "/" + r["type"]: r for r in shard.json("mail", "dns", DOMAIN)}
+        zone = shard.dns
+        zone.mx(DOMAIN, 10, "coop.test")
+        zone.txt(DOMAIN, "v=spf1 mx -all")
+        zone.txt(f"rsa1._domainkey.{DOMAIN}", records[f"rsa1._domainkey.{DOMAIN}/TXT"]["value"])
+        zone.txt(f"ed1._domainkey.{DOMAIN}", "v=DKIM1; k=ed25519; p=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        zone.txt(f"_dmarc.{DOMAIN}", "v=DMARC1; p=reject")
+        zone.add(f"autoconfig.{DOMAIN}", "CNAME", CNAME(DNSLabel("coop.test")))
+        zone.add(f"_imaps._tcp.{DOMAIN}", "SRV", SRV(0, 1, p["imaps"], DNSLabel("coop.test")))
+        checked = {r["name"] + "/" + r["type"]: r for r in json.loads(
+            shard.coop("mail", "dns", DOMAIN, "--check", "--json", expect=1).stdout)}
+        for ok in [f"{DOMAIN}/MX", f"{DOMAIN}/TXT", f"rsa1._domainkey.{DOMAIN}/TXT", f"_dmarc.{DOMAIN}/TXT",
+                   f"autoconfig.{DOMAIN}/CNAME", f"_imaps._tcp.{DOMAIN}/SRV"]:
+            assert checked[ok]["status"] == "ok", checked[ok]
+        assert checked[f"ed1._domainkey.{DOMAIN}/TXT"]["status"] == "wrong"
+        assert checked[f"autodiscover.{DOMAIN}/CNAME"]["status"] == "missing"
+        table = shard.coop("mail", "dns", DOMAIN, "--check", expect=1)
+        assert "missing" in table.stdout and "some records are missing or wrong" in table.stderr
+        assert shard.coop("mail", "dns", "not-hosted.example", expect=1).stderr
+        shard.coop("down")
+
+
+def test_relay_host_with_auth_and_reports_on_delay_and_expiry():
+    """A shard whose port 25 is blocked sends through a relay (here a second coop shard's
+    submission port, with AUTH over STARTTLS); a destination that stays down gets the
+    sender a delay report, then a failure report when the queue gives up."""
+    with SmtpReceiver() as receiver, Shard(BIN) as relay, Shard(BIN) as shard:
+        # The relay hosts mail.test too, so that its member "relay" may send as alice@mail.test.
+        rp = start(relay, f'\n[workers.mail.routes]\n"example.net" = "127.0.0.1:{receiver.port}"\n', keys=False)
+        relay.coop("member", "add", "relay", "--password-stdin", input=STRONG)
+        relay.coop("mail", "alias", "add", f"alice@{DOMAIN}", "relay")
+        relay.coop("mail", "alias", "add", f"postmaster@{DOMAIN}", "relay")
+        shard.init()
+        with open(os.path.join(shard.home, "keys", "relay.password"), "w") as f:
+            f.write(STRONG + "\n")
+        os.chmod(os.path.join(shard.home, "keys", "relay.password"), 0o600)
+        dead = 1  # nothing listens on port 1
+        p = start(shard, "lifetime_ms = 3000\ndelay_notice_ms = 600\n"
+                         f'\n[workers.mail.relay]\nhost = "127.0.0.1"\nport = {rp["submission"]}\n'
+                         'tls = "starttls"\nverify = false\nusername = "relay"\npassword_file = "keys/relay.password"\n'
+                         f'\n[workers.mail.routes]\n"down.example" = "127.0.0.1:{dead}"\n', initialised=True)
+        assert submit(p["submission"], text_message("via relay")) == {}
+        wait_for(lambda: len(receiver.received()) == 1, what="delivery through the relay")
+        sender, rcpts, body = receiver.received()[0]
+        assert sender == f"alice@{DOMAIN}" and rcpts == ["bob@example.net"]
+        assert b"Subject: via relay" in body and body.count(b"DKIM-Signature:") == 2  # signed at the first hop
+        assert b"with ESMTPSA" in body  # the relay took it as an authenticated submission
+        # A destination that never answers: one delay report, then one failure report.
+        assert submit(p["submission"], text_message("never", to="x@down.example"), to=("x@down.example",)) == {}
+        wait_for(lambda: len(mailbox(shard, "alice")) == 2, timeout=30, what="the delay and failure reports")
+        time.sleep(1.0)
+        reports = [blob(shard, m["blob"]) for m in mailbox(shard, "alice")]
+        assert len(reports) == 2
+        assert b"Action: delayed" in reports[0] and b"Will-Retry-Until:" in reports[0]
+        assert b"Action: failed" in reports[1] and b"Status: 5.4.7" in reports[1] and b"gave up after" in reports[1]
+        assert shard.json("mail", "queue", "list") == []
+        relay.coop("down")
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_submission_rules,
@@ -403,4 +480,6 @@ if __name__ == "__main__":
         test_mx_null_mx_and_fallback_from_dns,
         test_two_shards_mail_each_other_through_their_queues,
         test_nodemailer_submits,
+        test_dns_records_to_publish_and_check,
+        test_relay_host_with_auth_and_reports_on_delay_and_expiry,
     ])

@@ -34,14 +34,6 @@ constexpr std::string_view kOutlookResponseNs =
 // the one login that needs no explaining. Thunderbird substitutes it (ConfigFileFormat).
 constexpr std::string_view kThunderbirdUsername = "%EMAILADDRESS%";
 
-std::optional<uint16_t> public_port(const Config& config, const std::vector<ListenerConfig>& listeners,
-                                    std::string_view name) {
-  const auto it = std::find_if(listeners.begin(), listeners.end(), [&](const auto& l) { return l.name == name; });
-  if (it == listeners.end()) return std::nullopt;
-  const std::string key = "workers.mail.public." + std::string(name) + "_port";
-  return static_cast<uint16_t>(config.get_count(key, it->port, 1, 65535));
-}
-
 void server_xml(std::string& out, std::string_view element, std::string_view type, const std::string& hostname,
                 uint16_t port, std::string_view socket_type) {
   out += "    <" + std::string(element) + " type=\"" + std::string(type) + "\">\n";
@@ -151,22 +143,6 @@ http::Response no_mail() {
 }
 
 }  // namespace
-
-MailServers public_mail_servers(const Config& config) {
-  MailServers servers;
-  servers.provider = config.domain();
-  servers.hostname = config.get_string("workers.mail.public.hostname", config.domain());
-  if (!is_valid_domain(servers.hostname))
-    throw Error(errc::kConfigInvalid,
-                "workers.mail.public.hostname: '" + servers.hostname + "' is not a domain name (lowercase, RFC 1123)", 400);
-  if (!config.worker_enabled("mail")) return servers;
-  const auto listeners = config.listeners("mail");
-  servers.imaps = public_port(config, listeners, "imaps");
-  servers.imap = public_port(config, listeners, "imap");
-  servers.submissions = public_port(config, listeners, "submissions");
-  servers.submission = public_port(config, listeners, "submission");
-  return servers;
-}
 
 std::string thunderbird_config(const MailServers& servers, const std::vector<std::string>& domains) {
   std::string out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<clientConfig version=\"1.1\">\n";

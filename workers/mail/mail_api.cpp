@@ -7,10 +7,12 @@
 #include <ctime>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "common/worker_runtime.h"
 #include "workers/mail/auth/dkim_keyring.h"
 #include "common/net/dns.h"
 #include "workers/mail/auth/spf.h"
+#include "workers/mail/dns_records.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/outbound/queue_store.h"
@@ -185,6 +187,38 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& out
                             {"explanation", o.explanation}, {"reason", o.reason}}));
     });
   }, "evaluate SPF for ?ip=&sender=&helo= (RFC 7208 check_host)");
+
+  // coop mail dns: what to publish for a hosted domain, and (?check=1) what DNS says.
+  r.add_async("GET", "/v1/dns/{domain}", [&outbound, &service, &runtime, run](const Request& q, control::Reply reply) {
+    const auto domain = ascii_lower(q.param("domain"));
+    const bool check = q.query_value("check") == "1";
+    run([&outbound, &service, &runtime, domain, check, reply = std::move(reply)]() mutable {
+      try {
+        if (!service.directory().find_domain(domain))
+          throw Error(errc::kNoSuchDomain, "the shard does not host " + domain, 404);
+        auto records = suggested_records(domain, public_mail_servers(runtime.config()), outbound.keys().list(domain));
+        auto respond = [reply](std::vector<DnsRecord> list) {
+          auto out = json::array();
+          for (const auto& r : list) {
+            json j = {{"name", r.name}, {"type", r.type}, {"value", r.value}, {"purpose", r.purpose}};
+            if (!r.status.empty()) j["status"] = r.status;
+            if (!r.found.empty()) j["found"] = r.found;
+            out.push_back(j);
+          }
+          reply(Response::json(out));
+        };
+        if (!check) return respond(std::move(records));
+        // Asked afresh: an admin who just published a record must not be told of a cached
+        // NXDOMAIN from the check before.
+        outbound.dns().flush();
+        check_records(outbound.dns(), std::move(records), respond);
+      } catch (const Error& e) {
+        reply(Response::error(e));
+      } catch (const std::exception& e) {
+        reply(Response::error(errc::kInternal, e.what(), 500));
+      }
+    });
+  }, "the DNS records to publish for a hosted domain (?check=1: and what DNS holds)");
 
   r.add("POST", "/v1/dns/flush", [&outbound](const Request&) {
     outbound.dns().flush();
