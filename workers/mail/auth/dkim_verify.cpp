@@ -72,6 +72,46 @@ Verdict verdict(const Signature& s, std::string result, std::string reason) {
   return v;
 }
 
+// Public keys by their record's p= value: decoding a key costs OpenSSL 3 more than the
+// verification itself, and mail comes from the same few senders again and again.
+std::shared_ptr<EVP_PKEY> decode_key(const std::string& type, const std::string& p) {
+  const auto der = base64_decode(p);
+  if (!der) return nullptr;
+  EVP_PKEY* raw_key = nullptr;
+  if (type == "ed25519") {
+    if (der->size() != 32) return nullptr;
+    raw_key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(der->data()),
+                                          der->size());
+  } else {
+    const auto* q = reinterpret_cast<const unsigned char*>(der->data());
+    raw_key = d2i_PUBKEY(nullptr, &q, static_cast<long>(der->size()));
+    if (!raw_key) {  // some publish the bare RSAPublicKey
+      q = reinterpret_cast<const unsigned char*>(der->data());
+      if (RSA* rsa = d2i_RSAPublicKey(nullptr, &q, static_cast<long>(der->size()))) {
+        raw_key = EVP_PKEY_new();
+        EVP_PKEY_assign_RSA(raw_key, rsa);
+      }
+    }
+  }
+  return raw_key ? std::shared_ptr<EVP_PKEY>(raw_key, EVP_PKEY_free) : nullptr;
+}
+
+std::shared_ptr<EVP_PKEY> public_key(const std::string& type, const std::string& p) {
+  static std::mutex mutex;
+  static std::map<std::string, std::shared_ptr<EVP_PKEY>> cache;
+  const auto key = type + ":" + p;
+  {
+    std::lock_guard lock(mutex);
+    if (const auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  auto decoded = decode_key(type, p);
+  if (!decoded) return nullptr;
+  std::lock_guard lock(mutex);
+  if (cache.size() >= 512) cache.clear();  // bounded: senders' keys are few, attackers' many
+  cache.emplace(key, decoded);
+  return decoded;
+}
+
 bool ends_with_domain(const std::string& identity_domain, const std::string& domain) {
   return identity_domain == domain ||
          (identity_domain.size() > domain.size() &&
@@ -191,25 +231,7 @@ Verdict verify_signature(std::string_view message, const Signature& s, std::stri
         ascii_lower(s.identity.substr(s.identity.rfind('@') + 1)) != s.domain)
       return verdict(s, "fail", "the key's t=s forbids a subdomain in i=");
   }
-  const auto der = base64_decode(p);
-  if (!der) return verdict(s, "permerror", "the key is not base64");
-  EVP_PKEY* raw_key = nullptr;
-  if (type == "ed25519") {
-    if (der->size() != 32) return verdict(s, "permerror", "an Ed25519 key has 32 bytes");
-    raw_key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                          reinterpret_cast<const unsigned char*>(der->data()), der->size());
-  } else {
-    const auto* q = reinterpret_cast<const unsigned char*>(der->data());
-    raw_key = d2i_PUBKEY(nullptr, &q, static_cast<long>(der->size()));
-    if (!raw_key) {  // some publish the bare RSAPublicKey
-      q = reinterpret_cast<const unsigned char*>(der->data());
-      if (RSA* rsa = d2i_RSAPublicKey(nullptr, &q, static_cast<long>(der->size()))) {
-        raw_key = EVP_PKEY_new();
-        EVP_PKEY_assign_RSA(raw_key, rsa);
-      }
-    }
-  }
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(raw_key, EVP_PKEY_free);
+  auto pkey = public_key(type, p);
   if (!pkey) return verdict(s, "permerror", "the key cannot be read");
   if (type == "rsa" && (EVP_PKEY_base_id(pkey.get()) != EVP_PKEY_RSA || EVP_PKEY_bits(pkey.get()) < 1024))
     return verdict(s, "permerror", "RSA keys under 1024 bits are refused (RFC 8301 3.2)");
@@ -238,7 +260,9 @@ Verdict verify_signature(std::string_view message, const Signature& s, std::stri
   std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
   const bool ed = type == "ed25519";
   const std::string input = ed ? sha256(data) : data;
-  const int ok = ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, ed ? nullptr : EVP_sha256(), nullptr, pkey.get()) == 1 &&
+  // Fetched once: OpenSSL 3 looks an implicit EVP_sha256() up in its providers every time.
+  static EVP_MD* const sha256_md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  const int ok = ctx && EVP_DigestVerifyInit(ctx.get(), nullptr, ed ? nullptr : sha256_md, nullptr, pkey.get()) == 1 &&
                          EVP_DigestVerify(ctx.get(), reinterpret_cast<const unsigned char*>(signature->data()), signature->size(),
                                           reinterpret_cast<const unsigned char*>(input.data()), input.size()) == 1;
   if (!ok) return verdict(s, "fail", "the signature does not match the signed headers");
