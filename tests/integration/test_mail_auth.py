@@ -172,6 +172,15 @@ def rsa_key(tmp, name):
     return path, open(path, "rb").read(), "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
 
 
+def ed_pem_key(tmp):
+    import base64
+    path = os.path.join(tmp, "ed.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", path], check=True, capture_output=True)
+    der = subprocess.run(["openssl", "pkey", "-in", path, "-pubout", "-outform", "DER"], check=True,
+                         capture_output=True).stdout
+    return path, "v=DKIM1; k=ed25519; p=" + base64.b64encode(der[-32:]).decode()
+
+
 def ed_key():
     import base64
     key = nacl.signing.SigningKey.generate()
@@ -220,6 +229,8 @@ def test_inbound_authentication_matches_mailauth():
         txt("rsa._domainkey.aligned.example", rsa_record)
         txt("ed._domainkey.aligned.example", ed_record)
         txt("rsa._domainkey.other.example", rsa_record)
+        ed_pem_path, ed_pem_record = ed_pem_key(tmp)
+        txt("ed2._domainkey.aligned.example", ed_pem_record)
         txt("aligned.example", "v=spf1 ip4:127.0.0.1 -all")
         txt("_dmarc.aligned.example", "v=DMARC1; p=reject")
         txt("forwarder.example", "v=spf1 ip4:127.0.0.0/8 ~all")
@@ -235,6 +246,15 @@ def test_inbound_authentication_matches_mailauth():
         def sign_ed(msg, domain):
             return dkim.sign(msg, b"ed", domain.encode(), ed_private, signature_algorithm=b"ed25519-sha256",
                              canonicalize=(b"relaxed", b"relaxed")) + msg
+
+        # libopendkim's own signatures of both algorithms, through the DKIM benchmark's
+        # signing mode (built when libopendkim-dev is installed, as scripts/install-deps does).
+        libopendkim = os.path.join(os.path.dirname(os.path.abspath(BIN)), "bench", "dkim_bench")
+
+        def sign_libopendkim(msg, algorithm):
+            key, selector = (rsa_path, "rsa") if algorithm == "rsa" else (ed_pem_path, "ed2")
+            return subprocess.run([libopendkim, "--sign", algorithm, key, selector, "aligned.example"], input=msg,
+                                  capture_output=True, check=True).stdout
 
         def sign_opendkim(msg, domain):
             out = subprocess.run(["opendkim-testmsg", "-C", "-d", domain, "-k", rsa_path, "-s", "rsa"],
@@ -264,6 +284,11 @@ def test_inbound_authentication_matches_mailauth():
              ["pass", "pass"], "pass", "pass", "INBOX"),
             ("libopendkim", "bounce@aligned.example",
              sign_opendkim(message("joe@aligned.example", "opendkim"), "aligned.example"), ["pass"], "pass", "pass", "INBOX"),
+            ("libopendkim-rsa", "bounce@aligned.example",
+             sign_libopendkim(message("joe@aligned.example", "libopendkim rsa"), "rsa"), ["pass"], "pass", "pass", "INBOX"),
+            ("libopendkim-ed25519", "bounce@aligned.example",
+             sign_libopendkim(message("joe@aligned.example", "libopendkim ed25519"), "ed25519"), ["pass"], "pass", "pass",
+             "INBOX"),
             ("forwarded", "list@forwarder.example",
              sign_rsa(message("joe@aligned.example", "forwarded"), "aligned.example"), ["pass"], "pass", "pass", "INBOX"),
             ("unaligned", "x@other.example",
@@ -313,7 +338,7 @@ def test_inbound_authentication_matches_mailauth():
                 assert "header.a=ed25519-sha256" in field and "header.a=rsa-sha256" in field
             if name == "rfc8463":
                 assert "header.s=brisbane" in field
-        assert delivered == 5
+        assert delivered == 7
         shard.coop("down")
 
 

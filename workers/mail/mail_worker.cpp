@@ -34,6 +34,7 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   l.idle_timeout = c.get_millis("workers.mail.idle_timeout_ms", l.idle_timeout);
   l.command_timeout = c.get_millis("workers.mail.command_timeout_ms", l.command_timeout);
   l.session_timeout = c.get_millis("workers.mail.session_timeout_ms", l.session_timeout);
+  l.check_memory_bytes = c.get_count("workers.mail.check_memory_bytes", l.check_memory_bytes, 1 << 20);
   s->tls = net::make_server_tls_context(runtime.home().tls_cert(), runtime.home().tls_key());
   for (const auto& text : c.get_strings("workers.mail.trusted_networks", {"127.0.0.0/8", "::1/128"})) {
     const auto network = net::Cidr::parse(text);

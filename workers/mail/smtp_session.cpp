@@ -52,6 +52,26 @@ std::string rfc5322_date(std::time_t t) {
   return out;
 }
 
+// Bytes of messages held in memory for DKIM, SPF and DMARC, across every session of the
+// process; a taken share goes back when the last holder lets go.
+class CheckBudget {
+ public:
+  static std::shared_ptr<CheckBudget> take(uint64_t bytes, uint64_t limit) {
+    static std::atomic<uint64_t> in_use{0};
+    uint64_t now = in_use.load();
+    do {
+      if (now + bytes > limit && now > 0) return nullptr;  // one message alone always fits
+    } while (!in_use.compare_exchange_weak(now, now + bytes));
+    return std::shared_ptr<CheckBudget>(new CheckBudget(in_use, bytes));
+  }
+  ~CheckBudget() { in_use_ -= bytes_; }
+
+ private:
+  CheckBudget(std::atomic<uint64_t>& in_use, uint64_t bytes) : in_use_(in_use), bytes_(bytes) {}
+  std::atomic<uint64_t>& in_use_;
+  uint64_t bytes_;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const SmtpSettings> settings)
@@ -595,13 +615,21 @@ class Session : public std::enable_shared_from_this<Session> {
     auto self = shared_from_this();
     auto writer = std::make_shared<BlobStore::Writer>(std::move(*writer_));
     writer_.reset();
-    settings_->runner([self, writer] {
+    // Checking holds the message in memory: all sessions together stay within
+    // check_memory_bytes, and a message over the budget is deferred, never judged unchecked.
+    auto budget = CheckBudget::take(writer->size(), settings_->limits.check_memory_bytes);
+    if (!budget) {
+      spdlog::warn("smtp {}: {} bytes to check would exceed check_memory_bytes; deferred", message_id_, writer->size());
+      return answer_later("451 4.3.2 Too busy to check this message now, try again later");
+    }
+    settings_->runner([self, writer, budget] {
       try {
-        auto all = writer->contents();
-        auto message = std::make_shared<const std::string>(all.substr(self->trace_size_));
-        all.resize(self->trace_size_);
-        asio::post(self->conn_->executor(), [self, writer, message, trace = std::move(all)] {
-          self->check_message(writer, message, trace);
+        auto all = std::make_shared<std::string>(writer->contents());
+        std::string trace = all->substr(0, self->trace_size_);
+        all->erase(0, self->trace_size_);
+        std::shared_ptr<const std::string> message = std::move(all);
+        asio::post(self->conn_->executor(), [self, writer, message, trace = std::move(trace), budget] {
+          self->check_message(writer, message, trace, budget);
         });
       } catch (const std::exception& e) {
         spdlog::error("smtp {}: reading the message back failed: {}", self->message_id_, e.what());
@@ -620,7 +648,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void check_message(std::shared_ptr<BlobStore::Writer> writer, std::shared_ptr<const std::string> message,
-                     std::string trace) {
+                     std::string trace, std::shared_ptr<CheckBudget> budget) {
     struct Join {
       std::mutex mutex;
       int left = 2;
@@ -631,12 +659,14 @@ class Session : public std::enable_shared_from_this<Session> {
     join->auth.helo = helo_;
     auto self = shared_from_this();
     // Both answers in: DMARC, then store.
-    auto next = [self, join, writer, message, trace] {
+    auto next = [self, join, writer, message, trace, budget] {
       const auto domain = from_domain(*message);
       dmarc::evaluate(*self->settings_->dns, domain, join->auth.dkim, join->auth.spf,
-                      [self, join, writer, message, trace](dmarc::Outcome outcome) {
+                      [self, join, writer, message, trace, budget](dmarc::Outcome outcome) {
                         join->auth.dmarc = std::move(outcome);
-                        self->settings_->runner([self, join, message, trace] { self->store_checked(*message, trace, join->auth); });
+                        self->settings_->runner([self, join, message, trace, budget] {
+                          self->store_checked(*message, trace, join->auth);
+                        });
                       });
     };
     const auto now = static_cast<int64_t>(::time(nullptr));

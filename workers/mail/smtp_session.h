@@ -40,6 +40,9 @@ struct SmtpLimits {
   // no mail, so it goes sooner (Postfix shortens smtpd_timeout the same way under stress).
   std::chrono::milliseconds command_timeout{60000};
   std::chrono::milliseconds session_timeout{1800000};  // whole session: no slowloris
+  // Messages being checked (DKIM, SPF, DMARC) are read into memory; all sessions together
+  // hold at most this much, and a message that would go over is deferred with 451.
+  uint64_t check_memory_bytes = 256 << 20;
 };
 
 struct SmtpSettings {
