@@ -37,6 +37,12 @@ inline std::string percent_encode(std::string_view text) {
 }
 
 // True when text is exactly length characters of 0-9a-f (ids: channels, blobs).
+// True when name is domain or one of its subdomains (both lowercase, no final dot).
+inline bool within_domain(std::string_view name, std::string_view domain) {
+  return name == domain || (name.size() > domain.size() && name[name.size() - domain.size() - 1] == '.' &&
+                            name.substr(name.size() - domain.size()) == domain);
+}
+
 inline bool is_lower_hex(std::string_view text, std::size_t length) {
   if (text.size() != length) return false;
   for (char c : text)

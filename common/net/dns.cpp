@@ -86,6 +86,16 @@ std::vector<std::string> parse_addresses(const DnsAnswer& answer) {
   return out;
 }
 
+std::vector<std::string> parse_names(const DnsAnswer& answer) {
+  std::vector<std::string> out;
+  for (const auto& r : answer.rdata) {
+    std::size_t pos = 0;
+    std::string name;
+    if (read_name(r, pos, name) && !name.empty()) out.push_back(ascii_lower(name));
+  }
+  return out;
+}
+
 struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
   struct Pending {
     std::function<void(DnsAnswer)> done;
@@ -108,6 +118,7 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
   std::map<uint64_t, Pending> pending;
   uint64_t next_id = 1;
   bool watching = false;
+  uint64_t generation = 0;  // of the context: bumped by flush()
 
   Impl(asio::io_context& io_context, const DnsSettings& dns_settings)
       : io(io_context), strand(io_context.get_executor()), fd(io_context), timeout(dns_settings.timeout),
@@ -162,6 +173,8 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
     pending.clear();
     boost::system::error_code ignored;
     fd.close(ignored);
+    ++generation;
+    watching = false;
     ub_ctx_delete(ctx);
     open();
   }
@@ -176,7 +189,8 @@ struct DnsResolver::Impl : std::enable_shared_from_this<Impl> {
     if (watching) return;
     watching = true;
     fd.async_wait(asio::posix::stream_descriptor::wait_read,
-                  asio::bind_executor(strand, [self = shared_from_this()](const boost::system::error_code& ec) {
+                  asio::bind_executor(strand, [self = shared_from_this(), gen = generation](const boost::system::error_code& ec) {
+                    if (gen != self->generation) return;  // a wait on a context flush() replaced
                     self->watching = false;
                     if (ec) return;
                     ub_process(self->ctx);  // runs answered callbacks, here on the strand

@@ -36,6 +36,7 @@ struct MxRecord {
 std::vector<MxRecord> parse_mx(const DnsAnswer& answer);       // by preference
 std::vector<std::string> parse_txt(const DnsAnswer& answer);   // each record's strings joined
 std::vector<std::string> parse_addresses(const DnsAnswer& answer);  // A and AAAA as text
+std::vector<std::string> parse_names(const DnsAnswer& answer);      // PTR, CNAME: lowercase
 
 struct DnsSettings {
   // "127.0.0.1", "127.0.0.1@5353", "::1"; empty: the system's /etc/resolv.conf.

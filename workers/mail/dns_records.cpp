@@ -16,17 +16,6 @@ namespace {
 
 constexpr int kDnsCname = 5, kDnsSrv = 33;
 
-std::string wire_name(const std::string& rdata, std::size_t pos) {
-  std::string name;
-  while (pos < rdata.size()) {
-    const auto length = static_cast<unsigned char>(rdata[pos++]);
-    if (length == 0 || pos + length > rdata.size()) break;
-    name += (name.empty() ? "" : ".") + rdata.substr(pos, length);
-    pos += length;
-  }
-  return ascii_lower(name);
-}
-
 std::string key_of(const std::string& record) {
   const auto p = record.find("p=");
   if (p == std::string::npos) return {};
@@ -53,15 +42,18 @@ void judge(DnsRecord& r, const net::DnsAnswer& answer, const std::string& hostna
       ok = ok || mx.exchange == hostname;
     }
   } else if (r.type == "CNAME") {
-    for (const auto& rdata : answer.rdata) {
-      found.push_back(wire_name(rdata, 0));
-      ok = ok || found.back() == hostname;
+    for (const auto& name : net::parse_names(answer)) {
+      found.push_back(name);
+      ok = ok || name == hostname;
     }
   } else if (r.type == "SRV") {
     for (const auto& rdata : answer.rdata) {
       if (rdata.size() < 7) continue;
       const int port = (static_cast<unsigned char>(rdata[4]) << 8) | static_cast<unsigned char>(rdata[5]);
-      const auto target = wire_name(rdata, 6);
+      net::DnsAnswer target_only;  // RFC 2782: priority, weight, port, then the target name
+      target_only.rdata = {rdata.substr(6)};
+      const auto targets = net::parse_names(target_only);
+      const auto target = targets.empty() ? std::string(".") : targets.front();
       found.push_back("port " + std::to_string(port) + " " + target);
       ok = ok || r.value.find(" " + std::to_string(port) + " " + target) != std::string::npos;
     }

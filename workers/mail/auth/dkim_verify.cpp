@@ -85,12 +85,9 @@ std::shared_ptr<EVP_PKEY> decode_key(const std::string& type, const std::string&
   } else {
     const auto* q = reinterpret_cast<const unsigned char*>(der->data());
     raw_key = d2i_PUBKEY(nullptr, &q, static_cast<long>(der->size()));
-    if (!raw_key) {  // some publish the bare RSAPublicKey
+    if (!raw_key) {  // some publish the bare RSAPublicKey (PKCS #1)
       q = reinterpret_cast<const unsigned char*>(der->data());
-      if (RSA* rsa = d2i_RSAPublicKey(nullptr, &q, static_cast<long>(der->size()))) {
-        raw_key = EVP_PKEY_new();
-        EVP_PKEY_assign_RSA(raw_key, rsa);
-      }
+      raw_key = d2i_PublicKey(EVP_PKEY_RSA, nullptr, &q, static_cast<long>(der->size()));
     }
   }
   return raw_key ? std::shared_ptr<EVP_PKEY>(raw_key, EVP_PKEY_free) : nullptr;
@@ -110,12 +107,6 @@ std::shared_ptr<EVP_PKEY> public_key(const std::string& type, const std::string&
   if (cache.size() >= 512) cache.clear();  // bounded: senders' keys are few, attackers' many
   cache.emplace(key, decoded);
   return decoded;
-}
-
-bool ends_with_domain(const std::string& identity_domain, const std::string& domain) {
-  return identity_domain == domain ||
-         (identity_domain.size() > domain.size() &&
-          identity_domain.compare(identity_domain.size() - domain.size() - 1, domain.size() + 1, "." + domain) == 0);
 }
 
 }  // namespace
@@ -177,7 +168,7 @@ std::optional<Signature> parse_signature(std::string_view raw, std::string* erro
   }
   if (take("i", s.identity)) {
     const auto at = s.identity.rfind('@');
-    if (at == std::string::npos || !ends_with_domain(ascii_lower(s.identity.substr(at + 1)), s.domain)) {
+    if (at == std::string::npos || !within_domain(ascii_lower(s.identity.substr(at + 1)), s.domain)) {
       *error = "i= is not in the domain of d=";
       return std::nullopt;
     }

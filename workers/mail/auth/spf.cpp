@@ -8,15 +8,17 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <array>
 #include <ctime>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
-#include "common/net/dns.h"
+#include "common/net/dns_await.h"
 #include "common/text.h"
 
 namespace coop::mail::spf {
@@ -408,15 +410,6 @@ std::optional<std::vector<Term>> parse_record(std::string_view record, const Con
   return terms;
 }
 
-struct DnsInitiation {
-  net::DnsResolver* dns;
-  template <typename Handler>
-  void operator()(Handler handler, const std::string& name, int type) const {
-    auto h = std::make_shared<Handler>(std::move(handler));
-    dns->query(name, type, [h](net::DnsAnswer a) { (*h)(std::move(a)); });
-  }
-};
-
 enum class Match { no, yes, temperror, permerror };
 
 class Evaluator {
@@ -444,10 +437,7 @@ class Evaluator {
   }
 
  private:
-  awaitable<net::DnsAnswer> ask(const std::string& name, int type) {
-    return asio::async_initiate<const asio::use_awaitable_t<>&, void(net::DnsAnswer)>(DnsInitiation{&dns_}, use_awaitable,
-                                                                                       name, type);
-  }
+  awaitable<net::DnsAnswer> ask(const std::string& name, int type) { return net::ask(dns_, name, type); }
 
   Context context(const std::string& domain) const {
     Context c;
@@ -466,18 +456,8 @@ class Evaluator {
   awaitable<void> find_validated_name(std::string domain) {
     validated_ = "unknown";
     const auto answer = co_await ask(reverse_name(ip_), 12);
-    std::vector<std::string> names;
-    for (const auto& r : answer.rdata) {
-      std::string name;
-      std::size_t pos = 0;
-      while (pos < r.size()) {
-        const auto length = static_cast<unsigned char>(r[pos++]);
-        if (length == 0 || pos + length > r.size()) break;
-        name += (name.empty() ? "" : ".") + r.substr(pos, length);
-        pos += length;
-      }
-      if (!name.empty() && names.size() < 10) names.push_back(ascii_lower(name));
-    }
+    auto names = net::parse_names(answer);
+    if (names.size() > 10) names.resize(10);  // 4.6.4
     std::string first;
     for (const auto& name : names) {
       bool temp = false;
@@ -486,7 +466,7 @@ class Evaluator {
       bool ok = false;
       for (const auto& a : *list) ok = ok || address_matches(a, ip_.v6 ? 128 : 32);
       if (!ok) continue;
-      if (name == domain || (name.size() > domain.size() && name.compare(name.size() - domain.size() - 1, domain.size() + 1, "." + domain) == 0)) {
+      if (within_domain(name, domain)) {
         validated_ = name;
         co_return;
       }
@@ -589,26 +569,15 @@ class Evaluator {
         if (!count_void(answer)) co_return Match::permerror;
         co_return Match::no;  // 5.5: a DNS error fails to match
       }
-      int checked = 0;
-      for (const auto& r : answer.rdata) {
-        if (++checked > 10) break;  // 4.6.4
-        std::string name;
-        std::size_t pos = 0;
-        while (pos < r.size()) {
-          const auto length = static_cast<unsigned char>(r[pos++]);
-          if (length == 0 || pos + length > r.size()) break;
-          name += (name.empty() ? "" : ".") + r.substr(pos, length);
-          pos += length;
-        }
-        name = ascii_lower(name);
+      auto names = net::parse_names(answer);  // named: no temporary lives across co_await
+      if (names.size() > 10) names.resize(10);  // 4.6.4
+      for (const auto& name : names) {
         bool temp = false;
         const auto list = co_await addresses(name, &temp);
         if (!list) continue;
         bool validated = false;
         for (const auto& a : *list) validated = validated || address_matches(a, ip_.v6 ? 128 : 32);
-        if (validated && (name == target || (name.size() > target.size() &&
-                                             name.compare(name.size() - target.size() - 1, target.size() + 1, "." + target) == 0)))
-          co_return Match::yes;
+        if (validated && within_domain(name, target)) co_return Match::yes;
       }
       co_return Match::no;
     }
@@ -739,7 +708,22 @@ class Evaluator {
   std::optional<std::string> validated_;
 };
 
-awaitable<void> evaluate(net::DnsResolver& dns, Query query, std::function<void(Outcome)> done) {
+// done is called once: by the evaluation, or by the 4.6.4 time limit, whichever comes first.
+struct Once {
+  std::mutex mutex;
+  std::function<void(Outcome)> done;
+  void operator()(Outcome out) {
+    std::function<void(Outcome)> call;
+    {
+      std::lock_guard lock(mutex);
+      call = std::move(done);
+      done = nullptr;
+    }
+    if (call) call(std::move(out));
+  }
+};
+
+awaitable<void> evaluate(net::DnsResolver& dns, Query query, std::shared_ptr<Once> done) {
   auto evaluator = std::make_unique<Evaluator>(dns, std::move(query));
   Outcome out;
   try {
@@ -748,7 +732,7 @@ awaitable<void> evaluate(net::DnsResolver& dns, Query query, std::function<void(
     out.result = Result::temperror;
     out.reason = e.what();
   }
-  done(std::move(out));
+  (*done)(std::move(out));
 }
 
 }  // namespace
@@ -765,7 +749,23 @@ std::string record_syntax_error(std::string_view record) {
 }
 
 void check_host(net::DnsResolver& dns, const Query& query, std::function<void(Outcome)> done) {
-  asio::co_spawn(dns.io(), evaluate(dns, query, std::move(done)), asio::detached);
+  auto once = std::make_shared<Once>();
+  once->done = std::move(done);
+  // RFC 7208 4.6.4: an evaluation may be cut off after 20 seconds, as a temperror.
+  auto timer = std::make_shared<asio::steady_timer>(dns.io(), std::chrono::seconds(20));
+  timer->async_wait([once, timer](const boost::system::error_code& ec) {
+    if (ec) return;
+    Outcome out;
+    out.result = Result::temperror;
+    out.reason = "SPF evaluation took longer than 20 seconds";
+    (*once)(std::move(out));
+  });
+  auto finish = std::make_shared<Once>();
+  finish->done = [once, timer](Outcome out) {
+    timer->cancel();
+    (*once)(std::move(out));
+  };
+  asio::co_spawn(dns.io(), evaluate(dns, query, finish), asio::detached);
 }
 
 }  // namespace coop::mail::spf

@@ -20,7 +20,7 @@
 #include <set>
 
 #include "common/error.h"
-#include "common/net/dns.h"
+#include "common/net/dns_await.h"
 #include "common/text.h"
 #include "workers/mail/auth/dkim_keyring.h"
 #include "workers/mail/mail_service.h"
@@ -63,19 +63,8 @@ std::vector<DeliveryOutcome> all(const DeliveryBatch& b, int code, const std::st
   return out;
 }
 
-// DNS as something to co_await. Not a coroutine itself, and no lambda temporaries in a
-// co_await expression: GCC 12 destroys such temporaries twice.
-struct DnsInitiation {
-  net::DnsResolver* dns;
-  template <typename Handler>
-  void operator()(Handler handler, const std::string& name, int type) const {
-    auto h = std::make_shared<Handler>(std::move(handler));
-    dns->query(name, type, [h](net::DnsAnswer a) { (*h)(std::move(a)); });
-  }
-};
-
 awaitable<net::DnsAnswer> resolve(net::DnsResolver& dns, const std::string& name, int type) {
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(net::DnsAnswer)>(DnsInitiation{&dns}, use_awaitable, name, type);
+  return net::ask(dns, name, type);
 }
 
 struct SmtpInitiation {
