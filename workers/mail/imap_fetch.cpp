@@ -269,14 +269,6 @@ const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug",
 }  // namespace
 
 // Where a message's header ends: after the first empty line (CRLF CRLF or LF LF).
-std::size_t header_end(std::string_view message) {
-  const auto crlf = message.find("\r\n\r\n");
-  const auto lf = message.find("\n\n");
-  if (crlf != std::string_view::npos && (lf == std::string_view::npos || crlf < lf)) return crlf + 4;
-  if (lf != std::string_view::npos) return lf + 2;
-  return message.size();
-}
-
 std::string FetchItem::response_name() const {
   switch (kind) {
     case Kind::uid: return "UID";

@@ -2,6 +2,8 @@
 // stored message they name: header, text, chosen header fields, partial ranges, ENVELOPE.
 #pragma once
 
+#include "common/mail/message.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -39,9 +41,8 @@ std::optional<std::string> message_section(std::string_view message, const Fetch
 std::optional<std::string> binary_section(std::string_view message, const FetchItem& item,
                                           const std::string& body_structure_json);
 
-// Where a message's header section ends: after the first empty line (CRLF CRLF, or LF LF
-// in messages stored with bare line ends); the size when there is none.
-std::size_t header_end(std::string_view message);
+// Where a message's header section ends (common/mail/message.h).
+using coop::mail::header_end;
 
 // ENVELOPE from the JSON the store keeps (mime_summary.h), as an IMAP parenthesized list.
 std::string envelope_text(const std::string& envelope_json);

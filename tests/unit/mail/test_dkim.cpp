@@ -133,7 +133,6 @@ TEST_CASE("the keyring stores keys 0600, signs with every active one and retires
   CHECK((keys[0].selector == "e1" && !keys[0].active));
 }
 
-#include "workers/mail/auth/auth_results.h"
 #include "workers/mail/auth/dkim_verify.h"
 #include "workers/mail/auth/dmarc.h"
 
@@ -200,17 +199,4 @@ TEST_CASE("DMARC records and organizational domains") {
   CHECK_FALSE(parse_record("p=reject; v=DMARC1"));
   CHECK_FALSE(parse_record("v=DMARC1; p=bogus"));
   CHECK_FALSE(parse_record("v=spf1 -all"));
-}
-
-TEST_CASE("only Authentication-Results claiming our name are removed") {
-  const std::string message =
-      "Authentication-Results: MAIL.test; dkim=pass\r\n"
-      "Subject: hi\r\n"
-      "Authentication-Results: other.example; spf=pass\r\n"
-      "Authentication-Results:\r\n\tmail.test (forged); dmarc=pass\r\n"
-      "\r\n"
-      "Authentication-Results: mail.test; in the body stays\r\n";
-  const auto out = coop::mail::strip_our_results(message, "mail.test");
-  CHECK(out == "Subject: hi\r\nAuthentication-Results: other.example; spf=pass\r\n\r\n"
-               "Authentication-Results: mail.test; in the body stays\r\n");
 }

@@ -3,6 +3,7 @@
 
 #include "common/net/dns.h"
 #include "tests/unit/common/temp_dir.h"
+#include "workers/mail/auth/auth_results.h"
 #include "workers/mail/outbound/dsn.h"
 #include "workers/mail/outbound/queue_store.h"
 #include "workers/mail/submission.h"
@@ -143,4 +144,17 @@ TEST_CASE("MX, TXT and address records decode from their wire form") {
   CHECK(txt[0] == "hello world");
   a.rdata = {std::string("\x7f\x00\x00\x01", 4), std::string(16, '\0'), "abc"};
   CHECK(coop::net::parse_addresses(a) == std::vector<std::string>{"127.0.0.1", "::"});
+}
+
+TEST_CASE("only Authentication-Results claiming our name are removed") {
+  const std::string message =
+      "Authentication-Results: MAIL.test; dkim=pass\r\n"
+      "Subject: hi\r\n"
+      "Authentication-Results: other.example; spf=pass\r\n"
+      "Authentication-Results:\r\n\tmail.test (forged); dmarc=pass\r\n"
+      "\r\n"
+      "Authentication-Results: mail.test; in the body stays\r\n";
+  const auto out = coop::mail::strip_our_results(message, "mail.test");
+  CHECK(out == "Subject: hi\r\nAuthentication-Results: other.example; spf=pass\r\n\r\n"
+               "Authentication-Results: mail.test; in the body stays\r\n");
 }

@@ -13,7 +13,7 @@
 #include "common/base64.h"
 #include "common/error.h"
 #include "common/text.h"
-#include "workers/mail/imap_fetch.h"
+#include "common/mail/message.h"
 
 namespace coop::mail::dkim {
 
@@ -267,7 +267,7 @@ std::string signed_data(const std::vector<HeaderField>& fields, const std::vecto
 }
 
 std::string sign_message(std::string_view message, const Key& key, int64_t now) {
-  const auto split = imap::header_end(message);
+  const auto split = header_end(message);
   const auto fields = header_fields(message.substr(0, split));
   std::map<std::string_view, int> present;
   for (const auto& f : fields) ++present[f.name];

@@ -13,7 +13,7 @@
 #include "common/net/dns.h"
 #include "common/text.h"
 #include "workers/mail/auth/dkim.h"
-#include "workers/mail/imap_fetch.h"
+#include "common/mail/message.h"
 
 namespace coop::mail::dkim {
 
@@ -190,7 +190,7 @@ std::optional<Signature> parse_signature(std::string_view raw, std::string* erro
 
 std::vector<std::string_view> signature_fields(std::string_view message, std::size_t max) {
   std::vector<std::string_view> out;
-  const auto split = imap::header_end(message);
+  const auto split = header_end(message);
   for (const auto& f : header_fields(message.substr(0, split)))
     if (f.name == "dkim-signature" && out.size() < max) out.push_back(f.raw);
   return out;
@@ -228,7 +228,7 @@ Verdict verify_signature(std::string_view message, const Signature& s, std::stri
     return verdict(s, "permerror", "RSA keys under 1024 bits are refused (RFC 8301 3.2)");
 
   // The body hash (3.7), over l= bytes when given.
-  const auto split = imap::header_end(message);
+  const auto split = header_end(message);
   const auto body = message.substr(split);
   std::string canon = s.body_canon == "relaxed" ? relaxed_body(body) : simple_body(body);
   if (s.length >= 0) {
