@@ -24,8 +24,10 @@ class ClientApi {
   void notify();
   void close();  // answer every waiting /sync (shutdown)
 
- private:
+  // The API's state and helpers, defined in client_impl.h for the route modules in api/.
   struct Impl;
+
+ private:
   std::shared_ptr<Impl> impl_;
 };
 

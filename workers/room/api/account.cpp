@@ -1,0 +1,157 @@
+// Client-Server API "Server discovery", "Capabilities negotiation", "Client authentication"
+// and "Device management": versions, login with coop credentials, sessions and devices.
+#include <nlohmann/json.hpp>
+
+#include "common/auth/member_client.h"
+#include "common/error.h"
+#include "common/worker_runtime.h"
+#include "workers/room/client_impl.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+// Discovery (Client-Server API "Server discovery" and "API standards").
+Response versions(ClientApi::Impl&, const Request&) {
+  return ok({{"versions", {"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8"}},
+             {"unstable_features", json::object()}});
+}
+
+Response well_known(ClientApi::Impl& api, const Request& q) {
+  const std::string host = q.header("host", api.server());
+  return ok({{"m.homeserver", {{"base_url", "http://" + host}}}});
+}
+
+Response capabilities(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}}}}},
+                               {"m.change_password", {{"enabled", false}}},
+                               {"m.set_displayname", {{"enabled", false}}}}}});
+}
+
+// Login with coop credentials (m.login.password); registration stays closed.
+Response login_flows(ClientApi::Impl&, const Request&) { return ok({{"flows", {{{"type", "m.login.password"}}}}}); }
+
+Response login(ClientApi::Impl& api, const Request& q) {
+  const auto body = q.json();
+  if (body.value("type", "") != "m.login.password") fail(400, errc::kMUnknown, "only m.login.password is supported");
+  std::string user = body.value("user", "");
+  if (body.contains("identifier") && body["identifier"].is_object()) {
+    const auto& id = body["identifier"];
+    if (id.value("type", "") == "m.id.user") user = id.value("user", "");
+    else if (id.value("type", "") == "m.id.thirdparty" && id.value("medium", "") == "email") user = id.value("address", "");
+    else fail(400, errc::kMUnknown, "unsupported identifier type");
+  }
+  if (!user.empty() && user[0] == '@') {
+    const auto colon = user.find(':');
+    if (colon == std::string::npos || user.substr(colon + 1) != api.server())
+      fail(403, errc::kMForbidden, "this server only logs in its own users");
+    user = localpart(user);
+  }
+  try {
+    const auto member = auth::verify_credentials(api.runtime.home(), user, body.value("password", ""), "room",
+                                                 q.remote_address);
+    const std::string user_id = "@" + member.handle + ":" + api.server();
+    auto [token, device] = api.store.create_session(user_id, body.value("device_id", ""),
+                                                    body.value("initial_device_display_name", ""));
+    return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", api.server()},
+               {"well_known", {{"m.homeserver", {{"base_url", "http://" + q.header("host", api.server())}}}}}});
+  } catch (const auth::ThrottledError& e) {
+    return rate_limited(e);
+  } catch (const Error& e) {
+    if (e.code() == errc::kBadCredentials) fail(403, errc::kMForbidden, "invalid user name or password");
+    if (e.code() == errc::kMemberSuspended || e.code() == errc::kMemberRemoved) fail(403, errc::kMUserDeactivated, e.what());
+    throw;
+  }
+}
+
+Response logout(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  api.store.delete_session(api.token_of(q));
+  return ok(json::object());
+}
+
+Response logout_all(ClientApi::Impl& api, const Request& q) {
+  api.store.delete_sessions(api.authenticate(q).user_id);
+  return ok(json::object());
+}
+
+Response whoami(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  return ok({{"user_id", s.user_id}, {"device_id", s.device_id}, {"is_guest", false}});
+}
+
+Response list_devices(ClientApi::Impl& api, const Request& q) {
+  return ok({{"devices", api.store.devices(api.authenticate(q).user_id)}});
+}
+
+Response get_device(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  for (const auto& d : api.store.devices(s.user_id))
+    if (d.value("device_id", "") == q.param("deviceId")) return ok(d);
+  fail(404, errc::kMNotFound, "no such device");
+}
+
+Response rename_device(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  if (!api.store.rename_device(s.user_id, q.param("deviceId"), q.json().value("display_name", "")))
+    fail(404, errc::kMNotFound, "no such device");
+  return ok(json::object());
+}
+
+// Client-Server API "User-interactive authentication": deleting a device asks for the
+// password again (m.login.password); without it the answer is 401 with the flows.
+Response delete_device(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  const auto auth_dict = body.value("auth", json::object());
+  if (auth_dict.value("type", "") != "m.login.password") {
+    return cors(Response::json({{"flows", {{{"stages", {"m.login.password"}}}}}, {"params", json::object()},
+                                {"session", "delete-" + q.param("deviceId")}}, 401));
+  }
+  try {
+    auth::verify_credentials(api.runtime.home(), localpart(s.user_id), auth_dict.value("password", ""), "room",
+                             q.remote_address);
+  } catch (const auth::ThrottledError& e) {
+    return rate_limited(e);
+  } catch (const Error&) {
+    return cors(Response::json({{"errcode", "M_FORBIDDEN"}, {"error", "invalid password"},
+                                {"flows", {{{"stages", {"m.login.password"}}}}}, {"session", "delete-" + q.param("deviceId")}}, 401));
+  }
+  if (!api.store.delete_device(s.user_id, q.param("deviceId"))) fail(404, errc::kMNotFound, "no such device");
+  return ok(json::object());
+}
+
+Response register_account(ClientApi::Impl&, const Request&) {
+  fail(403, errc::kMForbidden, "registration is closed: members are added by the cooperative (coop member add)");
+}
+
+using Mount = ClientRoute::Mount;
+using Run = ClientRoute::Run;
+
+constexpr ClientRoute kAccountTable[] = {
+    {"GET", "/_matrix/client/versions", Mount::kExact, Run::kInline, versions, "spec versions this server speaks"},
+    {"GET", "/.well-known/matrix/client", Mount::kExact, Run::kInline, well_known, "where the homeserver is"},
+    {"GET", "/capabilities", Mount::kV3AndR0, Run::kBlocking, capabilities, "room versions and account features"},
+    {"GET", "/login", Mount::kV3AndR0, Run::kBlocking, login_flows, "login types (m.login.password)"},
+    {"POST", "/login", Mount::kV3AndR0, Run::kBlocking, login, "log in with coop credentials"},
+    {"POST", "/logout", Mount::kV3AndR0, Run::kBlocking, logout, "end this session"},
+    {"POST", "/logout/all", Mount::kV3AndR0, Run::kBlocking, logout_all, "end every session of the member"},
+    {"GET", "/account/whoami", Mount::kV3AndR0, Run::kBlocking, whoami, "the session's user and device"},
+    {"GET", "/devices", Mount::kV3AndR0, Run::kBlocking, list_devices, "the member's devices"},
+    {"GET", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, get_device, "one device"},
+    {"PUT", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, rename_device, "rename a device"},
+    {"DELETE", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, delete_device, "delete a device (password again)"},
+    {"POST", "/register", Mount::kV3AndR0, Run::kBlocking, register_account, "closed: members are added by the cooperative"},
+};
+
+}  // namespace
+
+constinit const std::span<const ClientRoute> api::kAccountRoutes = kAccountTable;
+
+}  // namespace coop::room

@@ -1,0 +1,243 @@
+// Client-Server API "Events", "Redactions", "Event context", "Relationships", "Threading",
+// "Receipts", "Fully read markers" and "Typing notifications".
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+
+#include "common/error.h"
+#include "workers/room/client_impl.h"
+#include "workers/room/event_filter.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+Response send_event(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  // Transaction IDs make retries idempotent (Client-Server API "Transaction identifiers"),
+  // scoped to the device and to the endpoint: the same id on /redact is another transaction.
+  const std::string txn = "send\n" + q.param("txnId");
+  if (auto existing = api.store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
+  const auto event = api.store.send_event(q.param("roomId"), s.user_id, q.param("eventType"), q.json(),
+                                          std::nullopt, s.device_id, txn);
+  return ok({{"event_id", event.value("event_id", "")}});
+}
+
+Response get_event(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  auto e = api.store.event(q.param("eventId"));
+  if (!e || e->event.value("room_id", "") != q.param("roomId") ||
+      !api.store.history_visibility(q.param("roomId"), s.user_id).allows(*e))
+    fail(404, errc::kMNotFound, "no such event");
+  return ok(api.client_event(e->event));
+}
+
+Response messages(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  const auto dir = q.query_value("dir", "b");
+  if (dir != "b" && dir != "f") fail(400, errc::kMInvalidParam, "dir must be b or f");
+  const bool backwards = dir == "b";
+  const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 1, 1000);
+  const auto now = api.store.position();
+  auto from = StreamPosition::parse(q.query_value("from"));
+  if (!from && !q.query_value("from").empty()) fail(400, errc::kMInvalidParam, "from is not a token of this server");
+  if (!from) from = backwards ? now : StreamPosition{0, now.other};
+  const auto filter_text = q.query_value("filter");
+  const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : filter_param(filter_text));
+  const auto visible = api.store.history_visibility(q.param("roomId"), s.user_id);
+  std::vector<StoredEvent> events;
+  int64_t cursor = from->events;
+  for (int pages = 0; static_cast<int>(events.size()) < limit && pages < 20; ++pages) {
+    const auto page = backwards ? api.store.events_between(q.param("roomId"), 0, cursor, limit, true)
+                                : api.store.events_between(q.param("roomId"), cursor, now.events, limit, false);
+    if (page.empty()) break;
+    for (const auto& e : page)
+      if (static_cast<int>(events.size()) < limit && visible.allows(e) && filter.matches(e.event)) events.push_back(e);
+    cursor = backwards ? page.back().stream - 1 : page.back().stream;
+    if (static_cast<int>(page.size()) < limit) break;
+  }
+  json chunk = json::array();
+  for (const auto& e : events) chunk.push_back(api.client_event(e.event));
+  json body = {{"chunk", chunk}, {"start", from->token()}};
+  if (!events.empty() && static_cast<int>(events.size()) == limit)
+    body["end"] = StreamPosition{backwards ? events.back().stream - 1 : events.back().stream, now.other}.token();
+  return ok(body);
+}
+
+Response typing(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "you can only type as yourself");
+  api.require_joined(q.param("roomId"), s.user_id);
+  const auto body = q.json();
+  {
+    std::lock_guard lock(api.typing_mutex);
+    const auto position = api.store.allocate_other_position();
+    auto& room = api.typing[q.param("roomId")];
+    if (body.value("typing", false))
+      room[s.user_id] = std::chrono::steady_clock::now() + std::chrono::milliseconds(std::clamp(body.value("timeout", 30000), 1000, 120000));
+    else
+      room.erase(s.user_id);
+    api.typing_changed[q.param("roomId")] = position;
+  }
+  api.notify_all();
+  return ok(json::object());
+}
+
+void set_receipt(ClientApi::Impl& api, const Request& q, const std::string& type, const std::string& event_id) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  if (type == "m.fully_read") {
+    api.store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", event_id}});
+    return;
+  }
+  if (type != "m.read" && type != "m.read.private") fail(400, errc::kMInvalidParam, "unknown receipt type");
+  api.store.set_receipt(q.param("roomId"), s.user_id, type, event_id);
+}
+
+Response receipt(ClientApi::Impl& api, const Request& q) {
+  set_receipt(api, q, q.param("receiptType"), q.param("eventId"));
+  return ok(json::object());
+}
+
+Response read_markers(ClientApi::Impl& api, const Request& q) {
+  const auto body = q.json();
+  if (body.contains("m.read")) set_receipt(api, q, "m.read", body.value("m.read", ""));
+  if (body.contains("m.fully_read")) {
+    const auto s = api.authenticate(q);
+    api.store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", body.value("m.fully_read", "")}});
+  }
+  return ok(json::object());
+}
+
+Response redact(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const std::string txn = "redact\n" + q.param("txnId");
+  if (auto existing = api.store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
+  auto target = api.store.event(q.param("eventId"));
+  if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, errc::kMNotFound, "no such event");
+  if (target->event.value("sender", "") != s.user_id) {
+    const auto [mine, needed] = api.power(q.param("roomId"), s.user_id, "redact", 50);
+    if (mine < needed) fail(403, errc::kMForbidden, "your power level is too low to redact others' events");
+  }
+  json content = {{"redacts", q.param("eventId")}};  // room version 11: in content
+  const auto body = q.json();
+  if (body.contains("reason")) content["reason"] = body["reason"];
+  const auto event = api.store.send_event(q.param("roomId"), s.user_id, "m.room.redaction", content, std::nullopt,
+                                          s.device_id, txn);
+  return ok({{"event_id", event.value("event_id", "")}});
+}
+
+Response context(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  auto target = api.store.event(q.param("eventId"));
+  const auto visible = api.store.history_visibility(q.param("roomId"), s.user_id);
+  if (!target || target->event.value("room_id", "") != q.param("roomId") || !visible.allows(*target))
+    fail(404, errc::kMNotFound, "no such event");
+  const int limit = std::clamp(std::atoi(q.query_value("limit", "10").c_str()), 0, 100);
+  const auto now = api.store.position();
+  auto before = api.store.events_between(q.param("roomId"), 0, target->stream - 1, limit / 2 + limit % 2, true);
+  auto after = api.store.events_between(q.param("roomId"), target->stream, now.events, limit / 2, false);
+  json b = json::array(), a = json::array(), state = json::array();
+  for (const auto& e : before)
+    if (visible.allows(e)) b.push_back(api.client_event(e.event));
+  for (const auto& e : after)
+    if (visible.allows(e)) a.push_back(api.client_event(e.event));
+  const auto at_event = api.store.state_after(q.param("eventId"));
+  for (const auto& e : at_event ? *at_event : api.store.current_state(q.param("roomId")))
+    state.push_back(api.client_event(e));
+  const int64_t start = before.empty() ? target->stream - 1 : before.back().stream - 1;
+  const int64_t end = after.empty() ? target->stream : after.back().stream;
+  return ok({{"event", api.client_event(target->event)}, {"events_before", b}, {"events_after", a}, {"state", state},
+             {"start", StreamPosition{start, now.other}.token()}, {"end", StreamPosition{end, now.other}.token()}});
+}
+
+Response relations(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  const int limit = std::clamp(std::atoi(q.query_value("limit", "50").c_str()), 1, 1000);
+  json chunk = json::array();
+  for (const auto& e : api.store.relations(q.param("roomId"), q.param("eventId"), q.param("relType"), limit)) {
+    if (!q.param("eventType").empty() && e.event.value("type", "") != q.param("eventType")) continue;
+    chunk.push_back(api.client_event(e.event));
+  }
+  return ok({{"chunk", chunk}});
+}
+
+// Threads (Client-Server API "Threading"): roots with their latest reply and reply count,
+// newest activity first.
+Response threads(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  const bool participated = q.query_value("include", "all") == "participated";
+  struct Thread {
+    json latest;
+    int64_t last_stream = 0;
+    int count = 0;
+    bool mine = false;
+  };
+  std::map<std::string, Thread> threads;
+  for (const auto& reply : api.store.thread_replies(q.param("roomId"), 10000)) {
+    const auto root = reply.event["content"]["m.relates_to"].value("event_id", "");
+    auto& t = threads[root];
+    t.latest = reply.event;
+    t.last_stream = reply.stream;
+    ++t.count;
+    t.mine = t.mine || reply.event.value("sender", "") == s.user_id;
+  }
+  std::vector<std::pair<int64_t, json>> roots;
+  for (auto& [root_id, t] : threads) {
+    auto root = api.store.event(root_id);
+    if (!root) continue;
+    const bool mine = t.mine || root->event.value("sender", "") == s.user_id;
+    if (participated && !mine) continue;
+    json event = api.client_event(root->event);
+    event["unsigned"]["m.relations"]["m.thread"] = {{"latest_event", api.client_event(t.latest)}, {"count", t.count},
+                                                    {"current_user_participated", mine}};
+    roots.emplace_back(t.last_stream, event);
+  }
+  std::sort(roots.begin(), roots.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  const int limit = std::clamp(std::atoi(q.query_value("limit", "50").c_str()), 1, 500);
+  json chunk = json::array();
+  for (const auto& [stream, event] : roots)
+    if (static_cast<int>(chunk.size()) < limit) chunk.push_back(event);
+  return ok({{"chunk", chunk}});
+}
+
+using Mount = ClientRoute::Mount;
+using Run = ClientRoute::Run;
+
+// Relations and threads are newer than r0: relations answer under v1, where the spec puts
+// them, and under v3; threads under v1 only.
+constexpr ClientRoute kEventTable[] = {
+    {"PUT", "/rooms/{roomId}/send/{eventType}/{txnId}", Mount::kV3AndR0, Run::kBlocking, send_event, "send a message event"},
+    {"GET", "/rooms/{roomId}/event/{eventId}", Mount::kV3AndR0, Run::kBlocking, get_event, "one event"},
+    {"GET", "/rooms/{roomId}/messages", Mount::kV3AndR0, Run::kBlocking, messages, "a page of the timeline"},
+    {"PUT", "/rooms/{roomId}/typing/{userId}", Mount::kV3AndR0, Run::kBlocking, typing, "start or stop typing"},
+    {"POST", "/rooms/{roomId}/receipt/{receiptType}/{eventId}", Mount::kV3AndR0, Run::kBlocking, receipt, "send a receipt"},
+    {"POST", "/rooms/{roomId}/read_markers", Mount::kV3AndR0, Run::kBlocking, read_markers, "set the read and fully-read markers"},
+    {"PUT", "/rooms/{roomId}/redact/{eventId}/{txnId}", Mount::kV3AndR0, Run::kBlocking, redact, "redact an event"},
+    {"GET", "/rooms/{roomId}/context/{eventId}", Mount::kV3AndR0, Run::kBlocking, context, "the events around one event"},
+    {"GET", "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}", Mount::kExact, Run::kBlocking, relations, "related events"},
+    {"GET", "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}", Mount::kExact, Run::kBlocking, relations, "related events, by relation type"},
+    {"GET", "/_matrix/client/v1/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", Mount::kExact, Run::kBlocking, relations, "related events, by relation and event type"},
+    {"GET", "/_matrix/client/v3/rooms/{roomId}/relations/{eventId}", Mount::kExact, Run::kBlocking, relations, "related events"},
+    {"GET", "/_matrix/client/v3/rooms/{roomId}/relations/{eventId}/{relType}", Mount::kExact, Run::kBlocking, relations, "related events, by relation type"},
+    {"GET", "/_matrix/client/v3/rooms/{roomId}/relations/{eventId}/{relType}/{eventType}", Mount::kExact, Run::kBlocking, relations, "related events, by relation and event type"},
+    {"GET", "/_matrix/client/v1/rooms/{roomId}/threads", Mount::kExact, Run::kBlocking, threads, "the room's threads, latest activity first"},
+};
+
+}  // namespace
+
+constinit const std::span<const ClientRoute> api::kEventRoutes = kEventTable;
+
+}  // namespace coop::room

@@ -1,0 +1,215 @@
+// Client-Server API "Rooms": creation, membership, state, members, aliases and the room
+// directory.
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "workers/room/client_impl.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+Response create_room(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  auto created = api.store.create_room(s.user_id, body);
+  if (body.value("visibility", "private") == "public") api.store.set_published(created.value("room_id", ""), true);
+  return ok(created);
+}
+
+// ---- membership ----
+
+Response join(ClientApi::Impl& api, const Request& q, const std::string& target) {
+  const auto s = api.authenticate(q);
+  const auto room_id = api.resolve_room(target);
+  if (!api.store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
+  if (api.store.membership(room_id, s.user_id) != "join") {
+    json content = {{"membership", "join"}};
+    const auto name = api.display_name(s.user_id);
+    if (!name.empty()) content["displayname"] = name;
+    api.store.send_event(room_id, s.user_id, "m.room.member", content, s.user_id);
+  }
+  return ok({{"room_id", room_id}});
+}
+
+Response join_by_id_or_alias(ClientApi::Impl& api, const Request& q) { return join(api, q, q.param("roomIdOrAlias")); }
+Response join_by_id(ClientApi::Impl& api, const Request& q) { return join(api, q, q.param("roomId")); }
+
+// A member event about the sender (leave) or about the body's user_id (invite, kick, ban, unban).
+Response change_membership(ClientApi::Impl& api, const Request& q, const char* membership, bool target_from_body) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  const std::string target = target_from_body ? body.value("user_id", "") : s.user_id;
+  if (target.empty()) fail(400, errc::kMMissingParam, "user_id is required");
+  json content = {{"membership", membership}};
+  if (body.contains("reason")) content["reason"] = body["reason"];
+  api.store.send_event(q.param("roomId"), s.user_id, "m.room.member", content, target);
+  return ok(json::object());
+}
+
+Response leave(ClientApi::Impl& api, const Request& q) { return change_membership(api, q, "leave", false); }
+Response invite(ClientApi::Impl& api, const Request& q) { return change_membership(api, q, "invite", true); }
+Response kick(ClientApi::Impl& api, const Request& q) { return change_membership(api, q, "leave", true); }
+Response ban(ClientApi::Impl& api, const Request& q) { return change_membership(api, q, "ban", true); }
+Response unban(ClientApi::Impl& api, const Request& q) { return change_membership(api, q, "leave", true); }
+
+Response forget(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.store.forget(q.param("roomId"), s.user_id);
+  return ok(json::object());
+}
+
+Response joined_rooms(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  json rooms = json::array();
+  for (const auto& [room, m] : api.store.rooms_of(s.user_id))
+    if (m == "join") rooms.push_back(room);
+  return ok({{"joined_rooms", rooms}});
+}
+
+// ---- state and members ----
+
+Response put_state(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto event = api.store.send_event(q.param("roomId"), s.user_id, q.param("eventType"), q.json(),
+                                          q.param("stateKey"));
+  return ok({{"event_id", event.value("event_id", "")}});
+}
+
+Response get_state(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  auto event = api.store.state_event(q.param("roomId"), q.param("eventType"), q.param("stateKey"));
+  if (!event) fail(404, errc::kMNotFound, "no such state");
+  return ok((*event)["content"]);
+}
+
+Response all_state(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  json list = json::array();
+  for (const auto& e : api.store.current_state(q.param("roomId"))) list.push_back(api.client_event(e));
+  return ok(list);
+}
+
+Response members(ClientApi::Impl& api, const Request& q, bool joined_only) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  json chunk = json::array(), joined = json::object();
+  for (const auto& e : api.store.current_state(q.param("roomId"))) {
+    if (e.value("type", "") != "m.room.member") continue;
+    chunk.push_back(api.client_event(e));
+    if (e["content"].value("membership", "") == "join")
+      joined[e.value("state_key", "")] = {{"display_name", e["content"].value("displayname", "")}};
+  }
+  return joined_only ? ok({{"joined", joined}}) : ok({{"chunk", chunk}});
+}
+
+Response all_members(ClientApi::Impl& api, const Request& q) { return members(api, q, false); }
+Response joined_members(ClientApi::Impl& api, const Request& q) { return members(api, q, true); }
+
+// ---- aliases and the directory ----
+
+Response get_alias(ClientApi::Impl& api, const Request& q) {
+  auto room = api.store.room_for_alias(q.param("roomAlias"));
+  if (!room) fail(404, errc::kMNotFound, "no such alias");
+  return ok({{"room_id", *room}, {"servers", {api.server()}}});
+}
+
+Response put_alias(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto room_id = q.json().value("room_id", "");
+  api.require_joined(room_id, s.user_id);
+  api.store.add_alias(q.param("roomAlias"), room_id, s.user_id);
+  return ok(json::object());
+}
+
+Response get_visibility(ClientApi::Impl& api, const Request& q) {
+  if (!api.store.room_version(q.param("roomId"))) fail(404, errc::kMNotFound, "no such room");
+  return ok({{"visibility", api.store.published(q.param("roomId")) ? "public" : "private"}});
+}
+
+Response put_visibility(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  const auto [mine, needed] = api.power(q.param("roomId"), s.user_id, "state_default", 50);
+  if (mine < needed) fail(403, errc::kMForbidden, "your power level is too low to publish this room");
+  const auto visibility = q.json().value("visibility", "");
+  if (visibility != "public" && visibility != "private") fail(400, errc::kMInvalidParam, "visibility is public or private");
+  api.store.set_published(q.param("roomId"), visibility == "public");
+  return ok(json::object());
+}
+
+Response room_aliases(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
+  return ok({{"aliases", api.store.aliases_of(q.param("roomId"))}});
+}
+
+Response delete_alias(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto room = api.store.room_for_alias(q.param("roomAlias"));
+  if (!room) fail(404, errc::kMNotFound, "no such alias");
+  // The alias's creator, or a moderator of the room (Client-Server API "Room aliases").
+  const auto [mine, needed] = api.power(*room, s.user_id, "state_default", 50);
+  if (api.store.alias_creator(q.param("roomAlias")) != s.user_id && mine < needed)
+    fail(403, errc::kMForbidden, "only the alias's creator or a moderator can remove it");
+  api.store.remove_alias(q.param("roomAlias"));
+  return ok(json::object());
+}
+
+Response public_rooms(ClientApi::Impl& api, const Request&) {
+  json chunk = json::array();
+  for (const auto& room_id : api.store.public_rooms()) {
+    json entry = {{"room_id", room_id}, {"world_readable", false}, {"guest_can_join", false}};
+    if (auto name = api.store.state_event(room_id, "m.room.name", "")) entry["name"] = (*name)["content"].value("name", "");
+    if (auto topic = api.store.state_event(room_id, "m.room.topic", "")) entry["topic"] = (*topic)["content"].value("topic", "");
+    int joined = 0;
+    for (const auto& e : api.store.current_state(room_id))
+      joined += e.value("type", "") == "m.room.member" && e["content"].value("membership", "") == "join";
+    entry["num_joined_members"] = joined;
+    chunk.push_back(entry);
+  }
+  return ok({{"chunk", chunk}, {"total_room_count_estimate", chunk.size()}});
+}
+
+using Mount = ClientRoute::Mount;
+using Run = ClientRoute::Run;
+
+constexpr ClientRoute kRoomTable[] = {
+    {"POST", "/createRoom", Mount::kV3AndR0, Run::kBlocking, create_room, "create a room"},
+    {"POST", "/join/{roomIdOrAlias}", Mount::kV3AndR0, Run::kBlocking, join_by_id_or_alias, "join a room by ID or alias"},
+    {"POST", "/rooms/{roomId}/join", Mount::kV3AndR0, Run::kBlocking, join_by_id, "join a room"},
+    {"POST", "/rooms/{roomId}/leave", Mount::kV3AndR0, Run::kBlocking, leave, "leave a room"},
+    {"POST", "/rooms/{roomId}/invite", Mount::kV3AndR0, Run::kBlocking, invite, "invite a member"},
+    {"POST", "/rooms/{roomId}/kick", Mount::kV3AndR0, Run::kBlocking, kick, "remove a member"},
+    {"POST", "/rooms/{roomId}/ban", Mount::kV3AndR0, Run::kBlocking, ban, "ban a member"},
+    {"POST", "/rooms/{roomId}/unban", Mount::kV3AndR0, Run::kBlocking, unban, "lift a ban"},
+    {"POST", "/rooms/{roomId}/forget", Mount::kV3AndR0, Run::kBlocking, forget, "forget a room left"},
+    {"GET", "/joined_rooms", Mount::kV3AndR0, Run::kBlocking, joined_rooms, "the rooms the member is in"},
+    {"PUT", "/rooms/{roomId}/state/{eventType}/{stateKey}", Mount::kV3AndR0, Run::kBlocking, put_state, "send a state event"},
+    {"PUT", "/rooms/{roomId}/state/{eventType}", Mount::kV3AndR0, Run::kBlocking, put_state, "send a state event (empty state key)"},
+    {"GET", "/rooms/{roomId}/state/{eventType}/{stateKey}", Mount::kV3AndR0, Run::kBlocking, get_state, "one state event's content"},
+    {"GET", "/rooms/{roomId}/state/{eventType}", Mount::kV3AndR0, Run::kBlocking, get_state, "one state event's content (empty state key)"},
+    {"GET", "/rooms/{roomId}/state", Mount::kV3AndR0, Run::kBlocking, all_state, "the room's current state"},
+    {"GET", "/rooms/{roomId}/members", Mount::kV3AndR0, Run::kBlocking, all_members, "the room's member events"},
+    {"GET", "/rooms/{roomId}/joined_members", Mount::kV3AndR0, Run::kBlocking, joined_members, "the joined members"},
+    {"GET", "/directory/room/{roomAlias}", Mount::kV3AndR0, Run::kBlocking, get_alias, "resolve an alias"},
+    {"PUT", "/directory/room/{roomAlias}", Mount::kV3AndR0, Run::kBlocking, put_alias, "create an alias"},
+    {"GET", "/directory/list/room/{roomId}", Mount::kV3AndR0, Run::kBlocking, get_visibility, "is the room published"},
+    {"PUT", "/directory/list/room/{roomId}", Mount::kV3AndR0, Run::kBlocking, put_visibility, "publish or unpublish the room"},
+    {"GET", "/rooms/{roomId}/aliases", Mount::kV3AndR0, Run::kBlocking, room_aliases, "the room's aliases"},
+    {"DELETE", "/directory/room/{roomAlias}", Mount::kV3AndR0, Run::kBlocking, delete_alias, "remove an alias"},
+    {"GET", "/publicRooms", Mount::kV3AndR0, Run::kBlocking, public_rooms, "the published rooms"},
+};
+
+}  // namespace
+
+constinit const std::span<const ClientRoute> api::kRoomRoutes = kRoomTable;
+
+}  // namespace coop::room

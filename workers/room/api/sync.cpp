@@ -1,0 +1,334 @@
+// Client-Server API "Syncing" and "Filtering": /sync with its long-poll, and stored filters.
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "common/error.h"
+#include "common/worker_runtime.h"
+#include "workers/room/client_impl.h"
+#include "workers/room/event_filter.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+using http::Reply;
+using http::Request;
+using http::Response;
+using nlohmann::json;
+namespace asio = boost::asio;
+
+json ClientApi::Impl::sync_filter(const Request& q, const std::string& user_id) {
+  json filter;
+  const auto text = q.query_value("filter");
+  if (!text.empty() && text[0] == '{') filter = filter_param(text);
+  else if (!text.empty()) {
+    try {
+      filter = store.filter(user_id, std::stoll(text)).value_or(json::object());
+    } catch (...) {
+    }
+  }
+  return filter.is_object() ? filter : json::object();
+}
+
+int ClientApi::Impl::timeline_limit(const json& filter) {
+  if (filter.contains("room") && filter["room"].is_object() && filter["room"].contains("timeline") &&
+      filter["room"]["timeline"].is_object() && filter["room"]["timeline"].value("limit", json(10)).is_number_integer())
+    return std::clamp(filter["room"]["timeline"].value("limit", 10), 1, 500);
+  return 10;
+}
+
+bool ClientApi::Impl::lazy_members(const json& filter) {
+  if (!filter.contains("room") || !filter["room"].is_object()) return false;
+  const auto& room = filter["room"];
+  if (!room.contains("state") || !room["state"].is_object()) return false;
+  const auto flag = room["state"].value("lazy_load_members", json(false));
+  return flag.is_boolean() && flag.get<bool>();
+}
+
+json ClientApi::Impl::unread_counts(const std::string& room_id, const std::string& user_id) {
+  const auto [notifications, highlights] = store.unread_counts(room_id, user_id, localpart(user_id));
+  return {{"notification_count", notifications}, {"highlight_count", highlights}};
+}
+
+std::pair<json, bool> ClientApi::Impl::build_sync(const std::string& user_id, const Request& q) {
+  const auto since = StreamPosition::parse(q.query_value("since"));
+  if (!since && !q.query_value("since").empty()) fail(400, errc::kMInvalidParam, "since is not a token of this server");
+  const bool full_state = q.query_value("full_state") == "true";
+  // Read under the typing lock: a typing change takes its position and updates the map
+  // under the same lock, so a sync sees both or neither.
+  StreamPosition now;
+  std::map<std::string, int64_t> typing_positions;
+  std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing_now;
+  {
+    std::lock_guard lock(typing_mutex);
+    now = store.position();
+    typing_positions = typing_changed;
+    typing_now = typing;
+  }
+  const json filter = sync_filter(q, user_id);
+  const int limit = timeline_limit(filter);
+  const bool lazy = lazy_members(filter);
+  bool anything = false;
+  json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
+
+  const json room_filter = filter.value("room", json::object());
+  const auto only_rooms = string_list(room_filter, "rooms");
+  const auto not_rooms = string_list(room_filter, "not_rooms");
+  const bool rooms_listed = room_filter.is_object() && room_filter.contains("rooms");
+  const EventFilter timeline_filter =
+      EventFilter::from(room_filter.is_object() ? room_filter.value("timeline", json::object()) : json::object());
+  for (const auto& [room_id, membership] : store.rooms_of(user_id)) {
+    if (std::find(not_rooms.begin(), not_rooms.end(), room_id) != not_rooms.end()) continue;
+    if (rooms_listed && std::find(only_rooms.begin(), only_rooms.end(), room_id) == only_rooms.end()) continue;
+    const auto member_event = store.state_event(room_id, "m.room.member", user_id);
+    const int64_t member_stream = member_event ? store.event(member_event->value("event_id", ""))->stream : 0;
+    const bool membership_new = !since || member_stream > since->events;
+    if (membership == "invite") {
+      if (!membership_new) continue;
+      json stripped = json::array();
+      for (const auto& e : store.current_state(room_id)) {
+        const std::string type = e.value("type", "");
+        if (type == "m.room.create" || type == "m.room.name" || type == "m.room.join_rules" ||
+            type == "m.room.avatar" || type == "m.room.canonical_alias" || type == "m.room.topic" ||
+            (type == "m.room.member" && e.value("state_key", "") == user_id))
+          stripped.push_back({{"type", type}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
+                              {"sender", e.value("sender", "")}});
+      }
+      rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
+      anything = true;
+      continue;
+    }
+    if (membership == "leave" || membership == "ban") {
+      if (!since || !membership_new) continue;  // initial sync leaves old rooms out
+      auto events = store.events_between(room_id, since->events, member_stream, limit, false);
+      const auto visible = store.history_visibility(room_id, user_id);
+      json timeline = json::array();
+      for (const auto& e : events)
+        if (visible.allows(e)) timeline.push_back(client_event(e.event));
+      rooms["leave"][room_id] = {{"timeline", {{"events", timeline}, {"limited", false}}}, {"state", {{"events", json::array()}}}};
+      anything = true;
+      continue;
+    }
+    if (membership != "join") continue;
+
+    const int64_t from = since && !membership_new ? since->events : 0;
+    // Newest first, through history visibility and the timeline filter, scanning at most a
+    // few pages.
+    const auto visible = store.history_visibility(room_id, user_id);
+    std::vector<StoredEvent> newest;
+    for (int64_t up_to = now.events, pages = 0; static_cast<int>(newest.size()) <= limit && pages < 10; ++pages) {
+      const auto page = store.events_between(room_id, from, up_to, std::max(limit + 1, 50), true);
+      for (const auto& e : page)
+        if (static_cast<int>(newest.size()) <= limit && visible.allows(e) && timeline_filter.matches(e.event))
+          newest.push_back(e);
+      if (page.empty() || static_cast<int>(page.size()) < std::max(limit + 1, 50)) break;
+      up_to = page.back().stream - 1;
+    }
+    const bool limited = static_cast<int>(newest.size()) > limit;
+    if (limited) newest.pop_back();
+    std::reverse(newest.begin(), newest.end());
+    json timeline = json::array();
+    for (const auto& e : newest) timeline.push_back(client_event(e.event));
+    json room = json::object();
+    const std::string prev_batch = newest.empty() ? now.token()
+                                                  : StreamPosition{newest.front().stream - 1, now.other}.token();
+    room["timeline"] = {{"events", timeline}, {"limited", limited}, {"prev_batch", prev_batch}};
+    // Client-Server API "/sync": state is the room's state at the start of the timeline,
+    // on an initial or gappy sync; from the state groups, so it is right for that moment.
+    json state = json::array();
+    if (!since || limited || full_state || membership_new) {
+      std::optional<std::vector<json>> at_start;
+      if (newest.empty()) {
+        at_start = store.current_state(room_id);
+      } else {
+        const auto before = store.events_between(room_id, 0, newest.front().stream - 1, 1, true);
+        at_start = before.empty() ? std::vector<json>{} : store.state_after(before.front().event.value("event_id", ""));
+      }
+      if (!at_start) {  // events from before state groups: current state minus the timeline
+        std::set<std::string> in_timeline;
+        for (const auto& e : newest) in_timeline.insert(e.event.value("event_id", ""));
+        at_start = std::vector<json>{};
+        for (const auto& e : store.current_state(room_id))
+          if (!in_timeline.count(e.value("event_id", ""))) at_start->push_back(e);
+      }
+      std::set<std::string> needed = {user_id};
+      for (const auto& e : newest) needed.insert(e.event.value("sender", ""));
+      for (const auto& e : *at_start) {
+        if (lazy && e.value("type", "") == "m.room.member" && !needed.count(e.value("state_key", ""))) continue;
+        state.push_back(client_event(e));
+      }
+    }
+    room["state"] = {{"events", state}};
+    json ephemeral = json::array();
+    const int64_t other_since = since ? since->other : 0;
+    const json receipts = store.receipts_since(room_id, other_since, user_id);
+    if (!receipts.empty()) ephemeral.push_back({{"type", "m.receipt"}, {"content", receipts}});
+    const auto changed = typing_positions.find(room_id);
+    if (changed != typing_positions.end() && changed->second > other_since) {
+      json users = json::array();
+      const auto t = std::chrono::steady_clock::now();
+      for (const auto& [user, until] : typing_now[room_id])
+        if (until > t) users.push_back(user);
+      ephemeral.push_back({{"type", "m.typing"}, {"content", {{"user_ids", users}}}});
+    }
+    room["ephemeral"] = {{"events", ephemeral}};
+    json room_account = json::array();
+    for (const auto& [rid, type, content] : store.account_data_since(user_id, other_since))
+      if (rid == room_id) room_account.push_back({{"type", type}, {"content", content}});
+    room["account_data"] = {{"events", room_account}};
+    int joined = 0, invited = 0;
+    json heroes = json::array();
+    const bool want_summary = !since || limited || membership_new || full_state;
+    for (const auto& e : want_summary ? store.current_state(room_id) : std::vector<json>{}) {
+      if (e.value("type", "") != "m.room.member") continue;
+      const auto m = e["content"].value("membership", "");
+      joined += m == "join";
+      invited += m == "invite";
+      if ((m == "join" || m == "invite") && e.value("state_key", "") != user_id && heroes.size() < 5)
+        heroes.push_back(e.value("state_key", ""));
+    }
+    if (want_summary)
+      room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
+    room["unread_notifications"] = unread_counts(room_id, user_id);
+    if (!timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty() || !since) {
+      rooms["join"][room_id] = room;
+      anything = anything || !timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty();
+    }
+  }
+  json global = json::array();
+  for (const auto& [rid, type, content] : store.account_data_since(user_id, since ? since->other : 0))
+    if (rid.empty()) global.push_back({{"type", type}, {"content", content}});
+  anything = anything || !global.empty();
+  json body = {{"next_batch", now.token()},
+               {"rooms", rooms},
+               {"account_data", {{"events", global}}},
+               {"presence", {{"events", json::array()}}},
+               {"to_device", {{"events", json::array()}}},
+               {"device_one_time_keys_count", json::object()},
+               {"device_lists", {{"changed", json::array()}, {"left", json::array()}}}};
+  return {body, anything || !since};
+}
+
+void ClientApi::Impl::park(const std::shared_ptr<Waiter>& waiter) {
+  {
+    std::lock_guard lock(waiters_mutex);
+    waiters.push_back(waiter);
+  }
+  auto timer = std::make_shared<asio::steady_timer>(runtime.io());
+  timer->expires_at(waiter->deadline);
+  timer->async_wait([self = shared_from_this(), waiter, timer](const boost::system::error_code&) {
+    self->run([self, waiter] { self->retry(waiter, true); });
+  });
+  // A change committed after this sync looked but before it was parked woke nobody: look
+  // once more now that it is parked, so no notification falls between the two.
+  retry(waiter, false);
+}
+
+void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
+  if (waiter->answered) return;
+  json body;
+  bool has_news = false;
+  std::optional<Response> failed;
+  try {
+    std::tie(body, has_news) = build_sync(waiter->user_id, waiter->request);
+  } catch (const Error& e) {
+    failed = error(e.status(), e.code(), e.what());
+  } catch (const std::exception& e) {
+    spdlog::error("sync for {}: {}", waiter->user_id, e.what());
+    failed = error(500, errc::kMUnknown, "internal error");
+  }
+  if (!failed && !has_news && !final && std::chrono::steady_clock::now() < waiter->deadline) return;
+  if (waiter->answered.exchange(true)) return;
+  {
+    std::lock_guard lock(waiters_mutex);
+    waiters.remove(waiter);
+  }
+  waiter->reply(failed ? std::move(*failed) : ok(body));
+}
+
+void ClientApi::Impl::end_waiters(const std::string& user_id) {
+  std::list<std::shared_ptr<Waiter>> ended;
+  {
+    std::lock_guard lock(waiters_mutex);
+    for (auto it = waiters.begin(); it != waiters.end();) {
+      if ((*it)->user_id == user_id) {
+        ended.push_back(*it);
+        it = waiters.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& w : ended)
+    if (!w->answered.exchange(true)) w->reply(error(401, errc::kMUnknownToken, "this session has ended"));
+}
+
+void ClientApi::Impl::notify_all() {
+  if (pass_queued.exchange(true)) return;
+  run([self = shared_from_this()] {
+    self->pass_queued = false;
+    std::list<std::shared_ptr<Waiter>> current;
+    {
+      std::lock_guard lock(self->waiters_mutex);
+      current = self->waiters;
+    }
+    for (const auto& w : current) self->retry(w, false);
+  });
+}
+
+namespace {
+
+Response create_filter(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "cannot create filters for other users");
+  return ok({{"filter_id", std::to_string(api.store.filter_create(s.user_id, q.json()))}});
+}
+
+Response get_filter(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  auto f = api.store.filter(s.user_id, std::atoll(q.param("filterId").c_str()));
+  if (!f) fail(404, errc::kMNotFound, "no such filter");
+  return ok(*f);
+}
+
+void sync(ClientApi::Impl& api, const Request& q, Reply reply) {
+  auto self = api.shared_from_this();
+  api.run([self, q, reply] {
+    try {
+      const auto session = self->authenticate(q);
+      auto [body, has_news] = self->build_sync(session.user_id, q);
+      const int timeout = std::clamp(std::atoi(q.query_value("timeout", "0").c_str()), 0, 120000);
+      if (has_news || timeout == 0) return reply(ok(body));
+      auto waiter = std::make_shared<Waiter>();
+      waiter->user_id = session.user_id;
+      waiter->request = q;
+      waiter->reply = reply;
+      waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+      self->park(waiter);
+    } catch (const Error& e) {
+      reply(self->error(e.status(), e.code(), e.what()));
+    } catch (const std::exception& e) {
+      reply(self->error(500, errc::kMUnknown, e.what()));
+    }
+  });
+}
+
+using Mount = ClientRoute::Mount;
+using Run = ClientRoute::Run;
+
+constexpr ClientRoute kSyncTable[] = {
+    {"POST", "/user/{userId}/filter", Mount::kV3AndR0, Run::kBlocking, create_filter, "store a filter"},
+    {"GET", "/user/{userId}/filter/{filterId}", Mount::kV3AndR0, Run::kBlocking, get_filter, "read a stored filter"},
+    {"GET", "/sync", Mount::kV3AndR0, Run::kLongPoll, sync, "changes since a token, long-polling up to timeout"},
+};
+
+}  // namespace
+
+constinit const std::span<const ClientRoute> api::kSyncRoutes = kSyncTable;
+
+}  // namespace coop::room

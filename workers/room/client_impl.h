@@ -1,0 +1,142 @@
+// What the client-server API's route modules (workers/room/api/*.cpp) share: the API's state,
+// its helpers, and the table row each module describes its routes with.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "common/blob_store.h"
+#include "common/http/router.h"
+#include "workers/room/client_api.h"
+
+namespace coop::auth {
+class ThrottledError;
+}
+
+namespace coop::room {
+
+struct Session;
+
+// A /sync long-poll parked until there is news or its timeout.
+struct Waiter {
+  std::string user_id;
+  http::Request request;
+  http::Reply reply;
+  std::chrono::steady_clock::time_point deadline;
+  std::atomic<bool> answered{false};
+};
+
+struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
+  Impl(WorkerRuntime& runtime, RoomStore& store);
+
+  WorkerRuntime& runtime;
+  RoomStore& store;
+  http::Runner run;
+  BlobStore blobs;  // media
+  std::string server() const;
+
+  // typing: room -> user -> expiry; and the "other" stream position of the room's last change
+  std::mutex typing_mutex;
+  std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing;
+  std::map<std::string, int64_t> typing_changed;
+
+  std::mutex waiters_mutex;
+  std::list<std::shared_ptr<Waiter>> waiters;
+
+  // ---- helpers (client_api.cpp) ----
+
+  Session authenticate(const http::Request& q);
+  std::string token_of(const http::Request& q);
+  std::string resolve_room(const std::string& id_or_alias);
+  void require_joined(const std::string& room_id, const std::string& user_id);
+  // A member's power level and a named level ("redact", "state_default") in a room.
+  std::pair<int64_t, int64_t> power(const std::string& room_id, const std::string& user_id, const char* level,
+                                    int64_t level_default);
+  std::string display_name(const std::string& user_id);
+  nlohmann::json client_event(const nlohmann::json& event);
+  http::Response error(int status, const std::string& code, const std::string& message);
+
+  // ---- sync (api/sync.cpp) ----
+
+  nlohmann::json sync_filter(const http::Request& q, const std::string& user_id);
+  static int timeline_limit(const nlohmann::json& filter);
+  // Client-Server API "Lazy-loading room members": only the members the timeline needs.
+  static bool lazy_members(const nlohmann::json& filter);
+  nlohmann::json unread_counts(const std::string& room_id, const std::string& user_id);
+  // Builds a sync response; empty() is true when an incremental sync has nothing new.
+  std::pair<nlohmann::json, bool> build_sync(const std::string& user_id, const http::Request& q);
+  void park(const std::shared_ptr<Waiter>& waiter);
+  // Re-runs a parked sync; answers it when there is news or its time is up.
+  void retry(const std::shared_ptr<Waiter>& waiter, bool final);
+  // The registry ended this user's sessions: parked syncs hear so now, not at their timeout.
+  void end_waiters(const std::string& user_id);
+  // Wakes parked syncs. Bursts of changes coalesce into one pass over the waiters: a
+  // change during a pass schedules exactly one more.
+  void notify_all();
+  std::atomic<bool> pass_queued{false};
+
+  // ---- routes ----
+
+  void add_routes(http::Router& r);
+};
+
+// ---- answers and errors (client_api.cpp) ----
+
+// CORS on every /_matrix answer, as the Client-Server API "Web Browser Clients" section asks.
+http::Response cors(http::Response response);
+http::Response ok(const nlohmann::json& body);
+// Client-Server API "Rate limiting": 429 M_LIMIT_EXCEEDED with retry_after_ms.
+http::Response rate_limited(const auth::ThrottledError& e);
+[[noreturn]] void fail(int status, const std::string& errcode, const std::string& message);
+std::string localpart(const std::string& user_id);
+
+// ---- the route table ----
+
+// A handler that answers at once (blocking or inline), and one that answers later (long-poll).
+using ClientHandler = http::Response (*)(ClientApi::Impl& api, const http::Request& q);
+using LongPollHandler = void (*)(ClientApi::Impl& api, const http::Request& q, http::Reply reply);
+
+struct ClientRoute {
+  enum class Mount {
+    kV3AndR0,  // path is below /_matrix/client/v3 and /_matrix/client/r0, registered under both
+    kExact,    // path is registered as written (/_matrix/media/..., /_matrix/client/v1/..., /.well-known)
+  };
+  enum class Run {
+    kBlocking,  // on the blocking pool: SQLite, password checks, the registry's socket
+    kInline,    // on the connection's strand: answers that touch no disk and no socket
+    kLongPoll,  // answers later, from anywhere (/sync)
+  };
+  const char* method;
+  const char* path;
+  Mount mount;
+  Run run;
+  std::variant<ClientHandler, LongPollHandler> handler;  // LongPollHandler exactly when run is kLongPoll
+  const char* summary;
+};
+
+// One table per spec module, registered in client_api.cpp from one list. Each is constinit
+// where it is defined, so the list can be read at any time.
+namespace api {
+extern const std::span<const ClientRoute> kAccountRoutes;      // discovery, login, devices (api/account.cpp)
+extern const std::span<const ClientRoute> kSyncRoutes;         // /sync and filters (api/sync.cpp)
+extern const std::span<const ClientRoute> kRoomRoutes;         // rooms, membership, state, aliases (api/rooms.cpp)
+extern const std::span<const ClientRoute> kEventRoutes;        // events, relations, receipts, typing (api/events.cpp)
+extern const std::span<const ClientRoute> kAccountDataRoutes;  // account data and tags (api/account_data.cpp)
+extern const std::span<const ClientRoute> kPushRoutes;         // push rules (api/push.cpp)
+extern const std::span<const ClientRoute> kProfileRoutes;      // profiles and the user directory (api/profile.cpp)
+extern const std::span<const ClientRoute> kSpaceRoutes;        // the Space hierarchy (api/spaces.cpp)
+extern const std::span<const ClientRoute> kMediaRoutes;        // media repository (api/media.cpp)
+}  // namespace api
+
+}  // namespace coop::room
