@@ -566,6 +566,12 @@ def test_matrix_rules_that_protect_members():
         assert "before you came" not in [e["content"].get("body") for e in timeline]
         assert bob.call("GET", base + "/event/" + secret["event_id"])[0] == 404
         assert bob.call("GET", base + "/context/" + secret["event_id"])[0] == 404
+        # Read markers: a token is needed even to set nothing, and only members set them.
+        assert bob.call("POST", base + "/read_markers", {}, auth=False)[0] == 401
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        carol = Matrix(port, "carol")
+        assert carol.call("POST", base + "/read_markers", {"m.fully_read": secret["event_id"]})[0] == 403
+        assert carol.call("POST", "/_matrix/client/v3/rooms/!nowhere:x/read_markers", {"m.fully_read": "$e"})[0] == 404
         assert alice.call("GET", base + "/event/" + secret["event_id"])[0] == 200
 
         # Sizes and shapes (Client-Server API "Size limits", room versions 10+ auth rules).

@@ -108,13 +108,15 @@ Response receipt(ClientApi::Impl& api, const Request& q) {
   return ok(json::object());
 }
 
+// Client-Server API "Fully read markers": only a member of the room sets them, and every
+// request says who it is, even one that sets nothing.
 Response read_markers(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  api.require_joined(q.param("roomId"), s.user_id);
   const auto body = q.json();
   if (body.contains("m.read")) set_receipt(api, q, "m.read", body.value("m.read", ""));
-  if (body.contains("m.fully_read")) {
-    const auto s = api.authenticate(q);
-    api.store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", body.value("m.fully_read", "")}});
-  }
+  if (body.contains("m.read.private")) set_receipt(api, q, "m.read.private", body.value("m.read.private", ""));
+  if (body.contains("m.fully_read")) set_receipt(api, q, "m.fully_read", body.value("m.fully_read", ""));
   return ok(json::object());
 }
 
