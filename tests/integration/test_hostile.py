@@ -566,6 +566,14 @@ def test_matrix_rules_that_protect_members():
         assert "before you came" not in [e["content"].get("body") for e in timeline]
         assert bob.call("GET", base + "/event/" + secret["event_id"])[0] == 404
         assert bob.call("GET", base + "/context/" + secret["event_id"])[0] == 404
+        # A transaction id is scoped to its endpoint, the room included: "t1" in another room
+        # is another message, and repeating it there returns that one.
+        _, other = alice.call("POST", "/_matrix/client/v3/createRoom", {"preset": "private_chat"})
+        other_base = f"/_matrix/client/v3/rooms/{other['room_id']}"
+        _, again = alice.call("PUT", other_base + "/send/m.room.message/t1", {"msgtype": "m.text", "body": "elsewhere"})
+        assert again["event_id"] != secret["event_id"]
+        assert alice.call("PUT", other_base + "/send/m.room.message/t1", {"msgtype": "m.text", "body": "elsewhere"})[1] == again
+        assert alice.call("PUT", base + "/send/m.room.message/t1", {"msgtype": "m.text", "body": "before you came"})[1] == secret
         # Read markers: a token is needed even to set nothing, and only members set them.
         assert bob.call("POST", base + "/read_markers", {}, auth=False)[0] == 401
         shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)

@@ -23,7 +23,9 @@ Response send_event(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
   // Transaction IDs make retries idempotent (Client-Server API "Transaction identifiers"),
   // scoped to the device and to the endpoint: the same id on /redact is another transaction.
-  const std::string txn = "send\n" + q.param("txnId");
+  // The endpoint is the whole path, room and event type included (as Synapse keys it): the
+  // same id in another room is another message.
+  const std::string txn = "send\n" + q.param("roomId") + "\n" + q.param("eventType") + "\n" + q.param("txnId");
   if (auto existing = api.store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
   const auto event = api.store.send_event(q.param("roomId"), s.user_id, q.param("eventType"), q.json(),
                                           std::nullopt, s.device_id, txn);
@@ -122,7 +124,7 @@ Response read_markers(ClientApi::Impl& api, const Request& q) {
 
 Response redact(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
-  const std::string txn = "redact\n" + q.param("txnId");
+  const std::string txn = "redact\n" + q.param("roomId") + "\n" + q.param("eventId") + "\n" + q.param("txnId");
   if (auto existing = api.store.event_for_txn(s.user_id, s.device_id, txn)) return ok({{"event_id", *existing}});
   auto target = api.store.event(q.param("eventId"));
   if (!target || target->event.value("room_id", "") != q.param("roomId")) fail(404, errc::kMNotFound, "no such event");

@@ -46,7 +46,7 @@ Response hierarchy(ClientApi::Impl& api, const Request& q) {
         entry["num_joined_members"] = entry["num_joined_members"].get<int>() + 1;
       if (type == "m.space.child" && content.contains("via")) {
         children.push_back({{"type", type}, {"state_key", e.value("state_key", "")}, {"content", content},
-                            {"sender", e.value("sender", "")}, {"origin_server_ts", e.value("origin_server_ts", 0)}});
+                            {"sender", e.value("sender", "")}, {"origin_server_ts", e.value("origin_server_ts", int64_t{0})}});
         if (depth < max_depth) queue.emplace_back(e.value("state_key", ""), depth + 1);
       }
     }

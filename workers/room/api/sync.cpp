@@ -313,7 +313,8 @@ void sync(ClientApi::Impl& api, const Request& q, Reply reply) {
     } catch (const Error& e) {
       reply(self->error(e.status(), e.code(), e.what()));
     } catch (const std::exception& e) {
-      reply(self->error(500, errc::kMUnknown, e.what()));
+      spdlog::error("sync: {}", e.what());  // the client hears no internals
+      reply(self->error(500, errc::kMUnknown, "internal error"));
     }
   });
 }
