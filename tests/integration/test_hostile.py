@@ -574,6 +574,15 @@ def test_matrix_rules_that_protect_members():
         assert again["event_id"] != secret["event_id"]
         assert alice.call("PUT", other_base + "/send/m.room.message/t1", {"msgtype": "m.text", "body": "elsewhere"})[1] == again
         assert alice.call("PUT", base + "/send/m.room.message/t1", {"msgtype": "m.text", "body": "before you came"})[1] == secret
+        # A redaction in a version 11 room carries the target in content and at the top level.
+        _, gone = alice.call("PUT", other_base + "/redact/" + again["event_id"] + "/r1", {})
+        _, redaction = alice.call("GET", other_base + "/event/" + gone["event_id"])
+        assert redaction["content"]["redacts"] == again["event_id"] == redaction["redacts"], redaction
+        # Element asks for a dehydrated device at start: none, as M_NOT_FOUND, after the token.
+        dehydrated = "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"
+        status, body = alice.call("GET", dehydrated)
+        assert status == 404 and body["errcode"] == "M_NOT_FOUND", body
+        assert alice.call("GET", dehydrated, auth=False)[0] == 401
         # Read markers: a token is needed even to set nothing, and only members set them.
         assert bob.call("POST", base + "/read_markers", {}, auth=False)[0] == 401
         shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)

@@ -136,6 +136,11 @@ json ClientApi::Impl::client_event(const json& event) {
   out.erase("auth_events");
   out.erase("prev_events");
   out.erase("depth");
+  // Room version 11 moved a redaction's target into content (MSC2174); clients older than
+  // that (matrix-js-sdk 37.5) read the top-level key, which the big servers still send.
+  if (out.value("type", "") == "m.room.redaction" && !out.contains("redacts") && out.contains("content") &&
+      out["content"].is_object() && out["content"].contains("redacts"))
+    out["redacts"] = out["content"]["redacts"];
   return out;
 }
 

@@ -86,6 +86,13 @@ Response whoami(ClientApi::Impl& api, const Request& q) {
   return ok({{"user_id", s.user_id}, {"device_id", s.device_id}, {"is_guest", false}});
 }
 
+// MSC3814 dehydrated devices: coop keeps none, and says so the way Synapse does, so that
+// Element's start-up check goes on instead of failing on an unknown endpoint.
+Response dehydrated_device(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  fail(404, errc::kMNotFound, "no dehydrated device");
+}
+
 Response list_devices(ClientApi::Impl& api, const Request& q) {
   return ok({{"devices", api.store.devices(api.authenticate(q).user_id)}});
 }
@@ -137,6 +144,8 @@ using Run = ClientRoute::Run;
 constexpr ClientRoute kAccountTable[] = {
     {"GET", "/_matrix/client/versions", Mount::kExact, Run::kInline, versions, "spec versions this server speaks"},
     {"GET", "/.well-known/matrix/client", Mount::kExact, Run::kInline, well_known, "where the homeserver is"},
+    {"GET", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device", Mount::kExact, Run::kBlocking,
+     dehydrated_device, "MSC3814: there is no dehydrated device"},
     {"GET", "/capabilities", Mount::kV3AndR0, Run::kBlocking, capabilities, "room versions and account features"},
     {"GET", "/login", Mount::kV3AndR0, Run::kBlocking, login_flows, "login types (m.login.password)"},
     {"POST", "/login", Mount::kV3AndR0, Run::kBlocking, login, "log in with coop credentials"},
