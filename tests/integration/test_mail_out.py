@@ -191,7 +191,7 @@ def test_local_delivery_sent_copy_and_added_headers():
     with Shard(BIN) as shard:
         p = start(shard)
         # No Date and no Message-ID: the server adds both (RFC 6409 8.2, 8.3).
-        raw = b"From: alice@mail.test\r\nTo: bob@mail.test\r\nSubject: hi bob\r\n\r\nlocal mail\r\n"
+        raw = b"From: alice@mail.test\r\nTo: bob@mail.test\r\nBcc: boss@mail.test\r\nSubject: hi bob\r\n\r\nlocal mail\r\n"
         with smtplib.SMTP_SSL("127.0.0.1", p["submissions"], timeout=30, context=tls()) as s:
             s.login("alice", STRONG)
             assert s.sendmail(f"alice@{DOMAIN}", [f"bob@{DOMAIN}"], raw) == {}
@@ -204,6 +204,9 @@ def test_local_delivery_sent_copy_and_added_headers():
         assert all(dkimpy_verify(got.split(b"\r\n", 1)[1], records(shard)))
         sent = mailbox(shard, "alice", "Sent")
         assert len(sent) == 1 and sent[0]["flags"] & 1, sent  # \Seen
+        # Bcc: is not sent (RFC 5322 3.6.3), and the Sent copy keeps it for the sender.
+        assert b"Bcc:" not in got and b"boss@mail.test" not in got
+        assert b"Bcc: boss@mail.test\r\n" in blob(shard, sent[0]["blob"])
         # Clients that file their own copy (Thunderbird) turn the server's off.
         assert shard.json("mail", "settings", "alice", "--save-sent", "no")["save_sent"] is False
         with smtplib.SMTP_SSL("127.0.0.1", p["submissions"], timeout=30, context=tls()) as s:

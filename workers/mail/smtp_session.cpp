@@ -741,6 +741,7 @@ class Session : public std::enable_shared_from_this<Session> {
         } else {
           const auto id = self->settings_->outbound->submit(self->handle_, self->sender_, self->recipient_addresses_,
                                                             prepared.from_domain, message->substr(0, trace_end) + prepared.message,
+                                                            message->substr(0, trace_end) + prepared.sent_copy,
                                                             self->smtputf8_);
           answer = "250 2.0.0 Ok: queued as " + std::to_string(id);
           spdlog::info("submission {}: {} from=<{}> rcpts={} size={} queued as {}", self->message_id_, self->handle_,

@@ -111,7 +111,19 @@ PreparedSubmission prepare_submission(std::string_view message, const std::vecto
     added += std::string("Date: ") + date + "\r\n";
   }
   if (!has_id) added += "Message-ID: <" + unique_id() + "@" + out.from_domain + ">\r\n";
-  out.message = added + std::string(message);
+  out.sent_copy = added + std::string(message);
+  out.message = added;
+  std::size_t copied = 0;
+  for (const auto& f : fields) {
+    if (f.name != "bcc") continue;
+    const auto start = static_cast<std::size_t>(f.raw.data() - message.data());
+    auto stop = start + f.raw.size();
+    if (message.substr(stop, 2) == "\r\n") stop += 2;
+    else if (message.substr(stop, 1) == "\n") stop += 1;
+    out.message.append(message.substr(copied, start - copied));
+    copied = stop;
+  }
+  out.message.append(message.substr(copied));
   return out;
 }
 

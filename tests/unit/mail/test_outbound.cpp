@@ -126,6 +126,13 @@ TEST_CASE("submission checks From: and adds Date and Message-ID") {
   CHECK(p.message.find("@example.org>\r\nFrom: \"Info Desk\"") != std::string::npos);
   p = prepare_submission("Date: x\r\nMessage-ID: <a@b>\r\nFrom: alice@example.org\r\n\r\nbody\r\n", allowed, 0);
   CHECK(p.message == "Date: x\r\nMessage-ID: <a@b>\r\nFrom: alice@example.org\r\n\r\nbody\r\n");
+  // Bcc: leaves what is sent (folded too), and stays in the Sent copy; a body line is no field.
+  p = prepare_submission("Date: x\r\nMessage-ID: <a@b>\r\nFrom: alice@example.org\r\nBcc: secret@example.net,\r\n"
+                         " other@example.net\r\nTo: bob@example.net\r\nBCC: third@example.net\r\n\r\nBcc: in the body\r\n",
+                         allowed, 0);
+  CHECK(p.message == "Date: x\r\nMessage-ID: <a@b>\r\nFrom: alice@example.org\r\nTo: bob@example.net\r\n\r\n"
+                     "Bcc: in the body\r\n");
+  CHECK(p.sent_copy.find("Bcc: secret@example.net,\r\n other@example.net\r\n") != std::string::npos);
 }
 
 TEST_CASE("MX, TXT and address records decode from their wire form") {

@@ -104,7 +104,8 @@ Outbound::~Outbound() = default;
 void Outbound::wake() { runner_->wake(); }
 
 int64_t Outbound::submit(const std::string& handle, const std::string& sender, const std::vector<std::string>& recipients,
-                         const std::string& from_domain, const std::string& message, bool smtputf8) {
+                         const std::string& from_domain, const std::string& message, const std::string& sent_copy,
+                         bool smtputf8) {
   const auto now = static_cast<int64_t>(::time(nullptr));
   const std::string signed_message = keys_->sign(from_domain, message, now) + message;
   OutboundMessage m;
@@ -119,7 +120,7 @@ int64_t Outbound::submit(const std::string& handle, const std::string& sender, c
   try {
     if (service_.directory().settings(handle).save_sent) {
       bool existed = false;
-      service_.append(handle, "Sent", signed_message, kSeen, now, &existed);
+      service_.append(handle, "Sent", sent_copy, kSeen, now, &existed);
     }
   } catch (const std::exception& e) {
     spdlog::warn("submission: the Sent copy for {} failed: {}", handle, e.what());
