@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace coop::mail {
@@ -15,5 +17,12 @@ inline std::size_t header_end(std::string_view message) {
   if (lf != std::string_view::npos) return lf + 2;
   return message.size();
 }
+
+// RFC 5322 3.3 date-time in UTC, "Sun, 06 Dec 2026 10:00:00 +0000", whatever the locale:
+// for Date, Received and the dates of delivery reports.
+std::string rfc5322_date(int64_t unix_seconds);
+
+// 24 random hex digits: Message-ID left parts and MIME boundaries nobody can guess.
+std::string unique_token();
 
 }  // namespace coop::mail

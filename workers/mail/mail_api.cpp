@@ -46,10 +46,6 @@ int64_t queue_id(const Request& q) {
   return id;
 }
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 json domain_json(const Domain& d) {
   return {{"name", d.name}, {"catch_all", d.catch_all.empty() ? json(nullptr) : json(d.catch_all)}, {"created_at", d.created_at}};
 }
@@ -146,7 +142,7 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& out
       if (!outbound.queue().find(ids.front()))
         throw Error(errc::kNoSuchQueueEntry, "no message " + q.param("id") + " in the queue", 404);
     }
-    for (const auto id : ids) outbound.queue().retry(id, now_ms());
+    for (const auto id : ids) outbound.queue().retry(id, queue_clock_ms());
     outbound.wake();
     return Response::json({{"retrying", ids}});
   }, "try a queued message (or all) now");

@@ -18,6 +18,7 @@
 #include "common/base64.h"
 #include "common/blob_store.h"
 #include "common/error.h"
+#include "common/mail/message.h"
 #include "common/net/read_buffer.h"
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
@@ -40,15 +41,6 @@ std::string session_id() {
   char out[32];
   std::snprintf(out, sizeof out, "%08llx%06llx", static_cast<unsigned long long>(::time(nullptr)),
                 static_cast<unsigned long long>((counter++ ^ rng()) & 0xffffff));
-  return out;
-}
-
-// RFC 5322 3.3 date-time, for the Received header.
-std::string rfc5322_date(std::time_t t) {
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char out[64];
-  std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S +0000", &tm);
   return out;
 }
 
@@ -598,12 +590,7 @@ class Session : public std::enable_shared_from_this<Session> {
         answer = "451 4.3.0 Local error in processing, message not accepted";
         spdlog::error("smtp {}: delivery failed: {}", self->message_id_, e.what());
       }
-      asio::post(self->conn_->executor(), [self, answer] {
-        self->waiting_ = false;
-        self->reset_transaction();
-        self->reply(answer);
-        self->process();
-      });
+      self->answer_later(answer);
     });
   }
 
@@ -751,12 +738,7 @@ class Session : public std::enable_shared_from_this<Session> {
         answer = "451 4.3.0 Local error in processing, message not accepted";
         spdlog::error("submission {}: queueing failed: {}", self->message_id_, e.what());
       }
-      asio::post(self->conn_->executor(), [self, answer] {
-        self->waiting_ = false;
-        self->reset_transaction();
-        self->reply(answer);
-        self->process();
-      });
+      self->answer_later(answer);
     });
   }
 

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <ctime>
-#include <random>
 
+#include "common/mail/message.h"
 #include "common/text.h"
 #include "workers/mail/auth/dkim.h"
 #include "workers/mail/imap_fetch.h"
@@ -15,13 +15,6 @@
 namespace coop::mail {
 
 namespace {
-
-std::string unique_id() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  char out[48];
-  std::snprintf(out, sizeof out, "%lx.%016llx", static_cast<long>(::time(nullptr)), static_cast<unsigned long long>(rng()));
-  return out;
-}
 
 // "mailbox@host" of each address of an envelope field.
 std::vector<std::string> addresses(const nlohmann::json& envelope, const char* field) {
@@ -102,15 +95,8 @@ PreparedSubmission prepare_submission(std::string_view message, const std::vecto
   if (!check(addresses(summary.envelope, "sender"))) return out;
 
   std::string added;
-  if (!has_date) {
-    const std::time_t t = static_cast<std::time_t>(now);
-    std::tm tm{};
-    ::gmtime_r(&t, &tm);
-    char date[64];
-    std::strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-    added += std::string("Date: ") + date + "\r\n";
-  }
-  if (!has_id) added += "Message-ID: <" + unique_id() + "@" + out.from_domain + ">\r\n";
+  if (!has_date) added += "Date: " + rfc5322_date(now) + "\r\n";
+  if (!has_id) added += "Message-ID: <" + unique_token() + "@" + out.from_domain + ">\r\n";
   out.sent_copy = added + std::string(message);
   out.message = added;
   std::size_t copied = 0;

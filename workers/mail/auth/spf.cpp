@@ -460,12 +460,8 @@ class Evaluator {
     if (names.size() > 10) names.resize(10);  // 4.6.4
     std::string first;
     for (const auto& name : names) {
-      bool temp = false;
-      const auto list = co_await addresses(name, &temp);
-      if (!list) continue;
-      bool ok = false;
-      for (const auto& a : *list) ok = ok || address_matches(a, ip_.v6 ? 128 : 32);
-      if (!ok) continue;
+      const bool validated = co_await points_back(name);
+      if (!validated) continue;
       if (within_domain(name, domain)) {
         validated_ = name;
         co_return;
@@ -495,6 +491,16 @@ class Evaluator {
     for (const auto& r : answer.rdata)
       if (r.size() == (ip_.v6 ? 16u : 4u)) out.push_back(r);
     co_return out;
+  }
+
+  // 5.5: a PTR name is validated when one of its own addresses is the client's.
+  awaitable<bool> points_back(std::string name) {
+    bool temp = false;
+    const auto list = co_await addresses(name, &temp);
+    if (!list) co_return false;
+    for (const auto& a : *list)
+      if (address_matches(a, ip_.v6 ? 128 : 32)) co_return true;
+    co_return false;
   }
 
   bool address_matches(const std::string& raw, int prefix) const {
@@ -572,12 +578,9 @@ class Evaluator {
       auto names = net::parse_names(answer);  // named: no temporary lives across co_await
       if (names.size() > 10) names.resize(10);  // 4.6.4
       for (const auto& name : names) {
-        bool temp = false;
-        const auto list = co_await addresses(name, &temp);
-        if (!list) continue;
-        bool validated = false;
-        for (const auto& a : *list) validated = validated || address_matches(a, ip_.v6 ? 128 : 32);
-        if (validated && within_domain(name, target)) co_return Match::yes;
+        if (!within_domain(name, target)) continue;  // only names that could match cost lookups
+        const bool validated = co_await points_back(name);
+        if (validated) co_return Match::yes;
       }
       co_return Match::no;
     }

@@ -2,30 +2,12 @@
 #include "workers/mail/outbound/dsn.h"
 
 #include <ctime>
-#include <random>
 
-#include "workers/mail/imap_fetch.h"
+#include "common/mail/message.h"
 
 namespace coop::mail {
 
 namespace {
-
-std::string date(int64_t t) {
-  const std::time_t tt = static_cast<std::time_t>(t);
-  std::tm tm{};
-  ::gmtime_r(&tt, &tm);
-  char out[64];
-  std::strftime(out, sizeof out, "%a, %d %b %Y %H:%M:%S +0000", &tm);
-  return out;
-}
-
-std::string token() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
-  char out[40];
-  std::snprintf(out, sizeof out, "%016llx%08llx", static_cast<unsigned long long>(rng()),
-                static_cast<unsigned long long>(rng() & 0xffffffff));
-  return out;
-}
 
 // A reply on one header line: no CR/LF, printable ASCII.
 std::string one_line(std::string_view text) {
@@ -57,7 +39,7 @@ std::string enhanced_status(std::string_view reply) {
 std::string build_dsn(const DsnReport& r, std::string_view original) {
   bool any_failed = false;
   for (const auto& rcpt : r.recipients) any_failed = any_failed || rcpt.failed;
-  const std::string boundary = "=_coop_dsn_" + token();
+  const std::string boundary = "=_coop_dsn_" + unique_token();
   const auto at = r.from.find('@');
   const std::string from_domain = at == std::string::npos ? r.reporting_host : r.from.substr(at + 1);
 
@@ -65,8 +47,8 @@ std::string build_dsn(const DsnReport& r, std::string_view original) {
   m += "From: Mail Delivery System <" + r.from + ">\r\n";
   m += "To: <" + r.to + ">\r\n";
   m += std::string("Subject: ") + (any_failed ? "Undelivered Mail Returned to Sender" : "Delayed Mail (still being retried)") + "\r\n";
-  m += "Date: " + date(r.now) + "\r\n";
-  m += "Message-ID: <" + token() + "@" + from_domain + ">\r\n";
+  m += "Date: " + rfc5322_date(r.now) + "\r\n";
+  m += "Message-ID: <" + unique_token() + "@" + from_domain + ">\r\n";
   m += "Auto-Submitted: auto-replied\r\n";  // RFC 3834 5: no vacation reply to a report
   m += "MIME-Version: 1.0\r\n";
   m += "Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary=\"" + boundary + "\"\r\n\r\n";
@@ -80,7 +62,7 @@ std::string build_dsn(const DsnReport& r, std::string_view original) {
          "returned below (its header only). The reasons, as the receiving servers gave them:\r\n\r\n";
   } else {
     m += "Your message has not been delivered yet to one or more recipients. Nothing is\r\n"
-         "needed from you: delivery is being retried until " + date(r.retry_until) + ".\r\n"
+         "needed from you: delivery is being retried until " + rfc5322_date(r.retry_until) + ".\r\n"
          "The reasons so far:\r\n\r\n";
   }
   for (const auto& rcpt : r.recipients) {
@@ -93,7 +75,7 @@ std::string build_dsn(const DsnReport& r, std::string_view original) {
   // Part 2: RFC 3464 2.2 per-message and 2.3 per-recipient fields.
   m += "--" + boundary + "\r\nContent-Type: message/delivery-status\r\n\r\n";
   m += "Reporting-MTA: dns; " + r.reporting_host + "\r\n";
-  m += "Arrival-Date: " + date(r.arrival) + "\r\n";
+  m += "Arrival-Date: " + rfc5322_date(r.arrival) + "\r\n";
   for (const auto& rcpt : r.recipients) {
     m += "\r\n";
     m += "Final-Recipient: rfc822; " + rcpt.address + "\r\n";
@@ -105,14 +87,14 @@ std::string build_dsn(const DsnReport& r, std::string_view original) {
     if (!rcpt.remote.empty()) m += "Remote-MTA: dns; " + one_line(rcpt.remote) + "\r\n";
     if (!rcpt.reply.empty() && rcpt.reply[0] >= '2' && rcpt.reply[0] <= '5' && !rcpt.remote.empty())
       m += "Diagnostic-Code: smtp; " + one_line(rcpt.reply) + "\r\n";
-    m += "Last-Attempt-Date: " + date(r.now) + "\r\n";
-    if (!rcpt.failed) m += "Will-Retry-Until: " + date(r.retry_until) + "\r\n";
+    m += "Last-Attempt-Date: " + rfc5322_date(r.now) + "\r\n";
+    if (!rcpt.failed) m += "Will-Retry-Until: " + rfc5322_date(r.retry_until) + "\r\n";
   }
   m += "\r\n";
 
   // Part 3: the original's header section, so the sender knows which message it was.
   m += "--" + boundary + "\r\nContent-Type: text/rfc822-headers\r\n\r\n";
-  m += std::string(original.substr(0, imap::header_end(original)));
+  m += std::string(original.substr(0, header_end(original)));
   m += "\r\n--" + boundary + "--\r\n";
   return m;
 }

@@ -25,10 +25,6 @@ namespace {
 
 using std::chrono::milliseconds;
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 QueueSettings queue_settings(WorkerRuntime& runtime) {
   const auto& c = runtime.config();
   QueueSettings s;
@@ -114,7 +110,7 @@ int64_t Outbound::submit(const std::string& handle, const std::string& sender, c
   m.sender = sender;
   m.handle = handle;
   m.smtputf8 = smtputf8;
-  const auto id = queue_->enqueue(m, recipients, now_ms());
+  const auto id = queue_->enqueue(m, recipients, queue_clock_ms());
   runner_->wake();
   // The Sent copy is a courtesy: the message is queued whatever happens to it.
   try {

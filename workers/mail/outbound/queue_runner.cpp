@@ -35,10 +35,6 @@ using asio::use_awaitable;
 
 namespace {
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 int reply_code(const std::string& reply) {
   if (reply.size() < 3) return 0;
   for (int i = 0; i < 3; ++i)
@@ -143,11 +139,11 @@ struct QueueRunner::Impl : std::enable_shared_from_this<Impl> {
       std::vector<DeliveryBatch> batches;
       std::optional<int64_t> next;
       try {
-        batches = self->store.due(now_ms(), room, busy);
+        batches = self->store.due(queue_clock_ms(), room, busy);
         next = self->store.next_due();
       } catch (const std::exception& e) {
         spdlog::error("queue: reading queue.db failed: {}", e.what());
-        next = now_ms() + 5000;
+        next = queue_clock_ms() + 5000;
       }
       asio::post(self->strand, [self, batches = std::move(batches), next]() mutable {
         self->ticking = false;
@@ -164,7 +160,7 @@ struct QueueRunner::Impl : std::enable_shared_from_this<Impl> {
   void schedule(std::optional<int64_t> next) {
     // Never sleep longer than a minute: a clock change or a missed wake costs little.
     int64_t wait = 60000;
-    if (next) wait = std::clamp<int64_t>(*next - now_ms(), 0, 60000);
+    if (next) wait = std::clamp<int64_t>(*next - queue_clock_ms(), 0, 60000);
     timer.expires_after(std::chrono::milliseconds(std::max<int64_t>(wait, 5)));
     timer.async_wait(asio::bind_executor(strand, [weak = weak_from_this()](const boost::system::error_code& ec) {
       if (auto self = weak.lock(); self && !ec) self->tick();
@@ -203,7 +199,7 @@ struct QueueRunner::Impl : std::enable_shared_from_this<Impl> {
       if (bytes.empty()) bytes = "Return-Path: <" + batch.message.sender + ">\r\n" + service.blobs().read(batch.message.blob);
       try {
         const auto blob = service.blobs().put(bytes);
-        service.deliver(blob, bytes.size(), check.recipients, now_ms() / 1000);
+        service.deliver(blob, bytes.size(), check.recipients, queue_clock_ms() / 1000);
         out.push_back(outcome(r, 250, "250 2.0.0 delivered to the member's INBOX", settings.hostname));
       } catch (const Error& e) {
         // A full mailbox may empty: keep trying until the queue lifetime ends.
@@ -303,7 +299,7 @@ struct QueueRunner::Impl : std::enable_shared_from_this<Impl> {
 
   // On the blocking pool: backoff, expiry and reports, then one transaction in queue.db.
   void finish(const DeliveryBatch& batch, std::vector<DeliveryOutcome> outcomes) {
-    const int64_t now = now_ms();
+    const int64_t now = queue_clock_ms();
     const int64_t age = now - batch.message.created_ms;
     std::vector<DsnRecipient> failures, delays;
     for (std::size_t i = 0; i < outcomes.size(); ++i) {

@@ -2,6 +2,7 @@
 #include "workers/mail/outbound/queue_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <set>
 
@@ -61,6 +62,10 @@ OutboundRecipient read_recipient(sqlite::Statement& q) {
 }
 
 }  // namespace
+
+int64_t queue_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
 
 QueueStore::QueueStore(const std::filesystem::path& file) : db_(sqlite::Database::open(file)) {
   db_->exec("PRAGMA foreign_keys = ON");

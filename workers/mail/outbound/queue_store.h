@@ -17,6 +17,10 @@ class Database;
 
 namespace coop::mail {
 
+// The queue's clock: wall-clock milliseconds since the epoch (times in queue.db survive a
+// restart, so not a steady clock).
+int64_t queue_clock_ms();
+
 struct OutboundMessage {
   int64_t id = 0;
   std::string blob;
