@@ -166,6 +166,7 @@ inline constexpr const char kWrongKey[] = "wrong_key";
 inline constexpr const char kMBadJson[] = "M_BAD_JSON";
 inline constexpr const char kMForbidden[] = "M_FORBIDDEN";
 inline constexpr const char kMInvalidParam[] = "M_INVALID_PARAM";
+inline constexpr const char kMInvalidSignature[] = "M_INVALID_SIGNATURE";
 inline constexpr const char kMLimitExceeded[] = "M_LIMIT_EXCEEDED";
 inline constexpr const char kMMissingParam[] = "M_MISSING_PARAM";
 inline constexpr const char kMMissingToken[] = "M_MISSING_TOKEN";
@@ -178,5 +179,6 @@ inline constexpr const char kMUnknownToken[] = "M_UNKNOWN_TOKEN";
 inline constexpr const char kMUnrecognized[] = "M_UNRECOGNIZED";
 inline constexpr const char kMUnsupportedRoomVersion[] = "M_UNSUPPORTED_ROOM_VERSION";
 inline constexpr const char kMUserDeactivated[] = "M_USER_DEACTIVATED";
+inline constexpr const char kMWrongRoomKeysVersion[] = "M_WRONG_ROOM_KEYS_VERSION";
 
 }  // namespace coop::errc

@@ -2,6 +2,9 @@
 #include "workers/room/client_api.h"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <set>
 
 #include "common/auth/member_client.h"
 #include "common/control/client.h"
@@ -9,6 +12,7 @@
 #include "common/http/router.h"
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/store/key_store.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -25,10 +29,11 @@ const std::vector<std::string> kPrefixes = {"/_matrix/client/v3", "/_matrix/clie
 // Every spec module's routes, registered in this order. The router tries routes in
 // registration order and takes the first match, but no two routes of one method here match
 // the same path (the literal segments always differ somewhere), so the order decides only
-// how the router lists them. A module with nothing yet (keys and to-device) has no table.
+// how the router lists them.
 const std::span<const ClientRoute> kModules[] = {
-    api::kAccountRoutes, api::kSyncRoutes,    api::kRoomRoutes,    api::kEventRoutes, api::kAccountDataRoutes,
-    api::kPushRoutes,    api::kProfileRoutes, api::kSpaceRoutes,   api::kMediaRoutes,
+    api::kAccountRoutes, api::kSyncRoutes,    api::kRoomRoutes,  api::kEventRoutes,     api::kAccountDataRoutes,
+    api::kPushRoutes,    api::kProfileRoutes, api::kSpaceRoutes, api::kMediaRoutes,     api::kKeyRoutes,
+    api::kToDeviceRoutes, api::kKeyBackupRoutes,
 };
 
 // coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.
@@ -74,8 +79,8 @@ std::string localpart(const std::string& user_id) {
   return user_id.substr(1, user_id.find(':') - 1);
 }
 
-ClientApi::Impl::Impl(WorkerRuntime& runtime, RoomStore& store)
-    : runtime(runtime), store(store), run(runtime.blocking_runner()), blobs(runtime.home().root() / "blobs" / "room") {}
+ClientApi::Impl::Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys)
+    : runtime(runtime), store(store), keys(keys), run(runtime.blocking_runner()), blobs(runtime.home().root() / "blobs" / "room") {}
 
 std::string ClientApi::Impl::server() const { return store.server_name(); }
 
@@ -149,6 +154,46 @@ Response ClientApi::Impl::error(int status, const std::string& code, const std::
   return cors(Response::json(body, status));
 }
 
+std::optional<Response> ClientApi::Impl::password_again(const Request& q, const Session& s, const std::string& uia_session) {
+  const auto body = q.json();
+  const auto auth_dict = body.value("auth", json::object());
+  const json flows = {{{"stages", {"m.login.password"}}}};
+  if (!auth_dict.is_object() || auth_dict.value("type", "") != "m.login.password")
+    return cors(Response::json({{"flows", flows}, {"params", json::object()}, {"session", uia_session}}, 401));
+  const auto password = auth_dict.value("password", json(""));
+  try {
+    auth::verify_credentials(runtime.home(), localpart(s.user_id), password.is_string() ? password.get<std::string>() : "",
+                             "room", q.remote_address);
+  } catch (const auth::ThrottledError& e) {
+    return rate_limited(e);
+  } catch (const Error&) {
+    return cors(Response::json({{"errcode", errc::kMForbidden}, {"error", "invalid password"}, {"flows", flows},
+                                {"params", json::object()}, {"session", uia_session}}, 401));
+  }
+  return std::nullopt;
+}
+
+void ClientApi::Impl::remove_devices(const std::string& user_id, const std::vector<std::string>& devices) {
+  // Keys first: a crash between the two leaves a device that can upload its keys again, never
+  // keys that peers encrypt to for a device that no longer exists.
+  keys.delete_devices(user_id, devices);
+  for (const auto& device : devices) store.delete_device(user_id, device);
+}
+
+void ClientApi::Impl::forget_orphan_keys() {
+  for (const auto& [user_id, devices] : keys.devices_with_keys()) {
+    std::set<std::string> known;
+    for (const auto& d : store.devices(user_id)) known.insert(d.value("device_id", ""));
+    std::vector<std::string> gone;
+    for (const auto& device : devices)
+      if (!known.count(device)) gone.push_back(device);
+    if (!gone.empty()) {
+      spdlog::info("removing the keys of {} device(s) of {} that no longer exist", gone.size(), user_id);
+      keys.delete_devices(user_id, gone);
+    }
+  }
+}
+
 void ClientApi::Impl::add_routes(http::Router& r) {
   auto self = shared_from_this();
   r.set_error_formatter([self](int status, const std::string& code, const std::string& message) {
@@ -191,17 +236,21 @@ void ClientApi::Impl::add_routes(http::Router& r) {
   }
 }
 
-ClientApi::ClientApi(WorkerRuntime& runtime, RoomStore& store, http::Router& router)
-    : impl_(std::make_shared<Impl>(runtime, store)) {
+ClientApi::ClientApi(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys, http::Router& router)
+    : impl_(std::make_shared<Impl>(runtime, store, keys)) {
   impl_->add_routes(router);
+  impl_->forget_orphan_keys();
 }
 
 ClientApi::~ClientApi() { close(); }
 
 void ClientApi::end_sessions(const std::string& handle) {
   const std::string user_id = "@" + handle + ":" + impl_->server();
+  // Sessions first, so that parked syncs hear 401 and not the device list change the keys'
+  // removal makes; a crash before the keys go is mended at the next start.
   impl_->store.delete_sessions(user_id);
   impl_->end_waiters(user_id);
+  impl_->keys.delete_user(user_id);
 }
 
 void ClientApi::notify() { impl_->notify_all(); }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 namespace coop {
 class WorkerRuntime;
@@ -13,10 +14,11 @@ class Router;
 namespace coop::room {
 
 class RoomStore;
+class KeyStore;
 
 class ClientApi {
  public:
-  ClientApi(WorkerRuntime& runtime, RoomStore& store, http::Router& router);
+  ClientApi(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys, http::Router& router);
   ~ClientApi();
   // A member's sessions end (suspension, removal, password change): their tokens go.
   void end_sessions(const std::string& handle);

@@ -11,6 +11,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -19,6 +21,7 @@
 #include "common/blob_store.h"
 #include "common/http/router.h"
 #include "workers/room/client_api.h"
+#include "workers/room/store/room_store.h"
 
 namespace coop::auth {
 class ThrottledError;
@@ -26,11 +29,10 @@ class ThrottledError;
 
 namespace coop::room {
 
-struct Session;
-
 // A /sync long-poll parked until there is news or its timeout.
 struct Waiter {
   std::string user_id;
+  std::string device_id;
   http::Request request;
   http::Reply reply;
   std::chrono::steady_clock::time_point deadline;
@@ -38,10 +40,11 @@ struct Waiter {
 };
 
 struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
-  Impl(WorkerRuntime& runtime, RoomStore& store);
+  Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys);
 
   WorkerRuntime& runtime;
   RoomStore& store;
+  KeyStore& keys;
   http::Runner run;
   BlobStore blobs;  // media
   std::string server() const;
@@ -66,6 +69,21 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::string display_name(const std::string& user_id);
   nlohmann::json client_event(const nlohmann::json& event);
   http::Response error(int status, const std::string& code, const std::string& message);
+  // Client-Server API "User-interactive authentication" with m.login.password: nullopt when
+  // the body's auth carries the member's password, else the 401 that asks for it.
+  std::optional<http::Response> password_again(const http::Request& q, const Session& s, const std::string& uia_session);
+  // Devices go with their keys; their owner's peers hear of it in device_lists.
+  void remove_devices(const std::string& user_id, const std::vector<std::string>& devices);
+  // Keys of devices room.db no longer has (a crash between the two stores' deletes).
+  void forget_orphan_keys();
+
+  // ---- keys (api/keys.cpp) ----
+
+  // Client-Server API "Tracking the device list for a user": users (sharing a room with
+  // user_id) whose devices changed between two positions, and those who no longer share one.
+  std::pair<std::set<std::string>, std::set<std::string>> device_list_delta(const std::string& user_id,
+                                                                          const StreamPosition& from,
+                                                                          const StreamPosition& to);
 
   // ---- sync (api/sync.cpp) ----
 
@@ -75,7 +93,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   static bool lazy_members(const nlohmann::json& filter);
   nlohmann::json unread_counts(const std::string& room_id, const std::string& user_id);
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
-  std::pair<nlohmann::json, bool> build_sync(const std::string& user_id, const http::Request& q);
+  std::pair<nlohmann::json, bool> build_sync(const Session& session, const http::Request& q);
   void park(const std::shared_ptr<Waiter>& waiter);
   // Re-runs a parked sync; answers it when there is news or its time is up.
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);
@@ -137,6 +155,9 @@ extern const std::span<const ClientRoute> kPushRoutes;         // push rules (ap
 extern const std::span<const ClientRoute> kProfileRoutes;      // profiles and the user directory (api/profile.cpp)
 extern const std::span<const ClientRoute> kSpaceRoutes;        // the Space hierarchy (api/spaces.cpp)
 extern const std::span<const ClientRoute> kMediaRoutes;        // media repository (api/media.cpp)
+extern const std::span<const ClientRoute> kKeyRoutes;          // device and cross-signing keys (api/keys.cpp)
+extern const std::span<const ClientRoute> kToDeviceRoutes;     // send-to-device messaging (api/to_device.cpp)
+extern const std::span<const ClientRoute> kKeyBackupRoutes;    // server-side key backups (api/key_backup.cpp)
 }  // namespace api
 
 }  // namespace coop::room

@@ -18,6 +18,7 @@
 #include "workers/room/client_api.h"
 #include "workers/room/room_admin_api.h"
 #include "workers/room/space_sync.h"
+#include "workers/room/store/key_store.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -42,11 +43,13 @@ std::unique_ptr<matrix::SigningKey> signing_key(const Home& home) {
 RoomWorker::RoomWorker(WorkerRuntime& runtime)
     : key_(signing_key(runtime.home())),
       store_(std::make_unique<RoomStore>(runtime.home().database("room"), runtime.config().domain(), *key_)),
+      keys_(std::make_unique<KeyStore>(runtime.home().database("e2ee"))),
       router_(std::make_unique<http::Router>()),
-      api_(std::make_unique<ClientApi>(runtime, *store_, *router_)),
+      api_(std::make_unique<ClientApi>(runtime, *store_, *keys_, *router_)),
       spaces_(std::make_unique<SpaceSync>(runtime.home(), *store_,
                                           runtime.config().get_string("workers.room.space_name", runtime.config().domain()))) {
   store_->on_change([api = api_.get()] { api->notify(); });
+  keys_->on_change([api = api_.get()] { api->notify(); });
   add_room_admin_routes(runtime, *store_, *spaces_);
 
   const auto& config = runtime.config();

@@ -21,6 +21,7 @@ class SigningKey;
 namespace coop::room {
 
 class RoomStore;
+class KeyStore;
 class ClientApi;
 class SpaceSync;
 
@@ -32,6 +33,7 @@ class RoomWorker {
  private:
   std::unique_ptr<matrix::SigningKey> key_;
   std::unique_ptr<RoomStore> store_;
+  std::unique_ptr<KeyStore> keys_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<ClientApi> api_;
   std::unique_ptr<SpaceSync> spaces_;

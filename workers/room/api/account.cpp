@@ -2,10 +2,13 @@
 // and "Device management": versions, login with coop credentials, sessions and devices.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "common/auth/member_client.h"
 #include "common/error.h"
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/store/key_store.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -70,14 +73,18 @@ Response login(ClientApi::Impl& api, const Request& q) {
   }
 }
 
+// Logging out deletes the device (Client-Server API "Logout"), so its keys go too.
 Response logout(ClientApi::Impl& api, const Request& q) {
-  api.authenticate(q);
+  const auto s = api.authenticate(q);
+  api.keys.delete_devices(s.user_id, {s.device_id});
   api.store.delete_session(api.token_of(q));
   return ok(json::object());
 }
 
 Response logout_all(ClientApi::Impl& api, const Request& q) {
-  api.store.delete_sessions(api.authenticate(q).user_id);
+  const auto s = api.authenticate(q);
+  api.keys.delete_user(s.user_id);
+  api.store.delete_sessions(s.user_id);
   return ok(json::object());
 }
 
@@ -111,26 +118,30 @@ Response rename_device(ClientApi::Impl& api, const Request& q) {
   return ok(json::object());
 }
 
-// Client-Server API "User-interactive authentication": deleting a device asks for the
-// password again (m.login.password); without it the answer is 401 with the flows.
+// Client-Server API "Device management": deleting devices asks for the password again
+// (User-interactive authentication, m.login.password); without it the answer is 401 with the flows.
 Response delete_device(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
+  if (auto ask = api.password_again(q, s, "delete-" + q.param("deviceId"))) return std::move(*ask);
+  const auto known = api.store.devices(s.user_id);
+  if (std::none_of(known.begin(), known.end(), [&](const json& d) { return d.value("device_id", "") == q.param("deviceId"); }))
+    fail(404, errc::kMNotFound, "no such device");
+  api.remove_devices(s.user_id, {q.param("deviceId")});
+  return ok(json::object());
+}
+
+Response delete_devices(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
   const auto body = q.json();
-  const auto auth_dict = body.value("auth", json::object());
-  if (auth_dict.value("type", "") != "m.login.password") {
-    return cors(Response::json({{"flows", {{{"stages", {"m.login.password"}}}}}, {"params", json::object()},
-                                {"session", "delete-" + q.param("deviceId")}}, 401));
+  if (!body.contains("devices") || !body["devices"].is_array()) fail(400, errc::kMMissingParam, "devices must be a list");
+  std::vector<std::string> devices;
+  for (const auto& d : body["devices"]) {
+    if (!d.is_string()) fail(400, errc::kMInvalidParam, "devices must be a list of device IDs");
+    devices.push_back(d.get<std::string>());
   }
-  try {
-    auth::verify_credentials(api.runtime.home(), localpart(s.user_id), auth_dict.value("password", ""), "room",
-                             q.remote_address);
-  } catch (const auth::ThrottledError& e) {
-    return rate_limited(e);
-  } catch (const Error&) {
-    return cors(Response::json({{"errcode", "M_FORBIDDEN"}, {"error", "invalid password"},
-                                {"flows", {{{"stages", {"m.login.password"}}}}}, {"session", "delete-" + q.param("deviceId")}}, 401));
-  }
-  if (!api.store.delete_device(s.user_id, q.param("deviceId"))) fail(404, errc::kMNotFound, "no such device");
+  if (auto ask = api.password_again(q, s, "delete-devices")) return std::move(*ask);
+  // Unknown device IDs are ignored, as the spec allows.
+  api.remove_devices(s.user_id, devices);
   return ok(json::object());
 }
 
@@ -156,6 +167,7 @@ constexpr ClientRoute kAccountTable[] = {
     {"GET", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, get_device, "one device"},
     {"PUT", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, rename_device, "rename a device"},
     {"DELETE", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, delete_device, "delete a device (password again)"},
+    {"POST", "/delete_devices", Mount::kV3AndR0, Run::kBlocking, delete_devices, "delete several devices (password again)"},
     {"POST", "/register", Mount::kV3AndR0, Run::kBlocking, register_account, "closed: members are added by the cooperative"},
 };
 

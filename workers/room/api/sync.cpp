@@ -12,6 +12,7 @@
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/event_filter.h"
+#include "workers/room/store/key_store.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -21,6 +22,11 @@ using http::Request;
 using http::Response;
 using nlohmann::json;
 namespace asio = boost::asio;
+
+namespace {
+// To-device messages per /sync answer; the rest come with the next, as Synapse sends them.
+constexpr int kToDevicePerSync = 100;
+}  // namespace
 
 json ClientApi::Impl::sync_filter(const Request& q, const std::string& user_id) {
   json filter;
@@ -55,7 +61,8 @@ json ClientApi::Impl::unread_counts(const std::string& room_id, const std::strin
   return {{"notification_count", notifications}, {"highlight_count", highlights}};
 }
 
-std::pair<json, bool> ClientApi::Impl::build_sync(const std::string& user_id, const Request& q) {
+std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const Request& q) {
+  const std::string& user_id = session.user_id;
   const auto since = StreamPosition::parse(q.query_value("since"));
   if (!since && !q.query_value("since").empty()) fail(400, errc::kMInvalidParam, "since is not a token of this server");
   const bool full_state = q.query_value("full_state") == "true";
@@ -67,6 +74,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const std::string& user_id, co
   {
     std::lock_guard lock(typing_mutex);
     now = store.position();
+    now.keys = keys.position();
     typing_positions = typing_changed;
     typing_now = typing;
   }
@@ -204,13 +212,30 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const std::string& user_id, co
   for (const auto& [rid, type, content] : store.account_data_since(user_id, since ? since->other : 0))
     if (rid.empty()) global.push_back({{"type", type}, {"content", content}});
   anything = anything || !global.empty();
-  json body = {{"next_batch", now.token()},
+
+  // Client-Server API "Send-to-Device messaging": what the device has not acknowledged yet. A
+  // sync with a token past a message is the acknowledgement, so a client that lost an answer
+  // gets the same messages again with the same token.
+  StreamPosition next = now;
+  if (since) keys.acknowledge_to_device(user_id, session.device_id, since->keys);
+  auto [to_device, last_to_device] = keys.to_device(user_id, session.device_id, since ? since->keys : 0, now.keys, kToDevicePerSync);
+  if (static_cast<int>(to_device.size()) == kToDevicePerSync) next.keys = last_to_device;
+  // "Tracking the device list for a user": who to fetch keys of again, who to forget.
+  std::set<std::string> changed, left;
+  if (since) std::tie(changed, left) = device_list_delta(user_id, *since, now);
+  anything = anything || !to_device.empty() || !changed.empty() || !left.empty();
+  json one_time_counts = json::object();
+  for (const auto& [algorithm, count] : keys.one_time_key_counts(user_id, session.device_id)) one_time_counts[algorithm] = count;
+  const auto unused_fallback = keys.unused_fallback_key_types(user_id, session.device_id);
+  json body = {{"next_batch", next.token()},
                {"rooms", rooms},
                {"account_data", {{"events", global}}},
                {"presence", {{"events", json::array()}}},
-               {"to_device", {{"events", json::array()}}},
-               {"device_one_time_keys_count", json::object()},
-               {"device_lists", {{"changed", json::array()}, {"left", json::array()}}}};
+               {"to_device", {{"events", to_device}}},
+               {"device_one_time_keys_count", one_time_counts},
+               {"device_unused_fallback_key_types", unused_fallback},
+               {"org.matrix.msc2732.device_unused_fallback_key_types", unused_fallback},
+               {"device_lists", {{"changed", changed}, {"left", left}}}};
   return {body, anything || !since};
 }
 
@@ -235,7 +260,7 @@ void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
   bool has_news = false;
   std::optional<Response> failed;
   try {
-    std::tie(body, has_news) = build_sync(waiter->user_id, waiter->request);
+    std::tie(body, has_news) = build_sync(Session{waiter->user_id, waiter->device_id}, waiter->request);
   } catch (const Error& e) {
     failed = error(e.status(), e.code(), e.what());
   } catch (const std::exception& e) {
@@ -301,11 +326,12 @@ void sync(ClientApi::Impl& api, const Request& q, Reply reply) {
   api.run([self, q, reply] {
     try {
       const auto session = self->authenticate(q);
-      auto [body, has_news] = self->build_sync(session.user_id, q);
+      auto [body, has_news] = self->build_sync(session, q);
       const int timeout = std::clamp(std::atoi(q.query_value("timeout", "0").c_str()), 0, 120000);
       if (has_news || timeout == 0) return reply(ok(body));
       auto waiter = std::make_shared<Waiter>();
       waiter->user_id = session.user_id;
+      waiter->device_id = session.device_id;
       waiter->request = q;
       waiter->reply = reply;
       waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);

@@ -167,10 +167,24 @@ std::string random_id(std::size_t bytes) {
 
 std::optional<StreamPosition> StreamPosition::parse(const std::string& token) {
   if (token.size() < 4 || token[0] != 's') return std::nullopt;
-  const auto underscore = token.find('_');
-  if (underscore == std::string::npos) return std::nullopt;
+  const auto first = token.find('_');
+  if (first == std::string::npos) return std::nullopt;
+  const auto second = token.find('_', first + 1);
   try {
-    return StreamPosition{std::stoll(token.substr(1, underscore - 1)), std::stoll(token.substr(underscore + 1))};
+    std::size_t used = 0;
+    StreamPosition p;
+    p.events = std::stoll(token.substr(1, first - 1), &used);
+    if (used != first - 1) return std::nullopt;
+    const auto other = token.substr(first + 1, second == std::string::npos ? std::string::npos : second - first - 1);
+    p.other = std::stoll(other, &used);
+    if (used != other.size()) return std::nullopt;
+    if (second != std::string::npos) {
+      const auto keys = token.substr(second + 1);
+      p.keys = std::stoll(keys, &used);
+      if (used != keys.size()) return std::nullopt;
+    }
+    if (p.events < 0 || p.other < 0 || p.keys < 0) return std::nullopt;
+    return p;
   } catch (...) {
     return std::nullopt;
   }
@@ -611,6 +625,42 @@ bool HistoryVisibility::allows(const StoredEvent& e) const {
     for (const auto& [stream, m] : memberships_)
       if (stream >= e.stream && m == "join") return true;
   return visibility == "invited" && membership == "invite";
+}
+
+std::set<std::string> RoomStore::users_sharing_rooms(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT DISTINCT theirs.user_id FROM memberships mine JOIN memberships theirs ON theirs.room_id = mine.room_id "
+      "WHERE mine.user_id = ?1 AND mine.membership = 'join' AND theirs.membership IN ('join', 'invite')");
+  stmt.bind(1, user_id);
+  std::set<std::string> users{user_id};
+  while (stmt.step()) users.insert(stmt.column_text(0));
+  stmt.reset();
+  return users;
+}
+
+std::vector<std::string> RoomStore::room_members(const std::string& room_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT user_id FROM memberships WHERE room_id = ?1 AND membership IN ('join', 'invite')");
+  stmt.bind(1, room_id);
+  std::vector<std::string> users;
+  while (stmt.step()) users.push_back(stmt.column_text(0));
+  stmt.reset();
+  return users;
+}
+
+std::vector<RoomStore::MembershipChange> RoomStore::membership_changes(const std::string& user_id, int64_t after,
+                                                                       int64_t up_to) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT e.room_id, e.state_key, coalesce(json_extract(e.json, '$.content.membership'), '') FROM events e "
+      "WHERE e.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1) AND e.type = 'm.room.member' "
+      "AND e.stream > ?2 AND e.stream <= ?3 ORDER BY e.stream");
+  stmt.bind(1, user_id).bind(2, after).bind(3, up_to);
+  std::vector<MembershipChange> changes;
+  while (stmt.step()) changes.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_text(2)});
+  stmt.reset();
+  return changes;
 }
 
 HistoryVisibility RoomStore::history_visibility(const std::string& room_id, const std::string& user_id) {

@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,10 +35,15 @@ struct Session {
 };
 
 // Allocated positions of the sync token: events, and everything else (account data, receipts).
+// The third, keys, is KeyStore's (device list changes and to-device messages); tokens from
+// before it existed have two parts and read as keys 0.
 struct StreamPosition {
   int64_t events = 0;
   int64_t other = 0;
-  std::string token() const { return "s" + std::to_string(events) + "_" + std::to_string(other); }
+  int64_t keys = 0;
+  std::string token() const {
+    return "s" + std::to_string(events) + "_" + std::to_string(other) + "_" + std::to_string(keys);
+  }
   static std::optional<StreamPosition> parse(const std::string& token);
 };
 
@@ -97,6 +103,16 @@ class RoomStore {
   std::string membership(const std::string& room_id, const std::string& user_id);  // "" when none
   // Rooms where the user's membership is one of these, with the stream position of it.
   std::vector<std::pair<std::string, std::string>> rooms_of(const std::string& user_id);
+  // Users who are joined to or invited into a room the user is joined to (the user included):
+  // whose device lists the user's clients track.
+  std::set<std::string> users_sharing_rooms(const std::string& user_id);
+  // Users joined to or invited into one room.
+  std::vector<std::string> room_members(const std::string& room_id);
+  struct MembershipChange {
+    std::string room_id, user_id, membership;
+  };
+  // Membership events in (after, up_to] of the rooms the user has any membership in.
+  std::vector<MembershipChange> membership_changes(const std::string& user_id, int64_t after, int64_t up_to);
   HistoryVisibility history_visibility(const std::string& room_id, const std::string& user_id);
   std::vector<StoredEvent> events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
                                           bool backwards);

@@ -1,0 +1,343 @@
+// Client-Server API "End-to-end encryption" (key distribution) and "Cross-signing": device
+// keys, one-time and fallback keys, key queries and claims, device list changes, and the
+// cross-signing keys and signatures that let members verify each other's devices.
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+
+#include "common/error.h"
+#include "workers/matrix/signing.h"
+#include "workers/room/client_impl.h"
+#include "workers/room/store/key_store.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::room {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+namespace {
+
+// What one request may carry; a client uploads 50 one-time keys at a time, and Element asks
+// for the keys of every member of its rooms at once.
+constexpr std::size_t kMaxOneTimeKeysPerUpload = 1000;
+constexpr int64_t kMaxUnclaimedOneTimeKeys = 10000;
+constexpr std::size_t kMaxKeyIdBytes = 255;
+constexpr std::size_t kMaxClaimsPerRequest = 10000;
+const char* const kCrossSigningUsages[] = {"master", "self_signing", "user_signing"};
+
+bool is_string_map(const json& value) {
+  return value.is_object() && std::all_of(value.begin(), value.end(), [](const json& v) { return v.is_string(); });
+}
+
+// Client-Server API "Device keys": the object must name this session's user and device.
+void check_device_keys(const json& keys, const Session& s) {
+  if (!keys.is_object()) fail(400, errc::kMBadJson, "device_keys must be an object");
+  if (keys.value("user_id", json()) != json(s.user_id) || keys.value("device_id", json()) != json(s.device_id))
+    fail(400, errc::kMInvalidParam, "device_keys must be for this session's user and device");
+  const auto algorithms = keys.value("algorithms", json());
+  if (!algorithms.is_array() || !std::all_of(algorithms.begin(), algorithms.end(), [](const json& a) { return a.is_string(); }))
+    fail(400, errc::kMBadJson, "device_keys.algorithms must be a list of strings");
+  const auto key_map = keys.value("keys", json());
+  if (!is_string_map(key_map) || key_map.empty()) fail(400, errc::kMBadJson, "device_keys.keys must map key IDs to keys");
+  for (const auto& [id, key] : key_map.items())
+    if (id.find(':') == std::string::npos || id.size() > kMaxKeyIdBytes) fail(400, errc::kMBadJson, "bad key ID " + id);
+  if (!keys.value("signatures", json()).is_object()) fail(400, errc::kMBadJson, "device_keys must be signed");
+}
+
+// One-time and fallback keys: {"algorithm:id": key}, the key a string or a signed object.
+void check_key_map(const json& keys, const char* what) {
+  if (keys.is_null()) return;
+  if (!keys.is_object()) fail(400, errc::kMBadJson, std::string(what) + " must be an object");
+  for (const auto& [id, key] : keys.items()) {
+    const auto colon = id.find(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == id.size() || id.size() > kMaxKeyIdBytes)
+      fail(400, errc::kMBadJson, std::string(what) + ": bad key ID " + id);
+    if (!key.is_string() && !key.is_object()) fail(400, errc::kMBadJson, std::string(what) + ": bad key " + id);
+  }
+}
+
+json fallback_keys_of(const json& body) {
+  if (body.contains("fallback_keys")) return body["fallback_keys"];
+  if (body.contains("org.matrix.msc2732.fallback_keys")) return body["org.matrix.msc2732.fallback_keys"];
+  return nullptr;
+}
+
+Response upload_keys(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  const json device_keys = body.value("device_keys", json());
+  if (!device_keys.is_null()) check_device_keys(device_keys, s);
+  const json one_time_keys = body.value("one_time_keys", json());
+  const json fallback_keys = fallback_keys_of(body);
+  check_key_map(one_time_keys, "one_time_keys");
+  check_key_map(fallback_keys, "fallback_keys");
+  if (one_time_keys.is_object()) {
+    if (one_time_keys.size() > kMaxOneTimeKeysPerUpload) fail(400, errc::kMInvalidParam, "too many one-time keys at once");
+    int64_t stored = 0;
+    for (const auto& [algorithm, count] : api.keys.one_time_key_counts(s.user_id, s.device_id)) stored += count;
+    if (stored + static_cast<int64_t>(one_time_keys.size()) > kMaxUnclaimedOneTimeKeys)
+      fail(400, errc::kMInvalidParam, "this device already has enough unclaimed one-time keys");
+  }
+  api.keys.upload(s.user_id, s.device_id, device_keys, one_time_keys, fallback_keys);
+  json counts = json::object();
+  for (const auto& [algorithm, count] : api.keys.one_time_key_counts(s.user_id, s.device_id)) counts[algorithm] = count;
+  return ok({{"one_time_key_counts", counts}});
+}
+
+bool local_user(const ClientApi::Impl& api, const std::string& user_id) {
+  const auto colon = user_id.find(':');
+  return !user_id.empty() && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == api.server();
+}
+
+Response query_keys(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  const auto wanted = body.value("device_keys", json());
+  if (!wanted.is_object()) fail(400, errc::kMBadJson, "device_keys must be an object");
+  json device_keys = json::object(), master = json::object(), self_signing = json::object(), user_signing = json::object();
+  json failures = json::object();
+  for (const auto& [user_id, list] : wanted.items()) {
+    // Client-Server API POST /keys/query: each value is a list of device IDs, empty for all.
+    if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const json& d) { return d.is_string(); }))
+      fail(400, errc::kMBadJson, "device_keys values must be lists of device IDs");
+    if (!local_user(api, user_id)) {
+      const auto colon = user_id.find(':');
+      failures[colon == std::string::npos ? user_id : user_id.substr(colon + 1)] = {
+          {"errcode", errc::kMUnknown}, {"error", "this server does not federate yet"}};
+      continue;
+    }
+    auto keys = api.keys.device_keys(user_id, list.get<std::vector<std::string>>());
+    if (!keys.empty()) {
+      // The device's display name rides along in unsigned, as the big servers send it.
+      for (const auto& device : api.store.devices(user_id)) {
+        const auto id = device.value("device_id", "");
+        if (keys.contains(id) && !device.value("display_name", "").empty())
+          keys[id]["unsigned"] = {{"device_display_name", device.value("display_name", "")}};
+      }
+    }
+    device_keys[user_id] = std::move(keys);
+    if (auto key = api.keys.cross_signing_key(user_id, "master")) master[user_id] = std::move(*key);
+    if (auto key = api.keys.cross_signing_key(user_id, "self_signing")) self_signing[user_id] = std::move(*key);
+    // A user-signing key is shown to its owner only (Client-Server API "Cross-signing").
+    if (user_id == s.user_id)
+      if (auto key = api.keys.cross_signing_key(user_id, "user_signing")) user_signing[user_id] = std::move(*key);
+  }
+  return ok({{"device_keys", device_keys},
+             {"master_keys", master},
+             {"self_signing_keys", self_signing},
+             {"user_signing_keys", user_signing},
+             {"failures", failures}});
+}
+
+Response claim_keys(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  const auto body = q.json();
+  const auto wanted = body.value("one_time_keys", json());
+  if (!wanted.is_object()) fail(400, errc::kMBadJson, "one_time_keys must be an object");
+  std::size_t claims = 0;
+  json claimed = json::object(), failures = json::object();
+  for (const auto& [user_id, devices] : wanted.items()) {
+    if (!is_string_map(devices)) fail(400, errc::kMBadJson, "one_time_keys values must map device IDs to algorithms");
+    if ((claims += devices.size()) > kMaxClaimsPerRequest) fail(400, errc::kMInvalidParam, "too many keys claimed at once");
+    if (!local_user(api, user_id)) {
+      const auto colon = user_id.find(':');
+      failures[colon == std::string::npos ? user_id : user_id.substr(colon + 1)] = {
+          {"errcode", errc::kMUnknown}, {"error", "this server does not federate yet"}};
+      continue;
+    }
+    for (const auto& [device_id, algorithm] : devices.items())
+      if (auto key = api.keys.claim(user_id, device_id, algorithm.get<std::string>()))
+        claimed[user_id][device_id] = std::move(*key);
+  }
+  return ok({{"one_time_keys", claimed}, {"failures", failures}});
+}
+
+Response key_changes(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto from = StreamPosition::parse(q.query_value("from"));
+  const auto to = StreamPosition::parse(q.query_value("to"));
+  if (!from || !to) fail(400, errc::kMInvalidParam, "from and to must be sync tokens of this server");
+  const auto [changed, left] = api.device_list_delta(s.user_id, *from, *to);
+  return ok({{"changed", changed}, {"left", left}});
+}
+
+// The one Ed25519 public key of a cross-signing key, or "" when it does not have exactly one.
+std::string public_key_of(const json& key) {
+  const auto keys = key.value("keys", json());
+  if (!is_string_map(keys) || keys.size() != 1) return "";
+  const auto& [id, value] = *keys.items().begin();
+  if (id != "ed25519:" + value.get<std::string>()) return "";
+  return value.get<std::string>();
+}
+
+json without_signatures(json key) {
+  if (key.is_object()) {
+    key.erase("signatures");
+    key.erase("unsigned");
+  }
+  return key;
+}
+
+// Client-Server API POST /keys/device_signing/upload. The first upload needs no password
+// (a new account sets up cross-signing at once); replacing a key does.
+Response upload_cross_signing(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  std::map<std::string, json> uploaded;
+  for (const char* usage : kCrossSigningUsages) {
+    const auto field = std::string(usage) + "_key";
+    if (!body.contains(field)) continue;
+    const auto& key = body[field];
+    if (!key.is_object() || key.value("user_id", json()) != json(s.user_id))
+      fail(400, errc::kMInvalidParam, field + " must be an object for this user");
+    const auto usages = key.value("usage", json());
+    if (!usages.is_array() || std::find(usages.begin(), usages.end(), json(usage)) == usages.end())
+      fail(400, errc::kMInvalidParam, field + " must list the usage " + usage);
+    if (public_key_of(key).empty()) fail(400, errc::kMInvalidParam, field + " must hold one ed25519 key named by itself");
+    uploaded[usage] = key;
+  }
+  if (uploaded.empty()) fail(400, errc::kMMissingParam, "no cross-signing key was sent");
+
+  bool replaces = false;
+  for (const auto& [usage, key] : uploaded) {
+    const auto stored = api.keys.cross_signing_key(s.user_id, usage);
+    if (stored && without_signatures(*stored).value("keys", json()) != key["keys"]) replaces = true;
+  }
+  const auto stored_master = api.keys.cross_signing_key(s.user_id, "master");
+  if (stored_master && replaces)
+    if (auto ask = api.password_again(q, s, "device-signing")) return std::move(*ask);
+
+  const json master = uploaded.count("master") ? uploaded["master"] : stored_master.value_or(json());
+  if (master.is_null()) fail(400, errc::kMInvalidParam, "upload a master key first");
+  const auto master_public = public_key_of(master);
+  for (const char* usage : {"self_signing", "user_signing"}) {
+    if (!uploaded.count(usage)) continue;
+    if (!matrix::verify_json_signature(uploaded[usage], s.user_id, "ed25519:" + master_public, master_public))
+      fail(400, errc::kMInvalidSignature, std::string(usage) + " key is not signed by the master key");
+  }
+  api.keys.set_cross_signing_keys(s.user_id, uploaded);
+  return ok(json::object());
+}
+
+// The public Ed25519 key behind a signer's key ID: a device key ("ed25519:DEVICE") or one of
+// the user's cross-signing keys ("ed25519:<public key>"); "" when there is none.
+std::string signer_public_key(ClientApi::Impl& api, const std::string& user_id, const std::string& key_id) {
+  if (key_id.rfind("ed25519:", 0) != 0) return "";
+  const auto name = key_id.substr(8);
+  for (const char* usage : kCrossSigningUsages)
+    if (auto key = api.keys.cross_signing_key(user_id, usage); key && public_key_of(without_signatures(*key)) == name)
+      return name;
+  const auto devices = api.keys.device_keys(user_id, {name});
+  if (devices.contains(name)) {
+    const auto keys = devices[name].value("keys", json::object());
+    if (keys.contains(key_id) && keys[key_id].is_string()) return keys[key_id].get<std::string>();
+  }
+  return "";
+}
+
+// Client-Server API POST /keys/signatures/upload: signatures the member made, with their own
+// device key on their master key, with their self-signing key on their devices, and with
+// their user-signing key on other members' master keys. Each is checked before it is kept.
+Response upload_signatures(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  json failures = json::object();
+  std::vector<KeyStore::Signature> accepted;
+  for (const auto& [user_id, targets] : body.items()) {
+    if (!targets.is_object()) fail(400, errc::kMBadJson, "signatures must be grouped by user and key");
+    for (const auto& [target_key, signed_object] : targets.items()) {
+      auto refuse = [&](const char* code, const std::string& why) {
+        failures[user_id][target_key] = {{"errcode", code}, {"error", why}};
+      };
+      if (!signed_object.is_object()) {
+        refuse(errc::kMBadJson, "not an object");
+        continue;
+      }
+      // The stored key the signature is on: a device of the member's own, or a master key.
+      std::optional<json> stored;
+      const auto master = api.keys.cross_signing_key(user_id, "master");
+      if (master && public_key_of(without_signatures(*master)) == target_key) stored = master;
+      else if (user_id == s.user_id) {
+        const auto devices = api.keys.device_keys(user_id, {target_key});
+        if (devices.contains(target_key)) stored = devices[target_key];
+      }
+      if (!stored) {
+        refuse(errc::kMNotFound, "no such key");
+        continue;
+      }
+      if (without_signatures(*stored) != without_signatures(signed_object)) {
+        refuse(errc::kMInvalidParam, "the signed object differs from the stored key");
+        continue;
+      }
+      const auto mine = signed_object.value("signatures", json::object()).value(s.user_id, json::object());
+      if (!mine.is_object()) {
+        refuse(errc::kMBadJson, "bad signatures");
+        continue;
+      }
+      const auto already = stored->value("signatures", json::object()).value(s.user_id, json::object());
+      for (const auto& [signer_key_id, signature] : mine.items()) {
+        if (!signature.is_string()) continue;
+        if (already.is_object() && already.contains(signer_key_id) && already[signer_key_id] == signature) continue;
+        const auto public_key = signer_public_key(api, s.user_id, signer_key_id);
+        if (public_key.empty() || !matrix::verify_json_signature(signed_object, s.user_id, signer_key_id, public_key)) {
+          refuse(errc::kMInvalidSignature, "signature by " + signer_key_id + " does not verify");
+          continue;
+        }
+        accepted.push_back({user_id, target_key, s.user_id, signer_key_id, signature.get<std::string>()});
+      }
+    }
+  }
+  api.keys.add_signatures(accepted);
+  return ok({{"failures", failures}});
+}
+
+using Mount = ClientRoute::Mount;
+using Run = ClientRoute::Run;
+
+constexpr ClientRoute kKeyTable[] = {
+    {"POST", "/keys/upload", Mount::kV3AndR0, Run::kBlocking, upload_keys, "upload device, one-time and fallback keys"},
+    {"POST", "/keys/query", Mount::kV3AndR0, Run::kBlocking, query_keys, "device and cross-signing keys of users"},
+    {"POST", "/keys/claim", Mount::kV3AndR0, Run::kBlocking, claim_keys, "claim one-time keys (then fallback keys)"},
+    {"GET", "/keys/changes", Mount::kV3AndR0, Run::kBlocking, key_changes, "users whose devices changed between tokens"},
+    {"POST", "/keys/device_signing/upload", Mount::kV3AndR0, Run::kBlocking, upload_cross_signing,
+     "upload cross-signing keys (replacing them asks for the password)"},
+    {"POST", "/keys/signatures/upload", Mount::kV3AndR0, Run::kBlocking, upload_signatures, "upload checked key signatures"},
+};
+
+}  // namespace
+
+std::pair<std::set<std::string>, std::set<std::string>> ClientApi::Impl::device_list_delta(const std::string& user_id,
+                                                                                         const StreamPosition& from,
+                                                                                         const StreamPosition& to) {
+  std::set<std::string> changed, left;
+  const auto key_changes = keys.changed_users(from.keys, to.keys);
+  const auto memberships = store.membership_changes(user_id, from.events, to.events);
+  if (key_changes.empty() && memberships.empty()) return {changed, left};
+  const auto sharing = store.users_sharing_rooms(user_id);
+  for (const auto& user : key_changes)
+    if (sharing.count(user)) changed.insert(user);
+  for (const auto& m : memberships) {
+    const bool in = m.membership == "join" || m.membership == "invite";
+    if (m.user_id == user_id) {
+      // The user joined a room: its members may be new to them. The user left one: those they
+      // no longer share any room with are gone from their list.
+      for (const auto& member : store.room_members(m.room_id)) {
+        if (member == user_id) continue;
+        if (in && m.membership == "join") changed.insert(member);
+        else if (!sharing.count(member)) left.insert(member);
+      }
+    } else if (sharing.count(m.user_id)) {
+      if (in) changed.insert(m.user_id);
+    } else {
+      left.insert(m.user_id);
+    }
+  }
+  for (const auto& user : changed) left.erase(user);
+  return {changed, left};
+}
+
+constinit const std::span<const ClientRoute> api::kKeyRoutes = kKeyTable;
+
+}  // namespace coop::room
