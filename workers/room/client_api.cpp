@@ -114,6 +114,13 @@ void ClientApi::Impl::require_joined(const std::string& room_id, const std::stri
   if (store.membership(room_id, user_id) != "join") fail(403, errc::kMForbidden, "you are not in this room");
 }
 
+void ClientApi::Impl::require_reader(const std::string& room_id, const std::string& user_id) {
+  if (!store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
+  const auto membership = store.membership(room_id, user_id);
+  if (membership != "join" && membership != "leave" && membership != "ban" && membership != "invite")
+    fail(403, errc::kMForbidden, "you have never been in this room");
+}
+
 std::pair<int64_t, int64_t> ClientApi::Impl::power(const std::string& room_id, const std::string& user_id,
                                                    const char* level, int64_t level_default) {
   const auto levels = store.state_event(room_id, "m.room.power_levels", "");
@@ -146,6 +153,32 @@ json ClientApi::Impl::client_event(const json& event) {
   if (out.value("type", "") == "m.room.redaction" && !out.contains("redacts") && out.contains("content") &&
       out["content"].is_object() && out["content"].contains("redacts"))
     out["redacts"] = out["content"]["redacts"];
+  return out;
+}
+
+json ClientApi::Impl::timeline_event(const StoredEvent& e, const Session& viewer) {
+  json out = client_event(e.event);
+  const std::string event_id = e.event.value("event_id", "");
+  // Client-Server API "Transaction identifiers": only the device that sent it sees the id.
+  if (e.event.value("sender", "") == viewer.user_id)
+    if (const auto txn = store.txn_of(event_id); txn && txn->first == viewer.device_id)
+      out["unsigned"]["transaction_id"] = txn->second;
+  if (e.event.contains("state_key")) return out;
+  const auto summary = store.relation_summary(e.event, viewer.user_id);
+  if (summary.empty()) return out;
+  json relations = json::object();
+  if (summary.latest_edit) relations["m.replace"] = client_event(summary.latest_edit->event);
+  if (summary.latest_reply)
+    relations["m.thread"] = {{"latest_event", client_event(summary.latest_reply->event)},
+                             {"count", summary.replies},
+                             {"current_user_participated",
+                              summary.viewer_replied || e.event.value("sender", "") == viewer.user_id}};
+  if (!summary.references.empty()) {
+    json chunk = json::array();
+    for (const auto& id : summary.references) chunk.push_back({{"event_id", id}});
+    relations["m.reference"] = {{"chunk", chunk}};
+  }
+  if (!relations.empty()) out["unsigned"]["m.relations"] = relations;
   return out;
 }
 
@@ -254,6 +287,10 @@ void ClientApi::end_sessions(const std::string& handle) {
 }
 
 void ClientApi::notify() { impl_->notify_all(); }
+
+void ClientApi::set_readmission(std::function<void(const std::string&, const std::string&)> readmit) {
+  impl_->readmit = std::move(readmit);
+}
 
 void ClientApi::close() {
   std::list<std::shared_ptr<Waiter>> current;

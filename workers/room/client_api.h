@@ -1,6 +1,7 @@
 // The Matrix client-server API (spec v1.x, /_matrix/client/v3 with /r0 aliases) of coop-room.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,8 @@ class ClientApi {
   void end_sessions(const std::string& handle);
   // Something changed: wake long-polling /sync requests.
   void notify();
+  // Lets a member who left one of coop's Spaces rejoin it (see ClientApi::Impl::readmit).
+  void set_readmission(std::function<void(const std::string& room_id, const std::string& user_id)> readmit);
   void close();  // answer every waiting /sync (shutdown)
 
   // The API's state and helpers, defined in client_impl.h for the route modules in api/.

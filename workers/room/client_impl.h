@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -54,6 +55,10 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing;
   std::map<std::string, int64_t> typing_changed;
 
+  // Set by the worker: invites a member who left one of coop's Spaces back into it when they
+  // still belong there (SpaceSync::readmit).
+  std::function<void(const std::string& room_id, const std::string& user_id)> readmit;
+
   std::mutex waiters_mutex;
   std::list<std::shared_ptr<Waiter>> waiters;
 
@@ -63,11 +68,19 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::string token_of(const http::Request& q);
   std::string resolve_room(const std::string& id_or_alias);
   void require_joined(const std::string& room_id, const std::string& user_id);
+  // Reading history: members, and those who left or were banned (history visibility then
+  // stops them at the moment they left).
+  void require_reader(const std::string& room_id, const std::string& user_id);
   // A member's power level and a named level ("redact", "state_default") in a room.
   std::pair<int64_t, int64_t> power(const std::string& room_id, const std::string& user_id, const char* level,
                                     int64_t level_default);
   std::string display_name(const std::string& user_id);
   nlohmann::json client_event(const nlohmann::json& event);
+  // An event of a timeline as `viewer` sees it: client_event, with unsigned.transaction_id when
+  // the viewer's device sent it, and the bundled aggregations of its relations
+  // (Client-Server API "Aggregations of child events": the latest edit, the thread summary,
+  // references).
+  nlohmann::json timeline_event(const StoredEvent& e, const Session& viewer);
   http::Response error(int status, const std::string& code, const std::string& message);
   // Client-Server API "User-interactive authentication" with m.login.password: nullopt when
   // the body's auth carries the member's password, else the 401 that asks for it.

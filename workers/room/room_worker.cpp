@@ -49,6 +49,9 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
       spaces_(std::make_unique<SpaceSync>(runtime.home(), *store_,
                                           runtime.config().get_string("workers.room.space_name", runtime.config().domain()))) {
   store_->on_change([api = api_.get()] { api->notify(); });
+  api_->set_readmission([spaces = spaces_.get()](const std::string& room_id, const std::string& user_id) {
+    spaces->readmit(room_id, user_id);
+  });
   keys_->on_change([api = api_.get()] { api->notify(); });
   add_room_admin_routes(runtime, *store_, *spaces_);
 

@@ -55,7 +55,8 @@ std::string SpaceSync::create_space(const std::string& name, const std::string& 
   store_.send_event(room_id, system_user(), "m.space.parent", {{"via", {store_.server_name()}}, {"canonical", true}}, parent);
   if (!group.empty()) {
     for (const auto& m : member_api(home_, "/v1/groups/" + group + "/members"))
-      if (m.value("status", "") == "active") set_membership(room_id, "@" + m.value("handle", "") + ":" + store_.server_name(), true);
+      if (m.value("status", "") == "active")
+        set_membership(room_id, "@" + m.value("handle", "") + ":" + store_.server_name(), true, m.value("name", ""));
   }
   return room_id;
 }
@@ -80,12 +81,16 @@ std::string SpaceSync::create_room(const std::string& name, const std::string& s
   return room_id;
 }
 
-void SpaceSync::set_membership(const std::string& room_id, const std::string& user_id, bool should_be_in) {
+void SpaceSync::set_membership(const std::string& room_id, const std::string& user_id, bool should_be_in,
+                               const std::string& display_name) {
   const auto current = store_.membership(room_id, user_id);
   try {
     if (should_be_in && current != "join") {
       if (current != "invite") store_.send_event(room_id, system_user(), "m.room.member", {{"membership", "invite"}}, user_id);
-      store_.send_event(room_id, user_id, "m.room.member", {{"membership", "join"}}, user_id);
+      // The join carries the member's name, as a client's own join would.
+      json join = {{"membership", "join"}};
+      if (!display_name.empty()) join["displayname"] = display_name;
+      store_.send_event(room_id, user_id, "m.room.member", join, user_id);
     } else if (!should_be_in && (current == "join" || current == "invite")) {
       store_.send_event(room_id, system_user(), "m.room.member",
                         {{"membership", "leave"}, {"reason", "no longer an active member of this group"}}, user_id);
@@ -93,6 +98,19 @@ void SpaceSync::set_membership(const std::string& room_id, const std::string& us
   } catch (const Error& e) {
     spdlog::warn("space membership of {} in {}: {}", user_id, room_id, e.what());
   }
+}
+
+bool SpaceSync::belongs(const json& member, const std::string& kind, const std::string& group) {
+  if (member.value("status", "") != "active") return false;
+  if (kind == "cooperative") return true;
+  if (kind != "group") return false;  // Spaces made with `coop room`: members join them themselves
+  try {
+    for (const auto& m : member_api(home_, "/v1/groups/" + group + "/members"))
+      if (m.value("handle", "") == member.value("handle", "")) return true;
+  } catch (const Error&) {
+    // The group was removed: nobody is in its Space any more.
+  }
+  return false;
 }
 
 void SpaceSync::reconcile_member(const std::string& handle) {
@@ -105,22 +123,36 @@ void SpaceSync::reconcile_member(const std::string& handle) {
   }
   const bool active = member.value("status", "") == "active";
   const std::string user_id = "@" + handle + ":" + store_.server_name();
+  const std::string name = member.value("name", "");
   for (const auto& [room_id, kind, group] : store_.coop_spaces()) {
-    if (kind == "cooperative") {
-      set_membership(room_id, user_id, active);
-    } else if (kind == "group") {
-      bool in_group = false;
-      try {
-        for (const auto& m : member_api(home_, "/v1/groups/" + group + "/members"))
-          in_group = in_group || m.value("handle", "") == handle;
-      } catch (const Error&) {
-        // The group was removed: nobody is in its Space any more.
-      }
-      set_membership(room_id, user_id, active && in_group);
+    if (kind == "cooperative" || kind == "group") {
+      // A member who left a Space they belong in stays out until they join again (readmit):
+      // reconciling puts them back only when their standing changed, not on every event.
+      if (active && store_.membership(room_id, user_id) == "leave" && left_by_choice(room_id, user_id)) continue;
+      set_membership(room_id, user_id, belongs(member, kind, group), name);
     } else if (!active) {
-      set_membership(room_id, user_id, false);
+      set_membership(room_id, user_id, false, name);
     }
   }
+}
+
+void SpaceSync::readmit(const std::string& room_id, const std::string& user_id) {
+  std::lock_guard lock(mutex_);
+  const auto handle = user_id.substr(1, user_id.find(':') - 1);
+  for (const auto& [space, kind, group] : store_.coop_spaces()) {
+    if (space != room_id) continue;
+    try {
+      if (belongs(member_api(home_, "/v1/members/" + handle), kind, group) && store_.membership(room_id, user_id) == "leave")
+        store_.send_event(room_id, system_user(), "m.room.member", {{"membership", "invite"}}, user_id);
+    } catch (const Error& e) {
+      spdlog::warn("cannot readmit {} to {}: {}", user_id, room_id, e.what());
+    }
+  }
+}
+
+bool SpaceSync::left_by_choice(const std::string& room_id, const std::string& user_id) {
+  const auto event = store_.state_event(room_id, "m.room.member", user_id);
+  return event && event->value("sender", "") == user_id;
 }
 
 void SpaceSync::reconcile_all() {

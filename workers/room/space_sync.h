@@ -3,6 +3,8 @@
 // removed member is out of all of them (issue #5, Spaces).
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <mutex>
 #include <string>
 
@@ -32,9 +34,17 @@ class SpaceSync {
   void reconcile_member(const std::string& handle);
   // Every member (startup, group changes).
   void reconcile_all();
+  // A member who left one of coop's Spaces asks to join it again: invited back when the
+  // registry says they belong there (active, and in the group for a group's Space).
+  void readmit(const std::string& room_id, const std::string& user_id);
 
  private:
-  void set_membership(const std::string& room_id, const std::string& user_id, bool should_be_in);
+  // Whether a registry member belongs in a Space of this kind and group.
+  bool belongs(const nlohmann::json& member, const std::string& kind, const std::string& group);
+  // The member's leave is their own (not coop's, not a moderator's).
+  bool left_by_choice(const std::string& room_id, const std::string& user_id);
+  void set_membership(const std::string& room_id, const std::string& user_id, bool should_be_in,
+                      const std::string& display_name);
   const Home& home_;
   RoomStore& store_;
   std::string space_name_;

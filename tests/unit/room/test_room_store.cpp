@@ -8,6 +8,7 @@
 #include "workers/room/store/room_store.h"
 
 using coop::room::RoomStore;
+using coop::room::StreamPosition;
 using nlohmann::json;
 
 namespace {
@@ -83,4 +84,19 @@ TEST_CASE("the state after any event is rebuilt from deltas and snapshots") {
   }
   CHECK(memberships(store.current_state(room_id)).at("@u7:example.org") == "leave");
   CHECK(memberships(*store.state_after(after_join[100])).at("@u7:example.org") == "join");
+}
+
+TEST_CASE("sync tokens carry three streams and old two-part tokens still read") {
+  const auto three = StreamPosition::parse("s12_3_45");
+  REQUIRE(three);
+  CHECK(three->events == 12);
+  CHECK(three->other == 3);
+  CHECK(three->keys == 45);
+  CHECK(three->token() == "s12_3_45");
+  const auto two = StreamPosition::parse("s12_3");
+  REQUIRE(two);
+  CHECK(two->keys == 0);
+  for (const char* bad : {"", "s", "s1", "s1_", "s_1", "sx_1", "s1_x", "s1_2_x", "s1_2_3_4", "s-1_2", "s1_2_-3",
+                          "s99999999999999999999_1", "t1_2", "s1 _2"})
+    CHECK_FALSE(StreamPosition::parse(bad));
 }

@@ -25,10 +25,17 @@ Response versions(ClientApi::Impl&, const Request&) {
              {"unstable_features", json::object()}});
 }
 
-Response well_known(ClientApi::Impl& api, const Request& q) {
-  const std::string host = q.header("host", api.server());
-  return ok({{"m.homeserver", {{"base_url", "http://" + host}}}});
+// Where clients reach this homeserver: `[workers.room] public_url` (the TLS proxy's address in
+// production); without it, the address the request came to, which is right on a test shard.
+// Never the Host header alone when an admin named the address: a client must not be sent
+// wherever a forged header points.
+std::string base_url(ClientApi::Impl& api, const Request& q) {
+  auto url = api.runtime.config().get_string("workers.room.public_url", "");
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url.empty() ? "http://" + q.header("host", api.server()) : url;
 }
+
+Response well_known(ClientApi::Impl& api, const Request& q) { return ok({{"m.homeserver", {{"base_url", base_url(api, q)}}}}); }
 
 Response capabilities(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
@@ -63,7 +70,7 @@ Response login(ClientApi::Impl& api, const Request& q) {
     auto [token, device] = api.store.create_session(user_id, body.value("device_id", ""),
                                                     body.value("initial_device_display_name", ""));
     return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", api.server()},
-               {"well_known", {{"m.homeserver", {{"base_url", "http://" + q.header("host", api.server())}}}}}});
+               {"well_known", {{"m.homeserver", {{"base_url", base_url(api, q)}}}}}});
   } catch (const auth::ThrottledError& e) {
     return rate_limited(e);
   } catch (const Error& e) {

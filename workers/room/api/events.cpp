@@ -2,6 +2,8 @@
 // "Receipts", "Fully read markers" and "Typing notifications".
 #include <nlohmann/json.hpp>
 
+#include <set>
+
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -34,17 +36,17 @@ Response send_event(ClientApi::Impl& api, const Request& q) {
 
 Response get_event(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
-  api.require_joined(q.param("roomId"), s.user_id);
+  api.require_reader(q.param("roomId"), s.user_id);
   auto e = api.store.event(q.param("eventId"));
   if (!e || e->event.value("room_id", "") != q.param("roomId") ||
       !api.store.history_visibility(q.param("roomId"), s.user_id).allows(*e))
     fail(404, errc::kMNotFound, "no such event");
-  return ok(api.client_event(e->event));
+  return ok(api.timeline_event(*e, s));
 }
 
 Response messages(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
-  api.require_joined(q.param("roomId"), s.user_id);
+  api.require_reader(q.param("roomId"), s.user_id);
   const auto dir = q.query_value("dir", "b");
   if (dir != "b" && dir != "f") fail(400, errc::kMInvalidParam, "dir must be b or f");
   const bool backwards = dir == "b";
@@ -53,6 +55,12 @@ Response messages(ClientApi::Impl& api, const Request& q) {
   auto from = StreamPosition::parse(q.query_value("from"));
   if (!from && !q.query_value("from").empty()) fail(400, errc::kMInvalidParam, "from is not a token of this server");
   if (!from) from = backwards ? now : StreamPosition{0, now.other};
+  // A member who left reads up to the moment they left: start there, not at the present,
+  // so that pages of events they may not see do not end their history early.
+  if (const auto m = api.store.membership(q.param("roomId"), s.user_id); m == "leave" || m == "ban")
+    if (const auto member = api.store.state_event(q.param("roomId"), "m.room.member", s.user_id))
+      if (const auto left = api.store.event(member->value("event_id", "")); left && from->events > left->stream)
+        from->events = left->stream;
   const auto filter_text = q.query_value("filter");
   const EventFilter filter = EventFilter::from(filter_text.empty() ? json::object() : filter_param(filter_text));
   const auto visible = api.store.history_visibility(q.param("roomId"), s.user_id);
@@ -68,8 +76,19 @@ Response messages(ClientApi::Impl& api, const Request& q) {
     if (static_cast<int>(page.size()) < limit) break;
   }
   json chunk = json::array();
-  for (const auto& e : events) chunk.push_back(api.client_event(e.event));
+  for (const auto& e : events) chunk.push_back(api.timeline_event(e, s));
   json body = {{"chunk", chunk}, {"start", from->token()}};
+  // Client-Server API "Lazy-loading room members": the member events of the chunk's senders.
+  const json filter_json = filter_text.empty() ? json::object() : filter_param(filter_text);
+  if (filter_json.is_object() && filter_json.value("lazy_load_members", json(false)) == json(true)) {
+    std::set<std::string> senders;
+    for (const auto& e : events) senders.insert(e.event.value("sender", ""));
+    json state = json::array();
+    for (const auto& sender : senders)
+      if (auto member = api.store.state_event(q.param("roomId"), "m.room.member", sender))
+        state.push_back(api.client_event(*member));
+    body["state"] = state;
+  }
   if (!events.empty() && static_cast<int>(events.size()) == limit)
     body["end"] = StreamPosition{backwards ? events.back().stream - 1 : events.back().stream, now.other}.token();
   return ok(body);
@@ -142,7 +161,7 @@ Response redact(ClientApi::Impl& api, const Request& q) {
 
 Response context(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
-  api.require_joined(q.param("roomId"), s.user_id);
+  api.require_reader(q.param("roomId"), s.user_id);
   auto target = api.store.event(q.param("eventId"));
   const auto visible = api.store.history_visibility(q.param("roomId"), s.user_id);
   if (!target || target->event.value("room_id", "") != q.param("roomId") || !visible.allows(*target))
@@ -153,15 +172,15 @@ Response context(ClientApi::Impl& api, const Request& q) {
   auto after = api.store.events_between(q.param("roomId"), target->stream, now.events, limit / 2, false);
   json b = json::array(), a = json::array(), state = json::array();
   for (const auto& e : before)
-    if (visible.allows(e)) b.push_back(api.client_event(e.event));
+    if (visible.allows(e)) b.push_back(api.timeline_event(e, s));
   for (const auto& e : after)
-    if (visible.allows(e)) a.push_back(api.client_event(e.event));
+    if (visible.allows(e)) a.push_back(api.timeline_event(e, s));
   const auto at_event = api.store.state_after(q.param("eventId"));
   for (const auto& e : at_event ? *at_event : api.store.current_state(q.param("roomId")))
     state.push_back(api.client_event(e));
   const int64_t start = before.empty() ? target->stream - 1 : before.back().stream - 1;
   const int64_t end = after.empty() ? target->stream : after.back().stream;
-  return ok({{"event", api.client_event(target->event)}, {"events_before", b}, {"events_after", a}, {"state", state},
+  return ok({{"event", api.timeline_event(*target, s)}, {"events_before", b}, {"events_after", a}, {"state", state},
              {"start", StreamPosition{start, now.other}.token()}, {"end", StreamPosition{end, now.other}.token()}});
 }
 

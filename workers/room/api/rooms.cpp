@@ -17,7 +17,9 @@ using nlohmann::json;
 Response create_room(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
   const auto body = q.json();
-  auto created = api.store.create_room(s.user_id, body);
+  json profile = json::object();
+  if (const auto name = api.display_name(s.user_id); !name.empty()) profile["displayname"] = name;
+  auto created = api.store.create_room(s.user_id, body, profile);
   if (body.value("visibility", "private") == "public") api.store.set_published(created.value("room_id", ""), true);
   return ok(created);
 }
@@ -28,7 +30,11 @@ Response join(ClientApi::Impl& api, const Request& q, const std::string& target)
   const auto s = api.authenticate(q);
   const auto room_id = api.resolve_room(target);
   if (!api.store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
-  if (api.store.membership(room_id, s.user_id) != "join") {
+  const auto membership = api.store.membership(room_id, s.user_id);
+  // A member who left one of coop's Spaces may come back while they belong in it (it is
+  // invite-only): coop invites them again first.
+  if (membership == "leave" && api.readmit) api.readmit(room_id, s.user_id);
+  if (membership != "join") {
     json content = {{"membership", "join"}};
     const auto name = api.display_name(s.user_id);
     if (!name.empty()) content["displayname"] = name;

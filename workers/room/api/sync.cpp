@@ -117,7 +117,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
       const auto visible = store.history_visibility(room_id, user_id);
       json timeline = json::array();
       for (const auto& e : events)
-        if (visible.allows(e)) timeline.push_back(client_event(e.event));
+        if (visible.allows(e)) timeline.push_back(timeline_event(e, session));
       rooms["leave"][room_id] = {{"timeline", {{"events", timeline}, {"limited", false}}}, {"state", {{"events", json::array()}}}};
       anything = true;
       continue;
@@ -129,8 +129,10 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     // few pages.
     const auto visible = store.history_visibility(room_id, user_id);
     std::vector<StoredEvent> newest;
+    bool members_changed = false;  // the room summary goes with any membership change
     for (int64_t up_to = now.events, pages = 0; static_cast<int>(newest.size()) <= limit && pages < 10; ++pages) {
       const auto page = store.events_between(room_id, from, up_to, std::max(limit + 1, 50), true);
+      for (const auto& e : page) members_changed = members_changed || e.event.value("type", "") == "m.room.member";
       for (const auto& e : page)
         if (static_cast<int>(newest.size()) <= limit && visible.allows(e) && timeline_filter.matches(e.event))
           newest.push_back(e);
@@ -141,7 +143,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     if (limited) newest.pop_back();
     std::reverse(newest.begin(), newest.end());
     json timeline = json::array();
-    for (const auto& e : newest) timeline.push_back(client_event(e.event));
+    for (const auto& e : newest) timeline.push_back(timeline_event(e, session));
     json room = json::object();
     const std::string prev_batch = newest.empty() ? now.token()
                                                   : StreamPosition{newest.front().stream - 1, now.other}.token();
@@ -191,7 +193,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     room["account_data"] = {{"events", room_account}};
     int joined = 0, invited = 0;
     json heroes = json::array();
-    const bool want_summary = !since || limited || membership_new || full_state;
+    const bool want_summary = !since || limited || membership_new || full_state || members_changed;
     for (const auto& e : want_summary ? store.current_state(room_id) : std::vector<json>{}) {
       if (e.value("type", "") != "m.room.member") continue;
       const auto m = e["content"].value("membership", "");

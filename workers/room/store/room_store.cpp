@@ -144,6 +144,10 @@ constexpr sqlite::Migration kMigrations[] = {
     {5, R"sql(
       CREATE INDEX events_by_state_key ON events (room_id, type, state_key, stream);
     )sql"},
+    // unsigned.transaction_id for the sender's device, looked up per timeline event.
+    {6, R"sql(
+      CREATE INDEX txns_by_event ON txns (event_id);
+    )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
@@ -531,7 +535,7 @@ bool RoomStore::delete_device(const std::string& user_id, const std::string& dev
   return existed;
 }
 
-json RoomStore::create_room(const std::string& creator, const json& request) {
+json RoomStore::create_room(const std::string& creator, const json& request, const json& creator_profile) {
   const std::string version = request.value("room_version", "11");
   if (version != "10" && version != "11")
     throw Error(errc::kMUnsupportedRoomVersion, "this server supports room versions 10 and 11", 400);
@@ -550,7 +554,12 @@ json RoomStore::create_room(const std::string& creator, const json& request) {
         .bind(5, now_ms())
         .run();
     impl_->append(room_id, version, creator, "m.room.create", create_content, "");
-    impl_->append(room_id, version, creator, "m.room.member", {{"membership", "join"}}, creator);
+    json join = {{"membership", "join"}};
+    for (const char* field : {"displayname", "avatar_url"})
+      if (creator_profile.is_object() && creator_profile.contains(field) && creator_profile[field].is_string() &&
+          !creator_profile[field].get<std::string>().empty())
+        join[field] = creator_profile[field];
+    impl_->append(room_id, version, creator, "m.room.member", join, creator);
     // Client-Server API "Creating a room": power levels, then preset state, then the rest.
     json levels = {{"users", {{creator, 100}}}, {"users_default", 0}, {"events_default", 0}, {"state_default", 50},
                    {"ban", 50}, {"kick", 50}, {"redact", 50}, {"invite", preset == "public_chat" ? 0 : 0},
@@ -688,6 +697,20 @@ std::optional<std::string> RoomStore::event_for_txn(const std::string& user_id, 
   auto id = stmt.column_text(0);
   stmt.reset();
   return id;
+}
+
+std::optional<std::pair<std::string, std::string>> RoomStore::txn_of(const std::string& event_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT device_id, txn_id FROM txns WHERE event_id = ?1");
+  stmt.bind(1, event_id);
+  std::optional<std::pair<std::string, std::string>> found;
+  if (stmt.step()) {
+    // Stored as "endpoint\n...\ntxn id" (scoped per endpoint); the client's id is the last part.
+    auto txn = stmt.column_text(1);
+    found.emplace(stmt.column_text(0), txn.substr(txn.rfind('\n') + 1));
+  }
+  stmt.reset();
+  return found;
 }
 
 std::optional<std::string> RoomStore::room_version(const std::string& room_id) {
@@ -1017,6 +1040,48 @@ std::vector<StoredEvent> RoomStore::relations(const std::string& room_id, const 
   while (stmt.step()) out.push_back({stmt.column_int64(0), json::parse(stmt.column_text(1))});
   stmt.reset();
   return out;
+}
+
+RoomStore::RelationSummary RoomStore::relation_summary(const json& event, const std::string& viewer) {
+  std::lock_guard lock(impl_->mutex);
+  RelationSummary summary;
+  const std::string event_id = event.value("event_id", ""), room_id = event.value("room_id", "");
+  constexpr const char* kChildren =
+      "FROM events WHERE json_extract(json, '$.content.\"m.relates_to\".event_id') = ?1 AND room_id = ?2 ";
+  auto& any = impl_->db->prepare(std::string("SELECT 1 ") + kChildren + "LIMIT 1");
+  any.bind(1, event_id).bind(2, room_id);
+  const bool has_children = any.step();
+  any.reset();
+  if (!has_children) return summary;
+  auto& edit = impl_->db->prepare(
+      std::string("SELECT stream, json ") + kChildren +
+      "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.replace' AND sender = ?3 AND type = ?4 "
+      "AND json_extract(json, '$.content.\"m.new_content\"') IS NOT NULL ORDER BY stream DESC LIMIT 1");
+  edit.bind(1, event_id).bind(2, room_id).bind(3, event.value("sender", "")).bind(4, event.value("type", ""));
+  if (edit.step()) summary.latest_edit = StoredEvent{edit.column_int64(0), json::parse(edit.column_text(1))};
+  edit.reset();
+  auto& thread = impl_->db->prepare(
+      std::string("SELECT count(*), coalesce(max(stream), 0), coalesce(sum(sender = ?3), 0) ") + kChildren +
+      "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.thread'");
+  thread.bind(1, event_id).bind(2, room_id).bind(3, viewer);
+  thread.step();
+  summary.replies = thread.column_int64(0);
+  const int64_t latest = thread.column_int64(1);
+  summary.viewer_replied = thread.column_int64(2) > 0;
+  thread.reset();
+  if (summary.replies > 0) {
+    auto& reply = impl_->db->prepare("SELECT json FROM events WHERE stream = ?1");
+    reply.bind(1, latest);
+    if (reply.step()) summary.latest_reply = StoredEvent{latest, json::parse(reply.column_text(0))};
+    reply.reset();
+  }
+  auto& references = impl_->db->prepare(
+      std::string("SELECT event_id ") + kChildren +
+      "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.reference' ORDER BY stream LIMIT 100");
+  references.bind(1, event_id).bind(2, room_id);
+  while (references.step()) summary.references.push_back(references.column_text(0));
+  references.reset();
+  return summary;
 }
 
 std::optional<std::vector<json>> RoomStore::state_after(const std::string& event_id) {

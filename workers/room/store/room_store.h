@@ -90,12 +90,16 @@ class RoomStore {
   // ---- rooms and events ----
   // Builds, hashes, signs, authorises and stores one event; returns it. coop::Error with a
   // Matrix errcode (M_FORBIDDEN...) when the auth rules refuse it.
-  nlohmann::json create_room(const std::string& creator, const nlohmann::json& request);
+  // creator_profile (displayname, avatar_url) goes into the creator's join, as clients show it.
+  nlohmann::json create_room(const std::string& creator, const nlohmann::json& request,
+                             const nlohmann::json& creator_profile = nlohmann::json::object());
   nlohmann::json send_event(const std::string& room_id, const std::string& sender, const std::string& type,
                             const nlohmann::json& content, const std::optional<std::string>& state_key,
                             const std::string& txn_device = {}, const std::string& txn_id = {});
   std::optional<std::string> event_for_txn(const std::string& user_id, const std::string& device_id,
                                            const std::string& txn_id);
+  // (device id, the client's transaction id) of an event sent with one.
+  std::optional<std::pair<std::string, std::string>> txn_of(const std::string& event_id);
   std::optional<std::string> room_version(const std::string& room_id);
   std::optional<nlohmann::json> state_event(const std::string& room_id, const std::string& type,
                                             const std::string& state_key);
@@ -166,6 +170,17 @@ class RoomStore {
   // Events whose m.relates_to points at event_id (optionally of one rel_type), oldest first.
   std::vector<StoredEvent> relations(const std::string& room_id, const std::string& event_id,
                                      const std::string& rel_type, int limit);
+  // What "Aggregations of child events" bundles with an event, for one viewer: the latest
+  // replacement by the original sender (not redacted), the thread's reply count, latest reply
+  // and whether the viewer replied, and the events that reference it.
+  struct RelationSummary {
+    std::optional<StoredEvent> latest_edit, latest_reply;
+    int64_t replies = 0;
+    bool viewer_replied = false;
+    std::vector<std::string> references;
+    bool empty() const { return !latest_edit && !latest_reply && references.empty(); }
+  };
+  RelationSummary relation_summary(const nlohmann::json& event, const std::string& viewer);
   // The room's state right after an event (from the state groups); nullopt for events
   // stored before state groups existed.
   std::optional<std::vector<nlohmann::json>> state_after(const std::string& event_id);

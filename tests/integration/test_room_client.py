@@ -1,0 +1,221 @@
+"""What Element-class clients depend on from coop-room beyond encryption: transaction IDs on
+the sender's own events, bundled edits, threads and references (Complement's TestRelations*,
+TestThreadsEndpoint area), history up to the moment a member left, lazy-loaded members in
+/messages, the room summary on membership changes, names on the joins coop writes, Space
+hierarchy pages, leaving and rejoining the cooperative's Space, and discovery that takes
+its address from coop.toml."""
+import json
+import os
+import urllib.parse
+import urllib.request
+
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+from test_room_e2ee import ALICE, BOB, CAROL, Member
+from test_room_nio import DOMAIN, STRONG, homeserver, http_json, start
+
+BIN = bin_dir_from_args()
+
+
+def q(room_id):
+    return urllib.parse.quote(room_id)
+
+
+def send(member, room_id, content, txn, event_type="m.room.message"):
+    return member.ok("PUT", f"/rooms/{q(room_id)}/send/{event_type}/{txn}", content)["event_id"]
+
+
+def text(body):
+    return {"msgtype": "m.text", "body": body}
+
+
+def timeline_of(sync, room_id):
+    return sync["rooms"]["join"].get(room_id, {}).get("timeline", {}).get("events", [])
+
+
+def test_transaction_ids_and_bundled_relations():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        alice, alice2, bob, carol = Member(url, "alice"), Member(url, "alice"), Member(url, "bob"), Member(url, "carol")
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB, CAROL]})["room_id"]
+        for m in (bob, carol):
+            m.ok("POST", f"/join/{q(room_id)}", {})
+        for m in (alice, alice2, bob):
+            m.sync()
+
+        # Client-Server API "Transaction identifiers": the sending device sees its txn id.
+        original = send(alice, room_id, text("the original"), "txn-original")
+        for viewer, expected in ((alice, "txn-original"), (alice2, None), (bob, None)):
+            event = next(e for e in timeline_of(viewer.sync(), room_id) if e["event_id"] == original)
+            assert event.get("unsigned", {}).get("transaction_id") == expected, (viewer.device, event)
+        assert alice.ok("GET", f"/rooms/{q(room_id)}/event/{q(original)}")["unsigned"]["transaction_id"] == "txn-original"
+
+        # Edits: the latest by the original sender is bundled; another member's "edit" is not.
+        def edit(member, body, txn):
+            return send(member, room_id, {"msgtype": "m.text", "body": "* " + body,
+                                          "m.new_content": text(body),
+                                          "m.relates_to": {"rel_type": "m.replace", "event_id": original}}, txn)
+        edit(alice, "first edit", "e1")
+        latest = edit(alice, "second edit", "e2")
+        edit(bob, "not allowed", "e3")
+        bundled = bob.ok("GET", f"/rooms/{q(room_id)}/event/{q(original)}")["unsigned"]["m.relations"]
+        assert bundled["m.replace"]["event_id"] == latest, bundled
+        assert bundled["m.replace"]["content"]["m.new_content"]["body"] == "second edit", bundled
+
+        # Threads: count, latest reply, and whether the viewer took part.
+        def reply(member, body, txn):
+            return send(member, room_id, {"msgtype": "m.text", "body": body,
+                                          "m.relates_to": {"rel_type": "m.thread", "event_id": original}}, txn)
+        reply(bob, "in the thread", "t1")
+        last_reply = reply(bob, "still in the thread", "t2")
+        thread = carol.ok("GET", f"/rooms/{q(room_id)}/event/{q(original)}")["unsigned"]["m.relations"]["m.thread"]
+        assert thread["count"] == 2 and thread["latest_event"]["event_id"] == last_reply, thread
+        assert thread["current_user_participated"] is False, thread
+        assert bob.ok("GET", f"/rooms/{q(room_id)}/event/{q(original)}")["unsigned"]["m.relations"]["m.thread"][
+            "current_user_participated"] is True
+        assert alice.ok("GET", f"/rooms/{q(room_id)}/event/{q(original)}")["unsigned"]["m.relations"]["m.thread"][
+            "current_user_participated"] is True, "the root's sender takes part in its thread"
+        # References.
+        reference = send(carol, room_id, {"msgtype": "m.text", "body": "see above",
+                                          "m.relates_to": {"rel_type": "m.reference", "event_id": original}}, "r1")
+        # /messages, /context and /sync carry the same bundles.
+        chunk = bob.ok("GET", f"/rooms/{q(room_id)}/messages?dir=b&limit=50")["chunk"]
+        root = next(e for e in chunk if e["event_id"] == original)
+        assert root["unsigned"]["m.relations"]["m.reference"]["chunk"] == [{"event_id": reference}], root
+        context = bob.ok("GET", f"/rooms/{q(room_id)}/context/{q(original)}?limit=2")
+        assert context["event"]["unsigned"]["m.relations"]["m.thread"]["count"] == 2, context["event"]
+        gappy = Member(url, "bob")
+        first = gappy.ok("GET", "/sync?" + urllib.parse.urlencode(
+            {"filter": json.dumps({"room": {"timeline": {"limit": 50}}})}))
+        root = next(e for e in timeline_of(first, room_id) if e["event_id"] == original)
+        assert root["unsigned"]["m.relations"]["m.replace"]["event_id"] == latest, root
+        # A redacted edit is no longer bundled.
+        alice.ok("PUT", f"/rooms/{q(room_id)}/redact/{q(latest)}/red1", {})
+        bundled = bob.ok("GET", f"/rooms/{q(room_id)}/event/{q(original)}")["unsigned"]["m.relations"]
+        assert bundled["m.replace"]["content"]["m.new_content"]["body"] == "first edit", bundled
+        shard.coop("down")
+
+
+def test_history_until_leaving_and_lazy_members():
+    """A member who left reads the room up to their leave, not after; /messages with
+    lazy_load_members carries the member events of its senders."""
+    with Shard(BIN) as shard:
+        url = start(shard)
+        alice, bob = Member(url, "alice"), Member(url, "bob")
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB]})["room_id"]
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        before = [send(alice, room_id, text(f"before {i}"), f"b{i}") for i in range(3)]
+        bob.ok("POST", f"/rooms/{q(room_id)}/leave", {})
+        after = send(alice, room_id, text("after bob left"), "a1")
+
+        chunk = bob.ok("GET", f"/rooms/{q(room_id)}/messages?dir=b&limit=10")["chunk"]
+        ids = [e["event_id"] for e in chunk]
+        assert after not in ids and all(b in ids for b in before), [e.get("content", {}).get("body") for e in chunk]
+        status, _ = bob.call("GET", f"/rooms/{q(room_id)}/event/{q(after)}")
+        assert status == 404
+        bob.ok("GET", f"/rooms/{q(room_id)}/event/{q(before[1])}")
+        # Someone who was never in the room reads nothing.
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        carol = Member(url, "carol")
+        status, answer = carol.call("GET", f"/rooms/{q(room_id)}/messages?dir=b")
+        assert status == 403, answer
+
+        lazy = json.dumps({"lazy_load_members": True})
+        answer = alice.ok("GET", f"/rooms/{q(room_id)}/messages?dir=b&limit=3&filter={urllib.parse.quote(lazy)}")
+        members = {e["state_key"] for e in answer["state"] if e["type"] == "m.room.member"}
+        senders = {e["sender"] for e in answer["chunk"]}
+        assert members == senders, (members, senders)
+        shard.coop("down")
+
+
+def test_summary_names_and_discovery():
+    """The summary comes with membership changes; the joins coop writes carry names; the
+    well-known address is coop.toml's, whatever the Host header says."""
+    with Shard(BIN) as shard:
+        shard.domain = DOMAIN
+        shard.init()
+        config = os.path.join(shard.home, "coop.toml")
+        with open(config) as f:
+            text_of_config = f.read()
+        with open(config, "w") as f:
+            f.write(text_of_config.replace("[workers.room]\n", '[workers.room]\npublic_url = "https://matrix.chat.test/"\n', 1))
+        shard.coop("up")
+        shard.coop("member", "add", "alice", "--name", "Alice Liddell", "--password-stdin", input=STRONG)
+        shard.coop("member", "add", "bob", "--name", "Bob Builder", "--password-stdin", input=STRONG)
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        url = homeserver(shard)
+
+        request = urllib.request.Request(f"{url}/.well-known/matrix/client", headers={"Host": "evil.example"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert json.loads(response.read())["m.homeserver"]["base_url"] == "https://matrix.chat.test"
+
+        alice, bob, carol = Member(url, "alice"), Member(url, "bob"), Member(url, "carol")
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB, CAROL]})["room_id"]
+        creator_join = alice.ok("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(ALICE)}")
+        assert creator_join["displayname"] == "Alice Liddell", creator_join
+        space_id = next(r["room_id"] for r in shard.json("room", "list") if r.get("managed") == "cooperative")
+        wait_for(lambda: alice.call("GET", f"/rooms/{q(space_id)}/state/m.room.member/{q(BOB)}")[0] == 200,
+                 what="bob in the cooperative's Space")
+        space_join = alice.ok("GET", f"/rooms/{q(space_id)}/state/m.room.member/{q(BOB)}")
+        assert space_join["displayname"] == "Bob Builder", space_join
+
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        alice.sync()
+        carol.ok("POST", f"/join/{q(room_id)}", {})
+        summary = alice.sync()["rooms"]["join"][room_id].get("summary")
+        assert summary and summary["m.joined_member_count"] == 3 and summary["m.invited_member_count"] == 0, summary
+        send(bob, room_id, text("no membership change"), "x1")
+        assert "summary" not in alice.sync()["rooms"]["join"][room_id]
+        shard.coop("down")
+
+
+def test_space_hierarchy_pages_and_rejoining_the_cooperative_space():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        alice, bob = Member(url, "alice"), Member(url, "bob")
+        space = alice.ok("POST", "/createRoom", {"creation_content": {"type": "m.space"}, "name": "Garden"})["room_id"]
+        children = []
+        for i in range(5):
+            child = alice.ok("POST", "/createRoom", {"name": f"Bed {i}"})["room_id"]
+            alice.ok("PUT", f"/rooms/{q(space)}/state/m.space.child/{q(child)}",
+                     {"via": [DOMAIN], "suggested": i == 0})
+            children.append(child)
+        listed, token, pages = [], None, 0
+        while True:
+            path = f"/rooms/{q(space)}/hierarchy?limit=2" + (f"&from={token}" if token else "")
+            status, page, _ = http_json(f"{url}/_matrix/client/v1{path}", token=alice.token)
+            assert status == 200, page
+            assert len(page["rooms"]) <= 2
+            listed += [r["room_id"] for r in page["rooms"]]
+            pages += 1
+            token = page.get("next_batch")
+            if not token:
+                break
+        assert pages == 3 and listed[0] == space and set(listed[1:]) == set(children), listed
+        status, page, _ = http_json(f"{url}/_matrix/client/v1/rooms/{q(space)}/hierarchy?suggested_only=true",
+                                    token=alice.token)
+        assert [r["room_id"] for r in page["rooms"]] == [space, children[0]], page
+        status, _, _ = http_json(f"{url}/_matrix/client/v1/rooms/{q(space)}/hierarchy?from=x", token=alice.token)
+        assert status == 400
+
+        # bob leaves the cooperative's Space; he stays out (a registry change does not pull him
+        # back in) until he joins again, which he may.
+        coop_space = next(r["room_id"] for r in shard.json("room", "list") if r.get("managed") == "cooperative")
+        wait_for(lambda: bob.call("GET", f"/rooms/{q(coop_space)}/joined_members")[0] == 200, what="bob in the Space")
+        bob.ok("POST", f"/rooms/{q(coop_space)}/leave", {})
+        shard.coop("member", "set", "bob", "--name", "Bob again")
+        shard.coop("member", "add", "dave", "--password-stdin", input=STRONG)
+        # The registry's events are taken in order: once dave is in, bob's change was seen too.
+        wait_for(lambda: f"@dave:{DOMAIN}" in alice.ok("GET", f"/rooms/{q(coop_space)}/joined_members")["joined"],
+                 what="dave in the cooperative's Space")
+        status, _ = bob.call("GET", f"/rooms/{q(coop_space)}/joined_members")
+        assert status == 403, "bob was put back into the Space he left"
+        bob.ok("POST", f"/join/{q(coop_space)}", {})
+        members = bob.ok("GET", f"/rooms/{q(coop_space)}/joined_members")["joined"]
+        assert BOB in members, members
+        shard.coop("down")
+
+
+if __name__ == "__main__":
+    run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
+               test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space])
