@@ -6,12 +6,30 @@ hierarchy pages, leaving and rejoining the cooperative's Space, and discovery th
 its address from coop.toml."""
 import json
 import os
+import shutil
+import subprocess
 import urllib.parse
 import urllib.request
 
-from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+from coopshard import Shard, bin_dir_from_args, free_port_block, run_tests, wait_for
 from test_room_e2ee import ALICE, BOB, CAROL, Member
 from test_room_nio import DOMAIN, STRONG, homeserver, http_json, start
+
+
+def start_with(shard, room_settings):
+    """A shard whose [workers.room] has these extra lines, with alice and bob (bob an admin)."""
+    shard.domain = DOMAIN
+    shard.init()
+    config = os.path.join(shard.home, "coop.toml")
+    with open(config) as f:
+        text_of_config = f.read()
+    with open(config, "w") as f:
+        f.write(text_of_config.replace("[workers.room]\n", "[workers.room]\n" + room_settings, 1))
+    shard.coop("up")
+    shard.coop("member", "add", "alice", "--name", "Alice Liddell", "--password-stdin", input=STRONG)
+    shard.coop("member", "add", "bob", "--name", "Bob Builder", "--email", "bob@chat.test", "--role", "admin",
+               "--password-stdin", input=STRONG)
+    return homeserver(shard)
 
 BIN = bin_dir_from_args()
 
@@ -132,18 +150,8 @@ def test_summary_names_and_discovery():
     """The summary comes with membership changes; the joins coop writes carry names; the
     well-known address is coop.toml's, whatever the Host header says."""
     with Shard(BIN) as shard:
-        shard.domain = DOMAIN
-        shard.init()
-        config = os.path.join(shard.home, "coop.toml")
-        with open(config) as f:
-            text_of_config = f.read()
-        with open(config, "w") as f:
-            f.write(text_of_config.replace("[workers.room]\n", '[workers.room]\npublic_url = "https://matrix.chat.test/"\n', 1))
-        shard.coop("up")
-        shard.coop("member", "add", "alice", "--name", "Alice Liddell", "--password-stdin", input=STRONG)
-        shard.coop("member", "add", "bob", "--name", "Bob Builder", "--password-stdin", input=STRONG)
+        url = start_with(shard, 'public_url = "https://matrix.chat.test/"\n')
         shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
-        url = homeserver(shard)
 
         request = urllib.request.Request(f"{url}/.well-known/matrix/client", headers={"Host": "evil.example"})
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -216,6 +224,117 @@ def test_space_hierarchy_pages_and_rejoining_the_cooperative_space():
         shard.coop("down")
 
 
+def test_profiles_directory_and_small_endpoints():
+    """Profiles set over Matrix reach every room; room account data reads back; the directory
+    searches and pages; the endpoints Element calls at start-up answer as the big servers do."""
+    with Shard(BIN) as shard:
+        url = start_with(shard, 'support_page = "https://chat.test/help"\n')
+        alice, bob = Member(url, "alice"), Member(url, "bob")
+        caps = alice.ok("GET", "/capabilities")["capabilities"]
+        assert caps["m.set_displayname"]["enabled"] and caps["m.set_avatar_url"]["enabled"], caps
+
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB], "name": "Orchard", "visibility": "public",
+                                                   "preset": "public_chat"})["room_id"]
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        bob.sync()
+        alice.ok("PUT", f"/profile/{q(ALICE)}/displayname", {"displayname": "Alice in Chains"})
+        alice.ok("PUT", f"/profile/{q(ALICE)}/avatar_url", {"avatar_url": "mxc://chat.test/abc"})
+        profile = bob.ok("GET", f"/profile/{q(ALICE)}")
+        assert profile == {"displayname": "Alice in Chains", "avatar_url": "mxc://chat.test/abc"}, profile
+        member = bob.ok("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(ALICE)}")
+        assert member["displayname"] == "Alice in Chains" and member["avatar_url"] == "mxc://chat.test/abc", member
+        status, _ = bob.call("PUT", f"/profile/{q(ALICE)}/displayname", {"displayname": "mine now"})
+        assert status == 403
+        status, _ = alice.call("PUT", f"/profile/{q(ALICE)}/avatar_url", {"avatar_url": "https://tracker.example/x.png"})
+        assert status == 400
+        status, _ = alice.call("PUT", f"/profile/{q(ALICE)}/displayname", {"displayname": "x" * 300})
+        assert status == 400
+        status, _ = alice.call("GET", "/profile/@someone:elsewhere.test")
+        assert status == 404
+
+        # Room account data reads back what was written, per room.
+        alice.ok("PUT", f"/user/{q(ALICE)}/rooms/{q(room_id)}/account_data/org.example.x", {"n": 1})
+        assert alice.ok("GET", f"/user/{q(ALICE)}/rooms/{q(room_id)}/account_data/org.example.x") == {"n": 1}
+        status, _ = alice.call("GET", f"/user/{q(ALICE)}/rooms/{q(room_id)}/account_data/org.example.none")
+        assert status == 404
+        status, _ = bob.call("GET", f"/user/{q(ALICE)}/rooms/{q(room_id)}/account_data/org.example.x")
+        assert status == 403
+
+        # The directory: POST with a search term and pages.
+        for i in range(3):
+            alice.ok("POST", "/createRoom", {"name": f"Plot {i}", "visibility": "public", "preset": "public_chat"})
+        found = bob.ok("POST", "/publicRooms", {"filter": {"generic_search_term": "orch"}})
+        assert [r["room_id"] for r in found["chunk"]] == [room_id], found
+        assert found["chunk"][0]["join_rule"] == "public" and found["chunk"][0]["num_joined_members"] == 2
+        page = bob.ok("POST", "/publicRooms", {"limit": 2})
+        assert len(page["chunk"]) == 2 and page["chunk"][0]["room_id"] == room_id and "next_batch" in page, page
+        rest = bob.ok("POST", "/publicRooms", {"limit": 2, "since": page["next_batch"]})
+        assert len(rest["chunk"]) == 2 and "next_batch" not in rest, rest
+        status, _ = bob.call("POST", "/publicRooms", {"since": "nonsense"})
+        assert status == 400
+
+        # Start-up calls.
+        status, answer = alice.call("GET", "/register/available?username=zed")
+        assert status == 403 and answer["errcode"] == "M_FORBIDDEN", answer
+        assert alice.ok("GET", "/account/3pid") == {"threepids": []}
+        assert alice.ok("GET", "/thirdparty/protocols") == {}
+        assert alice.ok("GET", f"/presence/{q(BOB)}/status")["presence"] == "offline"
+        alice.ok("PUT", f"/presence/{q(ALICE)}/status", {"presence": "online"})
+        status, support, _ = http_json(f"{url}/.well-known/matrix/support")
+        assert status == 200 and support["support_page"] == "https://chat.test/help", support
+        assert support["contacts"] == [{"matrix_id": BOB, "role": "m.role.admin", "email_address": "bob@chat.test"}], support
+        token = alice.ok("POST", f"/user/{q(ALICE)}/openid/request_token", {})
+        assert token["token_type"] == "Bearer" and token["matrix_server_name"] == DOMAIN and token["expires_in"] > 0
+        status, _ = alice.call("POST", f"/user/{q(BOB)}/openid/request_token", {})
+        assert status == 403
+        # No TURN server configured: an empty answer.
+        assert alice.ok("GET", "/voip/turnServer") == {}
+        shard.coop("down")
+
+
+def test_turn_credentials_allocate_on_coturn():
+    """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
+    password fails."""
+    assert shutil.which("turnserver") and shutil.which("turnutils_uclient"), "coturn is missing: run scripts/install-deps"
+    port = free_port_block(1)
+    relay = free_port_block(40)
+    with Shard(BIN) as shard:
+        secret = os.urandom(16).hex()
+        url = start_with(shard, f'turn = {{ uris = ["turn:127.0.0.1:{port}?transport=udp"], '
+                                f'secret_file = "keys/turn_secret", ttl_s = 600 }}\n')
+        with open(os.path.join(shard.home, "keys", "turn_secret"), "w") as f:
+            f.write(secret + "\n")
+        turn = subprocess.Popen(
+            ["turnserver", "-n", "--listening-ip", "127.0.0.1", "--relay-ip", "127.0.0.1", "--listening-port", str(port),
+             "--min-port", str(relay), "--max-port", str(relay + 39), "--use-auth-secret", "--static-auth-secret", secret,
+             "--realm", DOMAIN, "--no-tls", "--no-dtls", "--no-cli", "--log-file", "stdout", "--simple-log",
+             "--pidfile", os.path.join(shard.dir, "turn.pid"), "--userdb", os.path.join(shard.dir, "turndb"),
+             "--allow-loopback-peers"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            alice = Member(url, "alice")
+            creds = alice.ok("GET", "/voip/turnServer")
+            assert creds["uris"] == [f"turn:127.0.0.1:{port}?transport=udp"] and creds["ttl"] == 600, creds
+            assert creds["username"].endswith(":" + ALICE), creds
+
+            def allocate(password):
+                return subprocess.run(["turnutils_uclient", "-u", creds["username"], "-w", password, "-p", str(port),
+                                       "-e", "127.0.0.1", "-n", "1", "-m", "1", "-y", "127.0.0.1"],
+                                      capture_output=True, text=True, timeout=30)
+            done = None
+            for _ in range(20):  # the server may still be starting
+                done = allocate(creds["password"])
+                if done.returncode == 0:
+                    break
+            assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            tampered = allocate("A" + creds["password"][1:])
+            assert tampered.returncode != 0 and "Cannot complete Allocation" in tampered.stdout + tampered.stderr
+        finally:
+            turn.kill()
+            turn.wait()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
-               test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space])
+               test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
+               test_profiles_directory_and_small_endpoints, test_turn_credentials_allocate_on_coturn])

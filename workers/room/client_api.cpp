@@ -33,7 +33,7 @@ const std::vector<std::string> kPrefixes = {"/_matrix/client/v3", "/_matrix/clie
 const std::span<const ClientRoute> kModules[] = {
     api::kAccountRoutes, api::kSyncRoutes,    api::kRoomRoutes,  api::kEventRoutes,     api::kAccountDataRoutes,
     api::kPushRoutes,    api::kProfileRoutes, api::kSpaceRoutes, api::kMediaRoutes,     api::kKeyRoutes,
-    api::kToDeviceRoutes, api::kKeyBackupRoutes,
+    api::kToDeviceRoutes, api::kKeyBackupRoutes, api::kVoipRoutes,
 };
 
 // coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.
@@ -132,6 +132,7 @@ std::pair<int64_t, int64_t> ClientApi::Impl::power(const std::string& room_id, c
 }
 
 std::string ClientApi::Impl::display_name(const std::string& user_id) {
+  if (const auto chosen = store.profile(user_id).first) return *chosen;
   try {
     control::Client client(runtime.home().socket("member"));
     const auto response = client.get("/v1/members/" + localpart(user_id));

@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/mail/mailbox_formats.h"
 #include "common/net/dns.h"
+#include "common/secret_file.h"
 #include "common/text.h"
 #include "common/worker_runtime.h"
 #include "workers/mail/auth/dkim_keyring.h"
@@ -58,13 +59,8 @@ QueueSettings queue_settings(WorkerRuntime& runtime) {
     host.username = c.get_string("workers.mail.relay.username", "");
     // The password lives in a file of its own (0600), not in coop.toml.
     const auto password_file = c.get_string("workers.mail.relay.password_file", "");
-    if (!password_file.empty()) {
-      std::filesystem::path file = password_file;
-      if (file.is_relative()) file = runtime.home().root() / file;
-      std::ifstream in(file);
-      if (!in) throw Error(errc::kConfigInvalid, "workers.mail.relay.password_file: cannot read " + file.string(), 400);
-      std::getline(in, host.password);
-    }
+    if (!password_file.empty())
+      host.password = read_secret_file(runtime.home(), password_file, "workers.mail.relay.password_file");
     s.relay = host;
   }
   return s;

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "common/auth/member_client.h"
+#include "common/control/client.h"
 #include "common/error.h"
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
@@ -41,7 +42,9 @@ Response capabilities(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
   return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}}}}},
                                {"m.change_password", {{"enabled", false}}},
-                               {"m.set_displayname", {{"enabled", false}}}}}});
+                               {"m.set_displayname", {{"enabled", true}}},
+                               {"m.set_avatar_url", {{"enabled", true}}},
+                               {"m.3pid_changes", {{"enabled", false}}}}}});
 }
 
 // Login with coop credentials (m.login.password); registration stays closed.
@@ -156,6 +159,57 @@ Response register_account(ClientApi::Impl&, const Request&) {
   fail(403, errc::kMForbidden, "registration is closed: members are added by the cooperative (coop member add)");
 }
 
+// GET /register/available: with registration closed, the answer the big servers give then.
+Response register_available(ClientApi::Impl& api, const Request& q) { return register_account(api, q); }
+
+// Members' addresses live in the registry and are not Matrix third-party identifiers.
+Response third_party_ids(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  return ok({{"threepids", json::array()}});
+}
+
+// MSC1929 / spec v1.10 "Getting the support information": the registry's admins, and a page
+// from [workers.room] support_page.
+Response support(ClientApi::Impl& api, const Request&) {
+  json contacts = json::array();
+  try {
+    control::Client client(api.runtime.home().socket("member"));
+    const auto response = client.get("/v1/members");
+    if (response.ok())
+      for (const auto& m : response.json())
+        if (m.value("role", "") == "admin" && m.value("status", "") == "active") {
+          json contact = {{"matrix_id", "@" + m.value("handle", "") + ":" + api.server()}, {"role", "m.role.admin"}};
+          const auto emails = m.value("emails", json::array());
+          if (emails.is_array() && !emails.empty() && emails[0].is_string()) contact["email_address"] = emails[0];
+          contacts.push_back(contact);
+        }
+  } catch (const std::exception&) {
+    // Without the registry the page alone is the answer.
+  }
+  json body = {{"contacts", contacts}};
+  const auto page = api.runtime.config().get_string("workers.room.support_page", "");
+  if (!page.empty()) body["support_page"] = page;
+  if (contacts.empty() && page.empty()) fail(404, errc::kMNotFound, "no support contacts are known");
+  return ok(body);
+}
+
+// No bridges: no third-party protocols.
+Response thirdparty_protocols(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  return ok(json::object());
+}
+
+// Client-Server API "OpenID": a short-lived token that proves the member's identity to a third
+// party (Jitsi, widgets), which checks it with the homeserver.
+Response openid_token(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "tokens are only for yourself");
+  constexpr int64_t kLifetimeSeconds = 3600;
+  const auto token = api.store.create_openid_token(s.user_id, kLifetimeSeconds);
+  return ok({{"access_token", token}, {"token_type", "Bearer"}, {"matrix_server_name", api.server()},
+             {"expires_in", kLifetimeSeconds}});
+}
+
 using Mount = ClientRoute::Mount;
 using Run = ClientRoute::Run;
 
@@ -176,6 +230,12 @@ constexpr ClientRoute kAccountTable[] = {
     {"DELETE", "/devices/{deviceId}", Mount::kV3AndR0, Run::kBlocking, delete_device, "delete a device (password again)"},
     {"POST", "/delete_devices", Mount::kV3AndR0, Run::kBlocking, delete_devices, "delete several devices (password again)"},
     {"POST", "/register", Mount::kV3AndR0, Run::kBlocking, register_account, "closed: members are added by the cooperative"},
+    {"GET", "/register/available", Mount::kV3AndR0, Run::kBlocking, register_available, "closed, as /register"},
+    {"GET", "/account/3pid", Mount::kV3AndR0, Run::kBlocking, third_party_ids, "third-party identifiers (none)"},
+    {"GET", "/.well-known/matrix/support", Mount::kExact, Run::kBlocking, support, "the shard's admins and support page"},
+    {"GET", "/thirdparty/protocols", Mount::kV3AndR0, Run::kBlocking, thirdparty_protocols, "bridged protocols (none)"},
+    {"POST", "/user/{userId}/openid/request_token", Mount::kV3AndR0, Run::kBlocking, openid_token,
+     "a token that proves the member's identity to a third party"},
 };
 
 }  // namespace

@@ -35,6 +35,14 @@ Response put_room_account_data(ClientApi::Impl& api, const Request& q) {
   return ok(json::object());
 }
 
+Response get_room_account_data(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  if (q.param("userId") != s.user_id) fail(403, errc::kMForbidden, "not your account data");
+  auto content = api.store.account_data(s.user_id, q.param("roomId"), q.param("type"));
+  if (!content) fail(404, errc::kMNotFound, "no account data of that type in this room");
+  return ok(*content);
+}
+
 // Tags are room account data of type m.tag (Client-Server API "Room Tagging").
 Response get_tags(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
@@ -65,6 +73,7 @@ constexpr ClientRoute kAccountDataTable[] = {
     {"PUT", "/user/{userId}/account_data/{type}", Mount::kV3AndR0, Run::kBlocking, put_account_data, "set global account data"},
     {"GET", "/user/{userId}/account_data/{type}", Mount::kV3AndR0, Run::kBlocking, get_account_data, "read global account data"},
     {"PUT", "/user/{userId}/rooms/{roomId}/account_data/{type}", Mount::kV3AndR0, Run::kBlocking, put_room_account_data, "set a room's account data"},
+    {"GET", "/user/{userId}/rooms/{roomId}/account_data/{type}", Mount::kV3AndR0, Run::kBlocking, get_room_account_data, "read a room's account data"},
     {"GET", "/user/{userId}/rooms/{roomId}/tags", Mount::kV3AndR0, Run::kBlocking, get_tags, "a room's tags"},
     {"PUT", "/user/{userId}/rooms/{roomId}/tags/{tag}", Mount::kV3AndR0, Run::kBlocking, put_tag, "tag a room"},
     {"DELETE", "/user/{userId}/rooms/{roomId}/tags/{tag}", Mount::kV3AndR0, Run::kBlocking, delete_tag, "untag a room"},

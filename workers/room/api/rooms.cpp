@@ -2,7 +2,10 @@
 // directory.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "common/error.h"
+#include "common/text.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/store/room_store.h"
 
@@ -169,19 +172,71 @@ Response delete_alias(ClientApi::Impl& api, const Request& q) {
   return ok(json::object());
 }
 
-Response public_rooms(ClientApi::Impl& api, const Request&) {
-  json chunk = json::array();
+// Client-Server API "Listing rooms": the directory, filtered by a search term, in pages whose
+// token is the offset into the list (rooms sorted by members, then ID, so pages hold still).
+json directory_page(ClientApi::Impl& api, int limit, const std::string& since, const std::string& term) {
+  std::vector<std::pair<int, json>> entries;
+  const std::string needle = ascii_lower(term);
   for (const auto& room_id : api.store.public_rooms()) {
-    json entry = {{"room_id", room_id}, {"world_readable", false}, {"guest_can_join", false}};
-    if (auto name = api.store.state_event(room_id, "m.room.name", "")) entry["name"] = (*name)["content"].value("name", "");
-    if (auto topic = api.store.state_event(room_id, "m.room.topic", "")) entry["topic"] = (*topic)["content"].value("topic", "");
+    json entry = {{"room_id", room_id}, {"world_readable", false}, {"guest_can_join", false}, {"join_rule", "invite"}};
     int joined = 0;
-    for (const auto& e : api.store.current_state(room_id))
-      joined += e.value("type", "") == "m.room.member" && e["content"].value("membership", "") == "join";
+    for (const auto& e : api.store.current_state(room_id)) {
+      const std::string type = e.value("type", "");
+      const json& content = e["content"];
+      if (type == "m.room.member") joined += content.value("membership", "") == "join";
+      else if (type == "m.room.name") entry["name"] = content.value("name", "");
+      else if (type == "m.room.topic") entry["topic"] = content.value("topic", "");
+      else if (type == "m.room.canonical_alias") entry["canonical_alias"] = content.value("alias", "");
+      else if (type == "m.room.avatar") entry["avatar_url"] = content.value("url", "");
+      else if (type == "m.room.join_rules") entry["join_rule"] = content.value("join_rule", "invite");
+      else if (type == "m.room.history_visibility") entry["world_readable"] = content.value("history_visibility", "") == "world_readable";
+      else if (type == "m.room.create" && content.contains("type")) entry["room_type"] = content["type"];
+    }
     entry["num_joined_members"] = joined;
-    chunk.push_back(entry);
+    if (!needle.empty()) {
+      const std::string haystack =
+          ascii_lower(entry.value("name", "") + "\n" + entry.value("topic", "") + "\n" + entry.value("canonical_alias", ""));
+      if (haystack.find(needle) == std::string::npos) continue;
+    }
+    entries.emplace_back(joined, std::move(entry));
   }
-  return ok({{"chunk", chunk}, {"total_room_count_estimate", chunk.size()}});
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second.value("room_id", "") < b.second.value("room_id", "");
+  });
+  std::size_t offset = 0;
+  if (!since.empty()) {
+    if (since.size() > 10 || since[0] != 'p' || since.find_first_not_of("0123456789", 1) != std::string::npos || since.size() < 2)
+      fail(400, errc::kMInvalidParam, "since is not a token of this server");
+    offset = std::stoul(since.substr(1));
+  }
+  json chunk = json::array();
+  for (std::size_t i = offset; i < entries.size() && chunk.size() < static_cast<std::size_t>(limit); ++i)
+    chunk.push_back(entries[i].second);
+  json body = {{"chunk", chunk}, {"total_room_count_estimate", entries.size()}};
+  if (offset + chunk.size() < entries.size()) body["next_batch"] = "p" + std::to_string(offset + chunk.size());
+  if (offset > 0) body["prev_batch"] = "p" + std::to_string(offset > static_cast<std::size_t>(limit) ? offset - limit : 0);
+  return body;
+}
+
+constexpr int kMaxDirectoryPage = 500;
+
+Response public_rooms(ClientApi::Impl& api, const Request& q) {
+  const int limit = std::clamp(std::atoi(q.query_value("limit", "100").c_str()), 1, kMaxDirectoryPage);
+  return ok(directory_page(api, limit, q.query_value("since"), ""));
+}
+
+Response search_public_rooms(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  const auto body = q.json();
+  const auto server = body.value("server", json(api.server()));
+  if (server != json(api.server())) fail(400, errc::kMInvalidParam, "this server lists only its own rooms");
+  const auto limit_value = body.value("limit", json(100));
+  const int limit = limit_value.is_number_integer() ? std::clamp(limit_value.get<int>(), 1, kMaxDirectoryPage) : 100;
+  const auto since = body.value("since", json(""));
+  const auto filter = body.value("filter", json::object());
+  const auto term = filter.is_object() ? filter.value("generic_search_term", json("")) : json("");
+  return ok(directory_page(api, limit, since.is_string() ? since.get<std::string>() : "",
+                           term.is_string() ? term.get<std::string>() : ""));
 }
 
 using Mount = ClientRoute::Mount;
@@ -212,6 +267,7 @@ constexpr ClientRoute kRoomTable[] = {
     {"GET", "/rooms/{roomId}/aliases", Mount::kV3AndR0, Run::kBlocking, room_aliases, "the room's aliases"},
     {"DELETE", "/directory/room/{roomAlias}", Mount::kV3AndR0, Run::kBlocking, delete_alias, "remove an alias"},
     {"GET", "/publicRooms", Mount::kV3AndR0, Run::kBlocking, public_rooms, "the published rooms"},
+    {"POST", "/publicRooms", Mount::kV3AndR0, Run::kBlocking, search_public_rooms, "search the published rooms"},
 };
 
 }  // namespace

@@ -148,6 +148,20 @@ constexpr sqlite::Migration kMigrations[] = {
     {6, R"sql(
       CREATE INDEX txns_by_event ON txns (event_id);
     )sql"},
+    // OpenID tokens (Client-Server API "OpenID"), kept as hashes like access tokens.
+    {7, R"sql(
+      CREATE TABLE openid_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      -- A member's Matrix profile where they changed it; otherwise the registry's name.
+      CREATE TABLE profiles (
+        user_id     TEXT PRIMARY KEY,
+        displayname TEXT,
+        avatar_url  TEXT
+      ) WITHOUT ROWID;
+    )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
@@ -474,6 +488,45 @@ std::pair<std::string, std::string> RoomStore::create_session(const std::string&
       .run();
   tx.commit();
   return {token, device_id};
+}
+
+std::string RoomStore::create_openid_token(const std::string& user_id, int64_t lifetime_seconds) {
+  const std::string token = random_id(32);
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("DELETE FROM openid_tokens WHERE expires_at < ?1").bind(1, now_ms()).run();
+  impl_->db->prepare("INSERT INTO openid_tokens (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)")
+      .bind(1, sha256_hex(token))
+      .bind(2, user_id)
+      .bind(3, now_ms() + lifetime_seconds * 1000)
+      .run();
+  return token;
+}
+
+std::optional<std::string> RoomStore::openid_user(const std::string& token) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_at >= ?2");
+  stmt.bind(1, sha256_hex(token)).bind(2, now_ms());
+  std::optional<std::string> user;
+  if (stmt.step()) user = stmt.column_text(0);
+  stmt.reset();
+  return user;
+}
+
+std::pair<std::optional<std::string>, std::optional<std::string>> RoomStore::profile(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT displayname, avatar_url FROM profiles WHERE user_id = ?1");
+  stmt.bind(1, user_id);
+  std::pair<std::optional<std::string>, std::optional<std::string>> found;
+  if (stmt.step()) found = {stmt.column_optional_text(0), stmt.column_optional_text(1)};
+  stmt.reset();
+  return found;
+}
+
+void RoomStore::set_profile_field(const std::string& user_id, const std::string& field, const std::string& value) {
+  if (field != "displayname" && field != "avatar_url") throw Error(errc::kMInvalidParam, "no such profile field", 400);
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT OR IGNORE INTO profiles (user_id) VALUES (?1)").bind(1, user_id).run();
+  impl_->db->prepare("UPDATE profiles SET " + field + " = ?2 WHERE user_id = ?1").bind(1, user_id).bind(2, value).run();
 }
 
 int64_t RoomStore::allocate_other_position() {

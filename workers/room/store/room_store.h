@@ -77,6 +77,13 @@ class RoomStore {
   // {token, device_id}, the device id generated when none was asked for.
   std::pair<std::string, std::string> create_session(const std::string& user_id, const std::string& device_id,
                                                      const std::string& display_name);
+  // OpenID tokens: made for a member, answered with their user ID until they expire.
+  std::string create_openid_token(const std::string& user_id, int64_t lifetime_seconds);
+  std::optional<std::string> openid_user(const std::string& token);
+  // (displayname, avatar_url) the member set over Matrix; nullopt where they did not.
+  std::pair<std::optional<std::string>, std::optional<std::string>> profile(const std::string& user_id);
+  // field is "displayname" or "avatar_url".
+  void set_profile_field(const std::string& user_id, const std::string& field, const std::string& value);
   // A position on the "other" stream, for changes kept in memory (typing).
   int64_t allocate_other_position();
   std::optional<Session> session_for(const std::string& access_token);
