@@ -292,6 +292,80 @@ def test_profiles_directory_and_small_endpoints():
         shard.coop("down")
 
 
+def test_push_rules_counts_notifications_and_pushers():
+    """TestPushSync-style: the default rules decide notification and highlight counts (threads
+    apart when asked), a member's own rule changes them, read receipts clear them, and
+    GET /notifications lists what notified; pushers are kept per member."""
+    with Shard(BIN) as shard:
+        url = start_with(shard, "")
+        alice, bob = Member(url, "alice"), Member(url, "bob")
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB]})["room_id"]
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        bob.sync()
+
+        send(alice, room_id, text("plain message"), "p1")
+        send(alice, room_id, text("hey bob, lunch?"), "p2")  # bob's user name: a highlight
+        send(alice, room_id, {"msgtype": "m.notice", "body": "a bot's notice"}, "p3")
+        mention = send(alice, room_id, {"msgtype": "m.text", "body": "look",
+                                        "m.mentions": {"user_ids": [BOB]}}, "p4")
+        root = send(alice, room_id, text("thread root"), "p5")
+        send(alice, room_id, {"msgtype": "m.text", "body": "in a thread",
+                              "m.relates_to": {"rel_type": "m.thread", "event_id": root}}, "p6")
+        counts = bob.sync()["rooms"]["join"][room_id]["unread_notifications"]
+        assert counts == {"notification_count": 5, "highlight_count": 2}, counts
+        # Threads apart, when the filter asks.
+        threaded = Member(url, "bob")
+        filt = json.dumps({"room": {"timeline": {"unread_thread_notifications": True}}})
+        room = threaded.ok("GET", "/sync?filter=" + urllib.parse.quote(filt))["rooms"]["join"][room_id]
+        assert room["unread_notifications"]["notification_count"] == 4, room["unread_notifications"]
+        assert room["unread_thread_notifications"] == {root: {"notification_count": 1, "highlight_count": 0}}, room
+        # alice's own messages never count for her.
+        assert alice.sync()["rooms"]["join"][room_id]["unread_notifications"]["notification_count"] == 0
+
+        listed = bob.ok("GET", "/notifications?limit=3")
+        assert len(listed["notifications"]) == 3 and "next_token" in listed, listed
+        assert all(not n["read"] and n["room_id"] == room_id for n in listed["notifications"])
+        rest = bob.ok("GET", f"/notifications?from={listed['next_token']}")
+        # The five above and alice's invitation; coop's own Space invitation is not one.
+        assert len(listed["notifications"]) + len(rest["notifications"]) == 6, rest
+        assert all(n["room_id"] == room_id for n in rest["notifications"]), rest
+        highlights = bob.ok("GET", "/notifications?only=highlight")["notifications"]
+        assert {n["event"]["event_id"] for n in highlights} >= {mention}, highlights
+        assert all({"set_tweak": "highlight"} in n["actions"] for n in highlights)
+
+        # A read receipt clears the counts; the listed notifications now read as read.
+        bob.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(mention)}", {})
+        counts = bob.sync()["rooms"]["join"][room_id]["unread_notifications"]
+        assert counts == {"notification_count": 2, "highlight_count": 0}, counts
+        assert any(n["read"] for n in bob.ok("GET", "/notifications")["notifications"])
+
+        # bob mutes alice with a rule of his own: nothing she sends counts any more.
+        bob.ok("PUT", "/pushrules/global/override/mute-alice",
+               {"conditions": [{"kind": "event_match", "key": "sender", "pattern": ALICE}], "actions": []})
+        rules = bob.ok("GET", "/pushrules/")["global"]["override"]
+        assert [r["rule_id"] for r in rules[:2]] == [".m.rule.master", "mute-alice"], rules[:3]
+        assert any(r["rule_id"] == ".m.rule.suppress_edits" for r in rules)
+        before = bob.sync()["rooms"]["join"].get(room_id, {}).get("unread_notifications")
+        send(alice, room_id, text("bob, are you muting me?"), "p7")
+        after = bob.sync()["rooms"]["join"][room_id]["unread_notifications"]
+        assert after == {"notification_count": 2, "highlight_count": 0}, (before, after)
+
+        # Pushers: kept, listed, replaced, removed; bad ones refused.
+        pusher = {"kind": "http", "app_id": "im.vector.app", "pushkey": "device-token", "app_display_name": "Element",
+                  "device_display_name": "phone", "lang": "en", "data": {"url": "https://push.example/_matrix/push/v1/notify"}}
+        bob.ok("POST", "/pushers/set", pusher)
+        assert bob.ok("GET", "/pushers")["pushers"][0]["pushkey"] == "device-token"
+        alice.ok("POST", "/pushers/set", pusher)  # the device changed hands: bob's goes
+        assert bob.ok("GET", "/pushers")["pushers"] == []
+        status, _ = bob.call("POST", "/pushers/set", dict(pusher, data={"url": "https://push.example/other"}))
+        assert status == 400
+        status, _ = bob.call("POST", "/pushers/set", dict(pusher, pushkey=""))
+        assert status == 400
+        alice.ok("POST", "/pushers/set", {"kind": None, "app_id": "im.vector.app", "pushkey": "device-token"})
+        assert alice.ok("GET", "/pushers")["pushers"] == []
+        shard.coop("down")
+
+
 def test_turn_credentials_allocate_on_coturn():
     """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
     password fails."""
@@ -337,4 +411,5 @@ def test_turn_credentials_allocate_on_coturn():
 if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
-               test_profiles_directory_and_small_endpoints, test_turn_credentials_allocate_on_coturn])
+               test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers,
+               test_turn_credentials_allocate_on_coturn])

@@ -104,7 +104,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   static int timeline_limit(const nlohmann::json& filter);
   // Client-Server API "Lazy-loading room members": only the members the timeline needs.
   static bool lazy_members(const nlohmann::json& filter);
-  nlohmann::json unread_counts(const std::string& room_id, const std::string& user_id);
+  // (unread_notifications, unread_thread_notifications) of a room for a member.
+  std::pair<nlohmann::json, nlohmann::json> unread_counts(const std::string& room_id, const std::string& user_id,
+                                                          bool by_thread);
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
   std::pair<nlohmann::json, bool> build_sync(const Session& session, const http::Request& q);
   void park(const std::shared_ptr<Waiter>& waiter);

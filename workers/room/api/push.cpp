@@ -1,8 +1,11 @@
 // Client-Server API "Push Notifications": the push rules a member reads and edits.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/push_rules.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -13,56 +16,10 @@ using http::Request;
 using http::Response;
 using nlohmann::json;
 
-// Client-Server API "Push Notifications / Predefined Rules": the server-default rules every
-// client expects to find (Element shows its notification settings from them).
-json default_push_rules(const std::string& user_id) {
-  const json notify = json::array({"notify"});
-  const json sound = json::array({"notify", {{"set_tweak", "sound"}, {"value", "default"}}});
-  const json highlight = json::array({"notify", {{"set_tweak", "sound"}, {"value", "default"}}, {{"set_tweak", "highlight"}}});
-  auto rule = [](const char* id, json conditions, json actions, bool enabled = true) {
-    return json{{"rule_id", id}, {"default", true}, {"enabled", enabled}, {"conditions", conditions}, {"actions", actions}};
-  };
-  auto match = [](const char* key, const std::string& pattern) {
-    return json{{"kind", "event_match"}, {"key", key}, {"pattern", pattern}};
-  };
-  const std::string localpart = user_id.substr(1, user_id.find(':') - 1);
-  return {
-      {"override", json::array({
-          rule(".m.rule.master", json::array(), json::array(), false),
-          rule(".m.rule.suppress_notices", json::array({match("content.msgtype", "m.notice")}), json::array()),
-          rule(".m.rule.invite_for_me", json::array({match("type", "m.room.member"), match("content.membership", "invite"),
-                                                     match("state_key", user_id)}), sound),
-          rule(".m.rule.member_event", json::array({match("type", "m.room.member")}), json::array()),
-          rule(".m.rule.is_user_mention", json::array({{{"kind", "event_property_contains"}, {"key", "content.m\\.mentions.user_ids"}, {"value", user_id}}}), highlight),
-          rule(".m.rule.is_room_mention", json::array({{{"kind", "event_property_is"}, {"key", "content.m\\.mentions.room"}, {"value", true}},
-                                                       {{"kind", "sender_notification_permission"}, {"key", "room"}}}),
-               json::array({"notify", {{"set_tweak", "highlight"}}})),
-          rule(".m.rule.tombstone", json::array({match("type", "m.room.tombstone"), match("state_key", "")}),
-               json::array({"notify", {{"set_tweak", "highlight"}}})),
-          rule(".m.rule.reaction", json::array({match("type", "m.reaction")}), json::array()),
-          rule(".m.rule.server_acl", json::array({match("type", "m.room.server_acl"), match("state_key", "")}), json::array()),
-      })},
-      {"content", json::array({{{"rule_id", ".m.rule.contains_user_name"}, {"default", true}, {"enabled", true},
-                                {"pattern", localpart}, {"actions", highlight}}})},
-      {"room", json::array()},
-      {"sender", json::array()},
-      {"underride", json::array({
-          rule(".m.rule.call", json::array({match("type", "m.call.invite")}),
-               json::array({"notify", {{"set_tweak", "sound"}, {"value", "ring"}}})),
-          rule(".m.rule.encrypted_room_one_to_one", json::array({{{"kind", "room_member_count"}, {"is", "2"}},
-                                                                 match("type", "m.room.encrypted")}), sound),
-          rule(".m.rule.room_one_to_one", json::array({{{"kind", "room_member_count"}, {"is", "2"}},
-                                                       match("type", "m.room.message")}), sound),
-          rule(".m.rule.message", json::array({match("type", "m.room.message")}), notify),
-          rule(".m.rule.encrypted", json::array({match("type", "m.room.encrypted")}), notify),
-      })},
-  };
-}
-
 // Push rules live in the member's account data (m.push_rules), so /sync carries every edit.
 json rules_of(ClientApi::Impl& api, const std::string& user_id) {
   auto stored = api.store.account_data(user_id, "", "m.push_rules");
-  return stored && stored->contains("global") ? *stored : json{{"global", default_push_rules(user_id)}};
+  return {{"global", complete_push_rules(stored && stored->contains("global") ? (*stored)["global"] : json(), user_id)}};
 }
 
 json* find_rule(json& rules, const std::string& kind, const std::string& id) {
@@ -149,6 +106,64 @@ Response put_rule_enabled(ClientApi::Impl& api, const Request& q) { return put_r
 Response get_rule_actions(ClientApi::Impl& api, const Request& q) { return get_rule_attribute(api, q, "actions"); }
 Response put_rule_actions(ClientApi::Impl& api, const Request& q) { return put_rule_attribute(api, q, "actions"); }
 
+// GET /notifications: the events that notified the member, newest first, with whether they
+// have been read; `from` is the id of the last one seen.
+Response notifications(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto from = q.query_value("from");
+  int64_t before = 0;
+  if (!from.empty()) {
+    if (from.size() > 18 || from.find_first_not_of("0123456789") != std::string::npos)
+      fail(400, errc::kMInvalidParam, "from is not a token of this server");
+    before = std::stoll(from);
+  }
+  const int limit = std::clamp(std::atoi(q.query_value("limit", "20").c_str()), 1, 100);
+  const auto rows = api.store.notifications(s.user_id, before, limit, q.query_value("only") == "highlight");
+  json list = json::array();
+  for (const auto& n : rows)
+    list.push_back({{"room_id", n.room_id}, {"event", api.client_event(n.event)}, {"actions", n.actions},
+                    {"ts", n.ts}, {"read", n.read}});
+  json body = {{"notifications", list}};
+  if (static_cast<int>(rows.size()) == limit) body["next_token"] = std::to_string(rows.back().id);
+  return ok(body);
+}
+
+Response get_pushers(ClientApi::Impl& api, const Request& q) { return ok({{"pushers", api.store.pushers(api.authenticate(q).user_id)}}); }
+
+constexpr std::size_t kMaxPusherField = 512;
+
+// POST /pushers/set: kind null removes the pusher; http pushers need data.url, the gateway's
+// /_matrix/push/v1/notify.
+Response set_pusher(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  for (const char* field : {"app_id", "pushkey"}) {
+    const auto v = body.value(field, json());
+    if (!v.is_string() || v.get<std::string>().empty() || v.get<std::string>().size() > kMaxPusherField)
+      fail(400, errc::kMMissingParam, std::string(field) + " is required");
+  }
+  const auto kind = body.value("kind", json());
+  if (kind.is_null()) {
+    api.store.delete_pusher(s.user_id, body["app_id"], body["pushkey"]);
+    return ok(json::object());
+  }
+  if (kind != json("http") && kind != json("email")) fail(400, errc::kMInvalidParam, "kind must be http, email or null");
+  const auto data = body.value("data", json::object());
+  if (!data.is_object()) fail(400, errc::kMBadJson, "data must be an object");
+  if (kind == json("http")) {
+    const auto url = data.value("url", json());
+    if (!url.is_string() || url.get<std::string>().rfind("http", 0) != 0 ||
+        url.get<std::string>().find("/_matrix/push/v1/notify") == std::string::npos)
+      fail(400, errc::kMInvalidParam, "an http pusher needs data.url ending in /_matrix/push/v1/notify");
+  }
+  json pusher = {{"app_id", body["app_id"]}, {"pushkey", body["pushkey"]}, {"kind", kind}, {"data", data}};
+  for (const char* field : {"app_display_name", "device_display_name", "profile_tag", "lang"})
+    if (body.contains(field) && body[field].is_string() && body[field].get<std::string>().size() <= kMaxPusherField)
+      pusher[field] = body[field];
+  api.store.set_pusher(s.user_id, pusher, body.value("append", json(false)) == json(true));
+  return ok(json::object());
+}
+
 using Mount = ClientRoute::Mount;
 using Run = ClientRoute::Run;
 
@@ -162,6 +177,9 @@ constexpr ClientRoute kPushTable[] = {
     {"PUT", "/pushrules/global/{kind}/{ruleId}/enabled", Mount::kV3AndR0, Run::kBlocking, put_rule_enabled, "enable or disable a push rule"},
     {"GET", "/pushrules/global/{kind}/{ruleId}/actions", Mount::kV3AndR0, Run::kBlocking, get_rule_actions, "a push rule's actions"},
     {"PUT", "/pushrules/global/{kind}/{ruleId}/actions", Mount::kV3AndR0, Run::kBlocking, put_rule_actions, "set a push rule's actions"},
+    {"GET", "/notifications", Mount::kV3AndR0, Run::kBlocking, notifications, "the events that notified the member"},
+    {"GET", "/pushers", Mount::kV3AndR0, Run::kBlocking, get_pushers, "the member's pushers"},
+    {"POST", "/pushers/set", Mount::kV3AndR0, Run::kBlocking, set_pusher, "add, replace or remove a pusher"},
 };
 
 }  // namespace

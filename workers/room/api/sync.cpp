@@ -56,9 +56,11 @@ bool ClientApi::Impl::lazy_members(const json& filter) {
   return flag.is_boolean() && flag.get<bool>();
 }
 
-json ClientApi::Impl::unread_counts(const std::string& room_id, const std::string& user_id) {
-  const auto [notifications, highlights] = store.unread_counts(room_id, user_id, localpart(user_id));
-  return {{"notification_count", notifications}, {"highlight_count", highlights}};
+std::pair<json, json> ClientApi::Impl::unread_counts(const std::string& room_id, const std::string& user_id, bool by_thread) {
+  const auto counts = store.unread_counts(room_id, user_id, by_thread);
+  json threads = json::object();
+  for (const auto& [root, c] : counts.threads) threads[root] = {{"notification_count", c.first}, {"highlight_count", c.second}};
+  return {{{"notification_count", counts.main.first}, {"highlight_count", counts.main.second}}, threads};
 }
 
 std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const Request& q) {
@@ -81,6 +83,11 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
   const json filter = sync_filter(q, user_id);
   const int limit = timeline_limit(filter);
   const bool lazy = lazy_members(filter);
+  // "Receiving notifications": counts per thread when the filter asks for them.
+  bool by_thread = false;
+  if (filter.contains("room") && filter["room"].is_object() && filter["room"].contains("timeline") &&
+      filter["room"]["timeline"].is_object())
+    by_thread = filter["room"]["timeline"].value("unread_thread_notifications", json(false)) == json(true);
   bool anything = false;
   json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
 
@@ -204,7 +211,9 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     }
     if (want_summary)
       room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
-    room["unread_notifications"] = unread_counts(room_id, user_id);
+    auto [unread, unread_threads] = unread_counts(room_id, user_id, by_thread);
+    room["unread_notifications"] = std::move(unread);
+    if (by_thread) room["unread_thread_notifications"] = std::move(unread_threads);
     if (!timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty() || !since) {
       rooms["join"][room_id] = room;
       anything = anything || !timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty();

@@ -5,6 +5,7 @@
 #include <openssl/rand.h>
 
 #include <chrono>
+#include <map>
 #include <set>
 
 #include "common/digest.h"
@@ -15,6 +16,7 @@
 #include "workers/matrix/canonical_json.h"
 #include "workers/matrix/event_hash.h"
 #include "workers/matrix/signing.h"
+#include "workers/room/push_rules.h"
 
 namespace coop::room {
 
@@ -161,10 +163,35 @@ constexpr sqlite::Migration kMigrations[] = {
         displayname TEXT,
         avatar_url  TEXT
       ) WITHOUT ROWID;
+      -- What each member's push rules made of each event ("Push Notifications"), written in
+      -- the event's own transaction: the unread counts and GET /notifications read it.
+      CREATE TABLE notifications (
+        id        INTEGER PRIMARY KEY,
+        user_id   TEXT NOT NULL,
+        room_id   TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        stream    INTEGER NOT NULL,
+        thread_id TEXT NOT NULL DEFAULT '',
+        highlight INTEGER NOT NULL,
+        actions   TEXT NOT NULL,
+        ts        INTEGER NOT NULL
+      );
+      CREATE INDEX notifications_by_room ON notifications (user_id, room_id, stream);
+      CREATE INDEX notifications_by_user ON notifications (user_id, id);
+      CREATE TABLE pushers (
+        user_id TEXT NOT NULL,
+        app_id  TEXT NOT NULL,
+        pushkey TEXT NOT NULL,
+        json    TEXT NOT NULL,
+        PRIMARY KEY (user_id, app_id, pushkey)
+      ) WITHOUT ROWID;
     )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
+constexpr std::size_t kMaxCachedPushRules = 10000;
+// GET /notifications looks back this far; older rows that were read go.
+constexpr int64_t kNotificationsKeptMs = 30LL * 24 * 3600 * 1000;
 // Client-Server API "Size limits" (and the PDU size limit of the Server-Server API).
 constexpr std::size_t kMaxEventBytes = 65536;
 constexpr std::size_t kMaxIdBytes = 255;
@@ -349,7 +376,119 @@ struct RoomStore::Impl {
             .bind(4, event_id)
             .run();
     }
+    record_push_actions(event, stream_of(event_id));
     return event;
+  }
+
+  int64_t stream_of(const std::string& event_id) {
+    auto& stmt = db->prepare("SELECT stream FROM events WHERE event_id = ?1");
+    stmt.bind(1, event_id);
+    const int64_t stream = stmt.step() ? stmt.column_int64(0) : 0;
+    stmt.reset();
+    return stream;
+  }
+
+  // Members who have stored push rules of their own (loaded once, kept by set_account_data).
+  std::optional<std::set<std::string>> customized_push;
+  const std::set<std::string>& customized_push_users() {
+    if (!customized_push) {
+      customized_push.emplace();
+      auto& stmt = db->prepare("SELECT user_id FROM account_data WHERE room_id = '' AND type = 'm.push_rules'");
+      while (stmt.step()) customized_push->insert(stmt.column_text(0));
+      stmt.reset();
+    }
+    return *customized_push;
+  }
+
+  // A member's push rules, completed with the defaults; cached until they change them.
+  std::map<std::string, json> push_rules_cache;
+  const json& push_rules_of(const std::string& user_id) {
+    auto it = push_rules_cache.find(user_id);
+    if (it != push_rules_cache.end()) return it->second;
+    json stored;
+    auto& stmt = db->prepare("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = '' AND type = 'm.push_rules'");
+    stmt.bind(1, user_id);
+    if (stmt.step()) {
+      const auto parsed = json::parse(stmt.column_text(0), nullptr, false);
+      if (parsed.is_object() && parsed.contains("global")) stored = parsed["global"];
+    }
+    stmt.reset();
+    if (push_rules_cache.size() > kMaxCachedPushRules) push_rules_cache.clear();
+    return push_rules_cache[user_id] = complete_push_rules(stored, user_id);
+  }
+
+  // Client-Server API "Push Notifications": each member's rules decide whether the event
+  // notifies them and whether it highlights; the sender is never notified by their own event.
+  void record_push_actions(const json& event, int64_t stream) {
+    const std::string room_id = event.value("room_id", ""), sender = event.value("sender", "");
+    std::vector<std::string> members;
+    {
+      auto& stmt = db->prepare("SELECT user_id FROM memberships WHERE room_id = ?1 AND membership = 'join'");
+      stmt.bind(1, room_id);
+      while (stmt.step()) members.push_back(stmt.column_text(0));
+      stmt.reset();
+    }
+    const int64_t joined = static_cast<int64_t>(members.size());
+    if (event.value("type", "") == "m.room.member") {
+      // The default rules never notify of membership except an invitation to the member
+      // (.m.rule.member_event): only members with rules of their own are asked, which keeps
+      // a 10,000-member Space filling up from costing a rule pass per member per join.
+      const auto& customized = customized_push_users();
+      std::erase_if(members, [&](const std::string& m) { return !customized.count(m); });
+      // coop's own invitations (@coop, into the Spaces a member belongs in) are followed by
+      // the join at once: nothing to tell the member about.
+      if (event.contains("state_key") && event["content"].value("membership", "") == "invite" && sender != "@coop:" + server)
+        members.push_back(event.value("state_key", ""));  // .m.rule.invite_for_me
+    }
+    json levels = json::object();
+    {
+      auto& stmt = db->prepare(
+          "SELECT e.json FROM current_state s JOIN events e ON e.event_id = s.event_id "
+          "WHERE s.room_id = ?1 AND s.type = 'm.room.power_levels' AND s.state_key = ''");
+      stmt.bind(1, room_id);
+      if (stmt.step()) levels = json::parse(stmt.column_text(0)).value("content", json::object());
+      stmt.reset();
+    }
+    const auto level_of = [&](const std::string& user) -> int64_t {
+      const auto users = levels.value("users", json::object());
+      const json v = users.is_object() && users.contains(user) ? users[user] : levels.value("users_default", json(0));
+      return v.is_number_integer() ? v.get<int64_t>() : 0;
+    };
+    const auto sender_may_notify = [&](const std::string& key) {
+      const auto notifications = levels.value("notifications", json::object());
+      const json needed = notifications.is_object() ? notifications.value(key, json(50)) : json(50);
+      return level_of(sender) >= (needed.is_number_integer() ? needed.get<int64_t>() : 50);
+    };
+    std::string thread_id;
+    if (event.contains("content") && event["content"].is_object() && event["content"].contains("m.relates_to") &&
+        event["content"]["m.relates_to"].is_object() && event["content"]["m.relates_to"].value("rel_type", "") == "m.thread")
+      thread_id = event["content"]["m.relates_to"].value("event_id", "");
+    for (const auto& member : members) {
+      if (member == sender) continue;
+      PushContext context;
+      context.user_id = member;
+      context.member_count = joined;
+      context.sender_may_notify = sender_may_notify;
+      auto& name = db->prepare(
+          "SELECT json_extract(e.json, '$.content.displayname') FROM current_state s JOIN events e ON e.event_id = s.event_id "
+          "WHERE s.room_id = ?1 AND s.type = 'm.room.member' AND s.state_key = ?2");
+      name.bind(1, room_id).bind(2, member);
+      if (name.step()) context.display_name = name.column_optional_text(0).value_or("");
+      name.reset();
+      const auto actions = evaluate_push_rules(push_rules_of(member), event, context);
+      if (!actions.notify) continue;
+      db->prepare("INSERT INTO notifications (user_id, room_id, event_id, stream, thread_id, highlight, actions, ts) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+          .bind(1, member)
+          .bind(2, room_id)
+          .bind(3, event.value("event_id", ""))
+          .bind(4, stream)
+          .bind(5, thread_id)
+          .bind(6, actions.highlight ? 1 : 0)
+          .bind(7, actions.actions().dump())
+          .bind(8, now_ms())
+          .run();
+    }
   }
 
   // The state group after an event: the room's current one for a message, a new delta (or
@@ -921,6 +1060,10 @@ void RoomStore::forget(const std::string& room_id, const std::string& user_id) {
 void RoomStore::set_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
                                  const json& content) {
   impl_->write([&] {
+    if (room_id.empty() && type == "m.push_rules") {
+      impl_->push_rules_cache.erase(user_id);
+      if (impl_->customized_push) impl_->customized_push->insert(user_id);
+    }
     const auto position = impl_->other_position();
     impl_->db->prepare("INSERT OR REPLACE INTO account_data (user_id, room_id, type, content, position) VALUES (?1, ?2, ?3, ?4, ?5)")
         .bind(1, user_id)
@@ -956,6 +1099,15 @@ std::vector<std::tuple<std::string, std::string, json>> RoomStore::account_data_
 void RoomStore::set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
                             const std::string& event_id) {
   impl_->write([&] {
+    // Notifications this receipt reads that are older than GET /notifications looks back.
+    impl_->db
+        ->prepare("DELETE FROM notifications WHERE user_id = ?1 AND room_id = ?2 AND ts < ?3 "
+                  "AND stream <= coalesce((SELECT stream FROM events WHERE event_id = ?4), 0)")
+        .bind(1, user_id)
+        .bind(2, room_id)
+        .bind(3, now_ms() - kNotificationsKeptMs)
+        .bind(4, event_id)
+        .run();
     const auto position = impl_->other_position();
     impl_->db->prepare("INSERT OR REPLACE INTO receipts (room_id, user_id, type, event_id, ts, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
         .bind(1, room_id)
@@ -983,20 +1135,89 @@ json RoomStore::receipts_since(const std::string& room_id, int64_t after, const 
   return content;
 }
 
-std::pair<int64_t, int64_t> RoomStore::unread_counts(const std::string& room_id, const std::string& user_id,
-                                                     const std::string& localpart) {
+RoomStore::UnreadCounts RoomStore::unread_counts(const std::string& room_id, const std::string& user_id, bool by_thread) {
   std::lock_guard lock(impl_->mutex);
+  // After the member's latest read receipt (public or private), as "Receiving notifications"
+  // says, and after their current membership (what came before their join is not theirs to read).
   auto& stmt = impl_->db->prepare(
-      "SELECT count(*), coalesce(sum(instr(coalesce(json_extract(json, '$.content.body'), ''), ?3) > 0), 0) "
-      "FROM events WHERE room_id = ?1 AND type = 'm.room.message' AND sender != ?2 "
-      "AND coalesce(json_extract(json, '$.content.msgtype'), '') != 'm.notice' "
-      "AND stream > coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
-      "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type IN ('m.read', 'm.read.private')), 0)");
-  stmt.bind(1, room_id).bind(2, user_id).bind(3, localpart);
-  stmt.step();
-  std::pair<int64_t, int64_t> counts{stmt.column_int64(0), stmt.column_int64(1)};
+      "SELECT thread_id, count(*), sum(highlight) FROM notifications WHERE user_id = ?2 AND room_id = ?1 "
+      "AND stream > max(coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
+      "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type IN ('m.read', 'm.read.private')), 0), "
+      "coalesce((SELECT e.stream FROM memberships m JOIN events e ON e.event_id = m.event_id "
+      "WHERE m.room_id = ?1 AND m.user_id = ?2), 0)) GROUP BY thread_id");
+  stmt.bind(1, room_id).bind(2, user_id);
+  UnreadCounts counts;
+  while (stmt.step()) {
+    const auto thread = stmt.column_text(0);
+    const std::pair<int64_t, int64_t> c{stmt.column_int64(1), stmt.column_int64(2)};
+    if (by_thread && !thread.empty()) {
+      counts.threads[thread] = c;
+    } else {
+      counts.main.first += c.first;
+      counts.main.second += c.second;
+    }
+  }
   stmt.reset();
   return counts;
+}
+
+std::vector<RoomStore::Notification> RoomStore::notifications(const std::string& user_id, int64_t before_id, int limit,
+                                                              bool only_highlights) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT n.id, n.room_id, n.actions, n.ts, e.json, n.stream <= coalesce((SELECT max(re.stream) FROM receipts r "
+      "JOIN events re ON re.event_id = r.event_id WHERE r.room_id = n.room_id AND r.user_id = n.user_id "
+      "AND r.type IN ('m.read', 'm.read.private')), 0) "
+      "FROM notifications n JOIN events e ON e.event_id = n.event_id "
+      "WHERE n.user_id = ?1 AND (?2 = 0 OR n.id < ?2) AND (?3 = 0 OR n.highlight = 1) ORDER BY n.id DESC LIMIT ?4");
+  stmt.bind(1, user_id).bind(2, before_id).bind(3, only_highlights ? 1 : 0).bind(4, limit);
+  std::vector<Notification> out;
+  while (stmt.step())
+    out.push_back({stmt.column_int64(0), stmt.column_text(1), json::parse(stmt.column_text(2)), stmt.column_int64(3),
+                   json::parse(stmt.column_text(4)), stmt.column_int64(5) != 0});
+  stmt.reset();
+  return out;
+}
+
+json RoomStore::pushers(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT json FROM pushers WHERE user_id = ?1 ORDER BY app_id, pushkey");
+  stmt.bind(1, user_id);
+  json list = json::array();
+  while (stmt.step()) list.push_back(json::parse(stmt.column_text(0)));
+  stmt.reset();
+  return list;
+}
+
+void RoomStore::set_pusher(const std::string& user_id, const json& pusher, bool append) {
+  impl_->write([&] {
+    const std::string app_id = pusher.value("app_id", ""), pushkey = pusher.value("pushkey", "");
+    // "append": false takes this app and pushkey away from any other user (a device changed hands).
+    if (!append)
+      impl_->db->prepare("DELETE FROM pushers WHERE app_id = ?1 AND pushkey = ?2 AND user_id != ?3")
+          .bind(1, app_id)
+          .bind(2, pushkey)
+          .bind(3, user_id)
+          .run();
+    impl_->db->prepare("INSERT OR REPLACE INTO pushers (user_id, app_id, pushkey, json) VALUES (?1, ?2, ?3, ?4)")
+        .bind(1, user_id)
+        .bind(2, app_id)
+        .bind(3, pushkey)
+        .bind(4, pusher.dump())
+        .run();
+    return 0;
+  });
+}
+
+void RoomStore::delete_pusher(const std::string& user_id, const std::string& app_id, const std::string& pushkey) {
+  impl_->write([&] {
+    impl_->db->prepare("DELETE FROM pushers WHERE user_id = ?1 AND app_id = ?2 AND pushkey = ?3")
+        .bind(1, user_id)
+        .bind(2, app_id)
+        .bind(3, pushkey)
+        .run();
+    return 0;
+  });
 }
 
 int64_t RoomStore::filter_create(const std::string& user_id, const json& filter) {

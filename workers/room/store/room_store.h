@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -153,10 +154,27 @@ class RoomStore {
                    const std::string& event_id);
   // m.receipt content for a room, for receipts changed after `after`.
   nlohmann::json receipts_since(const std::string& room_id, int64_t after, const std::string& viewer);
-  // {notifications, highlights}: messages from others after the user's m.read receipt (not
-  // notices), and those among them that name the user (Client-Server "Receiving notifications").
-  std::pair<int64_t, int64_t> unread_counts(const std::string& room_id, const std::string& user_id,
-                                            const std::string& localpart);
+  // {notifications, highlights} after the member's read receipt, from what their push rules
+  // made of each event; by_thread puts thread replies in `threads` (root -> counts) instead of
+  // `main` ("Receiving notifications", unread_thread_notifications).
+  struct UnreadCounts {
+    std::pair<int64_t, int64_t> main{0, 0};
+    std::map<std::string, std::pair<int64_t, int64_t>> threads;
+  };
+  UnreadCounts unread_counts(const std::string& room_id, const std::string& user_id, bool by_thread);
+  struct Notification {
+    int64_t id = 0;
+    std::string room_id;
+    nlohmann::json actions;
+    int64_t ts = 0;
+    nlohmann::json event;
+    bool read = false;
+  };
+  // Newest first, those with id below before_id (0: from the newest).
+  std::vector<Notification> notifications(const std::string& user_id, int64_t before_id, int limit, bool only_highlights);
+  nlohmann::json pushers(const std::string& user_id);
+  void set_pusher(const std::string& user_id, const nlohmann::json& pusher, bool append);
+  void delete_pusher(const std::string& user_id, const std::string& app_id, const std::string& pushkey);
   int64_t filter_create(const std::string& user_id, const nlohmann::json& filter);
   std::optional<nlohmann::json> filter(const std::string& user_id, int64_t id);
 
