@@ -366,6 +366,71 @@ def test_push_rules_counts_notifications_and_pushers():
         shard.coop("down")
 
 
+def test_search():
+    """TestSearch: words anywhere in bodies, names and topics of rooms the member can read, in
+    pages, newest first or best first, with context; not in rooms they never joined, not after
+    they left, not what was redacted; the member's words never reach the query syntax."""
+    with Shard(BIN) as shard:
+        url = start_with(shard, "")
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        alice, bob, carol = Member(url, "alice"), Member(url, "bob"), Member(url, "carol")
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB], "name": "Compost corner",
+                                                   "topic": "All about worms"})["room_id"]
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        private = alice.ok("POST", "/createRoom", {"name": "Secret compost plans"})["room_id"]
+        for i in range(12):
+            send(alice, room_id, text(f"turning the compost heap, day {i}"), f"c{i}")
+        send(alice, room_id, text("Pommes de terre récoltées"), "fr")
+        secret = send(alice, private, text("compost recipe nobody else may read"), "s1")
+        gone = send(alice, room_id, text("compost gossip to take back"), "g1")
+        alice.ok("PUT", f"/rooms/{q(room_id)}/redact/{q(gone)}/r1", {})
+
+        def search(member, term, query="", **criteria):
+            body = {"search_categories": {"room_events": dict({"search_term": term}, **criteria)}}
+            return member.ok("POST", "/search" + query, body)["search_categories"]["room_events"]
+
+        assert search(bob, "compost")["count"] == 13  # the twelve messages and the room's name
+        found = search(bob, "compost", order_by="recent", filter={"limit": 5}, keys=["content.body"])
+        assert found["count"] == 12 and len(found["results"]) == 5 and "next_batch" in found, found
+        assert found["results"][0]["result"]["content"]["body"] == "turning the compost heap, day 11"
+        assert "compost" in found["highlights"]
+        seen = [r["result"]["event_id"] for r in found["results"]]
+        token = found["next_batch"]
+        while token:
+            more = search(bob, "compost", f"?next_batch={token}", order_by="recent", filter={"limit": 5},
+                          keys=["content.body"])
+            seen += [r["result"]["event_id"] for r in more["results"]]
+            token = more.get("next_batch")
+        assert len(seen) == len(set(seen)) == 12 and secret not in seen and gone not in seen, seen
+        # Names and topics too, and prefixes of the last word; accents folded.
+        assert search(bob, "worm", keys=["content.topic"])["count"] == 1
+        assert search(bob, "corner", keys=["content.name"])["count"] == 1
+        assert search(bob, "recoltees")["count"] == 1
+        # alice finds her private room's message; carol, in neither room, finds nothing.
+        assert secret in [r["result"]["event_id"] for r in search(alice, "recipe")["results"]]
+        assert search(carol, "compost")["count"] == 0
+        # Context and profiles.
+        one = search(bob, "day 5", event_context={"before_limit": 1, "after_limit": 1, "include_profile": True})
+        result = one["results"][0]
+        assert result["result"]["content"]["body"] == "turning the compost heap, day 5", one
+        assert result["context"]["events_before"][0]["content"]["body"].endswith("day 4")
+        assert result["context"]["events_after"][0]["content"]["body"].endswith("day 6")
+        assert result["context"]["profile_info"][ALICE]["displayname"] == "Alice Liddell"
+        # After bob leaves, what came later is not his to find.
+        bob.ok("POST", f"/rooms/{q(room_id)}/leave", {})
+        send(alice, room_id, text("compost after bob left"), "late")
+        assert search(bob, "left")["count"] == 0
+        assert search(alice, "left")["count"] == 1
+        # FTS syntax from the member is only words.
+        for term in ['"', "compost OR secret", "NEAR(a b)", "*", "compost\" AND \"x", "", "a" * 5000]:
+            search(alice, term)
+        status, _ = alice.call("POST", "/search", {"search_categories": {"room_events": {"search_term": 5}}})
+        assert status == 400
+        status, _ = alice.call("POST", "/search?next_batch=x", {"search_categories": {"room_events": {"search_term": "a"}}})
+        assert status == 400
+        shard.coop("down")
+
+
 def test_turn_credentials_allocate_on_coturn():
     """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
     password fails."""
@@ -411,5 +476,5 @@ def test_turn_credentials_allocate_on_coturn():
 if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
-               test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers,
+               test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_search,
                test_turn_credentials_allocate_on_coturn])

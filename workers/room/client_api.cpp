@@ -33,7 +33,7 @@ const std::vector<std::string> kPrefixes = {"/_matrix/client/v3", "/_matrix/clie
 const std::span<const ClientRoute> kModules[] = {
     api::kAccountRoutes, api::kSyncRoutes,    api::kRoomRoutes,  api::kEventRoutes,     api::kAccountDataRoutes,
     api::kPushRoutes,    api::kProfileRoutes, api::kSpaceRoutes, api::kMediaRoutes,     api::kKeyRoutes,
-    api::kToDeviceRoutes, api::kKeyBackupRoutes, api::kVoipRoutes,
+    api::kToDeviceRoutes, api::kKeyBackupRoutes, api::kVoipRoutes, api::kSearchRoutes,
 };
 
 // coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.

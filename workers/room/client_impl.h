@@ -174,6 +174,7 @@ extern const std::span<const ClientRoute> kKeyRoutes;          // device and cro
 extern const std::span<const ClientRoute> kToDeviceRoutes;     // send-to-device messaging (api/to_device.cpp)
 extern const std::span<const ClientRoute> kKeyBackupRoutes;    // server-side key backups (api/key_backup.cpp)
 extern const std::span<const ClientRoute> kVoipRoutes;         // TURN credentials (api/voip.cpp)
+extern const std::span<const ClientRoute> kSearchRoutes;       // server-side search (api/search.cpp)
 }  // namespace api
 
 }  // namespace coop::room

@@ -186,10 +186,28 @@ constexpr sqlite::Migration kMigrations[] = {
         PRIMARY KEY (user_id, app_id, pushkey)
       ) WITHOUT ROWID;
     )sql"},
+    // Client-Server API "Server Side Search": the searchable text of each event (message
+    // bodies, room names and topics) in an FTS5 index; encrypted events have none.
+    {8, R"sql(
+      CREATE VIRTUAL TABLE event_search USING fts5(
+        event_id UNINDEXED, room_id UNINDEXED, key UNINDEXED, value, tokenize = 'unicode61 remove_diacritics 2'
+      );
+      INSERT INTO event_search (event_id, room_id, key, value)
+        SELECT event_id, room_id, 'content.body', json_extract(json, '$.content.body') FROM events
+        WHERE type = 'm.room.message' AND json_type(json, '$.content.body') = 'text'
+        UNION ALL
+        SELECT event_id, room_id, 'content.name', json_extract(json, '$.content.name') FROM events
+        WHERE type = 'm.room.name' AND json_type(json, '$.content.name') = 'text'
+        UNION ALL
+        SELECT event_id, room_id, 'content.topic', json_extract(json, '$.content.topic') FROM events
+        WHERE type = 'm.room.topic' AND json_type(json, '$.content.topic') = 'text';
+    )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
 constexpr std::size_t kMaxCachedPushRules = 10000;
+// One search reads at most this many matches (then visibility, then the page).
+constexpr int kMaxSearchScan = 10000;
 // GET /notifications looks back this far; older rows that were read go.
 constexpr int64_t kNotificationsKeptMs = 30LL * 24 * 3600 * 1000;
 // Client-Server API "Size limits" (and the PDU size limit of the Server-Server API).
@@ -377,7 +395,20 @@ struct RoomStore::Impl {
             .run();
     }
     record_push_actions(event, stream_of(event_id));
+    index_for_search(event);
     return event;
+  }
+
+  void index_for_search(const json& event) {
+    const std::string type = event.value("type", "");
+    const char* key = type == "m.room.message" ? "body" : type == "m.room.name" ? "name" : type == "m.room.topic" ? "topic" : nullptr;
+    if (!key || !event["content"].contains(key) || !event["content"][key].is_string()) return;
+    db->prepare("INSERT INTO event_search (event_id, room_id, key, value) VALUES (?1, ?2, ?3, ?4)")
+        .bind(1, event.value("event_id", ""))
+        .bind(2, event.value("room_id", ""))
+        .bind(3, std::string("content.") + key)
+        .bind(4, event["content"][key].get<std::string>())
+        .run();
   }
 
   int64_t stream_of(const std::string& event_id) {
@@ -577,6 +608,7 @@ struct RoomStore::Impl {
     redacted["event_id"] = target;
     redacted["unsigned"] = {{"redacted_because", redaction}};
     db->prepare("UPDATE events SET json = ?2 WHERE event_id = ?1").bind(1, target).bind(2, redacted.dump()).run();
+    db->prepare("DELETE FROM event_search WHERE event_id = ?1").bind(1, target).run();  // redacted text is gone
   }
 
   template <typename Fn>
@@ -1177,6 +1209,33 @@ std::vector<RoomStore::Notification> RoomStore::notifications(const std::string&
                    json::parse(stmt.column_text(4)), stmt.column_int64(5) != 0});
   stmt.reset();
   return out;
+}
+
+RoomStore::SearchPage RoomStore::search(const std::vector<std::string>& rooms, const std::string& match,
+                                        const std::vector<std::string>& keys, bool by_rank, int limit, int offset,
+                                        const std::function<bool(const StoredEvent&)>& visible) {
+  std::lock_guard lock(impl_->mutex);
+  SearchPage page;
+  if (rooms.empty() || match.empty()) return page;
+  json room_list = rooms, key_list = keys;
+  auto& stmt = impl_->db->prepare(
+      std::string("SELECT e.stream, e.json, bm25(event_search) FROM event_search JOIN events e ON e.event_id = event_search.event_id "
+                  "WHERE event_search MATCH ?1 AND event_search.room_id IN (SELECT value FROM json_each(?2)) "
+                  "AND event_search.key IN (SELECT value FROM json_each(?3)) ORDER BY ") +
+      (by_rank ? "bm25(event_search), e.stream DESC" : "e.stream DESC") + " LIMIT ?4");
+  stmt.bind(1, match).bind(2, room_list.dump()).bind(3, key_list.dump()).bind(4, kMaxSearchScan);
+  int index = 0;
+  while (stmt.step()) {
+    StoredEvent e{stmt.column_int64(0), json::parse(stmt.column_text(1))};
+    if (!visible(e)) continue;
+    ++page.count;
+    if (index++ < offset || static_cast<int>(page.results.size()) >= limit) continue;
+    // bm25 is lower for better matches; clients want higher ranks first.
+    page.results.push_back({std::move(e), -stmt.column_double(2)});
+  }
+  stmt.reset();
+  page.more = page.count > offset + static_cast<int>(page.results.size());
+  return page;
 }
 
 json RoomStore::pushers(const std::string& user_id) {

@@ -172,6 +172,20 @@ class RoomStore {
   };
   // Newest first, those with id below before_id (0: from the newest).
   std::vector<Notification> notifications(const std::string& user_id, int64_t before_id, int limit, bool only_highlights);
+  // Full-text search in these rooms: match is an FTS5 query, keys among content.body,
+  // content.name and content.topic; best first (by_rank) or newest first; `visible` decides
+  // per event (history visibility).
+  struct SearchResult {
+    StoredEvent event;
+    double rank = 0;
+  };
+  struct SearchPage {
+    std::vector<SearchResult> results;
+    int count = 0;  // visible matches in all
+    bool more = false;
+  };
+  SearchPage search(const std::vector<std::string>& rooms, const std::string& match, const std::vector<std::string>& keys,
+                    bool by_rank, int limit, int offset, const std::function<bool(const StoredEvent&)>& visible);
   nlohmann::json pushers(const std::string& user_id);
   void set_pusher(const std::string& user_id, const nlohmann::json& pusher, bool append);
   void delete_pusher(const std::string& user_id, const std::string& app_id, const std::string& pushkey);
