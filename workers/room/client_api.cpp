@@ -287,7 +287,7 @@ void ClientApi::end_sessions(const std::string& handle) {
   impl_->keys.delete_user(user_id);
 }
 
-void ClientApi::notify() { impl_->notify_all(); }
+void ClientApi::notify(const StoreChange& change) { impl_->notify(change); }
 
 void ClientApi::set_readmission(std::function<void(const std::string&, const std::string&)> readmit) {
   impl_->readmit = std::move(readmit);

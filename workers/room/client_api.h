@@ -16,6 +16,7 @@ namespace coop::room {
 
 class RoomStore;
 class KeyStore;
+struct StoreChange;
 
 class ClientApi {
  public:
@@ -23,8 +24,8 @@ class ClientApi {
   ~ClientApi();
   // A member's sessions end (suspension, removal, password change): their tokens go.
   void end_sessions(const std::string& handle);
-  // Something changed: wake long-polling /sync requests.
-  void notify();
+  // Something changed: wake the long-polling /sync requests it concerns.
+  void notify(const StoreChange& change);
   // Lets a member who left one of coop's Spaces rejoin it (see ClientApi::Impl::readmit).
   void set_readmission(std::function<void(const std::string& room_id, const std::string& user_id)> readmit);
   void close();  // answer every waiting /sync (shutdown)

@@ -34,6 +34,7 @@ namespace coop::room {
 struct Waiter {
   std::string user_id;
   std::string device_id;
+  std::set<std::string> rooms;  // joined or invited when it parked: whose changes wake it
   http::Request request;
   http::Reply reply;
   std::chrono::steady_clock::time_point deadline;
@@ -114,10 +115,13 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);
   // The registry ended this user's sessions: parked syncs hear so now, not at their timeout.
   void end_waiters(const std::string& user_id);
-  // Wakes parked syncs. Bursts of changes coalesce into one pass over the waiters: a
-  // change during a pass schedules exactly one more.
-  void notify_all();
-  std::atomic<bool> pass_queued{false};
+  // Wakes the parked syncs a change concerns: members of the changed rooms, the users named,
+  // and those who share a room with a user whose keys changed. Bursts of changes coalesce
+  // into one pass over the waiters: a change during a pass schedules exactly one more.
+  void notify(const StoreChange& change);
+  std::mutex changes_mutex;
+  StoreChange changes;  // what the next pass wakes for
+  bool pass_queued = false;
 
   // ---- routes ----
 

@@ -48,11 +48,11 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
       api_(std::make_unique<ClientApi>(runtime, *store_, *keys_, *router_)),
       spaces_(std::make_unique<SpaceSync>(runtime.home(), *store_,
                                           runtime.config().get_string("workers.room.space_name", runtime.config().domain()))) {
-  store_->on_change([api = api_.get()] { api->notify(); });
+  store_->on_change([api = api_.get()](const StoreChange& change) { api->notify(change); });
   api_->set_readmission([spaces = spaces_.get()](const std::string& room_id, const std::string& user_id) {
     spaces->readmit(room_id, user_id);
   });
-  keys_->on_change([api = api_.get()] { api->notify(); });
+  keys_->on_change([api = api_.get()](const StoreChange& change) { api->notify(change); });
   add_room_admin_routes(runtime, *store_, *spaces_);
 
   const auto& config = runtime.config();

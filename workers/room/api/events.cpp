@@ -109,7 +109,9 @@ Response typing(ClientApi::Impl& api, const Request& q) {
       room.erase(s.user_id);
     api.typing_changed[q.param("roomId")] = position;
   }
-  api.notify_all();
+  StoreChange change;
+  change.rooms.insert(q.param("roomId"));
+  api.notify(change);
   return ok(json::object());
 }
 

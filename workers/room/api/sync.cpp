@@ -304,14 +304,32 @@ void ClientApi::Impl::end_waiters(const std::string& user_id) {
     if (!w->answered.exchange(true)) w->reply(error(401, errc::kMUnknownToken, "this session has ended"));
 }
 
-void ClientApi::Impl::notify_all() {
-  if (pass_queued.exchange(true)) return;
+void ClientApi::Impl::notify(const StoreChange& change) {
+  {
+    std::lock_guard lock(changes_mutex);
+    changes.merge(change);
+    if (pass_queued) return;
+    pass_queued = true;
+  }
   run([self = shared_from_this()] {
-    self->pass_queued = false;
+    StoreChange now;
+    {
+      std::lock_guard lock(self->changes_mutex);
+      now = std::move(self->changes);
+      self->changes = StoreChange{};
+      self->pass_queued = false;
+    }
+    // Keys that changed matter to everyone who shares a room with their owner.
+    for (const auto& user : now.device_lists)
+      for (const auto& peer : self->store.users_sharing_rooms(user)) now.users.insert(peer);
     std::list<std::shared_ptr<Waiter>> current;
     {
       std::lock_guard lock(self->waiters_mutex);
-      current = self->waiters;
+      for (const auto& w : self->waiters) {
+        bool concerned = now.users.count(w->user_id) > 0;
+        for (auto it = now.rooms.begin(); !concerned && it != now.rooms.end(); ++it) concerned = w->rooms.count(*it) > 0;
+        if (concerned) current.push_back(w);
+      }
     }
     for (const auto& w : current) self->retry(w, false);
   });
@@ -343,6 +361,8 @@ void sync(ClientApi::Impl& api, const Request& q, Reply reply) {
       auto waiter = std::make_shared<Waiter>();
       waiter->user_id = session.user_id;
       waiter->device_id = session.device_id;
+      for (const auto& [room_id, membership] : self->store.rooms_of(session.user_id))
+        if (membership == "join" || membership == "invite") waiter->rooms.insert(room_id);
       waiter->request = q;
       waiter->reply = reply;
       waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);

@@ -125,7 +125,8 @@ bool boolean_field(const json& object, const char* name) {
 struct KeyStore::Impl {
   std::mutex mutex;
   std::unique_ptr<sqlite::Database> db;
-  std::function<void()> on_change;
+  std::function<void(const StoreChange&)> on_change;
+  StoreChange pending;
 
   int64_t next_position() {
     db->prepare("INSERT INTO stream (at) VALUES (?1)").bind(1, now_ms()).run();
@@ -133,6 +134,7 @@ struct KeyStore::Impl {
   }
 
   void device_list_changed(const std::string& user_id) {
+    pending.device_lists.insert(user_id);
     const auto position = next_position();
     db->prepare("INSERT INTO device_list_changes (position, user_id) VALUES (?1, ?2)").bind(1, position).bind(2, user_id).run();
   }
@@ -174,12 +176,15 @@ struct KeyStore::Impl {
   template <typename Fn>
   auto write(Fn&& fn) {
     std::unique_lock lock(mutex);
+    pending = StoreChange{};
     sqlite::Transaction tx(*db);
     auto result = fn();
     tx.commit();
     auto callback = on_change;
+    const auto changed = std::move(pending);
+    pending = StoreChange{};
     lock.unlock();
-    if (callback) callback();
+    if (callback && !changed.empty()) callback(changed);
     return result;
   }
 };
@@ -191,7 +196,7 @@ KeyStore::KeyStore(const std::filesystem::path& file) : impl_(std::make_unique<I
 
 KeyStore::~KeyStore() = default;
 
-void KeyStore::on_change(std::function<void()> callback) {
+void KeyStore::on_change(std::function<void(const StoreChange&)> callback) {
   std::lock_guard lock(impl_->mutex);
   impl_->on_change = std::move(callback);
 }
@@ -447,6 +452,7 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
         .run();
     if (db.changes() == 0) return false;
     for (const auto& m : messages) {
+      impl_->pending.users.insert(m.user_id);
       const auto position = impl_->next_position();
       db.prepare("INSERT INTO to_device (position, user_id, device_id, sender, type, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
           .bind(1, position)

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "workers/room/store/store_change.h"
+
 namespace coop::room {
 
 class KeyStore {
@@ -25,7 +27,7 @@ class KeyStore {
   ~KeyStore();
 
   // Called after every commit a /sync may want to see (to-device messages, device lists).
-  void on_change(std::function<void()> callback);
+  void on_change(std::function<void(const StoreChange&)> callback);
   // The newest position of the keys stream (device list changes and to-device messages),
   // the third part of a sync token.
   int64_t position();

@@ -258,7 +258,8 @@ struct RoomStore::Impl {
   std::unique_ptr<sqlite::Database> db;
   const matrix::SigningKey& key;
   std::string server;
-  std::function<void()> on_change;
+  std::function<void(const StoreChange&)> on_change;
+  StoreChange pending;  // what the write in progress changed
 
   Impl(const matrix::SigningKey& key, std::string server) : key(key), server(std::move(server)) {}
 
@@ -396,6 +397,8 @@ struct RoomStore::Impl {
     }
     record_push_actions(event, stream_of(event_id));
     index_for_search(event);
+    pending.rooms.insert(room_id);
+    if (type == "m.room.member" && state_key) pending.users.insert(*state_key);  // invites reach non-members
     return event;
   }
 
@@ -614,12 +617,15 @@ struct RoomStore::Impl {
   template <typename Fn>
   auto write(Fn&& fn) {
     std::unique_lock lock(mutex);
+    pending = StoreChange{};
     sqlite::Transaction tx(*db);
     auto result = fn();
     tx.commit();
     auto callback = on_change;
+    const auto changed = std::move(pending);
+    pending = StoreChange{};
     lock.unlock();
-    if (callback) callback();
+    if (callback && !changed.empty()) callback(changed);
     return result;
   }
 };
@@ -632,7 +638,7 @@ RoomStore::RoomStore(const std::filesystem::path& file, std::string server_name,
 
 RoomStore::~RoomStore() = default;
 
-void RoomStore::on_change(std::function<void()> callback) {
+void RoomStore::on_change(std::function<void(const StoreChange&)> callback) {
   std::lock_guard lock(impl_->mutex);
   impl_->on_change = std::move(callback);
 }
@@ -1092,6 +1098,7 @@ void RoomStore::forget(const std::string& room_id, const std::string& user_id) {
 void RoomStore::set_account_data(const std::string& user_id, const std::string& room_id, const std::string& type,
                                  const json& content) {
   impl_->write([&] {
+    impl_->pending.users.insert(user_id);
     if (room_id.empty() && type == "m.push_rules") {
       impl_->push_rules_cache.erase(user_id);
       if (impl_->customized_push) impl_->customized_push->insert(user_id);
@@ -1131,6 +1138,7 @@ std::vector<std::tuple<std::string, std::string, json>> RoomStore::account_data_
 void RoomStore::set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
                             const std::string& event_id) {
   impl_->write([&] {
+    impl_->pending.rooms.insert(room_id);
     // Notifications this receipt reads that are older than GET /notifications looks back.
     impl_->db
         ->prepare("DELETE FROM notifications WHERE user_id = ?1 AND room_id = ?2 AND ts < ?3 "

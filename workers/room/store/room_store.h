@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "workers/room/store/store_change.h"
+
 namespace coop::sqlite {
 class Database;
 }
@@ -70,8 +72,8 @@ class RoomStore {
   ~RoomStore();
 
   const std::string& server_name() const { return server_name_; }
-  // Called after every commit that clients may want to see (sync wakes up).
-  void on_change(std::function<void()> callback);
+  // Called after every commit that clients may want to see, with what it changed (sync wakes up).
+  void on_change(std::function<void(const StoreChange&)> callback);
 
   // ---- sessions ----
   // A new access token (returned once; only its hash is kept) for a device; returns
