@@ -598,6 +598,57 @@ def test_matrix_nio_and_js_sdk_rust_crypto_read_each_other():
         assert_no_plaintext(shard, secrets)
 
 
+def test_matrix_js_sdk_in_chromium_reads_nio():
+    """A page bundling matrix-js-sdk with its browser crypto, in headless Chromium on an origin
+    of its own: logs in, decrypts what matrix-nio sent, uploads an image and shows its
+    authenticated thumbnail. The screenshot is kept in the build's test-artefacts/."""
+    assert node_available() and os.path.exists("/usr/bin/chromium"), "chromium or npm clients missing: run scripts/install-deps"
+    artefacts = os.path.join(os.path.dirname(os.path.abspath(BIN)), "test-artefacts")
+    os.makedirs(artefacts, exist_ok=True)
+    screenshot = os.path.join(artefacts, "room-browser.png")
+    if os.path.exists(screenshot):
+        os.remove(screenshot)
+
+    async def scenario(url, store):
+        alice = await nio_login(url, "alice", os.path.join(store, "alice"))
+        try:
+            created = await alice.room_create(name="Browser", invite=[CAROL], initial_state=[
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+            room_id = created.room_id
+            reader = Reader(alice, room_id)
+            await reader.step(0)
+            secret = "a secret for the browser"
+            page = await asyncio.create_subprocess_exec(
+                "node", os.path.join(CLIENTS, "room_browser.mjs"), url, "carol", STRONG, room_id, secret, screenshot,
+                cwd=CLIENTS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            line = await asyncio.wait_for(page.stdout.readline(), 120)
+            assert line.strip() == b"joined", line + await page.stderr.read()
+            for _ in range(120):
+                await reader.step()
+                if CAROL in alice.rooms[room_id].users and list(alice.device_store.active_user_devices(CAROL)):
+                    break
+            assert list(alice.device_store.active_user_devices(CAROL)), "carol's browser device never showed up"
+            await nio_send(alice, room_id, [secret])
+            out, err = await asyncio.wait_for(page.communicate(), 180)
+            outcome = json.loads(out.decode().strip().splitlines()[-1])
+            assert page.returncode == 0 and "error" not in outcome, out.decode() + err.decode()
+            return outcome, secret
+        finally:
+            await alice.close()
+
+    with Shard(BIN) as shard:
+        url = start(shard)
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        outcome, secret = asyncio.run(scenario(url, os.path.join(shard.dir, "nio")))
+        assert outcome["decrypted"] == secret, outcome
+        assert outcome["thumbnail"][0] > 0 and max(outcome["thumbnail"]) <= 96, outcome
+        assert outcome["unauthenticated_status"] == 401, outcome
+        assert outcome["problems"] == [], outcome
+        assert os.path.getsize(screenshot) > 5000
+        shard.coop("down")
+        assert_no_plaintext(shard, [secret])
+
+
 def test_matrix_js_sdk_rust_crypto_pair():
     """matrix-js-sdk with Rust crypto to itself: messages both ways, cross-signing, a key
     backup restored on a new device (a wrong key fails), a deleted device gone for the peer."""
@@ -619,4 +670,4 @@ if __name__ == "__main__":
     run_tests([test_upload_key, test_key_claim_ordering, test_key_changes_local_and_device_list_updates,
                test_keys_of_a_vanished_device_are_forgotten_at_start, test_to_device_messages, test_key_backup_replace_room_key_rules, test_cross_signing_keys_and_signatures,
                test_matrix_nio_with_olm_in_an_encrypted_room, test_matrix_nio_and_js_sdk_rust_crypto_read_each_other,
-               test_matrix_js_sdk_rust_crypto_pair])
+               test_matrix_js_sdk_in_chromium_reads_nio, test_matrix_js_sdk_rust_crypto_pair])
