@@ -26,6 +26,8 @@ namespace asio = boost::asio;
 namespace {
 // To-device messages per /sync answer; the rest come with the next, as Synapse sends them.
 constexpr int kToDevicePerSync = 100;
+// "Calculating the display name for a room": clients name an unnamed room from its first members.
+constexpr int kHeroes = 5;
 }  // namespace
 
 json ClientApi::Impl::sync_filter(const Request& q, const std::string& user_id) {
@@ -97,7 +99,20 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
   const bool rooms_listed = room_filter.is_object() && room_filter.contains("rooms");
   const EventFilter timeline_filter =
       EventFilter::from(room_filter.is_object() ? room_filter.value("timeline", json::object()) : json::object());
+  // Account data once for every room; and on an incremental sync, the rooms with anything new
+  // (events, receipts, typing, room account data): the others are left out without a look,
+  // so that waking a member of many rooms costs what changed, not what they are in.
+  const auto account_data = store.account_data_since(user_id, since ? since->other : 0);
+  std::set<std::string> changed_rooms;
+  if (since && !full_state) {
+    changed_rooms = store.rooms_changed_since(user_id, since->events, since->other);
+    for (const auto& [rid, position] : typing_positions)
+      if (position > since->other) changed_rooms.insert(rid);
+    for (const auto& [rid, type, content] : account_data)
+      if (!rid.empty()) changed_rooms.insert(rid);
+  }
   for (const auto& [room_id, membership] : store.rooms_of(user_id)) {
+    if (since && !full_state && !changed_rooms.count(room_id)) continue;
     if (std::find(not_rooms.begin(), not_rooms.end(), room_id) != not_rooms.end()) continue;
     if (rooms_listed && std::find(only_rooms.begin(), only_rooms.end(), room_id) == only_rooms.end()) continue;
     const auto member_event = store.state_event(room_id, "m.room.member", user_id);
@@ -159,22 +174,25 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     // on an initial or gappy sync; from the state groups, so it is right for that moment.
     json state = json::array();
     if (!since || limited || full_state || membership_new) {
+      std::set<std::string> needed = {user_id};
+      for (const auto& e : newest) needed.insert(e.event.value("sender", ""));
+      RoomStore::StateWanted wanted;
+      if (lazy)
+        wanted = [&needed](const std::string& type, const std::string& key) { return type != "m.room.member" || needed.count(key) > 0; };
       std::optional<std::vector<json>> at_start;
       if (newest.empty()) {
-        at_start = store.current_state(room_id);
+        at_start = store.current_state(room_id, wanted);
       } else {
         const auto before = store.events_between(room_id, 0, newest.front().stream - 1, 1, true);
-        at_start = before.empty() ? std::vector<json>{} : store.state_after(before.front().event.value("event_id", ""));
+        at_start = before.empty() ? std::vector<json>{} : store.state_after(before.front().event.value("event_id", ""), wanted);
       }
       if (!at_start) {  // events from before state groups: current state minus the timeline
         std::set<std::string> in_timeline;
         for (const auto& e : newest) in_timeline.insert(e.event.value("event_id", ""));
         at_start = std::vector<json>{};
-        for (const auto& e : store.current_state(room_id))
+        for (const auto& e : store.current_state(room_id, wanted))
           if (!in_timeline.count(e.value("event_id", ""))) at_start->push_back(e);
       }
-      std::set<std::string> needed = {user_id};
-      for (const auto& e : newest) needed.insert(e.event.value("sender", ""));
       for (const auto& e : *at_start) {
         if (lazy && e.value("type", "") == "m.room.member" && !needed.count(e.value("state_key", ""))) continue;
         state.push_back(client_event(e));
@@ -195,22 +213,14 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     }
     room["ephemeral"] = {{"events", ephemeral}};
     json room_account = json::array();
-    for (const auto& [rid, type, content] : store.account_data_since(user_id, other_since))
+    for (const auto& [rid, type, content] : account_data)
       if (rid == room_id) room_account.push_back({{"type", type}, {"content", content}});
     room["account_data"] = {{"events", room_account}};
-    int joined = 0, invited = 0;
-    json heroes = json::array();
-    const bool want_summary = !since || limited || membership_new || full_state || members_changed;
-    for (const auto& e : want_summary ? store.current_state(room_id) : std::vector<json>{}) {
-      if (e.value("type", "") != "m.room.member") continue;
-      const auto m = e["content"].value("membership", "");
-      joined += m == "join";
-      invited += m == "invite";
-      if ((m == "join" || m == "invite") && e.value("state_key", "") != user_id && heroes.size() < 5)
-        heroes.push_back(e.value("state_key", ""));
+    if (!since || limited || membership_new || full_state || members_changed) {
+      const auto summary = store.room_summary(room_id, user_id, kHeroes);
+      room["summary"] = {{"m.joined_member_count", summary.joined}, {"m.invited_member_count", summary.invited},
+                         {"m.heroes", summary.heroes}};
     }
-    if (want_summary)
-      room["summary"] = {{"m.joined_member_count", joined}, {"m.invited_member_count", invited}, {"m.heroes", heroes}};
     auto [unread, unread_threads] = unread_counts(room_id, user_id, by_thread);
     room["unread_notifications"] = std::move(unread);
     if (by_thread) room["unread_thread_notifications"] = std::move(unread_threads);
@@ -220,7 +230,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     }
   }
   json global = json::array();
-  for (const auto& [rid, type, content] : store.account_data_since(user_id, since ? since->other : 0))
+  for (const auto& [rid, type, content] : account_data)
     if (rid.empty()) global.push_back({{"type", type}, {"content", content}});
   anything = anything || !global.empty();
 

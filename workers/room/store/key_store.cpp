@@ -96,6 +96,8 @@ constexpr sqlite::Migration kMigrations[] = {
     )sql"},
 };
 
+constexpr int64_t kMaxQueuedPerDevice = 10000;
+
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -451,7 +453,19 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
         .bind(3, txn_id)
         .run();
     if (db.changes() == 0) return false;
+    std::map<std::pair<std::string, std::string>, int64_t> queued;
     for (const auto& m : messages) {
+      // A device that never syncs cannot be made to hold without end what others send it: past
+      // kMaxQueuedPerDevice messages, more are dropped (a sender re-sends keys it finds missing).
+      auto [it, fresh] = queued.try_emplace({m.user_id, m.device_id}, 0);
+      if (fresh) {
+        auto& count = db.prepare("SELECT count(*) FROM to_device WHERE user_id = ?1 AND device_id = ?2");
+        count.bind(1, m.user_id).bind(2, m.device_id);
+        count.step();
+        it->second = count.column_int64(0);
+        count.reset();
+      }
+      if (it->second++ >= kMaxQueuedPerDevice) continue;
       impl_->pending.users.insert(m.user_id);
       const auto position = impl_->next_position();
       db.prepare("INSERT INTO to_device (position, user_id, device_id, sender, type, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")

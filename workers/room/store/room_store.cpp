@@ -571,7 +571,7 @@ struct RoomStore::Impl {
   }
 
   // The room state a group stands for: its chain of deltas down to the last snapshot.
-  std::vector<json> state_of_group(int64_t group) {
+  std::vector<json> state_of_group(int64_t group, const RoomStore::StateWanted& wanted = {}) {
     std::map<std::pair<std::string, std::string>, std::string> state;
     std::optional<int64_t> at = group;
     while (at) {
@@ -587,6 +587,7 @@ struct RoomStore::Impl {
     }
     std::vector<json> out;
     for (const auto& [key, id] : state) {
+      if (wanted && !wanted(key.first, key.second)) continue;
       auto& e = db->prepare("SELECT json FROM events WHERE event_id = ?1");
       e.bind(1, id);
       if (e.step()) out.push_back(json::parse(e.column_text(0)));
@@ -866,6 +867,19 @@ bool HistoryVisibility::allows(const StoredEvent& e) const {
   return visibility == "invited" && membership == "invite";
 }
 
+std::set<std::string> RoomStore::rooms_changed_since(const std::string& user_id, int64_t events_after, int64_t other_after) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT m.room_id FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0 AND ("
+      "EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id AND e.stream > ?2) OR "
+      "EXISTS (SELECT 1 FROM receipts r WHERE r.room_id = m.room_id AND r.position > ?3))");
+  stmt.bind(1, user_id).bind(2, events_after).bind(3, other_after);
+  std::set<std::string> rooms;
+  while (stmt.step()) rooms.insert(stmt.column_text(0));
+  stmt.reset();
+  return rooms;
+}
+
 std::set<std::string> RoomStore::users_sharing_rooms(const std::string& user_id) {
   std::lock_guard lock(impl_->mutex);
   auto& stmt = impl_->db->prepare(
@@ -876,6 +890,26 @@ std::set<std::string> RoomStore::users_sharing_rooms(const std::string& user_id)
   while (stmt.step()) users.insert(stmt.column_text(0));
   stmt.reset();
   return users;
+}
+
+RoomStore::RoomSummary RoomStore::room_summary(const std::string& room_id, const std::string& user_id, int heroes) {
+  std::lock_guard lock(impl_->mutex);
+  RoomSummary summary;
+  auto& counts = impl_->db->prepare("SELECT membership, count(*) FROM memberships WHERE room_id = ?1 GROUP BY membership");
+  counts.bind(1, room_id);
+  while (counts.step()) {
+    const auto m = counts.column_text(0);
+    if (m == "join") summary.joined = counts.column_int64(1);
+    if (m == "invite") summary.invited = counts.column_int64(1);
+  }
+  counts.reset();
+  auto& first = impl_->db->prepare(
+      "SELECT m.user_id FROM memberships m JOIN events e ON e.event_id = m.event_id WHERE m.room_id = ?1 "
+      "AND m.membership IN ('join', 'invite') AND m.user_id != ?2 ORDER BY e.stream LIMIT ?3");
+  first.bind(1, room_id).bind(2, user_id).bind(3, heroes);
+  while (first.step()) summary.heroes.push_back(first.column_text(0));
+  first.reset();
+  return summary;
 }
 
 std::vector<std::string> RoomStore::room_members(const std::string& room_id) {
@@ -959,10 +993,25 @@ std::optional<json> RoomStore::state_event(const std::string& room_id, const std
   return event;
 }
 
-std::vector<json> RoomStore::current_state(const std::string& room_id) {
+std::vector<json> RoomStore::current_state(const std::string& room_id, const StateWanted& wanted) {
   std::lock_guard lock(impl_->mutex);
   std::vector<json> out;
-  for (auto& [key, event] : impl_->state_map(room_id)) out.push_back(std::move(event));
+  if (!wanted) {
+    for (auto& [key, event] : impl_->state_map(room_id)) out.push_back(std::move(event));
+    return out;
+  }
+  std::vector<std::string> ids;
+  auto& stmt = impl_->db->prepare("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1");
+  stmt.bind(1, room_id);
+  while (stmt.step())
+    if (wanted(stmt.column_text(0), stmt.column_text(1))) ids.push_back(stmt.column_text(2));
+  stmt.reset();
+  for (const auto& id : ids) {
+    auto& e = impl_->db->prepare("SELECT json FROM events WHERE event_id = ?1");
+    e.bind(1, id);
+    if (e.step()) out.push_back(json::parse(e.column_text(0)));
+    e.reset();
+  }
   return out;
 }
 
@@ -1425,7 +1474,7 @@ RoomStore::RelationSummary RoomStore::relation_summary(const json& event, const 
   return summary;
 }
 
-std::optional<std::vector<json>> RoomStore::state_after(const std::string& event_id) {
+std::optional<std::vector<json>> RoomStore::state_after(const std::string& event_id, const StateWanted& wanted) {
   std::lock_guard lock(impl_->mutex);
   auto& stmt = impl_->db->prepare("SELECT state_group FROM events WHERE event_id = ?1");
   stmt.bind(1, event_id);
@@ -1435,7 +1484,7 @@ std::optional<std::vector<json>> RoomStore::state_after(const std::string& event
   }
   const auto group = stmt.column_int64(0);
   stmt.reset();
-  return impl_->state_of_group(group);
+  return impl_->state_of_group(group, wanted);
 }
 
 std::vector<StoredEvent> RoomStore::thread_replies(const std::string& room_id, int limit) {

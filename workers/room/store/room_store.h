@@ -113,13 +113,23 @@ class RoomStore {
   std::optional<std::string> room_version(const std::string& room_id);
   std::optional<nlohmann::json> state_event(const std::string& room_id, const std::string& type,
                                             const std::string& state_key);
-  std::vector<nlohmann::json> current_state(const std::string& room_id);
+  // Which state entries a caller wants, by (type, state_key); empty means all. Lazy-loading
+  // members skips reading the member events it would drop.
+  using StateWanted = std::function<bool(const std::string& type, const std::string& state_key)>;
+  std::vector<nlohmann::json> current_state(const std::string& room_id, const StateWanted& wanted = {});
   std::string membership(const std::string& room_id, const std::string& user_id);  // "" when none
   // Rooms where the user's membership is one of these, with the stream position of it.
   std::vector<std::pair<std::string, std::string>> rooms_of(const std::string& user_id);
   // Users who are joined to or invited into a room the user is joined to (the user included):
   // whose device lists the user's clients track.
   std::set<std::string> users_sharing_rooms(const std::string& user_id);
+  // The room summary of /sync from the memberships table: joined and invited counts, and up
+  // to `heroes` other joined or invited members, in the order they joined.
+  struct RoomSummary {
+    int64_t joined = 0, invited = 0;
+    std::vector<std::string> heroes;
+  };
+  RoomSummary room_summary(const std::string& room_id, const std::string& user_id, int heroes);
   // Users joined to or invited into one room.
   std::vector<std::string> room_members(const std::string& room_id);
   struct MembershipChange {
@@ -127,6 +137,9 @@ class RoomStore {
   };
   // Membership events in (after, up_to] of the rooms the user has any membership in.
   std::vector<MembershipChange> membership_changes(const std::string& user_id, int64_t after, int64_t up_to);
+  // The rooms the user has any membership in with an event after events_after or a receipt
+  // after other_after.
+  std::set<std::string> rooms_changed_since(const std::string& user_id, int64_t events_after, int64_t other_after);
   HistoryVisibility history_visibility(const std::string& room_id, const std::string& user_id);
   std::vector<StoredEvent> events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
                                           bool backwards);
@@ -224,7 +237,7 @@ class RoomStore {
   RelationSummary relation_summary(const nlohmann::json& event, const std::string& viewer);
   // The room's state right after an event (from the state groups); nullopt for events
   // stored before state groups existed.
-  std::optional<std::vector<nlohmann::json>> state_after(const std::string& event_id);
+  std::optional<std::vector<nlohmann::json>> state_after(const std::string& event_id, const StateWanted& wanted = {});
   // Thread replies (rel_type m.thread) of a room, oldest first.
   std::vector<StoredEvent> thread_replies(const std::string& room_id, int limit);
   // Every event of a room, oldest first, in pages (export).
