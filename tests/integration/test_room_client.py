@@ -431,6 +431,39 @@ def test_search():
         shard.coop("down")
 
 
+def test_knock():
+    """Knocking (room versions 7+): a member asks to join a room whose join rule is knock; its
+    moderators see the knock and let them in with an invite. Rooms that take no knocks refuse."""
+    with Shard(BIN) as shard:
+        url = start(shard)
+        alice, bob = Member(url, "alice"), Member(url, "bob")
+        room_id = alice.ok("POST", "/createRoom", {"name": "Workshop", "initial_state": [
+            {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]})["room_id"]
+        closed = alice.ok("POST", "/createRoom", {"name": "Closed"})["room_id"]
+        alice.sync()
+        bob.sync()
+        status, answer = bob.call("POST", f"/knock/{q(closed)}", {})
+        assert status == 403 and answer["errcode"] == "M_FORBIDDEN", answer
+        status, _ = bob.call("POST", f"/join/{q(room_id)}", {})
+        assert status == 403, "a knock room let bob straight in"
+        assert bob.ok("POST", f"/knock/{q(room_id)}", {"reason": "I can bring tools"})["room_id"] == room_id
+        knocked = bob.sync()["rooms"]["knock"]
+        assert room_id in knocked, knocked
+        names = [e["content"].get("name") for e in knocked[room_id]["knock_state"]["events"] if e["type"] == "m.room.name"]
+        assert names == ["Workshop"], knocked
+        timeline = timeline_of(alice.sync(), room_id)
+        knock = next(e for e in timeline if e["type"] == "m.room.member" and e["state_key"] == BOB)
+        assert knock["content"]["membership"] == "knock" and knock["content"]["reason"] == "I can bring tools", knock
+        status, _ = bob.call("POST", f"/knock/{q(room_id)}", {})
+        assert status == 200  # knocking again is allowed while the knock stands
+        alice.ok("POST", f"/rooms/{q(room_id)}/invite", {"user_id": BOB})
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        assert BOB in alice.ok("GET", f"/rooms/{q(room_id)}/joined_members")["joined"]
+        status, _ = bob.call("POST", f"/knock/{q(room_id)}", {})
+        assert status == 403, "a member knocked on their own room"
+        shard.coop("down")
+
+
 def test_turn_credentials_allocate_on_coturn():
     """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
     password fails."""
@@ -477,4 +510,5 @@ if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
                test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_search,
+               test_knock,
                test_turn_credentials_allocate_on_coturn])

@@ -158,6 +158,14 @@ void authorize_checked(const json& event, const StateMap& state, const Membershi
         forbidden("your power level is too low to kick " + target);
       return;
     }
+    // Room versions 7+ "knock": asking to be let in, where the join rule says so.
+    if (membership == "knock") {
+      if (join_rule != "knock" && join_rule != "knock_restricted") forbidden("this room does not take knocks");
+      if (sender != target) forbidden("you can only knock as yourself");
+      if (target_membership == "ban" || target_membership == "invite" || target_membership == "join")
+        forbidden("you cannot knock on a room you are banned from, invited to or in");
+      return;
+    }
     if (membership == "ban") {
       if (sender_membership != "join") forbidden("you are not in this room");
       if (pl.user(sender) < pl.named("ban", 50) || pl.user(sender) <= pl.user(target))

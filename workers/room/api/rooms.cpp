@@ -47,6 +47,20 @@ Response join(ClientApi::Impl& api, const Request& q, const std::string& target)
 }
 
 Response join_by_id_or_alias(ClientApi::Impl& api, const Request& q) { return join(api, q, q.param("roomIdOrAlias")); }
+
+// Client-Server API "Knocking on rooms": a request to join that the room's moderators answer
+// with an invite (or a kick).
+Response knock(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto room_id = api.resolve_room(q.param("roomIdOrAlias"));
+  if (!api.store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
+  json content = {{"membership", "knock"}};
+  const auto body = q.json();
+  if (body.contains("reason") && body["reason"].is_string()) content["reason"] = body["reason"];
+  if (const auto name = api.display_name(s.user_id); !name.empty()) content["displayname"] = name;
+  api.store.send_event(room_id, s.user_id, "m.room.member", content, s.user_id);
+  return ok({{"room_id", room_id}});
+}
 Response join_by_id(ClientApi::Impl& api, const Request& q) { return join(api, q, q.param("roomId")); }
 
 // A member event about the sender (leave) or about the body's user_id (invite, kick, ban, unban).
@@ -246,6 +260,7 @@ constexpr ClientRoute kRoomTable[] = {
     {"POST", "/createRoom", Mount::kV3AndR0, Run::kBlocking, create_room, "create a room"},
     {"POST", "/join/{roomIdOrAlias}", Mount::kV3AndR0, Run::kBlocking, join_by_id_or_alias, "join a room by ID or alias"},
     {"POST", "/rooms/{roomId}/join", Mount::kV3AndR0, Run::kBlocking, join_by_id, "join a room"},
+    {"POST", "/knock/{roomIdOrAlias}", Mount::kV3AndR0, Run::kBlocking, knock, "ask to join a room"},
     {"POST", "/rooms/{roomId}/leave", Mount::kV3AndR0, Run::kBlocking, leave, "leave a room"},
     {"POST", "/rooms/{roomId}/invite", Mount::kV3AndR0, Run::kBlocking, invite, "invite a member"},
     {"POST", "/rooms/{roomId}/kick", Mount::kV3AndR0, Run::kBlocking, kick, "remove a member"},

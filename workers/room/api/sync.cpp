@@ -91,7 +91,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
       filter["room"]["timeline"].is_object())
     by_thread = filter["room"]["timeline"].value("unread_thread_notifications", json(false)) == json(true);
   bool anything = false;
-  json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}};
+  json rooms = {{"join", json::object()}, {"invite", json::object()}, {"leave", json::object()}, {"knock", json::object()}};
 
   const json room_filter = filter.value("room", json::object());
   const auto only_rooms = string_list(room_filter, "rooms");
@@ -118,18 +118,20 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     const auto member_event = store.state_event(room_id, "m.room.member", user_id);
     const int64_t member_stream = member_event ? store.event(member_event->value("event_id", ""))->stream : 0;
     const bool membership_new = !since || member_stream > since->events;
-    if (membership == "invite") {
+    if (membership == "invite" || membership == "knock") {
       if (!membership_new) continue;
+      // "Stripped state": enough to show what the room is, read without its members.
       json stripped = json::array();
-      for (const auto& e : store.current_state(room_id)) {
-        const std::string type = e.value("type", "");
-        if (type == "m.room.create" || type == "m.room.name" || type == "m.room.join_rules" ||
-            type == "m.room.avatar" || type == "m.room.canonical_alias" || type == "m.room.topic" ||
-            (type == "m.room.member" && e.value("state_key", "") == user_id))
-          stripped.push_back({{"type", type}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
-                              {"sender", e.value("sender", "")}});
-      }
-      rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
+      const auto wanted = [&user_id](const std::string& type, const std::string& key) {
+        return type == "m.room.create" || type == "m.room.name" || type == "m.room.join_rules" || type == "m.room.avatar" ||
+               type == "m.room.canonical_alias" || type == "m.room.topic" || type == "m.room.encryption" ||
+               (type == "m.room.member" && key == user_id);
+      };
+      for (const auto& e : store.current_state(room_id, wanted))
+        stripped.push_back({{"type", e.value("type", "")}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
+                            {"sender", e.value("sender", "")}});
+      if (membership == "knock") rooms["knock"][room_id] = {{"knock_state", {{"events", stripped}}}};
+      else rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
       anything = true;
       continue;
     }
