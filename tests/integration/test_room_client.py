@@ -464,6 +464,95 @@ def test_knock():
         shard.coop("down")
 
 
+class Gateway:
+    """A push gateway's /_matrix/push/v1/notify on 127.0.0.1, as Sygnal answers it: records each
+    notification; answers 500 to the first `fail_first` requests and rejects the push keys in
+    `reject`."""
+
+    def __init__(self, fail_first=0):
+        import http.server
+        import threading
+        self.received, self.reject, self.fail_first = [], set(), fail_first
+        gateway = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                if gateway.fail_first > 0:
+                    gateway.fail_first -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                gateway.received.append((self.path, body))
+                keys = [d["pushkey"] for d in body["notification"]["devices"] if d["pushkey"] in gateway.reject]
+                answer = json.dumps({"rejected": keys}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_http_pushers_reach_configured_gateways():
+    """HTTP pushers get each notification at their gateway (Push Gateway API) when the gateway
+    is one coop.toml names; encrypted events go without content; a gateway error is retried; a
+    rejected push key removes its pusher; a gateway not named is never contacted."""
+    gateway, stranger = Gateway(fail_first=1), Gateway()
+    try:
+        with Shard(BIN) as shard:
+            url = start_with(shard, f'push = {{ gateways = ["http://127.0.0.1:{gateway.port}/"] }}\n')
+            alice, bob = Member(url, "alice"), Member(url, "bob")
+            room_id = alice.ok("POST", "/createRoom", {"invite": [BOB], "name": "Allotment"})["room_id"]
+            bob.ok("POST", f"/join/{q(room_id)}", {})
+            pusher = {"kind": "http", "app_id": "org.coop.app", "pushkey": "phone-1", "app_display_name": "app",
+                      "device_display_name": "phone", "lang": "en",
+                      "data": {"url": f"http://127.0.0.1:{gateway.port}/_matrix/push/v1/notify"}}
+            bob.ok("POST", "/pushers/set", pusher)
+            bob.ok("POST", "/pushers/set", dict(pusher, pushkey="phone-2", data={
+                "url": f"http://127.0.0.1:{stranger.port}/_matrix/push/v1/notify"}))
+            event_id = send(alice, room_id, text("seedlings are in"), "m1")
+            wait_for(lambda: any(b["notification"]["event_id"] == event_id for _, b in gateway.received), timeout=30,
+                     what="the notification at the gateway (after one retry)")
+            path, body = next(x for x in gateway.received if x[1]["notification"]["event_id"] == event_id)
+            n = body["notification"]
+            assert path == "/_matrix/push/v1/notify", path
+            assert n["room_id"] == room_id and n["sender"] == ALICE and n["room_name"] == "Allotment", n
+            assert n["sender_display_name"] == "Alice Liddell" and n["content"]["body"] == "seedlings are in", n
+            assert n["counts"]["unread"] >= 1 and n["devices"][0]["pushkey"] == "phone-1", n
+            assert "url" not in n["devices"][0]["data"], n
+            assert {"sound": "default"}.items() <= n["devices"][0]["tweaks"].items(), n
+
+            encrypted = send(alice, room_id, {"algorithm": "m.megolm.v1.aes-sha2", "ciphertext": "opaque",
+                                              "sender_key": "k", "session_id": "s", "device_id": "D"}, "m2",
+                             event_type="m.room.encrypted")
+            wait_for(lambda: any(b["notification"]["event_id"] == encrypted for _, b in gateway.received), timeout=30,
+                     what="the encrypted event's notification")
+            n = next(b for _, b in gateway.received if b["notification"]["event_id"] == encrypted)["notification"]
+            assert "content" not in n and n["type"] == "m.room.encrypted", n
+
+            gateway.reject.add("phone-1")
+            rejected = send(alice, room_id, text("are you still there?"), "m3")
+            wait_for(lambda: any(b["notification"]["event_id"] == rejected for _, b in gateway.received), timeout=30,
+                     what="the last notification")
+            wait_for(lambda: [p["pushkey"] for p in bob.ok("GET", "/pushers")["pushers"]] == ["phone-2"], timeout=10,
+                     what="the rejected pusher to go")
+            assert stranger.received == [], "a gateway coop.toml does not name was contacted"
+            shard.coop("down")
+    finally:
+        gateway.close()
+        stranger.close()
+
+
 def test_turn_credentials_allocate_on_coturn():
     """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
     password fails."""
@@ -510,5 +599,5 @@ if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
                test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_search,
-               test_knock,
+               test_knock, test_http_pushers_reach_configured_gateways,
                test_turn_credentials_allocate_on_coturn])

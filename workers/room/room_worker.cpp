@@ -16,6 +16,7 @@
 #include "common/worker_runtime.h"
 #include "workers/matrix/signing.h"
 #include "workers/room/client_api.h"
+#include "workers/room/push_sender.h"
 #include "workers/room/room_admin_api.h"
 #include "workers/room/space_sync.h"
 #include "workers/room/store/key_store.h"
@@ -48,7 +49,13 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
       api_(std::make_unique<ClientApi>(runtime, *store_, *keys_, *router_)),
       spaces_(std::make_unique<SpaceSync>(runtime.home(), *store_,
                                           runtime.config().get_string("workers.room.space_name", runtime.config().domain()))) {
-  store_->on_change([api = api_.get()](const StoreChange& change) { api->notify(change); });
+  PushSettings push;
+  push.gateways = runtime.config().get_strings("workers.room.push.gateways", {});
+  push_ = std::make_unique<PushSender>(*store_, push);
+  store_->on_change([api = api_.get(), pusher = push_.get()](const StoreChange& change) {
+    api->notify(change);
+    if (!change.rooms.empty()) pusher->poke();  // new events may have notified someone
+  });
   api_->set_readmission([spaces = spaces_.get()](const std::string& room_id, const std::string& user_id) {
     spaces->readmit(room_id, user_id);
   });
@@ -104,6 +111,7 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
 
 RoomWorker::~RoomWorker() {
   follower_.reset();
+  push_.reset();
   if (server_) server_->stop();
 }
 

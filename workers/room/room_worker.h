@@ -24,6 +24,7 @@ class RoomStore;
 class KeyStore;
 class ClientApi;
 class SpaceSync;
+class PushSender;
 
 class RoomWorker {
  public:
@@ -37,6 +38,7 @@ class RoomWorker {
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<ClientApi> api_;
   std::unique_ptr<SpaceSync> spaces_;
+  std::unique_ptr<PushSender> push_;
   std::unique_ptr<http::Server> server_;
   std::unique_ptr<auth::MemberEventFollower> follower_;
 };

@@ -202,6 +202,10 @@ constexpr sqlite::Migration kMigrations[] = {
         SELECT event_id, room_id, 'content.topic', json_extract(json, '$.content.topic') FROM events
         WHERE type = 'm.room.topic' AND json_type(json, '$.content.topic') = 'text';
     )sql"},
+    // How far push gateway delivery has come through the notifications table.
+    {9, R"sql(
+      CREATE TABLE push_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    )sql"},
 };
 
 constexpr int kSnapshotEvery = 100;
@@ -1293,6 +1297,55 @@ RoomStore::SearchPage RoomStore::search(const std::vector<std::string>& rooms, c
   stmt.reset();
   page.more = page.count > offset + static_cast<int>(page.results.size());
   return page;
+}
+
+std::vector<RoomStore::PendingPush> RoomStore::notifications_after(int64_t after_id, int limit) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT n.id, n.user_id, n.actions, e.json FROM notifications n JOIN events e ON e.event_id = n.event_id "
+      "WHERE n.id > ?1 ORDER BY n.id LIMIT ?2");
+  stmt.bind(1, after_id).bind(2, limit);
+  std::vector<PendingPush> out;
+  while (stmt.step())
+    out.push_back({stmt.column_int64(0), stmt.column_text(1), json::parse(stmt.column_text(2)), json::parse(stmt.column_text(3))});
+  stmt.reset();
+  return out;
+}
+
+int64_t RoomStore::push_position() {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("SELECT value FROM push_state WHERE name = 'delivered'");
+  int64_t position = -1;
+  if (stmt.step()) position = stmt.column_int64(0);
+  stmt.reset();
+  if (position < 0) {  // delivery starts now: what came before has nobody to go to
+    auto& last = impl_->db->prepare("SELECT coalesce(max(id), 0) FROM notifications");
+    last.step();
+    position = last.column_int64(0);
+    last.reset();
+    impl_->db->prepare("INSERT INTO push_state (name, value) VALUES ('delivered', ?1)").bind(1, position).run();
+  }
+  return position;
+}
+
+void RoomStore::set_push_position(int64_t position) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT OR REPLACE INTO push_state (name, value) VALUES ('delivered', ?1)").bind(1, position).run();
+}
+
+int64_t RoomStore::unread_total(const std::string& user_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare(
+      "SELECT count(*) FROM notifications n WHERE n.user_id = ?1 AND n.stream > max("
+      "coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
+      "WHERE r.room_id = n.room_id AND r.user_id = ?1 AND r.type IN ('m.read', 'm.read.private')), 0), "
+      "coalesce((SELECT e.stream FROM memberships m JOIN events e ON e.event_id = m.event_id "
+      "WHERE m.room_id = n.room_id AND m.user_id = ?1 AND m.membership = 'join'), 1 << 62))");
+  stmt.bind(1, user_id);
+  stmt.step();
+  const auto total = stmt.column_int64(0);
+  stmt.reset();
+  return total;
 }
 
 json RoomStore::pushers(const std::string& user_id) {

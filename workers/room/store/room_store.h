@@ -201,6 +201,17 @@ class RoomStore {
   };
   SearchPage search(const std::vector<std::string>& rooms, const std::string& match, const std::vector<std::string>& keys,
                     bool by_rank, int limit, int offset, const std::function<bool(const StoredEvent&)>& visible);
+  // Push gateway delivery: notifications in id order after a position, the position kept, and
+  // a member's unread total for the badge.
+  struct PendingPush {
+    int64_t id = 0;
+    std::string user_id;
+    nlohmann::json actions, event;
+  };
+  std::vector<PendingPush> notifications_after(int64_t after_id, int limit);
+  int64_t push_position();
+  void set_push_position(int64_t position);
+  int64_t unread_total(const std::string& user_id);
   nlohmann::json pushers(const std::string& user_id);
   void set_pusher(const std::string& user_id, const nlohmann::json& pusher, bool append);
   void delete_pusher(const std::string& user_id, const std::string& app_id, const std::string& pushkey);
