@@ -179,6 +179,7 @@ inline constexpr const char kMUnknownToken[] = "M_UNKNOWN_TOKEN";
 inline constexpr const char kMUnrecognized[] = "M_UNRECOGNIZED";
 inline constexpr const char kMUnsupportedRoomVersion[] = "M_UNSUPPORTED_ROOM_VERSION";
 inline constexpr const char kMUserDeactivated[] = "M_USER_DEACTIVATED";
+inline constexpr const char kMWeakPassword[] = "M_WEAK_PASSWORD";
 inline constexpr const char kMWrongRoomKeysVersion[] = "M_WRONG_ROOM_KEYS_VERSION";
 
 }  // namespace coop::errc

@@ -553,6 +553,37 @@ def test_http_pushers_reach_configured_gateways():
         stranger.close()
 
 
+def test_change_password_over_matrix():
+    """POST /account/password: the current password again, then the new one is the member's
+    coop password; the other devices are logged out, this one stays (or all stay with
+    logout_devices false); a weak password is refused with M_WEAK_PASSWORD."""
+    import time
+    with Shard(BIN) as shard:
+        url = start(shard)
+        alice, phone = Member(url, "alice"), Member(url, "alice")
+        new = STRONG + " and a new one"
+        status, answer = alice.call("POST", "/account/password", {"new_password": new})
+        assert status == 401 and answer["flows"][0]["stages"] == ["m.login.password"], answer
+        uia = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG}
+        status, answer = alice.call("POST", "/account/password", {"new_password": new, "auth": dict(uia, password="nope")})
+        assert status == 401 and answer["errcode"] == "M_FORBIDDEN", answer
+        status, answer = alice.call("POST", "/account/password", {"new_password": "short", "auth": uia})
+        assert status == 400 and answer["errcode"] == "M_WEAK_PASSWORD", answer
+        alice.ok("POST", "/account/password", {"new_password": new, "auth": uia})
+        wait_for(lambda: phone.call("GET", "/account/whoami")[0] == 401, what="the other device logged out")
+        assert alice.call("GET", "/account/whoami")[0] == 200, "the device that changed the password was logged out"
+        status, _, _ = http_json(f"{url}/_matrix/client/v3/login", "POST", {
+            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG})
+        assert status == 403, "the old password still logs in"
+        tablet = Member(url, "alice", password=new)
+        uia["password"] = new
+        alice.ok("POST", "/account/password", {"new_password": STRONG, "auth": uia, "logout_devices": False})
+        time.sleep(2)  # the registry's event reaches coop-room within milliseconds
+        assert tablet.call("GET", "/account/whoami")[0] == 200, "logout_devices false logged the tablet out"
+        Member(url, "alice", password=STRONG)
+        shard.coop("down")
+
+
 def test_turn_credentials_allocate_on_coturn():
     """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
     password fails."""
@@ -599,5 +630,5 @@ if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
                test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_search,
-               test_knock, test_http_pushers_reach_configured_gateways,
+               test_knock, test_http_pushers_reach_configured_gateways, test_change_password_over_matrix,
                test_turn_credentials_allocate_on_coturn])

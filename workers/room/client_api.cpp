@@ -278,8 +278,26 @@ ClientApi::ClientApi(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys, h
 
 ClientApi::~ClientApi() { close(); }
 
-void ClientApi::end_sessions(const std::string& handle) {
+void ClientApi::end_sessions(const std::string& handle, const std::string& kind) {
   const std::string user_id = "@" + handle + ":" + impl_->server();
+  std::optional<ClientApi::Impl::PasswordChange> own_change;
+  if (kind == "member.password_changed") {
+    std::lock_guard lock(impl_->password_changes_mutex);
+    const auto it = impl_->password_changes.find(user_id);
+    if (it != impl_->password_changes.end()) {
+      if (it->second.until > std::chrono::steady_clock::now()) own_change = it->second;
+      impl_->password_changes.erase(it);
+    }
+  }
+  if (own_change) {
+    // Client-Server API POST /account/password: logout_devices ends the other devices' sessions
+    // (and their keys go, as at logout); the device that changed the password stays.
+    if (own_change->keep_all) return;
+    const auto removed = impl_->store.delete_sessions_except(user_id, own_change->keep);
+    impl_->end_waiters(user_id, std::set<std::string>(removed.begin(), removed.end()));
+    impl_->keys.delete_devices(user_id, removed);
+    return;
+  }
   // Sessions first, so that parked syncs hear 401 and not the device list change the keys'
   // removal makes; a crash before the keys go is mended at the next start.
   impl_->store.delete_sessions(user_id);

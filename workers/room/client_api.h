@@ -22,8 +22,9 @@ class ClientApi {
  public:
   ClientApi(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys, http::Router& router);
   ~ClientApi();
-  // A member's sessions end (suspension, removal, password change): their tokens go.
-  void end_sessions(const std::string& handle);
+  // A member's sessions end (suspension, removal, password change): their tokens go; after a
+  // password change made over Matrix, the devices that change asked to keep stay.
+  void end_sessions(const std::string& handle, const std::string& kind);
   // Something changed: wake the long-polling /sync requests it concerns.
   void notify(const StoreChange& change);
   // Lets a member who left one of coop's Spaces rejoin it (see ClientApi::Impl::readmit).

@@ -60,6 +60,17 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // still belong there (SpaceSync::readmit).
   std::function<void(const std::string& room_id, const std::string& user_id)> readmit;
 
+  // Password changes made over Matrix (POST /account/password), until the registry's event
+  // for them arrives: the devices the change keeps logged in (all of them with
+  // logout_devices false).
+  struct PasswordChange {
+    std::set<std::string> keep;
+    bool keep_all = false;
+    std::chrono::steady_clock::time_point until;
+  };
+  std::mutex password_changes_mutex;
+  std::map<std::string, PasswordChange> password_changes;
+
   std::mutex waiters_mutex;
   std::list<std::shared_ptr<Waiter>> waiters;
 
@@ -114,7 +125,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // Re-runs a parked sync; answers it when there is news or its time is up.
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);
   // The registry ended this user's sessions: parked syncs hear so now, not at their timeout.
-  void end_waiters(const std::string& user_id);
+  void end_waiters(const std::string& user_id, const std::set<std::string>& devices = {});  // {}: all of them
   // Wakes the parked syncs a change concerns: members of the changed rooms, the users named,
   // and those who share a room with a user whose keys changed. Bursts of changes coalesce
   // into one pass over the waiters: a change during a pass schedules exactly one more.

@@ -80,7 +80,7 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
           // Matrix session of that member ends now.
           if (auth::ends_sessions(event)) {
             spdlog::info("ending the sessions of {} ({})", event.handle, event.kind);
-            api->end_sessions(event.handle);
+            api->end_sessions(event.handle, event.kind);
           }
           // Space memberships follow the registry.
           if (event.kind == "group.added" || event.kind == "group.removed")

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 
 #include "common/auth/member_client.h"
 #include "common/control/client.h"
@@ -41,7 +42,7 @@ Response well_known(ClientApi::Impl& api, const Request& q) { return ok({{"m.hom
 Response capabilities(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
   return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}}}}},
-                               {"m.change_password", {{"enabled", false}}},
+                               {"m.change_password", {{"enabled", true}}},
                                {"m.set_displayname", {{"enabled", true}}},
                                {"m.set_avatar_url", {{"enabled", true}}},
                                {"m.3pid_changes", {{"enabled", false}}}}}});
@@ -101,6 +102,40 @@ Response logout_all(ClientApi::Impl& api, const Request& q) {
 Response whoami(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
   return ok({{"user_id", s.user_id}, {"device_id", s.device_id}, {"is_guest", false}});
+}
+
+// Client-Server API POST /account/password: the member's coop password, changed in the
+// registry after the current one is given again. Every worker ends the member's sessions, as
+// any password change does, except here the devices the request keeps: this one, or all of
+// them with logout_devices false.
+Response change_password(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  const auto new_password = body.value("new_password", json());
+  if (!new_password.is_string() || new_password.get<std::string>().empty())
+    fail(400, errc::kMMissingParam, "new_password is required");
+  if (auto ask = api.password_again(q, s, "password")) return std::move(*ask);
+  {
+    std::lock_guard lock(api.password_changes_mutex);
+    auto& change = api.password_changes[s.user_id];
+    change.keep = {s.device_id};
+    change.keep_all = body.value("logout_devices", json(true)) == json(false);
+    change.until = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  }
+  control::Client client(api.runtime.home().socket("member"));
+  const auto response = client.request("PUT", "/v1/members/" + localpart(s.user_id) + "/password",
+                                       json{{"password", new_password}}.dump());
+  if (!response.ok()) {
+    {
+      std::lock_guard lock(api.password_changes_mutex);
+      api.password_changes.erase(s.user_id);
+    }
+    const auto error = response.json().value("error", json::object());
+    if (error.value("code", "") == errc::kWeakPassword)
+      fail(400, errc::kMWeakPassword, error.value("message", "the new password is too weak"));
+    response.throw_if_error();
+  }
+  return ok(json::object());
 }
 
 // MSC3814 dehydrated devices: coop keeps none, and says so the way Synapse does, so that
@@ -232,6 +267,8 @@ constexpr ClientRoute kAccountTable[] = {
     {"POST", "/register", Mount::kV3AndR0, Run::kBlocking, register_account, "closed: members are added by the cooperative"},
     {"GET", "/register/available", Mount::kV3AndR0, Run::kBlocking, register_available, "closed, as /register"},
     {"GET", "/account/3pid", Mount::kV3AndR0, Run::kBlocking, third_party_ids, "third-party identifiers (none)"},
+    {"POST", "/account/password", Mount::kV3AndR0, Run::kBlocking, change_password,
+     "change the coop password (the current one again); other devices are logged out"},
     {"GET", "/.well-known/matrix/support", Mount::kExact, Run::kBlocking, support, "the shard's admins and support page"},
     {"GET", "/thirdparty/protocols", Mount::kV3AndR0, Run::kBlocking, thirdparty_protocols, "bridged protocols (none)"},
     {"POST", "/user/{userId}/openid/request_token", Mount::kV3AndR0, Run::kBlocking, openid_token,

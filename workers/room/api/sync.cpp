@@ -299,12 +299,12 @@ void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
   waiter->reply(failed ? std::move(*failed) : ok(body));
 }
 
-void ClientApi::Impl::end_waiters(const std::string& user_id) {
+void ClientApi::Impl::end_waiters(const std::string& user_id, const std::set<std::string>& devices) {
   std::list<std::shared_ptr<Waiter>> ended;
   {
     std::lock_guard lock(waiters_mutex);
     for (auto it = waiters.begin(); it != waiters.end();) {
-      if ((*it)->user_id == user_id) {
+      if ((*it)->user_id == user_id && (devices.empty() || devices.count((*it)->device_id))) {
         ended.push_back(*it);
         it = waiters.erase(it);
       } else {

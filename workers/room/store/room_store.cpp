@@ -739,6 +739,23 @@ void RoomStore::delete_sessions(const std::string& user_id) {
   tx.commit();
 }
 
+std::vector<std::string> RoomStore::delete_sessions_except(const std::string& user_id, const std::set<std::string>& keep) {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<std::string> removed;
+  auto& stmt = impl_->db->prepare("SELECT device_id FROM devices WHERE user_id = ?1");
+  stmt.bind(1, user_id);
+  while (stmt.step())
+    if (!keep.count(stmt.column_text(0))) removed.push_back(stmt.column_text(0));
+  stmt.reset();
+  sqlite::Transaction tx(*impl_->db);
+  for (const auto& device : removed) {
+    impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device).run();
+    impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device).run();
+  }
+  tx.commit();
+  return removed;
+}
+
 json RoomStore::devices(const std::string& user_id) {
   std::lock_guard lock(impl_->mutex);
   auto& stmt = impl_->db->prepare("SELECT device_id, display_name, last_seen FROM devices WHERE user_id = ?1 ORDER BY device_id");

@@ -92,6 +92,8 @@ class RoomStore {
   std::optional<Session> session_for(const std::string& access_token);
   void delete_session(const std::string& access_token);
   void delete_sessions(const std::string& user_id);  // logout/all, suspension
+  // Every session of the user but those of `keep`; the devices it removed.
+  std::vector<std::string> delete_sessions_except(const std::string& user_id, const std::set<std::string>& keep);
   nlohmann::json devices(const std::string& user_id);
   bool rename_device(const std::string& user_id, const std::string& device_id, const std::string& display_name);
   // The device and its access token; false when there is no such device.
