@@ -584,6 +584,120 @@ def test_change_password_over_matrix():
         shard.coop("down")
 
 
+class Pages:
+    """A small web site on 127.0.0.1 for URL previews: a page with OpenGraph, one with only a
+    <title>, a redirect to another address, and a large page."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                pages = {
+                    "/og": ("text/html; charset=utf-8", '<html><head><title>ignored</title>'
+                            '<meta property="og:title" content="Seed swap on Saturday">'
+                            '<meta property="og:description" content="Bring what you saved">'
+                            '<meta property="og:image" content="http://169.254.169.254/latest/meta-data">'
+                            '</head><body>hello</body></html>'),
+                    "/plain": ("text/html", "<html><head><title>Only a title</title>"
+                               '<meta name="description" content="and a description"></head></html>'),
+                    "/big": ("text/html", "<html><head><title>Big</title></head><body>" + "x" * 3_000_000 + "</body></html>"),
+                    "/image": ("image/png", "not really a png"),
+                }
+                if self.path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", "http://169.254.169.254/latest/meta-data")
+                    self.end_headers()
+                    return
+                if self.path not in pages:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                kind, text = pages[self.path]
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_url_previews_off_by_default_and_never_inside():
+    """URL previews: off by default; when on, never fetched from loopback, private, link-local
+    or otherwise special addresses (redirects included) unless coop.toml lets a network
+    through; the OpenGraph title and description come back, images are not fetched."""
+    pages = Pages()
+    try:
+        with Shard(BIN) as shard:
+            url = start(shard)
+            alice = Member(url, "alice")
+            preview_path = f"{url}/_matrix/client/v1/media/preview_url?url="
+            status, answer, _ = http_json(preview_path + urllib.parse.quote(f"http://127.0.0.1:{pages.port}/og"),
+                                          token=alice.token)
+            assert status == 404, answer
+            shard.coop("down")
+        with Shard(BIN) as shard:
+            url = start_with(shard, "url_previews = { enabled = true }\n")
+            alice = Member(url, "alice")
+
+            def preview(target, token=alice.token):
+                status, answer, _ = http_json(f"{url}/_matrix/client/v1/media/preview_url?url=" + urllib.parse.quote(target),
+                                              token=token)
+                return status, answer
+            for inside in [f"http://127.0.0.1:{pages.port}/og", f"http://localhost:{pages.port}/og",
+                           f"http://[::1]:{pages.port}/og", "http://169.254.169.254/latest/meta-data",
+                           "http://10.0.0.1/", f"http://0x7f000001:{pages.port}/og", f"http://2130706433:{pages.port}/og"]:
+                status, answer = preview(inside)
+                assert status == 403 and answer["errcode"] == "M_FORBIDDEN", (inside, status, answer)
+            for bad in ["file:///etc/passwd", "gopher://127.0.0.1/", "ftp://example.org/", "not a url", "http://" + "a" * 3000]:
+                status, answer = preview(bad)
+                assert status == 400, (bad, status, answer)
+            status, _ = preview(f"http://127.0.0.1:{pages.port}/og", token="nonsense")
+            assert status == 401
+            shard.coop("down")
+        with Shard(BIN) as shard:
+            url = start_with(shard, 'url_previews = { enabled = true, allow_networks = ["127.0.0.1/32"] }\n')
+            alice = Member(url, "alice")
+
+            def preview(target):
+                status, answer, _ = http_json(f"{url}/_matrix/media/v3/preview_url?url=" + urllib.parse.quote(target),
+                                              token=alice.token)
+                return status, answer
+            status, og = preview(f"http://127.0.0.1:{pages.port}/og")
+            assert status == 200 and og == {"og:title": "Seed swap on Saturday",
+                                            "og:description": "Bring what you saved"}, (status, og)
+            status, og = preview(f"http://127.0.0.1:{pages.port}/plain")
+            assert og == {"og:title": "Only a title", "og:description": "and a description"}, og
+            status, og = preview(f"http://127.0.0.1:{pages.port}/big")
+            assert status == 200 and og.get("og:title") == "Big", (status, og)
+            status, og = preview(f"http://127.0.0.1:{pages.port}/image")
+            assert status == 200 and og == {}, og
+            # A redirect to a refused address is refused; the allowed network is only 127.0.0.1.
+            status, answer = preview(f"http://127.0.0.1:{pages.port}/redirect")
+            assert status == 403, answer
+            status, answer = preview(f"http://[::1]:{pages.port}/og")
+            assert status == 403, answer
+            status, answer = preview(f"http://127.0.0.1:{pages.port}/missing")
+            assert status == 502, answer
+            shard.coop("down")
+    finally:
+        pages.close()
+
+
 def test_turn_credentials_allocate_on_coturn():
     """coturn's turnutils_uclient allocates with /voip/turnServer's credentials; a tampered
     password fails."""
@@ -631,4 +745,5 @@ if __name__ == "__main__":
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
                test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_search,
                test_knock, test_http_pushers_reach_configured_gateways, test_change_password_over_matrix,
+               test_url_previews_off_by_default_and_never_inside,
                test_turn_credentials_allocate_on_coturn])

@@ -7,12 +7,14 @@
 #include <set>
 
 #include "common/auth/member_client.h"
+#include "common/config.h"
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/store/key_store.h"
+#include "workers/room/url_preview.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -80,7 +82,17 @@ std::string localpart(const std::string& user_id) {
 }
 
 ClientApi::Impl::Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys)
-    : runtime(runtime), store(store), keys(keys), run(runtime.blocking_runner()), blobs(runtime.home().root() / "blobs" / "room") {}
+    : runtime(runtime), store(store), keys(keys), run(runtime.blocking_runner()), blobs(runtime.home().root() / "blobs" / "room") {
+  const auto& config = runtime.config();
+  if (config.get_bool("workers.room.url_previews.enabled", false)) {
+    PreviewSettings settings;
+    settings.enabled = true;
+    settings.allow_networks = config.get_strings("workers.room.url_previews.allow_networks", {});
+    previewer = std::make_unique<UrlPreviewer>(std::move(settings));
+  }
+}
+
+ClientApi::Impl::~Impl() = default;
 
 std::string ClientApi::Impl::server() const { return store.server_name(); }
 

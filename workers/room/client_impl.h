@@ -41,14 +41,18 @@ struct Waiter {
   std::atomic<bool> answered{false};
 };
 
+class UrlPreviewer;
+
 struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys);
+  ~Impl();
 
   WorkerRuntime& runtime;
   RoomStore& store;
   KeyStore& keys;
   http::Runner run;
   BlobStore blobs;  // media
+  std::unique_ptr<UrlPreviewer> previewer;  // null when URL previews are off
   std::string server() const;
 
   // typing: room -> user -> expiry; and the "other" stream position of the room's last change

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "workers/matrix/base64.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/url_preview.h"
 #include "workers/room/store/room_store.h"
 #include "workers/room/thumbnail.h"
 
@@ -75,7 +76,19 @@ using Run = ClientRoute::Run;
 
 // The media paths have their own prefixes: /_matrix/media/{v3,r0} (legacy, unauthenticated
 // reads) and /_matrix/client/v1/media (authenticated).
+// URL previews, when the admin turned them on (workers/room/url_preview).
+Response preview_url(ClientApi::Impl& api, const Request& q) {
+  api.authenticate(q);
+  if (!api.previewer || !api.previewer->enabled()) fail(404, errc::kMUnrecognized, "URL previews are off on this server");
+  const auto url = q.query_value("url");
+  if (url.empty()) fail(400, errc::kMMissingParam, "url is required");
+  return ok(api.previewer->preview(url));
+}
+
 constexpr ClientRoute kMediaTable[] = {
+    {"GET", "/_matrix/client/v1/media/preview_url", Mount::kExact, Run::kBlocking, preview_url, "a page's OpenGraph preview (when on)"},
+    {"GET", "/_matrix/media/v3/preview_url", Mount::kExact, Run::kBlocking, preview_url, "a page's OpenGraph preview (when on)"},
+    {"GET", "/_matrix/media/r0/preview_url", Mount::kExact, Run::kBlocking, preview_url, "a page's OpenGraph preview (when on)"},
     {"POST", "/_matrix/media/v3/upload", Mount::kExact, Run::kBlocking, upload, "upload media"},
     {"POST", "/_matrix/media/r0/upload", Mount::kExact, Run::kBlocking, upload, "upload media"},
     {"GET", "/_matrix/media/v3/download/{serverName}/{mediaId}", Mount::kExact, Run::kBlocking, download_legacy, "download media"},
