@@ -114,6 +114,37 @@ async function pair() {
   if (!backupVersion) fail("no active key backup after resetKeyBackup");
   results.backup_version = backupVersion;
 
+  // One-time keys run out: bob claims all of alice's, then gets her fallback key (again, while
+  // it is her only one); her client sees the count at zero and uploads new one-time keys. (The
+  // Rust crypto replaces its fallback key by age, not on use; the server side of replacing it
+  // is in test_key_claim_ordering.)
+  const claimOne = async () => {
+    const r = await api(bob, "POST", "/keys/claim", { one_time_keys: { [aliceId]: { [alice.getDeviceId()]: "signed_curve25519" } } });
+    const [id, key] = Object.entries(r.body.one_time_keys?.[aliceId]?.[alice.getDeviceId()] ?? {})[0] ?? [];
+    if (!id) fail(`no key for alice's device: ${JSON.stringify(r)}`);
+    return { id, fallback: key.fallback === true };
+  };
+  let first = null;
+  for (let i = 0; i < 500 && !first; i++) {
+    const key = await claimOne();
+    if (key.fallback) first = key.id;
+  }
+  if (!first) fail("alice's one-time keys never ran out");
+  const again = await claimOne();
+  if (!again.fallback || again.id !== first) fail(`the fallback key was not served again: ${JSON.stringify(again)}`);
+  results.fallback_key_served = true;
+  await alice.sendTextMessage((await alice.createRoom({ name: "poke" })).room_id, "wake alice's sync");
+  for (let i = 0; ; i++) {
+    // An initial sync (no since) acknowledges nothing: alice's client is not disturbed.
+    const state = await api(alice, "GET", "/sync?timeout=0&filter=" + encodeURIComponent(JSON.stringify({ room: { rooms: [] } })));
+    if ((state.body.device_one_time_keys_count?.signed_curve25519 ?? 0) > 0) break;
+    if (i > 240) fail("alice's client never uploaded new one-time keys");
+    await sleep(250);
+  }
+  const fresh = await claimOne();
+  if (fresh.fallback) fail("a fallback key was served while one-time keys were there");
+  results.one_time_keys_replenished = true;
+
   const { room_id: roomId } = await alice.createRoom({ name: "Secrets", invite: [bobId], initial_state: [encryption] });
   await waitForMembership(bob, roomId, "invite");
   await bob.joinRoom(roomId);

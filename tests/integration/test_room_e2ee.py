@@ -662,6 +662,7 @@ def test_matrix_js_sdk_rust_crypto_pair():
         assert outcome["js_to_js"] == 20 and outcome["cross_signing_first_upload_without_password"], outcome
         assert outcome["second_device_signed_by_owner"] and outcome["wrong_recovery_key_fails"], outcome
         assert outcome["restored_keys"] >= 1 and outcome["deleted_device_gone"], outcome
+        assert outcome["fallback_key_served"] and outcome["one_time_keys_replenished"], outcome
         shard.coop("down")
         assert_no_plaintext(shard, ["alice says", "bob says", "after the deletion"])
 
