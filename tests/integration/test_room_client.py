@@ -464,14 +464,28 @@ def test_knock():
         shard.coop("down")
 
 
-class Gateway:
+class LocalWeb:
+    """An HTTP server on 127.0.0.1 (a free port) in a thread, for a handler class."""
+
+    def __init__(self, handler):
+        import http.server
+        import threading
+        handler.log_message = lambda *args: None
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+class Gateway(LocalWeb):
     """A push gateway's /_matrix/push/v1/notify on 127.0.0.1, as Sygnal answers it: records each
     notification; answers 500 to the first `fail_first` requests and rejects the push keys in
     `reject`."""
 
     def __init__(self, fail_first=0):
         import http.server
-        import threading
         self.received, self.reject, self.fail_first = [], set(), fail_first
         gateway = self
 
@@ -492,15 +506,7 @@ class Gateway:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
+        super().__init__(Handler)
 
 
 def test_http_pushers_reach_configured_gateways():
@@ -584,13 +590,12 @@ def test_change_password_over_matrix():
         shard.coop("down")
 
 
-class Pages:
+class Pages(LocalWeb):
     """A small web site on 127.0.0.1 for URL previews: a page with OpenGraph, one with only a
     <title>, a redirect to another address, and a large page."""
 
     def __init__(self):
         import http.server
-        import threading
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
@@ -625,15 +630,7 @@ class Pages:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
+        super().__init__(Handler)
 
 
 def test_url_previews_off_by_default_and_never_inside():

@@ -449,6 +449,26 @@ def test_cross_signing_keys_and_signatures():
 
 # ---- real clients ----
 
+async def nio_alice_with_encrypted_room(url, store, name, invitee):
+    """alice on matrix-nio, in a new encrypted room that invitee is invited to, synced once."""
+    alice = await nio_login(url, "alice", os.path.join(store, "alice"))
+    created = await alice.room_create(name=name, invite=[invitee], initial_state=[
+        {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
+    reader = Reader(alice, created.room_id)
+    await reader.step(0)
+    return alice, created.room_id, reader
+
+
+async def wait_for_device(reader, user_id):
+    """Syncs until user_id is in the room with a device whose keys alice knows."""
+    client, room_id = reader.client, reader.room_id
+    for _ in range(120):
+        await reader.step()
+        if user_id in client.rooms[room_id].users and list(client.device_store.active_user_devices(user_id)):
+            return
+    raise AssertionError(f"{user_id} never joined with a device")
+
+
 def nio_client(url, user, store):
     config = AsyncClientConfig(encryption_enabled=True, store_sync_tokens=False)
     os.makedirs(store, exist_ok=True)
@@ -557,24 +577,15 @@ def test_matrix_nio_and_js_sdk_rust_crypto_read_each_other():
     assert node_available(), "matrix-js-sdk is not installed: run scripts/install-deps"
 
     async def scenario(url, store, shard):
-        alice = await nio_login(url, "alice", os.path.join(store, "alice"))
+        alice, room_id, reader = await nio_alice_with_encrypted_room(url, store, "Mixed", CAROL)
         try:
-            created = await alice.room_create(name="Mixed", invite=[CAROL], initial_state=[
-                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
-            room_id = created.room_id
-            reader = Reader(alice, room_id)
-            await reader.step(0)
             peer = await asyncio.create_subprocess_exec(
                 "node", os.path.join(CLIENTS, "room_e2ee.mjs"), url, DOMAIN, STRONG, "peer", "carol", room_id, "10",
                 "js carol secret", "nio alice secret", cwd=CLIENTS,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             # Wait for carol to join with her device's keys, then send; keep syncing until her
             # ten messages decrypt.
-            for _ in range(120):
-                await reader.step()
-                if CAROL in alice.rooms[room_id].users and list(alice.device_store.active_user_devices(CAROL)):
-                    break
-            assert list(alice.device_store.active_user_devices(CAROL)), "carol never joined with her device"
+            await wait_for_device(reader, CAROL)
             from_alice = [f"nio alice secret {i}" for i in range(10)]
             await nio_send(alice, room_id, from_alice)
             from_carol = [f"js carol secret {i}" for i in range(10)]
@@ -610,24 +621,15 @@ def test_matrix_js_sdk_in_chromium_reads_nio():
         os.remove(screenshot)
 
     async def scenario(url, store):
-        alice = await nio_login(url, "alice", os.path.join(store, "alice"))
+        alice, room_id, reader = await nio_alice_with_encrypted_room(url, store, "Browser", CAROL)
         try:
-            created = await alice.room_create(name="Browser", invite=[CAROL], initial_state=[
-                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}])
-            room_id = created.room_id
-            reader = Reader(alice, room_id)
-            await reader.step(0)
             secret = "a secret for the browser"
             page = await asyncio.create_subprocess_exec(
                 "node", os.path.join(CLIENTS, "room_browser.mjs"), url, "carol", STRONG, room_id, secret, screenshot,
                 cwd=CLIENTS, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             line = await asyncio.wait_for(page.stdout.readline(), 120)
             assert line.strip() == b"joined", line + await page.stderr.read()
-            for _ in range(120):
-                await reader.step()
-                if CAROL in alice.rooms[room_id].users and list(alice.device_store.active_user_devices(CAROL)):
-                    break
-            assert list(alice.device_store.active_user_devices(CAROL)), "carol's browser device never showed up"
+            await wait_for_device(reader, CAROL)
             await nio_send(alice, room_id, [secret])
             out, err = await asyncio.wait_for(page.communicate(), 180)
             outcome = json.loads(out.decode().strip().splitlines()[-1])

@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/sqlite.h"
+#include "workers/room/store/store_write.h"
 
 namespace coop::room {
 
@@ -102,7 +103,12 @@ int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string algorithm_of(const std::string& key_id) { return key_id.substr(0, key_id.find(':')); }
+// "signed_curve25519:AAAAHQ" -> {"signed_curve25519", "AAAAHQ"}.
+std::pair<std::string, std::string> split_key_id(const std::string& key_id) {
+  const auto colon = key_id.find(':');
+  if (colon == std::string::npos) return {key_id, ""};
+  return {key_id.substr(0, colon), key_id.substr(colon + 1)};
+}
 
 int64_t integer_field(const json& object, const char* name) {
   const auto it = object.find(name);
@@ -177,17 +183,7 @@ struct KeyStore::Impl {
 
   template <typename Fn>
   auto write(Fn&& fn) {
-    std::unique_lock lock(mutex);
-    pending = StoreChange{};
-    sqlite::Transaction tx(*db);
-    auto result = fn();
-    tx.commit();
-    auto callback = on_change;
-    const auto changed = std::move(pending);
-    pending = StoreChange{};
-    lock.unlock();
-    if (callback && !changed.empty()) callback(changed);
-    return result;
+    return write_and_tell(mutex, *db, pending, on_change, std::forward<Fn>(fn));
   }
 };
 
@@ -232,8 +228,7 @@ void KeyStore::upload(const std::string& user_id, const std::string& device_id, 
     }
     if (one_time_keys.is_object()) {
       for (const auto& [key_id, key] : one_time_keys.items()) {
-        const auto algorithm = algorithm_of(key_id);
-        const auto id = key_id.substr(std::min(key_id.size(), algorithm.size() + 1));
+        const auto [algorithm, id] = split_key_id(key_id);
         auto& existing = db.prepare(
             "SELECT json FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3 AND key_id = ?4");
         existing.bind(1, user_id).bind(2, device_id).bind(3, algorithm).bind(4, id);
@@ -255,8 +250,7 @@ void KeyStore::upload(const std::string& user_id, const std::string& device_id, 
     }
     if (fallback_keys.is_object()) {
       for (const auto& [key_id, key] : fallback_keys.items()) {
-        const auto algorithm = algorithm_of(key_id);
-        const auto id = key_id.substr(std::min(key_id.size(), algorithm.size() + 1));
+        const auto [algorithm, id] = split_key_id(key_id);
         // The same key uploaded again keeps its used flag; a new one starts unused.
         db.prepare(
               "INSERT INTO fallback_keys (user_id, device_id, algorithm, key_id, json, used) VALUES (?1, ?2, ?3, ?4, ?5, 0) "

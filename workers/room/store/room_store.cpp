@@ -11,6 +11,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/sqlite.h"
+#include "workers/room/store/store_write.h"
 #include "workers/matrix/auth_rules.h"
 #include "workers/matrix/base64.h"
 #include "workers/matrix/canonical_json.h"
@@ -621,17 +622,7 @@ struct RoomStore::Impl {
 
   template <typename Fn>
   auto write(Fn&& fn) {
-    std::unique_lock lock(mutex);
-    pending = StoreChange{};
-    sqlite::Transaction tx(*db);
-    auto result = fn();
-    tx.commit();
-    auto callback = on_change;
-    const auto changed = std::move(pending);
-    pending = StoreChange{};
-    lock.unlock();
-    if (callback && !changed.empty()) callback(changed);
-    return result;
+    return write_and_tell(mutex, *db, pending, on_change, std::forward<Fn>(fn));
   }
 };
 
