@@ -243,6 +243,10 @@ def test_profiles_directory_and_small_endpoints():
         assert profile == {"displayname": "Alice in Chains", "avatar_url": "mxc://chat.test/abc"}, profile
         member = bob.ok("GET", f"/rooms/{q(room_id)}/state/m.room.member/{q(ALICE)}")
         assert member["displayname"] == "Alice in Chains" and member["avatar_url"] == "mxc://chat.test/abc", member
+        # Rooms she creates or joins later carry the same profile in her join.
+        later = alice.ok("POST", "/createRoom", {"name": "Later"})["room_id"]
+        join = alice.ok("GET", f"/rooms/{q(later)}/state/m.room.member/{q(ALICE)}")
+        assert join["displayname"] == "Alice in Chains" and join["avatar_url"] == "mxc://chat.test/abc", join
         status, _ = bob.call("PUT", f"/profile/{q(ALICE)}/displayname", {"displayname": "mine now"})
         assert status == 403
         status, _ = alice.call("PUT", f"/profile/{q(ALICE)}/avatar_url", {"avatar_url": "https://tracker.example/x.png"})

@@ -89,7 +89,10 @@ void SpaceSync::set_membership(const std::string& room_id, const std::string& us
       if (current != "invite") store_.send_event(room_id, system_user(), "m.room.member", {{"membership", "invite"}}, user_id);
       // The join carries the member's name, as a client's own join would.
       json join = {{"membership", "join"}};
-      if (!display_name.empty()) join["displayname"] = display_name;
+      const auto [chosen_name, avatar] = store_.profile(user_id);  // what the member set over Matrix wins
+      if (chosen_name && !chosen_name->empty()) join["displayname"] = *chosen_name;
+      else if (!display_name.empty()) join["displayname"] = display_name;
+      if (avatar && !avatar->empty()) join["avatar_url"] = *avatar;
       store_.send_event(room_id, user_id, "m.room.member", join, user_id);
     } else if (!should_be_in && (current == "join" || current == "invite")) {
       store_.send_event(room_id, system_user(), "m.room.member",

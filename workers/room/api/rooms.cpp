@@ -22,6 +22,7 @@ Response create_room(ClientApi::Impl& api, const Request& q) {
   const auto body = q.json();
   json profile = json::object();
   if (const auto name = api.display_name(s.user_id); !name.empty()) profile["displayname"] = name;
+  if (const auto avatar = api.store.profile(s.user_id).second; avatar && !avatar->empty()) profile["avatar_url"] = *avatar;
   auto created = api.store.create_room(s.user_id, body, profile);
   if (body.value("visibility", "private") == "public") api.store.set_published(created.value("room_id", ""), true);
   return ok(created);
@@ -41,6 +42,7 @@ Response join(ClientApi::Impl& api, const Request& q, const std::string& target)
     json content = {{"membership", "join"}};
     const auto name = api.display_name(s.user_id);
     if (!name.empty()) content["displayname"] = name;
+    if (const auto avatar = api.store.profile(s.user_id).second; avatar && !avatar->empty()) content["avatar_url"] = *avatar;
     api.store.send_event(room_id, s.user_id, "m.room.member", content, s.user_id);
   }
   return ok({{"room_id", room_id}});
