@@ -158,7 +158,8 @@ struct PushSender::Impl {
         for (const auto& pusher : store.pushers(n.user_id)) {
           const std::string url = pusher.value("data", json::object()).value("url", "");
           if (pusher.value("kind", "") != "http" || !allowed(url)) continue;
-          Delivery d{n.user_id, pusher.value("app_id", ""), pusher.value("pushkey", ""), url, payload(n, pusher)};
+          Delivery d{n.user_id, pusher.value("app_id", ""), pusher.value("pushkey", ""), url, payload(n, pusher), 0,
+                     Clock::now()};
           if (!attempt(d)) schedule_retry(std::move(d));
         }
         position = n.id;

@@ -167,9 +167,10 @@ Response key_changes(ClientApi::Impl& api, const Request& q) {
 std::string public_key_of(const json& key) {
   const auto keys = key.value("keys", json());
   if (!is_string_map(keys) || keys.size() != 1) return "";
-  const auto& [id, value] = *keys.items().begin();
-  if (id != "ed25519:" + value.get<std::string>()) return "";
-  return value.get<std::string>();
+  const auto only = keys.begin();  // an object iterator: no items() proxy to outlive
+  const auto value = only.value().get<std::string>();
+  if (only.key() != "ed25519:" + value) return "";
+  return value;
 }
 
 json without_signatures(json key) {
