@@ -67,6 +67,8 @@ struct PushSender::Impl {
     Clock::time_point due;
   };
 
+  Impl(RoomStore& store, PushSettings settings) : store(store), settings(std::move(settings)) {}
+
   RoomStore& store;
   PushSettings settings;
   std::mutex mutex;

@@ -249,8 +249,9 @@ Response upload_signatures(ClientApi::Impl& api, const Request& q) {
   for (const auto& [user_id, targets] : body.items()) {
     if (!targets.is_object()) fail(400, errc::kMBadJson, "signatures must be grouped by user and key");
     for (const auto& [target_key, signed_object] : targets.items()) {
-      auto refuse = [&](const char* code, const std::string& why) {
-        failures[user_id][target_key] = {{"errcode", code}, {"error", why}};
+      // Structured bindings cannot be captured before C++20's later rules (clang): name them.
+      auto refuse = [&failures, user = user_id, key = target_key](const char* code, const std::string& why) {
+        failures[user][key] = {{"errcode", code}, {"error", why}};
       };
       if (!signed_object.is_object()) {
         refuse(errc::kMBadJson, "not an object");
