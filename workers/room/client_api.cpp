@@ -76,6 +76,12 @@ Response rate_limited(const auth::ThrottledError& e) {
 
 void fail(int status, const std::string& errcode, const std::string& message) { throw Error(errcode, message, status); }
 
+int64_t page_token(const std::string& text, const char* parameter, std::size_t max_digits) {
+  if (text.empty() || text.size() > max_digits || text.find_first_not_of("0123456789") != std::string::npos)
+    fail(400, errc::kMInvalidParam, std::string(parameter) + " is not a token of this server");
+  return std::stoll(text);
+}
+
 std::string localpart(const std::string& user_id) {
   if (user_id.empty() || user_id[0] != '@') return user_id;
   return user_id.substr(1, user_id.find(':') - 1);
@@ -95,6 +101,11 @@ ClientApi::Impl::Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys)
 ClientApi::Impl::~Impl() = default;
 
 std::string ClientApi::Impl::server() const { return store.server_name(); }
+
+bool ClientApi::Impl::is_local_user(const std::string& user_id) const {
+  const auto colon = user_id.find(':');
+  return user_id.size() > 1 && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == server();
+}
 
 Session ClientApi::Impl::authenticate(const Request& q) {
   std::string token = q.query_value("access_token");

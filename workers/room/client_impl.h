@@ -54,6 +54,8 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   BlobStore blobs;  // media
   std::unique_ptr<UrlPreviewer> previewer;  // null when URL previews are off
   std::string server() const;
+  // "@localpart:<this server>": a user of this homeserver (federation reaches the others).
+  bool is_local_user(const std::string& user_id) const;
 
   // typing: room -> user -> expiry; and the "other" stream position of the room's last change
   std::mutex typing_mutex;
@@ -151,6 +153,9 @@ http::Response ok(const nlohmann::json& body);
 // Client-Server API "Rate limiting": 429 M_LIMIT_EXCEEDED with retry_after_ms.
 http::Response rate_limited(const auth::ThrottledError& e);
 [[noreturn]] void fail(int status, const std::string& errcode, const std::string& message);
+// The number in a page token this server handed out (digits only, at most max_digits);
+// otherwise 400 M_INVALID_PARAM naming the parameter.
+int64_t page_token(const std::string& text, const char* parameter, std::size_t max_digits = 9);
 std::string localpart(const std::string& user_id);
 
 // ---- the route table ----

@@ -62,9 +62,7 @@ Response login(ClientApi::Impl& api, const Request& q) {
     else fail(400, errc::kMUnknown, "unsupported identifier type");
   }
   if (!user.empty() && user[0] == '@') {
-    const auto colon = user.find(':');
-    if (colon == std::string::npos || user.substr(colon + 1) != api.server())
-      fail(403, errc::kMForbidden, "this server only logs in its own users");
+    if (!api.is_local_user(user)) fail(403, errc::kMForbidden, "this server only logs in its own users");
     user = localpart(user);
   }
   try {

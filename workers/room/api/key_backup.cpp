@@ -25,8 +25,11 @@ json version_body(const KeyStore::BackupVersion& v) {
 
 // Version numbers are ours; anything else names no backup.
 std::optional<int64_t> version_number(const std::string& text) {
-  if (text.empty() || text.size() > 18 || text.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
-  return std::stoll(text);
+  try {
+    return page_token(text, "version", 18);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
 }
 
 Response create_version(ClientApi::Impl& api, const Request& q) {

@@ -86,9 +86,12 @@ Response upload_keys(ClientApi::Impl& api, const Request& q) {
   return ok({{"one_time_key_counts", counts}});
 }
 
-bool local_user(const ClientApi::Impl& api, const std::string& user_id) {
+// Another server's users answer through federation, which coop does not do yet: their
+// server goes into `failures`, as the spec reports an unreachable one.
+void note_unreachable(json& failures, const std::string& user_id) {
   const auto colon = user_id.find(':');
-  return !user_id.empty() && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == api.server();
+  failures[colon == std::string::npos ? user_id : user_id.substr(colon + 1)] = {
+      {"errcode", errc::kMUnknown}, {"error", "this server does not federate yet"}};
 }
 
 Response query_keys(ClientApi::Impl& api, const Request& q) {
@@ -102,10 +105,8 @@ Response query_keys(ClientApi::Impl& api, const Request& q) {
     // Client-Server API POST /keys/query: each value is a list of device IDs, empty for all.
     if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const json& d) { return d.is_string(); }))
       fail(400, errc::kMBadJson, "device_keys values must be lists of device IDs");
-    if (!local_user(api, user_id)) {
-      const auto colon = user_id.find(':');
-      failures[colon == std::string::npos ? user_id : user_id.substr(colon + 1)] = {
-          {"errcode", errc::kMUnknown}, {"error", "this server does not federate yet"}};
+    if (!api.is_local_user(user_id)) {
+      note_unreachable(failures, user_id);
       continue;
     }
     auto keys = api.keys.device_keys(user_id, list.get<std::vector<std::string>>());
@@ -141,10 +142,8 @@ Response claim_keys(ClientApi::Impl& api, const Request& q) {
   for (const auto& [user_id, devices] : wanted.items()) {
     if (!is_string_map(devices)) fail(400, errc::kMBadJson, "one_time_keys values must map device IDs to algorithms");
     if ((claims += devices.size()) > kMaxClaimsPerRequest) fail(400, errc::kMInvalidParam, "too many keys claimed at once");
-    if (!local_user(api, user_id)) {
-      const auto colon = user_id.find(':');
-      failures[colon == std::string::npos ? user_id : user_id.substr(colon + 1)] = {
-          {"errcode", errc::kMUnknown}, {"error", "this server does not federate yet"}};
+    if (!api.is_local_user(user_id)) {
+      note_unreachable(failures, user_id);
       continue;
     }
     for (const auto& [device_id, algorithm] : devices.items())
@@ -248,6 +247,8 @@ Response upload_signatures(ClientApi::Impl& api, const Request& q) {
   std::vector<KeyStore::Signature> accepted;
   for (const auto& [user_id, targets] : body.items()) {
     if (!targets.is_object()) fail(400, errc::kMBadJson, "signatures must be grouped by user and key");
+    const auto master = api.keys.cross_signing_key(user_id, "master");  // once per user, not per key
+    const auto master_public = master ? public_key_of(without_signatures(*master)) : std::string();
     for (const auto& [target_key, signed_object] : targets.items()) {
       // Structured bindings cannot be captured before C++20's later rules (clang): name them.
       auto refuse = [&failures, user = user_id, key = target_key](const char* code, const std::string& why) {
@@ -259,8 +260,7 @@ Response upload_signatures(ClientApi::Impl& api, const Request& q) {
       }
       // The stored key the signature is on: a device of the member's own, or a master key.
       std::optional<json> stored;
-      const auto master = api.keys.cross_signing_key(user_id, "master");
-      if (master && public_key_of(without_signatures(*master)) == target_key) stored = master;
+      if (master && master_public == target_key) stored = master;
       else if (user_id == s.user_id) {
         const auto devices = api.keys.device_keys(user_id, {target_key});
         if (devices.contains(target_key)) stored = devices[target_key];

@@ -30,9 +30,7 @@ json profile_of(ClientApi::Impl& api, const std::string& user_id) {
 
 Response get_profile(ClientApi::Impl& api, const Request& q) {
   const auto user_id = q.param("userId");
-  const auto colon = user_id.find(':');
-  if (user_id.empty() || user_id[0] != '@' || colon == std::string::npos || user_id.substr(colon + 1) != api.server())
-    fail(404, errc::kMNotFound, "no such user on this server");
+  if (!api.is_local_user(user_id)) fail(404, errc::kMNotFound, "no such user on this server");
   return ok(profile_of(api, user_id));
 }
 

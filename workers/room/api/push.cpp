@@ -111,12 +111,7 @@ Response put_rule_actions(ClientApi::Impl& api, const Request& q) { return put_r
 Response notifications(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
   const auto from = q.query_value("from");
-  int64_t before = 0;
-  if (!from.empty()) {
-    if (from.size() > 18 || from.find_first_not_of("0123456789") != std::string::npos)
-      fail(400, errc::kMInvalidParam, "from is not a token of this server");
-    before = std::stoll(from);
-  }
+  const int64_t before = from.empty() ? 0 : page_token(from, "from", 18);
   const int limit = std::clamp(std::atoi(q.query_value("limit", "20").c_str()), 1, 100);
   const auto rows = api.store.notifications(s.user_id, before, limit, q.query_value("only") == "highlight");
   json list = json::array();

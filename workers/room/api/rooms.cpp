@@ -221,9 +221,8 @@ json directory_page(ClientApi::Impl& api, int limit, const std::string& since, c
   });
   std::size_t offset = 0;
   if (!since.empty()) {
-    if (since.size() > 10 || since[0] != 'p' || since.find_first_not_of("0123456789", 1) != std::string::npos || since.size() < 2)
-      fail(400, errc::kMInvalidParam, "since is not a token of this server");
-    offset = std::stoul(since.substr(1));
+    if (since[0] != 'p') fail(400, errc::kMInvalidParam, "since is not a token of this server");
+    offset = static_cast<std::size_t>(page_token(since.substr(1), "since"));
   }
   json chunk = json::array();
   for (std::size_t i = offset; i < entries.size() && chunk.size() < static_cast<std::size_t>(limit); ++i)

@@ -69,12 +69,8 @@ Response search(ClientApi::Impl& api, const Request& q) {
   int limit = 10;
   if (filter_json.is_object() && filter_json.value("limit", json()).is_number_integer())
     limit = std::clamp(filter_json["limit"].get<int>(), 1, kMaxSearchResults);
-  int offset = 0;
-  if (const auto from = q.query_value("next_batch"); !from.empty()) {
-    if (from.size() > 9 || from.find_first_not_of("0123456789") != std::string::npos)
-      fail(400, errc::kMInvalidParam, "next_batch is not a token of this server");
-    offset = std::stoi(from);
-  }
+  const auto from = q.query_value("next_batch");
+  const int offset = from.empty() ? 0 : static_cast<int>(page_token(from, "next_batch"));
 
   // Rooms the member is in or was in; history visibility then says which events of each.
   std::vector<std::string> rooms;

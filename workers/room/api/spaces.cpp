@@ -34,12 +34,8 @@ Response hierarchy(ClientApi::Impl& api, const Request& q) {
   const int limit = std::clamp(std::atoi(q.query_value("limit", "50").c_str()), 1, kMaxPage);
   // Pagination: the token is how many rooms of the walk came before (the walk is the same
   // for the same state, so the offset names the same place).
-  std::size_t offset = 0;
-  if (const auto from = q.query_value("from"); !from.empty()) {
-    if (from.size() > 10 || from.find_first_not_of("0123456789") != std::string::npos)
-      fail(400, errc::kMInvalidParam, "from is not a token of this server");
-    offset = std::stoul(from);
-  }
+  const auto from = q.query_value("from");
+  const std::size_t offset = from.empty() ? 0 : static_cast<std::size_t>(page_token(from, "from"));
   json rooms = json::array();
   std::set<std::string> seen;
   std::vector<std::pair<std::string, int>> queue = {{root, 0}};

@@ -34,10 +34,8 @@ Response send_to_device(ClientApi::Impl& api, const Request& q) {
   std::vector<KeyStore::ToDevice> queued;
   for (const auto& [user_id, devices] : messages.items()) {
     if (!devices.is_object()) fail(400, errc::kMBadJson, "messages must map users to devices");
-    const auto colon = user_id.find(':');
     // Other servers' users are reached by federation, which coop does not do yet.
-    if (user_id.empty() || user_id[0] != '@' || colon == std::string::npos || user_id.substr(colon + 1) != api.server())
-      continue;
+    if (!api.is_local_user(user_id)) continue;
     std::vector<std::string> known;
     for (const auto& d : api.store.devices(user_id)) known.push_back(d.value("device_id", ""));
     for (const auto& [device_id, content] : devices.items()) {
