@@ -723,12 +723,22 @@ def test_turn_credentials_allocate_on_coturn():
             assert creds["uris"] == [f"turn:127.0.0.1:{port}?transport=udp"] and creds["ttl"] == 600, creds
             assert creds["username"].endswith(":" + ALICE), creds
 
+            def udp_bound():
+                with open("/proc/net/udp") as f:
+                    return any(line.split()[1].endswith(f":{port:04X}") for line in f.readlines()[1:])
+            # turnserver is up once its UDP listener is bound (it exits if the port was taken).
+            wait_for(lambda: udp_bound() or turn.poll() is not None, timeout=20, what="turnserver listening")
+            assert turn.poll() is None, "turnserver exited at start"
+
             def allocate(password):
-                return subprocess.run(["turnutils_uclient", "-u", creds["username"], "-w", password, "-p", str(port),
-                                       "-e", "127.0.0.1", "-n", "1", "-m", "1", "-y", "127.0.0.1"],
-                                      capture_output=True, text=True, timeout=30)
+                try:
+                    return subprocess.run(["turnutils_uclient", "-u", creds["username"], "-w", password, "-p", str(port),
+                                           "-e", "127.0.0.1", "-n", "1", "-m", "1", "-y", "127.0.0.1"],
+                                          capture_output=True, text=True, timeout=15)
+                except subprocess.TimeoutExpired as e:  # UDP: a lost datagram can leave the client waiting
+                    return subprocess.CompletedProcess(e.cmd, 124, str(e.stdout or ""), str(e.stderr or ""))
             done = None
-            for _ in range(20):  # the server may still be starting
+            for _ in range(5):
                 done = allocate(creds["password"])
                 if done.returncode == 0:
                     break
