@@ -169,4 +169,70 @@ void Transaction::commit() {
   done_ = true;
 }
 
+ReaderPool::ReaderPool(std::filesystem::path file, unsigned max_connections, Database& writer, std::mutex& writer_mutex)
+    : file_(std::move(file)), max_(max_connections ? max_connections : 1), writer_(writer), writer_mutex_(writer_mutex) {}
+
+ReaderPool::~ReaderPool() = default;  // every lease has ended: they live inside calls on the owner
+
+ReaderPool::Lease ReaderPool::lease() {
+  if (std::unique_lock writer_lock(writer_mutex_, std::try_to_lock); writer_lock.owns_lock())
+    return Lease(*this, writer_, std::move(writer_lock));
+  std::unique_ptr<Database> db;
+  {
+    std::unique_lock lock(mutex_);
+    returned_.wait(lock, [this] { return !idle_.empty() || open_ < max_; });
+    if (!idle_.empty()) {
+      db = std::move(idle_.back());
+      idle_.pop_back();
+    } else {
+      ++open_;
+    }
+  }
+  if (!db) {
+    try {
+      db = Database::open(file_, OpenOptions{.read_only = true});
+    } catch (...) {
+      give_back(nullptr);
+      throw;
+    }
+  }
+  Lease lease(*this, std::move(db));
+  lease->prepare("BEGIN").run();  // deferred: the snapshot is taken by the first statement
+  return lease;
+}
+
+void ReaderPool::give_back(std::unique_ptr<Database> db) {
+  {
+    std::lock_guard lock(mutex_);
+    if (db)
+      idle_.push_back(std::move(db));
+    else
+      --open_;
+  }
+  returned_.notify_one();
+}
+
+namespace {
+// A statement left mid-step (an exception between step and reset) keeps its snapshot open,
+// even past COMMIT, and on the writer's connection makes the next BEGIN fail.
+void reset_busy_statements(sqlite3* handle) {
+  for (sqlite3_stmt* stmt = sqlite3_next_stmt(handle, nullptr); stmt; stmt = sqlite3_next_stmt(handle, stmt))
+    if (sqlite3_stmt_busy(stmt)) sqlite3_reset(stmt);
+}
+}  // namespace
+
+ReaderPool::Lease::~Lease() {
+  if (!db_) return;  // moved from
+  reset_busy_statements(db_->handle());
+  if (!reader_) return;  // the writer's connection: its lock ends with the lease
+  sqlite3* handle = reader_->handle();
+  try {
+    reader_->prepare("COMMIT").run();  // cached: this runs once per reading call
+  } catch (const std::exception&) {
+    // below: a connection still in its transaction is closed rather than lent again
+  }
+  if (!sqlite3_get_autocommit(handle)) reader_.reset();
+  pool_->give_back(std::move(reader_));
+}
+
 }  // namespace coop::sqlite

@@ -3,14 +3,18 @@
 
 #include <sqlite3.h>
 
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace coop::sqlite {
 
@@ -100,6 +104,57 @@ class Transaction {
  private:
   Database& db_;
   bool done_ = false;
+};
+
+// Reads beside the one writer of a WAL database (SQLite "Write-Ahead Logging": readers do
+// not block the writer and the writer does not block readers). A reading call leases the
+// writer's own connection when its mutex is free (its page cache is the warm one: a
+// reader's cache is dropped whenever the writer has committed since its last read), and
+// otherwise one of up to `max_connections` read-only connections, in a read transaction:
+// one snapshot from the lease's first statement to its end.
+class ReaderPool {
+ public:
+  // The caller never holds writer_mutex when it asks for a lease.
+  ReaderPool(std::filesystem::path file, unsigned max_connections, Database& writer, std::mutex& writer_mutex);
+  ReaderPool(const ReaderPool&) = delete;
+  ReaderPool& operator=(const ReaderPool&) = delete;
+  ~ReaderPool();
+
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept
+        : pool_(other.pool_), db_(std::exchange(other.db_, nullptr)), reader_(std::move(other.reader_)),
+          writer_lock_(std::move(other.writer_lock_)) {}
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    Database* operator->() const { return db_; }
+    Database& operator*() const { return *db_; }
+
+   private:
+    friend class ReaderPool;
+    Lease(ReaderPool& pool, Database& writer, std::unique_lock<std::mutex> lock)
+        : pool_(&pool), db_(&writer), writer_lock_(std::move(lock)) {}
+    Lease(ReaderPool& pool, std::unique_ptr<Database> reader) : pool_(&pool), db_(reader.get()), reader_(std::move(reader)) {}
+    ReaderPool* pool_;
+    Database* db_;
+    std::unique_ptr<Database> reader_;
+    std::unique_lock<std::mutex> writer_lock_;
+  };
+  Lease lease();
+
+ private:
+  void give_back(std::unique_ptr<Database> db);
+
+  std::filesystem::path file_;
+  unsigned max_;
+  Database& writer_;
+  std::mutex& writer_mutex_;
+  std::mutex mutex_;
+  std::condition_variable returned_;
+  std::vector<std::unique_ptr<Database>> idle_;
+  unsigned open_ = 0;
 };
 
 }  // namespace coop::sqlite

@@ -1,6 +1,11 @@
 // The SQLite helper: migrations, statement cache, transactions.
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <thread>
+
 #include "common/error.h"
 #include "common/sqlite.h"
 #include "temp_dir.h"
@@ -124,4 +129,80 @@ TEST_CASE("constraint violations become a constraint error") {
     CHECK(e.code() == "constraint");
     CHECK(e.status() == 409);
   }
+}
+
+namespace {
+int64_t count_notes(Database& db) {
+  auto& stmt = db.prepare("SELECT count(*) FROM notes");
+  stmt.step();
+  const auto n = stmt.column_int64(0);
+  stmt.reset();
+  return n;
+}
+}  // namespace
+
+TEST_CASE("a reader lease takes the writer's connection when it is free, a reader's otherwise") {
+  coop::test::TempDir dir;
+  auto writer = Database::open(dir.path() / "r.db");
+  writer->migrate(kTwoSteps);
+  std::mutex writer_mutex;
+  ReaderPool pool(dir.path() / "r.db", 2, *writer, writer_mutex);
+  {
+    auto lease = pool.lease();
+    CHECK(lease->handle() == writer->handle());
+    CHECK_FALSE(writer_mutex.try_lock());  // the lease holds the writer's lock
+  }
+  REQUIRE(writer_mutex.try_lock());
+  // While a write is in progress, readers see the last commit, never the write's rows.
+  Transaction tx(*writer);
+  writer->prepare("INSERT INTO notes (body) VALUES ('uncommitted')").run();
+  {
+    auto lease = pool.lease();
+    CHECK(lease->handle() != writer->handle());
+    CHECK(count_notes(*lease) == 0);
+  }
+  tx.commit();
+  auto lease = pool.lease();
+  CHECK(count_notes(*lease) == 1);
+  writer_mutex.unlock();
+}
+
+TEST_CASE("a reader lease reads one snapshot, and a statement left mid-step does not keep it") {
+  coop::test::TempDir dir;
+  auto writer = Database::open(dir.path() / "s.db");
+  writer->migrate(kTwoSteps);
+  writer->prepare("INSERT INTO notes (body) VALUES ('one'), ('two')").run();
+  std::mutex writer_mutex;
+  ReaderPool pool(dir.path() / "s.db", 1, *writer, writer_mutex);
+  std::lock_guard writing(writer_mutex);  // every lease below is a reader
+  {
+    auto lease = pool.lease();
+    CHECK(count_notes(*lease) == 2);
+    writer->prepare("INSERT INTO notes (body) VALUES ('three')").run();
+    CHECK(count_notes(*lease) == 2);  // the same snapshot until the lease ends
+    auto& open = lease->prepare("SELECT body FROM notes ORDER BY id");
+    REQUIRE(open.step());  // and left stepping, as an exception between step and reset would
+  }
+  auto lease = pool.lease();  // the one connection again, in a fresh snapshot
+  CHECK(count_notes(*lease) == 3);
+}
+
+TEST_CASE("reader leases beyond the pool's size wait for one to end") {
+  coop::test::TempDir dir;
+  auto writer = Database::open(dir.path() / "w.db");
+  writer->migrate(kTwoSteps);
+  std::mutex writer_mutex;
+  ReaderPool pool(dir.path() / "w.db", 1, *writer, writer_mutex);
+  std::lock_guard writing(writer_mutex);
+  auto first = std::make_unique<ReaderPool::Lease>(pool.lease());
+  std::atomic<bool> second_done{false};
+  std::thread other([&] {
+    auto lease = pool.lease();
+    second_done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK_FALSE(second_done);
+  first.reset();
+  other.join();
+  CHECK(second_done);
 }

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <thread>
 
 #include "common/error.h"
 #include "common/sqlite.h"
@@ -131,8 +132,9 @@ bool boolean_field(const json& object, const char* name) {
 }  // namespace
 
 struct KeyStore::Impl {
-  std::mutex mutex;
+  std::mutex mutex;  // the one writer: db, under this mutex
   std::unique_ptr<sqlite::Database> db;
+  std::unique_ptr<sqlite::ReaderPool> readers;  // everything that only reads, in parallel
   std::function<void(const StoreChange&)> on_change;
   StoreChange pending;
 
@@ -148,8 +150,8 @@ struct KeyStore::Impl {
   }
 
   // Merges the stored signatures on a key (target_key: device id or public key) into it.
-  json with_signatures(json key, const std::string& user_id, const std::string& target_key) {
-    auto& stmt = db->prepare(
+  static json with_signatures(sqlite::Database& db, json key, const std::string& user_id, const std::string& target_key) {
+    auto& stmt = db.prepare(
         "SELECT signer_user, signer_key_id, signature FROM signatures WHERE target_user = ?1 AND target_key = ?2");
     stmt.bind(1, user_id).bind(2, target_key);
     while (stmt.step()) {
@@ -168,8 +170,8 @@ struct KeyStore::Impl {
     return tag;
   }
 
-  int64_t key_count(const std::string& user_id, int64_t version) {
-    auto& stmt = db->prepare("SELECT count(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2");
+  static int64_t key_count(sqlite::Database& db, const std::string& user_id, int64_t version) {
+    auto& stmt = db.prepare("SELECT count(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2");
     stmt.bind(1, user_id).bind(2, version);
     stmt.step();
     const auto count = stmt.column_int64(0);
@@ -181,6 +183,8 @@ struct KeyStore::Impl {
     db->prepare("UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2").bind(1, user_id).bind(2, version).run();
   }
 
+  sqlite::ReaderPool::Lease read() { return readers->lease(); }
+
   template <typename Fn>
   auto write(Fn&& fn) {
     return write_and_tell(mutex, *db, pending, on_change, std::forward<Fn>(fn));
@@ -190,6 +194,8 @@ struct KeyStore::Impl {
 KeyStore::KeyStore(const std::filesystem::path& file) : impl_(std::make_unique<Impl>()) {
   impl_->db = sqlite::Database::open(file);
   impl_->db->migrate(kMigrations);
+  impl_->readers = std::make_unique<sqlite::ReaderPool>(file, std::thread::hardware_concurrency() + 4,
+                                                         *impl_->db, impl_->mutex);
 }
 
 KeyStore::~KeyStore() = default;
@@ -200,8 +206,8 @@ void KeyStore::on_change(std::function<void(const StoreChange&)> callback) {
 }
 
 int64_t KeyStore::position() {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT coalesce(max(position), 0) FROM stream");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT coalesce(max(position), 0) FROM stream");
   stmt.step();
   const auto position = stmt.column_int64(0);
   stmt.reset();
@@ -270,9 +276,9 @@ void KeyStore::upload(const std::string& user_id, const std::string& device_id, 
 }
 
 std::map<std::string, int64_t> KeyStore::one_time_key_counts(const std::string& user_id, const std::string& device_id) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   std::map<std::string, int64_t> counts{{"signed_curve25519", 0}};
-  auto& stmt = impl_->db->prepare(
+  auto& stmt = db->prepare(
       "SELECT algorithm, count(*) FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 GROUP BY algorithm");
   stmt.bind(1, user_id).bind(2, device_id);
   while (stmt.step()) counts[stmt.column_text(0)] = stmt.column_int64(1);
@@ -281,17 +287,17 @@ std::map<std::string, int64_t> KeyStore::one_time_key_counts(const std::string& 
 }
 
 std::vector<std::string> KeyStore::unused_fallback_key_types(const std::string& user_id, const std::string& device_id) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   return first_column(
-      impl_->db->prepare("SELECT algorithm FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND used = 0")
+      db->prepare("SELECT algorithm FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND used = 0")
           .bind(1, user_id)
           .bind(2, device_id));
 }
 
 json KeyStore::device_keys(const std::string& user_id, const std::vector<std::string>& devices) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   std::vector<std::pair<std::string, json>> found;
-  auto& stmt = impl_->db->prepare("SELECT device_id, json FROM device_keys WHERE user_id = ?1 ORDER BY device_id");
+  auto& stmt = db->prepare("SELECT device_id, json FROM device_keys WHERE user_id = ?1 ORDER BY device_id");
   stmt.bind(1, user_id);
   while (stmt.step()) {
     const auto device = stmt.column_text(0);
@@ -300,7 +306,7 @@ json KeyStore::device_keys(const std::string& user_id, const std::vector<std::st
   }
   stmt.reset();
   json out = json::object();
-  for (auto& [device, keys] : found) out[device] = impl_->with_signatures(std::move(keys), user_id, device);
+  for (auto& [device, keys] : found) out[device] = Impl::with_signatures(*db, std::move(keys), user_id, device);
   return out;
 }
 
@@ -335,8 +341,8 @@ std::optional<json> KeyStore::claim(const std::string& user_id, const std::strin
 }
 
 std::optional<json> KeyStore::cross_signing_key(const std::string& user_id, const std::string& usage) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT json FROM cross_signing_keys WHERE user_id = ?1 AND usage = ?2");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT json FROM cross_signing_keys WHERE user_id = ?1 AND usage = ?2");
   stmt.bind(1, user_id).bind(2, usage);
   std::optional<json> key;
   if (stmt.step()) key = json::parse(stmt.column_text(0));
@@ -348,7 +354,7 @@ std::optional<json> KeyStore::cross_signing_key(const std::string& user_id, cons
     const auto& first = *(*key)["keys"].begin();
     if (first.is_string()) public_key = first.get<std::string>();
   }
-  return impl_->with_signatures(std::move(*key), user_id, public_key);
+  return Impl::with_signatures(*db, std::move(*key), user_id, public_key);
 }
 
 void KeyStore::set_cross_signing_keys(const std::string& user_id, const std::map<std::string, json>& keys) {
@@ -386,9 +392,9 @@ void KeyStore::add_signatures(const std::vector<Signature>& signatures) {
 }
 
 std::set<std::string> KeyStore::changed_users(int64_t from, int64_t to) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   const auto users = first_column(
-      impl_->db->prepare("SELECT DISTINCT user_id FROM device_list_changes WHERE position > ?1 AND position <= ?2")
+      db->prepare("SELECT DISTINCT user_id FROM device_list_changes WHERE position > ?1 AND position <= ?2")
           .bind(1, from)
           .bind(2, to));
   return {users.begin(), users.end()};
@@ -427,8 +433,8 @@ void KeyStore::delete_user(const std::string& user_id) {
 }
 
 std::map<std::string, std::vector<std::string>> KeyStore::devices_with_keys() {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT user_id, device_id FROM device_keys UNION SELECT user_id, device_id FROM one_time_keys "
       "UNION SELECT user_id, device_id FROM fallback_keys");
   std::map<std::string, std::vector<std::string>> devices;
@@ -477,8 +483,8 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
 
 std::pair<std::vector<json>, int64_t> KeyStore::to_device(const std::string& user_id, const std::string& device_id,
                                                           int64_t after, int64_t up_to, int limit) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT position, sender, type, content FROM to_device WHERE user_id = ?1 AND device_id = ?2 "
       "AND position > ?3 AND position <= ?4 ORDER BY position LIMIT ?5");
   stmt.bind(1, user_id).bind(2, device_id).bind(3, after).bind(4, up_to).bind(5, limit);
@@ -502,8 +508,8 @@ void KeyStore::acknowledge_to_device(const std::string& user_id, const std::stri
 }
 
 std::optional<KeyStore::BackupVersion> KeyStore::backup_version(const std::string& user_id, std::optional<int64_t> version) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       version ? "SELECT version, algorithm, auth_data, etag FROM backup_versions WHERE user_id = ?1 AND deleted = 0 AND version = ?2"
               : "SELECT version, algorithm, auth_data, etag FROM backup_versions WHERE user_id = ?1 AND deleted = 0 "
                 "ORDER BY version DESC LIMIT 1");
@@ -516,7 +522,7 @@ std::optional<KeyStore::BackupVersion> KeyStore::backup_version(const std::strin
   BackupVersion found{stmt.column_int64(0), stmt.column_text(1), json::parse(stmt.column_text(2)), 0,
                       std::to_string(stmt.column_int64(3))};
   stmt.reset();
-  found.count = impl_->key_count(user_id, found.version);
+  found.count = Impl::key_count(*db, user_id, found.version);
   return found;
 }
 
@@ -602,14 +608,14 @@ std::pair<std::string, int64_t> KeyStore::put_backup_keys(const std::string& use
       changed = true;
     }
     if (changed) impl_->bump_etag(user_id, version);
-    return std::pair{impl_->etag(user_id, version), impl_->key_count(user_id, version)};
+    return std::pair{impl_->etag(user_id, version), Impl::key_count(*impl_->db, user_id, version)};
   });
 }
 
 std::vector<KeyStore::BackedUpKey> KeyStore::backup_keys(const std::string& user_id, int64_t version,
                                                          const std::string& room_id, const std::string& session_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT room_id, session_id, json FROM backup_keys WHERE user_id = ?1 AND version = ?2 "
       "AND (?3 = '' OR room_id = ?3) AND (?4 = '' OR session_id = ?4) ORDER BY room_id, session_id");
   stmt.bind(1, user_id).bind(2, version).bind(3, room_id).bind(4, session_id);
@@ -631,7 +637,7 @@ std::pair<std::string, int64_t> KeyStore::delete_backup_keys(const std::string& 
         .bind(4, session_id)
         .run();
     if (impl_->db->changes() > 0) impl_->bump_etag(user_id, version);
-    return std::pair{impl_->etag(user_id, version), impl_->key_count(user_id, version)};
+    return std::pair{impl_->etag(user_id, version), Impl::key_count(*impl_->db, user_id, version)};
   });
 }
 

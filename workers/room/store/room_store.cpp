@@ -7,6 +7,7 @@
 #include <chrono>
 #include <map>
 #include <set>
+#include <thread>
 
 #include "common/digest.h"
 #include "common/error.h"
@@ -259,8 +260,9 @@ std::optional<StreamPosition> StreamPosition::parse(const std::string& token) {
 }
 
 struct RoomStore::Impl {
-  std::mutex mutex;
+  std::mutex mutex;                   // the one writer: db, under this mutex
   std::unique_ptr<sqlite::Database> db;
+  std::unique_ptr<sqlite::ReaderPool> readers;  // everything that only reads, in parallel
   const matrix::SigningKey& key;
   std::string server;
   std::function<void(const StoreChange&)> on_change;
@@ -268,9 +270,9 @@ struct RoomStore::Impl {
 
   Impl(const matrix::SigningKey& key, std::string server) : key(key), server(std::move(server)) {}
 
-  matrix::StateMap state_map(const std::string& room_id) {
+  static matrix::StateMap state_map(sqlite::Database& db, const std::string& room_id) {
     matrix::StateMap map;
-    auto& stmt = db->prepare(
+    auto& stmt = db.prepare(
         "SELECT s.type, s.state_key, e.json FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1");
     stmt.bind(1, room_id);
     while (stmt.step()) map[{stmt.column_text(0), stmt.column_text(1)}] = json::parse(stmt.column_text(2));
@@ -300,8 +302,8 @@ struct RoomStore::Impl {
     return map;
   }
 
-  std::optional<std::string> version_of(const std::string& room_id) {
-    auto& stmt = db->prepare("SELECT version FROM rooms WHERE room_id = ?1");
+  static std::optional<std::string> version_of(sqlite::Database& db, const std::string& room_id) {
+    auto& stmt = db.prepare("SELECT version FROM rooms WHERE room_id = ?1");
     stmt.bind(1, room_id);
     if (!stmt.step()) return std::nullopt;
     auto v = stmt.column_text(0);
@@ -309,8 +311,8 @@ struct RoomStore::Impl {
     return v;
   }
 
-  std::optional<Session> find_session(const std::string& access_token) {
-    auto& stmt = db->prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
+  static std::optional<Session> find_session(sqlite::Database& db, const std::string& access_token) {
+    auto& stmt = db.prepare("SELECT user_id, device_id FROM access_tokens WHERE token_hash = ?1");
     stmt.bind(1, sha256_hex(access_token));
     if (!stmt.step()) return std::nullopt;
     Session s{stmt.column_text(0), stmt.column_text(1)};
@@ -576,15 +578,15 @@ struct RoomStore::Impl {
   }
 
   // The room state a group stands for: its chain of deltas down to the last snapshot.
-  std::vector<json> state_of_group(int64_t group, const RoomStore::StateWanted& wanted = {}) {
+  static std::vector<json> state_of_group(sqlite::Database& db, int64_t group, const RoomStore::StateWanted& wanted = {}) {
     std::map<std::pair<std::string, std::string>, std::string> state;
     std::optional<int64_t> at = group;
     while (at) {
-      auto& entries = db->prepare("SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = ?1");
+      auto& entries = db.prepare("SELECT type, state_key, event_id FROM state_group_entries WHERE group_id = ?1");
       entries.bind(1, *at);
       while (entries.step()) state.emplace(std::make_pair(entries.column_text(0), entries.column_text(1)), entries.column_text(2));
       entries.reset();
-      auto& prev = db->prepare("SELECT prev_id FROM state_groups WHERE id = ?1");
+      auto& prev = db.prepare("SELECT prev_id FROM state_groups WHERE id = ?1");
       prev.bind(1, *at);
       at.reset();
       if (prev.step() && !prev.column_is_null(0)) at = prev.column_int64(0);
@@ -593,7 +595,7 @@ struct RoomStore::Impl {
     std::vector<json> out;
     for (const auto& [key, id] : state) {
       if (wanted && !wanted(key.first, key.second)) continue;
-      auto& e = db->prepare("SELECT json FROM events WHERE event_id = ?1");
+      auto& e = db.prepare("SELECT json FROM events WHERE event_id = ?1");
       e.bind(1, id);
       if (e.step()) out.push_back(json::parse(e.column_text(0)));
       e.reset();
@@ -620,6 +622,8 @@ struct RoomStore::Impl {
     db->prepare("DELETE FROM event_search WHERE event_id = ?1").bind(1, target).run();  // redacted text is gone
   }
 
+  sqlite::ReaderPool::Lease read() { return readers->lease(); }
+
   template <typename Fn>
   auto write(Fn&& fn) {
     return write_and_tell(mutex, *db, pending, on_change, std::forward<Fn>(fn));
@@ -630,6 +634,9 @@ RoomStore::RoomStore(const std::filesystem::path& file, std::string server_name,
     : impl_(std::make_unique<Impl>(key, server_name)), server_name_(std::move(server_name)) {
   impl_->db = sqlite::Database::open(file);
   impl_->db->migrate(kMigrations);
+  // One reader per I/O thread, and a few for the push sender and blocking jobs.
+  impl_->readers = std::make_unique<sqlite::ReaderPool>(file, std::thread::hardware_concurrency() + 4,
+                                                         *impl_->db, impl_->mutex);
 }
 
 RoomStore::~RoomStore() = default;
@@ -676,8 +683,8 @@ std::string RoomStore::create_openid_token(const std::string& user_id, int64_t l
 }
 
 std::optional<std::string> RoomStore::openid_user(const std::string& token) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_at >= ?2");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_at >= ?2");
   stmt.bind(1, sha256_hex(token)).bind(2, now_ms());
   std::optional<std::string> user;
   if (stmt.step()) user = stmt.column_text(0);
@@ -686,8 +693,8 @@ std::optional<std::string> RoomStore::openid_user(const std::string& token) {
 }
 
 std::pair<std::optional<std::string>, std::optional<std::string>> RoomStore::profile(const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT displayname, avatar_url FROM profiles WHERE user_id = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT displayname, avatar_url FROM profiles WHERE user_id = ?1");
   stmt.bind(1, user_id);
   std::pair<std::optional<std::string>, std::optional<std::string>> found;
   if (stmt.step()) found = {stmt.column_optional_text(0), stmt.column_optional_text(1)};
@@ -708,13 +715,13 @@ int64_t RoomStore::allocate_other_position() {
 }
 
 std::optional<Session> RoomStore::session_for(const std::string& access_token) {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->find_session(access_token);
+  auto db = impl_->read();
+  return Impl::find_session(*db, access_token);
 }
 
 void RoomStore::delete_session(const std::string& access_token) {
   std::lock_guard lock(impl_->mutex);
-  const auto session = impl_->find_session(access_token);
+  const auto session = Impl::find_session(*impl_->db, access_token);
   if (!session) return;
   sqlite::Transaction tx(*impl_->db);
   impl_->db->prepare("DELETE FROM access_tokens WHERE token_hash = ?1").bind(1, sha256_hex(access_token)).run();
@@ -748,8 +755,8 @@ std::vector<std::string> RoomStore::delete_sessions_except(const std::string& us
 }
 
 json RoomStore::devices(const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT device_id, display_name, last_seen FROM devices WHERE user_id = ?1 ORDER BY device_id");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT device_id, display_name, last_seen FROM devices WHERE user_id = ?1 ORDER BY device_id");
   stmt.bind(1, user_id);
   json list = json::array();
   while (stmt.step())
@@ -840,7 +847,7 @@ json RoomStore::send_event(const std::string& room_id, const std::string& sender
                            const json& content, const std::optional<std::string>& state_key,
                            const std::string& txn_device, const std::string& txn_id) {
   return impl_->write([&] {
-    const auto version = impl_->version_of(room_id);
+    const auto version = Impl::version_of(*impl_->db, room_id);
     if (!version) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
     auto event = impl_->append(room_id, *version, sender, type, content, state_key);
     if (type == "m.room.redaction") impl_->apply_redaction(event, *version);
@@ -880,8 +887,8 @@ bool HistoryVisibility::allows(const StoredEvent& e) const {
 }
 
 std::set<std::string> RoomStore::rooms_changed_since(const std::string& user_id, int64_t events_after, int64_t other_after) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT m.room_id FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0 AND ("
       "EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id AND e.stream > ?2) OR "
       "EXISTS (SELECT 1 FROM receipts r WHERE r.room_id = m.room_id AND r.position > ?3))");
@@ -893,8 +900,8 @@ std::set<std::string> RoomStore::rooms_changed_since(const std::string& user_id,
 }
 
 std::set<std::string> RoomStore::users_sharing_rooms(const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT DISTINCT theirs.user_id FROM memberships mine JOIN memberships theirs ON theirs.room_id = mine.room_id "
       "WHERE mine.user_id = ?1 AND mine.membership = 'join' AND theirs.membership IN ('join', 'invite')");
   stmt.bind(1, user_id);
@@ -905,9 +912,9 @@ std::set<std::string> RoomStore::users_sharing_rooms(const std::string& user_id)
 }
 
 RoomStore::RoomSummary RoomStore::room_summary(const std::string& room_id, const std::string& user_id, int heroes) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   RoomSummary summary;
-  auto& counts = impl_->db->prepare("SELECT membership, count(*) FROM memberships WHERE room_id = ?1 GROUP BY membership");
+  auto& counts = db->prepare("SELECT membership, count(*) FROM memberships WHERE room_id = ?1 GROUP BY membership");
   counts.bind(1, room_id);
   while (counts.step()) {
     const auto m = counts.column_text(0);
@@ -915,7 +922,7 @@ RoomStore::RoomSummary RoomStore::room_summary(const std::string& room_id, const
     if (m == "invite") summary.invited = counts.column_int64(1);
   }
   counts.reset();
-  auto& first = impl_->db->prepare(
+  auto& first = db->prepare(
       "SELECT m.user_id FROM memberships m JOIN events e ON e.event_id = m.event_id WHERE m.room_id = ?1 "
       "AND m.membership IN ('join', 'invite') AND m.user_id != ?2 ORDER BY e.stream LIMIT ?3");
   first.bind(1, room_id).bind(2, user_id).bind(3, heroes);
@@ -925,8 +932,8 @@ RoomStore::RoomSummary RoomStore::room_summary(const std::string& room_id, const
 }
 
 std::vector<std::string> RoomStore::room_members(const std::string& room_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT user_id FROM memberships WHERE room_id = ?1 AND membership IN ('join', 'invite')");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT user_id FROM memberships WHERE room_id = ?1 AND membership IN ('join', 'invite')");
   stmt.bind(1, room_id);
   std::vector<std::string> users;
   while (stmt.step()) users.push_back(stmt.column_text(0));
@@ -936,8 +943,8 @@ std::vector<std::string> RoomStore::room_members(const std::string& room_id) {
 
 std::vector<RoomStore::MembershipChange> RoomStore::membership_changes(const std::string& user_id, int64_t after,
                                                                        int64_t up_to) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT e.room_id, e.state_key, coalesce(json_extract(e.json, '$.content.membership'), '') FROM events e "
       "WHERE e.room_id IN (SELECT room_id FROM memberships WHERE user_id = ?1) AND e.type = 'm.room.member' "
       "AND e.stream > ?2 AND e.stream <= ?3 ORDER BY e.stream");
@@ -949,9 +956,9 @@ std::vector<RoomStore::MembershipChange> RoomStore::membership_changes(const std
 }
 
 HistoryVisibility RoomStore::history_visibility(const std::string& room_id, const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   auto changes = [&](const std::string& type, const std::string& key, const char* field) {
-    auto& stmt = impl_->db->prepare(
+    auto& stmt = db->prepare(
         "SELECT stream, coalesce(json_extract(json, ?4), '') FROM events "
         "WHERE room_id = ?1 AND type = ?2 AND state_key = ?3 ORDER BY stream");
     stmt.bind(1, room_id).bind(2, type).bind(3, key).bind(4, std::string(field));
@@ -966,8 +973,8 @@ HistoryVisibility RoomStore::history_visibility(const std::string& room_id, cons
 
 std::optional<std::string> RoomStore::event_for_txn(const std::string& user_id, const std::string& device_id,
                                                     const std::string& txn_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT event_id FROM txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT event_id FROM txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3");
   stmt.bind(1, user_id).bind(2, device_id).bind(3, txn_id);
   if (!stmt.step()) return std::nullopt;
   auto id = stmt.column_text(0);
@@ -976,8 +983,8 @@ std::optional<std::string> RoomStore::event_for_txn(const std::string& user_id, 
 }
 
 std::optional<std::pair<std::string, std::string>> RoomStore::txn_of(const std::string& event_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT device_id, txn_id FROM txns WHERE event_id = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT device_id, txn_id FROM txns WHERE event_id = ?1");
   stmt.bind(1, event_id);
   std::optional<std::pair<std::string, std::string>> found;
   if (stmt.step()) {
@@ -990,13 +997,13 @@ std::optional<std::pair<std::string, std::string>> RoomStore::txn_of(const std::
 }
 
 std::optional<std::string> RoomStore::room_version(const std::string& room_id) {
-  std::lock_guard lock(impl_->mutex);
-  return impl_->version_of(room_id);
+  auto db = impl_->read();
+  return Impl::version_of(*db, room_id);
 }
 
 std::optional<json> RoomStore::state_event(const std::string& room_id, const std::string& type, const std::string& key) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT e.json FROM current_state s JOIN events e ON e.event_id = s.event_id WHERE s.room_id = ?1 AND s.type = ?2 AND s.state_key = ?3");
   stmt.bind(1, room_id).bind(2, type).bind(3, key);
   if (!stmt.step()) return std::nullopt;
@@ -1006,20 +1013,20 @@ std::optional<json> RoomStore::state_event(const std::string& room_id, const std
 }
 
 std::vector<json> RoomStore::current_state(const std::string& room_id, const StateWanted& wanted) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   std::vector<json> out;
   if (!wanted) {
-    for (auto& [key, event] : impl_->state_map(room_id)) out.push_back(std::move(event));
+    for (auto& [key, event] : Impl::state_map(*db, room_id)) out.push_back(std::move(event));
     return out;
   }
   std::vector<std::string> ids;
-  auto& stmt = impl_->db->prepare("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1");
+  auto& stmt = db->prepare("SELECT type, state_key, event_id FROM current_state WHERE room_id = ?1");
   stmt.bind(1, room_id);
   while (stmt.step())
     if (wanted(stmt.column_text(0), stmt.column_text(1))) ids.push_back(stmt.column_text(2));
   stmt.reset();
   for (const auto& id : ids) {
-    auto& e = impl_->db->prepare("SELECT json FROM events WHERE event_id = ?1");
+    auto& e = db->prepare("SELECT json FROM events WHERE event_id = ?1");
     e.bind(1, id);
     if (e.step()) out.push_back(json::parse(e.column_text(0)));
     e.reset();
@@ -1028,8 +1035,8 @@ std::vector<json> RoomStore::current_state(const std::string& room_id, const Sta
 }
 
 std::string RoomStore::membership(const std::string& room_id, const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
   stmt.bind(1, room_id).bind(2, user_id);
   if (!stmt.step()) return "";
   auto m = stmt.column_text(0);
@@ -1038,8 +1045,8 @@ std::string RoomStore::membership(const std::string& room_id, const std::string&
 }
 
 std::vector<std::pair<std::string, std::string>> RoomStore::rooms_of(const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT room_id, membership FROM memberships WHERE user_id = ?1 AND forgotten = 0 ORDER BY room_id");
   stmt.bind(1, user_id);
   std::vector<std::pair<std::string, std::string>> out;
@@ -1050,8 +1057,8 @@ std::vector<std::pair<std::string, std::string>> RoomStore::rooms_of(const std::
 
 std::vector<StoredEvent> RoomStore::events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
                                                    bool backwards) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       backwards ? "SELECT stream, json FROM events WHERE room_id = ?1 AND stream > ?2 AND stream <= ?3 ORDER BY stream DESC LIMIT ?4"
                 : "SELECT stream, json FROM events WHERE room_id = ?1 AND stream > ?2 AND stream <= ?3 ORDER BY stream ASC LIMIT ?4");
   stmt.bind(1, room_id).bind(2, after).bind(3, up_to).bind(4, limit);
@@ -1062,8 +1069,8 @@ std::vector<StoredEvent> RoomStore::events_between(const std::string& room_id, i
 }
 
 std::optional<StoredEvent> RoomStore::event(const std::string& event_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT stream, json FROM events WHERE event_id = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT stream, json FROM events WHERE event_id = ?1");
   stmt.bind(1, event_id);
   if (!stmt.step()) return std::nullopt;
   StoredEvent e{stmt.column_int64(0), json::parse(stmt.column_text(1))};
@@ -1072,8 +1079,8 @@ std::optional<StoredEvent> RoomStore::event(const std::string& event_id) {
 }
 
 std::optional<std::string> RoomStore::room_for_alias(const std::string& alias) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT room_id FROM aliases WHERE alias = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT room_id FROM aliases WHERE alias = ?1");
   stmt.bind(1, alias);
   if (!stmt.step()) return std::nullopt;
   auto id = stmt.column_text(0);
@@ -1093,8 +1100,8 @@ void RoomStore::add_alias(const std::string& alias, const std::string& room_id, 
 }
 
 std::vector<std::string> RoomStore::public_rooms() {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT room_id FROM room_directory ORDER BY room_id");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT room_id FROM room_directory ORDER BY room_id");
   std::vector<std::string> out;
   while (stmt.step()) out.push_back(stmt.column_text(0));
   stmt.reset();
@@ -1110,8 +1117,8 @@ void RoomStore::set_published(const std::string& room_id, bool published) {
 }
 
 bool RoomStore::published(const std::string& room_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT 1 FROM room_directory WHERE room_id = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT 1 FROM room_directory WHERE room_id = ?1");
   stmt.bind(1, room_id);
   const bool found = stmt.step();
   stmt.reset();
@@ -1119,8 +1126,8 @@ bool RoomStore::published(const std::string& room_id) {
 }
 
 std::vector<std::string> RoomStore::aliases_of(const std::string& room_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT alias FROM aliases WHERE room_id = ?1 ORDER BY alias");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT alias FROM aliases WHERE room_id = ?1 ORDER BY alias");
   stmt.bind(1, room_id);
   std::vector<std::string> out;
   while (stmt.step()) out.push_back(stmt.column_text(0));
@@ -1135,8 +1142,8 @@ void RoomStore::remove_alias(const std::string& alias) {
 }
 
 std::string RoomStore::alias_creator(const std::string& alias) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT creator FROM aliases WHERE alias = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT creator FROM aliases WHERE alias = ?1");
   stmt.bind(1, alias);
   if (!stmt.step()) return "";
   auto creator = stmt.column_text(0);
@@ -1177,8 +1184,8 @@ void RoomStore::set_account_data(const std::string& user_id, const std::string& 
 }
 
 std::optional<json> RoomStore::account_data(const std::string& user_id, const std::string& room_id, const std::string& type) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3");
   stmt.bind(1, user_id).bind(2, room_id).bind(3, type);
   if (!stmt.step()) return std::nullopt;
   auto content = json::parse(stmt.column_text(0));
@@ -1187,8 +1194,8 @@ std::optional<json> RoomStore::account_data(const std::string& user_id, const st
 }
 
 std::vector<std::tuple<std::string, std::string, json>> RoomStore::account_data_since(const std::string& user_id, int64_t after) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT room_id, type, content FROM account_data WHERE user_id = ?1 AND position > ?2");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT room_id, type, content FROM account_data WHERE user_id = ?1 AND position > ?2");
   stmt.bind(1, user_id).bind(2, after);
   std::vector<std::tuple<std::string, std::string, json>> out;
   while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1), json::parse(stmt.column_text(2)));
@@ -1223,9 +1230,9 @@ void RoomStore::set_receipt(const std::string& room_id, const std::string& user_
 }
 
 json RoomStore::receipts_since(const std::string& room_id, int64_t after, const std::string& viewer) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   // m.read.private receipts go to their sender only (Client-Server API "Private read receipts").
-  auto& stmt = impl_->db->prepare(
+  auto& stmt = db->prepare(
       "SELECT user_id, type, event_id, ts FROM receipts WHERE room_id = ?1 AND position > ?2 "
       "AND (type != 'm.read.private' OR user_id = ?3)");
   stmt.bind(1, room_id).bind(2, after).bind(3, viewer);
@@ -1237,10 +1244,10 @@ json RoomStore::receipts_since(const std::string& room_id, int64_t after, const 
 }
 
 RoomStore::UnreadCounts RoomStore::unread_counts(const std::string& room_id, const std::string& user_id, bool by_thread) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   // After the member's latest read receipt (public or private), as "Receiving notifications"
   // says, and after their current membership (what came before their join is not theirs to read).
-  auto& stmt = impl_->db->prepare(
+  auto& stmt = db->prepare(
       "SELECT thread_id, count(*), sum(highlight) FROM notifications WHERE user_id = ?2 AND room_id = ?1 "
       "AND stream > max(coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
       "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type IN ('m.read', 'm.read.private')), 0), "
@@ -1264,8 +1271,8 @@ RoomStore::UnreadCounts RoomStore::unread_counts(const std::string& room_id, con
 
 std::vector<RoomStore::Notification> RoomStore::notifications(const std::string& user_id, int64_t before_id, int limit,
                                                               bool only_highlights) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT n.id, n.room_id, n.actions, n.ts, e.json, n.stream <= coalesce((SELECT max(re.stream) FROM receipts r "
       "JOIN events re ON re.event_id = r.event_id WHERE r.room_id = n.room_id AND r.user_id = n.user_id "
       "AND r.type IN ('m.read', 'm.read.private')), 0) "
@@ -1283,11 +1290,11 @@ std::vector<RoomStore::Notification> RoomStore::notifications(const std::string&
 RoomStore::SearchPage RoomStore::search(const std::vector<std::string>& rooms, const std::string& match,
                                         const std::vector<std::string>& keys, bool by_rank, int limit, int offset,
                                         const std::function<bool(const StoredEvent&)>& visible) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   SearchPage page;
   if (rooms.empty() || match.empty()) return page;
   json room_list = rooms, key_list = keys;
-  auto& stmt = impl_->db->prepare(
+  auto& stmt = db->prepare(
       std::string("SELECT e.stream, e.json, bm25(event_search) FROM event_search JOIN events e ON e.event_id = event_search.event_id "
                   "WHERE event_search MATCH ?1 AND event_search.room_id IN (SELECT value FROM json_each(?2)) "
                   "AND event_search.key IN (SELECT value FROM json_each(?3)) ORDER BY ") +
@@ -1308,8 +1315,8 @@ RoomStore::SearchPage RoomStore::search(const std::vector<std::string>& rooms, c
 }
 
 std::vector<RoomStore::PendingPush> RoomStore::notifications_after(int64_t after_id, int limit) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT n.id, n.user_id, n.actions, e.json FROM notifications n JOIN events e ON e.event_id = n.event_id "
       "WHERE n.id > ?1 ORDER BY n.id LIMIT ?2");
   stmt.bind(1, after_id).bind(2, limit);
@@ -1342,8 +1349,8 @@ void RoomStore::set_push_position(int64_t position) {
 }
 
 int64_t RoomStore::unread_total(const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT count(*) FROM notifications n WHERE n.user_id = ?1 AND n.stream > max("
       "coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
       "WHERE r.room_id = n.room_id AND r.user_id = ?1 AND r.type IN ('m.read', 'm.read.private')), 0), "
@@ -1357,8 +1364,8 @@ int64_t RoomStore::unread_total(const std::string& user_id) {
 }
 
 json RoomStore::pushers(const std::string& user_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT json FROM pushers WHERE user_id = ?1 ORDER BY app_id, pushkey");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT json FROM pushers WHERE user_id = ?1 ORDER BY app_id, pushkey");
   stmt.bind(1, user_id);
   json list = json::array();
   while (stmt.step()) list.push_back(json::parse(stmt.column_text(0)));
@@ -1404,8 +1411,8 @@ int64_t RoomStore::filter_create(const std::string& user_id, const json& filter)
 }
 
 std::optional<json> RoomStore::filter(const std::string& user_id, int64_t id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT json FROM filters WHERE id = ?1 AND user_id = ?2");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT json FROM filters WHERE id = ?1 AND user_id = ?2");
   stmt.bind(1, id).bind(2, user_id);
   if (!stmt.step()) return std::nullopt;
   auto f = json::parse(stmt.column_text(0));
@@ -1414,13 +1421,13 @@ std::optional<json> RoomStore::filter(const std::string& user_id, int64_t id) {
 }
 
 StreamPosition RoomStore::position() {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   StreamPosition p;
-  auto& events = impl_->db->prepare("SELECT coalesce(max(stream), 0) FROM events");
+  auto& events = db->prepare("SELECT coalesce(max(stream), 0) FROM events");
   events.step();
   p.events = events.column_int64(0);
   events.reset();
-  auto& other = impl_->db->prepare("SELECT coalesce(max(position), 0) FROM other_stream");
+  auto& other = db->prepare("SELECT coalesce(max(position), 0) FROM other_stream");
   other.step();
   p.other = other.column_int64(0);
   other.reset();
@@ -1437,8 +1444,8 @@ void RoomStore::mark_space(const std::string& room_id, const std::string& kind, 
 }
 
 std::vector<std::tuple<std::string, std::string, std::string>> RoomStore::coop_spaces() {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT room_id, kind, group_name FROM coop_spaces ORDER BY kind, group_name, room_id");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT room_id, kind, group_name FROM coop_spaces ORDER BY kind, group_name, room_id");
   std::vector<std::tuple<std::string, std::string, std::string>> out;
   while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1), stmt.column_text(2));
   stmt.reset();
@@ -1446,8 +1453,8 @@ std::vector<std::tuple<std::string, std::string, std::string>> RoomStore::coop_s
 }
 
 std::vector<std::string> RoomStore::all_rooms() {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT room_id FROM rooms ORDER BY created_at, room_id");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT room_id FROM rooms ORDER BY created_at, room_id");
   std::vector<std::string> out;
   while (stmt.step()) out.push_back(stmt.column_text(0));
   stmt.reset();
@@ -1470,8 +1477,8 @@ void RoomStore::add_media(const std::string& media_id, const std::string& blob, 
 }
 
 std::optional<RoomStore::Media> RoomStore::media(const std::string& media_id) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT blob, content_type, filename, size FROM media WHERE media_id = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT blob, content_type, filename, size FROM media WHERE media_id = ?1");
   stmt.bind(1, media_id);
   if (!stmt.step()) return std::nullopt;
   Media m{stmt.column_text(0), stmt.column_text(1), stmt.column_text(2), stmt.column_int64(3)};
@@ -1481,8 +1488,8 @@ std::optional<RoomStore::Media> RoomStore::media(const std::string& media_id) {
 
 std::vector<StoredEvent> RoomStore::relations(const std::string& room_id, const std::string& event_id,
                                               const std::string& rel_type, int limit) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT stream, json FROM events WHERE json_extract(json, '$.content.\"m.relates_to\".event_id') = ?1 "
       "AND room_id = ?2 AND (?3 = '' OR json_extract(json, '$.content.\"m.relates_to\".rel_type') = ?3) "
       "ORDER BY stream LIMIT ?4");
@@ -1494,24 +1501,24 @@ std::vector<StoredEvent> RoomStore::relations(const std::string& room_id, const 
 }
 
 RoomStore::RelationSummary RoomStore::relation_summary(const json& event, const std::string& viewer) {
-  std::lock_guard lock(impl_->mutex);
+  auto db = impl_->read();
   RelationSummary summary;
   const std::string event_id = event.value("event_id", ""), room_id = event.value("room_id", "");
   constexpr const char* kChildren =
       "FROM events WHERE json_extract(json, '$.content.\"m.relates_to\".event_id') = ?1 AND room_id = ?2 ";
-  auto& any = impl_->db->prepare(std::string("SELECT 1 ") + kChildren + "LIMIT 1");
+  auto& any = db->prepare(std::string("SELECT 1 ") + kChildren + "LIMIT 1");
   any.bind(1, event_id).bind(2, room_id);
   const bool has_children = any.step();
   any.reset();
   if (!has_children) return summary;
-  auto& edit = impl_->db->prepare(
+  auto& edit = db->prepare(
       std::string("SELECT stream, json ") + kChildren +
       "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.replace' AND sender = ?3 AND type = ?4 "
       "AND json_extract(json, '$.content.\"m.new_content\"') IS NOT NULL ORDER BY stream DESC LIMIT 1");
   edit.bind(1, event_id).bind(2, room_id).bind(3, event.value("sender", "")).bind(4, event.value("type", ""));
   if (edit.step()) summary.latest_edit = StoredEvent{edit.column_int64(0), json::parse(edit.column_text(1))};
   edit.reset();
-  auto& thread = impl_->db->prepare(
+  auto& thread = db->prepare(
       std::string("SELECT count(*), coalesce(max(stream), 0), coalesce(sum(sender = ?3), 0) ") + kChildren +
       "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.thread'");
   thread.bind(1, event_id).bind(2, room_id).bind(3, viewer);
@@ -1521,12 +1528,12 @@ RoomStore::RelationSummary RoomStore::relation_summary(const json& event, const 
   summary.viewer_replied = thread.column_int64(2) > 0;
   thread.reset();
   if (summary.replies > 0) {
-    auto& reply = impl_->db->prepare("SELECT json FROM events WHERE stream = ?1");
+    auto& reply = db->prepare("SELECT json FROM events WHERE stream = ?1");
     reply.bind(1, latest);
     if (reply.step()) summary.latest_reply = StoredEvent{latest, json::parse(reply.column_text(0))};
     reply.reset();
   }
-  auto& references = impl_->db->prepare(
+  auto& references = db->prepare(
       std::string("SELECT event_id ") + kChildren +
       "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.reference' ORDER BY stream LIMIT 100");
   references.bind(1, event_id).bind(2, room_id);
@@ -1536,8 +1543,8 @@ RoomStore::RelationSummary RoomStore::relation_summary(const json& event, const 
 }
 
 std::optional<std::vector<json>> RoomStore::state_after(const std::string& event_id, const StateWanted& wanted) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare("SELECT state_group FROM events WHERE event_id = ?1");
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT state_group FROM events WHERE event_id = ?1");
   stmt.bind(1, event_id);
   if (!stmt.step() || stmt.column_is_null(0)) {
     stmt.reset();
@@ -1545,12 +1552,12 @@ std::optional<std::vector<json>> RoomStore::state_after(const std::string& event
   }
   const auto group = stmt.column_int64(0);
   stmt.reset();
-  return impl_->state_of_group(group, wanted);
+  return Impl::state_of_group(*db, group, wanted);
 }
 
 std::vector<StoredEvent> RoomStore::thread_replies(const std::string& room_id, int limit) {
-  std::lock_guard lock(impl_->mutex);
-  auto& stmt = impl_->db->prepare(
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
       "SELECT stream, json FROM events WHERE room_id = ?1 "
       "AND json_extract(json, '$.content.\"m.relates_to\".rel_type') = 'm.thread' ORDER BY stream LIMIT ?2");
   stmt.bind(1, room_id).bind(2, limit);
