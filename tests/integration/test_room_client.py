@@ -370,6 +370,53 @@ def test_push_rules_counts_notifications_and_pushers():
         shard.coop("down")
 
 
+def test_threaded_read_receipts():
+    """Threaded read receipts (TestThreadReceipts-style): a receipt in a thread clears that
+    thread's counts only, one for "main" the main timeline's only, an unthreaded one both;
+    the receipt goes out with its thread_id; thread_ids that cannot be right are refused."""
+    with Shard(BIN) as shard:
+        url = start_with(shard, "")
+        alice, bob = Member(url, "alice"), Member(url, "bob")
+        room_id = alice.ok("POST", "/createRoom", {"invite": [BOB]})["room_id"]
+        bob.ok("POST", f"/join/{q(room_id)}", {})
+        first = send(alice, room_id, text("main one"), "t1")
+        root = send(alice, room_id, text("thread root"), "t2")
+        reply = send(alice, room_id, {"msgtype": "m.text", "body": "in the thread",
+                                      "m.relates_to": {"rel_type": "m.thread", "event_id": root}}, "t3")
+        last = send(alice, room_id, text("main two"), "t4")
+        filt = urllib.parse.quote(json.dumps({"room": {"timeline": {"unread_thread_notifications": True}}}))
+
+        def counts():
+            room = bob.ok("GET", f"/sync?filter={filt}")["rooms"]["join"][room_id]
+            threads = {k: v["notification_count"] for k, v in room.get("unread_thread_notifications", {}).items()
+                       if v["notification_count"]}
+            return room["unread_notifications"]["notification_count"], threads
+
+        assert counts() == (3, {root: 1})
+        bob.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(reply)}", {"thread_id": root})
+        assert counts() == (3, {})
+        bob.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(first)}", {"thread_id": "main"})
+        assert counts() == (2, {})
+        receipts = [e for e in bob.sync()["rooms"]["join"][room_id]["ephemeral"]["events"] if e["type"] == "m.receipt"]
+        seen = {(event_id, r.get("thread_id")) for e in receipts for event_id, by in e["content"].items()
+                for r in by.get("m.read", {}).values()}
+        assert {(reply, root), (first, "main")} <= seen, receipts
+
+        # A new thread reply counts in its thread again; an unthreaded receipt reads everything before it.
+        later = send(alice, room_id, {"msgtype": "m.text", "body": "more in the thread",
+                                      "m.relates_to": {"rel_type": "m.thread", "event_id": root}}, "t5")
+        assert counts() == (2, {root: 1})
+        bob.ok("POST", f"/rooms/{q(room_id)}/receipt/m.read/{q(later)}", {})
+        assert counts() == (0, {})
+
+        for body, event_id, kind in [({"thread_id": 5}, last, "m.read"), ({"thread_id": ""}, last, "m.read"),
+                                     ({"thread_id": root}, last, "m.read"),  # not in that thread
+                                     ({"thread_id": "main"}, last, "m.fully_read")]:
+            status, answer = bob.call("POST", f"/rooms/{q(room_id)}/receipt/{kind}/{q(event_id)}", body)
+            assert status == 400 and answer["errcode"] == "M_INVALID_PARAM", (body, status, answer)
+        shard.coop("down")
+
+
 def test_search():
     """TestSearch: words anywhere in bodies, names and topics of rooms the member can read, in
     pages, newest first or best first, with context; not in rooms they never joined, not after
@@ -754,7 +801,7 @@ def test_turn_credentials_allocate_on_coturn():
 if __name__ == "__main__":
     run_tests([test_transaction_ids_and_bundled_relations, test_history_until_leaving_and_lazy_members,
                test_summary_names_and_discovery, test_space_hierarchy_pages_and_rejoining_the_cooperative_space,
-               test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_search,
+               test_profiles_directory_and_small_endpoints, test_push_rules_counts_notifications_and_pushers, test_threaded_read_receipts, test_search,
                test_knock, test_http_pushers_reach_configured_gateways, test_change_password_over_matrix,
                test_url_previews_off_by_default_and_never_inside,
                test_turn_credentials_allocate_on_coturn])

@@ -115,19 +115,42 @@ Response typing(ClientApi::Impl& api, const Request& q) {
   return ok(json::object());
 }
 
-void set_receipt(ClientApi::Impl& api, const Request& q, const std::string& type, const std::string& event_id) {
+void set_receipt(ClientApi::Impl& api, const Request& q, const std::string& type, const std::string& event_id,
+                 const std::string& thread_id = {}) {
   const auto s = api.authenticate(q);
   api.require_joined(q.param("roomId"), s.user_id);
   if (type == "m.fully_read") {
+    if (!thread_id.empty()) fail(400, errc::kMInvalidParam, "m.fully_read markers are not threaded");
     api.store.set_account_data(s.user_id, q.param("roomId"), "m.fully_read", {{"event_id", event_id}});
     return;
   }
   if (type != "m.read" && type != "m.read.private") fail(400, errc::kMInvalidParam, "unknown receipt type");
-  api.store.set_receipt(q.param("roomId"), s.user_id, type, event_id);
+  api.store.set_receipt(q.param("roomId"), s.user_id, type, event_id, thread_id);
+}
+
+// Client-Server API "Threaded read receipts": thread_id is "main" or the root of a thread the
+// event belongs to (the root itself or an m.thread reply to it); anything else is refused.
+std::string receipt_thread(ClientApi::Impl& api, const Request& q) {
+  const auto body = q.body.empty() ? json::object() : q.json();
+  if (!body.is_object() || !body.contains("thread_id")) return {};
+  const auto& thread = body["thread_id"];
+  if (!thread.is_string() || thread.get_ref<const std::string&>().empty())
+    fail(400, errc::kMInvalidParam, "thread_id must be a non-empty string");
+  const auto& id = thread.get_ref<const std::string&>();
+  if (id == "main") return id;
+  const auto event = api.store.event(q.param("eventId"));
+  bool related = q.param("eventId") == id;
+  if (event && !related) {
+    const auto& content = event->event.value("content", json::object());
+    const auto relates = content.is_object() ? content.value("m.relates_to", json::object()) : json::object();
+    related = relates.is_object() && relates.value("rel_type", "") == "m.thread" && relates.value("event_id", "") == id;
+  }
+  if (!related) fail(400, errc::kMInvalidParam, "the event is not in that thread");
+  return id;
 }
 
 Response receipt(ClientApi::Impl& api, const Request& q) {
-  set_receipt(api, q, q.param("receiptType"), q.param("eventId"));
+  set_receipt(api, q, q.param("receiptType"), q.param("eventId"), receipt_thread(api, q));
   return ok(json::object());
 }
 

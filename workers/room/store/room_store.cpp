@@ -208,7 +208,34 @@ constexpr sqlite::Migration kMigrations[] = {
     {9, R"sql(
       CREATE TABLE push_state (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
     )sql"},
+    // Client-Server API "Threaded read receipts": a receipt is unthreaded (''), for the main
+    // timeline ('main') or for one thread (its root's event ID), and each is kept apart.
+    {10, R"sql(
+      CREATE TABLE receipts_threaded (
+        room_id   TEXT NOT NULL,
+        user_id   TEXT NOT NULL,
+        type      TEXT NOT NULL,
+        thread_id TEXT NOT NULL DEFAULT '',
+        event_id  TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        position  INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id, type, thread_id)
+      ) WITHOUT ROWID;
+      INSERT INTO receipts_threaded (room_id, user_id, type, event_id, ts, position)
+        SELECT room_id, user_id, type, event_id, ts, position FROM receipts;
+      DROP TABLE receipts;
+      ALTER TABLE receipts_threaded RENAME TO receipts;
+    )sql"},
 };
+
+// SQL for the stream position up to which `user` has read a notification of `thread` ('' for
+// the main timeline) in `room`: their latest read receipt, public or private, that is
+// unthreaded or for that thread ("Receiving notifications", "Threaded read receipts").
+std::string read_up_to(const std::string& room, const std::string& user, const std::string& thread) {
+  return "coalesce((SELECT max(re.stream) FROM receipts r JOIN events re ON re.event_id = r.event_id WHERE r.room_id = " +
+         room + " AND r.user_id = " + user + " AND r.type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', CASE " +
+         thread + " WHEN '' THEN 'main' ELSE " + thread + " END)), 0)";
+}
 
 constexpr int kSnapshotEvery = 100;
 constexpr std::size_t kMaxCachedPushRules = 10000;
@@ -1204,26 +1231,31 @@ std::vector<std::tuple<std::string, std::string, json>> RoomStore::account_data_
 }
 
 void RoomStore::set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
-                            const std::string& event_id) {
+                            const std::string& event_id, const std::string& thread_id) {
   impl_->write([&] {
     impl_->pending.rooms.insert(room_id);
     // Notifications this receipt reads that are older than GET /notifications looks back.
     impl_->db
         ->prepare("DELETE FROM notifications WHERE user_id = ?1 AND room_id = ?2 AND ts < ?3 "
-                  "AND stream <= coalesce((SELECT stream FROM events WHERE event_id = ?4), 0)")
+                  "AND stream <= coalesce((SELECT stream FROM events WHERE event_id = ?4), 0) "
+                  "AND (?5 = '' OR thread_id = CASE ?5 WHEN 'main' THEN '' ELSE ?5 END)")
         .bind(1, user_id)
         .bind(2, room_id)
         .bind(3, now_ms() - kNotificationsKeptMs)
         .bind(4, event_id)
+        .bind(5, thread_id)
         .run();
     const auto position = impl_->other_position();
-    impl_->db->prepare("INSERT OR REPLACE INTO receipts (room_id, user_id, type, event_id, ts, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+    impl_->db
+        ->prepare("INSERT OR REPLACE INTO receipts (room_id, user_id, type, thread_id, event_id, ts, position) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
         .bind(1, room_id)
         .bind(2, user_id)
         .bind(3, type)
-        .bind(4, event_id)
-        .bind(5, now_ms())
-        .bind(6, position)
+        .bind(4, thread_id)
+        .bind(5, event_id)
+        .bind(6, now_ms())
+        .bind(7, position)
         .run();
     return 0;
   });
@@ -1233,26 +1265,29 @@ json RoomStore::receipts_since(const std::string& room_id, int64_t after, const 
   auto db = impl_->read();
   // m.read.private receipts go to their sender only (Client-Server API "Private read receipts").
   auto& stmt = db->prepare(
-      "SELECT user_id, type, event_id, ts FROM receipts WHERE room_id = ?1 AND position > ?2 "
+      "SELECT user_id, type, event_id, ts, thread_id FROM receipts WHERE room_id = ?1 AND position > ?2 "
       "AND (type != 'm.read.private' OR user_id = ?3)");
   stmt.bind(1, room_id).bind(2, after).bind(3, viewer);
   json content = json::object();
-  while (stmt.step())
-    content[stmt.column_text(2)][stmt.column_text(1)][stmt.column_text(0)] = {{"ts", stmt.column_int64(3)}};
+  while (stmt.step()) {
+    json receipt = {{"ts", stmt.column_int64(3)}};
+    if (auto thread = stmt.column_text(4); !thread.empty()) receipt["thread_id"] = std::move(thread);
+    content[stmt.column_text(2)][stmt.column_text(1)][stmt.column_text(0)] = std::move(receipt);
+  }
   stmt.reset();
   return content;
 }
 
 RoomStore::UnreadCounts RoomStore::unread_counts(const std::string& room_id, const std::string& user_id, bool by_thread) {
   auto db = impl_->read();
-  // After the member's latest read receipt (public or private), as "Receiving notifications"
-  // says, and after their current membership (what came before their join is not theirs to read).
-  auto& stmt = db->prepare(
-      "SELECT thread_id, count(*), sum(highlight) FROM notifications WHERE user_id = ?2 AND room_id = ?1 "
-      "AND stream > max(coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
-      "WHERE r.room_id = ?1 AND r.user_id = ?2 AND r.type IN ('m.read', 'm.read.private')), 0), "
+  // After the member's read receipt for the notification's thread, and after their current
+  // membership (what came before their join is not theirs to read).
+  static const std::string sql =
+      "SELECT n.thread_id, count(*), sum(n.highlight) FROM notifications n WHERE n.user_id = ?2 AND n.room_id = ?1 "
+      "AND n.stream > max(" + read_up_to("?1", "?2", "n.thread_id") + ", "
       "coalesce((SELECT e.stream FROM memberships m JOIN events e ON e.event_id = m.event_id "
-      "WHERE m.room_id = ?1 AND m.user_id = ?2), 0)) GROUP BY thread_id");
+      "WHERE m.room_id = ?1 AND m.user_id = ?2), 0)) GROUP BY n.thread_id";
+  auto& stmt = db->prepare(sql);
   stmt.bind(1, room_id).bind(2, user_id);
   UnreadCounts counts;
   while (stmt.step()) {
@@ -1272,12 +1307,11 @@ RoomStore::UnreadCounts RoomStore::unread_counts(const std::string& room_id, con
 std::vector<RoomStore::Notification> RoomStore::notifications(const std::string& user_id, int64_t before_id, int limit,
                                                               bool only_highlights) {
   auto db = impl_->read();
-  auto& stmt = db->prepare(
-      "SELECT n.id, n.room_id, n.actions, n.ts, e.json, n.stream <= coalesce((SELECT max(re.stream) FROM receipts r "
-      "JOIN events re ON re.event_id = r.event_id WHERE r.room_id = n.room_id AND r.user_id = n.user_id "
-      "AND r.type IN ('m.read', 'm.read.private')), 0) "
-      "FROM notifications n JOIN events e ON e.event_id = n.event_id "
-      "WHERE n.user_id = ?1 AND (?2 = 0 OR n.id < ?2) AND (?3 = 0 OR n.highlight = 1) ORDER BY n.id DESC LIMIT ?4");
+  static const std::string sql =
+      "SELECT n.id, n.room_id, n.actions, n.ts, e.json, n.stream <= " + read_up_to("n.room_id", "n.user_id", "n.thread_id") +
+      " FROM notifications n JOIN events e ON e.event_id = n.event_id "
+      "WHERE n.user_id = ?1 AND (?2 = 0 OR n.id < ?2) AND (?3 = 0 OR n.highlight = 1) ORDER BY n.id DESC LIMIT ?4";
+  auto& stmt = db->prepare(sql);
   stmt.bind(1, user_id).bind(2, before_id).bind(3, only_highlights ? 1 : 0).bind(4, limit);
   std::vector<Notification> out;
   while (stmt.step())
@@ -1350,12 +1384,12 @@ void RoomStore::set_push_position(int64_t position) {
 
 int64_t RoomStore::unread_total(const std::string& user_id) {
   auto db = impl_->read();
-  auto& stmt = db->prepare(
-      "SELECT count(*) FROM notifications n WHERE n.user_id = ?1 AND n.stream > max("
-      "coalesce((SELECT max(e.stream) FROM receipts r JOIN events e ON e.event_id = r.event_id "
-      "WHERE r.room_id = n.room_id AND r.user_id = ?1 AND r.type IN ('m.read', 'm.read.private')), 0), "
-      "coalesce((SELECT e.stream FROM memberships m JOIN events e ON e.event_id = m.event_id "
-      "WHERE m.room_id = n.room_id AND m.user_id = ?1 AND m.membership = 'join'), 1 << 62))");
+  static const std::string sql =
+      "SELECT count(*) FROM notifications n WHERE n.user_id = ?1 AND n.stream > max(" +
+      read_up_to("n.room_id", "?1", "n.thread_id") +
+      ", coalesce((SELECT e.stream FROM memberships m JOIN events e ON e.event_id = m.event_id "
+      "WHERE m.room_id = n.room_id AND m.user_id = ?1 AND m.membership = 'join'), 1 << 62))";
+  auto& stmt = db->prepare(sql);
   stmt.bind(1, user_id);
   stmt.step();
   const auto total = stmt.column_int64(0);

@@ -167,8 +167,9 @@ class RoomStore {
   // (room_id or "" for global, type, content) changed after `after`.
   std::vector<std::tuple<std::string, std::string, nlohmann::json>> account_data_since(const std::string& user_id,
                                                                                          int64_t after);
+  // thread_id: '' for an unthreaded receipt, "main" or a thread root's event ID for a threaded one.
   void set_receipt(const std::string& room_id, const std::string& user_id, const std::string& type,
-                   const std::string& event_id);
+                   const std::string& event_id, const std::string& thread_id = {});
   // m.receipt content for a room, for receipts changed after `after`.
   nlohmann::json receipts_since(const std::string& room_id, int64_t after, const std::string& viewer);
   // {notifications, highlights} after the member's read receipt, from what their push rules
