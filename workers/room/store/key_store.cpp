@@ -96,9 +96,19 @@ constexpr sqlite::Migration kMigrations[] = {
         PRIMARY KEY (user_id, version, room_id, session_id)
       ) WITHOUT ROWID;
     )sql"},
+    // When each to-device transaction id was seen, so that old ones can go.
+    {2, R"sql(
+      ALTER TABLE to_device_txns ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
+    )sql"},
 };
 
 constexpr int64_t kMaxQueuedPerDevice = 10000;
+// A to-device transaction id is remembered this long: a client retries a request within
+// minutes, not days (Synapse keeps its transaction cache for half an hour).
+constexpr int64_t kTxnKeptMs = 24LL * 3600 * 1000;
+// The keys stream's rows only number positions; those older than this go, the last one stays.
+constexpr int64_t kStreamRowsKeptMs = 24LL * 3600 * 1000;
+constexpr int64_t kPruneEveryMs = 3600LL * 1000;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -137,6 +147,19 @@ struct KeyStore::Impl {
   std::unique_ptr<sqlite::ReaderPool> readers;  // everything that only reads, in parallel
   std::function<void(const StoreChange&)> on_change;
   StoreChange pending;
+
+  // What is only kept to number positions and spot retries, pruned at most once an hour
+  // from inside a write, so that e2ee.db does not grow with every message sent.
+  int64_t last_prune_ms = 0;
+  void prune_if_due() {
+    const auto now = now_ms();
+    if (now - last_prune_ms < kPruneEveryMs) return;
+    last_prune_ms = now;
+    db->prepare("DELETE FROM to_device_txns WHERE at < ?1").bind(1, now - kTxnKeptMs).run();
+    db->prepare("DELETE FROM stream WHERE at < ?1 AND position < (SELECT max(position) FROM stream)")
+        .bind(1, now - kStreamRowsKeptMs)
+        .run();
+  }
 
   int64_t next_position() {
     db->prepare("INSERT INTO stream (at) VALUES (?1)").bind(1, now_ms()).run();
@@ -447,10 +470,12 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
                               const std::string& type, const std::vector<ToDevice>& messages) {
   return impl_->write([&] {
     auto& db = *impl_->db;
-    db.prepare("INSERT OR IGNORE INTO to_device_txns (sender, device_id, txn_id) VALUES (?1, ?2, ?3)")
+    impl_->prune_if_due();
+    db.prepare("INSERT OR IGNORE INTO to_device_txns (sender, device_id, txn_id, at) VALUES (?1, ?2, ?3, ?4)")
         .bind(1, sender)
         .bind(2, sender_device)
         .bind(3, txn_id)
+        .bind(4, now_ms())
         .run();
     if (db.changes() == 0) return false;
     std::map<std::pair<std::string, std::string>, int64_t> queued;
