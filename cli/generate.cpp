@@ -366,7 +366,7 @@ std::string man_page(const CommandInfo& page) {
            ".TP\n.B COOP_HOME\nThe shard directory when \\-\\-home is not given.\n"
            ".TP\n.B NO_COLOR\nWhen set, no colour even on a terminal.\n"
            ".SH FILES\n"
-           ".TP\n.I coop.toml\nConfiguration written by \\fBcoop init\\fR: listeners, limits, log level.\n"
+           ".TP\n.I coop.toml\nConfiguration written by \\fBcoop init\\fR: listeners, limits, log level. A key coop does not know, or a value of the wrong kind, stops \\fBcoop up\\fR with the file, line and column.\n"
            ".TP\n.I run/\nControl sockets (0660), pid and lock files; the directory is 0750.\n"
            ".TP\n.I log/\nOne log per process; in the foreground, logs go to stderr.\n"
            ".TP\n.I keys/\nTLS, DKIM and Matrix signing keys, 0600.\n"

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "common/config_schema.h"
 #include "common/error.h"
 #include "common/paths.h"
 
@@ -13,6 +14,7 @@ namespace coop {
 
 struct Config::Tables {
   toml::table root;
+  std::string source;  // the file's name, for errors
 };
 
 namespace {
@@ -81,7 +83,104 @@ Config Config::parse(std::string_view text, const std::string& source_name) {
   return config;
 }
 
+namespace {
+
+toml::node_view<const toml::node> lookup(const toml::table& root, std::string_view key) {
+  return root.at_path(key);
+}
+
+[[noreturn]] void wrong_type(const std::string& source, std::string_view key, const toml::node& node, const char* want) {
+  invalid(where(source, node.source()) + ": " + std::string(key) + " must be " + want);
+}
+
+// A key the code reads must be in the schema, or a file that sets it would be refused.
+void require_in_schema(std::string_view key) {
+  if (!config_schema::find(key))
+    throw Error(errc::kConfigInvalid, "internal: " + std::string(key) + " is read but missing from common/config_schema.cpp", 500);
+}
+
+const char* kind_name(config_schema::Kind kind) {
+  using enum config_schema::Kind;
+  switch (kind) {
+    case kString: return "a string";
+    case kInt: return "an integer";
+    case kBool: return "true or false";
+    case kCount: return "an integer of 0 or more";
+    case kStrings: return "an array of strings";
+    case kStringTable: return "a table of strings";
+    case kListener: return "a table { address, port, scheme }";
+  }
+  return "";
+}
+
+void check_value(const std::string& source, const std::string& path, const config_schema::Key& key, const toml::node& node) {
+  using enum config_schema::Kind;
+  bool ok = false;
+  switch (key.kind) {
+    case kString: ok = node.is_string(); break;
+    case kInt: ok = node.is_integer(); break;
+    case kBool: ok = node.is_boolean(); break;
+    case kCount: ok = node.is_integer() && node.as_integer()->get() >= 0; break;
+    case kStrings:
+      ok = node.is_array() && node.as_array()->is_homogeneous(toml::node_type::string);
+      ok = ok || (node.is_array() && node.as_array()->empty());
+      break;
+    case kStringTable:
+      ok = node.is_table();
+      if (ok)
+        for (const auto& [name, value] : *node.as_table())
+          if (!value.is_string()) wrong_type(source, path + "." + std::string(name.str()), value, "a string");
+      break;
+    case kListener:
+      ok = node.is_table();
+      if (ok)
+        for (const auto& [name, value] : *node.as_table())
+          if (name.str() != "address" && name.str() != "port" && name.str() != "scheme")
+            invalid(where(source, value.source()) + ": unknown key " + path + "." + std::string(name.str()) +
+                    " (a listener has address, port and scheme)");
+      break;
+  }
+  if (!ok) wrong_type(source, path, node, kind_name(key.kind));
+  if (key.values && node.is_string()) {
+    const std::string value = node.as_string()->get();
+    const std::string allowed = key.values;
+    bool found = false;
+    for (std::size_t start = 0; start <= allowed.size();) {
+      const auto bar = std::min(allowed.find('|', start), allowed.size());
+      if (allowed.compare(start, bar - start, value) == 0 && bar - start == value.size()) found = true;
+      start = bar + 1;
+    }
+    if (!found) {
+      std::string list;
+      for (char c : allowed) list += c == '|' ? std::string(", ") : std::string(1, c);
+      invalid(where(source, node.source()) + ": " + path + " = '" + value + "' is not one of " + list);
+    }
+  }
+}
+
+// Every key in the file against the schema: unknown keys and values of the wrong kind are
+// errors with their line and column, and a near miss names the key that was meant.
+void check_table(const std::string& source, const toml::table& table, const std::string& prefix) {
+  for (const auto& [name, node] : table) {
+    const std::string path = prefix.empty() ? std::string(name.str()) : prefix + "." + std::string(name.str());
+    if (const auto* key = config_schema::find(path)) {
+      check_value(source, path, *key, node);
+    } else if (node.is_table() && config_schema::is_table(path)) {
+      check_table(source, *node.as_table(), path);
+    } else {
+      // The key's own place (toml++ keeps one for each key), not its value's.
+      const auto& at = name.source().begin ? name.source() : node.source();
+      std::string message = where(source, at) + ": unknown key " + path;
+      if (const auto near = config_schema::suggestion(path); !near.empty()) message += " (did you mean " + near + "?)";
+      invalid(message);
+    }
+  }
+}
+
+}  // namespace
+
 void Config::validate(const std::string& source) {
+  tables_->source = source;
   const auto& root = tables_->root;
   auto domain = root.at_path("shard.domain");
   if (!domain) invalid(source + ": shard.domain is missing");
@@ -98,46 +197,36 @@ void Config::validate(const std::string& source) {
       if (!node.is_table()) invalid(where(source, node.source()) + ": workers." + std::string(name.str()) + " must be a table");
     }
   }
+  check_table(source, root, "");
   // Parse every listener now, so a bad port fails `coop up`, not a worker minutes later.
   for (auto name : kWorkerNames) listeners(name);
 }
 
-namespace {
-
-toml::node_view<const toml::node> lookup(const toml::table& root, std::string_view key) {
-  return root.at_path(key);
-}
-
-[[noreturn]] void wrong_type(std::string_view key, const toml::node& node, const char* want) {
-  std::ostringstream out;
-  out << "coop.toml:" << node.source().begin.line << ':' << node.source().begin.column << ": "
-      << key << " must be " << want;
-  invalid(out.str());
-}
-
-}  // namespace
 
 std::string Config::get_string(std::string_view key, const std::string& fallback) const {
+  require_in_schema(key);
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;
-  if (!node.is_string()) wrong_type(key, *node.node(), "a string");
+  if (!node.is_string()) wrong_type(tables_->source, key, *node.node(), "a string");
   return node.value<std::string>().value();
 }
 
 int64_t Config::get_int(std::string_view key, int64_t fallback) const {
+  require_in_schema(key);
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;
-  if (!node.is_integer()) wrong_type(key, *node.node(), "an integer");
+  if (!node.is_integer()) wrong_type(tables_->source, key, *node.node(), "an integer");
   return node.value<int64_t>().value();
 }
 
 std::size_t Config::get_count(std::string_view key, std::size_t fallback, std::size_t min, std::size_t max) const {
+  require_in_schema(key);
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;
-  if (!node.is_integer()) wrong_type(key, *node.node(), "an integer");
+  if (!node.is_integer()) wrong_type(tables_->source, key, *node.node(), "an integer");
   const int64_t value = node.value<int64_t>().value();
   if (value < 0 || static_cast<uint64_t>(value) < min || static_cast<uint64_t>(value) > max)
-    wrong_type(key, *node.node(), ("an integer from " + std::to_string(min) + " to " + std::to_string(max)).c_str());
+    wrong_type(tables_->source, key, *node.node(), ("an integer from " + std::to_string(min) + " to " + std::to_string(max)).c_str());
   return static_cast<std::size_t>(value);
 }
 
@@ -149,37 +238,40 @@ std::chrono::milliseconds Config::get_millis(std::string_view key, std::chrono::
 }
 
 std::vector<std::string> Config::get_strings(std::string_view key, const std::vector<std::string>& fallback) const {
+  require_in_schema(key);
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;
   const auto* array = node.as_array();
-  if (!array) wrong_type(key, *node.node(), "an array of strings");
+  if (!array) wrong_type(tables_->source, key, *node.node(), "an array of strings");
   std::vector<std::string> out;
   for (const auto& element : *array) {
     const auto* text = element.as_string();
-    if (!text) wrong_type(key, element, "an array of strings");
+    if (!text) wrong_type(tables_->source, key, element, "an array of strings");
     out.push_back(text->get());
   }
   return out;
 }
 
 std::map<std::string, std::string> Config::get_string_table(std::string_view key) const {
+  require_in_schema(key);
   auto node = lookup(tables_->root, key);
   std::map<std::string, std::string> out;
   if (!node) return out;
   const auto* table = node.as_table();
-  if (!table) wrong_type(key, *node.node(), "a table of strings");
+  if (!table) wrong_type(tables_->source, key, *node.node(), "a table of strings");
   for (const auto& [name, value] : *table) {
     const auto* text = value.as_string();
-    if (!text) wrong_type(std::string(key) + "." + std::string(name.str()), value, "a string");
+    if (!text) wrong_type(tables_->source, std::string(key) + "." + std::string(name.str()), value, "a string");
     out.emplace(std::string(name.str()), text->get());
   }
   return out;
 }
 
 bool Config::get_bool(std::string_view key, bool fallback) const {
+  require_in_schema(key);
   auto node = lookup(tables_->root, key);
   if (!node) return fallback;
-  if (!node.is_boolean()) wrong_type(key, *node.node(), "true or false");
+  if (!node.is_boolean()) wrong_type(tables_->source, key, *node.node(), "true or false");
   return node.value<bool>().value();
 }
 
@@ -192,19 +284,19 @@ std::vector<ListenerConfig> Config::listeners(std::string_view worker) const {
   const std::string prefix = "workers." + std::string(worker) + ".listen";
   auto table_node = lookup(tables_->root, prefix);
   if (!table_node) return result;
-  if (!table_node.is_table()) wrong_type(prefix, *table_node.node(), "a table");
+  if (!table_node.is_table()) wrong_type(tables_->source, prefix, *table_node.node(), "a table");
   for (const auto& [name, node] : *table_node.as_table()) {
     const std::string key = prefix + "." + std::string(name.str());
     const auto* entry = node.as_table();
-    if (!entry) wrong_type(key, node, "a table { address, port, scheme }");
+    if (!entry) wrong_type(tables_->source, key, node, "a table { address, port, scheme }");
     ListenerConfig listener;
     listener.name = std::string(name.str());
     listener.address = entry->get_as<std::string>("address") ? entry->get_as<std::string>("address")->get() : "";
     listener.scheme = entry->get_as<std::string>("scheme") ? entry->get_as<std::string>("scheme")->get() : "";
     const auto* port = entry->get_as<int64_t>("port");
-    if (listener.address.empty()) wrong_type(key + ".address", node, "an IP address");
-    if (listener.scheme.empty()) wrong_type(key + ".scheme", node, "a URL scheme");
-    if (!port || port->get() < 1 || port->get() > 65535) wrong_type(key + ".port", node, "a port from 1 to 65535");
+    if (listener.address.empty()) wrong_type(tables_->source, key + ".address", node, "an IP address");
+    if (listener.scheme.empty()) wrong_type(tables_->source, key + ".scheme", node, "a URL scheme");
+    if (!port || port->get() < 1 || port->get() > 65535) wrong_type(tables_->source, key + ".port", node, "a port from 1 to 65535");
     listener.port = static_cast<uint16_t>(port->get());
     result.push_back(std::move(listener));
   }

@@ -177,6 +177,18 @@ def test_a_broken_config_fails_up_with_its_location():
         assert "coop.toml:" in result.stderr and "port" in result.stderr
         assert result.stderr.count("\n") == 1
         assert shard.processes() == []
+        # A misspelled key and a value that is not allowed: each with its line, nothing started.
+        for broken, line_of, said in [
+                (config.replace("[workers.mail]\n", "[workers.mail]\nmax_mesage_bytes = 1000\n", 1),
+                 "max_mesage_bytes", "unknown key workers.mail.max_mesage_bytes (did you mean max_message_bytes?)"),
+                (config.replace('level = "info"', 'level = "verbose"', 1),
+                 'level = "verbose"', "log.level = 'verbose' is not one of trace, debug, info, warn, error")]:
+            with open(path, "w") as f:
+                f.write(broken)
+            line = 1 + broken[:broken.index(line_of)].count("\n")
+            result = shard.coop("up", expect=1)
+            assert f"{path}:{line}:" in result.stderr and said in result.stderr, result.stderr
+            assert shard.processes() == []
 
 
 run_tests([

@@ -1,0 +1,36 @@
+// Every key coop.toml may hold, and what kind of value it takes: what a file is checked
+// against when it is loaded, so that a misspelled key or a value of the wrong kind stops
+// `coop up` with its place in the file instead of being silently ignored.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace coop::config_schema {
+
+enum class Kind {
+  kString,       // any string, or one of `values`
+  kInt,          // any integer
+  kBool,
+  kCount,        // an integer >= 0 (ranges are checked where the key is read)
+  kStrings,      // an array of strings
+  kStringTable,  // a table whose keys are free and whose values are strings
+  kListener,     // { address = "...", port = N, scheme = "..." }
+};
+
+struct Key {
+  const char* pattern;  // dotted; "*" stands for one segment (a worker, a listener's name)
+  Kind kind;
+  const char* values = nullptr;  // for strings: "a|b|c", the only values allowed
+};
+
+// The key a dotted path stands for; nullptr when the schema has none.
+const Key* find(std::string_view path);
+// True when some key lies under this table path ("workers.mail" holds keys).
+bool is_table(std::string_view path);
+// The known key under the same table closest in spelling to the path's last segment, for
+// "did you mean"; empty when none is close.
+std::string suggestion(std::string_view path);
+
+}  // namespace coop::config_schema
