@@ -87,6 +87,9 @@ void print_status_table(const nlohmann::json& status) {
   table.print();
   if (status.value("workers", nlohmann::json::array()).empty())
     std::cout << "(no worker binaries found beside coop-supervisor)\n";
+  // Why a worker that keeps failing failed last (until it is healthy again).
+  for (const auto& w : status.value("workers", nlohmann::json::array()))
+    if (w.contains("last_error")) std::cout << "\n" << w.value("name", "") << ": " << w.value("last_error", "") << "\n";
 }
 
 // Last n lines of a file, for telling why something failed to start.
@@ -161,6 +164,36 @@ void forward_signal(int signal) {
   if (g_supervisor_pid > 0) ::kill(g_supervisor_pid, signal);
 }
 
+// Workers that died before `coop up` saw them healthy, each as "coop-NAME did not start: why".
+std::vector<std::string> failed_starts(const nlohmann::json& status) {
+  std::vector<std::string> out;
+  for (const auto& w : status.value("workers", nlohmann::json::array())) {
+    if (w.value("healthy", false) || w.value("restarts", 0) == 0) continue;
+    const std::string name = w.value("name", "");
+    const std::string why = w.value("last_error", "");
+    out.push_back("coop-" + name + " did not start: " +
+                  (why.empty() ? w.value("last_exit", std::string("it exited")) + "; see `coop logs " + name + "`" : why));
+  }
+  return out;
+}
+
+// SIGTERM to the supervisor `coop up` just started, which stops its workers; then waits for
+// it, and kills it if it outlives its own stop timeout.
+void stop_started_supervisor(pid_t pid, const Config& config) {
+  ::kill(pid, SIGTERM);
+  const auto deadline =
+      Clock::now() + config.get_millis("supervisor.stop_timeout_ms", milliseconds(10000)) + milliseconds(5000);
+  int wait_status = 0;
+  while (::waitpid(pid, &wait_status, WNOHANG) == 0) {
+    if (Clock::now() >= deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &wait_status, 0);
+      return;
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+}
+
 pid_t spawn_supervisor(const Home& home, bool foreground) {
   const auto binary = own_bin_dir() / "coop-supervisor";
   if (::access(binary.c_str(), X_OK) != 0)
@@ -233,12 +266,25 @@ void run_up(Globals& globals, const UpOptions& options) {
     }
     try {
       status = supervisor_status(home);
-      if (all_healthy(status)) break;
+      if (all_healthy(status) || !failed_starts(status).empty()) break;
     } catch (const Error& e) {
       if (e.code() != errc::kNotRunning) throw;
     }
     if (Clock::now() >= deadline) break;
     std::this_thread::sleep_for(milliseconds(50));
+  }
+
+  // A worker that exited before it was ever healthy (a port in use, a bad key file) will not
+  // do better on its own: say which and why, and take the whole shard down again.
+  if (!exited && !status.is_null()) {
+    if (const auto failed = failed_starts(status); !failed.empty()) {
+      for (const auto& line : failed) std::cerr << "coop: " << line << "\n";
+      stop_started_supervisor(pid, config);
+      g_supervisor_pid = 0;
+      if (options.json) print_json(status);
+      globals.exit_code = kExitFailed;
+      return;
+    }
   }
 
   if (exited) {
@@ -399,7 +445,7 @@ void add_shard_commands(CLI::App& app, Globals& globals) {
   }
   {
     auto options = std::make_shared<UpOptions>();
-    auto* cmd = app.add_subcommand("up", "Start the supervisor and every worker; wait until all are healthy");
+    auto* cmd = app.add_subcommand("up", "Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)");
     cmd->add_flag("--foreground", options->foreground, "Stay in the foreground, logging to stderr, until Ctrl-C");
     cmd->add_option("--timeout", options->timeout_s, "Seconds to wait for health (default: start timeout + 5)")
         ->type_name("SECONDS");

@@ -30,6 +30,10 @@ class Home {
   std::filesystem::path pid_file(std::string_view process) const;
   std::filesystem::path lock_file(std::string_view process) const;
   std::filesystem::path log_file(std::string_view process) const;
+  // Why the process last failed to start, written by it as it exits (read by the supervisor).
+  std::filesystem::path start_error_file(std::string_view process) const {
+    return run_dir() / (std::string(process) + ".failed");
+  }
   std::filesystem::path database(std::string_view area) const;
   std::filesystem::path tls_cert() const { return keys_dir() / "tls.crt"; }
   std::filesystem::path tls_key() const { return keys_dir() / "tls.key"; }

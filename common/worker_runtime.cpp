@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+
+#include <fstream>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -274,6 +276,12 @@ int run_worker_main(int argc, char** argv, const std::string& name,
     return code;
   } catch (const std::exception& e) {
     std::cerr << "coop-" << name << ": " << e.what() << "\n";
+    // For the supervisor, which tells `coop up` why this worker did not start.
+    try {
+      const auto home = Home::resolve(options.home);
+      std::ofstream(home.start_error_file(name), std::ios::trunc) << e.what() << "\n";
+    } catch (...) {
+    }
     return 1;
   }
 }

@@ -235,7 +235,7 @@ end
 
 complete -c coop -f
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'init' -d 'Create a new shard: coop.toml, keys/ with a self-signed TLS certificate'
-complete -c coop -n "test (__coop_path) = 'coop'" -a 'up' -d 'Start the supervisor and every worker; wait until all are healthy'
+complete -c coop -n "test (__coop_path) = 'coop'" -a 'up' -d 'Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'down' -d 'Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'status' -d 'Show each worker'\''s state, pid, uptime, restarts and listeners'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'logs' -d 'Print a worker'\''s log (log/WORKER.log)'

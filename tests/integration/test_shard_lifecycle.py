@@ -191,6 +191,24 @@ def test_a_broken_config_fails_up_with_its_location():
             assert shard.processes() == []
 
 
+def test_a_port_clash_fails_up_with_the_worker_and_its_error():
+    """A worker that cannot start (its port is taken) fails `coop up` at once with its name and
+    error, and the workers that did start are stopped again."""
+    import socket
+    with Shard(BIN) as shard:
+        shard.init()
+        port = shard.base_port + 5  # mail's imap listener
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", port))
+            taken.listen()
+            result = shard.coop("up", expect=1)
+        assert f"coop-mail did not start: cannot listen on 127.0.0.1:{port}" in result.stderr, result.stderr
+        assert "healthy in" not in result.stderr, result.stderr
+        assert shard.processes() == []
+        shard.coop("up")  # the port is free again: everything starts
+        shard.coop("down")
+
+
 run_tests([
     test_init_creates_a_shard_and_refuses_to_touch_it_again,
     test_up_status_restart_down,
@@ -198,4 +216,5 @@ run_tests([
     test_a_second_worker_instance_is_refused,
     test_foreground_up_stops_on_ctrl_c,
     test_a_broken_config_fails_up_with_its_location,
+    test_a_port_clash_fails_up_with_the_worker_and_its_error,
 ])

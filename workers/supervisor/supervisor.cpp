@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -63,6 +64,7 @@ struct Child {
   Clock::time_point last_healthy{};
   int restarts = 0;
   std::string last_exit;
+  std::string last_error;  // what the worker said as it failed, until it is healthy again
   nlohmann::json listeners = nlohmann::json::array();
   milliseconds backoff{0};
   std::unique_ptr<net::steady_timer> restart_timer;
@@ -94,6 +96,7 @@ struct Supervisor::Impl : std::enable_shared_from_this<Supervisor::Impl> {
   void spawn(Child& child);
   void wait_sigchld();
   void reap();
+  void read_start_error(Child& child);
   void tick();
   void apply(const std::vector<Probe>& probes);
   void begin_stop();
@@ -157,6 +160,8 @@ void Supervisor::Impl::spawn(Child& child) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   const pid_t parent = ::getpid();
+  std::error_code ignored;
+  fs::remove(runtime.home().start_error_file(child.name), ignored);  // only this run's counts
 
   const pid_t pid = ::fork();
   if (pid < 0) {
@@ -203,6 +208,17 @@ void Supervisor::Impl::wait_sigchld() {
   });
 }
 
+// The line a worker leaves in run/<name>.failed as it exits on an error (its first line,
+// at most 500 bytes), taken once.
+void Supervisor::Impl::read_start_error(Child& child) {
+  const auto file = runtime.home().start_error_file(child.name);
+  std::ifstream in(file);
+  std::string line;
+  if (in && std::getline(in, line) && !line.empty()) child.last_error = line.substr(0, 500);
+  std::error_code ec;
+  fs::remove(file, ec);
+}
+
 void Supervisor::Impl::reap() {
   std::lock_guard lock(mutex);
   int status = 0;
@@ -212,6 +228,7 @@ void Supervisor::Impl::reap() {
       if (child.pid != pid) continue;
       child.pid = 0;
       child.last_exit = describe_exit(status);
+      read_start_error(child);
       child.listeners = nlohmann::json::array();
       if (stopping) {
         child.state = State::stopped;
@@ -270,6 +287,7 @@ void Supervisor::Impl::apply(const std::vector<Probe>& probes) {
       child.last_healthy = Clock::now();
       if (!probe.listeners.is_null()) child.listeners = probe.listeners;
       if (child.state == State::starting) {
+        child.last_error.clear();
         child.state = State::running;
         spdlog::info("{} is healthy", child.name);
       }
@@ -372,6 +390,7 @@ void Supervisor::Impl::fill_status(nlohmann::json& status) {
         {"listeners", child.listeners},
     };
     if (!child.last_exit.empty()) w["last_exit"] = child.last_exit;
+    if (!child.last_error.empty()) w["last_error"] = child.last_error;
     workers.push_back(std::move(w));
   }
   status["workers"] = std::move(workers);
