@@ -5,10 +5,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
-
-#include <fstream>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -18,6 +16,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -26,11 +25,12 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/net/server_certificate.h"
 #include "common/version.h"
 
 namespace coop {
 
-namespace net = boost::asio;
+namespace asio_net = boost::asio;
 using Clock = std::chrono::steady_clock;
 
 struct WorkerRuntime::Impl {
@@ -40,13 +40,13 @@ struct WorkerRuntime::Impl {
   RuntimeOptions options;
   Home home;
   Config config;
-  net::io_context io;
-  std::optional<net::executor_work_guard<net::io_context::executor_type>> work{io.get_executor()};
+  asio_net::io_context io;
+  std::optional<asio_net::executor_work_guard<asio_net::io_context::executor_type>> work{io.get_executor()};
   control::Router router;
-  std::unique_ptr<net::thread_pool> blocking_pool;
+  std::unique_ptr<asio_net::thread_pool> blocking_pool;
   std::unique_ptr<control::Server> server;
-  net::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
-  net::steady_timer drain_timer{io};
+  asio_net::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
+  asio_net::steady_timer drain_timer{io};
   int lock_fd = -1;
   Clock::time_point started = Clock::now();
   std::int64_t started_unix = static_cast<std::int64_t>(::time(nullptr));
@@ -100,15 +100,17 @@ void WorkerRuntime::Impl::install_routes() {
     auto list = nlohmann::json::array();
     for (const auto& l : listeners) list.push_back({{"name", l.name}, {"url", l.url()}});
     status["listeners"] = list;
+    if (const auto tls = coop::net::served_certificate(home.tls_cert()))
+      status["tls"] = {{"sha256", tls->sha256}, {"not_after", tls->not_after}, {"names", tls->names}};
     for (const auto& fill : status_fillers) fill(status);
     return control::Response::json(status);
   }, "process, uptime and listeners");
   router.add("POST", "/v1/shutdown", [this](const control::Request&) {
-    net::post(io, [this] { shutdown(); });
+    asio_net::post(io, [this] { shutdown(); });
     return control::Response::json({{"status", "stopping"}}, 202);
   }, "graceful shutdown, as SIGTERM");
   router.add("POST", "/v1/reload", [this](const control::Request&) {
-    net::post(io, [this] { reload(); });
+    asio_net::post(io, [this] { reload(); });
     return control::Response::json({{"status", "reloading"}}, 202);
   }, "reopen logs and reload, as SIGHUP");
 }
@@ -130,6 +132,7 @@ void WorkerRuntime::Impl::wait_signal() {
 void WorkerRuntime::Impl::reload() {
   reopen_log();
   spdlog::info("reload");
+  coop::net::reload_server_certificates();  // a replaced keys/tls.crt is served from the next handshake
   for (const auto& hook : reload_hooks) hook();
 }
 
@@ -176,16 +179,16 @@ WorkerRuntime::~WorkerRuntime() {
 const std::string& WorkerRuntime::name() const { return impl_->options.name; }
 const Home& WorkerRuntime::home() const { return impl_->home; }
 const Config& WorkerRuntime::config() const { return impl_->config; }
-net::io_context& WorkerRuntime::io() { return impl_->io; }
+asio_net::io_context& WorkerRuntime::io() { return impl_->io; }
 control::Router& WorkerRuntime::router() { return impl_->router; }
 
 control::Runner WorkerRuntime::blocking_runner() {
   if (!impl_->blocking_pool) {
     const auto cores = static_cast<int64_t>(std::max(2u, std::thread::hardware_concurrency()));
-    impl_->blocking_pool = std::make_unique<net::thread_pool>(
+    impl_->blocking_pool = std::make_unique<asio_net::thread_pool>(
         impl_->config.get_count("runtime.blocking_threads", cores, 1, 256));
   }
-  return [pool = impl_->blocking_pool.get()](std::function<void()> job) { net::post(*pool, std::move(job)); };
+  return [pool = impl_->blocking_pool.get()](std::function<void()> job) { asio_net::post(*pool, std::move(job)); };
 }
 
 void WorkerRuntime::set_listeners(std::vector<ListenerConfig> listeners) { impl_->listeners = std::move(listeners); }
@@ -196,7 +199,7 @@ void WorkerRuntime::set_drain_timeout(std::chrono::milliseconds timeout) { impl_
 void WorkerRuntime::on_reload(std::function<void()> hook) { impl_->reload_hooks.push_back(std::move(hook)); }
 
 void WorkerRuntime::request_shutdown() {
-  net::post(impl_->io, [this] { impl_->shutdown(); });
+  asio_net::post(impl_->io, [this] { impl_->shutdown(); });
 }
 
 int WorkerRuntime::run() {

@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -20,6 +20,7 @@ _coop() {
       '|tiles') path='tiles' ;;
       '|docs') path='docs' ;;
       '|site') path='site' ;;
+      '|tls') path='tls' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -115,6 +116,8 @@ _coop() {
       'site page|new') path='site page new' ;;
       'site event|add') path='site event add' ;;
       'site event|remove') path='site event remove' ;;
+      'tls|status') path='tls status' ;;
+      'tls|install') path='tls install' ;;
     esac
   done
   case "$prev" in
@@ -126,6 +129,7 @@ _coop() {
     --base-port) COMPREPLY=(); return ;;
     --by) COMPREPLY=(); return ;;
     --catch-all) COMPREPLY=(); return ;;
+    --cert) COMPREPLY=(); return ;;
     --components) COMPREPLY=(); return ;;
     --count) COMPREPLY=(); return ;;
     --cpu) COMPREPLY=(); return ;;
@@ -139,6 +143,7 @@ _coop() {
     --group) COMPREPLY=(); return ;;
     --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --image) COMPREPLY=(); return ;;
+    --key) COMPREPLY=(); return ;;
     --kind) COMPREPLY=(); return ;;
     --label) COMPREPLY=(); return ;;
     --lat) COMPREPLY=(); return ;;
@@ -189,7 +194,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles docs site' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -297,6 +302,9 @@ _coop() {
     'site event remove') words='--help --json' ;;
     'site image') words='--help --out --version --json' ;;
     'site akash') words='--help --out --image --cpu --memory --storage --price --count --attribute --json' ;;
+    'tls') words='--help status install' ;;
+    'tls status') words='--help --json' ;;
+    'tls install') words='--help --cert --key --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

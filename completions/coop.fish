@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
+    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -38,6 +38,8 @@ function __coop_path
                 set path 'coop docs'
             case 'coop|site'
                 set path 'coop site'
+            case 'coop|tls'
+                set path 'coop tls'
             case 'coop member|add'
                 set path 'coop member add'
             case 'coop member|list'
@@ -228,6 +230,10 @@ function __coop_path
                 set path 'coop site event add'
             case 'coop site event|remove'
                 set path 'coop site event remove'
+            case 'coop tls|status'
+                set path 'coop tls status'
+            case 'coop tls|install'
+                set path 'coop tls install'
         end
     end
     echo $path
@@ -246,6 +252,7 @@ complete -c coop -n "test (__coop_path) = 'coop'" -a 'dav' -d 'Shared calendars 
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'tiles' -d 'OpenStreetMap vector tiles and the cooperative'\''s map markers'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'docs' -d 'End-to-end encrypted documents'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'site' -d 'The cooperative'\''s websites and event pages'
+complete -c coop -n "test (__coop_path) = 'coop'" -a 'tls' -d 'The shard'\''s TLS certificate: show it, or install one from elsewhere'
 complete -c coop -n "test (__coop_path) = 'coop'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop'" -l version -d 'Display program version information and exit'
 complete -c coop -n "test (__coop_path) = 'coop'" -l home -r -a '(__fish_complete_directories)' -d 'Shard directory (default: $COOP_HOME, else ./coop-data)'
@@ -673,3 +680,12 @@ complete -c coop -n "test (__coop_path) = 'coop site akash'" -l price -r -d 'Mos
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l count -r -d 'Instances (default 1)'
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l attribute -r -d 'A provider attribute to require, KEY=VALUE (repeatable)'
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l json -d 'Print the SDL'\''s path and image as JSON'
+complete -c coop -n "test (__coop_path) = 'coop tls'" -a 'status' -d 'Names, issuer, expiry and fingerprint of keys/tls.crt, and which workers serve it'
+complete -c coop -n "test (__coop_path) = 'coop tls'" -a 'install' -d 'Check a certificate chain and its key, install them as keys/tls.crt and keys/tls.key, and have every worker serve them'
+complete -c coop -n "test (__coop_path) = 'coop tls'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tls status'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tls status'" -l json -d 'print JSON'
+complete -c coop -n "test (__coop_path) = 'coop tls install'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop tls install'" -l cert -r -d 'PEM certificate chain, the server'\''s certificate first'
+complete -c coop -n "test (__coop_path) = 'coop tls install'" -l key -r -d 'PEM private key of that certificate'
+complete -c coop -n "test (__coop_path) = 'coop tls install'" -l json -d 'print JSON'

@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/net/admission.h"
+#include "common/net/server_certificate.h"
 
 namespace coop::net {
 
@@ -86,13 +87,8 @@ std::shared_ptr<ssl::context> make_server_tls_context(const std::filesystem::pat
   if (SSL_CTX_set_cipher_list(native, kTls12Ciphers) != 1) tls_fail("no usable TLS 1.2 cipher suites");
   SSL_CTX_set_dh_auto(native, 1);
 
-  error_code ec;
-  context->use_certificate_chain_file(cert.string(), ec);
-  if (ec) tls_fail("cannot load TLS certificate " + cert.string() + ": " + ec.message());
-  context->use_private_key_file(key.string(), ssl::context::pem, ec);
-  if (ec) tls_fail("cannot load TLS key " + key.string() + ": " + ec.message());
-  if (SSL_CTX_check_private_key(native) != 1)
-    tls_fail("TLS key " + key.string() + " does not match certificate " + cert.string());
+  // The pair is picked per handshake, so that SIGHUP can swap it (server_certificate.h).
+  serve_certificate(native, cert, key);
   return context;
 }
 

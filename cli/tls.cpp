@@ -1,0 +1,208 @@
+// coop tls: the shard's TLS certificate (keys/tls.crt and keys/tls.key), shown and replaced.
+// Every worker serves the pair from the next handshake after SIGHUP (common/net/server_certificate.h).
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/error_codes.h"
+#include "common/fs.h"
+#include "common/net/server_certificate.h"
+#include "common/paths.h"
+
+namespace coop::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+// Renewal is due this long before expiry (what ACME clients and `coop tls status` go by).
+constexpr int64_t kRenewBeforeSeconds = 30LL * 24 * 3600;
+
+int64_t now_seconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string date_text(int64_t seconds) {
+  const std::time_t t = seconds;
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
+  return text;
+}
+
+nlohmann::json info_json(const net::CertificateInfo& info) {
+  return {{"names", info.names},   {"subject", info.subject},     {"issuer", info.issuer},
+          {"not_before", info.not_before}, {"not_after", info.not_after}, {"sha256", info.sha256},
+          {"self_signed", info.self_signed}, {"days_left", (info.not_after - now_seconds()) / 86400}};
+}
+
+// Which running workers serve which certificate: {worker: sha256}; empty when coop is down.
+nlohmann::json served_by(const Home& home) {
+  nlohmann::json served = nlohmann::json::object();
+  nlohmann::json status;
+  try {
+    control::Client supervisor(home.socket("supervisor"));
+    auto response = supervisor.request("GET", "/v1/status", {}, milliseconds(5000));
+    if (!response.ok()) return served;
+    status = response.json();
+  } catch (const Error&) {
+    return served;
+  }
+  for (const auto& w : status.value("workers", nlohmann::json::array())) {
+    if (!w.value("healthy", false)) continue;
+    try {
+      control::Client client(w.value("socket", ""));
+      auto response = client.request("GET", "/v1/status", {}, milliseconds(5000));
+      if (!response.ok()) continue;
+      const auto worker = response.json();
+      if (worker.contains("tls")) served[w.value("name", "")] = worker["tls"].value("sha256", "");
+    } catch (const Error&) {
+    }
+  }
+  return served;
+}
+
+void print_info(const net::CertificateInfo& info, const fs::path& file) {
+  std::string names;
+  for (const auto& n : info.names) names += (names.empty() ? "" : ", ") + n;
+  const int64_t left = info.not_after - now_seconds();
+  std::cout << "Certificate  " << file.string() << "\n"
+            << "Names        " << (names.empty() ? "(none)" : names) << "\n"
+            << "Issuer       " << info.issuer << (info.self_signed ? " (self-signed)" : "") << "\n"
+            << "Valid        " << date_text(info.not_before) << " to " << date_text(info.not_after) << " ("
+            << (left < 0 ? paint("expired", Colour::red)
+                         : paint(std::to_string(left / 86400) + " days left",
+                                 left < kRenewBeforeSeconds ? Colour::yellow : Colour::green))
+            << ")\n"
+            << "SHA-256      " << info.sha256 << "\n";
+}
+
+void print_served(const nlohmann::json& served, const std::string& sha256) {
+  if (served.empty()) {
+    std::cout << "Served by    (coop is not running, or no worker serves TLS)\n";
+    return;
+  }
+  std::string same, other;
+  for (const auto& [worker, sha] : served.items()) (sha == sha256 ? same : other) += (worker + " ");
+  if (!same.empty()) std::cout << "Served by    " << same << "\n";
+  if (!other.empty()) std::cout << "Still older  " << paint(other, Colour::yellow) << "(`systemctl reload coop` or `kill -HUP` the supervisor)\n";
+}
+
+void tls_status(Globals& globals, bool json) {
+  const Home home = globals.resolve_home();
+  const auto info = net::certificate_info(home.tls_cert());
+  const auto served = served_by(home);
+  if (json) {
+    auto out = info_json(info);
+    out["file"] = home.tls_cert().string();
+    out["served_by"] = served;
+    print_json(out);
+  } else {
+    print_info(info, home.tls_cert());
+    print_served(served, info.sha256);
+  }
+  if (info.not_after < now_seconds()) globals.exit_code = kExitFailed;
+}
+
+std::string read_file(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(errc::kNotFound, "cannot read " + file.string(), 404);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+void tls_install(Globals& globals, const fs::path& cert, const fs::path& key, bool json) {
+  const Home home = globals.resolve_home();
+  if (!fs::exists(home.config_file()))
+    throw Error(errc::kNotAShard, home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
+  // The pair is checked before anything is touched: a key that does not match, or a
+  // certificate that has expired, leaves the shard's own pair as it was.
+  const auto info = net::check_certificate_pair(cert, key);
+  if (info.not_after < now_seconds())
+    throw Error(errc::kTlsError, cert.string() + " expired on " + date_text(info.not_after), 400);
+  if (info.not_before > now_seconds() + 300)
+    throw Error(errc::kTlsError, cert.string() + " is not valid before " + date_text(info.not_before), 400);
+  write_file_durably(home.tls_key(), read_file(key), 0600);
+  write_file_durably(home.tls_cert(), read_file(cert), 0644);
+
+  // Running workers take it from their next handshake; wait until each says so.
+  bool reloaded = false;
+  try {
+    control::Client supervisor(home.socket("supervisor"));
+    reloaded = supervisor.request("POST", "/v1/reload", {}, milliseconds(5000)).ok();
+  } catch (const Error&) {
+  }
+  nlohmann::json served = nlohmann::json::object();
+  if (reloaded) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      served = served_by(home);
+      bool all = true;
+      for (const auto& [worker, sha] : served.items()) all = all && sha == info.sha256;
+      if (all || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+  }
+  if (json) {
+    auto out = info_json(info);
+    out["file"] = home.tls_cert().string();
+    out["served_by"] = served;
+    print_json(out);
+    return;
+  }
+  std::cout << "Installed " << home.tls_cert().string() << " and " << home.tls_key().string() << " (0600).\n\n";
+  print_info(info, home.tls_cert());
+  print_served(served, info.sha256);
+}
+
+}  // namespace
+
+void add_tls_commands(CLI::App& app, Globals& globals) {
+  auto* tls = app.add_subcommand(
+      "tls",
+      "The shard's TLS certificate: show it, or install one from elsewhere\n\n"
+      "Every TLS listener (HTTPS, IMAPS, submissions, STARTTLS on SMTP and IMAP) serves keys/tls.crt with "
+      "keys/tls.key. `coop tls install` checks a pair (the key matches, the certificate is in its validity) "
+      "and installs it; running workers serve it from their next handshake, and sessions already open go on. "
+      "A pair replaced by hand is served after `systemctl reload coop` (SIGHUP to the supervisor, which passes "
+      "it on); a file that does not load then leaves the previous pair served, and the worker's log says why. "
+      "`coop tls status` exits 1 when the certificate has expired.");
+  tls->require_subcommand(1);
+
+  struct StatusOptions {
+    bool json = false;
+  };
+  auto status_options = std::make_shared<StatusOptions>();
+  auto* status = tls->add_subcommand("status", "Names, issuer, expiry and fingerprint of keys/tls.crt, and which workers serve it");
+  status->add_flag("--json", status_options->json, "print JSON");
+  status->callback([&globals, status_options] { tls_status(globals, status_options->json); });
+
+  struct InstallOptions {
+    std::string cert, key;
+    bool json = false;
+  };
+  auto install_options = std::make_shared<InstallOptions>();
+  auto* install = tls->add_subcommand(
+      "install", "Check a certificate chain and its key, install them as keys/tls.crt and keys/tls.key, and have every worker serve them");
+  install->add_option("--cert", install_options->cert, "PEM certificate chain, the server's certificate first")
+      ->required()
+      ->check(CLI::ExistingFile);
+  install->add_option("--key", install_options->key, "PEM private key of that certificate")->required()->check(CLI::ExistingFile);
+  install->add_flag("--json", install_options->json, "print JSON");
+  install->callback([&globals, install_options] {
+    tls_install(globals, install_options->cert, install_options->key, install_options->json);
+  });
+}
+
+}  // namespace coop::cli
