@@ -790,8 +790,12 @@ def test_turn_credentials_allocate_on_coturn():
                 if done.returncode == 0:
                     break
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-            tampered = allocate("A" + creds["password"][1:])
-            assert tampered.returncode != 0 and "Cannot complete Allocation" in tampered.stdout + tampered.stderr
+            for _ in range(5):  # a timeout (124) is a lost datagram, not an answer: ask again
+                tampered = allocate("A" + creds["password"][1:])
+                if tampered.returncode != 124:
+                    break
+            assert tampered.returncode != 0 and "Cannot complete Allocation" in tampered.stdout + tampered.stderr, \
+                (tampered.returncode, tampered.stdout[-2000:] + tampered.stderr[-2000:])
         finally:
             turn.kill()
             turn.wait()
