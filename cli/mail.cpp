@@ -25,29 +25,19 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-// A one-line progress report on a terminal's stderr; nothing under cron.
+// A one-line progress report of an export or import; nothing under cron.
 class Progress {
  public:
-  Progress() : enabled_(stderr_is_terminal()) {}
-  ~Progress() { done(); }
   void update(const std::string& what, int64_t count, int64_t total, uint64_t bytes) {
-    if (!enabled_) return;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_ < std::chrono::milliseconds(100) && count != total) return;
-    last_ = now;
-    std::fprintf(stderr, "\r%s: %lld/%lld messages, %.1f MB   ", what.c_str(), static_cast<long long>(count),
-                 static_cast<long long>(total), static_cast<double>(bytes) / 1e6);
-    shown_ = true;
+    char text[256];
+    std::snprintf(text, sizeof text, "%s: %lld/%lld messages, %.1f MB", what.c_str(), static_cast<long long>(count),
+                  static_cast<long long>(total), static_cast<double>(bytes) / 1e6);
+    line_.show(text, count == total);
   }
-  void done() {
-    if (shown_) std::fputc('\n', stderr);
-    shown_ = false;
-  }
+  void done() { line_.done(); }
 
  private:
-  bool enabled_;
-  bool shown_ = false;
-  std::chrono::steady_clock::time_point last_{};
+  ProgressLine line_;
 };
 
 std::string mailbox_path(const std::string& handle, const std::string& mailbox) {

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   add_docs_commands(app, globals);
   add_site_commands(app, globals);
   add_tls_commands(app, globals);
+  add_backup_commands(app, globals);
   add_generate_commands(app);
 
   try {

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -13,6 +14,24 @@ namespace coop::cli {
 
 bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
+
+ProgressLine::ProgressLine(bool quiet) : enabled_(!quiet && stderr_is_terminal()) {}
+
+void ProgressLine::show(const std::string& text, bool force) {
+  if (!enabled_) return;
+  const long long now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (!force && now - last_ms_ < 100) return;
+  last_ms_ = now;
+  std::fprintf(stderr, "\r\033[K%s", text.c_str());
+  std::fflush(stderr);
+  shown_ = true;
+}
+
+void ProgressLine::done() {
+  if (shown_) std::fputc('\n', stderr);
+  shown_ = false;
+}
 
 std::string paint(const std::string& text, Colour colour) {
   static const bool enabled = stdout_is_terminal() && std::getenv("NO_COLOR") == nullptr;

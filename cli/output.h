@@ -32,6 +32,23 @@ class Table {
   std::vector<std::vector<Colour>> colours_;
 };
 
+// One line of progress on a terminal's stderr, rewritten at most ten times a second (always
+// when `force`); nothing when stderr is not a terminal (cron) or when quiet. done() ends it.
+class ProgressLine {
+ public:
+  explicit ProgressLine(bool quiet = false);
+  ~ProgressLine() { done(); }
+  ProgressLine(const ProgressLine&) = delete;
+  ProgressLine& operator=(const ProgressLine&) = delete;
+  void show(const std::string& text, bool force = false);
+  void done();
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  long long last_ms_ = 0;
+};
+
 // Stable, indented JSON on stdout.
 void print_json(const nlohmann::json& value);
 

@@ -21,6 +21,8 @@ _coop() {
       '|docs') path='docs' ;;
       '|site') path='site' ;;
       '|tls') path='tls' ;;
+      '|backup') path='backup' ;;
+      '|restore') path='restore' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -118,6 +120,7 @@ _coop() {
       'site event|remove') path='site event remove' ;;
       'tls|status') path='tls status' ;;
       'tls|install') path='tls install' ;;
+      'backup|verify') path='backup verify' ;;
     esac
   done
   case "$prev" in
@@ -194,7 +197,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -305,6 +308,9 @@ _coop() {
     'tls') words='--help status install' ;;
     'tls status') words='--help --json' ;;
     'tls install') words='--help --cert --key --json' ;;
+    'backup') words='--help --out --json verify' ;;
+    'backup verify') words='--help --json' ;;
+    'restore') words='--help --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

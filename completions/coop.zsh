@@ -21,6 +21,8 @@ _coop() {
       '|docs') path='docs' ;;
       '|site') path='site' ;;
       '|tls') path='tls' ;;
+      '|backup') path='backup' ;;
+      '|restore') path='restore' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -118,6 +120,7 @@ _coop() {
       'site event|remove') path='site event remove' ;;
       'tls|status') path='tls status' ;;
       'tls|install') path='tls install' ;;
+      'backup|verify') path='backup verify' ;;
     esac
   done
   case "${words[CURRENT-1]}" in
@@ -157,7 +160,7 @@ _coop() {
     --minzoom) _message 'INT'; return ;;
     --name) _message 'NAME'; return ;;
     --note) _message 'TEXT'; return ;;
-    --out) _message 'FILE.yaml'; return ;;
+    --out) _message 'TEXT'; return ;;
     --output) _files; return ;;
     --owner) _message 'HANDLE'; return ;;
     --parent) _message 'GROUP'; return ;;
@@ -195,7 +198,7 @@ _coop() {
   local -a commands options
   case "$path" in
     '')
-      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' )
+      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--version:Display program version information and exit' '--home:Shard directory (default\: $COOP_HOME, else ./coop-data)' )
       ;;
     'init')
@@ -638,6 +641,18 @@ _coop() {
     'tls install')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--cert:PEM certificate chain, the server'\''s certificate first' '--key:PEM private key of that certificate' '--json:print JSON' )
+      ;;
+    'backup')
+      commands=( 'verify:Check every file of a backup against its manifest, and every database with SQLite'\''s quick_check' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:backup folder (created when missing; a previous backup there is updated)' '--json:print a JSON summary' )
+      ;;
+    'backup verify')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:print JSON' )
+      ;;
+    'restore')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:print JSON' )
       ;;
   esac
   (( ${#commands} )) && _describe -t commands 'coop command' commands

@@ -509,8 +509,10 @@ def test_an_idle_flood_cannot_lock_members_out():
             _, found = imap.search(None, "SUBJECT", '"through the flood"')
             assert len(found[0].split()) == 1
             imap.logout()
-            # Each idle connection costs a few KB, not a message buffer.
-            assert rss_kb(before["mail"]) - rss_before < 60 * 1024, (rss_before, rss_kb(before["mail"]))
+            # Each idle connection costs KBs, not a message buffer: 3,600 of them grow coop-mail by
+            # about 50 MB alone and up to 65 MB while other tests run (the allocator's arenas);
+            # a buffer each would be gigabytes. bench/bench-idle measures the cost per connection.
+            assert rss_kb(before["mail"]) - rss_before < 100 * 1024, (rss_before, rss_kb(before["mail"]))
         finally:
             for s in idle:
                 s.close()
