@@ -288,6 +288,11 @@ void run_backup(Globals& globals, const BackupOptions& options) {
   manifest["files"] = std::move(listed);
   write_file_durably(out / kManifest, manifest.dump(1) + "\n", 0640);
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  // For `coop doctor`: where and when the last backup went.
+  const auto finished = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  write_file_durably(root / "last_backup.json",
+                     nlohmann::json{{"out", out.string()}, {"finished", finished}, {"files", taken.size()}, {"bytes", total}}.dump() + "\n",
+                     0640);
 
   nlohmann::json summary = {{"out", out.string()},          {"databases", databases.size()}, {"blobs", blobs.size()},
                             {"new_blobs", new_blobs},       {"files", files.size()},         {"copied_files", copied_files},

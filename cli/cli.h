@@ -45,6 +45,8 @@ void add_docs_commands(CLI::App& app, Globals& globals);
 void add_site_commands(CLI::App& app, Globals& globals);
 // coop backup [verify], coop restore
 void add_backup_commands(CLI::App& app, Globals& globals);
+// coop doctor
+void add_doctor_commands(CLI::App& app, Globals& globals);
 // coop tls status, install
 void add_tls_commands(CLI::App& app, Globals& globals);
 // Hidden: coop __generate completion bash|zsh|fish, coop __generate man

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   add_site_commands(app, globals);
   add_tls_commands(app, globals);
   add_backup_commands(app, globals);
+  add_doctor_commands(app, globals);
   add_generate_commands(app);
 
   try {

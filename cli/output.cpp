@@ -15,6 +15,10 @@ namespace coop::cli {
 bool stdout_is_terminal() { return ::isatty(STDOUT_FILENO) == 1; }
 bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 ProgressLine::ProgressLine(bool quiet) : enabled_(!quiet && stderr_is_terminal()) {}
 
 void ProgressLine::show(const std::string& text, bool force) {

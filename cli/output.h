@@ -3,6 +3,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,9 @@ bool stderr_is_terminal();
 enum class Colour { none, green, yellow, red, dim };
 std::string paint(const std::string& text, Colour colour);
 Colour state_colour(const std::string& state);
+
+// The wall clock in Unix seconds (certificate and backup ages).
+int64_t unix_now();
 
 // "3s", "4m12s", "2h05m", "3d04h".
 std::string format_duration(double seconds);

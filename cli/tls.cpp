@@ -29,10 +29,6 @@ using std::chrono::milliseconds;
 // Renewal is due this long before expiry (what ACME clients and `coop tls status` go by).
 constexpr int64_t kRenewBeforeSeconds = 30LL * 24 * 3600;
 
-int64_t now_seconds() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string date_text(int64_t seconds) {
   const std::time_t t = seconds;
   char text[32];
@@ -43,7 +39,7 @@ std::string date_text(int64_t seconds) {
 nlohmann::json info_json(const net::CertificateInfo& info) {
   return {{"names", info.names},   {"subject", info.subject},     {"issuer", info.issuer},
           {"not_before", info.not_before}, {"not_after", info.not_after}, {"sha256", info.sha256},
-          {"self_signed", info.self_signed}, {"days_left", (info.not_after - now_seconds()) / 86400}};
+          {"self_signed", info.self_signed}, {"days_left", (info.not_after - unix_now()) / 86400}};
 }
 
 // Which running workers serve which certificate: {worker: sha256}; empty when coop is down.
@@ -75,7 +71,7 @@ nlohmann::json served_by(const Home& home) {
 void print_info(const net::CertificateInfo& info, const fs::path& file) {
   std::string names;
   for (const auto& n : info.names) names += (names.empty() ? "" : ", ") + n;
-  const int64_t left = info.not_after - now_seconds();
+  const int64_t left = info.not_after - unix_now();
   std::cout << "Certificate  " << file.string() << "\n"
             << "Names        " << (names.empty() ? "(none)" : names) << "\n"
             << "Issuer       " << info.issuer << (info.self_signed ? " (self-signed)" : "") << "\n"
@@ -111,7 +107,7 @@ void tls_status(Globals& globals, bool json) {
     print_info(info, home.tls_cert());
     print_served(served, info.sha256);
   }
-  if (info.not_after < now_seconds()) globals.exit_code = kExitFailed;
+  if (info.not_after < unix_now()) globals.exit_code = kExitFailed;
 }
 
 std::string read_file(const fs::path& file) {
@@ -129,9 +125,9 @@ void tls_install(Globals& globals, const fs::path& cert, const fs::path& key, bo
   // The pair is checked before anything is touched: a key that does not match, or a
   // certificate that has expired, leaves the shard's own pair as it was.
   const auto info = net::check_certificate_pair(cert, key);
-  if (info.not_after < now_seconds())
+  if (info.not_after < unix_now())
     throw Error(errc::kTlsError, cert.string() + " expired on " + date_text(info.not_after), 400);
-  if (info.not_before > now_seconds() + 300)
+  if (info.not_before > unix_now() + 300)
     throw Error(errc::kTlsError, cert.string() + " is not valid before " + date_text(info.not_before), 400);
   write_file_durably(home.tls_key(), read_file(key), 0600);
   write_file_durably(home.tls_cert(), read_file(cert), 0644);

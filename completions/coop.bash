@@ -23,6 +23,7 @@ _coop() {
       '|tls') path='tls' ;;
       '|backup') path='backup' ;;
       '|restore') path='restore' ;;
+      '|doctor') path='doctor' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -197,7 +198,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore doctor' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -311,6 +312,7 @@ _coop() {
     'backup') words='--help --out --json verify' ;;
     'backup verify') words='--help --json' ;;
     'restore') words='--help --json' ;;
+    'doctor') words='--help --json' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

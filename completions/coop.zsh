@@ -23,6 +23,7 @@ _coop() {
       '|tls') path='tls' ;;
       '|backup') path='backup' ;;
       '|restore') path='restore' ;;
+      '|doctor') path='doctor' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -198,7 +199,7 @@ _coop() {
   local -a commands options
   case "$path" in
     '')
-      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' )
+      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' 'doctor:Check what stands between the shard and its members\: workers, ports, certificate, DNS, disk, clock, backups' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--version:Display program version information and exit' '--home:Shard directory (default\: $COOP_HOME, else ./coop-data)' )
       ;;
     'init')
@@ -651,6 +652,10 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:print JSON' )
       ;;
     'restore')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:print JSON' )
+      ;;
+    'doctor')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:print JSON' )
       ;;

@@ -5,6 +5,7 @@ that does not fit is refused and leaves the shard's own as it was; a half-writte
 reload keeps the old one served."""
 import hashlib
 import imaplib
+import json
 import os
 import shutil
 import signal
@@ -163,7 +164,32 @@ def test_a_file_replaced_by_hand_is_served_after_sighup_and_a_broken_one_is_not(
         shard.coop("down")
 
 
+def test_doctor_names_what_to_fix():
+    """coop doctor: FAIL with what to do when coop is down or the certificate has expired,
+    WARN for a self-signed certificate and a missing backup, OK once a backup was taken."""
+    with Shard(BIN, domain=DOMAIN) as shard, tempfile.TemporaryDirectory() as tmp:
+        shard.init()
+        down = shard.coop("doctor", expect=1)
+        assert "coop is not running" in down.stdout and "workers: coop up" in down.stdout, down.stdout
+        shard.coop("up")
+        report = json.loads(shard.coop("doctor", "--json").stdout)
+        status = {c["check"]: c for c in report["checks"]}
+        assert report["ok"] and status["worker mail"]["status"] == "OK", report
+        assert status["certificate issuer"]["status"] == "WARN" and "coop tls install" in status["certificate issuer"]["fix"]
+        assert status["backup"]["status"] == "WARN" and status["ports"]["status"] == "WARN", status["ports"]
+        shard.coop("backup", "--out", os.path.join(tmp, "backup"))
+        status = {c["check"]: c for c in json.loads(shard.coop("doctor", "--json").stdout)["checks"]}
+        assert status["backup"]["status"] == "OK", status["backup"]
+        expired, expired_key = make_expired_pair(tmp)
+        shutil.copy(expired, os.path.join(shard.home, "keys", "tls.crt"))
+        shutil.copy(expired_key, os.path.join(shard.home, "keys", "tls.key"))
+        failed = shard.coop("doctor", expect=1)
+        assert "certificate expiry" in failed.stdout and "FAIL" in failed.stdout and "expired" in failed.stdout, failed.stdout
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([test_install_is_served_at_once_and_a_session_goes_on,
                test_a_pair_that_does_not_fit_is_refused_and_the_old_one_stays,
-               test_a_file_replaced_by_hand_is_served_after_sighup_and_a_broken_one_is_not])
+               test_a_file_replaced_by_hand_is_served_after_sighup_and_a_broken_one_is_not,
+               test_doctor_names_what_to_fix])
