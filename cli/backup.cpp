@@ -189,6 +189,7 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     if (!it->is_regular_file()) continue;
     const auto name = it->path().filename().string();
     if (name.ends_with("-wal") || name.ends_with("-shm") || name.ends_with("-journal")) continue;
+    if (rel == "last_backup.json") continue;  // about backups, rewritten by each: not the shard's data
     if (first == "blobs")
       blobs.push_back(rel);
     else if (is_sqlite(it->path()))

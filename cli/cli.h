@@ -45,6 +45,8 @@ void add_docs_commands(CLI::App& app, Globals& globals);
 void add_site_commands(CLI::App& app, Globals& globals);
 // coop backup [verify], coop restore
 void add_backup_commands(CLI::App& app, Globals& globals);
+// coop proxy nginx|caddy
+void add_proxy_commands(CLI::App& app, Globals& globals);
 // coop doctor
 void add_doctor_commands(CLI::App& app, Globals& globals);
 // coop tls status, install

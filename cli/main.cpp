@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   add_tls_commands(app, globals);
   add_backup_commands(app, globals);
   add_doctor_commands(app, globals);
+  add_proxy_commands(app, globals);
   add_generate_commands(app);
 
   try {

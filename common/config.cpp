@@ -8,6 +8,7 @@
 
 #include "common/config_schema.h"
 #include "common/error.h"
+#include "common/net/cidr.h"
 #include "common/paths.h"
 
 namespace coop {
@@ -108,6 +109,7 @@ const char* kind_name(config_schema::Kind kind) {
     case kCount: return "an integer of 0 or more";
     case kStrings: return "an array of strings";
     case kStringTable: return "a table of strings";
+    case kNetworks: return "an array of networks (\"192.0.2.0/24\", \"2001:db8::/32\")";
     case kListener: return "a table { address, port, scheme }";
   }
   return "";
@@ -124,6 +126,14 @@ void check_value(const std::string& source, const std::string& path, const confi
     case kStrings:
       ok = node.is_array() && node.as_array()->is_homogeneous(toml::node_type::string);
       ok = ok || (node.is_array() && node.as_array()->empty());
+      break;
+    case kNetworks:
+      ok = node.is_array() && (node.as_array()->empty() || node.as_array()->is_homogeneous(toml::node_type::string));
+      if (ok)
+        for (const auto& element : *node.as_array())
+          if (!net::Cidr::parse(element.as_string()->get()))
+            invalid(where(source, element.source()) + ": " + path + ": '" + element.as_string()->get() +
+                    "' is not an address or a network");
       break;
     case kStringTable:
       ok = node.is_table();

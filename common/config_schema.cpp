@@ -33,6 +33,7 @@ constexpr Key kKeys[] = {
     {"dns.servers", kStrings},
     {"dns.timeout_ms", kCount},
     {"dns.max_ttl_s", kInt},
+    {"http.trusted_proxies", kNetworks},
 
     {"workers.*.enabled", kBool},
     {"workers.*.listen.*", kListener},
@@ -50,7 +51,7 @@ constexpr Key kKeys[] = {
     {"workers.room.turn.secret_file", kString},
     {"workers.room.turn.ttl_s", kCount},
     {"workers.room.url_previews.enabled", kBool},
-    {"workers.room.url_previews.allow_networks", kStrings},
+    {"workers.room.url_previews.allow_networks", kNetworks},
 
     {"workers.mail.max_message_bytes", kCount},
     {"workers.mail.max_recipients", kCount},
@@ -68,7 +69,7 @@ constexpr Key kKeys[] = {
     {"workers.mail.imap_plaintext_loopback", kBool},
     {"workers.mail.check_inbound", kBool},
     {"workers.mail.check_memory_bytes", kCount},
-    {"workers.mail.trusted_networks", kStrings},
+    {"workers.mail.trusted_networks", kNetworks},
     {"workers.mail.routes", kStringTable},
     {"workers.mail.public.hostname", kString},
     {"workers.mail.public.imaps_port", kCount},

@@ -15,6 +15,7 @@ enum class Kind {
   kBool,
   kCount,        // an integer >= 0 (ranges are checked where the key is read)
   kStrings,      // an array of strings
+  kNetworks,     // an array of networks, "192.0.2.0/24" or "2001:db8::/32" (a bare address: itself)
   kStringTable,  // a table whose keys are free and whose values are strings
   kListener,     // { address = "...", port = N, scheme = "..." }
 };

@@ -24,6 +24,7 @@ _coop() {
       '|backup') path='backup' ;;
       '|restore') path='restore' ;;
       '|doctor') path='doctor' ;;
+      '|proxy') path='proxy' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -198,7 +199,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore doctor' ;;
+    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore doctor proxy' ;;
     'init') words='--help --domain --base-port --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -313,6 +314,7 @@ _coop() {
     'backup verify') words='--help --json' ;;
     'restore') words='--help --json' ;;
     'doctor') words='--help --json' ;;
+    'proxy') words='--help --cert --key --caddy-certificates' ;;
   esac
   COMPREPLY=($(compgen -W "$words" -- "$cur"))
 }

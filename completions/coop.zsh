@@ -24,6 +24,7 @@ _coop() {
       '|backup') path='backup' ;;
       '|restore') path='restore' ;;
       '|doctor') path='doctor' ;;
+      '|proxy') path='proxy' ;;
       'member|add') path='member add' ;;
       'member|list') path='member list' ;;
       'member|show') path='member show' ;;
@@ -199,7 +200,7 @@ _coop() {
   local -a commands options
   case "$path" in
     '')
-      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' 'doctor:Check what stands between the shard and its members\: workers, ports, certificate, DNS, disk, clock, backups' )
+      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' 'doctor:Check what stands between the shard and its members\: workers, ports, certificate, DNS, disk, clock, backups' 'proxy:Print a reverse-proxy configuration (nginx or Caddy) for the shard'\''s HTTP listeners, with TLS' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--version:Display program version information and exit' '--home:Shard directory (default\: $COOP_HOME, else ./coop-data)' )
       ;;
     'init')
@@ -658,6 +659,10 @@ _coop() {
     'doctor')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:print JSON' )
+      ;;
+    'proxy')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--cert:certificate chain the proxy serves (default\: the shard'\''s keys/tls.crt)' '--key:its key (default\: the shard'\''s keys/tls.key)' '--caddy-certificates:Caddy\: let Caddy obtain certificates itself (no tls line)' )
       ;;
   esac
   (( ${#commands} )) && _describe -t commands 'coop command' commands

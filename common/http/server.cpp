@@ -671,7 +671,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
   Listener(net::io_context& io, const Router& router, ServerLimits limits, std::shared_ptr<net::ssl::context> tls = nullptr)
       : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(limits),
         admission_(coop::net::AdmissionLimits{limits.max_connections, limits.max_per_address, limits.max_per_network,
-                                              limits.max_evictable}),
+                                              limits.max_evictable, limits.trusted_proxies}),
         tls_(std::move(tls)) {}
 
   typename Protocol::acceptor& acceptor() { return acceptor_; }

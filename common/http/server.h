@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace boost::asio {
 class io_context;
@@ -31,6 +32,9 @@ struct ServerLimits {
   std::size_t max_per_address = 0;  // 0: no limit (Unix sockets)
   std::size_t max_per_network = 0;  // per IPv4 /24 and IPv6 /64; 0: no limit
   std::size_t max_evictable = 0;    // idle between requests; 0: three quarters of max_connections
+  // Reverse proxies ([http] trusted_proxies, CIDR): exempt from the per-address and
+  // per-network caps, which their clients would otherwise share.
+  std::vector<std::string> trusted_proxies;
 };
 
 class Server {

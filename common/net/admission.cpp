@@ -25,7 +25,14 @@ std::string network_of(std::string_view address) {
   return boost::asio::ip::address_v6(bytes).to_string() + "/64";
 }
 
-Admission::Admission(AdmissionLimits limits) : limits_(limits) {}
+Admission::Admission(AdmissionLimits limits) : limits_(std::move(limits)) {
+  for (const auto& text : limits_.uncapped)
+    if (auto cidr = Cidr::parse(text)) uncapped_.push_back(*cidr);
+}
+
+bool Admission::capped(const std::string& address) const {
+  return std::none_of(uncapped_.begin(), uncapped_.end(), [&](const Cidr& c) { return c.contains(address); });
+}
 
 Admission::Decision Admission::admit(const std::string& address) {
   const std::string network = network_of(address);
@@ -58,11 +65,14 @@ Admission::Decision Admission::admit(const std::string& address) {
     }
     return true;
   };
+  const bool capped_here = capped(address);
   const bool room =
       make_room([&](const Entry& e) { return e.address == address; },
-                [&] { return limits_.max_per_address && from_address >= limits_.max_per_address; }, kTooManyFromAddress) &&
+                [&] { return capped_here && limits_.max_per_address && from_address >= limits_.max_per_address; },
+                kTooManyFromAddress) &&
       make_room([&](const Entry& e) { return e.network == network; },
-                [&] { return limits_.max_per_network && from_network >= limits_.max_per_network; }, kTooManyFromNetwork) &&
+                [&] { return capped_here && limits_.max_per_network && from_network >= limits_.max_per_network; },
+                kTooManyFromNetwork) &&
       make_room([](const Entry&) { return true; }, [&] { return evictable >= max_evictable; }, kTooManyConnections) &&
       make_room([](const Entry&) { return true; }, [&] { return total >= limits_.max_connections; }, kTooManyConnections);
   if (!room) {

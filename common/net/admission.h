@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/net/cidr.h"
+
 namespace coop::net {
 
 struct AdmissionLimits {
@@ -22,6 +24,9 @@ struct AdmissionLimits {
   // requests) hold at most this many slots, so the rest stays for members' sessions.
   // 0: three quarters of max_connections.
   std::size_t max_evictable = 0;
+  // Networks ("127.0.0.1/32") exempt from the per-address and per-network caps: reverse
+  // proxies, through which every member arrives from one address ([http] trusted_proxies).
+  std::vector<std::string> uncapped;
 };
 
 // The network an address is counted in for max_per_network: "203.0.113.0/24",
@@ -70,7 +75,10 @@ class Admission {
   };
   void forget(Id id);  // with mutex_ held
 
+  bool capped(const std::string& address) const;
+
   const AdmissionLimits limits_;
+  std::vector<Cidr> uncapped_;
   mutable std::mutex mutex_;  // guards everything below
   Id next_id_ = 1;
   std::unordered_map<Id, Entry> entries_;

@@ -56,6 +56,7 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   limits.max_connections = config.get_count("workers.dav.max_connections", 1024, 1);
   limits.max_per_address = config.get_count("workers.dav.max_connections_per_address", 64);
   limits.max_per_network = config.get_count("workers.dav.max_connections_per_network", 256);
+  limits.trusted_proxies = config.get_strings("http.trusted_proxies", {});
   limits.idle_timeout = config.get_millis("workers.dav.idle_timeout_ms", std::chrono::milliseconds(60000));
   server_ = http::serve_worker_listener(runtime, "dav", "http", *router_, limits);
 

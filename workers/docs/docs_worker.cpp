@@ -143,6 +143,7 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   server_limits.max_body_bytes = config.get_count("workers.docs.max_chunk_bytes", 8 << 20);
   server_limits.max_per_address = config.get_count("workers.docs.max_connections_per_address", 256);
   server_limits.max_per_network = config.get_count("workers.docs.max_connections_per_network", 1024);
+  server_limits.trusted_proxies = config.get_strings("http.trusted_proxies", {});
   server_ = http::serve_worker_listener(runtime, "docs", "http", *router_, server_limits);
   runtime.on_status([this](nlohmann::json& status) {
     status["users"] = netflux_->users();

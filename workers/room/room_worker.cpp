@@ -69,6 +69,7 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   limits.max_connections = config.get_count("workers.room.max_connections", 4096, 1);
   limits.max_per_address = config.get_count("workers.room.max_connections_per_address", 256);
   limits.max_per_network = config.get_count("workers.room.max_connections_per_network", 1024);
+  limits.trusted_proxies = config.get_strings("http.trusted_proxies", {});
   limits.idle_timeout = config.get_millis("workers.room.idle_timeout_ms", std::chrono::milliseconds(180000));
   server_ = http::serve_worker_listener(runtime, "room", "client", *router_, limits);
   if (server_) spdlog::info("Matrix client-server API on port {}", server_->port());

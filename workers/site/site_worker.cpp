@@ -99,6 +99,7 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
   limits.max_connections = config.get_count("workers.site.max_connections", 8192, 1);
   limits.max_per_address = config.get_count("workers.site.max_connections_per_address", 512);
   limits.max_per_network = config.get_count("workers.site.max_connections_per_network", 2048);
+  limits.trusted_proxies = config.get_strings("http.trusted_proxies", {});
   limits.idle_timeout = config.get_millis("workers.site.idle_timeout_ms", std::chrono::milliseconds(60000));
   server_ = http::serve_worker_listener(runtime, "site", "http", *router_, limits);
   runtime.on_status([this](json& status) {

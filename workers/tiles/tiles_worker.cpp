@@ -148,6 +148,7 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   limits.max_connections = config.get_count("workers.tiles.max_connections", 4096, 1);
   limits.max_per_address = config.get_count("workers.tiles.max_connections_per_address", 256);
   limits.max_per_network = config.get_count("workers.tiles.max_connections_per_network", 1024);
+  limits.trusted_proxies = config.get_strings("http.trusted_proxies", {});
   limits.idle_timeout = config.get_millis("workers.tiles.idle_timeout_ms", std::chrono::milliseconds(60000));
   server_ = http::serve_worker_listener(runtime, "tiles", "http", *router_, limits);
   runtime.on_status([this](json& status) { status["archives_open"] = service_->archives_open(); });

@@ -107,3 +107,26 @@ TEST_CASE("networks given as address/prefix match their addresses only") {
     CHECK_FALSE(Cidr::parse(bad));
   }
 }
+
+TEST_CASE("a trusted reverse proxy is not held to the per-address and per-network caps") {
+  Admission admission({10, 2, 3, 0, {"127.0.0.1/32", "::1"}});
+  std::vector<Admission::Id> through_proxy;
+  for (int i = 0; i < 5; ++i) {
+    const auto d = admission.admit("127.0.0.1");
+    REQUIRE(d.id != 0);
+    CHECK(d.evicted.empty());
+    admission.set_evictable(d.id, false);
+    through_proxy.push_back(d.id);
+  }
+  CHECK(admission.from("127.0.0.1") == 5);
+  // Anyone else is capped as before.
+  const auto a = admission.admit("192.0.2.7");
+  const auto b = admission.admit("192.0.2.7");
+  REQUIRE((a.id != 0 && b.id != 0));
+  admission.set_evictable(a.id, false);
+  admission.set_evictable(b.id, false);
+  CHECK(admission.admit("192.0.2.7").refusal == Admission::kTooManyFromAddress);
+  // The total still holds for everyone.
+  for (int i = 0; i < 3; ++i) admission.set_evictable(admission.admit("::1").id, false);
+  CHECK(admission.admit("::1").refusal == Admission::kTooManyConnections);
+}

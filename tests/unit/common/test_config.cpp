@@ -69,12 +69,14 @@ TEST_CASE("an unknown key, a near miss or a bad value stops the load with its pl
   CHECK(error_of(head + "[workers.room]\nmax_upload_bytes = \"50M\"\n") ==
         "coop.toml:4:20: workers.room.max_upload_bytes must be an integer of 0 or more");
   CHECK(error_of(head + "[workers.room]\nmax_upload_bytes = -1\n").find("an integer of 0 or more") != std::string::npos);
-  CHECK(error_of(head + "[workers.mail]\ntrusted_networks = [\"10.0.0.0/8\", 1]\n").find("an array of strings") !=
+  CHECK(error_of(head + "[workers.mail]\ntrusted_networks = [\"10.0.0.0/8\", 1]\n").find("an array of networks") !=
         std::string::npos);
   CHECK(error_of(head + "[workers.mail.routes]\n\"example.org\" = 25\n").find("workers.mail.routes.example.org must be a string") !=
         std::string::npos);
   CHECK(error_of(head + "[workers.room.listen]\nclient = { address = \"127.0.0.1\", port = 80, scheme = \"http\", tls = true }\n")
             .find("unknown key workers.room.listen.client.tls") != std::string::npos);
+  CHECK(error_of(head + "[http]\ntrusted_proxies = [\"127.0.0.1/32\", \"10.0.0.0/33\"]\n") ==
+        "coop.toml:4:36: http.trusted_proxies: '10.0.0.0/33' is not an address or a network");
   // Free-form tables and every listener name stay open.
   CHECK_NOTHROW(Config::parse(head + "[workers.mail.routes]\n\"example.org\" = \"mx.example.org:25\"\n"
                               "[workers.site.listen]\npreview = { address = \"127.0.0.1\", port = 9000, scheme = \"http\" }\n",
