@@ -132,7 +132,7 @@ int Database::schema_version() {
   return version;
 }
 
-void Database::migrate(std::span<const Migration> migrations) {
+void Database::migrate(std::span<const Migration> migrations, bool quiet) {
   int expected = 1;
   for (const auto& m : migrations) {
     if (m.version != expected++)
@@ -151,7 +151,11 @@ void Database::migrate(std::span<const Migration> migrations) {
     exec(m.sql);
     exec("PRAGMA user_version = " + std::to_string(m.version));
     tx.commit();
-    spdlog::info("database migrated to schema version {}", m.version);
+  }
+  if (current > 0 && current < latest) {
+    const char* file = sqlite3_db_filename(db_, "main");
+    spdlog::log(quiet ? spdlog::level::debug : spdlog::level::info, "{}: schema upgraded from version {} to {}",
+                file ? file : "database", current, latest);
   }
 }
 

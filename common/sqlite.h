@@ -79,8 +79,10 @@ class Database {
 
   int schema_version();
   // Applies the migrations above the current version, each in its own transaction.
-  // Refuses a database newer than the code (a downgrade) without touching it.
-  void migrate(std::span<const Migration> migrations);
+  // Refuses a database newer than the code (a downgrade) without touching it. An upgrade of
+  // an existing database is logged once, with its file and versions (at debug level when
+  // `quiet`: one index per member would say it once per mailbox); a new one is not.
+  void migrate(std::span<const Migration> migrations, bool quiet = false);
 
   int64_t last_insert_rowid() const;
   int changes() const;

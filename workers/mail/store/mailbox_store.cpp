@@ -224,7 +224,7 @@ MailboxStore::Index& MailboxStore::index(const std::string& handle) {
   if (!slot) {
     auto index = std::make_unique<Index>();
     index->db = sqlite::Database::open(dir_ / (handle + ".db"));
-    index->db->migrate(kMigrations);
+    index->db->migrate(kMigrations, /*quiet=*/true);  // one per member: not a log line each
     // The special-use mailboxes exist from the start, with UIDVALIDITY from the clock.
     sqlite::Transaction tx(*index->db);
     const auto now = static_cast<int64_t>(::time(nullptr));
