@@ -88,12 +88,15 @@ std::string hash_file(const fs::path& file, const fs::path& copy_to = {}) {
   return hex;
 }
 
-void fsync_file(const fs::path& file) {
-  const int fd = ::open(file.c_str(), O_RDONLY);
-  if (fd < 0) throw Error(errc::kIoError, "cannot open " + file.string(), 500);
-  const int rc = ::fsync(fd);
+// Everything written under dir made durable in one call (Linux syncfs: the filesystem that
+// holds it): one flush at the end instead of an fsync per blob, which made a first backup of
+// 10,000 messages wait on 10,000 fsyncs.
+void sync_filesystem(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+  if (fd < 0) throw Error(errc::kIoError, "cannot open " + dir.string(), 500);
+  const int rc = ::syncfs(fd);
   ::close(fd);
-  if (rc != 0) throw Error(errc::kIoError, "cannot fsync " + file.string(), 500);
+  if (rc != 0) throw Error(errc::kIoError, "cannot flush " + dir.string() + " to disk", 500);
 }
 
 bool is_sqlite(const fs::path& file) {
@@ -215,7 +218,6 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     const auto tmp = fs::path(target.string() + ".coop-backup-tmp");
     fs::remove(tmp);
     snapshot_database(root / rel, tmp);
-    fsync_file(tmp);
     fs::rename(tmp, target);
     FileEntry e{"database", fs::file_size(target), hash_file(target), 0};
     new_bytes += e.size;
@@ -237,7 +239,6 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     ensure_parent(target);
     const auto tmp = fs::path(target.string() + ".coop-backup-tmp");
     FileEntry e{"blob", size, hash_file(source, tmp), 0};
-    fsync_file(tmp);
     fs::rename(tmp, target);
     new_bytes += size;
     ++new_blobs;
@@ -261,7 +262,6 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     const auto tmp = fs::path(target.string() + ".coop-backup-tmp");
     FileEntry e{"file", 0, hash_file(source, tmp), mtime};
     e.size = fs::file_size(tmp);
-    fsync_file(tmp);
     fs::rename(tmp, target);
     new_bytes += e.size;
     ++copied_files;
@@ -287,6 +287,7 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     total += e.size;
   }
   manifest["files"] = std::move(listed);
+  sync_filesystem(out);  // every file the manifest names is on disk before the manifest is
   write_file_durably(out / kManifest, manifest.dump(1) + "\n", 0640);
   const double seconds = std::chrono::duration<double>(Clock::now() - started).count();
   // For `coop doctor`: where and when the last backup went.
@@ -409,11 +410,11 @@ void run_restore(Globals& globals, const std::string& dir_text, bool json) {
       throw Error(errc::kIoError, path + " changed while it was restored; " + staging.string() + " is incomplete", 500);
     const bool secret = fs::path(path).begin()->string() == "keys";
     ::chmod(to.c_str(), secret ? 0600 : 0640);
-    fsync_file(to);
   }
   progress.done();
   for (const auto& sub : {"keys", "blobs", "mail", "docs", "tiles"})
     if (fs::exists(staging / sub)) ::chmod((staging / sub).c_str(), std::string(sub) == "keys" ? 0700 : 0750);
+  sync_filesystem(staging);
   if (fs::exists(target)) fs::remove(target);
   fs::rename(staging, target);
   fsync_directory(target.parent_path());
