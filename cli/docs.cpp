@@ -35,6 +35,23 @@ std::string shard_docs_url(const Globals& globals) {
   throw Error(errc::kNotConfigured, "coop.toml has no docs http listener", 400);
 }
 
+// Where members open documents: [workers.docs] public_url (the proxy's https address), else
+// the listener itself. Links are printed with it; the CLI itself talks to the listener.
+std::string shard_docs_public_url(const Globals& globals) {
+  const auto home = globals.resolve_home();
+  std::string url = Config::load(home.config_file()).get_string("workers.docs.public_url", "");
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url.empty() ? shard_docs_url(globals) : url;
+}
+
+// A link under this shard's public address, reached through its listener instead (the CLI
+// runs beside the shard; the proxy may not even answer from here). Other links stay as they are.
+std::string reach_locally(const Globals& globals, const std::string& link) {
+  const auto public_url = shard_docs_public_url(globals);
+  if (link.rfind(public_url + "/", 0) != 0) return link;
+  return shard_docs_url(globals) + link.substr(public_url.size());
+}
+
 struct Opened {
   docs::PadLink link;
   std::unique_ptr<docs::NetfluxClient> client;
@@ -168,6 +185,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     if (owned) created->member.read_secret();
     const auto keys = docs::new_pad_keys();
     const std::string link = docs::make_link(base, keys);
+    const std::string shown = created->url.empty() ? docs::make_link(shard_docs_public_url(globals), keys) : link;
     auto o = open_document(link, true, created->expire_days * 86400.0);
     if (owned) {
       // Owned before anything is written (only a new document can be claimed). The title is
@@ -178,7 +196,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
         member_call(base, created->member, "POST", "/docs/api/documents",
                     json{{"channel", keys.channel}, {"title", docs::encrypt_title(created->title, key)}});
       } catch (const Error&) {
-        std::cerr << "coop: the document exists but is not owned; its link: " << link << "\n";
+        std::cerr << "coop: the document exists but is not owned; its link: " << shown << "\n";
         throw;
       }
     }
@@ -186,8 +204,8 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       if (auto patch = docs::make_patch(o.state, docs::to_utf16(read_input(created->from))))
         o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
     }
-    if (created->json) return print_json(json{{"link", link}, {"channel", keys.channel}});
-    std::cout << link << "\n";
+    if (created->json) return print_json(json{{"link", shown}, {"channel", keys.channel}});
+    std::cout << shown << "\n";
   });
 
   struct PushOptions {
@@ -199,9 +217,9 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   cmd->add_option("link", push->link, "The document's link")->required()->type_name("LINK");
   cmd->add_option("file", push->file, "The new text (- for stdin)")->required()->type_name("FILE");
   cmd->add_flag("--json", push->json, "Print what changed as JSON");
-  cmd->callback([push] {
+  cmd->callback([&globals, push] {
     const std::string text = read_input(push->file);
-    auto o = open_document(push->link, false);
+    auto o = open_document(reach_locally(globals, push->link), false);
     const auto patch = docs::make_patch(o.state, docs::to_utf16(text));
     if (patch) o.client->send(o.link.keys.channel, docs::encrypt_message(*patch, o.link.keys));
     if (push->json) return print_json(json{{"changed", patch.has_value()}, {"bytes", text.size()}});
@@ -215,8 +233,8 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   cmd = group->add_subcommand("pull", "Print a document's current text (or write it to a file)");
   cmd->add_option("link", pull->link, "The document's link")->required()->type_name("LINK");
   cmd->add_option("--out,-o", pull->out, "Write it here (atomically) instead of stdout")->type_name("FILE");
-  cmd->callback([pull] {
-    auto o = open_document(pull->link, false);
+  cmd->callback([&globals, pull] {
+    auto o = open_document(reach_locally(globals, pull->link), false);
     const std::string text = docs::to_utf8(o.state.doc);
     if (pull->out.empty()) {
       std::cout << text;

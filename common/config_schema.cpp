@@ -109,6 +109,7 @@ constexpr Key kKeys[] = {
     {"workers.tiles.max_connections_per_network", kCount},
     {"workers.tiles.idle_timeout_ms", kCount},
 
+    {"workers.docs.public_url", kString},
     {"workers.docs.web_dir", kString},
     {"workers.docs.quota_bytes", kCount},
     {"workers.docs.max_blob_bytes", kCount},

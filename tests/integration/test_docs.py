@@ -82,6 +82,30 @@ def test_the_cli_and_the_npm_clients_read_each_others_writes():
         shard.coop("down")
 
 
+def test_links_carry_the_public_url_and_still_open_from_the_cli():
+    """[workers.docs] public_url: `coop docs new` prints links members can open through the
+    proxy, and the CLI opens such a link through the listener beside it."""
+    with Shard(BIN) as shard:
+        shard.init()
+        path = os.path.join(shard.home, "coop.toml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("[workers.docs]\n", '[workers.docs]\npublic_url = "https://docs.example.coop/"\n', 1))
+        shard.coop("up")
+        source = os.path.join(shard.dir, "agenda.txt")
+        with open(source, "w") as f:
+            f.write("Agenda for Thursday\n")
+        link = shard.coop("docs", "new", "--from", source).stdout.strip()
+        assert link.startswith("https://docs.example.coop/docs/#/2/pad/edit/"), link
+        assert shard.coop("docs", "pull", link).stdout == "Agenda for Thursday\n"
+        with open(source, "w") as f:
+            f.write("Agenda, revised\n")
+        assert "Pushed" in shard.coop("docs", "push", link, source).stdout
+        assert shard.coop("docs", "pull", link).stdout == "Agenda, revised\n"
+        shard.coop("down")
+
+
 def test_npm_clients_converge_and_the_server_sees_ciphertext_only():
     with Shard(BIN) as shard:
         shard.init()
@@ -333,7 +357,7 @@ def test_bad_frames_end_only_their_own_connection():
 
 if __name__ == "__main__":
     run_tests([
-        test_the_cli_and_the_npm_clients_read_each_others_writes,
+        test_the_cli_and_the_npm_clients_read_each_others_writes, test_links_carry_the_public_url_and_still_open_from_the_cli,
         test_npm_clients_converge_and_the_server_sees_ciphertext_only,
         test_history_survives_a_restart_in_legacy_mode_too,
         test_two_chromium_pages_edit_one_document_in_the_editor,
