@@ -107,6 +107,7 @@ std::vector<std::string> tail_lines(const fs::path& file, std::size_t n) {
 
 struct InitOptions {
   std::string domain;
+  std::string public_host;
   int base_port = kDefaultBasePort;
   bool json = false;
 };
@@ -131,7 +132,11 @@ void run_init(const Globals& globals, InitOptions options) {
   fs::remove(home.tls_key(), ec);
   fs::remove(home.tls_cert(), ec);
   generate_self_signed_cert(options.domain, home.tls_key(), home.tls_cert());
-  const std::string text = render_initial_config(options.domain, static_cast<uint16_t>(options.base_port));
+  options.public_host = ascii_lower(options.public_host);
+  if (!options.public_host.empty() && !is_valid_domain(options.public_host))
+    throw Error(errc::kUsage, "--public: '" + options.public_host + "' is not a host name", 400);
+  const std::string text =
+      render_initial_config(options.domain, static_cast<uint16_t>(options.base_port), options.public_host);
   Config::parse(text, "coop.toml");  // what init writes must load
   // coop.toml comes last: its presence is what makes the directory a shard.
   create_file_durably(home.config_file(), text, 0640);
@@ -440,6 +445,11 @@ void add_shard_commands(CLI::App& app, Globals& globals) {
         ->required()->type_name("DOMAIN");
     cmd->add_option("--base-port", options->base_port, "First of the 12 consecutive listener ports")
         ->capture_default_str()->type_name("PORT");
+    cmd->add_option("--public", options->public_host,
+                    "Production profile for this public host name: mail on ports 25, 587, 465, 143 and 993 of every "
+                    "address, federation on 8448, HTTP on loopback behind a trusted reverse proxy, public_urls "
+                    "under the domain")
+        ->type_name("HOST");
     cmd->add_flag("--json", options->json, "Print the result as JSON");
     cmd->callback([&globals, options] { run_init(globals, *options); });
   }

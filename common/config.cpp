@@ -333,7 +333,24 @@ bool is_valid_domain(std::string_view domain) {
   return label > 0 && prev != '-';
 }
 
-std::string render_initial_config(const std::string& domain, uint16_t base_port) {
+namespace {
+
+// The production profile's standard ports (RFC 5321 25, RFC 6409 587, RFC 8314 465 and 993,
+// RFC 9051 143, Matrix federation 8448); HTTP listeners stay on loopback, behind the proxy.
+int public_port(const ListenerDefault& d) {
+  const std::string name = d.name;
+  if (name == "smtp") return 25;
+  if (name == "submission") return 587;
+  if (name == "submissions") return 465;
+  if (name == "imap") return 143;
+  if (name == "imaps") return 993;
+  if (name == "federation") return 8448;
+  return 0;
+}
+
+}  // namespace
+
+std::string render_initial_config(const std::string& domain, uint16_t base_port, const std::string& public_host) {
   std::ostringstream out;
   out << "# coop shard configuration, written by `coop init`. Edit, then `coop down && coop up`.\n"
          "\n"
@@ -357,14 +374,28 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port)
          "\n"
          "[workers.member]\n"
          "enabled = true\n";
+  const bool production = !public_host.empty();
+  if (production)
+    out << "\n# Production profile (coop init --public " << public_host << "): HTTP behind a reverse proxy on\n"
+        << "# this machine (`coop proxy nginx`), which the connection caps must not count as one member.\n"
+        << "[http]\ntrusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n";
+  // Where members reach each HTTP worker through the proxy.
+  const std::map<std::string, std::string> public_urls = {{"room", "https://matrix." + domain},
+                                                          {"tiles", "https://map." + domain},
+                                                          {"docs", "https://docs." + domain},
+                                                          {"site", "https://" + domain}};
   const char* current = nullptr;
   for (const auto& d : kListenerDefaults) {
     if (!current || std::string_view(current) != d.worker) {
       current = d.worker;
-      out << "\n[workers." << d.worker << "]\nenabled = true\n\n[workers." << d.worker << ".listen]\n";
+      out << "\n[workers." << d.worker << "]\nenabled = true\n";
+      if (production && public_urls.count(d.worker)) out << "public_url = \"" << public_urls.at(d.worker) << "\"\n";
+      if (production && std::string_view(d.worker) == "mail") out << "\n[workers.mail.public]\nhostname = \"" << public_host << "\"\n";
+      out << "\n[workers." << d.worker << ".listen]\n";
     }
-    out << d.name << " = { address = \"127.0.0.1\", port = " << base_port + d.offset
-        << ", scheme = \"" << d.scheme << "\" }\n";
+    const int standard = production ? public_port(d) : 0;
+    out << d.name << " = { address = \"" << (standard ? "0.0.0.0" : "127.0.0.1") << "\", port = "
+        << (standard ? standard : base_port + d.offset) << ", scheme = \"" << d.scheme << "\" }\n";
   }
   return out.str();
 }

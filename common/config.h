@@ -64,8 +64,11 @@ class Config {
   std::string domain_;
 };
 
-// The coop.toml `coop init` writes: every listener on 127.0.0.1 from base_port upwards.
-std::string render_initial_config(const std::string& domain, uint16_t base_port);
+// The coop.toml `coop init` writes: every listener on 127.0.0.1 from base_port upwards. With
+// a public host name (`coop init --public HOST`), the production profile instead: mail and
+// federation on every address at their standard ports, the HTTP workers on loopback behind
+// a reverse proxy that is trusted, and the public_url of each at its name under the domain.
+std::string render_initial_config(const std::string& domain, uint16_t base_port, const std::string& public_host = {});
 
 // Domain names as coop accepts them for a shard (RFC 1123 host names, lowercase).
 bool is_valid_domain(std::string_view domain);

@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -168,6 +168,7 @@ _coop() {
     --parent) COMPREPLY=(); return ;;
     --price) COMPREPLY=(); return ;;
     --protocol) COMPREPLY=(); return ;;
+    --public) COMPREPLY=(); return ;;
     --quota) COMPREPLY=(); return ;;
     --reason) COMPREPLY=(); return ;;
     --remove-email) COMPREPLY=(); return ;;
@@ -200,7 +201,7 @@ _coop() {
   local words=""
   case "$path" in
     '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore doctor proxy' ;;
-    'init') words='--help --domain --base-port --json' ;;
+    'init') words='--help --domain --base-port --public --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
     'status') words='--help --json' ;;

@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
+    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -273,6 +273,7 @@ complete -c coop -n "test (__coop_path) = 'coop'" -l home -r -a '(__fish_complet
 complete -c coop -n "test (__coop_path) = 'coop init'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop init'" -l domain -r -d 'The shard'\''s domain (Matrix server name, mail domain)'
 complete -c coop -n "test (__coop_path) = 'coop init'" -l base-port -r -d 'First of the 12 consecutive listener ports'
+complete -c coop -n "test (__coop_path) = 'coop init'" -l public -r -d 'Production profile for this public host name: mail on ports 25, 587, 465, 143 and 993 of every address, federation on 8448, HTTP on loopback behind a trusted reverse proxy, public_urls under the domain'
 complete -c coop -n "test (__coop_path) = 'coop init'" -l json -d 'Print the result as JSON'
 complete -c coop -n "test (__coop_path) = 'coop up'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop up'" -l foreground -d 'Stay in the foreground, logging to stderr, until Ctrl-C'

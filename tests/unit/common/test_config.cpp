@@ -6,6 +6,7 @@
 #include "common/fs.h"
 #include "common/paths.h"
 
+#include <map>
 #include <set>
 #include "temp_dir.h"
 
@@ -145,4 +146,28 @@ TEST_CASE("counts and durations are bounded, so a negative limit cannot become a
   CHECK(config.get_millis("workers.mail.idle_timeout_ms", std::chrono::milliseconds(1)) == std::chrono::milliseconds(2000));
   CHECK(config.get_strings("workers.mail.trusted_networks", {}) == std::vector<std::string>{"127.0.0.0/8", "10.0.0.0/8"});
   CHECK(config.get_strings("dns.servers", {"x"}) == std::vector<std::string>{"x"});
+}
+
+TEST_CASE("coop init --public writes the production profile, and it loads") {
+  const auto config = Config::parse(coop::render_initial_config("example.coop", 8400, "mail.example.coop"), "coop.toml");
+  const auto mail = config.listeners("mail");
+  std::map<std::string, std::string> urls;
+  for (const auto& l : mail) urls[l.name] = l.url();
+  CHECK(urls["smtp"] == "smtp://0.0.0.0:25");
+  CHECK(urls["submission"] == "smtp://0.0.0.0:587");
+  CHECK(urls["submissions"] == "smtps://0.0.0.0:465");
+  CHECK(urls["imap"] == "imap://0.0.0.0:143");
+  CHECK(urls["imaps"] == "imaps://0.0.0.0:993");
+  CHECK(urls["jmap"] == "http://127.0.0.1:8407");  // HTTP stays behind the proxy
+  CHECK(config.listeners("room").at(0).url() == "http://127.0.0.1:8400");
+  CHECK(config.listeners("federate").at(0).url() == "https://0.0.0.0:8448");
+  CHECK(config.get_string("workers.room.public_url", "") == "https://matrix.example.coop");
+  CHECK(config.get_string("workers.docs.public_url", "") == "https://docs.example.coop");
+  CHECK(config.get_string("workers.site.public_url", "") == "https://example.coop");
+  CHECK(config.get_string("workers.mail.public.hostname", "") == "mail.example.coop");
+  CHECK(config.get_strings("http.trusted_proxies", {}) == std::vector<std::string>{"127.0.0.1/32", "::1/128"});
+  // Without --public nothing of it.
+  const auto local = Config::parse(coop::render_initial_config("example.coop", 8400), "coop.toml");
+  CHECK(local.get_string("workers.room.public_url", "none") == "none");
+  CHECK(local.listeners("mail").at(0).url() == "smtp://127.0.0.1:8402");
 }
