@@ -4,6 +4,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <set>
 #include <sstream>
 
 #include "common/config_schema.h"
@@ -348,6 +349,21 @@ int public_port(const ListenerDefault& d) {
   return 0;
 }
 
+// Every documented key under `table` that `written` does not hold, as a commented line at its
+// default: `# key = value  # help`, the key relative to the table (dotted below it).
+std::string commented_defaults(const std::string& table, const std::set<std::string>& written = {}) {
+  std::string out;
+  const std::string prefix = table + ".";
+  for (const auto& doc : config_schema::docs()) {
+    const std::string key = doc.key;
+    if (key.rfind(prefix, 0) != 0 || written.count(key)) continue;
+    std::string line = "# " + key.substr(prefix.size()) + " = " + doc.example;
+    if (*doc.help) line += std::string(line.size() < 48 ? 48 - line.size() : 1, ' ') + "  # " + doc.help;
+    out += line + "\n";
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string render_initial_config(const std::string& domain, uint16_t base_port, const std::string& public_host) {
@@ -370,15 +386,18 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port,
          "start_timeout_ms = 15000   # a worker not healthy after this long counts as failed\n"
          "backoff_initial_ms = 500   # restart delay after a crash, doubling\n"
          "backoff_max_ms = 30000\n"
-         "stable_after_ms = 10000    # a worker up this long gets its backoff reset\n"
-         "\n"
-         "[workers.member]\n"
-         "enabled = true\n";
+         "stable_after_ms = 10000    # a worker up this long gets its backoff reset\n";
   const bool production = !public_host.empty();
+  // The other settings, commented at their defaults: uncomment a table and a key to change it.
+  for (const char* table : {"runtime", "shutdown", "auth", "dns"})
+    out << "\n# [" << table << "]\n" << commented_defaults(table);
   if (production)
     out << "\n# Production profile (coop init --public " << public_host << "): HTTP behind a reverse proxy on\n"
         << "# this machine (`coop proxy nginx`), which the connection caps must not count as one member.\n"
         << "[http]\ntrusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n";
+  else
+    out << "\n# [http]\n" << commented_defaults("http");
+  out << "\n[workers.member]\nenabled = true\n";
   // Where members reach each HTTP worker through the proxy.
   const std::map<std::string, std::string> public_urls = {{"room", "https://matrix." + domain},
                                                           {"tiles", "https://map." + domain},
@@ -388,10 +407,19 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port,
   for (const auto& d : kListenerDefaults) {
     if (!current || std::string_view(current) != d.worker) {
       current = d.worker;
-      out << "\n[workers." << d.worker << "]\nenabled = true\n";
-      if (production && public_urls.count(d.worker)) out << "public_url = \"" << public_urls.at(d.worker) << "\"\n";
-      if (production && std::string_view(d.worker) == "mail") out << "\n[workers.mail.public]\nhostname = \"" << public_host << "\"\n";
-      out << "\n[workers." << d.worker << ".listen]\n";
+      const std::string table = "workers." + std::string(d.worker);
+      out << "\n[" << table << "]\nenabled = true\n";
+      std::set<std::string> written;
+      if (production && public_urls.count(d.worker)) {
+        out << "public_url = \"" << public_urls.at(d.worker) << "\"\n";
+        written.insert(table + ".public_url");
+      }
+      if (production && table == "workers.mail") {
+        out << "public.hostname = \"" << public_host << "\"\n";
+        written.insert("workers.mail.public.hostname");
+      }
+      out << commented_defaults(table, written);
+      out << "\n[" << table << ".listen]\n";
     }
     const int standard = production ? public_port(d) : 0;
     out << d.name << " = { address = \"" << (standard ? "0.0.0.0" : "127.0.0.1") << "\", port = "

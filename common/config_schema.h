@@ -26,6 +26,18 @@ struct Key {
   const char* values = nullptr;  // for strings: "a|b|c", the only values allowed
 };
 
+// What `coop init` writes, commented, for a key it leaves at its default: the default as TOML
+// (an example where the default is computed or none, which the help then names) and what the
+// key is for. Every key but the per-worker `enabled` and `listen` ones has one.
+struct Doc {
+  const char* key;
+  const char* example;
+  const char* help;
+};
+std::vector<Doc> docs();
+// Every key pattern of the schema ("workers.*.enabled" included).
+std::vector<std::string> patterns();
+
 // The key a dotted path stands for; nullptr when the schema has none.
 const Key* find(std::string_view path);
 // True when some key lies under this table path ("workers.mail" holds keys).
