@@ -1,10 +1,11 @@
 """coop backup, backup verify and restore, with real clients: a backup taken while an SMTP
 client (smtplib) and a Matrix client keep sending; the restored shard holds every message
-and event acknowledged before the backup began, IMAP (imaplib) and CalDAV (python3-caldav)
-answer as the original did, a second backup copies no blob again, and a damaged backup is
+and event acknowledged before the backup began, IMAP (imaplib), CalDAV (python3-caldav), the
+map's TileJSON and a tile, and a document (coop docs pull) answer as the original did, a second backup copies no blob again, and a damaged backup is
 named file by file and restores nothing."""
 import imaplib
 import json
+import math
 import os
 import shutil
 import smtplib
@@ -74,6 +75,23 @@ def imap_message_ids(port):
         return ids, status[0].decode()
 
 
+def small_town(directory):
+    """A few streets as OPL, made a .osm.pbf by osmium-tool."""
+    lines = [f"n{1 + i * 4 + j} v1 x{7.41 + 0.003 * j:.7f} y{43.73 + 0.0022 * i:.7f}" for i in range(4) for j in range(4)]
+    lines += [f"w{100 + i} v1 Thighway=residential,name=Row%20%{i} N" + ",".join(f"n{1 + i * 4 + j}" for j in range(4))
+              for i in range(4)]
+    opl, pbf = os.path.join(directory, "town.opl"), os.path.join(directory, "town.osm.pbf")
+    with open(opl, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    subprocess.run(["osmium", "cat", "-O", "-o", pbf, opl], check=True, capture_output=True)
+    return pbf
+
+
+def http_get(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read()
+
+
 def test_backup_under_load_restores_what_was_acknowledged():
     with Shard(BIN, domain=DOMAIN) as shard:
         shard.init()
@@ -88,6 +106,20 @@ def test_backup_under_load_restores_what_was_acknowledged():
         room_id = matrix(room_url, "POST", "/createRoom", {"name": "ops"}, token)["room_id"]
         calendar = caldav.DAVClient(url=dav_url + "/dav/", username="alice", password=STRONG).principal().make_calendar(name="Assemblies")
         calendar.save_event(EVENT)
+        # A map and a document, to compare the restored shard's answers with these.
+        shard.coop("tiles", "import", small_town(shard.dir), "--name", "town")
+        tiles_url = listener(shard, "tiles", "http")
+        tilejson = json.loads(http_get(tiles_url + "/tiles/town.json"))
+        z = tilejson["maxzoom"]
+        x = int((7.415 + 180) / 360 * 2 ** z)
+        y = int((1 - math.asinh(math.tan(math.radians(43.733))) / math.pi) / 2 * 2 ** z)
+        tile_url = f"{tiles_url}/tiles/town/{z}/{x}/{y}.pbf"
+        tile = http_get(tile_url)
+        assert len(tile) > 0
+        agenda = os.path.join(shard.dir, "agenda.txt")
+        with open(agenda, "w") as f:
+            f.write("Agenda of the general assembly\n")
+        doc_link = shard.coop("docs", "new", "--from", agenda).stdout.strip()
 
         acked_mail, acked_events, stop = [], [], threading.Event()
 
@@ -158,6 +190,9 @@ def test_backup_under_load_restores_what_was_acknowledged():
             calendars = caldav.DAVClient(url=dav_url + "/dav/", username="alice", password=STRONG).principal().calendars()
             events = next(c for c in calendars if c.name == "Assemblies").events()
             assert len(events) == 1 and "General assembly" in events[0].data
+            assert json.loads(http_get(tiles_url + "/tiles/town.json")) == tilejson
+            assert http_get(tile_url) == tile
+            assert restored.coop("docs", "pull", doc_link).stdout == "Agenda of the general assembly\n"
             restored.coop("down")
         finally:
             restored.cleanup()
