@@ -29,6 +29,7 @@
 #include "common/http/router.h"
 #include "common/http/ws_frame.h"
 #include "common/net/admission.h"
+#include "common/net/cidr.h"
 #include "common/text.h"
 
 namespace coop::http {
@@ -564,6 +565,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
       slot += (slot.empty() ? "" : ", ") + std::string(value);
     }
+    from_trusted_proxy(request);
     if (beast::websocket::is_upgrade(message)) {
       if (const auto* handlers = router_.websocket(request.path)) {
         upgrade(message, *handlers, std::move(request));
@@ -580,6 +582,27 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
         self->respond(std::move(response), keep_alive);
       });
     });
+  }
+
+  // Behind a trusted reverse proxy ([http] trusted_proxies) the client is the address the
+  // proxy appended to X-Forwarded-For, its last entry (what came before it, the client may
+  // have written); from anyone else the header means nothing.
+  void from_trusted_proxy(Request& request) const {
+    if (limits_.trusted_proxies.empty()) return;
+    const auto it = request.headers.find("x-forwarded-for");
+    if (it == request.headers.end()) return;
+    bool trusted = false;
+    for (const auto& text : limits_.trusted_proxies)
+      if (const auto cidr = coop::net::Cidr::parse(text); cidr && cidr->contains(remote_)) trusted = true;
+    if (!trusted) return;
+    const auto& value = it->second;
+    const auto comma = value.rfind(',');
+    std::string last = value.substr(comma == std::string::npos ? 0 : comma + 1);
+    last.erase(0, last.find_first_not_of(" \t"));
+    last.erase(last.find_last_not_of(" \t") + 1);
+    boost::system::error_code ec;
+    const auto address = net::ip::make_address(last, ec);
+    if (!ec) request.remote_address = address.to_string();
   }
 
   // RFC 9112 4-6: the status line and fields are written here, straight into one string,

@@ -94,6 +94,27 @@ TEST_CASE("handlers see lowercase headers, repeated ones joined, and the client 
   CHECK(body["remote"] == "127.0.0.1");
 }
 
+TEST_CASE("behind a trusted proxy the client is the last X-Forwarded-For entry; from anyone else it is ignored") {
+  auto remote_seen = [](ServerLimits limits, const std::string& forwarded) {
+    TcpFixture f(limits);
+    const int fd = connect_tcp(f.port());
+    const std::string request = "GET /echo HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: " + forwarded + "\r\n\r\n";
+    const std::string reply = (exchange)(fd, request);  // not std::exchange, which ADL would find
+    ::close(fd);
+    return body_of(reply)["remote"].get<std::string>();
+  };
+  ServerLimits trusting;
+  trusting.trusted_proxies = {"127.0.0.1/32"};
+  // The client may write the first entries itself; only the one the proxy appended counts.
+  CHECK(remote_seen(trusting, "203.0.113.9, 198.51.100.7") == "198.51.100.7");
+  CHECK(remote_seen(trusting, "2001:db8::1") == "2001:db8::1");
+  CHECK(remote_seen(trusting, "198.51.100.7, not-an-address") == "127.0.0.1");
+  ServerLimits elsewhere;
+  elsewhere.trusted_proxies = {"192.0.2.0/24"};
+  CHECK(remote_seen(elsewhere, "198.51.100.7") == "127.0.0.1");
+  CHECK(remote_seen(ServerLimits{}, "198.51.100.7") == "127.0.0.1");
+}
+
 TEST_CASE("beyond the per-address limit the longest idle connection makes room; busy ones hear 503") {
   ServerLimits limits;
   limits.max_per_address = 2;
