@@ -34,6 +34,7 @@ constexpr Key kKeys[] = {
     {"dns.timeout_ms", kCount},
     {"dns.max_ttl_s", kInt},
     {"http.trusted_proxies", kNetworks},
+    {"doctor.ntp_servers", kStrings},
 
     {"workers.*.enabled", kBool},
     {"workers.*.listen.*", kListener},
@@ -151,6 +152,7 @@ constexpr Doc kDocs[] = {
     {"dns.timeout_ms", "10000", ""},
     {"dns.max_ttl_s", "-1", "cap on cached answers' TTL; -1: as the answer says"},
     {"http.trusted_proxies", "[]", "reverse proxies (CIDR) not held to the per-address caps"},
+    {"doctor.ntp_servers", "[]", "NTP servers coop doctor measures the clock against, \"pool.ntp.org\"; none: not measured"},
     {"workers.room.public_url", "\"https://matrix.example.org\"", "what clients are told is the homeserver; default: the listener"},
     {"workers.room.space_name", "\"Our cooperative\"", "the cooperative Space's name; default: the domain"},
     {"workers.room.support_page", "\"https://example.org/help\"", "in /.well-known/matrix/support; default: none"},

@@ -164,6 +164,52 @@ def test_a_file_replaced_by_hand_is_served_after_sighup_and_a_broken_one_is_not(
         shard.coop("down")
 
 
+class FakeNtp:
+    """An NTP server on 127.0.0.1 whose clock runs `skew` seconds ahead (RFC 4330 replies)."""
+
+    def __init__(self, skew):
+        import threading
+        self.skew = skew
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        import struct
+        import time
+        while True:
+            try:
+                data, peer = self.sock.recvfrom(48)
+            except OSError:
+                return
+            now = time.time() + self.skew + 2208988800
+            stamp = struct.pack("!II", int(now), int((now % 1) * 2 ** 32))
+            reply = bytes([0x24, 1, 0, 0]) + bytes(20) + data[40:48] + stamp + stamp
+            self.sock.sendto(reply, peer)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_doctor_measures_the_clock_against_the_ntp_servers_named():
+    with Shard(BIN, domain=DOMAIN) as shard:
+        shard.init()
+        skewed, right = FakeNtp(600), FakeNtp(0)
+        try:
+            path = os.path.join(shard.home, "coop.toml")
+            for server, status, text in [(skewed, "FAIL", "+600."), (right, "OK", "+0.0")]:
+                with open(path) as f:
+                    config = f.read().split("\n[doctor]\n")[0]
+                with open(path, "w") as f:
+                    f.write(config + f'\n[doctor]\nntp_servers = ["127.0.0.1:{server.port}"]\n')
+                checks = {c["check"]: c for c in json.loads(shard.coop("doctor", "--json", expect=None).stdout)["checks"]}
+                assert checks["clock"]["status"] == status and text in checks["clock"]["detail"], checks["clock"]
+        finally:
+            skewed.close()
+            right.close()
+
+
 def test_doctor_names_what_to_fix():
     """coop doctor: FAIL with what to do when coop is down or the certificate has expired,
     WARN for a self-signed certificate and a missing backup, OK once a backup was taken."""
@@ -192,4 +238,4 @@ if __name__ == "__main__":
     run_tests([test_install_is_served_at_once_and_a_session_goes_on,
                test_a_pair_that_does_not_fit_is_refused_and_the_old_one_stays,
                test_a_file_replaced_by_hand_is_served_after_sighup_and_a_broken_one_is_not,
-               test_doctor_names_what_to_fix])
+               test_doctor_names_what_to_fix, test_doctor_measures_the_clock_against_the_ntp_servers_named])
