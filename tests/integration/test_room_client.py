@@ -790,8 +790,10 @@ def test_turn_credentials_allocate_on_coturn():
                 if done.returncode == 0:
                     break
             assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+            # One character changed (a password that starts with "A" stays whole with "A").
+            wrong = ("B" if creds["password"][0] == "A" else "A") + creds["password"][1:]
             for _ in range(5):  # a timeout (124) is a lost datagram, not an answer: ask again
-                tampered = allocate("A" + creds["password"][1:])
+                tampered = allocate(wrong)
                 if tampered.returncode != 124:
                     break
             assert tampered.returncode != 0 and "Cannot complete Allocation" in tampered.stdout + tampered.stderr, \
