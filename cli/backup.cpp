@@ -232,7 +232,9 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     const auto target = out / rel;
     std::error_code ec;
     const auto size = fs::file_size(source, ec);
-    if (ec) continue;  // removed since it was listed: nothing the snapshots above still need
+    // Removed since it was listed. Only coop-site deletes blobs (versions past keep_versions):
+    // a version it pruned after its database was snapshotted is listed without its files.
+    if (ec) continue;
     const auto old = previous.find(rel.string());
     if (old != previous.end() && old->second.size == size && fs::exists(target) && fs::file_size(target) == size) {
       taken[rel.string()] = old->second;  // content-addressed: same name, same bytes
