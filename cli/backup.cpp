@@ -28,6 +28,7 @@
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "common/config.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/error_codes.h"
 #include "common/fs.h"
@@ -81,13 +82,7 @@ std::string hash_file(const fs::path& file, const fs::path& copy_to = {}) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(ctx.get(), digest, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
+  return to_hex(digest, length);
 }
 
 // Everything written under dir made durable in one call (Linux syncfs: the filesystem that
@@ -225,51 +220,40 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     new_bytes += e.size;
     taken[rel.string()] = e;
   }
-  for (std::size_t i = 0; i < blobs.size(); ++i) {
-    const auto& rel = blobs[i];
-    if (i % 64 == 0) progress.show("blobs " + std::to_string(i + 1) + "/" + std::to_string(blobs.size()));
+  // A blob the folder holds is kept (content-addressed: same name, same bytes), and so is
+  // another file whose size and mtime did not change; anything else is copied in. A source
+  // removed since it was listed is skipped: only coop-site deletes blobs (versions past
+  // keep_versions), and a version it pruned after its database was snapshotted is listed
+  // without its files. True when the file was copied.
+  auto take = [&](const fs::path& rel, const std::string& kind) {
     const auto source = root / rel;
     const auto target = out / rel;
     std::error_code ec;
     const auto size = fs::file_size(source, ec);
-    // Removed since it was listed. Only coop-site deletes blobs (versions past keep_versions):
-    // a version it pruned after its database was snapshotted is listed without its files.
-    if (ec) continue;
-    const auto old = previous.find(rel.string());
-    if (old != previous.end() && old->second.size == size && fs::exists(target) && fs::file_size(target) == size) {
-      taken[rel.string()] = old->second;  // content-addressed: same name, same bytes
-      continue;
-    }
-    ensure_parent(target);
-    const auto tmp = fs::path(target.string() + ".coop-backup-tmp");
-    FileEntry e{"blob", size, hash_file(source, tmp), 0};
-    fs::rename(tmp, target);
-    new_bytes += size;
-    ++new_blobs;
-    taken[rel.string()] = e;
-  }
-  for (const auto& rel : files) {
-    progress.show("files: " + rel.string());
-    const auto source = root / rel;
-    const auto target = out / rel;
-    std::error_code ec;
-    const auto size = fs::file_size(source, ec);
-    if (ec) continue;
-    const auto mtime = mtime_of(source);
+    if (ec) return false;
+    const int64_t mtime = kind == "file" ? mtime_of(source) : 0;
     const auto old = previous.find(rel.string());
     if (old != previous.end() && old->second.size == size && old->second.mtime == mtime && fs::exists(target) &&
         fs::file_size(target) == size) {
       taken[rel.string()] = old->second;
-      continue;
+      return false;
     }
     ensure_parent(target);
     const auto tmp = fs::path(target.string() + ".coop-backup-tmp");
-    FileEntry e{"file", 0, hash_file(source, tmp), mtime};
+    FileEntry e{kind, 0, hash_file(source, tmp), mtime};
     e.size = fs::file_size(tmp);
     fs::rename(tmp, target);
     new_bytes += e.size;
-    ++copied_files;
     taken[rel.string()] = e;
+    return true;
+  };
+  for (std::size_t i = 0; i < blobs.size(); ++i) {
+    if (i % 64 == 0) progress.show("blobs " + std::to_string(i + 1) + "/" + std::to_string(blobs.size()));
+    new_blobs += take(blobs[i], "blob");
+  }
+  for (const auto& rel : files) {
+    progress.show("files: " + rel.string());
+    copied_files += take(rel, "file");
   }
   // What the shard no longer has goes from the folder too, so that it mirrors the shard.
   std::size_t removed = 0;

@@ -29,7 +29,6 @@
 #include "common/http/router.h"
 #include "common/http/ws_frame.h"
 #include "common/net/admission.h"
-#include "common/net/cidr.h"
 #include "common/text.h"
 
 namespace coop::http {
@@ -145,9 +144,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   using Stream = StreamOf<Protocol, Tls>;
 
   Session(typename Protocol::socket socket, std::weak_ptr<Listener<Protocol, Tls>> listener, const Router& router,
-          ServerLimits limits, net::ssl::context* tls)
+          std::shared_ptr<const ServerLimits> limits, net::ssl::context* tls)
       : remote_(peer_address(socket)), stream_(make_stream((no_delay(socket), std::move(socket)), tls)), listener_(std::move(listener)),
-        router_(router), limits_(limits) {}
+        router_(router), limits_(std::move(limits)) {}
 
   const std::string& remote() const { return remote_; }
   friend class Listener<Protocol, Tls>;  // refuse()
@@ -463,9 +462,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
   void read() {
     parser_.emplace();
-    parser_->body_limit(limits_.max_body_bytes);
-    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_bytes));
-    lowest().expires_after(limits_.idle_timeout);
+    parser_->body_limit(limits_->max_body_bytes);
+    parser_->header_limit(static_cast<std::uint32_t>(limits_->max_header_bytes));
+    lowest().expires_after(limits_->idle_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              [self = this->shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
   }
@@ -530,7 +529,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       return;
     }
     if (ec == bhttp::error::body_limit) {
-      respond(router_.error(413, errc::kPayloadTooLarge, "request body exceeds " + std::to_string(limits_.max_body_bytes) + " bytes"), false);
+      respond(router_.error(413, errc::kPayloadTooLarge, "request body exceeds " + std::to_string(limits_->max_body_bytes) + " bytes"), false);
       return;
     }
     if (ec == bhttp::error::header_limit) {
@@ -588,13 +587,9 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   // proxy appended to X-Forwarded-For, its last entry (what came before it, the client may
   // have written); from anyone else the header means nothing.
   void from_trusted_proxy(Request& request) const {
-    if (limits_.trusted_proxies.empty()) return;
+    if (!from_proxy_) return;
     const auto it = request.headers.find("x-forwarded-for");
     if (it == request.headers.end()) return;
-    bool trusted = false;
-    for (const auto& text : limits_.trusted_proxies)
-      if (const auto cidr = coop::net::Cidr::parse(text); cidr && cidr->contains(remote_)) trusted = true;
-    if (!trusted) return;
     const auto& value = it->second;
     const auto comma = value.rfind(',');
     std::string last = value.substr(comma == std::string::npos ? 0 : comma + 1);
@@ -634,7 +629,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     if (keep_alive && http10_) field("Connection", "keep-alive");
     h.append("\r\n");
     if (head_only_ || no_content) body = {};
-    lowest().expires_after(limits_.idle_timeout);
+    lowest().expires_after(limits_->idle_timeout);
     std::array<net::const_buffer, 2> buffers{net::buffer(head_), net::buffer(body.data(), body.size())};
     net::async_write(stream_, buffers, [self = this->shared_from_this(), keep, keep_alive](beast::error_code ec, std::size_t) {
       if (ec || !keep_alive) {
@@ -656,12 +651,13 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
   std::string remote_;
   coop::net::Admission::Id admission_id_ = 0;  // set by the listener before start()
+  bool from_proxy_ = false;                      // the peer is a trusted proxy: set with admission_id_
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   std::weak_ptr<Listener<Protocol, Tls>> listener_;
   const Router& router_;
-  ServerLimits limits_;
+  std::shared_ptr<const ServerLimits> limits_;  // the listener's, shared by its sessions
   bool head_only_ = false;
   bool http10_ = false;
   std::string head_;  // the response's status line and fields, while it is written
@@ -692,7 +688,7 @@ template <typename Protocol, bool Tls>
 class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
  public:
   Listener(net::io_context& io, const Router& router, ServerLimits limits, std::shared_ptr<net::ssl::context> tls = nullptr)
-      : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(limits),
+      : io_(io), acceptor_(net::make_strand(io)), router_(router), limits_(std::make_shared<const ServerLimits>(limits)),
         admission_(coop::net::AdmissionLimits{limits.max_connections, limits.max_per_address, limits.max_per_network,
                                               limits.max_evictable, limits.trusted_proxies}),
         tls_(std::move(tls)) {}
@@ -711,6 +707,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
       }
       auto session = std::make_shared<Session<Protocol, Tls>>(std::move(socket), self, self->router_, self->limits_,
                                                               self->tls_.get());
+      session->from_proxy_ = self->admission_.uncapped(session->remote());  // once per connection
       const auto decision = self->admission_.admit(session->remote());
       std::vector<std::shared_ptr<Session<Protocol, Tls>>> evicted;
       if (decision.id != 0) {
@@ -770,7 +767,7 @@ class Listener : public std::enable_shared_from_this<Listener<Protocol, Tls>> {
   net::io_context& io_;
   typename Protocol::acceptor acceptor_;
   const Router& router_;
-  ServerLimits limits_;
+  std::shared_ptr<const ServerLimits> limits_;
   coop::net::Admission admission_;
   mutable std::mutex mutex_;  // guards sessions_
   std::map<coop::net::Admission::Id, std::shared_ptr<Session<Protocol, Tls>>> sessions_;

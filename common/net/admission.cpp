@@ -30,8 +30,8 @@ Admission::Admission(AdmissionLimits limits) : limits_(std::move(limits)) {
     if (auto cidr = Cidr::parse(text)) uncapped_.push_back(*cidr);
 }
 
-bool Admission::capped(const std::string& address) const {
-  return std::none_of(uncapped_.begin(), uncapped_.end(), [&](const Cidr& c) { return c.contains(address); });
+bool Admission::uncapped(const std::string& address) const {
+  return std::any_of(uncapped_.begin(), uncapped_.end(), [&](const Cidr& c) { return c.contains(address); });
 }
 
 Admission::Decision Admission::admit(const std::string& address) {
@@ -65,7 +65,7 @@ Admission::Decision Admission::admit(const std::string& address) {
     }
     return true;
   };
-  const bool capped_here = capped(address);
+  const bool capped_here = !uncapped(address);
   const bool room =
       make_room([&](const Entry& e) { return e.address == address; },
                 [&] { return capped_here && limits_.max_per_address && from_address >= limits_.max_per_address; },

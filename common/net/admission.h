@@ -66,6 +66,8 @@ class Admission {
   std::size_t total() const;
   std::size_t from(const std::string& address) const;
   std::size_t evictable() const;
+  // Whether an address is in `uncapped`: a trusted reverse proxy.
+  bool uncapped(const std::string& address) const;
 
  private:
   struct Entry {
@@ -74,8 +76,6 @@ class Admission {
     std::list<Id>::iterator in_line;  // valid while evictable
   };
   void forget(Id id);  // with mutex_ held
-
-  bool capped(const std::string& address) const;
 
   const AdmissionLimits limits_;
   std::vector<Cidr> uncapped_;

@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/digest.h"
 #include "common/error.h"
 
 namespace coop::net {
@@ -113,11 +114,7 @@ CertificateInfo describe(X509* leaf) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   X509_digest(leaf, EVP_sha256(), digest, &length);
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned i = 0; i < length; ++i) {
-    info.sha256 += kHex[digest[i] >> 4];
-    info.sha256 += kHex[digest[i] & 15];
-  }
+  info.sha256 = to_hex(digest, length);
   return info;
 }
 

@@ -100,7 +100,7 @@ class ConnectionCounters {
  public:
   explicit ConnectionCounters(const ListenerLimits& limits)
       : admission_(AdmissionLimits{limits.max_connections, limits.max_per_address, limits.max_per_network,
-                                   limits.max_evictable}) {}
+                                   limits.max_evictable, {}}) {}
 
   Admission::Decision admit(const std::string& address) { return admission_.admit(address); }
 

@@ -14,7 +14,7 @@ TEST_CASE("networks are IPv4 /24 and IPv6 /64") {
 }
 
 TEST_CASE("a full address lets its longest-waiting client go, never a logged-in one") {
-  Admission admission({100, 2, 100, 0});
+  Admission admission({100, 2, 100, 0, {}});
   const auto member = admission.admit("192.0.2.1");
   const auto idle = admission.admit("192.0.2.1");
   admission.set_evictable(member.id, false);
@@ -33,7 +33,7 @@ TEST_CASE("a full address lets its longest-waiting client go, never a logged-in 
 }
 
 TEST_CASE("a flood from one network cannot push out members or other networks") {
-  Admission admission({1000, 20, 64, 0});
+  Admission admission({1000, 20, 64, 0, {}});
   std::vector<Admission::Id> flood;
   for (int host = 1; host <= 60; ++host)
     for (int i = 0; i < 20; ++i) {
@@ -54,7 +54,7 @@ TEST_CASE("a flood from one network cannot push out members or other networks") 
 }
 
 TEST_CASE("clients not logged in get at most their share, so members keep room") {
-  Admission admission({8, 100, 100, 6});
+  Admission admission({8, 100, 100, 6, {}});
   std::vector<Admission::Id> members;
   for (int i = 0; i < 2; ++i) {
     const auto d = admission.admit("192.0.2." + std::to_string(i));
@@ -74,7 +74,7 @@ TEST_CASE("clients not logged in get at most their share, so members keep room")
 }
 
 TEST_CASE("a connection that is busy again goes to the back of the line") {
-  Admission admission({2, 0, 0, 2});
+  Admission admission({2, 0, 0, 2, {}});
   const auto a = admission.admit("local");
   const auto b = admission.admit("local");
   admission.set_evictable(a.id, false);
