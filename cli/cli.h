@@ -1,6 +1,8 @@
 // What the coop CLI's command files share: global options and the command registrars.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <string>
 
 namespace CLI {
@@ -24,6 +26,10 @@ struct Globals {
   int exit_code = kExitOk;
   Home resolve_home() const;
 };
+
+// The supervisor's /v1/status: coop::Error kNotAShard without coop.toml, kNotRunning when
+// coop is down (cli/shard.cpp).
+nlohmann::json supervisor_status(const Home& home);
 
 // coop init, up, down, status, logs
 void add_shard_commands(CLI::App& app, Globals& globals);

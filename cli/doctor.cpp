@@ -71,10 +71,7 @@ bool loopback(const std::string& address) { return address.rfind("127.", 0) == 0
 nlohmann::json check_workers(const Home& home, std::vector<Check>& out) {
   nlohmann::json status;
   try {
-    control::Client client(home.socket("supervisor"));
-    auto response = client.request("GET", "/v1/status", {}, milliseconds(5000));
-    response.throw_if_error();
-    status = response.json();
+    status = supervisor_status(home);
   } catch (const Error&) {
     out.push_back({"workers", "FAIL", "coop is not running in " + home.root().string(), "coop up"});
     return nullptr;

@@ -34,13 +34,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr uint16_t kDefaultBasePort = 8400;
-// The default listeners span base_port .. base_port + 11.
-constexpr int kListenerSpan = 12;
+}  // namespace
 
-fs::path own_bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
-
-// The supervisor's /v1/status, or coop::Error(errc::kNotRunning) naming the shard.
 nlohmann::json supervisor_status(const Home& home) {
   if (!fs::exists(home.config_file()))
     throw Error(errc::kNotAShard, home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
@@ -55,6 +50,15 @@ nlohmann::json supervisor_status(const Home& home) {
     throw;
   }
 }
+
+namespace {
+
+constexpr uint16_t kDefaultBasePort = 8400;
+// The default listeners span base_port .. base_port + 11.
+constexpr int kListenerSpan = 12;
+
+fs::path own_bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
+
 
 bool all_healthy(const nlohmann::json& status) {
   for (const auto& w : status.value("workers", nlohmann::json::array()))

@@ -47,10 +47,7 @@ nlohmann::json served_by(const Home& home) {
   nlohmann::json served = nlohmann::json::object();
   nlohmann::json status;
   try {
-    control::Client supervisor(home.socket("supervisor"));
-    auto response = supervisor.request("GET", "/v1/status", {}, milliseconds(5000));
-    if (!response.ok()) return served;
-    status = response.json();
+    status = supervisor_status(home);
   } catch (const Error&) {
     return served;
   }
