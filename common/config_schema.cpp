@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <unordered_map>
 
 namespace coop::config_schema {
 
@@ -291,8 +292,18 @@ std::vector<std::string> patterns() {
 }
 
 const Key* find(std::string_view path) {
+  // Keys without a wildcard by name (Config checks each key it reads, some per request);
+  // the few patterns with one, segment by segment.
+  static const auto exact = [] {
+    std::unordered_map<std::string_view, const Key*> map;
+    for (const auto& key : kKeys)
+      if (std::string_view(key.pattern).find('*') == std::string_view::npos) map.emplace(key.pattern, &key);
+    return map;
+  }();
+  if (const auto it = exact.find(path); it != exact.end()) return it->second;
   const auto wanted = segments(path);
   for (const auto& key : kKeys) {
+    if (std::string_view(key.pattern).find('*') == std::string_view::npos) continue;
     const auto pattern = segments(key.pattern);
     if (pattern.size() == wanted.size() && matches(pattern, wanted)) return &key;
   }
