@@ -9,6 +9,8 @@
 namespace coop {
 
 std::string base64_encode(std::string_view bytes);
+// Base64url without padding (RFC 4648 5), as JOSE (RFC 7515 2) and ACME use it.
+std::string base64url_encode(std::string_view bytes);
 // Padding optional; whitespace (folded header values, CRLF-wrapped bodies) is skipped.
 // nullopt on any other character that is not base64.
 std::optional<std::string> base64_decode(std::string_view text);

@@ -25,6 +25,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/log.h"
+#include "common/net/acme_challenge.h"
 #include "common/net/server_certificate.h"
 #include "common/version.h"
 
@@ -35,7 +36,9 @@ using Clock = std::chrono::steady_clock;
 
 struct WorkerRuntime::Impl {
   explicit Impl(RuntimeOptions o)
-      : options(std::move(o)), home(Home::resolve(options.home)), config(Config::load(home.config_file())) {}
+      : options(std::move(o)), home(Home::resolve(options.home)), config(Config::load(home.config_file())) {
+    coop::net::set_acme_challenge_dir(home.run_dir() / "acme");
+  }
 
   RuntimeOptions options;
   Home home;

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/json.h"
+#include "common/net/acme_challenge.h"
 #include "common/text.h"
 
 namespace coop::http {
@@ -166,6 +167,15 @@ const WebSocketHandlers* Router::websocket(const std::string& path) const {
 void Router::dispatch(Request request, Reply reply) const {
   // parse_target fills segments; a request made by hand (tests) may have only a path.
   const std::vector<std::string> segments = request.segments.empty() ? split_path(request.path) : std::move(request.segments);
+  // RFC 8555 8.3: an ACME server fetches /.well-known/acme-challenge/TOKEN over plain HTTP
+  // from whichever listener it reaches; every worker answers what the supervisor published.
+  if (segments.size() == 3 && segments[0] == ".well-known" && segments[1] == "acme-challenge" &&
+      (request.method == "GET" || request.method == "HEAD")) {
+    if (auto answer = net::acme_http01_answer(segments[2])) {
+      reply(Response::bytes(200, std::move(*answer), "application/octet-stream"));
+      return;
+    }
+  }
   bool path_known = false;
   for (const auto& route : routes_) {
     if (!match(route, segments, request)) continue;

@@ -11,12 +11,14 @@
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <ctime>
 #include <map>
 #include <mutex>
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/net/acme_challenge.h"
 
 namespace coop::net {
 
@@ -135,8 +137,47 @@ std::map<std::pair<std::string, std::string>, std::unique_ptr<Entry>>& registry(
   return entries;
 }
 
+constexpr unsigned char kAcmeTls1[] = {'a', 'c', 'm', 'e', '-', 't', 'l', 's', '/', '1'};
+
+bool acme_tls1_selected(const SSL* ssl) {
+  const unsigned char* selected = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(ssl, &selected, &length);
+  return length == sizeof kAcmeTls1 && std::equal(selected, selected + length, kAcmeTls1);
+}
+
+// RFC 8737 3: a client that offers the acme-tls/1 protocol is an ACME server validating a
+// TLS-ALPN-01 challenge; it gets the challenge certificate for its server name when the
+// supervisor has published one, and the handshake is refused otherwise. Any other client
+// negotiates no protocol, as before.
+int select_alpn(SSL* ssl, const unsigned char** out, unsigned char* out_length, const unsigned char* in,
+                unsigned int in_length, void*) {
+  const unsigned char* offered = nullptr;  // the protocol in the client's list
+  for (unsigned int i = 0; i < in_length;) {
+    const unsigned int length = in[i];
+    if (i + 1 + length > in_length) break;
+    if (length == sizeof kAcmeTls1 && std::equal(in + i + 1, in + i + 1 + length, kAcmeTls1)) offered = in + i + 1;
+    i += 1 + length;
+  }
+  if (!offered) return SSL_TLSEXT_ERR_NOACK;
+  const char* server_name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+  const auto pem = server_name ? acme_tls_alpn01_pem(server_name) : std::nullopt;
+  if (!pem) return SSL_TLSEXT_ERR_ALERT_FATAL;
+  std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem->data(), static_cast<int>(pem->size())));
+  std::unique_ptr<X509, X509Free> cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+  std::unique_ptr<EVP_PKEY, KeyFree> key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!cert || !key || SSL_use_cert_and_key(ssl, cert.get(), key.get(), nullptr, 1) != 1) {
+    ERR_clear_error();
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  *out = offered;
+  *out_length = sizeof kAcmeTls1;
+  return SSL_TLSEXT_ERR_OK;
+}
+
 // OpenSSL calls this at each ClientHello: the handshake gets the entry's pair of the moment.
 int use_current_pair(SSL* ssl, void* arg) {
+  if (acme_tls1_selected(ssl)) return 1;  // the challenge certificate is in place (select_alpn)
   const auto pair = static_cast<Entry*>(arg)->get();
   if (!pair) return 0;
   return SSL_use_cert_and_key(ssl, pair->leaf.get(), pair->key.get(), pair->chain.get(), 1) == 1 ? 1 : 0;
@@ -174,6 +215,7 @@ void serve_certificate(SSL_CTX* ctx, const std::filesystem::path& cert, const st
     if (!entry->current) entry->current = std::move(pair);
   }
   SSL_CTX_set_cert_cb(ctx, use_current_pair, entry);
+  SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
 }
 
 std::vector<std::string> reload_server_certificates() {
