@@ -57,6 +57,8 @@ void add_proxy_commands(CLI::App& app, Globals& globals);
 void add_doctor_commands(CLI::App& app, Globals& globals);
 // coop tls status, install
 void add_tls_commands(CLI::App& app, Globals& globals);
+// One line on the supervisor's ACME renewer (its status "acme" member), for coop status.
+std::string acme_summary(const nlohmann::json& acme);
 // Hidden: coop __generate completion bash|zsh|fish, coop __generate man
 void add_generate_commands(CLI::App& app);
 

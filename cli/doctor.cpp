@@ -155,9 +155,27 @@ void check_certificate(const Home& home, const Config& config, std::vector<Check
     out.push_back({"certificate names", "OK", "covers the shard's names", ""});
   if (info.self_signed)
     out.push_back({"certificate issuer", "WARN", "self-signed: mail clients and browsers will not trust it",
-                   "a certificate from a CA (Let's Encrypt...): coop tls install --cert FILE --key FILE"});
+                   "[tls] acme in coop.toml (Let's Encrypt...), or coop tls install --cert FILE --key FILE"});
   else
     out.push_back({"certificate issuer", "OK", info.issuer, ""});
+}
+
+// With [tls] acme, whether the supervisor's renewer keeps the certificate (coop status says
+// the same in a line).
+void check_acme(const Config& config, const nlohmann::json& status, std::vector<Check>& out) {
+  if (config.get_string("tls.acme", "").empty()) return;
+  if (!status.is_object() || !status.contains("acme")) {
+    out.push_back({"acme", "WARN", "coop is not running, so nothing renews the certificate", "coop up"});
+    return;
+  }
+  const auto& acme = status["acme"];
+  if (acme.value("state", "") == "failed")
+    out.push_back({"acme", "WARN",
+                   std::to_string(acme.value("failures", 0)) + " failed order(s), next try " +
+                       utc_time_text(acme.value("next_attempt", int64_t{0})) + ": " + acme.value("last_error", ""),
+                   "fix what the error names (DNS, port 80 or 443 reaching coop), then coop tls renew"});
+  else
+    out.push_back({"acme", "OK", acme_summary(acme), ""});
 }
 
 void check_dns(const Globals& globals, bool running, std::vector<Check>& out) {
@@ -321,6 +339,7 @@ void run_doctor(Globals& globals, bool json) {
     const auto status = check_workers(home, checks);
     check_ports(*config, status, checks);
     check_certificate(home, *config, checks);
+    check_acme(*config, status, checks);
     check_dns(globals, !status.is_null(), checks);
   }
   check_disk(home, checks);

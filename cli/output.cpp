@@ -1,6 +1,7 @@
 // Tables, colours and JSON for the coop CLI.
 #include "cli/output.h"
 
+#include <ctime>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,15 @@ bool stderr_is_terminal() { return ::isatty(STDERR_FILENO) == 1; }
 
 int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string utc_time_text(int64_t unix_seconds) {
+  const std::time_t t = unix_seconds;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &tm);
+  return text;
 }
 
 ProgressLine::ProgressLine(bool quiet) : enabled_(!quiet && stderr_is_terminal()) {}

@@ -19,6 +19,8 @@ Colour state_colour(const std::string& state);
 
 // The wall clock in Unix seconds (certificate and backup ages).
 int64_t unix_now();
+// "2026-12-06 18:07 UTC"
+std::string utc_time_text(int64_t unix_seconds);
 
 // "3s", "4m12s", "2h05m", "3d04h".
 std::string format_duration(double seconds);

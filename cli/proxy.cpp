@@ -79,10 +79,14 @@ std::string nginx(const Config& config, const std::string& cert, const std::stri
       << "# Put it in /etc/nginx/conf.d/coop.conf, point each name below at this machine in DNS, then\n"
       << "# `nginx -t && systemctl reload nginx`. nginx must be able to read the certificate and key.\n"
       << "# In coop.toml, so that members are not all counted as nginx's one address:\n"
-      << "#   [http]\n#   trusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n\n"
+      << "#   [http]\n#   trusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n"
+      << "# With [tls] acme, coop renews keys/tls.crt itself (HTTP-01 passes through port 80 below);\n"
+      << "# nginx reads it at start and reload, so reload nginx daily (a systemd timer or cron).\n\n"
       << "map $http_upgrade $coop_connection { default upgrade; '' close; }\n\n";
   for (const auto& s : sites_of(config)) {
+    // RFC 8555 8.3: HTTP-01 challenges stay plain HTTP; every coop worker answers them.
     out << "server {\n    listen 80;\n    listen [::]:80;\n    server_name " << s.host << ";\n"
+        << "    location /.well-known/acme-challenge/ { proxy_pass http://" << s.upstream << "; proxy_set_header Host $host; }\n"
         << "    location / { return 301 https://$host$request_uri; }\n}\n\n";
     // "listen ... http2" as nginx 1.22 (Debian 12) has it; 1.25 also takes it, with a notice.
     out << "server {\n    listen 443 ssl http2;\n    listen [::]:443 ssl http2;\n    server_name " << s.host << ";\n"

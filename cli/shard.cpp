@@ -94,6 +94,7 @@ void print_status_table(const nlohmann::json& status) {
   // Why a worker that keeps failing failed last (until it is healthy again).
   for (const auto& w : status.value("workers", nlohmann::json::array()))
     if (w.contains("last_error")) std::cout << "\n" << w.value("name", "") << ": " << w.value("last_error", "") << "\n";
+  if (status.contains("acme")) std::cout << "\nCertificate by ACME " << acme_summary(status["acme"]) << "\n";
 }
 
 // Last n lines of a file, for telling why something failed to start.

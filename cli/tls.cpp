@@ -29,13 +29,6 @@ using std::chrono::milliseconds;
 // Renewal is due this long before expiry (what ACME clients and `coop tls status` go by).
 constexpr int64_t kRenewBeforeSeconds = 30LL * 24 * 3600;
 
-std::string date_text(int64_t seconds) {
-  const std::time_t t = seconds;
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
-  return text;
-}
-
 nlohmann::json info_json(const net::CertificateInfo& info) {
   return {{"names", info.names},   {"subject", info.subject},     {"issuer", info.issuer},
           {"not_before", info.not_before}, {"not_after", info.not_after}, {"sha256", info.sha256},
@@ -72,7 +65,7 @@ void print_info(const net::CertificateInfo& info, const fs::path& file) {
   std::cout << "Certificate  " << file.string() << "\n"
             << "Names        " << (names.empty() ? "(none)" : names) << "\n"
             << "Issuer       " << info.issuer << (info.self_signed ? " (self-signed)" : "") << "\n"
-            << "Valid        " << date_text(info.not_before) << " to " << date_text(info.not_after) << " ("
+            << "Valid        " << utc_time_text(info.not_before) << " to " << utc_time_text(info.not_after) << " ("
             << (left < 0 ? paint("expired", Colour::red)
                          : paint(std::to_string(left / 86400) + " days left",
                                  left < kRenewBeforeSeconds ? Colour::yellow : Colour::green))
@@ -91,20 +84,81 @@ void print_served(const nlohmann::json& served, const std::string& sha256) {
   if (!other.empty()) std::cout << "Still older  " << paint(other, Colour::yellow) << "(`systemctl reload coop` or `kill -HUP` the supervisor)\n";
 }
 
+// The supervisor's ACME renewer, when coop runs with [tls] acme set; null otherwise.
+nlohmann::json acme_status(const Home& home) {
+  try {
+    return supervisor_status(home).value("acme", nlohmann::json());
+  } catch (const Error&) {
+    return nullptr;
+  }
+}
+
 void tls_status(Globals& globals, bool json) {
   const Home home = globals.resolve_home();
   const auto info = net::certificate_info(home.tls_cert());
   const auto served = served_by(home);
+  const auto acme = acme_status(home);
   if (json) {
     auto out = info_json(info);
     out["file"] = home.tls_cert().string();
     out["served_by"] = served;
+    out["acme"] = acme;
     print_json(out);
   } else {
     print_info(info, home.tls_cert());
     print_served(served, info.sha256);
+    if (acme.is_object()) std::cout << "ACME         " << acme_summary(acme) << "\n";
   }
   if (info.not_after < unix_now()) globals.exit_code = kExitFailed;
+}
+
+// Asks the supervisor's renewer to try now and waits until it has decided (an order takes
+// seconds to a few minutes; the ACME server's own deadline bounds it).
+void tls_renew(Globals& globals, bool force, bool json) {
+  const Home home = globals.resolve_home();
+  control::Client supervisor(home.socket("supervisor"));
+  const auto before = supervisor_status(home).value("acme", nlohmann::json::object()).value("answered", 0);
+  const auto answer = supervisor.request("POST", "/v1/tls/renew", nlohmann::json{{"force", force}}.dump(), milliseconds(5000));
+  answer.throw_if_error();
+  ProgressLine progress(json);
+  nlohmann::json acme;
+  std::string last_step;
+  while (true) {
+    acme = supervisor_status(home).value("acme", nlohmann::json::object());
+    const auto step = acme.value("step", "");
+    if (!step.empty() && step != last_step) progress.show("ACME: " + step, true);
+    last_step = step;
+    if (acme.value("answered", 0) > before) break;
+    std::this_thread::sleep_for(milliseconds(200));
+  }
+  progress.done();
+  const bool failed = acme.value("state", "") == "failed";
+  if (json) {
+    auto out = nlohmann::json{{"acme", acme}};
+    if (!failed) {
+      auto info = info_json(net::certificate_info(home.tls_cert()));
+      info["served_by"] = served_by(home);
+      out["certificate"] = info;
+    }
+    print_json(out);
+  } else if (failed) {
+    std::cerr << "coop: " << acme.value("last_error", "the order failed") << "\n";
+  } else {
+    print_info(net::certificate_info(home.tls_cert()), home.tls_cert());
+    const auto info = net::certificate_info(home.tls_cert());
+    // Workers take the new pair on the SIGHUP the renewer sent; they say so within a moment.
+    nlohmann::json served;
+    for (int i = 0; i < 50; ++i) {
+      served = served_by(home);
+      bool all = true;
+      for (const auto& [worker, sha] : served.items()) all = all && sha == info.sha256;
+      if (all) break;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    print_served(served, info.sha256);
+    std::cout << "ACME         " << acme_summary(acme) << "\n";
+  }
+  if (failed) globals.exit_code = kExitFailed;
 }
 
 std::string read_file(const fs::path& file) {
@@ -123,9 +177,9 @@ void tls_install(Globals& globals, const fs::path& cert, const fs::path& key, bo
   // certificate that has expired, leaves the shard's own pair as it was.
   const auto info = net::check_certificate_pair(cert, key);
   if (info.not_after < unix_now())
-    throw Error(errc::kTlsError, cert.string() + " expired on " + date_text(info.not_after), 400);
+    throw Error(errc::kTlsError, cert.string() + " expired on " + utc_time_text(info.not_after), 400);
   if (info.not_before > unix_now() + 300)
-    throw Error(errc::kTlsError, cert.string() + " is not valid before " + date_text(info.not_before), 400);
+    throw Error(errc::kTlsError, cert.string() + " is not valid before " + utc_time_text(info.not_before), 400);
   write_file_durably(home.tls_key(), read_file(key), 0600);
   write_file_durably(home.tls_cert(), read_file(cert), 0644);
 
@@ -161,6 +215,24 @@ void tls_install(Globals& globals, const fs::path& cert, const fs::path& key, bo
 
 }  // namespace
 
+std::string acme_summary(const nlohmann::json& acme) {
+  std::string names;
+  for (const auto& n : acme.value("names", nlohmann::json::array())) names += (names.empty() ? "" : ", ") + n.get<std::string>();
+  std::string text = "from " + acme.value("directory", "") + " for " + names + " by " + acme.value("challenge", "") + ": ";
+  const auto state = acme.value("state", "");
+  if (state == "failed") {
+    text += paint("failed", Colour::red) + " (" + std::to_string(acme.value("failures", 0)) + " in a row): " +
+            acme.value("last_error", "");
+    if (acme.contains("next_attempt")) text += "; next try " + utc_time_text(acme.value("next_attempt", int64_t{0}));
+  } else if (state == "renewing" || state == "waiting") {
+    text += paint(state, Colour::yellow) + (acme.contains("step") ? ", " + acme.value("step", "") : std::string());
+  } else {
+    text += paint(state, state == "ok" ? Colour::green : Colour::none);
+    if (const auto at = acme.value("renew_at", int64_t{0}); at > 0) text += ", renews " + utc_time_text(at);
+  }
+  return text;
+}
+
 void add_tls_commands(CLI::App& app, Globals& globals) {
   auto* tls = app.add_subcommand(
       "tls",
@@ -170,7 +242,12 @@ void add_tls_commands(CLI::App& app, Globals& globals) {
       "and installs it; running workers serve it from their next handshake, and sessions already open go on. "
       "A pair replaced by hand is served after `systemctl reload coop` (SIGHUP to the supervisor, which passes "
       "it on); a file that does not load then leaves the previous pair served, and the worker's log says why. "
-      "`coop tls status` exits 1 when the certificate has expired.");
+      "`coop tls status` exits 1 when the certificate has expired.\n\n"
+      "With [tls] acme set to an ACME directory (Let's Encrypt's, or any RFC 8555 server), the running shard "
+      "orders its certificate itself: for [tls] names (by default shard.domain, the mail host name and every "
+      "public_url's host), by HTTP-01 on the HTTP listeners or TLS-ALPN-01 on the TLS ones, when the one in "
+      "keys/ is self-signed, misses a name or expires within 30 days; a failure is retried with backoff and "
+      "shown in `coop status`. `coop tls renew` asks for an order now.");
   tls->require_subcommand(1);
 
   struct StatusOptions {
@@ -193,6 +270,16 @@ void add_tls_commands(CLI::App& app, Globals& globals) {
       ->check(CLI::ExistingFile);
   install->add_option("--key", install_options->key, "PEM private key of that certificate")->required()->check(CLI::ExistingFile);
   install->add_flag("--json", install_options->json, "print JSON");
+  struct RenewOptions {
+    bool force = false, json = false;
+  };
+  auto renew_options = std::make_shared<RenewOptions>();
+  auto* renew = tls->add_subcommand(
+      "renew", "Have the running shard order a certificate from its ACME server ([tls] acme) now, and wait for it");
+  renew->add_flag("--force", renew_options->force, "order one even when the certificate is not due for renewal");
+  renew->add_flag("--json", renew_options->json, "print JSON");
+  renew->callback([&globals, renew_options] { tls_renew(globals, renew_options->force, renew_options->json); });
+
   install->callback([&globals, install_options] {
     tls_install(globals, install_options->cert, install_options->key, install_options->json);
   });

@@ -389,7 +389,7 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port,
          "stable_after_ms = 10000    # a worker up this long gets its backoff reset\n";
   const bool production = !public_host.empty();
   // The other settings, commented at their defaults: uncomment a table and a key to change it.
-  for (const char* table : {"runtime", "shutdown", "auth", "dns", "doctor"})
+  for (const char* table : {"tls", "runtime", "shutdown", "auth", "dns", "doctor"})
     out << "\n# [" << table << "]\n" << commented_defaults(table);
   if (production)
     out << "\n# Production profile (coop init --public " << public_host << "): HTTP behind a reverse proxy on\n"

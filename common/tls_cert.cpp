@@ -20,34 +20,20 @@
 
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/openssl_util.h"
 
 namespace coop {
 
 namespace {
 
 template <auto Free>
-struct OpenSslFree {
-  template <typename T>
-  void operator()(T* object) const { Free(object); }
-};
+using OpenSslFree = openssl::Deleter<Free>;
 using Pkey = std::unique_ptr<EVP_PKEY, OpenSslFree<EVP_PKEY_free>>;
 using Certificate = std::unique_ptr<X509, OpenSslFree<X509_free>>;
 using Extension = std::unique_ptr<X509_EXTENSION, OpenSslFree<X509_EXTENSION_free>>;
 using Bignum = std::unique_ptr<BIGNUM, OpenSslFree<BN_free>>;
 using Bio = std::unique_ptr<BIO, OpenSslFree<BIO_free_all>>;
-
-// Appends OpenSSL's own explanation, which is what an operator needs to see.
-[[noreturn]] void fail(const std::string& what) {
-  std::string message = what;
-  if (const unsigned long code = ERR_get_error(); code != 0) {
-    std::array<char, 256> text{};
-    ERR_error_string_n(code, text.data(), text.size());
-    message += ": ";
-    message += text.data();
-  }
-  ERR_clear_error();
-  throw Error(errc::kTlsError, message, 500);
-}
+using openssl::fail;
 
 bool is_ip_literal(const std::string& text) {
   std::array<unsigned char, 16> address{};

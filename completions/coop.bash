@@ -122,6 +122,7 @@ _coop() {
       'site event|remove') path='site event remove' ;;
       'tls|status') path='tls status' ;;
       'tls|install') path='tls install' ;;
+      'tls|renew') path='tls renew' ;;
       'backup|verify') path='backup verify' ;;
     esac
   done
@@ -308,9 +309,10 @@ _coop() {
     'site event remove') words='--help --json' ;;
     'site image') words='--help --out --version --json' ;;
     'site akash') words='--help --out --image --cpu --memory --storage --price --count --attribute --json' ;;
-    'tls') words='--help status install' ;;
+    'tls') words='--help status install renew' ;;
     'tls status') words='--help --json' ;;
     'tls install') words='--help --cert --key --json' ;;
+    'tls renew') words='--help --force --json' ;;
     'backup') words='--help --out --json verify' ;;
     'backup verify') words='--help --json' ;;
     'restore') words='--help --json' ;;

@@ -122,6 +122,7 @@ _coop() {
       'site event|remove') path='site event remove' ;;
       'tls|status') path='tls status' ;;
       'tls|install') path='tls install' ;;
+      'tls|renew') path='tls renew' ;;
       'backup|verify') path='backup verify' ;;
     esac
   done
@@ -634,7 +635,7 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:Where to write the SDL (default\: standard output)' '--image:The container image to run' '--cpu:CPU units (default 0.5)' '--memory:Memory (default 256Mi)' '--storage:Ephemeral storage (default 1Gi)' '--price:Most uakt per block the deployment pays (default 1000)' '--count:Instances (default 1)' '--attribute:A provider attribute to require, KEY=VALUE (repeatable)' '--json:Print the SDL'\''s path and image as JSON' )
       ;;
     'tls')
-      commands=( 'status:Names, issuer, expiry and fingerprint of keys/tls.crt, and which workers serve it' 'install:Check a certificate chain and its key, install them as keys/tls.crt and keys/tls.key, and have every worker serve them' )
+      commands=( 'status:Names, issuer, expiry and fingerprint of keys/tls.crt, and which workers serve it' 'install:Check a certificate chain and its key, install them as keys/tls.crt and keys/tls.key, and have every worker serve them' 'renew:Have the running shard order a certificate from its ACME server ([tls] acme) now, and wait for it' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'tls status')
@@ -644,6 +645,10 @@ _coop() {
     'tls install')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--cert:PEM certificate chain, the server'\''s certificate first' '--key:PEM private key of that certificate' '--json:print JSON' )
+      ;;
+    'tls renew')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--force:order one even when the certificate is not due for renewal' '--json:print JSON' )
       ;;
     'backup')
       commands=( 'verify:Check every file of a backup against its manifest, and every database with SQLite'\''s quick_check' )

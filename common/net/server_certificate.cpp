@@ -19,34 +19,18 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/net/acme_challenge.h"
+#include "common/openssl_util.h"
 
 namespace coop::net {
 
 namespace {
 
-[[noreturn]] void fail(const std::string& what) {
-  unsigned long code = ERR_get_error();
-  std::string detail;
-  if (code) {
-    char buffer[256];
-    ERR_error_string_n(code, buffer, sizeof buffer);
-    detail = std::string(": ") + buffer;
-  }
-  ERR_clear_error();
-  throw Error(errc::kTlsError, what + detail, 500);
-}
-
-struct X509Free {
-  void operator()(X509* x) const { X509_free(x); }
-};
-struct KeyFree {
-  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
-};
+using openssl::fail;
+using X509Free = openssl::Deleter<X509_free>;
+using KeyFree = openssl::Deleter<EVP_PKEY_free>;
+using BioFree = openssl::Deleter<BIO_free>;
 struct ChainFree {
   void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
-};
-struct BioFree {
-  void operator()(BIO* b) const { BIO_free(b); }
 };
 
 // One loaded pair; immutable once made, shared with the handshakes that use it.

@@ -3,7 +3,6 @@ on loopback in front of a shard serves Matrix, DAV (the .well-known redirect inc
 the map through it, over TLS with the shard's certificate. Caddy's passes `caddy validate`."""
 import http.client
 import os
-import re
 import shutil
 import signal
 import socket
@@ -38,8 +37,8 @@ def test_nginx_in_front_of_a_shard():
         assert "server_name matrix.proxy.test;" in conf and "location /.well-known/matrix/" in conf, conf
         assert "client_max_body_size 50m;" in conf and "proxy_read_timeout 600s;" in conf
         # The same configuration, moved from ports 80/443 of every address to a free port on loopback.
-        port = free_port_block(1)
-        local = re.sub(r"server \{\n    listen 80;.*?\n\}\n\n", "", conf, flags=re.S)
+        port, plain = free_port_block(1), free_port_block(1)
+        local = conf.replace("    listen [::]:80;\n", "").replace("listen 80;", f"listen 127.0.0.1:{plain};")
         local = local.replace("    listen [::]:443 ssl http2;\n", "").replace("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl;")
         with open(os.path.join(tmp, "coop.conf"), "w") as f:
             f.write(local)
@@ -78,6 +77,21 @@ def test_nginx_in_front_of_a_shard():
             assert status == 200 and b"maplibre" in body[:4000].lower(), (status, body[:200])
             status, _, body = get(port, f"map.{DOMAIN}", "/tiles/")
             assert status == 200 and body.startswith(b"["), (status, body[:200])
+            # Port 80 sends browsers to https, but lets an ACME server's HTTP-01 fetch through
+            # to coop, which answers what its ACME client published (run/acme/http-01/TOKEN).
+            challenges = os.path.join(shard.home, "run", "acme", "http-01")
+            os.makedirs(challenges, exist_ok=True)
+            with open(os.path.join(challenges, "tok_EN-1"), "w") as f:
+                f.write("tok_EN-1.thumbprint")
+            for host in (f"matrix.{DOMAIN}", DOMAIN, f"dav.{DOMAIN}", f"map.{DOMAIN}", f"docs.{DOMAIN}"):
+                conn = http.client.HTTPConnection("127.0.0.1", plain, timeout=10)
+                conn.request("GET", "/.well-known/acme-challenge/tok_EN-1", headers={"Host": host})
+                response = conn.getresponse()
+                assert (response.status, response.read()) == (200, b"tok_EN-1.thumbprint"), host
+                conn.request("GET", "/_matrix/client/versions", headers={"Host": host})
+                response = conn.getresponse()
+                response.read()
+                assert response.status == 301 and response.getheader("Location").startswith("https://"), host
         finally:
             proc.send_signal(signal.SIGQUIT)
             try:

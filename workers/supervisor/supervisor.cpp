@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <cstring>
@@ -25,6 +26,7 @@
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/worker_runtime.h"
+#include "workers/supervisor/certificate_renewer.h"
 
 namespace coop {
 
@@ -122,6 +124,8 @@ struct Supervisor::Impl : std::enable_shared_from_this<Supervisor::Impl> {
   std::thread prober;
   std::condition_variable prober_wake;
   bool prober_quit = false;
+
+  std::unique_ptr<CertificateRenewer> renewer;  // its thread orders once the workers are up
 };
 
 void Supervisor::Impl::start() {
@@ -395,6 +399,7 @@ void Supervisor::Impl::fill_status(nlohmann::json& status) {
   }
   status["workers"] = std::move(workers);
   if (stopping) status["state"] = "stopping";
+  if (renewer && renewer->enabled()) status["acme"] = renewer->status();
 }
 
 void Supervisor::Impl::stop_prober() {
@@ -427,10 +432,34 @@ Supervisor::Supervisor(WorkerRuntime& runtime, fs::path bin_dir, bool foreground
     }
     throw Error(errc::kUnknownWorker, "no worker named '" + request.param("name") + "' runs here", 404);
   }, "restart one worker");
+  // Challenges are answered by the workers, so an order waits until none is still starting
+  // (one in a crash loop does not hold the certificate back).
+  // The renewer goes first in ~Supervisor, so a plain pointer back is safe.
+  impl_->renewer = std::make_unique<CertificateRenewer>(
+      runtime.config(), runtime.home(),
+      [self = impl_.get()] {
+        std::lock_guard lock(self->mutex);
+        const auto& c = self->children;
+        return !self->stopping && !c.empty() &&
+               std::none_of(c.begin(), c.end(), [](const Child& child) { return child.state == State::starting; }) &&
+               std::any_of(c.begin(), c.end(), [](const Child& child) { return child.state == State::running; });
+      },
+      [self = impl_.get()] {
+        std::lock_guard lock(self->mutex);
+        self->kill_all(SIGHUP);
+      });
+  runtime.router().add("POST", "/v1/tls/renew", [impl](const control::Request& request) {
+    if (!impl->renewer || !impl->renewer->enabled())
+      throw Error(errc::kNotConfigured, "ACME is off: set [tls] acme (a directory URL) and acme_contact in coop.toml", 409);
+    const auto body = request.json();
+    impl->renewer->renew_now(body.contains("force") && body["force"] == true);
+    return control::Response::json({{"status", "renewing"}, {"acme", impl->renewer->status()}}, 202);
+  }, "order a certificate now, {\"force\": true} even when it is not due");
   net::post(runtime.io(), [impl] { impl->start(); });
 }
 
 Supervisor::~Supervisor() {
+  impl_->renewer.reset();
   impl_->stop_prober();
   // The io_context has stopped: whatever still runs is killed and reaped here, so no
   // worker outlives its supervisor.
