@@ -190,9 +190,8 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     const auto name = it->path().filename().string();
     if (name.ends_with("-wal") || name.ends_with("-shm") || name.ends_with("-journal")) continue;
     if (rel == "last_backup.json") continue;  // about backups, rewritten by each: not the shard's data
-    if (first == "blobs")
-      blobs.push_back(rel);
-    else if (is_sqlite(it->path()))
+    if (first == "blobs") continue;  // listed after the databases are taken (below)
+    if (is_sqlite(it->path()))
       databases.push_back(rel);
     else
       files.push_back(rel);
@@ -220,6 +219,13 @@ void run_backup(Globals& globals, const BackupOptions& options) {
     new_bytes += e.size;
     taken[rel.string()] = e;
   }
+  // Blobs are listed now, after the snapshots: a message or upload acknowledged while the
+  // databases were taken has its blob here too, so every blob a snapshot refers to is listed.
+  if (fs::exists(root / "blobs"))
+    for (auto it = fs::recursive_directory_iterator(root / "blobs"); it != fs::recursive_directory_iterator(); ++it) {
+      if (it->is_directory() && it->path().filename() == "tmp") it.disable_recursion_pending();
+      if (it->is_regular_file()) blobs.push_back(fs::relative(it->path(), root));
+    }
   // A blob the folder holds is kept (content-addressed: same name, same bytes), and so is
   // another file whose size and mtime did not change; anything else is copied in. A source
   // removed since it was listed is skipped: only coop-site deletes blobs (versions past
@@ -428,7 +434,7 @@ void add_backup_commands(CLI::App& app, Globals& globals) {
       "unchanged shard takes seconds; what the shard no longer has leaves the folder. manifest.json lists "
       "every file with its size and SHA-256. Progress on a terminal, one summary line otherwise; exit 1 and "
       "a clear line on any failure.");
-  backup->add_option("--out", options->out, "backup folder (created when missing; a previous backup there is updated)");
+  backup->add_option("-o,--out", options->out, "backup folder (created when missing; a previous backup there is updated)");
   backup->add_flag("--json", options->json, "print a JSON summary");
   auto verify_json = std::make_shared<bool>(false);
   auto verify_dir = std::make_shared<std::string>();

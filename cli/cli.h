@@ -30,6 +30,8 @@ struct Globals {
 // The supervisor's /v1/status: coop::Error kNotAShard without coop.toml, kNotRunning when
 // coop is down (cli/shard.cpp).
 nlohmann::json supervisor_status(const Home& home);
+// coop::Error(kNotAShard) naming the directory when home holds no coop.toml.
+void require_shard(const Home& home);
 
 // coop init, up, down, status, logs
 void add_shard_commands(CLI::App& app, Globals& globals);

@@ -232,7 +232,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   auto pull = std::make_shared<PullOptions>();
   cmd = group->add_subcommand("pull", "Print a document's current text (or write it to a file)");
   cmd->add_option("link", pull->link, "The document's link")->required()->type_name("LINK");
-  cmd->add_option("--out,-o", pull->out, "Write it here (atomically) instead of stdout")->type_name("FILE");
+  cmd->add_option("-o,--out", pull->out, "Write it here (atomically) instead of stdout")->type_name("FILE");
   cmd->callback([&globals, pull] {
     auto o = open_document(reach_locally(globals, pull->link), false);
     const std::string text = docs::to_utf8(o.state.doc);

@@ -37,7 +37,8 @@ CommandInfo describe(const CLI::App* app, const std::string& path) {
   CommandInfo info;
   info.path = path;
   info.name = app->get_name();
-  info.description = app->get_description();
+  info.description = app->get_description();  // the summary line, then the rest (main.cpp)
+  if (!app->get_footer().empty()) info.description += "\n\n" + app->get_footer();
   for (const CLI::Option* opt : app->get_options([](const CLI::Option*) { return true; })) {
     OptionInfo o;
     for (const auto& l : opt->get_lnames()) o.names.push_back("--" + l);

@@ -373,7 +373,7 @@ void add_mail_commands(CLI::App& app, Globals& globals) {
     cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
     cmd->add_option("--mailbox", o->mailbox, "Only this mailbox; PATH is then one Maildir or one mbox file")->type_name("MAILBOX");
     cmd->add_option("--format", o->format, "maildir or mbox")->required()->check(CLI::IsMember({"maildir", "mbox"}))->type_name("FORMAT");
-    cmd->add_option("--out", o->out, "Where to write: a new directory; Maildir++ (folders .Projects.2026) or one mbox file a mailbox (children of Projects in Projects.sbd/)")->required()->type_name("PATH");
+    cmd->add_option("-o,--out", o->out, "Where to write: a new directory; Maildir++ (folders .Projects.2026) or one mbox file a mailbox (children of Projects in Projects.sbd/)")->required()->type_name("PATH");
     cmd->add_flag("--json", o->json, "Print a summary as JSON");
     cmd->callback([&globals, o] { run_export(globals, *o); });
   }

@@ -313,7 +313,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
     cmd = member->add_subcommand("export", "Export every member as CSV or JSON");
     cmd->add_option("--format", e->format, "csv or json")->check(CLI::IsMember({"csv", "json"}))->capture_default_str()->type_name("FORMAT");
     cmd->add_option("--status", e->status, "Only members with this status")->check(CLI::IsMember({"active", "suspended", "removed"}))->type_name("STATUS");
-    cmd->add_option("-o,--output", e->output, "Write to this file instead of stdout")->type_name("FILE");
+    cmd->add_option("-o,--out", e->output, "Write to this file instead of stdout")->type_name("FILE");
     cmd->callback([&globals, e] {
       WorkerCall call(globals, "member", false);
       std::string path = "/v1/export/members?format=" + e->format;

@@ -121,7 +121,7 @@ void add_room_commands(CLI::App& app, Globals& globals) {
     auto o = std::make_shared<Options>();
     auto* cmd = room->add_subcommand("export", "Export a member's rooms and visible history as JSON");
     cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
-    cmd->add_option("--out", o->out, "The JSON file to write")->required()->type_name("FILE");
+    cmd->add_option("-o,--out", o->out, "The JSON file to write")->required()->type_name("FILE");
     cmd->add_flag("--json", o->json, "Print a summary as JSON");
     cmd->callback([&globals, o] {
       WorkerCall call(globals, "room", o->json);

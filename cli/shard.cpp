@@ -36,9 +36,17 @@ using std::chrono::milliseconds;
 
 }  // namespace
 
-nlohmann::json supervisor_status(const Home& home) {
+void require_shard(const Home& home) {
+  // Most often a --home or COOP_HOME that names the wrong directory: `coop init` there would
+  // make a second, empty shard, so that is not what this suggests.
   if (!fs::exists(home.config_file()))
-    throw Error(errc::kNotAShard, home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
+    throw Error(errc::kNotAShard,
+                "no shard in " + home.root().string() + " (no coop.toml): give --home DIR or set COOP_HOME to the shard's directory",
+                404);
+}
+
+nlohmann::json supervisor_status(const Home& home) {
+  require_shard(home);
   try {
     control::Client client(home.socket("supervisor"));
     auto response = client.request("GET", "/v1/status", {}, milliseconds(5000));
@@ -381,11 +389,56 @@ struct StatusOptions {
 };
 
 void run_status(const Globals& globals, const StatusOptions& options) {
-  const auto status = supervisor_status(globals.resolve_home());
+  const Home home = globals.resolve_home();
+  nlohmann::json status;
+  try {
+    status = supervisor_status(home);
+  } catch (const Error& e) {
+    // A script asking for JSON gets JSON for a stopped shard too (and exit 3 all the same).
+    if (!options.json || e.code() != errc::kNotRunning) throw;
+    print_json({{"state", "stopped"}, {"home", home.root().string()}, {"workers", nlohmann::json::array()}});
+    throw;
+  }
   if (options.json)
     print_json(status);
   else
     print_status_table(status);
+}
+
+// ---- coop restart ------------------------------------------------------------------------
+
+struct RestartOptions {
+  std::string worker;
+  bool json = false;
+};
+
+// Stops one worker and waits until it is healthy again (a restart asked for is not a crash:
+// the supervisor neither counts it nor backs off).
+void run_restart(const Globals& globals, const RestartOptions& options) {
+  const Home home = globals.resolve_home();
+  const auto before = supervisor_status(home);
+  long old_pid = 0;
+  for (const auto& w : before.value("workers", nlohmann::json::array()))
+    if (w.value("name", "") == options.worker && w["pid"].is_number()) old_pid = w["pid"].get<long>();
+  control::Client client(home.socket("supervisor"));
+  client.request("POST", "/v1/workers/" + options.worker + "/restart", {}, milliseconds(5000)).throw_if_error();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (true) {
+    const auto status = supervisor_status(home);
+    for (const auto& w : status.value("workers", nlohmann::json::array())) {
+      if (w.value("name", "") != options.worker || !w.value("healthy", false) || !w["pid"].is_number() ||
+          w["pid"].get<long>() == old_pid)
+        continue;
+      if (options.json)
+        print_json(w);
+      else
+        std::cout << "Restarted " << options.worker << " (pid " << w["pid"].get<long>() << ")\n";
+      return;
+    }
+    if (std::chrono::steady_clock::now() > deadline)
+      throw Error(errc::kStartFailed, options.worker + " did not come back within 60 s: see coop logs " + options.worker, 500);
+    std::this_thread::sleep_for(milliseconds(100));
+  }
 }
 
 // ---- coop logs ---------------------------------------------------------------------------
@@ -478,6 +531,14 @@ void add_shard_commands(CLI::App& app, Globals& globals) {
     auto* cmd = app.add_subcommand("status", "Show each worker's state, pid, uptime, restarts and listeners");
     cmd->add_flag("--json", options->json, "Print the supervisor's status as JSON");
     cmd->callback([&globals, options] { run_status(globals, *options); });
+  }
+  {
+    auto options = std::make_shared<RestartOptions>();
+    auto* cmd = app.add_subcommand("restart", "Restart one worker and wait until it is healthy (not counted as a crash)");
+    cmd->add_option("worker", options->worker, "member, room, federate, mail, dav, tiles, docs or site")
+        ->required()->type_name("WORKER");
+    cmd->add_flag("--json", options->json, "Print the worker's status as JSON");
+    cmd->callback([&globals, options] { run_restart(globals, *options); });
   }
   {
     auto options = std::make_shared<LogsOptions>();

@@ -397,7 +397,7 @@ void add_deploy_commands(CLI::App& group, Globals& globals) {
                                    "Write a container build context for the site: Dockerfile, nginx.conf, site/\n\n"
                                    "docker build -t IMAGE OUT && docker push IMAGE, then coop site akash --image IMAGE.");
   cmd->add_option("site", im->site, "The site")->required()->type_name("NAME");
-  cmd->add_option("--out", im->out, "A new (or empty) folder for the build context")->required()->type_name("DIR");
+  cmd->add_option("-o,--out", im->out, "A new (or empty) folder for the build context")->required()->type_name("DIR");
   cmd->add_option("--version", im->version, "The version (default: the current one)")->type_name("VERSION");
   cmd->add_flag("--json", im->json, "Print what was written as JSON");
   cmd->callback([&globals, im] {
@@ -452,7 +452,7 @@ void add_deploy_commands(CLI::App& group, Globals& globals) {
                              "CLI: provider-services tx deployment create deploy.yaml --from KEY, then pick a\n"
                              "bid and send the manifest (see the README).");
   cmd->add_option("site", ak->site, "The site")->required()->type_name("NAME");
-  cmd->add_option("--out", ak->out, "Where to write the SDL (default: standard output)")->type_name("FILE.yaml");
+  cmd->add_option("-o,--out", ak->out, "Where to write the SDL (default: standard output)")->type_name("FILE.yaml");
   cmd->add_option("--image", ak->image, "The container image to run")->type_name("IMAGE");
   cmd->add_option("--cpu", ak->cpu, "CPU units (default 0.5)")->check(CLI::Range(0.1, 64.0));
   cmd->add_option("--memory", ak->memory, "Memory (default 256Mi)")->type_name("SIZE");

@@ -95,6 +95,7 @@ nlohmann::json acme_status(const Home& home) {
 
 void tls_status(Globals& globals, bool json) {
   const Home home = globals.resolve_home();
+  require_shard(home);
   const auto info = net::certificate_info(home.tls_cert());
   const auto served = served_by(home);
   const auto acme = acme_status(home);
@@ -171,8 +172,7 @@ std::string read_file(const fs::path& file) {
 
 void tls_install(Globals& globals, const fs::path& cert, const fs::path& key, bool json) {
   const Home home = globals.resolve_home();
-  if (!fs::exists(home.config_file()))
-    throw Error(errc::kNotAShard, home.root().string() + " is not a coop shard (no coop.toml): run `coop init`", 404);
+  require_shard(home);
   // The pair is checked before anything is touched: a key that does not match, or a
   // certificate that has expired, leaves the shard's own pair as it was.
   const auto info = net::check_certificate_pair(cert, key);

@@ -22,8 +22,10 @@ std::string WorkerCall::call_raw(std::string_view method, std::string_view path,
     control::Client client(home.socket(worker_));
     response = client.request(method, path, body, std::chrono::seconds(300));
   } catch (const Error& e) {
-    if (e.code() == errc::kNotRunning)
+    if (e.code() == errc::kNotRunning) {
+      require_shard(home);  // a wrong --home is said as such, not as a worker that is down
       throw Error(errc::kNotRunning, "coop-" + worker_ + " is not running in " + home.root().string() + " (coop up)", 503);
+    }
     throw;
   }
   if (!response.ok() && json_) std::cout << response.body << '\n';

@@ -61,7 +61,10 @@ Config::~Config() = default;
 Config Config::load(const std::filesystem::path& file) {
   std::error_code ec;
   if (!std::filesystem::exists(file, ec))
-    throw Error(errc::kNotAShard, file.string() + " not found: run `coop init` first", 404);
+    throw Error(errc::kNotAShard,
+                "no shard in " + file.parent_path().string() + " (no " + file.filename().string() +
+                    "): give --home DIR or set COOP_HOME to the shard's directory",
+                404);
   auto tables = std::make_unique<Tables>();
   try {
     tables->root = toml::parse_file(file.string());

@@ -6,6 +6,8 @@
 #include <array>
 #include <unordered_map>
 
+#include "common/spelling.h"
+
 namespace coop::config_schema {
 
 namespace {
@@ -284,21 +286,6 @@ bool matches(const std::vector<std::string_view>& pattern, const std::vector<std
   return true;
 }
 
-std::size_t distance(std::string_view a, std::string_view b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 }  // namespace
 
 std::vector<Doc> docs() { return {std::begin(kDocs), std::end(kDocs)}; }
@@ -340,18 +327,13 @@ std::string suggestion(std::string_view path) {
   auto wanted = segments(path);
   const auto last = wanted.back();
   wanted.pop_back();
-  std::string best;
-  std::size_t best_distance = std::max<std::size_t>(2, last.size() / 3) + 1;
+  std::vector<std::string> candidates;
   for (const auto& key : kKeys) {
     const auto pattern = segments(key.pattern);
     if (pattern.size() <= wanted.size() || !matches(pattern, wanted) || pattern[wanted.size()] == "*") continue;
-    const auto candidate = pattern[wanted.size()];
-    if (const auto d = distance(last, candidate); d < best_distance) {
-      best_distance = d;
-      best = std::string(candidate);
-    }
+    candidates.emplace_back(pattern[wanted.size()]);
   }
-  return best;
+  return closest_spelling(last, candidates);
 }
 
 }  // namespace coop::config_schema

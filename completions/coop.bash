@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -12,6 +12,7 @@ _coop() {
       '|up') path='up' ;;
       '|down') path='down' ;;
       '|status') path='status' ;;
+      '|restart') path='restart' ;;
       '|logs') path='logs' ;;
       '|member') path='member' ;;
       '|room') path='room' ;;
@@ -164,7 +165,6 @@ _coop() {
     --name) COMPREPLY=(); return ;;
     --note) COMPREPLY=(); return ;;
     --out) COMPREPLY=(); return ;;
-    --output) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --owner) COMPREPLY=(); return ;;
     --parent) COMPREPLY=(); return ;;
     --price) COMPREPLY=(); return ;;
@@ -197,15 +197,16 @@ _coop() {
     --where) COMPREPLY=(); return ;;
     --with) COMPREPLY=(); return ;;
     -n) COMPREPLY=(); return ;;
-    -o) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+    -o) COMPREPLY=(); return ;;
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status logs member room mail dav tiles docs site tls backup restore doctor proxy' ;;
+    '') words='--help --version --home init up down status restart logs member room mail dav tiles docs site tls backup restore doctor proxy' ;;
     'init') words='--help --domain --base-port --public --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
     'status') words='--help --json' ;;
+    'restart') words='--help supervisor member room federate mail dav tiles docs site --json' ;;
     'logs') words='--help supervisor member room federate mail dav tiles docs site --lines --follow' ;;
     'member') words='--help add list show set passwd suspend reinstate remove import export group app-password verify events audit' ;;
     'member add') words='--help --name --email --group --role --quota --password-stdin --generate-password --json' ;;
@@ -217,7 +218,7 @@ _coop() {
     'member reinstate') words='--help --json' ;;
     'member remove') words='--help --purge --json' ;;
     'member import') words='--help --json' ;;
-    'member export') words='--help --format --status --output' ;;
+    'member export') words='--help --format --status --out' ;;
     'member group') words='--help add remove list members' ;;
     'member group add') words='--help --parent --description --json' ;;
     'member group remove') words='--help --json' ;;

@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --output --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
+    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -22,6 +22,8 @@ function __coop_path
                 set path 'coop down'
             case 'coop|status'
                 set path 'coop status'
+            case 'coop|restart'
+                set path 'coop restart'
             case 'coop|logs'
                 set path 'coop logs'
             case 'coop|member'
@@ -256,6 +258,7 @@ complete -c coop -n "test (__coop_path) = 'coop'" -a 'init' -d 'Create a new sha
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'up' -d 'Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'down' -d 'Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'status' -d 'Show each worker'\''s state, pid, uptime, restarts and listeners'
+complete -c coop -n "test (__coop_path) = 'coop'" -a 'restart' -d 'Restart one worker and wait until it is healthy (not counted as a crash)'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'logs' -d 'Print a worker'\''s log (log/WORKER.log)'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'member' -d 'The member registry: one identity for every protocol'
 complete -c coop -n "test (__coop_path) = 'coop'" -a 'room' -d 'Matrix chat: rooms, Spaces and chat history export'
@@ -285,6 +288,9 @@ complete -c coop -n "test (__coop_path) = 'coop down'" -l help -s h -d 'Print th
 complete -c coop -n "test (__coop_path) = 'coop down'" -l json -d 'Print the result as JSON'
 complete -c coop -n "test (__coop_path) = 'coop status'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop status'" -l json -d 'Print the supervisor'\''s status as JSON'
+complete -c coop -n "test (__coop_path) = 'coop restart'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop restart'" -a 'supervisor member room federate mail dav tiles docs site'
+complete -c coop -n "test (__coop_path) = 'coop restart'" -l json -d 'Print the worker'\''s status as JSON'
 complete -c coop -n "test (__coop_path) = 'coop logs'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop logs'" -a 'supervisor member room federate mail dav tiles docs site'
 complete -c coop -n "test (__coop_path) = 'coop logs'" -l lines -s n -r -d 'How many lines from the end'
@@ -347,7 +353,7 @@ complete -c coop -n "test (__coop_path) = 'coop member import'" -l json -d 'Prin
 complete -c coop -n "test (__coop_path) = 'coop member export'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop member export'" -l format -r -d 'csv or json'
 complete -c coop -n "test (__coop_path) = 'coop member export'" -l status -r -d 'Only members with this status'
-complete -c coop -n "test (__coop_path) = 'coop member export'" -l output -s o -r -F -d 'Write to this file instead of stdout'
+complete -c coop -n "test (__coop_path) = 'coop member export'" -l out -s o -r -F -d 'Write to this file instead of stdout'
 complete -c coop -n "test (__coop_path) = 'coop member group'" -a 'add' -d 'Create a group'
 complete -c coop -n "test (__coop_path) = 'coop member group'" -a 'remove' -d 'Remove a group (its members stay members)'
 complete -c coop -n "test (__coop_path) = 'coop member group'" -a 'list' -d 'List groups'
@@ -411,7 +417,7 @@ complete -c coop -n "test (__coop_path) = 'coop room show'" -l json -d 'Print th
 complete -c coop -n "test (__coop_path) = 'coop room members'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop room members'" -l json -d 'Print them as JSON'
 complete -c coop -n "test (__coop_path) = 'coop room export'" -l help -s h -d 'Print this help message and exit'
-complete -c coop -n "test (__coop_path) = 'coop room export'" -l out -r -F -d 'The JSON file to write'
+complete -c coop -n "test (__coop_path) = 'coop room export'" -l out -s o -r -F -d 'The JSON file to write'
 complete -c coop -n "test (__coop_path) = 'coop room export'" -l json -d 'Print a summary as JSON'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'queue' -d 'Mail waiting to go out: list, show, retry, delete'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'dkim' -d 'DKIM keys that sign outgoing mail (RFC 6376, RFC 8463)'
@@ -484,7 +490,7 @@ complete -c coop -n "test (__coop_path) = 'coop mail mailboxes'" -l json -d 'Pri
 complete -c coop -n "test (__coop_path) = 'coop mail export'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop mail export'" -l mailbox -r -d 'Only this mailbox; PATH is then one Maildir or one mbox file'
 complete -c coop -n "test (__coop_path) = 'coop mail export'" -l format -r -d 'maildir or mbox'
-complete -c coop -n "test (__coop_path) = 'coop mail export'" -l out -r -d 'Where to write: a new directory; Maildir++ (folders .Projects.2026) or one mbox file a mailbox (children of Projects in Projects.sbd/)'
+complete -c coop -n "test (__coop_path) = 'coop mail export'" -l out -s o -r -d 'Where to write: a new directory; Maildir++ (folders .Projects.2026) or one mbox file a mailbox (children of Projects in Projects.sbd/)'
 complete -c coop -n "test (__coop_path) = 'coop mail export'" -l json -d 'Print a summary as JSON'
 complete -c coop -n "test (__coop_path) = 'coop mail import'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop mail import'" -l format -r -d 'maildir or mbox'
@@ -684,11 +690,11 @@ complete -c coop -n "test (__coop_path) = 'coop site event add'" -l json -d 'Pri
 complete -c coop -n "test (__coop_path) = 'coop site event remove'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop site event remove'" -l json -d 'Print the result as JSON'
 complete -c coop -n "test (__coop_path) = 'coop site image'" -l help -s h -d 'Print this help message and exit'
-complete -c coop -n "test (__coop_path) = 'coop site image'" -l out -r -a '(__fish_complete_directories)' -d 'A new (or empty) folder for the build context'
+complete -c coop -n "test (__coop_path) = 'coop site image'" -l out -s o -r -a '(__fish_complete_directories)' -d 'A new (or empty) folder for the build context'
 complete -c coop -n "test (__coop_path) = 'coop site image'" -l version -r -d 'The version (default: the current one)'
 complete -c coop -n "test (__coop_path) = 'coop site image'" -l json -d 'Print what was written as JSON'
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l help -s h -d 'Print this help message and exit'
-complete -c coop -n "test (__coop_path) = 'coop site akash'" -l out -r -d 'Where to write the SDL (default: standard output)'
+complete -c coop -n "test (__coop_path) = 'coop site akash'" -l out -s o -r -d 'Where to write the SDL (default: standard output)'
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l image -r -d 'The container image to run'
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l cpu -r -d 'CPU units (default 0.5)'
 complete -c coop -n "test (__coop_path) = 'coop site akash'" -l memory -r -d 'Memory (default 256Mi)'
@@ -712,7 +718,7 @@ complete -c coop -n "test (__coop_path) = 'coop tls renew'" -l force -d 'order o
 complete -c coop -n "test (__coop_path) = 'coop tls renew'" -l json -d 'print JSON'
 complete -c coop -n "test (__coop_path) = 'coop backup'" -a 'verify' -d 'Check every file of a backup against its manifest, and every database with SQLite'\''s quick_check'
 complete -c coop -n "test (__coop_path) = 'coop backup'" -l help -s h -d 'Print this help message and exit'
-complete -c coop -n "test (__coop_path) = 'coop backup'" -l out -r -d 'backup folder (created when missing; a previous backup there is updated)'
+complete -c coop -n "test (__coop_path) = 'coop backup'" -l out -s o -r -d 'backup folder (created when missing; a previous backup there is updated)'
 complete -c coop -n "test (__coop_path) = 'coop backup'" -l json -d 'print a JSON summary'
 complete -c coop -n "test (__coop_path) = 'coop backup verify'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop backup verify'" -l json -d 'print JSON'

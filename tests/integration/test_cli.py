@@ -48,13 +48,36 @@ def test_usage_errors_exit_2():
 
 def test_not_running_exits_3_and_not_a_shard_exits_1():
     with Shard(BIN) as shard:
-        missing = shard.coop("status", expect=1)
-        assert "coop init" in missing.stderr and missing.stderr.count("\n") == 1
+        # A --home that names the wrong directory: say so, and do not suggest `coop init` there.
+        for command in (["status"], ["member", "list"], ["tls", "status"], ["mail", "queue", "list"]):
+            missing = shard.coop(*command, expect=1)
+            assert f"no shard in {shard.home}" in missing.stderr and "--home" in missing.stderr, (command, missing.stderr)
+            assert "coop init" not in missing.stderr and missing.stderr.count("\n") == 1, missing.stderr
         shard.init()
-        for command in (["status"], ["status", "--json"], ["down"]):
+        for command in (["status"], ["down"]):
             result = shard.coop(*command, expect=3)
             assert result.stderr.startswith("coop: ") and result.stderr.count("\n") == 1
             assert result.stdout == ""
+        # A script that asks for JSON gets JSON when the shard is stopped too, with exit 3.
+        stopped = shard.coop("status", "--json", expect=3)
+        assert json.loads(stopped.stdout) == {"state": "stopped", "home": shard.home, "workers": []}, stopped.stdout
+
+
+def test_a_mistyped_command_is_named_with_the_closest():
+    for args, expected in ((["member", "ad", "bob"], "coop member has no command 'ad'; did you mean 'coop member add'?"),
+                           (["memb", "list"], "coop has no command 'memb'; did you mean 'coop member'?"),
+                           (["tls", "statu"], "did you mean 'coop tls status'?"),
+                           (["--home", "/nonexistent", "mail", "exprot", "x"], "did you mean 'coop mail export'?")):
+        result = run(*args)
+        assert result.returncode == 2 and expected in result.stderr, (args, result.stderr)
+    nothing = run("member")
+    assert nothing.returncode == 2 and "coop member needs a command: add, list" in nothing.stderr, nothing.stderr
+    assert "has no command" in run("frobnicate").stderr
+    # The top-level list is one line per command; the long texts are in each command's own --help.
+    top = run("--help").stdout
+    listed = top[top.index("Subcommands:"):]
+    assert all(line.startswith("  ") and not line.startswith("   ") for line in listed.splitlines()[1:] if line), listed
+    assert "Shortbread" in run("tiles", "--help").stdout
 
 
 def test_home_comes_from_the_environment_too():
@@ -111,6 +134,7 @@ run_tests([
     test_version,
     test_usage_errors_exit_2,
     test_not_running_exits_3_and_not_a_shard_exits_1,
+    test_a_mistyped_command_is_named_with_the_closest,
     test_home_comes_from_the_environment_too,
     test_init_output_is_golden_and_stderr_empty,
     test_status_json_is_stable,

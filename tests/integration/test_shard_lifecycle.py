@@ -96,6 +96,17 @@ def test_up_status_restart_down():
             follow.kill()
             follow.wait()
 
+        # A restart asked for is neither a crash nor counted as one.
+        before = worker(shard.json("status"), "member")
+        restarted_json = shard.json("restart", "member")
+        assert restarted_json["healthy"] and restarted_json["pid"] != before["pid"], restarted_json
+        after = worker(shard.json("status"), "member")
+        assert after["restarts"] == before["restarts"] and "last_exit" not in after, after
+        assert shard.log("supervisor").count("member died") == 1, "the asked-for restart was logged as a crash"
+        assert "stopped for the restart asked for" in shard.log("supervisor")
+        unknown = shard.coop("restart", "nosuch", expect=1)
+        assert "no worker named 'nosuch'" in unknown.stderr, unknown.stderr
+
         # Starting twice is harmless.
         again = shard.coop("up")
         assert "already running" in again.stdout

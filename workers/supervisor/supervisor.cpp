@@ -19,6 +19,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <utility>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -69,6 +70,7 @@ struct Child {
   std::string last_error;  // what the worker said as it failed, until it is healthy again
   nlohmann::json listeners = nlohmann::json::array();
   milliseconds backoff{0};
+  bool restart_asked = false;  // POST /v1/workers/NAME/restart: its exit is not a crash
   std::unique_ptr<net::steady_timer> restart_timer;
 };
 
@@ -237,6 +239,13 @@ void Supervisor::Impl::reap() {
       if (stopping) {
         child.state = State::stopped;
         spdlog::info("{} stopped ({})", child.name, child.last_exit);
+        break;
+      }
+      if (std::exchange(child.restart_asked, false)) {
+        child.last_exit.clear();
+        child.last_error.clear();
+        spdlog::info("{} stopped for the restart asked for; starting it again", child.name);
+        spawn(child);
         break;
       }
       // Exponential backoff, reset once a run lasted stable_after (see tick()).
@@ -427,7 +436,10 @@ Supervisor::Supervisor(WorkerRuntime& runtime, fs::path bin_dir, bool foreground
     std::lock_guard lock(impl->mutex);
     for (auto& child : impl->children) {
       if (child.name != request.param("name")) continue;
-      if (child.pid > 0) ::kill(child.pid, SIGTERM);  // reaped and restarted like a crash
+      if (child.pid > 0) {
+        child.restart_asked = true;  // reaped and started again at once, not counted as a crash
+        ::kill(child.pid, SIGTERM);
+      }
       return control::Response::json({{"status", "restarting"}, {"name", child.name}}, 202);
     }
     throw Error(errc::kUnknownWorker, "no worker named '" + request.param("name") + "' runs here", 404);

@@ -103,14 +103,15 @@ TEST_CASE("config errors name the file, line and column") {
             .find("must be a table") != std::string::npos);
 }
 
-TEST_CASE("a missing coop.toml says to run coop init") {
+TEST_CASE("a missing coop.toml names the directory and how to point at the shard") {
   coop::test::TempDir dir;
   try {
     Config::load(dir.path() / "coop.toml");
     FAIL("loaded a config that does not exist");
   } catch (const coop::Error& e) {
     CHECK(e.code() == "not_a_shard");
-    CHECK(std::string(e.what()).find("coop init") != std::string::npos);
+    CHECK(std::string(e.what()).find("no shard in " + dir.path().string()) != std::string::npos);
+    CHECK(std::string(e.what()).find("COOP_HOME") != std::string::npos);
   }
 }
 
