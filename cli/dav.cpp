@@ -45,6 +45,8 @@ void add_collection_commands(CLI::App& parent, Globals& globals, const std::stri
     cmd->add_option("--components", create->components, "Comma-separated: VEVENT,VTODO,VJOURNAL (default: all)")->type_name("LIST");
   cmd->add_flag("--json", create->json, "Print it as JSON");
   cmd->callback([&globals, create, kind] {
+    if (!create->owner.empty()) require_member(globals, create->owner);
+    if (!create->group.empty()) require_group(globals, create->group);
     WorkerCall call(globals, "dav", create->json);
     const auto c = call.call("POST", "/v1/collections",
                              json{{"kind", kind}, {"name", create->name}, {"owner", create->owner}, {"group", create->group},
@@ -78,6 +80,7 @@ void add_collection_commands(CLI::App& parent, Globals& globals, const std::stri
   cmd->add_flag("--read-write", share->read_write, "Let them change it (default: read-only)");
   cmd->add_flag("--json", share->json, "Print it as JSON");
   cmd->callback([&globals, share, kind] {
+    require_grantee(globals, share->with);
     WorkerCall call(globals, "dav", share->json);
     const auto c = call.call("POST", collection_path(kind, share->owner, share->name) + "/shares",
                              json{{"with", share->with}, {"access", share->read_write ? "read-write" : "read"}});

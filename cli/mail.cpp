@@ -1,7 +1,9 @@
 // coop mail ...: hosted domains, aliases, mailboxes, and a member's mail exported or imported
 // as Maildir or mbox, through coop-mail's control socket.
-#include <CLI/CLI.hpp>
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -98,6 +100,7 @@ struct ExportOptions {
 };
 
 void run_export(const Globals& globals, const ExportOptions& o) {
+  require_member(globals, o.handle);
   WorkerCall call(globals, "mail", o.json);
   std::vector<json> boxes;
   for (const auto& b : call.call("GET", "/v1/mailboxes/" + path_segment(o.handle)))
@@ -111,7 +114,11 @@ void run_export(const Globals& globals, const ExportOptions& o) {
   int64_t messages = 0;
   uint64_t bytes = 0;
   const bool single = !o.mailbox.empty();
-  if (!single) fs::create_directories(out);
+  // A member's mail is theirs: the export is 0700 folders and 0600 files, whatever the umask.
+  if (!single) {
+    fs::create_directories(out);
+    fs::permissions(out, fs::perms::owner_all);
+  }
   for (const auto& box : boxes) {
     const std::string name = box.value("name", "");
     const int64_t total = box.value("messages", int64_t{0});
@@ -124,6 +131,7 @@ void run_export(const Globals& globals, const ExportOptions& o) {
     } else {
       const fs::path file = single ? out : export_path(out, name, false);
       fs::create_directories(file.parent_path());
+      if (const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
       mbox_file = std::make_unique<std::ofstream>(file, std::ios::binary | std::ios::trunc);
       if (!*mbox_file) throw Error(errc::kIoError, "cannot write " + file.string(), 500);
       mbox = std::make_unique<mail::MboxWriter>([f = mbox_file.get()](std::string_view chunk) {
@@ -179,6 +187,7 @@ struct ImportOptions {
 };
 
 void run_import(const Globals& globals, const ImportOptions& o) {
+  require_member(globals, o.handle);
   WorkerCall call(globals, "mail", o.json);
   const fs::path path(o.path);
   if (!fs::exists(path)) throw Error(errc::kIoError, o.path + " does not exist", 404);
@@ -356,6 +365,7 @@ void add_mail_commands(CLI::App& app, Globals& globals) {
     cmd->add_option("member", o->handle, "The member's handle")->required()->type_name("HANDLE");
     cmd->add_flag("--json", o->json, "Print the mailboxes as JSON");
     cmd->callback([&globals, o] {
+      require_member(globals, o->handle);
       WorkerCall call(globals, "mail", o->json);
       const auto boxes = call.call("GET", "/v1/mailboxes/" + path_segment(o->handle));
       if (o->json) return print_json(boxes);

@@ -121,6 +121,7 @@ void add_marker_commands(CLI::App& group, Globals& globals) {
   cmd->add_option("--description", add->description, "A longer text shown when it is clicked")->type_name("TEXT");
   cmd->add_flag("--json", add->json, "Print it as GeoJSON");
   cmd->callback([&globals, add] {
+    if (!add->by.empty()) require_member(globals, add->by);
     WorkerCall call(globals, "tiles", add->json);
     json properties{{"title", add->title}, {"kind", add->kind}};
     if (!add->when.empty()) properties["when"] = add->when;

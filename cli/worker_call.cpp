@@ -40,4 +40,17 @@ nlohmann::json WorkerCall::call(std::string_view method, std::string_view path, 
   return parsed;
 }
 
+void require_member(const Globals& globals, const std::string& handle) {
+  WorkerCall(globals, "member", false).call("GET", "/v1/members/" + path_segment(handle));
+}
+
+void require_group(const Globals& globals, const std::string& name) {
+  WorkerCall(globals, "member", false).call("GET", "/v1/groups/" + path_segment(name) + "/members?direct=true");
+}
+
+void require_grantee(const Globals& globals, const std::string& who) {
+  if (who.rfind("member:", 0) == 0) require_member(globals, who.substr(7));
+  if (who.rfind("group:", 0) == 0) require_group(globals, who.substr(6));
+}
+
 }  // namespace coop::cli

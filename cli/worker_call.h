@@ -32,4 +32,12 @@ class WorkerCall {
   bool json_;
 };
 
+// Whether the registry knows the member or group a command names: coop::Error with the
+// registry's no_such_member / unknown_group (404) when it does not, so that an export of
+// "nobody" fails instead of writing an empty file.
+void require_member(const Globals& globals, const std::string& handle);
+void require_group(const Globals& globals, const std::string& name);
+// "member:HANDLE", "group:NAME" or "everyone", as DAV and docs sharing name someone.
+void require_grantee(const Globals& globals, const std::string& who);
+
 }  // namespace coop::cli

@@ -257,6 +257,15 @@ def test_coop_dav_cli_shares_imports_and_exports():
         time_left = [c for c in caldav.DAVClient(url=url + "/dav/", username="bob", password=STRONG).principal().calendars()]
         assert all(c.name != "Coop events" for c in time_left)
 
+        # A group or member the registry does not know is refused, and nothing is created or shared.
+        for command, said in ((["calendar", "create", "x", "--group", "nonexist"], "no group 'nonexist'"),
+                              (["calendar", "create", "x", "--owner", "nobody"], "no member 'nobody'"),
+                              (["calendar", "share", "events", "--owner", "alice", "--with", "member:nobody"], "no member"),
+                              (["addressbook", "share", "x", "--owner", "alice", "--with", "group:nope"], "no group")):
+            result = shard.coop("dav", *command, expect=1)
+            assert said in result.stderr, (command, result.stderr)
+        assert all(c["name"] != "x" for c in shard.json("dav", "calendar", "list"))
+
         # A working group's calendar: bob (in kitchen) writes to it.
         group_cal = shard.json("dav", "calendar", "create", "kitchen", "--group", "kitchen")
         assert group_cal["owner"] == "coop" and group_cal["shares"] == [{"with": "group:kitchen", "access": "read-write"}]

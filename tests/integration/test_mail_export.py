@@ -4,13 +4,14 @@ and cron sees no output."""
 import filecmp
 import mailbox
 import os
+import stat
 import re
 import shutil
 import resource
 import smtplib
 import subprocess
 
-from coopshard import Shard, bin_dir_from_args, run_tests
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 from test_mail_smtp import DOMAIN, blob, control, inbox, start
 
 BIN = bin_dir_from_args()
@@ -167,6 +168,37 @@ def test_bad_exports_and_imports_are_refused():
         r = shard.coop("mail", "import", "alice", "--format", "mbox", notmbox, expect=1)
         assert r.stderr.startswith("coop: ") and r.stderr.count("\n") == 1
         assert shard.coop("mail", "export", "alice", "--format", "json", "--out", "x", expect=2)
+        # A member the registry does not know: refused, and nothing is written.
+        for command in (["mail", "export", "nobody", "--format", "mbox", "-o", os.path.join(shard.dir, "nobody")],
+                        ["mail", "import", "nobody", "--format", "mbox", notmbox],
+                        ["mail", "mailboxes", "nobody"],
+                        ["room", "export", "nobody", "-o", os.path.join(shard.dir, "nobody.json")]):
+            r = shard.coop(*command, expect=1)
+            assert r.stderr == "coop: no member 'nobody'\n", (command, r.stderr)
+        assert not os.path.exists(os.path.join(shard.dir, "nobody"))
+        assert not os.path.exists(os.path.join(shard.dir, "nobody.json"))
+        shard.coop("down")
+
+
+def test_exports_are_private_whatever_the_umask():
+    with Shard(BIN) as shard:
+        deliver(start(shard), TRICKY[:2])
+        wait_for(lambda: inbox(shard, "alice"), what="the messages in alice's INBOX")
+        old = os.umask(0o022)
+        try:
+            for fmt in ("mbox", "maildir"):
+                out = os.path.join(shard.dir, "export-" + fmt)
+                shard.coop("mail", "export", "alice", "--format", fmt, "-o", out)
+                assert stat.S_IMODE(os.stat(out).st_mode) == 0o700, fmt
+                for root, dirs, files in os.walk(out):
+                    for name in files:
+                        mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+                        assert mode == 0o600, (fmt, name, oct(mode))
+            single = os.path.join(shard.dir, "inbox.mbox")
+            shard.coop("mail", "export", "alice", "--mailbox", "INBOX", "--format", "mbox", "-o", single)
+            assert stat.S_IMODE(os.stat(single).st_mode) == 0o600
+        finally:
+            os.umask(old)
         shard.coop("down")
 
 
@@ -176,4 +208,5 @@ if __name__ == "__main__":
         test_flags_survive_import_and_export,
         test_export_streams_with_flat_memory_and_is_quiet_under_cron,
         test_bad_exports_and_imports_are_refused,
+        test_exports_are_private_whatever_the_umask,
     ])
