@@ -121,7 +121,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
       std::vector<std::string> emails, groups;
       int64_t quota = 0;
       PasswordSource password;
-      bool json = false;
+      bool json = false, create_groups = false;
     };
     auto o = std::make_shared<Options>();
     auto* cmd = member->add_subcommand("add", "Add a member");
@@ -129,6 +129,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
     cmd->add_option("--name", o->name, "Display name")->type_name("NAME");
     cmd->add_option("--email", o->emails, "An email address (repeatable)")->type_name("ADDRESS");
     cmd->add_option("--group", o->groups, "A working group to join (repeatable)")->type_name("GROUP");
+    cmd->add_flag("--create-groups", o->create_groups, "Create the groups named by --group that do not exist yet");
     cmd->add_option("--role", o->role, "admin, member or guest")->check(CLI::IsMember({"admin", "member", "guest"}))->capture_default_str()->type_name("ROLE");
     cmd->add_option("--quota", o->quota, "Storage quota in bytes (0: none)")->type_name("BYTES");
     auto* from_stdin = cmd->add_flag("--password-stdin", o->password.from_stdin, "Read the password from stdin");
@@ -137,7 +138,8 @@ void add_member_commands(CLI::App& app, Globals& globals) {
     cmd->callback([&globals, o] {
       WorkerCall call(globals, "member", o->json);
       json body = {{"handle", o->handle}, {"name", o->name}, {"emails", o->emails},
-                   {"groups", o->groups}, {"role", o->role}, {"quota_bytes", o->quota}};
+                   {"groups", o->groups}, {"role", o->role}, {"quota_bytes", o->quota},
+                   {"create_groups", o->create_groups}};
       add_password(body, o->password, false);
       const auto answer = call.call("POST", "/v1/members", body);
       if (o->json) return print_json(answer);
@@ -283,12 +285,26 @@ void add_member_commands(CLI::App& app, Globals& globals) {
   {  // member import / export
     struct ImportOptions {
       std::string file;
-      bool json = false;
+      bool json = false, create_groups = false;
     };
     auto o = std::make_shared<ImportOptions>();
-    auto* cmd = member->add_subcommand("import", "Import members from CSV: every row or none");
+    auto* cmd = member->add_subcommand(
+        "import",
+        "Import members from CSV: every row or none\n\n"
+        "The file is RFC 4180 CSV in UTF-8 with a header row naming its columns, in any order: handle (required), "
+        "name, emails, groups, role, status, quota_bytes. Several addresses or groups in one field are separated by "
+        "';' (\"alice@example.org;a.liddell@example.org\"); a field holding a comma or a quote is quoted, with "
+        "quotes doubled. role is admin, member (the default) or guest; status is active (the default), suspended or, "
+        "in a file `coop member export` wrote, removed (the handle then stays retired); quota_bytes 0 means none. "
+        "The file holds no passwords: an imported member cannot log in until `coop member passwd HANDLE` or an "
+        "admin sets one. Groups must exist unless --create-groups is given, which creates the missing ones at the "
+        "top level (nest them afterwards with `coop member group`). Any bad row (an unknown column, a handle or "
+        "address already taken, an unknown group) stops the import with its line number, and nothing is added. "
+        "`coop member export --format csv` writes the same columns, so export and import move a registry to a "
+        "new shard.");
     cmd->add_option("file", o->file, "CSV with a header: handle,name,emails,groups,role,status,quota_bytes ('-': stdin)")
         ->required()->type_name("FILE");
+    cmd->add_flag("--create-groups", o->create_groups, "Create the groups the file names that do not exist yet");
     cmd->add_flag("--json", o->json, "Print the result as JSON");
     // The body is the CSV itself; the worker parses and validates it in one transaction.
     cmd->callback([&globals, o] {
@@ -301,9 +317,11 @@ void add_member_commands(CLI::App& app, Globals& globals) {
         text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
       }
       WorkerCall call(globals, "member", o->json);
-      const auto answer = json::parse(call.call_raw("POST", "/v1/import/members", text));
+      const auto answer = json::parse(
+          call.call_raw("POST", std::string("/v1/import/members") + (o->create_groups ? "?create_groups=true" : ""), text));
       if (o->json) return print_json(answer);
-      std::cout << "Imported " << answer.value("imported", 0) << " members\n";
+      const auto imported = answer.value("imported", 0);
+      std::cout << "Imported " << imported << (imported == 1 ? " member\n" : " members\n");
     });
 
     struct ExportOptions {

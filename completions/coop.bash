@@ -209,7 +209,7 @@ _coop() {
     'restart') words='--help supervisor member room federate mail dav tiles docs site --json' ;;
     'logs') words='--help supervisor member room federate mail dav tiles docs site --lines --follow' ;;
     'member') words='--help add list show set passwd suspend reinstate remove import export group app-password verify events audit' ;;
-    'member add') words='--help --name --email --group --role --quota --password-stdin --generate-password --json' ;;
+    'member add') words='--help --name --email --group --create-groups --role --quota --password-stdin --generate-password --json' ;;
     'member list') words='--help --status --group --json' ;;
     'member show') words='--help --json' ;;
     'member set') words='--help --name --email --add-email --remove-email --role --quota --add-group --remove-group --json' ;;
@@ -217,7 +217,7 @@ _coop() {
     'member suspend') words='--help --reason --json' ;;
     'member reinstate') words='--help --json' ;;
     'member remove') words='--help --purge --json' ;;
-    'member import') words='--help --json' ;;
+    'member import') words='--help --create-groups --json' ;;
     'member export') words='--help --format --status --out' ;;
     'member group') words='--help add remove list members' ;;
     'member group add') words='--help --parent --description --json' ;;

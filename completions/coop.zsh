@@ -237,7 +237,7 @@ _coop() {
       ;;
     'member add')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--name:Display name' '--email:An email address (repeatable)' '--group:A working group to join (repeatable)' '--role:admin, member or guest' '--quota:Storage quota in bytes (0\: none)' '--password-stdin:Read the password from stdin' '--generate-password:Generate a password and print it once' '--json:Print the member as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--name:Display name' '--email:An email address (repeatable)' '--group:A working group to join (repeatable)' '--create-groups:Create the groups named by --group that do not exist yet' '--role:admin, member or guest' '--quota:Storage quota in bytes (0\: none)' '--password-stdin:Read the password from stdin' '--generate-password:Generate a password and print it once' '--json:Print the member as JSON' )
       ;;
     'member list')
       commands=( )
@@ -269,7 +269,7 @@ _coop() {
       ;;
     'member import')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print the result as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--create-groups:Create the groups the file names that do not exist yet' '--json:Print the result as JSON' )
       ;;
     'member export')
       commands=( )

@@ -237,8 +237,67 @@ def test_events_follow_prints_changes_as_they_happen():
         shard.coop("down")
 
 
+def readme_block(after):
+    """The indented block of README.md that follows the line containing `after`."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        lines = f.read().splitlines()
+    start = next(i for i, line in enumerate(lines) if after in line) + 1
+    while not lines[start].startswith("    "):
+        start += 1
+    block = []
+    for line in lines[start:]:
+        if not line.startswith("    "):
+            break
+        block.append(line[4:])
+    return block
+
+
+def test_the_readme_session_and_csv_work_on_a_fresh_shard_and_round_trip():
+    with Shard(BIN, domain="example.org") as shard, Shard(BIN, domain="example.org") as second:
+        shard.init()
+        shard.coop("up")
+        # The README's own commands, as a new admin types them.
+        commands = readme_block("a suspension reaches every protocol within a second")
+        assert commands[0] == "coop member group add ops", commands
+        shard.coop(*commands[0].split()[1:])
+        added = shard.coop("member", "add", "alice", "--name", "Alice", "--email", "alice@example.org", "--group", "ops",
+                           "--password-stdin", input=STRONG)
+        assert "Added member alice" in added.stdout
+        # The README's CSV example imports as it stands (new groups made on request).
+        rows = readme_block("field are separated by")
+        path = os.path.join(shard.dir, "readme.csv")
+        with open(path, "w") as f:
+            f.write("\n".join(rows).replace("alice,", "alice2,").replace("alice@", "alice2@").replace("a.liddell@", "a2@") + "\n")
+        one_line_error(shard.coop("member", "import", path, expect=1), "no group 'kitchen'")
+        assert "Imported 2 members" in shard.coop("member", "import", path, "--create-groups").stdout
+        assert shard.json("member", "show", "bob")["name"] == "Bob, the baker"
+        single = os.path.join(shard.dir, "one.csv")
+        with open(single, "w") as f:
+            f.write("handle,emails\ndora,dora@example.org\n")
+        assert shard.coop("member", "import", single).stdout == "Imported 1 member\n"
+        shard.coop("member", "suspend", "bob", "--reason", "dues")
+        shard.coop("member", "remove", "dora")
+        exported = os.path.join(shard.dir, "members.csv")
+        shard.coop("member", "export", "-o", exported)
+        assert oct(os.stat(exported).st_mode & 0o777) == "0o600"
+
+        # Into a new shard: the same registry, removed members' handles still retired.
+        second.init()
+        second.coop("up")
+        second.coop("member", "import", exported, "--create-groups")
+        again = os.path.join(second.dir, "members.csv")
+        second.coop("member", "export", "-o", again)
+        with open(exported) as a, open(again) as b:
+            assert a.read() == b.read()
+        one_line_error(second.coop("member", "add", "dora", expect=1), "never reused")
+        assert second.json("member", "show", "bob")["status"] == "suspended"
+        second.coop("down")
+        shard.coop("down")
+
+
 run_tests([
     test_admin_session,
+    test_the_readme_session_and_csv_work_on_a_fresh_shard_and_round_trip,
     test_bad_input_changes_nothing,
     test_failed_logins_are_throttled,
     test_member_commands_need_a_running_shard,

@@ -106,7 +106,7 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
       m.password_hash = hash;
       shown = generated;
     }
-    auto j = member_json(store.add_member(m));
+    auto j = member_json(store.add_member(m, body.value("create_groups", false) == true));
     if (!shown.empty()) j["password"] = shown;  // shown once, never stored in the clear
     return Response::json(j, 201);
   }, "add a member");
@@ -154,8 +154,9 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
 
   r.add_blocking("POST", "/v1/import/members", run, [&store](const Request& q) {
     const auto rows = members_from_csv(q.body);
-    return Response::json({{"imported", store.add_members(rows)}});
-  }, "import CSV: every row or none");
+    const auto create = q.query_value("create_groups");
+    return Response::json({{"imported", store.add_members(rows, create == "true" || create == "1")}});
+  }, "import CSV: every row or none (?create_groups=true makes missing groups)");
 
   r.add_blocking("GET", "/v1/export/members", run, [&store](const Request& q) {
     const auto format = q.query_value("format", "json");

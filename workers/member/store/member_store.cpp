@@ -250,11 +250,16 @@ struct MemberStore::Impl {
     return out;
   }
 
-  int64_t insert(const NewMember& m) {
+  // restoring: a row of `coop member export` going back in, where "removed" keeps the
+  // handle retired (as it was on the shard it came from).
+  int64_t insert(const NewMember& m, bool create_groups, bool restoring = false) {
     check_handle(m.handle);
     check_role(m.role);
-    if (m.status != "active" && m.status != "suspended")
-      throw Error(errc::kInvalidStatus, "a new member is active or suspended, not '" + m.status + "'", 400);
+    if (m.status != "active" && m.status != "suspended" && !(restoring && m.status == "removed"))
+      throw Error(errc::kInvalidStatus,
+                  std::string("a new member is active or suspended") + (restoring ? " (or removed, in an import)" : "") +
+                      ", not '" + m.status + "'",
+                  400);
     if (!is_valid_utf8(m.display_name)) throw Error(errc::kInvalidName, "display name is not valid UTF-8", 400);
     if (m.quota_bytes < 0) throw Error(errc::kInvalidQuota, "quota must not be negative", 400);
     auto& existing = db->prepare("SELECT status FROM members WHERE handle = ?1");
@@ -283,7 +288,14 @@ struct MemberStore::Impl {
     const auto id = db->last_insert_rowid();
     int position = 0;
     for (const auto& e : m.emails) add_email(id, e, position++);
-    for (const auto& g : m.groups) join_group(id, g);
+    for (const auto& g : m.groups) {
+      check_group_name(g);
+      if (create_groups && !group_id(g)) {
+        db->prepare("INSERT INTO groups (name, description, created_at) VALUES (?1, '', ?2)").bind(1, g).bind(2, t).run();
+        emit("group.added", "", {{"group", g}, {"parent", ""}});
+      }
+      join_group(id, g);
+    }
     emit("member.added", m.handle, {{"status", m.status}, {"role", m.role}});
     return id;
   }
@@ -301,15 +313,15 @@ void MemberStore::on_events(std::function<void()> callback) {
   impl_->on_events = std::move(callback);
 }
 
-Member MemberStore::add_member(const NewMember& member) {
-  return impl_->write([&] { return impl_->load(impl_->insert(member)); });
+Member MemberStore::add_member(const NewMember& member, bool create_groups) {
+  return impl_->write([&] { return impl_->load(impl_->insert(member, create_groups)); });
 }
 
-int64_t MemberStore::add_members(const std::vector<std::pair<NewMember, int>>& rows) {
+int64_t MemberStore::add_members(const std::vector<std::pair<NewMember, int>>& rows, bool create_groups) {
   return impl_->write([&] {
     for (const auto& [member, line] : rows) {
       try {
-        impl_->insert(member);
+        impl_->insert(member, create_groups, /*restoring=*/true);
       } catch (const Error& e) {
         throw Error(e.code(), "line " + std::to_string(line) + ": " + e.what(), e.status());
       }

@@ -106,10 +106,12 @@ class MemberStore {
   // Called after a commit that wrote feed events (from the writing thread).
   void on_events(std::function<void()> callback);
 
-  Member add_member(const NewMember& member);
+  // create_groups: groups the member is put in that do not exist yet are made (top-level).
+  Member add_member(const NewMember& member, bool create_groups = false);
   // All or none: the first bad row throws coop::Error whose message starts "line N: ".
-  // rows[i].second is the row's line number in the source file.
-  int64_t add_members(const std::vector<std::pair<NewMember, int>>& rows);
+  // rows[i].second is the row's line number in the source file. A row may be "removed"
+  // (what `export` writes for one): its handle stays retired.
+  int64_t add_members(const std::vector<std::pair<NewMember, int>>& rows, bool create_groups = false);
   std::optional<Member> find_member(const std::string& handle);
   Member get_member(const std::string& handle);  // coop::Error(errc::kNoSuchMember, 404)
   // status, group: empty means any; the group filter includes its subgroups' members.
