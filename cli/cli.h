@@ -3,6 +3,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
+#include <filesystem>
 #include <string>
 
 namespace CLI {
@@ -37,6 +39,8 @@ void require_shard(const Home& home);
 void add_shard_commands(CLI::App& app, Globals& globals);
 // coop member ...
 void add_member_commands(CLI::App& app, Globals& globals);
+// coop member takeout (cli/takeout.cpp), under `coop member`.
+void add_takeout_command(CLI::App& member, Globals& globals);
 // coop room ...
 void add_room_commands(CLI::App& app, Globals& globals);
 // coop dav ...
@@ -59,6 +63,15 @@ void add_proxy_commands(CLI::App& app, Globals& globals);
 void add_doctor_commands(CLI::App& app, Globals& globals);
 // coop tls status, install
 void add_tls_commands(CLI::App& app, Globals& globals);
+// A member's mail (every mailbox, or only `mailbox`) written under out as Maildir++ or mbox,
+// 0700/0600 (cli/mail.cpp); progress on a terminal.
+struct MailExportCount {
+  int64_t messages = 0;
+  uint64_t bytes = 0;
+};
+MailExportCount export_mail(const Globals& globals, const std::string& handle, const std::string& format,
+                            const std::string& mailbox, const std::filesystem::path& out, bool json_errors);
+
 // One line on the supervisor's ACME renewer (its status "acme" member), for coop status.
 std::string acme_summary(const nlohmann::json& acme);
 // Hidden: coop __generate completion bash|zsh|fish, coop __generate man

@@ -265,15 +265,12 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       out.push_back({{"channel", d.value("channel", "")},
                      {"title", title.value_or("")},
                      {"title_readable", title.has_value()},
-                     {"created_at", d.value("created_at", 0)}});
+                     {"created_at", d.value("created_at", "")}});
     }
     if (list->json) return print_json(out);
     Table table({"CHANNEL", "CREATED", "TITLE"});
     for (const auto& d : out) {
-      char created[32];
-      const std::time_t t = d["created_at"].get<int64_t>();
-      std::strftime(created, sizeof created, "%Y-%m-%d %H:%M", std::gmtime(&t));
-      table.add_row({d["channel"], created, d["title_readable"] ? d["title"].get<std::string>() : "(sealed with another secret)"});
+      table.add_row({d["channel"], utc_time_text(d["created_at"].get<std::string>()), d["title_readable"] ? d["title"].get<std::string>() : "(sealed with another secret)"});
     }
     table.print();
   });

@@ -172,7 +172,7 @@ void check_acme(const Config& config, const nlohmann::json& status, std::vector<
   if (acme.value("state", "") == "failed")
     out.push_back({"acme", "WARN",
                    std::to_string(acme.value("failures", 0)) + " failed order(s), next try " +
-                       utc_time_text(acme.value("next_attempt", int64_t{0})) + ": " + acme.value("last_error", ""),
+                       utc_time_text(acme.value("next_attempt", "")) + ": " + acme.value("last_error", ""),
                    "fix what the error names (DNS, port 80 or 443 reaching coop), then coop tls renew"});
   else
     out.push_back({"acme", "OK", acme_summary(acme), ""});

@@ -32,8 +32,8 @@ class Progress {
  public:
   void update(const std::string& what, int64_t count, int64_t total, uint64_t bytes) {
     char text[256];
-    std::snprintf(text, sizeof text, "%s: %lld/%lld messages, %.1f MB", what.c_str(), static_cast<long long>(count),
-                  static_cast<long long>(total), static_cast<double>(bytes) / 1e6);
+    std::snprintf(text, sizeof text, "%s: %lld/%lld messages, %s", what.c_str(), static_cast<long long>(count),
+                  static_cast<long long>(total), format_bytes(bytes).c_str());
     line_.show(text, count == total);
   }
   void done() { line_.done(); }
@@ -99,7 +99,16 @@ struct ExportOptions {
   bool json = false;
 };
 
-void run_export(const Globals& globals, const ExportOptions& o) {
+}  // namespace
+
+MailExportCount export_mail(const Globals& globals, const std::string& handle, const std::string& format,
+                            const std::string& mailbox, const std::filesystem::path& out_path, bool json_errors) {
+  ExportOptions o;
+  o.handle = handle;
+  o.format = format;
+  o.mailbox = mailbox;
+  o.out = out_path.string();
+  o.json = json_errors;
   require_member(globals, o.handle);
   WorkerCall call(globals, "mail", o.json);
   std::vector<json> boxes;
@@ -175,10 +184,18 @@ void run_export(const Globals& globals, const ExportOptions& o) {
     }
   }
   progress.done();
+  return {messages, bytes};
+}
+
+namespace {
+
+void run_export(const Globals& globals, const ExportOptions& o) {
+  const auto count = export_mail(globals, o.handle, o.format, o.mailbox, o.out, o.json);
   if (o.json)
-    print_json({{"member", o.handle}, {"format", o.format}, {"out", o.out}, {"messages", messages}, {"bytes", bytes}});
+    print_json({{"member", o.handle}, {"format", o.format}, {"out", o.out}, {"messages", count.messages}, {"bytes", count.bytes}});
   else if (stdout_is_terminal())
-    std::cout << "Exported " << messages << " messages (" << bytes << " bytes) of " << o.handle << " to " << o.out << "\n";
+    std::cout << "Exported " << count.messages << (count.messages == 1 ? " message (" : " messages (")
+              << format_bytes(count.bytes) << ") of " << o.handle << " to " << o.out << "\n";
 }
 
 struct ImportOptions {

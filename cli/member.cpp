@@ -344,6 +344,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
         write_file_durably(e->output, text, 0600);
     });
   }
+  add_takeout_command(*member, globals);
   {  // member group ...
     auto* group = member->add_subcommand("group", "Working groups; groups nest");
     group->require_subcommand(1);

@@ -20,6 +20,20 @@ int64_t unix_now() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+std::string format_bytes(uint64_t bytes) {
+  if (bytes < 1024) return std::to_string(bytes) + " B";
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes) / 1024;
+  int unit = 0;
+  while (value >= 1024 && unit < 3) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f %s", value, units[unit]);
+  return text;
+}
+
 std::string utc_time_text(int64_t unix_seconds) {
   const std::time_t t = unix_seconds;
   std::tm tm{};
@@ -27,6 +41,11 @@ std::string utc_time_text(int64_t unix_seconds) {
   char text[32];
   std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &tm);
   return text;
+}
+
+std::string utc_time_text(const std::string& iso8601) {
+  if (iso8601.size() < 16 || iso8601[10] != 'T') return iso8601;
+  return iso8601.substr(0, 10) + " " + iso8601.substr(11, 5) + " UTC";
 }
 
 ProgressLine::ProgressLine(bool quiet) : enabled_(!quiet && stderr_is_terminal()) {}

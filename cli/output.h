@@ -21,6 +21,11 @@ Colour state_colour(const std::string& state);
 int64_t unix_now();
 // "2026-12-06 18:07 UTC"
 std::string utc_time_text(int64_t unix_seconds);
+// The same from the RFC 3339 time every --json carries ("2026-12-06T18:07:00Z").
+std::string utc_time_text(const std::string& iso8601);
+
+// "512 B", "3.4 KiB", "12.0 MiB", "1.2 GiB" (powers of 1024).
+std::string format_bytes(uint64_t bytes);
 
 // "3s", "4m12s", "2h05m", "3d04h".
 std::string format_duration(double seconds);

@@ -48,9 +48,13 @@ std::string site_read_file(const fs::path& path) {
   return out.str();
 }
 
-std::string site_date(int64_t t) {
+// A time from the worker's JSON (RFC 3339, UTC), shown in the machine's local time.
+std::string site_date(const json& value) {
+  std::tm utc{};
+  const std::string iso = value.is_string() ? value.get<std::string>() : "";
+  if (!strptime(iso.c_str(), "%Y-%m-%dT%H:%M:%SZ", &utc)) return iso;
   char text[32];
-  const time_t tt = static_cast<time_t>(t);
+  const time_t tt = timegm(&utc);
   struct tm tm {};
   localtime_r(&tt, &tm);
   std::strftime(text, sizeof text, "%Y-%m-%d %H:%M", &tm);
@@ -195,7 +199,7 @@ void add_browse_commands(CLI::App& group, Globals& globals) {
     Table table({"VERSION", "PUBLISHED", "FILES", "SIZE", "SOURCE"});
     for (const auto& v : list)
       table.add_row({std::to_string(v.value("version", 0)) + (v.value("current", false) ? " (current)" : ""),
-                     site_date(v.value("created_at", int64_t{0})), std::to_string(v.value("files", 0)),
+                     site_date(v.value("created_at", json())), std::to_string(v.value("files", 0)),
                      site_megabytes(v.value("bytes", int64_t{0})), v.value("source", "")},
                     {v.value("current", false) ? Colour::green : Colour::none});
     table.print();
@@ -213,7 +217,7 @@ void add_browse_commands(CLI::App& group, Globals& globals) {
     std::cout << "Site " << s["name"].get<std::string>() << "\n";
     if (s.contains("version"))
       std::cout << "  version   " << s["version"].value("version", 0) << ", published "
-                << site_date(s["version"].value("created_at", int64_t{0})) << ", " << s["version"].value("files", 0)
+                << site_date(s["version"].value("created_at", json())) << ", " << s["version"].value("files", 0)
                 << " files, " << site_megabytes(s["version"].value("bytes", int64_t{0})) << "\n";
     std::string domains;
     for (const auto& d : s["domains"]) domains += (domains.empty() ? "" : ", ") + d.get<std::string>();
@@ -221,7 +225,7 @@ void add_browse_commands(CLI::App& group, Globals& globals) {
     std::cout << "  preview   " << s.value("preview", "") << "\n";
     for (const auto& p : s["pages"]) std::cout << "  page      /" << p.value("path", "") << "  " << p.value("title", "") << "\n";
     for (const auto& e : s["events"])
-      std::cout << "  event     /" << e.value("path", "") << "  " << site_date(e.value("starts", int64_t{0})) << "  "
+      std::cout << "  event     /" << e.value("path", "") << "  " << site_date(e.value("starts", json())) << "  "
                 << e.value("title", "") << "\n";
   });
 

@@ -16,6 +16,7 @@
 #include "common/error.h"
 #include "common/error_codes.h"
 #include "common/fs.h"
+#include "common/http/date.h"
 #include "common/net/server_certificate.h"
 #include "common/paths.h"
 
@@ -31,7 +32,7 @@ constexpr int64_t kRenewBeforeSeconds = 30LL * 24 * 3600;
 
 nlohmann::json info_json(const net::CertificateInfo& info) {
   return {{"names", info.names},   {"subject", info.subject},     {"issuer", info.issuer},
-          {"not_before", info.not_before}, {"not_after", info.not_after}, {"sha256", info.sha256},
+          {"not_before", http::iso8601(info.not_before)}, {"not_after", http::iso8601(info.not_after)}, {"sha256", info.sha256},
           {"self_signed", info.self_signed}, {"days_left", (info.not_after - unix_now()) / 86400}};
 }
 
@@ -223,12 +224,12 @@ std::string acme_summary(const nlohmann::json& acme) {
   if (state == "failed") {
     text += paint("failed", Colour::red) + " (" + std::to_string(acme.value("failures", 0)) + " in a row): " +
             acme.value("last_error", "");
-    if (acme.contains("next_attempt")) text += "; next try " + utc_time_text(acme.value("next_attempt", int64_t{0}));
+    if (acme.contains("next_attempt")) text += "; next try " + utc_time_text(acme.value("next_attempt", ""));
   } else if (state == "renewing" || state == "waiting") {
     text += paint(state, Colour::yellow) + (acme.contains("step") ? ", " + acme.value("step", "") : std::string());
   } else {
     text += paint(state, state == "ok" ? Colour::green : Colour::none);
-    if (const auto at = acme.value("renew_at", int64_t{0}); at > 0) text += ", renews " + utc_time_text(at);
+    if (const auto at = acme.value("renew_at", ""); !at.empty() && at > "1970-01-02") text += ", renews " + utc_time_text(at);
   }
   return text;
 }

@@ -1,4 +1,5 @@
 // Process lifecycle shared by the supervisor and the workers.
+#include "common/http/date.h"
 #include "common/worker_runtime.h"
 
 #include <fcntl.h>
@@ -97,14 +98,14 @@ void WorkerRuntime::Impl::install_routes() {
         {"home", home.root().string()},
         {"domain", config.domain()},
         {"state", stopping ? "stopping" : "running"},
-        {"started_at", started_unix},
+        {"started_at", http::iso8601(started_unix)},
         {"uptime_s", std::chrono::duration<double>(Clock::now() - started).count()},
     };
     auto list = nlohmann::json::array();
     for (const auto& l : listeners) list.push_back({{"name", l.name}, {"url", l.url()}});
     status["listeners"] = list;
     if (const auto tls = coop::net::served_certificate(home.tls_cert()))
-      status["tls"] = {{"sha256", tls->sha256}, {"not_after", tls->not_after}, {"names", tls->names}};
+      status["tls"] = {{"sha256", tls->sha256}, {"not_after", http::iso8601(tls->not_after)}, {"names", tls->names}};
     for (const auto& fill : status_fillers) fill(status);
     return control::Response::json(status);
   }, "process, uptime and listeners");

@@ -53,4 +53,13 @@ std::optional<int64_t> parse_http_date(std::string_view text) {
   return static_cast<int64_t>(::timegm(&tm));
 }
 
+std::string iso8601(int64_t unix_seconds) {
+  const std::time_t t = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char out[32];
+  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return out;
+}
+
 }  // namespace coop::http

@@ -227,7 +227,7 @@ def test_a_failing_order_backs_off_and_says_why():
         acme = wait_for(lambda: (lambda a: a if a.get("state") == "failed" else None)(
             shard.json("status").get("acme", {})), timeout=120, what="the order to fail")
         assert "did not validate" in acme["last_error"], acme
-        assert acme["next_attempt"] > time.time() + 3000, acme
+        assert acme["next_attempt"] > time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3000)), acme
         with open(os.path.join(shard.home, "keys", "acme-state.json")) as f:
             saved = json.load(f)
         assert saved["failures"] == 1 and saved["last_error"] == acme["last_error"], saved

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/http/date.h"
 #include "common/error.h"
 #include "common/text.h"
 #include "workers/docs/channel_store.h"
@@ -19,11 +20,11 @@ namespace {
 using nlohmann::json;
 
 json document_json(const OwnedDocument& d) {
-  return {{"channel", d.channel}, {"title", d.title}, {"created_at", d.created_at}};
+  return {{"channel", d.channel}, {"title", d.title}, {"created_at", http::iso8601(d.created_at)}};
 }
 
 json blob_json(const Blob& b) {
-  return {{"id", b.id}, {"size", b.size}, {"received", b.received}, {"complete", b.complete}, {"created_at", b.created_at}};
+  return {{"id", b.id}, {"size", b.size}, {"received", b.received}, {"complete", b.complete}, {"created_at", http::iso8601(b.created_at)}};
 }
 
 // RFC 6750 2.1: a session token rides as a bearer token.
@@ -70,12 +71,12 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
     if (q.method == "POST") {
       if (token) return http::Response::error(errc::kCredentialsNeeded, "sign in with your handle and password, not a session", 400);
       const auto session = store.start_session(*who, options.session_lifetime_s);
-      return http::Response::json({{"token", session.token}, {"handle", session.handle}, {"expires_at", session.expires_at}}, 201);
+      return http::Response::json({{"token", session.token}, {"handle", session.handle}, {"expires_at", http::iso8601(session.expires_at)}}, 201);
     }
     if (q.method == "GET") {
       json body = {{"handle", *who}};
       if (token)
-        if (const auto session = store.session(*token)) body["expires_at"] = session->expires_at;
+        if (const auto session = store.session(*token)) body["expires_at"] = http::iso8601(session->expires_at);
       return http::Response::json(body);
     }
     if (q.method == "DELETE") {

@@ -228,6 +228,17 @@ std::optional<Blob> DocsStore::blob(const std::string& id) {
   return out;
 }
 
+std::vector<Blob> DocsStore::blobs_of(const std::string& owner) {
+  std::lock_guard lock(mutex_);
+  auto& select =
+      db_->prepare("SELECT id, owner, size, received, complete, created_at FROM blobs WHERE owner = ?1 ORDER BY created_at, id");
+  select.bind(1, owner);
+  std::vector<Blob> out;
+  while (select.step()) out.push_back(read_blob(select));
+  select.reset();
+  return out;
+}
+
 void DocsStore::add_expiring(const std::string& channel, int64_t expires_at_ms) {
   std::lock_guard lock(mutex_);
   auto& insert = db_->prepare("INSERT OR REPLACE INTO expiring (channel, expires_at) VALUES (?1, ?2)");

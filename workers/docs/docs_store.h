@@ -58,6 +58,7 @@ class DocsStore {
   // returns; the blob is complete (and readable) when its last byte is in.
   Blob append_blob(const std::string& id, const std::string& owner, int64_t offset, const std::string& bytes);
   std::optional<Blob> blob(const std::string& id);
+  std::vector<Blob> blobs_of(const std::string& owner);
   std::filesystem::path blob_path(const std::string& id) const;
   void remove_blob(const std::string& id);
   int64_t used_bytes(const std::string& owner);

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/http/date.h"
 #include "common/http/listen.h"
 #include "common/http/router.h"
 #include "common/http/server.h"
@@ -137,6 +138,25 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
       }
     });
   });
+
+  // What a member owns, for `coop member takeout`: the documents' logs and metadata and the
+  // blobs, as files under COOP_HOME (ciphertext: the server holds no key).
+  runtime.router().add_blocking("GET", "/v1/owned/{handle}", run, [this](const http::Request& q) {
+    const auto handle = q.param("handle");
+    auto documents = nlohmann::json::array();
+    for (const auto& d : docs_store_->owned_by(handle)) {
+      if (!ChannelStore::valid_id(d.channel)) continue;
+      const auto dir = std::string("docs/channels/") + d.channel.substr(0, 2) + "/";
+      documents.push_back({{"channel", d.channel}, {"title", d.title}, {"created_at", http::iso8601(d.created_at)},
+                           {"log", dir + d.channel + ".ndjson"}, {"metadata", dir + d.channel + ".metadata.json"}});
+    }
+    auto blobs = nlohmann::json::array();
+    for (const auto& b : docs_store_->blobs_of(handle))
+      if (b.complete && DocsStore::valid_blob_id(b.id))
+        blobs.push_back({{"id", b.id}, {"size", b.size}, {"created_at", http::iso8601(b.created_at)},
+                         {"path", "docs/blobs/" + b.id.substr(0, 2) + "/" + b.id}});
+    return http::Response::json({{"documents", documents}, {"blobs", blobs}});
+  }, "what a member owns: documents (log and metadata files) and complete blobs");
 
   http::ServerLimits server_limits;
   server_limits.max_connections = config.get_count("workers.docs.max_connections", 4096, 1);

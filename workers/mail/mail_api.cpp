@@ -6,6 +6,7 @@
 #include <chrono>
 #include <ctime>
 
+#include "common/http/date.h"
 #include "common/error.h"
 #include "common/text.h"
 #include "common/worker_runtime.h"
@@ -47,7 +48,7 @@ int64_t queue_id(const Request& q) {
 }
 
 json domain_json(const Domain& d) {
-  return {{"name", d.name}, {"catch_all", d.catch_all.empty() ? json(nullptr) : json(d.catch_all)}, {"created_at", d.created_at}};
+  return {{"name", d.name}, {"catch_all", d.catch_all.empty() ? json(nullptr) : json(d.catch_all)}, {"created_at", http::iso8601(d.created_at)}};
 }
 }  // namespace
 
@@ -74,7 +75,7 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& out
   r.add_blocking("GET", "/v1/aliases", run, [&service](const Request&) {
     auto list = json::array();
     for (const auto& a : service.directory().aliases())
-      list.push_back({{"address", a.address}, {"targets", a.targets}, {"created_at", a.created_at}});
+      list.push_back({{"address", a.address}, {"targets", a.targets}, {"created_at", http::iso8601(a.created_at)}});
     return Response::json(list);
   }, "aliases");
   r.add_blocking("POST", "/v1/aliases", run, [&service](const Request& q) {

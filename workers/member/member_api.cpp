@@ -8,6 +8,7 @@
 #include "common/auth/app_password.h"
 #include "common/auth/password.h"
 #include "common/error.h"
+#include "common/http/date.h"
 #include "common/worker_runtime.h"
 #include "workers/member/auth_service.h"
 #include "workers/member/event_feed.h"
@@ -22,14 +23,7 @@ using control::Request;
 using control::Response;
 using nlohmann::json;
 
-std::string iso8601(int64_t unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char out[32];
-  std::strftime(out, sizeof out, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return out;
-}
+using http::iso8601;
 
 json member_json(const Member& m) {
   json j = {{"handle", m.handle},   {"name", m.display_name},       {"emails", m.emails},

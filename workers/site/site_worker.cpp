@@ -8,6 +8,7 @@
 #include <chrono>
 #include <set>
 
+#include "common/http/date.h"
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/http/listen.h"
@@ -32,12 +33,13 @@ int64_t now_s() {
 }
 
 json version_json(const VersionInfo& v) {
-  return {{"site", v.site}, {"version", v.number}, {"created_at", v.created_at}, {"files", v.files},
+  return {{"site", v.site}, {"version", v.number}, {"created_at", http::iso8601(v.created_at)}, {"files", v.files},
           {"bytes", v.bytes},  {"source", v.source},  {"current", v.current}};
 }
 
 json event_json(const Event& e) {
-  json j = {{"slug", e.slug}, {"title", e.title}, {"starts", e.starts}, {"ends", e.ends}, {"location", e.location},
+  json j = {{"slug", e.slug}, {"title", e.title}, {"starts", http::iso8601(e.starts)},
+            {"ends", e.ends ? json(http::iso8601(e.ends)) : json(nullptr)}, {"location", e.location},
             {"description", e.description}, {"uid", e.uid}, {"path", "events/" + e.slug + "/"},
             {"ics", "events/" + e.slug + ".ics"}};
   if (e.lat && e.lon) j["marker"] = {{"lat", *e.lat}, {"lon", *e.lon}};
@@ -154,7 +156,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
   auto& control = runtime.router();
   auto run = runtime.blocking_runner();
   auto site_json = [this](const SiteInfo& s) {
-    return json{{"name", s.name}, {"current", s.current}, {"created_at", s.created_at}, {"domains", s.domains},
+    return json{{"name", s.name}, {"current", s.current}, {"created_at", http::iso8601(s.created_at)}, {"domains", s.domains},
                 {"preview", public_url_ + "/sites/" + s.name + "/"}};
   };
 

@@ -16,6 +16,7 @@
 #include "common/config.h"
 #include "common/error.h"
 #include "common/fs.h"
+#include "common/http/date.h"
 #include "common/net/acme_challenge.h"
 #include "common/net/server_certificate.h"
 #include "common/paths.h"
@@ -280,11 +281,11 @@ json CertificateRenewer::status() const {
               {"attempts", impl_->attempts},
               {"answered", impl_->answered},
               {"failures", impl_->failures},
-              {"renew_at", impl_->renew_at()}};
+              {"renew_at", http::iso8601(impl_->renew_at())}};
   if (!impl_->step.empty()) out["step"] = impl_->step;
   if (!impl_->last_error.empty()) out["last_error"] = impl_->last_error;
-  if (impl_->next_attempt > 0) out["next_attempt"] = impl_->next_attempt;
-  if (impl_->last_renewed > 0) out["last_renewed"] = impl_->last_renewed;
+  if (impl_->next_attempt > 0) out["next_attempt"] = http::iso8601(impl_->next_attempt);
+  if (impl_->last_renewed > 0) out["last_renewed"] = http::iso8601(impl_->last_renewed);
   return out;
 }
 

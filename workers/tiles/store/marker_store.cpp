@@ -5,6 +5,7 @@
 #include <cmath>
 #include <regex>
 
+#include "common/http/date.h"
 #include "common/error.h"
 #include "common/sqlite.h"
 #include "workers/tiles/geometry.h"
@@ -78,7 +79,7 @@ nlohmann::json marker_feature(const Marker& m, bool with_owner) {
   if (!m.description.empty()) properties["description"] = m.description;
   if (!m.when.empty()) properties["when"] = m.when;
   if (with_owner && !m.by.empty()) properties["by"] = m.by;
-  properties["created_at"] = m.created_at;
+  properties["created_at"] = http::iso8601(m.created_at);
   return {{"type", "Feature"},
           {"id", m.id},
           {"geometry", {{"type", "Point"}, {"coordinates", {m.lon, m.lat}}}},
