@@ -39,7 +39,7 @@ void require_shard(const Home& home);
 void add_shard_commands(CLI::App& app, Globals& globals);
 // coop member ...
 void add_member_commands(CLI::App& app, Globals& globals);
-// coop member takeout (cli/takeout.cpp), under `coop member`.
+// coop member takeout and settings (cli/takeout.cpp), under `coop member`.
 void add_takeout_command(CLI::App& member, Globals& globals);
 // coop room ...
 void add_room_commands(CLI::App& app, Globals& globals);

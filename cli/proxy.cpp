@@ -58,7 +58,8 @@ std::vector<Site> sites_of(const Config& config) {
   if (!room.empty())
     out.push_back({host_of(config.get_string("workers.room.public_url", "https://matrix." + domain)), room, {}, false,
                    mb("workers.room.max_upload_bytes", 50 << 20)});
-  if (!dav.empty()) out.push_back({"dav." + domain, dav, {}, false, "64m"});
+  if (!dav.empty())
+    out.push_back({host_of(config.get_string("workers.dav.public_url", "https://dav." + domain)), dav, {}, false, "64m"});
   if (!tiles.empty())
     out.push_back({host_of(config.get_string("workers.tiles.public_url", "https://map." + domain)), tiles, {}, false, "1m"});
   if (!docs.empty()) out.push_back({"docs." + domain, docs, {}, true, mb("workers.docs.max_blob_bytes", 100 << 20)});

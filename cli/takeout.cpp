@@ -1,4 +1,4 @@
-// coop member takeout: everything one member owns, in standard formats, in one folder they
+// coop member takeout and settings. Takeout: everything one member owns, in standard formats, in one folder they
 // can take elsewhere. Each part comes from the worker that keeps it, through the same control
 // APIs the other exports use; a part whose worker is disabled in coop.toml is left out and the
 // README says so, but a part whose worker should run and does not stops the takeout.
@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "cli/worker_call.h"
+#include "common/client_settings.h"
 #include "common/config.h"
 #include "common/error.h"
 #include "common/fs.h"
@@ -216,9 +217,76 @@ void run_takeout(Globals& globals, const TakeoutOptions& o) {
             << summary.value("documents", 0) << " documents (README.txt says what each file is)\n";
 }
 
+struct SettingsOptions {
+  std::string handle;
+  bool json = false;
+};
+
+void print_server(const char* label, const json& s) {
+  if (!s.is_object()) return;
+  std::cout << "  " << label << s.value("host", "") << " port " << s.value("port", 0) << ", " << s.value("security", "")
+            << ", login " << s.value("login", "") << "\n";
+}
+
+void run_settings(Globals& globals, const SettingsOptions& o) {
+  const Home home = globals.resolve_home();
+  require_shard(home);
+  const auto config = Config::load(home.config_file());
+  const auto member = WorkerCall(globals, "member", o.json).call("GET", "/v1/members/" + path_segment(o.handle));
+  std::vector<std::string> maps;
+  if (config.worker_enabled("tiles")) {
+    try {
+      for (const auto& a : WorkerCall(globals, "tiles", false).call("GET", "/v1/archives")) maps.push_back(a.value("name", ""));
+    } catch (const Error& e) {
+      if (e.code() != errc::kNotRunning) throw;  // a stopped map worker leaves the map out, not the rest
+    }
+  }
+  const auto settings =
+      client_settings(config, o.handle, member.value("emails", std::vector<std::string>{}), maps);
+  if (o.json) return print_json(settings);
+  std::cout << "Settings for " << o.handle << " on " << config.domain()
+            << " (the password is theirs, or an app password: coop member app-password add)\n";
+  if (settings.contains("mail")) {
+    const auto& m = settings["mail"];
+    std::cout << "\nMail " << (m["address"].is_string() ? m["address"].get<std::string>() : "(no address yet)") << "\n";
+    print_server("IMAP        ", m["imap"]);
+    print_server("IMAP        ", m["imap_starttls"]);
+    print_server("SMTP        ", m["submission"]);
+    print_server("SMTP        ", m["submission_starttls"]);
+  }
+  if (settings.contains("calendars"))
+    std::cout << "\nCalendars   " << settings["calendars"].value("url", "") << " (CalDAV, login "
+              << settings["calendars"].value("login", "") << ")\n"
+              << "Contacts    " << settings["contacts"].value("url", "") << " (CardDAV)\n";
+  if (settings.contains("chat"))
+    std::cout << "\nChat        homeserver " << settings["chat"].value("homeserver", "") << ", user "
+              << settings["chat"].value("user_id", "") << " (Element, FluffyChat, any Matrix client)\n";
+  if (settings.contains("map")) {
+    if (settings["map"].contains("embed"))
+      std::cout << "\nMap         " << settings["map"].value("page", "") << "\n  embed     "
+                << settings["map"].value("embed", "") << "\n";
+    else
+      std::cout << "\nMap         (no map imported yet: coop tiles import)\n";
+  }
+  if (settings.contains("documents"))
+    std::cout << "\nDocuments   " << settings["documents"].value("editor", "") << "\n";
+}
+
 }  // namespace
 
 void add_takeout_command(CLI::App& member, Globals& globals) {
+  auto s = std::make_shared<SettingsOptions>();
+  auto* settings = member.add_subcommand(
+      "settings",
+      "Print every client setting a member needs: mail, calendars, contacts, chat, map and documents\n\n"
+      "Host names, ports and TLS mode of IMAP and submission, the CalDAV and CardDAV URLs, the Matrix "
+      "homeserver and user ID, the map page and its embed snippet, and the documents editor: from coop.toml "
+      "(each worker's public_url, else its listener; [workers.mail.public] for mail). Mail clients log in with "
+      "the member's address, the others with their handle; the password is theirs or an app password.");
+  settings->add_option("member", s->handle, "The member's handle")->required()->type_name("HANDLE");
+  settings->add_flag("--json", s->json, "Print the settings as JSON");
+  settings->callback([&globals, s] { run_settings(globals, *s); });
+
   auto o = std::make_shared<TakeoutOptions>();
   auto* cmd = member.add_subcommand(
       "takeout",

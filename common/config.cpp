@@ -403,6 +403,7 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port,
   out << "\n[workers.member]\nenabled = true\n";
   // Where members reach each HTTP worker through the proxy.
   const std::map<std::string, std::string> public_urls = {{"room", "https://matrix." + domain},
+                                                          {"dav", "https://dav." + domain},
                                                           {"tiles", "https://map." + domain},
                                                           {"docs", "https://docs." + domain},
                                                           {"site", "https://" + domain}};

@@ -106,6 +106,7 @@ constexpr Key kKeys[] = {
     {"workers.mail.queue.data_timeout_ms", kCount},
     {"workers.mail.queue.mx_port", kCount},
 
+    {"workers.dav.public_url", kString},
     {"workers.dav.max_connections", kCount},
     {"workers.dav.max_connections_per_address", kCount},
     {"workers.dav.max_connections_per_network", kCount},
@@ -227,6 +228,7 @@ constexpr Doc kDocs[] = {
     {"workers.mail.queue.command_timeout_ms", "300000", ""},
     {"workers.mail.queue.data_timeout_ms", "600000", ""},
     {"workers.mail.queue.mx_port", "25", ""},
+    {"workers.dav.public_url", "\"https://dav.example.org\"", "where members' CalDAV and CardDAV clients reach it; default: its listener"},
     {"workers.dav.max_connections", "1024", ""},
     {"workers.dav.max_connections_per_address", "64", ""},
     {"workers.dav.max_connections_per_network", "256", ""},

@@ -36,6 +36,7 @@ _coop() {
       'member|remove') path='member remove' ;;
       'member|import') path='member import' ;;
       'member|export') path='member export' ;;
+      'member|settings') path='member settings' ;;
       'member|takeout') path='member takeout' ;;
       'member|group') path='member group' ;;
       'member|app-password') path='member app-password' ;;
@@ -209,7 +210,7 @@ _coop() {
     'status') words='--help --json' ;;
     'restart') words='--help supervisor member room federate mail dav tiles docs site --json' ;;
     'logs') words='--help supervisor member room federate mail dav tiles docs site --lines --follow' ;;
-    'member') words='--help add list show set passwd suspend reinstate remove import export takeout group app-password verify events audit' ;;
+    'member') words='--help add list show set passwd suspend reinstate remove import export settings takeout group app-password verify events audit' ;;
     'member add') words='--help --name --email --group --create-groups --role --quota --password-stdin --generate-password --json' ;;
     'member list') words='--help --status --group --json' ;;
     'member show') words='--help --json' ;;
@@ -220,6 +221,7 @@ _coop() {
     'member remove') words='--help --purge --json' ;;
     'member import') words='--help --create-groups --json' ;;
     'member export') words='--help --format --status --out' ;;
+    'member settings') words='--help --json' ;;
     'member takeout') words='--help --out --json' ;;
     'member group') words='--help add remove list members' ;;
     'member group add') words='--help --parent --description --json' ;;

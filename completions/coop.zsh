@@ -36,6 +36,7 @@ _coop() {
       'member|remove') path='member remove' ;;
       'member|import') path='member import' ;;
       'member|export') path='member export' ;;
+      'member|settings') path='member settings' ;;
       'member|takeout') path='member takeout' ;;
       'member|group') path='member group' ;;
       'member|app-password') path='member app-password' ;;
@@ -233,7 +234,7 @@ _coop() {
       compadd -- supervisor member room federate mail dav tiles docs site
       ;;
     'member')
-      commands=( 'add:Add a member' 'list:List members' 'show:Show one member' 'set:Change a member'\''s name, addresses, role, quota or groups' 'passwd:Set a member'\''s account password (prompts on a terminal)' 'suspend:Suspend a member\: every protocol refuses them, their sessions end' 'reinstate:Reinstate a suspended member' 'remove:Remove a member; the handle is never reused' 'import:Import members from CSV\: every row or none' 'export:Export every member as CSV or JSON' 'takeout:Write everything a member owns to a new folder, in standard formats' 'group:Working groups; groups nest' 'app-password:Per-device passwords, limited to some protocols' 'verify:Check a login as a protocol would (password on stdin); it is audited and throttled like one' 'events:The registry'\''s change feed, as every worker follows it' 'audit:Recent logins and failed attempts, newest first' )
+      commands=( 'add:Add a member' 'list:List members' 'show:Show one member' 'set:Change a member'\''s name, addresses, role, quota or groups' 'passwd:Set a member'\''s account password (prompts on a terminal)' 'suspend:Suspend a member\: every protocol refuses them, their sessions end' 'reinstate:Reinstate a suspended member' 'remove:Remove a member; the handle is never reused' 'import:Import members from CSV\: every row or none' 'export:Export every member as CSV or JSON' 'settings:Print every client setting a member needs\: mail, calendars, contacts, chat, map and documents' 'takeout:Write everything a member owns to a new folder, in standard formats' 'group:Working groups; groups nest' 'app-password:Per-device passwords, limited to some protocols' 'verify:Check a login as a protocol would (password on stdin); it is audited and throttled like one' 'events:The registry'\''s change feed, as every worker follows it' 'audit:Recent logins and failed attempts, newest first' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'member add')
@@ -275,6 +276,10 @@ _coop() {
     'member export')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--format:csv or json' '--status:Only members with this status' '--out:Write to this file instead of stdout' '-o:Write to this file instead of stdout' )
+      ;;
+    'member settings')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print the settings as JSON' )
       ;;
     'member takeout')
       commands=( )

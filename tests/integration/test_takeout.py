@@ -177,8 +177,47 @@ def test_takeout_refuses_an_unknown_member_and_a_used_folder():
         shard.coop("down")
 
 
+def test_settings_are_what_clients_connect_with():
+    import caldav
+    import imaplib
+    import ssl
+    with Shard(BIN, domain=DOMAIN) as shard:
+        shard.init()
+        shard.coop("up")
+        shard.coop("mail", "domain", "add", DOMAIN)
+        shard.coop("member", "add", "alice", "--email", f"alice@{DOMAIN}", "--password-stdin", input=STRONG)
+        settings = shard.json("member", "settings", "alice")
+        # IMAP over TLS at the port and with the login it names (the host is the shard's
+        # domain, which this machine does not resolve: the test dials loopback).
+        imap = settings["mail"]["imap"]
+        assert imap["security"] == "TLS" and imap["login"] == f"alice@{DOMAIN}" and imap["host"] == DOMAIN, imap
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        session = imaplib.IMAP4_SSL("127.0.0.1", imap["port"], ssl_context=ctx)
+        assert session.login(imap["login"], STRONG)[0] == "OK"
+        session.logout()
+        assert settings["mail"]["submission_starttls"]["security"] == "STARTTLS"
+        # CalDAV at the URL it names.
+        principal = caldav.DAVClient(url=settings["calendars"]["url"], username="alice", password=STRONG).principal()
+        principal.make_calendar(name="From settings")
+        # Matrix at the homeserver it names.
+        chat = settings["chat"]
+        assert chat["user_id"] == f"@alice:{DOMAIN}"
+        login = matrix(chat["homeserver"], "POST", "/login", {"type": "m.login.password", "user": "alice", "password": STRONG})
+        assert login["user_id"] == chat["user_id"]
+        # The documents editor answers; no map yet, so no embed snippet.
+        with urllib.request.urlopen(settings["documents"]["editor"], timeout=10) as r:
+            assert r.status == 200
+        assert settings["map"]["maps"] == [] and "embed" not in settings["map"]
+        text = shard.coop("member", "settings", "alice").stdout
+        assert f"port {imap['port']}, TLS, login alice@{DOMAIN}" in text and settings["calendars"]["url"] in text
+        assert shard.coop("member", "settings", "nobody", expect=1).stderr == "coop: no member 'nobody'\n"
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_takeout_holds_everything_in_standard_formats,
         test_takeout_refuses_an_unknown_member_and_a_used_folder,
+        test_settings_are_what_clients_connect_with,
     ])
