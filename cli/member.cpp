@@ -414,7 +414,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
     auto* cmd = apps->add_subcommand("add", "Create an app password; it is shown once");
     cmd->add_option("handle", add->handle, "The member's handle")->required()->type_name("HANDLE");
     cmd->add_option("--label", add->label, "Which device or program it is for")->required()->type_name("LABEL");
-    cmd->add_option("--scope", add->scope, "Comma-separated: mail,dav,room,docs,tiles,site,federate (default: all)")->type_name("SCOPES");
+    cmd->add_option("--scope", add->scope, "Comma-separated: mail, dav (or only calendars, contacts, files), room, docs, tiles, site, federate (default: all)")->type_name("SCOPES");
     cmd->add_flag("--json", add->json, "Print the result as JSON");
     cmd->callback([&globals, add] {
       WorkerCall call(globals, "member", add->json);

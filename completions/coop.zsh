@@ -311,7 +311,7 @@ _coop() {
       ;;
     'member app-password add')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--label:Which device or program it is for' '--scope:Comma-separated\: mail,dav,room,docs,tiles,site,federate (default\: all)' '--json:Print the result as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--label:Which device or program it is for' '--scope:Comma-separated\: mail, dav (or only calendars, contacts, files), room, docs, tiles, site, federate (default\: all)' '--json:Print the result as JSON' )
       ;;
     'member app-password list')
       commands=( )

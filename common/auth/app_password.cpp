@@ -17,9 +17,10 @@ namespace {
 // look stronger than it is. 33 symbols, 24 characters: about 121 bits.
 constexpr std::string_view kAppPasswordAlphabet = "23456789abcdefghijkmnopqrstuvwxyz";
 
-constexpr std::array<Protocol, 7> kProtocols = {Protocol::mail,  Protocol::dav,  Protocol::room,
-                                                Protocol::docs,  Protocol::tiles, Protocol::site,
-                                                Protocol::federate};
+constexpr std::array<Protocol, 10> kProtocols = {Protocol::mail,     Protocol::dav,   Protocol::calendars,
+                                                 Protocol::contacts, Protocol::files, Protocol::room,
+                                                 Protocol::docs,     Protocol::tiles, Protocol::site,
+                                                 Protocol::federate};
 
 // An unknown scope is echoed back in the error; a hostile value is not echoed whole.
 constexpr std::size_t kMaxEchoedScope = 40;
@@ -88,6 +89,9 @@ std::string_view protocol_name(Protocol protocol) {
     case Protocol::tiles: return "tiles";
     case Protocol::site: return "site";
     case Protocol::federate: return "federate";
+    case Protocol::calendars: return "calendars";
+    case Protocol::contacts: return "contacts";
+    case Protocol::files: return "files";
   }
   return "unknown";
 }
@@ -111,7 +115,7 @@ std::vector<std::string> parse_scopes(std::string_view comma_list) {
       if (!parse_protocol(item)) {
         throw Error(errc::kBadScope,
                     "unknown scope '" + std::string(item.substr(0, kMaxEchoedScope)) +
-                        "' (mail, dav, room, docs, tiles, site, federate)",
+                        "' (" + scope_names() + ")",
                     400);
       }
       scopes.emplace_back(item);
@@ -126,7 +130,17 @@ std::vector<std::string> parse_scopes(std::string_view comma_list) {
 }
 
 bool scope_allows(const std::vector<std::string>& scopes, std::string_view protocol) {
-  return std::find(scopes.begin(), scopes.end(), protocol) != scopes.end();
+  const auto has = [&](std::string_view scope) { return std::find(scopes.begin(), scopes.end(), scope) != scopes.end(); };
+  if (has(protocol)) return true;
+  if (protocol == "calendars" || protocol == "contacts" || protocol == "files") return has("dav");
+  if (protocol == "dav") return has("calendars") || has("contacts") || has("files");
+  return false;
+}
+
+std::string scope_names() {
+  std::string out;
+  for (Protocol p : kProtocols) out += (out.empty() ? "" : ", ") + std::string(protocol_name(p));
+  return out;
 }
 
 }  // namespace coop::auth

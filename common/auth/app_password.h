@@ -23,8 +23,9 @@ std::string app_password_digest(std::string_view typed);
 // Constant-time comparison of two hex digests; false when the lengths differ or either is empty.
 bool digest_equals(std::string_view a_hex, std::string_view b_hex);
 
-// The protocols an app password may be limited to.
-enum class Protocol { mail, dav, room, docs, tiles, site, federate };
+// The protocols an app password may be limited to. calendars, contacts and files are DAV's
+// three parts (CalDAV, CardDAV, plain WebDAV); dav is all three.
+enum class Protocol { mail, dav, room, docs, tiles, site, federate, calendars, contacts, files };
 
 std::string_view protocol_name(Protocol protocol);
 std::optional<Protocol> parse_protocol(std::string_view name);
@@ -33,6 +34,12 @@ std::optional<Protocol> parse_protocol(std::string_view name);
 // protocol. Throws coop::Error(errc::kBadScope, ..., 400) naming an unknown scope.
 std::vector<std::string> parse_scopes(std::string_view comma_list);
 
+// Whether an app password with these scopes opens protocol: its own name, or for
+// calendars, contacts and files also "dav"; "dav" itself (DAV's discovery: the principal and
+// the roots every client starts from) is opened by any of the four.
 bool scope_allows(const std::vector<std::string>& scopes, std::string_view protocol);
+
+// "mail, dav, calendars, contacts, files, room, docs, tiles, site, federate", for messages.
+std::string scope_names();
 
 }  // namespace coop::auth

@@ -40,18 +40,19 @@ std::optional<std::string> BasicAuthCache::check(const http::Request& q) {
   return member->handle;
 }
 
-std::optional<VerifiedMember> BasicAuthCache::check_member(const http::Request& q) {
+std::optional<VerifiedMember> BasicAuthCache::check_member(const http::Request& q, const std::string& protocol_asked) {
   const auto credentials = parse_basic(q.header("authorization"));
   if (!credentials) return std::nullopt;
   const auto& [user, password] = *credentials;
-  const std::string key = sha256_hex(user + ':' + password);
+  const std::string protocol = protocol_asked.empty() ? protocol_ : protocol_asked;
+  const std::string key = sha256_hex(protocol + '\n' + user + ':' + password);
   {
     std::lock_guard lock(mutex_);
     auto it = cache_.find(key);
     if (it != cache_.end() && it->second.until > Clock::now()) return it->second.member;
   }
   try {
-    const auto member = verify_credentials(home_, user, password, protocol_, q.remote_address);
+    const auto member = verify_credentials(home_, user, password, protocol, q.remote_address);
     std::lock_guard lock(mutex_);
     if (cache_.size() > 10000) cache_.clear();
     cache_[key] = {member, Clock::now() + std::chrono::seconds(60)};

@@ -36,8 +36,10 @@ class BasicAuthCache {
   // The member's handle; nullopt for missing or wrong credentials. Throws coop::Error for a
   // suspended member (403), throttling (429) or a registry that is down (503).
   std::optional<std::string> check(const http::Request& request);
-  // The same, with what the registry says of the member (groups for DAV's shared collections).
-  std::optional<VerifiedMember> check_member(const http::Request& request);
+  // The same, with what the registry says of the member (groups for DAV's shared collections);
+  // protocol, when given, is the scope asked for instead of the cache's own (DAV asks for
+  // calendars, contacts or files by path).
+  std::optional<VerifiedMember> check_member(const http::Request& request, const std::string& protocol = {});
   // Called when the registry says the member's sessions end.
   void forget(const std::string& handle);
 

@@ -430,6 +430,38 @@ def http_client_errors():
     return http.client.HTTPException
 
 
+def test_app_passwords_open_calendars_contacts_and_files_separately():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        secrets = {}
+        for scope in ("calendars", "contacts", "files", "dav"):
+            made = shard.json("member", "app-password", "add", "alice", "--label", scope, "--scope", scope)
+            secrets[scope] = made["password"]
+        depth = {"Depth": "0"}
+        paths = {"calendars": "/dav/calendars/alice/", "contacts": "/dav/addressbooks/alice/", "files": "/dav/files/alice/"}
+        for scope, secret in secrets.items():
+            # Discovery (the principal) works with any of them: clients start there.
+            assert request(url, "PROPFIND", "/dav/", None, password=secret, headers=depth)[0] == 207, scope
+            for part, path in paths.items():
+                status = request(url, "PROPFIND", path, None, password=secret, headers=depth)[0]
+                allowed = scope in (part, "dav")
+                assert (status == 207) == allowed and (status == 401) == (not allowed), (scope, part, status)
+        # A real CalDAV client with the calendars-only password makes a calendar; the
+        # contacts-only one cannot.
+        principal = caldav.DAVClient(url=url + "/dav/", username="alice", password=secrets["calendars"]).principal()
+        principal.make_calendar(name="Shifts")
+        try:
+            caldav.DAVClient(url=url + "/dav/", username="alice", password=secrets["contacts"]).principal().make_calendar(name="X")
+            raise AssertionError("a contacts-only app password made a calendar")
+        except caldav.lib.error.DAVError:
+            pass
+        # Nor does it open mail.
+        result = shard.coop("member", "verify", "alice", "--protocol", "mail", "--source", "192.0.2.9",
+                            input=secrets["calendars"], expect=1)
+        assert "not valid for mail" in result.stderr, result.stderr
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_caldav_client_creates_and_finds_events,
@@ -440,4 +472,5 @@ if __name__ == "__main__":
         test_vdirsyncer_syncs_both_ways,
         test_litmus_passes_basic_copymove_props_locks_and_http,
         test_https_listener_with_the_shards_certificate,
+        test_app_passwords_open_calendars_contacts_and_files_separately,
     ])

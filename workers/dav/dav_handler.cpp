@@ -161,8 +161,14 @@ struct DavHandler::Impl {
   Impl(const Home& home, DavStore& store, std::string domain)
       : home(home), store(store), domain(std::move(domain)), credentials(home, "dav"), files(home.database("dav-files")) {}
 
+  // An app password may open only calendars, contacts or files: the scope asked for follows
+  // the path; the principal and the roots (discovery) are "dav", which any of them opens.
   std::optional<Identity> authenticate(const Request& q) {
-    const auto member = credentials.check_member(q);
+    const char* scope = q.path.rfind("/dav/calendars/", 0) == 0      ? "calendars"
+                        : q.path.rfind("/dav/addressbooks/", 0) == 0 ? "contacts"
+                        : q.path.rfind("/dav/files/", 0) == 0        ? "files"
+                                                                     : "dav";
+    const auto member = credentials.check_member(q, scope);
     if (!member) return std::nullopt;
     return Identity{member->handle, member->groups};
   }

@@ -29,7 +29,7 @@ std::string AuthService::hash(std::string_view password) const { return auth::ha
 control::Response AuthService::verify(const std::string& user_in, const std::string& password,
                                       const std::string& protocol, const std::string& source) {
   if (!auth::parse_protocol(protocol))
-    throw Error(errc::kBadProtocol, "unknown protocol '" + protocol + "' (mail, dav, room, docs, tiles, site, federate)", 400);
+    throw Error(errc::kBadProtocol, "unknown protocol '" + protocol + "' (" + auth::scope_names() + ")", 400);
   const std::string user = ascii_lower(user_in);
 
   auto record = store_.find_login(user);

@@ -82,7 +82,8 @@ TEST_CASE("scopes parse to sorted unique protocol names") {
 }
 
 TEST_CASE("empty scopes or all mean every protocol") {
-  const std::vector<std::string> every = {"dav", "docs", "federate", "mail", "room", "site", "tiles"};
+  const std::vector<std::string> every = {"calendars", "contacts", "dav",  "docs", "federate",
+                                          "files",     "mail",     "room", "site", "tiles"};
   CHECK(parse_scopes("") == every);
   CHECK(parse_scopes("all") == every);
   CHECK(parse_scopes("mail,all") == every);
@@ -97,7 +98,7 @@ TEST_CASE("an unknown scope is refused with the list of known ones") {
     CHECK(e.code() == "bad_scope");
     CHECK(e.status() == 400);
     CHECK(std::string(e.what()) ==
-          "unknown scope 'smtp' (mail, dav, room, docs, tiles, site, federate)");
+          "unknown scope 'smtp' (mail, dav, calendars, contacts, files, room, docs, tiles, site, federate)");
   }
   CHECK_THROWS_AS(parse_scopes("all,smtp"), coop::Error);
   CHECK_THROWS_AS(parse_scopes("Mail"), coop::Error);
@@ -111,4 +112,16 @@ TEST_CASE("scopes allow only the protocols they name") {
   CHECK_FALSE(scope_allows(scopes, "all"));
   CHECK_FALSE(scope_allows({}, "mail"));
   CHECK(scope_allows(parse_scopes("all"), "federate"));
+}
+
+TEST_CASE("calendars, contacts and files are DAV's parts, each on its own") {
+  const auto calendars = parse_scopes("calendars");
+  CHECK(scope_allows(calendars, "calendars"));
+  CHECK_FALSE(scope_allows(calendars, "contacts"));
+  CHECK_FALSE(scope_allows(calendars, "files"));
+  CHECK(scope_allows(calendars, "dav"));  // the principal and roots clients discover from
+  CHECK_FALSE(scope_allows(calendars, "mail"));
+  const auto dav = parse_scopes("dav");
+  for (const char* part : {"calendars", "contacts", "files", "dav"}) CHECK(scope_allows(dav, part));
+  CHECK_FALSE(scope_allows(parse_scopes("mail"), "dav"));
 }
