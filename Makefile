@@ -4,6 +4,7 @@ JOBS    ?= 2
 PREFIX  ?= /usr/local
 HOME_DIR ?= $(CURDIR)/coop-data
 DOMAIN  ?= coop.localhost
+BASE_PORT ?= 8400
 
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
@@ -26,9 +27,10 @@ build: deps configure
 test: build
 	cd $(BUILD) && ctest -j$(JOBS) --output-on-failure --timeout 600
 
-# A demo shard in ./coop-data: init once, then run in the foreground until Ctrl-C.
+# A demo shard in ./coop-data: init once (a demo member, mail for the domain, the Monaco
+# map), then run in the foreground until Ctrl-C; it prints the pages to open.
 run: build
-	@test -f $(HOME_DIR)/coop.toml || $(BUILD)/bin/coop --home $(HOME_DIR) init --domain $(DOMAIN)
+	@test -f $(HOME_DIR)/coop.toml || $(BUILD)/bin/coop --home $(HOME_DIR) init --domain $(DOMAIN) --base-port $(BASE_PORT) --demo
 	$(BUILD)/bin/coop --home $(HOME_DIR) up --foreground
 
 bench: build

@@ -18,6 +18,7 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "common/client_settings.h"
 #include "common/config.h"
 #include "common/control/client.h"
 #include "common/error.h"
@@ -123,7 +124,79 @@ struct InitOptions {
   std::string public_host;
   int base_port = kDefaultBasePort;
   bool json = false;
+  bool demo = false;
 };
+
+// Runs this coop binary with args and returns its standard output; coop::Error with its
+// standard error when it fails.
+std::string run_coop(const std::vector<std::string>& args) {
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) throw Error(errc::kSpawnFailed, "pipe failed", 500);
+  const pid_t pid = ::fork();
+  if (pid < 0) throw Error(errc::kSpawnFailed, "fork failed", 500);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    std::vector<std::string> all = {"/proc/self/exe"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : all) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  std::string stdout_text, stderr_text;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) stdout_text.append(buffer, static_cast<std::size_t>(n));
+  for (ssize_t n; (n = ::read(err[0], buffer, sizeof buffer)) > 0;) stderr_text.append(buffer, static_cast<std::size_t>(n));
+  ::close(out[0]);
+  ::close(err[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string command = "coop";
+    for (const auto& a : args) command += " " + a;
+    throw Error(errc::kStartFailed, command + " failed: " + stderr_text, 500);
+  }
+  return stdout_text;
+}
+
+// The demo extract `make run` imports: beside the source tree's binaries, or installed.
+fs::path demo_extract() {
+  for (const auto& candidate : {own_bin_dir() / ".." / ".." / "contrib" / "demo" / "monaco.osm.pbf",
+                                own_bin_dir() / ".." / "share" / "coop" / "demo" / "monaco.osm.pbf"})
+    if (fs::exists(candidate)) return fs::canonical(candidate);
+  return {};
+}
+
+// coop init --demo: the new shard started once to host mail for its domain, add a demo
+// member with a generated password (printed, and kept in COOP_HOME/demo-password, 0600) and
+// import the shipped map; then stopped again.
+void populate_demo(const Home& home, const std::string& domain) {
+  const std::string h = home.root().string();
+  run_coop({"--home", h, "up", "--json"});
+  try {
+    run_coop({"--home", h, "mail", "domain", "add", domain});
+    const auto added = nlohmann::json::parse(run_coop({"--home", h, "member", "add", "demo", "--name", "Demo Member",
+                                                       "--email", "demo@" + domain, "--generate-password", "--json"}));
+    const std::string password = added.value("password", "");
+    write_file_durably(home.root() / "demo-password", password + "\n", 0600);
+    if (const auto extract = demo_extract(); !extract.empty())
+      run_coop({"--home", h, "tiles", "import", extract.string(), "--name", "monaco", "--quiet"});
+    else
+      std::cerr << "coop: the demo map (contrib/demo/monaco.osm.pbf) was not found; no map imported\n";
+  } catch (...) {
+    try {
+      run_coop({"--home", h, "down"});
+    } catch (const Error&) {
+    }
+    throw;
+  }
+  run_coop({"--home", h, "down"});
+}
 
 void run_init(const Globals& globals, InitOptions options) {
   const Home home = globals.resolve_home();
@@ -154,18 +227,25 @@ void run_init(const Globals& globals, InitOptions options) {
   // coop.toml comes last: its presence is what makes the directory a shard.
   create_file_durably(home.config_file(), text, 0640);
 
+  if (options.demo) populate_demo(home, options.domain);
+
   if (options.json) {
-    print_json({{"home", home.root().string()},
-                {"domain", options.domain},
-                {"config", home.config_file().string()},
-                {"tls_cert", home.tls_cert().string()},
-                {"base_port", options.base_port}});
+    nlohmann::json out = {{"home", home.root().string()},
+                          {"domain", options.domain},
+                          {"config", home.config_file().string()},
+                          {"tls_cert", home.tls_cert().string()},
+                          {"base_port", options.base_port}};
+    if (options.demo) out["demo_member"] = "demo";
+    print_json(out);
     return;
   }
   std::cout << "Initialised shard " << options.domain << " in " << home.root().string() << "\n"
             << "  config  " << home.config_file().string() << "\n"
-            << "  TLS     " << home.tls_cert().string() << " (self-signed)\n"
-            << "Start it with: coop --home " << home.root().string() << " up\n";
+            << "  TLS     " << home.tls_cert().string() << " (self-signed)\n";
+  if (options.demo)
+    std::cout << "  demo    member demo (demo@" << options.domain << "), password in "
+              << (home.root() / "demo-password").string() << "; the Monaco map\n";
+  std::cout << "Start it with: coop --home " << home.root().string() << " up\n";
 }
 
 // ---- coop up -----------------------------------------------------------------------------
@@ -243,6 +323,31 @@ pid_t spawn_supervisor(const Home& home, bool foreground) {
   ::_exit(127);
 }
 
+// Where to go next, once every worker is up: the pages to open and how to add a member.
+void print_welcome(const Home& home, const Config& config) {
+  std::vector<std::pair<std::string, std::string>> pages;
+  if (const auto site = public_base_url(config, "site", "http"); !site.empty()) pages.push_back({"Front page", site + "/"});
+  if (const auto tiles = public_base_url(config, "tiles", "http"); !tiles.empty()) {
+    std::error_code ec;
+    std::vector<std::string> maps;
+    for (const auto& entry : fs::directory_iterator(home.root() / "tiles", ec))
+      if (entry.path().extension() == ".mbtiles") maps.push_back(entry.path().stem().string());
+    std::sort(maps.begin(), maps.end());
+    for (const auto& m : maps) pages.push_back({"Map", tiles + "/tiles/" + m + "/map"});
+  }
+  if (const auto docs = public_base_url(config, "docs", "http"); !docs.empty()) pages.push_back({"Documents", docs + "/docs/"});
+  if (const auto room = public_base_url(config, "room", "client"); !room.empty())
+    pages.push_back({"Matrix", room + " (the homeserver for Element and other clients)"});
+  if (!pages.empty()) std::cout << "\nOpen:\n";
+  for (const auto& [what, url] : pages) std::cout << "  " << what << std::string(12 - std::min<std::size_t>(what.size(), 11), ' ') << url << "\n";
+  std::ifstream demo(home.root() / "demo-password");
+  std::string password;
+  if (demo && std::getline(demo, password) && !password.empty())
+    std::cout << "\nDemo member: demo (demo@" << config.domain() << "), password " << password << "\n";
+  std::cout << "\nAdd a member: coop --home " << home.root().string() << " member add NAME --email NAME@"
+            << config.domain() << " --password-stdin\n";
+}
+
 void run_up(Globals& globals, const UpOptions& options) {
   const Home home = globals.resolve_home();
   const Config config = Config::load(home.config_file());
@@ -318,6 +423,7 @@ void run_up(Globals& globals, const UpOptions& options) {
   } else if (!status.is_null()) {
     print_status_table(status);
     if (healthy) {
+      print_welcome(home, config);
       std::cout << "\nControl API: curl --unix-socket " << home.socket("supervisor").string()
                 << " http://coop/v1/status\n"
                 << "coop is up." << (options.foreground ? " Ctrl-C stops it." : "") << "\n";
@@ -508,6 +614,9 @@ void add_shard_commands(CLI::App& app, Globals& globals) {
                     "address, federation on 8448, HTTP on loopback behind a trusted reverse proxy, public_urls "
                     "under the domain")
         ->type_name("HOST");
+    cmd->add_flag("--demo", options->demo,
+                  "Also host mail for the domain, add a member 'demo' with a generated password (kept in "
+                  "COOP_HOME/demo-password) and import the shipped map of Monaco (what make run does)");
     cmd->add_flag("--json", options->json, "Print the result as JSON");
     cmd->callback([&globals, options] { run_init(globals, *options); });
   }

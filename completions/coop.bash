@@ -204,7 +204,7 @@ _coop() {
   local words=""
   case "$path" in
     '') words='--help --version --home init up down status restart logs member room mail dav tiles docs site tls backup restore doctor proxy' ;;
-    'init') words='--help --domain --base-port --public --json' ;;
+    'init') words='--help --domain --base-port --public --demo --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
     'status') words='--help --json' ;;

@@ -283,6 +283,7 @@ complete -c coop -n "test (__coop_path) = 'coop init'" -l help -s h -d 'Print th
 complete -c coop -n "test (__coop_path) = 'coop init'" -l domain -r -d 'The shard'\''s domain (Matrix server name, mail domain)'
 complete -c coop -n "test (__coop_path) = 'coop init'" -l base-port -r -d 'First of the 12 consecutive listener ports'
 complete -c coop -n "test (__coop_path) = 'coop init'" -l public -r -d 'Production profile for this public host name: mail on ports 25, 587, 465, 143 and 993 of every address, federation on 8448, HTTP on loopback behind a trusted reverse proxy, public_urls under the domain'
+complete -c coop -n "test (__coop_path) = 'coop init'" -l demo -d 'Also host mail for the domain, add a member '\''demo'\'' with a generated password (kept in COOP_HOME/demo-password) and import the shipped map of Monaco (what make run does)'
 complete -c coop -n "test (__coop_path) = 'coop init'" -l json -d 'Print the result as JSON'
 complete -c coop -n "test (__coop_path) = 'coop up'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop up'" -l foreground -d 'Stay in the foreground, logging to stderr, until Ctrl-C'

@@ -142,7 +142,11 @@ def test_headers_of_a_published_site():
         # Previews by name; unknown hosts and names get nothing.
         assert curl(port, "/sites/bakery/", host="127.0.0.1")[2] == index
         assert curl(port, "/sites/bakery", host="127.0.0.1")[1]["location"] == "/sites/bakery/"
-        assert curl(port, "/", host="other.test")[0] == 404
+        # An unknown host gets the shard's front page at / (no site's content), nothing elsewhere.
+        status, headers, front = curl(port, "/", host="other.test")
+        assert status == 200 and b"runs its own communication stack" in front and front != index, front[:300]
+        assert b"/sites/bakery/" in front and "default-src 'none'" in headers["content-security-policy"]
+        assert curl(port, "/about.html", host="other.test")[0] == 404
         assert curl(port, "/sites/nobody/", host="127.0.0.1")[0] == 404
         assert curl(port, "/", "-X", "POST")[0] == 405
         # Keep-alive: curl reuses one connection for two requests.
@@ -236,7 +240,8 @@ def test_versions_dedup_rollback_and_retention():
         shard.json("site", "publish", www, "--site", "other")
         assert "already serves" in shard.coop("site", "domain", "add", "other", "www.bakery.test", expect=1).stderr
         shard.coop("site", "domain", "remove", "bakery", "www.bakery.test")
-        assert curl(port, "/", host="www.bakery.test")[0] == 404
+        status, _, body = curl(port, "/", host="www.bakery.test")
+        assert status == 200 and b"runs its own communication stack" in body  # the front page, not the bakery
         # Removing a site takes its blobs (those no other site holds).
         shard.coop("site", "remove", "bakery")
         assert curl(port, "/sites/bakery/", host="x")[0] == 404

@@ -206,6 +206,15 @@ http::Response SiteService::handle(const http::Request& request) {
     }
     return serve(*site->second, raw.substr(slash), request, "/sites/" + name + "/");
   }
+  if (raw == "/" && options_.front_page) {
+    std::vector<std::string> names;
+    for (const auto& [name, site] : snap->sites) names.push_back(name);
+    auto r = http::Response::bytes(200, options_.front_page(names), "text/html; charset=utf-8");
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+    r.headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+    return r;
+  }
   return plain(404, "no site is published for " + (host.empty() ? std::string("this address") : host));
 }
 

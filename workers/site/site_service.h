@@ -5,6 +5,7 @@
 // request keeps the version it started on.
 #pragma once
 
+#include <functional>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -26,6 +27,8 @@ struct SiteServiceOptions {
   // NAME.<preview_domain> when set; for sites whose links are absolute, which /sites/NAME/
   // cannot preview.
   std::string preview_domain;
+  // The shard's front page, served at / of a host no site is bound to (HTML); none: 404.
+  std::function<std::string(const std::vector<std::string>& sites)> front_page;
 };
 
 class SiteService {

@@ -5,12 +5,15 @@
 #include <sodium.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <set>
 
-#include "common/http/date.h"
+#include "common/client_settings.h"
 #include "common/control/client.h"
 #include "common/error.h"
+#include "common/http/date.h"
 #include "common/http/listen.h"
 #include "common/http/router.h"
 #include "common/http/server.h"
@@ -83,6 +86,12 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
     }
   public_url_ = config.get_string("workers.site.public_url", listener_url);
   while (!public_url_.empty() && public_url_.back() == '/') public_url_.pop_back();
+  options.front_page = [this](const std::vector<std::string>& sites) { return front_page(sites); };
+  links_ = {{"tiles", public_base_url(config, "tiles", "http")},
+            {"docs", public_base_url(config, "docs", "http")},
+            {"room", public_base_url(config, "room", "client")},
+            {"dav", public_base_url(config, "dav", "http")}};
+  domain_ = config.domain();
   service_ = std::make_unique<SiteService>(*store_, options);
 
   // Files are point reads of immutable blobs, mostly from memory: answered on the event loop.
@@ -111,6 +120,40 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });
+}
+
+// The shard's own page at / of the site listener, until a site is bound to its host name:
+// where members find the portal, the map, the documents and the chat server. Built per
+// request (a map imported since shows at once); every name in it is escaped.
+std::string SiteWorker::front_page(const std::vector<std::string>& sites) const {
+  std::string maps;
+  std::error_code ec;
+  std::vector<std::string> archives;
+  for (const auto& entry : std::filesystem::directory_iterator(home_.root() / "tiles", ec))
+    if (entry.path().extension() == ".mbtiles") archives.push_back(entry.path().stem().string());
+  std::sort(archives.begin(), archives.end());
+  const auto link = [](const std::string& href, const std::string& text, const std::string& note) {
+    return "<li><a href=\"" + html_escape(href) + "\">" + html_escape(text) + "</a>" +
+           (note.empty() ? "" : " <span>" + html_escape(note) + "</span>") + "</li>\n";
+  };
+  std::string items;
+  if (const auto& tiles = links_.at("tiles"); !tiles.empty())
+    for (const auto& a : archives) items += link(tiles + "/tiles/" + a + "/map", "Map: " + a, "resources and events on the map");
+  if (const auto& docs = links_.at("docs"); !docs.empty())
+    items += link(docs + "/docs/", "Documents", "end-to-end encrypted documents");
+  if (const auto& room = links_.at("room"); !room.empty())
+    items += "<li>Chat: any Matrix client (Element, FluffyChat...) with the homeserver <code>" + html_escape(room) +
+             "</code></li>\n";
+  if (const auto& dav = links_.at("dav"); !dav.empty())
+    items += "<li>Calendars and contacts: <code>" + html_escape(dav) + "/dav/</code> (CalDAV, CardDAV)</li>\n";
+  for (const auto& s : sites) items += link(public_url_ + "/sites/" + s + "/", "Site: " + s, "");
+  return "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+         "<title>" + html_escape(domain_) + "</title><style>"
+         "body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#222}"
+         "li{margin:.5rem 0}span{color:#666}code{background:#f3f3f3;padding:0 .2rem}"
+         "</style></head><body>\n<h1>" + html_escape(domain_) + "</h1>\n"
+         "<p>This cooperative runs its own communication stack with coop.</p>\n<ul>\n" + items + "</ul>\n</body></html>\n";
 }
 
 SiteWorker::~SiteWorker() {

@@ -2,6 +2,7 @@
 // through, and the pages and events it renders into each new version.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -35,10 +36,14 @@ class SiteWorker {
   // The current version's uploaded files again, with pages and events rendered anew.
   VersionInfo republish(const std::string& site, const std::string& source);
   void add_routes(WorkerRuntime& runtime);
+  // The shard's front page (links to the map, documents, chat and published sites).
+  std::string front_page(const std::vector<std::string>& sites) const;
 
   const Home& home_;
   std::string timezone_;
   std::string public_url_;
+  std::string domain_;
+  std::map<std::string, std::string> links_;  // worker -> its public base URL
   std::unique_ptr<SiteStore> store_;
   std::unique_ptr<SiteService> service_;
   std::mutex publish_mutex_;
