@@ -51,6 +51,7 @@ std::vector<Site> sites_of(const Config& config) {
   const auto tiles = upstream_of(config, "tiles", "http");
   const auto docs = upstream_of(config, "docs", "http");
   const auto site = upstream_of(config, "site", "http");
+  const auto portal = upstream_of(config, "member", "portal");
   const auto mb = [&](const char* key, std::size_t fallback) {
     return std::to_string((config.get_count(key, fallback) + (1 << 20) - 1) >> 20) + "m";
   };
@@ -65,6 +66,7 @@ std::vector<Site> sites_of(const Config& config) {
   if (!docs.empty()) out.push_back({"docs." + domain, docs, {}, true, mb("workers.docs.max_blob_bytes", 100 << 20)});
   Site apex{domain, site.empty() ? room : site, {}, false, "1m"};
   if (!room.empty()) apex.paths["/.well-known/matrix/"] = room;
+  if (!portal.empty()) apex.paths["/portal/"] = portal;
   if (!dav.empty()) {
     apex.paths["/.well-known/caldav"] = dav;
     apex.paths["/.well-known/carddav"] = dav;

@@ -63,8 +63,8 @@ nlohmann::json supervisor_status(const Home& home) {
 namespace {
 
 constexpr uint16_t kDefaultBasePort = 8400;
-// The default listeners span base_port .. base_port + 11.
-constexpr int kListenerSpan = 12;
+// The default listeners span base_port .. base_port + 12.
+constexpr int kListenerSpan = 13;
 
 fs::path own_bin_dir() { return fs::read_symlink("/proc/self/exe").parent_path(); }
 
@@ -327,6 +327,8 @@ pid_t spawn_supervisor(const Home& home, bool foreground) {
 void print_welcome(const Home& home, const Config& config) {
   std::vector<std::pair<std::string, std::string>> pages;
   if (const auto site = public_base_url(config, "site", "http"); !site.empty()) pages.push_back({"Front page", site + "/"});
+  if (const auto portal = public_base_url(config, "member", "portal"); !portal.empty())
+    pages.push_back({"Portal", portal + "/portal/"});
   if (const auto tiles = public_base_url(config, "tiles", "http"); !tiles.empty()) {
     std::error_code ec;
     std::vector<std::string> maps;
@@ -607,7 +609,7 @@ void add_shard_commands(CLI::App& app, Globals& globals) {
     auto* cmd = app.add_subcommand("init", "Create a new shard: coop.toml, keys/ with a self-signed TLS certificate");
     cmd->add_option("--domain", options->domain, "The shard's domain (Matrix server name, mail domain)")
         ->required()->type_name("DOMAIN");
-    cmd->add_option("--base-port", options->base_port, "First of the 12 consecutive listener ports")
+    cmd->add_option("--base-port", options->base_port, "First of the 13 consecutive listener ports")
         ->capture_default_str()->type_name("PORT");
     cmd->add_option("--public", options->public_host,
                     "Production profile for this public host name: mail on ports 25, 587, 465, 143 and 993 of every "

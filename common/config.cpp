@@ -30,6 +30,7 @@ struct ListenerDefault {
   int offset;
 };
 constexpr ListenerDefault kListenerDefaults[] = {
+    {"member", "portal", "http", 12},
     {"room", "client", "http", 0},       {"federate", "federation", "https", 1},
     {"mail", "smtp", "smtp", 2},         {"mail", "submission", "smtp", 3},
     {"mail", "submissions", "smtps", 4}, {"mail", "imap", "imap", 5},
@@ -400,9 +401,9 @@ std::string render_initial_config(const std::string& domain, uint16_t base_port,
         << "[http]\ntrusted_proxies = [\"127.0.0.1/32\", \"::1/128\"]\n";
   else
     out << "\n# [http]\n" << commented_defaults("http");
-  out << "\n[workers.member]\nenabled = true\n";
   // Where members reach each HTTP worker through the proxy.
-  const std::map<std::string, std::string> public_urls = {{"room", "https://matrix." + domain},
+  const std::map<std::string, std::string> public_urls = {{"member", "https://" + domain},
+                                                          {"room", "https://matrix." + domain},
                                                           {"dav", "https://dav." + domain},
                                                           {"tiles", "https://map." + domain},
                                                           {"docs", "https://docs." + domain},

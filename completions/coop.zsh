@@ -209,7 +209,7 @@ _coop() {
       ;;
     'init')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--domain:The shard'\''s domain (Matrix server name, mail domain)' '--base-port:First of the 12 consecutive listener ports' '--public:Production profile for this public host name\: mail on ports 25, 587, 465, 143 and 993 of every address, federation on 8448, HTTP on loopback behind a trusted reverse proxy, public_urls under the domain' '--demo:Also host mail for the domain, add a member '\''demo'\'' with a generated password (kept in COOP_HOME/demo-password) and import the shipped map of Monaco (what make run does)' '--json:Print the result as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--domain:The shard'\''s domain (Matrix server name, mail domain)' '--base-port:First of the 13 consecutive listener ports' '--public:Production profile for this public host name\: mail on ports 25, 587, 465, 143 and 993 of every address, federation on 8448, HTTP on loopback behind a trusted reverse proxy, public_urls under the domain' '--demo:Also host mail for the domain, add a member '\''demo'\'' with a generated password (kept in COOP_HOME/demo-password) and import the shipped map of Monaco (what make run does)' '--json:Print the result as JSON' )
       ;;
     'up')
       commands=( )

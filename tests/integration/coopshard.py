@@ -48,7 +48,7 @@ class Shard:
         self.dir = tempfile.mkdtemp(prefix="coop-it-")
         self.home = os.path.join(self.dir, "home")
         self.domain = domain
-        self.base_port = free_port_block(12)
+        self.base_port = free_port_block(13)
 
     def __enter__(self):
         return self

@@ -36,21 +36,21 @@ def read_until(proc, marker, timeout=300):
 def test_make_run_shows_the_way():
     tmp = tempfile.mkdtemp(prefix="coop-first-run-")
     home = os.path.join(tmp, "coop-data")
-    base = free_port_block(12)
+    base = free_port_block(13)
     command = f"make -C {ROOT} run BUILD={BUILD} HOME_DIR={home} BASE_PORT={base} DOMAIN=coop.localhost"
     proc = subprocess.Popen(["script", "-qfec", command, "/dev/null"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, env=dict(os.environ, TERM="xterm"), start_new_session=True)
     try:
         text = read_until(proc, "coop is up.")
         plain = re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r", "")
-        opened = dict(re.findall(r"^  (Front page|Map|Documents)\s+(\S+)", plain, re.M))
-        assert set(opened) == {"Front page", "Map", "Documents"}, plain[-2000:]
+        opened = dict(re.findall(r"^  (Front page|Portal|Map|Documents)\s+(\S+)", plain, re.M))
+        assert set(opened) == {"Front page", "Portal", "Map", "Documents"}, plain[-2000:]
         for url in opened.values():
             with urllib.request.urlopen(url, timeout=10) as r:
                 assert r.status == 200, url
         with urllib.request.urlopen(opened["Front page"], timeout=10) as r:
             front = r.read().decode()
-        assert opened["Map"] in front and "/tiles/monaco/map" in front, front
+        assert opened["Map"] in front and "/tiles/monaco/map" in front and opened["Portal"] in front, front
         assert "member add NAME" in plain
         password = re.search(r"Demo member: demo \(demo@coop\.localhost\), password (\S+)", plain).group(1)
         ctx = ssl.create_default_context()

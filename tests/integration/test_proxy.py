@@ -67,6 +67,8 @@ def test_nginx_in_front_of_a_shard():
             assert proc.poll() is None, proc.stderr.read().decode()
             status, _, body = get(port, f"matrix.{DOMAIN}", "/_matrix/client/versions")
             assert status == 200 and b"v1.1" in body, (status, body[:200])
+            status, _, body = get(port, DOMAIN, "/portal/")
+            assert status == 200 and b"Sign in" in body, (status, body[:200])
             status, _, body = get(port, DOMAIN, "/.well-known/matrix/client")
             assert status == 200 and b"m.homeserver" in body, (status, body[:200])
             status, headers, _ = get(port, DOMAIN, "/.well-known/caldav")

@@ -28,7 +28,9 @@ std::string AuthService::hash(std::string_view password) const { return auth::ha
 
 control::Response AuthService::verify(const std::string& user_in, const std::string& password,
                                       const std::string& protocol, const std::string& source) {
-  if (!auth::parse_protocol(protocol))
+  // "portal": the member portal, which only the member's own password opens (no app
+  // password has it among its scopes).
+  if (protocol != "portal" && !auth::parse_protocol(protocol))
     throw Error(errc::kBadProtocol, "unknown protocol '" + protocol + "' (" + auth::scope_names() + ")", 400);
   const std::string user = ascii_lower(user_in);
 

@@ -7,6 +7,7 @@
 #include "workers/member/auth_service.h"
 #include "workers/member/event_feed.h"
 #include "workers/member/member_api.h"
+#include "workers/member/portal.h"
 #include "workers/member/store/member_store.h"
 
 namespace coop::member {
@@ -36,6 +37,7 @@ MemberWorker::MemberWorker(WorkerRuntime& runtime)
       feed_(std::make_unique<EventFeed>(runtime.io(), *store_, runtime.blocking_runner())) {
   store_->on_events([feed = feed_.get()] { feed->notify(); });
   add_member_routes(runtime, *store_, *auth_, *feed_);
+  portal_ = std::make_unique<Portal>(runtime, *store_, *auth_);
   runtime.on_shutdown([feed = feed_.get()] { feed->close(); });
   runtime.on_status([this](nlohmann::json& status) {
     status["schema_version"] = store_->schema_version();

@@ -12,6 +12,7 @@ namespace coop::member {
 class MemberStore;
 class AuthService;
 class EventFeed;
+class Portal;
 
 class MemberWorker {
  public:
@@ -22,6 +23,7 @@ class MemberWorker {
   std::unique_ptr<MemberStore> store_;
   std::unique_ptr<AuthService> auth_;
   std::unique_ptr<EventFeed> feed_;
+  std::unique_ptr<Portal> portal_;  // last: its handlers use the store and auth
 };
 
 }  // namespace coop::member

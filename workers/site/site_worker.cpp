@@ -87,7 +87,8 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
   public_url_ = config.get_string("workers.site.public_url", listener_url);
   while (!public_url_.empty() && public_url_.back() == '/') public_url_.pop_back();
   options.front_page = [this](const std::vector<std::string>& sites) { return front_page(sites); };
-  links_ = {{"tiles", public_base_url(config, "tiles", "http")},
+  links_ = {{"portal", public_base_url(config, "member", "portal")},
+            {"tiles", public_base_url(config, "tiles", "http")},
             {"docs", public_base_url(config, "docs", "http")},
             {"room", public_base_url(config, "room", "client")},
             {"dav", public_base_url(config, "dav", "http")}};
@@ -137,6 +138,8 @@ std::string SiteWorker::front_page(const std::vector<std::string>& sites) const 
            (note.empty() ? "" : " <span>" + html_escape(note) + "</span>") + "</li>\n";
   };
   std::string items;
+  if (const auto& portal = links_.at("portal"); !portal.empty())
+    items += link(portal + "/portal/", "Member portal", "your password, app passwords, client settings and takeout");
   if (const auto& tiles = links_.at("tiles"); !tiles.empty())
     for (const auto& a : archives) items += link(tiles + "/tiles/" + a + "/map", "Map: " + a, "resources and events on the map");
   if (const auto& docs = links_.at("docs"); !docs.empty())
