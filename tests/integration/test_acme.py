@@ -49,10 +49,12 @@ class Pebble:
     """pebble on free loopback ports, validating HTTP-01 at http_port and TLS-ALPN-01 at
     tls_port, and pebble-challtestsrv answering every name with 127.0.0.1."""
 
-    def __init__(self, http_port, tls_port):
+    def __init__(self, http_port, tls_port, avoid=range(0)):
         self.dir = tempfile.mkdtemp(prefix="coop-pebble-")
         self.procs = []
         base = free_port_block(4)
+        while any(port in avoid for port in range(base, base + 4)):  # the shard's, free until it is up
+            base = free_port_block(4)
         self.port, management, dns, dns_management = base, base + 1, base + 2, base + 3
         # pebble's own HTTPS: a CA of the test's and a certificate for localhost from it.
         self.ca = os.path.join(self.dir, "ca.crt")
@@ -137,11 +139,18 @@ def configure(shard, directory, ca, challenge, extra=""):
 @contextlib.contextmanager
 def acme_shard(challenge, http_port=None, extra=""):
     """A shard whose ACME server is a fresh pebble validating at its room listener (HTTP-01)
-    and IMAPS (TLS-ALPN-01), or at http_port; yields (shard, ports, pebble)."""
+    and IMAPS (TLS-ALPN-01), or at http_port; coop-dav serves HTTPS. Yields (shard, ports, pebble)."""
     with Shard(BIN, domain=DOMAIN) as shard:
         shard.init()
         ports = listener_ports(shard)
-        pebble = Pebble(http_port=http_port or ports["client"], tls_port=ports["imaps"])
+        path = os.path.join(shard.home, "coop.toml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace(f'http = {{ address = "127.0.0.1", port = {shard.base_port + 8}, scheme = "http" }}',
+                                 f'http = {{ address = "127.0.0.1", port = {shard.base_port + 8}, scheme = "https" }}'))
+        pebble = Pebble(http_port=http_port or ports["client"], tls_port=ports["imaps"],
+                        avoid=range(shard.base_port, shard.base_port + 13))
         try:
             configure(shard, pebble.directory, pebble.ca, challenge, extra)
             shard.coop("up")
@@ -207,6 +216,10 @@ def test_tls_alpn01_renewal_is_served_without_a_restart_while_imap_goes_on():
                               "mail." + DOMAIN], input=b"", capture_output=True, timeout=30)
         der = subprocess.run(["openssl", "x509", "-outform", "DER"], input=out.stdout, capture_output=True).stdout
         assert sha256(der) == second["sha256"], "openssl s_client sees the renewed certificate"
+        out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{shard.base_port + 8}", "-servername",
+                              DOMAIN], input=b"", capture_output=True, timeout=30)
+        der = subprocess.run(["openssl", "x509", "-outform", "DER"], input=out.stdout, capture_output=True).stdout
+        assert sha256(der) == second["sha256"], "openssl s_client sees the renewed certificate on HTTPS (coop-dav)"
         assert session.noop()[0] == "OK", "the IMAP session opened before the renewal was cut"
         session.logout()
         assert {w["name"]: w["pid"] for w in shard.json("status")["workers"]} == pids, "a worker was restarted"
@@ -221,9 +234,12 @@ def test_tls_alpn01_renewal_is_served_without_a_restart_while_imap_goes_on():
 
 
 def test_a_failing_order_backs_off_and_says_why():
-    closed = free_port_block(1)
-    # pebble validates HTTP-01 on a port where nothing listens.
-    with acme_shard("http-01", http_port=closed, extra="acme_retry_first_s = 3600\n") as (shard, ports, pebble):
+    # pebble validates HTTP-01 on a port that is bound but not listening: refused, and
+    # nobody else can take it meanwhile.
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", 0))
+    closed = holder.getsockname()[1]
+    with holder, acme_shard("http-01", http_port=closed, extra="acme_retry_first_s = 3600\n") as (shard, ports, pebble):
         acme = wait_for(lambda: (lambda a: a if a.get("state") == "failed" else None)(
             shard.json("status").get("acme", {})), timeout=120, what="the order to fail")
         assert "did not validate" in acme["last_error"], acme

@@ -35,7 +35,8 @@ TEST_CASE("the config coop init writes loads and lists every listener") {
   CHECK(mail[0].port == 9102);
   CHECK(mail[0].url() == "smtp://127.0.0.1:9102");
   CHECK(config.listeners("room").at(0).url() == "http://127.0.0.1:9100");
-  CHECK(config.listeners("member").empty());
+  REQUIRE(config.listeners("member").size() == 1);
+  CHECK(config.listeners("member")[0].url() == "http://127.0.0.1:9112");  // the portal
   CHECK(config.worker_enabled("member"));
   CHECK(config.get_int("supervisor.stop_timeout_ms", 0) == 10000);
   CHECK(config.get_string("log.level", "") == "info");
@@ -51,7 +52,7 @@ TEST_CASE("every default listener port is distinct") {
       ++count;
     }
   CHECK(ports.size() == count);
-  CHECK(*ports.rbegin() == 9111);
+  CHECK(*ports.rbegin() == 9112);
 }
 
 TEST_CASE("missing keys fall back to defaults and wrong types are errors") {
