@@ -165,7 +165,7 @@ MailExportCount export_mail(const Globals& globals, const std::string& handle, c
           // Named from the arrival time and UID, not the exporting process, so exporting the
           // same mailbox twice gives the same files.
           mail::maildir_deliver(maildir, std::to_string(date) + ".U" + std::to_string(after) + ".coop", flags, content,
-                                folder_keywords.letters_for(keywords));
+                                folder_keywords.letters_for(keywords), mail::Durability::batch);
         }
         ++messages;
         ++done;
@@ -184,6 +184,15 @@ MailExportCount export_mail(const Globals& globals, const std::string& handle, c
     }
   }
   progress.done();
+  // One flush of the whole file system instead of two fsyncs a message (what made an export
+  // of 10,000 messages spend most of its time in the kernel): the export is on disk before
+  // the command says it is done.
+  const int dir_fd = ::open((single ? fs::absolute(out).parent_path() : out).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0 || ::syncfs(dir_fd) != 0) {
+    if (dir_fd >= 0) ::close(dir_fd);
+    throw Error(errc::kIoError, "cannot flush the export to disk", 500);
+  }
+  ::close(dir_fd);
   return {messages, bytes};
 }
 

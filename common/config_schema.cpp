@@ -52,6 +52,7 @@ constexpr Key kKeys[] = {
     {"workers.*.listen.*", kListener},
 
     {"workers.member.public_url", kString},
+    {"workers.member.site_group", kString},
     {"workers.room.public_url", kString},
     {"workers.room.space_name", kString},
     {"workers.room.support_page", kString},
@@ -177,6 +178,7 @@ constexpr Doc kDocs[] = {
     {"tls.acme_retry_first_s", "600", "after a failed order, wait this long, doubling each time"},
     {"tls.acme_retry_max_s", "86400", "up to this long"},
     {"workers.member.public_url", "\"https://example.org\"", "where members reach the portal (at /portal/); default: its listener"},
+    {"workers.member.site_group", "\"web\"", "members of this group (and admins) publish the sites from the portal"},
     {"workers.room.public_url", "\"https://matrix.example.org\"", "what clients are told is the homeserver; default: the listener"},
     {"workers.room.space_name", "\"Our cooperative\"", "the cooperative Space's name; default: the domain"},
     {"workers.room.support_page", "\"https://example.org/help\"", "in /.well-known/matrix/support; default: none"},

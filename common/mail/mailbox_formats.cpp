@@ -215,16 +215,16 @@ void maildir_create(const fs::path& dir) {
 }
 
 void maildir_deliver(const fs::path& dir, std::string_view unique, unsigned flags,
-                     std::string_view bytes, std::string_view keyword_letters) {
+                     std::string_view bytes, std::string_view keyword_letters, Durability durability) {
   maildir_deliver_stream(dir, unique, flags,
                          [bytes](const std::function<void(std::string_view)>& write) { write(bytes); },
-                         keyword_letters);
+                         keyword_letters, durability);
 }
 
 void maildir_deliver_stream(
     const fs::path& dir, std::string_view unique, unsigned flags,
     const std::function<void(const std::function<void(std::string_view)>& write)>& produce,
-    std::string_view keyword_letters) {
+    std::string_view keyword_letters, Durability durability) {
   check_unique_name(unique);
   const fs::path tmp = dir / "tmp" / std::string(unique);
   // Always cur/ with the info suffix, never new/: new/ means "no reader has looked at this yet"
@@ -239,7 +239,7 @@ void maildir_deliver_stream(
   }
   try {
     produce([&](std::string_view chunk) { write_all(fd, chunk, tmp); });
-    if (::fsync(fd) != 0) io_fail("cannot fsync", tmp, errno);
+    if (durability == Durability::each && ::fsync(fd) != 0) io_fail("cannot fsync", tmp, errno);
     const int rc = ::close(fd);
     fd = -1;
     if (rc != 0) io_fail("cannot close", tmp, errno);
@@ -251,7 +251,7 @@ void maildir_deliver_stream(
   }
   // A leftover tmp/ file is harmless (readers ignore tmp/), so its unlink is not checked.
   ::unlink(tmp.c_str());
-  fsync_directory(dir / "cur");
+  if (durability == Durability::each) fsync_directory(dir / "cur");
 }
 
 std::vector<MaildirMessage> maildir_list(const fs::path& dir) {

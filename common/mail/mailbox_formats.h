@@ -57,15 +57,19 @@ void maildir_create(const std::filesystem::path& dir);
 // Delivers a message as cur/<unique><info>: written to tmp/<unique>, fsynced, hard-linked into
 // cur/ (so an existing name is never overwritten: Error "maildir_exists") and cur/ fsynced.
 // keyword_letters are the folder's dovecot-keywords letters (MaildirKeywords).
+// Durability::batch skips both fsyncs, for an export that syncs its whole file system once
+// at the end (syncfs) before it says it is done.
+enum class Durability { each, batch };
 void maildir_deliver(const std::filesystem::path& dir, std::string_view unique, unsigned flags,
-                     std::string_view bytes, std::string_view keyword_letters = {});
+                     std::string_view bytes, std::string_view keyword_letters = {},
+                     Durability durability = Durability::each);
 
 // The same for large messages: produce is called once and writes the message in chunks.
 // If produce throws, the partial file in tmp/ is removed and the exception propagates.
 void maildir_deliver_stream(
     const std::filesystem::path& dir, std::string_view unique, unsigned flags,
     const std::function<void(const std::function<void(std::string_view)>& write)>& produce,
-    std::string_view keyword_letters = {});
+    std::string_view keyword_letters = {}, Durability durability = Durability::each);
 
 struct MaildirMessage {
   std::filesystem::path path;

@@ -98,6 +98,49 @@ try {
     await row.locator("form[action='/portal/members/reinstate'] button").click();
     await page.waitForSelector(`tr:has-text("${target}") form[action='/portal/members/suspend']`);
     say({ suspended: suspended.includes("suspended"), reinstated: (await row.innerText()).includes("active") });
+  } else if (phase === "publish") {
+    // A member of the web group publishes two versions of a site from zips, previews it,
+    // rolls back, adds an event and downloads the Akash file.
+    const [user, password, zip1, zip2, akashTo] = args;
+    await page.goto(base + "/portal/");
+    await page.fill("#user", user);
+    await page.fill("#password", password);
+    await page.click("button[type=submit]");
+    await page.click("a[href='/portal/sites']");
+    await snap("sites");
+    const publish = async (zip) => {
+      await page.fill("#site", "bakery");
+      await page.setInputFiles("#zip", zip);
+      await page.click("main form[action='/portal/sites/publish'] button[type=submit]");
+      await page.waitForSelector(".done");
+      return (await page.textContent(".done")).trim();
+    };
+    const first = await publish(zip1);
+    const second = await publish(zip2);
+    await snap("published");
+    const preview = await page.getAttribute("td a[href*='/sites/bakery/']", "href");
+    const viewer = await context.newPage();
+    await viewer.goto(preview);
+    const v2 = await viewer.evaluate(() => document.body.innerText);
+    await page.click("a[href='/portal/sites/bakery']");
+    await page.click("form[action='/portal/sites/bakery/rollback'] button");
+    await page.waitForSelector(".done");
+    await snap("rolled-back");
+    await viewer.reload();
+    const v1 = await viewer.evaluate(() => document.body.innerText);
+    await page.fill("#title", "Bread course");
+    await page.fill("#when", "2027-03-01T18:00");
+    await page.fill("#where", "The bakery");
+    await page.fill("#lat", "43.7384");
+    await page.fill("#lon", "7.4246");
+    await page.click("form[action='/portal/sites/bakery/events'] button[type=submit]");
+    await page.waitForSelector(".done");
+    const event = (await page.textContent(".done")).trim();
+    await snap("event");
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("a[href='/portal/sites/bakery/akash.yaml']")]);
+    await download.saveAs(akashTo);
+    for (let i = problems.length - 1; i >= 0; --i) if (problems[i].includes("/akash.yaml")) problems.splice(i, 1);
+    say({ first, second, v1, v2, event });
   } else {
     throw new Error("unknown phase " + phase);
   }

@@ -188,6 +188,58 @@ def test_cookie_csrf_and_hostile_forms():
         shard.coop("down")
 
 
+def test_a_web_group_member_publishes_a_site_in_chromium():
+    import zipfile
+    with Shard(BIN, domain=DOMAIN) as shard, tempfile.TemporaryDirectory() as tmp:
+        base = start(shard)
+        shard.coop("member", "group", "add", "web")
+        shard.coop("member", "add", "dora", "--group", "web", "--password-stdin", input=STRONG)
+        zips = []
+        for n, text in ((1, "Fresh bread every morning"), (2, "Now with croissants")):
+            path = os.path.join(tmp, f"export{n}.zip")
+            with zipfile.ZipFile(path, "w") as z:  # as WebStudio exports: one top folder
+                z.writestr("bakery-export/index.html", f"<!doctype html><title>Bakery</title><h1>Bakery</h1><p>{text}</p>")
+                z.writestr("bakery-export/assets/style.css", "h1{color:brown}")
+            zips.append(path)
+        akash = os.path.join(tmp, "deploy.yaml")
+        done = browser("publish", base, os.path.join(tmp, "dora.json"), "dora", STRONG, zips[0], zips[1], akash)
+        assert "Version 1 of bakery is published (2 files)" in done["first"] and "Version 2" in done["second"], done
+        assert "croissants" in done["v2"] and "Fresh bread" in done["v1"] and "croissants" not in done["v1"], done
+        assert "event is published" in done["event"], done
+        with open(akash) as f:
+            assert "coop-site-bakery:" in f.read()
+        site = shard.json("site", "show", "bakery")
+        assert [e["title"] for e in site["events"]] == ["Bread course"], site
+        # alice is not in the web group: no sites page, no publishing.
+        opener, _, _ = session(base, "alice", STRONG)
+        try:
+            opener.open(base + "/portal/sites", timeout=10)
+            raise AssertionError("a member outside the web group saw the sites page")
+        except urllib.error.HTTPError as e:
+            assert e.code == 403
+        # A hostile zip: a path out of the site, refused with a clear line; nothing published.
+        bad = os.path.join(tmp, "bad.zip")
+        with zipfile.ZipFile(bad, "w") as z:
+            z.writestr("../../escape.html", "x")
+        dora, _, page = session(base, "dora", STRONG)
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        boundary = "coopboundary"
+        with open(bad, "rb") as f:
+            payload = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n{csrf}\r\n"
+                       f"--{boundary}\r\nContent-Disposition: form-data; name=\"site\"\r\n\r\nbakery\r\n"
+                       f"--{boundary}\r\nContent-Disposition: form-data; name=\"zip\"; filename=\"bad.zip\"\r\n"
+                       f"Content-Type: application/zip\r\n\r\n").encode() + f.read() + f"\r\n--{boundary}--\r\n".encode()
+        req = urllib.request.Request(base + "/portal/sites/publish", data=payload,
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        try:
+            dora.open(req, timeout=30)
+            raise AssertionError("a zip with ../ was published")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400 and "not a path a site may have" in e.read().decode()
+        assert shard.json("site", "show", "bakery")["version"]["version"] == 3  # the event's republish
+        shard.coop("down")
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
@@ -218,4 +270,5 @@ if __name__ == "__main__":
         test_cookie_csrf_and_hostile_forms,
         test_the_cookie_is_secure_behind_https,
         test_a_member_manages_their_account_in_chromium,
+        test_a_web_group_member_publishes_a_site_in_chromium,
     ])

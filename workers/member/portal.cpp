@@ -13,6 +13,10 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <ctime>
+#include <algorithm>
+#include <variant>
+#include <set>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +26,7 @@
 #include <thread>
 
 #include "common/auth/app_password.h"
+#include "common/control/client.h"
 #include "common/auth/password.h"
 #include "common/client_settings.h"
 #include "common/config.h"
@@ -34,8 +39,11 @@
 #include "common/text.h"
 #include "common/worker_runtime.h"
 #include "workers/member/auth_service.h"
+#include "workers/member/form_data.h"
 #include "workers/member/portal_pages.h"
 #include "workers/member/store/member_store.h"
+#include "workers/site/akash.h"
+#include "workers/site/site_paths.h"
 
 namespace coop::member {
 
@@ -175,6 +183,71 @@ std::string tar_gz(const fs::path& dir, const std::string& prefix) {
   return out;
 }
 
+constexpr std::size_t kMaxZipFiles = 10000;
+constexpr uint64_t kMaxZipBytes = 512ull << 20;  // uncompressed: a zip bomb stops here
+
+struct ZipFile {
+  std::string path, bytes;
+};
+
+// A static export (WebStudio's, or any zip of a site's folder) read with libarchive: regular
+// files only, the common top folder (if every file is under one) taken off, every path one
+// a site may hold. coop::Error(400) naming what is wrong otherwise.
+std::vector<ZipFile> read_site_zip(const std::string& data) {
+  struct archive* a = archive_read_new();
+  archive_read_support_format_zip(a);
+  std::vector<ZipFile> files;
+  uint64_t total = 0;
+  std::string problem;
+  if (archive_read_open_memory(a, data.data(), data.size()) != ARCHIVE_OK) problem = "this is not a zip file";
+  struct archive_entry* entry = nullptr;
+  while (problem.empty()) {
+    const int r = archive_read_next_header(a, &entry);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+      problem = std::string("the zip is damaged: ") + (archive_error_string(a) ? archive_error_string(a) : "unreadable");
+      break;
+    }
+    if (archive_entry_filetype(entry) == AE_IFDIR) continue;
+    std::string path = archive_entry_pathname(entry) ? archive_entry_pathname(entry) : "";
+    if (archive_entry_filetype(entry) != AE_IFREG) {
+      problem = "the zip holds " + path + ", which is not a plain file";
+      break;
+    }
+    while (path.rfind("./", 0) == 0) path.erase(0, 2);
+    if (files.size() >= kMaxZipFiles) {
+      problem = "the zip holds more than " + std::to_string(kMaxZipFiles) + " files";
+      break;
+    }
+    ZipFile f{path, {}};
+    char buffer[65536];
+    for (la_ssize_t n; (n = archive_read_data(a, buffer, sizeof buffer)) > 0;) {
+      total += static_cast<uint64_t>(n);
+      if (total > kMaxZipBytes) break;
+      f.bytes.append(buffer, static_cast<std::size_t>(n));
+    }
+    if (total > kMaxZipBytes) {
+      problem = "the zip unpacks to more than " + std::to_string(kMaxZipBytes >> 20) + " MiB";
+      break;
+    }
+    files.push_back(std::move(f));
+  }
+  archive_read_free(a);
+  if (!problem.empty()) throw Error(errc::kBadArchive, problem, 400);
+  if (files.empty()) throw Error(errc::kBadArchive, "the zip holds no files", 400);
+  // An export zipped with its folder: every path starts "site/"; the site is what is inside.
+  const auto slash = files.front().path.find('/');
+  if (slash != std::string::npos) {
+    const auto top = files.front().path.substr(0, slash + 1);
+    if (std::all_of(files.begin(), files.end(), [&](const ZipFile& f) { return f.path.rfind(top, 0) == 0; }))
+      for (auto& f : files) f.path.erase(0, top.size());
+  }
+  for (const auto& f : files)
+    if (!site::valid_file_path(f.path))
+      throw Error(errc::kBadPath, "the zip holds '" + f.path + "', which is not a path a site may have", 400);
+  return files;
+}
+
 }  // namespace
 
 struct Portal::Impl {
@@ -197,6 +270,22 @@ struct Portal::Impl {
   std::mutex mutex;
   std::map<std::string, Session> sessions;  // by SHA-256 of the token
   std::atomic<int> takeouts{0};
+  std::string site_group;  // members of this group (and admins) publish the sites
+
+  bool may_publish(const Member& m) {
+    if (m.role == "admin") return true;
+    const auto groups = store.effective_groups(m.handle);
+    return std::find(groups.begin(), groups.end(), site_group) != groups.end();
+  }
+
+  json site_call(const std::string& method, const std::string& path, const std::string& body = {}) {
+    control::Client client(home.socket("site"));
+    const auto response = client.request(method, path, body, std::chrono::seconds(120));
+    response.throw_if_error();
+    return response.json();
+  }
+
+  void add_site_routes();
 
   // The signed-in member of this request; the session ends when they are no longer active.
   std::optional<std::pair<Member, Session>> current(const http::Request& q) {
@@ -245,8 +334,8 @@ struct Portal::Impl {
     return *form;
   }
 
-  PageContext context(const Member& member, const Session& session) const {
-    return {member.handle, member.display_name, member.role == "admin", session.csrf};
+  PageContext context(const Member& member, const Session& session) {
+    return {member.handle, member.display_name, member.role == "admin", session.csrf, may_publish(member)};
   }
 
   std::vector<std::string> maps() const {
@@ -472,9 +561,162 @@ void Portal::Impl::add_routes() {
     });
   }
 
+  add_site_routes();
+
   // Errors the router makes itself (an unknown page, a method not allowed) as a page too.
   router.set_error_formatter([html](int status, const std::string&, const std::string& message) {
     return html(status, error_page(status, message));
+  });
+}
+
+// Publishing the cooperative's websites without the CLI, for admins and members of
+// site_group: upload a static export as a zip, preview, publish, versions and rollback,
+// events, and the Akash deployment file; everything through coop-site's control API.
+void Portal::Impl::add_site_routes() {
+  auto run = runtime.blocking_runner();
+  auto html = [](int status, std::string body) {
+    auto r = http::Response::bytes(status, std::move(body), "text/html; charset=utf-8");
+    r.headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'");
+    r.headers.emplace_back("X-Frame-Options", "DENY");
+    r.headers.emplace_back("Cache-Control", "no-store");
+    return r;
+  };
+  // The signed-in publisher, or the page to show instead.
+  auto publisher = [this, html](const http::Request& q) -> std::variant<std::pair<Member, Session>, http::Response> {
+    auto who = current(q);
+    if (!who) return html(200, login_page(""));
+    if (!may_publish(who->first)) return html(403, forbidden_page(context(who->first, who->second)));
+    return *who;
+  };
+  auto sites_view = [this, html](const Member& m, const Session& s, int status, const std::string& error, const std::string& done) {
+    return html(status, sites_page(context(m, s), site_call("GET", "/v1/sites"), error, done));
+  };
+  auto site_view = [this, html](const Member& m, const Session& s, const std::string& site, int status,
+                                const std::string& error, const std::string& done) {
+    const auto info = site_call("GET", "/v1/sites/" + site);
+    const auto versions = site_call("GET", "/v1/sites/" + site + "/versions");
+    return html(status, site_page(context(m, s), info, versions, error, done));
+  };
+
+  router.add_blocking("GET", "/portal/sites", run, [publisher, sites_view](const http::Request& q) {
+    auto who = publisher(q);
+    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+    auto& [m, s] = std::get<0>(who);
+    return sites_view(m, s, 200, "", "");
+  });
+
+  router.add_blocking("POST", "/portal/sites/publish", run, [this, publisher, sites_view](const http::Request& q) {
+    auto who = publisher(q);
+    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+    auto& [m, s] = std::get<0>(who);
+    const auto parts = parse_form_data(q.header("content-type"), q.body);
+    if (!parts) throw Error(errc::kBadRequest, "the upload is not a valid form", 400);
+    std::string csrf, site, zip_name, zip;
+    for (const auto& part : *parts) {
+      if (part.name == "csrf") csrf = part.content;
+      if (part.name == "site") site = part.content;
+      if (part.name == "zip") {
+        zip_name = part.filename;
+        zip = part.content;
+      }
+    }
+    if (csrf.size() != s.csrf.size() || sodium_memcmp(csrf.data(), s.csrf.data(), csrf.size()) != 0)
+      throw Error(errc::kForbidden, "the form is out of date or came from elsewhere: reload the page and try again", 403);
+    try {
+      if (!site::valid_site_name(site)) throw Error(errc::kBadSite, "A site's name is 1 to 63 of a-z, 0-9, - and _.", 400);
+      const auto files = read_site_zip(zip);
+      json blobs = json::array(), manifest = json::array();
+      std::vector<std::string> ids;
+      for (const auto& f : files) {
+        ids.push_back(sha256_hex(f.bytes));
+        blobs.push_back(ids.back());
+      }
+      std::set<std::string> missing;
+      const auto wanted = site_call("POST", "/v1/site-blobs/missing", json{{"blobs", blobs}}.dump());
+      for (const auto& b : wanted.value("missing", json::array())) missing.insert(b.get<std::string>());
+      const auto now = static_cast<int64_t>(std::time(nullptr));
+      for (std::size_t i = 0; i < files.size(); ++i) {
+        if (missing.erase(ids[i])) site_call("PUT", "/v1/site-blobs/" + ids[i], files[i].bytes);
+        manifest.push_back({{"path", files[i].path}, {"blob", ids[i]}, {"mtime", now}});
+      }
+      const auto version = site_call("POST", "/v1/sites/" + site + "/versions",
+                                     json{{"files", manifest}, {"source", "portal: " + zip_name + " by " + m.handle}}.dump());
+      return sites_view(m, s, 201, "",
+                        "Version " + std::to_string(version.value("version", 0)) + " of " + site + " is published (" +
+                            std::to_string(files.size()) + " files).");
+    } catch (const Error& e) {
+      if (e.status() >= 500) throw;
+      return sites_view(m, s, 400, e.what(), "");
+    }
+  });
+
+  router.add_blocking("GET", "/portal/sites/{site}", run, [publisher, site_view](const http::Request& q) {
+    auto who = publisher(q);
+    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+    auto& [m, s] = std::get<0>(who);
+    if (!site::valid_site_name(q.param("site"))) throw Error(errc::kNoSite, "no such site", 404);
+    return site_view(m, s, q.param("site"), 200, "", "");
+  });
+
+  router.add_blocking("POST", "/portal/sites/{site}/rollback", run, [this, publisher, site_view](const http::Request& q) {
+    auto who = publisher(q);
+    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+    auto& [m, s] = std::get<0>(who);
+    const auto site = q.param("site");
+    if (!site::valid_site_name(site)) throw Error(errc::kNoSite, "no such site", 404);
+    const auto form = checked_form(q, s);
+    try {
+      const auto version = std::stoll(field(form, "version"));
+      site_call("POST", "/v1/sites/" + site + "/rollback", json{{"version", version}}.dump());
+      return site_view(m, s, site, 200, "", "Version " + std::to_string(version) + " is current again.");
+    } catch (const std::logic_error&) {  // std::stoll: not a number, or out of range
+      return site_view(m, s, site, 400, "Which version?", "");
+    } catch (const Error& e) {
+      if (e.status() >= 500) throw;
+      return site_view(m, s, site, 400, e.what(), "");
+    }
+  });
+
+  router.add_blocking("POST", "/portal/sites/{site}/events", run, [this, publisher, site_view](const http::Request& q) {
+    auto who = publisher(q);
+    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+    auto& [m, s] = std::get<0>(who);
+    const auto site = q.param("site");
+    if (!site::valid_site_name(site)) throw Error(errc::kNoSite, "no such site", 404);
+    const auto form = checked_form(q, s);
+    json body = {{"title", field(form, "title")}, {"when", field(form, "when")}, {"where", field(form, "where")},
+                 {"description", field(form, "description")}};
+    if (!field(form, "until").empty()) body["until"] = field(form, "until");
+    try {
+      if (!field(form, "lat").empty() || !field(form, "lon").empty()) {
+        body["lat"] = std::stod(field(form, "lat"));
+        body["lon"] = std::stod(field(form, "lon"));
+      }
+      const auto made = site_call("POST", "/v1/sites/" + site + "/events", body.dump());
+      return site_view(m, s, site, 201, "", "The event is published: " + made.value("url", ""));
+    } catch (const std::logic_error&) {  // std::stod
+      return site_view(m, s, site, 400, "The place's latitude and longitude are numbers (43.7384, 7.4246).", "");
+    } catch (const Error& e) {
+      if (e.status() >= 500) throw;
+      return site_view(m, s, site, 400, e.what(), "");
+    }
+  });
+
+  // The Akash SDL for the current version (what `coop site akash` writes).
+  router.add_blocking("GET", "/portal/sites/{site}/akash.yaml", run, [this, publisher](const http::Request& q) {
+    auto who = publisher(q);
+    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+    const auto site = q.param("site");
+    if (!site::valid_site_name(site)) throw Error(errc::kNoSite, "no such site", 404);
+    const auto info = site_call("GET", "/v1/sites/" + site);
+    const int64_t version = info.contains("version") ? info["version"].value("version", int64_t{0}) : 0;
+    if (version == 0) throw Error(errc::kNothingPublished, "the site has no published version", 404);
+    site::AkashOptions options;
+    options.image = "coop-site-" + site + ":" + std::to_string(version);
+    for (const auto& d : info.value("domains", json::array())) options.domains.push_back(d.get<std::string>());
+    auto r = http::Response::bytes(200, site::akash_sdl(options), "application/yaml; charset=utf-8");
+    r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + site + "-deploy.yaml\"");
+    return r;
   });
 }
 
@@ -488,9 +730,10 @@ Portal::Portal(WorkerRuntime& runtime, MemberStore& store, AuthService& auth)
     }
   if (!has_listener) return;
   impl_->secure = impl_->secure || runtime.config().get_string("workers.member.public_url", "").rfind("https://", 0) == 0;
+  impl_->site_group = runtime.config().get_string("workers.member.site_group", "web");
   impl_->add_routes();
   http::ServerLimits limits;
-  limits.max_body_bytes = 64 << 10;  // forms only
+  limits.max_body_bytes = 64 << 20;  // forms, and a site's zip
   limits.max_connections = 1024;
   limits.max_per_address = 64;
   limits.trusted_proxies = runtime.config().get_strings("http.trusted_proxies", {});

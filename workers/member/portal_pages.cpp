@@ -41,6 +41,7 @@ std::string layout(const std::string& title, const PageContext* c, const std::st
     nav = "<a href=\"/portal/\">Account</a><a href=\"/portal/password\">Password</a>"
           "<a href=\"/portal/app-passwords\">App passwords</a><a href=\"/portal/logins\">Logins</a>"
           "<a href=\"/portal/settings\">Client settings</a><a href=\"/portal/takeout\">Takeout</a>";
+    if (c->publisher) nav += "<a href=\"/portal/sites\">Sites</a>";
     if (c->admin) nav += "<a href=\"/portal/members\">Members</a>";
     nav += "<form method=\"post\" action=\"/portal/logout\"><input type=\"hidden\" name=\"csrf\" value=\"" + e(c->csrf) +
            "\"><button>Sign out " + e(c->handle) + "</button></form>";
@@ -223,6 +224,63 @@ std::string members_page(const PageContext& c, const std::vector<Member>& member
 
 std::string forbidden_page(const PageContext& c) {
   return layout("Not for you", &c, "<p>Only the cooperative's admins see this page.</p>\n");
+}
+
+std::string sites_page(const PageContext& c, const json& sites, const std::string& error, const std::string& done) {
+  std::string body = notice(error, done) +
+                     "<p>The cooperative's websites. Publish a static export (WebStudio's \"Export\", or any folder "
+                     "of HTML zipped): each upload is a new version, the previous ones stay for a rollback.</p>\n"
+                     "<table><tr><th>Site</th><th>Version</th><th>Preview</th><th>Domains</th></tr>\n";
+  for (const auto& s : sites) {
+    std::string domains;
+    for (const auto& d : s.value("domains", json::array())) domains += (domains.empty() ? "" : ", ") + e(d.get<std::string>());
+    const auto name = s.value("name", "");
+    body += "<tr><td><a href=\"/portal/sites/" + e(name) + "\">" + e(name) + "</a></td><td>" +
+            std::to_string(s.value("current", 0)) + "</td><td><a href=\"" + e(s.value("preview", "")) + "\">" +
+            e(s.value("preview", "")) + "</a></td><td>" + (domains.empty() ? "-" : domains) + "</td></tr>\n";
+  }
+  if (sites.empty()) body += "<tr><td colspan=\"4\">none yet</td></tr>\n";
+  body += "</table>\n<h2>Publish</h2><form method=\"post\" action=\"/portal/sites/publish\" enctype=\"multipart/form-data\">" +
+          csrf_field(c) +
+          "<label for=\"site\">Site (a new name makes a new site: a-z, 0-9, - and _)</label>"
+          "<input type=\"text\" id=\"site\" name=\"site\" required pattern=\"[a-z0-9_\\-]{1,63}\">"
+          "<label for=\"zip\">The export, as a .zip</label><input type=\"file\" id=\"zip\" name=\"zip\" accept=\".zip\" required>"
+          "<br><button type=\"submit\">Publish</button></form>\n";
+  return layout("Sites", &c, body);
+}
+
+std::string site_page(const PageContext& c, const json& site, const json& versions, const std::string& error,
+                      const std::string& done) {
+  const auto name = site.value("name", "");
+  std::string body = notice(error, done) + "<p>Preview: <a href=\"" + e(site.value("preview", "")) + "\">" +
+                     e(site.value("preview", "")) + "</a> · <a href=\"/portal/sites/" + e(name) +
+                     "/akash.yaml\">Akash deployment file</a></p>\n<h2>Versions</h2>"
+                     "<table><tr><th>Version</th><th>Published</th><th>Files</th><th>From</th><th></th></tr>\n";
+  for (const auto& v : versions) {
+    const auto number = v.value("version", 0);
+    std::string action = v.value("current", false) ? std::string("current")
+                                                   : "<form method=\"post\" action=\"/portal/sites/" + e(name) +
+                                                         "/rollback\">" + csrf_field(c) +
+                                                         "<input type=\"hidden\" name=\"version\" value=\"" +
+                                                         std::to_string(number) + "\"><button>Make current</button></form>";
+    const std::string published = v.value("created_at", "");
+    body += "<tr><td>" + std::to_string(number) + "</td><td>" + e(published.substr(0, 16).replace(10, 1, " ")) + "</td><td>" +
+            std::to_string(v.value("files", 0)) + "</td><td>" + e(v.value("source", "")) + "</td><td>" + action + "</td></tr>\n";
+  }
+  body += "</table>\n<h2>Events</h2><ul>";
+  for (const auto& ev : site.value("events", json::array()))
+    body += "<li>" + e(ev.value("title", "")) + ", " + e(ev.value("starts", "")) + ", " + e(ev.value("location", "")) + "</li>";
+  body += "</ul><h3>A new event</h3><form method=\"post\" action=\"/portal/sites/" + e(name) + "/events\">" + csrf_field(c) +
+          "<label for=\"title\">Title</label><input type=\"text\" id=\"title\" name=\"title\" required>"
+          "<label for=\"when\">Starts</label><input type=\"datetime-local\" id=\"when\" name=\"when\" required>"
+          "<label for=\"until\">Ends (optional)</label><input type=\"datetime-local\" id=\"until\" name=\"until\">"
+          "<label for=\"where\">Place</label><input type=\"text\" id=\"where\" name=\"where\" required>"
+          "<label for=\"lat\">On the map: latitude and longitude (optional; the map page shows them where you click)</label>"
+          "<input type=\"text\" id=\"lat\" name=\"lat\" inputmode=\"decimal\" placeholder=\"43.7384\"> "
+          "<input type=\"text\" id=\"lon\" name=\"lon\" inputmode=\"decimal\" placeholder=\"7.4246\">"
+          "<label for=\"description\">What it is about</label><input type=\"text\" id=\"description\" name=\"description\">"
+          "<br><button type=\"submit\">Add the event</button></form>\n";
+  return layout("Site " + name, &c, body);
 }
 
 std::string error_page(int status, const std::string& message) {

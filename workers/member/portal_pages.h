@@ -15,6 +15,7 @@ struct PageContext {
   std::string handle, name;
   bool admin = false;
   std::string csrf;  // goes into every form
+  bool publisher = false;  // may publish the cooperative's sites
 };
 
 // An app password just made: shown on this page only.
@@ -32,6 +33,10 @@ std::string settings_page(const PageContext& c, const nlohmann::json& settings);
 std::string takeout_page(const PageContext& c, const std::string& error);
 std::string members_page(const PageContext& c, const std::vector<Member>& members, const std::string& error);
 std::string forbidden_page(const PageContext& c);
+// sites: coop-site's GET /v1/sites; site and versions: GET /v1/sites/NAME and its versions.
+std::string sites_page(const PageContext& c, const nlohmann::json& sites, const std::string& error, const std::string& done);
+std::string site_page(const PageContext& c, const nlohmann::json& site, const nlohmann::json& versions,
+                      const std::string& error, const std::string& done);
 std::string error_page(int status, const std::string& message);
 
 // text as a QR code (ISO/IEC 18004, through libqrencode), an inline SVG; empty when it does
