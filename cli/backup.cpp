@@ -300,9 +300,9 @@ void run_backup(Globals& globals, const BackupOptions& options) {
   }
   char line[512];
   std::snprintf(line, sizeof line,
-                "backup: %zu databases, %zu blobs (%zu new), %zu files (%zu copied), %.1f MB in %s, %.1f MB written, %.1f s",
-                databases.size(), blobs.size(), new_blobs, files.size(), copied_files, total / 1e6, out.c_str(),
-                new_bytes / 1e6, seconds);
+                "backup: %zu databases, %zu blobs (%zu new), %zu files (%zu copied), %s in %s, %s written, %.1f s",
+                databases.size(), blobs.size(), new_blobs, files.size(), copied_files, format_bytes(total).c_str(), out.c_str(),
+                format_bytes(new_bytes).c_str(), seconds);
   std::cout << line << "\n";
 }
 
@@ -365,7 +365,7 @@ void run_verify(Globals& globals, const std::string& dir_text, bool json) {
   } else {
     for (const auto& p : problems) std::cerr << "coop: " << p << "\n";
     if (problems.empty())
-      std::printf("backup OK: %zu files, %.1f MB, every SHA-256 and database check matches\n", checked, bytes / 1e6);
+      std::printf("backup OK: %zu files, %s, every SHA-256 and database check matches\n", checked, format_bytes(bytes).c_str());
   }
   if (!problems.empty()) {
     if (!json) std::cerr << "coop: the backup in " << dir.string() << " has " << problems.size() << " problem(s)\n";
@@ -417,7 +417,7 @@ void run_restore(Globals& globals, const std::string& dir_text, bool json) {
     print_json({{"home", target.string()}, {"files", checked}, {"bytes", bytes}, {"domain", manifest.value("domain", "")}});
     return;
   }
-  std::printf("restored %zu files (%.1f MB) of %s into %s\nStart it with: coop up --home %s\n", checked, bytes / 1e6,
+  std::printf("restored %zu files (%s) of %s into %s\nStart it with: coop up --home %s\n", checked, format_bytes(bytes).c_str(),
               manifest.value("domain", "").c_str(), target.c_str(), target.c_str());
 }
 

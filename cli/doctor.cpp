@@ -275,7 +275,9 @@ void check_clock(const Config* config, std::vector<Check>& out) {
     const auto offset = ntp_offset(server);
     if (!offset) continue;
     char detail[128];
-    std::snprintf(detail, sizeof detail, "%+.3f s from %s", *offset, server.c_str());
+    // Whole milliseconds, so that a clock a few microseconds behind reads +0.000, not -0.000.
+    const double shown = std::round(*offset * 1000.0) / 1000.0 + 0.0;
+    std::snprintf(detail, sizeof detail, "%+.3f s from %s", shown == 0.0 ? 0.0 : shown, server.c_str());
     const double off = std::abs(*offset);
     if (off > 60)
       out.push_back({"clock", "FAIL", detail, "set the time and run an NTP client: DKIM, TLS and Matrix signatures fail"});

@@ -63,7 +63,7 @@ std::string site_date(const json& value) {
 
 std::string site_megabytes(int64_t bytes) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.2f MB", static_cast<double>(bytes) / 1e6);
+  std::snprintf(text, sizeof text, "%s", format_bytes(static_cast<uint64_t>(std::max<int64_t>(bytes, 0))).c_str());
   return text;
 }
 

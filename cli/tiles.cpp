@@ -236,10 +236,10 @@ void add_tiles_commands(CLI::App& app, Globals& globals) {
                              {"bounds", {summary.bounds[0], summary.bounds[1], summary.bounds[2], summary.bounds[3]}}});
     }
     if (import->quiet) return;
-    std::printf("Imported %s: %llu features in %llu tiles (z%d-%d), %.1f MB, in %.1f s, peak memory %.0f MB\n",
+    std::printf("Imported %s: %llu features in %llu tiles (z%d-%d), %s, in %.1f s, peak memory %.0f MiB\n",
                 name.c_str(), static_cast<unsigned long long>(summary.features),
                 static_cast<unsigned long long>(summary.tiles), import->minzoom, import->maxzoom,
-                static_cast<double>(summary.archive_bytes) / 1e6, summary.seconds, rss);
+                format_bytes(summary.archive_bytes).c_str(), summary.seconds, rss);
   });
 
   auto list_json = std::make_shared<bool>(false);
@@ -273,7 +273,7 @@ void add_tiles_commands(CLI::App& app, Globals& globals) {
     Table table({"NAME", "ZOOMS", "SIZE", "SOURCE", "BOUNDS"});
     for (const auto& a : archives) {
       char size[32];
-      std::snprintf(size, sizeof size, "%.1f MB", a["bytes"].get<double>() / 1e6);
+      std::snprintf(size, sizeof size, "%s", format_bytes(a["bytes"].get<uint64_t>()).c_str());
       table.add_row({a["name"], "z" + std::to_string(a["minzoom"].get<int>()) + "-" + std::to_string(a["maxzoom"].get<int>()),
                      size, a["source"], a["bounds"]});
     }

@@ -68,7 +68,15 @@ try {
   }, png.toString("base64"));
 
 
-  console.log(JSON.stringify({ rendered, colours, markerMs, problems }));
+  // ?pick=1: a click away from the markers shows where it was, to copy into a form.
+  let picked = null;
+  if (new URL(mapUrl).searchParams.get("pick") === "1") {
+    await page.mouse.click(40, 300);
+    await page.waitForSelector("#coop-picked", { timeout: 10000 });
+    picked = { text: await page.textContent("#coop-picked"), value: await page.evaluate(() => window.coopPicked) };
+  }
+
+  console.log(JSON.stringify({ rendered, colours, markerMs, picked, problems }));
   if (problems.length) fail("problems: " + problems.join("; "));
   if (colours < 5) fail(`screenshot has ${colours} colours`);
   if (!Object.keys(rendered).length) fail("nothing rendered");

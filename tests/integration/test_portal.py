@@ -217,6 +217,12 @@ def test_a_web_group_member_publishes_a_site_in_chromium():
             raise AssertionError("a member outside the web group saw the sites page")
         except urllib.error.HTTPError as e:
             assert e.code == 403
+        # With a map on the shard, the event form links to it in pick mode.
+        demo = os.path.join(os.path.dirname(CLIENTS), "..", "contrib", "demo", "monaco.osm.pbf")
+        shard.coop("tiles", "import", demo, "--name", "monaco", "--quiet")
+        dora_session, _, _ = session(base, "dora", STRONG)
+        with dora_session.open(base + "/portal/sites/bakery", timeout=10) as r:
+            assert "/tiles/monaco/map?pick=1" in r.read().decode()
         # A hostile zip: a path out of the site, refused with a clear line; nothing published.
         bad = os.path.join(tmp, "bad.zip")
         with zipfile.ZipFile(bad, "w") as z:

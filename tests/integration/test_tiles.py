@@ -459,10 +459,10 @@ def test_map_page_renders_in_chromium():
         url = start(shard, member=True)
         if os.path.exists(MONACO):
             shard.coop("tiles", "import", MONACO)
-            name, query = "monaco", "?lat=43.7384&lon=7.4246&zoom=15"
+            name, query = "monaco", "?lat=43.7384&lon=7.4246&zoom=15&pick=1"
         else:
             shard.coop("tiles", "import", town_pbf(shard.dir), "--name", "town")
-            name, query = "town", "?lat=43.71&lon=7.415&zoom=15"
+            name, query = "town", "?lat=43.71&lon=7.415&zoom=15&pick=1"
         shot = os.path.join(shard.dir, "map.png")
         result = subprocess.run(["node", os.path.join(CLIENTS, "tiles_browser.mjs"), f"{url}/tiles/{name}/map{query}",
                                  f"{url}/tiles/api/markers", "alice", STRONG, shot],
@@ -472,6 +472,10 @@ def test_map_page_renders_in_chromium():
             shutil.copy(shot, os.environ["COOP_KEEP_SCREENSHOT"])
         assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
         assert os.path.getsize(shot) > 10000
+        # Pick mode (the portal's event form links to it): the click's place, near the centre.
+        picked = json.loads(result.stdout.strip().split("\n")[0])["picked"]
+        assert picked and picked["text"].startswith("Latitude "), picked
+        assert abs(picked["value"]["lat"] - float(query.split("lat=")[1].split("&")[0])) < 0.01, picked
         shard.coop("down")
 
 

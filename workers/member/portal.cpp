@@ -595,7 +595,9 @@ void Portal::Impl::add_site_routes() {
                                 const std::string& error, const std::string& done) {
     const auto info = site_call("GET", "/v1/sites/" + site);
     const auto versions = site_call("GET", "/v1/sites/" + site + "/versions");
-    return html(status, site_page(context(m, s), info, versions, error, done));
+    const auto settings = client_settings(config, m.handle, {}, maps());
+    const std::string map_page = settings.contains("map") ? settings["map"].value("page", "") : "";
+    return html(status, site_page(context(m, s), info, versions, map_page, error, done));
   };
 
   router.add_blocking("GET", "/portal/sites", run, [publisher, sites_view](const http::Request& q) {

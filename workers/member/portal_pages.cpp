@@ -249,8 +249,8 @@ std::string sites_page(const PageContext& c, const json& sites, const std::strin
   return layout("Sites", &c, body);
 }
 
-std::string site_page(const PageContext& c, const json& site, const json& versions, const std::string& error,
-                      const std::string& done) {
+std::string site_page(const PageContext& c, const json& site, const json& versions, const std::string& map_page,
+                      const std::string& error, const std::string& done) {
   const auto name = site.value("name", "");
   std::string body = notice(error, done) + "<p>Preview: <a href=\"" + e(site.value("preview", "")) + "\">" +
                      e(site.value("preview", "")) + "</a> · <a href=\"/portal/sites/" + e(name) +
@@ -275,7 +275,9 @@ std::string site_page(const PageContext& c, const json& site, const json& versio
           "<label for=\"when\">Starts</label><input type=\"datetime-local\" id=\"when\" name=\"when\" required>"
           "<label for=\"until\">Ends (optional)</label><input type=\"datetime-local\" id=\"until\" name=\"until\">"
           "<label for=\"where\">Place</label><input type=\"text\" id=\"where\" name=\"where\" required>"
-          "<label for=\"lat\">On the map: latitude and longitude (optional; the map page shows them where you click)</label>"
+          "<label for=\"lat\">On the map: latitude and longitude (optional" +
+          (map_page.empty() ? std::string(")") : "; <a href=\"" + e(map_page) + "?pick=1\" target=\"_blank\" rel=\"noopener\">pick the place on the map</a>: a click there shows them)") +
+          "</label>"
           "<input type=\"text\" id=\"lat\" name=\"lat\" inputmode=\"decimal\" placeholder=\"43.7384\"> "
           "<input type=\"text\" id=\"lon\" name=\"lon\" inputmode=\"decimal\" placeholder=\"7.4246\">"
           "<label for=\"description\">What it is about</label><input type=\"text\" id=\"description\" name=\"description\">"

@@ -35,8 +35,9 @@ std::string members_page(const PageContext& c, const std::vector<Member>& member
 std::string forbidden_page(const PageContext& c);
 // sites: coop-site's GET /v1/sites; site and versions: GET /v1/sites/NAME and its versions.
 std::string sites_page(const PageContext& c, const nlohmann::json& sites, const std::string& error, const std::string& done);
+// map_page: the shard's map page, where a click shows a place's coordinates ("" without a map).
 std::string site_page(const PageContext& c, const nlohmann::json& site, const nlohmann::json& versions,
-                      const std::string& error, const std::string& done);
+                      const std::string& map_page, const std::string& error, const std::string& done);
 std::string error_page(int status, const std::string& message);
 
 // text as a QR code (ISO/IEC 18004, through libqrencode), an inline SVG; empty when it does

@@ -307,6 +307,23 @@ html, body, #map { margin: 0; padding: 0; height: 100%; }
   map.on("load", () => { refresh(); setInterval(refresh, 500); });
   map.on("mouseenter", "markers", () => { map.getCanvas().style.cursor = "pointer"; });
   map.on("mouseleave", "markers", () => { map.getCanvas().style.cursor = ""; });
+  // ?pick=1: a click anywhere but on a marker shows its latitude and longitude, to copy into
+  // a form (the portal's event form links here).
+  if (params.get("pick") === "1") {
+    map.getCanvas().style.cursor = "crosshair";
+    map.on("click", (event) => {
+      if (map.queryRenderedFeatures(event.point, { layers: ["markers"] }).length) return;
+      const lat = event.lngLat.lat.toFixed(5), lon = event.lngLat.lng.toFixed(5);
+      window.coopPicked = { lat: Number(lat), lon: Number(lon) };
+      const box = document.createElement("div");
+      box.className = "coop-popup";
+      const text = document.createElement("p");
+      text.textContent = "Latitude " + lat + ", longitude " + lon;
+      text.id = "coop-picked";
+      box.appendChild(text);
+      new maplibregl.Popup().setLngLat(event.lngLat).setDOMContent(box).addTo(map);
+    });
+  }
   map.on("click", "markers", (event) => {
     const feature = event.features[0];
     const p = feature.properties;
