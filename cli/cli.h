@@ -71,6 +71,10 @@ struct MailExportCount {
 };
 MailExportCount export_mail(const Globals& globals, const std::string& handle, const std::string& format,
                             const std::string& mailbox, const std::filesystem::path& out, bool json_errors);
+// Both formats from one pass over the messages (each fetched once); an empty path skips one.
+MailExportCount export_mail_formats(const Globals& globals, const std::string& handle, const std::string& mailbox,
+                                    const std::filesystem::path& maildir_out, const std::filesystem::path& mbox_out,
+                                    bool json_errors);
 
 // One line on the supervisor's ACME renewer (its status "acme" member), for coop status.
 std::string acme_summary(const nlohmann::json& acme);

@@ -102,43 +102,48 @@ struct ExportOptions {
 }  // namespace
 
 MailExportCount export_mail(const Globals& globals, const std::string& handle, const std::string& format,
-                            const std::string& mailbox, const std::filesystem::path& out_path, bool json_errors) {
-  ExportOptions o;
-  o.handle = handle;
-  o.format = format;
-  o.mailbox = mailbox;
-  o.out = out_path.string();
-  o.json = json_errors;
-  require_member(globals, o.handle);
-  WorkerCall call(globals, "mail", o.json);
+                            const std::string& mailbox, const std::filesystem::path& out, bool json_errors) {
+  return format == "maildir" ? export_mail_formats(globals, handle, mailbox, out, {}, json_errors)
+                             : export_mail_formats(globals, handle, mailbox, {}, out, json_errors);
+}
+
+MailExportCount export_mail_formats(const Globals& globals, const std::string& handle, const std::string& mailbox,
+                                    const std::filesystem::path& maildir_out, const std::filesystem::path& mbox_out,
+                                    bool json_errors) {
+  require_member(globals, handle);
+  WorkerCall call(globals, "mail", json_errors);
   std::vector<json> boxes;
-  for (const auto& b : call.call("GET", "/v1/mailboxes/" + path_segment(o.handle)))
-    if (o.mailbox.empty() || b.value("name", "") == o.mailbox) boxes.push_back(b);
-  if (!o.mailbox.empty() && boxes.empty()) throw Error(errc::kNoSuchMailbox, o.handle + " has no mailbox '" + o.mailbox + "'", 404);
-  const fs::path out(o.out);
-  if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
-    throw Error(errc::kExists, o.out + " exists and is not an empty directory; refusing to overwrite", 409);
+  for (const auto& b : call.call("GET", "/v1/mailboxes/" + path_segment(handle)))
+    if (mailbox.empty() || b.value("name", "") == mailbox) boxes.push_back(b);
+  if (!mailbox.empty() && boxes.empty()) throw Error(errc::kNoSuchMailbox, handle + " has no mailbox '" + mailbox + "'", 404);
+  const bool single = !mailbox.empty();
+  for (const auto& out : {maildir_out, mbox_out}) {
+    if (out.empty()) continue;
+    if (fs::exists(out) && !(fs::is_directory(out) && fs::is_empty(out)))
+      throw Error(errc::kExists, out.string() + " exists and is not an empty directory; refusing to overwrite", 409);
+    // A member's mail is theirs: the export is 0700 folders and 0600 files, whatever the umask.
+    if (!single) {
+      fs::create_directories(out);
+      fs::permissions(out, fs::perms::owner_all);
+    }
+  }
 
   Progress progress;
   int64_t messages = 0;
   uint64_t bytes = 0;
-  const bool single = !o.mailbox.empty();
-  // A member's mail is theirs: the export is 0700 folders and 0600 files, whatever the umask.
-  if (!single) {
-    fs::create_directories(out);
-    fs::permissions(out, fs::perms::owner_all);
-  }
   for (const auto& box : boxes) {
     const std::string name = box.value("name", "");
     const int64_t total = box.value("messages", int64_t{0});
-    const fs::path maildir = single ? out : export_path(out, name, true);
+    fs::path maildir;
     std::unique_ptr<std::ofstream> mbox_file;
     std::unique_ptr<mail::MboxWriter> mbox;
     mail::MaildirKeywords folder_keywords;  // this folder's dovecot-keywords
-    if (o.format == "maildir") {
+    if (!maildir_out.empty()) {
+      maildir = single ? maildir_out : export_path(maildir_out, name, true);
       mail::maildir_create(maildir);
-    } else {
-      const fs::path file = single ? out : export_path(out, name, false);
+    }
+    if (!mbox_out.empty()) {
+      const fs::path file = single ? mbox_out : export_path(mbox_out, name, false);
       fs::create_directories(file.parent_path());
       if (const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600); fd >= 0) ::close(fd);
       mbox_file = std::make_unique<std::ofstream>(file, std::ios::binary | std::ios::trunc);
@@ -149,10 +154,11 @@ MailExportCount export_mail(const Globals& globals, const std::string& handle, c
     }
     int64_t after = 0, done = 0;
     while (true) {
-      const auto page = call.call("GET", mailbox_path(o.handle, name) + "?after_uid=" + std::to_string(after) + "&limit=500");
+      const auto page = call.call("GET", mailbox_path(handle, name) + "?after_uid=" + std::to_string(after) + "&limit=500");
       if (page.empty()) break;
       for (const auto& m : page) {
         after = m.value("uid", int64_t{0});
+        // Fetched once, written in every format asked for.
         const auto content = call.call_raw("GET", "/v1/blobs/" + m.value("blob", ""));
         const auto flags = m.value("flags", 0u);
         const auto date = m.value("internal_date", int64_t{0});
@@ -161,7 +167,8 @@ MailExportCount export_mail(const Globals& globals, const std::string& handle, c
           mbox->begin_message(envelope_sender(content), date, flags, keywords);
           mbox->write(content);
           mbox->end_message();
-        } else {
+        }
+        if (!maildir.empty()) {
           // Named from the arrival time and UID, not the exporting process, so exporting the
           // same mailbox twice gives the same files.
           mail::maildir_deliver(maildir, std::to_string(date) + ".U" + std::to_string(after) + ".coop", flags, content,
@@ -170,13 +177,14 @@ MailExportCount export_mail(const Globals& globals, const std::string& handle, c
         ++messages;
         ++done;
         bytes += content.size();
-        progress.update(o.handle + " " + name, done, total, bytes);
+        progress.update(handle + " " + name, done, total, bytes);
       }
     }
     if (mbox_file) {
       mbox_file->flush();
       if (!*mbox_file) throw Error(errc::kIoError, "writing the mbox failed (disk full?)", 500);
-    } else {
+    }
+    if (!maildir.empty()) {
       folder_keywords.write(maildir);
       if (folder_keywords.dropped() > 0)
         std::cerr << "coop: " << name << ": " << folder_keywords.dropped()
@@ -187,7 +195,8 @@ MailExportCount export_mail(const Globals& globals, const std::string& handle, c
   // One flush of the whole file system instead of two fsyncs a message (what made an export
   // of 10,000 messages spend most of its time in the kernel): the export is on disk before
   // the command says it is done.
-  const int dir_fd = ::open((single ? fs::absolute(out).parent_path() : out).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const auto& any = maildir_out.empty() ? mbox_out : maildir_out;
+  const int dir_fd = ::open((single ? fs::absolute(any).parent_path() : any).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd < 0 || ::syncfs(dir_fd) != 0) {
     if (dir_fd >= 0) ::close(dir_fd);
     throw Error(errc::kIoError, "cannot flush the export to disk", 500);

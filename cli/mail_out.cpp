@@ -20,8 +20,11 @@ std::string txt_strings(const std::string& record) {
   return out;
 }
 
-std::string queue_age(int64_t created_ms) {
-  const double seconds = static_cast<double>(::time(nullptr)) - static_cast<double>(created_ms) / 1000.0;
+// How long ago an RFC 3339 time (UTC, "2026-12-06T18:07:00Z") was.
+std::string queue_age(const std::string& created_at) {
+  std::tm tm{};
+  if (!strptime(created_at.c_str(), "%Y-%m-%dT%H:%M:%SZ", &tm)) return "?";
+  const double seconds = static_cast<double>(::time(nullptr) - timegm(&tm));
   return format_duration(seconds < 0 ? 0 : seconds);
 }
 
@@ -43,7 +46,7 @@ void add_queue_commands(CLI::App* mail_cmd, Globals& globals) {
     for (const auto& e : entries) {
       for (const auto& r : e.value("recipients", nlohmann::json::array())) {
         const auto state = r.value("state", "");
-        table.add_row({std::to_string(e.value("id", int64_t{0})), queue_age(e.value("created_ms", int64_t{0})),
+        table.add_row({std::to_string(e.value("id", int64_t{0})), queue_age(e.value("created_at", "")),
                        "<" + e.value("sender", "") + ">", r.value("address", ""),
                        state + " (" + std::to_string(r.value("attempts", 0)) + ")", r.value("last_error", "")},
                       {Colour::none, Colour::none, Colour::none, Colour::none,
@@ -61,7 +64,7 @@ void add_queue_commands(CLI::App* mail_cmd, Globals& globals) {
     WorkerCall call(globals, "mail", show->json);
     const auto e = call.call("GET", "/v1/queue/" + path_segment(show->id));
     if (show->json) return print_json(e);
-    std::cout << "Message " << e.value("id", int64_t{0}) << ", queued " << queue_age(e.value("created_ms", int64_t{0}))
+    std::cout << "Message " << e.value("id", int64_t{0}) << ", queued " << queue_age(e.value("created_at", ""))
               << " ago by " << (e.value("member", "").empty() ? "the shard" : e.value("member", "")) << "\n"
               << "From:    <" << e.value("sender", "") << ">\n"
               << "Size:    " << e.value("size", int64_t{0}) << " bytes\n";

@@ -133,8 +133,7 @@ void run_takeout(Globals& globals, const TakeoutOptions& o) {
 
   if (enabled("mail")) {
     make_private_dir(out / "mail");
-    const auto maildir = export_mail(globals, o.handle, "maildir", "", out / "mail" / "maildir", o.json);
-    export_mail(globals, o.handle, "mbox", "", out / "mail" / "mbox", o.json);
+    const auto maildir = export_mail_formats(globals, o.handle, "", out / "mail" / "maildir", out / "mail" / "mbox", o.json);
     summary["messages"] = maildir.messages;
     summary["mail_bytes"] = maildir.bytes;
   }

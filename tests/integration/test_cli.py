@@ -117,6 +117,18 @@ def test_status_json_is_stable():
         header = table.stdout.splitlines()[2]
         assert header.split() == ["WORKER", "STATE", "PID", "UPTIME", "RESTARTS", "LISTENERS"]
         assert "\x1b[" not in table.stdout  # no colour when stdout is not a terminal
+        # Times in --json are RFC 3339 in UTC, wherever a command prints one.
+        import re
+        iso = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        shard.coop("mail", "domain", "add", "iso.test")
+        shard.coop("member", "add", "alice", "--email", "alice@iso.test")
+        shard.coop("member", "app-password", "add", "alice", "--label", "phone", "--scope", "mail")
+        times = [status["started_at"], shard.json("tls", "status")["not_after"],
+                 shard.json("mail", "domain", "list")[0]["created_at"],
+                 shard.json("member", "app-password", "list", "alice")[0]["created_at"],
+                 shard.json("member", "audit")[0]["at"] if shard.json("member", "audit") else status["started_at"]]
+        for t in times:
+            assert isinstance(t, str) and iso.match(t), times
         shard.coop("down")
 
 

@@ -29,9 +29,10 @@ json queue_json(const OutboundMessage& m, const std::vector<OutboundRecipient>& 
   auto list = json::array();
   for (const auto& r : recipients)
     list.push_back({{"address", r.address}, {"state", r.state}, {"attempts", r.attempts},
-                    {"next_attempt_ms", r.next_attempt_ms}, {"last_error", r.last_error}, {"remote", r.remote}});
+                    {"next_attempt_at", r.next_attempt_ms > 0 ? json(http::iso8601(r.next_attempt_ms / 1000)) : json(nullptr)},
+                    {"last_error", r.last_error}, {"remote", r.remote}});
   return {{"id", m.id}, {"sender", m.sender}, {"member", m.handle}, {"size", m.size}, {"blob", m.blob},
-          {"created_ms", m.created_ms}, {"recipients", list}};
+          {"created_at", http::iso8601(m.created_ms / 1000)}, {"recipients", list}};
 }
 
 json key_json(const dkim::KeyInfo& k) {

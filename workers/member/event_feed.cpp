@@ -9,6 +9,7 @@
 
 #include <atomic>
 
+#include "common/http/date.h"
 #include "workers/member/store/member_store.h"
 
 namespace coop::member {
@@ -33,7 +34,7 @@ nlohmann::json events_json(const std::vector<Event>& events, int64_t since) {
   auto list = nlohmann::json::array();
   int64_t next = since;
   for (const auto& e : events) {
-    list.push_back({{"seq", e.seq}, {"at", e.at}, {"kind", e.kind}, {"handle", e.handle},
+    list.push_back({{"seq", e.seq}, {"at", http::iso8601(e.at)}, {"kind", e.kind}, {"handle", e.handle},
                     {"detail", nlohmann::json::parse(e.detail, nullptr, false)}});
     next = e.seq;
   }
