@@ -105,6 +105,18 @@ std::string cookie_value(const http::Request& q, std::string_view name) {
   return {};
 }
 
+// Every page of the portal: HTML that loads nothing from anywhere, is not framed and not kept.
+http::Response page_response(int status, std::string body) {
+  auto r = http::Response::bytes(status, std::move(body), "text/html; charset=utf-8");
+  r.headers.emplace_back("Content-Security-Policy",
+                         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'");
+  r.headers.emplace_back("X-Frame-Options", "DENY");
+  r.headers.emplace_back("Referrer-Policy", "no-referrer");
+  r.headers.emplace_back("Cache-Control", "no-store");
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  return r;
+}
+
 http::Response redirect(const std::string& to) {
   auto r = http::Response::bytes(303, "", "text/plain; charset=utf-8");
   r.headers.emplace_back("Location", to);
@@ -242,9 +254,12 @@ std::vector<ZipFile> read_site_zip(const std::string& data) {
     if (std::all_of(files.begin(), files.end(), [&](const ZipFile& f) { return f.path.rfind(top, 0) == 0; }))
       for (auto& f : files) f.path.erase(0, top.size());
   }
-  for (const auto& f : files)
+  std::set<std::string> seen;
+  for (const auto& f : files) {
     if (!site::valid_file_path(f.path))
       throw Error(errc::kBadPath, "the zip holds '" + f.path + "', which is not a path a site may have", 400);
+    if (!seen.insert(f.path).second) throw Error(errc::kBadArchive, "the zip holds '" + f.path + "' twice", 400);
+  }
   return files;
 }
 
@@ -352,16 +367,7 @@ struct Portal::Impl {
 
 void Portal::Impl::add_routes() {
   auto run = runtime.blocking_runner();
-  // Every answer of the portal: HTML that loads nothing from anywhere, and is not framed.
-  auto html = [](int status, std::string body) {
-    auto r = http::Response::bytes(status, std::move(body), "text/html; charset=utf-8");
-    r.headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'");
-    r.headers.emplace_back("X-Frame-Options", "DENY");
-    r.headers.emplace_back("Referrer-Policy", "no-referrer");
-    r.headers.emplace_back("Cache-Control", "no-store");
-    r.headers.emplace_back("X-Content-Type-Options", "nosniff");
-    return r;
-  };
+  const auto html = page_response;
   // A page for the signed-in member, or the sign-in form.
   auto member_page = [this, html](const http::Request& q, const std::function<std::string(const Member&, const Session&)>& render) {
     const auto who = current(q);
@@ -574,13 +580,7 @@ void Portal::Impl::add_routes() {
 // events, and the Akash deployment file; everything through coop-site's control API.
 void Portal::Impl::add_site_routes() {
   auto run = runtime.blocking_runner();
-  auto html = [](int status, std::string body) {
-    auto r = http::Response::bytes(status, std::move(body), "text/html; charset=utf-8");
-    r.headers.emplace_back("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'; frame-ancestors 'none'");
-    r.headers.emplace_back("X-Frame-Options", "DENY");
-    r.headers.emplace_back("Cache-Control", "no-store");
-    return r;
-  };
+  const auto html = page_response;
   // The signed-in publisher, or the page to show instead.
   auto publisher = [this, html](const http::Request& q) -> std::variant<std::pair<Member, Session>, http::Response> {
     auto who = current(q);
@@ -747,6 +747,9 @@ Portal::Portal(WorkerRuntime& runtime, MemberStore& store, AuthService& auth)
 
 Portal::~Portal() {
   if (impl_->server) impl_->server->stop();
+  // A takeout runs on a thread of its own and uses this object: let it finish (the CLI it
+  // waits for is bounded by its own timeouts), for at most a minute.
+  for (int i = 0; i < 600 && impl_->takeouts.load() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
 }
 
 }  // namespace coop::member

@@ -196,10 +196,13 @@ struct CertificateRenewer::Impl {
       const bool was_asked = std::exchange(asked, false);
       lock.unlock();
       const std::string why = reason_due(forced);
+      // Asked without this object's lock: ready() takes the supervisor's, which is held
+      // while the supervisor's status asks for ours.
+      const bool workers_ready = why.empty() || ready();
       lock.lock();
       const bool backing_off = !was_asked && next_attempt > now_unix();
       if (!why.empty() && !backing_off) {
-        if (!ready()) {
+        if (!workers_ready) {
           state = "waiting";
           step = "waiting for the workers to start";
           asked = was_asked;
