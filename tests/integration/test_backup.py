@@ -177,6 +177,9 @@ def test_backup_under_load_restores_what_was_acknowledged():
         try:
             result = restored.coop("restore", out)
             assert "Start it with: coop up --home" in result.stdout, result.stdout
+            # Sizes as people read them: powers of 1024, named so ("restored 93 files (12.3 MiB)").
+            import re
+            assert re.search(r"restored \d+ files \(\d+\.\d (KiB|MiB|GiB)\)", result.stdout), result.stdout
             assert oct(os.stat(os.path.join(restored.home, "keys", "tls.key")).st_mode & 0o777) == "0o600"
             restored.coop("up")
             ids, validity = imap_message_ids(imaps)
