@@ -795,6 +795,13 @@ def test_bad_input_gets_bad_and_the_session_goes_on():
         assert send(b"a0 LOGIN alice {100000}\r\n").startswith(b"a0 NO [TOOBIG]")
         assert send(b"a1 FROBNICATE\r\n").startswith(b"a1 BAD")
         assert send(b"a2 SELECT INBOX\r\n").startswith(b"a2 BAD")  # not logged in yet
+        # One command table decides: every command a logged-in session has says "log in
+        # first" before login; UID goes only before the commands that take it.
+        for n, command in enumerate((b"CREATE x", b"DELETE x", b"RENAME a b", b"APPEND INBOX \"x\"", b"EXPUNGE",
+                                     b"UID FETCH 1 FLAGS", b"ENABLE IMAP4rev2", b"IDLE", b"CLOSE")):
+            assert send(b"p%d " % n + command + b"\r\n") == b"p%d BAD log in first\r\n" % n, command
+        assert send(b"p9 UID LIST\r\n") == b"p9 BAD UID LIST is not a command\r\n"
+        assert send(b"p10 UID FROB\r\n") == b"p10 BAD UID FROB is not a command\r\n"
         assert send(b"no-space\r\n").startswith(b"* BAD")
         assert send(b"a3 LOGIN {5}\r\n") == b"+ Ready for literal data\r\n"
         assert send(f"alice \"{STRONG}\"\r\n".encode()).startswith(b"a3 OK")
@@ -817,6 +824,9 @@ def test_bad_input_gets_bad_and_the_session_goes_on():
         assert send(b'u7 DELETE "Bistro"\r\n').startswith(b"u7 NO [INUSE]")
         assert send(b"u8 UNSELECT\r\n").startswith(b"u8 OK")
         assert send(b"a5 FETCH 1 (FLAGS)\r\n").startswith(b"a5 BAD")  # nothing selected
+        for n, command in enumerate((b"EXPUNGE", b"UID STORE 1 +FLAGS (\\Seen)", b"CLOSE", b"MOVE 1 x", b"SORT (DATE) UTF-8 ALL")):
+            assert send(b"s%d " % n + command + b"\r\n") == b"s%d BAD select a mailbox first\r\n" % n, command
+        assert send(b"s9 LOGIN alice x\r\n") == b"s9 BAD already authenticated\r\n"
         raw.sendall(b"a6 SELECT INBOX\r\n")
         while not (line := reader.readline()).startswith(b"a6"):
             pass

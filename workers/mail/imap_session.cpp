@@ -280,105 +280,174 @@ class Session : public std::enable_shared_from_this<Session> {
       if (!c.space() || !(name_atom = c.atom())) return bad("UID what?");
       name = upper(*name_atom);
       uid = true;
-      if (name != "FETCH" && name != "SEARCH" && name != "STORE" && name != "COPY" && name != "MOVE" && name != "EXPUNGE" &&
-          name != "SORT" && name != "THREAD")
-        return bad("UID " + name + " is not a command");
     }
-    // Any state.
-    if (name == "CAPABILITY") {
-      out_ += "* CAPABILITY " + capabilities() + "\r\n";
-      return tagged("OK CAPABILITY completed");
+    // One table says which commands there are, in which states they may be given and
+    // which may follow UID (RFC 9051 6 and 6.4.9); the answers for a command given in the
+    // wrong state follow from it.
+    const Command* known = find_command(name);
+    if (uid && (!known || !known->after_uid)) return bad("UID " + name + " is not a command");
+    if (!known) return bad("unknown command " + name);
+    switch (known->needs) {
+      case Needs::any:
+        break;
+      case Needs::not_authenticated:
+        if (state_ != State::not_authenticated) return bad("already authenticated");
+        break;
+      case Needs::authenticated:
+        if (state_ == State::not_authenticated) return bad("log in first");
+        break;
+      case Needs::selected:
+        if (state_ == State::not_authenticated) return bad("log in first");
+        if (state_ != State::selected) return bad("select a mailbox first");
+        break;
     }
-    if (name == "NOOP" || name == "CHECK") {
-      if (state_ != State::selected) return tagged("OK " + name + " completed");
-      return run_blocking([this, name] {
-        sync();
-        tagged("OK " + name + " completed");
-      });
-    }
-    if (name == "LOGOUT") {
-      out_ += "* BYE " + settings_->hostname + " closing\r\n";
-      tagged("OK LOGOUT completed");
-      state_ = State::logout;
-      return;
-    }
-    if (name == "ID") {
-      // RFC 2971: who we are, whatever the client says.
-      out_ += "* ID (\"name\" \"coop\" \"vendor\" \"coop\")\r\n";
-      return tagged("OK ID completed");
-    }
-    if (state_ == State::not_authenticated) {
-      if (name == "STARTTLS") return starttls(c);
-      if (name == "LOGIN") return login(c);
-      if (name == "AUTHENTICATE") return authenticate(c);
-      if (name == "SELECT" || name == "EXAMINE" || name == "LIST" || name == "STATUS" || name == "FETCH")
-        return bad("log in first");
-      return bad("unknown command " + name);
-    }
-    if (name == "STARTTLS" || name == "LOGIN" || name == "AUTHENTICATE") return bad("already authenticated");
-    if (name == "ENABLE") {
-      // Nothing to switch on beyond what every session has (RFC 9051 6.3.1).
-      std::string enabled;
-      while (c.space())
-        if (auto what = c.atom(); what && upper(*what) == "IMAP4REV2") {
-          enabled += " IMAP4rev2";
-          rev2_ = utf8_names_ = true;
-        } else if (what && upper(*what) == "UTF8=ACCEPT") {
-          // RFC 6855 3: mailbox names and strings in UTF-8 from now on.
-          enabled += " UTF8=ACCEPT";
-          utf8_names_ = true;
-        } else if (what && upper(*what) == "CONDSTORE") {
-          enabled += " CONDSTORE";
-          condstore_ = true;
-        } else if (what && upper(*what) == "QRESYNC") {
-          // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
-          enabled += " QRESYNC";
-          qresync_ = condstore_ = true;
-        }
-      out_ += "* ENABLED" + enabled + "\r\n";
-      return tagged("OK ENABLE completed");
-    }
-    if (name == "NAMESPACE") {
-      out_ += "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n";
-      return tagged("OK NAMESPACE completed");
-    }
-    if (name == "IDLE") {
-      if (!c.at_end()) return bad("IDLE takes nothing");
-      idling_ = true;
-      idle_changed_ = true;  // what changed since the last command comes first
-      out_ += "+ idling\r\n";
-      return;
-    }
-    if (name == "LIST" || name == "LSUB") return run_blocking([this, c, name]() mutable { list(c, name == "LSUB"); });
-    if (name == "STATUS") return run_blocking([this, c]() mutable { status(c); });
-    if (name == "SELECT" || name == "EXAMINE") return run_blocking([this, c, name]() mutable { select(c, name == "EXAMINE"); });
-    if (name == "CREATE") return run_blocking([this, c]() mutable { create(c); });
-    if (name == "SUBSCRIBE" || name == "UNSUBSCRIBE" || name == "DELETE")
-      return run_blocking([this, c, name]() mutable { mailbox_command(c, name); });
-    if (name == "RENAME") return run_blocking([this, c]() mutable { rename(c); });
-    if (name == "GETQUOTAROOT" || name == "GETQUOTA") return run_blocking([this, c, name]() mutable { quota(c, name); });
-    if (name == "SETQUOTA") return tagged("NO [NOPERM] quotas are set in the member registry (coop member set --quota)");
-    if (name == "APPEND") return run_blocking([this, c]() mutable { append(c); });
-    if (state_ != State::selected) return bad(name == "FETCH" || name == "STORE" || name == "SEARCH" ? "select a mailbox first"
-                                                                                                 : "unknown command " + name);
-    if (name == "FETCH") return run_blocking([this, c, uid]() mutable { fetch(c, uid); });
-    if (name == "SEARCH") return run_blocking([this, c, uid]() mutable { search(c, uid); });
-    if (name == "SORT") return run_blocking([this, c, uid]() mutable { sort(c, uid); });
-    if (name == "THREAD") return run_blocking([this, c, uid]() mutable { thread(c, uid); });
-    if (name == "STORE") return run_blocking([this, c, uid]() mutable { store(c, uid); });
-    if (name == "COPY" || name == "MOVE") return run_blocking([this, c, uid, name]() mutable { copy(c, uid, name == "MOVE"); });
-    if (name == "EXPUNGE") return run_blocking([this, c, uid]() mutable { expunge(c, uid); });
-    if (name == "CLOSE" || name == "UNSELECT") {
-      const bool expunging = name == "CLOSE" && !read_only_;
-      return run_blocking([this, expunging, name] {
-        // RFC 9051 6.4.1: CLOSE expunges silently; UNSELECT does not.
-        if (expunging) service().mailboxes().expunge(handle_, mailbox_, std::nullopt);
-        state_ = State::authenticated;
-        unselect();
-        tagged("OK " + name + " completed");
-      });
-    }
-    bad("unknown command " + name);
+    (this->*known->run)(c, name, uid);
+  }
+
+  // ---- the command table --------------------------------------------------------------------
+  enum class Needs { any, not_authenticated, authenticated, selected };
+  using Handler = void (Session::*)(Cursor&, const std::string& name, bool uid);
+  struct Command {
+    std::string_view name;
+    Needs needs;
+    bool after_uid;  // may follow UID
+    Handler run;
+  };
+
+  static const Command* find_command(std::string_view name) {
+    static constexpr Command kCommands[] = {
+        {"CAPABILITY", Needs::any, false, &Session::cmd_capability},
+        {"NOOP", Needs::any, false, &Session::cmd_noop},
+        {"CHECK", Needs::any, false, &Session::cmd_noop},
+        {"LOGOUT", Needs::any, false, &Session::cmd_logout},
+        {"ID", Needs::any, false, &Session::cmd_id},
+        {"STARTTLS", Needs::not_authenticated, false, &Session::cmd_starttls},
+        {"LOGIN", Needs::not_authenticated, false, &Session::cmd_login},
+        {"AUTHENTICATE", Needs::not_authenticated, false, &Session::cmd_authenticate},
+        {"ENABLE", Needs::authenticated, false, &Session::cmd_enable},
+        {"NAMESPACE", Needs::authenticated, false, &Session::cmd_namespace},
+        {"IDLE", Needs::authenticated, false, &Session::cmd_idle},
+        {"LIST", Needs::authenticated, false, &Session::cmd_list},
+        {"LSUB", Needs::authenticated, false, &Session::cmd_list},
+        {"STATUS", Needs::authenticated, false, &Session::cmd_status},
+        {"SELECT", Needs::authenticated, false, &Session::cmd_select},
+        {"EXAMINE", Needs::authenticated, false, &Session::cmd_select},
+        {"CREATE", Needs::authenticated, false, &Session::cmd_create},
+        {"DELETE", Needs::authenticated, false, &Session::cmd_mailbox},
+        {"SUBSCRIBE", Needs::authenticated, false, &Session::cmd_mailbox},
+        {"UNSUBSCRIBE", Needs::authenticated, false, &Session::cmd_mailbox},
+        {"RENAME", Needs::authenticated, false, &Session::cmd_rename},
+        {"GETQUOTAROOT", Needs::authenticated, false, &Session::cmd_quota},
+        {"GETQUOTA", Needs::authenticated, false, &Session::cmd_quota},
+        {"SETQUOTA", Needs::authenticated, false, &Session::cmd_setquota},
+        {"APPEND", Needs::authenticated, false, &Session::cmd_append},
+        {"FETCH", Needs::selected, true, &Session::cmd_fetch},
+        {"SEARCH", Needs::selected, true, &Session::cmd_search},
+        {"SORT", Needs::selected, true, &Session::cmd_sort},
+        {"THREAD", Needs::selected, true, &Session::cmd_thread},
+        {"STORE", Needs::selected, true, &Session::cmd_store},
+        {"COPY", Needs::selected, true, &Session::cmd_copy},
+        {"MOVE", Needs::selected, true, &Session::cmd_copy},
+        {"EXPUNGE", Needs::selected, true, &Session::cmd_expunge},
+        {"CLOSE", Needs::selected, false, &Session::cmd_close},
+        {"UNSELECT", Needs::selected, false, &Session::cmd_close},
+    };
+    for (const auto& command : kCommands)
+      if (command.name == name) return &command;
+    return nullptr;
+  }
+
+  void cmd_capability(Cursor&, const std::string&, bool) {
+    out_ += "* CAPABILITY " + capabilities() + "\r\n";
+    tagged("OK CAPABILITY completed");
+  }
+  void cmd_noop(Cursor&, const std::string& name, bool) {
+    if (state_ != State::selected) return tagged("OK " + name + " completed");
+    run_blocking([this, name] {
+      sync();
+      tagged("OK " + name + " completed");
+    });
+  }
+  void cmd_logout(Cursor&, const std::string&, bool) {
+    out_ += "* BYE " + settings_->hostname + " closing\r\n";
+    tagged("OK LOGOUT completed");
+    state_ = State::logout;
+  }
+  void cmd_id(Cursor&, const std::string&, bool) {
+    // RFC 2971: who we are, whatever the client says.
+    out_ += "* ID (\"name\" \"coop\" \"vendor\" \"coop\")\r\n";
+    tagged("OK ID completed");
+  }
+  void cmd_starttls(Cursor& c, const std::string&, bool) { starttls(c); }
+  void cmd_login(Cursor& c, const std::string&, bool) { login(c); }
+  void cmd_authenticate(Cursor& c, const std::string&, bool) { authenticate(c); }
+  void cmd_enable(Cursor& c, const std::string&, bool) {
+    // Nothing to switch on beyond what every session has (RFC 9051 6.3.1).
+    std::string enabled;
+    while (c.space())
+      if (auto what = c.atom(); what && upper(*what) == "IMAP4REV2") {
+        enabled += " IMAP4rev2";
+        rev2_ = utf8_names_ = true;
+      } else if (what && upper(*what) == "UTF8=ACCEPT") {
+        // RFC 6855 3: mailbox names and strings in UTF-8 from now on.
+        enabled += " UTF8=ACCEPT";
+        utf8_names_ = true;
+      } else if (what && upper(*what) == "CONDSTORE") {
+        enabled += " CONDSTORE";
+        condstore_ = true;
+      } else if (what && upper(*what) == "QRESYNC") {
+        // RFC 7162 3.2.3: QRESYNC implies CONDSTORE.
+        enabled += " QRESYNC";
+        qresync_ = condstore_ = true;
+      }
+    out_ += "* ENABLED" + enabled + "\r\n";
+    tagged("OK ENABLE completed");
+  }
+  void cmd_namespace(Cursor&, const std::string&, bool) {
+    out_ += "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n";
+    tagged("OK NAMESPACE completed");
+  }
+  void cmd_idle(Cursor& c, const std::string&, bool) {
+    if (!c.at_end()) return bad("IDLE takes nothing");
+    idling_ = true;
+    idle_changed_ = true;  // what changed since the last command comes first
+    out_ += "+ idling\r\n";
+  }
+  void cmd_list(Cursor& c, const std::string& name, bool) {
+    run_blocking([this, c, name]() mutable { list(c, name == "LSUB"); });
+  }
+  void cmd_status(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { status(c); }); }
+  void cmd_select(Cursor& c, const std::string& name, bool) {
+    run_blocking([this, c, name]() mutable { select(c, name == "EXAMINE"); });
+  }
+  void cmd_create(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { create(c); }); }
+  void cmd_mailbox(Cursor& c, const std::string& name, bool) {
+    run_blocking([this, c, name]() mutable { mailbox_command(c, name); });
+  }
+  void cmd_rename(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { rename(c); }); }
+  void cmd_quota(Cursor& c, const std::string& name, bool) { run_blocking([this, c, name]() mutable { quota(c, name); }); }
+  void cmd_setquota(Cursor&, const std::string&, bool) {
+    tagged("NO [NOPERM] quotas are set in the member registry (coop member set --quota)");
+  }
+  void cmd_append(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { append(c); }); }
+  void cmd_fetch(Cursor& c, const std::string&, bool uid) { run_blocking([this, c, uid]() mutable { fetch(c, uid); }); }
+  void cmd_search(Cursor& c, const std::string&, bool uid) { run_blocking([this, c, uid]() mutable { search(c, uid); }); }
+  void cmd_sort(Cursor& c, const std::string&, bool uid) { run_blocking([this, c, uid]() mutable { sort(c, uid); }); }
+  void cmd_thread(Cursor& c, const std::string&, bool uid) { run_blocking([this, c, uid]() mutable { thread(c, uid); }); }
+  void cmd_store(Cursor& c, const std::string&, bool uid) { run_blocking([this, c, uid]() mutable { store(c, uid); }); }
+  void cmd_copy(Cursor& c, const std::string& name, bool uid) {
+    run_blocking([this, c, uid, name]() mutable { copy(c, uid, name == "MOVE"); });
+  }
+  void cmd_expunge(Cursor& c, const std::string&, bool uid) { run_blocking([this, c, uid]() mutable { expunge(c, uid); }); }
+  void cmd_close(Cursor&, const std::string& name, bool) {
+    const bool expunging = name == "CLOSE" && !read_only_;
+    run_blocking([this, expunging, name] {
+      // RFC 9051 6.4.1: CLOSE expunges silently; UNSELECT does not.
+      if (expunging) service().mailboxes().expunge(handle_, mailbox_, std::nullopt);
+      state_ = State::authenticated;
+      unselect();
+      tagged("OK " + name + " completed");
+    });
   }
 
   MailService& service() { return *settings_->service; }
