@@ -1,0 +1,464 @@
+// IMAP message commands and the session's view of the selected mailbox: FETCH (RFC 9051
+// 6.4.5), STORE (6.4.6), COPY and MOVE (6.4.7, RFC 6851), EXPUNGE (6.4.3), APPEND (6.3.12).
+#include "workers/mail/imap_server.h"
+
+namespace coop::mail::imap_server {
+
+const std::string& Session::keywords_of(int64_t uid) const {
+  static const std::string none;
+  const auto it = keywords_.find(uid);
+  return it == keywords_.end() ? none : it->second;
+}
+
+void Session::set_keywords(int64_t uid, std::string words) {
+  if (words.empty()) keywords_.erase(uid);
+  else keywords_[uid] = std::move(words);
+}
+
+std::string Session::flag_list() const {
+  return "\\Answered \\Flagged \\Deleted \\Seen \\Draft" + (announced_.empty() ? std::string() : " " + announced_);
+}
+
+bool Session::learn_keywords(std::string_view words) {
+  bool learned = false;
+  for (std::size_t at = 0; at < words.size();) {
+    const auto end = std::min(words.find(' ', at), words.size());
+    const auto word = words.substr(at, end - at);
+    if (!word.empty() && !has_keyword(announced_, word)) {
+      announced_ += (announced_.empty() ? "" : " ") + std::string(word);
+      learned = true;
+    }
+    at = end + 1;
+  }
+  return learned;
+}
+
+void Session::announce_keywords(std::string_view words) {
+  if (learn_keywords(words)) out_ += "* FLAGS (" + flag_list() + ")\r\n";
+}
+
+std::optional<std::vector<std::size_t>> Session::resolve(const std::string& text, bool uid) {
+  if (messages_.empty() && !uid) {
+    auto empty = imap::parse_sequence_set(text, 1);
+    if (!empty) return std::nullopt;
+    return std::vector<std::size_t>{};
+  }
+  const uint32_t max = uid ? static_cast<uint32_t>(messages_.empty() ? 0 : messages_.back().uid)
+                           : static_cast<uint32_t>(messages_.size());
+  auto set = imap::parse_sequence_set(text, std::max<uint32_t>(max, 1));
+  if (!set) return std::nullopt;
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < messages_.size(); ++i) {
+    const uint32_t key = uid ? static_cast<uint32_t>(messages_[i].uid) : static_cast<uint32_t>(i + 1);
+    // RFC 9051 6.4.8: "n:*" with n above the largest UID still names the last message.
+    if (set->contains(key) || (uid && key == max && std::any_of(set->ranges.begin(), set->ranges.end(), [&](auto& r) {
+                                 return r.first > max && r.second == std::max<uint32_t>(max, 1);
+                               })))
+      out.push_back(i);
+  }
+  return out;
+}
+
+void Session::forget(const std::vector<int64_t>& uids) {
+  std::vector<int64_t> gone;
+  for (std::size_t i = messages_.size(); i-- > 0;)
+    if (std::binary_search(uids.begin(), uids.end(), messages_[i].uid)) {
+      if (!qresync_) out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
+      gone.push_back(messages_[i].uid);
+      messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
+    }
+  if (qresync_ && !gone.empty()) {
+    std::sort(gone.begin(), gone.end());
+    out_ += "* VANISHED " + uid_set(gone) + "\r\n";
+  }
+}
+
+void Session::sync() {
+  std::vector<int64_t> gone;
+  std::vector<Message> now;  // this session's list with the store's flags, gone ones left out
+  std::vector<std::pair<int64_t, std::string>> keywords;  // of messages whose keywords changed
+  bool changed = false;
+  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+    if (cache.uidnext == state_uidnext_ && cache.highest_modseq == state_modseq_) return;
+    changed = true;
+    state_uidnext_ = cache.uidnext;
+    state_modseq_ = cache.highest_modseq;
+    now.reserve(cache.messages.size());
+    auto fresh = cache.messages.begin();
+    for (const auto& mine : messages_) {
+      while (fresh != cache.messages.end() && fresh->uid < mine.uid) ++fresh;
+      if (fresh == cache.messages.end() || fresh->uid != mine.uid) {
+        gone.push_back(mine.uid);
+        continue;
+      }
+      now.push_back(session_row(*fresh));
+      if (fresh->keywords != keywords_of(mine.uid)) keywords.emplace_back(mine.uid, fresh->keywords);
+    }
+    const int64_t last = messages_.empty() ? 0 : messages_.back().uid;
+    for (const auto& m : cache.messages)
+      if (m.uid > last) {
+        now.push_back(session_row(m));
+        if (!m.keywords.empty()) keywords.emplace_back(m.uid, m.keywords);
+      }
+  });
+  if (!changed) return;
+  forget(gone);  // EXPUNGE (or VANISHED) first, with the sequence numbers the client knows
+  std::set<int64_t> rekeyed;
+  for (auto& [uid, words] : keywords) {
+    announce_keywords(words);
+    set_keywords(uid, std::move(words));
+    rekeyed.insert(uid);
+  }
+  for (std::size_t i = 0; i < messages_.size(); ++i) {
+    const auto& fresh = now[i];
+    if (fresh.flags != messages_[i].flags || rekeyed.count(fresh.uid))
+      out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh.uid) + " FLAGS " +
+              flags_text(fresh.flags, keywords_of(fresh.uid)) +
+              (condstore_ ? " MODSEQ (" + std::to_string(fresh.modseq) + ")" : std::string()) + ")\r\n";
+  }
+  const bool grew = now.size() > messages_.size();
+  messages_ = std::move(now);
+  if (grew) out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n";
+}
+
+void Session::fetch(Cursor& c, bool uid) {
+  std::optional<std::string> set_text;
+  if (!c.space() || !(set_text = c.sequence_set()) || !c.space()) return bad("FETCH sequence-set items");
+  std::string item_text = c.rest_of_line();
+  // RFC 7162 3.1.4.1: FETCH ... (CHANGEDSINCE modseq) after the items.
+  std::optional<int64_t> changed_since;
+  bool vanished = false;
+  if (const auto modifier = upper(item_text).rfind(" (CHANGEDSINCE "); modifier != std::string::npos && item_text.back() == ')') {
+    std::string inside = upper(item_text.substr(modifier + 15, item_text.size() - modifier - 16));
+    // RFC 7162 3.2.6: UID FETCH ... (CHANGEDSINCE n VANISHED) also reports what went.
+    if (const auto space = inside.find(' '); space != std::string::npos) {
+      if (inside.substr(space + 1) != "VANISHED" || !uid || !qresync_) return bad("(CHANGEDSINCE n VANISHED) needs UID FETCH and QRESYNC");
+      vanished = true;
+      inside.resize(space);
+    }
+    if (inside.empty() || inside.size() > 18 || inside.find_first_not_of("0123456789") != std::string::npos)
+      return bad("CHANGEDSINCE takes a number");
+    changed_since = std::stoll(inside);
+    item_text.resize(modifier);
+    condstore_ = true;
+  }
+  auto items = imap::parse_fetch_items(item_text);
+  if (!items) return bad("FETCH items");
+  auto chosen = resolve(*set_text, uid);
+  if (!chosen) return bad("not a sequence set");
+  if (vanished) {
+    const auto range = imap::parse_sequence_set(*set_text, static_cast<uint32_t>(state_uidnext_ > 0 ? state_uidnext_ : 1));
+    auto gone = service().mailboxes().expunged_since(handle_, mailbox_, *changed_since);
+    gone.erase(std::remove_if(gone.begin(), gone.end(), [&](int64_t u) { return !range || !range->contains(static_cast<uint32_t>(u)); }),
+               gone.end());
+    if (!gone.empty()) out_ += "* VANISHED (EARLIER) " + uid_set(gone) + "\r\n";
+  }
+  if (changed_since)
+    chosen->erase(std::remove_if(chosen->begin(), chosen->end(), [&](std::size_t i) { return messages_[i].modseq <= *changed_since; }),
+                  chosen->end());
+  // RFC 7162 3.1.4.1: with CONDSTORE on, FLAGS come with their MODSEQ.
+  const bool has_flags = std::any_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::flags; });
+  if ((changed_since || (condstore_ && has_flags)) &&
+      std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::modseq; })) {
+    imap::FetchItem modseq_item;
+    modseq_item.kind = imap::FetchItem::Kind::modseq;
+    items->push_back(modseq_item);
+  }
+  bool needs_bytes = false, sets_seen = false;
+  for (const auto& item : *items) {
+    needs_bytes = needs_bytes || item.kind == imap::FetchItem::Kind::section || item.kind == imap::FetchItem::Kind::rfc822 ||
+                  item.kind == imap::FetchItem::Kind::rfc822_header || item.kind == imap::FetchItem::Kind::rfc822_text;
+    sets_seen = sets_seen || (item.kind == imap::FetchItem::Kind::section && !item.peek) ||
+                item.kind == imap::FetchItem::Kind::rfc822 || item.kind == imap::FetchItem::Kind::rfc822_text;
+  }
+  if (uid && std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::uid; })) {
+    imap::FetchItem uid_item;
+    uid_item.kind = imap::FetchItem::Kind::uid;
+    items->insert(items->begin(), uid_item);
+  }
+  // RFC 9051 6.4.5: BODY[] (not PEEK) sets \Seen, and the response shows the new flags.
+  if (sets_seen && !read_only_) {
+    std::vector<int64_t> uids;
+    for (auto i : *chosen)
+      if (!(messages_[i].flags & kSeen)) uids.push_back(messages_[i].uid);
+    if (!uids.empty()) {
+      for (const auto& m : service().mailboxes().change_flags(handle_, mailbox_, uids, MailboxStore::FlagChange::add, kSeen))
+        for (auto& mine : messages_)
+          if (mine.uid == m.uid) {
+            mine.flags = m.meta.flags;
+            mine.modseq = m.modseq;
+          }
+      if (std::none_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::flags; }))
+        {
+        imap::FetchItem flags_item;
+        flags_item.kind = imap::FetchItem::Kind::flags;
+        items->push_back(flags_item);
+      }
+    }
+  }
+  auto job = std::make_shared<FetchJob>();
+  job->chosen = std::move(*chosen);
+  job->items = std::move(*items);
+  job->needs_bytes = needs_bytes;
+  job->needs_envelope = std::any_of(job->items.begin(), job->items.end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::envelope; });
+  fetch_step(job);
+}
+
+void Session::prepare_fetch(FetchJob& job) {
+  const std::size_t end = std::min(job.next + kFetchBatch, job.chosen.size());
+  std::vector<int64_t> uids;
+  for (std::size_t k = job.next; k < end; ++k) uids.push_back(messages_[job.chosen[k]].uid);
+  std::sort(uids.begin(), uids.end());
+  job.blobs.clear();
+  job.envelopes.clear();
+  if (job.needs_bytes)
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      for (const auto uid : uids)
+        if (const auto* row = cache.find(uid)) job.blobs.emplace(uid, row->blob);
+    });
+  if (job.needs_envelope)
+    for (auto& e : service().mailboxes().envelopes(handle_, mailbox_, uids))
+      job.envelopes.emplace(e.uid, e.imap.empty() ? imap::envelope_text(e.json) : std::move(e.imap));
+  job.prepared = end;
+}
+
+void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
+  const auto& items = job->items;
+  const bool needs_bytes = job->needs_bytes;
+  while (job->next < job->chosen.size() && out_.size() < kFetchChunk) {
+    if (job->next >= job->prepared) prepare_fetch(*job);
+    const std::size_t i = job->chosen[job->next++];
+    const auto& m = messages_[i];
+    std::string bytes, structure_json, envelope_json;
+    const auto blob = job->blobs.find(m.uid);
+    const auto envelope = job->envelopes.find(m.uid);
+    // RFC 2180 4.1.2: a message another session expunged meanwhile is left out.
+    if ((needs_bytes && blob == job->blobs.end()) || (job->needs_envelope && envelope == job->envelopes.end())) continue;
+    if (needs_bytes) bytes = service().blobs().read(blob->second);
+    std::string line = "* " + std::to_string(i + 1) + " FETCH (";
+    bool first = true;
+    for (const auto& item : items) {
+      line += first ? "" : " ";
+      first = false;
+      using K = imap::FetchItem::Kind;
+      switch (item.kind) {
+        case K::uid: line += "UID " + std::to_string(m.uid); break;
+        case K::flags: line += "FLAGS " + flags_text(m.flags, keywords_of(m.uid)); break;
+        case K::internaldate: line += "INTERNALDATE " + imap::internal_date_text(m.internal_date); break;
+        case K::size: line += "RFC822.SIZE " + std::to_string(m.size); break;
+        case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
+        case K::envelope: line += "ENVELOPE " + envelope->second; break;
+        case K::bodystructure: {
+          if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+          line += "BODYSTRUCTURE " + imap::bodystructure_text(structure_json);
+          break;
+        }
+        default: {
+          if (item.kind == K::section && structure_json.empty() && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])))
+            std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+          if (item.binary && structure_json.empty())
+            std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+          const auto section = item.binary ? imap::binary_section(bytes, item, structure_json)
+                                           : imap::message_section(bytes, item, structure_json);
+          if (item.binary_size) {
+            line += item.response_name() + " " + (section ? std::to_string(section->size()) : std::string("0"));
+          } else if (item.binary && section) {
+            // RFC 3516 4.2: literal8 when the bytes hold a NUL.
+            line += item.response_name() + " " + (section->find('\0') != std::string::npos ? "~{" : "{") +
+                    std::to_string(section->size()) + "}\r\n";
+            line += *section;
+          } else {
+            line += item.response_name() + " ";
+            if (section) {
+              line += "{" + std::to_string(section->size()) + "}\r\n";
+              line += *section;  // appended, not concatenated: message bytes are copied once here
+            } else {
+              line += "NIL";
+            }
+          }
+        }
+      }
+    }
+    out_ += line;
+    out_ += ")\r\n";
+  }
+  if (job->next < job->chosen.size()) {
+    more_ = [this, job] { fetch_step(job); };
+    return;
+  }
+  tagged("OK FETCH completed");
+}
+
+void Session::store(Cursor& c, bool uid) {
+  std::optional<std::string> set_text, what;
+  if (!c.space() || !(set_text = c.sequence_set()) || !c.space()) return bad("STORE sequence-set item flags");
+  // RFC 7162 3.1.3: STORE set (UNCHANGEDSINCE modseq) item flags.
+  std::optional<int64_t> unchanged_since;
+  if (c.take('(')) {
+    const auto word = c.atom();
+    if (!word || upper(*word) != "UNCHANGEDSINCE" || !c.space()) return bad("STORE (UNCHANGEDSINCE modseq)");
+    const std::string digits = c.sequence_set().value_or("");
+    if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos || !c.take(')') ||
+        !c.space())
+      return bad("STORE (UNCHANGEDSINCE modseq)");
+    unchanged_since = std::stoll(digits);
+    condstore_ = true;
+  }
+  // "+FLAGS.SILENT" holds no atom-special, so one atom.
+  if (!(what = c.atom()) || !c.space()) return bad("STORE item");
+  const std::string item = upper(*what);
+  MailboxStore::FlagChange change;
+  if (item.rfind("+FLAGS", 0) == 0) change = MailboxStore::FlagChange::add;
+  else if (item.rfind("-FLAGS", 0) == 0) change = MailboxStore::FlagChange::remove;
+  else if (item.rfind("FLAGS", 0) == 0) change = MailboxStore::FlagChange::replace;
+  else return bad("STORE +FLAGS, -FLAGS or FLAGS");
+  const bool silent = item.find(".SILENT") != std::string::npos;
+  if (read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
+  auto list = imap::parse_flag_list(c.rest_of_line());
+  if (!list.ok) return bad("not a flag: " + reply_text(list.bad_word));
+  const unsigned flags = list.system;
+  std::vector<std::string> keywords = std::move(list.keywords);
+  const auto chosen = resolve(*set_text, uid);
+  if (!chosen) return bad("not a sequence set");
+  std::vector<int64_t> uids, modified;
+  for (auto i : *chosen) {
+    // The conditional STORE leaves alone what changed since the client looked.
+    if (unchanged_since && messages_[i].modseq > *unchanged_since) {
+      modified.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+      continue;
+    }
+    uids.push_back(messages_[i].uid);
+  }
+  std::vector<StoredMessage> changed;
+  try {
+    changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags, keywords);
+  } catch (const Error& e) {
+    if (e.status() >= 500) throw;  // SERVERBUG, from run_blocking
+    return refused(e);
+  }
+  std::map<int64_t, const StoredMessage*> now;
+  for (const auto& m : changed) now[m.uid] = &m;
+  for (const auto& m : changed) announce_keywords(m.meta.keywords);
+  for (auto i : *chosen) {
+    auto& m = messages_[i];
+    const auto it = now.find(m.uid);
+    if (it != now.end()) {
+      m.flags = it->second->meta.flags;
+      m.modseq = it->second->modseq;
+      set_keywords(m.uid, it->second->meta.keywords);
+    }
+    if (silent && !(condstore_ && it != now.end())) continue;
+    if (unchanged_since && std::find(uids.begin(), uids.end(), m.uid) == uids.end()) continue;
+    out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
+            flags_text(m.flags, keywords_of(m.uid)) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
+  }
+  tagged(modified.empty() ? "OK STORE completed" : "OK [MODIFIED " + uid_set(modified) + "] conditional STORE failed for some");
+}
+
+std::string Session::uid_set(const std::vector<int64_t>& uids) {
+  std::string out;
+  for (std::size_t i = 0; i < uids.size();) {
+    std::size_t j = i;
+    while (j + 1 < uids.size() && uids[j + 1] == uids[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + std::to_string(uids[i]) + (j > i ? ":" + std::to_string(uids[j]) : "");
+    i = j + 1;
+  }
+  return out;
+}
+
+void Session::copy(Cursor& c, bool uid, bool move) {
+  std::optional<std::string> set_text, target;
+  if (!c.space() || !(set_text = c.sequence_set()) || !c.space() || !(target = mailbox_arg(c))) return bad("COPY sequence-set mailbox");
+  const auto chosen = resolve(*set_text, uid);
+  if (!chosen) return bad("not a sequence set");
+  if (move && read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
+  const auto boxes = service().mailboxes().mailboxes(handle_);
+  const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *target; });
+  if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
+  std::vector<int64_t> uids;
+  for (auto i : *chosen) uids.push_back(messages_[i].uid);
+  const auto pairs = service().mailboxes().copy(handle_, mailbox_, *target, uids);
+  std::vector<int64_t> from, to;
+  for (const auto& [a, b] : pairs) {
+    from.push_back(a);
+    to.push_back(b);
+  }
+  // RFC 4315 COPYUID.
+  const std::string code = pairs.empty() ? std::string()
+                                         : "[COPYUID " + std::to_string(box->uidvalidity) + " " + uid_set(from) + " " + uid_set(to) + "] ";
+  if (!move) return tagged("OK " + code + "COPY completed");
+  // RFC 6851: MOVE is copy, then expunge of just those, the COPYUID untagged first.
+  out_ += "* OK " + code + "moved\r\n";
+  service().mailboxes().change_flags(handle_, mailbox_, from, MailboxStore::FlagChange::add, kDeleted);
+  auto gone = service().mailboxes().expunge(handle_, mailbox_, from);
+  forget(gone);
+  tagged("OK MOVE completed");
+}
+
+void Session::expunge(Cursor& c, bool uid) {
+  if (read_only_) return tagged("NO [READ-ONLY] the mailbox was opened with EXAMINE");
+  std::optional<std::vector<int64_t>> only;
+  if (uid) {
+    std::optional<std::string> set_text;
+    if (!c.space() || !(set_text = c.sequence_set())) return bad("UID EXPUNGE sequence-set");
+    const auto chosen = resolve(*set_text, true);
+    if (!chosen) return bad("not a sequence set");
+    only.emplace();
+    for (auto i : *chosen) only->push_back(messages_[i].uid);
+  }
+  const auto gone = service().mailboxes().expunge(handle_, mailbox_, only);
+  forget(gone);
+  tagged("OK EXPUNGE completed");
+}
+
+void Session::append(Cursor& c) {
+  std::optional<std::string> mailbox;
+  if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
+  unsigned flags = 0;
+  std::string keywords;
+  if (c.take('(')) {
+    while (!c.take(')')) {
+      c.take(' ');
+      std::string flag;
+      if (c.take('\\')) flag = "\\";
+      auto word = c.atom();
+      if (!word) return bad("flag list");
+      if (auto bit = imap::system_flag_bit(flag + *word)) flags |= *bit;
+      else if (flag.empty() && imap::valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
+    }
+    if (!c.space()) return bad("APPEND message");
+  }
+  int64_t date = static_cast<int64_t>(::time(nullptr));
+  if (c.peek('"')) {
+    auto text = c.string();
+    const auto parsed = text ? imap::parse_imap_date_time(*text) : std::nullopt;
+    if (!parsed || !c.space()) return bad("date-time is \"dd-Mon-yyyy hh:mm:ss +zzzz\"");
+    date = *parsed;
+  }
+  // RFC 6855 4: after UTF8=ACCEPT a message with UTF-8 headers comes as UTF8 (literal8).
+  bool utf8_data = false;
+  if (utf8_names_ && c.peek('U')) {
+    const auto word = c.atom();
+    if (!word || upper(*word) != "UTF8" || !c.space() || !c.take('(')) return bad("APPEND ... UTF8 (literal8)");
+    utf8_data = true;
+  }
+  auto message = c.string();
+  if (!message || (utf8_data && !c.take(')'))) return bad("APPEND needs the message as a literal");
+  if (static_cast<std::size_t>(std::count(keywords.begin(), keywords.end(), ' ')) >= kMaxKeywords)
+    return tagged("NO [LIMIT] a message takes at most " + std::to_string(kMaxKeywords) + " keywords");
+  const auto boxes = service().mailboxes().mailboxes(handle_);
+  const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
+  if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
+  StoredMessage stored;
+  try {
+    stored = service().append_new(handle_, *mailbox, *message, flags, date, keywords);
+  } catch (const Error& e) {
+    if (e.status() >= 500 && e.code() != errc::kQuotaExceeded) throw;  // SERVERBUG, from run_blocking
+    return refused(e);
+  }
+  if (state_ == State::selected && *mailbox == mailbox_) sync();
+  // RFC 4315 APPENDUID.
+  tagged("OK [APPENDUID " + std::to_string(box->uidvalidity) + " " + std::to_string(stored.uid) + "] APPEND completed");
+}
+
+}  // namespace coop::mail::imap_server

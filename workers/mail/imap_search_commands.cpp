@@ -1,0 +1,382 @@
+// IMAP SEARCH (RFC 9051 6.4.4), SORT and THREAD (RFC 5256): the criteria parsed by
+// imap_search.cpp, evaluated here against the selected mailbox.
+#include "workers/mail/imap_server.h"
+
+namespace coop::mail::imap_server {
+
+bool Session::header_contains(std::string_view header, std::string_view name, std::string_view needle) {
+  bool in_field = false;
+  std::string body;
+  auto matches = [&] { return in_field && ascii_lower(body).find(needle) != std::string::npos; };
+  for (std::size_t at = 0; at < header.size();) {
+    auto eol = header.find('\n', at);
+    if (eol == std::string_view::npos) eol = header.size();
+    auto line = header.substr(at, eol - at);
+    at = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty() && (line.front() == ' ' || line.front() == '\t')) {
+      if (in_field) body += line;
+      continue;
+    }
+    if (matches()) return true;
+    const auto colon = line.find(':');
+    in_field = colon == name.size() && ascii_lower(std::string(line.substr(0, colon))) == name;
+    body = in_field ? std::string(line.substr(colon + 1)) : std::string();
+  }
+  return matches();
+}
+
+auto Session::criterion(Words& w, bool uid_mode) -> std::optional<Test> {
+  const auto key = imap::parse_search_key(w);
+  if (!key) return std::nullopt;
+  return compile(*key);
+}
+
+auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
+  using Kind = imap::SearchKey::Kind;
+  auto set_test = [this](const std::string& text, bool uid) -> std::optional<Test> {
+    const auto chosen = resolve(text, uid);
+    if (!chosen) return std::nullopt;
+    std::set<std::size_t> in(chosen->begin(), chosen->end());
+    return Test([in](const Probe& p) { return in.count(p.index) > 0; });
+  };
+  std::vector<Test> children;
+  for (const auto& child : k.children) {
+    auto t = compile(child);
+    if (!t) return std::nullopt;
+    children.push_back(std::move(*t));
+  }
+  switch (k.kind) {
+    case Kind::all: return Test([](const Probe&) { return true; });
+    case Kind::none: return Test([](const Probe&) { return false; });
+    case Kind::and_:
+      return Test([all = std::move(children)](const Probe& p) {
+        return std::all_of(all.begin(), all.end(), [&](const Test& t) { return t(p); });
+      });
+    case Kind::not_: return Test([t = children.at(0)](const Probe& p) { return !t(p); });
+    case Kind::or_: return Test([a = children.at(0), b = children.at(1)](const Probe& p) { return a(p) || b(p); });
+    case Kind::flag: return Test([bit = k.flag, set = k.set](const Probe& p) { return ((p.m.flags & bit) != 0) == set; });
+    case Kind::keyword:
+      // The keywords this session has shown, as flag criteria test the flags it has shown.
+      return Test([this, word = k.text, set = k.set](const Probe& p) { return has_keyword(keywords_of(p.m.uid), word) == set; });
+    case Kind::modseq:
+      condstore_ = true;
+      searched_modseq_ = true;
+      return Test([n = k.number](const Probe& p) { return p.m.modseq >= n; });
+    case Kind::larger: return Test([n = k.number](const Probe& p) { return p.m.size > n; });
+    case Kind::smaller: return Test([n = k.number](const Probe& p) { return p.m.size < n; });
+    case Kind::since: return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d; });
+    case Kind::before: return Test([d = k.number](const Probe& p) { return p.m.internal_date < d; });
+    case Kind::on:
+      return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d && p.m.internal_date < d + 86400; });
+    case Kind::uid_set: return set_test(k.text, true);
+    case Kind::sequence_set: return set_test(k.text, false);
+    case Kind::subject:
+      // The decoded subject is in the index: no message needs reading.
+      search_needs_row_ = true;
+      return Test([needle = k.text](const Probe& p) {
+        return p.row && ascii_lower(p.row->subject).find(needle) != std::string::npos;
+      });
+    case Kind::body:
+    case Kind::text:
+      // Matching reads the message's bytes (RFC 9051 6.4.4: case-insensitive substrings).
+      search_needs_row_ = true;
+      return Test([needle = k.text, body_only = k.kind == Kind::body](const Probe& p) {
+        const auto& bytes = p.bytes();
+        const auto split_at = body_only ? bytes.find("\r\n\r\n") : 0;
+        return split_at != std::string::npos &&
+               ascii_lower(std::string_view(bytes).substr(split_at)).find(needle) != std::string::npos;
+      });
+    case Kind::header:
+      // The header sections are kept apart in the index for these.
+      search_needs_row_ = search_needs_header_ = true;
+      return Test([field = k.field, needle = k.text](const Probe& p) {
+        return p.row && header_contains(p.header(), field, needle);
+      });
+  }
+  return std::nullopt;
+}
+
+void Session::search(Cursor& c, bool uid) {
+  if (!c.space()) return bad("SEARCH criteria");
+  Words w = imap::search_words(c.rest_with_literals());
+  std::vector<std::string> returns;
+  bool extended = false;
+  if (!w.done() && upper(w.items[w.at]) == "RETURN") {
+    // RFC 4731 / RFC 9051 ESEARCH: RETURN (MIN MAX COUNT ALL)
+    extended = true;
+    w.next();
+    if (w.next() != "(") return bad("RETURN (options)");
+    while (!w.done() && w.items[w.at] != ")") returns.push_back(upper(w.next()));
+    w.next();
+    if (returns.empty()) returns.push_back("ALL");
+  }
+  if (!w.done() && upper(w.items[w.at]) == "CHARSET") {
+    w.next();
+    const std::string charset = upper(w.next());
+    if (charset != "UTF-8" && charset != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
+  }
+  std::vector<Test> tests;
+  searched_modseq_ = search_needs_row_ = search_needs_header_ = false;
+  while (!w.done()) {
+    auto t = criterion(w, uid);
+    if (!t) return bad("SEARCH criteria");
+    tests.push_back(*t);
+  }
+  if (tests.empty()) return bad("SEARCH criteria");
+  std::vector<int64_t> found;
+  // In batches: one lock for the store's rows and one query for the header sections.
+  std::vector<const CachedMessage*> rows;
+  std::vector<CachedMessage> copies;
+  std::vector<std::pair<int64_t, std::string>> headers;
+  for (std::size_t first = 0; first < messages_.size(); first += kFetchBatch) {
+    const std::size_t end = std::min(first + kFetchBatch, messages_.size());
+    rows.assign(end - first, nullptr);
+    copies.clear();
+    if (search_needs_row_) {
+      copies.reserve(end - first);
+      service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+        for (std::size_t i = first; i < end; ++i)
+          if (const auto* row = cache.find(messages_[i].uid)) {
+            copies.push_back(*row);
+            rows[i - first] = &copies.back();
+          }
+      });
+    }
+    if (search_needs_header_) headers = service().mailboxes().headers(handle_, mailbox_, messages_[first].uid, messages_[end - 1].uid);
+    auto header = headers.cbegin();
+    for (std::size_t i = first; i < end; ++i) {
+      std::optional<std::string_view> kept;
+      if (search_needs_header_) {
+        while (header != headers.cend() && header->first < messages_[i].uid) ++header;
+        if (header != headers.cend() && header->first == messages_[i].uid) kept = header->second;
+      }
+      const Probe probe(i, messages_[i], rows[i - first], kept, service().blobs());
+      if (std::all_of(tests.begin(), tests.end(), [&](const Test& t) { return t(probe); }))
+        found.push_back(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+    }
+  }
+  if (found_only_) {
+    *found_only_ = std::move(found);
+    return;
+  }
+  if (extended) {
+    std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
+    for (const auto& r : returns) {
+      if (r == "MIN" && !found.empty()) line += " MIN " + std::to_string(found.front());
+      if (r == "MAX" && !found.empty()) line += " MAX " + std::to_string(found.back());
+      if (r == "COUNT") line += " COUNT " + std::to_string(found.size());
+      if (r == "ALL" && !found.empty()) line += " ALL " + uid_set(found);
+    }
+    out_ += line + "\r\n";
+  } else {
+    std::string line = "* SEARCH";
+    int64_t highest = 0;
+    for (std::size_t i = 0; i < messages_.size(); ++i) {
+      const int64_t key = uid ? messages_[i].uid : static_cast<int64_t>(i + 1);
+      if (std::binary_search(found.begin(), found.end(), key)) highest = std::max(highest, messages_[i].modseq);
+    }
+    for (auto n : found) line += " " + std::to_string(n);
+    // RFC 7162 3.1.5: a search by MODSEQ tells the highest one among the results.
+    if (searched_modseq_ && !found.empty()) line += " (MODSEQ " + std::to_string(highest) + ")";
+    out_ += line + "\r\n";
+  }
+  tagged("OK SEARCH completed");
+}
+
+imap::SortKeys Session::keys_of(std::size_t i) {
+  imap::SortKeys k;
+  const auto envelope = nlohmann::json::parse(service().mailboxes().summaries(handle_, mailbox_, messages_[i].uid).first, nullptr, false);
+  auto first_mailbox = [&](const char* field) {
+    if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array() || envelope[field].empty()) return std::string();
+    const auto& a = envelope[field][0];
+    return ascii_lower(a.value("mailbox", nlohmann::json()).is_string() ? a["mailbox"].get<std::string>() : std::string());
+  };
+  const std::string subject = envelope.is_object() && envelope.value("subject", nlohmann::json()).is_string() ? envelope["subject"].get<std::string>() : "";
+  k.subject = imap::base_subject(subject, &k.reply);
+  const std::string date = envelope.is_object() && envelope.value("date", nlohmann::json()).is_string() ? envelope["date"].get<std::string>() : "";
+  k.date = imap::sent_date(date).value_or(messages_[i].internal_date);
+  k.from = first_mailbox("from");
+  k.to = first_mailbox("to");
+  k.cc = first_mailbox("cc");
+  return k;
+}
+
+std::optional<std::vector<int64_t>> Session::matching(Cursor& c, bool uid) {
+  std::vector<int64_t> found;
+  found_only_ = &found;
+  const std::size_t before = out_.size();
+  search(c, uid);
+  found_only_ = nullptr;
+  if (out_.size() != before) return std::nullopt;  // search() answered BAD or NO
+  return found;
+}
+
+void Session::sort_keys(const std::vector<int64_t>& found, bool uid, std::vector<std::size_t>& chosen,
+                        std::vector<imap::SortKeys>& keys, bool subjects) {
+  for (std::size_t i = 0; i < messages_.size(); ++i)
+    if (std::binary_search(found.begin(), found.end(), uid ? messages_[i].uid : static_cast<int64_t>(i + 1))) chosen.push_back(i);
+  if (chosen.empty()) return;
+  // One query for the keys kept at delivery and one lock for the subjects; messages from
+  // before the keys were kept parse their envelope.
+  const auto rows = service().mailboxes().sort_rows(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid);
+  std::unordered_map<int64_t, std::string> subject_of;
+  if (subjects)
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      for (const auto i : chosen)
+        if (const auto* row = cache.find(messages_[i].uid)) subject_of.emplace(row->uid, row->subject);
+    });
+  auto row = rows.begin();
+  keys.resize(chosen.size());
+  for (std::size_t n = 0; n < chosen.size(); ++n) {
+    const auto i = chosen[n];
+    const int64_t id = messages_[i].uid;
+    while (row != rows.end() && row->uid < id) ++row;
+    const auto subject = subject_of.find(id);
+    if (row == rows.end() || row->uid != id || (subjects && subject == subject_of.end())) {
+      keys[n] = keys_of(i);
+      continue;
+    }
+    auto& k = keys[n];
+    if (subjects) k.subject = imap::base_subject(subject->second, &k.reply);
+    k.date = row->sent_date != 0 ? row->sent_date : messages_[i].internal_date;  // RFC 5256 2.2
+    k.from = row->from_mailbox;
+    k.to = row->to_mailbox;
+    k.cc = row->cc_mailbox;
+  }
+}
+
+void Session::sort(Cursor& c, bool uid) {
+  if (!c.space() || !c.take('(')) return bad("SORT (criteria) charset search");
+  enum class By { arrival, cc, date, from, size, subject, to };
+  static const std::map<std::string, By> kKeys = {{"ARRIVAL", By::arrival}, {"CC", By::cc},     {"DATE", By::date},
+                                                  {"FROM", By::from},       {"SIZE", By::size}, {"SUBJECT", By::subject},
+                                                  {"TO", By::to}};
+  std::vector<std::pair<By, bool>> criteria;  // key, reversed
+  bool reverse = false;
+  while (!c.take(')')) {
+    c.take(' ');
+    auto key = c.atom();
+    if (!key) return bad("SORT criteria");
+    const std::string k = upper(*key);
+    if (k == "REVERSE") {
+      reverse = true;
+      continue;
+    }
+    const auto by = kKeys.find(k);
+    if (by == kKeys.end()) return bad("unknown SORT key " + k);
+    criteria.emplace_back(by->second, reverse);
+    reverse = false;
+  }
+  std::optional<std::string> charset;
+  if (!c.space() || !(charset = c.astring())) return bad("SORT charset");
+  if (upper(*charset) != "UTF-8" && upper(*charset) != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
+  auto found = matching(c, uid);
+  if (!found) return;
+  std::vector<std::size_t> chosen;
+  std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
+  sort_keys(*found, uid, chosen, keys,
+            std::any_of(criteria.begin(), criteria.end(), [](const auto& c) { return c.first == By::subject; }));
+  std::vector<std::size_t> order(chosen.size());
+  for (std::size_t n = 0; n < order.size(); ++n) order[n] = n;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+    const auto& ka = keys[a];
+    const auto& kb = keys[b];
+    const auto& ma = messages_[chosen[a]];
+    const auto& mb = messages_[chosen[b]];
+    for (const auto& [key, reversed] : criteria) {
+      auto compare = [](const auto& x, const auto& y) { return x < y ? -1 : (y < x ? 1 : 0); };
+      int by = 0;
+      switch (key) {
+        case By::arrival: by = compare(ma.internal_date, mb.internal_date); break;
+        case By::cc: by = compare(ka.cc, kb.cc); break;
+        case By::date: by = compare(ka.date, kb.date); break;
+        case By::from: by = compare(ka.from, kb.from); break;
+        case By::size: by = compare(ma.size, mb.size); break;
+        case By::subject: by = compare(ka.subject, kb.subject); break;
+        case By::to: by = compare(ka.to, kb.to); break;
+      }
+      if (by != 0) return reversed ? by > 0 : by < 0;
+    }
+    return a < b;  // RFC 5256 3: ties go by sequence number (chosen is ascending)
+  });
+  std::string line = "* SORT";
+  for (const auto n : order) {
+    const auto i = chosen[n];
+    line += " " + std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+  }
+  out_ += line + "\r\n";
+  tagged("OK SORT completed");
+}
+
+void Session::thread(Cursor& c, bool uid) {
+  std::optional<std::string> algorithm, charset;
+  if (!c.space() || !(algorithm = c.atom()) || !c.space() || !(charset = c.astring())) return bad("THREAD algorithm charset search");
+  const std::string method = upper(*algorithm);
+  if (method != "ORDEREDSUBJECT" && method != "REFERENCES") return tagged("NO [CANNOT] ORDEREDSUBJECT or REFERENCES");
+  if (upper(*charset) != "UTF-8" && upper(*charset) != "US-ASCII") return tagged("NO [BADCHARSET (UTF-8)] UTF-8 only");
+  auto found = matching(c, uid);
+  if (!found) return;
+  std::vector<std::size_t> chosen;
+  std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
+  sort_keys(*found, uid, chosen, keys, true);
+  // REFERENCES reads Message-ID, References and In-Reply-To: the header sections in one query.
+  std::unordered_map<int64_t, std::string> headers;
+  if (method == "REFERENCES" && !chosen.empty())
+    for (auto& [id, header] : service().mailboxes().headers(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid))
+      headers.emplace(id, std::move(header));
+  std::vector<imap::SortKeys> listed;
+  for (std::size_t n = 0; n < chosen.size(); ++n) {
+    const auto i = chosen[n];
+    auto k = std::move(keys[n]);
+    if (method == "REFERENCES") {
+      const auto kept = headers.find(messages_[i].uid);
+      const std::string header = kept != headers.end() ? kept->second : header_of(i);
+      const auto own = imap::message_ids(header_field(header, "message-id"));
+      if (!own.empty()) k.message_id = own.front();
+      k.references = imap::message_ids(header_field(header, "references"));
+      if (const auto reply_to = imap::message_ids(header_field(header, "in-reply-to")); k.references.empty() && !reply_to.empty())
+        k.references.push_back(reply_to.front());
+    }
+    listed.push_back(std::move(k));
+  }
+  auto name = [&](std::size_t k) { return std::to_string(uid ? messages_[chosen[k]].uid : static_cast<int64_t>(chosen[k] + 1)); };
+  out_ += "* THREAD " + (method == "REFERENCES" ? imap::thread_references(listed, name) : imap::thread_ordered_subject(listed, name)) +
+          "\r\n";
+  tagged("OK THREAD completed");
+}
+
+std::string Session::header_of(std::size_t i) {
+  const int64_t uid = messages_[i].uid;
+  auto kept = service().mailboxes().headers(handle_, mailbox_, uid, uid);
+  if (!kept.empty()) return std::move(kept.front().second);
+  std::string blob;
+  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+    if (const auto* row = cache.find(uid)) blob = row->blob;
+  });
+  if (blob.empty()) return {};
+  std::string header = service().blobs().read(blob);
+  header.resize(imap::header_end(header));
+  return header;
+}
+
+std::string Session::header_field(const std::string& header, std::string_view name) {
+  std::string value;
+  bool in_field = false;
+  for (std::size_t at = 0; at < header.size();) {
+    auto eol = header.find('\n', at);
+    if (eol == std::string::npos) eol = header.size();
+    std::string line = header.substr(at, eol - at);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    at = eol + 1;
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+      if (in_field) value += line;
+      continue;
+    }
+    in_field = ascii_lower(line.substr(0, line.find(':'))) == ascii_lower(name) && line.find(':') != std::string::npos;
+    if (in_field) value = line.substr(line.find(':') + 1);
+  }
+  return value;
+}
+
+}  // namespace coop::mail::imap_server
