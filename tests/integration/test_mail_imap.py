@@ -476,6 +476,25 @@ def test_header_search_and_part_sections():
         assert parts[b"2.HEADER.FIELDS (SUBJECT)"] == b"Subject: inner\r\n\r\n", parts
         typ, data = imap.fetch("2", "(BODY.PEEK[1.HEADER])")  # a text part has no header of its own
         assert b"NIL" in data[0], data
+        # SENTBEFORE, SENTON, SENTSINCE (RFC 9051 6.4.4): the Date: header's day, time and zone
+        # disregarded (23:30 -0800 on the 2nd is the 3rd in UTC, and still the 2nd here).
+        for day, subject in (("Mon, 01 Feb 2027 10:00:00 +0100", "first"), ("Tue, 02 Feb 2027 23:30:00 -0800", "second"),
+                             ("3 Feb 2027 08:00 +0000", "third")):
+            msg = f"Date: {day}\r\nFrom: hana@example.org\r\nSubject: {subject}\r\n\r\ndated\r\n".encode()
+            assert imap.append("INBOX", None, None, msg)[0] == "OK"
+        imap.noop()
+        assert imap.search(None, "SENTON", "2-Feb-2027")[1] == [b"5"]
+        assert imap.search(None, "SENTBEFORE", "2-Feb-2027")[1] == [b"4"]
+        assert imap.search(None, "SENTSINCE", "2-Feb-2027")[1] == [b"5 6"]
+        assert imap.search(None, "SENTSINCE", "1-Feb-2027", "SENTBEFORE", "3-Feb-2027", "FROM", "hana")[1] == [b"4 5"]
+        uids = imap.uid("SEARCH", "SENTON", "3-Feb-2027")[1][0].split()
+        assert len(uids) == 1
+        assert imap.search(None, "SENTON", "1-Feb-2027", "NOT", "FROM", "hana")[1] == [b""]  # no Date: matches none
+        try:
+            imap.search(None, "SENTON", "yesterday")
+            raise AssertionError("SENTON with a word for a date was answered OK")
+        except imaplib.IMAP4.error as e:
+            assert "BAD" in str(e), e
         imap.logout()
         shard.coop("down")
 

@@ -133,6 +133,14 @@ std::optional<SearchKey> parse_search_key(SearchWords& w, int depth) {
     k.number = *day;
     return k;
   }
+  // RFC 9051 6.4.4 (and RFC 3501): the Date: header's day, disregarding time and zone.
+  if (key == "SENTSINCE" || key == "SENTBEFORE" || key == "SENTON") {
+    const auto day = parse_imap_date(w.next());
+    if (!day) return std::nullopt;
+    k.kind = key == "SENTSINCE" ? Kind::sent_since : key == "SENTBEFORE" ? Kind::sent_before : Kind::sent_on;
+    k.number = *day;
+    return k;
+  }
   if (key == "UID") {
     k.kind = Kind::uid_set;
     k.text = w.next();

@@ -31,7 +31,8 @@ struct SearchKey {
     all, none, and_, not_, or_,      // ALL/OLD, NEW/RECENT, "( ... )", NOT, OR
     flag, keyword,                   // SEEN/UNSEEN..., KEYWORD/UNKEYWORD
     modseq, larger, smaller,         // number
-    since, before, on,               // number: the day's midnight, UTC
+    since, before, on,               // number: the day's midnight, UTC (the internal date)
+    sent_since, sent_before, sent_on,  // number: the same, against the Date: header's day
     uid_set, sequence_set,           // text: the set as given
     subject, body, text, header,     // text: the needle; field: the header name, lowercase
   };

@@ -69,6 +69,18 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
     case Kind::before: return Test([d = k.number](const Probe& p) { return p.m.internal_date < d; });
     case Kind::on:
       return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d && p.m.internal_date < d + 86400; });
+    case Kind::sent_since:
+    case Kind::sent_before:
+    case Kind::sent_on:
+      // The Date: header's day, from the header section the index keeps; a message without
+      // a readable one matches none of the three.
+      search_needs_row_ = search_needs_header_ = true;
+      return Test([kind = k.kind, d = k.number](const Probe& p) {
+        if (!p.row) return false;
+        const auto day = imap::sent_day(header_field(std::string(p.header()), "date"));
+        if (!day) return false;
+        return kind == Kind::sent_since ? *day >= d : kind == Kind::sent_before ? *day < d : *day == d;
+      });
     case Kind::uid_set: return set_test(k.text, true);
     case Kind::sequence_set: return set_test(k.text, false);
     case Kind::subject:

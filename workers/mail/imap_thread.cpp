@@ -120,6 +120,27 @@ std::optional<int64_t> sent_date(const std::string& text) {
 }
 
 
+std::optional<int64_t> sent_day(const std::string& text) {
+  const auto moment = sent_date(text);  // checks the syntax and reads the day, month and year
+  if (!moment) return std::nullopt;
+  const auto comma = text.find(',');
+  const std::string rest = comma == std::string::npos ? text : text.substr(comma + 1);
+  int day = 0, year = 0;
+  char month[4] = {};
+  if (std::sscanf(rest.c_str(), " %d %3s %d", &day, month, &year) < 3) return std::nullopt;
+  static const char* kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
+  int mon = -1;
+  for (int i = 0; i < 12; ++i)
+    if (ascii_lower(month) == kMonths[i]) mon = i;
+  if (mon < 0) return std::nullopt;
+  if (year < 100) year += year < 50 ? 2000 : 1900;
+  struct tm tm {};
+  tm.tm_mday = day;
+  tm.tm_mon = mon;
+  tm.tm_year = year - 1900;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
 std::vector<std::string> message_ids(const std::string& text) {
   std::vector<std::string> ids;
   for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {

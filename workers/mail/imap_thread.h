@@ -27,6 +27,9 @@ std::string base_subject(std::string subject, bool* reply = nullptr);
 
 // RFC 5322 3.3 date-time, loosely: "Tue, 1 Jul 2003 10:52:37 +0200" as unix seconds.
 std::optional<int64_t> sent_date(const std::string& text);
+// The day a Date: value names, as written (time and zone disregarded, RFC 9051 SENTON):
+// that day's midnight UTC; nullopt when it is not a date.
+std::optional<int64_t> sent_day(const std::string& text);
 
 // The <ids> in a Message-ID, References or In-Reply-To value, without the brackets.
 std::vector<std::string> message_ids(const std::string& text);

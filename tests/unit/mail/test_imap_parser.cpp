@@ -171,8 +171,16 @@ TEST_CASE("SEARCH criteria parse into a tree, and nesting is bounded") {
   CHECK_FALSE(parse_search_key(parens));
   auto shallow = search_words("NOT NOT NOT ALL");
   CHECK(parse_search_key(shallow));
-  for (const char* bad : {"LARGER x", "SINCE 32-Foo-2020", "(ALL", ")", ""}) {
+  for (const char* bad : {"LARGER x", "SINCE 32-Foo-2020", "(ALL", ")", "", "SENTON", "SENTBEFORE yesterday"}) {
     auto w = search_words(bad);
     CHECK_FALSE(parse_search_key(w));
   }
+  // SENTBEFORE, SENTON, SENTSINCE: RFC 3501 and RFC 9051 base keys, a day like SINCE's.
+  auto sent = search_words("SENTSINCE 1-Feb-2027 SENTON 2-Feb-2027 SENTBEFORE 3-Feb-2027");
+  const auto since = parse_search_key(sent), on = parse_search_key(sent), before = parse_search_key(sent);
+  REQUIRE((since && on && before));
+  CHECK(since->kind == SearchKey::Kind::sent_since);
+  CHECK(on->kind == SearchKey::Kind::sent_on);
+  CHECK(before->kind == SearchKey::Kind::sent_before);
+  CHECK(on->number - since->number == 86400);
 }
