@@ -854,6 +854,17 @@ def test_bad_input_gets_bad_and_the_session_goes_on():
         assert send(b"a8 SEARCH NONSENSE\r\n").startswith(b"a8 BAD")
         assert send(b"a9 " + b"x" * 70000 + b"\r\n").startswith(b"a9 BAD")
         assert send(b"a10 NOOP\r\n").startswith(b"a10 OK")
+        # RFC 9051 2.3.1.1: a mailbox deleted and made again (here within the same second) has
+        # another UIDVALIDITY, or clients would keep the old mailbox's UIDs for the new one.
+        seen = []
+        for n in range(3):
+            assert send(b"v%d CREATE Again\r\n" % n).startswith(b"v%d OK" % n)
+            raw.sendall(b"w%d STATUS Again (UIDVALIDITY)\r\n" % n)
+            status = reader.readline()
+            assert reader.readline().startswith(b"w%d OK" % n)
+            seen.append(int(re.search(rb"UIDVALIDITY (\d+)", status).group(1)))
+            assert send(b"x%d DELETE Again\r\n" % n).startswith(b"x%d OK" % n)
+        assert seen == sorted(set(seen)) and len(seen) == 3, seen
         raw.close()
         shard.coop("down")
 

@@ -106,6 +106,12 @@ constexpr sqlite::Migration kMigrations[] = {
       ALTER TABLE lean_messages RENAME TO messages;
       CREATE INDEX messages_by_blob ON messages (mailbox_id, blob);
     )sql"},
+    // RFC 9051 2.3.1.1: a mailbox made again under a name must not get a UIDVALIDITY that
+    // name had, even within the second: the last one issued is kept, and each is above it.
+    {4, R"sql(
+      CREATE TABLE uidvalidity_issued (last INTEGER NOT NULL);
+      INSERT INTO uidvalidity_issued (last) SELECT coalesce(max(uidvalidity), 0) FROM mailboxes;
+    )sql"},
 };
 
 bool valid_handle_path(const std::string& handle) {
@@ -163,6 +169,18 @@ struct MailboxStore::Index {
   };
   std::map<int64_t, Held> held;  // by mailbox id
   uint64_t next_watcher = 1;
+
+  // The UIDVALIDITY for a mailbox made now: the clock's second, or one above the last issued
+  // when that is not below it (RFC 9051 2.3.1.1: strictly ascending for a name). Caller holds
+  // the mutex (or is opening the index).
+  int64_t next_uidvalidity() {
+    auto& last = db->prepare("SELECT last FROM uidvalidity_issued");
+    const int64_t previous = last.step() ? last.column_int64(0) : 0;
+    last.reset();
+    const int64_t value = std::max<int64_t>(static_cast<int64_t>(::time(nullptr)), previous + 1);
+    db->prepare("UPDATE uidvalidity_issued SET last = ?1").bind(1, value).run();
+    return value;
+  }
 
   MailboxCache* cached(int64_t id) {
     const auto it = held.find(id);
@@ -227,13 +245,18 @@ MailboxStore::Index& MailboxStore::index(const std::string& handle) {
     index->db->migrate(kMigrations, /*quiet=*/true);  // one per member: not a log line each
     // The special-use mailboxes exist from the start, with UIDVALIDITY from the clock.
     sqlite::Transaction tx(*index->db);
-    const auto now = static_cast<int64_t>(::time(nullptr));
-    for (const auto& [name, use] : kSpecialMailboxes)
-      index->db->prepare("INSERT OR IGNORE INTO mailboxes (name, special_use, uidvalidity) VALUES (?1, ?2, ?3)")
+    for (const auto& [name, use] : kSpecialMailboxes) {
+      auto& exists = index->db->prepare("SELECT 1 FROM mailboxes WHERE name = ?1");
+      exists.bind(1, name);
+      const bool there = exists.step();
+      exists.reset();
+      if (there) continue;
+      index->db->prepare("INSERT INTO mailboxes (name, special_use, uidvalidity) VALUES (?1, ?2, ?3)")
           .bind(1, name)
           .bind(2, use)
-          .bind(3, now)
+          .bind(3, index->next_uidvalidity())
           .run();
+    }
     tx.commit();
     slot = std::move(index);
   }
@@ -308,10 +331,17 @@ void MailboxStore::ensure_mailbox(const std::string& handle, const std::string& 
   if (const auto problem = mailbox_name_problem(mailbox); !problem.empty()) throw Error(errc::kInvalidMailbox, problem, 400);
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  ix.db->prepare("INSERT OR IGNORE INTO mailboxes (name, uidvalidity) VALUES (?1, ?2)")
+  auto& exists = ix.db->prepare("SELECT 1 FROM mailboxes WHERE name = ?1");
+  exists.bind(1, mailbox);
+  const bool there = exists.step();
+  exists.reset();
+  if (there) return;
+  sqlite::Transaction tx(*ix.db);
+  ix.db->prepare("INSERT INTO mailboxes (name, uidvalidity) VALUES (?1, ?2)")
       .bind(1, mailbox)
-      .bind(2, static_cast<int64_t>(::time(nullptr)))
+      .bind(2, ix.next_uidvalidity())
       .run();
+  tx.commit();
 }
 
 std::optional<int64_t> MailboxStore::find_blob(const std::string& handle, const std::string& mailbox,
@@ -421,7 +451,7 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
     // mailbox (a new UIDVALIDITY); INBOX's clients see them expunged.
     db.prepare("INSERT INTO mailboxes (name, uidvalidity, uidnext, highest_modseq) "
                "SELECT ?2, ?3, uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
-        .bind(1, id).bind(2, to).bind(3, static_cast<int64_t>(::time(nullptr)))
+        .bind(1, id).bind(2, to).bind(3, ix.next_uidvalidity())
         .run();
     const auto moved_to = db.last_insert_rowid();
     db.prepare("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1").bind(1, id).run();
