@@ -419,6 +419,15 @@ def test_binary():
         # BINARY[] is the whole message as stored.
         typ, data = imap.fetch("1", "(BINARY.PEEK[])")
         assert data[0][1] == msg.as_bytes().replace(b"\n", b"\r\n"), data[0][0]
+        # RFC 2045 6.7: "=" and blanks before a line break is a soft break; blanks that end a
+        # line were added in transport. BINARY.SIZE counts the decoded bytes.
+        qp = (b"Subject: qp\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+              b"Content-Transfer-Encoding: quoted-printable\r\n\r\nsoft= \t\r\nbreak   \r\n=C3=A9\r\n")
+        assert imap.append("INBOX", None, None, qp)[0] == "OK"
+        imap.noop()
+        typ, data = imap.fetch("2", "(BINARY.SIZE[1] BINARY.PEEK[1])")
+        expected = "softbreak\r\né\r\n".encode()
+        assert data[0][1] == expected and f"BINARY.SIZE[1] {len(expected)}".encode() in data[0][0], data
         imap.logout()
         # RFC 3516 4.4: APPEND takes a literal8, 8-bit bytes and all.
         raw, reader = raw_login(ports)
@@ -427,8 +436,8 @@ def test_binary():
         assert reader.readline().startswith(b"+")
         raw.sendall(eight_bit + b"\r\n")
         assert reader.readline().startswith(b"b OK [APPENDUID"), "literal8 APPEND refused"
-        raw.sendall(b"c SELECT INBOX\r\nd FETCH 2 (BINARY.PEEK[1])\r\n")
-        while not (line := reader.readline()).startswith(b"* 2 FETCH"):
+        raw.sendall(b"c SELECT INBOX\r\nd FETCH 3 (BINARY.PEEK[1])\r\n")
+        while not (line := reader.readline()).startswith(b"* 3 FETCH"):
             assert not line.startswith(b"d "), line
         size = int(re.search(rb"\{(\d+)\}", line).group(1))
         assert reader.read(size) == "Grüße, ½ € \r\n".encode()

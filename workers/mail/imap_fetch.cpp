@@ -298,7 +298,9 @@ std::optional<std::vector<FetchItem>> parse_fetch_items(std::string_view text) {
 
 namespace {
 
-// RFC 2045 6.7: quoted-printable, soft line breaks included.
+// RFC 2045 6.7: quoted-printable. Rule 3: whitespace at the end of an encoded line was
+// added in transport and is dropped; "=" at the end of a line (whitespace may follow it, the
+// same way) is a soft line break, so neither it nor the line break is part of the data.
 std::string quoted_printable_decode(std::string_view in) {
   std::string out;
   auto hex = [](char c) -> int {
@@ -307,20 +309,42 @@ std::string quoted_printable_decode(std::string_view in) {
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     return -1;
   };
+  // The length of the line break at i (CRLF, or a bare LF), 0 when there is none.
+  auto line_break = [&](std::size_t i) -> std::size_t {
+    if (i < in.size() && in[i] == '\n') return 1;
+    if (i + 1 < in.size() && in[i] == '\r' && in[i + 1] == '\n') return 2;
+    return 0;
+  };
+  // Where the run of spaces and tabs from i ends.
+  auto after_blanks = [&](std::size_t i) {
+    while (i < in.size() && (in[i] == ' ' || in[i] == '\t')) ++i;
+    return i;
+  };
   for (std::size_t i = 0; i < in.size(); ++i) {
-    if (in[i] != '=') {
-      out += in[i];
+    const char c = in[i];
+    if (c == ' ' || c == '\t') {
+      const auto end = after_blanks(i);
+      if (end == in.size() || line_break(end)) {  // trailing: dropped
+        i = end - 1;
+        continue;
+      }
+      out.append(in.substr(i, end - i));
+      i = end - 1;
       continue;
     }
-    if (i + 2 < in.size() && in[i + 1] == '\r' && in[i + 2] == '\n') {
-      i += 2;
-    } else if (i + 1 < in.size() && in[i + 1] == '\n') {
-      i += 1;
-    } else if (i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
+    if (c != '=') {
+      out += c;
+      continue;
+    }
+    if (const auto end = after_blanks(i + 1); end == in.size() || line_break(end)) {
+      i = end + line_break(end) - 1;  // a soft line break: "=", any blanks, the break
+      continue;
+    }
+    if (i + 2 < in.size() && hex(in[i + 1]) >= 0 && hex(in[i + 2]) >= 0) {
       out += static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2]));
       i += 2;
     } else {
-      out += '=';
+      out += '=';  // not an escape: kept, as RFC 2045 6.7 (1) suggests of a robust decoder
     }
   }
   return out;
