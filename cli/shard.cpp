@@ -330,12 +330,7 @@ void print_welcome(const Home& home, const Config& config) {
   if (const auto portal = public_base_url(config, "member", "portal"); !portal.empty())
     pages.push_back({"Portal", portal + "/portal/"});
   if (const auto tiles = public_base_url(config, "tiles", "http"); !tiles.empty()) {
-    std::error_code ec;
-    std::vector<std::string> maps;
-    for (const auto& entry : fs::directory_iterator(home.root() / "tiles", ec))
-      if (entry.path().extension() == ".mbtiles") maps.push_back(entry.path().stem().string());
-    std::sort(maps.begin(), maps.end());
-    for (const auto& m : maps) pages.push_back({"Map", tiles + "/tiles/" + m + "/map"});
+    for (const auto& m : tile_archive_names(home.root())) pages.push_back({"Map", tiles + "/tiles/" + m + "/map"});
   }
   if (const auto docs = public_base_url(config, "docs", "http"); !docs.empty()) pages.push_back({"Documents", docs + "/docs/"});
   if (const auto room = public_base_url(config, "room", "client"); !room.empty())

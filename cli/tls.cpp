@@ -59,6 +59,19 @@ nlohmann::json served_by(const Home& home) {
   return served;
 }
 
+// served_by() once every worker serves sha256 (they load a new pair at the SIGHUP they were
+// sent, within a moment), or as it stands after `timeout`.
+nlohmann::json served_once_reloaded(const Home& home, const std::string& sha256, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    auto served = served_by(home);
+    bool all = true;
+    for (const auto& [worker, sha] : served.items()) all = all && sha == sha256;
+    if (all || std::chrono::steady_clock::now() >= deadline) return served;
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+}
+
 void print_info(const net::CertificateInfo& info, const fs::path& file) {
   std::string names;
   for (const auto& n : info.names) names += (names.empty() ? "" : ", ") + n;
@@ -138,26 +151,17 @@ void tls_renew(Globals& globals, bool force, bool json) {
   if (json) {
     auto out = nlohmann::json{{"acme", acme}};
     if (!failed) {
-      auto info = info_json(net::certificate_info(home.tls_cert()));
-      info["served_by"] = served_by(home);
-      out["certificate"] = info;
+      const auto info = net::certificate_info(home.tls_cert());
+      out["certificate"] = info_json(info);
+      out["certificate"]["served_by"] = served_once_reloaded(home, info.sha256, milliseconds(5000));
     }
     print_json(out);
   } else if (failed) {
     std::cerr << "coop: " << acme.value("last_error", "the order failed") << "\n";
   } else {
-    print_info(net::certificate_info(home.tls_cert()), home.tls_cert());
     const auto info = net::certificate_info(home.tls_cert());
-    // Workers take the new pair on the SIGHUP the renewer sent; they say so within a moment.
-    nlohmann::json served;
-    for (int i = 0; i < 50; ++i) {
-      served = served_by(home);
-      bool all = true;
-      for (const auto& [worker, sha] : served.items()) all = all && sha == info.sha256;
-      if (all) break;
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-    print_served(served, info.sha256);
+    print_info(info, home.tls_cert());
+    print_served(served_once_reloaded(home, info.sha256, milliseconds(5000)), info.sha256);
     std::cout << "ACME         " << acme_summary(acme) << "\n";
   }
   if (failed) globals.exit_code = kExitFailed;
@@ -192,16 +196,7 @@ void tls_install(Globals& globals, const fs::path& cert, const fs::path& key, bo
   } catch (const Error&) {
   }
   nlohmann::json served = nlohmann::json::object();
-  if (reloaded) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (true) {
-      served = served_by(home);
-      bool all = true;
-      for (const auto& [worker, sha] : served.items()) all = all && sha == info.sha256;
-      if (all || std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(milliseconds(100));
-    }
-  }
+  if (reloaded) served = served_once_reloaded(home, info.sha256, std::chrono::seconds(10));
   if (json) {
     auto out = info_json(info);
     out["file"] = home.tls_cert().string();

@@ -3,6 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "common/config.h"
 #include "common/mail/public_servers.h"
 
@@ -22,6 +24,15 @@ nlohmann::json server(const std::string& host, std::optional<uint16_t> port, con
 }
 
 }  // namespace
+
+std::vector<std::string> tile_archive_names(const std::filesystem::path& home_root) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(home_root / "tiles", ec))
+    if (entry.path().extension() == ".mbtiles") names.push_back(entry.path().stem().string());
+  std::sort(names.begin(), names.end());
+  return names;
+}
 
 std::string public_base_url(const Config& config, const std::string& worker, const std::string& listener) {
   if (!config.worker_enabled(worker)) return "";

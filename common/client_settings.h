@@ -6,6 +6,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,10 @@ class Config;
 // with); maps: names of the shard's tile archives (the first gets an embed snippet).
 nlohmann::json client_settings(const Config& config, const std::string& handle, const std::vector<std::string>& emails,
                                const std::vector<std::string>& maps);
+
+// The names of the shard's maps (COOP_HOME/tiles/NAME.mbtiles), sorted; none when there is
+// no tiles folder.
+std::vector<std::string> tile_archive_names(const std::filesystem::path& home_root);
 
 // Where a worker's HTTP listener is reached by members: [workers.NAME] public_url, else its
 // listener called `listener` in coop.toml ("http://127.0.0.1:8409"); empty when it has none.

@@ -1,7 +1,8 @@
-// SHA-256 hex digests.
+// SHA-256 hex digests, and random hex tokens.
 #include "common/digest.h"
 
 #include <openssl/evp.h>
+#include <sodium.h>
 
 namespace coop {
 
@@ -21,6 +22,12 @@ std::string to_hex(const unsigned char* bytes, std::size_t length) {
     out += kHex[bytes[i] & 15];
   }
   return out;
+}
+
+std::string random_hex(std::size_t bytes) {
+  std::string raw(bytes, '\0');
+  randombytes_buf(raw.data(), raw.size());
+  return to_hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
 }
 
 }  // namespace coop

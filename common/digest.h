@@ -10,5 +10,7 @@ namespace coop {
 std::string sha256_hex(std::string_view bytes);
 // Bytes as lowercase hex (a digest made elsewhere: a certificate's, a streamed file's).
 std::string to_hex(const unsigned char* bytes, std::size_t length);
+// `bytes` random bytes (libsodium's CSPRNG) as lowercase hex: tokens and ids.
+std::string random_hex(std::size_t bytes);
 
 }  // namespace coop

@@ -123,6 +123,25 @@ class Shard:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def listener(shard, worker, name):
+    """The URL of a running worker's listener, from `coop status`."""
+    status = shard.json("status")
+    w = next(w for w in status["workers"] if w["name"] == worker)
+    return next(l["url"] for l in w["listeners"] if l["name"] == name)
+
+
+def matrix(url, method, path, body=None, token=None):
+    """One Matrix client-server API call (v3); the answer's JSON."""
+    import urllib.request
+    req = urllib.request.Request(url + "/_matrix/client/v3" + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Content-Type": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
 def bin_dir_from_args():
     args = sys.argv[1:]
     if len(args) == 2 and args[0] == "--bin":

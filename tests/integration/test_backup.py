@@ -7,7 +7,6 @@ import imaplib
 import json
 import math
 import os
-import shutil
 import smtplib
 import ssl
 import subprocess
@@ -19,7 +18,7 @@ from email.message import EmailMessage
 
 import caldav
 
-from coopshard import Shard, bin_dir_from_args, run_tests
+from coopshard import Shard, bin_dir_from_args, listener, matrix, run_tests
 
 BIN = bin_dir_from_args()
 DOMAIN = "backup.test"
@@ -36,22 +35,6 @@ SUMMARY:General assembly
 END:VEVENT
 END:VCALENDAR
 """
-
-
-def listener(shard, worker, name):
-    status = shard.json("status")
-    w = next(w for w in status["workers"] if w["name"] == worker)
-    return next(l["url"] for l in w["listeners"] if l["name"] == name)
-
-
-def matrix(url, method, path, body=None, token=None):
-    req = urllib.request.Request(url + "/_matrix/client/v3" + path, method=method,
-                                 data=json.dumps(body).encode() if body is not None else None,
-                                 headers={"Content-Type": "application/json"})
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
 
 
 def tls():

@@ -13,8 +13,7 @@ import tempfile
 import time
 import urllib.request
 
-from coopshard import bin_dir_from_args, free_port_block, run_tests
-from test_backup import matrix
+from coopshard import bin_dir_from_args, free_port_block, matrix, run_tests
 
 BIN = bin_dir_from_args()
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -4,10 +4,8 @@ IMAP and CalDAV, revoke it, download the takeout and read it back; an admin susp
 reinstates from the members page, and a suspended member's session ends. At the HTTP level:
 the cookie's flags, forms without the CSRF token refused, app passwords that cannot open
 the portal, hostile forms, and no password in any log."""
-import base64
 import http.cookiejar
 import imaplib
-import io
 import json
 import os
 import ssl
@@ -20,7 +18,7 @@ import urllib.request
 
 import caldav
 
-from coopshard import Shard, bin_dir_from_args, run_tests
+from coopshard import Shard, bin_dir_from_args, listener, run_tests
 
 BIN = bin_dir_from_args()
 DOMAIN = "portal.test"
@@ -30,12 +28,6 @@ CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Kept after the run (build/screenshots), for a person to look at.
 SHOTS = os.environ.get("COOP_SCREENSHOTS", os.path.join(os.path.dirname(os.path.abspath(BIN)), "screenshots"))
 os.makedirs(SHOTS, exist_ok=True)
-
-
-def listener(shard, worker, name):
-    status = shard.json("status")
-    w = next(w for w in status["workers"] if w["name"] == worker)
-    return next(l["url"] for l in w["listeners"] if l["name"] == name)
 
 
 def browser(phase, base, state, *args):

@@ -14,25 +14,12 @@ from email.message import EmailMessage
 import icalendar
 import vobject
 
-from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
-from test_backup import listener, matrix
+from coopshard import Shard, bin_dir_from_args, listener, matrix, run_tests, wait_for
+from test_backup import EVENT as CALENDAR
 
 BIN = bin_dir_from_args()
 DOMAIN = "takeout.test"
 STRONG = "correct horse battery staple"
-
-CALENDAR = """BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//coop test//EN
-BEGIN:VEVENT
-UID:assembly@takeout.test
-DTSTAMP:20260101T000000Z
-DTSTART:20270115T180000Z
-DTEND:20270115T200000Z
-SUMMARY:General assembly
-END:VEVENT
-END:VCALENDAR
-"""
 
 CARDS = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:farm-1\r\nFN:Green Farm\r\nEMAIL:hello@farm.example\r\nEND:VCARD\r\n"
 

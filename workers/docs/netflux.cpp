@@ -13,6 +13,7 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "workers/docs/channel_store.h"
 
@@ -21,18 +22,6 @@ namespace coop::docs {
 namespace {
 
 using nlohmann::json;
-
-std::string random_hex(std::size_t bytes) {
-  std::vector<unsigned char> raw(bytes);
-  randombytes_buf(raw.data(), raw.size());
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : raw) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
 
 std::optional<std::string> base64_decode(const std::string& text) {
   std::vector<unsigned char> out(text.size());

@@ -86,7 +86,16 @@ std::string base_subject(std::string subject, bool* reply) {
 }
 
 
-std::optional<int64_t> sent_date(const std::string& text) {
+namespace {
+
+// An RFC 5322 date-time as written ("Tue, 2 Feb 2027 23:30:00 -0800"): its day as a struct tm
+// (time of day included) and its zone's offset from UTC in seconds.
+struct DateParts {
+  struct tm tm {};
+  int zone_seconds = 0;
+};
+
+std::optional<DateParts> date_parts(const std::string& text) {
   static const char* kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
   const auto comma = text.find(',');
   const std::string rest = comma == std::string::npos ? text : text.substr(comma + 1);
@@ -103,42 +112,33 @@ std::optional<int64_t> sent_date(const std::string& text) {
     if (ascii_lower(month) == kMonths[i]) mon = i;
   if (mon < 0) return std::nullopt;
   if (year < 100) year += year < 50 ? 2000 : 1900;
-  struct tm tm {};
-  tm.tm_mday = day;
-  tm.tm_mon = mon;
-  tm.tm_year = year - 1900;
-  tm.tm_hour = h;
-  tm.tm_min = m;
-  tm.tm_sec = sec;
-  int64_t t = static_cast<int64_t>(timegm(&tm));
+  DateParts parts;
+  parts.tm.tm_mday = day;
+  parts.tm.tm_mon = mon;
+  parts.tm.tm_year = year - 1900;
+  parts.tm.tm_hour = h;
+  parts.tm.tm_min = m;
+  parts.tm.tm_sec = sec;
   if ((zone[0] == '+' || zone[0] == '-') && std::strlen(zone) == 5) {
     const int offset = std::atoi(zone + 1);
-    const int seconds = (offset / 100) * 3600 + (offset % 100) * 60;
-    t += zone[0] == '+' ? -seconds : seconds;
+    parts.zone_seconds = (zone[0] == '+' ? 1 : -1) * ((offset / 100) * 3600 + (offset % 100) * 60);
   }
-  return t;
+  return parts;
 }
 
+}  // namespace
+
+std::optional<int64_t> sent_date(const std::string& text) {
+  auto parts = date_parts(text);
+  if (!parts) return std::nullopt;
+  return static_cast<int64_t>(timegm(&parts->tm)) - parts->zone_seconds;
+}
 
 std::optional<int64_t> sent_day(const std::string& text) {
-  const auto moment = sent_date(text);  // checks the syntax and reads the day, month and year
-  if (!moment) return std::nullopt;
-  const auto comma = text.find(',');
-  const std::string rest = comma == std::string::npos ? text : text.substr(comma + 1);
-  int day = 0, year = 0;
-  char month[4] = {};
-  if (std::sscanf(rest.c_str(), " %d %3s %d", &day, month, &year) < 3) return std::nullopt;
-  static const char* kMonths[] = {"jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"};
-  int mon = -1;
-  for (int i = 0; i < 12; ++i)
-    if (ascii_lower(month) == kMonths[i]) mon = i;
-  if (mon < 0) return std::nullopt;
-  if (year < 100) year += year < 50 ? 2000 : 1900;
-  struct tm tm {};
-  tm.tm_mday = day;
-  tm.tm_mon = mon;
-  tm.tm_year = year - 1900;
-  return static_cast<int64_t>(timegm(&tm));
+  auto parts = date_parts(text);
+  if (!parts) return std::nullopt;
+  parts->tm.tm_hour = parts->tm.tm_min = parts->tm.tm_sec = 0;  // the day as written
+  return static_cast<int64_t>(timegm(&parts->tm));
 }
 
 std::vector<std::string> message_ids(const std::string& text) {

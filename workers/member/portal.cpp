@@ -15,7 +15,6 @@
 #include <atomic>
 #include <ctime>
 #include <algorithm>
-#include <variant>
 #include <set>
 #include <chrono>
 #include <filesystem>
@@ -58,12 +57,6 @@ constexpr auto kLifetime = std::chrono::hours(72);  // and any session after thi
 constexpr std::size_t kMaxSessions = 10000;
 constexpr int kMaxTakeouts = 2;  // at once: each reads a member's whole mail
 const char* kCookie = "coop_portal";
-
-std::string random_hex(std::size_t bytes) {
-  std::string raw(bytes, '\0');
-  randombytes_buf(raw.data(), raw.size());
-  return to_hex(reinterpret_cast<const unsigned char*>(raw.data()), raw.size());
-}
 
 // application/x-www-form-urlencoded (HTML's form submission); nullopt when a field is not
 // valid percent-encoding or UTF-8. A repeated field keeps every value.
@@ -353,14 +346,7 @@ struct Portal::Impl {
     return {member.handle, member.display_name, member.role == "admin", session.csrf, may_publish(member)};
   }
 
-  std::vector<std::string> maps() const {
-    std::vector<std::string> out;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(home.root() / "tiles", ec))
-      if (entry.path().extension() == ".mbtiles") out.push_back(entry.path().stem().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
+  std::vector<std::string> maps() const { return tile_archive_names(home.root()); }
 
   void add_routes();
 };
@@ -581,12 +567,17 @@ void Portal::Impl::add_routes() {
 void Portal::Impl::add_site_routes() {
   auto run = runtime.blocking_runner();
   const auto html = page_response;
-  // The signed-in publisher, or the page to show instead.
-  auto publisher = [this, html](const http::Request& q) -> std::variant<std::pair<Member, Session>, http::Response> {
-    auto who = current(q);
-    if (!who) return html(200, login_page(""));
-    if (!may_publish(who->first)) return html(403, forbidden_page(context(who->first, who->second)));
-    return *who;
+  // A route for publishers only: the signed-in member, and a {site} that is a site's name.
+  using Handler = std::function<http::Response(const Member&, const Session&, const http::Request&)>;
+  const auto publisher_route = [this, run](const std::string& method, const std::string& pattern, Handler handler) {
+    router.add_blocking(method, pattern, run, [this, handler = std::move(handler)](const http::Request& q) {
+      const auto who = current(q);
+      if (!who) return page_response(200, login_page(""));
+      if (!may_publish(who->first)) return page_response(403, forbidden_page(context(who->first, who->second)));
+      if (!q.param("site").empty() && !site::valid_site_name(q.param("site")))
+        throw Error(errc::kNoSite, "no such site", 404);
+      return handler(who->first, who->second, q);
+    });
   };
   auto sites_view = [this, html](const Member& m, const Session& s, int status, const std::string& error, const std::string& done) {
     return html(status, sites_page(context(m, s), site_call("GET", "/v1/sites"), error, done));
@@ -600,17 +591,11 @@ void Portal::Impl::add_site_routes() {
     return html(status, site_page(context(m, s), info, versions, map_page, error, done));
   };
 
-  router.add_blocking("GET", "/portal/sites", run, [publisher, sites_view](const http::Request& q) {
-    auto who = publisher(q);
-    if (auto* r = std::get_if<http::Response>(&who)) return *r;
-    auto& [m, s] = std::get<0>(who);
+  publisher_route("GET", "/portal/sites", [sites_view](const Member& m, const Session& s, const http::Request&) {
     return sites_view(m, s, 200, "", "");
   });
 
-  router.add_blocking("POST", "/portal/sites/publish", run, [this, publisher, sites_view](const http::Request& q) {
-    auto who = publisher(q);
-    if (auto* r = std::get_if<http::Response>(&who)) return *r;
-    auto& [m, s] = std::get<0>(who);
+  publisher_route("POST", "/portal/sites/publish", [this, sites_view](const Member& m, const Session& s, const http::Request& q) {
     const auto parts = parse_form_data(q.header("content-type"), q.body);
     if (!parts) throw Error(errc::kBadRequest, "the upload is not a valid form", 400);
     std::string csrf, site, zip_name, zip;
@@ -652,20 +637,13 @@ void Portal::Impl::add_site_routes() {
     }
   });
 
-  router.add_blocking("GET", "/portal/sites/{site}", run, [publisher, site_view](const http::Request& q) {
-    auto who = publisher(q);
-    if (auto* r = std::get_if<http::Response>(&who)) return *r;
-    auto& [m, s] = std::get<0>(who);
-    if (!site::valid_site_name(q.param("site"))) throw Error(errc::kNoSite, "no such site", 404);
+  publisher_route("GET", "/portal/sites/{site}", [site_view](const Member& m, const Session& s, const http::Request& q) {
     return site_view(m, s, q.param("site"), 200, "", "");
   });
 
-  router.add_blocking("POST", "/portal/sites/{site}/rollback", run, [this, publisher, site_view](const http::Request& q) {
-    auto who = publisher(q);
-    if (auto* r = std::get_if<http::Response>(&who)) return *r;
-    auto& [m, s] = std::get<0>(who);
+  publisher_route("POST", "/portal/sites/{site}/rollback",
+                  [this, site_view](const Member& m, const Session& s, const http::Request& q) {
     const auto site = q.param("site");
-    if (!site::valid_site_name(site)) throw Error(errc::kNoSite, "no such site", 404);
     const auto form = checked_form(q, s);
     try {
       const auto version = std::stoll(field(form, "version"));
@@ -679,12 +657,9 @@ void Portal::Impl::add_site_routes() {
     }
   });
 
-  router.add_blocking("POST", "/portal/sites/{site}/events", run, [this, publisher, site_view](const http::Request& q) {
-    auto who = publisher(q);
-    if (auto* r = std::get_if<http::Response>(&who)) return *r;
-    auto& [m, s] = std::get<0>(who);
+  publisher_route("POST", "/portal/sites/{site}/events",
+                  [this, site_view](const Member& m, const Session& s, const http::Request& q) {
     const auto site = q.param("site");
-    if (!site::valid_site_name(site)) throw Error(errc::kNoSite, "no such site", 404);
     const auto form = checked_form(q, s);
     json body = {{"title", field(form, "title")}, {"when", field(form, "when")}, {"where", field(form, "where")},
                  {"description", field(form, "description")}};
@@ -705,11 +680,8 @@ void Portal::Impl::add_site_routes() {
   });
 
   // The Akash SDL for the current version (what `coop site akash` writes).
-  router.add_blocking("GET", "/portal/sites/{site}/akash.yaml", run, [this, publisher](const http::Request& q) {
-    auto who = publisher(q);
-    if (auto* r = std::get_if<http::Response>(&who)) return *r;
+  publisher_route("GET", "/portal/sites/{site}/akash.yaml", [this](const Member&, const Session&, const http::Request& q) {
     const auto site = q.param("site");
-    if (!site::valid_site_name(site)) throw Error(errc::kNoSite, "no such site", 404);
     const auto info = site_call("GET", "/v1/sites/" + site);
     const int64_t version = info.contains("version") ? info["version"].value("version", int64_t{0}) : 0;
     if (version == 0) throw Error(errc::kNothingPublished, "the site has no published version", 404);

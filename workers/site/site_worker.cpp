@@ -127,12 +127,7 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
 // where members find the portal, the map, the documents and the chat server. Built per
 // request (a map imported since shows at once); every name in it is escaped.
 std::string SiteWorker::front_page(const std::vector<std::string>& sites) const {
-  std::string maps;
-  std::error_code ec;
-  std::vector<std::string> archives;
-  for (const auto& entry : std::filesystem::directory_iterator(home_.root() / "tiles", ec))
-    if (entry.path().extension() == ".mbtiles") archives.push_back(entry.path().stem().string());
-  std::sort(archives.begin(), archives.end());
+  const auto archives = tile_archive_names(home_.root());
   const auto link = [](const std::string& href, const std::string& text, const std::string& note) {
     return "<li><a href=\"" + html_escape(href) + "\">" + html_escape(text) + "</a>" +
            (note.empty() ? "" : " <span>" + html_escape(note) + "</span>") + "</li>\n";

@@ -89,6 +89,7 @@ struct CertificateRenewer::Impl {
   std::string state = "starting";  // ok | waiting | renewing | failed
   std::string step;
   int attempts = 0;  // orders begun since start
+  int64_t renew_at = 0;  // from the certificate as last read (status() reads no file)
   int answered = 0;  // requests to renew (renew_now) decided, by an order or as not due
   // Kept in keys/acme-state.json across restarts.
   int failures = 0;
@@ -120,30 +121,27 @@ struct CertificateRenewer::Impl {
     }
   }
 
-  // Why the certificate on disk should be replaced; empty when it need not be.
-  std::string reason_due(bool forced) const {
+  // What the certificate on disk says, read once a pass of run(): why it should be replaced
+  // (empty when it need not be), and when renewal falls due (0: now, or unknown).
+  struct Verdict {
+    std::string why;
+    int64_t renew_at = 0;
+  };
+  Verdict judge(bool forced) const {
     net::CertificateInfo info;
     try {
       info = net::certificate_info(home.tls_cert());
     } catch (const std::exception&) {
-      return "there is no readable keys/tls.crt";
+      return {"there is no readable keys/tls.crt", 0};
     }
-    if (forced) return "asked to";
-    if (info.self_signed) return "the certificate is self-signed";
+    const int64_t renew_at = info.self_signed ? 0 : info.not_after - renew_before_s;
+    if (forced) return {"asked to", renew_at};
+    if (info.self_signed) return {"the certificate is self-signed", renew_at};
     for (const auto& name : names)
       if (std::find(info.names.begin(), info.names.end(), name) == info.names.end())
-        return "the certificate does not cover " + name;
-    if (info.not_after - now_unix() < renew_before_s) return "the certificate expires within the renewal window";
-    return "";
-  }
-
-  int64_t renew_at() const {
-    try {
-      const auto info = net::certificate_info(home.tls_cert());
-      return info.self_signed ? 0 : info.not_after - renew_before_s;
-    } catch (const std::exception&) {
-      return 0;
-    }
+        return {"the certificate does not cover " + name, renew_at};
+    if (info.not_after - now_unix() < renew_before_s) return {"the certificate expires within the renewal window", renew_at};
+    return {"", renew_at};
   }
 
   void attempt(const std::string& why) {
@@ -195,11 +193,13 @@ struct CertificateRenewer::Impl {
       const bool forced = std::exchange(force, false);
       const bool was_asked = std::exchange(asked, false);
       lock.unlock();
-      const std::string why = reason_due(forced);
+      const auto verdict = judge(forced);
+      const std::string& why = verdict.why;
       // Asked without this object's lock: ready() takes the supervisor's, which is held
       // while the supervisor's status asks for ours.
       const bool workers_ready = why.empty() || ready();
       lock.lock();
+      renew_at = verdict.renew_at;
       const bool backing_off = !was_asked && next_attempt > now_unix();
       if (!why.empty() && !backing_off) {
         if (!workers_ready) {
@@ -215,7 +215,9 @@ struct CertificateRenewer::Impl {
         ++attempts;
         lock.unlock();
         attempt(why);
+        const auto after = judge(false).renew_at;  // the certificate installed, if one was
         lock.lock();
+        renew_at = after;
         if (was_asked) ++answered;
         continue;
       }
@@ -284,7 +286,7 @@ json CertificateRenewer::status() const {
               {"attempts", impl_->attempts},
               {"answered", impl_->answered},
               {"failures", impl_->failures},
-              {"renew_at", http::iso8601(impl_->renew_at())}};
+              {"renew_at", http::iso8601(impl_->renew_at)}};
   if (!impl_->step.empty()) out["step"] = impl_->step;
   if (!impl_->last_error.empty()) out["last_error"] = impl_->last_error;
   if (impl_->next_attempt > 0) out["next_attempt"] = http::iso8601(impl_->next_attempt);
