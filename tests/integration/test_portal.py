@@ -156,6 +156,7 @@ def test_cookie_csrf_and_hostile_forms():
         anonymous = urllib.request.build_opener(NoRedirect)
         try:
             anonymous.open(base + "/portal/app-passwords", data=b"label=x&scope=mail", timeout=10)
+            raise AssertionError("a form without a session was taken")
         except urllib.error.HTTPError as e:
             assert e.code == 303 and e.headers["Location"] == "/portal/"
         # Hostile forms and paths: a clear refusal, and the worker stays up.
@@ -168,6 +169,7 @@ def test_cookie_csrf_and_hostile_forms():
         for path in ("/portal/../etc/passwd", "/portal/%2e%2e/keys/tls.key", "/portal/members/../../x"):
             try:
                 urllib.request.urlopen(base + path, timeout=10)
+                raise AssertionError(f"{path} was answered")
             except urllib.error.HTTPError as e:
                 assert e.code in (400, 404), (path, e.code)
         # A member who is not an admin does not see the members page.
