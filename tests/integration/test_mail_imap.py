@@ -131,10 +131,12 @@ def test_mailboxes_fetch_search_store_copy_move_expunge_append():
         typ, data = imap.select("INBOX")
         assert typ == "OK" and data == [b"3"]
         assert imap.untagged_responses.get("UIDVALIDITY")
+        # IMAP4rev1 \Recent (RFC 3501 2.3.2): this session is the first to see all three.
+        assert imap.untagged_responses.get("RECENT") == [b"3"], imap.untagged_responses
         # FETCH: items, the whole message, a header field, a partial, the structure.
         typ, data = imap.fetch("1:3", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
         assert typ == "OK" and len(data) == 3
-        assert b"UID 1 " in data[0] and b"FLAGS ()" in data[0] and b'"one"' in data[0]
+        assert b"UID 1 " in data[0] and b"FLAGS (\\Recent)" in data[0] and b'"one"' in data[0], data[0]
         assert b'(("Carol" NIL "carol" "example.org"))' in data[0], data[0]
         typ, data = imap.fetch("2", "(BODY.PEEK[])")
         whole = data[0][1]
@@ -146,10 +148,10 @@ def test_mailboxes_fetch_search_store_copy_move_expunge_append():
         typ, data = imap.fetch("2", "(BODY.PEEK[TEXT]<0.11>)")
         assert data[0][1] == b"Body number" and b"BODY[TEXT]<0>" in data[0][0]
         typ, data = imap.fetch("2", "(BODYSTRUCTURE)")
-        assert b'BODYSTRUCTURE ("TEXT" "PLAIN"' in data[0], data
+        assert b'BODYSTRUCTURE ("text" "plain"' in data[0], data
         typ, data = imap.fetch("2", "(BODY.PEEK[1])")
         assert data[0][1] == b"Body number 1.\r\n", data
-        assert imap.fetch("2", "(FLAGS)")[1][0] == b"2 (FLAGS ())"  # PEEK left \Seen alone
+        assert imap.fetch("2", "(FLAGS)")[1][0] == b"2 (FLAGS (\\Recent))"  # PEEK left \Seen alone
         typ, data = imap.fetch("2", "(BODY[TEXT])")
         assert b"\\Seen" in data[0][0] or b"\\Seen" in b"".join(x if isinstance(x, bytes) else x[0] for x in data)
         # SEARCH, UID SEARCH, ESEARCH.
@@ -265,6 +267,7 @@ def test_two_sessions_and_idle_see_changes():
         line = reader.readline()
         heard = time.monotonic() - started
         assert line == b"* 3 EXISTS\r\n", line
+        assert reader.readline() == b"* 1 RECENT\r\n"
         raw.sendall(b"DONE\r\n")
         assert reader.readline().startswith(b"c OK")
         print(f"IDLE heard a delivery {heard * 1000:.0f} ms after SMTP accepted it")
@@ -519,25 +522,29 @@ def test_keywords():
         b.select("INBOX")
         # A new keyword comes with a new FLAGS list first (RFC 9051 7.3.5); case is kept, not doubled.
         typ, data = a.store("1", "+FLAGS", "($Forwarded Work)")
-        assert typ == "OK" and data[0] == b"1 (FLAGS ($Forwarded Work))", data
+        assert typ == "OK" and data[0] == b"1 (FLAGS (\\Recent $Forwarded Work))", data
         assert any(b"$Forwarded Work" in f for f in a.untagged_responses.get("FLAGS", [])), a.untagged_responses
-        assert a.store("1", "+FLAGS", "(work \\Seen)")[1][0] == b"1 (FLAGS (\\Seen $Forwarded Work))"
+        assert a.store("1", "+FLAGS", "(work \\Seen)")[1][0] == b"1 (FLAGS (\\Seen \\Recent $Forwarded Work))"
         # The other session hears of it, keywords and all.
         b.noop()
         fetched = [r for r in b.untagged_responses.get("FETCH", []) if b"$Forwarded" in r]
         assert fetched and b"Work" in fetched[-1], b.untagged_responses
+        # \Recent is for the session that selected first only.
+        assert b"\\Recent" not in b" ".join(fetched) and b"\\Recent" not in b.fetch("1:2", "(FLAGS)")[1][0]
+        assert b.search(None, "RECENT")[1] == [b""] and a.search(None, "NEW")[1] == [b"2"]
+        assert a.search(None, "OLD")[1] == [b""] and b.search(None, "OLD")[1] == [b"1 2"]
         assert b.search(None, "KEYWORD", "$forwarded")[1] == [b"1"]
         assert b.search(None, "UNKEYWORD", "Work")[1] == [b"2"]
-        assert a.store("1", "-FLAGS", "(WORK)")[1][0] == b"1 (FLAGS (\\Seen $Forwarded))"
-        assert a.store("2", "FLAGS", "($Junk)")[1][0] == b"2 (FLAGS ($Junk))"
+        assert a.store("1", "-FLAGS", "(WORK)")[1][0] == b"1 (FLAGS (\\Seen \\Recent $Forwarded))"
+        assert a.store("2", "FLAGS", "($Junk)")[1][0] == b"2 (FLAGS (\\Recent $Junk))"
         # APPEND with keywords; they survive COPY.
         typ, data = a.append("INBOX", "(\\Flagged $Label1)", None, b"Subject: kept\r\n\r\nbody\r\n")
         assert typ == "OK", data
         a.noop()
-        assert a.fetch("3", "(FLAGS)")[1][0] == b"3 (FLAGS (\\Flagged $Label1))"
+        assert a.fetch("3", "(FLAGS)")[1][0] == b"3 (FLAGS (\\Flagged \\Recent $Label1))"
         assert a.copy("3", "Archive")[0] == "OK"
         a.select("Archive")
-        assert a.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Flagged $Label1))"
+        assert a.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Flagged \\Recent $Label1))"
         flags_line = a.untagged_responses.get("FLAGS", [b""])[-1]
         assert b"$Label1" in flags_line, a.untagged_responses
         # Not a keyword: BAD, nothing changed.
@@ -546,7 +553,7 @@ def test_keywords():
             raise AssertionError("a bad keyword was taken")
         except imaplib.IMAP4.error as e:
             assert "not a flag" in str(e), e
-        assert a.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Flagged $Label1))"
+        assert a.fetch("1", "(FLAGS)")[1][0] == b"1 (FLAGS (\\Flagged \\Recent $Label1))"
         a.logout()
         b.logout()
         shard.coop("down")

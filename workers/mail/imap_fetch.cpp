@@ -49,7 +49,7 @@ class ItemParser {
         // RFC 9051 6.4.5 macros.
         for (auto kind : {FetchItem::Kind::flags, FetchItem::Kind::internaldate, FetchItem::Kind::size}) items.push_back(simple(kind));
         if (word != "FAST") items.push_back(simple(FetchItem::Kind::envelope));
-        if (word == "FULL") items.push_back(simple(FetchItem::Kind::bodystructure));
+        if (word == "FULL") items.push_back(simple(FetchItem::Kind::body));
       } else if (!item(items)) {
         return std::nullopt;
       }
@@ -84,7 +84,7 @@ class ItemParser {
     if (word == "BODY" || word == "BODY.PEEK" || word == "BINARY" || word == "BINARY.PEEK" || word == "BINARY.SIZE") {
       if (at_ >= text_.size() || text_[at_] != '[') {
         if (word != "BODY") return false;
-        items.push_back(simple(K::bodystructure));  // BODY alone: the non-extensible structure
+        items.push_back(simple(K::body));  // BODY alone: the non-extensible structure
         return true;
       }
       FetchItem f;
@@ -241,26 +241,58 @@ std::string params(const json& p) {
   return out + ")";
 }
 
-std::string structure(const json& node) {
+// A type or subtype as the message wrote it ("X-MyOwn"), the stored lower case otherwise.
+std::string as_written(const json& node, const char* key, const char* fallback) {
+  const std::string written_key = std::string(key) + "_written";
+  if (node.contains(written_key) && node[written_key].is_string()) return node[written_key].get<std::string>();
+  return node.value(key, std::string(fallback));
+}
+
+// body-fld-dsp: ("attachment" ("filename" "a.pdf")) or NIL.
+std::string disposition(const json& node) {
+  const json& d = node.contains("disposition") ? node["disposition"] : json();
+  if (!d.is_object() || !d.contains("type") || !d["type"].is_string()) return "NIL";
+  return "(" + quote(d["type"].get<std::string>()) + " " + params(d.value("params", json::object())) + ")";
+}
+
+// body-fld-lang: NIL, one string, or a list of them.
+std::string language(const json& node) {
+  const json& l = node.contains("language") ? node["language"] : json();
+  if (l.is_string()) return quote(l.get<std::string>());
+  if (!l.is_array() || l.empty()) return "NIL";
+  std::string out = "(";
+  for (const auto& tag : l)
+    if (tag.is_string()) out += (out.size() > 1 ? " " : "") + quote(tag.get<std::string>());
+  return out.size() > 1 ? out + ")" : "NIL";
+}
+
+// RFC 9051 7.5.2 body: BODY leaves out the extension data that BODYSTRUCTURE carries
+// (body-ext-mpart / body-ext-1part: parameters or MD5, disposition, language, location).
+std::string structure(const json& node, bool extended) {
+  const std::string extension = extended ? " " + disposition(node) + " " + language(node) + " " +
+                                               nstring(node.value("location", json()))
+                                         : std::string();
   if (node.contains("parts") && node["parts"].is_array()) {
     std::string out = "(";
-    for (const auto& child : node["parts"]) out += structure(child);
-    if (node["parts"].empty()) out += "(\"TEXT\" \"PLAIN\" NIL NIL NIL \"7BIT\" 0 0)";
-    return out + " " + quote(upper(node.value("subtype", std::string("mixed")))) + ")";
+    for (const auto& child : node["parts"]) out += structure(child, extended);
+    if (node["parts"].empty()) out += "(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)";
+    out += " " + quote(as_written(node, "subtype", "mixed"));
+    if (extended) out += " " + params(node.value("params", json::object())) + extension;
+    return out + ")";
   }
-  const std::string type = upper(node.value("type", std::string("text")));
-  const std::string subtype = upper(node.value("subtype", std::string("plain")));
+  const std::string type = as_written(node, "type", "text"), subtype = as_written(node, "subtype", "plain");
   std::string out = "(" + quote(type) + " " + quote(subtype) + " " + params(node.value("params", json::object())) + " " +
                     nstring(node.value("id", json())) + " " + nstring(node.value("description", json())) + " " +
                     quote(upper(node.value("encoding", std::string("7bit")))) + " " +
                     std::to_string(node.value("size", int64_t{0}));
-  if (type == "MESSAGE" && subtype == "RFC822") {
+  if (node.contains("envelope")) {  // message/rfc822 and message/global: the attached message's own
     out += " " + envelope_text(node.value("envelope", json::object()).dump()) + " " +
-           (node.contains("body") && node["body"].is_object() ? structure(node["body"]) : std::string("NIL")) + " " +
+           (node.contains("body") && node["body"].is_object() ? structure(node["body"], extended) : std::string("NIL")) + " " +
            std::to_string(node.value("lines", int64_t{0}));
-  } else if (type == "TEXT") {
+  } else if (ascii_lower(type) == "text") {
     out += " " + std::to_string(node.value("lines", int64_t{0}));
   }
+  if (extended) out += " " + nstring(node.value("md5", json())) + extension;
   return out + ")";
 }
 
@@ -276,6 +308,7 @@ std::string FetchItem::response_name() const {
     case Kind::internaldate: return "INTERNALDATE";
     case Kind::size: return "RFC822.SIZE";
     case Kind::envelope: return "ENVELOPE";
+    case Kind::body: return "BODY";
     case Kind::bodystructure: return "BODYSTRUCTURE";
     case Kind::rfc822: return "RFC822";
     case Kind::rfc822_header: return "RFC822.HEADER";
@@ -484,10 +517,12 @@ std::string envelope_text(const std::string& envelope_json) {
          nstring(e.value("in_reply_to", json())) + " " + nstring(e.value("message_id", json())) + ")";
 }
 
-std::string bodystructure_text(const std::string& body_structure_json) {
+std::string bodystructure_text(const std::string& body_structure_json, bool extended) {
   const json b = json::parse(body_structure_json, nullptr, false);
-  if (!b.is_object() || b.empty()) return "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
-  return structure(b);
+  if (!b.is_object() || b.empty())
+    return extended ? "(\"text\" \"plain\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0 NIL NIL NIL NIL)"
+                    : "(\"text\" \"plain\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0)";
+  return structure(b, extended);
 }
 
 std::string internal_date_text(int64_t t) {

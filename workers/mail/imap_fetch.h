@@ -13,7 +13,7 @@
 namespace coop::mail::imap {
 
 struct FetchItem {
-  enum class Kind { uid, flags, internaldate, size, envelope, bodystructure, section, rfc822, rfc822_header, rfc822_text, modseq };
+  enum class Kind { uid, flags, internaldate, size, envelope, body, bodystructure, section, rfc822, rfc822_header, rfc822_text, modseq };
   Kind kind = Kind::uid;
   // section: BODY[...] / BODY.PEEK[...], or BINARY[part] / BINARY.PEEK / BINARY.SIZE (RFC 3516):
   // the part with its Content-Transfer-Encoding undone.
@@ -47,8 +47,10 @@ using coop::mail::header_end;
 // ENVELOPE from the JSON the store keeps (mime_summary.h), as an IMAP parenthesized list.
 std::string envelope_text(const std::string& envelope_json);
 
-// BODYSTRUCTURE from the stored JSON, for single-part and multipart messages.
-std::string bodystructure_text(const std::string& body_structure_json);
+// BODYSTRUCTURE (extended: with each part's extension data, RFC 9051 7.5.2) or BODY (not
+// extended) from the stored JSON, for single-part and multipart messages. Types and subtypes
+// are given in the case the message wrote them.
+std::string bodystructure_text(const std::string& body_structure_json, bool extended = true);
 
 // INTERNALDATE: "25-Nov-2026 14:30:00 +0000".
 std::string internal_date_text(int64_t unix_seconds);

@@ -41,6 +41,7 @@ std::string Session::status_line(const MailboxInfo& box, const std::vector<std::
     else if (what == "UIDVALIDITY") value = box.uidvalidity;
     else if (what == "UNSEEN") value = box.unseen;
     else if (what == "SIZE") value = box.bytes;
+    else if (what == "RECENT") value = box.recent;
     else if (what == "HIGHESTMODSEQ") value = box.highest_modseq;
     out += (out.empty() ? "" : " ") + what + " " + std::to_string(value);
   }
@@ -147,6 +148,8 @@ void Session::status(Cursor& c) {
   const auto boxes = service().mailboxes().mailboxes(handle_);
   const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
   if (box == boxes.end()) return tagged("NO [NONEXISTENT] no such mailbox");
+  // RFC 7162 3.1: STATUS (HIGHESTMODSEQ) is a CONDSTORE-enabling command.
+  if (std::find(items->begin(), items->end(), "HIGHESTMODSEQ") != items->end()) condstore_ = true;
   out_ += status_line(*box, *items);
   tagged("OK STATUS completed");
 }
@@ -210,7 +213,9 @@ void Session::select(Cursor& c, bool examine) {
   out_ += "* FLAGS (" + flag_list() + ")\r\n";
   // RFC 9051 7.1: \\* says clients may make new keywords.
   out_ += examine ? "* OK [PERMANENTFLAGS ()] read-only\r\n" : "* OK [PERMANENTFLAGS (" + flag_list() + " \\*)] flags\r\n";
-  out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n* 0 RECENT\r\n";
+  recent_.clear();
+  claim_recent(0);
+  out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n" + recent_response();
   for (std::size_t i = 0; i < messages_.size(); ++i)
     if (!(messages_[i].flags & kSeen)) {
       out_ += "* OK [UNSEEN " + std::to_string(i + 1) + "] first unseen\r\n";
@@ -234,7 +239,7 @@ void Session::select(Cursor& c, bool examine) {
     for (std::size_t i = 0; i < messages_.size(); ++i)
       if (messages_[i].modseq > std::get<1>(*resync))
         out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(messages_[i].uid) + " FLAGS " +
-                flags_text(messages_[i].flags, keywords_of(messages_[i].uid)) + " MODSEQ (" + std::to_string(messages_[i].modseq) + "))\r\n";
+                flags_of(messages_[i]) + " MODSEQ (" + std::to_string(messages_[i].modseq) + "))\r\n";
   }
   state_ = State::selected;
   tagged(std::string(examine ? "OK [READ-ONLY]" : "OK [READ-WRITE]") + " " + (examine ? "EXAMINE" : "SELECT") + " completed");

@@ -65,6 +65,7 @@ void Session::forget(const std::vector<int64_t>& uids) {
     if (std::binary_search(uids.begin(), uids.end(), messages_[i].uid)) {
       if (!qresync_) out_ += "* " + std::to_string(i + 1) + " EXPUNGE\r\n";
       gone.push_back(messages_[i].uid);
+      recent_.erase(messages_[i].uid);
       messages_.erase(messages_.begin() + static_cast<std::ptrdiff_t>(i));
     }
   if (qresync_ && !gone.empty()) {
@@ -113,12 +114,24 @@ void Session::sync() {
     const auto& fresh = now[i];
     if (fresh.flags != messages_[i].flags || rekeyed.count(fresh.uid))
       out_ += "* " + std::to_string(i + 1) + " FETCH (UID " + std::to_string(fresh.uid) + " FLAGS " +
-              flags_text(fresh.flags, keywords_of(fresh.uid)) +
+              flags_of(fresh) +
               (condstore_ ? " MODSEQ (" + std::to_string(fresh.modseq) + ")" : std::string()) + ")\r\n";
   }
   const bool grew = now.size() > messages_.size();
+  const int64_t known = messages_.empty() ? 0 : messages_.back().uid;
   messages_ = std::move(now);
-  if (grew) out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n";
+  if (grew) {
+    claim_recent(known);
+    out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n" + recent_response();
+  }
+}
+
+void Session::claim_recent(int64_t after) {
+  if (messages_.empty() || messages_.back().uid <= after) return;
+  const int64_t last = messages_.back().uid;
+  // EXAMINE asks without claiming: up_to 0 moves nothing.
+  const int64_t first = service().mailboxes().claim_recent(handle_, mailbox_, read_only_ ? 0 : last);
+  for (auto it = messages_.rbegin(); it != messages_.rend() && it->uid > std::max(after, first); ++it) recent_.insert(it->uid);
 }
 
 void Session::fetch(Cursor& c, bool uid) {
@@ -144,6 +157,16 @@ void Session::fetch(Cursor& c, bool uid) {
   }
   auto items = imap::parse_fetch_items(item_text);
   if (!items) return bad("FETCH items");
+  // An item asked twice is answered once.
+  for (std::size_t k = 0; k < items->size(); ++k)
+    for (std::size_t j = k + 1; j < items->size();)
+      if ((*items)[j].response_name() == (*items)[k].response_name() && (*items)[j].peek == (*items)[k].peek)
+        items->erase(items->begin() + static_cast<std::ptrdiff_t>(j));
+      else
+        ++j;
+  // RFC 7162 3.1: FETCH with MODSEQ is a CONDSTORE-enabling command.
+  if (std::any_of(items->begin(), items->end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::modseq; }))
+    condstore_ = true;
   auto chosen = resolve(*set_text, uid);
   if (!chosen) return bad("not a sequence set");
   if (vanished) {
@@ -197,6 +220,7 @@ void Session::fetch(Cursor& c, bool uid) {
     }
   }
   auto job = std::make_shared<FetchJob>();
+  job->uid = uid;
   job->chosen = std::move(*chosen);
   job->items = std::move(*items);
   job->needs_bytes = needs_bytes;
@@ -211,11 +235,12 @@ void Session::prepare_fetch(FetchJob& job) {
   std::sort(uids.begin(), uids.end());
   job.blobs.clear();
   job.envelopes.clear();
-  if (job.needs_bytes)
-    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
-      for (const auto uid : uids)
-        if (const auto* row = cache.find(uid)) job.blobs.emplace(uid, row->blob);
-    });
+  // Always asked, as it tells which messages still exist (another session may have expunged
+  // some that this one has not yet been told of).
+  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+    for (const auto uid : uids)
+      if (const auto* row = cache.find(uid)) job.blobs.emplace(uid, row->blob);
+  });
   if (job.needs_envelope)
     for (auto& e : service().mailboxes().envelopes(handle_, mailbox_, uids))
       job.envelopes.emplace(e.uid, e.imap.empty() ? imap::envelope_text(e.json) : std::move(e.imap));
@@ -232,9 +257,32 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
     std::string bytes, structure_json, envelope_json;
     const auto blob = job->blobs.find(m.uid);
     const auto envelope = job->envelopes.find(m.uid);
-    // RFC 2180 4.1.2: a message another session expunged meanwhile is left out.
-    if ((needs_bytes && blob == job->blobs.end()) || (job->needs_envelope && envelope == job->envelopes.end())) continue;
-    if (needs_bytes) bytes = service().blobs().read(blob->second);
+    // RFC 9051 7.5.1, RFC 2180 4.1.3: a message another session expunged meanwhile is left
+    // out and the command says so (EXPUNGEISSUED, RFC 5530); nothing is made up for it.
+    if (blob == job->blobs.end() || (job->needs_envelope && envelope == job->envelopes.end())) {
+      job->expunged = true;
+      continue;
+    }
+    if (needs_bytes) {
+      try {
+        bytes = service().blobs().read(blob->second);
+      } catch (const Error&) {  // its blob went with the expunge between the two reads
+        job->expunged = true;
+        continue;
+      }
+    }
+    const auto read_structure = [&] {
+      if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+      return !structure_json.empty();
+    };
+    const bool needs_structure = std::any_of(items.begin(), items.end(), [](const imap::FetchItem& item) {
+      return item.kind == imap::FetchItem::Kind::body || item.kind == imap::FetchItem::Kind::bodystructure || item.binary ||
+             (item.kind == imap::FetchItem::Kind::section && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])));
+    });
+    if (needs_structure && !read_structure()) {
+      job->expunged = true;
+      continue;
+    }
     std::string line = "* " + std::to_string(i + 1) + " FETCH (";
     bool first = true;
     for (const auto& item : items) {
@@ -243,21 +291,14 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
       using K = imap::FetchItem::Kind;
       switch (item.kind) {
         case K::uid: line += "UID " + std::to_string(m.uid); break;
-        case K::flags: line += "FLAGS " + flags_text(m.flags, keywords_of(m.uid)); break;
+        case K::flags: line += "FLAGS " + flags_of(m); break;
         case K::internaldate: line += "INTERNALDATE " + imap::internal_date_text(m.internal_date); break;
         case K::size: line += "RFC822.SIZE " + std::to_string(m.size); break;
         case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
         case K::envelope: line += "ENVELOPE " + envelope->second; break;
-        case K::bodystructure: {
-          if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
-          line += "BODYSTRUCTURE " + imap::bodystructure_text(structure_json);
-          break;
-        }
+        case K::body: line += "BODY " + imap::bodystructure_text(structure_json, false); break;
+        case K::bodystructure: line += "BODYSTRUCTURE " + imap::bodystructure_text(structure_json, true); break;
         default: {
-          if (item.kind == K::section && structure_json.empty() && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])))
-            std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
-          if (item.binary && structure_json.empty())
-            std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
           const auto section = item.binary ? imap::binary_section(bytes, item, structure_json)
                                            : imap::message_section(bytes, item, structure_json);
           if (item.binary_size) {
@@ -286,7 +327,10 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
     more_ = [this, job] { fetch_step(job); };
     return;
   }
-  tagged("OK FETCH completed");
+  if (job->expunged)
+    tagged(job->uid ? "OK [EXPUNGEISSUED] some messages were expunged meanwhile" : "NO [EXPUNGEISSUED] some of the requested messages no longer exist");
+  else
+    tagged("OK FETCH completed");
 }
 
 void Session::store(Cursor& c, bool uid) {
@@ -350,7 +394,7 @@ void Session::store(Cursor& c, bool uid) {
     if (silent && !(condstore_ && it != now.end())) continue;
     if (unchanged_since && std::find(uids.begin(), uids.end(), m.uid) == uids.end()) continue;
     out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
-            flags_text(m.flags, keywords_of(m.uid)) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
+            flags_of(m) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
   }
   tagged(modified.empty() ? "OK STORE completed" : "OK [MODIFIED " + uid_set(modified) + "] conditional STORE failed for some");
 }
@@ -386,12 +430,16 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   // RFC 4315 COPYUID.
   const std::string code = pairs.empty() ? std::string()
                                          : "[COPYUID " + std::to_string(box->uidvalidity) + " " + uid_set(from) + " " + uid_set(to) + "] ";
-  if (!move) return tagged("OK " + code + "COPY completed");
+  if (!move) {
+    if (*target == mailbox_) sync();  // the copies' EXISTS now, not at the next command
+    return tagged("OK " + code + "COPY completed");
+  }
   // RFC 6851: MOVE is copy, then expunge of just those, the COPYUID untagged first.
   out_ += "* OK " + code + "moved\r\n";
   service().mailboxes().change_flags(handle_, mailbox_, from, MailboxStore::FlagChange::add, kDeleted);
   auto gone = service().mailboxes().expunge(handle_, mailbox_, from);
   forget(gone);
+  if (*target == mailbox_) sync();
   tagged("OK MOVE completed");
 }
 

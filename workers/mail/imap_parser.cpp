@@ -213,7 +213,8 @@ std::optional<std::string> Cursor::string() {
 }
 
 std::optional<std::string> Cursor::astring() {
-  if (peek('"') || peek('{') || peek('~')) return string();
+  // "~{" starts a literal8; "~foo" is a pattern (list-char includes ATOM-CHAR '~').
+  if (peek('"') || peek('{') || (peek('~') && line() && at_ + 1 < line()->size() && (*line())[at_ + 1] == '{')) return string();
   std::string out;
   while (const char c = current()) {
     if (!astring_char(c)) break;
@@ -254,7 +255,8 @@ std::optional<std::string> Cursor::mailbox() {
 }
 
 std::optional<std::string> Cursor::list_mailbox() {
-  if (peek('"') || peek('{') || peek('~')) return string();
+  // "~{" starts a literal8; "~foo" is a pattern (list-char includes ATOM-CHAR '~').
+  if (peek('"') || peek('{') || (peek('~') && line() && at_ + 1 < line()->size() && (*line())[at_ + 1] == '{')) return string();
   std::string out;
   while (const char c = current()) {
     if (!list_char(c)) break;

@@ -81,9 +81,16 @@ std::optional<SearchKey> parse_search_key(SearchWords& w, int depth) {
     if (w.next() != ")") return std::nullopt;
     return k;
   }
-  if (key == "ALL" || key == "OLD") return k;
-  if (key == "NEW" || key == "RECENT") {  // nothing is \Recent here
-    k.kind = Kind::none;
+  if (key == "ALL") return k;
+  if (key == "RECENT" || key == "OLD") return flag(kRecent, key == "RECENT");
+  if (key == "NEW") {  // RFC 3501 6.4.4: RECENT UNSEEN
+    k.kind = Kind::and_;
+    k.children.resize(2);
+    for (auto& child : k.children) child.kind = Kind::flag;
+    k.children[0].flag = kRecent;
+    k.children[0].set = true;
+    k.children[1].flag = kSeen;
+    k.children[1].set = false;
     return k;
   }
   if (key == "SEEN" || key == "UNSEEN") return flag(kSeen, key == "SEEN");

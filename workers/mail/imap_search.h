@@ -23,13 +23,17 @@ struct SearchWords {
 };
 SearchWords search_words(std::string_view text);
 
+// \Recent (RFC 3501 2.3.2) as a flag bit beside the stored ones (mailbox_formats.h): a
+// session's own knowledge, never stored. SEARCH RECENT, NEW and OLD test it.
+inline constexpr unsigned kRecent = 32;
+
 // Groups, NOT and OR nest at most this deep.
 inline constexpr int kMaxSearchDepth = 64;
 
 struct SearchKey {
   enum class Kind {
-    all, none, and_, not_, or_,      // ALL/OLD, NEW/RECENT, "( ... )", NOT, OR
-    flag, keyword,                   // SEEN/UNSEEN..., KEYWORD/UNKEYWORD
+    all, none, and_, not_, or_,      // ALL, nothing, "( ... )" and NEW, NOT, OR
+    flag, keyword,                   // SEEN/UNSEEN..., RECENT/OLD, KEYWORD/UNKEYWORD
     modseq, larger, smaller,         // number
     since, before, on,               // number: the day's midnight, UTC (the internal date)
     sent_since, sent_before, sent_on,  // number: the same, against the Date: header's day
@@ -37,7 +41,7 @@ struct SearchKey {
     subject, body, text, header,     // text: the needle; field: the header name, lowercase
   };
   Kind kind = Kind::all;
-  unsigned flag = 0;  // the stored bit, for flag
+  unsigned flag = 0;  // the stored bit or kRecent, for flag
   bool set = true;    // flag and keyword: SEEN (true) or UNSEEN (false)
   int64_t number = 0;
   std::string text, field;

@@ -55,7 +55,9 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
       });
     case Kind::not_: return Test([t = children.at(0)](const Probe& p) { return !t(p); });
     case Kind::or_: return Test([a = children.at(0), b = children.at(1)](const Probe& p) { return a(p) || b(p); });
-    case Kind::flag: return Test([bit = k.flag, set = k.set](const Probe& p) { return ((p.m.flags & bit) != 0) == set; });
+    case Kind::flag:
+      if (k.flag == imap::kRecent) return Test([this, set = k.set](const Probe& p) { return (recent_.count(p.m.uid) > 0) == set; });
+      return Test([bit = k.flag, set = k.set](const Probe& p) { return ((p.m.flags & bit) != 0) == set; });
     case Kind::keyword:
       // The keywords this session has shown, as flag criteria test the flags it has shown.
       return Test([this, word = k.text, set = k.set](const Probe& p) { return has_keyword(keywords_of(p.m.uid), word) == set; });

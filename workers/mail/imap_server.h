@@ -19,6 +19,7 @@
 #include <set>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "common/auth/member_client.h"
 #include "common/error.h"
@@ -50,12 +51,13 @@ using imap::CommandReader;
 using imap::Cursor;
 using imap::RawCommand;
 
-inline constexpr const char* kSystemFlags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
-inline constexpr unsigned kFlagBits[] = {kSeen, kAnswered, kFlagged, kDeleted, kDraft};
+// \Recent (RFC 3501 2.3.2) is the session's to know, never stored: kRecent (imap_search.h).
+inline constexpr const char* kSystemFlags[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft", "\\Recent"};
+inline constexpr unsigned kFlagBits[] = {kSeen, kAnswered, kFlagged, kDeleted, kDraft, imap::kRecent};
 
 inline std::string flags_text(unsigned flags, const std::string& keywords = {}) {
   std::string out = "(";
-  for (std::size_t i = 0; i < 5; ++i)
+  for (std::size_t i = 0; i < 6; ++i)
     if (flags & kFlagBits[i]) out += (out.size() > 1 ? " " : "") + std::string(kSystemFlags[i]);
   if (!keywords.empty()) out += (out.size() > 1 ? " " : "") + keywords;
   return out + ")";
@@ -201,6 +203,17 @@ class Session : public std::enable_shared_from_this<Session> {
   // ---- keywords (RFC 9051 2.3.2) ----------------------------------------------------------
   const std::string& keywords_of(int64_t uid) const;
 
+  // FLAGS of a message as this session shows them: the stored flags, the keywords, and
+  // \Recent to an IMAP4rev1 client that was the first to see it (IMAP4rev2 dropped it).
+  std::string flags_of(const Message& m) const {
+    return flags_text(m.flags | (!rev2_ && recent_.count(m.uid) ? imap::kRecent : 0u), keywords_of(m.uid));
+  }
+  // Claims the UIDs of messages_ above `after` that no other session has been told are
+  // \Recent (only a SELECT may; EXAMINE looks without claiming).
+  void claim_recent(int64_t after);
+  // "* n RECENT", which IMAP4rev2 has no more (RFC 9051 appendix E).
+  std::string recent_response() const { return rev2_ ? std::string() : "* " + std::to_string(recent_.size()) + " RECENT\r\n"; }
+
   void set_keywords(int64_t uid, std::string words);
 
   std::string flag_list() const;
@@ -273,6 +286,8 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<std::size_t> chosen;
     std::vector<imap::FetchItem> items;
     bool needs_bytes = false, needs_envelope = false;
+    bool uid = false;       // UID FETCH
+    bool expunged = false;  // some chosen message was expunged by another session meanwhile
     std::size_t next = 0;
     // What the store holds for chosen[next, prepared): blob ids and ENVELOPEs, by UID.
     std::size_t prepared = 0;
@@ -390,6 +405,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string mailbox_;
   bool read_only_ = false;
   std::vector<Message> messages_;
+  std::unordered_set<int64_t> recent_;  // UIDs this session was the first to see
   std::unordered_map<int64_t, std::string> keywords_;  // of the messages that have any, by UID
   std::string announced_;                              // keywords the last FLAGS response named
   std::optional<MailboxStore::Hold> held_;  // the selected mailbox, while the store keeps its cache

@@ -122,14 +122,19 @@ std::optional<std::string> raw_header(GMimeObject* object, const char* name) {
   return valid_utf8(std::string_view(unfolded).substr(first, last - first + 1));
 }
 
-// Mailboxes as ENVELOPE addresses (RFC 3501 7.4.2); groups are flattened to their members.
+// Mailboxes as ENVELOPE addresses (RFC 3501 7.4.2, RFC 9051 7.5.2). An RFC 5322 group is
+// kept as IMAP writes it: a start marker whose mailbox is the group's name, its members, and
+// an end marker with no mailbox; both markers carry "group": true and no host.
 void append_addresses(InternetAddressList* list, json& out, int depth) {
   if (!list || depth > 4) return;
   const int count = internet_address_list_length(list);
   for (int i = 0; i < count; ++i) {
     InternetAddress* address = internet_address_list_get_address(list, i);
     if (INTERNET_ADDRESS_IS_GROUP(address)) {
+      const char* group = internet_address_get_name(address);
+      out.push_back({{"name", nullptr}, {"mailbox", valid_utf8(group ? group : "")}, {"host", nullptr}, {"group", true}});
       append_addresses(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(address)), out, depth + 1);
+      out.push_back({{"name", nullptr}, {"mailbox", nullptr}, {"host", nullptr}, {"group", true}});
       continue;
     }
     if (!INTERNET_ADDRESS_IS_MAILBOX(address)) continue;
@@ -289,8 +294,13 @@ class StructureWalker {
     const char* media_type = content_type ? g_mime_content_type_get_media_type(content_type) : nullptr;
     const char* media_subtype = content_type ? g_mime_content_type_get_media_subtype(content_type) : nullptr;
     // RFC 2045 5.2: a missing or unusable Content-Type means text/plain.
-    node["type"] = valid_utf8(lowercase(media_type && *media_type ? media_type : "text"));
-    node["subtype"] = valid_utf8(lowercase(media_subtype && *media_subtype ? media_subtype : "plain"));
+    const std::string type = valid_utf8(media_type && *media_type ? media_type : "text");
+    const std::string subtype = valid_utf8(media_subtype && *media_subtype ? media_subtype : "plain");
+    node["type"] = lowercase(type);
+    node["subtype"] = lowercase(subtype);
+    // IMAP BODYSTRUCTURE gives them back as written ("X-MyOwn"); kept only where that differs.
+    if (type != node["type"]) node["type_written"] = type;
+    if (subtype != node["subtype"]) node["subtype_written"] = subtype;
     node["params"] = parameters_of(content_type ? g_mime_content_type_get_parameters(content_type) : nullptr);
     node["id"] = string_or_null(raw_header(object, "Content-ID"));
     node["description"] = string_or_null(g_mime_object_get_header(object, "Content-Description"));
@@ -307,6 +317,7 @@ class StructureWalker {
     }
     node["language"] = languages_of(object);
     node["location"] = string_or_null(raw_header(object, "Content-Location"));
+    if (const auto md5 = raw_header(object, "Content-MD5"); md5 && !md5->empty()) node["md5"] = *md5;  // RFC 1864
     node["part"] = part;
     return node;
   }

@@ -21,10 +21,10 @@ std::vector<std::string> addresses(const nlohmann::json& envelope, const char* f
   std::vector<std::string> out;
   if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array()) return out;
   for (const auto& a : envelope[field]) {
-    if (!a.is_object()) continue;
+    if (!a.is_object() || a.contains("group")) continue;  // a group's start or end marker
     const auto mailbox = a.value("mailbox", nlohmann::json());
     const auto host = a.value("host", nlohmann::json());
-    if (!mailbox.is_string()) continue;  // a group's start or end marker
+    if (!mailbox.is_string()) continue;
     out.push_back(ascii_lower(mailbox.get<std::string>() + "@" + (host.is_string() ? host.get<std::string>() : "")));
   }
   return out;

@@ -155,6 +155,31 @@ TEST_CASE("imap fetch: MIME, HEADER and TEXT of parts", "[imap]") {
         std::optional<std::string>("Subject: plain\r\nContent-Type: text/plain\r\n\r\n"));
 }
 
+TEST_CASE("imap fetch: BODY has no extension data, BODYSTRUCTURE has it, subtypes as written", "[imap]") {
+  const std::string message =
+      "Subject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/Mixed; boundary=b\r\nContent-Language: fr\r\n\r\n"
+      "--b\r\nContent-Type: text/X-MyOwn; charset=utf-8\r\nContent-Language: en, de\r\n"
+      "Content-Location: http://example.org/a\r\nContent-MD5: Q2hlY2sgSW50ZWdyaXR5IQ==\r\n\r\none\r\n"
+      "--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+      "Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--b--\r\n";
+  const auto structure = summarize_message(message).body_structure.dump();
+  // RFC 9051 7.5.2: body-type-1part then body-ext-1part (md5, disposition, language, location);
+  // multipart: the parts, the subtype, then body-ext-mpart (parameters, disposition, language, location).
+  CHECK(imap::bodystructure_text(structure, false) ==
+        "((\"text\" \"X-MyOwn\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 3 1)"
+        "(\"application\" \"pdf\" NIL NIL NIL \"BASE64\" 4) \"Mixed\")");
+  CHECK(imap::bodystructure_text(structure, true) ==
+        "((\"text\" \"X-MyOwn\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 3 1 \"Q2hlY2sgSW50ZWdyaXR5IQ==\" NIL (\"en\" \"de\") "
+        "\"http://example.org/a\")"
+        "(\"application\" \"pdf\" NIL NIL NIL \"BASE64\" 4 NIL (\"attachment\" (\"FILENAME\" \"a.pdf\")) NIL NIL) \"Mixed\" "
+        "(\"BOUNDARY\" \"b\") NIL (\"fr\") NIL)");
+  const auto items = imap::parse_fetch_items("FULL");
+  REQUIRE(items);
+  CHECK(items->back().kind == imap::FetchItem::Kind::body);
+  CHECK(items->back().response_name() == "BODY");
+  CHECK(imap::parse_fetch_items("BODY")->front().kind == imap::FetchItem::Kind::body);
+}
+
 TEST_CASE("imap fetch: BINARY of quoted-printable drops transport whitespace and soft line breaks", "[imap]") {
   // RFC 2045 6.7 rule 3: "=" then blanks then the line break is a soft break; blanks at the
   // end of a line were added in transport. "=3D" is "=", and a lone "=" stays.

@@ -273,10 +273,16 @@ TEST_CASE("missing Sender and Reply-To default to From (RFC 3501 7.4.2)") {
   CHECK(explicit_reply.envelope["reply_to"] == json::array({address(nullptr, "team", "example.org")}));
 }
 
-TEST_CASE("group syntax is flattened to the group's mailboxes") {
+TEST_CASE("group syntax keeps its start and end markers around the group's mailboxes") {
+  // RFC 3501 7.4.2: (NIL NIL "friends" NIL) starts the group, (NIL NIL NIL NIL) ends it.
+  const json start = {{"name", nullptr}, {"mailbox", "friends"}, {"host", nullptr}, {"group", true}};
+  const json end = {{"name", nullptr}, {"mailbox", nullptr}, {"host", nullptr}, {"group", true}};
   const auto summary = summarize_message("To: friends: a@example.com, B <b@example.com>;, c@example.com\n\nx\n");
-  CHECK(summary.envelope["to"] == json::array({address(nullptr, "a", "example.com"), address("B", "b", "example.com"),
+  CHECK(summary.envelope["to"] == json::array({start, address(nullptr, "a", "example.com"), address("B", "b", "example.com"), end,
                                                address(nullptr, "c", "example.com")}));
+  const auto empty = summarize_message("To: undisclosed-recipients:;\n\nx\n");
+  CHECK(empty.envelope["to"].size() == 2);
+  CHECK(empty.envelope["to"][0]["mailbox"] == "undisclosed-recipients");
 }
 
 TEST_CASE("an absent or unparseable Date gives 0 and a raw date string") {

@@ -112,6 +112,12 @@ constexpr sqlite::Migration kMigrations[] = {
       CREATE TABLE uidvalidity_issued (last INTEGER NOT NULL);
       INSERT INTO uidvalidity_issued (last) SELECT coalesce(max(uidvalidity), 0) FROM mailboxes;
     )sql"},
+    // RFC 3501 2.3.2 \Recent: the highest UID some session has already been told is recent.
+    // Messages already stored when this came are not recent.
+    {5, R"sql(
+      ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
+      UPDATE mailboxes SET recent_uid = uidnext - 1;
+    )sql"},
 };
 
 bool valid_handle_path(const std::string& handle) {
@@ -372,13 +378,13 @@ std::vector<MailboxInfo> MailboxStore::mailboxes(const std::string& handle) {
   std::lock_guard lock(ix.mutex);
   auto& stmt = ix.db->prepare(
       "SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highest_modseq, count(m.uid), "
-      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0), b.subscribed "
+      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0), b.subscribed, coalesce(sum(m.uid > b.recent_uid), 0) "
       "FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id ORDER BY b.id");
   std::vector<MailboxInfo> out;
   while (stmt.step())
     out.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2), stmt.column_int64(3),
                    stmt.column_int64(4), stmt.column_int64(5), stmt.column_int64(6), stmt.column_int64(7),
-                   stmt.column_int64(8) != 0});
+                   stmt.column_int64(8) != 0, stmt.column_int64(9)});
   stmt.reset();
   return out;
 }
@@ -484,6 +490,18 @@ void MailboxStore::set_subscribed(const std::string& handle, const std::string& 
   std::lock_guard lock(ix.mutex);
   ix.mailbox_id(mailbox);
   ix.db->prepare("UPDATE mailboxes SET subscribed = ?2 WHERE name = ?1").bind(1, mailbox).bind(2, subscribed ? 1 : 0).run();
+}
+
+int64_t MailboxStore::claim_recent(const std::string& handle, const std::string& mailbox, int64_t up_to_uid) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  const auto id = ix.mailbox_id(mailbox);
+  auto& stmt = ix.db->prepare("SELECT recent_uid FROM mailboxes WHERE id = ?1");
+  stmt.bind(1, id);
+  const int64_t before = stmt.step() ? stmt.column_int64(0) : 0;
+  stmt.reset();
+  if (up_to_uid > before) ix.db->prepare("UPDATE mailboxes SET recent_uid = ?2 WHERE id = ?1").bind(1, id).bind(2, up_to_uid).run();
+  return before;
 }
 
 std::vector<int64_t> MailboxStore::expunged_since(const std::string& handle, const std::string& mailbox, int64_t modseq) {

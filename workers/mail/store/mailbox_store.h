@@ -56,6 +56,7 @@ struct MailboxInfo {
   int64_t unseen = 0;
   int64_t bytes = 0;
   bool subscribed = true;
+  int64_t recent = 0;  // messages no session has yet been told are \Recent (RFC 3501 2.3.2)
 };
 
 // What IMAP sessions read of every message of a mailbox, kept in memory while a session
@@ -116,6 +117,9 @@ class MailboxStore {
   void rename_mailbox(const std::string& handle, const std::string& from, const std::string& to);
   // RFC 9051 6.3.7-6.3.8 SUBSCRIBE/UNSUBSCRIBE.
   void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
+  // RFC 3501 2.3.2: a message is \Recent to the first session that sees it. A session that
+  // now knows the mailbox up to `up_to_uid` claims the UIDs above the returned value.
+  int64_t claim_recent(const std::string& handle, const std::string& mailbox, int64_t up_to_uid);
   // Keeps the mailbox's messages in memory until as many release() calls (SELECT and
   // CLOSE), and calls `changed` after each committed change to it (IDLE): on the thread
   // that made the change, under the index's lock, so it must only hand work on (post).

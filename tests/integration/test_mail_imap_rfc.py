@@ -1,0 +1,181 @@
+"""IMAP to the letter of RFC 3501 and RFC 9051, over raw sockets so every byte the server sends is
+seen: BODY against BODYSTRUCTURE, subtypes as written, address groups in ENVELOPE and SORT,
+messages expunged by another session, \\Recent, CONDSTORE enabled by FETCH MODSEQ and STATUS,
+MOVE into the selected mailbox, LIST-EXTENDED and LSUB."""
+import re
+
+from coopshard import Shard, bin_dir_from_args, run_tests
+from test_mail_imap import raw_login, start
+
+BIN = bin_dir_from_args()
+
+
+class Raw:
+    """One logged-in IMAP connection: run() sends a command and returns (untagged, tagged)."""
+
+    def __init__(self, ports):
+        self.sock, self.reader = raw_login(ports)
+        self.n = 0
+
+    def run(self, text, literal=None):
+        self.n += 1
+        tag = b"t%d" % self.n
+        if literal is None:
+            self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        else:
+            self.sock.sendall(tag + b" " + text.encode() + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
+        untagged = []
+        while True:
+            line = self.reader.readline()
+            assert line, "the server closed the connection"
+            literal_size = re.search(rb"\{(\d+)\}\r\n$", line)
+            if literal_size:  # a literal inside an untagged response: read it whole, then the rest
+                line += self.reader.read(int(literal_size.group(1))) + self.reader.readline()
+            if line.startswith(tag + b" "):
+                return untagged, line.rstrip(b"\r\n")
+            untagged.append(line.rstrip(b"\r\n"))
+
+    def ok(self, text, literal=None):
+        untagged, tagged = self.run(text, literal)
+        assert b" OK" in tagged, (text, tagged, untagged)
+        return untagged
+
+    def close(self):
+        self.sock.close()
+
+
+MULTIPART = (b"From: Carol <carol@example.org>\r\n"
+             b"To: friends: a@example.com, B <b@example.com>;, zed@example.com\r\n"
+             b"Cc: undisclosed-recipients:;\r\n"
+             b"Subject: groups\r\nMIME-Version: 1.0\r\n"
+             b"Content-Type: multipart/Mixed; boundary=xx\r\n\r\n"
+             b"--xx\r\nContent-Type: text/X-MyOwn; charset=utf-8\r\nContent-Language: en\r\n\r\nown\r\n"
+             b"--xx\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+             b"Content-Transfer-Encoding: base64\r\n\r\nAAAA\r\n--xx--\r\n")
+
+
+def test_body_bodystructure_subtypes_and_groups():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        a.ok("APPEND INBOX", MULTIPART)
+        a.ok("APPEND INBOX", b"From: x@example.org\r\nCc: Bob <bob@example.org>\r\nSubject: plain\r\n\r\nhi\r\n")
+        a.ok("SELECT INBOX")
+        # RFC 9051 6.4.5: BODY is the non-extensible form, BODYSTRUCTURE carries extension data.
+        body = a.ok("FETCH 1 BODY")
+        assert len(body) == 1 and b"BODY ((" in body[0] and b"BODYSTRUCTURE" not in body[0], body
+        assert b'("text" "X-MyOwn" ("CHARSET" "utf-8") NIL NIL "7BIT" 3 1)' in body[0], body
+        assert body[0].endswith(b' "Mixed"))'), body
+        full = a.ok("FETCH 1 FULL")
+        assert b" BODY ((" in full[0] and b"BODYSTRUCTURE" not in full[0] and b"ENVELOPE" in full[0], full
+        both = a.ok("FETCH 1 (BODY BODYSTRUCTURE)")[0]
+        assert both.count(b"BODYSTRUCTURE (") == 1 and both.count(b"(BODY (") == 1, both
+        structure = a.ok("FETCH 1 BODYSTRUCTURE")[0]
+        assert b'"X-MyOwn"' in structure and b'("attachment" ("FILENAME" "a.pdf"))' in structure, structure
+        assert b'"Mixed" ("BOUNDARY" "xx") NIL NIL NIL)' in structure, structure
+        # An item asked twice is answered once.
+        assert a.ok("FETCH 2 (FLAGS FLAGS UID)")[0].count(b"FLAGS") == 1
+        # RFC 3501 7.4.2: a group is (NIL NIL "name" NIL) ... (NIL NIL NIL NIL), even an empty one.
+        envelope = a.ok("FETCH 1 ENVELOPE")[0]
+        assert (b'((NIL NIL "friends" NIL)(NIL NIL "a" "example.com")("B" NIL "b" "example.com")(NIL NIL NIL NIL)'
+                b'(NIL NIL "zed" "example.com"))') in envelope, envelope
+        assert b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))' in envelope, envelope
+        # RFC 5256 SORT CC: the first cc address's mailbox, the group's name for a group.
+        assert a.ok("SORT (CC) UTF-8 ALL") == [b"* SORT 2 1"]
+        assert a.ok("SORT (REVERSE CC) UTF-8 ALL") == [b"* SORT 1 2"]
+        a.close()
+        shard.coop("down")
+
+
+def test_a_message_another_session_expunged_is_never_made_up():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a, b = Raw(ports), Raw(ports)
+        for n in range(3):
+            a.ok("APPEND INBOX", b"Subject: m%d\r\n\r\nbody %d\r\n" % (n, n))
+        a.ok("SELECT INBOX")
+        b.ok("SELECT INBOX")
+        b.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+        b.ok("EXPUNGE")
+        # RFC 9051 7.5.1: no EXPUNGE during FETCH, and no invented data: NO [EXPUNGEISSUED]
+        # with the messages that still exist.
+        untagged, tagged = a.run("FETCH 1:3 (BODYSTRUCTURE BODY.PEEK[])")
+        assert tagged.startswith(b"t%d NO [EXPUNGEISSUED]" % a.n), tagged
+        assert [u.split(b" ")[1] for u in untagged if b"FETCH" in u] == [b"1", b"3"], untagged
+        assert not any(b"EXPUNGE" in u.split(b"]")[0] for u in untagged if not u.startswith(b"* 1 ") and not u.startswith(b"* 3 ")), untagged
+        untagged, tagged = a.run("UID FETCH 2 (BODYSTRUCTURE)")
+        assert tagged.startswith(b"t%d OK [EXPUNGEISSUED]" % a.n) and not untagged, (tagged, untagged)
+        # The next command that may tell, tells; then the numbers are the new ones.
+        assert b"* 2 EXPUNGE" in a.ok("NOOP")
+        assert a.ok("FETCH 2 (UID)") == [b"* 2 FETCH (UID 3)"]
+        a.close()
+        b.close()
+        shard.coop("down")
+
+
+def test_recent_is_told_to_one_session():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a, b, c = Raw(ports), Raw(ports), Raw(ports)
+        a.ok("APPEND INBOX", b"Subject: one\r\n\r\n1\r\n")
+        status = c.ok("STATUS INBOX (RECENT MESSAGES)")
+        assert status == [b'* STATUS "INBOX" (RECENT 1 MESSAGES 1)'], status
+        assert b"* 1 RECENT" in a.ok("SELECT INBOX")
+        assert b"* 0 RECENT" in b.ok("SELECT INBOX")  # a saw it first
+        assert c.ok("STATUS INBOX (RECENT)") == [b'* STATUS "INBOX" (RECENT 0)']
+        assert a.ok("FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS (\\Recent))"]
+        assert b.ok("FETCH 1 FLAGS") == [b"* 1 FETCH (FLAGS ())"]
+        # A new message: the session whose command sees it first gets it as \Recent.
+        c.ok("APPEND INBOX", b"Subject: two\r\n\r\n2\r\n")
+        told = b.ok("NOOP")
+        assert told == [b"* 2 EXISTS", b"* 1 RECENT"], told
+        assert a.ok("NOOP") == [b"* 2 EXISTS", b"* 1 RECENT"]
+        assert b.ok("SEARCH RECENT") == [b"* SEARCH 2"] and a.ok("SEARCH RECENT") == [b"* SEARCH 1"]
+        assert b.ok("SEARCH NEW") == [b"* SEARCH 2"] and b.ok("SEARCH OLD") == [b"* SEARCH 1"]
+        # EXAMINE looks without taking: the next SELECT still gets them.
+        c.ok("APPEND INBOX", b"Subject: three\r\n\r\n3\r\n")
+        assert b"* 1 RECENT" in c.ok("EXAMINE INBOX")
+        assert b"* 1 RECENT" in c.ok("SELECT INBOX")
+        # IMAP4rev2 has no \Recent (RFC 9051 appendix E).
+        d = Raw(ports)
+        d.ok("ENABLE IMAP4rev2")
+        d.ok("APPEND INBOX", b"Subject: four\r\n\r\n4\r\n")
+        selected = d.ok("SELECT INBOX")
+        assert not any(b"RECENT" in line for line in selected), selected
+        assert b"\\Recent" not in d.ok("FETCH 4 FLAGS")[0]
+        for session in (a, b, c, d):
+            session.close()
+        shard.coop("down")
+
+
+def test_condstore_enabling_commands_and_move_into_the_selected_mailbox():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        a.ok("APPEND INBOX", b"Subject: one\r\n\r\n1\r\n")
+        a.ok("SELECT INBOX")
+        assert b"MODSEQ" not in a.ok("FETCH 1 FLAGS")[0]
+        # RFC 7162 3.1: FETCH with MODSEQ enables CONDSTORE; from then FLAGS come with MODSEQ.
+        assert b"MODSEQ (" in a.ok("FETCH 1 (MODSEQ)")[0]
+        assert b"MODSEQ (" in a.ok("FETCH 1 FLAGS")[0]
+        b = Raw(ports)
+        b.ok("STATUS INBOX (HIGHESTMODSEQ)")
+        b.ok("SELECT INBOX")
+        assert b"MODSEQ (" in b.ok("FETCH 1 FLAGS")[0]
+        # MOVE and COPY into the selected mailbox say EXISTS before the tagged OK.
+        moved = a.ok("MOVE 1 INBOX")
+        assert b"* 1 EXPUNGE" in moved and b"* 1 EXISTS" in moved, moved
+        copied = a.ok("COPY 1 INBOX")
+        assert b"* 2 EXISTS" in copied, copied
+        a.close()
+        b.close()
+        shard.coop("down")
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_body_bodystructure_subtypes_and_groups,
+        test_a_message_another_session_expunged_is_never_made_up,
+        test_recent_is_told_to_one_session,
+        test_condstore_enabling_commands_and_move_into_the_selected_mailbox,
+    ])
