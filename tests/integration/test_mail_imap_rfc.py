@@ -3,9 +3,10 @@ seen: BODY against BODYSTRUCTURE, subtypes as written, address groups in ENVELOP
 messages expunged by another session, \\Recent, CONDSTORE enabled by FETCH MODSEQ and STATUS,
 MOVE into the selected mailbox, LIST-EXTENDED and LSUB."""
 import re
+import socket
 
 from coopshard import Shard, bin_dir_from_args, run_tests
-from test_mail_imap import raw_login, start
+from test_mail_imap import raw_login, start, tls_context
 
 BIN = bin_dir_from_args()
 
@@ -13,8 +14,13 @@ BIN = bin_dir_from_args()
 class Raw:
     """One logged-in IMAP connection: run() sends a command and returns (untagged, tagged)."""
 
-    def __init__(self, ports):
-        self.sock, self.reader = raw_login(ports)
+    def __init__(self, ports, log_in=True):
+        if log_in:
+            self.sock, self.reader = raw_login(ports)
+        else:
+            self.sock = tls_context().wrap_socket(socket.create_connection(("127.0.0.1", ports["imaps"]), timeout=10))
+            self.reader = self.sock.makefile("rb")
+            assert self.reader.readline().startswith(b"* OK")
         self.n = 0
 
     def run(self, text, literal=None):
@@ -172,10 +178,50 @@ def test_condstore_enabling_commands_and_move_into_the_selected_mailbox():
         shard.coop("down")
 
 
+def test_search_sort_id_expunge_and_capabilities():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a, b = Raw(ports), Raw(ports)
+        caps = a.ok("CAPABILITY")[0].split()
+        assert b"ESEARCH" in caps and b"IMAP4rev2" in caps, caps  # RFC 9051 requires ESEARCH of rev2 servers
+        # RFC 5322 4.4 obsolete syntax with comments, and an encoded name: SEARCH FROM finds both.
+        a.ok("APPEND INBOX", b"From: carol (Carol) @ example (the org) . org\r\nSubject: _under\r\n\r\n1\r\n")
+        a.ok("APPEND INBOX", b"From: =?utf-8?q?J=C3=BCrgen?= <jurgen@example.org>\r\nSubject: Apple\r\n\r\n2\r\n")
+        a.ok("APPEND INBOX", b"From: dave@example.org\r\nSubject: zebra\r\n\r\n3\r\n")
+        a.ok("SELECT INBOX")
+        assert a.ok("SEARCH FROM carol@example.org") == [b"* SEARCH 1"]
+        assert a.ok("SEARCH CHARSET UTF-8 FROM", literal="Jürgen".encode()) == [b"* SEARCH 2"]
+        assert a.ok("SEARCH FROM example.org") == [b"* SEARCH 1 2 3"]
+        # RFC 5256: SUBJECT in i;ascii-casemap order, where '_' sorts after the letters' upper case.
+        assert a.ok("SORT (SUBJECT) UTF-8 ALL") == [b"* SORT 2 3 1"]
+        # RFC 2971: 30 fields with values of 1,024 octets are allowed, before login as after.
+        pairs = " ".join('"f%d" "%s"' % (n, "v" * 1024) for n in range(30))
+        assert a.ok("ID (%s)" % pairs)[0].startswith(b"* ID (")
+        untagged, tagged = a.run("ID (%s \"f30\" \"x\")" % pairs)
+        assert b" BAD " in tagged, tagged
+        raw = Raw(ports, log_in=False)
+        assert raw.ok("ID (%s)" % pairs)[0].startswith(b"* ID (")
+        assert raw.ok("ID NIL")[0].startswith(b"* ID (")
+        raw.close()
+        # LIST patterns may hold '~' (an ATOM-CHAR), which is not a literal8 here.
+        assert b"BAD" not in a.run('LIST "" ~foo')[1]
+        # A second EXPUNGE of what another session expunged reports it (RFC 9051 7.5.1).
+        b.ok("SELECT INBOX")
+        a.ok("STORE 3 +FLAGS.SILENT (\\Deleted)")
+        b.ok("NOOP")
+        a.ok("EXPUNGE")
+        told = b.ok("EXPUNGE")
+        assert told == [b"* 3 EXPUNGE"], told
+        a.close()
+        b.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
         test_a_message_another_session_expunged_is_never_made_up,
         test_recent_is_told_to_one_session,
         test_condstore_enabling_commands_and_move_into_the_selected_mailbox,
+        test_search_sort_id_expunge_and_capabilities,
     ])

@@ -456,6 +456,7 @@ void Session::expunge(Cursor& c, bool uid) {
   }
   const auto gone = service().mailboxes().expunge(handle_, mailbox_, only);
   forget(gone);
+  sync();  // and what other sessions expunged meanwhile, which this one was not yet told
   tagged("OK EXPUNGE completed");
 }
 

@@ -1,6 +1,7 @@
 // IMAP SEARCH (RFC 9051 6.4.4), SORT and THREAD (RFC 5256): the criteria parsed by
 // imap_search.cpp, evaluated here against the selected mailbox.
 #include "workers/mail/imap_server.h"
+#include "workers/mail/mime_summary.h"
 
 namespace coop::mail::imap_server {
 
@@ -104,8 +105,14 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
     case Kind::header:
       // The header sections are kept apart in the index for these.
       search_needs_row_ = search_needs_header_ = true;
+      // FROM, TO, CC and BCC also match the addresses as parsed, so "carol@example.org" finds
+      // "carol (Carol) @ example.org" (RFC 5322 4.4 obsolete syntax) and decoded names.
       return Test([field = k.field, needle = k.text](const Probe& p) {
-        return p.row && header_contains(p.header(), field, needle);
+        if (!p.row) return false;
+        if (header_contains(p.header(), field, needle)) return true;
+        if (field != "from" && field != "to" && field != "cc" && field != "bcc") return false;
+        const auto value = header_field(std::string(p.header()), field);
+        return !value.empty() && address_search_text(value).find(needle) != std::string::npos;
       });
   }
   return std::nullopt;
@@ -303,12 +310,12 @@ void Session::sort(Cursor& c, bool uid) {
       int by = 0;
       switch (key) {
         case By::arrival: by = compare(ma.internal_date, mb.internal_date); break;
-        case By::cc: by = compare(ka.cc, kb.cc); break;
+        case By::cc: by = imap::casemap_compare(ka.cc, kb.cc); break;
         case By::date: by = compare(ka.date, kb.date); break;
-        case By::from: by = compare(ka.from, kb.from); break;
+        case By::from: by = imap::casemap_compare(ka.from, kb.from); break;
         case By::size: by = compare(ma.size, mb.size); break;
-        case By::subject: by = compare(ka.subject, kb.subject); break;
-        case By::to: by = compare(ka.to, kb.to); break;
+        case By::subject: by = imap::casemap_compare(ka.subject, kb.subject); break;
+        case By::to: by = imap::casemap_compare(ka.to, kb.to); break;
       }
       if (by != 0) return reversed ? by > 0 : by < 0;
     }

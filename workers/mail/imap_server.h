@@ -37,8 +37,10 @@ namespace coop::mail::imap_server {
 
 namespace asio = boost::asio;
 
-// Until a client has logged in it may send no more than a login needs.
-inline constexpr imap::ReaderLimits kBeforeLogin{8 << 10, 8 << 10, 16 << 10};
+// Until a client has logged in it may send no more than a login or an ID needs: RFC 2971
+// allows 30 pairs of a 30-octet field and a 1,024-octet value (about 32 KiB quoted), which
+// clients send before logging in; any one literal (a password) stays under 8 KiB.
+inline constexpr imap::ReaderLimits kBeforeLogin{40 << 10, 8 << 10, 40 << 10};
 
 // Text that goes back to a client inside a reply: control characters (a CRLF in a mailbox
 // name the client sent, say) cannot end the line early.

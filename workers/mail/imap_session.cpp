@@ -134,7 +134,7 @@ void Session::run_blocking(std::function<void()> work) {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT";
+  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT";
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -249,8 +249,26 @@ void Session::cmd_logout(Cursor&, const std::string&, bool) {
   state_ = State::logout;
 }
 
-void Session::cmd_id(Cursor&, const std::string&, bool) {
-  // RFC 2971: who we are, whatever the client says.
+void Session::cmd_id(Cursor& c, const std::string&, bool) {
+  // RFC 2971 3.3: "ID" SP ("(" *(string SP nstring) ")" / NIL), at most 30 pairs of a field
+  // up to 30 octets and a value up to 1,024. We say who we are, whatever the client is.
+  if (!c.space()) return bad("ID (field value ...) or ID NIL");
+  if (!c.take('(')) {
+    const auto nil = c.atom();
+    if (!nil || upper(*nil) != "NIL" || !c.at_end()) return bad("ID (field value ...) or ID NIL");
+  } else {
+    int pairs = 0;
+    while (!c.take(')')) {
+      if (pairs > 0 && !c.space()) return bad("ID pairs are separated by one space");
+      const auto field = c.string();
+      if (!field || !c.space()) return bad("ID field value");
+      const auto value = c.nstring();
+      if (!value) return bad("ID field value");
+      if (++pairs > 30 || field->size() > 30 || value->size() > 1024)
+        return bad("ID takes at most 30 fields of 30 octets with values of 1,024 (RFC 2971)");
+    }
+    if (!c.at_end()) return bad("ID (field value ...)");
+  }
   out_ += "* ID (\"name\" \"coop\" \"vendor\" \"coop\")\r\n";
   tagged("OK ID completed");
 }

@@ -26,6 +26,13 @@ struct Node {
 
 }  // namespace
 
+int casemap_compare(std::string_view a, std::string_view b) {
+  auto folded = [](char c) { return static_cast<unsigned char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c); };
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i)
+    if (folded(a[i]) != folded(b[i])) return folded(a[i]) < folded(b[i]) ? -1 : 1;
+  return a.size() < b.size() ? -1 : (a.size() > b.size() ? 1 : 0);
+}
+
 std::string base_subject(std::string subject, bool* reply) {
   bool marked = false;
   std::string text;
@@ -158,7 +165,7 @@ std::string thread_ordered_subject(const std::vector<SortKeys>& keys, const std:
   std::vector<std::size_t> chosen(keys.size());
   for (std::size_t i = 0; i < chosen.size(); ++i) chosen[i] = i;
   std::stable_sort(chosen.begin(), chosen.end(), [&](std::size_t a, std::size_t b) {
-    if (keys[a].subject != keys[b].subject) return keys[a].subject < keys[b].subject;
+    if (const int by = casemap_compare(keys[a].subject, keys[b].subject)) return by < 0;
     if (keys[a].date != keys[b].date) return keys[a].date < keys[b].date;
     return a < b;
   });
@@ -224,15 +231,18 @@ std::string thread_references(const std::vector<SortKeys>& keys, const std::func
       Node* child = container(references[r + 1]);
       if (!child->parent && child != parent) link(parent, child);
     }
-    // Step 1B: the last reference is the message's parent.
-    if (!references.empty()) {
-      Node* parent = container(references.back());
-      if (parent != node) link(parent, node);
-    } else if (node->parent) {
-      // No references: a root, whatever earlier messages said of it.
-      auto& siblings = node->parent->children;
-      siblings.erase(std::remove(siblings.begin(), siblings.end(), node), siblings.end());
-      node->parent = nullptr;
+    // Step 1B: the last reference is the message's parent. A parent that earlier messages'
+    // references gave it goes first (a truncated References, says the RFC); the new link is
+    // made unless it would close a loop (a message referring to itself, or to a reply of its
+    // own), and then the message is a root. No references: a root too.
+    Node* parent = references.empty() ? nullptr : container(references.back());
+    if (node->parent != parent) {
+      if (node->parent) {
+        auto& siblings = node->parent->children;
+        siblings.erase(std::remove(siblings.begin(), siblings.end(), node), siblings.end());
+        node->parent = nullptr;
+      }
+      if (parent && parent != node) link(parent, node);
     }
   }
   std::vector<Node*> roots;

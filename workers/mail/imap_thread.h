@@ -6,6 +6,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace coop::mail::imap {
@@ -20,6 +21,11 @@ struct SortKeys {
   std::vector<std::string> references;
 };
 
+
+// RFC 4790 9.2 i;ascii-casemap, the order of SORT's text keys (RFC 5256 3): a-z read as
+// A-Z, then octet by octet. Lower-cased keys compare as the originals would ('_' before 'a'
+// but after 'A'). Negative, zero or positive, as strcmp.
+int casemap_compare(std::string_view a, std::string_view b);
 
 // RFC 5256 2.1: the base subject, without Re:/Fwd:/[blob] prefixes, (fwd) trailers and
 // [Fwd: ...] wrappers, lower-cased; `reply` tells whether a reply or forward marker went.

@@ -465,6 +465,38 @@ class StructureWalker {
 
 }  // namespace
 
+namespace {
+
+void append_search_text(InternetAddressList* list, std::string& out, int depth) {
+  if (!list || depth > 4) return;
+  const int count = internet_address_list_length(list);
+  for (int i = 0; i < count; ++i) {
+    InternetAddress* address = internet_address_list_get_address(list, i);
+    const char* name = internet_address_get_name(address);
+    if (!out.empty()) out += ", ";
+    if (INTERNET_ADDRESS_IS_GROUP(address)) {
+      out += std::string(name ? name : "") + ": ";
+      append_search_text(internet_address_group_get_members(INTERNET_ADDRESS_GROUP(address)), out, depth + 1);
+      out += ";";
+    } else if (INTERNET_ADDRESS_IS_MAILBOX(address)) {
+      const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(address));
+      if (name && *name) out += std::string(name) + " ";
+      out += "<" + std::string(addr ? addr : "") + ">";
+    }
+  }
+}
+
+}  // namespace
+
+std::string address_search_text(std::string_view value) {
+  ensure_gmime_initialized();
+  const std::string text(value);
+  GRef<InternetAddressList> list(internet_address_list_parse(nullptr, text.c_str()));
+  std::string out;
+  append_search_text(list.get(), out, 0);
+  return lowercase(valid_utf8(out));
+}
+
 MimeSummary summarize_message(std::string_view bytes) {
   ensure_gmime_initialized();
   MimeSummary summary;

@@ -35,4 +35,9 @@ struct MimeSummary {
 // UTF-8, so envelope.dump() and body_structure.dump() cannot throw.
 MimeSummary summarize_message(std::string_view bytes);
 
+// An address header field's value (From, To, Cc, Bcc) as SEARCH reads it: each mailbox as
+// "name <local@domain>", groups as "name: ...;", names decoded (RFC 2047), comments, routes
+// and the spaces of RFC 5322 4.4 obsolete syntax gone; ASCII lower-cased.
+std::string address_search_text(std::string_view value);
+
 }  // namespace coop::mail

@@ -59,3 +59,24 @@ TEST_CASE("imap thread: ORDEREDSUBJECT and REFERENCES", "[imap]") {
   const std::vector<SortKeys> no_ids = {message("x", 2), message("y", 1, "same"), message("z", 3, "same")};
   CHECK(thread_references(no_ids, number) == "(2)(1)(3)");
 }
+
+TEST_CASE("imap thread: references that loop never make a loop, and the last reference wins", "[imap]") {
+  // a says its parent is b, b says its parent is a: the second link would close a loop.
+  const std::vector<SortKeys> mutual = {message("x", 1, "a", {"b"}), message("x", 2, "b", {"a"})};
+  CHECK(thread_references(mutual, number) == "(2 1)");
+  // A message whose References name itself, or name it again after others, is no child of itself.
+  const std::vector<SortKeys> self = {message("y", 1, "s", {"s"}), message("y", 2, "t", {"s", "t", "s"})};
+  CHECK(thread_references(self, number) == "(1 2)");
+  // Step 1B: a parent an earlier message's References gave is replaced by the message's own last reference.
+  const std::vector<SortKeys> moved = {message("z", 1, "p"), message("z", 2, "q"), message("z", 3, "r", {"p", "c"}),
+                                       message("z", 4, "c", {"q"})};
+  CHECK(thread_references(moved, number) == "((1)(2 4 3))");  // one subject: step 5 gathers the two roots
+}
+
+TEST_CASE("imap sort: text keys in i;ascii-casemap order (RFC 4790 9.2)", "[imap]") {
+  CHECK(casemap_compare("abc", "ABC") == 0);
+  CHECK(casemap_compare("a_", "ab") > 0);  // '_' (0x5F) after 'B' (0x42), though before 'b'
+  CHECK(casemap_compare("_x", "ax") > 0);
+  CHECK(casemap_compare("ab", "abc") < 0);
+  CHECK(casemap_compare("\xc3\xa9", "z") > 0);  // other octets as they are
+}
