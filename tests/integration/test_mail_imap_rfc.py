@@ -217,6 +217,50 @@ def test_search_sort_id_expunge_and_capabilities():
         shard.coop("down")
 
 
+def test_list_extended_and_lsub():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        for name in ("Foo", "Foo/Bar", "Baz", "Baz/Qux", "Gone"):
+            a.ok("CREATE %s" % name)
+        a.ok("UNSUBSCRIBE Foo")
+        a.ok("UNSUBSCRIBE Baz/Qux")
+        a.ok("DELETE Gone")  # its name stays subscribed (RFC 9051 6.3.7)
+
+        def names(lines):
+            return {re.search(rb'"/" ("[^"]*")', l).group(1): l for l in lines}
+
+        # RFC 5258 3: RECURSIVEMATCH alone is BAD.
+        assert b" BAD " in a.run('LIST (RECURSIVEMATCH) "" "*"')[1]
+        assert b" BAD " in a.run('LIST (RECURSIVEMATCH REMOTE) "" "*"')[1]
+        # SUBSCRIBED selects subscribed names, whether they exist or not.
+        listed = names(a.ok('LIST (SUBSCRIBED) "" "*"'))
+        assert b'"Foo"' not in listed and b'"Foo/Bar"' in listed and b'"Baz/Qux"' not in listed, listed
+        assert listed[b'"Gone"'] == b'* LIST (\\NonExistent \\Subscribed) "/" "Gone"', listed
+        assert b"\\Subscribed" in listed[b'"Baz"'] and b"CHILDINFO" not in listed[b'"Baz"']
+        # RECURSIVEMATCH: a parent that matches the pattern but not the selection is listed
+        # when a descendant is selected, with CHILDINFO.
+        listed = names(a.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"'))
+        assert listed[b'"Foo"'] == b'* LIST (\\HasChildren) "/" "Foo" ("CHILDINFO" ("SUBSCRIBED"))', listed
+        assert b'"Baz"' in listed and b"CHILDINFO" not in listed[b'"Baz"'], listed  # its child is not subscribed
+        assert b'"Foo/Bar"' not in listed
+        # Plain LIST with RETURN (SUBSCRIBED): existing mailboxes only.
+        listed = names(a.ok('LIST "" "*" RETURN (SUBSCRIBED)'))
+        assert b'"Gone"' not in listed and b"\\Subscribed" in listed[b'"Foo/Bar"'] and b"\\Subscribed" not in listed[b'"Foo"']
+        # LSUB with %: the unsubscribed parent of a subscribed child is \Noselect, and goes
+        # when the child is unsubscribed.
+        listed = names(a.ok('LSUB "" "%"'))
+        assert listed[b'"Foo"'] == b'* LSUB (\\Noselect) "/" "Foo"', listed
+        assert b'"Foo/Bar"' not in listed and b'"Gone"' in listed
+        a.ok("UNSUBSCRIBE Foo/Bar")
+        assert b'"Foo"' not in names(a.ok('LSUB "" "%"'))
+        a.ok("UNSUBSCRIBE Gone")  # a name without a mailbox can be unsubscribed
+        assert b" NO " in a.run("UNSUBSCRIBE Gone")[1]
+        assert b'"Gone"' not in names(a.ok('LSUB "" "*"'))
+        a.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -224,4 +268,5 @@ if __name__ == "__main__":
         test_recent_is_told_to_one_session,
         test_condstore_enabling_commands_and_move_into_the_selected_mailbox,
         test_search_sort_id_expunge_and_capabilities,
+        test_list_extended_and_lsub,
     ])

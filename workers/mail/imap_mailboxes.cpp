@@ -51,7 +51,8 @@ std::string Session::status_line(const MailboxInfo& box, const std::vector<std::
 void Session::list(Cursor& c, bool lsub) {
   const std::string word = lsub ? "LSUB" : "LIST";
   if (!c.space()) return bad(word + " reference pattern");
-  bool only_subscribed = false, only_special = false, return_subscribed = false;
+  // RFC 5258 LIST-EXTENDED: selection options before the reference, return options after.
+  bool only_subscribed = false, only_special = false, recursive = false, return_subscribed = false;
   std::optional<std::vector<std::string>> return_status;
   if (!lsub && c.take('(')) {
     while (!c.take(')')) {
@@ -60,9 +61,12 @@ void Session::list(Cursor& c, bool lsub) {
       if (!option) return bad("LIST selection options");
       const std::string o = upper(*option);
       if (o == "SUBSCRIBED") only_subscribed = return_subscribed = true;
-      else if (o == "SPECIAL-USE") only_special = true;
-      else if (o != "REMOTE" && o != "RECURSIVEMATCH") return bad("unknown LIST selection option " + o);
+      else if (o == "SPECIAL-USE") only_special = true;  // RFC 6154 5.1
+      else if (o == "RECURSIVEMATCH") recursive = true;
+      else if (o != "REMOTE") return bad("unknown LIST selection option " + o);
     }
+    // RFC 5258 3: RECURSIVEMATCH alone (or with REMOTE only) is BAD.
+    if (recursive && !only_subscribed && !only_special) return bad("RECURSIVEMATCH needs SUBSCRIBED or SPECIAL-USE");
     if (!c.space()) return bad("LIST reference");
   }
   std::optional<std::string> reference;
@@ -103,39 +107,91 @@ void Session::list(Cursor& c, bool lsub) {
     out_ += "* " + word + " (\\Noselect) \"/\" \"\"\r\n";
     return tagged("OK " + word + " completed");
   }
-  auto boxes = service().mailboxes().mailboxes(handle_);
-  std::set<std::string> names;
-  for (const auto& b : boxes) names.insert(b.name);
-  // RFC 9051 6.3.9: a parent that does not exist but has children is listed all the same,
-  // \NonExistent (\Noselect to IMAP4rev1 clients), so clients can show the hierarchy.
-  std::set<std::string> implied;
-  for (const auto& name : names)
-    for (auto slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1))
-      if (!names.count(name.substr(0, slash))) implied.insert(name.substr(0, slash));
-  const bool list_implied = !lsub && !only_subscribed && !only_special;
-  for (const auto& name : implied) {
-    MailboxInfo placeholder;
-    placeholder.name = name;
-    placeholder.subscribed = false;
-    boxes.push_back(placeholder);
-  }
-  for (const auto& b : boxes) {
-    const bool exists = !implied.count(b.name);
-    if (!exists && !list_implied) continue;
-    bool matches = false;
+  auto matches = [&](const std::string& name) {
     for (const auto& pattern : patterns) {
       const std::string full = *reference + pattern;
-      matches = matches || wildcard_match(full, b.name) || (b.name == "INBOX" && wildcard_match(upper(full), "INBOX"));
+      if (wildcard_match(full, name) || (name == "INBOX" && wildcard_match(upper(full), "INBOX"))) return true;
     }
-    if (!matches || ((lsub || only_subscribed) && !b.subscribed) || (only_special && b.special_use.empty())) continue;
-    bool children = false;
-    for (const auto& n : names) children = children || n.rfind(b.name + "/", 0) == 0;
-    std::string attributes = children ? "\\HasChildren" : "\\HasNoChildren";
-    if (!exists) attributes = std::string(rev2_ ? "\\NonExistent" : "\\Noselect") + " \\HasChildren";
-    if (!b.special_use.empty()) attributes += " " + b.special_use;
-    if (return_subscribed && b.subscribed) attributes += " \\Subscribed";
-    out_ += "* " + word + " (" + attributes + ") \"/\" " + mailbox_text(b.name) + "\r\n";
-    if (return_status && exists) out_ += status_line(b, *return_status);
+    return false;
+  };
+  auto ancestors = [](const std::string& name) {
+    std::vector<std::string> out;
+    for (auto slash = name.find('/'); slash != std::string::npos; slash = name.find('/', slash + 1)) out.push_back(name.substr(0, slash));
+    return out;
+  };
+  const auto boxes = service().mailboxes().mailboxes(handle_);
+  const auto subscribed_names = service().mailboxes().subscriptions(handle_);
+  const std::set<std::string> subscribed(subscribed_names.begin(), subscribed_names.end());
+  std::map<std::string, const MailboxInfo*> existing;
+  for (const auto& b : boxes) existing.emplace(b.name, &b);
+  auto has_children = [&](const std::string& name) {
+    const auto at = existing.lower_bound(name + "/");  // names below sort together from here
+    return at != existing.end() && at->first.rfind(name + "/", 0) == 0;
+  };
+  // What the selection options select: subscribed names (existing or not), special-use
+  // mailboxes, or (no option) every mailbox and the parents that mailboxes imply.
+  auto selected = [&](const std::string& name) {
+    const auto box = existing.find(name);
+    if (only_special && (box == existing.end() || box->second->special_use.empty())) return false;
+    if ((only_subscribed || lsub) && !subscribed.count(name)) return false;
+    return true;
+  };
+  std::vector<std::string> order;  // existing mailboxes first, as created; then other names
+  std::set<std::string> seen;
+  auto consider = [&](const std::string& name) {
+    if (seen.insert(name).second) order.push_back(name);
+  };
+  for (const auto& b : boxes) consider(b.name);
+  std::vector<std::string> others;
+  for (const auto& b : boxes)
+    for (const auto& a : ancestors(b.name)) others.push_back(a);
+  for (const auto& s : subscribed_names) {
+    others.push_back(s);
+    for (const auto& a : ancestors(s)) others.push_back(a);
+  }
+  std::sort(others.begin(), others.end());
+  for (const auto& name : others) consider(name);
+  const bool extended_selection = only_subscribed || only_special;
+  for (const auto& name : order) {
+    if (!matches(name)) continue;
+    const auto box = existing.find(name);
+    const bool exists = box != existing.end();
+    const bool children = has_children(name);
+    // Descendants that the selection selects, for RECURSIVEMATCH's CHILDINFO (RFC 5258 3.5)
+    // and LSUB's \Noselect parents of subscribed children (RFC 3501 6.3.9).
+    bool selected_below = false;
+    if (recursive || lsub)
+      for (auto it = seen.lower_bound(name + "/"); it != seen.end() && it->rfind(name + "/", 0) == 0 && !selected_below; ++it)
+        selected_below = selected(*it);
+    std::string attributes;
+    auto add = [&attributes](const std::string& a) { attributes += (attributes.empty() ? "" : " ") + a; };
+    std::string extra;
+    if (lsub) {
+      if (selected(name)) {
+        if (exists) add(children ? "\\HasChildren" : "\\HasNoChildren");
+      } else if (selected_below && patterns.front().find('%') != std::string::npos) {
+        add("\\Noselect");  // not subscribed itself: a subscribed child lies below
+      } else {
+        continue;
+      }
+    } else if (extended_selection) {
+      const bool chosen = selected(name);
+      if (!chosen && !(recursive && selected_below)) continue;
+      if (!exists) add("\\NonExistent");
+      if (children || exists) add(children ? "\\HasChildren" : "\\HasNoChildren");
+      if (recursive && selected_below) extra = std::string(" (\"CHILDINFO\" (") + (only_subscribed ? "\"SUBSCRIBED\"" : "") +
+                                               (only_subscribed && only_special ? " " : "") + (only_special ? "\"SPECIAL-USE\"" : "") + "))";
+    } else {
+      // Plain LIST: existing mailboxes, and the parents they imply (RFC 9051 6.3.9:
+      // \NonExistent, which IMAP4rev1 clients know as \Noselect).
+      if (!exists && !children) continue;
+      if (!exists) add(rev2_ ? "\\NonExistent" : "\\Noselect");
+      add(children ? "\\HasChildren" : "\\HasNoChildren");
+    }
+    if (exists && !box->second->special_use.empty()) add(box->second->special_use);
+    if (return_subscribed && subscribed.count(name)) add("\\Subscribed");
+    out_ += "* " + word + " (" + attributes + ") \"/\" " + mailbox_text(name) + extra + "\r\n";
+    if (return_status && exists) out_ += status_line(*box->second, *return_status);
   }
   tagged("OK " + word + " completed");
 }

@@ -118,6 +118,13 @@ constexpr sqlite::Migration kMigrations[] = {
       ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 0;
       UPDATE mailboxes SET recent_uid = uidnext - 1;
     )sql"},
+    // RFC 9051 6.3.7: subscriptions are names, not mailboxes; deleting a mailbox leaves its
+    // name subscribed (LIST (SUBSCRIBED) then says \NonExistent), as RFC 5258 expects.
+    {6, R"sql(
+      CREATE TABLE subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
+      INSERT INTO subscriptions (name) SELECT name FROM mailboxes WHERE subscribed = 1;
+      ALTER TABLE mailboxes DROP COLUMN subscribed;
+    )sql"},
 };
 
 bool valid_handle_path(const std::string& handle) {
@@ -218,6 +225,9 @@ struct MailboxStore::Index {
     return cache;
   }
 
+  // A mailbox is subscribed when it is made (clients show subscribed mailboxes only).
+  void subscribe(const std::string& name) { db->prepare("INSERT OR IGNORE INTO subscriptions (name) VALUES (?1)").bind(1, name).run(); }
+
   int64_t mailbox_id(const std::string& name) {
     auto& stmt = db->prepare("SELECT id FROM mailboxes WHERE name = ?1");
     stmt.bind(1, name);
@@ -262,6 +272,7 @@ MailboxStore::Index& MailboxStore::index(const std::string& handle) {
           .bind(2, use)
           .bind(3, index->next_uidvalidity())
           .run();
+      index->subscribe(name);
     }
     tx.commit();
     slot = std::move(index);
@@ -347,6 +358,7 @@ void MailboxStore::ensure_mailbox(const std::string& handle, const std::string& 
       .bind(1, mailbox)
       .bind(2, ix.next_uidvalidity())
       .run();
+  ix.subscribe(mailbox);
   tx.commit();
 }
 
@@ -378,7 +390,8 @@ std::vector<MailboxInfo> MailboxStore::mailboxes(const std::string& handle) {
   std::lock_guard lock(ix.mutex);
   auto& stmt = ix.db->prepare(
       "SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highest_modseq, count(m.uid), "
-      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0), b.subscribed, coalesce(sum(m.uid > b.recent_uid), 0) "
+      "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0), EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = b.name), "
+      "coalesce(sum(m.uid > b.recent_uid), 0) "
       "FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id ORDER BY b.id");
   std::vector<MailboxInfo> out;
   while (stmt.step())
@@ -455,11 +468,12 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
     // RFC 9051 6.3.6: renaming INBOX moves its messages to a new mailbox and leaves INBOX
     // empty; the mailboxes below INBOX stay. The messages keep their UIDs in the new
     // mailbox (a new UIDVALIDITY); INBOX's clients see them expunged.
-    db.prepare("INSERT INTO mailboxes (name, uidvalidity, uidnext, highest_modseq) "
-               "SELECT ?2, ?3, uidnext, highest_modseq FROM mailboxes WHERE id = ?1")
+    db.prepare("INSERT INTO mailboxes (name, uidvalidity, uidnext, highest_modseq, recent_uid) "
+               "SELECT ?2, ?3, uidnext, highest_modseq, recent_uid FROM mailboxes WHERE id = ?1")
         .bind(1, id).bind(2, to).bind(3, ix.next_uidvalidity())
         .run();
     const auto moved_to = db.last_insert_rowid();
+    ix.subscribe(to);
     db.prepare("UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?1").bind(1, id).run();
     auto& now = db.prepare("SELECT highest_modseq FROM mailboxes WHERE id = ?1");
     now.bind(1, id);
@@ -482,14 +496,38 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
   db.prepare("UPDATE mailboxes SET name = ?2 || substr(name, length(?1) + 1) WHERE name = ?1 OR instr(name, ?1 || '/') = 1")
       .bind(1, from).bind(2, to)
       .run();
+  // Their subscriptions go with them.
+  db.prepare("UPDATE OR REPLACE subscriptions SET name = ?2 || substr(name, length(?1) + 1) WHERE name = ?1 OR instr(name, ?1 || '/') = 1")
+      .bind(1, from).bind(2, to)
+      .run();
   tx.commit();
 }
 
 void MailboxStore::set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  ix.mailbox_id(mailbox);
-  ix.db->prepare("UPDATE mailboxes SET subscribed = ?2 WHERE name = ?1").bind(1, mailbox).bind(2, subscribed ? 1 : 0).run();
+  if (subscribed) {
+    ix.mailbox_id(mailbox);  // RFC 9051 6.3.7 lets a server refuse a name with no mailbox: we do
+    ix.subscribe(mailbox);
+    return;
+  }
+  // A name whose mailbox went can still be unsubscribed.
+  auto& had = ix.db->prepare("SELECT 1 FROM subscriptions WHERE name = ?1");
+  had.bind(1, mailbox);
+  const bool was = had.step();
+  had.reset();
+  if (!was) ix.mailbox_id(mailbox);  // NONEXISTENT when it is neither
+  ix.db->prepare("DELETE FROM subscriptions WHERE name = ?1").bind(1, mailbox).run();
+}
+
+std::vector<std::string> MailboxStore::subscriptions(const std::string& handle) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare("SELECT name FROM subscriptions ORDER BY name");
+  std::vector<std::string> out;
+  while (stmt.step()) out.push_back(stmt.column_text(0));
+  stmt.reset();
+  return out;
 }
 
 int64_t MailboxStore::claim_recent(const std::string& handle, const std::string& mailbox, int64_t up_to_uid) {

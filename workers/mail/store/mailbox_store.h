@@ -117,6 +117,8 @@ class MailboxStore {
   void rename_mailbox(const std::string& handle, const std::string& from, const std::string& to);
   // RFC 9051 6.3.7-6.3.8 SUBSCRIBE/UNSUBSCRIBE.
   void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
+  // Every subscribed name, whether or not its mailbox exists still.
+  std::vector<std::string> subscriptions(const std::string& handle);
   // RFC 3501 2.3.2: a message is \Recent to the first session that sees it. A session that
   // now knows the mailbox up to `up_to_uid` claims the UIDs above the returned value.
   int64_t claim_recent(const std::string& handle, const std::string& mailbox, int64_t up_to_uid);
