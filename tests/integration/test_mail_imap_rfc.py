@@ -261,6 +261,32 @@ def test_list_extended_and_lsub():
         shard.coop("down")
 
 
+def test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it_goes():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a, b = Raw(ports), Raw(ports)
+        a.ok("CREATE Work")
+        a.ok("APPEND Work", b"Subject: the original\r\n\r\nmine\r\n")
+        a.ok("SELECT Work")
+        # Another session renames it and makes a new Work whose first message has UID 1 too.
+        b.ok("RENAME Work Old")
+        b.ok("CREATE Work")
+        b.ok("APPEND Work", b"Subject: an impostor\r\n\r\nnot yours\r\n")
+        fetched = a.ok("FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"the original" in fetched[0] and b"impostor" not in fetched[0], fetched
+        a.ok("NOOP")
+        # It follows the rename: DELETE of its new name is refused as in use.
+        assert b"[INUSE]" in a.run("DELETE Old")[1]
+        # When the mailbox goes, the session is told BYE and ends.
+        b.ok("DELETE Old")
+        a.sock.sendall(b"z NOOP\r\n")
+        rest = a.reader.read()
+        assert b"* BYE the selected mailbox was deleted" in rest, rest
+        a.close()
+        b.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -269,4 +295,5 @@ if __name__ == "__main__":
         test_condstore_enabling_commands_and_move_into_the_selected_mailbox,
         test_search_sort_id_expunge_and_capabilities,
         test_list_extended_and_lsub,
+        test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it_goes,
     ])

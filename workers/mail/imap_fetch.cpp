@@ -205,15 +205,42 @@ const json* parent_of(const json& node, const json* child) {
   return nullptr;
 }
 
-// RFC 9051 6.4.5 MIME: the header of a part whose content starts at `content`, from the line
-// after the "--boundary" delimiter before it up to and with the empty line.
-std::optional<std::string_view> mime_header(std::string_view message, std::size_t content, const std::string& boundary) {
-  if (boundary.empty() || content > message.size()) return std::nullopt;
-  const auto delimiter = message.rfind("--" + boundary, content);
+// The attached message (message/rfc822 node) whose "body" is `child`, or null.
+const json* enclosing_message(const json& node, const json* child) {
+  if (!node.is_object()) return nullptr;
+  if (node.contains("body") && node["body"].is_object()) {
+    if (&node["body"] == child) return &node;
+    if (const auto* found = enclosing_message(node["body"], child)) return found;
+  }
+  if (node.contains("parts") && node["parts"].is_array())
+    for (const auto& part : node["parts"])
+      if (const auto* found = enclosing_message(part, child)) return found;
+  return nullptr;
+}
+
+// Where a part's content, or the content of its first leaf, starts: a multipart node has no
+// offset of its own.
+std::optional<int64_t> first_offset(const json& node) {
+  if (!node.is_object()) return std::nullopt;
+  if (node.contains("offset") && node["offset"].is_number_integer()) return node["offset"].get<int64_t>();
+  if (node.contains("parts") && node["parts"].is_array())
+    for (const auto& part : node["parts"])
+      if (auto offset = first_offset(part)) return offset;
+  if (node.contains("body")) return first_offset(node["body"]);
+  return std::nullopt;
+}
+
+// RFC 9051 6.4.5 MIME: the header of a part with something of it at `inside` (its content, or
+// a descendant's), from the line after the enclosing "--boundary" delimiter before it up to
+// and with the empty line. The boundary cannot occur inside the part (RFC 2046 5.1.1).
+std::optional<std::string_view> mime_header(std::string_view message, std::size_t inside, const std::string& boundary) {
+  if (boundary.empty() || inside > message.size()) return std::nullopt;
+  const auto delimiter = message.rfind("--" + boundary, inside);
   if (delimiter == std::string_view::npos) return std::nullopt;
   const auto line_end = message.find('\n', delimiter);
-  if (line_end == std::string_view::npos || line_end >= content) return std::nullopt;
-  return message.substr(line_end + 1, content - line_end - 1);
+  if (line_end == std::string_view::npos || line_end >= inside) return std::nullopt;
+  const auto rest = message.substr(line_end + 1, inside - line_end - 1);
+  return rest.substr(0, header_end(rest));
 }
 
 std::string nstring(const json& value) {
@@ -469,12 +496,18 @@ std::optional<std::string> message_section(std::string_view message, const Fetch
       if (suffix == "MIME") {
         if (node == &structure) {
           out = std::string(target.substr(0, header_end(target)));
+        } else if (const json* message = enclosing_message(structure, node)) {
+          // The one body of an attached message: its MIME header is the message's header.
+          const auto offset = message->value("offset", int64_t{-1});
+          if (offset < 0 || static_cast<uint64_t>(offset) > target.size()) return std::nullopt;
+          const auto inner = target.substr(static_cast<std::size_t>(offset));
+          out = std::string(inner.substr(0, header_end(inner)));
         } else {
           const json* parent = parent_of(structure, node);
           const auto& params = parent ? parent->value("params", json::object()) : json::object();
           const auto boundary = params.is_object() && params.value("boundary", json()).is_string() ? params["boundary"].get<std::string>() : "";
-          const auto content = node->value("offset", int64_t{-1});
-          const auto header = content >= 0 ? mime_header(target, static_cast<std::size_t>(content), boundary) : std::nullopt;
+          const auto inside = first_offset(*node);
+          const auto header = inside && *inside >= 0 ? mime_header(target, static_cast<std::size_t>(*inside), boundary) : std::nullopt;
           if (!header) return std::nullopt;
           out = std::string(*header);
         }

@@ -255,7 +255,7 @@ void Session::select(Cursor& c, bool examine) {
   int64_t uidvalidity = 0;
   keywords_.clear();
   announced_.clear();
-  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+  service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
     messages_.reserve(cache.messages.size());
     for (const auto& m : cache.messages) {
       messages_.push_back(session_row(m));
@@ -284,7 +284,7 @@ void Session::select(Cursor& c, bool examine) {
   if (rev2_) out_ += "* LIST () \"/\" " + mailbox_text(mailbox_) + "\r\n";
   // RFC 7162 3.2.5.2: what went and what changed since the client's last look.
   if (resync && std::get<0>(*resync) == uidvalidity) {
-    auto vanished = service().mailboxes().expunged_since(handle_, mailbox_, std::get<1>(*resync));
+    auto vanished = service().mailboxes().expunged_since(handle_, held_->key, std::get<1>(*resync));
     if (!std::get<2>(*resync).empty()) {
       const auto known = imap::parse_sequence_set(std::get<2>(*resync), static_cast<uint32_t>(std::max<int64_t>(state_uidnext_, 1)));
       if (known)

@@ -79,7 +79,7 @@ void Session::sync() {
   std::vector<Message> now;  // this session's list with the store's flags, gone ones left out
   std::vector<std::pair<int64_t, std::string>> keywords;  // of messages whose keywords changed
   bool changed = false;
-  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+  const bool there = service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
     if (cache.uidnext == state_uidnext_ && cache.highest_modseq == state_modseq_) return;
     changed = true;
     state_uidnext_ = cache.uidnext;
@@ -102,6 +102,14 @@ void Session::sync() {
         if (!m.keywords.empty()) keywords.emplace_back(m.uid, m.keywords);
       }
   });
+  if (!there) {
+    // Another session deleted the selected mailbox: nothing this one could say of it is
+    // true any more (as Dovecot, BYE; flush() sends it and ends the session).
+    revoked_ = "the selected mailbox was deleted";
+    return;
+  }
+  // Another session may have renamed it: the session follows it (it reads it by key).
+  if (auto name = service().mailboxes().name_of(handle_, held_->key)) mailbox_ = std::move(*name);
   if (!changed) return;
   forget(gone);  // EXPUNGE (or VANISHED) first, with the sequence numbers the client knows
   std::set<int64_t> rekeyed;
@@ -130,7 +138,7 @@ void Session::claim_recent(int64_t after) {
   if (messages_.empty() || messages_.back().uid <= after) return;
   const int64_t last = messages_.back().uid;
   // EXAMINE asks without claiming: up_to 0 moves nothing.
-  const int64_t first = service().mailboxes().claim_recent(handle_, mailbox_, read_only_ ? 0 : last);
+  const int64_t first = service().mailboxes().claim_recent(handle_, held_->key, read_only_ ? 0 : last);
   for (auto it = messages_.rbegin(); it != messages_.rend() && it->uid > std::max(after, first); ++it) recent_.insert(it->uid);
 }
 
@@ -171,7 +179,7 @@ void Session::fetch(Cursor& c, bool uid) {
   if (!chosen) return bad("not a sequence set");
   if (vanished) {
     const auto range = imap::parse_sequence_set(*set_text, static_cast<uint32_t>(state_uidnext_ > 0 ? state_uidnext_ : 1));
-    auto gone = service().mailboxes().expunged_since(handle_, mailbox_, *changed_since);
+    auto gone = service().mailboxes().expunged_since(handle_, held_->key, *changed_since);
     gone.erase(std::remove_if(gone.begin(), gone.end(), [&](int64_t u) { return !range || !range->contains(static_cast<uint32_t>(u)); }),
                gone.end());
     if (!gone.empty()) out_ += "* VANISHED (EARLIER) " + uid_set(gone) + "\r\n";
@@ -205,7 +213,7 @@ void Session::fetch(Cursor& c, bool uid) {
     for (auto i : *chosen)
       if (!(messages_[i].flags & kSeen)) uids.push_back(messages_[i].uid);
     if (!uids.empty()) {
-      for (const auto& m : service().mailboxes().change_flags(handle_, mailbox_, uids, MailboxStore::FlagChange::add, kSeen))
+      for (const auto& m : service().mailboxes().change_flags(handle_, held_->key, uids, MailboxStore::FlagChange::add, kSeen))
         for (auto& mine : messages_)
           if (mine.uid == m.uid) {
             mine.flags = m.meta.flags;
@@ -237,12 +245,12 @@ void Session::prepare_fetch(FetchJob& job) {
   job.envelopes.clear();
   // Always asked, as it tells which messages still exist (another session may have expunged
   // some that this one has not yet been told of).
-  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+  service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
     for (const auto uid : uids)
       if (const auto* row = cache.find(uid)) job.blobs.emplace(uid, row->blob);
   });
   if (job.needs_envelope)
-    for (auto& e : service().mailboxes().envelopes(handle_, mailbox_, uids))
+    for (auto& e : service().mailboxes().envelopes(handle_, held_->key, uids))
       job.envelopes.emplace(e.uid, e.imap.empty() ? imap::envelope_text(e.json) : std::move(e.imap));
   job.prepared = end;
 }
@@ -272,7 +280,7 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
       }
     }
     const auto read_structure = [&] {
-      if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, mailbox_, m.uid);
+      if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, held_->key, m.uid);
       return !structure_json.empty();
     };
     const bool needs_structure = std::any_of(items.begin(), items.end(), [](const imap::FetchItem& item) {
@@ -375,7 +383,7 @@ void Session::store(Cursor& c, bool uid) {
   }
   std::vector<StoredMessage> changed;
   try {
-    changed = service().mailboxes().change_flags(handle_, mailbox_, uids, change, flags, keywords);
+    changed = service().mailboxes().change_flags(handle_, held_->key, uids, change, flags, keywords);
   } catch (const Error& e) {
     if (e.status() >= 500) throw;  // SERVERBUG, from run_blocking
     return refused(e);
@@ -421,7 +429,7 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
   std::vector<int64_t> uids;
   for (auto i : *chosen) uids.push_back(messages_[i].uid);
-  const auto pairs = service().mailboxes().copy(handle_, mailbox_, *target, uids);
+  const auto pairs = service().mailboxes().copy(handle_, held_->key, *target, uids);
   std::vector<int64_t> from, to;
   for (const auto& [a, b] : pairs) {
     from.push_back(a);
@@ -436,8 +444,8 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   }
   // RFC 6851: MOVE is copy, then expunge of just those, the COPYUID untagged first.
   out_ += "* OK " + code + "moved\r\n";
-  service().mailboxes().change_flags(handle_, mailbox_, from, MailboxStore::FlagChange::add, kDeleted);
-  auto gone = service().mailboxes().expunge(handle_, mailbox_, from);
+  service().mailboxes().change_flags(handle_, held_->key, from, MailboxStore::FlagChange::add, kDeleted);
+  auto gone = service().mailboxes().expunge(handle_, held_->key, from);
   forget(gone);
   if (*target == mailbox_) sync();
   tagged("OK MOVE completed");
@@ -454,7 +462,7 @@ void Session::expunge(Cursor& c, bool uid) {
     only.emplace();
     for (auto i : *chosen) only->push_back(messages_[i].uid);
   }
-  const auto gone = service().mailboxes().expunge(handle_, mailbox_, only);
+  const auto gone = service().mailboxes().expunge(handle_, held_->key, only);
   forget(gone);
   sync();  // and what other sessions expunged meanwhile, which this one was not yet told
   tagged("OK EXPUNGE completed");

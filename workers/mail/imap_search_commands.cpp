@@ -156,7 +156,7 @@ void Session::search(Cursor& c, bool uid) {
     copies.clear();
     if (search_needs_row_) {
       copies.reserve(end - first);
-      service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
         for (std::size_t i = first; i < end; ++i)
           if (const auto* row = cache.find(messages_[i].uid)) {
             copies.push_back(*row);
@@ -164,7 +164,7 @@ void Session::search(Cursor& c, bool uid) {
           }
       });
     }
-    if (search_needs_header_) headers = service().mailboxes().headers(handle_, mailbox_, messages_[first].uid, messages_[end - 1].uid);
+    if (search_needs_header_) headers = service().mailboxes().headers(handle_, held_->key, messages_[first].uid, messages_[end - 1].uid);
     auto header = headers.cbegin();
     for (std::size_t i = first; i < end; ++i) {
       std::optional<std::string_view> kept;
@@ -207,7 +207,7 @@ void Session::search(Cursor& c, bool uid) {
 
 imap::SortKeys Session::keys_of(std::size_t i) {
   imap::SortKeys k;
-  const auto envelope = nlohmann::json::parse(service().mailboxes().summaries(handle_, mailbox_, messages_[i].uid).first, nullptr, false);
+  const auto envelope = nlohmann::json::parse(service().mailboxes().summaries(handle_, held_->key, messages_[i].uid).first, nullptr, false);
   auto first_mailbox = [&](const char* field) {
     if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array() || envelope[field].empty()) return std::string();
     const auto& a = envelope[field][0];
@@ -240,10 +240,10 @@ void Session::sort_keys(const std::vector<int64_t>& found, bool uid, std::vector
   if (chosen.empty()) return;
   // One query for the keys kept at delivery and one lock for the subjects; messages from
   // before the keys were kept parse their envelope.
-  const auto rows = service().mailboxes().sort_rows(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid);
+  const auto rows = service().mailboxes().sort_rows(handle_, held_->key, messages_[chosen.front()].uid, messages_[chosen.back()].uid);
   std::unordered_map<int64_t, std::string> subject_of;
   if (subjects)
-    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+    service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
       for (const auto i : chosen)
         if (const auto* row = cache.find(messages_[i].uid)) subject_of.emplace(row->uid, row->subject);
     });
@@ -344,7 +344,7 @@ void Session::thread(Cursor& c, bool uid) {
   // REFERENCES reads Message-ID, References and In-Reply-To: the header sections in one query.
   std::unordered_map<int64_t, std::string> headers;
   if (method == "REFERENCES" && !chosen.empty())
-    for (auto& [id, header] : service().mailboxes().headers(handle_, mailbox_, messages_[chosen.front()].uid, messages_[chosen.back()].uid))
+    for (auto& [id, header] : service().mailboxes().headers(handle_, held_->key, messages_[chosen.front()].uid, messages_[chosen.back()].uid))
       headers.emplace(id, std::move(header));
   std::vector<imap::SortKeys> listed;
   for (std::size_t n = 0; n < chosen.size(); ++n) {
@@ -369,10 +369,10 @@ void Session::thread(Cursor& c, bool uid) {
 
 std::string Session::header_of(std::size_t i) {
   const int64_t uid = messages_[i].uid;
-  auto kept = service().mailboxes().headers(handle_, mailbox_, uid, uid);
+  auto kept = service().mailboxes().headers(handle_, held_->key, uid, uid);
   if (!kept.empty()) return std::move(kept.front().second);
   std::string blob;
-  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+  service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
     if (const auto* row = cache.find(uid)) blob = row->blob;
   });
   if (blob.empty()) return {};

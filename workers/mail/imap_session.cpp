@@ -332,7 +332,7 @@ void Session::cmd_close(Cursor&, const std::string& name, bool) {
   const bool expunging = name == "CLOSE" && !read_only_;
   run_blocking([this, expunging, name] {
     // RFC 9051 6.4.1: CLOSE expunges silently; UNSELECT does not.
-    if (expunging) service().mailboxes().expunge(handle_, mailbox_, std::nullopt);
+    if (expunging) service().mailboxes().expunge(handle_, held_->key, std::nullopt);
     state_ = State::authenticated;
     unselect();
     tagged("OK " + name + " completed");

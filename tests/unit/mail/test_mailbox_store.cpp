@@ -146,6 +146,23 @@ TEST_CASE("imap fetch: MIME, HEADER and TEXT of parts", "[imap]") {
   CHECK(section("2.HEADER.FIELDS", {"SUBJECT"}) == std::optional<std::string>("Subject: inner\r\n\r\n"));
   CHECK_FALSE(section("1.HEADER"));  // a text part has no message header of its own
   CHECK_FALSE(section("3.MIME"));
+  // The one body of the attached message has the message's header as its MIME header.
+  CHECK(section("2.1.MIME") == std::optional<std::string>("From: b@example.org\r\nSubject: inner\r\n\r\n"));
+
+  // A part that is itself a multipart has a MIME header too.
+  const std::string nested =
+      "Subject: nested\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n"
+      "--o\r\nContent-Type: multipart/alternative; boundary=\"i\"\r\nContent-ID: <alt>\r\n\r\n"
+      "preamble\r\n--i\r\nContent-Type: text/plain\r\n\r\nplain\r\n--i\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--i--\r\n"
+      "--o\r\nContent-Type: text/plain\r\n\r\nlast\r\n--o--\r\n";
+  imap::FetchItem part_mime;
+  part_mime.kind = imap::FetchItem::Kind::section;
+  part_mime.spec = "1.MIME";
+  const auto nested_structure = summarize_message(nested).body_structure.dump();
+  CHECK(imap::message_section(nested, part_mime, nested_structure) ==
+        std::optional<std::string>("Content-Type: multipart/alternative; boundary=\"i\"\r\nContent-ID: <alt>\r\n\r\n"));
+  part_mime.spec = "1.2.MIME";
+  CHECK(imap::message_section(nested, part_mime, nested_structure) == std::optional<std::string>("Content-Type: text/html\r\n\r\n"));
 
   const std::string single = "Subject: plain\r\nContent-Type: text/plain\r\n\r\nbody\r\n";
   imap::FetchItem mime;

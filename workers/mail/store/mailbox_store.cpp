@@ -2,6 +2,8 @@
 #include "workers/mail/store/mailbox_store.h"
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <ctime>
 #include <utility>
 
@@ -127,6 +129,9 @@ constexpr sqlite::Migration kMigrations[] = {
     )sql"},
 };
 
+// Starts a MailboxStore::key_of key: a control character, which no mailbox name may hold.
+constexpr char kKeyMark = '\x01';
+
 bool valid_handle_path(const std::string& handle) {
   // Handles are checked by the registry; this guards the file name all the same.
   if (handle.empty() || handle.size() > 64 || handle.front() == '.') return false;
@@ -229,6 +234,17 @@ struct MailboxStore::Index {
   void subscribe(const std::string& name) { db->prepare("INSERT OR IGNORE INTO subscriptions (name) VALUES (?1)").bind(1, name).run(); }
 
   int64_t mailbox_id(const std::string& name) {
+    if (!name.empty() && name.front() == kKeyMark) {  // MailboxStore::key_of
+      int64_t id = 0, uidvalidity = 0;
+      if (std::sscanf(name.c_str() + 1, "%" SCNd64 ":%" SCNd64, &id, &uidvalidity) != 2)
+        throw Error(errc::kNoSuchMailbox, "not a mailbox key", 404);
+      auto& stmt = db->prepare("SELECT 1 FROM mailboxes WHERE id = ?1 AND uidvalidity = ?2");
+      stmt.bind(1, id).bind(2, uidvalidity);
+      const bool there = stmt.step();
+      stmt.reset();
+      if (!there) throw Error(errc::kNoSuchMailbox, "the mailbox was deleted", 404);
+      return id;
+    }
     auto& stmt = db->prepare("SELECT id FROM mailboxes WHERE name = ?1");
     stmt.bind(1, name);
     if (!stmt.step()) throw Error(errc::kNoSuchMailbox, "no mailbox '" + name + "'", 404);
@@ -530,6 +546,27 @@ std::vector<std::string> MailboxStore::subscriptions(const std::string& handle) 
   return out;
 }
 
+std::string MailboxStore::key_of(int64_t mailbox_id, int64_t uidvalidity) {
+  return std::string(1, kKeyMark) + std::to_string(mailbox_id) + ":" + std::to_string(uidvalidity);
+}
+
+std::optional<std::string> MailboxStore::name_of(const std::string& handle, const std::string& mailbox) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  int64_t id = 0;
+  try {
+    id = ix.mailbox_id(mailbox);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+  auto& stmt = ix.db->prepare("SELECT name FROM mailboxes WHERE id = ?1");
+  stmt.bind(1, id);
+  std::optional<std::string> name;
+  if (stmt.step()) name = stmt.column_text(0);
+  stmt.reset();
+  return name;
+}
+
 int64_t MailboxStore::claim_recent(const std::string& handle, const std::string& mailbox, int64_t up_to_uid) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
@@ -573,7 +610,7 @@ std::optional<MailboxStore::Hold> MailboxStore::hold(const std::string& handle, 
     }
   }
   ++held.holders;
-  Hold out{id, 0};
+  Hold out{id, 0, key_of(id, held.cache.uidvalidity)};
   if (changed) {
     out.watcher = ix.next_watcher++;
     held.watchers.emplace(out.watcher, std::move(changed));

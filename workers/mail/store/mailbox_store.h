@@ -129,7 +129,15 @@ class MailboxStore {
   struct Hold {
     int64_t mailbox_id = 0;
     uint64_t watcher = 0;
+    std::string key;  // key_of the held mailbox
   };
+  // A key for one mailbox, from its id and UIDVALIDITY, that every call taking a mailbox name
+  // also takes: it follows the mailbox through renames and names nothing once the mailbox is
+  // deleted (an id SQLite hands out again never comes with the same UIDVALIDITY). IMAP
+  // sessions read their selected mailbox by it, never by a name another session can reuse.
+  static std::string key_of(int64_t mailbox_id, int64_t uidvalidity);
+  // The name a mailbox (given by name or key) has now; nullopt when it is gone.
+  std::optional<std::string> name_of(const std::string& handle, const std::string& mailbox);
   std::optional<Hold> hold(const std::string& handle, const std::string& mailbox, std::function<void()> changed = {});
   void release(const std::string& handle, const Hold& hold);
   // Runs `read` on the mailbox as it is now, under the index's lock: keep it short (no
