@@ -91,7 +91,7 @@ BlobStore::Writer::Writer(BlobStore& store, int fd, fs::path tmp)
 
 BlobStore::Writer::Writer(Writer&& other) noexcept
     : store_(other.store_), fd_(other.fd_), tmp_(std::move(other.tmp_)), hash_(other.hash_), size_(other.size_),
-      done_(other.done_) {
+      done_(other.done_), sha_(std::move(other.sha_)) {
   other.fd_ = -1;
   other.hash_ = nullptr;
   other.done_ = true;
@@ -129,16 +129,66 @@ std::string BlobStore::Writer::contents() const {
   return out;
 }
 
-std::string BlobStore::Writer::commit() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
+std::string BlobStore::Writer::digest() {
+  if (!sha_.empty()) return sha_;
+  unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(hash_), digest, &length);
+  EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(hash_), md, &length);
   static const char* hex = "0123456789abcdef";
-  std::string sha;
   for (unsigned i = 0; i < length; ++i) {
-    sha += hex[digest[i] >> 4];
-    sha += hex[digest[i] & 15];
+    sha_ += hex[md[i] >> 4];
+    sha_ += hex[md[i] & 15];
   }
+  return sha_;
+}
+
+std::string BlobStore::Writer::seal() {
+  const auto sha = digest();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  return sha;
+}
+
+void BlobStore::Writer::place() {
+  const auto target = store_->path_of(sha_);
+  std::error_code ec;
+  if (fs::exists(target, ec)) return;  // stored already; the destructor drops the copy
+  fs::create_directories(target.parent_path(), ec);
+  if (ec) throw Error(errc::kIoError, "cannot create " + target.parent_path().string() + ": " + ec.message(), 500);
+  if (::rename(tmp_.c_str(), target.c_str()) != 0)
+    throw Error(errc::kIoError, "cannot rename into " + target.string() + ": " + std::strerror(errno), 500);
+  done_ = true;
+}
+
+std::string BlobStore::Batch::add(std::string_view bytes) {
+  auto w = store_->writer();
+  w.append(bytes);
+  const auto sha = w.seal();
+  if (!store_->exists(sha)) pending_.push_back(std::move(w));
+  return sha;
+}
+
+void BlobStore::Batch::commit() {
+  if (pending_.empty()) return;
+  // Linux syncfs: everything written on the blobs' filesystem reaches the disk; once for the
+  // contents before any is renamed into place, once for the renames.
+  auto sync = [this] {
+    const int fd = ::open(store_->root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const bool ok = fd >= 0 && ::syncfs(fd) == 0;
+    const int saved = errno;
+    if (fd >= 0) ::close(fd);
+    if (!ok) store_->fail("syncfs of " + store_->root_.string() + " failed: " + std::strerror(saved));
+  };
+  sync();
+  if (store_->failed()) throw Error(errc::kStorageFailed, "the blob store had a write failure; restart after checking the disk", 500);
+  for (auto& w : pending_) w.place();
+  sync();
+  if (store_->failed()) throw Error(errc::kStorageFailed, "the blob store had a write failure; restart after checking the disk", 500);
+  pending_.clear();
+}
+
+std::string BlobStore::Writer::commit() {
+  const auto sha = digest();
   const auto target = store_->path_of(sha);
   std::error_code ec;
   if (fs::exists(target, ec)) {

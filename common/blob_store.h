@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace coop {
 
@@ -14,6 +15,8 @@ class BlobStore {
  public:
   // root: COOP_HOME/blobs/<area>; created when missing.
   explicit BlobStore(std::filesystem::path root);
+
+  class Batch;
 
   // Streams one blob in: hashes as it goes, so memory stays flat for any size.
   class Writer {
@@ -32,17 +35,40 @@ class BlobStore {
 
    private:
     friend class BlobStore;
+    friend class Batch;
     Writer(BlobStore& store, int fd, std::filesystem::path tmp);
+    std::string digest();  // the sha256 of what was appended (once)
+    // Batch: closes the file without fsync; place() then renames it into place (or drops it
+    // when those bytes are stored already).
+    std::string seal();
+    void place();
     BlobStore* store_;
     int fd_;
     std::filesystem::path tmp_;
     void* hash_;  // EVP_MD_CTX*
     uint64_t size_ = 0;
     bool done_ = false;
+    std::string sha_;
   };
 
   Writer writer();
   std::string put(std::string_view bytes);
+
+  // Many blobs made durable together, for an import: add() writes each to a temporary file
+  // unsynced; commit() syncs the filesystem once, renames them all into place and syncs once
+  // more, so a blob at its final path is always whole. Nothing is durable before commit();
+  // a batch dropped before it leaves nothing behind.
+  class Batch {
+   public:
+    explicit Batch(BlobStore& store) : store_(&store) {}
+    std::string add(std::string_view bytes);  // its sha256
+    void commit();
+    std::size_t size() const { return pending_.size(); }
+
+   private:
+    BlobStore* store_;
+    std::vector<Writer> pending_;
+  };
   bool exists(const std::string& sha256) const;
   std::filesystem::path path_of(const std::string& sha256) const;
   // The whole blob; coop::Error(errc::kNoSuchBlob, 404) when absent.

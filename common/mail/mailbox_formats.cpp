@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <cstdlib>
 #include <ctime>
@@ -682,6 +683,37 @@ bool MboxReader::next(std::string& message, unsigned& flags, std::string& envelo
     message = std::move(crlf);
   }
   return true;
+}
+
+std::string import_record(std::string_view bytes, unsigned flags, int64_t internal_date, std::string_view keywords) {
+  std::string out = std::to_string(flags) + " " + std::to_string(internal_date) + " " + std::to_string(bytes.size()) + " ";
+  for (char c : keywords) out += (c == '\n' || c == '\r') ? ' ' : c;
+  out += '\n';
+  out.append(bytes);
+  return out;
+}
+
+std::optional<std::vector<ImportRecord>> parse_import_batch(std::string_view body) {
+  std::vector<ImportRecord> out;
+  while (!body.empty()) {
+    const auto eol = body.find('\n');
+    if (eol == std::string_view::npos || eol > 4096) return std::nullopt;
+    const std::string line(body.substr(0, eol));
+    body.remove_prefix(eol + 1);
+    unsigned long long flags = 0, size = 0;
+    long long date = 0;
+    int used = 0;
+    if (std::sscanf(line.c_str(), "%llu %lld %llu %n", &flags, &date, &size, &used) != 3 || flags > 0xffff || size > body.size())
+      return std::nullopt;
+    ImportRecord r;
+    r.flags = static_cast<unsigned>(flags);
+    r.internal_date = date;
+    r.keywords = line.substr(static_cast<std::size_t>(used));
+    r.bytes = body.substr(0, static_cast<std::size_t>(size));
+    body.remove_prefix(static_cast<std::size_t>(size));
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 }  // namespace coop::mail

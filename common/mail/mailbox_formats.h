@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -129,6 +130,18 @@ class MboxWriter {
   uint64_t line_quotes_ = 0;   // '>'s seen at the start of the current line
   std::size_t line_from_matched_ = 0;  // characters of "From " matched after them
 };
+
+// coop mail import's batches on the control socket (POST /v1/import/...): for each message a
+// line "<flags> <internal_date> <size> <keywords>\n", then exactly <size> bytes.
+std::string import_record(std::string_view bytes, unsigned flags, int64_t internal_date, std::string_view keywords);
+struct ImportRecord {
+  std::string_view bytes;  // into the parsed body
+  unsigned flags = 0;
+  int64_t internal_date = 0;
+  std::string keywords;
+};
+// nullopt when the body is not a sequence of whole records.
+std::optional<std::vector<ImportRecord>> parse_import_batch(std::string_view body);
 
 enum class MboxLineEnding { kLf, kCrlf };
 

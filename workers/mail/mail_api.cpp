@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "common/http/date.h"
+#include "common/mail/mailbox_formats.h"
 #include "common/error.h"
 #include "common/text.h"
 #include "common/worker_runtime.h"
@@ -114,15 +115,17 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& out
     return Response::bytes(200, service.blobs().read(q.param("sha")), "message/rfc822");
   }, "a stored message's exact bytes");
 
-  r.add_blocking("POST", "/v1/messages/{handle}/{mailbox}", run, [&service](const Request& q) {
-    const auto flags = static_cast<unsigned>(std::strtoul(q.query_value("flags", "0").c_str(), nullptr, 10));
-    const auto date = std::strtoll(q.query_value("internal_date", "0").c_str(), nullptr, 10);
-    bool existed = false;
-    const auto stored = service.append(q.param("handle"), q.param("mailbox"), q.body, flags,
-                                       date > 0 ? date : static_cast<int64_t>(::time(nullptr)), &existed,
-                                       q.query_value("keywords"));
-    return Response::json({{"uid", stored.uid}, {"existed", existed}}, existed ? 200 : 201);
-  }, "store a message (body: its bytes; ?flags=, ?internal_date=, ?keywords= space-separated); idempotent per mailbox");
+  r.add_blocking("POST", "/v1/import/{handle}/{mailbox}", run, [&service](const Request& q) {
+    const auto records = parse_import_batch(q.body);
+    if (!records) throw Error(errc::kBadRequest, "not an import batch (mailbox_formats.h)", 400);
+    std::vector<MailService::Importing> batch;
+    batch.reserve(records->size());
+    const auto now = static_cast<int64_t>(::time(nullptr));
+    for (const auto& r : *records) batch.push_back({r.bytes, r.flags, r.internal_date > 0 ? r.internal_date : now, r.keywords});
+    const auto count = service.import_batch(q.param("handle"), q.param("mailbox"), batch);
+    return Response::json({{"added", count.added}, {"existed", count.existed}});
+  }, "store many messages at once, durable before the answer (body: records of mailbox_formats.h import_record); "
+     "idempotent per mailbox");
 
   // The outbound queue (coop mail queue).
   r.add_blocking("GET", "/v1/queue", run, [&outbound](const Request&) {

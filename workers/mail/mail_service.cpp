@@ -112,14 +112,13 @@ RecipientCheck MailService::check_recipient(const std::string& address_in, uint6
   return check;
 }
 
-MessageMeta MailService::describe(const std::string& blob, uint64_t size, int64_t internal_date, unsigned flags) {
+MessageMeta MailService::describe(const std::string& blob, std::string_view bytes, int64_t internal_date, unsigned flags) {
   MessageMeta meta;
   meta.blob = blob;
-  meta.size = static_cast<int64_t>(size);
+  meta.size = static_cast<int64_t>(bytes.size());
   meta.internal_date = internal_date;
   meta.flags = flags;
   // Parsed once at delivery and cached, so IMAP and JMAP never parse on FETCH.
-  const auto bytes = blobs_.read(blob);
   const auto summary = summarize_message(bytes);
   meta.message_id = summary.message_id;
   meta.subject = summary.subject;
@@ -149,7 +148,7 @@ Delivered MailService::deliver(const std::string& blob, uint64_t size, const std
     if (r.quota_bytes > 0 && mailboxes_.usage(r.handle) + static_cast<int64_t>(size) > r.quota_bytes)
       throw Error(errc::kQuotaExceeded, "552 5.2.2 Mailbox of " + r.handle + " is full", 552);
   }
-  const auto meta = describe(blob, size, internal_date, 0);
+  const auto meta = describe(blob, blobs_.read(blob), internal_date, 0);
   Delivered delivered{blob, {}};
   for (const auto& r : recipients) {
     const auto stored = mailboxes_.append(r.handle, mailbox, meta, r.quota_bytes);
@@ -172,9 +171,32 @@ StoredMessage MailService::append(const std::string& handle, const std::string& 
     return found;
   }
   if (existed) *existed = false;
-  auto meta = describe(blob, bytes.size(), internal_date, flags);
+  auto meta = describe(blob, bytes, internal_date, flags);
   meta.keywords = imap::valid_keywords(keywords);
   return mailboxes_.append(handle, mailbox, meta, 0);
+}
+
+MailService::ImportCount MailService::import_batch(const std::string& handle, const std::string& mailbox, const std::vector<Importing>& batch) {
+  mailboxes_.ensure_mailbox(handle, mailbox);
+  // Blobs written unsynced and made durable together, then one index transaction: only then
+  // is the batch acknowledged (a crash before leaves no message half-stored).
+  BlobStore::Batch blobs(blobs_);
+  std::vector<MessageMeta> metas;
+  std::set<std::string> in_batch;
+  ImportCount count;
+  for (const auto& m : batch) {
+    const auto blob = blobs.add(m.bytes);
+    if (!in_batch.insert(blob).second || mailboxes_.find_blob(handle, mailbox, blob)) {
+      ++count.existed;
+      continue;
+    }
+    auto& meta = metas.emplace_back(describe(blob, m.bytes, m.internal_date, m.flags));
+    meta.keywords = imap::valid_keywords(m.keywords);
+  }
+  blobs.commit();
+  mailboxes_.append_batch(handle, mailbox, metas);
+  count.added = static_cast<int64_t>(metas.size());
+  return count;
 }
 
 StoredMessage MailService::append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes,
@@ -183,7 +205,7 @@ StoredMessage MailService::append_new(const std::string& handle, const std::stri
   if (quota > 0 && mailboxes_.usage(handle) + static_cast<int64_t>(bytes.size()) > quota)
     throw Error(errc::kQuotaExceeded, handle + "'s mailbox is full", 552);
   const auto blob = blobs_.put(bytes);
-  auto meta = describe(blob, bytes.size(), internal_date, flags);
+  auto meta = describe(blob, bytes, internal_date, flags);
   meta.keywords = keywords;
   return mailboxes_.append(handle, mailbox, meta, quota);
 }

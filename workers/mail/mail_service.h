@@ -53,13 +53,26 @@ class MailService {
                        int64_t internal_date, bool* existed, std::string_view keywords = {});
   // The member's mail quota from the registry, in bytes; 0 when there is none.
   int64_t quota_of(const std::string& handle);
+  // coop mail import: many messages into one mailbox at once, each stored once (bytes that
+  // the mailbox holds already, or that come twice, count as existed); nothing is
+  // acknowledged before the whole batch is durable.
+  struct Importing {
+    std::string_view bytes;
+    unsigned flags = 0;
+    int64_t internal_date = 0;
+    std::string keywords;
+  };
+  struct ImportCount {
+    int64_t added = 0, existed = 0;
+  };
+  ImportCount import_batch(const std::string& handle, const std::string& mailbox, const std::vector<Importing>& batch);
   // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists; over the
   // member's quota, coop::Error(errc::kQuotaExceeded, 552).
   StoredMessage append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
                            int64_t internal_date, const std::string& keywords = {});
 
  private:
-  MessageMeta describe(const std::string& blob, uint64_t size, int64_t internal_date, unsigned flags);
+  MessageMeta describe(const std::string& blob, std::string_view bytes, int64_t internal_date, unsigned flags);
   Home home_;
   MailDirectory directory_;
   MailboxStore mailboxes_;

@@ -298,6 +298,13 @@ MailboxStore::Index& MailboxStore::index(const std::string& handle) {
 
 StoredMessage MailboxStore::append(const std::string& handle, const std::string& mailbox, const MessageMeta& meta,
                                    int64_t quota_bytes) {
+  return append_batch(handle, mailbox, {meta}, quota_bytes).front();
+}
+
+std::vector<StoredMessage> MailboxStore::append_batch(const std::string& handle, const std::string& mailbox,
+                                                      const std::vector<MessageMeta>& metas, int64_t quota_bytes) {
+  std::vector<StoredMessage> out;
+  if (metas.empty()) return out;
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
   auto& db = *ix.db;
@@ -307,7 +314,9 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
     used.step();
     const auto bytes = used.column_int64(0);
     used.reset();
-    if (bytes + meta.size > quota_bytes)
+    int64_t adding = 0;
+    for (const auto& meta : metas) adding += meta.size;
+    if (bytes + adding > quota_bytes)
       throw Error(errc::kQuotaExceeded, handle + "'s mailbox is full (" + std::to_string(bytes) + " of " +
                                         std::to_string(quota_bytes) + " bytes used)", 552);
   }
@@ -315,49 +324,50 @@ StoredMessage MailboxStore::append(const std::string& handle, const std::string&
   auto& next = db.prepare("SELECT uidnext, highest_modseq FROM mailboxes WHERE id = ?1");
   next.bind(1, id);
   next.step();
-  StoredMessage stored{next.column_int64(0), next.column_int64(1) + 1, mailbox, meta};
+  int64_t uid = next.column_int64(0), modseq = next.column_int64(1);
   next.reset();
-  db.prepare(
-        "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, keywords) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
-      .bind(1, id)
-      .bind(2, stored.uid)
-      .bind(3, stored.modseq)
-      .bind(4, meta.blob)
-      .bind(5, meta.size)
-      .bind(6, meta.internal_date)
-      .bind(7, static_cast<int64_t>(meta.flags))
-      .bind(8, meta.message_id)
-      .bind(9, meta.subject)
-      .bind(10, meta.keywords)
-      .run();
-  db.prepare("INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) VALUES (?1, ?2, ?3, ?4)")
-      .bind(1, id).bind(2, stored.uid).bind(3, meta.envelope).bind(4, meta.body_structure)
-      .run();
-  if (!meta.imap_envelope.empty())
-    db.prepare("INSERT INTO imap_envelopes (mailbox_id, uid, envelope) VALUES (?1, ?2, ?3)")
-        .bind(1, id).bind(2, stored.uid).bind(3, meta.imap_envelope)
+  out.reserve(metas.size());
+  for (const auto& meta : metas) {
+    const StoredMessage& stored = out.emplace_back(StoredMessage{uid++, ++modseq, mailbox, meta});
+    db.prepare(
+          "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, keywords) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+        .bind(1, id)
+        .bind(2, stored.uid)
+        .bind(3, stored.modseq)
+        .bind(4, meta.blob)
+        .bind(5, meta.size)
+        .bind(6, meta.internal_date)
+        .bind(7, static_cast<int64_t>(meta.flags))
+        .bind(8, meta.message_id)
+        .bind(9, meta.subject)
+        .bind(10, meta.keywords)
         .run();
-  if (!meta.header.empty())
-    db.prepare("INSERT INTO headers (mailbox_id, uid, header) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, stored.uid).bind_blob(3, meta.header).run();
-  if (!meta.imap_envelope.empty())  // summarized at delivery (not a bare meta from an old path)
-    db.prepare("INSERT INTO sort_keys (mailbox_id, uid, sent_date, from_mailbox, to_mailbox, cc_mailbox) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .bind(1, id).bind(2, stored.uid).bind(3, meta.sent_date).bind(4, meta.from_mailbox).bind(5, meta.to_mailbox).bind(6, meta.cc_mailbox)
+    db.prepare("INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) VALUES (?1, ?2, ?3, ?4)")
+        .bind(1, id).bind(2, stored.uid).bind(3, meta.envelope).bind(4, meta.body_structure)
         .run();
-  db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1")
-      .bind(1, id)
-      .bind(2, stored.uid + 1)
-      .bind(3, stored.modseq)
-      .run();
+    if (!meta.imap_envelope.empty())
+      db.prepare("INSERT INTO imap_envelopes (mailbox_id, uid, envelope) VALUES (?1, ?2, ?3)")
+          .bind(1, id).bind(2, stored.uid).bind(3, meta.imap_envelope)
+          .run();
+    if (!meta.header.empty())
+      db.prepare("INSERT INTO headers (mailbox_id, uid, header) VALUES (?1, ?2, ?3)").bind(1, id).bind(2, stored.uid).bind_blob(3, meta.header).run();
+    if (!meta.imap_envelope.empty())  // summarized at delivery (not a bare meta from an old path)
+      db.prepare("INSERT INTO sort_keys (mailbox_id, uid, sent_date, from_mailbox, to_mailbox, cc_mailbox) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+          .bind(1, id).bind(2, stored.uid).bind(3, meta.sent_date).bind(4, meta.from_mailbox).bind(5, meta.to_mailbox).bind(6, meta.cc_mailbox)
+          .run();
+  }
+  db.prepare("UPDATE mailboxes SET uidnext = ?2, highest_modseq = ?3 WHERE id = ?1").bind(1, id).bind(2, uid).bind(3, modseq).run();
   tx.commit();
   if (auto* cache = ix.cached(id)) {
-    cache->messages.push_back(
-        {stored.uid, stored.modseq, meta.size, meta.internal_date, meta.flags, meta.blob, meta.subject, meta.keywords});
-    cache->uidnext = stored.uid + 1;
-    cache->highest_modseq = stored.modseq;
+    for (const auto& stored : out)
+      cache->messages.push_back({stored.uid, stored.modseq, stored.meta.size, stored.meta.internal_date, stored.meta.flags,
+                                 stored.meta.blob, stored.meta.subject, stored.meta.keywords});
+    cache->uidnext = uid;
+    cache->highest_modseq = modseq;
     ix.notify(id);
   }
-  return stored;
+  return out;
 }
 
 void MailboxStore::ensure_mailbox(const std::string& handle, const std::string& mailbox) {

@@ -97,6 +97,9 @@ class MailboxStore {
   // with synchronous=FULL. quota_bytes 0 means none; over it, coop::Error(errc::kQuotaExceeded, 552).
   StoredMessage append(const std::string& handle, const std::string& mailbox, const MessageMeta& meta,
                        int64_t quota_bytes);
+  // Many messages in one transaction (an import): UIDs and MODSEQs in the given order.
+  std::vector<StoredMessage> append_batch(const std::string& handle, const std::string& mailbox,
+                                          const std::vector<MessageMeta>& metas, int64_t quota_bytes = 0);
   // Creates a mailbox (import of folders beyond the special-use ones); a no-op when it exists.
   void ensure_mailbox(const std::string& handle, const std::string& mailbox);
   // The UID of a message with these bytes in that mailbox, if there is one (import is idempotent).
