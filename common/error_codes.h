@@ -154,6 +154,7 @@ inline constexpr const char kUnauthorized[] = "unauthorized";
 inline constexpr const char kUnknownGroup[] = "unknown_group";
 inline constexpr const char kUnknownMember[] = "unknown_member";
 inline constexpr const char kUnknownWorker[] = "unknown_worker";
+inline constexpr const char kUnsupportedCollation[] = "unsupported_collation";
 inline constexpr const char kUnsupportedFilter[] = "unsupported_filter";
 inline constexpr const char kUnsupportedRoomVersion[] = "unsupported_room_version";
 inline constexpr const char kUpgradeRequired[] = "upgrade_required";

@@ -69,4 +69,9 @@ void BasicAuthCache::forget(const std::string& handle) {
     it = it->second.member.handle == handle ? cache_.erase(it) : std::next(it);
 }
 
+void BasicAuthCache::forget_all() {
+  std::lock_guard lock(mutex_);
+  cache_.clear();
+}
+
 }  // namespace coop::auth

@@ -40,8 +40,11 @@ class BasicAuthCache {
   // protocol, when given, is the scope asked for instead of the cache's own (DAV asks for
   // calendars, contacts or files by path).
   std::optional<VerifiedMember> check_member(const http::Request& request, const std::string& protocol = {});
-  // Called when the registry says the member's sessions end.
+  // Called when the registry says the member's sessions end, or that what it says of the
+  // member (groups, addresses) changed.
   void forget(const std::string& handle);
+  // Everyone: a group itself changed (nested groups reach many members).
+  void forget_all();
 
  private:
   using Clock = std::chrono::steady_clock;

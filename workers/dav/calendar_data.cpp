@@ -234,8 +234,8 @@ int64_t date_key(const icaltimetype& t) { return int64_t{t.year} * 10000 + t.mon
 // RFC 5545 3.8.5: the recurrence set is DTSTART, the RRULE and RDATE instances, minus EXDATE,
 // with RECURRENCE-ID components replacing the instances they name (RFC 5545 3.8.4.4).
 bool expand_master(icalcomponent* root, icalcomponent* master, const Timing& timing,
-                   const std::set<int64_t>& overridden, std::optional<int64_t> range_end,
-                   const InstanceVisitor& visit) {
+                   const std::set<int64_t>& overridden, std::optional<int64_t> range_start,
+                   std::optional<int64_t> range_end, const InstanceVisitor& visit) {
   std::set<int64_t> excluded;
   std::set<int64_t> excluded_dates;
   for (icalproperty* exdate = icalcomponent_get_first_property(master, ICAL_EXDATE_PROPERTY); exdate;
@@ -261,8 +261,25 @@ bool expand_master(icalcomponent* root, icalcomponent* master, const Timing& tim
 
   for (icalproperty* rrule = icalcomponent_get_first_property(master, ICAL_RRULE_PROPERTY); rrule;
        rrule = icalcomponent_get_next_property(master, ICAL_RRULE_PROPERTY)) {
-    icalrecur_iterator* iterator = icalrecur_iterator_new(icalproperty_get_rrule(rrule), timing.dtstart);
+    const auto rule = icalproperty_get_rrule(rrule);
+    icalrecur_iterator* iterator = icalrecur_iterator_new(rule, timing.dtstart);
     if (!iterator) continue;
+    // A series that began long before the range (a daily one from 1990) starts where the range
+    // does, less an instance's length and a day, instead of spending the occurrence limit on
+    // the past. libical cannot do so for a rule with COUNT, which is bounded anyway.
+    if (range_start && rule.count == 0) {
+      const int64_t from = *range_start - timing.duration - kSecondsPerDay;
+      if (from > timing.start) {
+        icaltimetype at = icaltime_from_timet_with_zone(static_cast<time_t>(from), timing.dtstart.is_date,
+                                                        timing.zone ? timing.zone : icaltimezone_get_utc_timezone());
+        if (!timing.dtstart.is_date) {  // the series' own time of day, so the rule lines up
+          at.hour = timing.dtstart.hour;
+          at.minute = timing.dtstart.minute;
+          at.second = timing.dtstart.second;
+        }
+        icalrecur_iterator_set_start(iterator, at);
+      }
+    }
     bool stop = false;
     for (int n = 0; n < kMaxOccurrences && !stop; ++n) {
       const icaltimetype next = icalrecur_iterator_next(iterator);
@@ -294,8 +311,10 @@ bool expand_master(icalcomponent* root, icalcomponent* master, const Timing& tim
 }
 
 // Visits every instance of every component in the VCALENDAR; instances starting at or after
-// range_end are not generated. Returns true when the visitor stopped the walk.
-bool for_each_instance(icalcomponent* root, std::optional<int64_t> range_end, const InstanceVisitor& visit) {
+// range_end are not generated, and a rule's instances well before range_start are skipped
+// (not every one: the visitor still tests overlap). Returns true when the visitor stopped.
+bool for_each_instance(icalcomponent* root, std::optional<int64_t> range_start, std::optional<int64_t> range_end,
+                       const InstanceVisitor& visit) {
   const auto components = instance_components(root);
   std::set<int64_t> overridden;
   for (icalcomponent* component : components) {
@@ -309,7 +328,7 @@ bool for_each_instance(icalcomponent* root, std::optional<int64_t> range_end, co
     if (icalcomponent_get_first_property(component, ICAL_RECURRENCEID_PROPERTY)) continue;
     const Timing timing = timing_of(root, component);
     if (timing.rule == TimeRule::span && has_recurrence(component)) {
-      if (expand_master(root, component, timing, overridden, range_end, visit)) return true;
+      if (expand_master(root, component, timing, overridden, range_start, range_end, visit)) return true;
     } else if (!(timing.rule == TimeRule::span && overridden.count(timing.start))) {
       if (visit(component, timing, timing.start, timing.duration)) return true;
     }
@@ -416,7 +435,7 @@ CalendarObject parse_calendar_object(std::string_view ics) {
 bool overlaps_time_range(std::string_view ics, std::optional<int64_t> start, std::optional<int64_t> end) {
   const auto root = parse_ics(ics);
   if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) return false;
-  return for_each_instance(root.get(), end, [&](icalcomponent*, const Timing& timing, int64_t s, int64_t duration) {
+  return for_each_instance(root.get(), start, end, [&](icalcomponent*, const Timing& timing, int64_t s, int64_t duration) {
     return instance_overlaps(timing.rule, s, duration, start, end);
   });
 }
@@ -433,7 +452,7 @@ std::optional<TimeBounds> instance_bounds(std::string_view ics) {
     }
   TimeBounds bounds{INT64_MAX, INT64_MIN};
   bool any = false;
-  for_each_instance(root.get(), std::nullopt, [&](icalcomponent*, const Timing& timing, int64_t start, int64_t duration) {
+  for_each_instance(root.get(), std::nullopt, std::nullopt, [&](icalcomponent*, const Timing& timing, int64_t start, int64_t duration) {
     if (timing.rule != TimeRule::span) {
       any = false;  // to-dos without dates and the like: leave them to the full test
       return true;
@@ -496,7 +515,7 @@ std::string free_busy(const std::vector<std::string>& objects, int64_t start, in
   for (const auto& ics : objects) {
     const auto root = parse_ics(ics);
     if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) continue;
-    for_each_instance(root.get(), end, [&](icalcomponent* component, const Timing& timing, int64_t s, int64_t duration) {
+    for_each_instance(root.get(), start, end, [&](icalcomponent* component, const Timing& timing, int64_t s, int64_t duration) {
       if (icalcomponent_isa(component) != ICAL_VEVENT_COMPONENT || timing.rule != TimeRule::span) return false;
       if (duration <= 0 || !instance_overlaps(timing.rule, s, duration, start, end)) return false;
       const auto type = busy_type(component);
@@ -517,6 +536,244 @@ std::string free_busy(const std::vector<std::string>& objects, int64_t start, in
     out += "FREEBUSY;FBTYPE=BUSY-TENTATIVE:" + format_ical_utc(from) + "/" + format_ical_utc(to) + "\r\n";
   out += "END:VFREEBUSY\r\nEND:VCALENDAR\r\n";
   return out;
+}
+
+// ---- calendar-query filters (RFC 4791 9.7) -------------------------------------------------
+
+namespace {
+
+bool text_matches(std::string_view value, const CalendarTextMatch& match) {
+  bool found;
+  if (match.octet) {
+    found = value.find(match.text) != std::string_view::npos;
+  } else {  // i;ascii-casemap (RFC 4790 9.2): a-z as A-Z
+    auto fold = [](unsigned char c) { return static_cast<char>(c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c); };
+    std::string haystack(value), needle(match.text);
+    for (auto& c : haystack) c = fold(static_cast<unsigned char>(c));
+    for (auto& c : needle) c = fold(static_cast<unsigned char>(c));
+    found = haystack.find(needle) != std::string::npos;
+  }
+  return found != match.negate;
+}
+
+std::optional<int64_t> range_bound(const std::optional<std::string>& text) {
+  if (!text) return std::nullopt;
+  return parse_ical_utc(*text);
+}
+
+bool same_name(const char* actual, const std::string& wanted) {
+  if (!actual) return false;
+  const std::string a(actual);
+  if (a.size() != wanted.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(wanted[i]))) return false;
+  return true;
+}
+
+std::vector<icalproperty*> properties_named(icalcomponent* component, const std::string& name) {
+  std::vector<icalproperty*> out;
+  for (icalproperty* p = icalcomponent_get_first_property(component, ICAL_ANY_PROPERTY); p;
+       p = icalcomponent_get_next_property(component, ICAL_ANY_PROPERTY))
+    if (same_name(icalproperty_get_property_name(p), name)) out.push_back(p);
+  return out;
+}
+
+// A parameter's value as written (TZID, PARTSTAT...).
+std::vector<std::string> parameter_values(icalproperty* property, const std::string& name) {
+  std::vector<std::string> out;
+  for (icalparameter* p = icalproperty_get_first_parameter(property, ICAL_ANY_PARAMETER); p;
+       p = icalproperty_get_next_parameter(property, ICAL_ANY_PARAMETER)) {
+    const char* text = icalparameter_as_ical_string(p);  // NAME=value
+    if (!text) continue;
+    const std::string whole(text);
+    const auto equals = whole.find('=');
+    if (equals == std::string::npos || !same_name(whole.substr(0, equals).c_str(), name)) continue;
+    std::string value = whole.substr(equals + 1);
+    if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+    out.push_back(value);
+  }
+  return out;
+}
+
+bool property_matches(icalcomponent* root, icalproperty* property, const PropFilter& filter) {
+  if (filter.time_range) {
+    // RFC 4791 9.9: a DATE or DATE-TIME property (COMPLETED, CREATED, DTSTAMP...) overlaps
+    // when start <= value < end.
+    const icalvalue* value = icalproperty_get_value(property);
+    const auto kind = value ? icalvalue_isa(value) : ICAL_NO_VALUE;
+    if (kind != ICAL_DATETIME_VALUE && kind != ICAL_DATE_VALUE) return false;
+    const int64_t t = to_unix(root, property, icalvalue_get_datetime(value));
+    const auto start = range_bound(filter.time_range->start), end = range_bound(filter.time_range->end);
+    if ((start && t < *start) || (end && t >= *end)) return false;
+  }
+  if (filter.text_match) {
+    const char* text = icalproperty_get_value_as_string(property);
+    if (!text_matches(text ? text : "", *filter.text_match)) return false;
+  }
+  for (const auto& param : filter.params) {
+    const auto values = parameter_values(property, param.name);
+    if (param.is_not_defined) {
+      if (!values.empty()) return false;
+      continue;
+    }
+    if (values.empty()) return false;
+    if (param.text_match &&
+        std::none_of(values.begin(), values.end(), [&](const std::string& v) { return text_matches(v, *param.text_match); }))
+      return false;
+  }
+  return true;
+}
+
+bool props_match(icalcomponent* root, icalcomponent* component, const std::vector<PropFilter>& filters) {
+  for (const auto& filter : filters) {
+    const auto properties = properties_named(component, filter.name);
+    if (filter.is_not_defined) {
+      if (!properties.empty()) return false;
+      continue;
+    }
+    if (std::none_of(properties.begin(), properties.end(), [&](icalproperty* p) { return property_matches(root, p, filter); }))
+      return false;
+  }
+  return true;
+}
+
+// RFC 4791 9.9 VALARM: a trigger (relative to its component's start or end, or absolute),
+// repeated REPEAT times DURATION apart, for each instance of the component it belongs to.
+bool alarm_overlaps(icalcomponent* root, icalcomponent* owner, icalcomponent* alarm, std::optional<int64_t> start,
+                    std::optional<int64_t> end) {
+  icalproperty* trigger = icalcomponent_get_first_property(alarm, ICAL_TRIGGER_PROPERTY);
+  if (!trigger) return false;
+  const icaltriggertype value = icalproperty_get_trigger(trigger);
+  const bool absolute = !icaltime_is_null_time(value.time);
+  const int64_t offset = absolute ? 0 : icaldurationtype_as_int(value.duration);
+  icalparameter* related = icalproperty_get_first_parameter(trigger, ICAL_RELATED_PARAMETER);
+  const bool from_end = related && icalparameter_get_related(related) == ICAL_RELATED_END;
+  int64_t repeat = 0, every = 0;
+  if (icalproperty* r = icalcomponent_get_first_property(alarm, ICAL_REPEAT_PROPERTY)) repeat = std::clamp(icalproperty_get_repeat(r), 0, 1000);
+  if (icalproperty* d = icalcomponent_get_first_property(alarm, ICAL_DURATION_PROPERTY)) every = icaldurationtype_as_int(icalproperty_get_duration(d));
+  auto fires_in_range = [&](int64_t first) {
+    for (int64_t n = 0; n <= repeat; ++n) {
+      const int64_t t = first + n * every;
+      if ((!start || t >= *start) && (!end || t < *end)) return true;
+    }
+    return false;
+  };
+  if (absolute) return fires_in_range(to_unix(root, trigger, value.time));
+  // Instances whose alarms can fall in the range: widened by the offset and the repeats.
+  const int64_t reach = std::abs(offset) + repeat * std::abs(every) + kSecondsPerDay;
+  std::optional<int64_t> from, to;
+  if (start) from = *start - reach;
+  if (end) to = *end + reach;
+  return for_each_instance(root, from, to, [&](icalcomponent* component, const Timing&, int64_t s, int64_t duration) {
+    if (component != owner) return false;
+    return fires_in_range((from_end ? s + duration : s) + offset);
+  });
+}
+
+bool component_overlaps(icalcomponent* root, icalcomponent* component, const CalendarTimeRange& range) {
+  const auto start = range_bound(range.start), end = range_bound(range.end);
+  return for_each_instance(root, start, end, [&](icalcomponent* c, const Timing& timing, int64_t s, int64_t duration) {
+    return c == component && instance_overlaps(timing.rule, s, duration, start, end);
+  });
+}
+
+// RFC 4791 9.7.1: a comp-filter matches a component that has (or, is-not-defined, lacks) a
+// child of that name meeting the time-range, the prop-filters and the nested comp-filters.
+bool children_match(icalcomponent* root, icalcomponent* parent, const CompFilter& filter) {
+  std::vector<icalcomponent*> named;
+  for (icalcomponent* child = icalcomponent_get_first_component(parent, ICAL_ANY_COMPONENT); child;
+       child = icalcomponent_get_next_component(parent, ICAL_ANY_COMPONENT))
+    if (same_name(icalcomponent_kind_to_string(icalcomponent_isa(child)), filter.name)) named.push_back(child);
+  if (filter.is_not_defined) return named.empty();
+  return std::any_of(named.begin(), named.end(), [&](icalcomponent* child) {
+    if (filter.time_range) {
+      const bool alarm = icalcomponent_isa(child) == ICAL_VALARM_COMPONENT;
+      if (alarm ? !alarm_overlaps(root, parent, child, range_bound(filter.time_range->start), range_bound(filter.time_range->end))
+                : !component_overlaps(root, child, *filter.time_range))
+        return false;
+    }
+    if (!props_match(root, child, filter.props)) return false;
+    return std::all_of(filter.comps.begin(), filter.comps.end(), [&](const CompFilter& nested) { return children_match(root, child, nested); });
+  });
+}
+
+ComponentPtr new_calendar(icalcomponent* like) {
+  ComponentPtr out(icalcomponent_new(ICAL_VCALENDAR_COMPONENT));
+  for (icalproperty* p = icalcomponent_get_first_property(like, ICAL_ANY_PROPERTY); p;
+       p = icalcomponent_get_next_property(like, ICAL_ANY_PROPERTY))
+    icalcomponent_add_property(out.get(), icalproperty_new_clone(p));
+  return out;
+}
+
+std::string serialize(icalcomponent* calendar) {
+  char* text = icalcomponent_as_ical_string_r(calendar);
+  std::string out(text ? text : "");
+  free(text);
+  return out;
+}
+
+}  // namespace
+
+bool matches_filter(std::string_view ics, const CompFilter& filter) {
+  const auto root = parse_ics(ics);
+  if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) return false;
+  // The top comp-filter names the VCALENDAR itself (RFC 4791 9.7.1).
+  if (!same_name("VCALENDAR", filter.name)) return filter.is_not_defined;
+  if (filter.is_not_defined) return false;
+  if (!props_match(root.get(), root.get(), filter.props)) return false;
+  return std::all_of(filter.comps.begin(), filter.comps.end(),
+                     [&](const CompFilter& nested) { return children_match(root.get(), root.get(), nested); });
+}
+
+std::string expand_instances(std::string_view ics, int64_t start, int64_t end) {
+  const auto root = parse_ics(ics);
+  if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) return std::string(ics);
+  auto out = new_calendar(root.get());
+  icaltimezone* utc = icaltimezone_get_utc_timezone();
+  // RFC 4791 9.6.5: each instance in the range as its own component with a RECURRENCE-ID,
+  // in UTC, without RRULE, RDATE, EXDATE or VTIMEZONE.
+  for_each_instance(root.get(), start, end, [&](icalcomponent* component, const Timing& timing, int64_t s, int64_t duration) {
+    if (!instance_overlaps(timing.rule, s, duration, start, end)) return false;
+    icalcomponent* copy = icalcomponent_new_clone(component);
+    for (auto kind : {ICAL_RRULE_PROPERTY, ICAL_RDATE_PROPERTY, ICAL_EXDATE_PROPERTY, ICAL_DTSTART_PROPERTY, ICAL_DTEND_PROPERTY,
+                      ICAL_RECURRENCEID_PROPERTY})
+      while (icalproperty* p = icalcomponent_get_first_property(copy, kind)) {
+        icalcomponent_remove_property(copy, p);
+        icalproperty_free(p);
+      }
+    const bool date = timing.dtstart.is_date;
+    const auto at = [&](int64_t t) { return icaltime_from_timet_with_zone(static_cast<time_t>(t), date, utc); };
+    if (timing.rule == TimeRule::span) {
+      icalcomponent_add_property(copy, icalproperty_new_dtstart(at(s)));
+      const bool had_end = icalcomponent_get_first_property(component, ICAL_DTEND_PROPERTY) != nullptr;
+      const bool has_duration = icalcomponent_get_first_property(copy, ICAL_DURATION_PROPERTY) != nullptr;
+      if (had_end && !has_duration) icalcomponent_add_property(copy, icalproperty_new_dtend(at(s + duration)));
+      const bool recurring = has_recurrence(component) || icalcomponent_get_first_property(component, ICAL_RECURRENCEID_PROPERTY);
+      if (recurring) icalcomponent_add_property(copy, icalproperty_new_recurrenceid(at(s)));
+    }
+    icalcomponent_add_component(out.get(), copy);
+    return false;
+  });
+  return serialize(out.get());
+}
+
+std::string limit_recurrence_set(std::string_view ics, int64_t start, int64_t end) {
+  const auto root = parse_ics(ics);
+  if (!root || icalcomponent_isa(root.get()) != ICAL_VCALENDAR_COMPONENT) return std::string(ics);
+  // RFC 4791 9.6.6: the master and the overridden instances that touch the range (those whose
+  // RECURRENCE-ID or own time falls in it); every VTIMEZONE stays.
+  auto out = new_calendar(root.get());
+  for (icalcomponent* child = icalcomponent_get_first_component(root.get(), ICAL_ANY_COMPONENT); child;
+       child = icalcomponent_get_next_component(root.get(), ICAL_ANY_COMPONENT)) {
+    bool keep = true;
+    if (icalproperty* rid = icalcomponent_get_first_property(child, ICAL_RECURRENCEID_PROPERTY)) {
+      const int64_t was = to_unix(root.get(), rid, icalproperty_get_recurrenceid(rid));
+      const Timing timing = timing_of(root.get(), child);
+      keep = (was >= start && was < end) || instance_overlaps(timing.rule, timing.start, timing.duration, start, end);
+    }
+    if (keep) icalcomponent_add_component(out.get(), icalcomponent_new_clone(child));
+  }
+  return serialize(out.get());
 }
 
 }  // namespace coop::dav

@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "workers/dav/dav_xml.h"
+
 namespace coop::dav {
 
 // What a stored calendar object resource is, as the store indexes it.
@@ -24,7 +26,7 @@ CalendarObject parse_calendar_object(std::string_view ics);
 
 // RFC 4791 9.9: whether any instance of the object overlaps [start, end) in unix seconds; an
 // absent bound is open. Recurrences (RRULE/RDATE/EXDATE, RECURRENCE-ID overrides) are expanded,
-// at most 10000 per rule and never past end. Floating times and DATE values are taken as UTC.
+// at most 10000 per rule (counted from the range's start) and never past end. Floating times and DATE values are taken as UTC.
 // Input that does not parse overlaps nothing.
 bool overlaps_time_range(std::string_view ics, std::optional<int64_t> start, std::optional<int64_t> end);
 
@@ -42,6 +44,19 @@ int64_t parse_ical_utc(std::string_view text);
 
 // The reverse of parse_ical_utc: "20260105T000000Z".
 std::string format_ical_utc(int64_t unix_seconds);
+
+// RFC 4791 9.7: whether an object meets a calendar-query filter, the VCALENDAR comp-filter and
+// everything below it: nested comp-filters (VALARM time-ranges by their triggers on each
+// instance), prop-filters (time-range, text-match, param-filters) and is-not-defined. Objects
+// that do not parse match nothing. Throws Error(errc::kBadTimeRange) for a bad time-range.
+bool matches_filter(std::string_view ics, const CompFilter& filter);
+
+// RFC 4791 9.6.5 <C:expand>: the instances overlapping [start, end) as components of their own,
+// in UTC, each with a RECURRENCE-ID, without recurrence rules or VTIMEZONEs.
+std::string expand_instances(std::string_view ics, int64_t start, int64_t end);
+
+// RFC 4791 9.6.6 <C:limit-recurrence-set>: the master and the overrides that touch the range.
+std::string limit_recurrence_set(std::string_view ics, int64_t start, int64_t end);
 
 // RFC 4791 7.10: a VCALENDAR with one VFREEBUSY whose FREEBUSY periods are the busy time of
 // the VEVENTs in objects within [start, end), recurrences expanded, merged and clipped.

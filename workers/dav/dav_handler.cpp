@@ -140,10 +140,41 @@ std::string xml_text(std::string_view inner) {
   return out;
 }
 
+// The components a calendar object resource is made of (RFC 4791 4.1), which the store
+// records per resource.
+bool is_instance_component(const std::string& name) {
+  return name == "VEVENT" || name == "VTODO" || name == "VJOURNAL" || name == "VFREEBUSY";
+}
+
 struct Identity {
   std::string handle;
   std::vector<std::string> groups;
+  std::vector<std::string> emails;  // the registry's addresses of the member
 };
+
+// RFC 9110 13.1.1 / 13.1.2: If-Match and If-None-Match hold "*" or a list of entity tags.
+// If-Match compares strongly (a weak tag never matches), If-None-Match weakly (W/ ignored).
+bool etag_listed(std::string_view header, std::string_view etag, bool weak_comparison) {
+  if (header.find_first_not_of(" \t") == std::string_view::npos) return false;
+  std::size_t at = 0;
+  while (at < header.size()) {
+    while (at < header.size() && (header[at] == ' ' || header[at] == '\t' || header[at] == ',')) ++at;
+    if (at >= header.size()) break;
+    if (header[at] == '*') return true;
+    bool weak = false;
+    if (header.compare(at, 2, "W/") == 0) {
+      weak = true;
+      at += 2;
+    }
+    if (at >= header.size() || header[at] != '"') return false;  // not an entity tag: nothing matches
+    const auto close = header.find('"', at + 1);
+    if (close == std::string_view::npos) return false;
+    const auto tag = header.substr(at, close - at + 1);
+    if (tag == etag && (weak_comparison || !weak)) return true;
+    at = close + 1;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -170,7 +201,7 @@ struct DavHandler::Impl {
                                                                      : "dav";
     const auto member = credentials.check_member(q, scope);
     if (!member) return std::nullopt;
-    return Identity{member->handle, member->groups};
+    return Identity{member->handle, member->groups, member->emails};
   }
 
   // "owner", "read-write", "read" or "" (no access: answer 404, RFC 4918 leaks nothing).
@@ -207,7 +238,16 @@ struct DavHandler::Impl {
       else if (p == dav("principal-URL")) v = href_xml(principal_href(handle));
       else if (p == cal("calendar-home-set")) v = href_xml("/dav/calendars/" + percent_encode(handle) + "/");
       else if (p == card("addressbook-home-set")) v = href_xml("/dav/addressbooks/" + percent_encode(handle) + "/");
-      else if (p == cal("calendar-user-address-set")) v = href_xml("mailto:" + handle + "@" + domain);
+      else if (p == cal("calendar-user-address-set")) {
+        // RFC 6638 2.4.1: every address the member is known by, the shard's own first.
+        std::vector<std::string> addresses = {handle + "@" + domain};
+        if (handle == who.handle)
+          for (const auto& e : who.emails)
+            if (std::find(addresses.begin(), addresses.end(), ascii_lower(e)) == addresses.end()) addresses.push_back(ascii_lower(e));
+        std::string hrefs;
+        for (const auto& a : addresses) hrefs += href_xml("mailto:" + a);
+        v = hrefs;
+      }
       else if (p == dav("principal-collection-set")) v = href_xml("/dav/principals/");
       else if (p == dav("supported-report-set")) v = "";
       out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
@@ -228,6 +268,7 @@ struct DavHandler::Impl {
   std::vector<PropValue> collection_props(const Identity& who, const Collection& c, const std::string& level,
                                           const std::vector<QName>& want) {
     const bool calendar = c.kind == "calendar";
+    const auto dead = store.dead_properties(c.id);
     std::vector<PropValue> out;
     for (const auto& p : want) {
       std::optional<std::string> v;
@@ -264,9 +305,29 @@ struct DavHandler::Impl {
       else if (!calendar && p == card("supported-address-data"))
         v = "<CR:address-data-type content-type=\"text/vcard\" version=\"3.0\"/><CR:address-data-type content-type=\"text/vcard\" version=\"4.0\"/>";
       else if (calendar && p == kApple && !c.color.empty()) v = xml_escape(c.color);
+      else if (!is_live(p))
+        for (const auto& d : dead)
+          if (d.ns == p.ns && d.name == p.name) v = d.value;
       out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
     }
     return out;
+  }
+
+  // What coop computes or keeps in columns: PROPPATCH may change only displayname, the
+  // descriptions and the colour among them (the rest is protected, RFC 4918 15); any other
+  // property is dead and stored as sent.
+  static bool is_live(const QName& p) {
+    static const std::set<QName> kLive = {
+        dav("resourcetype"), dav("displayname"), dav("getetag"), dav("getcontenttype"), dav("getcontentlength"),
+        dav("getlastmodified"), dav("creationdate"), dav("sync-token"), dav("current-user-principal"), dav("owner"),
+        dav("current-user-privilege-set"), dav("supported-report-set"), dav("lockdiscovery"), dav("supportedlock"),
+        dav("principal-URL"), dav("principal-collection-set"), dav("acl"), dav("supported-privilege-set"),
+        cs("getctag"), cal("supported-calendar-component-set"), cal("supported-calendar-data"), cal("max-resource-size"),
+        cal("min-date-time"), cal("max-date-time"), cal("max-instances"), cal("max-attendees-per-instance"),
+        cal("calendar-description"), card("addressbook-description"), card("supported-address-data"),
+        card("max-resource-size"), cal("calendar-home-set"), card("addressbook-home-set"), cal("calendar-user-address-set"),
+        cal("schedule-inbox-URL"), cal("schedule-outbox-URL"), kApple};
+    return kLive.count(p) > 0;
   }
 
   std::vector<PropValue> resource_props(const Collection& c, const Resource& r, const std::vector<QName>& want) {
@@ -286,11 +347,15 @@ struct DavHandler::Impl {
     return out;
   }
 
-  static std::vector<QName> wanted(const PropfindRequest& request, bool collection) {
+  // allprop (RFC 4918 9.1): the live properties worth sending and, for a collection, its dead ones.
+  std::vector<QName> wanted(const PropfindRequest& request, const Collection* collection) {
     if (request.kind == PropfindRequest::kProp) return request.props;
     std::vector<QName> all = {dav("resourcetype"), dav("displayname"), dav("getetag"), dav("getcontenttype"),
                               dav("getlastmodified"), dav("getcontentlength")};
-    if (collection) all = {dav("resourcetype"), dav("displayname"), cs("getctag"), dav("sync-token")};
+    if (collection) {
+      all = {dav("resourcetype"), dav("displayname"), cs("getctag"), dav("sync-token")};
+      for (const auto& d : store.dead_properties(collection->id)) all.push_back({d.ns, d.name});
+    }
     for (const auto& extra : request.include) all.push_back(extra);
     return all;
   }
@@ -302,12 +367,25 @@ struct DavHandler::Impl {
     return out;
   }
 
+  // RFC 4791 5.3.2.1 / RFC 6352 6.3.2.1: no-uid-conflict names the resource that has the UID.
+  Response uid_conflict(const Collection& c, const std::string& uid, const std::string& message) {
+    const auto name = store.name_of_uid(c.id, uid);
+    const auto condition = c.kind == "calendar" ? cal("no-uid-conflict") : card("no-uid-conflict");
+    spdlog::debug("dav precondition {}: {}", clark(condition), message);
+    return dav_response(409, error_body(condition, name ? std::optional<std::string>(href_xml(collection_href(c) + percent_encode(*name)))
+                                                        : std::nullopt));
+  }
+
   // ---- methods ----
 
   Response propfind(const Identity& who, const Request& q, const Target& t) {
-    const auto depth = q.header("depth", "1");
-    if (depth == "infinity") return precondition(403, dav("propfind-finite-depth"), "depth infinity");
-    const auto request = parse_propfind(q.body);
+    // RFC 4918 9.1: no Depth header means infinity, which collections refuse (10.2,
+    // propfind-finite-depth); a resource or a principal has nothing below it anyway.
+    const auto depth = ascii_lower(q.header("depth", "infinity"));
+    if (depth != "0" && depth != "1" && depth != "infinity") return dav_response(400, "Depth is 0, 1 or infinity\n", "text/plain; charset=utf-8");
+    const auto request = parse_propfind(q.body);  // a malformed body is 400 whatever the depth
+    if (depth == "infinity" && t.kind != Target::kResource && t.kind != Target::kPrincipal)
+      return precondition(403, dav("propfind-finite-depth"), "depth infinity");
     const bool names = request.kind == PropfindRequest::kPropname;
     Multistatus ms;
     auto add = [&](const std::string& href, std::vector<PropValue> props) {
@@ -349,7 +427,7 @@ struct DavHandler::Impl {
         add("/dav/" + t.area + "/" + percent_encode(t.owner) + "/", values);
         if (depth == "1")
           for (const auto& [c, level] : visible_collections(who, t.kind_name()))
-            add(collection_href(c), collection_props(who, c, level, wanted(request, true)));
+            add(collection_href(c), collection_props(who, c, level, wanted(request, &c)));
         break;
       }
       case Target::kCollection: {
@@ -357,10 +435,10 @@ struct DavHandler::Impl {
         if (!c) return dav_response(404);
         const auto level = access(who, *c);
         if (level.empty()) return dav_response(404);
-        add(collection_href(*c), collection_props(who, *c, level, wanted(request, true)));
+        add(collection_href(*c), collection_props(who, *c, level, wanted(request, &*c)));
         if (depth == "1")
           for (const auto& r : store.resources(c->id))
-            add(collection_href(*c) + percent_encode(r.name), resource_props(*c, r, wanted(request, false)));
+            add(collection_href(*c) + percent_encode(r.name), resource_props(*c, r, wanted(request, nullptr)));
         break;
       }
       case Target::kResource: {
@@ -368,7 +446,7 @@ struct DavHandler::Impl {
         if (!c || access(who, *c).empty()) return dav_response(404);
         auto r = store.resource(c->id, t.resource);
         if (!r) return dav_response(404);
-        add(collection_href(*c) + percent_encode(r->name), resource_props(*c, *r, wanted(request, false)));
+        add(collection_href(*c) + percent_encode(r->name), resource_props(*c, *r, wanted(request, nullptr)));
         break;
       }
       case Target::kNone: return dav_response(404);
@@ -383,15 +461,18 @@ struct DavHandler::Impl {
     if (access(who, *c) != "owner") return dav_response(403);
     const auto request = parse_proppatch(q.body);
     std::optional<std::string> name, description, color;
+    std::vector<std::pair<DeadProperty, bool>> dead;
     bool failed = false;
     std::vector<PropValue> results;
+    constexpr std::size_t kMaxDeadValue = 64 << 10;
     for (const auto& [p, value] : request.changes) {
       const auto text = xml_text(value.value_or(""));
       if (p == dav("displayname")) name = text;
       else if (p == cal("calendar-description") || p == card("addressbook-description")) description = text;
       else if (p == kApple) color = text;
+      else if (!is_live(p) && (!value || value->size() <= kMaxDeadValue)) dead.push_back({{p.ns, p.name, value.value_or("")}, value.has_value()});
       else {
-        failed = true;
+        failed = true;  // protected (RFC 4918 9.2: cannot-modify-protected-property), or too large
         results.push_back({p, std::nullopt, 403});
         continue;
       }
@@ -402,7 +483,7 @@ struct DavHandler::Impl {
       for (auto& r : results)
         if (r.status == 200) r.status = 424;
     } else {
-      store.update_collection(c->id, name, description, color);
+      store.update_collection(c->id, name, description, color, dead);
     }
     Multistatus ms;
     ms.add_response(collection_href(*c), results);
@@ -436,7 +517,7 @@ struct DavHandler::Impl {
     if (!c || access(who, *c).empty()) return dav_response(404);
     auto r = store.resource(c->id, t.resource);
     if (!r) return dav_response(404);
-    if (q.header("if-none-match") == r->etag) {
+    if (const auto if_none = q.header("if-none-match"); etag_listed(if_none, r->etag, true)) {
       auto not_modified = dav_response(304);
       not_modified.headers.emplace_back("ETag", r->etag);
       return not_modified;
@@ -460,8 +541,12 @@ struct DavHandler::Impl {
     // RFC 4918 10.4 and RFC 7232: If-Match / If-None-Match: * guard against lost updates.
     const auto existing = store.resource(c->id, t.resource);
     const auto if_match = q.header("if-match"), if_none = q.header("if-none-match");
-    if (!if_match.empty() && (!existing || (if_match != "*" && if_match != existing->etag))) return dav_response(412);
-    if (if_none == "*" && existing) return dav_response(412);
+    if (!if_match.empty() && (!existing || !etag_listed(if_match, existing->etag, false))) return dav_response(412);
+    if (!if_none.empty() && existing && etag_listed(if_none, existing->etag, true)) return dav_response(412);
+    // RFC 5545 3.1.4 and RFC 6350 3.1: the data is UTF-8; anything else would be stored as
+    // sent and read back differently by each client.
+    if (!is_valid_utf8(q.body))
+      return precondition(403, calendar ? cal("supported-calendar-data") : card("supported-address-data"), "not UTF-8");
     std::string uid, component;
     std::optional<std::pair<int64_t, int64_t>> bounds;
     try {
@@ -485,8 +570,7 @@ struct DavHandler::Impl {
     try {
       etag = store.put_resource(c->id, t.resource, uid, component, q.body, bounds);
     } catch (const Error& e) {
-      if (e.code() == "no-uid-conflict")
-        return precondition(409, calendar ? cal("no-uid-conflict") : card("no-uid-conflict"), e.what());
+      if (e.code() == "no-uid-conflict") return uid_conflict(*c, uid, e.what());
       throw;
     }
     auto response = dav_response(existing ? 204 : 201);
@@ -509,7 +593,7 @@ struct DavHandler::Impl {
     const auto existing = store.resource(c->id, t.resource);
     if (!existing) return dav_response(404);
     const auto if_match = q.header("if-match");
-    if (!if_match.empty() && if_match != "*" && if_match != existing->etag) return dav_response(412);
+    if (!if_match.empty() && !etag_listed(if_match, existing->etag, false)) return dav_response(412);
     store.delete_resource(c->id, t.resource);
     return dav_response(204);
   }
@@ -533,16 +617,19 @@ struct DavHandler::Impl {
     if (to_level == "read" || (move && access(who, *from) == "read")) return dav_response(403);
     const bool exists = store.resource(to->id, d.resource).has_value();
     if (exists && q.header("overwrite", "T") == "F") return dav_response(412);
+    if (to->id == from->id && d.resource == t.resource) return dav_response(403);  // RFC 4918 9.8.5: onto itself
     try {
       std::optional<std::pair<int64_t, int64_t>> bounds;
       if (from->kind == "calendar")
         if (const auto b = instance_bounds(r->data)) bounds = std::make_pair(b->first_start, b->last_end);
-      store.put_resource(to->id, d.resource, r->uid, r->component, r->data, bounds);
+      // A MOVE is one change: the resource leaves its name as it takes the new one, so a
+      // rename inside a calendar keeps its UID without clashing with itself.
+      if (move) store.move_resource(from->id, t.resource, to->id, d.resource, bounds);
+      else store.put_resource(to->id, d.resource, r->uid, r->component, r->data, bounds);
     } catch (const Error& e) {
-      if (e.code() == "no-uid-conflict") return precondition(409, from->kind == "calendar" ? cal("no-uid-conflict") : card("no-uid-conflict"), e.what());
+      if (e.code() == "no-uid-conflict") return uid_conflict(*to, r->uid, e.what());
       throw;
     }
-    if (move && !(to->id == from->id && d.resource == t.resource)) store.delete_resource(from->id, t.resource);
     return dav_response(exists ? 204 : 201);
   }
 
@@ -550,8 +637,39 @@ struct DavHandler::Impl {
     if (t.kind != Target::kCollection) return precondition(403, dav("supported-report"), "reports run on collections");
     auto c = store.collection(t.owner, t.kind_name(), t.collection);
     if (!c || access(who, *c).empty()) return dav_response(404);
-    const auto report = parse_report(q.body);
+    Report report;
+    try {
+      report = parse_report(q.body);
+    } catch (const Error& e) {
+      // RFC 4791 7.5 / 9.7: what the filter asks that coop cannot do is named, not ignored.
+      if (e.code() == errc::kUnsupportedCollation) return precondition(403, c->kind == "calendar" ? cal("supported-collation") : card("supported-collation"), e.what());
+      if (e.code() == errc::kUnsupportedFilter) return precondition(403, c->kind == "calendar" ? cal("supported-filter") : card("supported-filter"), e.what());
+      throw;
+    }
     const bool calendar = c->kind == "calendar";
+    // <C:calendar-data><C:expand/> or <C:limit-recurrence-set/> (RFC 4791 9.6.5, 9.6.6): the
+    // data each response carries, rewritten for the range.
+    std::optional<std::pair<int64_t, int64_t>> expand, limit;
+    try {
+      if (report.expand) {
+        if (!report.expand->start || !report.expand->end) return precondition(403, cal("valid-filter"), "expand needs start and end");
+        expand.emplace(parse_ical_utc(*report.expand->start), parse_ical_utc(*report.expand->end));
+      }
+      if (report.limit_recurrence_set) {
+        if (!report.limit_recurrence_set->start || !report.limit_recurrence_set->end)
+          return precondition(403, cal("valid-filter"), "limit-recurrence-set needs start and end");
+        limit.emplace(parse_ical_utc(*report.limit_recurrence_set->start), parse_ical_utc(*report.limit_recurrence_set->end));
+      }
+    } catch (const Error&) {
+      return precondition(403, cal("valid-filter"), "bad time range in calendar-data");
+    }
+    const auto props_of = [&](const Resource& r, const std::vector<QName>& wanted_props) {
+      if (!calendar || (!expand && !limit)) return resource_props(*c, r, wanted_props);
+      Resource shown = r;
+      shown.data = expand ? expand_instances(r.data, expand->first, expand->second)
+                          : limit_recurrence_set(r.data, limit->first, limit->second);
+      return resource_props(*c, shown, wanted_props);
+    };
     const auto data_prop = calendar ? cal("calendar-data") : card("address-data");
     auto props = report.props;
     if (props.empty()) props = {dav("getetag"), data_prop};
@@ -566,7 +684,7 @@ struct DavHandler::Impl {
           std::optional<Resource> r;
           if (target.kind == Target::kResource && target.owner == c->owner && target.collection == c->name)
             r = store.resource(c->id, target.resource);
-          if (r) ms.add_response(href, resource_props(*c, *r, props));
+          if (r) ms.add_response(href, props_of(*r, props));
           else ms.add_status_response(href, 404);
         }
         break;
@@ -580,11 +698,18 @@ struct DavHandler::Impl {
         } catch (const Error&) {
           return precondition(403, cal("valid-filter"), "bad time-range");
         }
-        // The stored instance bounds pick the candidates; libical decides for those only.
-        for (const auto& r : (start || end) ? store.time_range_candidates(c->id, start, end) : store.resources(c->id)) {
-          if (!report.comp_filter.empty() && r.component != report.comp_filter) continue;
-          if ((start || end) && !overlaps_time_range(r.data, start, end)) continue;
-          ms.add_response(href_of(r.name), resource_props(*c, r, props));
+        // The stored instance bounds pick the candidates; the whole filter, evaluated with
+        // libical, decides for those only.
+        try {
+          for (const auto& r : (start || end) ? store.time_range_candidates(c->id, start, end) : store.resources(c->id)) {
+            if (is_instance_component(report.comp_filter) && r.component != report.comp_filter) continue;
+            if (report.calendar_filter ? !matches_filter(r.data, *report.calendar_filter) : ((start || end) && !overlaps_time_range(r.data, start, end)))
+              continue;
+            ms.add_response(href_of(r.name), props_of(r, props));
+          }
+        } catch (const Error& e) {
+          if (e.code() == errc::kBadTimeRange) return precondition(403, cal("valid-filter"), e.what());
+          throw;
         }
         break;
       }
@@ -651,7 +776,10 @@ DavHandler::DavHandler(const Home& home, DavStore& store, std::string domain)
 
 DavHandler::~DavHandler() = default;
 
-void DavHandler::forget(const std::string& handle) { impl_->credentials.forget(handle); }
+void DavHandler::forget(const std::string& handle) {
+  if (handle.empty()) impl_->credentials.forget_all();
+  else impl_->credentials.forget(handle);
+}
 
 Response DavHandler::handle(const Request& q) {
   // RFC 6764 5: the well-known URIs lead to the DAV root.

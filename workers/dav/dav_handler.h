@@ -20,7 +20,8 @@ class DavHandler {
   ~DavHandler();
   // Every request under /dav/ and the /.well-known/ redirects; blocks (SQLite, password hashing).
   http::Response handle(const http::Request& request);
-  // A member's cached credentials go (suspension, new password, revoked app password).
+  // A member's cached credentials go (suspension, new password, revoked app password, a
+  // change of groups or addresses); with no handle, everyone's (a group changed).
   void forget(const std::string& handle);
 
  private:

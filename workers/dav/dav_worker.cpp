@@ -66,7 +66,10 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   follower_ = std::make_unique<auth::MemberEventFollower>(
       runtime.home(),
       [this](const auth::MemberEvent& event) {
-        if (auth::ends_sessions(event)) handler_->forget(event.handle);
+        // Groups decide which shared calendars a member sees: a change is felt at once, not
+        // when the minute of cached credentials runs out.
+        if (auth::ends_sessions(event) || event.kind == "member.updated" || event.kind.rfind("group.", 0) == 0)
+          handler_->forget(event.handle);
         directory_refresh_->request();
       },
       [this] { directory_refresh_->request(); });

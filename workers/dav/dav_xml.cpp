@@ -236,8 +236,17 @@ void read_time_range(const xmlNode* time_range, Report& report) {
   report.time_range_end = attribute(time_range, "end");
 }
 
-// RFC 4791 9.7: filter > comp-filter VCALENDAR > comp-filter VEVENT > time-range.
+CompFilter read_comp_filter(const xmlNode* node, int depth);
+
+// RFC 4791 9.7: filter > comp-filter VCALENDAR > comp-filter VEVENT > time-range, for the
+// store's pre-selection; the whole tree goes to calendar_filter.
 void read_calendar_filter(const xmlNode* filter, Report& report) {
+  for (const auto* child : elements(filter))
+    if (is(child, kCalDav, "comp-filter")) {
+      if (report.calendar_filter) throw bad_request("a filter holds one comp-filter (VCALENDAR)");
+      report.calendar_filter = read_comp_filter(child, 0);
+    }
+  if (!report.calendar_filter) throw bad_request("a filter holds one comp-filter (VCALENDAR)");
   const xmlNode* vcalendar = nullptr;
   for (const auto* child : elements(filter)) {
     if (!vcalendar && is(child, kCalDav, "comp-filter") && iequals(attribute(child, "name").value_or(""), "VCALENDAR"))
@@ -265,6 +274,69 @@ void read_calendar_filter(const xmlNode* filter, Report& report) {
   }
   // is-not-defined selects resources without the component: "" keeps the result a superset.
   if (!negated) report.comp_filter = attribute(component, "name").value_or("");
+}
+
+CalendarTextMatch read_calendar_text_match(const xmlNode* node) {
+  CalendarTextMatch match;
+  match.text = text_of(node);
+  // RFC 4791 7.5: i;ascii-casemap by default; i;octet too. Anything else: supported-collation.
+  const auto collation = attribute(node, "collation").value_or("i;ascii-casemap");
+  if (collation == "i;octet") match.octet = true;
+  else if (collation != "i;ascii-casemap")
+    throw Error(errc::kUnsupportedCollation, "unsupported collation \"" + collation.substr(0, 40) + "\"", 403);
+  const auto negate = attribute(node, "negate-condition").value_or("no");
+  if (negate != "yes" && negate != "no") throw bad_request("negate-condition is yes or no");
+  match.negate = negate == "yes";
+  return match;
+}
+
+CalendarTimeRange read_calendar_time_range(const xmlNode* node) {
+  CalendarTimeRange range{attribute(node, "start"), attribute(node, "end")};
+  if (!range.start && !range.end) throw bad_request("time-range needs start or end");
+  return range;
+}
+
+// RFC 4791 9.7.1-9.7.3: comp-filter > (is-not-defined | time-range? prop-filter* comp-filter*).
+CompFilter read_comp_filter(const xmlNode* node, int depth) {
+  if (depth > 8) throw Error(errc::kUnsupportedFilter, "comp-filters nest too deep", 403);
+  CompFilter filter;
+  filter.name = attribute(node, "name").value_or("");
+  if (filter.name.empty()) throw bad_request("comp-filter without a name");
+  for (const auto* child : elements(node)) {
+    if (is(child, kCalDav, "is-not-defined")) {
+      filter.is_not_defined = true;
+    } else if (is(child, kCalDav, "time-range")) {
+      filter.time_range = read_calendar_time_range(child);
+    } else if (is(child, kCalDav, "comp-filter")) {
+      filter.comps.push_back(read_comp_filter(child, depth + 1));
+    } else if (is(child, kCalDav, "prop-filter")) {
+      PropFilter prop;
+      prop.name = attribute(child, "name").value_or("");
+      if (prop.name.empty()) throw bad_request("prop-filter without a name");
+      for (const auto* part : elements(child)) {
+        if (is(part, kCalDav, "is-not-defined")) prop.is_not_defined = true;
+        else if (is(part, kCalDav, "time-range")) prop.time_range = read_calendar_time_range(part);
+        else if (is(part, kCalDav, "text-match")) prop.text_match = read_calendar_text_match(part);
+        else if (is(part, kCalDav, "param-filter")) {
+          ParamFilter param;
+          param.name = attribute(part, "name").value_or("");
+          if (param.name.empty()) throw bad_request("param-filter without a name");
+          for (const auto* p : elements(part)) {
+            if (is(p, kCalDav, "is-not-defined")) param.is_not_defined = true;
+            else if (is(p, kCalDav, "text-match")) param.text_match = read_calendar_text_match(p);
+            else throw Error(errc::kUnsupportedFilter, "unknown element in param-filter: " + clark(qname_of(p)), 403);
+          }
+          prop.params.push_back(std::move(param));
+        } else {
+          throw Error(errc::kUnsupportedFilter, "unknown element in prop-filter: " + clark(qname_of(part)), 403);
+        }
+      }
+      filter.props.push_back(std::move(prop));
+    } else {
+      throw Error(errc::kUnsupportedFilter, "unknown element in comp-filter: " + clark(qname_of(child)), 403);
+    }
+  }
+  return filter;
 }
 
 bool read_test(const xmlNode* node) {
@@ -481,7 +553,14 @@ Report parse_report(std::string_view body) {
     const auto ns = ns_of(child);
     const auto name = name_of(child);
     if (ns == kDav && name == "prop") {
-      for (const auto* prop : elements(child)) report.props.push_back(qname_of(prop));
+      for (const auto* prop : elements(child)) {
+        report.props.push_back(qname_of(prop));
+        if (!is(prop, kCalDav, "calendar-data")) continue;
+        for (const auto* option : elements(prop)) {
+          if (is(option, kCalDav, "expand")) report.expand = read_calendar_time_range(option);
+          else if (is(option, kCalDav, "limit-recurrence-set")) report.limit_recurrence_set = read_calendar_time_range(option);
+        }
+      }
     } else if (ns == kDav && name == "allprop") {
       report.allprop = true;
     } else if (ns == kDav && name == "href") {
@@ -575,12 +654,12 @@ std::string Multistatus::str() const {
   return out;
 }
 
-std::string error_body(const QName& precondition) {
+std::string error_body(const QName& precondition, std::optional<std::string_view> inner_xml) {
   std::string out(kXmlDeclaration);
   out += "<D:error";
   out += kNamespaceDeclarations;
   out += ">";
-  out += element_xml(precondition);
+  out += element_xml(precondition, inner_xml);
   out += "</D:error>\n";
   return out;
 }

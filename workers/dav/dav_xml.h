@@ -63,6 +63,37 @@ struct MkcolRequest {
 };
 MkcolRequest parse_mkcol(std::string_view body);
 
+// RFC 4791 9.7: a calendar-query filter, whole. Text matches compare with i;ascii-casemap
+// (the default) or i;octet; any other collation is refused when parsed
+// (Error(errc::kUnsupportedCollation, 403): CALDAV:supported-collation).
+struct CalendarTextMatch {
+  std::string text;
+  bool octet = false;  // i;octet instead of i;ascii-casemap
+  bool negate = false;
+};
+struct CalendarTimeRange {
+  std::optional<std::string> start, end;  // as given, 20260105T000000Z
+};
+struct ParamFilter {
+  std::string name;
+  bool is_not_defined = false;
+  std::optional<CalendarTextMatch> text_match;
+};
+struct PropFilter {
+  std::string name;
+  bool is_not_defined = false;
+  std::optional<CalendarTimeRange> time_range;
+  std::optional<CalendarTextMatch> text_match;
+  std::vector<ParamFilter> params;
+};
+struct CompFilter {
+  std::string name;
+  bool is_not_defined = false;
+  std::optional<CalendarTimeRange> time_range;
+  std::vector<PropFilter> props;
+  std::vector<CompFilter> comps;
+};
+
 // REPORT bodies: RFC 4791 7.8/7.9/7.10, RFC 6352 8.6/8.7, RFC 6578 3.2.
 struct Report {
   enum Kind {
@@ -85,9 +116,13 @@ struct Report {
   std::optional<int> limit;        // RFC 5323 <D:limit><D:nresults>, RFC 6352 8.6.1
 
   // calendar-query: the comp-filter directly under VCALENDAR (e.g. "VEVENT", "" when none) and
-  // its time-range (RFC 4791 9.7.1, 9.9). free-busy-query: its time-range.
+  // its time-range (RFC 4791 9.7.1, 9.9), which pre-select candidates; calendar_filter is the
+  // whole filter that decides. free-busy-query: its time-range.
   std::string comp_filter;
   std::optional<std::string> time_range_start, time_range_end;  // as given, e.g. 20260101T000000Z
+  std::optional<CompFilter> calendar_filter;
+  // <C:calendar-data> asking for <C:expand> or <C:limit-recurrence-set> (RFC 4791 9.6.5, 9.6.6).
+  std::optional<CalendarTimeRange> expand, limit_recurrence_set;
 
   // addressbook-query (RFC 6352 10.5): one entry per prop-filter/text-match.
   struct TextMatch {
@@ -145,8 +180,9 @@ class Multistatus {
   std::optional<std::string> sync_token_;
 };
 
-// <D:error> body naming a failed precondition (RFC 4918 16, RFC 4791 1.3).
-std::string error_body(const QName& precondition);
+// <D:error> body naming a failed precondition (RFC 4918 16, RFC 4791 1.3), with what it
+// says inside when it says more (no-uid-conflict's <D:href>, RFC 4791 5.3.2.1).
+std::string error_body(const QName& precondition, std::optional<std::string_view> inner_xml = std::nullopt);
 
 // "HTTP/1.1 404 Not Found", for <D:status> (RFC 4918 14.28).
 std::string status_line(int status);

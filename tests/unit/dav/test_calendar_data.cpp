@@ -304,3 +304,96 @@ TEST_CASE("instance bounds span every instance of a bounded recurrence, with a d
   CHECK_FALSE(coop::dav::instance_bounds(forever));
   CHECK_FALSE(coop::dav::instance_bounds("not a calendar"));
 }
+
+namespace {
+
+dav::CompFilter vcalendar(std::vector<dav::CompFilter> comps, std::vector<dav::PropFilter> props = {}) {
+  dav::CompFilter f;
+  f.name = "VCALENDAR";
+  f.comps = std::move(comps);
+  f.props = std::move(props);
+  return f;
+}
+
+dav::CompFilter component(const char* name, std::vector<dav::PropFilter> props = {}, std::vector<dav::CompFilter> comps = {}) {
+  dav::CompFilter f;
+  f.name = name;
+  f.props = std::move(props);
+  f.comps = std::move(comps);
+  return f;
+}
+
+dav::PropFilter text(const char* name, const char* needle, bool negate = false, bool octet = false) {
+  dav::PropFilter p;
+  p.name = name;
+  p.text_match = dav::CalendarTextMatch{needle, octet, negate};
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("calendar-query filters: prop-filter, text-match, param-filter, is-not-defined (RFC 4791 9.7)") {
+  const auto meeting = event({"UID:m@test", "DTSTAMP:20260101T000000Z", "DTSTART:20260105T100000Z", "DTEND:20260105T110000Z",
+                              "SUMMARY:Budget Meeting", "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@example.org",
+                              "ATTENDEE;PARTSTAT=DECLINED:mailto:carol@example.org"});
+  CHECK(dav::matches_filter(meeting, vcalendar({component("VEVENT", {text("SUMMARY", "budget")})})));
+  CHECK_FALSE(dav::matches_filter(meeting, vcalendar({component("VEVENT", {text("SUMMARY", "budget", false, true)})})));  // i;octet
+  CHECK_FALSE(dav::matches_filter(meeting, vcalendar({component("VEVENT", {text("SUMMARY", "budget", true)})})));
+  CHECK_FALSE(dav::matches_filter(meeting, vcalendar({component("VTODO")})));
+  dav::PropFilter missing;
+  missing.name = "CATEGORIES";
+  missing.is_not_defined = true;
+  CHECK(dav::matches_filter(meeting, vcalendar({component("VEVENT", {missing})})));
+  missing.name = "summary";  // names compare case-insensitively
+  CHECK_FALSE(dav::matches_filter(meeting, vcalendar({component("VEVENT", {missing})})));
+  // An ATTENDEE whose PARTSTAT is DECLINED and who is carol: one property must meet both.
+  auto attendee = text("ATTENDEE", "carol");
+  dav::ParamFilter declined;
+  declined.name = "PARTSTAT";
+  declined.text_match = dav::CalendarTextMatch{"DECLINED", false, false};
+  attendee.params = {declined};
+  CHECK(dav::matches_filter(meeting, vcalendar({component("VEVENT", {attendee})})));
+  attendee.text_match->text = "bob";
+  CHECK_FALSE(dav::matches_filter(meeting, vcalendar({component("VEVENT", {attendee})})));
+  dav::CompFilter not_event = component("VEVENT");
+  not_event.is_not_defined = true;
+  CHECK_FALSE(dav::matches_filter(meeting, vcalendar({not_event})));
+}
+
+TEST_CASE("a VALARM time-range tests each instance's trigger (RFC 4791 9.9)") {
+  const auto weekly = ics({"BEGIN:VCALENDAR", "VERSION:2.0", "PRODID:-//coop//test//EN", "BEGIN:VEVENT", "UID:w@test",
+                           "DTSTAMP:20260101T000000Z", "DTSTART:20260105T100000Z", "DTEND:20260105T110000Z", "RRULE:FREQ=WEEKLY",
+                           "BEGIN:VALARM", "ACTION:DISPLAY", "DESCRIPTION:soon", "TRIGGER:-PT15M", "END:VALARM", "END:VEVENT",
+                           "END:VCALENDAR"});
+  auto alarm_in = [&](const char* start, const char* end) {
+    dav::CompFilter alarm = component("VALARM");
+    alarm.time_range = dav::CalendarTimeRange{start, end};
+    return dav::matches_filter(weekly, vcalendar({component("VEVENT", {}, {alarm})}));
+  };
+  CHECK(alarm_in("20260202T094000Z", "20260202T095000Z"));   // the fifth Monday's alarm at 09:45
+  CHECK_FALSE(alarm_in("20260202T095000Z", "20260202T110000Z"));  // the event itself, not its alarm
+  CHECK_FALSE(alarm_in("20260203T000000Z", "20260208T000000Z"));
+}
+
+TEST_CASE("expand gives each instance in the range as its own component; limit-recurrence-set keeps the master") {
+  const auto weekly = event({"UID:w@test", "DTSTAMP:20260101T000000Z", "DTSTART:20260105T100000Z", "DTEND:20260105T110000Z",
+                             "RRULE:FREQ=WEEKLY;COUNT=10", "SUMMARY:Weekly"});
+  const auto expanded = dav::expand_instances(weekly, dav::parse_ical_utc("20260110T000000Z"), dav::parse_ical_utc("20260125T000000Z"));
+  CHECK(expanded.find("RRULE") == std::string::npos);
+  CHECK(expanded.find("RECURRENCE-ID:20260112T100000Z") != std::string::npos);
+  CHECK(expanded.find("RECURRENCE-ID:20260119T100000Z") != std::string::npos);
+  CHECK(expanded.find("DTSTART:20260119T100000Z") != std::string::npos);
+  CHECK(expanded.find("20260105T100000Z") == std::string::npos);
+  CHECK(expanded.find("20260126T100000Z") == std::string::npos);
+  const auto limited = dav::limit_recurrence_set(weekly, dav::parse_ical_utc("20260110T000000Z"), dav::parse_ical_utc("20260125T000000Z"));
+  CHECK(limited.find("RRULE:FREQ=WEEKLY;COUNT=10") != std::string::npos);
+}
+
+TEST_CASE("a daily series from 1990 is still found in 2026, and not between its instances") {
+  const auto daily = event({"UID:d@test", "DTSTAMP:20260101T000000Z", "DTSTART:19900101T080000Z", "DTEND:19900101T083000Z",
+                            "RRULE:FREQ=DAILY"});
+  CHECK(overlaps(daily, "20261207T000000Z", "20261208T000000Z"));
+  CHECK(overlaps(daily, "20261207T081000Z", "20261207T082000Z"));
+  CHECK_FALSE(overlaps(daily, "20261207T083000Z", "20261207T090000Z"));
+}
+

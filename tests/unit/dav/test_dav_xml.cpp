@@ -259,6 +259,44 @@ TEST_CASE("calendar-query conditions beyond component and time-range are flagged
   CHECK(absent.filter_approximated);
 }
 
+TEST_CASE("calendar-query keeps the whole filter tree, and refuses what it cannot evaluate") {
+  const auto report = parse_report(R"(<C:calendar-query xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
+    <D:prop><C:calendar-data><C:expand start="20260101T000000Z" end="20260201T000000Z"/></C:calendar-data></D:prop>
+    <C:filter><C:comp-filter name="VCALENDAR"><C:comp-filter name="VEVENT">
+      <C:prop-filter name="ATTENDEE"><C:text-match collation="i;octet">bob</C:text-match>
+        <C:param-filter name="PARTSTAT"><C:text-match negate-condition="yes">DECLINED</C:text-match></C:param-filter>
+      </C:prop-filter>
+      <C:prop-filter name="CATEGORIES"><C:is-not-defined/></C:prop-filter>
+      <C:comp-filter name="VALARM"><C:time-range start="20260101T000000Z" end="20260102T000000Z"/></C:comp-filter>
+    </C:comp-filter></C:comp-filter></C:filter></C:calendar-query>)");
+  REQUIRE(report.calendar_filter);
+  const auto& event = report.calendar_filter->comps.at(0);
+  CHECK(event.name == "VEVENT");
+  REQUIRE(event.props.size() == 2);
+  CHECK(event.props[0].text_match->text == "bob");
+  CHECK(event.props[0].text_match->octet);
+  CHECK(event.props[0].params.at(0).text_match->negate);
+  CHECK(event.props[1].is_not_defined);
+  CHECK(event.comps.at(0).time_range->start == std::optional<std::string>("20260101T000000Z"));
+  REQUIRE(report.expand);
+  CHECK(report.expand->end == std::optional<std::string>("20260201T000000Z"));
+
+  auto code_of = [](const char* body) {
+    try {
+      parse_report(body);
+    } catch (const coop::Error& e) {
+      return std::string(e.code());
+    }
+    return std::string("accepted");
+  };
+  // RFC 4791 7.5.1: collations other than i;ascii-casemap and i;octet are refused by name.
+  CHECK(code_of(R"(<C:calendar-query xmlns:C="urn:ietf:params:xml:ns:caldav"><C:filter><C:comp-filter name="VCALENDAR">
+    <C:prop-filter name="SUMMARY"><C:text-match collation="i;unicode-casemap">x</C:text-match></C:prop-filter>
+    </C:comp-filter></C:filter></C:calendar-query>)") == coop::errc::kUnsupportedCollation);
+  CHECK(code_of(R"(<C:calendar-query xmlns:C="urn:ietf:params:xml:ns:caldav"><C:filter><C:comp-filter name="VCALENDAR">
+    <C:frobnicate/></C:comp-filter></C:filter></C:calendar-query>)") == coop::errc::kUnsupportedFilter);
+}
+
 TEST_CASE("calendar-multiget gives its hrefs trimmed, in order") {
   const auto report = parse_report(R"(<C:calendar-multiget xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav">
   <D:prop><D:getetag/><C:calendar-data/></D:prop>

@@ -59,6 +59,16 @@ constexpr sqlite::Migration kMigrations[] = {
       ALTER TABLE resources ADD COLUMN range_end INTEGER;
       CREATE INDEX resources_by_range ON resources (collection_id, range_start);
     )sql"},
+    // Dead properties of collections (RFC 4918 4.2), as PROPPATCH set them.
+    {3, R"sql(
+      CREATE TABLE collection_properties (
+        collection_id INTEGER NOT NULL REFERENCES collections (id) ON DELETE CASCADE,
+        ns            TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        value         TEXT NOT NULL,
+        PRIMARY KEY (collection_id, ns, name)
+      ) WITHOUT ROWID;
+    )sql"},
 };
 
 // A strong ETag from the content: equal bytes, equal tag (RFC 9110 8.8.3).
@@ -182,12 +192,21 @@ void DavStore::remove_collection(int64_t id) {
 }
 
 void DavStore::update_collection(int64_t id, const std::optional<std::string>& displayname,
-                                 const std::optional<std::string>& description, const std::optional<std::string>& color) {
+                                 const std::optional<std::string>& description, const std::optional<std::string>& color,
+                                 const std::vector<std::pair<DeadProperty, bool>>& dead) {
   std::lock_guard lock(impl_->mutex);
   sqlite::Transaction tx(*impl_->db);
   if (displayname) impl_->db->prepare("UPDATE collections SET displayname = ?2 WHERE id = ?1").bind(1, id).bind(2, *displayname).run();
   if (description) impl_->db->prepare("UPDATE collections SET description = ?2 WHERE id = ?1").bind(1, id).bind(2, *description).run();
   if (color) impl_->db->prepare("UPDATE collections SET color = ?2 WHERE id = ?1").bind(1, id).bind(2, *color).run();
+  for (const auto& [p, set] : dead) {
+    if (set)
+      impl_->db->prepare("INSERT OR REPLACE INTO collection_properties (collection_id, ns, name, value) VALUES (?1, ?2, ?3, ?4)")
+          .bind(1, id).bind(2, p.ns).bind(3, p.name).bind(4, p.value).run();
+    else
+      impl_->db->prepare("DELETE FROM collection_properties WHERE collection_id = ?1 AND ns = ?2 AND name = ?3")
+          .bind(1, id).bind(2, p.ns).bind(3, p.name).run();
+  }
   impl_->db->prepare("UPDATE collections SET sync_seq = sync_seq + 1 WHERE id = ?1").bind(1, id).run();
   tx.commit();
 }
@@ -265,6 +284,58 @@ bool DavStore::delete_resource(int64_t collection, const std::string& name) {
   impl_->bump(collection, name, true);
   tx.commit();
   return true;
+}
+
+void DavStore::move_resource(int64_t from, const std::string& from_name, int64_t to, const std::string& to_name,
+                             std::optional<std::pair<int64_t, int64_t>> bounds) {
+  std::lock_guard lock(impl_->mutex);
+  auto& db = *impl_->db;
+  sqlite::Transaction tx(db);
+  auto& read = db.prepare("SELECT uid, component, etag, data FROM resources WHERE collection_id = ?1 AND name = ?2");
+  read.bind(1, from).bind(2, from_name);
+  if (!read.step()) throw Error(errc::kNotFound, "no resource " + from_name, 404);
+  const std::string uid = read.column_text(0), component = read.column_text(1), etag = read.column_text(2), data = read.column_text(3);
+  read.reset();
+  // The UID may be the resource's own (a rename in one collection): only another clashes.
+  auto& clash = db.prepare(
+      "SELECT name FROM resources WHERE collection_id = ?1 AND uid = ?2 AND name != ?3 AND NOT (collection_id = ?4 AND name = ?5)");
+  clash.bind(1, to).bind(2, uid).bind(3, to_name).bind(4, from).bind(5, from_name);
+  if (clash.step()) {
+    const auto other = clash.column_text(0);
+    clash.reset();
+    throw Error("no-uid-conflict", "UID " + uid + " is already used by " + other, 409);
+  }
+  db.prepare("DELETE FROM resources WHERE collection_id = ?1 AND name = ?2").bind(1, from).bind(2, from_name).run();
+  impl_->bump(from, from_name, true);
+  auto& insert = db.prepare(
+      "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end) "
+      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  insert.bind(1, to).bind(2, to_name).bind(3, uid).bind(4, component).bind(5, etag).bind(6, data);
+  insert.bind(7, static_cast<int64_t>(::time(nullptr)));
+  if (bounds) insert.bind(8, bounds->first).bind(9, bounds->second);
+  insert.run();
+  impl_->bump(to, to_name, false);
+  tx.commit();
+}
+
+std::optional<std::string> DavStore::name_of_uid(int64_t collection, const std::string& uid) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare("SELECT name FROM resources WHERE collection_id = ?1 AND uid = ?2");
+  s.bind(1, collection).bind(2, uid);
+  std::optional<std::string> name;
+  if (s.step()) name = s.column_text(0);
+  s.reset();
+  return name;
+}
+
+std::vector<DeadProperty> DavStore::dead_properties(int64_t collection) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare("SELECT ns, name, value FROM collection_properties WHERE collection_id = ?1 ORDER BY ns, name");
+  s.bind(1, collection);
+  std::vector<DeadProperty> out;
+  while (s.step()) out.push_back({s.column_text(0), s.column_text(1), s.column_text(2)});
+  s.reset();
+  return out;
 }
 
 std::pair<std::vector<Change>, int64_t> DavStore::changes_since(int64_t collection, int64_t seq) {

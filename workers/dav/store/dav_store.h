@@ -48,6 +48,12 @@ struct Grant {
   std::string access;   // "read" or "read-write"
 };
 
+// Dead properties of a collection (RFC 4918 4.2: PROPPATCH of anything not protected):
+// namespace, name and value as inner XML (dav_xml.h), e.g. Apple's calendar-order.
+struct DeadProperty {
+  std::string ns, name, value;
+};
+
 class DavStore {
  public:
   explicit DavStore(const std::filesystem::path& file);
@@ -59,8 +65,11 @@ class DavStore {
   std::vector<Collection> collections(const std::string& owner, const std::string& kind);
   std::vector<Collection> all_collections(const std::string& kind);
   void remove_collection(int64_t id);
+  // One PROPPATCH, all or nothing: the live properties that change, and dead ones set (a
+  // value) or removed (nullopt).
   void update_collection(int64_t id, const std::optional<std::string>& displayname,
-                         const std::optional<std::string>& description, const std::optional<std::string>& color);
+                         const std::optional<std::string>& description, const std::optional<std::string>& color,
+                         const std::vector<std::pair<DeadProperty, bool>>& dead = {});
 
   std::optional<Resource> resource(int64_t collection, const std::string& name);
   std::vector<Resource> resources(int64_t collection);
@@ -73,6 +82,15 @@ class DavStore {
   // Resources whose instances may overlap [start, end): the exact test is the caller's.
   std::vector<Resource> time_range_candidates(int64_t collection, std::optional<int64_t> start, std::optional<int64_t> end);
   bool delete_resource(int64_t collection, const std::string& name);
+  // MOVE (RFC 4918 9.9) as one change: the resource leaves `from_name` and takes `to_name`
+  // (replacing what was there) with its UID, data and ETag; both collections log it.
+  // coop::Error("no-uid-conflict", 409) when another resource of the target has the UID.
+  void move_resource(int64_t from, const std::string& from_name, int64_t to, const std::string& to_name,
+                     std::optional<std::pair<int64_t, int64_t>> bounds);
+  // The resource of a collection that has this UID.
+  std::optional<std::string> name_of_uid(int64_t collection, const std::string& uid);
+
+  std::vector<DeadProperty> dead_properties(int64_t collection);
   // Changes after seq (the latest per name), and the collection's current seq.
   std::pair<std::vector<Change>, int64_t> changes_since(int64_t collection, int64_t seq);
 
