@@ -151,20 +151,29 @@ std::string BlobStore::Writer::seal() {
 
 void BlobStore::Writer::place() {
   const auto target = store_->path_of(sha_);
-  std::error_code ec;
-  if (fs::exists(target, ec)) return;  // stored already; the destructor drops the copy
-  fs::create_directories(target.parent_path(), ec);
-  if (ec) throw Error(errc::kIoError, "cannot create " + target.parent_path().string() + ": " + ec.message(), 500);
-  if (::rename(tmp_.c_str(), target.c_str()) != 0)
-    throw Error(errc::kIoError, "cannot rename into " + target.string() + ": " + std::strerror(errno), 500);
-  done_ = true;
+  // One system call a blob as a rule: RENAME_NOREPLACE never overwrites (a blob that exists
+  // is whole and the same bytes: the destructor drops this copy), and the fan-out directory
+  // is made only when the rename says it is missing.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, target.c_str(), RENAME_NOREPLACE) == 0) {
+      done_ = true;
+      return;
+    }
+    if (errno == EEXIST) return;
+    if (errno != ENOENT || attempt > 0) break;
+    std::error_code ec;
+    fs::create_directories(target.parent_path(), ec);
+    if (ec) throw Error(errc::kIoError, "cannot create " + target.parent_path().string() + ": " + ec.message(), 500);
+  }
+  throw Error(errc::kIoError, "cannot rename into " + target.string() + ": " + std::strerror(errno), 500);
 }
 
 std::string BlobStore::Batch::add(std::string_view bytes) {
   auto w = store_->writer();
   w.append(bytes);
   const auto sha = w.seal();
-  if (!store_->exists(sha)) pending_.push_back(std::move(w));
+  std::lock_guard lock(mutex_);
+  pending_.push_back(std::move(w));
   return sha;
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,12 +62,12 @@ class BlobStore {
   class Batch {
    public:
     explicit Batch(BlobStore& store) : store_(&store) {}
-    std::string add(std::string_view bytes);  // its sha256
+    std::string add(std::string_view bytes);  // its sha256; threads may add at once
     void commit();
-    std::size_t size() const { return pending_.size(); }
 
    private:
     BlobStore* store_;
+    std::mutex mutex_;
     std::vector<Writer> pending_;
   };
   bool exists(const std::string& sha256) const;

@@ -80,7 +80,7 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
       search_needs_row_ = search_needs_header_ = true;
       return Test([kind = k.kind, d = k.number](const Probe& p) {
         if (!p.row) return false;
-        const auto day = imap::sent_day(header_field(std::string(p.header()), "date"));
+        const auto day = imap::sent_day(header_field(p.header(), "date"));
         if (!day) return false;
         return kind == Kind::sent_since ? *day >= d : kind == Kind::sent_before ? *day < d : *day == d;
       });
@@ -111,7 +111,7 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
         if (!p.row) return false;
         if (header_contains(p.header(), field, needle)) return true;
         if (field != "from" && field != "to" && field != "cc" && field != "bcc") return false;
-        const auto value = header_field(std::string(p.header()), field);
+        const auto value = header_field(p.header(), field);
         return !value.empty() && address_search_text(value).find(needle) != std::string::npos;
       });
   }
@@ -352,7 +352,9 @@ void Session::thread(Cursor& c, bool uid) {
     auto k = std::move(keys[n]);
     if (method == "REFERENCES") {
       const auto kept = headers.find(messages_[i].uid);
-      const std::string header = kept != headers.end() ? kept->second : header_of(i);
+      std::string read;  // a message stored before headers were kept: from its file
+      if (kept == headers.end()) read = header_of(i);
+      const std::string_view header = kept != headers.end() ? std::string_view(kept->second) : std::string_view(read);
       const auto own = imap::message_ids(header_field(header, "message-id"));
       if (!own.empty()) k.message_id = own.front();
       k.references = imap::message_ids(header_field(header, "references"));
@@ -381,21 +383,29 @@ std::string Session::header_of(std::size_t i) {
   return header;
 }
 
-std::string Session::header_field(const std::string& header, std::string_view name) {
+std::string Session::header_field(std::string_view header, std::string_view name) {
+  // One pass, no copy of a line: SEARCH and THREAD call this for every message.
+  auto same = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
+    return true;
+  };
   std::string value;
   bool in_field = false;
   for (std::size_t at = 0; at < header.size();) {
     auto eol = header.find('\n', at);
-    if (eol == std::string::npos) eol = header.size();
-    std::string line = header.substr(at, eol - at);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (eol == std::string_view::npos) eol = header.size();
+    auto line = header.substr(at, eol - at);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     at = eol + 1;
     if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
       if (in_field) value += line;
       continue;
     }
-    in_field = ascii_lower(line.substr(0, line.find(':'))) == ascii_lower(name) && line.find(':') != std::string::npos;
-    if (in_field) value = line.substr(line.find(':') + 1);
+    const auto colon = line.find(':');
+    in_field = colon != std::string_view::npos && same(line.substr(0, colon), name);
+    if (in_field) value.assign(line.substr(colon + 1));
   }
   return value;
 }

@@ -375,7 +375,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string header_of(std::size_t i);
 
   // The unfolded value of a header field (the last one of that name).
-  static std::string header_field(const std::string& header, std::string_view name);
+  static std::string header_field(std::string_view header, std::string_view name);
 
   // ---- IDLE (RFC 2177 / RFC 9051 6.3.13) -------------------------------------------------
   // On the connection's executor, after the store changed the selected mailbox.

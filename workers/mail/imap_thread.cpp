@@ -9,6 +9,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "common/text.h"
 
@@ -195,7 +196,7 @@ std::string thread_ordered_subject(const std::vector<SortKeys>& keys, const std:
 // empty containers pruned, roots with one base subject gathered, siblings in sent order.
 std::string thread_references(const std::vector<SortKeys>& keys, const std::function<std::string(std::size_t)>& name) {
   std::deque<Node> nodes;
-  std::map<std::string, Node*> by_id;
+  std::unordered_map<std::string, Node*> by_id;
   auto container = [&](const std::string& id) {
     auto& slot = by_id[id];
     if (!slot) slot = &nodes.emplace_back();
@@ -272,7 +273,7 @@ std::string thread_references(const std::vector<SortKeys>& keys, const std::func
     Node* m = n->message ? n : (n->children.empty() ? nullptr : n->children.front());
     return m && m->message ? &keys[*m->message] : nullptr;
   };
-  std::map<std::string, Node*> table;
+  std::unordered_map<std::string, Node*> table;
   for (Node* n : pruned) {
     const SortKeys* k = keys_of_root(n);
     if (!k || k->subject.empty()) continue;
@@ -319,21 +320,25 @@ std::string thread_references(const std::vector<SortKeys>& keys, const std::func
   };
   order(&top);
   const std::vector<Node*>& threads = top.children;
-  // RFC 5256 4: a single child continues the list; several are each parenthesized.
-  std::function<std::string(Node*)> render = [&](Node* node) {
-    std::string out = node->message ? name(*node->message) : std::string();
-    if (node->children.size() == 1) {
-      const std::string rest = render(node->children.front());
-      out += out.empty() ? rest : " " + rest;
-    } else if (!node->children.empty()) {
-      std::string nested;
-      for (Node* child : node->children) nested += "(" + render(child) + ")";
-      out += out.empty() ? nested : " " + nested;
-    }
-    return out;
-  };
+  // RFC 5256 4: a single child continues the list; several are each parenthesized. Written
+  // into one string: a long chain of replies is not copied at every level.
   std::string line;
-  for (Node* t : threads) line += "(" + render(t) + ")";
+  std::function<void(Node*)> render = [&](Node* node) {
+    if (node->message) line += name(*node->message);
+    if (node->children.empty()) return;
+    if (node->message) line += ' ';
+    if (node->children.size() == 1) return render(node->children.front());
+    for (Node* child : node->children) {
+      line += '(';
+      render(child);
+      line += ')';
+    }
+  };
+  for (Node* t : threads) {
+    line += '(';
+    render(t);
+    line += ')';
+  }
   return line;
 }
 

@@ -5,7 +5,12 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include "common/control/client.h"
 #include "common/error.h"
@@ -181,17 +186,44 @@ MailService::ImportCount MailService::import_batch(const std::string& handle, co
   // Blobs written unsynced and made durable together, then one index transaction: only then
   // is the batch acknowledged (a crash before leaves no message half-stored).
   BlobStore::Batch blobs(blobs_);
+  // Hashing, writing and parsing one message is independent of the others: the machine's
+  // cores share them (describe is pure; the batch's list takes a lock). UIDs still follow the
+  // batch's order, given below.
+  const std::size_t n = batch.size();
+  std::vector<std::string> shas(n);
+  std::vector<std::optional<MessageMeta>> described(n);
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr failure;
+  std::mutex failure_mutex;
+  auto work = [&] {
+    try {
+      for (std::size_t i; (i = next++) < n;) {
+        shas[i] = blobs.add(batch[i].bytes);
+        if (!mailboxes_.find_blob(handle, mailbox, shas[i]))
+          described[i] = describe(shas[i], batch[i].bytes, batch[i].internal_date, batch[i].flags);
+      }
+    } catch (...) {
+      std::lock_guard lock(failure_mutex);
+      if (!failure) failure = std::current_exception();
+      next = n;
+    }
+  };
+  const std::size_t helpers = n < 16 ? 0 : std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), 4) - 1;
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < helpers; ++t) threads.emplace_back(work);
+  work();
+  for (auto& t : threads) t.join();
+  if (failure) std::rethrow_exception(failure);
   std::vector<MessageMeta> metas;
   std::set<std::string> in_batch;
   ImportCount count;
-  for (const auto& m : batch) {
-    const auto blob = blobs.add(m.bytes);
-    if (!in_batch.insert(blob).second || mailboxes_.find_blob(handle, mailbox, blob)) {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!in_batch.insert(shas[i]).second || !described[i]) {
       ++count.existed;
       continue;
     }
-    auto& meta = metas.emplace_back(describe(blob, m.bytes, m.internal_date, m.flags));
-    meta.keywords = imap::valid_keywords(m.keywords);
+    auto& meta = metas.emplace_back(std::move(*described[i]));
+    meta.keywords = imap::valid_keywords(batch[i].keywords);
   }
   blobs.commit();
   mailboxes_.append_batch(handle, mailbox, metas);

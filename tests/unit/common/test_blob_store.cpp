@@ -42,6 +42,32 @@ TEST_CASE("an abandoned writer leaves nothing behind") {
   CHECK(std::filesystem::is_empty(dir.path() / "blobs" / "tmp"));
 }
 
+TEST_CASE("a batch stores its blobs at commit, each once, and leaves nothing when dropped") {
+  coop::test::TempDir dir;
+  coop::BlobStore store(dir.path() / "blobs");
+  const auto had = store.put("already here");
+  std::string first, again, kept;
+  {
+    coop::BlobStore::Batch batch(store);
+    first = batch.add("one");
+    again = batch.add("one");  // twice in one batch
+    kept = batch.add("already here");
+    CHECK(first == again);
+    CHECK(kept == had);
+    CHECK_FALSE(store.exists(first));  // nothing is there before commit
+    batch.commit();
+  }
+  CHECK(store.read(first) == "one");
+  CHECK(store.read(had) == "already here");
+  CHECK(std::filesystem::is_empty(dir.path() / "blobs" / "tmp"));
+  {
+    coop::BlobStore::Batch dropped(store);
+    const auto never = dropped.add("never committed");
+    CHECK_FALSE(store.exists(never));
+  }
+  CHECK(std::filesystem::is_empty(dir.path() / "blobs" / "tmp"));
+}
+
 TEST_CASE("blob ids are checked before touching the disk") {
   coop::test::TempDir dir;
   coop::BlobStore store(dir.path() / "blobs");
