@@ -287,6 +287,41 @@ def test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it
         shard.coop("down")
 
 
+def test_searchres_esort_sort_display_and_within():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        caps = a.ok("CAPABILITY")[0].split()
+        for cap in (b"SEARCHRES", b"ESORT", b"SORT=DISPLAY", b"WITHIN", b"STATUS=SIZE"):
+            assert cap in caps, (cap, caps)
+        a.ok("APPEND INBOX", b"From: Zed <a@example.org>\r\nTo: x@example.org\r\nSubject: one\r\n\r\n1\r\n")
+        a.ok("APPEND INBOX", b"From: b@example.org\r\nTo: Ann <y@example.org>\r\nSubject: two\r\n\r\n2\r\n")
+        a.ok('APPEND INBOX "01-Jan-2020 10:00:00 +0000"', b"From: Amy <c@example.org>\r\nSubject: three\r\n\r\n3\r\n")
+        a.ok("SELECT INBOX")
+        # RFC 5182: RETURN (SAVE) alone answers nothing; "$" then names those messages.
+        untagged = a.ok("SEARCH RETURN (SAVE) SUBJECT t")
+        assert untagged == [], untagged
+        assert a.ok("FETCH $ (UID)") == [b"* 2 FETCH (UID 2)", b"* 3 FETCH (UID 3)"]
+        assert a.ok("UID SEARCH UID $ NOT SUBJECT two") == [b"* SEARCH 3"]
+        esearch = a.ok("SEARCH RETURN (SAVE COUNT) SUBJECT one")
+        assert esearch and b"COUNT 1" in esearch[0], esearch
+        assert a.ok("SEARCH $") == [b"* SEARCH 1"]
+        # RFC 5267 ESORT: MIN and MAX in sort order, ALL in sort order.
+        esort = a.ok("SORT RETURN (MIN MAX COUNT ALL) (REVERSE SUBJECT) UTF-8 ALL")
+        assert esort == [b'* ESEARCH (TAG "t%d") MIN 2 MAX 1 COUNT 3 ALL 2,3,1' % a.n], esort
+        # RFC 5957: the display name, else the address: Amy, b@example.org, Zed.
+        assert a.ok("SORT (DISPLAYFROM) UTF-8 ALL") == [b"* SORT 3 2 1"]
+        assert a.ok("SORT (DISPLAYTO) UTF-8 ALL") == [b"* SORT 3 2 1"]  # none, Ann, x@example.org
+        # RFC 5032 WITHIN: by internal date, in seconds from now.
+        assert a.ok("SEARCH OLDER 86400") == [b"* SEARCH 3"]
+        assert a.ok("SEARCH YOUNGER 86400") == [b"* SEARCH 1 2"]
+        assert b" BAD " in a.run("SEARCH OLDER x")[1]
+        # STATUS=SIZE (RFC 8438).
+        assert re.search(rb"SIZE \d+", a.ok("STATUS INBOX (SIZE)")[0])
+        a.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -296,4 +331,5 @@ if __name__ == "__main__":
         test_search_sort_id_expunge_and_capabilities,
         test_list_extended_and_lsub,
         test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it_goes,
+        test_searchres_esort_sort_display_and_within,
     ])

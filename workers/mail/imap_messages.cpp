@@ -38,6 +38,12 @@ void Session::announce_keywords(std::string_view words) {
 }
 
 std::optional<std::vector<std::size_t>> Session::resolve(const std::string& text, bool uid) {
+  if (text == "$") {  // RFC 5182: the saved search result, whichever numbers the command uses
+    std::vector<std::size_t> out;
+    for (std::size_t i = 0; i < messages_.size(); ++i)
+      if (std::binary_search(saved_.begin(), saved_.end(), messages_[i].uid)) out.push_back(i);
+    return out;
+  }
   if (messages_.empty() && !uid) {
     auto empty = imap::parse_sequence_set(text, 1);
     if (!empty) return std::nullopt;

@@ -148,6 +148,13 @@ std::optional<SearchKey> parse_search_key(SearchWords& w, int depth) {
     k.number = *day;
     return k;
   }
+  if (key == "OLDER" || key == "YOUNGER") {  // RFC 5032: an interval in seconds, from now
+    const std::string n = w.next();
+    if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    k.kind = key == "OLDER" ? Kind::older : Kind::younger;
+    k.number = std::stoll(n);
+    return k;
+  }
   if (key == "UID") {
     k.kind = Kind::uid_set;
     k.text = w.next();

@@ -36,6 +36,7 @@ struct SearchKey {
     flag, keyword,                   // SEEN/UNSEEN..., RECENT/OLD, KEYWORD/UNKEYWORD
     modseq, larger, smaller,         // number
     since, before, on,               // number: the day's midnight, UTC (the internal date)
+    older, younger,                  // number: seconds before now (RFC 5032 WITHIN)
     sent_since, sent_before, sent_on,  // number: the same, against the Date: header's day
     uid_set, sequence_set,           // text: the set as given
     subject, body, text, header,     // text: the needle; field: the header name, lowercase

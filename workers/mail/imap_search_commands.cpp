@@ -72,6 +72,13 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
     case Kind::before: return Test([d = k.number](const Probe& p) { return p.m.internal_date < d; });
     case Kind::on:
       return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d && p.m.internal_date < d + 86400; });
+    case Kind::older:
+    case Kind::younger: {
+      // RFC 5032 3: OLDER n, an internal date at least n seconds ago; YOUNGER n, less.
+      const int64_t edge = static_cast<int64_t>(::time(nullptr)) - k.number;
+      if (k.kind == Kind::older) return Test([edge](const Probe& p) { return p.m.internal_date <= edge; });
+      return Test([edge](const Probe& p) { return p.m.internal_date > edge; });
+    }
     case Kind::sent_since:
     case Kind::sent_before:
     case Kind::sent_on:
@@ -130,8 +137,13 @@ void Session::search(Cursor& c, bool uid) {
     if (w.next() != "(") return bad("RETURN (options)");
     while (!w.done() && w.items[w.at] != ")") returns.push_back(upper(w.next()));
     w.next();
+    for (const auto& r : returns)
+      if (r != "MIN" && r != "MAX" && r != "COUNT" && r != "ALL" && r != "SAVE") return bad("unknown RETURN option " + reply_text(r));
     if (returns.empty()) returns.push_back("ALL");
   }
+  // RFC 5182 SEARCHRES: RETURN (SAVE) keeps the result for "$"; alone, it answers nothing.
+  const bool save = std::find(returns.begin(), returns.end(), "SAVE") != returns.end();
+  if (save) returns.erase(std::remove(returns.begin(), returns.end(), "SAVE"), returns.end());
   if (!w.done() && upper(w.items[w.at]) == "CHARSET") {
     w.next();
     const std::string charset = upper(w.next());
@@ -180,6 +192,12 @@ void Session::search(Cursor& c, bool uid) {
   if (found_only_) {
     *found_only_ = std::move(found);
     return;
+  }
+  if (save) {
+    saved_.clear();
+    for (const auto n : found) saved_.push_back(uid ? n : messages_[static_cast<std::size_t>(n - 1)].uid);
+    std::sort(saved_.begin(), saved_.end());
+    if (returns.empty()) return tagged("OK SEARCH completed, result saved");
   }
   if (extended) {
     std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
@@ -268,11 +286,30 @@ void Session::sort_keys(const std::vector<int64_t>& found, bool uid, std::vector
 }
 
 void Session::sort(Cursor& c, bool uid) {
-  if (!c.space() || !c.take('(')) return bad("SORT (criteria) charset search");
-  enum class By { arrival, cc, date, from, size, subject, to };
+  if (!c.space()) return bad("SORT (criteria) charset search");
+  esort_returns_.reset();
+  if (!c.peek('(')) {
+    // RFC 5267 ESORT: SORT RETURN (options) (criteria) charset search.
+    const auto word = c.atom();
+    if (!word || upper(*word) != "RETURN" || !c.space() || !c.take('(')) return bad("SORT [RETURN (options)] (criteria) charset search");
+    std::vector<std::string> returns;
+    while (!c.take(')')) {
+      c.take(' ');
+      const auto option = c.atom();
+      if (!option) return bad("SORT RETURN options");
+      const auto o = upper(*option);
+      if (o != "MIN" && o != "MAX" && o != "COUNT" && o != "ALL") return bad("unknown SORT RETURN option " + reply_text(o));
+      returns.push_back(o);
+    }
+    if (returns.empty()) returns.push_back("ALL");
+    esort_returns_ = std::move(returns);
+    if (!c.space()) return bad("SORT RETURN (options) (criteria)");
+  }
+  if (!c.take('(')) return bad("SORT (criteria) charset search");
+  enum class By { arrival, cc, date, from, size, subject, to, display_from, display_to };
   static const std::map<std::string, By> kKeys = {{"ARRIVAL", By::arrival}, {"CC", By::cc},     {"DATE", By::date},
                                                   {"FROM", By::from},       {"SIZE", By::size}, {"SUBJECT", By::subject},
-                                                  {"TO", By::to}};
+                                                  {"TO", By::to}, {"DISPLAYFROM", By::display_from}, {"DISPLAYTO", By::display_to}};
   std::vector<std::pair<By, bool>> criteria;  // key, reversed
   bool reverse = false;
   while (!c.take(')')) {
@@ -298,6 +335,25 @@ void Session::sort(Cursor& c, bool uid) {
   std::vector<imap::SortKeys> keys;  // keys[n] for chosen[n]
   sort_keys(*found, uid, chosen, keys,
             std::any_of(criteria.begin(), criteria.end(), [](const auto& c) { return c.first == By::subject; }));
+  // RFC 5957 SORT=DISPLAY: the first address's display name, else its addr-spec.
+  std::vector<std::pair<std::string, std::string>> display;  // (from, to) for chosen[n]
+  if (std::any_of(criteria.begin(), criteria.end(), [](const auto& c) { return c.first == By::display_from || c.first == By::display_to; })) {
+    display.resize(chosen.size());
+    for (std::size_t n = 0; n < chosen.size(); ++n) {
+      const auto envelope = nlohmann::json::parse(service().mailboxes().summaries(handle_, held_->key, messages_[chosen[n]].uid).first, nullptr, false);
+      auto shown = [&](const char* field) {
+        if (!envelope.is_object() || !envelope.contains(field) || !envelope[field].is_array()) return std::string();
+        for (const auto& a : envelope[field]) {
+          if (!a.is_object() || a.contains("group")) continue;
+          if (a.value("name", nlohmann::json()).is_string() && !a["name"].get<std::string>().empty()) return a["name"].get<std::string>();
+          const auto mailbox = a.value("mailbox", nlohmann::json()), host = a.value("host", nlohmann::json());
+          return (mailbox.is_string() ? mailbox.get<std::string>() : "") + (host.is_string() ? "@" + host.get<std::string>() : "");
+        }
+        return std::string();
+      };
+      display[n] = {shown("from"), shown("to")};
+    }
+  }
   std::vector<std::size_t> order(chosen.size());
   for (std::size_t n = 0; n < order.size(); ++n) order[n] = n;
   std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
@@ -316,16 +372,33 @@ void Session::sort(Cursor& c, bool uid) {
         case By::size: by = compare(ma.size, mb.size); break;
         case By::subject: by = imap::casemap_compare(ka.subject, kb.subject); break;
         case By::to: by = imap::casemap_compare(ka.to, kb.to); break;
+        case By::display_from: by = imap::casemap_compare(display[a].first, display[b].first); break;
+        case By::display_to: by = imap::casemap_compare(display[a].second, display[b].second); break;
       }
       if (by != 0) return reversed ? by > 0 : by < 0;
     }
     return a < b;  // RFC 5256 3: ties go by sequence number (chosen is ascending)
   });
-  std::string line = "* SORT";
-  for (const auto n : order) {
-    const auto i = chosen[n];
-    line += " " + std::to_string(uid ? messages_[i].uid : static_cast<int64_t>(i + 1));
+  std::vector<int64_t> sorted;
+  for (const auto n : order) sorted.push_back(uid ? messages_[chosen[n]].uid : static_cast<int64_t>(chosen[n] + 1));
+  if (esort_returns_) {
+    // RFC 5267 3.1: MIN and MAX are the first and last in sort order; ALL keeps that order
+    // (no ranges: a range has no order of its own).
+    std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
+    const auto& returns = *esort_returns_;
+    auto has = [&](const char* r) { return std::find(returns.begin(), returns.end(), r) != returns.end(); };
+    if (has("MIN") && !sorted.empty()) line += " MIN " + std::to_string(sorted.front());
+    if (has("MAX") && !sorted.empty()) line += " MAX " + std::to_string(sorted.back());
+    if (has("COUNT")) line += " COUNT " + std::to_string(sorted.size());
+    if (has("ALL") && !sorted.empty()) {
+      line += " ALL ";
+      for (std::size_t n = 0; n < sorted.size(); ++n) line += (n ? "," : "") + std::to_string(sorted[n]);
+    }
+    out_ += line + "\r\n";
+    return tagged("OK SORT completed");
   }
+  std::string line = "* SORT";
+  for (const auto n : sorted) line += " " + std::to_string(n);
   out_ += line + "\r\n";
   tagged("OK SORT completed");
 }

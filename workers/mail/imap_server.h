@@ -408,6 +408,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool read_only_ = false;
   std::vector<Message> messages_;
   std::unordered_set<int64_t> recent_;  // UIDs this session was the first to see
+  std::vector<int64_t> saved_;          // RFC 5182 SEARCHRES: UIDs of the last SEARCH RETURN (SAVE), for "$"
+  std::optional<std::vector<std::string>> esort_returns_;  // RFC 5267: the SORT being answered asked RETURN (...)
   std::unordered_map<int64_t, std::string> keywords_;  // of the messages that have any, by UID
   std::string announced_;                              // keywords the last FLAGS response named
   std::optional<MailboxStore::Hold> held_;  // the selected mailbox, while the store keeps its cache

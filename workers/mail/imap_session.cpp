@@ -80,6 +80,7 @@ void Session::release_when_closed() {
 void Session::unselect() {
   messages_ = {};
   keywords_ = {};
+  saved_ = {};
   if (held_) service().mailboxes().release(handle_, *held_);
   held_.reset();
 }
@@ -134,7 +135,7 @@ void Session::run_blocking(std::function<void()> work) {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT";
+  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES";
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";

@@ -171,7 +171,17 @@ TEST_CASE("SEARCH criteria parse into a tree, and nesting is bounded") {
   CHECK_FALSE(parse_search_key(parens));
   auto shallow = search_words("NOT NOT NOT ALL");
   CHECK(parse_search_key(shallow));
-  for (const char* bad : {"LARGER x", "SINCE 32-Foo-2020", "(ALL", ")", "", "SENTON", "SENTBEFORE yesterday"}) {
+  // RFC 5032 WITHIN, and RECENT/NEW/OLD as \Recent tests.
+  auto within = search_words("OLDER 3600 YOUNGER 60 NEW OLD");
+  CHECK(parse_search_key(within)->kind == SearchKey::Kind::older);
+  CHECK(parse_search_key(within)->number == 60);
+  const auto fresh = parse_search_key(within);
+  REQUIRE(fresh);
+  CHECK(fresh->kind == SearchKey::Kind::and_);
+  CHECK(fresh->children.at(0).flag == coop::mail::imap::kRecent);
+  const auto old = parse_search_key(within);
+  CHECK((old->flag == coop::mail::imap::kRecent && !old->set));
+  for (const char* bad : {"LARGER x", "SINCE 32-Foo-2020", "(ALL", ")", "", "SENTON", "SENTBEFORE yesterday", "OLDER", "YOUNGER -5"}) {
     auto w = search_words(bad);
     CHECK_FALSE(parse_search_key(w));
   }
