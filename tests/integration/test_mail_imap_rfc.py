@@ -292,7 +292,7 @@ def test_searchres_esort_sort_display_and_within():
         ports = start(shard)
         a = Raw(ports)
         caps = a.ok("CAPABILITY")[0].split()
-        for cap in (b"SEARCHRES", b"ESORT", b"SORT=DISPLAY", b"WITHIN", b"STATUS=SIZE"):
+        for cap in (b"SEARCHRES", b"ESORT", b"SORT=DISPLAY", b"WITHIN", b"STATUS=SIZE", b"MULTIAPPEND"):
             assert cap in caps, (cap, caps)
         a.ok("APPEND INBOX", b"From: Zed <a@example.org>\r\nTo: x@example.org\r\nSubject: one\r\n\r\n1\r\n")
         a.ok("APPEND INBOX", b"From: b@example.org\r\nTo: Ann <y@example.org>\r\nSubject: two\r\n\r\n2\r\n")
@@ -316,6 +316,13 @@ def test_searchres_esort_sort_display_and_within():
         assert a.ok("SEARCH OLDER 86400") == [b"* SEARCH 3"]
         assert a.ok("SEARCH YOUNGER 86400") == [b"* SEARCH 1 2"]
         assert b" BAD " in a.run("SEARCH OLDER x")[1]
+        # RFC 3502 MULTIAPPEND: several messages in one command, all or none, UIDs as a set.
+        a.sock.sendall(b't90 APPEND Archive (\\Seen) {18+}\r\nSubject: m1\r\n\r\nx\r\n {18+}\r\nSubject: m2\r\n\r\ny\r\n\r\n')
+        reply = a.reader.readline()
+        assert reply.startswith(b"t90 OK [APPENDUID ") and reply.split()[4] == b"1:2]", reply
+        assert b"MESSAGES 2" in a.ok("STATUS Archive (MESSAGES)")[0]
+        a.sock.sendall(b"t91 APPEND Nowhere {18+}\r\nSubject: m1\r\n\r\nx\r\n {18+}\r\nSubject: m2\r\n\r\ny\r\n\r\n")
+        assert a.reader.readline().startswith(b"t91 NO [TRYCREATE]")
         # STATUS=SIZE (RFC 8438).
         assert re.search(rb"SIZE \d+", a.ok("STATUS INBOX (SIZE)")[0])
         a.close()

@@ -477,51 +477,62 @@ void Session::expunge(Cursor& c, bool uid) {
 void Session::append(Cursor& c) {
   std::optional<std::string> mailbox;
   if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
-  unsigned flags = 0;
-  std::string keywords;
-  if (c.take('(')) {
-    while (!c.take(')')) {
-      c.take(' ');
-      std::string flag;
-      if (c.take('\\')) flag = "\\";
-      auto word = c.atom();
-      if (!word) return bad("flag list");
-      if (auto bit = imap::system_flag_bit(flag + *word)) flags |= *bit;
-      else if (flag.empty() && imap::valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
+  // RFC 3502 MULTIAPPEND: one or more [flags] [date] literal groups, stored all or none.
+  std::vector<std::string> bodies;
+  std::vector<MailService::Appending> messages;
+  do {
+    unsigned flags = 0;
+    std::string keywords;
+    if (c.take('(')) {
+      while (!c.take(')')) {
+        c.take(' ');
+        std::string flag;
+        if (c.take('\\')) flag = "\\";
+        auto word = c.atom();
+        if (!word) return bad("flag list");
+        if (auto bit = imap::system_flag_bit(flag + *word)) flags |= *bit;
+        else if (flag.empty() && imap::valid_keyword(*word) && !has_keyword(keywords, *word)) keywords += (keywords.empty() ? "" : " ") + *word;
+      }
+      if (!c.space()) return bad("APPEND message");
     }
-    if (!c.space()) return bad("APPEND message");
-  }
-  int64_t date = static_cast<int64_t>(::time(nullptr));
-  if (c.peek('"')) {
-    auto text = c.string();
-    const auto parsed = text ? imap::parse_imap_date_time(*text) : std::nullopt;
-    if (!parsed || !c.space()) return bad("date-time is \"dd-Mon-yyyy hh:mm:ss +zzzz\"");
-    date = *parsed;
-  }
-  // RFC 6855 4: after UTF8=ACCEPT a message with UTF-8 headers comes as UTF8 (literal8).
-  bool utf8_data = false;
-  if (utf8_names_ && c.peek('U')) {
-    const auto word = c.atom();
-    if (!word || upper(*word) != "UTF8" || !c.space() || !c.take('(')) return bad("APPEND ... UTF8 (literal8)");
-    utf8_data = true;
-  }
-  auto message = c.string();
-  if (!message || (utf8_data && !c.take(')'))) return bad("APPEND needs the message as a literal");
-  if (static_cast<std::size_t>(std::count(keywords.begin(), keywords.end(), ' ')) >= kMaxKeywords)
-    return tagged("NO [LIMIT] a message takes at most " + std::to_string(kMaxKeywords) + " keywords");
+    int64_t date = static_cast<int64_t>(::time(nullptr));
+    if (c.peek('"')) {
+      auto text = c.string();
+      const auto parsed = text ? imap::parse_imap_date_time(*text) : std::nullopt;
+      if (!parsed || !c.space()) return bad("date-time is \"dd-Mon-yyyy hh:mm:ss +zzzz\"");
+      date = *parsed;
+    }
+    // RFC 6855 4: after UTF8=ACCEPT a message with UTF-8 headers comes as UTF8 (literal8).
+    bool utf8_data = false;
+    if (utf8_names_ && c.peek('U')) {
+      const auto word = c.atom();
+      if (!word || upper(*word) != "UTF8" || !c.space() || !c.take('(')) return bad("APPEND ... UTF8 (literal8)");
+      utf8_data = true;
+    }
+    auto message = c.string();
+    if (!message || (utf8_data && !c.take(')'))) return bad("APPEND needs the message as a literal");
+    if (static_cast<std::size_t>(std::count(keywords.begin(), keywords.end(), ' ')) >= kMaxKeywords)
+      return tagged("NO [LIMIT] a message takes at most " + std::to_string(kMaxKeywords) + " keywords");
+    bodies.push_back(std::move(*message));
+    messages.push_back({{}, flags, date, std::move(keywords)});
+  } while (c.space());
+  if (!c.at_end()) return bad("APPEND mailbox [flags] [date] literal ...");
+  for (std::size_t n = 0; n < messages.size(); ++n) messages[n].bytes = bodies[n];
   const auto boxes = service().mailboxes().mailboxes(handle_);
   const auto box = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == *mailbox; });
   if (box == boxes.end()) return tagged("NO [TRYCREATE] no such mailbox");
-  StoredMessage stored;
+  std::vector<StoredMessage> stored;
   try {
-    stored = service().append_new(handle_, *mailbox, *message, flags, date, keywords);
+    stored = service().append_new(handle_, *mailbox, messages);
   } catch (const Error& e) {
     if (e.status() >= 500 && e.code() != errc::kQuotaExceeded) throw;  // SERVERBUG, from run_blocking
     return refused(e);
   }
   if (state_ == State::selected && *mailbox == mailbox_) sync();
-  // RFC 4315 APPENDUID.
-  tagged("OK [APPENDUID " + std::to_string(box->uidvalidity) + " " + std::to_string(stored.uid) + "] APPEND completed");
+  // RFC 4315 APPENDUID, with a set for a MULTIAPPEND.
+  std::vector<int64_t> uids;
+  for (const auto& m : stored) uids.push_back(m.uid);
+  tagged("OK [APPENDUID " + std::to_string(box->uidvalidity) + " " + uid_set(uids) + "] APPEND completed");
 }
 
 }  // namespace coop::mail::imap_server

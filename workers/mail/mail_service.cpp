@@ -231,15 +231,25 @@ MailService::ImportCount MailService::import_batch(const std::string& handle, co
   return count;
 }
 
-StoredMessage MailService::append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes,
-                                      unsigned flags, int64_t internal_date, const std::string& keywords) {
+std::vector<StoredMessage> MailService::append_new(const std::string& handle, const std::string& mailbox,
+                                                   const std::vector<Appending>& messages) {
   const int64_t quota = quota_of(handle);
-  if (quota > 0 && mailboxes_.usage(handle) + static_cast<int64_t>(bytes.size()) > quota)
+  int64_t adding = 0;
+  for (const auto& m : messages) adding += static_cast<int64_t>(m.bytes.size());
+  if (quota > 0 && mailboxes_.usage(handle) + adding > quota)
     throw Error(errc::kQuotaExceeded, handle + "'s mailbox is full", 552);
-  const auto blob = blobs_.put(bytes);
-  auto meta = describe(blob, bytes, internal_date, flags);
-  meta.keywords = keywords;
-  return mailboxes_.append(handle, mailbox, meta, quota);
+  // Durable blobs first, then one transaction: a crash between leaves unreferenced blobs,
+  // never a message without its bytes. One message is fsync'd alone; several are synced
+  // together (a filesystem sync costs more than one file's, less than many).
+  BlobStore::Batch blobs(blobs_);
+  std::vector<MessageMeta> metas;
+  for (const auto& m : messages) {
+    const auto blob = messages.size() == 1 ? blobs_.put(m.bytes) : blobs.add(m.bytes);
+    auto& meta = metas.emplace_back(describe(blob, m.bytes, m.internal_date, m.flags));
+    meta.keywords = m.keywords;
+  }
+  blobs.commit();
+  return mailboxes_.append_batch(handle, mailbox, metas, quota);
 }
 
 int64_t MailService::quota_of(const std::string& handle) {

@@ -68,8 +68,14 @@ class MailService {
   ImportCount import_batch(const std::string& handle, const std::string& mailbox, const std::vector<Importing>& batch);
   // IMAP APPEND (RFC 9051 6.3.12): always a new message, into a mailbox that exists; over the
   // member's quota, coop::Error(errc::kQuotaExceeded, 552).
-  StoredMessage append_new(const std::string& handle, const std::string& mailbox, std::string_view bytes, unsigned flags,
-                           int64_t internal_date, const std::string& keywords = {});
+  // RFC 3502 MULTIAPPEND: several messages appended as one, all or none, UIDs in order.
+  struct Appending {
+    std::string_view bytes;
+    unsigned flags = 0;
+    int64_t internal_date = 0;
+    std::string keywords;
+  };
+  std::vector<StoredMessage> append_new(const std::string& handle, const std::string& mailbox, const std::vector<Appending>& messages);
 
  private:
   MessageMeta describe(const std::string& blob, std::string_view bytes, int64_t internal_date, unsigned flags);
