@@ -4,6 +4,7 @@ messages expunged by another session, \\Recent, CONDSTORE enabled by FETCH MODSE
 MOVE into the selected mailbox, LIST-EXTENDED and LSUB."""
 import re
 import socket
+import zlib
 
 from coopshard import Shard, bin_dir_from_args, run_tests
 from test_mail_imap import raw_login, start, tls_context
@@ -329,6 +330,73 @@ def test_searchres_esort_sort_display_and_within():
         shard.coop("down")
 
 
+def test_preview():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        assert b"PREVIEW" in a.ok("CAPABILITY")[0].split()
+        # RFC 8970: the first text part, decoded (here ISO-8859-1 quoted-printable), blanks collapsed.
+        a.ok("APPEND INBOX", b"Subject: qp\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+                             b"Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9   au\r\n\r\nlait " + b"x" * 400 + b"\r\n")
+        # Only HTML: its text without the markup.
+        a.ok("APPEND INBOX", b"Subject: html\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n"
+                             b"--b\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>there</b> &amp; welcome</p>\r\n--b--\r\n")
+        a.ok("APPEND INBOX", b"Subject: none\r\nMIME-Version: 1.0\r\nContent-Type: application/pdf\r\n\r\nAAAA\r\n")
+        a.ok("SELECT INBOX")
+        first = a.ok("FETCH 1 (PREVIEW)")[0]
+        text = first.split(b"}\r\n", 1)[1].rsplit(b")", 1)[0].decode()
+        assert text.startswith("Café au lait xxx") and len(text) == 256, (len(text), text[:40])
+        assert a.ok("FETCH 2 (PREVIEW (LAZY))") == [b'* 2 FETCH (PREVIEW "Hello there & welcome")']
+        assert a.ok("FETCH 3 PREVIEW") == [b"* 3 FETCH (PREVIEW NIL)"]
+        assert b"\\Seen" not in a.ok("FETCH 1 FLAGS")[0]  # a preview is no read
+        a.close()
+        shard.coop("down")
+
+
+def test_compress_deflate():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        assert b"COMPRESS=DEFLATE" in a.ok("CAPABILITY")[0].split()
+        a.ok("APPEND INBOX", b"Subject: squeezed\r\n\r\n" + b"all work and no play " * 500 + b"\r\n")
+        # RFC 4978: the OK comes plain; from then on both ways are raw deflate.
+        a.sock.sendall(b"c1 COMPRESS DEFLATE\r\n")
+        assert a.reader.readline() == b"c1 OK DEFLATE active\r\n"
+        out, inflate = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+
+        def run(line):
+            a.sock.sendall(out.compress(line) + out.flush(zlib.Z_SYNC_FLUSH))
+            got = b""
+            while b"\r\n" + line.split(b" ")[0] + b" " not in b"\r\n" + got:
+                chunk = a.sock.recv(65536)
+                assert chunk, "connection closed"
+                got += inflate.decompress(chunk)
+            return got
+
+        got = run(b"c2 SELECT INBOX\r\n")
+        assert b"* 1 EXISTS" in got and b"c2 OK" in got, got
+        got = run(b"c3 FETCH 1 BODY.PEEK[TEXT]\r\n")
+        assert got.count(b"all work and no play") == 500 and b"c3 OK" in got
+        assert b"c4 NO [COMPRESSIONACTIVE]" in run(b"c4 COMPRESS DEFLATE\r\n")
+        a.close()
+        # Garbage that does not inflate ends the session, and the worker serves others.
+        b = Raw(ports)
+        b.sock.sendall(b"d1 COMPRESS DEFLATE\r\n")
+        assert b.reader.readline().startswith(b"d1 OK")
+        b.sock.sendall(b"\xff" * 64)
+        b.sock.settimeout(10)
+        try:
+            while b.sock.recv(4096):
+                pass
+        except OSError:
+            pass
+        b.close()
+        c = Raw(ports)
+        assert c.ok("NOOP") == []
+        c.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -339,4 +407,6 @@ if __name__ == "__main__":
         test_list_extended_and_lsub,
         test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it_goes,
         test_searchres_esort_sort_display_and_within,
+        test_preview,
+        test_compress_deflate,
     ])

@@ -132,6 +132,11 @@ class ItemParser {
       items.push_back(std::move(f));
       return true;
     }
+    if (word == "PREVIEW") {  // RFC 8970 3.1: PREVIEW, or PREVIEW (LAZY), which we can always answer
+      if (text_.substr(at_, 7) == " (LAZY)" || text_.substr(at_, 7) == " (lazy)") at_ += 7;
+      items.push_back(simple(K::preview));
+      return true;
+    }
     for (const auto& [name, kind] : kSimple)
       if (word == name) {
         items.push_back(simple(kind));
@@ -341,6 +346,7 @@ std::string FetchItem::response_name() const {
     case Kind::rfc822_header: return "RFC822.HEADER";
     case Kind::rfc822_text: return "RFC822.TEXT";
     case Kind::modseq: return "MODSEQ";
+    case Kind::preview: return "PREVIEW";
     case Kind::section: break;
   }
   std::string name = std::string(binary_size ? "BINARY.SIZE[" : binary ? "BINARY[" : "BODY[") + spec;

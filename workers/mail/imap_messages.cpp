@@ -1,6 +1,7 @@
 // IMAP message commands and the session's view of the selected mailbox: FETCH (RFC 9051
 // 6.4.5), STORE (6.4.6), COPY and MOVE (6.4.7, RFC 6851), EXPUNGE (6.4.3), APPEND (6.3.12).
 #include "workers/mail/imap_server.h"
+#include "workers/mail/mime_summary.h"
 
 namespace coop::mail::imap_server {
 
@@ -204,6 +205,7 @@ void Session::fetch(Cursor& c, bool uid) {
   bool needs_bytes = false, sets_seen = false;
   for (const auto& item : *items) {
     needs_bytes = needs_bytes || item.kind == imap::FetchItem::Kind::section || item.kind == imap::FetchItem::Kind::rfc822 ||
+                  item.kind == imap::FetchItem::Kind::preview ||
                   item.kind == imap::FetchItem::Kind::rfc822_header || item.kind == imap::FetchItem::Kind::rfc822_text;
     sets_seen = sets_seen || (item.kind == imap::FetchItem::Kind::section && !item.peek) ||
                 item.kind == imap::FetchItem::Kind::rfc822 || item.kind == imap::FetchItem::Kind::rfc822_text;
@@ -311,6 +313,11 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
         case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
         case K::envelope: line += "ENVELOPE " + envelope->second; break;
         case K::body: line += "BODY " + imap::bodystructure_text(structure_json, false); break;
+        case K::preview: {
+          const auto preview = message_preview(bytes);
+          line += "PREVIEW " + (preview.empty() ? std::string("NIL") : imap::quote(preview));
+          break;
+        }
         case K::bodystructure: line += "BODYSTRUCTURE " + imap::bodystructure_text(structure_json, true); break;
         default: {
           const auto section = item.binary ? imap::binary_section(bytes, item, structure_json)

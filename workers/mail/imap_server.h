@@ -27,6 +27,7 @@
 #include "common/net/read_buffer.h"
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
+#include "workers/mail/imap_compress.h"
 #include "workers/mail/imap_fetch.h"
 #include "workers/mail/imap_search.h"
 #include "workers/mail/imap_session.h"
@@ -168,6 +169,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void cmd_noop(Cursor&, const std::string& name, bool);
   void cmd_logout(Cursor&, const std::string&, bool);
   void cmd_id(Cursor&, const std::string&, bool);
+  void cmd_compress(Cursor& c, const std::string&, bool);
   void cmd_starttls(Cursor& c, const std::string&, bool) { starttls(c); }
   void cmd_login(Cursor& c, const std::string&, bool) { login(c); }
   void cmd_authenticate(Cursor& c, const std::string&, bool) { authenticate(c); }
@@ -408,6 +410,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool read_only_ = false;
   std::vector<Message> messages_;
   std::unordered_set<int64_t> recent_;  // UIDs this session was the first to see
+  std::unique_ptr<imap::DeflateStreams> deflate_;  // RFC 4978, once COMPRESS DEFLATE was answered
+  bool deflate_writes_ = false;                     // from the write after that answer on
   std::vector<int64_t> saved_;          // RFC 5182 SEARCHRES: UIDs of the last SEARCH RETURN (SAVE), for "$"
   std::optional<std::vector<std::string>> esort_returns_;  // RFC 5267: the SORT being answered asked RETURN (...)
   std::unordered_map<int64_t, std::string> keywords_;  // of the messages that have any, by UID

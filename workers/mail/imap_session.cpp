@@ -38,6 +38,7 @@ void Session::flush() {
   writing_ = true;
   pending_.swap(out_);
   out_.clear();
+  if (deflate_writes_) pending_ = deflate_->compress(pending_);
   conn_->async_write(asio::buffer(pending_), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
     self->writing_ = false;
     self->pending_.clear();
@@ -57,7 +58,18 @@ void Session::read() {
   conn_->async_read_some(asio::buffer(chunk_.data(), chunk_.size()), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
     self->reading_ = false;
     if (ec) return self->finish();
-    self->reader_.feed(self->chunk_.filled(n));
+    if (self->deflate_) {
+      // A 16 KiB read may inflate to at most 4 MiB: more is a compression bomb, not mail.
+      const auto plain = self->deflate_->decompress(self->chunk_.filled(n), 4 << 20);
+      if (!plain) {
+        self->out_ += "* BYE compressed data that does not inflate sensibly\r\n";
+        self->state_ = State::logout;
+        return self->flush();
+      }
+      self->reader_.feed(*plain);
+    } else {
+      self->reader_.feed(self->chunk_.filled(n));
+    }
     if (!self->busy_ && !self->writing_) self->pump();
   });
 }
@@ -135,7 +147,7 @@ void Session::run_blocking(std::function<void()> work) {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND";
+  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND PREVIEW COMPRESS=DEFLATE";
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -195,6 +207,7 @@ auto Session::find_command(std::string_view name) -> const Command* {
       {"CHECK", Needs::any, false, &Session::cmd_noop},
       {"LOGOUT", Needs::any, false, &Session::cmd_logout},
       {"ID", Needs::any, false, &Session::cmd_id},
+      {"COMPRESS", Needs::authenticated, false, &Session::cmd_compress},
       {"STARTTLS", Needs::not_authenticated, false, &Session::cmd_starttls},
       {"LOGIN", Needs::not_authenticated, false, &Session::cmd_login},
       {"AUTHENTICATE", Needs::not_authenticated, false, &Session::cmd_authenticate},
@@ -272,6 +285,19 @@ void Session::cmd_id(Cursor& c, const std::string&, bool) {
   }
   out_ += "* ID (\"name\" \"coop\" \"vendor\" \"coop\")\r\n";
   tagged("OK ID completed");
+}
+
+void Session::cmd_compress(Cursor& c, const std::string&, bool) {
+  // RFC 4978 3: COMPRESS DEFLATE; the OK goes out plain, everything after it compressed.
+  const auto how = c.space() ? c.atom() : std::nullopt;
+  if (!how || upper(*how) != "DEFLATE" || !c.at_end()) return bad("COMPRESS DEFLATE");
+  if (deflate_) return tagged("NO [COMPRESSIONACTIVE] compression is on already");
+  deflate_ = std::make_unique<imap::DeflateStreams>();
+  tagged("OK DEFLATE active");
+  after_write_ = [this] {
+    deflate_writes_ = true;
+    flush();
+  };
 }
 
 void Session::cmd_enable(Cursor& c, const std::string&, bool) {

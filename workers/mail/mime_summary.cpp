@@ -488,6 +488,83 @@ void append_search_text(InternetAddressList* list, std::string& out, int depth) 
 
 }  // namespace
 
+namespace {
+
+// The first leaf of this type/subtype, depth first, outside attachments.
+GMimeTextPart* first_text_part(GMimeObject* object, const char* subtype, int depth) {
+  if (!object || depth > kMaxMimeDepth) return nullptr;
+  if (GMIME_IS_MULTIPART(object)) {
+    GMimeMultipart* multipart = GMIME_MULTIPART(object);
+    const int count = g_mime_multipart_get_count(multipart);
+    for (int i = 0; i < count; ++i)
+      if (auto* found = first_text_part(g_mime_multipart_get_part(multipart, i), subtype, depth + 1)) return found;
+    return nullptr;
+  }
+  if (!GMIME_IS_TEXT_PART(object)) return nullptr;
+  GMimeContentDisposition* disposition = g_mime_object_get_content_disposition(object);
+  const char* how = disposition ? g_mime_content_disposition_get_disposition(disposition) : nullptr;
+  if (how && g_ascii_strcasecmp(how, "attachment") == 0) return nullptr;
+  GMimeContentType* type = g_mime_object_get_content_type(object);
+  return type && g_mime_content_type_is_type(type, "text", subtype) ? GMIME_TEXT_PART(object) : nullptr;
+}
+
+}  // namespace
+
+std::string message_preview(std::string_view bytes) {
+  ensure_gmime_initialized();
+  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
+  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  if (!message) return {};
+  GMimeObject* body = g_mime_message_get_mime_part(message.get());
+  bool html = false;
+  GMimeTextPart* part = first_text_part(body, "plain", 0);
+  if (!part && (part = first_text_part(body, "html", 0))) html = true;
+  if (!part) return {};
+  char* text = g_mime_text_part_get_text(part);  // charset converted to UTF-8
+  if (!text) return {};
+  const std::string decoded = valid_utf8(text);
+  g_free(text);
+  // Markup and character references of HTML go; every run of blanks becomes one space.
+  std::string plain;
+  bool in_tag = false, blank = true;
+  for (std::size_t i = 0; i < decoded.size(); ++i) {
+    const char c = decoded[i];
+    if (html && c == '<') in_tag = true;
+    if (in_tag) {
+      if (c == '>') in_tag = false;
+      continue;
+    }
+    if (html && c == '&') {
+      const auto semicolon = decoded.find(';', i);
+      if (semicolon != std::string::npos && semicolon - i <= 8) {
+        const auto entity = decoded.substr(i + 1, semicolon - i - 1);
+        plain += entity == "amp" ? "&" : entity == "lt" ? "<" : entity == "gt" ? ">" : entity == "quot" ? "\"" : " ";
+        i = semicolon;
+        blank = false;
+        continue;
+      }
+    }
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      if (!blank) plain += ' ';
+      blank = true;
+      continue;
+    }
+    plain += c;
+    blank = false;
+  }
+  while (!plain.empty() && plain.back() == ' ') plain.pop_back();
+  // RFC 8970 3.1: at most 256 characters (code points, not bytes).
+  std::size_t chars = 0, at = 0;
+  while (at < plain.size() && chars < 256) {
+    const auto lead = static_cast<unsigned char>(plain[at]);
+    at += lead < 0x80 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4;
+    ++chars;
+  }
+  plain.resize(std::min(at, plain.size()));
+  return plain;
+}
+
 std::string address_search_text(std::string_view value) {
   ensure_gmime_initialized();
   const std::string text(value);

@@ -35,6 +35,10 @@ struct MimeSummary {
 // UTF-8, so envelope.dump() and body_structure.dump() cannot throw.
 MimeSummary summarize_message(std::string_view bytes);
 
+// RFC 8970 PREVIEW: up to 256 characters of the message's first text part (text/plain, else
+// text/html without its markup), decoded to UTF-8, blanks collapsed; "" when there is none.
+std::string message_preview(std::string_view bytes);
+
 // An address header field's value (From, To, Cc, Bcc) as SEARCH reads it: each mailbox as
 // "name <local@domain>", groups as "name: ...;", names decoded (RFC 2047), comments, routes
 // and the spaces of RFC 5322 4.4 obsolete syntax gone; ASCII lower-cased.
