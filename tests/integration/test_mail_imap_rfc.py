@@ -4,6 +4,7 @@ messages expunged by another session, \\Recent, CONDSTORE enabled by FETCH MODSE
 MOVE into the selected mailbox, LIST-EXTENDED and LSUB."""
 import re
 import socket
+import time
 import zlib
 
 from coopshard import Shard, bin_dir_from_args, run_tests
@@ -288,12 +289,12 @@ def test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it
         shard.coop("down")
 
 
-def test_searchres_esort_sort_display_and_within():
+def test_searchres_esort_sort_display_within_and_savedate():
     with Shard(BIN) as shard:
         ports = start(shard)
         a = Raw(ports)
         caps = a.ok("CAPABILITY")[0].split()
-        for cap in (b"SEARCHRES", b"ESORT", b"SORT=DISPLAY", b"WITHIN", b"STATUS=SIZE", b"MULTIAPPEND"):
+        for cap in (b"SEARCHRES", b"ESORT", b"SORT=DISPLAY", b"WITHIN", b"STATUS=SIZE", b"MULTIAPPEND", b"SAVEDATE"):
             assert cap in caps, (cap, caps)
         a.ok("APPEND INBOX", b"From: Zed <a@example.org>\r\nTo: x@example.org\r\nSubject: one\r\n\r\n1\r\n")
         a.ok("APPEND INBOX", b"From: b@example.org\r\nTo: Ann <y@example.org>\r\nSubject: two\r\n\r\n2\r\n")
@@ -324,6 +325,12 @@ def test_searchres_esort_sort_display_and_within():
         assert b"MESSAGES 2" in a.ok("STATUS Archive (MESSAGES)")[0]
         a.sock.sendall(b"t91 APPEND Nowhere {18+}\r\nSubject: m1\r\n\r\nx\r\n {18+}\r\nSubject: m2\r\n\r\ny\r\n\r\n")
         assert a.reader.readline().startswith(b"t91 NO [TRYCREATE]")
+        # RFC 8514 SAVEDATE: when the message came in, not its internal date.
+        fetched = a.ok("FETCH 3 (INTERNALDATE SAVEDATE)")[0]
+        assert b'INTERNALDATE "01-Jan-2020' in fetched and b'SAVEDATE "' + time.strftime("%d-%b-%Y", time.gmtime()).encode() in fetched, fetched
+        assert a.ok("SEARCH SAVEDBEFORE 1-Jan-2021") == [b"* SEARCH"]
+        assert a.ok("SEARCH SAVEDSINCE 1-Jan-2021") == [b"* SEARCH 1 2 3"]
+        assert a.ok("SEARCH SAVEDATESUPPORTED") == [b"* SEARCH 1 2 3"]
         # STATUS=SIZE (RFC 8438).
         assert re.search(rb"SIZE \d+", a.ok("STATUS INBOX (SIZE)")[0])
         a.close()
@@ -391,6 +398,24 @@ def test_compress_deflate():
         except OSError:
             pass
         b.close()
+        # A compression bomb (50 MiB of one letter in about 50 KiB) ends the session too.
+        bomb = Raw(ports)
+        bomb.sock.sendall(b"e1 COMPRESS DEFLATE\r\n")
+        assert bomb.reader.readline().startswith(b"e1 OK")
+        squeeze = zlib.compressobj(wbits=-15)
+        payload = squeeze.compress(b"e2 NOOP " + b"a" * (50 << 20)) + squeeze.flush(zlib.Z_SYNC_FLUSH)
+        assert len(payload) < 100 << 10
+        bomb.sock.settimeout(10)
+        heard = b""
+        try:
+            bomb.sock.sendall(payload)
+            inflate = zlib.decompressobj(wbits=-15)
+            while chunk := bomb.sock.recv(4096):
+                heard += inflate.decompress(chunk)
+        except OSError:
+            pass
+        assert b"* BYE" in heard, heard[:200]
+        bomb.close()
         c = Raw(ports)
         assert c.ok("NOOP") == []
         c.close()
@@ -406,7 +431,7 @@ if __name__ == "__main__":
         test_search_sort_id_expunge_and_capabilities,
         test_list_extended_and_lsub,
         test_a_session_reads_its_mailbox_by_id_through_renames_and_hears_bye_when_it_goes,
-        test_searchres_esort_sort_display_and_within,
+        test_searchres_esort_sort_display_within_and_savedate,
         test_preview,
         test_compress_deflate,
     ])

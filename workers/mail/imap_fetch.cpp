@@ -80,7 +80,8 @@ class ItemParser {
     static const std::pair<const char*, K> kSimple[] = {
         {"UID", K::uid}, {"FLAGS", K::flags}, {"INTERNALDATE", K::internaldate}, {"RFC822.SIZE", K::size},
         {"ENVELOPE", K::envelope}, {"BODYSTRUCTURE", K::bodystructure}, {"RFC822", K::rfc822},
-        {"RFC822.HEADER", K::rfc822_header}, {"RFC822.TEXT", K::rfc822_text}, {"MODSEQ", K::modseq}};
+        {"RFC822.HEADER", K::rfc822_header}, {"RFC822.TEXT", K::rfc822_text}, {"MODSEQ", K::modseq},
+        {"SAVEDATE", K::savedate}};
     if (word == "BODY" || word == "BODY.PEEK" || word == "BINARY" || word == "BINARY.PEEK" || word == "BINARY.SIZE") {
       if (at_ >= text_.size() || text_[at_] != '[') {
         if (word != "BODY") return false;
@@ -347,6 +348,7 @@ std::string FetchItem::response_name() const {
     case Kind::rfc822_text: return "RFC822.TEXT";
     case Kind::modseq: return "MODSEQ";
     case Kind::preview: return "PREVIEW";
+    case Kind::savedate: return "SAVEDATE";
     case Kind::section: break;
   }
   std::string name = std::string(binary_size ? "BINARY.SIZE[" : binary ? "BINARY[" : "BODY[") + spec;

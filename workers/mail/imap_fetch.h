@@ -13,7 +13,7 @@
 namespace coop::mail::imap {
 
 struct FetchItem {
-  enum class Kind { uid, flags, internaldate, size, envelope, body, bodystructure, section, rfc822, rfc822_header, rfc822_text, modseq, preview };
+  enum class Kind { uid, flags, internaldate, size, envelope, body, bodystructure, section, rfc822, rfc822_header, rfc822_text, modseq, preview, savedate };
   Kind kind = Kind::uid;
   // section: BODY[...] / BODY.PEEK[...], or BINARY[part] / BINARY.PEEK / BINARY.SIZE (RFC 3516):
   // the part with its Content-Transfer-Encoding undone.

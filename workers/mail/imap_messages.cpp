@@ -251,11 +251,15 @@ void Session::prepare_fetch(FetchJob& job) {
   std::sort(uids.begin(), uids.end());
   job.blobs.clear();
   job.envelopes.clear();
+  job.saved.clear();
   // Always asked, as it tells which messages still exist (another session may have expunged
   // some that this one has not yet been told of).
   service().mailboxes().with_cache(handle_, held_->key, [&](const MailboxCache& cache) {
     for (const auto uid : uids)
-      if (const auto* row = cache.find(uid)) job.blobs.emplace(uid, row->blob);
+      if (const auto* row = cache.find(uid)) {
+        job.blobs.emplace(uid, row->blob);
+        job.saved.emplace(uid, row->saved_at);
+      }
   });
   if (job.needs_envelope)
     for (auto& e : service().mailboxes().envelopes(handle_, held_->key, uids))
@@ -313,6 +317,11 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
         case K::modseq: line += "MODSEQ (" + std::to_string(m.modseq) + ")"; break;
         case K::envelope: line += "ENVELOPE " + envelope->second; break;
         case K::body: line += "BODY " + imap::bodystructure_text(structure_json, false); break;
+        case K::savedate: {
+          const auto saved = job->saved.find(m.uid);
+          line += "SAVEDATE " + (saved != job->saved.end() ? imap::internal_date_text(saved->second) : std::string("NIL"));
+          break;
+        }
         case K::preview: {
           const auto preview = message_preview(bytes);
           line += "PREVIEW " + (preview.empty() ? std::string("NIL") : imap::quote(preview));

@@ -148,6 +148,14 @@ std::optional<SearchKey> parse_search_key(SearchWords& w, int depth) {
     k.number = *day;
     return k;
   }
+  if (key == "SAVEDATESUPPORTED") return k;  // RFC 8514 4.3: every mailbox keeps save dates
+  if (key == "SAVEDBEFORE" || key == "SAVEDON" || key == "SAVEDSINCE") {
+    const auto day = parse_imap_date(w.next());
+    if (!day) return std::nullopt;
+    k.kind = key == "SAVEDBEFORE" ? Kind::saved_before : key == "SAVEDON" ? Kind::saved_on : Kind::saved_since;
+    k.number = *day;
+    return k;
+  }
   if (key == "OLDER" || key == "YOUNGER") {  // RFC 5032: an interval in seconds, from now
     const std::string n = w.next();
     if (n.empty() || n.size() > 10 || n.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;

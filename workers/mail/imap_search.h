@@ -37,6 +37,7 @@ struct SearchKey {
     modseq, larger, smaller,         // number
     since, before, on,               // number: the day's midnight, UTC (the internal date)
     older, younger,                  // number: seconds before now (RFC 5032 WITHIN)
+    saved_since, saved_before, saved_on,  // number: the day, against the save date (RFC 8514)
     sent_since, sent_before, sent_on,  // number: the same, against the Date: header's day
     uid_set, sequence_set,           // text: the set as given
     subject, body, text, header,     // text: the needle; field: the header name, lowercase

@@ -72,6 +72,15 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
     case Kind::before: return Test([d = k.number](const Probe& p) { return p.m.internal_date < d; });
     case Kind::on:
       return Test([d = k.number](const Probe& p) { return p.m.internal_date >= d && p.m.internal_date < d + 86400; });
+    case Kind::saved_since:
+    case Kind::saved_before:
+    case Kind::saved_on:
+      search_needs_row_ = true;
+      return Test([kind = k.kind, d = k.number](const Probe& p) {
+        if (!p.row) return false;
+        const int64_t t = p.row->saved_at;
+        return kind == Kind::saved_since ? t >= d : kind == Kind::saved_before ? t < d : (t >= d && t < d + 86400);
+      });
     case Kind::older:
     case Kind::younger: {
       // RFC 5032 3: OLDER n, an internal date at least n seconds ago; YOUNGER n, less.

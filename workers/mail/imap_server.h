@@ -296,6 +296,7 @@ class Session : public std::enable_shared_from_this<Session> {
     // What the store holds for chosen[next, prepared): blob ids and ENVELOPEs, by UID.
     std::size_t prepared = 0;
     std::unordered_map<int64_t, std::string> blobs, envelopes;
+    std::unordered_map<int64_t, int64_t> saved;  // RFC 8514 save dates, by UID
   };
   static constexpr std::size_t kFetchChunk = 256 << 10;
   static constexpr std::size_t kFetchBatch = 512;

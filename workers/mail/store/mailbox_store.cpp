@@ -127,6 +127,11 @@ constexpr sqlite::Migration kMigrations[] = {
       INSERT INTO subscriptions (name) SELECT name FROM mailboxes WHERE subscribed = 1;
       ALTER TABLE mailboxes DROP COLUMN subscribed;
     )sql"},
+    // RFC 8514 SAVEDATE: when a message came into its mailbox (append, delivery, copy, move);
+    // NULL for messages stored before, which then answer with their internal date.
+    {7, R"sql(
+      ALTER TABLE messages ADD COLUMN saved_at INTEGER;
+    )sql"},
 };
 
 // Starts a MailboxStore::key_of key: a control character, which no mailbox name may hold.
@@ -220,18 +225,28 @@ struct MailboxStore::Index {
     cache.highest_modseq = box.column_int64(2);
     box.reset();
     auto& rows = db->prepare(
-        "SELECT uid, modseq, size, internal_date, flags, blob, subject, keywords FROM messages WHERE mailbox_id = ?1 ORDER BY uid");
+        "SELECT uid, modseq, size, internal_date, flags, blob, subject, keywords, coalesce(saved_at, internal_date) "
+        "FROM messages WHERE mailbox_id = ?1 ORDER BY uid");
     rows.bind(1, id);
     while (rows.step())
       cache.messages.push_back({rows.column_int64(0), rows.column_int64(1), rows.column_int64(2), rows.column_int64(3),
                                 static_cast<unsigned>(rows.column_int64(4)), rows.column_text(5), rows.column_text(6),
-                                rows.column_text(7)});
+                                rows.column_text(7), rows.column_int64(8)});
     rows.reset();
     return cache;
   }
 
   // A mailbox is subscribed when it is made (clients show subscribed mailboxes only).
   void subscribe(const std::string& name) { db->prepare("INSERT OR IGNORE INTO subscriptions (name) VALUES (?1)").bind(1, name).run(); }
+
+  // The same, nullopt instead of an error for a mailbox that is not (or no longer) there.
+  std::optional<int64_t> find_mailbox_id(const std::string& name) {
+    try {
+      return mailbox_id(name);
+    } catch (const Error&) {
+      return std::nullopt;
+    }
+  }
 
   int64_t mailbox_id(const std::string& name) {
     if (!name.empty() && name.front() == kKeyMark) {  // MailboxStore::key_of
@@ -327,11 +342,12 @@ std::vector<StoredMessage> MailboxStore::append_batch(const std::string& handle,
   int64_t uid = next.column_int64(0), modseq = next.column_int64(1);
   next.reset();
   out.reserve(metas.size());
+  const auto now = static_cast<int64_t>(::time(nullptr));
   for (const auto& meta : metas) {
     const StoredMessage& stored = out.emplace_back(StoredMessage{uid++, ++modseq, mailbox, meta});
     db.prepare(
-          "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, keywords) "
-          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")
+          "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, message_id, subject, keywords, saved_at) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
         .bind(1, id)
         .bind(2, stored.uid)
         .bind(3, stored.modseq)
@@ -342,6 +358,7 @@ std::vector<StoredMessage> MailboxStore::append_batch(const std::string& handle,
         .bind(8, meta.message_id)
         .bind(9, meta.subject)
         .bind(10, meta.keywords)
+        .bind(11, now)
         .run();
     db.prepare("INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) VALUES (?1, ?2, ?3, ?4)")
         .bind(1, id).bind(2, stored.uid).bind(3, meta.envelope).bind(4, meta.body_structure)
@@ -362,7 +379,7 @@ std::vector<StoredMessage> MailboxStore::append_batch(const std::string& handle,
   if (auto* cache = ix.cached(id)) {
     for (const auto& stored : out)
       cache->messages.push_back({stored.uid, stored.modseq, stored.meta.size, stored.meta.internal_date, stored.meta.flags,
-                                 stored.meta.blob, stored.meta.subject, stored.meta.keywords});
+                                 stored.meta.blob, stored.meta.subject, stored.meta.keywords, now});
     cache->uidnext = uid;
     cache->highest_modseq = modseq;
     ix.notify(id);
@@ -563,12 +580,9 @@ std::string MailboxStore::key_of(int64_t mailbox_id, int64_t uidvalidity) {
 std::optional<std::string> MailboxStore::name_of(const std::string& handle, const std::string& mailbox) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  int64_t id = 0;
-  try {
-    id = ix.mailbox_id(mailbox);
-  } catch (const Error&) {
-    return std::nullopt;
-  }
+  const auto found = ix.find_mailbox_id(mailbox);
+  if (!found) return std::nullopt;
+  const int64_t id = *found;
   auto& stmt = ix.db->prepare("SELECT name FROM mailboxes WHERE id = ?1");
   stmt.bind(1, id);
   std::optional<std::string> name;
@@ -604,12 +618,9 @@ std::optional<MailboxStore::Hold> MailboxStore::hold(const std::string& handle, 
                                                      std::function<void()> changed) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  int64_t id = 0;
-  try {
-    id = ix.mailbox_id(mailbox);
-  } catch (const Error&) {
-    return std::nullopt;
-  }
+  const auto found = ix.find_mailbox_id(mailbox);
+  if (!found) return std::nullopt;
+  const int64_t id = *found;
   auto& held = ix.held[id];
   if (held.holders == 0) {
     try {
@@ -641,12 +652,9 @@ bool MailboxStore::with_cache(const std::string& handle, const std::string& mail
                               const std::function<void(const MailboxCache&)>& read) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);
-  int64_t id = 0;
-  try {
-    id = ix.mailbox_id(mailbox);
-  } catch (const Error&) {
-    return false;
-  }
+  const auto found = ix.find_mailbox_id(mailbox);
+  if (!found) return false;
+  const int64_t id = *found;
   if (const auto* cache = ix.cached(id)) {
     read(*cache);
   } else {
@@ -832,9 +840,9 @@ std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& h
   for (const auto old : uids) {
     db.prepare(
           "INSERT INTO messages (mailbox_id, uid, modseq, blob, size, internal_date, flags, keywords, message_id, "
-          "subject) SELECT ?3, ?4, ?5, blob, size, internal_date, flags, keywords, message_id, subject "
+          "subject, saved_at) SELECT ?3, ?4, ?5, blob, size, internal_date, flags, keywords, message_id, subject, ?6 "
           "FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
-        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).bind(5, modseq).run();
+        .bind(1, source).bind(2, old).bind(3, target).bind(4, uid).bind(5, modseq).bind(6, static_cast<int64_t>(::time(nullptr))).run();
     if (db.changes() == 0) continue;
     db.prepare(
           "INSERT INTO summaries (mailbox_id, uid, envelope, body_structure) SELECT ?3, ?4, envelope, body_structure "
@@ -856,11 +864,13 @@ std::vector<std::pair<int64_t, int64_t>> MailboxStore::copy(const std::string& h
   std::vector<CachedMessage> added;
   if (ix.cached(target) && !out.empty()) {
     auto& row = db.prepare(
-        "SELECT uid, modseq, size, internal_date, flags, blob, subject, keywords FROM messages WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid");
+        "SELECT uid, modseq, size, internal_date, flags, blob, subject, keywords, coalesce(saved_at, internal_date) FROM messages "
+        "WHERE mailbox_id = ?1 AND uid >= ?2 ORDER BY uid");
     row.bind(1, target).bind(2, out.front().second);
     while (row.step())
       added.push_back({row.column_int64(0), row.column_int64(1), row.column_int64(2), row.column_int64(3),
-                       static_cast<unsigned>(row.column_int64(4)), row.column_text(5), row.column_text(6), row.column_text(7)});
+                       static_cast<unsigned>(row.column_int64(4)), row.column_text(5), row.column_text(6), row.column_text(7),
+                       row.column_int64(8)});
     row.reset();
   }
   tx.commit();

@@ -66,6 +66,7 @@ struct CachedMessage {
   int64_t uid = 0, modseq = 0, size = 0, internal_date = 0;
   unsigned flags = 0;
   std::string blob, subject, keywords;
+  int64_t saved_at = 0;  // RFC 8514 SAVEDATE (the internal date for messages stored before it was kept)
 };
 
 struct MailboxCache {
