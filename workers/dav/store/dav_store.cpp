@@ -98,6 +98,36 @@ struct DavStore::Impl {
   std::mutex mutex;
   std::unique_ptr<sqlite::Database> db;
 
+  // RFC 4791 5.3.2.1 / RFC 6352 6.3.2.1: a UID names one resource per collection. A MOVE's
+  // source (`leaving`) is on its way out and does not count.
+  void refuse_uid_clash(int64_t collection, const std::string& uid, const std::string& name,
+                        const std::optional<std::pair<int64_t, std::string>>& leaving = std::nullopt) {
+    auto& clash = db->prepare(
+        "SELECT name FROM resources WHERE collection_id = ?1 AND uid = ?2 AND name != ?3 AND NOT (collection_id IS ?4 AND name IS ?5)");
+    clash.bind(1, collection).bind(2, uid).bind(3, name);
+    if (leaving) clash.bind(4, leaving->first).bind(5, leaving->second);
+    else clash.bind_null(4).bind_null(5);
+    if (clash.step()) {
+      const auto other = clash.column_text(0);
+      clash.reset();
+      throw Error("no-uid-conflict", "UID " + uid + " is already used by " + other, 409);
+    }
+    clash.reset();
+  }
+
+  // Stores (or replaces) a resource and logs the change.
+  void write(int64_t collection, const std::string& name, const std::string& uid, const std::string& component,
+             const std::string& etag, const std::string& data, const std::optional<std::pair<int64_t, int64_t>>& bounds) {
+    auto& insert = db->prepare(
+        "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+    insert.bind(1, collection).bind(2, name).bind(3, uid).bind(4, component).bind(5, etag).bind(6, data);
+    insert.bind(7, static_cast<int64_t>(::time(nullptr)));
+    if (bounds) insert.bind(8, bounds->first).bind(9, bounds->second);
+    insert.run();
+    bump(collection, name, false);
+  }
+
   int64_t bump(int64_t collection, const std::string& name, bool deleted) {
     db->prepare("UPDATE collections SET sync_seq = sync_seq + 1 WHERE id = ?1").bind(1, collection).run();
     auto& seq = db->prepare("SELECT sync_seq FROM collections WHERE id = ?1");
@@ -239,23 +269,9 @@ std::string DavStore::put_resource(int64_t collection, const std::string& name, 
                                    std::optional<std::pair<int64_t, int64_t>> bounds) {
   std::lock_guard lock(impl_->mutex);
   sqlite::Transaction tx(*impl_->db);
-  // RFC 4791 5.3.2.1 / RFC 6352 6.3.2.1: a UID names one resource per collection.
-  auto& clash = impl_->db->prepare("SELECT name FROM resources WHERE collection_id = ?1 AND uid = ?2 AND name != ?3");
-  clash.bind(1, collection).bind(2, uid).bind(3, name);
-  if (clash.step()) {
-    const auto other = clash.column_text(0);
-    clash.reset();
-    throw Error("no-uid-conflict", "UID " + uid + " is already used by " + other, 409);
-  }
+  impl_->refuse_uid_clash(collection, uid, name);
   const auto etag = strong_etag(data);
-  auto& insert = impl_->db->prepare(
-      "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-  insert.bind(1, collection).bind(2, name).bind(3, uid).bind(4, component).bind(5, etag).bind(6, data);
-  insert.bind(7, static_cast<int64_t>(::time(nullptr)));
-  if (bounds) insert.bind(8, bounds->first).bind(9, bounds->second);
-  insert.run();
-  impl_->bump(collection, name, false);
+  impl_->write(collection, name, uid, component, etag, data, bounds);
   tx.commit();
   return etag;
 }
@@ -297,24 +313,10 @@ void DavStore::move_resource(int64_t from, const std::string& from_name, int64_t
   const std::string uid = read.column_text(0), component = read.column_text(1), etag = read.column_text(2), data = read.column_text(3);
   read.reset();
   // The UID may be the resource's own (a rename in one collection): only another clashes.
-  auto& clash = db.prepare(
-      "SELECT name FROM resources WHERE collection_id = ?1 AND uid = ?2 AND name != ?3 AND NOT (collection_id = ?4 AND name = ?5)");
-  clash.bind(1, to).bind(2, uid).bind(3, to_name).bind(4, from).bind(5, from_name);
-  if (clash.step()) {
-    const auto other = clash.column_text(0);
-    clash.reset();
-    throw Error("no-uid-conflict", "UID " + uid + " is already used by " + other, 409);
-  }
+  impl_->refuse_uid_clash(to, uid, to_name, std::make_pair(from, from_name));
   db.prepare("DELETE FROM resources WHERE collection_id = ?1 AND name = ?2").bind(1, from).bind(2, from_name).run();
   impl_->bump(from, from_name, true);
-  auto& insert = db.prepare(
-      "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end) "
-      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
-  insert.bind(1, to).bind(2, to_name).bind(3, uid).bind(4, component).bind(5, etag).bind(6, data);
-  insert.bind(7, static_cast<int64_t>(::time(nullptr)));
-  if (bounds) insert.bind(8, bounds->first).bind(9, bounds->second);
-  insert.run();
-  impl_->bump(to, to_name, false);
+  impl_->write(to, to_name, uid, component, etag, data, bounds);
   tx.commit();
 }
 
