@@ -422,6 +422,41 @@ def test_compress_deflate():
         shard.coop("down")
 
 
+def test_metadata():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        assert b"METADATA" in a.ok("CAPABILITY")[0].split()
+        # RFC 5464: server ("") and mailbox annotations, set, read by depth, removed with NIL.
+        a.ok('SETMETADATA "" (/private/comment "my server")')
+        a.ok('SETMETADATA INBOX (/private/comment "mail" /shared/vendor/x/a "1" /shared/vendor/x/a/b "2")')
+        assert a.ok('GETMETADATA "" /private/comment') == [b'* METADATA "" (/private/comment "my server")']
+        assert a.ok("GETMETADATA inbox (/private/comment /shared/missing)") == [
+            b'* METADATA "INBOX" (/private/comment "mail" /shared/missing NIL)']
+        assert a.ok("GETMETADATA (DEPTH 1) INBOX /shared/vendor/x") == [
+            b'* METADATA "INBOX" (/shared/vendor/x/a "1")']
+        assert a.ok("GETMETADATA (DEPTH infinity) INBOX /shared/vendor/x") == [
+            b'* METADATA "INBOX" (/shared/vendor/x/a "1" /shared/vendor/x/a/b "2")']
+        untagged, tagged = a.run("GETMETADATA (MAXSIZE 2) INBOX /private/comment")
+        assert untagged == [] and b"[METADATA LONGENTRIES 4]" in tagged, (untagged, tagged)
+        a.ok("SETMETADATA INBOX (/private/comment NIL)")
+        assert a.ok("GETMETADATA INBOX /private/comment") == [b'* METADATA "INBOX" (/private/comment NIL)']
+        # Bad names, values over the limit and mailboxes that do not exist are refused.
+        for bad in ("SETMETADATA INBOX (/other/x \"v\")", "SETMETADATA INBOX (/private/a//b \"v\")",
+                    "SETMETADATA INBOX (/private/a* \"v\")", "GETMETADATA INBOX /private/"):
+            assert b" BAD " in a.run(bad)[1], bad
+        untagged, tagged = a.run("SETMETADATA INBOX (/private/big", literal=b"x" * (70 << 10) + b")")
+        assert b"NO [METADATA MAXSIZE" in tagged, tagged
+        assert b" NO " in a.run('SETMETADATA Nowhere (/private/comment "x")')[1]
+        # Renaming a mailbox takes its annotations along.
+        a.ok("CREATE Projects")
+        a.ok('SETMETADATA Projects (/private/color "blue")')
+        a.ok("RENAME Projects Archive/Projects")
+        assert a.ok("GETMETADATA Archive/Projects /private/color") == [b'* METADATA "Archive/Projects" (/private/color "blue")']
+        a.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -434,4 +469,5 @@ if __name__ == "__main__":
         test_searchres_esort_sort_display_within_and_savedate,
         test_preview,
         test_compress_deflate,
+        test_metadata,
     ])

@@ -331,6 +331,128 @@ void Session::mailbox_command(Cursor& c, const std::string& name) {
   tagged("OK " + name + " completed");
 }
 
+namespace {
+
+// RFC 5464 3.2: "/private/..." or "/shared/...", 7-bit printable, no "*", "%", "//" or
+// trailing "/". Names compare case-insensitively: kept in lower case.
+std::optional<std::string> metadata_entry(const std::string& text) {
+  const std::string entry = ascii_lower(text);
+  if (entry.size() > 1024 || (entry.rfind("/private/", 0) != 0 && entry.rfind("/shared/", 0) != 0)) return std::nullopt;
+  if (entry.back() == '/' || entry.find("//") != std::string::npos) return std::nullopt;
+  for (unsigned char c : entry)
+    if (c < 0x21 || c > 0x7e || c == '*' || c == '%') return std::nullopt;
+  return entry;
+}
+
+constexpr std::size_t kMaxMetadataValue = 64 << 10;  // RFC 5464 4.3 MAXSIZE
+constexpr std::size_t kMaxMetadataEntries = 200;     // per mailbox, and for the server
+
+}  // namespace
+
+void Session::setmetadata(Cursor& c) {
+  // RFC 5464 4.3: SETMETADATA mailbox (entry value ...); "" is the server; NIL removes.
+  std::optional<std::string> mailbox;
+  if (!c.space() || !(mailbox = c.peek('"') || c.peek('{') ? c.string() : mailbox_arg(c)) || !c.space() || !c.take('('))
+    return bad("SETMETADATA mailbox (entry value ...)");
+  if (!mailbox->empty()) mailbox = imap::normalize_mailbox(from_client(*mailbox));
+  std::vector<std::pair<std::string, std::optional<std::string>>> entries;
+  while (!c.take(')')) {
+    if (!entries.empty() && !c.space()) return bad("SETMETADATA entries are separated by one space");
+    const auto name = c.astring();
+    const auto entry = name ? metadata_entry(*name) : std::nullopt;
+    if (!entry || !c.space()) return bad("SETMETADATA: an entry is /private/... or /shared/...");
+    const bool nil = c.peek('N') || c.peek('n');
+    std::optional<std::string> value;
+    if (nil) {
+      const auto word = c.atom();
+      if (!word || upper(*word) != "NIL") return bad("SETMETADATA value: a string, a literal or NIL");
+    } else {
+      value = c.string();  // quoted, literal or literal8
+      if (!value) return bad("SETMETADATA value: a string, a literal or NIL");
+      if (value->size() > kMaxMetadataValue) return tagged("NO [METADATA MAXSIZE " + std::to_string(kMaxMetadataValue) + "] value too large");
+    }
+    entries.emplace_back(*entry, std::move(value));
+  }
+  if (!c.at_end()) return bad("SETMETADATA mailbox (entry value ...)");
+  try {
+    service().mailboxes().set_metadata(handle_, *mailbox, entries, kMaxMetadataEntries);
+  } catch (const Error& e) {
+    if (e.code() == errc::kTooLarge) return tagged("NO [METADATA TOOMANY] at most " + std::to_string(kMaxMetadataEntries) + " annotations");
+    return refused(e);
+  }
+  tagged("OK SETMETADATA completed");
+}
+
+void Session::getmetadata(Cursor& c) {
+  // RFC 5464 4.2: GETMETADATA [(MAXSIZE n DEPTH 0|1|infinity)] mailbox (entry ...) | entry.
+  if (!c.space()) return bad("GETMETADATA [options] mailbox entries");
+  std::optional<std::size_t> max_size;
+  int depth = 0;  // -1: infinity
+  if (c.take('(')) {
+    while (!c.take(')')) {
+      c.take(' ');
+      const auto option = c.atom();
+      if (!option || !c.space()) return bad("GETMETADATA options: MAXSIZE n, DEPTH 0|1|infinity");
+      const auto value = c.atom();
+      if (!value) return bad("GETMETADATA options: MAXSIZE n, DEPTH 0|1|infinity");
+      if (upper(*option) == "MAXSIZE" && !value->empty() && value->size() < 10 && value->find_first_not_of("0123456789") == std::string::npos)
+        max_size = std::stoul(*value);
+      else if (upper(*option) == "DEPTH" && (*value == "0" || *value == "1" || upper(*value) == "INFINITY"))
+        depth = *value == "0" ? 0 : *value == "1" ? 1 : -1;
+      else
+        return bad("GETMETADATA options: MAXSIZE n, DEPTH 0|1|infinity");
+    }
+    if (!c.space()) return bad("GETMETADATA [options] mailbox entries");
+  }
+  std::optional<std::string> mailbox = c.peek('"') || c.peek('{') ? c.string() : mailbox_arg(c);
+  if (!mailbox || !c.space()) return bad("GETMETADATA [options] mailbox entries");
+  if (!mailbox->empty()) mailbox = imap::normalize_mailbox(from_client(*mailbox));
+  std::vector<std::string> wanted;
+  const bool listed = c.take('(');
+  do {
+    if (listed && !wanted.empty() && !c.space()) return bad("GETMETADATA entries are separated by one space");
+    const auto name = c.astring();
+    const auto entry = name ? metadata_entry(*name) : std::nullopt;
+    if (!entry) return bad("GETMETADATA: an entry is /private/... or /shared/...");
+    wanted.push_back(*entry);
+  } while (listed && !c.take(')'));
+  if (!c.at_end()) return bad("GETMETADATA [options] mailbox entries");
+  std::vector<std::pair<std::string, std::string>> stored;
+  try {
+    stored = service().mailboxes().metadata(handle_, *mailbox);
+  } catch (const Error& e) {
+    return refused(e);
+  }
+  std::string items;
+  std::size_t longest = 0;
+  auto add = [&](const std::string& entry, const std::string* value) {
+    if (value && max_size && value->size() > *max_size) {
+      longest = std::max(longest, value->size());
+      return;
+    }
+    // Entry names go as atoms, as RFC 5464's examples write them, when nothing in them needs quoting.
+    const bool atom = entry.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789/._-") == std::string::npos;
+    items += (items.empty() ? "" : " ") + (atom ? entry : imap::quote(entry)) + " ";
+    if (!value) items += "NIL";
+    else if (value->find('\0') != std::string::npos) items += "~{" + std::to_string(value->size()) + "}\r\n" + *value;
+    else items += imap::quote(*value);
+  };
+  for (const auto& want : wanted) {
+    bool found = false;
+    for (const auto& [entry, value] : stored) {
+      const bool below = entry.size() > want.size() + 1 && entry.compare(0, want.size() + 1, want + "/") == 0;
+      const bool deep_enough = depth == -1 || (depth == 1 && entry.find('/', want.size() + 1) == std::string::npos);
+      if (entry == want || (below && depth != 0 && deep_enough)) {
+        add(entry, &value);
+        found = found || entry == want;
+      }
+    }
+    if (!found && depth == 0) add(want, nullptr);  // asked by name and not there: NIL
+  }
+  if (!items.empty()) out_ += "* METADATA " + (mailbox->empty() ? std::string("\"\"") : mailbox_text(*mailbox)) + " (" + items + ")\r\n";
+  tagged(longest ? "OK [METADATA LONGENTRIES " + std::to_string(longest) + "] GETMETADATA completed" : "OK GETMETADATA completed");
+}
+
 void Session::quota(Cursor& c, const std::string& name) {
   std::optional<std::string> argument;
   if (!c.space() || !(argument = c.astring()) || !c.at_end()) return bad(name + " argument");

@@ -267,6 +267,11 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // RFC 9208: one quota root, "", for all of a member's mailboxes; STORAGE in KiB.
   void quota(Cursor& c, const std::string& name);
+  // RFC 5464 METADATA of mailboxes and the server.
+  void setmetadata(Cursor& c);
+  void getmetadata(Cursor& c);
+  void cmd_setmetadata(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { setmetadata(c); }); }
+  void cmd_getmetadata(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { getmetadata(c); }); }
 
   void rename(Cursor& c);
 

@@ -147,7 +147,7 @@ void Session::run_blocking(std::function<void()> work) {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND PREVIEW COMPRESS=DEFLATE SAVEDATE";
+  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND PREVIEW COMPRESS=DEFLATE SAVEDATE METADATA";
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -226,6 +226,8 @@ auto Session::find_command(std::string_view name) -> const Command* {
       {"RENAME", Needs::authenticated, false, &Session::cmd_rename},
       {"GETQUOTAROOT", Needs::authenticated, false, &Session::cmd_quota},
       {"GETQUOTA", Needs::authenticated, false, &Session::cmd_quota},
+      {"SETMETADATA", Needs::authenticated, false, &Session::cmd_setmetadata},
+      {"GETMETADATA", Needs::authenticated, false, &Session::cmd_getmetadata},
       {"SETQUOTA", Needs::authenticated, false, &Session::cmd_setquota},
       {"APPEND", Needs::authenticated, false, &Session::cmd_append},
       {"FETCH", Needs::selected, true, &Session::cmd_fetch},

@@ -132,6 +132,15 @@ constexpr sqlite::Migration kMigrations[] = {
     {7, R"sql(
       ALTER TABLE messages ADD COLUMN saved_at INTEGER;
     )sql"},
+    // RFC 5464 METADATA: annotations of the server ("") and of mailboxes, by name.
+    {8, R"sql(
+      CREATE TABLE metadata (
+        mailbox TEXT NOT NULL,
+        entry   TEXT NOT NULL,
+        value   BLOB NOT NULL,
+        PRIMARY KEY (mailbox, entry)
+      ) WITHOUT ROWID;
+    )sql"},
 };
 
 // Starts a MailboxStore::key_of key: a control character, which no mailbox name may hold.
@@ -490,6 +499,7 @@ void MailboxStore::delete_mailbox(const std::string& handle, const std::string& 
   for (const char* table : {"summaries", "imap_envelopes", "headers", "sort_keys"})
     db.prepare(std::string("DELETE FROM ") + table + " WHERE mailbox_id = ?1").bind(1, id).run();
   db.prepare("DELETE FROM mailboxes WHERE id = ?1").bind(1, id).run();
+  db.prepare("DELETE FROM metadata WHERE mailbox = ?1").bind(1, mailbox).run();
   tx.commit();
   ix.held.erase(id);
 }
@@ -539,8 +549,11 @@ void MailboxStore::rename_mailbox(const std::string& handle, const std::string& 
   db.prepare("UPDATE mailboxes SET name = ?2 || substr(name, length(?1) + 1) WHERE name = ?1 OR instr(name, ?1 || '/') = 1")
       .bind(1, from).bind(2, to)
       .run();
-  // Their subscriptions go with them.
+  // Their subscriptions and annotations go with them.
   db.prepare("UPDATE OR REPLACE subscriptions SET name = ?2 || substr(name, length(?1) + 1) WHERE name = ?1 OR instr(name, ?1 || '/') = 1")
+      .bind(1, from).bind(2, to)
+      .run();
+  db.prepare("UPDATE OR REPLACE metadata SET mailbox = ?2 || substr(mailbox, length(?1) + 1) WHERE mailbox = ?1 OR instr(mailbox, ?1 || '/') = 1")
       .bind(1, from).bind(2, to)
       .run();
   tx.commit();
@@ -571,6 +584,40 @@ std::vector<std::string> MailboxStore::subscriptions(const std::string& handle) 
   while (stmt.step()) out.push_back(stmt.column_text(0));
   stmt.reset();
   return out;
+}
+
+std::vector<std::pair<std::string, std::string>> MailboxStore::metadata(const std::string& handle, const std::string& mailbox) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  if (!mailbox.empty()) ix.mailbox_id(mailbox);  // NONEXISTENT
+  auto& stmt = ix.db->prepare("SELECT entry, value FROM metadata WHERE mailbox = ?1 ORDER BY entry");
+  stmt.bind(1, mailbox);
+  std::vector<std::pair<std::string, std::string>> out;
+  while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1));
+  stmt.reset();
+  return out;
+}
+
+void MailboxStore::set_metadata(const std::string& handle, const std::string& mailbox,
+                                const std::vector<std::pair<std::string, std::optional<std::string>>>& entries,
+                                std::size_t max_entries) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& db = *ix.db;
+  sqlite::Transaction tx(db);
+  if (!mailbox.empty()) ix.mailbox_id(mailbox);
+  for (const auto& [entry, value] : entries) {
+    if (value) db.prepare("INSERT OR REPLACE INTO metadata (mailbox, entry, value) VALUES (?1, ?2, ?3)").bind(1, mailbox).bind(2, entry).bind_blob(3, *value).run();
+    else db.prepare("DELETE FROM metadata WHERE mailbox = ?1 AND entry = ?2").bind(1, mailbox).bind(2, entry).run();
+  }
+  auto& count = db.prepare("SELECT count(*) FROM metadata WHERE mailbox = ?1");
+  count.bind(1, mailbox);
+  count.step();
+  const auto n = count.column_int64(0);
+  count.reset();
+  // RFC 5464 4.3: over the limit nothing is set (the transaction goes back).
+  if (static_cast<std::size_t>(n) > max_entries) throw Error(errc::kTooLarge, "too many annotations", 400);
+  tx.commit();
 }
 
 std::string MailboxStore::key_of(int64_t mailbox_id, int64_t uidvalidity) {

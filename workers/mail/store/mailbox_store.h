@@ -123,6 +123,13 @@ class MailboxStore {
   void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
   // Every subscribed name, whether or not its mailbox exists still.
   std::vector<std::string> subscriptions(const std::string& handle);
+
+  // RFC 5464 METADATA of a mailbox, or of the server ("" as mailbox): (entry, value) by entry.
+  std::vector<std::pair<std::string, std::string>> metadata(const std::string& handle, const std::string& mailbox);
+  // Sets (a value) or removes (nullopt) entries, all or none; coop::Error(errc::kTooLarge) when
+  // the mailbox would then hold more than max_entries.
+  void set_metadata(const std::string& handle, const std::string& mailbox,
+                    const std::vector<std::pair<std::string, std::optional<std::string>>>& entries, std::size_t max_entries);
   // RFC 3501 2.3.2: a message is \Recent to the first session that sees it. A session that
   // now knows the mailbox up to `up_to_uid` claims the UIDs above the returned value.
   int64_t claim_recent(const std::string& handle, const std::string& mailbox, int64_t up_to_uid);
