@@ -2,8 +2,10 @@
 seen: BODY against BODYSTRUCTURE, subtypes as written, address groups in ENVELOPE and SORT,
 messages expunged by another session, \\Recent, CONDSTORE enabled by FETCH MODSEQ and STATUS,
 MOVE into the selected mailbox, LIST-EXTENDED and LSUB."""
+import os
 import re
 import socket
+import sqlite3
 import time
 import zlib
 
@@ -91,6 +93,13 @@ def test_body_bodystructure_subtypes_and_groups():
         # RFC 5256 SORT CC: the first cc address's mailbox, the group's name for a group.
         assert a.ok("SORT (CC) UTF-8 ALL") == [b"* SORT 2 1"]
         assert a.ok("SORT (REVERSE CC) UTF-8 ALL") == [b"* SORT 1 2"]
+        # A message stored before summaries were kept gets its structure from its bytes.
+        index = sqlite3.connect(os.path.join(shard.home, "mail", "alice.db"), timeout=10)
+        index.execute("DELETE FROM summaries WHERE uid = 1 AND mailbox_id = (SELECT id FROM mailboxes WHERE name = 'INBOX')")
+        index.commit()
+        assert index.total_changes == 1
+        index.close()
+        assert a.ok("FETCH 1 BODYSTRUCTURE")[0] == structure
         a.close()
         shard.coop("down")
 

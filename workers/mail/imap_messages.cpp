@@ -293,6 +293,15 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
     }
     const auto read_structure = [&] {
       if (structure_json.empty()) std::tie(envelope_json, structure_json) = service().mailboxes().summaries(handle_, held_->key, m.uid);
+      if (structure_json == "{}") {
+        // Stored before summaries were kept: made from the message itself, not made up.
+        try {
+          if (bytes.empty()) bytes = service().blobs().read(blob->second);
+        } catch (const Error&) {
+          return false;  // gone with an expunge meanwhile
+        }
+        structure_json = summarize_message(bytes).body_structure.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      }
       return !structure_json.empty();
     };
     const bool needs_structure = std::any_of(items.begin(), items.end(), [](const imap::FetchItem& item) {
