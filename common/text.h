@@ -17,6 +17,17 @@ inline std::string ascii_lower(std::string_view text) {
   return out;
 }
 
+// Equal but for the case of A-Z (protocol keywords, header and property names).
+inline bool ascii_iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] - 'A' + 'a') : a[i];
+    const char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] - 'A' + 'a') : b[i];
+    if (x != y) return false;
+  }
+  return true;
+}
+
 // RFC 3986 2.1: everything but the unreserved characters (2.3) as %XX, for one path segment
 // or query value.
 inline std::string percent_encode(std::string_view text) {

@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace coop::dav {
 namespace {
@@ -561,14 +562,7 @@ std::optional<int64_t> range_bound(const std::optional<std::string>& text) {
   return parse_ical_utc(*text);
 }
 
-bool same_name(const char* actual, const std::string& wanted) {
-  if (!actual) return false;
-  const std::string a(actual);
-  if (a.size() != wanted.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(wanted[i]))) return false;
-  return true;
-}
+bool same_name(const char* actual, const std::string& wanted) { return actual && ascii_iequals(actual, wanted); }
 
 std::vector<icalproperty*> properties_named(icalcomponent* component, const std::string& name) {
   std::vector<icalproperty*> out;

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace coop::dav {
 
@@ -133,14 +134,6 @@ std::optional<std::string> attribute(const xmlNode* node, const char* name) {
   return std::nullopt;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 // ---- serialising --------------------------------------------------------------------------
 
@@ -249,7 +242,7 @@ void read_calendar_filter(const xmlNode* filter, Report& report) {
   if (!report.calendar_filter) throw bad_request("a filter holds one comp-filter (VCALENDAR)");
   const xmlNode* vcalendar = nullptr;
   for (const auto* child : elements(filter)) {
-    if (!vcalendar && is(child, kCalDav, "comp-filter") && iequals(attribute(child, "name").value_or(""), "VCALENDAR"))
+    if (!vcalendar && is(child, kCalDav, "comp-filter") && ascii_iequals(attribute(child, "name").value_or(""), "VCALENDAR"))
       vcalendar = child;
     else
       report.filter_approximated = true;

@@ -241,6 +241,10 @@ void Session::fetch(Cursor& c, bool uid) {
   job->items = std::move(*items);
   job->needs_bytes = needs_bytes;
   job->needs_envelope = std::any_of(job->items.begin(), job->items.end(), [](const auto& i) { return i.kind == imap::FetchItem::Kind::envelope; });
+  job->needs_structure = std::any_of(job->items.begin(), job->items.end(), [](const imap::FetchItem& item) {
+    return item.kind == imap::FetchItem::Kind::body || item.kind == imap::FetchItem::Kind::bodystructure || item.binary ||
+           (item.kind == imap::FetchItem::Kind::section && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])));
+  });
   fetch_step(job);
 }
 
@@ -304,11 +308,7 @@ void Session::fetch_step(const std::shared_ptr<FetchJob>& job) {
       }
       return !structure_json.empty();
     };
-    const bool needs_structure = std::any_of(items.begin(), items.end(), [](const imap::FetchItem& item) {
-      return item.kind == imap::FetchItem::Kind::body || item.kind == imap::FetchItem::Kind::bodystructure || item.binary ||
-             (item.kind == imap::FetchItem::Kind::section && !item.spec.empty() && std::isdigit(static_cast<unsigned char>(item.spec[0])));
-    });
-    if (needs_structure && !read_structure()) {
+    if (job->needs_structure && !read_structure()) {
       job->expunged = true;
       continue;
     }

@@ -467,12 +467,6 @@ std::string Session::header_of(std::size_t i) {
 
 std::string Session::header_field(std::string_view header, std::string_view name) {
   // One pass, no copy of a line: SEARCH and THREAD call this for every message.
-  auto same = [](std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i)
-      if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-    return true;
-  };
   std::string value;
   bool in_field = false;
   for (std::size_t at = 0; at < header.size();) {
@@ -486,7 +480,7 @@ std::string Session::header_field(std::string_view header, std::string_view name
       continue;
     }
     const auto colon = line.find(':');
-    in_field = colon != std::string_view::npos && same(line.substr(0, colon), name);
+    in_field = colon != std::string_view::npos && ascii_iequals(line.substr(0, colon), name);
     if (in_field) value.assign(line.substr(colon + 1));
   }
   return value;

@@ -295,6 +295,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::vector<std::size_t> chosen;
     std::vector<imap::FetchItem> items;
     bool needs_bytes = false, needs_envelope = false;
+    bool needs_structure = false;  // BODY, BODYSTRUCTURE, BINARY or a part number: the stored structure
     bool uid = false;       // UID FETCH
     bool expunged = false;  // some chosen message was expunged by another session meanwhile
     std::size_t next = 0;

@@ -9,13 +9,8 @@ namespace coop::mail {
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
-
 bool istarts_with(std::string_view text, std::string_view prefix) {
-  return text.size() >= prefix.size() && iequals(text.substr(0, prefix.size()), prefix);
+  return text.size() >= prefix.size() && ascii_iequals(text.substr(0, prefix.size()), prefix);
 }
 
 bool atext(unsigned char c, bool smtputf8) {
@@ -141,7 +136,7 @@ SmtpCommand parse_command(std::string_view line) {
       {"QUIT", SmtpVerb::quit}, {"VRFY", SmtpVerb::vrfy}, {"HELP", SmtpVerb::help}, {"STARTTLS", SmtpVerb::starttls},
       {"AUTH", SmtpVerb::auth}};
   for (const auto& [name, value] : kVerbs)
-    if (iequals(verb, name)) command.verb = value;
+    if (ascii_iequals(verb, name)) command.verb = value;
   return command;
 }
 
@@ -174,7 +169,7 @@ MailFrom parse_mail_from(std::string_view argument) {
     const auto eq = param.find('=');
     const auto key = param.substr(0, eq);
     const auto value = eq == std::string_view::npos ? std::string_view() : param.substr(eq + 1);
-    if (iequals(key, "SIZE")) {
+    if (ascii_iequals(key, "SIZE")) {
       uint64_t size = 0;
       const auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), size);
       if (ec != std::errc() || ptr != value.data() + value.size() || value.empty()) {
@@ -182,14 +177,14 @@ MailFrom parse_mail_from(std::string_view argument) {
         return result;
       }
       result.size = size;
-    } else if (iequals(key, "BODY")) {
-      if (iequals(value, "8BITMIME") || iequals(value, "BINARYMIME"))
+    } else if (ascii_iequals(key, "BODY")) {
+      if (ascii_iequals(value, "8BITMIME") || ascii_iequals(value, "BINARYMIME"))
         result.eight_bit = true;
-      else if (!iequals(value, "7BIT")) {
+      else if (!ascii_iequals(value, "7BIT")) {
         result.error = "501 5.5.4 Syntax: BODY=7BIT or BODY=8BITMIME";
         return result;
       }
-    } else if (iequals(key, "SMTPUTF8") && value.empty()) {
+    } else if (ascii_iequals(key, "SMTPUTF8") && value.empty()) {
       result.smtputf8 = true;
     } else {
       result.error = "555 5.5.4 Unsupported parameter " + std::string(key.substr(0, 64));
@@ -231,7 +226,7 @@ Bdat parse_bdat(std::string_view argument) {
   if (space != std::string_view::npos) {
     auto rest = argument.substr(space + 1);
     while (!rest.empty() && rest.back() == ' ') rest.remove_suffix(1);
-    if (!iequals(rest, "LAST")) {
+    if (!ascii_iequals(rest, "LAST")) {
       result.error = "501 5.5.4 Syntax: BDAT <size> [LAST]";
       return result;
     }
