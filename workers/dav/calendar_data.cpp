@@ -13,6 +13,7 @@
 
 #include "common/error.h"
 #include "common/text.h"
+#include "workers/dav/ical_component.h"
 
 namespace coop::dav {
 namespace {
@@ -23,28 +24,9 @@ constexpr int kMaxOccurrences = 10000;
 constexpr int64_t kSecondsPerDay = 86400;
 constexpr std::string_view kProductId = "-//coop//coop-dav//EN";
 
-struct ComponentFree {
-  void operator()(icalcomponent* component) const { icalcomponent_free(component); }
-};
-using ComponentPtr = std::unique_ptr<icalcomponent, ComponentFree>;
-
-// Once per process: libical must report errors instead of aborting, and the builtin timezone
-// list is loaded before concurrent requests look zones up.
-void set_up_libical() {
-  static const bool ready = [] {
-    icalerror_set_errors_are_fatal(0);
-    icaltimezone_get_utc_timezone();
-    icaltimezone_get_builtin_timezones();
-    return true;
-  }();
-  (void)ready;
-}
-
-ComponentPtr parse_ics(std::string_view ics) {
-  set_up_libical();
-  const std::string text(ics);  // libical wants a NUL-terminated string
-  return ComponentPtr(icalparser_parse_string(text.c_str()));
-}
+using ical::ComponentPtr;
+ComponentPtr parse_ics(std::string_view ics) { return ical::parse(ics); }
+using ical::serialize;
 
 [[noreturn]] void invalid(const std::string& why) { throw Error("valid-calendar-data", why, 403); }
 
@@ -699,12 +681,6 @@ ComponentPtr new_calendar(icalcomponent* like) {
   return out;
 }
 
-std::string serialize(icalcomponent* calendar) {
-  char* text = icalcomponent_as_ical_string_r(calendar);
-  std::string out(text ? text : "");
-  free(text);
-  return out;
-}
 
 }  // namespace
 

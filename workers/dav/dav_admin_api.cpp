@@ -7,6 +7,7 @@
 #include "common/worker_runtime.h"
 #include "workers/dav/calendar_data.h"
 #include "workers/dav/ical_bundle.h"
+#include "workers/dav/scheduler.h"
 #include "workers/dav/store/dav_store.h"
 #include "workers/dav/vcard_data.h"
 
@@ -58,8 +59,10 @@ void add_dav_admin_routes(WorkerRuntime& runtime, DavStore& store) {
 
   r.add_blocking("GET", "/v1/collections", run, [&store](const Request& q) {
     json list = json::array();
-    for (const auto& c : store.all_collections(q.query_value("kind")))
+    for (const auto& c : store.all_collections(q.query_value("kind"))) {
+      if (c.kind == "calendar" && c.name == kInboxName) continue;  // scheduling messages, not a calendar
       if (q.query_value("owner").empty() || c.owner == q.query_value("owner")) list.push_back(collection_json(store, c));
+    }
     return Response::json(list);
   }, "calendars and address books (?kind=, ?owner=)");
 
@@ -68,6 +71,8 @@ void add_dav_admin_routes(WorkerRuntime& runtime, DavStore& store) {
     const auto kind = kind_of(body.value("kind", ""));
     const auto name = body.value("name", "");
     check_name(name);
+    if (kind == "calendar" && (name == kInboxName || name == kOutboxName))
+      throw Error(errc::kUsage, "'" + name + "' is every member's scheduling " + name + " (RFC 6638)", 400);
     const auto group = body.value("group", "");
     // A working group's calendar belongs to the shard and is writable by the group.
     const auto owner = group.empty() ? body.value("owner", "") : std::string("coop");

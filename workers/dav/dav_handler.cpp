@@ -11,6 +11,7 @@
 
 #include "common/auth/basic_auth.h"
 #include "common/auth/member_client.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/http/date.h"
 #include "common/paths.h"
@@ -18,6 +19,8 @@
 #include "workers/dav/calendar_data.h"
 #include "workers/dav/dav_xml.h"
 #include "workers/dav/file_tree.h"
+#include "workers/dav/scheduler.h"
+#include "workers/dav/scheduling.h"
 #include "workers/dav/store/dav_store.h"
 #include "workers/dav/vcard_data.h"
 
@@ -100,7 +103,8 @@ std::string collection_href(const Collection& c) {
 
 Response dav_response(int status, std::string body = {}, std::string content_type = "application/xml; charset=utf-8") {
   auto r = Response::bytes(status, std::move(body), body.empty() ? std::string() : std::move(content_type));
-  r.headers.emplace_back("DAV", "1, 3, calendar-access, addressbook, extended-mkcol");
+  // RFC 6638 2: calendar-auto-schedule, the server schedules.
+  r.headers.emplace_back("DAV", "1, 3, calendar-access, calendar-auto-schedule, addressbook, extended-mkcol");
   return r;
 }
 
@@ -188,9 +192,20 @@ struct DavHandler::Impl {
   auth::BasicAuthCache credentials;
 
   FileTree files;  // plain WebDAV, in its own database (dav-files.db)
+  Scheduler scheduler;
 
   Impl(const Home& home, DavStore& store, std::string domain)
-      : home(home), store(store), domain(std::move(domain)), credentials(home, "dav"), files(home.database("dav-files")) {}
+      : home(home), store(store), domain(domain), credentials(home, "dav"), files(home.database("dav-files")),
+        scheduler(home, store, domain) {}
+
+  static bool is_scheduling_box(const Target& t) {
+    return t.area == "calendars" && (t.collection == kInboxName || t.collection == kOutboxName);
+  }
+
+  // The addresses of a calendar's owner, asked only when scheduling needs them.
+  std::vector<std::string> owner_addresses(const Identity& who, const std::string& owner) {
+    return scheduler.addresses_of(owner, owner == who.handle ? who.emails : std::vector<std::string>{});
+  }
 
   // An app password may open only calendars, contacts or files: the scope asked for follows
   // the path; the principal and the roots (discovery) are "dav", which any of them opens.
@@ -219,7 +234,8 @@ struct DavHandler::Impl {
 
   std::vector<std::pair<Collection, std::string>> visible_collections(const Identity& who, const std::string& kind) {
     std::vector<std::pair<Collection, std::string>> out;
-    for (const auto& c : store.collections(who.handle, kind)) out.emplace_back(c, "owner");
+    for (const auto& c : store.collections(who.handle, kind))
+      if (kind != "calendar" || c.name != kInboxName) out.emplace_back(c, "owner");
     for (auto& shared : store.shared_with(who.handle, who.groups, kind)) out.push_back(shared);
     return out;
   }
@@ -239,15 +255,15 @@ struct DavHandler::Impl {
       else if (p == cal("calendar-home-set")) v = href_xml("/dav/calendars/" + percent_encode(handle) + "/");
       else if (p == card("addressbook-home-set")) v = href_xml("/dav/addressbooks/" + percent_encode(handle) + "/");
       else if (p == cal("calendar-user-address-set")) {
-        // RFC 6638 2.4.1: every address the member is known by, the shard's own first.
-        std::vector<std::string> addresses = {handle + "@" + domain};
-        if (handle == who.handle)
-          for (const auto& e : who.emails)
-            if (std::find(addresses.begin(), addresses.end(), ascii_lower(e)) == addresses.end()) addresses.push_back(ascii_lower(e));
+        // RFC 6638 2.4.1: every address the member is known by, the registered ones first.
         std::string hrefs;
-        for (const auto& a : addresses) hrefs += href_xml("mailto:" + a);
+        for (const auto& a : scheduler.addresses_of(handle, handle == who.handle ? who.emails : std::vector<std::string>{}))
+          hrefs += href_xml("mailto:" + a);
         v = hrefs;
       }
+      else if (p == cal("schedule-inbox-URL")) v = href_xml("/dav/calendars/" + percent_encode(handle) + "/" + kInboxName + "/");
+      else if (p == cal("schedule-outbox-URL")) v = href_xml("/dav/calendars/" + percent_encode(handle) + "/" + kOutboxName + "/");
+      else if (p == cal("calendar-user-type")) v = "INDIVIDUAL";
       else if (p == dav("principal-collection-set")) v = href_xml("/dav/principals/");
       else if (p == dav("supported-report-set")) v = "";
       out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
@@ -272,7 +288,11 @@ struct DavHandler::Impl {
     std::vector<PropValue> out;
     for (const auto& p : want) {
       std::optional<std::string> v;
-      if (p == dav("resourcetype")) v = calendar ? "<D:collection/><C:calendar/>" : "<D:collection/><CR:addressbook/>";
+      const bool inbox = calendar && c.name == kInboxName;
+      if (p == dav("resourcetype"))
+        v = inbox ? "<D:collection/><C:schedule-inbox/>" : calendar ? "<D:collection/><C:calendar/>" : "<D:collection/><CR:addressbook/>";
+      else if (inbox && p == cal("schedule-default-calendar-URL"))
+        v = href_xml(collection_href(scheduler.default_calendar(c.owner)));
       else if (p == dav("displayname")) v = xml_escape(c.displayname.empty() ? c.name : c.displayname);
       else if (p == cs("getctag")) v = xml_escape(std::to_string(c.sync_seq));
       else if (p == dav("sync-token")) v = xml_escape(kSyncPrefix + std::to_string(c.id) + "/" + std::to_string(c.sync_seq));
@@ -326,7 +346,8 @@ struct DavHandler::Impl {
         cal("min-date-time"), cal("max-date-time"), cal("max-instances"), cal("max-attendees-per-instance"),
         cal("calendar-description"), card("addressbook-description"), card("supported-address-data"),
         card("max-resource-size"), cal("calendar-home-set"), card("addressbook-home-set"), cal("calendar-user-address-set"),
-        cal("schedule-inbox-URL"), cal("schedule-outbox-URL"), kApple};
+        cal("schedule-inbox-URL"), cal("schedule-outbox-URL"), cal("schedule-default-calendar-URL"), cal("calendar-user-type"),
+        cal("schedule-tag"), kApple};
     return kLive.count(p) > 0;
   }
 
@@ -340,6 +361,7 @@ struct DavHandler::Impl {
       else if (p == dav("getcontentlength")) v = std::to_string(r.data.size());
       else if (p == dav("getlastmodified")) v = http::http_date(r.modified_at);
       else if (p == dav("displayname")) v = "";
+      else if (c.kind == "calendar" && p == cal("schedule-tag") && !r.schedule_tag.empty()) v = xml_escape(r.schedule_tag);
       else if ((c.kind == "calendar" && p == cal("calendar-data")) || (c.kind != "calendar" && p == card("address-data")))
         v = xml_escape(r.data);
       out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
@@ -374,6 +396,36 @@ struct DavHandler::Impl {
     spdlog::debug("dav precondition {}: {}", clark(condition), message);
     return dav_response(409, error_body(condition, name ? std::optional<std::string>(href_xml(collection_href(c) + percent_encode(*name)))
                                                         : std::nullopt));
+  }
+
+  // RFC 6638 2.1: the outbox takes free-busy requests (POST) and holds nothing.
+  static std::string outbox_href(const std::string& handle) {
+    return "/dav/calendars/" + percent_encode(handle) + "/" + kOutboxName + "/";
+  }
+
+  std::vector<PropValue> outbox_props(const Identity& who, const std::vector<QName>& want) {
+    std::vector<PropValue> out;
+    for (const auto& p : want) {
+      std::optional<std::string> v;
+      if (p == dav("resourcetype")) v = "<D:collection/><C:schedule-outbox/>";
+      else if (p == dav("displayname")) v = "Outbox";
+      else if (p == dav("current-user-principal")) v = href_xml(principal_href(who.handle));
+      else if (p == dav("owner")) v = href_xml(principal_href(who.handle));
+      else if (p == dav("current-user-privilege-set"))
+        v = "<D:privilege><D:read/></D:privilege><D:privilege><C:schedule-send/></D:privilege>"
+            "<D:privilege><C:schedule-query-freebusy/></D:privilege>";
+      else if (p == dav("supported-report-set")) v = "";
+      out.push_back(v ? PropValue{p, v, 200} : PropValue{p, std::nullopt, 404});
+    }
+    return out;
+  }
+
+  // RFC 6638 3.2.10 and 8.3: If-Schedule-Tag-Match guards an attendee's copy against an
+  // organizer's change the client has not seen.
+  static bool schedule_tag_mismatch(const Request& q, const std::optional<Resource>& existing) {
+    const auto wanted = q.header("if-schedule-tag-match");
+    if (wanted.empty()) return false;
+    return !existing || existing->schedule_tag.empty() || !etag_listed(wanted, existing->schedule_tag, false);
   }
 
   // ---- methods ----
@@ -425,12 +477,27 @@ struct DavHandler::Impl {
           else values.push_back({p, std::nullopt, 404});
         }
         add("/dav/" + t.area + "/" + percent_encode(t.owner) + "/", values);
-        if (depth == "1")
+        if (depth == "1") {
           for (const auto& [c, level] : visible_collections(who, t.kind_name()))
             add(collection_href(c), collection_props(who, c, level, wanted(request, &c)));
+          if (t.area == "calendars") {
+            // RFC 6638 2.2 and 2.1: the scheduling inbox and outbox live in the calendar home.
+            const auto inbox = scheduler.inbox(who.handle);
+            add(collection_href(inbox), collection_props(who, inbox, "owner", wanted(request, &inbox)));
+            add(outbox_href(who.handle), outbox_props(who, request.kind == PropfindRequest::kProp ? request.props : std::vector<QName>{dav("resourcetype"), dav("displayname")}));
+          }
+        }
         break;
       }
       case Target::kCollection: {
+        if (is_scheduling_box(t)) {
+          if (t.owner != who.handle) return dav_response(404);
+          if (t.collection == kOutboxName) {
+            add(outbox_href(t.owner), outbox_props(who, request.kind == PropfindRequest::kProp ? request.props : std::vector<QName>{dav("resourcetype"), dav("displayname")}));
+            break;
+          }
+          scheduler.inbox(t.owner);  // made on first use
+        }
         auto c = store.collection(t.owner, t.kind_name(), t.collection);
         if (!c) return dav_response(404);
         const auto level = access(who, *c);
@@ -455,7 +522,7 @@ struct DavHandler::Impl {
   }
 
   Response proppatch(const Identity& who, const Request& q, const Target& t) {
-    if (t.kind != Target::kCollection) return dav_response(403);
+    if (t.kind != Target::kCollection || is_scheduling_box(t)) return dav_response(403);
     auto c = store.collection(t.owner, t.kind_name(), t.collection);
     if (!c || access(who, *c).empty()) return dav_response(404);
     if (access(who, *c) != "owner") return dav_response(403);
@@ -493,6 +560,7 @@ struct DavHandler::Impl {
   Response make_collection(const Identity& who, const Request& q, const Target& t, bool mkcalendar) {
     if (t.kind != Target::kCollection) return dav_response(403);
     if (t.owner != who.handle) return dav_response(403);
+    if (is_scheduling_box(t)) return precondition(405, dav("resource-must-be-null"), "the scheduling inbox and outbox exist");
     const auto request = parse_mkcol(q.body);
     const bool is_calendar = mkcalendar || std::find(request.resourcetype.begin(), request.resourcetype.end(), cal("calendar")) != request.resourcetype.end();
     const bool is_addressbook = std::find(request.resourcetype.begin(), request.resourcetype.end(), card("addressbook")) != request.resourcetype.end();
@@ -525,11 +593,14 @@ struct DavHandler::Impl {
     auto response = Response::bytes(200, r->data, c->kind == "calendar" ? "text/calendar; charset=utf-8" : "text/vcard; charset=utf-8");
     response.headers.emplace_back("ETag", r->etag);
     response.headers.emplace_back("Last-Modified", http::http_date(r->modified_at));
+    if (!r->schedule_tag.empty()) response.headers.emplace_back("Schedule-Tag", r->schedule_tag);
     return response;
   }
 
   Response put(const Identity& who, const Request& q, const Target& t) {
     if (t.kind != Target::kResource) return dav_response(405);
+    // RFC 6638 2.1.1 and 2.2.1: messages reach an inbox by scheduling only; the outbox holds nothing.
+    if (is_scheduling_box(t)) return dav_response(t.owner == who.handle ? 403 : 404);
     auto c = store.collection(t.owner, t.kind_name(), t.collection);
     if (!c) return dav_response(t.owner == who.handle ? 409 : 404);
     const auto level = access(who, *c);
@@ -543,6 +614,7 @@ struct DavHandler::Impl {
     const auto if_match = q.header("if-match"), if_none = q.header("if-none-match");
     if (!if_match.empty() && (!existing || !etag_listed(if_match, existing->etag, false))) return dav_response(412);
     if (!if_none.empty() && existing && etag_listed(if_none, existing->etag, true)) return dav_response(412);
+    if (calendar && schedule_tag_mismatch(q, existing)) return dav_response(412);
     // RFC 5545 3.1.4 and RFC 6350 3.1: the data is UTF-8; anything else would be stored as
     // sent and read back differently by each client.
     if (!is_valid_utf8(q.body))
@@ -566,15 +638,31 @@ struct DavHandler::Impl {
     } catch (const Error& e) {
       return precondition(403, calendar ? cal("valid-calendar-data") : card("valid-address-data"), e.what());
     }
+    // RFC 6638 3.2: a scheduling object is stored as the server completes it (SCHEDULE-STATUS,
+    // answers asked again) and then sent to the attendees or the organizer.
+    std::optional<Scheduler::Change> change;
+    Scheduler::Outcome outcome;
+    if (calendar && (scheduling_object(q.body) || (existing && scheduling_object(existing->data)))) {
+      change = Scheduler::Change{c->owner, owner_addresses(who, c->owner), existing ? std::optional(existing->data) : std::nullopt,
+                                 q.body, ascii_lower(q.header("schedule-reply", "T")) != "f"};
+      outcome = scheduler.prepare(*change);
+    }
+    const std::string& data = outcome.stored.empty() ? q.body : outcome.stored;
     std::string etag;
     try {
-      etag = store.put_resource(c->id, t.resource, uid, component, q.body, bounds);
+      etag = store.put_resource(c->id, t.resource, uid, component, data, bounds,
+                                outcome.organizer ? std::optional<std::string>("\"" + random_hex(10) + "\"") : std::nullopt);
     } catch (const Error& e) {
       if (e.code() == "no-uid-conflict") return uid_conflict(*c, uid, e.what());
       throw;
     }
+    if (change) scheduler.send(*change, outcome, c->id, t.resource);
     auto response = dav_response(existing ? 204 : 201);
-    response.headers.emplace_back("ETag", etag);
+    // RFC 4791 5.3.4: no ETag when what is stored is not what was sent.
+    if (data == q.body) response.headers.emplace_back("ETag", etag);
+    if (change)
+      if (const auto stored = store.resource(c->id, t.resource); stored && !stored->schedule_tag.empty())
+        response.headers.emplace_back("Schedule-Tag", stored->schedule_tag);
     return response;
   }
 
@@ -594,7 +682,14 @@ struct DavHandler::Impl {
     if (!existing) return dav_response(404);
     const auto if_match = q.header("if-match");
     if (!if_match.empty() && !etag_listed(if_match, existing->etag, false)) return dav_response(412);
+    if (c->kind == "calendar" && schedule_tag_mismatch(q, existing)) return dav_response(412);
     store.delete_resource(c->id, t.resource);
+    // RFC 6638 3.2.1.3 and 3.2.2.4: deleting a scheduled event cancels or declines it.
+    if (c->kind == "calendar" && c->name != kInboxName && scheduling_object(existing->data)) {
+      const Scheduler::Change change{c->owner, owner_addresses(who, c->owner), existing->data, std::nullopt,
+                                     ascii_lower(q.header("schedule-reply", "T")) != "f"};
+      scheduler.send(change, {}, c->id, t.resource);
+    }
     return dav_response(204);
   }
 
@@ -631,6 +726,21 @@ struct DavHandler::Impl {
       throw;
     }
     return dav_response(exists ? 204 : 201);
+  }
+
+  // RFC 6638 5.1: a free-busy request to the member's own outbox.
+  Response post(const Identity& who, const Request& q, const Target& t) {
+    if (t.kind != Target::kCollection || t.area != "calendars" || t.collection != kOutboxName) return dav_response(405);
+    if (t.owner != who.handle) return dav_response(404);
+    if (q.body.size() > kMaxResourceBytes) return precondition(403, cal("max-resource-size"), "too large");
+    if (!is_valid_utf8(q.body)) return precondition(403, cal("supported-calendar-data"), "not UTF-8");
+    try {
+      return dav_response(200, scheduler.free_busy(who.handle, owner_addresses(who, who.handle), q.body));
+    } catch (const Error& e) {
+      if (e.code() == "valid-scheduling-message" || e.code() == "organizer-allowed")
+        return precondition(403, cal(e.code().c_str()), e.what());
+      throw;
+    }
   }
 
   Response report(const Identity& who, const Request& q, const Target& t) {
@@ -776,6 +886,11 @@ DavHandler::DavHandler(const Home& home, DavStore& store, std::string domain)
 
 DavHandler::~DavHandler() = default;
 
+std::string DavHandler::receive_imip(const std::string& handle, const std::string& from, bool authenticated,
+                                     const std::string& calendar) {
+  return impl_->scheduler.receive_imip(handle, from, authenticated, calendar);
+}
+
 void DavHandler::forget(const std::string& handle) {
   if (handle.empty()) impl_->credentials.forget_all();
   else impl_->credentials.forget(handle);
@@ -797,7 +912,7 @@ Response DavHandler::handle(const Request& q) {
   }
   if (q.method == "OPTIONS") {
     auto r = dav_response(200);
-    r.headers.emplace_back("Allow", "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE");
+    r.headers.emplace_back("Allow", "OPTIONS, GET, HEAD, PUT, DELETE, PROPFIND, PROPPATCH, MKCOL, MKCALENDAR, REPORT, COPY, MOVE, POST");
     return r;
   }
   std::optional<Identity> who;
@@ -826,6 +941,7 @@ Response DavHandler::handle(const Request& q) {
     if (q.method == "DELETE") return impl_->remove(*who, q, target);
     if (q.method == "COPY" || q.method == "MOVE") return impl_->copy_or_move(*who, q, target, q.method == "MOVE");
     if (q.method == "REPORT") return impl_->report(*who, q, target);
+    if (q.method == "POST") return impl_->post(*who, q, target);
   } catch (const Error& e) {
     // The one place DAV answers a refusal: its status and why (bad_xml 400, body_too_large
     // 413...); a failure of ours goes up, to be logged and answered without detail.

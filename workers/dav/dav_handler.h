@@ -23,6 +23,9 @@ class DavHandler {
   // A member's cached credentials go (suspension, new password, revoked app password, a
   // change of groups or addresses); with no handle, everyone's (a group changed).
   void forget(const std::string& handle);
+  // iMIP that coop-mail received for a member (RFC 6047); what was done, as JSON.
+  std::string receive_imip(const std::string& handle, const std::string& from, bool authenticated,
+                           const std::string& calendar);
 
  private:
   struct Impl;

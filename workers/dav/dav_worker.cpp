@@ -30,6 +30,13 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
       router_(std::make_unique<http::Router>()) {
   auto run = runtime.blocking_runner();
   add_dav_admin_routes(runtime, *store_);
+  // coop-mail hands over the calendar mail it delivered (imip_forward.h).
+  runtime.router().add_blocking("POST", "/v1/itip/{handle}", run, [handler = handler_.get()](const control::Request& q) {
+    const auto body = q.json();
+    const auto outcome = handler->receive_imip(q.param("handle"), body.value("from", ""), body.value("authenticated", false),
+                                               body.value("calendar", ""));
+    return control::Response::json(nlohmann::json::parse(outcome));
+  }, "apply an iTIP message a member received by mail ({from, authenticated, calendar})");
   // Routes win over the fallback: it runs only for paths no route names (http::Router::dispatch).
   add_autoconfig_routes(runtime, *router_);
   router_->set_fallback([handler = handler_.get(), run](const http::Request& q, http::Reply reply) {

@@ -18,6 +18,9 @@
 #include "workers/mail/mail_service.h"
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/outbound/queue_store.h"
+#include "workers/mail/submission.h"
+#include "common/control/client.h"
+#include "common/paths.h"
 
 namespace coop::mail {
 
@@ -225,6 +228,46 @@ void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& out
     outbound.dns().flush();
     return Response::json({{"flushed", true}});
   }, "forget every cached DNS answer (after fixing records)");
+
+  // For coop-dav's scheduling (RFC 6638): which member an address reaches, every address a
+  // member has, and invitations sent by mail (iMIP, RFC 6047) from a member's address.
+  r.add_blocking("POST", "/v1/resolve", run, [&service](const Request& q) {
+    const auto body = q.json();
+    json handles = json::object();
+    for (const auto& a : body.value("addresses", std::vector<std::string>{})) {
+      if (handles.size() >= 1000) throw Error(errc::kBadRequest, "at most 1000 addresses at once", 400);
+      const auto check = service.check_recipient(a, 0);
+      // A group or a catch-all reaching several is not one calendar user.
+      handles[a] = check.accepted && check.recipients.size() == 1 ? json(check.recipients.front().handle) : json(nullptr);
+    }
+    return Response::json({{"handles", handles}});
+  }, "the member each address reaches, or null ({addresses})");
+  r.add_blocking("GET", "/v1/addresses/{handle}", run, [&service, &runtime](const Request& q) {
+    control::Client member(runtime.home().socket("member"));
+    const auto found = member.get("/v1/members/" + percent_encode(q.param("handle")));
+    found.throw_if_error();
+    const auto emails = found.json().value("emails", std::vector<std::string>{});
+    return Response::json({{"handle", q.param("handle")},
+                           {"addresses", sendable_addresses(service.directory(), q.param("handle"), emails)}});
+  }, "every address a member may send from and receives at: registered, handle@ each domain, aliases");
+  r.add_blocking("POST", "/v1/imip", run, [&service, &outbound, &runtime](const Request& q) {
+    const auto body = q.json();
+    const auto handle = body.value("handle", "");
+    const auto from = ascii_lower(body.value("from", ""));
+    const auto to = body.value("to", std::vector<std::string>{});
+    if (to.empty()) throw Error(errc::kBadRequest, "no recipients", 400);
+    control::Client member(runtime.home().socket("member"));
+    const auto found = member.get("/v1/members/" + percent_encode(handle));
+    found.throw_if_error();
+    const auto allowed = sendable_addresses(service.directory(), handle, found.json().value("emails", std::vector<std::string>{}));
+    if (std::find(allowed.begin(), allowed.end(), from) == allowed.end())
+      throw Error(errc::kForbidden, handle + " may not send as " + from, 403);
+    const auto prepared = prepare_submission(body.value("message", ""), allowed, static_cast<int64_t>(::time(nullptr)));
+    if (prepared.code != 250) throw Error(errc::kBadRequest, prepared.reply, 400);
+    // Calendar mail is the server's doing, not the member's: no copy in their Sent mailbox.
+    const auto id = outbound.submit(handle, from, to, prepared.from_domain, prepared.message, "", false);
+    return Response::json({{"queued", id}}, 202);
+  }, "queue an iTIP message by mail ({handle, from, to, message}), signed as any submission");
 
   // Members' mail settings.
   r.add_blocking("GET", "/v1/settings/{handle}", run, [&service](const Request& q) {

@@ -43,6 +43,7 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   }
   s->runner = runtime.blocking_runner();
   s->service = service;
+  s->home = &runtime.home();
   if (c.get_bool("workers.mail.check_inbound", true)) s->dns = &outbound->dns();
   return s;
 }

@@ -574,6 +574,48 @@ std::string address_search_text(std::string_view value) {
   return lowercase(valid_utf8(out));
 }
 
+namespace {
+
+// Depth-first over the parts, collecting text/calendar (and application/ics) bodies decoded.
+void collect_calendars(GMimeObject* object, int depth, std::vector<std::string>& out) {
+  if (!object || depth > kMaxMimeDepth || out.size() >= 8) return;
+  if (GMIME_IS_MULTIPART(object)) {
+    GMimeMultipart* multipart = GMIME_MULTIPART(object);
+    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
+    for (int i = 0; i < count; ++i) collect_calendars(g_mime_multipart_get_part(multipart, i), depth + 1, out);
+    return;
+  }
+  if (!GMIME_IS_PART(object)) return;
+  GMimeContentType* type = g_mime_object_get_content_type(object);
+  const bool calendar = type && (g_mime_content_type_is_type(type, "text", "calendar") ||
+                                 g_mime_content_type_is_type(type, "application", "ics"));
+  if (!calendar) return;
+  GMimeDataWrapper* content = g_mime_part_get_content(GMIME_PART(object));
+  if (!content) return;
+  GRef<GMimeStream> decoded(g_mime_stream_mem_new());
+  g_mime_data_wrapper_write_to_stream(content, decoded.get());
+  GByteArray* array = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded.get()));
+  if (array) out.emplace_back(reinterpret_cast<const char*>(array->data), array->len);
+}
+
+}  // namespace
+
+CalendarMail calendar_parts(std::string_view bytes) {
+  ensure_gmime_initialized();
+  CalendarMail out;
+  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
+  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  if (!message) return out;
+  if (InternetAddressList* from = g_mime_message_get_from(message.get()); from && internet_address_list_length(from) == 1) {
+    InternetAddress* address = internet_address_list_get_address(from, 0);
+    if (INTERNET_ADDRESS_IS_MAILBOX(address))
+      if (const char* mailbox = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(address))) out.from = mailbox;
+  }
+  collect_calendars(g_mime_message_get_mime_part(message.get()), 0, out.calendars);
+  return out;
+}
+
 MimeSummary summarize_message(std::string_view bytes) {
   ensure_gmime_initialized();
   MimeSummary summary;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 // Not json_fwd.hpp: MimeSummary holds json by value, which needs the complete type. Only
 // mail_service.cpp and the tests include this header, and both need json.hpp anyway.
@@ -43,5 +44,13 @@ std::string message_preview(std::string_view bytes);
 // "name <local@domain>", groups as "name: ...;", names decoded (RFC 2047), comments, routes
 // and the spaces of RFC 5322 4.4 obsolete syntax gone; ASCII lower-cased.
 std::string address_search_text(std::string_view value);
+
+// RFC 6047 iMIP: the From: mailbox (empty unless exactly one) and the decoded bodies of the
+// text/calendar (or application/ics) parts of a message, at most eight.
+struct CalendarMail {
+  std::string from;
+  std::vector<std::string> calendars;
+};
+CalendarMail calendar_parts(std::string_view bytes);
 
 }  // namespace coop::mail

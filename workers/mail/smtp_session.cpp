@@ -23,6 +23,7 @@
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
 #include "workers/mail/imap_parser.h"
+#include "workers/mail/imip_forward.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/auth/auth_results.h"
 #include "workers/mail/outbound/outbound.h"
@@ -688,6 +689,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return answer_later("550 5.7.1 Rejected by the DMARC policy of " + d.from_domain +
                           ": neither SPF nor DKIM passed for it");
     std::string answer;
+    bool forward_calendar = false;
     try {
       const std::string bytes = trace.substr(0, trace.find("\r\n") + 2) +  // Return-Path
                                 authentication_results(settings_->hostname, auth) +
@@ -699,6 +701,7 @@ class Session : public std::enable_shared_from_this<Session> {
       answer = "250 2.0.0 Ok: delivered as " + message_id_;
       spdlog::info("smtp {}: size={} delivered to {} member(s) in {} blob={}", message_id_, bytes.size(),
                    delivered.uids.size(), mailbox, blob.substr(0, 12));
+      forward_calendar = mailbox == "INBOX";
     } catch (const Error& e) {
       answer = e.code() == errc::kQuotaExceeded ? std::string(e.what())
                                                : "451 4.3.0 Local error in processing, message not accepted";
@@ -707,7 +710,12 @@ class Session : public std::enable_shared_from_this<Session> {
       answer = "451 4.3.0 Local error in processing, message not accepted";
       spdlog::error("smtp {}: delivery failed: {}", message_id_, e.what());
     }
+    const auto recipients = recipients_;  // answer_later resets the transaction on the strand
     answer_later(answer);
+    // After the answer: invitations and replies by mail reach the calendars (RFC 6047), and
+    // only when DMARC vouches for the From: address they claim to come from.
+    if (forward_calendar && settings_->home)
+      forward_calendar_mail(*settings_->home, message, recipients, d.result == "pass");
   }
 
   // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.

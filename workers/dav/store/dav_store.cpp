@@ -69,6 +69,13 @@ constexpr sqlite::Migration kMigrations[] = {
         PRIMARY KEY (collection_id, ns, name)
       ) WITHOUT ROWID;
     )sql"},
+    // RFC 6638 3.2.10: the Schedule-Tag of scheduling object resources; "inbox" and "outbox"
+    // are now the scheduling collections of every calendar home, so calendars of those names
+    // move aside.
+    {4, R"sql(
+      ALTER TABLE resources ADD COLUMN schedule_tag TEXT NOT NULL DEFAULT '';
+      UPDATE collections SET name = name || '-calendar' WHERE kind = 'calendar' AND name IN ('inbox', 'outbox');
+    )sql"},
 };
 
 // A strong ETag from the content: equal bytes, equal tag (RFC 9110 8.8.3).
@@ -87,6 +94,13 @@ Collection read_collection(sqlite::Statement& s) {
   c.sync_seq = s.column_int64(8);
   c.group = s.column_text(9);
   return c;
+}
+
+constexpr const char* kResourceColumns = "name, etag, uid, component, data, modified_at, schedule_tag";
+
+Resource read_resource(sqlite::Statement& s, int first = 0) {
+  return Resource{s.column_text(first), s.column_text(first + 1), s.column_text(first + 2), s.column_text(first + 3),
+                  s.column_text(first + 4), s.column_int64(first + 5), s.column_text(first + 6)};
 }
 
 constexpr const char* kCollectionColumns =
@@ -117,13 +131,15 @@ struct DavStore::Impl {
 
   // Stores (or replaces) a resource and logs the change.
   void write(int64_t collection, const std::string& name, const std::string& uid, const std::string& component,
-             const std::string& etag, const std::string& data, const std::optional<std::pair<int64_t, int64_t>>& bounds) {
+             const std::string& etag, const std::string& data, const std::optional<std::pair<int64_t, int64_t>>& bounds,
+             const std::string& schedule_tag) {
     auto& insert = db->prepare(
-        "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        "INSERT OR REPLACE INTO resources (collection_id, name, uid, component, etag, data, modified_at, range_start, range_end, "
+        "schedule_tag) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
     insert.bind(1, collection).bind(2, name).bind(3, uid).bind(4, component).bind(5, etag).bind(6, data);
     insert.bind(7, static_cast<int64_t>(::time(nullptr)));
     if (bounds) insert.bind(8, bounds->first).bind(9, bounds->second);
+    insert.bind(10, schedule_tag);
     insert.run();
     bump(collection, name, false);
   }
@@ -243,35 +259,40 @@ void DavStore::update_collection(int64_t id, const std::optional<std::string>& d
 
 std::optional<Resource> DavStore::resource(int64_t collection, const std::string& name) {
   std::lock_guard lock(impl_->mutex);
-  auto& s = impl_->db->prepare(
-      "SELECT name, etag, uid, component, data, modified_at FROM resources WHERE collection_id = ?1 AND name = ?2");
+  auto& s = impl_->db->prepare(std::string("SELECT ") + kResourceColumns + " FROM resources WHERE collection_id = ?1 AND name = ?2");
   s.bind(1, collection).bind(2, name);
   if (!s.step()) return std::nullopt;
-  Resource r{s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)};
+  Resource r = read_resource(s);
   s.reset();
   return r;
 }
 
 std::vector<Resource> DavStore::resources(int64_t collection) {
   std::lock_guard lock(impl_->mutex);
-  auto& s = impl_->db->prepare(
-      "SELECT name, etag, uid, component, data, modified_at FROM resources WHERE collection_id = ?1 ORDER BY name");
+  auto& s = impl_->db->prepare(std::string("SELECT ") + kResourceColumns + " FROM resources WHERE collection_id = ?1 ORDER BY name");
   s.bind(1, collection);
   std::vector<Resource> out;
-  while (s.step())
-    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)});
+  while (s.step()) out.push_back(read_resource(s));
   s.reset();
   return out;
 }
 
 std::string DavStore::put_resource(int64_t collection, const std::string& name, const std::string& uid,
                                    const std::string& component, const std::string& data,
-                                   std::optional<std::pair<int64_t, int64_t>> bounds) {
+                                   std::optional<std::pair<int64_t, int64_t>> bounds,
+                                   const std::optional<std::string>& schedule_tag) {
   std::lock_guard lock(impl_->mutex);
   sqlite::Transaction tx(*impl_->db);
   impl_->refuse_uid_clash(collection, uid, name);
   const auto etag = strong_etag(data);
-  impl_->write(collection, name, uid, component, etag, data, bounds);
+  std::string tag = schedule_tag.value_or("");
+  if (!schedule_tag) {
+    auto& kept = impl_->db->prepare("SELECT schedule_tag FROM resources WHERE collection_id = ?1 AND name = ?2");
+    kept.bind(1, collection).bind(2, name);
+    if (kept.step()) tag = kept.column_text(0);
+    kept.reset();
+  }
+  impl_->write(collection, name, uid, component, etag, data, bounds, tag);
   tx.commit();
   return etag;
 }
@@ -280,14 +301,13 @@ std::vector<Resource> DavStore::time_range_candidates(int64_t collection, std::o
                                                      std::optional<int64_t> end) {
   std::lock_guard lock(impl_->mutex);
   auto& s = impl_->db->prepare(
-      "SELECT name, etag, uid, component, data, modified_at FROM resources WHERE collection_id = ?1 "
+      std::string("SELECT ") + kResourceColumns + " FROM resources WHERE collection_id = ?1 "
       "AND (range_start IS NULL OR ((?2 IS NULL OR range_end > ?2) AND (?3 IS NULL OR range_start < ?3))) ORDER BY name");
   s.bind(1, collection);
   if (start) s.bind(2, *start); else s.bind_null(2);
   if (end) s.bind(3, *end); else s.bind_null(3);
   std::vector<Resource> out;
-  while (s.step())
-    out.push_back({s.column_text(0), s.column_text(1), s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)});
+  while (s.step()) out.push_back(read_resource(s));
   s.reset();
   return out;
 }
@@ -307,17 +327,35 @@ void DavStore::move_resource(int64_t from, const std::string& from_name, int64_t
   std::lock_guard lock(impl_->mutex);
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
-  auto& read = db.prepare("SELECT uid, component, etag, data FROM resources WHERE collection_id = ?1 AND name = ?2");
+  auto& read = db.prepare("SELECT uid, component, etag, data, schedule_tag FROM resources WHERE collection_id = ?1 AND name = ?2");
   read.bind(1, from).bind(2, from_name);
   if (!read.step()) throw Error(errc::kNotFound, "no resource " + from_name, 404);
-  const std::string uid = read.column_text(0), component = read.column_text(1), etag = read.column_text(2), data = read.column_text(3);
+  const std::string uid = read.column_text(0), component = read.column_text(1), etag = read.column_text(2), data = read.column_text(3),
+                    tag = read.column_text(4);
   read.reset();
   // The UID may be the resource's own (a rename in one collection): only another clashes.
   impl_->refuse_uid_clash(to, uid, to_name, std::make_pair(from, from_name));
   db.prepare("DELETE FROM resources WHERE collection_id = ?1 AND name = ?2").bind(1, from).bind(2, from_name).run();
   impl_->bump(from, from_name, true);
-  impl_->write(to, to_name, uid, component, etag, data, bounds);
+  impl_->write(to, to_name, uid, component, etag, data, bounds, tag);
   tx.commit();
+}
+
+std::vector<std::pair<Collection, Resource>> DavStore::calendar_objects_with_uid(const std::string& owner, const std::string& uid) {
+  std::lock_guard lock(impl_->mutex);
+  std::string sql = "SELECT ";
+  for (const char* column : {"c.id", "c.owner", "c.kind", "c.name", "c.displayname", "c.description", "c.color", "c.components",
+                             "c.sync_seq", "c.grp"})
+    sql += std::string(column) + ", ";
+  sql += "r.name, r.etag, r.uid, r.component, r.data, r.modified_at, r.schedule_tag FROM resources r "
+         "JOIN collections c ON c.id = r.collection_id "
+         "WHERE c.owner = ?1 AND c.kind = 'calendar' AND c.name NOT IN ('inbox', 'outbox') AND r.uid = ?2 ORDER BY c.id";
+  auto& s = impl_->db->prepare(sql);
+  s.bind(1, owner).bind(2, uid);
+  std::vector<std::pair<Collection, Resource>> out;
+  while (s.step()) out.emplace_back(read_collection(s), read_resource(s, 10));
+  s.reset();
+  return out;
 }
 
 std::optional<std::string> DavStore::name_of_uid(int64_t collection, const std::string& uid) {

@@ -36,6 +36,7 @@ struct Resource {
   std::string component;
   std::string data;
   int64_t modified_at = 0;
+  std::string schedule_tag;  // RFC 6638 3.2.10, quoted; empty for resources that are not scheduled
 };
 
 struct Change {
@@ -76,9 +77,11 @@ class DavStore {
   // Stores a resource (new or replaced) and logs the change; returns the new ETag.
   // coop::Error("no-uid-conflict", 409) when another resource of the collection has the UID.
   // bounds: the calendar object's instance span, for time-range pre-selection.
+  // schedule_tag: the new Schedule-Tag; nullopt keeps the one the resource has.
   std::string put_resource(int64_t collection, const std::string& name, const std::string& uid,
                            const std::string& component, const std::string& data,
-                           std::optional<std::pair<int64_t, int64_t>> bounds = std::nullopt);
+                           std::optional<std::pair<int64_t, int64_t>> bounds = std::nullopt,
+                           const std::optional<std::string>& schedule_tag = std::nullopt);
   // Resources whose instances may overlap [start, end): the exact test is the caller's.
   std::vector<Resource> time_range_candidates(int64_t collection, std::optional<int64_t> start, std::optional<int64_t> end);
   bool delete_resource(int64_t collection, const std::string& name);
@@ -87,6 +90,9 @@ class DavStore {
   // coop::Error("no-uid-conflict", 409) when another resource of the target has the UID.
   void move_resource(int64_t from, const std::string& from_name, int64_t to, const std::string& to_name,
                      std::optional<std::pair<int64_t, int64_t>> bounds);
+  // The calendar objects of a member's own calendars (not the scheduling inbox) with a UID:
+  // where scheduling finds a member's copy of an event.
+  std::vector<std::pair<Collection, Resource>> calendar_objects_with_uid(const std::string& owner, const std::string& uid);
   // The resource of a collection that has this UID.
   std::optional<std::string> name_of_uid(int64_t collection, const std::string& uid);
 

@@ -110,7 +110,7 @@ int64_t Outbound::submit(const std::string& handle, const std::string& sender, c
   runner_->wake();
   // The Sent copy is a courtesy: the message is queued whatever happens to it.
   try {
-    if (service_.directory().settings(handle).save_sent) {
+    if (!sent_copy.empty() && service_.directory().settings(handle).save_sent) {
       bool existed = false;
       service_.append(handle, "Sent", sent_copy, kSeen, now, &existed);
     }

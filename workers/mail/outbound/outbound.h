@@ -37,7 +37,7 @@ class Outbound {
   // stores it, queues it for every recipient in one fsynced transaction, files the
   // member's Sent copy (unless their settings say their client does) and wakes the
   // delivery loop. Returns the queue id. Throws on a storage failure: nothing was queued.
-  // sent_copy: what the member's Sent mailbox gets (the message with its Bcc: fields).
+  // sent_copy: what the member's Sent mailbox gets (the message with its Bcc: fields); empty: nothing.
   int64_t submit(const std::string& handle, const std::string& sender, const std::vector<std::string>& recipients,
                  const std::string& from_domain, const std::string& message, const std::string& sent_copy,
                  bool smtputf8);
