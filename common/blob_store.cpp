@@ -84,6 +84,22 @@ std::string BlobStore::put(std::string_view bytes) {
   return w.commit();
 }
 
+BlobStore::Writer BlobStore::adopt(const fs::path& file) {
+  const int fd = ::open(file.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) throw Error(errc::kIoError, "cannot open " + file.string() + ": " + std::strerror(errno), 500);
+  Writer w(*this, fd, file);
+  std::string piece(1 << 20, '\0');
+  for (;;) {
+    const ssize_t n = ::read(fd, piece.data(), piece.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) throw Error(errc::kIoError, "cannot read " + file.string() + ": " + std::strerror(errno), 500);
+    if (n == 0) break;
+    EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(w.hash_), piece.data(), static_cast<std::size_t>(n));
+    w.size_ += static_cast<uint64_t>(n);
+  }
+  return w;
+}
+
 BlobStore::Writer::Writer(BlobStore& store, int fd, fs::path tmp)
     : store_(&store), fd_(fd), tmp_(std::move(tmp)), hash_(EVP_MD_CTX_new()) {
   EVP_DigestInit_ex(static_cast<EVP_MD_CTX*>(hash_), EVP_sha256(), nullptr);

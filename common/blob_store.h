@@ -54,6 +54,11 @@ class BlobStore {
 
   Writer writer();
   std::string put(std::string_view bytes);
+  // A file written elsewhere (an upload spooled by common/http) becomes the writer's content,
+  // hashed by reading it once; commit() renames it into place. The file must be on the
+  // store's filesystem (spool_dir() is), and is removed if the writer is not committed.
+  Writer adopt(const std::filesystem::path& file);
+  std::filesystem::path spool_dir() const { return root_ / "incoming"; }
 
   // Many blobs made durable together, for an import: add() writes each to a temporary file
   // unsynced; commit() syncs the filesystem once, renames them all into place and syncs once

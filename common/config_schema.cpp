@@ -113,6 +113,8 @@ constexpr Key kKeys[] = {
     {"workers.dav.max_connections_per_address", kCount},
     {"workers.dav.max_connections_per_network", kCount},
     {"workers.dav.idle_timeout_ms", kCount},
+    {"workers.dav.max_file_bytes", kCount},
+    {"workers.dav.max_request_bytes", kCount},
 
     {"workers.tiles.public_url", kString},
     {"workers.tiles.assets_dir", kString},
@@ -237,6 +239,8 @@ constexpr Doc kDocs[] = {
     {"workers.dav.max_connections_per_address", "64", ""},
     {"workers.dav.max_connections_per_network", "256", ""},
     {"workers.dav.idle_timeout_ms", "60000", ""},
+    {"workers.dav.max_file_bytes", "0", "the largest file in /dav/files/; 0: only the member's quota and the disk limit it"},
+    {"workers.dav.max_request_bytes", "8388608", "the largest calendar, contact or XML request body"},
     {"workers.tiles.public_url", "\"https://map.example.org\"", "the map's address behind a proxy; default: from the request"},
     {"workers.tiles.assets_dir", "\"/srv/maplibre\"", "where maplibre-gl.js is; default: the installed one"},
     {"workers.tiles.fonts_dir", "\"/usr/share/fonts/truetype/dejavu\"", "TrueType fonts for labels"},

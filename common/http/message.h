@@ -3,6 +3,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +28,9 @@ struct Request {
   std::map<std::string, std::string> params;       // "{handle}" segments of the route
   std::map<std::string, std::string> headers;      // lowercase names; repeated ones joined with ", "
   std::string body;
+  // A body the router's body gate sent to disk instead (Router::set_body_gate): the handler
+  // may rename the file away; whatever is left is removed once the response is written.
+  std::filesystem::path body_file;
   std::string remote_address;                      // the peer's IP, or "local" on a Unix socket
 
   // A header's value, or fallback; name in lowercase.
@@ -47,6 +52,14 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;  // extra headers
   // When set, sent instead of body without a copy (a file many responses share).
   std::shared_ptr<const std::string> shared_body;
+  // When set, the body is this open file's bytes, read and written a piece at a time (large
+  // downloads); the descriptor is closed when the response is done.
+  struct File {
+    int fd = -1;
+    uint64_t size = 0;
+    ~File();
+  };
+  std::shared_ptr<File> file;
 
   static Response json(const nlohmann::json& value, int status = 200);
   static Response bytes(int status, std::string body, std::string content_type);

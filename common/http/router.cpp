@@ -1,6 +1,8 @@
 // HTTP routing, error mapping and the request helpers.
 #include "common/http/router.h"
 
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -105,6 +107,10 @@ Response Response::bytes(int status, std::string body, std::string content_type)
   return response;
 }
 
+Response::File::~File() {
+  if (fd >= 0) ::close(fd);
+}
+
 Response Response::error(const Error& error) { return Response::error(error.code(), error.what(), error.status()); }
 
 Response Response::error(std::string_view code, std::string_view message, int status) {
@@ -161,6 +167,14 @@ void Router::add_websocket(std::string path, WebSocketHandlers handlers) {
 const WebSocketHandlers* Router::websocket(const std::string& path) const {
   for (const auto& [p, handlers] : websockets_)
     if (p == path) return &handlers;
+  return nullptr;
+}
+
+const Router::BodyGate* Router::body_gate(std::string_view method, std::string_view path) const {
+  // Only methods that carry content worth keeping; PROPFIND or LOCK bodies stay small.
+  if (method != "PUT" && method != "POST") return nullptr;
+  for (const auto& gate : body_gates_)
+    if (path.substr(0, gate.prefix.size()) == gate.prefix) return &gate;
   return nullptr;
 }
 

@@ -3,7 +3,11 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -46,6 +50,24 @@ class Router {
   // A GET with "Upgrade: websocket" to this exact path becomes a WebSocket connection.
   void add_websocket(std::string path, WebSocketHandlers handlers);
   const WebSocketHandlers* websocket(const std::string& path) const;
+
+  // Large bodies (uploads of any size) under a path prefix: before the body is read, decide
+  // sees the request's head (method, path, headers; no body) and answers, from any thread,
+  // either a refusal (sent at once; the body is never read, so an unauthenticated client
+  // cannot fill the disk) or how many bytes may come. The body then goes to a file in
+  // spool_dir (Request::body_file), never into memory.
+  struct BodyAdmission {
+    std::optional<Response> refusal;
+    uint64_t max_bytes = 0;
+  };
+  struct BodyGate {
+    std::string prefix;
+    std::filesystem::path spool_dir;
+    std::function<void(const Request& head, std::function<void(BodyAdmission)> answer)> decide;
+  };
+  void set_body_gate(BodyGate gate) { body_gates_.push_back(std::move(gate)); }
+  const BodyGate* body_gate(std::string_view method, std::string_view path) const;
+
   Response error(int status, const std::string& code, const std::string& message) const;
   // Inside a catch block: the exception in flight as an error response. coop::Error keeps its
   // status and code, a JSON type error is the client's 400, anything else a 500. A 5xx says
@@ -68,6 +90,7 @@ class Router {
   AsyncHandler fallback_;
   bool internal_errors_shown_ = false;
   std::vector<std::pair<std::string, WebSocketHandlers>> websockets_;
+  std::vector<BodyGate> body_gates_;
 };
 
 }  // namespace coop::http

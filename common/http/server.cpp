@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -18,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include <array>
+#include <limits>
 #include <atomic>
 #include <deque>
 #include <map>
@@ -462,7 +464,8 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
   void read() {
     parser_.emplace();
-    parser_->body_limit(limits_->max_body_bytes);
+    // The limit depends on the request (a body gate may allow more): on_header sets it.
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     parser_->header_limit(static_cast<std::uint32_t>(limits_->max_header_bytes));
     lowest().expires_after(limits_->idle_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
@@ -473,6 +476,16 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   void on_header(beast::error_code ec) {
     if (ec || parser_->is_done()) return on_read(ec);
     const auto& head = parser_->get();
+    {
+      const auto target = head.target();
+      const std::string_view path(target.data(), std::min(target.size(), target.find('?')));
+      const auto method = head.method_string();
+      if (const auto* gate = router_.body_gate(std::string_view(method.data(), method.size()), path)) return gate_body(*gate);
+    }
+    // A declared length over the limit is refused before its body is read.
+    if (const auto length = parser_->content_length(); length && *length > limits_->max_body_bytes)
+      return on_read(bhttp::error::body_limit);
+    parser_->body_limit(limits_->max_body_bytes);
     // RFC 9110 10.1.1: a client that sent "Expect: 100-continue" waits for the interim answer
     // before its body (curl for uploads over 1 MB, litmus).
     if (head.version() >= 11 && beast::iequals(head[bhttp::field::expect], "100-continue")) {
@@ -543,28 +556,11 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
 
     auto message = parser_->release();
     const bool keep_alive = message.keep_alive();
-    head_only_ = message.method() == bhttp::verb::head;
-    http10_ = message.version() < 11;
     Request request;
-    request.method = std::string(message.method_string());
-    request.remote_address = remote_;
-    const auto target = message.target();
-    if (!parse_target(std::string_view(target.data(), target.size()), request)) {
-      respond(router_.error(400, errc::kBadRequest, "bad request target"), false);
+    if (auto refusal = fill_request(message, request)) {
+      respond(std::move(*refusal), false);
       return;
     }
-    for (const auto& field : message) {
-      const auto raw_name = field.name_string();
-      const auto value = field.value();
-      // Values reach error texts, JSON and logs; RFC 9110 5.5 keeps obs-text only for legacy.
-      if (!is_valid_utf8(std::string_view(value.data(), value.size()))) {
-        respond(router_.error(400, errc::kBadRequest, "a request header is not UTF-8"), false);
-        return;
-      }
-      auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
-      slot += (slot.empty() ? "" : ", ") + std::string(value);
-    }
-    from_trusted_proxy(request);
     if (beast::websocket::is_upgrade(message)) {
       if (const auto* handlers = router_.websocket(request.path)) {
         upgrade(message, *handlers, std::move(request));
@@ -578,6 +574,118 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     auto self = this->shared_from_this();
     router_.dispatch(std::move(request), [self, keep_alive](Response response) {
       net::post(self->lowest().get_executor(), [self, keep_alive, response = std::move(response)]() mutable {
+        self->respond(std::move(response), keep_alive);
+      });
+    });
+  }
+
+  // The request line and fields as handlers see them; a refusal when they are not acceptable.
+  template <typename Message>
+  std::optional<Response> fill_request(const Message& message, Request& request) {
+    head_only_ = message.method() == bhttp::verb::head;
+    http10_ = message.version() < 11;
+    request.method = std::string(message.method_string());
+    request.remote_address = remote_;
+    const auto target = message.target();
+    if (!parse_target(std::string_view(target.data(), target.size()), request))
+      return router_.error(400, errc::kBadRequest, "bad request target");
+    for (const auto& field : message) {
+      const auto raw_name = field.name_string();
+      const auto value = field.value();
+      // Values reach error texts, JSON and logs; RFC 9110 5.5 keeps obs-text only for legacy.
+      if (!is_valid_utf8(std::string_view(value.data(), value.size())))
+        return router_.error(400, errc::kBadRequest, "a request header is not UTF-8");
+      auto& slot = request.headers[ascii_lower(std::string_view(raw_name.data(), raw_name.size()))];
+      slot += (slot.empty() ? "" : ", ") + std::string(value);
+    }
+    from_trusted_proxy(request);
+    return std::nullopt;
+  }
+
+  // A body behind a gate (Router::BodyGate): the head is judged first, then the body goes to
+  // a spool file, read a piece at a time with the idle timeout renewed for each piece.
+  void gate_body(const Router::BodyGate& gate) {
+    Request head;
+    if (auto refusal = fill_request(parser_->get(), head)) return respond(std::move(*refusal), false);
+    lowest().expires_never();  // deciding may take a password hash
+    evictable(false);
+    auto self = this->shared_from_this();
+    gate.decide(head, [self, gate = &gate](Router::BodyAdmission admission) {
+      net::post(self->lowest().get_executor(), [self, gate, admission = std::move(admission)]() mutable {
+        self->admitted(*gate, std::move(admission));
+      });
+    });
+  }
+
+  void admitted(const Router::BodyGate& gate, Router::BodyAdmission admission) {
+    if (admission.refusal) return respond(std::move(*admission.refusal), false);  // the body is never read
+    spool_ = gate.spool_dir / ("upload-" + std::to_string(::getpid()) + "-" + std::to_string(++spool_counter_) + "-" +
+                               std::to_string(reinterpret_cast<std::uintptr_t>(this)));
+    file_parser_.emplace(std::move(*parser_));
+    parser_.reset();
+    file_parser_->body_limit(admission.max_bytes);
+    beast::error_code ec;
+    std::error_code made;
+    std::filesystem::create_directories(gate.spool_dir, made);
+    file_parser_->get().body().open(spool_.c_str(), beast::file_mode::write_new, ec);
+    if (ec) {
+      spdlog::error("http: cannot open {} for an upload: {}", spool_.string(), ec.message());
+      file_parser_.reset();
+      spool_.clear();
+      return respond(router_.error(507, errc::kInternal, "cannot store the upload now"), false);
+    }
+    const auto& head = file_parser_->get();
+    if (head.version() >= 11 && beast::iequals(head[bhttp::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      lowest().expires_after(limits_->idle_timeout);
+      net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
+                       [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                         if (ec) return self->spooled(ec);
+                         self->read_spooled();
+                       });
+      return;
+    }
+    read_spooled();
+  }
+
+  void read_spooled() {
+    if (file_parser_->is_done()) return spooled({});
+    lowest().expires_after(limits_->idle_timeout);
+    bhttp::async_read_some(stream_, buffer_, *file_parser_, [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->spooled(ec);
+      self->read_spooled();
+    });
+  }
+
+  void drop_spool() {
+    if (spool_.empty()) return;
+    std::error_code ignored;
+    std::filesystem::remove(spool_, ignored);
+    spool_.clear();
+  }
+
+  void spooled(beast::error_code ec) {
+    if (ec) {
+      const bool too_large = ec == bhttp::error::body_limit;
+      file_parser_.reset();
+      drop_spool();
+      if (too_large) return respond(router_.error(413, errc::kPayloadTooLarge, "the upload exceeds what may be stored"), false);
+      return finish();
+    }
+    auto message = file_parser_->release();
+    file_parser_.reset();
+    message.body().close();
+    const bool keep_alive = message.keep_alive();
+    Request request;
+    if (auto refusal = fill_request(message, request)) {
+      drop_spool();
+      return respond(std::move(*refusal), false);
+    }
+    request.body_file = spool_;
+    auto self = this->shared_from_this();
+    router_.dispatch(std::move(request), [self, keep_alive](Response response) {
+      net::post(self->lowest().get_executor(), [self, keep_alive, response = std::move(response)]() mutable {
+        self->drop_spool();  // what the handler did not keep
         self->respond(std::move(response), keep_alive);
       });
     });
@@ -624,23 +732,56 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     };
     if (!response.content_type.empty() && !no_content) field("Content-Type", response.content_type);
     for (const auto& [name, value] : response.headers) field(name, value);
-    if (!no_content) field("Content-Length", std::to_string(body.size()));
+    const auto file = response.file;
+    if (!no_content) field("Content-Length", std::to_string(file ? file->size : body.size()));
     if (!keep_alive && !http10_) field("Connection", "close");
     if (keep_alive && http10_) field("Connection", "keep-alive");
     h.append("\r\n");
     if (head_only_ || no_content) body = {};
     lowest().expires_after(limits_->idle_timeout);
+    if (file && !head_only_ && !no_content) {
+      net::async_write(stream_, net::buffer(head_), [self = this->shared_from_this(), file, keep_alive](beast::error_code ec, std::size_t) {
+        if (ec) return self->responded(ec, keep_alive);
+        self->send_file(file, 0, keep_alive);
+      });
+      return;
+    }
     std::array<net::const_buffer, 2> buffers{net::buffer(head_), net::buffer(body.data(), body.size())};
     net::async_write(stream_, buffers, [self = this->shared_from_this(), keep, keep_alive](beast::error_code ec, std::size_t) {
-      if (ec || !keep_alive) {
-        beast::error_code ignored;
-        self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
-        self->finish();
-        return;
-      }
-      self->evictable(true);
-      self->read();
+      self->responded(ec, keep_alive);
     });
+  }
+
+  // A file body, a piece at a time: memory stays flat for any size, and the idle timeout is
+  // renewed for each piece a slow reader takes.
+  void send_file(std::shared_ptr<Response::File> file, uint64_t offset, bool keep_alive) {
+    if (offset >= file->size) return responded({}, keep_alive);
+    constexpr std::size_t kPiece = 256 << 10;
+    file_piece_.resize(static_cast<std::size_t>(std::min<uint64_t>(kPiece, file->size - offset)));
+    const auto got = ::pread(file->fd, file_piece_.data(), file_piece_.size(), static_cast<off_t>(offset));
+    if (got <= 0) {
+      // The file shrank or failed under us: the length promised cannot be kept, so the
+      // connection ends and the client sees a short body.
+      spdlog::error("http: reading a response body failed at {} of {}", offset, file->size);
+      return responded(net::error::broken_pipe, false);
+    }
+    lowest().expires_after(limits_->idle_timeout);
+    net::async_write(stream_, net::buffer(file_piece_.data(), static_cast<std::size_t>(got)),
+                     [self = this->shared_from_this(), file, offset, keep_alive](beast::error_code ec, std::size_t n) {
+                       if (ec) return self->responded(ec, keep_alive);
+                       self->send_file(file, offset + n, keep_alive);
+                     });
+  }
+
+  void responded(beast::error_code ec, bool keep_alive) {
+    if (ec || !keep_alive) {
+      beast::error_code ignored;
+      lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
+      finish();
+      return;
+    }
+    evictable(true);
+    read();
   }
 
   void finish();
@@ -655,6 +796,10 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
+  std::optional<bhttp::request_parser<bhttp::file_body>> file_parser_;  // a gated body, to spool_
+  std::filesystem::path spool_;
+  uint64_t spool_counter_ = 0;
+  std::string file_piece_;  // a piece of a file response, while it is written
   std::weak_ptr<Listener<Protocol, Tls>> listener_;
   const Router& router_;
   std::shared_ptr<const ServerLimits> limits_;  // the listener's, shared by its sessions

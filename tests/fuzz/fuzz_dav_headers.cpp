@@ -8,12 +8,14 @@
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include "common/error.h"
 #include "common/http/message.h"
@@ -94,7 +96,12 @@ std::optional<Response> get(coop::dav::FileTree& tree, std::string_view target) 
   Request q;
   q.method = "GET";
   if (!coop::http::parse_target(target, q)) return std::nullopt;
-  return send(tree, q);
+  auto r = send(tree, q);
+  if (r.file) {  // a file body, as the server would send it
+    r.body.resize(r.file->size);
+    if (::pread(r.file->fd, r.body.data(), r.body.size(), 0) != static_cast<ssize_t>(r.body.size())) std::abort();
+  }
+  return r;
 }
 
 std::string header_of(const Response& r, std::string_view name) {
@@ -113,7 +120,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }();
   (void)quiet;
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  coop::dav::FileTree tree(":memory:");
+  // File contents go to a blob store: one scratch directory for the whole run.
+  static const std::filesystem::path blobs = std::filesystem::temp_directory_path() /
+                                             ("coop-fuzz-dav-files-" + std::to_string(::getpid()));
+  coop::dav::FileTree tree(":memory:", blobs);
   for (std::size_t n = 0; n < kMaxRequests && !input.empty(); ++n) {
     Request q;
     if (!parse_request(take_block(input), q)) continue;

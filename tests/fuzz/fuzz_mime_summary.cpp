@@ -1,4 +1,5 @@
-// libFuzzer target: summarize_message on arbitrary bytes must not crash and must serialise.
+// libFuzzer target: summarize_message on arbitrary bytes must not crash and must serialise;
+// calendar_parts (iMIP) must not crash either.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -14,5 +15,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   (void)summary.body_structure.dump();
   (void)nlohmann::json(summary.subject).dump();
   (void)nlohmann::json(summary.message_id).dump();
+  (void)coop::mail::calendar_parts(std::string_view(reinterpret_cast<const char*>(data), size));
   return 0;
 }

@@ -4,6 +4,9 @@ resource, UTF-8 only, If-Match and If-None-Match with lists and weak tags, PROPF
 Depth, dead properties on collections, recurrences from long ago in time-range queries, every
 address in calendar-user-address-set, and a group change felt at once."""
 import datetime
+import hashlib
+import os
+import subprocess
 import time
 
 import caldav
@@ -203,10 +206,92 @@ def test_calendar_query_applies_every_filter_and_expands():
         shard.coop("down")
 
 
+def peak_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:"))
+
+
+def curl(url, *args, user="alice"):
+    cmd = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_upload}", "-u", f"{user}:{STRONG}", *args, url]
+    code, uploaded = subprocess.run(cmd, capture_output=True, text=True, timeout=300).stdout.split()
+    return int(code), int(float(uploaded))
+
+
+def test_files_of_any_size_are_streamed_to_disk_within_the_quota():
+    with Shard(BIN) as shard:
+        url = start(shard)
+        dav_pid = next(w["pid"] for w in shard.json("status")["workers"] if w["name"] == "dav")
+        spool = os.path.join(shard.home, "blobs", "dav-files", "incoming")
+        big = os.path.join(shard.home, "..", "big.bin")
+        size = 200 << 20
+        with open(big, "wb") as f:
+            for _ in range(size >> 20):
+                f.write(os.urandom(1 << 20))
+        with open(big, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        before = peak_rss_kib(dav_pid)
+        # 200 MiB in, over the 8 MiB of a calendar request, and memory stays flat.
+        code, sent = curl(url + "/dav/files/alice/big.bin", "-T", big)
+        assert code == 201 and sent == size, (code, sent)
+        assert peak_rss_kib(dav_pid) - before < 64 << 10, (before, peak_rss_kib(dav_pid))
+        out = os.path.join(shard.home, "..", "back.bin")
+        subprocess.run(["curl", "-s", "-u", f"alice:{STRONG}", "-o", out, url + "/dav/files/alice/big.bin"], check=True, timeout=300)
+        with open(out, "rb") as f:
+            assert hashlib.sha256(f.read()).hexdigest() == digest
+        assert peak_rss_kib(dav_pid) - before < 64 << 10, "the download went through memory"
+        status, body, _ = request(url, "PROPFIND", "/dav/files/alice/big.bin", headers={"Depth": "0"})
+        assert f"<D:getcontentlength>{size}</D:getcontentlength>" in body, body
+        # Nobody's upload is refused before its body is read (Expect: 100-continue).
+        code, sent = curl(url + "/dav/files/alice/x.bin", "-T", big, user="nobody")
+        assert code == 401 and sent < 1 << 20, (code, sent)
+        # The member's quota bounds what they store (RFC 4331: 507 Insufficient Storage).
+        shard.coop("member", "set", "bob", "--quota", str(size + (1 << 20)))
+        code, _ = curl(url + "/dav/files/bob/one.bin", "-T", big, user="bob")
+        assert code == 201, code
+        code, sent = curl(url + "/dav/files/bob/two.bin", "-T", big, user="bob")
+        assert code == 507 and sent < 1 << 20, (code, sent)
+        # A body sent without Content-Length (chunked) is cut off at the quota too.
+        code, _ = curl(url + "/dav/files/bob/three.bin", "-T", big, "-H", "Transfer-Encoding: chunked", user="bob")
+        assert code in (413, 507), code
+        assert request(url, "GET", "/dav/files/bob/three.bin", user="bob")[0] == 404
+        # A client gone half way leaves nothing behind; the spool is empty.
+        proc = subprocess.Popen(["curl", "-s", "-u", f"alice:{STRONG}", "--limit-rate", "2M", "-T", big,
+                                 url + "/dav/files/alice/half.bin"])
+        time.sleep(1.5)
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while os.listdir(spool) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert os.listdir(spool) == [], os.listdir(spool)
+        assert request(url, "GET", "/dav/files/alice/half.bin")[0] == 404
+        # Deleting the file frees its blob; a copy keeps it alive until both are gone.
+        assert request(url, "COPY", "/dav/files/alice/big.bin", headers={"Destination": url + "/dav/files/alice/copy.bin"})[0] == 201
+        assert request(url, "DELETE", "/dav/files/alice/big.bin")[0] == 204
+        blob = os.path.join(shard.home, "blobs", "dav-files", digest[:2], digest[2:])
+        assert os.path.exists(blob), os.listdir(os.path.join(shard.home, "blobs", "dav-files"))
+        assert request(url, "DELETE", "/dav/files/alice/copy.bin")[0] == 204
+        assert os.path.exists(blob), "bob's one.bin has the same bytes"
+        assert request(url, "DELETE", "/dav/files/bob/one.bin", user="bob")[0] == 204
+        assert not os.path.exists(blob)
+        # [workers.dav] max_file_bytes caps a file whatever the quota.
+        shard.coop("down")
+        toml = os.path.join(shard.home, "coop.toml")
+        with open(toml) as f:
+            text = f.read()
+        with open(toml, "w") as f:
+            f.write(text.replace("[workers.dav]\n", "[workers.dav]\nmax_file_bytes = 1048576\n", 1))
+        shard.coop("up")
+        code, sent = curl(url + "/dav/files/alice/big.bin", "-T", big)
+        assert code == 413 and sent < 1 << 20, (code, sent)
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_move_rename_uid_conflict_utf8_and_conditional_requests,
         test_dead_properties_are_kept_on_collections,
         test_old_recurrences_addresses_and_group_changes,
         test_calendar_query_applies_every_filter_and_expands,
+        test_files_of_any_size_are_streamed_to_disk_within_the_quota,
     ])

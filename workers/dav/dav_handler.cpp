@@ -1,16 +1,19 @@
 // WebDAV/CalDAV/CardDAV request handling: URL layout, access control, properties, reports.
 #include "workers/dav/dav_handler.h"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <ctime>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <set>
 
 #include "common/auth/basic_auth.h"
 #include "common/auth/member_client.h"
+#include "common/control/client.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/http/date.h"
@@ -195,7 +198,8 @@ struct DavHandler::Impl {
   Scheduler scheduler;
 
   Impl(const Home& home, DavStore& store, std::string domain)
-      : home(home), store(store), domain(domain), credentials(home, "dav"), files(home.database("dav-files")),
+      : home(home), store(store), domain(domain), credentials(home, "dav"),
+        files(home.database("dav-files"), home.root() / "blobs" / "dav-files"),
         scheduler(home, store, domain) {}
 
   static bool is_scheduling_box(const Target& t) {
@@ -885,6 +889,47 @@ DavHandler::DavHandler(const Home& home, DavStore& store, std::string domain)
     : impl_(std::make_unique<Impl>(home, store, std::move(domain))) {}
 
 DavHandler::~DavHandler() = default;
+
+std::filesystem::path DavHandler::spool_dir() const { return impl_->files.spool_dir(); }
+
+http::Router::BodyAdmission DavHandler::admit_upload(const Request& head, uint64_t max_file_bytes) {
+  http::Router::BodyAdmission admission;
+  const auto refuse = [&](int status, const std::string& text) {
+    auto r = dav_response(status, text + "\n", "text/plain; charset=utf-8");
+    if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
+    admission.refusal = std::move(r);
+    return admission;
+  };
+  std::optional<Identity> who;
+  try {
+    who = impl_->authenticate(head);
+  } catch (const Error& e) {
+    return refuse(e.status() >= 500 ? 503 : e.status(), e.what());
+  }
+  if (!who) return refuse(401, "authentication required");
+  // What the member may still store: the registry's quota less their files (RFC 4331's
+  // quota; 507 when nothing is left), and [workers.dav] max_file_bytes when set.
+  uint64_t allowed = max_file_bytes ? max_file_bytes : std::numeric_limits<uint64_t>::max();
+  try {
+    control::Client member(impl_->home.socket("member"));
+    const auto found = member.get("/v1/members/" + percent_encode(who->handle));
+    found.throw_if_error();
+    const auto quota = found.json().value("quota_bytes", int64_t{0});
+    if (quota > 0) {
+      const auto used = impl_->files.usage(who->handle);
+      if (used >= quota) return refuse(507, "over quota: " + std::to_string(used) + " of " + std::to_string(quota) + " bytes used");
+      allowed = std::min<uint64_t>(allowed, static_cast<uint64_t>(quota - used));
+    }
+  } catch (const Error& e) {
+    return refuse(503, std::string("the member registry is not answering: ") + e.what());
+  }
+  const auto declared = head.header("content-length");
+  if (!declared.empty() && std::strtoull(declared.c_str(), nullptr, 10) > allowed)
+    return refuse(max_file_bytes && std::strtoull(declared.c_str(), nullptr, 10) > max_file_bytes ? 413 : 507,
+                  "the file is larger than what may be stored (" + std::to_string(allowed) + " bytes)");
+  admission.max_bytes = allowed;
+  return admission;
+}
 
 std::string DavHandler::receive_imip(const std::string& handle, const std::string& from, bool authenticated,
                                      const std::string& calendar) {

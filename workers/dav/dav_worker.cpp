@@ -58,8 +58,25 @@ DavWorker::DavWorker(WorkerRuntime& runtime)
   });
 
   const auto& config = runtime.config();
+  // The WebDAV files tree takes files of any size, streamed to disk once the member is known
+  // and within their quota; calendars, contacts and XML bodies stay small and in memory.
+  const uint64_t max_file_bytes = config.get_count("workers.dav.max_file_bytes", 0, 0, std::size_t{1} << 50);
+  router_->set_body_gate({"/dav/files/", handler_->spool_dir(),
+                          [handler = handler_.get(), run, max_file_bytes](const http::Request& head,
+                                                                          std::function<void(http::Router::BodyAdmission)> answer) {
+                            run([handler, head, answer, max_file_bytes] {
+                              try {
+                                answer(handler->admit_upload(head, max_file_bytes));
+                              } catch (const std::exception& e) {
+                                spdlog::error("dav upload admission: {}", e.what());
+                                http::Router::BodyAdmission refused;
+                                refused.refusal = http::Response::bytes(500, "internal error\n", "text/plain");
+                                answer(std::move(refused));
+                              }
+                            });
+                          }});
   http::ServerLimits limits;
-  limits.max_body_bytes = 8 << 20;
+  limits.max_body_bytes = config.get_count("workers.dav.max_request_bytes", 8 << 20, 64 << 10);
   limits.max_connections = config.get_count("workers.dav.max_connections", 1024, 1);
   limits.max_per_address = config.get_count("workers.dav.max_connections_per_address", 64);
   limits.max_per_network = config.get_count("workers.dav.max_connections_per_network", 256);

@@ -1,12 +1,15 @@
 // Generic WebDAV resources in dav.db (files, collections, dead properties).
 #include "workers/dav/file_tree.h"
 
+#include <fcntl.h>
 #include <openssl/rand.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <ctime>
 #include <mutex>
 
+#include "common/blob_store.h"
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/http/date.h"
@@ -41,6 +44,14 @@ constexpr sqlite::Migration kMigrations[] = {
         value TEXT NOT NULL,
         PRIMARY KEY (owner, path, ns, name)
       ) WITHOUT ROWID;
+    )sql"},
+    // File contents move out to the blob store (blobs/dav-files/), so files of any size are
+    // streamed to disk and back; rows from before keep theirs in data.
+    {2, R"sql(
+      ALTER TABLE files ADD COLUMN blob TEXT;
+      ALTER TABLE files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+      UPDATE files SET size = length(data);
+      CREATE INDEX files_by_blob ON files (blob) WHERE blob IS NOT NULL;
     )sql"},
 };
 
@@ -166,13 +177,46 @@ struct FileTree::Impl {
   std::mutex mutex;
   std::unique_ptr<sqlite::Database> db;
   std::vector<Lock> locks;
+  BlobStore blobs;
+
+  explicit Impl(std::filesystem::path blob_root) : blobs(std::move(blob_root)) {}
 
   struct Entry {
     std::string path;
     bool collection = false;
     std::string data, content_type, etag;
     int64_t modified_at = 0;
+    std::string blob;  // the content's sha256 in the blob store; empty: in data (older rows)
+    int64_t size = 0;
   };
+
+  static constexpr const char* kColumns = "path, is_collection, data, content_type, etag, modified_at, blob, size";
+
+  static Entry read_entry(sqlite::Statement& s) {
+    return Entry{s.column_text(0), s.column_int64(1) != 0, s.column_text(2), s.column_text(3), s.column_text(4),
+                 s.column_int64(5), s.column_is_null(6) ? std::string() : s.column_text(6), s.column_int64(7)};
+  }
+
+  // Blobs no row refers to any more go (several rows may share one: COPY, equal files).
+  void release(const std::vector<std::string>& shas) {
+    for (const auto& sha : shas) {
+      auto& used = db->prepare("SELECT 1 FROM files WHERE blob = ?1 LIMIT 1");
+      used.bind(1, sha);
+      const bool referenced = used.step();
+      used.reset();
+      if (!referenced) blobs.remove(sha);
+    }
+  }
+
+  std::vector<std::string> blobs_under(const std::string& owner, const std::string& path) {
+    auto& s = db->prepare("SELECT blob FROM files WHERE owner = ?1 AND blob IS NOT NULL "
+                          "AND (path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/')");
+    s.bind(1, owner).bind(2, path);
+    std::vector<std::string> out;
+    while (s.step()) out.push_back(s.column_text(0));
+    s.reset();
+    return out;
+  }
 
   void purge_locks() {
     const auto now = std::chrono::steady_clock::now();
@@ -252,22 +296,21 @@ struct FileTree::Impl {
   }
 
   std::optional<Entry> find(const std::string& owner, const std::string& path) {
-    auto& s = db->prepare("SELECT path, is_collection, data, content_type, etag, modified_at FROM files WHERE owner = ?1 AND path = ?2");
+    auto& s = db->prepare(std::string("SELECT ") + kColumns + " FROM files WHERE owner = ?1 AND path = ?2");
     s.bind(1, owner).bind(2, path);
     if (!s.step()) return std::nullopt;
-    Entry e{s.column_text(0), s.column_int64(1) != 0, s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)};
+    Entry e = read_entry(s);
     s.reset();
     return e;
   }
 
   std::vector<Entry> subtree(const std::string& owner, const std::string& path, bool children_only) {
-    auto& s = db->prepare(
-        "SELECT path, is_collection, data, content_type, etag, modified_at FROM files WHERE owner = ?1 "
-        "AND (?2 = '' OR path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/') ORDER BY path");
+    auto& s = db->prepare(std::string("SELECT ") + kColumns + " FROM files WHERE owner = ?1 "
+                          "AND (?2 = '' OR path = ?2 OR substr(path, 1, length(?2) + 1) = ?2 || '/') ORDER BY path");
     s.bind(1, owner).bind(2, path);
     std::vector<Entry> out;
     while (s.step()) {
-      Entry e{s.column_text(0), s.column_int64(1) != 0, s.column_text(2), s.column_text(3), s.column_text(4), s.column_int64(5)};
+      Entry e = read_entry(s);
       if (children_only) {
         if (e.path == path) continue;
         const auto rest = path.empty() ? e.path : e.path.substr(path.size() + 1);
@@ -307,7 +350,7 @@ struct FileTree::Impl {
         {{std::string(kDav), "getlastmodified"}, http::http_date(e.modified_at), 200},
         {{std::string(kDav), "getetag"}, xml_escape(e.etag), 200}};
     if (!e.collection) {
-      live.push_back({{std::string(kDav), "getcontentlength"}, std::to_string(e.data.size()), 200});
+      live.push_back({{std::string(kDav), "getcontentlength"}, std::to_string(e.size), 200});
       live.push_back({{std::string(kDav), "getcontenttype"}, xml_escape(e.content_type.empty() ? "application/octet-stream" : e.content_type), 200});
     }
     std::string discovery;
@@ -342,16 +385,14 @@ struct FileTree::Impl {
     for (const auto& e : subtree(owner, from, false)) {
       if (!deep && e.path != from) continue;
       const std::string target = to + e.path.substr(from.size());
-      db->prepare("INSERT OR REPLACE INTO files (owner, path, is_collection, data, content_type, etag, modified_at) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-          .bind(1, owner)
-          .bind(2, target)
-          .bind(3, e.collection ? 1 : 0)
-          .bind_blob(4, e.data)
-          .bind(5, e.content_type)
-          .bind(6, e.etag)
-          .bind(7, now)
-          .run();
+      auto& insert = db->prepare(
+          "INSERT OR REPLACE INTO files (owner, path, is_collection, data, content_type, etag, modified_at, blob, size) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+      insert.bind(1, owner).bind(2, target).bind(3, e.collection ? 1 : 0).bind_blob(4, e.data).bind(5, e.content_type);
+      insert.bind(6, e.etag).bind(7, now).bind(9, e.size);
+      if (e.blob.empty()) insert.bind_null(8);
+      else insert.bind(8, e.blob);
+      insert.run();
       db->prepare("INSERT OR REPLACE INTO file_props (owner, path, ns, name, value) "
                   "SELECT owner, ?3, ns, name, value FROM file_props WHERE owner = ?1 AND path = ?2")
           .bind(1, owner)
@@ -362,12 +403,25 @@ struct FileTree::Impl {
   }
 };
 
-FileTree::FileTree(const std::filesystem::path& database) : impl_(std::make_unique<Impl>()) {
+FileTree::FileTree(const std::filesystem::path& database, const std::filesystem::path& blob_root)
+    : impl_(std::make_unique<Impl>(blob_root)) {
   impl_->db = sqlite::Database::open(database);
   impl_->db->migrate(kMigrations);
 }
 
 FileTree::~FileTree() = default;
+
+int64_t FileTree::usage(const std::string& handle) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare("SELECT COALESCE(SUM(size), 0) FROM files WHERE owner = ?1 AND is_collection = 0");
+  s.bind(1, handle);
+  s.step();
+  const auto used = s.column_int64(0);
+  s.reset();
+  return used;
+}
+
+std::filesystem::path FileTree::spool_dir() const { return impl_->blobs.spool_dir(); }
 
 Response FileTree::handle(const Request& q, const std::string& handle) {
   const auto rel = relative(q.raw_path(), handle);
@@ -462,16 +516,30 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
   if (q.method == "PUT") {
     if (existing && existing->collection) return status(405);
     if (!parent_ok) return status(409);
-    const std::string etag = "\"" + sha256_hex(q.body).substr(0, 24) + "\"";
-    impl_->db->prepare("INSERT OR REPLACE INTO files (owner, path, is_collection, data, content_type, etag, modified_at) "
-                       "VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6)")
+    // The content is durable in the blob store (fsynced, renamed into place) before the row
+    // that names it commits: a 201 means both are on disk.
+    std::string sha;
+    int64_t size = 0;
+    if (!q.body_file.empty()) {
+      auto writer = impl_->blobs.adopt(q.body_file);
+      size = static_cast<int64_t>(writer.size());
+      sha = writer.commit();
+    } else {
+      sha = impl_->blobs.put(q.body);
+      size = static_cast<int64_t>(q.body.size());
+    }
+    const std::string etag = "\"" + sha.substr(0, 24) + "\"";
+    impl_->db->prepare("INSERT OR REPLACE INTO files (owner, path, is_collection, data, content_type, etag, modified_at, blob, size) "
+                       "VALUES (?1, ?2, 0, '', ?3, ?4, ?5, ?6, ?7)")
         .bind(1, handle)
         .bind(2, *rel)
-        .bind_blob(3, q.body)
-        .bind(4, q.header("content-type"))
-        .bind(5, etag)
-        .bind(6, now)
+        .bind(3, q.header("content-type"))
+        .bind(4, etag)
+        .bind(5, now)
+        .bind(6, sha)
+        .bind(7, size)
         .run();
+    if (existing && !existing->blob.empty() && existing->blob != sha) impl_->release({existing->blob});
     auto r = status(existing ? 204 : 201);
     r.headers.emplace_back("ETag", etag);
     return r;
@@ -480,6 +548,14 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
     if (!existing) return status(404);
     auto r = Response::bytes(200, existing->collection ? std::string() : existing->data,
                              existing->collection ? "text/plain" : (existing->content_type.empty() ? "application/octet-stream" : existing->content_type));
+    if (!existing->collection && !existing->blob.empty()) {
+      // Sent from the blob a piece at a time (common/http), whatever its size.
+      const int fd = ::open(impl_->blobs.path_of(existing->blob).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) throw Error(errc::kIoError, "the content of " + *rel + " is missing from the blob store", 500);
+      r.file = std::make_shared<Response::File>();
+      r.file->fd = fd;
+      r.file->size = static_cast<uint64_t>(existing->size);
+    }
     r.headers.emplace_back("ETag", existing->etag);
     r.headers.emplace_back("Last-Modified", http::http_date(existing->modified_at));
     return r;
@@ -487,9 +563,11 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
   if (q.method == "DELETE") {
     if (!existing) return status(404);
     if (rel->empty()) return status(403);
+    const auto released = impl_->blobs_under(handle, *rel);
     sqlite::Transaction tx(*impl_->db);
     impl_->remove_tree(handle, *rel);
     tx.commit();
+    impl_->release(released);
     impl_->drop_locks(handle, *rel);
     return status(204);
   }
@@ -566,11 +644,13 @@ Response FileTree::handle(const Request& q, const std::string& handle) {
     if (target_exists && q.header("overwrite", "T") == "F") return status(412);
     if (!impl_->may_modify(handle, *to, if_header, true)) return status(423);
     const bool deep = q.method == "MOVE" || q.header("depth", "infinity") != "0";
+    const auto replaced = target_exists ? impl_->blobs_under(handle, *to) : std::vector<std::string>{};
     sqlite::Transaction tx(*impl_->db);
     if (target_exists) impl_->remove_tree(handle, *to);
     impl_->copy_tree(handle, *rel, *to, deep);
     if (q.method == "MOVE") impl_->remove_tree(handle, *rel);
     tx.commit();
+    impl_->release(replaced);
     if (q.method == "MOVE") impl_->drop_locks(handle, *rel);
     return status(target_exists ? 204 : 201);
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -13,10 +14,16 @@ namespace coop::dav {
 
 class FileTree {
  public:
-  explicit FileTree(const std::filesystem::path& database);
+  // database: dav-files.db; blob_root: where file contents live (blobs/dav-files).
+  FileTree(const std::filesystem::path& database, const std::filesystem::path& blob_root);
   ~FileTree();
-  // path: the request path; handle: the authenticated member.
+  // path: the request path; handle: the authenticated member. A PUT's content is
+  // request.body_file when the server spooled it (DavHandler::admit_upload), else body.
   http::Response handle(const http::Request& request, const std::string& handle);
+  // The bytes of a member's files, for their quota.
+  int64_t usage(const std::string& handle);
+  // Where uploads are spooled: on the blob store's filesystem, so keeping one is a rename.
+  std::filesystem::path spool_dir() const;
 
  private:
   struct Impl;
