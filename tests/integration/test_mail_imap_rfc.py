@@ -2,15 +2,17 @@
 seen: BODY against BODYSTRUCTURE, subtypes as written, address groups in ENVELOPE and SORT,
 messages expunged by another session, \\Recent, CONDSTORE enabled by FETCH MODSEQ and STATUS,
 MOVE into the selected mailbox, LIST-EXTENDED and LSUB."""
+import base64
 import os
 import re
 import socket
 import sqlite3
+import subprocess
 import time
 import zlib
 
 from coopshard import Shard, bin_dir_from_args, run_tests
-from test_mail_imap import raw_login, start, tls_context
+from test_mail_imap import STRONG, raw_login, start, tls_context
 
 BIN = bin_dir_from_args()
 
@@ -466,6 +468,59 @@ def test_metadata():
         shard.coop("down")
 
 
+def gsasl(ports, user, password):
+    """GNU SASL's own client (Debian's gsasl) logging in over STARTTLS with SCRAM-SHA-256; it
+    checks the server's signature (v=) itself and fails when it is wrong."""
+    out = subprocess.run(["gsasl", "--client", "--imap", f"--connect=127.0.0.1:{ports['imap']}", "--starttls",
+                          "--x509-ca-file=", "--no-cb", "-m", "SCRAM-SHA-256", "-a", user, "-p", password, "--verbose"],
+                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    return out.returncode == 0 and ". OK [CAPABILITY" in out.stdout, out.stdout
+
+
+def test_scram_sha_256():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        assert b"AUTH=SCRAM-SHA-256" in Raw(ports, log_in=False).ok("CAPABILITY")[0].split()
+        ok, transcript = gsasl(ports, "alice", STRONG)
+        assert ok, transcript
+        assert "AUTHENTICATE SCRAM-SHA-256" in transcript
+        # A wrong password and an unknown user fail alike, at the end of the exchange.
+        ok, transcript = gsasl(ports, "alice", "not the password")
+        assert not ok and "NO [AUTHENTICATIONFAILED]" in transcript, transcript
+        ok, transcript = gsasl(ports, "nobody", STRONG)
+        assert not ok and "NO [AUTHENTICATIONFAILED]" in transcript, transcript
+        # The unknown user was given a salt and iterations as a member is (RFC 5802 9).
+        challenges = [base64.b64decode(l[2:]) for l in transcript.splitlines() if l.startswith("+ ") and len(l) > 2]
+        assert any(b",s=" in c and b",i=4096" in c for c in challenges), challenges
+        # Cancelled, or garbage in the first message: the session goes on.
+        raw = Raw(ports, log_in=False)
+        raw.sock.sendall(b"a1 AUTHENTICATE SCRAM-SHA-256\r\n")
+        assert raw.reader.readline().startswith(b"+")
+        raw.sock.sendall(b"*\r\n")
+        assert raw.reader.readline().startswith(b"a1 BAD")
+        raw.sock.sendall(b"a2 AUTHENTICATE SCRAM-SHA-256 " + base64.b64encode(b"x,,n=alice,r=abc") + b"\r\n")
+        assert raw.reader.readline().startswith(b"a2 NO")
+        assert raw.ok("NOOP") == []
+        # A member from before SCRAM has no secrets yet: one login with the password makes them.
+        db = sqlite3.connect(os.path.join(shard.home, "member.db"))
+        db.execute("DELETE FROM scram_secrets")
+        db.commit()
+        db.close()
+        assert not gsasl(ports, "alice", STRONG)[0]
+        Raw(ports).close()  # LOGIN with the password
+        assert gsasl(ports, "alice", STRONG)[0]
+        # A new password: the old one's secrets go with it.
+        fresh = "another horse battery staple"
+        shard.coop("member", "passwd", "alice", "--password-stdin", input=fresh)
+        assert not gsasl(ports, "alice", STRONG)[0]
+        assert gsasl(ports, "alice", fresh)[0]
+        # A suspended member is refused even with the right proof.
+        shard.coop("member", "suspend", "alice")
+        ok, transcript = gsasl(ports, "alice", fresh)
+        assert not ok and ". NO" in transcript, transcript
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -479,4 +534,5 @@ if __name__ == "__main__":
         test_preview,
         test_compress_deflate,
         test_metadata,
+        test_scram_sha_256,
     ])

@@ -1,5 +1,8 @@
-// IMAP authentication: STARTTLS (RFC 9051 6.2.1), LOGIN (6.2.3), AUTHENTICATE PLAIN (6.2.2, RFC 4616).
+// IMAP authentication: STARTTLS (RFC 9051 6.2.1), LOGIN (6.2.3), AUTHENTICATE (6.2.2) with PLAIN
+// (RFC 4616) and SCRAM-SHA-256 (RFC 7677).
 #include "workers/mail/imap_server.h"
+
+#include "workers/mail/imap_scram.h"
 
 namespace coop::mail::imap_server {
 
@@ -59,12 +62,18 @@ void Session::login(Cursor& c) {
 void Session::authenticate(Cursor& c) {
   std::optional<std::string> mechanism;
   if (!c.space() || !(mechanism = c.atom())) return bad("AUTHENTICATE mechanism");
-  if (upper(*mechanism) != "PLAIN") return tagged("NO [CANNOT] only PLAIN");
+  const auto mech = upper(*mechanism);
+  if (mech != "PLAIN" && mech != "SCRAM-SHA-256") return tagged("NO [CANNOT] PLAIN or SCRAM-SHA-256");
   if (!secure()) return tagged("NO [PRIVACYREQUIRED] use STARTTLS or port 993 first");
+  if (mech == "SCRAM-SHA-256") {
+    scram_ = std::make_unique<ScramExchange>(*settings_->home, conn_->remote_address());
+    scram_proved_.clear();
+  }
   if (c.space()) {
     auto initial = c.atom();
     if (!initial) return bad("the initial response is base64");
-    return plain(*initial == "=" ? std::string() : *initial);
+    const std::string response = *initial == "=" ? std::string() : *initial;
+    return scram_ ? scram_step(response) : plain(response);
   }
   sasl_pending_ = true;
   out_ += "+ \r\n";
@@ -73,8 +82,45 @@ void Session::authenticate(Cursor& c) {
 void Session::sasl_response(const RawCommand& command) {
   sasl_pending_ = false;
   const std::string line = command.lines.empty() ? std::string() : command.lines.front();
-  if (line == "*") return bad("authentication cancelled");
+  if (line == "*") {
+    scram_.reset();
+    return bad("authentication cancelled");
+  }
+  if (scram_) return scram_step(line);
   plain(line);
+}
+
+// RFC 5802 5 in IMAP's continuations: client-first, server-first ("+ "), client-final; then
+// the server-final message as one more continuation, answered with an empty line, before OK.
+void Session::scram_step(const std::string& base64) {
+  run_blocking([this, base64] {
+    const auto fail = [this](const Error& e) {
+      scram_.reset();
+      const auto code = imap::response_code(e.code());
+      tagged("NO [" + code + "] " + (code == "AUTHENTICATIONFAILED" ? "Authentication failed." : reply_text(e.what())));
+    };
+    if (!scram_proved_.empty()) {
+      const auto handle = scram_proved_;
+      scram_proved_.clear();
+      scram_.reset();
+      if (!base64.empty()) return tagged("NO [AUTHENTICATIONFAILED] Authentication failed.");
+      return authenticated(handle);
+    }
+    const auto step = scram_->step(base64);
+    if (step.outcome == ScramExchange::Outcome::more) {
+      sasl_pending_ = true;
+      out_ += "+ " + step.reply + "\r\n";
+      return;
+    }
+    try {
+      const auto member = scram_->finish(step.outcome == ScramExchange::Outcome::proved);
+      scram_proved_ = member.handle;
+      sasl_pending_ = true;
+      out_ += "+ " + step.reply + "\r\n";  // the server's proof (v=)
+    } catch (const Error& e) {
+      fail(e);
+    }
+  });
 }
 
 void Session::plain(const std::string& base64) {

@@ -29,6 +29,7 @@
 #include "common/text.h"
 #include "workers/mail/imap_compress.h"
 #include "workers/mail/imap_fetch.h"
+#include "workers/mail/imap_scram.h"
 #include "workers/mail/imap_search.h"
 #include "workers/mail/imap_session.h"
 #include "workers/mail/imap_thread.h"
@@ -246,6 +247,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void sasl_response(const RawCommand& command);
 
   void plain(const std::string& base64);
+  void scram_step(const std::string& base64);
 
   // STATUS items (RFC 9051 6.3.11) from "(" item *(SP item) ")"; nullopt on a syntax error
   // or an unknown item.
@@ -404,6 +406,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
   bool utf8_names_ = false;
   bool idle_changed_ = false;  // the store changed the mailbox while IDLE could not answer yet
+  std::unique_ptr<ScramExchange> scram_;  // an AUTHENTICATE SCRAM-SHA-256 under way
+  std::string scram_proved_;              // proved and allowed: waiting for the empty answer
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;
   bool search_needs_row_ = false, search_needs_header_ = false;  // what the SEARCH being parsed reads
   std::vector<int64_t>* found_only_ = nullptr;  // SORT and THREAD borrow SEARCH's matching

@@ -151,7 +151,7 @@ std::string Session::capabilities() const {
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
-    caps += secure ? " AUTH=PLAIN" : " LOGINDISABLED";
+    caps += secure ? " AUTH=PLAIN AUTH=SCRAM-SHA-256" : " LOGINDISABLED";
   }
   return caps;
 }

@@ -4,9 +4,13 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <gsasl.h>
+
 #include <algorithm>
 
 #include "common/auth/app_password.h"
+#include "common/base64.h"
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/text.h"
 #include "workers/member/store/member_store.h"
@@ -17,6 +21,28 @@ namespace {
 
 control::Response refuse(int status, const std::string& code, const std::string& message) {
   return control::Response::error(code, message, status);
+}
+
+// RFC 7677: SCRAM-SHA-256, with the iteration count it recommends at least.
+constexpr unsigned kScramIterations = 4096;
+
+std::string hex(const char* bytes, std::size_t n) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(bytes[i]);
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+control::Response throttled(std::chrono::milliseconds wait) {
+  nlohmann::json body;
+  body["error"] = {{"code", "throttled"},
+                   {"message", "too many failed logins; try again in " + std::to_string((wait.count() + 999) / 1000) + " s"},
+                   {"retry_after_ms", wait.count()}};
+  return control::Response::bytes(429, body.dump(), "application/json");
 }
 
 }  // namespace
@@ -41,11 +67,7 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
   if (const auto wait = throttle_.retry_after(key, source); wait.count() > 0) {
     audit.outcome = "throttled";
     store_.record_audit(audit);
-    nlohmann::json body;
-    body["error"] = {{"code", "throttled"},
-                     {"message", "too many failed logins; try again in " + std::to_string((wait.count() + 999) / 1000) + " s"},
-                     {"retry_after_ms", wait.count()}};
-    return control::Response::bytes(429, body.dump(), "application/json");
+    return throttled(wait);
   }
 
   if (!record) {
@@ -99,13 +121,81 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
   throttle_.record_success(key, source);
   audit.outcome = "ok";
   store_.record_audit(audit);
-  const auto member = store_.get_member(record->handle);
+  // Members from before SCRAM get its secrets at their next login with the password.
+  if (credential == "password" && !store_.scram(record->handle)) remember_scram(record->handle, password);
+  return verified(record->handle, credential);
+}
+
+control::Response AuthService::verified(const std::string& handle, const std::string& credential) {
+  const auto member = store_.get_member(handle);
   return control::Response::json({{"handle", member.handle},
                                   {"name", member.display_name},
                                   {"role", member.role},
                                   {"groups", store_.effective_groups(member.handle)},
                                   {"emails", member.emails},
                                   {"credential", credential}});
+}
+
+void AuthService::remember_scram(const std::string& handle, std::string_view password) {
+  // RFC 5802 2.2: Hi() over the SASLprep'd password (RFC 4013), as the client computes it.
+  char* prepared = nullptr;
+  const std::string text(password);
+  const bool prepped = gsasl_saslprep(text.c_str(), GSASL_ALLOW_UNASSIGNED, &prepared, nullptr) == GSASL_OK;
+  char salt[16];
+  if (gsasl_nonce(salt, sizeof salt) != GSASL_OK) throw Error(errc::kInternal, "no randomness for a SCRAM salt", 500);
+  char salted[GSASL_HASH_MAX_SIZE], client_key[GSASL_HASH_MAX_SIZE], server_key[GSASL_HASH_MAX_SIZE], stored_key[GSASL_HASH_MAX_SIZE];
+  const int rc = gsasl_scram_secrets_from_password(GSASL_HASH_SHA256, prepped ? prepared : text.c_str(), kScramIterations, salt,
+                                                   sizeof salt, salted, client_key, server_key, stored_key);
+  gsasl_free(prepared);
+  if (rc != GSASL_OK) throw Error(errc::kInternal, std::string("SCRAM secrets: ") + gsasl_strerror(rc), 500);
+  const std::size_t n = gsasl_hash_length(GSASL_HASH_SHA256);
+  store_.set_scram(handle, {static_cast<int>(kScramIterations), base64_encode(std::string_view(salt, sizeof salt)),
+                            hex(stored_key, n), hex(server_key, n)});
+}
+
+control::Response AuthService::scram_secrets(const std::string& user_in, const std::string& source) {
+  const std::string user = ascii_lower(user_in);
+  const auto record = store_.find_login(user);
+  const std::string key = record ? record->handle : user;
+  if (const auto wait = throttle_.retry_after(key, source); wait.count() > 0) {
+    store_.record_audit({0, key, "mail", source, "throttled", ""});
+    return throttled(wait);
+  }
+  if (record)
+    if (const auto secrets = store_.scram(record->handle))
+      return control::Response::json({{"known", true}, {"handle", record->handle}, {"iterations", secrets->iterations},
+                                      {"salt", secrets->salt}, {"stored_key", secrets->stored_key},
+                                      {"server_key", secrets->server_key}});
+  // RFC 5802 9: an unknown user gets a salt as steady as a real one's and keys nothing
+  // matches, so the exchange fails only at its end and tells a guesser nothing.
+  const auto fake = sha256_hex("coop-scram:" + dummy_hash_ + ":" + user);
+  return control::Response::json({{"known", false}, {"handle", user}, {"iterations", kScramIterations},
+                                  {"salt", base64_encode(fake.substr(0, 16))}, {"stored_key", sha256_hex(fake)},
+                                  {"server_key", sha256_hex(fake + "s")}});
+}
+
+control::Response AuthService::scram_outcome(const std::string& user_in, const std::string& protocol,
+                                             const std::string& source, bool proved) {
+  const std::string user = ascii_lower(user_in);
+  const auto record = store_.find_login(user);
+  const std::string key = record ? record->handle : user;
+  AuditEntry audit{0, key, protocol, source, "", "password"};
+  if (!proved || !record) {
+    throttle_.record_failure(key, source);
+    audit.outcome = record ? "bad_credentials" : "unknown_user";
+    store_.record_audit(audit);
+    return refuse(401, errc::kBadCredentials, "wrong user name or password");
+  }
+  if (record->status != "active") {
+    audit.outcome = record->status;
+    store_.record_audit(audit);
+    return refuse(403, record->status == "suspended" ? "member_suspended" : "member_removed",
+                  "the account of " + record->handle + " is " + record->status);
+  }
+  throttle_.record_success(key, source);
+  audit.outcome = "ok";
+  store_.record_audit(audit);
+  return verified(record->handle, "password");
 }
 
 }  // namespace coop::member

@@ -23,9 +23,17 @@ class AuthService {
                            const std::string& source);
 
   std::string hash(std::string_view password) const;
+  // Derives and keeps the SCRAM-SHA-256 secrets of a member's account password.
+  void remember_scram(const std::string& handle, std::string_view password);
+  // SCRAM (RFC 5802) for IMAP: the secrets to check a member's proof with (an unknown user
+  // gets steady fake ones), then the outcome, throttled and audited as verify() is.
+  control::Response scram_secrets(const std::string& user, const std::string& source);
+  control::Response scram_outcome(const std::string& user, const std::string& protocol, const std::string& source,
+                                  bool proved);
   const auth::HashParams& params() const { return params_; }
 
  private:
+  control::Response verified(const std::string& handle, const std::string& credential);
   MemberStore& store_;
   auth::HashParams params_;
   auth::Throttle throttle_;

@@ -65,14 +65,20 @@ std::string string_field(const json& body, const char* key, const std::string& f
 }
 
 // A password from the request, or a generated one; returns {hash, shown_password}.
-std::pair<std::string, std::string> password_from(const json& body, const AuthService& auth) {
+// The hash to store, the generated password to show (if any), and the password itself for
+// the SCRAM secrets.
+struct NewPassword {
+  std::string hash, generated, plain;
+};
+
+NewPassword password_from(const json& body, const AuthService& auth) {
   if (body.value("generate_password", false)) {
     auto password = auth::generate_password();
-    return {auth.hash(password), password};
+    return {auth.hash(password), password, password};
   }
   auto password = string_field(body, "password");
   auth::check_password_strength(password);
-  return {auth.hash(password), ""};
+  return {auth.hash(password), "", password};
 }
 
 }  // namespace
@@ -94,13 +100,15 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
     m.groups = string_list(body, "groups");
     m.role = string_field(body, "role", "member");
     m.quota_bytes = body.value("quota_bytes", int64_t{0});
-    std::string shown;
+    std::string shown, plain;
     if (body.contains("password") || body.value("generate_password", false)) {
-      auto [hash, generated] = password_from(body, auth);
-      m.password_hash = hash;
-      shown = generated;
+      auto chosen = password_from(body, auth);
+      m.password_hash = chosen.hash;
+      shown = chosen.generated;
+      plain = chosen.plain;
     }
     auto j = member_json(store.add_member(m, body.value("create_groups", false) == true));
+    if (!plain.empty()) auth.remember_scram(m.handle, plain);
     if (!shown.empty()) j["password"] = shown;  // shown once, never stored in the clear
     return Response::json(j, 201);
   }, "add a member");
@@ -126,10 +134,11 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
   r.add_blocking("PUT", "/v1/members/{handle}/password", run, [&store, &auth](const Request& q) {
     const auto handle = q.param("handle");
     store.get_member(handle);  // 404 before spending a hash on nobody
-    auto [hash, generated] = password_from(q.json(), auth);
-    store.set_password(handle, hash);
+    const auto chosen = password_from(q.json(), auth);
+    store.set_password(handle, chosen.hash);
+    auth.remember_scram(handle, chosen.plain);
     json j = {{"handle", handle}, {"changed", true}};
-    if (!generated.empty()) j["password"] = generated;
+    if (!chosen.generated.empty()) j["password"] = chosen.generated;
     return Response::json(j);
   }, "set the account password ({password} or {generate_password:true})");
 
@@ -211,6 +220,15 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
     return auth.verify(string_field(body, "user"), string_field(body, "password"), string_field(body, "protocol"),
                        string_field(body, "source"));
   }, "verify a login ({user, password, protocol, source})");
+  r.add_blocking("POST", "/v1/auth/scram", run, [&auth](const Request& q) {
+    const auto body = q.json();
+    return auth.scram_secrets(string_field(body, "user"), string_field(body, "source"));
+  }, "SCRAM-SHA-256 secrets to check a login with ({user, source}); throttled");
+  r.add_blocking("POST", "/v1/auth/scram/outcome", run, [&auth](const Request& q) {
+    const auto body = q.json();
+    return auth.scram_outcome(string_field(body, "user"), string_field(body, "protocol"), string_field(body, "source"),
+                              body.value("proved", false));
+  }, "the end of a SCRAM login ({user, protocol, source, proved}): the member, or why not");
 
   r.add_blocking("GET", "/v1/resolve", run, [&store](const Request& q) {
     auto [kind, members] = store.resolve_address(q.query_value("address"), q.query_value("local"));

@@ -441,6 +441,7 @@ void Portal::Impl::add_routes() {
         return page(e.what(), "");
       }
       store.set_password(m.handle, auth.hash(fresh));
+      auth.remember_scram(m.handle, fresh);
       // Every other session of theirs ends here (the registry's event ends them elsewhere).
       end_sessions(m.handle, sha256_hex(cookie_value(q, kCookie)));
       return page("", "Your password is changed. Devices that used the old one must sign in again.");

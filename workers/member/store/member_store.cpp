@@ -80,6 +80,17 @@ constexpr sqlite::Migration kMigrations[] = {
       );
       CREATE INDEX audit_by_handle ON audit (handle, id);
     )sql"},
+    // SCRAM-SHA-256 (RFC 5802, RFC 7677) secrets of the account password, derived when the
+    // password is set or next used, so IMAP can offer SCRAM next to PLAIN.
+    {3, R"sql(
+      CREATE TABLE scram_secrets (
+        handle     TEXT PRIMARY KEY,
+        iterations INTEGER NOT NULL,
+        salt       TEXT NOT NULL,
+        stored_key TEXT NOT NULL,
+        server_key TEXT NOT NULL
+      ) WITHOUT ROWID;
+    )sql"},
 };
 
 int64_t now() { return static_cast<int64_t>(::time(nullptr)); }
@@ -425,6 +436,8 @@ void MemberStore::set_password(const std::string& handle, const std::string& pas
         .bind(2, password_hash)
         .bind(3, now())
         .run();
+    // The old password's SCRAM secrets would still open IMAP: they go with it.
+    impl_->db->prepare("DELETE FROM scram_secrets WHERE handle = ?1").bind(1, handle).run();
     // Sessions opened with the old password end, as with a suspension.
     impl_->emit("member.password_changed", handle);
   });
@@ -627,6 +640,27 @@ std::optional<LoginRecord> MemberStore::find_login(const std::string& user) {
                                split(apps.column_text(3), ','), apps.column_int64(4), std::nullopt});
   apps.reset();
   return r;
+}
+
+void MemberStore::set_scram(const std::string& handle, const ScramSecrets& secrets) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT OR REPLACE INTO scram_secrets (handle, iterations, salt, stored_key, server_key) VALUES (?1, ?2, ?3, ?4, ?5)")
+      .bind(1, handle)
+      .bind(2, int64_t{secrets.iterations})
+      .bind(3, secrets.salt)
+      .bind(4, secrets.stored_key)
+      .bind(5, secrets.server_key)
+      .run();
+}
+
+std::optional<ScramSecrets> MemberStore::scram(const std::string& handle) {
+  std::lock_guard lock(impl_->mutex);
+  auto& s = impl_->db->prepare("SELECT iterations, salt, stored_key, server_key FROM scram_secrets WHERE handle = ?1");
+  s.bind(1, handle);
+  std::optional<ScramSecrets> out;
+  if (s.step()) out = ScramSecrets{static_cast<int>(s.column_int64(0)), s.column_text(1), s.column_text(2), s.column_text(3)};
+  s.reset();
+  return out;
 }
 
 void MemberStore::touch_app_password(int64_t id) {

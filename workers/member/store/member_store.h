@@ -70,6 +70,14 @@ struct AppPassword {
 };
 
 // What verifying a login needs, read in one go.
+// RFC 5802 3: what a server keeps to check a SCRAM login without the password.
+struct ScramSecrets {
+  int iterations = 0;
+  std::string salt;        // base64
+  std::string stored_key;  // hex
+  std::string server_key;  // hex
+};
+
 struct LoginRecord {
   int64_t id = 0;
   std::string handle;
@@ -145,6 +153,9 @@ class MemberStore {
   // By handle, or by any of the member's email addresses.
   std::optional<LoginRecord> find_login(const std::string& user);
   void touch_app_password(int64_t id);
+  // SCRAM-SHA-256 secrets of the account password (set_password removes them).
+  void set_scram(const std::string& handle, const ScramSecrets& secrets);
+  std::optional<ScramSecrets> scram(const std::string& handle);
   void record_audit(const AuditEntry& entry);
   std::vector<AuditEntry> audit(const std::string& handle, int limit);
 
