@@ -521,6 +521,57 @@ def test_scram_sha_256():
         shard.coop("down")
 
 
+def test_catenate():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a = Raw(ports)
+        assert b"CATENATE" in a.ok("CAPABILITY")[0].split()
+        _, tagged = a.run("APPEND INBOX", MULTIPART)
+        validity, uid = re.search(rb"APPENDUID (\d+) (\d+)", tagged).groups()
+        box = f"/INBOX;UIDVALIDITY={validity.decode()}/;UID={uid.decode()}"
+
+        def catenate(parts):
+            """APPEND Drafts CATENATE (...) with LITERAL+ TEXT parts; returns the tagged line."""
+            a.n += 1
+            tag = b"t%d" % a.n
+            command = tag + b" APPEND Drafts CATENATE ("
+            for i, (kind, value) in enumerate(parts):
+                command += b" " if i else b""
+                if kind == "TEXT":
+                    command += b"TEXT {%d+}\r\n" % len(value) + value
+                else:
+                    command += b'URL "' + value.encode() + b'"'
+            a.sock.sendall(command + b")\r\n")
+            while True:
+                line = a.reader.readline()
+                if line.startswith(tag + b" "):
+                    return line.rstrip(b"\r\n")
+
+        # RFC 4469 3's example: the header of one message, a new first part, a part of the old.
+        body = b"\r\n--xx\r\nContent-Type: text/plain\r\n\r\nForwarding the PDF.\r\n--xx\r\n"
+        tagged = catenate([("URL", box + "/;SECTION=HEADER"), ("TEXT", body), ("URL", box + "/;SECTION=2.MIME"),
+                           ("URL", box + "/;SECTION=2"), ("TEXT", b"\r\n--xx--\r\n")])
+        assert b"OK [APPENDUID" in tagged, tagged
+        new_uid = int(re.search(rb"APPENDUID \d+ (\d+)", tagged).group(1))
+        a.ok("SELECT Drafts")
+        fetched = b"".join(a.ok(f"UID FETCH {new_uid} BODY[]"))
+        header = MULTIPART[:MULTIPART.index(b"\r\n\r\n") + 4]
+        assert header in fetched and b"Forwarding the PDF." in fetched, fetched
+        assert b"Content-Disposition: attachment; filename=a.pdf" in fetched and b"AAAA\r\n--xx--" in fetched, fetched
+        # A partial range, and a URL without UIDVALIDITY.
+        tagged = catenate([("URL", f"/INBOX/;UID={uid.decode()}/;PARTIAL=0.4"), ("TEXT", b"\r\n\r\nshort\r\n")])
+        assert b"OK" in tagged, tagged
+        # Nothing there, a stale UIDVALIDITY, a URLAUTH: BADURL, and nothing is appended.
+        before = a.ok("STATUS Drafts (MESSAGES)")
+        for bad in (f"/INBOX/;UID=999", f"/INBOX;UIDVALIDITY=1/;UID={uid.decode()}", box + "/;URLAUTH=anonymous",
+                    box + "/;SECTION=9", "/Nowhere/;UID=1"):
+            tagged = catenate([("TEXT", b"Subject: x\r\n\r\n"), ("URL", bad)])
+            assert b"NO [BADURL" in tagged, (bad, tagged)
+        assert a.ok("STATUS Drafts (MESSAGES)") == before
+        a.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -535,4 +586,5 @@ if __name__ == "__main__":
         test_compress_deflate,
         test_metadata,
         test_scram_sha_256,
+        test_catenate,
     ])

@@ -1,6 +1,8 @@
 // IMAP message commands and the session's view of the selected mailbox: FETCH (RFC 9051
-// 6.4.5), STORE (6.4.6), COPY and MOVE (6.4.7, RFC 6851), EXPUNGE (6.4.3), APPEND (6.3.12).
+// 6.4.5), STORE (6.4.6), COPY and MOVE (6.4.7, RFC 6851), EXPUNGE (6.4.3), APPEND (6.3.12) with
+// MULTIAPPEND (RFC 3502) and CATENATE (RFC 4469).
 #include "workers/mail/imap_server.h"
+#include "workers/mail/imap_url.h"
 #include "workers/mail/mime_summary.h"
 
 namespace coop::mail::imap_server {
@@ -499,6 +501,35 @@ void Session::expunge(Cursor& c, bool uid) {
   tagged("OK EXPUNGE completed");
 }
 
+// A message, or a part of one, that an RFC 5092 URL names in the member's own mailboxes.
+std::optional<std::string> Session::catenate_part(const std::string& text) {
+  auto url = imap::parse_message_url(text);
+  if (!url) return std::nullopt;
+  if (ascii_iequals(url->mailbox, "INBOX")) url->mailbox = "INBOX";
+  std::string blob;
+  int64_t validity = 0;
+  const bool found = service().mailboxes().with_cache(handle_, url->mailbox, [&](const MailboxCache& cache) {
+    validity = cache.uidvalidity;
+    if (const auto* m = cache.find(url->uid)) blob = m->blob;
+  });
+  if (!found || blob.empty() || (url->uidvalidity && *url->uidvalidity != validity)) return std::nullopt;
+  std::string bytes = service().blobs().read(blob);
+  if (!url->section.empty()) {
+    const auto items = imap::parse_fetch_items("BODY.PEEK[" + url->section + "]");
+    if (!items || items->size() != 1 || items->front().kind != imap::FetchItem::Kind::section) return std::nullopt;
+    const auto structure = service().mailboxes().summaries(handle_, url->mailbox, url->uid).second;
+    auto part = imap::message_section(bytes, items->front(), structure);
+    if (!part) return std::nullopt;
+    bytes = std::move(*part);
+  }
+  if (url->partial) {
+    const auto [offset, length] = *url->partial;
+    if (offset >= bytes.size()) return std::string();
+    bytes = bytes.substr(static_cast<std::size_t>(offset), length ? static_cast<std::size_t>(*length) : std::string::npos);
+  }
+  return bytes;
+}
+
 void Session::append(Cursor& c) {
   std::optional<std::string> mailbox;
   if (!c.space() || !(mailbox = mailbox_arg(c)) || !c.space()) return bad("APPEND mailbox [flags] [date] literal");
@@ -534,7 +565,39 @@ void Session::append(Cursor& c) {
       if (!word || upper(*word) != "UTF8" || !c.space() || !c.take('(')) return bad("APPEND ... UTF8 (literal8)");
       utf8_data = true;
     }
-    auto message = c.string();
+    std::optional<std::string> message;
+    if (!utf8_data && (c.peek('C') || c.peek('c'))) {
+      // RFC 4469 CATENATE: the message made of TEXT literals and parts of stored messages.
+      const auto word = c.atom();
+      if (!word || upper(*word) != "CATENATE" || !c.space() || !c.take('(')) return bad("APPEND ... CATENATE (parts)");
+      std::string built;
+      do {
+        const auto kind = c.atom();
+        if (!kind || !c.space()) return bad("CATENATE takes TEXT literal and URL url parts");
+        if (upper(*kind) == "TEXT") {
+          const auto text = c.string();
+          if (!text) return bad("CATENATE TEXT needs a literal");
+          built += *text;
+        } else if (upper(*kind) == "URL") {
+          const auto url = c.astring();
+          if (!url) return bad("CATENATE URL needs a URL");
+          const auto part = catenate_part(*url);
+          if (!part) {
+            // RFC 4469 5: BADURL names the URL that could not be used (when it can be echoed).
+            const bool echo = std::all_of(url->begin(), url->end(), [](char ch) { return ch > ' ' && ch < 127 && ch != ']'; });
+            return tagged("NO [BADURL" + (echo ? " " + *url : std::string()) + "] the URL names no message part here");
+          }
+          built += *part;
+        } else {
+          return bad("CATENATE takes TEXT literal and URL url parts");
+        }
+        if (built.size() > settings_->limits.max_literal) return tagged("NO [TOOBIG] the message would be too large");
+      } while (c.space());
+      if (!c.take(')')) return bad("CATENATE (parts)");
+      message = std::move(built);
+    } else {
+      message = c.string();
+    }
     if (!message || (utf8_data && !c.take(')'))) return bad("APPEND needs the message as a literal");
     if (static_cast<std::size_t>(std::count(keywords.begin(), keywords.end(), ' ')) >= kMaxKeywords)
       return tagged("NO [LIMIT] a message takes at most " + std::to_string(kMaxKeywords) + " keywords");

@@ -247,6 +247,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void sasl_response(const RawCommand& command);
 
   void plain(const std::string& base64);
+  std::optional<std::string> catenate_part(const std::string& url);
   void scram_step(const std::string& base64);
 
   // STATUS items (RFC 9051 6.3.11) from "(" item *(SP item) ")"; nullopt on a syntax error
