@@ -572,6 +572,62 @@ def test_catenate():
         shard.coop("down")
 
 
+def test_context_search_updates():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a, b = Raw(ports), Raw(ports)
+        assert b"CONTEXT=SEARCH" in a.ok("CAPABILITY")[0].split()
+        for n in range(3):
+            b.ok("APPEND INBOX", b"Subject: m%d\r\n\r\nbody\r\n" % n)
+        a.ok("SELECT INBOX")
+        b.ok("SELECT INBOX")
+        # RFC 5267 4.3: the results now, then what changes in them.
+        untagged = a.ok("UID SEARCH RETURN (ALL UPDATE) UNSEEN")
+        tag = a.n
+        assert untagged == [b'* ESEARCH (TAG "t%d") UID ALL 1:3' % tag], untagged
+        b.ok("UID STORE 2 +FLAGS (\\Seen)")
+        assert b'* ESEARCH (TAG "t%d") UID REMOVEFROM (0 2)' % tag in a.ok("NOOP")
+        b.ok("APPEND INBOX", b"Subject: m3\r\n\r\nbody\r\n")
+        untagged = a.ok("NOOP")
+        assert untagged.index(b"* 4 EXISTS") < untagged.index(b'* ESEARCH (TAG "t%d") UID ADDTO (0 4)' % tag), untagged
+        # 4.3.4: a message leaving by EXPUNGE leaves the results first.
+        b.ok("UID STORE 1 +FLAGS (\\Deleted)")
+        b.ok("EXPUNGE")
+        untagged = a.ok("NOOP")
+        assert untagged.index(b'* ESEARCH (TAG "t%d") UID REMOVEFROM (0 1)' % tag) < untagged.index(b"* 1 EXPUNGE"), untagged
+        # By sequence numbers, and the session's own STORE counts (told before its OK).
+        untagged = a.ok("SEARCH RETURN (UPDATE COUNT) FLAGGED")
+        seq_tag = a.n
+        assert untagged == [b'* ESEARCH (TAG "t%d") COUNT 0' % seq_tag], untagged
+        untagged = a.ok("STORE 3 +FLAGS (\\Flagged)")
+        assert b'* ESEARCH (TAG "t%d") ADDTO (0 3)' % seq_tag in untagged, untagged
+        # Reusing a live tag is BAD; CANCELUPDATE stops one, an unknown tag is NO.
+        a.sock.sendall(b"t%d SEARCH RETURN (UPDATE) ALL\r\n" % tag)
+        assert a.reader.readline().startswith(b"t%d BAD" % tag)
+        a.ok('CANCELUPDATE "t%d"' % tag)
+        _, tagged = a.run('CANCELUPDATE "t%d"' % tag)
+        assert b" NO " in tagged, tagged
+        b.ok("UID STORE 3 +FLAGS (\\Seen)")
+        assert not any(b"TAG \"t%d\"" % tag in line for line in a.ok("NOOP"))
+        # PARTIAL (4.4): positions of the results; not with ALL.
+        assert a.ok("UID SEARCH RETURN (PARTIAL 2:3) ALL") == [b'* ESEARCH (TAG "t%d") UID PARTIAL (2:3 3:4)' % a.n]
+        _, tagged = a.run("SEARCH RETURN (PARTIAL 1:2 ALL) ALL")
+        assert b" BAD " in tagged, tagged
+        # At most ten live searches: the eleventh is answered, with NOUPDATE.
+        for _ in range(9):
+            a.ok("SEARCH RETURN (UPDATE) ALL")
+        untagged = a.ok("SEARCH RETURN (UPDATE COUNT) ALL")
+        assert any(line.startswith(b'* NO [NOUPDATE "t%d"]' % a.n) for line in untagged), untagged
+        # Closing the mailbox ends them all.
+        a.ok("UNSELECT")
+        a.ok("SELECT INBOX")
+        b.ok("APPEND INBOX", b"Subject: m4\r\n\r\nbody\r\n")
+        assert not any(b"ESEARCH" in line for line in a.ok("NOOP"))
+        a.close()
+        b.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -587,4 +643,5 @@ if __name__ == "__main__":
         test_metadata,
         test_scram_sha_256,
         test_catenate,
+        test_context_search_updates,
     ])

@@ -69,6 +69,11 @@ std::optional<std::vector<std::size_t>> Session::resolve(const std::string& text
 }
 
 void Session::forget(const std::vector<int64_t>& uids) {
+  if (!contexts_.empty()) {
+    std::vector<int64_t> sorted = uids;
+    std::sort(sorted.begin(), sorted.end());
+    remove_from_searches(sorted);
+  }
   std::vector<int64_t> gone;
   for (std::size_t i = messages_.size(); i-- > 0;)
     if (std::binary_search(uids.begin(), uids.end(), messages_[i].uid)) {
@@ -141,6 +146,8 @@ void Session::sync() {
     claim_recent(known);
     out_ += "* " + std::to_string(messages_.size()) + " EXISTS\r\n" + recent_response();
   }
+  // RFC 5267 4.3.3: after EXISTS and FETCH, what the updating searches gained or lost.
+  if (!contexts_.empty()) report_search_updates();
 }
 
 void Session::claim_recent(int64_t after) {
@@ -437,6 +444,7 @@ void Session::store(Cursor& c, bool uid) {
     out_ += "* " + std::to_string(i + 1) + " FETCH (" + (uid ? "UID " + std::to_string(m.uid) + " " : std::string()) + "FLAGS " +
             flags_of(m) + (condstore_ ? " MODSEQ (" + std::to_string(m.modseq) + ")" : std::string()) + ")\r\n";
   }
+  if (!contexts_.empty()) report_search_updates();  // RFC 5267: the session's own STORE counts too
   tagged(modified.empty() ? "OK STORE completed" : "OK [MODIFIED " + uid_set(modified) + "] conditional STORE failed for some");
 }
 

@@ -1,6 +1,8 @@
 // IMAP SEARCH (RFC 9051 6.4.4), SORT and THREAD (RFC 5256): the criteria parsed by
 // imap_search.cpp, evaluated here against the selected mailbox.
 #include "workers/mail/imap_server.h"
+
+#include <iterator>
 #include "workers/mail/mime_summary.h"
 
 namespace coop::mail::imap_server {
@@ -136,19 +138,43 @@ auto Session::compile(const imap::SearchKey& k) -> std::optional<Test> {
 
 void Session::search(Cursor& c, bool uid) {
   if (!c.space()) return bad("SEARCH criteria");
-  Words w = imap::search_words(c.rest_with_literals());
+  const std::string text = c.rest_with_literals();  // kept by an updating search, RETURN and all
+  Words w = imap::search_words(text);
   std::vector<std::string> returns;
-  bool extended = false;
+  bool extended = false, update = false;
+  std::optional<std::pair<int64_t, int64_t>> partial;
   if (!w.done() && upper(w.items[w.at]) == "RETURN") {
-    // RFC 4731 / RFC 9051 ESEARCH: RETURN (MIN MAX COUNT ALL)
+    // RFC 4731 / RFC 9051 ESEARCH: RETURN (MIN MAX COUNT ALL); RFC 5267 adds UPDATE, CONTEXT
+    // (a hint, taken as such) and PARTIAL low:high.
     extended = true;
     w.next();
     if (w.next() != "(") return bad("RETURN (options)");
-    while (!w.done() && w.items[w.at] != ")") returns.push_back(upper(w.next()));
+    while (!w.done() && w.items[w.at] != ")") {
+      const auto r = upper(w.next());
+      if (r == "UPDATE") {
+        update = true;
+      } else if (r == "CONTEXT") {
+      } else if (r == "PARTIAL") {
+        const auto range = w.done() ? std::string() : w.next();
+        const auto colon = range.find(':');
+        int64_t low = 0, high = 0;
+        if (partial || colon == std::string::npos || !parse_nz(range.substr(0, colon), low) || !parse_nz(range.substr(colon + 1), high))
+          return bad("PARTIAL low:high, once");
+        partial.emplace(std::min(low, high), std::max(low, high));
+      } else if (r != "MIN" && r != "MAX" && r != "COUNT" && r != "ALL" && r != "SAVE") {
+        return bad("unknown RETURN option " + reply_text(r));
+      } else {
+        returns.push_back(r);
+      }
+    }
     w.next();
-    for (const auto& r : returns)
-      if (r != "MIN" && r != "MAX" && r != "COUNT" && r != "ALL" && r != "SAVE") return bad("unknown RETURN option " + reply_text(r));
-    if (returns.empty()) returns.push_back("ALL");
+    // RFC 5267 4.4: PARTIAL and ALL do not go together.
+    if (partial && std::find(returns.begin(), returns.end(), "ALL") != returns.end()) return bad("PARTIAL conflicts with ALL");
+    if (returns.empty() && !partial && !update) returns.push_back("ALL");
+    // RFC 5267 4.3: a tag already naming an updating search is refused.
+    if (update && !found_only_ &&
+        std::any_of(contexts_.begin(), contexts_.end(), [&](const SearchContext& x) { return x.tag == current_tag_; }))
+      return bad("tag reuse: " + reply_text(current_tag_) + " already has an updating search");
   }
   // RFC 5182 SEARCHRES: RETURN (SAVE) keeps the result for "$"; alone, it answers nothing.
   const bool save = std::find(returns.begin(), returns.end(), "SAVE") != returns.end();
@@ -216,6 +242,27 @@ void Session::search(Cursor& c, bool uid) {
       if (r == "COUNT") line += " COUNT " + std::to_string(found.size());
       if (r == "ALL" && !found.empty()) line += " ALL " + uid_set(found);
     }
+    if (partial) {
+      // RFC 5267 4.4: the results at positions low..high (1-based), NIL when there are none.
+      std::vector<int64_t> slice;
+      for (int64_t n = partial->first; n <= partial->second && n <= static_cast<int64_t>(found.size()); ++n)
+        slice.push_back(found[static_cast<std::size_t>(n - 1)]);
+      line += " PARTIAL (" + std::to_string(partial->first) + ":" + std::to_string(partial->second) + " " +
+              (slice.empty() ? std::string("NIL") : uid_set(slice)) + ")";
+    }
+    if (update) {
+      // RFC 5267 4.3: the search stays live; at most kMaxSearchContexts, beyond which
+      // NOUPDATE says so and the rest of the answer stands.
+      if (contexts_.size() >= kMaxSearchContexts) {
+        out_ += "* NO [NOUPDATE " + imap::quote(current_tag_) + "] at most " + std::to_string(kMaxSearchContexts) +
+                " updating searches at once\r\n";
+      } else {
+        SearchContext context{current_tag_, text, uid, {}};
+        for (const auto n : found) context.uids.push_back(uid ? n : messages_[static_cast<std::size_t>(n - 1)].uid);
+        std::sort(context.uids.begin(), context.uids.end());
+        contexts_.push_back(std::move(context));
+      }
+    }
     out_ += line + "\r\n";
   } else {
     std::string line = "* SEARCH";
@@ -248,6 +295,81 @@ imap::SortKeys Session::keys_of(std::size_t i) {
   k.to = first_mailbox("to");
   k.cc = first_mailbox("cc");
   return k;
+}
+
+bool Session::parse_nz(const std::string& text, int64_t& out) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  out = std::stoll(text);
+  return out > 0;
+}
+
+// RFC 5267 4.3.2-4.3.4: what changed in each updating search's results, after the session
+// learnt of new messages and changed flags (sync) or changed them itself (STORE). Its
+// results are UIDs; a search by sequence numbers is told in the numbers the client knows now.
+void Session::report_search_updates() {
+  for (auto& context : contexts_) {
+    RawCommand command{{" " + context.criteria}, {}};
+    Cursor c(command);
+    const std::size_t before = out_.size();
+    const std::string tag = current_tag_;
+    auto found = matching(c, true);
+    current_tag_ = tag;
+    if (!found) {
+      out_.resize(before);
+      continue;
+    }
+    std::sort(found->begin(), found->end());
+    std::vector<int64_t> added, removed;
+    std::set_difference(found->begin(), found->end(), context.uids.begin(), context.uids.end(), std::back_inserter(added));
+    std::set_difference(context.uids.begin(), context.uids.end(), found->begin(), found->end(), std::back_inserter(removed));
+    if (added.empty() && removed.empty()) continue;
+    context.uids = std::move(*found);
+    const auto told = [&](const std::vector<int64_t>& uids) { return uid_set(context.uid ? uids : sequence_numbers(uids)); };
+    std::string line = "* ESEARCH (TAG " + imap::quote(context.tag) + ")" + (context.uid ? " UID" : "");
+    if (!removed.empty()) line += " REMOVEFROM (0 " + told(removed) + ")";
+    if (!added.empty()) line += " ADDTO (0 " + told(added) + ")";
+    out_ += line + "\r\n";
+  }
+}
+
+// RFC 5267 4.3.4: messages about to be expunged leave the results first, told while their
+// sequence numbers still mean them.
+void Session::remove_from_searches(const std::vector<int64_t>& expunged) {
+  for (auto& context : contexts_) {
+    std::vector<int64_t> removed;
+    std::set_intersection(context.uids.begin(), context.uids.end(), expunged.begin(), expunged.end(), std::back_inserter(removed));
+    if (removed.empty()) continue;
+    std::vector<int64_t> kept;
+    std::set_difference(context.uids.begin(), context.uids.end(), removed.begin(), removed.end(), std::back_inserter(kept));
+    context.uids = std::move(kept);
+    out_ += "* ESEARCH (TAG " + imap::quote(context.tag) + ")" + (context.uid ? " UID" : "") + " REMOVEFROM (0 " +
+            uid_set(context.uid ? removed : sequence_numbers(removed)) + ")\r\n";
+  }
+}
+
+std::vector<int64_t> Session::sequence_numbers(const std::vector<int64_t>& uids) {
+  std::vector<int64_t> out;
+  for (std::size_t i = 0; i < messages_.size(); ++i)
+    if (std::binary_search(uids.begin(), uids.end(), messages_[i].uid)) out.push_back(static_cast<int64_t>(i + 1));
+  return out;
+}
+
+// RFC 5267 4.3.5 CANCELUPDATE "tag" ...: those searches stop updating.
+void Session::cancel_update(Cursor& c) {
+  std::vector<std::string> tags;
+  while (c.space()) {
+    if (!c.peek('"')) return bad("CANCELUPDATE \"tag\" ...");
+    auto tag = c.string();
+    if (!tag) return bad("CANCELUPDATE \"tag\" ...");
+    tags.push_back(std::move(*tag));
+  }
+  if (tags.empty() || !c.at_end()) return bad("CANCELUPDATE \"tag\" ...");
+  for (const auto& tag : tags) {
+    const auto it = std::find_if(contexts_.begin(), contexts_.end(), [&](const SearchContext& x) { return x.tag == tag; });
+    if (it == contexts_.end()) return tagged("NO no updating search has the tag " + reply_text(tag));
+    contexts_.erase(it);
+  }
+  tagged("OK no further updates");
 }
 
 std::optional<std::vector<int64_t>> Session::matching(Cursor& c, bool uid) {

@@ -248,6 +248,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void plain(const std::string& base64);
   std::optional<std::string> catenate_part(const std::string& url);
+  // RFC 5267 CONTEXT=SEARCH.
+  static bool parse_nz(const std::string& text, int64_t& out);
+  void report_search_updates();
+  void remove_from_searches(const std::vector<int64_t>& expunged);
+  std::vector<int64_t> sequence_numbers(const std::vector<int64_t>& uids);
+  void cancel_update(Cursor& c);
+  void cmd_cancelupdate(Cursor& c, const std::string&, bool) { cancel_update(c); }
   void scram_step(const std::string& base64);
 
   // STATUS items (RFC 9051 6.3.11) from "(" item *(SP item) ")"; nullopt on a syntax error
@@ -407,6 +414,15 @@ class Session : public std::enable_shared_from_this<Session> {
   bool writing_ = false, reading_ = false, closed_ = false, busy_ = false;
   bool utf8_names_ = false;
   bool idle_changed_ = false;  // the store changed the mailbox while IDLE could not answer yet
+  // RFC 5267 4.3: searches with RETURN (UPDATE), live until CANCELUPDATE or the mailbox is
+  // closed; the criteria as sent, re-run when the mailbox changes, and the UIDs they found.
+  struct SearchContext {
+    std::string tag, criteria;
+    bool uid = false;
+    std::vector<int64_t> uids;
+  };
+  static constexpr std::size_t kMaxSearchContexts = 10;
+  std::vector<SearchContext> contexts_;
   std::unique_ptr<ScramExchange> scram_;  // an AUTHENTICATE SCRAM-SHA-256 under way
   std::string scram_proved_;              // proved and allowed: waiting for the empty answer
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;

@@ -90,6 +90,7 @@ void Session::release_when_closed() {
 }
 
 void Session::unselect() {
+  contexts_.clear();  // RFC 5267 4.3: updates end when the mailbox is no longer selected
   messages_ = {};
   keywords_ = {};
   saved_ = {};
@@ -147,7 +148,7 @@ void Session::run_blocking(std::function<void()> work) {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND CATENATE PREVIEW COMPRESS=DEFLATE SAVEDATE METADATA";
+  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH CONTEXT=SEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND CATENATE PREVIEW COMPRESS=DEFLATE SAVEDATE METADATA";
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -240,6 +241,7 @@ auto Session::find_command(std::string_view name) -> const Command* {
       {"EXPUNGE", Needs::selected, true, &Session::cmd_expunge},
       {"CLOSE", Needs::selected, false, &Session::cmd_close},
       {"UNSELECT", Needs::selected, false, &Session::cmd_close},
+      {"CANCELUPDATE", Needs::selected, false, &Session::cmd_cancelupdate},
   };
   for (const auto& command : kCommands)
     if (command.name == name) return &command;
