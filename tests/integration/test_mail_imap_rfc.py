@@ -628,6 +628,90 @@ def test_context_search_updates():
         shard.coop("down")
 
 
+def heard(session, want, seconds=10):
+    """Untagged lines the server sends without being asked, until one contains want."""
+    session.sock.settimeout(seconds)
+    lines = []
+    try:
+        while True:
+            line = session.reader.readline()
+            assert line, "the server closed the connection"
+            lines.append(line.rstrip(b"\r\n"))
+            if want in line:
+                return lines
+    except OSError:
+        raise AssertionError(f"never heard {want!r}; heard {lines!r}")
+    finally:
+        session.sock.settimeout(30)
+
+
+def test_notify():
+    with Shard(BIN) as shard:
+        ports = start(shard)
+        a, b = Raw(ports), Raw(ports)
+        assert b"NOTIFY" in a.ok("CAPABILITY")[0].split()
+        # RFC 5465 5: what coop cannot report is NO [BADEVENT], broken combinations BAD.
+        _, tagged = a.run("NOTIFY SET (personal (AnnotationChange))")
+        assert b"NO [BADEVENT (MessageNew MessageExpunge FlagChange" in tagged, tagged
+        for bad in ("NOTIFY SET (personal (MessageNew))", "NOTIFY SET (personal (FlagChange))",
+                    "NOTIFY SET (inboxes (MessageNew (UID) MessageExpunge))", "NOTIFY SET (selected (MailboxName))",
+                    "NOTIFY SET (selected (MessageNew MessageExpunge)) (selected-delayed NONE)", "NOTIFY SET (nowhere NONE)"):
+            _, tagged = a.run(bad)
+            assert b" BAD " in tagged, (bad, tagged)
+        # SET STATUS: where message events are wanted, the state now (3.1).
+        untagged = a.ok("NOTIFY SET STATUS (selected (MessageNew (UID FLAGS) MessageExpunge FlagChange)) "
+                        "(personal (MessageNew MessageExpunge FlagChange MailboxName SubscriptionChange MailboxMetadataChange))")
+        assert any(l.startswith(b'* STATUS "INBOX" (UIDVALIDITY ') and b"MESSAGES 0" in l for l in untagged), untagged
+        # Between commands: a delivery elsewhere is a STATUS (5.1), names are LIST (5.4, 5.5),
+        # metadata is METADATA (5.6).
+        b.ok("APPEND INBOX", b"Subject: one\r\n\r\nbody\r\n")
+        assert b"MESSAGES 1" in heard(a, b'* STATUS "INBOX"')[-1]
+        b.ok("CREATE Projects")
+        got = heard(a, b"Projects")
+        assert got == [b'* LIST (\\Subscribed) "/" "Projects"'], got  # CREATE subscribes
+        b.ok("RENAME Projects Archive2")
+        got = heard(a, b"OLDNAME")
+        assert got[-1] == b'* LIST (\\Subscribed) "/" "Archive2" ("OLDNAME" ("Projects"))', got
+        b.ok("DELETE Archive2")
+        assert heard(a, b"Archive2")[-1] == b'* LIST (\\NonExistent) "/" "Archive2"'
+        b.ok("UNSUBSCRIBE Junk")
+        assert heard(a, b'"Junk"')[-1] == b'* LIST () "/" "Junk"'
+        b.ok('SETMETADATA INBOX (/private/comment "watched")')
+        assert heard(a, b"* METADATA")[-1] == b'* METADATA "INBOX" /private/comment'
+        # The selected mailbox (6.1.1 SELECTED): EXISTS with the FETCH asked for, flags, and
+        # EXPUNGE, all without a command.
+        a.ok("SELECT INBOX")
+        b.ok("SELECT INBOX")
+        b.ok("APPEND INBOX", b"Subject: two\r\n\r\nbody\r\n")
+        lines = heard(a, b"* 2 FETCH")
+        # (an IMAP4rev1 session: the new message is \\Recent to it)
+        assert b"* 2 EXISTS" in lines and lines[-1] == b"* 2 FETCH (UID 2 FLAGS (\\Recent))", lines
+        b.ok("UID STORE 1 +FLAGS (\\Flagged)")
+        assert b"\\Flagged" in heard(a, b"* 1 FETCH")[-1]
+        b.ok("UID STORE 1 +FLAGS (\\Deleted)")
+        b.ok("EXPUNGE")
+        heard(a, b"* 1 EXPUNGE")
+        # During IDLE the same events come (4).
+        a.sock.sendall(b"i1 IDLE\r\n")
+        assert a.reader.readline().startswith(b"+")
+        b.ok("CREATE During")
+        heard(a, b'"During"')
+        a.sock.sendall(b"DONE\r\n")
+        heard(a, b"i1 OK")
+        # NOTIFY NONE: nothing more between commands.
+        a.ok("NOTIFY NONE")
+        b.ok("CREATE Quiet")
+        a.sock.settimeout(1.5)
+        try:
+            line = a.reader.readline()
+            raise AssertionError(f"heard {line!r} after NOTIFY NONE")
+        except OSError:
+            pass
+        a.close()
+        b.close()
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_body_bodystructure_subtypes_and_groups,
@@ -644,4 +728,5 @@ if __name__ == "__main__":
         test_scram_sha_256,
         test_catenate,
         test_context_search_updates,
+        test_notify,
     ])

@@ -119,6 +119,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   ~Session() {
     if (live_id_ != 0) settings_->live->remove(handle_, live_id_);
+    // The store keeps NOTIFY's watcher until told; errors do not matter on the way out.
+    if (notify_ && notify_->watcher) {
+      try {
+        settings_->service->mailboxes().unwatch(handle_, notify_->watcher);
+      } catch (...) {
+      }
+    }
   }
 
   void start();
@@ -423,6 +430,30 @@ class Session : public std::enable_shared_from_this<Session> {
   };
   static constexpr std::size_t kMaxSearchContexts = 10;
   std::vector<SearchContext> contexts_;
+  // RFC 5465 NOTIFY: what the client asked to hear, and what it was last told of.
+  struct NotifyGroup {
+    enum class Filter { selected, selected_delayed, personal, subscribed, subtree, mailboxes } filter = Filter::personal;
+    std::vector<std::string> names;  // subtree, mailboxes
+    std::set<std::string> events;    // "MessageNew", "FlagChange"...
+    std::vector<std::string> fetch;  // MessageNew's fetch attributes (selected only)
+  };
+  struct NotifyState {
+    std::vector<NotifyGroup> groups;  // empty: NOTIFY NONE
+    uint64_t watcher = 0;
+    std::map<std::string, MailboxInfo> boxes;
+    std::set<std::string> subscribed;
+    std::map<std::string, std::vector<std::pair<std::string, std::string>>> metadata;
+  };
+  std::optional<NotifyState> notify_;
+  bool notify_changed_ = false;
+  void notify(Cursor& c);
+  void notify_stop();
+  void notify_collect();
+  std::set<std::string> notify_events_for(const std::string& name) const;
+  std::set<std::string> notify_events_for(const std::string& name, const std::set<std::string>& subscribed) const;
+  const NotifyGroup* notify_selected() const;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> notify_metadata();
+  void cmd_notify(Cursor& c, const std::string&, bool) { run_blocking([this, c]() mutable { notify(c); }); }
   std::unique_ptr<ScramExchange> scram_;  // an AUTHENTICATE SCRAM-SHA-256 under way
   std::string scram_proved_;              // proved and allowed: waiting for the empty answer
   bool sasl_pending_ = false, idling_ = false, rev2_ = false, condstore_ = false, searched_modseq_ = false, qresync_ = false;

@@ -32,6 +32,11 @@ void Session::flush() {
       return run_blocking(std::move(step));
     }
     if (idling_ && idle_changed_) return idle_sync();
+    // RFC 5465 NOTIFY: what changed is told between commands (and during IDLE) too.
+    if (notify_changed_ && notify_ && !busy_) {
+      notify_changed_ = false;
+      return run_blocking([this] { notify_collect(); });
+    }
     if (!busy_) pump();
     return;
   }
@@ -148,7 +153,7 @@ void Session::run_blocking(std::function<void()> work) {
 }
 
 std::string Session::capabilities() const {
-  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH CONTEXT=SEARCH NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND CATENATE PREVIEW COMPRESS=DEFLATE SAVEDATE METADATA";
+  std::string caps = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE ESEARCH CONTEXT=SEARCH NOTIFY NAMESPACE UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CONDSTORE QUOTA QUOTA=RES-STORAGE LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES QRESYNC BINARY UTF8=ACCEPT STATUS=SIZE WITHIN SEARCHRES MULTIAPPEND CATENATE PREVIEW COMPRESS=DEFLATE SAVEDATE METADATA";
   const bool secure = conn_->is_tls() || (settings_->plaintext_loopback && loopback(conn_->remote_address()));
   if (state_ == State::not_authenticated) {
     if (!conn_->is_tls() && settings_->tls) caps += " STARTTLS";
@@ -242,6 +247,7 @@ auto Session::find_command(std::string_view name) -> const Command* {
       {"CLOSE", Needs::selected, false, &Session::cmd_close},
       {"UNSELECT", Needs::selected, false, &Session::cmd_close},
       {"CANCELUPDATE", Needs::selected, false, &Session::cmd_cancelupdate},
+      {"NOTIFY", Needs::authenticated, false, &Session::cmd_notify},
   };
   for (const auto& command : kCommands)
     if (command.name == name) return &command;

@@ -1,6 +1,8 @@
 // Per-member SQLite mail indexes.
 #include "workers/mail/store/mailbox_store.h"
 
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
@@ -201,6 +203,14 @@ struct MailboxStore::Index {
   };
   std::map<int64_t, Held> held;  // by mailbox id
   uint64_t next_watcher = 1;
+  // Told of every commit to this member's index (RFC 5465 NOTIFY): SQLite calls on_commit
+  // on the committing thread, which holds `mutex`.
+  std::map<uint64_t, std::function<void()>> account_watchers;
+
+  static int on_commit(void* self) {
+    for (const auto& [token, changed] : static_cast<Index*>(self)->account_watchers) changed();
+    return 0;  // 0: the commit goes ahead
+  }
 
   // The UIDVALIDITY for a mailbox made now: the clock's second, or one above the last issued
   // when that is not below it (RFC 9051 2.3.1.1: strictly ascending for a name). Caller holds
@@ -315,9 +325,24 @@ MailboxStore::Index& MailboxStore::index(const std::string& handle) {
       index->subscribe(name);
     }
     tx.commit();
+    sqlite3_commit_hook(index->db->handle(), &Index::on_commit, index.get());
     slot = std::move(index);
   }
   return *slot;
+}
+
+uint64_t MailboxStore::watch(const std::string& handle, std::function<void()> changed) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  const auto token = ix.next_watcher++;
+  ix.account_watchers.emplace(token, std::move(changed));
+  return token;
+}
+
+void MailboxStore::unwatch(const std::string& handle, uint64_t token) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  ix.account_watchers.erase(token);
 }
 
 StoredMessage MailboxStore::append(const std::string& handle, const std::string& mailbox, const MessageMeta& meta,

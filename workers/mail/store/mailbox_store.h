@@ -150,6 +150,11 @@ class MailboxStore {
   // The name a mailbox (given by name or key) has now; nullopt when it is gone.
   std::optional<std::string> name_of(const std::string& handle, const std::string& mailbox);
   std::optional<Hold> hold(const std::string& handle, const std::string& mailbox, std::function<void()> changed = {});
+  // Calls `changed` after every commit to any of the member's mailboxes (messages, flags,
+  // names, subscriptions, metadata) until unwatch: RFC 5465 NOTIFY. On the committing thread,
+  // under the index's lock: post, never block or call back into the store.
+  uint64_t watch(const std::string& handle, std::function<void()> changed);
+  void unwatch(const std::string& handle, uint64_t token);
   void release(const std::string& handle, const Hold& hold);
   // Runs `read` on the mailbox as it is now, under the index's lock: keep it short (no
   // file reads). Loads it for the call when nobody holds it. false: no such mailbox.
