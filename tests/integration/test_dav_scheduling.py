@@ -196,6 +196,12 @@ def test_free_busy_over_the_outbox_and_what_members_may_not_do():
         status, body, _ = request(url, "POST", "/dav/calendars/alice/outbox/", busy)
         assert status == 403 and "valid-scheduling-message" in body, (status, body)
         assert request(url, "POST", "/dav/calendars/alice/outbox/", b"\xff\xfe")[0] == 403
+        # RFC 4791 5.2.9: one PUT does not invite without end.
+        many = "".join(f"ATTENDEE:mailto:m{i}@{d}\r\n" for i in range(1001))
+        crowd = busy.replace("UID:busy@sched.test", "UID:crowd@sched.test").replace(
+            "END:VEVENT", f"ORGANIZER:mailto:bob@{d}\r\n{many}END:VEVENT")
+        status, body, _ = request(url, "PUT", "/dav/calendars/bob/mine/crowd.ics", crowd, user="bob")
+        assert status == 403 and "max-attendees-per-instance" in body, (status, body)
         # The inbox takes deliveries only; neither box can be made, changed or written to.
         assert request(url, "PUT", "/dav/calendars/alice/inbox/x.ics", busy)[0] == 403
         assert request(url, "PUT", "/dav/calendars/alice/outbox/x.ics", busy)[0] == 403

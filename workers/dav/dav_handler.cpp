@@ -36,6 +36,7 @@ using http::Response;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::size_t kMaxResourceBytes = 1 << 20;  // max-resource-size (RFC 4791 5.2.5)
+constexpr std::size_t kMaxAttendees = 1000;          // max-attendees-per-instance (RFC 4791 5.2.9)
 constexpr const char* kSyncPrefix = "https://coop.invalid/sync/";
 const QName kApple{"http://apple.com/ns/ical/", "calendar-color"};
 
@@ -326,6 +327,7 @@ struct DavHandler::Impl {
       else if (!calendar && p == card("addressbook-description")) v = xml_escape(c.description);
       else if ((calendar && p == cal("max-resource-size")) || (!calendar && p == card("max-resource-size")))
         v = std::to_string(kMaxResourceBytes);
+      else if (calendar && p == cal("max-attendees-per-instance")) v = std::to_string(kMaxAttendees);
       else if (!calendar && p == card("supported-address-data"))
         v = "<CR:address-data-type content-type=\"text/vcard\" version=\"3.0\"/><CR:address-data-type content-type=\"text/vcard\" version=\"4.0\"/>";
       else if (calendar && p == kApple && !c.color.empty()) v = xml_escape(c.color);
@@ -646,7 +648,11 @@ struct DavHandler::Impl {
     // answers asked again) and then sent to the attendees or the organizer.
     std::optional<Scheduler::Change> change;
     Scheduler::Outcome outcome;
-    if (calendar && (scheduling_object(q.body) || (existing && scheduling_object(existing->data)))) {
+    const auto scheduled = calendar ? scheduling_object(q.body) : std::nullopt;
+    // RFC 4791 5.2.9: at most kMaxAttendees attendees, so one PUT cannot fan out without end.
+    if (scheduled && scheduled->attendees.size() > kMaxAttendees)
+      return precondition(403, cal("max-attendees-per-instance"), "too many attendees");
+    if (calendar && (scheduled || (existing && scheduling_object(existing->data)))) {
       change = Scheduler::Change{c->owner, owner_addresses(who, c->owner), existing ? std::optional(existing->data) : std::nullopt,
                                  q.body, ascii_lower(q.header("schedule-reply", "T")) != "f"};
       outcome = scheduler.prepare(*change);
