@@ -135,7 +135,7 @@ TEST_CASE("the store survives a reopen with everything committed") {
     store.set_password("alice", "$argon2id$hash");
   }
   MemberStore store(dir.path() / "member.db");
-  CHECK(store.schema_version() == 2);
+  CHECK(store.schema_version() == 3);
   CHECK(store.find_login("alice")->password_hash == "$argon2id$hash");
   CHECK(store.get_member("alice").has_password);
 }
