@@ -4,7 +4,6 @@ again, Schedule-Tag, an attendee taken off, the organizer cancelling, free-busy 
 outbox; then an external attendee on a second shard who receives a DKIM-signed iMIP mail
 (RFC 6047), accepts in their own calendar, and whose answer comes back by mail. Forged
 calendar mail changes nothing."""
-import json
 import os
 import smtplib
 import subprocess
@@ -13,22 +12,13 @@ import time
 import caldav
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
-from test_dav import STRONG, request
+from test_dav import EVENT, STRONG, request
+from test_mail_out import control
 
 BIN = bin_dir_from_args()
 
-INVITE = """BEGIN:VCALENDAR
-VERSION:2.0
-PRODID:-//coop tests//EN
-BEGIN:VEVENT
-UID:{uid}
-DTSTAMP:20260101T000000Z
-DTSTART:{start}
-DTEND:{end}
-SUMMARY:{summary}
-END:VEVENT
-END:VCALENDAR
-"""
+# test_dav's event, without anything extra: the invitations add their own ORGANIZER and ATTENDEEs.
+INVITE = EVENT.replace("{extra}", "")
 
 
 def dav_url(shard):
@@ -39,15 +29,6 @@ def dav_url(shard):
 def mail_ports(shard):
     mail = next(w for w in shard.json("status")["workers"] if w["name"] == "mail")
     return {l["name"]: int(l["url"].rsplit(":", 1)[1]) for l in mail["listeners"]}
-
-
-def control(shard, worker, path, body=None, method=None):
-    cmd = ["curl", "-s", "--unix-socket", os.path.join(shard.home, "run", f"{worker}.sock"), f"http://coop{path}"]
-    if method:
-        cmd += ["-X", method]
-    if body is not None:
-        cmd += ["-d", json.dumps(body)]
-    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
 
 
 def start(shard, domain, members, toml=""):

@@ -111,19 +111,25 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
     return refuse(401, errc::kBadCredentials, "wrong user name or password");
   }
   audit.credential = credential;
-  if (record->status != "active") {
-    // Said only to someone who knew the password: a guesser learns nothing from it.
-    audit.outcome = record->status;
+  auto answer = admitted(*record, audit, source);
+  // Members from before SCRAM get its secrets at their next login with the password.
+  if (answer.status == 200 && credential == "password" && !store_.scram(record->handle)) remember_scram(record->handle, password);
+  return answer;
+}
+
+// The credential was right: the member in, unless suspended or removed (said only to someone
+// who knew the password, so a guesser learns nothing from it).
+control::Response AuthService::admitted(const LoginRecord& record, AuditEntry audit, const std::string& source) {
+  if (record.status != "active") {
+    audit.outcome = record.status;
     store_.record_audit(audit);
-    return refuse(403, record->status == "suspended" ? "member_suspended" : "member_removed",
-                  "the account of " + record->handle + " is " + record->status);
+    return refuse(403, record.status == "suspended" ? "member_suspended" : "member_removed",
+                  "the account of " + record.handle + " is " + record.status);
   }
-  throttle_.record_success(key, source);
+  throttle_.record_success(record.handle, source);
   audit.outcome = "ok";
   store_.record_audit(audit);
-  // Members from before SCRAM get its secrets at their next login with the password.
-  if (credential == "password" && !store_.scram(record->handle)) remember_scram(record->handle, password);
-  return verified(record->handle, credential);
+  return verified(record.handle, audit.credential);
 }
 
 control::Response AuthService::verified(const std::string& handle, const std::string& credential) {
@@ -186,16 +192,7 @@ control::Response AuthService::scram_outcome(const std::string& user_in, const s
     store_.record_audit(audit);
     return refuse(401, errc::kBadCredentials, "wrong user name or password");
   }
-  if (record->status != "active") {
-    audit.outcome = record->status;
-    store_.record_audit(audit);
-    return refuse(403, record->status == "suspended" ? "member_suspended" : "member_removed",
-                  "the account of " + record->handle + " is " + record->status);
-  }
-  throttle_.record_success(key, source);
-  audit.outcome = "ok";
-  store_.record_audit(audit);
-  return verified(record->handle, "password");
+  return admitted(*record, audit, source);
 }
 
 }  // namespace coop::member

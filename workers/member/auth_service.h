@@ -11,6 +11,8 @@
 namespace coop::member {
 
 class MemberStore;
+struct LoginRecord;
+struct AuditEntry;
 
 class AuthService {
  public:
@@ -33,6 +35,7 @@ class AuthService {
   const auth::HashParams& params() const { return params_; }
 
  private:
+  control::Response admitted(const LoginRecord& record, AuditEntry audit, const std::string& source);
   control::Response verified(const std::string& handle, const std::string& credential);
   MemberStore& store_;
   auth::HashParams params_;
