@@ -405,6 +405,13 @@ struct FileTree::Impl {
 
 FileTree::FileTree(const std::filesystem::path& database, const std::filesystem::path& blob_root)
     : impl_(std::make_unique<Impl>(blob_root)) {
+  // Uploads cut short by a crash leave their spool files: nothing else writes there, and
+  // nothing is under way while the worker starts.
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(impl_->blobs.spool_dir(), ec)) {
+    std::error_code ignored;
+    std::filesystem::remove(entry.path(), ignored);
+  }
   impl_->db = sqlite::Database::open(database);
   impl_->db->migrate(kMigrations);
 }
