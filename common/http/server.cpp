@@ -606,7 +606,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   // a spool file, read a piece at a time with the idle timeout renewed for each piece.
   void gate_body(const Router::BodyGate& gate) {
     Request head;
-    if (auto refusal = fill_request(parser_->get(), head)) return respond(std::move(*refusal), false);
+    if (auto refusal = fill_request(parser_->get(), head)) return refuse_upload(std::move(*refusal));
     lowest().expires_never();  // deciding may take a password hash
     evictable(false);
     auto self = this->shared_from_this();
@@ -618,7 +618,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   }
 
   void admitted(const Router::BodyGate& gate, Router::BodyAdmission admission) {
-    if (admission.refusal) return respond(std::move(*admission.refusal), false);  // the body is never read
+    if (admission.refusal) return refuse_upload(std::move(*admission.refusal));  // the body is never read
     spool_ = gate.spool_dir / ("upload-" + std::to_string(::getpid()) + "-" + std::to_string(++spool_counter_) + "-" +
                                std::to_string(reinterpret_cast<std::uintptr_t>(this)));
     file_parser_.emplace(std::move(*parser_));
@@ -648,6 +648,20 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     read_spooled();
   }
 
+  // An upload refused before (or while) its body is read: the answer, then the rest of the
+  // body read and dropped for a few seconds, so the client reads the answer and not a reset.
+  void refuse_upload(Response response) {
+    drain_after_response_ = true;
+    respond(std::move(response), false);
+  }
+  void drain() {
+    head_.resize(4096);
+    stream_.async_read_some(net::buffer(head_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->finish();
+      self->drain();
+    });
+  }
+
   void read_spooled() {
     if (file_parser_->is_done()) return spooled({});
     lowest().expires_after(limits_->idle_timeout);
@@ -669,7 +683,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       const bool too_large = ec == bhttp::error::body_limit;
       file_parser_.reset();
       drop_spool();
-      if (too_large) return respond(router_.error(413, errc::kPayloadTooLarge, "the upload exceeds what may be stored"), false);
+      if (too_large) return refuse_upload(router_.error(413, errc::kPayloadTooLarge, "the upload exceeds what may be stored"));
       return finish();
     }
     auto message = file_parser_->release();
@@ -777,6 +791,11 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     if (ec || !keep_alive) {
       beast::error_code ignored;
       lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
+      if (!ec && drain_after_response_) {
+        drain_after_response_ = false;
+        lowest().expires_after(std::chrono::seconds(5));
+        return drain();
+      }
       finish();
       return;
     }
@@ -800,6 +819,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   std::filesystem::path spool_;
   uint64_t spool_counter_ = 0;
   std::string file_piece_;  // a piece of a file response, while it is written
+  bool drain_after_response_ = false;
   std::weak_ptr<Listener<Protocol, Tls>> listener_;
   const Router& router_;
   std::shared_ptr<const ServerLimits> limits_;  // the listener's, shared by its sessions
