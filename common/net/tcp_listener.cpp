@@ -1,6 +1,8 @@
 // Accept loop, admission limits, implicit TLS and per-connection idle timeouts for every protocol worker.
 #include "common/net/tcp_listener.h"
 
+#include <array>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
@@ -162,9 +164,12 @@ Connection::~Connection() { close_now(); }
 
 void Connection::async_read_some(asio::mutable_buffer buffer, IoHandler handler) {
   asio::dispatch(executor(), [self = shared_from_this(), buffer, handler = std::move(handler)]() mutable {
+    ++self->reads_pending_;
     auto done = [self, handler = std::move(handler)](error_code ec, std::size_t n) {
+      --self->reads_pending_;
       if (!ec) self->note_activity();
       handler(ec, n);
+      if (self->draining_ && self->reads_pending_ == 0 && !self->closed_) self->drain();
     };
     if (self->tls_)
       self->tls_stream_->async_read_some(buffer, std::move(done));
@@ -206,7 +211,34 @@ void Connection::async_start_tls(TlsHandler handler) {
 }
 
 void Connection::close() {
-  asio::dispatch(executor(), [self = shared_from_this()] { self->close_now(); });
+  asio::dispatch(executor(), [self = shared_from_this()] {
+    if (!self->draining_) self->close_now();
+  });
+}
+
+void Connection::close_gracefully(std::chrono::milliseconds within) {
+  asio::dispatch(executor(), [self = shared_from_this(), within] {
+    if (self->closed_ || self->draining_) return;
+    self->draining_ = true;
+    error_code ignored;
+    self->socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    self->idle_timer_.expires_after(within);  // replaces the idle wait
+    self->idle_timer_.async_wait([self](error_code ec) {
+      if (ec != asio::error::operation_aborted) self->close_now();
+    });
+    if (self->reads_pending_ == 0) self->drain();  // else when the pending read completes
+  });
+}
+
+// Raw bytes, whatever TLS says of them: they are only being let go.
+void Connection::drain() {
+  auto piece = std::make_shared<std::array<char, 4096>>();
+  ++reads_pending_;
+  socket_.async_read_some(asio::buffer(*piece), [self = shared_from_this(), piece](error_code ec, std::size_t) {
+    --self->reads_pending_;
+    if (ec || self->closed_) return self->close_now();
+    self->drain();
+  });
 }
 
 void Connection::set_idle_timeout(std::chrono::milliseconds timeout) {
@@ -245,6 +277,7 @@ void Connection::on_idle_timer() {
 void Connection::close_now() {
   if (closed_) return;
   closed_ = true;
+  draining_ = false;
   idle_timer_.cancel();
   error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);

@@ -70,6 +70,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Closes the socket at once (no TLS close_notify exchange, which could block on a dead peer);
   // pending operations complete with an error. Idempotent.
   void close();
+  // After a last word (BYE, 421): stops sending, then reads and drops what the client still
+  // sends for at most `within` before closing, so the kernel does not answer unread bytes with
+  // a reset that makes the client lose the last word. close() meanwhile changes nothing.
+  void close_gracefully(std::chrono::milliseconds within = std::chrono::seconds(2));
   // Replaces the listener's idle timeout, measured from the last completed read or write,
   // e.g. the 5-minute SMTP server timeout of RFC 5321 4.5.3.2. Zero disables it.
   void set_idle_timeout(std::chrono::milliseconds timeout);
@@ -90,6 +94,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_idle_timer();
   void on_idle_timer();
   void close_now();
+  void drain();
 
   // Declared before tls_stream_ so the context outlives the SSL object made from it.
   std::shared_ptr<boost::asio::ssl::context> tls_context_;
@@ -101,6 +106,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const bool tls_usable_;
   std::atomic<bool> tls_{false};
   bool closed_ = false;
+  bool draining_ = false;
+  int reads_pending_ = 0;
   std::chrono::milliseconds idle_timeout_{0};
   Clock::time_point last_activity_;
   std::shared_ptr<ConnectionCounters> counters_;  // null for refused connections

@@ -82,7 +82,10 @@ void Session::read() {
 void Session::finish() {
   if (closed_) return;
   closed_ = true;
-  conn_->close();
+  // After BYE the client may still be sending (a refused literal, a compression bomb): the
+  // connection drops that for a moment instead of resetting, so the BYE is read.
+  if (state_ == State::logout) conn_->close_gracefully();
+  else conn_->close();
   // The store's lock may wait on a commit: not on this thread.
   release_when_closed();
 }
