@@ -467,9 +467,10 @@ void add_deploy_commands(CLI::App& group, Globals& globals) {
   cmd->add_flag("--json", ak->json, "Print the SDL's path and image as JSON");
   cmd->callback([&globals, ak] {
     require_site_name(ak->site);
-    static const std::regex kSize("[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?");
+    // A size above zero: an instance with 0Mi of memory or storage cannot run.
+    static const std::regex kSize("[1-9][0-9]*(Ki|Mi|Gi|Ti|k|M|G|T)?");
     if (!std::regex_match(ak->memory, kSize) || !std::regex_match(ak->storage, kSize))
-      throw Error(errc::kUsage, "sizes are like 512Mi or 1Gi", 400);
+      throw Error(errc::kUsage, "sizes are above zero, like 512Mi or 1Gi", 400);
     for (const auto& a : ak->attributes)
       if (a.find('=') == std::string::npos || a.find_first_of(" :\n") < a.find('='))
         throw Error(errc::kUsage, "attributes are KEY=VALUE: " + a, 400);

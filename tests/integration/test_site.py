@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 
-from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+from coopshard import Shard, bin_dir_from_args, free_port_block, run_tests, wait_for
 
 BIN = bin_dir_from_args()
 CLIENTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "clients")
@@ -344,6 +344,10 @@ def test_pages_events_calendars_and_chromium():
         assert e.decoded("DTSTART").isoformat() == f"{day}T17:00:00+00:00"
         assert e.decoded("DTEND").isoformat() == f"{day}T19:00:00+00:00"
         assert str(calendar["METHOD"]) == "PUBLISH" and str(e["UID"]).endswith("@bakery.coop-site")
+        # RFC 5545 3.8.1.5: the description is plain text, and it ends with the event's page.
+        description = str(e["DESCRIPTION"])
+        assert description.startswith("Bring an apron.") and "**" not in description, description
+        assert description.endswith(f"/sites/bakery/events/{day}-bread-workshop/") and str(e["URL"]) == description.split()[-1]
         everything = icalendar.Calendar.from_ical(curl(port, "/events/calendar.ics")[2])
         assert sorted(str(c["SUMMARY"]) for c in everything.walk("VEVENT")) == ["Bread workshop", "General assembly"]
         listing = curl(port, "/events/")[2]
@@ -405,6 +409,40 @@ def test_akash_sdl_and_build_context():
                         f"include /etc/nginx/mime.types; include {out}/nginx.conf; }}\n")
             check = subprocess.run([nginx, "-t", "-c", wrapper, "-p", shard.dir], capture_output=True, text=True)
             assert check.returncode == 0, check.stderr
+            # And serves it as coop-site does: its headers, .ics as text/calendar, relative redirects.
+            port = free_port_block(1)
+            served = os.path.join(shard.dir, "nginx-served.conf")
+            conf_text = open(os.path.join(out, "nginx.conf")).read()
+            conf_text = conf_text.replace("listen 80 default_server;", f"listen 127.0.0.1:{port} default_server;")
+            conf_text = conf_text.replace("root /usr/share/nginx/html;", f"root {out}/site;")
+            # One process, as the test's own user: the site lies in the test's private directory.
+            open(served, "w").write(f"pid {shard.dir}/nginx.pid; error_log stderr; daemon off; master_process off; "
+                                    f"events {{}} http {{ access_log off; "
+                                    f"client_body_temp_path {shard.dir}/nginx-tmp; include /etc/nginx/mime.types; {conf_text} }}\n")
+            os.makedirs(os.path.join(out, "site", "sub"), exist_ok=True)
+            open(os.path.join(out, "site", "sub", "index.html"), "w").write("<p>sub</p>")
+            open(os.path.join(out, "site", "ev.ics"), "w").write("BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n")
+            proc = subprocess.Popen([nginx, "-c", served, "-p", shard.dir], stderr=subprocess.PIPE)
+            try:
+                wait_for(lambda: subprocess.run(["curl", "-s", "-o", "/dev/null", f"http://127.0.0.1:{port}/"]).returncode == 0,
+                         what="nginx")
+
+                def head(path):
+                    text = subprocess.run(["curl", "-s", "-D", "-", "-o", "/dev/null", f"http://127.0.0.1:{port}{path}"],
+                                          capture_output=True, text=True).stdout
+                    fields = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in text.splitlines()[1:] if ":" in l)}
+                    fields["status"] = text.split(" ", 2)[1] if text else ""
+                    return fields
+                page = head("/")
+                assert page["status"] == "200" and page["cache-control"] == "no-cache" and page["x-content-type-options"] == "nosniff", page
+                assert page["content-security-policy"] == "frame-ancestors 'self'" and page["x-frame-options"] == "SAMEORIGIN", page
+                ics = head("/ev.ics")
+                assert ics.get("content-type") == "text/calendar; charset=utf-8", ics
+                assert head("/ev.ics")["cache-control"] == "public, max-age=3600"
+                assert head("/sub")["location"] == "/sub/"  # absolute_redirect off
+            finally:
+                proc.terminate()
+                proc.wait()
 
         sdl_path = os.path.join(shard.dir, "deploy.yaml")
         shard.coop("site", "akash", "bakery", "--out", sdl_path, "--image", "registry.example.org/bakery:1",
@@ -426,6 +464,8 @@ def test_akash_sdl_and_build_context():
         default = yaml.safe_load(shard.coop("site", "akash", "bakery").stdout)
         assert default["services"]["web"]["image"] == "coop-site-bakery:1"
         assert shard.coop("site", "akash", "bakery", "--memory", "lots", expect=2).stderr
+        assert "above zero" in shard.coop("site", "akash", "bakery", "--memory", "0Mi", expect=2).stderr
+        assert "above zero" in shard.coop("site", "akash", "bakery", "--storage", "0Gi", expect=2).stderr
         assert shard.coop("site", "akash", "nobody", expect=1).stderr
         shard.coop("down")
 

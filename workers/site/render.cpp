@@ -89,9 +89,12 @@ std::string event_body(const RenderContext& c, const Event& e) {
   if (!e.location.empty()) {
     b << "<p class=\"where\">" << html_escape(e.location);
     if (e.lat && e.lon) {
-      char geo[64];
+      // The place on the shard's own map (coop-tiles' page centres on ?lat=&lon=&zoom=).
+      char geo[64], query[96];
       std::snprintf(geo, sizeof geo, "%.6f,%.6f", *e.lat, *e.lon);
-      b << " (<a href=\"geo:" << geo << "\">" << geo << "</a>)";
+      std::snprintf(query, sizeof query, "?lat=%.6f&amp;lon=%.6f&amp;zoom=17", *e.lat, *e.lon);
+      if (c.map_url.empty()) b << " (" << geo << ")";
+      else b << " (<a href=\"" << html_escape(c.map_url) << query << "\">" << geo << " on the map</a>)";
     }
     b << "</p>\n";
   }
@@ -132,7 +135,46 @@ std::string markdown_to_html(const std::string& markdown) {
   return out;
 }
 
-std::string events_ics(const std::string& site, const std::vector<Event>& events) {
+namespace {
+
+// The .ics DESCRIPTION (RFC 5545 3.8.1.5 is plain text): the Markdown as text (what CommonMark
+// renders, without the tags and with the entities undone), then the event page's address.
+std::string plain_description(const Event& e, const std::string& site_url) {
+  std::string text;
+  if (!e.description.empty()) {
+    const std::string html = markdown_to_html(e.description);
+    bool tag = false;
+    for (std::size_t i = 0; i < html.size(); ++i) {
+      const char ch = html[i];
+      if (ch == '<') {
+        tag = true;
+        continue;
+      }
+      if (tag) {
+        if (ch == '>') tag = false;
+        continue;
+      }
+      if (ch == '&') {
+        const auto end = html.find(';', i);
+        const auto entity = end == std::string::npos ? std::string() : html.substr(i + 1, end - i - 1);
+        const char* plain = entity == "amp" ? "&" : entity == "lt" ? "<" : entity == "gt" ? ">" : entity == "quot" ? "\"" : nullptr;
+        if (plain) {
+          text += plain;
+          i = end;
+          continue;
+        }
+      }
+      text += ch;
+    }
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  }
+  if (!site_url.empty()) text += (text.empty() ? "" : "\n\n") + site_url + "events/" + e.slug + "/";
+  return text;
+}
+
+}  // namespace
+
+std::string events_ics(const std::string& site, const std::vector<Event>& events, const std::string& site_url) {
   set_up_libical();
   std::unique_ptr<icalcomponent, void (*)(icalcomponent*)> calendar(icalcomponent_new_vcalendar(), icalcomponent_free);
   icalcomponent_add_property(calendar.get(), icalproperty_new_version("2.0"));
@@ -148,7 +190,10 @@ std::string events_ics(const std::string& site, const std::vector<Event>& events
     icalcomponent_add_property(event, icalproperty_new_dtend(icaltime_from_timet_with_zone(static_cast<time_t>(e.ends), 0, utc)));
     icalcomponent_add_property(event, icalproperty_new_summary(e.title.c_str()));
     if (!e.location.empty()) icalcomponent_add_property(event, icalproperty_new_location(e.location.c_str()));
-    if (!e.description.empty()) icalcomponent_add_property(event, icalproperty_new_description(e.description.c_str()));
+    if (const auto text = plain_description(e, site_url); !text.empty())
+      icalcomponent_add_property(event, icalproperty_new_description(text.c_str()));
+    if (!site_url.empty())
+      icalcomponent_add_property(event, icalproperty_new_url((site_url + "events/" + e.slug + "/").c_str()));
     if (e.lat && e.lon) {
       icalgeotype geo{};
       geo.lat = *e.lat;
@@ -173,10 +218,10 @@ std::vector<std::pair<std::string, std::string>> generated_files(const RenderCon
   if (events.empty()) return out;
   for (const auto& e : events) {
     out.emplace_back("events/" + e.slug + "/index.html", layout(c, e.title, event_body(c, e), "../../"));
-    out.emplace_back("events/" + e.slug + ".ics", events_ics(c.site, {e}));
+    out.emplace_back("events/" + e.slug + ".ics", events_ics(c.site, {e}, c.site_url));
   }
   out.emplace_back("events/index.html", layout(c, "Events", events_index(c, events), "../"));
-  out.emplace_back("events/calendar.ics", events_ics(c.site, events));
+  out.emplace_back("events/calendar.ics", events_ics(c.site, events, c.site_url));
   return out;
 }
 
@@ -205,16 +250,51 @@ int64_t parse_event_time(const std::string& text, const std::string& timezone) {
   return utc - sign * minutes * 60;
 }
 
+namespace {
+
+// Latin letters U+00C0..U+017F as their ASCII base, lower case (what NFD without the marks
+// gives, and the ligatures and letters it leaves: æ ae, ß ss, ø o, þ th, ł l, œ oe...); ×
+// and ÷ as nothing. Slugs keep "café" as "cafe" instead of dropping the letter.
+constexpr const char* kLatinBase[] = {
+    "a","a","a","a","a","a","ae","c","e","e","e","e","i","i","i","i","d","n","o","o","o","o","o","","o",
+    "u","u","u","u","y","th","ss","a","a","a","a","a","a","ae","c","e","e","e","e","i","i","i","i","d",
+    "n","o","o","o","o","o","","o","u","u","u","u","y","th","y","a","a","a","a","a","a","c","c","c","c",
+    "c","c","c","c","d","d","d","d","e","e","e","e","e","e","e","e","e","e","g","g","g","g","g","g","g",
+    "g","h","h","h","h","i","i","i","i","i","i","i","i","i","i","ij","ij","j","j","k","k","k","l","l",
+    "l","l","l","l","l","l","l","l","n","n","n","n","n","n","n","n","n","o","o","o","o","o","o","oe",
+    "oe","r","r","r","r","r","r","s","s","s","s","s","s","s","s","t","t","t","t","t","t","u","u","u",
+    "u","u","u","u","u","u","u","u","u","w","w","y","y","y","z","z","z","z","z","z","s",
+};
+static_assert(sizeof kLatinBase / sizeof kLatinBase[0] == 0x180 - 0xC0);
+
+}  // namespace
+
 std::string slugify(const std::string& title) {
   std::string out;
-  for (unsigned char c : title) {
-    if (std::isalnum(c) && c < 0x80) {
-      out += static_cast<char>(std::tolower(c));
-    } else if (!out.empty() && out.back() != '-') {
-      out += '-';
+  const auto separate = [&] {
+    if (!out.empty() && out.back() != '-') out += '-';
+  };
+  for (std::size_t i = 0; i < title.size() && out.size() < 60;) {
+    const auto c = static_cast<unsigned char>(title[i]);
+    if (c < 0x80) {
+      if (std::isalnum(c)) out += static_cast<char>(std::tolower(c));
+      else separate();
+      ++i;
+      continue;
     }
-    if (out.size() >= 60) break;
+    // A two-byte UTF-8 sequence (U+0080..U+07FF): Latin letters fold to their base.
+    if ((c & 0xE0) == 0xC0 && i + 1 < title.size() && (static_cast<unsigned char>(title[i + 1]) & 0xC0) == 0x80) {
+      const unsigned cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(title[i + 1]) & 0x3Fu);
+      if (cp >= 0xC0 && cp < 0x180 && *kLatinBase[cp - 0xC0]) out += kLatinBase[cp - 0xC0];
+      else separate();
+      i += 2;
+      continue;
+    }
+    separate();
+    ++i;
+    while (i < title.size() && (static_cast<unsigned char>(title[i]) & 0xC0) == 0x80) ++i;  // the rest of that character
   }
+  if (out.size() > 60) out.resize(60);
   while (!out.empty() && out.back() == '-') out.pop_back();
   return out.empty() ? "untitled" : out;
 }

@@ -15,6 +15,8 @@ struct RenderContext {
   std::string site;      // its name, the theme's heading
   std::string timezone;  // IANA name the pages show times in (the ICS files say UTC)
   int64_t now = 0;       // seconds: what is upcoming
+  std::string site_url;  // the site's absolute root URL ("https://.../sites/NAME/"): the .ics link back
+  std::string map_url;   // the shard's map page ("https://.../tiles/NAME/map"), "" when none
 };
 
 // CommonMark to HTML; raw HTML in the Markdown is left out (cmark's safe default).
@@ -28,7 +30,9 @@ std::vector<std::pair<std::string, std::string>> generated_files(const RenderCon
                                                                  const std::vector<Event>& events);
 
 // An RFC 5545 VCALENDAR (METHOD:PUBLISH) of these events, times in UTC.
-std::string events_ics(const std::string& site, const std::vector<Event>& events);
+// site_url: the site's absolute root, for each event's URL and the link at the end of its
+// plain-text DESCRIPTION ("" leaves them out).
+std::string events_ics(const std::string& site, const std::vector<Event>& events, const std::string& site_url = {});
 
 // "2026-12-05T18:00", "2026-12-05 18:00", with seconds, with Z or +01:00: seconds since the
 // epoch; a time without an offset is in `timezone`. coop::Error(errc::kBadTime, 400) otherwise.

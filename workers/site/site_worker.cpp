@@ -85,6 +85,10 @@ SiteWorker::SiteWorker(WorkerRuntime& runtime) : home_(runtime.home()), router_(
       listener_url = listener.url();
     }
   public_url_ = config.get_string("workers.site.public_url", listener_url);
+  std::string tiles_listener;
+  for (const auto& listener : config.listeners("tiles"))
+    if (listener.name == "http") tiles_listener = listener.url();
+  tiles_url_ = config.get_string("workers.tiles.public_url", tiles_listener);
   while (!public_url_.empty() && public_url_.back() == '/') public_url_.pop_back();
   options.front_page = [this](const std::vector<std::string>& sites) { return front_page(sites); };
   links_ = {{"portal", public_base_url(config, "member", "portal")},
@@ -154,13 +158,34 @@ std::string SiteWorker::front_page(const std::vector<std::string>& sites) const 
          "<p>This cooperative runs its own communication stack with coop.</p>\n<ul>\n" + items + "</ul>\n</body></html>\n";
 }
 
+// The shard's map page for event places: coop-tiles' first archive at its public URL (or its
+// listener's); "" when coop-tiles has no map to show.
+std::string SiteWorker::map_url() {
+  try {
+    control::Client tiles(home_.socket("tiles"));
+    const auto response = tiles.get("/v1/archives");
+    if (!response.ok()) return {};
+    const auto archives = response.json();
+    if (!archives.is_array()) return {};
+    std::string name;  // the first by name, the same on every render
+    for (const auto& a : archives)
+      if (const auto n = a.value("name", ""); !n.empty() && (name.empty() || n < name)) name = n;
+    if (name.empty()) return {};
+    std::string base = tiles_url_;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    return base.empty() ? std::string() : base + "/tiles/" + name + "/map";
+  } catch (const Error&) {
+    return {};
+  }
+}
+
 SiteWorker::~SiteWorker() {
   if (server_) server_->stop();
 }
 
 VersionInfo SiteWorker::publish(const std::string& site, std::vector<FileEntry> uploads, const std::string& source) {
   std::lock_guard lock(publish_mutex_);
-  const RenderContext context{site, timezone_, now_s()};
+  const RenderContext context{site, timezone_, now_s(), public_url_ + "/sites/" + site + "/", map_url()};
   std::set<std::string> uploaded;
   for (auto& f : uploads) {
     f.origin = "upload";

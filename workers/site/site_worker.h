@@ -36,12 +36,14 @@ class SiteWorker {
   // The current version's uploaded files again, with pages and events rendered anew.
   VersionInfo republish(const std::string& site, const std::string& source);
   void add_routes(WorkerRuntime& runtime);
+  std::string map_url();
   // The shard's front page (links to the map, documents, chat and published sites).
   std::string front_page(const std::vector<std::string>& sites) const;
 
   const Home& home_;
   std::string timezone_;
   std::string public_url_;
+  std::string tiles_url_;  // coop-tiles' public URL, for links to the map
   std::string domain_;
   std::map<std::string, std::string> links_;  // worker -> its public base URL
   std::unique_ptr<SiteStore> store_;

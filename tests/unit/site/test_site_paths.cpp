@@ -40,6 +40,11 @@ TEST_CASE("site names, hosts, content types and slugs", "[site]") {
   CHECK_FALSE(compressible("image/png"));
   CHECK(slugify("Bread & Butter: Workshop!") == "bread-butter-workshop");
   CHECK(slugify("!!!") == "untitled");
+  // Accented Latin letters keep their ASCII base; other scripts separate words.
+  CHECK(slugify("Café crème") == "cafe-creme");
+  CHECK(slugify("Straße Łódź Œuvre") == "strasse-lodz-oeuvre");
+  CHECK(slugify("日本 fest") == "fest");
+  CHECK(slugify("2 × 3") == "2-3");
 }
 
 TEST_CASE("event times: an offset, UTC, or the cooperative's zone", "[site]") {
@@ -51,4 +56,43 @@ TEST_CASE("event times: an offset, UTC, or the cooperative's zone", "[site]") {
   for (const char* bad : {"tomorrow", "2026-13-01T10:00", "2026-02-30T10:00", "2026-12-05T25:00", "2026-12-05"})
     CHECK_THROWS(parse_event_time(bad, "UTC"));
   CHECK_THROWS(parse_event_time("2026-12-05T18:00", "Mars/Olympus"));
+}
+
+TEST_CASE("an event page links its place to the shard's map; its .ics describes it in plain text", "[site]") {
+  coop::site::Event e;
+  e.slug = "2027-01-05-tasting";
+  e.title = "Tasting";
+  e.starts = 1799143200;
+  e.ends = 1799146800;
+  e.location = "The bakery";
+  e.description = "Bring **bread** & *cheese*.\n\n- one\n- two";
+  e.lat = 43.7384;
+  e.lon = 7.4246;
+  e.uid = "tasting@bakery.coop-site";
+  coop::site::RenderContext c{"bakery", "UTC", 0, "https://coop.example/sites/bakery/", "https://coop.example/tiles/monaco/map"};
+  std::string page, ics;
+  for (const auto& [path, bytes] : coop::site::generated_files(c, {}, {e})) {
+    if (path == "events/2027-01-05-tasting/index.html") page = bytes;
+    if (path == "events/2027-01-05-tasting.ics") ics = bytes;
+  }
+  CHECK(page.find("https://coop.example/tiles/monaco/map?lat=43.738400&amp;lon=7.424600&amp;zoom=17") != std::string::npos);
+  CHECK(page.find("geo:") == std::string::npos);
+  // RFC 5545 3.8.1.5: plain text, no Markdown or HTML, and the page's address at the end.
+  std::string unfolded;
+  for (std::size_t i = 0; i < ics.size(); ++i) {
+    if (ics.compare(i, 3, "\r\n ") == 0 || ics.compare(i, 2, "\n ") == 0) {
+      i += ics[i] == '\r' ? 2 : 1;
+      continue;
+    }
+    unfolded += ics[i];
+  }
+  CHECK(unfolded.find("DESCRIPTION:Bring bread & cheese.") != std::string::npos);
+  CHECK(unfolded.find("**") == std::string::npos);
+  CHECK(unfolded.find("<") == std::string::npos);
+  CHECK(unfolded.find("https://coop.example/sites/bakery/events/2027-01-05-tasting/") != std::string::npos);
+  CHECK(unfolded.find("URL:https://coop.example/sites/bakery/events/2027-01-05-tasting/") != std::string::npos);
+  // Without a map the coordinates are shown, not linked.
+  c.map_url.clear();
+  for (const auto& [path, bytes] : coop::site::generated_files(c, {}, {e}))
+    if (path == "events/2027-01-05-tasting/index.html") CHECK(bytes.find("(43.738400,7.424600)") != std::string::npos);
 }
