@@ -438,7 +438,7 @@ def test_akash_sdl_and_build_context():
                 assert page["content-security-policy"] == "frame-ancestors 'self'" and page["x-frame-options"] == "SAMEORIGIN", page
                 ics = head("/ev.ics")
                 assert ics.get("content-type") == "text/calendar; charset=utf-8", ics
-                assert head("/ev.ics")["cache-control"] == "public, max-age=3600"
+                assert head("/ev.ics")["cache-control"] == "public, max-age=300"
                 assert head("/sub")["location"] == "/sub/"  # absolute_redirect off
             finally:
                 proc.terminate()
