@@ -364,6 +364,19 @@ def test_pages_events_calendars_and_chromium():
         shard.coop("site", "event", "remove", "bakery", f"{year + 1}-01-16-general-assembly")
         assert curl(port, f"/events/{year + 1}-01-16-general-assembly/")[0] == 404
         assert "no event" in shard.coop("site", "event", "remove", "bakery", "nope", expect=1).stderr
+        # The map follows the version that is current: an event rolled back past leaves it, rolled
+        # forward it is back, removed it goes.
+        def marker_titles():
+            return sorted(m["properties"]["title"] for m in shard.json("tiles", "marker", "list")["features"])
+        harvest = shard.json("site", "event", "add", "bakery", "--title", "Harvest", "--when", f"{day}T10:00",
+                             "--where", "The field", "--marker", "43.74,7.43")
+        assert marker_titles() == ["Bread workshop", "Harvest"]
+        shard.json("site", "rollback", "bakery")
+        assert marker_titles() == ["Bread workshop"]
+        shard.json("site", "rollback", "bakery", "--to", str(harvest["version"]["version"]))
+        assert marker_titles() == ["Bread workshop", "Harvest"]
+        shard.coop("site", "event", "remove", "bakery", harvest["slug"])
+        assert marker_titles() == ["Bread workshop"]
         bad = shard.coop("site", "event", "add", "bakery", "--title", "x", "--when", "tomorrow", "--where", "y", expect=1)
         assert "2026-12-05T18:00" in bad.stderr
         # Headless Chromium: the published page (its links are absolute, so it previews at

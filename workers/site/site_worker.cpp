@@ -158,6 +158,46 @@ std::string SiteWorker::front_page(const std::vector<std::string>& sites) const 
          "<p>This cooperative runs its own communication stack with coop.</p>\n<ul>\n" + items + "</ul>\n</body></html>\n";
 }
 
+// The map follows the current version: each event whose page it has, with a place, has a
+// marker in coop-tiles; a marker whose event went (removed, or rolled back past) goes too.
+SiteWorker::MarkerSync SiteWorker::sync_markers(const std::string& site) {
+  MarkerSync result;
+  std::set<std::string> shown;
+  if (const auto info = store_->site(site); info && info->current)
+    for (const auto& f : store_->files(site, info->current))
+      if (f.path.rfind("events/", 0) == 0 && f.path.size() > 18 && f.path.compare(f.path.size() - 11, 11, "/index.html") == 0)
+        shown.insert(f.path.substr(7, f.path.size() - 18));
+  std::map<std::string, Event> placed;
+  for (auto& e : store_->events(site))
+    if (e.lat && e.lon && shown.count(e.slug)) placed.emplace(e.slug, e);
+  try {
+    control::Client tiles(home_.socket("tiles"));
+    for (const auto& [slug, marker] : store_->event_markers(site)) {
+      if (placed.count(slug)) continue;
+      const auto response = tiles.request("DELETE", "/v1/markers/" + std::to_string(marker));
+      if (!response.ok() && response.status != 404) response.throw_if_error();
+      store_->set_event_marker(site, slug, std::nullopt);
+    }
+    const auto known = store_->event_markers(site);
+    for (const auto& [slug, e] : placed) {
+      if (known.count(slug)) continue;
+      const json feature = {{"type", "Feature"},
+                            {"geometry", {{"type", "Point"}, {"coordinates", {*e.lon, *e.lat}}}},
+                            {"properties", {{"title", e.title}, {"kind", "event"}, {"when", utc_iso8601(e.starts)},
+                                            {"description", e.location + (e.description.empty() ? "" : "\n" + e.description)}}}};
+      const auto response = tiles.post("/v1/markers", feature.dump());
+      response.throw_if_error();
+      const auto made = response.json();
+      store_->set_event_marker(site, slug, made.value("id", int64_t{0}));
+      result.added.emplace(slug, made.dump());
+    }
+  } catch (const Error& err) {
+    spdlog::info("site {}: the map's markers are not in step ({})", site, err.what());
+    result.error = err.what();
+  }
+  return result;
+}
+
 // The shard's map page for event places: coop-tiles' first archive at its public URL (or its
 // listener's); "" when coop-tiles has no map to show.
 std::string SiteWorker::map_url() {
@@ -291,6 +331,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     const auto version = store_->rollback(name, to);
     service_->reload();
     spdlog::info("site {}: rolled back to version {}", name, version.number);
+    sync_markers(name);  // the map shows the events of the version now current
     return http::Response::json(version_json(version));
   }, "Make an earlier version current: {\"to\": N}, else the one before");
 
@@ -407,22 +448,9 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     out["url"] = public_url_ + "/sites/" + name + "/events/" + e.slug + "/";
     // The map: a marker in coop-tiles when it runs (an event is still made when it does not).
     out["map_marker"] = nullptr;
-    if (e.lat && e.lon) {
-      try {
-        control::Client tiles(home_.socket("tiles"));
-        const std::string when = utc_iso8601(e.starts);
-        const json feature = {{"type", "Feature"},
-                              {"geometry", {{"type", "Point"}, {"coordinates", {*e.lon, *e.lat}}}},
-                              {"properties", {{"title", e.title}, {"kind", "event"}, {"when", when},
-                                              {"description", e.location + (e.description.empty() ? "" : "\n" + e.description)}}}};
-        const auto response = tiles.post("/v1/markers", feature.dump());
-        response.throw_if_error();
-        out["map_marker"] = response.json();
-      } catch (const Error& err) {
-        spdlog::info("site {}: no map marker for {} ({})", name, e.slug, err.what());
-        out["map_marker_error"] = err.what();
-      }
-    }
+    const auto markers = sync_markers(name);
+    if (const auto it = markers.added.find(e.slug); it != markers.added.end()) out["map_marker"] = json::parse(it->second);
+    else if (e.lat && e.lon && !markers.error.empty()) out["map_marker_error"] = markers.error;
     return http::Response::json(out, 201);
   }, "Add an event: {title, when, until, where, description, lat, lon, slug}; a page, an .ics and a map marker");
 
@@ -430,6 +458,7 @@ void SiteWorker::add_routes(WorkerRuntime& runtime) {
     const auto name = site_param(q);
     if (!store_->remove_event(name, q.param("slug"))) throw Error(errc::kNoEvent, "no event " + q.param("slug"), 404);
     const auto version = republish(name, "event removed");
+    sync_markers(name);
     return http::Response::json({{"slug", q.param("slug")}, {"removed", true}, {"version", version_json(version)}});
   }, "Remove an event");
 }

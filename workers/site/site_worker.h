@@ -37,6 +37,11 @@ class SiteWorker {
   VersionInfo republish(const std::string& site, const std::string& source);
   void add_routes(WorkerRuntime& runtime);
   std::string map_url();
+  struct MarkerSync {
+    std::map<std::string, std::string> added;  // slug -> the marker made for it (GeoJSON text)
+    std::string error;                             // coop-tiles not answering, say
+  };
+  MarkerSync sync_markers(const std::string& site);
   // The shard's front page (links to the map, documents, chat and published sites).
   std::string front_page(const std::vector<std::string>& sites) const;
 

@@ -34,6 +34,9 @@ constexpr sqlite::Migration kMigrations[] = {
      "CREATE TABLE events (site TEXT NOT NULL, slug TEXT NOT NULL, title TEXT NOT NULL, starts INTEGER NOT NULL,"
      " ends INTEGER NOT NULL, location TEXT NOT NULL, description TEXT NOT NULL, lat REAL, lon REAL,"
      " uid TEXT NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY (site, slug));"},
+    // The coop-tiles marker of each event shown on the map, so it goes when the event does.
+    {2, "CREATE TABLE event_markers (site TEXT NOT NULL, slug TEXT NOT NULL, marker INTEGER NOT NULL,"
+        " PRIMARY KEY (site, slug));"},
 };
 
 // Below this a compressed copy saves too little to be worth a lookup.
@@ -373,6 +376,25 @@ bool SiteStore::remove_event(const std::string& site, const std::string& slug) {
   remove.bind(1, site).bind(2, slug);
   remove.run();
   return db_->changes() > 0;
+}
+
+std::map<std::string, int64_t> SiteStore::event_markers(const std::string& site) {
+  std::lock_guard lock(mutex_);
+  auto& select = db_->prepare("SELECT slug, marker FROM event_markers WHERE site = ?1");
+  select.bind(1, site);
+  std::map<std::string, int64_t> out;
+  while (select.step()) out.emplace(select.column_text(0), select.column_int64(1));
+  select.reset();
+  return out;
+}
+
+void SiteStore::set_event_marker(const std::string& site, const std::string& slug, std::optional<int64_t> marker) {
+  std::lock_guard lock(mutex_);
+  if (marker)
+    db_->prepare("INSERT OR REPLACE INTO event_markers (site, slug, marker) VALUES (?1, ?2, ?3)")
+        .bind(1, site).bind(2, slug).bind(3, *marker).run();
+  else
+    db_->prepare("DELETE FROM event_markers WHERE site = ?1 AND slug = ?2").bind(1, site).bind(2, slug).run();
 }
 
 std::vector<Event> SiteStore::events(const std::string& site) {

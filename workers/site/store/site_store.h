@@ -96,6 +96,9 @@ class SiteStore {
   void put_event(const std::string& site, const Event& event);
   bool remove_event(const std::string& site, const std::string& slug);
   std::vector<Event> events(const std::string& site);
+  // slug -> coop-tiles marker id of the site's events on the map; nullopt forgets one.
+  std::map<std::string, int64_t> event_markers(const std::string& site);
+  void set_event_marker(const std::string& site, const std::string& slug, std::optional<int64_t> marker);
 
  private:
   void ensure_variants(FileEntry& file);
