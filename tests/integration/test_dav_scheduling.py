@@ -140,6 +140,15 @@ def test_three_members_invite_accept_decline_reschedule_cancel():
         assert "STATUS:CANCELLED" in only_event(bob_calendar).data
         assert len(list(caldav.DAVClient(url=url + "/dav/", username="carol", password=STRONG).principal().schedule_inbox().get_items())) == carol_inbox_before
 
+        # Every attendee taken off at once: the event is no longer scheduled, and bob's copy of it
+        # is cancelled.
+        work.save_with_invites(INVITE.format(uid="solo@sched.test", start="20270111T120000Z", end="20270111T130000Z",
+                                             summary="Solo"), [f"bob@{d}"], schedule_agent="SERVER")
+        solo = next(e for e in work.events() if "Solo" in e.data)
+        lines = solo.data.replace("\r\n ", "").replace("\n ", "").splitlines()
+        solo.data = "\r\n".join(l for l in lines if not l.startswith("ATTENDEE")) + "\r\n"
+        solo.save()
+        assert "STATUS:CANCELLED" in next(e for e in bob_calendar.events() if "Solo" in e.data).data
         # bob deletes a copy of an event he was invited to: that declines it.
         work.save_with_invites(INVITE.format(uid="lunch@sched.test", start="20270110T120000Z", end="20270110T130000Z",
                                              summary="Lunch"), [f"bob@{d}"], schedule_agent="SERVER")

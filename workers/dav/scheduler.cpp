@@ -303,6 +303,18 @@ void Scheduler::send(const Change& change, const Outcome& outcome, int64_t colle
   }
   if (!change.after) return;
   const auto object = scheduling_object(*change.after);
+  if (!object && change.before) {
+    // The organizer took every attendee off (no longer a scheduling object): each of them
+    // hears that it is cancelled for them, as one taken off alone would (RFC 6638 3.2.1.2).
+    const auto old = scheduling_object(*change.before);
+    if (old && old->organizer_server_schedules && contains(change.owner_addresses, old->organizer)) {
+      const auto removed = impl_->scheduled_attendees(*old, change.owner_addresses);
+      if (!removed.empty())
+        impl_->dispatch(change.owner, old->organizer, "CANCEL", itip_cancel(*change.before, removed), *old, removed,
+                        impl_->members_of(removed));
+    }
+    return;
+  }
   if (!object || contains(change.owner_addresses, object->organizer)) return;
   for (const auto& a : object->attendees) {
     if (!contains(change.owner_addresses, a.address)) continue;
