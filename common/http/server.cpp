@@ -521,17 +521,19 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
           beast::error_code ignored;
           if (ec) return self->lowest().socket().close(ignored);
           self->lowest().socket().shutdown(Protocol::socket::shutdown_send, ignored);
-          self->linger();
+          self->linger(false);
         });
       }
     });
   }
-  void linger() {
-    head_.resize(512);
-    stream_.async_read_some(net::buffer(head_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+  // Reads and drops what the client still sends after our last answer, until it closes or the
+  // deadline set before: a connection the listener admitted then ends as any other does.
+  void linger(bool admitted) {
+    head_.resize(4096);
+    stream_.async_read_some(net::buffer(head_), [self = this->shared_from_this(), admitted](beast::error_code ec, std::size_t) {
       beast::error_code ignored;
-      if (ec) return self->lowest().socket().close(ignored);
-      self->linger();
+      if (ec) return admitted ? self->finish() : self->lowest().socket().close(ignored);
+      self->linger(admitted);
     });
   }
 
@@ -653,13 +655,6 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   void refuse_upload(Response response) {
     drain_after_response_ = true;
     respond(std::move(response), false);
-  }
-  void drain() {
-    head_.resize(4096);
-    stream_.async_read_some(net::buffer(head_), [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec) return self->finish();
-      self->drain();
-    });
   }
 
   void read_spooled() {
@@ -794,7 +789,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       if (!ec && drain_after_response_) {
         drain_after_response_ = false;
         lowest().expires_after(std::chrono::seconds(5));
-        return drain();
+        return linger(true);
       }
       finish();
       return;

@@ -330,7 +330,6 @@ void Scheduler::send(const Change& change, const Outcome& outcome, int64_t colle
 
 std::string Scheduler::free_busy(const std::string& owner, const std::vector<std::string>& owner_addresses,
                                  std::string_view request) {
-  (void)owner;
   const auto asked = parse_free_busy_request(request);
   // RFC 6638 5.1: only the outbox's owner may ask, as themselves.
   if (!contains(owner_addresses, asked.organizer))

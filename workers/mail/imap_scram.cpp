@@ -8,22 +8,11 @@
 #include <mutex>
 #include <optional>
 
-#include "common/base64.h"
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/paths.h"
 
 namespace coop::mail {
-
-namespace {
-
-std::string from_hex(const std::string& hex) {
-  std::string out;
-  for (std::size_t i = 0; i + 1 < hex.size(); i += 2) out += static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16));
-  return out;
-}
-
-}  // namespace
 
 struct ScramExchange::Impl {
   const Home& home;
@@ -68,10 +57,9 @@ struct ScramExchange::Impl {
                                                             : nullptr;
     if (!field || !self->fetch()) return GSASL_NO_CALLBACK;
     const auto& value = self->secrets->at(field);
-    std::string text = value.is_string() ? value.get<std::string>() : value.dump();
-    // coop-member keeps the keys in hex; libgsasl 2.2 reads them as base64 (whatever its
-    // header says), as its own `gsasl --mkpasswd` prints them.
-    if (property == GSASL_SCRAM_STOREDKEY || property == GSASL_SCRAM_SERVERKEY) text = base64_encode(from_hex(text));
+    // The keys come base64: libgsasl 2.2 reads them so (whatever its header says), as its own
+    // `gsasl --mkpasswd` prints them.
+    const std::string text = value.is_string() ? value.get<std::string>() : value.dump();
     return gsasl_property_set(session, property, text.c_str());
   }
 

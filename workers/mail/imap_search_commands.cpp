@@ -235,7 +235,7 @@ void Session::search(Cursor& c, bool uid) {
     if (returns.empty()) return tagged("OK SEARCH completed, result saved");
   }
   if (extended) {
-    std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
+    std::string line = esearch_head(current_tag_, uid);
     for (const auto& r : returns) {
       if (r == "MIN" && !found.empty()) line += " MIN " + std::to_string(found.front());
       if (r == "MAX" && !found.empty()) line += " MAX " + std::to_string(found.back());
@@ -325,7 +325,7 @@ void Session::report_search_updates() {
     if (added.empty() && removed.empty()) continue;
     context.uids = std::move(*found);
     const auto told = [&](const std::vector<int64_t>& uids) { return uid_set(context.uid ? uids : sequence_numbers(uids)); };
-    std::string line = "* ESEARCH (TAG " + imap::quote(context.tag) + ")" + (context.uid ? " UID" : "");
+    std::string line = esearch_head(context.tag, context.uid);
     if (!removed.empty()) line += " REMOVEFROM (0 " + told(removed) + ")";
     if (!added.empty()) line += " ADDTO (0 " + told(added) + ")";
     out_ += line + "\r\n";
@@ -342,7 +342,7 @@ void Session::remove_from_searches(const std::vector<int64_t>& expunged) {
     std::vector<int64_t> kept;
     std::set_difference(context.uids.begin(), context.uids.end(), removed.begin(), removed.end(), std::back_inserter(kept));
     context.uids = std::move(kept);
-    out_ += "* ESEARCH (TAG " + imap::quote(context.tag) + ")" + (context.uid ? " UID" : "") + " REMOVEFROM (0 " +
+    out_ += esearch_head(context.tag, context.uid) + " REMOVEFROM (0 " +
             uid_set(context.uid ? removed : sequence_numbers(removed)) + ")\r\n";
   }
 }
@@ -515,7 +515,7 @@ void Session::sort(Cursor& c, bool uid) {
   if (esort_returns_) {
     // RFC 5267 3.1: MIN and MAX are the first and last in sort order; ALL keeps that order
     // (no ranges: a range has no order of its own).
-    std::string line = "* ESEARCH (TAG " + imap::quote(current_tag_) + ")" + (uid ? " UID" : "");
+    std::string line = esearch_head(current_tag_, uid);
     const auto& returns = *esort_returns_;
     auto has = [&](const char* r) { return std::find(returns.begin(), returns.end(), r) != returns.end(); };
     if (has("MIN") && !sorted.empty()) line += " MIN " + std::to_string(sorted.front());

@@ -255,6 +255,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void plain(const std::string& base64);
   std::optional<std::string> catenate_part(const std::string& url);
+  // RFC 4731 ESEARCH: "* ESEARCH (TAG "t") [UID]", which the result items follow.
+  static std::string esearch_head(const std::string& tag, bool uid) {
+    return "* ESEARCH (TAG " + imap::quote(tag) + ")" + (uid ? " UID" : "");
+  }
   // RFC 5267 CONTEXT=SEARCH.
   static bool parse_nz(const std::string& text, int64_t& out);
   void report_search_updates();

@@ -4,6 +4,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/paths.h"
@@ -15,9 +17,15 @@ namespace coop::mail {
 
 namespace {
 
+// Every inbound message passes here: a search without a copy, before any MIME parsing.
+bool mentions(std::string_view message, std::string_view type) {
+  // type is lower case; the message's letters are folded as they are compared.
+  const auto same = [](char a, char b) { return (a >= 'A' && a <= 'Z' ? static_cast<char>(a - 'A' + 'a') : a) == b; };
+  return std::search(message.begin(), message.end(), type.begin(), type.end(), same) != message.end();
+}
+
 bool mentions_calendar(std::string_view message) {
-  const auto lower = ascii_lower(message.substr(0, std::min<std::size_t>(message.size(), 1 << 20)));
-  return lower.find("text/calendar") != std::string::npos || lower.find("application/ics") != std::string::npos;
+  return mentions(message, "text/calendar") || mentions(message, "application/ics");
 }
 
 }  // namespace

@@ -26,17 +26,6 @@ control::Response refuse(int status, const std::string& code, const std::string&
 // RFC 7677: SCRAM-SHA-256, with the iteration count it recommends at least.
 constexpr unsigned kScramIterations = 4096;
 
-std::string hex(const char* bytes, std::size_t n) {
-  static const char* digits = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(bytes[i]);
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
 control::Response throttled(std::chrono::milliseconds wait) {
   nlohmann::json body;
   body["error"] = {{"code", "throttled"},
@@ -156,7 +145,7 @@ void AuthService::remember_scram(const std::string& handle, std::string_view pas
   if (rc != GSASL_OK) throw Error(errc::kInternal, std::string("SCRAM secrets: ") + gsasl_strerror(rc), 500);
   const std::size_t n = gsasl_hash_length(GSASL_HASH_SHA256);
   store_.set_scram(handle, {static_cast<int>(kScramIterations), base64_encode(std::string_view(salt, sizeof salt)),
-                            hex(stored_key, n), hex(server_key, n)});
+                            base64_encode(std::string_view(stored_key, n)), base64_encode(std::string_view(server_key, n))});
 }
 
 control::Response AuthService::scram_secrets(const std::string& user_in, const std::string& source) {
@@ -176,8 +165,8 @@ control::Response AuthService::scram_secrets(const std::string& user_in, const s
   // matches, so the exchange fails only at its end and tells a guesser nothing.
   const auto fake = sha256_hex("coop-scram:" + dummy_hash_ + ":" + user);
   return control::Response::json({{"known", false}, {"handle", user}, {"iterations", kScramIterations},
-                                  {"salt", base64_encode(fake.substr(0, 16))}, {"stored_key", sha256_hex(fake)},
-                                  {"server_key", sha256_hex(fake + "s")}});
+                                  {"salt", base64_encode(fake.substr(0, 16))}, {"stored_key", base64_encode(fake.substr(0, 32))},
+                                  {"server_key", base64_encode(fake.substr(32, 32))}});
 }
 
 control::Response AuthService::scram_outcome(const std::string& user_in, const std::string& protocol,

@@ -74,8 +74,8 @@ struct AppPassword {
 struct ScramSecrets {
   int iterations = 0;
   std::string salt;        // base64
-  std::string stored_key;  // hex
-  std::string server_key;  // hex
+  std::string stored_key;  // base64, as libgsasl reads it
+  std::string server_key;  // base64
 };
 
 struct LoginRecord {
