@@ -1,7 +1,53 @@
 // Text helpers that are too long to inline.
 #include "common/text.h"
 
+#include "common/latin_fold.h"
+
 namespace coop {
+
+namespace {
+
+// Latin letters U+00C0..U+017F as their ASCII base, lower case (what NFD without the marks
+// gives, and the ligatures and letters it leaves: æ ae, ß ss, ø o, þ th, ł l, œ oe...); ×
+// and ÷ as nothing. Slugs and searches keep "café" as "cafe" instead of dropping the letter.
+constexpr const char* kLatinBase[] = {
+    "a","a","a","a","a","a","ae","c","e","e","e","e","i","i","i","i","d","n","o","o","o","o","o","","o",
+    "u","u","u","u","y","th","ss","a","a","a","a","a","a","ae","c","e","e","e","e","i","i","i","i","d",
+    "n","o","o","o","o","o","","o","u","u","u","u","y","th","y","a","a","a","a","a","a","c","c","c","c",
+    "c","c","c","c","d","d","d","d","e","e","e","e","e","e","e","e","e","e","g","g","g","g","g","g","g",
+    "g","h","h","h","h","i","i","i","i","i","i","i","i","i","i","ij","ij","j","j","k","k","k","l","l",
+    "l","l","l","l","l","l","l","l","n","n","n","n","n","n","n","n","n","o","o","o","o","o","o","oe",
+    "oe","r","r","r","r","r","r","s","s","s","s","s","s","s","s","t","t","t","t","t","t","u","u","u",
+    "u","u","u","u","u","u","u","u","u","w","w","y","y","y","z","z","z","z","z","z","s",
+};
+static_assert(sizeof kLatinBase / sizeof kLatinBase[0] == 0x180 - 0xC0);
+
+}  // namespace
+
+std::string fold_latin_lower(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 'A' && c <= 'Z') {
+      out += static_cast<char>(c - 'A' + 'a');
+      ++i;
+      continue;
+    }
+    // A two-byte UTF-8 sequence (U+0080..U+07FF) in the table's range folds to its base.
+    if ((c & 0xE0) == 0xC0 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80) {
+      const unsigned cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(text[i + 1]) & 0x3Fu);
+      if (cp >= 0xC0 && cp < 0x180 && *kLatinBase[cp - 0xC0]) {
+        out += kLatinBase[cp - 0xC0];
+        i += 2;
+        continue;
+      }
+    }
+    out += static_cast<char>(c);
+    ++i;
+  }
+  return out;
+}
 
 // RFC 3629 section 4's syntax, byte by byte.
 void append_utf8(std::string& out, uint32_t cp) {

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/latin_fold.h"
 #include "common/text.h"
 
 namespace coop::site {
@@ -252,20 +253,6 @@ int64_t parse_event_time(const std::string& text, const std::string& timezone) {
 
 namespace {
 
-// Latin letters U+00C0..U+017F as their ASCII base, lower case (what NFD without the marks
-// gives, and the ligatures and letters it leaves: æ ae, ß ss, ø o, þ th, ł l, œ oe...); ×
-// and ÷ as nothing. Slugs keep "café" as "cafe" instead of dropping the letter.
-constexpr const char* kLatinBase[] = {
-    "a","a","a","a","a","a","ae","c","e","e","e","e","i","i","i","i","d","n","o","o","o","o","o","","o",
-    "u","u","u","u","y","th","ss","a","a","a","a","a","a","ae","c","e","e","e","e","i","i","i","i","d",
-    "n","o","o","o","o","o","","o","u","u","u","u","y","th","y","a","a","a","a","a","a","c","c","c","c",
-    "c","c","c","c","d","d","d","d","e","e","e","e","e","e","e","e","e","e","g","g","g","g","g","g","g",
-    "g","h","h","h","h","i","i","i","i","i","i","i","i","i","i","ij","ij","j","j","k","k","k","l","l",
-    "l","l","l","l","l","l","l","l","n","n","n","n","n","n","n","n","n","o","o","o","o","o","o","oe",
-    "oe","r","r","r","r","r","r","s","s","s","s","s","s","s","s","t","t","t","t","t","t","u","u","u",
-    "u","u","u","u","u","u","u","u","u","w","w","y","y","y","z","z","z","z","z","z","s",
-};
-static_assert(sizeof kLatinBase / sizeof kLatinBase[0] == 0x180 - 0xC0);
 
 }  // namespace
 
@@ -274,25 +261,16 @@ std::string slugify(const std::string& title) {
   const auto separate = [&] {
     if (!out.empty() && out.back() != '-') out += '-';
   };
-  for (std::size_t i = 0; i < title.size() && out.size() < 60;) {
-    const auto c = static_cast<unsigned char>(title[i]);
-    if (c < 0x80) {
-      if (std::isalnum(c)) out += static_cast<char>(std::tolower(c));
-      else separate();
-      ++i;
-      continue;
+  // Latin letters fold to their ASCII base ("café" is "cafe"); whatever is left outside ASCII
+  // separates words like punctuation does.
+  const std::string folded = fold_latin_lower(title);
+  for (std::size_t i = 0; i < folded.size() && out.size() < 60; ++i) {
+    const auto c = static_cast<unsigned char>(folded[i]);
+    if (c < 0x80 && std::isalnum(c)) {
+      out += static_cast<char>(c);
+    } else if (c < 0x80 || (c & 0xC0) != 0x80) {
+      separate();  // an ASCII separator, or the first byte of a character left as it was
     }
-    // A two-byte UTF-8 sequence (U+0080..U+07FF): Latin letters fold to their base.
-    if ((c & 0xE0) == 0xC0 && i + 1 < title.size() && (static_cast<unsigned char>(title[i + 1]) & 0xC0) == 0x80) {
-      const unsigned cp = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(title[i + 1]) & 0x3Fu);
-      if (cp >= 0xC0 && cp < 0x180 && *kLatinBase[cp - 0xC0]) out += kLatinBase[cp - 0xC0];
-      else separate();
-      i += 2;
-      continue;
-    }
-    separate();
-    ++i;
-    while (i < title.size() && (static_cast<unsigned char>(title[i]) & 0xC0) == 0x80) ++i;  // the rest of that character
   }
   if (out.size() > 60) out.resize(60);
   while (!out.empty() && out.back() == '-') out.pop_back();
