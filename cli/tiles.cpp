@@ -32,10 +32,29 @@ constexpr const char* kTilesDescription =
     "The new archive replaces the old one atomically; a failed import leaves the old one in place.\n"
     "coop-tiles serves it at /tiles/NAME/{z}/{x}/{y}.pbf, TileJSON at /tiles/NAME.json, a MapLibre\n"
     "style at /tiles/NAME/style.json and an embeddable map page at /tiles/NAME/map.\n"
-    "The layers follow the Shortbread schema's names: water_polygons and water_lines (kind, name),\n"
-    "land (kind: park, forest, wood, residential, grass...; name), buildings, streets (kind: motorway\n"
-    "to footway and rail; name, ref, link, tunnel, bridge, oneway), place_labels (kind, name,\n"
-    "population) and pois (category: amenity, shop, tourism...; kind, name, housenumber).\n"
+    "The layers follow the Shortbread schema's names, in drawing order:\n"
+    "  ocean             the sea, from the coastline (natural=coastline) joined into polygons and\n"
+    "                    clipped to the extract; pieces its edge cuts are closed along it (the\n"
+    "                    import says how many); islands are holes\n"
+    "  water_polygons    kind (water, river, reservoir, basin, dock), name\n"
+    "  water_lines       kind (river, canal, stream, ditch, drain), name\n"
+    "  land              kind (park, forest, wood, residential, grass, aerodrome, heliport...), name\n"
+    "  pier_polygons     kind (pier, breakwater, groyne)\n"
+    "  buildings\n"
+    "  pier_lines        kind\n"
+    "  boundaries        admin_level (2 to 10), maritime, disputed\n"
+    "  ferries           kind (ferry), name\n"
+    "  streets           kind (motorway to footway, rail, tram, subway..., runway, taxiway), name,\n"
+    "                    ref, link, rail, tunnel, bridge, oneway, oneway_reverse\n"
+    "  public_transport  kind (station, halt, tram_stop, bus_stop, bus_station, ferry_terminal,\n"
+    "                    aerodrome, heliport, helipad), name\n"
+    "  addresses         housenumber, name (addr:housename)\n"
+    "  place_labels      kind (city, town, village, suburb...), name, population\n"
+    "  pois              category (amenity, shop, tourism...), kind, name, housenumber\n"
+    "Each import also builds a place search index of the names of places, streets, stops, POIs and\n"
+    "named areas, served as GeoJSON at /tiles/NAME/search?q=TEXT[&limit=N] (at most 50; accents and\n"
+    "case do not matter; every word matches the start of a word) and used by the map page's search\n"
+    "box. POI icons come from Maki (CC0), drawn into the sprite at /tiles/assets/sprite.json|png.\n"
     "Feature ids name the OSM object: node id*4, way id*4+1, an area from a closed way id*4+2, from a\n"
     "multipolygon relation id*4+3.\n"
     "\nMarkers are resources and events members put on the map; the page shows them within a second.";
@@ -233,13 +252,23 @@ void add_tiles_commands(CLI::App& app, Globals& globals) {
                              {"bytes", summary.archive_bytes},
                              {"seconds", summary.seconds},
                              {"peak_rss_mb", rss},
-                             {"bounds", {summary.bounds[0], summary.bounds[1], summary.bounds[2], summary.bounds[3]}}});
+                             {"bounds", {summary.bounds[0], summary.bounds[1], summary.bounds[2], summary.bounds[3]}},
+                             {"coastline",
+                              {{"stretches", summary.coastline_segments},
+                               {"closed", summary.coastline_rings},
+                               {"cut_by_edge", summary.coastline_pieces},
+                               {"ends_extended", summary.coastline_ends_extended},
+                               {"sea_polygons", summary.sea_polygons},
+                               {"summary", summary.coastline}}},
+                             {"search_entries", summary.search_entries}});
     }
     if (import->quiet) return;
     std::printf("Imported %s: %llu features in %llu tiles (z%d-%d), %s, in %.1f s, peak memory %.0f MiB\n",
                 name.c_str(), static_cast<unsigned long long>(summary.features),
                 static_cast<unsigned long long>(summary.tiles), import->minzoom, import->maxzoom,
                 format_bytes(summary.archive_bytes).c_str(), summary.seconds, rss);
+    // What the sea's assembly mended: worth a line even under cron, since it is about the data.
+    if (!summary.coastline.empty()) std::printf("  %s\n", summary.coastline.c_str());
   });
 
   auto list_json = std::make_shared<bool>(false);

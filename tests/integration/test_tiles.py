@@ -31,6 +31,8 @@ STRONG = "correct horse battery staple"
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENTS = os.path.join(os.path.dirname(HERE), "clients")
 MONACO = os.path.normpath(os.path.join(HERE, "..", "..", "..", "shared", "data", "osm", "monaco.osm.pbf"))
+# The demo extract the project ships (contrib/demo): Monaco with its coast, for the sea tests.
+DEMO = os.path.normpath(os.path.join(HERE, "..", "..", "contrib", "demo", "monaco.osm.pbf"))
 
 # Monaco objects the tiles must hold at z14 (way ids; ids in tiles: way*4+1, area way*4+2).
 STREET = 4097656     # Avenue Princesse Alice, highway=secondary
@@ -479,6 +481,60 @@ def test_map_page_renders_in_chromium():
         shard.coop("down")
 
 
+def test_monaco_sea_icons_and_search_in_chromium():
+    """The issue's browser check: Monaco at zooms 12, 15 and 17 with the sea blue where the sea
+    is, no tunnel drawn as a surface road, icons from the sprite; the search box flies to a
+    place; the search API's limits."""
+    if not os.path.isdir(os.path.join(CLIENTS, "node_modules", "playwright-core")) or not os.path.exists("/usr/bin/chromium"):
+        raise AssertionError("playwright-core or chromium is not installed: run scripts/install-deps")
+    with Shard(BIN) as shard:
+        url = start(shard)
+        summary = shard.json("tiles", "import", DEMO, "--maxzoom", "16")
+        coast = summary["coastline"]
+        # Monaco's extract cuts its coast at both ends: closed along the bounds, and said so.
+        assert coast["sea_polygons"] >= 1 and coast["cut_by_edge"] >= 1, coast
+        assert "closed along it" in coast["summary"], coast
+        assert summary["search_entries"] > 300, summary
+        text = shard.coop("tiles", "import", DEMO, "--name", "monaco2").stdout
+        assert text.count("\n") == 2 and "coastline:" in text.split("\n")[1], text
+
+        # The search API: GeoJSON points, exact and accent-free matches, limits enforced.
+        status, body = fetch(f"{url}/tiles/monaco/search?q=" + urllib.parse.quote("casino de monte"))[:2]
+        found = json.loads(body)
+        assert status == 200 and found["type"] == "FeatureCollection" and found["features"], found
+        first = found["features"][0]
+        assert first["properties"]["name"].startswith("Casino de Monte"), first
+        lon, lat = first["geometry"]["coordinates"]
+        assert 7.40 < lon < 7.45 and 43.72 < lat < 43.76, first
+        accents = json.loads(fetch(f"{url}/tiles/monaco/search?q=" + urllib.parse.quote("quai antoine"))[1])
+        assert any("Antoine" in f["properties"]["name"] for f in accents["features"]), accents
+        assert len(json.loads(fetch(f"{url}/tiles/monaco/search?q=a&limit=3")[1])["features"]) <= 3
+        assert json.loads(fetch(f"{url}/tiles/monaco/search?q=")[1])["features"] == []
+        assert fetch(f"{url}/tiles/monaco/search?q=" + "x" * 201)[0] == 400
+        assert fetch(f"{url}/tiles/monaco/search?q=%FF%FE")[0] == 400
+        assert fetch(f"{url}/tiles/monaco/search?q=port&limit=500")[0] == 400
+        assert fetch(f"{url}/tiles/monaco/search?q=" + urllib.parse.quote('"*) OR ('))[0] == 200
+        assert fetch(f"{url}/tiles/nowhere/search?q=port")[0] == 404
+        # The sprite: an index and a PNG at both pixel ratios.
+        for stem in ("sprite", "sprite@2x"):
+            index = json.loads(fetch(f"{url}/tiles/assets/{stem}.json")[1])
+            assert "cafe_c77400" in index and index["cafe_c77400"]["pixelRatio"] == (2 if "@2x" in stem else 1), stem
+            status, png = fetch(f"{url}/tiles/assets/{stem}.png")[:2]
+            assert status == 200 and png[:8] == b"\x89PNG\r\n\x1a\n", stem
+        style = json.loads(fetch(f"{url}/tiles/monaco/style.json")[1])
+        assert style["sprite"] == f"{url}/tiles/assets/sprite", style["sprite"]
+
+        shots = os.environ.get("COOP_KEEP_SCREENSHOT_DIR") or os.path.join(shard.dir, "shots")
+        os.makedirs(shots, exist_ok=True)
+        # Sea off Larvotto; land in the old town (Monaco-Ville); "Casino" is in the index.
+        result = subprocess.run(["node", os.path.join(CLIENTS, "tiles_sea_browser.mjs"), f"{url}/tiles/monaco/map",
+                                 "7.4400", "43.7370", "7.4230", "43.7310", "Casino", shots, "12", "15", "17"],
+                                capture_output=True, text=True, timeout=300, cwd=CLIENTS)
+        print(result.stdout.strip().split("\n")[0][:600])
+        assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_monaco_tiles_decode_and_hold_known_objects,
@@ -488,4 +544,5 @@ if __name__ == "__main__":
         test_markers_from_the_cli_and_the_members_api,
         test_import_is_quiet_under_cron_and_lists,
         test_map_page_renders_in_chromium,
+        test_monaco_sea_icons_and_search_in_chromium,
     ])

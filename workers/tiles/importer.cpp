@@ -24,13 +24,16 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 #include <optional>
 #include <random>
 #include <thread>
+#include <unordered_map>
 
 #include "common/error.h"
+#include "workers/tiles/coastline.h"
 #include "workers/tiles/geometry.h"
 #include "workers/tiles/mbtiles.h"
 #include "workers/tiles/mvt.h"
@@ -87,32 +90,98 @@ void grow(Feature& f, WPoint p) {
   f.maxy = std::max(f.maxy, p.y);
 }
 
+// The ways of administrative boundary relations, read in the relations pass: way id to the
+// lowest admin_level of the relations it is in.
+class BoundaryRelations : public osmium::handler::Handler {
+ public:
+  std::unordered_map<osmium::object_id_type, int> levels;
+
+  void relation(const osmium::Relation& relation) {
+    const char* boundary = relation.tags().get_value_by_key("boundary");
+    const char* level = relation.tags().get_value_by_key("admin_level");
+    if (!boundary || std::strcmp(boundary, "administrative") != 0 || !level) return;
+    char* end = nullptr;
+    const long value = std::strtol(level, &end, 10);
+    if (end == level || *end != '\0' || value < 1 || value > 10) return;
+    for (const auto& member : relation.members()) {
+      if (member.type() != osmium::item_type::way) continue;
+      auto [it, added] = levels.emplace(member.ref(), static_cast<int>(value));
+      if (!added) it->second = std::min(it->second, static_cast<int>(value));
+    }
+  }
+  void prepare_for_lookup() {}
+};
+
 // Collects the features of the second pass.
 class Collector : public osmium::handler::Handler {
  public:
+  explicit Collector(const BoundaryRelations& boundaries) : boundaries_(boundaries) {}
+
   // A deque grows without copying: no doubling peak for millions of features.
   std::deque<Feature> features;
+  std::vector<CoastSegment> coastline;
   uint64_t nodes = 0, ways = 0, relations = 0;
 
   void node(const osmium::Node& node) {
     ++nodes;
     if (node.tags().empty() || !node.location().valid()) return;
-    auto c = classify(Shape::kNode, getter(node.tags()));
-    if (!c) return;
-    Feature f = start(*c, GeomType::kPoint, static_cast<uint64_t>(node.positive_id()) * 4);
-    Part part;
-    part.points.push_back(to_world(node.location()));
-    grow(f, part.points.front());
-    f.parts.push_back(std::move(part));
-    features.push_back(std::move(f));
+    const auto tags = getter(node.tags());
+    const uint64_t id = static_cast<uint64_t>(node.positive_id()) * 4;
+    if (auto c = classify(Shape::kNode, tags)) add_point(*c, id, to_world(node.location()));
+    if (auto address = classify_address(tags)) add_point(*address, id, to_world(node.location()));
   }
 
   void way(const osmium::Way& way) {
     ++ways;
+    const auto tags = getter(way.tags());
+    // Boundary ways often carry no tags of their own: their relation says what they are.
+    if (auto it = boundaries_.levels.find(way.id()); it != boundaries_.levels.end()) {
+      const char* boundary = tags("boundary");
+      const bool maritime = is_yes_value(tags("maritime")) || (boundary && std::strcmp(boundary, "maritime") == 0);
+      if (auto b = classify_boundary(it->second, maritime, is_yes_value(tags("disputed"))))
+        add_line(*b, way, static_cast<uint64_t>(way.positive_id()) * 4 + 1);
+    }
     if (way.tags().empty()) return;
-    auto c = classify(Shape::kLine, getter(way.tags()));
+    if (const char* natural = tags("natural"); natural && std::strcmp(natural, "coastline") == 0) add_coastline(way);
+    auto c = classify(Shape::kLine, tags);
     if (!c) return;
-    Feature f = start(*c, GeomType::kLineString, static_cast<uint64_t>(way.positive_id()) * 4 + 1);
+    add_line(*c, way, static_cast<uint64_t>(way.positive_id()) * 4 + 1);
+  }
+
+ private:
+  static bool is_yes_value(const char* value) { return value && std::strcmp(value, "yes") == 0; }
+
+  void add_point(Classified& c, uint64_t id, WPoint point) {
+    Feature f = start(c, GeomType::kPoint, id);
+    Part part;
+    part.points.push_back(point);
+    grow(f, point);
+    f.parts.push_back(std::move(part));
+    features.push_back(std::move(f));
+  }
+
+  // Coastline ways in stretches between the nodes the extract left out; a stretch's end joins
+  // others by its node id unless a missing node was next to it.
+  void add_coastline(const osmium::Way& way) {
+    const auto& refs = way.nodes();
+    CoastSegment segment;
+    for (std::size_t i = 0; i < refs.size(); ++i) {
+      const auto& ref = refs[i];
+      if (!ref.location().valid()) {
+        if (segment.points.size() >= 2) coastline.push_back(std::move(segment));
+        segment = {};
+        continue;
+      }
+      if (segment.points.empty()) segment.first = i == 0 ? ref.positive_ref() : 0;
+      const auto [wx, wy] = lonlat_to_world(ref.location().lon(), ref.location().lat());
+      segment.points.push_back({wx, wy});
+      segment.last = i + 1 == refs.size() ? ref.positive_ref() : 0;
+    }
+    if (segment.points.size() >= 2) coastline.push_back(std::move(segment));
+  }
+
+  void add_line(Classified& c, const osmium::Way& way, uint64_t id) {
+    Feature f = start(c, GeomType::kLineString, id);
     Part part;
     for (const auto& ref : way.nodes()) {
       // Extracts cut ways at their border: nodes outside have no location and are skipped.
@@ -127,6 +196,9 @@ class Collector : public osmium::handler::Handler {
     features.push_back(std::move(f));
   }
 
+  const BoundaryRelations& boundaries_;
+
+ public:
   void relation(const osmium::Relation&) { ++relations; }
 
   void area(const osmium::Area& area) {
@@ -148,42 +220,45 @@ class Collector : public osmium::handler::Handler {
       }
       if (!f.parts.empty()) features.push_back(std::move(f));
     }
-    if (auto poi = classify(Shape::kArea, tags, true)) {
-      // The label point of an area: the centroid of its first exterior ring.
-      auto rings = area.outer_rings();
-      if (rings.begin() == rings.end()) return;
-      const auto& outer = *rings.begin();
-      double a = 0, cx = 0, cy = 0;
-      std::vector<WPoint> points;
-      for (const auto& ref : outer)
-        if (ref.location().valid()) points.push_back(to_world(ref.location()));
-      if (points.size() < 4) return;
-      const double ox = points[0].x, oy = points[0].y;  // origin shift keeps the sums precise
-      for (std::size_t i = 0; i + 1 < points.size(); ++i) {
-        const double x0 = points[i].x - ox, y0 = points[i].y - oy;
-        const double x1 = points[i + 1].x - ox, y1 = points[i + 1].y - oy;
-        const double cross = x0 * y1 - x1 * y0;
-        a += cross;
-        cx += (x0 + x1) * cross;
-        cy += (y0 + y1) * cross;
-      }
-      WPoint centre = points[0];
-      if (a != 0) {
-        centre.x = static_cast<uint32_t>(std::clamp(std::llround(ox + cx / (3 * a)), 0LL, 4294967295LL));
-        centre.y = static_cast<uint32_t>(std::clamp(std::llround(oy + cy / (3 * a)), 0LL, 4294967295LL));
-      }
-      Feature f = start(*poi, GeomType::kPoint, id);
-      Part part;
-      part.points.push_back(centre);
-      grow(f, centre);
-      f.parts.push_back(std::move(part));
-      features.push_back(std::move(f));
-    }
+    auto poi = classify(Shape::kArea, tags, true);
+    auto address = classify_address(tags);
+    if (!poi && !address) return;
+    const auto centre = label_point(area);
+    if (!centre) return;
+    if (poi) add_point(*poi, id, *centre);
+    if (address) add_point(*address, id, *centre);
   }
 
  private:
   static TagGetter getter(const osmium::TagList& tags) {
     return [&tags](const char* key) { return tags.get_value_by_key(key); };
+  }
+
+  // The label point of an area: the centroid of its first exterior ring.
+  static std::optional<WPoint> label_point(const osmium::Area& area) {
+    auto rings = area.outer_rings();
+    if (rings.begin() == rings.end()) return std::nullopt;
+    const auto& outer = *rings.begin();
+    double a = 0, cx = 0, cy = 0;
+    std::vector<WPoint> points;
+    for (const auto& ref : outer)
+      if (ref.location().valid()) points.push_back(to_world(ref.location()));
+    if (points.size() < 4) return std::nullopt;
+    const double ox = points[0].x, oy = points[0].y;  // origin shift keeps the sums precise
+    for (std::size_t i = 0; i + 1 < points.size(); ++i) {
+      const double x0 = points[i].x - ox, y0 = points[i].y - oy;
+      const double x1 = points[i + 1].x - ox, y1 = points[i + 1].y - oy;
+      const double cross = x0 * y1 - x1 * y0;
+      a += cross;
+      cx += (x0 + x1) * cross;
+      cy += (y0 + y1) * cross;
+    }
+    WPoint centre = points[0];
+    if (a != 0) {
+      centre.x = static_cast<uint32_t>(std::clamp(std::llround(ox + cx / (3 * a)), 0LL, 4294967295LL));
+      centre.y = static_cast<uint32_t>(std::clamp(std::llround(oy + cy / (3 * a)), 0LL, 4294967295LL));
+    }
+    return centre;
   }
 
   static Feature start(Classified& c, GeomType type, uint64_t id) {
@@ -400,6 +475,133 @@ std::string format_number(double value) {
   return text;
 }
 
+// The sea from the coastline, clipped to the extract's box (its header's, else the features'
+// extent), as features of the ocean layer from zoom 0.
+void add_sea(Collector& collector, const osmium::Box& header_box, ImportSummary& summary) {
+  if (collector.coastline.empty()) return;
+  WorldBox box{};
+  if (header_box.valid()) {
+    const auto [west, north] = lonlat_to_world(header_box.bottom_left().lon(), header_box.top_right().lat());
+    const auto [east, south] = lonlat_to_world(header_box.top_right().lon(), header_box.bottom_left().lat());
+    box = {west, north, east, south};
+  } else {
+    uint32_t minx = UINT32_MAX, miny = UINT32_MAX, maxx = 0, maxy = 0;
+    for (const auto& f : collector.features)
+      minx = std::min(minx, f.minx), miny = std::min(miny, f.miny), maxx = std::max(maxx, f.maxx), maxy = std::max(maxy, f.maxy);
+    for (const auto& segment : collector.coastline)
+      for (const auto& p : segment.points) {
+        const auto x = static_cast<uint32_t>(p.x * 4294967296.0), y = static_cast<uint32_t>(p.y * 4294967296.0);
+        minx = std::min(minx, x), miny = std::min(miny, y), maxx = std::max(maxx, x), maxy = std::max(maxy, y);
+      }
+    box = {minx / 4294967296.0, miny / 4294967296.0, maxx / 4294967296.0, maxy / 4294967296.0};
+  }
+  CoastlineReport report;
+  const auto sea = assemble_sea(std::move(collector.coastline), box, report);
+  collector.coastline.clear();
+  auto fix = [](double v) {
+    return static_cast<uint32_t>(std::clamp(std::llround(v * 4294967296.0), 0LL, 4294967295LL));
+  };
+  uint64_t id = 0;
+  for (const auto& polygon : sea) {
+    Feature f{Layer::kOcean, GeomType::kPolygon, 0, id++, {}, {}};
+    for (std::size_t r = 0; r < polygon.rings.size(); ++r) {
+      Part part;
+      part.outer = r == 0;
+      for (const auto& p : polygon.rings[r]) {
+        const WPoint w{fix(p.x), fix(p.y)};
+        if (!part.points.empty() && part.points.back().x == w.x && part.points.back().y == w.y) continue;
+        part.points.push_back(w);
+        grow(f, w);
+      }
+      if (part.points.size() >= 4) f.parts.push_back(std::move(part));
+      else if (part.outer) break;
+    }
+    if (!f.parts.empty() && f.parts.front().outer) collector.features.push_back(std::move(f));
+  }
+  summary.coastline_segments = report.segments;
+  summary.coastline_rings = report.rings;
+  summary.coastline_pieces = report.pieces;
+  summary.coastline_ends_extended = report.ends_extended;
+  summary.sea_polygons = report.water_polygons;
+  summary.coastline = report.summary();
+}
+
+// The place search index: every named place, street, stop, POI and named area or water, with
+// one point to fly to. A street is many ways with one name; ways of one name within about
+// 1.5 km of each other are one entry, at the way point nearest their middle.
+std::vector<SearchEntry> search_entries(const std::deque<Feature>& features) {
+  auto rank_of = [](Layer layer, const std::string& kind) {
+    switch (layer) {
+      case Layer::kPlaceLabels: {
+        static const char* const kOrder[] = {"city", "town", "village", "suburb", "quarter", "neighbourhood", "island"};
+        for (int i = 0; i < 7; ++i)
+          if (kind == kOrder[i]) return i;
+        return 7;
+      }
+      case Layer::kStreets: return kind == "rail" || kind == "tram" || kind == "subway" ? 14 : 10;
+      case Layer::kPublicTransport: return 12;
+      case Layer::kPois: return 15;
+      case Layer::kWaterPolygons:
+      case Layer::kWaterLines:
+      case Layer::kLand: return 20;
+      default: return -1;
+    }
+  };
+  struct Cluster {
+    std::string name, kind;
+    Layer layer;
+    int rank;
+    std::vector<WPoint> points;
+  };
+  std::vector<Cluster> clusters;
+  std::unordered_map<std::string, std::vector<std::size_t>> by_name;
+  constexpr double kJoin = 1500.0 / 40075016.0 * 4294967296.0;  // 1.5 km at the equator, in world units
+  for (const auto& f : features) {
+    const std::string* name = nullptr;
+    std::string kind;
+    for (const auto& [key, value] : f.properties) {
+      if (key == "name" && std::holds_alternative<std::string>(value)) name = &std::get<std::string>(value);
+      if (key == "kind" && std::holds_alternative<std::string>(value)) kind = std::get<std::string>(value);
+    }
+    if (!name || name->empty() || f.parts.empty() || f.parts[0].points.empty()) continue;
+    const int rank = rank_of(f.layer, kind);
+    if (rank < 0) continue;
+    WPoint point;
+    if (f.type == GeomType::kLineString) point = f.parts[0].points[f.parts[0].points.size() / 2];
+    else if (f.type == GeomType::kPolygon) point = {f.minx / 2 + f.maxx / 2, f.miny / 2 + f.maxy / 2};
+    else point = f.parts[0].points[0];
+    auto& candidates = by_name[std::to_string(static_cast<int>(f.layer)) + '\x1f' + *name];
+    Cluster* home = nullptr;
+    for (std::size_t index : candidates) {
+      const WPoint first = clusters[index].points.front();
+      if (std::hypot(double(first.x) - point.x, double(first.y) - point.y) <= kJoin) {
+        home = &clusters[index];
+        break;
+      }
+    }
+    if (!home) {
+      candidates.push_back(clusters.size());
+      clusters.push_back({*name, kind, f.layer, rank, {}});
+      home = &clusters.back();
+    }
+    home->points.push_back(point);
+    home->rank = std::min(home->rank, rank);
+  }
+  std::vector<SearchEntry> entries;
+  entries.reserve(clusters.size());
+  for (const auto& c : clusters) {
+    double mx = 0, my = 0;
+    for (const auto& p : c.points) mx += p.x, my += p.y;
+    mx /= static_cast<double>(c.points.size()), my /= static_cast<double>(c.points.size());
+    WPoint best = c.points.front();
+    double best_d = HUGE_VAL;
+    for (const auto& p : c.points)
+      if (const double d = std::hypot(p.x - mx, p.y - my); d < best_d) best_d = d, best = p;
+    entries.push_back({c.name, c.kind, std::string(layer_name(c.layer)), world_to_lon(best.x), world_to_lat(best.y), c.rank});
+  }
+  return entries;
+}
+
 }  // namespace
 
 ImportSummary import_osm(const ImportOptions& options) {
@@ -423,7 +625,8 @@ ImportSummary import_osm(const ImportOptions& options) {
   };
 
   ImportSummary summary;
-  Collector collector;
+  BoundaryRelations boundaries;
+  Collector collector{boundaries};
   osmium::Box header_box;
   std::string source_timestamp;
   try {
@@ -432,12 +635,12 @@ ImportSummary import_osm(const ImportOptions& options) {
     // Areas come from closed ways and multipolygon relations with these keys.
     osmium::TagsFilter area_filter{false};
     for (const char* key : {"building", "landuse", "leisure", "natural", "waterway", "amenity", "shop", "tourism",
-                            "historic", "office", "craft", "emergency"})
+                            "historic", "office", "craft", "emergency", "man_made", "aeroway", "railway"})
       area_filter.add_rule(true, osmium::TagMatcher{key});
     osmium::area::Assembler::config_type assembler_config;
     osmium::area::MultipolygonManager<osmium::area::Assembler> multipolygons{assembler_config, area_filter};
     progress("relations", 0, 0);
-    osmium::relations::read_relations(input, multipolygons);
+    osmium::relations::read_relations(input, multipolygons, boundaries);
 
     // FlexMem keeps a sparse index and turns dense when the extract is large enough to fill
     // one; a country-sized extract starts dense right away.
@@ -469,6 +672,7 @@ ImportSummary import_osm(const ImportOptions& options) {
   summary.nodes = collector.nodes;
   summary.ways = collector.ways;
   summary.relations = collector.relations;
+  add_sea(collector, header_box, summary);
   summary.features = collector.features.size();
   const auto& features = collector.features;
 
@@ -573,6 +777,10 @@ ImportSummary import_osm(const ImportOptions& options) {
     writer.set_metadata("center", format_number(centre_lon) + "," + format_number(centre_lat) + "," +
                                       std::to_string(centre_zoom));
     writer.set_metadata("json", nlohmann::json{{"vector_layers", layers}}.dump());
+    for (const auto& entry : search_entries(features)) {
+      writer.add_search_entry(entry);
+      ++summary.search_entries;
+    }
     writer.set_metadata("generator", "coop-tiles");
     writer.set_metadata("coop_import_id", random_id());
     writer.set_metadata("coop_source", options.input.filename().string());

@@ -33,6 +33,11 @@ struct ImportSummary {
   uint64_t archive_bytes = 0;
   double seconds = 0;
   double bounds[4] = {0, 0, 0, 0};  // west, south, east, north
+  // The sea: what the coastline assembly found and mended (coastline.h); zero without coast.
+  uint64_t coastline_segments = 0, coastline_rings = 0, coastline_pieces = 0, coastline_ends_extended = 0;
+  uint64_t sea_polygons = 0;
+  std::string coastline;  // one line saying so, for the import's output; empty without coast
+  uint64_t search_entries = 0;  // names in the archive's place search index
 };
 
 // Throws coop::Error: "bad_input" (400) for bad options or an unreadable, truncated or corrupt

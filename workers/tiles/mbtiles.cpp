@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/sqlite.h"
+#include "common/latin_fold.h"
 #include "common/text.h"
 
 namespace fs = std::filesystem;
@@ -70,10 +71,36 @@ std::string gunzip(std::string_view data, std::size_t max_bytes) {
 // --- Writer ---
 
 struct MbtilesWriter::Statements {
-  std::unique_ptr<sqlite::Statement> tile, metadata;
+  std::unique_ptr<sqlite::Statement> tile, metadata, search;
 };
 
 namespace {
+
+// A name's words as the search compares them: folded without case or Latin accents; words are
+// what FTS5's unicode61 tokenizer sees as words here, ASCII letters and digits and anything
+// beyond ASCII.
+std::vector<std::string> search_words(std::string_view text) {
+  const std::string folded = fold_latin_lower(text);
+  auto word_char = [](unsigned char c) { return c >= 0x80 || std::isalnum(c); };
+  std::vector<std::string> words;
+  for (std::size_t i = 0; i < folded.size();) {
+    if (!word_char(static_cast<unsigned char>(folded[i]))) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < folded.size() && word_char(static_cast<unsigned char>(folded[j]))) ++j;
+    words.push_back(folded.substr(i, j - i));
+    i = j;
+  }
+  return words;
+}
+
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + w;
+  return out;
+}
 
 void exec(sqlite3* db, const char* sql) {
   char* message = nullptr;
@@ -107,11 +134,18 @@ MbtilesWriter::MbtilesWriter(fs::path final_path) : final_(std::move(final_path)
          "CREATE TABLE tiles (zoom_level INTEGER NOT NULL, tile_column INTEGER NOT NULL, tile_row INTEGER NOT NULL,"
          " tile_data BLOB NOT NULL);"
          "CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row);"
+         // Full-text search (SQLite FTS5): words folded without case or accents, prefix indexes
+         // so that what a member has typed so far finds the names that start with it.
+         "CREATE VIRTUAL TABLE coop_search USING fts5(name, folded UNINDEXED, kind UNINDEXED, layer UNINDEXED,"
+         " lon UNINDEXED, lat UNINDEXED, weight UNINDEXED,"
+         " tokenize = 'unicode61 remove_diacritics 2', prefix = '1 2 3');"
          "BEGIN;");
     statements_ = std::make_unique<Statements>();
     statements_->tile = std::make_unique<sqlite::Statement>(db_, "INSERT INTO tiles VALUES (?1, ?2, ?3, ?4)");
     statements_->metadata =
         std::make_unique<sqlite::Statement>(db_, "INSERT OR REPLACE INTO metadata (name, value) VALUES (?1, ?2)");
+    statements_->search =
+        std::make_unique<sqlite::Statement>(db_, "INSERT INTO coop_search VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   } catch (...) {
     // No destructor runs for a constructor that throws: clean up here.
     statements_.reset();
@@ -142,6 +176,12 @@ void MbtilesWriter::put_tile(int z, int x, int y, std::string_view gzipped) {
 void MbtilesWriter::set_metadata(const std::string& name, const std::string& value) {
   statements_->metadata->bind(1, name).bind(2, value);
   statements_->metadata->run();
+}
+
+void MbtilesWriter::add_search_entry(const SearchEntry& e) {
+  statements_->search->bind(1, e.name).bind(2, joined(search_words(e.name))).bind(3, e.kind).bind(4, e.layer);
+  statements_->search->bind(5, e.lon).bind(6, e.lat).bind(7, e.rank);
+  statements_->search->run();
 }
 
 void MbtilesWriter::commit() {
@@ -302,6 +342,51 @@ std::optional<std::string> MbtilesArchive::tile(int z, int x, int y) const {
   if (select.step()) data = select.column_text(0);
   select.reset();
   return data;
+}
+
+std::vector<SearchEntry> MbtilesArchive::search(std::string_view query, int limit) const {
+  // Each word of the query as an FTS5 prefix query ("word"*), all of them required.
+  const auto words = search_words(query);
+  std::string match, plain;
+  for (const auto& word : words) {
+    match += (match.empty() ? "\"" : " \"") + word + "\"*";
+    plain += (plain.empty() ? "" : " ") + word;
+  }
+  std::vector<SearchEntry> hits;
+  if (match.empty() || limit <= 0) return hits;
+  auto connection = acquire();
+  struct Return {
+    const MbtilesArchive* archive;
+    std::unique_ptr<Connection>& connection;
+    ~Return() { archive->release(std::move(connection)); }
+  } give_back{this, connection};
+  std::unique_ptr<sqlite::Statement> select;
+  try {
+    // Exact names first, then names that start with the query, then by weight (places before
+    // streets before POIs), then the shorter name.
+    select = std::make_unique<sqlite::Statement>(
+        connection->db,
+        "SELECT name, kind, layer, lon, lat, weight FROM coop_search WHERE coop_search MATCH ?1"
+        " ORDER BY folded = ?2 DESC, substr(folded, 1, length(?2)) = ?2 DESC, weight, length(name), name LIMIT ?3");
+  } catch (const Error&) {
+    return hits;  // no index in this archive
+  }
+  select->bind(1, match).bind(2, plain).bind(3, limit);
+  try {
+    while (select->step()) {
+      SearchEntry e;
+      e.name = select->column_text(0);
+      e.kind = select->column_text(1);
+      e.layer = select->column_text(2);
+      e.lon = select->column_double(3);
+      e.lat = select->column_double(4);
+      e.rank = static_cast<int>(select->column_int64(5));
+      hits.push_back(std::move(e));
+    }
+  } catch (const Error&) {
+    hits.clear();  // a query FTS5 cannot parse finds nothing
+  }
+  return hits;
 }
 
 }  // namespace coop::tiles

@@ -23,6 +23,16 @@ namespace coop::tiles {
 std::string gzip(std::string_view data, int level = 6);
 std::string gunzip(std::string_view data, std::size_t max_bytes = 64 << 20);
 
+// One name of the place search index that an import builds beside the tiles (table coop_search:
+// an extension of coop's, which other MBTiles readers ignore).
+struct SearchEntry {
+  std::string name;
+  std::string kind;   // "city", "residential", "cafe"...
+  std::string layer;  // the tile layer it came from: "place_labels", "streets", "pois"...
+  double lon = 0, lat = 0;
+  int rank = 0;       // lower first among equally good matches: places, then streets, then POIs
+};
+
 // Builds an archive at a temporary path. Nothing is visible under the final name until
 // commit() succeeds; destroying an uncommitted writer removes the temporary file.
 class MbtilesWriter {
@@ -36,6 +46,7 @@ class MbtilesWriter {
   // z/x/y in XYZ order (y down, as in the URL); data already gzip'd.
   void put_tile(int z, int x, int y, std::string_view gzipped);
   void set_metadata(const std::string& name, const std::string& value);
+  void add_search_entry(const SearchEntry& entry);
   // Commits, fsyncs the file, renames it over the final path and fsyncs the directory.
   void commit();
   const std::filesystem::path& temp_path() const { return temp_; }
@@ -62,6 +73,10 @@ class MbtilesArchive {
   // The gzip'd tile, or nullopt when the archive has none there.
   std::optional<std::string> tile(int z, int x, int y) const;
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  // Names that start with query, or have a word that does, compared without case or accents:
+  // exact names first, then whole-name prefixes, then by rank. Empty for an archive without
+  // an index (built elsewhere, or by an older coop).
+  std::vector<SearchEntry> search(std::string_view query, int limit) const;
   int minzoom() const { return minzoom_; }
   int maxzoom() const { return maxzoom_; }
   // Identifies this file's content: changes with every import (its coop_import_id).

@@ -64,14 +64,54 @@ constexpr std::array kPlaces{KindZoom{"city", 4},     KindZoom{"town", 7},      
                              KindZoom{"suburb", 11},  KindZoom{"hamlet", 12},       KindZoom{"quarter", 12},
                              KindZoom{"neighbourhood", 13}, KindZoom{"island", 12}, KindZoom{"islet", 14},
                              KindZoom{"locality", 14}, KindZoom{"isolated_dwelling", 14}, KindZoom{"square", 14}};
+constexpr std::array kAeroways{KindZoom{"runway", 11}, KindZoom{"taxiway", 13}};
+constexpr std::array kAeroAreas{KindZoom{"aerodrome", 10}, KindZoom{"apron", 12}, KindZoom{"heliport", 12},
+                                KindZoom{"helipad", 14}};
+constexpr std::array kPiers{KindZoom{"pier", 12}, KindZoom{"breakwater", 12}, KindZoom{"groyne", 13}};
 constexpr std::array kPoiKeys{"amenity", "shop", "tourism", "leisure", "historic", "office", "craft", "emergency"};
 // Worth a point without a name.
 constexpr std::array kUnnamedPois{"toilets", "drinking_water", "atm", "parking", "bicycle_parking", "post_box",
                                   "recycling", "charging_station", "defibrillator", "bicycle_rental", "pharmacy"};
 
+// Shortbread's public_transport kinds, by the tag that says so.
+std::optional<Classified> classify_public_transport(const TagGetter& tag, bool from_area) {
+  std::optional<std::string> kind;
+  int minzoom = 14;
+  const char* railway = tag("railway");
+  const char* highway = tag("highway");
+  const char* amenity = tag("amenity");
+  const char* aeroway = tag("aeroway");
+  if (railway && (!std::strcmp(railway, "station") || !std::strcmp(railway, "halt"))) {
+    kind = railway, minzoom = 13;
+  } else if (railway && !std::strcmp(railway, "tram_stop")) {
+    kind = railway, minzoom = 15;
+  } else if (highway && !std::strcmp(highway, "bus_stop") && !from_area) {
+    kind = highway, minzoom = 15;
+  } else if (amenity && (!std::strcmp(amenity, "bus_station") || !std::strcmp(amenity, "ferry_terminal"))) {
+    kind = amenity, minzoom = 13;
+  } else if (aeroway && (!std::strcmp(aeroway, "aerodrome") || !std::strcmp(aeroway, "helipad") ||
+                         !std::strcmp(aeroway, "heliport"))) {
+    kind = aeroway, minzoom = !std::strcmp(aeroway, "aerodrome") ? 10 : 13;
+  }
+  if (!kind) return std::nullopt;
+  Classified c{Layer::kPublicTransport, minzoom, from_area, {}};
+  c.properties.emplace_back("kind", *kind);
+  add_name(c.properties, tag);
+  return c;
+}
+
+// tunnel=yes, a building passage or covered=yes are drawn as tunnels (dimmed).
+bool is_tunnel(const TagGetter& tag) {
+  const char* tunnel = tag("tunnel");
+  return is_yes(tunnel) || (tunnel && !std::strcmp(tunnel, "building_passage")) || is_yes(tag("covered"));
+}
+
 std::optional<Classified> classify_street(const TagGetter& tag) {
   Classified c{Layer::kStreets, 0, false, {}};
-  if (const char* highway = tag("highway")) {
+  if (auto z = zoom_of(kAeroways, tag("aeroway")); z && !tag("highway")) {
+    c.minzoom = *z;
+    c.properties.emplace_back("kind", std::string(tag("aeroway")));
+  } else if (const char* highway = tag("highway")) {
     if (is_yes(tag("area"))) return std::nullopt;
     if (auto z = zoom_of(kHighways, highway)) {
       c.minzoom = *z;
@@ -89,14 +129,22 @@ std::optional<Classified> classify_street(const TagGetter& tag) {
     if (!z) return std::nullopt;
     c.minzoom = *z;
     c.properties.emplace_back("kind", std::string(railway));
+    c.properties.emplace_back("rail", true);
   } else {
     return std::nullopt;
   }
   add_name(c.properties, tag);
   if (const char* ref = tag("ref"); ref && *ref) c.properties.emplace_back("ref", std::string(ref));
-  if (is_yes(tag("tunnel"))) c.properties.emplace_back("tunnel", true);
-  if (is_yes(tag("bridge"))) c.properties.emplace_back("bridge", true);
-  if (is_yes(tag("oneway"))) c.properties.emplace_back("oneway", true);
+  if (is_tunnel(tag)) c.properties.emplace_back("tunnel", true);
+  if (const char* bridge = tag("bridge"); bridge && *bridge && std::strcmp(bridge, "no") != 0)
+    c.properties.emplace_back("bridge", true);
+  // Shortbread: oneway=-1 is a one-way street drawn against the way's direction.
+  if (const char* oneway = tag("oneway"); is_yes(oneway)) {
+    c.properties.emplace_back("oneway", true);
+  } else if (oneway && !std::strcmp(oneway, "-1")) {
+    c.properties.emplace_back("oneway", true);
+    c.properties.emplace_back("oneway_reverse", true);
+  }
   return c;
 }
 
@@ -119,8 +167,19 @@ std::optional<Classified> classify_area(const TagGetter& tag) {
       return c;
     }
   }
+  if (auto z = zoom_of(kPiers, tag("man_made"))) {
+    Classified c{Layer::kPierPolygons, *z, false, {}};
+    c.properties.emplace_back("kind", std::string(tag("man_made")));
+    return c;
+  }
   if (const char* building = tag("building"); building && std::strcmp(building, "no") != 0) {
     return Classified{Layer::kBuildings, 13, false, {}};
+  }
+  if (auto z = zoom_of(kAeroAreas, tag("aeroway"))) {
+    Classified c{Layer::kLand, *z, false, {}};
+    c.properties.emplace_back("kind", std::string(tag("aeroway")));
+    add_name(c.properties, tag);
+    return c;
   }
   const char* leisure = tag("leisure");
   for (auto [value, zoom] : {std::pair{leisure, zoom_of(kLeisureLand, leisure)},
@@ -161,6 +220,13 @@ std::optional<Classified> classify_poi(const TagGetter& tag, bool from_area) {
 
 std::string_view layer_name(Layer layer) {
   switch (layer) {
+    case Layer::kOcean: return "ocean";
+    case Layer::kPierPolygons: return "pier_polygons";
+    case Layer::kPierLines: return "pier_lines";
+    case Layer::kBoundaries: return "boundaries";
+    case Layer::kFerries: return "ferries";
+    case Layer::kPublicTransport: return "public_transport";
+    case Layer::kAddresses: return "addresses";
     case Layer::kWaterPolygons: return "water_polygons";
     case Layer::kWaterLines: return "water_lines";
     case Layer::kLand: return "land";
@@ -174,11 +240,18 @@ std::string_view layer_name(Layer layer) {
 
 std::string_view layer_description(Layer layer) {
   switch (layer) {
+    case Layer::kOcean: return "The sea, assembled from the coastline (natural=coastline) and clipped to the extract";
+    case Layer::kPierPolygons: return "Piers, breakwaters and groynes drawn as areas (man_made=pier|breakwater|groyne)";
+    case Layer::kPierLines: return "Piers, breakwaters and groynes drawn as lines (man_made=pier|breakwater|groyne)";
+    case Layer::kBoundaries: return "Administrative boundaries from boundary=administrative relations, admin_level 2 to 10";
+    case Layer::kFerries: return "Ferry routes (route=ferry)";
+    case Layer::kPublicTransport: return "Stations, halts, tram and bus stops, ferry terminals, aerodromes and helipads";
+    case Layer::kAddresses: return "House numbers (addr:housenumber) of address nodes and buildings";
     case Layer::kWaterPolygons: return "Lakes, reservoirs, basins and river areas (natural=water, landuse=reservoir|basin, waterway=riverbank|dock)";
     case Layer::kWaterLines: return "Rivers, canals, streams and ditches (waterway=*)";
     case Layer::kLand: return "Land use and land cover: parks, woods, residential and other areas (landuse, leisure, natural)";
     case Layer::kBuildings: return "Building outlines (building=*)";
-    case Layer::kStreets: return "Roads, paths and railways with their names (highway=*, railway=*)";
+    case Layer::kStreets: return "Roads, paths, railways, runways and taxiways with their names (highway=*, railway=*, aeroway=runway|taxiway)";
     case Layer::kPlaceLabels: return "Named places: cities, towns, villages, suburbs (place=*)";
     case Layer::kPois: return "Points of interest: amenities, shops, tourism and more";
   }
@@ -187,13 +260,22 @@ std::string_view layer_description(Layer layer) {
 
 std::vector<std::pair<std::string, std::string>> layer_fields(Layer layer) {
   switch (layer) {
+    case Layer::kOcean: return {};
+    case Layer::kPierPolygons:
+    case Layer::kPierLines: return {{"kind", "String"}};
+    case Layer::kBoundaries:
+      return {{"admin_level", "Number"}, {"maritime", "Boolean"}, {"disputed", "Boolean"}};
+    case Layer::kFerries:
+    case Layer::kPublicTransport: return {{"kind", "String"}, {"name", "String"}};
+    case Layer::kAddresses: return {{"housenumber", "String"}, {"name", "String"}};
     case Layer::kWaterPolygons:
     case Layer::kWaterLines:
     case Layer::kLand: return {{"kind", "String"}, {"name", "String"}};
     case Layer::kBuildings: return {};
     case Layer::kStreets:
-      return {{"kind", "String"}, {"name", "String"}, {"ref", "String"}, {"link", "Boolean"},
-              {"tunnel", "Boolean"}, {"bridge", "Boolean"}, {"oneway", "Boolean"}};
+      return {{"kind", "String"},     {"name", "String"},   {"ref", "String"},
+              {"link", "Boolean"},    {"rail", "Boolean"},  {"tunnel", "Boolean"},
+              {"bridge", "Boolean"},  {"oneway", "Boolean"}, {"oneway_reverse", "Boolean"}};
     case Layer::kPlaceLabels: return {{"kind", "String"}, {"name", "String"}, {"population", "Number"}};
     case Layer::kPois:
       return {{"category", "String"}, {"kind", "String"}, {"name", "String"}, {"housenumber", "String"}};
@@ -218,9 +300,21 @@ std::optional<Classified> classify(Shape shape, const TagGetter& tag, bool poi_p
         }
         return c;
       }
+      if (auto transport = classify_public_transport(tag, false)) return transport;
       return classify_poi(tag, false);
     }
     case Shape::kLine: {
+      if (const char* route = tag("route"); route && !std::strcmp(route, "ferry")) {
+        Classified c{Layer::kFerries, 10, false, {}};
+        c.properties.emplace_back("kind", std::string("ferry"));
+        add_name(c.properties, tag);
+        return c;
+      }
+      if (auto z = zoom_of(kPiers, tag("man_made"))) {
+        Classified c{Layer::kPierLines, *z, false, {}};
+        c.properties.emplace_back("kind", std::string(tag("man_made")));
+        return c;
+      }
       if (auto z = zoom_of(kWaterways, tag("waterway"))) {
         Classified c{Layer::kWaterLines, *z, false, {}};
         c.properties.emplace_back("kind", std::string(tag("waterway")));
@@ -229,9 +323,33 @@ std::optional<Classified> classify(Shape shape, const TagGetter& tag, bool poi_p
       }
       return classify_street(tag);
     }
-    case Shape::kArea: return poi_pass ? classify_poi(tag, true) : classify_area(tag);
+    case Shape::kArea: {
+      if (!poi_pass) return classify_area(tag);
+      if (auto transport = classify_public_transport(tag, true)) return transport;
+      return classify_poi(tag, true);
+    }
   }
   return std::nullopt;
+}
+
+std::optional<Classified> classify_address(const TagGetter& tag) {
+  const char* number = tag("addr:housenumber");
+  if (!number || !*number) return std::nullopt;
+  Classified c{Layer::kAddresses, 14, true, {}};
+  c.properties.emplace_back("housenumber", std::string(number));
+  if (const char* name = tag("addr:housename"); name && *name) c.properties.emplace_back("name", std::string(name));
+  return c;
+}
+
+std::optional<Classified> classify_boundary(int admin_level, bool maritime, bool disputed) {
+  if (admin_level < 1 || admin_level > 10) return std::nullopt;
+  // Shortbread draws level 2 from zoom 0 and level 4 from 7; the finer levels follow on.
+  const int minzoom = admin_level <= 2 ? 0 : admin_level <= 4 ? 7 : admin_level <= 6 ? 9 : admin_level <= 8 ? 11 : 13;
+  Classified c{Layer::kBoundaries, minzoom, false, {}};
+  c.properties.emplace_back("admin_level", int64_t{admin_level});
+  if (maritime) c.properties.emplace_back("maritime", true);
+  if (disputed) c.properties.emplace_back("disputed", true);
+  return c;
 }
 
 }  // namespace coop::tiles

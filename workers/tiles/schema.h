@@ -13,9 +13,24 @@
 
 namespace coop::tiles {
 
-// In drawing order (water first, labels last).
-enum class Layer : uint8_t { kWaterPolygons, kWaterLines, kLand, kBuildings, kStreets, kPlaceLabels, kPois };
-constexpr int kLayerCount = 7;
+// In drawing order (the sea first, labels last).
+enum class Layer : uint8_t {
+  kOcean,
+  kWaterPolygons,
+  kWaterLines,
+  kLand,
+  kPierPolygons,
+  kBuildings,
+  kPierLines,
+  kBoundaries,
+  kFerries,
+  kStreets,
+  kPublicTransport,
+  kAddresses,
+  kPlaceLabels,
+  kPois
+};
+constexpr int kLayerCount = 14;
 
 std::string_view layer_name(Layer layer);
 // The layer's description and its attributes (name -> "String"/"Number"/"Boolean") for the
@@ -40,5 +55,14 @@ using TagGetter = std::function<const char*(const char*)>;
 // Classifies an object; nullopt when no layer wants it. An area can also yield a POI point:
 // call again with poi_pass = true for that.
 std::optional<Classified> classify(Shape shape, const TagGetter& tag, bool poi_pass = false);
+
+// A house number as a point of the addresses layer (a node, or a building's centre), besides
+// whatever else the object is; nullopt without addr:housenumber.
+std::optional<Classified> classify_address(const TagGetter& tag);
+
+// A way of an administrative boundary relation (boundary=administrative), with the lowest
+// admin_level among its relations; nullopt for levels the schema leaves out (above 10).
+// maritime: the way runs at sea (maritime=yes, or boundary=maritime on the way).
+std::optional<Classified> classify_boundary(int admin_level, bool maritime, bool disputed);
 
 }  // namespace coop::tiles

@@ -15,6 +15,7 @@
 #include "common/text.h"
 #include "workers/tiles/glyphs.h"
 #include "workers/tiles/mbtiles.h"
+#include "workers/tiles/sprite.h"
 #include "workers/tiles/store/marker_store.h"
 
 namespace fs = std::filesystem;
@@ -121,79 +122,197 @@ std::vector<double> numbers(const std::string& csv) {
   return out;
 }
 
-// The style: colours after the usual OSM conventions; labels in the shard's own font (the
-// glyph ranges coop-tiles renders), left out when the machine has no font.
-json build_style(const std::string& name, const std::string& tilejson_url, const std::string& markers_url,
-                 const std::vector<double>& center, const std::string& glyphs_url, const std::optional<std::string>& font) {
+// The style: colours and widths after openstreetmap-carto (the map of openstreetmap.org), so
+// that members see what they know: roads cased, tunnels dimmed, bridges cased in black, rail as
+// grey and white dashes, one-way arrows, POI icons from the shard's sprite. Labels use the
+// shard's own font (the glyph ranges coop-tiles renders) and are left out when it has none.
+json build_style(const std::string& name, const std::string& base, const std::vector<double>& center,
+                 const std::optional<std::string>& font) {
+  const std::string tilejson_url = base + "/tiles/" + name + ".json";
+  auto in_kinds = [](std::initializer_list<const char*> list) {
+    json values = json::array();
+    for (const char* k : list) values.push_back(k);
+    return json::array({"in", json::array({"get", "kind"}), json::array({"literal", values})});
+  };
   auto fill = [](const std::string& id, const std::string& layer, const json& filter, const std::string& colour,
-                 int minzoom, double opacity = 1.0) {
-    json l{{"id", id},   {"type", "fill"}, {"source", "osm"},       {"source-layer", layer},
-           {"minzoom", minzoom}, {"paint", {{"fill-color", colour}, {"fill-opacity", opacity}}}};
+                 int minzoom) {
+    json l{{"id", id},           {"type", "fill"}, {"source", "osm"}, {"source-layer", layer},
+           {"minzoom", minzoom}, {"paint", {{"fill-color", colour}}}};
     if (!filter.is_null()) l["filter"] = filter;
     return l;
   };
-  auto kinds = [](std::initializer_list<const char*> list) {
-    json f = json::array({"in", json::array({"get", "kind"})});
-    json values = json::array();
-    for (const char* k : list) values.push_back(k);
-    f.push_back(json::array({"literal", values}));
-    return f;
+  // Widths in pixels at zoom 10 and 18, exponential between (as carto's grow).
+  auto width = [](double at10, double at18, double extra = 0) {
+    return json::array({"interpolate", json::array({"exponential", 1.6}), json::array({"zoom"}), 10, at10 + extra * 0.3,
+                        18, at18 + extra});
   };
-  auto width = [](double at10, double at18) {
-    return json::array({"interpolate", json::array({"exponential", 1.6}), json::array({"zoom"}), 10, at10, 18, at18});
-  };
-  auto street = [&](const std::string& id, std::initializer_list<const char*> list, const std::string& colour,
-                    double at10, double at18, int minzoom) {
-    return json{{"id", id},
-                {"type", "line"},
-                {"source", "osm"},
-                {"source-layer", "streets"},
-                {"minzoom", minzoom},
-                {"filter", kinds(list)},
-                {"layout", {{"line-cap", "round"}, {"line-join", "round"}}},
-                {"paint", {{"line-color", colour}, {"line-width", width(at10, at18)}}}};
+  auto line = [&](const std::string& id, const std::string& layer, const json& filter, const std::string& colour,
+                  const json& line_width, int minzoom) {
+    json l{{"id", id},
+           {"type", "line"},
+           {"source", "osm"},
+           {"source-layer", layer},
+           {"minzoom", minzoom},
+           {"layout", {{"line-cap", "round"}, {"line-join", "round"}}},
+           {"paint", {{"line-color", colour}, {"line-width", line_width}}}};
+    if (!filter.is_null()) l["filter"] = filter;
+    return l;
   };
   json layers = json::array();
   layers.push_back({{"id", "background"}, {"type", "background"}, {"paint", {{"background-color", "#f2efe9"}}}});
-  layers.push_back(fill("land-residential", "land", kinds({"residential"}), "#e0dfdf", 10));
-  layers.push_back(fill("land-commercial", "land", kinds({"commercial", "retail", "industrial", "railway"}), "#f2dad9", 10));
+  layers.push_back(fill("ocean", "ocean", nullptr, "#aad3df", 0));
+  layers.push_back(fill("land-residential", "land", in_kinds({"residential"}), "#e0dfdf", 10));
+  layers.push_back(fill("land-commercial", "land", in_kinds({"commercial", "retail", "industrial", "railway"}), "#f2dad9", 10));
   layers.push_back(fill("land-green", "land",
-                        kinds({"park", "garden", "grass", "meadow", "village_green", "recreation_ground", "playground",
-                               "golf_course", "grassland", "dog_park", "allotments", "cemetery"}),
+                        in_kinds({"park", "garden", "grass", "meadow", "village_green", "recreation_ground", "playground",
+                                  "golf_course", "grassland", "dog_park", "allotments", "cemetery"}),
                         "#c8facc", 7));
-  layers.push_back(fill("land-wood", "land", kinds({"forest", "wood", "nature_reserve", "scrub", "heath", "orchard"}),
+  layers.push_back(fill("land-wood", "land", in_kinds({"forest", "wood", "nature_reserve", "scrub", "heath", "orchard"}),
                         "#add19e", 7));
-  layers.push_back(fill("land-sand", "land", kinds({"sand", "beach", "bare_rock", "scree", "quarry"}), "#f5e9c6", 10));
-  layers.push_back(fill("land-pitch", "land", kinds({"pitch", "sports_centre", "stadium"}), "#aae0cb", 12));
+  layers.push_back(fill("land-sand", "land", in_kinds({"sand", "beach", "bare_rock", "scree", "quarry"}), "#f5e9c6", 10));
+  layers.push_back(fill("land-pitch", "land", in_kinds({"pitch", "sports_centre", "stadium"}), "#aae0cb", 12));
+  layers.push_back(fill("land-aeroway", "land", in_kinds({"aerodrome", "apron", "heliport", "helipad"}), "#dadae0", 10));
   layers.push_back(fill("water", "water_polygons", nullptr, "#aad3df", 0));
-  layers.push_back({{"id", "water-lines"},
-                    {"type", "line"},
-                    {"source", "osm"},
-                    {"source-layer", "water_lines"},
-                    {"paint", {{"line-color", "#aad3df"}, {"line-width", width(1, 6)}}}});
+  layers.push_back(line("water-lines", "water_lines", nullptr, "#aad3df", width(1, 6), 0));
+  // Piers are land over water: the background's colour.
+  layers.push_back(fill("pier-areas", "pier_polygons", nullptr, "#f2efe9", 12));
+  layers.push_back(line("pier-lines", "pier_lines", nullptr, "#f2efe9", width(1, 7), 12));
+  layers.back()["layout"]["line-cap"] = "butt";
   layers.push_back({{"id", "buildings"},
                     {"type", "fill"},
                     {"source", "osm"},
                     {"source-layer", "buildings"},
                     {"minzoom", 13},
                     {"paint", {{"fill-color", "#d9d0c9"}, {"fill-outline-color", "#c4b6ab"}}}});
-  layers.push_back(street("paths", {"footway", "path", "cycleway", "bridleway", "steps", "track", "pedestrian"}, "#fa8072",
-                          0.5, 2.5, 13));
-  layers.back()["paint"]["line-dasharray"] = json::array({2, 1});
-  layers.push_back(street("minor-streets", {"residential", "living_street", "unclassified", "road", "service", "busway"},
-                          "#ffffff", 0.8, 12, 11));
-  layers.push_back(street("tertiary", {"tertiary"}, "#ffffd0", 1.2, 16, 9));
-  layers.push_back(street("secondary", {"secondary"}, "#f7fabf", 1.5, 18, 8));
-  layers.push_back(street("primary", {"primary", "trunk"}, "#fcd6a4", 1.8, 20, 6));
-  layers.push_back(street("motorway", {"motorway"}, "#e892a2", 2.0, 22, 5));
-  layers.push_back(street("rail", {"rail", "light_rail", "subway", "tram", "narrow_gauge", "funicular", "monorail"},
-                          "#707070", 0.6, 2.5, 8));
-  layers.push_back({{"id", "pois"},
-                    {"type", "circle"},
+  auto boundaries = line("boundaries", "boundaries", json::array({"<=", json::array({"get", "admin_level"}), 8}),
+                         "#ac46ac", json::array({"match", json::array({"get", "admin_level"}), 2, 2.5, 4, 2, 1.2}), 0);
+  boundaries["paint"]["line-opacity"] = 0.55;
+  boundaries["paint"]["line-dasharray"] = json::array({4, 2});
+  layers.push_back(boundaries);
+  layers.push_back(line("ferries", "ferries", nullptr, "#6666ff", width(1, 2), 10));
+  layers.back()["paint"]["line-dasharray"] = json::array({4, 3});
+
+  // Streets in three levels: tunnels (dimmed, casings dashed), the ground, bridges (black
+  // casings), each with casings first, then fills, then paths and rail.
+  const json is_tunnel = json::array({"==", json::array({"get", "tunnel"}), true});
+  const json is_bridge = json::array({"all", json::array({"==", json::array({"get", "bridge"}), true}),
+                                      json::array({"!", json::array({"has", "tunnel"})})});
+  const json on_ground = json::array({"all", json::array({"!", json::array({"has", "tunnel"})}),
+                                      json::array({"!", json::array({"has", "bridge"})})});
+  struct RoadClass {
+    const char* id;
+    std::vector<const char*> kinds;
+    const char* fill;
+    const char* casing;
+    double at10, at18;
+    int minzoom;
+  };
+  const std::vector<RoadClass> classes{
+      {"minor", {"residential", "living_street", "unclassified", "road", "service", "busway", "pedestrian"}, "#ffffff",
+       "#999999", 0.8, 12, 11},
+      {"tertiary", {"tertiary"}, "#ffffff", "#8f8f7f", 1.2, 16, 9},
+      {"secondary", {"secondary"}, "#f7fabf", "#707d05", 1.5, 18, 8},
+      {"primary", {"primary", "trunk"}, "#fcd6a4", "#a06b00", 1.8, 20, 6},
+      {"motorway", {"motorway"}, "#e892a2", "#dc2a67", 2.0, 22, 5}};
+  auto kinds_of = [](const RoadClass& c) {
+    json values = json::array();
+    for (const char* k : c.kinds) values.push_back(k);
+    return json::array({"in", json::array({"get", "kind"}), json::array({"literal", values})});
+  };
+  const json rail_kinds = in_kinds({"rail", "light_rail", "subway", "tram", "narrow_gauge", "funicular", "monorail"});
+  layers.push_back(line("runways", "streets", in_kinds({"runway"}), "#bbbbcc", width(2, 40), 11));
+  layers.push_back(line("taxiways", "streets", in_kinds({"taxiway"}), "#bbbbcc", width(1, 10), 13));
+  for (const auto& [level, level_filter] : {std::pair<std::string, json>{"tunnel", is_tunnel},
+                                            std::pair<std::string, json>{"ground", on_ground},
+                                            std::pair<std::string, json>{"bridge", is_bridge}}) {
+    const bool tunnel = level == "tunnel", bridge = level == "bridge";
+    for (const auto& c : classes) {
+      auto casing = line(level + "-" + c.id + "-casing", "streets", json::array({"all", level_filter, kinds_of(c)}),
+                         bridge ? "#000000" : c.casing, width(c.at10, c.at18, bridge ? 3 : 2), std::max(c.minzoom, 12));
+      if (tunnel) {
+        casing["paint"]["line-dasharray"] = json::array({1, 1});
+        casing["paint"]["line-opacity"] = 0.5;
+        casing["layout"]["line-cap"] = "butt";
+      }
+      layers.push_back(casing);
+    }
+    for (const auto& c : classes) {
+      auto fill_line = line(level + "-" + c.id, "streets", json::array({"all", level_filter, kinds_of(c)}), c.fill,
+                            width(c.at10, c.at18), c.minzoom);
+      if (tunnel) fill_line["paint"]["line-opacity"] = 0.45;
+      layers.push_back(fill_line);
+    }
+    auto paths = line(level + "-paths", "streets",
+                      json::array({"all", level_filter,
+                                   in_kinds({"footway", "path", "cycleway", "bridleway", "steps", "track"})}),
+                      "#fa8072", width(0.5, 2.5), 13);
+    paths["paint"]["line-dasharray"] = json::array({2, 1});
+    if (tunnel) paths["paint"]["line-opacity"] = 0.4;
+    layers.push_back(paths);
+    // Rail: a grey line with white dashes on it from zoom 13; tunnels only faint grey dashes.
+    auto rail = line(level + "-rail", "streets", json::array({"all", level_filter, rail_kinds}), "#707070",
+                     width(0.8, 4), 8);
+    rail["layout"]["line-cap"] = "butt";
+    if (tunnel) rail["paint"]["line-opacity"] = 0.4, rail["paint"]["line-dasharray"] = json::array({3, 2});
+    layers.push_back(rail);
+    if (!tunnel) {
+      auto dashes = line(level + "-rail-dashes", "streets", json::array({"all", level_filter, rail_kinds}), "#ffffff",
+                         width(0.3, 2), 13);
+      dashes["layout"]["line-cap"] = "butt";
+      dashes["paint"]["line-dasharray"] = json::array({3, 3});
+      layers.push_back(dashes);
+    }
+  }
+  // One-way arrows along the street, turned round for oneway=-1.
+  layers.push_back({{"id", "oneway-arrows"},
+                    {"type", "symbol"},
                     {"source", "osm"},
-                    {"source-layer", "pois"},
-                    {"minzoom", 15},
-                    {"paint", {{"circle-radius", 2.5}, {"circle-color", "#734a08"}, {"circle-opacity", 0.7}}}});
+                    {"source-layer", "streets"},
+                    {"minzoom", 16},
+                    {"filter", json::array({"==", json::array({"get", "oneway"}), true})},
+                    {"layout",
+                     {{"symbol-placement", "line"},
+                      {"symbol-spacing", 120},
+                      {"icon-image", oneway_sprite_id()},
+                      {"icon-size", 0.55},
+                      {"icon-rotate",
+                       json::array({"case", json::array({"==", json::array({"get", "oneway_reverse"}), true}), 180, 0})},
+                      {"icon-rotation-alignment", "map"}}}});
+
+  // Icons: POIs by kind, else by category; stops and stations by kind.
+  json poi_icon = json::array({"match", json::array({"get", "kind"})});
+  for (const auto& k : kind_icons()) poi_icon.push_back(k.kind), poi_icon.push_back(sprite_id(k));
+  json by_category = json::array({"match", json::array({"get", "category"})});
+  for (const auto& k : category_icons()) by_category.push_back(k.kind), by_category.push_back(sprite_id(k));
+  by_category.push_back(sprite_id(category_icons().front()));
+  poi_icon.push_back(by_category);
+  const json fonts = font ? json::array({*font}) : json();
+  auto icon_layer = [&](const std::string& id, const std::string& layer, const json& filter, int minzoom) {
+    json l{{"id", id},
+           {"type", "symbol"},
+           {"source", "osm"},
+           {"source-layer", layer},
+           {"minzoom", minzoom},
+           {"layout", {{"icon-image", poi_icon}, {"icon-size", 0.9}}},
+           {"paint", json::object()}};
+    if (!filter.is_null()) l["filter"] = filter;
+    if (font) {
+      l["layout"]["text-field"] = json::array({"coalesce", json::array({"get", "name"}), ""});
+      l["layout"]["text-font"] = fonts;
+      l["layout"]["text-size"] = 10;
+      l["layout"]["text-anchor"] = "top";
+      l["layout"]["text-offset"] = json::array({0, 0.9});
+      l["layout"]["text-optional"] = true;
+      l["layout"]["text-max-width"] = 8;
+      l["paint"] = {{"text-color", "#734a08"}, {"text-halo-color", "#ffffff"}, {"text-halo-width", 1.2}};
+    }
+    return l;
+  };
+  layers.push_back(icon_layer("transport-major", "public_transport",
+                              in_kinds({"station", "halt", "ferry_terminal", "bus_station", "aerodrome", "heliport"}), 13));
+  layers.push_back(icon_layer("transport-minor", "public_transport", in_kinds({"tram_stop", "bus_stop", "helipad"}), 16));
+  layers.push_back(icon_layer("pois", "pois", nullptr, 16));
+
   layers.push_back({{"id", "markers"},
                     {"type", "circle"},
                     {"source", "markers"},
@@ -203,7 +322,6 @@ json build_style(const std::string& name, const std::string& tilejson_url, const
                       {"circle-stroke-color", "#ffffff"},
                       {"circle-stroke-width", 2}}}});
   if (font) {
-    const json fonts = json::array({*font});
     auto label = [&](const std::string& id, const std::string& source, const std::string& layer, int minzoom,
                      json size, const std::string& colour, double halo) {
       json l{{"id", id},
@@ -216,16 +334,21 @@ json build_style(const std::string& name, const std::string& tilejson_url, const
       if (!layer.empty()) l["source-layer"] = layer;
       return l;
     };
+    // Below the icons and markers: street names, house numbers.
     auto streets = label("street-names", "osm", "streets", 13,
-                         json::array({"interpolate", json::array({"linear"}), json::array({"zoom"}), 13, 10, 18, 14}), "#505050", 1.5);
+                         json::array({"interpolate", json::array({"linear"}), json::array({"zoom"}), 13, 10, 18, 14}),
+                         "#505050", 1.5);
     streets["layout"]["symbol-placement"] = "line";
     streets["layout"]["text-max-angle"] = 30;
-    layers.insert(layers.end() - 2, streets);
-    auto pois = label("poi-names", "osm", "pois", 16, 10, "#734a08", 1.2);
-    pois["layout"]["text-anchor"] = "top";
-    pois["layout"]["text-offset"] = json::array({0, 0.6});
-    pois["layout"]["text-optional"] = true;
-    layers.insert(layers.end() - 1, pois);
+    auto numbers = label("housenumbers", "osm", "addresses", 17, 10, "#666666", 1.2);
+    numbers["filter"] = json::array({"has", "housenumber"});
+    numbers["layout"]["text-field"] = json::array({"get", "housenumber"});
+    numbers["layout"]["text-padding"] = 1;
+    const auto icons_at = std::find_if(layers.begin(), layers.end(), [](const json& l) { return l["id"] == "transport-major"; });
+    layers.insert(layers.insert(icons_at, streets) + 1, numbers);
+    auto ferries = label("ferry-names", "osm", "ferries", 13, 10, "#6666ff", 1.2);
+    ferries["layout"]["symbol-placement"] = "line";
+    layers.push_back(ferries);
     layers.push_back(label("place-names", "osm", "place_labels", 0,
                            json::array({"match", json::array({"get", "kind"}), "city", 18, "town", 16, "village", 14, 12}),
                            "#222222", 2));
@@ -241,9 +364,10 @@ json build_style(const std::string& name, const std::string& tilejson_url, const
              {"name", name},
              {"sources",
               {{"osm", {{"type", "vector"}, {"url", tilejson_url}}},
-               {"markers", {{"type", "geojson"}, {"data", markers_url}}}}},
+               {"markers", {{"type", "geojson"}, {"data", base + "/tiles/markers.geojson"}}}}},
+             {"sprite", base + "/tiles/assets/sprite"},
              {"layers", layers}};
-  if (font) style["glyphs"] = glyphs_url;
+  if (font) style["glyphs"] = base + "/tiles/fonts/{fontstack}/{range}.pbf";
   if (center.size() >= 3) {
     style["center"] = json::array({center[0], center[1]});
     style["zoom"] = center[2];
@@ -253,8 +377,9 @@ json build_style(const std::string& name, const std::string& tilejson_url, const
 
 // The map page: MapLibre GL from this server, the archive's style, markers polled twice a
 // second with If-None-Match so an unchanged set costs a 304.
-std::string map_html(const std::string& name, const std::string& style_url, const std::string& markers_url) {
-  const json config{{"style", style_url}, {"markers", markers_url}, {"name", name}};
+std::string map_html(const std::string& name, const std::string& style_url, const std::string& markers_url,
+                     const std::string& search_url) {
+  const json config{{"style", style_url}, {"markers", markers_url}, {"search", search_url}, {"name", name}};
   std::string config_text = config.dump();
   // Keep "</script>" and friends out of the inline script.
   std::string safe;
@@ -271,11 +396,26 @@ std::string map_html(const std::string& name, const std::string& style_url, cons
 html, body, #map { margin: 0; padding: 0; height: 100%; }
 .coop-popup h3 { margin: 0 0 4px; font: 600 14px/1.3 system-ui, sans-serif; }
 .coop-popup p { margin: 2px 0; font: 13px/1.3 system-ui, sans-serif; }
+#coop-search { position: absolute; top: 10px; left: 10px; z-index: 2; width: min(320px, calc(100% - 70px));
+  font: 14px/1.3 system-ui, sans-serif; }
+#coop-search input { box-sizing: border-box; width: 100%; padding: 8px 10px; border: 1px solid #bbb;
+  border-radius: 6px; font: inherit; box-shadow: 0 1px 4px rgba(0,0,0,.2); }
+#coop-search ul { list-style: none; margin: 4px 0 0; padding: 0; background: #fff; border-radius: 6px;
+  box-shadow: 0 1px 4px rgba(0,0,0,.3); max-height: 50vh; overflow: auto; }
+#coop-search ul:empty { display: none; }
+#coop-search li button { display: block; width: 100%; text-align: left; padding: 6px 10px; border: 0;
+  background: none; font: inherit; cursor: pointer; }
+#coop-search li button:hover, #coop-search li button:focus { background: #eef3fb; }
+#coop-search small { color: #666; margin-left: 6px; }
 </style>
 <script src="/tiles/assets/maplibre-gl.js"></script>
 </head>
 <body>
 <div id="map"></div>
+<form id="coop-search" role="search" autocomplete="off">
+<input id="coop-search-input" type="search" placeholder="Search streets and places" aria-label="Search the map">
+<ul id="coop-search-results"></ul>
+</form>
 <script>
 (function () {
   const config = )" + safe + R"(;
@@ -305,6 +445,49 @@ html, body, #map { margin: 0; padding: 0; height: 100%; }
     }
   }
   map.on("load", () => { refresh(); setInterval(refresh, 500); });
+
+  // Search: the archive's own index of names, as the member types.
+  const input = document.getElementById("coop-search-input");
+  const list = document.getElementById("coop-search-results");
+  const zoomFor = { place_labels: 14, streets: 17 };
+  let asked = 0, results = [];
+  function go(feature) {
+    const zoom = zoomFor[feature.properties.layer] || 18;
+    map.flyTo({ center: feature.geometry.coordinates, zoom: feature.properties.kind === "city" ? 13 : zoom });
+    window.coopSearchTarget = feature;
+    list.replaceChildren();
+  }
+  async function search() {
+    const q = input.value.trim();
+    const mine = ++asked;
+    if (!q) { list.replaceChildren(); return; }
+    try {
+      const response = await fetch(config.search + "?q=" + encodeURIComponent(q));
+      if (response.status !== 200 || mine !== asked) return;
+      results = (await response.json()).features;
+      list.replaceChildren(...results.map((feature) => {
+        const item = document.createElement("li");
+        const button = document.createElement("button");
+        button.type = "button";
+        button.textContent = feature.properties.name;
+        const kind = document.createElement("small");
+        kind.textContent = feature.properties.kind.replace(/_/g, " ");
+        button.appendChild(kind);
+        button.addEventListener("click", () => go(feature));
+        item.appendChild(button);
+        return item;
+      }));
+      window.coopSearchResults = results;
+    } catch (e) {
+      // A failed search shows nothing; the next keystroke asks again.
+    }
+  }
+  let timer = null;
+  input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 120); });
+  document.getElementById("coop-search").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (results.length) go(results[0]);
+  });
   map.on("mouseenter", "markers", () => { map.getCanvas().style.cursor = "pointer"; });
   map.on("mouseleave", "markers", () => { map.getCanvas().style.cursor = ""; });
   // ?pick=1: a click anywhere but on a marker shows its latitude and longitude, to copy into
@@ -483,7 +666,31 @@ http::Response TileService::handle(const http::Request& request) {
     return tilejson(request, std::string(parts[0].substr(0, parts[0].size() - 5)));
   if (parts.size() == 2 && parts[1] == "style.json") return style(request, std::string(parts[0]));
   if (parts.size() == 2 && (parts[1] == "map" || parts[1] == "map.html")) return map_page(request, std::string(parts[0]));
+  if (parts.size() == 2 && parts[1] == "search") return search(request, std::string(parts[0]));
   return plain(404, "not found");
+}
+
+// GET /tiles/NAME/search?q=...&limit=N: the archive's place index, as GeoJSON (RFC 7946) points
+// with the name, the kind and the layer it came from.
+http::Response TileService::search(const http::Request& request, const std::string& name) {
+  auto archive = this->archive(name);
+  if (!archive) return plain(404, "no tile archive named " + name);
+  const std::string q = request.query_value("q");
+  if (q.size() > kMaxSearchBytes || !is_valid_utf8(q))
+    return plain(400, "q is the text to look for: at most " + std::to_string(kMaxSearchBytes) + " bytes of UTF-8");
+  int64_t limit = 10;
+  if (const std::string l = request.query_value("limit"); !l.empty() && (!parse_number(l, 2, limit) || limit < 1 || limit > 50))
+    return plain(400, "limit is a whole number from 1 to 50");
+  json features = json::array();
+  for (const auto& hit : archive->search(q, static_cast<int>(limit)))
+    features.push_back({{"type", "Feature"},
+                        {"geometry", {{"type", "Point"}, {"coordinates", json::array({hit.lon, hit.lat})}}},
+                        {"properties", {{"name", hit.name}, {"kind", hit.kind}, {"layer", hit.layer}}}});
+  auto r = http::Response::bytes(200, json{{"type", "FeatureCollection"}, {"features", features}}.dump(),
+                                 "application/geo+json");
+  add_cors(r);
+  r.headers.emplace_back("Cache-Control", "public, max-age=60");
+  return r;
 }
 
 http::Response TileService::tile(const http::Request& request, const TileRequest& t) {
@@ -557,9 +764,8 @@ http::Response TileService::style(const http::Request& request, const std::strin
   if (!archive) return plain(404, "no tile archive named " + name);
   const auto base = base_url(request);
   auto it = archive->metadata().find("center");
-  const auto style = build_style(name, base + "/tiles/" + name + ".json", base + "/tiles/markers.geojson",
-                                 it == archive->metadata().end() ? std::vector<double>{} : numbers(it->second),
-                                 base + "/tiles/fonts/{fontstack}/{range}.pbf", glyphs_->default_font());
+  const auto style = build_style(name, base, it == archive->metadata().end() ? std::vector<double>{} : numbers(it->second),
+                                 glyphs_->default_font());
   auto r = http::Response::json(style);
   add_cors(r);
   r.headers.emplace_back("Cache-Control", "no-cache");
@@ -568,8 +774,9 @@ http::Response TileService::style(const http::Request& request, const std::strin
 
 http::Response TileService::map_page(const http::Request& request, const std::string& name) {
   if (!archive(name)) return plain(404, "no tile archive named " + name);
-  auto r = http::Response::bytes(200, map_html(name, "/tiles/" + name + "/style.json", "/tiles/markers.geojson"),
-                                 "text/html; charset=utf-8");
+  auto r = http::Response::bytes(
+      200, map_html(name, "/tiles/" + name + "/style.json", "/tiles/markers.geojson", "/tiles/" + name + "/search"),
+      "text/html; charset=utf-8");
   // Made to be embedded: frame-ancestors says by whom (workers.tiles.frame_ancestors).
   r.headers.emplace_back("Content-Security-Policy", "frame-ancestors " + options_.frame_ancestors);
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");
@@ -580,6 +787,8 @@ http::Response TileService::map_page(const http::Request& request, const std::st
 }
 
 http::Response TileService::asset(const http::Request& request, const std::string& file) {
+  if (file == "sprite.json" || file == "sprite.png" || file == "sprite@2x.json" || file == "sprite@2x.png")
+    return sprite(request, file);
   const char* type = nullptr;
   if (file == "maplibre-gl.js") type = "text/javascript; charset=utf-8";
   else if (file == "maplibre-gl.css") type = "text/css; charset=utf-8";
@@ -601,6 +810,31 @@ http::Response TileService::asset(const http::Request& request, const std::strin
     tag = std::to_string(it->second.size()) + "-" + std::to_string(std::hash<std::string>{}(it->second));
   }
   return variant_response(request, tag, gz, type, "public, max-age=86400", [&] { return std::move(body); });
+}
+
+// The icon sprite (sprite.json/png, sprite@2x.json/png), drawn on first use from the icons.
+http::Response TileService::sprite(const http::Request& request, const std::string& file) {
+  const bool png = file.size() > 4 && file.substr(file.size() - 4) == ".png";
+  std::string body, tag;
+  {
+    std::lock_guard lock(asset_mutex_);
+    auto it = asset_cache_.find(file);
+    if (it == asset_cache_.end()) {
+      const bool retina = file.find("@2x") != std::string::npos;
+      auto drawn = render_sprite(options_.icons_dir, retina ? 2 : 1);
+      if (!drawn) return plain(404, "the map's icons are not installed on this server");
+      const std::string stem = retina ? "sprite@2x" : "sprite";
+      asset_cache_[stem + ".json"] = std::move(drawn->json);
+      asset_cache_[stem + ".png"] = std::move(drawn->png);
+      it = asset_cache_.find(file);
+    }
+    body = it->second;
+    tag = std::to_string(body.size()) + "-" + std::to_string(std::hash<std::string>{}(body));
+  }
+  const bool gz = !png && accepts_gzip(request);
+  if (gz) body = gzip(body);
+  return variant_response(request, tag, gz, png ? "image/png" : "application/json", "public, max-age=86400",
+                          [&] { return std::move(body); });
 }
 
 // GET /tiles/fonts/{fontstack}/{start}-{end}.pbf, as MapLibre asks for label glyphs.

@@ -29,12 +29,16 @@ struct TileRequest {
 // coop::Error(errc::kBadRequest, 400) when it has that shape but the numbers are nonsense.
 std::optional<TileRequest> parse_tile_path(std::string_view rest);
 
+// The longest place search the map answers (GET /tiles/NAME/search?q=).
+constexpr std::size_t kMaxSearchBytes = 200;
+
 // Archive names: what `coop tiles import --name` accepts.
 bool valid_archive_name(std::string_view name);
 
 struct TileServiceOptions {
   std::filesystem::path tiles_dir;   // COOP_HOME/tiles
   std::filesystem::path assets_dir;  // maplibre-gl.js and maplibre-gl.css
+  std::filesystem::path icons_dir;   // Maki's SVG icons, for the sprite
   // TrueType fonts for labels (served as SDF glyph ranges); none found: a style without text.
   std::filesystem::path fonts_dir = "/usr/share/fonts/truetype/dejavu";
   int max_age_seconds = 3600;        // Cache-Control for tiles
@@ -69,6 +73,8 @@ class TileService {
   http::Response style(const http::Request& request, const std::string& name);
   http::Response map_page(const http::Request& request, const std::string& name);
   http::Response asset(const http::Request& request, const std::string& file);
+  http::Response sprite(const http::Request& request, const std::string& file);
+  http::Response search(const http::Request& request, const std::string& name);
   http::Response glyphs(const http::Request& request, const std::string& fontstack, const std::string& range);
   http::Response markers_geojson(const http::Request& request, bool with_owner);
   std::string base_url(const http::Request& request) const;

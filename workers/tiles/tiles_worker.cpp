@@ -57,6 +57,9 @@ TilesWorker::TilesWorker(WorkerRuntime& runtime)
   options.frame_ancestors = config.get_string("workers.tiles.frame_ancestors", "*");
   options.max_markers_per_member = static_cast<int64_t>(config.get_count("workers.tiles.max_markers_per_member", 1000));
   options.fonts_dir = config.get_string("workers.tiles.fonts_dir", options.fonts_dir.string());
+  // The icons: beside MapLibre GL when installed, else Maki's npm package in the source tree.
+  options.icons_dir = fs::path(options.assets_dir) / "icons";
+  if (std::error_code missing; !fs::exists(options.icons_dir, missing)) options.icons_dir = COOP_TILES_ICONS_DIR;
   std::error_code ec;
   fs::create_directories(options.tiles_dir, ec);
 

@@ -366,3 +366,165 @@ TEST_CASE("Monaco: every tile valid and seams agree", "[tiles][import][monaco]")
     CHECK(any);
   }
 }
+
+namespace {
+
+// A coastal village: a coast running west to east across the extract (land north, sea south),
+// an island offshore, a street tunnel, a one-way street drawn against its direction, a railway
+// bridge, a ferry, a pier, a bus stop, a house number and a municipal boundary.
+void write_coast(const fs::path& file, bool with_box) {
+  using namespace osmium::builder::attr;  // NOLINT
+  osmium::memory::Buffer buffer{1 << 20, osmium::memory::Buffer::auto_grow::yes};
+  auto node = [&](int64_t id, double lon, double lat) { osmium::builder::add_node(buffer, _id(id), _location(lon, lat)); };
+  // The coast at lat 43.70 (two ways joined at node 3), running east: land on its left (north).
+  node(1, 7.39, 43.70), node(2, 7.41, 43.701), node(3, 7.43, 43.70), node(4, 7.45, 43.699), node(5, 7.47, 43.70);
+  // The island: counter-clockwise on the map, land inside.
+  node(10, 7.425, 43.690), node(11, 7.435, 43.690), node(12, 7.435, 43.694), node(13, 7.425, 43.694);
+  // Streets, rail, ferry, pier, boundary.
+  node(20, 7.41, 43.71), node(21, 7.42, 43.71), node(22, 7.43, 43.71), node(23, 7.44, 43.715);
+  node(30, 7.41, 43.72), node(31, 7.44, 43.72), node(32, 7.43, 43.701), node(33, 7.43, 43.695);
+  node(40, 7.40, 43.705), node(41, 7.46, 43.725);
+  osmium::builder::add_node(buffer, _id(50), _location(7.415, 43.712), _tag("highway", "bus_stop"),
+                            _tag("name", "Port Stop"));
+  osmium::builder::add_node(buffer, _id(51), _location(7.416, 43.713), _tag("addr:housenumber", "17"),
+                            _tag("addr:street", "Rue du Port"));
+  osmium::builder::add_node(buffer, _id(52), _location(7.417, 43.714), _tag("amenity", "cafe"),
+                            _tag("name", "Café du Môle"));
+  osmium::builder::add_way(buffer, _id(100), _nodes({1, 2, 3}), _tag("natural", "coastline"));
+  osmium::builder::add_way(buffer, _id(101), _nodes({3, 4, 5}), _tag("natural", "coastline"));
+  osmium::builder::add_way(buffer, _id(102), _nodes({10, 11, 12, 13, 10}), _tag("natural", "coastline"));
+  osmium::builder::add_way(buffer, _id(110), _nodes({20, 21}), _tag("highway", "primary"), _tag("tunnel", "yes"),
+                           _tag("name", "Tunnel du Port"));
+  osmium::builder::add_way(buffer, _id(111), _nodes({21, 22, 23}), _tag("highway", "residential"),
+                           _tag("oneway", "-1"), _tag("name", "Rue du Port"));
+  osmium::builder::add_way(buffer, _id(112), _nodes({30, 31}), _tag("railway", "rail"), _tag("bridge", "viaduct"));
+  osmium::builder::add_way(buffer, _id(113), _nodes({32, 33}), _tag("route", "ferry"), _tag("name", "Island Ferry"));
+  osmium::builder::add_way(buffer, _id(114), _nodes({3, 32}), _tag("man_made", "pier"));
+  osmium::builder::add_way(buffer, _id(115), _nodes({40, 41}));
+  osmium::builder::add_relation(buffer, _id(60), _member(osmium::item_type::way, 115, "outer"),
+                                _tag("type", "boundary"), _tag("boundary", "administrative"), _tag("admin_level", "8"),
+                                _tag("name", "Coastville"));
+  osmium::io::Header header;
+  if (with_box) header.add_box(osmium::Box{7.40, 43.68, 7.46, 43.73});
+  osmium::io::Writer writer{osmium::io::File{file.string(), "pbf"}, header, osmium::io::overwrite::allow};
+  writer(std::move(buffer));
+  writer.close();
+}
+
+const Value* property(const DecodedFeature& f, const std::string& key) {
+  for (const auto& [k, v] : f.properties)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+// The first feature of the layer in the tile at (lon, lat), zoom z, or nullptr.
+std::pair<const DecodedFeature*, std::tuple<int, int, double, double>> first_in(
+    const std::map<TileKey, std::vector<DecodedLayer>>& decoded, const std::string& layer, double lon, double lat, int z) {
+  const auto position = tile_position(lon, lat, z);
+  const auto [tx, ty, px, py] = position;
+  auto tile = decoded.find({z, tx, ty});
+  if (tile == decoded.end()) return {nullptr, position};
+  for (const auto& l : tile->second)
+    if (l.name == layer && !l.features.empty()) return {&l.features.front(), position};
+  return {nullptr, position};
+}
+
+bool inside_polygon(const DecodedFeature& f, double px, double py) {
+  bool in = false;
+  for (const auto& ring : f.parts)
+    for (std::size_t i = 0, j = ring.size() - 1; i < ring.size(); j = i++)
+      if ((ring[i].y > py) != (ring[j].y > py) &&
+          px < double(ring[j].x - ring[i].x) * (py - ring[i].y) / double(ring[j].y - ring[i].y) + ring[i].x)
+        in = !in;
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("a coastal extract gets its sea, islands as holes, at every zoom", "[tiles][import][coast]") {
+  coop::test::TempDir dir;
+  write_coast(dir.path() / "coast.osm.pbf", true);
+  auto options = options_for(dir.path() / "coast.osm.pbf", dir.path() / "tiles" / "coast.mbtiles");
+  const auto summary = import_osm(options);
+  CHECK(summary.sea_polygons == 1);
+  CHECK(summary.coastline_rings == 1);
+  CHECK(summary.coastline_pieces == 1);
+  CHECK(summary.coastline.find("cut by the extract's edge, closed along it") != std::string::npos);
+  const auto decoded = validate_all(read_tiles(options.output));
+  // Sea south of the coast, from z4 (where the extract is a dozen units wide; below, a quarter
+  // pixel) to z14; none on land; the island is a hole.
+  for (int z : {4, 8, 12, 14}) {
+    INFO("zoom " << z);
+    const auto [sea, at] = first_in(decoded, "ocean", 7.44, 43.685, z);
+    REQUIRE(sea);
+    CHECK(inside_polygon(*sea, std::get<2>(at), std::get<3>(at)));
+  }
+  const auto [land_sea, land_at] = first_in(decoded, "ocean", 7.42, 43.72, 14);
+  CHECK((!land_sea || !inside_polygon(*land_sea, std::get<2>(land_at), std::get<3>(land_at))));
+  const auto [island_sea, island_at] = first_in(decoded, "ocean", 7.43, 43.692, 14);
+  REQUIRE(island_sea);
+  CHECK_FALSE(inside_polygon(*island_sea, std::get<2>(island_at), std::get<3>(island_at)));
+}
+
+TEST_CASE("a coast cut short inside an extract without a box is drawn out to the edge", "[tiles][import][coast]") {
+  coop::test::TempDir dir;
+  write_coast(dir.path() / "coast.osm.pbf", false);
+  auto options = options_for(dir.path() / "coast.osm.pbf", dir.path() / "tiles" / "coast.mbtiles");
+  const auto summary = import_osm(options);
+  // Without a header box the features' extent is the box; the coast reaches its west and east.
+  CHECK(summary.sea_polygons == 1);
+  CHECK(summary.coastline_segments == 3);
+}
+
+TEST_CASE("streets, stops, ferries, piers, boundaries and house numbers in Shortbread's layers", "[tiles][import]") {
+  coop::test::TempDir dir;
+  write_coast(dir.path() / "coast.osm.pbf", true);
+  auto options = options_for(dir.path() / "coast.osm.pbf", dir.path() / "tiles" / "coast.mbtiles");
+  import_osm(options);
+  const auto decoded = validate_all(read_tiles(options.output));
+  auto feature = [&](const std::string& layer, uint64_t id, double lon, double lat) {
+    const auto [tx, ty, px, py] = tile_position(lon, lat, 14);
+    auto tile = decoded.find({14, tx, ty});
+    REQUIRE(tile != decoded.end());
+    const auto* f = find_feature(tile->second, layer, id);
+    INFO(layer << " " << id);
+    REQUIRE(f);
+    return f;
+  };
+  auto is_true = [](const Value* v) { return v && std::holds_alternative<bool>(*v) && std::get<bool>(*v); };
+  auto text = [](const Value* v) { return v && std::holds_alternative<std::string>(*v) ? std::get<std::string>(*v) : ""; };
+  CHECK(is_true(property(*feature("streets", 110 * 4 + 1, 7.415, 43.71), "tunnel")));
+  const auto* oneway = feature("streets", 111 * 4 + 1, 7.425, 43.71);
+  CHECK(is_true(property(*oneway, "oneway")));
+  CHECK(is_true(property(*oneway, "oneway_reverse")));
+  const auto* rail = feature("streets", 112 * 4 + 1, 7.42, 43.72);
+  CHECK(is_true(property(*rail, "rail")));
+  CHECK(is_true(property(*rail, "bridge")));
+  CHECK(text(property(*feature("ferries", 113 * 4 + 1, 7.43, 43.698), "name")) == "Island Ferry");
+  CHECK(text(property(*feature("pier_lines", 114 * 4 + 1, 7.43, 43.7005), "kind")) == "pier");
+  CHECK(text(property(*feature("public_transport", 50 * 4, 7.415, 43.712), "kind")) == "bus_stop");
+  CHECK(text(property(*feature("addresses", 51 * 4, 7.416, 43.713), "housenumber")) == "17");
+  const auto* boundary = feature("boundaries", 115 * 4 + 1, 7.43, 43.715);
+  const auto* level = property(*boundary, "admin_level");
+  REQUIRE(level);
+  CHECK(std::get<int64_t>(*level) == 8);
+
+  // The place search index: accents and case do not matter, a word's start is enough.
+  auto archive = MbtilesArchive::open(options.output);
+  auto hits = archive->search("cafe du mole", 5);
+  REQUIRE(hits.size() == 1);
+  CHECK(hits[0].name == "Café du Môle");
+  CHECK(hits[0].layer == "pois");
+  CHECK(std::abs(hits[0].lon - 7.417) < 1e-5);
+  CHECK(std::abs(hits[0].lat - 43.714) < 1e-5);
+  hits = archive->search("PORT", 5);
+  // Names that start with the query first, then by weight: streets before stops.
+  REQUIRE(hits.size() == 3);
+  CHECK(hits[0].name == "Port Stop");
+  CHECK(hits[1].layer == "streets");
+  CHECK(hits[2].layer == "streets");
+  CHECK(archive->search("rue du p", 5).size() == 1);
+  CHECK(archive->search("\"*) OR (", 5).empty());
+  CHECK(archive->search("   ", 5).empty());
+  CHECK(archive->search("nowhere", 5).empty());
+}
