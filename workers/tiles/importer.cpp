@@ -485,15 +485,18 @@ void add_sea(Collector& collector, const osmium::Box& header_box, ImportSummary&
     const auto [east, south] = lonlat_to_world(header_box.top_right().lon(), header_box.bottom_left().lat());
     box = {west, north, east, south};
   } else {
-    uint32_t minx = UINT32_MAX, miny = UINT32_MAX, maxx = 0, maxy = 0;
-    for (const auto& f : collector.features)
-      minx = std::min(minx, f.minx), miny = std::min(miny, f.miny), maxx = std::max(maxx, f.maxx), maxy = std::max(maxy, f.maxy);
+    // In doubles, so that the coast's own outermost points lie exactly on the box.
+    box = {1, 1, 0, 0};
+    auto take = [&box](double x, double y) {
+      box.minx = std::min(box.minx, x), box.miny = std::min(box.miny, y);
+      box.maxx = std::max(box.maxx, x), box.maxy = std::max(box.maxy, y);
+    };
+    for (const auto& f : collector.features) {
+      take(f.minx / 4294967296.0, f.miny / 4294967296.0);
+      take(f.maxx / 4294967296.0, f.maxy / 4294967296.0);
+    }
     for (const auto& segment : collector.coastline)
-      for (const auto& p : segment.points) {
-        const auto x = static_cast<uint32_t>(p.x * 4294967296.0), y = static_cast<uint32_t>(p.y * 4294967296.0);
-        minx = std::min(minx, x), miny = std::min(miny, y), maxx = std::max(maxx, x), maxy = std::max(maxy, y);
-      }
-    box = {minx / 4294967296.0, miny / 4294967296.0, maxx / 4294967296.0, maxy / 4294967296.0};
+      for (const auto& p : segment.points) take(p.x, p.y);
   }
   CoastlineReport report;
   const auto sea = assemble_sea(std::move(collector.coastline), box, report);
