@@ -17,8 +17,10 @@
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/paths.h"
+#include "common/text.h"
 #include "workers/docs/netflux_client.h"
 #include "workers/docs/pad.h"
+#include "workers/docs/rich_text.h"
 
 namespace coop::cli {
 
@@ -72,6 +74,8 @@ Opened open_document(const std::string& link_text, bool create, double expire_se
   const auto history = o.client->history(o.link.keys.channel, metadata, false);
   if (!create && !history.metadata && history.messages.empty())
     throw Error(errc::kNoDocument, "there is no document behind this link", 404);
+  // A view key cannot sign: the channel's own validateKey checks what others signed.
+  if (!o.link.keys.can_write() && history.metadata) o.link.keys.validate_key = history.metadata->value("validateKey", "");
   if (history.metadata && history.metadata->value("validateKey", "") != o.link.keys.validate_key)
     throw Error(errc::kWrongKey, "this link's key does not belong to that document", 403);
   std::vector<std::string> plaintexts;
@@ -83,6 +87,27 @@ Opened open_document(const std::string& link_text, bool create, double expire_se
   o.stored = history.messages.size();
   o.state = docs::replay(plaintexts);
   return o;
+}
+
+// The document for a Markdown text: rich text (CryptPad's form) with the title it had.
+std::u16string rich_from_markdown(const std::string& markdown, const std::string& title) {
+  return docs::to_utf16(docs::rich_text_content(docs::markdown_to_children(markdown), title));
+}
+
+// What `pull` prints: rich text as Markdown, HTML, plain text or its JSON; a document from an
+// older coop (plain text) as it is, whatever the format.
+std::string render_document(const std::string& content, const std::string& format) {
+  const auto rich = docs::parse_rich_text(content);
+  if (format == "json" || !rich) {
+    if (!rich && format == "html")
+      return "<!doctype html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n</head>\n<body>\n<pre>" + html_escape(content) +
+             "</pre>\n</body>\n</html>\n";
+    return content;
+  }
+  const std::string title = docs::rich_text_title(rich->first, rich->second);
+  if (format == "html") return docs::children_to_html(rich->first, title);
+  if (format == "text") return docs::children_to_text(rich->first);
+  return docs::children_to_markdown(rich->first);
 }
 
 // A member of the cooperative, for what needs their coop credentials (owning documents).
@@ -173,12 +198,12 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   auto created = std::make_shared<NewOptions>();
   auto* cmd = group->add_subcommand("new", "Create a document and print its link (keep it: it is the key)");
   cmd->add_option("--url", created->url, "The document server (default: this shard's docs listener)")->type_name("URL");
-  cmd->add_option("--from", created->from, "Start it with this file's text (- for stdin)")->type_name("FILE");
+  cmd->add_option("--from", created->from, "Start it with this Markdown file (- for stdin)")->type_name("FILE");
   cmd->add_option("--expire-days", created->expire_days, "Remove it from the server this many days from now")
       ->check(CLI::PositiveNumber)->type_name("DAYS");
   cmd->add_option("--title", created->title, "Own it under this title (encrypted; needs --as)")->type_name("TEXT");
   add_member_options(cmd, created->member);
-  cmd->add_flag("--json", created->json, "Print the link and channel as JSON");
+  cmd->add_flag("--json", created->json, "Print the link, the view-only link and the channel as JSON");
   cmd->callback([&globals, created] {
     const std::string base = created->url.empty() ? shard_docs_url(globals) : created->url;
     const bool owned = !created->title.empty() || !created->member.handle.empty();
@@ -194,17 +219,19 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       const auto key = docs::title_key(created->member.handle, created->member.secret);
       try {
         member_call(base, created->member, "POST", "/docs/api/documents",
-                    json{{"channel", keys.channel}, {"title", docs::encrypt_title(created->title, key)}});
+                    json{{"channel", keys.channel},
+                         {"title", docs::encrypt_title(json{{"title", created->title}, {"key", keys.edit_key}}.dump(), key)}});
       } catch (const Error&) {
         std::cerr << "coop: the document exists but is not owned; its link: " << shown << "\n";
         throw;
       }
     }
     if (!created->from.empty()) {
-      if (auto patch = docs::make_patch(o.state, docs::to_utf16(read_input(created->from))))
+      if (auto patch = docs::make_patch(o.state, rich_from_markdown(read_input(created->from), created->title)))
         o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
     }
-    if (created->json) return print_json(json{{"link", shown}, {"channel", keys.channel}});
+    const std::string view = docs::make_view_link(created->url.empty() ? shard_docs_public_url(globals) : base, keys);
+    if (created->json) return print_json(json{{"link", shown}, {"view_link", view}, {"channel", keys.channel}});
     std::cout << shown << "\n";
   });
 
@@ -213,29 +240,39 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     bool json = false;
   };
   auto push = std::make_shared<PushOptions>();
-  cmd = group->add_subcommand("push", "Replace a document's text with a file's, as one edit everyone sees live");
-  cmd->add_option("link", push->link, "The document's link")->required()->type_name("LINK");
-  cmd->add_option("file", push->file, "The new text (- for stdin)")->required()->type_name("FILE");
+  cmd = group->add_subcommand("push", "Replace a document's text with a Markdown file's, as one edit everyone sees live");
+  cmd->add_option("link", push->link, "The document's edit link")->required()->type_name("LINK");
+  cmd->add_option("file", push->file, "The new text, Markdown (- for stdin)")->required()->type_name("FILE");
   cmd->add_flag("--json", push->json, "Print what changed as JSON");
   cmd->callback([&globals, push] {
     const std::string text = read_input(push->file);
+    if (!docs::parse_link(reach_locally(globals, push->link)).keys.can_write())
+      throw Error(errc::kBadLink, "this is a view-only link: only the edit link can change the document", 400);
     auto o = open_document(reach_locally(globals, push->link), false);
-    const auto patch = docs::make_patch(o.state, docs::to_utf16(text));
+    // Rich text keeps its title; a plain-text document from an older coop stays plain text.
+    const std::string current = docs::to_utf8(o.state.doc);
+    const auto rich = docs::parse_rich_text(current);
+    const std::u16string next =
+        rich || current.empty() ? rich_from_markdown(text, rich ? rich->second : std::string()) : docs::to_utf16(text);
+    const auto patch = docs::make_patch(o.state, next);
     if (patch) o.client->send(o.link.keys.channel, docs::encrypt_message(*patch, o.link.keys));
     if (push->json) return print_json(json{{"changed", patch.has_value()}, {"bytes", text.size()}});
     std::cout << (patch ? "Pushed " + std::to_string(text.size()) + " bytes\n" : std::string("Already up to date\n"));
   });
 
   struct PullOptions {
-    std::string link, out;
+    std::string link, out, format = "markdown";
   };
   auto pull = std::make_shared<PullOptions>();
   cmd = group->add_subcommand("pull", "Print a document's current text (or write it to a file)");
-  cmd->add_option("link", pull->link, "The document's link")->required()->type_name("LINK");
+  cmd->add_option("link", pull->link, "The document's link (edit or view-only)")->required()->type_name("LINK");
   cmd->add_option("-o,--out", pull->out, "Write it here (atomically) instead of stdout")->type_name("FILE");
+  cmd->add_option("--format", pull->format, "markdown (the default), html, text, or json (CryptPad's own form)")
+      ->check(CLI::IsMember({"markdown", "html", "text", "json"}))
+      ->type_name("FORMAT");
   cmd->callback([&globals, pull] {
     auto o = open_document(reach_locally(globals, pull->link), false);
-    const std::string text = docs::to_utf8(o.state.doc);
+    const std::string text = render_document(docs::to_utf8(o.state.doc), pull->format);
     if (pull->out.empty()) {
       std::cout << text;
       std::cout.flush();
@@ -260,12 +297,31 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     const auto documents = member_call(base, list->member, "GET", "/docs/api/documents");
     const auto key = docs::title_key(list->member.handle, list->member.secret);
     json out = json::array();
+    const std::string public_url = shard_docs_public_url(globals);
     for (const auto& d : documents) {
-      const auto title = docs::decrypt_title(d.value("title", ""), key);
-      out.push_back({{"channel", d.value("channel", "")},
-                     {"title", title.value_or("")},
-                     {"title_readable", title.has_value()},
-                     {"created_at", d.value("created_at", "")}});
+      auto title = docs::decrypt_title(d.value("title", ""), key);
+      // What the browser and `new --as` seal: {"title", "key"}, so the drive can open it; an
+      // older coop sealed the bare title.
+      std::string edit_key;
+      if (title && !title->empty() && (*title)[0] == '{') {
+        const json sealed = json::parse(*title, nullptr, false);
+        if (sealed.is_object()) {
+          edit_key = sealed.value("key", "");
+          title = sealed.value("title", "");
+        }
+      }
+      json entry{{"channel", d.value("channel", "")},
+                 {"title", title.value_or("")},
+                 {"title_readable", title.has_value()},
+                 {"created_at", d.value("created_at", "")}};
+      if (!edit_key.empty()) {
+        try {
+          entry["link"] = docs::make_link(public_url, docs::pad_keys(edit_key));
+        } catch (const Error&) {
+          // A sealed key that is not one: the entry shows without a link.
+        }
+      }
+      out.push_back(std::move(entry));
     }
     if (list->json) return print_json(out);
     Table table({"CHANNEL", "CREATED", "TITLE"});
@@ -277,7 +333,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
 
   struct ShareOptions {
     std::string link, room, as, note;
-    bool json = false;
+    bool view = false, json = false;
   };
   auto share = std::make_shared<ShareOptions>();
   cmd = group->add_subcommand(
@@ -290,11 +346,15 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   cmd->add_option("--room", share->room, "The room: its ID, alias or name")->required()->type_name("ROOM");
   cmd->add_option("--as", share->as, "Post as this member (who must be in the room); default: the shard")->type_name("HANDLE");
   cmd->add_option("--note", share->note, "A line to put before the link")->type_name("TEXT");
+  cmd->add_flag("--view", share->view, "Post the view-only link (reads, cannot edit) instead of the edit link");
   cmd->add_flag("--json", share->json, "Print the posted event as JSON");
   cmd->callback([&globals, share] {
-    docs::parse_link(share->link);  // refuse what is not a document link before posting it
+    // Refuse what is not a document link before posting it.
+    const auto parsed = docs::parse_link(share->link);
+    std::string link = share->link;
+    if (share->view) link = link.substr(0, link.find('#')) + "#/2/pad/view/" + parsed.keys.view_key + "/";
     WorkerCall call(globals, "room", share->json);
-    const std::string text = (share->note.empty() ? std::string("A shared document") : share->note) + ": " + share->link;
+    const std::string text = (share->note.empty() ? std::string("A shared document") : share->note) + ": " + link;
     const auto event = call.call("POST", "/v1/rooms/" + path_segment(share->room) + "/messages",
                                  json{{"body", text}, {"sender", share->as}});
     if (share->json) return print_json(event);

@@ -1,9 +1,12 @@
 /* The npm clients and the coop CLI on one document: opens the pad behind an edit key with
- * chainpad-netflux, prints the text it reads (written by `coop docs push`), then appends a
- * line and waits until the server has stored it (so `coop docs pull` must see it).
+ * CryptPad's own libraries (chainpad-netflux, chainpad, chainpad-crypto), prints the document it
+ * reads (written by `coop docs new|push` or coop's editor), then appends a paragraph as
+ * CryptPad's pad editor writes one (hyper-json, JSON.sortify, metadata last; a plain-text
+ * document from an older coop gets the text appended) and waits until the server has stored it
+ * (so `coop docs pull` must see it).
  *
  *   node docs_interop.cjs WS_URL EDIT_KEY APPEND_TEXT
- * Prints "TEXT <json>" with what it read, then "APPENDED".
+ * Prints "TEXT <json>" with the document it read, then "APPENDED".
  */
 'use strict';
 const WebSocket = require('ws');
@@ -12,6 +15,7 @@ const CPNF = require('chainpad-netflux');
 const ChainPad = require('chainpad');
 const Crypto = require('chainpad-crypto');
 const NaclUtil = require('tweetnacl-util');
+const Sortify = require('json.sortify');
 
 const [url, editKey, append] = process.argv.slice(2);
 const keys = Crypto.createEditCryptor2(editKey);
@@ -25,6 +29,7 @@ const session = CPNF.start({
     crypto: Crypto.createEncryptor(keys),
     validateKey: keys.validateKey,
     ChainPad,
+    patchTransformer: ChainPad.NaiveJSONTransformer,
     userName: 'node',
     initialState: '',
     avgSyncMilliseconds: 20,
@@ -33,10 +38,18 @@ const session = CPNF.start({
         const rt = info.realtime;
         const text = rt.getUserDoc();
         console.log('TEXT ' + JSON.stringify(text));
-        rt.contentUpdate(text + append);
+        let next = text + append;
+        let doc = null;
+        try { doc = JSON.parse(text); } catch (e) { doc = null; }
+        if (Array.isArray(doc) && doc[0] === 'BODY') {
+            // The paragraph goes before the metadata, which CryptPad keeps last.
+            doc[2].push(['P', {}, [append.replace(/\n$/, '')]]);
+            next = Sortify(doc);
+        }
+        rt.contentUpdate(next);
         for (let i = 0; i < 200; i++) {
             await sleep(50);
-            if (!rt.getLag().pending && rt.getAuthDoc() === text + append) {
+            if (!rt.getLag().pending && rt.getAuthDoc() === next) {
                 console.log('APPENDED');
                 session.stop();
                 info.network.disconnect();

@@ -6,10 +6,12 @@ import base64
 import json
 import os
 import shutil
+import struct
 import subprocess
 import time
 import urllib.error
 import urllib.request
+import zlib
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 
@@ -56,17 +58,24 @@ def test_the_cli_and_the_npm_clients_read_each_others_writes():
         link = shard.coop("docs", "new", "--from", source).stdout.strip()
         assert link.startswith(url.replace("ws://", "http://").replace("/cryptpad_websocket", "/docs/#/2/pad/edit/")), link
         key = link.split("/edit/")[1].strip("/")
-        # The npm client reads what the CLI wrote, and appends.
+        # CryptPad's client libraries read what the CLI wrote: CryptPad's rich text, the
+        # Markdown's paragraph and list as hyper-json; then they append a paragraph.
         result = node("docs_interop.cjs", url, key, "added in the browser library\n", timeout=60)
         assert result.returncode == 0 and "APPENDED" in result.stdout, result.stdout + result.stderr
-        read = json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0])
-        assert read == first, (read, first)
+        read = json.loads(json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0]))
+        assert read[0] == "BODY" and read[-1] == {"metadata": {"defaultTitle": "Rich text", "type": "pad"}}, read
+        assert read[2] == [["P", {}, ["Minutes of the cooperative meeting"]],
+                           ["UL", {}, [["LI", {}, ["caf\u00e9 for everyone \u20ac 5 \U0001F600"]]]]], read
         # The CLI reads what the npm client wrote.
         pulled = shard.coop("docs", "pull", link).stdout
-        assert pulled == first + "added in the browser library\n", pulled
+        assert pulled == ("Minutes of the cooperative meeting\n\n- caf\u00e9 for everyone \u20ac 5 \U0001F600\n\n"
+                          "added in the browser library\n"), pulled
         out = os.path.join(shard.dir, "pulled.txt")
         shard.coop("docs", "pull", link, "--out", out)
         assert open(out).read() == pulled
+        html = shard.coop("docs", "pull", link, "--format", "html").stdout
+        assert "<ul><li>caf\u00e9 for everyone" in html and "<p>added in the browser library</p>" in html, html
+        assert shard.coop("docs", "pull", link, "--format", "text").stdout.endswith("added in the browser library\n")
         # A second push is one edit the npm client sees; the same push again changes nothing.
         second = "Minutes, second version\n"
         with open(source, "w") as f:
@@ -74,7 +83,8 @@ def test_the_cli_and_the_npm_clients_read_each_others_writes():
         assert "Pushed" in shard.coop("docs", "push", link, source).stdout
         assert "up to date" in shard.coop("docs", "push", link, source).stdout
         result = node("docs_interop.cjs", url, key, "!", timeout=60)
-        assert json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0]) == second, result.stdout
+        read = json.loads(json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0]))
+        assert read[2] == [["P", {}, ["Minutes, second version"]]], read
         # Links that lead nowhere or carry no key are refused, and create nothing.
         other = link.split("/edit/")[0] + "/edit/BQIDBAUGBwgJCgsMDQ4PEBXX/"
         assert "no document" in shard.coop("docs", "pull", other, expect=1).stderr
@@ -146,22 +156,40 @@ def test_history_survives_a_restart_in_legacy_mode_too():
 
 
 def test_two_chromium_pages_edit_one_document_in_the_editor():
+    """The rich-text editor in two pages and a view-only one: formatting, a checklist, a paste
+    from a word processor, named cursors, history restore (tests/clients/docs_browser.mjs)."""
     if not os.path.isdir(os.path.join(CLIENTS, "node_modules", "playwright-core")) or not os.path.exists("/usr/bin/chromium"):
         raise AssertionError("playwright-core or chromium is not installed: run scripts/install-deps")
     with Shard(BIN) as shard:
         shard.init()
         shard.coop("up")
-        source = os.path.join(shard.dir, "start.txt")
+        source = os.path.join(shard.dir, "start.md")
         with open(source, "w") as f:
             f.write("Agenda\n")
-        link = shard.coop("docs", "new", "--from", source).stdout.strip()
+        created = shard.json("docs", "new", "--from", source)
+        link, view = created["link"], created["view_link"]
+        assert "/docs/#/2/pad/view/" in view and view.split("/view/")[1].strip("/") != link.split("/edit/")[1].strip("/")
         shot = os.path.join(shard.dir, "editor.png")
-        result = node("docs_browser.mjs", link, shot, timeout=120)
+        result = node("docs_browser.mjs", link, view, shot, timeout=180)
+        print(result.stdout.strip().split("\n")[0][:400])
         assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
         assert os.path.getsize(shot) > 3000
-        # What the pages typed is the document's text for the CLI too.
-        assert shard.coop("docs", "pull", link).stdout == "Agenda\n Typed in page one. Page two answers."
-        assert_no_plaintext(shard.home, [b"Typed in page one", b"Page two answers"])
+        seen = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
+        # The page's own Markdown export, before the history restore.
+        md = seen["markdown"]
+        assert md.startswith("Agenda\n") and "## Decisions" in md and "**Typed in page one.**" in md, md
+        assert "- [ ] Page two answers." in md and "**Budget** and *rota*" in md and "* rent" in md, md
+        # The share dialog's links are the CLI's.
+        assert seen["share"]["edit"].endswith(link.split("/docs/")[1]) and seen["share"]["view"].endswith(view.split("/docs/")[1])
+        # The document is CryptPad's rich text: BODY, hyper-json, metadata last.
+        content = json.loads(seen["content"])
+        assert content[0] == "BODY" and content[-1]["metadata"]["type"] == "pad", content
+        # History restored the first version for everyone: the CLI reads it through either link.
+        pulled = shard.coop("docs", "pull", link).stdout
+        assert pulled == "Agenda\n", (pulled, seen["afterRestore"], seen["historyFirst"], shard.coop("docs", "pull", link, "--format", "json").stdout)
+        assert shard.coop("docs", "pull", view).stdout == "Agenda\n"
+        assert "view-only" in shard.coop("docs", "push", view, source, expect=1).stderr
+        assert_no_plaintext(shard.home, [b"Typed in page one", b"Page two answers", b"Decisions"])
         shard.coop("down")
 
 
@@ -294,32 +322,63 @@ def test_sessions_from_credentials_end_with_sign_out_and_suspension():
         shard.coop("down")
 
 
+def tiny_png(path):
+    """A 2x2 PNG, written by hand (RFC 2083): signature, IHDR, IDAT, IEND."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff)
+    rows = b"".join(b"\x00" + b"\xd9\x48\x0f" * 2 for _ in range(2))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)) +
+                chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
 def test_a_member_makes_writes_attaches_and_deletes_in_chromium():
+    """Members in the rich-text editor: a new document from the page's dialog, formatting, HTML
+    kept as text, an attachment and an inline image encrypted in the page, Delete only for the
+    owner, the drive's rename, delete and open (tests/clients/docs_browser_member.mjs)."""
     if not os.path.isdir(os.path.join(CLIENTS, "node_modules", "playwright-core")) or not os.path.exists("/usr/bin/chromium"):
         raise AssertionError("playwright-core or chromium is not installed: run scripts/install-deps")
     with Shard(BIN) as shard:
         shard.init()
         shard.coop("up")
         shard.coop("member", "add", "alice", "--password-stdin", input=STRONG)
+        shard.coop("member", "add", "bob", "--password-stdin", input=STRONG)
         http = docs_url(shard).replace("ws://", "http://").replace("/cryptpad_websocket", "")
         attachment = os.path.join(shard.dir, "minutes.pdf")
         with open(attachment, "wb") as f:
             f.write(b"%PDF-1.4 minutes of the kitchen meeting " + os.urandom(300000))
-        shot = os.path.join(shard.dir, "preview.png")
-        result = node("docs_browser_member.mjs", http + "/docs/", "alice", STRONG, attachment, shot, timeout=180)
+        image = os.path.join(shard.dir, "dot.png")
+        tiny_png(image)
+        shot = os.path.join(shard.dir, "reader.png")
+        result = node("docs_browser_member.mjs", http + "/docs/", "alice", STRONG, "bob", STRONG, attachment, image, shot,
+                      timeout=240)
         assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
         assert os.path.getsize(shot) > 3000
         outcome = json.loads(next(line for line in result.stdout.splitlines() if line.startswith("{")))
-        # The page sealed the title with the key `coop docs list` derives from the same password;
-        # the second document is gone, deleted from the page.
+        assert outcome["drive"] == ["Kitchen rota 2026"], outcome
+        # The page sealed the drive entry with the key `coop docs list` derives from the same
+        # password: the renamed title, and the link to open it.
         listed = json.loads(shard.coop("docs", "list", "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout)
-        assert [d["title"] for d in listed] == ["Kitchen rota"], listed
+        assert [d["title"] for d in listed] == ["Kitchen rota 2026"], listed
+        assert listed[0]["link"].split("#")[1] == outcome["link"].split("#")[1], (listed, outcome["link"])
         assert "EDELETED" in shard.coop("docs", "pull", outcome["scratch"], expect=1).stderr
-        # What the page wrote is the document for the CLI too, attachment link included.
+        # What the page wrote is the document for the CLI too, attachment and image included.
         pulled = shard.coop("docs", "pull", outcome["link"]).stdout
-        assert pulled == outcome["ownerText"] and pulled.startswith("# Rota\n") and "(/docs/blob/" in pulled
-        # The attachment and the text were encrypted in the pages.
-        assert_no_plaintext(shard.home, [b"kitchen meeting", b"Monday", b"Kitchen rota"])
+        assert pulled.startswith("# Rota\n\n**Monday**: soup \\<script>"), pulled
+        assert "](/docs/blob/" in pulled and "![dot.png](/docs/blob/" in pulled, pulled
+        # CryptPad's own client libraries read what the editor wrote: CryptPad's pad form.
+        key = outcome["link"].split("/edit/")[1].strip("/")
+        result = node("docs_interop.cjs", docs_url(shard), key, "read by CryptPad's libraries\n", timeout=60)
+        assert result.returncode == 0 and "APPENDED" in result.stdout, result.stdout + result.stderr
+        read = json.loads(json.loads(result.stdout.split("TEXT ", 1)[1].split("\n", 1)[0]))
+        assert read[0] == "BODY" and read[1]["class"].startswith("cke_editable"), read
+        assert read[-1]["metadata"] == {"defaultTitle": "Rich text", "title": "Kitchen rota", "type": "pad"}, read
+        assert read[2][0] == ["H1", {}, ["Rota"]] and read[2][1][2][0] == ["STRONG", {}, ["Monday"]], read
+        assert any(isinstance(c, list) and c[0] == "IMG" and c[1]["src"].startswith("/docs/blob/")
+                   for block in read[2] if isinstance(block, list) for c in block[2]), read
+        assert shard.coop("docs", "pull", outcome["link"]).stdout.endswith("read by CryptPad's libraries\n")
+        # The attachment, the image and the text were encrypted in the pages.
+        assert_no_plaintext(shard.home, [b"kitchen meeting", b"Monday", b"Kitchen rota", b"\xd9\x48\x0f\xd9"])
         shard.coop("down")
 
 

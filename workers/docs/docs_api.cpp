@@ -115,7 +115,15 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
       store.forget_document(channel);
       return http::Response::json(document_json(*d));
     }
-    return http::Response::error(errc::kMethodNotAllowed, "DELETE only", 405);
+    if (q.method == "PUT") {
+      // A new title (sealed by the client, like the first): renaming in the member's drive.
+      const json body = q.json();
+      if (!body.contains("title") || !body["title"].is_string()) throw Error(errc::kBadTitle, "give the encrypted title", 400);
+      const std::string title = body["title"].get<std::string>();
+      if (title.size() > 4096) throw Error(errc::kBadTitle, "the encrypted title is too long", 400);
+      return http::Response::json(document_json(store.own(channel, *who, title)));
+    }
+    return http::Response::error(errc::kMethodNotAllowed, "PUT or DELETE", 405);
   }
   if (rest == "blobs") {
     if (q.method == "GET") return http::Response::json({{"used", store.used_bytes(*who)}, {"quota", options.quota_bytes}});

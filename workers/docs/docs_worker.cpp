@@ -114,8 +114,10 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   std::error_code ec;
   const auto bin = std::filesystem::read_symlink("/proc/self/exe", ec).parent_path();
   std::filesystem::path web = bin.parent_path() / "share" / "coop" / "docs";
-  if (!std::filesystem::exists(web / "chainpad", ec)) web = COOP_DOCS_WEB_DIR;
-  editor_ = std::make_unique<Editor>(config.get_string("workers.docs.web_dir", web.string()));
+  std::filesystem::path app = web / "app";
+  if (!std::filesystem::exists(web / "chainpad", ec)) web = COOP_DOCS_WEB_DIR, app = COOP_DOCS_APP_DIR;
+  web = config.get_string("workers.docs.web_dir", web.string());
+  editor_ = std::make_unique<Editor>(web, app);
   docs_store_ = std::make_unique<DocsStore>(runtime.home().database("docs"), runtime.home().root() / "docs" / "blobs");
   credentials_ = std::make_unique<auth::BasicAuthCache>(runtime.home(), "docs");
   DocsApiOptions api;

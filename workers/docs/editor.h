@@ -1,7 +1,7 @@
-// The document editor coop-docs serves at /docs/: a text editor with a Markdown preview on
-// CryptPad's own browser libraries (chainpad-netflux, chainpad, chainpad-crypto,
-// netflux-websocket) and markdown-it, from npm, served from this machine, wrapped with a few
-// lines of CommonJS loader into one script; libsodium in a second one.
+// The document editor coop-docs serves at /docs/: a rich-text editor (ProseMirror) on CryptPad's
+// own browser libraries (chainpad-netflux, chainpad, chainpad-crypto, netflux-websocket,
+// hyper-json), from npm, served from this machine, wrapped with a few lines of CommonJS loader
+// into one script with coop's own page code; libsodium in a second one.
 #pragma once
 
 #include <filesystem>
@@ -13,8 +13,8 @@ namespace coop::docs {
 
 class Editor {
  public:
-  // web_dir: the npm packages' node_modules.
-  explicit Editor(std::filesystem::path web_dir);
+  // web_dir: the npm packages' node_modules; app_dir: coop's page.html and editor.js.
+  Editor(std::filesystem::path web_dir, std::filesystem::path app_dir);
   // GET /docs/ (the page), /docs/editor.js (the libraries and the editor's code) and
   // /docs/sodium.js (libsodium, loaded when a member signs in).
   http::Response handle(const http::Request& request) const;
@@ -24,6 +24,7 @@ class Editor {
     std::string body, tag;
   };
   Script editor_, sodium_;
+  std::string page_;
   bool ready_ = false;
   std::string missing_;
 };

@@ -342,8 +342,29 @@ PadKeys pad_keys(const std::string& edit_key) {
   crypto_hash_sha512(h2, h1 + 32, 32);
   keys.channel = hex(h2, 16);
   std::copy(h2 + 16, h2 + 48, keys.crypt_key.begin());
+  // chainpad-crypto's b64Encode: '/' as '-', no padding.
+  keys.view_key = b64(h1 + 32, 32);
+  std::replace(keys.view_key.begin(), keys.view_key.end(), '/', '-');
+  while (!keys.view_key.empty() && keys.view_key.back() == '=') keys.view_key.pop_back();
   sodium_memzero(h1, sizeof h1);
   sodium_memzero(h2, sizeof h2);
+  return keys;
+}
+
+PadKeys view_pad_keys(const std::string& view_key) {
+  init_sodium();
+  std::string standard = view_key;
+  std::replace(standard.begin(), standard.end(), '-', '/');
+  const auto seed = unb64(standard);
+  if (!seed || seed->size() != 32) throw Error(errc::kBadLink, "the link's key is not a coop document view key", 400);
+  PadKeys keys;
+  keys.view_key = view_key;
+  // createViewCryptor2: H = SHA-512(view seed); H[0,16) the channel, H[16,48) the secretbox key.
+  unsigned char h[crypto_hash_sha512_BYTES];
+  crypto_hash_sha512(h, seed->data(), seed->size());
+  keys.channel = hex(h, 16);
+  std::copy(h + 16, h + 48, keys.crypt_key.begin());
+  sodium_memzero(h, sizeof h);
   return keys;
 }
 
@@ -376,17 +397,21 @@ PadLink parse_link(const std::string& link) {
     if (slash > start) parts.push_back(fragment.substr(start, slash - start));
     start = slash + 1;
   }
-  if (parts.size() < 4 || parts[0] != "2" || parts[2] != "edit")
-    throw Error(errc::kBadLink, "the link's fragment is not #/2/pad/edit/KEY/ (a view-only link cannot be written)", 400);
+  if (parts.size() < 4 || parts[0] != "2" || (parts[2] != "edit" && parts[2] != "view"))
+    throw Error(errc::kBadLink, "the link's fragment is not #/2/pad/edit/KEY/ or #/2/pad/view/KEY/", 400);
   PadLink out;
   out.base_url = "http://" + host;
   out.ws_url = "ws://" + host + "/cryptpad_websocket";
-  out.keys = pad_keys(parts[3]);
+  out.keys = parts[2] == "edit" ? pad_keys(parts[3]) : view_pad_keys(parts[3]);
   return out;
 }
 
 std::string make_link(const std::string& base_url, const PadKeys& keys) {
-  return base_url + "/docs/#/2/pad/edit/" + keys.edit_key + "/";
+  return keys.can_write() ? base_url + "/docs/#/2/pad/edit/" + keys.edit_key + "/" : make_view_link(base_url, keys);
+}
+
+std::string make_view_link(const std::string& base_url, const PadKeys& keys) {
+  return base_url + "/docs/#/2/pad/view/" + keys.view_key + "/";
 }
 
 std::string encrypt_message(const std::string& plaintext, const PadKeys& keys, bool checkpoint,

@@ -14,19 +14,26 @@ namespace coop::docs {
 
 // CryptPad's "v2" pad keys (chainpad-crypto createEditCryptor2): an 18-byte seed, written as
 // 24 characters of base64 with '-' for '/', is the edit key in the link's fragment.
+// The view key (chainpad-crypto createViewCryptor2) is the second half of SHA-512(seed), 43
+// characters of base64: it opens the document but cannot sign edits.
 struct PadKeys {
-  std::string edit_key;
+  std::string edit_key;  // empty for keys from a view link
+  std::string view_key;
   std::string channel;  // 32 hex characters
   std::array<unsigned char, 32> crypt_key{};
-  std::array<unsigned char, 64> sign_key{};  // Ed25519 secret key
-  std::string validate_key;                   // base64 Ed25519 public key
+  std::array<unsigned char, 64> sign_key{};  // Ed25519 secret key (edit keys only)
+  std::string validate_key;                   // base64 Ed25519 public key; from the channel for view keys
+  bool can_write() const { return !edit_key.empty(); }
 };
 
 PadKeys new_pad_keys();
 // Throws coop::Error(errc::kBadLink) when the key is not 18 bytes of base64.
 PadKeys pad_keys(const std::string& edit_key);
+// Throws coop::Error(errc::kBadLink) when the key is not 32 bytes of base64.
+PadKeys view_pad_keys(const std::string& view_key);
 
-// http://HOST:PORT/docs/#/2/pad/edit/KEY/ ; the part after '#' never reaches a server.
+// http://HOST:PORT/docs/#/2/pad/edit/KEY/ (or .../view/VIEWKEY/); the part after '#' never
+// reaches a server.
 struct PadLink {
   std::string base_url;  // http://HOST:PORT
   std::string ws_url;    // ws://HOST:PORT/cryptpad_websocket
@@ -34,6 +41,7 @@ struct PadLink {
 };
 PadLink parse_link(const std::string& link);
 std::string make_link(const std::string& base_url, const PadKeys& keys);
+std::string make_view_link(const std::string& base_url, const PadKeys& keys);
 
 // chainpad-crypto's signed encryption: base64(Ed25519-sign(base64(nonce) "|" base64(secretbox))).
 // A checkpoint gets the "cp|ID|" prefix chainpad-netflux puts on it. nonce: tests only.

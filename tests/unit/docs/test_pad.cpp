@@ -118,3 +118,25 @@ TEST_CASE("a patch that splits a surrogate pair replays (JSON.stringify writes t
   CHECK(to_utf8(state.doc) == "a\xf0\x9f\x98\x81");
   CHECK(state.messages == 2);
 }
+
+TEST_CASE("view keys match chainpad-crypto's createEditCryptor2 and createViewCryptor2", "[docs][pad]") {
+  // node -e "C=require('chainpad-crypto'); k=C.createEditCryptor2('BQIDBAUGBwgJCgsMDQ4PEBES'); ..."
+  const auto edit = pad_keys("BQIDBAUGBwgJCgsMDQ4PEBES");
+  CHECK(edit.view_key == "4pvDcQjrNBxRu+NzoKNS-SIE68SLwiz1FQ3I9n77aAA");
+  CHECK(edit.can_write());
+  const auto view = view_pad_keys(edit.view_key);
+  CHECK_FALSE(view.can_write());
+  CHECK(view.channel == "367044a313deac47b195a4f46e3a0950");
+  CHECK(view.channel == edit.channel);
+  CHECK(view.crypt_key == edit.crypt_key);
+  // A view link opens the same document, read-only; a bad view key is refused.
+  const auto link = parse_link("http://docs.test:8410/docs/#/2/pad/view/" + edit.view_key + "/");
+  CHECK(link.keys.channel == edit.channel);
+  CHECK_FALSE(link.keys.can_write());
+  CHECK(make_view_link("http://docs.test:8410", edit) == "http://docs.test:8410/docs/#/2/pad/view/" + edit.view_key + "/");
+  CHECK_THROWS(view_pad_keys("short"));
+  CHECK_THROWS(parse_link("http://docs.test/docs/#/2/pad/read/" + edit.view_key + "/"));
+  // A message from the edit key decrypts with the view key.
+  const auto wire = encrypt_message("hello", edit);
+  CHECK(decrypt_message(wire, view, false) == std::optional<std::string>("hello"));
+}
