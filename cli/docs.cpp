@@ -94,6 +94,29 @@ std::u16string rich_from_markdown(const std::string& markdown, const std::string
   return docs::to_utf16(docs::rich_text_content(docs::markdown_to_children(markdown), title));
 }
 
+// Puts a document into a Matrix room of this shard: a widget Element shows in the room's right
+// panel and a message with the link. The shard posts both itself, so it can read them: the
+// view-only link goes unless the member confirms the edit link (edit_link).
+json post_to_room(const Globals& globals, const std::string& room, const std::string& link, const std::string& title,
+                  const std::string& as, const std::string& note, bool edit_link) {
+  const auto parsed = docs::parse_link(link);
+  std::string posted = link;
+  if (!edit_link || !parsed.keys.can_write())
+    posted = link.substr(0, link.find('#')) + "#/2/pad/view/" + parsed.keys.view_key + "/";
+  WorkerCall call(globals, "room", true);
+  const std::string name = title.empty() ? std::string("Document") : title;
+  json widget = call.call("POST", "/v1/rooms/" + path_segment(room) + "/widgets",
+                          json{{"url", posted}, {"name", name}, {"sender", as}, {"type", "m.custom"}});
+  const std::string text = (note.empty() ? name : note) + ": " + posted;
+  const auto message = call.call("POST", "/v1/rooms/" + path_segment(room) + "/messages", json{{"body", text}, {"sender", as}});
+  return {{"room_id", widget.value("room_id", "")},
+          {"widget_id", widget.value("widget_id", "")},
+          {"encrypted_room", widget.value("encrypted", false)},
+          {"link", posted},
+          {"edit_link", posted == link && parsed.keys.can_write()},
+          {"message", message}};
+}
+
 // What `pull` prints: rich text as Markdown, HTML, plain text or its JSON; a document from an
 // older coop (plain text) as it is, whatever the format.
 std::string render_document(const std::string& content, const std::string& format) {
@@ -190,10 +213,10 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   group->require_subcommand(1);
 
   struct NewOptions {
-    std::string url, from, title;
+    std::string url, from, title, room;
     double expire_days = 0;
     Member member;
-    bool json = false;
+    bool edit_link = false, json = false;
   };
   auto created = std::make_shared<NewOptions>();
   auto* cmd = group->add_subcommand("new", "Create a document and print its link (keep it: it is the key)");
@@ -203,6 +226,10 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       ->check(CLI::PositiveNumber)->type_name("DAYS");
   cmd->add_option("--title", created->title, "Own it under this title (encrypted; needs --as)")->type_name("TEXT");
   add_member_options(cmd, created->member);
+  cmd->add_option("--room", created->room, "Also post it in this Matrix room (ID, alias or name) as a widget and a message")
+      ->type_name("ROOM");
+  cmd->add_flag("--edit-link", created->edit_link,
+                "With --room: post the edit link, so everyone in the room can change it (the shard can read what it posts)");
   cmd->add_flag("--json", created->json, "Print the link, the view-only link and the channel as JSON");
   cmd->callback([&globals, created] {
     const std::string base = created->url.empty() ? shard_docs_url(globals) : created->url;
@@ -231,8 +258,18 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
         o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
     }
     const std::string view = docs::make_view_link(created->url.empty() ? shard_docs_public_url(globals) : base, keys);
-    if (created->json) return print_json(json{{"link", shown}, {"view_link", view}, {"channel", keys.channel}});
+    json posted;
+    if (!created->room.empty())
+      posted = post_to_room(globals, created->room, shown, created->title, created->member.handle, "", created->edit_link);
+    if (created->json) {
+      json out{{"link", shown}, {"view_link", view}, {"channel", keys.channel}};
+      if (!posted.is_null()) out["room"] = posted;
+      return print_json(out);
+    }
     std::cout << shown << "\n";
+    if (!posted.is_null())
+      std::cout << "Posted in " << created->room << " (" << (posted["edit_link"].get<bool>() ? "edit" : "view-only")
+                << " link, as a widget and a message)\n";
   });
 
   struct PushOptions {
@@ -332,33 +369,30 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   });
 
   struct ShareOptions {
-    std::string link, room, as, note;
-    bool view = false, json = false;
+    std::string link, room, as, note, title;
+    bool edit_link = false, json = false;
   };
   auto share = std::make_shared<ShareOptions>();
   cmd = group->add_subcommand(
       "share",
-      "Post a document's link in a Matrix room of this shard\n\n"
-      "Whoever reads the room can open and edit the document: the link is its key. Rooms are\n"
-      "not end-to-end encrypted by coop itself, so the shard can read the link too; share in an\n"
-      "encrypted room from a client when that matters.");
+      "Post a document in a Matrix room of this shard, as a widget and a message\n\n"
+      "Element shows the widget in the room's right panel; it opens the editor. The shard posts\n"
+      "both itself, so it can read the link: the view-only link goes unless --edit-link says\n"
+      "otherwise. To share an edit link the shard cannot read, post it from a client in an\n"
+      "end-to-end encrypted room.");
   cmd->add_option("link", share->link, "The document's link")->required()->type_name("LINK");
   cmd->add_option("--room", share->room, "The room: its ID, alias or name")->required()->type_name("ROOM");
   cmd->add_option("--as", share->as, "Post as this member (who must be in the room); default: the shard")->type_name("HANDLE");
   cmd->add_option("--note", share->note, "A line to put before the link")->type_name("TEXT");
-  cmd->add_flag("--view", share->view, "Post the view-only link (reads, cannot edit) instead of the edit link");
-  cmd->add_flag("--json", share->json, "Print the posted event as JSON");
+  cmd->add_option("--title", share->title, "The widget's name in the room's panel")->type_name("TEXT");
+  cmd->add_flag("--edit-link", share->edit_link,
+                "Post the edit link, so everyone in the room can change it (default: the view-only link)");
+  cmd->add_flag("--json", share->json, "Print what was posted as JSON");
   cmd->callback([&globals, share] {
-    // Refuse what is not a document link before posting it.
-    const auto parsed = docs::parse_link(share->link);
-    std::string link = share->link;
-    if (share->view) link = link.substr(0, link.find('#')) + "#/2/pad/view/" + parsed.keys.view_key + "/";
-    WorkerCall call(globals, "room", share->json);
-    const std::string text = (share->note.empty() ? std::string("A shared document") : share->note) + ": " + link;
-    const auto event = call.call("POST", "/v1/rooms/" + path_segment(share->room) + "/messages",
-                                 json{{"body", text}, {"sender", share->as}});
-    if (share->json) return print_json(event);
-    std::cout << "Shared in " << share->room << "\n";
+    const auto posted = post_to_room(globals, share->room, share->link, share->title, share->as, share->note, share->edit_link);
+    if (share->json) return print_json(posted);
+    std::cout << "Shared in " << share->room << " (" << (posted["edit_link"].get<bool>() ? "edit" : "view-only")
+              << " link, as a widget and a message)\n";
   });
 
   struct DeleteOptions {

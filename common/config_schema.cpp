@@ -129,6 +129,7 @@ constexpr Key kKeys[] = {
 
     {"workers.docs.public_url", kString},
     {"workers.docs.web_dir", kString},
+    {"workers.docs.frame_ancestors", kString},
     {"workers.docs.quota_bytes", kCount},
     {"workers.docs.max_blob_bytes", kCount},
     {"workers.docs.max_chunk_bytes", kCount},

@@ -291,11 +291,11 @@ _coop() {
     'tiles marker list') words='--help --kind --json' ;;
     'tiles marker remove') words='--help --json' ;;
     'docs') words='--help new push pull list share delete' ;;
-    'docs new') words='--help --url --from --expire-days --title --as --password-stdin --json' ;;
+    'docs new') words='--help --url --from --expire-days --title --as --password-stdin --room --edit-link --json' ;;
     'docs push') words='--help --json' ;;
     'docs pull') words='--help --out --format' ;;
     'docs list') words='--help --url --as --password-stdin --json' ;;
-    'docs share') words='--help --room --as --note --view --json' ;;
+    'docs share') words='--help --room --as --note --title --edit-link --json' ;;
     'docs delete') words='--help --url --as --password-stdin --json' ;;
     'site') words='--help publish list versions show rollback remove domain page event image akash' ;;
     'site publish') words='--help --site --domain --json --quiet' ;;

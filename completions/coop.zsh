@@ -554,12 +554,12 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print the removed marker as JSON' )
       ;;
     'docs')
-      commands=( 'new:Create a document and print its link (keep it\: it is the key)' 'push:Replace a document'\''s text with a Markdown file'\''s, as one edit everyone sees live' 'pull:Print a document'\''s current text (or write it to a file)' 'list:List the documents you own, with their titles (decrypted here)' 'share:Post a document'\''s link in a Matrix room of this shard' 'delete:Delete a document you own\: its history leaves the server'\''s disk' )
+      commands=( 'new:Create a document and print its link (keep it\: it is the key)' 'push:Replace a document'\''s text with a Markdown file'\''s, as one edit everyone sees live' 'pull:Print a document'\''s current text (or write it to a file)' 'list:List the documents you own, with their titles (decrypted here)' 'share:Post a document in a Matrix room of this shard, as a widget and a message' 'delete:Delete a document you own\: its history leaves the server'\''s disk' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'docs new')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--url:The document server (default\: this shard'\''s docs listener)' '--from:Start it with this Markdown file (- for stdin)' '--expire-days:Remove it from the server this many days from now' '--title:Own it under this title (encrypted; needs --as)' '--as:Your member handle (documents you own)' '--password-stdin:Read your password or app password (scope docs) from stdin' '--json:Print the link, the view-only link and the channel as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--url:The document server (default\: this shard'\''s docs listener)' '--from:Start it with this Markdown file (- for stdin)' '--expire-days:Remove it from the server this many days from now' '--title:Own it under this title (encrypted; needs --as)' '--as:Your member handle (documents you own)' '--password-stdin:Read your password or app password (scope docs) from stdin' '--room:Also post it in this Matrix room (ID, alias or name) as a widget and a message' '--edit-link:With --room\: post the edit link, so everyone in the room can change it (the shard can read what it posts)' '--json:Print the link, the view-only link and the channel as JSON' )
       ;;
     'docs push')
       commands=( )
@@ -575,7 +575,7 @@ _coop() {
       ;;
     'docs share')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--room:The room\: its ID, alias or name' '--as:Post as this member (who must be in the room); default\: the shard' '--note:A line to put before the link' '--view:Post the view-only link (reads, cannot edit) instead of the edit link' '--json:Print the posted event as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--room:The room\: its ID, alias or name' '--as:Post as this member (who must be in the room); default\: the shard' '--note:A line to put before the link' '--title:The widget'\''s name in the room'\''s panel' '--edit-link:Post the edit link, so everyone in the room can change it (default\: the view-only link)' '--json:Print what was posted as JSON' )
       ;;
     'docs delete')
       commands=( )

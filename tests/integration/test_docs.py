@@ -415,6 +415,77 @@ def test_bad_frames_end_only_their_own_connection():
         shard.coop("down")
 
 
+def test_documents_go_into_matrix_rooms_as_widgets():
+    """coop docs new --room and the editor's Post to a room: a widget as Element writes it
+    (im.vector.modular.widgets, m.custom, the editor's URL) in the room's right panel
+    (io.element.widgets.layout) and a message with the link, read back with matrix-nio; the
+    view-only link unless the member confirms the edit link; nobody posts into a room they are
+    not in."""
+    import asyncio
+    from nio import AsyncClient, LoginResponse, RoomCreateResponse, RoomGetStateEventResponse
+
+    with Shard(BIN) as shard:
+        shard.domain = "docs.test"
+        shard.init()
+        shard.coop("up")
+        shard.coop("member", "add", "alice", "--password-stdin", input=STRONG)
+        shard.coop("member", "add", "bob", "--password-stdin", input=STRONG)
+        status = shard.json("status")
+        room_worker = next(w for w in status["workers"] if w["name"] == "room")
+        homeserver = next(l["url"] for l in room_worker["listeners"] if l["name"] == "client")
+        http = docs_url(shard).replace("ws://", "http://").replace("/cryptpad_websocket", "")
+        source = os.path.join(shard.dir, "plan.md")
+        with open(source, "w") as f:
+            f.write("# Plan\n")
+
+        async def scenario():
+            alice = AsyncClient(homeserver, "@alice:docs.test")
+            assert isinstance(await alice.login(STRONG, device_name="test"), LoginResponse)
+            created = await alice.room_create(name="Kitchen")
+            assert isinstance(created, RoomCreateResponse), created
+            room_id = created.room_id
+
+            made = json.loads(shard.coop("docs", "new", "--from", source, "--title", "Plan", "--room", room_id,
+                                         "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout)
+            posted = made["room"]
+            assert posted["edit_link"] is False and "/docs/#/2/pad/view/" in posted["link"], posted
+            widget = await alice.room_get_state_event(room_id, "im.vector.modular.widgets", posted["widget_id"])
+            assert isinstance(widget, RoomGetStateEventResponse), widget
+            content = widget.content
+            assert content["type"] == "m.custom" and content["url"] == posted["link"] and content["name"] == "Plan", content
+            assert content["id"] == posted["widget_id"] and content["creatorUserId"] == "@alice:docs.test", content
+            layout = await alice.room_get_state_event(room_id, "io.element.widgets.layout", "")
+            assert layout.content["widgets"][posted["widget_id"]]["container"] == "right", layout.content
+            messages = await alice.room_messages(room_id, start="", limit=20)
+            bodies = [getattr(e, "body", "") for e in messages.chunk]
+            assert any(posted["link"] in b for b in bodies), bodies
+            # The view link in the widget opens the document, read-only, for the CLI too.
+            assert shard.coop("docs", "pull", posted["link"]).stdout == "# Plan\n"
+
+            # Confirmed: the edit link, from the CLI's share and from the editor's dialog.
+            shared = json.loads(shard.coop("docs", "share", made["link"], "--room", room_id, "--as", "alice",
+                                           "--edit-link", "--json").stdout)
+            assert shared["edit_link"] is True and shared["link"] == made["link"], shared
+            result = node("docs_room_browser.mjs", http + "/docs/", made["link"], "alice", STRONG, "yes", timeout=120)
+            assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
+            seen = json.loads(result.stdout.splitlines()[0])
+            assert seen["offered"] == ["Kitchen"] and "/edit/" in seen["posted"]["link"], seen
+            assert "can read it" in seen["warning"], seen
+
+            # Bob is not in the room: the page's API refuses him, and nothing is posted.
+            status, body = api(http, "POST", "/docs/api/rooms/post", {"room": room_id, "link": posted["link"]},
+                               auth=("bob", STRONG))
+            assert status == 403, (status, body)
+            status, body = api(http, "GET", "/docs/api/rooms", auth=("bob", STRONG))
+            assert status == 200 and json.loads(body) == [], body
+            assert "not in this room" in shard.coop("docs", "share", made["link"], "--room", room_id, "--as", "bob",
+                                                    expect=1).stderr
+            await alice.close()
+
+        asyncio.run(scenario())
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_the_cli_and_the_npm_clients_read_each_others_writes, test_links_carry_the_public_url_and_still_open_from_the_cli,
@@ -426,4 +497,5 @@ if __name__ == "__main__":
         test_a_member_makes_writes_attaches_and_deletes_in_chromium,
         test_expiring_documents_leave_the_disk,
         test_bad_frames_end_only_their_own_connection,
+        test_documents_go_into_matrix_rooms_as_widgets,
     ])

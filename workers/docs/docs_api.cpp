@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "common/http/date.h"
+#include "common/control/client.h"
 #include "common/error.h"
 #include "common/text.h"
 #include "workers/docs/channel_store.h"
@@ -124,6 +125,38 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
       return http::Response::json(document_json(store.own(channel, *who, title)));
     }
     return http::Response::error(errc::kMethodNotAllowed, "PUT or DELETE", 405);
+  }
+  // The member's rooms, and a document posted into one: coop-room decides, by the room's own
+  // rules, whether the member may (the member's handle is the sender).
+  if (rest == "rooms" || rest == "rooms/post") {
+    control::Client room(options.room_socket);
+    if (rest == "rooms") {
+      if (q.method != "GET") return http::Response::error(errc::kMethodNotAllowed, "GET only", 405);
+      const auto response = room.get("/v1/rooms?member=" + percent_encode(*who));
+      response.throw_if_error();
+      json list = json::array();
+      for (const auto& r : response.json())
+        if (r.value("type", "") == "room")
+          list.push_back({{"room_id", r.value("room_id", "")},
+                          {"name", r["name"].is_string() ? r["name"] : r["room_id"]},
+                          {"encrypted", r.value("encrypted", false)}});
+      return http::Response::json(list);
+    }
+    if (q.method != "POST") return http::Response::error(errc::kMethodNotAllowed, "POST only", 405);
+    const json body = q.json();
+    const std::string room_id = body.value("room", ""), link = body.value("link", ""), name = body.value("title", "");
+    if (room_id.empty() || link.empty()) throw Error(errc::kUsage, "give the room and the link", 400);
+    auto widget = room.post("/v1/rooms/" + percent_encode(room_id) + "/widgets",
+                            json{{"url", link}, {"name", name}, {"sender", *who}, {"type", "m.custom"}}.dump());
+    widget.throw_if_error();
+    auto message = room.post("/v1/rooms/" + percent_encode(room_id) + "/messages",
+                             json{{"body", (name.empty() ? std::string("A document") : name) + ": " + link}, {"sender", *who}}.dump());
+    message.throw_if_error();
+    const json posted = widget.json();
+    return http::Response::json({{"room_id", posted.value("room_id", "")},
+                                 {"widget_id", posted.value("widget_id", "")},
+                                 {"event_id", message.json().value("event_id", "")}},
+                                201);
   }
   if (rest == "blobs") {
     if (q.method == "GET") return http::Response::json({{"used", store.used_bytes(*who)}, {"quota", options.quota_bytes}});

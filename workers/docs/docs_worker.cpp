@@ -117,13 +117,15 @@ DocsWorker::DocsWorker(WorkerRuntime& runtime)
   std::filesystem::path app = web / "app";
   if (!std::filesystem::exists(web / "chainpad", ec)) web = COOP_DOCS_WEB_DIR, app = COOP_DOCS_APP_DIR;
   web = config.get_string("workers.docs.web_dir", web.string());
-  editor_ = std::make_unique<Editor>(web, app);
+  // Element shows a document posted in a room as a widget, in a frame of its own origin.
+  editor_ = std::make_unique<Editor>(web, app, config.get_string("workers.docs.frame_ancestors", "*"));
   docs_store_ = std::make_unique<DocsStore>(runtime.home().database("docs"), runtime.home().root() / "docs" / "blobs");
   credentials_ = std::make_unique<auth::BasicAuthCache>(runtime.home(), "docs");
   DocsApiOptions api;
   api.quota_bytes = static_cast<int64_t>(config.get_count("workers.docs.quota_bytes", std::size_t{1} << 30));
   api.max_blob_bytes = static_cast<int64_t>(config.get_count("workers.docs.max_blob_bytes", 100 << 20));
   api.session_lifetime_s = static_cast<int64_t>(config.get_count("workers.docs.session_days", 30, 1, 3650)) * 86400;
+  api.room_socket = runtime.home().socket("room");
   auto run = runtime.blocking_runner();
   router_->set_fallback([this, run, api](const http::Request& q, http::Reply reply) {
     if (q.path.rfind("/docs/api/", 0) != 0 && q.path.rfind("/docs/blob/", 0) != 0) return reply(editor_->handle(q));

@@ -64,7 +64,8 @@ std::string read_app_file(const fs::path& file, std::string& missing) {
 
 }  // namespace
 
-Editor::Editor(fs::path web_dir, fs::path app_dir) {
+Editor::Editor(fs::path web_dir, fs::path app_dir, std::string frame_ancestors)
+    : frame_ancestors_(std::move(frame_ancestors)) {
   const Modules modules = {
       {"tweetnacl/nacl-fast", "tweetnacl/nacl-fast.min.js"},
       {"tweetnacl-util", "tweetnacl-util/nacl-util.min.js"},
@@ -120,7 +121,8 @@ http::Response Editor::handle(const http::Request& request) const {
     // in the fragment never leaves the page.
     r.headers.emplace_back("Content-Security-Policy",
                            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; "
-                           "style-src 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors 'self'");
+                           "style-src 'unsafe-inline'; img-src 'self' data: blob:; frame-ancestors " +
+                               frame_ancestors_);
     r.headers.emplace_back("X-Content-Type-Options", "nosniff");
     r.headers.emplace_back("Referrer-Policy", "no-referrer");
     r.headers.emplace_back("Cache-Control", "no-cache");

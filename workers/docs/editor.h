@@ -14,7 +14,8 @@ namespace coop::docs {
 class Editor {
  public:
   // web_dir: the npm packages' node_modules; app_dir: coop's page.html and editor.js.
-  Editor(std::filesystem::path web_dir, std::filesystem::path app_dir);
+  // frame_ancestors: who may show the editor in a frame (CSP), such as Element's widgets.
+  Editor(std::filesystem::path web_dir, std::filesystem::path app_dir, std::string frame_ancestors = "'self'");
   // GET /docs/ (the page), /docs/editor.js (the libraries and the editor's code) and
   // /docs/sodium.js (libsodium, loaded when a member signs in).
   http::Response handle(const http::Request& request) const;
@@ -24,7 +25,7 @@ class Editor {
     std::string body, tag;
   };
   Script editor_, sodium_;
-  std::string page_;
+  std::string page_, frame_ancestors_;
   bool ready_ = false;
   std::string missing_;
 };

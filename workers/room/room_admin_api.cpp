@@ -18,7 +18,8 @@ using nlohmann::json;
 
 json room_summary(RoomStore& store, const std::string& room_id, const std::map<std::string, std::pair<std::string, std::string>>& managed) {
   json entry = {{"room_id", room_id}, {"name", nullptr}, {"topic", nullptr}, {"type", "room"}, {"join_rule", "invite"},
-                {"joined_members", 0}, {"children", json::array()}, {"parents", json::array()}, {"alias", nullptr}};
+                {"joined_members", 0}, {"children", json::array()}, {"parents", json::array()}, {"alias", nullptr},
+                {"encrypted", false}};
   int joined = 0;
   for (const auto& e : store.current_state(room_id)) {
     const std::string type = e.value("type", "");
@@ -28,6 +29,7 @@ json room_summary(RoomStore& store, const std::string& room_id, const std::map<s
     if (type == "m.room.canonical_alias") entry["alias"] = content.value("alias", "");
     if (type == "m.room.join_rules") entry["join_rule"] = content.value("join_rule", "invite");
     if (type == "m.room.create" && content.value("type", "") == "m.space") entry["type"] = "space";
+    if (type == "m.room.encryption" && content.contains("algorithm")) entry["encrypted"] = true;
     if (type == "m.room.member" && content.value("membership", "") == "join") ++joined;
     if (type == "m.space.child" && content.contains("via")) entry["children"].push_back(e.value("state_key", ""));
     if (type == "m.space.parent" && content.contains("via")) entry["parents"].push_back(e.value("state_key", ""));
@@ -72,12 +74,21 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
   auto& r = runtime.router();
   auto run = runtime.blocking_runner();
 
-  r.add_blocking("GET", "/v1/rooms", run, [&store](const Request&) {
+  r.add_blocking("GET", "/v1/rooms", run, [&store](const Request& q) {
     const auto managed = managed_spaces(store);
+    // ?member=HANDLE: only the rooms that member has joined (what coop-docs offers to post in).
+    const std::string member = q.query_value("member");
+    const std::string user_id = member.empty() ? "" : "@" + member + ":" + store.server_name();
     json list = json::array();
-    for (const auto& room_id : store.all_rooms()) list.push_back(room_summary(store, room_id, managed));
+    for (const auto& room_id : store.all_rooms()) {
+      if (!user_id.empty()) {
+        const auto joined = store.state_event(room_id, "m.room.member", user_id);
+        if (!joined || (*joined)["content"].value("membership", "") != "join") continue;
+      }
+      list.push_back(room_summary(store, room_id, managed));
+    }
     return Response::json(list);
-  }, "every room and Space with its name, type, join rule and members");
+  }, "every room and Space with its name, type, join rule and members (?member=HANDLE: that member's rooms)");
 
   r.add_blocking("GET", "/v1/rooms/{room}", run, [&store](const Request& q) {
     const auto room_id = find_room(store, q.param("room"));
@@ -113,6 +124,60 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
     const auto event = store.send_event(room_id, sender, "m.room.message", content, std::nullopt);
     return Response::json(client_view(event), 201);
   }, "post a text message ({body, sender}) as the shard's @coop user or as a member in the room");
+
+  r.add_blocking("POST", "/v1/rooms/{room}/widgets", run, [&store](const Request& q) {
+    // A widget as Element writes one (im.vector.modular.widgets, state_key = the widget's id)
+    // and a place for it in the room's right panel (io.element.widgets.layout). Sent as the
+    // member when their power level allows state events, else as @coop when it is in the room.
+    const auto body = q.json();
+    const std::string url = body.value("url", ""), name = body.value("name", "");
+    if (url.rfind("https://", 0) != 0 && url.rfind("http://", 0) != 0)
+      throw Error(errc::kUsage, "a widget needs an http(s) url", 400);
+    if (url.size() > 4096 || name.size() > 512) throw Error(errc::kUsage, "the widget's url or name is too long", 400);
+    const auto room_id = find_room(store, q.param("room"));
+    const std::string handle = body.value("sender", "");
+    const std::string coop = "@coop:" + store.server_name();
+    const std::string member = handle.empty() ? coop : "@" + handle + ":" + store.server_name();
+    if (member != coop) {
+      // Only a member of the room adds to it; the shard's user stands in only for their power.
+      const auto joined = store.state_event(room_id, "m.room.member", member);
+      if (!joined || (*joined)["content"].value("membership", "") != "join")
+        throw Error(errc::kForbidden, member + " is not in this room", 403);
+    }
+    std::string id = body.value("id", "");
+    if (id.empty() || id.size() > 64) id = "coop_docs_" + std::to_string(std::hash<std::string>{}(url) & 0xffffffffffff);
+    json widget{{"type", body.value("type", "m.custom")},
+                {"url", url},
+                {"name", name.empty() ? "Document" : name},
+                {"data", {{"title", name}}},
+                {"id", id},
+                {"creatorUserId", member},
+                {"waitForIframeLoad", true}};
+    auto send_state = [&](const std::string& type, const json& content, const std::string& key) {
+      try {
+        return store.send_event(room_id, member, type, content, key);
+      } catch (const Error& e) {
+        // A member without the power to change state: the shard's own user, if it is here.
+        if (member == coop || e.status() != 403) throw;
+        const auto here = store.state_event(room_id, "m.room.member", coop);
+        if (!here || (*here)["content"].value("membership", "") != "join") throw;
+        return store.send_event(room_id, coop, type, content, key);
+      }
+    };
+    const auto widget_event = send_state("im.vector.modular.widgets", widget, id);
+    json layout = json::object();
+    if (auto current = store.state_event(room_id, "io.element.widgets.layout", ""))
+      layout = (*current)["content"].is_object() ? (*current)["content"] : json::object();
+    if (!layout.contains("widgets") || !layout["widgets"].is_object()) layout["widgets"] = json::object();
+    layout["widgets"][id] = {{"container", "right"}};
+    const auto layout_event = send_state("io.element.widgets.layout", layout, "");
+    return Response::json({{"room_id", room_id},
+                           {"widget_id", id},
+                           {"encrypted", room_summary(store, room_id, {}).value("encrypted", false)},
+                           {"widget", client_view(widget_event)},
+                           {"layout", client_view(layout_event)}},
+                          201);
+  }, "add a widget ({url, name, sender, type}) to a room and to its right panel, as Element does");
 
   r.add_blocking("POST", "/v1/spaces", run, [&spaces, &store](const Request& q) {
     const auto body = q.json();

@@ -736,6 +736,7 @@
     var s = session();
     $("who").textContent = s ? s.handle : "";
     ["signout", "newdoc", "drive-button"].forEach(function (id) { $(id).hidden = !s; });
+    $("room-button").hidden = !s || !ready;
     ["attach-label", "tb-image-label"].forEach(function (id) { $(id).hidden = !s || !canEdit; });
     $("signin").hidden = !!s;
     $("delete").hidden = !s || !channel || owned.indexOf(channel) === -1;
@@ -954,6 +955,52 @@
   }
   $("copy-edit").addEventListener("click", copyFrom("share-edit"));
   $("copy-view").addEventListener("click", copyFrom("share-view"));
+
+  // --- Posting into a Matrix room ---
+
+  var rooms = [];
+  function roomWarning() {
+    var room = rooms[$("room-select").selectedIndex] || {};
+    var edit = canEdit && $("room-edit").checked;
+    $("room-warning").textContent = edit
+      ? "The edit link goes: the shard posts it itself and can read it" +
+        (room.encrypted ? ", even in this end-to-end encrypted room." : ", and this room is not end-to-end encrypted.")
+      : "The view-only link goes: the shard posts the widget and the message itself, so it can read the link.";
+  }
+  $("room-button").addEventListener("click", function () {
+    api("GET", "/docs/api/rooms").then(function (result) {
+      if (result.status !== 200) { say("No rooms: " + failure(result)); return; }
+      rooms = result.json;
+      var select = $("room-select");
+      select.replaceChildren();
+      rooms.forEach(function (room) {
+        var option = document.createElement("option");
+        option.value = room.room_id;
+        option.textContent = room.name + (room.encrypted ? " (encrypted)" : "");
+        select.appendChild(option);
+      });
+      if (!rooms.length) { say("You are in no room of this shard."); return; }
+      $("room-edit").checked = false;
+      $("room-edit-row").hidden = !canEdit;
+      roomWarning();
+      $("room-dialog").showModal();
+    });
+  });
+  $("room-select").addEventListener("change", roomWarning);
+  $("room-edit").addEventListener("change", roomWarning);
+  $("room-cancel").addEventListener("click", function () { $("room-dialog").close(); });
+  $("room-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var room = rooms[$("room-select").selectedIndex];
+    var base = location.origin + "/docs/#/2/pad/";
+    var link = canEdit && $("room-edit").checked ? base + "edit/" + keys.editKeyStr + "/" : base + "view/" + keys.viewKeyStr + "/";
+    $("room-dialog").close();
+    api("POST", "/docs/api/rooms/post", { room: room.room_id, link: link, title: title || firstLine(view.state.doc) })
+      .then(function (result) {
+        say(result.status === 201 ? "Posted in " + room.name : "Not posted: " + failure(result));
+        window.coopPosted = result.status === 201 ? { room: room.room_id, link: link } : null;
+      });
+  });
 
   // --- Start ---
 
