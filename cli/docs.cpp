@@ -21,6 +21,7 @@
 #include "workers/docs/netflux_client.h"
 #include "workers/docs/pad.h"
 #include "workers/docs/rich_text.h"
+#include "workers/docs/sheet_doc.h"
 
 namespace coop::cli {
 
@@ -102,7 +103,7 @@ json post_to_room(const Globals& globals, const std::string& room, const std::st
   const auto parsed = docs::parse_link(link);
   std::string posted = link;
   if (!edit_link || !parsed.keys.can_write())
-    posted = link.substr(0, link.find('#')) + "#/2/pad/view/" + parsed.keys.view_key + "/";
+    posted = link.substr(0, link.find('#')) + "#/2/" + parsed.type + "/view/" + parsed.keys.view_key + "/";
   WorkerCall call(globals, "room", true);
   const std::string name = title.empty() ? std::string("Document") : title;
   json widget = call.call("POST", "/v1/rooms/" + path_segment(room) + "/widgets",
@@ -117,9 +118,28 @@ json post_to_room(const Globals& globals, const std::string& room, const std::st
           {"message", message}};
 }
 
-// What `pull` prints: rich text as Markdown, HTML, plain text or its JSON; a document from an
-// older coop (plain text) as it is, whatever the format.
-std::string render_document(const std::string& content, const std::string& format) {
+// A spreadsheet's sheet by name, or its first.
+const json* find_sheet(const json& sheets, const std::string& name) {
+  for (const auto& sheet : sheets)
+    if (name.empty() || sheet.value("name", "") == name) return &sheet;
+  if (!name.empty()) throw Error(errc::kUsage, "the spreadsheet has no sheet named '" + name + "'", 400);
+  return nullptr;
+}
+
+// What `pull` prints: rich text as Markdown, HTML, plain text or its JSON; a spreadsheet as
+// Markdown tables, one sheet as CSV, or its JSON; a document from an older coop (plain text)
+// as it is, whatever the format.
+std::string render_document(const std::string& content, const std::string& format, const std::string& sheet_name = "") {
+  if (const auto sheets = docs::parse_sheet(content)) {
+    if (format == "json") return content;
+    if (format == "csv" || format == "text") {
+      const json* sheet = find_sheet(sheets->first, sheet_name);
+      return sheet ? docs::sheet_to_csv(*sheet) : std::string();
+    }
+    if (format == "html") throw Error(errc::kUsage, "a spreadsheet pulls as markdown, csv or json", 400);
+    return docs::sheets_to_markdown(sheets->first);
+  }
+  if (format == "csv") throw Error(errc::kUsage, "only a spreadsheet pulls as csv", 400);
   const auto rich = docs::parse_rich_text(content);
   if (format == "json" || !rich) {
     if (!rich && format == "html")
@@ -213,7 +233,7 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   group->require_subcommand(1);
 
   struct NewOptions {
-    std::string url, from, title, room;
+    std::string url, from, title, room, type = "pad";
     double expire_days = 0;
     Member member;
     bool edit_link = false, json = false;
@@ -221,7 +241,11 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   auto created = std::make_shared<NewOptions>();
   auto* cmd = group->add_subcommand("new", "Create a document and print its link (keep it: it is the key)");
   cmd->add_option("--url", created->url, "The document server (default: this shard's docs listener)")->type_name("URL");
-  cmd->add_option("--from", created->from, "Start it with this Markdown file (- for stdin)")->type_name("FILE");
+  cmd->add_option("--type", created->type, "pad (rich text, the default) or sheet (a spreadsheet)")
+      ->check(CLI::IsMember({"pad", "sheet"}))
+      ->type_name("TYPE");
+  cmd->add_option("--from", created->from, "Start it with this file: Markdown for rich text, CSV for a spreadsheet (- for stdin)")
+      ->type_name("FILE");
   cmd->add_option("--expire-days", created->expire_days, "Remove it from the server this many days from now")
       ->check(CLI::PositiveNumber)->type_name("DAYS");
   cmd->add_option("--title", created->title, "Own it under this title (encrypted; needs --as)")->type_name("TEXT");
@@ -236,8 +260,9 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     const bool owned = !created->title.empty() || !created->member.handle.empty();
     if (owned) created->member.read_secret();
     const auto keys = docs::new_pad_keys();
-    const std::string link = docs::make_link(base, keys);
-    const std::string shown = created->url.empty() ? docs::make_link(shard_docs_public_url(globals), keys) : link;
+    const std::string link = docs::make_link(base, keys, created->type);
+    const std::string shown =
+        created->url.empty() ? docs::make_link(shard_docs_public_url(globals), keys, created->type) : link;
     auto o = open_document(link, true, created->expire_days * 86400.0);
     if (owned) {
       // Owned before anything is written (only a new document can be claimed). The title is
@@ -247,17 +272,26 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       try {
         member_call(base, created->member, "POST", "/docs/api/documents",
                     json{{"channel", keys.channel},
-                         {"title", docs::encrypt_title(json{{"title", created->title}, {"key", keys.edit_key}}.dump(), key)}});
+                         {"title", docs::encrypt_title(
+                                       json{{"title", created->title}, {"key", keys.edit_key}, {"type", created->type}}.dump(),
+                                       key)}});
       } catch (const Error&) {
         std::cerr << "coop: the document exists but is not owned; its link: " << shown << "\n";
         throw;
       }
     }
     if (!created->from.empty()) {
-      if (auto patch = docs::make_patch(o.state, rich_from_markdown(read_input(created->from), created->title)))
-        o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
+      const std::string input = read_input(created->from);
+      const std::u16string first =
+          created->type == "sheet"
+              ? docs::to_utf16(docs::sheet_content(
+                    json::array({docs::csv_to_sheet(input, created->from == "-" ? "" : fs::path(created->from).stem().string())}),
+                    created->title))
+              : rich_from_markdown(input, created->title);
+      if (auto patch = docs::make_patch(o.state, first)) o.client->send(keys.channel, docs::encrypt_message(*patch, keys));
     }
-    const std::string view = docs::make_view_link(created->url.empty() ? shard_docs_public_url(globals) : base, keys);
+    const std::string view =
+        docs::make_view_link(created->url.empty() ? shard_docs_public_url(globals) : base, keys, created->type);
     json posted;
     if (!created->room.empty())
       posted = post_to_room(globals, created->room, shown, created->title, created->member.handle, "", created->edit_link);
@@ -273,13 +307,17 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   });
 
   struct PushOptions {
-    std::string link, file;
+    std::string link, file, sheet;
     bool json = false;
   };
   auto push = std::make_shared<PushOptions>();
   cmd = group->add_subcommand("push", "Replace a document's text with a Markdown file's, as one edit everyone sees live");
   cmd->add_option("link", push->link, "The document's edit link")->required()->type_name("LINK");
-  cmd->add_option("file", push->file, "The new text, Markdown (- for stdin)")->required()->type_name("FILE");
+  cmd->add_option("file", push->file, "The new text: Markdown, or CSV for a spreadsheet (- for stdin)")
+      ->required()
+      ->type_name("FILE");
+  cmd->add_option("--sheet", push->sheet, "A spreadsheet's sheet the CSV replaces (default: the first; a new name adds one)")
+      ->type_name("NAME");
   cmd->add_flag("--json", push->json, "Print what changed as JSON");
   cmd->callback([&globals, push] {
     const std::string text = read_input(push->file);
@@ -289,8 +327,24 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     // Rich text keeps its title; a plain-text document from an older coop stays plain text.
     const std::string current = docs::to_utf8(o.state.doc);
     const auto rich = docs::parse_rich_text(current);
-    const std::u16string next =
-        rich || current.empty() ? rich_from_markdown(text, rich ? rich->second : std::string()) : docs::to_utf16(text);
+    const auto sheets = docs::parse_sheet(current);
+    std::u16string next;
+    if (sheets || (current.empty() && o.link.type == "sheet")) {
+      // The CSV replaces one sheet and leaves the others as they are.
+      json all = sheets ? sheets->first : json::array();
+      const std::string name = push->sheet.empty() ? (all.empty() ? std::string("Sheet1") : all[0].value("name", "Sheet1"))
+                                                   : push->sheet;
+      json replacement = docs::csv_to_sheet(text, name);
+      bool replaced = false;
+      for (auto& sheet : all)
+        if (sheet.value("name", "") == name && !replaced) sheet = replacement, replaced = true;
+      if (!replaced) all.push_back(replacement);
+      next = docs::to_utf16(docs::sheet_content(all, sheets ? sheets->second : std::string()));
+    } else if (rich || current.empty()) {
+      next = rich_from_markdown(text, rich ? rich->second : std::string());
+    } else {
+      next = docs::to_utf16(text);
+    }
     const auto patch = docs::make_patch(o.state, next);
     if (patch) o.client->send(o.link.keys.channel, docs::encrypt_message(*patch, o.link.keys));
     if (push->json) return print_json(json{{"changed", patch.has_value()}, {"bytes", text.size()}});
@@ -298,18 +352,20 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
   });
 
   struct PullOptions {
-    std::string link, out, format = "markdown";
+    std::string link, out, format = "markdown", sheet;
   };
   auto pull = std::make_shared<PullOptions>();
   cmd = group->add_subcommand("pull", "Print a document's current text (or write it to a file)");
   cmd->add_option("link", pull->link, "The document's link (edit or view-only)")->required()->type_name("LINK");
   cmd->add_option("-o,--out", pull->out, "Write it here (atomically) instead of stdout")->type_name("FILE");
-  cmd->add_option("--format", pull->format, "markdown (the default), html, text, or json (CryptPad's own form)")
-      ->check(CLI::IsMember({"markdown", "html", "text", "json"}))
+  cmd->add_option("--format", pull->format,
+                  "markdown (the default), html, text, json (CryptPad's own form); csv for a spreadsheet")
+      ->check(CLI::IsMember({"markdown", "html", "text", "json", "csv"}))
       ->type_name("FORMAT");
+  cmd->add_option("--sheet", pull->sheet, "With csv: the spreadsheet's sheet (default: the first)")->type_name("NAME");
   cmd->callback([&globals, pull] {
     auto o = open_document(reach_locally(globals, pull->link), false);
-    const std::string text = render_document(docs::to_utf8(o.state.doc), pull->format);
+    const std::string text = render_document(docs::to_utf8(o.state.doc), pull->format, pull->sheet);
     if (pull->out.empty()) {
       std::cout << text;
       std::cout.flush();
@@ -339,12 +395,13 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
       auto title = docs::decrypt_title(d.value("title", ""), key);
       // What the browser and `new --as` seal: {"title", "key"}, so the drive can open it; an
       // older coop sealed the bare title.
-      std::string edit_key;
+      std::string edit_key, type = "pad";
       if (title && !title->empty() && (*title)[0] == '{') {
         const json sealed = json::parse(*title, nullptr, false);
         if (sealed.is_object()) {
           edit_key = sealed.value("key", "");
           title = sealed.value("title", "");
+          if (sealed.value("type", "") == "sheet") type = "sheet";
         }
       }
       json entry{{"channel", d.value("channel", "")},
@@ -353,7 +410,8 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
                  {"created_at", d.value("created_at", "")}};
       if (!edit_key.empty()) {
         try {
-          entry["link"] = docs::make_link(public_url, docs::pad_keys(edit_key));
+          entry["link"] = docs::make_link(public_url, docs::pad_keys(edit_key), type);
+          entry["type"] = type;
         } catch (const Error&) {
           // A sealed key that is not one: the entry shows without a link.
         }

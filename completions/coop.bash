@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -181,6 +181,7 @@ _coop() {
     --save-sent) COMPREPLY=(); return ;;
     --scope) COMPREPLY=(); return ;;
     --selector) COMPREPLY=(); return ;;
+    --sheet) COMPREPLY=(); return ;;
     --since) COMPREPLY=(); return ;;
     --site) COMPREPLY=(); return ;;
     --slug) COMPREPLY=(); return ;;
@@ -192,6 +193,7 @@ _coop() {
     --timeout) COMPREPLY=(); return ;;
     --title) COMPREPLY=(); return ;;
     --to) COMPREPLY=(); return ;;
+    --type) COMPREPLY=(); return ;;
     --until) COMPREPLY=(); return ;;
     --url) COMPREPLY=(); return ;;
     --version) COMPREPLY=(); return ;;
@@ -291,9 +293,9 @@ _coop() {
     'tiles marker list') words='--help --kind --json' ;;
     'tiles marker remove') words='--help --json' ;;
     'docs') words='--help new push pull list share delete' ;;
-    'docs new') words='--help --url --from --expire-days --title --as --password-stdin --room --edit-link --json' ;;
-    'docs push') words='--help --json' ;;
-    'docs pull') words='--help --out --format' ;;
+    'docs new') words='--help --url --type --from --expire-days --title --as --password-stdin --room --edit-link --json' ;;
+    'docs push') words='--help --sheet --json' ;;
+    'docs pull') words='--help --out --format --sheet' ;;
     'docs list') words='--help --url --as --password-stdin --json' ;;
     'docs share') words='--help --room --as --note --title --edit-link --json' ;;
     'docs delete') words='--help --url --as --password-stdin --json' ;;

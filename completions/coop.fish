@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --since --site --slug --source --space --status --storage --threads --timeout --title --to --until --url --version --when --where --with -n -o
+    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --version --when --where --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -622,7 +622,8 @@ complete -c coop -n "test (__coop_path) = 'coop docs'" -a 'delete' -d 'Delete a 
 complete -c coop -n "test (__coop_path) = 'coop docs'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
-complete -c coop -n "test (__coop_path) = 'coop docs new'" -l from -r -F -d 'Start it with this Markdown file (- for stdin)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l type -r -d 'pad (rich text, the default) or sheet (a spreadsheet)'
+complete -c coop -n "test (__coop_path) = 'coop docs new'" -l from -r -F -d 'Start it with this file: Markdown for rich text, CSV for a spreadsheet (- for stdin)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l expire-days -r -d 'Remove it from the server this many days from now'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l title -r -d 'Own it under this title (encrypted; needs --as)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l as -r -d 'Your member handle (documents you own)'
@@ -631,10 +632,12 @@ complete -c coop -n "test (__coop_path) = 'coop docs new'" -l room -r -d 'Also p
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l edit-link -d 'With --room: post the edit link, so everyone in the room can change it (the shard can read what it posts)'
 complete -c coop -n "test (__coop_path) = 'coop docs new'" -l json -d 'Print the link, the view-only link and the channel as JSON'
 complete -c coop -n "test (__coop_path) = 'coop docs push'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop docs push'" -l sheet -r -d 'A spreadsheet'\''s sheet the CSV replaces (default: the first; a new name adds one)'
 complete -c coop -n "test (__coop_path) = 'coop docs push'" -l json -d 'Print what changed as JSON'
 complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l out -s o -r -F -d 'Write it here (atomically) instead of stdout'
-complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l format -r -d 'markdown (the default), html, text, or json (CryptPad'\''s own form)'
+complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l format -r -d 'markdown (the default), html, text, json (CryptPad'\''s own form); csv for a spreadsheet'
+complete -c coop -n "test (__coop_path) = 'coop docs pull'" -l sheet -r -d 'With csv: the spreadsheet'\''s sheet (default: the first)'
 complete -c coop -n "test (__coop_path) = 'coop docs list'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop docs list'" -l url -r -d 'The document server (default: this shard'\''s docs listener)'
 complete -c coop -n "test (__coop_path) = 'coop docs list'" -l as -r -d 'Your member handle (documents you own)'

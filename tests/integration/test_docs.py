@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import zipfile
 import zlib
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
@@ -486,6 +487,51 @@ def test_documents_go_into_matrix_rooms_as_widgets():
         shard.coop("down")
 
 
+def test_spreadsheets_live_with_formulas_sheets_sorting_csv_and_xlsx():
+    """The spreadsheet type in two Chromium pages: formulas worked out (HyperFormula), a cell
+    typed in one page and the totals that depend on it in the other, a sheet added, rows
+    sorted, CSV and XLSX out and in (tests/clients/docs_sheet_browser.mjs); the CLI makes one
+    from CSV and reads it back; a formula is never run as code."""
+    if not os.path.isdir(os.path.join(CLIENTS, "node_modules", "playwright-core")) or not os.path.exists("/usr/bin/chromium"):
+        raise AssertionError("playwright-core or chromium is not installed: run scripts/install-deps")
+    with Shard(BIN) as shard:
+        shard.init()
+        shard.coop("up")
+        source = os.path.join(shard.dir, "budget.csv")
+        with open(source, "w") as f:
+            f.write("Item,Cost\nRent,500\nFood,200\nTotal,=SUM(B2:B3)\n")
+        members = os.path.join(shard.dir, "members.csv")
+        with open(members, "w") as f:
+            f.write("Name,Shares\nAna,3\nBen,2\n")
+        made = shard.json("docs", "new", "--type", "sheet", "--from", source)
+        assert "/docs/#/2/sheet/edit/" in made["link"] and "/docs/#/2/sheet/view/" in made["view_link"], made
+        result = node("docs_sheet_browser.mjs", made["link"], members, shard.dir, timeout=300)
+        assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout + result.stderr
+        seen = json.loads(result.stdout.splitlines()[0])
+        assert seen["totalBefore"] == ["700", "700"] and seen["totalAfter"] == "750", seen
+        assert seen["sheetNames"] == ["budget", "Sheet2", "members", "budget 2", "Sheet2 2"], seen
+        # The exports: CSV with the values shown, XLSX with the formula and its result.
+        with open(seen["csvFile"]) as f:
+            assert f.read().replace("\r\n", "\n").strip() == "Item,Cost\nFood,200\nRent,550\nTotal,750"
+        with zipfile.ZipFile(seen["xlsxFile"]) as book:
+            sheet1 = book.read("xl/worksheets/sheet1.xml").decode()
+        assert "<f>SUM(B2:B3)</f><v>750</v>" in sheet1, sheet1
+        # The CLI reads what the pages wrote, through the view-only link too.
+        assert shard.coop("docs", "pull", made["view_link"], "--format", "csv", "--sheet", "members").stdout == \
+            "Name,Shares\nAna,3\nBen,2\n"  # CRLF as RFC 4180 says; text mode reads it as \\n
+        md = shard.coop("docs", "pull", made["link"]).stdout
+        assert "## budget\n\n| Item | Cost |\n| --- | --- |\n| Food | 200 |\n| Rent | 550 |" in md, md
+        # A push replaces one sheet from CSV and leaves the others.
+        with open(members, "w") as f:
+            f.write("Name,Shares\nAna,4\n")
+        assert "Pushed" in shard.coop("docs", "push", made["link"], members, "--sheet", "members").stdout
+        sheets = json.loads(shard.coop("docs", "pull", made["link"], "--format", "json").stdout)["sheets"]
+        assert [s["name"] for s in sheets] == ["budget", "Sheet2", "members", "budget 2", "Sheet2 2"], sheets
+        assert sheets[2]["cells"] == {"A1": "Name", "B1": "Shares", "A2": "Ana", "B2": "4"}, sheets[2]
+        assert_no_plaintext(shard.home, [b"Costs of the second sheet", b"Shares", b"SUM(B2"])
+        shard.coop("down")
+
+
 if __name__ == "__main__":
     run_tests([
         test_the_cli_and_the_npm_clients_read_each_others_writes, test_links_carry_the_public_url_and_still_open_from_the_cli,
@@ -498,4 +544,5 @@ if __name__ == "__main__":
         test_expiring_documents_leave_the_disk,
         test_bad_frames_end_only_their_own_connection,
         test_documents_go_into_matrix_rooms_as_widgets,
+        test_spreadsheets_live_with_formulas_sheets_sorting_csv_and_xlsx,
     ])

@@ -107,8 +107,23 @@ Editor::Editor(fs::path web_dir, fs::path app_dir, std::string frame_ancestors)
       {"libsodium-wrappers-sumo", "libsodium-wrappers-sumo/dist/modules-sumo/libsodium-wrappers.js"},
   };
   if (!editor_.body.empty()) sodium_.body = bundle_modules(web_dir, sodium, "/* libsodium.js from npm (ISC licence). */\n", "", missing_);
-  ready_ = !editor_.body.empty() && !sodium_.body.empty() && !page_.empty();
-  for (auto* script : {&editor_, &sodium_}) script->tag = "\"" + sha256_hex(script->body).substr(0, 32) + "\"";
+  // Spreadsheets: formulas (HyperFormula, which parses them and never runs them as code) and
+  // CSV, loaded by a spreadsheet's page only; ExcelJS (a megabyte) only for XLSX files.
+  const Modules sheet = {
+      {"hyperformula", "hyperformula/dist/hyperformula.full.min.js"},
+      {"papaparse", "papaparse/papaparse.min.js"},
+  };
+  const std::string sheet_script = read_app_file(app_dir / "sheet.js", missing_);
+  if (!sheet_script.empty())
+    sheet_.body = bundle_modules(web_dir, sheet,
+                                 "/* HyperFormula (GPL-3.0) and Papa Parse (MIT) from npm, and coop's spreadsheet "
+                                 "(workers/docs/web/app/sheet.js). */\n",
+                                 sheet_script, missing_);
+  xlsx_.body = bundle_modules(web_dir, {{"exceljs", "exceljs/dist/exceljs.min.js"}}, "/* ExcelJS from npm (MIT). */\n", "",
+                              missing_);
+  ready_ = !editor_.body.empty() && !sodium_.body.empty() && !page_.empty() && !sheet_.body.empty() && !xlsx_.body.empty();
+  for (auto* script : {&editor_, &sodium_, &sheet_, &xlsx_})
+    script->tag = "\"" + sha256_hex(script->body).substr(0, 32) + "\"";
 }
 
 http::Response Editor::handle(const http::Request& request) const {
@@ -128,17 +143,22 @@ http::Response Editor::handle(const http::Request& request) const {
     r.headers.emplace_back("Cache-Control", "no-cache");
     return r;
   }
-  const Script* script = request.path == "/docs/editor.js" ? &editor_ : request.path == "/docs/sodium.js" ? &sodium_ : nullptr;
+  const Script* script = nullptr;
+  const char* type = "text/javascript; charset=utf-8";
+  if (request.path == "/docs/editor.js") script = &editor_;
+  else if (request.path == "/docs/sodium.js") script = &sodium_;
+  else if (request.path == "/docs/sheet.js") script = &sheet_;
+  else if (request.path == "/docs/xlsx.js") script = &xlsx_;
   if (!script) return http::Response::bytes(404, "not found\n", "text/plain");
   if (!ready_)
     return http::Response::bytes(503, "the editor's libraries are not installed (scripts/install-deps): " + missing_ + "\n",
                                  "text/plain");
   if (request.header("if-none-match") == script->tag) {
-    auto r = http::Response::bytes(304, "", "text/javascript; charset=utf-8");
+    auto r = http::Response::bytes(304, "", type);
     r.headers.emplace_back("ETag", script->tag);
     return r;
   }
-  auto r = http::Response::bytes(200, script->body, "text/javascript; charset=utf-8");
+  auto r = http::Response::bytes(200, script->body, type);
   r.headers.emplace_back("ETag", script->tag);
   r.headers.emplace_back("Cache-Control", "no-cache");
   r.headers.emplace_back("X-Content-Type-Options", "nosniff");

@@ -403,15 +403,19 @@ PadLink parse_link(const std::string& link) {
   out.base_url = "http://" + host;
   out.ws_url = "ws://" + host + "/cryptpad_websocket";
   out.keys = parts[2] == "edit" ? pad_keys(parts[3]) : view_pad_keys(parts[3]);
+  if (parts[1] != "pad" && parts[1] != "sheet")
+    throw Error(errc::kBadLink, "coop opens rich-text (pad) and spreadsheet (sheet) documents, not " + parts[1], 400);
+  out.type = parts[1];
   return out;
 }
 
-std::string make_link(const std::string& base_url, const PadKeys& keys) {
-  return keys.can_write() ? base_url + "/docs/#/2/pad/edit/" + keys.edit_key + "/" : make_view_link(base_url, keys);
+std::string make_link(const std::string& base_url, const PadKeys& keys, const std::string& type) {
+  return keys.can_write() ? base_url + "/docs/#/2/" + type + "/edit/" + keys.edit_key + "/"
+                          : make_view_link(base_url, keys, type);
 }
 
-std::string make_view_link(const std::string& base_url, const PadKeys& keys) {
-  return base_url + "/docs/#/2/pad/view/" + keys.view_key + "/";
+std::string make_view_link(const std::string& base_url, const PadKeys& keys, const std::string& type) {
+  return base_url + "/docs/#/2/" + type + "/view/" + keys.view_key + "/";
 }
 
 std::string encrypt_message(const std::string& plaintext, const PadKeys& keys, bool checkpoint,

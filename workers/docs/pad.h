@@ -37,11 +37,12 @@ PadKeys view_pad_keys(const std::string& view_key);
 struct PadLink {
   std::string base_url;  // http://HOST:PORT
   std::string ws_url;    // ws://HOST:PORT/cryptpad_websocket
+  std::string type = "pad";  // the editor the link opens: "pad" (rich text) or "sheet"
   PadKeys keys;
 };
 PadLink parse_link(const std::string& link);
-std::string make_link(const std::string& base_url, const PadKeys& keys);
-std::string make_view_link(const std::string& base_url, const PadKeys& keys);
+std::string make_link(const std::string& base_url, const PadKeys& keys, const std::string& type = "pad");
+std::string make_view_link(const std::string& base_url, const PadKeys& keys, const std::string& type = "pad");
 
 // chainpad-crypto's signed encryption: base64(Ed25519-sign(base64(nonce) "|" base64(secretbox))).
 // A checkpoint gets the "cp|ID|" prefix chainpad-netflux puts on it. nonce: tests only.

@@ -40,7 +40,7 @@
   // What older coop documents hold (Markdown text): raw HTML in them stays text.
   var markdown = new MarkdownIt({ html: false, linkify: true });
 
-  var realtime = null, view = null, channel = null, keys = null, canEdit = false, ready = false;
+  var realtime = null, view = null, sheet = null, type = "pad", channel = null, keys = null, canEdit = false, ready = false;
   var lastContent = null, title = "", historyMode = false, owned = [];
 
   function say(text) { $("status").textContent = text; }
@@ -155,8 +155,8 @@
   }
   function showTitle() {
     if (document.activeElement !== $("title")) { $("title").value = title; }
-    $("title").placeholder = (view && firstLine(view.state.doc)) || "Untitled document";
-    var shown = title || (view && firstLine(view.state.doc)) || "Untitled document";
+    $("title").placeholder = (view && firstLine(view.state.doc)) || (type === "sheet" ? "Untitled spreadsheet" : "Untitled document");
+    var shown = title || (view && firstLine(view.state.doc)) || (sheet ? "Untitled spreadsheet" : "Untitled document");
     document.title = shown + " · coop";
   }
 
@@ -203,7 +203,7 @@
     setTimeout(function () { URL.revokeObjectURL(a.href); }, 10000);
   }
   function fileName(extension) {
-    return ((title || firstLine(view.state.doc) || "document").replace(/[\\\/:*?"<>|\x00-\x1f]+/g, "_").slice(0, 80)) + extension;
+    return ((title || (view ? firstLine(view.state.doc) : "") || (sheet ? "spreadsheet" : "document")).replace(/[\\\/:*?"<>|\x00-\x1f]+/g, "_").slice(0, 80)) + extension;
   }
   $("export-html").addEventListener("click", function () { download(fileName(".html"), toHtml(), "text/html"); });
   $("export-md").addEventListener("click", function () { download(fileName(".md"), toMarkdown(), "text/markdown"); });
@@ -348,7 +348,7 @@
       chip.className = "person";
       chip.style.background = p.colour;
       chip.textContent = p.name;
-      chip.title = p.name + " is here";
+      chip.title = p.name + " is here" + (p.cell ? " (at " + p.cell + ")" : "");
       list.appendChild(chip);
     });
     window.coopPeople = names;
@@ -392,9 +392,11 @@
   }
   var cursorTimer = null;
   function sendCursor() {
-    if (!presence || !view) { return; }
-    var sel = view.state.selection;
-    presence.bcast(seal({ name: myName, from: sel.anchor, to: sel.head, at: Date.now() })).catch(function () {});
+    if (!presence || (!view && !sheet)) { return; }
+    var where = { name: myName, at: Date.now() };
+    if (view) { where.from = view.state.selection.anchor; where.to = view.state.selection.head; }
+    if (sheet && sheetSelection) { where.sheet = sheetSelection.sheet; where.cell = sheetSelection.cell; }
+    presence.bcast(seal(where)).catch(function () {});
   }
   function scheduleCursor() {
     if (cursorTimer) { return; }
@@ -411,7 +413,7 @@
         if (!data || typeof data.name !== "string") { return; }
         var known = peers[sender];
         peers[sender] = { name: data.name.slice(0, 40), colour: colourOf(sender), from: data.from, to: data.to,
-                          seen: Date.now() };
+                          cell: typeof data.cell === "string" ? data.cell.slice(0, 12) : null, seen: Date.now() };
         drawPeople();
         if (!known) { sendCursor(); }  // a newcomer learns who is here at once
       });
@@ -500,7 +502,7 @@
   }
   function send() {
     if (!realtime || !canEdit || historyMode) { return; }
-    var content = serialize(view.state.doc);
+    var content = sheet ? sheet.content(title) : serialize(view.state.doc);
     if (content === lastContent) { return; }
     lastContent = content;
     realtime.contentUpdate(content);
@@ -525,12 +527,67 @@
     if (content === lastContent) { return; }
     lastContent = content;
     try {
-      var parsed = parseContent(content);
-      title = parsed.title;
-      replaceDoc(parsed.doc);
+      if (sheet) {
+        sheet.load(content);
+        title = sheetTitle(content);
+      } else {
+        var parsed = parseContent(content);
+        title = parsed.title;
+        replaceDoc(parsed.doc);
+      }
       showTitle();
     } catch (e) { say("This version of the document could not be read: " + e.message); }
   }
+
+  function sheetTitle(content) {
+    try {
+      var parsed = JSON.parse(content || "{}");
+      return parsed && parsed.metadata && typeof parsed.metadata.title === "string" ? parsed.metadata.title : "";
+    } catch (e) { return ""; }
+  }
+
+  // --- Spreadsheets: their own script, loaded for a spreadsheet only ---
+
+  function loadScript(src) {
+    return new Promise(function (resolve, reject) {
+      var script = document.createElement("script");
+      script.src = src;
+      script.onload = resolve;
+      script.onerror = function () { reject(new Error(src + " did not load")); };
+      document.head.appendChild(script);
+    });
+  }
+  function startSheet() {
+    return loadScript("/docs/sheet.js").then(function () {
+      $("editor").hidden = true;
+      $("sheet").hidden = false;
+      sheet = window.__coopSheet({
+        container: $("sheet"), canEdit: canEdit, onLocalChange: send, ask: ask,
+        onSelect: function (where) { sheetSelection = where; scheduleCursor(); }
+      });
+    });
+  }
+  var sheetSelection = null;
+  $("export-csv").addEventListener("click", function () { download(fileName(".csv"), sheet.toCsv(), "text/csv"); });
+  $("export-xlsx").addEventListener("click", function () {
+    say("Making the XLSX file...");
+    sheet.toXlsx().then(function (buffer) {
+      download(fileName(".xlsx"), buffer, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet");
+      say("Exported.");
+    }).catch(function (error) { say("Not exported: " + error.message); });
+  });
+  $("import-sheet").addEventListener("change", function () {
+    var file = $("import-sheet").files[0];
+    $("import-sheet").value = "";
+    if (!file || !sheet) { return; }
+    var name = file.name.replace(/\.(csv|xlsx)$/i, "");
+    var done = function () { say("Imported " + file.name); window.coopImported = file.name; };
+    if (/\.xlsx$/i.test(file.name)) {
+      file.arrayBuffer().then(sheet.importXlsx).then(done).catch(function (error) { say("Not imported: " + error.message); });
+    } else {
+      file.text().then(function (text) { sheet.importCsv(text, name); done(); });
+    }
+  });
 
   // --- The toolbar ---
 
@@ -648,7 +705,7 @@
     var block = blocks[shown];
     var content = block.getContent().doc || "";
     try {
-      replaceDoc(parseContent(content).doc);
+      if (sheet) { sheet.load(content); } else { replaceDoc(parseContent(content).doc); }
     } catch (e) { say("That version could not be read."); }
     $("history-range").max = String(blocks.length);
     $("history-range").value = String(blocks.length - shown);
@@ -664,7 +721,8 @@
     if (blocks.length > 1 && !blocks[blocks.length - 1].getContent().doc) { blocks.pop(); }
     if (!blocks.length) { say("No history yet."); return; }
     historyMode = true;
-    view.setProps({});
+    if (view) { view.setProps({}); }
+    if (sheet) { sheet.setEditable(false); }
     $("history-bar").hidden = false;
     $("history-restore").hidden = !canEdit;
     shown = 0;
@@ -673,10 +731,14 @@
   $("history-back").addEventListener("click", function () { if (shown < blocks.length - 1) { shown++; showVersion(); } });
   $("history-forward").addEventListener("click", function () { if (shown > 0) { shown--; showVersion(); } });
   $("history-range").addEventListener("input", function () { shown = blocks.length - +$("history-range").value; showVersion(); });
+  function editableAgain() {
+    if (view) { view.setProps({}); }
+    if (sheet) { sheet.setEditable(canEdit); }
+  }
   function closeHistory() {
     historyMode = false;
     $("history-bar").hidden = true;
-    view.setProps({});
+    editableAgain();
     lastContent = null;
     applyRemote();
   }
@@ -685,7 +747,7 @@
     var content = blocks[shown].getContent().doc || "";
     historyMode = false;
     $("history-bar").hidden = true;
-    view.setProps({});
+    editableAgain();
     if (content !== realtime.getUserDoc()) { realtime.contentUpdate(content); }
     lastContent = null;
     applyRemote();
@@ -776,9 +838,10 @@
       var text = NaclUtil.encodeUTF8(plain);
       if (text.charAt(0) === "{") {
         var entry = JSON.parse(text);
-        return { title: String(entry.title || ""), key: typeof entry.key === "string" ? entry.key : "" };
+        return { title: String(entry.title || ""), key: typeof entry.key === "string" ? entry.key : "",
+                 type: entry.type === "sheet" ? "sheet" : "pad" };
       }
-      return { title: text, key: "" };
+      return { title: text, key: "", type: "pad" };
     } catch (e) { return null; }
   }
   function loadOwned() {
@@ -829,11 +892,11 @@
   $("new-cancel").addEventListener("click", function () { $("new-dialog").close(); });
   $("new-form").addEventListener("submit", function (event) {
     event.preventDefault();
-    var newTitle = $("new-title").value.trim();
+    var newTitle = $("new-title").value.trim(), newType = $("new-type").value === "sheet" ? "sheet" : "pad";
     $("new-dialog").close();
     var k = Crypto.createEditCryptor2();
-    sessionStorage.setItem(PENDING, JSON.stringify({ channel: channelOf(k), title: newTitle, key: k.editKeyStr }));
-    location.hash = "#/2/pad/edit/" + k.editKeyStr + "/";
+    sessionStorage.setItem(PENDING, JSON.stringify({ channel: channelOf(k), title: newTitle, key: k.editKeyStr, type: newType }));
+    location.hash = "#/2/" + newType + "/edit/" + k.editKeyStr + "/";
     location.reload();
   });
   function claimIfPending() {
@@ -847,7 +910,8 @@
       lastContent = null;
       send();
     }
-    api("POST", "/docs/api/documents", { channel: channel, title: sealEntry({ title: pending.title, key: pending.key }) })
+    api("POST", "/docs/api/documents",
+        { channel: channel, title: sealEntry({ title: pending.title, key: pending.key, type: type }) })
       .then(function (result) {
         say(result.status === 201 ? "Yours: " + pending.title + " (end-to-end encrypted)" : "Not owned: " + failure(result));
         window.coopDocOwned = result.status === 201;
@@ -891,7 +955,7 @@
           open.type = "button";
           open.textContent = "Open";
           open.addEventListener("click", function () {
-            location.hash = "#/2/pad/edit/" + entry.key + "/";
+            location.hash = "#/2/" + entry.type + "/edit/" + entry.key + "/";
             location.reload();
           });
           item.appendChild(open);
@@ -908,7 +972,8 @@
           save.textContent = "Save";
           save.addEventListener("click", function () {
             var next = input.value.trim();
-            api("PUT", "/docs/api/documents/" + d.channel, { title: sealEntry({ title: next, key: entry.key }) })
+            api("PUT", "/docs/api/documents/" + d.channel,
+                { title: sealEntry({ title: next, key: entry.key, type: entry.type }) })
               .then(function (result) {
                 say(result.status === 200 ? "Renamed to " + next : "Not renamed: " + failure(result));
                 return fillDrive();
@@ -934,7 +999,7 @@
   // --- Sharing ---
 
   $("share").addEventListener("click", function () {
-    var base = location.origin + "/docs/#/2/pad/";
+    var base = location.origin + "/docs/#/2/" + type + "/";
     $("share-edit-row").hidden = !canEdit;
     $("share-edit").value = canEdit ? base + "edit/" + keys.editKeyStr + "/" : "";
     $("share-view").value = base + "view/" + keys.viewKeyStr + "/";
@@ -992,10 +1057,10 @@
   $("room-form").addEventListener("submit", function (event) {
     event.preventDefault();
     var room = rooms[$("room-select").selectedIndex];
-    var base = location.origin + "/docs/#/2/pad/";
+    var base = location.origin + "/docs/#/2/" + type + "/";
     var link = canEdit && $("room-edit").checked ? base + "edit/" + keys.editKeyStr + "/" : base + "view/" + keys.viewKeyStr + "/";
     $("room-dialog").close();
-    api("POST", "/docs/api/rooms/post", { room: room.room_id, link: link, title: title || firstLine(view.state.doc) })
+    api("POST", "/docs/api/rooms/post", { room: room.room_id, link: link, title: title || (view ? firstLine(view.state.doc) : "Spreadsheet") })
       .then(function (result) {
         say(result.status === 201 ? "Posted in " + room.name : "Not posted: " + failure(result));
         window.coopPosted = result.status === 201 ? { room: room.room_id, link: link } : null;
@@ -1018,8 +1083,12 @@
     return;
   }
   canEdit = match[2] === "edit";
+  type = match[1] === "sheet" ? "sheet" : "pad";
   channel = channelOf(keys);
-  makeView(parseContent("").doc);
+  var prepared = Promise.resolve();
+  if (type === "sheet") { prepared = startSheet(); } else { makeView(parseContent("").doc); }
+  prepared.then(connect, function (error) { say("The spreadsheet could not start: " + error.message); });
+  function connect() {
   var signedIn = session();
   var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/cryptpad_websocket" +
             (signedIn ? "?session=" + encodeURIComponent(signedIn.token) : "");
@@ -1031,7 +1100,8 @@
     validateKey: keys.validateKey,
     readOnly: !canEdit,
     ChainPad: ChainPad,
-    patchTransformer: ChainPad.NaiveJSONTransformer,
+    // As CryptPad: a pad merges as text of JSON; a spreadsheet, cell by cell, as JSON.
+    patchTransformer: type === "sheet" ? ChainPad.SmartJSONTransformer : ChainPad.NaiveJSONTransformer,
     initialState: "",
     avgSyncMilliseconds: 50,
     logLevel: 0,
@@ -1040,10 +1110,12 @@
       ready = true;
       lastContent = null;
       applyRemote();
-      view.setProps({});
+      if (view) { view.setProps({}); }
       $("title").disabled = !canEdit;
-      $("toolbar").hidden = !canEdit;
-      ["share", "history-button", "export-html", "export-md"].forEach(function (id) { $(id).hidden = false; });
+      $("toolbar").hidden = !canEdit || !!sheet;
+      ["share", "history-button"].forEach(function (id) { $(id).hidden = false; });
+      (sheet ? ["export-csv", "export-xlsx"] : ["export-html", "export-md"]).forEach(function (id) { $(id).hidden = false; });
+      $("import-label").hidden = !sheet || !canEdit;
       showSession();
       say((canEdit ? "Connected" : "View only") + "; end-to-end encrypted");
       realtime.onPatch(applyRemote);
@@ -1053,6 +1125,7 @@
         content: function () { return realtime.getUserDoc(); },
         markdown: toMarkdown,
         html: toHtml,
+        sheet: sheet,
         canEdit: canEdit
       };
       network.then(joinPresence);
@@ -1063,4 +1136,5 @@
     onError: function () { say("The document server refused this document."); },
     onChannelError: function () { say("This document is gone."); }
   });
+  }
 })();
