@@ -104,18 +104,28 @@ json post_to_room(const Globals& globals, const std::string& room, const std::st
   std::string posted = link;
   if (!edit_link || !parsed.keys.can_write())
     posted = link.substr(0, link.find('#')) + "#/2/" + parsed.type + "/view/" + parsed.keys.view_key + "/";
-  WorkerCall call(globals, "room", true);
+  // Errors are thrown, not printed here: a refused widget is not the command's failure.
+  WorkerCall call(globals, "room", false);
   const std::string name = title.empty() ? std::string("Document") : title;
-  json widget = call.call("POST", "/v1/rooms/" + path_segment(room) + "/widgets",
-                          json{{"url", posted}, {"name", name}, {"sender", as}, {"type", "m.custom"}});
+  // The widget needs the power to change the room's state; without it the message still goes.
+  json widget;
+  std::string widget_refused;
+  try {
+    widget = call.call("POST", "/v1/rooms/" + path_segment(room) + "/widgets",
+                       json{{"url", posted}, {"name", name}, {"sender", as}, {"type", "m.custom"}});
+  } catch (const Error& e) {
+    if (e.status() != 403 || std::string(e.what()).find("not in this room") != std::string::npos) throw;
+    widget_refused = e.what();
+  }
   const std::string text = (note.empty() ? name : note) + ": " + posted;
   const auto message = call.call("POST", "/v1/rooms/" + path_segment(room) + "/messages", json{{"body", text}, {"sender", as}});
-  return {{"room_id", widget.value("room_id", "")},
-          {"widget_id", widget.value("widget_id", "")},
-          {"encrypted_room", widget.value("encrypted", false)},
-          {"link", posted},
-          {"edit_link", posted == link && parsed.keys.can_write()},
-          {"message", message}};
+  json out{{"room_id", message.value("room_id", "")},
+           {"widget_id", widget.is_object() ? widget.value("widget_id", "") : ""},
+           {"link", posted},
+           {"edit_link", posted == link && parsed.keys.can_write()},
+           {"message", message}};
+  if (!widget_refused.empty()) out["widget_refused"] = widget_refused;
+  return out;
 }
 
 // A spreadsheet's sheet by name, or its first.
@@ -303,7 +313,9 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     std::cout << shown << "\n";
     if (!posted.is_null())
       std::cout << "Posted in " << created->room << " (" << (posted["edit_link"].get<bool>() ? "edit" : "view-only")
-                << " link, as a widget and a message)\n";
+                << (posted.contains("widget_refused") ? " link, as a message; no widget: " +
+                                                            posted["widget_refused"].get<std::string>() + ")\n"
+                                                      : std::string(" link, as a widget and a message)\n"));
   });
 
   struct PushOptions {
@@ -450,7 +462,9 @@ void add_docs_commands(CLI::App& app, Globals& globals) {
     const auto posted = post_to_room(globals, share->room, share->link, share->title, share->as, share->note, share->edit_link);
     if (share->json) return print_json(posted);
     std::cout << "Shared in " << share->room << " (" << (posted["edit_link"].get<bool>() ? "edit" : "view-only")
-              << " link, as a widget and a message)\n";
+              << (posted.contains("widget_refused") ? " link, as a message; no widget: " +
+                                                          posted["widget_refused"].get<std::string>() + ")\n"
+                                                    : std::string(" link, as a widget and a message)\n"));
   });
 
   struct DeleteOptions {

@@ -474,6 +474,7 @@ def test_documents_go_into_matrix_rooms_as_widgets():
             assert "can read it" in seen["warning"], seen
 
             # Bob is not in the room: the page's API refuses him, and nothing is posted.
+            # (Further down he joins, as a member without the power to change the room's state.)
             status, body = api(http, "POST", "/docs/api/rooms/post", {"room": room_id, "link": posted["link"]},
                                auth=("bob", STRONG))
             assert status == 403, (status, body)
@@ -481,6 +482,18 @@ def test_documents_go_into_matrix_rooms_as_widgets():
             assert status == 200 and json.loads(body) == [], body
             assert "not in this room" in shard.coop("docs", "share", made["link"], "--room", room_id, "--as", "bob",
                                                     expect=1).stderr
+            # In the room at power level 0, Bob's link goes as a message; the room's power levels
+            # keep the widget out, and no one (not the shard's own user) adds it for him.
+            await alice.room_invite(room_id, "@bob:docs.test")
+            bob = AsyncClient(homeserver, "@bob:docs.test")
+            assert isinstance(await bob.login(STRONG, device_name="test"), LoginResponse)
+            await bob.join(room_id)
+            shared = json.loads(shard.coop("docs", "share", made["link"], "--room", room_id, "--as", "bob", "--json").stdout)
+            assert "widget_refused" in shared and shared["widget_id"] == "" and shared["message"]["event_id"], shared
+            status, body = api(http, "POST", "/docs/api/rooms/post", {"room": room_id, "link": posted["link"]},
+                               auth=("bob", STRONG))
+            assert status == 201 and json.loads(body).get("widget_refused") is True, (status, body)
+            await bob.close()
             await alice.close()
 
         asyncio.run(scenario())

@@ -148,15 +148,19 @@ http::Response handle_docs_api(const http::Request& q, DocsStore& store, Netflux
     if (room_id.empty() || link.empty()) throw Error(errc::kUsage, "give the room and the link", 400);
     auto widget = room.post("/v1/rooms/" + percent_encode(room_id) + "/widgets",
                             json{{"url", link}, {"name", name}, {"sender", *who}, {"type", "m.custom"}}.dump());
-    widget.throw_if_error();
+    // Not in the room: nothing is posted. In it, but without the power to change its state:
+    // the message goes without the widget.
+    const json widget_body = widget.ok() ? widget.json() : json::object();
+    if (!widget.ok() && (widget.status != 403 || widget.body.find("not in this room") != std::string::npos))
+      widget.throw_if_error();
     auto message = room.post("/v1/rooms/" + percent_encode(room_id) + "/messages",
                              json{{"body", (name.empty() ? std::string("A document") : name) + ": " + link}, {"sender", *who}}.dump());
     message.throw_if_error();
-    const json posted = widget.json();
-    return http::Response::json({{"room_id", posted.value("room_id", "")},
-                                 {"widget_id", posted.value("widget_id", "")},
-                                 {"event_id", message.json().value("event_id", "")}},
-                                201);
+    json out{{"room_id", room_id},
+             {"widget_id", widget_body.value("widget_id", "")},
+             {"event_id", message.json().value("event_id", "")}};
+    if (!widget.ok()) out["widget_refused"] = true;
+    return http::Response::json(out, 201);
   }
   if (rest == "blobs") {
     if (q.method == "GET") return http::Response::json({{"used", store.used_bytes(*who)}, {"quota", options.quota_bytes}});

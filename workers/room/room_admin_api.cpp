@@ -127,8 +127,10 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
 
   r.add_blocking("POST", "/v1/rooms/{room}/widgets", run, [&store](const Request& q) {
     // A widget as Element writes one (im.vector.modular.widgets, state_key = the widget's id)
-    // and a place for it in the room's right panel (io.element.widgets.layout). Sent as the
-    // member when their power level allows state events, else as @coop when it is in the room.
+    // and a place for it in the room's right panel (io.element.widgets.layout), sent as the
+    // member: the room's power levels decide, as for any client (M_FORBIDDEN, 403, when the
+    // member may not change the room's state). Never as @coop on a member's behalf: that would
+    // let anyone put any page in the panel of a room they may not change.
     const auto body = q.json();
     const std::string url = body.value("url", ""), name = body.value("name", "");
     if (url.rfind("https://", 0) != 0 && url.rfind("http://", 0) != 0)
@@ -154,15 +156,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
                 {"creatorUserId", member},
                 {"waitForIframeLoad", true}};
     auto send_state = [&](const std::string& type, const json& content, const std::string& key) {
-      try {
-        return store.send_event(room_id, member, type, content, key);
-      } catch (const Error& e) {
-        // A member without the power to change state: the shard's own user, if it is here.
-        if (member == coop || e.status() != 403) throw;
-        const auto here = store.state_event(room_id, "m.room.member", coop);
-        if (!here || (*here)["content"].value("membership", "") != "join") throw;
-        return store.send_event(room_id, coop, type, content, key);
-      }
+      return store.send_event(room_id, member, type, content, key);
     };
     const auto widget_event = send_state("im.vector.modular.widgets", widget, id);
     json layout = json::object();
