@@ -254,6 +254,7 @@ constexpr Doc kDocs[] = {
     {"workers.tiles.idle_timeout_ms", "60000", ""},
     {"workers.docs.public_url", "\"https://docs.example.org\"", "the address links carry; default: the listener"},
     {"workers.docs.web_dir", "\"/srv/coop-docs-web\"", "the editor's files; default: the installed ones"},
+    {"workers.docs.frame_ancestors", "\"*\"", "who may show the editor in a frame (Element's room widgets)"},
     {"workers.docs.quota_bytes", "1073741824", "per member"},
     {"workers.docs.max_blob_bytes", "104857600", ""},
     {"workers.docs.max_chunk_bytes", "8388608", ""},

@@ -277,13 +277,18 @@ def test_owned_documents_and_encrypted_blobs():
         assert json.loads(shard.coop("docs", "list", "--as", "alice", "--password-stdin", "--json", input=STRONG).stdout) == []
         assert_no_plaintext(shard.home, [b"Budget 2027"])
 
-        # Sharing a link in a Matrix room of the shard (coop-room posts it as @coop).
+        # Sharing a link in a Matrix room of the shard (coop-room posts it as @coop): the
+        # view-only link, unless the edit link is asked for.
         shard.coop("room", "create", "Planning")
-        link = shard.coop("docs", "new").stdout.strip()
+        made = shard.json("docs", "new")
+        link = made["link"]
         shard.coop("docs", "share", link, "--room", "Planning", "--note", "Budget draft")
+        shard.coop("docs", "share", link, "--room", "Planning", "--note", "Budget to edit", "--edit-link")
         exported = os.path.join(shard.dir, "coop-rooms.json")
         shard.coop("room", "export", "coop", "--out", exported)
-        assert ("Budget draft: " + link) in open(exported).read()
+        posted = open(exported).read()
+        assert ("Budget draft: " + made["view_link"]) in posted and ("Budget to edit: " + link) in posted
+        assert ("Budget draft: " + link) not in posted
         assert shard.coop("docs", "share", link, "--room", "Planning", "--as", "bob", expect=1).stderr
         assert shard.coop("docs", "share", "not a link", "--room", "Planning", expect=1).stderr
         shard.coop("down")
