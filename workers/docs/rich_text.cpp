@@ -276,13 +276,7 @@ std::string table_markdown(const json& table) {
         std::string text = inline_markdown(cell[2]);
         for (const auto& block : cell[2])
           if (is_element(block) && is_block(tag_of(block))) text = inline_markdown(block[2]);
-        std::string escaped;
-        for (char c : text) {
-          if (c == '|') escaped += "\\|";
-          else if (c == '\n') escaped += ' ';
-          else escaped += c;
-        }
-        row.push_back(escaped);
+        row.push_back(text);
       }
       rows.push_back(std::move(row));
       return;
@@ -290,21 +284,7 @@ std::string table_markdown(const json& table) {
     for (const auto& child : node[2]) collect(child);
   };
   collect(table);
-  if (rows.empty()) return {};
-  std::size_t columns = 0;
-  for (const auto& row : rows) columns = std::max(columns, row.size());
-  std::string out;
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    out += "|";
-    for (std::size_t c = 0; c < columns; ++c) out += " " + (c < rows[r].size() ? rows[r][c] : "") + " |";
-    out += "\n";
-    if (r == 0) {
-      out += "|";
-      for (std::size_t c = 0; c < columns; ++c) out += " --- |";
-      out += "\n";
-    }
-  }
-  return out;
+  return markdown_table(rows);
 }
 
 std::string block_markdown(const json& node) {
@@ -466,6 +446,29 @@ void text_node(const json& node, std::string& out) {
 }
 
 }  // namespace
+
+std::string markdown_table(const std::vector<std::vector<std::string>>& rows) {
+  if (rows.empty()) return {};
+  std::size_t columns = 0;
+  for (const auto& row : rows) columns = std::max(columns, row.size());
+  auto cell = [](const std::string& text) {
+    std::string escaped;
+    for (char c : text) escaped += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
+    return escaped;
+  };
+  std::string out;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    out += "|";
+    for (std::size_t c = 0; c < columns; ++c) out += " " + (c < rows[r].size() ? cell(rows[r][c]) : std::string()) + " |";
+    out += "\n";
+    if (r == 0) {
+      out += "|";
+      for (std::size_t c = 0; c < columns; ++c) out += " --- |";
+      out += "\n";
+    }
+  }
+  return out;
+}
 
 std::optional<std::pair<json, std::string>> parse_rich_text(const std::string& content) {
   if (content.empty() || content[0] != '[') return std::nullopt;

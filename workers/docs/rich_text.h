@@ -7,6 +7,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -29,6 +30,9 @@ std::string children_to_markdown(const nlohmann::json& children);
 // A whole HTML page: only the tags and attributes the editor makes, addresses checked.
 std::string children_to_html(const nlohmann::json& children, const std::string& title);
 std::string children_to_text(const nlohmann::json& children);
+
+// A Markdown (GFM) pipe table, the first row its header; '|' in cells escaped, newlines as spaces.
+std::string markdown_table(const std::vector<std::vector<std::string>>& rows);
 
 // The title a document shows: its metadata's, else its first heading's or line's text.
 std::string rich_text_title(const nlohmann::json& children, const std::string& metadata_title);

@@ -7,6 +7,8 @@
 #include <map>
 #include <vector>
 
+#include "workers/docs/rich_text.h"
+
 namespace coop::docs {
 
 using nlohmann::json;
@@ -129,24 +131,7 @@ std::string sheets_to_markdown(const json& sheets) {
   for (const auto& sheet : sheets) {
     if (!out.empty()) out += "\n";
     out += "## " + sheet.value("name", std::string("Sheet")) + "\n\n";
-    auto rows = rows_of(sheet);
-    if (rows.empty()) continue;
-    const std::size_t width = rows.front().size();
-    auto cell = [](std::string v) {
-      std::string escaped;
-      for (char c : v) escaped += c == '|' ? std::string("\\|") : c == '\n' ? std::string(" ") : std::string(1, c);
-      return escaped;
-    };
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-      out += "|";
-      for (std::size_t c = 0; c < width; ++c) out += " " + cell(rows[r][c]) + " |";
-      out += "\n";
-      if (r == 0) {
-        out += "|";
-        for (std::size_t c = 0; c < width; ++c) out += " --- |";
-        out += "\n";
-      }
-    }
+    out += markdown_table(rows_of(sheet));
   }
   return out;
 }

@@ -318,6 +318,13 @@ std::unique_ptr<MbtilesArchive::Connection> MbtilesArchive::acquire() const {
   return connection;
 }
 
+MbtilesArchive::Lease::Lease(const MbtilesArchive* archive, std::unique_ptr<Connection> connection)
+    : archive_(archive), connection_(std::move(connection)) {}
+
+MbtilesArchive::Lease::~Lease() {
+  if (connection_) archive_->release(std::move(connection_));
+}
+
 void MbtilesArchive::release(std::unique_ptr<Connection> connection) const {
   {
     std::lock_guard lock(pool_mutex_);
@@ -326,13 +333,10 @@ void MbtilesArchive::release(std::unique_ptr<Connection> connection) const {
   pool_ready_.notify_one();
 }
 
+MbtilesArchive::Lease MbtilesArchive::lease() const { return Lease(this, acquire()); }
+
 std::optional<std::string> MbtilesArchive::tile(int z, int x, int y) const {
-  auto connection = acquire();
-  struct Return {
-    const MbtilesArchive* archive;
-    std::unique_ptr<Connection>& connection;
-    ~Return() { archive->release(std::move(connection)); }
-  } give_back{this, connection};
+  const Lease connection = lease();
   const int row = (1 << z) - 1 - y;
   auto& select = *connection->select;
   select.reset();
@@ -354,12 +358,7 @@ std::vector<SearchEntry> MbtilesArchive::search(std::string_view query, int limi
   }
   std::vector<SearchEntry> hits;
   if (match.empty() || limit <= 0) return hits;
-  auto connection = acquire();
-  struct Return {
-    const MbtilesArchive* archive;
-    std::unique_ptr<Connection>& connection;
-    ~Return() { archive->release(std::move(connection)); }
-  } give_back{this, connection};
+  const Lease connection = lease();
   std::unique_ptr<sqlite::Statement> select;
   try {
     // Exact names first, then names that start with the query, then by weight (places before

@@ -88,6 +88,20 @@ class MbtilesArchive {
   struct Connection;
   std::unique_ptr<Connection> acquire() const;
   void release(std::unique_ptr<Connection> connection) const;
+  // A connection from the pool for one request, given back when it goes out of scope.
+  class Lease {
+   public:
+    Lease(const MbtilesArchive* archive, std::unique_ptr<Connection> connection);
+    ~Lease();
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Connection* operator->() const { return connection_.get(); }
+
+   private:
+    const MbtilesArchive* archive_;
+    std::unique_ptr<Connection> connection_;
+  };
+  Lease lease() const;
 
   std::filesystem::path file_;
   std::map<std::string, std::string> metadata_;

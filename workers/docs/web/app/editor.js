@@ -931,6 +931,13 @@
   }
   $("delete").addEventListener("click", function () { deleteDocument(channel, title); });
 
+  function button(text, onClick) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.textContent = text;
+    b.addEventListener("click", onClick);
+    return b;
+  }
   function fillDrive() {
     var list = $("drive-list");
     list.replaceChildren();
@@ -951,26 +958,16 @@
         name.textContent = entry.title || "Untitled";
         item.appendChild(name);
         if (entry.key) {
-          var open = document.createElement("button");
-          open.type = "button";
-          open.textContent = "Open";
-          open.addEventListener("click", function () {
+          item.appendChild(button("Open", function () {
             location.hash = "#/2/" + entry.type + "/edit/" + entry.key + "/";
             location.reload();
-          });
-          item.appendChild(open);
+          }));
         }
-        var rename = document.createElement("button");
-        rename.type = "button";
-        rename.textContent = "Rename";
-        rename.addEventListener("click", function () {
+        item.appendChild(button("Rename", function () {
           var input = document.createElement("input");
           input.value = entry.title;
           input.setAttribute("aria-label", "New title");
-          var save = document.createElement("button");
-          save.type = "button";
-          save.textContent = "Save";
-          save.addEventListener("click", function () {
+          name.replaceChildren(input, button("Save", function () {
             var next = input.value.trim();
             api("PUT", "/docs/api/documents/" + d.channel,
                 { title: sealEntry({ title: next, key: entry.key, type: entry.type }) })
@@ -978,18 +975,12 @@
                 say(result.status === 200 ? "Renamed to " + next : "Not renamed: " + failure(result));
                 return fillDrive();
               });
-          });
-          name.replaceChildren(input, save);
+          }));
           input.focus();
-        });
-        item.appendChild(rename);
-        var remove = document.createElement("button");
-        remove.type = "button";
-        remove.textContent = "Delete";
-        remove.addEventListener("click", function () {
+        }));
+        item.appendChild(button("Delete", function () {
           deleteDocument(d.channel, entry.title).then(function (done) { if (done) { fillDrive(); } });
-        });
-        item.appendChild(remove);
+        }));
         list.appendChild(item);
       });
     });
