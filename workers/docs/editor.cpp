@@ -32,25 +32,7 @@ constexpr const char* kLoader = R"JS(
 
 using Modules = std::vector<std::pair<std::string, std::string>>;
 
-// npm files as CommonJS modules for the page's loader, then `tail`; empty when a file is
-// missing (missing names it).
-std::string bundle_modules(const fs::path& web_dir, const Modules& modules, std::string_view head, std::string_view tail,
-                           std::string& missing) {
-  std::ostringstream bundle;
-  bundle << head;
-  for (const auto& [name, file] : modules) {
-    std::ifstream in(web_dir / file, std::ios::binary);
-    if (!in) {
-      missing = (web_dir / file).string();
-      return {};
-    }
-    bundle << "window.__coopDefine(\"" << name << "\", function (module, exports, require) {\n"
-           << in.rdbuf() << "\n});\n";
-  }
-  bundle << tail;
-  return bundle.str();
-}
-
+// A whole file; empty when it cannot be read (missing names it).
 std::string read_app_file(const fs::path& file, std::string& missing) {
   std::ifstream in(file, std::ios::binary);
   if (!in) {
@@ -60,6 +42,20 @@ std::string read_app_file(const fs::path& file, std::string& missing) {
   std::ostringstream content;
   content << in.rdbuf();
   return content.str();
+}
+
+// npm files as CommonJS modules for the page's loader, then `tail`; empty when a file is
+// missing (missing names it).
+std::string bundle_modules(const fs::path& web_dir, const Modules& modules, std::string_view head, std::string_view tail,
+                           std::string& missing) {
+  std::string bundle(head);
+  for (const auto& [name, file] : modules) {
+    const std::string text = read_app_file(web_dir / file, missing);
+    if (text.empty()) return {};
+    bundle += "window.__coopDefine(\"" + name + "\", function (module, exports, require) {\n" + text + "\n});\n";
+  }
+  bundle += tail;
+  return bundle;
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ std::vector<double> numbers(const std::string& csv) {
 json build_style(const std::string& name, const std::string& base, const std::vector<double>& center,
                  const std::optional<std::string>& font) {
   const std::string tilejson_url = base + "/tiles/" + name + ".json";
-  auto in_kinds = [](std::initializer_list<const char*> list) {
+  auto in_kinds = [](const std::vector<const char*>& list) {
     json values = json::array();
     for (const char* k : list) values.push_back(k);
     return json::array({"in", json::array({"get", "kind"}), json::array({"literal", values})});
@@ -214,11 +214,7 @@ json build_style(const std::string& name, const std::string& base, const std::ve
       {"secondary", {"secondary"}, "#f7fabf", "#707d05", 1.5, 18, 8},
       {"primary", {"primary", "trunk"}, "#fcd6a4", "#a06b00", 1.8, 20, 6},
       {"motorway", {"motorway"}, "#e892a2", "#dc2a67", 2.0, 22, 5}};
-  auto kinds_of = [](const RoadClass& c) {
-    json values = json::array();
-    for (const char* k : c.kinds) values.push_back(k);
-    return json::array({"in", json::array({"get", "kind"}), json::array({"literal", values})});
-  };
+  auto kinds_of = [&](const RoadClass& c) { return in_kinds(c.kinds); };
   const json rail_kinds = in_kinds({"rail", "light_rail", "subway", "tram", "narrow_gauge", "funicular", "monorail"});
   layers.push_back(line("runways", "streets", in_kinds({"runway"}), "#bbbbcc", width(2, 40), 11));
   layers.push_back(line("taxiways", "streets", in_kinds({"taxiway"}), "#bbbbcc", width(1, 10), 13));
@@ -815,24 +811,25 @@ http::Response TileService::asset(const http::Request& request, const std::strin
 // The icon sprite (sprite.json/png, sprite@2x.json/png), drawn on first use from the icons.
 http::Response TileService::sprite(const http::Request& request, const std::string& file) {
   const bool png = file.size() > 4 && file.substr(file.size() - 4) == ".png";
+  const bool gz = !png && accepts_gzip(request);
   std::string body, tag;
   {
     std::lock_guard lock(asset_mutex_);
-    auto it = asset_cache_.find(file);
-    if (it == asset_cache_.end()) {
+    if (!asset_cache_.count(file)) {
+      // Both files of a pixel ratio at once, with the index's gzip and each one's tag.
       const bool retina = file.find("@2x") != std::string::npos;
       auto drawn = render_sprite(options_.icons_dir, retina ? 2 : 1);
       if (!drawn) return plain(404, "the map's icons are not installed on this server");
       const std::string stem = retina ? "sprite@2x" : "sprite";
-      asset_cache_[stem + ".json"] = std::move(drawn->json);
-      asset_cache_[stem + ".png"] = std::move(drawn->png);
-      it = asset_cache_.find(file);
+      for (auto [name, content] : {std::pair{stem + ".json", std::move(drawn->json)}, std::pair{stem + ".png", std::move(drawn->png)}}) {
+        asset_cache_[name + ".tag"] = std::to_string(content.size()) + "-" + std::to_string(std::hash<std::string>{}(content));
+        if (name.size() > 5 && name.substr(name.size() - 5) == ".json") asset_cache_[name + ".gz"] = gzip(content, 9);
+        asset_cache_[name] = std::move(content);
+      }
     }
-    body = it->second;
-    tag = std::to_string(body.size()) + "-" + std::to_string(std::hash<std::string>{}(body));
+    body = asset_cache_[gz ? file + ".gz" : file];
+    tag = asset_cache_[file + ".tag"];
   }
-  const bool gz = !png && accepts_gzip(request);
-  if (gz) body = gzip(body);
   return variant_response(request, tag, gz, png ? "image/png" : "application/json", "public, max-age=86400",
                           [&] { return std::move(body); });
 }

@@ -378,17 +378,23 @@
     try { set = V.DecorationSet.create(view.state.doc, decorations); } catch (e) { set = V.DecorationSet.empty; }
     view.dispatch(view.state.tr.setMeta(cursorKey, set).setMeta("remote", true));
   }
-  function seal(object) {
+  // NaCl secretbox as "base64(nonce)|base64(box)": presence messages (the document's key) and
+  // drive entries (the member's title key) alike.
+  function sealText(text, key) {
     var nonce = Nacl.randomBytes(24);
-    var box = Nacl.secretbox(NaclUtil.decodeUTF8(JSON.stringify(object)), nonce, keys.cryptKey);
-    return NaclUtil.encodeBase64(nonce) + "|" + NaclUtil.encodeBase64(box);
+    return NaclUtil.encodeBase64(nonce) + "|" + NaclUtil.encodeBase64(Nacl.secretbox(NaclUtil.decodeUTF8(text), nonce, key));
   }
-  function unseal(text) {
+  function openText(sealed, key) {
     try {
-      var parts = String(text).split("|");
-      var plain = Nacl.secretbox.open(NaclUtil.decodeBase64(parts[1]), NaclUtil.decodeBase64(parts[0]), keys.cryptKey);
-      return plain ? JSON.parse(NaclUtil.encodeUTF8(plain)) : null;
+      var parts = String(sealed).split("|");
+      var plain = Nacl.secretbox.open(NaclUtil.decodeBase64(parts[1]), NaclUtil.decodeBase64(parts[0]), key);
+      return plain ? NaclUtil.encodeUTF8(plain) : null;
     } catch (e) { return null; }
+  }
+  function seal(object) { return sealText(JSON.stringify(object), keys.cryptKey); }
+  function unseal(text) {
+    var plain = openText(text, keys.cryptKey);
+    try { return plain === null ? null : JSON.parse(plain); } catch (e) { return null; }
   }
   var cursorTimer = null;
   function sendCursor() {
@@ -825,17 +831,11 @@
   }
   // A drive entry is sealed as {"title", "key"}: only the member opens it, and with the key the
   // drive can open the document. Older entries hold the bare title.
-  function sealEntry(entry) {
-    var key = NaclUtil.decodeBase64(session().titleKey), nonce = Nacl.randomBytes(24);
-    var box = Nacl.secretbox(NaclUtil.decodeUTF8(JSON.stringify(entry)), nonce, key);
-    return NaclUtil.encodeBase64(nonce) + "|" + NaclUtil.encodeBase64(box);
-  }
+  function sealEntry(entry) { return sealText(JSON.stringify(entry), NaclUtil.decodeBase64(session().titleKey)); }
   function openEntry(sealed) {
     try {
-      var key = NaclUtil.decodeBase64(session().titleKey), parts = sealed.split("|");
-      var plain = Nacl.secretbox.open(NaclUtil.decodeBase64(parts[1]), NaclUtil.decodeBase64(parts[0]), key);
-      if (!plain) { return null; }
-      var text = NaclUtil.encodeUTF8(plain);
+      var text = openText(sealed, NaclUtil.decodeBase64(session().titleKey));
+      if (text === null) { return null; }
       if (text.charAt(0) === "{") {
         var entry = JSON.parse(text);
         return { title: String(entry.title || ""), key: typeof entry.key === "string" ? entry.key : "",
