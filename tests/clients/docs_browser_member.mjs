@@ -111,8 +111,10 @@ try {
   await owner.click(`${driveRow("Scratch")} button:text-is("Delete")`);
   await owner.click("#confirm-yes");
   await statusIs(owner, "Deleted.");
-  await owner.waitForFunction(() => !Array.from(document.querySelectorAll("#drive-list .name")).some((n) => n.textContent === "Scratch"),
-                              null, { timeout: 30000 });
+  await owner.waitForFunction(() => {
+    const names = Array.from(document.querySelectorAll("#drive-list .name")).map((n) => n.textContent);
+    return names.includes("Kitchen rota 2026") && !names.includes("Scratch");
+  }, null, { timeout: 30000 });
   seen.drive = await owner.evaluate(() => window.coopDrive.map((d) => d.title));
   await owner.click(`${driveRow("Kitchen rota 2026")} button:text-is("Open")`);
   await owner.waitForFunction(() => window.coopDocReady === true, null, { timeout: 30000 });

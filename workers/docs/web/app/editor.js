@@ -938,19 +938,18 @@
     b.addEventListener("click", onClick);
     return b;
   }
+  // The list is replaced in one go once the new one is known: it never shows half a drive.
   function fillDrive() {
-    var list = $("drive-list");
-    list.replaceChildren();
     return loadOwned().then(function (documents) {
-      window.coopDrive = [];
+      var items = [], shown = [];
       if (!documents.length) {
         var none = document.createElement("li");
         none.textContent = "No documents yet.";
-        list.appendChild(none);
+        items.push(none);
       }
       documents.forEach(function (d) {
         var entry = openEntry(d.title || "") || { title: "(sealed with another password)", key: "" };
-        window.coopDrive.push({ channel: d.channel, title: entry.title });
+        shown.push({ channel: d.channel, title: entry.title });
         var item = document.createElement("li");
         item.setAttribute("data-channel", d.channel);
         var name = document.createElement("span");
@@ -981,8 +980,10 @@
         item.appendChild(button("Delete", function () {
           deleteDocument(d.channel, entry.title).then(function (done) { if (done) { fillDrive(); } });
         }));
-        list.appendChild(item);
+        items.push(item);
       });
+      $("drive-list").replaceChildren.apply($("drive-list"), items);
+      window.coopDrive = shown;
     });
   }
   $("drive-button").addEventListener("click", function () { $("drive-dialog").showModal(); fillDrive(); });
