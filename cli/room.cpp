@@ -1,6 +1,7 @@
 // coop room ...: Matrix rooms and Spaces, and a member's chat export, through coop-room.
 #include <CLI/CLI.hpp>
 
+#include <ctime>
 #include <iostream>
 
 #include "cli/cli.h"
@@ -27,6 +28,26 @@ void print_room(const json& r) {
   if (r.contains("managed")) std::cout << "  managed     " << r.value("managed", "") << (r.contains("group") ? " of group " + r.value("group", "") : "") << "\n";
   if (!r.value("children", json::array()).empty()) std::cout << "  children    " << r["children"].size() << "\n";
   if (!r.value("parents", json::array()).empty()) std::cout << "  in Space    " << r["parents"][0].get<std::string>() << "\n";
+}
+
+// "90", "90s", "30m", "2h", "1d", "1h30m": seconds; coop::Error(kUsage) for anything else.
+int64_t parse_duration(const std::string& text) {
+  int64_t total = 0, number = 0;
+  bool digits = false;
+  for (char c : text) {
+    if (c >= '0' && c <= '9') {
+      if (number > 100000000) throw Error(errc::kUsage, "'" + text + "' is too long a time");
+      number = number * 10 + (c - '0');
+      digits = true;
+      continue;
+    }
+    const int64_t unit = c == 's' ? 1 : c == 'm' ? 60 : c == 'h' ? 3600 : c == 'd' ? 86400 : 0;
+    if (unit == 0 || !digits) throw Error(errc::kUsage, "'" + text + "' is not a time such as 90s, 30m, 2h or 1d");
+    total += number * unit;
+    number = 0;
+    digits = false;
+  }
+  return total + number;
 }
 
 }  // namespace
@@ -111,6 +132,71 @@ void add_room_commands(CLI::App& app, Globals& globals) {
       Table table({"USER", "MEMBERSHIP", "DISPLAY NAME"});
       for (const auto& m : list) table.add_row({m.value("user_id", ""), m.value("membership", ""), m.value("display_name", "")});
       table.print();
+    });
+  }
+  {
+    struct Options {
+      std::string room, sender, valid, name = "Guest";
+      bool audio_only = false, end = false, guest_link = false, json = false;
+    };
+    auto o = std::make_shared<Options>();
+    auto* cmd = room->add_subcommand("call", "Start or end a Jitsi call in a room, or make a guest link to it");
+    cmd->add_option("room", o->room, "Room ID, alias or name")->required()->type_name("ROOM");
+    auto* audio = cmd->add_flag("--audio-only", o->audio_only, "A voice call: Jitsi starts without video");
+    auto* end = cmd->add_flag("--end", o->end, "End the room's call (its widget goes)");
+    auto* guest = cmd->add_flag("--guest-link", o->guest_link,
+                                "Print a link that admits one guest to the room's call until it expires");
+    cmd->add_option("--valid", o->valid, "How long a guest link admits (90s, 30m, 2h, 1d; default 2h, at most 7d)")
+        ->type_name("TIME")
+        ->needs(guest);
+    cmd->add_option("--name", o->name, "The guest's name in the call (default Guest)")->type_name("NAME")->needs(guest);
+    cmd->add_option("--as", o->sender, "Start or end it as this member (default: the shard's @coop)")->type_name("HANDLE");
+    cmd->add_flag("--json", o->json, "Print the result as JSON");
+    end->excludes(audio);
+    guest->excludes(end);
+    guest->excludes(audio);
+    cmd->callback([&globals, o] {
+      WorkerCall call(globals, "room", o->json);
+      const std::string path = "/v1/rooms/" + path_segment(o->room) + "/call";
+      if (o->guest_link) {
+        json body{{"name", o->name}};
+        if (!o->valid.empty()) body["valid_s"] = parse_duration(o->valid);
+        const auto r = call.call("POST", path + "/guest", body);
+        if (o->json) return print_json(r);
+        // The link alone on stdout, for scripts and mail; when it expires on a terminal.
+        std::cout << r.value("url", "") << "\n";
+        if (stdout_is_terminal())
+          std::cerr << "Admits " << r.value("name", "") << " to this room's call for "
+                    << format_duration(static_cast<double>(r.value("expires_at", int64_t{0}) - std::time(nullptr)))
+                    << ", not as a moderator; it cannot be taken back before then.\n";
+        return;
+      }
+      if (o->end) {
+        const auto r = call.call("DELETE", path + (o->sender.empty() ? "" : "?sender=" + path_segment(o->sender)));
+        if (o->json) return print_json(r);
+        if (r["ended"].empty())
+          std::cout << "No call was going on in " << o->room << "\n";
+        else
+          std::cout << "Ended the call in " << o->room << "\n";
+        return;
+      }
+      const auto r = call.call("POST", path, json{{"sender", o->sender}, {"audio_only", o->audio_only}});
+      if (o->json) return print_json(r);
+      std::cout << (r.value("started", false) ? "Started a call in " : "A call is already going on in ") << o->room
+                << ": " << r.value("url", "") << "\n";
+    });
+  }
+  {
+    auto* jitsi = room->add_subcommand("jitsi", "Jitsi Meet, which hosts the rooms' calls");
+    jitsi->require_subcommand(1);
+    auto as_json = std::make_shared<bool>(false);
+    auto* cmd = jitsi->add_subcommand("config", "Print the Prosody and Jitsi Meet settings that admit coop's tokens");
+    cmd->add_flag("--json", *as_json, "Print the settings as JSON");
+    cmd->callback([&globals, as_json] {
+      WorkerCall call(globals, "room", *as_json);
+      const auto r = call.call("GET", "/v1/jitsi/config");
+      if (*as_json) return print_json(r);
+      std::cout << r.value("text", "");
     });
   }
   {

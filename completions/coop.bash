@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --valid --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -55,8 +55,11 @@ _coop() {
       'room|list') path='room list' ;;
       'room|show') path='room show' ;;
       'room|members') path='room members' ;;
+      'room|call') path='room call' ;;
+      'room|jitsi') path='room jitsi' ;;
       'room|export') path='room export' ;;
       'room space|create') path='room space create' ;;
+      'room jitsi|config') path='room jitsi config' ;;
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
       'mail|settings') path='mail settings' ;;
@@ -196,6 +199,7 @@ _coop() {
     --type) COMPREPLY=(); return ;;
     --until) COMPREPLY=(); return ;;
     --url) COMPREPLY=(); return ;;
+    --valid) COMPREPLY=(); return ;;
     --version) COMPREPLY=(); return ;;
     --when) COMPREPLY=(); return ;;
     --where) COMPREPLY=(); return ;;
@@ -237,13 +241,16 @@ _coop() {
     'member verify') words='--help --protocol --source --json' ;;
     'member events') words='--help --since --follow --json' ;;
     'member audit') words='--help --limit --json' ;;
-    'room') words='--help space create list show members export' ;;
+    'room') words='--help space create list show members call jitsi export' ;;
     'room space') words='--help create' ;;
     'room space create') words='--help --group --json' ;;
     'room create') words='--help --space --public --json' ;;
     'room list') words='--help --json' ;;
     'room show') words='--help --json' ;;
     'room members') words='--help --json' ;;
+    'room call') words='--help --audio-only --end --guest-link --valid --name --as --json' ;;
+    'room jitsi') words='--help config' ;;
+    'room jitsi config') words='--help --json' ;;
     'room export') words='--help --out --json' ;;
     'mail') words='--help queue dkim settings dns domain alias mailboxes export import' ;;
     'mail queue') words='--help list show retry delete' ;;

@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --version --when --where --with -n -o
+    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --valid --version --when --where --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -108,10 +108,16 @@ function __coop_path
                 set path 'coop room show'
             case 'coop room|members'
                 set path 'coop room members'
+            case 'coop room|call'
+                set path 'coop room call'
+            case 'coop room|jitsi'
+                set path 'coop room jitsi'
             case 'coop room|export'
                 set path 'coop room export'
             case 'coop room space|create'
                 set path 'coop room space create'
+            case 'coop room jitsi|config'
+                set path 'coop room jitsi config'
             case 'coop mail|queue'
                 set path 'coop mail queue'
             case 'coop mail|dkim'
@@ -413,6 +419,8 @@ complete -c coop -n "test (__coop_path) = 'coop room'" -a 'create' -d 'Create a 
 complete -c coop -n "test (__coop_path) = 'coop room'" -a 'list' -d 'List rooms and Spaces'
 complete -c coop -n "test (__coop_path) = 'coop room'" -a 'show' -d 'Show one room or Space'
 complete -c coop -n "test (__coop_path) = 'coop room'" -a 'members' -d 'List a room'\''s members'
+complete -c coop -n "test (__coop_path) = 'coop room'" -a 'call' -d 'Start or end a Jitsi call in a room, or make a guest link to it'
+complete -c coop -n "test (__coop_path) = 'coop room'" -a 'jitsi' -d 'Jitsi Meet, which hosts the rooms'\'' calls'
 complete -c coop -n "test (__coop_path) = 'coop room'" -a 'export' -d 'Export a member'\''s rooms and visible history as JSON'
 complete -c coop -n "test (__coop_path) = 'coop room'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop room space'" -a 'create' -d 'Create a Space, optionally for a working group'\''s members'
@@ -430,6 +438,18 @@ complete -c coop -n "test (__coop_path) = 'coop room show'" -l help -s h -d 'Pri
 complete -c coop -n "test (__coop_path) = 'coop room show'" -l json -d 'Print the room as JSON'
 complete -c coop -n "test (__coop_path) = 'coop room members'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop room members'" -l json -d 'Print them as JSON'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l audio-only -d 'A voice call: Jitsi starts without video'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l end -d 'End the room'\''s call (its widget goes)'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l guest-link -d 'Print a link that admits one guest to the room'\''s call until it expires'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l valid -r -d 'How long a guest link admits (90s, 30m, 2h, 1d; default 2h, at most 7d)'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l name -r -d 'The guest'\''s name in the call (default Guest)'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l as -r -d 'Start or end it as this member (default: the shard'\''s @coop)'
+complete -c coop -n "test (__coop_path) = 'coop room call'" -l json -d 'Print the result as JSON'
+complete -c coop -n "test (__coop_path) = 'coop room jitsi'" -a 'config' -d 'Print the Prosody and Jitsi Meet settings that admit coop'\''s tokens'
+complete -c coop -n "test (__coop_path) = 'coop room jitsi'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop room jitsi config'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop room jitsi config'" -l json -d 'Print the settings as JSON'
 complete -c coop -n "test (__coop_path) = 'coop room export'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop room export'" -l out -s o -r -F -d 'The JSON file to write'
 complete -c coop -n "test (__coop_path) = 'coop room export'" -l json -d 'Print a summary as JSON'

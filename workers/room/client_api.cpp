@@ -13,6 +13,7 @@
 #include "common/http/router.h"
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/jitsi.h"
 #include "workers/room/store/key_store.h"
 #include "workers/room/url_preview.h"
 #include "workers/room/store/room_store.h"
@@ -35,7 +36,7 @@ const std::vector<std::string> kPrefixes = {"/_matrix/client/v3", "/_matrix/clie
 const std::span<const ClientRoute> kModules[] = {
     api::kAccountRoutes, api::kSyncRoutes,    api::kRoomRoutes,  api::kEventRoutes,     api::kAccountDataRoutes,
     api::kPushRoutes,    api::kProfileRoutes, api::kSpaceRoutes, api::kMediaRoutes,     api::kKeyRoutes,
-    api::kToDeviceRoutes, api::kKeyBackupRoutes, api::kVoipRoutes, api::kSearchRoutes,
+    api::kToDeviceRoutes, api::kKeyBackupRoutes, api::kVoipRoutes, api::kJitsiRoutes, api::kSearchRoutes,
 };
 
 // coop::Error codes that are not Matrix errcodes yet get the closest Matrix one.
@@ -96,6 +97,7 @@ ClientApi::Impl::Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys)
     settings.allow_networks = config.get_strings("workers.room.url_previews.allow_networks", {});
     previewer = std::make_unique<UrlPreviewer>(std::move(settings));
   }
+  jitsi = std::make_unique<const JitsiSettings>(read_jitsi_settings(config, runtime.home()));
 }
 
 ClientApi::Impl::~Impl() = default;
@@ -105,6 +107,12 @@ std::string ClientApi::Impl::server() const { return store.server_name(); }
 bool ClientApi::Impl::is_local_user(const std::string& user_id) const {
   const auto colon = user_id.find(':');
   return user_id.size() > 1 && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == server();
+}
+
+std::string ClientApi::Impl::public_base_url(const Request& q) {
+  auto url = runtime.config().get_string("workers.room.public_url", "");
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  return url.empty() ? "http://" + q.header("host", server()) : url;
 }
 
 Session ClientApi::Impl::authenticate(const Request& q) {

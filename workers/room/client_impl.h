@@ -42,6 +42,7 @@ struct Waiter {
 };
 
 class UrlPreviewer;
+struct JitsiSettings;
 
 struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys);
@@ -53,6 +54,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   http::Runner run;
   BlobStore blobs;  // media
   std::unique_ptr<UrlPreviewer> previewer;  // null when URL previews are off
+  std::unique_ptr<const JitsiSettings> jitsi;  // [workers.room.jitsi], read at start
   std::string server() const;
   // "@localpart:<this server>": a user of this homeserver (federation reaches the others).
   bool is_local_user(const std::string& user_id) const;
@@ -82,6 +84,11 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
 
   // ---- helpers (client_api.cpp) ----
 
+  // Where clients reach this homeserver: `[workers.room] public_url` (the TLS proxy's address
+  // in production); without it, the address the request came to, which is right on a test
+  // shard. Never the Host header alone when an admin named the address: a client must not be
+  // sent wherever a forged header points.
+  std::string public_base_url(const http::Request& q);
   Session authenticate(const http::Request& q);
   std::string token_of(const http::Request& q);
   std::string resolve_room(const std::string& id_or_alias);
@@ -197,7 +204,8 @@ extern const std::span<const ClientRoute> kMediaRoutes;        // media reposito
 extern const std::span<const ClientRoute> kKeyRoutes;          // device and cross-signing keys (api/keys.cpp)
 extern const std::span<const ClientRoute> kToDeviceRoutes;     // send-to-device messaging (api/to_device.cpp)
 extern const std::span<const ClientRoute> kKeyBackupRoutes;    // server-side key backups (api/key_backup.cpp)
-extern const std::span<const ClientRoute> kVoipRoutes;         // TURN credentials (api/voip.cpp)
+extern const std::span<const ClientRoute> kVoipRoutes;
+extern const std::span<const ClientRoute> kJitsiRoutes;        // Jitsi calls, OpenID userinfo (api/jitsi.cpp)         // TURN credentials (api/voip.cpp)
 extern const std::span<const ClientRoute> kSearchRoutes;       // server-side search (api/search.cpp)
 }  // namespace api
 

@@ -3,8 +3,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+
 #include "common/error.h"
 #include "common/worker_runtime.h"
+#include "common/digest.h"
+#include "workers/room/jitsi.h"
 #include "workers/room/space_sync.h"
 #include "workers/room/store/room_store.h"
 
@@ -61,6 +65,45 @@ std::string find_room(RoomStore& store, const std::string& ref) {
   if (matches.size() == 1) return matches.front();
   if (matches.size() > 1) throw Error(errc::kAmbiguous, "several rooms are named '" + ref + "'; use the room ID", 409);
   throw Error(errc::kNoSuchRoom, "no room '" + ref + "'", 404);
+}
+
+// Who a control request acts as in a room: the shard's @coop (empty handle) or a member, who
+// must be in the room; the room's power levels then decide, as for any client.
+std::string acting_member(RoomStore& store, const std::string& room_id, const std::string& handle) {
+  const std::string member = "@" + (handle.empty() ? std::string("coop") : handle) + ":" + store.server_name();
+  if (store.membership(room_id, member) != "join")
+    throw Error(errc::kForbidden,
+                member + " is not in this room" + (handle.empty() ? ": act as a member who is (--as HANDLE)" : ""), 403);
+  return member;
+}
+
+// The room's io.element.widgets.layout content with one widget placed (or taken out when
+// place is null); other widgets keep their places.
+json layout_with(RoomStore& store, const std::string& room_id, const std::string& widget_id, const json& place) {
+  json layout = json::object();
+  if (auto current = store.state_event(room_id, "io.element.widgets.layout", ""))
+    layout = (*current)["content"].is_object() ? (*current)["content"] : json::object();
+  if (!layout.contains("widgets") || !layout["widgets"].is_object()) layout["widgets"] = json::object();
+  if (place.is_null())
+    layout["widgets"].erase(widget_id);
+  else
+    layout["widgets"][widget_id] = place;
+  return layout;
+}
+
+// The room's Jitsi widgets that are on (Element's type "jitsi", or "m.jitsi"), by state key.
+std::vector<json> jitsi_widgets(RoomStore& store, const std::string& room_id) {
+  std::vector<json> found;
+  for (const auto& e : store.current_state(room_id)) {
+    if (e.value("type", "") != "im.vector.modular.widgets" || !e["content"].is_object()) continue;
+    const std::string type = e["content"].value("type", "");
+    if ((type == "jitsi" || type == "m.jitsi") && !e["content"].value("url", "").empty()) found.push_back(e);
+  }
+  return found;
+}
+
+int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 json client_view(json event) {
@@ -137,15 +180,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
       throw Error(errc::kUsage, "a widget needs an http(s) url", 400);
     if (url.size() > 4096 || name.size() > 512) throw Error(errc::kUsage, "the widget's url or name is too long", 400);
     const auto room_id = find_room(store, q.param("room"));
-    const std::string handle = body.value("sender", "");
-    const std::string coop = "@coop:" + store.server_name();
-    const std::string member = handle.empty() ? coop : "@" + handle + ":" + store.server_name();
-    if (member != coop) {
-      // Only a member of the room adds to it; the shard's user stands in only for their power.
-      const auto joined = store.state_event(room_id, "m.room.member", member);
-      if (!joined || (*joined)["content"].value("membership", "") != "join")
-        throw Error(errc::kForbidden, member + " is not in this room", 403);
-    }
+    const std::string member = acting_member(store, room_id, body.value("sender", ""));
     std::string id = body.value("id", "");
     if (id.empty() || id.size() > 64) id = "coop_docs_" + std::to_string(std::hash<std::string>{}(url) & 0xffffffffffff);
     json widget{{"type", body.value("type", "m.custom")},
@@ -159,12 +194,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
       return store.send_event(room_id, member, type, content, key);
     };
     const auto widget_event = send_state("im.vector.modular.widgets", widget, id);
-    json layout = json::object();
-    if (auto current = store.state_event(room_id, "io.element.widgets.layout", ""))
-      layout = (*current)["content"].is_object() ? (*current)["content"] : json::object();
-    if (!layout.contains("widgets") || !layout["widgets"].is_object()) layout["widgets"] = json::object();
-    layout["widgets"][id] = {{"container", "right"}};
-    const auto layout_event = send_state("io.element.widgets.layout", layout, "");
+    const auto layout_event = send_state("io.element.widgets.layout", layout_with(store, room_id, id, {{"container", "right"}}), "");
     return Response::json({{"room_id", room_id},
                            {"widget_id", id},
                            {"encrypted", room_summary(store, room_id, {}).value("encrypted", false)},
@@ -172,6 +202,106 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
                            {"layout", client_view(layout_event)}},
                           201);
   }, "add a widget ({url, name, sender, type}) to a room and to its right panel, as Element does");
+
+  // Jitsi calls (coop room call): the widget Element writes, ended by emptying it; guest links.
+  auto jitsi = std::make_shared<const JitsiSettings>(read_jitsi_settings(runtime.config(), runtime.home()));
+  auto require_jitsi = [jitsi] {
+    if (!jitsi->enabled())
+      throw Error(errc::kUsage, "no Jitsi is configured: set [workers.room.jitsi] domain in coop.toml", 409);
+  };
+
+  r.add_blocking("POST", "/v1/rooms/{room}/call", run, [&store, jitsi, require_jitsi](const Request& q) {
+    require_jitsi();
+    const auto body = q.json();
+    const auto room_id = find_room(store, q.param("room"));
+    const auto sender = acting_member(store, room_id, body.value("sender", ""));
+    // One call per room, as Element allows: a second `coop room call` answers with the first.
+    if (const auto current = jitsi_widgets(store, room_id); !current.empty()) {
+      const auto& widget = current.front();
+      const std::string conference = widget["content"].value("data", json::object()).value("conferenceId", "");
+      return Response::json({{"room_id", room_id},
+                             {"widget_id", widget.value("state_key", "")},
+                             {"conference", conference},
+                             {"url", conference_url(*jitsi, conference, "")},
+                             {"started", false},
+                             {"widget", client_view(widget)}});
+    }
+    std::string name;
+    if (auto named = store.state_event(room_id, "m.room.name", "")) name = (*named)["content"].value("name", "");
+    const auto conference = conference_for(*jitsi, room_id);
+    const auto content = jitsi_widget(*jitsi, conference, name, body.value("audio_only", false));
+    const std::string id = random_hex(12);  // Element's are 24 random characters too
+    const auto widget = store.send_event(room_id, sender, "im.vector.modular.widgets", content, id);
+    // Element puts a call at the top of the room, first, as wide as the room.
+    const json place{{"container", "top"}, {"index", 0}, {"width", 100}, {"height", 40}};
+    const auto layout = store.send_event(room_id, sender, "io.element.widgets.layout", layout_with(store, room_id, id, place), "");
+    return Response::json({{"room_id", room_id},
+                           {"widget_id", id},
+                           {"conference", conference},
+                           {"url", conference_url(*jitsi, conference, "")},
+                           {"started", true},
+                           {"widget", client_view(widget)},
+                           {"layout", client_view(layout)}},
+                          201);
+  }, "start a Jitsi call in a room ({sender, audio_only}): the widget and layout Element writes");
+
+  r.add_blocking("DELETE", "/v1/rooms/{room}/call", run, [&store](const Request& q) {
+    const auto room_id = find_room(store, q.param("room"));
+    const auto widgets = jitsi_widgets(store, room_id);
+    json ended = json::array();
+    const auto sender = widgets.empty() ? "" : acting_member(store, room_id, q.query_value("sender"));
+    for (const auto& widget : widgets) {
+      const std::string id = widget.value("state_key", "");
+      // A widget is removed as Element removes one: its state event with empty content.
+      store.send_event(room_id, sender, "im.vector.modular.widgets", json::object(), id);
+      const auto layout = store.state_event(room_id, "io.element.widgets.layout", "");
+      if (layout && (*layout)["content"].value("widgets", json::object()).contains(id))
+        store.send_event(room_id, sender, "io.element.widgets.layout", layout_with(store, room_id, id, nullptr), "");
+      ended.push_back(id);
+    }
+    return Response::json({{"room_id", room_id}, {"ended", ended}});
+  }, "end the room's Jitsi call (?sender=HANDLE): its widgets emptied, out of the layout");
+
+  r.add_blocking("POST", "/v1/rooms/{room}/call/guest", run, [&store, jitsi, require_jitsi](const Request& q) {
+    require_jitsi();
+    if (!jitsi->signs())
+      throw Error(errc::kUsage, "guest links need token authentication: [workers.room.jitsi] auth is \"none\"", 409);
+    const auto body = q.json();
+    const auto room_id = find_room(store, q.param("room"));
+    const auto valid = body.value("valid_s", jitsi->guest_lifetime_s);
+    if (valid < 60 || valid > kMaxGuestLifetimeSeconds)
+      throw Error(errc::kUsage, "a guest link lasts from a minute to 7 days", 400);
+    JitsiUser guest;
+    guest.name = body.value("name", "Guest");
+    if (guest.name.empty() || guest.name.size() > 128) throw Error(errc::kUsage, "a guest's name has 1 to 128 bytes", 400);
+    const auto now = unix_now();
+    json matrix = nullptr;
+    if (jitsi->auth == "openidtoken-jwt")
+      matrix = {{"token", guest_proof(*jitsi, room_id, now + valid)}, {"room_id", room_id}, {"server_name", store.server_name()}};
+    const auto conference = conference_for(*jitsi, room_id);
+    const auto token = sign_jitsi_token(*jitsi, conference, guest, valid, now, matrix);
+    return Response::json({{"room_id", room_id},
+                           {"conference", conference},
+                           {"url", conference_url(*jitsi, conference, token.jwt)},
+                           {"token", token.jwt},
+                           {"name", guest.name},
+                           {"expires_at", token.expires_at}},
+                          201);
+  }, "a guest link to a room's call ({valid_s, name}): one conference, no moderator, until it expires");
+
+  r.add("GET", "/v1/jitsi/config", [jitsi, &runtime](const Request&) {
+    auto url = runtime.config().get_string("workers.room.public_url", "");
+    if (url.empty())
+      for (const auto& listener : runtime.config().listeners("room"))
+        if (listener.name == "client") url = listener.url();
+    while (!url.empty() && url.back() == '/') url.pop_back();
+    return Response::json({{"domain", jitsi->domain},
+                           {"auth", jitsi->auth},
+                           {"app_id", jitsi->app_id},
+                           {"audience", jitsi->audience},
+                           {"homeserver_url", url},
+                           {"text", prosody_config(*jitsi, url)}});
+  }, "the Prosody and Jitsi Meet settings that admit the tokens coop signs");
 
   r.add_blocking("POST", "/v1/spaces", run, [&spaces, &store](const Request& q) {
     const auto body = q.json();

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/jitsi.h"
 #include "workers/room/store/key_store.h"
 #include "workers/room/store/room_store.h"
 
@@ -27,17 +28,12 @@ Response versions(ClientApi::Impl&, const Request&) {
              {"unstable_features", json::object()}});
 }
 
-// Where clients reach this homeserver: `[workers.room] public_url` (the TLS proxy's address in
-// production); without it, the address the request came to, which is right on a test shard.
-// Never the Host header alone when an admin named the address: a client must not be sent
-// wherever a forged header points.
-std::string base_url(ClientApi::Impl& api, const Request& q) {
-  auto url = api.runtime.config().get_string("workers.room.public_url", "");
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  return url.empty() ? "http://" + q.header("host", api.server()) : url;
+Response well_known(ClientApi::Impl& api, const Request& q) {
+  json body{{"m.homeserver", {{"base_url", api.public_base_url(q)}}}};
+  // Element's Jitsi calls: the domain its call button uses ("im.vector.riot.jitsi").
+  if (api.jitsi->enabled()) body["im.vector.riot.jitsi"] = {{"preferredDomain", api.jitsi->domain}};
+  return ok(body);
 }
-
-Response well_known(ClientApi::Impl& api, const Request& q) { return ok({{"m.homeserver", {{"base_url", base_url(api, q)}}}}); }
 
 Response capabilities(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
@@ -72,7 +68,7 @@ Response login(ClientApi::Impl& api, const Request& q) {
     auto [token, device] = api.store.create_session(user_id, body.value("device_id", ""),
                                                     body.value("initial_device_display_name", ""));
     return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", api.server()},
-               {"well_known", {{"m.homeserver", {{"base_url", base_url(api, q)}}}}}});
+               {"well_known", {{"m.homeserver", {{"base_url", api.public_base_url(q)}}}}}});
   } catch (const auth::ThrottledError& e) {
     return rate_limited(e);
   } catch (const Error& e) {

@@ -761,6 +761,8 @@ void RoomStore::delete_sessions(const std::string& user_id) {
   sqlite::Transaction tx(*impl_->db);
   impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1").bind(1, user_id).run();
   impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1").bind(1, user_id).run();
+  // OpenID tokens go too: a suspended member's token no longer admits them to a call.
+  impl_->db->prepare("DELETE FROM openid_tokens WHERE user_id = ?1").bind(1, user_id).run();
   tx.commit();
 }
 
