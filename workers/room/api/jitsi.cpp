@@ -144,13 +144,19 @@ Response jitsi_token(ClientApi::Impl& api, const Request& q) {
   if (!body.is_object() || !body.contains("room_id") || !body["room_id"].is_string())
     fail(400, errc::kMMissingParam, "room_id is needed");
   const auto room_id = api.resolve_room(body["room_id"].get<std::string>());
-  api.require_joined(room_id, s.user_id);
+  // The member's event in the room says both that they are in it and how the room knows them
+  // (its display name and avatar, what Element shows beside them).
+  const auto member = api.store.state_event(room_id, "m.room.member", s.user_id);
+  const json content = member ? (*member)["content"] : json::object();
+  if (!content.is_object() || content.value("membership", "") != "join")
+    fail(403, errc::kMForbidden, "you are not in this room");
   const auto [level, kick] = api.power(room_id, s.user_id, "kick", 50);
   JitsiUser user;
   user.user_id = s.user_id;
-  user.name = api.display_name(s.user_id);
+  if (content.contains("displayname") && content["displayname"].is_string()) user.name = content["displayname"];
   if (user.name.empty()) user.name = localpart(s.user_id);
-  if (const auto avatar = api.store.profile(s.user_id).second) user.avatar = avatar_http(api, q, *avatar);
+  if (content.contains("avatar_url") && content["avatar_url"].is_string())
+    user.avatar = avatar_http(api, q, content["avatar_url"]);
   user.moderator = level >= kick;
   json matrix = nullptr;
   if (settings.auth == "openidtoken-jwt")
