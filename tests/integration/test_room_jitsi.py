@@ -6,7 +6,9 @@ import asyncio
 import base64
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import time
 import urllib.error
@@ -101,6 +103,91 @@ def verify(url, path, body, bearer=VERIFY_TOKEN):
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
+
+
+class Prosody:
+    """Debian's Prosody 0.12 on free loopback ports with tests/prosody's token module on the
+    Jitsi domain's virtual host, configured as `coop room jitsi config` says for token auth;
+    admits(jwt, conference) opens a BOSH session as Jitsi Meet's client does (?token=&room=
+    in the URL) and authenticates with SASL ANONYMOUS: (admitted, Prosody's reason)."""
+
+    def __init__(self, directory, secret):
+        self.dir = os.path.join(directory, "prosody")
+        os.makedirs(os.path.join(self.dir, "data"))
+        ports = []
+        for _ in range(2):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                ports.append(s.getsockname()[1])
+        self.port = ports[0]
+        modules = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "prosody")
+        with open(os.path.join(self.dir, "prosody.cfg.lua"), "w") as f:
+            f.write(f"""run_as_root = true
+pidfile = "{self.dir}/prosody.pid"
+data_path = "{self.dir}/data"
+certificates = "{self.dir}"
+log = {{ {{ levels = {{ min = "info" }}, to = "file", filename = "{self.dir}/prosody.log" }} }}
+plugin_paths = {{ "{modules}" }}
+modules_enabled = {{ "bosh"; "saslauth" }}
+modules_disabled = {{ "s2s"; "c2s"; "offline" }}
+c2s_ports = {{ {ports[1]} }}
+c2s_interfaces = {{ "127.0.0.1" }}
+http_ports = {{ {self.port} }}
+http_interfaces = {{ "127.0.0.1" }}
+https_ports = {{ }}
+consider_bosh_secure = true
+VirtualHost "{JITSI}"
+    authentication = "coop_test_token"
+    app_secret = "{secret}"
+    asap_accepted_issuers = {{ "coop-test" }}
+    asap_accepted_audiences = {{ "jitsi-test" }}
+""")
+        self.process = subprocess.Popen(["prosody", "--config", os.path.join(self.dir, "prosody.cfg.lua"), "-F"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(self.listening, timeout=20, what="Prosody's BOSH listener")
+
+    def listening(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+            return True
+        except OSError:
+            assert self.process.poll() is None, "prosody exited: " + self.log()
+            return False
+
+    def log(self):
+        try:
+            with open(os.path.join(self.dir, "prosody.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def post(self, query, body):
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/http-bind?{query}", data=body.encode(),
+                                         headers={"Content-Type": "text/xml; charset=utf-8"})
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.read().decode()
+
+    def admits(self, jwt, conference):
+        query = urllib.parse.urlencode({"token": jwt, "room": conference.lower()})
+        opened = self.post(query, f"<body content='text/xml; charset=utf-8' hold='1' rid='100' to='{JITSI}' ver='1.6' "
+                                  "wait='10' xml:lang='en' xmpp:version='1.0' xmlns='http://jabber.org/protocol/httpbind' "
+                                  "xmlns:xmpp='urn:xmpp:xbosh'/>")
+        sid = re.search(r"sid='([^']+)'", opened).group(1)
+        assert "ANONYMOUS" in opened, opened
+        answer = self.post(query, f"<body rid='101' sid='{sid}' xmlns='http://jabber.org/protocol/httpbind'>"
+                                  "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='ANONYMOUS'/></body>")
+        if "<success" in answer:
+            return True, ""
+        reason = re.search(r"<text>([^<]*)</text>", answer)
+        return False, reason.group(1) if reason else answer
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def node_available():
@@ -301,6 +388,41 @@ def test_nio_openid_token_verifies_membership_until_suspension():
         shard.coop("down")
 
 
+def test_debians_prosody_admits_coop_tokens_by_jitsis_rules():
+    """Prosody 0.12 itself checks the tokens: its util.jwt verifies the HS256 signature, the
+    test's token module (tests/prosody) the claims, as Jitsi's token authentication would."""
+    if not shutil.which("prosody"):
+        print("  (prosody missing: skipped)")
+        return
+    with Shard(BIN) as shard:
+        url = start(shard, auth="token")
+        prosody = Prosody(shard.dir, secret(shard))
+        try:
+            alice, bob = login(url, "alice"), login(url, "bob")
+            kitchen = make_room(url, alice, "Kitchen")
+            garden = make_room(url, bob, "Garden")
+            mine = jitsi_token(url, alice, kitchen)[1]
+            assert prosody.admits(mine["token"], mine["conference"]) == (True, ""), prosody.log()
+            guest = shard.json("room", "call", "Kitchen", "--guest-link", "--valid", "5m")
+            guest_jwt = guest["url"].split("?jwt=", 1)[1]
+            assert prosody.admits(guest_jwt, conference_of(kitchen)) == (True, ""), prosody.log()
+            admitted, reason = prosody.admits(guest_jwt, conference_of(garden))
+            assert not admitted and "room" in reason, reason
+            header, payload, signature = mine["token"].split(".")
+            admitted, reason = prosody.admits(f"{header}.{payload}.{signature[::-1]}", mine["conference"])
+            assert not admitted and "signature" in reason, reason
+            status, body, _ = jitsi_token(url, bob, kitchen)  # not in the room: coop signs nothing
+            assert status == 403, body
+            # A token signed with another secret, as a forger would.
+            claims_part = base64.urlsafe_b64encode(json.dumps(dict(claims(mine["token"]), exp=int(time.time()) + 60)).encode())
+            forged = f"{header}.{claims_part.decode().rstrip('=')}.{signature}"
+            admitted, reason = prosody.admits(forged, mine["conference"])
+            assert not admitted, reason
+        finally:
+            prosody.stop()
+        shard.coop("down")
+
+
 def test_jitsi_token_mode_and_calls_off():
     """auth = "token": Jitsi's own token auth; Element's well-known is not served and widgets
     name no auth mode; Prosody's settings are app_id/app_secret. Without a domain, no calls."""
@@ -342,5 +464,6 @@ if __name__ == "__main__":
         test_coop_room_call_writes_elements_widget_and_js_sdk_reads_it,
         test_tokens_pass_jitsis_checks_for_members_and_guests_only,
         test_nio_openid_token_verifies_membership_until_suspension,
+        test_debians_prosody_admits_coop_tokens_by_jitsis_rules,
         test_jitsi_token_mode_and_calls_off,
     ])
