@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 
@@ -38,12 +39,20 @@ std::string lower(std::string text) {
   return text;
 }
 
-// A Lua string literal for the printed Prosody configuration.
+// A Lua string literal for the printed Prosody configuration (Lua 5.4 manual 3.1: a quote or
+// backslash escaped, a control byte as a three-digit decimal escape, so that nothing from
+// coop.toml can end the string or the line).
 std::string lua(const std::string& text) {
   std::string out = "\"";
-  for (char c : text) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) {
+      char escape[5];
+      std::snprintf(escape, sizeof escape, "\\%03u", c);
+      out += escape;
+      continue;
+    }
     if (c == '"' || c == '\\') out += '\\';
-    out += c;
+    out += static_cast<char>(c);
   }
   return out + "\"";
 }
@@ -53,6 +62,11 @@ std::string lua(const std::string& text) {
 JitsiSettings read_jitsi_settings(const Config& config, const Home& home) {
   JitsiSettings s;
   s.domain = config.get_string("workers.room.jitsi.domain", "");
+  // A DNS name: it goes into URLs, token claims and the printed Jitsi settings as it is.
+  const bool hostname = s.domain.size() <= 253 && std::all_of(s.domain.begin(), s.domain.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '.';
+  });
+  if (!hostname) throw Error(errc::kConfigInvalid, "[workers.room.jitsi] domain must be a DNS name such as meet.example.org");
   s.auth = config.get_string("workers.room.jitsi.auth", "openidtoken-jwt");
   if (s.auth != "openidtoken-jwt" && s.auth != "token" && s.auth != "none")
     throw Error(errc::kConfigInvalid,

@@ -135,6 +135,20 @@ TEST_CASE("the widget is the one Element writes for a Jitsi call") {
   CHECK(plain["url"].get<std::string>().find("auth=") == std::string::npos);
 }
 
+TEST_CASE("the Prosody settings match what coop signs, and nothing in them escapes its string") {
+  auto s = settings("token");
+  s.app_id = "co\"op\nx = 1";
+  const auto text = prosody_config(s, "https://matrix.example.org");
+  CHECK(text.find("authentication = \"token\"") != std::string::npos);
+  CHECK(text.find("app_id = \"co\\\"op\\010x = 1\"") != std::string::npos);
+  CHECK(text.find("asap_accepted_audiences = { \"jitsi\" }") != std::string::npos);
+  CHECK(text.find("app_secret = \"0123456789abcdef0123456789abcdef\"") != std::string::npos);
+  const auto element = prosody_config(settings("openidtoken-jwt"), "https://matrix.example.org");
+  CHECK(element.find("authentication = \"matrix_user_verification\"") != std::string::npos);
+  CHECK(element.find("uvs_base_url = \"https://matrix.example.org\"") != std::string::npos);
+  CHECK(element.find("app_secret") == std::string::npos);
+}
+
 TEST_CASE("[workers.room.jitsi] is read, its secret made once, bad modes refused") {
   const auto home_dir = std::filesystem::temp_directory_path() / ("coop-jitsi-" + std::to_string(::getpid()));
   std::filesystem::remove_all(home_dir);
@@ -153,5 +167,7 @@ TEST_CASE("[workers.room.jitsi] is read, its secret made once, bad modes refused
   CHECK_FALSE(read_jitsi_settings(off, home).enabled());
   const auto bad = coop::Config::parse("[shard]\ndomain = \"example.org\"\n[workers.room.jitsi]\nauth = \"jwt\"\n", "t");
   CHECK_THROWS_AS(read_jitsi_settings(bad, home), coop::Error);
+  const auto quote = coop::Config::parse("[shard]\ndomain = \"example.org\"\n[workers.room.jitsi]\ndomain = \"meet'x\"\n", "t");
+  CHECK_THROWS_AS(read_jitsi_settings(quote, home), coop::Error);
   std::filesystem::remove_all(home_dir);
 }
