@@ -30,24 +30,24 @@ void print_room(const json& r) {
   if (!r.value("parents", json::array()).empty()) std::cout << "  in Space    " << r["parents"][0].get<std::string>() << "\n";
 }
 
-// "90", "90s", "30m", "2h", "1d", "1h30m": seconds; coop::Error(kUsage) for anything else.
+// "90" (seconds), "90s", "30m", "2h", "1d", "1h30m": seconds. Units run from days down to
+// seconds, each at most once; coop::Error(kUsage) for anything else ("1h30", "1d1d", "").
 int64_t parse_duration(const std::string& text) {
-  int64_t total = 0, number = 0;
-  bool digits = false;
-  for (char c : text) {
-    if (c >= '0' && c <= '9') {
-      if (number > 100000000) throw Error(errc::kUsage, "'" + text + "' is too long a time");
-      number = number * 10 + (c - '0');
-      digits = true;
-      continue;
-    }
-    const int64_t unit = c == 's' ? 1 : c == 'm' ? 60 : c == 'h' ? 3600 : c == 'd' ? 86400 : 0;
-    if (unit == 0 || !digits) throw Error(errc::kUsage, "'" + text + "' is not a time such as 90s, 30m, 2h or 1d");
-    total += number * unit;
-    number = 0;
-    digits = false;
+  const auto bad = [&text] { return Error(errc::kUsage, "'" + text + "' is not a time such as 90s, 30m, 2h or 1d"); };
+  if (text.empty() || text.size() > 16) throw bad();
+  if (text.find_first_not_of("0123456789") == std::string::npos) return std::stoll(text);
+  static constexpr std::pair<char, int64_t> kUnits[] = {{'d', 86400}, {'h', 3600}, {'m', 60}, {'s', 1}};
+  int64_t total = 0;
+  std::size_t at = 0, next_unit = 0;
+  while (at < text.size()) {
+    const auto digits_end = text.find_first_not_of("0123456789", at);
+    if (digits_end == at || digits_end == std::string::npos) throw bad();
+    while (next_unit < std::size(kUnits) && kUnits[next_unit].first != text[digits_end]) ++next_unit;
+    if (next_unit == std::size(kUnits)) throw bad();
+    total += std::stoll(text.substr(at, digits_end - at)) * kUnits[next_unit++].second;
+    at = digits_end + 1;
   }
-  return total + number;
+  return total;
 }
 
 }  // namespace
@@ -146,15 +146,19 @@ void add_room_commands(CLI::App& app, Globals& globals) {
     auto* end = cmd->add_flag("--end", o->end, "End the room's call (its widget goes)");
     auto* guest = cmd->add_flag("--guest-link", o->guest_link,
                                 "Print a link that admits one guest to the room's call until it expires");
-    cmd->add_option("--valid", o->valid, "How long a guest link admits (90s, 30m, 2h, 1d; default 2h, at most 7d)")
+    auto* as = cmd->add_option("--as", o->sender, "Start or end it as this member (default: the shard's @coop)")
+                   ->type_name("HANDLE");
+    cmd->add_option("--valid", o->valid,
+                    "How long a guest link admits (90s, 30m, 2h, 1d; at most 7d; default [workers.room.jitsi] "
+                    "guest_lifetime_s, 2h)")
         ->type_name("TIME")
         ->needs(guest);
     cmd->add_option("--name", o->name, "The guest's name in the call (default Guest)")->type_name("NAME")->needs(guest);
-    cmd->add_option("--as", o->sender, "Start or end it as this member (default: the shard's @coop)")->type_name("HANDLE");
     cmd->add_flag("--json", o->json, "Print the result as JSON");
     end->excludes(audio);
     guest->excludes(end);
     guest->excludes(audio);
+    guest->excludes(as);
     cmd->callback([&globals, o] {
       WorkerCall call(globals, "room", o->json);
       const std::string path = "/v1/rooms/" + path_segment(o->room) + "/call";
@@ -174,7 +178,7 @@ void add_room_commands(CLI::App& app, Globals& globals) {
       if (o->end) {
         const auto r = call.call("DELETE", path + (o->sender.empty() ? "" : "?sender=" + path_segment(o->sender)));
         if (o->json) return print_json(r);
-        if (r["ended"].empty())
+        if (r.value("ended", json::array()).empty())
           std::cout << "No call was going on in " << o->room << "\n";
         else
           std::cout << "Ended the call in " << o->room << "\n";

@@ -248,7 +248,7 @@ _coop() {
     'room list') words='--help --json' ;;
     'room show') words='--help --json' ;;
     'room members') words='--help --json' ;;
-    'room call') words='--help --audio-only --end --guest-link --valid --name --as --json' ;;
+    'room call') words='--help --audio-only --end --guest-link --as --valid --name --json' ;;
     'room jitsi') words='--help config' ;;
     'room jitsi config') words='--help --json' ;;
     'room export') words='--help --out --json' ;;

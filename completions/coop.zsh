@@ -369,7 +369,7 @@ _coop() {
       ;;
     'room call')
       commands=( )
-      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--audio-only:A voice call\: Jitsi starts without video' '--end:End the room'\''s call (its widget goes)' '--guest-link:Print a link that admits one guest to the room'\''s call until it expires' '--valid:How long a guest link admits (90s, 30m, 2h, 1d; default 2h, at most 7d)' '--name:The guest'\''s name in the call (default Guest)' '--as:Start or end it as this member (default\: the shard'\''s @coop)' '--json:Print the result as JSON' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--audio-only:A voice call\: Jitsi starts without video' '--end:End the room'\''s call (its widget goes)' '--guest-link:Print a link that admits one guest to the room'\''s call until it expires' '--as:Start or end it as this member (default\: the shard'\''s @coop)' '--valid:How long a guest link admits (90s, 30m, 2h, 1d; at most 7d; default [workers.room.jitsi] guest_lifetime_s, 2h)' '--name:The guest'\''s name in the call (default Guest)' '--json:Print the result as JSON' )
       ;;
     'room jitsi')
       commands=( 'config:Print the Prosody and Jitsi Meet settings that admit coop'\''s tokens' )

@@ -81,9 +81,10 @@ def secret(shard):
         return f.readline().strip()
 
 
-def prosody_checks(shard, cases, now=None):
-    """Runs the Node harness: {name: (ok, reason)} for each (name, jwt, conference)."""
-    query = {"secret": secret(shard), "app_id": "coop-test", "audience": "jitsi-test", "domain": JITSI,
+def prosody_checks(shard, cases, now=None, key=None):
+    """Runs the Node harness: {name: (ok, reason)} for each (name, jwt, conference). The key is
+    the shard's app_secret unless given."""
+    query = {"secret": key or secret(shard), "app_id": "coop-test", "audience": "jitsi-test", "domain": JITSI,
              "cases": [{"name": n, "jwt": j, "conference": c} for n, j, c in cases]}
     if now is not None:
         query["now"] = now
@@ -207,7 +208,8 @@ def test_element_discovers_the_jitsi_domain_and_its_auth():
         text = shard.coop("room", "jitsi", "config").stdout
         assert 'authentication = "matrix_user_verification"' in text, text
         assert f'uvs_base_url = "{url}"' in text and f'uvs_auth_token = "{VERIFY_TOKEN}"' in text, text
-        assert "token_verification" in text and "enableUserRolesBasedOnToken" in text, text
+        # Element's tokens are unsigned: owners come from the room's power levels, not the token.
+        assert "matrix_power_sync" in text and "token_affiliation" not in text, text
         shard.coop("down")
 
 
@@ -216,6 +218,13 @@ def test_coop_room_call_writes_elements_widget_and_js_sdk_reads_it():
         url = start(shard)
         alice = login(url, "alice")
         room_id = make_room(url, alice, "Kitchen")
+        # A careless client's widgets, with fields of the wrong types, stop nothing.
+        for key, content in (("odd", {"type": 5, "url": 7, "data": "x"}),
+                             ("odder", {"type": "jitsi", "url": "https://x/", "data": "not an object"})):
+            status, body, _ = client(url, "PUT", f"/rooms/{urllib.parse.quote(room_id)}/state/im.vector.modular.widgets/{key}",
+                                     alice, content)
+            assert status == 200, body
+        assert shard.json("room", "call", "Kitchen", "--end", "--as", "alice")["ended"] == ["odder"]
         started = shard.json("room", "call", "Kitchen", "--audio-only", "--as", "alice")
         assert started["started"] and started["room_id"] == room_id, started
         conference = started["conference"]
@@ -247,8 +256,8 @@ def test_coop_room_call_writes_elements_widget_and_js_sdk_reads_it():
         ended = shard.json("room", "call", "Kitchen", "--end", "--as", "alice")
         assert ended["ended"] == [started["widget_id"]], ended
         status, state, _ = client(url, "GET", f"/rooms/{urllib.parse.quote(room_id)}/state", alice)
-        widgets = [e for e in state if e["type"] == "im.vector.modular.widgets"]
-        assert widgets and all(e["content"] == {} for e in widgets), widgets
+        widgets = {e["state_key"]: e["content"] for e in state if e["type"] == "im.vector.modular.widgets"}
+        assert widgets[started["widget_id"]] == {} and widgets["odd"]["type"] == 5, widgets
         layout = next(e for e in state if e["type"] == "io.element.widgets.layout")
         assert started["widget_id"] not in layout["content"]["widgets"], layout
         assert "No call was going on" in shard.coop("room", "call", "Kitchen", "--end").stdout
@@ -256,11 +265,9 @@ def test_coop_room_call_writes_elements_widget_and_js_sdk_reads_it():
 
 
 def test_tokens_pass_jitsis_checks_for_members_and_guests_only():
-    if not node_available():
-        print("  (node or jsonwebtoken missing: skipped)")
-        return
+    """auth = "token": Jitsi's own token authentication, which checks coop's signature."""
     with Shard(BIN) as shard:
-        url = start(shard)
+        url = start(shard, auth="token")
         alice, bob, carol = login(url, "alice"), login(url, "bob"), login(url, "carol")
         kitchen = make_room(url, alice, "Kitchen", invite=[f"@bob:{DOMAIN}"])
         join(url, bob, kitchen)
@@ -275,9 +282,12 @@ def test_tokens_pass_jitsis_checks_for_members_and_guests_only():
         assert status == 403 and body["errcode"] == "M_FORBIDDEN", body  # not a member: no token at all
         status, body, _ = jitsi_token(url, None, kitchen)
         assert status == 401, body
+        status, body, _ = jitsi_token(url, alice, "!nonsense:elsewhere")
+        assert status in (403, 404), body
         who = claims(mine["token"])
         assert who["context"]["user"]["id"] == f"@alice:{DOMAIN}" and who["room"] == here.lower(), who
-        assert who["exp"] - who["nbf"] <= 3600, who
+        assert who["exp"] - who["iat"] == 3600 and who["nbf"] < who["iat"], who
+        assert "matrix" not in who["context"], who  # no OpenID token in Jitsi's own mode
         assert mine["url"] == f"https://{JITSI}/{here}?jwt={mine['token']}", mine
 
         guest = shard.json("room", "call", "Kitchen", "--guest-link", "--valid", "10m", "--name", "Visitor")
@@ -288,9 +298,15 @@ def test_tokens_pass_jitsis_checks_for_members_and_guests_only():
         # The link alone on stdout, for scripts.
         plain = shard.coop("room", "call", "Kitchen", "--guest-link").stdout.strip()
         assert plain.startswith(f"https://{JITSI}/{here}?jwt=") and "\n" not in plain, plain
-        assert shard.coop("room", "call", "Kitchen", "--guest-link", "--valid", "8d", expect=None).returncode != 0
-        assert shard.coop("room", "call", "Kitchen", "--guest-link", "--valid", "soon", expect=None).returncode != 0
+        for valid in ("8d", "soon", "1h30", "1d1d", "30s"):  # too long, not a time, a bare tail, twice, too short
+            assert shard.coop("room", "call", "Kitchen", "--guest-link", "--valid", valid, expect=None).returncode != 0, valid
+        assert shard.coop("room", "call", "Kitchen", "--guest-link", "--as", "alice", expect=None).returncode != 0
+        # No verification service in this mode.
+        assert verify(url, "/verify/user_in_room", {"token": "x", "room_id": kitchen})[0] == 404
 
+        if not node_available():
+            print("  (node or jsonwebtoken missing: Jitsi's checks skipped)")
+            return
         header, payload, signature = mine["token"].split(".")
         forged_payload = base64.urlsafe_b64encode(json.dumps(dict(who, room=there.lower())).encode()).decode().rstrip("=")
         results = prosody_checks(shard, [
@@ -307,22 +323,14 @@ def test_tokens_pass_jitsis_checks_for_members_and_guests_only():
             assert results[name][0], (name, results[name])
         for name in ("member in a foreign room", "guest in a foreign room", "tampered room claim", "tampered signature"):
             assert not results[name][0], (name, results[name])
-        # Prosody's clock past the guest link's expiry: refused, with no leeway.
+        # Prosody's clock at the guest link's expiry: refused, with no leeway; before nbf too.
         late = prosody_checks(shard, [("guest", guest_jwt, here)], now=visitor["exp"])
         assert not late["guest"][0] and "expired" in late["guest"][1], late
         early = prosody_checks(shard, [("guest", guest_jwt, here)], now=visitor["nbf"] - 1)
         assert not early["guest"][0], early
-
-        # In Element's mode coop's tokens also carry what matrix-org's module asks coop about.
-        member_proof = who["context"]["matrix"]
-        assert member_proof["room_id"] == kitchen and member_proof["server_name"] == DOMAIN, member_proof
-        status, answer = verify(url, "/verify/user_in_room", {"token": member_proof["token"], "room_id": kitchen})
-        assert status == 200 and answer["user_id"] == f"@alice:{DOMAIN}" and answer["results"]["room_membership"], answer
-        guest_proof = visitor["context"]["matrix"]
-        status, answer = verify(url, "/verify/user_in_room", {"token": guest_proof["token"], "room_id": kitchen})
-        assert status == 200 and answer["results"] == {"user": True, "room_membership": True}, answer
-        status, answer = verify(url, "/verify/user_in_room", {"token": guest_proof["token"], "room_id": garden})
-        assert status == 200 and answer["results"]["user"] is False, answer
+        # Signed with another secret: refused.
+        other = prosody_checks(shard, [("member", mine["token"], here)], key="not the shard's secret at all")
+        assert not other["member"][0], other
         shard.coop("down")
 
 
@@ -357,8 +365,30 @@ def test_nio_openid_token_verifies_membership_until_suspension():
         assert status == 200 and answer == {"results": {"user": True}, "user_id": f"@bob:{DOMAIN}"}, answer
         status, answer = verify(url, "/verify/user_in_room", {"token": bob_token, "room_id": kitchen})
         assert status == 200 and answer["results"] == {"user": True, "room_membership": True}, answer
-        assert answer["power_levels"]["user"] == 0 and answer["power_levels"]["room"]["kick"] == 50, answer
-        assert "users" not in answer["power_levels"]["room"], answer
+        levels = answer["power_levels"]
+        assert levels["user"] == 0 and levels["room"]["kick"] == 50 and levels["room"]["state_default"] == 50, answer
+        assert "users" not in levels["room"], answer
+
+        # coop's own tokens in this mode: the member's carries an OpenID token that verifies, the
+        # guest's a proof for one room; both are signed as Element signs ("notused"), which is
+        # all matrix-org's module checks of the JWT itself.
+        status, mine, _ = jitsi_token(url, bob, kitchen)
+        proof = claims(mine["token"])["context"]["matrix"]
+        assert proof["room_id"] == kitchen and proof["server_name"] == DOMAIN, proof
+        status, answer = verify(url, "/verify/user_in_room", {"token": proof["token"], "room_id": kitchen})
+        assert answer["results"] == {"user": True, "room_membership": True}, answer
+        guest = shard.json("room", "call", "Kitchen", "--guest-link", "--valid", "5m")
+        guest_jwt = guest["url"].split("?jwt=", 1)[1]
+        guest_proof = claims(guest_jwt)["context"]["matrix"]
+        status, answer = verify(url, "/verify/user_in_room", {"token": guest_proof["token"], "room_id": kitchen})
+        assert status == 200 and answer["results"] == {"user": True, "room_membership": True}, answer
+        assert "power_levels" not in answer, answer  # no owner from a guest link
+        status, answer = verify(url, "/verify/user_in_room", {"token": guest_proof["token"], "room_id": lobby})
+        assert answer["results"]["user"] is False, answer
+        if node_available():
+            signed = prosody_checks(shard, [("member", mine["token"], mine["conference"]), ("guest", guest_jwt, mine["conference"])],
+                                    key="notused")
+            assert signed["member"][0] and signed["guest"][0], signed
         # Not a member of that room; a member of none; a token of another server.
         status, answer = verify(url, "/verify/user_in_room", {"token": bob_token, "room_id": lobby})
         assert answer["results"] == {"user": True, "room_membership": False}, answer

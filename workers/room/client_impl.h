@@ -204,8 +204,8 @@ extern const std::span<const ClientRoute> kMediaRoutes;        // media reposito
 extern const std::span<const ClientRoute> kKeyRoutes;          // device and cross-signing keys (api/keys.cpp)
 extern const std::span<const ClientRoute> kToDeviceRoutes;     // send-to-device messaging (api/to_device.cpp)
 extern const std::span<const ClientRoute> kKeyBackupRoutes;    // server-side key backups (api/key_backup.cpp)
-extern const std::span<const ClientRoute> kVoipRoutes;
-extern const std::span<const ClientRoute> kJitsiRoutes;        // Jitsi calls, OpenID userinfo (api/jitsi.cpp)         // TURN credentials (api/voip.cpp)
+extern const std::span<const ClientRoute> kVoipRoutes;         // TURN credentials (api/voip.cpp)
+extern const std::span<const ClientRoute> kJitsiRoutes;        // Jitsi calls, OpenID userinfo (api/jitsi.cpp)
 extern const std::span<const ClientRoute> kSearchRoutes;       // server-side search (api/search.cpp)
 }  // namespace api
 

@@ -128,12 +128,18 @@ JitsiToken sign_jitsi_token(const JitsiSettings& settings, const std::string& co
   if (!user.user_id.empty()) person["id"] = user.user_id;
   json context{{"user", person}};
   if (!matrix.is_null()) context["matrix"] = matrix;
-  const json claims{{"iss", settings.app_id},     {"aud", settings.audience}, {"sub", settings.domain},
-                    {"room", lower(conference)}, {"iat", now_s},            {"nbf", now_s},
-                    {"exp", now_s + lifetime_s}, {"context", context}};
+  const json claims{{"iss", settings.app_id},
+                    {"aud", settings.audience},
+                    {"sub", settings.domain},
+                    {"room", lower(conference)},
+                    {"iat", now_s},
+                    {"nbf", now_s - kNotBeforeSkewSeconds},
+                    {"exp", now_s + lifetime_s},
+                    {"context", context}};
   // RFC 7515 7.1: BASE64URL(header) "." BASE64URL(payload) "." BASE64URL(signature).
   const std::string signing_input = base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." + base64url_encode(claims.dump());
-  return {signing_input + "." + base64url_encode(hmac_sha256(settings.app_secret, signing_input)), now_s + lifetime_s};
+  const std::string_view key = settings.auth == "openidtoken-jwt" ? kElementJwtKey : std::string_view(settings.app_secret);
+  return {signing_input + "." + base64url_encode(hmac_sha256(key, signing_input)), now_s + lifetime_s};
 }
 
 std::string guest_proof(const JitsiSettings& settings, const std::string& room_id, int64_t expires_at) {
@@ -152,7 +158,7 @@ bool guest_proof_admits(const JitsiSettings& settings, std::string_view token, c
     if (c < '0' || c > '9') return false;
     expires_at = expires_at * 10 + (c - '0');
   }
-  if (expires_at < now_s) return false;
+  if (expires_at <= now_s) return false;
   const std::string expected = guest_proof(settings, room_id, expires_at);
   return expected.size() == token.size() && CRYPTO_memcmp(expected.data(), token.data(), token.size()) == 0;
 }
@@ -165,7 +171,8 @@ json jitsi_widget(const JitsiSettings& settings, const std::string& conference, 
                   bool audio_only) {
   // Element's getLocalJitsiWrapperUrl: the widget's options in the fragment as template
   // variables the client fills in, the conference in the query (for mobile clients).
-  std::string url = settings.wrapper_url + "?confId=" + conference +
+  std::string url = settings.wrapper_url + (settings.wrapper_url.find('?') == std::string::npos ? "?" : "&") +
+                    "confId=" + conference +
                     "#conferenceDomain=$domain&conferenceId=$conferenceId&isAudioOnly=$isAudioOnly"
                     "&isVideoChannel=$isVideoChannel&displayName=$matrix_display_name&avatarUrl=$matrix_avatar_url"
                     "&userId=$matrix_user_id&roomId=$matrix_room_id&theme=$theme&roomName=$roomName"
@@ -191,21 +198,27 @@ std::string prosody_config(const JitsiSettings& s, const std::string& homeserver
     return "# [workers.room.jitsi] auth = \"none\": coop signs nothing and Jitsi decides alone who\n"
            "# joins. Set auth to \"openidtoken-jwt\" (Element's mode) or \"token\" for coop to decide.\n";
   }
-  out += "-- Prosody (/etc/prosody/conf.avail/" + host + ".cfg.lua, jitsi-meet-prosody), matched to\n";
-  out += "-- what coop signs: iss " + lua(s.app_id) + ", aud " + lua(s.audience) + ", sub " + lua(host) +
-         ", room = the conference, HS256.\n";
+  out += "-- Prosody (/etc/prosody/conf.avail/" + host + ".cfg.lua, jitsi-meet-prosody)\n";
   if (s.auth == "openidtoken-jwt") {
     out += "-- Element's \"openidtoken-jwt\" mode: Element puts a Matrix OpenID token in the JWT and\n"
            "-- matrix-org's prosody-mod-auth-matrix-user-verification asks coop (its /verify/user_in_room)\n"
-           "-- whether that member is in the room whose ID the conference name encodes. coop's own\n"
-           "-- links (guests, coop room call --member-link) carry such a token too.\n";
+           "-- whether that member is in the room whose ID the conference name encodes; the JWT's\n"
+           "-- signature is not what admits (Element signs with \"notused\"). coop's guest links carry\n"
+           "-- a proof for one room that /verify/user_in_room checks the same way.\n";
     out += "VirtualHost " + lua(host) + "\n";
     out += "    authentication = \"matrix_user_verification\"\n";
     out += "    app_id = " + lua(host) + "  -- the iss Element's widget writes\n";
     out += "    uvs_base_url = " + lua(homeserver_url) + "\n";
     if (!s.verify_token.empty()) out += "    uvs_auth_token = " + lua(s.verify_token) + "\n";
-    out += "    uvs_sync_power_levels = true  -- members who may kick in the room own the conference\n";
+    out += "    -- Members whose power in the room reaches its state_default own the conference.\n";
+    out += "    uvs_sync_power_levels = true\n";
+    out += "\n-- The conference MUC: owners from the Matrix room's power levels, never from the JWT's\n"
+           "-- own claims (nobody checks its signature here).\n";
+    out += "Component " + lua("conference." + host) + " \"muc\"\n";
+    out += "    modules_enabled = { \"matrix_power_sync\" }\n";
   } else {
+    out += "-- Jitsi's token authentication, matched to what coop signs: iss " + lua(s.app_id) + ", aud " +
+           lua(s.audience) + ", sub " + lua(host) + ", room = the conference, HS256 with app_secret.\n";
     out += "VirtualHost " + lua(host) + "\n";
     out += "    authentication = \"token\"\n";
     out += "    app_id = " + lua(s.app_id) + "\n";
@@ -213,10 +226,11 @@ std::string prosody_config(const JitsiSettings& s, const std::string& homeserver
     out += "    asap_accepted_issuers = { " + lua(s.app_id) + " }\n";
     out += "    asap_accepted_audiences = { " + lua(s.audience) + " }\n";
     out += "    allow_empty_token = false\n";
+    out += "\n-- The conference MUC: a token admits to the room it names and no other; its\n"
+           "-- context.user.moderator (a member who may kick in the room) makes an owner.\n";
+    out += "Component " + lua("conference." + host) + " \"muc\"\n";
+    out += "    modules_enabled = { \"token_verification\", \"token_affiliation\" }\n";
   }
-  out += "\n-- The conference MUC: a token admits to the room it names, and no other.\n";
-  out += "Component " + lua("conference." + host) + " \"muc\"\n";
-  out += "    modules_enabled = { \"token_verification\", \"token_affiliation\" }\n";
   out += "\n";
   out += "// Jitsi Meet (/etc/jitsi/meet/" + host + "-config.js)\n";
   out += "config.hosts.domain = '" + host + "';\n";

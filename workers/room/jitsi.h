@@ -37,6 +37,11 @@ struct JitsiSettings {
 
 // The longest a guest link may last: a link cannot be taken back, so it must run out.
 inline constexpr int64_t kMaxGuestLifetimeSeconds = 7 * 24 * 3600;
+// How far before now a token's nbf lies: clocks differ by a little.
+inline constexpr int64_t kNotBeforeSkewSeconds = 30;
+// The key Element's Jitsi widget signs its openidtoken-jwt tokens with (and matrix-org's
+// Prosody module verifies with, when it verifies at all).
+inline constexpr std::string_view kElementJwtKey = "notused";
 
 // Reads [workers.room.jitsi]; makes keys/jitsi_app_secret (0600, 32 random bytes as hex) the
 // first time when the default file is asked for and missing. Throws coop::Error
@@ -66,9 +71,12 @@ struct JitsiToken {
 // A JWT as Jitsi's token authentication (Prosody's mod_auth_token with luajwtjitsi) checks it
 // (RFC 7519, JWS compact serialization RFC 7515 with HS256 RFC 7518 3.2): header
 // {"alg":"HS256","typ":"JWT"}; iss = app_id, aud = audience, sub = the domain, room = the
-// conference lowercased, nbf and iat now, exp now + lifetime; context.user with name, avatar,
-// id and moderator. `matrix` (when not null) goes in as context.matrix, for matrix-org's
-// Prosody module: {token, room_id, server_name}.
+// conference lowercased, iat now, nbf a little earlier (a Prosody whose clock is behind
+// still takes it), exp now + lifetime; context.user with name, avatar, id and moderator.
+// With auth "token" it is signed with app_secret. In Element's mode `matrix` goes in as
+// context.matrix ({token, room_id, server_name}), which is what matrix-org's Prosody module
+// checks (by asking /verify/user_in_room); that module reads the JWT unverified or verifies
+// it with the key Element's widgets sign with, "notused", so such tokens are signed with it.
 JitsiToken sign_jitsi_token(const JitsiSettings& settings, const std::string& conference, const JitsiUser& user,
                             int64_t lifetime_s, int64_t now_s, const nlohmann::json& matrix = nullptr);
 
@@ -76,7 +84,8 @@ JitsiToken sign_jitsi_token(const JitsiSettings& settings, const std::string& co
 // module, which asks /verify/user_in_room about it: "coopguest.<expiry>.<HMAC-SHA256 of the
 // room and expiry with app_secret, hex>". Nothing is stored; it proves one room until expiry.
 std::string guest_proof(const JitsiSettings& settings, const std::string& room_id, int64_t expires_at);
-// True when `token` is a guest proof for room_id that has not expired at now_s.
+// True when `token` is a guest proof for room_id that has not expired at now_s (as a JWT's
+// exp: from the expiry on it is refused).
 bool guest_proof_admits(const JitsiSettings& settings, std::string_view token, const std::string& room_id, int64_t now_s);
 inline constexpr std::string_view kGuestProofPrefix = "coopguest.";
 

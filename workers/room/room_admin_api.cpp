@@ -91,13 +91,21 @@ json layout_with(RoomStore& store, const std::string& room_id, const std::string
   return layout;
 }
 
+// A string member of a JSON object that clients wrote, "" when it is missing or not a string
+// (a widget with {"type": 5} must not stop the room's calls).
+std::string text_field(const json& object, const char* key) {
+  if (!object.is_object()) return "";
+  const auto it = object.find(key);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 // The room's Jitsi widgets that are on (Element's type "jitsi", or "m.jitsi"), by state key.
 std::vector<json> jitsi_widgets(RoomStore& store, const std::string& room_id) {
   std::vector<json> found;
   for (const auto& e : store.current_state(room_id)) {
-    if (e.value("type", "") != "im.vector.modular.widgets" || !e["content"].is_object()) continue;
-    const std::string type = e["content"].value("type", "");
-    if ((type == "jitsi" || type == "m.jitsi") && !e["content"].value("url", "").empty()) found.push_back(e);
+    if (text_field(e, "type") != "im.vector.modular.widgets") continue;
+    const std::string type = text_field(e["content"], "type");
+    if ((type == "jitsi" || type == "m.jitsi") && !text_field(e["content"], "url").empty()) found.push_back(e);
   }
   return found;
 }
@@ -218,7 +226,8 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
     // One call per room, as Element allows: a second `coop room call` answers with the first.
     if (const auto current = jitsi_widgets(store, room_id); !current.empty()) {
       const auto& widget = current.front();
-      const std::string conference = widget["content"].value("data", json::object()).value("conferenceId", "");
+      const auto& content = widget["content"];
+      const std::string conference = text_field(content.contains("data") ? content["data"] : json(), "conferenceId");
       return Response::json({{"room_id", room_id},
                              {"widget_id", widget.value("state_key", "")},
                              {"conference", conference},
@@ -295,6 +304,10 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
       for (const auto& listener : runtime.config().listeners("room"))
         if (listener.name == "client") url = listener.url();
     while (!url.empty() && url.back() == '/') url.pop_back();
+    if (!jitsi->enabled())
+      return Response::json({{"domain", nullptr},
+                             {"auth", jitsi->auth},
+                             {"text", "# No Jitsi is configured: set [workers.room.jitsi] domain in coop.toml first.\n"}});
     return Response::json({{"domain", jitsi->domain},
                            {"auth", jitsi->auth},
                            {"app_id", jitsi->app_id},

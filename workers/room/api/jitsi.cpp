@@ -57,6 +57,9 @@ Response uvs_refusal(int status, const std::string& text) {
 
 std::optional<Response> uvs_check(ClientApi::Impl& api, const Request& q, const json& body,
                                   std::initializer_list<const char*> fields) {
+  // Only Element's mode has Prosody ask: otherwise there is no verification service here.
+  if (!api.jitsi->signs() || api.jitsi->auth != "openidtoken-jwt")
+    fail(404, errc::kMNotFound, "Jitsi calls do not use Matrix OpenID tokens here");
   const auto& expected = api.jitsi->verify_token;
   if (!expected.empty()) {
     const auto header = q.header("authorization");
@@ -101,9 +104,10 @@ Response verify_user_in_room(ClientApi::Impl& api, const Request& q) {
   if (auto refused = uvs_check(api, q, body, {"token", "room_id"})) return *refused;
   const std::string room_id = body["room_id"];
   // A guest's link carries a proof for one room instead of a member's token.
+  // No power_levels for a guest: matrix-org's module then makes them no owner (with levels it
+  // would compare them, and a guest has none).
   if (guest_proof_admits(*api.jitsi, body["token"].get<std::string>(), room_id, unix_now()))
-    return ok({{"results", {{"user", true}, {"room_membership", true}}}, {"user_id", nullptr},
-               {"power_levels", {{"room", json::object()}, {"user", 0}}}});
+    return ok({{"results", {{"user", true}, {"room_membership", true}}}, {"user_id", nullptr}});
   const auto user = uvs_user(api, body);
   if (!user)
     return ok({{"results", {{"user", false}, {"room_membership", nullptr}}}, {"user_id", nullptr}, {"power_levels", nullptr}});
@@ -114,6 +118,11 @@ Response verify_user_in_room(ClientApi::Impl& api, const Request& q) {
   if (const auto event = api.store.state_event(room_id, "m.room.power_levels", ""))
     if ((*event)["content"].is_object()) levels = (*event)["content"];
   levels.erase("users");
+  // The spec's defaults where the event leaves them out (Client-Server API m.room.power_levels):
+  // the module compares the user's level with state_default and must find a number there.
+  for (const auto& [key, fallback] : {std::pair{"ban", 50}, {"kick", 50}, {"redact", 50}, {"invite", 0},
+                                      {"state_default", 50}, {"events_default", 0}, {"users_default", 0}})
+    if (!levels.contains(key) || !levels[key].is_number_integer()) levels[key] = fallback;
   return ok({{"results", {{"user", true}, {"room_membership", true}}},
              {"user_id", *user},
              {"power_levels", {{"room", levels}, {"user", api.power(room_id, *user, "kick", 50).first}}}});
