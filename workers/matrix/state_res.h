@@ -1,0 +1,65 @@
+// State resolution: the state of a room where its history forked, as every server computes it
+// alike (Matrix spec, Server-Server API "Room State Resolution"; the algorithm of room version
+// 2, which versions 2 to 11 use). Pure: events come from an EventSource, the room's store in
+// coop-room and coop-federate, a map in the tests.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "workers/matrix/auth_rules.h"
+
+namespace coop::matrix {
+
+// A room state by event ID: (type, state_key) -> event_id.
+using StateIds = std::map<std::pair<std::string, std::string>, std::string>;
+
+// Where state resolution reads events.
+class EventSource {
+ public:
+  virtual ~EventSource() = default;
+  // The event, or nullptr when it is unknown or was rejected (resolution then leaves it out).
+  virtual const nlohmann::json* event(const std::string& event_id) = 0;
+  // The auth chain of an event: every event reachable through auth_events, not the event
+  // itself. This default walks auth_events through event() and remembers what it found; a
+  // store answers from its own index instead.
+  virtual const std::set<std::string>& auth_chain(const std::string& event_id);
+
+ private:
+  std::map<std::string, std::set<std::string>> chains_;
+};
+
+// Events held in memory (tests, and a transaction's worth of new events).
+class EventMap : public EventSource {
+ public:
+  void add(const nlohmann::json& event);  // by its event_id
+  const nlohmann::json* event(const std::string& event_id) override;
+
+ private:
+  std::map<std::string, nlohmann::json> events_;
+};
+
+// The keys whose events the auth rules read for `event` (spec "Auth events selection"):
+// create, power levels, the sender's membership, and for a membership event the target's and
+// the join rules.
+std::vector<std::pair<std::string, std::string>> auth_types_for(const nlohmann::json& event);
+
+// State resolution v2. Events that are unknown, or fail the auth rules when they are replayed,
+// drop out of the result.
+StateIds resolve_state_v2(const std::vector<StateIds>& state_sets, EventSource& events,
+                          const MembershipLookup& joined_elsewhere);
+
+// The two orderings the algorithm sorts by, exposed for tests.
+// Reverse topological power ordering: auth events first; among the rest, the sender with more
+// power first, then the older origin_server_ts, then the smaller event ID.
+std::vector<std::string> reverse_topological_power_order(const std::set<std::string>& event_ids, EventSource& events);
+// Mainline ordering based on the power levels event `power_levels_id` ("" when none).
+std::vector<std::string> mainline_order(const std::set<std::string>& event_ids, const std::string& power_levels_id,
+                                        EventSource& events);
+
+}  // namespace coop::matrix
