@@ -90,6 +90,7 @@ int main(int argc, char** argv) {
   add_shard_commands(app, globals);
   add_member_commands(app, globals);
   add_room_commands(app, globals);
+  add_federate_commands(app, globals);
   add_mail_commands(app, globals);
   add_dav_commands(app, globals);
   add_tiles_commands(app, globals);

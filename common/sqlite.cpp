@@ -148,6 +148,9 @@ void Database::migrate(std::span<const Migration> migrations, bool quiet) {
   for (const auto& m : migrations) {
     if (m.version <= current) continue;
     Transaction tx(*this);
+    // Two processes share some databases (coop-room and coop-federate, room.db): the one that
+    // waited for the other's write lock finds the step done.
+    if (schema_version() >= m.version) continue;
     exec(m.sql);
     exec("PRAGMA user_version = " + std::to_string(m.version));
     tx.commit();

@@ -16,6 +16,7 @@ _coop() {
       '|logs') path='logs' ;;
       '|member') path='member' ;;
       '|room') path='room' ;;
+      '|federate') path='federate' ;;
       '|mail') path='mail' ;;
       '|dav') path='dav' ;;
       '|tiles') path='tiles' ;;
@@ -60,6 +61,8 @@ _coop() {
       'room|export') path='room export' ;;
       'room space|create') path='room space create' ;;
       'room jitsi|config') path='room jitsi config' ;;
+      'federate|keys') path='federate keys' ;;
+      'federate|peers') path='federate peers' ;;
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
       'mail|settings') path='mail settings' ;;
@@ -209,7 +212,7 @@ _coop() {
   esac
   local words=""
   case "$path" in
-    '') words='--help --version --home init up down status restart logs member room mail dav tiles docs site tls backup restore doctor proxy' ;;
+    '') words='--help --version --home init up down status restart logs member room federate mail dav tiles docs site tls backup restore doctor proxy' ;;
     'init') words='--help --domain --base-port --public --demo --json' ;;
     'up') words='--help --foreground --timeout --json' ;;
     'down') words='--help --json' ;;
@@ -252,6 +255,9 @@ _coop() {
     'room jitsi') words='--help config' ;;
     'room jitsi config') words='--help --json' ;;
     'room export') words='--help --out --json' ;;
+    'federate') words='--help keys peers' ;;
+    'federate keys') words='--help --json' ;;
+    'federate peers') words='--help --json' ;;
     'mail') words='--help queue dkim settings dns domain alias mailboxes export import' ;;
     'mail queue') words='--help list show retry delete' ;;
     'mail queue list') words='--help --json' ;;

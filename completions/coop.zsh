@@ -16,6 +16,7 @@ _coop() {
       '|logs') path='logs' ;;
       '|member') path='member' ;;
       '|room') path='room' ;;
+      '|federate') path='federate' ;;
       '|mail') path='mail' ;;
       '|dav') path='dav' ;;
       '|tiles') path='tiles' ;;
@@ -60,6 +61,8 @@ _coop() {
       'room|export') path='room export' ;;
       'room space|create') path='room space create' ;;
       'room jitsi|config') path='room jitsi config' ;;
+      'federate|keys') path='federate keys' ;;
+      'federate|peers') path='federate peers' ;;
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
       'mail|settings') path='mail settings' ;;
@@ -210,7 +213,7 @@ _coop() {
   local -a commands options
   case "$path" in
     '')
-      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'restart:Restart one worker and wait until it is healthy (not counted as a crash)' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' 'doctor:Check what stands between the shard and its members\: workers, ports, certificate, DNS, disk, clock, backups' 'proxy:Print a reverse-proxy configuration (nginx or Caddy) for the shard'\''s HTTP listeners, with TLS' )
+      commands=( 'init:Create a new shard\: coop.toml, keys/ with a self-signed TLS certificate' 'up:Start the supervisor and every worker; wait until all are healthy (a worker that fails to start stops them all, with its error)' 'down:Stop every worker (SIGTERM, drain, then SIGKILL) and the supervisor' 'status:Show each worker'\''s state, pid, uptime, restarts and listeners' 'restart:Restart one worker and wait until it is healthy (not counted as a crash)' 'logs:Print a worker'\''s log (log/WORKER.log)' 'member:The member registry\: one identity for every protocol' 'room:Matrix chat\: rooms, Spaces and chat history export' 'federate:Matrix federation\: this server'\''s keys and the servers it talks to' 'mail:Email\: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM' 'dav:Shared calendars and contacts (CalDAV, CardDAV)' 'tiles:OpenStreetMap vector tiles and the cooperative'\''s map markers' 'docs:End-to-end encrypted documents' 'site:The cooperative'\''s websites and event pages' 'tls:The shard'\''s TLS certificate\: show it, or install one from elsewhere' 'backup:Copy the running shard to a folder of plain files\: databases, blobs, keys and coop.toml' 'restore:Build a new shard in --home from a backup folder' 'doctor:Check what stands between the shard and its members\: workers, ports, certificate, DNS, disk, clock, backups' 'proxy:Print a reverse-proxy configuration (nginx or Caddy) for the shard'\''s HTTP listeners, with TLS' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--version:Display program version information and exit' '--home:Shard directory (default\: $COOP_HOME, else ./coop-data)' )
       ;;
     'init')
@@ -382,6 +385,18 @@ _coop() {
     'room export')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:The JSON file to write' '-o:The JSON file to write' '--json:Print a summary as JSON' )
+      ;;
+    'federate')
+      commands=( 'keys:Show this server'\''s signing keys as other servers fetch them' 'peers:List the servers that contacted this one or whose keys it fetched' )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
+      ;;
+    'federate keys')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print them as JSON (with the signed answer of /_matrix/key/v2/server)' )
+      ;;
+    'federate peers')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print them as JSON' )
       ;;
     'mail')
       commands=( 'queue:Mail waiting to go out\: list, show, retry, delete' 'dkim:DKIM keys that sign outgoing mail (RFC 6376, RFC 8463)' 'settings:Show or change a member'\''s mail settings' 'dns:The DNS records to publish for a hosted domain, and with --check what DNS holds' 'domain:Domains the shard receives mail for' 'alias:Addresses that deliver to members, groups or other addresses' 'mailboxes:A member'\''s mailboxes with message counts' 'export:Export a member'\''s mail as Maildir or mbox (mboxrd)' 'import:Import Maildir or mbox into a member'\''s mail; a second run adds nothing' )

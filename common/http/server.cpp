@@ -543,16 +543,19 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       finish();
       return;
     }
+    // Refused mid-request, the client may still be sending: the answer, then what follows read
+    // and dropped for a few seconds (refuse_upload), so that it reads the answer and not a
+    // reset, which over TLS it would get at once.
     if (ec == bhttp::error::body_limit) {
-      respond(router_.error(413, errc::kPayloadTooLarge, "request body exceeds " + std::to_string(limits_->max_body_bytes) + " bytes"), false);
+      refuse_upload(router_.error(413, errc::kPayloadTooLarge, "request body exceeds " + std::to_string(limits_->max_body_bytes) + " bytes"));
       return;
     }
     if (ec == bhttp::error::header_limit) {
-      respond(router_.error(431, errc::kHeadersTooLarge, "request headers too large"), false);
+      refuse_upload(router_.error(431, errc::kHeadersTooLarge, "request headers too large"));
       return;
     }
     if (ec) {
-      respond(router_.error(400, errc::kBadRequest, "malformed HTTP request: " + ec.message()), false);
+      refuse_upload(router_.error(400, errc::kBadRequest, "malformed HTTP request: " + ec.message()));
       return;
     }
 

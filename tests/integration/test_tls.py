@@ -105,7 +105,7 @@ def test_install_is_served_at_once_and_a_session_goes_on():
         session.select("INBOX")
         cert, key, sha = make_pair(tmp, "new")
         installed = shard.json("tls", "install", "--cert", cert, "--key", key)
-        assert installed["sha256"] == sha and installed["served_by"] == {"mail": sha, "dav": sha}, installed
+        assert installed["sha256"] == sha and installed["served_by"] == {"mail": sha, "dav": sha, "federate": sha}, installed
         assert oct(os.stat(os.path.join(shard.home, "keys", "tls.key")).st_mode & 0o777) == "0o600"
         assert served_sha256(imaps) == sha
         assert served_sha256(submission, starttls="smtp") == sha

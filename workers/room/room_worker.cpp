@@ -14,7 +14,7 @@
 #include "common/http/listen.h"
 #include "common/http/server.h"
 #include "common/worker_runtime.h"
-#include "workers/matrix/signing.h"
+#include "workers/matrix/server_key.h"
 #include "workers/room/client_api.h"
 #include "workers/room/push_sender.h"
 #include "workers/room/room_admin_api.h"
@@ -26,17 +26,8 @@ namespace coop::room {
 
 namespace {
 
-// keys/matrix_signing.key: "ed25519 <key id> <seed>", 0600, made on first start.
 std::unique_ptr<matrix::SigningKey> signing_key(const Home& home) {
-  const auto path = home.keys_dir() / "matrix_signing.key";
-  std::ifstream in(path);
-  std::string algorithm, key_id, seed;
-  if (in >> algorithm >> key_id >> seed)
-    return std::make_unique<matrix::SigningKey>(matrix::SigningKey::from_seed("ed25519:" + key_id, seed));
-  auto key = matrix::SigningKey::generate("ed25519:a_coop");
-  create_file_durably(path, "ed25519 a_coop " + key.seed_base64() + "\n", 0600);
-  spdlog::info("made a new Matrix signing key {}", key.key_id());
-  return std::make_unique<matrix::SigningKey>(std::move(key));
+  return std::make_unique<matrix::SigningKey>(matrix::load_or_make_server_key(home));
 }
 
 }  // namespace

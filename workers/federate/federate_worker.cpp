@@ -1,0 +1,264 @@
+// coop-federate: the Server-Server API. So far: version, publishing and relaying server keys
+// (notary), X-Matrix request authentication, OpenID userinfo, and the directory and profile
+// queries; transactions, joins and the rest of federation come next (issue 23).
+#include "workers/federate/federate_worker.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <optional>
+#include <variant>
+
+#include "common/control/client.h"
+#include "common/error.h"
+#include "common/http/listen.h"
+#include "common/http/router.h"
+#include "common/http/server.h"
+#include "common/version.h"
+#include "common/worker_runtime.h"
+#include "workers/federate/remote_keys.h"
+#include "workers/matrix/server_key.h"
+#include "workers/matrix/signing.h"
+#include "workers/matrix/x_matrix.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::federate {
+
+namespace {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+// How long others may use our keys before asking again (Synapse's default is a day).
+constexpr int64_t kKeyValidityMs = 24 * 3600 * 1000;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Matrix's error body ("API standards"): {"errcode", "error"}.
+Response matrix_error(int status, const std::string& errcode, const std::string& message) {
+  return Response::json({{"errcode", errcode}, {"error", message}}, status);
+}
+
+// Every federation handler: a coop::Error or a malformed field answers as Matrix does, never
+// with a crash.
+template <typename Handler>
+http::Handler guarded(Handler handler) {
+  return [handler](const Request& q) {
+    try {
+      return handler(q);
+    } catch (const Error& e) {
+      return matrix_error(e.status(), e.status() == 404 ? "M_NOT_FOUND" : e.status() == 401 ? "M_UNAUTHORIZED" : "M_BAD_JSON",
+                          e.what());
+    } catch (const json::exception& e) {
+      return matrix_error(400, "M_BAD_JSON", std::string("malformed request: ") + e.what());
+    }
+  };
+}
+
+}  // namespace
+
+// What the handlers share; the worker owns it, so it outlives the listener.
+struct Context {
+  WorkerRuntime& runtime;
+  const matrix::SigningKey& key;
+  room::RoomStore& store;
+  RemoteKeys& remote;
+  std::string server_name;
+};
+
+namespace {
+
+// "Publishing keys": our keys, signed by themselves.
+json own_keys(const Context& c) {
+  json keys{{"server_name", c.server_name},
+            {"verify_keys", {{c.key.key_id(), {{"key", c.key.public_key_base64()}}}}},
+            {"old_verify_keys", json::object()},
+            {"valid_until_ts", now_ms() + kKeyValidityMs}};
+  return matrix::sign_json(std::move(keys), c.server_name, c.key);
+}
+
+// "Request Authentication": the origin of a request, once its X-Matrix signature checks out
+// against the origin's published key; otherwise a 401 to send back.
+std::variant<std::string, Response> authenticate(const Context& c, const Request& q) {
+  const auto header = matrix::parse_x_matrix(q.header("authorization"));
+  if (!header) return matrix_error(401, "M_UNAUTHORIZED", "an X-Matrix Authorization header is needed");
+  if (!valid_server_name(header->origin) || header->origin == c.server_name)
+    return matrix_error(401, "M_UNAUTHORIZED", "origin is not another homeserver's name");
+  if (!header->destination.empty() && header->destination != c.server_name)
+    return matrix_error(401, "M_UNAUTHORIZED", "this request is meant for " + header->destination);
+  json content;
+  const json* body = nullptr;
+  if (!q.body.empty()) {
+    content = q.json();
+    body = &content;
+  }
+  const auto public_key = c.remote.public_key(header->origin, header->key_id);
+  const bool good = public_key && matrix::verify_x_matrix(*header, q.method, q.target, c.server_name, body, *public_key);
+  c.remote.count(header->origin, good);
+  if (!good) return matrix_error(401, "M_UNAUTHORIZED", "the request's signature does not check out for " + header->origin);
+  return header->origin;
+}
+
+// A handler that needs an authenticated origin.
+template <typename Handler>
+http::Handler signed_by_peer(Context& c, Handler handler) {
+  return guarded([&c, handler](const Request& q) {
+    auto who = authenticate(c, q);
+    if (auto* refused = std::get_if<Response>(&who)) return *refused;
+    return handler(q, std::get<std::string>(who));
+  });
+}
+
+bool is_local_user(const Context& c, const std::string& user_id) {
+  const auto colon = user_id.find(':');
+  return user_id.size() > 2 && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == c.server_name;
+}
+
+// The registry's record of an active member (a suspended or removed one is not shown).
+std::optional<json> active_member(const Context& c, const std::string& user_id) {
+  try {
+    control::Client client(c.runtime.home().socket("member"));
+    const auto response = client.get("/v1/members/" + user_id.substr(1, user_id.find(':') - 1));
+    if (response.ok() && response.json().value("status", "") == "active") return response.json();
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
+}
+
+void add_routes(http::Router& r, Context& c, const http::Runner& run) {
+  r.add("GET", "/_matrix/federation/v1/version", guarded([](const Request&) {
+          return Response::json({{"server", {{"name", "coop"}, {"version", kVersion}}}});
+        }),
+        "this server's name and version");
+
+  const auto publish = guarded([&c](const Request&) { return Response::json(own_keys(c)); });
+  r.add("GET", "/_matrix/key/v2/server", publish, "this server's signing keys, signed by them");
+  r.add("GET", "/_matrix/key/v2/server/{keyId}", publish, "the same (the key ID is ignored, as the spec says)");
+
+  // "Querying keys through another server": ours, or another server's as we fetched and
+  // checked it, countersigned by us.
+  auto notary = [&c](const std::vector<std::string>& servers) {
+    json answers = json::array();
+    for (const auto& server : servers) {
+      if (server == c.server_name) {
+        answers.push_back(own_keys(c));
+        continue;
+      }
+      if (auto keys = c.remote.server_keys(server)) answers.push_back(matrix::sign_json(*keys, c.server_name, c.key));
+    }
+    return Response::json({{"server_keys", answers}});
+  };
+  r.add_blocking("GET", "/_matrix/key/v2/query/{serverName}", run, guarded([notary](const Request& q) {
+                   const auto server = q.param("serverName");
+                   if (!valid_server_name(server)) throw Error("M_INVALID_PARAM", "not a server name", 400);
+                   return notary({server});
+                 }),
+                 "a server's keys, through us");
+  r.add_blocking("POST", "/_matrix/key/v2/query", run, guarded([notary](const Request& q) {
+                   const auto body = q.json();
+                   const auto wanted = body.value("server_keys", json::object());
+                   if (!wanted.is_object() || wanted.size() > 100) throw Error("M_BAD_JSON", "server_keys: up to 100 servers", 400);
+                   std::vector<std::string> servers;
+                   for (const auto& [server, ids] : wanted.items())
+                     if (valid_server_name(server)) servers.push_back(server);
+                   return notary(servers);
+                 }),
+                 "several servers' keys, through us");
+
+  r.add_blocking("GET", "/_matrix/federation/v1/openid/userinfo", run, guarded([&c](const Request& q) {
+                   const auto token = q.query_value("access_token");
+                   const auto user = token.empty() || token.size() > 256 ? std::nullopt : c.store.openid_user(token);
+                   if (!user) return matrix_error(401, "M_UNKNOWN_TOKEN", "unknown or expired OpenID token");
+                   return Response::json({{"sub", *user}});
+                 }),
+                 "the user an OpenID token stands for");
+
+  r.add_blocking("GET", "/_matrix/federation/v1/query/directory", run,
+                 signed_by_peer(c, [&c](const Request& q, const std::string&) {
+                   const auto alias = q.query_value("room_alias");
+                   if (alias.empty() || alias[0] != '#' || alias.size() > 255)
+                     return matrix_error(400, "M_INVALID_PARAM", "room_alias is needed");
+                   const auto room = c.store.room_for_alias(alias);
+                   if (!room) return matrix_error(404, "M_NOT_FOUND", "no room alias " + alias);
+                   return Response::json({{"room_id", *room}, {"servers", {c.server_name}}});
+                 }),
+                 "the room an alias of ours names");
+
+  r.add_blocking("GET", "/_matrix/federation/v1/query/profile", run,
+                 signed_by_peer(c, [&c](const Request& q, const std::string&) {
+                   const auto user_id = q.query_value("user_id");
+                   const auto field = q.query_value("field");
+                   if (!is_local_user(c, user_id)) return matrix_error(400, "M_INVALID_PARAM", "not a user of this server");
+                   if (!field.empty() && field != "displayname" && field != "avatar_url")
+                     return matrix_error(400, "M_INVALID_PARAM", "field is displayname or avatar_url");
+                   const auto member = active_member(c, user_id);
+                   if (!member) return matrix_error(404, "M_NOT_FOUND", "no such user");
+                   // The Matrix profile where the member set one, else the registry's name.
+                   const auto [chosen, avatar] = c.store.profile(user_id);
+                   const std::string name = chosen ? *chosen : member->value("name", "");
+                   json profile = json::object();
+                   if (!name.empty() && (field.empty() || field == "displayname")) profile["displayname"] = name;
+                   if (avatar && (field.empty() || field == "avatar_url")) profile["avatar_url"] = *avatar;
+                   return Response::json(profile);
+                 }),
+                 "a user's display name and avatar");
+
+  // Anything else under the federation API is not served yet: a Matrix 404, not a bare one.
+  r.set_fallback([](const Request& q, http::Reply reply) {
+    reply(matrix_error(404, "M_UNRECOGNIZED", "unrecognised request " + q.method + " " + q.path));
+  });
+}
+
+}  // namespace
+
+FederateWorker::FederateWorker(WorkerRuntime& runtime)
+    : key_(std::make_unique<matrix::SigningKey>(matrix::load_or_make_server_key(runtime.home()))),
+      store_(std::make_unique<room::RoomStore>(runtime.home().database("room"), runtime.config().domain(), *key_)),
+      remote_(std::make_unique<RemoteKeys>(runtime.config().get_string_table("workers.federate.resolve"))),
+      router_(std::make_unique<http::Router>()) {
+  context_ = std::make_unique<Context>(Context{runtime, *key_, *store_, *remote_, runtime.config().domain()});
+  Context* context = context_.get();
+  add_routes(*router_, *context, runtime.blocking_runner());
+  runtime.on_shutdown([this] {
+    if (server_) server_->stop();
+  });
+
+  // Control API: what coop federate shows.
+  auto& control = runtime.router();
+  control.add("GET", "/v1/keys", [context](const Request&) {
+    return Response::json({{"server_name", context->server_name},
+                           {"keys", {{{"key_id", context->key.key_id()}, {"public_key", context->key.public_key_base64()}}}},
+                           {"published", own_keys(*context)}});
+  }, "this server's signing keys as published");
+  control.add("GET", "/v1/peers", [remote = remote_.get()](const Request&) {
+    json list = json::array();
+    for (const auto& peer : remote->peers()) {
+      json keys = json::object();
+      for (const auto& [id, key] : peer.keys) keys[id] = key;
+      list.push_back({{"server_name", peer.server_name},
+                      {"base_url", peer.base_url},
+                      {"keys", keys},
+                      {"valid_until_ts", peer.valid_until_ts},
+                      {"fetched_ts", peer.fetched_ts},
+                      {"requests_in", peer.requests_in},
+                      {"refused_in", peer.refused_in},
+                      {"last_error", peer.last_error.empty() ? json() : json(peer.last_error)}});
+    }
+    return Response::json(list);
+  }, "the servers that contacted us or whose keys we fetched");
+
+  http::ServerLimits limits;
+  limits.max_body_bytes = runtime.config().get_count("workers.federate.max_body_bytes", 8 << 20);
+  server_ = http::serve_worker_listener(runtime, "federate", "federation", *router_, limits);
+  if (server_) spdlog::info("Matrix federation API on port {}", server_->port());
+}
+
+FederateWorker::~FederateWorker() {
+  if (server_) server_->stop();
+}
+
+}  // namespace coop::federate

@@ -1,0 +1,201 @@
+#include "workers/federate/remote_keys.h"
+
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+
+#include <cctype>
+
+#include "common/json.h"
+#include "workers/matrix/signing.h"
+
+namespace coop::federate {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kMaxKeyAnswer = 64 * 1024;
+constexpr long kTimeoutMs = 10000;
+constexpr std::size_t kMaxPeers = 10000;
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+size_t collect(char* data, size_t size, size_t count, void* out) {
+  auto* body = static_cast<std::string*>(out);
+  if (body->size() + size * count > kMaxKeyAnswer) return 0;  // too big: curl stops with an error
+  body->append(data, size * count);
+  return size * count;
+}
+
+// One GET with a bounded answer: (HTTP status, body); status 0 when it did not complete.
+std::pair<long, std::string> http_get(const std::string& url, std::string& error) {
+  std::string body;
+  long status = 0;
+  CURL* curl = curl_easy_init();
+  if (!curl) {
+    error = "cannot start an HTTP request";
+    return {0, ""};
+  }
+  char message[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, kTimeoutMs);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, message);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
+  if (curl_easy_perform(curl) == CURLE_OK)
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+  else
+    error = message[0] ? message : "the request failed";
+  curl_easy_cleanup(curl);
+  return {status, body};
+}
+
+}  // namespace
+
+bool valid_server_name(const std::string& name) {
+  if (name.empty() || name.size() > 255) return false;
+  std::string host = name, port;
+  if (name[0] == '[') {
+    const auto close = name.find(']');
+    if (close == std::string::npos) return false;
+    host = name.substr(1, close - 1);
+    if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) return false;
+    if (close + 1 < name.size()) {
+      if (name[close + 1] != ':') return false;
+      port = name.substr(close + 2);
+      if (port.empty()) return false;
+    }
+  } else {
+    const auto colon = name.find(':');
+    if (colon != std::string::npos) {
+      host = name.substr(0, colon);
+      port = name.substr(colon + 1);
+      if (port.empty()) return false;
+    }
+    if (host.empty() || host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
+                            std::string::npos)
+      return false;
+  }
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+  return port.empty() || std::stoi(port) <= 65535;
+}
+
+RemoteKeys::RemoteKeys(std::map<std::string, std::string> resolve) : resolve_(std::move(resolve)) {
+  for (auto& [name, url] : resolve_)
+    while (!url.empty() && url.back() == '/') url.pop_back();
+}
+
+std::string RemoteKeys::base_url(const std::string& server_name) const {
+  if (const auto it = resolve_.find(server_name); it != resolve_.end()) return it->second;
+  // Server discovery without .well-known or SRV yet: an explicit port, else 8448.
+  const bool has_port = server_name[0] == '[' ? server_name.find("]:") != std::string::npos
+                                              : server_name.find(':') != std::string::npos;
+  return "https://" + server_name + (has_port ? "" : ":8448");
+}
+
+std::optional<json> RemoteKeys::fetch_keys(Peer& peer) {
+  std::string error;
+  const auto [status, body] = http_get(peer.base_url + "/_matrix/key/v2/server", error);
+  peer.fetched_ts = now_ms();
+  if (status != 200) {
+    peer.last_error = status ? "its keys answered HTTP " + std::to_string(status) : error;
+    return std::nullopt;
+  }
+  json answer;
+  try {
+    answer = parse_json_object(body);
+  } catch (const std::exception&) {
+    peer.last_error = "its keys are not a JSON object";
+    return std::nullopt;
+  }
+  // "Retrieving server keys": the answer names the server, lists its keys, is signed by each
+  // of them, and is valid now.
+  const auto keys = answer.value("verify_keys", json::object());
+  if (answer.value("server_name", json()) != peer.server_name || !keys.is_object() || keys.empty()) {
+    peer.last_error = "its keys answer names another server or no keys";
+    return std::nullopt;
+  }
+  std::map<std::string, std::string> verified;
+  for (const auto& [key_id, entry] : keys.items()) {
+    if (!entry.is_object() || !entry.contains("key") || !entry["key"].is_string()) continue;
+    const std::string public_key = entry["key"];
+    if (!matrix::verify_json_signature(answer, peer.server_name, key_id, public_key)) {
+      peer.last_error = "its keys answer is not signed by " + key_id;
+      return std::nullopt;
+    }
+    verified[key_id] = public_key;
+  }
+  const auto valid_until = answer.value("valid_until_ts", json(0));
+  if (verified.empty() || !valid_until.is_number_integer() || valid_until.get<int64_t>() < now_ms()) {
+    peer.last_error = "its keys have expired or none could be read";
+    return std::nullopt;
+  }
+  peer.keys = std::move(verified);
+  peer.valid_until_ts = valid_until.get<int64_t>();
+  peer.last_error.clear();
+  return answer;
+}
+
+std::optional<std::string> RemoteKeys::public_key(const std::string& server_name, const std::string& key_id) {
+  if (!valid_server_name(server_name)) return std::nullopt;
+  Peer snapshot;
+  {
+    std::lock_guard lock(mutex_);
+    // Anyone may name any server in a request: the peers remembered are bounded.
+    if (!peers_.count(server_name) && peers_.size() >= kMaxPeers) return std::nullopt;
+    auto& peer = peers_[server_name];
+    peer.server_name = server_name;
+    if (peer.base_url.empty()) peer.base_url = base_url(server_name);
+    if (const auto it = peer.keys.find(key_id); it != peer.keys.end() && peer.valid_until_ts >= now_ms()) return it->second;
+    // A key we do not know is looked up at most every 30 s, so that a stream of requests with
+    // made-up key IDs does not become a stream of fetches.
+    if (peer.fetched_ts > now_ms() - 30000 && peer.valid_until_ts >= now_ms()) return std::nullopt;
+    snapshot = peer;
+  }
+  auto answer = fetch_keys(snapshot);  // without the lock: a slow peer must not stall the others
+  std::lock_guard lock(mutex_);
+  auto& peer = peers_[server_name];
+  peer.keys = snapshot.keys;
+  peer.valid_until_ts = snapshot.valid_until_ts;
+  peer.fetched_ts = snapshot.fetched_ts;
+  peer.last_error = snapshot.last_error;
+  if (!peer.last_error.empty()) spdlog::warn("keys of {}: {}", server_name, peer.last_error);
+  if (answer) answers_[server_name] = *answer;
+  const auto it = peer.keys.find(key_id);
+  return it == peer.keys.end() ? std::nullopt : std::optional<std::string>(it->second);
+}
+
+std::optional<json> RemoteKeys::server_keys(const std::string& server_name) {
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = answers_.find(server_name);
+    const auto peer = peers_.find(server_name);
+    if (it != answers_.end() && peer != peers_.end() && peer->second.valid_until_ts >= now_ms()) return it->second;
+  }
+  // Any key ID makes it fetch; the answer is what a notary passes on.
+  public_key(server_name, "");
+  std::lock_guard lock(mutex_);
+  const auto it = answers_.find(server_name);
+  return it == answers_.end() ? std::nullopt : std::optional<json>(it->second);
+}
+
+void RemoteKeys::count(const std::string& server_name, bool admitted) {
+  std::lock_guard lock(mutex_);
+  const auto it = peers_.find(server_name);
+  if (it == peers_.end()) return;
+  ++(admitted ? it->second.requests_in : it->second.refused_in);
+}
+
+std::vector<Peer> RemoteKeys::peers() const {
+  std::lock_guard lock(mutex_);
+  std::vector<Peer> out;
+  for (const auto& [name, peer] : peers_) out.push_back(peer);
+  return out;
+}
+
+}  // namespace coop::federate
