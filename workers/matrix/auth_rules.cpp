@@ -55,23 +55,37 @@ int64_t as_level(const json& value, int64_t fallback) {
   return fallback;
 }
 
+// A member of a JSON object, or nullptr: lookups that copy nothing (a power levels event of
+// a big room names thousands of users, and every event is checked against it).
+const json* member_of(const json* object, const char* key) {
+  if (!object || !object->is_object()) return nullptr;
+  const auto it = object->find(key);
+  return it == object->end() ? nullptr : &*it;
+}
+
 struct PowerLevels {
-  json content;
+  const json* content = nullptr;  // the m.room.power_levels event's content, in the state
   std::string creator;
   bool present = false;
 
   int64_t user(const std::string& user_id) const {
     if (!present) return user_id == creator ? 100 : 0;
-    const auto users = content.value("users", json::object());
-    if (users.contains(user_id)) return as_level(users[user_id], 0);
-    return as_level(content.value("users_default", json(0)), 0);
+    if (const auto* users = member_of(content, "users"); users && users->is_object()) {
+      const auto it = users->find(user_id);
+      if (it != users->end()) return as_level(*it, 0);
+    }
+    const auto* fallback = member_of(content, "users_default");
+    return fallback ? as_level(*fallback, 0) : 0;
   }
   int64_t named(const char* key, int64_t fallback) const {
-    return present && content.contains(key) ? as_level(content[key], fallback) : fallback;
+    const auto* value = present ? member_of(content, key) : nullptr;
+    return value ? as_level(*value, fallback) : fallback;
   }
   int64_t for_event(const std::string& type, bool is_state) const {
-    const auto events = present ? content.value("events", json::object()) : json::object();
-    if (events.contains(type)) return as_level(events[type], 0);
+    if (const auto* events = present ? member_of(content, "events") : nullptr; events && events->is_object()) {
+      const auto it = events->find(type);
+      if (it != events->end()) return as_level(*it, 0);
+    }
     return is_state ? named("state_default", present ? 50 : 0) : named("events_default", 0);
   }
 };
@@ -80,8 +94,10 @@ PowerLevels power_levels(const StateMap& state) {
   PowerLevels pl;
   if (const auto* create = state_of(state, "m.room.create")) pl.creator = create->value("sender", "");
   if (const auto* levels = state_of(state, "m.room.power_levels")) {
+    static const json kEmpty = json::object();
     pl.present = true;
-    pl.content = levels->value("content", json::object());
+    const auto* content = member_of(levels, "content");
+    pl.content = content ? content : &kEmpty;
   }
   return pl;
 }

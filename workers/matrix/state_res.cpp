@@ -62,10 +62,13 @@ const json* auth_event_of_type(const json& event, const char* type, EventSource&
 int64_t sender_power(const json& event, EventSource& events) {
   const std::string sender = text(event, "sender");
   if (const auto* levels = auth_event_of_type(event, "m.room.power_levels", events)) {
-    const json content = levels->value("content", json::object());
-    const json users = content.value("users", json::object());
-    if (users.is_object() && users.contains(sender)) return integer(users[sender], 0);
-    return integer(content.value("users_default", json(0)), 0);
+    // Found in place: the content names every user with a level, and is read for many events.
+    const auto content = levels->find("content");
+    if (content == levels->end() || !content->is_object()) return 0;
+    if (const auto users = content->find("users"); users != content->end() && users->is_object())
+      if (const auto mine = users->find(sender); mine != users->end()) return integer(*mine, 0);
+    const auto fallback = content->find("users_default");
+    return fallback == content->end() ? 0 : integer(*fallback, 0);
   }
   if (const auto* create = auth_event_of_type(event, "m.room.create", events)) {
     // Room versions 11+ name the creator by the create event's sender; earlier, in content.
