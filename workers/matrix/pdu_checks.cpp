@@ -1,0 +1,149 @@
+// Server-Server API "Checks performed on receipt of a PDU", "Validating hashes and signatures
+// on received events" and the room versions' "Event format" and "Authorization rules".
+#include "workers/matrix/pdu_checks.h"
+
+#include <set>
+
+#include "common/error.h"
+#include "workers/matrix/canonical_json.h"
+#include "workers/matrix/event_hash.h"
+#include "workers/matrix/signing.h"
+#include "workers/matrix/state_res.h"
+
+namespace coop::matrix {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::size_t kMaxPduBytes = 65536;
+constexpr std::size_t kMaxIdBytes = 255;
+constexpr std::size_t kMaxAuthEvents = 10;
+constexpr std::size_t kMaxPrevEvents = 20;
+
+std::string server_of(const std::string& id) {
+  const auto colon = id.find(':');
+  return colon == std::string::npos ? "" : id.substr(colon + 1);
+}
+
+bool is_string(const json& pdu, const char* key, std::size_t max = kMaxIdBytes) {
+  const auto it = pdu.find(key);
+  return it != pdu.end() && it->is_string() && it->get_ref<const std::string&>().size() <= max;
+}
+
+bool is_id_list(const json& pdu, const char* key, std::size_t max) {
+  const auto it = pdu.find(key);
+  if (it == pdu.end() || !it->is_array() || it->size() > max) return false;
+  for (const auto& id : *it)
+    if (!id.is_string() || id.get_ref<const std::string&>().empty() || id.get_ref<const std::string&>()[0] != '$')
+      return false;
+  return true;
+}
+
+// Step 1: the room version's event format (versions 3+: no event_id in the PDU, IDs of
+// events it cites as strings) and the size limits. "" when it is valid, else why not.
+std::string format_error(const json& pdu) {
+  if (!pdu.is_object()) return "not a JSON object";
+  std::string canonical;
+  try {
+    canonical = canonical_json(pdu);
+  } catch (const Error& e) {
+    return std::string("not canonical JSON: ") + e.what();
+  }
+  if (canonical.size() > kMaxPduBytes) return "larger than 65536 bytes";
+  for (const char* key : {"room_id", "sender", "type"})
+    if (!is_string(pdu, key) || pdu[key].get_ref<const std::string&>().empty()) return std::string(key) + " is missing or too long";
+  const std::string sender = pdu["sender"];
+  if (sender[0] != '@' || server_of(sender).empty()) return "sender is not a user ID";
+  if (pdu["room_id"].get_ref<const std::string&>()[0] != '!') return "room_id is not a room ID";
+  if (pdu.contains("state_key") && !is_string(pdu, "state_key")) return "state_key is not a string of at most 255 bytes";
+  if (!pdu.contains("content") || !pdu["content"].is_object()) return "content is not an object";
+  if (!is_id_list(pdu, "auth_events", kMaxAuthEvents)) return "auth_events is not a list of at most 10 event IDs";
+  if (!is_id_list(pdu, "prev_events", kMaxPrevEvents)) return "prev_events is not a list of at most 20 event IDs";
+  const auto depth = pdu.find("depth");
+  if (depth == pdu.end() || !depth->is_number_integer() || depth->get<int64_t>() < 0) return "depth is not a non-negative integer";
+  const auto ts = pdu.find("origin_server_ts");
+  if (ts == pdu.end() || !ts->is_number_integer()) return "origin_server_ts is not an integer";
+  const auto hashes = pdu.find("hashes");
+  if (hashes == pdu.end() || !hashes->is_object() || !is_string(*hashes, "sha256", 64)) return "hashes.sha256 is missing";
+  const auto signatures = pdu.find("signatures");
+  if (signatures == pdu.end() || !signatures->is_object()) return "signatures is not an object";
+  return "";
+}
+
+// Step 2 ("Validating signatures"): the servers whose signatures the event must carry: the
+// sender's, and for a restricted join the server of the member who authorised it.
+std::set<std::string> required_signers(const json& pdu) {
+  std::set<std::string> servers{server_of(pdu["sender"])};
+  if (pdu["type"] == "m.room.member") {
+    const auto& content = pdu["content"];
+    if (content.value("membership", json()) == "join" && content.contains("join_authorised_via_users_server") &&
+        content["join_authorised_via_users_server"].is_string())
+      servers.insert(server_of(content["join_authorised_via_users_server"]));
+  }
+  return servers;
+}
+
+bool signed_by(const json& pdu, const std::string& server, std::string_view room_version, const KeyLookup& keys) {
+  const auto& signatures = pdu["signatures"];
+  const auto mine = signatures.find(server);
+  if (mine == signatures.end() || !mine->is_object()) return false;
+  for (const auto& [key_id, signature] : mine->items()) {
+    if (key_id.rfind("ed25519:", 0) != 0 || !signature.is_string()) continue;
+    const auto public_key = keys(server, key_id);
+    if (public_key && verify_event_signature(pdu, server, key_id, *public_key, room_version)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+PduCheck check_pdu(const json& pdu, std::string_view room_version, const KeyLookup& keys) {
+  PduCheck result;
+  if (room_version != "10" && room_version != "11") {
+    result.reason = "room version " + std::string(room_version) + " is not supported for federation";
+    return result;
+  }
+  if (auto error = format_error(pdu); !error.empty()) {
+    result.reason = error;
+    return result;
+  }
+  json event = pdu;
+  event.erase("event_id");  // not part of a version 3+ PDU; never trusted when present
+  for (const auto& server : required_signers(event))
+    if (!signed_by(event, server, room_version, keys)) {
+      result.reason = "not signed by " + server;
+      return result;
+    }
+  result.event_id = event_id_for(event, room_version);
+  if (event["hashes"]["sha256"] != content_hash(event)) {
+    result.verdict = PduVerdict::kRedacted;
+    result.reason = "the content hash does not match";
+    event = redact(event, room_version);
+  } else {
+    result.verdict = PduVerdict::kAccepted;
+  }
+  event["event_id"] = result.event_id;
+  result.event = std::move(event);
+  return result;
+}
+
+void check_against_auth_events(const json& event, const std::vector<json>& auth_events,
+                               const MembershipLookup& joined_elsewhere) {
+  auto reject = [](const std::string& why) { throw Error(errc::kMForbidden, why, 403); };
+  const auto wanted = auth_types_for(event);
+  const std::set<std::pair<std::string, std::string>> allowed(wanted.begin(), wanted.end());
+  StateMap state;
+  for (const auto& auth : auth_events) {
+    if (!auth.is_object() || !auth.contains("state_key") || !auth["state_key"].is_string() || !auth["type"].is_string())
+      reject("an auth event is not a state event");
+    std::pair<std::string, std::string> key{auth["type"], auth["state_key"]};
+    if (!allowed.count(key)) reject("auth event " + key.first + " (" + key.second + ") is not one the rules read");
+    if (!state.emplace(key, auth).second) reject("two auth events for " + key.first + " (" + key.second + ")");
+  }
+  if (event.value("type", "") != "m.room.create" && !state.count({"m.room.create", ""}))
+    reject("no m.room.create among the auth events");
+  authorize(event, state, joined_elsewhere);
+}
+
+}  // namespace coop::matrix
