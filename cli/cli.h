@@ -43,7 +43,7 @@ void add_member_commands(CLI::App& app, Globals& globals);
 void add_takeout_command(CLI::App& member, Globals& globals);
 // coop room ...
 void add_room_commands(CLI::App& app, Globals& globals);
-// coop federate keys, peers
+// coop federate keys, peers, profile
 void add_federate_commands(CLI::App& app, Globals& globals);
 // coop dav ...
 void add_dav_commands(CLI::App& app, Globals& globals);

@@ -29,6 +29,26 @@ void add_federate_commands(CLI::App& app, Globals& globals) {
     std::cout << "  others may use them until " << utc_time_text(until / 1000) << " before asking again\n";
   });
 
+  struct ProfileOptions {
+    std::string user;
+    bool json = false;
+  };
+  auto profile = std::make_shared<ProfileOptions>();
+  cmd = federate->add_subcommand("profile", "Ask another server for one of its users' profile (a signed request)");
+  cmd->add_option("user", profile->user, "The Matrix user ID (@name:server)")->required()->type_name("USER");
+  cmd->add_flag("--json", profile->json, "Print the answer as JSON");
+  cmd->callback([&globals, profile] {
+    WorkerCall call(globals, "federate", profile->json);
+    const auto r = call.call("GET", "/v1/profile?user_id=" + path_segment(profile->user));
+    if (profile->json) return print_json(r);
+    // What another server says is shown only when it is text.
+    const auto field = [&r](const char* key) {
+      const auto& answer = r["answer"];
+      return answer.is_object() && answer.contains(key) && answer[key].is_string() ? answer[key].get<std::string>() : "-";
+    };
+    std::cout << profile->user << "\n  name    " << field("displayname") << "\n  avatar  " << field("avatar_url") << "\n";
+  });
+
   auto peers_json = std::make_shared<bool>(false);
   cmd = federate->add_subcommand("peers", "List the servers that contacted this one or whose keys it fetched");
   cmd->add_flag("--json", *peers_json, "Print them as JSON");

@@ -62,6 +62,7 @@ _coop() {
       'room space|create') path='room space create' ;;
       'room jitsi|config') path='room jitsi config' ;;
       'federate|keys') path='federate keys' ;;
+      'federate|profile') path='federate profile' ;;
       'federate|peers') path='federate peers' ;;
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
@@ -255,8 +256,9 @@ _coop() {
     'room jitsi') words='--help config' ;;
     'room jitsi config') words='--help --json' ;;
     'room export') words='--help --out --json' ;;
-    'federate') words='--help keys peers' ;;
+    'federate') words='--help keys profile peers' ;;
     'federate keys') words='--help --json' ;;
+    'federate profile') words='--help --json' ;;
     'federate peers') words='--help --json' ;;
     'mail') words='--help queue dkim settings dns domain alias mailboxes export import' ;;
     'mail queue') words='--help list show retry delete' ;;

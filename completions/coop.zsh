@@ -62,6 +62,7 @@ _coop() {
       'room space|create') path='room space create' ;;
       'room jitsi|config') path='room jitsi config' ;;
       'federate|keys') path='federate keys' ;;
+      'federate|profile') path='federate profile' ;;
       'federate|peers') path='federate peers' ;;
       'mail|queue') path='mail queue' ;;
       'mail|dkim') path='mail dkim' ;;
@@ -387,12 +388,16 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:The JSON file to write' '-o:The JSON file to write' '--json:Print a summary as JSON' )
       ;;
     'federate')
-      commands=( 'keys:Show this server'\''s signing keys as other servers fetch them' 'peers:List the servers that contacted this one or whose keys it fetched' )
+      commands=( 'keys:Show this server'\''s signing keys as other servers fetch them' 'profile:Ask another server for one of its users'\'' profile (a signed request)' 'peers:List the servers that contacted this one or whose keys it fetched' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'federate keys')
       commands=( )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print them as JSON (with the signed answer of /_matrix/key/v2/server)' )
+      ;;
+    'federate profile')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print the answer as JSON' )
       ;;
     'federate peers')
       commands=( )

@@ -37,6 +37,8 @@ class FakeHomeserver:
     def __init__(self, name=REMOTE):
         self.name = name
         self.key = signedjson.key.generate_signing_key("fake1")
+        self.peer_keys = {}  # server name -> signedjson verify key, for requests made to us
+        self.seen = []       # (path, verdict) of the requests that reached the fake
         keys = {"server_name": name, "valid_until_ts": int(time.time() * 1000) + 3600_000, "old_verify_keys": {},
                 "verify_keys": {f"ed25519:{self.key.version}": {"key": unpadded(self.key.verify_key.encode())}}}
         self.published = signedjson.sign.sign_json(keys, name, self.key)
@@ -44,7 +46,17 @@ class FakeHomeserver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
-                if self.path == "/_matrix/key/v2/server":
+                if self.path.startswith("/_matrix/federation/v1/query/profile"):
+                    verdict = fake.check_x_matrix("GET", self.path, self.headers.get("Authorization", ""))
+                    fake.seen.append((self.path, verdict))
+                    body = json.dumps({"displayname": "Bob of B"} if verdict == "ok" else
+                                      {"errcode": "M_UNAUTHORIZED", "error": verdict}).encode()
+                    self.send_response(200 if verdict == "ok" else 401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif self.path == "/_matrix/key/v2/server":
                     body = json.dumps(fake.published).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
@@ -70,6 +82,29 @@ class FakeHomeserver:
         signature = signed["signatures"][self.name][f"ed25519:{key.version}"]
         return (f'X-Matrix origin="{self.name}",destination="{destination}",key="ed25519:{key.version}",'
                 f'sig="{signature}"')
+
+    def check_x_matrix(self, method, uri, header, content=None):
+        """The receiving side of "Request Authentication", done with signedjson: "ok" or why not."""
+        if not header.startswith("X-Matrix "):
+            return "no X-Matrix header"
+        params = {}
+        for part in header[len("X-Matrix "):].split(","):
+            name, _, value = part.strip().partition("=")
+            params[name] = value.strip('"')
+        if params.get("destination") != self.name:
+            return "not meant for us"
+        origin = params.get("origin")
+        if origin not in self.peer_keys:
+            return "unknown origin"
+        request = {"method": method, "uri": uri, "origin": origin, "destination": self.name,
+                   "signatures": {origin: {params.get("key"): params.get("sig")}}}
+        if content is not None:
+            request["content"] = content
+        try:
+            signedjson.sign.verify_signed_json(request, origin, self.peer_keys[origin])
+        except signedjson.sign.SignatureVerifyException as e:
+            return f"bad signature: {e}"
+        return "ok"
 
     def close(self):
         self.server.shutdown()
@@ -130,6 +165,30 @@ def test_keys_are_published_signed_and_signedjson_verifies_them():
             signedjson.sign.verify_signed_json(relayed, DOMAIN, verify_key(published, DOMAIN, key_id))
             status, answer = federation(url, "POST", "/_matrix/key/v2/query", body={"server_keys": {DOMAIN: {}, "bad name!": {}}})
             assert status == 200 and [k["server_name"] for k in answer["server_keys"]] == [DOMAIN], answer
+            shard.coop("down")
+    finally:
+        fake.close()
+
+
+def test_our_requests_are_signed_so_that_signedjson_admits_them():
+    fake = FakeHomeserver()
+    try:
+        with Shard(BIN) as shard:
+            url, _ = start(shard, fake)
+            _, published = federation(url, "GET", "/_matrix/key/v2/server")
+            (key_id,) = published["verify_keys"].keys()
+            fake.peer_keys[DOMAIN] = verify_key(published, DOMAIN, key_id)
+            answer = shard.json("federate", "profile", f"@bob:{REMOTE}")
+            assert answer["status"] == 200 and answer["answer"] == {"displayname": "Bob of B"}, answer
+            assert fake.seen == [(f"/_matrix/federation/v1/query/profile?user_id=%40bob%3A{REMOTE}", "ok")], fake.seen
+            assert "Bob of B" in shard.coop("federate", "profile", f"@bob:{REMOTE}").stdout
+            # With a key the fake does not hold for us, it refuses, and coop says so.
+            fake.peer_keys[DOMAIN] = signedjson.key.get_verify_key(signedjson.key.generate_signing_key(key_id.split(":")[1]))
+            refused = shard.coop("federate", "profile", f"@bob:{REMOTE}", "--json", expect=None)
+            assert refused.returncode != 0 and json.loads(refused.stdout)["status"] == 401, refused.stdout
+            # Nobody is asked about our own users or about names that are not user IDs.
+            for bad in (f"@alice:{DOMAIN}", "bob", "@bob:bad name"):
+                assert shard.coop("federate", "profile", bad, expect=None).returncode != 0, bad
             shard.coop("down")
     finally:
         fake.close()
@@ -205,5 +264,6 @@ def test_requests_are_admitted_by_their_x_matrix_signature_only():
 if __name__ == "__main__":
     run_tests([
         test_keys_are_published_signed_and_signedjson_verifies_them,
+        test_our_requests_are_signed_so_that_signedjson_admits_them,
         test_requests_are_admitted_by_their_x_matrix_signature_only,
     ])

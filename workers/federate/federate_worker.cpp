@@ -12,11 +12,14 @@
 
 #include "common/control/client.h"
 #include "common/error.h"
+#include "common/json.h"
+#include "common/text.h"
 #include "common/http/listen.h"
 #include "common/http/router.h"
 #include "common/http/server.h"
 #include "common/version.h"
 #include "common/worker_runtime.h"
+#include "workers/federate/http_fetch.h"
 #include "workers/federate/remote_keys.h"
 #include "workers/matrix/server_key.h"
 #include "workers/matrix/signing.h"
@@ -129,6 +132,35 @@ std::optional<json> active_member(const Context& c, const std::string& user_id) 
   return std::nullopt;
 }
 
+// A request of ours to another server, signed with X-Matrix ("Request Authentication"): the
+// answer's status and JSON body, or why there is none.
+struct Outbound {
+  long status = 0;
+  json body;
+  std::string error;
+};
+
+Outbound federation_request(const Context& c, const std::string& method, const std::string& destination,
+                            const std::string& uri, const json* body) {
+  std::vector<std::string> headers{
+      "Authorization: " + matrix::x_matrix_authorization(method, uri, c.server_name, destination, body, c.key)};
+  std::string payload;
+  if (body) {
+    headers.emplace_back("Content-Type: application/json");
+    payload = body->dump();
+  }
+  const auto fetched = http_fetch(method, c.remote.base_url(destination) + uri, headers, payload, 1 << 20);
+  Outbound out{fetched.status, nullptr, fetched.error};
+  if (fetched.status) {
+    try {
+      out.body = parse_json_object(fetched.body);
+    } catch (const std::exception&) {
+      out.error = "the answer is not a JSON object";
+    }
+  }
+  return out;
+}
+
 void add_routes(http::Router& r, Context& c, const http::Runner& run) {
   r.add("GET", "/_matrix/federation/v1/version", guarded([](const Request&) {
           return Response::json({{"server", {{"name", "coop"}, {"version", kVersion}}}});
@@ -234,6 +266,21 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
                            {"keys", {{{"key_id", context->key.key_id()}, {"public_key", context->key.public_key_base64()}}}},
                            {"published", own_keys(*context)}});
   }, "this server's signing keys as published");
+  control.add_blocking("GET", "/v1/profile", runtime.blocking_runner(), [context](const Request& q) {
+    // A user's profile on another server, asked over federation (what a client's profile
+    // lookup of a remote user will do).
+    const auto user_id = q.query_value("user_id");
+    const auto colon = user_id.find(':');
+    const std::string server = colon == std::string::npos ? "" : user_id.substr(colon + 1);
+    if (user_id.size() > 255 || user_id.empty() || user_id[0] != '@' || !valid_server_name(server))
+      throw Error(errc::kUsage, "not a Matrix user ID: " + user_id, 400);
+    if (server == context->server_name) throw Error(errc::kUsage, user_id + " is a user of this server", 400);
+    const auto answer = federation_request(*context, "GET", server,
+                                           "/_matrix/federation/v1/query/profile?user_id=" + percent_encode(user_id), nullptr);
+    if (!answer.status) throw Error("peer_unreachable", server + " did not answer: " + answer.error, 502);
+    return Response::json({{"user_id", user_id}, {"server", server}, {"status", answer.status}, {"answer", answer.body}},
+                          answer.status == 200 ? 200 : 502);
+  }, "a remote user's profile, asked of their server with a signed request");
   control.add("GET", "/v1/peers", [remote = remote_.get()](const Request&) {
     json list = json::array();
     for (const auto& peer : remote->peers()) {

@@ -1,11 +1,11 @@
 #include "workers/federate/remote_keys.h"
 
-#include <curl/curl.h>
 #include <spdlog/spdlog.h>
 
 #include <cctype>
 
 #include "common/json.h"
+#include "workers/federate/http_fetch.h"
 #include "workers/matrix/signing.h"
 
 namespace coop::federate {
@@ -15,44 +15,10 @@ using nlohmann::json;
 namespace {
 
 constexpr std::size_t kMaxKeyAnswer = 64 * 1024;
-constexpr long kTimeoutMs = 10000;
 constexpr std::size_t kMaxPeers = 10000;
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-size_t collect(char* data, size_t size, size_t count, void* out) {
-  auto* body = static_cast<std::string*>(out);
-  if (body->size() + size * count > kMaxKeyAnswer) return 0;  // too big: curl stops with an error
-  body->append(data, size * count);
-  return size * count;
-}
-
-// One GET with a bounded answer: (HTTP status, body); status 0 when it did not complete.
-std::pair<long, std::string> http_get(const std::string& url, std::string& error) {
-  std::string body;
-  long status = 0;
-  CURL* curl = curl_easy_init();
-  if (!curl) {
-    error = "cannot start an HTTP request";
-    return {0, ""};
-  }
-  char message[CURL_ERROR_SIZE] = "";
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, kTimeoutMs);
-  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, message);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &body);
-  if (curl_easy_perform(curl) == CURLE_OK)
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-  else
-    error = message[0] ? message : "the request failed";
-  curl_easy_cleanup(curl);
-  return {status, body};
 }
 
 }  // namespace
@@ -99,8 +65,8 @@ std::string RemoteKeys::base_url(const std::string& server_name) const {
 }
 
 std::optional<json> RemoteKeys::fetch_keys(Peer& peer) {
-  std::string error;
-  const auto [status, body] = http_get(peer.base_url + "/_matrix/key/v2/server", error);
+  const auto fetched = http_fetch("GET", peer.base_url + "/_matrix/key/v2/server", {}, "", kMaxKeyAnswer);
+  const auto& [status, body, error] = fetched;
   peer.fetched_ts = now_ms();
   if (status != 200) {
     peer.last_error = status ? "its keys answered HTTP " + std::to_string(status) : error;
