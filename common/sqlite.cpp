@@ -3,6 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+#include <thread>
+
 #include "common/error.h"
 
 namespace coop::sqlite {
@@ -97,7 +100,16 @@ std::unique_ptr<Database> Database::open(const std::filesystem::path& file, Open
   sqlite3_extended_result_codes(raw, 1);
   sqlite3_busy_timeout(raw, options.busy_timeout_ms);
   if (!options.read_only) {
-    db->exec("PRAGMA journal_mode=WAL");
+    // Switching a new file to WAL takes an exclusive lock that SQLite's busy handler does not
+    // wait for: when two processes open one database at once (coop-room and coop-federate,
+    // room.db, on a shard's first start), the second is told "locked" and asks again.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.busy_timeout_ms);
+    while (sqlite3_exec(raw, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      const int code = sqlite3_errcode(raw) & 0xff;
+      if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) || std::chrono::steady_clock::now() > deadline)
+        fail(raw, "exec 'PRAGMA journal_mode=WAL'");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     db->exec("PRAGMA synchronous=FULL");
   }
   db->exec("PRAGMA foreign_keys=ON");

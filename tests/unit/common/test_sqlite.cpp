@@ -85,6 +85,30 @@ TEST_CASE("databases open in WAL mode with a busy timeout") {
   CHECK(timeout.column_int64(0) == 5000);
 }
 
+TEST_CASE("two connections opening and migrating a new database at once both succeed") {
+  // coop-room and coop-federate open room.db together on a shard's first start: the switch to
+  // WAL and the migrations must wait for each other, not fail.
+  coop::test::TempDir dir;
+  for (int round = 0; round < 40; ++round) {
+    const auto file = dir.path() / ("race" + std::to_string(round) + ".db");
+    std::atomic<int> failures{0};
+    auto open_and_migrate = [&] {
+      try {
+        auto db = Database::open(file);
+        db->migrate(kTwoSteps, true);
+      } catch (const coop::Error&) {
+        ++failures;
+      }
+    };
+    std::thread a(open_and_migrate), b(open_and_migrate);
+    a.join();
+    b.join();
+    REQUIRE(failures == 0);
+    auto db = Database::open(file);
+    CHECK(db->schema_version() == 2);
+  }
+}
+
 TEST_CASE("prepared statements are cached and come back reset") {
   coop::test::TempDir dir;
   auto db = Database::open(dir.path() / "a.db");

@@ -1,6 +1,6 @@
 // Server-Server API "Checks performed on receipt of a PDU", steps 1-4: what a remote server's
-// events go through before coop takes them. Names follow Complement's federation tests where
-// one covers the same ground.
+// events go through before coop takes them. The one named after a Complement test covers the
+// part of it these checks can (its auth events; the state parts come with /send).
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -58,7 +58,7 @@ TEST_CASE("a well-formed PDU signed by its sender's server is accepted, with its
   CHECK(check_pdu(lying, "11", keys()).event_id == checked.event_id);
 }
 
-TEST_CASE("TestInboundFederationRejectsEventsWithBadSignatures: forged or missing signatures drop the event") {
+TEST_CASE("forged or missing signatures drop the event") {
   auto forged = pdu();
   forged["type"] = "m.room.topic";  // covered by the signature (it survives redaction)
   CHECK(check_pdu(forged, "11", keys()).verdict == PduVerdict::kDropped);
@@ -81,7 +81,7 @@ TEST_CASE("TestInboundFederationRejectsEventsWithBadSignatures: forged or missin
   CHECK(check_pdu(join, "11", keys()).reason == "not signed by a.test");
 }
 
-TEST_CASE("TestInboundFederationRejectsEventsWithBadHashes: a wrong content hash redacts the event") {
+TEST_CASE("a wrong content hash redacts the event") {
   auto edited = pdu();
   edited["content"]["body"] = "something else";  // not covered by the signature, only by the hash
   const auto checked = check_pdu(edited, "11", keys());
