@@ -15,6 +15,48 @@ void add_federate_commands(CLI::App& app, Globals& globals) {
   auto* federate = app.add_subcommand("federate", "Matrix federation: this server's keys and the servers it talks to");
   federate->require_subcommand(1);
 
+  auto status_json = std::make_shared<bool>(false);
+  auto* status = federate->add_subcommand("status", "Show the federation at a glance: peers, requests, allow and deny lists");
+  status->add_flag("--json", *status_json, "Print it as JSON");
+  status->callback([&globals, status_json] {
+    WorkerCall call(globals, "federate", *status_json);
+    const auto r = call.call("GET", "/v1/summary");
+    if (*status_json) return print_json(r);
+    auto list = [](const json& servers) {
+      std::string out;
+      for (const auto& s : servers) out += (out.empty() ? "" : ", ") + s.get<std::string>();
+      return out.empty() ? std::string("-") : out;
+    };
+    std::cout << "server     " << r.value("server_name", "") << " (" << r.value("key_id", "") << ")\n"
+              << "mode       " << r.value("mode", "") << "\n"
+              << "allowed    " << list(r.value("allowed", json::array())) << "\n"
+              << "denied     " << list(r.value("denied", json::array())) << "\n"
+              << "peers      " << r.value("peers", 0) << " (requests admitted " << r.value("requests_in", 0)
+              << ", refused " << r.value("refused_in", 0) << ")\n";
+  });
+
+  for (const char* rule : {"allow", "deny"}) {
+    struct RuleOptions {
+      std::string server;
+      bool remove = false, json = false;
+    };
+    auto o = std::make_shared<RuleOptions>();
+    const std::string word = rule;
+    auto* c = federate->add_subcommand(word, word == "allow" ? "Federate only with allowed servers (once any is allowed)"
+                                                              : "Refuse a server's requests and send it nothing");
+    c->add_option("server", o->server, "The server name (example.org or example.org:8448)")->required()->type_name("SERVER");
+    c->add_flag("--remove", o->remove, "Take the server off the " + word + " list");
+    c->add_flag("--json", o->json, "Print the lists as JSON");
+    c->callback([&globals, o, word] {
+      WorkerCall call(globals, "federate", o->json);
+      const auto r = o->remove ? call.call("DELETE", "/v1/policy/" + path_segment(o->server) + "?policy=" + word)
+                               : call.call("POST", "/v1/policy", json{{"server", o->server}, {"policy", word}});
+      if (o->json) return print_json(r);
+      std::cout << (o->remove ? "Removed " + o->server + " from the " + word + " list" : (word == "allow" ? "Allowed " : "Denied ") + o->server)
+                << "\n";
+    });
+  }
+
   auto keys_json = std::make_shared<bool>(false);
   auto* cmd = federate->add_subcommand("keys", "Show this server's signing keys as other servers fetch them");
   cmd->add_flag("--json", *keys_json, "Print them as JSON (with the signed answer of /_matrix/key/v2/server)");

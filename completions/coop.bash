@@ -61,6 +61,9 @@ _coop() {
       'room|export') path='room export' ;;
       'room space|create') path='room space create' ;;
       'room jitsi|config') path='room jitsi config' ;;
+      'federate|status') path='federate status' ;;
+      'federate|allow') path='federate allow' ;;
+      'federate|deny') path='federate deny' ;;
       'federate|keys') path='federate keys' ;;
       'federate|profile') path='federate profile' ;;
       'federate|peers') path='federate peers' ;;
@@ -256,7 +259,10 @@ _coop() {
     'room jitsi') words='--help config' ;;
     'room jitsi config') words='--help --json' ;;
     'room export') words='--help --out --json' ;;
-    'federate') words='--help keys profile peers' ;;
+    'federate') words='--help status allow deny keys profile peers' ;;
+    'federate status') words='--help --json' ;;
+    'federate allow') words='--help --remove --json' ;;
+    'federate deny') words='--help --remove --json' ;;
     'federate keys') words='--help --json' ;;
     'federate profile') words='--help --json' ;;
     'federate peers') words='--help --json' ;;

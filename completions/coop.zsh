@@ -61,6 +61,9 @@ _coop() {
       'room|export') path='room export' ;;
       'room space|create') path='room space create' ;;
       'room jitsi|config') path='room jitsi config' ;;
+      'federate|status') path='federate status' ;;
+      'federate|allow') path='federate allow' ;;
+      'federate|deny') path='federate deny' ;;
       'federate|keys') path='federate keys' ;;
       'federate|profile') path='federate profile' ;;
       'federate|peers') path='federate peers' ;;
@@ -388,8 +391,20 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:The JSON file to write' '-o:The JSON file to write' '--json:Print a summary as JSON' )
       ;;
     'federate')
-      commands=( 'keys:Show this server'\''s signing keys as other servers fetch them' 'profile:Ask another server for one of its users'\'' profile (a signed request)' 'peers:List the servers that contacted this one or whose keys it fetched' )
+      commands=( 'status:Show the federation at a glance\: peers, requests, allow and deny lists' 'allow:Federate only with allowed servers (once any is allowed)' 'deny:Refuse a server'\''s requests and send it nothing' 'keys:Show this server'\''s signing keys as other servers fetch them' 'profile:Ask another server for one of its users'\'' profile (a signed request)' 'peers:List the servers that contacted this one or whose keys it fetched' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
+      ;;
+    'federate status')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--json:Print it as JSON' )
+      ;;
+    'federate allow')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--remove:Take the server off the allow list' '--json:Print the lists as JSON' )
+      ;;
+    'federate deny')
+      commands=( )
+      options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--remove:Take the server off the deny list' '--json:Print the lists as JSON' )
       ;;
     'federate keys')
       commands=( )

@@ -248,6 +248,27 @@ def test_requests_are_admitted_by_their_x_matrix_signature_only():
             assert peers["stranger.test"]["last_error"], peers  # not resolvable from here
             assert "stranger.test" in shard.coop("federate", "peers").stdout
 
+            # Deny lists and allow lists, both ways, kept across a restart.
+            shard.coop("federate", "deny", REMOTE)
+            status, body = federation(url, "GET", profile, fake.authorization("GET", profile, DOMAIN))
+            assert status == 403 and body["errcode"] == "M_FORBIDDEN", body
+            refused = shard.coop("federate", "profile", f"@bob:{REMOTE}", expect=None)
+            assert refused.returncode != 0 and "does not federate with" in refused.stderr, refused.stderr
+            assert shard.coop("federate", "allow", REMOTE, "--remove", expect=None).returncode != 0  # not on that list
+            shard.coop("federate", "deny", REMOTE, "--remove")
+            assert federation(url, "GET", profile, fake.authorization("GET", profile, DOMAIN))[0] == 200
+            shard.coop("federate", "allow", "friends.test")  # an allow list without remote.test
+            shard.coop("down")
+            shard.coop("up")
+            summary = shard.json("federate", "status")
+            assert summary["mode"] == "allow list" and summary["allowed"] == ["friends.test"], summary
+            status, body = federation(url, "GET", profile, fake.authorization("GET", profile, DOMAIN))
+            assert status == 403, body
+            assert "allow list" in shard.coop("federate", "status").stdout
+            shard.coop("federate", "allow", REMOTE)
+            assert federation(url, "GET", profile, fake.authorization("GET", profile, DOMAIN))[0] == 200
+            assert shard.coop("federate", "deny", "not a name", expect=None).returncode != 0
+
             # OpenID userinfo on the federation listener, for a token Alice asked for.
             status, openid, _ = http_json(
                 f"{client_url}/_matrix/client/v3/user/{urllib.parse.quote('@alice:' + DOMAIN)}/openid/request_token", "POST", {}, token)

@@ -21,6 +21,7 @@
 #include "common/worker_runtime.h"
 #include "workers/federate/http_fetch.h"
 #include "workers/federate/remote_keys.h"
+#include "workers/federate/server_policy.h"
 #include "workers/matrix/server_key.h"
 #include "workers/matrix/signing.h"
 #include "workers/matrix/x_matrix.h"
@@ -70,6 +71,7 @@ struct Context {
   const matrix::SigningKey& key;
   room::RoomStore& store;
   RemoteKeys& remote;
+  ServerPolicy& policy;
   std::string server_name;
 };
 
@@ -93,6 +95,9 @@ std::variant<std::string, Response> authenticate(const Context& c, const Request
     return matrix_error(401, "M_UNAUTHORIZED", "origin is not another homeserver's name");
   if (!header->destination.empty() && header->destination != c.server_name)
     return matrix_error(401, "M_UNAUTHORIZED", "this request is meant for " + header->destination);
+  // A server this one does not federate with is refused before anything is fetched from it.
+  if (!c.policy.admits(header->origin))
+    return matrix_error(403, "M_FORBIDDEN", c.server_name + " does not federate with " + header->origin);
   json content;
   const json* body = nullptr;
   if (!q.body.empty()) {
@@ -142,6 +147,7 @@ struct Outbound {
 
 Outbound federation_request(const Context& c, const std::string& method, const std::string& destination,
                             const std::string& uri, const json* body) {
+  if (!c.policy.admits(destination)) return {0, nullptr, "this server does not federate with " + destination};
   std::vector<std::string> headers{
       "Authorization: " + matrix::x_matrix_authorization(method, uri, c.server_name, destination, body, c.key)};
   std::string payload;
@@ -251,8 +257,9 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     : key_(std::make_unique<matrix::SigningKey>(matrix::load_or_make_server_key(runtime.home()))),
       store_(std::make_unique<room::RoomStore>(runtime.home().database("room"), runtime.config().domain(), *key_)),
       remote_(std::make_unique<RemoteKeys>(runtime.config().get_string_table("workers.federate.resolve"))),
+      policy_(std::make_unique<ServerPolicy>(runtime.home().database("federate"))),
       router_(std::make_unique<http::Router>()) {
-  context_ = std::make_unique<Context>(Context{runtime, *key_, *store_, *remote_, runtime.config().domain()});
+  context_ = std::make_unique<Context>(Context{runtime, *key_, *store_, *remote_, *policy_, runtime.config().domain()});
   Context* context = context_.get();
   add_routes(*router_, *context, runtime.blocking_runner());
   runtime.on_shutdown([this] {
@@ -281,6 +288,42 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     return Response::json({{"user_id", user_id}, {"server", server}, {"status", answer.status}, {"answer", answer.body}},
                           answer.status == 200 ? 200 : 502);
   }, "a remote user's profile, asked of their server with a signed request");
+  control.add("GET", "/v1/policy", [policy = policy_.get()](const Request&) {
+    return Response::json(policy->entries());
+  }, "the servers allowed and denied ({server: allow|deny})");
+  control.add_blocking("POST", "/v1/policy", runtime.blocking_runner(), [policy = policy_.get()](const Request& q) {
+    const auto body = q.json();
+    policy->set(body.value("server", ""), body.value("policy", ""));
+    return Response::json(policy->entries());
+  }, "allow or deny a server ({server, policy})");
+  control.add_blocking("DELETE", "/v1/policy/{server}", runtime.blocking_runner(), [policy = policy_.get()](const Request& q) {
+    // ?policy=allow|deny: only from that list (`coop federate deny X --remove` keeps an allow).
+    const auto server = q.param("server"), list = q.query_value("policy");
+    const auto entries = policy->entries();
+    const auto it = entries.find(server);
+    if (it == entries.end() || (!list.empty() && it->second != list))
+      throw Error(errc::kNotFound, server + " is not on the " + (list.empty() ? "allow or deny" : list) + " list", 404);
+    policy->remove(server);
+    return Response::json(policy->entries());
+  }, "forget a server's allow or deny entry");
+  control.add("GET", "/v1/summary", [context, remote = remote_.get(), policy = policy_.get()](const Request&) {
+    uint64_t admitted = 0, refused = 0;
+    const auto peers = remote->peers();
+    for (const auto& peer : peers) {
+      admitted += peer.requests_in;
+      refused += peer.refused_in;
+    }
+    json allowed = json::array(), denied = json::array();
+    for (const auto& [server, rule] : policy->entries()) (rule == "allow" ? allowed : denied).push_back(server);
+    return Response::json({{"server_name", context->server_name},
+                           {"key_id", context->key.key_id()},
+                           {"peers", peers.size()},
+                           {"requests_in", admitted},
+                           {"refused_in", refused},
+                           {"mode", allowed.empty() ? "open" : "allow list"},
+                           {"allowed", allowed},
+                           {"denied", denied}});
+  }, "the federation at a glance: peers, requests, allow and deny lists");
   control.add("GET", "/v1/peers", [remote = remote_.get()](const Request&) {
     json list = json::array();
     for (const auto& peer : remote->peers()) {

@@ -21,6 +21,7 @@ class RoomStore;
 namespace coop::federate {
 
 class RemoteKeys;
+class ServerPolicy;
 struct Context;
 
 class FederateWorker {
@@ -32,6 +33,7 @@ class FederateWorker {
   std::unique_ptr<matrix::SigningKey> key_;
   std::unique_ptr<room::RoomStore> store_;
   std::unique_ptr<RemoteKeys> remote_;
+  std::unique_ptr<ServerPolicy> policy_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<Context> context_;
   std::unique_ptr<http::Server> server_;
