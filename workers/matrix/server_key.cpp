@@ -2,9 +2,15 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/paths.h"
@@ -26,15 +32,22 @@ SigningKey load_or_make_server_key(const Home& home) {
   const auto path = home.keys_dir() / "matrix_signing.key";
   if (auto key = read_key(path)) return std::move(*key);
   auto key = SigningKey::generate("ed25519:a_coop");
-  try {
-    create_file_durably(path, "ed25519 a_coop " + key.seed_base64() + "\n", 0600);
+  // Written whole beside it, then linked into place: link() fails when the name exists, so a
+  // worker that loses the race reads the winner's complete file, never a half-written one.
+  const auto temp = path.string() + ".new." + random_hex(8);
+  write_file_durably(temp, "ed25519 a_coop " + key.seed_base64() + "\n", 0600);
+  const int linked = ::link(temp.c_str(), path.c_str());
+  const int link_error = errno;
+  std::error_code ignored;
+  std::filesystem::remove(temp, ignored);
+  if (linked == 0) {
+    fsync_directory(path.parent_path());
     spdlog::info("made a new Matrix signing key {}", key.key_id());
     return key;
-  } catch (const Error&) {
-    // Another worker made it first (or the file is unreadable: then this says so).
-    if (auto theirs = read_key(path)) return std::move(*theirs);
-    throw;
   }
+  if (link_error == EEXIST)
+    if (auto theirs = read_key(path)) return std::move(*theirs);
+  throw Error(errc::kIoError, "cannot create " + path.string() + ": " + std::strerror(link_error), 500);
 }
 
 }  // namespace coop::matrix
