@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "common/control/client.h"
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "common/text.h"
@@ -37,10 +38,6 @@ using nlohmann::json;
 
 // How long others may use our keys before asking again (Synapse's default is a day).
 constexpr int64_t kKeyValidityMs = 24 * 3600 * 1000;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // Matrix's error body ("API standards"): {"errcode", "error"}.
 Response matrix_error(int status, const std::string& errcode, const std::string& message) {
@@ -82,7 +79,7 @@ json own_keys(const Context& c) {
   json keys{{"server_name", c.server_name},
             {"verify_keys", {{c.key.key_id(), {{"key", c.key.public_key_base64()}}}}},
             {"old_verify_keys", json::object()},
-            {"valid_until_ts", now_ms() + kKeyValidityMs}};
+            {"valid_until_ts", unix_millis() + kKeyValidityMs}};
   return matrix::sign_json(std::move(keys), c.server_name, c.key);
 }
 

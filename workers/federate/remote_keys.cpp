@@ -5,6 +5,7 @@
 #include <cctype>
 
 #include "common/json.h"
+#include "common/clock.h"
 #include "workers/federate/http_fetch.h"
 #include "workers/matrix/signing.h"
 
@@ -16,10 +17,6 @@ namespace {
 
 constexpr std::size_t kMaxKeyAnswer = 64 * 1024;
 constexpr std::size_t kMaxPeers = 10000;
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 }  // namespace
 
@@ -67,7 +64,7 @@ std::string RemoteKeys::base_url(const std::string& server_name) const {
 std::optional<json> RemoteKeys::fetch_keys(Peer& peer) {
   const auto fetched = http_fetch("GET", peer.base_url + "/_matrix/key/v2/server", {}, "", kMaxKeyAnswer);
   const auto& [status, body, error] = fetched;
-  peer.fetched_ts = now_ms();
+  peer.fetched_ts = unix_millis();
   if (status != 200) {
     peer.last_error = status ? "its keys answered HTTP " + std::to_string(status) : error;
     return std::nullopt;
@@ -97,7 +94,7 @@ std::optional<json> RemoteKeys::fetch_keys(Peer& peer) {
     verified[key_id] = public_key;
   }
   const auto valid_until = answer.value("valid_until_ts", json(0));
-  if (verified.empty() || !valid_until.is_number_integer() || valid_until.get<int64_t>() < now_ms()) {
+  if (verified.empty() || !valid_until.is_number_integer() || valid_until.get<int64_t>() < unix_millis()) {
     peer.last_error = "its keys have expired or none could be read";
     return std::nullopt;
   }
@@ -117,10 +114,10 @@ std::optional<std::string> RemoteKeys::public_key(const std::string& server_name
     auto& peer = peers_[server_name];
     peer.server_name = server_name;
     if (peer.base_url.empty()) peer.base_url = base_url(server_name);
-    if (const auto it = peer.keys.find(key_id); it != peer.keys.end() && peer.valid_until_ts >= now_ms()) return it->second;
+    if (const auto it = peer.keys.find(key_id); it != peer.keys.end() && peer.valid_until_ts >= unix_millis()) return it->second;
     // A key we do not know is looked up at most every 30 s, so that a stream of requests with
     // made-up key IDs does not become a stream of fetches.
-    if (peer.fetched_ts > now_ms() - 30000 && peer.valid_until_ts >= now_ms()) return std::nullopt;
+    if (peer.fetched_ts > unix_millis() - 30000 && peer.valid_until_ts >= unix_millis()) return std::nullopt;
     snapshot = peer;
   }
   auto answer = fetch_keys(snapshot);  // without the lock: a slow peer must not stall the others
@@ -141,7 +138,7 @@ std::optional<json> RemoteKeys::server_keys(const std::string& server_name) {
     std::lock_guard lock(mutex_);
     const auto it = answers_.find(server_name);
     const auto peer = peers_.find(server_name);
-    if (it != answers_.end() && peer != peers_.end() && peer->second.valid_until_ts >= now_ms()) return it->second;
+    if (it != answers_.end() && peer != peers_.end() && peer->second.valid_until_ts >= unix_millis()) return it->second;
   }
   // Any key ID makes it fetch; the answer is what a notary passes on.
   public_key(server_name, "");

@@ -97,7 +97,7 @@ ClientApi::Impl::Impl(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys)
     settings.allow_networks = config.get_strings("workers.room.url_previews.allow_networks", {});
     previewer = std::make_unique<UrlPreviewer>(std::move(settings));
   }
-  jitsi = std::make_unique<const JitsiSettings>(read_jitsi_settings(config, runtime.home()));
+  jitsi = std::make_shared<const JitsiSettings>(read_jitsi_settings(config, runtime.home()));
 }
 
 ClientApi::Impl::~Impl() = default;
@@ -308,6 +308,8 @@ ClientApi::ClientApi(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys, h
 }
 
 ClientApi::~ClientApi() { close(); }
+
+std::shared_ptr<const JitsiSettings> ClientApi::jitsi() const { return impl_->jitsi; }
 
 void ClientApi::end_sessions(const std::string& handle, const std::string& kind) {
   const std::string user_id = "@" + handle + ":" + impl_->server();

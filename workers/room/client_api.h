@@ -17,11 +17,14 @@ namespace coop::room {
 class RoomStore;
 class KeyStore;
 struct StoreChange;
+struct JitsiSettings;
 
 class ClientApi {
  public:
   ClientApi(WorkerRuntime& runtime, RoomStore& store, KeyStore& keys, http::Router& router);
   ~ClientApi();
+  // [workers.room.jitsi] as read at start, for the control routes that start calls.
+  std::shared_ptr<const JitsiSettings> jitsi() const;
   // A member's sessions end (suspension, removal, password change): their tokens go; after a
   // password change made over Matrix, the devices that change asked to keep stay.
   void end_sessions(const std::string& handle, const std::string& kind);

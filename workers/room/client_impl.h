@@ -54,7 +54,7 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   http::Runner run;
   BlobStore blobs;  // media
   std::unique_ptr<UrlPreviewer> previewer;  // null when URL previews are off
-  std::unique_ptr<const JitsiSettings> jitsi;  // [workers.room.jitsi], read at start
+  std::shared_ptr<const JitsiSettings> jitsi;  // [workers.room.jitsi], read once at start
   std::string server() const;
   // "@localpart:<this server>": a user of this homeserver (federation reaches the others).
   bool is_local_user(const std::string& user_id) const;

@@ -8,6 +8,7 @@
 #include "common/error.h"
 #include "common/worker_runtime.h"
 #include "common/digest.h"
+#include "common/clock.h"
 #include "workers/room/jitsi.h"
 #include "workers/room/space_sync.h"
 #include "workers/room/store/room_store.h"
@@ -110,10 +111,6 @@ std::vector<json> jitsi_widgets(RoomStore& store, const std::string& room_id) {
   return found;
 }
 
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 json client_view(json event) {
   for (const char* key : {"hashes", "signatures", "auth_events", "prev_events", "depth"}) event.erase(key);
   return event;
@@ -121,7 +118,8 @@ json client_view(json event) {
 
 }  // namespace
 
-void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& spaces) {
+void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& spaces,
+                           std::shared_ptr<const JitsiSettings> jitsi) {
   auto& r = runtime.router();
   auto run = runtime.blocking_runner();
 
@@ -212,7 +210,6 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
   }, "add a widget ({url, name, sender, type}) to a room and to its right panel, as Element does");
 
   // Jitsi calls (coop room call): the widget Element writes, ended by emptying it; guest links.
-  auto jitsi = std::make_shared<const JitsiSettings>(read_jitsi_settings(runtime.config(), runtime.home()));
   auto require_jitsi = [jitsi] {
     if (!jitsi->enabled())
       throw Error(errc::kUsage, "no Jitsi is configured: set [workers.room.jitsi] domain in coop.toml", 409);
@@ -283,7 +280,7 @@ void add_room_admin_routes(WorkerRuntime& runtime, RoomStore& store, SpaceSync& 
     JitsiUser guest;
     guest.name = body.value("name", "Guest");
     if (guest.name.empty() || guest.name.size() > 128) throw Error(errc::kUsage, "a guest's name has 1 to 128 bytes", 400);
-    const auto now = unix_now();
+    const auto now = unix_seconds();
     json matrix = nullptr;
     if (jitsi->auth == "openidtoken-jwt")
       matrix = {{"token", guest_proof(*jitsi, room_id, now + valid)}, {"room_id", room_id}, {"server_name", store.server_name()}};

@@ -51,7 +51,7 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
     spaces->readmit(room_id, user_id);
   });
   keys_->on_change([api = api_.get()](const StoreChange& change) { api->notify(change); });
-  add_room_admin_routes(runtime, *store_, *spaces_);
+  add_room_admin_routes(runtime, *store_, *spaces_, api_->jitsi());
 
   const auto& config = runtime.config();
   http::ServerLimits limits;

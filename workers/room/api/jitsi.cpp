@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "common/error.h"
+#include "common/clock.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/jitsi.h"
 
@@ -22,10 +23,6 @@ using http::Response;
 using nlohmann::json;
 
 namespace {
-
-int64_t unix_now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 const JitsiSettings& signing_jitsi(ClientApi::Impl& api) {
   if (!api.jitsi->signs()) fail(404, errc::kMNotFound, "this shard has no Jitsi with token authentication");
@@ -106,7 +103,7 @@ Response verify_user_in_room(ClientApi::Impl& api, const Request& q) {
   // A guest's link carries a proof for one room instead of a member's token.
   // No power_levels for a guest: matrix-org's module then makes them no owner (with levels it
   // would compare them, and a guest has none).
-  if (guest_proof_admits(*api.jitsi, body["token"].get<std::string>(), room_id, unix_now()))
+  if (guest_proof_admits(*api.jitsi, body["token"].get<std::string>(), room_id, unix_seconds()))
     return ok({{"results", {{"user", true}, {"room_membership", true}}}, {"user_id", nullptr}});
   const auto user = uvs_user(api, body);
   if (!user)
@@ -173,7 +170,7 @@ Response jitsi_token(ClientApi::Impl& api, const Request& q) {
               {"room_id", room_id},
               {"server_name", api.server()}};
   const auto conference = conference_for(settings, room_id);
-  const auto token = sign_jitsi_token(settings, conference, user, settings.member_lifetime_s, unix_now(), matrix);
+  const auto token = sign_jitsi_token(settings, conference, user, settings.member_lifetime_s, unix_seconds(), matrix);
   return ok({{"token", token.jwt},
              {"url", conference_url(settings, conference, token.jwt)},
              {"domain", settings.domain},

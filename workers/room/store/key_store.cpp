@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "common/clock.h"
 #include "common/sqlite.h"
 #include "workers/room/store/store_write.h"
 
@@ -110,10 +111,6 @@ constexpr int64_t kTxnKeptMs = 24LL * 3600 * 1000;
 constexpr int64_t kStreamRowsKeptMs = 24LL * 3600 * 1000;
 constexpr int64_t kPruneEveryMs = 3600LL * 1000;
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 // "signed_curve25519:AAAAHQ" -> {"signed_curve25519", "AAAAHQ"}.
 std::pair<std::string, std::string> split_key_id(const std::string& key_id) {
   const auto colon = key_id.find(':');
@@ -152,7 +149,7 @@ struct KeyStore::Impl {
   // from inside a write, so that e2ee.db does not grow with every message sent.
   int64_t last_prune_ms = 0;
   void prune_if_due() {
-    const auto now = now_ms();
+    const auto now = unix_millis();
     if (now - last_prune_ms < kPruneEveryMs) return;
     last_prune_ms = now;
     db->prepare("DELETE FROM to_device_txns WHERE at < ?1").bind(1, now - kTxnKeptMs).run();
@@ -162,7 +159,7 @@ struct KeyStore::Impl {
   }
 
   int64_t next_position() {
-    db->prepare("INSERT INTO stream (at) VALUES (?1)").bind(1, now_ms()).run();
+    db->prepare("INSERT INTO stream (at) VALUES (?1)").bind(1, unix_millis()).run();
     return db->last_insert_rowid();
   }
 
@@ -475,7 +472,7 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
         .bind(1, sender)
         .bind(2, sender_device)
         .bind(3, txn_id)
-        .bind(4, now_ms())
+        .bind(4, unix_millis())
         .run();
     if (db.changes() == 0) return false;
     std::map<std::pair<std::string, std::string>, int64_t> queued;

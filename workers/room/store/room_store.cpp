@@ -11,6 +11,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/clock.h"
 #include "common/sqlite.h"
 #include "workers/room/store/store_write.h"
 #include "workers/matrix/auth_rules.h"
@@ -253,10 +254,6 @@ constexpr int64_t kNotificationsKeptMs = 30LL * 24 * 3600 * 1000;
 constexpr std::size_t kMaxEventBytes = 65536;
 constexpr std::size_t kMaxIdBytes = 255;
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
 std::string random_id(std::size_t bytes) {
   std::string raw(bytes, '\0');
   RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes));
@@ -354,7 +351,7 @@ struct RoomStore::Impl {
   }
 
   int64_t other_position() {
-    db->prepare("INSERT INTO other_stream (at) VALUES (?1)").bind(1, now_ms()).run();
+    db->prepare("INSERT INTO other_stream (at) VALUES (?1)").bind(1, unix_millis()).run();
     return db->last_insert_rowid();
   }
 
@@ -368,7 +365,7 @@ struct RoomStore::Impl {
     if (state_key && state_key->size() > kMaxIdBytes) throw Error(errc::kMBadJson, "state_key longer than 255 bytes", 400);
     matrix::StateMap state = auth_state(room_id, sender, state_key);
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
-                  {"origin_server_ts", now_ms()}};
+                  {"origin_server_ts", unix_millis()}};
     if (state_key) event["state_key"] = *state_key;
     // prev_events: the room's latest event; depth one more (no forks on a single server).
     auto& last = db->prepare("SELECT event_id, depth FROM events WHERE room_id = ?1 ORDER BY stream DESC LIMIT 1");
@@ -560,7 +557,7 @@ struct RoomStore::Impl {
           .bind(5, thread_id)
           .bind(6, actions.highlight ? 1 : 0)
           .bind(7, actions.actions().dump())
-          .bind(8, now_ms())
+          .bind(8, unix_millis())
           .run();
     }
   }
@@ -690,14 +687,14 @@ std::pair<std::string, std::string> RoomStore::create_session(const std::string&
       .bind(1, user_id)
       .bind(2, device_id)
       .bind(3, display_name)
-      .bind(4, now_ms())
+      .bind(4, unix_millis())
       .run();
   impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device_id).run();
   impl_->db->prepare("INSERT INTO access_tokens (token_hash, user_id, device_id, created_at) VALUES (?1, ?2, ?3, ?4)")
       .bind(1, sha256_hex(token))
       .bind(2, user_id)
       .bind(3, device_id)
-      .bind(4, now_ms())
+      .bind(4, unix_millis())
       .run();
   tx.commit();
   return {token, device_id};
@@ -706,11 +703,11 @@ std::pair<std::string, std::string> RoomStore::create_session(const std::string&
 std::string RoomStore::create_openid_token(const std::string& user_id, int64_t lifetime_seconds) {
   const std::string token = random_id(32);
   std::lock_guard lock(impl_->mutex);
-  impl_->db->prepare("DELETE FROM openid_tokens WHERE expires_at < ?1").bind(1, now_ms()).run();
+  impl_->db->prepare("DELETE FROM openid_tokens WHERE expires_at < ?1").bind(1, unix_millis()).run();
   impl_->db->prepare("INSERT INTO openid_tokens (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)")
       .bind(1, sha256_hex(token))
       .bind(2, user_id)
-      .bind(3, now_ms() + lifetime_seconds * 1000)
+      .bind(3, unix_millis() + lifetime_seconds * 1000)
       .run();
   return token;
 }
@@ -718,7 +715,7 @@ std::string RoomStore::create_openid_token(const std::string& user_id, int64_t l
 std::optional<std::string> RoomStore::openid_user(const std::string& token) {
   auto db = impl_->read();
   auto& stmt = db->prepare("SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_at >= ?2");
-  stmt.bind(1, sha256_hex(token)).bind(2, now_ms());
+  stmt.bind(1, sha256_hex(token)).bind(2, unix_millis());
   std::optional<std::string> user;
   if (stmt.step()) user = stmt.column_text(0);
   stmt.reset();
@@ -836,7 +833,7 @@ json RoomStore::create_room(const std::string& creator, const json& request, con
         .bind(2, version)
         .bind(3, creator)
         .bind(4, room_type)
-        .bind(5, now_ms())
+        .bind(5, unix_millis())
         .run();
     impl_->append(room_id, version, creator, "m.room.create", create_content, "");
     json join = {{"membership", "join"}};
@@ -1249,7 +1246,7 @@ void RoomStore::set_receipt(const std::string& room_id, const std::string& user_
                   "AND (?5 = '' OR thread_id = CASE ?5 WHEN 'main' THEN '' ELSE ?5 END)")
         .bind(1, user_id)
         .bind(2, room_id)
-        .bind(3, now_ms() - kNotificationsKeptMs)
+        .bind(3, unix_millis() - kNotificationsKeptMs)
         .bind(4, event_id)
         .bind(5, thread_id)
         .run();
@@ -1262,7 +1259,7 @@ void RoomStore::set_receipt(const std::string& room_id, const std::string& user_
         .bind(3, type)
         .bind(4, thread_id)
         .bind(5, event_id)
-        .bind(6, now_ms())
+        .bind(6, unix_millis())
         .bind(7, position)
         .run();
     return 0;
@@ -1514,7 +1511,7 @@ void RoomStore::add_media(const std::string& media_id, const std::string& blob, 
       .bind(4, filename)
       .bind(5, size)
       .bind(6, uploader)
-      .bind(7, now_ms())
+      .bind(7, unix_millis())
       .run();
 }
 
