@@ -186,7 +186,8 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
         at_start = store.current_state(room_id, wanted);
       } else {
         const auto before = store.events_between(room_id, 0, newest.front().stream - 1, 1, true);
-        at_start = before.empty() ? std::vector<json>{} : store.state_after(before.front().event.value("event_id", ""), wanted);
+        at_start = before.empty() ? store.state_before(newest.front().event.value("event_id", ""), wanted)
+                                  : store.state_after(before.front().event.value("event_id", ""), wanted);
       }
       if (!at_start) {  // events from before state groups: current state minus the timeline
         std::set<std::string> in_timeline;

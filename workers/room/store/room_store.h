@@ -252,13 +252,81 @@ class RoomStore {
   // The room's state right after an event (from the state groups); nullopt for events
   // stored before state groups existed.
   std::optional<std::vector<nlohmann::json>> state_after(const std::string& event_id, const StateWanted& wanted = {});
+  // The room's state right before an event (a remote room's timeline starts at our join,
+  // after state we hold only as outliers).
+  std::optional<std::vector<nlohmann::json>> state_before(const std::string& event_id, const StateWanted& wanted = {});
   // Thread replies (rel_type m.thread) of a room, oldest first.
   std::vector<StoredEvent> thread_replies(const std::string& room_id, int limit);
   // Every event of a room, oldest first, in pages (export).
   std::vector<StoredEvent> room_events(const std::string& room_id, int64_t after, int limit);
 
+  // ---- events from and for other servers (coop-federate; room_federation.cpp) ----
+  // What became of an event another server sent ("Checks performed on receipt of a PDU",
+  // steps 4 to 6; steps 1 to 3, format, signatures and hashes, are the caller's).
+  struct Accepted {
+    enum class Kind {
+      kStored,      // in the timeline (or stored as an outlier when asked to)
+      kSoftFailed,  // passes against the state before it, not against the current state
+      kRejected,    // fails the auth rules: kept out, and refused when it comes again
+      kDuplicate,   // already here
+      kMissing,     // prev_events or auth_events we do not have: `missing` names them
+    };
+    Kind kind = Kind::kStored;
+    std::string reason;
+    std::vector<std::string> missing;
+    int64_t stream = 0;
+  };
+  // A room this server takes part in through others (a remote join): its row, so that its
+  // events may be stored. Nothing when the room is known already.
+  void add_remote_room(const std::string& room_id, const std::string& version, const nlohmann::json& create_event);
+  // A PDU for the timeline: auth against its auth events, against the state before it (from
+  // its prev_events, resolved where they fork), then soft-fail against the current state;
+  // then stored, the forward extremities and the current state moved on (resolving the
+  // current state with the state after it where the room forked).
+  // relay: we send it on to the other servers in the room (a join or leave made through us).
+  Accepted accept_remote(const nlohmann::json& event, bool relay = false);
+  // Events outside the timeline (the auth chain and state a join answer brings): each checked
+  // against its own auth events only; give them oldest first.
+  Accepted accept_outlier(const nlohmann::json& event);
+  // The state before an outlier, as another server gave it (state_ids at a prev event we
+  // could not get the history of): the outlier gets the state after it, so that events built
+  // on it can be checked. The state's events must be stored already. False when the event is
+  // no outlier here or has its state already.
+  bool accept_outlier_state(const std::string& event_id, const std::vector<std::string>& state_before);
+  // Our own join to a room hosted elsewhere (send_join): `state` is the state before it (event
+  // IDs already stored as outliers); the join becomes the room's one forward extremity.
+  Accepted accept_join(const nlohmann::json& join, const std::vector<std::string>& state);
+  // The unsigned template of a membership event for a remote user (make_join, make_leave):
+  // prev_events, auth_events and depth as our next event would have them. coop::Error
+  // M_FORBIDDEN when the auth rules would refuse it now.
+  nlohmann::json membership_template(const std::string& room_id, const std::string& user_id,
+                                     const std::string& membership);
+  // Events by ID as stored (any status); those unknown or rejected are left out.
+  std::vector<nlohmann::json> events_by_id(const std::vector<std::string>& event_ids);
+  // The auth chain of these events: every event reachable through auth_events.
+  std::vector<nlohmann::json> auth_chain(const std::vector<std::string>& event_ids);
+  // The room state before an event (event IDs), nullopt when the event is unknown.
+  std::optional<std::vector<std::string>> state_ids_before(const std::string& event_id);
+  std::vector<std::string> extremities(const std::string& room_id);
+  // "Retrieving events": up to `limit` events reachable backwards from `latest` through
+  // prev_events, not reaching into `earliest`, newest first (get_missing_events, backfill).
+  std::vector<nlohmann::json> events_before(const std::string& room_id, const std::vector<std::string>& latest,
+                                            const std::set<std::string>& earliest, int limit);
+  // Whether a server has a member joined to the room (who may read its events).
+  bool server_in_room(const std::string& room_id, const std::string& server);
+  // Servers with a user joined to any room here, but this one.
+  std::vector<std::string> remote_servers();
+  // Outbound: the events this server must send `server` after stream position `after`:
+  // relayed events of rooms the server is in, not those its own users sent.
+  std::vector<StoredEvent> events_for_server(const std::string& server, int64_t after, int limit);
+  // Where `server`'s view of our rooms starts: the stream of its earliest current join.
+  int64_t first_join_stream(const std::string& server);
+  // Why an event was rejected, nullopt when it was not.
+  std::optional<std::string> rejection(const std::string& event_id);
+
+  struct Impl;  // room_store_impl.h, for the store's own sources
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string server_name_;
 };
