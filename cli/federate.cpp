@@ -1,6 +1,7 @@
 // coop federate ...: Matrix federation with other homeservers, through coop-federate.
 #include <CLI/CLI.hpp>
 
+#include <iomanip>
 #include <iostream>
 
 #include "cli/cli.h"
@@ -16,7 +17,7 @@ void add_federate_commands(CLI::App& app, Globals& globals) {
   federate->require_subcommand(1);
 
   auto status_json = std::make_shared<bool>(false);
-  auto* status = federate->add_subcommand("status", "Show the federation at a glance: peers, requests, allow and deny lists");
+  auto* status = federate->add_subcommand("status", "Show the federation at a glance: peers, requests, allow and deny lists, queues");
   status->add_flag("--json", *status_json, "Print it as JSON");
   status->callback([&globals, status_json] {
     WorkerCall call(globals, "federate", *status_json);
@@ -33,6 +34,17 @@ void add_federate_commands(CLI::App& app, Globals& globals) {
               << "denied     " << list(r.value("denied", json::array())) << "\n"
               << "peers      " << r.value("peers", 0) << " (requests admitted " << r.value("requests_in", 0)
               << ", refused " << r.value("refused_in", 0) << ")\n";
+    const auto destinations = r.value("destinations", json::array());
+    if (destinations.empty()) return;
+    std::cout << "\nsending to                      pending      sent  state\n";
+    for (const auto& d : destinations) {
+      std::string state = "ok";
+      if (d.value("sending", false)) state = "sending";
+      if (d.contains("last_error") && d["last_error"].is_string())
+        state = "retrying in " + std::to_string((d.value("backoff_ms", int64_t{0}) + 999) / 1000) + " s: " + d["last_error"].get<std::string>();
+      std::cout << std::left << std::setw(30) << d.value("server_name", "") << std::right << std::setw(9) << d.value("pending", 0)
+                << std::setw(10) << d.value("sent", 0) << "  " << state << "\n";
+    }
   });
 
   for (const char* rule : {"allow", "deny"}) {

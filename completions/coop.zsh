@@ -391,7 +391,7 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--out:The JSON file to write' '-o:The JSON file to write' '--json:Print a summary as JSON' )
       ;;
     'federate')
-      commands=( 'status:Show the federation at a glance\: peers, requests, allow and deny lists' 'allow:Federate only with allowed servers (once any is allowed)' 'deny:Refuse a server'\''s requests and send it nothing' 'keys:Show this server'\''s signing keys as other servers fetch them' 'profile:Ask another server for one of its users'\'' profile (a signed request)' 'peers:List the servers that contacted this one or whose keys it fetched' )
+      commands=( 'status:Show the federation at a glance\: peers, requests, allow and deny lists, queues' 'allow:Federate only with allowed servers (once any is allowed)' 'deny:Refuse a server'\''s requests and send it nothing' 'keys:Show this server'\''s signing keys as other servers fetch them' 'profile:Ask another server for one of its users'\'' profile (a signed request)' 'peers:List the servers that contacted this one or whose keys it fetched' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'federate status')

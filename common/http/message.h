@@ -36,6 +36,8 @@ struct Request {
   // A header's value, or fallback; name in lowercase.
   std::string header(std::string_view name, const std::string& fallback = {}) const;
   std::string query_value(std::string_view key, const std::string& fallback = {}) const;
+  // Every value of a repeated parameter (?ver=10&ver=11), percent-decoded, in order.
+  std::vector<std::string> query_values(std::string_view key) const;
   std::string param(std::string_view key) const;
   // The path as sent, still percent-encoded, for code that must decode it itself (DAV
   // compares it with Destination headers and hrefs, which arrive encoded).

@@ -72,6 +72,26 @@ bool parse_target(std::string_view target, Request& request) {
   return true;
 }
 
+std::vector<std::string> Request::query_values(std::string_view key) const {
+  std::vector<std::string> out;
+  const auto at = target.find('?');
+  if (at == std::string::npos) return out;
+  std::string_view rest(target);
+  rest.remove_prefix(at + 1);
+  while (!rest.empty()) {
+    const auto amp = rest.find('&');
+    const auto part = rest.substr(0, amp);
+    const auto eq = part.find('=');
+    std::string name, value;
+    if (eq != std::string_view::npos && percent_decode(part.substr(0, eq), name, true) && name == key &&
+        percent_decode(part.substr(eq + 1), value, true))
+      out.push_back(std::move(value));
+    if (amp == std::string_view::npos) break;
+    rest.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
 std::string Request::query_value(std::string_view key, const std::string& fallback) const {
   auto it = query.find(std::string(key));
   return it == query.end() ? fallback : it->second;

@@ -1,6 +1,6 @@
-// coop-federate: the Server-Server API. So far: version, publishing and relaying server keys
-// (notary), X-Matrix request authentication, OpenID userinfo, and the directory and profile
-// queries; transactions, joins and the rest of federation come next (issue 23).
+// coop-federate: the Server-Server API: version, publishing and relaying server keys (notary),
+// X-Matrix request authentication, OpenID userinfo, the directory and profile queries,
+// transactions both ways, joins both ways, and the reads other servers make of our rooms.
 #include "workers/federate/federate_worker.h"
 
 #include <nlohmann/json.hpp>
@@ -12,6 +12,7 @@
 
 #include "common/control/client.h"
 #include "common/clock.h"
+#include "common/coalesced_job.h"
 #include "common/error.h"
 #include "common/json.h"
 #include "common/text.h"
@@ -20,7 +21,11 @@
 #include "common/http/server.h"
 #include "common/version.h"
 #include "common/worker_runtime.h"
+#include "workers/federate/context.h"
 #include "workers/federate/http_fetch.h"
+#include "workers/federate/inbound.h"
+#include "workers/federate/joins.h"
+#include "workers/federate/sender.h"
 #include "workers/federate/remote_keys.h"
 #include "workers/federate/server_policy.h"
 #include "workers/matrix/server_key.h"
@@ -39,41 +44,6 @@ using nlohmann::json;
 // How long others may use our keys before asking again (Synapse's default is a day).
 constexpr int64_t kKeyValidityMs = 24 * 3600 * 1000;
 
-// Matrix's error body ("API standards"): {"errcode", "error"}.
-Response matrix_error(int status, const std::string& errcode, const std::string& message) {
-  return Response::json({{"errcode", errcode}, {"error", message}}, status);
-}
-
-// Every federation handler: a coop::Error or a malformed field answers as Matrix does, never
-// with a crash.
-template <typename Handler>
-http::Handler guarded(Handler handler) {
-  return [handler](const Request& q) {
-    try {
-      return handler(q);
-    } catch (const Error& e) {
-      return matrix_error(e.status(), e.status() == 404 ? "M_NOT_FOUND" : e.status() == 401 ? "M_UNAUTHORIZED" : "M_BAD_JSON",
-                          e.what());
-    } catch (const json::exception& e) {
-      return matrix_error(400, "M_BAD_JSON", std::string("malformed request: ") + e.what());
-    }
-  };
-}
-
-}  // namespace
-
-// What the handlers share; the worker owns it, so it outlives the listener.
-struct Context {
-  WorkerRuntime& runtime;
-  const matrix::SigningKey& key;
-  room::RoomStore& store;
-  RemoteKeys& remote;
-  ServerPolicy& policy;
-  std::string server_name;
-};
-
-namespace {
-
 // "Publishing keys": our keys, signed by themselves.
 json own_keys(const Context& c) {
   json keys{{"server_name", c.server_name},
@@ -81,46 +51,6 @@ json own_keys(const Context& c) {
             {"old_verify_keys", json::object()},
             {"valid_until_ts", unix_millis() + kKeyValidityMs}};
   return matrix::sign_json(std::move(keys), c.server_name, c.key);
-}
-
-// "Request Authentication": the origin of a request, once its X-Matrix signature checks out
-// against the origin's published key; otherwise a 401 to send back.
-std::variant<std::string, Response> authenticate(const Context& c, const Request& q) {
-  const auto header = matrix::parse_x_matrix(q.header("authorization"));
-  if (!header) return matrix_error(401, "M_UNAUTHORIZED", "an X-Matrix Authorization header is needed");
-  if (!valid_server_name(header->origin) || header->origin == c.server_name)
-    return matrix_error(401, "M_UNAUTHORIZED", "origin is not another homeserver's name");
-  if (!header->destination.empty() && header->destination != c.server_name)
-    return matrix_error(401, "M_UNAUTHORIZED", "this request is meant for " + header->destination);
-  // A server this one does not federate with is refused before anything is fetched from it.
-  if (!c.policy.admits(header->origin))
-    return matrix_error(403, "M_FORBIDDEN", c.server_name + " does not federate with " + header->origin);
-  json content;
-  const json* body = nullptr;
-  if (!q.body.empty()) {
-    content = q.json();
-    body = &content;
-  }
-  const auto public_key = c.remote.public_key(header->origin, header->key_id);
-  const bool good = public_key && matrix::verify_x_matrix(*header, q.method, q.target, c.server_name, body, *public_key);
-  c.remote.count(header->origin, good);
-  if (!good) return matrix_error(401, "M_UNAUTHORIZED", "the request's signature does not check out for " + header->origin);
-  return header->origin;
-}
-
-// A handler that needs an authenticated origin.
-template <typename Handler>
-http::Handler signed_by_peer(Context& c, Handler handler) {
-  return guarded([&c, handler](const Request& q) {
-    auto who = authenticate(c, q);
-    if (auto* refused = std::get_if<Response>(&who)) return *refused;
-    return handler(q, std::get<std::string>(who));
-  });
-}
-
-bool is_local_user(const Context& c, const std::string& user_id) {
-  const auto colon = user_id.find(':');
-  return user_id.size() > 2 && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == c.server_name;
 }
 
 // The registry's record of an active member (a suspended or removed one is not shown).
@@ -132,36 +62,6 @@ std::optional<json> active_member(const Context& c, const std::string& user_id) 
   } catch (const std::exception&) {
   }
   return std::nullopt;
-}
-
-// A request of ours to another server, signed with X-Matrix ("Request Authentication"): the
-// answer's status and JSON body, or why there is none.
-struct Outbound {
-  long status = 0;
-  json body;
-  std::string error;
-};
-
-Outbound federation_request(const Context& c, const std::string& method, const std::string& destination,
-                            const std::string& uri, const json* body) {
-  if (!c.policy.admits(destination)) return {0, nullptr, "this server does not federate with " + destination};
-  std::vector<std::string> headers{
-      "Authorization: " + matrix::x_matrix_authorization(method, uri, c.server_name, destination, body, c.key)};
-  std::string payload;
-  if (body) {
-    headers.emplace_back("Content-Type: application/json");
-    payload = body->dump();
-  }
-  const auto fetched = http_fetch(method, c.remote.base_url(destination) + uri, headers, payload, 1 << 20);
-  Outbound out{fetched.status, nullptr, fetched.error};
-  if (fetched.status) {
-    try {
-      out.body = parse_json_object(fetched.body);
-    } catch (const std::exception&) {
-      out.error = "the answer is not a JSON object";
-    }
-  }
-  return out;
 }
 
 void add_routes(http::Router& r, Context& c, const http::Runner& run) {
@@ -250,6 +150,39 @@ void add_routes(http::Router& r, Context& c, const http::Runner& run) {
 
 }  // namespace
 
+// What the federation stores in room.db, coop-room must hear of: its parked /sync requests
+// wake for it and its push sender looks at it. Changes gather here and go over coop-room's
+// control socket, one request for any number of them.
+struct RoomNotifier {
+  RoomNotifier(const std::filesystem::path& socket, control::Runner run)
+      : socket(socket), job(std::move(run), [this] { flush(); }) {}
+  void add(const room::StoreChange& change) {
+    {
+      std::lock_guard lock(mutex);
+      pending.merge(change);
+    }
+    job.request();
+  }
+  void flush() {
+    room::StoreChange change;
+    {
+      std::lock_guard lock(mutex);
+      std::swap(change, pending);
+    }
+    if (change.empty()) return;
+    const json body = {{"rooms", change.rooms}, {"users", change.users}, {"device_lists", change.device_lists}};
+    try {
+      control::Client(socket).request("POST", "/v1/federation/changed", body.dump(), std::chrono::seconds(5));
+    } catch (const std::exception& e) {
+      spdlog::debug("coop-room did not hear of a federation change: {}", e.what());
+    }
+  }
+  std::filesystem::path socket;
+  std::mutex mutex;  // guards pending
+  room::StoreChange pending;
+  CoalescedJob job;
+};
+
 FederateWorker::FederateWorker(WorkerRuntime& runtime)
     : key_(std::make_unique<matrix::SigningKey>(matrix::load_or_make_server_key(runtime.home()))),
       store_(std::make_unique<room::RoomStore>(runtime.home().database("room"), runtime.config().domain(), *key_)),
@@ -258,7 +191,17 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
       router_(std::make_unique<http::Router>()) {
   context_ = std::make_unique<Context>(Context{runtime, *key_, *store_, *remote_, *policy_, runtime.config().domain()});
   Context* context = context_.get();
+  SenderSettings sending;
+  sending.max_backoff_ms = runtime.config().get_millis("workers.federate.max_backoff_ms", std::chrono::minutes(10)).count();
+  sender_ = std::make_unique<Sender>(*context, runtime.home().database("federate"), sending, runtime.blocking_runner());
+  context->sender = sender_.get();
+  notifier_ = std::make_unique<RoomNotifier>(runtime.home().socket("room"), runtime.blocking_runner());
+  store_->on_change([notifier = notifier_.get(), sender = sender_.get()](const room::StoreChange& change) {
+    notifier->add(change);
+    if (!change.rooms.empty()) sender->wake();  // a join made through us goes to the room's servers
+  });
   add_routes(*router_, *context, runtime.blocking_runner());
+  add_inbound_routes(*router_, *context, runtime.blocking_runner());
   runtime.on_shutdown([this] {
     if (server_) server_->stop();
   });
@@ -285,6 +228,13 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     return Response::json({{"user_id", user_id}, {"server", server}, {"status", answer.status}, {"answer", answer.body}},
                           answer.status == 200 ? 200 : 502);
   }, "a remote user's profile, asked of their server with a signed request");
+  control.add_blocking("POST", "/v1/join", runtime.blocking_runner(), [context](const Request& q) {
+    return Response::json(join_remote_room(*context, q.json()));
+  }, "join one of our users to a room on another server ({room, user_id, servers, content})");
+  control.add("POST", "/v1/outbound/wake", [sender = sender_.get()](const Request&) {
+    sender->wake();
+    return Response::json(json::object());
+  }, "coop-room stored events: send what other servers should have");
   control.add("GET", "/v1/policy", [policy = policy_.get()](const Request&) {
     return Response::json(policy->entries());
   }, "the servers allowed and denied ({server: allow|deny})");
@@ -303,7 +253,25 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     policy->remove(server);
     return Response::json(policy->entries());
   }, "forget a server's allow or deny entry");
-  control.add("GET", "/v1/summary", [context, remote = remote_.get(), policy = policy_.get()](const Request&) {
+  // The servers we send to: queue depth, backoff, last error.
+  const auto destinations = [sender = sender_.get()] {
+    json list = json::array();
+    for (const auto& d : sender->destinations())
+      list.push_back({{"server_name", d.server},
+                      {"position", d.position},
+                      {"pending", d.pending},
+                      {"sent", d.sent},
+                      {"sending", d.sending},
+                      {"backoff_ms", d.backoff_ms},
+                      {"retry_at", d.retry_at ? json(d.retry_at) : json()},
+                      {"last_sent_ts", d.last_sent_ts ? json(d.last_sent_ts) : json()},
+                      {"last_error", d.last_error.empty() ? json() : json(d.last_error)}});
+    return list;
+  };
+  control.add_blocking("GET", "/v1/destinations", runtime.blocking_runner(), [destinations](const Request&) {
+    return Response::json(destinations());
+  }, "the servers we send to: queue depth, backoff, last error");
+  control.add_blocking("GET", "/v1/summary", runtime.blocking_runner(), [context, remote = remote_.get(), policy = policy_.get(), destinations](const Request&) {
     uint64_t admitted = 0, refused = 0;
     const auto peers = remote->peers();
     for (const auto& peer : peers) {
@@ -319,8 +287,9 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
                            {"refused_in", refused},
                            {"mode", allowed.empty() ? "open" : "allow list"},
                            {"allowed", allowed},
-                           {"denied", denied}});
-  }, "the federation at a glance: peers, requests, allow and deny lists");
+                           {"denied", denied},
+                           {"destinations", destinations()}});
+  }, "the federation at a glance: peers, requests, allow and deny lists, outbound queues");
   control.add("GET", "/v1/peers", [remote = remote_.get()](const Request&) {
     json list = json::array();
     for (const auto& peer : remote->peers()) {

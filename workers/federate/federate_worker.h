@@ -21,8 +21,10 @@ class RoomStore;
 namespace coop::federate {
 
 class RemoteKeys;
+class Sender;
 class ServerPolicy;
 struct Context;
+struct RoomNotifier;
 
 class FederateWorker {
  public:
@@ -36,6 +38,8 @@ class FederateWorker {
   std::unique_ptr<ServerPolicy> policy_;
   std::unique_ptr<http::Router> router_;
   std::unique_ptr<Context> context_;
+  std::unique_ptr<RoomNotifier> notifier_;
+  std::unique_ptr<Sender> sender_;
   std::unique_ptr<http::Server> server_;
 };
 

@@ -4,26 +4,12 @@
 
 #include "common/error.h"
 #include "common/sqlite.h"
+#include "workers/federate/federate_db.h"
 #include "workers/federate/remote_keys.h"
 
 namespace coop::federate {
 
-namespace {
-
-constexpr sqlite::Migration kMigrations[] = {
-    {1, R"sql(
-      CREATE TABLE server_policy (
-        server TEXT PRIMARY KEY,
-        policy TEXT NOT NULL CHECK (policy IN ('allow', 'deny')),
-        since  INTEGER NOT NULL
-      ) WITHOUT ROWID;
-    )sql"},
-};
-
-}  // namespace
-
-ServerPolicy::ServerPolicy(const std::filesystem::path& file) : db_(sqlite::Database::open(file)) {
-  db_->migrate(kMigrations);
+ServerPolicy::ServerPolicy(const std::filesystem::path& file) : db_(open_federate_db(file)) {
   auto& stmt = db_->prepare("SELECT server, policy FROM server_policy");
   while (stmt.step()) entries_[stmt.column_text(0)] = stmt.column_text(1);
   stmt.reset();

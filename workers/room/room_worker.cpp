@@ -6,8 +6,11 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <set>
 
 #include "common/auth/member_client.h"
+#include "common/coalesced_job.h"
+#include "common/control/client.h"
 #include "common/error.h"
 #include "common/fs.h"
 #include "common/http/router.h"
@@ -43,10 +46,40 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
   PushSettings push;
   push.gateways = runtime.config().get_strings("workers.room.push.gateways", {});
   push_ = std::make_unique<PushSender>(*store_, push);
-  store_->on_change([api = api_.get(), pusher = push_.get()](const StoreChange& change) {
-    api->notify(change);
-    if (!change.rooms.empty()) pusher->poke();  // new events may have notified someone
+  // New events may be for other servers too: coop-federate hears of them (once for any
+  // number of commits) and sends what its destinations lack.
+  federate_poke_ = std::make_unique<CoalescedJob>(runtime.blocking_runner(), [socket = runtime.home().socket("federate")] {
+    try {
+      control::Client(socket).request("POST", "/v1/outbound/wake", {}, std::chrono::seconds(5));
+    } catch (const std::exception&) {
+      // Federation is off or restarting; its sender looks on its own every few seconds.
+    }
   });
+  store_->on_change([api = api_.get(), pusher = push_.get(), poke = federate_poke_.get()](const StoreChange& change) {
+    api->notify(change);
+    if (!change.rooms.empty()) {
+      pusher->poke();  // new events may have notified someone
+      poke->request();
+    }
+  });
+  // coop-federate writes room.db too (events from other servers): it says what changed.
+  runtime.router().add("POST", "/v1/federation/changed", [api = api_.get(), pusher = push_.get()](const http::Request& q) {
+    const auto body = q.json();
+    StoreChange change;
+    const auto names = [&body](const char* field) {
+      std::set<std::string> out;
+      if (body.contains(field) && body[field].is_array())
+        for (const auto& v : body[field])
+          if (v.is_string()) out.insert(v.get<std::string>());
+      return out;
+    };
+    change.rooms = names("rooms");
+    change.users = names("users");
+    change.device_lists = names("device_lists");
+    api->notify(change);
+    if (!change.rooms.empty()) pusher->poke();
+    return http::Response::json(nlohmann::json::object());
+  }, "coop-federate stored events: wake the syncs and pushes they concern");
   api_->set_readmission([spaces = spaces_.get()](const std::string& room_id, const std::string& user_id) {
     spaces->readmit(room_id, user_id);
   });

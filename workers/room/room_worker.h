@@ -5,6 +5,7 @@
 #include <memory>
 
 namespace coop {
+class CoalescedJob;
 class WorkerRuntime;
 namespace http {
 class Router;
@@ -32,6 +33,7 @@ class RoomWorker {
   ~RoomWorker();
 
  private:
+  std::unique_ptr<CoalescedJob> federate_poke_;  // first in, last out: its runs may still be going
   std::unique_ptr<matrix::SigningKey> key_;
   std::unique_ptr<RoomStore> store_;
   std::unique_ptr<KeyStore> keys_;

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 
+#include "common/control/client.h"
 #include "common/error.h"
+#include "common/worker_runtime.h"
 #include "common/text.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/store/room_store.h"
@@ -30,8 +32,41 @@ Response create_room(ClientApi::Impl& api, const Request& q) {
 
 // ---- membership ----
 
+// A room that lives on another server (its ID or alias names another server, and we are not
+// in it): coop-federate joins it over federation ("Joining Rooms"), through the servers the
+// client named (server_name / via) and the room's own.
+std::optional<std::string> join_elsewhere(ClientApi::Impl& api, const Request& q, const std::string& target,
+                                          const std::string& user_id) {
+  const auto colon = target.find(':');
+  if (target.empty() || (target[0] != '!' && target[0] != '#') || colon == std::string::npos) return std::nullopt;
+  if (target.substr(colon + 1) == api.store.server_name()) return std::nullopt;
+  if (target[0] == '#' && api.store.room_for_alias(target)) return std::nullopt;
+  if (target[0] == '!' && api.store.room_version(target) && api.store.membership(target, user_id) != "leave") return std::nullopt;
+  json servers = json::array();
+  for (const char* key : {"server_name", "via"})
+    for (const auto& value : q.query_values(key)) servers.push_back(value);
+  json content = json::object();
+  if (const auto name = api.display_name(user_id); !name.empty()) content["displayname"] = name;
+  if (const auto avatar = api.store.profile(user_id).second; avatar && !avatar->empty()) content["avatar_url"] = *avatar;
+  const json body = {{"room", target}, {"user_id", user_id}, {"servers", servers}, {"content", content}};
+  control::ClientResponse answer;
+  try {
+    answer = control::Client(api.runtime.home().socket("federate"))
+                 .request("POST", "/v1/join", body.dump(), std::chrono::seconds(150));
+  } catch (const Error& e) {
+    fail(502, errc::kMUnknown, "federation is not running here: " + std::string(e.what()));
+  }
+  const auto reply = answer.json();
+  if (!answer.ok()) {
+    const auto& error = reply.contains("error") && reply["error"].is_object() ? reply["error"] : json::object();
+    fail(static_cast<int>(answer.status), error.value("code", errc::kMUnknown), error.value("message", "cannot join " + target));
+  }
+  return reply.value("room_id", "");
+}
+
 Response join(ClientApi::Impl& api, const Request& q, const std::string& target) {
   const auto s = api.authenticate(q);
+  if (auto joined = join_elsewhere(api, q, target, s.user_id)) return ok({{"room_id", *joined}});
   const auto room_id = api.resolve_room(target);
   if (!api.store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
   const auto membership = api.store.membership(room_id, s.user_id);

@@ -1,0 +1,153 @@
+"""Two coop shards federating (issue 23), each with its own domain on loopback, their
+federation listeners in plain-HTTP test mode and each told where the other is
+([workers.federate.resolve]). Real clients on both sides: matrix-nio on a.test, nio and
+matrix-js-sdk on b.test. A member of b.test joins a room of a.test over federation
+(make_join, send_join v2), both chat both ways (PUT /send transactions); one shard is
+stopped while the other keeps talking, and after its restart it receives what it missed from
+the other's queue."""
+import asyncio
+import json
+import os
+import subprocess
+import time
+
+from nio import AsyncClient, JoinResponse, LoginResponse, RoomCreateResponse, RoomSendResponse
+
+from coopshard import Shard, bin_dir_from_args, listener, run_tests, wait_for
+from test_room_nio import STRONG
+
+BIN = bin_dir_from_args()
+CLIENTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "clients")
+
+
+def start_pair(a, b):
+    """Two shards a.test and b.test that know where each other's federation listener is."""
+    a.domain, b.domain = "a.test", "b.test"
+    a.init()
+    b.init()
+    for me, other in ((a, b), (b, a)):
+        path = os.path.join(me.home, "coop.toml")
+        with open(path) as f:
+            text = f.read()
+        # The plain-HTTP test mode of the federation listener (production serves TLS).
+        port = me.base_port + 1
+        listen = f'federation = {{ address = "127.0.0.1", port = {port}, scheme = "https" }}'
+        assert listen in text, text
+        text = text.replace(listen, listen.replace('"https"', '"http"'))
+        text = text.replace("[workers.federate]\nenabled = true\n", "[workers.federate]\nenabled = true\nmax_backoff_ms = 2000\n")
+        text += f'\n[workers.federate.resolve]\n"{other.domain}" = "http://127.0.0.1:{other.base_port + 1}"\n'
+        with open(path, "w") as f:
+            f.write(text)
+    for shard, user in ((a, "alice"), (b, "bob")):
+        shard.coop("up")
+        shard.coop("member", "add", user, "--password-stdin", input=STRONG)
+    b.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+    return listener(a, "room", "client"), listener(b, "room", "client")
+
+
+def destinations(shard):
+    return shard.json("federate", "status")["destinations"]
+
+
+async def login(url, user_id):
+    client = AsyncClient(url, user_id)
+    response = await client.login(STRONG, device_name="federation test")
+    assert isinstance(response, LoginResponse), response
+    return client
+
+
+async def bodies_in(client, room_id, wanted, what, timeout=30):
+    """Syncs until every body in `wanted` has come in room_id's timeline."""
+    seen = set()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        sync = await client.sync(timeout=2000)
+        room = getattr(sync, "rooms", None) and sync.rooms.join.get(room_id)
+        if room:
+            seen |= {e.body for e in room.timeline.events if hasattr(e, "body")}
+        if set(wanted) <= seen:
+            return seen
+    raise AssertionError(f"{what}: still missing {set(wanted) - seen}")
+
+
+def test_a_member_of_another_shard_joins_and_both_chat():
+    async def scenario(url_a, url_b, a, b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            created = await alice.room_create(name="Commons", topic="Two cooperatives", preset=None,
+                                              initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                                              "content": {"join_rule": "public"}}])
+            assert isinstance(created, RoomCreateResponse), created
+            room_id = created.room_id
+            await alice.sync(timeout=0)
+            await bob.sync(timeout=0)
+
+            # Bob of b.test joins through a.test: make_join, send_join, the room's state stored.
+            joined = await bob.join(room_id)
+            assert isinstance(joined, JoinResponse), joined
+            sync = await bob.sync(timeout=0, full_state=True)
+            room = bob.rooms[room_id]
+            assert room.name == "Commons" and room.topic == "Two cooperatives", (room.name, room.topic)
+            assert "@alice:a.test" in room.users and "@bob:b.test" in room.users, room.users
+
+            # a.test hears of the join (it stored it through send_join).
+            wait_for(lambda: any(d["server_name"] == "b.test" for d in destinations(a)), what="a.test sends to b.test")
+            sync = await alice.sync(timeout=0)
+            assert "@bob:b.test" in alice.rooms[room_id].users, alice.rooms[room_id].users
+
+            # Both ways: alice's message reaches bob through a.test's queue, bob's reaches alice.
+            for i in range(3):
+                sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"from a {i}"})
+                assert isinstance(sent, RoomSendResponse), sent
+            await bodies_in(bob, room_id, {f"from a {i}" for i in range(3)}, "bob hears alice")
+            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "from b"})
+            assert isinstance(sent, RoomSendResponse), sent
+            await bodies_in(alice, room_id, {"from b"}, "alice hears bob")
+
+            # The same event on both shards: one conversation, not two copies.
+            status_a, event_on_a = await event_json(alice, room_id, sent.event_id)
+            assert status_a == 200 and event_on_a["content"]["body"] == "from b", event_on_a
+
+            # b.test stops; a.test keeps talking; after b.test's restart its queue delivers.
+            b.coop("down")
+            for i in range(4):
+                await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"while b was down {i}"})
+            wait_for(lambda: any(d["server_name"] == "b.test" and d["pending"] >= 4 and d["last_error"]
+                                 for d in destinations(a)),
+                     what="a.test queues for the stopped b.test")
+            shown = a.coop("federate", "status").stdout
+            assert "b.test" in shown and "pending" in shown, shown
+            b.coop("up")
+            await bodies_in(bob, room_id, {f"while b was down {i}" for i in range(4)}, "b.test catches up")
+            wait_for(lambda: all(d["pending"] == 0 for d in destinations(a)), what="a.test's queue drains")
+
+            # And the other way round: a.test stops, bob talks, a.test catches up.
+            a.coop("down")
+            for i in range(2):
+                await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"while a was down {i}"})
+            a.coop("up")
+            await bodies_in(alice, room_id, {f"while a was down {i}" for i in range(2)}, "a.test catches up")
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b, a, b))
+
+
+async def event_json(client, room_id, event_id):
+    import urllib.request
+    request = urllib.request.Request(
+        f"{client.homeserver}/_matrix/client/v3/rooms/{room_id}/event/{event_id}",
+        headers={"Authorization": f"Bearer {client.access_token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+if __name__ == "__main__":
+    run_tests([test_a_member_of_another_shard_joins_and_both_chat])

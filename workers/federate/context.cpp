@@ -1,0 +1,94 @@
+// The helpers every federation endpoint uses; see context.h.
+#include "workers/federate/context.h"
+
+#include "common/text.h"
+#include "common/json.h"
+#include "workers/federate/http_fetch.h"
+#include "workers/federate/remote_keys.h"
+#include "workers/federate/sender.h"
+#include "workers/federate/server_policy.h"
+#include "workers/matrix/x_matrix.h"
+
+namespace coop::federate {
+
+using http::Request;
+using http::Response;
+using nlohmann::json;
+
+Response matrix_error(int status, const std::string& errcode, const std::string& message) {
+  return Response::json({{"errcode", errcode}, {"error", message}}, status);
+}
+
+Response matrix_error(const Error& e) {
+  // Matrix errcodes pass through; coop's own codes map to the nearest Matrix one.
+  std::string code = e.code();
+  if (code.rfind("M_", 0) != 0)
+    code = e.status() == 404 ? "M_NOT_FOUND" : e.status() == 401 ? "M_UNAUTHORIZED" : e.status() == 403 ? "M_FORBIDDEN" : "M_BAD_JSON";
+  return matrix_error(e.status(), code, e.what());
+}
+
+std::variant<std::string, Response> authenticate(Context& c, const Request& q) {
+  const auto header = matrix::parse_x_matrix(q.header("authorization"));
+  if (!header) return matrix_error(401, "M_UNAUTHORIZED", "an X-Matrix Authorization header is needed");
+  if (!valid_server_name(header->origin) || header->origin == c.server_name)
+    return matrix_error(401, "M_UNAUTHORIZED", "origin is not another homeserver's name");
+  if (!header->destination.empty() && header->destination != c.server_name)
+    return matrix_error(401, "M_UNAUTHORIZED", "this request is meant for " + header->destination);
+  // A server this one does not federate with is refused before anything is fetched from it.
+  if (!c.policy.admits(header->origin))
+    return matrix_error(403, "M_FORBIDDEN", c.server_name + " does not federate with " + header->origin);
+  json content;
+  const json* body = nullptr;
+  if (!q.body.empty()) {
+    content = q.json();
+    body = &content;
+  }
+  const auto public_key = c.remote.public_key(header->origin, header->key_id);
+  const bool good = public_key && matrix::verify_x_matrix(*header, q.method, q.target, c.server_name, body, *public_key);
+  c.remote.count(header->origin, good);
+  if (!good) return matrix_error(401, "M_UNAUTHORIZED", "the request's signature does not check out for " + header->origin);
+  // A server that talks to us is up: what we hold for it goes now, not after its backoff.
+  if (c.sender) c.sender->peer_is_up(header->origin);
+  return header->origin;
+}
+
+PeerAnswer federation_request(const Context& c, const std::string& method, const std::string& destination,
+                              const std::string& uri, const json* body, std::size_t max_answer_bytes, long timeout_ms) {
+  if (!c.policy.admits(destination)) return {0, nullptr, "this server does not federate with " + destination};
+  std::vector<std::string> headers{
+      "Authorization: " + matrix::x_matrix_authorization(method, uri, c.server_name, destination, body, c.key)};
+  std::string payload;
+  if (body) {
+    headers.emplace_back("Content-Type: application/json");
+    payload = body->dump();
+  }
+  const auto fetched = http_fetch(method, c.remote.base_url(destination) + uri, headers, payload, max_answer_bytes, timeout_ms);
+  PeerAnswer out{fetched.status, nullptr, fetched.error};
+  if (fetched.status) {
+    try {
+      out.body = parse_json_object(fetched.body);
+    } catch (const std::exception&) {
+      out.error = "the answer is not a JSON object";
+    }
+    if (fetched.status != 200 && out.error.empty() && out.body.is_object())
+      out.error = "HTTP " + std::to_string(fetched.status) + " " + out.body.value("errcode", "") + ": " + out.body.value("error", "");
+  }
+  return out;
+}
+
+std::string server_of(const std::string& id) {
+  const auto colon = id.find(':');
+  return colon == std::string::npos ? "" : id.substr(colon + 1);
+}
+
+bool is_local_user(const Context& c, const std::string& user_id) {
+  return user_id.size() > 2 && user_id[0] == '@' && server_of(user_id) == c.server_name;
+}
+
+json pdu_for_wire(json event) {
+  event.erase("event_id");
+  event.erase("unsigned");
+  return event;
+}
+
+}  // namespace coop::federate

@@ -1,0 +1,179 @@
+// See joins.h.
+#include "workers/federate/joins.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+#include "common/clock.h"
+#include "common/text.h"
+#include "workers/federate/context.h"
+#include "workers/federate/inbound.h"
+#include "workers/federate/remote_keys.h"
+#include "workers/federate/sender.h"
+#include "workers/matrix/event_hash.h"
+#include "workers/matrix/signing.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::federate {
+
+using nlohmann::json;
+using Kind = room::RoomStore::Accepted::Kind;
+
+namespace {
+
+// A send_join answer may hold a big room's whole state.
+constexpr std::size_t kMaxJoinAnswer = 256 << 20;
+constexpr long kJoinTimeoutMs = 120000;
+
+std::vector<json> list_of(const json& body, const char* field) {
+  std::vector<json> out;
+  if (body.contains(field) && body[field].is_array())
+    for (const auto& e : body[field]) out.push_back(e);
+  return out;
+}
+
+// The state and auth chain of a send_join answer, checked and stored as outliers; returns
+// the IDs of the state events that were kept.
+std::vector<std::string> store_join_answer(Context& c, const std::string& room_id, const std::string& version,
+                                           const json& answer) {
+  std::vector<json> events;
+  std::set<std::string> state_ids;
+  for (const auto& field : {"auth_chain", "state"})
+    for (const auto& pdu : list_of(answer, field)) {
+      try {
+        auto event = verified_pdu(c, pdu, version);
+        if (event.value("room_id", "") != room_id) continue;
+        if (std::string(field) == "state") state_ids.insert(event.value("event_id", ""));
+        events.push_back(std::move(event));
+      } catch (const Error& e) {
+        spdlog::info("an event of the join answer for {} is dropped: {}", room_id, e.what());
+      }
+    }
+  std::stable_sort(events.begin(), events.end(),
+                   [](const json& a, const json& b) { return a.value("depth", int64_t{0}) < b.value("depth", int64_t{0}); });
+  // Oldest first, so that each event's auth events are stored before it; what still lacks
+  // one after a pass gets another pass, until nothing moves.
+  std::vector<json> waiting = std::move(events);
+  while (!waiting.empty()) {
+    std::vector<json> again;
+    for (auto& event : waiting) {
+      const auto accepted = c.store.accept_outlier(event);
+      if (accepted.kind == Kind::kMissing) again.push_back(std::move(event));
+    }
+    if (again.size() == waiting.size()) break;
+    waiting = std::move(again);
+  }
+  std::vector<std::string> kept;
+  for (const auto& id : state_ids)
+    if (!c.store.events_by_id({id}).empty()) kept.push_back(id);
+  return kept;
+}
+
+}  // namespace
+
+json join_remote_room(Context& c, const json& body) {
+  std::string room = body.value("room", "");
+  const std::string user_id = body.value("user_id", "");
+  if (!is_local_user(c, user_id)) throw Error(errc::kMForbidden, "only this server's users join through it", 403);
+  std::vector<std::string> servers;
+  for (const auto& s : body.value("servers", json::array()))
+    if (s.is_string() && valid_server_name(s.get<std::string>())) servers.push_back(s.get<std::string>());
+  if (room.empty() || (room[0] != '!' && room[0] != '#') || server_of(room).empty())
+    throw Error(errc::kMInvalidParam, "not a room ID or alias: " + room, 400);
+  if (room[0] == '#') {
+    // "Querying for information": the alias's server names the room and who is in it.
+    const auto host = server_of(room);
+    const auto answer = federation_request(c, "GET", host, "/_matrix/federation/v1/query/directory?room_alias=" + percent_encode(room), nullptr);
+    if (!answer.ok() || !answer.body.contains("room_id") || !answer.body["room_id"].is_string())
+      throw Error(errc::kMNotFound, "no room " + room + (answer.error.empty() ? "" : " (" + answer.error + ")"), 404);
+    for (const auto& s : answer.body.value("servers", json::array()))
+      if (s.is_string() && valid_server_name(s.get<std::string>())) servers.push_back(s.get<std::string>());
+    servers.push_back(host);
+    room = answer.body["room_id"];
+  }
+  servers.push_back(server_of(room));
+  std::vector<std::string> candidates;
+  for (const auto& s : servers)
+    if (s != c.server_name && std::find(candidates.begin(), candidates.end(), s) == candidates.end()) candidates.push_back(s);
+  if (candidates.empty()) throw Error(errc::kMNotFound, "no other server to join " + room + " through", 404);
+
+  std::string last_error = "no server answered";
+  for (const auto& server : candidates) {
+    // make_join: the template, in a room version we support.
+    const auto made = federation_request(c, "GET", server,
+                                         "/_matrix/federation/v1/make_join/" + percent_encode(room) + "/" + percent_encode(user_id) +
+                                             "?ver=10&ver=11",
+                                         nullptr);
+    if (!made.ok()) {
+      last_error = server + ": " + made.error;
+      if (made.status == 403) throw Error(errc::kMForbidden, "not allowed to join " + room + ": " + made.error, 403);
+      if (made.status == 400 && made.body.value("errcode", "") == "M_INCOMPATIBLE_ROOM_VERSION")
+        throw Error("M_INCOMPATIBLE_ROOM_VERSION", room + " is in a room version this server does not support", 400);
+      continue;
+    }
+    const std::string version = made.body.value("room_version", "");
+    if (version != "10" && version != "11") {
+      last_error = server + " offered room version " + version;
+      continue;
+    }
+    json event = made.body.value("event", json::object());
+    if (!event.is_object() || event.value("room_id", "") != room || event.value("sender", "") != user_id ||
+        event.value("state_key", "") != user_id || event.value("type", "") != "m.room.member") {
+      last_error = server + " sent a template that is not this user's join";
+      continue;
+    }
+    json content = event.contains("content") && event["content"].is_object() ? event["content"] : json::object();
+    content["membership"] = "join";
+    if (body.contains("content") && body["content"].is_object())
+      for (const char* field : {"displayname", "avatar_url"})
+        if (body["content"].contains(field) && body["content"][field].is_string()) content[field] = body["content"][field];
+    event["content"] = content;
+    event["origin_server_ts"] = unix_millis();
+    event["origin"] = c.server_name;
+    for (const char* field : {"event_id", "unsigned", "signatures", "hashes"}) event.erase(field);
+    event = matrix::sign_event(matrix::with_content_hash(std::move(event)), c.server_name, c.key, version);
+    const auto event_id = matrix::event_id_for(event, version);
+
+    const auto sent = federation_request(c, "PUT", server,
+                                         "/_matrix/federation/v2/send_join/" + percent_encode(room) + "/" + percent_encode(event_id),
+                                         &event, kMaxJoinAnswer, kJoinTimeoutMs);
+    if (!sent.ok()) {
+      last_error = server + ": " + sent.error;
+      if (sent.status == 403) throw Error(errc::kMForbidden, "not allowed to join " + room + ": " + sent.error, 403);
+      continue;
+    }
+    // A restricted join comes back countersigned by the resident server.
+    json join = event;
+    if (sent.body.contains("event") && sent.body["event"].is_object()) join = sent.body["event"];
+    json create_event;
+    for (const auto& e : list_of(sent.body, "state"))
+      if (e.is_object() && e.value("type", "") == "m.room.create" && e.value("state_key", "") == "") create_event = e;
+    if (create_event.is_null() || !create_event["content"].is_object() ||
+        create_event["content"].value("room_version", "1") != version) {
+      last_error = server + " answered without the room's create event of version " + version;
+      continue;
+    }
+    c.store.add_remote_room(room, version, create_event);
+    const auto state = store_join_answer(c, room, version, sent.body);
+    json checked;
+    try {
+      checked = verified_pdu(c, join, version);
+    } catch (const Error& e) {
+      last_error = server + " returned a join that does not check out: " + e.what();
+      continue;
+    }
+    const auto accepted = c.store.accept_join(checked, state);
+    if (accepted.kind == Kind::kRejected || accepted.kind == Kind::kMissing) {
+      last_error = server + ": the room's state does not admit the join (" + accepted.reason + ")";
+      continue;
+    }
+    if (c.sender) c.sender->wake();
+    spdlog::info("{} joined {} through {} ({} state events)", user_id, room, server, state.size());
+    return {{"room_id", room}, {"event_id", checked.value("event_id", "")}, {"server", server}};
+  }
+  throw Error(errc::kMUnknown, "cannot join " + room + ": " + last_error, 502);
+}
+
+}  // namespace coop::federate

@@ -1,0 +1,204 @@
+// See sender.h.
+#include "workers/federate/sender.h"
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/clock.h"
+#include "common/sqlite.h"
+#include "common/text.h"
+#include "workers/federate/context.h"
+#include "workers/federate/federate_db.h"
+#include "workers/federate/server_policy.h"
+#include "workers/room/store/room_store.h"
+
+namespace coop::federate {
+
+using nlohmann::json;
+
+namespace {
+
+// However quiet it is, the loop looks again this often (a missed wake-up costs no more).
+constexpr int64_t kIdleRoundMs = 5000;
+constexpr int64_t kFirstBackoffMs = 1000;
+
+}  // namespace
+
+Sender::Sender(Context& c, const std::filesystem::path& db_file, SenderSettings settings, Runner run)
+    : c_(c), settings_(settings), run_(std::move(run)), db_(open_federate_db(db_file)) {
+  thread_ = std::thread([this] { loop(); });
+}
+
+Sender::~Sender() {
+  {
+    std::unique_lock lock(mutex_);
+    stop_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return running_jobs_ == 0; });
+  }
+  thread_.join();
+}
+
+void Sender::wake() {
+  std::lock_guard lock(mutex_);
+  woken_ = true;
+  cv_.notify_all();
+}
+
+void Sender::peer_is_up(const std::string& server) {
+  std::lock_guard lock(mutex_);
+  auto& stmt = db_->prepare("UPDATE destinations SET retry_at = 0 WHERE server = ?1 AND retry_at > ?2");
+  stmt.bind(1, server).bind(2, unix_millis()).run();
+  if (db_->changes() > 0) {
+    woken_ = true;
+    cv_.notify_all();
+  }
+}
+
+void Sender::loop() {
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      if (stop_) return;
+      // Until woken, or until the earliest retry falls due.
+      auto& next = db_->prepare("SELECT min(retry_at) FROM destinations WHERE retry_at > ?1");
+      next.bind(1, unix_millis());
+      int64_t wait_ms = kIdleRoundMs;
+      if (next.step() && !next.column_is_null(0)) wait_ms = std::clamp<int64_t>(next.column_int64(0) - unix_millis(), 1, kIdleRoundMs);
+      next.reset();
+      cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return woken_ || stop_; });
+      if (stop_) return;
+      woken_ = false;
+    }
+    try {
+      round();
+    } catch (const std::exception& e) {
+      spdlog::warn("federation sender: {}", e.what());
+    }
+  }
+}
+
+void Sender::round() {
+  // Every server with a member in one of our rooms is a destination from its first join on.
+  for (const auto& server : c_.store.remote_servers()) {
+    std::unique_lock lock(mutex_);
+    auto& known = db_->prepare("SELECT 1 FROM destinations WHERE server = ?1");
+    known.bind(1, server);
+    const bool have = known.step();
+    known.reset();
+    if (have) continue;
+    lock.unlock();
+    const int64_t start = c_.store.first_join_stream(server);
+    lock.lock();
+    db_->prepare("INSERT OR IGNORE INTO destinations (server, position) VALUES (?1, ?2)").bind(1, server).bind(2, start).run();
+  }
+  std::vector<std::pair<std::string, int64_t>> due;
+  {
+    std::lock_guard lock(mutex_);
+    auto& stmt = db_->prepare("SELECT server, position FROM destinations WHERE retry_at <= ?1");
+    stmt.bind(1, unix_millis());
+    while (stmt.step()) due.emplace_back(stmt.column_text(0), stmt.column_int64(1));
+    stmt.reset();
+  }
+  for (const auto& [server, position] : due) {
+    if (!c_.policy.admits(server)) continue;
+    if (c_.store.events_for_server(server, position, 1).empty()) continue;
+    std::lock_guard lock(mutex_);
+    if (stop_ || !sending_.insert(server).second) continue;
+    ++running_jobs_;
+    run_([this, server = server] {
+      try {
+        send_to(server);
+      } catch (const std::exception& e) {
+        spdlog::warn("federation sender to {}: {}", server, e.what());
+      }
+      std::lock_guard done(mutex_);
+      sending_.erase(server);
+      --running_jobs_;
+      woken_ = true;  // more may have come meanwhile
+      cv_.notify_all();
+    });
+  }
+}
+
+void Sender::send_to(const std::string& server) {
+  while (true) {
+    int64_t position = 0, backoff = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (stop_) return;
+      auto& stmt = db_->prepare("SELECT position, backoff_ms FROM destinations WHERE server = ?1");
+      stmt.bind(1, server);
+      if (!stmt.step()) {
+        stmt.reset();
+        return;
+      }
+      position = stmt.column_int64(0);
+      backoff = stmt.column_int64(1);
+      stmt.reset();
+    }
+    const auto events = c_.store.events_for_server(server, position, settings_.batch);
+    if (events.empty()) return;
+    json pdus = json::array();
+    for (const auto& e : events) pdus.push_back(pdu_for_wire(e.event));
+    // The same range always makes the same transaction ID: a retry the other side already
+    // took is answered from its record instead of processed again.
+    const std::string txn = "c" + std::to_string(events.front().stream) + "-" + std::to_string(events.back().stream);
+    const json body = {{"origin", c_.server_name}, {"origin_server_ts", unix_millis()}, {"pdus", pdus}, {"edus", json::array()}};
+    const auto answer = federation_request(c_, "PUT", server, "/_matrix/federation/v1/send/" + percent_encode(txn), &body);
+    std::lock_guard lock(mutex_);
+    if (answer.ok()) {
+      if (answer.body.contains("pdus") && answer.body["pdus"].is_object())
+        for (const auto& [id, result] : answer.body["pdus"].items())
+          if (result.is_object() && result.contains("error"))
+            spdlog::info("{} refused {}: {}", server, id, result["error"].is_string() ? result["error"].get<std::string>() : result["error"].dump());
+      db_->prepare("UPDATE destinations SET position = ?2, backoff_ms = 0, retry_at = 0, last_error = '', "
+                   "last_sent_ts = ?3, sent = sent + ?4 WHERE server = ?1")
+          .bind(1, server)
+          .bind(2, events.back().stream)
+          .bind(3, unix_millis())
+          .bind(4, static_cast<int64_t>(events.size()))
+          .run();
+      continue;
+    }
+    backoff = std::min(settings_.max_backoff_ms, backoff ? backoff * 2 : kFirstBackoffMs);
+    const std::string why = answer.error.empty() ? "HTTP " + std::to_string(answer.status) : answer.error;
+    spdlog::info("cannot send to {} ({}); trying again in {} ms", server, why, backoff);
+    db_->prepare("UPDATE destinations SET backoff_ms = ?2, retry_at = ?3, last_error = ?4 WHERE server = ?1")
+        .bind(1, server)
+        .bind(2, backoff)
+        .bind(3, unix_millis() + backoff)
+        .bind(4, why)
+        .run();
+    return;
+  }
+}
+
+std::vector<Sender::Destination> Sender::destinations() {
+  std::vector<Destination> out;
+  {
+    std::lock_guard lock(mutex_);
+    auto& stmt = db_->prepare(
+        "SELECT server, position, retry_at, backoff_ms, last_sent_ts, sent, last_error FROM destinations ORDER BY server");
+    while (stmt.step()) {
+      Destination d;
+      d.server = stmt.column_text(0);
+      d.position = stmt.column_int64(1);
+      d.retry_at = stmt.column_int64(2);
+      d.backoff_ms = stmt.column_int64(3);
+      d.last_sent_ts = stmt.column_int64(4);
+      d.sent = stmt.column_int64(5);
+      d.last_error = stmt.column_text(6);
+      d.sending = sending_.count(d.server) > 0;
+      out.push_back(std::move(d));
+    }
+    stmt.reset();
+  }
+  for (auto& d : out) d.pending = static_cast<int64_t>(c_.store.events_for_server(d.server, d.position, 1000).size());
+  return out;
+}
+
+}  // namespace coop::federate
