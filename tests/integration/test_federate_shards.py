@@ -137,6 +137,49 @@ def test_a_member_of_another_shard_joins_and_both_chat():
         asyncio.run(scenario(url_a, url_b, a, b))
 
 
+def test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts():
+    async def scenario(url_a, url_b, a, b):
+        alice = await login(url_a, "@alice:a.test")
+        node = None
+        try:
+            created = await alice.room_create(name="Porch", initial_state=[
+                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "public"}}])
+            room_id = created.room_id
+            await alice.sync(timeout=0)
+            # carol of b.test, on matrix-js-sdk, joins through a.test and says hello.
+            node = subprocess.Popen(["node", os.path.join(CLIENTS, "federation_member.mjs"), url_b, "carol", STRONG,
+                                     room_id, "a.test"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            await bodies_in(alice, room_id, {"hello from js-sdk"}, "alice hears carol", timeout=60)
+            # Typing and the answer cross as EDUs and PDUs; carol's read receipt comes back.
+            await alice.room_typing(room_id, typing_state=True, timeout=30000)
+            answer = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "hello js-sdk"})
+            assert isinstance(answer, RoomSendResponse), answer
+            deadline, receipt = time.time() + 30, None
+            while time.time() < deadline and not receipt:
+                sync = await alice.sync(timeout=2000)
+                room = sync.rooms.join.get(room_id) if hasattr(sync, "rooms") else None
+                for event in (room.ephemeral if room else []):
+                    for r in getattr(event, "receipts", []):
+                        if r.user_id == "@carol:b.test" and r.event_id == answer.event_id:
+                            receipt = r
+            output, _ = node.communicate(timeout=60)
+            assert node.returncode == 0, output
+            assert "typing: @alice:a.test" in output and "ALL OK" in output, output
+            assert receipt, "carol's read receipt did not reach a.test"
+        except BaseException:
+            if node:
+                if node.poll() is None:
+                    node.kill()
+                print("js-sdk said:", node.communicate()[0])
+            raise
+        finally:
+            await alice.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b, a, b))
+
+
 async def event_json(client, room_id, event_id):
     import urllib.request
     request = urllib.request.Request(
@@ -150,4 +193,5 @@ async def event_json(client, room_id, event_id):
 
 
 if __name__ == "__main__":
-    run_tests([test_a_member_of_another_shard_joins_and_both_chat])
+    run_tests([test_a_member_of_another_shard_joins_and_both_chat,
+               test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts])

@@ -231,6 +231,13 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
   control.add_blocking("POST", "/v1/join", runtime.blocking_runner(), [context](const Request& q) {
     return Response::json(join_remote_room(*context, q.json()));
   }, "join one of our users to a room on another server ({room, user_id, servers, content})");
+  control.add_blocking("POST", "/v1/outbound/edu", runtime.blocking_runner(), [context](const Request& q) {
+    const auto body = q.json();
+    const auto room_id = body.value("room_id", "");
+    if (!body.contains("edu") || !body["edu"].is_object()) throw Error(errc::kUsage, "edu: an object", 400);
+    context->sender->queue_edu(context->store.remote_servers_in(room_id), body["edu"]);
+    return Response::json(json::object());
+  }, "typing or a receipt of one of our members for the other servers in a room ({room_id, edu})");
   control.add("POST", "/v1/outbound/wake", [sender = sender_.get()](const Request&) {
     sender->wake();
     return Response::json(json::object());

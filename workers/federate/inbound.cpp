@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "common/clock.h"
+#include "common/control/client.h"
 #include "common/sqlite.h"
 #include "common/text.h"
 #include "common/worker_runtime.h"
@@ -62,6 +63,28 @@ std::string id_of(const json& pdu, const std::string& version) {
   }
 }
 
+// Outliers, oldest first; what lacks an auth event after a pass gets another, until nothing
+// moves. Events that do not check out are dropped.
+void store_outliers(Context& c, const std::string& origin, const std::string& room_id, const std::string& version,
+                    std::vector<json> pdus) {
+  std::vector<json> waiting;
+  for (auto& pdu : sorted_by_depth(std::move(pdus))) {
+    try {
+      auto event = verified_pdu(c, pdu, version);
+      if (event.value("room_id", "") == room_id) waiting.push_back(std::move(event));
+    } catch (const Error& e) {
+      spdlog::info("an event from {} is dropped: {}", origin, e.what());
+    }
+  }
+  while (!waiting.empty()) {
+    std::vector<json> again;
+    for (auto& event : waiting)
+      if (c.store.accept_outlier(event).kind == Kind::kMissing) again.push_back(std::move(event));
+    if (again.size() == waiting.size()) break;
+    waiting = std::move(again);
+  }
+}
+
 // Auth events the store lacks, from the origin's /event_auth: stored as outliers, oldest
 // first; those that fail their own checks are left out (and the event that needs them then
 // fails too).
@@ -74,13 +97,7 @@ void fetch_auth_chain(Context& c, const std::string& origin, const std::string& 
     spdlog::info("cannot fetch the auth chain of {} from {}: {}", event_id, origin, answer.error);
     return;
   }
-  for (const auto& pdu : sorted_by_depth(answer.body["auth_chain"].get<std::vector<json>>())) {
-    try {
-      c.store.accept_outlier(verified_pdu(c, pdu, version));
-    } catch (const Error& e) {
-      spdlog::info("an auth event from {} is dropped: {}", origin, e.what());
-    }
-  }
+  store_outliers(c, origin, room_id, version, answer.body["auth_chain"].get<std::vector<json>>());
 }
 
 // Prev events the store lacks (Server-Server API "Backfilling and retrieving missing
@@ -102,6 +119,36 @@ void fetch_missing_prevs(Context& c, const std::string& origin, const json& even
     const auto taken = take_pdu(c, origin, pdu, false);
     if (!taken.error.empty()) spdlog::info("a missing event {} from {} is not taken: {}", taken.event_id, origin, taken.error);
   }
+}
+
+// A prev event get_missing_events could not reach (history from before we joined, or too
+// long a gap): the event and the state before it from the origin ("Room State"), so that
+// what builds on it can be checked.
+void fetch_state_at(Context& c, const std::string& origin, const std::string& room_id, const std::string& prev,
+                    const std::string& version) {
+  const auto state = federation_request(
+      c, "GET", origin, "/_matrix/federation/v1/state/" + percent_encode(room_id) + "?event_id=" + percent_encode(prev),
+      nullptr, 64 << 20, 60000);
+  if (!state.ok() || !state.body.contains("pdus") || !state.body["pdus"].is_array()) {
+    spdlog::info("cannot fetch the state at {} from {}: {}", prev, origin, state.error);
+    return;
+  }
+  std::vector<json> events;
+  std::vector<std::string> ids;
+  for (const auto& pdu : state.body["pdus"]) {
+    events.push_back(pdu);
+    ids.push_back(id_of(pdu, version));
+  }
+  if (state.body.contains("auth_chain") && state.body["auth_chain"].is_array())
+    for (const auto& pdu : state.body["auth_chain"]) events.push_back(pdu);
+  if (c.store.events_by_id({prev}).empty()) {
+    const auto event = federation_request(c, "GET", origin, "/_matrix/federation/v1/event/" + percent_encode(prev), nullptr);
+    if (event.ok() && event.body.contains("pdus") && event.body["pdus"].is_array() && event.body["pdus"].size() == 1 &&
+        id_of(event.body["pdus"][0], version) == prev)
+      events.push_back(event.body["pdus"][0]);
+  }
+  store_outliers(c, origin, room_id, version, std::move(events));
+  c.store.accept_outlier_state(prev, ids);
 }
 
 // Inbound transactions seen, with our answer.
@@ -207,6 +254,12 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
       fetch_missing_prevs(c, origin, event);
       accepted = c.store.accept_remote(event);
     }
+    if (accepted.kind == Kind::kMissing && may_fetch) {
+      const auto& prevs = event["prev_events"];
+      for (const auto& id : accepted.missing)
+        if (std::find(prevs.begin(), prevs.end(), id) != prevs.end()) fetch_state_at(c, origin, room_id, id, *version);
+      accepted = c.store.accept_remote(event);
+    }
   }
   switch (accepted.kind) {
     case Kind::kStored:
@@ -249,6 +302,20 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                      const auto taken = take_pdu(c, origin, pdu, true);
                      if (taken.event_id.empty()) continue;
                      results[taken.event_id] = taken.error.empty() ? json::object() : json{{"error", taken.error}};
+                   }
+                   // EDUs: typing and receipts go to coop-room, which checks each against
+                   // the origin and the room's members. Others are not handled yet.
+                   json passed = json::array();
+                   for (const auto& edu : edus)
+                     if (edu.is_object() && (edu.value("edu_type", json()) == "m.typing" || edu.value("edu_type", json()) == "m.receipt"))
+                       passed.push_back(edu);
+                   if (!passed.empty()) {
+                     try {
+                       control::Client(c.runtime.home().socket("room"))
+                           .request("POST", "/v1/federation/edus", json{{"origin", origin}, {"edus", passed}}.dump(), std::chrono::seconds(5));
+                     } catch (const std::exception& e) {
+                       spdlog::info("typing and receipts from {} are lost: {}", origin, e.what());
+                     }
                    }
                    const json answer = {{"pdus", results}};
                    log->remember(origin, txn, answer);

@@ -24,6 +24,9 @@ namespace {
 // However quiet it is, the loop looks again this often (a missed wake-up costs no more).
 constexpr int64_t kIdleRoundMs = 5000;
 constexpr int64_t kFirstBackoffMs = 1000;
+// The spec's limit per transaction, and what one server may have waiting.
+constexpr std::size_t kMaxEdusPerTxn = 100;
+constexpr std::size_t kMaxQueuedEdus = 1000;
 
 }  // namespace
 
@@ -44,6 +47,17 @@ Sender::~Sender() {
 
 void Sender::wake() {
   std::lock_guard lock(mutex_);
+  woken_ = true;
+  cv_.notify_all();
+}
+
+void Sender::queue_edu(const std::vector<std::string>& servers, const json& edu) {
+  std::lock_guard lock(mutex_);
+  for (const auto& server : servers) {
+    auto& queue = edus_[server];
+    queue.push_back(edu);
+    while (queue.size() > kMaxQueuedEdus) queue.pop_front();
+  }
   woken_ = true;
   cv_.notify_all();
 }
@@ -105,7 +119,13 @@ void Sender::round() {
   }
   for (const auto& [server, position] : due) {
     if (!c_.policy.admits(server)) continue;
-    if (c_.store.events_for_server(server, position, 1).empty()) continue;
+    bool edus_waiting = false;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = edus_.find(server);
+      edus_waiting = it != edus_.end() && !it->second.empty();
+    }
+    if (!edus_waiting && c_.store.events_for_server(server, position, 1).empty()) continue;
     std::lock_guard lock(mutex_);
     if (stop_ || !sending_.insert(server).second) continue;
     ++running_jobs_;
@@ -141,16 +161,38 @@ void Sender::send_to(const std::string& server) {
       stmt.reset();
     }
     const auto events = c_.store.events_for_server(server, position, settings_.batch);
-    if (events.empty()) return;
+    json edus = json::array();
+    {
+      std::lock_guard lock(mutex_);
+      auto& queue = edus_[server];
+      while (!queue.empty() && edus.size() < kMaxEdusPerTxn) {
+        edus.push_back(std::move(queue.front()));
+        queue.pop_front();
+      }
+    }
+    if (events.empty() && edus.empty()) return;
     json pdus = json::array();
     for (const auto& e : events) pdus.push_back(pdu_for_wire(e.event));
     // The same range always makes the same transaction ID: a retry the other side already
-    // took is answered from its record instead of processed again.
-    const std::string txn = "c" + std::to_string(events.front().stream) + "-" + std::to_string(events.back().stream);
-    const json body = {{"origin", c_.server_name}, {"origin_server_ts", unix_millis()}, {"pdus", pdus}, {"edus", json::array()}};
+    // took is answered from its record instead of processed again. EDUs alone get their own.
+    std::string txn;
+    if (!events.empty()) {
+      txn = "c" + std::to_string(events.front().stream) + "-" + std::to_string(events.back().stream);
+      if (!edus.empty()) txn += "e" + std::to_string(unix_millis());
+    } else {
+      std::lock_guard lock(mutex_);
+      txn = "e" + std::to_string(unix_millis()) + "-" + std::to_string(++edu_txns_);
+    }
+    const json body = {{"origin", c_.server_name}, {"origin_server_ts", unix_millis()}, {"pdus", pdus}, {"edus", edus}};
     const auto answer = federation_request(c_, "PUT", server, "/_matrix/federation/v1/send/" + percent_encode(txn), &body);
     std::lock_guard lock(mutex_);
+    if (!answer.ok() && !edus.empty()) {
+      // Back in front for the retry (typing that is stale by then is harmless).
+      auto& queue = edus_[server];
+      for (auto it = edus.rbegin(); it != edus.rend() && queue.size() < kMaxQueuedEdus; ++it) queue.push_front(std::move(*it));
+    }
     if (answer.ok()) {
+      if (events.empty()) continue;
       if (answer.body.contains("pdus") && answer.body["pdus"].is_object())
         for (const auto& [id, result] : answer.body["pdus"].items())
           if (result.is_object() && result.contains("error"))

@@ -6,7 +6,10 @@
 // second to max_backoff; a request from it ends the wait at once.
 #pragma once
 
+#include <nlohmann/json.hpp>
+
 #include <condition_variable>
+#include <deque>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -38,6 +41,9 @@ class Sender {
   ~Sender();
 
   void wake();                                  // new events may be waiting
+  // An EDU (typing, a receipt) for these servers: kept in memory only, sent with the next
+  // transaction; at most kMaxQueuedEdus per server, the oldest dropped first.
+  void queue_edu(const std::vector<std::string>& servers, const nlohmann::json& edu);
   void peer_is_up(const std::string& server);   // it talked to us: retry it now
 
   struct Destination {
@@ -58,9 +64,11 @@ class Sender {
   SenderSettings settings_;
   Runner run_;
   std::unique_ptr<sqlite::Database> db_;
-  std::mutex mutex_;  // guards db_, sending_, woken_, stop_
+  std::mutex mutex_;  // guards db_, sending_, edus_, woken_, stop_
   std::condition_variable cv_;
   std::set<std::string> sending_;
+  std::map<std::string, std::deque<nlohmann::json>> edus_;  // server -> EDUs not yet sent
+  uint64_t edu_txns_ = 0;
   bool woken_ = true, stop_ = false;
   int running_jobs_ = 0;
   std::thread thread_;

@@ -344,6 +344,8 @@ void ClientApi::set_readmission(std::function<void(const std::string&, const std
   impl_->readmit = std::move(readmit);
 }
 
+void ClientApi::apply_remote_edus(const std::string& origin, const json& edus) { impl_->apply_remote_edus(origin, edus); }
+
 void ClientApi::close() {
   std::list<std::shared_ptr<Waiter>> current;
   {

@@ -1,6 +1,8 @@
 // The Matrix client-server API (spec v1.x, /_matrix/client/v3 with /r0 aliases) of coop-room.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +35,8 @@ class ClientApi {
   // Lets a member who left one of coop's Spaces rejoin it (see ClientApi::Impl::readmit).
   void set_readmission(std::function<void(const std::string& room_id, const std::string& user_id)> readmit);
   void close();  // answer every waiting /sync (shutdown)
+  // Typing and receipts other servers sent (coop-federate passes them on).
+  void apply_remote_edus(const std::string& origin, const nlohmann::json& edus);
 
   // The API's state and helpers, defined in client_impl.h for the route modules in api/.
   struct Impl;

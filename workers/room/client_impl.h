@@ -64,6 +64,13 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing;
   std::map<std::string, int64_t> typing_changed;
 
+  // Federation EDUs (Server-Server API "EDUs"): an ephemeral event of one of our members for
+  // the other servers in the room (typing, public read receipts), handed to coop-federate
+  // without holding up the client; and those other servers sent us, applied once their
+  // sender checks out (api/events.cpp).
+  void send_edu(const std::string& room_id, nlohmann::json edu);
+  void apply_remote_edus(const std::string& origin, const nlohmann::json& edus);
+
   // Set by the worker: invites a member who left one of coop's Spaces back into it when they
   // still belong there (SpaceSync::readmit).
   std::function<void(const std::string& room_id, const std::string& user_id)> readmit;

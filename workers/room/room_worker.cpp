@@ -80,6 +80,12 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
     if (!change.rooms.empty()) pusher->poke();
     return http::Response::json(nlohmann::json::object());
   }, "coop-federate stored events: wake the syncs and pushes they concern");
+  runtime.router().add("POST", "/v1/federation/edus", [api = api_.get()](const http::Request& q) {
+    const auto body = q.json();
+    if (body.contains("origin") && body["origin"].is_string() && body.contains("edus"))
+      api->apply_remote_edus(body["origin"].get<std::string>(), body["edus"]);
+    return http::Response::json(nlohmann::json::object());
+  }, "typing and receipts from another server ({origin, edus}), its sender checked by coop-federate");
   api_->set_readmission([spaces = spaces_.get()](const std::string& room_id, const std::string& user_id) {
     spaces->readmit(room_id, user_id);
   });

@@ -8,7 +8,10 @@
 #include <map>
 #include <optional>
 
+#include "common/clock.h"
+#include "common/control/client.h"
 #include "common/error.h"
+#include "common/worker_runtime.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/event_filter.h"
 #include "workers/room/store/room_store.h"
@@ -112,6 +115,8 @@ Response typing(ClientApi::Impl& api, const Request& q) {
   StoreChange change;
   change.rooms.insert(q.param("roomId"));
   api.notify(change);
+  api.send_edu(q.param("roomId"), {{"edu_type", "m.typing"},
+                                   {"content", {{"room_id", q.param("roomId")}, {"user_id", s.user_id}, {"typing", body.value("typing", false)}}}});
   return ok(json::object());
 }
 
@@ -126,6 +131,12 @@ void set_receipt(ClientApi::Impl& api, const Request& q, const std::string& type
   }
   if (type != "m.read" && type != "m.read.private") fail(400, errc::kMInvalidParam, "unknown receipt type");
   api.store.set_receipt(q.param("roomId"), s.user_id, type, event_id, thread_id);
+  if (type != "m.read") return;  // private receipts stay here
+  json data = {{"ts", unix_millis()}};
+  if (!thread_id.empty()) data["thread_id"] = thread_id;
+  api.send_edu(q.param("roomId"),
+               {{"edu_type", "m.receipt"},
+                {"content", {{q.param("roomId"), {{"m.read", {{s.user_id, {{"event_ids", json::array({event_id})}, {"data", data}}}}}}}}}});
 }
 
 // Client-Server API "Threaded read receipts": thread_id is "main" or the root of a thread the
@@ -287,5 +298,67 @@ constexpr ClientRoute kEventTable[] = {
 }  // namespace
 
 constinit const std::span<const ClientRoute> api::kEventRoutes = kEventTable;
+
+// Server-Server API "Typing Notifications" and "Receipts": what another server says of its
+// own users, in rooms they are joined to; anything else is dropped.
+void ClientApi::Impl::apply_remote_edus(const std::string& origin, const json& edus) {
+  if (!edus.is_array()) return;
+  const auto from_origin = [&origin](const std::string& user_id) {
+    const auto colon = user_id.find(':');
+    return !user_id.empty() && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == origin;
+  };
+  StoreChange change;
+  for (const auto& edu : edus) {
+    if (!edu.is_object() || !edu.contains("content") || !edu["content"].is_object()) continue;
+    const auto& content = edu["content"];
+    const std::string type = edu.contains("edu_type") && edu["edu_type"].is_string() ? edu["edu_type"].get<std::string>() : "";
+    if (type == "m.typing") {
+      const auto text = [&content](const char* key) {
+        return content.contains(key) && content[key].is_string() ? content[key].get<std::string>() : std::string();
+      };
+      const std::string room_id = text("room_id"), user_id = text("user_id");
+      if (!from_origin(user_id) || store.membership(room_id, user_id) != "join") continue;
+      const bool on = content.contains("typing") && content["typing"].is_boolean() && content["typing"].get<bool>();
+      std::lock_guard lock(typing_mutex);
+      auto& room = typing[room_id];
+      // Other servers send no timeout: their user types for 30 s unless they say it stopped.
+      if (on)
+        room[user_id] = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      else
+        room.erase(user_id);
+      typing_changed[room_id] = store.allocate_other_position();
+      change.rooms.insert(room_id);
+    } else if (type == "m.receipt") {
+      for (const auto& [room_id, kinds] : content.items()) {
+        if (!kinds.is_object() || !kinds.contains("m.read") || !kinds["m.read"].is_object()) continue;
+        for (const auto& [user_id, receipt] : kinds["m.read"].items()) {
+          if (!from_origin(user_id) || !receipt.is_object() || store.membership(room_id, user_id) != "join") continue;
+          const auto ids = receipt.contains("event_ids") ? receipt["event_ids"] : json();
+          if (!ids.is_array() || ids.empty() || !ids[0].is_string()) continue;
+          const auto event = store.event(ids[0].get<std::string>());
+          if (!event || event->event.value("room_id", "") != room_id) continue;
+          std::string thread;
+          if (receipt.contains("data") && receipt["data"].is_object() && receipt["data"].contains("thread_id") &&
+              receipt["data"]["thread_id"].is_string())
+            thread = receipt["data"]["thread_id"];
+          store.set_receipt(room_id, user_id, "m.read", ids[0].get<std::string>(), thread);
+          change.rooms.insert(room_id);
+        }
+      }
+    }
+  }
+  if (!change.empty()) notify(change);
+}
+
+void ClientApi::Impl::send_edu(const std::string& room_id, json edu) {
+  if (store.remote_servers_in(room_id).empty()) return;
+  run([socket = runtime.home().socket("federate"), body = json{{"room_id", room_id}, {"edu", std::move(edu)}}.dump()] {
+    try {
+      control::Client(socket).request("POST", "/v1/outbound/edu", body, std::chrono::seconds(5));
+    } catch (const std::exception&) {
+      // Typing and receipts are ephemeral: with federation down they are not kept.
+    }
+  });
+}
 
 }  // namespace coop::room

@@ -649,6 +649,18 @@ bool RoomStore::server_in_room(const std::string& room_id, const std::string& se
   return in;
 }
 
+std::vector<std::string> RoomStore::remote_servers_in(const std::string& room_id) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
+      "SELECT DISTINCT substr(user_id, instr(user_id, ':') + 1) AS server FROM memberships "
+      "WHERE room_id = ?1 AND membership = 'join' AND server != ?2");
+  stmt.bind(1, room_id).bind(2, server_name_);
+  std::vector<std::string> out;
+  while (stmt.step()) out.push_back(stmt.column_text(0));
+  stmt.reset();
+  return out;
+}
+
 std::vector<std::string> RoomStore::remote_servers() {
   auto db = impl_->read();
   auto& stmt = db->prepare(

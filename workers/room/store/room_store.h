@@ -314,6 +314,8 @@ class RoomStore {
                                             const std::set<std::string>& earliest, int limit);
   // Whether a server has a member joined to the room (who may read its events).
   bool server_in_room(const std::string& room_id, const std::string& server);
+  // Other servers with a user joined to this room.
+  std::vector<std::string> remote_servers_in(const std::string& room_id);
   // Servers with a user joined to any room here, but this one.
   std::vector<std::string> remote_servers();
   // Outbound: the events this server must send `server` after stream position `after`:

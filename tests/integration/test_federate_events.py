@@ -1,0 +1,696 @@
+"""coop-federate's event exchange against a fake remote homeserver written here in Python with
+Debian's python3-signedjson and canonicaljson (hashes, signatures and event IDs computed as the
+Matrix spec says, independently of coop): a user of the fake joins a room of coop's
+(make_join, send_join v2), then the fake sends PDUs in transactions (PUT /send): good ones,
+forged signatures, wrong content hashes, events that fail authorization or cite rejected auth
+events, garbage beside a good event, a replayed transaction, a gap coop fills with
+get_missing_events; coop sends its own members' events to the fake (signed requests, hashed
+and signed PDUs); unsigned transactions are refused.
+
+Tests are named after Complement's federation tests where one matches (in comments)."""
+import base64
+import copy
+import hashlib
+import json
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import canonicaljson
+import signedjson.key
+import signedjson.sign
+
+from coopshard import Shard, bin_dir_from_args, listener, run_tests, wait_for
+from test_federate import DOMAIN, REMOTE, federation, start, unpadded, verify_key
+from test_room_nio import STRONG, http_json
+
+BIN = bin_dir_from_args()
+BOB = f"@bob:{REMOTE}"
+ALICE = f"@alice:{DOMAIN}"
+
+
+# --- The spec's event algorithms (room version 11), independent of coop -----------------------
+
+V11_TOP = {"type", "room_id", "sender", "state_key", "content", "hashes", "signatures", "depth", "prev_events",
+           "auth_events", "origin_server_ts"}
+V11_CONTENT = {
+    "m.room.member": {"membership", "join_authorised_via_users_server"},
+    "m.room.power_levels": {"ban", "events", "events_default", "invite", "kick", "redact", "state_default", "users",
+                            "users_default"},
+    "m.room.join_rules": {"join_rule", "allow"},
+    "m.room.history_visibility": {"history_visibility"},
+    "m.room.redaction": {"redacts"},
+}
+
+
+def canonical(obj):
+    return canonicaljson.encode_canonical_json(obj)
+
+
+def redact(event):
+    """"Redactions", room version 11."""
+    out = {k: copy.deepcopy(v) for k, v in event.items() if k in V11_TOP}
+    kind = event.get("type")
+    content = event.get("content", {})
+    if kind == "m.room.create":
+        out["content"] = copy.deepcopy(content)
+    else:
+        kept = {k: copy.deepcopy(v) for k, v in content.items() if k in V11_CONTENT.get(kind, set())}
+        if kind == "m.room.member" and isinstance(content.get("third_party_invite"), dict) \
+                and "signed" in content["third_party_invite"]:
+            kept["third_party_invite"] = {"signed": copy.deepcopy(content["third_party_invite"]["signed"])}
+        out["content"] = kept
+    return out
+
+
+def content_hash(event):
+    """"Calculating the content hash for an event"."""
+    stripped = {k: v for k, v in event.items() if k not in ("unsigned", "signatures", "hashes", "event_id")}
+    return unpadded(hashlib.sha256(canonical(stripped)).digest())
+
+
+def event_id_of(event):
+    """"Event IDs" for room versions 3 and later: the reference hash, URL-safe base64."""
+    redacted = redact({k: v for k, v in event.items() if k != "event_id"})
+    redacted.pop("signatures", None)
+    redacted.pop("unsigned", None)
+    digest = hashlib.sha256(canonical(redacted)).digest()
+    return "$" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def sign_event(event, server, key):
+    """"Signing events": the redacted event is signed, the signatures go on the full one."""
+    signed = signedjson.sign.sign_json(redact(event), server, key)
+    event["signatures"] = signed["signatures"]
+    return event
+
+
+def finish(event, server, key, tamper=None):
+    """Hash, (tamper,) sign, and the ID: the PDU as sent and its event ID."""
+    event = copy.deepcopy(event)
+    event.pop("signatures", None)
+    event.pop("event_id", None)
+    event["hashes"] = {"sha256": content_hash(event)}
+    if tamper:
+        tamper(event)
+    sign_event(event, server, key)
+    return event, event_id_of(event)
+
+
+def q(x):
+    return urllib.parse.quote(x, safe="")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+# --- The fake homeserver ----------------------------------------------------------------------
+
+class FakeServer:
+    """remote.test: publishes its key, signs its requests and PDUs, keeps the events of the one
+    room its user joins (with the state before each), answers coop's reads of them
+    (event, state, state_ids, event_auth, get_missing_events) and takes coop's transactions.
+    Every request coop makes is recorded in self.requests as
+    (method, path, parsed body or None, X-Matrix verdict)."""
+
+    def __init__(self, name=REMOTE):
+        self.name = name
+        self.key = signedjson.key.generate_signing_key("fake1")
+        self.peer_keys = {}
+        keys = {"server_name": name, "valid_until_ts": now_ms() + 3600_000, "old_verify_keys": {},
+                "verify_keys": {f"ed25519:{self.key.version}": {"key": unpadded(self.key.verify_key.encode())}}}
+        self.published = signedjson.sign.sign_json(keys, name, self.key)
+        self.lock = threading.Lock()
+        self.requests = []
+        self.events = {}        # event ID -> PDU as sent (no event_id)
+        self.state_before = {}  # event ID -> {(type, state_key): event ID}
+        self.state = {}         # the room's current state as the fake sees it
+        self.room_id = None
+        self.latest = None
+        self.depth = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self, method):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
+                if self.path == "/_matrix/key/v2/server" and method == "GET":
+                    return self._answer(200, fake.published)
+                verdict = fake.check_x_matrix(method, self.path, self.headers.get("Authorization", ""), body)
+                with fake.lock:
+                    fake.requests.append((method, self.path, body, verdict))
+                if verdict != "ok":
+                    return self._answer(401, {"errcode": "M_UNAUTHORIZED", "error": verdict})
+                status, answer = fake.route(method, self.path, body)
+                self._answer(status, answer)
+
+            def do_GET(self):
+                self._handle("GET")
+
+            def do_PUT(self):
+                self._handle("PUT")
+
+            def do_POST(self):
+                self._handle("POST")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+    # Request authentication, both ways.
+
+    def authorization(self, method, uri, destination, content=None, key=None):
+        request = {"method": method, "uri": uri, "origin": self.name, "destination": destination}
+        if content is not None:
+            request["content"] = content
+        key = key or self.key
+        signed = signedjson.sign.sign_json(request, self.name, key)
+        signature = signed["signatures"][self.name][f"ed25519:{key.version}"]
+        return (f'X-Matrix origin="{self.name}",destination="{destination}",key="ed25519:{key.version}",'
+                f'sig="{signature}"')
+
+    def check_x_matrix(self, method, uri, header, content=None):
+        if not header.startswith("X-Matrix "):
+            return "no X-Matrix header"
+        params = {}
+        for part in header[len("X-Matrix "):].split(","):
+            name, _, value = part.strip().partition("=")
+            params[name] = value.strip('"')
+        if params.get("destination") != self.name:
+            return "not meant for us"
+        origin = params.get("origin")
+        if origin not in self.peer_keys:
+            return "unknown origin"
+        request = {"method": method, "uri": uri, "origin": origin, "destination": self.name,
+                   "signatures": {origin: {params.get("key"): params.get("sig")}}}
+        if content is not None:
+            request["content"] = content
+        try:
+            signedjson.sign.verify_signed_json(request, origin, self.peer_keys[origin])
+        except signedjson.sign.SignatureVerifyException as e:
+            return f"bad signature: {e}"
+        return "ok"
+
+    def call(self, base, method, uri, body=None, key=None, destination=DOMAIN):
+        return federation(base, method, uri, self.authorization(method, uri, destination, body, key=key), body)
+
+    def send(self, base, pdus, txn=None, edus=None):
+        """PUT /send with these PDUs: (status, answer)."""
+        txn = txn or f"t{now_ms()}-{len(self.requests)}-{id(pdus)}"
+        body = {"origin": self.name, "origin_server_ts": now_ms(), "pdus": pdus, "edus": edus or []}
+        return self.call(base, "PUT", f"/_matrix/federation/v1/send/{q(txn)}", body)
+
+    # The room as the fake knows it.
+
+    def remember(self, event_id, pdu, state_before):
+        with self.lock:
+            self.events[event_id] = pdu
+            self.state_before[event_id] = dict(state_before)
+
+    def took_join(self, join_pdu, join_id, answer):
+        """The state and auth chain send_join answered with, and the join itself."""
+        self.room_id = join_pdu["room_id"]
+        for pdu in answer.get("auth_chain", []) + answer.get("state", []):
+            self.events.setdefault(event_id_of(pdu), pdu)
+        state = {(e["type"], e["state_key"]): event_id_of(e) for e in answer.get("state", [])}
+        self.remember(join_id, join_pdu, state)
+        state[("m.room.member", BOB)] = join_id
+        self.state = state
+        self.latest = join_id
+        self.depth = join_pdu["depth"]
+
+    def new_event(self, kind, content, state_key=None, sender=BOB, prev=None, auth=None, depth=None, room_id=None,
+                  advance=True, tamper=None, key=None):
+        """An event of bob's (hashed, signed, ID computed), remembered by the fake; `advance`
+        makes it the fake's latest event (and state). Returns (event ID, PDU)."""
+        event = {"type": kind, "room_id": room_id or self.room_id, "sender": sender, "origin": self.name,
+                 "origin_server_ts": now_ms(), "content": content,
+                 "prev_events": list(prev) if prev is not None else [self.latest],
+                 "depth": depth if depth is not None else self.depth_after(prev),
+                 "auth_events": list(auth) if auth is not None else self.auth_for(sender)}
+        if state_key is not None:
+            event["state_key"] = state_key
+        event["hashes"] = {"sha256": content_hash(event)}
+        if tamper:
+            tamper(event)
+        signed = signedjson.sign.sign_json(redact(event), self.name, key or self.key)
+        event["signatures"] = signed["signatures"]
+        event_id = event_id_of(event)
+        self.remember(event_id, event, self.state)
+        if advance:
+            self.latest = event_id
+            self.depth = event["depth"]
+            if state_key is not None:
+                self.state[(kind, state_key)] = event_id
+        return event_id, event
+
+    def depth_after(self, prev):
+        if prev is None:
+            return self.depth + 1
+        return max((self.events[p]["depth"] for p in prev if p in self.events), default=self.depth) + 1
+
+    def auth_for(self, sender):
+        ids = [self.state.get(("m.room.create", "")), self.state.get(("m.room.power_levels", "")),
+               self.state.get(("m.room.member", sender))]
+        return [i for i in ids if i]
+
+    def auth_chain(self, ids):
+        seen, todo = [], list(ids)
+        while todo:
+            event_id = todo.pop()
+            pdu = self.events.get(event_id)
+            if pdu is None:
+                continue
+            for a in pdu["auth_events"]:
+                if a not in seen:
+                    seen.append(a)
+                    todo.append(a)
+        return [self.events[i] for i in seen if i in self.events]
+
+    # Answers to coop's requests.
+
+    def route(self, method, raw_path, body):
+        parsed = urllib.parse.urlsplit(raw_path)
+        parts = [urllib.parse.unquote(p) for p in parsed.path.split("/")]
+        query = urllib.parse.parse_qs(parsed.query)
+        prefix = parts[1:4]
+        if prefix != ["_matrix", "federation", "v1"] or len(parts) < 5:
+            return 404, {"errcode": "M_UNRECOGNIZED", "error": "not here"}
+        what, args = parts[4], parts[5:]
+        with self.lock:
+            if method == "PUT" and what == "send" and len(args) == 1:
+                results = {}
+                for pdu in (body or {}).get("pdus", []):
+                    if isinstance(pdu, dict) and pdu.get("room_id") == self.room_id:
+                        self.events.setdefault(event_id_of(pdu), pdu)
+                    results[event_id_of(pdu)] = {}
+                return 200, {"pdus": results}
+            if method == "GET" and what == "event" and len(args) == 1:
+                pdu = self.events.get(args[0])
+                if pdu is None:
+                    return 404, {"errcode": "M_NOT_FOUND", "error": "no such event"}
+                return 200, {"origin": self.name, "origin_server_ts": now_ms(), "pdus": [pdu]}
+            if method == "GET" and what in ("state", "state_ids") and len(args) == 1:
+                event_id = query.get("event_id", [""])[0]
+                if event_id not in self.state_before:
+                    return 404, {"errcode": "M_NOT_FOUND", "error": "no state known at that event"}
+                ids = list(self.state_before[event_id].values())
+                chain = self.auth_chain(ids)
+                if what == "state_ids":
+                    return 200, {"pdu_ids": ids, "auth_chain_ids": [event_id_of(e) for e in chain]}
+                return 200, {"pdus": [self.events[i] for i in ids if i in self.events], "auth_chain": chain}
+            if method == "GET" and what == "event_auth" and len(args) == 2:
+                if args[1] not in self.events:
+                    return 404, {"errcode": "M_NOT_FOUND", "error": "no such event"}
+                return 200, {"auth_chain": self.auth_chain([args[1]])}
+            if method == "POST" and what == "get_missing_events" and len(args) == 1:
+                earliest = set(body.get("earliest_events", []))
+                latest = list(body.get("latest_events", []))
+                limit = int(body.get("limit", 10))
+                min_depth = int(body.get("min_depth", 0))
+                found, seen = [], set(latest) | earliest
+                todo = [p for l in latest if l in self.events for p in self.events[l]["prev_events"]]
+                while todo and len(found) < limit:
+                    event_id = todo.pop(0)
+                    if event_id in seen or event_id not in self.events:
+                        continue
+                    seen.add(event_id)
+                    pdu = self.events[event_id]
+                    if pdu["depth"] < min_depth:
+                        continue
+                    found.append(pdu)
+                    todo.extend(pdu["prev_events"])
+                found.sort(key=lambda e: e["depth"])
+                return 200, {"events": found}
+        return 404, {"errcode": "M_UNRECOGNIZED", "error": "not here"}
+
+    def seen(self, method, what):
+        """The recorded requests of this kind (what: "send", "get_missing_events", ...)."""
+        prefix = f"/_matrix/federation/v1/{what}"
+        with self.lock:
+            return [r for r in self.requests if r[0] == method and r[1].startswith(prefix)]
+
+
+# --- A room of alice's that bob of the fake joins ---------------------------------------------
+
+class Setting:
+    pass
+
+
+def client(s, method, path, body=None):
+    return http_json(f"{s.client_url}/_matrix/client/v3{path}", method, body, s.token)
+
+
+def alice_sees(s, event_id):
+    """(status, event) of GET /rooms/{room}/event/{id} as alice."""
+    status, body, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/event/{q(event_id)}")
+    return status, body
+
+
+def timeline(s):
+    """Alice's /messages of the room, oldest first."""
+    status, body, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/messages?dir=b&limit=200")
+    assert status == 200, body
+    return list(reversed(body["chunk"]))
+
+
+def message(body):
+    return {"msgtype": "m.text", "body": body}
+
+
+def join_room(shard, fake):
+    """Shard up, alice's public room (version 11 by default), bob of the fake joined to it."""
+    s = Setting()
+    s.shard, s.fake = shard, fake
+    s.fed_url, s.client_url = start(shard, fake)
+    status, published = federation(s.fed_url, "GET", "/_matrix/key/v2/server")
+    assert status == 200, published
+    (s.coop_key_id,) = published["verify_keys"].keys()
+    s.coop_key = verify_key(published, DOMAIN, s.coop_key_id)
+    fake.peer_keys[DOMAIN] = s.coop_key
+
+    status, login, _ = http_json(f"{s.client_url}/_matrix/client/v3/login", "POST",
+                                 {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+                                  "password": STRONG})
+    assert status == 200, login
+    s.token = login["access_token"]
+    status, created, _ = client(s, "POST", "/createRoom", {"preset": "public_chat", "name": "Town square"})
+    assert status == 200, created
+    s.room_id = created["room_id"]
+
+    uri = f"/_matrix/federation/v1/make_join/{q(s.room_id)}/{q(BOB)}?ver=10&ver=11"
+    status, made = fake.call(s.fed_url, "GET", uri)
+    assert status == 200 and made.get("room_version") == "11", (status, made)
+    template = made["event"]
+    assert template["type"] == "m.room.member" and template["state_key"] == BOB and template["sender"] == BOB, template
+    template["content"] = {"membership": "join"}
+    template["origin_server_ts"] = now_ms()
+    template["origin"] = REMOTE
+    s.join, s.join_id = finish(template, REMOTE, fake.key)
+    status, answer = fake.call(s.fed_url, "PUT", f"/_matrix/federation/v2/send_join/{q(s.room_id)}/{q(s.join_id)}", s.join)
+    assert status == 200, (status, answer)
+    assert isinstance(answer.get("state"), list) and isinstance(answer.get("auth_chain"), list), answer
+    kinds = {(e["type"], e.get("state_key")) for e in answer["state"]}
+    assert {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
+            ("m.room.member", ALICE)} <= kinds, kinds
+    # What coop sent is hashed and signed as the spec says (and so its IDs are what we compute).
+    for pdu in answer["state"] + answer["auth_chain"]:
+        assert pdu["hashes"]["sha256"] == content_hash(pdu), pdu
+        signedjson.sign.verify_signed_json(redact(pdu), DOMAIN, s.coop_key)
+    fake.took_join(s.join, s.join_id, answer)
+    return s
+
+
+def with_room(scenario):
+    """Runs scenario(setting) on a fresh shard with bob joined; stops everything whatever happens."""
+    fake = FakeServer()
+    try:
+        with Shard(BIN) as shard:
+            try:
+                scenario(join_room(shard, fake))
+            except Exception:
+                log = shard.log("federate")
+                print("--- federate.log (last lines) ---\n" + "\n".join(log.splitlines()[-40:]))
+                raise
+            shard.coop("down")
+    finally:
+        fake.close()
+
+
+# --- The tests --------------------------------------------------------------------------------
+
+def test_join_then_messages_and_pdu_checks():
+    """Complement TestJoinViaRoomIDAndServerName (the join), then "Checks performed on receipt
+    of a PDU": a good message is taken, a forged signature drops the event, a wrong content
+    hash stores it redacted."""
+    def scenario(s):
+        fake = s.fake
+        status, members, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/joined_members")
+        assert status == 200 and BOB in members["joined"] and ALICE in members["joined"], members
+        status, seen = alice_sees(s, s.join_id)
+        assert status == 200 and seen["content"]["membership"] == "join" and seen["sender"] == BOB, seen
+
+        # 1. A good message.
+        good_id, good = fake.new_event("m.room.message", message("hello from remote"))
+        status, answer = fake.send(s.fed_url, [good])
+        assert status == 200 and answer["pdus"] == {good_id: {}}, answer
+        status, seen = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(alice_sees(s, good_id)), 10,
+                                "alice sees bob's message")
+        assert seen["content"] == message("hello from remote") and seen["sender"] == BOB, seen
+        assert seen["event_id"] == good_id and seen["room_id"] == s.room_id, seen
+
+        # 2. A forged signature: the same key ID, another key; and a key ID the fake never published.
+        for forger in (signedjson.key.generate_signing_key("fake1"), signedjson.key.generate_signing_key("other")):
+            forged_id, forged = fake.new_event("m.room.message", message(f"forged {forger.version}"),
+                                               advance=False, key=forger)
+            status, answer = fake.send(s.fed_url, [forged])
+            assert status == 200 and "error" in answer["pdus"].get(forged_id, {}), (forger.version, answer)
+            status, body = alice_sees(s, forged_id)
+            assert status == 404, (forger.version, status, body)
+            assert all(e["event_id"] != forged_id for e in timeline(s))
+
+        # 3. The content hash does not match: taken, but redacted ("the event is redacted").
+        def change_body(event):
+            event["content"] = message("changed after hashing")
+        bad_hash_id, bad_hash = fake.new_event("m.room.message", message("as hashed"), tamper=change_body)
+        status, answer = fake.send(s.fed_url, [bad_hash])
+        assert status == 200 and bad_hash_id in answer["pdus"], answer
+        status, seen = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(alice_sees(s, bad_hash_id)), 10,
+                                "alice sees the redacted event")
+        assert seen["content"] == {}, seen
+        assert seen["type"] == "m.room.message" and seen["sender"] == BOB, seen
+        assert all("changed after hashing" not in json.dumps(e) for e in timeline(s))
+
+    with_room(scenario)
+
+
+def test_inbound_federation_rejects_events_with_rejected_auth_events():
+    """Complement TestInboundFederationRejectsEventsWithRejectedAuthEvents."""
+    def scenario(s):
+        fake = s.fake
+        pl_id = fake.state[("m.room.power_levels", "")]
+        power = copy.deepcopy(fake.events[pl_id]["content"])
+        assert power.get("users", {}).get(BOB, power.get("users_default", 0)) < power.get("state_default", 50), power
+        power.setdefault("users", {})[BOB] = 100
+        rejected_id, rejected = fake.new_event("m.room.power_levels", power, state_key="", advance=False)
+        status, answer = fake.send(s.fed_url, [rejected])
+        assert status == 200 and "error" in answer["pdus"].get(rejected_id, {}), answer
+
+        # A message that cites the rejected event among its auth events.
+        auth = [fake.state[("m.room.create", "")], rejected_id, fake.state[("m.room.member", BOB)]]
+        cites_id, cites = fake.new_event("m.room.message", message("I cite a rejected event"), auth=auth, advance=False)
+        status, answer = fake.send(s.fed_url, [cites])
+        assert status == 200 and "error" in answer["pdus"].get(cites_id, {}), answer
+
+        # A good one after them, so that we know coop has got that far.
+        good_id, good = fake.new_event("m.room.message", message("still fine"))
+        status, answer = fake.send(s.fed_url, [good])
+        assert status == 200 and answer["pdus"] == {good_id: {}}, answer
+        wait_for(lambda: alice_sees(s, good_id)[0] == 200, 10, "alice sees the good message")
+        for event_id in (rejected_id, cites_id):
+            status, body = alice_sees(s, event_id)
+            assert status == 404, (event_id, status, body)
+        ids = [e["event_id"] for e in timeline(s)]
+        assert rejected_id not in ids and cites_id not in ids, ids
+        # The room's power levels are still alice's.
+        status, levels, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/state/m.room.power_levels/")
+        assert status == 200 and levels.get("users", {}).get(BOB) != 100, levels
+
+    with_room(scenario)
+
+
+def test_one_bad_pdu_never_fails_the_transaction():
+    """"Transactions": each PDU has its own result; garbage beside a good event."""
+    def scenario(s):
+        fake, shard = s.fake, s.shard
+        pid = next(w for w in shard.json("status")["workers"] if w["name"] == "federate").get("pid")
+
+        elsewhere_id, elsewhere = fake.new_event("m.room.message", message("nowhere"), room_id=f"!nowhere:{REMOTE}",
+                                                 advance=False)
+        deep_id, deep = fake.new_event("m.room.message", message("depth -1"), depth=-1, advance=False)
+        _, typeless = fake.new_event("m.room.message", message("no type"), advance=False)
+        del typeless["type"]
+        _, no_prevs = fake.new_event("m.room.message", message("no prev_events"), advance=False)
+        del no_prevs["prev_events"]
+        _, bad_prevs = fake.new_event("m.room.message", message("prev_events not a list"), advance=False)
+        bad_prevs["prev_events"] = "$nope"
+        good_id, good = fake.new_event("m.room.message", message("the good one"))
+        pdus = ["not an event", 42, None, [], {}, elsewhere, deep, typeless, no_prevs, bad_prevs, good]
+        status, answer = fake.send(s.fed_url, pdus)
+        assert status == 200, (status, answer)
+        results = answer["pdus"]
+        assert results.get(good_id) == {}, results
+        assert "error" in results.get(elsewhere_id, {}), results
+        assert "error" in results.get(deep_id, {}), results
+        assert all(r == {} or "error" in r for r in results.values()), results
+        assert [i for i, r in results.items() if r == {}] == [good_id], results
+        wait_for(lambda: alice_sees(s, good_id)[0] == 200, 10, "alice sees the good message")
+
+        # coop-federate is still up, the same process, and still answers.
+        worker = next(w for w in shard.json("status")["workers"] if w["name"] == "federate")
+        assert worker["state"] == "running" and worker.get("pid") == pid, worker
+        status, version = federation(s.fed_url, "GET", "/_matrix/federation/v1/version")
+        assert status == 200, version
+        after_id, after = fake.new_event("m.room.message", message("after the garbage"))
+        status, answer = fake.send(s.fed_url, [after])
+        assert status == 200 and answer["pdus"] == {after_id: {}}, answer
+
+        # A body that is not a transaction is refused as a whole, and still nothing breaks.
+        for body in ({"origin": REMOTE, "pdus": "nope"}, {"origin": "other.test", "pdus": []},
+                     {"origin": REMOTE, "pdus": [good] * 51}):
+            uri = f"/_matrix/federation/v1/send/bad{len(fake.requests)}-{now_ms()}"
+            status, answer = fake.call(s.fed_url, "PUT", uri, body)
+            assert status == 400, (body if len(json.dumps(body)) < 200 else "51 PDUs", status, answer)
+        worker = next(w for w in shard.json("status")["workers"] if w["name"] == "federate")
+        assert worker["state"] == "running" and worker.get("pid") == pid, worker
+
+    with_room(scenario)
+
+
+def test_replayed_transaction_is_answered_the_same_and_stored_once():
+    """"Transactions": the same transaction ID from the same origin is the same transaction."""
+    def scenario(s):
+        fake = s.fake
+        event_id, pdu = fake.new_event("m.room.message", message("only once"))
+        body = {"origin": REMOTE, "origin_server_ts": now_ms(), "pdus": [pdu], "edus": []}
+        uri = "/_matrix/federation/v1/send/replayed-1"
+        first = fake.call(s.fed_url, "PUT", uri, body)
+        second = fake.call(s.fed_url, "PUT", uri, body)
+        assert first[0] == 200 and first[1] == {"pdus": {event_id: {}}}, first
+        assert second == first, (first, second)
+        # The same PDU in another transaction is a duplicate, not a second copy.
+        status, answer = fake.send(s.fed_url, [pdu], txn="replayed-2")
+        assert status == 200 and "error" not in answer["pdus"].get(event_id, {}), answer
+        wait_for(lambda: alice_sees(s, event_id)[0] == 200, 10, "alice sees the message")
+        copies = [e for e in timeline(s) if e.get("content", {}).get("body") == "only once"]
+        assert len(copies) == 1 and copies[0]["event_id"] == event_id, copies
+
+    with_room(scenario)
+
+
+def test_get_missing_events_gap_filling():
+    """Complement TestGetMissingEventsGapFilling: only the last of three chained messages is
+    sent; coop asks for the others with get_missing_events and shows all three in order."""
+    def scenario(s):
+        fake = s.fake
+        before = fake.latest
+        ids = []
+        for n in (1, 2, 3):
+            event_id, pdu = fake.new_event("m.room.message", message(f"M{n}"))
+            ids.append(event_id)
+        assert fake.events[ids[1]]["prev_events"] == [ids[0]] and fake.events[ids[2]]["prev_events"] == [ids[1]]
+        status, answer = fake.send(s.fed_url, [fake.events[ids[2]]])
+        assert status == 200 and answer["pdus"] == {ids[2]: {}}, answer
+        asked = fake.seen("POST", "get_missing_events")
+        assert asked, fake.requests
+        method, path, body, verdict = asked[0]
+        assert verdict == "ok", asked
+        assert path == f"/_matrix/federation/v1/get_missing_events/{q(s.room_id)}", path
+        assert body["latest_events"] == [ids[2]], body
+        assert before in body["earliest_events"], (before, body)
+        assert isinstance(body.get("limit"), int) and body["limit"] >= 2, body
+        for event_id in ids:
+            wait_for(lambda: alice_sees(s, event_id)[0] == 200, 10, f"alice sees {event_id}")
+        bodies = [e["content"]["body"] for e in timeline(s)
+                  if e["type"] == "m.room.message" and e.get("content", {}).get("body") in ("M1", "M2", "M3")]
+        assert bodies == ["M1", "M2", "M3"], bodies
+
+    with_room(scenario)
+
+
+def test_outbound_transactions_are_signed_and_hashed():
+    """Alice's message reaches the fake in a PUT /send that the fake authenticates with coop's
+    published key, the PDU's content hash and signature checked by the spec's algorithms."""
+    def scenario(s):
+        fake = s.fake
+        status, sent, _ = client(s, "PUT", f"/rooms/{q(s.room_id)}/send/m.room.message/out1",
+                                 message("hello remote.test"))
+        assert status == 200, sent
+        event_id = sent["event_id"]
+
+        def delivered():
+            for method, path, body, verdict in fake.seen("PUT", "send"):
+                for pdu in (body or {}).get("pdus", []):
+                    if pdu.get("content", {}).get("body") == "hello remote.test":
+                        return path, body, verdict, pdu
+            return None
+        path, body, verdict, pdu = wait_for(delivered, 15, "coop's transaction to the fake")
+        assert verdict == "ok", (verdict, path)
+        assert body["origin"] == DOMAIN and isinstance(body.get("origin_server_ts"), int), body
+        assert "event_id" not in pdu, pdu
+        assert pdu["hashes"]["sha256"] == content_hash(pdu), pdu
+        signedjson.sign.verify_signed_json(redact(pdu), DOMAIN, s.coop_key)
+        assert event_id_of(pdu) == event_id, (event_id_of(pdu), event_id)
+        assert pdu["room_id"] == s.room_id and pdu["sender"] == ALICE and pdu["type"] == "m.room.message", pdu
+        # It builds on events the fake has (from the join or from coop's transactions), and so
+        # do its auth events.
+        assert pdu["prev_events"], pdu
+        for cited in pdu["prev_events"] + pdu["auth_events"]:
+            assert cited in fake.events, (cited, pdu)
+        # Every transaction coop sent was authenticated by the fake.
+        assert all(r[3] == "ok" for r in fake.requests), [(r[0], r[1], r[3]) for r in fake.requests]
+
+    with_room(scenario)
+
+
+def test_send_refuses_unsigned_and_wrongly_signed_requests():
+    """Request authentication on PUT /send: nothing without a good X-Matrix signature."""
+    def scenario(s):
+        fake = s.fake
+        event_id, pdu = fake.new_event("m.room.message", message("must not be taken"), advance=False)
+        body = {"origin": REMOTE, "origin_server_ts": now_ms(), "pdus": [pdu], "edus": []}
+        uri = "/_matrix/federation/v1/send/unsigned-1"
+        impostor = signedjson.key.generate_signing_key("fake1")
+        other_body = dict(body, pdus=[])
+        refusals = [
+            ("no Authorization header", None),
+            ("another key under the same key ID", fake.authorization("PUT", uri, DOMAIN, body, key=impostor)),
+            ("signed for another transaction", fake.authorization("PUT", uri + "x", DOMAIN, body)),
+            ("signed for another body", fake.authorization("PUT", uri, DOMAIN, other_body)),
+            ("signed for another server", fake.authorization("PUT", uri, "elsewhere.test", body)),
+            ("signed as a GET", fake.authorization("GET", uri, DOMAIN, body)),
+            ("not X-Matrix", "Bearer abc"),
+        ]
+        for what, header in refusals:
+            status, answer = federation(s.fed_url, "PUT", uri, header, body)
+            assert status == 401 and answer.get("errcode") == "M_UNAUTHORIZED", (what, status, answer)
+        status, seen = alice_sees(s, event_id)
+        assert status == 404, (status, seen)
+        # Signed properly, the same transaction goes through (none of the refusals was recorded).
+        status, answer = federation(s.fed_url, "PUT", uri, fake.authorization("PUT", uri, DOMAIN, body), body)
+        assert status == 200 and answer == {"pdus": {event_id: {}}}, (status, answer)
+
+    with_room(scenario)
+
+
+if __name__ == "__main__":
+    run_tests([
+        test_join_then_messages_and_pdu_checks,
+        test_inbound_federation_rejects_events_with_rejected_auth_events,
+        test_one_bad_pdu_never_fails_the_transaction,
+        test_replayed_transaction_is_answered_the_same_and_stored_once,
+        test_get_missing_events_gap_filling,
+        test_outbound_transactions_are_signed_and_hashed,
+        test_send_refuses_unsigned_and_wrongly_signed_requests,
+    ])
