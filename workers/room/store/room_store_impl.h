@@ -291,6 +291,9 @@ struct RoomStore::Impl {
       stmt.reset();
     }
     const int64_t joined = static_cast<int64_t>(members.size());
+    // Only our own members: other servers' users get their notifications from their server.
+    const std::string ours = ":" + server;
+    std::erase_if(members, [&ours](const std::string& m) { return m.size() <= ours.size() || !m.ends_with(ours); });
     if (event.value("type", "") == "m.room.member") {
       // The default rules never notify of membership except an invitation to the member
       // (.m.rule.member_event): only members with rules of their own are asked, which keeps
