@@ -180,6 +180,66 @@ def test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts():
         asyncio.run(scenario(url_a, url_b, a, b))
 
 
+def test_invites_across_shards_are_countersigned_joined_and_declined():
+    async def scenario(url_a, url_b, a, b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        carol = await login(url_b, "@carol:b.test")
+        try:
+            for client in (alice, bob, carol):
+                await client.sync(timeout=0)
+            # A direct chat with a member of the other shard: created with the invite in it.
+            created = await alice.room_create(name="Just us", is_direct=True, invite=["@bob:b.test"])
+            assert isinstance(created, RoomCreateResponse), created
+            room_id = created.room_id
+            deadline = time.time() + 20
+            while room_id not in bob.invited_rooms and time.time() < deadline:
+                await bob.sync(timeout=2000)
+            assert room_id in bob.invited_rooms, "bob's invitation did not arrive"
+            assert bob.invited_rooms[room_id].name == "Just us", bob.invited_rooms[room_id].name
+            # The invite event in a.test's room carries b.test's signature too.
+            status, invite = await event_json(alice, room_id, alice_member_event(a, room_id, "@bob:b.test"))
+            assert status == 200 and invite["content"]["membership"] == "invite", invite
+            joined = await bob.join(room_id)
+            assert isinstance(joined, JoinResponse), joined
+            await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "thanks for the invite"})
+            await bodies_in(alice, room_id, {"thanks for the invite"}, "alice hears bob in the direct chat")
+
+            # An invitation from the room's members page, declined: it goes away on b.test.
+            other = await alice.room_create(name="Maybe later")
+            invited = await alice.room_invite(other.room_id, "@carol:b.test")
+            assert type(invited).__name__ == "RoomInviteResponse", invited
+            deadline = time.time() + 20
+            while other.room_id not in carol.invited_rooms and time.time() < deadline:
+                await carol.sync(timeout=2000)
+            assert other.room_id in carol.invited_rooms, "carol's invitation did not arrive"
+            left = await carol.room_leave(other.room_id)
+            assert type(left).__name__ == "RoomLeaveResponse", left
+            sync = await carol.sync(timeout=0, full_state=True)
+            assert other.room_id not in sync.rooms.invite, sync.rooms.invite
+
+            # Inviting a user the other shard does not have is refused, and nothing is stored.
+            refused = await alice.room_invite(other.room_id, "@nobody:b.test")
+            assert type(refused).__name__ == "RoomInviteError", refused
+        finally:
+            for client in (alice, bob, carol):
+                await client.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b, a, b))
+
+
+def alice_member_event(shard, room_id, user_id):
+    """The event ID of a member event in a.test's current state, as alice's client reads it."""
+    import urllib.request
+    from test_room_nio import http_json as call
+    url = listener(shard, "room", "client")
+    _, login, _ = call(url + "/_matrix/client/v3/login", "POST", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG})
+    _, members, _ = call(url + f"/_matrix/client/v3/rooms/{room_id}/members", token=login["access_token"])
+    return next(e["event_id"] for e in members["chunk"] if e["state_key"] == user_id)
+
+
 async def event_json(client, room_id, event_id):
     import urllib.request
     request = urllib.request.Request(
@@ -194,4 +254,5 @@ async def event_json(client, room_id, event_id):
 
 if __name__ == "__main__":
     run_tests([test_a_member_of_another_shard_joins_and_both_chat,
-               test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts])
+               test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts,
+               test_invites_across_shards_are_countersigned_joined_and_declined])

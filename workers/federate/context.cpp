@@ -1,7 +1,9 @@
 // The helpers every federation endpoint uses; see context.h.
 #include "workers/federate/context.h"
 
+#include "common/control/client.h"
 #include "common/text.h"
+#include "common/worker_runtime.h"
 #include "common/json.h"
 #include "workers/federate/http_fetch.h"
 #include "workers/federate/remote_keys.h"
@@ -83,6 +85,16 @@ std::string server_of(const std::string& id) {
 
 bool is_local_user(const Context& c, const std::string& user_id) {
   return user_id.size() > 2 && user_id[0] == '@' && server_of(user_id) == c.server_name;
+}
+
+std::optional<json> active_member(const Context& c, const std::string& user_id) {
+  try {
+    control::Client client(c.runtime.home().socket("member"));
+    const auto response = client.get("/v1/members/" + percent_encode(user_id.substr(1, user_id.find(':') - 1)));
+    if (response.ok() && response.json().value("status", "") == "active") return response.json();
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
 }
 
 json pdu_for_wire(json event) {

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -86,6 +87,10 @@ PeerAnswer federation_request(const Context& c, const std::string& method, const
 // The server part of a user ID, room ID, alias or event ID ("" when there is none).
 std::string server_of(const std::string& id);
 bool is_local_user(const Context& c, const std::string& user_id);
+
+// The registry's record of one of our users when they are an active member (a suspended or
+// removed one is not shown, invited or looked up).
+std::optional<nlohmann::json> active_member(const Context& c, const std::string& user_id);
 
 // An event as it goes over the wire: as stored, less what we added (event_id, unsigned).
 nlohmann::json pdu_for_wire(nlohmann::json event);

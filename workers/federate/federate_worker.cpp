@@ -53,17 +53,6 @@ json own_keys(const Context& c) {
   return matrix::sign_json(std::move(keys), c.server_name, c.key);
 }
 
-// The registry's record of an active member (a suspended or removed one is not shown).
-std::optional<json> active_member(const Context& c, const std::string& user_id) {
-  try {
-    control::Client client(c.runtime.home().socket("member"));
-    const auto response = client.get("/v1/members/" + user_id.substr(1, user_id.find(':') - 1));
-    if (response.ok() && response.json().value("status", "") == "active") return response.json();
-  } catch (const std::exception&) {
-  }
-  return std::nullopt;
-}
-
 void add_routes(http::Router& r, Context& c, const http::Runner& run) {
   r.add("GET", "/_matrix/federation/v1/version", guarded([](const Request&) {
           return Response::json({{"server", {{"name", "coop"}, {"version", kVersion}}}});
@@ -238,6 +227,9 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     context->sender->queue_edu(context->store.remote_servers_in(room_id), body["edu"]);
     return Response::json(json::object());
   }, "typing or a receipt of one of our members for the other servers in a room ({room_id, edu})");
+  control.add_blocking("POST", "/v1/invite", runtime.blocking_runner(), [context](const Request& q) {
+    return Response::json(invite_remote_user(*context, q.json()));
+  }, "one of our members invites a user of another server ({room_id, sender, user_id, content})");
   control.add("POST", "/v1/outbound/wake", [sender = sender_.get()](const Request&) {
     sender->wake();
     return Response::json(json::object());

@@ -375,6 +375,39 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                  signed_by_peer(c, [send_join](const Request& q, const std::string& origin) { return send_join(q, origin, false); }),
                  "the same, in the first version's [200, answer] form");
 
+  // "Inviting to a room", invitee side: an invitation of one of our members, countersigned
+  // and kept (with the room's stripped state) until they join or decline.
+  r.add_blocking("PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", run,
+                 signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
+                   const auto body = q.json();
+                   const std::string version = body.contains("room_version") && body["room_version"].is_string() ? body["room_version"].get<std::string>() : "";
+                   if (version != "10" && version != "11")
+                     return Response::json({{"errcode", "M_INCOMPATIBLE_ROOM_VERSION"},
+                                            {"error", "this server supports room versions 10 and 11"},
+                                            {"room_version", version}},
+                                           400);
+                   if (!body.contains("event") || !body["event"].is_object()) return matrix_error(400, "M_BAD_JSON", "event: the invite");
+                   const auto event = verified_pdu(c, body["event"], version);
+                   const auto& content = event["content"];
+                   const std::string user_id = event.value("state_key", "");
+                   if (event.value("event_id", "") != q.param("eventId") || event.value("room_id", "") != q.param("roomId") ||
+                       event.value("type", "") != "m.room.member" || content.value("membership", json()) != "invite" ||
+                       server_of(event.value("sender", "")) != origin)
+                     return matrix_error(400, "M_BAD_JSON", "not an invitation from the asking server with this event ID");
+                   if (!is_local_user(c, user_id) || !active_member(c, user_id))
+                     return matrix_error(404, "M_NOT_FOUND", "no such user here: " + user_id);
+                   json stripped = json::array();
+                   if (body.contains("invite_room_state") && body["invite_room_state"].is_array())
+                     for (const auto& e : body["invite_room_state"])
+                       if (e.is_object() && e.contains("type") && e["type"].is_string() && stripped.size() < 50) stripped.push_back(e);
+                   auto countersigned = matrix::sign_event(pdu_for_wire(event), c.server_name, c.key, version);
+                   auto stored = countersigned;
+                   stored["event_id"] = event.value("event_id", "");
+                   c.store.add_remote_invite(stored, stripped);
+                   return Response::json({{"event", countersigned}});
+                 }),
+                 "an invitation of one of our members into another server's room");
+
   // "Retrieving events" and "Room State": for servers with a member in the room.
   r.add_blocking("GET", "/_matrix/federation/v1/event/{eventId}", run,
                  signed_by_peer(c, [&c](const Request& q, const std::string& origin) {

@@ -176,4 +176,62 @@ json join_remote_room(Context& c, const json& body) {
   throw Error(errc::kMUnknown, "cannot join " + room + ": " + last_error, 502);
 }
 
+json invite_remote_user(Context& c, const json& body) {
+  const std::string room_id = body.value("room_id", ""), sender = body.value("sender", ""), user_id = body.value("user_id", "");
+  if (!is_local_user(c, sender)) throw Error(errc::kMForbidden, "only this server's users invite through it", 403);
+  const std::string server = server_of(user_id);
+  if (user_id.size() > 255 || user_id.empty() || user_id[0] != '@' || !valid_server_name(server) || server == c.server_name)
+    throw Error(errc::kMInvalidParam, "not a user of another server: " + user_id, 400);
+  const auto version = c.store.room_version(room_id);
+  if (!version) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
+  json event = c.store.membership_template(room_id, user_id, "invite", sender);  // M_FORBIDDEN when not allowed
+  if (body.contains("content") && body["content"].is_object())
+    for (const char* field : {"reason", "is_direct"})
+      if (body["content"].contains(field)) event["content"][field] = body["content"][field];
+  event["origin"] = c.server_name;
+  event = matrix::sign_event(matrix::with_content_hash(std::move(event)), c.server_name, c.key, *version);
+  const auto event_id = matrix::event_id_for(event, *version);
+  // "Stripped state" for the invitee's client: what the room is, and who invites.
+  json stripped = json::array();
+  for (const auto& e : c.store.current_state(room_id, [&sender](const std::string& type, const std::string& key) {
+         return type == "m.room.create" || type == "m.room.join_rules" || type == "m.room.name" || type == "m.room.avatar" ||
+                type == "m.room.canonical_alias" || type == "m.room.encryption" || type == "m.room.topic" ||
+                (type == "m.room.member" && key == sender);
+       }))
+    stripped.push_back({{"type", e.value("type", "")}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
+                        {"sender", e.value("sender", "")}});
+  const json request = {{"room_version", *version}, {"event", event}, {"invite_room_state", stripped}};
+  const auto answer = federation_request(c, "PUT", server,
+                                         "/_matrix/federation/v2/invite/" + percent_encode(room_id) + "/" + percent_encode(event_id),
+                                         &request, 1 << 20, 30000);
+  if (!answer.ok() || !answer.body.contains("event") || !answer.body["event"].is_object()) {
+    if (answer.status == 403) throw Error(errc::kMForbidden, server + " refused the invitation: " + answer.error, 403);
+    throw Error(errc::kMUnknown, "cannot deliver the invitation to " + server + ": " + answer.error, 502);
+  }
+  // The same event, now carrying the invitee's server's signature as well as ours.
+  json countersigned = answer.body["event"];
+  const auto& theirs = countersigned.contains("signatures") && countersigned["signatures"].is_object() &&
+                               countersigned["signatures"].contains(server)
+                           ? countersigned["signatures"][server]
+                           : json();
+  json checked;
+  try {
+    checked = verified_pdu(c, countersigned, *version);
+  } catch (const Error& e) {
+    throw Error(errc::kMUnknown, server + " returned an invitation that does not check out: " + e.what(), 502);
+  }
+  bool signed_by_them = false;
+  if (theirs.is_object())
+    for (const auto& [key_id, sig] : theirs.items())
+      if (const auto key = c.remote.public_key(server, key_id))
+        signed_by_them = signed_by_them || matrix::verify_event_signature(pdu_for_wire(checked), server, key_id, *key, *version);
+  if (checked.value("event_id", "") != event_id || !signed_by_them)
+    throw Error(errc::kMUnknown, server + " did not countersign the invitation", 502);
+  const auto accepted = c.store.accept_remote(checked, true);
+  if (accepted.kind != Kind::kStored && accepted.kind != Kind::kDuplicate)
+    throw Error(errc::kMForbidden, "the invitation cannot be stored: " + accepted.reason, 403);
+  if (c.sender) c.sender->wake();
+  return {{"event_id", event_id}};
+}
+
 }  // namespace coop::federate

@@ -16,3 +16,12 @@ struct Context;
 nlohmann::json join_remote_room(Context& c, const nlohmann::json& body);
 
 }  // namespace coop::federate
+
+namespace coop::federate {
+
+// body: {room_id, sender, user_id, content {reason, is_direct}}: one of our members invites a
+// user of another server ("Inviting to a room"): the invite is signed here, countersigned by
+// the invitee's server (PUT /v2/invite), then stored and sent to the room's servers.
+nlohmann::json invite_remote_user(Context& c, const nlohmann::json& body);
+
+}  // namespace coop::federate

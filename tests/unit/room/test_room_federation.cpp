@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <deque>
 #include <random>
+#include <set>
 
 #include "../common/temp_dir.h"
 #include "common/error.h"
@@ -87,7 +88,10 @@ TEST_CASE("a member of another server joins, and both sides build on each other'
   REQUIRE(queued.size() == 1);
   CHECK(queued[0].event["event_id"] == hello["event_id"]);
 
+  // Push rules are our own members' business: bob's server counts his notifications.
+  CHECK(a.store->unread_counts(room, "@bob:b.test", false).main.first == 0);
   CHECK(b.store->accept_remote(hello).kind == Kind::kStored);
+  CHECK(b.store->unread_counts(room, "@bob:b.test", false).main.first == 1);
   CHECK(b.store->accept_remote(hello).kind == Kind::kDuplicate);
   const auto reply = b.store->send_event(room, "@bob:b.test", "m.room.message", {{"body", "hi"}}, std::nullopt);
   CHECK(reply["prev_events"] == json::array({hello["event_id"]}));
@@ -239,4 +243,19 @@ TEST_CASE("three servers forking and merging in random order end with the same s
     CHECK(b.store->accept_remote(last).kind == Kind::kStored);
     CHECK(state_of(*a.store, room) == state_of(*c.store, room));
   }
+}
+
+TEST_CASE("a join template after an invitation cites the member's invite once") {
+  coop::test::TempDir dir;
+  Shard a(dir, "a.test");
+  const auto room = a.store->create_room("@alice:a.test", {{"preset", "private_chat"}}).value("room_id", "");
+  const auto invite = a.store->membership_template(room, "@bob:b.test", "invite", "@alice:a.test");
+  CHECK(invite["sender"] == "@alice:a.test");
+  CHECK(invite["state_key"] == "@bob:b.test");
+  a.store->send_event(room, "@alice:a.test", "m.room.member", {{"membership", "invite"}}, "@bob:b.test");
+  const auto join = a.store->membership_template(room, "@bob:b.test", "join");
+  std::set<std::string> unique;
+  for (const auto& id : join["auth_events"]) unique.insert(id.get<std::string>());
+  CHECK(unique.size() == join["auth_events"].size());
+  CHECK(join["auth_events"].size() == 4);  // create, power levels, join rules, bob's invite
 }

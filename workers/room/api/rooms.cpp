@@ -19,14 +19,54 @@ using http::Request;
 using http::Response;
 using nlohmann::json;
 
+// A request to coop-federate; its error, if any, as the client's (a Matrix errcode from it
+// passes through).
+json federate_call(ClientApi::Impl& api, const std::string& path, const json& body, std::chrono::seconds timeout) {
+  control::ClientResponse answer;
+  try {
+    answer = control::Client(api.runtime.home().socket("federate")).request("POST", path, body.dump(), timeout);
+  } catch (const Error& e) {
+    fail(502, errc::kMUnknown, "federation is not running here: " + std::string(e.what()));
+  }
+  const auto reply = answer.json();
+  if (!answer.ok()) {
+    const auto& error = reply.contains("error") && reply["error"].is_object() ? reply["error"] : json::object();
+    fail(static_cast<int>(answer.status), error.value("code", errc::kMUnknown), error.value("message", "federation failed"));
+  }
+  return reply;
+}
+
+bool is_remote(ClientApi::Impl& api, const std::string& user_id) {
+  const auto colon = user_id.find(':');
+  return colon != std::string::npos && user_id.substr(colon + 1) != api.store.server_name();
+}
+
 Response create_room(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
-  const auto body = q.json();
+  auto body = q.json();
   json profile = json::object();
   if (const auto name = api.display_name(s.user_id); !name.empty()) profile["displayname"] = name;
   if (const auto avatar = api.store.profile(s.user_id).second; avatar && !avatar->empty()) profile["avatar_url"] = *avatar;
+  // Other servers' invitees are invited through their servers once the room exists.
+  std::vector<std::string> remote;
+  if (body.contains("invite") && body["invite"].is_array()) {
+    json local = json::array();
+    for (const auto& invitee : body["invite"])
+      if (invitee.is_string() && is_remote(api, invitee.get<std::string>()))
+        remote.push_back(invitee.get<std::string>());
+      else
+        local.push_back(invitee);
+    body["invite"] = local;
+  }
   auto created = api.store.create_room(s.user_id, body, profile);
-  if (body.value("visibility", "private") == "public") api.store.set_published(created.value("room_id", ""), true);
+  const auto room_id = created.value("room_id", "");
+  if (body.value("visibility", "private") == "public") api.store.set_published(room_id, true);
+  for (const auto& invitee : remote) {
+    json content = {{"membership", "invite"}};
+    if (body.value("is_direct", false)) content["is_direct"] = true;
+    federate_call(api, "/v1/invite", {{"room_id", room_id}, {"sender", s.user_id}, {"user_id", invitee}, {"content", content}},
+                  std::chrono::seconds(45));
+  }
   return ok(created);
 }
 
@@ -45,23 +85,17 @@ std::optional<std::string> join_elsewhere(ClientApi::Impl& api, const Request& q
   json servers = json::array();
   for (const char* key : {"server_name", "via"})
     for (const auto& value : q.query_values(key)) servers.push_back(value);
+  // An invitation names a server that is in the room: the inviter's.
+  if (target[0] == '!')
+    if (const auto invite = api.store.remote_invite(target, user_id)) {
+      const auto at = invite->sender.find(':');
+      if (at != std::string::npos) servers.push_back(invite->sender.substr(at + 1));
+    }
   json content = json::object();
   if (const auto name = api.display_name(user_id); !name.empty()) content["displayname"] = name;
   if (const auto avatar = api.store.profile(user_id).second; avatar && !avatar->empty()) content["avatar_url"] = *avatar;
   const json body = {{"room", target}, {"user_id", user_id}, {"servers", servers}, {"content", content}};
-  control::ClientResponse answer;
-  try {
-    answer = control::Client(api.runtime.home().socket("federate"))
-                 .request("POST", "/v1/join", body.dump(), std::chrono::seconds(150));
-  } catch (const Error& e) {
-    fail(502, errc::kMUnknown, "federation is not running here: " + std::string(e.what()));
-  }
-  const auto reply = answer.json();
-  if (!answer.ok()) {
-    const auto& error = reply.contains("error") && reply["error"].is_object() ? reply["error"] : json::object();
-    fail(static_cast<int>(answer.status), error.value("code", errc::kMUnknown), error.value("message", "cannot join " + target));
-  }
-  return reply.value("room_id", "");
+  return federate_call(api, "/v1/join", body, std::chrono::seconds(150)).value("room_id", "");
 }
 
 Response join(ClientApi::Impl& api, const Request& q, const std::string& target) {
@@ -108,7 +142,21 @@ Response change_membership(ClientApi::Impl& api, const Request& q, const char* m
   if (target.empty()) fail(400, errc::kMMissingParam, "user_id is required");
   json content = {{"membership", membership}};
   if (body.contains("reason")) content["reason"] = body["reason"];
-  api.store.send_event(q.param("roomId"), s.user_id, "m.room.member", content, target);
+  const auto room_id = q.param("roomId");
+  // Another server's user is invited through their server ("Inviting to a room").
+  if (std::string(membership) == "invite" && is_remote(api, target)) {
+    federate_call(api, "/v1/invite", {{"room_id", room_id}, {"sender", s.user_id}, {"user_id", target}, {"content", content}},
+                  std::chrono::seconds(45));
+    return ok(json::object());
+  }
+  // An invitation from a server we are not in a room with: declined here (its server is not
+  // told; make_leave is not built yet).
+  if (std::string(membership) == "leave" && target == s.user_id && !api.store.room_version(room_id) &&
+      api.store.remote_invite(room_id, s.user_id)) {
+    api.store.decline_remote_invite(room_id, s.user_id);
+    return ok(json::object());
+  }
+  api.store.send_event(room_id, s.user_id, "m.room.member", content, target);
   return ok(json::object());
 }
 

@@ -116,8 +116,21 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     if (std::find(not_rooms.begin(), not_rooms.end(), room_id) != not_rooms.end()) continue;
     if (rooms_listed && std::find(only_rooms.begin(), only_rooms.end(), room_id) == only_rooms.end()) continue;
     const auto member_event = store.state_event(room_id, "m.room.member", user_id);
-    const int64_t member_stream = member_event ? store.event(member_event->value("event_id", ""))->stream : 0;
+    // An invitation from another server to a room this one is not in: its own event and state.
+    const auto remote_invite = !member_event && membership == "invite" ? store.remote_invite(room_id, user_id) : std::nullopt;
+    const int64_t member_stream = member_event ? store.event(member_event->value("event_id", ""))->stream
+                                  : remote_invite ? remote_invite->stream : 0;
     const bool membership_new = !since || member_stream > since->events;
+    if (remote_invite) {
+      if (!membership_new) continue;
+      json stripped = json::array();
+      if (remote_invite->state.is_array())
+        for (const auto& e : remote_invite->state)
+          if (e.is_object()) stripped.push_back(e);
+      rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
+      anything = true;
+      continue;
+    }
     if (membership == "invite" || membership == "knock") {
       if (!membership_new) continue;
       // "Stripped state": enough to show what the room is, read without its members.

@@ -515,18 +515,21 @@ RoomStore::Accepted RoomStore::accept_join(const json& pdu, const std::vector<st
   });
 }
 
-json RoomStore::membership_template(const std::string& room_id, const std::string& user_id, const std::string& membership) {
+json RoomStore::membership_template(const std::string& room_id, const std::string& user_id, const std::string& membership,
+                                   const std::string& sender_in) {
   return impl_->write([&] {
     Federation f(*impl_);
     if (!Impl::version_of(f.db, room_id)) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
+    const std::string sender = sender_in.empty() ? user_id : sender_in;
     json event = {{"type", "m.room.member"},       {"room_id", room_id},
-                  {"sender", user_id},             {"state_key", user_id},
+                  {"sender", sender},              {"state_key", user_id},
                   {"content", {{"membership", membership}}}, {"origin_server_ts", unix_millis()},
-                  {"origin", server_of(user_id)}};
-    const auto state = impl_->auth_state(room_id, user_id, user_id);
+                  {"origin", server_of(sender)}};
+    const auto state = impl_->auth_state(room_id, sender, user_id);
     json auth = json::array();
     for (const auto& [type, key] : matrix::auth_types_for(event))
-      if (const auto* e = matrix::state_of(state, type, key)) auth.push_back(e->value("event_id", ""));
+      if (const auto* e = matrix::state_of(state, type, key))
+        if (std::find(auth.begin(), auth.end(), e->value("event_id", "")) == auth.end()) auth.push_back(e->value("event_id", ""));
     event["auth_events"] = auth;
     auto& last = f.db.prepare(
         "SELECT x.event_id, e.depth FROM extremities x JOIN events e ON e.event_id = x.event_id "
@@ -543,6 +546,59 @@ json RoomStore::membership_template(const std::string& room_id, const std::strin
     event["depth"] = depth;
     matrix::authorize(event, state, f.joined_elsewhere());  // M_FORBIDDEN when it would fail now
     return event;
+  });
+}
+
+void RoomStore::add_remote_invite(const json& invite, const json& stripped_state) {
+  impl_->write([&] {
+    Federation f(*impl_);
+    const std::string room_id = invite.value("room_id", ""), user_id = invite.value("state_key", "");
+    const auto event = stored_form(invite);
+    if (!load(f.db, event.value("event_id", ""))) f.insert(event, 1, false, std::nullopt);
+    // An invitation never overrides a membership of a room we are in (it would come by /send).
+    auto& now = f.db.prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
+    now.bind(1, room_id).bind(2, user_id);
+    const std::string membership = now.step() ? now.column_text(0) : "";
+    now.reset();
+    if (membership == "join" || membership == "ban") return 0;
+    f.db.prepare("INSERT OR REPLACE INTO memberships (room_id, user_id, membership, event_id) VALUES (?1, ?2, 'invite', ?3)")
+        .bind(1, room_id)
+        .bind(2, user_id)
+        .bind(3, event.value("event_id", ""))
+        .run();
+    f.db.prepare("INSERT OR REPLACE INTO invite_state (room_id, user_id, state) VALUES (?1, ?2, ?3)")
+        .bind(1, room_id)
+        .bind(2, user_id)
+        .bind(3, stripped_state.dump())
+        .run();
+    impl_->pending.users.insert(user_id);
+    impl_->pending.rooms.insert(room_id);
+    return 0;
+  });
+}
+
+std::optional<RoomStore::RemoteInvite> RoomStore::remote_invite(const std::string& room_id, const std::string& user_id) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
+      "SELECT i.state, e.stream, e.sender FROM invite_state i "
+      "JOIN memberships m ON m.room_id = i.room_id AND m.user_id = i.user_id AND m.membership = 'invite' "
+      "JOIN events e ON e.event_id = m.event_id WHERE i.room_id = ?1 AND i.user_id = ?2");
+  stmt.bind(1, room_id).bind(2, user_id);
+  std::optional<RemoteInvite> invite;
+  if (stmt.step()) invite = RemoteInvite{json::parse(stmt.column_text(0), nullptr, false), stmt.column_int64(1), stmt.column_text(2)};
+  stmt.reset();
+  return invite;
+}
+
+void RoomStore::decline_remote_invite(const std::string& room_id, const std::string& user_id) {
+  impl_->write([&] {
+    impl_->db->prepare("UPDATE memberships SET membership = 'leave' WHERE room_id = ?1 AND user_id = ?2 AND membership = 'invite'")
+        .bind(1, room_id)
+        .bind(2, user_id)
+        .run();
+    impl_->db->prepare("DELETE FROM invite_state WHERE room_id = ?1 AND user_id = ?2").bind(1, room_id).bind(2, user_id).run();
+    impl_->pending.users.insert(user_id);
+    return 0;
   });
 }
 

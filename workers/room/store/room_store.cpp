@@ -229,7 +229,8 @@ constexpr sqlite::Migration kMigrations[] = {
     // status: 0 in the timeline; 1 an outlier (an auth or state event learnt from a join,
     // outside the timeline); 2 soft-failed (stored, never shown, never built on). relay: an
     // event this server sends to the other servers in the room (its own, and joins and
-    // leaves made through it). event_edges: the DAG's prev_events links, so that an event that
+    // leaves made through it). invite_state: what an invitation from another server showed
+    // of its room (stripped state), for the invitee's client until they join. event_edges: the DAG's prev_events links, so that an event that
     // comes late never becomes an extremity when a later one already builds on it. Events
     // that failed the auth rules are kept apart, so that
     // nothing builds on them and a second copy is refused at once.
@@ -251,6 +252,12 @@ constexpr sqlite::Migration kMigrations[] = {
       CREATE INDEX event_edges_by_prev ON event_edges (prev_id);
       INSERT OR IGNORE INTO event_edges (event_id, prev_id)
         SELECT e.event_id, p.value FROM events e, json_each(e.json, '$.prev_events') p WHERE p.type = 'text';
+      CREATE TABLE invite_state (
+        room_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        state   TEXT NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+      ) WITHOUT ROWID;
       CREATE TABLE rejected_events (
         event_id TEXT PRIMARY KEY,
         room_id  TEXT NOT NULL,

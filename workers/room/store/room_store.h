@@ -299,8 +299,23 @@ class RoomStore {
   // The unsigned template of a membership event for a remote user (make_join, make_leave):
   // prev_events, auth_events and depth as our next event would have them. coop::Error
   // M_FORBIDDEN when the auth rules would refuse it now.
+  // For an invite, sender is the inviter (else the user themself).
   nlohmann::json membership_template(const std::string& room_id, const std::string& user_id,
-                                     const std::string& membership);
+                                     const std::string& membership, const std::string& sender = {});
+  // An invitation of one of our users into a room on another server (Server-Server API
+  // "Inviting to a room"): the invite event kept as an outlier, the user's membership
+  // "invite", and the room's stripped state for their client.
+  void add_remote_invite(const nlohmann::json& invite, const nlohmann::json& stripped_state);
+  struct RemoteInvite {
+    nlohmann::json state;  // the stripped state events
+    int64_t stream = 0;    // of the invite event
+    std::string sender;
+  };
+  // While the user's membership is that invitation.
+  std::optional<RemoteInvite> remote_invite(const std::string& room_id, const std::string& user_id);
+  // Declining an invitation to a room this server is not in, when its server cannot be asked:
+  // the membership becomes "leave" here only.
+  void decline_remote_invite(const std::string& room_id, const std::string& user_id);
   // Events by ID as stored (any status); those unknown or rejected are left out.
   std::vector<nlohmann::json> events_by_id(const std::vector<std::string>& event_ids);
   // The auth chain of these events: every event reachable through auth_events.
