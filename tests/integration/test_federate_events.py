@@ -22,7 +22,7 @@ import signedjson.key
 import signedjson.sign
 
 from coopshard import Shard, bin_dir_from_args, listener, run_tests, wait_for
-from test_federate import DOMAIN, REMOTE, federation, start, unpadded, verify_key
+from test_federate import DOMAIN, REMOTE, FakeHomeserver, federation, start, unpadded, verify_key
 from test_room_nio import STRONG, http_json
 
 BIN = bin_dir_from_args()
@@ -180,37 +180,9 @@ class FakeServer:
 
     # Request authentication, both ways.
 
-    def authorization(self, method, uri, destination, content=None, key=None):
-        request = {"method": method, "uri": uri, "origin": self.name, "destination": destination}
-        if content is not None:
-            request["content"] = content
-        key = key or self.key
-        signed = signedjson.sign.sign_json(request, self.name, key)
-        signature = signed["signatures"][self.name][f"ed25519:{key.version}"]
-        return (f'X-Matrix origin="{self.name}",destination="{destination}",key="ed25519:{key.version}",'
-                f'sig="{signature}"')
-
-    def check_x_matrix(self, method, uri, header, content=None):
-        if not header.startswith("X-Matrix "):
-            return "no X-Matrix header"
-        params = {}
-        for part in header[len("X-Matrix "):].split(","):
-            name, _, value = part.strip().partition("=")
-            params[name] = value.strip('"')
-        if params.get("destination") != self.name:
-            return "not meant for us"
-        origin = params.get("origin")
-        if origin not in self.peer_keys:
-            return "unknown origin"
-        request = {"method": method, "uri": uri, "origin": origin, "destination": self.name,
-                   "signatures": {origin: {params.get("key"): params.get("sig")}}}
-        if content is not None:
-            request["content"] = content
-        try:
-            signedjson.sign.verify_signed_json(request, origin, self.peer_keys[origin])
-        except signedjson.sign.SignatureVerifyException as e:
-            return f"bad signature: {e}"
-        return "ok"
+    # The same request signing and checking as test_federate's fake (name, key, peer_keys).
+    authorization = FakeHomeserver.authorization
+    check_x_matrix = FakeHomeserver.check_x_matrix
 
     def call(self, base, method, uri, body=None, key=None, destination=DOMAIN):
         return federation(base, method, uri, self.authorization(method, uri, destination, body, key=key), body)

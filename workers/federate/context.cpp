@@ -72,8 +72,12 @@ PeerAnswer federation_request(const Context& c, const std::string& method, const
     } catch (const std::exception&) {
       out.error = "the answer is not a JSON object";
     }
-    if (fetched.status != 200 && out.error.empty() && out.body.is_object())
-      out.error = "HTTP " + std::to_string(fetched.status) + " " + out.body.value("errcode", "") + ": " + out.body.value("error", "");
+    if (fetched.status != 200 && out.error.empty() && out.body.is_object()) {
+      const auto text = [&out](const char* key) {
+        return out.body.contains(key) && out.body[key].is_string() ? out.body[key].get<std::string>() : std::string();
+      };
+      out.error = "HTTP " + std::to_string(fetched.status) + " " + text("errcode") + ": " + text("error");
+    }
   }
   return out;
 }

@@ -192,6 +192,7 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
   add_routes(*router_, *context, runtime.blocking_runner());
   add_inbound_routes(*router_, *context, runtime.blocking_runner());
   runtime.on_shutdown([this] {
+    if (sender_) sender_->stop();
     if (server_) server_->stop();
   });
 

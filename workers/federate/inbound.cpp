@@ -115,7 +115,9 @@ void fetch_missing_prevs(Context& c, const std::string& origin, const json& even
     spdlog::info("cannot fetch the events missing before {} from {}: {}", event.value("event_id", ""), origin, answer.error);
     return;
   }
-  for (const auto& pdu : sorted_by_depth(answer.body["events"].get<std::vector<json>>())) {
+  auto events = answer.body["events"].get<std::vector<json>>();
+  if (events.size() > static_cast<std::size_t>(kMissingLimit)) events.resize(kMissingLimit);  // what we asked for, no more
+  for (const auto& pdu : sorted_by_depth(std::move(events))) {
     const auto taken = take_pdu(c, origin, pdu, false);
     if (!taken.error.empty()) spdlog::info("a missing event {} from {} is not taken: {}", taken.event_id, origin, taken.error);
   }
@@ -220,6 +222,9 @@ json verified_pdu(Context& c, const json& pdu, const std::string& room_version) 
   return check.event;
 }
 
+void take_checked(Context& c, const std::string& origin, const json& event, const std::string& version, bool may_fetch,
+                  Taken& out);
+
 Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_fetch) {
   Taken out;
   if (!pdu.is_object() || !pdu.contains("room_id") || !pdu["room_id"].is_string()) {
@@ -241,13 +246,25 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
     return out;
   }
   out.event_id = event.value("event_id", "");
+  try {
+    take_checked(c, origin, event, *version, may_fetch, out);
+  } catch (const std::exception& e) {
+    // A malformed field somewhere down the line is this PDU's problem only.
+    out.error = std::string("cannot take the event: ") + e.what();
+  }
+  return out;
+}
+
+void take_checked(Context& c, const std::string& origin, const json& event, const std::string& version, bool may_fetch,
+                  Taken& out) {
+  const std::string room_id = event.value("room_id", "");
   auto accepted = c.store.accept_remote(event);
   if (accepted.kind == Kind::kMissing) {
     const auto& auth = event["auth_events"];
     const bool auth_missing = std::any_of(accepted.missing.begin(), accepted.missing.end(), [&](const std::string& id) {
       return std::find(auth.begin(), auth.end(), id) != auth.end();
     });
-    if (auth_missing) fetch_auth_chain(c, origin, room_id, out.event_id, *version);
+    if (auth_missing) fetch_auth_chain(c, origin, room_id, out.event_id, version);
     else if (may_fetch) fetch_missing_prevs(c, origin, event);
     accepted = c.store.accept_remote(event);
     if (accepted.kind == Kind::kMissing && auth_missing && may_fetch) {
@@ -257,7 +274,7 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
     if (accepted.kind == Kind::kMissing && may_fetch) {
       const auto& prevs = event["prev_events"];
       for (const auto& id : accepted.missing)
-        if (std::find(prevs.begin(), prevs.end(), id) != prevs.end()) fetch_state_at(c, origin, room_id, id, *version);
+        if (std::find(prevs.begin(), prevs.end(), id) != prevs.end()) fetch_state_at(c, origin, room_id, id, version);
       accepted = c.store.accept_remote(event);
     }
   }
@@ -276,7 +293,6 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
       for (const auto& id : accepted.missing) out.error += " " + id;
       break;
   }
-  return out;
 }
 
 void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
@@ -295,7 +311,12 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    if (!pdus.is_array() || !edus.is_array()) return matrix_error(400, "M_BAD_JSON", "pdus and edus are lists");
                    if (pdus.size() > kMaxPdus || edus.size() > kMaxEdus)
                      return matrix_error(400, "M_BAD_JSON", "a transaction holds at most 50 PDUs and 100 EDUs");
-                   std::lock_guard one_at_a_time(origin_lock(origin));
+                   if (auto seen = log->answer(origin, txn)) return Response::json(*seen);
+                   // One transaction per origin at a time: a second one while the first is
+                   // processed is refused (it is sent again), not parked on a worker thread.
+                   std::unique_lock one_at_a_time(origin_lock(origin), std::try_to_lock);
+                   if (!one_at_a_time.owns_lock())
+                     return matrix_error(429, "M_LIMIT_EXCEEDED", "a transaction from " + origin + " is being processed");
                    if (auto seen = log->answer(origin, txn)) return Response::json(*seen);
                    json results = json::object();
                    for (const auto& pdu : sorted_by_depth(pdus.get<std::vector<json>>())) {
@@ -403,7 +424,8 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    auto countersigned = matrix::sign_event(pdu_for_wire(event), c.server_name, c.key, version);
                    auto stored = countersigned;
                    stored["event_id"] = event.value("event_id", "");
-                   c.store.add_remote_invite(stored, stripped);
+                   if (!c.store.add_remote_invite(stored, stripped))
+                     return matrix_error(403, "M_FORBIDDEN", user_id + " cannot be invited into that room this way");
                    return Response::json({{"event", countersigned}});
                  }),
                  "an invitation of one of our members into another server's room");

@@ -109,7 +109,7 @@ json join_remote_room(Context& c, const json& body) {
     if (!made.ok()) {
       last_error = server + ": " + made.error;
       if (made.status == 403) throw Error(errc::kMForbidden, "not allowed to join " + room + ": " + made.error, 403);
-      if (made.status == 400 && made.body.value("errcode", "") == "M_INCOMPATIBLE_ROOM_VERSION")
+      if (made.status == 400 && made.body.is_object() && made.body.value("errcode", json()) == "M_INCOMPATIBLE_ROOM_VERSION")
         throw Error("M_INCOMPATIBLE_ROOM_VERSION", room + " is in a room version this server does not support", 400);
       continue;
     }

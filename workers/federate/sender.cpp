@@ -45,6 +45,12 @@ Sender::~Sender() {
   thread_.join();
 }
 
+void Sender::stop() {
+  std::lock_guard lock(mutex_);
+  stop_ = true;
+  cv_.notify_all();
+}
+
 void Sender::wake() {
   std::lock_guard lock(mutex_);
   woken_ = true;
@@ -133,7 +139,17 @@ void Sender::round() {
       try {
         send_to(server);
       } catch (const std::exception& e) {
+        // Whatever went wrong, the destination waits before the next try.
         spdlog::warn("federation sender to {}: {}", server, e.what());
+        std::lock_guard lock(mutex_);
+        db_->prepare("UPDATE destinations SET backoff_ms = min(?2, max(?3, backoff_ms * 2)), retry_at = ?4 + min(?2, max(?3, backoff_ms * 2)), "
+                     "last_error = ?5 WHERE server = ?1")
+            .bind(1, server)
+            .bind(2, settings_.max_backoff_ms)
+            .bind(3, kFirstBackoffMs)
+            .bind(4, unix_millis())
+            .bind(5, std::string(e.what()))
+            .run();
       }
       std::lock_guard done(mutex_);
       sending_.erase(server);

@@ -41,6 +41,7 @@ class Sender {
   ~Sender();
 
   void wake();                                  // new events may be waiting
+  void stop();                                  // shutdown: no new transaction starts
   // An EDU (typing, a receipt) for these servers: kept in memory only, sent with the next
   // transaction; at most kMaxQueuedEdus per server, the oldest dropped first.
   void queue_edu(const std::vector<std::string>& servers, const nlohmann::json& edu);

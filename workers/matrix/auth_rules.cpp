@@ -126,7 +126,11 @@ void authorize_checked(const json& event, const StateMap& state, const Membershi
   const std::string type = event.value("type", "");
   const std::string sender = event.value("sender", "");
   if (type == "m.room.create") {
+    // Rule 1: a room's first event, by a user of the server in its room ID.
     if (!state.empty()) forbidden("the room already exists");
+    const std::string room_id = event.value("room_id", "");
+    const auto at = [](const std::string& id) { const auto c = id.find(':'); return c == std::string::npos ? std::string() : id.substr(c + 1); };
+    if (at(room_id).empty() || at(room_id) != at(sender)) forbidden("the room's creator is not of the room ID's server");
     return;
   }
   const auto* create = state_of(state, "m.room.create");

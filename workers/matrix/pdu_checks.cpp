@@ -137,6 +137,7 @@ void check_against_auth_events(const json& event, const std::vector<json>& auth_
   for (const auto& auth : auth_events) {
     if (!auth.is_object() || !auth.contains("state_key") || !auth["state_key"].is_string() || !auth["type"].is_string())
       reject("an auth event is not a state event");
+    if (auth.value("room_id", json()) != event.value("room_id", json())) reject("an auth event is from another room");
     std::pair<std::string, std::string> key{auth["type"], auth["state_key"]};
     if (!allowed.count(key)) reject("auth event " + key.first + " (" + key.second + ") is not one the rules read");
     if (!state.emplace(key, auth).second) reject("two auth events for " + key.first + " (" + key.second + ")");

@@ -80,7 +80,7 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
     if (!change.rooms.empty()) pusher->poke();
     return http::Response::json(nlohmann::json::object());
   }, "coop-federate stored events: wake the syncs and pushes they concern");
-  runtime.router().add("POST", "/v1/federation/edus", [api = api_.get()](const http::Request& q) {
+  runtime.router().add_blocking("POST", "/v1/federation/edus", runtime.blocking_runner(), [api = api_.get()](const http::Request& q) {
     const auto body = q.json();
     if (body.contains("origin") && body["origin"].is_string() && body.contains("edus"))
       api->apply_remote_edus(body["origin"].get<std::string>(), body["edus"]);

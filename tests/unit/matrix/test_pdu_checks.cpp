@@ -141,3 +141,23 @@ TEST_CASE("TestInboundFederationRejectsEventsWithRejectedAuthEvents: auth events
                  {"content", {{"membership", "ban"}}}};
   CHECK_THROWS_AS(check_against_auth_events(ban, {create, levels, bob, alice}, nobody_elsewhere), coop::Error);
 }
+
+TEST_CASE("auth events from another room, and a create event for another server's room ID, are refused") {
+  auto in_room = [](json e, const std::string& room) {
+    e["room_id"] = room;
+    return e;
+  };
+  const auto create = in_room(state_event("$c", "m.room.create", "", "@alice:a.test", {{"room_version", "11"}}), "!r:a.test");
+  const auto levels = in_room(state_event("$pl", "m.room.power_levels", "", "@alice:a.test", {{"users", {{"@alice:a.test", 100}}}}), "!r:a.test");
+  const auto bob = in_room(state_event("$mb", "m.room.member", "@bob:b.test", "@bob:b.test", {{"membership", "join"}}), "!r:a.test");
+  const json message{{"type", "m.room.message"}, {"room_id", "!r:a.test"}, {"sender", "@bob:b.test"}, {"content", {{"body", "hi"}}}};
+  CHECK_NOTHROW(check_against_auth_events(message, {create, levels, bob}, nobody_elsewhere));
+  CHECK_THROWS_AS(check_against_auth_events(message, {create, levels, in_room(bob, "!other:a.test")}, nobody_elsewhere), coop::Error);
+  // A room ID names the server whose user created the room.
+  const json forged_create{{"type", "m.room.create"}, {"room_id", "!victim:a.test"}, {"sender", "@eve:evil.test"},
+                           {"state_key", ""}, {"content", {{"room_version", "11"}}}};
+  CHECK_THROWS_AS(check_against_auth_events(forged_create, {}, nobody_elsewhere), coop::Error);
+  auto own = forged_create;
+  own["room_id"] = "!mine:evil.test";
+  CHECK_NOTHROW(check_against_auth_events(own, {}, nobody_elsewhere));
+}

@@ -259,3 +259,44 @@ TEST_CASE("a join template after an invitation cites the member's invite once") 
   CHECK(unique.size() == join["auth_events"].size());
   CHECK(join["auth_events"].size() == 4);  // create, power levels, join rules, bob's invite
 }
+
+TEST_CASE("another server's user redacts only what their power or their own server allows") {
+  coop::test::TempDir dir;
+  Shard a(dir, "a.test"), b(dir, "b.test");
+  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  join_through(a, b, room, "@bob:b.test");
+  const auto mine = a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "keep me"}}, std::nullopt);
+  CHECK(b.store->accept_remote(mine).kind == Kind::kStored);
+  const auto theirs = b.store->send_event(room, "@bob:b.test", "m.room.message", {{"body", "oops"}}, std::nullopt);
+  CHECK(a.store->accept_remote(theirs).kind == Kind::kStored);
+  // Bob (power 0) redacts alice's message and his own: a.test applies only the second.
+  for (const auto& target : {mine, theirs}) {
+    const auto redaction = b.store->send_event(room, "@bob:b.test", "m.room.redaction", {{"redacts", target["event_id"]}}, std::nullopt);
+    CHECK(a.store->accept_remote(redaction).kind == Kind::kStored);
+  }
+  CHECK(a.store->event(mine.value("event_id", ""))->event["content"]["body"] == "keep me");
+  CHECK(!a.store->event(theirs.value("event_id", ""))->event["content"].contains("body"));
+}
+
+TEST_CASE("a server that joins later is sent what happens from its join on, not the history before") {
+  coop::test::TempDir dir;
+  Shard a(dir, "a.test"), b(dir, "b.test");
+  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  for (int i = 0; i < 5; ++i) a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "before"}}, std::nullopt);
+  join_through(a, b, room, "@bob:b.test");
+  CHECK(a.store->events_for_server("b.test", 0, 100).empty());
+  a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "after"}}, std::nullopt);
+  const auto sent = a.store->events_for_server("b.test", 0, 100);
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].event["content"]["body"] == "after");
+}
+
+TEST_CASE("an invitation from another server into a room whose state we hold is refused") {
+  coop::test::TempDir dir;
+  Shard a(dir, "a.test");
+  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  json invite = {{"type", "m.room.member"}, {"room_id", room}, {"sender", "@eve:evil.test"}, {"state_key", "@alice:a.test"},
+                 {"content", {{"membership", "invite"}}}, {"event_id", "$invite"}, {"depth", 1}};
+  CHECK_FALSE(a.store->add_remote_invite(invite, json::array()));
+  CHECK(a.store->membership(room, "@alice:a.test") == "join");
+}

@@ -81,7 +81,8 @@ std::optional<std::string> join_elsewhere(ClientApi::Impl& api, const Request& q
   if (target.empty() || (target[0] != '!' && target[0] != '#') || colon == std::string::npos) return std::nullopt;
   if (target.substr(colon + 1) == api.store.server_name()) return std::nullopt;
   if (target[0] == '#' && api.store.room_for_alias(target)) return std::nullopt;
-  if (target[0] == '!' && api.store.room_version(target) && api.store.membership(target, user_id) != "leave") return std::nullopt;
+  // A room whose state we hold (some member of ours is in it): joined here.
+  if (target[0] == '!' && api.store.state_event(target, "m.room.create", "")) return std::nullopt;
   json servers = json::array();
   for (const char* key : {"server_name", "via"})
     for (const auto& value : q.query_values(key)) servers.push_back(value);

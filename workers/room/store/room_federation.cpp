@@ -315,11 +315,31 @@ struct Federation {
     return false;
   }
 
+  // Room versions 3+ "Redactions": the auth rules let any member send one; it is applied
+  // only when its sender may redact others (the room's redact level) or redacts an event
+  // of their own server.
+  bool may_redact(const json& redaction) {
+    const auto& content = redaction["content"];
+    const json target_id = content.is_object() && content.contains("redacts") ? content["redacts"] : redaction.value("redacts", json());
+    if (!target_id.is_string()) return false;
+    const auto target = load(db, target_id.get<std::string>());
+    if (!target || target->event.value("room_id", "") != redaction.value("room_id", "")) return false;
+    const std::string sender = redaction.value("sender", "");
+    if (server_of(target->event.value("sender", "")) == server_of(sender)) return true;
+    const auto state = s.auth_state(redaction.value("room_id", ""), sender, std::nullopt);
+    const auto* levels = matrix::state_of(state, "m.room.power_levels");
+    const json pl = levels && (*levels)["content"].is_object() ? (*levels)["content"] : json::object();
+    const auto number = [](const json& v, int64_t fallback) { return v.is_number_integer() ? v.get<int64_t>() : fallback; };
+    const auto users = pl.contains("users") && pl["users"].is_object() ? pl["users"] : json::object();
+    const int64_t mine = users.contains(sender) ? number(users[sender], 0) : number(pl.value("users_default", json(0)), 0);
+    return mine >= number(pl.value("redact", json(50)), 50);
+  }
+
   // For a timeline event we show clients: what they and push rules see of it.
   void publish(const json& event, int64_t stream, const std::string& version) {
     s.record_push_actions(event, stream);
     s.index_for_search(event);
-    if (event.value("type", "") == "m.room.redaction") s.apply_redaction(event, version);
+    if (event.value("type", "") == "m.room.redaction" && may_redact(event)) s.apply_redaction(event, version);
     s.pending.rooms.insert(event.value("room_id", ""));
   }
 };
@@ -337,7 +357,11 @@ void RoomStore::add_remote_room(const std::string& room_id, const std::string& v
   impl_->write([&] {
     const auto& content = create_event.contains("content") && create_event["content"].is_object() ? create_event["content"] : json::object();
     const std::string creator = version == "10" ? content.value("creator", create_event.value("sender", "")) : create_event.value("sender", "");
-    impl_->db->prepare("INSERT OR IGNORE INTO rooms (room_id, version, creator, room_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+    // Until we hold the room's state (a join went through), a later answer may correct what
+    // an earlier, failed one said.
+    impl_->db->prepare("INSERT INTO rooms (room_id, version, creator, room_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5) "
+                       "ON CONFLICT (room_id) DO UPDATE SET version = excluded.version, creator = excluded.creator, "
+                       "room_type = excluded.room_type WHERE rooms.current_group IS NULL")
         .bind(1, room_id)
         .bind(2, version)
         .bind(3, creator)
@@ -436,7 +460,9 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
       return ids;
     }();
     const auto current = f.current_group(room_id);
-    if (extremities.size() == 1 && current && *current == *base) {
+    if (std::find(extremities.begin(), extremities.end(), event_id) == extremities.end()) {
+      // It came late: events we hold already build on it, and the current state has them.
+    } else if (extremities.size() == 1 && current && *current == *base) {
       // The common case: the event extends the room's one line of history.
       if (key) f.set_state_entry(room_id, event.value("type", ""), *key, event_id);
       f.db.prepare("UPDATE rooms SET current_group = ?2 WHERE room_id = ?1").bind(1, room_id).bind(2, after).run();
@@ -485,7 +511,7 @@ RoomStore::Accepted RoomStore::accept_join(const json& pdu, const std::vector<st
     const std::string room_id = join.value("room_id", ""), event_id = join.value("event_id", "");
     const auto version = Impl::version_of(f.db, room_id);
     if (!version) throw Error(errc::kMNotFound, "unknown room " + room_id, 404);
-    if (f.seen(join, out) || !f.check_auth_events(join, out)) return out;
+    if (f.seen(join, out, true) || !f.check_auth_events(join, out)) return out;
     matrix::StateIds state;
     for (const auto& id : state_ids)
       if (auto row = load(f.db, id); row && row->event.contains("state_key") && row->event["state_key"].is_string())
@@ -531,17 +557,7 @@ json RoomStore::membership_template(const std::string& room_id, const std::strin
       if (const auto* e = matrix::state_of(state, type, key))
         if (std::find(auth.begin(), auth.end(), e->value("event_id", "")) == auth.end()) auth.push_back(e->value("event_id", ""));
     event["auth_events"] = auth;
-    auto& last = f.db.prepare(
-        "SELECT x.event_id, e.depth FROM extremities x JOIN events e ON e.event_id = x.event_id "
-        "WHERE x.room_id = ?1 ORDER BY e.depth DESC, e.stream DESC LIMIT 20");
-    last.bind(1, room_id);
-    int64_t depth = 1;
-    json prev = json::array();
-    while (last.step()) {
-      prev.push_back(last.column_text(0));
-      depth = std::max(depth, std::min(last.column_int64(1), kMaxDepth - 1) + 1);
-    }
-    last.reset();
+    const auto [prev, depth] = impl_->next_prev_events(room_id);
     event["prev_events"] = prev;
     event["depth"] = depth;
     matrix::authorize(event, state, f.joined_elsewhere());  // M_FORBIDDEN when it would fail now
@@ -549,10 +565,12 @@ json RoomStore::membership_template(const std::string& room_id, const std::strin
   });
 }
 
-void RoomStore::add_remote_invite(const json& invite, const json& stripped_state) {
-  impl_->write([&] {
+bool RoomStore::add_remote_invite(const json& invite, const json& stripped_state) {
+  return impl_->write([&] {
     Federation f(*impl_);
     const std::string room_id = invite.value("room_id", ""), user_id = invite.value("state_key", "");
+    // A room whose state we hold gets its invitations as events, through /send.
+    if (f.current_group(room_id)) return false;
     const auto event = stored_form(invite);
     if (!load(f.db, event.value("event_id", ""))) f.insert(event, 1, false, std::nullopt);
     // An invitation never overrides a membership of a room we are in (it would come by /send).
@@ -560,7 +578,7 @@ void RoomStore::add_remote_invite(const json& invite, const json& stripped_state
     now.bind(1, room_id).bind(2, user_id);
     const std::string membership = now.step() ? now.column_text(0) : "";
     now.reset();
-    if (membership == "join" || membership == "ban") return 0;
+    if (membership == "join" || membership == "ban") return false;
     f.db.prepare("INSERT OR REPLACE INTO memberships (room_id, user_id, membership, event_id) VALUES (?1, ?2, 'invite', ?3)")
         .bind(1, room_id)
         .bind(2, user_id)
@@ -573,7 +591,7 @@ void RoomStore::add_remote_invite(const json& invite, const json& stripped_state
         .run();
     impl_->pending.users.insert(user_id);
     impl_->pending.rooms.insert(room_id);
-    return 0;
+    return true;
   });
 }
 
@@ -732,10 +750,13 @@ std::vector<std::string> RoomStore::remote_servers() {
 std::vector<StoredEvent> RoomStore::events_for_server(const std::string& server, int64_t after, int limit) {
   auto db = impl_->read();
   auto& stmt = db->prepare(
-      "SELECT stream, json FROM events WHERE stream > ?2 AND relay = 1 AND status = 0 "
+      "SELECT stream, json FROM events ev WHERE stream > ?2 AND relay = 1 AND status = 0 "
       "AND substr(sender, instr(sender, ':') + 1) != ?1 "
-      "AND (room_id IN (SELECT room_id FROM memberships WHERE membership = 'join' "
-      "                 AND substr(user_id, instr(user_id, ':') + 1) = ?1) "
+      // Events of a room the server is in, from its users' (current) joins on: not the
+      // history it had no part in.
+      "AND (stream > (SELECT min(j.stream) FROM memberships m JOIN events j ON j.event_id = m.event_id "
+      "               WHERE m.room_id = ev.room_id AND m.membership = 'join' "
+      "               AND substr(m.user_id, instr(m.user_id, ':') + 1) = ?1) "
       "     OR (type = 'm.room.member' AND substr(state_key, instr(state_key, ':') + 1) = ?1)) "
       "ORDER BY stream LIMIT ?3");
   stmt.bind(1, server).bind(2, after).bind(3, limit);

@@ -305,7 +305,9 @@ class RoomStore {
   // An invitation of one of our users into a room on another server (Server-Server API
   // "Inviting to a room"): the invite event kept as an outlier, the user's membership
   // "invite", and the room's stripped state for their client.
-  void add_remote_invite(const nlohmann::json& invite, const nlohmann::json& stripped_state);
+  // False when refused: the room's state is here (its invitations come as events), or the
+  // user is joined or banned.
+  bool add_remote_invite(const nlohmann::json& invite, const nlohmann::json& stripped_state);
   struct RemoteInvite {
     nlohmann::json state;  // the stripped state events
     int64_t stream = 0;    // of the invite event

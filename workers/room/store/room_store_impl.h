@@ -136,19 +136,7 @@ struct RoomStore::Impl {
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
                   {"origin_server_ts", unix_millis()}};
     if (state_key) event["state_key"] = *state_key;
-    // prev_events: the room's forward extremities (Server-Server API "Room DAG concepts"),
-    // at most 20 of them, the deepest first; depth one more than the deepest.
-    auto& last = db->prepare(
-        "SELECT x.event_id, e.depth FROM extremities x JOIN events e ON e.event_id = x.event_id "
-        "WHERE x.room_id = ?1 ORDER BY e.depth DESC, e.stream DESC LIMIT 20");
-    last.bind(1, room_id);
-    int64_t depth = 1;
-    json prev = json::array();
-    while (last.step()) {
-      prev.push_back(last.column_text(0));
-      depth = std::max(depth, std::min(last.column_int64(1), kMaxDepth - 1) + 1);
-    }
-    last.reset();
+    const auto [prev, depth] = next_prev_events(room_id);
     event["prev_events"] = prev;
     event["depth"] = depth;
     // auth_events (spec "Auth events selection"): create, power levels, the sender's member
@@ -210,6 +198,24 @@ struct RoomStore::Impl {
     pending.rooms.insert(room_id);
     if (type == "m.room.member" && state_key) pending.users.insert(*state_key);  // invites reach non-members
     return event;
+  }
+
+  // The next event's prev_events: the room's forward extremities (Server-Server API "Room DAG
+  // concepts"), at most 20 of them, the deepest first; and its depth, one more than the
+  // deepest.
+  std::pair<json, int64_t> next_prev_events(const std::string& room_id) {
+    auto& last = db->prepare(
+        "SELECT x.event_id, e.depth FROM extremities x JOIN events e ON e.event_id = x.event_id "
+        "WHERE x.room_id = ?1 ORDER BY e.depth DESC, e.stream DESC LIMIT 20");
+    last.bind(1, room_id);
+    int64_t depth = 1;
+    json prev = json::array();
+    while (last.step()) {
+      prev.push_back(last.column_text(0));
+      depth = std::max(depth, std::min(last.column_int64(1), kMaxDepth - 1) + 1);
+    }
+    last.reset();
+    return {prev, depth};
   }
 
   // A timeline event's place in the DAG: its prev_events are no longer forward extremities,
