@@ -656,6 +656,61 @@ def test_send_refuses_unsigned_and_wrongly_signed_requests():
     with_room(scenario)
 
 
+def test_send_join_takes_only_joins_and_refuses_the_banned():
+    """Complement TestCannotSendNonJoinViaSendJoinV1, TestCannotSendNonJoinViaSendJoinV2 and
+    TestBannedUserCannotSendJoin."""
+    def scenario(s):
+        fake = s.fake
+        # Not a join (a message, and a leave) through send_join v1 and v2: 400, nothing stored.
+        for kind, content, key in (("m.room.message", message("not a join"), None),
+                                   ("m.room.member", {"membership": "leave"}, BOB)):
+            event_id, event = fake.new_event(kind, content, state_key=key, advance=False)
+            for version in ("v1", "v2"):
+                status, body = fake.call(s.fed_url, "PUT", f"/_matrix/federation/{version}/send_join/{q(s.room_id)}/{q(event_id)}", event)
+                assert status == 400, (kind, version, status, body)
+            assert alice_sees(s, event_id)[0] == 404
+        # Alice bans carol of the fake server: no template, and a join made by hand is refused.
+        carol = f"@carol:{REMOTE}"
+        status, body, _ = client(s, "POST", f"/rooms/{q(s.room_id)}/ban", {"user_id": carol, "reason": "spam"})
+        assert status == 200, body
+        status, made = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/make_join/{q(s.room_id)}/{q(carol)}?ver=11")
+        assert status == 403 and made.get("errcode") == "M_FORBIDDEN", (status, made)
+        event_id, event = fake.new_event("m.room.member", {"membership": "join"}, state_key=carol, sender=carol, advance=False,
+                                         auth=fake.auth_for(BOB))
+        status, body = fake.call(s.fed_url, "PUT", f"/_matrix/federation/v2/send_join/{q(s.room_id)}/{q(event_id)}", event)
+        assert status in (400, 403), (status, body)
+        status, members, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/joined_members")
+        assert carol not in members["joined"], members
+
+    with_room(scenario)
+
+
+def test_inbound_can_return_missing_events_and_auth_chains():
+    """Complement TestInboundCanReturnMissingEvents and TestEventAuth: coop answers
+    get_missing_events with what lies between, oldest first, and event_auth with the auth
+    chain."""
+    def scenario(s):
+        fake = s.fake
+        sent = []
+        for i in range(4):
+            status, body, _ = client(s, "PUT", f"/rooms/{q(s.room_id)}/send/m.room.message/gme{i}", message(f"m{i}"))
+            assert status == 200, body
+            sent.append(body["event_id"])
+        status, body = fake.call(s.fed_url, "POST", f"/_matrix/federation/v1/get_missing_events/{q(s.room_id)}",
+                                 {"earliest_events": [s.join_id], "latest_events": [sent[-1]], "limit": 10, "min_depth": 0})
+        assert status == 200, body
+        bodies = [e["content"].get("body") for e in body["events"]]
+        assert bodies == ["m0", "m1", "m2"], bodies
+        for pdu in body["events"]:
+            assert "event_id" not in pdu and pdu["hashes"]["sha256"] == content_hash(pdu), pdu
+        status, body = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/event_auth/{q(s.room_id)}/{q(sent[0])}")
+        assert status == 200, body
+        kinds = {(e["type"], e.get("state_key")) for e in body["auth_chain"]}
+        assert {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", ALICE)} <= kinds, kinds
+
+    with_room(scenario)
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -665,4 +720,6 @@ if __name__ == "__main__":
         test_get_missing_events_gap_filling,
         test_outbound_transactions_are_signed_and_hashed,
         test_send_refuses_unsigned_and_wrongly_signed_requests,
+        test_send_join_takes_only_joins_and_refuses_the_banned,
+        test_inbound_can_return_missing_events_and_auth_chains,
     ])
