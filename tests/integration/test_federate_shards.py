@@ -105,6 +105,18 @@ def test_a_member_of_another_shard_joins_and_both_chat():
             assert isinstance(sent, RoomSendResponse), sent
             await bodies_in(alice, room_id, {"from b"}, "alice hears bob")
 
+            # Media: bob uploads on b.test; alice's client fetches it from a.test, which gets it
+            # from b.test over federation once and keeps it.
+            picture = bytes(range(256)) * 40
+            uploaded, _ = await bob.upload(lambda *_: picture, content_type="application/octet-stream",
+                                              filename="seeds.bin", filesize=len(picture))
+            server, media_id = uploaded.content_uri[len("mxc://"):].split("/", 1)
+            assert server == "b.test", uploaded.content_uri
+            for _ in range(2):
+                status, body = media(url_a, alice.access_token, server, media_id)
+                assert status == 200 and body == picture, (status, len(body))
+            assert media(url_a, alice.access_token, "b.test", "nosuchmedia")[0] == 404
+
             # The same event on both shards: one conversation, not two copies.
             status_a, event_on_a = await event_json(alice, room_id, sent.event_id)
             assert status_a == 200 and event_on_a["content"]["body"] == "from b", event_on_a
@@ -181,6 +193,7 @@ def test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts():
 
 
 def test_invites_across_shards_are_countersigned_joined_and_declined():
+    """Complement TestFederationRoomsInvite and TestFederationRejectInvite, on two shards."""
     async def scenario(url_a, url_b, a, b):
         alice = await login(url_a, "@alice:a.test")
         bob = await login(url_b, "@bob:b.test")
@@ -217,6 +230,10 @@ def test_invites_across_shards_are_countersigned_joined_and_declined():
             assert type(left).__name__ == "RoomLeaveResponse", left
             sync = await carol.sync(timeout=0, full_state=True)
             assert other.room_id not in sync.rooms.invite, sync.rooms.invite
+            # Complement TestFederationRejectInvite: the inviting shard hears of it (make_leave,
+            # send_leave), and alice sees carol's membership as leave.
+            wait_for(lambda: member_state(a, other.room_id, "@carol:b.test") == "leave", timeout=20,
+                     what="a.test sees carol decline")
 
             # Inviting a user the other shard does not have is refused, and nothing is stored.
             refused = await alice.room_invite(other.room_id, "@nobody:b.test")
@@ -230,6 +247,15 @@ def test_invites_across_shards_are_countersigned_joined_and_declined():
         asyncio.run(scenario(url_a, url_b, a, b))
 
 
+def member_state(shard, room_id, user_id):
+    """A user's membership in a.test's room, as alice's client reads /members."""
+    from test_room_nio import http_json as call
+    url = listener(shard, "room", "client")
+    _, login, _ = call(url + "/_matrix/client/v3/login", "POST", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG})
+    _, members, _ = call(url + f"/_matrix/client/v3/rooms/{room_id}/members", token=login["access_token"])
+    return next((e["content"]["membership"] for e in members["chunk"] if e["state_key"] == user_id), None)
+
+
 def alice_member_event(shard, room_id, user_id):
     """The event ID of a member event in a.test's current state, as alice's client reads it."""
     import urllib.request
@@ -238,6 +264,18 @@ def alice_member_event(shard, room_id, user_id):
     _, login, _ = call(url + "/_matrix/client/v3/login", "POST", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG})
     _, members, _ = call(url + f"/_matrix/client/v3/rooms/{room_id}/members", token=login["access_token"])
     return next(e["event_id"] for e in members["chunk"] if e["state_key"] == user_id)
+
+
+def media(url, token, server, media_id):
+    """GET /_matrix/client/v1/media/download (authenticated media): (status, bytes)."""
+    import urllib.request
+    request = urllib.request.Request(f"{url}/_matrix/client/v1/media/download/{server}/{media_id}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
 
 
 async def event_json(client, room_id, event_id):

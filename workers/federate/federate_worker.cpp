@@ -25,6 +25,7 @@
 #include "workers/federate/http_fetch.h"
 #include "workers/federate/inbound.h"
 #include "workers/federate/joins.h"
+#include "workers/federate/media.h"
 #include "workers/federate/sender.h"
 #include "workers/federate/remote_keys.h"
 #include "workers/federate/server_policy.h"
@@ -191,6 +192,7 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
   });
   add_routes(*router_, *context, runtime.blocking_runner());
   add_inbound_routes(*router_, *context, runtime.blocking_runner());
+  add_media_routes(*router_, runtime.router(), *context, runtime.blocking_runner());
   runtime.on_shutdown([this] {
     if (sender_) sender_->stop();
     if (server_) server_->stop();
@@ -228,6 +230,9 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     context->sender->queue_edu(context->store.remote_servers_in(room_id), body["edu"]);
     return Response::json(json::object());
   }, "typing or a receipt of one of our members for the other servers in a room ({room_id, edu})");
+  control.add_blocking("POST", "/v1/leave", runtime.blocking_runner(), [context](const Request& q) {
+    return Response::json(leave_remote_room(*context, q.json()));
+  }, "one of our members declines an invitation into a room on another server ({room_id, user_id, servers})");
   control.add_blocking("POST", "/v1/invite", runtime.blocking_runner(), [context](const Request& q) {
     return Response::json(invite_remote_user(*context, q.json()));
   }, "one of our members invites a user of another server ({room_id, sender, user_id, content})");

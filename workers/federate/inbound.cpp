@@ -396,6 +396,41 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                  signed_by_peer(c, [send_join](const Request& q, const std::string& origin) { return send_join(q, origin, false); }),
                  "the same, in the first version's [200, answer] form");
 
+  // "Leaving Rooms (Rejecting Invites)", resident side: a leave template for the remote user,
+  // and the signed leave, stored and sent on.
+  r.add_blocking("GET", "/_matrix/federation/v1/make_leave/{roomId}/{userId}", run,
+                 signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
+                   const auto room_id = q.param("roomId"), user_id = q.param("userId");
+                   if (server_of(user_id) != origin || user_id.size() > 255 || user_id[0] != '@')
+                     return matrix_error(403, "M_FORBIDDEN", "a server makes its own users leave only");
+                   const auto version = c.store.room_version(room_id);
+                   if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+                   return Response::json({{"room_version", *version}, {"event", c.store.membership_template(room_id, user_id, "leave")}});
+                 }),
+                 "the template of a leave for a user of the asking server");
+  auto send_leave = [&c](const Request& q, const std::string& origin, bool v2) {
+    const auto room_id = q.param("roomId"), event_id = q.param("eventId");
+    const auto version = c.store.room_version(room_id);
+    if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+    const auto event = verified_pdu(c, q.json(), *version);
+    if (event.value("event_id", "") != event_id || event.value("room_id", "") != room_id || event.value("type", "") != "m.room.member" ||
+        event["content"].value("membership", json()) != "leave" || event.value("state_key", "") != event.value("sender", "") ||
+        server_of(event.value("sender", "")) != origin)
+      return matrix_error(400, "M_BAD_JSON", "not a leave of the asking server's user from this room with this event ID");
+    const auto accepted = c.store.accept_remote(event, true);
+    if (accepted.kind == Kind::kRejected || accepted.kind == Kind::kSoftFailed)
+      return matrix_error(403, "M_FORBIDDEN", "the leave is refused: " + accepted.reason);
+    if (accepted.kind == Kind::kMissing) return matrix_error(400, "M_BAD_JSON", "the leave refers to events this server does not have");
+    if (c.sender) c.sender->wake();
+    return Response::json(v2 ? json::object() : json::array({200, json::object()}));
+  };
+  r.add_blocking("PUT", "/_matrix/federation/v2/send_leave/{roomId}/{eventId}", run,
+                 signed_by_peer(c, [send_leave](const Request& q, const std::string& origin) { return send_leave(q, origin, true); }),
+                 "a leave made from our template: stored and sent on");
+  r.add_blocking("PUT", "/_matrix/federation/v1/send_leave/{roomId}/{eventId}", run,
+                 signed_by_peer(c, [send_leave](const Request& q, const std::string& origin) { return send_leave(q, origin, false); }),
+                 "the same, in the first version's [200, {}] form");
+
   // "Inviting to a room", invitee side: an invitation of one of our members, countersigned
   // and kept (with the room's stripped state) until they join or decline.
   r.add_blocking("PUT", "/_matrix/federation/v2/invite/{roomId}/{eventId}", run,

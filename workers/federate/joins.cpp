@@ -234,4 +234,45 @@ json invite_remote_user(Context& c, const json& body) {
   return {{"event_id", event_id}};
 }
 
+json leave_remote_room(Context& c, const json& body) {
+  const std::string room_id = body.value("room_id", ""), user_id = body.value("user_id", "");
+  if (!is_local_user(c, user_id)) throw Error(errc::kMForbidden, "only this server's users leave through it", 403);
+  if (room_id.empty() || room_id[0] != '!') throw Error(errc::kMInvalidParam, "not a room ID: " + room_id, 400);
+  std::vector<std::string> candidates;
+  for (const auto& s : body.value("servers", json::array()))
+    if (s.is_string() && valid_server_name(s.get<std::string>()) && s.get<std::string>() != c.server_name &&
+        std::find(candidates.begin(), candidates.end(), s.get<std::string>()) == candidates.end())
+      candidates.push_back(s.get<std::string>());
+  std::string last_error = "no server to leave through";
+  for (const auto& server : candidates) {
+    const auto made = federation_request(
+        c, "GET", server, "/_matrix/federation/v1/make_leave/" + percent_encode(room_id) + "/" + percent_encode(user_id), nullptr);
+    const std::string version = made.ok() ? made.body.value("room_version", json()).is_string() ? made.body["room_version"].get<std::string>() : "" : "";
+    if (!made.ok() || (version != "10" && version != "11") || !made.body.contains("event") || !made.body["event"].is_object()) {
+      last_error = server + ": " + (made.error.empty() ? "no usable leave template" : made.error);
+      continue;
+    }
+    json event = made.body["event"];
+    if (event.value("room_id", json()) != room_id || event.value("sender", json()) != user_id ||
+        event.value("state_key", json()) != user_id || event.value("type", json()) != "m.room.member") {
+      last_error = server + " sent a template that is not this user's leave";
+      continue;
+    }
+    event["content"] = {{"membership", "leave"}};
+    event["origin_server_ts"] = unix_millis();
+    event["origin"] = c.server_name;
+    for (const char* field : {"event_id", "unsigned", "signatures", "hashes"}) event.erase(field);
+    event = matrix::sign_event(matrix::with_content_hash(std::move(event)), c.server_name, c.key, version);
+    const auto event_id = matrix::event_id_for(event, version);
+    const auto sent = federation_request(
+        c, "PUT", server, "/_matrix/federation/v2/send_leave/" + percent_encode(room_id) + "/" + percent_encode(event_id), &event);
+    if (!sent.ok()) {
+      last_error = server + ": " + sent.error;
+      continue;
+    }
+    return {{"event_id", event_id}, {"server", server}};
+  }
+  throw Error(errc::kMUnknown, "cannot leave " + room_id + ": " + last_error, 502);
+}
+
 }  // namespace coop::federate

@@ -24,4 +24,9 @@ namespace coop::federate {
 // the invitee's server (PUT /v2/invite), then stored and sent to the room's servers.
 nlohmann::json invite_remote_user(Context& c, const nlohmann::json& body);
 
+// body: {room_id, user_id, servers [...]}: one of our members declines an invitation into a
+// room this server is not in ("Leaving Rooms (Rejecting Invites)"): make_leave and send_leave
+// v2 through the first server that answers. coop::Error when none does.
+nlohmann::json leave_remote_room(Context& c, const nlohmann::json& body);
+
 }  // namespace coop::federate

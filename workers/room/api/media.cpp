@@ -5,7 +5,9 @@
 
 #include <openssl/rand.h>
 
+#include "common/control/client.h"
 #include "common/error.h"
+#include "common/worker_runtime.h"
 #include "workers/matrix/base64.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/url_preview.h"
@@ -34,10 +36,26 @@ Response upload(ClientApi::Impl& api, const Request& q) {
   return ok({{"content_uri", "mxc://" + api.server() + "/" + media_id}});
 }
 
+// The media a client asks for: ours, or another server's, fetched once through coop-federate
+// and kept as "<server>/<media id>".
+std::optional<RoomStore::Media> find_media(ClientApi::Impl& api, const Request& q) {
+  const auto server = q.param("serverName"), id = q.param("mediaId");
+  if (server == api.server()) return api.store.media(id);
+  if (id.empty() || id.find('/') != std::string::npos || server.find('/') != std::string::npos) return std::nullopt;
+  if (auto cached = api.store.media(server + "/" + id)) return cached;
+  try {
+    const auto answer = control::Client(api.runtime.home().socket("federate"))
+                            .request("POST", "/v1/media/fetch", json{{"server", server}, {"media_id", id}}.dump(), std::chrono::seconds(70));
+    if (!answer.ok()) return std::nullopt;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  return api.store.media(server + "/" + id);
+}
+
 Response download(ClientApi::Impl& api, const Request& q, bool authenticated) {
   if (authenticated) api.authenticate(q);
-  if (q.param("serverName") != api.server()) fail(404, errc::kMNotFound, "media of other servers is not fetched yet");
-  auto m = api.store.media(q.param("mediaId"));
+  auto m = find_media(api, q);
   if (!m) fail(404, errc::kMNotFound, "no such media");
   Response response = Response::bytes(200, api.blobs.read(m->blob), m->content_type);
   const std::string name = q.param("fileName").empty() ? m->filename : q.param("fileName");
@@ -48,8 +66,7 @@ Response download(ClientApi::Impl& api, const Request& q, bool authenticated) {
 
 Response thumbnail(ClientApi::Impl& api, const Request& q, bool authenticated) {
   if (authenticated) api.authenticate(q);
-  if (q.param("serverName") != api.server()) fail(404, errc::kMNotFound, "media of other servers is not fetched yet");
-  auto m = api.store.media(q.param("mediaId"));
+  auto m = find_media(api, q);
   if (!m) fail(404, errc::kMNotFound, "no such media");
   const int width = std::atoi(q.query_value("width", "0").c_str());
   const int height = std::atoi(q.query_value("height", "0").c_str());

@@ -1,6 +1,7 @@
 // Client-Server API "Rooms": creation, membership, state, members, aliases and the room
 // directory.
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
@@ -150,13 +151,24 @@ Response change_membership(ClientApi::Impl& api, const Request& q, const char* m
                   std::chrono::seconds(45));
     return ok(json::object());
   }
-  // An invitation from a server we are not in a room with: declined here (its server is not
-  // told; make_leave is not built yet).
-  if (std::string(membership) == "leave" && target == s.user_id && !api.store.room_version(room_id) &&
-      api.store.remote_invite(room_id, s.user_id)) {
-    api.store.decline_remote_invite(room_id, s.user_id);
-    return ok(json::object());
-  }
+  // An invitation into a room on another server that we are not in: declined through the
+  // inviter's server (make_leave, send_leave); when it cannot be reached, here only, so that
+  // the member is rid of it either way.
+  if (std::string(membership) == "leave" && target == s.user_id && !api.store.state_event(room_id, "m.room.create", ""))
+    if (const auto invite = api.store.remote_invite(room_id, s.user_id)) {
+      const auto at = invite->sender.find(':');
+      json servers = json::array();
+      if (at != std::string::npos) servers.push_back(invite->sender.substr(at + 1));
+      const auto colon = room_id.find(':');
+      if (colon != std::string::npos) servers.push_back(room_id.substr(colon + 1));
+      try {
+        federate_call(api, "/v1/leave", {{"room_id", room_id}, {"user_id", s.user_id}, {"servers", servers}}, std::chrono::seconds(45));
+      } catch (const Error& e) {
+        spdlog::info("{} declines {} here only: {}", s.user_id, room_id, e.what());
+      }
+      api.store.decline_remote_invite(room_id, s.user_id);
+      return ok(json::object());
+    }
   api.store.send_event(room_id, s.user_id, "m.room.member", content, target);
   return ok(json::object());
 }
