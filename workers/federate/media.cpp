@@ -126,7 +126,8 @@ void add_media_routes(http::Router& federation, http::Router& control, Context& 
     auto writer = blobs->writer();
     writer.append(part->bytes);
     const auto blob = writer.commit();
-    c.store.add_media(server + "/" + id, blob, part->content_type, "", static_cast<int64_t>(part->bytes.size()), "@" + server);
+    if (!c.store.media(server + "/" + id))  // two clients may have asked at once
+      c.store.add_media(server + "/" + id, blob, part->content_type, "", static_cast<int64_t>(part->bytes.size()), "@" + server);
     spdlog::info("fetched media {}/{} ({} bytes)", server, id, part->bytes.size());
     return Response::json({{"stored", true}});
   }, "fetch another server's media for coop-room ({server, media_id})");

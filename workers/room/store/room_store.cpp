@@ -1138,7 +1138,7 @@ void RoomStore::add_media(const std::string& media_id, const std::string& blob, 
                           const std::string& filename, int64_t size, const std::string& uploader) {
   std::lock_guard lock(impl_->mutex);
   impl_->db->prepare(
-        "INSERT INTO media (media_id, blob, content_type, filename, size, uploader, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+        "INSERT OR IGNORE INTO media (media_id, blob, content_type, filename, size, uploader, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
       .bind(1, media_id)
       .bind(2, blob)
       .bind(3, content_type)
