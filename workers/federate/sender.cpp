@@ -115,6 +115,10 @@ void Sender::round() {
     lock.lock();
     db_->prepare("INSERT OR IGNORE INTO destinations (server, position) VALUES (?1, ?2)").bind(1, server).bind(2, start).run();
   }
+  // The stream's head before the scans: every event at or below it is committed (writers to
+  // room.db take turns), so what a scan up to it does not find for a server, no later scan
+  // will either.
+  const int64_t head = c_.store.position().events;
   std::vector<std::pair<std::string, int64_t>> due;
   {
     std::lock_guard lock(mutex_);
@@ -131,7 +135,19 @@ void Sender::round() {
       const auto it = edus_.find(server);
       edus_waiting = it != edus_.end() && !it->second.empty();
     }
-    if (!edus_waiting && c_.store.events_for_server(server, position, 1).empty()) continue;
+    if (!edus_waiting && c_.store.events_for_server(server, position, 1).empty()) {
+      // Nothing for it up to the head: the next scan starts there, not at its last
+      // transaction (a server in one quiet room would rescan everything else every round).
+      if (head > position) {
+        std::lock_guard lock(mutex_);
+        db_->prepare("UPDATE destinations SET position = ?2 WHERE server = ?1 AND position = ?3")
+            .bind(1, server)
+            .bind(2, head)
+            .bind(3, position)
+            .run();
+      }
+      continue;
+    }
     std::lock_guard lock(mutex_);
     if (stop_ || !sending_.insert(server).second) continue;
     ++running_jobs_;
