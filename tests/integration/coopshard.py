@@ -11,10 +11,22 @@ import tempfile
 import time
 
 
+def ephemeral_start():
+    """The first port the kernel hands out for outgoing connections and port-0 listeners."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_block(count):
-    """A base port with `count` consecutive free ports on 127.0.0.1."""
+    """A base port with `count` consecutive free ports on 127.0.0.1, below the ephemeral range:
+    a block free when chosen stays free until the shard binds it, whatever connections other
+    tests open meanwhile (in the ephemeral range, a client socket could take one first)."""
+    top = max(20000 + count, ephemeral_start()) - count
     for _ in range(200):
-        base = random.randint(20000, 60000 - count)
+        base = random.randint(20000, top)
         sockets = []
         try:
             for port in range(base, base + count):
