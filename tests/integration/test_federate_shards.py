@@ -247,23 +247,22 @@ def test_invites_across_shards_are_countersigned_joined_and_declined():
         asyncio.run(scenario(url_a, url_b, a, b))
 
 
-def member_state(shard, room_id, user_id):
-    """A user's membership in a.test's room, as alice's client reads /members."""
+def alice_members(shard, room_id):
+    """The member events of a.test's room, as alice's client reads /members."""
     from test_room_nio import http_json as call
     url = listener(shard, "room", "client")
     _, login, _ = call(url + "/_matrix/client/v3/login", "POST", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG})
     _, members, _ = call(url + f"/_matrix/client/v3/rooms/{room_id}/members", token=login["access_token"])
-    return next((e["content"]["membership"] for e in members["chunk"] if e["state_key"] == user_id), None)
+    return members["chunk"]
+
+
+def member_state(shard, room_id, user_id):
+    return next((e["content"]["membership"] for e in alice_members(shard, room_id) if e["state_key"] == user_id), None)
 
 
 def alice_member_event(shard, room_id, user_id):
-    """The event ID of a member event in a.test's current state, as alice's client reads it."""
-    import urllib.request
-    from test_room_nio import http_json as call
-    url = listener(shard, "room", "client")
-    _, login, _ = call(url + "/_matrix/client/v3/login", "POST", {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG})
-    _, members, _ = call(url + f"/_matrix/client/v3/rooms/{room_id}/members", token=login["access_token"])
-    return next(e["event_id"] for e in members["chunk"] if e["state_key"] == user_id)
+    """The event ID of a member event in a.test's current state."""
+    return next(e["event_id"] for e in alice_members(shard, room_id) if e["state_key"] == user_id)
 
 
 def media(url, token, server, media_id):

@@ -54,9 +54,9 @@ std::variant<std::string, Response> authenticate(Context& c, const Request& q) {
   return header->origin;
 }
 
-PeerAnswer federation_request(const Context& c, const std::string& method, const std::string& destination,
-                              const std::string& uri, const json* body, std::size_t max_answer_bytes, long timeout_ms) {
-  if (!c.policy.admits(destination)) return {0, nullptr, "this server does not federate with " + destination};
+Fetched signed_fetch(const Context& c, const std::string& method, const std::string& destination, const std::string& uri,
+                     const json* body, std::size_t max_answer_bytes, long timeout_ms) {
+  if (!c.policy.admits(destination)) return {0, "", "this server does not federate with " + destination};
   std::vector<std::string> headers{
       "Authorization: " + matrix::x_matrix_authorization(method, uri, c.server_name, destination, body, c.key)};
   std::string payload;
@@ -64,7 +64,12 @@ PeerAnswer federation_request(const Context& c, const std::string& method, const
     headers.emplace_back("Content-Type: application/json");
     payload = body->dump();
   }
-  const auto fetched = http_fetch(method, c.remote.base_url(destination) + uri, headers, payload, max_answer_bytes, timeout_ms);
+  return http_fetch(method, c.remote.base_url(destination) + uri, headers, payload, max_answer_bytes, timeout_ms);
+}
+
+PeerAnswer federation_request(const Context& c, const std::string& method, const std::string& destination,
+                              const std::string& uri, const json* body, std::size_t max_answer_bytes, long timeout_ms) {
+  const auto fetched = signed_fetch(c, method, destination, uri, body, max_answer_bytes, timeout_ms);
   PeerAnswer out{fetched.status, nullptr, fetched.error};
   if (fetched.status) {
     try {

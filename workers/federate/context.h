@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/http/router.h"
+#include "workers/federate/http_fetch.h"
 
 namespace coop {
 class WorkerRuntime;
@@ -80,6 +81,9 @@ struct PeerAnswer {
   std::string error;
   bool ok() const { return status == 200 && body.is_object(); }
 };
+// The same request with the answer as it came (media are not JSON).
+Fetched signed_fetch(const Context& c, const std::string& method, const std::string& destination, const std::string& uri,
+                     const nlohmann::json* body, std::size_t max_answer_bytes, long timeout_ms);
 PeerAnswer federation_request(const Context& c, const std::string& method, const std::string& destination,
                               const std::string& uri, const nlohmann::json* body, std::size_t max_answer_bytes = 1 << 20,
                               long timeout_ms = 10000);

@@ -9,11 +9,9 @@
 #include "common/text.h"
 #include "common/worker_runtime.h"
 #include "workers/federate/context.h"
-#include "workers/federate/http_fetch.h"
 #include "workers/federate/remote_keys.h"
 #include "workers/federate/server_policy.h"
 #include "workers/matrix/base64.h"
-#include "workers/matrix/x_matrix.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::federate {
@@ -116,10 +114,8 @@ void add_media_routes(http::Router& federation, http::Router& control, Context& 
       throw Error(errc::kMNotFound, "not another server's media", 404);
     if (c.store.media(server + "/" + id)) return Response::json({{"stored", true}});
     if (!c.policy.admits(server)) throw Error(errc::kMForbidden, "this server does not federate with " + server, 403);
-    const std::string uri = "/_matrix/federation/v1/media/download/" + percent_encode(id);
-    const auto fetched = http_fetch("GET", c.remote.base_url(server) + uri,
-                                    {"Authorization: " + matrix::x_matrix_authorization("GET", uri, c.server_name, server, nullptr, c.key)},
-                                    "", kMaxMediaBytes + 65536, 60000);
+    const auto fetched = signed_fetch(c, "GET", server, "/_matrix/federation/v1/media/download/" + percent_encode(id), nullptr,
+                                      kMaxMediaBytes + 65536, 60000);
     if (fetched.status != 200) throw Error(errc::kMNotFound, server + " has no such media (" + std::to_string(fetched.status) + " " + fetched.error + ")", 404);
     const auto part = parse_media_download(fetched.body);
     if (!part || part->bytes.size() > kMaxMediaBytes) throw Error(errc::kMNotFound, server + " answered with no media we can take", 502);
