@@ -36,14 +36,14 @@ void add_federate_commands(CLI::App& app, Globals& globals) {
               << ", refused " << r.value("refused_in", 0) << ")\n";
     const auto destinations = r.value("destinations", json::array());
     if (destinations.empty()) return;
-    std::cout << "\nsending to                      pending      sent  state\n";
+    std::cout << "\nsending to                      pending      edus      sent  state\n";
     for (const auto& d : destinations) {
       std::string state = "ok";
       if (d.value("sending", false)) state = "sending";
       if (d.contains("last_error") && d["last_error"].is_string())
         state = "retrying in " + std::to_string((d.value("backoff_ms", int64_t{0}) + 999) / 1000) + " s: " + d["last_error"].get<std::string>();
       std::cout << std::left << std::setw(30) << d.value("server_name", "") << std::right << std::setw(9) << d.value("pending", 0)
-                << std::setw(10) << d.value("sent", 0) << "  " << state << "\n";
+                << std::setw(10) << d.value("pending_edus", 0) << std::setw(10) << d.value("sent", 0) << "  " << state << "\n";
     }
   });
 

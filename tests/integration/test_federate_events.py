@@ -5,24 +5,29 @@ Matrix spec says, independently of coop): a user of the fake joins a room of coo
 forged signatures, wrong content hashes, events that fail authorization or cite rejected auth
 events, garbage beside a good event, a replayed transaction, a gap coop fills with
 get_missing_events; coop sends its own members' events to the fake (signed requests, hashed
-and signed PDUs); unsigned transactions are refused.
+and signed PDUs); unsigned transactions are refused. End-to-end encryption across the two:
+the fake queries and claims alice's keys and reads her device list, to-device messages and
+device list updates go both ways as EDUs, and alice's client asks the fake for bob's keys.
 
 Tests are named after Complement's federation tests where one matches (in comments)."""
 import base64
 import copy
 import hashlib
 import json
+import os
 import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import canonicaljson
+import nacl.signing
 import signedjson.key
 import signedjson.sign
 
 from coopshard import Shard, bin_dir_from_args, listener, run_tests, wait_for
 from test_federate import DOMAIN, REMOTE, FakeHomeserver, federation, start, unpadded, verify_key
+from test_room_e2ee import Member, b64, device_keys, one_time_key, sign
 from test_room_nio import STRONG, http_json
 
 BIN = bin_dir_from_args()
@@ -130,6 +135,9 @@ class FakeServer:
         self.room_id = None
         self.latest = None
         self.depth = 0
+        # The answers to coop's POST /user/keys/query and /user/keys/claim: (status, body), or a
+        # function of the request's body giving them.
+        self.user_keys = {"query": (200, {"device_keys": {}}), "claim": (200, {"one_time_keys": {}})}
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -315,6 +323,10 @@ class FakeServer:
                     todo.extend(pdu["prev_events"])
                 found.sort(key=lambda e: e["depth"])
                 return 200, {"events": found}
+            if method == "POST" and what == "user" and len(args) == 2 and args[0] == "keys" \
+                    and args[1] in self.user_keys:
+                answer = self.user_keys[args[1]]
+                return answer(body) if callable(answer) else answer
         return 404, {"errcode": "M_UNRECOGNIZED", "error": "not here"}
 
     def seen(self, method, what):
@@ -711,6 +723,328 @@ def test_inbound_can_return_missing_events_and_auth_chains():
     with_room(scenario)
 
 
+# --- End-to-end encryption over federation ----------------------------------------------------
+
+def edus_sent(fake, edu_type):
+    """The EDUs of this type coop has sent the fake: [(content, X-Matrix verdict, transaction)]."""
+    found = []
+    for method, path, body, verdict in fake.seen("PUT", "send"):
+        for edu in (body or {}).get("edus", []) if isinstance(body, dict) else []:
+            if isinstance(edu, dict) and edu.get("edu_type") == edu_type:
+                found.append((edu.get("content"), verdict, body))
+    return found
+
+
+def wait_for_edu(fake, edu_type, matches, what, timeout=15):
+    """Polls the fake's transactions until an EDU of this type whose content matches arrives;
+    checks that the transaction was coop's and signed. Returns the content."""
+    def found():
+        for content, verdict, body in edus_sent(fake, edu_type):
+            if isinstance(content, dict) and matches(content):
+                return content, verdict, body
+        return None
+    content, verdict, body = wait_for(found, timeout, what)
+    assert verdict == "ok", (verdict, what)
+    assert body["origin"] == DOMAIN, body
+    return content
+
+
+def fake_edu(edu_type, content):
+    return {"edu_type": edu_type, "content": content}
+
+
+def cross_key(user_id, usage, signer=None, signer_id=None):
+    """A cross-signing key of this usage, signed by signer when given: (key, secret, public)."""
+    secret = nacl.signing.SigningKey.generate()
+    public = b64(bytes(secret.verify_key))
+    key = {"user_id": user_id, "usage": [usage], "keys": {f"ed25519:{public}": public}}
+    if signer:
+        sign(key, user_id, signer_id, signer)
+    return key, secret, public
+
+
+def remote_device(user_id, device_id):
+    """Device keys as a user of the fake would publish them, signed by the device's key."""
+    secret = nacl.signing.SigningKey.generate()
+    keys = {"user_id": user_id, "device_id": device_id,
+            "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+            "keys": {f"curve25519:{device_id}": b64(os.urandom(32)), f"ed25519:{device_id}": b64(bytes(secret.verify_key))}}
+    return sign(keys, user_id, f"ed25519:{device_id}", secret)
+
+
+def collect(member, field, subfield, until, what, timeout=10):
+    """Syncs (incrementally) until until(everything seen in sync[field][subfield]) holds; all
+    that was seen, in order."""
+    seen = []
+
+    def step():
+        seen.extend(member.sync()[field][subfield])
+        return until(seen)
+    wait_for(step, timeout, what)
+    return seen
+
+
+def test_federation_key_upload_query():
+    """Complement TestFederationKeyUploadQuery: the fake queries alice's uploaded device and
+    cross-signing keys (POST /user/keys/query), claims her one-time keys (each handed out once,
+    then the fallback key), and reads her device list (GET /user/devices)."""
+    def scenario(s):
+        fake = s.fake
+        alice = Member(s.client_url, "alice")
+        alice.ok("PUT", f"/devices/{q(alice.device)}", {"display_name": "Alice's phone"})
+        keys, _ = device_keys(alice)
+        otks = {**one_time_key(alice, "AAAAAQ"), **one_time_key(alice, "AAAAAg")}
+        fallback = {"signed_curve25519:fb1": {"key": b64(os.urandom(32)), "fallback": True, "signatures": {}}}
+        answer = alice.ok("POST", "/keys/upload", {"device_keys": keys, "one_time_keys": otks, "fallback_keys": fallback})
+        assert answer["one_time_key_counts"] == {"signed_curve25519": 2}, answer
+        master, master_secret, master_public = cross_key(ALICE, "master")
+        self_signing, _, _ = cross_key(ALICE, "self_signing", master_secret, f"ed25519:{master_public}")
+        user_signing, _, user_signing_public = cross_key(ALICE, "user_signing", master_secret, f"ed25519:{master_public}")
+        alice.ok("POST", "/keys/device_signing/upload",
+                 {"master_key": master, "self_signing_key": self_signing, "user_signing_key": user_signing})
+
+        # Query: all of alice's devices, then one by name, an unknown one, another server's user.
+        uri = "/_matrix/federation/v1/user/keys/query"
+        status, answer = fake.call(s.fed_url, "POST", uri, {"device_keys": {ALICE: []}})
+        assert status == 200, (status, answer)
+        got = answer["device_keys"][ALICE][alice.device]
+        assert got["keys"] == keys["keys"] and got["algorithms"] == keys["algorithms"], got
+        assert got["user_id"] == ALICE and got["device_id"] == alice.device, got
+        assert got["signatures"][ALICE] == keys["signatures"][ALICE], got
+        assert list(answer["device_keys"][ALICE]) == [alice.device], answer  # the login without keys is not listed
+        assert answer["master_keys"][ALICE]["keys"] == master["keys"], answer
+        assert answer["self_signing_keys"][ALICE]["keys"] == self_signing["keys"], answer
+        assert ALICE not in (answer.get("user_signing_keys") or {}), "a user-signing key is for its owner only"
+        assert user_signing_public not in json.dumps(answer), "the user-signing key leaked"
+        status, answer = fake.call(s.fed_url, "POST", uri, {"device_keys": {ALICE: [alice.device]}})
+        assert status == 200 and list(answer["device_keys"][ALICE]) == [alice.device], answer
+        status, answer = fake.call(s.fed_url, "POST", uri, {"device_keys": {ALICE: ["NOSUCH"]}})
+        assert status == 200 and not answer["device_keys"].get(ALICE), answer
+        status, answer = fake.call(s.fed_url, "POST", uri, {"device_keys": {BOB: []}})
+        assert status == 200 and not answer["device_keys"].get(BOB), answer
+        # Unsigned, nothing.
+        status, answer = federation(s.fed_url, "POST", uri, None, {"device_keys": {ALICE: []}})
+        assert status == 401 and "device_keys" not in answer, (status, answer)
+
+        # Claim: the two one-time keys once each, then the fallback key (and again).
+        uri = "/_matrix/federation/v1/user/keys/claim"
+        claim = {"one_time_keys": {ALICE: {alice.device: "signed_curve25519"}}}
+        status, answer = federation(s.fed_url, "POST", uri, None, claim)
+        assert status == 401, (status, answer)
+        claimed = []
+        for _ in range(4):
+            status, answer = fake.call(s.fed_url, "POST", uri, claim)
+            assert status == 200, (status, answer)
+            key = answer["one_time_keys"][ALICE][alice.device]
+            assert len(key) == 1, answer
+            claimed.append(key)
+        first_two = {k: v for got in claimed[:2] for k, v in got.items()}
+        assert first_two == otks, (claimed, otks)
+        assert claimed[2] == claimed[3] == fallback, claimed
+        assert alice.sync()["device_one_time_keys_count"].get("signed_curve25519", 0) == 0
+        status, answer = fake.call(s.fed_url, "POST", uri, {"one_time_keys": {ALICE: {"NOSUCH": "signed_curve25519"}}})
+        assert status == 200 and not answer["one_time_keys"].get(ALICE), answer
+
+        # Devices: alice's device list with its keys and name, her cross-signing keys.
+        status, answer = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/user/devices/{q(ALICE)}")
+        assert status == 200, (status, answer)
+        assert answer["user_id"] == ALICE and isinstance(answer["stream_id"], int), answer
+        (device,) = [d for d in answer["devices"] if d["device_id"] == alice.device]
+        assert device["keys"]["keys"] == keys["keys"] and device["keys"]["signatures"][ALICE] == keys["signatures"][ALICE], device
+        assert device.get("device_display_name") == "Alice's phone", device
+        assert answer["master_key"]["keys"] == master["keys"], answer
+        assert answer["self_signing_key"]["keys"] == self_signing["keys"], answer
+        # A new device's keys: listed, and the stream ID moves on.
+        alice2 = Member(s.client_url, "alice")
+        keys2, _ = device_keys(alice2)
+        alice2.ok("POST", "/keys/upload", {"device_keys": keys2})
+        status, again = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/user/devices/{q(ALICE)}")
+        assert status == 200 and {alice.device, alice2.device} <= {d["device_id"] for d in again["devices"]}, again
+        assert again["stream_id"] > answer["stream_id"], (answer["stream_id"], again["stream_id"])
+        # Not a user of coop's: 400; unsigned: 401.
+        status, answer = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/user/devices/{q(BOB)}")
+        assert status == 400, (status, answer)
+        status, answer = federation(s.fed_url, "GET", f"/_matrix/federation/v1/user/devices/{q(ALICE)}")
+        assert status == 401 and "devices" not in answer, (status, answer)
+
+    with_room(scenario)
+
+
+def test_to_device_messages_over_federation():
+    """Complement TestToDeviceMessagesOverFederation: bob's m.direct_to_device EDUs reach
+    alice's devices in /sync, once per message_id; ones whose sender is not of the origin are
+    dropped; alice's sendToDevice for bob reaches the fake as an m.direct_to_device EDU whose
+    message_id a retry of the client's transaction repeats."""
+    def scenario(s):
+        fake = s.fake
+        alice, alice2 = Member(s.client_url, "alice"), Member(s.client_url, "alice")
+        alice.sync()
+        alice2.sync()
+
+        def to_device(message_id, messages, sender=BOB, kind="m.test"):
+            return fake_edu("m.direct_to_device",
+                            {"sender": sender, "type": kind, "message_id": message_id, "messages": messages})
+
+        # Inbound: to one device of alice's.
+        one = to_device("msg-1", {ALICE: {alice.device: {"n": 1}}})
+        status, answer = fake.send(s.fed_url, [], edus=[one])
+        assert status == 200, (status, answer)
+        events = collect(alice, "to_device", "events", lambda seen: seen, "bob's message to alice")
+        assert events == [{"sender": BOB, "type": "m.test", "content": {"n": 1}}], events
+
+        # The same message again (in a new transaction, twice), forged senders, then one for
+        # all of alice's devices: only the last arrives.
+        forged = [to_device("msg-forged-1", {ALICE: {"*": {"forged": "another server's user"}}}, sender="@eve:elsewhere.test"),
+                  to_device("msg-forged-2", {ALICE: {"*": {"forged": "coop's own user"}}}, sender=ALICE)]
+        status, answer = fake.send(s.fed_url, [], edus=[one, one] + forged)
+        assert status == 200, (status, answer)
+        status, answer = fake.send(s.fed_url, [], edus=[to_device("msg-2", {ALICE: {"*": {"n": 2}}})])
+        assert status == 200, (status, answer)
+        for member in (alice, alice2):
+            events = collect(member, "to_device", "events", lambda seen: {"n": 2} in [e["content"] for e in seen],
+                             "the message for all of alice's devices")
+            assert events == [{"sender": BOB, "type": "m.test", "content": {"n": 2}}], (member.device, events)
+        assert alice.sync()["to_device"]["events"] == [] and alice2.sync()["to_device"]["events"] == []
+
+        # Outbound: alice's message for bob's device goes to the fake as an EDU.
+        path = f"/sendToDevice/m.test/{q('txn-a')}"
+        alice.ok("PUT", path, {"messages": {BOB: {"BOBDEVICE": {"secret": "for bob"}}}})
+
+        def for_bob(marker):
+            return lambda c: c.get("messages", {}).get(BOB, {}).get("BOBDEVICE") == {"secret": marker}
+        content = wait_for_edu(fake, "m.direct_to_device", for_bob("for bob"), "alice's to-device EDU")
+        assert content["sender"] == ALICE and content["type"] == "m.test", content
+        assert content["messages"] == {BOB: {"BOBDEVICE": {"secret": "for bob"}}}, content
+        message_id = content["message_id"]
+        assert isinstance(message_id, str) and message_id, content
+        # A retry of the same client transaction, then another transaction, and the same
+        # transaction ID from alice's other device (which is another transaction).
+        alice.ok("PUT", path, {"messages": {BOB: {"BOBDEVICE": {"secret": "for bob"}}}})
+        alice2.ok("PUT", path, {"messages": {BOB: {"*": {"secret": "from the other device"}}}})
+        alice.ok("PUT", f"/sendToDevice/m.test/{q('txn-b')}", {"messages": {BOB: {"BOBDEVICE": {"secret": "second"}}}})
+        second = wait_for_edu(fake, "m.direct_to_device", for_bob("second"), "alice's second to-device EDU")
+        other = wait_for_edu(fake, "m.direct_to_device",
+                             lambda c: c.get("messages", {}).get(BOB, {}).get("*") == {"secret": "from the other device"},
+                             "the to-device EDU of alice's other device")
+        firsts = [c for c, _, _ in edus_sent(fake, "m.direct_to_device") if for_bob("for bob")(c)]
+        assert {c["message_id"] for c in firsts} == {message_id}, firsts
+        assert second["message_id"] != message_id, (second, message_id)
+        assert other["message_id"] not in (message_id, second["message_id"]), (other, message_id)
+        # Nothing of bob's went to alice's own devices, nor of alice's messages for bob.
+        assert alice.sync()["to_device"]["events"] == []
+
+    with_room(scenario)
+
+
+def test_device_lists_update_over_federation():
+    """Complement TestDeviceListsUpdateOverFederation: the fake's m.device_list_update and
+    m.signing_key_update put bob in alice's device_lists.changed (an update naming coop's own
+    user is dropped); alice's new device keys and cross-signing keys reach the fake as
+    m.device_list_update and m.signing_key_update; alice's keys/query and keys/claim of bob go
+    to the fake, whose keys for users or devices other than they are filed under are dropped;
+    the fake failing is a failure in the answer."""
+    def scenario(s):
+        fake = s.fake
+        alice = Member(s.client_url, "alice")
+        alice.sync()
+        quiet = alice.sync()["device_lists"]
+        assert BOB not in quiet["changed"] and ALICE not in quiet["changed"], quiet
+
+        # Inbound: a forged update naming alice, then bob's own.
+        bob_keys = remote_device(BOB, "BOBDEVICE")
+        forged = fake_edu("m.device_list_update", {"user_id": ALICE, "device_id": "EVIL", "stream_id": 1, "prev_id": [],
+                                                   "deleted": False, "keys": dict(bob_keys, user_id=ALICE, device_id="EVIL")})
+        status, answer = fake.send(s.fed_url, [], edus=[forged])
+        assert status == 200, (status, answer)
+        update = fake_edu("m.device_list_update", {"user_id": BOB, "device_id": "BOBDEVICE", "stream_id": 1, "prev_id": [],
+                                                   "deleted": False, "keys": bob_keys})
+        status, answer = fake.send(s.fed_url, [], edus=[update])
+        assert status == 200, (status, answer)
+        changed = collect(alice, "device_lists", "changed", lambda seen: BOB in seen, "bob in alice's changed")
+        assert ALICE not in changed, changed
+        assert BOB not in alice.sync()["device_lists"]["changed"], "the same change reported twice"
+        bob_master, bob_master_secret, bob_master_public = cross_key(BOB, "master")
+        bob_self, _, _ = cross_key(BOB, "self_signing", bob_master_secret, f"ed25519:{bob_master_public}")
+        status, answer = fake.send(s.fed_url, [], edus=[fake_edu("m.signing_key_update",
+                                                                 {"user_id": BOB, "master_key": bob_master,
+                                                                  "self_signing_key": bob_self})])
+        assert status == 200, (status, answer)
+        collect(alice, "device_lists", "changed", lambda seen: BOB in seen, "bob in changed after his signing key update")
+
+        # Outbound: alice's new device keys, then another device's, then cross-signing keys.
+        keys, _ = device_keys(alice)
+        alice.ok("POST", "/keys/upload", {"device_keys": keys})
+        first = wait_for_edu(fake, "m.device_list_update",
+                             lambda c: c.get("user_id") == ALICE and c.get("device_id") == alice.device,
+                             "alice's device list update")
+        assert first["deleted"] is False and first["keys"] == keys, first
+        assert isinstance(first["stream_id"], int) and isinstance(first["prev_id"], list), first
+        # alice's own change does show in her changed: the forged update above would have too.
+        collect(alice, "device_lists", "changed", lambda seen: ALICE in seen, "alice in her own changed")
+        alice2 = Member(s.client_url, "alice")
+        keys2, _ = device_keys(alice2)
+        alice2.ok("POST", "/keys/upload", {"device_keys": keys2})
+        second = wait_for_edu(fake, "m.device_list_update",
+                              lambda c: c.get("user_id") == ALICE and c.get("device_id") == alice2.device,
+                              "the device list update of alice's second device")
+        assert second["keys"] == keys2 and second["deleted"] is False, second
+        assert second["stream_id"] > first["stream_id"] and second["prev_id"] == [first["stream_id"]], (first, second)
+        master, master_secret, master_public = cross_key(ALICE, "master")
+        self_signing, _, _ = cross_key(ALICE, "self_signing", master_secret, f"ed25519:{master_public}")
+        alice.ok("POST", "/keys/device_signing/upload", {"master_key": master, "self_signing_key": self_signing})
+        signing = wait_for_edu(fake, "m.signing_key_update", lambda c: c.get("user_id") == ALICE,
+                               "alice's signing key update")
+        assert signing["master_key"]["keys"] == master["keys"], signing
+        assert signing["self_signing_key"]["keys"] == self_signing["keys"], signing
+        assert "user_signing_key" not in signing, signing
+
+        # alice's client asks for bob's keys: coop asks the fake, which also answers of carol
+        # (not asked about) and files keys under the wrong device or user.
+        carol = f"@carol:{REMOTE}"
+        liar = remote_device(BOB, "OTHERDEVICE")
+        stranger = remote_device(carol, "BOBDEVICE2")
+        fake.user_keys["query"] = (200, {
+            "device_keys": {BOB: {"BOBDEVICE": bob_keys, "LIAR": liar, "BOBDEVICE2": stranger},
+                            carol: {"CAROLDEVICE": remote_device(carol, "CAROLDEVICE")}},
+            "master_keys": {BOB: bob_master, carol: cross_key(carol, "master")[0]},
+            "self_signing_keys": {BOB: bob_self}})
+        before = len(fake.seen("POST", "user/keys/query"))
+        answer = alice.ok("POST", "/keys/query", {"device_keys": {BOB: []}})
+        asked = fake.seen("POST", "user/keys/query")[before:]
+        assert len(asked) == 1, asked
+        method, path, body, verdict = asked[0]
+        assert verdict == "ok" and body == {"device_keys": {BOB: []}}, asked
+        assert answer["device_keys"] == {BOB: {"BOBDEVICE": bob_keys}}, answer
+        assert answer["master_keys"] == {BOB: bob_master}, answer
+        assert answer["self_signing_keys"] == {BOB: bob_self}, answer
+        assert REMOTE not in answer.get("failures", {}), answer
+
+        # Claiming bob's one-time key goes to the fake too; a key for a device not asked for is dropped.
+        bob_otk = {"signed_curve25519:AAAAHQ": {"key": b64(os.urandom(32)), "signatures": {}}}
+        fake.user_keys["claim"] = (200, {"one_time_keys": {BOB: {"BOBDEVICE": bob_otk, "NOTASKED": bob_otk},
+                                                           carol: {"CAROLDEVICE": bob_otk}}})
+        before = len(fake.seen("POST", "user/keys/claim"))
+        answer = alice.ok("POST", "/keys/claim", {"one_time_keys": {BOB: {"BOBDEVICE": "signed_curve25519"}}})
+        asked = fake.seen("POST", "user/keys/claim")[before:]
+        assert len(asked) == 1 and asked[0][3] == "ok", asked
+        assert asked[0][2] == {"one_time_keys": {BOB: {"BOBDEVICE": "signed_curve25519"}}}, asked
+        assert answer["one_time_keys"] == {BOB: {"BOBDEVICE": bob_otk}}, answer
+        assert REMOTE not in answer.get("failures", {}), answer
+
+        # The fake fails: named in failures, and still 200.
+        fake.user_keys["query"] = (500, {"errcode": "M_UNKNOWN", "error": "down for maintenance"})
+        fake.user_keys["claim"] = (500, {"errcode": "M_UNKNOWN", "error": "down for maintenance"})
+        answer = alice.ok("POST", "/keys/query", {"device_keys": {BOB: [], ALICE: []}, "timeout": 5000})
+        assert REMOTE in answer["failures"], answer
+        assert not answer["device_keys"].get(BOB), answer
+        assert alice.device in answer["device_keys"][ALICE], answer
+        answer = alice.ok("POST", "/keys/claim", {"one_time_keys": {BOB: {"BOBDEVICE": "signed_curve25519"}},
+                                                  "timeout": 5000})
+        assert REMOTE in answer["failures"] and not answer["one_time_keys"].get(BOB), answer
+
+    with_room(scenario)
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -722,4 +1056,7 @@ if __name__ == "__main__":
         test_send_refuses_unsigned_and_wrongly_signed_requests,
         test_send_join_takes_only_joins_and_refuses_the_banned,
         test_inbound_can_return_missing_events_and_auth_chains,
+        test_federation_key_upload_query,
+        test_to_device_messages_over_federation,
+        test_device_lists_update_over_federation,
     ])

@@ -9,6 +9,8 @@
 #include "workers/federate/remote_keys.h"
 #include "workers/federate/sender.h"
 #include "workers/federate/server_policy.h"
+#include "workers/matrix/server_acl.h"
+#include "workers/room/store/room_store.h"
 #include "workers/matrix/x_matrix.h"
 
 namespace coop::federate {
@@ -64,7 +66,8 @@ Fetched signed_fetch(const Context& c, const std::string& method, const std::str
     headers.emplace_back("Content-Type: application/json");
     payload = body->dump();
   }
-  return http_fetch(method, c.remote.base_url(destination) + uri, headers, payload, max_answer_bytes, timeout_ms);
+  const auto where = c.remote.route(destination);
+  return http_fetch(method, where.base_url + uri, headers, payload, max_answer_bytes, timeout_ms, where.connect_to);
 }
 
 PeerAnswer federation_request(const Context& c, const std::string& method, const std::string& destination,
@@ -87,9 +90,9 @@ PeerAnswer federation_request(const Context& c, const std::string& method, const
   return out;
 }
 
-std::string server_of(const std::string& id) {
-  const auto colon = id.find(':');
-  return colon == std::string::npos ? "" : id.substr(colon + 1);
+bool acl_admits(const Context& c, const std::string& room_id, const std::string& server) {
+  const auto acl = c.store.state_event(room_id, "m.room.server_acl", "");
+  return !acl || matrix::server_acl_allows(acl->value("content", nlohmann::json()), server);
 }
 
 bool is_local_user(const Context& c, const std::string& user_id) {

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "common/http/router.h"
 #include "workers/federate/http_fetch.h"
+#include "workers/matrix/ids.h"
 
 namespace coop {
 class WorkerRuntime;
@@ -88,8 +89,12 @@ PeerAnswer federation_request(const Context& c, const std::string& method, const
                               const std::string& uri, const nlohmann::json* body, std::size_t max_answer_bytes = 1 << 20,
                               long timeout_ms = 10000);
 
-// The server part of a user ID, room ID, alias or event ID ("" when there is none).
-std::string server_of(const std::string& id);
+using matrix::server_of;
+
+// Whether the room's server ACL (m.room.server_acl) lets a server take part: every request
+// and PDU concerning a room from another server passes this first (Client-Server API "Server
+// Access Control Lists (ACLs) for rooms").
+bool acl_admits(const Context& c, const std::string& room_id, const std::string& server);
 bool is_local_user(const Context& c, const std::string& user_id);
 
 // The registry's record of one of our users when they are an active member (a suspended or

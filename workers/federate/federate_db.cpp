@@ -37,6 +37,17 @@ constexpr sqlite::Migration kMigrations[] = {
       ) WITHOUT ROWID;
       CREATE INDEX inbound_txns_by_age ON inbound_txns (at);
     )sql"},
+    // EDUs that must not be lost (to-device messages, device list updates): kept here until
+    // their destination has acknowledged a transaction holding them.
+    {3, R"sql(
+      CREATE TABLE edu_outbox (
+        id     INTEGER PRIMARY KEY,
+        server TEXT NOT NULL,
+        edu    TEXT NOT NULL,
+        at     INTEGER NOT NULL
+      );
+      CREATE INDEX edu_outbox_by_server ON edu_outbox (server, id);
+    )sql"},
 };
 
 }  // namespace

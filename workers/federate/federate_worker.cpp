@@ -22,6 +22,7 @@
 #include "common/version.h"
 #include "common/worker_runtime.h"
 #include "workers/federate/context.h"
+#include "workers/federate/devices.h"
 #include "workers/federate/http_fetch.h"
 #include "workers/federate/inbound.h"
 #include "workers/federate/joins.h"
@@ -193,6 +194,15 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
   add_routes(*router_, *context, runtime.blocking_runner());
   add_inbound_routes(*router_, *context, runtime.blocking_runner());
   add_media_routes(*router_, runtime.router(), *context, runtime.blocking_runner());
+  add_device_routes(*router_, runtime.router(), *context, runtime.blocking_runner());
+  // coop-room may hold device list changes it could not hand us while we were down.
+  runtime.blocking_runner()([socket = runtime.home().socket("room")] {
+    try {
+      control::Client(socket).request("POST", "/v1/federation/changed", json::object().dump(), std::chrono::seconds(5));
+    } catch (const std::exception&) {
+      // coop-room is not up yet; it hands them over at its own start.
+    }
+  });
   runtime.on_shutdown([this] {
     if (sender_) sender_->stop();
     if (server_) server_->stop();
@@ -225,11 +235,23 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
   }, "join one of our users to a room on another server ({room, user_id, servers, content})");
   control.add_blocking("POST", "/v1/outbound/edu", runtime.blocking_runner(), [context](const Request& q) {
     const auto body = q.json();
-    const auto room_id = body.value("room_id", "");
     if (!body.contains("edu") || !body["edu"].is_object()) throw Error(errc::kUsage, "edu: an object", 400);
-    context->sender->queue_edu(context->store.remote_servers_in(room_id), body["edu"]);
+    // To the other servers in a room, or to the servers named.
+    std::vector<std::string> servers;
+    if (body.contains("servers")) {
+      if (!body["servers"].is_array()) throw Error(errc::kUsage, "servers: a list of server names", 400);
+      for (const auto& server : body["servers"]) {
+        if (!server.is_string() || !valid_server_name(server.get<std::string>()))
+          throw Error(errc::kUsage, "servers: a list of server names", 400);
+        if (server != context->server_name) servers.push_back(server.get<std::string>());
+      }
+    } else {
+      servers = context->store.remote_servers_in(body.value("room_id", ""));
+    }
+    context->sender->queue_edu(servers, body["edu"], body.value("durable", false));
     return Response::json(json::object());
-  }, "typing or a receipt of one of our members for the other servers in a room ({room_id, edu})");
+  }, "an EDU of one of our members for other servers ({room_id or servers, edu, durable}): typing and receipts "
+     "in memory, to-device messages and device list updates (durable) kept in federate.db until sent");
   control.add_blocking("POST", "/v1/leave", runtime.blocking_runner(), [context](const Request& q) {
     return Response::json(leave_remote_room(*context, q.json()));
   }, "one of our members declines an invitation into a room on another server ({room_id, user_id, servers})");
@@ -265,6 +287,7 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
       list.push_back({{"server_name", d.server},
                       {"position", d.position},
                       {"pending", d.pending},
+                      {"pending_edus", d.pending_edus},
                       {"sent", d.sent},
                       {"sending", d.sending},
                       {"backoff_ms", d.backoff_ms},
@@ -302,6 +325,7 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
       for (const auto& [id, key] : peer.keys) keys[id] = key;
       list.push_back({{"server_name", peer.server_name},
                       {"base_url", peer.base_url},
+                      {"connect_to", peer.connect_to.empty() ? json() : json(peer.connect_to)},
                       {"keys", keys},
                       {"valid_until_ts", peer.valid_until_ts},
                       {"fetched_ts", peer.fetched_ts},

@@ -25,7 +25,7 @@ size_t collect(char* data, size_t size, size_t count, void* out) {
 }  // namespace
 
 Fetched http_fetch(const std::string& method, const std::string& url, const std::vector<std::string>& headers,
-                   const std::string& body, std::size_t max_answer_bytes, long timeout_ms) {
+                   const std::string& body, std::size_t max_answer_bytes, long timeout_ms, const std::string& connect_to) {
   Fetched out;
   CURL* curl = curl_easy_init();
   if (!curl) {
@@ -44,6 +44,8 @@ Fetched http_fetch(const std::string& method, const std::string& url, const std:
   curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, message);
   curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method.c_str());
   if (list) curl_easy_setopt(curl, CURLOPT_HTTPHEADER, list);
+  curl_slist* connect = connect_to.empty() ? nullptr : curl_slist_append(nullptr, connect_to.c_str());
+  if (connect) curl_easy_setopt(curl, CURLOPT_CONNECT_TO, connect);
   if (!body.empty()) {
     curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
     curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
@@ -56,6 +58,7 @@ Fetched http_fetch(const std::string& method, const std::string& url, const std:
     out.error = sink.overflowed ? "the answer is larger than " + std::to_string(max_answer_bytes) + " bytes"
                                 : (message[0] ? message : "the request failed");
   curl_slist_free_all(list);
+  curl_slist_free_all(connect);
   curl_easy_cleanup(curl);
   return out;
 }

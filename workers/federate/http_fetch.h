@@ -14,7 +14,9 @@ struct Fetched {
   std::string error;  // why no answer came, or why it was cut off
 };
 
+// connect_to: "" or curl's CONNECT_TO entry (an SRV target, discovery.h).
 Fetched http_fetch(const std::string& method, const std::string& url, const std::vector<std::string>& headers,
-                   const std::string& body, std::size_t max_answer_bytes, long timeout_ms = 10000);
+                   const std::string& body, std::size_t max_answer_bytes, long timeout_ms = 10000,
+                   const std::string& connect_to = "");
 
 }  // namespace coop::federate

@@ -195,8 +195,15 @@ std::mutex& origin_lock(const std::string& origin) {
   return *slot;
 }
 
+// The room's server ACL lets the origin in (make_join, send_join, make_leave, send_leave,
+// invite, and through require_in_room every read of the room).
+void require_acl(Context& c, const std::string& room_id, const std::string& origin) {
+  if (!acl_admits(c, room_id, origin)) throw Error(errc::kMForbidden, "the server ACL of " + room_id + " forbids " + origin, 403);
+}
+
 void require_in_room(Context& c, const std::string& room_id, const std::string& origin) {
   if (!c.store.room_version(room_id)) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
+  require_acl(c, room_id, origin);
   if (!c.store.server_in_room(room_id, origin))
     throw Error(errc::kMForbidden, origin + " has no member in " + room_id, 403);
 }
@@ -236,6 +243,10 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
   out.event_id = id_of(pdu, version.value_or("11"));
   if (!version) {
     out.error = "this server is not in room " + room_id;
+    return out;
+  }
+  if (!acl_admits(c, room_id, origin)) {
+    out.error = "the room's server ACL forbids " + origin;
     return out;
   }
   json event;
@@ -324,19 +335,32 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                      if (taken.event_id.empty()) continue;
                      results[taken.event_id] = taken.error.empty() ? json::object() : json{{"error", taken.error}};
                    }
-                   // EDUs: typing and receipts go to coop-room, which checks each against
-                   // the origin and the room's members. Others are not handled yet.
+                   // EDUs go to coop-room, which checks each against the origin (and typing
+                   // and receipts against the room's members). Presence is not kept.
                    json passed = json::array();
-                   for (const auto& edu : edus)
-                     if (edu.is_object() && (edu.value("edu_type", json()) == "m.typing" || edu.value("edu_type", json()) == "m.receipt"))
+                   bool durable = false;  // to-device messages and device list updates
+                   for (const auto& edu : edus) {
+                     const auto type = edu.is_object() ? edu.value("edu_type", json()) : json();
+                     if (type == "m.typing" || type == "m.receipt") passed.push_back(edu);
+                     if (type == "m.direct_to_device" || type == "m.device_list_update" || type == "m.signing_key_update") {
                        passed.push_back(edu);
-                   if (!passed.empty()) {
-                     try {
-                       control::Client(c.runtime.home().socket("room"))
-                           .request("POST", "/v1/federation/edus", json{{"origin", origin}, {"edus", passed}}.dump(), std::chrono::seconds(5));
-                     } catch (const std::exception& e) {
-                       spdlog::info("typing and receipts from {} are lost: {}", origin, e.what());
+                       durable = true;
                      }
+                   }
+                   if (!passed.empty()) {
+                     std::string lost;
+                     try {
+                       const auto answer = control::Client(c.runtime.home().socket("room"))
+                           .request("POST", "/v1/federation/edus", json{{"origin", origin}, {"edus", passed}}.dump(), std::chrono::seconds(10));
+                       if (!answer.ok()) lost = "HTTP " + std::to_string(answer.status);
+                     } catch (const std::exception& e) {
+                       lost = e.what();
+                     }
+                     // What must not be lost is not acknowledged: the origin sends the
+                     // transaction again, its PDUs are known by then and its EDUs carry IDs.
+                     if (!lost.empty() && durable)
+                       return matrix_error(503, "M_UNKNOWN", "to-device messages could not be stored now: " + lost);
+                     if (!lost.empty()) spdlog::info("typing and receipts from {} are lost: {}", origin, lost);
                    }
                    const json answer = {{"pdus", results}};
                    log->remember(origin, txn, answer);
@@ -352,6 +376,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                      return matrix_error(403, "M_FORBIDDEN", "a server joins its own users only");
                    const auto version = c.store.room_version(room_id);
                    if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+                   require_acl(c, room_id, origin);
                    auto versions = q.query_values("ver");
                    if (versions.empty()) versions.push_back("1");  // the spec's default
                    if (std::find(versions.begin(), versions.end(), *version) == versions.end())
@@ -368,6 +393,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
     const auto room_id = q.param("roomId"), event_id = q.param("eventId");
     const auto version = c.store.room_version(room_id);
     if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+    require_acl(c, room_id, origin);
     const auto pdu = q.json();
     const auto event = verified_pdu(c, pdu, *version);
     const auto& content = event["content"];
@@ -405,6 +431,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                      return matrix_error(403, "M_FORBIDDEN", "a server makes its own users leave only");
                    const auto version = c.store.room_version(room_id);
                    if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+                   require_acl(c, room_id, origin);
                    return Response::json({{"room_version", *version}, {"event", c.store.membership_template(room_id, user_id, "leave")}});
                  }),
                  "the template of a leave for a user of the asking server");
@@ -412,6 +439,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
     const auto room_id = q.param("roomId"), event_id = q.param("eventId");
     const auto version = c.store.room_version(room_id);
     if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+    require_acl(c, room_id, origin);
     const auto event = verified_pdu(c, q.json(), *version);
     if (event.value("event_id", "") != event_id || event.value("room_id", "") != room_id || event.value("type", "") != "m.room.member" ||
         event["content"].value("membership", json()) != "leave" || event.value("state_key", "") != event.value("sender", "") ||
@@ -443,6 +471,8 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                                             {"room_version", version}},
                                            400);
                    if (!body.contains("event") || !body["event"].is_object()) return matrix_error(400, "M_BAD_JSON", "event: the invite");
+                   // A room we hold state of: its ACL decides whether the inviting server may.
+                   if (c.store.room_version(q.param("roomId"))) require_acl(c, q.param("roomId"), origin);
                    const auto event = verified_pdu(c, body["event"], version);
                    const auto& content = event["content"];
                    const std::string user_id = event.value("state_key", "");

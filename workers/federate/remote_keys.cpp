@@ -20,49 +20,11 @@ constexpr std::size_t kMaxPeers = 10000;
 
 }  // namespace
 
-bool valid_server_name(const std::string& name) {
-  if (name.empty() || name.size() > 255) return false;
-  std::string host = name, port;
-  if (name[0] == '[') {
-    const auto close = name.find(']');
-    if (close == std::string::npos) return false;
-    host = name.substr(1, close - 1);
-    if (host.empty() || host.find_first_not_of("0123456789abcdefABCDEF:.") != std::string::npos) return false;
-    if (close + 1 < name.size()) {
-      if (name[close + 1] != ':') return false;
-      port = name.substr(close + 2);
-      if (port.empty()) return false;
-    }
-  } else {
-    const auto colon = name.find(':');
-    if (colon != std::string::npos) {
-      host = name.substr(0, colon);
-      port = name.substr(colon + 1);
-      if (port.empty()) return false;
-    }
-    if (host.empty() || host.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.") !=
-                            std::string::npos)
-      return false;
-  }
-  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
-  return port.empty() || std::stoi(port) <= 65535;
-}
-
-RemoteKeys::RemoteKeys(std::map<std::string, std::string> resolve) : resolve_(std::move(resolve)) {
-  for (auto& [name, url] : resolve_)
-    while (!url.empty() && url.back() == '/') url.pop_back();
-}
-
-std::string RemoteKeys::base_url(const std::string& server_name) const {
-  if (const auto it = resolve_.find(server_name); it != resolve_.end()) return it->second;
-  // Server discovery without .well-known or SRV yet: an explicit port, else 8448.
-  const bool has_port = server_name[0] == '[' ? server_name.find("]:") != std::string::npos
-                                              : server_name.find(':') != std::string::npos;
-  return "https://" + server_name + (has_port ? "" : ":8448");
-}
+RemoteKeys::RemoteKeys(std::map<std::string, std::string> resolve, Discovery::Lookups lookups)
+    : discovery_(std::move(resolve), std::move(lookups)) {}
 
 std::optional<json> RemoteKeys::fetch_keys(Peer& peer) {
-  const auto fetched = http_fetch("GET", peer.base_url + "/_matrix/key/v2/server", {}, "", kMaxKeyAnswer);
+  const auto fetched = http_fetch("GET", peer.base_url + "/_matrix/key/v2/server", {}, "", kMaxKeyAnswer, 10000, peer.connect_to);
   const auto& [status, body, error] = fetched;
   peer.fetched_ts = unix_millis();
   if (status != 200) {
@@ -113,16 +75,21 @@ std::optional<std::string> RemoteKeys::public_key(const std::string& server_name
     if (!peers_.count(server_name) && peers_.size() >= kMaxPeers) return std::nullopt;
     auto& peer = peers_[server_name];
     peer.server_name = server_name;
-    if (peer.base_url.empty()) peer.base_url = base_url(server_name);
     if (const auto it = peer.keys.find(key_id); it != peer.keys.end() && peer.valid_until_ts >= unix_millis()) return it->second;
     // A key we do not know is looked up at most every 30 s, so that a stream of requests with
     // made-up key IDs does not become a stream of fetches.
     if (peer.fetched_ts > unix_millis() - 30000 && peer.valid_until_ts >= unix_millis()) return std::nullopt;
     snapshot = peer;
   }
-  auto answer = fetch_keys(snapshot);  // without the lock: a slow peer must not stall the others
+  // Without the lock: discovery and a slow peer must not stall the others.
+  const auto where = discovery_.route(server_name);
+  snapshot.base_url = where.base_url;
+  snapshot.connect_to = where.connect_to;
+  auto answer = fetch_keys(snapshot);
   std::lock_guard lock(mutex_);
   auto& peer = peers_[server_name];
+  peer.base_url = snapshot.base_url;
+  peer.connect_to = snapshot.connect_to;
   peer.keys = snapshot.keys;
   peer.valid_until_ts = snapshot.valid_until_ts;
   peer.fetched_ts = snapshot.fetched_ts;

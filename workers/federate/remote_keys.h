@@ -13,11 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "workers/federate/discovery.h"
+#include "workers/matrix/ids.h"
+
 namespace coop::federate {
 
 struct Peer {
   std::string server_name;
-  std::string base_url;  // where its federation API answers
+  std::string base_url;    // where its federation API answers (as discovered last)
+  std::string connect_to;  // and the SRV target or port its connections go to, if any
   std::map<std::string, std::string> keys;  // key id -> public key (unpadded base64)
   int64_t valid_until_ts = 0;               // ms since the epoch
   int64_t fetched_ts = 0;
@@ -29,10 +33,12 @@ struct Peer {
 class RemoteKeys {
  public:
   // resolve: server name -> base URL, from [workers.federate.resolve] (tests, private
-  // federations); every other name is reached at https://<name>:8448 or its explicit port.
-  explicit RemoteKeys(std::map<std::string, std::string> resolve);
+  // federations); every other name is found by server discovery (discovery.h).
+  explicit RemoteKeys(std::map<std::string, std::string> resolve,
+                      Discovery::Lookups lookups = Discovery::system_lookups());
 
-  std::string base_url(const std::string& server_name) const;
+  // Where a server answers (blocking: it may look up .well-known and SRV records).
+  Route route(const std::string& server_name) { return discovery_.route(server_name); }
 
   // The public key of server_name's key_id: from memory while valid, else fetched from the
   // server (GET /_matrix/key/v2/server) and checked: the answer must name the server, be
@@ -52,14 +58,12 @@ class RemoteKeys {
  private:
   std::optional<nlohmann::json> fetch_keys(Peer& peer);
 
-  std::map<std::string, std::string> resolve_;
+  Discovery discovery_;
   mutable std::mutex mutex_;  // guards peers_ and answers_
   std::map<std::string, Peer> peers_;
   std::map<std::string, nlohmann::json> answers_;  // server -> its last verified key answer
 };
 
-// Server names (spec "Server names"): a DNS name, IPv4 literal or bracketed IPv6 literal, with
-// an optional port; at most 255 characters.
-bool valid_server_name(const std::string& name);
+using matrix::valid_server_name;
 
 }  // namespace coop::federate

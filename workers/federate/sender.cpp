@@ -27,6 +27,10 @@ constexpr int64_t kFirstBackoffMs = 1000;
 // The spec's limit per transaction, and what one server may have waiting.
 constexpr std::size_t kMaxEdusPerTxn = 100;
 constexpr std::size_t kMaxQueuedEdus = 1000;
+constexpr int64_t kMaxDurableEdus = 100000;
+// A transaction's EDUs stop growing past this many bytes (one EDU may be larger), so that it
+// stays well inside what the other side takes in one request.
+constexpr std::size_t kMaxEduBytesPerTxn = 2 << 20;
 
 }  // namespace
 
@@ -57,15 +61,43 @@ void Sender::wake() {
   cv_.notify_all();
 }
 
-void Sender::queue_edu(const std::vector<std::string>& servers, const json& edu) {
+void Sender::queue_edu(const std::vector<std::string>& servers, const json& edu, bool durable) {
+  if (servers.empty()) return;
+  // A server we share no room with yet (a to-device message to someone met elsewhere) becomes
+  // a destination from the stream's head: it has no events of ours to catch up on.
+  const int64_t head = durable ? c_.store.position().events : 0;
   std::lock_guard lock(mutex_);
-  for (const auto& server : servers) {
-    auto& queue = edus_[server];
-    queue.push_back(edu);
-    while (queue.size() > kMaxQueuedEdus) queue.pop_front();
+  if (durable) {
+    const auto text = edu.dump();
+    sqlite::Transaction txn(*db_);
+    for (const auto& server : servers) {
+      db_->prepare("INSERT OR IGNORE INTO destinations (server, position) VALUES (?1, ?2)").bind(1, server).bind(2, head).run();
+      db_->prepare("INSERT INTO edu_outbox (server, edu, at) VALUES (?1, ?2, ?3)").bind(1, server).bind(2, text).bind(3, unix_millis()).run();
+      // A server gone for good cannot make us keep its mail forever: past the limit the
+      // oldest goes (its clients ask again for keys they lack).
+      db_->prepare("DELETE FROM edu_outbox WHERE server = ?1 AND id <= (SELECT max(id) FROM edu_outbox WHERE server = ?1) - ?2")
+          .bind(1, server)
+          .bind(2, kMaxDurableEdus)
+          .run();
+    }
+    txn.commit();
+  } else {
+    for (const auto& server : servers) {
+      auto& queue = edus_[server];
+      queue.push_back(edu);
+      while (queue.size() > kMaxQueuedEdus) queue.pop_front();
+    }
   }
   woken_ = true;
   cv_.notify_all();
+}
+
+bool Sender::durable_waiting(const std::string& server) {
+  auto& stmt = db_->prepare("SELECT 1 FROM edu_outbox WHERE server = ?1 LIMIT 1");
+  stmt.bind(1, server);
+  const bool waiting = stmt.step();
+  stmt.reset();
+  return waiting;
 }
 
 void Sender::peer_is_up(const std::string& server) {
@@ -133,7 +165,7 @@ void Sender::round() {
     {
       std::lock_guard lock(mutex_);
       const auto it = edus_.find(server);
-      edus_waiting = it != edus_.end() && !it->second.empty();
+      edus_waiting = (it != edus_.end() && !it->second.empty()) || durable_waiting(server);
     }
     if (!edus_waiting && c_.store.events_for_server(server, position, 1).empty()) {
       // Nothing for it up to the head: the next scan starts there, not at its last
@@ -194,12 +226,26 @@ void Sender::send_to(const std::string& server) {
     }
     const auto events = c_.store.events_for_server(server, position, settings_.batch);
     json edus = json::array();
+    int64_t last_durable = 0;  // the outbox rows this transaction carries: id <= last_durable
+    std::size_t memory_edus = 0;
     {
       std::lock_guard lock(mutex_);
+      std::size_t bytes = 0;
+      auto& outbox = db_->prepare("SELECT id, edu FROM edu_outbox WHERE server = ?1 ORDER BY id LIMIT ?2");
+      outbox.bind(1, server).bind(2, static_cast<int64_t>(kMaxEdusPerTxn));
+      while (bytes < kMaxEduBytesPerTxn && outbox.step()) {
+        last_durable = outbox.column_int64(0);
+        auto text = outbox.column_text(1);
+        bytes += text.size();
+        edus.push_back(json::parse(text));
+      }
+      outbox.reset();
       auto& queue = edus_[server];
-      while (!queue.empty() && edus.size() < kMaxEdusPerTxn) {
+      while (!queue.empty() && edus.size() < kMaxEdusPerTxn && bytes < kMaxEduBytesPerTxn) {
+        bytes += queue.front().dump().size();
         edus.push_back(std::move(queue.front()));
         queue.pop_front();
+        ++memory_edus;
       }
     }
     if (events.empty() && edus.empty()) return;
@@ -218,11 +264,15 @@ void Sender::send_to(const std::string& server) {
     const json body = {{"origin", c_.server_name}, {"origin_server_ts", unix_millis()}, {"pdus", pdus}, {"edus", edus}};
     const auto answer = federation_request(c_, "PUT", server, "/_matrix/federation/v1/send/" + percent_encode(txn), &body);
     std::lock_guard lock(mutex_);
-    if (!answer.ok() && !edus.empty()) {
-      // Back in front for the retry (typing that is stale by then is harmless).
+    if (!answer.ok() && memory_edus > 0) {
+      // Back in front for the retry (typing that is stale by then is harmless); the durable
+      // ones never left the outbox.
       auto& queue = edus_[server];
-      for (auto it = edus.rbegin(); it != edus.rend() && queue.size() < kMaxQueuedEdus; ++it) queue.push_front(std::move(*it));
+      for (auto it = edus.rbegin(); memory_edus > 0 && queue.size() < kMaxQueuedEdus; ++it, --memory_edus)
+        queue.push_front(std::move(*it));
     }
+    if (answer.ok() && last_durable)
+      db_->prepare("DELETE FROM edu_outbox WHERE server = ?1 AND id <= ?2").bind(1, server).bind(2, last_durable).run();
     if (answer.ok()) {
       if (events.empty()) continue;
       if (answer.body.contains("pdus") && answer.body["pdus"].is_object())
@@ -271,7 +321,15 @@ std::vector<Sender::Destination> Sender::destinations() {
     }
     stmt.reset();
   }
-  for (auto& d : out) d.pending = static_cast<int64_t>(c_.store.events_for_server(d.server, d.position, 1000).size());
+  for (auto& d : out) {
+    d.pending = static_cast<int64_t>(c_.store.events_for_server(d.server, d.position, 1000).size());
+    std::lock_guard lock(mutex_);
+    auto& stmt = db_->prepare("SELECT count(*) FROM edu_outbox WHERE server = ?1");
+    stmt.bind(1, d.server);
+    stmt.step();
+    d.pending_edus = stmt.column_int64(0);
+    stmt.reset();
+  }
   return out;
 }
 

@@ -42,15 +42,18 @@ class Sender {
 
   void wake();                                  // new events may be waiting
   void stop();                                  // shutdown: no new transaction starts
-  // An EDU (typing, a receipt) for these servers: kept in memory only, sent with the next
-  // transaction; at most kMaxQueuedEdus per server, the oldest dropped first.
-  void queue_edu(const std::vector<std::string>& servers, const nlohmann::json& edu);
+  // An EDU for these servers, sent with the next transaction. Typing and receipts are kept in
+  // memory only (at most kMaxQueuedEdus per server, the oldest dropped first); a durable one
+  // (a to-device message, a device list update) is in federate.db before this returns and
+  // stays there until the server has acknowledged it, across restarts.
+  void queue_edu(const std::vector<std::string>& servers, const nlohmann::json& edu, bool durable = false);
   void peer_is_up(const std::string& server);   // it talked to us: retry it now
 
   struct Destination {
     std::string server;
     int64_t position = 0, retry_at = 0, backoff_ms = 0, last_sent_ts = 0, sent = 0;
     int64_t pending = 0;  // events waiting for it (counted up to 1,000)
+    int64_t pending_edus = 0;  // durable EDUs waiting for it
     std::string last_error;
     bool sending = false;
   };
@@ -60,6 +63,7 @@ class Sender {
   void loop();
   void round();
   void send_to(const std::string& server);
+  bool durable_waiting(const std::string& server);  // under mutex_
 
   Context& c_;
   SenderSettings settings_;

@@ -104,6 +104,22 @@ ClientApi::Impl::~Impl() = default;
 
 std::string ClientApi::Impl::server() const { return store.server_name(); }
 
+nlohmann::json ClientApi::Impl::federate(const std::string& path, const nlohmann::json& body,
+                                         std::chrono::seconds timeout) {
+  control::ClientResponse answer;
+  try {
+    answer = control::Client(runtime.home().socket("federate")).request("POST", path, body.dump(), timeout);
+  } catch (const Error& e) {
+    fail(502, errc::kMUnknown, "federation is not running here: " + std::string(e.what()));
+  }
+  const auto reply = answer.json();
+  if (!answer.ok()) {
+    const auto& error = reply.contains("error") && reply["error"].is_object() ? reply["error"] : nlohmann::json::object();
+    fail(static_cast<int>(answer.status), error.value("code", errc::kMUnknown), error.value("message", "federation failed"));
+  }
+  return reply;
+}
+
 bool ClientApi::Impl::is_local_user(const std::string& user_id) const {
   const auto colon = user_id.find(':');
   return user_id.size() > 1 && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == server();
@@ -345,6 +361,27 @@ void ClientApi::set_readmission(std::function<void(const std::string&, const std
 }
 
 void ClientApi::apply_remote_edus(const std::string& origin, const json& edus) { impl_->apply_remote_edus(origin, edus); }
+
+void ClientApi::federate_device_changes() { impl_->federate_device_changes(); }
+
+void ClientApi::add_federation_routes(http::Router& control, const http::Runner& run) {
+  const auto impl = impl_;
+  const auto text = [](const json& body, const char* field) {
+    const auto it = body.find(field);
+    return it != body.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  control.add_blocking("POST", "/v1/federation/keys/query", run, [impl](const Request& q) {
+    const auto body = q.json();
+    return Response::json(impl->keys_for_server(body.value("device_keys", json())));
+  }, "our users' device and cross-signing keys for another server ({origin, device_keys})");
+  control.add_blocking("POST", "/v1/federation/keys/claim", run, [impl](const Request& q) {
+    const auto body = q.json();
+    return Response::json(impl->claims_for_server(body.value("one_time_keys", json())));
+  }, "one-time keys of our users' devices claimed by another server ({origin, one_time_keys})");
+  control.add_blocking("POST", "/v1/federation/devices", run, [impl, text](const Request& q) {
+    return Response::json(impl->devices_for_server(text(q.json(), "user_id")));
+  }, "one of our users' device list for another server ({origin, user_id})");
+}
 
 void ClientApi::close() {
   std::list<std::shared_ptr<Waiter>> current;

@@ -35,8 +35,15 @@ class ClientApi {
   // Lets a member who left one of coop's Spaces rejoin it (see ClientApi::Impl::readmit).
   void set_readmission(std::function<void(const std::string& room_id, const std::string& user_id)> readmit);
   void close();  // answer every waiting /sync (shutdown)
-  // Typing and receipts other servers sent (coop-federate passes them on).
+  // EDUs other servers sent (typing, receipts, to-device messages, device list updates), as
+  // coop-federate passes them on having checked their origin.
   void apply_remote_edus(const std::string& origin, const nlohmann::json& edus);
+  // Our members' device list changes to the servers that share rooms with them; throws when
+  // coop-federate does not take them (the next call starts where this one stopped).
+  void federate_device_changes();
+  // Control routes through which coop-federate answers other servers' key queries and claims
+  // and device list requests (Server-Server API "End-to-End Encryption").
+  void add_federation_routes(http::Router& control, const std::function<void(std::function<void()>)>& run);
 
   // The API's state and helpers, defined in client_impl.h for the route modules in api/.
   struct Impl;

@@ -69,6 +69,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // without holding up the client; and those other servers sent us, applied once their
   // sender checks out (api/events.cpp).
   void send_edu(const std::string& room_id, nlohmann::json edu);
+  // A request to coop-federate's control API; its error, if any, becomes the client's (a
+  // Matrix errcode from it passes through; 502 when federation is not running).
+  nlohmann::json federate(const std::string& path, const nlohmann::json& body, std::chrono::seconds timeout);
   void apply_remote_edus(const std::string& origin, const nlohmann::json& edus);
 
   // Set by the worker: invites a member who left one of coop's Spaces back into it when they
@@ -129,6 +132,18 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::pair<std::set<std::string>, std::set<std::string>> device_list_delta(const std::string& user_id,
                                                                           const StreamPosition& from,
                                                                           const StreamPosition& to);
+
+  // Server-Server API "End-to-End Encryption" and "Device Management", as coop-federate asks
+  // once it has checked the requesting server: our users' keys (POST /user/keys/query with
+  // {user: [devices]}), one-time keys claimed ({user: {device: algorithm}}), and a user's
+  // device list (GET /user/devices/{userId}).
+  nlohmann::json keys_for_server(const nlohmann::json& wanted);
+  nlohmann::json claims_for_server(const nlohmann::json& wanted);
+  nlohmann::json devices_for_server(const std::string& user_id);
+  // Our members' device and cross-signing key changes go to every server that shares a room
+  // with them (m.device_list_update, m.signing_key_update), through coop-federate's durable
+  // queue; a cursor in e2ee.db remembers how far. Throws when coop-federate does not take them.
+  void federate_device_changes();
 
   // ---- sync (api/sync.cpp) ----
 

@@ -55,6 +55,15 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
       // Federation is off or restarting; its sender looks on its own every few seconds.
     }
   });
+  // Our members' device changes go to other servers; coop-federate's start asks again for
+  // what it could not take while it was down (POST /v1/federation/changed).
+  device_lists_out_ = std::make_unique<CoalescedJob>(runtime.blocking_runner(), [api = api_.get()] {
+    try {
+      api->federate_device_changes();
+    } catch (const std::exception& e) {
+      spdlog::debug("device list changes wait for coop-federate: {}", e.what());
+    }
+  });
   store_->on_change([api = api_.get(), pusher = push_.get(), poke = federate_poke_.get()](const StoreChange& change) {
     api->notify(change);
     if (!change.rooms.empty()) {
@@ -63,7 +72,9 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
     }
   });
   // coop-federate writes room.db too (events from other servers): it says what changed.
-  runtime.router().add("POST", "/v1/federation/changed", [api = api_.get(), pusher = push_.get()](const http::Request& q) {
+  runtime.router().add("POST", "/v1/federation/changed", [api = api_.get(), pusher = push_.get(),
+                                                         devices_out = device_lists_out_.get()](const http::Request& q) {
+    devices_out->request();
     const auto body = q.json();
     StoreChange change;
     const auto names = [&body](const char* field) {
@@ -85,11 +96,16 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
     if (body.contains("origin") && body["origin"].is_string() && body.contains("edus"))
       api->apply_remote_edus(body["origin"].get<std::string>(), body["edus"]);
     return http::Response::json(nlohmann::json::object());
-  }, "typing and receipts from another server ({origin, edus}), its sender checked by coop-federate");
+  }, "EDUs from another server ({origin, edus}): typing, receipts, to-device messages, device list updates");
+  api_->add_federation_routes(runtime.router(), runtime.blocking_runner());
   api_->set_readmission([spaces = spaces_.get()](const std::string& room_id, const std::string& user_id) {
     spaces->readmit(room_id, user_id);
   });
-  keys_->on_change([api = api_.get()](const StoreChange& change) { api->notify(change); });
+  keys_->on_change([api = api_.get(), devices_out = device_lists_out_.get()](const StoreChange& change) {
+    api->notify(change);
+    if (!change.device_lists.empty()) devices_out->request();
+  });
+  device_lists_out_->request();
   add_room_admin_routes(runtime, *store_, *spaces_, api_->jitsi());
 
   const auto& config = runtime.config();

@@ -34,6 +34,7 @@ class RoomWorker {
 
  private:
   std::unique_ptr<CoalescedJob> federate_poke_;  // first in, last out: its runs may still be going
+  std::unique_ptr<CoalescedJob> device_lists_out_;
   std::unique_ptr<matrix::SigningKey> key_;
   std::unique_ptr<RoomStore> store_;
   std::unique_ptr<KeyStore> keys_;

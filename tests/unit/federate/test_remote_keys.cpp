@@ -14,13 +14,16 @@ TEST_CASE("server names are DNS names or IP literals with an optional port") {
   CHECK_FALSE(valid_server_name(std::string(256, 'a')));
 }
 
-TEST_CASE("a server is reached where [workers.federate.resolve] says, else at its port or 8448") {
-  RemoteKeys keys(std::map<std::string, std::string>{{"b.test", "http://127.0.0.1:9000/"}});
-  CHECK(keys.base_url("b.test") == "http://127.0.0.1:9000");
-  CHECK(keys.base_url("c.test") == "https://c.test:8448");
-  CHECK(keys.base_url("c.test:443") == "https://c.test:443");
-  CHECK(keys.base_url("[::1]") == "https://[::1]:8448");
-  CHECK(keys.base_url("[::1]:8000") == "https://[::1]:8000");
+TEST_CASE("a server is reached where [workers.federate.resolve] says, else where discovery finds it") {
+  // No .well-known and no SRV records anywhere: every name is reached on its port or 8448.
+  Discovery::Lookups nothing{[](const std::string&, int64_t&) { return std::optional<std::string>(); },
+                             [](const std::string&) { return std::vector<SrvTarget>(); }};
+  RemoteKeys keys(std::map<std::string, std::string>{{"b.test", "http://127.0.0.1:9000/"}}, nothing);
+  CHECK(keys.route("b.test") == Route{"http://127.0.0.1:9000", ""});
+  CHECK(keys.route("c.test") == Route{"https://c.test", "c.test:443:c.test:8448"});
+  CHECK(keys.route("c.test:443") == Route{"https://c.test:443", ""});
+  CHECK(keys.route("[::1]") == Route{"https://[::1]:8448", ""});
+  CHECK(keys.route("[::1]:8000") == Route{"https://[::1]:8000", ""});
   // A name that is not a server name is never looked up.
   CHECK_FALSE(keys.public_key("bad name", "ed25519:x"));
   CHECK(keys.peers().empty());

@@ -12,7 +12,9 @@
 #include "common/control/client.h"
 #include "common/error.h"
 #include "common/worker_runtime.h"
+#include "workers/matrix/server_acl.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/store/key_store.h"
 #include "workers/room/event_filter.h"
 #include "workers/room/store/room_store.h"
 
@@ -299,13 +301,53 @@ constexpr ClientRoute kEventTable[] = {
 
 constinit const std::span<const ClientRoute> api::kEventRoutes = kEventTable;
 
-// Server-Server API "Typing Notifications" and "Receipts": what another server says of its
-// own users, in rooms they are joined to; anything else is dropped.
+namespace {
+
+// Server-Server API "Send-to-device messaging": an m.direct_to_device EDU from one of the
+// origin's users to devices of ours ("*" for all of a user's devices). Its message_id makes a
+// repeated one a no-op, as a client's transaction ID does.
+template <typename FromOrigin>
+void apply_remote_to_device(ClientApi::Impl& api, const json& content, const FromOrigin& from_origin) {
+  constexpr std::size_t kMaxIdBytes = 255, kMaxContentBytes = 65536, kMaxRecipients = 10000;
+  const auto text = [&content](const char* key) {
+    const auto it = content.find(key);
+    return it != content.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  const auto sender = text("sender"), type = text("type"), message_id = text("message_id");
+  if (!from_origin(sender) || type.empty() || type.size() > kMaxIdBytes || message_id.empty() || message_id.size() > kMaxIdBytes)
+    return;
+  const auto messages = content.find("messages");
+  if (messages == content.end() || !messages->is_object()) return;
+  std::vector<KeyStore::ToDevice> queued;
+  for (const auto& [user_id, devices] : messages->items()) {
+    if (!api.is_local_user(user_id) || !devices.is_object()) continue;
+    std::vector<std::string> known;
+    for (const auto& d : api.store.devices(user_id)) known.push_back(d.value("device_id", ""));
+    for (const auto& [device_id, body] : devices.items()) {
+      if (!body.is_object() || body.dump().size() > kMaxContentBytes) continue;
+      for (const auto& device : known)
+        if ((device_id == "*" || device_id == device) && queued.size() < kMaxRecipients) queued.push_back({user_id, device, body});
+    }
+  }
+  // The sender's device is not named over federation: ("" , message_id) is the transaction.
+  api.keys.send_to_device(sender, "", message_id, type, queued);
+}
+
+}  // namespace
+
+// Server-Server API "Typing Notifications", "Receipts", "Send-to-device messaging" and "Device
+// Management": what another server says of its own users (typing and receipts only in rooms
+// they are joined to); anything else is dropped.
 void ClientApi::Impl::apply_remote_edus(const std::string& origin, const json& edus) {
   if (!edus.is_array()) return;
   const auto from_origin = [&origin](const std::string& user_id) {
     const auto colon = user_id.find(':');
     return !user_id.empty() && user_id[0] == '@' && colon != std::string::npos && user_id.substr(colon + 1) == origin;
+  };
+  // Typing and receipts concern a room: its server ACL may shut the origin out of it.
+  const auto acl_admits = [this, &origin](const std::string& room_id) {
+    const auto acl = store.state_event(room_id, "m.room.server_acl", "");
+    return !acl || matrix::server_acl_allows(acl->value("content", json()), origin);
   };
   StoreChange change;
   for (const auto& edu : edus) {
@@ -317,7 +359,7 @@ void ClientApi::Impl::apply_remote_edus(const std::string& origin, const json& e
         return content.contains(key) && content[key].is_string() ? content[key].get<std::string>() : std::string();
       };
       const std::string room_id = text("room_id"), user_id = text("user_id");
-      if (!from_origin(user_id) || store.membership(room_id, user_id) != "join") continue;
+      if (!from_origin(user_id) || store.membership(room_id, user_id) != "join" || !acl_admits(room_id)) continue;
       const bool on = content.contains("typing") && content["typing"].is_boolean() && content["typing"].get<bool>();
       std::lock_guard lock(typing_mutex);
       auto& room = typing[room_id];
@@ -330,7 +372,7 @@ void ClientApi::Impl::apply_remote_edus(const std::string& origin, const json& e
       change.rooms.insert(room_id);
     } else if (type == "m.receipt") {
       for (const auto& [room_id, kinds] : content.items()) {
-        if (!kinds.is_object() || !kinds.contains("m.read") || !kinds["m.read"].is_object()) continue;
+        if (!kinds.is_object() || !kinds.contains("m.read") || !kinds["m.read"].is_object() || !acl_admits(room_id)) continue;
         for (const auto& [user_id, receipt] : kinds["m.read"].items()) {
           if (!from_origin(user_id) || !receipt.is_object() || store.membership(room_id, user_id) != "join") continue;
           const auto ids = receipt.contains("event_ids") ? receipt["event_ids"] : json();
@@ -345,6 +387,18 @@ void ClientApi::Impl::apply_remote_edus(const std::string& origin, const json& e
           change.rooms.insert(room_id);
         }
       }
+    } else if (type == "m.direct_to_device") {
+      apply_remote_to_device(*this, content, from_origin);
+    } else if (type == "m.device_list_update" || type == "m.signing_key_update") {
+      // Server-Server API "Device Management": we keep no copy of other servers' device lists
+      // (a client's keys query asks their server), so an update only tells our members who
+      // share a room with the user to ask again.
+      const auto it = content.find("user_id");
+      if (it == content.end() || !it->is_string() || !from_origin(it->get<std::string>())) continue;
+      const auto user_id = it->get<std::string>();
+      const auto sharing = store.users_sharing_rooms(user_id);
+      if (std::any_of(sharing.begin(), sharing.end(), [this](const std::string& u) { return is_local_user(u); }))
+        keys.remote_device_list_changed(user_id);
     }
   }
   if (!change.empty()) notify(change);

@@ -4,8 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 
 #include "common/error.h"
+#include "workers/matrix/ids.h"
 #include "workers/matrix/signing.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/store/key_store.h"
@@ -86,30 +89,34 @@ Response upload_keys(ClientApi::Impl& api, const Request& q) {
   return ok({{"one_time_key_counts", counts}});
 }
 
-// Another server's users answer through federation, which coop does not do yet: their
-// server goes into `failures`, as the spec reports an unreachable one.
-void note_unreachable(json& failures, const std::string& user_id) {
-  const auto colon = user_id.find(':');
-  failures[colon == std::string::npos ? user_id : user_id.substr(colon + 1)] = {
-      {"errcode", errc::kMUnknown}, {"error", "this server does not federate yet"}};
+// The client's `timeout` for asking other servers (Client-Server API POST /keys/query and
+// /keys/claim: 10 s by default), kept between 1 and 20 s.
+std::chrono::seconds remote_timeout(const json& body) {
+  const auto it = body.find("timeout");
+  const int64_t ms = it != body.end() && it->is_number_integer() ? it->get<int64_t>() : 10000;
+  return std::chrono::seconds(std::clamp<int64_t>(ms / 1000, 1, 20));
 }
 
-Response query_keys(ClientApi::Impl& api, const Request& q) {
-  const auto s = api.authenticate(q);
-  const auto body = q.json();
-  const auto wanted = body.value("device_keys", json());
-  if (!wanted.is_object()) fail(400, errc::kMBadJson, "device_keys must be an object");
+void note_failure(json& failures, const std::string& server, const std::exception& e) {
+  failures[server] = {{"errcode", errc::kMUnknown}, {"error", e.what()}};
+}
+
+// What another server answered may only speak of the users we asked it about, and a key
+// object must name the user (and device) it is filed under.
+bool names(const json& key, const std::string& user_id, const std::string& device_id = "") {
+  return key.is_object() && key.value("user_id", json()) == json(user_id) &&
+         (device_id.empty() || key.value("device_id", json()) == json(device_id));
+}
+
+// Our users' keys, as a client's query and another server's (Server-Server API POST
+// /user/keys/query) both get them. The user-signing key goes to its owner only.
+struct KeyAnswer {
   json device_keys = json::object(), master = json::object(), self_signing = json::object(), user_signing = json::object();
   json failures = json::object();
-  for (const auto& [user_id, list] : wanted.items()) {
-    // Client-Server API POST /keys/query: each value is a list of device IDs, empty for all.
-    if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const json& d) { return d.is_string(); }))
-      fail(400, errc::kMBadJson, "device_keys values must be lists of device IDs");
-    if (!api.is_local_user(user_id)) {
-      note_unreachable(failures, user_id);
-      continue;
-    }
-    auto keys = api.keys.device_keys(user_id, list.get<std::vector<std::string>>());
+
+  void add_local(ClientApi::Impl& api, const std::string& user_id, const std::vector<std::string>& devices,
+                 const std::string& asker) {
+    auto keys = api.keys.device_keys(user_id, devices);
     if (!keys.empty()) {
       // The device's display name rides along in unsigned, as the big servers send it.
       for (const auto& device : api.store.devices(user_id)) {
@@ -121,34 +128,121 @@ Response query_keys(ClientApi::Impl& api, const Request& q) {
     device_keys[user_id] = std::move(keys);
     if (auto key = api.keys.cross_signing_key(user_id, "master")) master[user_id] = std::move(*key);
     if (auto key = api.keys.cross_signing_key(user_id, "self_signing")) self_signing[user_id] = std::move(*key);
-    // A user-signing key is shown to its owner only (Client-Server API "Cross-signing").
-    if (user_id == s.user_id)
+    if (user_id == asker)
       if (auto key = api.keys.cross_signing_key(user_id, "user_signing")) user_signing[user_id] = std::move(*key);
   }
-  return ok({{"device_keys", device_keys},
-             {"master_keys", master},
-             {"self_signing_keys", self_signing},
-             {"user_signing_keys", user_signing},
-             {"failures", failures}});
+
+  // Server-Server API "End-to-End Encryption": other servers' users are asked of their
+  // servers through coop-federate, one request per server; one that does not answer is named
+  // in failures and the others' keys still come back.
+  void add_remote(ClientApi::Impl& api, const std::string& server, const json& wanted, std::chrono::seconds timeout) {
+    json answer;
+    try {
+      answer = api.federate("/v1/user/keys/query", {{"server", server}, {"device_keys", wanted}}, timeout + std::chrono::seconds(2));
+    } catch (const std::exception& e) {
+      note_failure(failures, server, e);
+      return;
+    }
+    const auto section = [&answer](const char* name) {
+      return answer.contains(name) && answer[name].is_object() ? answer[name] : json::object();
+    };
+    const auto devices = section("device_keys"), masters = section("master_keys"), self = section("self_signing_keys");
+    for (const auto& [user_id, asked] : wanted.items()) {
+      json kept = json::object();
+      if (devices.contains(user_id) && devices[user_id].is_object())
+        for (const auto& [device_id, keys] : devices[user_id].items())
+          if (names(keys, user_id, device_id) &&
+              (asked.empty() || std::find(asked.begin(), asked.end(), json(device_id)) != asked.end()))
+            kept[device_id] = keys;
+      device_keys[user_id] = std::move(kept);
+      if (masters.contains(user_id) && names(masters[user_id], user_id)) master[user_id] = masters[user_id];
+      if (self.contains(user_id) && names(self[user_id], user_id)) self_signing[user_id] = self[user_id];
+    }
+  }
+
+  json body(bool with_user_signing) const {
+    json out = {{"device_keys", device_keys}, {"master_keys", master}, {"self_signing_keys", self_signing}};
+    if (with_user_signing) {
+      out["user_signing_keys"] = user_signing;
+      out["failures"] = failures;
+    }
+    return out;
+  }
+};
+
+// {user: [device IDs]} as the Client-Server and Server-Server APIs both send it.
+void check_device_lists(const json& wanted) {
+  if (!wanted.is_object()) fail(400, errc::kMBadJson, "device_keys must be an object");
+  if (wanted.size() > kMaxClaimsPerRequest) fail(400, errc::kMInvalidParam, "too many users at once");
+  for (const auto& [user_id, list] : wanted.items())
+    if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const json& d) { return d.is_string(); }))
+      fail(400, errc::kMBadJson, "device_keys values must be lists of device IDs");
+}
+
+Response query_keys(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  const auto body = q.json();
+  const auto wanted = body.value("device_keys", json());
+  check_device_lists(wanted);
+  KeyAnswer answer;
+  std::map<std::string, json> remote;  // server -> {user: [devices]}
+  for (const auto& [user_id, list] : wanted.items()) {
+    if (api.is_local_user(user_id)) {
+      answer.add_local(api, user_id, list.get<std::vector<std::string>>(), s.user_id);
+      continue;
+    }
+    // Not a user of any server (a careless client): nobody to ask, so no keys.
+    if (const auto server = matrix::user_server(user_id); !server.empty()) remote[server][user_id] = list;
+  }
+  for (const auto& [server, users] : remote) answer.add_remote(api, server, users, remote_timeout(body));
+  return ok(answer.body(true));
+}
+
+// {user: {device: algorithm}}; counts the claims against the per-request limit.
+void check_claims(const json& wanted) {
+  if (!wanted.is_object()) fail(400, errc::kMBadJson, "one_time_keys must be an object");
+  std::size_t claims = 0;
+  for (const auto& [user_id, devices] : wanted.items()) {
+    if (!is_string_map(devices)) fail(400, errc::kMBadJson, "one_time_keys values must map device IDs to algorithms");
+    if ((claims += devices.size()) > kMaxClaimsPerRequest) fail(400, errc::kMInvalidParam, "too many keys claimed at once");
+  }
+}
+
+void claim_local(ClientApi::Impl& api, const std::string& user_id, const json& devices, json& claimed) {
+  for (const auto& [device_id, algorithm] : devices.items())
+    if (auto key = api.keys.claim(user_id, device_id, algorithm.get<std::string>())) claimed[user_id][device_id] = std::move(*key);
 }
 
 Response claim_keys(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
   const auto body = q.json();
   const auto wanted = body.value("one_time_keys", json());
-  if (!wanted.is_object()) fail(400, errc::kMBadJson, "one_time_keys must be an object");
-  std::size_t claims = 0;
+  check_claims(wanted);
   json claimed = json::object(), failures = json::object();
+  std::map<std::string, json> remote;  // server -> {user: {device: algorithm}}
   for (const auto& [user_id, devices] : wanted.items()) {
-    if (!is_string_map(devices)) fail(400, errc::kMBadJson, "one_time_keys values must map device IDs to algorithms");
-    if ((claims += devices.size()) > kMaxClaimsPerRequest) fail(400, errc::kMInvalidParam, "too many keys claimed at once");
-    if (!api.is_local_user(user_id)) {
-      note_unreachable(failures, user_id);
+    if (api.is_local_user(user_id)) {
+      claim_local(api, user_id, devices, claimed);
       continue;
     }
-    for (const auto& [device_id, algorithm] : devices.items())
-      if (auto key = api.keys.claim(user_id, device_id, algorithm.get<std::string>()))
-        claimed[user_id][device_id] = std::move(*key);
+    if (const auto server = matrix::user_server(user_id); !server.empty()) remote[server][user_id] = devices;
+  }
+  // Server-Server API POST /user/keys/claim, through coop-federate, one request per server.
+  for (const auto& [server, users] : remote) {
+    json answer;
+    try {
+      answer = api.federate("/v1/user/keys/claim", {{"server", server}, {"one_time_keys", users}},
+                            remote_timeout(body) + std::chrono::seconds(2));
+    } catch (const std::exception& e) {
+      note_failure(failures, server, e);
+      continue;
+    }
+    const auto keys = answer.contains("one_time_keys") && answer["one_time_keys"].is_object() ? answer["one_time_keys"] : json::object();
+    for (const auto& [user_id, devices] : users.items()) {
+      if (!keys.contains(user_id) || !keys[user_id].is_object()) continue;
+      for (const auto& [device_id, key] : keys[user_id].items())
+        if (devices.contains(device_id) && key.is_object() && key.size() == 1) claimed[user_id][device_id] = key;
+    }
   }
   return ok({{"one_time_keys", claimed}, {"failures", failures}});
 }
@@ -309,6 +403,104 @@ constexpr ClientRoute kKeyTable[] = {
 };
 
 }  // namespace
+
+// ---- what other servers ask of and hear from us (Server-Server API "End-to-End Encryption",
+// "Device Management"), through coop-federate, which has checked who is asking ----
+
+json ClientApi::Impl::keys_for_server(const json& wanted) {
+  check_device_lists(wanted);
+  KeyAnswer answer;
+  for (const auto& [user_id, list] : wanted.items())
+    if (is_local_user(user_id)) answer.add_local(*this, user_id, list.get<std::vector<std::string>>(), "");
+  return answer.body(false);
+}
+
+json ClientApi::Impl::claims_for_server(const json& wanted) {
+  check_claims(wanted);
+  json claimed = json::object();
+  for (const auto& [user_id, devices] : wanted.items())
+    if (is_local_user(user_id)) claim_local(*this, user_id, devices, claimed);
+  return {{"one_time_keys", claimed}};
+}
+
+namespace {
+
+std::string display_name_of(ClientApi::Impl& api, const std::string& user_id, const std::string& device_id) {
+  for (const auto& device : api.store.devices(user_id))
+    if (device.value("device_id", "") == device_id) return device.value("display_name", "");
+  return "";
+}
+
+json signing_key_update(ClientApi::Impl& api, const std::string& user_id) {
+  json content = {{"user_id", user_id}};
+  if (auto key = api.keys.cross_signing_key(user_id, "master")) content["master_key"] = std::move(*key);
+  if (auto key = api.keys.cross_signing_key(user_id, "self_signing")) content["self_signing_key"] = std::move(*key);
+  return {{"edu_type", "m.signing_key_update"}, {"content", content}};
+}
+
+// One change of our member's devices as the EDU other servers expect: m.device_list_update
+// for a device (its keys, or deleted), m.signing_key_update for the cross-signing keys.
+json device_change_edu(ClientApi::Impl& api, const KeyStore::DeviceChange& change) {
+  if (change.device_id.empty()) return signing_key_update(api, change.user_id);
+  const auto keys = api.keys.device_keys(change.user_id, {change.device_id});
+  json content = {{"user_id", change.user_id},
+                  {"device_id", change.device_id},
+                  {"stream_id", change.position},
+                  {"prev_id", change.previous ? json::array({change.previous}) : json::array()}};
+  if (keys.contains(change.device_id)) {
+    content["deleted"] = false;
+    content["keys"] = keys[change.device_id];
+    if (const auto name = display_name_of(api, change.user_id, change.device_id); !name.empty())
+      content["device_display_name"] = name;
+  } else if (const auto master = api.keys.cross_signing_key(change.user_id, "master");
+             master && public_key_of(without_signatures(*master)) == change.device_id) {
+    return signing_key_update(api, change.user_id);  // a signature on the master key
+  } else {
+    content["deleted"] = true;
+  }
+  return {{"edu_type", "m.device_list_update"}, {"content", content}};
+}
+
+constexpr char kDeviceListCursor[] = "federation.device_lists";
+
+}  // namespace
+
+json ClientApi::Impl::devices_for_server(const std::string& user_id) {
+  if (!is_local_user(user_id)) fail(404, errc::kMNotFound, user_id + " is not a user of this server");
+  const auto keys = this->keys.device_keys(user_id, {});
+  json devices = json::array();
+  for (const auto& device : store.devices(user_id)) {
+    const auto id = device.value("device_id", "");
+    if (!keys.contains(id)) continue;  // a device without keys cannot take part in encryption
+    json entry = {{"device_id", id}, {"keys", keys[id]}};
+    if (!device.value("display_name", "").empty()) entry["device_display_name"] = device.value("display_name", "");
+    devices.push_back(std::move(entry));
+  }
+  json answer = {{"user_id", user_id}, {"stream_id", this->keys.last_device_change(user_id)}, {"devices", devices}};
+  if (auto key = this->keys.cross_signing_key(user_id, "master")) answer["master_key"] = std::move(*key);
+  if (auto key = this->keys.cross_signing_key(user_id, "self_signing")) answer["self_signing_key"] = std::move(*key);
+  return answer;
+}
+
+void ClientApi::Impl::federate_device_changes() {
+  while (true) {
+    const auto changes = keys.device_changes_after(keys.cursor(kDeviceListCursor), 200);
+    if (changes.empty()) return;
+    for (const auto& change : changes) {
+      if (is_local_user(change.user_id)) {
+        std::set<std::string> servers;
+        for (const auto& user : store.users_sharing_rooms(change.user_id))
+          if (const auto server = matrix::user_server(user); !server.empty() && !is_local_user(user)) servers.insert(server);
+        // Queued durably by coop-federate before the cursor moves on: when it is not running,
+        // this stops and the next change (or coop-federate's start) tries again.
+        if (!servers.empty())
+          federate("/v1/outbound/edu", {{"servers", servers}, {"edu", device_change_edu(*this, change)}, {"durable", true}},
+                   std::chrono::seconds(10));
+      }
+      keys.set_cursor(kDeviceListCursor, change.position);
+    }
+  }
+}
 
 std::pair<std::set<std::string>, std::set<std::string>> ClientApi::Impl::device_list_delta(const std::string& user_id,
                                                                                          const StreamPosition& from,

@@ -20,23 +20,6 @@ using http::Request;
 using http::Response;
 using nlohmann::json;
 
-// A request to coop-federate; its error, if any, as the client's (a Matrix errcode from it
-// passes through).
-json federate_call(ClientApi::Impl& api, const std::string& path, const json& body, std::chrono::seconds timeout) {
-  control::ClientResponse answer;
-  try {
-    answer = control::Client(api.runtime.home().socket("federate")).request("POST", path, body.dump(), timeout);
-  } catch (const Error& e) {
-    fail(502, errc::kMUnknown, "federation is not running here: " + std::string(e.what()));
-  }
-  const auto reply = answer.json();
-  if (!answer.ok()) {
-    const auto& error = reply.contains("error") && reply["error"].is_object() ? reply["error"] : json::object();
-    fail(static_cast<int>(answer.status), error.value("code", errc::kMUnknown), error.value("message", "federation failed"));
-  }
-  return reply;
-}
-
 bool is_remote(ClientApi::Impl& api, const std::string& user_id) {
   const auto colon = user_id.find(':');
   return colon != std::string::npos && user_id.substr(colon + 1) != api.store.server_name();
@@ -65,7 +48,7 @@ Response create_room(ClientApi::Impl& api, const Request& q) {
   for (const auto& invitee : remote) {
     json content = {{"membership", "invite"}};
     if (body.value("is_direct", false)) content["is_direct"] = true;
-    federate_call(api, "/v1/invite", {{"room_id", room_id}, {"sender", s.user_id}, {"user_id", invitee}, {"content", content}},
+    api.federate("/v1/invite", {{"room_id", room_id}, {"sender", s.user_id}, {"user_id", invitee}, {"content", content}},
                   std::chrono::seconds(45));
   }
   return ok(created);
@@ -97,7 +80,7 @@ std::optional<std::string> join_elsewhere(ClientApi::Impl& api, const Request& q
   if (const auto name = api.display_name(user_id); !name.empty()) content["displayname"] = name;
   if (const auto avatar = api.store.profile(user_id).second; avatar && !avatar->empty()) content["avatar_url"] = *avatar;
   const json body = {{"room", target}, {"user_id", user_id}, {"servers", servers}, {"content", content}};
-  return federate_call(api, "/v1/join", body, std::chrono::seconds(150)).value("room_id", "");
+  return api.federate("/v1/join", body, std::chrono::seconds(150)).value("room_id", "");
 }
 
 Response join(ClientApi::Impl& api, const Request& q, const std::string& target) {
@@ -147,7 +130,7 @@ Response change_membership(ClientApi::Impl& api, const Request& q, const char* m
   const auto room_id = q.param("roomId");
   // Another server's user is invited through their server ("Inviting to a room").
   if (std::string(membership) == "invite" && is_remote(api, target)) {
-    federate_call(api, "/v1/invite", {{"room_id", room_id}, {"sender", s.user_id}, {"user_id", target}, {"content", content}},
+    api.federate("/v1/invite", {{"room_id", room_id}, {"sender", s.user_id}, {"user_id", target}, {"content", content}},
                   std::chrono::seconds(45));
     return ok(json::object());
   }
@@ -162,7 +145,7 @@ Response change_membership(ClientApi::Impl& api, const Request& q, const char* m
       const auto colon = room_id.find(':');
       if (colon != std::string::npos) servers.push_back(room_id.substr(colon + 1));
       try {
-        federate_call(api, "/v1/leave", {{"room_id", room_id}, {"user_id", s.user_id}, {"servers", servers}}, std::chrono::seconds(45));
+        api.federate("/v1/leave", {{"room_id", room_id}, {"user_id", s.user_id}, {"servers", servers}}, std::chrono::seconds(45));
       } catch (const Error& e) {
         spdlog::info("{} declines {} here only: {}", s.user_id, room_id, e.what());
       }

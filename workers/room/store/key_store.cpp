@@ -101,6 +101,15 @@ constexpr sqlite::Migration kMigrations[] = {
     {2, R"sql(
       ALTER TABLE to_device_txns ADD COLUMN at INTEGER NOT NULL DEFAULT 0;
     )sql"},
+    // Federation (Server-Server API "Device Management"): which device or key each change was
+    // of, so that other servers hear of that one; and how far they have been told, starting
+    // from now (older changes were never theirs to hear).
+    {3, R"sql(
+      ALTER TABLE device_list_changes ADD COLUMN device_id TEXT NOT NULL DEFAULT '';
+      CREATE INDEX device_list_changes_by_user ON device_list_changes (user_id, position);
+      CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID;
+      INSERT INTO cursors (name, position) SELECT 'federation.device_lists', coalesce(max(position), 0) FROM stream;
+    )sql"},
 };
 
 constexpr int64_t kMaxQueuedPerDevice = 10000;
@@ -163,10 +172,16 @@ struct KeyStore::Impl {
     return db->last_insert_rowid();
   }
 
-  void device_list_changed(const std::string& user_id) {
+  // device_id: the device whose keys changed, or the cross-signing key signed; "" for the
+  // user's cross-signing keys as a whole.
+  void device_list_changed(const std::string& user_id, const std::string& device_id) {
     pending.device_lists.insert(user_id);
     const auto position = next_position();
-    db->prepare("INSERT INTO device_list_changes (position, user_id) VALUES (?1, ?2)").bind(1, position).bind(2, user_id).run();
+    db->prepare("INSERT INTO device_list_changes (position, user_id, device_id) VALUES (?1, ?2, ?3)")
+        .bind(1, position)
+        .bind(2, user_id)
+        .bind(3, device_id)
+        .run();
   }
 
   // Merges the stored signatures on a key (target_key: device id or public key) into it.
@@ -249,7 +264,7 @@ void KeyStore::upload(const std::string& user_id, const std::string& device_id, 
             .bind(2, device_id)
             .bind(3, device_keys.dump())
             .run();
-        impl_->device_list_changed(user_id);
+        impl_->device_list_changed(user_id, device_id);
       }
     }
     if (one_time_keys.is_object()) {
@@ -385,7 +400,7 @@ void KeyStore::set_cross_signing_keys(const std::string& user_id, const std::map
           .bind(2, usage)
           .bind(3, key.dump())
           .run();
-    impl_->device_list_changed(user_id);
+    impl_->device_list_changed(user_id, "");
     return 0;
   });
 }
@@ -393,7 +408,7 @@ void KeyStore::set_cross_signing_keys(const std::string& user_id, const std::map
 void KeyStore::add_signatures(const std::vector<Signature>& signatures) {
   if (signatures.empty()) return;
   impl_->write([&] {
-    std::set<std::string> targets;
+    std::set<std::pair<std::string, std::string>> targets;
     for (const auto& s : signatures) {
       impl_->db
           ->prepare("INSERT OR REPLACE INTO signatures (target_user, target_key, signer_user, signer_key_id, signature) "
@@ -404,9 +419,9 @@ void KeyStore::add_signatures(const std::vector<Signature>& signatures) {
           .bind(4, s.signer_key_id)
           .bind(5, s.signature)
           .run();
-      targets.insert(s.target_user);
+      targets.emplace(s.target_user, s.target_key);
     }
-    for (const auto& user : targets) impl_->device_list_changed(user);
+    for (const auto& [user, key] : targets) impl_->device_list_changed(user, key);
     return 0;
   });
 }
@@ -431,8 +446,8 @@ void KeyStore::delete_devices(const std::string& user_id, const std::vector<std:
                               "DELETE FROM to_device WHERE user_id = ?1 AND device_id = ?2",
                               "DELETE FROM signatures WHERE target_user = ?1 AND target_key = ?2"})
         db.prepare(sql).bind(1, user_id).bind(2, device).run();
+      impl_->device_list_changed(user_id, device);
     }
-    impl_->device_list_changed(user_id);
     return 0;
   });
 }
@@ -440,6 +455,7 @@ void KeyStore::delete_devices(const std::string& user_id, const std::vector<std:
 void KeyStore::delete_user(const std::string& user_id) {
   impl_->write([&] {
     auto& db = *impl_->db;
+    const auto devices = first_column(db.prepare("SELECT device_id FROM device_keys WHERE user_id = ?1").bind(1, user_id));
     // Signatures on the devices first, while device_keys still says which they are; the
     // cross-signing keys and their signatures stay (they belong to the member, not a device).
     for (const char* sql :
@@ -447,9 +463,56 @@ void KeyStore::delete_user(const std::string& user_id) {
           "DELETE FROM device_keys WHERE user_id = ?1", "DELETE FROM one_time_keys WHERE user_id = ?1",
           "DELETE FROM fallback_keys WHERE user_id = ?1", "DELETE FROM to_device WHERE user_id = ?1"})
       db.prepare(sql).bind(1, user_id).run();
-    impl_->device_list_changed(user_id);
+    for (const auto& device : devices) impl_->device_list_changed(user_id, device);
+    if (devices.empty()) impl_->device_list_changed(user_id, "");
     return 0;
   });
+}
+
+void KeyStore::remote_device_list_changed(const std::string& user_id) {
+  impl_->write([&] {
+    impl_->device_list_changed(user_id, "");
+    return 0;
+  });
+}
+
+std::vector<KeyStore::DeviceChange> KeyStore::device_changes_after(int64_t after, int limit) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
+      "SELECT c.position, c.user_id, c.device_id, (SELECT max(p.position) FROM device_list_changes p "
+      "WHERE p.user_id = c.user_id AND p.position < c.position) FROM device_list_changes c "
+      "WHERE c.position > ?1 ORDER BY c.position LIMIT ?2");
+  stmt.bind(1, after).bind(2, limit);
+  std::vector<DeviceChange> changes;
+  while (stmt.step())
+    changes.push_back({stmt.column_int64(0), stmt.column_text(1), stmt.column_text(2),
+                       stmt.column_is_null(3) ? 0 : stmt.column_int64(3)});
+  stmt.reset();
+  return changes;
+}
+
+int64_t KeyStore::last_device_change(const std::string& user_id) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT coalesce(max(position), 0) FROM device_list_changes WHERE user_id = ?1");
+  stmt.bind(1, user_id);
+  stmt.step();
+  const auto position = stmt.column_int64(0);
+  stmt.reset();
+  return position;
+}
+
+int64_t KeyStore::cursor(const std::string& name) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT position FROM cursors WHERE name = ?1");
+  stmt.bind(1, name);
+  const int64_t position = stmt.step() ? stmt.column_int64(0) : 0;
+  stmt.reset();
+  return position;
+}
+
+void KeyStore::set_cursor(const std::string& name, int64_t position) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("INSERT OR REPLACE INTO cursors (name, position) VALUES (?1, ?2)").bind(1, name).bind(2, position).run();
 }
 
 std::map<std::string, std::vector<std::string>> KeyStore::devices_with_keys() {

@@ -67,6 +67,22 @@ class KeyStore {
   // A device is gone: its keys, its inbox and its signatures go, and its user's peers hear.
   void delete_devices(const std::string& user_id, const std::vector<std::string>& devices);
   void delete_user(const std::string& user_id);
+  // Another server said one of its users' devices or keys changed (Server-Server API
+  // m.device_list_update, m.signing_key_update): local members sharing a room hear of it.
+  void remote_device_list_changed(const std::string& user_id);
+  // The device list changes after a position, oldest first: for other servers to hear of.
+  struct DeviceChange {
+    int64_t position = 0;
+    std::string user_id;
+    std::string device_id;  // a device, a signed cross-signing key, or "" (cross-signing keys)
+    int64_t previous = 0;   // the user's change before this one; 0 when none
+  };
+  std::vector<DeviceChange> device_changes_after(int64_t after, int limit);
+  // The position of a user's latest device list change (the stream_id of a device list).
+  int64_t last_device_change(const std::string& user_id);
+  // A named position some follower of the keys stream has reached ("federation.device_lists").
+  int64_t cursor(const std::string& name);
+  void set_cursor(const std::string& name, int64_t position);
   // {user: devices} of every device that has keys here.
   std::map<std::string, std::vector<std::string>> devices_with_keys();
 
