@@ -58,24 +58,32 @@ Response ask_server(Context& c, const Request& q, const std::string& path, const
 }  // namespace
 
 void add_device_routes(http::Router& r, http::Router& control, Context& c, const http::Runner& run) {
-  // POST /user/keys/query: our users' device keys, master and self-signing keys.
-  r.add_blocking("POST", "/_matrix/federation/v1/user/keys/query", run,
-                 signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
-                   const auto body = q.json();
-                   if (!body.contains("device_keys") || !body["device_keys"].is_object())
-                     return matrix_error(400, "M_BAD_JSON", "device_keys must be an object");
-                   return ask_room(c, "/v1/federation/keys/query", {{"origin", origin}, {"device_keys", body["device_keys"]}});
-                 }),
-                 "our users' device and cross-signing keys");
-  // POST /user/keys/claim: a one-time key (or the fallback key) per device.
-  r.add_blocking("POST", "/_matrix/federation/v1/user/keys/claim", run,
-                 signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
-                   const auto body = q.json();
-                   if (!body.contains("one_time_keys") || !body["one_time_keys"].is_object())
-                     return matrix_error(400, "M_BAD_JSON", "one_time_keys must be an object");
-                   return ask_room(c, "/v1/federation/keys/claim", {{"origin", origin}, {"one_time_keys", body["one_time_keys"]}});
-                 }),
-                 "claim one-time keys of our users' devices");
+  // POST /user/keys/query (our users' device keys, master and self-signing keys) and POST
+  // /user/keys/claim (a one-time key, else the fallback key, per device); and the same two
+  // asked of other servers for our members' clients.
+  struct Pass {
+    const char* path;
+    const char* field;
+    const char* room_path;
+    const char* control_path;
+    const char* what;
+  };
+  for (const auto& pass : {Pass{"/_matrix/federation/v1/user/keys/query", "device_keys", "/v1/federation/keys/query",
+                                "/v1/user/keys/query", "device and cross-signing keys"},
+                           Pass{"/_matrix/federation/v1/user/keys/claim", "one_time_keys", "/v1/federation/keys/claim",
+                                "/v1/user/keys/claim", "one-time keys, claimed"}}) {
+    r.add_blocking("POST", pass.path, run,
+                   signed_by_peer(c, [&c, pass](const Request& q, const std::string& origin) {
+                     const auto body = q.json();
+                     if (!body.contains(pass.field) || !body[pass.field].is_object())
+                       return matrix_error(400, "M_BAD_JSON", std::string(pass.field) + " must be an object");
+                     return ask_room(c, pass.room_path, {{"origin", origin}, {pass.field, body[pass.field]}});
+                   }),
+                   std::string("our users' ") + pass.what);
+    control.add_blocking("POST", pass.control_path, run, [&c, pass](const Request& q) {
+      return ask_server(c, q, pass.path, pass.field);
+    }, std::string("another server's users' ") + pass.what + " for a member's client ({server, " + pass.field + "})");
+  }
   // GET /user/devices/{userId}: what a server that missed device list updates resyncs from.
   r.add_blocking("GET", "/_matrix/federation/v1/user/devices/{userId}", run,
                  signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
@@ -84,13 +92,6 @@ void add_device_routes(http::Router& r, http::Router& control, Context& c, const
                    return ask_room(c, "/v1/federation/devices", {{"origin", origin}, {"user_id", user_id}});
                  }),
                  "one of our users' devices and their keys");
-
-  control.add_blocking("POST", "/v1/user/keys/query", run, [&c](const Request& q) {
-    return ask_server(c, q, "/_matrix/federation/v1/user/keys/query", "device_keys");
-  }, "ask another server for its users' keys ({server, device_keys}), for a member's client");
-  control.add_blocking("POST", "/v1/user/keys/claim", run, [&c](const Request& q) {
-    return ask_server(c, q, "/_matrix/federation/v1/user/keys/claim", "one_time_keys");
-  }, "claim one-time keys of another server's users ({server, one_time_keys}), for a member's client");
 }
 
 }  // namespace coop::federate

@@ -4,13 +4,11 @@
 #include <arpa/inet.h>
 #include <nlohmann/json.hpp>
 
-#include <cctype>
+#include "workers/matrix/glob.h"
 
 namespace coop::matrix {
 
 namespace {
-
-char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
 // The host part of a server name: "[::1]:8448" -> "[::1]", "example.org:8448" -> "example.org".
 std::string_view host_of(std::string_view name) {
@@ -30,33 +28,11 @@ bool is_ip_literal(std::string_view host) {
 bool any_matches(const nlohmann::json& list, std::string_view host) {
   if (!list.is_array()) return false;
   for (const auto& entry : list)
-    if (entry.is_string() && acl_glob_matches(entry.get_ref<const std::string&>(), host)) return true;
+    if (entry.is_string() && glob_matches(entry.get_ref<const std::string&>(), std::string(host))) return true;
   return false;
 }
 
 }  // namespace
-
-bool acl_glob_matches(std::string_view pattern, std::string_view text) {
-  // Iterative matching with one backtrack point (the last `*`): linear in practice, and no
-  // pattern a room admin writes can make it recurse or blow up.
-  std::size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || lower(pattern[p]) == lower(text[t]))) {
-      ++p;
-      ++t;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
 
 bool server_acl_allows(const nlohmann::json& content, std::string_view server_name) {
   // No ACL; or a redacted one, whose content is empty: read literally it would cut the room off

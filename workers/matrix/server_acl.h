@@ -12,12 +12,9 @@ namespace coop::matrix {
 
 // Whether an m.room.server_acl content admits a server. The port is dropped first; an IP
 // literal is refused when allow_ip_literals is false; a match in `deny` refuses, then a match
-// in `allow` admits, and anything else is refused. `*` matches any run of characters and `?`
-// one, ignoring ASCII case. A missing or malformed `allow` allows no one, as the spec says; an
-// empty content (a redacted ACL) is no ACL.
+// in `allow` admits, and anything else is refused; entries are Matrix globs (glob.h). A
+// missing or malformed `allow` allows no one, as the spec says; an empty content (a redacted
+// ACL) is no ACL.
 bool server_acl_allows(const nlohmann::json& content, std::string_view server_name);
-
-// The glob of ACL entries: `*` any run (also empty), `?` one character, ASCII case ignored.
-bool acl_glob_matches(std::string_view pattern, std::string_view text);
 
 }  // namespace coop::matrix

@@ -8,17 +8,13 @@
 #include <vector>
 
 #include "common/text.h"
+#include "workers/matrix/glob.h"
 
 namespace coop::room {
 
 using nlohmann::json;
 
 namespace {
-
-// Patterns and values beyond these lengths are cut: a member's rule must not make the worker
-// spend long on every message of a busy room.
-constexpr std::size_t kMaxPatternBytes = 256;
-constexpr std::size_t kMaxMatchedBytes = 4096;
 
 json rule(const char* id, json conditions, json actions, bool enabled = true) {
   return json{{"rule_id", id}, {"default", true}, {"enabled", enabled}, {"conditions", conditions}, {"actions", actions}};
@@ -51,14 +47,6 @@ const json* value_at(const json& event, const std::string& key) {
   return step() ? at : nullptr;
 }
 
-bool word_byte(unsigned char c) { return std::isalnum(c) || c == '_' || c >= 0x80; }
-
-// The pattern's states reachable without consuming input from those in `states`.
-void close_over_stars(const std::string& pattern, std::vector<char>& states) {
-  for (std::size_t i = 0; i < pattern.size(); ++i)
-    if (states[i] && pattern[i] == '*') states[i + 1] = 1;
-}
-
 bool member_count_matches(const std::string& is, int64_t count) {
   std::size_t digits = is.find_first_of("0123456789");
   if (digits == std::string::npos || is.find_first_not_of("0123456789", digits) != std::string::npos) return false;
@@ -82,9 +70,9 @@ bool contains_words(const std::string& text, const std::string& words) {
   if (words.empty()) return false;
   const auto haystack = ascii_lower(text), needle = ascii_lower(words);
   for (auto at = haystack.find(needle); at != std::string::npos; at = haystack.find(needle, at + 1)) {
-    const bool starts = at == 0 || !word_byte(haystack[at - 1]);
+    const bool starts = at == 0 || !matrix::word_byte(haystack[at - 1]);
     const auto end = at + needle.size();
-    const bool ends = end == haystack.size() || !word_byte(haystack[end]);
+    const bool ends = end == haystack.size() || !matrix::word_byte(haystack[end]);
     if (starts && ends) return true;
   }
   return false;
@@ -156,34 +144,6 @@ json PushActions::actions() const {
   if (!sound.empty()) out.push_back({{"set_tweak", "sound"}, {"value", sound}});
   if (highlight) out.push_back({{"set_tweak", "highlight"}});
   return out;
-}
-
-bool glob_matches(const std::string& pattern_in, const std::string& value_in, bool whole_words) {
-  const std::string pattern = ascii_lower(pattern_in.substr(0, kMaxPatternBytes));
-  const std::string value = ascii_lower(value_in.substr(0, kMaxMatchedBytes));
-  // A set-of-states simulation of the glob: linear in the value for each pattern position, so
-  // no pattern can make it backtrack. For whole words, a match may start at any word start
-  // and must end at a word end.
-  const std::size_t m = pattern.size();
-  std::vector<char> states(m + 1, 0), next(m + 1, 0);
-  auto start_here = [&](std::size_t pos) { return !whole_words ? pos == 0 : pos == 0 || !word_byte(value[pos - 1]); };
-  auto end_here = [&](std::size_t pos) { return !whole_words ? pos == value.size() : pos == value.size() || !word_byte(value[pos]); };
-  for (std::size_t pos = 0;; ++pos) {
-    if (start_here(pos)) states[0] = 1;
-    close_over_stars(pattern, states);
-    if (states[m] && end_here(pos)) return true;
-    if (pos == value.size()) return false;
-    std::fill(next.begin(), next.end(), 0);
-    bool any = false;
-    for (std::size_t i = 0; i < m; ++i) {
-      if (!states[i]) continue;
-      if (pattern[i] == '*') next[i] = 1;
-      else if (pattern[i] == '?' || pattern[i] == value[pos]) next[i + 1] = 1;
-      any = true;
-    }
-    states.swap(next);
-    if (!any && !whole_words) return false;
-  }
 }
 
 json default_push_rules(const std::string& user_id) {

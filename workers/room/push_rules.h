@@ -9,6 +9,8 @@
 #include <functional>
 #include <string>
 
+#include "workers/matrix/glob.h"
+
 namespace coop::room {
 
 // The server-default rules ("Predefined Rules"), in the shape GET /pushrules answers.
@@ -39,8 +41,7 @@ struct PushActions {
 // underride), decides; no match means no notification.
 PushActions evaluate_push_rules(const nlohmann::json& global, const nlohmann::json& event, const PushContext& context);
 
-// event_match's glob (* and ?), case-insensitive; whole_words for content.body, where the
-// pattern may match any run of whole words.
-bool glob_matches(const std::string& pattern, const std::string& value, bool whole_words);
+// event_match's glob (workers/matrix/glob.h).
+using matrix::glob_matches;
 
 }  // namespace coop::room

@@ -140,6 +140,14 @@ std::vector<std::string> first_column(sqlite::Statement& stmt) {
   return values;
 }
 
+// The first column of the first row as an integer, `otherwise` when there is no row; the
+// statement is reset after.
+int64_t first_integer(sqlite::Statement& stmt, int64_t otherwise = 0) {
+  const int64_t value = stmt.step() ? stmt.column_int64(0) : otherwise;
+  stmt.reset();
+  return value;
+}
+
 bool boolean_field(const json& object, const char* name) {
   const auto it = object.find(name);
   return it != object.end() && it->is_boolean() && it->get<bool>();
@@ -242,11 +250,7 @@ void KeyStore::on_change(std::function<void(const StoreChange&)> callback) {
 
 int64_t KeyStore::position() {
   auto db = impl_->read();
-  auto& stmt = db->prepare("SELECT coalesce(max(position), 0) FROM stream");
-  stmt.step();
-  const auto position = stmt.column_int64(0);
-  stmt.reset();
-  return position;
+  return first_integer(db->prepare("SELECT coalesce(max(position), 0) FROM stream"));
 }
 
 void KeyStore::upload(const std::string& user_id, const std::string& device_id, const json& device_keys,
@@ -493,21 +497,12 @@ std::vector<KeyStore::DeviceChange> KeyStore::device_changes_after(int64_t after
 
 int64_t KeyStore::last_device_change(const std::string& user_id) {
   auto db = impl_->read();
-  auto& stmt = db->prepare("SELECT coalesce(max(position), 0) FROM device_list_changes WHERE user_id = ?1");
-  stmt.bind(1, user_id);
-  stmt.step();
-  const auto position = stmt.column_int64(0);
-  stmt.reset();
-  return position;
+  return first_integer(db->prepare("SELECT coalesce(max(position), 0) FROM device_list_changes WHERE user_id = ?1").bind(1, user_id));
 }
 
 int64_t KeyStore::cursor(const std::string& name) {
   auto db = impl_->read();
-  auto& stmt = db->prepare("SELECT position FROM cursors WHERE name = ?1");
-  stmt.bind(1, name);
-  const int64_t position = stmt.step() ? stmt.column_int64(0) : 0;
-  stmt.reset();
-  return position;
+  return first_integer(db->prepare("SELECT position FROM cursors WHERE name = ?1").bind(1, name));
 }
 
 void KeyStore::set_cursor(const std::string& name, int64_t position) {
