@@ -1045,6 +1045,63 @@ def test_device_lists_update_over_federation():
     with_room(scenario)
 
 
+def test_send_leave_takes_only_leaves():
+    """Complement TestCannotSendNonLeaveViaSendLeaveV1 and V2: send_leave refuses anything but
+    the asking server's user leaving; then a real leave made from make_leave's template (v2)
+    takes bob out of the room."""
+    def scenario(s):
+        fake = s.fake
+        for kind, content, key in (("m.room.message", message("not a leave"), None),
+                                   ("m.room.member", {"membership": "join"}, BOB),
+                                   ("m.room.member", {"membership": "ban"}, BOB)):
+            event_id, event = fake.new_event(kind, content, state_key=key, advance=False)
+            for version in ("v1", "v2"):
+                status, body = fake.call(s.fed_url, "PUT", f"/_matrix/federation/{version}/send_leave/{q(s.room_id)}/{q(event_id)}", event)
+                assert status == 400, (kind, content, version, status, body)
+            assert alice_sees(s, event_id)[0] == 404
+        # A leave for another server's user, signed by the fake: refused as well.
+        dave = "@dave:elsewhere.test"
+        event_id, event = fake.new_event("m.room.member", {"membership": "leave"}, state_key=dave, sender=dave, advance=False)
+        status, body = fake.call(s.fed_url, "PUT", f"/_matrix/federation/v2/send_leave/{q(s.room_id)}/{q(event_id)}", event)
+        assert status in (400, 401, 403), (status, body)
+        # make_leave for someone else's user is refused; for bob it is a template bob signs.
+        status, body = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/make_leave/{q(s.room_id)}/{q(ALICE)}")
+        assert status == 403, (status, body)
+        status, made = fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/make_leave/{q(s.room_id)}/{q(BOB)}")
+        assert status == 200 and made["event"]["content"]["membership"] == "leave", (status, made)
+        template = made["event"]
+        template["origin_server_ts"] = now_ms()
+        template["origin"] = REMOTE
+        leave, leave_id = finish(template, REMOTE, fake.key)
+        status, body = fake.call(s.fed_url, "PUT", f"/_matrix/federation/v2/send_leave/{q(s.room_id)}/{q(leave_id)}", leave)
+        assert status == 200 and body == {}, (status, body)
+        status, members, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/joined_members")
+        assert status == 200 and BOB not in members["joined"], members
+
+    with_room(scenario)
+
+
+def test_federation_redact_sends_without_event():
+    """Complement TestFederationRedactSendsWithoutEvent: a redaction of an event coop has not
+    got is taken; when the event comes after it, it shows redacted."""
+    def scenario(s):
+        fake = s.fake
+        base = fake.latest
+        target_id, target = fake.new_event("m.room.message", message("to be redacted"), prev=[base], advance=False)
+        redaction_id, redaction = fake.new_event("m.room.redaction", {"redacts": target_id}, prev=[base])
+        status, answer = fake.send(s.fed_url, [redaction])
+        assert status == 200 and answer["pdus"] == {redaction_id: {}}, answer
+        wait_for(lambda: alice_sees(s, redaction_id)[0] == 200, 10, "alice sees the redaction")
+        status, answer = fake.send(s.fed_url, [target])
+        assert status == 200 and "error" not in answer["pdus"].get(target_id, {}), answer
+        status, seen = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(alice_sees(s, target_id)), 10,
+                                "alice sees the late event")
+        assert seen["content"] == {}, seen
+        assert all("to be redacted" not in json.dumps(e) for e in timeline(s))
+
+    with_room(scenario)
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -1059,4 +1116,6 @@ if __name__ == "__main__":
         test_federation_key_upload_query,
         test_to_device_messages_over_federation,
         test_device_lists_update_over_federation,
+        test_send_leave_takes_only_leaves,
+        test_federation_redact_sends_without_event,
     ])

@@ -339,7 +339,24 @@ struct Federation {
   void publish(const json& event, int64_t stream, const std::string& version) {
     s.record_push_actions(event, stream);
     s.index_for_search(event);
-    if (event.value("type", "") == "m.room.redaction" && may_redact(event)) s.apply_redaction(event, version);
+    if (event.value("type", "") == "m.room.redaction") {
+      if (may_redact(event)) s.apply_redaction(event, version);
+    } else {
+      // A redaction that came first (Complement's TestFederationRedactSendsWithoutEvent):
+      // applied now that its target is here, if its sender may.
+      auto& earlier = db.prepare(
+          "SELECT json FROM events WHERE type = 'm.room.redaction' AND room_id = ?2 AND "
+          "coalesce(json_extract(json, '$.content.redacts'), json_extract(json, '$.redacts')) = ?1 AND status = 0");
+      earlier.bind(1, event.value("event_id", "")).bind(2, event.value("room_id", ""));
+      std::vector<json> redactions;
+      while (earlier.step()) redactions.push_back(json::parse(earlier.column_text(0)));
+      earlier.reset();
+      for (const auto& redaction : redactions)
+        if (may_redact(redaction)) {
+          s.apply_redaction(redaction, version);
+          break;
+        }
+    }
     s.pending.rooms.insert(event.value("room_id", ""));
   }
 };

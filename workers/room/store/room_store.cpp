@@ -265,6 +265,12 @@ constexpr sqlite::Migration kMigrations[] = {
         at       INTEGER NOT NULL
       ) WITHOUT ROWID;
     )sql"},
+    // Redactions by what they redact: an event from another server may come after a
+    // redaction of it, and is then redacted as it is stored.
+    {13, R"sql(
+      CREATE INDEX events_by_redacted ON events (coalesce(json_extract(json, '$.content.redacts'), json_extract(json, '$.redacts')))
+        WHERE type = 'm.room.redaction';
+    )sql"},
 };
 
 }  // namespace
