@@ -1,5 +1,8 @@
-// Room version 11 authorization rules.
+// Room versions 10, 11 and 12 authorization rules.
 #include "workers/matrix/auth_rules.h"
+
+#include <algorithm>
+#include <vector>
 
 #include "common/error.h"
 
@@ -12,6 +15,34 @@ namespace {
 [[noreturn]] void forbidden(const std::string& why) { throw Error(errc::kMForbidden, why, 403); }
 
 }  // namespace
+
+std::string room_version_of(const json& create) {
+  const auto content = create.find("content");
+  if (content == create.end() || !content->is_object()) return "1";
+  const auto version = content->find("room_version");
+  return version != content->end() && version->is_string() ? version->get<std::string>() : "1";
+}
+
+bool has_room_creators(const std::string& version) { return version == "12"; }
+
+std::vector<std::string> room_creators(const json& create) {
+  if (!has_room_creators(room_version_of(create))) return {};
+  std::vector<std::string> creators{create.value("sender", "")};
+  const auto& content = create["content"];
+  if (const auto more = content.find("additional_creators"); more != content.end() && more->is_array())
+    for (const auto& user : *more)
+      if (user.is_string()) creators.push_back(user.get<std::string>());
+  return creators;
+}
+
+std::string implied_create_id(const json& event) {
+  const auto room = event.find("room_id");
+  if (room == event.end() || !room->is_string()) return "";
+  const auto& id = room->get_ref<const std::string&>();
+  // Room version 12 "Room IDs": a room ID without a server part is its create event's ID.
+  if (id.size() < 2 || id[0] != '!' || id.find(':') != std::string::npos) return "";
+  return "$" + id.substr(1);
+}
 
 const json* state_of(const StateMap& state, const std::string& type, const std::string& key) {
   auto it = state.find({type, key});
@@ -66,9 +97,11 @@ const json* member_of(const json* object, const char* key) {
 struct PowerLevels {
   const json* content = nullptr;  // the m.room.power_levels event's content, in the state
   std::string creator;
+  std::vector<std::string> creators;  // room version 12: the creators, whose level is infinite
   bool present = false;
 
   int64_t user(const std::string& user_id) const {
+    if (std::find(creators.begin(), creators.end(), user_id) != creators.end()) return kInfinitePower;
     if (!present) return user_id == creator ? 100 : 0;
     if (const auto* users = member_of(content, "users"); users && users->is_object()) {
       const auto it = users->find(user_id);
@@ -92,7 +125,10 @@ struct PowerLevels {
 
 PowerLevels power_levels(const StateMap& state) {
   PowerLevels pl;
-  if (const auto* create = state_of(state, "m.room.create")) pl.creator = create->value("sender", "");
+  if (const auto* create = state_of(state, "m.room.create")) {
+    pl.creator = create->value("sender", "");
+    pl.creators = room_creators(*create);
+  }
   if (const auto* levels = state_of(state, "m.room.power_levels")) {
     static const json kEmpty = json::object();
     pl.present = true;
@@ -126,8 +162,23 @@ void authorize_checked(const json& event, const StateMap& state, const Membershi
   const std::string type = event.value("type", "");
   const std::string sender = event.value("sender", "");
   if (type == "m.room.create") {
-    // Rule 1: a room's first event, by a user of the server in its room ID.
+    // Rule 1: a room's first event.
     if (!state.empty()) forbidden("the room already exists");
+    if (has_room_creators(room_version_of(event))) {
+      // Room version 12, rules 1.2 and 1.4: no room ID (the event's own ID is the room's), and
+      // additional creators that are user IDs as the sender is.
+      if (event.contains("room_id")) forbidden("a room version 12 create event has no room_id");
+      const auto& content = event["content"];
+      if (const auto more = content.find("additional_creators"); more != content.end()) {
+        if (!more->is_array()) forbidden("additional_creators must be a list of user IDs");
+        for (const auto& user : *more)
+          if (!user.is_string() || user.get_ref<const std::string&>().size() > 255 || user.get_ref<const std::string&>()[0] != '@' ||
+              user.get_ref<const std::string&>().find(':') == std::string::npos)
+            forbidden("additional_creators must be a list of user IDs");
+      }
+      return;
+    }
+    // Rule 1.2 (versions 10, 11): by a user of the server in its room ID.
     const std::string room_id = event.value("room_id", "");
     const auto at = [](const std::string& id) { const auto c = id.find(':'); return c == std::string::npos ? std::string() : id.substr(c + 1); };
     if (at(room_id).empty() || at(room_id) != at(sender)) forbidden("the room's creator is not of the room ID's server");
@@ -135,6 +186,9 @@ void authorize_checked(const json& event, const StateMap& state, const Membershi
   }
   const auto* create = state_of(state, "m.room.create");
   if (!create) forbidden("no m.room.create event in the room");
+  // Room version 12, rule 2: the room ID is the create event's ID (with "!" for "$").
+  if (has_room_creators(room_version_of(*create)) && implied_create_id(event) != create->value("event_id", ""))
+    forbidden("the room ID is not that of the room's create event");
   const auto pl = power_levels(state);
   const auto sender_membership = membership_in(state, sender);
 
@@ -202,7 +256,13 @@ void authorize_checked(const json& event, const StateMap& state, const Membershi
     const std::string key = event.value("state_key", "");
     if (!key.empty() && key[0] == '@' && key != sender) forbidden("state keys that are user IDs belong to that user");
   }
-  if (type == "m.room.power_levels") check_power_levels_integers(event.value("content", json::object()));
+  if (type == "m.room.power_levels") {
+    check_power_levels_integers(event.value("content", json::object()));
+    // Room version 12, rule 10.4: creators are above every level and are not listed.
+    const json listed = event.value("content", json::object()).value("users", json::object());
+    for (const auto& creator : pl.creators)
+      if (listed.contains(creator)) forbidden("room creators cannot be given a power level");
+  }
   if (type == "m.room.power_levels" && pl.present) {
     // Nobody grants more than they hold, or changes someone at or above their own level.
     const auto mine = pl.user(sender);

@@ -1,13 +1,15 @@
-// The room authorization rules (Matrix spec, room version 11 "Authorization rules"), shared by
-// the client-side worker and the federation worker that will check remote events.
+// The room authorization rules (Matrix spec, room versions 10, 11 and 12 "Authorization
+// rules"), shared by the client-side worker and the federation worker.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace coop::matrix {
 
@@ -18,6 +20,18 @@ using StateMap = std::map<std::pair<std::string, std::string>, nlohmann::json>;
 using MembershipLookup = std::function<bool(const std::string& room_id, const std::string& user_id)>;
 
 const nlohmann::json* state_of(const StateMap& state, const std::string& type, const std::string& key = "");
+
+// Room versions (Matrix spec "Room Versions"): the version a create event names ("1" when
+// none); whether it has room creators with infinite power and domain-less room IDs (12).
+std::string room_version_of(const nlohmann::json& create);
+bool has_room_creators(const std::string& version);
+// Room version 12: the sender of the create event and its additional_creators; empty before.
+std::vector<std::string> room_creators(const nlohmann::json& create);
+// Room version 12: the create event a domain-less room ID names ("$" + the ID without "!"),
+// which every other event of the room has as an implied auth event; "" for other room IDs.
+std::string implied_create_id(const nlohmann::json& event);
+// A room creator's power level: above any integer a power levels event can hold.
+inline constexpr int64_t kInfinitePower = INT64_MAX;
 
 // Throws coop::Error(errc::kMForbidden) naming the rule that refuses the event against the state
 // before it. Covered: create, membership transitions (join, invite, leave, kick, ban, unban,

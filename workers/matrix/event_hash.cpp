@@ -1,4 +1,5 @@
-// Redaction algorithms (room versions 1-11), content hashes, reference hashes and event IDs.
+// Redaction algorithms (room versions 1-12; 12 redacts as 11 does), content hashes, reference
+// hashes and event IDs.
 #include "workers/matrix/event_hash.h"
 
 #include <sodium.h>
@@ -36,7 +37,7 @@ struct RedactionRules {
 RedactionRules rules_for(std::string_view room_version) {
   int version = 0;
   const auto [end, ec] = std::from_chars(room_version.data(), room_version.data() + room_version.size(), version);
-  if (ec != std::errc() || end != room_version.data() + room_version.size() || version < 1 || version > 11 ||
+  if (ec != std::errc() || end != room_version.data() + room_version.size() || version < 1 || version > 12 ||
       room_version.front() == '0')
     throw coop::Error(errc::kUnsupportedRoomVersion,
                       "unsupported room version \"" + std::string(room_version) + "\"", 400);
@@ -144,6 +145,11 @@ nlohmann::json with_content_hash(nlohmann::json event) {
 
 std::string reference_hash(const nlohmann::json& event, std::string_view room_version) {
   return unpadded_base64(reference_hash_bytes(event, room_version));
+}
+
+std::string room_id_for(const nlohmann::json& create, std::string_view room_version) {
+  // Room version 12 "Room IDs": the create event's ID with "!" for "$".
+  return "!" + event_id_for(create, room_version).substr(1);
 }
 
 std::string event_id_for(const nlohmann::json& event, std::string_view room_version) {

@@ -32,5 +32,7 @@ std::string reference_hash(const nlohmann::json& event, std::string_view room_ve
 // 4+ and standard unpadded base64 for version 3. Versions 1 and 2 have server-chosen IDs and
 // throw coop::Error(errc::kUnsupportedRoomVersion).
 std::string event_id_for(const nlohmann::json& event, std::string_view room_version);
+// Room version 12: the room ID a create event makes, its event ID with "!" for "$".
+std::string room_id_for(const nlohmann::json& create, std::string_view room_version);
 
 }  // namespace coop::matrix

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "workers/matrix/canonical_json.h"
 #include "workers/matrix/event_hash.h"
+#include "workers/matrix/ids.h"
 #include "workers/matrix/signing.h"
 #include "workers/matrix/state_res.h"
 
@@ -20,11 +21,6 @@ constexpr std::size_t kMaxPduBytes = 65536;
 constexpr std::size_t kMaxIdBytes = 255;
 constexpr std::size_t kMaxAuthEvents = 10;
 constexpr std::size_t kMaxPrevEvents = 20;
-
-std::string server_of(const std::string& id) {
-  const auto colon = id.find(':');
-  return colon == std::string::npos ? "" : id.substr(colon + 1);
-}
 
 bool is_string(const json& pdu, const char* key, std::size_t max = kMaxIdBytes) {
   const auto it = pdu.find(key);
@@ -41,8 +37,9 @@ bool is_id_list(const json& pdu, const char* key, std::size_t max) {
 }
 
 // Step 1: the room version's event format (versions 3+: no event_id in the PDU, IDs of
-// events it cites as strings) and the size limits. "" when it is valid, else why not.
-std::string format_error(const json& pdu) {
+// events it cites as strings; version 12: no room_id on the create event, a room ID without
+// a server part on the others) and the size limits. "" when it is valid, else why not.
+std::string format_error(const json& pdu, std::string_view room_version) {
   if (!pdu.is_object()) return "not a JSON object";
   std::string canonical;
   try {
@@ -51,11 +48,22 @@ std::string format_error(const json& pdu) {
     return std::string("not canonical JSON: ") + e.what();
   }
   if (canonical.size() > kMaxPduBytes) return "larger than 65536 bytes";
-  for (const char* key : {"room_id", "sender", "type"})
+  for (const char* key : {"sender", "type"})
     if (!is_string(pdu, key) || pdu[key].get_ref<const std::string&>().empty()) return std::string(key) + " is missing or too long";
   const std::string sender = pdu["sender"];
   if (sender[0] != '@' || server_of(sender).empty()) return "sender is not a user ID";
-  if (pdu["room_id"].get_ref<const std::string&>()[0] != '!') return "room_id is not a room ID";
+  const bool v12 = has_room_creators(std::string(room_version));
+  if (v12 && pdu["type"] == "m.room.create") {
+    if (pdu.contains("room_id")) return "a room version 12 create event has no room_id";
+  } else {
+    if (!is_string(pdu, "room_id") || pdu["room_id"].get_ref<const std::string&>().empty()) return "room_id is missing or too long";
+    const auto& room_id = pdu["room_id"].get_ref<const std::string&>();
+    if (room_id[0] != '!') return "room_id is not a room ID";
+    // Version 12: "!" and the 43 characters of the create event's URL-safe base64 hash.
+    if (v12 && (room_id.size() != 44 || room_id.find_first_not_of(
+                    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 1) != std::string::npos))
+      return "room_id is not a room version 12 room ID";
+  }
   if (pdu.contains("state_key") && !is_string(pdu, "state_key")) return "state_key is not a string of at most 255 bytes";
   if (!pdu.contains("content") || !pdu["content"].is_object()) return "content is not an object";
   if (!is_id_list(pdu, "auth_events", kMaxAuthEvents)) return "auth_events is not a list of at most 10 event IDs";
@@ -100,11 +108,11 @@ bool signed_by(const json& pdu, const std::string& server, std::string_view room
 
 PduCheck check_pdu(const json& pdu, std::string_view room_version, const KeyLookup& keys) {
   PduCheck result;
-  if (room_version != "10" && room_version != "11") {
+  if (room_version != "10" && room_version != "11" && room_version != "12") {
     result.reason = "room version " + std::string(room_version) + " is not supported for federation";
     return result;
   }
-  if (auto error = format_error(pdu); !error.empty()) {
+  if (auto error = format_error(pdu, room_version); !error.empty()) {
     result.reason = error;
     return result;
   }
@@ -129,7 +137,7 @@ PduCheck check_pdu(const json& pdu, std::string_view room_version, const KeyLook
 }
 
 void check_against_auth_events(const json& event, const std::vector<json>& auth_events,
-                               const MembershipLookup& joined_elsewhere) {
+                               const MembershipLookup& joined_elsewhere, const json* room_create) {
   auto reject = [](const std::string& why) { throw Error(errc::kMForbidden, why, 403); };
   const auto wanted = auth_types_for(event);
   const std::set<std::pair<std::string, std::string>> allowed(wanted.begin(), wanted.end());
@@ -141,6 +149,12 @@ void check_against_auth_events(const json& event, const std::vector<json>& auth_
     std::pair<std::string, std::string> key{auth["type"], auth["state_key"]};
     if (!allowed.count(key)) reject("auth event " + key.first + " (" + key.second + ") is not one the rules read");
     if (!state.emplace(key, auth).second) reject("two auth events for " + key.first + " (" + key.second + ")");
+  }
+  // Room version 12: the create event is never among the auth events (the selection does not
+  // ask for it, so listing it was refused above); the room ID names it.
+  if (const auto implied = implied_create_id(event); !implied.empty()) {
+    if (!room_create || room_create->value("event_id", "") != implied) reject("the room's create event is not known here");
+    state[{"m.room.create", ""}] = *room_create;
   }
   if (event.value("type", "") != "m.room.create" && !state.count({"m.room.create", ""}))
     reject("no m.room.create among the auth events");

@@ -32,7 +32,7 @@ struct PduCheck {
 // A server's public key for a key ID (unpadded base64), nullopt when it cannot be had.
 using KeyLookup = std::function<std::optional<std::string>(const std::string& server, const std::string& key_id)>;
 
-// Steps 1-3 for room versions 3 to 11. Limits (spec "Size limits"): 65,536 bytes of canonical
+// Steps 1-3 for room versions 10 to 12. Limits (spec "Size limits"): 65,536 bytes of canonical
 // JSON; sender, room_id, type and state_key at most 255 bytes; at most 10 auth_events and 20
 // prev_events.
 PduCheck check_pdu(const nlohmann::json& pdu, std::string_view room_version, const KeyLookup& keys);
@@ -41,7 +41,9 @@ PduCheck check_pdu(const nlohmann::json& pdu, std::string_view room_version, con
 // duplicates, nothing else, a create event among them, none of them rejected), and the event
 // passes the authorization rules against them. Throws coop::Error(errc::kMForbidden) naming
 // the rule that rejects it.
+// In room version 12, room_create is the create event the room ID implies (with its
+// event_id), which the auth events do not list.
 void check_against_auth_events(const nlohmann::json& event, const std::vector<nlohmann::json>& auth_events,
-                               const MembershipLookup& joined_elsewhere);
+                               const MembershipLookup& joined_elsewhere, const nlohmann::json* room_create = nullptr);
 
 }  // namespace coop::matrix

@@ -25,12 +25,15 @@ int64_t integer(const json& value, int64_t fallback) {
   return value.is_number_integer() ? value.get<int64_t>() : fallback;
 }
 
+// The event's auth events; in room version 12 with the create event its room ID implies.
 std::vector<std::string> auth_event_ids(const json& event) {
   std::vector<std::string> ids;
   const auto it = event.find("auth_events");
-  if (it == event.end() || !it->is_array()) return ids;
-  for (const auto& id : *it)
-    if (id.is_string()) ids.push_back(id.get<std::string>());
+  if (it != event.end() && it->is_array())
+    for (const auto& id : *it)
+      if (id.is_string()) ids.push_back(id.get<std::string>());
+  if (auto create = implied_create_id(event); !create.empty() && std::find(ids.begin(), ids.end(), create) == ids.end())
+    ids.push_back(std::move(create));
   return ids;
 }
 
@@ -61,6 +64,11 @@ const json* auth_event_of_type(const json& event, const char* type, EventSource&
 // without one, the room's creator has 100 and anyone else 0.
 int64_t sender_power(const json& event, EventSource& events) {
   const std::string sender = text(event, "sender");
+  // Room version 12: the creators are above every level, power levels event or not.
+  if (const auto* create = auth_event_of_type(event, "m.room.create", events)) {
+    const auto creators = room_creators(*create);
+    if (std::find(creators.begin(), creators.end(), sender) != creators.end()) return kInfinitePower;
+  }
   if (const auto* levels = auth_event_of_type(event, "m.room.power_levels", events)) {
     // Found in place: the content names every user with a level, and is read for many events.
     const auto content = levels->find("content");
@@ -107,6 +115,24 @@ void iterative_auth_checks(const std::vector<std::string>& order, StateIds& stat
 
 }  // namespace
 
+std::set<std::string> conflicted_subgraph(const std::set<std::string>& conflicted, EventSource& events) {
+  // Everything reachable backwards from a conflicted event through auth_events...
+  std::set<std::string> below;
+  for (const auto& id : conflicted) {
+    const auto& chain = events.auth_chain(id);
+    below.insert(chain.begin(), chain.end());
+  }
+  // ...that reaches back to a conflicted event itself lies on a path between two of them.
+  std::set<std::string> subgraph(conflicted.begin(), conflicted.end());
+  for (const auto& id : below) {
+    if (subgraph.count(id)) continue;
+    const auto& chain = events.auth_chain(id);
+    if (std::any_of(conflicted.begin(), conflicted.end(), [&chain](const std::string& c) { return chain.count(c) > 0; }))
+      subgraph.insert(id);
+  }
+  return subgraph;
+}
+
 const std::set<std::string>& EventSource::auth_chain(const std::string& event_id) {
   if (const auto found = chains_.find(event_id); found != chains_.end()) return found->second;
   // Iterative walk (a long chain must not exhaust the stack), reusing chains already known.
@@ -138,8 +164,9 @@ const json* EventMap::event(const std::string& event_id) {
 std::vector<std::pair<std::string, std::string>> auth_types_for(const json& event) {
   const std::string type = text(event, "type");
   if (type == "m.room.create") return {};
-  std::vector<std::pair<std::string, std::string>> keys{
-      {"m.room.create", ""}, {"m.room.power_levels", ""}, {"m.room.member", text(event, "sender")}};
+  std::vector<std::pair<std::string, std::string>> keys{{"m.room.power_levels", ""}, {"m.room.member", text(event, "sender")}};
+  // Room version 12: the create event is never selected; the room ID implies it.
+  if (implied_create_id(event).empty()) keys.insert(keys.begin(), {"m.room.create", ""});
   if (type == "m.room.member") {
     const json content = event.value("content", json::object());
     const std::string membership = text(content, "membership");
@@ -243,7 +270,8 @@ std::vector<std::string> mainline_order(const std::set<std::string>& event_ids, 
 }
 
 StateIds resolve_state_v2(const std::vector<StateIds>& state_sets, EventSource& events,
-                          const MembershipLookup& joined_elsewhere) {
+                          const MembershipLookup& joined_elsewhere, StateResVersion version) {
+  const bool v2_1 = version == StateResVersion::kV2_1;
   if (state_sets.empty()) return {};
   if (state_sets.size() == 1) return state_sets.front();
 
@@ -285,6 +313,11 @@ StateIds resolve_state_v2(const std::vector<StateIds>& state_sets, EventSource& 
     if (events.event(id)) full_conflicted.insert(id);
   for (const auto& [id, count] : chain_count)
     if (count < state_sets.size() && events.event(id)) full_conflicted.insert(id);
+  // State resolution v2.1 (room version 12): and the conflicted state subgraph, every event on
+  // an auth path from one conflicted event to another (what replaying them needs).
+  if (v2_1)
+    for (const auto& id : conflicted_subgraph(conflicted, events))
+      if (events.event(id)) full_conflicted.insert(id);
 
   // Step 1: the power events, with the parts of their auth chains that conflict too.
   std::set<std::string> power;
@@ -294,8 +327,9 @@ StateIds resolve_state_v2(const std::vector<StateIds>& state_sets, EventSource& 
       for (const auto& auth_id : events.auth_chain(id))
         if (full_conflicted.count(auth_id)) power.insert(auth_id);
     }
-  // Step 2: replay them, in reverse topological power order, onto the unconflicted state.
-  StateIds resolved = unconflicted;
+  // Step 2: replay them, in reverse topological power order, onto the unconflicted state; in
+  // v2.1 onto an empty state (the auth events fill in what the rules need).
+  StateIds resolved = v2_1 ? StateIds{} : unconflicted;
   iterative_auth_checks(reverse_topological_power_order(power, events), resolved, events, joined_elsewhere);
 
   // Steps 3 and 4: the rest, in mainline order of the power levels just resolved.

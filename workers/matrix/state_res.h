@@ -1,6 +1,6 @@
 // State resolution: the state of a room where its history forked, as every server computes it
 // alike (Matrix spec, Server-Server API "Room State Resolution"; the algorithm of room version
-// 2, which versions 2 to 11 use). Pure: events come from an EventSource, the room's store in
+// 2, which versions 2 to 11 use, and its v2.1 of room version 12). Pure: events come from an EventSource, the room's store in
 // coop-room and coop-federate, a map in the tests.
 #pragma once
 
@@ -49,10 +49,21 @@ class EventMap : public EventSource {
 // the join rules.
 std::vector<std::pair<std::string, std::string>> auth_types_for(const nlohmann::json& event);
 
-// State resolution v2. Events that are unknown, or fail the auth rules when they are replayed,
-// drop out of the result.
+// v2: room versions 2 to 11; v2.1: room version 12 (replays from an empty state and takes in
+// the conflicted state subgraph, Matrix spec room version 12 "State resolution").
+enum class StateResVersion { kV2, kV2_1 };
+inline StateResVersion state_res_for(const std::string& room_version) {
+  return room_version == "12" ? StateResVersion::kV2_1 : StateResVersion::kV2;
+}
+
+// State resolution v2 (or v2.1). Events that are unknown, or fail the auth rules when they are
+// replayed, drop out of the result.
 StateIds resolve_state_v2(const std::vector<StateIds>& state_sets, EventSource& events,
-                          const MembershipLookup& joined_elsewhere);
+                          const MembershipLookup& joined_elsewhere, StateResVersion version = StateResVersion::kV2);
+
+// State resolution v2.1's conflicted state subgraph: the conflicted events and every event on
+// an auth_events path from one of them to another.
+std::set<std::string> conflicted_subgraph(const std::set<std::string>& conflicted, EventSource& events);
 
 // The two orderings the algorithm sorts by, exposed for tests.
 // Reverse topological power ordering: auth events first; among the rest, the sender with more

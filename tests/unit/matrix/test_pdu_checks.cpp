@@ -161,3 +161,41 @@ TEST_CASE("auth events from another room, and a create event for another server'
   own["room_id"] = "!mine:evil.test";
   CHECK_NOTHROW(check_against_auth_events(own, {}, nobody_elsewhere));
 }
+
+TEST_CASE("room version 12: the create event has no room ID, the others carry its hash, and it is never an auth event") {
+  json create{{"sender", "@bob:b.test"}, {"type", "m.room.create"}, {"state_key", ""},
+              {"content", {{"room_version", "12"}}}, {"origin_server_ts", 1000}, {"depth", 1},
+              {"prev_events", json::array()}, {"auth_events", json::array()}};
+  create = sign_event(with_content_hash(create), "b.test", remote_key(), "12");
+  const auto checked_create = check_pdu(create, "12", keys());
+  REQUIRE(checked_create.verdict == PduVerdict::kAccepted);
+  const std::string room_id = room_id_for(create, "12");
+  CHECK(room_id == "!" + checked_create.event_id.substr(1));
+  CHECK(room_id.size() == 44);
+  CHECK(room_id.find(':') == std::string::npos);
+  auto with_room = create;
+  with_room["room_id"] = room_id;
+  CHECK(check_pdu(sign_event(with_content_hash(with_room), "b.test", remote_key(), "12"), "12", keys()).verdict == PduVerdict::kDropped);
+
+  const json member_content{{"membership", "join"}};
+  json join{{"room_id", room_id}, {"sender", "@bob:b.test"}, {"type", "m.room.member"}, {"state_key", "@bob:b.test"},
+            {"content", member_content}, {"origin_server_ts", 1001}, {"depth", 2},
+            {"prev_events", {checked_create.event_id}}, {"auth_events", json::array()}};
+  join = sign_event(with_content_hash(join), "b.test", remote_key(), "12");
+  const auto checked_join = check_pdu(join, "12", keys());
+  REQUIRE(checked_join.verdict == PduVerdict::kAccepted);
+  // A room ID with a server part is not a version 12 room ID.
+  auto old_style = pdu({{"room_id", "!r:a.test"}});
+  CHECK(check_pdu(old_style, "12", keys()).verdict == PduVerdict::kDropped);
+
+  // Step 4: the creator's first join passes with the create event the room ID implies...
+  const auto room_create = checked_create.event;
+  CHECK_NOTHROW(check_against_auth_events(checked_join.event, {}, nobody_elsewhere, &room_create));
+  // ...not without it, nor with another room's...
+  CHECK_THROWS_AS(check_against_auth_events(checked_join.event, {}, nobody_elsewhere), coop::Error);
+  auto other_create = room_create;
+  other_create["event_id"] = "$another";
+  CHECK_THROWS_AS(check_against_auth_events(checked_join.event, {}, nobody_elsewhere, &other_create), coop::Error);
+  // ...and listing it among the auth events is refused (rule 3.2).
+  CHECK_THROWS_AS(check_against_auth_events(checked_join.event, {room_create}, nobody_elsewhere, &room_create), coop::Error);
+}

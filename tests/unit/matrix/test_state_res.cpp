@@ -41,13 +41,21 @@ Def message(const std::string& id, const std::string& sender) { return {id, send
 
 bool nobody_elsewhere(const std::string&, const std::string&) { return false; }
 
+// Room version 12's room: its ID is its create event's ("$V12" -> "!V12"); Bob is a creator
+// beside Alice.
+const std::string kCreate12 = "$V12", kRoom12 = "!V12";
+
 // The room every scenario starts from: Alice made it (and holds 100), it is public, Bob,
 // Charlie and Zara are in; START and END are Zara's messages that the branches hang between.
-std::vector<Def> initial_events() {
+// In room version 12, Alice and Bob are its creators and hold no listed level.
+std::vector<Def> initial_events(const std::string& version = "11") {
+  const bool v12 = version == "12";
+  json create = {{"room_version", version}};
+  if (v12) create["additional_creators"] = {kBob};
   return {
-      {"CREATE", kAlice, "m.room.create", "", {{"room_version", "11"}}},
+      {v12 ? kCreate12 : "CREATE", kAlice, "m.room.create", "", create},
       member("IMA", kAlice, "join"),
-      power("IPOWER", kAlice, {{kAlice, 100}}),
+      power("IPOWER", kAlice, v12 ? json{{kCharlie, 100}} : json{{kAlice, 100}}),
       {"IJR", kAlice, "m.room.join_rules", "", {{"join_rule", "public"}}},
       member("IMB", kBob, "join"),
       member("IMC", kCharlie, "join"),
@@ -63,11 +71,12 @@ std::vector<Def> initial_events() {
 // select from that state.
 class Dag {
  public:
-  Dag(const std::vector<Def>& scenario, const std::vector<std::vector<std::string>>& chains) {
-    std::vector<Def> defs = initial_events();
+  Dag(const std::vector<Def>& scenario, const std::vector<std::vector<std::string>>& chains, std::string version = "11")
+      : version_(std::move(version)) {
+    std::vector<Def> defs = initial_events(version_);
     defs.insert(defs.end() - 1, scenario.begin(), scenario.end());  // END stays the newest
     std::map<std::string, std::vector<std::string>> parents;
-    const auto initial = initial_events();
+    const auto initial = initial_events(version_);
     for (std::size_t i = 1; i + 1 < initial.size(); ++i) parents[initial[i].id] = {initial[i - 1].id};  // CREATE..START
     for (const auto& chain : chains)
       for (std::size_t i = 1; i < chain.size(); ++i) {
@@ -106,10 +115,11 @@ class Dag {
     if (parents.size() > 1) {
       std::vector<StateIds> sets;
       for (const auto& parent : parents) sets.push_back(after_.at(parent));
-      before = resolve_state_v2(sets, events_, nobody_elsewhere);
+      before = resolve_state_v2(sets, events_, nobody_elsewhere, state_res_for(version_));
     }
-    json event{{"event_id", def.id},   {"room_id", kRoom},         {"sender", def.sender},   {"type", def.type},
-               {"content", def.content}, {"origin_server_ts", ts}, {"prev_events", parents}};
+    json event{{"event_id", def.id},   {"room_id", version_ == "12" ? kRoom12 : kRoom}, {"sender", def.sender},
+               {"type", def.type},     {"content", def.content}, {"origin_server_ts", ts}, {"prev_events", parents}};
+    if (version_ == "12" && def.type == "m.room.create") event.erase("room_id");
     if (def.state_key) event["state_key"] = *def.state_key;
     json auth = json::array();
     for (const auto& key : auth_types_for(event))
@@ -121,6 +131,7 @@ class Dag {
     after_[def.id] = state;
   }
 
+  std::string version_;
   EventMap events_;
   std::map<std::string, StateIds> after_;
 };
@@ -247,4 +258,99 @@ TEST_CASE("state res v2: auth chains are walked without recursion and remembered
   }
   CHECK(events.auth_chain(previous).size() == 20000);
   CHECK(events.auth_chain("P10").size() == 11);
+}
+
+// ---- room version 12: creators with infinite power, domain-less room IDs, v2.1 ----
+
+TEST_CASE("room version 12 auth rules: the create event, creators and power levels") {
+  const json create = {{"event_id", kCreate12}, {"type", "m.room.create"}, {"state_key", ""}, {"sender", kAlice},
+                       {"content", {{"room_version", "12"}, {"additional_creators", {kBob}}}}};
+  // Rule 1.2 and 1.4: no room_id, additional creators that are user IDs.
+  CHECK_NOTHROW(authorize(create, {}, nobody_elsewhere));
+  auto with_room = create;
+  with_room["room_id"] = kRoom12;
+  CHECK_THROWS(authorize(with_room, {}, nobody_elsewhere));
+  auto bad_creators = create;
+  bad_creators["content"]["additional_creators"] = {"not a user"};
+  CHECK_THROWS(authorize(bad_creators, {}, nobody_elsewhere));
+  bad_creators["content"]["additional_creators"] = "@x:y.test";
+  CHECK_THROWS(authorize(bad_creators, {}, nobody_elsewhere));
+
+  const auto joined = [](const std::string& user) {
+    return json{{"type", "m.room.member"}, {"state_key", user}, {"sender", user}, {"content", {{"membership", "join"}}}};
+  };
+  StateMap state{{{"m.room.create", ""}, create},
+                 {{"m.room.member", kAlice}, joined(kAlice)},
+                 {{"m.room.member", kBob}, joined(kBob)},
+                 {{"m.room.member", kCharlie}, joined(kCharlie)},
+                 {{"m.room.power_levels", ""},
+                  {{"type", "m.room.power_levels"}, {"state_key", ""}, {"sender", kAlice}, {"content", {{"users", {{kCharlie, 100}}}}}}}};
+  const auto event = [](const std::string& sender, const std::string& type, json content, std::optional<std::string> key) {
+    json e = {{"room_id", kRoom12}, {"sender", sender}, {"type", type}, {"content", std::move(content)}};
+    if (key) e["state_key"] = *key;
+    return e;
+  };
+  // Rule 2: the room ID must be the create event's.
+  auto elsewhere = event(kAlice, "m.room.topic", {{"topic", "x"}}, "");
+  elsewhere["room_id"] = "!other";
+  CHECK_THROWS(authorize(elsewhere, state, nobody_elsewhere));
+  CHECK_NOTHROW(authorize(event(kAlice, "m.room.topic", {{"topic", "x"}}, ""), state, nobody_elsewhere));
+  // Rule 10.4: a power levels event may not list a creator, not even to raise them.
+  CHECK_THROWS(authorize(event(kAlice, "m.room.power_levels", {{"users", {{kBob, 100}}}}, ""), state, nobody_elsewhere));
+  CHECK_NOTHROW(authorize(event(kBob, "m.room.power_levels", {{"users", {{kCharlie, 50}}}}, ""), state, nobody_elsewhere));
+  // Creators are above 100: Charlie (100) can neither ban nor kick a creator; a creator can
+  // ban Charlie, and one creator cannot ban the other.
+  CHECK_THROWS(authorize(event(kCharlie, "m.room.member", {{"membership", "ban"}}, kBob), state, nobody_elsewhere));
+  CHECK_THROWS(authorize(event(kCharlie, "m.room.member", {{"membership", "leave"}}, kAlice), state, nobody_elsewhere));
+  CHECK_NOTHROW(authorize(event(kBob, "m.room.member", {{"membership", "ban"}}, kCharlie), state, nobody_elsewhere));
+  CHECK_THROWS(authorize(event(kAlice, "m.room.member", {{"membership", "ban"}}, kBob), state, nobody_elsewhere));
+}
+
+TEST_CASE("room version 12: the room ID implies the create event in every auth chain") {
+  Dag dag({topic("T1", kCharlie)}, {{"START", "T1", "END"}}, "12");
+  const auto* t1 = dag.events().event("T1");
+  REQUIRE(t1);
+  const auto& auth = (*t1)["auth_events"];
+  CHECK(std::find(auth.begin(), auth.end(), json(kCreate12)) == auth.end());  // never selected
+  CHECK(dag.events().auth_chain("T1").count(kCreate12) == 1);                 // yet implied
+  CHECK(at(dag.final_state(), "m.room.create") == kCreate12);
+  CHECK(at(dag.final_state(), "m.room.topic") == "T1");
+}
+
+TEST_CASE("state res v2.1: a creator's ban of a moderator beats the moderator's ban of the other creator") {
+  // Charlie (100) bans Bob, a creator, on one branch (refused by the auth rules when
+  // replayed: a creator's level is infinite); Bob bans Charlie on the other. Bob stays, and
+  // Charlie is out.
+  Dag dag({member("BB", kCharlie, "ban", kBob), member("BC", kBob, "ban", kCharlie)},
+          {{"START", "BB", "END"}, {"START", "BC", "END"}}, "12");
+  const auto& state = dag.final_state();
+  CHECK(at(state, "m.room.member", kBob) == "IMB");
+  CHECK(at(state, "m.room.member", kCharlie) == "BC");
+  // Creators sort first: their power is infinite.
+  CHECK(reverse_topological_power_order({"BB", "BC"}, dag.events()) == std::vector<std::string>{"BC", "BB"});
+}
+
+TEST_CASE("state res v2.1 agrees with v2 where they should: the classic scenarios in a v12 room") {
+  // The ban-versus-power-levels race with a moderator instead of the creator.
+  Dag dag({power("PA", kAlice, {{kCharlie, 100}, {kZara, 50}}), member("MZ", kCharlie, "ban", kZara),
+           power("PZ", kZara, {{kCharlie, 100}, {kZara, 50}})},
+          {{"START", "PA", "MZ", "END"}, {"PA", "PZ", "END"}}, "12");
+  CHECK(at(dag.final_state(), "m.room.power_levels") == "PA");
+  CHECK(at(dag.final_state(), "m.room.member", kZara) == "MZ");
+}
+
+TEST_CASE("state res v2.1: the conflicted state subgraph is every auth path between conflicted events") {
+  // A <- X <- Y <- B (B's auth events lead through Y and X to A), Z below A, W beside.
+  EventMap events;
+  const auto add = [&events](const std::string& id, std::vector<std::string> auth) {
+    events.add({{"event_id", id}, {"type", "m.room.topic"}, {"state_key", ""}, {"sender", kAlice}, {"auth_events", auth}});
+  };
+  add("Z", {});
+  add("A", {"Z"});
+  add("X", {"A"});
+  add("Y", {"X"});
+  add("W", {"Z"});
+  add("B", {"Y", "W"});
+  CHECK(conflicted_subgraph({"A", "B"}, events) == std::set<std::string>{"A", "X", "Y", "B"});
+  CHECK(conflicted_subgraph({"A", "W"}, events) == std::set<std::string>{"A", "W"});
 }
