@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import os
+import socket
 import threading
 import time
 import urllib.parse
@@ -117,6 +118,8 @@ class FakeServer:
     """remote.test: publishes its key, signs its requests and PDUs, keeps the events of the one
     room its user joins (with the state before each), answers coop's reads of them
     (event, state, state_ids, event_auth, get_missing_events) and takes coop's transactions.
+    It can also host a room of its own (host_room) that coop's users join: make_join and
+    send_join v2 (the joins it took are in self.joins).
     Every request coop makes is recorded in self.requests as
     (method, path, parsed body or None, X-Matrix verdict)."""
 
@@ -127,8 +130,13 @@ class FakeServer:
         keys = {"server_name": name, "valid_until_ts": now_ms() + 3600_000, "old_verify_keys": {},
                 "verify_keys": {f"ed25519:{self.key.version}": {"key": unpadded(self.key.verify_key.encode())}}}
         self.published = signedjson.sign.sign_json(keys, name, self.key)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.requests = []
+        self.journal = None     # a list (maybe shared between fakes): (name, method, path) as they come
+        # The hosted room's joins: what send_join got, and how the fake answers.
+        self.joins = []         # {"event_id", "pdu", "problems"} of each send_join coop made
+        self.join_extra_state = []   # PDUs the send_join answer adds to the room's state
+        self.make_join_answer = None  # (status, body) to answer every make_join with, instead
         self.events = {}        # event ID -> PDU as sent (no event_id)
         self.state_before = {}  # event ID -> {(type, state_key): event ID}
         self.state = {}         # the room's current state as the fake sees it
@@ -161,6 +169,8 @@ class FakeServer:
                 verdict = fake.check_x_matrix(method, self.path, self.headers.get("Authorization", ""), body)
                 with fake.lock:
                     fake.requests.append((method, self.path, body, verdict))
+                    if fake.journal is not None:
+                        fake.journal.append((fake.name, method, self.path))
                 if verdict != "ok":
                     return self._answer(401, {"errcode": "M_UNAUTHORIZED", "error": verdict})
                 status, answer = fake.route(method, self.path, body)
@@ -221,9 +231,10 @@ class FakeServer:
         self.depth = join_pdu["depth"]
 
     def new_event(self, kind, content, state_key=None, sender=BOB, prev=None, auth=None, depth=None, room_id=None,
-                  advance=True, tamper=None, key=None):
+                  advance=True, tamper=None, key=None, reshape=None):
         """An event of bob's (hashed, signed, ID computed), remembered by the fake; `advance`
-        makes it the fake's latest event (and state). Returns (event ID, PDU)."""
+        makes it the fake's latest event (and state). `reshape` changes the event before it is
+        hashed and signed, `tamper` after it is hashed. Returns (event ID, PDU)."""
         event = {"type": kind, "room_id": room_id or self.room_id, "sender": sender, "origin": self.name,
                  "origin_server_ts": now_ms(), "content": content,
                  "prev_events": list(prev) if prev is not None else [self.latest],
@@ -231,6 +242,8 @@ class FakeServer:
                  "auth_events": list(auth) if auth is not None else self.auth_for(sender)}
         if state_key is not None:
             event["state_key"] = state_key
+        if reshape:
+            reshape(event)
         event["hashes"] = {"sha256": content_hash(event)}
         if tamper:
             tamper(event)
@@ -262,11 +275,98 @@ class FakeServer:
             pdu = self.events.get(event_id)
             if pdu is None:
                 continue
-            for a in pdu["auth_events"]:
-                if a not in seen:
+            for a in pdu.get("auth_events", []):
+                if isinstance(a, str) and a not in seen:
                     seen.append(a)
                     todo.append(a)
         return [self.events[i] for i in seen if i in self.events]
+
+    # A room of the fake's own (Server-Server API "Joining Rooms", the resident server's side).
+
+    def host_room(self, name="hosted"):
+        """Makes the fake the home of a new room of version 11, created by bob, and the room it
+        keeps: create, bob's join, power levels, public join rules, shared history and a
+        message. Returns the room ID."""
+        with self.lock:
+            self.room_id = f"!{name}{now_ms()}:{self.name}"
+            self.state, self.latest, self.depth = {}, None, 0
+            self.joins, self.join_extra_state = [], []
+            self.new_event("m.room.create", {"room_version": "11"}, state_key="", prev=[], auth=[], depth=1)
+            self.new_event("m.room.member", {"membership": "join", "displayname": "Bob"}, state_key=BOB)
+            self.new_event("m.room.power_levels", {
+                "users": {BOB: 100}, "users_default": 0, "events": {}, "events_default": 0, "state_default": 50,
+                "ban": 50, "kick": 50, "redact": 50, "invite": 0}, state_key="")
+            self.new_event("m.room.join_rules", {"join_rule": "public"}, state_key="")
+            self.new_event("m.room.history_visibility", {"history_visibility": "shared"}, state_key="")
+            self.new_event("m.room.message", {"msgtype": "m.text", "body": "welcome to remote.test"})
+            return self.room_id
+
+    def join_auth(self, user_id):
+        """"Auth events selection" for user_id's join: create, join rules, power levels and the
+        user's membership, if any."""
+        ids = [self.state.get(k) for k in (("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.power_levels", ""),
+                                           ("m.room.member", user_id))]
+        return [i for i in ids if i]
+
+    def answer_make_join(self, room_id, user_id, query):
+        if self.make_join_answer:
+            return self.make_join_answer
+        if room_id != self.room_id or ("m.room.create", "") not in self.state:
+            return 404, {"errcode": "M_NOT_FOUND", "error": "Unknown room"}
+        if "11" not in query.get("ver", []):
+            return 400, {"errcode": "M_INCOMPATIBLE_ROOM_VERSION", "error": "the room is of version 11",
+                         "room_version": "11"}
+        event = {"type": "m.room.member", "room_id": room_id, "sender": user_id, "state_key": user_id,
+                 "content": {"membership": "join"}, "prev_events": [self.latest], "auth_events": self.join_auth(user_id),
+                 "depth": self.depth + 1, "origin_server_ts": now_ms()}
+        return 200, {"room_version": "11", "event": event}
+
+    def check_join(self, room_id, event_id, pdu):
+        """What is wrong with a join coop sent to send_join, by the spec's algorithms: [] when
+        nothing is."""
+        if not isinstance(pdu, dict):
+            return ["not a JSON object"]
+        problems = []
+        if room_id != self.room_id or pdu.get("room_id") != room_id:
+            problems.append(f"not for the room {self.room_id}")
+        if event_id_of(pdu) != event_id:
+            problems.append(f"its ID is {event_id_of(pdu)}, not {event_id}")
+        if pdu.get("hashes", {}).get("sha256") != content_hash(pdu):
+            problems.append("the content hash does not match")
+        sender = pdu.get("sender", "")
+        server = sender.partition(":")[2]
+        if server not in self.peer_keys:
+            problems.append(f"no key of {server!r}")
+        else:
+            try:
+                signedjson.sign.verify_signed_json(redact(pdu), server, self.peer_keys[server])
+            except signedjson.sign.SignatureVerifyException as e:
+                problems.append(f"bad signature: {e}")
+        if pdu.get("type") != "m.room.member" or pdu.get("state_key") != sender \
+                or pdu.get("content", {}).get("membership") != "join":
+            problems.append("not the sender's join")
+        if pdu.get("prev_events") != [self.latest]:
+            problems.append(f"prev_events {pdu.get('prev_events')} are not the template's [{self.latest}]")
+        if sorted(pdu.get("auth_events", [])) != sorted(self.join_auth(sender)):
+            problems.append(f"auth_events {pdu.get('auth_events')} are not the template's {self.join_auth(sender)}")
+        return problems
+
+    def answer_send_join(self, room_id, event_id, pdu):
+        """send_join v2: the state before the join (and join_extra_state), its auth chain; the
+        join becomes the room's latest event."""
+        problems = self.check_join(room_id, event_id, pdu)
+        self.joins.append({"event_id": event_id, "pdu": pdu, "problems": problems})
+        if problems:
+            return 400, {"errcode": "M_BAD_JSON", "error": "; ".join(problems)}
+        ids = list(self.state.values())
+        extra_ids = [event_id_of(e) for e in self.join_extra_state]
+        state = [self.events[i] for i in ids] + list(self.join_extra_state)
+        chain = self.auth_chain(ids + extra_ids + list(pdu["auth_events"]))
+        self.remember(event_id, pdu, self.state)
+        self.state[("m.room.member", pdu["sender"])] = event_id
+        self.latest, self.depth = event_id, max(self.depth, pdu["depth"])
+        return 200, {"origin": self.name, "state": state, "auth_chain": chain, "members_omitted": False,
+                     "servers_in_room": [self.name, DOMAIN]}
 
     # Answers to coop's requests.
 
@@ -274,11 +374,16 @@ class FakeServer:
         parsed = urllib.parse.urlsplit(raw_path)
         parts = [urllib.parse.unquote(p) for p in parsed.path.split("/")]
         query = urllib.parse.parse_qs(parsed.query)
-        prefix = parts[1:4]
-        if prefix != ["_matrix", "federation", "v1"] or len(parts) < 5:
+        if parts[1:3] != ["_matrix", "federation"] or len(parts) < 5 or parts[3] not in ("v1", "v2"):
             return 404, {"errcode": "M_UNRECOGNIZED", "error": "not here"}
-        what, args = parts[4], parts[5:]
+        version, what, args = parts[3], parts[4], parts[5:]
         with self.lock:
+            if method == "GET" and version == "v1" and what == "make_join" and len(args) == 2:
+                return self.answer_make_join(args[0], args[1], query)
+            if method == "PUT" and version == "v2" and what == "send_join" and len(args) == 2:
+                return self.answer_send_join(args[0], args[1], body)
+            if version != "v1":
+                return 404, {"errcode": "M_UNRECOGNIZED", "error": "not here"}
             if method == "PUT" and what == "send" and len(args) == 1:
                 results = {}
                 for pdu in (body or {}).get("pdus", []):
@@ -420,6 +525,127 @@ def with_room(scenario):
             shard.coop("down")
     finally:
         fake.close()
+
+
+# --- A room of the fake's that alice joins ----------------------------------------------------
+
+CHARLIE = f"@charlie:{REMOTE}"
+
+
+def start_resolving(shard, routes):
+    """test_federate.start, with each server of routes (name -> base URL) resolved there."""
+    shard.domain = DOMAIN
+    shard.init()
+    with open(os.path.join(shard.home, "coop.toml"), "a") as f:
+        f.write("\n[workers.federate.resolve]\n" + "".join(f'"{name}" = "{url}"\n' for name, url in routes.items()))
+    shard.coop("up")
+    shard.coop("member", "add", "alice", "--name", "Alice Liddell", "--password-stdin", input=STRONG)
+    return listener(shard, "federate", "federation"), listener(shard, "room", "client")
+
+
+def hosted_room(shard, fake, others=(), routes=None):
+    """Shard up, knowing where the fakes (and routes) are, the fakes knowing coop's key, and
+    alice logged in; the fake hosts s.room_id, which alice is not in yet."""
+    s = Setting()
+    s.shard, s.fake, s.others = shard, fake, list(others)
+    resolve = {f.name: f.url for f in [fake, *others]}
+    resolve.update(routes or {})
+    s.fed_url, s.client_url = start_resolving(shard, resolve)
+    status, published = federation(s.fed_url, "GET", "/_matrix/key/v2/server")
+    assert status == 200, published
+    (s.coop_key_id,) = published["verify_keys"].keys()
+    s.coop_key = verify_key(published, DOMAIN, s.coop_key_id)
+    for f in [fake, *others]:
+        f.peer_keys[DOMAIN] = s.coop_key
+    status, login, _ = http_json(f"{s.client_url}/_matrix/client/v3/login", "POST",
+                                 {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+                                  "password": STRONG})
+    assert status == 200, login
+    s.token = login["access_token"]
+    s.room_id = fake.room_id
+    return s
+
+
+def with_hosted_room(scenario, setup=None, others=(), routes=None, label=""):
+    """Runs scenario(setting) on a fresh shard and a fake hosting a fresh room (setup(fake)
+    first, to add to it); stops everything whatever happens."""
+    fake = FakeServer()
+    fake.host_room()
+    if setup:
+        setup(fake)
+    try:
+        with Shard(BIN) as shard:
+            try:
+                scenario(hosted_room(shard, fake, others, routes))
+            except Exception:
+                print(f"--- {label or 'hosted room'}: requests the fakes got ---")
+                for f in [fake, *others]:
+                    for method, path, _, verdict in f.requests:
+                        print(f"  {f.name}: {method} {path} [{verdict}]")
+                    for join in f.joins:
+                        print(f"  {f.name}: send_join {join['event_id']} problems={join['problems']}")
+                for worker in ("federate", "room"):
+                    log = shard.log(worker)
+                    print(f"--- {worker}.log (last lines) ---\n" + "\n".join(log.splitlines()[-40:]))
+                raise
+            shard.coop("down")
+    finally:
+        fake.close()
+        for f in others:
+            f.close()
+
+
+def state_of(s):
+    """Alice's GET /rooms/{room}/state, by (type, state_key)."""
+    status, events, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/state")
+    assert status == 200, (status, events)
+    return {(e["type"], e["state_key"]): e for e in events}
+
+
+def joined_members(s):
+    status, members, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/joined_members")
+    assert status == 200, (status, members)
+    return members["joined"]
+
+
+def bob_talks_to_alice(s, body):
+    """The fake sends a message of bob's in a transaction; alice sees it. Returns its ID."""
+    event_id, pdu = s.fake.new_event("m.room.message", message(body))
+    status, answer = s.fake.send(s.fed_url, [pdu])
+    assert status == 200 and answer["pdus"] == {event_id: {}}, (status, answer)
+    status, seen = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(alice_sees(s, event_id)), 10,
+                            f"alice sees bob's {body!r}")
+    assert seen["content"] == message(body) and seen["sender"] == BOB and seen["event_id"] == event_id, seen
+    return event_id
+
+
+class Hangup:
+    """A listener that takes each connection and closes it without a word, noting it in journal."""
+
+    def __init__(self, name, journal):
+        self.name = name
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.journal = journal
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.journal.append((self.name, "CONNECT", ""))
+            conn.close()
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 # --- The tests --------------------------------------------------------------------------------
@@ -1102,6 +1328,233 @@ def test_federation_redact_sends_without_event():
     with_room(scenario)
 
 
+def test_join_federated_room_via_room_id_and_server_name_outbound():
+    """Complement TestJoinViaRoomIDAndServerName, the joining side: alice joins the fake's
+    room by its ID with ?server_name=remote.test; coop asks make_join (offering version 11),
+    signs the template and sends it to send_join v2; the answer's state is alice's state of
+    the room; then bob's message comes in a transaction, and alice's goes out in one."""
+    def scenario(s):
+        fake = s.fake
+        status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?server_name={REMOTE}", {})
+        assert status == 200 and joined.get("room_id") == s.room_id, (status, joined)
+
+        # make_join: one request, authenticated, for alice, offering version 11.
+        asked = [r for r in fake.requests if r[1].startswith("/_matrix/federation/v1/make_join/")]
+        assert len(asked) == 1, asked
+        method, path, body, verdict = asked[0]
+        parsed = urllib.parse.urlsplit(path)
+        assert method == "GET" and verdict == "ok" and body is None, asked
+        assert parsed.path == f"/_matrix/federation/v1/make_join/{q(s.room_id)}/{q(ALICE)}", path
+        assert "11" in urllib.parse.parse_qs(parsed.query).get("ver", []), path
+        # send_join v2: alice's join, made from the template, hashed and signed by coop (the
+        # fake checked it with coop's published key; we check again here).
+        sent = [r for r in fake.requests if "/send_join/" in r[1]]
+        assert len(sent) == 1 and sent[0][0] == "PUT" and sent[0][3] == "ok", [(r[0], r[1], r[3]) for r in sent]
+        assert len(fake.joins) == 1 and fake.joins[0]["problems"] == [], fake.joins
+        join, join_id = fake.joins[0]["pdu"], fake.joins[0]["event_id"]
+        assert sent[0][1] == f"/_matrix/federation/v2/send_join/{q(s.room_id)}/{q(join_id)}", sent[0][1]
+        assert event_id_of(join) == join_id and "event_id" not in join, join
+        assert join["hashes"]["sha256"] == content_hash(join), join
+        signedjson.sign.verify_signed_json(redact(join), DOMAIN, s.coop_key)
+        assert join["type"] == "m.room.member" and join["sender"] == ALICE and join["state_key"] == ALICE, join
+        assert join["content"].get("membership") == "join" and join["room_id"] == s.room_id, join
+        assert join["content"].get("displayname") == "Alice Liddell", join
+
+        # Alice's state of the room: what send_join answered, and her join.
+        state = state_of(s)
+        assert set(state) == set(fake.state), (sorted(state), sorted(fake.state))
+        for key, event_id in fake.state.items():
+            assert state[key]["event_id"] == event_id, (key, state[key], event_id)
+        assert state[("m.room.create", "")]["sender"] == BOB, state[("m.room.create", "")]
+        assert state[("m.room.create", "")]["content"].get("room_version") == "11", state[("m.room.create", "")]
+        assert state[("m.room.member", BOB)]["content"]["membership"] == "join", state
+        assert state[("m.room.join_rules", "")]["content"] == {"join_rule": "public"}, state
+        assert state[("m.room.history_visibility", "")]["content"] == {"history_visibility": "shared"}, state
+        assert state[("m.room.power_levels", "")]["content"]["users"] == {BOB: 100}, state
+        assert state[("m.room.member", ALICE)]["event_id"] == join_id, state
+        assert set(joined_members(s)) == {ALICE, BOB}, joined_members(s)
+        status, rooms, _ = client(s, "GET", "/joined_rooms")
+        assert status == 200 and s.room_id in rooms["joined_rooms"], rooms
+
+        # Bob's message, built on alice's join, comes in a transaction.
+        hello_id = bob_talks_to_alice(s, "hello alice, from remote.test")
+        assert fake.events[hello_id]["prev_events"] == [join_id]
+        assert hello_id in [e["event_id"] for e in timeline(s)]
+
+        # Alice's message goes to the fake in a signed transaction, built on bob's.
+        status, mine, _ = client(s, "PUT", f"/rooms/{q(s.room_id)}/send/m.room.message/hosted1",
+                                 message("hello bob, from fed.test"))
+        assert status == 200, (status, mine)
+
+        def delivered():
+            for method, path, body, verdict in fake.seen("PUT", "send"):
+                for pdu in (body or {}).get("pdus", []):
+                    if isinstance(pdu, dict) and pdu.get("content", {}).get("body") == "hello bob, from fed.test":
+                        return body, verdict, pdu
+            return None
+        body, verdict, pdu = wait_for(delivered, 15, "alice's message in a transaction to the fake")
+        assert verdict == "ok" and body["origin"] == DOMAIN, (verdict, body)
+        assert pdu["hashes"]["sha256"] == content_hash(pdu), pdu
+        signedjson.sign.verify_signed_json(redact(pdu), DOMAIN, s.coop_key)
+        assert event_id_of(pdu) == mine["event_id"], (event_id_of(pdu), mine)
+        assert pdu["room_id"] == s.room_id and pdu["sender"] == ALICE, pdu
+        assert pdu["prev_events"] == [hello_id], (pdu["prev_events"], hello_id)
+        assert sorted(pdu["auth_events"]) == sorted([fake.state[("m.room.create", "")],
+                                                     fake.state[("m.room.power_levels", "")], join_id]), pdu
+        assert all(r[3] == "ok" for r in fake.requests), [(r[0], r[1], r[3]) for r in fake.requests]
+
+    with_hosted_room(scenario)
+
+
+def test_join_federated_room_with_unverifiable_events():
+    """Complement TestJoinFederatedRoomWithUnverifiableEvents, and more: the send_join
+    answer's state holds an event that fails its checks ("Checks performed on receipt of a
+    PDU"); the join goes through all the same. An event with no signature, a bad one, or one
+    by a key its server never published is dropped, and so is an event whose auth event is
+    one of those; an event that is not valid for the room version is dropped; an event whose
+    content hash does not match is kept redacted. Each case on a fresh shard."""
+    garbage = {REMOTE: {"ed25519:fake1": unpadded(b"\x07" * 64)}}
+
+    def charlie_joins(fake, user=CHARLIE, **kw):
+        return fake.new_event("m.room.member", {"membership": "join", "displayname": "Charlie"}, state_key=user,
+                              sender=user, auth=fake.join_auth(user), advance=False, **kw)
+
+    def missing_signatures(fake):
+        event_id, event = charlie_joins(fake)
+        event["signatures"] = {}
+        fake.join_extra_state.append(event)
+        return {("m.room.member", CHARLIE): None}, [event_id]
+
+    def bad_signature(fake):
+        event_id, event = charlie_joins(fake)
+        event["signatures"] = copy.deepcopy(garbage)
+        fake.join_extra_state.append(event)
+        return {("m.room.member", CHARLIE): None}, [event_id]
+
+    def unobtainable_key(fake):
+        event_id, event = charlie_joins(fake, key=signedjson.key.generate_signing_key("bogus"))
+        assert list(event["signatures"][REMOTE]) == ["ed25519:bogus"], event
+        fake.join_extra_state.append(event)
+        return {("m.room.member", CHARLIE): None}, [event_id]
+
+    def unverifiable_auth_event(fake):
+        bad_id, bad = charlie_joins(fake)
+        bad["signatures"] = copy.deepcopy(garbage)
+        auth = [fake.state[("m.room.create", "")], fake.state[("m.room.power_levels", "")], bad_id]
+        leave_id, leave = fake.new_event("m.room.member", {"membership": "leave"}, state_key=CHARLIE, sender=CHARLIE,
+                                         prev=[bad_id], auth=auth, advance=False)
+        fake.join_extra_state.append(leave)  # the bad join is in its auth chain only
+        return {("m.room.member", CHARLIE): None}, [bad_id, leave_id]
+
+    def wrong_content_hash(fake):
+        event_id, event = charlie_joins(fake, tamper=lambda e: e["content"].update(displayname="changed after hashing"))
+        assert event["content"]["displayname"] == "changed after hashing", event
+        fake.join_extra_state.append(event)
+        return {("m.room.member", CHARLIE): {"membership": "join"}}, []
+
+    def not_valid_events(fake):
+        users = {f"@{name}:{REMOTE}": change for name, change in (
+            ("dave", lambda e: e.pop("depth")),
+            ("erin", lambda e: e.update(prev_events=e["prev_events"][0])),
+            ("frank", lambda e: e.update(origin_server_ts=str(e["origin_server_ts"]))),
+            ("gina", lambda e: e.update(auth_events=[{"not": "an ID"}] + e["auth_events"])))}
+        expect, dropped = {}, []
+        for user, change in users.items():
+            event_id, event = charlie_joins(fake, user=user, reshape=change)
+            assert event["hashes"]["sha256"] == content_hash(event), event  # hashed and signed as it is
+            fake.join_extra_state.append(event)
+            expect[("m.room.member", user)] = None
+            dropped.append(event_id)
+        return expect, dropped
+
+    for case in (missing_signatures, bad_signature, unobtainable_key, unverifiable_auth_event, wrong_content_hash,
+                 not_valid_events):
+        made = {}
+
+        def setup(fake, case=case, made=made):
+            made["expect"], made["dropped"] = case(fake)
+
+        def scenario(s, case=case, made=made):
+            fake, name = s.fake, case.__name__
+            expect, dropped = made["expect"], made["dropped"]
+            status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?server_name={REMOTE}", {})
+            assert status == 200 and joined.get("room_id") == s.room_id, (name, status, joined)
+            assert [j["problems"] for j in fake.joins] == [[]], (name, fake.joins)
+            state = state_of(s)
+            for key, event_id in fake.state.items():  # the room's good state and alice's join
+                assert key in state and state[key]["event_id"] == event_id, (name, key, state.get(key), event_id)
+            kept = {key: content for key, content in expect.items() if content is not None}
+            assert set(state) == set(fake.state) | set(kept), (name, sorted(state))
+            for key, content in kept.items():
+                assert state[key]["content"] == content, (name, state[key])
+            assert "changed after hashing" not in json.dumps(list(state.values())), (name, state)
+            for event_id in dropped:
+                assert event_id not in json.dumps(list(state.values())), (name, event_id)
+                status, body = alice_sees(s, event_id)
+                assert status == 404, (name, event_id, status, body)
+            members = {ALICE, BOB} | {key[1] for key, content in kept.items()
+                                      if key[0] == "m.room.member" and content.get("membership") == "join"}
+            assert set(joined_members(s)) == members, (name, joined_members(s))
+            # The room works: bob's next message reaches alice.
+            bob_talks_to_alice(s, f"after {name}")
+
+        with_hosted_room(scenario, setup=setup, label=case.__name__)
+
+
+def test_join_federated_room_fail_over():
+    """Complement TestJoinFederatedRoomFailOver: alice joins through a list of servers where
+    the first ones cannot help: one refuses connections, one hangs up, one answers make_join
+    with 500, one is not in the room (404 M_NOT_FOUND); the join goes through the last,
+    remote.test. A join that no server can make fails, and alice is in no such room."""
+    journal = []
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    hangup = Hangup("hangup.test", journal)
+    broken = FakeServer("broken.test")
+    broken.make_join_answer = (500, {"errcode": "M_UNKNOWN", "error": "broken on purpose"})
+    lost = FakeServer("lost.test")  # hosts nothing: make_join answers 404
+
+    def scenario(s):
+        fake = s.fake
+        for f in (fake, broken, lost):
+            f.journal = journal
+        via = ["unreachable.test", "hangup.test", "broken.test", "lost.test", REMOTE]
+        query = "&".join(f"server_name={v}" for v in via)
+        status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?{query}", {})
+        assert status == 200 and joined.get("room_id") == s.room_id, (status, joined)
+        assert len(fake.joins) == 1 and fake.joins[0]["problems"] == [], fake.joins
+        assert set(joined_members(s)) == {ALICE, BOB}, joined_members(s)
+        assert state_of(s)[("m.room.member", ALICE)]["event_id"] == fake.joins[0]["event_id"]
+
+        # In the order given: the hang-up, then make_join at each fake; send_join only at remote.test.
+        steps = [(name, method, path.split("/")[4] if path else "") for name, method, path in journal
+                 if not path or "/make_join/" in path or "/send_join/" in path]
+        assert steps[0] == ("hangup.test", "CONNECT", ""), steps
+        rest = [step for step in steps if step[1] != "CONNECT"]
+        assert rest == [("broken.test", "GET", "make_join"), ("lost.test", "GET", "make_join"),
+                        (REMOTE, "GET", "make_join"), (REMOTE, "PUT", "send_join")], steps
+        assert all(r[3] == "ok" for f in (fake, broken, lost) for r in f.requests), \
+            [(f.name, r[1], r[3]) for f in (fake, broken, lost) for r in f.requests]
+        bob_talks_to_alice(s, "you made it through")
+
+        # No server can make a join into a room that none of them has: an error, and no room.
+        nowhere = f"!nowhere:{REMOTE}"
+        status, body, _ = client(s, "POST", f"/join/{q(nowhere)}?server_name=broken.test&server_name=lost.test", {})
+        assert 400 <= status < 600 and status != 200 and "errcode" in body, (status, body)
+        status, rooms, _ = client(s, "GET", "/joined_rooms")
+        assert status == 200 and s.room_id in rooms["joined_rooms"] and nowhere not in rooms["joined_rooms"], rooms
+        asked = [(name, path) for name, method, path in journal if path and q(nowhere) in path]
+        assert [name for name, _ in asked] == ["broken.test", "lost.test", REMOTE], asked
+
+    try:
+        with_hosted_room(scenario, others=(broken, lost),
+                         routes={"unreachable.test": f"http://127.0.0.1:{closed.getsockname()[1]}",
+                                 "hangup.test": hangup.url})
+    finally:
+        hangup.close()
+        closed.close()
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -1118,4 +1571,7 @@ if __name__ == "__main__":
         test_device_lists_update_over_federation,
         test_send_leave_takes_only_leaves,
         test_federation_redact_sends_without_event,
+        test_join_federated_room_via_room_id_and_server_name_outbound,
+        test_join_federated_room_with_unverifiable_events,
+        test_join_federated_room_fail_over,
     ])
