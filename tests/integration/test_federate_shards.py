@@ -10,6 +10,8 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 from nio import AsyncClient, AsyncClientConfig, JoinResponse, LoginResponse, RoomCreateResponse, RoomSendResponse
 
@@ -354,8 +356,75 @@ def test_encrypted_room_across_shards_nio_and_js_sdk():
             assert_no_plaintext(shard, secrets + ["nio alice secret", "js bob secret"])
 
 
+def test_room_version_12_across_shards():
+    """Room version 12 between shards: alice creates one on a.test (its ID is the create
+    event's hash, with no server in it) and invites bob of b.test, who joins through the
+    invitation (make_join and send_join with ver=12), and both chat. A room ID without a
+    server and without an invitation cannot be joined from nowhere."""
+    async def scenario(url_a, url_b, a, b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            created = await alice.room_create(name="Hydra", room_version="12", invite=["@bob:b.test"])
+            assert isinstance(created, RoomCreateResponse), created
+            room_id = created.room_id
+            assert ":" not in room_id and len(room_id) == 44, room_id
+            wait_for(lambda: room_id in (http_get(url_b, bob.access_token, "/sync?timeout=0")
+                                         .get("rooms", {}).get("invite", {})), what="bob's invitation")
+            joined = await bob.join(room_id)
+            assert isinstance(joined, JoinResponse), joined
+            await bob.sync(timeout=0, full_state=True)
+            assert bob.rooms[room_id].name == "Hydra", bob.rooms[room_id].name
+            create = http_get(url_b, bob.access_token, f"/rooms/{room_id}/state/m.room.create/")
+            assert create.get("room_version") == "12", create
+            # alice is the creator: no power level listed for her, and her power is beyond any.
+            levels = http_get(url_b, bob.access_token, f"/rooms/{room_id}/state/m.room.power_levels/")
+            assert "@alice:a.test" not in levels.get("users", {}), levels
+            for i in range(2):
+                sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"v12 from a {i}"})
+                assert isinstance(sent, RoomSendResponse), sent
+            await bodies_in(bob, room_id, {"v12 from a 0", "v12 from a 1"}, "bob hears alice in the v12 room")
+            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 from b"})
+            assert isinstance(sent, RoomSendResponse), sent
+            await bodies_in(alice, room_id, {"v12 from b"}, "alice hears bob in the v12 room")
+            # Bob (not a creator, level 0) cannot ban alice; the shard refuses before sending.
+            status = http_post(url_b, bob.access_token, f"/rooms/{room_id}/ban", {"user_id": "@alice:a.test"})
+            assert status == 403, status
+            # A domain-less room ID b.test holds no invitation to: nowhere to join through.
+            unknown = "!" + "A" * 43
+            status = http_post(url_b, bob.access_token, f"/join/{unknown}", {})
+            assert status == 404, status
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b, a, b))
+
+
+def http_get(url, token, path):
+    request = urllib.request.Request(f"{url}/_matrix/client/v3{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": e.read().decode(errors="replace")}
+
+
+def http_post(url, token, path, body):
+    request = urllib.request.Request(f"{url}/_matrix/client/v3{path}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
 if __name__ == "__main__":
     run_tests([test_a_member_of_another_shard_joins_and_both_chat,
                test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts,
                test_invites_across_shards_are_countersigned_joined_and_declined,
-               test_encrypted_room_across_shards_nio_and_js_sdk])
+               test_encrypted_room_across_shards_nio_and_js_sdk,
+               test_room_version_12_across_shards])

@@ -465,9 +465,9 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                  signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
                    const auto body = q.json();
                    const std::string version = body.contains("room_version") && body["room_version"].is_string() ? body["room_version"].get<std::string>() : "";
-                   if (version != "10" && version != "11")
+                   if (version != "10" && version != "11" && version != "12")
                      return Response::json({{"errcode", "M_INCOMPATIBLE_ROOM_VERSION"},
-                                            {"error", "this server supports room versions 10 and 11"},
+                                            {"error", "this server supports room versions 10, 11 and 12"},
                                             {"room_version", version}},
                                            400);
                    if (!body.contains("event") || !body["event"].is_object()) return matrix_error(400, "M_BAD_JSON", "event: the invite");

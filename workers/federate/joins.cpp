@@ -12,6 +12,7 @@
 #include "workers/federate/inbound.h"
 #include "workers/federate/remote_keys.h"
 #include "workers/federate/sender.h"
+#include "workers/matrix/auth_rules.h"
 #include "workers/matrix/event_hash.h"
 #include "workers/matrix/signing.h"
 #include "workers/room/store/room_store.h"
@@ -44,7 +45,11 @@ std::vector<std::string> store_join_answer(Context& c, const std::string& room_i
     for (const auto& pdu : list_of(answer, field)) {
       try {
         auto event = verified_pdu(c, pdu, version);
-        if (event.value("room_id", "") != room_id) continue;
+        // A room version 12 create event has no room_id: its own ID makes the room's.
+        const std::string of_room = event.contains("room_id") ? event.value("room_id", "")
+                                    : event.value("type", "") == "m.room.create" ? "!" + event.value("event_id", "$").substr(1)
+                                                                                 : "";
+        if (of_room != room_id) continue;
         if (std::string(field) == "state") state_ids.insert(event.value("event_id", ""));
         events.push_back(std::move(event));
       } catch (const Error& e) {
@@ -80,7 +85,9 @@ json join_remote_room(Context& c, const json& body) {
   std::vector<std::string> servers;
   for (const auto& s : body.value("servers", json::array()))
     if (s.is_string() && valid_server_name(s.get<std::string>())) servers.push_back(s.get<std::string>());
-  if (room.empty() || (room[0] != '!' && room[0] != '#') || server_of(room).empty())
+  // Room version 12's room IDs name no server: the servers given (and an invitation's) are
+  // the only ones to ask.
+  if (room.empty() || (room[0] != '!' && room[0] != '#') || (room[0] == '#' && server_of(room).empty()) || room.size() > 255)
     throw Error(errc::kMInvalidParam, "not a room ID or alias: " + room, 400);
   if (room[0] == '#') {
     // "Querying for information": the alias's server names the room and who is in it.
@@ -93,7 +100,7 @@ json join_remote_room(Context& c, const json& body) {
     servers.push_back(host);
     room = answer.body["room_id"];
   }
-  servers.push_back(server_of(room));
+  if (!server_of(room).empty()) servers.push_back(server_of(room));
   std::vector<std::string> candidates;
   for (const auto& s : servers)
     if (s != c.server_name && std::find(candidates.begin(), candidates.end(), s) == candidates.end()) candidates.push_back(s);
@@ -104,7 +111,7 @@ json join_remote_room(Context& c, const json& body) {
     // make_join: the template, in a room version we support.
     const auto made = federation_request(c, "GET", server,
                                          "/_matrix/federation/v1/make_join/" + percent_encode(room) + "/" + percent_encode(user_id) +
-                                             "?ver=10&ver=11",
+                                             "?ver=10&ver=11&ver=12",
                                          nullptr);
     if (!made.ok()) {
       last_error = server + ": " + made.error;
@@ -114,7 +121,7 @@ json join_remote_room(Context& c, const json& body) {
       continue;
     }
     const std::string version = made.body.value("room_version", "");
-    if (version != "10" && version != "11") {
+    if (version != "10" && version != "11" && version != "12") {
       last_error = server + " offered room version " + version;
       continue;
     }
@@ -153,6 +160,11 @@ json join_remote_room(Context& c, const json& body) {
     if (create_event.is_null() || !create_event["content"].is_object() ||
         create_event["content"].value("room_version", "1") != version) {
       last_error = server + " answered without the room's create event of version " + version;
+      continue;
+    }
+    // Room version 12: the room ID is the create event's hash, so the answer proves itself.
+    if (matrix::has_room_creators(version) && matrix::room_id_for(create_event, version) != room) {
+      last_error = server + " answered with the create event of another room";
       continue;
     }
     c.store.add_remote_room(room, version, create_event);
@@ -248,7 +260,7 @@ json leave_remote_room(Context& c, const json& body) {
     const auto made = federation_request(
         c, "GET", server, "/_matrix/federation/v1/make_leave/" + percent_encode(room_id) + "/" + percent_encode(user_id), nullptr);
     const std::string version = made.ok() ? made.body.value("room_version", json()).is_string() ? made.body["room_version"].get<std::string>() : "" : "";
-    if (!made.ok() || (version != "10" && version != "11") || !made.body.contains("event") || !made.body["event"].is_object()) {
+    if (!made.ok() || (version != "10" && version != "11" && version != "12") || !made.body.contains("event") || !made.body["event"].is_object()) {
       last_error = server + ": " + (made.error.empty() ? "no usable leave template" : made.error);
       continue;
     }

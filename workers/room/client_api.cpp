@@ -196,6 +196,9 @@ json ClientApi::Impl::client_event(const json& event) {
   out.erase("auth_events");
   out.erase("prev_events");
   out.erase("depth");
+  // Room version 12's create event has no room_id; clients are told the one it makes.
+  if (!out.contains("room_id") && out.value("type", "") == "m.room.create" && out.value("event_id", "").size() > 1)
+    out["room_id"] = "!" + out["event_id"].get<std::string>().substr(1);
   // Room version 11 moved a redaction's target into content (MSC2174); clients older than
   // that (matrix-js-sdk 37.5) read the top-level key, which the big servers still send.
   if (out.value("type", "") == "m.room.redaction" && !out.contains("redacts") && out.contains("content") &&

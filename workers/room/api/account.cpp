@@ -37,7 +37,7 @@ Response well_known(ClientApi::Impl& api, const Request& q) {
 
 Response capabilities(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
-  return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}}}}},
+  return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}, {"12", "stable"}}}}},
                                {"m.change_password", {{"enabled", true}}},
                                {"m.set_displayname", {{"enabled", true}}},
                                {"m.set_avatar_url", {{"enabled", true}}},

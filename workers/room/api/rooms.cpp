@@ -62,8 +62,11 @@ Response create_room(ClientApi::Impl& api, const Request& q) {
 std::optional<std::string> join_elsewhere(ClientApi::Impl& api, const Request& q, const std::string& target,
                                           const std::string& user_id) {
   const auto colon = target.find(':');
-  if (target.empty() || (target[0] != '!' && target[0] != '#') || colon == std::string::npos) return std::nullopt;
-  if (target.substr(colon + 1) == api.store.server_name()) return std::nullopt;
+  if (target.empty() || (target[0] != '!' && target[0] != '#')) return std::nullopt;
+  // Room version 12's room IDs name no server (they are the create event's hash): one we do
+  // not hold is joined through the servers given.
+  if (colon == std::string::npos && (target[0] == '#' || api.store.room_version(target))) return std::nullopt;
+  if (colon != std::string::npos && target.substr(colon + 1) == api.store.server_name()) return std::nullopt;
   if (target[0] == '#' && api.store.room_for_alias(target)) return std::nullopt;
   // A room whose state we hold (some member of ours is in it): joined here.
   if (target[0] == '!' && api.store.state_event(target, "m.room.create", "")) return std::nullopt;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <deque>
 
+#include "workers/matrix/ids.h"
 #include "workers/matrix/pdu_checks.h"
 #include "workers/room/store/room_store_impl.h"
 
@@ -73,9 +74,14 @@ std::vector<std::string> string_list(const json& event, const char* field) {
   return out;
 }
 
-std::string server_of(const std::string& user_id) {
-  const auto colon = user_id.find(':');
-  return colon == std::string::npos ? "" : user_id.substr(colon + 1);
+using matrix::server_of;
+
+// The room an event is of: its room_id; for a room version 12 create event, which has none,
+// the room its own ID makes.
+std::string room_of(const json& event) {
+  if (event.contains("room_id") && event["room_id"].is_string()) return event["room_id"].get<std::string>();
+  const std::string id = event.value("event_id", "");
+  return event.value("type", "") == "m.room.create" && id.size() > 1 ? "!" + id.substr(1) : "";
 }
 
 std::optional<std::string> state_key_of(const json& event) {
@@ -104,7 +110,7 @@ struct Federation {
   void reject(const json& event, const std::string& reason) {
     db.prepare("INSERT OR REPLACE INTO rejected_events (event_id, room_id, reason, at) VALUES (?1, ?2, ?3, ?4)")
         .bind(1, event.value("event_id", ""))
-        .bind(2, event.value("room_id", ""))
+        .bind(2, room_of(event))
         .bind(3, reason)
         .bind(4, unix_millis())
         .run();
@@ -137,6 +143,9 @@ struct Federation {
     for (const auto& [type, key] : matrix::auth_types_for(event))
       if (const auto id = find(type, key))
         if (auto row = load(db, *id)) map[{type, key}] = std::move(row->event);
+    // Room version 12: the rules read the create event the room ID names.
+    if (const auto implied = matrix::implied_create_id(event); !implied.empty())
+      if (auto row = load(db, implied)) map[{"m.room.create", ""}] = std::move(row->event);
     return map;
   }
 
@@ -248,7 +257,7 @@ struct Federation {
         "INSERT INTO events (event_id, room_id, type, state_key, sender, depth, json, status, relay, state_group) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)");
     insert.bind(1, event.value("event_id", ""))
-        .bind(2, event.value("room_id", ""))
+        .bind(2, room_of(event))
         .bind(3, event.value("type", ""))
         .bind(5, event.value("sender", ""))
         .bind(6, event.value("depth", int64_t{0}))
@@ -283,12 +292,20 @@ struct Federation {
         out.missing.push_back(id);
       }
     }
+    // Room version 12: the create event its room ID names, which auth_events never list.
+    std::optional<json> room_create;
+    if (const auto implied = matrix::implied_create_id(event); !implied.empty()) {
+      if (auto row = load(db, implied))
+        room_create = std::move(row->event);
+      else
+        out.missing.push_back(implied);
+    }
     if (!out.missing.empty()) {
       out.kind = RoomStore::Accepted::Kind::kMissing;
       return false;
     }
     try {
-      matrix::check_against_auth_events(event, auth, joined_elsewhere());
+      matrix::check_against_auth_events(event, auth, joined_elsewhere(), room_create ? &*room_create : nullptr);
     } catch (const Error& e) {
       out.kind = RoomStore::Accepted::Kind::kRejected;
       out.reason = e.what();
@@ -394,7 +411,7 @@ RoomStore::Accepted RoomStore::accept_outlier(const json& pdu) {
     Federation f(*impl_);
     Accepted out;
     const auto event = stored_form(pdu);
-    if (!Impl::version_of(f.db, event.value("room_id", ""))) throw Error(errc::kMNotFound, "unknown room", 404);
+    if (!Impl::version_of(f.db, room_of(event))) throw Error(errc::kMNotFound, "unknown room", 404);
     if (f.seen(event, out) || !f.check_auth_events(event, out)) return out;
     out.stream = f.insert(event, 1, false, std::nullopt);
     return out;
@@ -406,7 +423,7 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
     Federation f(*impl_);
     Accepted out;
     const auto event = stored_form(pdu);
-    const std::string room_id = event.value("room_id", ""), event_id = event.value("event_id", "");
+    const std::string room_id = room_of(event), event_id = event.value("event_id", "");
     const auto version = Impl::version_of(f.db, room_id);
     if (!version) throw Error(errc::kMNotFound, "unknown room " + room_id, 404);
     if (f.seen(event, out, true) || !f.check_auth_events(event, out)) return out;
@@ -434,7 +451,7 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
     } else {
       std::vector<matrix::StateIds> sets;
       for (const auto& prev : prevs) sets.push_back(Impl::state_ids_of_group(f.db, *prev.group));
-      resolved = matrix::resolve_state_v2(sets, source, f.joined_elsewhere());
+      resolved = matrix::resolve_state_v2(sets, source, f.joined_elsewhere(), matrix::state_res_for(*version));
     }
     // Step 5: against the state before it.
     const auto before = f.auth_map(event, [&](const std::string& type, const std::string& key) -> std::optional<std::string> {
@@ -494,7 +511,8 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
       for (const auto& id : extremities)
         if (auto row = load(f.db, id); row && row->group && groups.insert(*row->group).second)
           sets.push_back(Impl::state_ids_of_group(f.db, *row->group));
-      const auto next = sets.size() == 1 ? sets[0] : matrix::resolve_state_v2(sets, source, f.joined_elsewhere());
+      const auto next = sets.size() == 1 ? sets[0]
+                                         : matrix::resolve_state_v2(sets, source, f.joined_elsewhere(), matrix::state_res_for(*version));
       const auto state_after = Impl::state_ids_of_group(f.db, after);
       f.set_current(room_id, next, next == state_after ? after : f.snapshot(room_id, next));
     }
@@ -508,10 +526,10 @@ bool RoomStore::accept_outlier_state(const std::string& event_id, const std::vec
     Federation f(*impl_);
     const auto row = load(f.db, event_id);
     if (!row || row->status != 1 || row->group) return false;
-    const std::string room_id = row->event.value("room_id", "");
+    const std::string room_id = room_of(row->event);
     matrix::StateIds state;
     for (const auto& id : state_before)
-      if (auto e = load(f.db, id); e && e->event.value("room_id", "") == room_id)
+      if (auto e = load(f.db, id); e && room_of(e->event) == room_id)
         if (const auto key = state_key_of(e->event)) state[{e->event.value("type", ""), *key}] = id;
     int64_t group = f.snapshot(room_id, state);
     if (const auto key = state_key_of(row->event)) group = f.after(room_id, group, row->event.value("type", ""), *key, event_id);
@@ -525,7 +543,7 @@ RoomStore::Accepted RoomStore::accept_join(const json& pdu, const std::vector<st
     Federation f(*impl_);
     Accepted out;
     const auto join = stored_form(pdu);
-    const std::string room_id = join.value("room_id", ""), event_id = join.value("event_id", "");
+    const std::string room_id = room_of(join), event_id = join.value("event_id", "");
     const auto version = Impl::version_of(f.db, room_id);
     if (!version) throw Error(errc::kMNotFound, "unknown room " + room_id, 404);
     if (f.seen(join, out, true) || !f.check_auth_events(join, out)) return out;
@@ -684,13 +702,14 @@ std::optional<std::vector<std::string>> RoomStore::state_ids_before(const std::s
   matrix::StateIds state = sets[0];
   if (sets.size() > 1) {
     StoreEvents source(*db);
+    const auto version = Impl::version_of(*db, room_of(row->event)).value_or("11");
     state = matrix::resolve_state_v2(sets, source, [&db](const std::string& room, const std::string& user) {
       auto& stmt = db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
       stmt.bind(1, room).bind(2, user);
       const bool joined = stmt.step() && stmt.column_text(0) == "join";
       stmt.reset();
       return joined;
-    });
+    }, matrix::state_res_for(version));
   }
   std::vector<std::string> ids;
   for (const auto& [key, id] : state) ids.push_back(id);

@@ -459,15 +459,31 @@ bool RoomStore::delete_device(const std::string& user_id, const std::string& dev
 
 json RoomStore::create_room(const std::string& creator, const json& request, const json& creator_profile) {
   const std::string version = request.value("room_version", "11");
-  if (version != "10" && version != "11")
-    throw Error(errc::kMUnsupportedRoomVersion, "this server supports room versions 10 and 11", 400);
-  const std::string room_id = "!" + random_id(18) + ":" + server_name_;
+  if (version != "10" && version != "11" && version != "12")
+    throw Error(errc::kMUnsupportedRoomVersion, "this server supports room versions 10, 11 and 12", 400);
+  const bool v12 = matrix::has_room_creators(version);
   const std::string preset = request.value("preset", request.value("visibility", "private") == "public" ? "public_chat" : "private_chat");
   return impl_->write([&] {
     json create_content = request.value("creation_content", json::object());
+    if (!create_content.is_object()) throw Error(errc::kMBadJson, "creation_content must be an object", 400);
     if (version == "10") create_content["creator"] = creator;  // v11 takes the sender instead
     create_content["room_version"] = version;
+    // Room version 12: a trusted private chat's invitees are its creators with the inviter
+    // (Client-Server API POST /createRoom), and the ID is the create event's; a random key
+    // keeps two rooms made in the same millisecond apart.
+    if (v12 && preset == "trusted_private_chat")
+      for (const auto& invitee : request.value("invite", json::array()))
+        if (invitee.is_string() && invitee != creator) create_content["additional_creators"].push_back(invitee);
+    if (v12) create_content["org.cooperative.coop.nonce"] = random_id(12);
     const std::string room_type = create_content.value("type", "");
+    json create;
+    std::string room_id;
+    if (v12) {
+      create = impl_->build("", version, creator, "m.room.create", create_content, "");
+      room_id = "!" + create["event_id"].get<std::string>().substr(1);
+    } else {
+      room_id = "!" + random_id(18) + ":" + server_name_;
+    }
     impl_->db->prepare("INSERT INTO rooms (room_id, version, creator, room_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
         .bind(1, room_id)
         .bind(2, version)
@@ -475,7 +491,10 @@ json RoomStore::create_room(const std::string& creator, const json& request, con
         .bind(4, room_type)
         .bind(5, unix_millis())
         .run();
-    impl_->append(room_id, version, creator, "m.room.create", create_content, "");
+    if (v12)
+      impl_->store(room_id, create, create_content);
+    else
+      impl_->append(room_id, version, creator, "m.room.create", create_content, "");
     json join = {{"membership", "join"}};
     for (const char* field : {"displayname", "avatar_url"})
       if (creator_profile.is_object() && creator_profile.contains(field) && creator_profile[field].is_string() &&
@@ -483,15 +502,20 @@ json RoomStore::create_room(const std::string& creator, const json& request, con
         join[field] = creator_profile[field];
     impl_->append(room_id, version, creator, "m.room.member", join, creator);
     // Client-Server API "Creating a room": power levels, then preset state, then the rest.
-    json levels = {{"users", {{creator, 100}}}, {"users_default", 0}, {"events_default", 0}, {"state_default", 50},
+    // Room version 12: creators hold an infinite level and are never listed; the tombstone
+    // needs more than any listed level (150).
+    json levels = {{"users", json::object()}, {"users_default", 0}, {"events_default", 0}, {"state_default", 50},
                    {"ban", 50}, {"kick", 50}, {"redact", 50}, {"invite", preset == "public_chat" ? 0 : 0},
                    {"events", {{"m.room.name", 50}, {"m.room.power_levels", 100}, {"m.room.history_visibility", 100},
-                               {"m.room.canonical_alias", 50}, {"m.room.avatar", 50}, {"m.room.tombstone", 100},
+                               {"m.room.canonical_alias", 50}, {"m.room.avatar", 50}, {"m.room.tombstone", v12 ? 150 : 100},
                                {"m.room.server_acl", 100}, {"m.room.encryption", 100}, {"m.space.child", 50}}}};
-    if (preset == "trusted_private_chat")
+    if (!v12) levels["users"][creator] = 100;
+    if (preset == "trusted_private_chat" && !v12)
       for (const auto& invitee : request.value("invite", json::array())) levels["users"][invitee.get<std::string>()] = 100;
     if (request.contains("power_level_content_override") && request["power_level_content_override"].is_object())
       levels.merge_patch(request["power_level_content_override"]);
+    if (v12 && levels["users"].is_object())
+      for (const auto& c : matrix::room_creators(create)) levels["users"].erase(c);  // rule 10.4
     impl_->append(room_id, version, creator, "m.room.power_levels", levels, "");
     if (request.contains("room_alias_name")) {
       const std::string alias = "#" + request.value("room_alias_name", "") + ":" + server_name_;

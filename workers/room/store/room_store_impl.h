@@ -127,6 +127,15 @@ struct RoomStore::Impl {
   // Builds, signs, authorises and appends one event inside the caller's transaction.
   json append(const std::string& room_id, const std::string& version, const std::string& sender,
               const std::string& type, const json& content, const std::optional<std::string>& state_key) {
+    auto event = build(room_id, version, sender, type, content, state_key);
+    store(room_id, event, content);
+    return event;
+  }
+
+  // Builds, authorises, hashes and signs an event of ours, with its event_id; stores nothing.
+  // A room version 12 create event has no room_id: its own ID makes the room's.
+  json build(const std::string& room_id, const std::string& version, const std::string& sender,
+             const std::string& type, const json& content, const std::optional<std::string>& state_key) {
     // Client-Server API "Size limits" and the PDU format: content is an object; type and
     // state_key at most 255 bytes; the whole event at most 65,536 bytes (checked once signed).
     if (!content.is_object()) throw Error(errc::kMBadJson, "event content must be a JSON object", 400);
@@ -136,6 +145,7 @@ struct RoomStore::Impl {
     json event = {{"type", type}, {"room_id", room_id}, {"sender", sender}, {"content", content},
                   {"origin_server_ts", unix_millis()}};
     if (state_key) event["state_key"] = *state_key;
+    if (type == "m.room.create" && matrix::has_room_creators(version)) event.erase("room_id");
     const auto [prev, depth] = next_prev_events(room_id);
     event["prev_events"] = prev;
     event["depth"] = depth;
@@ -146,7 +156,7 @@ struct RoomStore::Impl {
       if (const auto* e = matrix::state_of(state, t, k)) auth.push_back(e->value("event_id", ""));
     };
     if (type != "m.room.create") {
-      add_auth("m.room.create", "");
+      if (!matrix::has_room_creators(version)) add_auth("m.room.create", "");  // v12: implied by the room ID
       add_auth("m.room.power_levels", "");
       add_auth("m.room.member", sender);
       if (type == "m.room.member") {
@@ -168,7 +178,17 @@ struct RoomStore::Impl {
     event["event_id"] = event_id;
     if (matrix::canonical_json(event).size() > kMaxEventBytes)
       throw Error(errc::kMTooLarge, "events are at most 65536 bytes", 413);
+    return event;
+  }
 
+  // Appends an event build() made to the room's timeline and state.
+  void store(const std::string& room_id, const json& event, const json& content) {
+    const std::string event_id = event["event_id"];
+    const std::string type = event["type"], sender = event["sender"];
+    const int64_t depth = event["depth"];
+    const json& prev = event["prev_events"];
+    const std::optional<std::string> state_key =
+        event.contains("state_key") ? std::optional<std::string>(event["state_key"].get<std::string>()) : std::nullopt;
     auto& insert = db->prepare("INSERT INTO events (event_id, room_id, type, state_key, sender, depth, json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     insert.bind(1, event_id).bind(2, room_id).bind(3, type).bind(5, sender).bind(6, depth).bind(7, event.dump());
     if (state_key)
@@ -197,7 +217,6 @@ struct RoomStore::Impl {
     index_for_search(event);
     pending.rooms.insert(room_id);
     if (type == "m.room.member" && state_key) pending.users.insert(*state_key);  // invites reach non-members
-    return event;
   }
 
   // The next event's prev_events: the room's forward extremities (Server-Server API "Room DAG
