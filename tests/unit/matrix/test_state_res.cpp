@@ -351,6 +351,8 @@ TEST_CASE("state res v2.1: the conflicted state subgraph is every auth path betw
   add("Y", {"X"});
   add("W", {"Z"});
   add("B", {"Y", "W"});
+  add("V", {"B"});  // above both: not on a path between them
   CHECK(conflicted_subgraph({"A", "B"}, events) == std::set<std::string>{"A", "X", "Y", "B"});
+  CHECK(conflicted_subgraph({"Z", "Y"}, events) == std::set<std::string>{"Z", "A", "X", "Y"});
   CHECK(conflicted_subgraph({"A", "W"}, events) == std::set<std::string>{"A", "W"});
 }
