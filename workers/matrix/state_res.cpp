@@ -165,6 +165,15 @@ const std::set<std::string>& EventSource::auth_chain(const std::string& event_id
   return chains_.emplace(event_id, std::move(chain)).first->second;
 }
 
+std::set<std::string> EventSource::auth_chain_of_set(const std::vector<std::string>& event_ids) {
+  std::set<std::string> chain;
+  for (const auto& id : event_ids) {
+    const auto& mine = auth_chain(id);
+    chain.insert(mine.begin(), mine.end());
+  }
+  return chain;
+}
+
 void EventMap::add(const json& event) { events_[text(event, "event_id")] = event; }
 
 const json* EventMap::event(const std::string& event_id) {
@@ -312,12 +321,10 @@ StateIds resolve_state_v2(const std::vector<StateIds>& state_sets, EventSource& 
   // The auth difference: what is in some state set's full auth chain but not in all of them.
   std::map<std::string, std::size_t> chain_count;
   for (const auto& set : state_sets) {
-    std::set<std::string> full_chain;
-    for (const auto& [key, id] : set) {
-      const auto& chain = events.auth_chain(id);
-      full_chain.insert(chain.begin(), chain.end());
-    }
-    for (const auto& id : full_chain) ++chain_count[id];
+    std::vector<std::string> ids;
+    ids.reserve(set.size());
+    for (const auto& [key, id] : set) ids.push_back(id);
+    for (const auto& id : events.auth_chain_of_set(ids)) ++chain_count[id];
   }
   std::set<std::string> full_conflicted;
   for (const auto& id : conflicted)

@@ -29,6 +29,9 @@ class EventSource {
   // itself. This default walks auth_events through event() and remembers what it found; a
   // store answers from its own index instead.
   virtual const std::set<std::string>& auth_chain(const std::string& event_id);
+  // The auth chain of several events together (the union of theirs): the full auth chain of
+  // a state set. This default asks auth_chain() of each; a store answers in one walk.
+  virtual std::set<std::string> auth_chain_of_set(const std::vector<std::string>& event_ids);
 
  private:
   std::map<std::string, std::set<std::string>> chains_;

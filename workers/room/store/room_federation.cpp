@@ -29,10 +29,20 @@ class StoreEvents : public matrix::EventSource {
     }
     return it->second ? &*it->second : nullptr;
   }
+  // Auth chains from the auth_edges index: no event parsed to find them.
+  const std::set<std::string>& auth_chain(const std::string& event_id) override {
+    auto it = chains_.find(event_id);
+    if (it == chains_.end()) it = chains_.emplace(event_id, RoomStore::Impl::auth_chain_ids(db_, {event_id})).first;
+    return it->second;
+  }
+  std::set<std::string> auth_chain_of_set(const std::vector<std::string>& event_ids) override {
+    return RoomStore::Impl::auth_chain_ids(db_, event_ids);
+  }
 
  private:
   sqlite::Database& db_;
   std::map<std::string, std::optional<json>> cache_;
+  std::map<std::string, std::set<std::string>> chains_;
 };
 
 struct Row {
@@ -273,7 +283,9 @@ struct Federation {
     else
       insert.bind_null(10);
     insert.run();
-    return db.last_insert_rowid();
+    const auto stream = db.last_insert_rowid();
+    s.record_auth_edges(event);
+    return stream;
   }
 
   // Step 4: the auth events are here, none rejected, and they admit the event. Empty when
@@ -665,21 +677,9 @@ std::vector<json> RoomStore::events_by_id(const std::vector<std::string>& event_
 
 std::vector<json> RoomStore::auth_chain(const std::vector<std::string>& event_ids) {
   auto db = impl_->read();
-  std::set<std::string> seen;
-  std::deque<std::string> todo;
   std::vector<json> out;
-  for (const auto& id : event_ids)
-    if (auto row = load(*db, id))
-      for (const auto& a : string_list(row->event, "auth_events")) todo.push_back(a);
-  while (!todo.empty()) {
-    const auto id = todo.front();
-    todo.pop_front();
-    if (!seen.insert(id).second) continue;
-    auto row = load(*db, id);
-    if (!row) continue;
-    for (const auto& a : string_list(row->event, "auth_events")) todo.push_back(a);
-    out.push_back(std::move(row->event));
-  }
+  for (const auto& id : Impl::auth_chain_ids(*db, event_ids))
+    if (auto row = load(*db, id)) out.push_back(std::move(row->event));
   std::sort(out.begin(), out.end(), [](const json& a, const json& b) { return a.value("depth", int64_t{0}) < b.value("depth", int64_t{0}); });
   return out;
 }

@@ -271,6 +271,20 @@ constexpr sqlite::Migration kMigrations[] = {
       CREATE INDEX events_by_redacted ON events (coalesce(json_extract(json, '$.content.redacts'), json_extract(json, '$.redacts')))
         WHERE type = 'm.room.redaction';
     )sql"},
+    // The auth graph as rows (Server-Server API "Auth chain"): an event's auth events,
+    // with the create event a room version 12 room ID implies. Auth chains are walked here
+    // in SQL, not by parsing every event of a room's history.
+    {14, R"sql(
+      CREATE TABLE auth_edges (
+        event_id TEXT NOT NULL,
+        auth_id  TEXT NOT NULL,
+        PRIMARY KEY (event_id, auth_id)
+      ) WITHOUT ROWID;
+      INSERT OR IGNORE INTO auth_edges (event_id, auth_id)
+        SELECT e.event_id, a.value FROM events e, json_each(e.json, '$.auth_events') a WHERE a.type = 'text';
+      INSERT OR IGNORE INTO auth_edges (event_id, auth_id)
+        SELECT event_id, '$' || substr(room_id, 2) FROM events WHERE type != 'm.room.create' AND instr(room_id, ':') = 0;
+    )sql"},
 };
 
 }  // namespace

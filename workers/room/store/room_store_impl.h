@@ -196,6 +196,7 @@ struct RoomStore::Impl {
     else
       insert.bind_null(4);
     insert.run();
+    record_auth_edges(event);
     record_state_group(room_id, event_id, type, state_key);
     set_extremity(room_id, event_id, prev);
     if (state_key) {
@@ -235,6 +236,32 @@ struct RoomStore::Impl {
     }
     last.reset();
     return {prev, depth};
+  }
+
+  // The event's rows in the auth graph (auth_edges): its auth events, and in room version 12
+  // the create event its room ID names.
+  void record_auth_edges(const json& event) {
+    auto& edge = db->prepare("INSERT OR IGNORE INTO auth_edges (event_id, auth_id) VALUES (?1, ?2)");
+    const std::string event_id = event.value("event_id", "");
+    if (const auto auth = event.find("auth_events"); auth != event.end() && auth->is_array())
+      for (const auto& id : *auth)
+        if (id.is_string()) edge.bind(1, event_id).bind(2, id.get<std::string>()).run();
+    if (const auto create = matrix::implied_create_id(event); !create.empty()) edge.bind(1, event_id).bind(2, create).run();
+  }
+
+  // Every event reachable from `from` through auth_edges, `from` itself not counted unless
+  // it is reached: the auth chain of a set of events, walked in SQL.
+  static std::set<std::string> auth_chain_ids(sqlite::Database& db, const std::vector<std::string>& from) {
+    auto& stmt = db.prepare(
+        "WITH RECURSIVE chain(id) AS ("
+        "  SELECT a.auth_id FROM json_each(?1) f JOIN auth_edges a ON a.event_id = f.value"
+        "  UNION SELECT a.auth_id FROM chain c JOIN auth_edges a ON a.event_id = c.id"
+        ") SELECT id FROM chain");
+    stmt.bind(1, json(from).dump());
+    std::set<std::string> ids;
+    while (stmt.step()) ids.insert(stmt.column_text(0));
+    stmt.reset();
+    return ids;
   }
 
   // A timeline event's place in the DAG: its prev_events are no longer forward extremities,
