@@ -18,7 +18,9 @@ import os
 import socket
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import canonicaljson
@@ -27,7 +29,7 @@ import signedjson.key
 import signedjson.sign
 
 from coopshard import Shard, bin_dir_from_args, listener, run_tests, wait_for
-from test_federate import DOMAIN, REMOTE, FakeHomeserver, federation, start, unpadded, verify_key
+from test_federate import DOMAIN, REMOTE, UNTRUSTED, FakeHomeserver, federation, start, unpadded, verify_key
 from test_room_e2ee import Member, b64, device_keys, one_time_key, sign
 from test_room_nio import STRONG, http_json
 
@@ -1555,6 +1557,78 @@ def test_join_federated_room_fail_over():
         closed.close()
 
 
+def tiny_png(width, height):
+    """A real PNG image (RGB, 8 bits) of the given size."""
+    import struct
+    import zlib
+    raw = b"".join(b"\x00" + bytes([(x * y) % 256 for x in range(width) for _ in range(3)]) for y in range(height))
+    chunk = lambda kind, data: (struct.pack(">I", len(data)) + kind + data +
+                                struct.pack(">I", zlib.crc32(kind + data) & 0xffffffff))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def signed_raw_get(s, uri, authorization=None):
+    """A GET of coop's federation API signed by the fake (or with the given header): (status,
+    content type, body bytes)."""
+    request = urllib.request.Request(s.fed_url + uri, method="GET")
+    request.add_header("Authorization", authorization if authorization is not None
+                       else s.fake.authorization("GET", uri, DOMAIN, None))
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=UNTRUSTED) as answer:
+            return answer.status, answer.headers.get("Content-Type", ""), answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()
+
+
+def multipart_parts(content_type, body):
+    """The parts of a multipart/mixed body: [(headers text, content bytes)]."""
+    boundary = content_type.split("boundary=", 1)[1].strip('"').encode()
+    parts = []
+    for piece in body.split(b"--" + boundary)[1:]:
+        if piece.startswith(b"--"):
+            break
+        head, _, content = piece[2:].partition(b"\r\n\r\n")
+        parts.append((head.decode(), content[:-2] if content.endswith(b"\r\n") else content))
+    return parts
+
+
+def test_content_media_v1():
+    """Complement TestContentMediaV1: another server downloads alice's upload over
+    authenticated federation media (multipart/mixed: metadata, then the bytes), and a
+    thumbnail of it (GET /media/thumbnail); unknown media is 404, unsigned requests 401, and
+    what is not an image has no thumbnail."""
+    import struct
+
+    def scenario(s):
+        png = tiny_png(120, 60)
+        request = urllib.request.Request(f"{s.client_url}/_matrix/media/v3/upload?filename=map.png", data=png, method="POST",
+                                         headers={"Authorization": f"Bearer {s.token}", "Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            media_id = json.loads(answer.read())["content_uri"].rsplit("/", 1)[1]
+        status, kind, body = signed_raw_get(s, f"/_matrix/federation/v1/media/download/{q(media_id)}")
+        assert status == 200 and kind.startswith("multipart/mixed"), (status, kind)
+        (meta_head, meta), (file_head, content) = multipart_parts(kind, body)
+        assert "application/json" in meta_head and json.loads(meta) == {}, (meta_head, meta)
+        assert "image/png" in file_head and content == png, file_head
+        status, kind, body = signed_raw_get(s, f"/_matrix/federation/v1/media/thumbnail/{q(media_id)}?width=30&height=30&method=scale")
+        assert status == 200 and kind.startswith("multipart/mixed"), (status, kind, body[:200])
+        _, (thumb_head, thumb) = multipart_parts(kind, body)
+        assert "image/png" in thumb_head and thumb[:8] == b"\x89PNG\r\n\x1a\n", thumb_head
+        assert struct.unpack(">II", thumb[16:24]) == (30, 15)
+        for uri in (f"/_matrix/federation/v1/media/download/nosuchmedia", f"/_matrix/federation/v1/media/thumbnail/nosuchmedia?width=3&height=3"):
+            assert signed_raw_get(s, uri)[0] == 404, uri
+        assert signed_raw_get(s, f"/_matrix/federation/v1/media/thumbnail/{q(media_id)}")[0] == 400  # no size
+        assert signed_raw_get(s, f"/_matrix/federation/v1/media/download/{q(media_id)}", authorization="")[0] == 401
+        request = urllib.request.Request(f"{s.client_url}/_matrix/media/v3/upload?filename=notes.txt", data=b"just text",
+                                         method="POST", headers={"Authorization": f"Bearer {s.token}", "Content-Type": "text/plain"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            text_id = json.loads(answer.read())["content_uri"].rsplit("/", 1)[1]
+        assert signed_raw_get(s, f"/_matrix/federation/v1/media/thumbnail/{q(text_id)}?width=30&height=30")[0] == 400
+
+    with_room(scenario)
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -1571,6 +1645,7 @@ if __name__ == "__main__":
         test_device_lists_update_over_federation,
         test_send_leave_takes_only_leaves,
         test_federation_redact_sends_without_event,
+        test_content_media_v1,
         test_join_federated_room_via_room_id_and_server_name_outbound,
         test_join_federated_room_with_unverifiable_events,
         test_join_federated_room_fail_over,

@@ -2,6 +2,7 @@
 #include "workers/federate/media.h"
 
 #include <openssl/rand.h>
+#include <cstdlib>
 #include <spdlog/spdlog.h>
 
 #include "common/blob_store.h"
@@ -13,6 +14,7 @@
 #include "workers/federate/server_policy.h"
 #include "workers/matrix/base64.h"
 #include "workers/room/store/room_store.h"
+#include "workers/room/thumbnail.h"
 
 namespace coop::federate {
 
@@ -56,6 +58,19 @@ std::string header_value(std::string_view headers, std::string_view name) {
   return "";
 }
 
+// Authenticated media over federation (spec v1.11): multipart/mixed, a JSON metadata part
+// (empty) and the content.
+Response multipart_answer(const std::string& content_type, const std::string& bytes) {
+  std::string random(12, '\0');
+  RAND_bytes(reinterpret_cast<unsigned char*>(random.data()), static_cast<int>(random.size()));
+  const std::string boundary = "coop" + matrix::unpadded_base64_url(random);
+  std::string body = "--" + boundary + "\r\nContent-Type: application/json\r\n\r\n{}\r\n--" + boundary +
+                     "\r\nContent-Type: " + content_type + "\r\n\r\n";
+  body += bytes;
+  body += "\r\n--" + boundary + "--\r\n";
+  return Response::bytes(200, std::move(body), "multipart/mixed; boundary=" + boundary);
+}
+
 }  // namespace
 
 std::optional<MediaPart> parse_media_download(std::string_view body) {
@@ -95,16 +110,25 @@ void add_media_routes(http::Router& federation, http::Router& control, Context& 
                             const auto id = q.param("mediaId");
                             const auto media = valid_media_id(id) ? c.store.media(id) : std::nullopt;
                             if (!media) return matrix_error(404, "M_NOT_FOUND", "no such media");
-                            std::string random(12, '\0');
-                            RAND_bytes(reinterpret_cast<unsigned char*>(random.data()), static_cast<int>(random.size()));
-                            const std::string boundary = "coop" + matrix::unpadded_base64_url(random);
-                            std::string body = "--" + boundary + "\r\nContent-Type: application/json\r\n\r\n{}\r\n--" + boundary +
-                                               "\r\nContent-Type: " + media->content_type + "\r\n\r\n";
-                            body += blobs->read(media->blob);
-                            body += "\r\n--" + boundary + "--\r\n";
-                            return Response::bytes(200, std::move(body), "multipart/mixed; boundary=" + boundary);
+                            return multipart_answer(media->content_type, blobs->read(media->blob));
                           }),
                           "one of our members' uploads, for a server whose users are shown it");
+  // Server-Server API GET /media/thumbnail/{mediaId}: what a server asks when its members'
+  // clients want a small picture of one of our uploads, made as coop-room makes its own.
+  federation.add_blocking("GET", "/_matrix/federation/v1/media/thumbnail/{mediaId}", run,
+                          signed_by_peer(c, [&c, blobs](const Request& q, const std::string&) {
+                            const auto id = q.param("mediaId");
+                            const auto media = valid_media_id(id) ? c.store.media(id) : std::nullopt;
+                            if (!media) return matrix_error(404, "M_NOT_FOUND", "no such media");
+                            const int width = std::atoi(q.query_value("width", "0").c_str());
+                            const int height = std::atoi(q.query_value("height", "0").c_str());
+                            if (width < 1 || height < 1) return matrix_error(400, "M_MISSING_PARAM", "width and height are required");
+                            auto thumb = room::make_thumbnail(blobs->read(media->blob), width, height,
+                                                              q.query_value("method", "scale") == "crop");
+                            if (!thumb) return matrix_error(400, "M_UNKNOWN", "this media cannot be thumbnailed");
+                            return multipart_answer(thumb->content_type, thumb->bytes);
+                          }),
+                          "a thumbnail of one of our members' uploaded images");
 
   // coop-room asks for other servers' media once per item: fetched, checked, stored.
   control.add_blocking("POST", "/v1/media/fetch", run, [&c, blobs](const Request& q) {
