@@ -422,9 +422,65 @@ def http_post(url, token, path, body):
         return e.code
 
 
+def http_json_call(url, token, method, path, body=None):
+    """A client API call: (status, JSON answer)."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{url}/_matrix/client{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_space_hierarchy_across_shards():
+    """A Space on a.test names a public room of b.test and an invite-only one: alice's
+    /hierarchy shows the public one with its name and topic as b.test describes it (GET
+    /_matrix/federation/v1/hierarchy), and not the invite-only one."""
+    async def scenario(url_a, url_b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            status, bakery = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom",
+                                            {"preset": "public_chat", "name": "Bakery", "topic": "Bread on Fridays"})
+            assert status == 200, bakery
+            status, secret = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom",
+                                            {"preset": "private_chat", "name": "Secret recipes"})
+            assert status == 200, secret
+            status, space = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom",
+                                           {"preset": "public_chat", "name": "Neighbourhood",
+                                            "creation_content": {"type": "m.space"}})
+            assert status == 200, space
+            for child in (bakery["room_id"], secret["room_id"]):
+                status, answer = http_json_call(url_a, alice.access_token, "PUT",
+                                                f"/v3/rooms/{space['room_id']}/state/m.space.child/{child}",
+                                                {"via": ["b.test"]})
+                assert status == 200, answer
+            status, tree = http_json_call(url_a, alice.access_token, "GET", f"/v1/rooms/{space['room_id']}/hierarchy")
+            assert status == 200, tree
+            by_id = {room["room_id"]: room for room in tree["rooms"]}
+            assert space["room_id"] in by_id and by_id[space["room_id"]].get("room_type") == "m.space", tree
+            remote = by_id.get(bakery["room_id"])
+            assert remote and remote.get("name") == "Bakery" and remote.get("topic") == "Bread on Fridays", tree
+            assert remote.get("join_rule") == "public" and remote.get("num_joined_members") == 1, remote
+            assert secret["room_id"] not in by_id, tree
+            # And alice can join the room she found there, through b.test.
+            status, joined = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{bakery['room_id']}?server_name=b.test", {})
+            assert status == 200 and joined.get("room_id") == bakery["room_id"], (status, joined)
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b))
+
+
 if __name__ == "__main__":
     run_tests([test_a_member_of_another_shard_joins_and_both_chat,
                test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts,
                test_invites_across_shards_are_countersigned_joined_and_declined,
                test_encrypted_room_across_shards_nio_and_js_sdk,
-               test_room_version_12_across_shards])
+               test_room_version_12_across_shards,
+               test_space_hierarchy_across_shards])

@@ -30,6 +30,7 @@
 #include "workers/federate/sender.h"
 #include "workers/federate/remote_keys.h"
 #include "workers/federate/server_policy.h"
+#include "workers/room/space_summary.h"
 #include "workers/matrix/server_key.h"
 #include "workers/matrix/signing.h"
 #include "workers/matrix/x_matrix.h"
@@ -133,6 +134,41 @@ void add_routes(http::Router& r, Context& c, const http::Runner& run) {
                  }),
                  "a user's display name and avatar");
 
+  // "Spaces": the summary of a room of ours and of its children, for a server whose members
+  // browse a Space that names it. Rooms the asking server could not see or join are not
+  // described (404 for the room itself, inaccessible_children for its children).
+  r.add_blocking("GET", "/_matrix/federation/v1/hierarchy/{roomId}", run,
+                 signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
+                   const auto room_id = q.param("roomId");
+                   const bool suggested_only = q.query_value("suggested_only") == "true";
+                   const auto visible = [&c, &origin](const std::string& id, const room::SpaceRoom& room) {
+                     if (!acl_admits(c, id, origin)) return false;
+                     if (room.world_readable || room.join_rule == "public" || room.join_rule == "knock" ||
+                         c.store.server_in_room(id, origin))
+                       return true;
+                     // A restricted room: for servers with a member in a room that admits.
+                     if (room.join_rule == "restricted" || room.join_rule == "knock_restricted")
+                       for (const auto& allowed : room.allowed_rooms)
+                         if (c.store.server_in_room(allowed, origin)) return true;
+                     return room.join_rule == "knock_restricted";
+                   };
+                   if (!c.store.room_version(room_id)) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
+                   auto room = room::space_room(c.store, room_id, suggested_only);
+                   if (!visible(room_id, room)) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " for " + origin);
+                   json children = json::array(), inaccessible = json::array();
+                   for (const auto& child_id : room.children) {
+                     if (!c.store.room_version(child_id)) continue;  // not ours to describe
+                     auto child = room::space_room(c.store, child_id, false);
+                     if (!visible(child_id, child)) {
+                       inaccessible.push_back(child_id);
+                       continue;
+                     }
+                     children.push_back(std::move(child.entry));
+                   }
+                   return Response::json({{"room", room.entry}, {"children", children}, {"inaccessible_children", inaccessible}});
+                 }),
+                 "a room of ours and its children, as a Space's hierarchy describes them");
+
   // Anything else under the federation API is not served yet: a Matrix 404, not a bare one.
   r.set_fallback([](const Request& q, http::Reply reply) {
     reply(matrix_error(404, "M_UNRECOGNIZED", "unrecognised request " + q.method + " " + q.path));
@@ -230,6 +266,26 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     return Response::json({{"user_id", user_id}, {"server", server}, {"status", answer.status}, {"answer", answer.body}},
                           answer.status == 200 ? 200 : 502);
   }, "a remote user's profile, asked of their server with a signed request");
+  control.add_blocking("POST", "/v1/hierarchy", runtime.blocking_runner(), [context](const Request& q) {
+    // A room of another server in one of our Spaces: its summary from the first server
+    // named that gives one.
+    const auto body = q.json();
+    const std::string room_id = body.value("room_id", "");
+    if (room_id.empty() || room_id[0] != '!' || room_id.size() > 255) throw Error(errc::kUsage, "room_id: a room ID", 400);
+    std::string last_error = "no server named";
+    int tried = 0;
+    for (const auto& server : body.value("servers", json::array())) {
+      if (!server.is_string() || !valid_server_name(server.get<std::string>()) || server == context->server_name) continue;
+      if (++tried > 3) break;
+      const auto answer = federation_request(*context, "GET", server.get<std::string>(),
+                                             "/_matrix/federation/v1/hierarchy/" + percent_encode(room_id) +
+                                                 (body.value("suggested_only", false) ? "?suggested_only=true" : ""),
+                                             nullptr, 4 << 20);
+      if (answer.ok()) return Response::json(answer.body);
+      last_error = server.get<std::string>() + ": " + (answer.error.empty() ? "HTTP " + std::to_string(answer.status) : answer.error);
+    }
+    throw Error(errc::kNotFound, "no summary of " + room_id + ": " + last_error, 404);
+  }, "another server's summary of one of its rooms in our Space ({room_id, servers, suggested_only})");
   control.add_blocking("POST", "/v1/join", runtime.blocking_runner(), [context](const Request& q) {
     return Response::json(join_remote_room(*context, q.json()));
   }, "join one of our users to a room on another server ({room, user_id, servers, content})");

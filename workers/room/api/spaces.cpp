@@ -1,13 +1,17 @@
-// Client-Server API "Spaces": the hierarchy of rooms below a Space.
+// Client-Server API "Spaces": the hierarchy of rooms below a Space, rooms of other servers
+// included.
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
+#include <map>
 #include <set>
 #include <utility>
 #include <vector>
 
 #include "common/error.h"
 #include "workers/room/client_impl.h"
+#include "workers/room/space_summary.h"
 #include "workers/room/store/room_store.h"
 
 namespace coop::room {
@@ -22,7 +26,39 @@ constexpr int kMaxDepth = 50;
 constexpr int kMaxPage = 500;
 constexpr std::size_t kMaxRooms = 5000;  // one walk lists at most this many rooms
 
-// A breadth-first walk of m.space.child events.
+// At most this many rooms of a walk are asked of other servers (GET /hierarchy over
+// federation): a Space that names rooms elsewhere shows them, without a request fanning out
+// across the federation.
+constexpr int kMaxRemoteLookups = 10;
+
+struct Step {
+  std::string room_id;
+  int depth = 0;
+  std::vector<std::string> via;  // servers the parent's m.space.child names
+};
+
+// A room we do not hold, as another server's hierarchy answer described it: its summary,
+// and the children its own answer listed (so that they are not asked for again).
+json remote_room(ClientApi::Impl& api, const Step& step, bool suggested_only, std::map<std::string, json>& known) {
+  if (const auto it = known.find(step.room_id); it != known.end()) return it->second;
+  if (step.via.empty()) return nullptr;
+  json answer;
+  try {
+    answer = api.federate("/v1/hierarchy", {{"room_id", step.room_id}, {"servers", step.via}, {"suggested_only", suggested_only}},
+                          std::chrono::seconds(20));
+  } catch (const std::exception&) {
+    return nullptr;  // unreachable or refused: the room is left out, as the spec allows
+  }
+  if (!answer.contains("room") || !answer["room"].is_object() || answer["room"].value("room_id", json()) != step.room_id)
+    return nullptr;
+  if (answer.contains("children") && answer["children"].is_array())
+    for (const auto& child : answer["children"])
+      if (child.is_object() && child.value("room_id", json()).is_string()) known.emplace(child["room_id"].get<std::string>(), child);
+  return answer["room"];
+}
+
+// A breadth-first walk of m.space.child events, through other servers for rooms we do not
+// hold (Client-Server API GET /hierarchy, Server-Server API GET /hierarchy).
 Response hierarchy(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
   const std::string root = q.param("roomId");
@@ -38,36 +74,39 @@ Response hierarchy(ClientApi::Impl& api, const Request& q) {
   const std::size_t offset = from.empty() ? 0 : static_cast<std::size_t>(page_token(from, "from"));
   json rooms = json::array();
   std::set<std::string> seen;
-  std::vector<std::pair<std::string, int>> queue = {{root, 0}};
+  std::map<std::string, json> remote_known;
+  int remote_asked = 0;
+  std::vector<Step> queue = {{root, 0, {}}};
   for (std::size_t i = 0; i < queue.size() && rooms.size() < kMaxRooms; ++i) {
-    const auto [room_id, depth] = queue[i];
-    if (!seen.insert(room_id).second || !api.store.room_version(room_id)) continue;
-    json entry = {{"room_id", room_id}, {"world_readable", false}, {"guest_can_join", false}, {"num_joined_members", 0}};
-    json children = json::array();
-    std::string join_rule = "invite";
-    for (const auto& e : api.store.current_state(room_id)) {
-      const std::string type = e.value("type", "");
-      const json& content = e["content"];
-      if (type == "m.room.name") entry["name"] = content.value("name", "");
-      if (type == "m.room.topic") entry["topic"] = content.value("topic", "");
-      if (type == "m.room.canonical_alias") entry["canonical_alias"] = content.value("alias", "");
-      if (type == "m.room.join_rules") join_rule = content.value("join_rule", "invite");
-      if (type == "m.room.create" && content.contains("type")) entry["room_type"] = content["type"];
-      if (type == "m.room.member" && content.value("membership", "") == "join")
-        entry["num_joined_members"] = entry["num_joined_members"].get<int>() + 1;
-      if (type == "m.space.child" && content.contains("via") &&
-          (!suggested_only || content.value("suggested", json(false)) == json(true))) {
-        children.push_back({{"type", type}, {"state_key", e.value("state_key", "")}, {"content", content},
-                            {"sender", e.value("sender", "")}, {"origin_server_ts", e.value("origin_server_ts", int64_t{0})}});
-        if (depth < max_depth) queue.emplace_back(e.value("state_key", ""), depth + 1);
+    const Step step = queue[i];
+    if (!seen.insert(step.room_id).second) continue;
+    json entry;
+    std::vector<Step> children;
+    if (api.store.room_version(step.room_id)) {
+      auto room = space_room(api.store, step.room_id, suggested_only);
+      entry = std::move(room.entry);
+      for (std::size_t c = 0; c < room.children.size(); ++c) children.push_back({room.children[c], step.depth + 1, room.children_via[c]});
+    } else {
+      if (!remote_known.count(step.room_id) && remote_asked >= kMaxRemoteLookups) continue;
+      if (!remote_known.count(step.room_id)) ++remote_asked;
+      entry = remote_room(api, step, suggested_only, remote_known);
+      if (!entry.is_object()) continue;
+      for (const auto& child : entry.value("children_state", json::array())) {
+        if (!child.is_object() || !child.value("state_key", json()).is_string()) continue;
+        std::vector<std::string> via;
+        for (const auto& server : child.value("content", json::object()).value("via", json::array()))
+          if (server.is_string()) via.push_back(server.get<std::string>());
+        children.push_back({child["state_key"].get<std::string>(), step.depth + 1, via});
       }
     }
-    entry["join_rule"] = join_rule;
-    entry["children_state"] = children;
     // Only rooms the member could see or join are listed (public, restricted to a Space, or theirs).
-    const auto m = api.store.membership(room_id, s.user_id);
-    if (room_id != root && join_rule != "public" && join_rule != "restricted" && m != "join" && m != "invite") continue;
+    const std::string join_rule = entry.value("join_rule", "invite");
+    const auto m = api.store.membership(step.room_id, s.user_id);
+    if (step.room_id != root && join_rule != "public" && join_rule != "restricted" && m != "join" && m != "invite") continue;
+    if (!entry.contains("children_state")) entry["children_state"] = json::array();
     rooms.push_back(entry);
+    if (step.depth < max_depth)
+      for (auto& child : children) queue.push_back(std::move(child));
   }
   json page = json::array();
   for (std::size_t i = offset; i < rooms.size() && page.size() < static_cast<std::size_t>(limit); ++i) page.push_back(rooms[i]);
