@@ -11,6 +11,7 @@ import os
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from nio import AsyncClient, AsyncClientConfig, JoinResponse, LoginResponse, RoomCreateResponse, RoomSendResponse
@@ -477,10 +478,90 @@ def test_space_hierarchy_across_shards():
         asyncio.run(scenario(url_a, url_b))
 
 
+def test_remote_alias_requests_understand_unicode():
+    """Complement TestRemoteAliasRequestsUnderstandUnicode: bob of b.test resolves alice's
+    alias of a.test, written in four scripts and emoji, through a.test's directory; an alias
+    of another server cannot be made here, and an unknown remote alias is 404."""
+    async def scenario(url_a, url_b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            status, room = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom", {"preset": "public_chat"})
+            assert status == 200, room
+            alias = "#老虎Â£я🤨👉ඞ:a.test"
+            path = "/v3/directory/room/" + urllib.parse.quote(alias, safe="")
+            status, answer = http_json_call(url_a, alice.access_token, "PUT", path, {"room_id": room["room_id"]})
+            assert status == 200, answer
+            status, answer = http_json_call(url_b, bob.access_token, "GET", path)
+            assert status == 200 and answer.get("room_id") == room["room_id"], (status, answer)
+            assert "a.test" in answer.get("servers", []), answer
+            status, answer = http_json_call(url_b, bob.access_token, "GET",
+                                            "/v3/directory/room/" + urllib.parse.quote("#nothing-here:a.test", safe=""))
+            assert status == 404 and answer.get("errcode") == "M_NOT_FOUND", (status, answer)
+            status, answer = http_json_call(url_b, bob.access_token, "PUT",
+                                            "/v3/directory/room/" + urllib.parse.quote("#mine:a.test", safe=""),
+                                            {"room_id": room["room_id"]})
+            assert status == 400, (status, answer)
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b))
+
+
+def test_user_appears_in_changed_device_list_on_join_over_federation():
+    """Complement TestUserAppearsInChangedDeviceListOnJoinOverFederation: bob of b.test has
+    keys; when he joins alice's encrypted room on a.test, alice's next /sync lists him in
+    device_lists.changed, and her keys/query gets his device from b.test."""
+    async def scenario(url_a, url_b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            keys = {"user_id": "@bob:b.test", "device_id": bob.device_id,
+                    "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                    "keys": {f"curve25519:{bob.device_id}": "A" * 43, f"ed25519:{bob.device_id}": "B" * 43},
+                    "signatures": {"@bob:b.test": {}}}
+            status, answer = http_json_call(url_b, bob.access_token, "POST", "/v3/keys/upload", {"device_keys": keys})
+            assert status == 200, answer
+            status, room = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom", {
+                "preset": "public_chat",
+                "initial_state": [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]})
+            assert status == 200, room
+            status, first = http_json_call(url_a, alice.access_token, "GET", "/v3/sync?timeout=0")
+            assert status == 200, first
+            since = first["next_batch"]
+            status, joined = http_json_call(url_b, bob.access_token, "POST", f"/v3/join/{room['room_id']}?server_name=a.test", {})
+            assert status == 200, joined
+
+            def changed():
+                nonlocal since
+                status, body = http_json_call(url_a, alice.access_token, "GET", f"/v3/sync?timeout=1000&since={since}")
+                assert status == 200, body
+                since = body["next_batch"]
+                return "@bob:b.test" in body.get("device_lists", {}).get("changed", [])
+            wait_for(changed, what="alice sees bob in device_lists.changed")
+            status, answer = http_json_call(url_a, alice.access_token, "POST", "/v3/keys/query",
+                                            {"device_keys": {"@bob:b.test": []}})
+            assert status == 200, answer
+            assert answer["device_keys"].get("@bob:b.test", {}).get(bob.device_id, {}).get("keys") == keys["keys"], answer
+            assert answer.get("failures") == {}, answer
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b))
+
+
 if __name__ == "__main__":
     run_tests([test_a_member_of_another_shard_joins_and_both_chat,
                test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts,
                test_invites_across_shards_are_countersigned_joined_and_declined,
                test_encrypted_room_across_shards_nio_and_js_sdk,
                test_room_version_12_across_shards,
-               test_space_hierarchy_across_shards])
+               test_space_hierarchy_across_shards,
+               test_remote_alias_requests_understand_unicode,
+               test_user_appears_in_changed_device_list_on_join_over_federation])

@@ -266,6 +266,19 @@ FederateWorker::FederateWorker(WorkerRuntime& runtime)
     return Response::json({{"user_id", user_id}, {"server", server}, {"status", answer.status}, {"answer", answer.body}},
                           answer.status == 200 ? 200 : 502);
   }, "a remote user's profile, asked of their server with a signed request");
+  control.add_blocking("POST", "/v1/directory", runtime.blocking_runner(), [context](const Request& q) {
+    // Another server's room alias, for a member's client: the room and servers in it.
+    const std::string alias = q.json().value("alias", "");
+    const auto server = server_of(alias);
+    if (alias.empty() || alias[0] != '#' || alias.size() > 255 || !valid_server_name(server) || server == context->server_name)
+      throw Error(errc::kUsage, "not another server's room alias: " + alias, 400);
+    const auto answer = federation_request(*context, "GET", server,
+                                           "/_matrix/federation/v1/query/directory?room_alias=" + percent_encode(alias), nullptr);
+    if (answer.status == 404) throw Error(errc::kMNotFound, "no room alias " + alias, 404);
+    if (!answer.ok() || !answer.body.value("room_id", json()).is_string())
+      throw Error("peer_unreachable", server + " did not answer: " + (answer.error.empty() ? "HTTP " + std::to_string(answer.status) : answer.error), 502);
+    return Response::json(answer.body);
+  }, "another server's room alias, for a member's client ({alias})");
   control.add_blocking("POST", "/v1/hierarchy", runtime.blocking_runner(), [context](const Request& q) {
     // A room of another server in one of our Spaces: its summary from the first server
     // named that gives one.

@@ -9,6 +9,7 @@
 #include "common/error.h"
 #include "common/worker_runtime.h"
 #include "common/text.h"
+#include "workers/matrix/ids.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/store/room_store.h"
 
@@ -223,13 +224,25 @@ Response joined_members(ClientApi::Impl& api, const Request& q) { return members
 // ---- aliases and the directory ----
 
 Response get_alias(ClientApi::Impl& api, const Request& q) {
-  auto room = api.store.room_for_alias(q.param("roomAlias"));
+  const auto alias = q.param("roomAlias");
+  const auto server = matrix::server_of(alias);
+  // Another server's alias: asked of it (Server-Server API GET /query/directory).
+  if (!alias.empty() && alias[0] == '#' && !server.empty() && server != api.server() && matrix::valid_server_name(server)) {
+    const auto answer = api.federate("/v1/directory", {{"alias", alias}}, std::chrono::seconds(20));
+    if (!answer.value("room_id", json()).is_string()) fail(404, errc::kMNotFound, "no such alias");
+    return ok({{"room_id", answer["room_id"]}, {"servers", answer.value("servers", json::array())}});
+  }
+  auto room = api.store.room_for_alias(alias);
   if (!room) fail(404, errc::kMNotFound, "no such alias");
   return ok({{"room_id", *room}, {"servers", {api.server()}}});
 }
 
 Response put_alias(ClientApi::Impl& api, const Request& q) {
   const auto s = api.authenticate(q);
+  // Client-Server API PUT /directory/room: "#localpart:this server", at most 255 bytes.
+  const auto alias = q.param("roomAlias");
+  if (alias.size() < 4 || alias.size() > 255 || alias[0] != '#' || alias.find(':') == 1 || matrix::server_of(alias) != api.server())
+    fail(400, errc::kMInvalidParam, "an alias here is #name:" + api.server());
   const auto room_id = q.json().value("room_id", "");
   api.require_joined(room_id, s.user_id);
   api.store.add_alias(q.param("roomAlias"), room_id, s.user_id);
