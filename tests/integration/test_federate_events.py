@@ -1629,6 +1629,33 @@ def test_content_media_v1():
     with_room(scenario)
 
 
+def test_device_lists_update_over_federation_on_room_join():
+    """Complement TestDeviceListsUpdateOverFederationOnRoomJoin: alice, who has device keys,
+    joins the fake's room; the fake hears of her device (m.device_list_update with its keys)
+    without waiting for her next key change."""
+    def scenario(s):
+        status, me, _ = client(s, "GET", "/account/whoami")
+        assert status == 200, me
+        device = me["device_id"]
+        keys = {"user_id": ALICE, "device_id": device, "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
+                "keys": {f"curve25519:{device}": "C" * 43, f"ed25519:{device}": "D" * 43}, "signatures": {ALICE: {}}}
+        status, answer, _ = client(s, "POST", "/keys/upload", {"device_keys": keys})
+        assert status == 200, answer
+        # The upload's own pass over device changes finds no server to tell (alice shares no
+        # room with remote.test yet); give it time to finish, so that what the fake hears
+        # below comes from the join.
+        time.sleep(1)
+        assert not edus_sent(s.fake, "m.device_list_update")
+        status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?server_name={REMOTE}", {})
+        assert status == 200, joined
+        content = wait_for_edu(s.fake, "m.device_list_update",
+                               lambda c: c.get("user_id") == ALICE and c.get("device_id") == device,
+                               "the fake hears of alice's device on her join")
+        assert content.get("deleted") is False and content.get("keys", {}).get("keys") == keys["keys"], content
+
+    with_hosted_room(scenario, label="device list on join")
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -1646,6 +1673,7 @@ if __name__ == "__main__":
         test_send_leave_takes_only_leaves,
         test_federation_redact_sends_without_event,
         test_content_media_v1,
+        test_device_lists_update_over_federation_on_room_join,
         test_join_federated_room_via_room_id_and_server_name_outbound,
         test_join_federated_room_with_unverifiable_events,
         test_join_federated_room_fail_over,

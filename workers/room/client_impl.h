@@ -144,6 +144,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // with them (m.device_list_update, m.signing_key_update), through coop-federate's durable
   // queue; a cursor in e2ee.db remembers how far. Throws when coop-federate does not take them.
   void federate_device_changes();
+  // A member joined a room: the other servers in it hear of their devices now (an
+  // m.device_list_update each), not at the next change. Runs off the request's thread.
+  void announce_devices(const std::string& user_id, const std::string& room_id);
 
   // ---- sync (api/sync.cpp) ----
 

@@ -2,6 +2,7 @@
 // keys, one-time and fallback keys, key queries and claims, device list changes, and the
 // cross-signing keys and signatures that let members verify each other's devices.
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -480,6 +481,25 @@ json ClientApi::Impl::devices_for_server(const std::string& user_id) {
   if (auto key = this->keys.cross_signing_key(user_id, "master")) answer["master_key"] = std::move(*key);
   if (auto key = this->keys.cross_signing_key(user_id, "self_signing")) answer["self_signing_key"] = std::move(*key);
   return answer;
+}
+
+void ClientApi::Impl::announce_devices(const std::string& user_id, const std::string& room_id) {
+  run([self = shared_from_this(), user_id, room_id] {
+    try {
+      const auto servers = self->store.remote_servers_in(room_id);
+      if (servers.empty()) return;
+      const auto position = self->keys.last_device_change(user_id);
+      const auto devices = self->keys.device_keys(user_id, {});  // items() must not run over a temporary
+      for (const auto& [device_id, keys] : devices.items())
+        self->federate("/v1/outbound/edu",
+                       {{"servers", servers},
+                        {"edu", device_change_edu(*self, {position, user_id, device_id, 0})},
+                        {"durable", true}},
+                       std::chrono::seconds(10));
+    } catch (const std::exception& e) {
+      spdlog::debug("the devices of {} wait for their next change to reach {}: {}", user_id, room_id, e.what());
+    }
+  });
 }
 
 void ClientApi::Impl::federate_device_changes() {

@@ -89,7 +89,10 @@ std::optional<std::string> join_elsewhere(ClientApi::Impl& api, const Request& q
 
 Response join(ClientApi::Impl& api, const Request& q, const std::string& target) {
   const auto s = api.authenticate(q);
-  if (auto joined = join_elsewhere(api, q, target, s.user_id)) return ok({{"room_id", *joined}});
+  if (auto joined = join_elsewhere(api, q, target, s.user_id)) {
+    api.announce_devices(s.user_id, *joined);
+    return ok({{"room_id", *joined}});
+  }
   const auto room_id = api.resolve_room(target);
   if (!api.store.room_version(room_id)) fail(404, errc::kMNotFound, "no room " + room_id);
   const auto membership = api.store.membership(room_id, s.user_id);
@@ -102,6 +105,7 @@ Response join(ClientApi::Impl& api, const Request& q, const std::string& target)
     if (!name.empty()) content["displayname"] = name;
     if (const auto avatar = api.store.profile(s.user_id).second; avatar && !avatar->empty()) content["avatar_url"] = *avatar;
     api.store.send_event(room_id, s.user_id, "m.room.member", content, s.user_id);
+    api.announce_devices(s.user_id, room_id);
   }
   return ok({{"room_id", room_id}});
 }
