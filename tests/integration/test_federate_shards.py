@@ -556,6 +556,69 @@ def test_user_appears_in_changed_device_list_on_join_over_federation():
         asyncio.run(scenario(url_a, url_b))
 
 
+def test_unban_via_invite():
+    """Complement TestUnbanViaInvite: bob of b.test bans alice of a.test from his room, unbans
+    her and invites her again; she sees the invitation and joins."""
+    async def scenario(url_a, url_b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            status, room = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom", {"preset": "public_chat"})
+            assert status == 200, room
+            room_id = room["room_id"]
+            status, answer = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{room_id}?server_name=b.test", {})
+            assert status == 200, answer
+
+            seen = {"since": None, "membership": None}
+
+            def membership_on_a():
+                """alice's membership as her incremental /sync on a.test tells it."""
+                path = "/v3/sync?timeout=0" + (f"&since={seen['since']}" if seen["since"] else "")
+                status, body = http_json_call(url_a, alice.access_token, "GET", path)
+                assert status == 200, body
+                seen["since"] = body["next_batch"]
+                rooms = body.get("rooms", {})
+                if room_id in rooms.get("invite", {}):
+                    seen["membership"] = "invite"
+                for section in ("join", "leave"):
+                    room = rooms.get(section, {}).get(room_id, {})
+                    for event in room.get("state", {}).get("events", []) + room.get("timeline", {}).get("events", []):
+                        if event.get("type") == "m.room.member" and event.get("state_key") == "@alice:a.test":
+                            seen["membership"] = event["content"].get("membership")
+                return seen["membership"]
+
+            def bob_sees(membership):
+                status, body = http_json_call(url_b, bob.access_token, "GET",
+                                              f"/v3/rooms/{room_id}/state/m.room.member/@alice:a.test")
+                return status == 200 and body.get("membership") == membership
+
+            wait_for(lambda: bob_sees("join"), what="b.test has alice's join")
+            membership_on_a()  # a sync token from before the ban: a full sync leaves out rooms one was banned from
+            status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/ban",
+                                            {"user_id": "@alice:a.test"})
+            assert status == 200, answer
+            wait_for(lambda: membership_on_a() == "ban", what="alice sees she is banned")
+            status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/unban",
+                                            {"user_id": "@alice:a.test"})
+            assert status == 200, answer
+            wait_for(lambda: bob_sees("leave"), what="b.test has her unban")
+            status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/invite",
+                                            {"user_id": "@alice:a.test"})
+            assert status == 200, answer
+            wait_for(lambda: bob_sees("invite"), what="b.test has her invitation")
+            wait_for(lambda: membership_on_a() == "invite", what="alice sees the invitation")
+            status, answer = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{room_id}?server_name=b.test", {})
+            assert status == 200, answer
+            wait_for(lambda: bob_sees("join"), what="alice is back in")
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(scenario(url_a, url_b))
+
+
 if __name__ == "__main__":
     run_tests([test_a_member_of_another_shard_joins_and_both_chat,
                test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts,
@@ -564,4 +627,5 @@ if __name__ == "__main__":
                test_room_version_12_across_shards,
                test_space_hierarchy_across_shards,
                test_remote_alias_requests_understand_unicode,
-               test_user_appears_in_changed_device_list_on_join_over_federation])
+               test_user_appears_in_changed_device_list_on_join_over_federation,
+               test_unban_via_invite])

@@ -306,3 +306,24 @@ TEST_CASE("an invitation from another server into a room whose state we hold is 
   CHECK_FALSE(a.store->add_remote_invite(invite, json::array()));
   CHECK(a.store->membership(room, "@alice:a.test") == "join");
 }
+
+TEST_CASE("the memberships we make cite exactly the auth events the selection names, so other servers take them") {
+  // A ban, an unban, a kick and a leave cite no join rules (Server-Server API "Auth events
+  // selection": the join rules only for join, invite and knock); an invitation does.
+  coop::test::TempDir dir;
+  Shard a(dir, "a.test"), b(dir, "b.test");
+  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  join_through(a, b, room, "@bob:b.test");
+  const auto rules = a.store->state_event(room, "m.room.join_rules", "").value().value("event_id", "");
+  const auto cites_rules = [&rules](const json& event) {
+    const auto& auth = event["auth_events"];
+    return std::find(auth.begin(), auth.end(), json(rules)) != auth.end();
+  };
+  for (const auto& [membership, target] : std::vector<std::pair<std::string, std::string>>{
+           {"ban", "@bob:b.test"}, {"leave", "@bob:b.test"}, {"invite", "@bob:b.test"}, {"leave", "@bob:b.test"}}) {
+    INFO(membership);
+    const auto event = a.store->send_event(room, "@alice:a.test", "m.room.member", {{"membership", membership}}, target);
+    CHECK(cites_rules(event) == (membership == "invite"));
+    CHECK(b.store->accept_remote(event).kind == Kind::kStored);
+  }
+}

@@ -4,6 +4,7 @@
 
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -149,21 +150,13 @@ struct RoomStore::Impl {
     const auto [prev, depth] = next_prev_events(room_id);
     event["prev_events"] = prev;
     event["depth"] = depth;
-    // auth_events (spec "Auth events selection"): create, power levels, the sender's member
-    // event, and for membership changes the target's member event and the join rules.
+    // auth_events (Server-Server API "Auth events selection", one rule for every event we
+    // make or receive): create (not in version 12), power levels, the sender's member event;
+    // for a membership the target's, and the join rules only for join, invite and knock.
     json auth = json::array();
-    auto add_auth = [&](const std::string& t, const std::string& k) {
-      if (const auto* e = matrix::state_of(state, t, k)) auth.push_back(e->value("event_id", ""));
-    };
-    if (type != "m.room.create") {
-      if (!matrix::has_room_creators(version)) add_auth("m.room.create", "");  // v12: implied by the room ID
-      add_auth("m.room.power_levels", "");
-      add_auth("m.room.member", sender);
-      if (type == "m.room.member") {
-        if (state_key && *state_key != sender) add_auth("m.room.member", *state_key);
-        add_auth("m.room.join_rules", "");
-      }
-    }
+    for (const auto& [t, k] : matrix::auth_types_for(event))
+      if (const auto* e = matrix::state_of(state, t, k))
+        if (std::find(auth.begin(), auth.end(), e->value("event_id", "")) == auth.end()) auth.push_back(e->value("event_id", ""));
     event["auth_events"] = auth;
     matrix::authorize(event, state, [this](const std::string& other_room, const std::string& user) {
       auto& stmt = db->prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
