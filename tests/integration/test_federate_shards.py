@@ -388,6 +388,16 @@ def test_room_version_12_across_shards():
             sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 from b"})
             assert isinstance(sent, RoomSendResponse), sent
             await bodies_in(alice, room_id, {"v12 from b"}, "alice hears bob in the v12 room")
+            # alice, the creator, is listed at no level, yet may redact bob's message: b.test
+            # applies her redaction too (her power is the creator's, not users_default).
+            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 to redact"})
+            assert isinstance(sent, RoomSendResponse), sent
+            await bodies_in(alice, room_id, {"v12 to redact"}, "alice hears the message she will redact")
+            status, answer = http_json_call(url_a, alice.access_token, "PUT", f"/v3/rooms/{room_id}/redact/{sent.event_id}/r1",
+                                            {"reason": "creator"})
+            assert status == 200, answer
+            wait_for(lambda: http_get(url_b, bob.access_token, f"/rooms/{room_id}/event/{sent.event_id}").get("content") == {},
+                     what="b.test applies the creator's redaction")
             # Bob (not a creator, level 0) cannot ban alice; the shard refuses before sending.
             status = http_post(url_b, bob.access_token, f"/rooms/{room_id}/ban", {"user_id": "@alice:a.test"})
             assert status == 403, status

@@ -140,6 +140,23 @@ PowerLevels power_levels(const StateMap& state) {
 
 }  // namespace
 
+int64_t power_level_of(const json* create, const json* power_levels, const std::string& user_id) {
+  // The rules' own reading, without copying either event (a big room's power levels name
+  // thousands of users).
+  PowerLevels pl;
+  if (create) {
+    pl.creator = create->value("sender", "");
+    pl.creators = room_creators(*create);
+  }
+  if (power_levels) {
+    static const json kEmpty = json::object();
+    pl.present = true;
+    const auto* content = member_of(power_levels, "content");
+    pl.content = content ? content : &kEmpty;
+  }
+  return pl.user(user_id);
+}
+
 // Matrix spec, room version 11 "Authorization rules" (the client-side subset: no third-party
 // invites, no restricted joins yet). Throws M_FORBIDDEN with the rule that refused.
 

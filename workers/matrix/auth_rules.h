@@ -32,6 +32,11 @@ std::vector<std::string> room_creators(const nlohmann::json& create);
 std::string implied_create_id(const nlohmann::json& event);
 // A room creator's power level: above any integer a power levels event can hold.
 inline constexpr int64_t kInfinitePower = INT64_MAX;
+// A user's power level as the auth rules see it (Client-Server API m.room.power_levels):
+// infinite for a room version 12 creator; else the power levels' users entry or
+// users_default; without power levels, 100 for the creator and 0 for everyone else. Either
+// event may be null.
+int64_t power_level_of(const nlohmann::json* create, const nlohmann::json* power_levels, const std::string& user_id);
 
 // Throws coop::Error(errc::kMForbidden) naming the rule that refuses the event against the state
 // before it. Covered: create, membership transitions (join, invite, leave, kick, ban, unban,

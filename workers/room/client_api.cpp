@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/worker_runtime.h"
+#include "workers/matrix/auth_rules.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/jitsi.h"
 #include "workers/room/store/key_store.h"
@@ -171,11 +172,12 @@ void ClientApi::Impl::require_reader(const std::string& room_id, const std::stri
 std::pair<int64_t, int64_t> ClientApi::Impl::power(const std::string& room_id, const std::string& user_id,
                                                    const char* level, int64_t level_default) {
   const auto levels = store.state_event(room_id, "m.room.power_levels", "");
-  const json pl = levels ? (*levels)["content"] : json::object();
-  const auto users = pl.value("users", json::object());
-  const json mine = users.contains(user_id) ? users[user_id] : pl.value("users_default", json(0));
+  const auto create = store.state_event(room_id, "m.room.create", "");
+  const json pl = levels && (*levels)["content"].is_object() ? (*levels)["content"] : json::object();
   const json needed = pl.value(level, json(level_default));
-  return {mine.is_number_integer() ? mine.get<int64_t>() : 0, needed.is_number_integer() ? needed.get<int64_t>() : level_default};
+  // Room version 12: a creator's level is above any number.
+  return {matrix::power_level_of(create ? &*create : nullptr, levels ? &*levels : nullptr, user_id),
+          needed.is_number_integer() ? needed.get<int64_t>() : level_default};
 }
 
 std::string ClientApi::Impl::display_name(const std::string& user_id) {

@@ -70,7 +70,7 @@ std::map<std::pair<std::string, std::string>, std::string> state_of(RoomStore& s
 TEST_CASE("a member of another server joins, and both sides build on each other's events") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}, {"name", "Commons"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}, {"name", "Commons"}}).value("room_id", "");
   join_through(a, b, room, "@bob:b.test");
   CHECK(b.store->membership(room, "@bob:b.test") == "join");
   CHECK(a.store->membership(room, "@bob:b.test") == "join");
@@ -104,7 +104,7 @@ TEST_CASE("a member of another server joins, and both sides build on each other'
 TEST_CASE("an event whose prev events are unknown waits; one the auth rules refuse is rejected for good") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}}).value("room_id", "");
   join_through(a, b, room, "@bob:b.test");
   const auto first = a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "1"}}, std::nullopt);
   const auto second = a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "2"}}, std::nullopt);
@@ -136,7 +136,7 @@ TEST_CASE("an event whose prev events are unknown waits; one the auth rules refu
 TEST_CASE("an event that passes against the state before it but not the current state is soft-failed") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}}).value("room_id", "");
   join_through(a, b, room, "@bob:b.test");
   // Alice bans bob on a.test; bob, not knowing, talks on b.test.
   a.store->send_event(room, "@alice:a.test", "m.room.member", {{"membership", "ban"}}, "@bob:b.test");
@@ -254,7 +254,7 @@ TEST_CASE("three servers forking and merging in random order end with the same s
 TEST_CASE("a join template after an invitation cites the member's invite once") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "private_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "private_chat"}}).value("room_id", "");
   const auto invite = a.store->membership_template(room, "@bob:b.test", "invite", "@alice:a.test");
   CHECK(invite["sender"] == "@alice:a.test");
   CHECK(invite["state_key"] == "@bob:b.test");
@@ -269,7 +269,7 @@ TEST_CASE("a join template after an invitation cites the member's invite once") 
 TEST_CASE("another server's user redacts only what their power or their own server allows") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}}).value("room_id", "");
   join_through(a, b, room, "@bob:b.test");
   const auto mine = a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "keep me"}}, std::nullopt);
   CHECK(b.store->accept_remote(mine).kind == Kind::kStored);
@@ -287,7 +287,7 @@ TEST_CASE("another server's user redacts only what their power or their own serv
 TEST_CASE("a server that joins later is sent what happens from its join on, not the history before") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}}).value("room_id", "");
   for (int i = 0; i < 5; ++i) a.store->send_event(room, "@alice:a.test", "m.room.message", {{"body", "before"}}, std::nullopt);
   join_through(a, b, room, "@bob:b.test");
   CHECK(a.store->events_for_server("b.test", 0, 100).empty());
@@ -300,7 +300,7 @@ TEST_CASE("a server that joins later is sent what happens from its join on, not 
 TEST_CASE("an invitation from another server into a room whose state we hold is refused") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}}).value("room_id", "");
   json invite = {{"type", "m.room.member"}, {"room_id", room}, {"sender", "@eve:evil.test"}, {"state_key", "@alice:a.test"},
                  {"content", {{"membership", "invite"}}}, {"event_id", "$invite"}, {"depth", 1}};
   CHECK_FALSE(a.store->add_remote_invite(invite, json::array()));
@@ -312,7 +312,7 @@ TEST_CASE("the memberships we make cite exactly the auth events the selection na
   // selection": the join rules only for join, invite and knock); an invitation does.
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");
-  const auto room = a.store->create_room("@alice:a.test", {{"preset", "public_chat"}}).value("room_id", "");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "11"}, {"preset", "public_chat"}}).value("room_id", "");
   join_through(a, b, room, "@bob:b.test");
   const auto rules = a.store->state_event(room, "m.room.join_rules", "").value().value("event_id", "");
   const auto cites_rules = [&rules](const json& event) {

@@ -33,16 +33,25 @@ TEST_CASE("events carry a content hash, a signature and an event ID from their r
   coop::test::TempDir dir;
   const auto key = coop::matrix::SigningKey::generate("ed25519:t");
   RoomStore store(dir.path() / "room.db", "example.org", key);
-  const auto room_id = store.create_room("@a:example.org", {{"name", "x"}}).value("room_id", "");
-  const auto sent = store.send_event(room_id, "@a:example.org", "m.room.message", {{"body", "hi"}}, std::nullopt);
-  // In room versions 4+ the event ID is not part of the event as signed and hashed.
-  auto pdu = sent;
-  pdu.erase("event_id");
-  CHECK(sent.value("event_id", "") == coop::matrix::event_id_for(pdu, "11"));
-  CHECK(sent["hashes"]["sha256"] == coop::matrix::content_hash(pdu));
-  CHECK(coop::matrix::verify_event_signature(pdu, "example.org", "ed25519:t", key.public_key_base64(), "11"));
-  CHECK(sent["prev_events"].size() == 1);
-  CHECK(sent["auth_events"].size() == 3);  // create, power levels, the sender's membership
+  for (const std::string version : {"11", "12"}) {
+    INFO("room version " << version);
+    const auto room_id = store.create_room("@a:example.org", {{"name", "x"}, {"room_version", version}}).value("room_id", "");
+    const auto sent = store.send_event(room_id, "@a:example.org", "m.room.message", {{"body", "hi"}}, std::nullopt);
+    // In room versions 4+ the event ID is not part of the event as signed and hashed.
+    auto pdu = sent;
+    pdu.erase("event_id");
+    CHECK(sent.value("event_id", "") == coop::matrix::event_id_for(pdu, version));
+    CHECK(sent["hashes"]["sha256"] == coop::matrix::content_hash(pdu));
+    CHECK(coop::matrix::verify_event_signature(pdu, "example.org", "ed25519:t", key.public_key_base64(), version));
+    CHECK(sent["prev_events"].size() == 1);
+    // Power levels and the sender's membership; and in version 11 the create event, which
+    // a version 12 room ID implies instead.
+    CHECK(sent["auth_events"].size() == (version == "11" ? 3u : 2u));
+  }
+  // Version 11 is what a room gets when it asks for none (servers keep to it for a while
+  // yet, spec v1.16, MSC4304: older servers cannot join version 12 rooms).
+  const auto room_id = store.create_room("@a:example.org", {{"name", "default"}}).value("room_id", "");
+  CHECK(store.room_version(room_id) == "11");
 }
 
 TEST_CASE("the auth rules refuse outsiders, low power and invite-only joins") {

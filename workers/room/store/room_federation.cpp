@@ -358,10 +358,9 @@ struct Federation {
     const auto state = s.auth_state(redaction.value("room_id", ""), sender, std::nullopt);
     const auto* levels = matrix::state_of(state, "m.room.power_levels");
     const json pl = levels && (*levels)["content"].is_object() ? (*levels)["content"] : json::object();
-    const auto number = [](const json& v, int64_t fallback) { return v.is_number_integer() ? v.get<int64_t>() : fallback; };
-    const auto users = pl.contains("users") && pl["users"].is_object() ? pl["users"] : json::object();
-    const int64_t mine = users.contains(sender) ? number(users[sender], 0) : number(pl.value("users_default", json(0)), 0);
-    return mine >= number(pl.value("redact", json(50)), 50);
+    const json needed = pl.value("redact", json(50));
+    return matrix::power_level_of(matrix::state_of(state, "m.room.create"), levels, sender) >=
+           (needed.is_number_integer() ? needed.get<int64_t>() : 50);
   }
 
   // For a timeline event we show clients: what they and push rules see of it.

@@ -350,19 +350,19 @@ struct RoomStore::Impl {
       if (event.contains("state_key") && event["content"].value("membership", "") == "invite" && sender != "@coop:" + server)
         members.push_back(event.value("state_key", ""));  // .m.rule.invite_for_me
     }
-    json levels = json::object();
+    // The room's power levels and create event (version 12 creators are above any level).
+    std::optional<json> levels_event, create_event;
     {
       auto& stmt = db->prepare(
-          "SELECT e.json FROM current_state s JOIN events e ON e.event_id = s.event_id "
-          "WHERE s.room_id = ?1 AND s.type = 'm.room.power_levels' AND s.state_key = ''");
+          "SELECT s.type, e.json FROM current_state s JOIN events e ON e.event_id = s.event_id "
+          "WHERE s.room_id = ?1 AND s.type IN ('m.room.power_levels', 'm.room.create') AND s.state_key = ''");
       stmt.bind(1, room_id);
-      if (stmt.step()) levels = json::parse(stmt.column_text(0)).value("content", json::object());
+      while (stmt.step()) (stmt.column_text(0) == "m.room.create" ? create_event : levels_event) = json::parse(stmt.column_text(1));
       stmt.reset();
     }
+    const json levels = levels_event ? levels_event->value("content", json::object()) : json::object();
     const auto level_of = [&](const std::string& user) -> int64_t {
-      const auto users = levels.value("users", json::object());
-      const json v = users.is_object() && users.contains(user) ? users[user] : levels.value("users_default", json(0));
-      return v.is_number_integer() ? v.get<int64_t>() : 0;
+      return matrix::power_level_of(create_event ? &*create_event : nullptr, levels_event ? &*levels_event : nullptr, user);
     };
     const auto sender_may_notify = [&](const std::string& key) {
       const auto notifications = levels.value("notifications", json::object());
