@@ -60,6 +60,24 @@ async def login(url, user_id):
     return client
 
 
+def with_pair(scenario):
+    """Runs `await scenario(url_a, url_b, alice, bob, a, b)` on a fresh pair of shards a and
+    b, with alice (matrix-nio) logged in on a.test and bob on b.test; closes both clients and
+    stops both shards whatever happens."""
+    async def run(url_a, url_b, a, b):
+        alice = await login(url_a, "@alice:a.test")
+        bob = await login(url_b, "@bob:b.test")
+        try:
+            await scenario(url_a, url_b, alice, bob, a, b)
+        finally:
+            await alice.close()
+            await bob.close()
+
+    with Shard(BIN) as a, Shard(BIN) as b:
+        url_a, url_b = start_pair(a, b)
+        asyncio.run(run(url_a, url_b, a, b))
+
+
 async def bodies_in(client, room_id, wanted, what, timeout=30):
     """Syncs until every body in `wanted` has come in room_id's timeline."""
     seen = set()
@@ -75,82 +93,74 @@ async def bodies_in(client, room_id, wanted, what, timeout=30):
 
 
 def test_a_member_of_another_shard_joins_and_both_chat():
-    async def scenario(url_a, url_b, a, b):
-        alice = await login(url_a, "@alice:a.test")
-        bob = await login(url_b, "@bob:b.test")
-        try:
-            created = await alice.room_create(name="Commons", topic="Two cooperatives", preset=None,
-                                              initial_state=[{"type": "m.room.join_rules", "state_key": "",
-                                                              "content": {"join_rule": "public"}}])
-            assert isinstance(created, RoomCreateResponse), created
-            room_id = created.room_id
-            await alice.sync(timeout=0)
-            await bob.sync(timeout=0)
+    async def scenario(url_a, url_b, alice, bob, a, b):
+        created = await alice.room_create(name="Commons", topic="Two cooperatives", preset=None,
+                                          initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                                          "content": {"join_rule": "public"}}])
+        assert isinstance(created, RoomCreateResponse), created
+        room_id = created.room_id
+        await alice.sync(timeout=0)
+        await bob.sync(timeout=0)
 
-            # Bob of b.test joins through a.test: make_join, send_join, the room's state stored.
-            joined = await bob.join(room_id)
-            assert isinstance(joined, JoinResponse), joined
-            sync = await bob.sync(timeout=0, full_state=True)
-            room = bob.rooms[room_id]
-            assert room.name == "Commons" and room.topic == "Two cooperatives", (room.name, room.topic)
-            assert "@alice:a.test" in room.users and "@bob:b.test" in room.users, room.users
+        # Bob of b.test joins through a.test: make_join, send_join, the room's state stored.
+        joined = await bob.join(room_id)
+        assert isinstance(joined, JoinResponse), joined
+        sync = await bob.sync(timeout=0, full_state=True)
+        room = bob.rooms[room_id]
+        assert room.name == "Commons" and room.topic == "Two cooperatives", (room.name, room.topic)
+        assert "@alice:a.test" in room.users and "@bob:b.test" in room.users, room.users
 
-            # a.test hears of the join (it stored it through send_join).
-            wait_for(lambda: any(d["server_name"] == "b.test" for d in destinations(a)), what="a.test sends to b.test")
-            sync = await alice.sync(timeout=0)
-            assert "@bob:b.test" in alice.rooms[room_id].users, alice.rooms[room_id].users
+        # a.test hears of the join (it stored it through send_join).
+        wait_for(lambda: any(d["server_name"] == "b.test" for d in destinations(a)), what="a.test sends to b.test")
+        sync = await alice.sync(timeout=0)
+        assert "@bob:b.test" in alice.rooms[room_id].users, alice.rooms[room_id].users
 
-            # Both ways: alice's message reaches bob through a.test's queue, bob's reaches alice.
-            for i in range(3):
-                sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"from a {i}"})
-                assert isinstance(sent, RoomSendResponse), sent
-            await bodies_in(bob, room_id, {f"from a {i}" for i in range(3)}, "bob hears alice")
-            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "from b"})
+        # Both ways: alice's message reaches bob through a.test's queue, bob's reaches alice.
+        for i in range(3):
+            sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"from a {i}"})
             assert isinstance(sent, RoomSendResponse), sent
-            await bodies_in(alice, room_id, {"from b"}, "alice hears bob")
+        await bodies_in(bob, room_id, {f"from a {i}" for i in range(3)}, "bob hears alice")
+        sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "from b"})
+        assert isinstance(sent, RoomSendResponse), sent
+        await bodies_in(alice, room_id, {"from b"}, "alice hears bob")
 
-            # Media: bob uploads on b.test; alice's client fetches it from a.test, which gets it
-            # from b.test over federation once and keeps it.
-            picture = bytes(range(256)) * 40
-            uploaded, _ = await bob.upload(lambda *_: picture, content_type="application/octet-stream",
-                                              filename="seeds.bin", filesize=len(picture))
-            server, media_id = uploaded.content_uri[len("mxc://"):].split("/", 1)
-            assert server == "b.test", uploaded.content_uri
-            for _ in range(2):
-                status, body = media(url_a, alice.access_token, server, media_id)
-                assert status == 200 and body == picture, (status, len(body))
-            assert media(url_a, alice.access_token, "b.test", "nosuchmedia")[0] == 404
+        # Media: bob uploads on b.test; alice's client fetches it from a.test, which gets it
+        # from b.test over federation once and keeps it.
+        picture = bytes(range(256)) * 40
+        uploaded, _ = await bob.upload(lambda *_: picture, content_type="application/octet-stream",
+                                          filename="seeds.bin", filesize=len(picture))
+        server, media_id = uploaded.content_uri[len("mxc://"):].split("/", 1)
+        assert server == "b.test", uploaded.content_uri
+        for _ in range(2):
+            status, body = media(url_a, alice.access_token, server, media_id)
+            assert status == 200 and body == picture, (status, len(body))
+        assert media(url_a, alice.access_token, "b.test", "nosuchmedia")[0] == 404
 
-            # The same event on both shards: one conversation, not two copies.
-            status_a, event_on_a = await event_json(alice, room_id, sent.event_id)
-            assert status_a == 200 and event_on_a["content"]["body"] == "from b", event_on_a
+        # The same event on both shards: one conversation, not two copies.
+        status_a, event_on_a = await event_json(alice, room_id, sent.event_id)
+        assert status_a == 200 and event_on_a["content"]["body"] == "from b", event_on_a
 
-            # b.test stops; a.test keeps talking; after b.test's restart its queue delivers.
-            b.coop("down")
-            for i in range(4):
-                await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"while b was down {i}"})
-            wait_for(lambda: any(d["server_name"] == "b.test" and d["pending"] >= 4 and d["last_error"]
-                                 for d in destinations(a)),
-                     what="a.test queues for the stopped b.test")
-            shown = a.coop("federate", "status").stdout
-            assert "b.test" in shown and "pending" in shown, shown
-            b.coop("up")
-            await bodies_in(bob, room_id, {f"while b was down {i}" for i in range(4)}, "b.test catches up")
-            wait_for(lambda: all(d["pending"] == 0 for d in destinations(a)), what="a.test's queue drains")
+        # b.test stops; a.test keeps talking; after b.test's restart its queue delivers.
+        b.coop("down")
+        for i in range(4):
+            await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"while b was down {i}"})
+        wait_for(lambda: any(d["server_name"] == "b.test" and d["pending"] >= 4 and d["last_error"]
+                             for d in destinations(a)),
+                 what="a.test queues for the stopped b.test")
+        shown = a.coop("federate", "status").stdout
+        assert "b.test" in shown and "pending" in shown, shown
+        b.coop("up")
+        await bodies_in(bob, room_id, {f"while b was down {i}" for i in range(4)}, "b.test catches up")
+        wait_for(lambda: all(d["pending"] == 0 for d in destinations(a)), what="a.test's queue drains")
 
-            # And the other way round: a.test stops, bob talks, a.test catches up.
-            a.coop("down")
-            for i in range(2):
-                await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"while a was down {i}"})
-            a.coop("up")
-            await bodies_in(alice, room_id, {f"while a was down {i}" for i in range(2)}, "a.test catches up")
-        finally:
-            await alice.close()
-            await bob.close()
+        # And the other way round: a.test stops, bob talks, a.test catches up.
+        a.coop("down")
+        for i in range(2):
+            await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"while a was down {i}"})
+        a.coop("up")
+        await bodies_in(alice, room_id, {f"while a was down {i}" for i in range(2)}, "a.test catches up")
 
-    with Shard(BIN) as a, Shard(BIN) as b:
-        url_a, url_b = start_pair(a, b)
-        asyncio.run(scenario(url_a, url_b, a, b))
+    with_pair(scenario)
 
 
 def test_js_sdk_member_of_another_shard_sees_typing_and_sends_receipts():
@@ -362,56 +372,48 @@ def test_room_version_12_across_shards():
     event's hash, with no server in it) and invites bob of b.test, who joins through the
     invitation (make_join and send_join with ver=12), and both chat. A room ID without a
     server and without an invitation cannot be joined from nowhere."""
-    async def scenario(url_a, url_b, a, b):
-        alice = await login(url_a, "@alice:a.test")
-        bob = await login(url_b, "@bob:b.test")
-        try:
-            created = await alice.room_create(name="Hydra", room_version="12", invite=["@bob:b.test"])
-            assert isinstance(created, RoomCreateResponse), created
-            room_id = created.room_id
-            assert ":" not in room_id and len(room_id) == 44, room_id
-            wait_for(lambda: room_id in (http_get(url_b, bob.access_token, "/sync?timeout=0")
-                                         .get("rooms", {}).get("invite", {})), what="bob's invitation")
-            joined = await bob.join(room_id)
-            assert isinstance(joined, JoinResponse), joined
-            await bob.sync(timeout=0, full_state=True)
-            assert bob.rooms[room_id].name == "Hydra", bob.rooms[room_id].name
-            create = http_get(url_b, bob.access_token, f"/rooms/{room_id}/state/m.room.create/")
-            assert create.get("room_version") == "12", create
-            # alice is the creator: no power level listed for her, and her power is beyond any.
-            levels = http_get(url_b, bob.access_token, f"/rooms/{room_id}/state/m.room.power_levels/")
-            assert "@alice:a.test" not in levels.get("users", {}), levels
-            for i in range(2):
-                sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"v12 from a {i}"})
-                assert isinstance(sent, RoomSendResponse), sent
-            await bodies_in(bob, room_id, {"v12 from a 0", "v12 from a 1"}, "bob hears alice in the v12 room")
-            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 from b"})
+    async def scenario(url_a, url_b, alice, bob, a, b):
+        created = await alice.room_create(name="Hydra", room_version="12", invite=["@bob:b.test"])
+        assert isinstance(created, RoomCreateResponse), created
+        room_id = created.room_id
+        assert ":" not in room_id and len(room_id) == 44, room_id
+        wait_for(lambda: room_id in (http_get(url_b, bob.access_token, "/sync?timeout=0")
+                                     .get("rooms", {}).get("invite", {})), what="bob's invitation")
+        joined = await bob.join(room_id)
+        assert isinstance(joined, JoinResponse), joined
+        await bob.sync(timeout=0, full_state=True)
+        assert bob.rooms[room_id].name == "Hydra", bob.rooms[room_id].name
+        create = http_get(url_b, bob.access_token, f"/rooms/{room_id}/state/m.room.create/")
+        assert create.get("room_version") == "12", create
+        # alice is the creator: no power level listed for her, and her power is beyond any.
+        levels = http_get(url_b, bob.access_token, f"/rooms/{room_id}/state/m.room.power_levels/")
+        assert "@alice:a.test" not in levels.get("users", {}), levels
+        for i in range(2):
+            sent = await alice.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": f"v12 from a {i}"})
             assert isinstance(sent, RoomSendResponse), sent
-            await bodies_in(alice, room_id, {"v12 from b"}, "alice hears bob in the v12 room")
-            # alice, the creator, is listed at no level, yet may redact bob's message: b.test
-            # applies her redaction too (her power is the creator's, not users_default).
-            sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 to redact"})
-            assert isinstance(sent, RoomSendResponse), sent
-            await bodies_in(alice, room_id, {"v12 to redact"}, "alice hears the message she will redact")
-            status, answer = http_json_call(url_a, alice.access_token, "PUT", f"/v3/rooms/{room_id}/redact/{sent.event_id}/r1",
-                                            {"reason": "creator"})
-            assert status == 200, answer
-            wait_for(lambda: http_get(url_b, bob.access_token, f"/rooms/{room_id}/event/{sent.event_id}").get("content") == {},
-                     what="b.test applies the creator's redaction")
-            # Bob (not a creator, level 0) cannot ban alice; the shard refuses before sending.
-            status = http_post(url_b, bob.access_token, f"/rooms/{room_id}/ban", {"user_id": "@alice:a.test"})
-            assert status == 403, status
-            # A domain-less room ID b.test holds no invitation to: nowhere to join through.
-            unknown = "!" + "A" * 43
-            status = http_post(url_b, bob.access_token, f"/join/{unknown}", {})
-            assert status == 404, status
-        finally:
-            await alice.close()
-            await bob.close()
+        await bodies_in(bob, room_id, {"v12 from a 0", "v12 from a 1"}, "bob hears alice in the v12 room")
+        sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 from b"})
+        assert isinstance(sent, RoomSendResponse), sent
+        await bodies_in(alice, room_id, {"v12 from b"}, "alice hears bob in the v12 room")
+        # alice, the creator, is listed at no level, yet may redact bob's message: b.test
+        # applies her redaction too (her power is the creator's, not users_default).
+        sent = await bob.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": "v12 to redact"})
+        assert isinstance(sent, RoomSendResponse), sent
+        await bodies_in(alice, room_id, {"v12 to redact"}, "alice hears the message she will redact")
+        status, answer = http_json_call(url_a, alice.access_token, "PUT", f"/v3/rooms/{room_id}/redact/{sent.event_id}/r1",
+                                        {"reason": "creator"})
+        assert status == 200, answer
+        wait_for(lambda: http_get(url_b, bob.access_token, f"/rooms/{room_id}/event/{sent.event_id}").get("content") == {},
+                 what="b.test applies the creator's redaction")
+        # Bob (not a creator, level 0) cannot ban alice; the shard refuses before sending.
+        status = http_post(url_b, bob.access_token, f"/rooms/{room_id}/ban", {"user_id": "@alice:a.test"})
+        assert status == 403, status
+        # A domain-less room ID b.test holds no invitation to: nowhere to join through.
+        unknown = "!" + "A" * 43
+        status = http_post(url_b, bob.access_token, f"/join/{unknown}", {})
+        assert status == 404, status
 
-    with Shard(BIN) as a, Shard(BIN) as b:
-        url_a, url_b = start_pair(a, b)
-        asyncio.run(scenario(url_a, url_b, a, b))
+    with_pair(scenario)
 
 
 def http_get(url, token, path):
@@ -449,184 +451,152 @@ def test_space_hierarchy_across_shards():
     """A Space on a.test names a public room of b.test and an invite-only one: alice's
     /hierarchy shows the public one with its name and topic as b.test describes it (GET
     /_matrix/federation/v1/hierarchy), and not the invite-only one."""
-    async def scenario(url_a, url_b):
-        alice = await login(url_a, "@alice:a.test")
-        bob = await login(url_b, "@bob:b.test")
-        try:
-            status, bakery = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom",
-                                            {"preset": "public_chat", "name": "Bakery", "topic": "Bread on Fridays"})
-            assert status == 200, bakery
-            status, secret = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom",
-                                            {"preset": "private_chat", "name": "Secret recipes"})
-            assert status == 200, secret
-            status, space = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom",
-                                           {"preset": "public_chat", "name": "Neighbourhood",
-                                            "creation_content": {"type": "m.space"}})
-            assert status == 200, space
-            for child in (bakery["room_id"], secret["room_id"]):
-                status, answer = http_json_call(url_a, alice.access_token, "PUT",
-                                                f"/v3/rooms/{space['room_id']}/state/m.space.child/{child}",
-                                                {"via": ["b.test"]})
-                assert status == 200, answer
-            status, tree = http_json_call(url_a, alice.access_token, "GET", f"/v1/rooms/{space['room_id']}/hierarchy")
-            assert status == 200, tree
-            by_id = {room["room_id"]: room for room in tree["rooms"]}
-            assert space["room_id"] in by_id and by_id[space["room_id"]].get("room_type") == "m.space", tree
-            remote = by_id.get(bakery["room_id"])
-            assert remote and remote.get("name") == "Bakery" and remote.get("topic") == "Bread on Fridays", tree
-            assert remote.get("join_rule") == "public" and remote.get("num_joined_members") == 1, remote
-            assert secret["room_id"] not in by_id, tree
-            # And alice can join the room she found there, through b.test.
-            status, joined = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{bakery['room_id']}?server_name=b.test", {})
-            assert status == 200 and joined.get("room_id") == bakery["room_id"], (status, joined)
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(url_a, url_b, alice, bob, a, b):
+        status, bakery = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom",
+                                        {"preset": "public_chat", "name": "Bakery", "topic": "Bread on Fridays"})
+        assert status == 200, bakery
+        status, secret = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom",
+                                        {"preset": "private_chat", "name": "Secret recipes"})
+        assert status == 200, secret
+        status, space = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom",
+                                       {"preset": "public_chat", "name": "Neighbourhood",
+                                        "creation_content": {"type": "m.space"}})
+        assert status == 200, space
+        for child in (bakery["room_id"], secret["room_id"]):
+            status, answer = http_json_call(url_a, alice.access_token, "PUT",
+                                            f"/v3/rooms/{space['room_id']}/state/m.space.child/{child}",
+                                            {"via": ["b.test"]})
+            assert status == 200, answer
+        status, tree = http_json_call(url_a, alice.access_token, "GET", f"/v1/rooms/{space['room_id']}/hierarchy")
+        assert status == 200, tree
+        by_id = {room["room_id"]: room for room in tree["rooms"]}
+        assert space["room_id"] in by_id and by_id[space["room_id"]].get("room_type") == "m.space", tree
+        remote = by_id.get(bakery["room_id"])
+        assert remote and remote.get("name") == "Bakery" and remote.get("topic") == "Bread on Fridays", tree
+        assert remote.get("join_rule") == "public" and remote.get("num_joined_members") == 1, remote
+        assert secret["room_id"] not in by_id, tree
+        # And alice can join the room she found there, through b.test.
+        status, joined = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{bakery['room_id']}?server_name=b.test", {})
+        assert status == 200 and joined.get("room_id") == bakery["room_id"], (status, joined)
 
-    with Shard(BIN) as a, Shard(BIN) as b:
-        url_a, url_b = start_pair(a, b)
-        asyncio.run(scenario(url_a, url_b))
+    with_pair(scenario)
 
 
 def test_remote_alias_requests_understand_unicode():
     """Complement TestRemoteAliasRequestsUnderstandUnicode: bob of b.test resolves alice's
     alias of a.test, written in four scripts and emoji, through a.test's directory; an alias
     of another server cannot be made here, and an unknown remote alias is 404."""
-    async def scenario(url_a, url_b):
-        alice = await login(url_a, "@alice:a.test")
-        bob = await login(url_b, "@bob:b.test")
-        try:
-            status, room = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom", {"preset": "public_chat"})
-            assert status == 200, room
-            alias = "#老虎Â£я🤨👉ඞ:a.test"
-            path = "/v3/directory/room/" + urllib.parse.quote(alias, safe="")
-            status, answer = http_json_call(url_a, alice.access_token, "PUT", path, {"room_id": room["room_id"]})
-            assert status == 200, answer
-            status, answer = http_json_call(url_b, bob.access_token, "GET", path)
-            assert status == 200 and answer.get("room_id") == room["room_id"], (status, answer)
-            assert "a.test" in answer.get("servers", []), answer
-            status, answer = http_json_call(url_b, bob.access_token, "GET",
-                                            "/v3/directory/room/" + urllib.parse.quote("#nothing-here:a.test", safe=""))
-            assert status == 404 and answer.get("errcode") == "M_NOT_FOUND", (status, answer)
-            status, answer = http_json_call(url_b, bob.access_token, "PUT",
-                                            "/v3/directory/room/" + urllib.parse.quote("#mine:a.test", safe=""),
-                                            {"room_id": room["room_id"]})
-            assert status == 400, (status, answer)
-        finally:
-            await alice.close()
-            await bob.close()
+    async def scenario(url_a, url_b, alice, bob, a, b):
+        status, room = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom", {"preset": "public_chat"})
+        assert status == 200, room
+        alias = "#老虎Â£я🤨👉ඞ:a.test"
+        path = "/v3/directory/room/" + urllib.parse.quote(alias, safe="")
+        status, answer = http_json_call(url_a, alice.access_token, "PUT", path, {"room_id": room["room_id"]})
+        assert status == 200, answer
+        status, answer = http_json_call(url_b, bob.access_token, "GET", path)
+        assert status == 200 and answer.get("room_id") == room["room_id"], (status, answer)
+        assert "a.test" in answer.get("servers", []), answer
+        status, answer = http_json_call(url_b, bob.access_token, "GET",
+                                        "/v3/directory/room/" + urllib.parse.quote("#nothing-here:a.test", safe=""))
+        assert status == 404 and answer.get("errcode") == "M_NOT_FOUND", (status, answer)
+        status, answer = http_json_call(url_b, bob.access_token, "PUT",
+                                        "/v3/directory/room/" + urllib.parse.quote("#mine:a.test", safe=""),
+                                        {"room_id": room["room_id"]})
+        assert status == 400, (status, answer)
 
-    with Shard(BIN) as a, Shard(BIN) as b:
-        url_a, url_b = start_pair(a, b)
-        asyncio.run(scenario(url_a, url_b))
+    with_pair(scenario)
 
 
 def test_user_appears_in_changed_device_list_on_join_over_federation():
     """Complement TestUserAppearsInChangedDeviceListOnJoinOverFederation: bob of b.test has
     keys; when he joins alice's encrypted room on a.test, alice's next /sync lists him in
     device_lists.changed, and her keys/query gets his device from b.test."""
-    async def scenario(url_a, url_b):
-        alice = await login(url_a, "@alice:a.test")
-        bob = await login(url_b, "@bob:b.test")
-        try:
-            keys = {"user_id": "@bob:b.test", "device_id": bob.device_id,
-                    "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-                    "keys": {f"curve25519:{bob.device_id}": "A" * 43, f"ed25519:{bob.device_id}": "B" * 43},
-                    "signatures": {"@bob:b.test": {}}}
-            status, answer = http_json_call(url_b, bob.access_token, "POST", "/v3/keys/upload", {"device_keys": keys})
-            assert status == 200, answer
-            status, room = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom", {
-                "preset": "public_chat",
-                "initial_state": [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]})
-            assert status == 200, room
-            status, first = http_json_call(url_a, alice.access_token, "GET", "/v3/sync?timeout=0")
-            assert status == 200, first
-            since = first["next_batch"]
-            status, joined = http_json_call(url_b, bob.access_token, "POST", f"/v3/join/{room['room_id']}?server_name=a.test", {})
-            assert status == 200, joined
+    async def scenario(url_a, url_b, alice, bob, a, b):
+        keys = {"user_id": "@bob:b.test", "device_id": bob.device_id,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {f"curve25519:{bob.device_id}": "A" * 43, f"ed25519:{bob.device_id}": "B" * 43},
+                "signatures": {"@bob:b.test": {}}}
+        status, answer = http_json_call(url_b, bob.access_token, "POST", "/v3/keys/upload", {"device_keys": keys})
+        assert status == 200, answer
+        status, room = http_json_call(url_a, alice.access_token, "POST", "/v3/createRoom", {
+            "preset": "public_chat",
+            "initial_state": [{"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]})
+        assert status == 200, room
+        status, first = http_json_call(url_a, alice.access_token, "GET", "/v3/sync?timeout=0")
+        assert status == 200, first
+        since = first["next_batch"]
+        status, joined = http_json_call(url_b, bob.access_token, "POST", f"/v3/join/{room['room_id']}?server_name=a.test", {})
+        assert status == 200, joined
 
-            def changed():
-                nonlocal since
-                status, body = http_json_call(url_a, alice.access_token, "GET", f"/v3/sync?timeout=1000&since={since}")
-                assert status == 200, body
-                since = body["next_batch"]
-                return "@bob:b.test" in body.get("device_lists", {}).get("changed", [])
-            wait_for(changed, what="alice sees bob in device_lists.changed")
-            status, answer = http_json_call(url_a, alice.access_token, "POST", "/v3/keys/query",
-                                            {"device_keys": {"@bob:b.test": []}})
-            assert status == 200, answer
-            assert answer["device_keys"].get("@bob:b.test", {}).get(bob.device_id, {}).get("keys") == keys["keys"], answer
-            assert answer.get("failures") == {}, answer
-        finally:
-            await alice.close()
-            await bob.close()
+        def changed():
+            nonlocal since
+            status, body = http_json_call(url_a, alice.access_token, "GET", f"/v3/sync?timeout=1000&since={since}")
+            assert status == 200, body
+            since = body["next_batch"]
+            return "@bob:b.test" in body.get("device_lists", {}).get("changed", [])
+        wait_for(changed, what="alice sees bob in device_lists.changed")
+        status, answer = http_json_call(url_a, alice.access_token, "POST", "/v3/keys/query",
+                                        {"device_keys": {"@bob:b.test": []}})
+        assert status == 200, answer
+        assert answer["device_keys"].get("@bob:b.test", {}).get(bob.device_id, {}).get("keys") == keys["keys"], answer
+        assert answer.get("failures") == {}, answer
 
-    with Shard(BIN) as a, Shard(BIN) as b:
-        url_a, url_b = start_pair(a, b)
-        asyncio.run(scenario(url_a, url_b))
+    with_pair(scenario)
 
 
 def test_unban_via_invite():
     """Complement TestUnbanViaInvite: bob of b.test bans alice of a.test from his room, unbans
     her and invites her again; she sees the invitation and joins."""
-    async def scenario(url_a, url_b):
-        alice = await login(url_a, "@alice:a.test")
-        bob = await login(url_b, "@bob:b.test")
-        try:
-            status, room = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom", {"preset": "public_chat"})
-            assert status == 200, room
-            room_id = room["room_id"]
-            status, answer = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{room_id}?server_name=b.test", {})
-            assert status == 200, answer
+    async def scenario(url_a, url_b, alice, bob, a, b):
+        status, room = http_json_call(url_b, bob.access_token, "POST", "/v3/createRoom", {"preset": "public_chat"})
+        assert status == 200, room
+        room_id = room["room_id"]
+        status, answer = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{room_id}?server_name=b.test", {})
+        assert status == 200, answer
 
-            seen = {"since": None, "membership": None}
+        seen = {"since": None, "membership": None}
 
-            def membership_on_a():
-                """alice's membership as her incremental /sync on a.test tells it."""
-                path = "/v3/sync?timeout=0" + (f"&since={seen['since']}" if seen["since"] else "")
-                status, body = http_json_call(url_a, alice.access_token, "GET", path)
-                assert status == 200, body
-                seen["since"] = body["next_batch"]
-                rooms = body.get("rooms", {})
-                if room_id in rooms.get("invite", {}):
-                    seen["membership"] = "invite"
-                for section in ("join", "leave"):
-                    room = rooms.get(section, {}).get(room_id, {})
-                    for event in room.get("state", {}).get("events", []) + room.get("timeline", {}).get("events", []):
-                        if event.get("type") == "m.room.member" and event.get("state_key") == "@alice:a.test":
-                            seen["membership"] = event["content"].get("membership")
-                return seen["membership"]
+        def membership_on_a():
+            """alice's membership as her incremental /sync on a.test tells it."""
+            path = "/v3/sync?timeout=0" + (f"&since={seen['since']}" if seen["since"] else "")
+            status, body = http_json_call(url_a, alice.access_token, "GET", path)
+            assert status == 200, body
+            seen["since"] = body["next_batch"]
+            rooms = body.get("rooms", {})
+            if room_id in rooms.get("invite", {}):
+                seen["membership"] = "invite"
+            for section in ("join", "leave"):
+                room = rooms.get(section, {}).get(room_id, {})
+                for event in room.get("state", {}).get("events", []) + room.get("timeline", {}).get("events", []):
+                    if event.get("type") == "m.room.member" and event.get("state_key") == "@alice:a.test":
+                        seen["membership"] = event["content"].get("membership")
+            return seen["membership"]
 
-            def bob_sees(membership):
-                status, body = http_json_call(url_b, bob.access_token, "GET",
-                                              f"/v3/rooms/{room_id}/state/m.room.member/@alice:a.test")
-                return status == 200 and body.get("membership") == membership
+        def bob_sees(membership):
+            status, body = http_json_call(url_b, bob.access_token, "GET",
+                                          f"/v3/rooms/{room_id}/state/m.room.member/@alice:a.test")
+            return status == 200 and body.get("membership") == membership
 
-            wait_for(lambda: bob_sees("join"), what="b.test has alice's join")
-            membership_on_a()  # a sync token from before the ban: a full sync leaves out rooms one was banned from
-            status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/ban",
-                                            {"user_id": "@alice:a.test"})
-            assert status == 200, answer
-            wait_for(lambda: membership_on_a() == "ban", what="alice sees she is banned")
-            status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/unban",
-                                            {"user_id": "@alice:a.test"})
-            assert status == 200, answer
-            wait_for(lambda: bob_sees("leave"), what="b.test has her unban")
-            status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/invite",
-                                            {"user_id": "@alice:a.test"})
-            assert status == 200, answer
-            wait_for(lambda: bob_sees("invite"), what="b.test has her invitation")
-            wait_for(lambda: membership_on_a() == "invite", what="alice sees the invitation")
-            status, answer = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{room_id}?server_name=b.test", {})
-            assert status == 200, answer
-            wait_for(lambda: bob_sees("join"), what="alice is back in")
-        finally:
-            await alice.close()
-            await bob.close()
+        wait_for(lambda: bob_sees("join"), what="b.test has alice's join")
+        membership_on_a()  # a sync token from before the ban: a full sync leaves out rooms one was banned from
+        status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/ban",
+                                        {"user_id": "@alice:a.test"})
+        assert status == 200, answer
+        wait_for(lambda: membership_on_a() == "ban", what="alice sees she is banned")
+        status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/unban",
+                                        {"user_id": "@alice:a.test"})
+        assert status == 200, answer
+        wait_for(lambda: bob_sees("leave"), what="b.test has her unban")
+        status, answer = http_json_call(url_b, bob.access_token, "POST", f"/v3/rooms/{room_id}/invite",
+                                        {"user_id": "@alice:a.test"})
+        assert status == 200, answer
+        wait_for(lambda: bob_sees("invite"), what="b.test has her invitation")
+        wait_for(lambda: membership_on_a() == "invite", what="alice sees the invitation")
+        status, answer = http_json_call(url_a, alice.access_token, "POST", f"/v3/join/{room_id}?server_name=b.test", {})
+        assert status == 200, answer
+        wait_for(lambda: bob_sees("join"), what="alice is back in")
 
-    with Shard(BIN) as a, Shard(BIN) as b:
-        url_a, url_b = start_pair(a, b)
-        asyncio.run(scenario(url_a, url_b))
+    with_pair(scenario)
 
 
 if __name__ == "__main__":
