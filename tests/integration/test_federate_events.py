@@ -1656,6 +1656,41 @@ def test_device_lists_update_over_federation_on_room_join():
     with_hosted_room(scenario, label="device list on join")
 
 
+def test_unreject_rejected_events():
+    """Complement TestUnrejectRejectedEvents: B arrives before its prev event A, which the
+    fake will not hand out, so coop cannot take B yet; it does not hold that against B for
+    good: once A has come, B sent again is taken, after A."""
+    def scenario(s):
+        fake = s.fake
+        status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?server_name={REMOTE}", {})
+        assert status == 200, joined
+        a_id, a_pdu = fake.new_event("m.event.a", {"event": "A"})
+        b_id, b_pdu = fake.new_event("m.event.b", {"event": "B"}, prev=[a_id])
+        # The fake forgets A for now: get_missing_events, /event and /state cannot reach it.
+        with fake.lock:
+            hidden = fake.events.pop(a_id)
+            hidden_state = fake.state_before.pop(a_id, None)
+        status, answer = fake.send(s.fed_url, [b_pdu])
+        assert status == 200 and "error" in answer["pdus"].get(b_id, {}), answer
+        assert alice_sees(s, b_id)[0] == 404
+        with fake.lock:
+            fake.events[a_id] = hidden
+            if hidden_state is not None:
+                fake.state_before[a_id] = hidden_state
+        status, answer = fake.send(s.fed_url, [a_pdu])
+        assert status == 200 and answer["pdus"] == {a_id: {}}, answer
+        wait_for(lambda: alice_sees(s, a_id)[0] == 200, 10, "alice sees A")
+        status, answer = fake.send(s.fed_url, [b_pdu])
+        assert status == 200 and answer["pdus"] == {b_id: {}}, answer
+        wait_for(lambda: alice_sees(s, b_id)[0] == 200, 10, "alice sees B once A is there")
+        status, body, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/messages?dir=b&limit=20")
+        assert status == 200, body
+        order = [e["event_id"] for e in reversed(body["chunk"]) if e["event_id"] in (a_id, b_id)]
+        assert order == [a_id, b_id], order
+
+    with_hosted_room(scenario, label="unreject")
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
@@ -1674,6 +1709,7 @@ if __name__ == "__main__":
         test_federation_redact_sends_without_event,
         test_content_media_v1,
         test_device_lists_update_over_federation_on_room_join,
+        test_unreject_rejected_events,
         test_join_federated_room_via_room_id_and_server_name_outbound,
         test_join_federated_room_with_unverifiable_events,
         test_join_federated_room_fail_over,
