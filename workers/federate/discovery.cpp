@@ -27,6 +27,9 @@ constexpr int64_t kWellKnownMaxMs = 48 * kHour;
 constexpr int64_t kNoWellKnownMs = kHour;
 constexpr std::size_t kMaxWellKnownBytes = 64 * 1024;
 constexpr std::size_t kMaxCached = 10000;
+// However little a .well-known asks to be kept (no-store, max-age=0), it is not fetched
+// again for every request: five minutes at least.
+constexpr int64_t kMinKeepMs = 5 * 60 * 1000;
 
 struct HostPort {
   std::string host;  // an IPv6 literal keeps its brackets
@@ -189,7 +192,8 @@ Route Discovery::route(const std::string& server_name) {
   }
   int64_t keep_ms = 0;
   const auto found = resolve(server_name, keep_ms);  // without the lock: lookups take time
-  if (keep_ms > 0) {
+  keep_ms = std::max(keep_ms, kMinKeepMs);
+  {
     std::lock_guard lock(mutex_);
     if (cache_.size() >= kMaxCached && !cache_.count(server_name)) cache_.erase(cache_.begin());
     cache_[server_name] = {found, unix_millis() + keep_ms};

@@ -487,11 +487,11 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                      for (const auto& e : body["invite_room_state"])
                        if (e.is_object() && e.contains("type") && e["type"].is_string() && stripped.size() < 50) stripped.push_back(e);
                    auto countersigned = matrix::sign_event(pdu_for_wire(event), c.server_name, c.key, version);
-                   // A room whose state we hold (one of our members was in it): the invitation
-                   // comes again through /send and is stored there, checked against the room's
-                   // state as it then stands; here it is only countersigned. What we hold may
-                   // lag behind (an unban still on its way: Complement's TestUnbanViaInvite).
-                   if (c.store.state_event(event.value("room_id", ""), "m.room.create", ""))
+                   // A room one of our members is in: the invitation comes again through /send
+                   // and is stored there, checked against the room's state as it then stands;
+                   // here it is only countersigned. What we hold may lag behind (an unban still
+                   // on its way: Complement's TestUnbanViaInvite).
+                   if (c.store.server_in_room(event.value("room_id", ""), c.server_name))
                      return Response::json({{"event", countersigned}});
                    auto stored = countersigned;
                    stored["event_id"] = event.value("event_id", "");
@@ -506,7 +506,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                  signed_by_peer(c, [&c](const Request& q, const std::string& origin) {
                    const auto found = c.store.events_by_id({q.param("eventId")});
                    if (found.empty()) return matrix_error(404, "M_NOT_FOUND", "no such event");
-                   require_in_room(c, found[0].value("room_id", ""), origin);
+                   require_in_room(c, matrix::room_of(found[0]), origin);
                    return Response::json({{"origin", c.server_name},
                                           {"origin_server_ts", unix_millis()},
                                           {"pdus", json::array({pdu_for_wire(found[0])})}});
@@ -517,7 +517,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
     require_in_room(c, room_id, origin);
     const auto event_id = q.query_value("event_id");
     const auto found = c.store.events_by_id({event_id});
-    if (found.empty() || found[0].value("room_id", "") != room_id) return matrix_error(404, "M_NOT_FOUND", "no such event in the room");
+    if (found.empty() || matrix::room_of(found[0]) != room_id) return matrix_error(404, "M_NOT_FOUND", "no such event in the room");
     const auto ids = c.store.state_ids_before(event_id);
     if (!ids) return matrix_error(404, "M_NOT_FOUND", "the state at that event is not known here");
     const auto chain = c.store.auth_chain(*ids);
@@ -539,7 +539,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    const auto room_id = q.param("roomId");
                    require_in_room(c, room_id, origin);
                    const auto found = c.store.events_by_id({q.param("eventId")});
-                   if (found.empty() || found[0].value("room_id", "") != room_id) return matrix_error(404, "M_NOT_FOUND", "no such event in the room");
+                   if (found.empty() || matrix::room_of(found[0]) != room_id) return matrix_error(404, "M_NOT_FOUND", "no such event in the room");
                    return Response::json({{"auth_chain", wire_list(c.store.auth_chain({q.param("eventId")}))}});
                  }),
                  "an event's auth chain");
@@ -575,7 +575,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    }
                    // Backfill includes the events asked from.
                    auto events = c.store.events_by_id(std::vector<std::string>(from.begin(), from.begin() + std::min<std::size_t>(from.size(), 20)));
-                   events.erase(std::remove_if(events.begin(), events.end(), [&](const json& e) { return e.value("room_id", "") != room_id; }),
+                   events.erase(std::remove_if(events.begin(), events.end(), [&](const json& e) { return matrix::room_of(e) != room_id; }),
                                 events.end());
                    const auto more = c.store.events_before(room_id, from, {}, limit - static_cast<int>(events.size()));
                    events.insert(events.end(), more.begin(), more.end());

@@ -35,6 +35,14 @@ std::vector<std::string> room_creators(const json& create) {
   return creators;
 }
 
+std::string room_of(const json& event) {
+  if (const auto room = event.find("room_id"); room != event.end()) return room->is_string() ? room->get<std::string>() : "";
+  const auto id = event.find("event_id");
+  if (event.value("type", json()) != "m.room.create" || id == event.end() || !id->is_string() || id->get_ref<const std::string&>().size() < 2)
+    return "";
+  return "!" + id->get_ref<const std::string&>().substr(1);
+}
+
 std::string implied_create_id(const json& event) {
   const auto room = event.find("room_id");
   if (room == event.end() || !room->is_string()) return "";

@@ -30,6 +30,9 @@ std::vector<std::string> room_creators(const nlohmann::json& create);
 // Room version 12: the create event a domain-less room ID names ("$" + the ID without "!"),
 // which every other event of the room has as an implied auth event; "" for other room IDs.
 std::string implied_create_id(const nlohmann::json& event);
+// The room an event is of: its room_id; for a room version 12 create event, which has none,
+// the room its own event_id makes ("" when neither says).
+std::string room_of(const nlohmann::json& event);
 // A room creator's power level: above any integer a power levels event can hold.
 inline constexpr int64_t kInfinitePower = INT64_MAX;
 // A user's power level as the auth rules see it (Client-Server API m.room.power_levels):

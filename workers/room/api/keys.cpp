@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <optional>
 
 #include "common/error.h"
 #include "workers/matrix/ids.h"
@@ -102,6 +103,25 @@ void note_failure(json& failures, const std::string& server, const std::exceptio
   failures[server] = {{"errcode", errc::kMUnknown}, {"error", e.what()}};
 }
 
+// What one query or claim may ask of other servers: at most this many, one after another
+// within the client's timeout as a whole; the rest are named in failures unasked.
+constexpr std::size_t kMaxRemoteServers = 50;
+
+struct RemoteBudget {
+  std::chrono::steady_clock::time_point deadline;
+  std::size_t asked = 0;
+  explicit RemoteBudget(std::chrono::seconds timeout) : deadline(std::chrono::steady_clock::now() + timeout) {}
+  // The time left for the next server, or nullopt (and a failure noted) when there is none.
+  std::optional<std::chrono::seconds> next(json& failures, const std::string& server) {
+    const auto left = std::chrono::duration_cast<std::chrono::seconds>(deadline - std::chrono::steady_clock::now());
+    if (++asked > kMaxRemoteServers || left.count() < 1) {
+      failures[server] = {{"errcode", errc::kMUnknown}, {"error", "not asked: too many servers, or no time left"}};
+      return std::nullopt;
+    }
+    return left + std::chrono::seconds(2);
+  }
+};
+
 // What another server answered may only speak of the users we asked it about, and a key
 // object must name the user (and device) it is filed under.
 bool names(const json& key, const std::string& user_id, const std::string& device_id = "") {
@@ -136,10 +156,12 @@ struct KeyAnswer {
   // Server-Server API "End-to-End Encryption": other servers' users are asked of their
   // servers through coop-federate, one request per server; one that does not answer is named
   // in failures and the others' keys still come back.
-  void add_remote(ClientApi::Impl& api, const std::string& server, const json& wanted, std::chrono::seconds timeout) {
+  void add_remote(ClientApi::Impl& api, const std::string& server, const json& wanted, RemoteBudget& budget) {
+    const auto timeout = budget.next(failures, server);
+    if (!timeout) return;
     json answer;
     try {
-      answer = api.federate("/v1/user/keys/query", {{"server", server}, {"device_keys", wanted}}, timeout + std::chrono::seconds(2));
+      answer = api.federate("/v1/user/keys/query", {{"server", server}, {"device_keys", wanted}}, *timeout);
     } catch (const std::exception& e) {
       note_failure(failures, server, e);
       return;
@@ -195,7 +217,8 @@ Response query_keys(ClientApi::Impl& api, const Request& q) {
     // Not a user of any server (a careless client): nobody to ask, so no keys.
     if (const auto server = matrix::user_server(user_id); !server.empty()) remote[server][user_id] = list;
   }
-  for (const auto& [server, users] : remote) answer.add_remote(api, server, users, remote_timeout(body));
+  RemoteBudget budget(remote_timeout(body));
+  for (const auto& [server, users] : remote) answer.add_remote(api, server, users, budget);
   return ok(answer.body(true));
 }
 
@@ -229,11 +252,13 @@ Response claim_keys(ClientApi::Impl& api, const Request& q) {
     if (const auto server = matrix::user_server(user_id); !server.empty()) remote[server][user_id] = devices;
   }
   // Server-Server API POST /user/keys/claim, through coop-federate, one request per server.
+  RemoteBudget budget(remote_timeout(body));
   for (const auto& [server, users] : remote) {
+    const auto timeout = budget.next(failures, server);
+    if (!timeout) continue;
     json answer;
     try {
-      answer = api.federate("/v1/user/keys/claim", {{"server", server}, {"one_time_keys", users}},
-                            remote_timeout(body) + std::chrono::seconds(2));
+      answer = api.federate("/v1/user/keys/claim", {{"server", server}, {"one_time_keys", users}}, *timeout);
     } catch (const std::exception& e) {
       note_failure(failures, server, e);
       continue;

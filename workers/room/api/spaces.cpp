@@ -91,16 +91,23 @@ Response hierarchy(ClientApi::Impl& api, const Request& q) {
       if (!remote_known.count(step.room_id)) ++remote_asked;
       entry = remote_room(api, step, suggested_only, remote_known);
       if (!entry.is_object()) continue;
-      for (const auto& child : entry.value("children_state", json::array())) {
-        if (!child.is_object() || !child.value("state_key", json()).is_string()) continue;
-        std::vector<std::string> via;
-        for (const auto& server : child.value("content", json::object()).value("via", json::array()))
-          if (server.is_string()) via.push_back(server.get<std::string>());
-        children.push_back({child["state_key"].get<std::string>(), step.depth + 1, via});
-      }
+      // Another server's answer: every field checked before it is read.
+      const auto listed = entry.find("children_state");
+      if (listed != entry.end() && listed->is_array())
+        for (const auto& child : *listed) {
+          if (!child.is_object() || !child.value("state_key", json()).is_string()) continue;
+          const auto content = child.find("content");
+          const auto servers = content != child.end() && content->is_object() ? content->find("via") : child.end();
+          std::vector<std::string> via;
+          if (servers != child.end() && servers->is_array())
+            for (const auto& server : *servers)
+              if (server.is_string()) via.push_back(server.get<std::string>());
+          children.push_back({child["state_key"].get<std::string>(), step.depth + 1, via});
+        }
     }
     // Only rooms the member could see or join are listed (public, restricted to a Space, or theirs).
-    const std::string join_rule = entry.value("join_rule", "invite");
+    const auto rule = entry.find("join_rule");
+    const std::string join_rule = rule != entry.end() && rule->is_string() ? rule->get<std::string>() : "invite";
     const auto m = api.store.membership(step.room_id, s.user_id);
     if (step.room_id != root && join_rule != "public" && join_rule != "restricted" && m != "join" && m != "invite") continue;
     if (!entry.contains("children_state")) entry["children_state"] = json::array();

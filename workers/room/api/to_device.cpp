@@ -68,6 +68,9 @@ Response send_to_device(ClientApi::Impl& api, const Request& q) {
       if (queued.size() > kMaxRecipientsPerRequest) fail(400, errc::kMInvalidParam, "too many recipients at once");
     }
   }
+  // A retried transaction answers the same and stores nothing twice. Ours first: when the
+  // hand-over to other servers below fails, the client's retry finds them done.
+  api.keys.send_to_device(s.user_id, s.device_id, txn_id, type, queued);
   // Server-Server API "Send-to-device messaging": other servers' users get an
   // m.direct_to_device EDU each, queued durably by coop-federate before we answer. The
   // message ID follows from the client's transaction, so a retry repeats it and the receiving
@@ -98,8 +101,6 @@ Response send_to_device(ClientApi::Impl& api, const Request& q) {
       }
     flush();
   }
-  // A retried transaction answers the same and stores nothing twice.
-  api.keys.send_to_device(s.user_id, s.device_id, txn_id, type, queued);
   return ok(json::object());
 }
 

@@ -86,13 +86,7 @@ std::vector<std::string> string_list(const json& event, const char* field) {
 
 using matrix::server_of;
 
-// The room an event is of: its room_id; for a room version 12 create event, which has none,
-// the room its own ID makes.
-std::string room_of(const json& event) {
-  if (event.contains("room_id") && event["room_id"].is_string()) return event["room_id"].get<std::string>();
-  const std::string id = event.value("event_id", "");
-  return event.value("type", "") == "m.room.create" && id.size() > 1 ? "!" + id.substr(1) : "";
-}
+using matrix::room_of;
 
 std::optional<std::string> state_key_of(const json& event) {
   if (event.contains("state_key") && event["state_key"].is_string()) return event["state_key"].get<std::string>();
@@ -615,16 +609,26 @@ bool RoomStore::add_remote_invite(const json& invite, const json& stripped_state
   return impl_->write([&] {
     Federation f(*impl_);
     const std::string room_id = invite.value("room_id", ""), user_id = invite.value("state_key", "");
-    // A room whose state we hold gets its invitations as events, through /send.
-    if (f.current_group(room_id)) return false;
+    // A room one of our members is in gets its invitations as events, through /send. One we
+    // only hold the state of (our members all left) takes them here, as a room we never saw.
+    if (f.current_group(room_id)) {
+      auto& ours = f.db.prepare(
+          "SELECT 1 FROM memberships WHERE room_id = ?1 AND membership = 'join' "
+          "AND substr(user_id, instr(user_id, ':') + 1) = ?2 LIMIT 1");
+      ours.bind(1, room_id).bind(2, impl_->server);
+      const bool joined_here = ours.step();
+      ours.reset();
+      if (joined_here) return false;
+    }
     const auto event = stored_form(invite);
     if (!load(f.db, event.value("event_id", ""))) f.insert(event, 1, false, std::nullopt);
-    // An invitation never overrides a membership of a room we are in (it would come by /send).
+    // An invitation never overrides a join. A ban we hold may be stale (its lifting still on
+    // the way): the inviting server's auth rules let no banned user be invited.
     auto& now = f.db.prepare("SELECT membership FROM memberships WHERE room_id = ?1 AND user_id = ?2");
     now.bind(1, room_id).bind(2, user_id);
     const std::string membership = now.step() ? now.column_text(0) : "";
     now.reset();
-    if (membership == "join" || membership == "ban") return false;
+    if (membership == "join") return false;
     f.db.prepare("INSERT OR REPLACE INTO memberships (room_id, user_id, membership, event_id) VALUES (?1, ?2, 'invite', ?3)")
         .bind(1, room_id)
         .bind(2, user_id)
@@ -731,7 +735,7 @@ std::vector<json> RoomStore::events_before(const std::string& room_id, const std
   std::set<std::string> seen(earliest.begin(), earliest.end());
   std::deque<std::string> todo;
   for (const auto& id : latest)
-    if (auto row = load(*db, id); row && row->event.value("room_id", "") == room_id)
+    if (auto row = load(*db, id); row && room_of(row->event) == room_id)
       for (const auto& p : string_list(row->event, "prev_events")) todo.push_back(p);
   std::vector<json> out;
   while (!todo.empty() && static_cast<int>(out.size()) < limit) {
@@ -739,7 +743,7 @@ std::vector<json> RoomStore::events_before(const std::string& room_id, const std
     todo.pop_front();
     if (!seen.insert(id).second) continue;
     auto row = load(*db, id);
-    if (!row || row->status == 1 || row->event.value("room_id", "") != room_id) continue;
+    if (!row || row->status == 1 || room_of(row->event) != room_id) continue;
     for (const auto& p : string_list(row->event, "prev_events")) todo.push_back(p);
     out.push_back(std::move(row->event));
   }
