@@ -156,7 +156,9 @@ void add_routes(http::Router& r, Context& c, const http::Runner& run) {
                    auto room = room::space_room(c.store, room_id, suggested_only);
                    if (!visible(room_id, room)) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " for " + origin);
                    json children = json::array(), inaccessible = json::array();
+                   constexpr std::size_t kMaxChildren = 100;  // described per answer
                    for (const auto& child_id : room.children) {
+                     if (children.size() >= kMaxChildren) break;
                      if (!c.store.room_version(child_id)) continue;  // not ours to describe
                      auto child = room::space_room(c.store, child_id, false);
                      if (!visible(child_id, child)) {

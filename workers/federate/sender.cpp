@@ -28,6 +28,8 @@ constexpr int64_t kFirstBackoffMs = 1000;
 constexpr std::size_t kMaxEdusPerTxn = 100;
 constexpr std::size_t kMaxQueuedEdus = 1000;
 constexpr int64_t kMaxDurableEdus = 100000;
+constexpr int64_t kOutboxKeptMs = 7LL * 24 * 3600 * 1000;
+constexpr int64_t kOutboxPruneEveryMs = 3600LL * 1000;
 // A transaction's EDUs stop growing past this many bytes (one EDU may be larger), so that it
 // stays well inside what the other side takes in one request.
 constexpr std::size_t kMaxEduBytesPerTxn = 2 << 20;
@@ -73,12 +75,16 @@ void Sender::queue_edu(const std::vector<std::string>& servers, const json& edu,
     for (const auto& server : servers) {
       db_->prepare("INSERT OR IGNORE INTO destinations (server, position) VALUES (?1, ?2)").bind(1, server).bind(2, head).run();
       db_->prepare("INSERT INTO edu_outbox (server, edu, at) VALUES (?1, ?2, ?3)").bind(1, server).bind(2, text).bind(3, unix_millis()).run();
-      // A server gone for good cannot make us keep its mail forever: past the limit the
-      // oldest goes (its clients ask again for keys they lack).
+      // A server gone for good cannot make us keep its mail forever: past the limit, or a
+      // week old, the oldest goes (its clients ask again for keys they lack).
       db_->prepare("DELETE FROM edu_outbox WHERE server = ?1 AND id <= (SELECT max(id) FROM edu_outbox WHERE server = ?1) - ?2")
           .bind(1, server)
           .bind(2, kMaxDurableEdus)
           .run();
+    }
+    if (unix_millis() - last_outbox_prune_ms_ > kOutboxPruneEveryMs) {
+      last_outbox_prune_ms_ = unix_millis();
+      db_->prepare("DELETE FROM edu_outbox WHERE at < ?1").bind(1, unix_millis() - kOutboxKeptMs).run();
     }
     txn.commit();
   } else {

@@ -74,6 +74,7 @@ class Sender {
   std::set<std::string> sending_;
   std::map<std::string, std::deque<nlohmann::json>> edus_;  // server -> EDUs not yet sent
   uint64_t edu_txns_ = 0;
+  int64_t last_outbox_prune_ms_ = 0;  // durable EDUs older than a week go, looked for hourly
   bool woken_ = true, stop_ = false;
   int running_jobs_ = 0;
   std::thread thread_;

@@ -82,3 +82,25 @@ TEST_CASE("to-device messages from another server are kept once per message ID")
   REQUIRE(messages.size() == 1);
   CHECK(messages[0]["sender"] == "@bob:b.test");
 }
+
+TEST_CASE("another server has a bounded share of a device's inbox, in messages and bytes") {
+  coop::test::TempDir dir;
+  KeyStore keys(dir.path() / "e2ee.db");
+  const auto count = [&keys] { return keys.to_device(kAlice, "PHONE", 0, keys.position(), 100000).first.size(); };
+  // 1,200 small messages from made-up users of one server: 1,000 are kept.
+  for (int i = 0; i < 1200; ++i)
+    keys.send_to_device("@u" + std::to_string(i) + ":evil.test", "", "m" + std::to_string(i), "m.room.encrypted",
+                        {{kAlice, "PHONE", {{"ciphertext", "x"}}}});
+  CHECK(count() == 1000);
+  // Big messages from another server stop at 4 MiB.
+  const std::string big(60000, 'y');
+  for (int i = 0; i < 100; ++i)
+    keys.send_to_device("@a:other.test", "", "b" + std::to_string(i), "m.room.encrypted", {{kAlice, "PHONE", {{"ciphertext", big}}}});
+  const auto from_other = count() - 1000;
+  CHECK(from_other >= 60);
+  CHECK(from_other <= 70);
+  // Our own members' messages are not held to that share.
+  for (int i = 0; i < 50; ++i)
+    keys.send_to_device("@bob:a.test", "LAPTOP", "t" + std::to_string(i), "m.room.encrypted", {{kAlice, "PHONE", {{"ciphertext", big}}}});
+  CHECK(count() == 1000 + from_other + 50);
+}

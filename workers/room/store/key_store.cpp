@@ -113,6 +113,9 @@ constexpr sqlite::Migration kMigrations[] = {
 };
 
 constexpr int64_t kMaxQueuedPerDevice = 10000;
+// What one other server may have waiting in one device's inbox.
+constexpr int64_t kMaxRemoteQueuedPerDevice = 1000;
+constexpr int64_t kMaxRemoteQueuedBytes = 4 << 20;
 // A to-device transaction id is remembered this long: a client retries a request within
 // minutes, not days (Synapse keeps its transaction cache for half an hour).
 constexpr int64_t kTxnKeptMs = 24LL * 3600 * 1000;
@@ -534,6 +537,13 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
         .run();
     if (db.changes() == 0) return false;
     std::map<std::pair<std::string, std::string>, int64_t> queued;
+    // Another server's messages (no sender device: they came over federation) have a smaller
+    // share of each device's inbox, counted per sending server in messages and bytes, so that
+    // no server can fill our members' inboxes however many users it makes up.
+    const bool remote = sender_device.empty();
+    const auto colon = sender.find(':');
+    const std::string origin = colon == std::string::npos ? "" : sender.substr(colon + 1);
+    std::map<std::pair<std::string, std::string>, std::pair<int64_t, int64_t>> from_origin;  // (messages, bytes)
     for (const auto& m : messages) {
       // A device that never syncs cannot be made to hold without end what others send it: past
       // kMaxQueuedPerDevice messages, more are dropped (a sender re-sends keys it finds missing).
@@ -546,6 +556,22 @@ bool KeyStore::send_to_device(const std::string& sender, const std::string& send
         count.reset();
       }
       if (it->second++ >= kMaxQueuedPerDevice) continue;
+      if (remote) {
+        auto [share, first] = from_origin.try_emplace({m.user_id, m.device_id}, std::pair<int64_t, int64_t>{0, 0});
+        if (first) {
+          auto& used = db.prepare(
+              "SELECT count(*), coalesce(sum(length(content)), 0) FROM to_device WHERE user_id = ?1 AND device_id = ?2 "
+              "AND substr(sender, instr(sender, ':') + 1) = ?3");
+          used.bind(1, m.user_id).bind(2, m.device_id).bind(3, origin);
+          used.step();
+          share->second = {used.column_int64(0), used.column_int64(1)};
+          used.reset();
+        }
+        const auto bytes = static_cast<int64_t>(m.content.dump().size());
+        if (share->second.first >= kMaxRemoteQueuedPerDevice || share->second.second + bytes > kMaxRemoteQueuedBytes) continue;
+        share->second.first += 1;
+        share->second.second += bytes;
+      }
       impl_->pending.users.insert(m.user_id);
       const auto position = impl_->next_position();
       db.prepare("INSERT INTO to_device (position, user_id, device_id, sender, type, content) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
