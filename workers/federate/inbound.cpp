@@ -201,9 +201,16 @@ void require_acl(Context& c, const std::string& room_id, const std::string& orig
   if (!acl_admits(c, room_id, origin)) throw Error(errc::kMForbidden, "the server ACL of " + room_id + " forbids " + origin, 403);
 }
 
-void require_in_room(Context& c, const std::string& room_id, const std::string& origin) {
-  if (!c.store.room_version(room_id)) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
+// A room we hold, whose ACL lets the origin in: its version (404 or 403 otherwise).
+std::string require_room(Context& c, const std::string& room_id, const std::string& origin) {
+  const auto version = c.store.room_version(room_id);
+  if (!version) throw Error(errc::kMNotFound, "no room " + room_id + " here", 404);
   require_acl(c, room_id, origin);
+  return *version;
+}
+
+void require_in_room(Context& c, const std::string& room_id, const std::string& origin) {
+  require_room(c, room_id, origin);
   if (!c.store.server_in_room(room_id, origin))
     throw Error(errc::kMForbidden, origin + " has no member in " + room_id, 403);
 }
@@ -374,28 +381,24 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    const auto room_id = q.param("roomId"), user_id = q.param("userId");
                    if (server_of(user_id) != origin || user_id.size() > 255 || user_id[0] != '@')
                      return matrix_error(403, "M_FORBIDDEN", "a server joins its own users only");
-                   const auto version = c.store.room_version(room_id);
-                   if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
-                   require_acl(c, room_id, origin);
+                   const auto version = require_room(c, room_id, origin);
                    auto versions = q.query_values("ver");
                    if (versions.empty()) versions.push_back("1");  // the spec's default
-                   if (std::find(versions.begin(), versions.end(), *version) == versions.end())
+                   if (std::find(versions.begin(), versions.end(), version) == versions.end())
                      return Response::json({{"errcode", "M_INCOMPATIBLE_ROOM_VERSION"},
-                                            {"error", "the room's version is " + *version},
-                                            {"room_version", *version}},
+                                            {"error", "the room's version is " + version},
+                                            {"room_version", version}},
                                            400);
-                   return Response::json({{"room_version", *version}, {"event", c.store.membership_template(room_id, user_id, "join")}});
+                   return Response::json({{"room_version", version}, {"event", c.store.membership_template(room_id, user_id, "join")}});
                  }),
                  "the template of a join for a user of the asking server");
 
   // ...and the signed join, stored and sent on, answered with the room's state and auth chain.
   auto send_join = [&c](const Request& q, const std::string& origin, bool v2) {
     const auto room_id = q.param("roomId"), event_id = q.param("eventId");
-    const auto version = c.store.room_version(room_id);
-    if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
-    require_acl(c, room_id, origin);
+    const auto version = require_room(c, room_id, origin);
     const auto pdu = q.json();
-    const auto event = verified_pdu(c, pdu, *version);
+    const auto event = verified_pdu(c, pdu, version);
     const auto& content = event["content"];
     if (event.value("event_id", "") != event_id || event.value("room_id", "") != room_id || event.value("type", "") != "m.room.member" ||
         content.value("membership", "") != "join" || event.value("state_key", "") != event.value("sender", "") ||
@@ -429,18 +432,14 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    const auto room_id = q.param("roomId"), user_id = q.param("userId");
                    if (server_of(user_id) != origin || user_id.size() > 255 || user_id[0] != '@')
                      return matrix_error(403, "M_FORBIDDEN", "a server makes its own users leave only");
-                   const auto version = c.store.room_version(room_id);
-                   if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
-                   require_acl(c, room_id, origin);
-                   return Response::json({{"room_version", *version}, {"event", c.store.membership_template(room_id, user_id, "leave")}});
+                   const auto version = require_room(c, room_id, origin);
+                   return Response::json({{"room_version", version}, {"event", c.store.membership_template(room_id, user_id, "leave")}});
                  }),
                  "the template of a leave for a user of the asking server");
   auto send_leave = [&c](const Request& q, const std::string& origin, bool v2) {
     const auto room_id = q.param("roomId"), event_id = q.param("eventId");
-    const auto version = c.store.room_version(room_id);
-    if (!version) return matrix_error(404, "M_NOT_FOUND", "no room " + room_id + " here");
-    require_acl(c, room_id, origin);
-    const auto event = verified_pdu(c, q.json(), *version);
+    const auto version = require_room(c, room_id, origin);
+    const auto event = verified_pdu(c, q.json(), version);
     if (event.value("event_id", "") != event_id || event.value("room_id", "") != room_id || event.value("type", "") != "m.room.member" ||
         event["content"].value("membership", json()) != "leave" || event.value("state_key", "") != event.value("sender", "") ||
         server_of(event.value("sender", "")) != origin)

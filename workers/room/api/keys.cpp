@@ -120,6 +120,17 @@ struct RemoteBudget {
     }
     return left + std::chrono::seconds(2);
   }
+  // One server asked through coop-federate: its answer, or nullopt with the reason in failures.
+  std::optional<json> ask(ClientApi::Impl& api, const char* path, const std::string& server, const json& body, json& failures) {
+    const auto timeout = next(failures, server);
+    if (!timeout) return std::nullopt;
+    try {
+      return api.federate(path, body, *timeout);
+    } catch (const std::exception& e) {
+      note_failure(failures, server, e);
+      return std::nullopt;
+    }
+  }
 };
 
 // What another server answered may only speak of the users we asked it about, and a key
@@ -157,15 +168,9 @@ struct KeyAnswer {
   // servers through coop-federate, one request per server; one that does not answer is named
   // in failures and the others' keys still come back.
   void add_remote(ClientApi::Impl& api, const std::string& server, const json& wanted, RemoteBudget& budget) {
-    const auto timeout = budget.next(failures, server);
-    if (!timeout) return;
-    json answer;
-    try {
-      answer = api.federate("/v1/user/keys/query", {{"server", server}, {"device_keys", wanted}}, *timeout);
-    } catch (const std::exception& e) {
-      note_failure(failures, server, e);
-      return;
-    }
+    const auto found = budget.ask(api, "/v1/user/keys/query", server, {{"server", server}, {"device_keys", wanted}}, failures);
+    if (!found) return;
+    const json& answer = *found;
     const auto section = [&answer](const char* name) {
       return answer.contains(name) && answer[name].is_object() ? answer[name] : json::object();
     };
@@ -254,16 +259,9 @@ Response claim_keys(ClientApi::Impl& api, const Request& q) {
   // Server-Server API POST /user/keys/claim, through coop-federate, one request per server.
   RemoteBudget budget(remote_timeout(body));
   for (const auto& [server, users] : remote) {
-    const auto timeout = budget.next(failures, server);
-    if (!timeout) continue;
-    json answer;
-    try {
-      answer = api.federate("/v1/user/keys/claim", {{"server", server}, {"one_time_keys", users}}, *timeout);
-    } catch (const std::exception& e) {
-      note_failure(failures, server, e);
-      continue;
-    }
-    const auto keys = answer.contains("one_time_keys") && answer["one_time_keys"].is_object() ? answer["one_time_keys"] : json::object();
+    const auto answer = budget.ask(api, "/v1/user/keys/claim", server, {{"server", server}, {"one_time_keys", users}}, failures);
+    if (!answer) continue;
+    const auto keys = answer->contains("one_time_keys") && (*answer)["one_time_keys"].is_object() ? (*answer)["one_time_keys"] : json::object();
     for (const auto& [user_id, devices] : users.items()) {
       if (!keys.contains(user_id) || !keys[user_id].is_object()) continue;
       for (const auto& [device_id, key] : keys[user_id].items())
