@@ -139,10 +139,13 @@ class FakeServer:
         self.joins = []         # {"event_id", "pdu", "problems"} of each send_join coop made
         self.join_extra_state = []   # PDUs the send_join answer adds to the room's state
         self.make_join_answer = None  # (status, body) to answer every make_join with, instead
+        self.refused_events = set()   # event IDs the fake never hands out (404 for /event)
+        self.missing_events_answer = None  # PDUs to answer get_missing_events with, instead
         self.events = {}        # event ID -> PDU as sent (no event_id)
         self.state_before = {}  # event ID -> {(type, state_key): event ID}
         self.state = {}         # the room's current state as the fake sees it
         self.room_id = None
+        self.version = "11"     # the room's version: in 12 the create event is implied, never cited
         self.latest = None
         self.depth = 0
         # The answers to coop's POST /user/keys/query and /user/keys/claim: (status, body), or a
@@ -266,11 +269,13 @@ class FakeServer:
         return max((self.events[p]["depth"] for p in prev if p in self.events), default=self.depth) + 1
 
     def auth_for(self, sender):
-        ids = [self.state.get(("m.room.create", "")), self.state.get(("m.room.power_levels", "")),
-               self.state.get(("m.room.member", sender))]
+        create = self.state.get(("m.room.create", "")) if self.version != "12" else None
+        ids = [create, self.state.get(("m.room.power_levels", "")), self.state.get(("m.room.member", sender))]
         return [i for i in ids if i]
 
-    def auth_chain(self, ids):
+    def auth_chain(self, ids, naming_refused=False):
+        """The auth chain's PDUs; naming_refused keeps those the fake will not hand out (for
+        /state_ids, which names them)."""
         seen, todo = [], list(ids)
         while todo:
             event_id = todo.pop()
@@ -281,7 +286,7 @@ class FakeServer:
                 if isinstance(a, str) and a not in seen:
                     seen.append(a)
                     todo.append(a)
-        return [self.events[i] for i in seen if i in self.events]
+        return [self.events[i] for i in seen if i in self.events and (naming_refused or i not in self.refused_events)]
 
     # A room of the fake's own (Server-Server API "Joining Rooms", the resident server's side).
 
@@ -394,7 +399,7 @@ class FakeServer:
                     results[event_id_of(pdu)] = {}
                 return 200, {"pdus": results}
             if method == "GET" and what == "event" and len(args) == 1:
-                pdu = self.events.get(args[0])
+                pdu = self.events.get(args[0]) if args[0] not in self.refused_events else None
                 if pdu is None:
                     return 404, {"errcode": "M_NOT_FOUND", "error": "no such event"}
                 return 200, {"origin": self.name, "origin_server_ts": now_ms(), "pdus": [pdu]}
@@ -403,7 +408,7 @@ class FakeServer:
                 if event_id not in self.state_before:
                     return 404, {"errcode": "M_NOT_FOUND", "error": "no state known at that event"}
                 ids = list(self.state_before[event_id].values())
-                chain = self.auth_chain(ids)
+                chain = self.auth_chain(ids, naming_refused=what == "state_ids")
                 if what == "state_ids":
                     return 200, {"pdu_ids": ids, "auth_chain_ids": [event_id_of(e) for e in chain]}
                 return 200, {"pdus": [self.events[i] for i in ids if i in self.events], "auth_chain": chain}
@@ -411,6 +416,8 @@ class FakeServer:
                 if args[1] not in self.events:
                     return 404, {"errcode": "M_NOT_FOUND", "error": "no such event"}
                 return 200, {"auth_chain": self.auth_chain([args[1]])}
+            if method == "POST" and what == "get_missing_events" and len(args) == 1 and self.missing_events_answer:
+                return 200, {"events": self.missing_events_answer}
             if method == "POST" and what == "get_missing_events" and len(args) == 1:
                 earliest = set(body.get("earliest_events", []))
                 latest = list(body.get("latest_events", []))
@@ -470,8 +477,10 @@ def message(body):
     return {"msgtype": "m.text", "body": body}
 
 
-def join_room(shard, fake):
-    """Shard up, alice's public room (version 11 by default), bob of the fake joined to it."""
+def join_room(shard, fake, version="11"):
+    """Shard up, alice's public room of `version`, bob of the fake joined to it. The fake's
+    Complement-named checks run in version 11 rooms (the version whose events carry the create
+    event, so that the auth events the tests write stay simple); version 12 has its own run."""
     s = Setting()
     s.shard, s.fake = shard, fake
     s.fed_url, s.client_url = start(shard, fake)
@@ -486,13 +495,15 @@ def join_room(shard, fake):
                                   "password": STRONG})
     assert status == 200, login
     s.token = login["access_token"]
-    status, created, _ = client(s, "POST", "/createRoom", {"preset": "public_chat", "name": "Town square"})
+    status, created, _ = client(s, "POST", "/createRoom",
+                                {"preset": "public_chat", "name": "Town square", "room_version": version})
     assert status == 200, created
     s.room_id = created["room_id"]
 
-    uri = f"/_matrix/federation/v1/make_join/{q(s.room_id)}/{q(BOB)}?ver=10&ver=11"
+    uri = f"/_matrix/federation/v1/make_join/{q(s.room_id)}/{q(BOB)}?ver=10&ver=11&ver=12"
     status, made = fake.call(s.fed_url, "GET", uri)
-    assert status == 200 and made.get("room_version") == "11", (status, made)
+    assert status == 200 and made.get("room_version") == version, (status, made)
+    fake.version = version
     template = made["event"]
     assert template["type"] == "m.room.member" and template["state_key"] == BOB and template["sender"] == BOB, template
     template["content"] = {"membership": "join"}
@@ -513,13 +524,13 @@ def join_room(shard, fake):
     return s
 
 
-def with_room(scenario):
+def with_room(scenario, version="11"):
     """Runs scenario(setting) on a fresh shard with bob joined; stops everything whatever happens."""
     fake = FakeServer()
     try:
         with Shard(BIN) as shard:
             try:
-                scenario(join_room(shard, fake))
+                scenario(join_room(shard, fake, version))
             except Exception:
                 log = shard.log("federate")
                 print("--- federate.log (last lines) ---\n" + "\n".join(log.splitlines()[-40:]))
@@ -652,7 +663,7 @@ class Hangup:
 
 # --- The tests --------------------------------------------------------------------------------
 
-def test_join_then_messages_and_pdu_checks():
+def test_join_then_messages_and_pdu_checks(version="11"):
     """Complement TestJoinViaRoomIDAndServerName (the join), then "Checks performed on receipt
     of a PDU": a good message is taken, a forged signature drops the event, a wrong content
     hash stores it redacted."""
@@ -694,7 +705,23 @@ def test_join_then_messages_and_pdu_checks():
         assert seen["type"] == "m.room.message" and seen["sender"] == BOB, seen
         assert all("changed after hashing" not in json.dumps(e) for e in timeline(s))
 
-    with_room(scenario)
+        if version == "12":
+            # 4. Room version 12 implies the create event: one that cites it is rejected
+            # (auth rules, 2.), and the room's ID is the create event's reference hash.
+            create_id = fake.state[("m.room.create", "")]
+            assert s.room_id == "!" + create_id[1:] and ":" not in s.room_id, (s.room_id, create_id)
+            cites_id, cites = fake.new_event("m.room.message", message("I cite the create event"), advance=False,
+                                             auth=[create_id] + fake.auth_for(BOB))
+            status, answer = fake.send(s.fed_url, [cites])
+            assert status == 200 and "error" in answer["pdus"].get(cites_id, {}), answer
+            assert alice_sees(s, cites_id)[0] == 404
+
+    with_room(scenario, version)
+
+
+def test_join_then_messages_and_pdu_checks_in_room_version_12():
+    """The same in a room of version 12, the version coop creates by default."""
+    test_join_then_messages_and_pdu_checks("12")
 
 
 def test_inbound_federation_rejects_events_with_rejected_auth_events():
@@ -921,6 +948,55 @@ def test_send_join_takes_only_joins_and_refuses_the_banned():
         assert status in (400, 403), (status, body)
         status, members, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/joined_members")
         assert carol not in members["joined"], members
+
+    with_room(scenario)
+
+
+def test_send_join_partial_state_response():
+    """Complement TestSendJoinPartialStateResponse (send_join v2 with omit_members, MSC3706 and
+    MSC3943): the state without membership events, but the heroes' when the room has no name;
+    no auth event the state holds; the servers in the room before the join."""
+    def partial_join(s, room_id, user_id):
+        status, made = s.fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/make_join/{q(room_id)}/{q(user_id)}?ver=11&ver=12")
+        assert status == 200, (status, made)
+        template = made["event"]
+        template.update({"content": {"membership": "join"}, "origin_server_ts": now_ms(), "origin": REMOTE})
+        join, join_id = finish(template, REMOTE, s.fake.key)
+        uri = f"/_matrix/federation/v2/send_join/{q(room_id)}/{q(join_id)}?omit_members=true"
+        status, answer = s.fake.call(s.fed_url, "PUT", uri, join)
+        assert status == 200 and answer.get("members_omitted") is True, (status, answer)
+        kinds = {(e["type"], e["state_key"]) for e in answer["state"]}
+        state_ids = {event_id_of(e) for e in answer["state"]}
+        chain_ids = {event_id_of(e) for e in answer["auth_chain"]}
+        assert not state_ids & chain_ids, "the auth chain repeats the state"
+        return kinds, answer
+
+    def scenario(s):
+        # A named room: no memberships at all; alice's join, which the power levels cite, comes
+        # in the auth chain; coop and the fake (bob) are in the room.
+        kinds, answer = partial_join(s, s.room_id, f"@charlie:{REMOTE}")
+        assert {("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.join_rules", ""),
+                ("m.room.history_visibility", ""), ("m.room.name", "")} <= kinds, kinds
+        assert not [k for k in kinds if k[0] == "m.room.member"], kinds
+        assert [e["state_key"] for e in answer["auth_chain"] if e["type"] == "m.room.member"] == [ALICE], answer["auth_chain"]
+        assert sorted(answer["servers_in_room"]) == sorted([DOMAIN, REMOTE]), answer["servers_in_room"]
+        # A room without a name: the heroes' memberships (alice's), nothing else; the auth
+        # chain is then empty, as every auth event is in the state.
+        status, created, _ = client(s, "POST", "/createRoom", {"preset": "public_chat", "room_version": "11"})
+        assert status == 200, created
+        kinds, answer = partial_join(s, created["room_id"], f"@dave:{REMOTE}")
+        assert {k for k in kinds if k[0] == "m.room.member"} == {("m.room.member", ALICE)}, kinds
+        assert answer["auth_chain"] == [], answer["auth_chain"]
+        assert answer["servers_in_room"] == [DOMAIN], answer["servers_in_room"]
+        # Without the parameter, the whole state as before.
+        status, made = s.fake.call(s.fed_url, "GET", f"/_matrix/federation/v1/make_join/{q(created['room_id'])}/{q(CHARLIE)}?ver=11")
+        template = made["event"]
+        template.update({"content": {"membership": "join"}, "origin_server_ts": now_ms(), "origin": REMOTE})
+        join, join_id = finish(template, REMOTE, s.fake.key)
+        status, answer = s.fake.call(s.fed_url, "PUT", f"/_matrix/federation/v2/send_join/{q(created['room_id'])}/{q(join_id)}", join)
+        assert status == 200 and answer["members_omitted"] is False and "servers_in_room" not in answer, answer
+        members = {e["state_key"] for e in answer["state"] if e["type"] == "m.room.member"}
+        assert members == {ALICE, f"@dave:{REMOTE}"}, members
 
     with_room(scenario)
 
@@ -1271,6 +1347,23 @@ def test_device_lists_update_over_federation():
         assert REMOTE in answer["failures"] and not answer["one_time_keys"].get(BOB), answer
 
     with_room(scenario)
+
+
+def test_to_device_only_destinations_are_forgotten():
+    """A server coop only ever sent to-device messages to (no user of it in any room here)
+    is a destination while something waits for it, and stops being one once it has it."""
+    other = FakeServer("other.test")
+
+    def scenario(s):
+        alice = Member(s.client_url, "alice")
+        alice.ok("PUT", f"/sendToDevice/m.test/{q('txn-other')}", {"messages": {"@zed:other.test": {"ZED": {"hi": 1}}}})
+        content = wait_for_edu(other, "m.direct_to_device", lambda c: "@zed:other.test" in c.get("messages", {}),
+                               "alice's to-device EDU for other.test")
+        assert content["messages"] == {"@zed:other.test": {"ZED": {"hi": 1}}}, content
+        wait_for(lambda: "other.test" not in [d["server_name"] for d in s.shard.json("federate", "status")["destinations"]],
+                 15, "other.test leaves the destinations")
+
+    with_hosted_room(scenario, others=[other], label="to-device only")
 
 
 def test_send_leave_takes_only_leaves():
@@ -1691,9 +1784,119 @@ def test_unreject_rejected_events():
     with_hosted_room(scenario, label="unreject")
 
 
+def test_corrupted_auth_chain():
+    """Complement TestCorruptedAuthChain: bob's profile changes A <- B <- C <- D <- E each cite
+    the one before among their auth events. coop first hears of them from /state_ids at a gap
+    that get_missing_events cannot close, fetches them one by one from /event, and the fake
+    will not hand out B: C, D and E rest on B and must not be stored, so bob's membership in
+    the room's state stays his first join."""
+    def scenario(s):
+        fake = s.fake
+        first_join = fake.state[("m.room.member", BOB)]
+        base = [fake.state[("m.room.create", "")], fake.state[("m.room.power_levels", "")],
+                fake.state[("m.room.join_rules", "")]]
+        ids, last = {}, first_join
+        for name in "ABCDE":
+            ids[name], _ = fake.new_event("m.room.member", {"membership": "join", "displayname": name},
+                                          state_key=BOB, auth=base + [last])
+            last = ids[name]
+        # Three messages after E: the state is asked at the first, get_missing_events gives
+        # only the second, the third comes in /send.
+        at_state_id, _ = fake.new_event("m.room.message", message("for /state_ids"))
+        gap_id, gap = fake.new_event("m.room.message", message("for /get_missing_events"))
+        sent_id, sent = fake.new_event("m.room.message", message("for /send"))
+        with fake.lock:
+            fake.refused_events.add(ids["B"])
+            fake.missing_events_answer = [gap]
+        status, answer = fake.send(s.fed_url, [sent])
+        # Nothing builds on a state coop could not have: the event waits, with an error.
+        assert status == 200 and "error" in answer["pdus"].get(sent_id, {}), answer
+        asked = [urllib.parse.unquote(r[1]) for r in fake.seen("GET", "state_ids/")]
+        assert any(a.endswith("event_id=" + at_state_id) for a in asked), asked
+        fetched = [urllib.parse.unquote(r[1]) for r in fake.seen("GET", "event/")]
+        assert any(f.endswith("/event/" + ids["B"]) for f in fetched), fetched
+        assert not fake.seen("GET", "state/"), "the state came whole, not one event at a time"
+
+        # A sentinel on bob's first join is taken; by then the state holds no C, D or E.
+        sentinel_id, sentinel = fake.new_event("m.room.message", message("finished"), prev=[first_join],
+                                               auth=base[:2] + [first_join], advance=False)
+        status, answer = fake.send(s.fed_url, [sentinel])
+        assert status == 200 and answer["pdus"] == {sentinel_id: {}}, answer
+        wait_for(lambda: alice_sees(s, sentinel_id)[0] == 200, 10, "alice sees the sentinel")
+        status, member, _ = client(s, "GET", f"/rooms/{q(s.room_id)}/state/m.room.member/{q(BOB)}")
+        assert status == 200 and member.get("membership") == "join" and "displayname" not in member, member
+        for name in "CDE":
+            assert alice_sees(s, ids[name])[0] == 404, name
+
+    with_room(scenario)
+
+
+def test_sync_omits_state_change_on_filtered_events():
+    """Complement TestSyncOmitsStateChangeOnFilteredEvents: alice sends E1 in the fake's room;
+    bob forks at E1 with a new room name S2 while alice sends E3 and E4; alice's E5 merges the
+    forks. A sync whose filter leaves E5 out and keeps one event still shows S2 in the state."""
+    def scenario(s):
+        fake = s.fake
+        status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?server_name={REMOTE}", {})
+        assert status == 200, joined
+
+        def alice_sends(kind, body, txn):
+            status, sent, _ = client(s, "PUT", f"/rooms/{q(s.room_id)}/send/{kind}/{txn}", message(body))
+            assert status == 200, sent
+            return sent["event_id"]
+        e1 = alice_sends("m.room.message", "E1", "e1")
+        wait_for(lambda: e1 in fake.events, 10, "the fake hears of E1")
+        s2_id, s2 = fake.new_event("m.room.name", {"name": "I am the room name, S2"}, state_key="", prev=[e1],
+                                   advance=False)
+        alice_sends("m.room.message", "E3", "e3")
+        alice_sends("m.room.message", "E4", "e4")
+        status, answer = fake.send(s.fed_url, [s2])
+        assert status == 200 and answer["pdus"] == {s2_id: {}}, answer
+        wait_for(lambda: alice_sees(s, s2_id)[0] == 200, 10, "alice sees S2")
+        alice_sends("please_filter_me", "E5", "e5")
+
+        room_filter = q(json.dumps({"room": {"timeline": {"not_types": ["please_filter_me"], "limit": 1}}}))
+        # coop's timeline is in the order events arrived, so the one event it keeps is S2 itself
+        # (as on Dendrite, which Complement skips for this), not E4 as on Synapse, which orders
+        # by depth; either way the client has S2.
+        status, sync, _ = client(s, "GET", f"/sync?filter={room_filter}")
+        assert status == 200 and s.room_id in sync.get("rooms", {}).get("join", {}), sync
+        room = sync["rooms"]["join"][s.room_id]
+        shown = {e["event_id"] for e in room["timeline"]["events"] + room["state"]["events"]}
+        assert s2_id in shown and len(room["timeline"]["events"]) == 1, room
+        # use_state_after (spec v1.16, MSC4222): the state at the end of the timeline, which
+        # holds S2 and what E5 left, whatever the filter kept; its unstable name too.
+        for param, field in (("use_state_after", "state_after"),
+                             ("org.matrix.msc4222.use_state_after", "org.matrix.msc4222.state_after")):
+            status, sync, _ = client(s, "GET", f"/sync?filter={room_filter}&{param}=true")
+            assert status == 200, sync
+            room = sync["rooms"]["join"][s.room_id]
+            assert "state" not in room and s2_id in {e["event_id"] for e in room[field]["events"]}, room
+            names = [e for e in room[field]["events"] if e["type"] == "m.room.name"]
+            assert [e["content"]["name"] for e in names] == ["I am the room name, S2"], names
+        # An incremental sync after bob renames the room again: state_after holds the change
+        # even though the filter leaves the event out of the timeline.
+        since = sync["next_batch"]
+        e6 = alice_sends("please_filter_me", "E6", "e6")
+        wait_for(lambda: e6 in fake.events, 10, "the fake hears of E6")
+        rename_id, rename = fake.new_event("m.room.name", {"name": "renamed"}, state_key="", prev=[e6], advance=False)
+        status, answer = fake.send(s.fed_url, [rename])
+        assert status == 200 and answer["pdus"] == {rename_id: {}}, answer
+        wait_for(lambda: alice_sees(s, rename_id)[0] == 200, 10, "alice sees the rename")
+        hidden = q(json.dumps({"room": {"timeline": {"not_types": ["please_filter_me", "m.room.name"], "limit": 5}}}))
+        status, sync, _ = client(s, "GET", f"/sync?filter={hidden}&since={since}&use_state_after=true")
+        assert status == 200, sync
+        room = sync["rooms"]["join"][s.room_id]
+        assert room["timeline"]["events"] == [], room["timeline"]
+        assert [e["event_id"] for e in room["state_after"]["events"]] == [rename_id], room["state_after"]
+
+    with_hosted_room(scenario, label="filtered sync")
+
+
 if __name__ == "__main__":
     run_tests([
         test_join_then_messages_and_pdu_checks,
+        test_join_then_messages_and_pdu_checks_in_room_version_12,
         test_inbound_federation_rejects_events_with_rejected_auth_events,
         test_one_bad_pdu_never_fails_the_transaction,
         test_replayed_transaction_is_answered_the_same_and_stored_once,
@@ -1701,15 +1904,19 @@ if __name__ == "__main__":
         test_outbound_transactions_are_signed_and_hashed,
         test_send_refuses_unsigned_and_wrongly_signed_requests,
         test_send_join_takes_only_joins_and_refuses_the_banned,
+        test_send_join_partial_state_response,
         test_inbound_can_return_missing_events_and_auth_chains,
         test_federation_key_upload_query,
         test_to_device_messages_over_federation,
         test_device_lists_update_over_federation,
         test_send_leave_takes_only_leaves,
+        test_to_device_only_destinations_are_forgotten,
         test_federation_redact_sends_without_event,
         test_content_media_v1,
         test_device_lists_update_over_federation_on_room_join,
         test_unreject_rejected_events,
+        test_corrupted_auth_chain,
+        test_sync_omits_state_change_on_filtered_events,
         test_join_federated_room_via_room_id_and_server_name_outbound,
         test_join_federated_room_with_unverifiable_events,
         test_join_federated_room_fail_over,

@@ -8,6 +8,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <set>
 
 #include "common/clock.h"
 #include "common/control/client.h"
@@ -38,6 +40,9 @@ constexpr std::size_t kMaxPdus = 50;
 constexpr std::size_t kMaxEdus = 100;
 // get_missing_events asks for this many at a time.
 constexpr int kMissingLimit = 20;
+// The state at a gap: at most this many unknown events are fetched one by one, more come
+// with the whole state.
+constexpr std::size_t kFetchEach = 50;
 // Answers to others' reads are bounded.
 constexpr int kMaxBackfill = 100;
 // Inbound transactions are remembered this long for duplicates.
@@ -117,17 +122,73 @@ void fetch_missing_prevs(Context& c, const std::string& origin, const json& even
   }
   auto events = answer.body["events"].get<std::vector<json>>();
   if (events.size() > static_cast<std::size_t>(kMissingLimit)) events.resize(kMissingLimit);  // what we asked for, no more
-  for (const auto& pdu : sorted_by_depth(std::move(events))) {
-    const auto taken = take_pdu(c, origin, pdu, false);
+  events = sorted_by_depth(std::move(events));
+  std::set<std::string> batch;
+  const std::string version = c.store.room_version(room_id).value_or("11");
+  for (const auto& pdu : events) batch.insert(id_of(pdu, version));
+  for (const auto& pdu : events) {
+    // The oldest of the batch (those whose prev events it does not hold) may need the state at
+    // what is still further back; the others build on the batch.
+    bool oldest = true;
+    if (pdu.is_object() && pdu.contains("prev_events") && pdu["prev_events"].is_array())
+      for (const auto& prev : pdu["prev_events"])
+        if (prev.is_string() && batch.count(prev.get<std::string>())) oldest = false;
+    const auto taken = take_pdu(c, origin, pdu, oldest ? Fetch::kState : Fetch::kNone);
     if (!taken.error.empty()) spdlog::info("a missing event {} from {} is not taken: {}", taken.event_id, origin, taken.error);
   }
 }
 
+// One event by ID from the origin (GET /event): nullopt unless the answer is that event.
+std::optional<json> fetch_event(Context& c, const std::string& origin, const std::string& event_id, const std::string& version) {
+  const auto event = federation_request(c, "GET", origin, "/_matrix/federation/v1/event/" + percent_encode(event_id), nullptr);
+  if (event.ok() && event.body.contains("pdus") && event.body["pdus"].is_array() && event.body["pdus"].size() == 1 &&
+      id_of(event.body["pdus"][0], version) == event_id)
+    return event.body["pdus"][0];
+  spdlog::info("cannot fetch {} from {}: {}", event_id, origin, event.ok() ? "not that event" : event.error);
+  return std::nullopt;
+}
+
+std::optional<std::vector<std::string>> string_list(const json& body, const char* field) {
+  if (!body.is_object() || !body.contains(field) || !body[field].is_array()) return std::nullopt;
+  std::vector<std::string> out;
+  for (const auto& id : body[field]) {
+    if (!id.is_string()) return std::nullopt;
+    out.push_back(id.get<std::string>());
+  }
+  return out;
+}
+
 // A prev event get_missing_events could not reach (history from before we joined, or too
 // long a gap): the event and the state before it from the origin ("Room State"), so that
-// what builds on it can be checked.
+// what builds on it can be checked. /state_ids names the state and its auth chain; when we
+// lack at most kFetchEach of those events they come one by one from /event, else the whole
+// state from /state. Events whose auth events cannot be had are not stored, and neither is
+// anything that cites them: they stay out of the state.
 void fetch_state_at(Context& c, const std::string& origin, const std::string& room_id, const std::string& prev,
                     const std::string& version) {
+  const auto named = federation_request(
+      c, "GET", origin, "/_matrix/federation/v1/state_ids/" + percent_encode(room_id) + "?event_id=" + percent_encode(prev),
+      nullptr, 16 << 20, 60000);
+  const auto state_ids = string_list(named.body, "pdu_ids");
+  const auto chain_ids = string_list(named.body, "auth_chain_ids");
+  if (named.ok() && state_ids && chain_ids) {
+    std::vector<std::string> wanted = *chain_ids;
+    wanted.insert(wanted.end(), state_ids->begin(), state_ids->end());
+    wanted.push_back(prev);
+    std::sort(wanted.begin(), wanted.end());
+    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
+    const auto unknown = c.store.unknown_event_ids(wanted);
+    if (unknown.size() <= kFetchEach) {
+      std::vector<json> events;
+      for (const auto& id : unknown)
+        if (auto event = fetch_event(c, origin, id, version)) events.push_back(std::move(*event));
+      store_outliers(c, origin, room_id, version, std::move(events));
+      c.store.accept_outlier_state(prev, *state_ids);
+      return;
+    }
+  } else {
+    spdlog::info("cannot fetch the state IDs at {} from {}: {}", prev, origin, named.ok() ? "malformed answer" : named.error);
+  }
   const auto state = federation_request(
       c, "GET", origin, "/_matrix/federation/v1/state/" + percent_encode(room_id) + "?event_id=" + percent_encode(prev),
       nullptr, 64 << 20, 60000);
@@ -143,12 +204,8 @@ void fetch_state_at(Context& c, const std::string& origin, const std::string& ro
   }
   if (state.body.contains("auth_chain") && state.body["auth_chain"].is_array())
     for (const auto& pdu : state.body["auth_chain"]) events.push_back(pdu);
-  if (c.store.events_by_id({prev}).empty()) {
-    const auto event = federation_request(c, "GET", origin, "/_matrix/federation/v1/event/" + percent_encode(prev), nullptr);
-    if (event.ok() && event.body.contains("pdus") && event.body["pdus"].is_array() && event.body["pdus"].size() == 1 &&
-        id_of(event.body["pdus"][0], version) == prev)
-      events.push_back(event.body["pdus"][0]);
-  }
+  if (c.store.events_by_id({prev}).empty())
+    if (auto event = fetch_event(c, origin, prev, version)) events.push_back(std::move(*event));
   store_outliers(c, origin, room_id, version, std::move(events));
   c.store.accept_outlier_state(prev, ids);
 }
@@ -236,10 +293,10 @@ json verified_pdu(Context& c, const json& pdu, const std::string& room_version) 
   return check.event;
 }
 
-void take_checked(Context& c, const std::string& origin, const json& event, const std::string& version, bool may_fetch,
+void take_checked(Context& c, const std::string& origin, const json& event, const std::string& version, Fetch fetch,
                   Taken& out);
 
-Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_fetch) {
+Taken take_pdu(Context& c, const std::string& origin, const json& pdu, Fetch fetch) {
   Taken out;
   if (!pdu.is_object() || !pdu.contains("room_id") || !pdu["room_id"].is_string()) {
     out.error = "not a PDU";
@@ -265,7 +322,7 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
   }
   out.event_id = event.value("event_id", "");
   try {
-    take_checked(c, origin, event, *version, may_fetch, out);
+    take_checked(c, origin, event, *version, fetch, out);
   } catch (const std::exception& e) {
     // A malformed field somewhere down the line is this PDU's problem only.
     out.error = std::string("cannot take the event: ") + e.what();
@@ -273,7 +330,7 @@ Taken take_pdu(Context& c, const std::string& origin, const json& pdu, bool may_
   return out;
 }
 
-void take_checked(Context& c, const std::string& origin, const json& event, const std::string& version, bool may_fetch,
+void take_checked(Context& c, const std::string& origin, const json& event, const std::string& version, Fetch fetch,
                   Taken& out) {
   const std::string room_id = event.value("room_id", "");
   auto accepted = c.store.accept_remote(event);
@@ -283,17 +340,21 @@ void take_checked(Context& c, const std::string& origin, const json& event, cons
       return std::find(auth.begin(), auth.end(), id) != auth.end();
     });
     if (auth_missing) fetch_auth_chain(c, origin, room_id, out.event_id, version);
-    else if (may_fetch) fetch_missing_prevs(c, origin, event);
+    else if (fetch == Fetch::kAll) fetch_missing_prevs(c, origin, event);
     accepted = c.store.accept_remote(event);
-    if (accepted.kind == Kind::kMissing && auth_missing && may_fetch) {
+    if (accepted.kind == Kind::kMissing && auth_missing && fetch == Fetch::kAll) {
       fetch_missing_prevs(c, origin, event);
       accepted = c.store.accept_remote(event);
     }
-    if (accepted.kind == Kind::kMissing && may_fetch) {
-      const auto& prevs = event["prev_events"];
-      for (const auto& id : accepted.missing)
-        if (std::find(prevs.begin(), prevs.end(), id) != prevs.end()) fetch_state_at(c, origin, room_id, id, version);
-      accepted = c.store.accept_remote(event);
+    // Still short: the state at each prev event we lack, which also brings auth events that
+    // /event_auth did not give.
+    if (accepted.kind == Kind::kMissing && fetch != Fetch::kNone) {
+      std::vector<std::string> prevs;
+      for (const auto& id : event["prev_events"])
+        if (id.is_string()) prevs.push_back(id.get<std::string>());
+      prevs = c.store.unknown_event_ids(prevs);
+      for (const auto& id : prevs) fetch_state_at(c, origin, room_id, id, version);
+      if (!prevs.empty()) accepted = c.store.accept_remote(event);
     }
   }
   switch (accepted.kind) {
@@ -338,7 +399,7 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
                    if (auto seen = log->answer(origin, txn)) return Response::json(*seen);
                    json results = json::object();
                    for (const auto& pdu : sorted_by_depth(pdus.get<std::vector<json>>())) {
-                     const auto taken = take_pdu(c, origin, pdu, true);
+                     const auto taken = take_pdu(c, origin, pdu, Fetch::kAll);
                      if (taken.event_id.empty()) continue;
                      results[taken.event_id] = taken.error.empty() ? json::object() : json{{"error", taken.error}};
                    }
@@ -409,13 +470,36 @@ void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run) {
       return matrix_error(403, "M_FORBIDDEN", "the join is refused: " + accepted.reason);
     if (accepted.kind == Kind::kMissing) return matrix_error(400, "M_BAD_JSON", "the join refers to events this server does not have");
     if (c.sender) c.sender->wake();
-    const auto state_ids = c.store.state_ids_before(event_id).value_or(std::vector<std::string>{});
-    auto chain_from = state_ids;
+    auto state = c.store.events_by_id(c.store.state_ids_before(event_id).value_or(std::vector<std::string>{}));
+    // A partial state (send_join v2 `omit_members`, MSC3706) for a server that asks: no
+    // membership events but those of the room's heroes when it has neither a name nor a
+    // canonical alias (MSC3943, so that the joiner's clients can still name it), no auth
+    // events the state already holds, and the servers joined before this join.
+    const bool partial = v2 && q.query_value("omit_members") == "true";
+    json servers = json::array();
+    if (partial) {
+      std::set<std::string> joined_servers;
+      bool named = false;
+      for (const auto& e : state) {
+        const auto type = e.value("type", "");
+        named = named || type == "m.room.name" || type == "m.room.canonical_alias";
+        if (type == "m.room.member" && e["content"].is_object() && e["content"].value("membership", "") == "join")
+          joined_servers.insert(server_of(e.value("state_key", "")));
+      }
+      for (const auto& server : joined_servers) servers.push_back(server);
+      std::set<std::string> heroes;
+      if (!named)
+        for (auto& hero : c.store.room_summary(room_id, event.value("sender", ""), 5).heroes) heroes.insert(std::move(hero));
+      std::erase_if(state, [&](const json& e) { return e.value("type", "") == "m.room.member" && !heroes.count(e.value("state_key", "")); });
+    }
+    std::vector<std::string> chain_from;
+    for (const auto& e : state) chain_from.push_back(e.value("event_id", ""));
+    const std::set<std::string> in_state(chain_from.begin(), chain_from.end());
     chain_from.push_back(event_id);
-    json body = {{"origin", c.server_name},
-                 {"state", wire_list(c.store.events_by_id(state_ids))},
-                 {"auth_chain", wire_list(c.store.auth_chain(chain_from))},
-                 {"members_omitted", false}};
+    auto chain = c.store.auth_chain(chain_from);
+    if (partial) std::erase_if(chain, [&](const json& e) { return in_state.count(e.value("event_id", "")) > 0; });
+    json body = {{"origin", c.server_name}, {"state", wire_list(state)}, {"auth_chain", wire_list(chain)}, {"members_omitted", partial}};
+    if (partial) body["servers_in_room"] = servers;
     return Response::json(v2 ? body : json::array({200, body}));
   };
   r.add_blocking("PUT", "/_matrix/federation/v2/send_join/{roomId}/{eventId}", run,

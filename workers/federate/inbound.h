@@ -19,14 +19,17 @@ struct Context;
 // M_BAD_JSON saying why it is dropped.
 nlohmann::json verified_pdu(Context& c, const nlohmann::json& pdu, const std::string& room_version);
 
-// One PDU from `origin` for the timeline: checked, its missing auth events and prev events
-// fetched from origin when may_fetch, then stored. The event ID, and "" or why it was not
-// taken (the per-PDU result of /send).
+// One PDU from `origin` for the timeline: checked, what it lacks fetched from origin, then
+// stored. Missing auth events always come from /event_auth; missing prev events from
+// get_missing_events and then, for what that cannot reach, the state at them (kAll: an event
+// of /send), only the state (kState: the oldest events get_missing_events gave), or not at all
+// (kNone). The event ID, and "" or why it was not taken (the per-PDU result of /send).
 struct Taken {
   std::string event_id;
   std::string error;
 };
-Taken take_pdu(Context& c, const std::string& origin, const nlohmann::json& pdu, bool may_fetch);
+enum class Fetch { kNone, kState, kAll };
+Taken take_pdu(Context& c, const std::string& origin, const nlohmann::json& pdu, Fetch fetch);
 
 void add_inbound_routes(http::Router& r, Context& c, const http::Runner& run);
 

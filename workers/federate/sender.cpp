@@ -82,10 +82,7 @@ void Sender::queue_edu(const std::vector<std::string>& servers, const json& edu,
           .bind(2, kMaxDurableEdus)
           .run();
     }
-    if (unix_millis() - last_outbox_prune_ms_ > kOutboxPruneEveryMs) {
-      last_outbox_prune_ms_ = unix_millis();
-      db_->prepare("DELETE FROM edu_outbox WHERE at < ?1").bind(1, unix_millis() - kOutboxKeptMs).run();
-    }
+    prune_outbox();
     txn.commit();
   } else {
     for (const auto& server : servers) {
@@ -96,6 +93,12 @@ void Sender::queue_edu(const std::vector<std::string>& servers, const json& edu,
   }
   woken_ = true;
   cv_.notify_all();
+}
+
+void Sender::prune_outbox() {
+  if (unix_millis() - last_outbox_prune_ms_ <= kOutboxPruneEveryMs) return;
+  last_outbox_prune_ms_ = unix_millis();
+  db_->prepare("DELETE FROM edu_outbox WHERE at < ?1").bind(1, unix_millis() - kOutboxKeptMs).run();
 }
 
 bool Sender::durable_waiting(const std::string& server) {
@@ -141,7 +144,9 @@ void Sender::loop() {
 
 void Sender::round() {
   // Every server with a member in one of our rooms is a destination from its first join on.
-  for (const auto& server : c_.store.remote_servers()) {
+  const auto remote = c_.store.remote_servers();
+  const std::set<std::string> sharing(remote.begin(), remote.end());
+  for (const auto& server : remote) {
     std::unique_lock lock(mutex_);
     auto& known = db_->prepare("SELECT 1 FROM destinations WHERE server = ?1");
     known.bind(1, server);
@@ -160,6 +165,7 @@ void Sender::round() {
   std::vector<std::pair<std::string, int64_t>> due;
   {
     std::lock_guard lock(mutex_);
+    prune_outbox();  // also when nothing new is queued
     auto& stmt = db_->prepare("SELECT server, position FROM destinations WHERE retry_at <= ?1");
     stmt.bind(1, unix_millis());
     while (stmt.step()) due.emplace_back(stmt.column_text(0), stmt.column_int64(1));
@@ -174,6 +180,23 @@ void Sender::round() {
       edus_waiting = (it != edus_.end() && !it->second.empty()) || durable_waiting(server);
     }
     if (!edus_waiting && c_.store.events_for_server(server, position, 1).empty()) {
+      // Nothing for it, no room shared, and none of its users ever had a membership here (it
+      // only got to-device messages, delivered or given up after a week): it stops being a
+      // destination; should one of its users join, it starts from that join. A server that
+      // was in a room stays: the unban or invitation of its users still goes to it.
+      if (!sharing.count(server) && !room_peers_.count(server)) {
+        if (c_.store.server_has_memberships(server)) {
+          room_peers_.insert(server);  // memberships are never forgotten: once is enough
+          continue;
+        }
+        std::lock_guard lock(mutex_);
+        const auto queued = edus_.find(server);
+        if (!durable_waiting(server) && (queued == edus_.end() || queued->second.empty())) {
+          db_->prepare("DELETE FROM destinations WHERE server = ?1").bind(1, server).run();
+          edus_.erase(server);
+        }
+        continue;
+      }
       // Nothing for it up to the head: the next scan starts there, not at its last
       // transaction (a server in one quiet room would rescan everything else every round).
       if (head > position) {

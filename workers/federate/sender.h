@@ -64,6 +64,8 @@ class Sender {
   void round();
   void send_to(const std::string& server);
   bool durable_waiting(const std::string& server);  // under mutex_
+  void prune_outbox();  // under mutex_: durable EDUs older than a week go
+  std::set<std::string> room_peers_;  // round()'s own: servers known to have had a member here
 
   Context& c_;
   SenderSettings settings_;

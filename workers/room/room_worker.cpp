@@ -43,6 +43,11 @@ RoomWorker::RoomWorker(WorkerRuntime& runtime)
       api_(std::make_unique<ClientApi>(runtime, *store_, *keys_, *router_)),
       spaces_(std::make_unique<SpaceSync>(runtime.home(), *store_,
                                           runtime.config().get_string("workers.room.space_name", runtime.config().domain()))) {
+  try {
+    store_->set_default_room_version(runtime.config().get_string("workers.room.default_room_version", "12"));
+  } catch (const Error& e) {
+    throw Error(errc::kConfigInvalid, std::string("[workers.room] default_room_version: ") + e.what());
+  }
   PushSettings push;
   push.gateways = runtime.config().get_strings("workers.room.push.gateways", {});
   push_ = std::make_unique<PushSender>(*store_, push);

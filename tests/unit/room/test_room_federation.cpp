@@ -29,12 +29,6 @@ struct Shard {
         store(std::make_unique<RoomStore>(dir.path() / (name + ".db"), name, key)) {}
 };
 
-std::vector<std::string> ids(const std::vector<json>& events) {
-  std::vector<std::string> out;
-  for (const auto& e : events) out.push_back(e.value("event_id", ""));
-  return out;
-}
-
 // A member of `joiner` joins `room` through `resident`, as make_join and send_join do.
 void join_through(Shard& resident, Shard& joiner, const std::string& room, const std::string& user,
                   const std::string& version = "11") {
@@ -131,6 +125,13 @@ TEST_CASE("an event whose prev events are unknown waits; one the auth rules refu
   after["auth_events"].push_back("$forged");
   after["event_id"] = "$after";
   CHECK(a.store->accept_remote(after).kind == Kind::kRejected);
+
+  // What a gap's state must still fetch: neither stored nor rejected, in the order asked.
+  CHECK(a.store->unknown_event_ids({"$nowhere", first.value("event_id", ""), "$forged", "$also-nowhere"}) ==
+        std::vector<std::string>{"$nowhere", "$also-nowhere"});
+  // Servers with a member here, ever: b.test (bob joined); not one never heard of.
+  CHECK(a.store->server_has_memberships("b.test"));
+  CHECK_FALSE(a.store->server_has_memberships("c.test"));
 }
 
 TEST_CASE("an event that passes against the state before it but not the current state is soft-failed") {

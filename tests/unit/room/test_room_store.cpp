@@ -48,10 +48,14 @@ TEST_CASE("events carry a content hash, a signature and an event ID from their r
     // a version 12 room ID implies instead.
     CHECK(sent["auth_events"].size() == (version == "11" ? 3u : 2u));
   }
-  // Version 11 is what a room gets when it asks for none (servers keep to it for a while
-  // yet, spec v1.16, MSC4304: older servers cannot join version 12 rooms).
+  // Version 12 is what a room gets when it asks for none, unless the shard says otherwise
+  // (`[workers.room] default_room_version`, for cooperatives whose peers run older servers).
   const auto room_id = store.create_room("@a:example.org", {{"name", "default"}}).value("room_id", "");
-  CHECK(store.room_version(room_id) == "11");
+  CHECK(store.room_version(room_id) == "12");
+  store.set_default_room_version("11");
+  CHECK(store.room_version(store.create_room("@a:example.org", {{"name", "older"}}).value("room_id", "")) == "11");
+  CHECK_THROWS_AS(store.set_default_room_version("9"), coop::Error);
+  CHECK_THROWS_AS(store.create_room("@a:example.org", {{"room_version", 12}}), coop::Error);
 }
 
 TEST_CASE("the auth rules refuse outsiders, low power and invite-only joins") {

@@ -25,7 +25,8 @@ using nlohmann::json;
 // Discovery (Client-Server API "Server discovery" and "API standards").
 Response versions(ClientApi::Impl&, const Request&) {
   return ok({{"versions", {"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8"}},
-             {"unstable_features", json::object()}});
+             // MSC4222: /sync's state_after (use_state_after), also under its unstable name.
+             {"unstable_features", {{"org.matrix.msc4222", true}}}});
 }
 
 Response well_known(ClientApi::Impl& api, const Request& q) {
@@ -37,7 +38,7 @@ Response well_known(ClientApi::Impl& api, const Request& q) {
 
 Response capabilities(ClientApi::Impl& api, const Request& q) {
   api.authenticate(q);
-  return ok({{"capabilities", {{"m.room_versions", {{"default", "11"}, {"available", {{"10", "stable"}, {"11", "stable"}, {"12", "stable"}}}}},
+  return ok({{"capabilities", {{"m.room_versions", {{"default", api.store.default_room_version()}, {"available", {{"10", "stable"}, {"11", "stable"}, {"12", "stable"}}}}},
                                {"m.change_password", {{"enabled", true}}},
                                {"m.set_displayname", {{"enabled", true}}},
                                {"m.set_avatar_url", {{"enabled", true}}},

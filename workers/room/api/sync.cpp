@@ -70,6 +70,10 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
   const auto since = StreamPosition::parse(q.query_value("since"));
   if (!since && !q.query_value("since").empty()) fail(400, errc::kMInvalidParam, "since is not a token of this server");
   const bool full_state = q.query_value("full_state") == "true";
+  // MSC4222, in the spec since v1.16; matrix-js-sdk still sends the unstable name.
+  const bool unstable_state_after = q.query_value("org.matrix.msc4222.use_state_after") == "true";
+  const bool use_state_after = q.query_value("use_state_after") == "true" || unstable_state_after;
+  const char* state_after_field = unstable_state_after ? "org.matrix.msc4222.state_after" : "state_after";
   // Read under the typing lock: a typing change takes its position and updates the map
   // under the same lock, so a sync sees both or neither.
   StreamPosition now;
@@ -155,7 +159,8 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
       json timeline = json::array();
       for (const auto& e : events)
         if (visible.allows(e)) timeline.push_back(timeline_event(e, session));
-      rooms["leave"][room_id] = {{"timeline", {{"events", timeline}, {"limited", false}}}, {"state", {{"events", json::array()}}}};
+      rooms["leave"][room_id] = {{"timeline", {{"events", timeline}, {"limited", false}}},
+                                 {use_state_after ? state_after_field : "state", {{"events", json::array()}}}};
       anything = true;
       continue;
     }
@@ -167,9 +172,13 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     const auto visible = store.history_visibility(room_id, user_id);
     std::vector<StoredEvent> newest;
     bool members_changed = false;  // the room summary goes with any membership change
+    bool state_changed = false;    // and state_after with any state event
     for (int64_t up_to = now.events, pages = 0; static_cast<int>(newest.size()) <= limit && pages < 10; ++pages) {
       const auto page = store.events_between(room_id, from, up_to, std::max(limit + 1, 50), true);
-      for (const auto& e : page) members_changed = members_changed || e.event.value("type", "") == "m.room.member";
+      for (const auto& e : page) {
+        members_changed = members_changed || e.event.value("type", "") == "m.room.member";
+        state_changed = state_changed || e.event.contains("state_key");
+      }
       for (const auto& e : page)
         if (static_cast<int>(newest.size()) <= limit && visible.allows(e) && timeline_filter.matches(e.event))
           newest.push_back(e);
@@ -185,15 +194,34 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     const std::string prev_batch = newest.empty() ? now.token()
                                                   : StreamPosition{newest.front().stream - 1, now.other}.token();
     room["timeline"] = {{"events", timeline}, {"limited", limited}, {"prev_batch", prev_batch}};
-    // Client-Server API "/sync": state is the room's state at the start of the timeline,
-    // on an initial or gappy sync; from the state groups, so it is right for that moment.
+    std::set<std::string> needed = {user_id};
+    for (const auto& e : newest) needed.insert(e.event.value("sender", ""));
+    RoomStore::StateWanted wanted;
+    if (lazy)
+      wanted = [&needed](const std::string& type, const std::string& key) { return type != "m.room.member" || needed.count(key) > 0; };
+    // Client-Server API "/sync", `use_state_after` (spec v1.16, MSC4222): the state at the
+    // end of the timeline instead, whole on an initial or full sync or a new membership, else
+    // what changed since the last sync (some of it may be in the timeline too). A client
+    // that filters events out of its timeline still learns what they did to the state.
+    json after = json::array();
+    if (use_state_after) {
+      if (!since || full_state || membership_new) {
+        for (const auto& e : store.current_state(room_id, wanted)) after.push_back(client_event(e));
+      } else if (state_changed || limited) {
+        const auto last_seen = store.events_between(room_id, 0, since->events, 1, true);
+        std::set<std::string> had;
+        if (!last_seen.empty())
+          for (const auto& e : store.state_after(last_seen.front().event.value("event_id", ""), wanted).value_or(std::vector<json>{}))
+            had.insert(e.value("event_id", ""));
+        for (const auto& e : store.current_state(room_id, wanted))
+          if (!had.count(e.value("event_id", ""))) after.push_back(client_event(e));
+      }
+      room[state_after_field] = {{"events", after}};
+    }
+    // Otherwise state is the room's state at the start of the timeline, on an initial or
+    // gappy sync; from the state groups, so it is right for that moment.
     json state = json::array();
-    if (!since || limited || full_state || membership_new) {
-      std::set<std::string> needed = {user_id};
-      for (const auto& e : newest) needed.insert(e.event.value("sender", ""));
-      RoomStore::StateWanted wanted;
-      if (lazy)
-        wanted = [&needed](const std::string& type, const std::string& key) { return type != "m.room.member" || needed.count(key) > 0; };
+    if (!use_state_after && (!since || limited || full_state || membership_new)) {
       std::optional<std::vector<json>> at_start;
       if (newest.empty()) {
         at_start = store.current_state(room_id, wanted);
@@ -214,7 +242,7 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
         state.push_back(client_event(e));
       }
     }
-    room["state"] = {{"events", state}};
+    if (!use_state_after) room["state"] = {{"events", state}};
     json ephemeral = json::array();
     const int64_t other_since = since ? since->other : 0;
     const json receipts = store.receipts_since(room_id, other_since, user_id);
@@ -240,9 +268,10 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     auto [unread, unread_threads] = unread_counts(room_id, user_id, by_thread);
     room["unread_notifications"] = std::move(unread);
     if (by_thread) room["unread_thread_notifications"] = std::move(unread_threads);
-    if (!timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty() || !since) {
+    const bool news = !timeline.empty() || !state.empty() || !after.empty() || !ephemeral.empty() || !room_account.empty();
+    if (news || !since) {
       rooms["join"][room_id] = room;
-      anything = anything || !timeline.empty() || !state.empty() || !ephemeral.empty() || !room_account.empty();
+      anything = anything || news;
     }
   }
   json global = json::array();

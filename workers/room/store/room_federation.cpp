@@ -678,6 +678,19 @@ std::vector<json> RoomStore::events_by_id(const std::vector<std::string>& event_
   return out;
 }
 
+std::vector<std::string> RoomStore::unknown_event_ids(const std::vector<std::string>& event_ids) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
+      "SELECT EXISTS (SELECT 1 FROM events WHERE event_id = ?1) OR EXISTS (SELECT 1 FROM rejected_events WHERE event_id = ?1)");
+  std::vector<std::string> out;
+  for (const auto& id : event_ids) {
+    stmt.bind(1, id);
+    if (stmt.step() && stmt.column_int64(0) == 0) out.push_back(id);
+    stmt.reset();
+  }
+  return out;
+}
+
 std::vector<json> RoomStore::auth_chain(const std::vector<std::string>& event_ids) {
   auto db = impl_->read();
   std::vector<json> out;
@@ -772,6 +785,15 @@ std::vector<std::string> RoomStore::remote_servers_in(const std::string& room_id
   while (stmt.step()) out.push_back(stmt.column_text(0));
   stmt.reset();
   return out;
+}
+
+bool RoomStore::server_has_memberships(const std::string& server) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare("SELECT 1 FROM memberships WHERE substr(user_id, instr(user_id, ':') + 1) = ?1 LIMIT 1");
+  stmt.bind(1, server);
+  const bool found = stmt.step();
+  stmt.reset();
+  return found;
 }
 
 std::vector<std::string> RoomStore::remote_servers() {

@@ -471,10 +471,23 @@ bool RoomStore::delete_device(const std::string& user_id, const std::string& dev
   return existed;
 }
 
-json RoomStore::create_room(const std::string& creator, const json& request, const json& creator_profile) {
-  const std::string version = request.value("room_version", "11");
+namespace {
+void require_creatable(const std::string& version) {
   if (version != "10" && version != "11" && version != "12")
     throw Error(errc::kMUnsupportedRoomVersion, "this server supports room versions 10, 11 and 12", 400);
+}
+}  // namespace
+
+void RoomStore::set_default_room_version(const std::string& version) {
+  require_creatable(version);
+  default_room_version_ = version;
+}
+
+json RoomStore::create_room(const std::string& creator, const json& request, const json& creator_profile) {
+  if (request.contains("room_version") && !request["room_version"].is_string())
+    throw Error(errc::kMBadJson, "room_version must be a string", 400);
+  const std::string version = request.value("room_version", default_room_version_);
+  require_creatable(version);
   const bool v12 = matrix::has_room_creators(version);
   const std::string preset = request.value("preset", request.value("visibility", "private") == "public" ? "public_chat" : "private_chat");
   return impl_->write([&] {

@@ -72,6 +72,10 @@ class RoomStore {
   ~RoomStore();
 
   const std::string& server_name() const { return server_name_; }
+  // The version /createRoom uses when the client names none ("12" unless `[workers.room]
+  // default_room_version` says otherwise); throws for a version this server cannot create.
+  void set_default_room_version(const std::string& version);
+  const std::string& default_room_version() const { return default_room_version_; }
   // Called after every commit that clients may want to see, with what it changed (sync wakes up).
   void on_change(std::function<void(const StoreChange&)> callback);
 
@@ -320,6 +324,8 @@ class RoomStore {
   void decline_remote_invite(const std::string& room_id, const std::string& user_id);
   // Events by ID as stored (any status); those unknown or rejected are left out.
   std::vector<nlohmann::json> events_by_id(const std::vector<std::string>& event_ids);
+  // Those of these IDs the store has never seen (neither stored nor rejected), in order.
+  std::vector<std::string> unknown_event_ids(const std::vector<std::string>& event_ids);
   // The auth chain of these events: every event reachable through auth_events.
   std::vector<nlohmann::json> auth_chain(const std::vector<std::string>& event_ids);
   // The room state before an event (event IDs), nullopt when the event is unknown.
@@ -333,6 +339,8 @@ class RoomStore {
   bool server_in_room(const std::string& room_id, const std::string& server);
   // Other servers with a user joined to this room.
   std::vector<std::string> remote_servers_in(const std::string& room_id);
+  // Whether any user of the server has or had a membership (of any kind) in a room here.
+  bool server_has_memberships(const std::string& server);
   // Servers with a user joined to any room here, but this one.
   std::vector<std::string> remote_servers();
   // Outbound: the events this server must send `server` after stream position `after`:
@@ -348,6 +356,7 @@ class RoomStore {
  private:
   std::unique_ptr<Impl> impl_;
   std::string server_name_;
+  std::string default_room_version_ = "12";
 };
 
 }  // namespace coop::room
