@@ -1831,6 +1831,50 @@ def test_corrupted_auth_chain():
     with_room(scenario)
 
 
+def test_outbound_federation_ignores_missing_event_with_bad_json():
+    """Complement TestOutboundFederationIgnoresMissingEventWithBadJSONForRoomVersion6: the
+    event get_missing_events gives has a float in its content (not canonical JSON since room
+    version 6): coop drops it and does not take the event built on it; a later event built on
+    that one makes coop ask again, from the same extremity."""
+    def with_float(event):
+        event["content"]["bad_val"] = 1.1
+        stripped = {k: v for k, v in event.items() if k not in ("unsigned", "signatures", "hashes", "event_id")}
+        text = json.dumps(stripped, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        event["hashes"] = {"sha256": unpadded(hashlib.sha256(text).digest())}
+
+    def scenario(s):
+        fake = s.fake
+        status, joined, _ = client(s, "POST", f"/join/{q(s.room_id)}?server_name={REMOTE}", {})
+        assert status == 200, joined
+        alice_join = joined["event_id"] if "event_id" in joined else fake.state[("m.room.member", ALICE)]
+        bad_id, bad = fake.new_event("m.room.message", message("Message 1"), tamper=with_float)
+        sent_id, sent = fake.new_event("m.room.message", message("Message 2"))
+        with fake.lock:
+            fake.missing_events_answer = [bad]
+
+        def asked_for(event_id):
+            for method, path, body, _ in fake.seen("POST", "get_missing_events"):
+                if isinstance(body, dict) and body.get("latest_events") == [event_id]:
+                    return body
+            return None
+        status, answer = fake.send(s.fed_url, [sent])
+        assert status == 200 and "error" in answer["pdus"].get(sent_id, {}), answer
+        asked = asked_for(sent_id)
+        assert asked and asked["earliest_events"] == [alice_join], asked
+        # Message 3 builds on Message 2: coop asks again; get_missing_events still gives only
+        # the bad event, but the state at Message 2 can be had (state_ids, and Message 2 from
+        # /event), so Message 3 is taken on it. The bad event is nowhere.
+        third_id, third = fake.new_event("m.room.message", message("Message 3"))
+        status, answer = fake.send(s.fed_url, [third])
+        assert status == 200 and answer["pdus"] == {third_id: {}}, answer
+        asked = asked_for(third_id)
+        assert asked and asked["earliest_events"] == [alice_join], asked
+        assert alice_sees(s, third_id)[0] == 200
+        assert alice_sees(s, bad_id)[0] == 404
+
+    with_hosted_room(scenario, label="bad JSON")
+
+
 def test_sync_omits_state_change_on_filtered_events():
     """Complement TestSyncOmitsStateChangeOnFilteredEvents: alice sends E1 in the fake's room;
     bob forks at E1 with a new room name S2 while alice sends E3 and E4; alice's E5 merges the
@@ -1916,6 +1960,7 @@ if __name__ == "__main__":
         test_device_lists_update_over_federation_on_room_join,
         test_unreject_rejected_events,
         test_corrupted_auth_chain,
+        test_outbound_federation_ignores_missing_event_with_bad_json,
         test_sync_omits_state_change_on_filtered_events,
         test_join_federated_room_via_room_id_and_server_name_outbound,
         test_join_federated_room_with_unverifiable_events,

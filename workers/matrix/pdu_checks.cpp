@@ -2,6 +2,7 @@
 // on received events" and the room versions' "Event format" and "Authorization rules".
 #include "workers/matrix/pdu_checks.h"
 
+#include <algorithm>
 #include <set>
 
 #include "common/error.h"
@@ -22,9 +23,26 @@ constexpr std::size_t kMaxIdBytes = 255;
 constexpr std::size_t kMaxAuthEvents = 10;
 constexpr std::size_t kMaxPrevEvents = 20;
 
-bool is_string(const json& pdu, const char* key, std::size_t max = kMaxIdBytes) {
+// The size limits count bytes from room version 11 on. Before it, the servers that made
+// those rooms counted codepoints, so a 70-emoji (280-byte) state key is part of some rooms'
+// history and must be taken there (Complement TestOutboundFederationEventSizeGetMissingEvents).
+bool strict_byte_limits(std::string_view room_version) {
+  int number = 0;
+  for (const char ch : room_version) {
+    if (ch < '0' || ch > '9') return true;
+    number = number * 10 + (ch - '0');
+  }
+  return number >= 11;
+}
+
+std::size_t length_of(const std::string& text, bool bytes) {
+  if (bytes) return text.size();
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char ch) { return (ch & 0xC0) != 0x80; }));
+}
+
+bool is_string(const json& pdu, const char* key, bool bytes, std::size_t max = kMaxIdBytes) {
   const auto it = pdu.find(key);
-  return it != pdu.end() && it->is_string() && it->get_ref<const std::string&>().size() <= max;
+  return it != pdu.end() && it->is_string() && length_of(it->get_ref<const std::string&>(), bytes) <= max;
 }
 
 bool is_id_list(const json& pdu, const char* key, std::size_t max) {
@@ -48,15 +66,16 @@ std::string format_error(const json& pdu, std::string_view room_version) {
     return std::string("not canonical JSON: ") + e.what();
   }
   if (canonical.size() > kMaxPduBytes) return "larger than 65536 bytes";
+  const bool bytes = strict_byte_limits(room_version);
   for (const char* key : {"sender", "type"})
-    if (!is_string(pdu, key) || pdu[key].get_ref<const std::string&>().empty()) return std::string(key) + " is missing or too long";
+    if (!is_string(pdu, key, bytes) || pdu[key].get_ref<const std::string&>().empty()) return std::string(key) + " is missing or too long";
   const std::string sender = pdu["sender"];
   if (sender[0] != '@' || server_of(sender).empty()) return "sender is not a user ID";
   const bool v12 = has_room_creators(std::string(room_version));
   if (v12 && pdu["type"] == "m.room.create") {
     if (pdu.contains("room_id")) return "a room version 12 create event has no room_id";
   } else {
-    if (!is_string(pdu, "room_id") || pdu["room_id"].get_ref<const std::string&>().empty()) return "room_id is missing or too long";
+    if (!is_string(pdu, "room_id", bytes) || pdu["room_id"].get_ref<const std::string&>().empty()) return "room_id is missing or too long";
     const auto& room_id = pdu["room_id"].get_ref<const std::string&>();
     if (room_id[0] != '!') return "room_id is not a room ID";
     // Version 12: "!" and the 43 characters of the create event's URL-safe base64 hash.
@@ -64,7 +83,8 @@ std::string format_error(const json& pdu, std::string_view room_version) {
                     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", 1) != std::string::npos))
       return "room_id is not a room version 12 room ID";
   }
-  if (pdu.contains("state_key") && !is_string(pdu, "state_key")) return "state_key is not a string of at most 255 bytes";
+  if (pdu.contains("state_key") && !is_string(pdu, "state_key", bytes))
+    return std::string("state_key is not a string of at most 255 ") + (bytes ? "bytes" : "codepoints");
   if (!pdu.contains("content") || !pdu["content"].is_object()) return "content is not an object";
   if (!is_id_list(pdu, "auth_events", kMaxAuthEvents)) return "auth_events is not a list of at most 10 event IDs";
   if (!is_id_list(pdu, "prev_events", kMaxPrevEvents)) return "prev_events is not a list of at most 20 event IDs";
@@ -73,7 +93,7 @@ std::string format_error(const json& pdu, std::string_view room_version) {
   const auto ts = pdu.find("origin_server_ts");
   if (ts == pdu.end() || !ts->is_number_integer()) return "origin_server_ts is not an integer";
   const auto hashes = pdu.find("hashes");
-  if (hashes == pdu.end() || !hashes->is_object() || !is_string(*hashes, "sha256", 64)) return "hashes.sha256 is missing";
+  if (hashes == pdu.end() || !hashes->is_object() || !is_string(*hashes, "sha256", true, 64)) return "hashes.sha256 is missing";
   const auto signatures = pdu.find("signatures");
   if (signatures == pdu.end() || !signatures->is_object()) return "signatures is not an object";
   return "";

@@ -115,6 +115,36 @@ TEST_CASE("PDUs outside the room version's format or size limits are dropped") {
   CHECK(check_pdu(pdu(), "1", keys()).verdict == PduVerdict::kDropped);  // versions this server does not take
 }
 
+TEST_CASE("TestOutboundFederationEventSizeGetMissingEvents: before room version 11 the key limits count codepoints") {
+  std::string emoji;
+  for (int i = 0; i < 70; ++i) emoji += "\xF0\x9F\x92\xA5";  // U+1F4A5: 280 bytes, 70 codepoints
+  for (const std::string version : {"10", "11", "12"}) {
+    INFO("room version " << version);
+    json event{{"room_id", version == "12" ? "!" + std::string(43, 'r') : "!r:a.test"},
+               {"sender", "@bob:b.test"},
+               {"type", "my.room.breaker"},
+               {"state_key", emoji},
+               {"content", json::object()},
+               {"origin_server_ts", 1000},
+               {"depth", 5},
+               {"prev_events", {"$p"}},
+               {"auth_events", {"$pl", "$m"}}};
+    const auto signed_event = sign_event(with_content_hash(std::move(event)), "b.test", remote_key(), version);
+    const auto check = check_pdu(signed_event, version, keys());
+    if (version == "10") {
+      CHECK(check.verdict == PduVerdict::kAccepted);
+    } else {
+      CHECK(check.verdict == PduVerdict::kDropped);
+      CHECK(check.reason == "state_key is not a string of at most 255 bytes");
+    }
+  }
+  // 256 codepoints are too many in any version.
+  json event{{"room_id", "!r:a.test"}, {"sender", "@bob:b.test"}, {"type", "my.room.breaker"}, {"state_key", std::string(256, 'k')},
+             {"content", json::object()}, {"origin_server_ts", 1000}, {"depth", 5}, {"prev_events", {"$p"}}, {"auth_events", {"$pl"}}};
+  CHECK(check_pdu(sign_event(with_content_hash(std::move(event)), "b.test", remote_key(), "10"), "10", keys()).reason ==
+        "state_key is not a string of at most 255 codepoints");
+}
+
 TEST_CASE("TestInboundFederationRejectsEventsWithRejectedAuthEvents: auth events must be exactly the right ones") {
   const auto create = state_event("$c", "m.room.create", "", "@alice:a.test", {{"room_version", "11"}});
   const auto levels = state_event("$pl", "m.room.power_levels", "", "@alice:a.test", {{"users", {{"@alice:a.test", 100}}}});
