@@ -25,7 +25,8 @@ constexpr std::size_t kMaxPrevEvents = 20;
 
 // The size limits count bytes from room version 11 on. Before it, the servers that made
 // those rooms counted codepoints, so a 70-emoji (280-byte) state key is part of some rooms'
-// history and must be taken there (Complement TestOutboundFederationEventSizeGetMissingEvents).
+// history and must not break them (Complement TestOutboundFederationEventSizeGetMissingEvents):
+// check_pdu lets it through and the store keeps it rejected (oversized_key).
 bool strict_byte_limits(std::string_view room_version) {
   int number = 0;
   for (const char ch : room_version) {
@@ -125,6 +126,13 @@ bool signed_by(const json& pdu, const std::string& server, std::string_view room
 }
 
 }  // namespace
+
+std::string oversized_key(const json& event) {
+  for (const char* key : {"sender", "room_id", "type", "state_key"})
+    if (event.contains(key) && event[key].is_string() && event[key].get_ref<const std::string&>().size() > kMaxIdBytes)
+      return key;
+  return "";
+}
 
 PduCheck check_pdu(const json& pdu, std::string_view room_version, const KeyLookup& keys) {
   PduCheck result;

@@ -33,9 +33,15 @@ struct PduCheck {
 using KeyLookup = std::function<std::optional<std::string>(const std::string& server, const std::string& key_id)>;
 
 // Steps 1-3 for room versions 10 to 12. Limits (spec "Size limits"): 65,536 bytes of canonical
-// JSON; sender, room_id, type and state_key at most 255 bytes; at most 10 auth_events and 20
-// prev_events.
+// JSON; sender, room_id, type and state_key at most 255 bytes (codepoints before room version
+// 11, see oversized_key); at most 10 auth_events and 20 prev_events.
 PduCheck check_pdu(const nlohmann::json& pdu, std::string_view room_version, const KeyLookup& keys);
+
+// Which of sender, room_id, type and state_key is over 255 bytes ("" when none is). Before
+// room version 11 servers counted codepoints, so such an event passes check_pdu there (it is
+// part of some rooms' history) and the store keeps it rejected instead: events may build on
+// it, but it never enters the state (as Synapse has done since 1.75).
+std::string oversized_key(const nlohmann::json& event);
 
 // Step 4: the auth events are exactly the ones the auth events selection asks for (no
 // duplicates, nothing else, a create event among them, none of them rejected), and the event

@@ -134,6 +134,60 @@ TEST_CASE("an event whose prev events are unknown waits; one the auth rules refu
   CHECK_FALSE(a.store->server_has_memberships("c.test"));
 }
 
+TEST_CASE("in a version 10 room an event with a key over 255 bytes is kept rejected, and what builds on it is taken") {
+  coop::test::TempDir dir;
+  Shard a(dir, "a.test"), b(dir, "b.test");
+  const auto room = a.store->create_room("@alice:a.test", {{"room_version", "10"}, {"preset", "public_chat"},
+                                                          {"power_level_content_override", {{"state_default", 0}}}})
+                        .value("room_id", "");
+  join_through(a, b, room, "@bob:b.test", "10");
+  std::string emoji;
+  for (int i = 0; i < 70; ++i) emoji += "\xF0\x9F\x92\xA5";  // 280 bytes, 70 codepoints: check_pdu lets it through in v10
+  const auto join_rules = a.store->state_event(room, "m.room.join_rules", "")->value("event_id", "");
+  auto base = b.store->membership_template(room, "@bob:b.test", "join");
+  json auth = json::array();
+  for (const auto& id : base["auth_events"])
+    if (id != join_rules) auth.push_back(id);
+  auto breaker = base;
+  breaker["type"] = "my.room.breaker";
+  breaker["state_key"] = emoji;
+  breaker["content"] = json::object();
+  breaker["auth_events"] = auth;
+  breaker["event_id"] = "$breaker";
+  const auto rejected = a.store->accept_remote(breaker);
+  CHECK(rejected.kind == Kind::kRejected);
+  CHECK(rejected.reason == "state_key is longer than 255 bytes");
+  CHECK_FALSE(a.store->state_event(room, "my.room.breaker", emoji));
+  auto next = base;
+  next["type"] = "m.room.message";
+  next.erase("state_key");
+  next["content"] = {{"body", "after the breaker"}};
+  next["auth_events"] = auth;
+  next["prev_events"] = {"$breaker"};
+  next["depth"] = breaker["depth"].get<int64_t>() + 1;
+  next["event_id"] = "$next";
+  CHECK(a.store->accept_remote(next).kind == Kind::kStored);
+
+  // One the auth rules refuse (bob may not change the power levels) is rejected too, and
+  // what builds on it also takes the state before it (Server-Server API "Rejection").
+  auto refused = base;
+  refused["type"] = "m.room.power_levels";
+  refused["state_key"] = "";
+  refused["content"] = {{"users", {{"@bob:b.test", 100}}}};
+  refused["auth_events"] = auth;
+  refused["prev_events"] = {"$next"};
+  refused["depth"] = next["depth"].get<int64_t>() + 1;
+  refused["event_id"] = "$refused";
+  CHECK(a.store->accept_remote(refused).kind == Kind::kRejected);
+  auto after_refused = next;
+  after_refused["content"] = {{"body", "after the refused one"}};
+  after_refused["prev_events"] = {"$refused"};
+  after_refused["depth"] = refused["depth"].get<int64_t>() + 1;
+  after_refused["event_id"] = "$after-refused";
+  CHECK(a.store->accept_remote(after_refused).kind == Kind::kStored);
+  CHECK(a.store->state_event(room, "m.room.power_levels", "")->value("event_id", "") != "$refused");
+}
+
 TEST_CASE("an event that passes against the state before it but not the current state is soft-failed") {
   coop::test::TempDir dir;
   Shard a(dir, "a.test"), b(dir, "b.test");

@@ -111,13 +111,25 @@ struct Federation {
     };
   }
 
-  void reject(const json& event, const std::string& reason) {
-    db.prepare("INSERT OR REPLACE INTO rejected_events (event_id, room_id, reason, at) VALUES (?1, ?2, ?3, ?4)")
-        .bind(1, event.value("event_id", ""))
-        .bind(2, room_of(event))
-        .bind(3, reason)
-        .bind(4, unix_millis())
-        .run();
+  // `state_before`: the state group it was checked against, which events built on it take as
+  // its state (Server-Server API "Rejection").
+  void reject(const json& event, const std::string& reason, std::optional<int64_t> state_before = std::nullopt) {
+    auto& stmt = db.prepare(
+        "INSERT OR REPLACE INTO rejected_events (event_id, room_id, reason, at, state_group) VALUES (?1, ?2, ?3, ?4, ?5)");
+    stmt.bind(1, event.value("event_id", "")).bind(2, room_of(event)).bind(3, reason).bind(4, unix_millis());
+    if (state_before) stmt.bind(5, *state_before);
+    else stmt.bind_null(5);
+    stmt.run();
+  }
+
+  // A rejected event's state for what builds on it, when it has one.
+  std::optional<int64_t> rejected_state(const std::string& event_id) {
+    auto& stmt = db.prepare("SELECT state_group FROM rejected_events WHERE event_id = ?1 AND state_group IS NOT NULL");
+    stmt.bind(1, event_id);
+    std::optional<int64_t> group;
+    if (stmt.step()) group = stmt.column_int64(0);
+    stmt.reset();
+    return group;
   }
 
   // One entry of the state a group stands for, walking its deltas (no whole-state read).
@@ -321,6 +333,17 @@ struct Federation {
     return true;
   }
 
+  // Room versions before 11 let keys of up to 255 codepoints through (matrix::oversized_key);
+  // over 255 bytes they are kept rejected, with the state before them when it is known.
+  bool oversized(const json& event, RoomStore::Accepted& out, std::optional<int64_t> state_before) {
+    const auto key = matrix::oversized_key(event);
+    if (key.empty()) return false;
+    out.kind = RoomStore::Accepted::Kind::kRejected;
+    out.reason = key + " is longer than 255 bytes";
+    reject(event, out.reason, state_before);
+    return true;
+  }
+
   // Duplicate or known-rejected: answered before any work. An outlier that now comes for the
   // timeline is not a duplicate when `outlier_is_new` (it gets its state and its place).
   bool seen(const json& event, RoomStore::Accepted& out, bool outlier_is_new = false) {
@@ -417,7 +440,7 @@ RoomStore::Accepted RoomStore::accept_outlier(const json& pdu) {
     Accepted out;
     const auto event = stored_form(pdu);
     if (!Impl::version_of(f.db, room_of(event))) throw Error(errc::kMNotFound, "unknown room", 404);
-    if (f.seen(event, out) || !f.check_auth_events(event, out)) return out;
+    if (f.seen(event, out) || !f.check_auth_events(event, out) || f.oversized(event, out, std::nullopt)) return out;
     out.stream = f.insert(event, 1, false, std::nullopt);
     return out;
   });
@@ -431,18 +454,34 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
     const std::string room_id = room_of(event), event_id = event.value("event_id", "");
     const auto version = Impl::version_of(f.db, room_id);
     if (!version) throw Error(errc::kMNotFound, "unknown room " + room_id, 404);
-    if (f.seen(event, out, true) || !f.check_auth_events(event, out)) return out;
+    if (f.seen(event, out, true)) return out;
+    const bool auth_events_pass = f.check_auth_events(event, out);
+    if (!auth_events_pass && out.kind == Accepted::Kind::kMissing) return out;
 
     // The state before the event: after its one prev event, or resolved from several. A
     // soft-failed prev event has its state too; an outlier has none yet.
+    // A rejected prev event stands for the state it was checked against, when it has one.
     std::vector<Row> prevs;
     for (const auto& id : string_list(event, "prev_events")) {
       auto row = load(f.db, id);
       if (row && row->group) {
         prevs.push_back(std::move(*row));
+      } else if (const auto group = row ? std::nullopt : f.rejected_state(id)) {
+        Row rejected;
+        rejected.group = group;
+        prevs.push_back(std::move(rejected));
       } else if (!rejection_of(f.db, id)) {
         out.missing.push_back(id);  // unknown, or an outlier whose state we do not know
       }
+    }
+    if (!auth_events_pass) {
+      // Rejected against its auth events: what builds on it takes the state before it, when
+      // that is known.
+      if (out.missing.empty() && !prevs.empty() &&
+          std::all_of(prevs.begin(), prevs.end(), [&](const Row& r) { return r.group == prevs[0].group; }))
+        f.reject(event, out.reason, prevs[0].group);
+      out.missing.clear();
+      return out;
     }
     if (!out.missing.empty() || prevs.empty()) {
       out.kind = Accepted::Kind::kMissing;
@@ -458,6 +497,11 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
       for (const auto& prev : prevs) sets.push_back(Impl::state_ids_of_group(f.db, *prev.group));
       resolved = matrix::resolve_state_v2(sets, source, f.joined_elsewhere(), matrix::state_res_for(*version));
     }
+    if (matrix::oversized_key(event) != "") {
+      if (!base) base = f.snapshot(room_id, *resolved);
+      f.oversized(event, out, base);
+      return out;
+    }
     // Step 5: against the state before it.
     const auto before = f.auth_map(event, [&](const std::string& type, const std::string& key) -> std::optional<std::string> {
       if (base) return f.lookup(*base, type, key);
@@ -469,7 +513,8 @@ RoomStore::Accepted RoomStore::accept_remote(const json& pdu, bool relay) {
     } catch (const Error& e) {
       out.kind = Accepted::Kind::kRejected;
       out.reason = std::string("against the state before it: ") + e.what();
-      f.reject(event, out.reason);
+      if (!base) base = f.snapshot(room_id, *resolved);
+      f.reject(event, out.reason, base);
       return out;
     }
     // Step 6: against the current state; failing only here is a soft failure.

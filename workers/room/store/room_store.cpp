@@ -285,6 +285,11 @@ constexpr sqlite::Migration kMigrations[] = {
       INSERT OR IGNORE INTO auth_edges (event_id, auth_id)
         SELECT event_id, '$' || substr(room_id, 2) FROM events WHERE type != 'm.room.create' AND instr(room_id, ':') = 0;
     )sql"},
+    // A rejected event's state for what builds on it (Server-Server API "Rejection": the state
+    // before it, not updated with it), when it was rejected against that state.
+    {15, R"sql(
+      ALTER TABLE rejected_events ADD COLUMN state_group INTEGER;
+    )sql"},
 };
 
 }  // namespace
