@@ -35,7 +35,7 @@ const std::vector<std::string> kPrefixes = {"/_matrix/client/v3", "/_matrix/clie
 // the same path (the literal segments always differ somewhere), so the order decides only
 // how the router lists them.
 const std::span<const ClientRoute> kModules[] = {
-    api::kAccountRoutes, api::kSyncRoutes,    api::kRoomRoutes,  api::kEventRoutes,     api::kAccountDataRoutes,
+    api::kAccountRoutes, api::kSyncRoutes, api::kSlidingSyncRoutes,    api::kRoomRoutes,  api::kEventRoutes,     api::kAccountDataRoutes,
     api::kPushRoutes,    api::kProfileRoutes, api::kSpaceRoutes, api::kMediaRoutes,     api::kKeyRoutes,
     api::kToDeviceRoutes, api::kKeyBackupRoutes, api::kVoipRoutes, api::kJitsiRoutes, api::kSearchRoutes,
 };

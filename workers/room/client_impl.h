@@ -36,6 +36,9 @@ struct Waiter {
   std::string device_id;
   std::set<std::string> rooms;  // joined or invited when it parked: whose changes wake it
   http::Request request;
+  // How the answer is built when it is not /sync's (sliding sync): (body, has news), told
+  // whether this is the last try, when whatever it has is the answer.
+  std::function<std::pair<nlohmann::json, bool>(bool last)> build;
   http::Reply reply;
   std::chrono::steady_clock::time_point deadline;
   std::atomic<bool> answered{false};
@@ -159,6 +162,21 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
                                                           bool by_thread);
   // Builds a sync response; empty() is true when an incremental sync has nothing new.
   std::pair<nlohmann::json, bool> build_sync(const Session& session, const http::Request& q);
+  // "Stripped state" of a room the user is invited to or knocks on: enough to show what it is,
+  // read without its members (the invitation's own, for a room of another server).
+  nlohmann::json stripped_state(const std::string& room_id, const std::string& user_id,
+                                const std::optional<RoomStore::RemoteInvite>& remote_invite);
+  // The positions a sync answers up to, and typing as it was at that moment.
+  struct SyncMoment {
+    StreamPosition now;
+    std::map<std::string, int64_t> typing_changed;
+    std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing;
+  };
+  SyncMoment sync_moment();
+  // Simplified sliding sync (MSC4186, api/sliding_sync.cpp): the answer to one request body,
+  // and whether it has news; the new position is stored only when `commit`.
+  std::pair<nlohmann::json, bool> build_sliding_sync(const Session& session, const nlohmann::json& body,
+                                                     const std::string& pos, bool commit);
   void park(const std::shared_ptr<Waiter>& waiter);
   // Re-runs a parked sync; answers it when there is news or its time is up.
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);
@@ -219,6 +237,7 @@ struct ClientRoute {
 namespace api {
 extern const std::span<const ClientRoute> kAccountRoutes;      // discovery, login, devices (api/account.cpp)
 extern const std::span<const ClientRoute> kSyncRoutes;         // /sync and filters (api/sync.cpp)
+extern const std::span<const ClientRoute> kSlidingSyncRoutes;  // MSC4186 (api/sliding_sync.cpp)
 extern const std::span<const ClientRoute> kRoomRoutes;         // rooms, membership, state, aliases (api/rooms.cpp)
 extern const std::span<const ClientRoute> kEventRoutes;        // events, relations, receipts, typing (api/events.cpp)
 extern const std::span<const ClientRoute> kAccountDataRoutes;  // account data and tags (api/account_data.cpp)

@@ -25,8 +25,9 @@ using nlohmann::json;
 // Discovery (Client-Server API "Server discovery" and "API standards").
 Response versions(ClientApi::Impl&, const Request&) {
   return ok({{"versions", {"r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8"}},
-             // MSC4222: /sync's state_after (use_state_after), also under its unstable name.
-             {"unstable_features", {{"org.matrix.msc4222", true}}}});
+             // MSC4222: /sync's state_after (use_state_after), also under its unstable name;
+             // simplified sliding sync (MSC4186), without which Element X does not sign in.
+             {"unstable_features", {{"org.matrix.msc4222", true}, {"org.matrix.simplified_msc3575", true}}}});
 }
 
 Response well_known(ClientApi::Impl& api, const Request& q) {

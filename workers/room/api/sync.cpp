@@ -65,6 +65,38 @@ std::pair<json, json> ClientApi::Impl::unread_counts(const std::string& room_id,
   return {{{"notification_count", counts.main.first}, {"highlight_count", counts.main.second}}, threads};
 }
 
+json ClientApi::Impl::stripped_state(const std::string& room_id, const std::string& user_id,
+                                      const std::optional<RoomStore::RemoteInvite>& remote_invite) {
+  json stripped = json::array();
+  if (remote_invite) {
+    if (remote_invite->state.is_array())
+      for (const auto& e : remote_invite->state)
+        if (e.is_object()) stripped.push_back(e);
+    return stripped;
+  }
+  const auto wanted = [&user_id](const std::string& type, const std::string& key) {
+    return type == "m.room.create" || type == "m.room.name" || type == "m.room.join_rules" || type == "m.room.avatar" ||
+           type == "m.room.canonical_alias" || type == "m.room.topic" || type == "m.room.encryption" ||
+           (type == "m.room.member" && key == user_id);
+  };
+  for (const auto& e : store.current_state(room_id, wanted))
+    stripped.push_back({{"type", e.value("type", "")}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
+                        {"sender", e.value("sender", "")}});
+  return stripped;
+}
+
+ClientApi::Impl::SyncMoment ClientApi::Impl::sync_moment() {
+  // Read under the typing lock: a typing change takes its position and updates the map
+  // under the same lock, so a sync sees both or neither.
+  SyncMoment m;
+  std::lock_guard lock(typing_mutex);
+  m.now = store.position();
+  m.now.keys = keys.position();
+  m.typing_changed = typing_changed;
+  m.typing = typing;
+  return m;
+}
+
 std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const Request& q) {
   const std::string& user_id = session.user_id;
   const auto since = StreamPosition::parse(q.query_value("since"));
@@ -74,18 +106,10 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
   const bool unstable_state_after = q.query_value("org.matrix.msc4222.use_state_after") == "true";
   const bool use_state_after = q.query_value("use_state_after") == "true" || unstable_state_after;
   const char* state_after_field = unstable_state_after ? "org.matrix.msc4222.state_after" : "state_after";
-  // Read under the typing lock: a typing change takes its position and updates the map
-  // under the same lock, so a sync sees both or neither.
-  StreamPosition now;
-  std::map<std::string, int64_t> typing_positions;
-  std::map<std::string, std::map<std::string, std::chrono::steady_clock::time_point>> typing_now;
-  {
-    std::lock_guard lock(typing_mutex);
-    now = store.position();
-    now.keys = keys.position();
-    typing_positions = typing_changed;
-    typing_now = typing;
-  }
+  auto moment = sync_moment();
+  const StreamPosition now = moment.now;
+  const auto& typing_positions = moment.typing_changed;
+  const auto& typing_now = moment.typing;
   const json filter = sync_filter(q, user_id);
   const int limit = timeline_limit(filter);
   const bool lazy = lazy_members(filter);
@@ -127,26 +151,13 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     const bool membership_new = !since || member_stream > since->events;
     if (remote_invite) {
       if (!membership_new) continue;
-      json stripped = json::array();
-      if (remote_invite->state.is_array())
-        for (const auto& e : remote_invite->state)
-          if (e.is_object()) stripped.push_back(e);
-      rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
+      rooms["invite"][room_id] = {{"invite_state", {{"events", stripped_state(room_id, user_id, remote_invite)}}}};
       anything = true;
       continue;
     }
     if (membership == "invite" || membership == "knock") {
       if (!membership_new) continue;
-      // "Stripped state": enough to show what the room is, read without its members.
-      json stripped = json::array();
-      const auto wanted = [&user_id](const std::string& type, const std::string& key) {
-        return type == "m.room.create" || type == "m.room.name" || type == "m.room.join_rules" || type == "m.room.avatar" ||
-               type == "m.room.canonical_alias" || type == "m.room.topic" || type == "m.room.encryption" ||
-               (type == "m.room.member" && key == user_id);
-      };
-      for (const auto& e : store.current_state(room_id, wanted))
-        stripped.push_back({{"type", e.value("type", "")}, {"state_key", e.value("state_key", "")}, {"content", e["content"]},
-                            {"sender", e.value("sender", "")}});
+      const auto stripped = stripped_state(room_id, user_id, std::nullopt);
       if (membership == "knock") rooms["knock"][room_id] = {{"knock_state", {{"events", stripped}}}};
       else rooms["invite"][room_id] = {{"invite_state", {{"events", stripped}}}};
       anything = true;
@@ -251,8 +262,9 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
     if (changed != typing_positions.end() && changed->second > other_since) {
       json users = json::array();
       const auto t = std::chrono::steady_clock::now();
-      for (const auto& [user, until] : typing_now[room_id])
-        if (until > t) users.push_back(user);
+      if (const auto typers = typing_now.find(room_id); typers != typing_now.end())
+        for (const auto& [user, until] : typers->second)
+          if (until > t) users.push_back(user);
       ephemeral.push_back({{"type", "m.typing"}, {"content", {{"user_ids", users}}}});
     }
     room["ephemeral"] = {{"events", ephemeral}};
@@ -326,7 +338,9 @@ void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
   bool has_news = false;
   std::optional<Response> failed;
   try {
-    std::tie(body, has_news) = build_sync(Session{waiter->user_id, waiter->device_id}, waiter->request);
+    const bool last = final || std::chrono::steady_clock::now() >= waiter->deadline;
+    if (waiter->build) std::tie(body, has_news) = waiter->build(last);
+    else std::tie(body, has_news) = build_sync(Session{waiter->user_id, waiter->device_id}, waiter->request);
   } catch (const Error& e) {
     failed = error(e.status(), e.code(), e.what());
   } catch (const std::exception& e) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <map>
 #include <set>
 #include <thread>
@@ -289,6 +290,21 @@ constexpr sqlite::Migration kMigrations[] = {
     // before it, not updated with it), when it was rejected against that state.
     {15, R"sql(
       ALTER TABLE rejected_events ADD COLUMN state_group INTEGER;
+    )sql"},
+    // Simplified sliding sync (MSC4186): each position a connection was handed, with the
+    // stream token it stands for and how far each room was sent, so that a position survives
+    // a restart and a retried request gets the same answer.
+    {16, R"sql(
+      CREATE TABLE sliding_positions (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        user_id   TEXT NOT NULL,
+        device_id TEXT NOT NULL,
+        conn_id   TEXT NOT NULL,
+        token     TEXT NOT NULL,
+        rooms     TEXT NOT NULL,
+        at        INTEGER NOT NULL
+      );
+      CREATE INDEX sliding_positions_by_connection ON sliding_positions (user_id, device_id, conn_id, id);
     )sql"},
 };
 
@@ -781,6 +797,81 @@ std::vector<std::pair<std::string, std::string>> RoomStore::rooms_of(const std::
   while (stmt.step()) out.emplace_back(stmt.column_text(0), stmt.column_text(1));
   stmt.reset();
   return out;
+}
+
+std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& user_id) {
+  auto db = impl_->read();
+  // The bump stamp's event types: what a room list reorders for (MSC4186, as Synapse counts).
+  auto& stmt = db->prepare(
+      "SELECT m.room_id, m.membership, coalesce(e.stream, 0), coalesce(e.sender, ''), "
+      "  (SELECT max(x.stream) FROM events x WHERE x.room_id = m.room_id AND x.status = 0), "
+      "  (SELECT b.stream FROM events b WHERE b.room_id = m.room_id AND b.status = 0 AND b.type IN "
+      "     ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', "
+      "      'm.beacon_info') ORDER BY b.stream DESC LIMIT 1), "
+      "  coalesce(r.room_type, '') "
+      "FROM memberships m LEFT JOIN events e ON e.event_id = m.event_id LEFT JOIN rooms r ON r.room_id = m.room_id "
+      "WHERE m.user_id = ?1 AND m.forgotten = 0");
+  stmt.bind(1, user_id);
+  std::vector<ListedRoom> out;
+  while (stmt.step()) {
+    ListedRoom room;
+    room.room_id = stmt.column_text(0);
+    room.membership = stmt.column_text(1);
+    room.member_stream = stmt.column_int64(2);
+    room.member_sender = stmt.column_text(3);
+    room.latest = stmt.column_is_null(4) ? 0 : stmt.column_int64(4);
+    room.bump = stmt.column_is_null(5) ? 0 : stmt.column_int64(5);
+    room.room_type = stmt.column_text(6);
+    out.push_back(std::move(room));
+  }
+  stmt.reset();
+  return out;
+}
+
+std::optional<RoomStore::SlidingPosition> RoomStore::sliding_position(const std::string& user_id, const std::string& device_id,
+                                                                      const std::string& conn_id, int64_t id) {
+  auto db = impl_->read();
+  auto& stmt = db->prepare(
+      "SELECT token, rooms FROM sliding_positions WHERE id = ?1 AND user_id = ?2 AND device_id = ?3 AND conn_id = ?4");
+  stmt.bind(1, id).bind(2, user_id).bind(3, device_id).bind(4, conn_id);
+  std::optional<SlidingPosition> out;
+  if (stmt.step()) {
+    out.emplace();
+    out->id = id;
+    out->token = stmt.column_text(0);
+    out->rooms = json::parse(stmt.column_text(1), nullptr, false);
+    if (!out->rooms.is_object()) out->rooms = json::object();
+  }
+  stmt.reset();
+  return out;
+}
+
+int64_t RoomStore::save_sliding_position(const std::string& user_id, const std::string& device_id, const std::string& conn_id,
+                                         int64_t used, const std::string& token, const json& rooms) {
+  std::lock_guard lock(impl_->mutex);
+  sqlite::Transaction tx(*impl_->db);
+  // The position the client used stays (it may send it again); those before it are done with,
+  // and a request without a position starts the connection afresh.
+  impl_->db->prepare("DELETE FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND id < ?4")
+      .bind(1, user_id)
+      .bind(2, device_id)
+      .bind(3, conn_id)
+      .bind(4, used > 0 ? used : std::numeric_limits<int64_t>::max())
+      .run();
+  const auto now = unix_millis();
+  impl_->db->prepare("INSERT INTO sliding_positions (user_id, device_id, conn_id, token, rooms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+      .bind(1, user_id)
+      .bind(2, device_id)
+      .bind(3, conn_id)
+      .bind(4, token)
+      .bind(5, rooms.dump())
+      .bind(6, now)
+      .run();
+  const int64_t id = impl_->db->last_insert_rowid();
+  // Connections unused for a week are forgotten (their clients start again: M_UNKNOWN_POS).
+  impl_->db->prepare("DELETE FROM sliding_positions WHERE at < ?1").bind(1, now - int64_t{7} * 24 * 3600 * 1000).run();
+  tx.commit();
+  return id;
 }
 
 std::vector<StoredEvent> RoomStore::events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,

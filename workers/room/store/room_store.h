@@ -149,6 +149,25 @@ class RoomStore {
   HistoryVisibility history_visibility(const std::string& room_id, const std::string& user_id);
   std::vector<StoredEvent> events_between(const std::string& room_id, int64_t after, int64_t up_to, int limit,
                                           bool backwards);
+  // Every room the user has a membership in (not forgotten), for sliding sync's room lists:
+  // the membership, its event's position and sender, the room's latest event position, its
+  // bump stamp (the latest message-like event, MSC4186) and its type.
+  struct ListedRoom {
+    std::string room_id, membership, member_sender, room_type;
+    int64_t member_stream = 0, latest = 0, bump = 0;
+  };
+  std::vector<ListedRoom> listed_rooms(const std::string& user_id);
+  // Sliding sync positions (MSC4186): one a connection (user, device, conn_id) was handed, or
+  // nullopt; and a new one after `used` (0: the connection starts afresh), whose ID it returns.
+  struct SlidingPosition {
+    int64_t id = 0;
+    std::string token;     // the StreamPosition it stands for
+    nlohmann::json rooms;  // room ID -> events position the room was sent up to
+  };
+  std::optional<SlidingPosition> sliding_position(const std::string& user_id, const std::string& device_id,
+                                                  const std::string& conn_id, int64_t id);
+  int64_t save_sliding_position(const std::string& user_id, const std::string& device_id, const std::string& conn_id,
+                                int64_t used, const std::string& token, const nlohmann::json& rooms);
   std::optional<StoredEvent> event(const std::string& event_id);
   std::optional<std::string> room_for_alias(const std::string& alias);
   void add_alias(const std::string& alias, const std::string& room_id, const std::string& creator);
