@@ -6,9 +6,13 @@
 //   node room_e2ee.mjs BASE_URL DOMAIN PASSWORD peer USER ROOM_ID COUNT MINE THEIRS
 //     one client for the matrix-nio test: joins ROOM_ID, sends COUNT messages "MINE i" and
 //     waits until it has decrypted COUNT messages "THEIRS i".
+// With COOP_SLIDING_SYNC=1 in the environment the clients sync with simplified sliding sync
+// (MSC4186, js-sdk's SlidingSync with its to_device, e2ee, account_data, receipts and typing
+// extensions) instead of /sync.
 // Prints one JSON line of results; exits non-zero with a reason on the first failure.
 import * as sdk from "matrix-js-sdk";
 import { logger } from "matrix-js-sdk/lib/logger.js";
+import { SlidingSync } from "matrix-js-sdk/lib/sliding-sync.js";
 
 logger.setLevel("warn");
 const [baseUrl, domain, password, mode, ...rest] = process.argv.slice(2);
@@ -35,7 +39,14 @@ async function login(user) {
   client.on(sdk.MatrixEventEvent.Decrypted, record);
   client.on(sdk.RoomEvent.Timeline, (event) => { if (!event.isEncrypted()) record(event); });
   const ready = new Promise((resolve) => client.on(sdk.ClientEvent.Sync, (state) => { if (state === "PREPARED") resolve(); }));
-  await client.startClient({ initialSyncLimit: 50 });
+  if (process.env.COOP_SLIDING_SYNC === "1") {
+    const state = [["*", "*"]];
+    const lists = new Map([["all", { ranges: [[0, 49]], timeline_limit: 50, required_state: state, filters: {} }]]);
+    const slidingSync = new SlidingSync(undefined, lists, { timeline_limit: 50, required_state: state }, client, 10000);
+    await client.startClient({ slidingSync });
+  } else {
+    await client.startClient({ initialSyncLimit: 50 });
+  }
   await within(ready, `${user}'s first sync`);
   client.accessTokenForTest = r.access_token;
   return client;

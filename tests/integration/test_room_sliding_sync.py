@@ -3,6 +3,7 @@
 get messages, ranges widen, a subscription brings a room outside them, required_state
 carries $ME and the timeline's senders ($LAZY), the five extensions carry what they should,
 and a position stays good across a restart of coop-room."""
+import asyncio
 import json
 import os
 import queue
@@ -11,6 +12,7 @@ import threading
 import time
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+from test_room_e2ee import CAROL, assert_no_plaintext, nio_alice_with_encrypted_room, nio_send, wait_for_device
 from test_room_nio import DOMAIN, STRONG, http_json, start
 
 BIN = bin_dir_from_args()
@@ -209,5 +211,42 @@ def test_hostile_requests_get_clear_errors():
         assert answer["rooms"] == {} or all(k != "!nowhere:elsewhere" for k in answer["rooms"]), answer
 
 
+def test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room():
+    """matrix-nio on /sync and matrix-js-sdk with Rust crypto on sliding sync (its room keys
+    come through the to_device extension, device lists through e2ee) in one encrypted room:
+    each decrypts all ten of the other's messages."""
+    async def scenario(url, store):
+        alice, room_id, reader = await nio_alice_with_encrypted_room(url, store, "Phones", CAROL)
+        try:
+            env = dict(os.environ, COOP_SLIDING_SYNC="1")
+            peer = await asyncio.create_subprocess_exec(
+                "node", os.path.join(CLIENTS, "room_e2ee.mjs"), url, DOMAIN, STRONG, "peer", "carol", room_id, "10",
+                "sliding carol secret", "nio alice secret", cwd=CLIENTS, env=env,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            await wait_for_device(reader, CAROL)
+            from_alice = [f"nio alice secret {i}" for i in range(10)]
+            await nio_send(alice, room_id, from_alice)
+            from_carol = [f"sliding carol secret {i}" for i in range(10)]
+            for _ in range(120):
+                await reader.step()
+                if set(from_carol) <= reader.bodies:
+                    break
+            out, err = await asyncio.wait_for(peer.communicate(), 120)
+            assert peer.returncode == 0, out.decode() + err.decode()
+            assert json.loads(out.decode().strip().splitlines()[-1])["decrypted"] == 10
+            assert set(from_carol) <= reader.bodies, sorted(reader.bodies)
+            return from_alice + from_carol
+        finally:
+            await alice.close()
+
+    with Shard(BIN) as shard:
+        url = start(shard)
+        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
+        secrets = asyncio.run(scenario(url, os.path.join(shard.dir, "nio")))
+        shard.coop("down")
+        assert_no_plaintext(shard, secrets)
+
+
 if __name__ == "__main__":
-    run_tests([test_room_list_subscriptions_extensions_and_restart, test_hostile_requests_get_clear_errors])
+    run_tests([test_room_list_subscriptions_extensions_and_restart, test_hostile_requests_get_clear_errors,
+               test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room])

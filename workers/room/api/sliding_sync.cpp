@@ -320,11 +320,12 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
   json rooms_out = json::object();
   for (const auto& [room_id, config] : chosen) {
     const auto& room = *by_id.at(room_id);
-    std::optional<int64_t> bound;
+    // How far the room was sent on this connection; -1: never.
+    int64_t bound = -1;
     if (sent_before.contains(room_id) && sent_before[room_id].is_number_integer()) bound = sent_before[room_id].get<int64_t>();
     json result = json::object();
     if (room.membership == "invite" || room.membership == "knock") {
-      if (bound && room.member_stream <= *bound) continue;
+      if (bound >= 0 && room.member_stream <= bound) continue;
       // An invitation from another server to a room this one is not in: its own stripped state.
       const auto remote = room.membership == "invite" && !store.state_event(room_id, "m.room.member", user_id)
                               ? store.remote_invite(room_id, user_id)
@@ -342,8 +343,11 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     const bool joined = room.membership == "join";
     const int64_t up_to = joined ? now.events : room.member_stream;
     sent_now[room_id] = up_to;
-    if (bound && std::max(room.latest, room.member_stream) <= *bound) continue;  // nothing new
-    const bool initial = !bound;
+    if (bound >= 0 && std::max(room.latest, room.member_stream) <= bound) continue;  // nothing new
+    // The first time on this connection, or joined since it was last sent (an invitation
+    // before): all of it (MSC4186 "initial").
+    const bool initial = bound < 0 || (joined && room.member_stream > bound);
+    if (initial) bound = 0;
     const int limit = config.timeline_limit;
 
     // The timeline: the newest `limit` events the user may read after the bound.
@@ -351,7 +355,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     std::vector<StoredEvent> newest;
     bool state_changed = false, members_changed = false;
     for (int64_t top = up_to, pages = 0; static_cast<int>(newest.size()) <= limit && pages < 10; ++pages) {
-      const auto page = store.events_between(room_id, bound.value_or(0), top, std::max(limit + 1, 50), true);
+      const auto page = store.events_between(room_id, bound, top, std::max(limit + 1, 50), true);
       for (const auto& e : page) {
         state_changed = state_changed || e.event.contains("state_key");
         members_changed = members_changed || e.event.value("type", "") == "m.room.member";
@@ -381,7 +385,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       changed = state_now({});
     } else if (state_changed || limited) {
       std::set<std::string> had;
-      const auto last_sent = store.events_between(room_id, 0, *bound, 1, true);
+      const auto last_sent = store.events_between(room_id, 0, bound, 1, true);
       if (!last_sent.empty())
         for (const auto& e : store.state_after(last_sent.front().event.value("event_id", "")).value_or(std::vector<json>{}))
           had.insert(e.value("event_id", ""));
