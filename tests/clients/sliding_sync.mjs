@@ -54,6 +54,7 @@ sync.on(SlidingSyncEvent.RoomData, (roomId, data) => {
     joined_count: data.joined_count,
     notification_count: data.notification_count,
     invite: data.invite_state !== undefined,
+    expanded: data.unstable_expanded_timeline === true,
   });
 });
 

@@ -148,15 +148,17 @@ def test_room_list_subscriptions_extensions_and_restart():
             client.ext("to_device", lambda d: any(e["content"] == {"secret": "for alice"} for e in d.get("events", [])),
                        "bob's to-device message")
 
-            # A subscription to a room outside the list's range: all its state, five events.
+            # A subscription to a room outside the list's range, which the list sent before with
+            # one event: the subscription's five events and all its state (an expanded timeline).
             client.send("ranges 0 0")
             client.wait(lambda x: x.get("what") == "complete", "the narrower list")
             old = rooms[1]
-            call(url, alice, "PUT", f"/rooms/{old}/send/m.room.message/a2", {"msgtype": "m.text", "body": "for the subscribers"})
-            call(url, alice, "PUT", f"/rooms/{rooms[0]}/send/m.room.message/a3", {"msgtype": "m.text", "body": "keep room 0 on top"})
             client.send(f"subscribe {old}")
-            seen = client.room(old, "the subscribed room", lambda r: "for the subscribers" in r["bodies"])
-            assert ["m.room.create", ""] in seen["state"] or not seen["initial"], seen
+            seen = client.room(old, "the subscribed room, with more of its timeline", lambda r: len(r["bodies"]) > 1)
+            assert seen["expanded"] and not seen["initial"] and len(seen["bodies"]) == 5, seen
+            assert ["m.room.create", ""] in seen["state"] and ["m.room.join_rules", ""] in seen["state"], seen
+            call(url, alice, "PUT", f"/rooms/{old}/send/m.room.message/a2", {"msgtype": "m.text", "body": "for room 1"})
+            client.room(old, "room 1's new message", lambda r: r["bodies"] == ["for room 1"])
             client.wait(lambda x: x.get("what") == "complete", "an answer after the subscription")
             # The to-device message came once: later answers do not repeat it.
             repeats = [x for x in client.seen if x.get("what") == "ext" and x["name"] == "to_device" and x["data"]["events"]]
@@ -171,7 +173,9 @@ def test_room_list_subscriptions_extensions_and_restart():
         shard.coop("restart", "room")
         wait_for(lambda: http_json(f"{url}/_matrix/client/versions")[0] == 200, what="coop-room back")
         call(url, bob, "PUT", f"/rooms/{rooms[0]}/send/m.room.message/b2", {"msgtype": "m.text", "body": "after the restart"})
-        body = {"lists": {"all": {"ranges": [[0, 0]], "timeline_limit": 3, "required_state": [["m.room.name", ""]]}}}
+        # (The list as the client asked for it: a longer timeline would be an expansion.)
+        body = {"lists": {"all": {"ranges": [[0, 0]], "timeline_limit": 1, "required_state": [
+            ["m.room.name", ""], ["m.room.member", "$ME"], ["m.room.member", "$LAZY"], ["m.room.encryption", ""]]}}}
         status, answer, _ = http_json(f"{url}{SLIDING}?pos={last_pos}&timeout=0", "POST", body, alice["access_token"])
         assert status == 200, answer
         room = answer["rooms"][rooms[0]]

@@ -61,6 +61,14 @@ struct RequiredState {
     exact.insert(other.exact.begin(), other.exact.end());
     lazy = lazy || other.lazy;
   }
+  // Equal for the same request, whatever order it listed its pairs in.
+  std::string signature() const {
+    std::string out = everything ? "*" : "";
+    for (const auto& type : whole_types) out += "|" + type;
+    out += "|";
+    for (const auto& [type, key] : exact) out += "|" + type + "\x1f" + key;
+    return out + (lazy ? "|$LAZY" : "");
+  }
   bool wants(const std::string& type, const std::string& key, const std::set<std::string>& lazy_members) const {
     if (everything || whole_types.count(type) || exact.count({type, key})) return true;
     return lazy && type == "m.room.member" && lazy_members.count(key);
@@ -320,9 +328,17 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
   json rooms_out = json::object();
   for (const auto& [room_id, config] : chosen) {
     const auto& room = *by_id.at(room_id);
-    // How far the room was sent on this connection; -1: never.
-    int64_t bound = -1;
-    if (sent_before.contains(room_id) && sent_before[room_id].is_number_integer()) bound = sent_before[room_id].get<int64_t>();
+    // How far the room was sent on this connection (-1: never), with which timeline_limit and
+    // required_state: [position, limit, required_state's signature].
+    int64_t bound = -1, sent_limit = 0;
+    std::string sent_state;
+    if (const auto it = sent_before.find(room_id); it != sent_before.end() && it->is_array() && it->size() == 3 &&
+                                                   (*it)[0].is_number_integer() && (*it)[1].is_number_integer() && (*it)[2].is_string()) {
+      bound = (*it)[0].get<int64_t>();
+      sent_limit = (*it)[1].get<int64_t>();
+      sent_state = (*it)[2].get<std::string>();
+    }
+    const std::string state_signature = config.state.signature();
     json result = json::object();
     if (room.membership == "invite" || room.membership == "knock") {
       if (bound >= 0 && room.member_stream <= bound) continue;
@@ -337,17 +353,23 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       result["highlight_count"] = 0;
       if (dms.count(room_id)) result["is_dm"] = true;
       rooms_out[room_id] = result;
-      sent_now[room_id] = now.events;
+      sent_now[room_id] = json::array({now.events, 0, ""});
       continue;
     }
     const bool joined = room.membership == "join";
     const int64_t up_to = joined ? now.events : room.member_stream;
-    sent_now[room_id] = up_to;
-    if (bound >= 0 && std::max(room.latest, room.member_stream) <= bound) continue;  // nothing new
+    sent_now[room_id] = json::array({up_to, config.timeline_limit, state_signature});
+    // A room sent before with a shorter timeline or other required_state (a client opening
+    // a room it listed): the newest events again, marked so (Synapse's
+    // unstable_expanded_timeline), and all the state now asked for.
+    const bool expanded_timeline = bound >= 0 && config.timeline_limit > sent_limit;
+    const bool expanded_state = bound >= 0 && state_signature != sent_state;
+    if (bound >= 0 && std::max(room.latest, room.member_stream) <= bound && !expanded_timeline && !expanded_state)
+      continue;  // nothing new
     // The first time on this connection, or joined since it was last sent (an invitation
     // before): all of it (MSC4186 "initial").
     const bool initial = bound < 0 || (joined && room.member_stream > bound);
-    if (initial) bound = 0;
+    if (initial || expanded_timeline) bound = 0;
     const int limit = config.timeline_limit;
 
     // The timeline: the newest `limit` events the user may read after the bound.
@@ -367,29 +389,34 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     const bool limited = static_cast<int>(newest.size()) > limit;
     if (limited) newest.pop_back();
     std::reverse(newest.begin(), newest.end());
-    if (!initial && newest.empty() && !state_changed && !limited) continue;
+    if (!initial && newest.empty() && !state_changed && !limited && !expanded_state) continue;
 
     // The state: all of it the first time, else what changed (a long gap may hide changes).
+    // Only what is asked for is read (a big room's members stay on disk), with the name and
+    // avatar, which the room's fields carry.
     std::set<std::string> lazy_members = {user_id};
     for (const auto& e : newest) {
       lazy_members.insert(e.event.value("sender", ""));
       if (e.event.value("type", "") == "m.room.member") lazy_members.insert(e.event.value("state_key", ""));
     }
-    const auto state_now = [&](const RoomStore::StateWanted& wanted) {
+    const RoomStore::StateWanted wanted = [&](const std::string& type, const std::string& key) {
+      return type == "m.room.name" || type == "m.room.avatar" || config.state.wants(type, key, lazy_members);
+    };
+    const auto state_now = [&] {
       if (joined) return store.current_state(room_id, wanted);
       const auto member = store.state_event(room_id, "m.room.member", user_id);
       return member ? store.state_after(member->value("event_id", ""), wanted).value_or(std::vector<json>{}) : std::vector<json>{};
     };
     std::vector<json> changed;
-    if (initial) {
-      changed = state_now({});
-    } else if (state_changed || limited) {
+    if (initial || expanded_state) {
+      changed = state_now();
+    } else if (state_changed || limited || expanded_timeline) {
       std::set<std::string> had;
-      const auto last_sent = store.events_between(room_id, 0, bound, 1, true);
+      const auto last_sent = store.events_between(room_id, 0, sent_before[room_id][0].get<int64_t>(), 1, true);
       if (!last_sent.empty())
-        for (const auto& e : store.state_after(last_sent.front().event.value("event_id", "")).value_or(std::vector<json>{}))
+        for (const auto& e : store.state_after(last_sent.front().event.value("event_id", ""), wanted).value_or(std::vector<json>{}))
           had.insert(e.value("event_id", ""));
-      for (auto& e : state_now({}))
+      for (auto& e : state_now())
         if (!had.count(e.value("event_id", ""))) changed.push_back(std::move(e));
     }
     json required = json::array();
@@ -441,6 +468,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       }
     }
     if (initial) result["initial"] = true;
+    if (expanded_timeline && !initial) result["unstable_expanded_timeline"] = true;
     if (!required.empty()) result["required_state"] = required;
     json timeline = json::array();
     for (const auto& e : newest) timeline.push_back(timeline_event(e, session));
