@@ -251,6 +251,45 @@ def test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room():
         assert_no_plaintext(shard, secrets)
 
 
+def test_a_second_device_signs_in_with_a_login_token():
+    """Client-Server API POST /login/get_token and m.login.token: a signed-in device, after
+    the password again, gets a token with which matrix-nio signs in a new device, once."""
+    from nio import AsyncClient, LoginResponse
+
+    with Shard(BIN) as shard:
+        url = start(shard)
+        alice = login(url, "alice")
+        status, flows, _ = http_json(f"{url}/_matrix/client/v3/login")
+        assert {"type": "m.login.token", "get_login_token": True} in flows["flows"], flows
+        capabilities = call(url, alice, "GET", "/capabilities")["capabilities"]
+        assert capabilities["m.get_login_token"] == {"enabled": True}, capabilities
+        get_token = f"{url}/_matrix/client/v1/login/get_token"
+        status, ask, _ = http_json(get_token, "POST", {}, alice["access_token"])
+        assert status == 401 and "session" in ask, ask
+        auth = {"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": STRONG,
+                "session": ask["session"]}
+        status, made, _ = http_json(get_token, "POST", {"auth": auth}, alice["access_token"])
+        assert status == 200 and made["expires_in_ms"] == 120000 and len(made["login_token"]) >= 32, made
+
+        async def phone():
+            client = AsyncClient(url, f"@alice:{DOMAIN}")
+            try:
+                signed_in = await client.login(token=made["login_token"], device_name="phone")
+                assert isinstance(signed_in, LoginResponse) and signed_in.device_id != alice["device_id"], signed_in
+                status, who, _ = http_json(f"{url}/_matrix/client/v3/account/whoami", token=client.access_token)
+                assert status == 200 and who["user_id"] == f"@alice:{DOMAIN}" and who["device_id"] == signed_in.device_id, who
+            finally:
+                await client.close()
+        asyncio.run(phone())
+        # Once only; and nothing else is a token.
+        for token in (made["login_token"], "not a token", ""):
+            status, answer, _ = http_json(f"{url}/_matrix/client/v3/login", "POST", {"type": "m.login.token", "token": token})
+            assert status == 403 and answer["errcode"] == "M_FORBIDDEN", (token, answer)
+        status, answer, _ = http_json(f"{url}/_matrix/client/v3/login", "POST", {"type": "m.login.token", "token": 5})
+        assert status == 403, answer
+
+
 if __name__ == "__main__":
     run_tests([test_room_list_subscriptions_extensions_and_restart, test_hostile_requests_get_clear_errors,
-               test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room])
+               test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room,
+               test_a_second_device_signs_in_with_a_login_token])

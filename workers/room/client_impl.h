@@ -177,6 +177,16 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   // and whether it has news; the new position is stored only when `commit`.
   std::pair<nlohmann::json, bool> build_sliding_sync(const Session& session, const nlohmann::json& body,
                                                      const std::string& pos, bool commit);
+  // The user's rooms for sliding sync's lists as of an events position, kept between answers
+  // and brought up to date from the rooms that had events since (a wake-up for one message
+  // reads that room, not every room the member is in).
+  std::vector<RoomStore::ListedRoom> room_listing(const std::string& user_id, int64_t up_to);
+  struct Listing {
+    int64_t at = 0, memberships = 0;
+    std::vector<RoomStore::ListedRoom> rooms;
+  };
+  std::mutex listings_mutex;
+  std::map<std::string, Listing> listings;  // by user
   void park(const std::shared_ptr<Waiter>& waiter);
   // Re-runs a parked sync; answers it when there is news or its time is up.
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);

@@ -43,15 +43,32 @@ Response capabilities(ClientApi::Impl& api, const Request& q) {
                                {"m.change_password", {{"enabled", true}}},
                                {"m.set_displayname", {{"enabled", true}}},
                                {"m.set_avatar_url", {{"enabled", true}}},
-                               {"m.3pid_changes", {{"enabled", false}}}}}});
+                               {"m.3pid_changes", {{"enabled", false}}},
+                               {"m.get_login_token", {{"enabled", true}}}}}});
 }
 
-// Login with coop credentials (m.login.password); registration stays closed.
-Response login_flows(ClientApi::Impl&, const Request&) { return ok({{"flows", {{{"type", "m.login.password"}}}}}); }
+// Login with coop credentials (m.login.password), or with a token a signed-in device made
+// (m.login.token, "get_login_token": the Client-Server API's POST /login/get_token);
+// registration stays closed.
+Response login_flows(ClientApi::Impl&, const Request&) {
+  return ok({{"flows", {{{"type", "m.login.password"}}, {{"type", "m.login.token"}, {"get_login_token", true}}}}});
+}
+
+Response session_for(ClientApi::Impl& api, const Request& q, const json& body, const std::string& user_id) {
+  auto [token, device] = api.store.create_session(user_id, body.value("device_id", ""), body.value("initial_device_display_name", ""));
+  return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", api.server()},
+             {"well_known", {{"m.homeserver", {{"base_url", api.public_base_url(q)}}}}}});
+}
 
 Response login(ClientApi::Impl& api, const Request& q) {
   const auto body = q.json();
-  if (body.value("type", "") != "m.login.password") fail(400, errc::kMUnknown, "only m.login.password is supported");
+  if (body.value("type", "") == "m.login.token") {
+    const auto token = body.value("token", json());
+    const auto user_id = token.is_string() ? api.store.take_login_token(token.get<std::string>()) : std::nullopt;
+    if (!user_id) fail(403, errc::kMForbidden, "invalid or expired login token");
+    return session_for(api, q, body, *user_id);
+  }
+  if (body.value("type", "") != "m.login.password") fail(400, errc::kMUnknown, "only m.login.password and m.login.token are supported");
   std::string user = body.value("user", "");
   if (body.contains("identifier") && body["identifier"].is_object()) {
     const auto& id = body["identifier"];
@@ -66,11 +83,7 @@ Response login(ClientApi::Impl& api, const Request& q) {
   try {
     const auto member = auth::verify_credentials(api.runtime.home(), user, body.value("password", ""), "room",
                                                  q.remote_address);
-    const std::string user_id = "@" + member.handle + ":" + api.server();
-    auto [token, device] = api.store.create_session(user_id, body.value("device_id", ""),
-                                                    body.value("initial_device_display_name", ""));
-    return ok({{"user_id", user_id}, {"access_token", token}, {"device_id", device}, {"home_server", api.server()},
-               {"well_known", {{"m.homeserver", {{"base_url", api.public_base_url(q)}}}}}});
+    return session_for(api, q, body, "@" + member.handle + ":" + api.server());
   } catch (const auth::ThrottledError& e) {
     return rate_limited(e);
   } catch (const Error& e) {
@@ -78,6 +91,15 @@ Response login(ClientApi::Impl& api, const Request& q) {
     if (e.code() == errc::kMemberSuspended || e.code() == errc::kMemberRemoved) fail(403, errc::kMUserDeactivated, e.what());
     throw;
   }
+}
+
+// Client-Server API POST /login/get_token (MSC3882): a token, good once for two minutes, with
+// which a new device of the member signs in (m.login.token), after the password again.
+Response get_login_token(ClientApi::Impl& api, const Request& q) {
+  const auto s = api.authenticate(q);
+  if (auto ask = api.password_again(q, s, "login-token")) return std::move(*ask);
+  constexpr int64_t kLifetimeMs = 120000;
+  return ok({{"login_token", api.store.create_login_token(s.user_id, kLifetimeMs)}, {"expires_in_ms", kLifetimeMs}});
 }
 
 // Logging out deletes the device (Client-Server API "Logout"), so its keys go too.
@@ -250,8 +272,10 @@ constexpr ClientRoute kAccountTable[] = {
     {"GET", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device", Mount::kExact, Run::kBlocking,
      dehydrated_device, "MSC3814: there is no dehydrated device"},
     {"GET", "/capabilities", Mount::kV3AndR0, Run::kBlocking, capabilities, "room versions and account features"},
-    {"GET", "/login", Mount::kV3AndR0, Run::kBlocking, login_flows, "login types (m.login.password)"},
-    {"POST", "/login", Mount::kV3AndR0, Run::kBlocking, login, "log in with coop credentials"},
+    {"GET", "/login", Mount::kV3AndR0, Run::kBlocking, login_flows, "login types (m.login.password, m.login.token)"},
+    {"POST", "/login", Mount::kV3AndR0, Run::kBlocking, login, "log in with coop credentials or a login token"},
+    {"POST", "/_matrix/client/v1/login/get_token", Mount::kExact, Run::kBlocking, get_login_token,
+     "a login token for a new device, after the password again"},
     {"POST", "/logout", Mount::kV3AndR0, Run::kBlocking, logout, "end this session"},
     {"POST", "/logout/all", Mount::kV3AndR0, Run::kBlocking, logout_all, "end every session of the member"},
     {"GET", "/account/whoami", Mount::kV3AndR0, Run::kBlocking, whoami, "the session's user and device"},

@@ -225,6 +225,30 @@ int64_t recency(const RoomStore::ListedRoom& room) {
 
 }  // namespace
 
+std::vector<RoomStore::ListedRoom> ClientApi::Impl::room_listing(const std::string& user_id, int64_t up_to) {
+  constexpr std::size_t kMaxListings = 10000;  // users; past that the cache starts over
+  Listing listing;
+  {
+    std::lock_guard lock(listings_mutex);
+    if (const auto it = listings.find(user_id); it != listings.end()) listing = it->second;
+  }
+  const auto changes = store.listing_changes(user_id, listing.at);
+  if (listing.at == 0 || changes.memberships != listing.memberships || changes.rooms.size() > 64) {
+    listing.rooms = store.listed_rooms(user_id);
+  } else {
+    std::erase_if(listing.rooms, [&](const auto& r) { return changes.rooms.count(r.room_id) > 0; });
+    for (const auto& room_id : changes.rooms)
+      for (auto& room : store.listed_rooms(user_id, room_id)) listing.rooms.push_back(std::move(room));
+  }
+  listing.at = up_to;
+  listing.memberships = changes.memberships;
+  std::lock_guard lock(listings_mutex);
+  if (listings.size() >= kMaxListings) listings.clear();
+  auto& kept = listings[user_id];
+  if (kept.at <= listing.at) kept = listing;
+  return std::move(listing.rooms);
+}
+
 std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session, const json& body, const std::string& pos,
                                                           bool commit) {
   const std::string& user_id = session.user_id;
@@ -286,7 +310,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
   // The rooms, filtered and sorted per list; the windows the ranges cut.
   std::vector<RoomStore::ListedRoom> listed;
   std::map<std::string, const RoomStore::ListedRoom*> by_id;
-  const auto all_rooms = store.listed_rooms(user_id);
+  const auto all_rooms = room_listing(user_id, now.events);
   for (const auto& room : all_rooms)
     if (listable(room, user_id, since)) listed.push_back(room);
   std::sort(listed.begin(), listed.end(), [](const auto& a, const auto& b) {

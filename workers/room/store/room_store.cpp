@@ -306,6 +306,20 @@ constexpr sqlite::Migration kMigrations[] = {
       );
       CREATE INDEX sliding_positions_by_connection ON sliding_positions (user_id, device_id, conn_id, id);
     )sql"},
+    // Login tokens (Client-Server API POST /login/get_token, m.login.token): a signed-in
+    // device lets a new one sign in once, within two minutes; kept as hashes.
+    {17, R"sql(
+      CREATE TABLE login_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) WITHOUT ROWID;
+    )sql"},
+    // A room's latest timeline event in one index step (sliding sync sorts every room a
+    // member has by it on each answer; events_by_room alone made that read all of them).
+    {18, R"sql(
+      CREATE INDEX events_by_room_status ON events (room_id, status, stream);
+    )sql"},
 };
 
 }  // namespace
@@ -387,6 +401,28 @@ std::string RoomStore::create_openid_token(const std::string& user_id, int64_t l
   return token;
 }
 
+std::string RoomStore::create_login_token(const std::string& user_id, int64_t lifetime_ms) {
+  const std::string token = random_id(32);
+  std::lock_guard lock(impl_->mutex);
+  impl_->db->prepare("DELETE FROM login_tokens WHERE expires_at < ?1").bind(1, unix_millis()).run();
+  impl_->db->prepare("INSERT INTO login_tokens (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)")
+      .bind(1, sha256_hex(token))
+      .bind(2, user_id)
+      .bind(3, unix_millis() + lifetime_ms)
+      .run();
+  return token;
+}
+
+std::optional<std::string> RoomStore::take_login_token(const std::string& token) {
+  std::lock_guard lock(impl_->mutex);
+  auto& stmt = impl_->db->prepare("DELETE FROM login_tokens WHERE token_hash = ?1 AND expires_at >= ?2 RETURNING user_id");
+  stmt.bind(1, sha256_hex(token)).bind(2, unix_millis());
+  std::optional<std::string> user;
+  if (stmt.step()) user = stmt.column_text(0);
+  stmt.reset();
+  return user;
+}
+
 std::optional<std::string> RoomStore::openid_user(const std::string& token) {
   auto db = impl_->read();
   auto& stmt = db->prepare("SELECT user_id FROM openid_tokens WHERE token_hash = ?1 AND expires_at >= ?2");
@@ -439,8 +475,10 @@ void RoomStore::delete_sessions(const std::string& user_id) {
   sqlite::Transaction tx(*impl_->db);
   impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1").bind(1, user_id).run();
   impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1").bind(1, user_id).run();
-  // OpenID tokens go too: a suspended member's token no longer admits them to a call.
+  // OpenID and login tokens go too: a suspended member's token no longer admits them to a
+  // call, nor signs in a new device.
   impl_->db->prepare("DELETE FROM openid_tokens WHERE user_id = ?1").bind(1, user_id).run();
+  impl_->db->prepare("DELETE FROM login_tokens WHERE user_id = ?1").bind(1, user_id).run();
   tx.commit();
 }
 
@@ -799,7 +837,7 @@ std::vector<std::pair<std::string, std::string>> RoomStore::rooms_of(const std::
   return out;
 }
 
-std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& user_id) {
+std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& user_id, const std::string& only_room) {
   auto db = impl_->read();
   // The bump stamp's event types: what a room list reorders for (MSC4186, as Synapse counts).
   auto& stmt = db->prepare(
@@ -810,8 +848,8 @@ std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& us
       "      'm.beacon_info') ORDER BY b.stream DESC LIMIT 1), "
       "  coalesce(r.room_type, '') "
       "FROM memberships m LEFT JOIN events e ON e.event_id = m.event_id LEFT JOIN rooms r ON r.room_id = m.room_id "
-      "WHERE m.user_id = ?1 AND m.forgotten = 0");
-  stmt.bind(1, user_id);
+      "WHERE m.user_id = ?1 AND m.forgotten = 0 AND (?2 = '' OR m.room_id = ?2)");
+  stmt.bind(1, user_id).bind(2, only_room);
   std::vector<ListedRoom> out;
   while (stmt.step()) {
     ListedRoom room;
@@ -824,6 +862,23 @@ std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& us
     room.room_type = stmt.column_text(6);
     out.push_back(std::move(room));
   }
+  stmt.reset();
+  return out;
+}
+
+RoomStore::ListingChanges RoomStore::listing_changes(const std::string& user_id, int64_t after) {
+  auto db = impl_->read();
+  ListingChanges out;
+  auto& count = db->prepare("SELECT count(*) FROM memberships WHERE user_id = ?1 AND forgotten = 0");
+  count.bind(1, user_id);
+  if (count.step()) out.memberships = count.column_int64(0);
+  count.reset();
+  // Only the events after `after` are read (the stream is the table's key).
+  auto& stmt = db->prepare(
+      "SELECT DISTINCT e.room_id FROM events e WHERE e.stream > ?2 "
+      "AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = e.room_id AND m.user_id = ?1)");
+  stmt.bind(1, user_id).bind(2, after);
+  while (stmt.step()) out.rooms.insert(stmt.column_text(0));
   stmt.reset();
   return out;
 }
@@ -849,6 +904,15 @@ std::optional<RoomStore::SlidingPosition> RoomStore::sliding_position(const std:
 int64_t RoomStore::save_sliding_position(const std::string& user_id, const std::string& device_id, const std::string& conn_id,
                                          int64_t used, const std::string& token, const json& rooms) {
   std::lock_guard lock(impl_->mutex);
+  // A position is not worth an fsync on every answer: written to the WAL it survives a crash
+  // of coop-room, and only a power cut may lose the newest, whose client then starts again
+  // (M_UNKNOWN_POS). Everything else room.db holds keeps synchronous=FULL, restored below
+  // under the same lock before any other write.
+  impl_->db->exec("PRAGMA synchronous=NORMAL");
+  struct RestoreFull {
+    sqlite::Database& db;
+    ~RestoreFull() { db.exec("PRAGMA synchronous=FULL"); }
+  } restore{*impl_->db};
   sqlite::Transaction tx(*impl_->db);
   // The position the client used stays (it may send it again); those before it are done with,
   // and a request without a position starts the connection afresh.

@@ -87,6 +87,10 @@ class RoomStore {
   // OpenID tokens: made for a member, answered with their user ID until they expire.
   std::string create_openid_token(const std::string& user_id, int64_t lifetime_seconds);
   std::optional<std::string> openid_user(const std::string& token);
+  // Login tokens (m.login.token): one a signed-in member makes for a new device, and the
+  // member it names, used up by the asking (nullopt when unknown, used or expired).
+  std::string create_login_token(const std::string& user_id, int64_t lifetime_ms);
+  std::optional<std::string> take_login_token(const std::string& token);
   // (displayname, avatar_url) the member set over Matrix; nullopt where they did not.
   std::pair<std::optional<std::string>, std::optional<std::string>> profile(const std::string& user_id);
   // field is "displayname" or "avatar_url".
@@ -156,7 +160,14 @@ class RoomStore {
     std::string room_id, membership, member_sender, room_type;
     int64_t member_stream = 0, latest = 0, bump = 0;
   };
-  std::vector<ListedRoom> listed_rooms(const std::string& user_id);
+  std::vector<ListedRoom> listed_rooms(const std::string& user_id, const std::string& only_room = {});
+  // What may have moved in a user's room listing since an events position: the rooms with
+  // events after it, and how many memberships the user has (a forgotten room changes that).
+  struct ListingChanges {
+    int64_t memberships = 0;
+    std::set<std::string> rooms;
+  };
+  ListingChanges listing_changes(const std::string& user_id, int64_t after);
   // Sliding sync positions (MSC4186): one a connection (user, device, conn_id) was handed, or
   // nullopt; and a new one after `used` (0: the connection starts afresh), whose ID it returns.
   struct SlidingPosition {
