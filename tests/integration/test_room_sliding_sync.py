@@ -1,8 +1,10 @@
-"""Simplified sliding sync (MSC4186, issue 24) with a real client: matrix-js-sdk's SlidingSync
-(tests/clients/sliding_sync.mjs) against coop-room. The room list follows the rooms as they
-get messages, ranges widen, a subscription brings a room outside them, required_state
-carries $ME and the timeline's senders ($LAZY), the five extensions carry what they should,
-and a position stays good across a restart of coop-room."""
+"""Members on their phones (issue 24). Simplified sliding sync (MSC4186) with real clients:
+matrix-js-sdk's SlidingSync (tests/clients/sliding_sync.mjs) against coop-room, whose room list
+follows the rooms as they get messages, ranges widen, a subscription brings a room outside them
+with a longer timeline, required_state carries $ME and the timeline's senders ($LAZY), the five
+extensions carry what they should, and a position stays good across a restart of coop-room;
+matrix-js-sdk with Rust crypto on sliding sync and matrix-nio on /sync in one encrypted room.
+Also a new device signed in with a login token, and push to a phone whose app is closed."""
 import asyncio
 import json
 import os
@@ -289,7 +291,60 @@ def test_a_second_device_signs_in_with_a_login_token():
         assert status == 403, answer
 
 
+def test_a_phone_whose_app_is_closed_hears_each_message_once_through_its_gateway():
+    """Push (Push Gateway API, as Sygnal takes it): alice's phone syncs once with sliding sync,
+    sets an HTTP pusher and closes; each of bob's messages reaches the gateway exactly once,
+    with alice's growing unread count, and those of the encrypted room with no content."""
+    from test_room_client import Gateway, start_with
+
+    gateway = Gateway()
+    try:
+        with Shard(BIN) as shard:
+            url = start_with(shard, f'push = {{ gateways = ["http://127.0.0.1:{gateway.port}/"] }}\n')
+            alice, bob = login(url, "alice"), login(url, "bob")
+            plain = call(url, bob, "POST", "/createRoom", {"name": "Plain", "invite": [f"@alice:{DOMAIN}"]})["room_id"]
+            secret = call(url, bob, "POST", "/createRoom", {"name": "Secret", "invite": [f"@alice:{DOMAIN}"], "initial_state": [
+                {"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}}]})["room_id"]
+            for room_id in (plain, secret):
+                call(url, alice, "POST", f"/join/{room_id}", {})
+            status, first, _ = http_json(f"{url}{SLIDING}", "POST", {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 1}}},
+                                         alice["access_token"])
+            assert status == 200 and {plain, secret} <= set(first["rooms"]), first
+            call(url, alice, "POST", "/pushers/set", {
+                "kind": "http", "app_id": "io.element.elementx", "pushkey": "phone", "app_display_name": "Element X",
+                "device_display_name": "phone", "lang": "en",
+                "data": {"url": f"http://127.0.0.1:{gateway.port}/_matrix/push/v1/notify"}})
+            sent = []
+            for i in range(3):
+                sent.append(call(url, bob, "PUT", f"/rooms/{plain}/send/m.room.message/p{i}", {"msgtype": "m.text", "body": f"plain {i}"})["event_id"])
+            for i in range(2):
+                sent.append(call(url, bob, "PUT", f"/rooms/{secret}/send/m.room.encrypted/e{i}", {
+                    "algorithm": "m.megolm.v1.aes-sha2", "ciphertext": f"opaque {i}", "sender_key": "k", "session_id": "s",
+                    "device_id": "D"})["event_id"])
+            # A last message: notifications go in order, so a repeat of any before it would
+            # have come before it.
+            sent.append(call(url, bob, "PUT", f"/rooms/{plain}/send/m.room.message/last", {"msgtype": "m.text", "body": "last"})["event_id"])
+            wait_for(lambda: any(b["notification"]["event_id"] == sent[-1] for _, b in gateway.received), timeout=30,
+                     what="the last notification")
+            got = [b["notification"] for _, b in gateway.received]
+            assert [n["event_id"] for n in got] == sent, ([n["event_id"] for n in got], sent)
+            # The badge: alice's unread count when each goes out (never less than the messages
+            # so far), six at the end.
+            unread = [n["counts"]["unread"] for n in got]
+            assert all(u >= i + 1 for i, u in enumerate(unread)) and unread == sorted(unread) and unread[-1] == 6, unread
+            for n in got:
+                assert n["devices"][0]["pushkey"] == "phone" and n["sender"] == f"@bob:{DOMAIN}", n
+                if n["room_id"] == secret:
+                    assert n["type"] == "m.room.encrypted" and "content" not in n, n
+                else:
+                    assert n["content"]["body"].startswith(("plain", "last")) and n["room_name"] == "Plain", n
+            assert "opaque" not in json.dumps([n for n in got if n["room_id"] == secret])
+    finally:
+        gateway.close()
+
+
 if __name__ == "__main__":
     run_tests([test_room_list_subscriptions_extensions_and_restart, test_hostile_requests_get_clear_errors,
                test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room,
-               test_a_second_device_signs_in_with_a_login_token])
+               test_a_second_device_signs_in_with_a_login_token,
+               test_a_phone_whose_app_is_closed_hears_each_message_once_through_its_gateway])
