@@ -202,6 +202,12 @@ def test_hostile_requests_get_clear_errors():
                      {"lists": {f"l{i}": {"ranges": [[0, 1]]} for i in range(101)}}):
             status, answer, _ = http_json(f"{url}{SLIDING}", "POST", body, token)
             assert status == 400 and answer["errcode"].startswith("M_"), (body if len(json.dumps(body)) < 200 else "...", answer)
+        too_many = [["m.room.topic", str(i)] for i in range(101)]
+        for body in ({"lists": {"x": {"ranges": [[0, 1]], "required_state": too_many}}},
+                     {"room_subscriptions": {"!a:b": {"required_state": [["t" * 300, ""]]}}},
+                     {"lists": {"x": {"ranges": [[0, 1]], "filters": {"spaces": [f"!s{i}:x" for i in range(101)]}}}}):
+            status, answer, _ = http_json(f"{url}{SLIDING}", "POST", body, token)
+            assert status == 400 and answer["errcode"] == "M_INVALID_PARAM", answer
         for pos in ("abc", "-1", "1" * 40, "../1"):
             status, answer, _ = http_json(f"{url}{SLIDING}?pos={pos}", "POST", {}, token)
             assert status == 400 and answer["errcode"] == "M_UNKNOWN_POS", (pos, answer)
@@ -215,6 +221,22 @@ def test_hostile_requests_get_clear_errors():
             "room_subscriptions": {"!nowhere:elsewhere": {"timeline_limit": 1}}, "whatever": 1}, token)
         assert status == 200 and "nonsense" not in answer["extensions"], answer
         assert answer["rooms"] == {} or all(k != "!nowhere:elsewhere" for k in answer["rooms"]), answer
+
+        # An invitation bob takes back: alice hears she is out (her own membership) and sees
+        # nothing of a room she never joined, whatever she asks for.
+        bob = login(url, "bob")
+        private = call(url, bob, "POST", "/createRoom", {"name": "Private", "topic": "not for alice",
+                                                          "invite": [f"@alice:{DOMAIN}"]})["room_id"]
+        call(url, bob, "PUT", f"/rooms/{private}/send/m.room.message/m1", {"msgtype": "m.text", "body": "secret plans"})
+        call(url, bob, "POST", f"/rooms/{private}/kick", {"user_id": f"@alice:{DOMAIN}"})
+        status, answer, _ = http_json(f"{url}{SLIDING}", "POST", {
+            "lists": {"x": {"ranges": [[0, 20]], "timeline_limit": 10, "required_state": [["*", "*"]]}},
+            "room_subscriptions": {private: {"timeline_limit": 10, "required_state": [["*", "*"]]}},
+            "extensions": {"receipts": {"enabled": True}, "typing": {"enabled": True}}}, token)
+        assert status == 200, answer
+        room = answer["rooms"][private]
+        assert [(e["type"], e["content"]["membership"]) for e in room["required_state"]] == [("m.room.member", "leave")], room
+        assert "timeline" not in room and "secret plans" not in json.dumps(answer) and "not for alice" not in json.dumps(answer), room
 
 
 def test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room():

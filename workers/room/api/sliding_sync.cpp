@@ -13,6 +13,7 @@
 #include <optional>
 #include <set>
 
+#include "common/digest.h"
 #include "common/error.h"
 #include "workers/room/client_impl.h"
 #include "workers/room/store/key_store.h"
@@ -35,6 +36,12 @@ constexpr std::size_t kMaxConnId = 64;
 constexpr int kToDeviceLimit = 100;
 constexpr int kHeroes = 5;
 constexpr int kMaxTimeoutMs = 120000;
+// What one request may ask: required_state pairs per list or subscription, entries per
+// filter array, and the events all its rooms' timelines carry together (rooms past that come
+// with the next answer, which is then immediate).
+constexpr std::size_t kMaxRequiredState = 100;
+constexpr std::size_t kMaxFilterEntries = 100;
+constexpr int kMaxEventsPerAnswer = 5000;
 
 // required_state as asked: [type, state_key] pairs, "*" for any type or key, "$ME" for the
 // user's own key, ["m.room.member", "$LAZY"] for the members the timeline needs.
@@ -46,9 +53,11 @@ struct RequiredState {
 
   void add(const json& pairs, const std::string& me) {
     if (!pairs.is_array()) return;
+    if (pairs.size() > kMaxRequiredState) fail(400, errc::kMInvalidParam, "at most 100 required_state entries");
     for (const auto& pair : pairs) {
       if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string() || !pair[1].is_string()) continue;
       const std::string type = pair[0], key = pair[1];
+      if (type.size() > 255 || key.size() > 255) fail(400, errc::kMInvalidParam, "a required_state type or key over 255 bytes");
       if (type == "*") everything = true;  // ["*", key] too: more than asked is allowed
       else if (key == "*") whole_types.insert(type);
       else if (type == "m.room.member" && key == "$LAZY") lazy = true;
@@ -61,13 +70,14 @@ struct RequiredState {
     exact.insert(other.exact.begin(), other.exact.end());
     lazy = lazy || other.lazy;
   }
-  // Equal for the same request, whatever order it listed its pairs in.
+  // Equal for the same request, whatever order it listed its pairs in (a digest: it is kept
+  // per room with each position).
   std::string signature() const {
     std::string out = everything ? "*" : "";
     for (const auto& type : whole_types) out += "|" + type;
     out += "|";
     for (const auto& [type, key] : exact) out += "|" + type + "\x1f" + key;
-    return out + (lazy ? "|$LAZY" : "");
+    return sha256_hex(out + (lazy ? "|$LAZY" : "")).substr(0, 16);
   }
   bool wants(const std::string& type, const std::string& key, const std::set<std::string>& lazy_members) const {
     if (everything || whole_types.count(type) || exact.count({type, key})) return true;
@@ -140,6 +150,14 @@ class RoomFilter {
   RoomFilter(RoomStore& store, const std::string& user_id, const std::set<std::string>& dms)
       : store_(store), user_id_(user_id), dms_(dms) {}
 
+  // Throws 400 for filter arrays over kMaxFilterEntries.
+  static void check(const json& filters) {
+    if (!filters.is_object()) return;
+    for (const char* name : {"room_types", "not_room_types", "spaces", "tags", "not_tags"})
+      if (filters.contains(name) && filters[name].is_array() && filters[name].size() > kMaxFilterEntries)
+        fail(400, errc::kMInvalidParam, std::string("at most 100 entries in filters.") + name);
+  }
+
   bool admits(const RoomStore::ListedRoom& room, const json& filters) {
     if (!filters.is_object()) return true;
     const auto flag = [&](const char* name) -> std::optional<bool> {
@@ -161,7 +179,7 @@ class RoomFilter {
     const bool tags_asked = filters.contains("tags") && filters["tags"].is_array();
     const bool not_tags_asked = filters.contains("not_tags") && filters["not_tags"].is_array();
     if (tags_asked || not_tags_asked) {
-      const auto tags = tags_of(room.room_id);
+      const auto& tags = tags_of(room.room_id);
       const auto any_of = [&](const json& wanted) {
         for (const auto& t : wanted)
           if (t.is_string() && tags.count(t.get<std::string>())) return true;
@@ -174,17 +192,22 @@ class RoomFilter {
   }
 
  private:
+  // Each room's answers are read once per request, whatever number of lists ask.
   bool is_encrypted(const std::string& room_id) {
-    const auto e = store_.state_event(room_id, "m.room.encryption", "");
-    return e && e->contains("content") && (*e)["content"].is_object() && (*e)["content"].contains("algorithm") &&
-           !(*e)["content"]["algorithm"].is_null();
+    auto [it, fresh] = encrypted_.try_emplace(room_id, false);
+    if (fresh) {
+      const auto e = store_.state_event(room_id, "m.room.encryption", "");
+      it->second = e && e->contains("content") && (*e)["content"].is_object() && (*e)["content"].contains("algorithm") &&
+                   !(*e)["content"]["algorithm"].is_null();
+    }
+    return it->second;
   }
   // The rooms a Space lists as its children (m.space.child with a `via`), per Space asked.
   bool in_spaces(const std::string& room_id, const json& spaces) {
     for (const auto& space : spaces) {
       if (!space.is_string()) continue;
       auto [it, fresh] = children_.try_emplace(space.get<std::string>());
-      if (fresh && !store_.membership(it->first, user_id_).empty())
+      if (fresh && store_.membership(it->first, user_id_) == "join")
         for (const auto& e : store_.current_state(it->first, [](const std::string& type, const std::string&) {
                return type == "m.space.child";
              }))
@@ -195,27 +218,34 @@ class RoomFilter {
     }
     return false;
   }
-  std::set<std::string> tags_of(const std::string& room_id) {
-    std::set<std::string> out;
-    const auto tag = store_.account_data(user_id_, room_id, "m.tag");
-    if (tag && tag->is_object() && tag->contains("tags") && (*tag)["tags"].is_object())
-      for (const auto& [name, value] : (*tag)["tags"].items()) out.insert(name);
-    return out;
+  const std::set<std::string>& tags_of(const std::string& room_id) {
+    auto [it, fresh] = tags_.try_emplace(room_id);
+    if (fresh) {
+      const auto tag = store_.account_data(user_id_, room_id, "m.tag");
+      if (tag && tag->is_object() && tag->contains("tags") && (*tag)["tags"].is_object())
+        for (const auto& [name, value] : (*tag)["tags"].items()) it->second.insert(name);
+    }
+    return it->second;
   }
 
   RoomStore& store_;
   const std::string& user_id_;
   const std::set<std::string>& dms_;
   std::map<std::string, std::set<std::string>> children_;
+  std::map<std::string, bool> encrypted_;
+  std::map<std::string, std::set<std::string>> tags_;
 };
 
 // The rooms a list may show: every membership but leaves, except a kick or a ban, and a
 // leave of the user's own since the connection's last position (so the client hears of it).
+// A leave whose event is not a leave (an invitation from another server declined here) is
+// the user's own.
 bool listable(const RoomStore::ListedRoom& room, const std::string& user_id, const std::optional<StreamPosition>& since) {
   if (room.membership == "join" || room.membership == "invite" || room.membership == "knock" || room.membership == "ban")
     return true;
   if (room.membership != "leave") return false;
-  return room.member_sender != user_id || (since && room.member_stream > since->events);
+  const bool own = room.member_sender == user_id || room.member_event_membership != "leave";
+  return !own || (since && room.member_stream > since->events);
 }
 
 // Where a room sorts: its latest event, or for those the user is not in, their membership's.
@@ -287,6 +317,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       list.name = name;
       list.config = parse_config(spec, user_id);
       if (spec.contains("filters") && spec["filters"].is_object()) list.filters = spec["filters"];
+      RoomFilter::check(list.filters);
       if (spec.contains("ranges")) {
         if (!spec["ranges"].is_array()) fail(400, errc::kMInvalidParam, "ranges is a list of [start, end]");
         if (spec["ranges"].size() > kMaxRanges) fail(400, errc::kMInvalidParam, "at most 100 ranges a list");
@@ -348,19 +379,27 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
   // Each room chosen: everything on its first time on this connection, else what changed
   // since it was last sent.
   json sent_before = previous ? previous->rooms : json::object();
-  json sent_now = sent_before;
+  // What this connection was sent of rooms the user still has (a left and forgotten room's
+  // entry goes).
+  json sent_now = json::object();
+  for (const auto& room : all_rooms)
+    if (sent_before.contains(room.room_id)) sent_now[room.room_id] = sent_before[room.room_id];
   json rooms_out = json::object();
+  int events_budget = kMaxEventsPerAnswer;
+  bool more_to_send = false;  // rooms left for the next answer, past the budget
   for (const auto& [room_id, config] : chosen) {
     const auto& room = *by_id.at(room_id);
-    // How far the room was sent on this connection (-1: never), with which timeline_limit and
-    // required_state: [position, limit, required_state's signature].
+    // How far the room was sent on this connection (-1: never), with which timeline_limit,
+    // required_state and membership: [position, limit, required_state's signature, membership].
     int64_t bound = -1, sent_limit = 0;
-    std::string sent_state;
-    if (const auto it = sent_before.find(room_id); it != sent_before.end() && it->is_array() && it->size() == 3 &&
-                                                   (*it)[0].is_number_integer() && (*it)[1].is_number_integer() && (*it)[2].is_string()) {
+    std::string sent_state, sent_membership;
+    if (const auto it = sent_before.find(room_id); it != sent_before.end() && it->is_array() && it->size() == 4 &&
+                                                   (*it)[0].is_number_integer() && (*it)[1].is_number_integer() &&
+                                                   (*it)[2].is_string() && (*it)[3].is_string()) {
       bound = (*it)[0].get<int64_t>();
       sent_limit = (*it)[1].get<int64_t>();
       sent_state = (*it)[2].get<std::string>();
+      sent_membership = (*it)[3].get<std::string>();
     }
     const std::string state_signature = config.state.signature();
     json result = json::object();
@@ -377,12 +416,29 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       result["highlight_count"] = 0;
       if (dms.count(room_id)) result["is_dm"] = true;
       rooms_out[room_id] = result;
-      sent_now[room_id] = json::array({now.events, 0, ""});
+      sent_now[room_id] = json::array({now.events, 0, "", room.membership});
       continue;
     }
-    const bool joined = room.membership == "join";
-    const int64_t up_to = joined ? now.events : room.member_stream;
-    sent_now[room_id] = json::array({up_to, config.timeline_limit, state_signature});
+    if (room.membership != "join") {
+      // Left, kicked or banned: the member's own membership event, so that the client knows;
+      // no state or timeline of a room they are not in (some never were).
+      if (bound >= 0 && room.member_stream <= bound) continue;
+      if (const auto member = store.state_event(room_id, "m.room.member", user_id))
+        result["required_state"] = json::array({client_event(*member)});
+      if (bound < 0) result["initial"] = true;
+      result["bump_stamp"] = room.member_stream;
+      result["notification_count"] = 0;
+      result["highlight_count"] = 0;
+      rooms_out[room_id] = result;
+      sent_now[room_id] = json::array({room.member_stream, config.timeline_limit, state_signature, room.membership});
+      continue;
+    }
+    if (events_budget <= 0) {  // this one comes with the next answer, which comes at once
+      more_to_send = true;
+      continue;
+    }
+    const int64_t up_to = now.events;
+    sent_now[room_id] = json::array({up_to, config.timeline_limit, state_signature, room.membership});
     // A room sent before with a shorter timeline or other required_state (a client opening
     // a room it listed): the newest events again, marked so (Synapse's
     // unstable_expanded_timeline), and all the state now asked for.
@@ -392,7 +448,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       continue;  // nothing new
     // The first time on this connection, or joined since it was last sent (an invitation
     // before): all of it (MSC4186 "initial").
-    const bool initial = bound < 0 || (joined && room.member_stream > bound);
+    const bool initial = bound < 0 || sent_membership != "join";
     if (initial || expanded_timeline) bound = 0;
     const int limit = config.timeline_limit;
 
@@ -413,6 +469,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     const bool limited = static_cast<int>(newest.size()) > limit;
     if (limited) newest.pop_back();
     std::reverse(newest.begin(), newest.end());
+    events_budget -= static_cast<int>(newest.size()) + 1;
     if (!initial && newest.empty() && !state_changed && !limited && !expanded_state) continue;
 
     // The state: all of it the first time, else what changed (a long gap may hide changes).
@@ -426,11 +483,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     const RoomStore::StateWanted wanted = [&](const std::string& type, const std::string& key) {
       return type == "m.room.name" || type == "m.room.avatar" || config.state.wants(type, key, lazy_members);
     };
-    const auto state_now = [&] {
-      if (joined) return store.current_state(room_id, wanted);
-      const auto member = store.state_event(room_id, "m.room.member", user_id);
-      return member ? store.state_after(member->value("event_id", ""), wanted).value_or(std::vector<json>{}) : std::vector<json>{};
-    };
+    const auto state_now = [&] { return store.current_state(room_id, wanted); };
     std::vector<json> changed;
     if (initial || expanded_state) {
       changed = state_now();
@@ -459,7 +512,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     if (config.state.lazy && !initial)
       for (const auto& member : lazy_members)
         if (const auto e = store.state_event(room_id, "m.room.member", member); e && !required_ids.count(e->value("event_id", "")))
-          if (joined) required.push_back(client_event(*e));
+          required.push_back(client_event(*e));
 
     // Name, avatar, heroes and counts: the first time, and when they change.
     if (initial || changed_of("m.room.name")) {
@@ -473,7 +526,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       if (avatar && (*avatar)["content"].is_object() && (*avatar)["content"].value("url", json()).is_string())
         result["avatar"] = (*avatar)["content"]["url"];
     }
-    if (joined && (initial || members_changed)) {
+    if (initial || members_changed || limited) {
       const auto summary = store.room_summary(room_id, user_id, kHeroes);
       result["joined_count"] = summary.joined;
       result["invited_count"] = summary.invited;
@@ -504,7 +557,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     if (since)
       for (const auto& e : newest) live += e.stream > since->events ? 1 : 0;
     result["num_live"] = live;
-    result["bump_stamp"] = joined ? std::max(room.bump, int64_t{0}) : room.member_stream;
+    result["bump_stamp"] = std::max(room.bump, int64_t{0});
     const auto [unread, threads] = unread_counts(room_id, user_id, false);
     result["notification_count"] = unread.value("notification_count", 0);
     result["highlight_count"] = unread.value("highlight_count", 0);
@@ -521,6 +574,13 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       if (names(scope.lists, name)) out.insert(rooms.begin(), rooms.end());
     for (const auto& room_id : subscribed)
       if (names(scope.rooms, room_id)) out.insert(room_id);
+    return out;
+  };
+  // Receipts and typing are for rooms the user is in, as /sync has them.
+  const auto joined_in = [&](const std::set<std::string>& rooms) {
+    std::set<std::string> out;
+    for (const auto& room_id : rooms)
+      if (const auto it = by_id.find(room_id); it != by_id.end() && it->second->membership == "join") out.insert(room_id);
     return out;
   };
   if (const auto to_device = scope_of(extensions, "to_device"); to_device.enabled) {
@@ -558,16 +618,18 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       else if (in_scope.count(rid)) per_room[rid].push_back({{"type", type}, {"content", content}});
     }
     // A room sent for the first time brings its account data whenever it changed.
+    std::set<std::string> first_time;
     for (const auto& [room_id, result] : rooms_out.items())
-      if (since && in_scope.count(room_id) && result.value("initial", false))
-        for (const auto& [rid, type, content] : store.account_data_since(user_id, 0))
-          if (rid == room_id && !per_room.contains(rid)) per_room[rid].push_back({{"type", type}, {"content", content}});
+      if (since && in_scope.count(room_id) && result.value("initial", false)) first_time.insert(room_id);
+    if (!first_time.empty())
+      for (const auto& [rid, type, content] : store.account_data_since(user_id, 0))
+        if (first_time.count(rid) && !per_room.contains(rid)) per_room[rid].push_back({{"type", type}, {"content", content}});
     extension_news = extension_news || !global.empty() || !per_room.empty();
     extensions_out["account_data"] = {{"global", global}, {"rooms", per_room}};
   }
   if (const auto scope = scope_of(extensions, "receipts"); scope.enabled) {
     json per_room = json::object();
-    for (const auto& room_id : scoped(scope)) {
+    for (const auto& room_id : joined_in(scoped(scope))) {
       const bool first = rooms_out.contains(room_id) && rooms_out[room_id].value("initial", false);
       const json receipts = store.receipts_since(room_id, since && !first ? since->other : 0, user_id);
       if (!receipts.empty()) per_room[room_id] = {{"type", "m.receipt"}, {"content", receipts}};
@@ -578,7 +640,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
   if (const auto scope = scope_of(extensions, "typing"); scope.enabled) {
     json per_room = json::object();
     const auto t = std::chrono::steady_clock::now();
-    for (const auto& room_id : scoped(scope)) {
+    for (const auto& room_id : joined_in(scoped(scope))) {
       const auto changed = moment.typing_changed.find(room_id);
       if (since && (changed == moment.typing_changed.end() || changed->second <= since->other)) continue;
       json users = json::array();
@@ -592,7 +654,7 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
     extensions_out["typing"] = {{"rooms", per_room}};
   }
 
-  const bool news = !since || !rooms_out.empty() || extension_news;
+  const bool news = !since || !rooms_out.empty() || extension_news || more_to_send;
   json out = {{"lists", lists_out}, {"rooms", rooms_out}, {"extensions", extensions_out}};
   if (body.contains("txn_id") && body["txn_id"].is_string()) out["txn_id"] = body["txn_id"];
   if (commit || news) {

@@ -3,8 +3,10 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <limits>
 #include <map>
@@ -467,6 +469,10 @@ void RoomStore::delete_session(const std::string& access_token) {
   sqlite::Transaction tx(*impl_->db);
   impl_->db->prepare("DELETE FROM access_tokens WHERE token_hash = ?1").bind(1, sha256_hex(access_token)).run();
   impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2").bind(1, session->user_id).bind(2, session->device_id).run();
+  impl_->db->prepare("DELETE FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2")
+      .bind(1, session->user_id)
+      .bind(2, session->device_id)
+      .run();
   tx.commit();
 }
 
@@ -479,6 +485,7 @@ void RoomStore::delete_sessions(const std::string& user_id) {
   // call, nor signs in a new device.
   impl_->db->prepare("DELETE FROM openid_tokens WHERE user_id = ?1").bind(1, user_id).run();
   impl_->db->prepare("DELETE FROM login_tokens WHERE user_id = ?1").bind(1, user_id).run();
+  impl_->db->prepare("DELETE FROM sliding_positions WHERE user_id = ?1").bind(1, user_id).run();
   tx.commit();
 }
 
@@ -494,7 +501,10 @@ std::vector<std::string> RoomStore::delete_sessions_except(const std::string& us
   for (const auto& device : removed) {
     impl_->db->prepare("DELETE FROM access_tokens WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device).run();
     impl_->db->prepare("DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device).run();
+    impl_->db->prepare("DELETE FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2").bind(1, user_id).bind(2, device).run();
   }
+  // A login token from before a password change signs nobody in after it.
+  impl_->db->prepare("DELETE FROM login_tokens WHERE user_id = ?1").bind(1, user_id).run();
   tx.commit();
   return removed;
 }
@@ -846,7 +856,7 @@ std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& us
       "  (SELECT b.stream FROM events b WHERE b.room_id = m.room_id AND b.status = 0 AND b.type IN "
       "     ('m.room.create', 'm.room.message', 'm.room.encrypted', 'm.sticker', 'm.call.invite', 'm.poll.start', "
       "      'm.beacon_info') ORDER BY b.stream DESC LIMIT 1), "
-      "  coalesce(r.room_type, '') "
+      "  coalesce(r.room_type, ''), coalesce(json_extract(e.json, '$.content.membership'), '') "
       "FROM memberships m LEFT JOIN events e ON e.event_id = m.event_id LEFT JOIN rooms r ON r.room_id = m.room_id "
       "WHERE m.user_id = ?1 AND m.forgotten = 0 AND (?2 = '' OR m.room_id = ?2)");
   stmt.bind(1, user_id).bind(2, only_room);
@@ -860,6 +870,7 @@ std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& us
     room.latest = stmt.column_is_null(4) ? 0 : stmt.column_int64(4);
     room.bump = stmt.column_is_null(5) ? 0 : stmt.column_int64(5);
     room.room_type = stmt.column_text(6);
+    room.member_event_membership = stmt.column_text(7);
     out.push_back(std::move(room));
   }
   stmt.reset();
@@ -869,14 +880,19 @@ std::vector<RoomStore::ListedRoom> RoomStore::listed_rooms(const std::string& us
 RoomStore::ListingChanges RoomStore::listing_changes(const std::string& user_id, int64_t after) {
   auto db = impl_->read();
   ListingChanges out;
-  auto& count = db->prepare("SELECT count(*) FROM memberships WHERE user_id = ?1 AND forgotten = 0");
+  // Changes no event shows (a remote invitation declined here, a room forgotten) change this.
+  auto& count = db->prepare(
+      "SELECT count(*) * 1000003 + total(CASE membership WHEN 'join' THEN 1 WHEN 'invite' THEN 7 WHEN 'leave' THEN 49 "
+      "WHEN 'ban' THEN 343 ELSE 2401 END) FROM memberships WHERE user_id = ?1 AND forgotten = 0");
   count.bind(1, user_id);
   if (count.step()) out.memberships = count.column_int64(0);
   count.reset();
-  // Only the events after `after` are read (the stream is the table's key).
+  if (after <= 0) return out;  // no listing yet: the caller reads it whole
+  // The rooms with events after `after`, one index step each; at most 65 (past 64 the caller
+  // reads the listing whole anyway).
   auto& stmt = db->prepare(
-      "SELECT DISTINCT e.room_id FROM events e WHERE e.stream > ?2 "
-      "AND EXISTS (SELECT 1 FROM memberships m WHERE m.room_id = e.room_id AND m.user_id = ?1)");
+      "SELECT m.room_id FROM memberships m WHERE m.user_id = ?1 AND m.forgotten = 0 "
+      "AND EXISTS (SELECT 1 FROM events e WHERE e.room_id = m.room_id AND e.stream > ?2) LIMIT 65");
   stmt.bind(1, user_id).bind(2, after);
   while (stmt.step()) out.rooms.insert(stmt.column_text(0));
   stmt.reset();
@@ -911,16 +927,35 @@ int64_t RoomStore::save_sliding_position(const std::string& user_id, const std::
   impl_->db->exec("PRAGMA synchronous=NORMAL");
   struct RestoreFull {
     sqlite::Database& db;
-    ~RestoreFull() { db.exec("PRAGMA synchronous=FULL"); }
+    ~RestoreFull() {
+      try {
+        db.exec("PRAGMA synchronous=FULL");
+      } catch (const std::exception& e) {
+        spdlog::error("room.db: cannot go back to synchronous=FULL: {}", e.what());
+      }
+    }
   } restore{*impl_->db};
   sqlite::Transaction tx(*impl_->db);
-  // The position the client used stays (it may send it again); those before it are done with,
-  // and a request without a position starts the connection afresh.
-  impl_->db->prepare("DELETE FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND id < ?4")
+  // The position the client used stays (it may send it again), and the few newest (answers
+  // it may not have had yet); those before it are done with, and a request without a
+  // position starts the connection afresh.
+  impl_->db->prepare(
+      "DELETE FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 AND (id < ?4 OR "
+      "(id != ?4 AND id NOT IN (SELECT id FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2 AND conn_id = ?3 "
+      "ORDER BY id DESC LIMIT 3)))")
       .bind(1, user_id)
       .bind(2, device_id)
       .bind(3, conn_id)
       .bind(4, used > 0 ? used : std::numeric_limits<int64_t>::max())
+      .run();
+  // At most 10 connections a device: the longest unused goes.
+  impl_->db->prepare(
+      "DELETE FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2 AND conn_id NOT IN ("
+      "SELECT conn_id FROM sliding_positions WHERE user_id = ?1 AND device_id = ?2 GROUP BY conn_id "
+      "ORDER BY max(id) DESC LIMIT 9) AND conn_id != ?3")
+      .bind(1, user_id)
+      .bind(2, device_id)
+      .bind(3, conn_id)
       .run();
   const auto now = unix_millis();
   impl_->db->prepare("INSERT INTO sliding_positions (user_id, device_id, conn_id, token, rooms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
@@ -932,8 +967,13 @@ int64_t RoomStore::save_sliding_position(const std::string& user_id, const std::
       .bind(6, now)
       .run();
   const int64_t id = impl_->db->last_insert_rowid();
-  // Connections unused for a week are forgotten (their clients start again: M_UNKNOWN_POS).
-  impl_->db->prepare("DELETE FROM sliding_positions WHERE at < ?1").bind(1, now - int64_t{7} * 24 * 3600 * 1000).run();
+  // Connections unused for a week are forgotten (their clients start again: M_UNKNOWN_POS),
+  // looked for once an hour.
+  static std::atomic<int64_t> last_sweep{0};
+  if (now - last_sweep.load() > int64_t{3600} * 1000) {
+    last_sweep = now;
+    impl_->db->prepare("DELETE FROM sliding_positions WHERE at < ?1").bind(1, now - int64_t{7} * 24 * 3600 * 1000).run();
+  }
   tx.commit();
   return id;
 }

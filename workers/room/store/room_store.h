@@ -158,6 +158,7 @@ class RoomStore {
   // bump stamp (the latest message-like event, MSC4186) and its type.
   struct ListedRoom {
     std::string room_id, membership, member_sender, room_type;
+    std::string member_event_membership;  // the membership its event says (a declined remote invitation's says invite)
     int64_t member_stream = 0, latest = 0, bump = 0;
   };
   std::vector<ListedRoom> listed_rooms(const std::string& user_id, const std::string& only_room = {});
