@@ -14,7 +14,7 @@ import threading
 import time
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
-from test_room_e2ee import CAROL, assert_no_plaintext, nio_alice_with_encrypted_room, nio_send, wait_for_device
+from test_room_e2ee import nio_and_js_sdk_read_each_other
 from test_room_nio import DOMAIN, STRONG, http_json, start
 
 BIN = bin_dir_from_args()
@@ -243,36 +243,7 @@ def test_nio_and_a_sliding_sync_client_read_each_other_in_an_encrypted_room():
     """matrix-nio on /sync and matrix-js-sdk with Rust crypto on sliding sync (its room keys
     come through the to_device extension, device lists through e2ee) in one encrypted room:
     each decrypts all ten of the other's messages."""
-    async def scenario(url, store):
-        alice, room_id, reader = await nio_alice_with_encrypted_room(url, store, "Phones", CAROL)
-        try:
-            env = dict(os.environ, COOP_SLIDING_SYNC="1")
-            peer = await asyncio.create_subprocess_exec(
-                "node", os.path.join(CLIENTS, "room_e2ee.mjs"), url, DOMAIN, STRONG, "peer", "carol", room_id, "10",
-                "sliding carol secret", "nio alice secret", cwd=CLIENTS, env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-            await wait_for_device(reader, CAROL)
-            from_alice = [f"nio alice secret {i}" for i in range(10)]
-            await nio_send(alice, room_id, from_alice)
-            from_carol = [f"sliding carol secret {i}" for i in range(10)]
-            for _ in range(120):
-                await reader.step()
-                if set(from_carol) <= reader.bodies:
-                    break
-            out, err = await asyncio.wait_for(peer.communicate(), 120)
-            assert peer.returncode == 0, out.decode() + err.decode()
-            assert json.loads(out.decode().strip().splitlines()[-1])["decrypted"] == 10
-            assert set(from_carol) <= reader.bodies, sorted(reader.bodies)
-            return from_alice + from_carol
-        finally:
-            await alice.close()
-
-    with Shard(BIN) as shard:
-        url = start(shard)
-        shard.coop("member", "add", "carol", "--password-stdin", input=STRONG)
-        secrets = asyncio.run(scenario(url, os.path.join(shard.dir, "nio")))
-        shard.coop("down")
-        assert_no_plaintext(shard, secrets)
+    nio_and_js_sdk_read_each_other("Phones", "sliding carol secret", env=dict(os.environ, COOP_SLIDING_SYNC="1"))
 
 
 def test_a_second_device_signs_in_with_a_login_token():

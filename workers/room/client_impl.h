@@ -187,6 +187,9 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   };
   std::mutex listings_mutex;
   std::map<std::string, Listing> listings;  // by user
+  // A long-poll of `session` to park: woken by changes to its joined and invited rooms,
+  // answered by `reply` when there is news or after timeout_ms.
+  std::shared_ptr<Waiter> new_waiter(const Session& session, const http::Request& q, http::Reply reply, int timeout_ms);
   void park(const std::shared_ptr<Waiter>& waiter);
   // Re-runs a parked sync; answers it when there is news or its time is up.
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);

@@ -681,14 +681,7 @@ void sliding_sync(ClientApi::Impl& api, const Request& q, Reply reply) {
       const bool wait = !pos.empty() && timeout > 0;
       auto [answer, has_news] = self->build_sliding_sync(session, body, pos, !wait);
       if (has_news || !wait) return reply(ok(answer));
-      auto waiter = std::make_shared<Waiter>();
-      waiter->user_id = session.user_id;
-      waiter->device_id = session.device_id;
-      for (const auto& [room_id, membership] : self->store.rooms_of(session.user_id))
-        if (membership == "join" || membership == "invite") waiter->rooms.insert(room_id);
-      waiter->request = q;
-      waiter->reply = reply;
-      waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
+      auto waiter = self->new_waiter(session, q, reply, timeout);
       std::weak_ptr<ClientApi::Impl> weak = self;
       waiter->build = [weak, session, body, pos](bool last) -> std::pair<json, bool> {
         const auto api = weak.lock();

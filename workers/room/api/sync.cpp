@@ -317,6 +317,18 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
   return {body, anything || !since};
 }
 
+std::shared_ptr<Waiter> ClientApi::Impl::new_waiter(const Session& session, const Request& q, Reply reply, int timeout_ms) {
+  auto waiter = std::make_shared<Waiter>();
+  waiter->user_id = session.user_id;
+  waiter->device_id = session.device_id;
+  for (const auto& [room_id, membership] : store.rooms_of(session.user_id))
+    if (membership == "join" || membership == "invite") waiter->rooms.insert(room_id);
+  waiter->request = q;
+  waiter->reply = std::move(reply);
+  waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  return waiter;
+}
+
 void ClientApi::Impl::park(const std::shared_ptr<Waiter>& waiter) {
   {
     std::lock_guard lock(waiters_mutex);
@@ -427,15 +439,7 @@ void sync(ClientApi::Impl& api, const Request& q, Reply reply) {
       auto [body, has_news] = self->build_sync(session, q);
       const int timeout = std::clamp(std::atoi(q.query_value("timeout", "0").c_str()), 0, 120000);
       if (has_news || timeout == 0) return reply(ok(body));
-      auto waiter = std::make_shared<Waiter>();
-      waiter->user_id = session.user_id;
-      waiter->device_id = session.device_id;
-      for (const auto& [room_id, membership] : self->store.rooms_of(session.user_id))
-        if (membership == "join" || membership == "invite") waiter->rooms.insert(room_id);
-      waiter->request = q;
-      waiter->reply = reply;
-      waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout);
-      self->park(waiter);
+      self->park(self->new_waiter(session, q, reply, timeout));
     } catch (const Error& e) {
       reply(self->error(e.status(), e.code(), e.what()));
     } catch (const std::exception& e) {
