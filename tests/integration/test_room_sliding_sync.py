@@ -12,6 +12,7 @@ import queue
 import subprocess
 import threading
 import time
+import urllib.parse
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 from test_room_e2ee import nio_and_js_sdk_read_each_other
@@ -189,6 +190,20 @@ def test_room_list_subscriptions_extensions_and_restart():
         assert status == 400 and answer["errcode"] == "M_UNKNOWN_POS", answer
         status, answer, _ = http_json(f"{url}{SLIDING}?pos={last_pos}", "POST", body, bob["access_token"])
         assert status == 400 and answer["errcode"] == "M_UNKNOWN_POS", answer
+
+        # A room without a name is named for its heroes ("Calculating the display name for a
+        # room"), then for its canonical alias once it has one.
+        unnamed = call(url, alice, "POST", "/createRoom", {"preset": "public_chat"})["room_id"]
+        call(url, bob, "POST", f"/join/{unnamed}", {})
+        subscribe = {"room_subscriptions": {unnamed: {"timeline_limit": 1}}}
+        status, answer, _ = http_json(f"{url}{SLIDING}", "POST", subscribe, alice["access_token"])
+        room = answer["rooms"][unnamed]
+        assert [h["user_id"] for h in room["heroes"]] == [f"@bob:{DOMAIN}"], room
+        assert room["name"] == room["heroes"][0].get("displayname", f"@bob:{DOMAIN}") and room["joined_count"] == 2, room
+        call(url, alice, "PUT", f"/directory/room/{urllib.parse.quote(f'#corner:{DOMAIN}')}", {"room_id": unnamed})
+        call(url, alice, "PUT", f"/rooms/{unnamed}/state/m.room.canonical_alias", {"alias": f"#corner:{DOMAIN}"})
+        status, answer, _ = http_json(f"{url}{SLIDING}?pos={answer['pos']}", "POST", subscribe, alice["access_token"])
+        assert answer["rooms"][unnamed]["name"] == f"#corner:{DOMAIN}", answer["rooms"][unnamed]
 
 
 def test_hostile_requests_get_clear_errors():

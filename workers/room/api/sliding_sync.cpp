@@ -481,7 +481,8 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
       if (e.event.value("type", "") == "m.room.member") lazy_members.insert(e.event.value("state_key", ""));
     }
     const RoomStore::StateWanted wanted = [&](const std::string& type, const std::string& key) {
-      return type == "m.room.name" || type == "m.room.avatar" || config.state.wants(type, key, lazy_members);
+      return type == "m.room.name" || type == "m.room.avatar" || type == "m.room.canonical_alias" ||
+             config.state.wants(type, key, lazy_members);
     };
     const auto state_now = [&] { return store.current_state(room_id, wanted); };
     std::vector<json> changed;
@@ -514,35 +515,51 @@ std::pair<json, bool> ClientApi::Impl::build_sliding_sync(const Session& session
         if (const auto e = store.state_event(room_id, "m.room.member", member); e && !required_ids.count(e->value("event_id", "")))
           required.push_back(client_event(*e));
 
-    // Name, avatar, heroes and counts: the first time, and when they change.
-    if (initial || changed_of("m.room.name")) {
-      const auto name = store.state_event(room_id, "m.room.name", "");
-      if (name && (*name)["content"].is_object() && (*name)["content"].value("name", json()).is_string() &&
-          !(*name)["content"]["name"].get<std::string>().empty())
-        result["name"] = (*name)["content"]["name"];
-    }
-    if (initial || changed_of("m.room.avatar")) {
-      const auto avatar = store.state_event(room_id, "m.room.avatar", "");
-      if (avatar && (*avatar)["content"].is_object() && (*avatar)["content"].value("url", json()).is_string())
-        result["avatar"] = (*avatar)["content"]["url"];
-    }
-    if (initial || members_changed || limited) {
-      const auto summary = store.room_summary(room_id, user_id, kHeroes);
-      result["joined_count"] = summary.joined;
-      result["invited_count"] = summary.invited;
-      if (!result.contains("name") && !store.state_event(room_id, "m.room.name", "")) {
-        json heroes = json::array();
-        for (const auto& hero : summary.heroes) {
-          json h = {{"user_id", hero}};
-          if (const auto member = store.state_event(room_id, "m.room.member", hero); member && (*member)["content"].is_object()) {
-            const auto& content = (*member)["content"];
-            if (content.value("displayname", json()).is_string()) h["displayname"] = content["displayname"];
-            if (content.value("avatar_url", json()).is_string()) h["avatar_url"] = content["avatar_url"];
-          }
-          heroes.push_back(std::move(h));
+    // Name, avatar, heroes and counts: the first time, and when they change. A room without
+    // a name gets the one the Client-Server API's "Calculating the display name for a room"
+    // gives it (its canonical alias, else its heroes), and its heroes.
+    std::string explicit_name;
+    if (const auto name = store.state_event(room_id, "m.room.name", "");
+        name && (*name)["content"].is_object() && (*name)["content"].value("name", json()).is_string())
+      explicit_name = (*name)["content"]["name"].get<std::string>();
+    const bool members_moved = initial || members_changed || limited;
+    std::optional<RoomStore::RoomSummary> summary;
+    json heroes = json::array();
+    if (members_moved || (explicit_name.empty() && (changed_of("m.room.name") || changed_of("m.room.canonical_alias")))) {
+      summary = store.room_summary(room_id, user_id, kHeroes);
+      for (const auto& hero : summary->heroes) {
+        json h = {{"user_id", hero}};
+        if (const auto member = store.state_event(room_id, "m.room.member", hero); member && (*member)["content"].is_object()) {
+          const auto& content = (*member)["content"];
+          if (content.value("displayname", json()).is_string()) h["displayname"] = content["displayname"];
+          if (content.value("avatar_url", json()).is_string()) h["avatar_url"] = content["avatar_url"];
         }
-        result["heroes"] = heroes;
+        heroes.push_back(std::move(h));
       }
+    }
+    if (!explicit_name.empty() && (initial || changed_of("m.room.name"))) {
+      result["name"] = explicit_name;
+    } else if (explicit_name.empty() && summary) {
+      std::string alias;
+      if (const auto canonical = store.state_event(room_id, "m.room.canonical_alias", "");
+          canonical && (*canonical)["content"].is_object() && (*canonical)["content"].value("alias", json()).is_string())
+        alias = (*canonical)["content"]["alias"].get<std::string>();
+      std::vector<std::string> names;
+      for (const auto& h : heroes) names.push_back(h.value("displayname", h.value("user_id", "")));
+      const int64_t others = summary->joined + summary->invited - 1 - static_cast<int64_t>(names.size());
+      std::string computed = alias;
+      if (computed.empty() && names.empty()) computed = "Empty Room";
+      for (std::size_t i = 0; computed.empty() || (alias.empty() && i < names.size()); ++i) {
+        if (i > 0) computed += (i + 1 == names.size() && others <= 0) ? " and " : ", ";
+        computed += names[i];
+      }
+      if (alias.empty() && !names.empty() && others > 0) computed += " and " + std::to_string(others) + " others";
+      result["name"] = computed;
+      result["heroes"] = heroes;
+    }
+    if (summary && members_moved) {
+      result["joined_count"] = summary->joined;
+      result["invited_count"] = summary->invited;
     }
     if (initial) result["initial"] = true;
     if (expanded_timeline && !initial) result["unstable_expanded_timeline"] = true;
