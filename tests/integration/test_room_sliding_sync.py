@@ -166,6 +166,18 @@ def test_room_list_subscriptions_extensions_and_restart():
             # The to-device message came once: later answers do not repeat it.
             repeats = [x for x in client.seen if x.get("what") == "ext" and x["name"] == "to_device" and x["data"]["events"]]
             assert len(repeats) == 1, repeats
+
+            # coop-room restarts under the running client: its position still holds, so it
+            # goes on with what is new (no M_UNKNOWN_POS, no room sent whole again).
+            shard.coop("restart", "room")
+            wait_for(lambda: http_json(f"{url}/_matrix/client/versions")[0] == 200, what="coop-room back")
+            mark = len(client.seen)
+            call(url, bob, "PUT", f"/rooms/{rooms[0]}/send/m.room.message/b3", {"msgtype": "m.text", "body": "during the restart"})
+            seen = client.room(rooms[0], "the message after the restart", lambda r: r["bodies"] == ["during the restart"], timeout=60)
+            after = client.seen[mark:]
+            assert not seen["initial"], (seen, after)
+            assert not [x for x in after if x.get("what") == "error" and x.get("status") == 400], after
+            assert not [x for x in after if x.get("what") == "room" and x["initial"]], after
         finally:
             client.close()
         # Nothing received after last_pos was lost: the client stopped there.

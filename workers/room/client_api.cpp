@@ -395,7 +395,9 @@ void ClientApi::close() {
     current.swap(impl_->waiters);
   }
   for (const auto& w : current)
-    if (!w->answered.exchange(true)) w->reply(cors(Response::json({{"next_batch", w->request.query_value("since")}, {"rooms", json::object()}})));
+    if (!w->answered.exchange(true))
+      w->reply(cors(Response::json(!w->on_close.is_null() ? w->on_close
+                                                          : json{{"next_batch", w->request.query_value("since")}, {"rooms", json::object()}})));
 }
 
 }  // namespace coop::room

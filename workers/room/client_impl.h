@@ -39,6 +39,8 @@ struct Waiter {
   // How the answer is built when it is not /sync's (sliding sync): (body, has news), told
   // whether this is the last try, when whatever it has is the answer.
   std::function<std::pair<nlohmann::json, bool>(bool last)> build;
+  // The answer when coop-room stops while it is parked (null: /sync's, its own since again).
+  nlohmann::json on_close;
   http::Reply reply;
   std::chrono::steady_clock::time_point deadline;
   std::atomic<bool> answered{false};

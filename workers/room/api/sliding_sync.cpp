@@ -699,6 +699,9 @@ void sliding_sync(ClientApi::Impl& api, const Request& q, Reply reply) {
       auto [answer, has_news] = self->build_sliding_sync(session, body, pos, !wait);
       if (has_news || !wait) return reply(ok(answer));
       auto waiter = self->new_waiter(session, q, reply, timeout);
+      // Stopping coop-room answers "nothing new" at the same position, which the client
+      // then uses again (a position it already holds, not a new one).
+      waiter->on_close = {{"pos", pos}, {"lists", json::object()}, {"rooms", json::object()}, {"extensions", json::object()}};
       std::weak_ptr<ClientApi::Impl> weak = self;
       waiter->build = [weak, session, body, pos](bool last) -> std::pair<json, bool> {
         const auto api = weak.lock();

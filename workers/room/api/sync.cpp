@@ -349,8 +349,10 @@ void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
   json body;
   bool has_news = false;
   std::optional<Response> failed;
+  // Decided once, before the answer is built: a sliding sync answer that is not the last
+  // try and has no news is built without a new position, so it must not go out.
+  const bool last = final || std::chrono::steady_clock::now() >= waiter->deadline;
   try {
-    const bool last = final || std::chrono::steady_clock::now() >= waiter->deadline;
     if (waiter->build) std::tie(body, has_news) = waiter->build(last);
     else std::tie(body, has_news) = build_sync(Session{waiter->user_id, waiter->device_id}, waiter->request);
   } catch (const Error& e) {
@@ -359,7 +361,7 @@ void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
     spdlog::error("sync for {}: {}", waiter->user_id, e.what());
     failed = error(500, errc::kMUnknown, "internal error");
   }
-  if (!failed && !has_news && !final && std::chrono::steady_clock::now() < waiter->deadline) return;
+  if (!failed && !has_news && !last) return;
   if (waiter->answered.exchange(true)) return;
   {
     std::lock_guard lock(waiters_mutex);
