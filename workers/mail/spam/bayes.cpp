@@ -1,0 +1,231 @@
+// See bayes.h. Gary Robinson, "A Statistical Approach to the Spam Problem" (Linux Journal,
+// 2003): f(w) = (s·x + n·p(w)) / (s + n), with p(w) = b(w) / (b(w) + g(w)) from the token's
+// share of spam and of ham messages, and n the messages it was seen in; the f(w) combined by
+// Fisher's method: H = C⁻¹(-2 Σ ln f(w), 2N), S = C⁻¹(-2 Σ ln(1 - f(w)), 2N), indicator
+// I = (1 + H - S) / 2.
+#include "workers/mail/spam/bayes.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+
+#include "common/sqlite.h"
+
+namespace coop::mail::spam {
+
+namespace {
+
+constexpr std::size_t kMinWord = 3;
+constexpr std::size_t kMaxWord = 40;
+constexpr std::size_t kMaxTokensPerMessage = 5000;  // a huge message teaches no more than this
+
+constexpr sqlite::Migration kMigrations[] = {
+    {1, R"sql(
+      CREATE TABLE tokens (
+        token TEXT PRIMARY KEY,
+        spam  INTEGER NOT NULL DEFAULT 0,
+        ham   INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+      -- What each message taught, so that it is learnt once and can be unlearnt.
+      CREATE TABLE trained (
+        message_id TEXT PRIMARY KEY,
+        spam       INTEGER NOT NULL,
+        tokens     TEXT NOT NULL
+      ) WITHOUT ROWID;
+    )sql"},
+};
+
+bool word_byte(unsigned char c) { return std::isalnum(c) || c >= 0x80 || c == '\'' || c == '-' || c == '$' || c == '!'; }
+
+void words(std::string_view text, const std::string& prefix, std::set<std::string>& out) {
+  std::size_t i = 0;
+  while (i < text.size() && out.size() < kMaxTokensPerMessage) {
+    while (i < text.size() && !word_byte(static_cast<unsigned char>(text[i]))) ++i;
+    const std::size_t start = i;
+    while (i < text.size() && word_byte(static_cast<unsigned char>(text[i]))) ++i;
+    std::string word(text.substr(start, i - start));
+    while (!word.empty() && (word.back() == '\'' || word.back() == '-')) word.pop_back();
+    if (word.size() < kMinWord || word.size() > kMaxWord) continue;
+    for (auto& c : word) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.insert(prefix + word);
+  }
+}
+
+// "http://host/..." and "https://host/...": the host, lower-cased.
+void link_hosts(std::string_view text, std::set<std::string>& out) {
+  for (const std::string_view scheme : {"http://", "https://"}) {
+    for (std::size_t at = text.find(scheme); at != std::string_view::npos; at = text.find(scheme, at + 1)) {
+      std::size_t i = at + scheme.size(), start = i;
+      while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '.' || text[i] == '-')) ++i;
+      if (i > start && i - start <= 253) {
+        std::string host(text.substr(start, i - start));
+        for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        out.insert("url:" + host);
+      }
+      if (out.size() >= kMaxTokensPerMessage) return;
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> tokens_of(std::string_view subject, std::string_view from, std::string_view body_text) {
+  std::set<std::string> out;
+  words(subject, "subject:", out);
+  if (const auto at = from.rfind('@'); at != std::string_view::npos) {
+    std::string domain(from.substr(at + 1));
+    while (!domain.empty() && (domain.back() == '>' || std::isspace(static_cast<unsigned char>(domain.back())))) domain.pop_back();
+    for (auto& c : domain) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (!domain.empty() && domain.size() <= 253) out.insert("from:" + domain);
+  }
+  link_hosts(body_text, out);
+  words(body_text, "", out);
+  return {out.begin(), out.end()};
+}
+
+double chi2_tail(double chi2, int half_degrees) {
+  // P(X >= chi2) for X ~ chi-square with 2k degrees of freedom: e^(-m) Σ_{i<k} m^i / i!,
+  // m = chi2 / 2, summed term by term (no factorials, no overflow).
+  const double m = chi2 / 2.0;
+  double term = std::exp(-m), sum = term;
+  for (int i = 1; i < half_degrees; ++i) {
+    term *= m / i;
+    sum += term;
+  }
+  return std::min(sum, 1.0);
+}
+
+struct BayesStore::Impl {
+  BayesSettings settings;
+  std::unique_ptr<sqlite::Database> db;
+  std::mutex mutex;  // one writer and reader: the classifier's own file
+
+  int64_t messages(bool spam) {
+    auto& stmt = db->prepare("SELECT count(*) FROM trained WHERE spam = ?1");
+    stmt.bind(1, spam ? 1 : 0);
+    const int64_t n = stmt.step() ? stmt.column_int64(0) : 0;
+    stmt.reset();
+    return n;
+  }
+  void count(const std::string& joined, bool spam, int delta) {
+    const char* sql = spam ? "INSERT INTO tokens (token, spam) VALUES (?1, max(?2, 0)) "
+                             "ON CONFLICT (token) DO UPDATE SET spam = max(spam + ?2, 0)"
+                           : "INSERT INTO tokens (token, ham) VALUES (?1, max(?2, 0)) "
+                             "ON CONFLICT (token) DO UPDATE SET ham = max(ham + ?2, 0)";
+    std::size_t start = 0;
+    while (start < joined.size()) {
+      std::size_t end = joined.find('\n', start);
+      if (end == std::string::npos) end = joined.size();
+      db->prepare(sql).bind(1, std::string_view(joined).substr(start, end - start)).bind(2, delta).run();
+      start = end + 1;
+    }
+    if (delta < 0) db->exec("DELETE FROM tokens WHERE spam = 0 AND ham = 0");
+  }
+};
+
+BayesStore::BayesStore(const std::filesystem::path& file, BayesSettings settings) : impl_(std::make_unique<Impl>()) {
+  impl_->settings = settings;
+  impl_->db = sqlite::Database::open(file);
+  impl_->db->migrate(kMigrations);
+}
+
+BayesStore::~BayesStore() = default;
+
+bool BayesStore::train(const std::string& message_id, const std::vector<std::string>& tokens, bool spam) {
+  std::lock_guard lock(impl_->mutex);
+  auto& db = *impl_->db;
+  sqlite::Transaction tx(db);
+  auto& known = db.prepare("SELECT spam, tokens FROM trained WHERE message_id = ?1");
+  known.bind(1, message_id);
+  std::optional<std::pair<bool, std::string>> before;
+  if (known.step()) before = std::make_pair(known.column_int64(0) != 0, known.column_text(1));
+  known.reset();
+  if (before && before->first == spam) return false;
+  if (before) impl_->count(before->second, before->first, -1);
+  std::string joined;
+  for (std::size_t i = 0; i < tokens.size() && i < kMaxTokensPerMessage; ++i) {
+    if (tokens[i].empty() || tokens[i].find('\n') != std::string::npos) continue;
+    if (!joined.empty()) joined += '\n';
+    joined += tokens[i];
+  }
+  impl_->count(joined, spam, 1);
+  db.prepare("INSERT OR REPLACE INTO trained (message_id, spam, tokens) VALUES (?1, ?2, ?3)")
+      .bind(1, message_id)
+      .bind(2, spam ? 1 : 0)
+      .bind(3, joined)
+      .run();
+  tx.commit();
+  return true;
+}
+
+bool BayesStore::forget(const std::string& message_id) {
+  std::lock_guard lock(impl_->mutex);
+  auto& db = *impl_->db;
+  sqlite::Transaction tx(db);
+  auto& known = db.prepare("SELECT spam, tokens FROM trained WHERE message_id = ?1");
+  known.bind(1, message_id);
+  std::optional<std::pair<bool, std::string>> before;
+  if (known.step()) before = std::make_pair(known.column_int64(0) != 0, known.column_text(1));
+  known.reset();
+  if (!before) return false;
+  impl_->count(before->second, before->first, -1);
+  db.prepare("DELETE FROM trained WHERE message_id = ?1").bind(1, message_id).run();
+  tx.commit();
+  return true;
+}
+
+Verdict BayesStore::classify(const std::vector<std::string>& tokens) {
+  std::lock_guard lock(impl_->mutex);
+  const auto& s = impl_->settings;
+  const double nspam = static_cast<double>(impl_->messages(true)), nham = static_cast<double>(impl_->messages(false));
+  Verdict verdict;
+  if (nspam == 0 || nham == 0) return verdict;  // nothing to compare with yet
+  std::vector<std::pair<std::string, double>> scored;
+  auto& stmt = impl_->db->prepare("SELECT spam, ham FROM tokens WHERE token = ?1");
+  for (const auto& token : tokens) {
+    stmt.bind(1, token);
+    double b = 0, g = 0, n = 0;
+    if (stmt.step()) {
+      n = static_cast<double>(stmt.column_int64(0) + stmt.column_int64(1));
+      b = static_cast<double>(stmt.column_int64(0)) / nspam;
+      g = static_cast<double>(stmt.column_int64(1)) / nham;
+    }
+    stmt.reset();
+    if (n == 0 || b + g == 0) continue;  // unknown: no evidence either way
+    const double p = b / (b + g);
+    const double f = (s.s * s.x + n * p) / (s.s + n);
+    if (std::abs(f - 0.5) >= s.min_dev) scored.emplace_back(token, f);
+  }
+  if (scored.empty()) return verdict;
+  std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return std::abs(a.second - 0.5) > std::abs(b.second - 0.5); });
+  if (scored.size() > s.max_tokens) scored.resize(s.max_tokens);
+  double ln_f = 0, ln_not_f = 0;
+  for (const auto& [token, f] : scored) {
+    const double clamped = std::clamp(f, 1e-6, 1 - 1e-6);
+    ln_f += std::log(clamped);
+    ln_not_f += std::log(1 - clamped);
+  }
+  const int k = static_cast<int>(scored.size());
+  // H is near 1 when the tokens lean to spam (their f near 1), S when they lean to ham.
+  const double h = chi2_tail(-2 * ln_f, k), s_ = chi2_tail(-2 * ln_not_f, k);
+  verdict.probability = (1 + h - s_) / 2;
+  verdict.strongest.assign(scored.begin(), scored.begin() + std::min<std::size_t>(scored.size(), 10));
+  return verdict;
+}
+
+BayesStore::Counts BayesStore::counts() {
+  std::lock_guard lock(impl_->mutex);
+  Counts c;
+  c.spam_messages = impl_->messages(true);
+  c.ham_messages = impl_->messages(false);
+  auto& stmt = impl_->db->prepare("SELECT count(*) FROM tokens");
+  if (stmt.step()) c.tokens = stmt.column_int64(0);
+  stmt.reset();
+  return c;
+}
+
+}  // namespace coop::mail::spam
