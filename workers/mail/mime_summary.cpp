@@ -508,24 +508,9 @@ GMimeTextPart* first_text_part(GMimeObject* object, const char* subtype, int dep
   return type && g_mime_content_type_is_type(type, "text", subtype) ? GMIME_TEXT_PART(object) : nullptr;
 }
 
-}  // namespace
-
-std::string message_preview(std::string_view bytes) {
-  ensure_gmime_initialized();
-  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
-  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
-  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
-  if (!message) return {};
-  GMimeObject* body = g_mime_message_get_mime_part(message.get());
-  bool html = false;
-  GMimeTextPart* part = first_text_part(body, "plain", 0);
-  if (!part && (part = first_text_part(body, "html", 0))) html = true;
-  if (!part) return {};
-  char* text = g_mime_text_part_get_text(part);  // charset converted to UTF-8
-  if (!text) return {};
-  const std::string decoded = valid_utf8(text);
-  g_free(text);
-  // Markup and character references of HTML go; every run of blanks becomes one space.
+// The text of a part: for HTML, markup and character references go; every run of blanks
+// becomes one space either way.
+std::string plain_text(const std::string& decoded, bool html) {
   std::string plain;
   bool in_tag = false, blank = true;
   for (std::size_t i = 0; i < decoded.size(); ++i) {
@@ -554,6 +539,27 @@ std::string message_preview(std::string_view bytes) {
     blank = false;
   }
   while (!plain.empty() && plain.back() == ' ') plain.pop_back();
+  return plain;
+}
+
+}  // namespace
+
+std::string message_preview(std::string_view bytes) {
+  ensure_gmime_initialized();
+  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
+  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  if (!message) return {};
+  GMimeObject* body = g_mime_message_get_mime_part(message.get());
+  bool html = false;
+  GMimeTextPart* part = first_text_part(body, "plain", 0);
+  if (!part && (part = first_text_part(body, "html", 0))) html = true;
+  if (!part) return {};
+  char* text = g_mime_text_part_get_text(part);  // charset converted to UTF-8
+  if (!text) return {};
+  const std::string decoded = valid_utf8(text);
+  g_free(text);
+  std::string plain = plain_text(decoded, html);
   // RFC 8970 3.1: at most 256 characters (code points, not bytes).
   std::size_t chars = 0, at = 0;
   while (at < plain.size() && chars < 256) {
@@ -563,6 +569,66 @@ std::string message_preview(std::string_view bytes) {
   }
   plain.resize(std::min(at, plain.size()));
   return plain;
+}
+
+namespace {
+
+// Every text part that is not an attachment, in order, at most kMaxMimeDepth deep, until
+// max_bytes of text: HTML as its text, followed by the links its markup holds.
+void append_text_parts(GMimeObject* object, int depth, std::size_t max_bytes, std::string& out) {
+  if (!object || depth > kMaxMimeDepth || out.size() >= max_bytes) return;
+  if (GMIME_IS_MULTIPART(object)) {
+    GMimeMultipart* multipart = GMIME_MULTIPART(object);
+    const int count = g_mime_multipart_get_count(multipart);
+    for (int i = 0; i < count && out.size() < max_bytes; ++i)
+      append_text_parts(g_mime_multipart_get_part(multipart, i), depth + 1, max_bytes, out);
+    return;
+  }
+  if (!GMIME_IS_TEXT_PART(object)) return;
+  GMimeContentDisposition* disposition = g_mime_object_get_content_disposition(object);
+  const char* how = disposition ? g_mime_content_disposition_get_disposition(disposition) : nullptr;
+  if (how && g_ascii_strcasecmp(how, "attachment") == 0) return;
+  GMimeContentType* type = g_mime_object_get_content_type(object);
+  const bool html = type && g_mime_content_type_is_type(type, "text", "html");
+  if (!type || (!html && !g_mime_content_type_is_type(type, "text", "plain"))) return;
+  char* text = g_mime_text_part_get_text(GMIME_TEXT_PART(object));  // charset converted to UTF-8
+  if (!text) return;
+  const std::string decoded = valid_utf8(text);
+  g_free(text);
+  if (!out.empty()) out += '\n';
+  out += plain_text(decoded, html);
+  if (html)
+    for (const std::string_view scheme : {"http://", "https://"})
+      for (auto at = decoded.find(scheme); at != std::string::npos && out.size() < max_bytes; at = decoded.find(scheme, at + 1)) {
+        const auto end = decoded.find_first_of("\"' <>", at);
+        out += ' ';
+        out += decoded.substr(at, std::min<std::size_t>((end == std::string::npos ? decoded.size() : end) - at, 2048));
+      }
+  if (out.size() > max_bytes) {  // cut at a character's start: the text stays valid UTF-8
+    std::size_t cut = max_bytes;
+    while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+    out.resize(cut);
+  }
+}
+
+}  // namespace
+
+MessageText message_text(std::string_view bytes, std::size_t max_bytes) {
+  ensure_gmime_initialized();
+  MessageText out;
+  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
+  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
+  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  if (!message) return out;
+  if (const char* subject = g_mime_message_get_subject(message.get())) out.subject = valid_utf8(subject);
+  if (InternetAddressList* from = g_mime_message_get_from(message.get());
+      from && internet_address_list_length(from) > 0) {
+    InternetAddress* first = internet_address_list_get_address(from, 0);
+    if (INTERNET_ADDRESS_IS_MAILBOX(first))
+      if (const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(first))) out.from = valid_utf8(addr);
+  }
+  append_text_parts(g_mime_message_get_mime_part(message.get()), 0, max_bytes, out.body);
+  return out;
 }
 
 std::string address_search_text(std::string_view value) {

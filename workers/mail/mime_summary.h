@@ -40,6 +40,15 @@ MimeSummary summarize_message(std::string_view bytes);
 // text/html without its markup), decoded to UTF-8, blanks collapsed; "" when there is none.
 std::string message_preview(std::string_view bytes);
 
+// What the spam filter reads of a message: its decoded subject, the From mailbox
+// ("local@domain", "" when there is none), and the text of every text part that is not an
+// attachment (text/html as text, followed by the links in its markup), at most max_bytes,
+// valid UTF-8.
+struct MessageText {
+  std::string subject, from, body;
+};
+MessageText message_text(std::string_view bytes, std::size_t max_bytes = 256 * 1024);
+
 // An address header field's value (From, To, Cc, Bcc) as SEARCH reads it: each mailbox as
 // "name <local@domain>", groups as "name: ...;", names decoded (RFC 2047), comments, routes
 // and the spaces of RFC 5322 4.4 obsolete syntax gone; ASCII lower-cased.

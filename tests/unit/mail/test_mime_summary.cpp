@@ -380,3 +380,40 @@ TEST_CASE("the number of parts is cut off at kMaxMimeParts") {
   CHECK(summary.body_structure["parts"].size() == static_cast<size_t>(coop::mail::kMaxMimeParts - 1));
   CHECK(summary.body_structure["truncated"] == true);
 }
+
+TEST_CASE("message_text: the subject decoded, the From mailbox, every text part but attachments, HTML as text with its links") {
+  const std::string message =
+      "From: \"Offers\" <Deals@Pharma.example>\r\n"
+      "Subject: =?UTF-8?B?Q2jDqHJlIG9mZnJl?=\r\n"
+      "MIME-Version: 1.0\r\n"
+      "Content-Type: multipart/mixed; boundary=outer\r\n\r\n"
+      "--outer\r\n"
+      "Content-Type: multipart/alternative; boundary=alt\r\n\r\n"
+      "--alt\r\n"
+      "Content-Type: text/plain; charset=utf-8\r\n"
+      "Content-Transfer-Encoding: base64\r\n\r\n"
+      "QnV5IG5vdyDigJQgY2hlYXA=\r\n"
+      "--alt\r\n"
+      "Content-Type: text/html; charset=utf-8\r\n"
+      "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+      "<p>Click <a href=3D\"https://evil.example/win\">here</a> &amp; win</p>\r\n"
+      "--alt--\r\n"
+      "--outer\r\n"
+      "Content-Type: text/plain\r\n"
+      "Content-Disposition: attachment; filename=notes.txt\r\n\r\n"
+      "attached words stay out\r\n"
+      "--outer--\r\n";
+  const auto text = coop::mail::message_text(message);
+  CHECK(text.subject == "Chère offre");
+  CHECK(text.from == "Deals@Pharma.example");
+  CHECK(text.body.find("Buy now — cheap") != std::string::npos);
+  CHECK(text.body.find("Click here & win") != std::string::npos);
+  CHECK(text.body.find("https://evil.example/win") != std::string::npos);
+  CHECK(text.body.find("<p>") == std::string::npos);
+  CHECK(text.body.find("attached") == std::string::npos);
+  // A cap on the text, and bytes that are no message at all.
+  CHECK(coop::mail::message_text(message, 10).body.size() <= 10);
+  const auto garbage = coop::mail::message_text(std::string("\xff\xfe\x00 not mail", 14));
+  CHECK(garbage.subject.empty());
+  CHECK(garbage.from.empty());
+}
