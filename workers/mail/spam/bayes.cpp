@@ -104,6 +104,15 @@ struct BayesStore::Impl {
   std::unique_ptr<sqlite::Database> db;
   std::mutex mutex;  // one writer and reader: the classifier's own file
 
+  // What a message taught: (as spam, its tokens one a line), nullopt when nothing.
+  std::optional<std::pair<bool, std::string>> learnt(const std::string& message_id) {
+    auto& stmt = db->prepare("SELECT spam, tokens FROM trained WHERE message_id = ?1");
+    stmt.bind(1, message_id);
+    std::optional<std::pair<bool, std::string>> found;
+    if (stmt.step()) found = std::make_pair(stmt.column_int64(0) != 0, stmt.column_text(1));
+    stmt.reset();
+    return found;
+  }
   int64_t messages(bool spam) {
     auto& stmt = db->prepare("SELECT count(*) FROM trained WHERE spam = ?1");
     stmt.bind(1, spam ? 1 : 0);
@@ -139,11 +148,7 @@ bool BayesStore::train(const std::string& message_id, const std::vector<std::str
   std::lock_guard lock(impl_->mutex);
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
-  auto& known = db.prepare("SELECT spam, tokens FROM trained WHERE message_id = ?1");
-  known.bind(1, message_id);
-  std::optional<std::pair<bool, std::string>> before;
-  if (known.step()) before = std::make_pair(known.column_int64(0) != 0, known.column_text(1));
-  known.reset();
+  const auto before = impl_->learnt(message_id);
   if (before && before->first == spam) return false;
   if (before) impl_->count(before->second, before->first, -1);
   std::string joined;
@@ -166,11 +171,7 @@ bool BayesStore::forget(const std::string& message_id) {
   std::lock_guard lock(impl_->mutex);
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
-  auto& known = db.prepare("SELECT spam, tokens FROM trained WHERE message_id = ?1");
-  known.bind(1, message_id);
-  std::optional<std::pair<bool, std::string>> before;
-  if (known.step()) before = std::make_pair(known.column_int64(0) != 0, known.column_text(1));
-  known.reset();
+  const auto before = impl_->learnt(message_id);
   if (!before) return false;
   impl_->count(before->second, before->first, -1);
   db.prepare("DELETE FROM trained WHERE message_id = ?1").bind(1, message_id).run();
