@@ -30,6 +30,10 @@ class ThrottledError;
 
 namespace coop::room {
 
+// "Calculating the display name for a room": clients name an unnamed room from its first
+// members, this many (/sync's summary, sliding sync's heroes).
+inline constexpr int kHeroes = 5;
+
 // A /sync long-poll parked until there is news or its timeout.
 struct Waiter {
   std::string user_id;

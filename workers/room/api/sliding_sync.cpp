@@ -34,7 +34,6 @@ constexpr std::size_t kMaxRanges = 100;
 constexpr std::size_t kMaxSubscriptions = 1000;
 constexpr std::size_t kMaxConnId = 64;
 constexpr int kToDeviceLimit = 100;
-constexpr int kHeroes = 5;
 constexpr int kMaxTimeoutMs = 120000;
 // What one request may ask: required_state pairs per list or subscription, entries per
 // filter array, and the events all its rooms' timelines carry together (rooms past that come

@@ -26,8 +26,6 @@ namespace asio = boost::asio;
 namespace {
 // To-device messages per /sync answer; the rest come with the next, as Synapse sends them.
 constexpr int kToDevicePerSync = 100;
-// "Calculating the display name for a room": clients name an unnamed room from its first members.
-constexpr int kHeroes = 5;
 }  // namespace
 
 json ClientApi::Impl::sync_filter(const Request& q, const std::string& user_id) {

@@ -391,28 +391,29 @@ std::pair<std::string, std::string> RoomStore::create_session(const std::string&
   return {token, device_id};
 }
 
-std::string RoomStore::create_openid_token(const std::string& user_id, int64_t lifetime_seconds) {
+namespace {
+// A random token kept as its hash in `table` (token_hash, user_id, expires_at), with that
+// table's expired tokens swept first. Under the writer's mutex.
+std::string mint_token(sqlite::Database& db, const char* table, const std::string& user_id, int64_t lifetime_ms) {
   const std::string token = random_id(32);
-  std::lock_guard lock(impl_->mutex);
-  impl_->db->prepare("DELETE FROM openid_tokens WHERE expires_at < ?1").bind(1, unix_millis()).run();
-  impl_->db->prepare("INSERT INTO openid_tokens (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)")
-      .bind(1, sha256_hex(token))
-      .bind(2, user_id)
-      .bind(3, unix_millis() + lifetime_seconds * 1000)
-      .run();
-  return token;
-}
-
-std::string RoomStore::create_login_token(const std::string& user_id, int64_t lifetime_ms) {
-  const std::string token = random_id(32);
-  std::lock_guard lock(impl_->mutex);
-  impl_->db->prepare("DELETE FROM login_tokens WHERE expires_at < ?1").bind(1, unix_millis()).run();
-  impl_->db->prepare("INSERT INTO login_tokens (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)")
+  db.prepare(std::string("DELETE FROM ") + table + " WHERE expires_at < ?1").bind(1, unix_millis()).run();
+  db.prepare(std::string("INSERT INTO ") + table + " (token_hash, user_id, expires_at) VALUES (?1, ?2, ?3)")
       .bind(1, sha256_hex(token))
       .bind(2, user_id)
       .bind(3, unix_millis() + lifetime_ms)
       .run();
   return token;
+}
+}  // namespace
+
+std::string RoomStore::create_openid_token(const std::string& user_id, int64_t lifetime_seconds) {
+  std::lock_guard lock(impl_->mutex);
+  return mint_token(*impl_->db, "openid_tokens", user_id, lifetime_seconds * 1000);
+}
+
+std::string RoomStore::create_login_token(const std::string& user_id, int64_t lifetime_ms) {
+  std::lock_guard lock(impl_->mutex);
+  return mint_token(*impl_->db, "login_tokens", user_id, lifetime_ms);
 }
 
 std::optional<std::string> RoomStore::take_login_token(const std::string& token) {
