@@ -396,8 +396,7 @@ void ClientApi::close() {
   }
   for (const auto& w : current)
     if (!w->answered.exchange(true))
-      w->reply(cors(Response::json(!w->on_close.is_null() ? w->on_close
-                                                          : json{{"next_batch", w->request.query_value("since")}, {"rooms", json::object()}})));
+      w->reply(cors(Response::json(w->on_close)));
 }
 
 }  // namespace coop::room

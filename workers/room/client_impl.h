@@ -39,11 +39,11 @@ struct Waiter {
   std::string user_id;
   std::string device_id;
   std::set<std::string> rooms;  // joined or invited when it parked: whose changes wake it
-  http::Request request;
-  // How the answer is built when it is not /sync's (sliding sync): (body, has news), told
-  // whether this is the last try, when whatever it has is the answer.
+  // How the answer is built: (body, has news), told whether this is the last try, when
+  // whatever it has is the answer.
   std::function<std::pair<nlohmann::json, bool>(bool last)> build;
-  // The answer when coop-room stops while it is parked (null: /sync's, its own since again).
+  // The answer when coop-room stops while it is parked: "nothing new" at the position the
+  // client already holds.
   nlohmann::json on_close;
   http::Reply reply;
   std::chrono::steady_clock::time_point deadline;
@@ -194,8 +194,10 @@ struct ClientApi::Impl : std::enable_shared_from_this<ClientApi::Impl> {
   std::mutex listings_mutex;
   std::map<std::string, Listing> listings;  // by user
   // A long-poll of `session` to park: woken by changes to its joined and invited rooms,
-  // answered by `reply` when there is news or after timeout_ms.
-  std::shared_ptr<Waiter> new_waiter(const Session& session, const http::Request& q, http::Reply reply, int timeout_ms);
+  // answered by `reply` with what `build` makes when there is news or after timeout_ms.
+  std::shared_ptr<Waiter> new_waiter(const Session& session, http::Reply reply, int timeout_ms,
+                                     std::function<std::pair<nlohmann::json, bool>(bool last)> build,
+                                     nlohmann::json on_close);
   void park(const std::shared_ptr<Waiter>& waiter);
   // Re-runs a parked sync; answers it when there is news or its time is up.
   void retry(const std::shared_ptr<Waiter>& waiter, bool final);

@@ -697,17 +697,17 @@ void sliding_sync(ClientApi::Impl& api, const Request& q, Reply reply) {
       const bool wait = !pos.empty() && timeout > 0;
       auto [answer, has_news] = self->build_sliding_sync(session, body, pos, !wait);
       if (has_news || !wait) return reply(ok(answer));
-      auto waiter = self->new_waiter(session, q, reply, timeout);
-      // Stopping coop-room answers "nothing new" at the same position, which the client
-      // then uses again (a position it already holds, not a new one).
-      waiter->on_close = {{"pos", pos}, {"lists", json::object()}, {"rooms", json::object()}, {"extensions", json::object()}};
       std::weak_ptr<ClientApi::Impl> weak = self;
-      waiter->build = [weak, session, body, pos](bool last) -> std::pair<json, bool> {
-        const auto api = weak.lock();
-        if (!api) throw Error(errc::kMUnknown, "shutting down", 503);
-        return api->build_sliding_sync(session, body, pos, last);
-      };
-      self->park(waiter);
+      self->park(self->new_waiter(
+          session, reply, timeout,
+          [weak, session, body, pos](bool last) -> std::pair<json, bool> {
+            const auto api = weak.lock();
+            if (!api) throw Error(errc::kMUnknown, "shutting down", 503);
+            return api->build_sliding_sync(session, body, pos, last);
+          },
+          // Stopping coop-room answers "nothing new" at the same position, which the client
+          // then uses again (a position it already holds, not a new one).
+          {{"pos", pos}, {"lists", json::object()}, {"rooms", json::object()}, {"extensions", json::object()}}));
     } catch (const Error& e) {
       reply(self->error(e.status(), e.code(), e.what()));
     } catch (const std::exception& e) {

@@ -315,13 +315,15 @@ std::pair<json, bool> ClientApi::Impl::build_sync(const Session& session, const 
   return {body, anything || !since};
 }
 
-std::shared_ptr<Waiter> ClientApi::Impl::new_waiter(const Session& session, const Request& q, Reply reply, int timeout_ms) {
+std::shared_ptr<Waiter> ClientApi::Impl::new_waiter(const Session& session, Reply reply, int timeout_ms,
+                                                    std::function<std::pair<json, bool>(bool last)> build, json on_close) {
   auto waiter = std::make_shared<Waiter>();
   waiter->user_id = session.user_id;
   waiter->device_id = session.device_id;
   for (const auto& [room_id, membership] : store.rooms_of(session.user_id))
     if (membership == "join" || membership == "invite") waiter->rooms.insert(room_id);
-  waiter->request = q;
+  waiter->build = std::move(build);
+  waiter->on_close = std::move(on_close);
   waiter->reply = std::move(reply);
   waiter->deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   return waiter;
@@ -351,8 +353,7 @@ void ClientApi::Impl::retry(const std::shared_ptr<Waiter>& waiter, bool final) {
   // try and has no news is built without a new position, so it must not go out.
   const bool last = final || std::chrono::steady_clock::now() >= waiter->deadline;
   try {
-    if (waiter->build) std::tie(body, has_news) = waiter->build(last);
-    else std::tie(body, has_news) = build_sync(Session{waiter->user_id, waiter->device_id}, waiter->request);
+    std::tie(body, has_news) = waiter->build(last);
   } catch (const Error& e) {
     failed = error(e.status(), e.code(), e.what());
   } catch (const std::exception& e) {
@@ -439,7 +440,15 @@ void sync(ClientApi::Impl& api, const Request& q, Reply reply) {
       auto [body, has_news] = self->build_sync(session, q);
       const int timeout = std::clamp(std::atoi(q.query_value("timeout", "0").c_str()), 0, 120000);
       if (has_news || timeout == 0) return reply(ok(body));
-      self->park(self->new_waiter(session, q, reply, timeout));
+      std::weak_ptr<ClientApi::Impl> weak = self;
+      self->park(self->new_waiter(
+          session, reply, timeout,
+          [weak, session, q](bool) -> std::pair<json, bool> {
+            const auto api = weak.lock();
+            if (!api) throw Error(errc::kMUnknown, "shutting down", 503);
+            return api->build_sync(session, q);
+          },
+          {{"next_batch", q.query_value("since")}, {"rooms", json::object()}}));
     } catch (const Error& e) {
       reply(self->error(e.status(), e.code(), e.what()));
     } catch (const std::exception& e) {
