@@ -112,6 +112,7 @@ const char* kind_name(config_schema::Kind kind) {
     case kInt: return "an integer";
     case kBool: return "true or false";
     case kCount: return "an integer of 0 or more";
+    case kNumber: return "a number";
     case kStrings: return "an array of strings";
     case kStringTable: return "a table of strings";
     case kNetworks: return "an array of networks (\"192.0.2.0/24\", \"2001:db8::/32\")";
@@ -128,6 +129,7 @@ void check_value(const std::string& source, const std::string& path, const confi
     case kInt: ok = node.is_integer(); break;
     case kBool: ok = node.is_boolean(); break;
     case kCount: ok = node.is_integer() && node.as_integer()->get() >= 0; break;
+    case kNumber: ok = node.is_number(); break;
     case kStrings:
       ok = node.is_array() && node.as_array()->is_homogeneous(toml::node_type::string);
       ok = ok || (node.is_array() && node.as_array()->empty());
@@ -243,6 +245,20 @@ std::size_t Config::get_count(std::string_view key, std::size_t fallback, std::s
   if (value < 0 || static_cast<uint64_t>(value) < min || static_cast<uint64_t>(value) > max)
     wrong_type(tables_->source, key, *node.node(), ("an integer from " + std::to_string(min) + " to " + std::to_string(max)).c_str());
   return static_cast<std::size_t>(value);
+}
+
+double Config::get_number(std::string_view key, double fallback, double min, double max) const {
+  require_in_schema(key);
+  auto node = lookup(tables_->root, key);
+  if (!node) return fallback;
+  if (!node.is_number()) wrong_type(tables_->source, key, *node.node(), "a number");
+  const double value = node.is_integer() ? static_cast<double>(node.value<int64_t>().value()) : node.value<double>().value();
+  if (!(value >= min && value <= max)) {
+    std::ostringstream range;
+    range << "a number from " << min << " to " << max;
+    wrong_type(tables_->source, key, *node.node(), range.str().c_str());
+  }
+  return value;
 }
 
 std::chrono::milliseconds Config::get_millis(std::string_view key, std::chrono::milliseconds fallback,

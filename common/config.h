@@ -43,6 +43,8 @@ class Config {
   // `coop up` with the key's place in the file instead of becoming a huge unsigned one.
   std::size_t get_count(std::string_view key, std::size_t fallback, std::size_t min = 0,
                         std::size_t max = std::size_t{1} << 40) const;
+  // A number, integer or not (a score), from min to max.
+  double get_number(std::string_view key, double fallback, double min, double max) const;
   // A duration in milliseconds (keys ending in _ms), from min to max.
   std::chrono::milliseconds get_millis(std::string_view key, std::chrono::milliseconds fallback,
                                        std::chrono::milliseconds min = std::chrono::milliseconds{0},

@@ -14,6 +14,7 @@ enum class Kind {
   kInt,          // any integer
   kBool,
   kCount,        // an integer >= 0 (ranges are checked where the key is read)
+  kNumber,       // an integer or a floating-point number (a score, a ratio)
   kStrings,      // an array of strings
   kNetworks,     // an array of networks, "192.0.2.0/24" or "2001:db8::/32" (a bare address: itself)
   kStringTable,  // a table whose keys are free and whose values are strings

@@ -139,6 +139,7 @@ inline constexpr const char kQuotaExceeded[] = "quota_exceeded";
 inline constexpr const char kReadFailed[] = "read_failed";
 inline constexpr const char kSchemaTooNew[] = "schema_too_new";
 inline constexpr const char kShardExists[] = "shard_exists";
+inline constexpr const char kSpamFilterOff[] = "spam_filter_off";
 inline constexpr const char kSpawnFailed[] = "spawn_failed";
 inline constexpr const char kStartFailed[] = "start_failed";
 inline constexpr const char kStopFailed[] = "stop_failed";

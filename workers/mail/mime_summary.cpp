@@ -573,17 +573,52 @@ std::string message_preview(std::string_view bytes) {
 
 namespace {
 
-// Every text part that is not an attachment, in order, at most kMaxMimeDepth deep, until
-// max_bytes of text: HTML as its text, followed by the links its markup holds.
-void append_text_parts(GMimeObject* object, int depth, std::size_t max_bytes, std::string& out) {
-  if (!object || depth > kMaxMimeDepth || out.size() >= max_bytes) return;
+constexpr std::size_t kMaxAnchors = 200;
+
+// The <a href="...">text</a> links of an HTML part, the text without its markup.
+void collect_anchors(const std::string& html, std::vector<MessageText::Anchor>& out) {
+  const std::string lower = lowercase(html);
+  for (auto at = lower.find("<a"); at != std::string::npos && out.size() < kMaxAnchors; at = lower.find("<a", at + 2)) {
+    if (at + 2 >= lower.size() || !g_ascii_isspace(lower[at + 2])) continue;
+    const auto tag_end = lower.find('>', at);
+    if (tag_end == std::string::npos) return;
+    auto href = lower.find("href", at);
+    if (href == std::string::npos || href > tag_end) continue;
+    href = lower.find_first_not_of(" \t\r\n=", href + 4);
+    if (href == std::string::npos || href > tag_end) continue;
+    std::size_t value_end;
+    if (lower[href] == '"' || lower[href] == '\'') {
+      const char quote = lower[href++];
+      value_end = lower.find(quote, href);
+    } else {
+      value_end = lower.find_first_of(" \t\r\n>", href);
+    }
+    if (value_end == std::string::npos) return;
+    const auto close = lower.find("</a", tag_end);
+    if (close == std::string::npos) return;
+    MessageText::Anchor anchor;
+    anchor.href = html.substr(href, std::min<std::size_t>(value_end - href, 2048));
+    anchor.text = plain_text(html.substr(tag_end + 1, std::min<std::size_t>(close - tag_end - 1, 2048)), true);
+    out.push_back(std::move(anchor));
+    at = close;
+  }
+}
+
+// Every part in order, at most kMaxMimeDepth deep: the text of each text part that is not an
+// attachment until max_bytes of text (HTML as its text, followed by the links its markup
+// holds), and the facts the spam rules read.
+void walk_parts(GMimeObject* object, int depth, std::size_t max_bytes, MessageText& facts) {
+  std::string& out = facts.body;
+  if (!object || depth > kMaxMimeDepth) return;
   if (GMIME_IS_MULTIPART(object)) {
     GMimeMultipart* multipart = GMIME_MULTIPART(object);
     const int count = g_mime_multipart_get_count(multipart);
-    for (int i = 0; i < count && out.size() < max_bytes; ++i)
-      append_text_parts(g_mime_multipart_get_part(multipart, i), depth + 1, max_bytes, out);
+    for (int i = 0; i < count && i < kMaxMimeParts; ++i) walk_parts(g_mime_multipart_get_part(multipart, i), depth + 1, max_bytes, facts);
     return;
   }
+  if (GMIME_IS_PART(object))
+    if (const char* name = g_mime_part_get_filename(GMIME_PART(object)); name && facts.attachment_names.size() < 100)
+      facts.attachment_names.push_back(valid_utf8(name));
   if (!GMIME_IS_TEXT_PART(object)) return;
   GMimeContentDisposition* disposition = g_mime_object_get_content_disposition(object);
   const char* how = disposition ? g_mime_content_disposition_get_disposition(disposition) : nullptr;
@@ -591,19 +626,30 @@ void append_text_parts(GMimeObject* object, int depth, std::size_t max_bytes, st
   GMimeContentType* type = g_mime_object_get_content_type(object);
   const bool html = type && g_mime_content_type_is_type(type, "text", "html");
   if (!type || (!html && !g_mime_content_type_is_type(type, "text", "plain"))) return;
+  ++(html ? facts.html_parts : facts.plain_parts);
+  const bool base64 = g_mime_part_get_content_encoding(GMIME_PART(object)) == GMIME_CONTENT_ENCODING_BASE64;
+  if (const char* charset = g_mime_content_type_get_parameter(type, "charset"); charset && facts.charsets.size() < 16)
+    facts.charsets.push_back(lowercase(valid_utf8(charset)));
+  if (out.size() >= max_bytes) return;
   char* text = g_mime_text_part_get_text(GMIME_TEXT_PART(object));  // charset converted to UTF-8
   if (!text) return;
   const std::string decoded = valid_utf8(text);
   g_free(text);
+  // Base64 is for binary and 8-bit text; plain ASCII in it is hidden from simple filters.
+  if (base64 && !decoded.empty() &&
+      std::all_of(decoded.begin(), decoded.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+    facts.base64_text = true;
   if (!out.empty()) out += '\n';
   out += plain_text(decoded, html);
-  if (html)
+  if (html) {
+    collect_anchors(decoded, facts.anchors);
     for (const std::string_view scheme : {"http://", "https://"})
       for (auto at = decoded.find(scheme); at != std::string::npos && out.size() < max_bytes; at = decoded.find(scheme, at + 1)) {
         const auto end = decoded.find_first_of("\"' <>", at);
         out += ' ';
         out += decoded.substr(at, std::min<std::size_t>((end == std::string::npos ? decoded.size() : end) - at, 2048));
       }
+  }
   if (out.size() > max_bytes) {  // cut at a character's start: the text stays valid UTF-8
     std::size_t cut = max_bytes;
     while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
@@ -620,14 +666,28 @@ MessageText message_text(std::string_view bytes, std::size_t max_bytes) {
   GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
   GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
   if (!message) return out;
+  auto* object = GMIME_OBJECT(message.get());
   if (const char* subject = g_mime_message_get_subject(message.get())) out.subject = valid_utf8(subject);
+  out.raw_subject = raw_header(object, "Subject").value_or("");
+  out.has_from = raw_header(object, "From").has_value();
+  out.has_message_id = raw_header(object, "Message-ID").has_value();
+  out.mailer = raw_header(object, "X-Mailer").value_or(raw_header(object, "User-Agent").value_or(""));
+  if (const auto date = raw_header(object, "Date")) {
+    out.has_date = true;
+    GDateTime* parsed = g_mime_utils_header_decode_date(date->c_str());
+    if (parsed) {
+      out.date = g_date_time_to_unix(parsed);
+      g_date_time_unref(parsed);
+    }
+  }
   if (InternetAddressList* from = g_mime_message_get_from(message.get());
       from && internet_address_list_length(from) > 0) {
     InternetAddress* first = internet_address_list_get_address(from, 0);
+    if (const char* name = internet_address_get_name(first)) out.from_name = valid_utf8(name);
     if (INTERNET_ADDRESS_IS_MAILBOX(first))
       if (const char* addr = internet_address_mailbox_get_addr(INTERNET_ADDRESS_MAILBOX(first))) out.from = valid_utf8(addr);
   }
-  append_text_parts(g_mime_message_get_mime_part(message.get()), 0, max_bytes, out.body);
+  walk_parts(g_mime_message_get_mime_part(message.get()), 0, max_bytes, out);
   return out;
 }
 

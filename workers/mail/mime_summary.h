@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,20 @@ std::string message_preview(std::string_view bytes);
 // valid UTF-8.
 struct MessageText {
   std::string subject, from, body;
+  // What the spam filter's rules read of the message's form, from the same parse:
+  std::string from_name;    // From's display name, decoded
+  std::string raw_subject;  // the Subject field as sent, RFC 2047 words not decoded
+  std::string mailer;       // X-Mailer, else User-Agent
+  bool has_from = false, has_date = false, has_message_id = false;
+  std::optional<int64_t> date;  // Date: as Unix seconds, when it parses
+  int plain_parts = 0, html_parts = 0;  // text parts that are not attachments
+  bool base64_text = false;  // a text part sent in base64
+  std::vector<std::string> charsets;           // of the text parts, lower-cased
+  std::vector<std::string> attachment_names;   // every part's file name, as sent
+  struct Anchor {
+    std::string href, text;  // <a href="...">text</a> of the HTML parts, the text without markup
+  };
+  std::vector<Anchor> anchors;  // at most 200
 };
 MessageText message_text(std::string_view bytes, std::size_t max_bytes = 256 * 1024);
 

@@ -55,18 +55,18 @@ TEST_CASE("the inverse chi-square tail of Fisher's method") {
 TEST_CASE("with nothing learnt there is no opinion; trained, spam and ham separate") {
   coop::test::TempDir dir;
   BayesStore store(dir.path() / "bayes.db");
-  CHECK(store.classify(spam_like(0)).probability == 0.5);
+  CHECK(store.classify("", spam_like(0)).probability == 0.5);
   for (int i = 0; i < 20; ++i) {
-    CHECK(store.train("<spam" + std::to_string(i) + "@x>", spam_like(i), true));
-    CHECK(store.train("<ham" + std::to_string(i) + "@x>", ham_like(i), false));
+    CHECK(store.train("", "<spam" + std::to_string(i) + "@x>", spam_like(i), true));
+    CHECK(store.train("", "<ham" + std::to_string(i) + "@x>", ham_like(i), false));
   }
-  const auto spam = store.classify(spam_like(100)), ham = store.classify(ham_like(100));
+  const auto spam = store.classify("", spam_like(100)), ham = store.classify("", ham_like(100));
   CHECK(spam.probability > 0.9);
   CHECK(ham.probability < 0.1);
   CHECK_FALSE(spam.strongest.empty());
   // Words never seen say nothing.
-  CHECK(store.classify(tokens_of("zzqx", "", "qqzz wwxx")).probability == 0.5);
-  const auto counts = store.counts();
+  CHECK(store.classify("", tokens_of("zzqx", "", "qqzz wwxx")).probability == 0.5);
+  const auto counts = store.counts("");
   CHECK(counts.spam_messages == 20);
   CHECK(counts.ham_messages == 20);
   CHECK(counts.tokens > 10);
@@ -75,20 +75,43 @@ TEST_CASE("with nothing learnt there is no opinion; trained, spam and ham separa
 TEST_CASE("a message teaches once; moved the other way it is unlearnt first; forgotten, it teaches nothing") {
   coop::test::TempDir dir;
   BayesStore store(dir.path() / "bayes.db");
-  for (int i = 0; i < 5; ++i) store.train("<h" + std::to_string(i) + "@x>", ham_like(i), false);
-  store.train("<s0@x>", spam_like(0), true);
-  const auto once = store.classify(spam_like(7)).probability;
+  for (int i = 0; i < 5; ++i) store.train("", "<h" + std::to_string(i) + "@x>", ham_like(i), false);
+  store.train("", "<s0@x>", spam_like(0), true);
+  const auto once = store.classify("", spam_like(7)).probability;
   // The same message as spam again (a second move into Junk): nothing changes.
-  CHECK_FALSE(store.train("<s0@x>", spam_like(0), true));
-  CHECK(store.classify(spam_like(7)).probability == once);
-  CHECK(store.counts().spam_messages == 1);
+  CHECK_FALSE(store.train("", "<s0@x>", spam_like(0), true));
+  CHECK(store.classify("", spam_like(7)).probability == once);
+  CHECK(store.counts("").spam_messages == 1);
   // Moved out of Junk: now ham, and it counts as ham only.
-  CHECK(store.train("<s0@x>", spam_like(0), false));
-  CHECK(store.counts().spam_messages == 0);
-  CHECK(store.counts().ham_messages == 6);
-  CHECK(store.forget("<s0@x>"));
-  CHECK_FALSE(store.forget("<s0@x>"));
-  CHECK(store.counts().ham_messages == 5);
+  CHECK(store.train("", "<s0@x>", spam_like(0), false));
+  CHECK(store.counts("").spam_messages == 0);
+  CHECK(store.counts("").ham_messages == 6);
+  CHECK(store.forget("", "<s0@x>"));
+  CHECK_FALSE(store.forget("", "<s0@x>"));
+  CHECK(store.counts("").ham_messages == 5);
   // Nothing of the spam message's own words is left.
-  CHECK(store.classify(tokens_of("", "", "viagra discount")).probability == 0.5);
+  CHECK(store.classify("", tokens_of("", "", "viagra discount")).probability == 0.5);
+}
+
+TEST_CASE("a member's part is separate from the shard's; accuracy counts what was judged right before learning") {
+  coop::test::TempDir dir;
+  BayesStore store(dir.path() / "bayes.db");
+  for (int i = 0; i < 10; ++i) {
+    store.train("alice", "<s" + std::to_string(i) + "@x>", spam_like(i), true);
+    store.train("alice", "<h" + std::to_string(i) + "@x>", ham_like(i), false);
+  }
+  CHECK(store.classify("alice", spam_like(50)).probability > 0.9);
+  CHECK(store.classify("", spam_like(50)).probability == 0.5);  // the shard learnt nothing
+  CHECK(store.classify("bob", spam_like(50)).probability == 0.5);
+  CHECK(store.counts("").spam_messages == 0);
+  const auto alice = store.counts("alice");
+  CHECK(alice.spam_messages == 10);
+  CHECK(alice.recent == 20);
+  // The first of each kind found no opinion (0.5 counts as spam): the first ham was judged
+  // wrong, and once both were known every later one was judged right.
+  CHECK(alice.recent_right >= 17);
+  CHECK(alice.recent_right < 20);
+  // Relearning the same message as the other kind is not a new judgement.
+  store.train("alice", "<s0@x>", spam_like(0), false);
+  CHECK(store.counts("alice").recent == 20);
 }

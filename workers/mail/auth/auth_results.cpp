@@ -61,19 +61,14 @@ std::string authentication_results(const std::string& id, const InboundAuth& a) 
   return out + "\r\n";
 }
 
-std::string strip_our_results(std::string_view message, const std::string& id) {
+std::string strip_fields(std::string_view message, const std::function<bool(const dkim::HeaderField&)>& drop) {
   const auto split = imap::header_end(message);
   const auto fields = dkim::header_fields(message.substr(0, split));
   std::string out;
   out.reserve(message.size());
   std::size_t copied = 0;  // message bytes already handled
   for (const auto& f : fields) {
-    if (f.name != "authentication-results") continue;
-    // The authserv-id is the first token of the value (RFC 8601 2.2), maybe after a comment.
-    std::string_view v = f.raw.substr(f.raw.find(':') + 1);
-    while (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.front() == '\r' || v.front() == '\n')) v.remove_prefix(1);
-    const auto end = v.find_first_of("; \t\r\n(");
-    if (ascii_lower(v.substr(0, end)) != ascii_lower(id)) continue;
+    if (!drop(f)) continue;
     const auto start = static_cast<std::size_t>(f.raw.data() - message.data());
     auto stop = start + f.raw.size();
     if (message.substr(stop, 2) == "\r\n") stop += 2;
@@ -83,6 +78,17 @@ std::string strip_our_results(std::string_view message, const std::string& id) {
   }
   out.append(message.substr(copied));
   return out;
+}
+
+std::string strip_our_results(std::string_view message, const std::string& id) {
+  return strip_fields(message, [&id](const dkim::HeaderField& f) {
+    if (f.name != "authentication-results") return false;
+    // The authserv-id is the first token of the value (RFC 8601 2.2), maybe after a comment.
+    std::string_view v = f.raw.substr(f.raw.find(':') + 1);
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t' || v.front() == '\r' || v.front() == '\n')) v.remove_prefix(1);
+    const auto end = v.find_first_of("; \t\r\n(");
+    return ascii_lower(v.substr(0, end)) == ascii_lower(id);
+  });
 }
 
 std::string from_domain(std::string_view message) {

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "common/sqlite.h"
 
@@ -23,19 +24,38 @@ constexpr std::size_t kMinWord = 3;
 constexpr std::size_t kMaxWord = 40;
 constexpr std::size_t kMaxTokensPerMessage = 5000;  // a huge message teaches no more than this
 
+constexpr int64_t kRecentTrainings = 1000;
+
 constexpr sqlite::Migration kMigrations[] = {
     {1, R"sql(
+      -- owner: '' for the shard's counts, a member's handle for that member's own.
       CREATE TABLE tokens (
-        token TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        token TEXT NOT NULL,
         spam  INTEGER NOT NULL DEFAULT 0,
-        ham   INTEGER NOT NULL DEFAULT 0
+        ham   INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (owner, token)
       ) WITHOUT ROWID;
       -- What each message taught, so that it is learnt once and can be unlearnt.
       CREATE TABLE trained (
-        message_id TEXT PRIMARY KEY,
-        spam       INTEGER NOT NULL,
-        tokens     TEXT NOT NULL
+        owner  TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        spam   INTEGER NOT NULL,
+        tokens TEXT NOT NULL,
+        PRIMARY KEY (owner, key)
       ) WITHOUT ROWID;
+      CREATE TABLE totals (
+        owner TEXT PRIMARY KEY,
+        spam  INTEGER NOT NULL DEFAULT 0,
+        ham   INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+      -- The last trainings, and whether the classifier had it right before it learnt.
+      CREATE TABLE recent (
+        id    INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        right INTEGER NOT NULL
+      );
+      CREATE INDEX recent_by_owner ON recent (owner, id);
     )sql"},
 };
 
@@ -105,34 +125,83 @@ struct BayesStore::Impl {
   std::mutex mutex;  // one writer and reader: the classifier's own file
 
   // What a message taught: (as spam, its tokens one a line), nullopt when nothing.
-  std::optional<std::pair<bool, std::string>> learnt(const std::string& message_id) {
-    auto& stmt = db->prepare("SELECT spam, tokens FROM trained WHERE message_id = ?1");
-    stmt.bind(1, message_id);
+  std::optional<std::pair<bool, std::string>> learnt(std::string_view owner, const std::string& key) {
+    auto& stmt = db->prepare("SELECT spam, tokens FROM trained WHERE owner = ?1 AND key = ?2");
+    stmt.bind(1, owner).bind(2, key);
     std::optional<std::pair<bool, std::string>> found;
     if (stmt.step()) found = std::make_pair(stmt.column_int64(0) != 0, stmt.column_text(1));
     stmt.reset();
     return found;
   }
-  int64_t messages(bool spam) {
-    auto& stmt = db->prepare("SELECT count(*) FROM trained WHERE spam = ?1");
-    stmt.bind(1, spam ? 1 : 0);
-    const int64_t n = stmt.step() ? stmt.column_int64(0) : 0;
+  std::pair<int64_t, int64_t> totals(std::string_view owner) {
+    auto& stmt = db->prepare("SELECT spam, ham FROM totals WHERE owner = ?1");
+    stmt.bind(1, owner);
+    std::pair<int64_t, int64_t> n{0, 0};
+    if (stmt.step()) n = {stmt.column_int64(0), stmt.column_int64(1)};
     stmt.reset();
     return n;
   }
-  void count(const std::string& joined, bool spam, int delta) {
-    const char* sql = spam ? "INSERT INTO tokens (token, spam) VALUES (?1, max(?2, 0)) "
-                             "ON CONFLICT (token) DO UPDATE SET spam = max(spam + ?2, 0)"
-                           : "INSERT INTO tokens (token, ham) VALUES (?1, max(?2, 0)) "
-                             "ON CONFLICT (token) DO UPDATE SET ham = max(ham + ?2, 0)";
+  void count(std::string_view owner, const std::string& joined, bool spam, int delta) {
+    const char* sql = spam ? "INSERT INTO tokens (owner, token, spam) VALUES (?1, ?2, max(?3, 0)) "
+                             "ON CONFLICT (owner, token) DO UPDATE SET spam = max(spam + ?3, 0)"
+                           : "INSERT INTO tokens (owner, token, ham) VALUES (?1, ?2, max(?3, 0)) "
+                             "ON CONFLICT (owner, token) DO UPDATE SET ham = max(ham + ?3, 0)";
     std::size_t start = 0;
     while (start < joined.size()) {
       std::size_t end = joined.find('\n', start);
       if (end == std::string::npos) end = joined.size();
-      db->prepare(sql).bind(1, std::string_view(joined).substr(start, end - start)).bind(2, delta).run();
+      const auto token = std::string_view(joined).substr(start, end - start);
+      db->prepare(sql).bind(1, owner).bind(2, token).bind(3, delta).run();
+      if (delta < 0)
+        db->prepare("DELETE FROM tokens WHERE owner = ?1 AND token = ?2 AND spam = 0 AND ham = 0").bind(1, owner).bind(2, token).run();
       start = end + 1;
     }
-    if (delta < 0) db->exec("DELETE FROM tokens WHERE spam = 0 AND ham = 0");
+    db->prepare(spam ? "INSERT INTO totals (owner, spam) VALUES (?1, max(?2, 0)) "
+                       "ON CONFLICT (owner) DO UPDATE SET spam = max(spam + ?2, 0)"
+                     : "INSERT INTO totals (owner, ham) VALUES (?1, max(?2, 0)) "
+                       "ON CONFLICT (owner) DO UPDATE SET ham = max(ham + ?2, 0)")
+        .bind(1, owner)
+        .bind(2, delta)
+        .run();
+  }
+
+  Verdict classify(std::string_view owner, const std::vector<std::string>& tokens) {
+    const auto& s = settings;
+    const auto [spam_messages, ham_messages] = totals(owner);
+    const double nspam = static_cast<double>(spam_messages), nham = static_cast<double>(ham_messages);
+    Verdict verdict;
+    if (nspam == 0 || nham == 0) return verdict;  // nothing to compare with yet
+    std::vector<std::pair<std::string, double>> scored;
+    auto& stmt = db->prepare("SELECT spam, ham FROM tokens WHERE owner = ?1 AND token = ?2");
+    for (const auto& token : tokens) {
+      stmt.bind(1, owner).bind(2, token);
+      double b = 0, g = 0, n = 0;
+      if (stmt.step()) {
+        n = static_cast<double>(stmt.column_int64(0) + stmt.column_int64(1));
+        b = static_cast<double>(stmt.column_int64(0)) / nspam;
+        g = static_cast<double>(stmt.column_int64(1)) / nham;
+      }
+      stmt.reset();
+      if (n == 0 || b + g == 0) continue;  // unknown: no evidence either way
+      const double p = b / (b + g);
+      const double f = (s.s * s.x + n * p) / (s.s + n);
+      if (std::abs(f - 0.5) >= s.min_dev) scored.emplace_back(token, f);
+    }
+    if (scored.empty()) return verdict;
+    std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return std::abs(a.second - 0.5) > std::abs(b.second - 0.5); });
+    if (scored.size() > s.max_tokens) scored.resize(s.max_tokens);
+    double ln_f = 0, ln_not_f = 0;
+    for (const auto& [token, f] : scored) {
+      const double clamped = std::clamp(f, 1e-6, 1 - 1e-6);
+      ln_f += std::log(clamped);
+      ln_not_f += std::log(1 - clamped);
+    }
+    const int k = static_cast<int>(scored.size());
+    // H is near 1 when the tokens lean to spam (their f near 1), S when they lean to ham.
+    const double h = chi2_tail(-2 * ln_f, k), s_ = chi2_tail(-2 * ln_not_f, k);
+    verdict.probability = (1 + h - s_) / 2;
+    verdict.strongest.assign(scored.begin(), scored.begin() + std::min<std::size_t>(scored.size(), 10));
+    return verdict;
   }
 };
 
@@ -144,88 +213,72 @@ BayesStore::BayesStore(const std::filesystem::path& file, BayesSettings settings
 
 BayesStore::~BayesStore() = default;
 
-bool BayesStore::train(const std::string& message_id, const std::vector<std::string>& tokens, bool spam) {
+bool BayesStore::train(std::string_view owner, const std::string& key, const std::vector<std::string>& tokens, bool spam) {
   std::lock_guard lock(impl_->mutex);
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
-  const auto before = impl_->learnt(message_id);
+  const auto before = impl_->learnt(owner, key);
   if (before && before->first == spam) return false;
-  if (before) impl_->count(before->second, before->first, -1);
+  // Was it already judged right? Only a message new to the classifier says so fairly.
+  if (!before) {
+    const double p = impl_->classify(owner, tokens).probability;
+    db.prepare("INSERT INTO recent (owner, right) VALUES (?1, ?2)").bind(1, owner).bind(2, (p >= 0.5) == spam ? 1 : 0).run();
+    db.prepare("DELETE FROM recent WHERE owner = ?1 AND id <= (SELECT id FROM recent WHERE owner = ?1 "
+               "ORDER BY id DESC LIMIT 1 OFFSET ?2)")
+        .bind(1, owner)
+        .bind(2, kRecentTrainings)
+        .run();
+  }
+  if (before) impl_->count(owner, before->second, before->first, -1);
   std::string joined;
   for (std::size_t i = 0; i < tokens.size() && i < kMaxTokensPerMessage; ++i) {
     if (tokens[i].empty() || tokens[i].find('\n') != std::string::npos) continue;
     if (!joined.empty()) joined += '\n';
     joined += tokens[i];
   }
-  impl_->count(joined, spam, 1);
-  db.prepare("INSERT OR REPLACE INTO trained (message_id, spam, tokens) VALUES (?1, ?2, ?3)")
-      .bind(1, message_id)
-      .bind(2, spam ? 1 : 0)
-      .bind(3, joined)
+  impl_->count(owner, joined, spam, 1);
+  db.prepare("INSERT OR REPLACE INTO trained (owner, key, spam, tokens) VALUES (?1, ?2, ?3, ?4)")
+      .bind(1, owner)
+      .bind(2, key)
+      .bind(3, spam ? 1 : 0)
+      .bind(4, joined)
       .run();
   tx.commit();
   return true;
 }
 
-bool BayesStore::forget(const std::string& message_id) {
+bool BayesStore::forget(std::string_view owner, const std::string& key) {
   std::lock_guard lock(impl_->mutex);
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
-  const auto before = impl_->learnt(message_id);
+  const auto before = impl_->learnt(owner, key);
   if (!before) return false;
-  impl_->count(before->second, before->first, -1);
-  db.prepare("DELETE FROM trained WHERE message_id = ?1").bind(1, message_id).run();
+  impl_->count(owner, before->second, before->first, -1);
+  db.prepare("DELETE FROM trained WHERE owner = ?1 AND key = ?2").bind(1, owner).bind(2, key).run();
   tx.commit();
   return true;
 }
 
-Verdict BayesStore::classify(const std::vector<std::string>& tokens) {
+Verdict BayesStore::classify(std::string_view owner, const std::vector<std::string>& tokens) {
   std::lock_guard lock(impl_->mutex);
-  const auto& s = impl_->settings;
-  const double nspam = static_cast<double>(impl_->messages(true)), nham = static_cast<double>(impl_->messages(false));
-  Verdict verdict;
-  if (nspam == 0 || nham == 0) return verdict;  // nothing to compare with yet
-  std::vector<std::pair<std::string, double>> scored;
-  auto& stmt = impl_->db->prepare("SELECT spam, ham FROM tokens WHERE token = ?1");
-  for (const auto& token : tokens) {
-    stmt.bind(1, token);
-    double b = 0, g = 0, n = 0;
-    if (stmt.step()) {
-      n = static_cast<double>(stmt.column_int64(0) + stmt.column_int64(1));
-      b = static_cast<double>(stmt.column_int64(0)) / nspam;
-      g = static_cast<double>(stmt.column_int64(1)) / nham;
-    }
-    stmt.reset();
-    if (n == 0 || b + g == 0) continue;  // unknown: no evidence either way
-    const double p = b / (b + g);
-    const double f = (s.s * s.x + n * p) / (s.s + n);
-    if (std::abs(f - 0.5) >= s.min_dev) scored.emplace_back(token, f);
-  }
-  if (scored.empty()) return verdict;
-  std::sort(scored.begin(), scored.end(), [](const auto& a, const auto& b) { return std::abs(a.second - 0.5) > std::abs(b.second - 0.5); });
-  if (scored.size() > s.max_tokens) scored.resize(s.max_tokens);
-  double ln_f = 0, ln_not_f = 0;
-  for (const auto& [token, f] : scored) {
-    const double clamped = std::clamp(f, 1e-6, 1 - 1e-6);
-    ln_f += std::log(clamped);
-    ln_not_f += std::log(1 - clamped);
-  }
-  const int k = static_cast<int>(scored.size());
-  // H is near 1 when the tokens lean to spam (their f near 1), S when they lean to ham.
-  const double h = chi2_tail(-2 * ln_f, k), s_ = chi2_tail(-2 * ln_not_f, k);
-  verdict.probability = (1 + h - s_) / 2;
-  verdict.strongest.assign(scored.begin(), scored.begin() + std::min<std::size_t>(scored.size(), 10));
-  return verdict;
+  return impl_->classify(owner, tokens);
 }
 
-BayesStore::Counts BayesStore::counts() {
+BayesStore::Counts BayesStore::counts(std::string_view owner) {
   std::lock_guard lock(impl_->mutex);
   Counts c;
-  c.spam_messages = impl_->messages(true);
-  c.ham_messages = impl_->messages(false);
-  auto& stmt = impl_->db->prepare("SELECT count(*) FROM tokens");
-  if (stmt.step()) c.tokens = stmt.column_int64(0);
-  stmt.reset();
+  std::tie(c.spam_messages, c.ham_messages) = impl_->totals(owner);
+  auto& tokens = impl_->db->prepare("SELECT count(*) FROM tokens WHERE owner = ?1");
+  tokens.bind(1, owner);
+  if (tokens.step()) c.tokens = tokens.column_int64(0);
+  tokens.reset();
+  auto& recent = impl_->db->prepare("SELECT count(*), coalesce(sum(right), 0) FROM recent WHERE owner = ?1");
+  recent.bind(1, owner);
+  if (recent.step()) {
+    c.recent = recent.column_int64(0);
+    c.recent_right = recent.column_int64(1);
+  }
+  recent.reset();
   return c;
 }
 

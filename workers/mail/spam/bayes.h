@@ -34,6 +34,8 @@ struct BayesSettings {
   std::size_t max_tokens = 150;  // the strongest tokens combined, as SpamAssassin's 150
 };
 
+// The counts are kept per owner: "" is the shard's, shared by everyone; a member's handle is
+// that member's own part (`[workers.mail.spam] per_member`).
 class BayesStore {
  public:
   explicit BayesStore(const std::filesystem::path& file, BayesSettings settings = {});
@@ -41,18 +43,22 @@ class BayesStore {
   BayesStore(const BayesStore&) = delete;
   BayesStore& operator=(const BayesStore&) = delete;
 
-  // Learns a message as spam or ham, once per message ID: learning it again as the same
-  // changes nothing; as the other first unlearns the earlier verdict (a member moving a
-  // message out of Junk). False when nothing changed.
-  bool train(const std::string& message_id, const std::vector<std::string>& tokens, bool spam);
+  // Learns a message as spam or ham, once per owner and message key: learning it again as
+  // the same changes nothing; as the other first unlearns the earlier verdict (a member
+  // moving a message out of Junk). What the classifier thought of it just before is kept
+  // for accuracy(). False when nothing changed.
+  bool train(std::string_view owner, const std::string& key, const std::vector<std::string>& tokens, bool spam);
   // Forgets what a message taught; false when it taught nothing.
-  bool forget(const std::string& message_id);
-  Verdict classify(const std::vector<std::string>& tokens);
+  bool forget(std::string_view owner, const std::string& key);
+  Verdict classify(std::string_view owner, const std::vector<std::string>& tokens);
 
   struct Counts {
     int64_t spam_messages = 0, ham_messages = 0, tokens = 0;
+    // Of the last (at most 1000) trainings, how many the classifier had already judged
+    // right (spam at 0.5 or more, ham below), before it learnt them.
+    int64_t recent = 0, recent_right = 0;
   };
-  Counts counts();
+  Counts counts(std::string_view owner);
 
  private:
   struct Impl;
