@@ -51,6 +51,7 @@ void add_dav_commands(CLI::App& app, Globals& globals);
 void add_mail_commands(CLI::App& app, Globals& globals);
 // coop mail queue, dkim and settings (cli/mail_out.cpp), under the mail command.
 void add_mail_out_commands(CLI::App* mail_cmd, Globals& globals);
+void add_mail_spam_commands(CLI::App* mail_cmd, Globals& globals);
 // coop tiles ...
 void add_tiles_commands(CLI::App& app, Globals& globals);
 // coop docs ...

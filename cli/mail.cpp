@@ -316,6 +316,7 @@ void add_mail_commands(CLI::App& app, Globals& globals) {
   auto* mail_cmd = app.add_subcommand("mail", "Email: hosted domains, aliases, mailbox export and import, the outbound queue, DKIM");
   mail_cmd->require_subcommand(1);
   add_mail_out_commands(mail_cmd, globals);
+  add_mail_spam_commands(mail_cmd, globals);
 
   {
     auto* domain = mail_cmd->add_subcommand("domain", "Domains the shard receives mail for");

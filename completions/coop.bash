@@ -2,7 +2,7 @@
 _coop() {
   local cur="${COMP_WORDS[COMP_CWORD]}" prev="${COMP_WORDS[COMP_CWORD-1]}"
   local path="" w i skip=0
-  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --valid --version --when --where --with -n -o "
+  local valopts=" --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --ham --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --member --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --spam --status --storage --threads --timeout --title --to --type --until --url --valid --version --when --where --with -n -o "
   for ((i = 1; i < COMP_CWORD; i++)); do
     w="${COMP_WORDS[i]}"
     if ((skip)); then skip=0; continue; fi
@@ -71,6 +71,7 @@ _coop() {
       'mail|dkim') path='mail dkim' ;;
       'mail|settings') path='mail settings' ;;
       'mail|dns') path='mail dns' ;;
+      'mail|spam') path='mail spam' ;;
       'mail|domain') path='mail domain' ;;
       'mail|alias') path='mail alias' ;;
       'mail|mailboxes') path='mail mailboxes' ;;
@@ -83,6 +84,9 @@ _coop() {
       'mail dkim|generate') path='mail dkim generate' ;;
       'mail dkim|list') path='mail dkim list' ;;
       'mail dkim|retire') path='mail dkim retire' ;;
+      'mail spam|train') path='mail spam train' ;;
+      'mail spam|score') path='mail spam score' ;;
+      'mail spam|status') path='mail spam status' ;;
       'mail domain|add') path='mail domain add' ;;
       'mail domain|list') path='mail domain list' ;;
       'mail domain|remove') path='mail domain remove' ;;
@@ -160,6 +164,7 @@ _coop() {
     --format) COMPREPLY=(); return ;;
     --from) COMPREPLY=(); return ;;
     --group) COMPREPLY=(); return ;;
+    --ham) COMPREPLY=(); return ;;
     --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
     --image) COMPREPLY=(); return ;;
     --key) COMPREPLY=(); return ;;
@@ -172,6 +177,7 @@ _coop() {
     --mailbox) COMPREPLY=(); return ;;
     --marker) COMPREPLY=(); return ;;
     --maxzoom) COMPREPLY=(); return ;;
+    --member) COMPREPLY=(); return ;;
     --memory) COMPREPLY=(); return ;;
     --minzoom) COMPREPLY=(); return ;;
     --name) COMPREPLY=(); return ;;
@@ -197,6 +203,7 @@ _coop() {
     --slug) COMPREPLY=(); return ;;
     --source) COMPREPLY=(); return ;;
     --space) COMPREPLY=(); return ;;
+    --spam) COMPREPLY=(); return ;;
     --status) COMPREPLY=(); return ;;
     --storage) COMPREPLY=(); return ;;
     --threads) COMPREPLY=(); return ;;
@@ -266,7 +273,7 @@ _coop() {
     'federate keys') words='--help --json' ;;
     'federate profile') words='--help --json' ;;
     'federate peers') words='--help --json' ;;
-    'mail') words='--help queue dkim settings dns domain alias mailboxes export import' ;;
+    'mail') words='--help queue dkim settings dns spam domain alias mailboxes export import' ;;
     'mail queue') words='--help list show retry delete' ;;
     'mail queue list') words='--help --json' ;;
     'mail queue show') words='--help --json' ;;
@@ -278,6 +285,10 @@ _coop() {
     'mail dkim retire') words='--help --domain --selector --json' ;;
     'mail settings') words='--help --save-sent --json' ;;
     'mail dns') words='--help --check --json' ;;
+    'mail spam') words='--help train score status' ;;
+    'mail spam train') words='--help --spam --ham --json' ;;
+    'mail spam score') words='--help --json' ;;
+    'mail spam status') words='--help --member --json' ;;
     'mail domain') words='--help add list remove' ;;
     'mail domain add') words='--help --catch-all --json' ;;
     'mail domain list') words='--help --json' ;;

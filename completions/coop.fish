@@ -3,7 +3,7 @@ function __coop_path
     set -l tokens (commandline -opc)
     set -l path coop
     set -l skip 0
-    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --status --storage --threads --timeout --title --to --type --until --url --valid --version --when --where --with -n -o
+    set -l valopts --add-email --add-group --algorithm --as --attribute --base-port --by --catch-all --cert --components --count --cpu --description --displayname --domain --email --expire-days --format --from --group --ham --home --image --key --kind --label --lat --limit --lines --lon --mailbox --marker --maxzoom --member --memory --minzoom --name --note --out --owner --parent --price --protocol --public --quota --reason --remove-email --remove-group --role --room --save-sent --scope --selector --sheet --since --site --slug --source --space --spam --status --storage --threads --timeout --title --to --type --until --url --valid --version --when --where --with -n -o
     for w in $tokens[2..-1]
         if test $skip -eq 1
             set skip 0
@@ -140,6 +140,8 @@ function __coop_path
                 set path 'coop mail settings'
             case 'coop mail|dns'
                 set path 'coop mail dns'
+            case 'coop mail|spam'
+                set path 'coop mail spam'
             case 'coop mail|domain'
                 set path 'coop mail domain'
             case 'coop mail|alias'
@@ -164,6 +166,12 @@ function __coop_path
                 set path 'coop mail dkim list'
             case 'coop mail dkim|retire'
                 set path 'coop mail dkim retire'
+            case 'coop mail spam|train'
+                set path 'coop mail spam train'
+            case 'coop mail spam|score'
+                set path 'coop mail spam score'
+            case 'coop mail spam|status'
+                set path 'coop mail spam status'
             case 'coop mail domain|add'
                 set path 'coop mail domain add'
             case 'coop mail domain|list'
@@ -493,6 +501,7 @@ complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'queue' -d 'Mail waiti
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'dkim' -d 'DKIM keys that sign outgoing mail (RFC 6376, RFC 8463)'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'settings' -d 'Show or change a member'\''s mail settings'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'dns' -d 'The DNS records to publish for a hosted domain, and with --check what DNS holds'
+complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'spam' -d 'The spam filter: teach its classifier, see what it knows'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'domain' -d 'Domains the shard receives mail for'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'alias' -d 'Addresses that deliver to members, groups or other addresses'
 complete -c coop -n "test (__coop_path) = 'coop mail'" -a 'mailboxes' -d 'A member'\''s mailboxes with message counts'
@@ -534,6 +543,19 @@ complete -c coop -n "test (__coop_path) = 'coop mail settings'" -l json -d 'Prin
 complete -c coop -n "test (__coop_path) = 'coop mail dns'" -l help -s h -d 'Print this help message and exit'
 complete -c coop -n "test (__coop_path) = 'coop mail dns'" -l check -d 'Look each record up and say which are missing or wrong (exit 1 if any)'
 complete -c coop -n "test (__coop_path) = 'coop mail dns'" -l json -d 'Print the records as JSON'
+complete -c coop -n "test (__coop_path) = 'coop mail spam'" -a 'train' -d 'Teach the shard'\''s classifier from sorted mail; a message taught twice counts once'
+complete -c coop -n "test (__coop_path) = 'coop mail spam'" -a 'score' -d 'Score messages as inbound mail is scored, and say why; nothing is delivered or learnt'
+complete -c coop -n "test (__coop_path) = 'coop mail spam'" -a 'status' -d 'Thresholds, token counts and accuracy on recent training'
+complete -c coop -n "test (__coop_path) = 'coop mail spam'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop mail spam train'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop mail spam train'" -l spam -r -d 'Spam: a Maildir, an mbox file, or a directory of one-message files (repeatable)'
+complete -c coop -n "test (__coop_path) = 'coop mail spam train'" -l ham -r -d 'Good mail, in the same forms (repeatable)'
+complete -c coop -n "test (__coop_path) = 'coop mail spam train'" -l json -d 'Print the counts as JSON'
+complete -c coop -n "test (__coop_path) = 'coop mail spam score'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop mail spam score'" -l json -d 'Print each message'\''s score, verdict and tests as JSON'
+complete -c coop -n "test (__coop_path) = 'coop mail spam status'" -l help -s h -d 'Print this help message and exit'
+complete -c coop -n "test (__coop_path) = 'coop mail spam status'" -l member -r -d 'That member'\''s own classifier (with per_member on)'
+complete -c coop -n "test (__coop_path) = 'coop mail spam status'" -l json -d 'Print as JSON, with the rules and their points'
 complete -c coop -n "test (__coop_path) = 'coop mail domain'" -a 'add' -d 'Receive mail for a domain'
 complete -c coop -n "test (__coop_path) = 'coop mail domain'" -a 'list' -d 'List hosted domains'
 complete -c coop -n "test (__coop_path) = 'coop mail domain'" -a 'remove' -d 'Stop receiving mail for a domain (stored mail stays)'

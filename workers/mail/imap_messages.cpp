@@ -4,6 +4,7 @@
 #include "workers/mail/imap_server.h"
 #include "workers/mail/imap_url.h"
 #include "workers/mail/mime_summary.h"
+#include "workers/mail/spam/filter.h"
 
 namespace coop::mail::imap_server {
 
@@ -471,6 +472,7 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   std::vector<int64_t> uids;
   for (auto i : *chosen) uids.push_back(messages_[i].uid);
   const auto pairs = service().mailboxes().copy(handle_, held_->key, *target, uids);
+  teach_spam_filter(uids, box->special_use);
   std::vector<int64_t> from, to;
   for (const auto& [a, b] : pairs) {
     from.push_back(a);
@@ -490,6 +492,30 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   forget(gone);
   if (*target == mailbox_) sync();
   tagged("OK MOVE completed");
+}
+
+void Session::teach_spam_filter(const std::vector<int64_t>& uids, const std::string& target_use) {
+  if (!settings_->spam || uids.empty()) return;
+  const auto boxes = service().mailboxes().mailboxes(handle_);
+  const auto here = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == mailbox_; });
+  const bool from_junk = here != boxes.end() && here->special_use == "\\Junk";
+  const bool to_junk = target_use == "\\Junk";
+  if (from_junk == to_junk || (from_junk && target_use == "\\Trash")) return;
+  std::vector<std::string> blobs;
+  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+    for (const auto uid : uids)
+      if (const auto* m = cache.find(uid)) blobs.push_back(m->blob);
+  });
+  // The blob names the message: the same delivery moved by two members teaches once.
+  int taught = 0;
+  for (const auto& blob : blobs) {
+    try {
+      taught += settings_->spam->train(handle_, blob, service().blobs().read(blob), to_junk) ? 1 : 0;
+    } catch (const std::exception& e) {
+      spdlog::warn("imap {}: training the spam filter on {} failed: {}", handle_, blob.substr(0, 12), e.what());
+    }
+  }
+  if (taught > 0) spdlog::info("imap {}: {} message(s) taught as {}", handle_, taught, to_junk ? "spam" : "ham");
 }
 
 void Session::expunge(Cursor& c, bool uid) {

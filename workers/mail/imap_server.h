@@ -338,6 +338,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string uid_set(const std::vector<int64_t>& uids);
 
   void copy(Cursor& c, bool uid, bool move);
+  // A member's COPY or MOVE into Junk teaches the spam filter these messages are spam; out
+  // of Junk (but not to Trash), that they are ham.
+  void teach_spam_filter(const std::vector<int64_t>& uids, const std::string& target_use);
 
   void expunge(Cursor& c, bool uid);
 

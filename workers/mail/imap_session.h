@@ -24,6 +24,10 @@ namespace coop::net {
 class Connection;
 }
 
+namespace coop::mail::spam {
+class SpamFilter;
+}
+
 namespace coop::mail {
 
 class MailService;
@@ -44,6 +48,8 @@ struct ImapSettings {
   const Home* home = nullptr;
   // Logged-in sessions by member, ended with "* BYE" when the registry revokes them.
   std::shared_ptr<auth::LiveSessions> live;
+  // Taught by moves into and out of Junk; null when [workers.mail.spam] is off.
+  spam::SpamFilter* spam = nullptr;
 };
 
 void start_imap_session(std::shared_ptr<net::Connection> connection, std::shared_ptr<const ImapSettings> settings);

@@ -16,11 +16,15 @@
 #include "workers/mail/auth/spf.h"
 #include "workers/mail/dns_records.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/mime_summary.h"
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/outbound/queue_store.h"
 #include "workers/mail/submission.h"
 #include "common/control/client.h"
+#include "common/digest.h"
 #include "common/paths.h"
+#include "workers/mail/spam/bayes.h"
+#include "workers/mail/spam/filter.h"
 
 namespace coop::mail {
 
@@ -57,9 +61,61 @@ json domain_json(const Domain& d) {
 }
 }  // namespace
 
-void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& outbound) {
+void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& outbound, spam::SpamFilter* spam) {
   auto& r = runtime.router();
   auto run = runtime.blocking_runner();
+
+  // The spam filter (coop mail spam).
+  r.add_blocking("GET", "/v1/spam", run, [spam](const Request& q) {
+    json out = {{"enabled", spam != nullptr}};
+    if (!spam) return Response::json(out);
+    const auto& s = spam->settings();
+    const auto member = q.query_value("member");
+    const auto c = spam->bayes().counts(member);
+    out["junk"] = s.junk;
+    out["reject"] = s.reject;
+    out["per_member"] = s.per_member;
+    out["greylist"] = s.greylist;
+    out["dnsbl"] = s.dnsbl;
+    out["uribl"] = s.uribl;
+    out["classifier"] = {{"owner", member.empty() ? json(nullptr) : json(member)},
+                         {"spam_messages", c.spam_messages}, {"ham_messages", c.ham_messages}, {"tokens", c.tokens},
+                         {"recent_trainings", c.recent}, {"recent_right", c.recent_right},
+                         {"recent_accuracy", c.recent > 0 ? json(static_cast<double>(c.recent_right) / static_cast<double>(c.recent)) : json(nullptr)}};
+    auto rules = json::array();
+    for (const auto& rule : spam::rules()) rules.push_back({{"name", rule.name}, {"points", rule.points}, {"description", rule.description}});
+    out["rules"] = rules;
+    return Response::json(out);
+  }, "the spam filter's settings, rules and classifier counts (?member=: that member's own part)");
+  r.add_blocking("POST", "/v1/spam/train", run, [spam](const Request& q) {
+    if (!spam) throw Error(errc::kSpamFilterOff, "the spam filter is off ([workers.mail.spam] enabled = false)", 409);
+    const auto as = q.query_value("as");
+    if (as != "spam" && as != "ham") throw Error(errc::kBadRequest, "as= must be spam or ham", 400);
+    const auto records = parse_import_batch(q.body);
+    if (!records) throw Error(errc::kBadRequest, "not an import batch (mailbox_formats.h)", 400);
+    int64_t learnt = 0, already = 0;
+    // Keyed by the bytes: the same file trained twice teaches once, and as the other kind
+    // replaces what it taught.
+    for (const auto& m : *records) (spam->train("", "file:" + sha256_hex(m.bytes), m.bytes, as == "spam") ? learnt : already)++;
+    return Response::json({{"learnt", learnt}, {"already", already}});
+  }, "teach the shard's classifier messages as spam or ham (?as=; body: records of mailbox_formats.h import_record)");
+  r.add_blocking("POST", "/v1/spam/score", run, [spam](const Request& q) {
+    if (!spam) throw Error(errc::kSpamFilterOff, "the spam filter is off ([workers.mail.spam] enabled = false)", 409);
+    const auto records = parse_import_batch(q.body);
+    if (!records) throw Error(errc::kBadRequest, "not an import batch (mailbox_formats.h)", 400);
+    const auto now = static_cast<int64_t>(::time(nullptr));
+    auto list = json::array();
+    for (const auto& m : *records) {
+      // As at the end of DATA, without the authentication results only delivery has.
+      const auto facts = message_text(spam::strip_spam_headers(m.bytes));
+      const auto score = spam->score(facts, nullptr, now);
+      auto tests = json::object();
+      for (const auto& h : score.hits) tests[h.name] = h.points;
+      list.push_back({{"score", score.total}, {"bayes", score.bayes}, {"tests", tests},
+                      {"verdict", score.total >= spam->settings().reject ? "reject" : score.total >= spam->settings().junk ? "junk" : "inbox"}});
+    }
+    return Response::json(list);
+  }, "score messages as inbound mail would be, without delivering them (body: import_record records)");
 
   r.add_blocking("GET", "/v1/domains", run, [&service](const Request&) {
     auto list = json::array();

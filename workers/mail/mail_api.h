@@ -6,11 +6,15 @@ namespace coop {
 class WorkerRuntime;
 }
 
+namespace coop::mail::spam {
+class SpamFilter;
+}
+
 namespace coop::mail {
 
 class MailService;
 class Outbound;
 
-void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& outbound);
+void add_mail_routes(WorkerRuntime& runtime, MailService& service, Outbound& outbound, spam::SpamFilter* spam);
 
 }  // namespace coop::mail

@@ -17,12 +17,15 @@
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/imap_session.h"
 #include "workers/mail/smtp_session.h"
+#include "workers/mail/spam/filter.h"
+#include "workers/mail/spam/greylist.h"
 
 namespace coop::mail {
 
 namespace {
 
-std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailService* service, Outbound* outbound) {
+std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailService* service, Outbound* outbound,
+                                                 spam::SpamFilter* spam, spam::Greylist* greylist) {
   const auto& c = runtime.config();
   auto s = std::make_shared<SmtpSettings>();
   s->hostname = c.domain();
@@ -45,11 +48,14 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   s->service = service;
   s->home = &runtime.home();
   if (c.get_bool("workers.mail.check_inbound", true)) s->dns = &outbound->dns();
+  s->spam = spam;
+  s->greylist = greylist;
+  s->blocklist_dns = &outbound->dns();
   return s;
 }
 
 std::shared_ptr<const ImapSettings> imap_settings(WorkerRuntime& runtime, MailService* service,
-                                                 std::shared_ptr<boost::asio::ssl::context> tls) {
+                                                 std::shared_ptr<boost::asio::ssl::context> tls, spam::SpamFilter* spam) {
   const auto& c = runtime.config();
   auto s = std::make_shared<ImapSettings>();
   s->hostname = c.domain();
@@ -64,6 +70,7 @@ std::shared_ptr<const ImapSettings> imap_settings(WorkerRuntime& runtime, MailSe
   s->service = service;
   s->home = &runtime.home();
   s->live = std::make_shared<auth::LiveSessions>();
+  s->spam = spam;
   return s;
 }
 
@@ -80,12 +87,29 @@ std::unique_ptr<MailService> open_service(WorkerRuntime& runtime) {
   return service;
 }
 
+// The spam filter's classifier and greylist, each in its own database beside mail.db.
+std::unique_ptr<spam::SpamFilter> open_spam_filter(WorkerRuntime& runtime) {
+  auto settings = spam::spam_settings(runtime.config());
+  if (!settings.enabled) return nullptr;
+  return std::make_unique<spam::SpamFilter>(runtime.home().database("spam"), std::move(settings));
+}
+
+std::unique_ptr<spam::Greylist> open_greylist(WorkerRuntime& runtime) {
+  const auto settings = spam::spam_settings(runtime.config());
+  if (!settings.greylist) return nullptr;
+  return std::make_unique<spam::Greylist>(runtime.home().database("greylist"),
+                                          spam::GreylistSettings{settings.greylist_delay, settings.greylist_forget,
+                                                                 settings.greylist_pass_days});
+}
+
 // The submission listeners' settings: the port 25 limits, AUTH and the queue.
 std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, const SmtpSettings& smtp,
                                                        Outbound* outbound) {
   auto s = std::make_shared<SmtpSettings>(smtp);
   s->submission = true;
   s->dns = nullptr;  // members' own mail is not checked as if it came from outside
+  s->spam = nullptr;
+  s->greylist = nullptr;
   s->home = &runtime.home();
   s->outbound = outbound;
   return s;
@@ -96,9 +120,11 @@ std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, 
 MailWorker::MailWorker(WorkerRuntime& runtime)
     : service_(open_service(runtime)),
       outbound_(std::make_unique<Outbound>(runtime, *service_)),
-      smtp_(smtp_settings(runtime, service_.get(), outbound_.get())),
+      spam_(open_spam_filter(runtime)),
+      greylist_(open_greylist(runtime)),
+      smtp_(smtp_settings(runtime, service_.get(), outbound_.get(), spam_.get(), greylist_.get())),
       submission_(submission_settings(runtime, *smtp_, outbound_.get())) {
-  add_mail_routes(runtime, *service_, *outbound_);
+  add_mail_routes(runtime, *service_, *outbound_, spam_.get());
 
   const auto& config = runtime.config();
   net::ListenerLimits limits;
@@ -107,7 +133,7 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   limits.max_per_network = config.get_count("workers.mail.max_connections_per_network", 256);
   limits.idle_timeout = smtp_->limits.command_timeout;
   std::vector<ListenerConfig> bound;
-  imap_ = imap_settings(runtime, service_.get(), smtp_->tls);
+  imap_ = imap_settings(runtime, service_.get(), smtp_->tls, spam_.get());
   for (const auto& listener : config.listeners("mail")) {
     // IMAP (RFC 9051) on imap (STARTTLS) and imaps (implicit TLS, RFC 8314).
     if (listener.name == "imap" || listener.name == "imaps") {

@@ -15,6 +15,11 @@ class MemberEventFollower;
 }  // namespace auth
 }  // namespace coop
 
+namespace coop::mail::spam {
+class SpamFilter;
+class Greylist;
+}  // namespace coop::mail::spam
+
 namespace coop::mail {
 
 class MailService;
@@ -30,6 +35,8 @@ class MailWorker {
  private:
   std::unique_ptr<MailService> service_;
   std::unique_ptr<Outbound> outbound_;
+  std::unique_ptr<spam::SpamFilter> spam_;  // null: [workers.mail.spam] enabled = false
+  std::unique_ptr<spam::Greylist> greylist_;  // null: greylist = false
   std::shared_ptr<const SmtpSettings> smtp_;
   std::shared_ptr<const SmtpSettings> submission_;
   std::shared_ptr<const ImapSettings> imap_;

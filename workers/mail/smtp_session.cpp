@@ -19,6 +19,7 @@
 #include "common/blob_store.h"
 #include "common/error.h"
 #include "common/mail/message.h"
+#include "common/net/admission.h"
 #include "common/net/read_buffer.h"
 #include "common/net/tcp_listener.h"
 #include "common/text.h"
@@ -27,7 +28,10 @@
 #include "workers/mail/mail_service.h"
 #include "workers/mail/auth/auth_results.h"
 #include "workers/mail/outbound/outbound.h"
+#include "workers/mail/mime_summary.h"
 #include "workers/mail/smtp_parser.h"
+#include "workers/mail/spam/filter.h"
+#include "workers/mail/spam/greylist.h"
 #include "workers/mail/submission.h"
 
 namespace coop::mail {
@@ -439,6 +443,8 @@ class Session : public std::enable_shared_from_this<Session> {
           check.reply = "250 2.1.5 Recipient ok";
         } else {
           check = self->settings_->service->check_recipient(address, self->declared_size_);
+          if (check.accepted && self->settings_->greylist && !self->trusted(self->conn_->remote_address()))
+            self->greylist(address, check);
         }
       } catch (const std::exception& e) {
         spdlog::warn("smtp: recipient check for {} failed: {}", address, e.what());
@@ -459,6 +465,18 @@ class Session : public std::enable_shared_from_this<Session> {
         self->process();
       });
     });
+  }
+
+  // RFC 6647: an unknown (network, sender, recipient) is told to come back later. On the
+  // blocking pool.
+  void greylist(const std::string& address, RecipientCheck& check) {
+    const auto now = static_cast<int64_t>(::time(nullptr));
+    const auto wait = settings_->greylist->check(net::network_of(conn_->remote_address()), sender_, address, now);
+    if (wait == 0) return;
+    spdlog::info("smtp: greylisted <{}> -> <{}> from {} for {} s", sender_, address, conn_->remote_address(), wait);
+    check.accepted = false;
+    check.recipients.clear();
+    check.reply = "451 4.7.1 Greylisted, please try again in " + std::to_string(wait) + " seconds (RFC 6647)";
   }
 
   // Return-Path (RFC 5321 4.4) and a Received trace line go on top of every message.
@@ -567,7 +585,7 @@ class Session : public std::enable_shared_from_this<Session> {
       return;
     }
     if (settings_->submission) return end_of_submission();
-    if (settings_->dns) return end_of_checked_message();
+    if (settings_->dns || (settings_->spam && !trusted(conn_->remote_address()))) return end_of_checked_message();
     // Blob fsync and index commits block: the reply waits for them, as it must.
     waiting_ = true;
     auto self = shared_from_this();
@@ -642,10 +660,12 @@ class Session : public std::enable_shared_from_this<Session> {
       int left = 2;
       InboundAuth auth;
     };
+    auto self = shared_from_this();
+    if (!settings_->dns)  // [workers.mail] check_inbound = false: only the spam score
+      return settings_->runner([self, message, trace, budget] { self->store_checked(*message, trace, nullptr); });
     auto join = std::make_shared<Join>();
     join->auth.mail_from = sender_;
     join->auth.helo = helo_;
-    auto self = shared_from_this();
     // Both answers in: DMARC, then store.
     auto next = [self, join, writer, message, trace, budget] {
       const auto domain = from_domain(*message);
@@ -653,7 +673,7 @@ class Session : public std::enable_shared_from_this<Session> {
                       [self, join, writer, message, trace, budget](dmarc::Outcome outcome) {
                         join->auth.dmarc = std::move(outcome);
                         self->settings_->runner([self, join, message, trace, budget] {
-                          self->store_checked(*message, trace, join->auth);
+                          self->store_checked(*message, trace, &join->auth);
                         });
                       });
     };
@@ -677,31 +697,76 @@ class Session : public std::enable_shared_from_this<Session> {
                     });
   }
 
-  // On the blocking pool.
-  void store_checked(const std::string& message, const std::string& trace, const InboundAuth& auth) {
-    const auto& d = auth.dmarc;
-    std::string verdicts;
-    for (const auto& v : auth.dkim) verdicts += (verdicts.empty() ? "" : ",") + v.result;
-    spdlog::info("smtp {}: from=<{}> dkim={} spf={} dmarc={}{}", message_id_, sender_, verdicts.empty() ? "none" : verdicts,
-                 spf::result_name(auth.spf.result), d.result, d.result == "fail" ? " p=" + d.policy : "");
+  // On the blocking pool. auth: null when [workers.mail] check_inbound is off.
+  void store_checked(const std::string& message, const std::string& trace, const InboundAuth* auth) {
+    const dmarc::Outcome no_dmarc;
+    const auto& d = auth ? auth->dmarc : no_dmarc;
+    if (auth) {
+      std::string verdicts;
+      for (const auto& v : auth->dkim) verdicts += (verdicts.empty() ? "" : ",") + v.result;
+      spdlog::info("smtp {}: from=<{}> dkim={} spf={} dmarc={}{}", message_id_, sender_, verdicts.empty() ? "none" : verdicts,
+                   spf::result_name(auth->spf.result), d.result, d.result == "fail" ? " p=" + d.policy : "");
+    }
     // RFC 7489 6.6.2 and 10.3: a reject policy is refused with 550 at the end of DATA.
     if (d.result == "fail" && d.policy == "reject")
       return answer_later("550 5.7.1 Rejected by the DMARC policy of " + d.from_domain +
                           ": neither SPF nor DKIM passed for it");
     std::string answer;
-    bool forward_calendar = false;
+    std::vector<Recipient> in_inbox;  // whose calendars hear of invitations in the message
     try {
-      const std::string bytes = trace.substr(0, trace.find("\r\n") + 2) +  // Return-Path
-                                authentication_results(settings_->hostname, auth) +
-                                trace.substr(trace.find("\r\n") + 2) + strip_our_results(message, settings_->hostname);
-      const auto blob = settings_->service->blobs().put(bytes);
-      const std::string mailbox = d.result == "fail" && d.policy == "quarantine" ? "Junk" : "INBOX";
-      const auto delivered = settings_->service->deliver(blob, bytes.size(), recipients_,
-                                                         static_cast<int64_t>(::time(nullptr)), mailbox);
+      const auto now = static_cast<int64_t>(::time(nullptr));
+      // What goes on top: the Return-Path, our Authentication-Results and spam verdict, then
+      // the Received trace; from the message, fields that claim to be ours are dropped.
+      const std::string return_path = trace.substr(0, trace.find("\r\n") + 2);
+      const std::string results = auth ? authentication_results(settings_->hostname, *auth) : std::string();
+      const std::string received = trace.substr(trace.find("\r\n") + 2);
+      std::string body = auth ? strip_our_results(message, settings_->hostname) : message;
+      // Recipients in groups that get the same bytes in the same mailbox.
+      struct Group {
+        std::string mailbox, headers;
+        std::vector<Recipient> recipients;
+      };
+      std::vector<Group> groups;
+      auto file = [&groups](std::string mailbox, std::string headers, const Recipient& r) {
+        for (auto& g : groups)
+          if (g.mailbox == mailbox && g.headers == headers) return g.recipients.push_back(r);
+        groups.push_back(Group{std::move(mailbox), std::move(headers), {r}});
+      };
+      const bool quarantine = d.result == "fail" && d.policy == "quarantine";
+      if (auto* filter = settings_->spam; filter && !trusted(conn_->remote_address())) {
+        body = spam::strip_spam_headers(body);
+        const auto facts = message_text(body);
+        auto score = filter->score(facts, auth, now);
+        if (settings_->blocklist_dns)
+          for (auto& h : spam::blocklist_hits(*settings_->blocklist_dns, filter->settings(), conn_->remote_address(), facts))
+            score.add(std::move(h));
+        std::string tests;
+        for (const auto& h : score.hits) tests += (tests.empty() ? "" : ",") + h.name;
+        spdlog::info("smtp {}: spam score {:.1f} ({})", message_id_, score.total, tests.empty() ? "no tests" : tests);
+        if (score.total >= filter->settings().reject)
+          return answer_later("550 5.7.1 Message refused as spam (score " + std::to_string(static_cast<int>(score.total)) +
+                              "); ask the recipient to add you as a contact");
+        for (const auto& r : recipients_) {
+          const auto own = filter->for_member(score, facts, r.handle);
+          const bool junk = quarantine || own.total >= filter->settings().junk;
+          file(junk ? "Junk" : "INBOX", spam::spam_headers(own, filter->settings().junk), r);
+        }
+      } else {
+        for (const auto& r : recipients_) file(quarantine ? "Junk" : "INBOX", "", r);
+      }
+      std::size_t delivered = 0;
+      std::string mailboxes, first_blob;
+      for (const auto& g : groups) {
+        const std::string bytes = return_path + results + g.headers + received + body;
+        const auto blob = settings_->service->blobs().put(bytes);
+        delivered += settings_->service->deliver(blob, bytes.size(), g.recipients, now, g.mailbox).uids.size();
+        if (mailboxes.find(g.mailbox) == std::string::npos) mailboxes += (mailboxes.empty() ? "" : ",") + g.mailbox;
+        if (first_blob.empty()) first_blob = blob.substr(0, 12);
+        if (g.mailbox == "INBOX") in_inbox.insert(in_inbox.end(), g.recipients.begin(), g.recipients.end());
+      }
       answer = "250 2.0.0 Ok: delivered as " + message_id_;
-      spdlog::info("smtp {}: size={} delivered to {} member(s) in {} blob={}", message_id_, bytes.size(),
-                   delivered.uids.size(), mailbox, blob.substr(0, 12));
-      forward_calendar = mailbox == "INBOX";
+      spdlog::info("smtp {}: size={} delivered to {} member(s) in {} blob={}", message_id_, message.size(), delivered,
+                   mailboxes, first_blob);
     } catch (const Error& e) {
       answer = e.code() == errc::kQuotaExceeded ? std::string(e.what())
                                                : "451 4.3.0 Local error in processing, message not accepted";
@@ -710,12 +775,11 @@ class Session : public std::enable_shared_from_this<Session> {
       answer = "451 4.3.0 Local error in processing, message not accepted";
       spdlog::error("smtp {}: delivery failed: {}", message_id_, e.what());
     }
-    const auto recipients = recipients_;  // answer_later resets the transaction on the strand
     answer_later(answer);
     // After the answer: invitations and replies by mail reach the calendars (RFC 6047), and
     // only when DMARC vouches for the From: address they claim to come from.
-    if (forward_calendar && settings_->home)
-      forward_calendar_mail(*settings_->home, message, recipients, d.result == "pass");
+    if (!in_inbox.empty() && settings_->home)
+      forward_calendar_mail(*settings_->home, message, in_inbox, d.result == "pass");
   }
 
   // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.

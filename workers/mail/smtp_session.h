@@ -25,6 +25,11 @@ class Connection;
 class DnsResolver;
 }
 
+namespace coop::mail::spam {
+class SpamFilter;
+class Greylist;
+}  // namespace coop::mail::spam
+
 namespace coop::mail {
 
 class MailService;
@@ -63,6 +68,11 @@ struct SmtpSettings {
   // Authentication-Results field; DMARC p=reject refused, p=quarantine filed in Junk.
   // Null: not checked ([workers.mail] check_inbound = false).
   net::DnsResolver* dns = nullptr;
+  // Inbound: the spam score at the end of DATA (null: [workers.mail.spam] enabled = false),
+  // and greylisting at RCPT (null: off). Neither applies to trusted_networks or submission.
+  spam::SpamFilter* spam = nullptr;
+  spam::Greylist* greylist = nullptr;
+  net::DnsResolver* blocklist_dns = nullptr;  // for [workers.mail.spam] dnsbl and uribl
 };
 
 // Runs the session until QUIT, a timeout or the client leaving; keeps itself alive.
