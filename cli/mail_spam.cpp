@@ -24,35 +24,53 @@ std::string message_file(const fs::path& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
-// Every message under path: a Maildir (cur/ and new/), an mbox file, or a directory of
-// one-message files (the SpamAssassin corpus, MH), whose mbox From_ line, if any, is dropped.
-void for_each_message(const fs::path& path, const std::function<void(std::string)>& take) {
+constexpr std::uintmax_t kMaxMessageBytes = 64 << 20;  // larger files are no mail to learn from
+
+// Every message under path, with a name for it: a Maildir (cur/ and new/), an mbox file, a
+// single message file, or a directory of one-message files (the SpamAssassin corpus, MH),
+// whose mbox From_ line, if any, is dropped. Empty files, files over 64 MiB, and what cannot
+// be read are skipped with a warning.
+void for_each_message(const fs::path& path, const std::function<void(const std::string&, std::string)>& take) {
   std::error_code ec;
   if (!fs::exists(path, ec)) throw Error(errc::kIoError, path.string() + " does not exist", 404);
+  auto usable = [](const fs::path& file) {
+    std::error_code size_ec;
+    const auto size = fs::file_size(file, size_ec);
+    if (size_ec || size == 0 || size > kMaxMessageBytes) {
+      std::cerr << "coop: skipping " << file.string() << (size_ec ? ": cannot be read\n" : size == 0 ? ": empty\n" : ": over 64 MiB\n");
+      return false;
+    }
+    return true;
+  };
   if (fs::is_directory(path / "cur", ec) || fs::is_directory(path / "new", ec)) {
-    for (const auto& m : mail::maildir_list(path)) take(message_file(m.path));
+    for (const auto& m : mail::maildir_list(path))
+      if (usable(m.path)) take(m.path.string(), message_file(m.path));
     return;
   }
   if (fs::is_directory(path, ec)) {
     std::vector<fs::path> files;
-    for (const auto& entry : fs::recursive_directory_iterator(path))
-      if (entry.is_regular_file() && entry.path().filename().string().front() != '.') files.push_back(entry.path());
+    for (auto it = fs::recursive_directory_iterator(path, fs::directory_options::skip_permission_denied, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+      if (it->is_regular_file(ec) && it->path().filename().string().front() != '.') files.push_back(it->path());
+    if (ec) std::cerr << "coop: " << path.string() << ": " << ec.message() << "; using what was read\n";
     std::sort(files.begin(), files.end());
     for (const auto& file : files) {
+      if (!usable(file)) continue;
       auto content = message_file(file);
       if (content.starts_with("From ")) content.erase(0, std::min(content.size(), content.find('\n') + 1));
-      take(std::move(content));
+      take(file.string(), std::move(content));
     }
     return;
   }
+  if (!fs::is_regular_file(path, ec)) throw Error(errc::kIoError, path.string() + " is not a file or a folder", 400);
   std::ifstream in(path, std::ios::binary);
   char head[5] = {};
   in.read(head, sizeof head);
   const bool mbox = in.gcount() == sizeof head && std::string_view(head, sizeof head) == "From ";
   in.clear();
   in.seekg(0);
-  if (!mbox) {
-    take(message_file(path));  // one message
+  if (!mbox) {  // one message
+    if (usable(path)) take(path.string(), message_file(path));
     return;
   }
   mail::MboxReader reader([&in](char* buffer, std::size_t size) {
@@ -62,7 +80,13 @@ void for_each_message(const fs::path& path, const std::function<void(std::string
   std::string content, sender;
   unsigned flags = 0;
   int64_t date = 0;
-  while (reader.next(content, flags, sender, date)) take(content);
+  for (int n = 1; reader.next(content, flags, sender, date); ++n) {
+    if (content.size() > kMaxMessageBytes) {
+      std::cerr << "coop: skipping message " << n << " of " << path.string() << ": over 64 MiB\n";
+      continue;
+    }
+    take(path.string() + "#" + std::to_string(n), content);
+  }
 }
 
 struct TrainOptions {
@@ -91,7 +115,7 @@ void run_train(const Globals& globals, const TrainOptions& o) {
       progress.show("learning: " + std::to_string(seen) + " messages");
     };
     for (const auto& path : spam ? o.spam : o.ham)
-      for_each_message(path, [&](std::string content) {
+      for_each_message(path, [&](const std::string&, std::string content) {
         if (batch.size() + content.size() > (8u << 20) || in_batch >= 500) send();
         batch += mail::import_record(content, 0, 0, "");
         ++in_batch;
@@ -118,15 +142,13 @@ void run_score(const Globals& globals, const std::vector<std::string>& paths, bo
     batch.clear();
     in_batch = 0;
   };
-  for (const auto& path : paths) {
-    int n = 0;
-    for_each_message(path, [&](std::string content) {
+  for (const auto& path : paths)
+    for_each_message(path, [&](const std::string& name, std::string content) {
       if (batch.size() + content.size() > (8u << 20) || in_batch >= 500) send();
-      names.push_back(path + (n++ > 0 || fs::is_directory(path) ? "#" + std::to_string(n) : ""));
+      names.push_back(name);
       batch += mail::import_record(content, 0, 0, "");
       ++in_batch;
     });
-  }
   send();
   for (std::size_t i = 0; i < all.size() && i < names.size(); ++i) all[i]["message"] = names[i];
   if (as_json) return print_json(all);

@@ -472,7 +472,6 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   std::vector<int64_t> uids;
   for (auto i : *chosen) uids.push_back(messages_[i].uid);
   const auto pairs = service().mailboxes().copy(handle_, held_->key, *target, uids);
-  teach_spam_filter(uids, box->special_use);
   std::vector<int64_t> from, to;
   for (const auto& [a, b] : pairs) {
     from.push_back(a);
@@ -482,40 +481,61 @@ void Session::copy(Cursor& c, bool uid, bool move) {
   const std::string code = pairs.empty() ? std::string()
                                          : "[COPYUID " + std::to_string(box->uidvalidity) + " " + uid_set(from) + " " + uid_set(to) + "] ";
   if (!move) {
+    teach_spam_filter(from, box->special_use);
     if (*target == mailbox_) sync();  // the copies' EXISTS now, not at the next command
     return tagged("OK " + code + "COPY completed");
   }
   // RFC 6851: MOVE is copy, then expunge of just those, the COPYUID untagged first.
   out_ += "* OK " + code + "moved\r\n";
   service().mailboxes().change_flags(handle_, held_->key, from, MailboxStore::FlagChange::add, kDeleted);
+  // The blobs are read before the expunge (this session's cache still lists them); the
+  // lesson comes after the move is whole, so that no failure of it can leave one half done.
+  const auto lesson = spam_lesson(from, box->special_use);
   auto gone = service().mailboxes().expunge(handle_, held_->key, from);
   forget(gone);
+  learn(lesson);
   if (*target == mailbox_) sync();
   tagged("OK MOVE completed");
 }
 
-void Session::teach_spam_filter(const std::vector<int64_t>& uids, const std::string& target_use) {
-  if (!settings_->spam || uids.empty()) return;
-  const auto boxes = service().mailboxes().mailboxes(handle_);
-  const auto here = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == mailbox_; });
-  const bool from_junk = here != boxes.end() && here->special_use == "\\Junk";
-  const bool to_junk = target_use == "\\Junk";
-  if (from_junk == to_junk || (from_junk && target_use == "\\Trash")) return;
-  std::vector<std::string> blobs;
-  service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
-    for (const auto uid : uids)
-      if (const auto* m = cache.find(uid)) blobs.push_back(m->blob);
-  });
+Session::SpamLesson Session::spam_lesson(const std::vector<int64_t>& uids, const std::string& target_use) {
+  SpamLesson lesson;
+  if (!settings_->spam || uids.empty()) return lesson;
+  try {
+    const auto boxes = service().mailboxes().mailboxes(handle_);
+    const auto here = std::find_if(boxes.begin(), boxes.end(), [&](const auto& b) { return b.name == mailbox_; });
+    const bool from_junk = here != boxes.end() && here->special_use == "\\Junk";
+    lesson.spam = target_use == "\\Junk";
+    if (from_junk == lesson.spam || (from_junk && target_use == "\\Trash")) return lesson;
+    service().mailboxes().with_cache(handle_, mailbox_, [&](const MailboxCache& cache) {
+      for (const auto uid : uids)
+        if (const auto* m = cache.find(uid); m && lesson.blobs.size() < kMaxLessonMessages) lesson.blobs.push_back(m->blob);
+    });
+    if (uids.size() > kMaxLessonMessages)
+      spdlog::info("imap {}: {} messages moved at once; the spam filter learns from the first {}", handle_, uids.size(),
+                   kMaxLessonMessages);
+  } catch (const std::exception& e) {
+    spdlog::warn("imap {}: the spam filter cannot learn from this move: {}", handle_, e.what());
+    lesson.blobs.clear();
+  }
+  return lesson;
+}
+
+void Session::learn(const SpamLesson& lesson) {
   // The blob names the message: the same delivery moved by two members teaches once.
   int taught = 0;
-  for (const auto& blob : blobs) {
+  for (const auto& blob : lesson.blobs) {
     try {
-      taught += settings_->spam->train(handle_, blob, service().blobs().read(blob), to_junk) ? 1 : 0;
+      taught += settings_->spam->train(handle_, blob, service().blobs().read(blob), lesson.spam) ? 1 : 0;
     } catch (const std::exception& e) {
-      spdlog::warn("imap {}: training the spam filter on {} failed: {}", handle_, blob.substr(0, 12), e.what());
+      spdlog::warn("imap {}: teaching the spam filter {} failed: {}", handle_, blob.substr(0, 12), e.what());
     }
   }
-  if (taught > 0) spdlog::info("imap {}: {} message(s) taught as {}", handle_, taught, to_junk ? "spam" : "ham");
+  if (taught > 0) spdlog::info("imap {}: {} message(s) taught as {}", handle_, taught, lesson.spam ? "spam" : "ham");
+}
+
+void Session::teach_spam_filter(const std::vector<int64_t>& uids, const std::string& target_use) {
+  learn(spam_lesson(uids, target_use));
 }
 
 void Session::expunge(Cursor& c, bool uid) {

@@ -339,7 +339,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void copy(Cursor& c, bool uid, bool move);
   // A member's COPY or MOVE into Junk teaches the spam filter these messages are spam; out
-  // of Junk (but not to Trash), that they are ham.
+  // of Junk (but not to Trash), that they are ham; at most kMaxLessonMessages a command.
+  // Failures are logged, never the command's.
+  static constexpr std::size_t kMaxLessonMessages = 1000;
+  struct SpamLesson {
+    bool spam = false;
+    std::vector<std::string> blobs;
+  };
+  SpamLesson spam_lesson(const std::vector<int64_t>& uids, const std::string& target_use);
+  void learn(const SpamLesson& lesson);
   void teach_spam_filter(const std::vector<int64_t>& uids, const std::string& target_use);
 
   void expunge(Cursor& c, bool uid);

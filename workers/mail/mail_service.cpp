@@ -147,12 +147,16 @@ MessageMeta MailService::describe(const std::string& blob, std::string_view byte
   return meta;
 }
 
-Delivered MailService::deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
-                               int64_t internal_date, const std::string& mailbox) {
+void MailService::check_quota(const std::vector<Recipient>& recipients, uint64_t size) {
   for (const auto& r : recipients) {
     if (r.quota_bytes > 0 && mailboxes_.usage(r.handle) + static_cast<int64_t>(size) > r.quota_bytes)
       throw Error(errc::kQuotaExceeded, "552 5.2.2 Mailbox of " + r.handle + " is full", 552);
   }
+}
+
+Delivered MailService::deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
+                               int64_t internal_date, const std::string& mailbox) {
+  check_quota(recipients, size);
   const auto meta = describe(blob, blobs_.read(blob), internal_date, 0);
   Delivered delivered{blob, {}};
   for (const auto& r : recipients) {

@@ -45,6 +45,8 @@ class MailService {
   // Indexes a committed blob into every recipient's INBOX (each commit durable). Quota is
   // checked for all before any is written: over quota, coop::Error(errc::kQuotaExceeded, 552)
   // and nothing is delivered.
+  // Throws kQuotaExceeded ("552 ...") when the message would take a recipient over quota.
+  void check_quota(const std::vector<Recipient>& recipients, uint64_t size);
   Delivered deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
                     int64_t internal_date, const std::string& mailbox = "INBOX");
 

@@ -521,11 +521,13 @@ std::string plain_text(const std::string& decoded, bool html) {
       continue;
     }
     if (html && c == '&') {
-      const auto semicolon = decoded.find(';', i);
-      if (semicolon != std::string::npos && semicolon - i <= 8) {
-        const auto entity = decoded.substr(i + 1, semicolon - i - 1);
+      // A character reference is short: look no further than its longest name, so that a
+      // run of '&' without ';' costs no more than its length.
+      const auto semicolon = std::string_view(decoded).substr(i, 9).find(';');
+      if (semicolon != std::string_view::npos) {
+        const auto entity = decoded.substr(i + 1, semicolon - 1);
         plain += entity == "amp" ? "&" : entity == "lt" ? "<" : entity == "gt" ? ">" : entity == "quot" ? "\"" : " ";
-        i = semicolon;
+        i += semicolon;
         blank = false;
         continue;
       }
@@ -575,32 +577,48 @@ namespace {
 
 constexpr std::size_t kMaxAnchors = 200;
 
-// The <a href="...">text</a> links of an HTML part, the text without its markup.
+// The <a href="...">text</a> links of an HTML part, the text without its markup. Every search
+// looks only a bounded way ahead and at most kMaxAnchorTags tags are looked at, so hostile
+// markup ("<a <a <a ...", tags without href) costs time in proportion to its length.
+constexpr std::size_t kMaxAnchorTags = 2000, kMaxTag = 4096, kMaxAnchorText = 2048;
+
 void collect_anchors(const std::string& html, std::vector<MessageText::Anchor>& out) {
   const std::string lower = lowercase(html);
-  for (auto at = lower.find("<a"); at != std::string::npos && out.size() < kMaxAnchors; at = lower.find("<a", at + 2)) {
-    if (at + 2 >= lower.size() || !g_ascii_isspace(lower[at + 2])) continue;
-    const auto tag_end = lower.find('>', at);
-    if (tag_end == std::string::npos) return;
-    auto href = lower.find("href", at);
-    if (href == std::string::npos || href > tag_end) continue;
-    href = lower.find_first_not_of(" \t\r\n=", href + 4);
-    if (href == std::string::npos || href > tag_end) continue;
-    std::size_t value_end;
-    if (lower[href] == '"' || lower[href] == '\'') {
-      const char quote = lower[href++];
-      value_end = lower.find(quote, href);
-    } else {
-      value_end = lower.find_first_of(" \t\r\n>", href);
+  const std::string_view all(lower);
+  std::size_t tags = 0;
+  for (auto at = all.find("<a"); at != std::string_view::npos && out.size() < kMaxAnchors && tags < kMaxAnchorTags;
+       at = all.find("<a", at + 2)) {
+    if (at + 2 >= all.size() || !g_ascii_isspace(all[at + 2])) continue;
+    ++tags;
+    const auto tag = all.substr(at, kMaxTag);
+    const auto tag_end = tag.find('>');
+    if (tag_end == std::string_view::npos) continue;
+    // href=, not hreflang=: the name, blanks, then '='.
+    std::size_t value = std::string_view::npos;
+    for (auto name = tag.find("href"); name != std::string_view::npos && name < tag_end; name = tag.find("href", name + 4)) {
+      const auto eq = tag.find_first_not_of(" \t\r\n", name + 4);
+      if (eq < tag_end && tag[eq] == '=') {
+        value = tag.find_first_not_of(" \t\r\n", eq + 1);
+        break;
+      }
     }
-    if (value_end == std::string::npos) return;
-    const auto close = lower.find("</a", tag_end);
-    if (close == std::string::npos) return;
+    if (value == std::string_view::npos || value >= tag_end) continue;
+    std::size_t value_end;
+    if (tag[value] == '"' || tag[value] == '\'') {
+      const char quote = tag[value++];
+      value_end = tag.find(quote, value);
+    } else {
+      value_end = tag.find_first_of(" \t\r\n>", value);
+    }
+    if (value_end == std::string_view::npos || value_end > tag_end) value_end = std::max(tag_end, value);
+    const auto text_start = at + tag_end + 1;
+    const auto close = all.substr(text_start, kMaxAnchorText).find("</a");
+    const auto text_length = close == std::string_view::npos ? std::min(kMaxAnchorText, all.size() - text_start) : close;
     MessageText::Anchor anchor;
-    anchor.href = html.substr(href, std::min<std::size_t>(value_end - href, 2048));
-    anchor.text = plain_text(html.substr(tag_end + 1, std::min<std::size_t>(close - tag_end - 1, 2048)), true);
+    anchor.href = html.substr(at + value, std::min<std::size_t>(value_end - value, 2048));
+    anchor.text = plain_text(html.substr(text_start, text_length), true);
     out.push_back(std::move(anchor));
-    at = close;
+    if (text_length > 0) at = text_start + text_length - 1;
   }
 }
 
@@ -645,9 +663,9 @@ void walk_parts(GMimeObject* object, int depth, std::size_t max_bytes, MessageTe
     collect_anchors(decoded, facts.anchors);
     for (const std::string_view scheme : {"http://", "https://"})
       for (auto at = decoded.find(scheme); at != std::string::npos && out.size() < max_bytes; at = decoded.find(scheme, at + 1)) {
-        const auto end = decoded.find_first_of("\"' <>", at);
+        const auto link = std::string_view(decoded).substr(at, 2048);
         out += ' ';
-        out += decoded.substr(at, std::min<std::size_t>((end == std::string::npos ? decoded.size() : end) - at, 2048));
+        out += link.substr(0, link.find_first_of("\"' <>"));
       }
   }
   if (out.size() > max_bytes) {  // cut at a character's start: the text stays valid UTF-8

@@ -721,17 +721,9 @@ class Session : public std::enable_shared_from_this<Session> {
       const std::string results = auth ? authentication_results(settings_->hostname, *auth) : std::string();
       const std::string received = trace.substr(trace.find("\r\n") + 2);
       std::string body = auth ? strip_our_results(message, settings_->hostname) : message;
-      // Recipients in groups that get the same bytes in the same mailbox.
-      struct Group {
-        std::string mailbox, headers;
-        std::vector<Recipient> recipients;
-      };
-      std::vector<Group> groups;
-      auto file = [&groups](std::string mailbox, std::string headers, const Recipient& r) {
-        for (auto& g : groups)
-          if (g.mailbox == mailbox && g.headers == headers) return g.recipients.push_back(r);
-        groups.push_back(Group{std::move(mailbox), std::move(headers), {r}});
-      };
+      // One copy of the message for every recipient; each is filed in INBOX or Junk.
+      std::string verdict;
+      std::vector<Recipient> to_inbox, to_junk;
       const bool quarantine = d.result == "fail" && d.policy == "quarantine";
       if (auto* filter = settings_->spam; filter && !trusted(conn_->remote_address())) {
         body = spam::strip_spam_headers(body);
@@ -746,27 +738,34 @@ class Session : public std::enable_shared_from_this<Session> {
         if (score.total >= filter->settings().reject)
           return answer_later("550 5.7.1 Message refused as spam (score " + std::to_string(static_cast<int>(score.total)) +
                               "); ask the recipient to add you as a contact");
+        // The fields tell the shard's verdict; a member's own classifier (per_member) may
+        // still file their copy in Junk or INBOX.
+        verdict = spam::spam_headers(score, filter->settings().junk);
         for (const auto& r : recipients_) {
           const auto own = filter->for_member(score, facts, r.handle);
-          const bool junk = quarantine || own.total >= filter->settings().junk;
-          file(junk ? "Junk" : "INBOX", spam::spam_headers(own, filter->settings().junk), r);
+          if (own.total != score.total)
+            spdlog::info("smtp {}: {}'s own classifier scores it {:.1f}", message_id_, r.handle, own.total);
+          (quarantine || own.total >= filter->settings().junk ? to_junk : to_inbox).push_back(r);
         }
       } else {
-        for (const auto& r : recipients_) file(quarantine ? "Junk" : "INBOX", "", r);
+        (quarantine ? to_junk : to_inbox) = recipients_;
       }
+      const std::string bytes = return_path + results + verdict + received + body;
+      // Quotas first for everyone: the message goes to all of them or, with 552, to none.
+      settings_->service->check_quota(recipients_, bytes.size());
+      const auto blob = settings_->service->blobs().put(bytes);
       std::size_t delivered = 0;
-      std::string mailboxes, first_blob;
-      for (const auto& g : groups) {
-        const std::string bytes = return_path + results + g.headers + received + body;
-        const auto blob = settings_->service->blobs().put(bytes);
-        delivered += settings_->service->deliver(blob, bytes.size(), g.recipients, now, g.mailbox).uids.size();
-        if (mailboxes.find(g.mailbox) == std::string::npos) mailboxes += (mailboxes.empty() ? "" : ",") + g.mailbox;
-        if (first_blob.empty()) first_blob = blob.substr(0, 12);
-        if (g.mailbox == "INBOX") in_inbox.insert(in_inbox.end(), g.recipients.begin(), g.recipients.end());
+      std::string mailboxes;
+      for (const auto* group : {&to_inbox, &to_junk}) {
+        if (group->empty()) continue;
+        const std::string mailbox = group == &to_junk ? "Junk" : "INBOX";
+        delivered += settings_->service->deliver(blob, bytes.size(), *group, now, mailbox).uids.size();
+        mailboxes += (mailboxes.empty() ? "" : ",") + mailbox;
       }
+      in_inbox = to_inbox;
       answer = "250 2.0.0 Ok: delivered as " + message_id_;
-      spdlog::info("smtp {}: size={} delivered to {} member(s) in {} blob={}", message_id_, message.size(), delivered,
-                   mailboxes, first_blob);
+      spdlog::info("smtp {}: size={} delivered to {} member(s) in {} blob={}", message_id_, bytes.size(), delivered,
+                   mailboxes, blob.substr(0, 12));
     } catch (const Error& e) {
       answer = e.code() == errc::kQuotaExceeded ? std::string(e.what())
                                                : "451 4.3.0 Local error in processing, message not accepted";

@@ -201,21 +201,33 @@ TEST_CASE("the filter: rules and classifier together, and a member's own part on
   auto hammy = [](int i) {
     return message("", "The seedlings need water; minutes of meeting " + std::to_string(i) + "\r\n", "Rota " + std::to_string(i));
   };
+  // An admin teaches the shard that offers are spam.
   for (int i = 0; i < 3; ++i) {
-    CHECK(filter.train("alice", "s" + std::to_string(i), spammy(i), true));
-    CHECK(filter.train("alice", "h" + std::to_string(i), hammy(i), false));
+    CHECK(filter.train("", "s" + std::to_string(i), spammy(i), true));
+    CHECK(filter.train("", "h" + std::to_string(i), hammy(i), false));
   }
-  // Taught by alice: the shard learnt too, and so did alice's own part (per_member).
   CHECK(filter.bayes().counts("").spam_messages == 3);
-  CHECK(filter.bayes().counts("alice").spam_messages == 3);
+  CHECK(filter.bayes().counts("alice").spam_messages == 0);  // nobody's own part
   const auto facts = message_text(spammy(9));
   const auto shard = filter.score(facts, nullptr, kNow);
   CHECK(shard.bayes > 0.9);
   CHECK(shard.total >= settings.junk);
-  // Bob taught nothing: the shard's opinion is his. Alice's own part decides for her.
-  CHECK(filter.for_member(shard, facts, "bob").total == shard.total);
-  // Alice now says the offers are ham: her part flips; the shard's (keyed the same) does too.
-  for (int i = 0; i < 3; ++i) filter.train("alice", "s" + std::to_string(i), spammy(i), false);
-  CHECK(filter.bayes().counts("alice").spam_messages == 0);
-  CHECK(filter.for_member(filter.score(facts, nullptr, kNow), facts, "alice").bayes == 0.5);
+  // Alice, who likes these offers, teaches her own part (and the shard) the other way with
+  // her own messages: her part now decides for her, and differently.
+  for (int i = 10; i < 13; ++i) {
+    CHECK(filter.train("alice", "a" + std::to_string(i), spammy(i), false));
+    CHECK(filter.train("alice", "b" + std::to_string(i), hammy(i), true));
+  }
+  CHECK(filter.bayes().counts("alice").ham_messages == 3);
+  const auto now_shard = filter.score(facts, nullptr, kNow);
+  const auto alice = filter.for_member(now_shard, facts, "alice");
+  CHECK(alice.bayes < 0.1);
+  CHECK(alice.total < settings.junk);
+  // Bob taught nothing of his own: the shard's opinion is his.
+  CHECK(filter.for_member(now_shard, facts, "bob").total == now_shard.total);
+  // Without per_member nobody has a part of their own.
+  SpamSettings shared = settings;
+  shared.per_member = false;
+  SpamFilter plain_filter(dir.path() / "spam.db", shared);
+  CHECK(plain_filter.for_member(now_shard, facts, "alice").total == now_shard.total);
 }

@@ -36,12 +36,12 @@ constexpr sqlite::Migration kMigrations[] = {
         ham   INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (owner, token)
       ) WITHOUT ROWID;
-      -- What each message taught, so that it is learnt once and can be unlearnt.
+      -- Which messages were learnt, and as what, so that each is learnt once; unlearning
+      -- takes the message's tokens again, so none are kept here.
       CREATE TABLE trained (
         owner  TEXT NOT NULL,
         key    TEXT NOT NULL,
         spam   INTEGER NOT NULL,
-        tokens TEXT NOT NULL,
         PRIMARY KEY (owner, key)
       ) WITHOUT ROWID;
       CREATE TABLE totals (
@@ -51,9 +51,9 @@ constexpr sqlite::Migration kMigrations[] = {
       ) WITHOUT ROWID;
       -- The last trainings, and whether the classifier had it right before it learnt.
       CREATE TABLE recent (
-        id    INTEGER PRIMARY KEY,
-        owner TEXT NOT NULL,
-        right INTEGER NOT NULL
+        id           INTEGER PRIMARY KEY,
+        owner        TEXT NOT NULL,
+        judged_right INTEGER NOT NULL
       );
       CREATE INDEX recent_by_owner ON recent (owner, id);
     )sql"},
@@ -124,12 +124,12 @@ struct BayesStore::Impl {
   std::unique_ptr<sqlite::Database> db;
   std::mutex mutex;  // one writer and reader: the classifier's own file
 
-  // What a message taught: (as spam, its tokens one a line), nullopt when nothing.
-  std::optional<std::pair<bool, std::string>> learnt(std::string_view owner, const std::string& key) {
-    auto& stmt = db->prepare("SELECT spam, tokens FROM trained WHERE owner = ?1 AND key = ?2");
+  // Whether a message was learnt as spam; nullopt when it was not learnt.
+  std::optional<bool> learnt(std::string_view owner, const std::string& key) {
+    auto& stmt = db->prepare("SELECT spam FROM trained WHERE owner = ?1 AND key = ?2");
     stmt.bind(1, owner).bind(2, key);
-    std::optional<std::pair<bool, std::string>> found;
-    if (stmt.step()) found = std::make_pair(stmt.column_int64(0) != 0, stmt.column_text(1));
+    std::optional<bool> found;
+    if (stmt.step()) found = stmt.column_int64(0) != 0;
     stmt.reset();
     return found;
   }
@@ -141,20 +141,17 @@ struct BayesStore::Impl {
     stmt.reset();
     return n;
   }
-  void count(std::string_view owner, const std::string& joined, bool spam, int delta) {
+  void count(std::string_view owner, const std::vector<std::string>& tokens, bool spam, int delta) {
     const char* sql = spam ? "INSERT INTO tokens (owner, token, spam) VALUES (?1, ?2, max(?3, 0)) "
                              "ON CONFLICT (owner, token) DO UPDATE SET spam = max(spam + ?3, 0)"
                            : "INSERT INTO tokens (owner, token, ham) VALUES (?1, ?2, max(?3, 0)) "
                              "ON CONFLICT (owner, token) DO UPDATE SET ham = max(ham + ?3, 0)";
-    std::size_t start = 0;
-    while (start < joined.size()) {
-      std::size_t end = joined.find('\n', start);
-      if (end == std::string::npos) end = joined.size();
-      const auto token = std::string_view(joined).substr(start, end - start);
+    for (std::size_t i = 0; i < tokens.size() && i < kMaxTokensPerMessage; ++i) {
+      const auto& token = tokens[i];
+      if (token.empty()) continue;
       db->prepare(sql).bind(1, owner).bind(2, token).bind(3, delta).run();
       if (delta < 0)
         db->prepare("DELETE FROM tokens WHERE owner = ?1 AND token = ?2 AND spam = 0 AND ham = 0").bind(1, owner).bind(2, token).run();
-      start = end + 1;
     }
     db->prepare(spam ? "INSERT INTO totals (owner, spam) VALUES (?1, max(?2, 0)) "
                        "ON CONFLICT (owner) DO UPDATE SET spam = max(spam + ?2, 0)"
@@ -218,42 +215,37 @@ bool BayesStore::train(std::string_view owner, const std::string& key, const std
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
   const auto before = impl_->learnt(owner, key);
-  if (before && before->first == spam) return false;
-  // Was it already judged right? Only a message new to the classifier says so fairly.
+  if (before && *before == spam) return false;
+  // Was it already judged right? Only a message new to the classifier says so fairly, and
+  // "no opinion" (0.5) is right for neither kind.
   if (!before) {
     const double p = impl_->classify(owner, tokens).probability;
-    db.prepare("INSERT INTO recent (owner, right) VALUES (?1, ?2)").bind(1, owner).bind(2, (p >= 0.5) == spam ? 1 : 0).run();
+    const bool right = p != 0.5 && (p > 0.5) == spam;
+    db.prepare("INSERT INTO recent (owner, judged_right) VALUES (?1, ?2)").bind(1, owner).bind(2, right ? 1 : 0).run();
     db.prepare("DELETE FROM recent WHERE owner = ?1 AND id <= (SELECT id FROM recent WHERE owner = ?1 "
                "ORDER BY id DESC LIMIT 1 OFFSET ?2)")
         .bind(1, owner)
         .bind(2, kRecentTrainings)
         .run();
   }
-  if (before) impl_->count(owner, before->second, before->first, -1);
-  std::string joined;
-  for (std::size_t i = 0; i < tokens.size() && i < kMaxTokensPerMessage; ++i) {
-    if (tokens[i].empty() || tokens[i].find('\n') != std::string::npos) continue;
-    if (!joined.empty()) joined += '\n';
-    joined += tokens[i];
-  }
-  impl_->count(owner, joined, spam, 1);
-  db.prepare("INSERT OR REPLACE INTO trained (owner, key, spam, tokens) VALUES (?1, ?2, ?3, ?4)")
+  if (before) impl_->count(owner, tokens, *before, -1);  // the same message: the same tokens
+  impl_->count(owner, tokens, spam, 1);
+  db.prepare("INSERT OR REPLACE INTO trained (owner, key, spam) VALUES (?1, ?2, ?3)")
       .bind(1, owner)
       .bind(2, key)
       .bind(3, spam ? 1 : 0)
-      .bind(4, joined)
       .run();
   tx.commit();
   return true;
 }
 
-bool BayesStore::forget(std::string_view owner, const std::string& key) {
+bool BayesStore::forget(std::string_view owner, const std::string& key, const std::vector<std::string>& tokens) {
   std::lock_guard lock(impl_->mutex);
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
   const auto before = impl_->learnt(owner, key);
   if (!before) return false;
-  impl_->count(owner, before->second, before->first, -1);
+  impl_->count(owner, tokens, *before, -1);
   db.prepare("DELETE FROM trained WHERE owner = ?1 AND key = ?2").bind(1, owner).bind(2, key).run();
   tx.commit();
   return true;
@@ -272,7 +264,7 @@ BayesStore::Counts BayesStore::counts(std::string_view owner) {
   tokens.bind(1, owner);
   if (tokens.step()) c.tokens = tokens.column_int64(0);
   tokens.reset();
-  auto& recent = impl_->db->prepare("SELECT count(*), coalesce(sum(right), 0) FROM recent WHERE owner = ?1");
+  auto& recent = impl_->db->prepare("SELECT count(*), coalesce(sum(judged_right), 0) FROM recent WHERE owner = ?1");
   recent.bind(1, owner);
   if (recent.step()) {
     c.recent = recent.column_int64(0);

@@ -45,17 +45,18 @@ class BayesStore {
 
   // Learns a message as spam or ham, once per owner and message key: learning it again as
   // the same changes nothing; as the other first unlearns the earlier verdict (a member
-  // moving a message out of Junk). What the classifier thought of it just before is kept
-  // for accuracy(). False when nothing changed.
+  // moving a message out of Junk), with these tokens, which must be the message's own, as
+  // its key promises. Whether the classifier had judged it right just before is kept for
+  // counts(). False when nothing changed.
   bool train(std::string_view owner, const std::string& key, const std::vector<std::string>& tokens, bool spam);
-  // Forgets what a message taught; false when it taught nothing.
-  bool forget(std::string_view owner, const std::string& key);
+  // Forgets what a message (with these tokens) taught; false when it taught nothing.
+  bool forget(std::string_view owner, const std::string& key, const std::vector<std::string>& tokens);
   Verdict classify(std::string_view owner, const std::vector<std::string>& tokens);
 
   struct Counts {
     int64_t spam_messages = 0, ham_messages = 0, tokens = 0;
     // Of the last (at most 1000) trainings, how many the classifier had already judged
-    // right (spam at 0.5 or more, ham below), before it learnt them.
+    // right (spam above 0.5, ham below), before it learnt them.
     int64_t recent = 0, recent_right = 0;
   };
   Counts counts(std::string_view owner);

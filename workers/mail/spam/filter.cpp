@@ -10,8 +10,11 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <set>
+
+#include <spdlog/spdlog.h>
 
 #include "common/config.h"
 #include "common/error.h"
@@ -272,6 +275,33 @@ bool listed(const net::DnsAnswer& answer) {
   return false;
 }
 
+// A list that did not answer is left alone for five minutes: while it is down, each message
+// would otherwise hold a blocking thread for the resolver's whole timeout.
+class ZoneBreaker {
+ public:
+  bool down(const std::string& zone) {
+    std::lock_guard lock(mutex_);
+    const auto it = until_.find(zone);
+    return it != until_.end() && std::chrono::steady_clock::now() < it->second;
+  }
+  void failed(const std::string& zone, const std::string& why) {
+    std::lock_guard lock(mutex_);
+    auto& until = until_[zone];
+    if (std::chrono::steady_clock::now() >= until)
+      spdlog::warn("spam: blocklist {} did not answer ({}); not asking it for 5 minutes", zone, why);
+    until = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::chrono::steady_clock::time_point> until_;
+};
+
+ZoneBreaker& breaker() {
+  static ZoneBreaker instance;
+  return instance;
+}
+
 std::string hit_name(const char* kind, const std::string& zone) {
   std::string name = kind;
   name += '_';
@@ -285,7 +315,8 @@ std::vector<Hit> blocklist_hits(net::DnsResolver& dns, const SpamSettings& setti
                                 const MessageText& facts) {
   std::vector<std::pair<std::string, std::pair<const char*, std::string>>> questions;  // name, (kind, zone)
   if (const auto reversed = reversed_address(client_address); !reversed.empty())
-    for (const auto& zone : settings.dnsbl) questions.push_back({reversed + "." + zone, {"DNSBL", zone}});
+    for (const auto& zone : settings.dnsbl)
+      if (!breaker().down(zone)) questions.push_back({reversed + "." + zone, {"DNSBL", zone}});
   if (!settings.uribl.empty()) {
     std::set<std::string> domains;
     auto add = [&domains](const std::string& host) {
@@ -296,8 +327,9 @@ std::vector<Hit> blocklist_hits(net::DnsResolver& dns, const SpamSettings& setti
     for (const auto& a : facts.anchors) add(url_host(a.href));
     for (const auto& token : tokens_of("", "", facts.body))
       if (token.starts_with("url:")) add(token.substr(4));
-    for (const auto& domain : domains)
-      for (const auto& zone : settings.uribl) questions.push_back({domain + "." + zone, {"URIBL", zone}});
+    for (const auto& zone : settings.uribl)
+      if (!breaker().down(zone))
+        for (const auto& domain : domains) questions.push_back({domain + "." + zone, {"URIBL", zone}});
   }
   if (questions.empty()) return {};
   struct Wait {
@@ -310,6 +342,7 @@ std::vector<Hit> blocklist_hits(net::DnsResolver& dns, const SpamSettings& setti
   wait->left = questions.size();
   for (const auto& [name, list] : questions)
     dns.query(name, net::kDnsA, [wait, list](net::DnsAnswer answer) {
+      if (answer.status == net::DnsAnswer::Status::temporary) breaker().failed(list.second, answer.error);
       std::lock_guard lock(wait->mutex);
       if (listed(answer)) wait->found.insert({list.first, list.second});
       if (--wait->left == 0) wait->done.notify_all();

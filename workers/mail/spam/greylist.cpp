@@ -11,6 +11,8 @@ namespace coop::mail::spam {
 
 namespace {
 
+constexpr int64_t kMaxWaitingPerNetwork = 2000;
+
 constexpr sqlite::Migration kMigrations[] = {
     {1, R"sql(
       CREATE TABLE triplets (
@@ -50,7 +52,7 @@ int64_t Greylist::check(std::string_view network, std::string_view sender, std::
   auto& db = *impl_->db;
   sqlite::Transaction tx(db);
   // Old entries go once an hour: unretried attempts after `forget`, passes after `keep`.
-  if (now - impl_->last_sweep >= 3600) {
+  if (now - impl_->last_sweep >= 3600 || now < impl_->last_sweep) {
     db.prepare("DELETE FROM triplets WHERE (passed IS NULL AND first_seen < ?1) OR passed < ?2")
         .bind(1, now - forget)
         .bind(2, now - keep)
@@ -63,9 +65,11 @@ int64_t Greylist::check(std::string_view network, std::string_view sender, std::
   if (find.step()) {
     const int64_t first_seen = find.column_int64(0);
     const bool passed = !find.column_is_null(1);
+    const int64_t passed_at = passed ? find.column_int64(1) : 0;
     find.reset();
-    if (!passed && now - first_seen > forget) {  // too late a retry: a new first attempt
-      db.prepare("UPDATE triplets SET first_seen = ?2 WHERE triplet = ?1").bind(1, triplet).bind(2, now).run();
+    if ((!passed && now - first_seen > forget) || (passed && now - passed_at > keep)) {
+      // Too late a retry, or a pass long unused: a new first attempt.
+      db.prepare("UPDATE triplets SET first_seen = ?2, passed = NULL WHERE triplet = ?1").bind(1, triplet).bind(2, now).run();
     } else if (passed || now - first_seen >= delay) {
       db.prepare("UPDATE triplets SET passed = ?2 WHERE triplet = ?1").bind(1, triplet).bind(2, now).run();
       wait = 0;
@@ -77,7 +81,18 @@ int64_t Greylist::check(std::string_view network, std::string_view sender, std::
     if (delay == 0) {
       wait = 0;
     } else {
-      db.prepare("INSERT INTO triplets (triplet, first_seen) VALUES (?1, ?2)").bind(1, triplet).bind(2, now).run();
+      // A network sending from endless new senders cannot fill the disk: past
+      // kMaxWaitingPerNetwork unretried triplets its new ones are deferred unrecorded, and so
+      // never pass until older ones are retried or forgotten.
+      std::string low = ascii_lower(network), high = low;
+      low += '\0';
+      high += '\1';
+      auto& waiting = db.prepare("SELECT count(*) FROM triplets WHERE triplet >= ?1 AND triplet < ?2 AND passed IS NULL");
+      waiting.bind(1, low).bind(2, high);
+      const int64_t n = waiting.step() ? waiting.column_int64(0) : 0;
+      waiting.reset();
+      if (n < kMaxWaitingPerNetwork)
+        db.prepare("INSERT INTO triplets (triplet, first_seen) VALUES (?1, ?2)").bind(1, triplet).bind(2, now).run();
     }
   }
   tx.commit();
