@@ -15,7 +15,10 @@
 #include "workers/mail/mail_api.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/outbound/outbound.h"
+#include "common/http/listen.h"
+#include "common/http/router.h"
 #include "workers/mail/imap_session.h"
+#include "workers/mail/jmap/jmap.h"
 #include "workers/mail/smtp_session.h"
 #include "workers/mail/spam/filter.h"
 #include "workers/mail/spam/greylist.h"
@@ -153,7 +156,33 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
       imap_listeners_.push_back(std::move(tcp));
       continue;
     }
-    // JMAP comes with its issue.
+    // JMAP (RFC 8620, RFC 8621) over HTTP, TLS with the shard's certificate for "https".
+    if (listener.name == "jmap") {
+      jmap_router_ = std::make_unique<http::Router>();
+      jmap_router_->set_error_formatter([](int status, const std::string& code, const std::string& message) {
+        return http::Response::json({{"type", "about:blank"}, {"status", status}, {"title", code}, {"detail", message}}, status);
+      });
+      JmapContext context;
+      context.home = &runtime.home();
+      context.service = service_.get();
+      context.spam = spam_.get();
+      context.runner = runtime.blocking_runner();
+      context.scheme = listener.scheme == "https" ? "https" : "http";
+      jmap_ = add_jmap_routes(*jmap_router_, context);
+      http::ServerLimits http_limits;
+      http_limits.max_body_bytes = std::max<uint64_t>(context.limits.max_size_request, context.limits.max_size_upload);
+      http_limits.max_connections = limits.max_connections;
+      http_limits.max_per_address = limits.max_per_address;
+      http_limits.max_per_network = limits.max_per_network;
+      http_limits.trusted_proxies = config.get_strings("http.trusted_proxies", {});
+      jmap_server_ = http::serve_listener(runtime.io(), listener, *jmap_router_, http_limits, runtime.home());
+      jmap_server_->start();
+      auto actual = listener;
+      actual.port = jmap_server_->port();
+      bound.push_back(actual);
+      spdlog::info("{} listening on {}", listener.name, actual.url());
+      continue;
+    }
     if (listener.name != "smtp" && listener.name != "submission" && listener.name != "submissions") continue;
     // RFC 6409 on submission (STARTTLS), RFC 8314 implicit TLS on submissions.
     const auto settings = listener.name == "smtp" ? smtp_ : submission_;
@@ -184,6 +213,7 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   runtime.on_shutdown([this] {
     for (auto& l : listeners_) l->stop();
     for (auto& l : imap_listeners_) l->stop();
+    if (jmap_server_) jmap_server_->stop();
   });
   // SMTP transactions in flight finish before the worker exits. IMAP sessions live for hours
   // (IDLE) and hold nothing unacknowledged between commands: they end with the process.
@@ -203,6 +233,8 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   });
 }
 
-MailWorker::~MailWorker() = default;
+MailWorker::~MailWorker() {
+  if (jmap_server_) jmap_server_->stop();
+}
 
 }  // namespace coop::mail

@@ -9,6 +9,10 @@ class WorkerRuntime;
 namespace net {
 class TcpListener;
 }
+namespace http {
+class Router;
+class Server;
+}  // namespace http
 namespace auth {
 class LiveSessions;
 class MemberEventFollower;
@@ -24,6 +28,7 @@ namespace coop::mail {
 
 class MailService;
 class Outbound;
+class Jmap;
 struct SmtpSettings;
 struct ImapSettings;
 
@@ -42,6 +47,9 @@ class MailWorker {
   std::shared_ptr<const ImapSettings> imap_;
   std::vector<std::unique_ptr<net::TcpListener>> listeners_;  // SMTP and submission
   std::vector<std::unique_ptr<net::TcpListener>> imap_listeners_;
+  std::unique_ptr<http::Router> jmap_router_;                  // JMAP on [workers.mail.listen] jmap
+  std::shared_ptr<Jmap> jmap_;
+  std::unique_ptr<http::Server> jmap_server_;
   std::shared_ptr<auth::LiveSessions> live_;                   // logged-in IMAP sessions
   std::unique_ptr<auth::MemberEventFollower> follower_;        // ends them on revocation
 };

@@ -468,13 +468,13 @@ std::vector<MailboxInfo> MailboxStore::mailboxes(const std::string& handle) {
   auto& stmt = ix.db->prepare(
       "SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highest_modseq, count(m.uid), "
       "coalesce(sum(m.flags & 1 = 0), 0), coalesce(sum(m.size), 0), EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = b.name), "
-      "coalesce(sum(m.uid > b.recent_uid), 0) "
+      "coalesce(sum(m.uid > b.recent_uid), 0), b.id "
       "FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id GROUP BY b.id ORDER BY b.id");
   std::vector<MailboxInfo> out;
   while (stmt.step())
     out.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2), stmt.column_int64(3),
                    stmt.column_int64(4), stmt.column_int64(5), stmt.column_int64(6), stmt.column_int64(7),
-                   stmt.column_int64(8) != 0, stmt.column_int64(9)});
+                   stmt.column_int64(8) != 0, stmt.column_int64(9), stmt.column_int64(10)});
   stmt.reset();
   return out;
 }

@@ -57,6 +57,7 @@ struct MailboxInfo {
   int64_t bytes = 0;
   bool subscribed = true;
   int64_t recent = 0;  // messages no session has yet been told are \Recent (RFC 3501 2.3.2)
+  int64_t id = 0;      // the row's id: stable across renames (JMAP's Mailbox id)
 };
 
 // What IMAP sessions read of every message of a mailbox, kept in memory while a session

@@ -1,0 +1,228 @@
+"""JMAP (RFC 8620, RFC 8621) on coop-mail's jmap listener: the session resource, the request
+and its errors, result references, limits, blobs; mail read, searched, flagged and moved by
+jmap-jam (npm) and by raw requests, while imaplib changes the same mailbox; a move into Junk
+over JMAP teaches the spam filter."""
+import base64
+import imaplib
+import json
+import os
+import smtplib
+import ssl
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+
+from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
+
+BIN = bin_dir_from_args()
+DOMAIN = "mail.test"
+STRONG = "correct horse battery staple"
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENTS = os.path.join(HERE, "..", "clients")
+CORE, MAIL = "urn:ietf:params:jmap:core", "urn:ietf:params:jmap:mail"
+
+
+def start(shard):
+    shard.init()
+    shard.coop("up")
+    shard.coop("mail", "domain", "add", DOMAIN)
+    for who in ("alice", "bob"):
+        shard.coop("member", "add", who, "--email", f"{who}@{DOMAIN}", "--password-stdin", input=STRONG)
+    mail = next(w for w in shard.json("status")["workers"] if w["name"] == "mail")
+    return {l["name"]: l["url"] for l in mail["listeners"]}
+
+
+def http(method, url, body=None, user="alice", password=STRONG, content_type="application/json"):
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if user:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    if data is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def deliver(urls, subject, body, to="alice"):
+    port = int(urls["smtp"].rsplit(":", 1)[1])
+    raw = (f"From: Carol <carol@example.org>\r\nTo: {to}@{DOMAIN}\r\nSubject: {subject}\r\n"
+           f"Message-ID: <{uuid.uuid4()}@example.org>\r\nDate: Mon, 07 Dec 2026 10:00:00 +0000\r\n\r\n{body}\r\n")
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as s:
+        s.sendmail("carol@example.org", [f"{to}@{DOMAIN}"], raw.encode())
+
+
+class Jmap:
+    def __init__(self, urls, user="alice"):
+        self.base = urls["jmap"]
+        self.user = user
+        status, body, _ = http("GET", self.base + "/.well-known/jmap", user=user)
+        assert status == 200, (status, body)
+        self.session = json.loads(body)
+        self.account = self.session["primaryAccounts"][MAIL]
+
+    def call(self, *calls, using=(CORE, MAIL)):
+        status, body, _ = http("POST", self.session["apiUrl"], {"using": list(using), "methodCalls": list(calls)}, user=self.user)
+        assert status == 200, (status, body)
+        return json.loads(body)["methodResponses"]
+
+    def one(self, name, args):
+        [[got, result, _]] = self.call([name, {"accountId": self.account, **args}, "c"])
+        assert got == name, result
+        return result
+
+
+def test_session_requests_errors_and_limits():
+    with Shard(BIN) as shard:
+        urls = start(shard)
+        base = urls["jmap"]
+        # No credentials, wrong ones: 401 with a Basic challenge.
+        status, _, headers = http("GET", base + "/.well-known/jmap", user=None)
+        assert status == 401 and headers.get("WWW-Authenticate", "").startswith("Basic")
+        assert http("GET", base + "/.well-known/jmap", password="wrong")[0] == 401
+        j = Jmap(urls)
+        s = j.session
+        core = s["capabilities"][CORE]
+        for limit in ("maxSizeUpload", "maxConcurrentUpload", "maxSizeRequest", "maxConcurrentRequests", "maxCallsInRequest",
+                      "maxObjectsInGet", "maxObjectsInSet"):
+            assert isinstance(core[limit], int) and core[limit] > 0, limit
+        assert s["username"] == "alice" and s["accounts"][j.account]["isPersonal"] is True
+        assert MAIL in s["accounts"][j.account]["accountCapabilities"]
+        for template in ("{accountId}", "{blobId}", "{name}", "{type}"):
+            assert template in s["downloadUrl"]
+        assert s["apiUrl"].startswith(base)
+        # Bob's session names another account.
+        assert Jmap(urls, "bob").account != j.account
+
+        def problem(body, content_type="application/json"):
+            status, out, headers = http("POST", s["apiUrl"], body, content_type=content_type)
+            return status, json.loads(out), headers
+        # RFC 8620 3.6.1: request-level problems.
+        status, p, headers = problem(b"{not json")
+        assert status == 400 and p["type"] == "urn:ietf:params:jmap:error:notJSON"
+        assert headers["Content-Type"].startswith("application/problem+json")
+        assert problem({"using": [CORE]})[1]["type"] == "urn:ietf:params:jmap:error:notRequest"
+        assert problem({"using": [CORE], "methodCalls": [["Core/echo", {}]]})[1]["type"].endswith("notRequest")
+        assert problem({"using": ["urn:example:nope"], "methodCalls": []})[1]["type"].endswith("unknownCapability")
+        calls = [["Core/echo", {"i": i}, str(i)] for i in range(core["maxCallsInRequest"] + 1)]
+        p = problem({"using": [CORE], "methodCalls": calls})[1]
+        assert p["type"].endswith(":limit") and p["limit"] == "maxCallsInRequest"
+        big = json.dumps({"using": [CORE], "methodCalls": [["Core/echo", {"x": "a" * core["maxSizeRequest"]}, "0"]]}).encode()
+        p = problem(big)[1]
+        assert p["type"].endswith(":limit") and p["limit"] == "maxSizeRequest"
+        deep = {"using": [CORE], "methodCalls": [["Core/echo", json.loads("[" * 500 + "]" * 500), "0"]]}
+        assert problem(json.dumps(deep).encode())[1]["type"].endswith("notJSON")
+        # RFC 8620 3.6.2: method-level errors, each answered in place; later calls still run.
+        acc = j.account
+        r = j.call(["Core/echo", {"hello": True}, "0"],
+                   ["Nope/get", {"accountId": acc}, "1"],
+                   ["Mailbox/get", {"accountId": "someone-else"}, "2"],
+                   ["Mailbox/get", {}, "3"],
+                   ["Email/get", {"accountId": acc, "#ids": {"resultOf": "9", "name": "Email/query", "path": "/ids"}}, "4"],
+                   ["Email/get", {"accountId": acc, "ids": [], "#ids": {"resultOf": "0", "name": "Core/echo", "path": "/x"}}, "5"],
+                   ["Email/query", {"accountId": acc, "filter": {"colour": "red"}}, "6"],
+                   ["Email/query", {"accountId": acc, "sort": [{"property": "colour"}]}, "7"],
+                   ["Mailbox/changes", {"accountId": acc, "sinceState": "old"}, "8"],
+                   ["Email/query", {"accountId": acc, "anchor": "nope"}, "9"],
+                   ["Email/get", {"accountId": acc, "ids": ["e" + str(i) for i in range(core["maxObjectsInGet"] + 1)]}, "10"],
+                   ["Email/set", {"accountId": acc, "ifInState": "old"}, "11"],
+                   ["Core/echo", {"still": "here"}, "12"])
+        assert r[0] == ["Core/echo", {"hello": True}, "0"]
+        types = [x[1].get("type") for x in r[1:12]]
+        assert types == ["unknownMethod", "accountNotFound", "invalidArguments", "invalidResultReference", "invalidArguments",
+                         "unsupportedFilter", "unsupportedSort", "cannotCalculateChanges", "anchorNotFound", "requestTooLarge",
+                         "stateMismatch"], types
+        assert r[12] == ["Core/echo", {"still": "here"}, "12"]
+        # A mail method without the mail capability in "using" is unknown (RFC 8620 3.3).
+        assert j.call(["Mailbox/get", {"accountId": acc}, "0"], using=[CORE])[0][1]["type"] == "unknownMethod"
+        # Blobs: upload, download by the uploader only; over maxSizeUpload refused.
+        upload = s["uploadUrl"].replace("{accountId}", acc)
+        status, out, _ = http("POST", upload, b"\x00binary\xffbytes", content_type="application/octet-stream")
+        assert status == 201, out
+        blob = json.loads(out)
+        assert blob["size"] == 13 and blob["accountId"] == acc
+        url = s["downloadUrl"].format(accountId=acc, blobId=blob["blobId"], name="x.bin", type="application/octet-stream")
+        status, out, headers = http("GET", url)
+        assert status == 200 and out == b"\x00binary\xffbytes" and "x.bin" in headers.get("Content-Disposition", "")
+        assert http("GET", url, user="bob")[0] == 404  # not bob's account
+        bob = Jmap(urls, "bob")
+        assert http("GET", url.replace(acc, bob.account), user="bob")[0] == 404  # not bob's blob
+        assert http("GET", url.replace(blob["blobId"], "G" + "0" * 64))[0] == 404
+        assert http("GET", url.replace(blob["blobId"], "../../etc/passwd"))[0] == 404
+        shard.coop("down")
+
+
+def test_mail_with_jmap_jam_and_imap_on_the_same_store():
+    with Shard(BIN) as shard:
+        urls = start(shard)
+        deliver(urls, "Allotment rota", "Who waters the seedlings on Tuesday?")
+        deliver(urls, "Quarterly accounts", "The figures are attached in spirit.")
+        j = Jmap(urls)
+        boxes = j.one("Mailbox/get", {"ids": None})["list"]
+        roles = {b["role"]: b for b in boxes if b["role"]}
+        assert {"inbox", "sent", "drafts", "trash", "junk", "archive"} <= set(roles), roles
+        assert roles["inbox"]["totalEmails"] == 2 and roles["inbox"]["unreadEmails"] == 2
+        state = j.one("Email/get", {"ids": []})["state"]
+        # Search, sort and read in one request with result references (RFC 8620 3.7).
+        r = j.call(["Email/query", {"accountId": j.account, "filter": {"inMailbox": roles["inbox"]["id"]},
+                                    "sort": [{"property": "subject", "isAscending": True}], "calculateTotal": True}, "q"],
+                   ["Email/get", {"accountId": j.account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                                  "properties": ["subject", "from", "preview", "mailboxIds", "keywords", "bodyValues", "textBody", "threadId"],
+                                  "fetchTextBodyValues": True}, "g"],
+                   ["Thread/get", {"accountId": j.account, "#ids": {"resultOf": "g", "name": "Email/get", "path": "/list/*/threadId"}}, "t"])
+        query, got = r[0][1], r[1][1]
+        assert query["total"] == 2 and [e["subject"] for e in got["list"]] == ["Allotment rota", "Quarterly accounts"]
+        first = got["list"][0]
+        assert first["from"] == [{"name": "Carol", "email": "carol@example.org"}]
+        assert first["bodyValues"][first["textBody"][0]["partId"]]["value"].startswith("Who waters the seedlings")
+        assert r[2][0] == "Thread/get" and r[2][1]["notFound"] == [] and len(r[2][1]["list"]) == 2
+        assert j.one("Email/query", {"filter": {"text": "seedlings"}})["ids"] == [first["id"]]
+        assert j.one("Email/query", {"filter": {"operator": "NOT", "conditions": [{"subject": "rota"}]}})["ids"] == [got["list"][1]["id"]]
+
+        # IMAP flags a message; JMAP sees the keyword and a new state.
+        imap_port = int(urls["imap"].rsplit(":", 1)[1])
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.starttls(ssl._create_unverified_context())
+        imap.login("alice", STRONG)
+        imap.select("INBOX")
+        typ, data = imap.uid("SEARCH", None, "SUBJECT", "Quarterly")
+        uid = data[0].split()[0]
+        imap.uid("STORE", uid, "+FLAGS", "(\\Flagged)")
+        after = j.one("Email/get", {"ids": [got["list"][1]["id"]], "properties": ["keywords"]})
+        assert after["list"][0]["keywords"] == {"$flagged": True} and after["state"] != state
+        # jmap-jam finds the rota, reads it, flags it seen and moves it to Archive.
+        out = subprocess.run(["node", os.path.join(CLIENTS, "jmap_jam.mjs"), urls["jmap"] + "/.well-known/jmap", "alice", STRONG,
+                              "seedlings", "archive"], capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        jam = json.loads(out.stdout)
+        assert jam["accountId"] == j.account and jam["found"] == 1 and jam["subject"] == "Allotment rota"
+        assert jam["from"] == "carol@example.org" and "Tuesday" in jam["text"]
+        assert jam["flagged"] == [first["id"]] and jam["moved"] == [first["id"]]
+        # IMAP sees both changes: gone from INBOX, in Archive with \Seen and \Flagged.
+        imap.select("INBOX")
+        typ, data = imap.uid("SEARCH", None, "SUBJECT", "Allotment")
+        assert data[0] == b""
+        imap.select("Archive")
+        typ, data = imap.fetch("1", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert b"\\Seen" in data[0][0] and b"\\Flagged" in data[0][0] and b"Allotment rota" in data[0][1]
+        # A move into Junk over JMAP teaches the spam filter, as over IMAP.
+        before = shard.json("mail", "spam", "status")["classifier"]["spam_messages"]
+        moved = j.one("Email/set", {"update": {got["list"][1]["id"]: {"mailboxIds": {roles["junk"]["id"]: True}}}})
+        assert list(moved["updated"]) == [got["list"][1]["id"]]
+        assert shard.json("mail", "spam", "status")["classifier"]["spam_messages"] == before + 1
+        # Destroy: gone everywhere.
+        gone = j.one("Email/set", {"destroy": [first["id"], "e-nope"]})
+        assert gone["destroyed"] == [first["id"]] and "e-nope" in gone["notDestroyed"]
+        imap.select("Archive")
+        assert imap.uid("SEARCH", None, "ALL")[1][0] == b""
+        imap.logout()
+        # Bob sees none of it.
+        assert Jmap(urls, "bob").one("Email/query", {})["ids"] == []
+        shard.coop("down")
+
+
+if __name__ == "__main__":
+    run_tests([test_session_requests_errors_and_limits, test_mail_with_jmap_jam_and_imap_on_the_same_store])

@@ -1,0 +1,329 @@
+// JMAP core (RFC 8620): the session resource (2), the API request and response (3.3-3.4),
+// request-level problems as RFC 7807 objects (3.6.1), method-level errors (3.6.2), result
+// references (3.7), Core/echo (4), and binary data upload and download (6). Every limit the
+// session advertises is enforced here.
+#include "workers/mail/jmap/jmap.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "common/auth/basic_auth.h"
+#include "common/blob_store.h"
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/http/router.h"
+#include "common/json.h"
+#include "workers/mail/jmap/jmap_internal.h"
+#include "workers/mail/mail_service.h"
+#include "workers/mail/store/mailbox_store.h"
+
+namespace coop::mail {
+
+using namespace jmap;
+
+namespace {
+
+http::Response problem(const std::string& type, int status, const std::string& detail, json extra = json::object()) {
+  json body = {{"type", "urn:ietf:params:jmap:error:" + type}, {"status", status}, {"detail", detail}};
+  body.update(extra);
+  auto r = http::Response::json(body, status);
+  r.content_type = "application/problem+json";
+  return r;
+}
+
+http::Response unauthorized() {
+  auto r = http::Response::bytes(401, "log in with your member name and password (or a mail app password)\n", "text/plain");
+  r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
+  return r;
+}
+
+bool id_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'; }
+
+// RFC 8620 3.7: a JSON Pointer (RFC 6901) with "*" meaning "each element of this array",
+// whose results are flattened one level.
+std::optional<json> evaluate_pointer(const json& value, std::string_view path) {
+  if (path.empty()) return value;
+  if (path.front() != '/') return std::nullopt;
+  path.remove_prefix(1);
+  const auto slash = path.find('/');
+  std::string token(path.substr(0, slash));
+  const auto rest = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
+  for (std::size_t at; (at = token.find("~1")) != std::string::npos;) token.replace(at, 2, "/");
+  for (std::size_t at; (at = token.find("~0")) != std::string::npos;) token.replace(at, 2, "~");
+  if (value.is_array()) {
+    if (token == "*") {
+      json out = json::array();
+      for (const auto& element : value) {
+        auto each = evaluate_pointer(element, rest);
+        if (!each) return std::nullopt;
+        if (each->is_array())
+          for (auto& x : *each) out.push_back(std::move(x));
+        else
+          out.push_back(std::move(*each));
+      }
+      return out;
+    }
+    if (token.empty() || token.size() > 9 || !std::all_of(token.begin(), token.end(), ::isdigit)) return std::nullopt;
+    const auto index = std::stoul(token);
+    if (index >= value.size()) return std::nullopt;
+    return evaluate_pointer(value[index], rest);
+  }
+  if (value.is_object() && value.contains(token)) return evaluate_pointer(value[token], rest);
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string jmap::account_id(const std::string& handle) { return "a" + sha256_hex("coop-jmap-account:" + handle).substr(0, 24); }
+
+class Jmap {
+ public:
+  explicit Jmap(JmapContext context) : context_(std::move(context)), auth_(*context_.home, "mail") {}
+
+  // Who is asking, or nullopt (then 401). Throws coop::Error for suspended members, throttling.
+  std::optional<auth::VerifiedMember> member(const http::Request& q) { return auth_.check_member(q); }
+
+  json session(const http::Request& q, const std::string& handle) {
+    const auto& l = context_.limits;
+    const std::string base = context_.scheme + "://" + q.header("host", "localhost");
+    const auto account = account_id(handle);
+    json core = {{"maxSizeUpload", l.max_size_upload},
+                 {"maxConcurrentUpload", l.max_concurrent_upload},
+                 {"maxSizeRequest", l.max_size_request},
+                 {"maxConcurrentRequests", l.max_concurrent_requests},
+                 {"maxCallsInRequest", l.max_calls_in_request},
+                 {"maxObjectsInGet", l.max_objects_in_get},
+                 {"maxObjectsInSet", l.max_objects_in_set},
+                 {"collationAlgorithms", {"i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"}}};
+    return {{"capabilities", {{kCore, core}, {kMail, json::object()}}},
+            {"accounts", {{account, {{"name", handle}, {"isPersonal", true}, {"isReadOnly", false},
+                                     {"accountCapabilities", {{kMail, mail_account_capabilities(l)}}}}}}},
+            {"primaryAccounts", {{kMail, account}}},
+            {"username", handle},
+            {"apiUrl", base + "/jmap/api/"},
+            {"downloadUrl", base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}"},
+            {"uploadUrl", base + "/jmap/upload/{accountId}/"},
+            {"eventSourceUrl", base + "/jmap/eventsource/?types={types}&closeafter={closeafter}&ping={ping}"},
+            {"state", session_state(handle)}};
+  }
+
+  // RFC 8620 3.3-3.7. The request has passed authentication and the size limit.
+  http::Response api(const http::Request& q, const auth::VerifiedMember& who) {
+    const auto& handle = who.handle;
+    json request;
+    try {
+      request = parse_json(q.body);
+    } catch (const std::exception& e) {
+      return problem("notJSON", 400, std::string("the body is not JSON: ") + e.what());
+    }
+    if (!request.is_object() || !request.contains("using") || !request["using"].is_array() ||
+        !request.contains("methodCalls") || !request["methodCalls"].is_array())
+      return problem("notRequest", 400, "a Request object has \"using\" and \"methodCalls\" arrays (RFC 8620 3.3)");
+    std::set<std::string> capabilities;
+    for (const auto& c : request["using"]) {
+      if (!c.is_string()) return problem("notRequest", 400, "\"using\" holds capability names");
+      const auto name = c.get<std::string>();
+      if (name != kCore && name != kMail) return problem("unknownCapability", 400, "this server does not support " + name);
+      capabilities.insert(name);
+    }
+    const auto& calls = request["methodCalls"];
+    if (calls.size() > static_cast<std::size_t>(context_.limits.max_calls_in_request))
+      return problem("limit", 400, "at most " + std::to_string(context_.limits.max_calls_in_request) + " method calls a request",
+                     {{"limit", "maxCallsInRequest"}});
+    for (const auto& call : calls)
+      if (!call.is_array() || call.size() != 3 || !call[0].is_string() || !call[1].is_object() || !call[2].is_string())
+        return problem("notRequest", 400, "each method call is [name, arguments, method call id] (RFC 8620 3.2)");
+    json created_ids = request.value("createdIds", json::object());
+    if (!created_ids.is_object()) return problem("notRequest", 400, "createdIds is an object");
+
+    json responses = json::array();
+    for (const auto& call : calls) {
+      const auto name = call[0].get<std::string>();
+      const auto& id = call[2];
+      try {
+        const json args = resolve_references(call[1], responses);
+        responses.push_back({name, run(name, args, capabilities, who), id});
+      } catch (const MethodError& e) {
+        json error = {{"type", e.type}};
+        if (*e.what()) error["description"] = e.what();
+        error.update(e.extra);
+        responses.push_back({"error", error, id});
+      } catch (const Error& e) {
+        if (e.status() >= 500) throw;
+        responses.push_back({"error", {{"type", "invalidArguments"}, {"description", e.what()}}, id});
+      } catch (const json::exception& e) {
+        responses.push_back({"error", {{"type", "invalidArguments"}, {"description", e.what()}}, id});
+      } catch (const std::exception& e) {
+        spdlog::error("jmap {}: {} failed: {}", handle, name, e.what());
+        responses.push_back({"error", {{"type", "serverFail"}}, id});
+      }
+    }
+    json out = {{"methodResponses", responses}, {"sessionState", session_state(handle)}};
+    if (request.contains("createdIds")) out["createdIds"] = created_ids;
+    return http::Response::json(out);
+  }
+
+  // RFC 8620 3.7: "#name": {resultOf, name, path} replaced by what the path finds in the
+  // earlier response; anything wrong is invalidResultReference.
+  static json resolve_references(const json& args, const json& responses) {
+    json out = json::object();
+    for (const auto& [key, value] : args.items()) {
+      if (key.empty() || key[0] != '#') {
+        out[key] = value;
+        continue;
+      }
+      const auto plain = key.substr(1);
+      if (args.contains(plain)) throw MethodError("invalidArguments", "both " + plain + " and #" + plain + " are given");
+      if (!value.is_object() || !value.contains("resultOf") || !value["resultOf"].is_string() || !value.contains("name") ||
+          !value["name"].is_string() || !value.contains("path") || !value["path"].is_string())
+        throw MethodError("invalidResultReference", "a ResultReference has resultOf, name and path");
+      const json* found = nullptr;
+      for (const auto& r : responses)
+        if (r[2] == value["resultOf"]) found = &r;
+      if (!found || (*found)[0] != value["name"])
+        throw MethodError("invalidResultReference", "no earlier " + value["name"].get<std::string>() + " response with id " +
+                                                        value["resultOf"].get<std::string>());
+      auto result = evaluate_pointer((*found)[1], value["path"].get<std::string>());
+      if (!result) throw MethodError("invalidResultReference", "the path " + value["path"].get<std::string>() + " finds nothing");
+      out[plain] = std::move(*result);
+    }
+    return out;
+  }
+
+  json run(const std::string& name, const json& args, const std::set<std::string>& capabilities, const auth::VerifiedMember& who) {
+    const auto& handle = who.handle;
+    if (name == "Core/echo") {
+      if (!capabilities.count(kCore)) throw MethodError("unknownMethod", "Core/echo needs " + std::string(kCore) + " in using");
+      return args;
+    }
+    const auto& methods = mail_methods();
+    const auto it = methods.find(name);
+    if (it == methods.end() || !capabilities.count(it->second.capability))
+      throw MethodError("unknownMethod", it == methods.end() ? "no method " + name
+                                                             : name + " needs " + it->second.capability + " in using");
+    const auto account = account_id(handle);
+    if (!args.contains("accountId") || !args["accountId"].is_string())
+      throw MethodError("invalidArguments", "accountId is required");
+    if (args["accountId"] != account) throw MethodError("accountNotFound", "");
+    return it->second.run(context_, Call{handle, account, args, who.name, who.emails});
+  }
+
+  std::string session_state(const std::string& handle) { return mail_state(context_, handle).substr(0, 16); }
+
+  // Requests and uploads in flight per member, within the session's limits.
+  class Slot {
+   public:
+    Slot(std::mutex& mutex, std::map<std::string, int>& counts, const std::string& handle, int max)
+        : mutex_(mutex), counts_(counts), handle_(handle) {
+      std::lock_guard lock(mutex_);
+      if (counts_[handle_] >= max) return;
+      ++counts_[handle_];
+      taken_ = true;
+    }
+    ~Slot() {
+      if (!taken_) return;
+      std::lock_guard lock(mutex_);
+      if (--counts_[handle_] == 0) counts_.erase(handle_);
+    }
+    bool taken() const { return taken_; }
+
+   private:
+    std::mutex& mutex_;
+    std::map<std::string, int>& counts_;
+    std::string handle_;
+    bool taken_ = false;
+  };
+
+  JmapContext context_;
+  auth::BasicAuthCache auth_;
+  std::mutex mutex_;
+  std::map<std::string, int> requests_, uploads_;
+  // Blobs each member uploaded and may read back, until they are used or the worker restarts.
+  std::map<std::string, std::set<std::string>> uploaded_;
+};
+
+std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context) {
+  auto jmap = std::make_shared<Jmap>(std::move(context));
+  auto run = jmap->context_.runner;
+  Jmap* j = jmap.get();
+  // Every route checks credentials on the blocking pool (the registry's answer, Argon2).
+  auto authed = [j](const http::Request& q, const std::function<http::Response(const auth::VerifiedMember&)>& then) {
+    const auto who = j->member(q);
+    if (!who) return unauthorized();
+    return then(*who);
+  };
+  auto session = [j, authed](const http::Request& q) {
+    return authed(q, [&](const auth::VerifiedMember& who) { return http::Response::json(j->session(q, who.handle)); });
+  };
+  // RFC 8620 2.2: the session is found at /.well-known/jmap.
+  router.add_blocking("GET", "/.well-known/jmap", run, session, "the JMAP session resource");
+  router.add_blocking("GET", "/jmap/session", run, session, "the JMAP session resource");
+  router.add_blocking("POST", "/jmap/api", run, [j, authed](const http::Request& q) {
+    return authed(q, [&](const auth::VerifiedMember& who) {
+      const auto& handle = who.handle;
+      if (q.body.size() > j->context_.limits.max_size_request)
+        return problem("limit", 400, "the request is over maxSizeRequest", {{"limit", "maxSizeRequest"}});
+      Jmap::Slot slot(j->mutex_, j->requests_, handle, j->context_.limits.max_concurrent_requests);
+      if (!slot.taken())
+        return problem("limit", 400, "too many requests at once", {{"limit", "maxConcurrentRequests"}});
+      return j->api(q, who);
+    });
+  }, "JMAP method calls (RFC 8620 3)");
+  // RFC 8620 6.1: the body is the blob; the answer names it.
+  router.add_blocking("POST", "/jmap/upload/{account}", run, [j, authed](const http::Request& q) {
+    return authed(q, [&](const auth::VerifiedMember& who) {
+      const auto& handle = who.handle;
+      if (q.param("account") != account_id(handle)) return problem("notFound", 404, "no such account");
+      if (q.body.size() > j->context_.limits.max_size_upload)
+        return problem("limit", 413, "the blob is over maxSizeUpload", {{"limit", "maxSizeUpload"}});
+      Jmap::Slot slot(j->mutex_, j->uploads_, handle, j->context_.limits.max_concurrent_upload);
+      if (!slot.taken()) return problem("limit", 400, "too many uploads at once", {{"limit", "maxConcurrentUpload"}});
+      const auto sha = j->context_.service->blobs().put(q.body);
+      {
+        std::lock_guard lock(j->mutex_);
+        auto& mine = j->uploaded_[handle];
+        if (mine.size() < 10000) mine.insert(sha);
+      }
+      return http::Response::json({{"accountId", account_id(handle)}, {"blobId", "G" + sha},
+                                   {"type", q.header("content-type", "application/octet-stream")}, {"size", q.body.size()}},
+                                  201);
+    });
+  }, "JMAP blob upload (RFC 8620 6.1)");
+  // RFC 8620 6.2: a blob the member can see, with the name and type the URL asks for.
+  router.add_blocking("GET", "/jmap/download/{account}/{blob}/{name}", run, [j, authed](const http::Request& q) {
+    return authed(q, [&](const auth::VerifiedMember& who) {
+      const auto& handle = who.handle;
+      const auto blob = q.param("blob");
+      if (q.param("account") != account_id(handle) || blob.size() != 65 || blob[0] != 'G' ||
+          !std::all_of(blob.begin() + 1, blob.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
+        return problem("notFound", 404, "no such blob");
+      const auto sha = blob.substr(1);
+      bool visible = false;
+      {
+        std::lock_guard lock(j->mutex_);
+        visible = j->uploaded_[handle].count(sha) > 0;
+      }
+      for (const auto& box : j->context_.service->mailboxes().mailboxes(handle)) {
+        if (visible) break;
+        visible = j->context_.service->mailboxes().find_blob(handle, box.name, sha).has_value();
+      }
+      if (!visible) return problem("notFound", 404, "no such blob");
+      std::string type = q.query_value("accept", "application/octet-stream");
+      if (type.empty() || type.size() > 200 || type.find_first_of("\r\n") != std::string::npos) type = "application/octet-stream";
+      auto r = http::Response::bytes(200, j->context_.service->blobs().read(sha), type);
+      std::string name = q.param("name");
+      std::string safe;
+      for (char c : name) safe += (id_char(c) || c == '.') ? c : '_';
+      r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + safe.substr(0, 200) + "\"");
+      r.headers.emplace_back("Cache-Control", "private, immutable, max-age=31536000");
+      return r;
+    });
+  }, "JMAP blob download (RFC 8620 6.2)");
+  return jmap;
+}
+
+}  // namespace coop::mail

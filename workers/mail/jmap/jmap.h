@@ -1,0 +1,51 @@
+// JMAP (RFC 8620 core, RFC 8621 mail) on [workers.mail.listen] jmap: the session resource,
+// the API endpoint with result references and the RFC's errors, blob upload and download,
+// over the same mail store IMAP serves.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace coop {
+class Home;
+namespace http {
+class Router;
+}
+}  // namespace coop
+
+namespace coop::mail::spam {
+class SpamFilter;
+}
+
+namespace coop::mail {
+
+class MailService;
+
+struct JmapLimits {
+  // RFC 8620 2: what the session advertises, each enforced.
+  uint64_t max_size_upload = 50 << 20;
+  int max_concurrent_upload = 4;
+  uint64_t max_size_request = 10 << 20;
+  int max_concurrent_requests = 4;
+  int max_calls_in_request = 64;
+  int max_objects_in_get = 1000;
+  int max_objects_in_set = 500;
+};
+
+struct JmapContext {
+  const Home* home = nullptr;
+  MailService* service = nullptr;
+  spam::SpamFilter* spam = nullptr;  // taught by moves into and out of Junk (RFC 8621 + issue 25)
+  std::function<void(std::function<void()>)> runner;  // the blocking pool
+  std::string scheme = "https";  // the listener's, for the session's URLs
+  JmapLimits limits;
+};
+
+class Jmap;
+
+// Registers the JMAP routes on router; the returned object must outlive it.
+std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context);
+
+}  // namespace coop::mail

@@ -1,0 +1,55 @@
+// What jmap.cpp (the core: requests, references, errors) and jmap_mail.cpp (the methods of
+// RFC 8621) share.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "workers/mail/jmap/jmap.h"
+
+namespace coop::mail::jmap {
+
+using nlohmann::json;
+
+inline constexpr const char kCore[] = "urn:ietf:params:jmap:core";
+inline constexpr const char kMail[] = "urn:ietf:params:jmap:mail";
+
+// A method-level error (RFC 8620 3.6.2): the call answers ["error", {"type", ...}, id].
+struct MethodError : std::runtime_error {
+  MethodError(std::string type, const std::string& description, json extra = json::object())
+      : std::runtime_error(description), type(std::move(type)), extra(std::move(extra)) {}
+  std::string type;
+  json extra;
+};
+
+// One method call of a request, on the blocking pool.
+struct Call {
+  std::string handle;      // the logged-in member
+  std::string account_id;  // theirs: the only account they may name
+  const json& args;
+  std::string name;                 // the member's name in the registry
+  std::vector<std::string> emails;  // and their addresses
+};
+
+struct Method {
+  const char* capability;  // the "using" entry the method needs
+  json (*run)(JmapContext& context, const Call& call);
+};
+
+// RFC 8621's methods by name ("Mailbox/get" ...).
+const std::map<std::string, Method>& mail_methods();
+
+// The member's account id: stable, and made only of the characters RFC 8620 1.2 allows.
+std::string account_id(const std::string& handle);
+
+// The mail account's capabilities in the session (RFC 8621 1.3.1).
+json mail_account_capabilities(const JmapLimits& limits);
+
+// A state string for the member's mail: changes whenever any mailbox or message does.
+std::string mail_state(JmapContext& context, const std::string& handle);
+
+}  // namespace coop::mail::jmap

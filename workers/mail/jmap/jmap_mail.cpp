@@ -1,0 +1,892 @@
+// JMAP Mail (RFC 8621) over coop's mail store: Mailbox (2), Thread (3), Email (4) and
+// Identity (6) reads and queries. Ids: a Mailbox is its row ("m" + row id, stable across
+// renames); an Email is its bytes ("e" + the first 32 hex digits of the blob's sha256: the
+// same message in two mailboxes is one Email in both); blobs are "G" + the sha256.
+#include <gmime/gmime.h>
+
+#include <algorithm>
+#include <climits>
+#include <set>
+
+#include "common/digest.h"
+#include "common/error.h"
+#include "common/mail/mailbox_formats.h"
+#include "common/mail/mailbox_name.h"
+#include "common/mail/message.h"
+#include "common/text.h"
+#include "workers/mail/jmap/jmap_internal.h"
+#include "workers/mail/mail_service.h"
+#include "workers/mail/mime_summary.h"
+#include "workers/mail/spam/filter.h"
+#include "workers/mail/store/mailbox_store.h"
+
+namespace coop::mail::jmap {
+
+namespace {
+
+constexpr const char* kSortable[] = {"receivedAt", "sentAt", "size", "subject", "from", "to"};
+
+std::string role_of(const MailboxInfo& box) {
+  if (box.name == "INBOX") return "inbox";
+  if (box.special_use.size() > 1) return ascii_lower(box.special_use.substr(1));  // "\\Sent" -> "sent"
+  return {};
+}
+
+std::string mailbox_id(const MailboxInfo& box) { return "m" + std::to_string(box.id); }
+std::string email_id(const std::string& blob) { return "e" + blob.substr(0, 32); }
+
+// RFC 8621 4.1.1: IMAP flags as keywords.
+json keywords_of(unsigned flags, const std::string& keywords) {
+  json out = json::object();
+  if (flags & kSeen) out["$seen"] = true;
+  if (flags & kAnswered) out["$answered"] = true;
+  if (flags & kFlagged) out["$flagged"] = true;
+  if (flags & kDraft) out["$draft"] = true;
+  std::size_t start = 0;
+  while (start < keywords.size()) {
+    auto end = keywords.find(' ', start);
+    if (end == std::string::npos) end = keywords.size();
+    if (end > start) out[ascii_lower(keywords.substr(start, end - start))] = true;
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string utc_date(int64_t seconds) {
+  char text[32];
+  const time_t t = static_cast<time_t>(seconds);
+  struct tm tm {};
+  gmtime_r(&t, &tm);
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+// RFC 3339 "2026-12-01T10:00:00Z" (UTCDate) as Unix seconds; nullopt when it is not one.
+std::optional<int64_t> parse_utc_date(const json& value) {
+  if (!value.is_string()) return std::nullopt;
+  const auto text = value.get<std::string>();
+  struct tm tm {};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!end) return std::nullopt;
+  while (*end == '.' || std::isdigit(static_cast<unsigned char>(*end))) ++end;
+  if (std::string_view(end) != "Z") return std::nullopt;
+  return static_cast<int64_t>(timegm(&tm));
+}
+
+// Every mailbox and every message of the member, each message once with all its mailboxes.
+struct View {
+  struct Email {
+    std::string blob;
+    int64_t size = 0, received = 0;
+    unsigned flags = 0;
+    std::string keywords, subject;
+    std::vector<int64_t> mailboxes;  // row ids
+  };
+  std::vector<MailboxInfo> boxes;
+  std::map<std::string, Email> emails;  // by id
+
+  View(JmapContext& c, const std::string& handle, bool with_emails) {
+    auto& store = c.service->mailboxes();
+    boxes = store.mailboxes(handle);
+    if (!with_emails) return;
+    for (const auto& box : boxes)
+      for (const auto& m : store.messages(handle, box.name, 0, INT_MAX)) {
+        if (m.meta.flags & kDeleted) continue;  // RFC 8621 4.1.1: \Deleted messages are not shown
+        auto& e = emails[email_id(m.meta.blob)];
+        if (e.blob.empty()) {
+          e.blob = m.meta.blob;
+          e.size = m.meta.size;
+          e.received = m.meta.internal_date;
+          e.flags = m.meta.flags;
+          e.keywords = m.meta.keywords;
+          e.subject = m.meta.subject;
+        } else {
+          e.flags |= m.meta.flags;  // a keyword set on one copy shows on the Email
+        }
+        e.mailboxes.push_back(box.id);
+      }
+  }
+  const MailboxInfo* box(const std::string& id) const {
+    for (const auto& b : boxes)
+      if (mailbox_id(b) == id) return &b;
+    return nullptr;
+  }
+};
+
+std::vector<std::string> ids_argument(const json& args, const char* name, int max) {
+  std::vector<std::string> out;
+  if (!args.contains(name) || args[name].is_null()) return out;
+  if (!args[name].is_array()) throw MethodError("invalidArguments", std::string(name) + " is an array of ids or null");
+  if (args[name].size() > static_cast<std::size_t>(max))
+    throw MethodError("requestTooLarge", "at most " + std::to_string(max) + " ids a call (maxObjectsInGet)");
+  for (const auto& id : args[name]) {
+    if (!id.is_string()) throw MethodError("invalidArguments", std::string(name) + " holds strings");
+    out.push_back(id.get<std::string>());
+  }
+  return out;
+}
+
+// The properties asked for (null: every default one); an unknown one is invalidArguments.
+std::vector<std::string> properties(const json& args, const std::vector<std::string>& known, const std::vector<std::string>& defaults) {
+  if (!args.contains("properties") || args["properties"].is_null()) return defaults;
+  if (!args["properties"].is_array()) throw MethodError("invalidArguments", "properties is an array of names or null");
+  std::vector<std::string> out;
+  for (const auto& p : args["properties"]) {
+    if (!p.is_string()) throw MethodError("invalidArguments", "properties holds names");
+    const auto name = p.get<std::string>();
+    if (std::find(known.begin(), known.end(), name) == known.end() && !name.starts_with("header:"))
+      throw MethodError("invalidArguments", "unknown property " + name);
+    out.push_back(name);
+  }
+  if (std::find(out.begin(), out.end(), "id") == out.end()) out.push_back("id");  // RFC 8620 5.1: always
+  return out;
+}
+
+json mailbox_object(const View& view, const MailboxInfo& box) {
+  const auto levels = mailbox_levels(box.name);
+  json parent = nullptr;
+  std::string name = box.name;
+  if (levels.size() > 1) {
+    const auto parent_name = box.name.substr(0, box.name.size() - levels.back().size() - 1);
+    for (const auto& b : view.boxes)
+      if (b.name == parent_name) parent = mailbox_id(b);
+    if (!parent.is_null()) name = levels.back();
+  }
+  const auto role = role_of(box);
+  const int64_t unread = box.unseen;
+  return {{"id", mailbox_id(box)},
+          {"name", name},
+          {"parentId", parent},
+          {"role", role.empty() ? json(nullptr) : json(role)},
+          {"sortOrder", role == "inbox" ? 0 : role.empty() ? 10 : 1},
+          {"totalEmails", box.messages},
+          {"unreadEmails", unread},
+          {"totalThreads", box.messages},
+          {"unreadThreads", unread},
+          {"myRights", {{"mayReadItems", true}, {"mayAddItems", true}, {"mayRemoveItems", true}, {"maySetSeen", true},
+                        {"maySetKeywords", true}, {"mayCreateChild", true}, {"mayRename", role != "inbox"},
+                        {"mayDelete", role != "inbox"}, {"maySubmit", false}}},
+          {"isSubscribed", box.subscribed}};
+}
+
+json pick(const json& object, const std::vector<std::string>& props) {
+  json out = json::object();
+  for (const auto& p : props)
+    if (object.contains(p)) out[p] = object[p];
+  return out;
+}
+
+// RFC 8620 5.1 /get over a list of objects built on demand.
+template <typename Build>
+json standard_get(const Call& call, const std::string& state, const std::vector<std::string>& all_ids, int max_objects,
+                  Build build) {
+  json list = json::array(), not_found = json::array();
+  std::vector<std::string> ids;
+  if (!call.args.contains("ids") || call.args["ids"].is_null()) {
+    ids = all_ids;
+    if (ids.size() > static_cast<std::size_t>(max_objects)) ids.resize(static_cast<std::size_t>(max_objects));
+  } else {
+    ids = ids_argument(call.args, "ids", max_objects);
+  }
+  for (const auto& id : ids) {
+    auto object = build(id);
+    if (object.is_null()) not_found.push_back(id);
+    else list.push_back(std::move(object));
+  }
+  return {{"accountId", call.account_id}, {"state", state}, {"list", list}, {"notFound", not_found}};
+}
+
+// RFC 8620 5.2 /changes. The store keeps no log of what changed between two states yet: the
+// same state has no changes, any other gives cannotCalculateChanges, upon which a client
+// fetches afresh (RFC 8620 5.2 allows it) and so never misses a change.
+json standard_changes(const Call& call, const std::string& state) {
+  if (!call.args.contains("sinceState") || !call.args["sinceState"].is_string())
+    throw MethodError("invalidArguments", "sinceState is required");
+  if (call.args["sinceState"] != state) throw MethodError("cannotCalculateChanges", "fetch the objects again");
+  return {{"accountId", call.account_id}, {"oldState", state}, {"newState", state}, {"hasMoreChanges", false},
+          {"created", json::array()}, {"updated", json::array()}, {"destroyed", json::array()}};
+}
+
+// ---- Mailbox (RFC 8621 2) ----------------------------------------------------------------
+
+const std::vector<std::string> kMailboxProperties = {"id", "name", "parentId", "role", "sortOrder", "totalEmails", "unreadEmails",
+                                                     "totalThreads", "unreadThreads", "myRights", "isSubscribed"};
+
+json mailbox_get(JmapContext& c, const Call& call) {
+  const View view(c, call.handle, false);
+  const auto props = properties(call.args, kMailboxProperties, kMailboxProperties);
+  std::vector<std::string> all;
+  for (const auto& b : view.boxes) all.push_back(mailbox_id(b));
+  return standard_get(call, mail_state(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+    const auto* box = view.box(id);
+    return box ? pick(mailbox_object(view, *box), props) : json(nullptr);
+  });
+}
+
+json mailbox_changes(JmapContext& c, const Call& call) { return standard_changes(call, mail_state(c, call.handle)); }
+
+json mailbox_query(JmapContext& c, const Call& call) {
+  const View view(c, call.handle, false);
+  const json filter = call.args.value("filter", json(nullptr));
+  std::vector<json> rows;
+  for (const auto& b : view.boxes) rows.push_back(mailbox_object(view, b));
+  auto matches = [&](const json& m) {
+    if (!filter.is_object()) return true;
+    for (const auto& [key, value] : filter.items()) {
+      if (key == "parentId") {
+        if (m["parentId"] != value) return false;
+      } else if (key == "name") {
+        if (!value.is_string() || ascii_lower(m["name"].get<std::string>()).find(ascii_lower(value.get<std::string>())) == std::string::npos)
+          return false;
+      } else if (key == "role") {
+        if (m["role"] != value) return false;
+      } else if (key == "hasAnyRole") {
+        if (!value.is_boolean() || m["role"].is_null() == value.get<bool>()) return false;
+      } else if (key == "isSubscribed") {
+        if (m["isSubscribed"] != value) return false;
+      } else {
+        throw MethodError("unsupportedFilter", "Mailbox/query cannot filter by " + key);
+      }
+    }
+    return true;
+  };
+  if (!filter.is_null() && !filter.is_object()) throw MethodError("invalidArguments", "filter is an object");
+  std::vector<json> kept;
+  for (auto& m : rows)
+    if (matches(m)) kept.push_back(m);
+  const json sort = call.args.value("sort", json::array());
+  if (!sort.is_array()) throw MethodError("invalidArguments", "sort is an array");
+  for (const auto& s : sort)
+    if (!s.is_object() || (s.value("property", "") != "name" && s.value("property", "") != "sortOrder"))
+      throw MethodError("unsupportedSort", "Mailbox/query sorts by name or sortOrder");
+  std::stable_sort(kept.begin(), kept.end(), [&](const json& a, const json& b) {
+    for (const auto& s : sort) {
+      const auto p = s["property"].get<std::string>();
+      const bool asc = s.value("isAscending", true);
+      if (a[p] != b[p]) return asc ? a[p] < b[p] : b[p] < a[p];
+    }
+    return false;
+  });
+  json ids = json::array();
+  for (const auto& m : kept) ids.push_back(m["id"]);
+  return {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
+          {"position", 0}, {"ids", ids}, {"total", ids.size()}};
+}
+
+// ---- Email (RFC 8621 4) ------------------------------------------------------------------
+
+const std::vector<std::string> kEmailDefaults = {"id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt",
+                                                 "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+                                                 "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
+                                                 "textBody", "htmlBody", "attachments"};
+const std::vector<std::string> kEmailProperties = [] {
+  auto all = kEmailDefaults;
+  all.push_back("bodyStructure");
+  all.push_back("headers");
+  return all;
+}();
+
+// RFC 8621 4.1.2.3: EmailAddress objects from the envelope's addresses.
+json addresses(const json& list) {
+  json out = json::array();
+  if (!list.is_array()) return out;
+  for (const auto& a : list) {
+    if (a.value("group", false)) continue;
+    const auto mailbox = a.value("mailbox", json(nullptr));
+    if (!mailbox.is_string()) continue;
+    const auto host = a.value("host", json(nullptr));
+    out.push_back({{"name", a.value("name", json(nullptr))},
+                   {"email", mailbox.get<std::string>() + (host.is_string() ? "@" + host.get<std::string>() : "")}});
+  }
+  return out;
+}
+
+// "<a@b> <c@d>" -> ["a@b", "c@d"]; null when there are none (RFC 8621 4.1.2.5).
+json message_ids(const json& raw) {
+  if (!raw.is_string()) return nullptr;
+  json out = json::array();
+  const auto text = raw.get<std::string>();
+  for (std::size_t at = text.find('<'); at != std::string::npos; at = text.find('<', at + 1)) {
+    const auto end = text.find('>', at);
+    if (end == std::string::npos) break;
+    out.push_back(text.substr(at + 1, end - at - 1));
+  }
+  return out.empty() ? json(nullptr) : out;
+}
+
+// The EmailBodyPart of a body_structure node (RFC 8621 4.1.4), with its part number.
+json body_part(const json& node, const std::string& part_id, const std::string& blob) {
+  const std::string type = node.value("type", "text") + "/" + node.value("subtype", "plain");
+  const json params = node.value("params", json::object());
+  const json disposition = node.value("disposition", json(nullptr));
+  json name = nullptr;
+  if (disposition.is_object() && disposition.value("params", json::object()).contains("filename"))
+    name = disposition["params"]["filename"];
+  else if (params.contains("name"))
+    name = params["name"];
+  json part = {{"partId", part_id},
+               {"blobId", "G" + blob + "_" + part_id},
+               {"size", node.value("size", 0)},
+               {"type", type},
+               {"charset", params.contains("charset") ? params["charset"] : (node.value("type", "") == "text" ? json("us-ascii") : json(nullptr))},
+               {"disposition", disposition.is_object() ? disposition["type"] : json(nullptr)},
+               {"name", name},
+               {"cid", node.value("id", json(nullptr))}};
+  for (char& c : part["blobId"].get_ref<std::string&>())
+    if (c == '.') c = '-';
+  return part;
+}
+
+json structure(const json& node, const std::string& part_id, const std::string& blob) {
+  if (node.contains("parts") && node["parts"].is_array()) {
+    json out = {{"partId", nullptr}, {"type", node.value("type", "multipart") + "/" + node.value("subtype", "mixed")},
+                {"subParts", json::array()}};
+    for (std::size_t i = 0; i < node["parts"].size(); ++i)
+      out["subParts"].push_back(structure(node["parts"][i], part_id.empty() ? std::to_string(i + 1) : part_id + "." + std::to_string(i + 1), blob));
+    return out;
+  }
+  return body_part(node, part_id.empty() ? "1" : part_id, blob);
+}
+
+// RFC 8621 4.1.4's parseStructure, simplified: alternatives choose their plain or HTML
+// part; other inline text parts go to both lists; everything else is an attachment.
+void flatten(const json& part, const std::string& in_alternative, json& text, json& html, json& attachments) {
+  if (part.contains("subParts")) {
+    const bool alternative = part["type"] == "multipart/alternative";
+    for (const auto& sub : part["subParts"]) flatten(sub, alternative ? "yes" : in_alternative, text, html, attachments);
+    return;
+  }
+  const auto type = part["type"].get<std::string>();
+  const bool inline_text = (type == "text/plain" || type == "text/html") && part["disposition"] != "attachment";
+  if (!inline_text) {
+    attachments.push_back(part);
+    return;
+  }
+  if (in_alternative.empty()) {
+    text.push_back(part);
+    html.push_back(part);
+  } else if (type == "text/plain") {
+    text.push_back(part);
+  } else {
+    html.push_back(part);
+  }
+}
+
+// The decoded text of every text part, by part number.
+void text_values(GMimeObject* object, const std::string& part_id, int depth, std::map<std::string, std::string>& out) {
+  if (!object || depth > kMaxMimeDepth) return;
+  if (GMIME_IS_MULTIPART(object)) {
+    auto* multipart = GMIME_MULTIPART(object);
+    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
+    for (int i = 0; i < count; ++i)
+      text_values(g_mime_multipart_get_part(multipart, i),
+                  part_id.empty() ? std::to_string(i + 1) : part_id + "." + std::to_string(i + 1), depth + 1, out);
+    return;
+  }
+  if (!GMIME_IS_TEXT_PART(object)) return;
+  char* text = g_mime_text_part_get_text(GMIME_TEXT_PART(object));
+  if (!text) return;
+  out[part_id.empty() ? "1" : part_id] = text;
+  g_free(text);
+}
+
+std::map<std::string, std::string> decoded_texts(const std::string& bytes) {
+  std::map<std::string, std::string> out;
+  GMimeStream* stream = g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size());
+  GMimeParser* parser = g_mime_parser_new_with_stream(stream);
+  GMimeMessage* message = g_mime_parser_construct_message(parser, nullptr);
+  if (message) {
+    GMimeObject* body = g_mime_message_get_mime_part(message);
+    text_values(body, GMIME_IS_MULTIPART(body) ? "" : "1", 0, out);
+    g_object_unref(message);
+  }
+  g_object_unref(parser);
+  g_object_unref(stream);
+  return out;
+}
+
+// Valid UTF-8 of at most max bytes, cut at a character's start (RFC 8621 4.2 maxBodyValueBytes).
+std::pair<std::string, bool> truncated(std::string value, std::size_t max) {
+  if (max == 0 || value.size() <= max) return {std::move(value), false};
+  std::size_t cut = max;
+  while (cut > 0 && (static_cast<unsigned char>(value[cut]) & 0xC0) == 0x80) --cut;
+  value.resize(cut);
+  return {std::move(value), true};
+}
+
+json email_object(JmapContext& c, const View::Email& e, const std::string& id, const std::vector<std::string>& props,
+                  const json& args) {
+  json out = {{"id", id}};
+  auto wants = [&props](const char* p) { return std::find(props.begin(), props.end(), p) != props.end(); };
+  if (wants("blobId")) out["blobId"] = "G" + e.blob;
+  if (wants("threadId")) out["threadId"] = "t" + id.substr(1);
+  if (wants("mailboxIds")) {
+    json boxes = json::object();
+    for (const auto b : e.mailboxes) boxes["m" + std::to_string(b)] = true;
+    out["mailboxIds"] = boxes;
+  }
+  if (wants("keywords")) out["keywords"] = keywords_of(e.flags, e.keywords);
+  if (wants("size")) out["size"] = e.size;
+  if (wants("receivedAt")) out["receivedAt"] = utc_date(e.received);
+  static const std::vector<std::string> kParsed = {"messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+                                                   "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
+                                                   "textBody", "htmlBody", "attachments", "bodyStructure", "headers"};
+  const bool parse = std::any_of(props.begin(), props.end(), [](const std::string& p) {
+    return std::find(kParsed.begin(), kParsed.end(), p) != kParsed.end() || p.starts_with("header:");
+  });
+  if (!parse) return out;
+  const std::string bytes = c.service->blobs().read(e.blob);
+  const auto summary = summarize_message(bytes);
+  const auto& env = summary.envelope;
+  if (wants("messageId")) out["messageId"] = message_ids(env.value("message_id", json(nullptr)));
+  if (wants("inReplyTo")) out["inReplyTo"] = message_ids(env.value("in_reply_to", json(nullptr)));
+  if (wants("references")) {
+    const auto header = bytes.substr(0, header_end(bytes));
+    json refs = nullptr;
+    for (const auto& f : std::vector<std::string>{"\nReferences:", "\nreferences:"})
+      if (const auto at = ("\n" + header).find(f); at != std::string::npos) {
+        auto end = at + f.size() - 1;
+        std::string value;
+        for (; end < header.size(); ++end) {
+          if (header[end] == '\n' && (end + 1 >= header.size() || (header[end + 1] != ' ' && header[end + 1] != '\t'))) break;
+          value += header[end];
+        }
+        refs = message_ids(value);
+      }
+    out["references"] = refs;
+  }
+  for (const auto& [prop, field] : std::vector<std::pair<const char*, const char*>>{
+           {"sender", "sender"}, {"from", "from"}, {"to", "to"}, {"cc", "cc"}, {"bcc", "bcc"}, {"replyTo", "reply_to"}})
+    if (wants(prop)) {
+      auto list = addresses(env.value(field, json::array()));
+      out[prop] = list.empty() ? json(nullptr) : list;
+    }
+  if (wants("subject")) out["subject"] = env.value("subject", json(nullptr));
+  if (wants("sentAt")) out["sentAt"] = summary.date ? json(utc_date(summary.date)) : json(nullptr);
+  if (wants("hasAttachment")) out["hasAttachment"] = summary.has_attachments;
+  if (wants("preview")) out["preview"] = message_preview(bytes);
+  const json tree = structure(summary.body_structure, "", e.blob);
+  json text = json::array(), html = json::array(), attachments = json::array();
+  flatten(tree, "", text, html, attachments);
+  if (wants("bodyStructure")) out["bodyStructure"] = tree;
+  if (wants("textBody")) out["textBody"] = text;
+  if (wants("htmlBody")) out["htmlBody"] = html;
+  if (wants("attachments")) out["attachments"] = attachments;
+  if (wants("bodyValues")) {
+    json values = json::object();
+    const bool all = args.value("fetchAllBodyValues", false), want_text = args.value("fetchTextBodyValues", false),
+               want_html = args.value("fetchHTMLBodyValues", false);
+    const std::size_t max = args.value("maxBodyValueBytes", 0);
+    if (all || want_text || want_html) {
+      const auto texts = decoded_texts(bytes);
+      std::set<std::string> chosen;
+      for (const auto& [list, on] : {std::pair{&text, want_text || all}, std::pair{&html, want_html || all}})
+        if (on)
+          for (const auto& p : *list) chosen.insert(p["partId"].get<std::string>());
+      if (all)
+        for (const auto& [part, _] : texts) chosen.insert(part);
+      for (const auto& part : chosen) {
+        const auto it = texts.find(part);
+        if (it == texts.end()) continue;
+        auto [value, cut] = truncated(it->second, max);
+        const bool problem = value.find("\xEF\xBF\xBD") != std::string::npos;
+        values[part] = {{"value", value}, {"isEncodingProblem", problem}, {"isTruncated", cut}};
+      }
+    }
+    out["bodyValues"] = values;
+  }
+  if (wants("headers")) {
+    json headers = json::array();
+    const auto header = bytes.substr(0, header_end(bytes));
+    std::size_t start = 0;
+    while (start < header.size()) {
+      auto end = header.find('\n', start);
+      while (end != std::string::npos && end + 1 < header.size() && (header[end + 1] == ' ' || header[end + 1] == '\t'))
+        end = header.find('\n', end + 1);
+      const auto line = header.substr(start, (end == std::string::npos ? header.size() : end) - start);
+      const auto colon = line.find(':');
+      if (colon != std::string::npos && colon > 0)
+        headers.push_back({{"name", line.substr(0, colon)}, {"value", line.substr(colon + 1)}});
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    out["headers"] = headers;
+  }
+  return out;
+}
+
+json email_get(JmapContext& c, const Call& call) {
+  const View view(c, call.handle, true);
+  const auto props = properties(call.args, kEmailProperties, kEmailDefaults);
+  std::vector<std::string> all;
+  for (const auto& [id, _] : view.emails) all.push_back(id);
+  return standard_get(call, mail_state(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+    const auto it = view.emails.find(id);
+    return it == view.emails.end() ? json(nullptr) : email_object(c, it->second, id, props, call.args);
+  });
+}
+
+json email_changes(JmapContext& c, const Call& call) { return standard_changes(call, mail_state(c, call.handle)); }
+
+// RFC 8621 4.4.1: a FilterCondition or a FilterOperator, checked against one Email. Text
+// conditions read the message (its header for from/to/cc/bcc/subject, the text for body
+// and text).
+bool matches(JmapContext& c, const View& view, const View::Email& e, const json& filter, int depth,
+             std::map<std::string, MessageText>& texts) {
+  if (depth > 16) throw MethodError("invalidArguments", "filters nest at most 16 deep");
+  if (!filter.is_object()) throw MethodError("invalidArguments", "a filter is an object");
+  if (filter.contains("operator")) {
+    const auto op = filter["operator"];
+    const auto& conditions = filter.value("conditions", json::array());
+    if (!conditions.is_array()) throw MethodError("invalidArguments", "conditions is an array");
+    if (op == "AND") {
+      for (const auto& f : conditions)
+        if (!matches(c, view, e, f, depth + 1, texts)) return false;
+      return true;
+    }
+    if (op == "OR" || op == "NOT") {
+      bool any = false;
+      for (const auto& f : conditions) any = any || matches(c, view, e, f, depth + 1, texts);
+      return op == "OR" ? any : !any;
+    }
+    throw MethodError("unsupportedFilter", "operator is AND, OR or NOT");
+  }
+  auto text_of = [&]() -> const MessageText& {
+    auto it = texts.find(e.blob);
+    if (it == texts.end()) it = texts.emplace(e.blob, message_text(c.service->blobs().read(e.blob))).first;
+    return it->second;
+  };
+  auto contains = [](const std::string& haystack, const json& needle) {
+    return needle.is_string() && ascii_lower(haystack).find(ascii_lower(needle.get<std::string>())) != std::string::npos;
+  };
+  for (const auto& [key, value] : filter.items()) {
+    bool ok = true;
+    if (key == "inMailbox") {
+      ok = value.is_string() && std::any_of(e.mailboxes.begin(), e.mailboxes.end(), [&](int64_t b) { return value == "m" + std::to_string(b); });
+    } else if (key == "inMailboxOtherThan") {
+      if (!value.is_array()) throw MethodError("invalidArguments", "inMailboxOtherThan is an array");
+      ok = std::any_of(e.mailboxes.begin(), e.mailboxes.end(), [&](int64_t b) {
+        return std::find(value.begin(), value.end(), json("m" + std::to_string(b))) == value.end();
+      });
+    } else if (key == "before" || key == "after") {
+      const auto when = parse_utc_date(value);
+      if (!when) throw MethodError("invalidArguments", key + " is a UTCDate");
+      ok = key == "before" ? e.received < *when : e.received >= *when;
+    } else if (key == "minSize" || key == "maxSize") {
+      if (!value.is_number_unsigned()) throw MethodError("invalidArguments", key + " is an unsigned integer");
+      ok = key == "minSize" ? e.size >= value.get<int64_t>() : e.size < value.get<int64_t>();
+    } else if (key == "hasKeyword" || key == "notKeyword" || key == "allInThreadHaveKeyword" || key == "someInThreadHaveKeyword" ||
+               key == "noneInThreadHaveKeyword") {
+      if (!value.is_string()) throw MethodError("invalidArguments", key + " is a keyword");
+      const bool has = keywords_of(e.flags, e.keywords).contains(ascii_lower(value.get<std::string>()));
+      ok = (key == "notKeyword" || key == "noneInThreadHaveKeyword") ? !has : has;  // each Email is its own thread
+    } else if (key == "hasAttachment") {
+      ok = value.is_boolean() && (!text_of().attachment_names.empty()) == value.get<bool>();
+    } else if (key == "subject") {
+      ok = contains(text_of().subject, value);
+    } else if (key == "from") {
+      ok = contains(text_of().from + " " + text_of().from_name, value);
+    } else if (key == "to" || key == "cc" || key == "bcc") {
+      const auto header = c.service->blobs().read(e.blob);
+      const auto env = summarize_message(header.substr(0, header_end(header))).envelope;
+      std::string all;
+      for (const auto& a : addresses(env.value(key, json::array()))) all += a["email"].get<std::string>() + " " + (a["name"].is_string() ? a["name"].get<std::string>() : "") + " ";
+      ok = contains(all, value);
+    } else if (key == "body") {
+      ok = contains(text_of().body, value);
+    } else if (key == "text") {
+      const auto& t = text_of();
+      ok = contains(t.subject + "\n" + t.from + " " + t.from_name + "\n" + t.body, value);
+    } else {
+      throw MethodError("unsupportedFilter", "Email/query cannot filter by " + key);
+    }
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// A filter's shape, checked before any Email is looked at (an empty mailbox still says
+// unsupportedFilter for a property it does not know).
+void check_filter(const json& filter, int depth) {
+  static const std::set<std::string> kKnown = {
+      "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize", "hasKeyword", "notKeyword",
+      "allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword", "hasAttachment", "subject", "from",
+      "to", "cc", "bcc", "body", "text"};
+  if (depth > 16) throw MethodError("invalidArguments", "filters nest at most 16 deep");
+  if (!filter.is_object()) throw MethodError("invalidArguments", "a filter is an object");
+  if (filter.contains("operator")) {
+    if (!filter.contains("conditions") || !filter["conditions"].is_array())
+      throw MethodError("invalidArguments", "an operator has conditions");
+    for (const auto& f : filter["conditions"]) check_filter(f, depth + 1);
+    return;
+  }
+  for (const auto& [key, _] : filter.items())
+    if (!kKnown.count(key)) throw MethodError("unsupportedFilter", "Email/query cannot filter by " + key);
+}
+
+json email_query(JmapContext& c, const Call& call) {
+  const View view(c, call.handle, true);
+  const json filter = call.args.value("filter", json(nullptr));
+  if (!filter.is_null()) check_filter(filter, 0);
+  const json sort = call.args.value("sort", json::array({{{"property", "receivedAt"}, {"isAscending", false}}}));
+  if (!sort.is_array()) throw MethodError("invalidArguments", "sort is an array");
+  for (const auto& s : sort)
+    if (!s.is_object() || !s.contains("property") ||
+        std::find(std::begin(kSortable), std::end(kSortable), s["property"]) == std::end(kSortable))
+      throw MethodError("unsupportedSort", "Email/query sorts by receivedAt, sentAt, size, subject, from or to");
+  std::map<std::string, MessageText> texts;
+  std::vector<std::pair<std::string, const View::Email*>> kept;
+  for (const auto& [id, e] : view.emails)
+    if (filter.is_null() || matches(c, view, e, filter, 0, texts)) kept.emplace_back(id, &e);
+  // Sort keys that need the message are read once each.
+  std::map<std::string, MimeSummary> parsed;
+  auto summary = [&](const View::Email& e) -> const MimeSummary& {
+    auto it = parsed.find(e.blob);
+    if (it == parsed.end()) {
+      const auto bytes = c.service->blobs().read(e.blob);
+      it = parsed.emplace(e.blob, summarize_message(bytes.substr(0, header_end(bytes)))).first;
+    }
+    return it->second;
+  };
+  auto key = [&](const View::Email& e, const std::string& p) -> json {
+    if (p == "receivedAt") return e.received;
+    if (p == "size") return e.size;
+    if (p == "subject") return ascii_lower(e.subject);
+    if (p == "sentAt") return summary(e).date;
+    const auto list = addresses(summary(e).envelope.value(p == "from" ? "from" : "to", json::array()));
+    return list.empty() ? std::string() : ascii_lower(list[0]["email"].get<std::string>());
+  };
+  std::stable_sort(kept.begin(), kept.end(), [&](const auto& a, const auto& b) {
+    for (const auto& s : sort) {
+      const auto p = s["property"].get<std::string>();
+      const bool asc = s.value("isAscending", true);
+      const auto ka = key(*a.second, p), kb = key(*b.second, p);
+      if (ka != kb) return asc ? ka < kb : kb < ka;
+    }
+    return a.first < b.first;
+  });
+  // RFC 8620 5.5: position (negative from the end) or anchor with anchorOffset; limit.
+  int64_t position = call.args.value("position", int64_t{0});
+  const auto total = static_cast<int64_t>(kept.size());
+  if (call.args.contains("anchor") && !call.args["anchor"].is_null()) {
+    const auto anchor = call.args["anchor"];
+    const auto it = std::find_if(kept.begin(), kept.end(), [&](const auto& k) { return anchor == k.first; });
+    if (it == kept.end()) throw MethodError("anchorNotFound", "");
+    position = std::max<int64_t>(0, (it - kept.begin()) + call.args.value("anchorOffset", int64_t{0}));
+  } else if (position < 0) {
+    position = std::max<int64_t>(0, total + position);
+  }
+  int64_t limit = total;
+  if (call.args.contains("limit") && !call.args["limit"].is_null()) {
+    if (!call.args["limit"].is_number_unsigned()) throw MethodError("invalidArguments", "limit is an unsigned integer");
+    limit = call.args["limit"].get<int64_t>();
+  }
+  json ids = json::array();
+  for (int64_t i = position; i < total && static_cast<int64_t>(ids.size()) < limit; ++i) ids.push_back(kept[static_cast<std::size_t>(i)].first);
+  json out = {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
+              {"position", std::min(position, total)}, {"ids", ids}, {"collapseThreads", call.args.value("collapseThreads", false)}};
+  if (call.args.value("calculateTotal", false)) out["total"] = total;
+  return out;
+}
+
+// RFC 8621 4.6 Email/set: keywords and mailboxIds, whole or by patch ("keywords/$seen"),
+// and destroy. Moving an Email into Junk teaches the spam filter it is spam, out of Junk
+// (not to Trash) that it is ham, as an IMAP move does.
+json email_set(JmapContext& c, const Call& call) {
+  auto& store = c.service->mailboxes();
+  const auto old_state = mail_state(c, call.handle);
+  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
+    throw MethodError("stateMismatch", "");
+  const json create = call.args.value("create", json::object());
+  const json update = call.args.value("update", json::object());
+  const json destroy = call.args.value("destroy", json::array());
+  if (!create.is_object() || !update.is_object() || !destroy.is_array())
+    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
+  if (create.size() + update.size() + destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
+    throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " objects a call (maxObjectsInSet)");
+  View view(c, call.handle, true);
+  json not_created = json::object(), updated = json::object(), not_updated = json::object(), destroyed = json::array(),
+       not_destroyed = json::object();
+  for (const auto& [id, _] : create.items())
+    not_created[id] = {{"type", "forbidden"}, {"description", "creating Emails comes with Email/import and drafts, not yet here"}};
+  auto uid_in = [&](const MailboxInfo& box, const std::string& blob) { return store.find_blob(call.handle, box.name, blob); };
+  auto key = [](const MailboxInfo& box) { return MailboxStore::key_of(box.id, box.uidvalidity); };
+  auto remove_from = [&](const MailboxInfo& box, const std::string& blob) {
+    if (const auto uid = uid_in(box, blob)) {
+      store.change_flags(call.handle, key(box), {*uid}, MailboxStore::FlagChange::add, kDeleted);
+      store.expunge(call.handle, key(box), std::vector<int64_t>{*uid});
+    }
+  };
+  for (const auto& [id, patch] : update.items()) {
+    const auto it = view.emails.find(id);
+    if (it == view.emails.end()) {
+      not_updated[id] = {{"type", "notFound"}};
+      continue;
+    }
+    const auto& e = it->second;
+    if (!patch.is_object()) {
+      not_updated[id] = {{"type", "invalidPatch"}};
+      continue;
+    }
+    // The wanted keywords and mailboxes, from the whole value or the patch paths.
+    json keywords = keywords_of(e.flags, e.keywords);
+    std::set<std::string> boxes;
+    for (const auto b : e.mailboxes) boxes.insert("m" + std::to_string(b));
+    bool bad = false;
+    for (const auto& [path, value] : patch.items()) {
+      if (path == "keywords" && value.is_object()) {
+        keywords = json::object();
+        for (const auto& [k, v] : value.items()) keywords[ascii_lower(k)] = v;
+      } else if (path.starts_with("keywords/") && (value == true || value.is_null())) {
+        const auto k = ascii_lower(path.substr(9));
+        if (value.is_null()) keywords.erase(k);
+        else keywords[k] = true;
+      } else if (path == "mailboxIds" && value.is_object()) {
+        boxes.clear();
+        for (const auto& [m, v] : value.items())
+          if (v == true) boxes.insert(m);
+      } else if (path.starts_with("mailboxIds/") && (value == true || value.is_null())) {
+        if (value.is_null()) boxes.erase(path.substr(11));
+        else boxes.insert(path.substr(11));
+      } else {
+        bad = true;
+      }
+    }
+    for (const auto& b : boxes) bad = bad || !view.box(b);
+    if (bad || boxes.empty()) {
+      not_updated[id] = {{"type", "invalidProperties"},
+                         {"description", boxes.empty() ? "an Email is in at least one mailbox" : "keywords and mailboxIds only, with known mailboxes"}};
+      continue;
+    }
+    try {
+      // Keywords on every copy: IMAP flags for the system ones (RFC 8621 4.1.1).
+      unsigned flags = 0;
+      std::vector<std::string> others;
+      for (const auto& [k, v] : keywords.items()) {
+        if (k == "$seen") flags |= kSeen;
+        else if (k == "$answered") flags |= kAnswered;
+        else if (k == "$flagged") flags |= kFlagged;
+        else if (k == "$draft") flags |= kDraft;
+        else others.push_back(k);
+      }
+      const MailboxInfo* source = nullptr;
+      for (const auto b : e.mailboxes)
+        if (const auto* box = view.box("m" + std::to_string(b))) {
+          source = source ? source : box;
+          if (const auto uid = uid_in(*box, e.blob))
+            store.change_flags(call.handle, key(*box), {*uid}, MailboxStore::FlagChange::replace, flags, others);
+        }
+      // Mailboxes: copies where it is new, then removal where it no longer is.
+      bool was_junk = false, to_junk = false, to_trash = false;
+      for (const auto b : e.mailboxes)
+        if (const auto* box = view.box("m" + std::to_string(b)); box && box->special_use == "\\Junk") was_junk = true;
+      for (const auto& b : boxes) {
+        const auto* box = view.box(b);
+        if (box->special_use == "\\Junk") to_junk = true;
+        if (box->special_use == "\\Trash") to_trash = true;
+        if (source && !uid_in(*box, e.blob))
+          if (const auto uid = uid_in(*source, e.blob)) store.copy(call.handle, key(*source), box->name, {*uid});
+      }
+      for (const auto b : e.mailboxes) {
+        const auto* box = view.box("m" + std::to_string(b));
+        if (box && !boxes.count(mailbox_id(*box))) remove_from(*box, e.blob);
+      }
+      if (c.spam && was_junk != to_junk && !(was_junk && to_trash)) {
+        try {
+          c.spam->train(call.handle, e.blob, c.service->blobs().read(e.blob), to_junk);
+        } catch (const std::exception&) {
+          // Learning is best effort, as over IMAP; the update itself is done.
+        }
+      }
+      updated[id] = nullptr;
+    } catch (const Error& err) {
+      not_updated[id] = {{"type", "invalidProperties"}, {"description", err.what()}};
+    }
+  }
+  for (const auto& d : destroy) {
+    const auto id = d.is_string() ? d.get<std::string>() : std::string();
+    const auto it = view.emails.find(id);
+    if (it == view.emails.end()) {
+      not_destroyed[id] = {{"type", "notFound"}};
+      continue;
+    }
+    for (const auto b : it->second.mailboxes)
+      if (const auto* box = view.box("m" + std::to_string(b))) remove_from(*box, it->second.blob);
+    destroyed.push_back(id);
+  }
+  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", mail_state(c, call.handle)},
+              {"created", json::object()}, {"updated", updated}, {"destroyed", destroyed}};
+  if (!not_created.empty()) out["notCreated"] = not_created;
+  if (!not_updated.empty()) out["notUpdated"] = not_updated;
+  if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  return out;
+}
+
+// ---- Thread (RFC 8621 3): each Email is its own thread until threading lands ------------
+
+json thread_get(JmapContext& c, const Call& call) {
+  const View view(c, call.handle, true);
+  std::vector<std::string> all;
+  for (const auto& [id, _] : view.emails) all.push_back("t" + id.substr(1));
+  return standard_get(call, mail_state(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+    if (id.empty() || id[0] != 't') return json(nullptr);
+    const auto email = "e" + id.substr(1);
+    return view.emails.count(email) ? json({{"id", id}, {"emailIds", {email}}}) : json(nullptr);
+  });
+}
+
+json thread_changes(JmapContext& c, const Call& call) { return standard_changes(call, mail_state(c, call.handle)); }
+
+// ---- Identity (RFC 8621 6): the member's addresses --------------------------------------
+
+json identity_get(JmapContext& c, const Call& call) {
+  // The registry's addresses, then every alias that reaches the member.
+  std::vector<std::string> addresses_of_member = call.emails;
+  for (const auto& alias : c.service->directory().aliases())
+    for (const auto& target : alias.targets)
+      if ((target == call.handle || std::find(call.emails.begin(), call.emails.end(), target) != call.emails.end()) &&
+          std::find(addresses_of_member.begin(), addresses_of_member.end(), alias.address) == addresses_of_member.end())
+        addresses_of_member.push_back(alias.address);
+  std::vector<std::string> all;
+  for (std::size_t i = 0; i < addresses_of_member.size(); ++i) all.push_back("i" + std::to_string(i));
+  return standard_get(call, sha256_hex(call.handle + ":" + std::to_string(addresses_of_member.size())).substr(0, 16), all,
+                      c.limits.max_objects_in_get, [&](const std::string& id) {
+                        const auto at = std::find(all.begin(), all.end(), id);
+                        if (at == all.end()) return json(nullptr);
+                        return json({{"id", id}, {"name", call.name.empty() ? call.handle : call.name}, {"email", addresses_of_member[static_cast<std::size_t>(at - all.begin())]},
+                                     {"replyTo", nullptr}, {"bcc", nullptr}, {"textSignature", ""}, {"htmlSignature", ""},
+                                     {"mayDelete", false}});
+                      });
+}
+
+}  // namespace
+
+json mail_account_capabilities(const JmapLimits& limits) {
+  return {{"maxMailboxesPerEmail", nullptr},
+          {"maxMailboxDepth", nullptr},
+          {"maxSizeMailboxName", 255},
+          {"maxSizeAttachmentsPerEmail", limits.max_size_upload},
+          {"emailQuerySortOptions", kSortable},
+          {"mayCreateTopLevelMailbox", true}};
+}
+
+std::string mail_state(JmapContext& c, const std::string& handle) {
+  std::string all;
+  for (const auto& b : c.service->mailboxes().mailboxes(handle))
+    all += std::to_string(b.id) + ":" + std::to_string(b.uidvalidity) + ":" + std::to_string(b.highest_modseq) + ":" + b.name + "\n";
+  return sha256_hex(all).substr(0, 24);
+}
+
+const std::map<std::string, Method>& mail_methods() {
+  static const std::map<std::string, Method> methods = {
+      {"Mailbox/get", {kMail, mailbox_get}},     {"Mailbox/changes", {kMail, mailbox_changes}},
+      {"Mailbox/query", {kMail, mailbox_query}}, {"Email/get", {kMail, email_get}},
+      {"Email/changes", {kMail, email_changes}}, {"Email/query", {kMail, email_query}},
+      {"Email/set", {kMail, email_set}},
+      {"Thread/get", {kMail, thread_get}},       {"Thread/changes", {kMail, thread_changes}},
+      {"Identity/get", {kMail, identity_get}},
+  };
+  return methods;
+}
+
+}  // namespace coop::mail::jmap
