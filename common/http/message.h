@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -62,6 +63,17 @@ struct Response {
     ~File();
   };
   std::shared_ptr<File> file;
+  // When set, the body is whatever the stream hands out, for as long as it lasts (server-sent
+  // events, RFC 8620 7.3): no Content-Length, and the connection ends with the stream. The
+  // server asks for each piece with next() once the one before is written; deliver runs
+  // once, from any thread, with the piece or with nullopt for the end. cancel() tells the
+  // stream the client is gone.
+  struct Stream {
+    virtual ~Stream() = default;
+    virtual void next(std::function<void(std::optional<std::string>)> deliver) = 0;
+    virtual void cancel() = 0;
+  };
+  std::shared_ptr<Stream> stream;
 
   static Response json(const nlohmann::json& value, int status = 200);
   static Response bytes(int status, std::string body, std::string content_type);

@@ -745,12 +745,29 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     if (!response.content_type.empty() && !no_content) field("Content-Type", response.content_type);
     for (const auto& [name, value] : response.headers) field(name, value);
     const auto file = response.file;
-    if (!no_content) field("Content-Length", std::to_string(file ? file->size : body.size()));
+    const auto stream = response.stream;
+    if (stream && !head_only_ && !no_content) keep_alive = false;  // the body ends with the connection
+    if (!no_content && !(stream && !head_only_)) field("Content-Length", std::to_string(file ? file->size : body.size()));
     if (!keep_alive && !http10_) field("Connection", "close");
     if (keep_alive && http10_) field("Connection", "keep-alive");
     h.append("\r\n");
     if (head_only_ || no_content) body = {};
     lowest().expires_after(limits_->idle_timeout);
+    if (stream) {
+      if (head_only_ || no_content) {
+        stream->cancel();
+      } else {
+        net::async_write(stream_, net::buffer(head_), [self = this->shared_from_this(), stream](beast::error_code ec, std::size_t) {
+          if (ec) {
+            stream->cancel();
+            return self->responded(ec, false);
+          }
+          self->lowest().expires_never();
+          self->pump(stream);
+        });
+        return;
+      }
+    }
     if (file && !head_only_ && !no_content) {
       net::async_write(stream_, net::buffer(head_), [self = this->shared_from_this(), file, keep_alive](beast::error_code ec, std::size_t) {
         if (ec) return self->responded(ec, keep_alive);
@@ -785,6 +802,27 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
                      });
   }
 
+  // A streamed body: each piece as the stream hands it out, written on this connection's
+  // strand; a failed write tells the stream the client is gone.
+  void pump(std::shared_ptr<Response::Stream> stream) {
+    stream->next([self = this->shared_from_this(), stream](std::optional<std::string> piece) {
+      net::post(self->stream_.get_executor(), [self, stream, piece = std::move(piece)]() mutable {
+        if (!piece) return self->responded({}, false);
+        self->stream_piece_ = std::move(*piece);
+        self->lowest().expires_after(self->limits_->idle_timeout);
+        net::async_write(self->stream_, net::buffer(self->stream_piece_), [self, stream](beast::error_code ec, std::size_t) {
+          if (ec) {
+            stream->cancel();
+            return self->responded(ec, false);
+          }
+          // Waiting for the stream's next piece is not idleness; a write that stalls is.
+          self->lowest().expires_never();
+          self->pump(stream);
+        });
+      });
+    });
+  }
+
   void responded(beast::error_code ec, bool keep_alive) {
     if (ec || !keep_alive) {
       beast::error_code ignored;
@@ -817,6 +855,7 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
   std::filesystem::path spool_;
   uint64_t spool_counter_ = 0;
   std::string file_piece_;  // a piece of a file response, while it is written
+  std::string stream_piece_;  // a piece of a streamed response, while it is written
   bool drain_after_response_ = false;
   std::weak_ptr<Listener<Protocol, Tls>> listener_;
   const Router& router_;

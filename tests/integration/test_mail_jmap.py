@@ -224,5 +224,62 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         shard.coop("down")
 
 
+def test_push_over_eventsource():
+    import http.client as httpclient
+    import threading
+    with Shard(BIN) as shard:
+        urls = start(shard)
+        j = Jmap(urls)
+        host, port = urls["jmap"].split("//")[1].split(":")
+        auth = "Basic " + base64.b64encode(f"alice:{STRONG}".encode()).decode()
+
+        def listen(query, events, done):
+            conn = httpclient.HTTPConnection(host, int(port), timeout=60)
+            conn.request("GET", "/jmap/eventsource/?" + query, headers={"Authorization": auth, "Accept": "text/event-stream"})
+            r = conn.getresponse()
+            events.append(("status", r.status, r.getheader("Content-Type")))
+            name = None
+            while True:
+                line = r.fp.readline()
+                if not line:
+                    break
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    name = line[7:]
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line[6:])))
+            done.set()
+
+        # closeafter=state: one StateChange after a delivery, then the server ends the stream.
+        events, done = [], threading.Event()
+        threading.Thread(target=listen, args=("types=*&closeafter=state&ping=0", events, done), daemon=True).start()
+        wait_for(lambda: events, what="the stream's head")
+        assert events[0] == ("status", 200, "text/event-stream"), events
+        deliver(urls, "Pushed", "Heard at once.")
+        assert done.wait(30), "the stream did not end after its state"
+        [(name, change)] = [e for e in events if e[0] == "state"]
+        assert change["@type"] == "StateChange"
+        assert set(change["changed"][j.account]) == {"Mailbox", "Email", "Thread"}
+        assert change["changed"][j.account]["Email"] == j.one("Email/get", {"ids": []})["state"]
+        # types=Mailbox, pings every 5 s (the least the server allows), open until closed.
+        events, done = [], threading.Event()
+        threading.Thread(target=listen, args=("types=Mailbox&closeafter=no&ping=1", events, done), daemon=True).start()
+        wait_for(lambda: events, what="the second stream's head")
+        deliver(urls, "Again", "And again.")
+        wait_for(lambda: any(e[0] == "state" for e in events), timeout=30, what="a second state event")
+        assert all(set(e[1]["changed"][j.account]) == {"Mailbox"} for e in events if e[0] == "state")
+        wait_for(lambda: any(e[0] == "ping" for e in events), timeout=30, what="a ping")
+        assert [e[1] for e in events if e[0] == "ping"][0] == {"interval": 5}
+        # Bad parameters and no credentials are refused before any stream opens.
+        base = urls["jmap"] + "/jmap/eventsource/"
+        assert http("GET", base + "?types=*&closeafter=maybe&ping=0")[0] == 400
+        assert http("GET", base + "?types=*&closeafter=no&ping=-1")[0] == 400
+        assert http("GET", base + "?types=*&closeafter=no&ping=0", user=None)[0] == 401
+        # Stopping the worker ends the open stream.
+        shard.coop("down")
+        assert done.wait(30), "the stream outlived the worker"
+
+
 if __name__ == "__main__":
-    run_tests([test_session_requests_errors_and_limits, test_mail_with_jmap_jam_and_imap_on_the_same_store])
+    run_tests([test_session_requests_errors_and_limits, test_mail_with_jmap_jam_and_imap_on_the_same_store,
+               test_push_over_eventsource])

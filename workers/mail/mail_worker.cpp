@@ -168,6 +168,7 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
       context.spam = spam_.get();
       context.runner = runtime.blocking_runner();
       context.scheme = listener.scheme == "https" ? "https" : "http";
+      context.io = &runtime.io();
       jmap_ = add_jmap_routes(*jmap_router_, context);
       http::ServerLimits http_limits;
       http_limits.max_body_bytes = std::max<uint64_t>(context.limits.max_size_request, context.limits.max_size_upload);
@@ -213,6 +214,7 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   runtime.on_shutdown([this] {
     for (auto& l : listeners_) l->stop();
     for (auto& l : imap_listeners_) l->stop();
+    if (jmap_) stop_jmap_push(*jmap_);
     if (jmap_server_) jmap_server_->stop();
   });
   // SMTP transactions in flight finish before the worker exits. IMAP sessions live for hours

@@ -4,9 +4,13 @@
 // session advertises is enforced here.
 #include "workers/mail/jmap/jmap.h"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -77,6 +81,122 @@ std::optional<json> evaluate_pointer(const json& value, std::string_view path) {
 }
 
 }  // namespace
+
+// RFC 8620 7.3: one EventSource connection. The store's watcher marks a change; the new
+// state is read on the blocking pool and sent as a StateChange event when it differs from
+// the last one sent. Pings (or, with ping=0, SSE comments) keep dead clients from lingering.
+class EventStream : public http::Response::Stream, public std::enable_shared_from_this<EventStream> {
+ public:
+  EventStream(JmapContext& context, std::string handle, std::set<std::string> types, bool close_after_state, int ping)
+      : context_(context), handle_(std::move(handle)), types_(std::move(types)), close_after_state_(close_after_state),
+        ping_(ping), timer_(*context.io) {}
+
+  void start() {
+    std::weak_ptr<EventStream> weak = shared_from_this();
+    watch_ = context_.service->mailboxes().watch(handle_, [weak] {
+      if (auto self = weak.lock()) self->changed();
+    });
+    last_ = mail_state(context_, handle_);
+    arm();
+  }
+
+  void next(std::function<void(std::optional<std::string>)> deliver) override {
+    std::unique_lock lock(mutex_);
+    if (!queue_.empty()) {
+      auto piece = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      return deliver(std::move(piece));
+    }
+    if (closed_) {
+      lock.unlock();
+      return deliver(std::nullopt);
+    }
+    waiting_ = std::move(deliver);
+  }
+
+  void cancel() override { close(); }
+  const std::string& handle() const { return handle_; }
+
+  void close() {
+    std::function<void(std::optional<std::string>)> waiting;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+      waiting = std::move(waiting_);
+    }
+    context_.service->mailboxes().unwatch(handle_, watch_);
+    boost::asio::post(timer_.get_executor(), [self = shared_from_this()] { self->timer_.cancel(); });
+    if (waiting) waiting(std::nullopt);
+  }
+
+ private:
+  void push(std::string piece) {
+    std::function<void(std::optional<std::string>)> waiting;
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      if (!waiting_) {
+        if (queue_.size() < 64) queue_.push_back(std::move(piece));  // a slow reader loses pings, not states
+        return;
+      }
+      waiting = std::move(waiting_);
+    }
+    waiting(std::move(piece));
+  }
+
+  // On the committing thread, under the store's lock: only schedule.
+  void changed() {
+    if (pending_.exchange(true)) return;
+    context_.runner([self = shared_from_this()] {
+      self->pending_ = false;
+      try {
+        const auto state = mail_state(self->context_, self->handle_);
+        if (state == self->last_) return;
+        self->last_ = state;
+        json changed = json::object();
+        for (const char* type : {"Mailbox", "Email", "Thread"})
+          if (self->types_.empty() || self->types_.count(type)) changed[type] = state;
+        if (changed.empty()) return;
+        const json event = {{"@type", "StateChange"}, {"changed", {{account_id(self->handle_), changed}}}};
+        self->push("event: state\ndata: " + event.dump() + "\n\n");
+        if (self->close_after_state_) self->close();
+      } catch (const std::exception& e) {
+        spdlog::warn("jmap push for {}: {}", self->handle_, e.what());
+      }
+    });
+  }
+
+  void arm() {
+    const int seconds = ping_ > 0 ? ping_ : 30;
+    timer_.expires_after(std::chrono::seconds(seconds));
+    timer_.async_wait([weak = std::weak_ptr<EventStream>(shared_from_this())](boost::system::error_code ec) {
+      auto self = weak.lock();
+      if (ec || !self) return;
+      {
+        std::lock_guard lock(self->mutex_);
+        if (self->closed_) return;
+      }
+      self->push(self->ping_ > 0 ? "event: ping\ndata: {\"interval\":" + std::to_string(self->ping_) + "}\n\n" : ": keep-alive\n\n");
+      self->arm();
+    });
+  }
+
+  JmapContext& context_;
+  const std::string handle_;
+  const std::set<std::string> types_;  // empty: every type ("*")
+  const bool close_after_state_;
+  const int ping_;
+  boost::asio::steady_timer timer_;
+  uint64_t watch_ = 0;
+  std::string last_;
+  std::atomic<bool> pending_{false};
+  std::mutex mutex_;
+  std::deque<std::string> queue_;
+  std::function<void(std::optional<std::string>)> waiting_;
+  bool closed_ = false;
+};
 
 std::string jmap::account_id(const std::string& handle) { return "a" + sha256_hex("coop-jmap-account:" + handle).substr(0, 24); }
 
@@ -244,7 +364,19 @@ class Jmap {
   std::map<std::string, int> requests_, uploads_;
   // Blobs each member uploaded and may read back, until they are used or the worker restarts.
   std::map<std::string, std::set<std::string>> uploaded_;
+  // Push connections, to end them when the worker stops.
+  std::vector<std::weak_ptr<EventStream>> streams_;
 };
+
+void stop_jmap_push(Jmap& jmap) {
+  std::vector<std::weak_ptr<EventStream>> streams;
+  {
+    std::lock_guard lock(jmap.mutex_);
+    streams.swap(jmap.streams_);
+  }
+  for (auto& weak : streams)
+    if (auto stream = weak.lock()) stream->close();
+}
 
 std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context) {
   auto jmap = std::make_shared<Jmap>(std::move(context));
@@ -323,6 +455,45 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       return r;
     });
   }, "JMAP blob download (RFC 8620 6.2)");
+  // RFC 8620 7.3: push over server-sent events.
+  router.add_blocking("GET", "/jmap/eventsource", run, [j, authed](const http::Request& q) {
+    return authed(q, [&](const auth::VerifiedMember& who) {
+      std::set<std::string> types;
+      const auto list = q.query_value("types", "*");
+      if (list != "*")
+        for (std::size_t start = 0; start <= list.size();) {
+          const auto comma = std::min(list.find(',', start), list.size());
+          if (comma > start) types.insert(list.substr(start, comma - start));
+          start = comma + 1;
+        }
+      const auto closeafter = q.query_value("closeafter", "no");
+      if (closeafter != "no" && closeafter != "state") return problem("invalidArguments", 400, "closeafter is state or no");
+      const auto ping_text = q.query_value("ping", "0");
+      if (ping_text.empty() || ping_text.size() > 6 || !std::all_of(ping_text.begin(), ping_text.end(), ::isdigit))
+        return problem("invalidArguments", 400, "ping is a number of seconds");
+      // RFC 8620 7.3: the server may bound the interval; here 5 s to 5 minutes (0: none).
+      int ping = std::stoi(ping_text);
+      if (ping > 0) ping = std::clamp(ping, 5, 300);
+      auto stream = std::make_shared<EventStream>(j->context_, who.handle, std::move(types), closeafter == "state", ping);
+      {
+        // At most 8 push connections a member (a few devices), 10,000 in all.
+        std::lock_guard lock(j->mutex_);
+        std::erase_if(j->streams_, [](const auto& w) { return w.expired(); });
+        const auto mine = std::count_if(j->streams_.begin(), j->streams_.end(), [&](const auto& w) {
+          const auto other = w.lock();
+          return other && other->handle() == who.handle;
+        });
+        if (mine >= 8 || j->streams_.size() >= 10000) return problem("limit", 400, "too many push connections", {{"limit", "pushConnections"}});
+        j->streams_.push_back(stream);
+      }
+      stream->start();
+      http::Response r;
+      r.content_type = "text/event-stream";
+      r.headers.emplace_back("Cache-Control", "no-cache");
+      r.stream = stream;
+      return r;
+    });
+  }, "JMAP push as server-sent events (RFC 8620 7.3)");
   return jmap;
 }
 

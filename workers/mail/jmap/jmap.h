@@ -8,6 +8,10 @@
 #include <memory>
 #include <string>
 
+namespace boost::asio {
+class io_context;
+}
+
 namespace coop {
 class Home;
 namespace http {
@@ -40,6 +44,7 @@ struct JmapContext {
   spam::SpamFilter* spam = nullptr;  // taught by moves into and out of Junk (RFC 8621 + issue 25)
   std::function<void(std::function<void()>)> runner;  // the blocking pool
   std::string scheme = "https";  // the listener's, for the session's URLs
+  boost::asio::io_context* io = nullptr;  // for push's pings
   JmapLimits limits;
 };
 
@@ -47,5 +52,7 @@ class Jmap;
 
 // Registers the JMAP routes on router; the returned object must outlive it.
 std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context);
+// Ends every push connection (the worker is stopping).
+void stop_jmap_push(Jmap& jmap);
 
 }  // namespace coop::mail
