@@ -219,6 +219,40 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         imap.select("Archive")
         assert imap.uid("SEARCH", None, "ALL")[1][0] == b""
         imap.logout()
+        # /changes (RFC 8620 5.2): from a state, what IMAP and JMAP did since, each once.
+        since = j.one("Email/get", {"ids": []})["state"]
+        box_since = j.one("Mailbox/get", {"ids": []})["state"]
+        deliver(urls, "Third", "A new one.")
+        deliver(urls, "Fourth", "And another.")
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.starttls(ssl._create_unverified_context())
+        imap.login("alice", STRONG)
+        imap.select("Junk")
+        imap.uid("STORE", imap.uid("SEARCH", None, "ALL")[1][0].split()[0], "+FLAGS", "(\\Seen)")
+        changes = j.one("Email/changes", {"sinceState": since})
+        assert len(changes["created"]) == 2 and changes["updated"] == [got["list"][1]["id"]] and changes["destroyed"] == []
+        assert changes["hasMoreChanges"] is False and changes["newState"] != since
+        assert j.one("Email/changes", {"sinceState": changes["newState"]})["created"] == []
+        # At most maxChanges at a time, through an intermediate state.
+        part = j.one("Email/changes", {"sinceState": since, "maxChanges": 2})
+        assert part["hasMoreChanges"] is True and len(part["created"] + part["updated"]) == 2
+        rest = j.one("Email/changes", {"sinceState": part["newState"], "maxChanges": 2})
+        assert rest["hasMoreChanges"] is False and len(rest["created"] + rest["updated"]) == 1
+        assert set(part["created"] + part["updated"] + rest["created"] + rest["updated"]) == set(changes["created"] + changes["updated"])
+        boxes_changed = j.one("Mailbox/changes", {"sinceState": box_since})
+        assert set(boxes_changed["updated"]) == {roles["inbox"]["id"], roles["junk"]["id"]}
+        assert boxes_changed["updatedProperties"] == ["totalEmails", "unreadEmails", "totalThreads", "unreadThreads"]
+        threads = j.one("Thread/changes", {"sinceState": since})
+        assert sorted(threads["created"]) == sorted("t" + x[1:] for x in changes["created"])
+        # JMAP destroys one of them; IMAP's session hears it, and /changes says destroyed.
+        imap.select("INBOX")
+        count_before = int(imap.select("INBOX")[1][0])
+        gone = j.one("Email/set", {"destroy": [changes["created"][0]]})
+        assert gone["destroyed"] == [changes["created"][0]]
+        imap.noop()
+        assert int(imap.select("INBOX")[1][0]) == count_before - 1
+        assert j.one("Email/changes", {"sinceState": changes["newState"]})["destroyed"] == [changes["created"][0]]
+        imap.logout()
         # Bob sees none of it.
         assert Jmap(urls, "bob").one("Email/query", {})["ids"] == []
         shard.coop("down")

@@ -332,7 +332,9 @@ class Jmap {
     return it->second.run(context_, Call{handle, account, args, who.name, who.emails});
   }
 
-  std::string session_state(const std::string& handle) { return mail_state(context_, handle).substr(0, 16); }
+  // RFC 8620 2: the session's own state changes only with the session object (its account
+  // and capabilities), not with the mail in it.
+  std::string session_state(const std::string& handle) { return sha256_hex("coop-jmap-session-1:" + handle).substr(0, 16); }
 
   // Requests and uploads in flight per member, within the session's limits.
   class Slot {

@@ -6,6 +6,9 @@
 
 #include <algorithm>
 #include <climits>
+#include <deque>
+#include <limits>
+#include <mutex>
 #include <set>
 
 #include "common/digest.h"
@@ -196,15 +199,158 @@ json standard_get(const Call& call, const std::string& state, const std::vector<
   return {{"accountId", call.account_id}, {"state", state}, {"list", list}, {"notFound", not_found}};
 }
 
-// RFC 8620 5.2 /changes. The store keeps no log of what changed between two states yet: the
-// same state has no changes, any other gives cannotCalculateChanges, upon which a client
-// fetches afresh (RFC 8620 5.2 allows it) and so never misses a change.
-json standard_changes(const Call& call, const std::string& state) {
+// RFC 8620 5.2 /changes. The store keeps no log of JMAP changes; instead every state this
+// server hands out is remembered with a snapshot of what it stood for (each Email's
+// mailboxes and keywords, each Mailbox's properties, hashed), and /changes is the
+// difference between the snapshot of sinceState and the one of now. Nothing can be missed
+// that way. The last 32 states of each member are kept in memory; an older one (or one from
+// before a restart) gets cannotCalculateChanges, upon which the client fetches afresh.
+struct Snapshot {
+  std::map<std::string, uint64_t> emails, mailboxes, mailbox_counts;  // id -> hash
+};
+
+class Snapshots {
+ public:
+  std::shared_ptr<const Snapshot> find(const std::string& handle, const std::string& state) {
+    std::lock_guard lock(mutex_);
+    const auto it = by_member_.find(handle);
+    if (it == by_member_.end()) return nullptr;
+    for (const auto& [s, snap] : it->second)
+      if (s == state) return snap;
+    return nullptr;
+  }
+  void put(const std::string& handle, const std::string& state, std::shared_ptr<const Snapshot> snap) {
+    std::lock_guard lock(mutex_);
+    if (by_member_.size() >= 2000 && !by_member_.count(handle)) by_member_.erase(by_member_.begin());
+    auto& list = by_member_[handle];
+    for (const auto& [s, _] : list)
+      if (s == state) return;
+    list.emplace_back(state, std::move(snap));
+    while (list.size() > 32) list.pop_front();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::deque<std::pair<std::string, std::shared_ptr<const Snapshot>>>> by_member_;
+};
+
+Snapshots& snapshots() {
+  static Snapshots instance;
+  return instance;
+}
+
+uint64_t hash_of(const std::string& text) {
+  const auto hex = sha256_hex(text).substr(0, 16);
+  return std::stoull(hex, nullptr, 16);
+}
+
+json mailbox_object(const View& view, const MailboxInfo& box);
+std::string mailbox_id(const MailboxInfo& box);
+
+// The state now, with its snapshot remembered: what every response that names a state uses.
+std::string stated(JmapContext& c, const std::string& handle) {
+  for (int attempt = 0;; ++attempt) {
+    const auto state = mail_state(c, handle);
+    if (snapshots().find(handle, state)) return state;
+    const View view(c, handle, true);
+    auto snap = std::make_shared<Snapshot>();
+    for (const auto& [id, e] : view.emails) {
+      std::string what = std::to_string(e.flags) + "|" + e.keywords;
+      auto boxes = e.mailboxes;
+      std::sort(boxes.begin(), boxes.end());
+      for (const auto b : boxes) what += "|" + std::to_string(b);
+      snap->emails[id] = hash_of(what);
+    }
+    for (const auto& box : view.boxes) {
+      auto object = mailbox_object(view, box);
+      snap->mailbox_counts[mailbox_id(box)] = hash_of(object.dump());
+      for (const char* count : {"totalEmails", "unreadEmails", "totalThreads", "unreadThreads"}) object.erase(count);
+      snap->mailboxes[mailbox_id(box)] = hash_of(object.dump());
+    }
+    // The store may have changed while the view was read: the snapshot must be of the state.
+    if (mail_state(c, handle) == state || attempt == 2) {
+      snapshots().put(handle, state, std::move(snap));
+      return state;
+    }
+  }
+}
+
+struct Difference {
+  json created = json::array(), updated = json::array(), destroyed = json::array();
+  std::size_t count() const { return created.size() + updated.size() + destroyed.size(); }
+};
+
+// What changed from `before` to `after`, at most `max` changes; `partial` is `before` with
+// just those applied (the intermediate state when there are more).
+Difference difference(const std::map<std::string, uint64_t>& before, const std::map<std::string, uint64_t>& after,
+                      std::size_t max, std::map<std::string, uint64_t>& partial) {
+  Difference d;
+  partial = before;
+  for (const auto& [id, hash] : after) {
+    if (d.count() >= max) return d;
+    const auto it = before.find(id);
+    if (it == before.end()) d.created.push_back(id);
+    else if (it->second != hash) d.updated.push_back(id);
+    else continue;
+    partial[id] = hash;
+  }
+  for (const auto& [id, _] : before) {
+    if (d.count() >= max) return d;
+    if (!after.count(id)) {
+      d.destroyed.push_back(id);
+      partial.erase(id);
+    }
+  }
+  return d;
+}
+
+// type: "Email" (Thread follows it: one thread an Email) or "Mailbox".
+json standard_changes(JmapContext& c, const Call& call, const std::string& type) {
   if (!call.args.contains("sinceState") || !call.args["sinceState"].is_string())
     throw MethodError("invalidArguments", "sinceState is required");
-  if (call.args["sinceState"] != state) throw MethodError("cannotCalculateChanges", "fetch the objects again");
-  return {{"accountId", call.account_id}, {"oldState", state}, {"newState", state}, {"hasMoreChanges", false},
-          {"created", json::array()}, {"updated", json::array()}, {"destroyed", json::array()}};
+  std::size_t max = std::numeric_limits<std::size_t>::max();
+  if (call.args.contains("maxChanges") && !call.args["maxChanges"].is_null()) {
+    if (!call.args["maxChanges"].is_number_unsigned() || call.args["maxChanges"].get<int64_t>() == 0)
+      throw MethodError("invalidArguments", "maxChanges is a positive integer");
+    max = call.args["maxChanges"].get<std::size_t>();
+  }
+  const auto since = call.args["sinceState"].get<std::string>();
+  const auto old_snap = snapshots().find(call.handle, since);
+  if (!old_snap) throw MethodError("cannotCalculateChanges", "that state is not known here (any more): fetch afresh");
+  const auto now = stated(c, call.handle);
+  const auto new_snap = snapshots().find(call.handle, now);
+  if (!new_snap) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
+  const bool mailbox = type == "Mailbox";
+  std::map<std::string, uint64_t> partial;
+  auto d = difference(mailbox ? old_snap->mailbox_counts : old_snap->emails, mailbox ? new_snap->mailbox_counts : new_snap->emails,
+                      max, partial);
+  bool more = partial != (mailbox ? new_snap->mailbox_counts : new_snap->emails);
+  std::string new_state = now;
+  if (more) {
+    // An intermediate state standing for `partial`, for the client to go on from.
+    auto snap = std::make_shared<Snapshot>(*old_snap);
+    (mailbox ? snap->mailbox_counts : snap->emails) = partial;
+    new_state = "p" + sha256_hex(since + now + std::to_string(max)).substr(0, 23);
+    snapshots().put(call.handle, new_state, std::move(snap));
+  }
+  if (type == "Thread")
+    for (auto* list : {&d.created, &d.updated, &d.destroyed})
+      for (auto& id : *list) id = "t" + id.get<std::string>().substr(1);
+  json out = {{"accountId", call.account_id}, {"oldState", since}, {"newState", new_state}, {"hasMoreChanges", more},
+              {"created", d.created}, {"updated", d.updated}, {"destroyed", d.destroyed}};
+  if (mailbox) {
+    // RFC 8621 2.2: when only the counts changed, say which properties those are.
+    bool counts_only = d.created.empty() && d.destroyed.empty();
+    for (const auto& id : d.updated) {
+      const auto key = id.get<std::string>();
+      const auto a = old_snap->mailboxes.find(key), b = new_snap->mailboxes.find(key);
+      if (a == old_snap->mailboxes.end() || b == new_snap->mailboxes.end() || a->second != b->second) counts_only = false;
+    }
+    out["updatedProperties"] = counts_only && !d.updated.empty()
+                                   ? json({"totalEmails", "unreadEmails", "totalThreads", "unreadThreads"})
+                                   : json(nullptr);
+  }
+  return out;
 }
 
 // ---- Mailbox (RFC 8621 2) ----------------------------------------------------------------
@@ -217,13 +363,13 @@ json mailbox_get(JmapContext& c, const Call& call) {
   const auto props = properties(call.args, kMailboxProperties, kMailboxProperties);
   std::vector<std::string> all;
   for (const auto& b : view.boxes) all.push_back(mailbox_id(b));
-  return standard_get(call, mail_state(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+  return standard_get(call, stated(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto* box = view.box(id);
     return box ? pick(mailbox_object(view, *box), props) : json(nullptr);
   });
 }
 
-json mailbox_changes(JmapContext& c, const Call& call) { return standard_changes(call, mail_state(c, call.handle)); }
+json mailbox_changes(JmapContext& c, const Call& call) { return standard_changes(c, call, "Mailbox"); }
 
 json mailbox_query(JmapContext& c, const Call& call) {
   const View view(c, call.handle, false);
@@ -520,13 +666,13 @@ json email_get(JmapContext& c, const Call& call) {
   const auto props = properties(call.args, kEmailProperties, kEmailDefaults);
   std::vector<std::string> all;
   for (const auto& [id, _] : view.emails) all.push_back(id);
-  return standard_get(call, mail_state(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+  return standard_get(call, stated(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto it = view.emails.find(id);
     return it == view.emails.end() ? json(nullptr) : email_object(c, it->second, id, props, call.args);
   });
 }
 
-json email_changes(JmapContext& c, const Call& call) { return standard_changes(call, mail_state(c, call.handle)); }
+json email_changes(JmapContext& c, const Call& call) { return standard_changes(c, call, "Email"); }
 
 // RFC 8621 4.4.1: a FilterCondition or a FilterOperator, checked against one Email. Text
 // conditions read the message (its header for from/to/cc/bcc/subject, the text for body
@@ -694,7 +840,7 @@ json email_query(JmapContext& c, const Call& call) {
 // (not to Trash) that it is ham, as an IMAP move does.
 json email_set(JmapContext& c, const Call& call) {
   auto& store = c.service->mailboxes();
-  const auto old_state = mail_state(c, call.handle);
+  const auto old_state = stated(c, call.handle);
   if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
     throw MethodError("stateMismatch", "");
   const json create = call.args.value("create", json::object());
@@ -814,7 +960,7 @@ json email_set(JmapContext& c, const Call& call) {
       if (const auto* box = view.box("m" + std::to_string(b))) remove_from(*box, it->second.blob);
     destroyed.push_back(id);
   }
-  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", mail_state(c, call.handle)},
+  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)},
               {"created", json::object()}, {"updated", updated}, {"destroyed", destroyed}};
   if (!not_created.empty()) out["notCreated"] = not_created;
   if (!not_updated.empty()) out["notUpdated"] = not_updated;
@@ -828,14 +974,14 @@ json thread_get(JmapContext& c, const Call& call) {
   const View view(c, call.handle, true);
   std::vector<std::string> all;
   for (const auto& [id, _] : view.emails) all.push_back("t" + id.substr(1));
-  return standard_get(call, mail_state(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+  return standard_get(call, stated(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
     if (id.empty() || id[0] != 't') return json(nullptr);
     const auto email = "e" + id.substr(1);
     return view.emails.count(email) ? json({{"id", id}, {"emailIds", {email}}}) : json(nullptr);
   });
 }
 
-json thread_changes(JmapContext& c, const Call& call) { return standard_changes(call, mail_state(c, call.handle)); }
+json thread_changes(JmapContext& c, const Call& call) { return standard_changes(c, call, "Thread"); }
 
 // ---- Identity (RFC 8621 6): the member's addresses --------------------------------------
 
