@@ -136,6 +136,22 @@ def test_session_requests_errors_and_limits():
                          "unsupportedFilter", "unsupportedSort", "cannotCalculateChanges", "anchorNotFound", "requestTooLarge",
                          "stateMismatch"], types
         assert r[12] == ["Core/echo", {"still": "here"}, "12"]
+        # Every method with arguments of every wrong kind: method errors, never a crash.
+        pid = next(w for w in shard.json("status")["workers"] if w["name"] == "mail")["pid"]
+        wrong = [{"ids": "x", "properties": 5, "filter": [], "sort": {}, "create": [], "update": 3, "destroy": {},
+                  "emails": "x", "sinceState": 5, "maxChanges": -1, "position": "a", "limit": -5, "anchor": 3},
+                 {"ids": [1, None, {}], "properties": ["nope"], "filter": {"operator": "XOR"}, "sort": [{}],
+                  "create": {"a": "b"}, "update": {"x": []}, "destroy": [1, {}], "emails": {"a": {"keywords": "x"}},
+                  "sinceState": "", "maxChanges": 0, "limit": 1.5, "anchor": "e1", "position": -99999},
+                 {"filter": {"operator": "AND", "conditions": [{"before": "yesterday"}, {"minSize": -1}]},
+                  "update": {"e1": {"keywords": "x", "mailboxIds": [], "keywords/$seen": 7}},
+                  "create": {"a": {"name": None, "parentId": 5}}, "emails": {"a": {"blobId": 5, "mailboxIds": "x"}}}]
+        for name in ["Mailbox/get", "Mailbox/changes", "Mailbox/query", "Mailbox/set", "Email/get", "Email/changes",
+                     "Email/query", "Email/set", "Email/import", "Thread/get", "Thread/changes", "Identity/get"]:
+            for args in wrong:
+                [[got, result, _]] = j.call([name, {"accountId": acc, **args}, "w"])
+                assert got in ("error", name), (name, got, result)
+        assert next(w for w in shard.json("status")["workers"] if w["name"] == "mail")["pid"] == pid
         # A mail method without the mail capability in "using" is unknown (RFC 8620 3.3).
         assert j.call(["Mailbox/get", {"accountId": acc}, "0"], using=[CORE])[0][1]["type"] == "unknownMethod"
         # Blobs: upload, download by the uploader only; over maxSizeUpload refused.
@@ -252,6 +268,35 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         imap.noop()
         assert int(imap.select("INBOX")[1][0]) == count_before - 1
         assert j.one("Email/changes", {"sinceState": changes["newState"]})["destroyed"] == [changes["created"][0]]
+        imap.logout()
+        # Mailbox/set and Email/import: a tree made, a message imported into it, seen by IMAP.
+        made = j.one("Mailbox/set", {"create": {"p": {"name": "Projects"}, "bad": {"name": "a/b"}, "dup": {"name": "Archive"}}})
+        assert made["notCreated"]["bad"]["type"] == "invalidProperties" and made["notCreated"]["dup"]["type"] == "alreadyExists"
+        projects = made["created"]["p"]["id"]
+        child = j.one("Mailbox/set", {"create": {"c": {"name": "2026", "parentId": projects}}})["created"]["c"]
+        assert child["parentId"] == projects and child["name"] == "2026"
+        raw = (b"From: Dora <dora@example.org>\r\nTo: alice@mail.test\r\nSubject: Imported\r\n"
+               b"Date: Sun, 06 Dec 2026 09:00:00 +0000\r\nMessage-ID: <imp@example.org>\r\n\r\nFrom an old archive.\r\n")
+        status, out, _ = http("POST", j.session["uploadUrl"].replace("{accountId}", j.account), raw, content_type="message/rfc822")
+        blob = json.loads(out)["blobId"]
+        imported = j.one("Email/import", {"emails": {"i": {"blobId": blob, "mailboxIds": {child["id"]: True},
+                                                             "keywords": {"$seen": True}, "receivedAt": "2026-12-06T09:00:00Z"},
+                                                       "x": {"blobId": "G" + "0" * 64, "mailboxIds": {child["id"]: True}}}})
+        assert imported["notCreated"]["x"]["type"] == "blobNotFound"
+        email = j.one("Email/get", {"ids": [imported["created"]["i"]["id"]], "properties": ["subject", "receivedAt", "keywords", "mailboxIds"]})["list"][0]
+        assert email == {"id": imported["created"]["i"]["id"], "subject": "Imported", "receivedAt": "2026-12-06T09:00:00Z",
+                         "keywords": {"$seen": True}, "mailboxIds": {child["id"]: True}}
+        imap = imaplib.IMAP4("127.0.0.1", imap_port)
+        imap.starttls(ssl._create_unverified_context())
+        imap.login("alice", STRONG)
+        assert any(b'"Projects/2026"' in line or b"Projects/2026" in line for line in imap.list()[1])
+        assert int(imap.select("Projects/2026")[1][0]) == 1
+        # Renamed under another parent; destroying a mailbox with mail needs onDestroyRemoveEmails.
+        assert j.one("Mailbox/set", {"update": {child["id"]: {"parentId": None, "name": "Projects 2026"}}})["updated"] == {child["id"]: None}
+        assert any(b"Projects 2026" in line for line in imap.list()[1])
+        refused = j.one("Mailbox/set", {"destroy": [child["id"]]})
+        assert refused["notDestroyed"][child["id"]]["type"] == "mailboxHasEmail"
+        assert j.one("Mailbox/set", {"destroy": [child["id"]], "onDestroyRemoveEmails": True})["destroyed"] == [child["id"]]
         imap.logout()
         # Bob sees none of it.
         assert Jmap(urls, "bob").one("Email/query", {})["ids"] == []

@@ -13,6 +13,7 @@
 
 #include "common/digest.h"
 #include "common/error.h"
+#include "common/error_codes.h"
 #include "common/mail/mailbox_formats.h"
 #include "common/mail/mailbox_name.h"
 #include "common/mail/message.h"
@@ -417,6 +418,126 @@ json mailbox_query(JmapContext& c, const Call& call) {
   for (const auto& m : kept) ids.push_back(m["id"]);
   return {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
           {"position", 0}, {"ids", ids}, {"total", ids.size()}};
+}
+
+// RFC 8621 2.5 Mailbox/set: create (name, parentId, isSubscribed), update (the same, a move
+// being a new parentId) and destroy (onDestroyRemoveEmails: without it a mailbox with mail is
+// mailboxHasEmail). A name is one level: no "/" (coop's hierarchy separator).
+json mailbox_set(JmapContext& c, const Call& call) {
+  auto& store = c.service->mailboxes();
+  const auto old_state = stated(c, call.handle);
+  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
+    throw MethodError("stateMismatch", "");
+  const json create = call.args.value("create", json::object());
+  const json update = call.args.value("update", json::object());
+  const json destroy = call.args.value("destroy", json::array());
+  if (!create.is_object() || !update.is_object() || !destroy.is_array())
+    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
+  if (create.size() + update.size() + destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
+    throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " objects a call (maxObjectsInSet)");
+  json created = json::object(), not_created = json::object(), updated = json::object(), not_updated = json::object(),
+       destroyed = json::array(), not_destroyed = json::object();
+  // The full name a (name, parentId) pair stands for; "" with why when it cannot be.
+  auto full_name = [&](const json& name, const json& parent, std::string& why) -> std::string {
+    if (!name.is_string() || name.get<std::string>().empty() || name.get<std::string>().size() > 255 ||
+        name.get<std::string>().find(kMailboxSeparator) != std::string::npos) {
+      why = "name is 1 to 255 characters without '/'";
+      return {};
+    }
+    std::string full = name.get<std::string>();
+    if (!parent.is_null()) {
+      const View view(c, call.handle, false);
+      const auto* p = parent.is_string() ? view.box(parent.get<std::string>()) : nullptr;
+      if (!p) {
+        why = "no such parentId";
+        return {};
+      }
+      full = p->name + kMailboxSeparator + full;
+    }
+    if (const auto problem = mailbox_name_problem(full); !problem.empty()) {
+      why = problem;
+      return {};
+    }
+    return full;
+  };
+  for (const auto& [creation, object] : create.items()) {
+    std::string why;
+    if (!object.is_object()) {
+      not_created[creation] = {{"type", "invalidProperties"}};
+      continue;
+    }
+    const auto name = full_name(object.value("name", json(nullptr)), object.value("parentId", json(nullptr)), why);
+    if (name.empty()) {
+      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"name"}}, {"description", why}};
+      continue;
+    }
+    if (store.name_of(call.handle, name)) {
+      not_created[creation] = {{"type", "alreadyExists"}};
+      continue;
+    }
+    store.ensure_mailbox(call.handle, name);
+    if (object.contains("isSubscribed") && object["isSubscribed"].is_boolean())
+      store.set_subscribed(call.handle, name, object["isSubscribed"].get<bool>());
+    const View view(c, call.handle, false);
+    for (const auto& b : view.boxes)
+      if (b.name == name) created[creation] = mailbox_object(view, b);
+  }
+  for (const auto& [id, patch] : update.items()) {
+    const View view(c, call.handle, false);
+    const auto* box = view.box(id);
+    if (!box) {
+      not_updated[id] = {{"type", "notFound"}};
+      continue;
+    }
+    if (!patch.is_object()) {
+      not_updated[id] = {{"type", "invalidPatch"}};
+      continue;
+    }
+    try {
+      const auto current = mailbox_object(view, *box);
+      if (patch.contains("name") || patch.contains("parentId")) {
+        std::string why;
+        const auto name = full_name(patch.value("name", current["name"]), patch.contains("parentId") ? patch["parentId"] : current["parentId"], why);
+        if (name.empty()) {
+          not_updated[id] = {{"type", "invalidProperties"}, {"description", why}};
+          continue;
+        }
+        if (name != box->name) store.rename_mailbox(call.handle, box->name, name);
+      }
+      if (patch.contains("isSubscribed") && patch["isSubscribed"].is_boolean())
+        store.set_subscribed(call.handle, store.name_of(call.handle, MailboxStore::key_of(box->id, box->uidvalidity)).value_or(box->name),
+                             patch["isSubscribed"].get<bool>());
+      updated[id] = nullptr;
+    } catch (const Error& e) {
+      not_updated[id] = {{"type", e.status() == 409 ? "alreadyExists" : "forbidden"}, {"description", e.what()}};
+    }
+  }
+  const bool remove_emails = call.args.value("onDestroyRemoveEmails", false);
+  for (const auto& d : destroy) {
+    const auto id = d.is_string() ? d.get<std::string>() : std::string();
+    const View view(c, call.handle, false);
+    const auto* box = view.box(id);
+    if (!box) {
+      not_destroyed[id] = {{"type", "notFound"}};
+      continue;
+    }
+    if (box->messages > 0 && !remove_emails) {
+      not_destroyed[id] = {{"type", "mailboxHasEmail"}};
+      continue;
+    }
+    try {
+      store.delete_mailbox(call.handle, box->name);
+      destroyed.push_back(id);
+    } catch (const Error& e) {
+      not_destroyed[id] = {{"type", e.code() == "has_children" ? "mailboxHasChild" : "forbidden"}, {"description", e.what()}};
+    }
+  }
+  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)},
+              {"created", created}, {"updated", updated}, {"destroyed", destroyed}};
+  if (!not_created.empty()) out["notCreated"] = not_created;
+  if (!not_updated.empty()) out["notUpdated"] = not_updated;
+  if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  return out;
 }
 
 // ---- Email (RFC 8621 4) ------------------------------------------------------------------
@@ -968,6 +1089,71 @@ json email_set(JmapContext& c, const Call& call) {
   return out;
 }
 
+// RFC 8621 4.8 Email/import: uploaded blobs (message/rfc822 bytes) stored in mailboxes with
+// keywords and a receivedAt; the same bytes already there are that Email, not a copy.
+json email_import(JmapContext& c, const Call& call) {
+  const json emails = call.args.value("emails", json::object());
+  if (!emails.is_object()) throw MethodError("invalidArguments", "emails is an object");
+  if (emails.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
+    throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " a call");
+  const auto old_state = stated(c, call.handle);
+  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
+    throw MethodError("stateMismatch", "");
+  json created = json::object(), not_created = json::object();
+  for (const auto& [creation, e] : emails.items()) {
+    const View view(c, call.handle, false);
+    const auto blob = e.is_object() ? e.value("blobId", json(nullptr)) : json(nullptr);
+    const auto boxes = e.is_object() ? e.value("mailboxIds", json(nullptr)) : json(nullptr);
+    const std::string sha = blob.is_string() && blob.get<std::string>().size() == 65 && blob.get<std::string>()[0] == 'G'
+                                ? blob.get<std::string>().substr(1) : std::string();
+    if (sha.empty() || !std::all_of(sha.begin(), sha.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }) ||
+        !c.service->blobs().exists(sha)) {
+      not_created[creation] = {{"type", "blobNotFound"}, {"notFound", {blob}}};
+      continue;
+    }
+    std::vector<const MailboxInfo*> targets;
+    if (boxes.is_object())
+      for (const auto& [id, on] : boxes.items())
+        if (on == true) targets.push_back(view.box(id));
+    if (targets.empty() || std::find(targets.begin(), targets.end(), nullptr) != targets.end()) {
+      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"mailboxIds"}}};
+      continue;
+    }
+    unsigned flags = 0;
+    std::string keywords;
+    const json wanted = e.value("keywords", json::object());  // a local: items() of a temporary dangles
+    if (!wanted.is_object()) {
+      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"keywords"}}};
+      continue;
+    }
+    for (const auto& [k, v] : wanted.items()) {
+      const auto lower = ascii_lower(k);
+      if (v != true) continue;
+      if (lower == "$seen") flags |= kSeen;
+      else if (lower == "$answered") flags |= kAnswered;
+      else if (lower == "$flagged") flags |= kFlagged;
+      else if (lower == "$draft") flags |= kDraft;
+      else keywords += (keywords.empty() ? "" : " ") + k;
+    }
+    const auto received = e.contains("receivedAt") ? parse_utc_date(e["receivedAt"]) : std::optional<int64_t>(::time(nullptr));
+    if (!received) {
+      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"receivedAt"}}};
+      continue;
+    }
+    try {
+      const auto bytes = c.service->blobs().read(sha);
+      for (const auto* box : targets) c.service->append(call.handle, box->name, bytes, flags, *received, nullptr, keywords);
+      created[creation] = {{"id", email_id(sha)}, {"blobId", "G" + sha}, {"threadId", "t" + email_id(sha).substr(1)},
+                           {"size", bytes.size()}};
+    } catch (const Error& err) {
+      not_created[creation] = {{"type", err.code() == errc::kQuotaExceeded ? "overQuota" : "invalidEmail"}, {"description", err.what()}};
+    }
+  }
+  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)}, {"created", created}};
+  if (!not_created.empty()) out["notCreated"] = not_created;
+  return out;
+}
+
 // ---- Thread (RFC 8621 3): each Email is its own thread until threading lands ------------
 
 json thread_get(JmapContext& c, const Call& call) {
@@ -1028,7 +1214,8 @@ const std::map<std::string, Method>& mail_methods() {
       {"Mailbox/get", {kMail, mailbox_get}},     {"Mailbox/changes", {kMail, mailbox_changes}},
       {"Mailbox/query", {kMail, mailbox_query}}, {"Email/get", {kMail, email_get}},
       {"Email/changes", {kMail, email_changes}}, {"Email/query", {kMail, email_query}},
-      {"Email/set", {kMail, email_set}},
+      {"Email/set", {kMail, email_set}},         {"Email/import", {kMail, email_import}},
+      {"Mailbox/set", {kMail, mailbox_set}},
       {"Thread/get", {kMail, thread_get}},       {"Thread/changes", {kMail, thread_changes}},
       {"Identity/get", {kMail, identity_get}},
   };
