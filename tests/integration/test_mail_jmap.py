@@ -141,13 +141,15 @@ def test_session_requests_errors_and_limits():
         wrong = [{"ids": "x", "properties": 5, "filter": [], "sort": {}, "create": [], "update": 3, "destroy": {},
                   "emails": "x", "sinceState": 5, "maxChanges": -1, "position": "a", "limit": -5, "anchor": 3},
                  {"ids": [1, None, {}], "properties": ["nope"], "filter": {"operator": "XOR"}, "sort": [{}],
+                  "blobIds": ["G" + "z" * 64, 5], "emailIds": "x",
                   "create": {"a": "b"}, "update": {"x": []}, "destroy": [1, {}], "emails": {"a": {"keywords": "x"}},
                   "sinceState": "", "maxChanges": 0, "limit": 1.5, "anchor": "e1", "position": -99999},
                  {"filter": {"operator": "AND", "conditions": [{"before": "yesterday"}, {"minSize": -1}]},
                   "update": {"e1": {"keywords": "x", "mailboxIds": [], "keywords/$seen": 7}},
                   "create": {"a": {"name": None, "parentId": 5}}, "emails": {"a": {"blobId": 5, "mailboxIds": "x"}}}]
         for name in ["Mailbox/get", "Mailbox/changes", "Mailbox/query", "Mailbox/set", "Email/get", "Email/changes",
-                     "Email/query", "Email/set", "Email/import", "Thread/get", "Thread/changes", "Identity/get"]:
+                     "Email/query", "Email/set", "Email/import", "Email/parse", "SearchSnippet/get", "Thread/get",
+                     "Thread/changes", "Identity/get"]:
             for args in wrong:
                 [[got, result, _]] = j.call([name, {"accountId": acc, **args}, "w"])
                 assert got in ("error", name), (name, got, result)
@@ -291,6 +293,34 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         imap.login("alice", STRONG)
         assert any(b'"Projects/2026"' in line or b"Projects/2026" in line for line in imap.list()[1])
         assert int(imap.select("Projects/2026")[1][0]) == 1
+        # A message with an attachment: Email/parse reads it without storing it, the part
+        # downloads decoded, and SearchSnippet marks what a search found.
+        pdf = bytes(range(256)) * 4
+        multipart = (b"From: Dora <dora@example.org>\r\nTo: alice@mail.test\r\nSubject: Minutes & budget\r\n"
+                     b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                     b"Content-Type: text/plain; charset=utf-8\r\n\r\nThe budget for the orchard is attached.\r\n--b\r\n"
+                     b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=budget.pdf\r\n"
+                     b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes(pdf).replace(b"\n", b"\r\n") + b"--b--\r\n")
+        status, out, _ = http("POST", j.session["uploadUrl"].replace("{accountId}", j.account), multipart, content_type="message/rfc822")
+        mp_blob = json.loads(out)["blobId"]
+        parsed = j.one("Email/parse", {"blobIds": [mp_blob, "G" + "1" * 64], "fetchTextBodyValues": True})
+        mail = parsed["parsed"][mp_blob]
+        assert mail["subject"] == "Minutes & budget" and mail["hasAttachment"] is True and "id" not in mail
+        assert parsed["notFound"] == ["G" + "1" * 64]
+        [attachment] = mail["attachments"]
+        assert attachment["name"] == "budget.pdf" and attachment["type"] == "application/pdf"
+        url = j.session["downloadUrl"].format(accountId=j.account, blobId=attachment["blobId"], name="budget.pdf", type="application/pdf")
+        status, content, headers = http("GET", url)
+        assert status == 200 and content == pdf and headers["Content-Type"] == "application/pdf"
+        assert http("GET", url.replace(attachment["blobId"], attachment["blobId"] + "-9"))[0] == 404
+        assert http("GET", url.replace(attachment["blobId"], attachment["blobId"].split("_")[0] + "_x"))[0] == 404
+        stored_mp = j.one("Email/import", {"emails": {"m": {"blobId": mp_blob, "mailboxIds": {roles["inbox"]["id"]: True}}}})
+        mp_id = stored_mp["created"]["m"]["id"]
+        snippets = j.one("SearchSnippet/get", {"filter": {"text": "budget"}, "emailIds": [mp_id, "e-nope"]})
+        assert snippets["notFound"] == ["e-nope"]
+        [snippet] = snippets["list"]
+        assert snippet["subject"] == "Minutes &amp; <mark>budget</mark>"
+        assert "The <mark>budget</mark> for the orchard" in snippet["preview"]
         # Renamed under another parent; destroying a mailbox with mail needs onDestroyRemoveEmails.
         assert j.one("Mailbox/set", {"update": {child["id"]: {"parentId": None, "name": "Projects 2026"}}})["updated"] == {child["id"]: None}
         assert any(b"Projects 2026" in line for line in imap.list()[1])

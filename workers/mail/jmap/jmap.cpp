@@ -431,11 +431,21 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
   router.add_blocking("GET", "/jmap/download/{account}/{blob}/{name}", run, [j, authed](const http::Request& q) {
     return authed(q, [&](const auth::VerifiedMember& who) {
       const auto& handle = who.handle;
+      // "G" and a sha256: a stored message or upload; then "_1-2" for a part of a message.
       const auto blob = q.param("blob");
-      if (q.param("account") != account_id(handle) || blob.size() != 65 || blob[0] != 'G' ||
-          !std::all_of(blob.begin() + 1, blob.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
+      if (q.param("account") != account_id(handle) || blob.size() < 65 || blob[0] != 'G' ||
+          !std::all_of(blob.begin() + 1, blob.begin() + 65, [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
         return problem("notFound", 404, "no such blob");
-      const auto sha = blob.substr(1);
+      const auto sha = blob.substr(1, 64);
+      std::string part;
+      if (blob.size() > 65) {
+        if (blob[65] != '_' || blob.size() > 65 + 64) return problem("notFound", 404, "no such blob");
+        part = blob.substr(66);
+        for (char& c : part) {
+          if (c == '-') c = '.';
+          else if (!std::isdigit(static_cast<unsigned char>(c))) return problem("notFound", 404, "no such blob");
+        }
+      }
       bool visible = false;
       {
         std::lock_guard lock(j->mutex_);
@@ -448,7 +458,13 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       if (!visible) return problem("notFound", 404, "no such blob");
       std::string type = q.query_value("accept", "application/octet-stream");
       if (type.empty() || type.size() > 200 || type.find_first_of("\r\n") != std::string::npos) type = "application/octet-stream";
-      auto r = http::Response::bytes(200, j->context_.service->blobs().read(sha), type);
+      std::string bytes = j->context_.service->blobs().read(sha);
+      if (!part.empty()) {
+        auto content = part_content(bytes, part);
+        if (!content) return problem("notFound", 404, "no such part");
+        bytes = std::move(*content);
+      }
+      auto r = http::Response::bytes(200, std::move(bytes), type);
       std::string name = q.param("name");
       std::string safe;
       for (char c : name) safe += (id_char(c) || c == '.') ? c : '_';

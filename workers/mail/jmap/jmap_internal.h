@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ std::string account_id(const std::string& handle);
 
 // The mail account's capabilities in the session (RFC 8621 1.3.1).
 json mail_account_capabilities(const JmapLimits& limits);
+
+// The decoded bytes of one part of a message ("1", "2.1": body part numbers as IMAP's);
+// nullopt when there is no such leaf part.
+std::optional<std::string> part_content(const std::string& message, const std::string& part_id);
 
 // A state string for the member's mail: changes whenever any mailbox or message does.
 std::string mail_state(JmapContext& context, const std::string& handle);

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <climits>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -1154,6 +1155,100 @@ json email_import(JmapContext& c, const Call& call) {
   return out;
 }
 
+// RFC 8621 4.9 Email/parse: a message blob (an upload) read as an Email, not stored.
+json email_parse(JmapContext& c, const Call& call) {
+  const auto ids = ids_argument(call.args, "blobIds", c.limits.max_objects_in_get);
+  static const std::vector<std::string> kDefaults = {"messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
+                                                     "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
+                                                     "textBody", "htmlBody", "attachments"};
+  auto props = properties(call.args, kEmailProperties, kDefaults);
+  for (const char* stored_only : {"id", "mailboxIds", "keywords", "receivedAt", "threadId"})
+    props.erase(std::remove(props.begin(), props.end(), stored_only), props.end());
+  json parsed = json::object(), not_parsable = json::array(), not_found = json::array();
+  for (const auto& id : ids) {
+    const std::string sha = id.size() == 65 && id[0] == 'G' ? id.substr(1) : std::string();
+    if (sha.empty() || !std::all_of(sha.begin(), sha.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }) ||
+        !c.service->blobs().exists(sha)) {
+      not_found.push_back(id);
+      continue;
+    }
+    View::Email e;
+    e.blob = sha;
+    auto email = email_object(c, e, email_id(sha), props, call.args);
+    email.erase("id");
+    parsed[id] = email;
+  }
+  return {{"accountId", call.account_id}, {"parsed", parsed}, {"notParsable", not_parsable}, {"notFound", not_found}};
+}
+
+// RFC 8621 5.1 SearchSnippet/get: the subject and a piece of the text with the filter's
+// words marked (<mark>), HTML-escaped; null where nothing matched.
+json search_snippet_get(JmapContext& c, const Call& call) {
+  const auto ids = ids_argument(call.args, "emailIds", c.limits.max_objects_in_get);
+  std::vector<std::string> terms;
+  std::function<void(const json&, int)> collect = [&](const json& f, int depth) {
+    if (!f.is_object() || depth > 16) return;
+    if (f.contains("conditions") && f["conditions"].is_array())
+      for (const auto& sub : f["conditions"]) collect(sub, depth + 1);
+    for (const char* key : {"text", "subject", "body"})
+      if (f.contains(key) && f[key].is_string() && !f[key].get<std::string>().empty() && terms.size() < 16)
+        terms.push_back(ascii_lower(f[key].get<std::string>()));
+  };
+  collect(call.args.value("filter", json(nullptr)), 0);
+  auto escape = [](std::string_view text) {
+    std::string out;
+    for (char ch : text) out += ch == '<' ? "&lt;" : ch == '>' ? "&gt;" : ch == '&' ? "&amp;" : std::string(1, ch);
+    return out;
+  };
+  // The text with every term marked; nullopt when none is in it.
+  auto mark = [&](const std::string& text) -> std::optional<std::string> {
+    const auto lower = ascii_lower(text);
+    std::string out;
+    std::size_t at = 0;
+    bool any = false;
+    while (at < text.size()) {
+      std::size_t best = std::string::npos, length = 0;
+      for (const auto& t : terms)
+        if (const auto found = lower.find(t, at); found != std::string::npos && found < best) {
+          best = found;
+          length = t.size();
+        }
+      if (best == std::string::npos) break;
+      out += escape(std::string_view(text).substr(at, best - at)) + "<mark>" + escape(std::string_view(text).substr(best, length)) + "</mark>";
+      at = best + length;
+      any = true;
+    }
+    if (!any) return std::nullopt;
+    return out + escape(std::string_view(text).substr(at));
+  };
+  const View view(c, call.handle, true);
+  json list = json::array(), not_found = json::array();
+  for (const auto& id : ids) {
+    const auto it = view.emails.find(id);
+    if (it == view.emails.end()) {
+      not_found.push_back(id);
+      continue;
+    }
+    const auto text = message_text(c.service->blobs().read(it->second.blob));
+    json snippet = {{"emailId", id}, {"subject", nullptr}, {"preview", nullptr}};
+    if (!terms.empty()) {
+      if (auto subject = mark(text.subject)) snippet["subject"] = *subject;
+      // A piece of the text around the first match, at most 255 characters before marking.
+      const auto lower = ascii_lower(text.body);
+      std::size_t first = std::string::npos;
+      for (const auto& t : terms) first = std::min(first, lower.find(t));
+      if (first != std::string::npos) {
+        std::size_t start = first > 80 ? first - 80 : 0, end = std::min(text.body.size(), start + 255);
+        while (start > 0 && (static_cast<unsigned char>(text.body[start]) & 0xC0) == 0x80) --start;
+        while (end < text.body.size() && (static_cast<unsigned char>(text.body[end]) & 0xC0) == 0x80) ++end;
+        if (auto piece = mark(text.body.substr(start, end - start))) snippet["preview"] = *piece;
+      }
+    }
+    list.push_back(snippet);
+  }
+  return {{"accountId", call.account_id}, {"list", list}, {"notFound", not_found}};
+}
+
 // ---- Thread (RFC 8621 3): each Email is its own thread until threading lands ------------
 
 json thread_get(JmapContext& c, const Call& call) {
@@ -1191,7 +1286,45 @@ json identity_get(JmapContext& c, const Call& call) {
                       });
 }
 
+// A leaf part by its number, transfer encoding undone.
+GMimeObject* find_part(GMimeObject* object, const std::string& want, const std::string& here, int depth) {
+  if (!object || depth > kMaxMimeDepth) return nullptr;
+  if (GMIME_IS_MULTIPART(object)) {
+    auto* multipart = GMIME_MULTIPART(object);
+    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
+    for (int i = 0; i < count; ++i) {
+      const auto number = here.empty() ? std::to_string(i + 1) : here + "." + std::to_string(i + 1);
+      if (want != number && !want.starts_with(number + ".")) continue;
+      return find_part(g_mime_multipart_get_part(multipart, i), want, number, depth + 1);
+    }
+    return nullptr;
+  }
+  return (here.empty() ? "1" : here) == want ? object : nullptr;
+}
+
 }  // namespace
+
+std::optional<std::string> part_content(const std::string& message, const std::string& part_id) {
+  std::optional<std::string> out;
+  GMimeStream* stream = g_mime_stream_mem_new_with_buffer(message.data(), message.size());
+  GMimeParser* parser = g_mime_parser_new_with_stream(stream);
+  GMimeMessage* parsed = g_mime_parser_construct_message(parser, nullptr);
+  if (parsed) {
+    GMimeObject* part = find_part(g_mime_message_get_mime_part(parsed), part_id, "", 0);
+    if (part && GMIME_IS_PART(part))
+      if (GMimeDataWrapper* content = g_mime_part_get_content(GMIME_PART(part))) {
+        GMimeStream* decoded = g_mime_stream_mem_new();
+        g_mime_data_wrapper_write_to_stream(content, decoded);
+        GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded));
+        out = std::string(reinterpret_cast<const char*>(bytes->data), bytes->len);
+        g_object_unref(decoded);
+      }
+    g_object_unref(parsed);
+  }
+  g_object_unref(parser);
+  g_object_unref(stream);
+  return out;
+}
 
 json mail_account_capabilities(const JmapLimits& limits) {
   return {{"maxMailboxesPerEmail", nullptr},
@@ -1215,7 +1348,8 @@ const std::map<std::string, Method>& mail_methods() {
       {"Mailbox/query", {kMail, mailbox_query}}, {"Email/get", {kMail, email_get}},
       {"Email/changes", {kMail, email_changes}}, {"Email/query", {kMail, email_query}},
       {"Email/set", {kMail, email_set}},         {"Email/import", {kMail, email_import}},
-      {"Mailbox/set", {kMail, mailbox_set}},
+      {"Mailbox/set", {kMail, mailbox_set}},     {"Email/parse", {kMail, email_parse}},
+      {"SearchSnippet/get", {kMail, search_snippet_get}},
       {"Thread/get", {kMail, thread_get}},       {"Thread/changes", {kMail, thread_changes}},
       {"Identity/get", {kMail, identity_get}},
   };
