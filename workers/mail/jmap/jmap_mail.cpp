@@ -15,6 +15,7 @@
 #include "common/digest.h"
 #include "common/error.h"
 #include "common/error_codes.h"
+#include "common/http/date.h"
 #include "common/mail/mailbox_formats.h"
 #include "common/mail/mailbox_name.h"
 #include "common/mail/message.h"
@@ -57,14 +58,8 @@ json keywords_of(unsigned flags, const std::string& keywords) {
   return out;
 }
 
-std::string utc_date(int64_t seconds) {
-  char text[32];
-  const time_t t = static_cast<time_t>(seconds);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
+// UTCDate (RFC 8620 1.4): coop's one RFC 3339 writer.
+std::string utc_date(int64_t seconds) { return http::iso8601(seconds); }
 
 // RFC 3339 "2026-12-01T10:00:00Z" (UTCDate) as Unix seconds; nullopt when it is not one.
 std::optional<int64_t> parse_utc_date(const json& value) {
@@ -421,21 +416,38 @@ json mailbox_query(JmapContext& c, const Call& call) {
           {"position", 0}, {"ids", ids}, {"total", ids.size()}};
 }
 
+// The arguments every /set shares (RFC 8620 5.3): ifInState checked against the state now,
+// create and update objects, destroy an array, within maxObjectsInSet.
+struct SetArguments {
+  std::string old_state;
+  json create, update, destroy;
+};
+
+SetArguments set_arguments(JmapContext& c, const Call& call) {
+  SetArguments a;
+  a.old_state = stated(c, call.handle);
+  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != a.old_state)
+    throw MethodError("stateMismatch", "");
+  a.create = call.args.value("create", json::object());
+  a.update = call.args.value("update", json::object());
+  a.destroy = call.args.value("destroy", json::array());
+  if (!a.create.is_object() || !a.update.is_object() || !a.destroy.is_array())
+    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
+  if (a.create.size() + a.update.size() + a.destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
+    throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " objects a call (maxObjectsInSet)");
+  return a;
+}
+
 // RFC 8621 2.5 Mailbox/set: create (name, parentId, isSubscribed), update (the same, a move
 // being a new parentId) and destroy (onDestroyRemoveEmails: without it a mailbox with mail is
 // mailboxHasEmail). A name is one level: no "/" (coop's hierarchy separator).
 json mailbox_set(JmapContext& c, const Call& call) {
   auto& store = c.service->mailboxes();
-  const auto old_state = stated(c, call.handle);
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
-    throw MethodError("stateMismatch", "");
-  const json create = call.args.value("create", json::object());
-  const json update = call.args.value("update", json::object());
-  const json destroy = call.args.value("destroy", json::array());
-  if (!create.is_object() || !update.is_object() || !destroy.is_array())
-    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
-  if (create.size() + update.size() + destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
-    throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " objects a call (maxObjectsInSet)");
+  const auto set = set_arguments(c, call);
+  const auto& old_state = set.old_state;
+  const json& create = set.create;
+  const json& update = set.update;
+  const json& destroy = set.destroy;
   json created = json::object(), not_created = json::object(), updated = json::object(), not_updated = json::object(),
        destroyed = json::array(), not_destroyed = json::object();
   // The full name a (name, parentId) pair stands for; "" with why when it cannot be.
@@ -962,16 +974,11 @@ json email_query(JmapContext& c, const Call& call) {
 // (not to Trash) that it is ham, as an IMAP move does.
 json email_set(JmapContext& c, const Call& call) {
   auto& store = c.service->mailboxes();
-  const auto old_state = stated(c, call.handle);
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
-    throw MethodError("stateMismatch", "");
-  const json create = call.args.value("create", json::object());
-  const json update = call.args.value("update", json::object());
-  const json destroy = call.args.value("destroy", json::array());
-  if (!create.is_object() || !update.is_object() || !destroy.is_array())
-    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
-  if (create.size() + update.size() + destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
-    throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " objects a call (maxObjectsInSet)");
+  const auto set = set_arguments(c, call);
+  const auto& old_state = set.old_state;
+  const json& create = set.create;
+  const json& update = set.update;
+  const json& destroy = set.destroy;
   View view(c, call.handle, true);
   json not_created = json::object(), updated = json::object(), not_updated = json::object(), destroyed = json::array(),
        not_destroyed = json::object();
