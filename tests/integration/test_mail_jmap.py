@@ -321,6 +321,20 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         [snippet] = snippets["list"]
         assert snippet["subject"] == "Minutes &amp; <mark>budget</mark>"
         assert "The <mark>budget</mark> for the orchard" in snippet["preview"]
+        # What a careless or hostile client may not do.
+        assert len(j.one("Email/get", {"ids": [mp_id] * 500, "properties": ["subject"]})["list"]) == 1  # each id once
+        bob = Jmap(urls, "bob")
+        stolen = bob.one("Email/import", {"emails": {"s": {"blobId": mp_blob, "mailboxIds": {bob.one("Mailbox/get", {})["list"][0]["id"]: True}}}})
+        assert stolen["notCreated"]["s"]["type"] == "blobNotFound"  # alice's upload is not bob's
+        assert bob.one("Email/parse", {"blobIds": [mp_blob]})["notFound"] == [mp_blob]
+        bad = j.one("Email/set", {"update": {mp_id: {"keywords/bad word": True}}, })
+        assert bad["notUpdated"][mp_id]["type"] == "invalidProperties"
+        assert j.one("Email/set", {"update": {mp_id: {"keywords": {"$seen": False}}}})["notUpdated"][mp_id]["type"] == "invalidProperties"
+        assert j.one("Mailbox/set", {"update": {roles["inbox"]["id"]: {"name": "Old"}}})["notUpdated"][roles["inbox"]["id"]]["type"] == "forbidden"
+        assert j.one("Mailbox/set", {"update": {projects: {"parentId": child["id"]}}})["notUpdated"][projects]["type"] == "invalidProperties"
+        many = {"operator": "OR", "conditions": [{"subject": str(i)} for i in range(70)]}
+        [[name, result, _]] = j.call(["Email/query", {"accountId": j.account, "filter": many}, "m"])
+        assert name == "error" and result["type"] == "unsupportedFilter"
         # Renamed under another parent; destroying a mailbox with mail needs onDestroyRemoveEmails.
         assert j.one("Mailbox/set", {"update": {child["id"]: {"parentId": None, "name": "Projects 2026"}}})["updated"] == {child["id"]: None}
         assert any(b"Projects 2026" in line for line in imap.list()[1])

@@ -92,12 +92,19 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
         ping_(ping), timer_(*context.io) {}
 
   void start() {
+    last_ = mail_state(context_, handle_);
     std::weak_ptr<EventStream> weak = shared_from_this();
-    watch_ = context_.service->mailboxes().watch(handle_, [weak] {
+    const auto token = context_.service->mailboxes().watch(handle_, [weak] {
       if (auto self = weak.lock()) self->changed();
     });
-    last_ = mail_state(context_, handle_);
-    arm();
+    bool closed;
+    {
+      std::lock_guard lock(mutex_);
+      watch_ = token;
+      closed = closed_;
+    }
+    if (closed) context_.service->mailboxes().unwatch(handle_, token);  // closed while starting
+    else arm();
   }
 
   void next(std::function<void(std::optional<std::string>)> deliver) override {
@@ -120,25 +127,31 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
 
   void close() {
     std::function<void(std::optional<std::string>)> waiting;
+    uint64_t token;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
       closed_ = true;
       waiting = std::move(waiting_);
+      token = watch_;
     }
-    context_.service->mailboxes().unwatch(handle_, watch_);
+    // Unwatching takes the store's lock, which a long commit may hold: never on the io thread.
+    if (token) context_.runner([self = shared_from_this(), token] { self->context_.service->mailboxes().unwatch(self->handle_, token); });
     boost::asio::post(timer_.get_executor(), [self = shared_from_this()] { self->timer_.cancel(); });
     if (waiting) waiting(std::nullopt);
   }
 
  private:
-  void push(std::string piece) {
+  // A slow reader's backlog is bounded: past 64 pieces pings are dropped, and a state event
+  // replaces the last queued one (only the newest state matters).
+  void push(std::string piece, bool state = false) {
     std::function<void(std::optional<std::string>)> waiting;
     {
       std::lock_guard lock(mutex_);
       if (closed_) return;
       if (!waiting_) {
-        if (queue_.size() < 64) queue_.push_back(std::move(piece));  // a slow reader loses pings, not states
+        if (queue_.size() < 64) queue_.push_back(std::move(piece));
+        else if (state) queue_.back() = std::move(piece);
         return;
       }
       waiting = std::move(waiting_);
@@ -150,6 +163,8 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
   void changed() {
     if (pending_.exchange(true)) return;
     context_.runner([self = shared_from_this()] {
+      // One reader of the state at a time: events go out in order, last_ is never raced.
+      std::lock_guard serial(self->serial_);
       self->pending_ = false;
       try {
         const auto state = mail_state(self->context_, self->handle_);
@@ -160,7 +175,7 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
           if (self->types_.empty() || self->types_.count(type)) changed[type] = state;
         if (changed.empty()) return;
         const json event = {{"@type", "StateChange"}, {"changed", {{account_id(self->handle_), changed}}}};
-        self->push("event: state\ndata: " + event.dump() + "\n\n");
+        self->push("event: state\ndata: " + event.dump() + "\n\n", true);
         if (self->close_after_state_) self->close();
       } catch (const std::exception& e) {
         spdlog::warn("jmap push for {}: {}", self->handle_, e.what());
@@ -192,11 +207,34 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
   uint64_t watch_ = 0;
   std::string last_;
   std::atomic<bool> pending_{false};
+  std::mutex serial_;  // state reads and last_
   std::mutex mutex_;
   std::deque<std::string> queue_;
   std::function<void(std::optional<std::string>)> waiting_;
   bool closed_ = false;
 };
+
+namespace {
+std::mutex uploads_mutex;
+std::map<std::string, std::set<std::string>> uploads;  // by member, at most 10,000 each
+}  // namespace
+
+void jmap::remember_upload(const std::string& handle, const std::string& sha) {
+  std::lock_guard lock(uploads_mutex);
+  auto& mine = uploads[handle];
+  if (mine.size() < 10000) mine.insert(sha);
+}
+
+bool jmap::blob_visible(JmapContext& context, const std::string& handle, const std::string& sha) {
+  {
+    std::lock_guard lock(uploads_mutex);
+    const auto it = uploads.find(handle);
+    if (it != uploads.end() && it->second.count(sha)) return true;
+  }
+  for (const auto& box : context.service->mailboxes().mailboxes(handle))
+    if (context.service->mailboxes().find_blob(handle, box.name, sha)) return true;
+  return false;
+}
 
 std::string jmap::account_id(const std::string& handle) { return "a" + sha256_hex("coop-jmap-account:" + handle).substr(0, 24); }
 
@@ -273,8 +311,10 @@ class Jmap {
         error.update(e.extra);
         responses.push_back({"error", error, id});
       } catch (const Error& e) {
-        if (e.status() >= 500) throw;
-        responses.push_back({"error", {{"type", "invalidArguments"}, {"description", e.what()}}, id});
+        // A failure of ours is that call's serverFail: what earlier calls did stands, and is said.
+        if (e.status() >= 500) spdlog::error("jmap {}: {} failed: {}", handle, name, e.what());
+        responses.push_back({"error", e.status() >= 500 ? json{{"type", "serverFail"}}
+                                                        : json{{"type", "invalidArguments"}, {"description", e.what()}}, id});
       } catch (const json::exception& e) {
         responses.push_back({"error", {{"type", "invalidArguments"}, {"description", e.what()}}, id});
       } catch (const std::exception& e) {
@@ -364,16 +404,16 @@ class Jmap {
   auth::BasicAuthCache auth_;
   std::mutex mutex_;
   std::map<std::string, int> requests_, uploads_;
-  // Blobs each member uploaded and may read back, until they are used or the worker restarts.
-  std::map<std::string, std::set<std::string>> uploaded_;
   // Push connections, to end them when the worker stops.
   std::vector<std::weak_ptr<EventStream>> streams_;
+  bool stopping_ = false;
 };
 
 void stop_jmap_push(Jmap& jmap) {
   std::vector<std::weak_ptr<EventStream>> streams;
   {
     std::lock_guard lock(jmap.mutex_);
+    jmap.stopping_ = true;  // no stream opens from now on
     streams.swap(jmap.streams_);
   }
   for (auto& weak : streams)
@@ -417,11 +457,7 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       Jmap::Slot slot(j->mutex_, j->uploads_, handle, j->context_.limits.max_concurrent_upload);
       if (!slot.taken()) return problem("limit", 400, "too many uploads at once", {{"limit", "maxConcurrentUpload"}});
       const auto sha = j->context_.service->blobs().put(q.body);
-      {
-        std::lock_guard lock(j->mutex_);
-        auto& mine = j->uploaded_[handle];
-        if (mine.size() < 10000) mine.insert(sha);
-      }
+      remember_upload(handle, sha);
       return http::Response::json({{"accountId", account_id(handle)}, {"blobId", "G" + sha},
                                    {"type", q.header("content-type", "application/octet-stream")}, {"size", q.body.size()}},
                                   201);
@@ -446,16 +482,7 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
           else if (!std::isdigit(static_cast<unsigned char>(c))) return problem("notFound", 404, "no such blob");
         }
       }
-      bool visible = false;
-      {
-        std::lock_guard lock(j->mutex_);
-        visible = j->uploaded_[handle].count(sha) > 0;
-      }
-      for (const auto& box : j->context_.service->mailboxes().mailboxes(handle)) {
-        if (visible) break;
-        visible = j->context_.service->mailboxes().find_blob(handle, box.name, sha).has_value();
-      }
-      if (!visible) return problem("notFound", 404, "no such blob");
+      if (!blob_visible(j->context_, handle, sha)) return problem("notFound", 404, "no such blob");
       std::string type = q.query_value("accept", "application/octet-stream");
       if (type.empty() || type.size() > 200 || type.find_first_of("\r\n") != std::string::npos) type = "application/octet-stream";
       std::string bytes = j->context_.service->blobs().read(sha);
@@ -470,6 +497,7 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       for (char c : name) safe += (id_char(c) || c == '.') ? c : '_';
       r.headers.emplace_back("Content-Disposition", "attachment; filename=\"" + safe.substr(0, 200) + "\"");
       r.headers.emplace_back("Cache-Control", "private, immutable, max-age=31536000");
+      r.headers.emplace_back("X-Content-Type-Options", "nosniff");
       return r;
     });
   }, "JMAP blob download (RFC 8620 6.2)");
@@ -501,10 +529,11 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
           const auto other = w.lock();
           return other && other->handle() == who.handle;
         });
+        if (j->stopping_) return problem("serverUnavailable", 503, "the mail worker is stopping");
         if (mine >= 8 || j->streams_.size() >= 10000) return problem("limit", 400, "too many push connections", {{"limit", "pushConnections"}});
+        stream->start();  // under mutex_: stop_jmap_push sees every stream that started
         j->streams_.push_back(stream);
       }
-      stream->start();
       http::Response r;
       r.content_type = "text/event-stream";
       r.headers.emplace_back("Cache-Control", "no-cache");

@@ -54,6 +54,11 @@ json mail_account_capabilities(const JmapLimits& limits);
 // nullopt when there is no such leaf part.
 std::optional<std::string> part_content(const std::string& message, const std::string& part_id);
 
+// The blobs each member uploaded (RFC 8620 6.1), until the worker restarts; with the
+// messages in their mailboxes, the only blobs they may read, import or parse.
+void remember_upload(const std::string& handle, const std::string& sha);
+bool blob_visible(JmapContext& context, const std::string& handle, const std::string& sha);
+
 // A state string for the member's mail: changes whenever any mailbox or message does.
 std::string mail_state(JmapContext& context, const std::string& handle);
 

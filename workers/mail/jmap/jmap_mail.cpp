@@ -21,6 +21,7 @@
 #include "common/mail/message.h"
 #include "common/text.h"
 #include "workers/mail/jmap/jmap_internal.h"
+#include "workers/mail/imap_parser.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/mime_summary.h"
 #include "workers/mail/spam/filter.h"
@@ -119,9 +120,10 @@ std::vector<std::string> ids_argument(const json& args, const char* name, int ma
   if (!args[name].is_array()) throw MethodError("invalidArguments", std::string(name) + " is an array of ids or null");
   if (args[name].size() > static_cast<std::size_t>(max))
     throw MethodError("requestTooLarge", "at most " + std::to_string(max) + " ids a call (maxObjectsInGet)");
+  std::set<std::string> seen;
   for (const auto& id : args[name]) {
     if (!id.is_string()) throw MethodError("invalidArguments", std::string(name) + " holds strings");
-    out.push_back(id.get<std::string>());
+    if (seen.insert(id.get<std::string>()).second) out.push_back(id.get<std::string>());  // each once
   }
   return out;
 }
@@ -183,8 +185,9 @@ json standard_get(const Call& call, const std::string& state, const std::vector<
   json list = json::array(), not_found = json::array();
   std::vector<std::string> ids;
   if (!call.args.contains("ids") || call.args["ids"].is_null()) {
+    if (all_ids.size() > static_cast<std::size_t>(max_objects))
+      throw MethodError("requestTooLarge", "more than maxObjectsInGet: ask for ids");
     ids = all_ids;
-    if (ids.size() > static_cast<std::size_t>(max_objects)) ids.resize(static_cast<std::size_t>(max_objects));
   } else {
     ids = ids_argument(call.args, "ids", max_objects);
   }
@@ -223,7 +226,13 @@ class Snapshots {
     for (const auto& [s, _] : list)
       if (s == state) return;
     list.emplace_back(state, std::move(snap));
-    while (list.size() > 32) list.pop_front();
+    // The last 32 states, fewer for big accounts: at most 400,000 entries a member in all.
+    auto entries = [&list] {
+      std::size_t n = 0;
+      for (const auto& [_, snap] : list) n += snap->emails.size() + snap->mailboxes.size();
+      return n;
+    };
+    while (list.size() > 32 || (list.size() > 2 && entries() > 400000)) list.pop_front();
   }
 
  private:
@@ -265,10 +274,13 @@ std::string stated(JmapContext& c, const std::string& handle) {
       snap->mailboxes[mailbox_id(box)] = hash_of(object.dump());
     }
     // The store may have changed while the view was read: the snapshot must be of the state.
-    if (mail_state(c, handle) == state || attempt == 2) {
+    if (mail_state(c, handle) == state) {
       snapshots().put(handle, state, std::move(snap));
       return state;
     }
+    // Changing under us three times: hand the state out unremembered (its /changes will be
+    // cannotCalculateChanges) rather than remember it with data it does not stand for.
+    if (attempt == 2) return state;
   }
 }
 
@@ -327,7 +339,7 @@ json standard_changes(JmapContext& c, const Call& call, const std::string& type)
     // An intermediate state standing for `partial`, for the client to go on from.
     auto snap = std::make_shared<Snapshot>(*old_snap);
     (mailbox ? snap->mailbox_counts : snap->emails) = partial;
-    new_state = "p" + sha256_hex(since + now + std::to_string(max)).substr(0, 23);
+    new_state = "p" + sha256_hex(type + ":" + since + now + std::to_string(max)).substr(0, 23);
     snapshots().put(call.handle, new_state, std::move(snap));
   }
   if (type == "Thread")
@@ -356,11 +368,12 @@ const std::vector<std::string> kMailboxProperties = {"id", "name", "parentId", "
                                                      "totalThreads", "unreadThreads", "myRights", "isSubscribed"};
 
 json mailbox_get(JmapContext& c, const Call& call) {
+  const auto state = stated(c, call.handle);
   const View view(c, call.handle, false);
   const auto props = properties(call.args, kMailboxProperties, kMailboxProperties);
   std::vector<std::string> all;
   for (const auto& b : view.boxes) all.push_back(mailbox_id(b));
-  return standard_get(call, stated(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+  return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto* box = view.box(id);
     return box ? pick(mailbox_object(view, *box), props) : json(nullptr);
   });
@@ -509,10 +522,19 @@ json mailbox_set(JmapContext& c, const Call& call) {
     try {
       const auto current = mailbox_object(view, *box);
       if (patch.contains("name") || patch.contains("parentId")) {
+        if (current["role"] == "inbox") {
+          not_updated[id] = {{"type", "forbidden"}, {"description", "INBOX keeps its name and place (mayRename is false)"}};
+          continue;
+        }
         std::string why;
         const auto name = full_name(patch.value("name", current["name"]), patch.contains("parentId") ? patch["parentId"] : current["parentId"], why);
         if (name.empty()) {
           not_updated[id] = {{"type", "invalidProperties"}, {"description", why}};
+          continue;
+        }
+        // Not under itself or one of its children.
+        if (name.starts_with(box->name + kMailboxSeparator)) {
+          not_updated[id] = {{"type", "invalidProperties"}, {"properties", {"parentId"}}, {"description", "a mailbox cannot go under itself"}};
           continue;
         }
         if (name != box->name) store.rename_mailbox(call.handle, box->name, name);
@@ -694,6 +716,14 @@ std::pair<std::string, bool> truncated(std::string value, std::size_t max) {
   return {std::move(value), true};
 }
 
+constexpr std::size_t kMaxBodyValueBytes = 16 << 20;
+
+// What is left of this call's body values (a method call runs on one thread).
+std::size_t& body_value_budget() {
+  thread_local std::size_t budget = kMaxBodyValueBytes;
+  return budget;
+}
+
 json email_object(JmapContext& c, const View::Email& e, const std::string& id, const std::vector<std::string>& props,
                   const json& args) {
   json out = {{"id", id}};
@@ -768,7 +798,11 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
       for (const auto& part : chosen) {
         const auto it = texts.find(part);
         if (it == texts.end()) continue;
-        auto [value, cut] = truncated(it->second, max);
+        // A response carries at most kMaxBodyValueBytes of text in all; the rest is truncated.
+        auto& budget = body_value_budget();
+        const std::size_t room = budget > 0 ? budget : 1;
+        auto [value, cut] = truncated(it->second, max == 0 ? room : std::min(max, room));
+        budget -= std::min(budget, value.size());
         const bool problem = value.find("\xEF\xBF\xBD") != std::string::npos;
         values[part] = {{"value", value}, {"isEncodingProblem", problem}, {"isTruncated", cut}};
       }
@@ -796,11 +830,13 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
 }
 
 json email_get(JmapContext& c, const Call& call) {
+  body_value_budget() = kMaxBodyValueBytes;
+  const auto state = stated(c, call.handle);  // before the data: a change after it is a change since
   const View view(c, call.handle, true);
   const auto props = properties(call.args, kEmailProperties, kEmailDefaults);
   std::vector<std::string> all;
   for (const auto& [id, _] : view.emails) all.push_back(id);
-  return standard_get(call, stated(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+  return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto it = view.emails.find(id);
     return it == view.emails.end() ? json(nullptr) : email_object(c, it->second, id, props, call.args);
   });
@@ -867,11 +903,16 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
     } else if (key == "from") {
       ok = contains(text_of().from + " " + text_of().from_name, value);
     } else if (key == "to" || key == "cc" || key == "bcc") {
-      const auto header = c.service->blobs().read(e.blob);
-      const auto env = summarize_message(header.substr(0, header_end(header))).envelope;
-      std::string all;
-      for (const auto& a : addresses(env.value(key, json::array()))) all += a["email"].get<std::string>() + " " + (a["name"].is_string() ? a["name"].get<std::string>() : "") + " ";
-      ok = contains(all, value);
+      // The message's recipients, read once an Email for every condition that asks.
+      auto& t = texts[e.blob + "#" + key];
+      if (t.subject.empty()) {
+        const auto header = c.service->blobs().read(e.blob);
+        const auto env = summarize_message(header.substr(0, header_end(header))).envelope;
+        t.subject = " ";
+        for (const auto& a : addresses(env.value(key, json::array())))
+          t.subject += a["email"].get<std::string>() + " " + (a["name"].is_string() ? a["name"].get<std::string>() : "") + " ";
+      }
+      ok = contains(t.subject, value);
     } else if (key == "body") {
       ok = contains(text_of().body, value);
     } else if (key == "text") {
@@ -887,7 +928,8 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
 
 // A filter's shape, checked before any Email is looked at (an empty mailbox still says
 // unsupportedFilter for a property it does not know).
-void check_filter(const json& filter, int depth) {
+void check_filter(const json& filter, int depth, int& conditions) {
+  if (++conditions > 64) throw MethodError("unsupportedFilter", "at most 64 conditions a filter");
   static const std::set<std::string> kKnown = {
       "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize", "hasKeyword", "notKeyword",
       "allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword", "hasAttachment", "subject", "from",
@@ -897,7 +939,7 @@ void check_filter(const json& filter, int depth) {
   if (filter.contains("operator")) {
     if (!filter.contains("conditions") || !filter["conditions"].is_array())
       throw MethodError("invalidArguments", "an operator has conditions");
-    for (const auto& f : filter["conditions"]) check_filter(f, depth + 1);
+    for (const auto& f : filter["conditions"]) check_filter(f, depth + 1, conditions);
     return;
   }
   for (const auto& [key, _] : filter.items())
@@ -907,7 +949,8 @@ void check_filter(const json& filter, int depth) {
 json email_query(JmapContext& c, const Call& call) {
   const View view(c, call.handle, true);
   const json filter = call.args.value("filter", json(nullptr));
-  if (!filter.is_null()) check_filter(filter, 0);
+  int conditions = 0;
+  if (!filter.is_null()) check_filter(filter, 0, conditions);
   const json sort = call.args.value("sort", json::array({{{"property", "receivedAt"}, {"isAscending", false}}}));
   if (!sort.is_array()) throw MethodError("invalidArguments", "sort is an array");
   for (const auto& s : sort)
@@ -986,8 +1029,11 @@ json email_set(JmapContext& c, const Call& call) {
     not_created[id] = {{"type", "forbidden"}, {"description", "creating Emails comes with Email/import and drafts, not yet here"}};
   auto uid_in = [&](const MailboxInfo& box, const std::string& blob) { return store.find_blob(call.handle, box.name, blob); };
   auto key = [](const MailboxInfo& box) { return MailboxStore::key_of(box.id, box.uidvalidity); };
+  // Every copy of the bytes in that mailbox (APPEND may have put the same message twice).
   auto remove_from = [&](const MailboxInfo& box, const std::string& blob) {
-    if (const auto uid = uid_in(box, blob)) {
+    for (int copies = 0; copies < 1000; ++copies) {
+      const auto uid = uid_in(box, blob);
+      if (!uid) return;
       store.change_flags(call.handle, key(box), {*uid}, MailboxStore::FlagChange::add, kDeleted);
       store.expunge(call.handle, key(box), std::vector<int64_t>{*uid});
     }
@@ -1009,11 +1055,16 @@ json email_set(JmapContext& c, const Call& call) {
     for (const auto b : e.mailboxes) boxes.insert("m" + std::to_string(b));
     bool bad = false;
     for (const auto& [path, value] : patch.items()) {
+      // RFC 8621 4.1.1: a keyword is an IMAP atom, and only `true` is a value.
       if (path == "keywords" && value.is_object()) {
         keywords = json::object();
-        for (const auto& [k, v] : value.items()) keywords[ascii_lower(k)] = v;
+        for (const auto& [k, v] : value.items()) {
+          if (v != true || !imap::valid_keyword(k)) bad = true;
+          keywords[ascii_lower(k)] = true;
+        }
       } else if (path.starts_with("keywords/") && (value == true || value.is_null())) {
         const auto k = ascii_lower(path.substr(9));
+        if (!imap::valid_keyword(k)) bad = true;
         if (value.is_null()) keywords.erase(k);
         else keywords[k] = true;
       } else if (path == "mailboxIds" && value.is_object()) {
@@ -1115,7 +1166,7 @@ json email_import(JmapContext& c, const Call& call) {
     const std::string sha = blob.is_string() && blob.get<std::string>().size() == 65 && blob.get<std::string>()[0] == 'G'
                                 ? blob.get<std::string>().substr(1) : std::string();
     if (sha.empty() || !std::all_of(sha.begin(), sha.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }) ||
-        !c.service->blobs().exists(sha)) {
+        !blob_visible(c, call.handle, sha)) {
       not_created[creation] = {{"type", "blobNotFound"}, {"notFound", {blob}}};
       continue;
     }
@@ -1136,7 +1187,7 @@ json email_import(JmapContext& c, const Call& call) {
     }
     for (const auto& [k, v] : wanted.items()) {
       const auto lower = ascii_lower(k);
-      if (v != true) continue;
+      if (v != true || !imap::valid_keyword(k)) continue;
       if (lower == "$seen") flags |= kSeen;
       else if (lower == "$answered") flags |= kAnswered;
       else if (lower == "$flagged") flags |= kFlagged;
@@ -1150,6 +1201,8 @@ json email_import(JmapContext& c, const Call& call) {
     }
     try {
       const auto bytes = c.service->blobs().read(sha);
+      const Recipient me{call.handle, c.service->quota_of(call.handle)};
+      c.service->check_quota({me}, bytes.size() * targets.size());
       for (const auto* box : targets) c.service->append(call.handle, box->name, bytes, flags, *received, nullptr, keywords);
       created[creation] = {{"id", email_id(sha)}, {"blobId", "G" + sha}, {"threadId", "t" + email_id(sha).substr(1)},
                            {"size", bytes.size()}};
@@ -1164,6 +1217,7 @@ json email_import(JmapContext& c, const Call& call) {
 
 // RFC 8621 4.9 Email/parse: a message blob (an upload) read as an Email, not stored.
 json email_parse(JmapContext& c, const Call& call) {
+  body_value_budget() = kMaxBodyValueBytes;
   const auto ids = ids_argument(call.args, "blobIds", c.limits.max_objects_in_get);
   static const std::vector<std::string> kDefaults = {"messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc",
                                                      "replyTo", "subject", "sentAt", "hasAttachment", "preview", "bodyValues",
@@ -1175,7 +1229,7 @@ json email_parse(JmapContext& c, const Call& call) {
   for (const auto& id : ids) {
     const std::string sha = id.size() == 65 && id[0] == 'G' ? id.substr(1) : std::string();
     if (sha.empty() || !std::all_of(sha.begin(), sha.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }) ||
-        !c.service->blobs().exists(sha)) {
+        !blob_visible(c, call.handle, sha)) {
       not_found.push_back(id);
       continue;
     }
@@ -1259,10 +1313,11 @@ json search_snippet_get(JmapContext& c, const Call& call) {
 // ---- Thread (RFC 8621 3): each Email is its own thread until threading lands ------------
 
 json thread_get(JmapContext& c, const Call& call) {
+  const auto state = stated(c, call.handle);
   const View view(c, call.handle, true);
   std::vector<std::string> all;
   for (const auto& [id, _] : view.emails) all.push_back("t" + id.substr(1));
-  return standard_get(call, stated(c, call.handle), all, c.limits.max_objects_in_get, [&](const std::string& id) {
+  return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
     if (id.empty() || id[0] != 't') return json(nullptr);
     const auto email = "e" + id.substr(1);
     return view.emails.count(email) ? json({{"id", id}, {"emailIds", {email}}}) : json(nullptr);
@@ -1345,7 +1400,8 @@ json mail_account_capabilities(const JmapLimits& limits) {
 std::string mail_state(JmapContext& c, const std::string& handle) {
   std::string all;
   for (const auto& b : c.service->mailboxes().mailboxes(handle))
-    all += std::to_string(b.id) + ":" + std::to_string(b.uidvalidity) + ":" + std::to_string(b.highest_modseq) + ":" + b.name + "\n";
+    all += std::to_string(b.id) + ":" + std::to_string(b.uidvalidity) + ":" + std::to_string(b.highest_modseq) + ":" +
+           (b.subscribed ? "s:" : "u:") + b.name + "\n";
   return sha256_hex(all).substr(0, 24);
 }
 
