@@ -451,6 +451,17 @@ SetArguments set_arguments(JmapContext& c, const Call& call) {
   return a;
 }
 
+// The /set response (RFC 8620 5.3): the not* maps only when something failed.
+json set_response(JmapContext& c, const Call& call, const std::string& old_state, json created, json updated,
+                  json destroyed, const json& not_created, const json& not_updated, const json& not_destroyed) {
+  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)},
+              {"created", std::move(created)}, {"updated", std::move(updated)}, {"destroyed", std::move(destroyed)}};
+  if (!not_created.empty()) out["notCreated"] = not_created;
+  if (!not_updated.empty()) out["notUpdated"] = not_updated;
+  if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  return out;
+}
+
 // RFC 8621 2.5 Mailbox/set: create (name, parentId, isSubscribed), update (the same, a move
 // being a new parentId) and destroy (onDestroyRemoveEmails: without it a mailbox with mail is
 // mailboxHasEmail). A name is one level: no "/" (coop's hierarchy separator).
@@ -567,12 +578,7 @@ json mailbox_set(JmapContext& c, const Call& call) {
       not_destroyed[id] = {{"type", e.code() == "has_children" ? "mailboxHasChild" : "forbidden"}, {"description", e.what()}};
     }
   }
-  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)},
-              {"created", created}, {"updated", updated}, {"destroyed", destroyed}};
-  if (!not_created.empty()) out["notCreated"] = not_created;
-  if (!not_updated.empty()) out["notUpdated"] = not_updated;
-  if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
-  return out;
+  return set_response(c, call, old_state, created, updated, destroyed, not_created, not_updated, not_destroyed);
 }
 
 // ---- Email (RFC 8621 4) ------------------------------------------------------------------
@@ -1140,12 +1146,7 @@ json email_set(JmapContext& c, const Call& call) {
       if (const auto* box = view.box("m" + std::to_string(b))) remove_from(*box, it->second.blob);
     destroyed.push_back(id);
   }
-  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)},
-              {"created", json::object()}, {"updated", updated}, {"destroyed", destroyed}};
-  if (!not_created.empty()) out["notCreated"] = not_created;
-  if (!not_updated.empty()) out["notUpdated"] = not_updated;
-  if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
-  return out;
+  return set_response(c, call, old_state, json::object(), updated, destroyed, not_created, not_updated, not_destroyed);
 }
 
 // RFC 8621 4.8 Email/import: uploaded blobs (message/rfc822 bytes) stored in mailboxes with
@@ -1210,8 +1211,9 @@ json email_import(JmapContext& c, const Call& call) {
       not_created[creation] = {{"type", err.code() == errc::kQuotaExceeded ? "overQuota" : "invalidEmail"}, {"description", err.what()}};
     }
   }
-  json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", stated(c, call.handle)}, {"created", created}};
-  if (!not_created.empty()) out["notCreated"] = not_created;
+  auto out = set_response(c, call, old_state, created, json::object(), json::array(), not_created, json::object(), json::object());
+  out.erase("updated");  // Email/import answers created and notCreated only (RFC 8621 4.8)
+  out.erase("destroyed");
   return out;
 }
 
