@@ -183,6 +183,13 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         roles = {b["role"]: b for b in boxes if b["role"]}
         assert {"inbox", "sent", "drafts", "trash", "junk", "archive"} <= set(roles), roles
         assert roles["inbox"]["totalEmails"] == 2 and roles["inbox"]["unreadEmails"] == 2
+        # Mailbox/query pages as Email/query does (RFC 8620 5.5).
+        names = sorted(b["name"] for b in boxes)
+        page = j.one("Mailbox/query", {"sort": [{"property": "name"}], "position": 1, "limit": 2, "calculateTotal": True})
+        assert page["position"] == 1 and page["total"] == len(boxes)
+        assert [next(b["name"] for b in boxes if b["id"] == i) for i in page["ids"]] == names[1:3]
+        last = j.one("Mailbox/query", {"sort": None, "position": -1})
+        assert last["position"] == len(boxes) - 1 and len(last["ids"]) == 1
         state = j.one("Email/get", {"ids": []})["state"]
         # Search, sort and read in one request with result references (RFC 8620 3.7).
         r = j.call(["Email/query", {"accountId": j.account, "filter": {"inMailbox": roles["inbox"]["id"]},

@@ -381,6 +381,35 @@ json mailbox_get(JmapContext& c, const Call& call) {
 
 json mailbox_changes(JmapContext& c, const Call& call) { return standard_changes(c, call, "Mailbox"); }
 
+// RFC 8620 5.5: the page of a query's ids that position (negative: from the end) or anchor
+// with anchorOffset, and limit, ask for; and the position the page starts at.
+std::pair<json, int64_t> query_window(const Call& call, const std::vector<std::string>& all) {
+  const auto total = static_cast<int64_t>(all.size());
+  const json& a = call.args;
+  if (a.contains("position") && !a["position"].is_null() && !a["position"].is_number_integer())
+    throw MethodError("invalidArguments", "position is an integer");
+  int64_t position = a.contains("position") && !a["position"].is_null() ? a["position"].get<int64_t>() : 0;
+  if (a.contains("anchor") && !a["anchor"].is_null()) {
+    const auto it = std::find(all.begin(), all.end(), a["anchor"].is_string() ? a["anchor"].get<std::string>() : std::string());
+    if (it == all.end()) throw MethodError("anchorNotFound", "");
+    if (a.contains("anchorOffset") && !a["anchorOffset"].is_null() && !a["anchorOffset"].is_number_integer())
+      throw MethodError("invalidArguments", "anchorOffset is an integer");
+    const int64_t offset = a.contains("anchorOffset") && !a["anchorOffset"].is_null() ? a["anchorOffset"].get<int64_t>() : 0;
+    position = std::clamp<int64_t>((it - all.begin()) + offset, 0, total);
+  } else if (position < 0) {
+    position = std::max<int64_t>(0, total + position);
+  }
+  position = std::min(position, total);
+  int64_t limit = total;
+  if (a.contains("limit") && !a["limit"].is_null()) {
+    if (!a["limit"].is_number_unsigned()) throw MethodError("invalidArguments", "limit is an unsigned integer");
+    limit = a["limit"].get<int64_t>();
+  }
+  json ids = json::array();
+  for (int64_t i = position; i < total && static_cast<int64_t>(ids.size()) < limit; ++i) ids.push_back(all[static_cast<std::size_t>(i)]);
+  return {ids, position};
+}
+
 json mailbox_query(JmapContext& c, const Call& call) {
   const View view(c, call.handle, false);
   const json filter = call.args.value("filter", json(nullptr));
@@ -410,7 +439,7 @@ json mailbox_query(JmapContext& c, const Call& call) {
   std::vector<json> kept;
   for (auto& m : rows)
     if (matches(m)) kept.push_back(m);
-  const json sort = call.args.value("sort", json::array());
+  const json sort = call.args.contains("sort") && !call.args["sort"].is_null() ? call.args["sort"] : json::array();
   if (!sort.is_array()) throw MethodError("invalidArguments", "sort is an array");
   for (const auto& s : sort)
     if (!s.is_object() || (s.value("property", "") != "name" && s.value("property", "") != "sortOrder"))
@@ -423,10 +452,13 @@ json mailbox_query(JmapContext& c, const Call& call) {
     }
     return false;
   });
-  json ids = json::array();
-  for (const auto& m : kept) ids.push_back(m["id"]);
-  return {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
-          {"position", 0}, {"ids", ids}, {"total", ids.size()}};
+  std::vector<std::string> all;
+  for (const auto& m : kept) all.push_back(m["id"].get<std::string>());
+  auto [ids, position] = query_window(call, all);
+  json out = {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
+              {"position", position}, {"ids", ids}};
+  if (call.args.value("calculateTotal", false)) out["total"] = all.size();
+  return out;
 }
 
 // The arguments every /set shares (RFC 8620 5.3): ifInState checked against the state now,
@@ -957,7 +989,9 @@ json email_query(JmapContext& c, const Call& call) {
   const json filter = call.args.value("filter", json(nullptr));
   int conditions = 0;
   if (!filter.is_null()) check_filter(filter, 0, conditions);
-  const json sort = call.args.value("sort", json::array({{{"property", "receivedAt"}, {"isAscending", false}}}));
+  const json sort = call.args.contains("sort") && !call.args["sort"].is_null()
+                        ? call.args["sort"]
+                        : json::array({{{"property", "receivedAt"}, {"isAscending", false}}});
   if (!sort.is_array()) throw MethodError("invalidArguments", "sort is an array");
   for (const auto& s : sort)
     if (!s.is_object() || !s.contains("property") ||
@@ -994,26 +1028,12 @@ json email_query(JmapContext& c, const Call& call) {
     }
     return a.first < b.first;
   });
-  // RFC 8620 5.5: position (negative from the end) or anchor with anchorOffset; limit.
-  int64_t position = call.args.value("position", int64_t{0});
-  const auto total = static_cast<int64_t>(kept.size());
-  if (call.args.contains("anchor") && !call.args["anchor"].is_null()) {
-    const auto anchor = call.args["anchor"];
-    const auto it = std::find_if(kept.begin(), kept.end(), [&](const auto& k) { return anchor == k.first; });
-    if (it == kept.end()) throw MethodError("anchorNotFound", "");
-    position = std::max<int64_t>(0, (it - kept.begin()) + call.args.value("anchorOffset", int64_t{0}));
-  } else if (position < 0) {
-    position = std::max<int64_t>(0, total + position);
-  }
-  int64_t limit = total;
-  if (call.args.contains("limit") && !call.args["limit"].is_null()) {
-    if (!call.args["limit"].is_number_unsigned()) throw MethodError("invalidArguments", "limit is an unsigned integer");
-    limit = call.args["limit"].get<int64_t>();
-  }
-  json ids = json::array();
-  for (int64_t i = position; i < total && static_cast<int64_t>(ids.size()) < limit; ++i) ids.push_back(kept[static_cast<std::size_t>(i)].first);
+  std::vector<std::string> all;
+  for (const auto& k : kept) all.push_back(k.first);
+  const auto total = static_cast<int64_t>(all.size());
+  auto [ids, position] = query_window(call, all);
   json out = {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
-              {"position", std::min(position, total)}, {"ids", ids}, {"collapseThreads", call.args.value("collapseThreads", false)}};
+              {"position", position}, {"ids", ids}, {"collapseThreads", call.args.value("collapseThreads", false)}};
   if (call.args.value("calculateTotal", false)) out["total"] = total;
   return out;
 }
@@ -1237,6 +1257,7 @@ json email_parse(JmapContext& c, const Call& call) {
     }
     View::Email e;
     e.blob = sha;
+    e.size = static_cast<int64_t>(c.service->blobs().read(sha).size());
     auto email = email_object(c, e, email_id(sha), props, call.args);
     email.erase("id");
     parsed[id] = email;
