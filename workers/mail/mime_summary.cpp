@@ -4,6 +4,7 @@
 #include <gmime/gmime.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -48,6 +49,17 @@ void ensure_gmime_initialized() {
     }
   });
 }
+
+// A message GMime parsed from bytes, alive as long as this is.
+struct ParsedMessage {
+  explicit ParsedMessage(std::string_view bytes)
+      : stream((ensure_gmime_initialized(), g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()))),
+        parser(g_mime_parser_new_with_stream(stream.get())),
+        message(g_mime_parser_construct_message(parser.get(), nullptr)) {}
+  GRef<GMimeStream> stream;
+  GRef<GMimeParser> parser;
+  GRef<GMimeMessage> message;
+};
 
 constexpr std::string_view kReplacementCharacter = "\xEF\xBF\xBD";
 
@@ -547,10 +559,8 @@ std::string plain_text(const std::string& decoded, bool html) {
 }  // namespace
 
 std::string message_preview(std::string_view bytes) {
-  ensure_gmime_initialized();
-  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
-  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
-  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  const ParsedMessage parsed(bytes);
+  const auto& message = parsed.message;
   if (!message) return {};
   GMimeObject* body = g_mime_message_get_mime_part(message.get());
   bool html = false;
@@ -678,11 +688,9 @@ void walk_parts(GMimeObject* object, int depth, std::size_t max_bytes, MessageTe
 }  // namespace
 
 MessageText message_text(std::string_view bytes, std::size_t max_bytes) {
-  ensure_gmime_initialized();
   MessageText out;
-  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
-  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
-  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  const ParsedMessage parsed(bytes);
+  const auto& message = parsed.message;
   if (!message) return out;
   auto* object = GMIME_OBJECT(message.get());
   if (const char* subject = g_mime_message_get_subject(message.get())) out.subject = valid_utf8(subject);
@@ -707,6 +715,66 @@ MessageText message_text(std::string_view bytes, std::size_t max_bytes) {
   }
   walk_parts(g_mime_message_get_mime_part(message.get()), 0, max_bytes, out);
   return out;
+}
+
+namespace {
+
+// The decoded text of every text part, by body part number (IMAP's: "1", "2.1").
+void text_values(GMimeObject* object, const std::string& part_id, int depth, std::map<std::string, std::string>& out) {
+  if (!object || depth > kMaxMimeDepth) return;
+  if (GMIME_IS_MULTIPART(object)) {
+    auto* multipart = GMIME_MULTIPART(object);
+    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
+    for (int i = 0; i < count; ++i)
+      text_values(g_mime_multipart_get_part(multipart, i),
+                  part_id.empty() ? std::to_string(i + 1) : part_id + "." + std::to_string(i + 1), depth + 1, out);
+    return;
+  }
+  if (!GMIME_IS_TEXT_PART(object)) return;
+  char* text = g_mime_text_part_get_text(GMIME_TEXT_PART(object));  // charset converted to UTF-8
+  if (!text) return;
+  out[part_id.empty() ? "1" : part_id] = valid_utf8(text);
+  g_free(text);
+}
+
+// A leaf part by its body part number.
+GMimeObject* find_part(GMimeObject* object, std::string_view want, const std::string& here, int depth) {
+  if (!object || depth > kMaxMimeDepth) return nullptr;
+  if (GMIME_IS_MULTIPART(object)) {
+    auto* multipart = GMIME_MULTIPART(object);
+    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
+    for (int i = 0; i < count; ++i) {
+      const auto number = here.empty() ? std::to_string(i + 1) : here + "." + std::to_string(i + 1);
+      if (want != number && !want.starts_with(number + ".")) continue;
+      return find_part(g_mime_multipart_get_part(multipart, i), want, number, depth + 1);
+    }
+    return nullptr;
+  }
+  return (here.empty() ? "1" : here) == want ? object : nullptr;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> text_part_values(std::string_view bytes) {
+  std::map<std::string, std::string> out;
+  const ParsedMessage parsed(bytes);
+  if (!parsed.message) return out;
+  GMimeObject* body = g_mime_message_get_mime_part(parsed.message.get());
+  text_values(body, GMIME_IS_MULTIPART(body) ? "" : "1", 0, out);
+  return out;
+}
+
+std::optional<std::string> part_content(std::string_view bytes, std::string_view part_id) {
+  const ParsedMessage parsed(bytes);
+  if (!parsed.message) return std::nullopt;
+  GMimeObject* part = find_part(g_mime_message_get_mime_part(parsed.message.get()), part_id, "", 0);
+  if (!part || !GMIME_IS_PART(part)) return std::nullopt;
+  GMimeDataWrapper* content = g_mime_part_get_content(GMIME_PART(part));
+  if (!content) return std::nullopt;
+  GRef<GMimeStream> decoded(g_mime_stream_mem_new());
+  g_mime_data_wrapper_write_to_stream(content, decoded.get());  // the transfer encoding undone
+  GByteArray* data = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded.get()));
+  return std::string(reinterpret_cast<const char*>(data->data), data->len);
 }
 
 std::string address_search_text(std::string_view value) {
@@ -745,11 +813,9 @@ void collect_calendars(GMimeObject* object, int depth, std::vector<std::string>&
 }  // namespace
 
 CalendarMail calendar_parts(std::string_view bytes) {
-  ensure_gmime_initialized();
   CalendarMail out;
-  GRef<GMimeStream> stream(g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size()));
-  GRef<GMimeParser> parser(g_mime_parser_new_with_stream(stream.get()));
-  GRef<GMimeMessage> message(g_mime_parser_construct_message(parser.get(), nullptr));
+  const ParsedMessage parsed(bytes);
+  const auto& message = parsed.message;
   if (!message) return out;
   if (InternetAddressList* from = g_mime_message_get_from(message.get()); from && internet_address_list_length(from) == 1) {
     InternetAddress* address = internet_address_list_get_address(from, 0);

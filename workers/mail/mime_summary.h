@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,6 +64,13 @@ struct MessageText {
   std::vector<Anchor> anchors;  // at most 200
 };
 MessageText message_text(std::string_view bytes, std::size_t max_bytes = 256 * 1024);
+
+// The decoded text (UTF-8) of every text part, by body part number ("1", "2.1", as IMAP
+// numbers them): JMAP's bodyValues.
+std::map<std::string, std::string> text_part_values(std::string_view bytes);
+// The bytes of one leaf part by its number, transfer encoding undone; nullopt when there is
+// no such part.
+std::optional<std::string> part_content(std::string_view bytes, std::string_view part_id);
 
 // An address header field's value (From, To, Cc, Bcc) as SEARCH reads it: each mailbox as
 // "name <local@domain>", groups as "name: ...;", names decoded (RFC 2047), comments, routes

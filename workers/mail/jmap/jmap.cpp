@@ -23,6 +23,7 @@
 #include "common/json.h"
 #include "workers/mail/jmap/jmap_internal.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/mime_summary.h"
 #include "workers/mail/store/mailbox_store.h"
 
 namespace coop::mail {

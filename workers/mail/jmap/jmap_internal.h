@@ -50,10 +50,6 @@ std::string account_id(const std::string& handle);
 // The mail account's capabilities in the session (RFC 8621 1.3.1).
 json mail_account_capabilities(const JmapLimits& limits);
 
-// The decoded bytes of one part of a message ("1", "2.1": body part numbers as IMAP's);
-// nullopt when there is no such leaf part.
-std::optional<std::string> part_content(const std::string& message, const std::string& part_id);
-
 // The blobs each member uploaded (RFC 8620 6.1), until the worker restarts; with the
 // messages in their mailboxes, the only blobs they may read, import or parse.
 void remember_upload(const std::string& handle, const std::string& sha);

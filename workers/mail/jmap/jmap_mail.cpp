@@ -2,8 +2,6 @@
 // Identity (6) reads and queries. Ids: a Mailbox is its row ("m" + row id, stable across
 // renames); an Email is its bytes ("e" + the first 32 hex digits of the blob's sha256: the
 // same message in two mailboxes is one Email in both); blobs are "G" + the sha256.
-#include <gmime/gmime.h>
-
 #include <algorithm>
 #include <climits>
 #include <deque>
@@ -499,11 +497,7 @@ json set_response(JmapContext& c, const Call& call, const std::string& old_state
 // mailboxHasEmail). A name is one level: no "/" (coop's hierarchy separator).
 json mailbox_set(JmapContext& c, const Call& call) {
   auto& store = c.service->mailboxes();
-  const auto set = set_arguments(c, call);
-  const auto& old_state = set.old_state;
-  const json& create = set.create;
-  const json& update = set.update;
-  const json& destroy = set.destroy;
+  const auto [old_state, create, update, destroy] = set_arguments(c, call);
   json created = json::object(), not_created = json::object(), updated = json::object(), not_updated = json::object(),
        destroyed = json::array(), not_destroyed = json::object();
   // The full name a (name, parentId) pair stands for; "" with why when it cannot be.
@@ -712,38 +706,6 @@ void flatten(const json& part, const std::string& in_alternative, json& text, js
   }
 }
 
-// The decoded text of every text part, by part number.
-void text_values(GMimeObject* object, const std::string& part_id, int depth, std::map<std::string, std::string>& out) {
-  if (!object || depth > kMaxMimeDepth) return;
-  if (GMIME_IS_MULTIPART(object)) {
-    auto* multipart = GMIME_MULTIPART(object);
-    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
-    for (int i = 0; i < count; ++i)
-      text_values(g_mime_multipart_get_part(multipart, i),
-                  part_id.empty() ? std::to_string(i + 1) : part_id + "." + std::to_string(i + 1), depth + 1, out);
-    return;
-  }
-  if (!GMIME_IS_TEXT_PART(object)) return;
-  char* text = g_mime_text_part_get_text(GMIME_TEXT_PART(object));
-  if (!text) return;
-  out[part_id.empty() ? "1" : part_id] = text;
-  g_free(text);
-}
-
-std::map<std::string, std::string> decoded_texts(const std::string& bytes) {
-  std::map<std::string, std::string> out;
-  GMimeStream* stream = g_mime_stream_mem_new_with_buffer(bytes.data(), bytes.size());
-  GMimeParser* parser = g_mime_parser_new_with_stream(stream);
-  GMimeMessage* message = g_mime_parser_construct_message(parser, nullptr);
-  if (message) {
-    GMimeObject* body = g_mime_message_get_mime_part(message);
-    text_values(body, GMIME_IS_MULTIPART(body) ? "" : "1", 0, out);
-    g_object_unref(message);
-  }
-  g_object_unref(parser);
-  g_object_unref(stream);
-  return out;
-}
 
 // Valid UTF-8 of at most max bytes, cut at a character's start (RFC 8621 4.2 maxBodyValueBytes).
 std::pair<std::string, bool> truncated(std::string value, std::size_t max) {
@@ -826,7 +788,7 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
                want_html = args.value("fetchHTMLBodyValues", false);
     const std::size_t max = args.value("maxBodyValueBytes", 0);
     if (all || want_text || want_html) {
-      const auto texts = decoded_texts(bytes);
+      const auto texts = text_part_values(bytes);
       std::set<std::string> chosen;
       for (const auto& [list, on] : {std::pair{&text, want_text || all}, std::pair{&html, want_html || all}})
         if (on)
@@ -1043,11 +1005,7 @@ json email_query(JmapContext& c, const Call& call) {
 // (not to Trash) that it is ham, as an IMAP move does.
 json email_set(JmapContext& c, const Call& call) {
   auto& store = c.service->mailboxes();
-  const auto set = set_arguments(c, call);
-  const auto& old_state = set.old_state;
-  const json& create = set.create;
-  const json& update = set.update;
-  const json& destroy = set.destroy;
+  const auto [old_state, create, update, destroy] = set_arguments(c, call);
   View view(c, call.handle, true);
   json not_created = json::object(), updated = json::object(), not_updated = json::object(), destroyed = json::array(),
        not_destroyed = json::object();
@@ -1371,45 +1329,7 @@ json identity_get(JmapContext& c, const Call& call) {
                       });
 }
 
-// A leaf part by its number, transfer encoding undone.
-GMimeObject* find_part(GMimeObject* object, const std::string& want, const std::string& here, int depth) {
-  if (!object || depth > kMaxMimeDepth) return nullptr;
-  if (GMIME_IS_MULTIPART(object)) {
-    auto* multipart = GMIME_MULTIPART(object);
-    const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
-    for (int i = 0; i < count; ++i) {
-      const auto number = here.empty() ? std::to_string(i + 1) : here + "." + std::to_string(i + 1);
-      if (want != number && !want.starts_with(number + ".")) continue;
-      return find_part(g_mime_multipart_get_part(multipart, i), want, number, depth + 1);
-    }
-    return nullptr;
-  }
-  return (here.empty() ? "1" : here) == want ? object : nullptr;
-}
-
 }  // namespace
-
-std::optional<std::string> part_content(const std::string& message, const std::string& part_id) {
-  std::optional<std::string> out;
-  GMimeStream* stream = g_mime_stream_mem_new_with_buffer(message.data(), message.size());
-  GMimeParser* parser = g_mime_parser_new_with_stream(stream);
-  GMimeMessage* parsed = g_mime_parser_construct_message(parser, nullptr);
-  if (parsed) {
-    GMimeObject* part = find_part(g_mime_message_get_mime_part(parsed), part_id, "", 0);
-    if (part && GMIME_IS_PART(part))
-      if (GMimeDataWrapper* content = g_mime_part_get_content(GMIME_PART(part))) {
-        GMimeStream* decoded = g_mime_stream_mem_new();
-        g_mime_data_wrapper_write_to_stream(content, decoded);
-        GByteArray* bytes = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded));
-        out = std::string(reinterpret_cast<const char*>(bytes->data), bytes->len);
-        g_object_unref(decoded);
-      }
-    g_object_unref(parsed);
-  }
-  g_object_unref(parser);
-  g_object_unref(stream);
-  return out;
-}
 
 json mail_account_capabilities(const JmapLimits& limits) {
   return {{"maxMailboxesPerEmail", nullptr},
