@@ -1,6 +1,8 @@
 // Parses a stored message with GMime into its IMAP ENVELOPE and BODYSTRUCTURE as JSON.
 #include "workers/mail/mime_summary.h"
 
+#include "workers/mail/gmime_ref.h"
+
 #include <gmime/gmime.h>
 
 #include <algorithm>
@@ -12,26 +14,6 @@
 #include <nlohmann/json.hpp>
 
 namespace coop::mail {
-namespace {
-
-using nlohmann::json;
-
-// Owns one reference to a GObject.
-template <typename T>
-class GRef {
- public:
-  explicit GRef(T* object) : object_(object) {}
-  ~GRef() {
-    if (object_) g_object_unref(object_);
-  }
-  GRef(const GRef&) = delete;
-  GRef& operator=(const GRef&) = delete;
-  T* get() const { return object_; }
-  explicit operator bool() const { return object_ != nullptr; }
-
- private:
-  T* object_;
-};
 
 void ensure_gmime_initialized() {
   static std::once_flag once;
@@ -49,6 +31,10 @@ void ensure_gmime_initialized() {
     }
   });
 }
+
+namespace {
+
+using nlohmann::json;
 
 // A message GMime parsed from bytes, alive as long as this is.
 struct ParsedMessage {
@@ -775,6 +761,27 @@ std::optional<std::string> part_content(std::string_view bytes, std::string_view
   g_mime_data_wrapper_write_to_stream(content, decoded.get());  // the transfer encoding undone
   GByteArray* data = g_mime_stream_mem_get_byte_array(GMIME_STREAM_MEM(decoded.get()));
   return std::string(reinterpret_cast<const char*>(data->data), data->len);
+}
+
+std::string decode_header_text(std::string_view raw) {
+  ensure_gmime_initialized();
+  std::string unfolded;
+  for (char c : raw)
+    if (c != '\r' && c != '\n') unfolded += c;
+  char* decoded = g_mime_utils_header_decode_text(nullptr, unfolded.c_str());
+  std::string text = decoded ? decoded : unfolded;
+  g_free(decoded);
+  const auto first = text.find_first_not_of(" \t");
+  if (first == std::string::npos) return std::string();
+  const auto last = text.find_last_not_of(" \t");
+  return valid_utf8(std::string_view(text).substr(first, last - first + 1));
+}
+
+json parse_address_field(std::string_view raw) {
+  ensure_gmime_initialized();
+  const std::string text(raw);
+  GRef<InternetAddressList> list(internet_address_list_parse(nullptr, text.c_str()));
+  return address_list(list.get());
 }
 
 std::string address_search_text(std::string_view value) {

@@ -77,6 +77,13 @@ std::optional<std::string> part_content(std::string_view bytes, std::string_view
 // and the spaces of RFC 5322 4.4 obsolete syntax gone; ASCII lower-cased.
 std::string address_search_text(std::string_view value);
 
+// RFC 8621 4.1.2: one header field's raw value (what follows the colon) as text, unfolded,
+// RFC 2047 encoded words decoded, white space at both ends trimmed, valid UTF-8 (asText).
+std::string decode_header_text(std::string_view raw);
+// The same value as an address list, in the envelope's form ([{"name","mailbox","host"}],
+// groups between markers with "group": true), for asAddresses and asGroupedAddresses.
+nlohmann::json parse_address_field(std::string_view raw);
+
 // RFC 6047 iMIP: the From: mailbox (empty unless exactly one) and the decoded bodies of the
 // text/calendar (or application/ics) parts of a message, at most eight.
 struct CalendarMail {

@@ -21,6 +21,7 @@
 #include "common/error.h"
 #include "common/http/router.h"
 #include "common/json.h"
+#include "common/text.h"
 #include "workers/mail/jmap/jmap_internal.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/mime_summary.h"
@@ -237,6 +238,36 @@ bool jmap::blob_visible(JmapContext& context, const std::string& handle, const s
   return false;
 }
 
+std::optional<std::pair<std::string, std::string>> jmap::parse_blob_id(std::string_view id) {
+  auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+  if (id.size() < 65 || id[0] != 'G' || !std::all_of(id.begin() + 1, id.begin() + 65, hex)) return std::nullopt;
+  std::string sha(id.substr(1, 64)), part;
+  if (id.size() > 65) {
+    if (id[65] != '_' || id.size() > 65 + 64) return std::nullopt;
+    part = id.substr(66);
+    for (char& c : part) {
+      if (c == '-') c = '.';
+      else if (!std::isdigit(static_cast<unsigned char>(c))) return std::nullopt;
+    }
+    if (part.empty()) return std::nullopt;
+  }
+  return std::pair{ascii_lower(sha), part};
+}
+
+std::optional<std::string> jmap::read_blob(JmapContext& context, const std::string& handle, std::string_view id) {
+  const auto parsed = parse_blob_id(id);
+  if (!parsed || !blob_visible(context, handle, parsed->first)) return std::nullopt;
+  std::string bytes = context.service->blobs().read(parsed->first);
+  if (parsed->second.empty()) return bytes;
+  return part_content(bytes, parsed->second);
+}
+
+std::string jmap::resolve_id(const Call& call, const std::string& id) {
+  if (id.size() > 1 && id[0] == '#' && call.created_ids.contains(id.substr(1)) && call.created_ids[id.substr(1)].is_string())
+    return call.created_ids[id.substr(1)].get<std::string>();
+  return id;
+}
+
 std::string jmap::account_id(const std::string& handle) { return "a" + sha256_hex("coop-jmap-account:" + handle).substr(0, 24); }
 
 class Jmap {
@@ -305,7 +336,7 @@ class Jmap {
       const auto& id = call[2];
       try {
         const json args = resolve_references(call[1], responses);
-        responses.push_back({name, run(name, args, capabilities, who), id});
+        responses.push_back({name, run(name, args, capabilities, who, created_ids), id});
       } catch (const MethodError& e) {
         json error = {{"type", e.type}};
         if (*e.what()) error["description"] = e.what();
@@ -355,7 +386,8 @@ class Jmap {
     return out;
   }
 
-  json run(const std::string& name, const json& args, const std::set<std::string>& capabilities, const auth::VerifiedMember& who) {
+  json run(const std::string& name, const json& args, const std::set<std::string>& capabilities, const auth::VerifiedMember& who,
+           json& created_ids) {
     const auto& handle = who.handle;
     if (name == "Core/echo") {
       if (!capabilities.count(kCore)) throw MethodError("unknownMethod", "Core/echo needs " + std::string(kCore) + " in using");
@@ -370,7 +402,7 @@ class Jmap {
     if (!args.contains("accountId") || !args["accountId"].is_string())
       throw MethodError("invalidArguments", "accountId is required");
     if (args["accountId"] != account) throw MethodError("accountNotFound", "");
-    return it->second.run(context_, Call{handle, account, args, who.name, who.emails});
+    return it->second.run(context_, Call{handle, account, args, who.name, who.emails, created_ids});
   }
 
   // RFC 8620 2: the session's own state changes only with the session object (its account
@@ -468,31 +500,12 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
   router.add_blocking("GET", "/jmap/download/{account}/{blob}/{name}", run, [j, authed](const http::Request& q) {
     return authed(q, [&](const auth::VerifiedMember& who) {
       const auto& handle = who.handle;
-      // "G" and a sha256: a stored message or upload; then "_1-2" for a part of a message.
-      const auto blob = q.param("blob");
-      if (q.param("account") != account_id(handle) || blob.size() < 65 || blob[0] != 'G' ||
-          !std::all_of(blob.begin() + 1, blob.begin() + 65, [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); }))
-        return problem("notFound", 404, "no such blob");
-      const auto sha = blob.substr(1, 64);
-      std::string part;
-      if (blob.size() > 65) {
-        if (blob[65] != '_' || blob.size() > 65 + 64) return problem("notFound", 404, "no such blob");
-        part = blob.substr(66);
-        for (char& c : part) {
-          if (c == '-') c = '.';
-          else if (!std::isdigit(static_cast<unsigned char>(c))) return problem("notFound", 404, "no such blob");
-        }
-      }
-      if (!blob_visible(j->context_, handle, sha)) return problem("notFound", 404, "no such blob");
+      if (q.param("account") != account_id(handle)) return problem("notFound", 404, "no such blob");
       std::string type = q.query_value("accept", "application/octet-stream");
       if (type.empty() || type.size() > 200 || type.find_first_of("\r\n") != std::string::npos) type = "application/octet-stream";
-      std::string bytes = j->context_.service->blobs().read(sha);
-      if (!part.empty()) {
-        auto content = part_content(bytes, part);
-        if (!content) return problem("notFound", 404, "no such part");
-        bytes = std::move(*content);
-      }
-      auto r = http::Response::bytes(200, std::move(bytes), type);
+      auto bytes = read_blob(j->context_, handle, q.param("blob"));
+      if (!bytes) return problem("notFound", 404, "no such blob");
+      auto r = http::Response::bytes(200, std::move(*bytes), type);
       std::string name = q.param("name");
       std::string safe;
       for (char c : name) safe += (id_char(c) || c == '.') ? c : '_';

@@ -34,7 +34,20 @@ struct Call {
   const json& args;
   std::string name;                 // the member's name in the registry
   std::vector<std::string> emails;  // and their addresses
+  // RFC 8620 5.3: creation id -> id of what this request's /set calls created so far, for
+  // "#creationId" references in later arguments (and in the same call's later creations).
+  json& created_ids;
 };
+
+// An Id argument that may be "#creationId" (RFC 8620 5.3): what it refers to, or the text as
+// it is (an unknown reference then finds nothing).
+std::string resolve_id(const Call& call, const std::string& id);
+
+// A blob id: "G" and the sha256 of a stored message or upload, then "_1-2" for one body part
+// (its number, dots written as dashes). {sha, part number with dots} or nullopt.
+std::optional<std::pair<std::string, std::string>> parse_blob_id(std::string_view id);
+// The bytes of a blob the member may see, a part decoded; nullopt when there is none.
+std::optional<std::string> read_blob(JmapContext& context, const std::string& handle, std::string_view id);
 
 struct Method {
   const char* capability;  // the "using" entry the method needs

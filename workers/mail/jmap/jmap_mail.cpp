@@ -9,6 +9,7 @@
 #include <limits>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 
 #include "common/digest.h"
 #include "common/error.h"
@@ -20,7 +21,9 @@
 #include "common/text.h"
 #include "workers/mail/jmap/jmap_internal.h"
 #include "workers/mail/imap_parser.h"
+#include "workers/mail/imap_thread.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/mime_compose.h"
 #include "workers/mail/mime_summary.h"
 #include "workers/mail/spam/filter.h"
 #include "workers/mail/store/mailbox_store.h"
@@ -60,22 +63,94 @@ json keywords_of(unsigned flags, const std::string& keywords) {
 // UTCDate (RFC 8620 1.4): coop's one RFC 3339 writer.
 std::string utc_date(int64_t seconds) { return http::iso8601(seconds); }
 
-// RFC 3339 "2026-12-01T10:00:00Z" (UTCDate) as Unix seconds; nullopt when it is not one.
-std::optional<int64_t> parse_utc_date(const json& value) {
+// RFC 3339 "2026-12-01T10:00:00Z" or, unless utc_only (UTCDate, RFC 8620 1.4), with an
+// offset "+01:00" (Date), as Unix seconds; nullopt when it is not one.
+std::optional<int64_t> parse_date(const json& value, bool utc_only = false) {
   if (!value.is_string()) return std::nullopt;
   const auto text = value.get<std::string>();
   struct tm tm {};
   const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
   if (!end) return std::nullopt;
-  while (*end == '.' || std::isdigit(static_cast<unsigned char>(*end))) ++end;
-  if (std::string_view(end) != "Z") return std::nullopt;
-  return static_cast<int64_t>(timegm(&tm));
+  if (*end == '.') {
+    ++end;
+    if (!std::isdigit(static_cast<unsigned char>(*end))) return std::nullopt;
+    while (std::isdigit(static_cast<unsigned char>(*end))) ++end;
+  }
+  const std::string_view zone(end);
+  const auto seconds = static_cast<int64_t>(timegm(&tm));
+  if (zone == "Z") return seconds;
+  if (utc_only || zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':' ||
+      !std::isdigit(static_cast<unsigned char>(zone[1])) || !std::isdigit(static_cast<unsigned char>(zone[2])) ||
+      !std::isdigit(static_cast<unsigned char>(zone[4])) || !std::isdigit(static_cast<unsigned char>(zone[5])))
+    return std::nullopt;
+  const int offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[4] - '0') * 10 + (zone[5] - '0')) * 60;
+  return zone[0] == '+' ? seconds - offset : seconds + offset;
+}
+
+std::optional<int64_t> parse_utc_date(const json& value) { return parse_date(value, true); }
+
+// One header field's unfolded value from a header section ("" when absent).
+std::string field_of(std::string_view header, std::string_view name) {
+  std::string value;
+  bool in_field = false;
+  for (std::size_t at = 0; at < header.size();) {
+    auto eol = header.find('\n', at);
+    if (eol == std::string_view::npos) eol = header.size();
+    auto line = header.substr(at, eol - at);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    at = eol + 1;
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+      if (in_field) value += line;
+      continue;
+    }
+    if (in_field) break;  // the first such field
+    const auto colon = line.find(':');
+    in_field = colon != std::string_view::npos && ascii_lower(std::string(line.substr(0, colon))) == name;
+    if (in_field) value.assign(line.substr(colon + 1));
+  }
+  return value;
+}
+
+// RFC 8621 3: an Email's thread, which never changes, so it is read from the Email's own
+// header: the thread's first message, the first id of References (else of In-Reply-To, else
+// the message's own Message-ID; else the Email itself). Replies keep the first reference
+// (RFC 5322 3.6.4), so a conversation shares it; the id is a digest of that message id.
+std::string thread_of_header(std::string_view header, const std::string& email) {
+  auto root = imap::message_ids(field_of(header, "references"));
+  if (root.empty()) root = imap::message_ids(field_of(header, "in-reply-to"));
+  if (root.empty()) root = imap::message_ids(field_of(header, "message-id"));
+  return "t" + sha256_hex(root.empty() ? "email:" + email : "id:" + root.front()).substr(0, 24);
+}
+
+// Thread ids by blob: they depend on the bytes only, so they are worked out once.
+class ThreadCache {
+ public:
+  std::optional<std::string> find(const std::string& blob) {
+    std::lock_guard lock(mutex_);
+    const auto it = threads_.find(blob);
+    if (it == threads_.end()) return std::nullopt;
+    return it->second;
+  }
+  void put(const std::string& blob, const std::string& thread) {
+    std::lock_guard lock(mutex_);
+    if (threads_.size() >= 500000) threads_.clear();  // about 60 MB at most
+    threads_.emplace(blob, thread);
+  }
+
+ private:
+  std::mutex mutex_;
+  std::unordered_map<std::string, std::string> threads_;
+};
+
+ThreadCache& thread_cache() {
+  static ThreadCache instance;
+  return instance;
 }
 
 // Every mailbox and every message of the member, each message once with all its mailboxes.
 struct View {
   struct Email {
-    std::string blob;
+    std::string blob, thread;
     int64_t size = 0, received = 0;
     unsigned flags = 0;
     std::string keywords, subject;
@@ -83,15 +158,19 @@ struct View {
   };
   std::vector<MailboxInfo> boxes;
   std::map<std::string, Email> emails;  // by id
+  std::map<std::string, std::vector<std::string>> threads;  // email ids by thread, oldest first
+  bool with_emails;
 
-  View(JmapContext& c, const std::string& handle, bool with_emails) {
+  View(JmapContext& c, const std::string& handle, bool with_emails) : with_emails(with_emails) {
     auto& store = c.service->mailboxes();
     boxes = store.mailboxes(handle);
     if (!with_emails) return;
-    for (const auto& box : boxes)
+    for (const auto& box : boxes) {
+      std::vector<std::pair<int64_t, Email*>> unthreaded;  // uid, email
       for (const auto& m : store.messages(handle, box.name, 0, INT_MAX)) {
         if (m.meta.flags & kDeleted) continue;  // RFC 8621 4.1.1: \Deleted messages are not shown
-        auto& e = emails[email_id(m.meta.blob)];
+        const auto id = email_id(m.meta.blob);
+        auto& e = emails[id];
         if (e.blob.empty()) {
           e.blob = m.meta.blob;
           e.size = m.meta.size;
@@ -99,11 +178,35 @@ struct View {
           e.flags = m.meta.flags;
           e.keywords = m.meta.keywords;
           e.subject = m.meta.subject;
+          if (auto t = thread_cache().find(e.blob)) e.thread = std::move(*t);
+          else unthreaded.emplace_back(m.uid, &e);
         } else {
           e.flags |= m.meta.flags;  // a keyword set on one copy shows on the Email
         }
         e.mailboxes.push_back(box.id);
       }
+      // The header sections of the messages not seen before, in one query.
+      if (!unthreaded.empty()) {
+        std::unordered_map<int64_t, std::string> headers;
+        for (auto& [uid, header] : store.headers(handle, box.name, unthreaded.front().first, unthreaded.back().first))
+          headers.emplace(uid, std::move(header));
+        for (auto& [uid, e] : unthreaded) {
+          const auto it = headers.find(uid);
+          std::string read;  // stored before headers were kept: from the file
+          if (it == headers.end()) {
+            read = c.service->blobs().read(e->blob);
+            read.resize(header_end(read));
+          }
+          e->thread = thread_of_header(it != headers.end() ? it->second : read, email_id(e->blob));
+          thread_cache().put(e->blob, e->thread);
+        }
+      }
+    }
+    for (const auto& [id, e] : emails) threads[e.thread].push_back(id);
+    for (auto& [_, list] : threads)
+      std::stable_sort(list.begin(), list.end(), [&](const std::string& a, const std::string& b) {
+        return emails.at(a).received < emails.at(b).received;
+      });
   }
   const MailboxInfo* box(const std::string& id) const {
     for (const auto& b : boxes)
@@ -126,6 +229,102 @@ std::vector<std::string> ids_argument(const json& args, const char* name, int ma
   return out;
 }
 
+// RFC 8621 4.1.3 "header:Name[:asForm][:all]": {name, form, all}; nullopt when it is not one.
+struct HeaderProperty {
+  std::string name, form;
+  bool all = false;
+};
+std::optional<HeaderProperty> header_property(const std::string& property) {
+  static const std::set<std::string> kForms = {"asRaw", "asText", "asAddresses", "asGroupedAddresses", "asMessageIds", "asDate", "asURLs"};
+  if (!property.starts_with("header:")) return std::nullopt;
+  HeaderProperty h;
+  auto rest = property.substr(7);
+  if (rest.ends_with(":all")) {
+    h.all = true;
+    rest.resize(rest.size() - 4);
+  }
+  const auto colon = rest.find(':');
+  h.name = rest.substr(0, colon);
+  h.form = colon == std::string::npos ? "asRaw" : rest.substr(colon + 1);
+  if (h.name.empty() || !kForms.count(h.form) ||
+      std::any_of(h.name.begin(), h.name.end(), [](char c) { return c < 33 || c > 126 || c == ':'; }))
+    return std::nullopt;
+  return h;
+}
+
+// The raw values (after the colon, folds kept) of every field called name, in order.
+std::vector<std::string> raw_fields(std::string_view header, std::string_view name) {
+  std::vector<std::string> out;
+  bool in_field = false;
+  for (std::size_t at = 0; at < header.size();) {
+    auto eol = header.find('\n', at);
+    if (eol == std::string_view::npos) eol = header.size();
+    auto line = header.substr(at, eol - at);
+    at = eol + 1;
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+      if (in_field) out.back() += "\n" + std::string(line);
+      continue;
+    }
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const auto colon = line.find(':');
+    in_field = colon != std::string_view::npos && ascii_iequals(line.substr(0, colon), name);
+    if (in_field) out.emplace_back(line.substr(colon + 1));
+  }
+  for (auto& v : out) {
+    // Folds as CRLF, as the message has them (RFC 8621 4.1.2.1 asRaw).
+    std::string crlf;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (v[i] == '\r') continue;
+      if (v[i] == '\n') crlf += "\r\n";
+      else crlf += v[i];
+    }
+    v = std::move(crlf);
+  }
+  return out;
+}
+
+json addresses(const json& list);
+
+// RFC 8621 4.1.2: a raw value in one of the parsed forms.
+json header_form(const std::string& raw, const std::string& form) {
+  // Bytes that are not UTF-8 cannot go into JSON: such a value is given decoded instead.
+  if (form == "asRaw") return is_valid_utf8(raw) ? json(raw) : json(decode_header_text(raw));
+  if (form == "asText") return decode_header_text(raw);
+  if (form == "asAddresses") return addresses(parse_address_field(raw));
+  if (form == "asGroupedAddresses") {
+    // Mailboxes outside any group form a group whose name is null.
+    json groups = json::array(), current = {{"name", nullptr}, {"addresses", json::array()}};
+    for (const auto& a : parse_address_field(raw)) {
+      if (a.value("group", false)) {
+        if (!current["addresses"].empty() || !current["name"].is_null()) groups.push_back(current);
+        current = {{"name", a["mailbox"].is_string() ? a["mailbox"] : json(nullptr)}, {"addresses", json::array()}};
+        if (a["mailbox"].is_null()) current["name"] = nullptr;
+        continue;
+      }
+      for (auto& one : addresses(json::array({a}))) current["addresses"].push_back(one);
+    }
+    if (!current["addresses"].empty() || !current["name"].is_null()) groups.push_back(current);
+    return groups;
+  }
+  if (form == "asMessageIds") {
+    const auto ids = imap::message_ids(raw);
+    return ids.empty() ? json(nullptr) : json(ids);
+  }
+  if (form == "asDate") {
+    const auto when = imap::sent_date(decode_header_text(raw));
+    return when ? json(utc_date(*when)) : json(nullptr);
+  }
+  // asURLs (RFC 2369): the <...> of a comma-separated list.
+  json urls = json::array();
+  for (std::size_t at = raw.find('<'); at != std::string::npos; at = raw.find('<', at + 1)) {
+    const auto end = raw.find('>', at);
+    if (end == std::string::npos) break;
+    const auto url = raw.substr(at + 1, end - at - 1);
+    if (is_valid_utf8(url)) urls.push_back(url);
+  }
+  return urls.empty() ? json(nullptr) : urls;
+}
+
 // The properties asked for (null: every default one); an unknown one is invalidArguments.
 std::vector<std::string> properties(const json& args, const std::vector<std::string>& known, const std::vector<std::string>& defaults) {
   if (!args.contains("properties") || args["properties"].is_null()) return defaults;
@@ -134,7 +333,7 @@ std::vector<std::string> properties(const json& args, const std::vector<std::str
   for (const auto& p : args["properties"]) {
     if (!p.is_string()) throw MethodError("invalidArguments", "properties holds names");
     const auto name = p.get<std::string>();
-    if (std::find(known.begin(), known.end(), name) == known.end() && !name.starts_with("header:"))
+    if (std::find(known.begin(), known.end(), name) == known.end() && !(name.starts_with("header:") && header_property(name)))
       throw MethodError("invalidArguments", "unknown property " + name);
     out.push_back(name);
   }
@@ -154,6 +353,19 @@ json mailbox_object(const View& view, const MailboxInfo& box) {
   }
   const auto role = role_of(box);
   const int64_t unread = box.unseen;
+  // RFC 8621 2: the Threads with an Email here, and those with one unread here (trash and
+  // junk aside), when the view has the Emails; else the counts of Emails.
+  int64_t threads = box.messages, unread_threads = unread;
+  if (view.with_emails) {
+    std::set<std::string> all, unseen;
+    for (const auto& [_, e] : view.emails)
+      if (std::find(e.mailboxes.begin(), e.mailboxes.end(), box.id) != e.mailboxes.end()) {
+        all.insert(e.thread);
+        if (!(e.flags & kSeen)) unseen.insert(e.thread);
+      }
+    threads = static_cast<int64_t>(all.size());
+    unread_threads = static_cast<int64_t>(unseen.size());
+  }
   return {{"id", mailbox_id(box)},
           {"name", name},
           {"parentId", parent},
@@ -161,8 +373,8 @@ json mailbox_object(const View& view, const MailboxInfo& box) {
           {"sortOrder", role == "inbox" ? 0 : role.empty() ? 10 : 1},
           {"totalEmails", box.messages},
           {"unreadEmails", unread},
-          {"totalThreads", box.messages},
-          {"unreadThreads", unread},
+          {"totalThreads", threads},
+          {"unreadThreads", unread_threads},
           {"myRights", {{"mayReadItems", true}, {"mayAddItems", true}, {"mayRemoveItems", true}, {"maySetSeen", true},
                         {"maySetKeywords", true}, {"mayCreateChild", true}, {"mayRename", role != "inbox"},
                         {"mayDelete", role != "inbox"}, {"maySubmit", false}}},
@@ -188,6 +400,7 @@ json standard_get(const Call& call, const std::string& state, const std::vector<
     ids = all_ids;
   } else {
     ids = ids_argument(call.args, "ids", max_objects);
+    for (auto& id : ids) id = resolve_id(call, id);
   }
   for (const auto& id : ids) {
     auto object = build(id);
@@ -204,7 +417,7 @@ json standard_get(const Call& call, const std::string& state, const std::vector<
 // that way. The last 32 states of each member are kept in memory; an older one (or one from
 // before a restart) gets cannotCalculateChanges, upon which the client fetches afresh.
 struct Snapshot {
-  std::map<std::string, uint64_t> emails, mailboxes, mailbox_counts;  // id -> hash
+  std::map<std::string, uint64_t> emails, mailboxes, mailbox_counts, threads;  // id -> hash
 };
 
 class Snapshots {
@@ -271,6 +484,11 @@ std::string stated(JmapContext& c, const std::string& handle) {
       for (const char* count : {"totalEmails", "unreadEmails", "totalThreads", "unreadThreads"}) object.erase(count);
       snap->mailboxes[mailbox_id(box)] = hash_of(object.dump());
     }
+    for (const auto& [thread, ids] : view.threads) {
+      std::string members;
+      for (const auto& id : ids) members += id + " ";
+      snap->threads[thread] = hash_of(members);
+    }
     // The store may have changed while the view was read: the snapshot must be of the state.
     if (mail_state(c, handle) == state) {
       snapshots().put(handle, state, std::move(snap));
@@ -311,7 +529,7 @@ Difference difference(const std::map<std::string, uint64_t>& before, const std::
   return d;
 }
 
-// type: "Email" (Thread follows it: one thread an Email) or "Mailbox".
+// type: "Email", "Thread" or "Mailbox".
 json standard_changes(JmapContext& c, const Call& call, const std::string& type) {
   if (!call.args.contains("sinceState") || !call.args["sinceState"].is_string())
     throw MethodError("invalidArguments", "sinceState is required");
@@ -328,21 +546,20 @@ json standard_changes(JmapContext& c, const Call& call, const std::string& type)
   const auto new_snap = snapshots().find(call.handle, now);
   if (!new_snap) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
   const bool mailbox = type == "Mailbox";
+  auto of = [&](const Snapshot& snap) -> const std::map<std::string, uint64_t>& {
+    return mailbox ? snap.mailbox_counts : type == "Thread" ? snap.threads : snap.emails;
+  };
   std::map<std::string, uint64_t> partial;
-  auto d = difference(mailbox ? old_snap->mailbox_counts : old_snap->emails, mailbox ? new_snap->mailbox_counts : new_snap->emails,
-                      max, partial);
-  bool more = partial != (mailbox ? new_snap->mailbox_counts : new_snap->emails);
+  auto d = difference(of(*old_snap), of(*new_snap), max, partial);
+  bool more = partial != of(*new_snap);
   std::string new_state = now;
   if (more) {
     // An intermediate state standing for `partial`, for the client to go on from.
     auto snap = std::make_shared<Snapshot>(*old_snap);
-    (mailbox ? snap->mailbox_counts : snap->emails) = partial;
+    (mailbox ? snap->mailbox_counts : type == "Thread" ? snap->threads : snap->emails) = partial;
     new_state = "p" + sha256_hex(type + ":" + since + now + std::to_string(max)).substr(0, 23);
     snapshots().put(call.handle, new_state, std::move(snap));
   }
-  if (type == "Thread")
-    for (auto* list : {&d.created, &d.updated, &d.destroyed})
-      for (auto& id : *list) id = "t" + id.get<std::string>().substr(1);
   json out = {{"accountId", call.account_id}, {"oldState", since}, {"newState", new_state}, {"hasMoreChanges", more},
               {"created", d.created}, {"updated", d.updated}, {"destroyed", d.destroyed}};
   if (mailbox) {
@@ -367,7 +584,7 @@ const std::vector<std::string> kMailboxProperties = {"id", "name", "parentId", "
 
 json mailbox_get(JmapContext& c, const Call& call) {
   const auto state = stated(c, call.handle);
-  const View view(c, call.handle, false);
+  const View view(c, call.handle, true);  // with the Emails, for the thread counts
   const auto props = properties(call.args, kMailboxProperties, kMailboxProperties);
   std::vector<std::string> all;
   for (const auto& b : view.boxes) all.push_back(mailbox_id(b));
@@ -408,8 +625,8 @@ std::pair<json, int64_t> query_window(const Call& call, const std::vector<std::s
   return {ids, position};
 }
 
-json mailbox_query(JmapContext& c, const Call& call) {
-  const View view(c, call.handle, false);
+// The ids of Mailbox/query's filter and sort, in order.
+std::vector<std::string> mailbox_query_ids(const View& view, const Call& call) {
   const json filter = call.args.value("filter", json(nullptr));
   std::vector<json> rows;
   for (const auto& b : view.boxes) rows.push_back(mailbox_object(view, b));
@@ -452,8 +669,15 @@ json mailbox_query(JmapContext& c, const Call& call) {
   });
   std::vector<std::string> all;
   for (const auto& m : kept) all.push_back(m["id"].get<std::string>());
+  return all;
+}
+
+json mailbox_query(JmapContext& c, const Call& call) {
+  const auto state = stated(c, call.handle);  // before the data, as /get
+  const View view(c, call.handle, false);
+  const auto all = mailbox_query_ids(view, call);
   auto [ids, position] = query_window(call, all);
-  json out = {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
+  json out = {{"accountId", call.account_id}, {"queryState", state}, {"canCalculateChanges", true},
               {"position", position}, {"ids", ids}};
   if (call.args.value("calculateTotal", false)) out["total"] = all.size();
   return out;
@@ -510,7 +734,7 @@ json mailbox_set(JmapContext& c, const Call& call) {
     std::string full = name.get<std::string>();
     if (!parent.is_null()) {
       const View view(c, call.handle, false);
-      const auto* p = parent.is_string() ? view.box(parent.get<std::string>()) : nullptr;
+      const auto* p = parent.is_string() ? view.box(resolve_id(call, parent.get<std::string>())) : nullptr;
       if (!p) {
         why = "no such parentId";
         return {};
@@ -543,9 +767,13 @@ json mailbox_set(JmapContext& c, const Call& call) {
       store.set_subscribed(call.handle, name, object["isSubscribed"].get<bool>());
     const View view(c, call.handle, false);
     for (const auto& b : view.boxes)
-      if (b.name == name) created[creation] = mailbox_object(view, b);
+      if (b.name == name) {
+        created[creation] = mailbox_object(view, b);
+        call.created_ids[creation] = mailbox_id(b);
+      }
   }
-  for (const auto& [id, patch] : update.items()) {
+  for (const auto& [given_id, patch] : update.items()) {
+    const auto id = resolve_id(call, given_id);
     const View view(c, call.handle, false);
     const auto* box = view.box(id);
     if (!box) {
@@ -586,7 +814,7 @@ json mailbox_set(JmapContext& c, const Call& call) {
   }
   const bool remove_emails = call.args.value("onDestroyRemoveEmails", false);
   for (const auto& d : destroy) {
-    const auto id = d.is_string() ? d.get<std::string>() : std::string();
+    const auto id = d.is_string() ? resolve_id(call, d.get<std::string>()) : std::string();
     const View view(c, call.handle, false);
     const auto* box = view.box(id);
     if (!box) {
@@ -729,7 +957,7 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
   json out = {{"id", id}};
   auto wants = [&props](const char* p) { return std::find(props.begin(), props.end(), p) != props.end(); };
   if (wants("blobId")) out["blobId"] = "G" + e.blob;
-  if (wants("threadId")) out["threadId"] = "t" + id.substr(1);
+  if (wants("threadId")) out["threadId"] = e.thread;
   if (wants("mailboxIds")) {
     json boxes = json::object();
     for (const auto b : e.mailboxes) boxes["m" + std::to_string(b)] = true;
@@ -808,6 +1036,18 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
       }
     }
     out["bodyValues"] = values;
+  }
+  for (const auto& p : props) {
+    const auto h = header_property(p);
+    if (!h) continue;
+    const auto raws = raw_fields(std::string_view(bytes).substr(0, header_end(bytes)), h->name);
+    if (h->all) {
+      json list = json::array();
+      for (const auto& raw : raws) list.push_back(header_form(raw, h->form));
+      out[p] = list;
+    } else {
+      out[p] = raws.empty() ? json(nullptr) : header_form(raws.back(), h->form);  // the last one (RFC 8621 4.1.3)
+    }
   }
   if (wants("headers")) {
     json headers = json::array();
@@ -894,8 +1134,17 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
     } else if (key == "hasKeyword" || key == "notKeyword" || key == "allInThreadHaveKeyword" || key == "someInThreadHaveKeyword" ||
                key == "noneInThreadHaveKeyword") {
       if (!value.is_string()) throw MethodError("invalidArguments", key + " is a keyword");
-      const bool has = keywords_of(e.flags, e.keywords).contains(ascii_lower(value.get<std::string>()));
-      ok = (key == "notKeyword" || key == "noneInThreadHaveKeyword") ? !has : has;  // each Email is its own thread
+      const auto keyword = ascii_lower(value.get<std::string>());
+      auto has = [&](const View::Email& x) { return keywords_of(x.flags, x.keywords).contains(keyword); };
+      if (key == "hasKeyword" || key == "notKeyword") {
+        ok = has(e) == (key == "hasKeyword");
+      } else {
+        // RFC 8621 4.4.1: over every Email of the thread.
+        const auto& members = view.threads.at(e.thread);
+        const auto with = std::count_if(members.begin(), members.end(), [&](const std::string& id) { return has(view.emails.at(id)); });
+        ok = key == "allInThreadHaveKeyword" ? with == static_cast<long>(members.size())
+             : key == "someInThreadHaveKeyword" ? with > 0 : with == 0;
+      }
     } else if (key == "hasAttachment") {
       ok = value.is_boolean() && (!text_of().attachment_names.empty()) == value.get<bool>();
     } else if (key == "subject") {
@@ -913,6 +1162,15 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
           t.subject += a["email"].get<std::string>() + " " + (a["name"].is_string() ? a["name"].get<std::string>() : "") + " ";
       }
       ok = contains(t.subject, value);
+    } else if (key == "header") {
+      // RFC 8621 4.4.1: [name] (the field is there) or [name, value] (its text contains it).
+      if (!value.is_array() || value.empty() || value.size() > 2 || !value[0].is_string() || (value.size() == 2 && !value[1].is_string()))
+        throw MethodError("invalidArguments", "header is [name] or [name, value]");
+      const auto bytes = c.service->blobs().read(e.blob);
+      const auto raws = raw_fields(std::string_view(bytes).substr(0, header_end(bytes)), value[0].get<std::string>());
+      ok = value.size() == 1 ? !raws.empty() : std::any_of(raws.begin(), raws.end(), [&](const std::string& raw) {
+        return contains(decode_header_text(raw), value[1]);
+      });
     } else if (key == "body") {
       ok = contains(text_of().body, value);
     } else if (key == "text") {
@@ -933,7 +1191,7 @@ void check_filter(const json& filter, int depth, int& conditions) {
   static const std::set<std::string> kKnown = {
       "inMailbox", "inMailboxOtherThan", "before", "after", "minSize", "maxSize", "hasKeyword", "notKeyword",
       "allInThreadHaveKeyword", "someInThreadHaveKeyword", "noneInThreadHaveKeyword", "hasAttachment", "subject", "from",
-      "to", "cc", "bcc", "body", "text"};
+      "to", "cc", "bcc", "body", "text", "header"};
   if (depth > 16) throw MethodError("invalidArguments", "filters nest at most 16 deep");
   if (!filter.is_object()) throw MethodError("invalidArguments", "a filter is an object");
   if (filter.contains("operator")) {
@@ -946,8 +1204,8 @@ void check_filter(const json& filter, int depth, int& conditions) {
     if (!kKnown.count(key)) throw MethodError("unsupportedFilter", "Email/query cannot filter by " + key);
 }
 
-json email_query(JmapContext& c, const Call& call) {
-  const View view(c, call.handle, true);
+// The ids of Email/query's filter, sort and collapseThreads, in order.
+std::vector<std::string> email_query_ids(JmapContext& c, const View& view, const Call& call) {
   const json filter = call.args.value("filter", json(nullptr));
   int conditions = 0;
   if (!filter.is_null()) check_filter(filter, 0, conditions);
@@ -990,14 +1248,419 @@ json email_query(JmapContext& c, const Call& call) {
     }
     return a.first < b.first;
   });
+  // RFC 8621 4.4.3 collapseThreads: the first Email of each thread in this order.
+  const json collapse = call.args.value("collapseThreads", json(false));
+  if (!collapse.is_boolean() && !collapse.is_null()) throw MethodError("invalidArguments", "collapseThreads is a boolean");
+  std::set<std::string> seen_threads;
   std::vector<std::string> all;
-  for (const auto& k : kept) all.push_back(k.first);
-  const auto total = static_cast<int64_t>(all.size());
+  for (const auto& k : kept)
+    if (collapse != true || seen_threads.insert(k.second->thread).second) all.push_back(k.first);
+  return all;
+}
+
+json email_query(JmapContext& c, const Call& call) {
+  const auto state = stated(c, call.handle);  // before the data, as /get
+  const View view(c, call.handle, true);
+  const auto all = email_query_ids(c, view, call);
   auto [ids, position] = query_window(call, all);
-  json out = {{"accountId", call.account_id}, {"queryState", mail_state(c, call.handle)}, {"canCalculateChanges", false},
-              {"position", position}, {"ids", ids}, {"collapseThreads", call.args.value("collapseThreads", false)}};
-  if (call.args.value("calculateTotal", false)) out["total"] = total;
+  json out = {{"accountId", call.account_id}, {"queryState", state}, {"canCalculateChanges", true},
+              {"position", position}, {"ids", ids}, {"collapseThreads", call.args.value("collapseThreads", json(false)) == true}};
+  if (call.args.value("calculateTotal", false)) out["total"] = all.size();
   return out;
+}
+
+// Whether a filter reads other Emails of the thread (its results then change with them).
+bool thread_filter(const json& filter, int depth = 0) {
+  if (!filter.is_object() || depth > 16) return false;
+  if (filter.contains("conditions") && filter["conditions"].is_array())
+    for (const auto& f : filter["conditions"])
+      if (thread_filter(f, depth + 1)) return true;
+  return filter.contains("allInThreadHaveKeyword") || filter.contains("someInThreadHaveKeyword") ||
+         filter.contains("noneInThreadHaveKeyword");
+}
+
+// RFC 8620 5.6 /queryChanges, from the snapshots /changes uses: every object that changed
+// since the old query state is "removed", and those of them in the results now are "added"
+// at their index (RFC 8620 5.6 allows removing more than left; sorts here are on immutable
+// properties, so what did not change keeps its order). type: "Email" or "Mailbox".
+json standard_query_changes(JmapContext& c, const Call& call, const std::string& type) {
+  if (!call.args.contains("sinceQueryState") || !call.args["sinceQueryState"].is_string())
+    throw MethodError("invalidArguments", "sinceQueryState is required");
+  std::size_t max = std::numeric_limits<std::size_t>::max();
+  if (call.args.contains("maxChanges") && !call.args["maxChanges"].is_null()) {
+    if (!call.args["maxChanges"].is_number_unsigned() || call.args["maxChanges"].get<int64_t>() == 0)
+      throw MethodError("invalidArguments", "maxChanges is a positive integer");
+    max = call.args["maxChanges"].get<std::size_t>();
+  }
+  if (call.args.contains("upToId") && !call.args["upToId"].is_null() && !call.args["upToId"].is_string())
+    throw MethodError("invalidArguments", "upToId is an id");
+  const auto since = call.args["sinceQueryState"].get<std::string>();
+  const auto old_snap = snapshots().find(call.handle, since);
+  if (!old_snap) throw MethodError("cannotCalculateChanges", "that query state is not known here (any more): query afresh");
+  const auto now = stated(c, call.handle);
+  const auto new_snap = snapshots().find(call.handle, now);
+  if (!new_snap) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
+  const bool mailbox = type == "Mailbox";
+  const View view(c, call.handle, !mailbox);
+  const auto all = mailbox ? mailbox_query_ids(view, call) : email_query_ids(c, view, call);
+  std::set<std::string> changed;
+  const auto& before = mailbox ? old_snap->mailboxes : old_snap->emails;
+  const auto& after = mailbox ? new_snap->mailboxes : new_snap->emails;
+  for (const auto& [id, hash] : after)
+    if (const auto it = before.find(id); it == before.end() || it->second != hash) changed.insert(id);
+  for (const auto& [id, _] : before)
+    if (!after.count(id)) changed.insert(id);
+  // Collapsed or thread-wide queries: a change to one Email may move its thread's others.
+  if (!mailbox && (call.args.value("collapseThreads", json(false)) == true || thread_filter(call.args.value("filter", json(nullptr))))) {
+    std::set<std::string> threads;
+    for (const auto& id : changed)
+      if (const auto it = view.emails.find(id); it != view.emails.end()) threads.insert(it->second.thread);
+    for (const auto& [thread, hash] : new_snap->threads)
+      if (const auto it = old_snap->threads.find(thread); it == old_snap->threads.end() || it->second != hash) threads.insert(thread);
+    for (const auto& thread : threads)
+      if (const auto it = view.threads.find(thread); it != view.threads.end()) changed.insert(it->second.begin(), it->second.end());
+  }
+  json removed = json::array(), added = json::array();
+  for (const auto& id : changed) removed.push_back(id);
+  for (std::size_t i = 0; i < all.size(); ++i)
+    if (changed.count(all[i])) added.push_back({{"id", all[i]}, {"index", i}});
+  if (removed.size() + added.size() > max) throw MethodError("tooManyChanges", "more changes than maxChanges: query afresh");
+  json out = {{"accountId", call.account_id}, {"oldQueryState", since}, {"newQueryState", now}, {"removed", removed}, {"added", added}};
+  if (call.args.value("calculateTotal", false)) out["total"] = all.size();
+  return out;
+}
+
+json email_query_changes(JmapContext& c, const Call& call) { return standard_query_changes(c, call, "Email"); }
+json mailbox_query_changes(JmapContext& c, const Call& call) { return standard_query_changes(c, call, "Mailbox"); }
+
+// RFC 8621 4.1.1: keywords as IMAP flags and keywords; false when one is not a valid
+// keyword set to true.
+bool keyword_flags(const json& keywords, unsigned& flags, std::string& others) {
+  flags = 0;
+  others.clear();
+  if (!keywords.is_object()) return false;
+  for (const auto& [k, v] : keywords.items()) {
+    if (v != true || !imap::valid_keyword(k)) return false;
+    const auto lower = ascii_lower(k);
+    if (lower == "$seen") flags |= kSeen;
+    else if (lower == "$answered") flags |= kAnswered;
+    else if (lower == "$flagged") flags |= kFlagged;
+    else if (lower == "$draft") flags |= kDraft;
+    else others += (others.empty() ? "" : " ") + lower;
+  }
+  return true;
+}
+
+// What Email/import and Email/set create share: a new Email's mailboxIds (creation ids
+// allowed), keywords and receivedAt, checked; the error object when one is wrong.
+struct NewEmail {
+  std::vector<std::string> boxes;  // mailbox names
+  unsigned flags = 0;
+  std::string keywords;
+  int64_t received = 0;
+  json error;  // null when all is well
+};
+
+NewEmail new_email(JmapContext& c, const Call& call, const json& object) {
+  NewEmail out;
+  const View view(c, call.handle, false);
+  const json boxes = object.value("mailboxIds", json(nullptr));
+  if (boxes.is_object())
+    for (const auto& [id, on] : boxes.items()) {
+      const auto* box = view.box(resolve_id(call, id));
+      if (on != true || !box) {
+        out.boxes.clear();
+        break;
+      }
+      out.boxes.push_back(box->name);
+    }
+  if (out.boxes.empty()) {
+    out.error = {{"type", "invalidProperties"}, {"properties", {"mailboxIds"}}, {"description", "an Email is in one or more known mailboxes"}};
+    return out;
+  }
+  if (!keyword_flags(object.value("keywords", json::object()), out.flags, out.keywords)) {
+    out.error = {{"type", "invalidProperties"}, {"properties", {"keywords"}}};
+    return out;
+  }
+  const auto received = object.contains("receivedAt") ? parse_utc_date(object["receivedAt"]) : std::optional<int64_t>(::time(nullptr));
+  if (!received) out.error = {{"type", "invalidProperties"}, {"properties", {"receivedAt"}}};
+  else out.received = *received;
+  return out;
+}
+
+// Stores bytes as a new Email (a copy in each mailbox), within the member's quota: the
+// created object RFC 8621 asks for, or the error object.
+void store_email(JmapContext& c, const Call& call, const std::string& creation, const std::string& bytes, const NewEmail& e,
+                 json& created, json& not_created) {
+  try {
+    const Recipient me{call.handle, c.service->quota_of(call.handle)};
+    c.service->check_quota({me}, bytes.size() * e.boxes.size());
+    for (const auto& box : e.boxes) c.service->append(call.handle, box, bytes, e.flags, e.received, nullptr, e.keywords);
+    const auto sha = sha256_hex(bytes);
+    const auto id = email_id(sha);
+    created[creation] = {{"id", id}, {"blobId", "G" + sha}, {"threadId", thread_of_header(std::string_view(bytes).substr(0, header_end(bytes)), id)},
+                         {"size", bytes.size()}};
+    call.created_ids[creation] = id;
+  } catch (const Error& err) {
+    not_created[creation] = {{"type", err.code() == errc::kQuotaExceeded ? "overQuota" : "invalidEmail"}, {"description", err.what()}};
+  }
+}
+
+// An Email/set creation the client got wrong: the SetError it answers (RFC 8620 5.3).
+struct CreateError {
+  json error;
+};
+
+CreateError invalid(const std::string& property, const std::string& why) {
+  return {{{"type", "invalidProperties"}, {"properties", {property}}, {"description", why}}};
+}
+
+// RFC 8621 4.6: an Email creation object as message bytes: its header fields from the
+// properties (parsed forms and header:Name:asForm), its body from bodyStructure or
+// textBody/htmlBody/attachments, whose parts name a bodyValue (partId) or a blob (blobId).
+std::string compose_email(JmapContext& c, const Call& call, const json& object) {
+  static const std::set<std::string> kServerSet = {"id", "blobId", "threadId", "size", "hasAttachment", "preview"};
+  ComposedMessage m;
+  auto address_list = [&](const std::string& property) {
+    std::vector<ComposedAddress> out;
+    const json& list = object[property];
+    if (list.is_null()) return out;
+    if (!list.is_array()) throw invalid(property, property + " is an array of EmailAddress");
+    for (const auto& a : list) {
+      if (!a.is_object() || !a.contains("email") || !a["email"].is_string() || (a.contains("name") && !a["name"].is_string() && !a["name"].is_null()))
+        throw invalid(property, "an EmailAddress has an email and maybe a name");
+      out.push_back({a.value("name", json("")).is_string() ? a.value("name", std::string()) : std::string(), a["email"].get<std::string>()});
+    }
+    return out;
+  };
+  auto id_list = [&](const std::string& property) {
+    std::vector<std::string> out;
+    const json& list = object[property];
+    if (list.is_null()) return out;
+    if (!list.is_array()) throw invalid(property, property + " is an array of message ids");
+    for (const auto& id : list) {
+      if (!id.is_string() || id.get<std::string>().empty()) throw invalid(property, property + " holds message ids");
+      out.push_back(id.get<std::string>());
+    }
+    return out;
+  };
+  std::set<std::string> named;  // header fields given, lower-cased: each only once
+  auto claim = [&](const std::string& field, const std::string& property) {
+    if (!named.insert(ascii_lower(field)).second) throw invalid(property, "the " + field + " field is given twice");
+  };
+  static const std::vector<std::pair<const char*, const char*>> kAddressFields = {
+      {"from", "From"}, {"sender", "Sender"}, {"replyTo", "Reply-To"}, {"to", "To"}, {"cc", "Cc"}, {"bcc", "Bcc"}};
+  for (const auto& [property, value] : object.items()) {
+    if (kServerSet.count(property)) throw invalid(property, property + " is set by the server");
+    if (property == "mailboxIds" || property == "keywords" || property == "receivedAt" || property == "bodyValues" ||
+        property == "bodyStructure" || property == "textBody" || property == "htmlBody" || property == "attachments")
+      continue;
+    if (value.is_null()) continue;
+    const auto address = std::find_if(kAddressFields.begin(), kAddressFields.end(), [&](const auto& f) { return property == f.first; });
+    if (address != kAddressFields.end()) {
+      claim(address->second, property);
+      m.addresses.emplace_back(address->second, address_list(property));
+    } else if (property == "subject") {
+      if (!value.is_string()) throw invalid(property, "subject is a string");
+      claim("Subject", property);
+      m.subject = value.get<std::string>();
+    } else if (property == "sentAt") {
+      const auto when = parse_date(value);
+      if (!when) throw invalid(property, "sentAt is a Date");
+      claim("Date", property);
+      m.date = *when;
+    } else if (property == "messageId") {
+      claim("Message-ID", property);
+      m.message_id = id_list(property);
+    } else if (property == "inReplyTo") {
+      claim("In-Reply-To", property);
+      m.in_reply_to = id_list(property);
+    } else if (property == "references") {
+      claim("References", property);
+      m.references = id_list(property);
+    } else if (property == "headers") {
+      if (!value.is_array()) throw invalid(property, "headers is an array of EmailHeader");
+      for (const auto& h : value) {
+        if (!h.is_object() || !h.contains("name") || !h["name"].is_string() || !h.contains("value") || !h["value"].is_string())
+          throw invalid(property, "an EmailHeader has a name and a value");
+        const auto name = h["name"].get<std::string>();
+        if (ascii_lower(name).starts_with("content-")) throw invalid(property, "Content-* fields belong to body parts");
+        claim(name, property);
+        auto raw = h["value"].get<std::string>();
+        if (!raw.empty() && raw.front() == ' ') raw.erase(0, 1);
+        m.fields.push_back({name, raw, true});
+      }
+    } else if (property.starts_with("header:")) {
+      // header:Name[:asForm]; one value each (":all" takes an array of them).
+      auto rest = property.substr(7);
+      const bool all = rest.ends_with(":all");
+      if (all) rest.resize(rest.size() - 4);
+      const auto colon = rest.find(':');
+      const auto name = rest.substr(0, colon);
+      const auto form = colon == std::string::npos ? std::string("asRaw") : rest.substr(colon + 1);
+      if (ascii_lower(name).starts_with("content-")) throw invalid(property, "Content-* fields belong to body parts");
+      claim(name, property);
+      const json values = all ? value : json::array({value});
+      if (!values.is_array()) throw invalid(property, property + " is an array");
+      for (const auto& v : values) {
+        if (form == "asRaw" || form == "asText") {
+          if (!v.is_string()) throw invalid(property, property + " is a string");
+          auto text = v.get<std::string>();
+          if (form == "asRaw" && !text.empty() && text.front() == ' ') text.erase(0, 1);
+          m.fields.push_back({name, text, form == "asRaw"});
+        } else if (form == "asMessageIds" || form == "asURLs") {
+          if (!v.is_array()) throw invalid(property, property + " is an array of strings");
+          std::string joined;
+          for (const auto& x : v) {
+            if (!x.is_string() || x.get<std::string>().find_first_of("<> \t\r\n") != std::string::npos)
+              throw invalid(property, property + " holds strings without <>");
+            joined += (joined.empty() ? "<" : ", <") + x.get<std::string>() + ">";
+          }
+          if (form == "asMessageIds")
+            for (std::size_t at; (at = joined.find(", ")) != std::string::npos;) joined.erase(at, 1);
+          m.fields.push_back({name, joined, true});
+        } else if (form == "asDate") {
+          const auto when = parse_date(v);
+          if (!when) throw invalid(property, property + " is a Date");
+          m.fields.push_back({name, rfc5322_date(*when), true});
+        } else if (form == "asAddresses") {
+          // Names are written only when they are plain ASCII that needs no encoding.
+          if (!v.is_array()) throw invalid(property, property + " is an array of EmailAddress");
+          std::string joined;
+          for (const auto& a : v) {
+            if (!a.is_object() || !a.contains("email") || !a["email"].is_string()) throw invalid(property, "an EmailAddress has an email");
+            const auto email = a["email"].get<std::string>();
+            if (email.find_first_of("<>,;\" \t\r\n") != std::string::npos) throw invalid(property, email + " is not an address");
+            const auto name_of = a.value("name", json(nullptr));
+            std::string name_text = name_of.is_string() ? name_of.get<std::string>() : "";
+            if (std::any_of(name_text.begin(), name_text.end(), [](char ch) { return static_cast<unsigned char>(ch) >= 0x80 || ch == '"' || ch == '\\' || ch == '\r' || ch == '\n'; }))
+              name_text.clear();
+            joined += (joined.empty() ? "" : ", ") + (name_text.empty() ? email : "\"" + name_text + "\" <" + email + ">");
+          }
+          m.fields.push_back({name, joined, true});
+        } else {
+          throw invalid(property, "the form " + form + " cannot be written");
+        }
+      }
+    } else {
+      throw invalid(property, "unknown property " + property);
+    }
+  }
+  // The body (RFC 8621 4.6's rules): a part names its content by partId (a bodyValue, text)
+  // or by blobId (a blob the member may see).
+  const json values = object.value("bodyValues", json::object());
+  if (!values.is_object()) throw invalid("bodyValues", "bodyValues is an object");
+  for (const auto& [id, v] : values.items())
+    if (!v.is_object() || !v.contains("value") || !v["value"].is_string() || v.value("isTruncated", false) != false ||
+        v.value("isEncodingProblem", false) != false)
+      throw invalid("bodyValues/" + id, "a body value is a whole string");
+  std::function<ComposedPart(const json&, const std::string&, int)> part_of = [&](const json& p, const std::string& where, int depth) {
+    if (depth > 10) throw invalid(where, "parts nest at most 10 deep");
+    if (!p.is_object()) throw invalid(where, "a part is an EmailBodyPart");
+    ComposedPart part;
+    const json type = p.value("type", json(nullptr));
+    if (!type.is_null() && !type.is_string()) throw invalid(where, "type is a string");
+    for (const char* field : {"disposition", "name", "cid", "location"})
+      if (p.contains(field) && !p[field].is_null() && !p[field].is_string()) throw invalid(where, std::string(field) + " is a string");
+    part.disposition = p.value("disposition", json("")).is_string() ? p.value("disposition", std::string()) : "";
+    part.name = p.value("name", json("")).is_string() ? p.value("name", std::string()) : "";
+    part.cid = p.value("cid", json("")).is_string() ? p.value("cid", std::string()) : "";
+    part.location = p.value("location", json("")).is_string() ? p.value("location", std::string()) : "";
+    if (p.contains("language") && p["language"].is_array())
+      for (const auto& l : p["language"])
+        if (l.is_string()) part.language += (part.language.empty() ? "" : ", ") + l.get<std::string>();
+    if (p.contains("subParts") && !p["subParts"].is_null()) {
+      if (!p["subParts"].is_array()) throw invalid(where, "subParts is an array");
+      part.type = type.is_string() ? ascii_lower(type.get<std::string>()) : "multipart/mixed";
+      if (!part.type.starts_with("multipart/")) throw invalid(where, "a part with subParts is multipart/*");
+      for (std::size_t i = 0; i < p["subParts"].size(); ++i) part.sub_parts.push_back(part_of(p["subParts"][i], where + "/subParts/" + std::to_string(i), depth + 1));
+      return part;
+    }
+    if (p.contains("partId") && p["partId"].is_string()) {
+      const auto id = p["partId"].get<std::string>();
+      if (p.contains("blobId") && !p["blobId"].is_null()) throw invalid(where, "a part has a partId or a blobId, not both");
+      if (!values.contains(id)) throw invalid(where, "no bodyValue " + id);
+      part.type = type.is_string() ? ascii_lower(type.get<std::string>()) : "text/plain";
+      if (!part.type.starts_with("text/")) throw invalid(where, "a part from bodyValues is text/*");
+      part.content = values[id]["value"].get<std::string>();
+      return part;
+    }
+    if (p.contains("blobId") && p["blobId"].is_string()) {
+      auto bytes = read_blob(c, call.handle, p["blobId"].get<std::string>());
+      if (!bytes) throw CreateError{{{"type", "blobNotFound"}, {"notFound", {p["blobId"]}}}};
+      part.type = type.is_string() ? ascii_lower(type.get<std::string>()) : "application/octet-stream";
+      part.content = std::move(*bytes);
+      return part;
+    }
+    throw invalid(where, "a part has a partId, a blobId or subParts");
+  };
+  const bool structured = object.contains("bodyStructure") && !object["bodyStructure"].is_null();
+  for (const char* list : {"textBody", "htmlBody", "attachments"})
+    if (object.contains(list) && !object[list].is_null()) {
+      if (structured) throw invalid(list, "bodyStructure or textBody, htmlBody and attachments, not both");
+      if (!object[list].is_array()) throw invalid(list, std::string(list) + " is an array");
+    }
+  if (structured) {
+    m.body = part_of(object["bodyStructure"], "bodyStructure", 0);
+  } else {
+    auto single = [&](const char* list, const char* want) -> std::optional<ComposedPart> {
+      if (!object.contains(list) || object[list].is_null() || object[list].empty()) return std::nullopt;
+      if (object[list].size() != 1) throw invalid(list, std::string(list) + " holds one part");
+      auto part = part_of(object[list][0], std::string(list) + "/0", 0);
+      if (part.type != want) throw invalid(list, std::string(list) + " is " + want);
+      return part;
+    };
+    const auto text = single("textBody", "text/plain");
+    const auto html = single("htmlBody", "text/html");
+    ComposedPart main;
+    if (text && html) {
+      main.type = "multipart/alternative";
+      main.sub_parts = {*text, *html};
+    } else if (text || html) {
+      main = text ? *text : *html;
+    } else {
+      main.type = "text/plain";
+    }
+    std::vector<ComposedPart> inline_parts, attached;
+    if (object.contains("attachments") && object["attachments"].is_array())
+      for (std::size_t i = 0; i < object["attachments"].size(); ++i) {
+        auto part = part_of(object["attachments"][i], "attachments/" + std::to_string(i), 0);
+        (html && !part.cid.empty() && part.disposition != "attachment" ? inline_parts : attached).push_back(std::move(part));
+      }
+    // Inline images beside the HTML they belong to (RFC 2387), then attachments around all.
+    if (!inline_parts.empty()) {
+      ComposedPart related;
+      related.type = "multipart/related";
+      related.sub_parts.push_back(std::move(main));
+      for (auto& p : inline_parts) related.sub_parts.push_back(std::move(p));
+      main = std::move(related);
+    }
+    if (!attached.empty()) {
+      ComposedPart mixed;
+      mixed.type = "multipart/mixed";
+      mixed.sub_parts.push_back(std::move(main));
+      for (auto& p : attached) {
+        if (p.disposition.empty()) p.disposition = "attachment";
+        mixed.sub_parts.push_back(std::move(p));
+      }
+      main = std::move(mixed);
+    }
+    m.body = std::move(main);
+  }
+  // RFC 5322 3.6: a Date and a Message-ID when the client gave none.
+  if (!named.count("date")) m.date = ::time(nullptr);
+  if (!named.count("message-id")) {
+    std::string domain = "coop.invalid";
+    for (const auto& [field, list] : m.addresses)
+      if (field == "From" && !list.empty() && list.front().email.find('@') != std::string::npos)
+        domain = list.front().email.substr(list.front().email.rfind('@') + 1);
+    m.message_id = {unique_token() + "@" + domain};
+  }
+  try {
+    return compose_message(m);
+  } catch (const std::invalid_argument& e) {
+    throw CreateError{{{"type", "invalidProperties"}, {"description", e.what()}}};
+  }
 }
 
 // RFC 8621 4.6 Email/set: keywords and mailboxIds, whole or by patch ("keywords/$seen"),
@@ -1006,11 +1669,31 @@ json email_query(JmapContext& c, const Call& call) {
 json email_set(JmapContext& c, const Call& call) {
   auto& store = c.service->mailboxes();
   const auto [old_state, create, update, destroy] = set_arguments(c, call);
+  json created = json::object(), not_created = json::object(), updated = json::object(), not_updated = json::object(),
+       destroyed = json::array(), not_destroyed = json::object();
+  // RFC 8621 4.6: new Emails (drafts, mostly) built from their properties.
+  for (const auto& [creation, object] : create.items()) {
+    if (!object.is_object()) {
+      not_created[creation] = {{"type", "invalidProperties"}};
+      continue;
+    }
+    const auto wanted = new_email(c, call, object);
+    if (!wanted.error.is_null()) {
+      not_created[creation] = wanted.error;
+      continue;
+    }
+    try {
+      const auto bytes = compose_email(c, call, object);
+      if (bytes.size() > c.limits.max_size_upload) {
+        not_created[creation] = {{"type", "tooLarge"}, {"description", "the message is over maxSizeAttachmentsPerEmail"}};
+        continue;
+      }
+      store_email(c, call, creation, bytes, wanted, created, not_created);
+    } catch (const CreateError& e) {
+      not_created[creation] = e.error;
+    }
+  }
   View view(c, call.handle, true);
-  json not_created = json::object(), updated = json::object(), not_updated = json::object(), destroyed = json::array(),
-       not_destroyed = json::object();
-  for (const auto& [id, _] : create.items())
-    not_created[id] = {{"type", "forbidden"}, {"description", "creating Emails comes with Email/import and drafts, not yet here"}};
   auto uid_in = [&](const MailboxInfo& box, const std::string& blob) { return store.find_blob(call.handle, box.name, blob); };
   auto key = [](const MailboxInfo& box) { return MailboxStore::key_of(box.id, box.uidvalidity); };
   // Every copy of the bytes in that mailbox (APPEND may have put the same message twice).
@@ -1022,7 +1705,8 @@ json email_set(JmapContext& c, const Call& call) {
       store.expunge(call.handle, key(box), std::vector<int64_t>{*uid});
     }
   };
-  for (const auto& [id, patch] : update.items()) {
+  for (const auto& [given_id, patch] : update.items()) {
+    const auto id = resolve_id(call, given_id);
     const auto it = view.emails.find(id);
     if (it == view.emails.end()) {
       not_updated[id] = {{"type", "notFound"}};
@@ -1054,10 +1738,11 @@ json email_set(JmapContext& c, const Call& call) {
       } else if (path == "mailboxIds" && value.is_object()) {
         boxes.clear();
         for (const auto& [m, v] : value.items())
-          if (v == true) boxes.insert(m);
+          if (v == true) boxes.insert(resolve_id(call, m));
       } else if (path.starts_with("mailboxIds/") && (value == true || value.is_null())) {
-        if (value.is_null()) boxes.erase(path.substr(11));
-        else boxes.insert(path.substr(11));
+        const auto box = resolve_id(call, path.substr(11));
+        if (value.is_null()) boxes.erase(box);
+        else boxes.insert(box);
       } else {
         bad = true;
       }
@@ -1114,7 +1799,7 @@ json email_set(JmapContext& c, const Call& call) {
     }
   }
   for (const auto& d : destroy) {
-    const auto id = d.is_string() ? d.get<std::string>() : std::string();
+    const auto id = d.is_string() ? resolve_id(call, d.get<std::string>()) : std::string();
     const auto it = view.emails.find(id);
     if (it == view.emails.end()) {
       not_destroyed[id] = {{"type", "notFound"}};
@@ -1124,7 +1809,7 @@ json email_set(JmapContext& c, const Call& call) {
       if (const auto* box = view.box("m" + std::to_string(b))) remove_from(*box, it->second.blob);
     destroyed.push_back(id);
   }
-  return set_response(c, call, old_state, json::object(), updated, destroyed, not_created, not_updated, not_destroyed);
+  return set_response(c, call, old_state, created, updated, destroyed, not_created, not_updated, not_destroyed);
 }
 
 // RFC 8621 4.8 Email/import: uploaded blobs (message/rfc822 bytes) stored in mailboxes with
@@ -1139,55 +1824,18 @@ json email_import(JmapContext& c, const Call& call) {
     throw MethodError("stateMismatch", "");
   json created = json::object(), not_created = json::object();
   for (const auto& [creation, e] : emails.items()) {
-    const View view(c, call.handle, false);
     const auto blob = e.is_object() ? e.value("blobId", json(nullptr)) : json(nullptr);
-    const auto boxes = e.is_object() ? e.value("mailboxIds", json(nullptr)) : json(nullptr);
-    const std::string sha = blob.is_string() && blob.get<std::string>().size() == 65 && blob.get<std::string>()[0] == 'G'
-                                ? blob.get<std::string>().substr(1) : std::string();
-    if (sha.empty() || !std::all_of(sha.begin(), sha.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }) ||
-        !blob_visible(c, call.handle, sha)) {
+    const auto parsed = blob.is_string() ? parse_blob_id(blob.get<std::string>()) : std::nullopt;
+    if (!parsed || !parsed->second.empty() || !blob_visible(c, call.handle, parsed->first)) {
       not_created[creation] = {{"type", "blobNotFound"}, {"notFound", {blob}}};
       continue;
     }
-    std::vector<const MailboxInfo*> targets;
-    if (boxes.is_object())
-      for (const auto& [id, on] : boxes.items())
-        if (on == true) targets.push_back(view.box(id));
-    if (targets.empty() || std::find(targets.begin(), targets.end(), nullptr) != targets.end()) {
-      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"mailboxIds"}}};
+    const auto wanted = new_email(c, call, e);
+    if (!wanted.error.is_null()) {
+      not_created[creation] = wanted.error;
       continue;
     }
-    unsigned flags = 0;
-    std::string keywords;
-    const json wanted = e.value("keywords", json::object());  // a local: items() of a temporary dangles
-    if (!wanted.is_object()) {
-      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"keywords"}}};
-      continue;
-    }
-    for (const auto& [k, v] : wanted.items()) {
-      const auto lower = ascii_lower(k);
-      if (v != true || !imap::valid_keyword(k)) continue;
-      if (lower == "$seen") flags |= kSeen;
-      else if (lower == "$answered") flags |= kAnswered;
-      else if (lower == "$flagged") flags |= kFlagged;
-      else if (lower == "$draft") flags |= kDraft;
-      else keywords += (keywords.empty() ? "" : " ") + k;
-    }
-    const auto received = e.contains("receivedAt") ? parse_utc_date(e["receivedAt"]) : std::optional<int64_t>(::time(nullptr));
-    if (!received) {
-      not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"receivedAt"}}};
-      continue;
-    }
-    try {
-      const auto bytes = c.service->blobs().read(sha);
-      const Recipient me{call.handle, c.service->quota_of(call.handle)};
-      c.service->check_quota({me}, bytes.size() * targets.size());
-      for (const auto* box : targets) c.service->append(call.handle, box->name, bytes, flags, *received, nullptr, keywords);
-      created[creation] = {{"id", email_id(sha)}, {"blobId", "G" + sha}, {"threadId", "t" + email_id(sha).substr(1)},
-                           {"size", bytes.size()}};
-    } catch (const Error& err) {
-      not_created[creation] = {{"type", err.code() == errc::kQuotaExceeded ? "overQuota" : "invalidEmail"}, {"description", err.what()}};
-    }
+    store_email(c, call, creation, c.service->blobs().read(parsed->first), wanted, created, not_created);
   }
   auto out = set_response(c, call, old_state, created, json::object(), json::array(), not_created, json::object(), json::object());
   out.erase("updated");  // Email/import answers created and notCreated only (RFC 8621 4.8)
@@ -1207,9 +1855,9 @@ json email_parse(JmapContext& c, const Call& call) {
     props.erase(std::remove(props.begin(), props.end(), stored_only), props.end());
   json parsed = json::object(), not_parsable = json::array(), not_found = json::array();
   for (const auto& id : ids) {
-    const std::string sha = id.size() == 65 && id[0] == 'G' ? id.substr(1) : std::string();
-    if (sha.empty() || !std::all_of(sha.begin(), sha.end(), [](char ch) { return std::isxdigit(static_cast<unsigned char>(ch)); }) ||
-        !blob_visible(c, call.handle, sha)) {
+    const auto blob = parse_blob_id(id);
+    const std::string sha = blob && blob->second.empty() ? blob->first : std::string();
+    if (sha.empty() || !blob_visible(c, call.handle, sha)) {
       not_found.push_back(id);
       continue;
     }
@@ -1291,17 +1939,16 @@ json search_snippet_get(JmapContext& c, const Call& call) {
   return {{"accountId", call.account_id}, {"list", list}, {"notFound", not_found}};
 }
 
-// ---- Thread (RFC 8621 3): each Email is its own thread until threading lands ------------
+// ---- Thread (RFC 8621 3): the Emails of a conversation, oldest first ---------------------
 
 json thread_get(JmapContext& c, const Call& call) {
   const auto state = stated(c, call.handle);
   const View view(c, call.handle, true);
   std::vector<std::string> all;
-  for (const auto& [id, _] : view.emails) all.push_back("t" + id.substr(1));
+  for (const auto& [id, _] : view.threads) all.push_back(id);
   return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
-    if (id.empty() || id[0] != 't') return json(nullptr);
-    const auto email = "e" + id.substr(1);
-    return view.emails.count(email) ? json({{"id", id}, {"emailIds", {email}}}) : json(nullptr);
+    const auto it = view.threads.find(id);
+    return it == view.threads.end() ? json(nullptr) : json({{"id", id}, {"emailIds", it->second}});
   });
 }
 
@@ -1351,7 +1998,8 @@ std::string mail_state(JmapContext& c, const std::string& handle) {
 const std::map<std::string, Method>& mail_methods() {
   static const std::map<std::string, Method> methods = {
       {"Mailbox/get", {kMail, mailbox_get}},     {"Mailbox/changes", {kMail, mailbox_changes}},
-      {"Mailbox/query", {kMail, mailbox_query}}, {"Email/get", {kMail, email_get}},
+      {"Mailbox/query", {kMail, mailbox_query}}, {"Mailbox/queryChanges", {kMail, mailbox_query_changes}},
+      {"Email/queryChanges", {kMail, email_query_changes}}, {"Email/get", {kMail, email_get}},
       {"Email/changes", {kMail, email_changes}}, {"Email/query", {kMail, email_query}},
       {"Email/set", {kMail, email_set}},         {"Email/import", {kMail, email_import}},
       {"Mailbox/set", {kMail, mailbox_set}},     {"Email/parse", {kMail, email_parse}},
