@@ -15,6 +15,7 @@
 #include "workers/mail/mail_api.h"
 #include "workers/mail/mail_service.h"
 #include "workers/mail/outbound/outbound.h"
+#include "workers/mail/vacation.h"
 #include "common/http/listen.h"
 #include "common/http/router.h"
 #include "workers/mail/imap_session.h"
@@ -28,7 +29,7 @@ namespace coop::mail {
 namespace {
 
 std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailService* service, Outbound* outbound,
-                                                 spam::SpamFilter* spam, spam::Greylist* greylist) {
+                                                 spam::SpamFilter* spam, spam::Greylist* greylist, Vacation* vacation) {
   const auto& c = runtime.config();
   auto s = std::make_shared<SmtpSettings>();
   s->hostname = c.domain();
@@ -54,6 +55,7 @@ std::shared_ptr<const SmtpSettings> smtp_settings(WorkerRuntime& runtime, MailSe
   s->spam = spam;
   s->greylist = greylist;
   s->blocklist_dns = &outbound->dns();
+  s->vacation = vacation;
   return s;
 }
 
@@ -113,6 +115,7 @@ std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, 
   s->dns = nullptr;  // members' own mail is not checked as if it came from outside
   s->spam = nullptr;
   s->greylist = nullptr;
+  s->vacation = nullptr;  // members' own mail gets no auto-reply from their colleagues here
   s->home = &runtime.home();
   s->outbound = outbound;
   return s;
@@ -123,9 +126,10 @@ std::shared_ptr<const SmtpSettings> submission_settings(WorkerRuntime& runtime, 
 MailWorker::MailWorker(WorkerRuntime& runtime)
     : service_(open_service(runtime)),
       outbound_(std::make_unique<Outbound>(runtime, *service_)),
+      vacation_(std::make_unique<Vacation>(*service_, *outbound_)),
       spam_(open_spam_filter(runtime)),
       greylist_(open_greylist(runtime)),
-      smtp_(smtp_settings(runtime, service_.get(), outbound_.get(), spam_.get(), greylist_.get())),
+      smtp_(smtp_settings(runtime, service_.get(), outbound_.get(), spam_.get(), greylist_.get(), vacation_.get())),
       submission_(submission_settings(runtime, *smtp_, outbound_.get())) {
   add_mail_routes(runtime, *service_, *outbound_, spam_.get());
 
@@ -166,6 +170,7 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
       context.home = &runtime.home();
       context.service = service_.get();
       context.spam = spam_.get();
+      context.outbound = outbound_.get();
       context.runner = runtime.blocking_runner();
       context.scheme = listener.scheme == "https" ? "https" : "http";
       context.io = &runtime.io();

@@ -28,6 +28,7 @@ namespace coop::mail {
 
 class MailService;
 class Outbound;
+class Vacation;
 class Jmap;
 struct SmtpSettings;
 struct ImapSettings;
@@ -40,6 +41,7 @@ class MailWorker {
  private:
   std::unique_ptr<MailService> service_;
   std::unique_ptr<Outbound> outbound_;
+  std::unique_ptr<Vacation> vacation_;      // members' auto-replies (JMAP VacationResponse)
   std::unique_ptr<spam::SpamFilter> spam_;  // null: [workers.mail.spam] enabled = false
   std::unique_ptr<spam::Greylist> greylist_;  // null: greylist = false
   std::shared_ptr<const SmtpSettings> smtp_;

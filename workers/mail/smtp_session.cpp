@@ -26,6 +26,7 @@
 #include "workers/mail/imap_parser.h"
 #include "workers/mail/imip_forward.h"
 #include "workers/mail/mail_service.h"
+#include "workers/mail/vacation.h"
 #include "workers/mail/auth/auth_results.h"
 #include "workers/mail/outbound/outbound.h"
 #include "workers/mail/mime_summary.h"
@@ -779,6 +780,8 @@ class Session : public std::enable_shared_from_this<Session> {
     // only when DMARC vouches for the From: address they claim to come from.
     if (!in_inbox.empty() && settings_->home)
       forward_calendar_mail(*settings_->home, message, in_inbox, d.result == "pass");
+    if (!in_inbox.empty() && settings_->vacation)
+      settings_->vacation->after_delivery(message, sender_, recipient_addresses_, in_inbox, static_cast<int64_t>(::time(nullptr)));
   }
 
   // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.

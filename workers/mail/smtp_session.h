@@ -34,6 +34,7 @@ namespace coop::mail {
 
 class MailService;
 class Outbound;
+class Vacation;
 
 struct SmtpLimits {
   uint64_t max_message_bytes = 50 << 20;      // RFC 1870 SIZE
@@ -73,6 +74,8 @@ struct SmtpSettings {
   spam::SpamFilter* spam = nullptr;
   spam::Greylist* greylist = nullptr;
   net::DnsResolver* blocklist_dns = nullptr;  // for [workers.mail.spam] dnsbl and uribl
+  // Inbound: members' vacation responses (RFC 8621 8), answered after delivery to INBOX.
+  Vacation* vacation = nullptr;
 };
 
 // Runs the session until QUIT, a timeout or the client leaving; keeps itself alive.

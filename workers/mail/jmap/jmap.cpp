@@ -336,7 +336,11 @@ class Jmap {
       const auto& id = call[2];
       try {
         const json args = resolve_references(call[1], responses);
-        responses.push_back({name, run(name, args, capabilities, who, created_ids), id});
+        json response = json::array();  // built by moves: a big result is not copied
+        response.push_back(name);
+        response.push_back(run(name, args, capabilities, who, created_ids));
+        response.push_back(id);
+        responses.push_back(std::move(response));
       } catch (const MethodError& e) {
         json error = {{"type", e.type}};
         if (*e.what()) error["description"] = e.what();
@@ -354,7 +358,9 @@ class Jmap {
         responses.push_back({"error", {{"type", "serverFail"}}, id});
       }
     }
-    json out = {{"methodResponses", responses}, {"sessionState", session_state(handle)}};
+    json out = json::object();
+    out["methodResponses"] = std::move(responses);
+    out["sessionState"] = session_state(handle);
     if (request.contains("createdIds")) out["createdIds"] = created_ids;
     return http::Response::json(out);
   }

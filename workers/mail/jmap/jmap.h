@@ -26,6 +26,7 @@ class SpamFilter;
 namespace coop::mail {
 
 class MailService;
+class Outbound;
 
 struct JmapLimits {
   // RFC 8620 2: what the session advertises, each enforced.
@@ -42,6 +43,7 @@ struct JmapContext {
   const Home* home = nullptr;
   MailService* service = nullptr;
   spam::SpamFilter* spam = nullptr;  // taught by moves into and out of Junk (RFC 8621 + issue 25)
+  Outbound* outbound = nullptr;      // EmailSubmission's queue
   std::function<void(std::function<void()>)> runner;  // the blocking pool
   std::string scheme = "https";  // the listener's, for the session's URLs
   boost::asio::io_context* io = nullptr;  // for push's pings

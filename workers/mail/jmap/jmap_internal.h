@@ -12,6 +12,10 @@
 
 #include "workers/mail/jmap/jmap.h"
 
+namespace coop::mail {
+struct MailboxInfo;
+}
+
 namespace coop::mail::jmap {
 
 using nlohmann::json;
@@ -70,5 +74,7 @@ bool blob_visible(JmapContext& context, const std::string& handle, const std::st
 
 // A state string for the member's mail: changes whenever any mailbox or message does.
 std::string mail_state(JmapContext& context, const std::string& handle);
+// The same from the mailboxes as read.
+std::string mail_state_of(const std::vector<MailboxInfo>& boxes);
 
 }  // namespace coop::mail::jmap

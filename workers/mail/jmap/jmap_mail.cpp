@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/error_codes.h"
 #include "common/http/date.h"
+#include "common/json.h"
 #include "common/mail/mailbox_formats.h"
 #include "common/mail/mailbox_name.h"
 #include "common/mail/message.h"
@@ -41,6 +42,14 @@ std::string role_of(const MailboxInfo& box) {
 }
 
 std::string mailbox_id(const MailboxInfo& box) { return "m" + std::to_string(box.id); }
+
+// The row a Mailbox id names ("m" and digits), or nullopt.
+std::optional<int64_t> mailbox_row(const json& id) {
+  if (!id.is_string()) return std::nullopt;
+  const auto& text = id.get_ref<const std::string&>();
+  if (text.size() < 2 || text.size() > 19 || text[0] != 'm' || !std::all_of(text.begin() + 1, text.end(), ::isdigit)) return std::nullopt;
+  return std::stoll(text.substr(1));
+}
 std::string email_id(const std::string& blob) { return "e" + blob.substr(0, 32); }
 
 // RFC 8621 4.1.1: IMAP flags as keywords.
@@ -151,6 +160,8 @@ ThreadCache& thread_cache() {
 struct View {
   struct Email {
     std::string blob, thread;
+    std::string first_box;  // the name of a mailbox holding it, and its UID there
+    int64_t uid = 0;
     int64_t size = 0, received = 0;
     unsigned flags = 0;
     std::string keywords, subject;
@@ -159,6 +170,7 @@ struct View {
   std::vector<MailboxInfo> boxes;
   std::map<std::string, Email> emails;  // by id
   std::map<std::string, std::vector<std::string>> threads;  // email ids by thread, oldest first
+  std::map<int64_t, std::pair<int64_t, int64_t>> thread_counts;  // by mailbox row: threads, unread ones
   bool with_emails;
 
   View(JmapContext& c, const std::string& handle, bool with_emails) : with_emails(with_emails) {
@@ -173,6 +185,8 @@ struct View {
         auto& e = emails[id];
         if (e.blob.empty()) {
           e.blob = m.meta.blob;
+          e.first_box = box.name;
+          e.uid = m.uid;
           e.size = m.meta.size;
           e.received = m.meta.internal_date;
           e.flags = m.meta.flags;
@@ -203,6 +217,16 @@ struct View {
       }
     }
     for (const auto& [id, e] : emails) threads[e.thread].push_back(id);
+    // RFC 8621 2: the Threads with an Email in each mailbox, and those with one unread there.
+    std::map<int64_t, std::pair<std::set<std::string_view>, std::set<std::string_view>>> in_box;
+    for (const auto& [_, e] : emails)
+      for (const auto b : e.mailboxes) {
+        auto& [all, unseen] = in_box[b];
+        all.insert(e.thread);
+        if (!(e.flags & kSeen)) unseen.insert(e.thread);
+      }
+    for (const auto& [b, sets] : in_box)
+      thread_counts[b] = {static_cast<int64_t>(sets.first.size()), static_cast<int64_t>(sets.second.size())};
     for (auto& [_, list] : threads)
       std::stable_sort(list.begin(), list.end(), [&](const std::string& a, const std::string& b) {
         return emails.at(a).received < emails.at(b).received;
@@ -214,6 +238,47 @@ struct View {
     return nullptr;
   }
 };
+
+// The member's View for the state it was read at: every method of a request (and of the
+// next requests, until something changes) shares one instead of reading the account again.
+class ViewCache {
+ public:
+  std::shared_ptr<const View> find(const std::string& handle, const std::string& state) {
+    std::lock_guard lock(mutex_);
+    const auto it = views_.find(handle);
+    return it != views_.end() && it->second.first == state ? it->second.second : nullptr;
+  }
+  void put(const std::string& handle, const std::string& state, std::shared_ptr<const View> view) {
+    std::lock_guard lock(mutex_);
+    if (views_.size() >= 256 && !views_.count(handle)) views_.erase(views_.begin());
+    views_[handle] = {state, std::move(view)};
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, std::pair<std::string, std::shared_ptr<const View>>> views_;
+};
+
+ViewCache& view_cache() {
+  static ViewCache instance;
+  return instance;
+}
+
+// The View of the member's mail now, with its Emails.
+std::shared_ptr<const View> view_of(JmapContext& c, const std::string& handle) {
+  std::shared_ptr<const View> view;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    const auto state = mail_state(c, handle);
+    if ((view = view_cache().find(handle, state))) return view;
+    view = std::make_shared<const View>(c, handle, true);
+    // Remembered only when nothing changed while it was read.
+    if (mail_state_of(view->boxes) == state) {
+      view_cache().put(handle, state, view);
+      return view;
+    }
+  }
+  return view;
+}
 
 std::vector<std::string> ids_argument(const json& args, const char* name, int max) {
   std::vector<std::string> out;
@@ -357,14 +422,9 @@ json mailbox_object(const View& view, const MailboxInfo& box) {
   // junk aside), when the view has the Emails; else the counts of Emails.
   int64_t threads = box.messages, unread_threads = unread;
   if (view.with_emails) {
-    std::set<std::string> all, unseen;
-    for (const auto& [_, e] : view.emails)
-      if (std::find(e.mailboxes.begin(), e.mailboxes.end(), box.id) != e.mailboxes.end()) {
-        all.insert(e.thread);
-        if (!(e.flags & kSeen)) unseen.insert(e.thread);
-      }
-    threads = static_cast<int64_t>(all.size());
-    unread_threads = static_cast<int64_t>(unseen.size());
+    const auto it = view.thread_counts.find(box.id);
+    threads = it == view.thread_counts.end() ? 0 : it->second.first;
+    unread_threads = it == view.thread_counts.end() ? 0 : it->second.second;
   }
   return {{"id", mailbox_id(box)},
           {"name", name},
@@ -390,24 +450,31 @@ json pick(const json& object, const std::vector<std::string>& props) {
 
 // RFC 8620 5.1 /get over a list of objects built on demand.
 template <typename Build>
-json standard_get(const Call& call, const std::string& state, const std::vector<std::string>& all_ids, int max_objects,
-                  Build build) {
+json standard_get(const Call& call, const std::string& state, const std::function<std::vector<std::string>()>& all_ids, int max_objects,
+                  Build build, const std::function<void(const std::vector<std::string>&)>& before = nullptr) {
   json list = json::array(), not_found = json::array();
   std::vector<std::string> ids;
   if (!call.args.contains("ids") || call.args["ids"].is_null()) {
-    if (all_ids.size() > static_cast<std::size_t>(max_objects))
+    ids = all_ids();  // only when asked for all
+    if (ids.size() > static_cast<std::size_t>(max_objects))
       throw MethodError("requestTooLarge", "more than maxObjectsInGet: ask for ids");
-    ids = all_ids;
   } else {
     ids = ids_argument(call.args, "ids", max_objects);
     for (auto& id : ids) id = resolve_id(call, id);
   }
+  if (before) before(ids);  // what the objects need, read for all of them at once
   for (const auto& id : ids) {
     auto object = build(id);
     if (object.is_null()) not_found.push_back(id);
     else list.push_back(std::move(object));
   }
-  return {{"accountId", call.account_id}, {"state", state}, {"list", list}, {"notFound", not_found}};
+  // Moved in, not copied (an initializer list would copy every object).
+  json out = json::object();
+  out["accountId"] = call.account_id;
+  out["state"] = state;
+  out["list"] = std::move(list);
+  out["notFound"] = std::move(not_found);
+  return out;
 }
 
 // RFC 8620 5.2 /changes. The store keeps no log of JMAP changes; instead every state this
@@ -469,7 +536,8 @@ std::string stated(JmapContext& c, const std::string& handle) {
   for (int attempt = 0;; ++attempt) {
     const auto state = mail_state(c, handle);
     if (snapshots().find(handle, state)) return state;
-    const View view(c, handle, true);
+    const auto shared_view = view_of(c, handle);
+    const View& view = *shared_view;
     auto snap = std::make_shared<Snapshot>();
     for (const auto& [id, e] : view.emails) {
       std::string what = std::to_string(e.flags) + "|" + e.keywords;
@@ -584,10 +652,14 @@ const std::vector<std::string> kMailboxProperties = {"id", "name", "parentId", "
 
 json mailbox_get(JmapContext& c, const Call& call) {
   const auto state = stated(c, call.handle);
-  const View view(c, call.handle, true);  // with the Emails, for the thread counts
+  const auto shared_view = view_of(c, call.handle);
+  const View& view = *shared_view;  // with the Emails, for the thread counts
   const auto props = properties(call.args, kMailboxProperties, kMailboxProperties);
-  std::vector<std::string> all;
-  for (const auto& b : view.boxes) all.push_back(mailbox_id(b));
+  auto all = [&] {
+    std::vector<std::string> ids;
+    for (const auto& b : view.boxes) ids.push_back(mailbox_id(b));
+    return ids;
+  };
   return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto* box = view.box(id);
     return box ? pick(mailbox_object(view, *box), props) : json(nullptr);
@@ -952,8 +1024,10 @@ std::size_t& body_value_budget() {
   return budget;
 }
 
+// row: what was summarized at delivery, when the store has it (then only preview and
+// bodyValues read the message); null: the message is read and parsed here.
 json email_object(JmapContext& c, const View::Email& e, const std::string& id, const std::vector<std::string>& props,
-                  const json& args) {
+                  const json& args, const SummaryRow* row = nullptr) {
   json out = {{"id", id}};
   auto wants = [&props](const char* p) { return std::find(props.begin(), props.end(), p) != props.end(); };
   if (wants("blobId")) out["blobId"] = "G" + e.blob;
@@ -973,39 +1047,81 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
     return std::find(kParsed.begin(), kParsed.end(), p) != kParsed.end() || p.starts_with("header:");
   });
   if (!parse) return out;
-  const std::string bytes = c.service->blobs().read(e.blob);
-  const auto summary = summarize_message(bytes);
-  const auto& env = summary.envelope;
+  const bool summarized = row && row->header && row->sent_date;
+  // What needs the body structure (else only the header and envelope are read).
+  static const std::vector<std::string> kStructural = {"bodyStructure", "textBody", "htmlBody", "attachments", "hasAttachment", "bodyValues"};
+  const bool structural = std::any_of(kStructural.begin(), kStructural.end(), [&](const std::string& p) { return wants(p.c_str()); });
+  std::string bytes;
+  if (!summarized || wants("preview") || wants("bodyValues")) bytes = c.service->blobs().read(e.blob);
+  json env, body_structure;
+  int64_t sent = 0;
+  std::string header;
+  if (summarized) {
+    env = parse_json(row->envelope);
+    if (structural) body_structure = parse_json(row->body_structure);
+    sent = *row->sent_date;
+    header = *row->header;
+  } else {
+    auto summary = summarize_message(bytes);
+    env = std::move(summary.envelope);
+    body_structure = std::move(summary.body_structure);
+    sent = summary.date;
+    header = bytes.substr(0, header_end(bytes));
+  }
   if (wants("messageId")) out["messageId"] = message_ids(env.value("message_id", json(nullptr)));
   if (wants("inReplyTo")) out["inReplyTo"] = message_ids(env.value("in_reply_to", json(nullptr)));
   if (wants("references")) {
-    const auto header = bytes.substr(0, header_end(bytes));
-    json refs = nullptr;
-    for (const auto& f : std::vector<std::string>{"\nReferences:", "\nreferences:"})
-      if (const auto at = ("\n" + header).find(f); at != std::string::npos) {
-        auto end = at + f.size() - 1;
-        std::string value;
-        for (; end < header.size(); ++end) {
-          if (header[end] == '\n' && (end + 1 >= header.size() || (header[end + 1] != ' ' && header[end + 1] != '\t'))) break;
-          value += header[end];
-        }
-        refs = message_ids(value);
-      }
-    out["references"] = refs;
+    const auto refs = imap::message_ids(field_of(header, "references"));
+    out["references"] = refs.empty() ? json(nullptr) : json(refs);
   }
   for (const auto& [prop, field] : std::vector<std::pair<const char*, const char*>>{
            {"sender", "sender"}, {"from", "from"}, {"to", "to"}, {"cc", "cc"}, {"bcc", "bcc"}, {"replyTo", "reply_to"}})
     if (wants(prop)) {
-      auto list = addresses(env.value(field, json::array()));
+      // IMAP's envelope fills Sender and Reply-To in from From; JMAP says what the message says.
+      const bool absent = (field == std::string_view("sender") || field == std::string_view("reply_to")) &&
+                          raw_fields(header, field == std::string_view("sender") ? "sender" : "reply-to").empty();
+      auto list = absent ? json::array() : addresses(env.value(field, json::array()));
       out[prop] = list.empty() ? json(nullptr) : list;
     }
   if (wants("subject")) out["subject"] = env.value("subject", json(nullptr));
-  if (wants("sentAt")) out["sentAt"] = summary.date ? json(utc_date(summary.date)) : json(nullptr);
-  if (wants("hasAttachment")) out["hasAttachment"] = summary.has_attachments;
+  if (wants("sentAt")) out["sentAt"] = sent ? json(utc_date(sent)) : json(nullptr);
   if (wants("preview")) out["preview"] = message_preview(bytes);
-  const json tree = structure(summary.body_structure, "", e.blob);
+  for (const auto& p : props) {
+    const auto h = header_property(p);
+    if (!h) continue;
+    const auto raws = raw_fields(header, h->name);
+    if (h->all) {
+      json list = json::array();
+      for (const auto& raw : raws) list.push_back(header_form(raw, h->form));
+      out[p] = list;
+    } else {
+      out[p] = raws.empty() ? json(nullptr) : header_form(raws.back(), h->form);  // the last one (RFC 8621 4.1.3)
+    }
+  }
+  if (wants("headers")) {
+    json headers = json::array();
+    std::size_t start = 0;
+    while (start < header.size()) {
+      auto end = header.find('\n', start);
+      while (end != std::string::npos && end + 1 < header.size() && (header[end + 1] == ' ' || header[end + 1] == '\t'))
+        end = header.find('\n', end + 1);
+      auto line = header.substr(start, (end == std::string::npos ? header.size() : end) - start);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const auto colon = line.find(':');
+      if (colon != std::string::npos && colon > 0 && is_valid_utf8(line.substr(0, colon)))
+        headers.push_back({{"name", line.substr(0, colon)}, {"value", header_form(line.substr(colon + 1), "asRaw")}});
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+    out["headers"] = headers;
+  }
+  if (!structural) return out;
+  const json tree = structure(body_structure, "", e.blob);
   json text = json::array(), html = json::array(), attachments = json::array();
   flatten(tree, "", text, html, attachments);
+  // RFC 8621 4.1.4: an attachment a client would offer, one not shown inline.
+  if (wants("hasAttachment"))
+    out["hasAttachment"] = std::any_of(attachments.begin(), attachments.end(), [](const json& a) { return a["disposition"] != "inline"; });
   if (wants("bodyStructure")) out["bodyStructure"] = tree;
   if (wants("textBody")) out["textBody"] = text;
   if (wants("htmlBody")) out["htmlBody"] = html;
@@ -1037,49 +1153,44 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
     }
     out["bodyValues"] = values;
   }
-  for (const auto& p : props) {
-    const auto h = header_property(p);
-    if (!h) continue;
-    const auto raws = raw_fields(std::string_view(bytes).substr(0, header_end(bytes)), h->name);
-    if (h->all) {
-      json list = json::array();
-      for (const auto& raw : raws) list.push_back(header_form(raw, h->form));
-      out[p] = list;
-    } else {
-      out[p] = raws.empty() ? json(nullptr) : header_form(raws.back(), h->form);  // the last one (RFC 8621 4.1.3)
-    }
-  }
-  if (wants("headers")) {
-    json headers = json::array();
-    const auto header = bytes.substr(0, header_end(bytes));
-    std::size_t start = 0;
-    while (start < header.size()) {
-      auto end = header.find('\n', start);
-      while (end != std::string::npos && end + 1 < header.size() && (header[end + 1] == ' ' || header[end + 1] == '\t'))
-        end = header.find('\n', end + 1);
-      const auto line = header.substr(start, (end == std::string::npos ? header.size() : end) - start);
-      const auto colon = line.find(':');
-      if (colon != std::string::npos && colon > 0)
-        headers.push_back({{"name", line.substr(0, colon)}, {"value", line.substr(colon + 1)}});
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
-    out["headers"] = headers;
-  }
   return out;
 }
 
 json email_get(JmapContext& c, const Call& call) {
   body_value_budget() = kMaxBodyValueBytes;
   const auto state = stated(c, call.handle);  // before the data: a change after it is a change since
-  const View view(c, call.handle, true);
+  const auto shared_view = view_of(c, call.handle);
+  const View& view = *shared_view;
   const auto props = properties(call.args, kEmailProperties, kEmailDefaults);
-  std::vector<std::string> all;
-  for (const auto& [id, _] : view.emails) all.push_back(id);
+  auto all = [&] {
+    std::vector<std::string> ids;
+    for (const auto& [id, _] : view.emails) ids.push_back(id);
+    return ids;
+  };
+  // What delivery summarized of the Emails asked for, a mailbox at a time, by blob.
+  std::map<std::string, SummaryRow> rows;
+  auto read_rows = [&](const std::vector<std::string>& ids) {
+    std::map<std::string, std::vector<int64_t>> uids;  // by mailbox
+    std::map<std::pair<std::string, int64_t>, std::string> blob_at;
+    for (const auto& id : ids)
+      if (const auto it = view.emails.find(id); it != view.emails.end()) {
+        uids[it->second.first_box].push_back(it->second.uid);
+        blob_at[{it->second.first_box, it->second.uid}] = it->second.blob;
+      }
+    for (auto& [box, list] : uids) {
+      std::sort(list.begin(), list.end());
+      for (auto& r : c.service->mailboxes().summary_rows(call.handle, box, list)) {
+        const auto blob = blob_at.find({box, r.uid});
+        if (blob != blob_at.end()) rows[blob->second] = std::move(r);
+      }
+    }
+  };
   return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto it = view.emails.find(id);
-    return it == view.emails.end() ? json(nullptr) : email_object(c, it->second, id, props, call.args);
-  });
+    if (it == view.emails.end()) return json(nullptr);
+    const auto row = rows.find(it->second.blob);
+    return email_object(c, it->second, id, props, call.args, row == rows.end() ? nullptr : &row->second);
+  }, read_rows);
 }
 
 json email_changes(JmapContext& c, const Call& call) { return standard_changes(c, call, "Email"); }
@@ -1118,7 +1229,8 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
   for (const auto& [key, value] : filter.items()) {
     bool ok = true;
     if (key == "inMailbox") {
-      ok = value.is_string() && std::any_of(e.mailboxes.begin(), e.mailboxes.end(), [&](int64_t b) { return value == "m" + std::to_string(b); });
+      const auto row = mailbox_row(value);
+      ok = row && std::find(e.mailboxes.begin(), e.mailboxes.end(), *row) != e.mailboxes.end();
     } else if (key == "inMailboxOtherThan") {
       if (!value.is_array()) throw MethodError("invalidArguments", "inMailboxOtherThan is an array");
       ok = std::any_of(e.mailboxes.begin(), e.mailboxes.end(), [&](int64_t b) {
@@ -1205,7 +1317,110 @@ void check_filter(const json& filter, int depth, int& conditions) {
 }
 
 // The ids of Email/query's filter, sort and collapseThreads, in order.
-std::vector<std::string> email_query_ids(JmapContext& c, const View& view, const Call& call) {
+std::vector<std::string> compute_email_query(JmapContext& c, const View& view, const Call& call, const json& filter,
+                                             const json& sort, bool collapse) {
+  std::map<std::string, MessageText> texts;
+  std::vector<std::pair<const std::string*, const View::Email*>> kept;
+  for (const auto& [id, e] : view.emails)
+    if (filter.is_null() || matches(c, view, e, filter, 0, texts)) kept.emplace_back(&id, &e);
+  std::vector<std::pair<std::string, bool>> order;  // property, ascending
+  for (const auto& s : sort) order.emplace_back(s["property"].get<std::string>(), s.value("isAscending", true));
+  // sentAt, from and to: the SORT keys the store keeps (RFC 5256), a mailbox at a time; a
+  // message stored before they were kept is read.
+  std::map<std::pair<std::string, int64_t>, SortRow> sort_rows;
+  if (std::any_of(order.begin(), order.end(), [](const auto& o) { return o.first == "sentAt" || o.first == "from" || o.first == "to"; }))
+    for (const auto& box : view.boxes)
+      for (auto& row : c.service->mailboxes().sort_rows(call.handle, box.name, 1, std::numeric_limits<int64_t>::max()))
+        sort_rows[{box.name, row.uid}] = std::move(row);
+  auto stored = [&](const View::Email& e) -> SortRow {
+    if (const auto it = sort_rows.find({e.first_box, e.uid}); it != sort_rows.end()) return it->second;
+    const auto bytes = c.service->blobs().read(e.blob);
+    const auto summary = summarize_message(bytes.substr(0, header_end(bytes)));
+    SortRow row;
+    row.sent_date = summary.date;
+    for (auto [field, out] : {std::pair{"from", &row.from_mailbox}, std::pair{"to", &row.to_mailbox}}) {
+      const auto list = addresses(summary.envelope.value(field, json::array()));
+      if (!list.empty()) *out = ascii_lower(list[0]["email"].get<std::string>());
+    }
+    return row;
+  };
+  // Each Email's keys, worked out once: a number or a text for each comparator.
+  struct Key {
+    int64_t number = 0;
+    std::string text;
+  };
+  const std::size_t width = order.size();
+  std::vector<Key> keys(kept.size() * width);
+  for (std::size_t i = 0; i < kept.size(); ++i) {
+    const auto& e = *kept[i].second;
+    std::optional<SortRow> row;
+    for (std::size_t n = 0; n < width; ++n) {
+      const auto& p = order[n].first;
+      auto& k = keys[i * width + n];
+      if (p == "receivedAt") k.number = e.received;
+      else if (p == "size") k.number = e.size;
+      else if (p == "subject") k.text = ascii_lower(e.subject);
+      else {
+        if (!row) row = stored(e);
+        if (p == "sentAt") k.number = row->sent_date;
+        else k.text = p == "from" ? row->from_mailbox : row->to_mailbox;
+      }
+    }
+  }
+  std::vector<std::size_t> index(kept.size());
+  for (std::size_t i = 0; i < index.size(); ++i) index[i] = i;
+  std::sort(index.begin(), index.end(), [&](std::size_t a, std::size_t b) {
+    for (std::size_t n = 0; n < width; ++n) {
+      const auto& ka = keys[a * width + n];
+      const auto& kb = keys[b * width + n];
+      const int c = ka.number != kb.number ? (ka.number < kb.number ? -1 : 1) : ka.text.compare(kb.text);
+      if (c != 0) return order[n].second ? c < 0 : c > 0;
+    }
+    return *kept[a].first < *kept[b].first;  // the same keys: by id, so pages are stable
+  });
+  // RFC 8621 4.4.3 collapseThreads: the first Email of each thread in this order.
+  std::set<std::string_view> seen_threads;
+  std::vector<std::string> all;
+  all.reserve(index.size());
+  for (const auto i : index)
+    if (!collapse || seen_threads.insert(kept[i].second->thread).second) all.push_back(*kept[i].first);
+  return all;
+}
+
+// A query's results for a View, kept while the View is the member's latest: a client paging
+// through a mailbox asks the same query again and again.
+class QueryCache {
+ public:
+  std::shared_ptr<const std::vector<std::string>> find(const View* view, const std::string& key) {
+    std::lock_guard lock(mutex_);
+    for (const auto& entry : entries_)
+      if (entry.view.lock().get() == view && entry.key == key) return entry.ids;
+    return nullptr;
+  }
+  void put(const std::shared_ptr<const View>& view, std::string key, std::shared_ptr<const std::vector<std::string>> ids) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(entries_, [](const Entry& e) { return e.view.expired(); });
+    if (entries_.size() >= 64) entries_.pop_front();
+    entries_.push_back({view, std::move(key), std::move(ids)});
+  }
+
+ private:
+  struct Entry {
+    std::weak_ptr<const View> view;
+    std::string key;
+    std::shared_ptr<const std::vector<std::string>> ids;
+  };
+  std::mutex mutex_;
+  std::deque<Entry> entries_;
+};
+
+QueryCache& query_cache() {
+  static QueryCache instance;
+  return instance;
+}
+
+std::shared_ptr<const std::vector<std::string>> email_query_ids(JmapContext& c, const std::shared_ptr<const View>& view,
+                                                                const Call& call) {
   const json filter = call.args.value("filter", json(nullptr));
   int conditions = 0;
   if (!filter.is_null()) check_filter(filter, 0, conditions);
@@ -1215,53 +1430,23 @@ std::vector<std::string> email_query_ids(JmapContext& c, const View& view, const
   if (!sort.is_array()) throw MethodError("invalidArguments", "sort is an array");
   for (const auto& s : sort)
     if (!s.is_object() || !s.contains("property") ||
-        std::find(std::begin(kSortable), std::end(kSortable), s["property"]) == std::end(kSortable))
+        std::find(std::begin(kSortable), std::end(kSortable), s["property"]) == std::end(kSortable) ||
+        (s.contains("isAscending") && !s["isAscending"].is_boolean()))
       throw MethodError("unsupportedSort", "Email/query sorts by receivedAt, sentAt, size, subject, from or to");
-  std::map<std::string, MessageText> texts;
-  std::vector<std::pair<std::string, const View::Email*>> kept;
-  for (const auto& [id, e] : view.emails)
-    if (filter.is_null() || matches(c, view, e, filter, 0, texts)) kept.emplace_back(id, &e);
-  // Sort keys that need the message are read once each.
-  std::map<std::string, MimeSummary> parsed;
-  auto summary = [&](const View::Email& e) -> const MimeSummary& {
-    auto it = parsed.find(e.blob);
-    if (it == parsed.end()) {
-      const auto bytes = c.service->blobs().read(e.blob);
-      it = parsed.emplace(e.blob, summarize_message(bytes.substr(0, header_end(bytes)))).first;
-    }
-    return it->second;
-  };
-  auto key = [&](const View::Email& e, const std::string& p) -> json {
-    if (p == "receivedAt") return e.received;
-    if (p == "size") return e.size;
-    if (p == "subject") return ascii_lower(e.subject);
-    if (p == "sentAt") return summary(e).date;
-    const auto list = addresses(summary(e).envelope.value(p == "from" ? "from" : "to", json::array()));
-    return list.empty() ? std::string() : ascii_lower(list[0]["email"].get<std::string>());
-  };
-  std::stable_sort(kept.begin(), kept.end(), [&](const auto& a, const auto& b) {
-    for (const auto& s : sort) {
-      const auto p = s["property"].get<std::string>();
-      const bool asc = s.value("isAscending", true);
-      const auto ka = key(*a.second, p), kb = key(*b.second, p);
-      if (ka != kb) return asc ? ka < kb : kb < ka;
-    }
-    return a.first < b.first;
-  });
-  // RFC 8621 4.4.3 collapseThreads: the first Email of each thread in this order.
   const json collapse = call.args.value("collapseThreads", json(false));
   if (!collapse.is_boolean() && !collapse.is_null()) throw MethodError("invalidArguments", "collapseThreads is a boolean");
-  std::set<std::string> seen_threads;
-  std::vector<std::string> all;
-  for (const auto& k : kept)
-    if (collapse != true || seen_threads.insert(k.second->thread).second) all.push_back(k.first);
-  return all;
+  const auto key = filter.dump() + "|" + sort.dump() + "|" + (collapse == true ? "1" : "0");
+  if (auto ids = query_cache().find(view.get(), key)) return ids;
+  auto ids = std::make_shared<const std::vector<std::string>>(compute_email_query(c, *view, call, filter, sort, collapse == true));
+  query_cache().put(view, key, ids);
+  return ids;
 }
 
 json email_query(JmapContext& c, const Call& call) {
   const auto state = stated(c, call.handle);  // before the data, as /get
-  const View view(c, call.handle, true);
-  const auto all = email_query_ids(c, view, call);
+  const auto shared_view = view_of(c, call.handle);
+  const auto found = email_query_ids(c, shared_view, call);
+  const auto& all = *found;
   auto [ids, position] = query_window(call, all);
   json out = {{"accountId", call.account_id}, {"queryState", state}, {"canCalculateChanges", true},
               {"position", position}, {"ids", ids}, {"collapseThreads", call.args.value("collapseThreads", json(false)) == true}};
@@ -1301,8 +1486,9 @@ json standard_query_changes(JmapContext& c, const Call& call, const std::string&
   const auto new_snap = snapshots().find(call.handle, now);
   if (!new_snap) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
   const bool mailbox = type == "Mailbox";
-  const View view(c, call.handle, !mailbox);
-  const auto all = mailbox ? mailbox_query_ids(view, call) : email_query_ids(c, view, call);
+  const auto shared_view = view_of(c, call.handle);
+  const View& view = *shared_view;
+  const auto all = mailbox ? mailbox_query_ids(view, call) : *email_query_ids(c, shared_view, call);
   std::set<std::string> changed;
   const auto& before = mailbox ? old_snap->mailboxes : old_snap->emails;
   const auto& after = mailbox ? new_snap->mailboxes : new_snap->emails;
@@ -1693,7 +1879,8 @@ json email_set(JmapContext& c, const Call& call) {
       not_created[creation] = e.error;
     }
   }
-  View view(c, call.handle, true);
+  const auto shared_view = view_of(c, call.handle);
+  const View& view = *shared_view;
   auto uid_in = [&](const MailboxInfo& box, const std::string& blob) { return store.find_blob(call.handle, box.name, blob); };
   auto key = [](const MailboxInfo& box) { return MailboxStore::key_of(box.id, box.uidvalidity); };
   // Every copy of the bytes in that mailbox (APPEND may have put the same message twice).
@@ -1911,7 +2098,8 @@ json search_snippet_get(JmapContext& c, const Call& call) {
     if (!any) return std::nullopt;
     return out + escape(std::string_view(text).substr(at));
   };
-  const View view(c, call.handle, true);
+  const auto shared_view = view_of(c, call.handle);
+  const View& view = *shared_view;
   json list = json::array(), not_found = json::array();
   for (const auto& id : ids) {
     const auto it = view.emails.find(id);
@@ -1943,9 +2131,13 @@ json search_snippet_get(JmapContext& c, const Call& call) {
 
 json thread_get(JmapContext& c, const Call& call) {
   const auto state = stated(c, call.handle);
-  const View view(c, call.handle, true);
-  std::vector<std::string> all;
-  for (const auto& [id, _] : view.threads) all.push_back(id);
+  const auto shared_view = view_of(c, call.handle);
+  const View& view = *shared_view;
+  auto all = [&] {
+    std::vector<std::string> ids;
+    for (const auto& [id, _] : view.threads) ids.push_back(id);
+    return ids;
+  };
   return standard_get(call, state, all, c.limits.max_objects_in_get, [&](const std::string& id) {
     const auto it = view.threads.find(id);
     return it == view.threads.end() ? json(nullptr) : json({{"id", id}, {"emailIds", it->second}});
@@ -1966,7 +2158,7 @@ json identity_get(JmapContext& c, const Call& call) {
         addresses_of_member.push_back(alias.address);
   std::vector<std::string> all;
   for (std::size_t i = 0; i < addresses_of_member.size(); ++i) all.push_back("i" + std::to_string(i));
-  return standard_get(call, sha256_hex(call.handle + ":" + std::to_string(addresses_of_member.size())).substr(0, 16), all,
+  return standard_get(call, sha256_hex(call.handle + ":" + std::to_string(addresses_of_member.size())).substr(0, 16), [&] { return all; },
                       c.limits.max_objects_in_get, [&](const std::string& id) {
                         const auto at = std::find(all.begin(), all.end(), id);
                         if (at == all.end()) return json(nullptr);
@@ -1987,9 +2179,11 @@ json mail_account_capabilities(const JmapLimits& limits) {
           {"mayCreateTopLevelMailbox", true}};
 }
 
-std::string mail_state(JmapContext& c, const std::string& handle) {
+std::string mail_state(JmapContext& c, const std::string& handle) { return mail_state_of(c.service->mailboxes().mailbox_heads(handle)); }
+
+std::string mail_state_of(const std::vector<MailboxInfo>& boxes) {
   std::string all;
-  for (const auto& b : c.service->mailboxes().mailboxes(handle))
+  for (const auto& b : boxes)
     all += std::to_string(b.id) + ":" + std::to_string(b.uidvalidity) + ":" + std::to_string(b.highest_modseq) + ":" +
            (b.subscribed ? "s:" : "u:") + b.name + "\n";
   return sha256_hex(all).substr(0, 24);

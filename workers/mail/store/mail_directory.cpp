@@ -32,6 +32,35 @@ constexpr sqlite::Migration kMigrations[] = {
         save_sent  INTEGER NOT NULL DEFAULT 1
       );
     )sql"},
+    {3, R"sql(
+      CREATE TABLE vacation (
+        handle     TEXT PRIMARY KEY,
+        enabled    INTEGER NOT NULL,
+        from_date  INTEGER,
+        to_date    INTEGER,
+        subject    TEXT,
+        text_body  TEXT,
+        html_body  TEXT
+      );
+      CREATE TABLE vacation_replies (
+        handle     TEXT NOT NULL,
+        sender     TEXT NOT NULL,
+        sent_at    INTEGER NOT NULL,
+        PRIMARY KEY (handle, sender)
+      );
+      CREATE TABLE submissions (
+        id          INTEGER PRIMARY KEY,
+        handle      TEXT NOT NULL,
+        identity_id TEXT NOT NULL,
+        email_id    TEXT NOT NULL,
+        thread_id   TEXT NOT NULL,
+        envelope    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        queue_id    INTEGER NOT NULL,
+        send_at     INTEGER NOT NULL
+      );
+      CREATE INDEX submissions_by_member ON submissions (handle, id);
+    )sql"},
 };
 
 std::vector<std::string> split_targets(const std::string& text) {
@@ -173,6 +202,109 @@ void MailDirectory::set_settings(const std::string& handle, const MemberMailSett
       .bind(1, handle)
       .bind(2, settings.save_sent ? 1 : 0)
       .run();
+}
+
+namespace {
+void bind_optional(sqlite::Statement& q, int index, const std::optional<int64_t>& value) {
+  if (value) q.bind(index, *value);
+  else q.bind_null(index);
+}
+void bind_optional(sqlite::Statement& q, int index, const std::optional<std::string>& value) {
+  if (value) q.bind(index, *value);
+  else q.bind_null(index);
+}
+}  // namespace
+
+VacationSettings MailDirectory::vacation(const std::string& handle) {
+  std::lock_guard lock(mutex_);
+  VacationSettings out;
+  auto& q = db_->prepare("SELECT enabled, from_date, to_date, subject, text_body, html_body FROM vacation WHERE handle = ?1");
+  q.bind(1, handle);
+  if (q.step()) {
+    out.enabled = q.column_int64(0) != 0;
+    if (!q.column_is_null(1)) out.from = q.column_int64(1);
+    if (!q.column_is_null(2)) out.to = q.column_int64(2);
+    out.subject = q.column_optional_text(3);
+    out.text = q.column_optional_text(4);
+    out.html = q.column_optional_text(5);
+  }
+  q.reset();
+  return out;
+}
+
+void MailDirectory::set_vacation(const std::string& handle, const VacationSettings& v) {
+  std::lock_guard lock(mutex_);
+  sqlite::Transaction t(*db_);
+  auto& q = db_->prepare("INSERT OR REPLACE INTO vacation (handle, enabled, from_date, to_date, subject, text_body, html_body)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  q.bind(1, handle).bind(2, v.enabled ? 1 : 0);
+  bind_optional(q, 3, v.from);
+  bind_optional(q, 4, v.to);
+  bind_optional(q, 5, v.subject);
+  bind_optional(q, 6, v.text);
+  bind_optional(q, 7, v.html);
+  q.run();
+  // A new absence answers everyone afresh.
+  db_->prepare("DELETE FROM vacation_replies WHERE handle = ?1").bind(1, handle).run();
+  t.commit();
+}
+
+bool MailDirectory::claim_vacation_reply(const std::string& handle, const std::string& sender, int64_t now, int64_t period_s) {
+  std::lock_guard lock(mutex_);
+  sqlite::Transaction t(*db_);
+  db_->prepare("DELETE FROM vacation_replies WHERE handle = ?1 AND sent_at <= ?2").bind(1, handle).bind(2, now - period_s).run();
+  auto& q = db_->prepare("SELECT 1 FROM vacation_replies WHERE handle = ?1 AND sender = ?2");
+  q.bind(1, handle).bind(2, ascii_lower(sender));
+  const bool replied = q.step();
+  q.reset();
+  if (replied) return false;
+  db_->prepare("INSERT INTO vacation_replies (handle, sender, sent_at) VALUES (?1, ?2, ?3)")
+      .bind(1, handle)
+      .bind(2, ascii_lower(sender))
+      .bind(3, now)
+      .run();
+  t.commit();
+  return true;
+}
+
+int64_t MailDirectory::add_submission(const EmailSubmissionRecord& r) {
+  std::lock_guard lock(mutex_);
+  db_->prepare("INSERT INTO submissions (handle, identity_id, email_id, thread_id, envelope, status, queue_id, send_at)"
+               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)")
+      .bind(1, r.handle)
+      .bind(2, r.identity_id)
+      .bind(3, r.email_id)
+      .bind(4, r.thread_id)
+      .bind(5, r.envelope)
+      .bind(6, r.status)
+      .bind(7, r.queue_id)
+      .bind(8, r.send_at)
+      .run();
+  return db_->last_insert_rowid();
+}
+
+std::vector<EmailSubmissionRecord> MailDirectory::submissions(const std::string& handle) {
+  std::lock_guard lock(mutex_);
+  auto& q = db_->prepare("SELECT id, identity_id, email_id, thread_id, envelope, status, queue_id, send_at FROM submissions"
+                         " WHERE handle = ?1 ORDER BY id");
+  q.bind(1, handle);
+  std::vector<EmailSubmissionRecord> out;
+  while (q.step())
+    out.push_back({q.column_int64(0), handle, q.column_text(1), q.column_text(2), q.column_text(3), q.column_text(4),
+                   q.column_text(5), q.column_int64(6), q.column_int64(7)});
+  q.reset();
+  return out;
+}
+
+void MailDirectory::set_submission_status(int64_t id, const std::string& status) {
+  std::lock_guard lock(mutex_);
+  db_->prepare("UPDATE submissions SET status = ?2 WHERE id = ?1").bind(1, id).bind(2, status).run();
+}
+
+bool MailDirectory::remove_submission(const std::string& handle, int64_t id) {
+  std::lock_guard lock(mutex_);
+  db_->prepare("DELETE FROM submissions WHERE handle = ?1 AND id = ?2").bind(1, handle).bind(2, id).run();
+  return db_->changes() > 0;
 }
 
 }  // namespace coop::mail

@@ -34,6 +34,22 @@ struct MemberMailSettings {
   bool save_sent = true;
 };
 
+// RFC 8621 8 VacationResponse: a member's auto-reply while away.
+struct VacationSettings {
+  bool enabled = false;
+  std::optional<int64_t> from, to;  // Unix seconds; none: from now on, until turned off
+  std::optional<std::string> subject, text, html;
+};
+
+// RFC 8621 7 EmailSubmission: one message a member sent over JMAP, and what became of it.
+struct EmailSubmissionRecord {
+  int64_t id = 0;
+  std::string handle, identity_id, email_id, thread_id;
+  std::string envelope;  // JSON {mailFrom, rcptTo}
+  std::string status;    // JSON: the deliveryStatus last seen, by address
+  int64_t queue_id = 0, send_at = 0;
+};
+
 class MailDirectory {
  public:
   explicit MailDirectory(const std::filesystem::path& file);
@@ -54,6 +70,17 @@ class MailDirectory {
 
   MemberMailSettings settings(const std::string& handle);
   void set_settings(const std::string& handle, const MemberMailSettings& settings);
+
+  VacationSettings vacation(const std::string& handle);
+  void set_vacation(const std::string& handle, const VacationSettings& settings);
+  // Whether an auto-reply to sender may go now (none in the last period_s seconds), recording
+  // it when so: once per sender per period (RFC 3834 2, RFC 5230 4.2), even across restarts.
+  bool claim_vacation_reply(const std::string& handle, const std::string& sender, int64_t now, int64_t period_s);
+
+  int64_t add_submission(const EmailSubmissionRecord& record);
+  std::vector<EmailSubmissionRecord> submissions(const std::string& handle);
+  void set_submission_status(int64_t id, const std::string& status);
+  bool remove_submission(const std::string& handle, int64_t id);
 
  private:
   std::mutex mutex_;

@@ -479,6 +479,20 @@ std::vector<MailboxInfo> MailboxStore::mailboxes(const std::string& handle) {
   return out;
 }
 
+std::vector<MailboxInfo> MailboxStore::mailbox_heads(const std::string& handle) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  auto& stmt = ix.db->prepare(
+      "SELECT b.name, b.special_use, b.uidvalidity, b.uidnext, b.highest_modseq, "
+      "EXISTS (SELECT 1 FROM subscriptions s WHERE s.name = b.name), b.id FROM mailboxes b ORDER BY b.id");
+  std::vector<MailboxInfo> out;
+  while (stmt.step())
+    out.push_back({stmt.column_text(0), stmt.column_text(1), stmt.column_int64(2), stmt.column_int64(3), stmt.column_int64(4),
+                   0, 0, 0, stmt.column_int64(5) != 0, 0, stmt.column_int64(6)});
+  stmt.reset();
+  return out;
+}
+
 std::vector<StoredMessage> MailboxStore::messages(const std::string& handle, const std::string& mailbox,
                                                   int64_t after_uid, int limit) {
   auto& ix = index(handle);
@@ -791,6 +805,42 @@ std::vector<std::pair<int64_t, std::string>> MailboxStore::headers(const std::st
   std::vector<std::pair<int64_t, std::string>> out;
   while (stmt.step()) out.emplace_back(stmt.column_int64(0), stmt.column_text(1));
   stmt.reset();
+  return out;
+}
+
+std::vector<SummaryRow> MailboxStore::summary_rows(const std::string& handle, const std::string& mailbox,
+                                                  const std::vector<int64_t>& uids) {
+  std::vector<SummaryRow> out;
+  if (uids.empty()) return out;
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  const auto id = ix.mailbox_id(mailbox);
+  constexpr const char* kColumns =
+      "SELECT s.uid, s.envelope, s.body_structure, h.header, k.sent_date FROM summaries s "
+      "LEFT JOIN headers h ON h.mailbox_id = s.mailbox_id AND h.uid = s.uid "
+      "LEFT JOIN sort_keys k ON k.mailbox_id = s.mailbox_id AND k.uid = s.uid ";
+  auto row = [](sqlite::Statement& q) {
+    SummaryRow r{q.column_int64(0), q.column_text(1), q.column_text(2), std::nullopt, std::nullopt};
+    if (!q.column_is_null(3)) r.header = q.column_text(3);
+    if (!q.column_is_null(4)) r.sent_date = q.column_int64(4);
+    return r;
+  };
+  out.reserve(uids.size());
+  // One range scan when the UIDs are close together (a page of a mailbox), else one lookup each.
+  if (uids.back() - uids.front() < static_cast<int64_t>(uids.size()) * 4) {
+    auto& q = ix.db->prepare(std::string(kColumns) + "WHERE s.mailbox_id = ?1 AND s.uid BETWEEN ?2 AND ?3 ORDER BY s.uid");
+    q.bind(1, id).bind(2, uids.front()).bind(3, uids.back());
+    while (q.step())
+      if (std::binary_search(uids.begin(), uids.end(), q.column_int64(0))) out.push_back(row(q));
+    q.reset();
+    return out;
+  }
+  auto& q = ix.db->prepare(std::string(kColumns) + "WHERE s.mailbox_id = ?1 AND s.uid = ?2");
+  for (const auto uid : uids) {
+    q.bind(1, id).bind(2, uid);
+    if (q.step()) out.push_back(row(q));
+    q.reset();
+  }
   return out;
 }
 

@@ -88,6 +88,14 @@ struct EnvelopeText {
   std::string imap, json;
 };
 
+// What was summarized of a message at delivery, for JMAP's Email/get without the file.
+struct SummaryRow {
+  int64_t uid = 0;
+  std::string envelope, body_structure;  // JSON, as mime_summary wrote them
+  std::optional<std::string> header;     // the header section; none for messages stored before it was kept
+  std::optional<int64_t> sent_date;      // the Date field's time (0: none); none as for header
+};
+
 inline constexpr std::size_t kMaxKeywords = 64;  // on one message
 
 class MailboxStore {
@@ -108,6 +116,9 @@ class MailboxStore {
   std::optional<int64_t> find_blob(const std::string& handle, const std::string& mailbox, const std::string& blob);
   int64_t usage(const std::string& handle);
   std::vector<MailboxInfo> mailboxes(const std::string& handle);
+  // The same without the counts (messages, unseen, size, recent stay 0): no scan of the
+  // messages, for what changes with every change (HIGHESTMODSEQ, UIDVALIDITY, names).
+  std::vector<MailboxInfo> mailbox_heads(const std::string& handle);
   // In UID order; after_uid and limit page through big mailboxes.
   std::vector<StoredMessage> messages(const std::string& handle, const std::string& mailbox, int64_t after_uid,
                                       int limit);
@@ -169,6 +180,8 @@ class MailboxStore {
   // before headers were kept are left out (read the file).
   std::vector<std::pair<int64_t, std::string>> headers(const std::string& handle, const std::string& mailbox, int64_t first,
                                                        int64_t last);
+  // The summaries of these UIDs (ascending) in one read; missing UIDs are left out.
+  std::vector<SummaryRow> summary_rows(const std::string& handle, const std::string& mailbox, const std::vector<int64_t>& uids);
   // IMAP: a message's ENVELOPE and BODYSTRUCTURE JSON, as summarized at delivery.
   std::pair<std::string, std::string> summaries(const std::string& handle, const std::string& mailbox, int64_t uid);
   enum class FlagChange { add, remove, replace };
