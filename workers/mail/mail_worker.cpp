@@ -171,6 +171,8 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
       context.service = service_.get();
       context.spam = spam_.get();
       context.outbound = outbound_.get();
+      context.limits.max_recipients = smtp_->limits.max_recipients;
+      context.limits.max_message_bytes = smtp_->limits.max_message_bytes;
       context.runner = runtime.blocking_runner();
       context.scheme = listener.scheme == "https" ? "https" : "http";
       context.io = &runtime.io();

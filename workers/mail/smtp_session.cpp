@@ -775,13 +775,17 @@ class Session : public std::enable_shared_from_this<Session> {
       answer = "451 4.3.0 Local error in processing, message not accepted";
       spdlog::error("smtp {}: delivery failed: {}", message_id_, e.what());
     }
+    // The envelope, read before the answer lets the client start its next transaction.
+    const auto envelope_sender = sender_;
+    const auto addresses = recipient_addresses_;
     answer_later(answer);
     // After the answer: invitations and replies by mail reach the calendars (RFC 6047), and
     // only when DMARC vouches for the From: address they claim to come from.
     if (!in_inbox.empty() && settings_->home)
       forward_calendar_mail(*settings_->home, message, in_inbox, d.result == "pass");
+    // Vacation responses (RFC 3834), to the envelope sender.
     if (!in_inbox.empty() && settings_->vacation)
-      settings_->vacation->after_delivery(message, sender_, recipient_addresses_, in_inbox, static_cast<int64_t>(::time(nullptr)));
+      settings_->vacation->after_delivery(message, envelope_sender, addresses, in_inbox, static_cast<int64_t>(::time(nullptr)));
   }
 
   // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.

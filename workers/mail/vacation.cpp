@@ -79,7 +79,10 @@ void Vacation::after_delivery(std::string_view message, const std::string& envel
     try {
       // The address must reach exactly one member, whose copy went to INBOX.
       const auto check = service_.check_recipient(address, 0);
-      if (!check.accepted || check.recipients.size() != 1) continue;
+      if (!check.accepted || check.recipients.size() != 1) {
+        spdlog::debug("vacation: {} does not reach one member", address);
+        continue;
+      }
       const auto& handle = check.recipients.front().handle;
       if (std::none_of(in_inbox.begin(), in_inbox.end(), [&](const Recipient& r) { return r.handle == handle; })) continue;
       const auto v = service_.directory().vacation(handle);

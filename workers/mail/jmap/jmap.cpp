@@ -289,10 +289,12 @@ class Jmap {
                  {"maxObjectsInGet", l.max_objects_in_get},
                  {"maxObjectsInSet", l.max_objects_in_set},
                  {"collationAlgorithms", {"i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"}}};
-    return {{"capabilities", {{kCore, core}, {kMail, json::object()}}},
+    return {{"capabilities", {{kCore, core}, {kMail, json::object()}, {kSubmission, json::object()}, {kVacation, json::object()}}},
             {"accounts", {{account, {{"name", handle}, {"isPersonal", true}, {"isReadOnly", false},
-                                     {"accountCapabilities", {{kMail, mail_account_capabilities(l)}}}}}}},
-            {"primaryAccounts", {{kMail, account}}},
+                                     {"accountCapabilities", {{kMail, mail_account_capabilities(l)},
+                                                              {kSubmission, submission_account_capabilities()},
+                                                              {kVacation, json::object()}}}}}}},
+            {"primaryAccounts", {{kMail, account}, {kSubmission, account}, {kVacation, account}}},
             {"username", handle},
             {"apiUrl", base + "/jmap/api/"},
             {"downloadUrl", base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}"},
@@ -317,7 +319,8 @@ class Jmap {
     for (const auto& c : request["using"]) {
       if (!c.is_string()) return problem("notRequest", 400, "\"using\" holds capability names");
       const auto name = c.get<std::string>();
-      if (name != kCore && name != kMail) return problem("unknownCapability", 400, "this server does not support " + name);
+      if (name != kCore && name != kMail && name != kSubmission && name != kVacation)
+        return problem("unknownCapability", 400, "this server does not support " + name);
       capabilities.insert(name);
     }
     const auto& calls = request["methodCalls"];
@@ -337,10 +340,15 @@ class Jmap {
       try {
         const json args = resolve_references(call[1], responses);
         json response = json::array();  // built by moves: a big result is not copied
+        std::vector<json> implicit;
         response.push_back(name);
-        response.push_back(run(name, args, capabilities, who, created_ids));
+        response.push_back(run(name, args, capabilities, who, created_ids, implicit));
         response.push_back(id);
         responses.push_back(std::move(response));
+        for (auto& extra : implicit) {
+          extra.push_back(id);
+          responses.push_back(std::move(extra));
+        }
       } catch (const MethodError& e) {
         json error = {{"type", e.type}};
         if (*e.what()) error["description"] = e.what();
@@ -393,22 +401,26 @@ class Jmap {
   }
 
   json run(const std::string& name, const json& args, const std::set<std::string>& capabilities, const auth::VerifiedMember& who,
-           json& created_ids) {
+           json& created_ids, std::vector<json>& implicit) {
     const auto& handle = who.handle;
     if (name == "Core/echo") {
       if (!capabilities.count(kCore)) throw MethodError("unknownMethod", "Core/echo needs " + std::string(kCore) + " in using");
       return args;
     }
-    const auto& methods = mail_methods();
-    const auto it = methods.find(name);
-    if (it == methods.end() || !capabilities.count(it->second.capability))
-      throw MethodError("unknownMethod", it == methods.end() ? "no method " + name
-                                                             : name + " needs " + it->second.capability + " in using");
+    const auto* methods = &mail_methods();
+    auto it = methods->find(name);
+    if (it == methods->end()) {
+      methods = &submission_methods();
+      it = methods->find(name);
+    }
+    if (it == methods->end() || !capabilities.count(it->second.capability))
+      throw MethodError("unknownMethod", it == methods->end() ? "no method " + name
+                                                              : name + " needs " + it->second.capability + " in using");
     const auto account = account_id(handle);
     if (!args.contains("accountId") || !args["accountId"].is_string())
       throw MethodError("invalidArguments", "accountId is required");
     if (args["accountId"] != account) throw MethodError("accountNotFound", "");
-    return it->second.run(context_, Call{handle, account, args, who.name, who.emails, created_ids});
+    return it->second.run(context_, Call{handle, account, args, who.name, who.emails, created_ids, implicit});
   }
 
   // RFC 8620 2: the session's own state changes only with the session object (its account

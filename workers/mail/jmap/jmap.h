@@ -37,6 +37,10 @@ struct JmapLimits {
   int max_calls_in_request = 64;
   int max_objects_in_get = 1000;
   int max_objects_in_set = 500;
+  // EmailSubmission: what submission over SMTP allows ([workers.mail] max_recipients and
+  // max_message_bytes).
+  std::size_t max_recipients = 100;
+  uint64_t max_message_bytes = 50 << 20;
 };
 
 struct JmapContext {

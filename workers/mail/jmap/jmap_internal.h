@@ -22,6 +22,8 @@ using nlohmann::json;
 
 inline constexpr const char kCore[] = "urn:ietf:params:jmap:core";
 inline constexpr const char kMail[] = "urn:ietf:params:jmap:mail";
+inline constexpr const char kSubmission[] = "urn:ietf:params:jmap:submission";
+inline constexpr const char kVacation[] = "urn:ietf:params:jmap:vacationresponse";
 
 // A method-level error (RFC 8620 3.6.2): the call answers ["error", {"type", ...}, id].
 struct MethodError : std::runtime_error {
@@ -41,6 +43,9 @@ struct Call {
   // RFC 8620 5.3: creation id -> id of what this request's /set calls created so far, for
   // "#creationId" references in later arguments (and in the same call's later creations).
   json& created_ids;
+  // Responses a method adds after its own, with the same method call id: RFC 8621 7.5's
+  // implicit Email/set of EmailSubmission/set. Each is [name, arguments].
+  std::vector<json>& implicit;
 };
 
 // An Id argument that may be "#creationId" (RFC 8620 5.3): what it refers to, or the text as
@@ -58,14 +63,21 @@ struct Method {
   json (*run)(JmapContext& context, const Call& call);
 };
 
-// RFC 8621's methods by name ("Mailbox/get" ...).
+// RFC 8621's methods by name ("Mailbox/get" ...): Mailbox, Thread, Email, SearchSnippet
+// (jmap_mail.cpp), and Identity, EmailSubmission, VacationResponse (jmap_submission.cpp).
 const std::map<std::string, Method>& mail_methods();
+const std::map<std::string, Method>& submission_methods();
+
+// RFC 3339 "2026-12-01T10:00:00Z" or, unless utc_only (UTCDate, RFC 8620 1.4), with an
+// offset "+01:00" (Date), as Unix seconds; nullopt when it is not one.
+std::optional<int64_t> parse_date(const json& value, bool utc_only = false);
 
 // The member's account id: stable, and made only of the characters RFC 8620 1.2 allows.
 std::string account_id(const std::string& handle);
 
 // The mail account's capabilities in the session (RFC 8621 1.3.1).
 json mail_account_capabilities(const JmapLimits& limits);
+json submission_account_capabilities();
 
 // The blobs each member uploaded (RFC 8620 6.1), until the worker restarts; with the
 // messages in their mailboxes, the only blobs they may read, import or parse.

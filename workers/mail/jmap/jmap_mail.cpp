@@ -31,6 +31,30 @@
 
 namespace coop::mail::jmap {
 
+// RFC 3339 "2026-12-01T10:00:00Z" or, unless utc_only (UTCDate, RFC 8620 1.4), with an
+// offset "+01:00" (Date), as Unix seconds; nullopt when it is not one.
+std::optional<int64_t> parse_date(const json& value, bool utc_only) {
+  if (!value.is_string()) return std::nullopt;
+  const auto text = value.get<std::string>();
+  struct tm tm {};
+  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!end) return std::nullopt;
+  if (*end == '.') {
+    ++end;
+    if (!std::isdigit(static_cast<unsigned char>(*end))) return std::nullopt;
+    while (std::isdigit(static_cast<unsigned char>(*end))) ++end;
+  }
+  const std::string_view zone(end);
+  const auto seconds = static_cast<int64_t>(timegm(&tm));
+  if (zone == "Z") return seconds;
+  if (utc_only || zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':' ||
+      !std::isdigit(static_cast<unsigned char>(zone[1])) || !std::isdigit(static_cast<unsigned char>(zone[2])) ||
+      !std::isdigit(static_cast<unsigned char>(zone[4])) || !std::isdigit(static_cast<unsigned char>(zone[5])))
+    return std::nullopt;
+  const int offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[4] - '0') * 10 + (zone[5] - '0')) * 60;
+  return zone[0] == '+' ? seconds - offset : seconds + offset;
+}
+
 namespace {
 
 constexpr const char* kSortable[] = {"receivedAt", "sentAt", "size", "subject", "from", "to"};
@@ -71,30 +95,6 @@ json keywords_of(unsigned flags, const std::string& keywords) {
 
 // UTCDate (RFC 8620 1.4): coop's one RFC 3339 writer.
 std::string utc_date(int64_t seconds) { return http::iso8601(seconds); }
-
-// RFC 3339 "2026-12-01T10:00:00Z" or, unless utc_only (UTCDate, RFC 8620 1.4), with an
-// offset "+01:00" (Date), as Unix seconds; nullopt when it is not one.
-std::optional<int64_t> parse_date(const json& value, bool utc_only = false) {
-  if (!value.is_string()) return std::nullopt;
-  const auto text = value.get<std::string>();
-  struct tm tm {};
-  const char* end = strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (!end) return std::nullopt;
-  if (*end == '.') {
-    ++end;
-    if (!std::isdigit(static_cast<unsigned char>(*end))) return std::nullopt;
-    while (std::isdigit(static_cast<unsigned char>(*end))) ++end;
-  }
-  const std::string_view zone(end);
-  const auto seconds = static_cast<int64_t>(timegm(&tm));
-  if (zone == "Z") return seconds;
-  if (utc_only || zone.size() != 6 || (zone[0] != '+' && zone[0] != '-') || zone[3] != ':' ||
-      !std::isdigit(static_cast<unsigned char>(zone[1])) || !std::isdigit(static_cast<unsigned char>(zone[2])) ||
-      !std::isdigit(static_cast<unsigned char>(zone[4])) || !std::isdigit(static_cast<unsigned char>(zone[5])))
-    return std::nullopt;
-  const int offset = ((zone[1] - '0') * 10 + (zone[2] - '0')) * 3600 + ((zone[4] - '0') * 10 + (zone[5] - '0')) * 60;
-  return zone[0] == '+' ? seconds - offset : seconds + offset;
-}
 
 std::optional<int64_t> parse_utc_date(const json& value) { return parse_date(value, true); }
 
@@ -770,6 +770,9 @@ SetArguments set_arguments(JmapContext& c, const Call& call) {
   a.create = call.args.value("create", json::object());
   a.update = call.args.value("update", json::object());
   a.destroy = call.args.value("destroy", json::array());
+  if (a.create.is_null()) a.create = json::object();  // RFC 8620 5.3: each may be null
+  if (a.update.is_null()) a.update = json::object();
+  if (a.destroy.is_null()) a.destroy = json::array();
   if (!a.create.is_object() || !a.update.is_object() || !a.destroy.is_array())
     throw MethodError("invalidArguments", "create and update are objects, destroy an array");
   if (a.create.size() + a.update.size() + a.destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
@@ -2146,28 +2149,6 @@ json thread_get(JmapContext& c, const Call& call) {
 
 json thread_changes(JmapContext& c, const Call& call) { return standard_changes(c, call, "Thread"); }
 
-// ---- Identity (RFC 8621 6): the member's addresses --------------------------------------
-
-json identity_get(JmapContext& c, const Call& call) {
-  // The registry's addresses, then every alias that reaches the member.
-  std::vector<std::string> addresses_of_member = call.emails;
-  for (const auto& alias : c.service->directory().aliases())
-    for (const auto& target : alias.targets)
-      if ((target == call.handle || std::find(call.emails.begin(), call.emails.end(), target) != call.emails.end()) &&
-          std::find(addresses_of_member.begin(), addresses_of_member.end(), alias.address) == addresses_of_member.end())
-        addresses_of_member.push_back(alias.address);
-  std::vector<std::string> all;
-  for (std::size_t i = 0; i < addresses_of_member.size(); ++i) all.push_back("i" + std::to_string(i));
-  return standard_get(call, sha256_hex(call.handle + ":" + std::to_string(addresses_of_member.size())).substr(0, 16), [&] { return all; },
-                      c.limits.max_objects_in_get, [&](const std::string& id) {
-                        const auto at = std::find(all.begin(), all.end(), id);
-                        if (at == all.end()) return json(nullptr);
-                        return json({{"id", id}, {"name", call.name.empty() ? call.handle : call.name}, {"email", addresses_of_member[static_cast<std::size_t>(at - all.begin())]},
-                                     {"replyTo", nullptr}, {"bcc", nullptr}, {"textSignature", ""}, {"htmlSignature", ""},
-                                     {"mayDelete", false}});
-                      });
-}
-
 }  // namespace
 
 json mail_account_capabilities(const JmapLimits& limits) {
@@ -2199,7 +2180,6 @@ const std::map<std::string, Method>& mail_methods() {
       {"Mailbox/set", {kMail, mailbox_set}},     {"Email/parse", {kMail, email_parse}},
       {"SearchSnippet/get", {kMail, search_snippet_get}},
       {"Thread/get", {kMail, thread_get}},       {"Thread/changes", {kMail, thread_changes}},
-      {"Identity/get", {kMail, identity_get}},
   };
   return methods;
 }

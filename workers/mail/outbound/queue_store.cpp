@@ -41,7 +41,22 @@ constexpr sqlite::Migration kMigrations[] = {
       CREATE INDEX recipients_due ON recipients(state, next_attempt_ms);
       CREATE INDEX recipients_message ON recipients(message_id);
     )sql"},
+    {2, R"sql(
+      CREATE TABLE finished (
+        message_id  INTEGER NOT NULL,
+        address     TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        last_error  TEXT NOT NULL,
+        remote      TEXT NOT NULL,
+        finished_ms INTEGER NOT NULL
+      );
+      CREATE INDEX finished_message ON finished(message_id);
+      CREATE INDEX finished_age ON finished(finished_ms);
+    )sql"},
 };
+
+// How long what became of a message is kept after it left the queue (JMAP's deliveryStatus).
+constexpr int64_t kFinishedKeptMs = 30LL * 24 * 3600 * 1000;
 
 constexpr const char* kRecipientColumns =
     "id, message_id, address, domain, state, attempts, next_attempt_ms, last_error, remote, delay_notified";
@@ -75,7 +90,11 @@ QueueStore::QueueStore(const std::filesystem::path& file) : db_(sqlite::Database
 QueueStore::~QueueStore() = default;
 
 int64_t QueueStore::insert(const OutboundMessage& m, const std::vector<std::string>& recipients, int64_t now_ms) {
-  db_->prepare("INSERT INTO messages (blob, size, sender, handle, created_ms, smtputf8) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+  // Ids are never used twice, not even after the queue emptied: what became of a message
+  // (finished) is found by its id.
+  db_->prepare("INSERT INTO messages (id, blob, size, sender, handle, created_ms, smtputf8) VALUES ("
+               "(SELECT max(n) + 1 FROM (SELECT coalesce(max(id), 0) AS n FROM messages"
+               " UNION ALL SELECT coalesce(max(message_id), 0) FROM finished)), ?1, ?2, ?3, ?4, ?5, ?6)")
       .bind(1, m.blob)
       .bind(2, m.size)
       .bind(3, m.sender)
@@ -164,7 +183,35 @@ void QueueStore::remove_finished(int64_t message_id) {
   q.bind(1, message_id);
   const bool done = q.step() && q.column_int64(0) == 0;
   q.reset();
-  if (done) db_->prepare("DELETE FROM messages WHERE id = ?1").bind(1, message_id).run();
+  if (!done) return;
+  // What became of each recipient outlives the message, for a while.
+  const auto now = queue_clock_ms();
+  db_->prepare("INSERT INTO finished (message_id, address, state, last_error, remote, finished_ms)"
+               " SELECT message_id, address, state, last_error, remote, ?2 FROM recipients WHERE message_id = ?1")
+      .bind(1, message_id)
+      .bind(2, now)
+      .run();
+  db_->prepare("DELETE FROM finished WHERE finished_ms < ?1").bind(1, now - kFinishedKeptMs).run();
+  db_->prepare("DELETE FROM messages WHERE id = ?1").bind(1, message_id).run();
+}
+
+std::vector<OutboundRecipient> QueueStore::outcome(int64_t message_id) {
+  std::lock_guard lock(mutex_);
+  if (message_row(message_id).id != 0) return recipients_of(message_id);
+  auto& q = db_->prepare("SELECT address, state, last_error, remote FROM finished WHERE message_id = ?1 ORDER BY rowid");
+  q.bind(1, message_id);
+  std::vector<OutboundRecipient> out;
+  while (q.step()) {
+    OutboundRecipient r;
+    r.message_id = message_id;
+    r.address = q.column_text(0);
+    r.state = q.column_text(1);
+    r.last_error = q.column_text(2);
+    r.remote = q.column_text(3);
+    out.push_back(std::move(r));
+  }
+  q.reset();
+  return out;
 }
 
 void QueueStore::record(const std::vector<DeliveryOutcome>& outcomes,

@@ -79,6 +79,9 @@ class QueueStore {
 
   std::vector<std::pair<OutboundMessage, std::vector<OutboundRecipient>>> list();
   std::optional<std::pair<OutboundMessage, std::vector<OutboundRecipient>>> find(int64_t id);
+  // Each recipient of a message in the queue, or of one that left it in the last 30 days
+  // (delivered or failed); empty when neither.
+  std::vector<OutboundRecipient> outcome(int64_t message_id);
   // Every queued recipient of the message is due now; false when there is no such message.
   bool retry(int64_t id, int64_t now_ms);
   bool remove(int64_t id);
