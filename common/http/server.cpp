@@ -199,7 +199,26 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
       respond(std::move(refusal), false);
       return;
     }
+    // RFC 6455 4.2.2: the subprotocol, when the endpoint has one, must be among the client's.
+    if (!handlers.subprotocol.empty()) {
+      const auto offered = message[bhttp::field::sec_websocket_protocol];
+      bool found = false;
+      for (std::size_t start = 0; start <= offered.size();) {
+        auto comma = offered.find(',', start);
+        if (comma == beast::string_view::npos) comma = offered.size();
+        auto token = offered.substr(start, comma - start);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+        found = found || std::string_view(token.data(), token.size()) == handlers.subprotocol;
+        start = comma + 1;
+      }
+      if (!found) {
+        respond(router_.error(400, errc::kBadRequest, "this endpoint speaks the " + handlers.subprotocol + " subprotocol"), false);
+        return;
+      }
+    }
     auto reply = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::switching_protocols, 11);
+    if (!handlers.subprotocol.empty()) reply->set(bhttp::field::sec_websocket_protocol, handlers.subprotocol);
     reply->set(bhttp::field::server, "coop");
     reply->set(bhttp::field::upgrade, "websocket");
     reply->set(bhttp::field::connection, "Upgrade");
@@ -568,7 +587,18 @@ class Session : public std::enable_shared_from_this<Session<Protocol, Tls>> {
     }
     if (beast::websocket::is_upgrade(message)) {
       if (const auto* handlers = router_.websocket(request.path)) {
-        upgrade(message, *handlers, std::move(request));
+        if (!handlers->admit) return upgrade(message, *handlers, std::move(request));
+        // Admission (credentials) may take a while: the handshake waits for its answer.
+        lowest().expires_never();
+        evictable(false);
+        auto held = std::make_shared<bhttp::request<bhttp::string_body>>(std::move(message));
+        auto head = std::make_shared<Request>(std::move(request));
+        handlers->admit(*head, [self = this->shared_from_this(), held, head, handlers](std::optional<Response> refusal) {
+          net::post(self->lowest().get_executor(), [self, held, head, handlers, refusal = std::move(refusal)]() mutable {
+            if (refusal) self->respond(std::move(*refusal), false);
+            else self->upgrade(*held, *handlers, std::move(*head));
+          });
+        });
         return;
       }
     }

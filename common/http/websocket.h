@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/http/message.h"
@@ -38,6 +39,12 @@ struct WebSocketHandlers {
   std::function<void(const std::shared_ptr<WebSocket>&)> on_close;
   std::size_t max_message_bytes = 1 << 20;
   std::size_t max_queued_bytes = 16 << 20;
+  // RFC 6455 1.9: a subprotocol the client must ask for in Sec-WebSocket-Protocol (400
+  // otherwise), and the server names in its answer; empty: none.
+  std::string subprotocol;
+  // Before the handshake, from any thread: answer nullopt to upgrade or a response that
+  // refuses (401 for missing credentials). Empty: every upgrade is admitted.
+  std::function<void(const Request&, std::function<void(std::optional<Response>)>)> admit;
 };
 
 }  // namespace coop::http

@@ -411,6 +411,36 @@ def test_push_over_eventsource():
         assert done.wait(30), "the stream outlived the worker"
 
 
+def test_requests_and_push_over_websocket():
+    """RFC 8887 with the ws package: the handshake's rules, requests, errors and push."""
+    with Shard(BIN) as shard:
+        urls = start(shard)
+        j = Jmap(urls)
+        node = subprocess.Popen(["node", os.path.join(CLIENTS, "jmap_ws.mjs"), urls["jmap"] + "/.well-known/jmap", "alice", STRONG],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            line = node.stdout.readline()
+            assert line.strip() == "ready", (line, node.stderr.read() if node.poll() is not None else "")
+            deliver(urls, "Over the socket", "Pushed down the WebSocket.")
+            out, err = node.communicate(timeout=60)
+        finally:
+            if node.poll() is None:
+                node.kill()
+        assert node.returncode == 0, err
+        got = json.loads(out)
+        assert got["noCredentials"] == 401 and got["noSubprotocol"] == 400 and got["protocol"] == "jmap"
+        assert got["url"] == urls["jmap"].replace("http://", "ws://") + "/jmap/ws" and got["supportsPush"] is True
+        r = got["response"]
+        assert r["@type"] == "Response" and [m[0] for m in r["methodResponses"]] == ["Mailbox/get", "Core/echo"]
+        assert r["methodResponses"][1][1] == {"hello": True} and "sessionState" in r
+        assert got["notJson"]["type"] == "urn:ietf:params:jmap:error:notJSON" and "requestId" not in got["notJson"]
+        assert got["unknownCapability"]["type"] == "urn:ietf:params:jmap:error:unknownCapability"
+        assert got["unknownCapability"]["requestId"] == "r2" and got["unknownType"]["requestId"] == "r3"
+        change = got["change"]
+        assert set(change["changed"][j.account]) == {"Email", "Mailbox"}
+        assert change["pushState"] == change["changed"][j.account]["Email"] == j.one("Email/get", {"ids": []})["state"]
+
+
 if __name__ == "__main__":
     run_tests([test_session_requests_errors_and_limits, test_mail_with_jmap_jam_and_imap_on_the_same_store,
-               test_push_over_eventsource])
+               test_push_over_eventsource, test_requests_and_push_over_websocket])

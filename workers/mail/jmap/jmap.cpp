@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <utility>
 
 #include "common/auth/basic_auth.h"
 #include "common/blob_store.h"
@@ -33,12 +34,34 @@ using namespace jmap;
 
 namespace {
 
-http::Response problem(const std::string& type, int status, const std::string& detail, json extra = json::object()) {
+// RFC 8620 3.6.1: a request-level problem as an RFC 7807 object.
+json problem_body(const std::string& type, int status, const std::string& detail, json extra = json::object()) {
   json body = {{"type", "urn:ietf:params:jmap:error:" + type}, {"status", status}, {"detail", detail}};
   body.update(extra);
+  return body;
+}
+
+http::Response problem_response(json body) {
+  const int status = body.value("status", 400);
   auto r = http::Response::json(body, status);
   r.content_type = "application/problem+json";
   return r;
+}
+
+http::Response problem(const std::string& type, int status, const std::string& detail, json extra = json::object()) {
+  return problem_response(problem_body(type, status, detail, std::move(extra)));
+}
+
+constexpr const char kWebSocket[] = "urn:ietf:params:jmap:websocket";
+
+// RFC 8620 7.1: the StateChange for a member's mail now in state, for the types asked
+// (empty: all); null when none of them is asked.
+json state_change(const std::string& handle, const std::string& state, const std::set<std::string>& types) {
+  json changed = json::object();
+  for (const char* type : {"Mailbox", "Email", "Thread"})
+    if (types.empty() || types.count(type)) changed[type] = state;
+  if (changed.empty()) return nullptr;
+  return {{"@type", "StateChange"}, {"changed", {{account_id(handle), changed}}}};
 }
 
 http::Response unauthorized() {
@@ -172,11 +195,8 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
         const auto state = mail_state(self->context_, self->handle_);
         if (state == self->last_) return;
         self->last_ = state;
-        json changed = json::object();
-        for (const char* type : {"Mailbox", "Email", "Thread"})
-          if (self->types_.empty() || self->types_.count(type)) changed[type] = state;
-        if (changed.empty()) return;
-        const json event = {{"@type", "StateChange"}, {"changed", {{account_id(self->handle_), changed}}}};
+        const json event = state_change(self->handle_, state, self->types_);
+        if (event.is_null()) return;
         self->push("event: state\ndata: " + event.dump() + "\n\n", true);
         if (self->close_after_state_) self->close();
       } catch (const std::exception& e) {
@@ -270,6 +290,98 @@ std::string jmap::resolve_id(const Call& call, const std::string& id) {
 
 std::string jmap::account_id(const std::string& handle) { return "a" + sha256_hex("coop-jmap-account:" + handle).substr(0, 24); }
 
+// RFC 8887: one JMAP WebSocket. Requests run on the blocking pool as they come (answers
+// may pass each other: each names its requestId); WebSocketPushEnable watches the store
+// as an EventSource does and sends StateChange objects down the same socket.
+class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
+ public:
+  JmapSocket(JmapContext& context, std::shared_ptr<http::WebSocket> ws) : context_(context), ws_(std::move(ws)) {}
+
+  // RFC 8887 4.3.5: push for these types (empty: all), from pushState when the client has one.
+  void enable(const std::string& handle, std::set<std::string> types, const std::string& push_state) {
+    disable();
+    std::weak_ptr<JmapSocket> weak = shared_from_this();
+    const auto token = context_.service->mailboxes().watch(handle, [weak] {
+      if (auto self = weak.lock()) self->changed();
+    });
+    const auto now = push_state.empty() ? mail_state(context_, handle) : push_state;
+    bool closed;
+    {
+      std::lock_guard lock(mutex_);
+      handle_ = handle;
+      types_ = std::move(types);
+      last_ = now;
+      closed = closed_;
+      watch_ = closed ? 0 : token;
+    }
+    if (closed) context_.service->mailboxes().unwatch(handle, token);
+    else if (!push_state.empty()) changed();  // what changed since the client's pushState
+  }
+
+  void disable() {
+    uint64_t token;
+    std::string handle;
+    {
+      std::lock_guard lock(mutex_);
+      token = std::exchange(watch_, 0);
+      handle = handle_;
+    }
+    if (token) context_.service->mailboxes().unwatch(handle, token);
+  }
+
+  void closed() {
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+    }
+    context_.runner([self = shared_from_this()] { self->disable(); });
+  }
+
+  std::shared_ptr<http::WebSocket> ws() const { return ws_; }
+
+ private:
+  void changed() {
+    if (pending_.exchange(true)) return;
+    context_.runner([self = shared_from_this()] {
+      std::lock_guard serial(self->serial_);
+      self->pending_ = false;
+      std::string handle, last;
+      std::set<std::string> types;
+      {
+        std::lock_guard lock(self->mutex_);
+        if (!self->watch_) return;
+        handle = self->handle_;
+        last = self->last_;
+        types = self->types_;
+      }
+      try {
+        const auto state = mail_state(self->context_, handle);
+        if (state == last) return;
+        {
+          std::lock_guard lock(self->mutex_);
+          self->last_ = state;
+        }
+        json event = state_change(handle, state, types);
+        if (event.is_null()) return;
+        event["pushState"] = state;
+        self->ws_->send(event.dump());
+      } catch (const std::exception& e) {
+        spdlog::warn("jmap websocket push for {}: {}", handle, e.what());
+      }
+    });
+  }
+
+  JmapContext& context_;
+  const std::shared_ptr<http::WebSocket> ws_;
+  std::mutex mutex_;
+  std::string handle_, last_;
+  std::set<std::string> types_;
+  uint64_t watch_ = 0;
+  bool closed_ = false;
+  std::atomic<bool> pending_{false};
+  std::mutex serial_;
+};
+
 class Jmap {
  public:
   explicit Jmap(JmapContext context) : context_(std::move(context)), auth_(*context_.home, "mail") {}
@@ -289,7 +401,11 @@ class Jmap {
                  {"maxObjectsInGet", l.max_objects_in_get},
                  {"maxObjectsInSet", l.max_objects_in_set},
                  {"collationAlgorithms", {"i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"}}};
-    return {{"capabilities", {{kCore, core}, {kMail, json::object()}, {kSubmission, json::object()}, {kVacation, json::object()}}},
+    // RFC 8887 4: requests and push over a WebSocket on the same host.
+    const json websocket = {{"url", (context_.scheme == "https" ? "wss://" : "ws://") + q.header("host", "localhost") + "/jmap/ws"},
+                            {"supportsPush", true}};
+    return {{"capabilities", {{kCore, core}, {kMail, json::object()}, {kSubmission, json::object()}, {kVacation, json::object()},
+                              {kWebSocket, websocket}}},
             {"accounts", {{account, {{"name", handle}, {"isPersonal", true}, {"isReadOnly", false},
                                      {"accountCapabilities", {{kMail, mail_account_capabilities(l)},
                                                               {kSubmission, submission_account_capabilities()},
@@ -305,33 +421,41 @@ class Jmap {
 
   // RFC 8620 3.3-3.7. The request has passed authentication and the size limit.
   http::Response api(const http::Request& q, const auth::VerifiedMember& who) {
-    const auto& handle = who.handle;
     json request;
     try {
       request = parse_json(q.body);
     } catch (const std::exception& e) {
       return problem("notJSON", 400, std::string("the body is not JSON: ") + e.what());
     }
+    json answer = run_request(request, who);
+    if (answer.contains("status")) return problem_response(std::move(answer));
+    return http::Response::json(answer);
+  }
+
+  // A parsed Request object (RFC 8620 3.3) run: the Response object (3.4), or a problem
+  // object (3.6.1, it has "status") when the request as a whole is refused.
+  json run_request(const json& request, const auth::VerifiedMember& who) {
+    const auto& handle = who.handle;
     if (!request.is_object() || !request.contains("using") || !request["using"].is_array() ||
         !request.contains("methodCalls") || !request["methodCalls"].is_array())
-      return problem("notRequest", 400, "a Request object has \"using\" and \"methodCalls\" arrays (RFC 8620 3.3)");
+      return problem_body("notRequest", 400, "a Request object has \"using\" and \"methodCalls\" arrays (RFC 8620 3.3)");
     std::set<std::string> capabilities;
     for (const auto& c : request["using"]) {
-      if (!c.is_string()) return problem("notRequest", 400, "\"using\" holds capability names");
+      if (!c.is_string()) return problem_body("notRequest", 400, "\"using\" holds capability names");
       const auto name = c.get<std::string>();
-      if (name != kCore && name != kMail && name != kSubmission && name != kVacation)
-        return problem("unknownCapability", 400, "this server does not support " + name);
+      if (name != kCore && name != kMail && name != kSubmission && name != kVacation && name != kWebSocket)
+        return problem_body("unknownCapability", 400, "this server does not support " + name);
       capabilities.insert(name);
     }
     const auto& calls = request["methodCalls"];
     if (calls.size() > static_cast<std::size_t>(context_.limits.max_calls_in_request))
-      return problem("limit", 400, "at most " + std::to_string(context_.limits.max_calls_in_request) + " method calls a request",
-                     {{"limit", "maxCallsInRequest"}});
+      return problem_body("limit", 400, "at most " + std::to_string(context_.limits.max_calls_in_request) + " method calls a request",
+                          {{"limit", "maxCallsInRequest"}});
     for (const auto& call : calls)
       if (!call.is_array() || call.size() != 3 || !call[0].is_string() || !call[1].is_object() || !call[2].is_string())
-        return problem("notRequest", 400, "each method call is [name, arguments, method call id] (RFC 8620 3.2)");
-    json created_ids = request.value("createdIds", json::object());
-    if (!created_ids.is_object()) return problem("notRequest", 400, "createdIds is an object");
+        return problem_body("notRequest", 400, "each method call is [name, arguments, method call id] (RFC 8620 3.2)");
+    json created_ids = request.contains("createdIds") ? request["createdIds"] : json::object();
+    if (!created_ids.is_object()) return problem_body("notRequest", 400, "createdIds is an object");
 
     json responses = json::array();
     for (const auto& call : calls) {
@@ -370,7 +494,7 @@ class Jmap {
     out["methodResponses"] = std::move(responses);
     out["sessionState"] = session_state(handle);
     if (request.contains("createdIds")) out["createdIds"] = created_ids;
-    return http::Response::json(out);
+    return out;
   }
 
   // RFC 8620 3.7: "#name": {resultOf, name, path} replaced by what the path finds in the
@@ -457,6 +581,7 @@ class Jmap {
   std::map<std::string, int> requests_, uploads_;
   // Push connections, to end them when the worker stops.
   std::vector<std::weak_ptr<EventStream>> streams_;
+  std::map<uint64_t, std::shared_ptr<JmapSocket>> sockets_;  // by WebSocket id
   bool stopping_ = false;
 };
 
@@ -469,6 +594,15 @@ void stop_jmap_push(Jmap& jmap) {
   }
   for (auto& weak : streams)
     if (auto stream = weak.lock()) stream->close();
+  std::map<uint64_t, std::shared_ptr<JmapSocket>> sockets;
+  {
+    std::lock_guard lock(jmap.mutex_);
+    sockets.swap(jmap.sockets_);
+  }
+  for (auto& [_, socket] : sockets) {
+    socket->ws()->close(1001, "the mail worker is stopping");
+    socket->closed();
+  }
 }
 
 std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context) {
@@ -573,6 +707,97 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       return r;
     });
   }, "JMAP push as server-sent events (RFC 8620 7.3)");
+  // RFC 8887: the "jmap" subprotocol, after the member's credentials (401 without them).
+  http::WebSocketHandlers ws;
+  ws.subprotocol = "jmap";
+  ws.max_message_bytes = j->context_.limits.max_size_request;
+  ws.admit = [j](const http::Request& q, std::function<void(std::optional<http::Response>)> answer) {
+    j->context_.runner([j, q, answer = std::move(answer)] {
+      try {
+        if (!j->member(q)) return answer(unauthorized());
+        {
+          std::lock_guard lock(j->mutex_);
+          if (j->stopping_) return answer(problem("serverUnavailable", 503, "the mail worker is stopping"));
+        }
+        answer(std::nullopt);
+      } catch (const Error& e) {
+        answer(http::Response::bytes(e.status(), std::string(e.what()) + "\n", "text/plain"));
+      } catch (const std::exception&) {
+        answer(http::Response::bytes(500, "internal error\n", "text/plain"));
+      }
+    });
+  };
+  ws.on_open = [j](const std::shared_ptr<http::WebSocket>& socket) {
+    std::lock_guard lock(j->mutex_);
+    j->sockets_[socket->id()] = std::make_shared<JmapSocket>(j->context_, socket);
+  };
+  ws.on_close = [j](const std::shared_ptr<http::WebSocket>& socket) {
+    std::shared_ptr<JmapSocket> gone;
+    {
+      std::lock_guard lock(j->mutex_);
+      const auto it = j->sockets_.find(socket->id());
+      if (it == j->sockets_.end()) return;
+      gone = it->second;
+      j->sockets_.erase(it);
+    }
+    gone->closed();
+  };
+  ws.on_message = [j](const std::shared_ptr<http::WebSocket>& socket, std::string text) {
+    std::shared_ptr<JmapSocket> state;
+    {
+      std::lock_guard lock(j->mutex_);
+      const auto it = j->sockets_.find(socket->id());
+      if (it == j->sockets_.end()) return;
+      state = it->second;
+    }
+    j->context_.runner([j, socket, state, text = std::move(text)] {
+      // RFC 8887 4.3.4: a RequestError names the request it answers, when it had an id.
+      auto error = [&](json problem_object, const json& id) {
+        problem_object["@type"] = "RequestError";
+        if (!id.is_null()) problem_object["requestId"] = id;
+        socket->send(problem_object.dump());
+      };
+      try {
+        const auto who = j->member(socket->request());  // cached since the handshake
+        if (!who) return socket->close(1008, "credentials no longer valid");
+        json message;
+        try {
+          message = parse_json(text);
+        } catch (const std::exception& e) {
+          return error(problem_body("notJSON", 400, std::string("the message is not JSON: ") + e.what()), nullptr);
+        }
+        const json id = message.is_object() && message.contains("id") && message["id"].is_string() ? message["id"] : json(nullptr);
+        const auto type = message.is_object() ? message.value("@type", json(nullptr)) : json(nullptr);
+        if (type == "Request") {
+          Jmap::Slot slot(j->mutex_, j->requests_, who->handle, j->context_.limits.max_concurrent_requests);
+          if (!slot.taken()) return error(problem_body("limit", 400, "too many requests at once", {{"limit", "maxConcurrentRequests"}}), id);
+          json answer = j->run_request(message, *who);
+          if (answer.contains("status")) return error(std::move(answer), id);
+          answer["@type"] = "Response";
+          if (!id.is_null()) answer["requestId"] = id;
+          socket->send(answer.dump());
+        } else if (type == "WebSocketPushEnable") {
+          std::set<std::string> types;
+          const auto data_types = message.value("dataTypes", json(nullptr));
+          if (data_types.is_array())
+            for (const auto& t : data_types)
+              if (t.is_string()) types.insert(t.get<std::string>());
+          const auto push_state = message.value("pushState", json(nullptr));
+          state->enable(who->handle, std::move(types), push_state.is_string() ? push_state.get<std::string>() : std::string());
+        } else if (type == "WebSocketPushDisable") {
+          state->disable();
+        } else {
+          error(problem_body("notRequest", 400, "@type is Request, WebSocketPushEnable or WebSocketPushDisable (RFC 8887 4.3)"), id);
+        }
+      } catch (const Error& e) {
+        error(problem_body(e.status() == 429 ? "limit" : "serverFail", e.status(), e.what()), nullptr);
+      } catch (const std::exception& e) {
+        spdlog::error("jmap websocket: {}", e.what());
+        error(problem_body("serverFail", 500, "internal error"), nullptr);
+      }
+    });
+  };
+  router.add_websocket("/jmap/ws", std::move(ws));
   return jmap;
 }
 
