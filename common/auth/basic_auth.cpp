@@ -40,11 +40,47 @@ std::optional<std::string> BasicAuthCache::check(const http::Request& q) {
   return member->handle;
 }
 
+std::optional<std::string> parse_bearer(std::string_view authorization) {
+  if (authorization.size() < 8 || !ascii_iequals(authorization.substr(0, 7), "bearer ")) return std::nullopt;
+  auto token = authorization.substr(7);
+  while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+  while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
+  // b64token: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", then "=" padding.
+  if (token.empty() || token.size() > 512) return std::nullopt;
+  for (std::size_t i = 0; i < token.size(); ++i) {
+    const char c = token[i];
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' ||
+                    c == '/' || (c == '=' && i > 0);
+    if (!ok) return std::nullopt;
+  }
+  return std::string(token);
+}
+
 std::optional<VerifiedMember> BasicAuthCache::check_member(const http::Request& q, const std::string& protocol_asked) {
-  const auto credentials = parse_basic(q.header("authorization"));
+  const std::string protocol = protocol_asked.empty() ? protocol_ : protocol_asked;
+  const auto authorization = q.header("authorization");
+  // RFC 6750 2.1: "Bearer" and an app password from the member portal.
+  if (const auto token = parse_bearer(authorization)) {
+    const std::string key = sha256_hex(protocol + "\nbearer\n" + *token);
+    {
+      std::lock_guard lock(mutex_);
+      auto it = cache_.find(key);
+      if (it != cache_.end() && it->second.until > Clock::now()) return it->second.member;
+    }
+    try {
+      const auto member = verify_token(home_, *token, protocol, q.remote_address);
+      std::lock_guard lock(mutex_);
+      if (cache_.size() > 10000) cache_.clear();
+      cache_[key] = {member, Clock::now() + std::chrono::seconds(60)};
+      return member;
+    } catch (const Error& e) {
+      if (e.code() == errc::kBadCredentials || e.code() == errc::kOutOfScope) return std::nullopt;
+      throw;
+    }
+  }
+  const auto credentials = parse_basic(authorization);
   if (!credentials) return std::nullopt;
   const auto& [user, password] = *credentials;
-  const std::string protocol = protocol_asked.empty() ? protocol_ : protocol_asked;
   const std::string key = sha256_hex(protocol + '\n' + user + ':' + password);
   {
     std::lock_guard lock(mutex_);

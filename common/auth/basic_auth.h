@@ -28,6 +28,10 @@ namespace coop::auth {
 // or other control character in either part. The one decoder DAV, tiles and docs share.
 std::optional<std::pair<std::string, std::string>> parse_basic(std::string_view authorization);
 
+// RFC 6750 2.1: an Authorization value "Bearer <b64token>" as the token; nullopt otherwise.
+std::optional<std::string> parse_bearer(std::string_view authorization);
+
+// Checks Basic credentials, or a Bearer token (an app password given alone).
 class BasicAuthCache {
  public:
   // protocol: the app-password scope ("tiles", "docs"...).

@@ -14,11 +14,11 @@
 
 namespace coop::auth {
 
-VerifiedMember verify_credentials(const Home& home, const std::string& user, const std::string& password,
-                                  const std::string& protocol, const std::string& source) {
+namespace {
+
+VerifiedMember ask_registry(const Home& home, const std::string& path, const nlohmann::json& body) {
   control::Client client(home.socket("member"));
-  const nlohmann::json body = {{"user", user}, {"password", password}, {"protocol", protocol}, {"source", source}};
-  const auto response = client.request("POST", "/v1/auth/verify", body.dump(), std::chrono::seconds(30));
+  const auto response = client.request("POST", path, body.dump(), std::chrono::seconds(30));
   if (response.status == 429) {
     const auto error = nlohmann::json::parse(response.body, nullptr, false);
     const auto details = error.is_object() ? error.value("error", nlohmann::json::object()) : nlohmann::json::object();
@@ -29,6 +29,17 @@ VerifiedMember verify_credentials(const Home& home, const std::string& user, con
   return VerifiedMember{j.value("handle", ""), j.value("name", ""), j.value("role", ""),
                         j.value("groups", std::vector<std::string>{}), j.value("emails", std::vector<std::string>{}),
                         j.value("credential", "")};
+}
+
+}  // namespace
+
+VerifiedMember verify_credentials(const Home& home, const std::string& user, const std::string& password,
+                                  const std::string& protocol, const std::string& source) {
+  return ask_registry(home, "/v1/auth/verify", {{"user", user}, {"password", password}, {"protocol", protocol}, {"source", source}});
+}
+
+VerifiedMember verify_token(const Home& home, const std::string& token, const std::string& protocol, const std::string& source) {
+  return ask_registry(home, "/v1/auth/token", {{"token", token}, {"protocol", protocol}, {"source", source}});
 }
 
 bool ends_sessions(const MemberEvent& event) {

@@ -44,6 +44,9 @@ class ThrottledError : public Error {
 VerifiedMember verify_credentials(const Home& home, const std::string& user, const std::string& password,
                                   const std::string& protocol, const std::string& source);
 
+// The same for an app password given alone as a Bearer token (RFC 6750).
+VerifiedMember verify_token(const Home& home, const std::string& token, const std::string& protocol, const std::string& source);
+
 struct MemberEvent {
   int64_t seq = 0;
   std::string kind;    // member.suspended, member.removed, member.password_changed, group.changed...

@@ -1,20 +1,12 @@
 // jmap-jam (npm) against coop's JMAP: reads the mailboxes, searches, reads a message with its
-// text, flags it and moves it, the way a script would. jmap-jam speaks only Bearer tokens,
-// which coop does not issue yet (they come with the member portal's tokens): its fetch gets
-// the member's Basic credentials instead, and nothing else of the client is changed.
-// Usage: node jmap_jam.mjs SESSION_URL USER PASSWORD SUBJECT_WORD TARGET_ROLE
+// text, flags it and moves it, the way a script would. jmap-jam speaks Bearer tokens: the
+// token is an app password with the mail scope, from the member portal or
+// `coop member app-password add`. Nothing of the client is changed.
+// Usage: node jmap_jam.mjs SESSION_URL TOKEN SUBJECT_WORD TARGET_ROLE
 import JamClient from "jmap-jam";
 
-const [sessionUrl, user, password, word, targetRole] = process.argv.slice(2);
-const basic = "Basic " + Buffer.from(`${user}:${password}`).toString("base64");
-const realFetch = globalThis.fetch;
-globalThis.fetch = (url, init = {}) => {
-  const headers = new Headers(init.headers || {});
-  headers.set("Authorization", basic);
-  return realFetch(url, { ...init, headers });
-};
-
-const jam = new JamClient({ sessionUrl, bearerToken: "unused" });
+const [sessionUrl, token, word, targetRole] = process.argv.slice(2);
+const jam = new JamClient({ sessionUrl, bearerToken: token });
 const accountId = await jam.getPrimaryAccount();
 const [mailboxes] = await jam.api.Mailbox.get({ accountId });
 const inbox = mailboxes.list.find((m) => m.role === "inbox");

@@ -1,21 +1,11 @@
 // jmap-jam (npm) sending through coop's JMAP, as a mail app does: the identity, a draft made
 // in Drafts, and in one request its EmailSubmission whose success moves the draft to Sent
-// and clears $draft (RFC 8621 7.5). Credentials as in jmap_jam.mjs.
-// Usage: node jmap_jam_send.mjs SESSION_URL USER PASSWORD TO SUBJECT [TOKEN]
+// and clears $draft (RFC 8621 7.5). The token: an app password with the mail scope.
+// Usage: node jmap_jam_send.mjs SESSION_URL TOKEN USER TO SUBJECT
 import JamClient from "jmap-jam";
 
-const [sessionUrl, user, password, to, subject, token] = process.argv.slice(2);
-if (!token) {
-  const basic = "Basic " + Buffer.from(`${user}:${password}`).toString("base64");
-  const realFetch = globalThis.fetch;
-  globalThis.fetch = (url, init = {}) => {
-    const headers = new Headers(init.headers || {});
-    headers.set("Authorization", basic);
-    return realFetch(url, { ...init, headers });
-  };
-}
-
-const jam = new JamClient({ sessionUrl, bearerToken: token || "unused" });
+const [sessionUrl, token, user, to, subject] = process.argv.slice(2);
+const jam = new JamClient({ sessionUrl, bearerToken: token });
 const accountId = await jam.getPrimaryAccount();
 const [mailboxes] = await jam.api.Mailbox.get({ accountId });
 const drafts = mailboxes.list.find((m) => m.role === "drafts");

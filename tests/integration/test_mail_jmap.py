@@ -55,6 +55,22 @@ def deliver(urls, subject, body, to="alice"):
         s.sendmail("carol@example.org", [f"{to}@{DOMAIN}"], raw.encode())
 
 
+def app_password(shard, handle, scope, label=None):
+    """A new app password (what the member portal makes), for use as a Bearer token."""
+    made = shard.json("member", "app-password", "add", handle, "--label", label or f"jmap-{scope}", "--scope", scope)
+    return made["password"]
+
+
+def bearer(method, url, token, body=None):
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
 class Jmap:
     def __init__(self, urls, user="alice"):
         self.base = urls["jmap"]
@@ -170,6 +186,21 @@ def test_session_requests_errors_and_limits():
         assert http("GET", url.replace(acc, bob.account), user="bob")[0] == 404  # not bob's blob
         assert http("GET", url.replace(blob["blobId"], "G" + "0" * 64))[0] == 404
         assert http("GET", url.replace(blob["blobId"], "../../etc/passwd"))[0] == 404
+        # Bearer tokens (RFC 6750): an app password with the mail scope opens JMAP; one for
+        # another protocol, a wrong one or a revoked one does not.
+        token = app_password(shard, "alice", "mail", label="phone")
+        status, got = bearer("GET", urls["jmap"] + "/.well-known/jmap", token)
+        assert status == 200 and json.loads(got)["username"] == "alice", (status, got)
+        status, got = bearer("POST", urls["jmap"] + "/jmap/api/", token,
+                             {"using": [CORE], "methodCalls": [["Core/echo", {"x": 1}, "0"]]})
+        assert status == 200 and json.loads(got)["methodResponses"][0][1] == {"x": 1}
+        dav_only = app_password(shard, "alice", "dav")
+        for wrong in (dav_only, "aaaa-bbbb-cccc-dddd-eeee-ffff", "not a token!"):
+            status, got = bearer("GET", urls["jmap"] + "/.well-known/jmap", wrong)
+            assert status == 401, (wrong, status, got)
+        shard.coop("member", "app-password", "revoke", "alice", "--label", "phone")
+        wait_for(lambda: bearer("GET", urls["jmap"] + "/.well-known/jmap", token)[0] == 401, timeout=90,
+                 what="the revoked token refused")
         shard.coop("down")
 
 
@@ -218,8 +249,10 @@ def test_mail_with_jmap_jam_and_imap_on_the_same_store():
         imap.uid("STORE", uid, "+FLAGS", "(\\Flagged)")
         after = j.one("Email/get", {"ids": [got["list"][1]["id"]], "properties": ["keywords"]})
         assert after["list"][0]["keywords"] == {"$flagged": True} and after["state"] != state
-        # jmap-jam finds the rota, reads it, flags it seen and moves it to Archive.
-        out = subprocess.run(["node", os.path.join(CLIENTS, "jmap_jam.mjs"), urls["jmap"] + "/.well-known/jmap", "alice", STRONG,
+        # jmap-jam, with a Bearer token (a mail app password, RFC 6750), finds the rota, reads
+        # it, flags it seen and moves it to Archive.
+        token = app_password(shard, "alice", "mail")
+        out = subprocess.run(["node", os.path.join(CLIENTS, "jmap_jam.mjs"), urls["jmap"] + "/.well-known/jmap", token,
                               "seedlings", "archive"], capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         jam = json.loads(out.stdout)

@@ -11,7 +11,7 @@ import subprocess
 
 from coopshard import Shard, bin_dir_from_args, run_tests, wait_for
 from mailpeers import SmtpReceiver
-from test_mail_jmap import CLIENTS, DOMAIN, STRONG, Jmap
+from test_mail_jmap import CLIENTS, DOMAIN, STRONG, Jmap, app_password
 
 BIN = bin_dir_from_args()
 SUBMISSION = "urn:ietf:params:jmap:submission"
@@ -64,8 +64,9 @@ def test_identity_and_submission_with_jmap_jam():
         plain = alice.call(["Identity/get", {"accountId": alice.account}, "x"], using=(CORE, MAIL))
         assert plain[0][0] == "error" and plain[0][1]["type"] == "unknownMethod"
         # jmap-jam: a draft and its submission in one request, the draft then in Sent.
-        out = subprocess.run(["node", os.path.join(CLIENTS, "jmap_jam_send.mjs"), urls["jmap"] + "/.well-known/jmap", "alice",
-                              STRONG, f"bob@{DOMAIN}", "Tools for the workshop"],
+        token = app_password(shard, "alice", "mail")
+        out = subprocess.run(["node", os.path.join(CLIENTS, "jmap_jam_send.mjs"), urls["jmap"] + "/.well-known/jmap", token,
+                              "alice", f"bob@{DOMAIN}", "Tools for the workshop"],
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         sent = json.loads(out.stdout)

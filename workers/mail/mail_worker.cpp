@@ -213,10 +213,11 @@ MailWorker::MailWorker(WorkerRuntime& runtime)
   // A suspension, a removal, a new password or a revoked app password ends the member's
   // IMAP sessions within the feed's latency (RFC 9051 7.1.5 BYE), as the other workers do.
   live_ = imap_->live;
-  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), [live = live_](const auth::MemberEvent& event) {
+  follower_ = std::make_unique<auth::MemberEventFollower>(runtime.home(), [live = live_, jmap = jmap_](const auth::MemberEvent& event) {
     if (!auth::ends_sessions(event)) return;
     if (const auto ended = live->end_all(event.handle, "Your access was revoked (" + event.kind + ")"))
       spdlog::info("ending {} IMAP session(s) of {} ({})", ended, event.handle, event.kind);
+    if (jmap) end_jmap_member(*jmap, event.handle);  // and JMAP's remembered logins and push
   });
   runtime.on_shutdown([this] {
     for (auto& l : listeners_) l->stop();

@@ -106,6 +106,40 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
   return answer;
 }
 
+control::Response AuthService::verify_token(const std::string& token, const std::string& protocol, const std::string& source) {
+  if (!auth::parse_protocol(protocol))
+    throw Error(errc::kBadProtocol, "unknown protocol '" + protocol + "' (" + auth::scope_names() + ")", 400);
+  // Guesses are counted against the address they come from (there is no user to name).
+  const std::string key = "bearer";
+  AuditEntry audit{0, key, protocol, source, "", ""};
+  if (const auto wait = throttle_.retry_after(key, source); wait.count() > 0) {
+    audit.outcome = "throttled";
+    store_.record_audit(audit);
+    return throttled(wait);
+  }
+  const auto digest = auth::app_password_digest(token);
+  const auto record = token.empty() ? std::nullopt : store_.find_login_by_app_password(digest);
+  const AppPassword* app = nullptr;
+  if (record)
+    for (const auto& a : record->app_passwords)
+      if (auth::digest_equals(a.digest, digest)) app = &a;
+  if (!record || !app) {
+    throttle_.record_failure(key, source);
+    audit.outcome = "bad_credentials";
+    store_.record_audit(audit);
+    return refuse(401, errc::kBadCredentials, "unknown or revoked token");
+  }
+  audit.handle = record->handle;
+  audit.credential = "app:" + app->label;
+  if (!auth::scope_allows(app->scopes, protocol)) {
+    audit.outcome = "out_of_scope";
+    store_.record_audit(audit);
+    return refuse(403, errc::kOutOfScope, "this app password is not valid for " + protocol);
+  }
+  store_.touch_app_password(app->id);
+  return admitted(*record, audit, source);
+}
+
 // The credential was right: the member in, unless suspended or removed (said only to someone
 // who knew the password, so a guesser learns nothing from it).
 control::Response AuthService::admitted(const LoginRecord& record, AuditEntry audit, const std::string& source) {

@@ -24,6 +24,11 @@ class AuthService {
   control::Response verify(const std::string& user, const std::string& password, const std::string& protocol,
                            const std::string& source);
 
+  // RFC 6750: an app password given alone, as a Bearer token (for HTTP APIs such as JMAP):
+  // the member whose app password it is, when its scopes open protocol. Answers as verify()
+  // does; throttled by the client's address.
+  control::Response verify_token(const std::string& token, const std::string& protocol, const std::string& source);
+
   std::string hash(std::string_view password) const;
   // Derives and keeps the SCRAM-SHA-256 secrets of a member's account password.
   void remember_scram(const std::string& handle, std::string_view password);

@@ -220,6 +220,10 @@ void add_member_routes(WorkerRuntime& runtime, MemberStore& store, AuthService& 
     return auth.verify(string_field(body, "user"), string_field(body, "password"), string_field(body, "protocol"),
                        string_field(body, "source"));
   }, "verify a login ({user, password, protocol, source})");
+  r.add_blocking("POST", "/v1/auth/token", run, [&auth](const Request& q) {
+    const auto body = q.json();
+    return auth.verify_token(string_field(body, "token"), string_field(body, "protocol"), string_field(body, "source"));
+  }, "verify an app password used as a Bearer token ({token, protocol, source})");
   r.add_blocking("POST", "/v1/auth/scram", run, [&auth](const Request& q) {
     const auto body = q.json();
     return auth.scram_secrets(string_field(body, "user"), string_field(body, "source"));

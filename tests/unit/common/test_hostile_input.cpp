@@ -146,3 +146,15 @@ TEST_CASE("Basic credentials: one decoder, padding optional, controls refused") 
   CHECK_FALSE(parse_basic("Bearer abc"));
   CHECK_FALSE(parse_basic(""));
 }
+
+TEST_CASE("Bearer tokens: RFC 6750 b64token only") {
+  using coop::auth::parse_bearer;
+  CHECK(parse_bearer("Bearer abcd-efgh-ijkl") == "abcd-efgh-ijkl");
+  CHECK(parse_bearer("bearer  a.b_c~d+e/f==") == "a.b_c~d+e/f==");  // any case, spaces around
+  CHECK_FALSE(parse_bearer("Bearer "));
+  CHECK_FALSE(parse_bearer("Bearer =abc"));            // padding only at the end
+  CHECK_FALSE(parse_bearer("Bearer a b"));             // one token
+  CHECK_FALSE(parse_bearer("Bearer a\r\nX-Evil: 1"));  // no control characters
+  CHECK_FALSE(parse_bearer("Basic YTpi"));
+  CHECK_FALSE(parse_bearer("Bearer " + std::string(600, 'a')));
+}

@@ -65,8 +65,9 @@ json state_change(const std::string& handle, const std::string& state, const std
 }
 
 http::Response unauthorized() {
-  auto r = http::Response::bytes(401, "log in with your member name and password (or a mail app password)\n", "text/plain");
+  auto r = http::Response::bytes(401, "log in with your member name and password, or a mail app password as a Bearer token\n", "text/plain");
   r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"coop\", charset=\"UTF-8\"");
+  r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"coop\"");  // an app password (RFC 6750)
   return r;
 }
 
@@ -338,6 +339,15 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
   }
 
   std::shared_ptr<http::WebSocket> ws() const { return ws_; }
+  // Who the socket's requests come from (known after its first message).
+  void set_member(const std::string& handle) {
+    std::lock_guard lock(mutex_);
+    member_ = handle;
+  }
+  std::string member() {
+    std::lock_guard lock(mutex_);
+    return member_;
+  }
 
  private:
   void changed() {
@@ -374,7 +384,7 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
   JmapContext& context_;
   const std::shared_ptr<http::WebSocket> ws_;
   std::mutex mutex_;
-  std::string handle_, last_;
+  std::string handle_, last_, member_;
   std::set<std::string> types_;
   uint64_t watch_ = 0;
   bool closed_ = false;
@@ -605,6 +615,21 @@ void stop_jmap_push(Jmap& jmap) {
   }
 }
 
+void end_jmap_member(Jmap& jmap, const std::string& handle) {
+  jmap.auth_.forget(handle);
+  std::vector<std::shared_ptr<EventStream>> streams;
+  std::vector<std::shared_ptr<JmapSocket>> sockets;
+  {
+    std::lock_guard lock(jmap.mutex_);
+    for (auto& weak : jmap.streams_)
+      if (auto stream = weak.lock(); stream && stream->handle() == handle) streams.push_back(stream);
+    for (auto& [_, socket] : jmap.sockets_) sockets.push_back(socket);
+  }
+  for (auto& stream : streams) stream->close();
+  for (auto& socket : sockets)
+    if (socket->member() == handle) socket->ws()->close(1008, "access revoked");
+}
+
 std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context) {
   auto jmap = std::make_shared<Jmap>(std::move(context));
   auto run = jmap->context_.runner;
@@ -760,6 +785,7 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       try {
         const auto who = j->member(socket->request());  // cached since the handshake
         if (!who) return socket->close(1008, "credentials no longer valid");
+        state->set_member(who->handle);
         json message;
         try {
           message = parse_json(text);

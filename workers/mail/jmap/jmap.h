@@ -60,5 +60,8 @@ class Jmap;
 std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context);
 // Ends every push connection (the worker is stopping).
 void stop_jmap_push(Jmap& jmap);
+// The member's credentials changed (suspended, removed, new password, app password revoked):
+// what was verified of them is forgotten and their push connections and WebSockets end.
+void end_jmap_member(Jmap& jmap, const std::string& handle);
 
 }  // namespace coop::mail

@@ -1,6 +1,8 @@
 // member.db schema and queries.
 #include "workers/member/store/member_store.h"
 
+#include "common/auth/app_password.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -640,6 +642,20 @@ std::optional<LoginRecord> MemberStore::find_login(const std::string& user) {
                                split(apps.column_text(3), ','), apps.column_int64(4), std::nullopt});
   apps.reset();
   return r;
+}
+
+std::optional<LoginRecord> MemberStore::find_login_by_app_password(const std::string& digest) {
+  std::string handle;
+  {
+    std::lock_guard lock(impl_->mutex);
+    // Few rows (a member has a handful): compared in constant time, one by one.
+    auto& stmt = impl_->db->prepare("SELECT a.digest, m.handle FROM app_passwords a JOIN members m ON m.id = a.member_id");
+    while (stmt.step())
+      if (auth::digest_equals(stmt.column_text(0), digest)) handle = stmt.column_text(1);
+    stmt.reset();
+  }
+  if (handle.empty()) return std::nullopt;
+  return find_login(handle);
 }
 
 void MemberStore::set_scram(const std::string& handle, const ScramSecrets& secrets) {

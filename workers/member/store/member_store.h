@@ -152,6 +152,8 @@ class MemberStore {
 
   // By handle, or by any of the member's email addresses.
   std::optional<LoginRecord> find_login(const std::string& user);
+  // The member one of whose app passwords has this digest (a Bearer token), or nullopt.
+  std::optional<LoginRecord> find_login_by_app_password(const std::string& digest);
   void touch_app_password(int64_t id);
   // SCRAM-SHA-256 secrets of the account password (set_password removes them).
   void set_scram(const std::string& handle, const ScramSecrets& secrets);
