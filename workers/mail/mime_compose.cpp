@@ -32,6 +32,20 @@ std::pair<std::string, std::string> split_type(const std::string& type) {
   return {type.substr(0, slash), type.substr(slash + 1)};
 }
 
+// Appends a field to an object's header, encoded (text) or as given (raw).
+void append_field(GMimeObject* object, const ComposedField& f) {
+  check_field_name(f.name);
+  check_line(f.value, "a field's value");
+  if (!f.raw) {
+    g_mime_object_append_header(object, f.name.c_str(), f.value.c_str(), "utf-8");
+    return;
+  }
+  g_mime_object_append_header(object, f.name.c_str(), "", nullptr);
+  auto* headers = g_mime_object_get_header_list(object);
+  auto* header = g_mime_header_list_get_header_at(headers, g_mime_header_list_get_count(headers) - 1);
+  g_mime_header_set_raw_value(header, (" " + f.value + "\n").c_str());
+}
+
 // A new part; the caller owns the reference.
 GMimeObject* build(const ComposedPart& part, int depth) {
   if (depth > 20) throw std::invalid_argument("parts nest at most 20 deep");
@@ -44,6 +58,7 @@ GMimeObject* build(const ComposedPart& part, int depth) {
       g_mime_multipart_add(multipart, child);
       g_object_unref(child);
     }
+    for (const auto& f : part.fields) append_field(GMIME_OBJECT(multipart), f);
     return GMIME_OBJECT(multipart);
   }
   const bool text = g_ascii_strcasecmp(major.c_str(), "text") == 0;
@@ -74,6 +89,7 @@ GMimeObject* build(const ComposedPart& part, int depth) {
   if (!part.cid.empty()) g_mime_part_set_content_id(leaf, part.cid.c_str());
   if (!part.location.empty()) g_mime_part_set_content_location(leaf, part.location.c_str());
   if (!part.language.empty()) g_mime_object_append_header(GMIME_OBJECT(leaf), "Content-Language", part.language.c_str(), nullptr);
+  for (const auto& f : part.fields) append_field(GMIME_OBJECT(leaf), f);
   return GMIME_OBJECT(leaf);
 }
 
@@ -128,18 +144,7 @@ std::string compose_message(const ComposedMessage& m) {
   }
   if (!m.in_reply_to.empty()) g_mime_object_set_header(object, "In-Reply-To", angle_list(m.in_reply_to).c_str(), nullptr);
   if (!m.references.empty()) g_mime_object_set_header(object, "References", angle_list(m.references).c_str(), nullptr);
-  for (const auto& f : m.fields) {
-    check_field_name(f.name);
-    check_line(f.value, "a field's value");
-    if (!f.raw) {
-      g_mime_object_append_header(object, f.name.c_str(), f.value.c_str(), "utf-8");
-      continue;
-    }
-    g_mime_object_append_header(object, f.name.c_str(), "", nullptr);
-    auto* headers = g_mime_object_get_header_list(object);
-    auto* header = g_mime_header_list_get_header_at(headers, g_mime_header_list_get_count(headers) - 1);
-    g_mime_header_set_raw_value(header, (" " + f.value + "\n").c_str());
-  }
+  for (const auto& f : m.fields) append_field(object, f);
   GMimeObject* body = build(m.body, 0);
   g_mime_message_set_mime_part(message.get(), body);
   g_object_unref(body);

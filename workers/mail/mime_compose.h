@@ -15,6 +15,13 @@ struct ComposedAddress {
   std::string email;  // local@domain
 };
 
+// A header field: name and value, the value as UTF-8 text (RFC 2047-encoded when it is not
+// ASCII) or, with raw, as it is to be written (the caller made it valid).
+struct ComposedField {
+  std::string name, value;
+  bool raw = false;
+};
+
 struct ComposedPart {
   std::string type = "text/plain";  // a media type; multipart/* takes sub_parts
   std::string content;              // the bytes as they are, not transfer-encoded (text: UTF-8)
@@ -22,6 +29,7 @@ struct ComposedPart {
   std::string name;                 // the file name (UTF-8), or ""
   std::string cid;                  // Content-ID without <>, or ""
   std::string language, location;
+  std::vector<ComposedField> fields;  // more of the part's header (Content-Type and -Transfer-Encoding excepted)
   std::vector<ComposedPart> sub_parts;
 };
 
@@ -31,13 +39,7 @@ struct ComposedMessage {
   std::optional<std::string> subject;  // UTF-8
   std::optional<int64_t> date;         // Unix seconds, written in UTC
   std::vector<std::string> message_id, in_reply_to, references;  // without <>
-  // Any other field: name and value, the value as UTF-8 text (RFC 2047-encoded when it is
-  // not ASCII) or, with raw, as it is to be written (the caller made it valid).
-  struct Field {
-    std::string name, value;
-    bool raw = false;
-  };
-  std::vector<Field> fields;
+  std::vector<ComposedField> fields;  // any other field
   ComposedPart body;
 };
 

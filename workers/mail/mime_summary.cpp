@@ -763,6 +763,17 @@ std::optional<std::string> part_content(std::string_view bytes, std::string_view
   return std::string(reinterpret_cast<const char*>(data->data), data->len);
 }
 
+std::optional<std::string> part_header(std::string_view bytes, std::string_view part_id) {
+  const ParsedMessage parsed(bytes);
+  if (!parsed.message) return std::nullopt;
+  GMimeObject* part = find_part(g_mime_message_get_mime_part(parsed.message.get()), part_id, "", 0);
+  if (!part) return std::nullopt;
+  char* text = g_mime_header_list_to_string(g_mime_object_get_header_list(part), nullptr);
+  std::string out = text ? text : "";
+  g_free(text);
+  return out;
+}
+
 std::string decode_header_text(std::string_view raw) {
   ensure_gmime_initialized();
   std::string unfolded;

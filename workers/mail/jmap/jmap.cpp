@@ -431,6 +431,12 @@ class Jmap {
 
   // RFC 8620 3.3-3.7. The request has passed authentication and the size limit.
   http::Response api(const http::Request& q, const auth::VerifiedMember& who) {
+    // RFC 8620 3.6.1: a body that is not application/json is notJSON (no type: read as JSON).
+    auto type = ascii_lower(q.header("content-type"));
+    type = type.substr(0, type.find(';'));
+    while (!type.empty() && type.back() == ' ') type.pop_back();
+    if (!type.empty() && type != "application/json")
+      return problem("notJSON", 400, "the request's Content-Type is " + type + ", not application/json");
     json request;
     try {
       request = parse_json(q.body);
@@ -521,9 +527,13 @@ class Jmap {
       if (!value.is_object() || !value.contains("resultOf") || !value["resultOf"].is_string() || !value.contains("name") ||
           !value["name"].is_string() || !value.contains("path") || !value["path"].is_string())
         throw MethodError("invalidResultReference", "a ResultReference has resultOf, name and path");
+      // Step 1: the first response with that method call id.
       const json* found = nullptr;
       for (const auto& r : responses)
-        if (r[2] == value["resultOf"]) found = &r;
+        if (r[2] == value["resultOf"]) {
+          found = &r;
+          break;
+        }
       if (!found || (*found)[0] != value["name"])
         throw MethodError("invalidResultReference", "no earlier " + value["name"].get<std::string>() + " response with id " +
                                                         value["resultOf"].get<std::string>());

@@ -33,6 +33,13 @@ struct MethodError : std::runtime_error {
   json extra;
 };
 
+// RFC 8620 5.3: a /set response's created, updated and destroyed are null when nothing of
+// that kind happened.
+inline void null_when_empty(json& response) {
+  for (const char* key : {"created", "updated", "destroyed"})
+    if (response.contains(key) && response[key].empty()) response[key] = nullptr;
+}
+
 // One method call of a request, on the blocking pool.
 struct Call {
   std::string handle;      // the logged-in member

@@ -314,6 +314,21 @@ std::optional<HeaderProperty> header_property(const std::string& property) {
   if (h.name.empty() || !kForms.count(h.form) ||
       std::any_of(h.name.begin(), h.name.end(), [](char c) { return c < 33 || c > 126 || c == ':'; }))
     return std::nullopt;
+  // RFC 8621 4.1.2.2-4.1.2.7: the fields whose syntax is known take their own form (or
+  // asRaw); any other field may be read in any form.
+  static const std::map<std::string, std::set<std::string>> kFormsOf = [] {
+    std::map<std::string, std::set<std::string>> m;
+    for (const char* f : {"from", "sender", "reply-to", "to", "cc", "bcc", "resent-from", "resent-sender", "resent-reply-to",
+                          "resent-to", "resent-cc", "resent-bcc"})
+      m[f] = {"asRaw", "asAddresses", "asGroupedAddresses"};
+    for (const char* f : {"message-id", "in-reply-to", "references", "resent-message-id"}) m[f] = {"asRaw", "asMessageIds"};
+    for (const char* f : {"date", "resent-date"}) m[f] = {"asRaw", "asDate"};
+    for (const char* f : {"list-help", "list-unsubscribe", "list-subscribe", "list-post", "list-owner", "list-archive"})
+      m[f] = {"asRaw", "asURLs"};
+    for (const char* f : {"subject", "comments", "keywords", "list-id"}) m[f] = {"asRaw", "asText"};
+    return m;
+  }();
+  if (const auto it = kFormsOf.find(ascii_lower(h.name)); it != kFormsOf.end() && !it->second.count(h.form)) return std::nullopt;
   return h;
 }
 
@@ -344,6 +359,26 @@ std::vector<std::string> raw_fields(std::string_view header, std::string_view na
       else crlf += v[i];
     }
     v = std::move(crlf);
+  }
+  return out;
+}
+
+// Every field of a header section as (name, raw value), in order.
+std::vector<std::pair<std::string, std::string>> raw_fields_all(std::string_view header) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (std::size_t at = 0; at < header.size();) {
+    auto eol = header.find('\n', at);
+    if (eol == std::string_view::npos) eol = header.size();
+    auto line = header.substr(at, eol - at);
+    at = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+      if (!out.empty()) out.back().second += "\r\n" + std::string(line);
+      continue;
+    }
+    const auto colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0 || !is_valid_utf8(line.substr(0, colon))) continue;
+    out.emplace_back(std::string(line.substr(0, colon)), std::string(line.substr(colon + 1)));
   }
   return out;
 }
@@ -788,6 +823,7 @@ json set_response(JmapContext& c, const Call& call, const std::string& old_state
   if (!not_created.empty()) out["notCreated"] = not_created;
   if (!not_updated.empty()) out["notUpdated"] = not_updated;
   if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  null_when_empty(out);
   return out;
 }
 
@@ -861,6 +897,16 @@ json mailbox_set(JmapContext& c, const Call& call) {
     }
     try {
       const auto current = mailbox_object(view, *box);
+      // RFC 8620 5.3: name, parentId and isSubscribed change; anything else must be as it is.
+      json wrong = json::array();
+      for (const auto& [property, value] : patch.items())
+        if (property != "name" && property != "parentId" && property != "isSubscribed" &&
+            (!current.contains(property) || current[property] != value))
+          wrong.push_back(property);
+      if (!wrong.empty()) {
+        not_updated[id] = {{"type", "invalidProperties"}, {"properties", wrong}};
+        continue;
+      }
       if (patch.contains("name") || patch.contains("parentId")) {
         if (current["role"] == "inbox") {
           not_updated[id] = {{"type", "forbidden"}, {"description", "INBOX keeps its name and place (mayRename is false)"}};
@@ -894,6 +940,10 @@ json mailbox_set(JmapContext& c, const Call& call) {
     const auto* box = view.box(id);
     if (!box) {
       not_destroyed[id] = {{"type", "notFound"}};
+      continue;
+    }
+    if (role_of(*box) == "inbox") {  // before anything else: retrying cannot help (mayDelete is false)
+      not_destroyed[id] = {{"type", "forbidden"}, {"description", "INBOX cannot be destroyed"}};
       continue;
     }
     if (box->messages > 0 && !remove_emails) {
@@ -968,7 +1018,14 @@ json body_part(const json& node, const std::string& part_id, const std::string& 
                {"charset", params.contains("charset") ? params["charset"] : (node.value("type", "") == "text" ? json("us-ascii") : json(nullptr))},
                {"disposition", disposition.is_object() ? disposition["type"] : json(nullptr)},
                {"name", name},
-               {"cid", node.value("id", json(nullptr))}};
+               {"cid", node.value("id", json(nullptr))},
+               {"language", node.value("language", json(nullptr))},
+               {"location", node.value("location", json(nullptr))}};
+  // Content-ID without its angle brackets (RFC 8621 4.1.4 cid).
+  if (part["cid"].is_string()) {
+    auto cid = part["cid"].get<std::string>();
+    if (cid.size() >= 2 && cid.front() == '<' && cid.back() == '>') part["cid"] = cid.substr(1, cid.size() - 2);
+  }
   for (char& c : part["blobId"].get_ref<std::string&>())
     if (c == '.') c = '-';
   return part;
@@ -976,7 +1033,11 @@ json body_part(const json& node, const std::string& part_id, const std::string& 
 
 json structure(const json& node, const std::string& part_id, const std::string& blob) {
   if (node.contains("parts") && node["parts"].is_array()) {
-    json out = {{"partId", nullptr}, {"type", node.value("type", "multipart") + "/" + node.value("subtype", "mixed")},
+    // RFC 8621 4.1.4: a multipart has no partId or blobId of its own.
+    json out = {{"partId", nullptr}, {"blobId", nullptr}, {"size", node.value("size", 0)},
+                {"type", node.value("type", "multipart") + "/" + node.value("subtype", "mixed")},
+                {"name", nullptr}, {"charset", nullptr}, {"disposition", nullptr}, {"cid", nullptr},
+                {"language", node.value("language", json(nullptr))}, {"location", node.value("location", json(nullptr))},
                 {"subParts", json::array()}};
     for (std::size_t i = 0; i < node["parts"].size(); ++i)
       out["subParts"].push_back(structure(node["parts"][i], part_id.empty() ? std::to_string(i + 1) : part_id + "." + std::to_string(i + 1), blob));
@@ -1103,19 +1164,7 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
   }
   if (wants("headers")) {
     json headers = json::array();
-    std::size_t start = 0;
-    while (start < header.size()) {
-      auto end = header.find('\n', start);
-      while (end != std::string::npos && end + 1 < header.size() && (header[end + 1] == ' ' || header[end + 1] == '\t'))
-        end = header.find('\n', end + 1);
-      auto line = header.substr(start, (end == std::string::npos ? header.size() : end) - start);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      const auto colon = line.find(':');
-      if (colon != std::string::npos && colon > 0 && is_valid_utf8(line.substr(0, colon)))
-        headers.push_back({{"name", line.substr(0, colon)}, {"value", header_form(line.substr(colon + 1), "asRaw")}});
-      if (end == std::string::npos) break;
-      start = end + 1;
-    }
+    for (const auto& [name, raw] : raw_fields_all(header)) headers.push_back({{"name", name}, {"value", header_form(raw, "asRaw")}});
     out["headers"] = headers;
   }
   if (!structural) return out;
@@ -1125,10 +1174,68 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
   // RFC 8621 4.1.4: an attachment a client would offer, one not shown inline.
   if (wants("hasAttachment"))
     out["hasAttachment"] = std::any_of(attachments.begin(), attachments.end(), [](const json& a) { return a["disposition"] != "inline"; });
-  if (wants("bodyStructure")) out["bodyStructure"] = tree;
-  if (wants("textBody")) out["textBody"] = text;
-  if (wants("htmlBody")) out["htmlBody"] = html;
-  if (wants("attachments")) out["attachments"] = attachments;
+  // RFC 8621 4.2 bodyProperties: what each EmailBodyPart says.
+  static const std::vector<std::string> kPartDefaults = {"partId", "blobId", "size", "name", "type", "charset",
+                                                         "disposition", "cid", "language", "location"};
+  static const std::set<std::string> kPartKnown = {"partId", "blobId", "size", "headers", "name", "type", "charset",
+                                                   "disposition", "cid", "language", "location", "subParts"};
+  std::vector<std::string> part_props = kPartDefaults;
+  if (args.contains("bodyProperties") && !args["bodyProperties"].is_null()) {
+    if (!args["bodyProperties"].is_array()) throw MethodError("invalidArguments", "bodyProperties is an array of names");
+    part_props.clear();
+    for (const auto& p : args["bodyProperties"]) {
+      if (!p.is_string() || (!kPartKnown.count(p.get<std::string>()) && !header_property(p.get<std::string>())))
+        throw MethodError("invalidArguments", "unknown body property " + p.dump());
+      part_props.push_back(p.get<std::string>());
+    }
+  }
+  const bool part_headers = std::any_of(part_props.begin(), part_props.end(), [](const std::string& p) {
+    return p == "headers" || p.starts_with("header:");
+  });
+  if (part_headers && bytes.empty()) bytes = c.service->blobs().read(e.blob);
+  std::function<json(const json&)> shape = [&](const json& part) {
+    json shaped = json::object();
+    for (const auto& p : part_props) {
+      if (part.contains(p)) {
+        shaped[p] = part[p];
+        continue;
+      }
+      if (p != "headers" && !p.starts_with("header:")) continue;
+      // The part's own header, read from the message (multiparts: none kept here).
+      const auto section = part["partId"].is_string() ? part_header(bytes, part["partId"].get<std::string>()) : std::nullopt;
+      const std::string head = section.value_or("");
+      if (p == "headers") {
+        json list = json::array();
+        for (const auto& line : raw_fields_all(head)) list.push_back({{"name", line.first}, {"value", header_form(line.second, "asRaw")}});
+        shaped[p] = list;
+      } else {
+        const auto h = header_property(p);
+        const auto raws = raw_fields(head, h->name);
+        if (h->all) {
+          json list = json::array();
+          for (const auto& raw : raws) list.push_back(header_form(raw, h->form));
+          shaped[p] = list;
+        } else {
+          shaped[p] = raws.empty() ? json(nullptr) : header_form(raws.back(), h->form);
+        }
+      }
+    }
+    if (part.contains("subParts")) {
+      json subs = json::array();
+      for (const auto& sub : part["subParts"]) subs.push_back(shape(sub));
+      shaped["subParts"] = subs;
+    }
+    return shaped;
+  };
+  auto shape_all = [&](const json& list) {
+    json out_list = json::array();
+    for (const auto& part : list) out_list.push_back(shape(part));
+    return out_list;
+  };
+  if (wants("bodyStructure")) out["bodyStructure"] = shape(tree);
+  if (wants("textBody")) out["textBody"] = shape_all(text);
+  if (wants("htmlBody")) out["htmlBody"] = shape_all(html);
+  if (wants("attachments")) out["attachments"] = shape_all(attachments);
   if (wants("bodyValues")) {
     json values = json::object();
     const bool all = args.value("fetchAllBodyValues", false), want_text = args.value("fetchTextBodyValues", false),
@@ -1604,6 +1711,87 @@ CreateError invalid(const std::string& property, const std::string& why) {
   return {{{"type", "invalidProperties"}, {"properties", {property}}, {"description", why}}};
 }
 
+// RFC 8621 4.6: the message's Content-* fields come from its parts; a part's Content-Type and
+// Content-Transfer-Encoding from its properties and the server.
+void check_content_field(const std::string& name, const std::string& property, bool part) {
+  const auto lower = ascii_lower(name);
+  if (!part && lower.starts_with("content-")) throw invalid(property, "Content-* fields belong to body parts");
+  if (part && (lower == "content-type" || lower == "content-transfer-encoding"))
+    throw invalid(property, name + " comes from the part's type and the server");
+}
+
+// "headers" ([EmailHeader], raw values) or "header:Name[:asForm][:all]" of an Email or a
+// body part being created, as fields; the names given, each once.
+std::vector<std::string> header_fields(const std::string& property, const json& value, std::vector<ComposedField>& out, bool part) {
+  std::vector<std::string> names;
+  if (property == "headers") {
+    if (!value.is_array()) throw invalid(property, "headers is an array of EmailHeader");
+    for (const auto& h : value) {
+      if (!h.is_object() || !h.contains("name") || !h["name"].is_string() || !h.contains("value") || !h["value"].is_string())
+        throw invalid(property, "an EmailHeader has a name and a value");
+      const auto name = h["name"].get<std::string>();
+      check_content_field(name, property, part);
+      names.push_back(name);
+      auto raw = h["value"].get<std::string>();
+      if (!raw.empty() && raw.front() == ' ') raw.erase(0, 1);
+      out.push_back({name, raw, true});
+    }
+  } else {
+    // header:Name[:asForm]; one value each (":all" takes an array of them).
+    auto rest = property.substr(7);
+    const bool all = rest.ends_with(":all");
+    if (all) rest.resize(rest.size() - 4);
+    const auto colon = rest.find(':');
+    const auto name = rest.substr(0, colon);
+    const auto form = colon == std::string::npos ? std::string("asRaw") : rest.substr(colon + 1);
+    check_content_field(name, property, part);
+    names.push_back(name);
+    const json values = all ? value : json::array({value});
+    if (!values.is_array()) throw invalid(property, property + " is an array");
+    for (const auto& v : values) {
+      if (form == "asRaw" || form == "asText") {
+        if (!v.is_string()) throw invalid(property, property + " is a string");
+        auto text = v.get<std::string>();
+        if (form == "asRaw" && !text.empty() && text.front() == ' ') text.erase(0, 1);
+        out.push_back({name, text, form == "asRaw"});
+      } else if (form == "asMessageIds" || form == "asURLs") {
+        if (!v.is_array()) throw invalid(property, property + " is an array of strings");
+        std::string joined;
+        for (const auto& x : v) {
+          if (!x.is_string() || x.get<std::string>().find_first_of("<> \t\r\n") != std::string::npos)
+            throw invalid(property, property + " holds strings without <>");
+          joined += (joined.empty() ? "<" : ", <") + x.get<std::string>() + ">";
+        }
+        if (form == "asMessageIds")
+          for (std::size_t at; (at = joined.find(", ")) != std::string::npos;) joined.erase(at, 1);
+        out.push_back({name, joined, true});
+      } else if (form == "asDate") {
+        const auto when = parse_date(v);
+        if (!when) throw invalid(property, property + " is a Date");
+        out.push_back({name, rfc5322_date(*when), true});
+      } else if (form == "asAddresses") {
+        // Names are written only when they are plain ASCII that needs no encoding.
+        if (!v.is_array()) throw invalid(property, property + " is an array of EmailAddress");
+        std::string joined;
+        for (const auto& a : v) {
+          if (!a.is_object() || !a.contains("email") || !a["email"].is_string()) throw invalid(property, "an EmailAddress has an email");
+          const auto email = a["email"].get<std::string>();
+          if (email.find_first_of("<>,;\" \t\r\n") != std::string::npos) throw invalid(property, email + " is not an address");
+          const auto name_of = a.value("name", json(nullptr));
+          std::string name_text = name_of.is_string() ? name_of.get<std::string>() : "";
+          if (std::any_of(name_text.begin(), name_text.end(), [](char ch) { return static_cast<unsigned char>(ch) >= 0x80 || ch == '"' || ch == '\\' || ch == '\r' || ch == '\n'; }))
+            name_text.clear();
+          joined += (joined.empty() ? "" : ", ") + (name_text.empty() ? email : "\"" + name_text + "\" <" + email + ">");
+        }
+        out.push_back({name, joined, true});
+      } else {
+        throw invalid(property, "the form " + form + " cannot be written");
+      }
+    }
+  }
+  return names;
+}
+
 // RFC 8621 4.6: an Email creation object as message bytes: its header fields from the
 // properties (parsed forms and header:Name:asForm), its body from bodyStructure or
 // textBody/htmlBody/attachments, whose parts name a bodyValue (partId) or a blob (blobId).
@@ -1667,70 +1855,8 @@ std::string compose_email(JmapContext& c, const Call& call, const json& object) 
     } else if (property == "references") {
       claim("References", property);
       m.references = id_list(property);
-    } else if (property == "headers") {
-      if (!value.is_array()) throw invalid(property, "headers is an array of EmailHeader");
-      for (const auto& h : value) {
-        if (!h.is_object() || !h.contains("name") || !h["name"].is_string() || !h.contains("value") || !h["value"].is_string())
-          throw invalid(property, "an EmailHeader has a name and a value");
-        const auto name = h["name"].get<std::string>();
-        if (ascii_lower(name).starts_with("content-")) throw invalid(property, "Content-* fields belong to body parts");
-        claim(name, property);
-        auto raw = h["value"].get<std::string>();
-        if (!raw.empty() && raw.front() == ' ') raw.erase(0, 1);
-        m.fields.push_back({name, raw, true});
-      }
-    } else if (property.starts_with("header:")) {
-      // header:Name[:asForm]; one value each (":all" takes an array of them).
-      auto rest = property.substr(7);
-      const bool all = rest.ends_with(":all");
-      if (all) rest.resize(rest.size() - 4);
-      const auto colon = rest.find(':');
-      const auto name = rest.substr(0, colon);
-      const auto form = colon == std::string::npos ? std::string("asRaw") : rest.substr(colon + 1);
-      if (ascii_lower(name).starts_with("content-")) throw invalid(property, "Content-* fields belong to body parts");
-      claim(name, property);
-      const json values = all ? value : json::array({value});
-      if (!values.is_array()) throw invalid(property, property + " is an array");
-      for (const auto& v : values) {
-        if (form == "asRaw" || form == "asText") {
-          if (!v.is_string()) throw invalid(property, property + " is a string");
-          auto text = v.get<std::string>();
-          if (form == "asRaw" && !text.empty() && text.front() == ' ') text.erase(0, 1);
-          m.fields.push_back({name, text, form == "asRaw"});
-        } else if (form == "asMessageIds" || form == "asURLs") {
-          if (!v.is_array()) throw invalid(property, property + " is an array of strings");
-          std::string joined;
-          for (const auto& x : v) {
-            if (!x.is_string() || x.get<std::string>().find_first_of("<> \t\r\n") != std::string::npos)
-              throw invalid(property, property + " holds strings without <>");
-            joined += (joined.empty() ? "<" : ", <") + x.get<std::string>() + ">";
-          }
-          if (form == "asMessageIds")
-            for (std::size_t at; (at = joined.find(", ")) != std::string::npos;) joined.erase(at, 1);
-          m.fields.push_back({name, joined, true});
-        } else if (form == "asDate") {
-          const auto when = parse_date(v);
-          if (!when) throw invalid(property, property + " is a Date");
-          m.fields.push_back({name, rfc5322_date(*when), true});
-        } else if (form == "asAddresses") {
-          // Names are written only when they are plain ASCII that needs no encoding.
-          if (!v.is_array()) throw invalid(property, property + " is an array of EmailAddress");
-          std::string joined;
-          for (const auto& a : v) {
-            if (!a.is_object() || !a.contains("email") || !a["email"].is_string()) throw invalid(property, "an EmailAddress has an email");
-            const auto email = a["email"].get<std::string>();
-            if (email.find_first_of("<>,;\" \t\r\n") != std::string::npos) throw invalid(property, email + " is not an address");
-            const auto name_of = a.value("name", json(nullptr));
-            std::string name_text = name_of.is_string() ? name_of.get<std::string>() : "";
-            if (std::any_of(name_text.begin(), name_text.end(), [](char ch) { return static_cast<unsigned char>(ch) >= 0x80 || ch == '"' || ch == '\\' || ch == '\r' || ch == '\n'; }))
-              name_text.clear();
-            joined += (joined.empty() ? "" : ", ") + (name_text.empty() ? email : "\"" + name_text + "\" <" + email + ">");
-          }
-          m.fields.push_back({name, joined, true});
-        } else {
-          throw invalid(property, "the form " + form + " cannot be written");
-        }
-      }
+    } else if (property == "headers" || property.starts_with("header:")) {
+      for (const auto& name : header_fields(property, value, m.fields, false)) claim(name, property);
     } else {
       throw invalid(property, "unknown property " + property);
     }
@@ -1758,6 +1884,9 @@ std::string compose_email(JmapContext& c, const Call& call, const json& object) 
     if (p.contains("language") && p["language"].is_array())
       for (const auto& l : p["language"])
         if (l.is_string()) part.language += (part.language.empty() ? "" : ", ") + l.get<std::string>();
+    // More of the part's header (RFC 8621 4.1.4 headers and header:Name forms).
+    for (const auto& [key, value] : p.items())
+      if (key == "headers" || key.starts_with("header:")) header_fields(key, value, part.fields, true);
     if (p.contains("subParts") && !p["subParts"].is_null()) {
       if (!p["subParts"].is_array()) throw invalid(where, "subParts is an array");
       part.type = type.is_string() ? ascii_lower(type.get<std::string>()) : "multipart/mixed";
@@ -1933,6 +2062,11 @@ json email_set(JmapContext& c, const Call& call) {
         const auto box = resolve_id(call, path.substr(11));
         if (value.is_null()) boxes.erase(box);
         else boxes.insert(box);
+      } else if (path.find('/') == std::string::npos && path != "keywords" && path != "mailboxIds" &&
+                 (std::find(kEmailProperties.begin(), kEmailProperties.end(), path) != kEmailProperties.end() || header_property(path))) {
+        // RFC 8620 5.3: a whole object may come back; what cannot change must be as it is.
+        const auto now = email_object(c, e, id, {path}, json::object());
+        bad = bad || !now.contains(path) || now[path] != value;
       } else {
         bad = true;
       }
@@ -2127,7 +2261,7 @@ json search_snippet_get(JmapContext& c, const Call& call) {
     }
     list.push_back(snippet);
   }
-  return {{"accountId", call.account_id}, {"list", list}, {"notFound", not_found}};
+  return {{"accountId", call.account_id}, {"list", list}, {"notFound", not_found.empty() ? json(nullptr) : not_found}};
 }
 
 // ---- Thread (RFC 8621 3): the Emails of a conversation, oldest first ---------------------
@@ -2170,6 +2304,16 @@ std::string mail_state_of(const std::vector<MailboxInfo>& boxes) {
   return sha256_hex(all).substr(0, 24);
 }
 
+// RFC 8620 5.4 and 6.3, RFC 8621 4.7: Email/copy and Blob/copy go from another account to
+// this one. Each member has one account here and may read no other, so the source is never
+// found (and the same account on both sides is invalidArguments, as 5.4 says).
+json copy_from_account(JmapContext&, const Call& call) {
+  const auto from = call.args.value("fromAccountId", json(nullptr));
+  if (!from.is_string()) throw MethodError("invalidArguments", "fromAccountId is required");
+  if (from == call.account_id) throw MethodError("invalidArguments", "fromAccountId is this account: copy within it with Email/set");
+  throw MethodError("fromAccountNotFound", "");
+}
+
 const std::map<std::string, Method>& mail_methods() {
   static const std::map<std::string, Method> methods = {
       {"Mailbox/get", {kMail, mailbox_get}},     {"Mailbox/changes", {kMail, mailbox_changes}},
@@ -2177,7 +2321,8 @@ const std::map<std::string, Method>& mail_methods() {
       {"Email/queryChanges", {kMail, email_query_changes}}, {"Email/get", {kMail, email_get}},
       {"Email/changes", {kMail, email_changes}}, {"Email/query", {kMail, email_query}},
       {"Email/set", {kMail, email_set}},         {"Email/import", {kMail, email_import}},
-      {"Mailbox/set", {kMail, mailbox_set}},     {"Email/parse", {kMail, email_parse}},
+      {"Mailbox/set", {kMail, mailbox_set}},     {"Email/copy", {kMail, copy_from_account}},
+      {"Blob/copy", {kCore, copy_from_account}},     {"Email/parse", {kMail, email_parse}},
       {"SearchSnippet/get", {kMail, search_snippet_get}},
       {"Thread/get", {kMail, thread_get}},       {"Thread/changes", {kMail, thread_changes}},
   };

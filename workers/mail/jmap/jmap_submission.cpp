@@ -120,7 +120,13 @@ json identity_set(JmapContext& c, const Call& call) {
   json not_created = json::object(), not_updated = json::object(), not_destroyed = json::object();
   const json forbidden = {{"type", "forbidden"}, {"description", "identities are the member's addresses: ask an admin for another"}};
   const auto [create, update, destroy] = set_parts(call);
-  for (const auto& [id, _] : create.items()) not_created[id] = forbidden;
+  const auto allowed = sendable_addresses(c.service->directory(), call.handle, call.emails);
+  for (const auto& [id, object] : create.items()) {
+    // RFC 8621 6.3: an address the member may not send from is forbiddenFrom.
+    const auto email = object.is_object() ? object.value("email", json(nullptr)) : json(nullptr);
+    const bool theirs = email.is_string() && std::find(allowed.begin(), allowed.end(), ascii_lower(email.get<std::string>())) != allowed.end();
+    not_created[id] = theirs ? forbidden : json{{"type", "forbiddenFrom"}, {"description", call.handle + " may not send from that address"}};
+  }
   for (const auto& [id, _] : update.items()) not_updated[id] = forbidden;
   for (const auto& id : destroy)
     if (id.is_string()) not_destroyed[id.get<std::string>()] = forbidden;
@@ -129,6 +135,7 @@ json identity_set(JmapContext& c, const Call& call) {
   if (!not_created.empty()) out["notCreated"] = not_created;
   if (!not_updated.empty()) out["notUpdated"] = not_updated;
   if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  null_when_empty(out);
   return out;
 }
 
@@ -220,7 +227,8 @@ json submission_query(JmapContext& c, const Call& call) {
     return false;
   });
   json ids = json::array();
-  const auto position = std::max<int64_t>(0, call.args.value("position", json(0)).is_number_integer() ? call.args["position"].get<int64_t>() : 0);
+  const json given_position = call.args.value("position", json(0));  // RFC 8620 5.5: 0 when absent
+  const auto position = std::max<int64_t>(0, given_position.is_number_integer() ? given_position.get<int64_t>() : 0);
   const auto limit = call.args.contains("limit") && call.args["limit"].is_number_unsigned() ? call.args["limit"].get<int64_t>()
                                                                                             : static_cast<int64_t>(kept.size());
   for (auto i = position; i < static_cast<int64_t>(kept.size()) && static_cast<int64_t>(ids.size()) < limit; ++i)
@@ -411,6 +419,7 @@ json submission_set(JmapContext& c, const Call& call) {
   if (!not_created.empty()) out["notCreated"] = not_created;
   if (!not_updated.empty()) out["notUpdated"] = not_updated;
   if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  null_when_empty(out);
   // RFC 8621 7.5: the Emails of the submissions that succeeded, changed as asked, by an
   // implicit Email/set whose response follows this one.
   json email_update = json::object(), email_destroy = json::array();
@@ -500,6 +509,7 @@ json vacation_set(JmapContext& c, const Call& call) {
   if (!not_created.empty()) out["notCreated"] = not_created;
   if (!not_updated.empty()) out["notUpdated"] = not_updated;
   if (!not_destroyed.empty()) out["notDestroyed"] = not_destroyed;
+  null_when_empty(out);
   return out;
 }
 
