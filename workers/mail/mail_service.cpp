@@ -160,10 +160,21 @@ Delivered MailService::deliver(const std::string& blob, uint64_t size, const std
   const auto meta = describe(blob, blobs_.read(blob), internal_date, 0);
   Delivered delivered{blob, {}};
   for (const auto& r : recipients) {
+    {
+      // Counted before the commit, whose watchers push the new state at once.
+      std::lock_guard lock(deliveries_mutex_);
+      ++deliveries_[r.handle];
+    }
     const auto stored = mailboxes_.append(r.handle, mailbox, meta, r.quota_bytes);
     delivered.uids.emplace_back(r.handle, stored.uid);
   }
   return delivered;
+}
+
+uint64_t MailService::deliveries(const std::string& handle) {
+  std::lock_guard lock(deliveries_mutex_);
+  const auto it = deliveries_.find(handle);
+  return it == deliveries_.end() ? 0 : it->second;
 }
 
 StoredMessage MailService::append(const std::string& handle, const std::string& mailbox, std::string_view bytes,

@@ -4,7 +4,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "common/blob_store.h"
@@ -47,6 +49,9 @@ class MailService {
   // and nothing is delivered.
   // Throws kQuotaExceeded ("552 ...") when the message would take a recipient over quota.
   void check_quota(const std::vector<Recipient>& recipients, uint64_t size);
+  // How many deliveries (from outside: SMTP, not a client's own moves or appends) reached the
+  // member since the worker started: JMAP's EmailDelivery push state (RFC 8621 1.5).
+  uint64_t deliveries(const std::string& handle);
   Delivered deliver(const std::string& blob, uint64_t size, const std::vector<Recipient>& recipients,
                     int64_t internal_date, const std::string& mailbox = "INBOX");
 
@@ -85,6 +90,8 @@ class MailService {
   MailDirectory directory_;
   MailboxStore mailboxes_;
   BlobStore blobs_;
+  std::mutex deliveries_mutex_;
+  std::unordered_map<std::string, uint64_t> deliveries_;
 };
 
 }  // namespace coop::mail

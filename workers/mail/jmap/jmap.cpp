@@ -54,14 +54,33 @@ http::Response problem(const std::string& type, int status, const std::string& d
 
 constexpr const char kWebSocket[] = "urn:ietf:params:jmap:websocket";
 
-// RFC 8620 7.1: the StateChange for a member's mail now in state, for the types asked
-// (empty: all); null when none of them is asked.
-json state_change(const std::string& handle, const std::string& state, const std::set<std::string>& types) {
+// RFC 8620 7.1: the StateChange from the states last sent to those of now, for the types
+// asked (empty: all); null when none of them changed.
+json state_change(const std::string& handle, const json& now, const json& last, const std::set<std::string>& types) {
   json changed = json::object();
-  for (const char* type : {"Mailbox", "Email", "Thread"})
-    if (types.empty() || types.count(type)) changed[type] = state;
+  for (const auto& [type, state] : now.items())
+    if ((types.empty() || types.count(type)) && (!last.contains(type) || last[type] != state)) changed[type] = state;
   if (changed.empty()) return nullptr;
   return {{"@type", "StateChange"}, {"changed", {{account_id(handle), changed}}}};
+}
+
+// RFC 8887 4.3.5.2 pushState: the states pushed, in one opaque string, and back.
+constexpr const char* kPushTypes[] = {"Email", "EmailSubmission", "VacationResponse", "EmailDelivery"};
+std::string push_state_of(const json& states) {
+  std::string out;
+  for (const char* type : kPushTypes) out += (out.empty() ? "" : ".") + states.value(type, std::string());
+  return out;
+}
+json states_of_push_state(const std::string& text) {
+  json states = json::object();
+  std::size_t start = 0;
+  for (const char* type : kPushTypes) {
+    const auto dot = std::min(text.find('.', start), text.size());
+    states[type] = text.substr(std::min(start, text.size()), dot - std::min(start, text.size()));
+    start = dot + 1;
+  }
+  for (const char* type : {"Mailbox", "Thread"}) states[type] = states["Email"];
+  return states;
 }
 
 http::Response unauthorized() {
@@ -118,7 +137,7 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
         ping_(ping), timer_(*context.io) {}
 
   void start() {
-    last_ = mail_state(context_, handle_);
+    last_ = push_states(context_, handle_);
     std::weak_ptr<EventStream> weak = shared_from_this();
     const auto token = context_.service->mailboxes().watch(handle_, [weak] {
       if (auto self = weak.lock()) self->changed();
@@ -167,6 +186,10 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
     if (waiting) waiting(std::nullopt);
   }
 
+ public:
+  // Something changed (a commit, under the store's lock, or a change elsewhere): schedule a look.
+  void changed() { look(); }
+
  private:
   // A slow reader's backlog is bounded: past 64 pieces pings are dropped, and a state event
   // replaces the last queued one (only the newest state matters).
@@ -186,17 +209,16 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
   }
 
   // On the committing thread, under the store's lock: only schedule.
-  void changed() {
+  void look() {
     if (pending_.exchange(true)) return;
     context_.runner([self = shared_from_this()] {
       // One reader of the state at a time: events go out in order, last_ is never raced.
       std::lock_guard serial(self->serial_);
       self->pending_ = false;
       try {
-        const auto state = mail_state(self->context_, self->handle_);
-        if (state == self->last_) return;
-        self->last_ = state;
-        const json event = state_change(self->handle_, state, self->types_);
+        const auto states = push_states(self->context_, self->handle_);
+        const json event = state_change(self->handle_, states, self->last_, self->types_);
+        self->last_ = states;
         if (event.is_null()) return;
         self->push("event: state\ndata: " + event.dump() + "\n\n", true);
         if (self->close_after_state_) self->close();
@@ -228,7 +250,7 @@ class EventStream : public http::Response::Stream, public std::enable_shared_fro
   const int ping_;
   boost::asio::steady_timer timer_;
   uint64_t watch_ = 0;
-  std::string last_;
+  json last_;  // the states sent last, by type
   std::atomic<bool> pending_{false};
   std::mutex serial_;  // state reads and last_
   std::mutex mutex_;
@@ -305,7 +327,7 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
     const auto token = context_.service->mailboxes().watch(handle, [weak] {
       if (auto self = weak.lock()) self->changed();
     });
-    const auto now = push_state.empty() ? mail_state(context_, handle) : push_state;
+    const auto now = push_state.empty() ? push_states(context_, handle) : states_of_push_state(push_state);
     bool closed;
     {
       std::lock_guard lock(mutex_);
@@ -349,13 +371,14 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
     return member_;
   }
 
- private:
+ // Something changed: the states are compared with those sent last, on the blocking pool.
   void changed() {
     if (pending_.exchange(true)) return;
     context_.runner([self = shared_from_this()] {
       std::lock_guard serial(self->serial_);
       self->pending_ = false;
-      std::string handle, last;
+      std::string handle;
+      json last;
       std::set<std::string> types;
       {
         std::lock_guard lock(self->mutex_);
@@ -365,15 +388,14 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
         types = self->types_;
       }
       try {
-        const auto state = mail_state(self->context_, handle);
-        if (state == last) return;
+        const auto states = push_states(self->context_, handle);
+        json event = state_change(handle, states, last, types);
         {
           std::lock_guard lock(self->mutex_);
-          self->last_ = state;
+          self->last_ = states;
         }
-        json event = state_change(handle, state, types);
         if (event.is_null()) return;
-        event["pushState"] = state;
+        event["pushState"] = push_state_of(states);
         self->ws_->send(event.dump());
       } catch (const std::exception& e) {
         spdlog::warn("jmap websocket push for {}: {}", handle, e.what());
@@ -381,10 +403,12 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
     });
   }
 
+ private:
   JmapContext& context_;
   const std::shared_ptr<http::WebSocket> ws_;
   std::mutex mutex_;
-  std::string handle_, last_, member_;
+  std::string handle_, member_;
+  json last_;  // the states sent last, by type
   std::set<std::string> types_;
   uint64_t watch_ = 0;
   bool closed_ = false;
@@ -644,6 +668,20 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
   auto jmap = std::make_shared<Jmap>(std::move(context));
   auto run = jmap->context_.runner;
   Jmap* j = jmap.get();
+  // A change outside the mail store: the member's push connections look again.
+  j->context_.changed = [j](const std::string& handle) {
+    std::vector<std::shared_ptr<EventStream>> streams;
+    std::vector<std::shared_ptr<JmapSocket>> sockets;
+    {
+      std::lock_guard lock(j->mutex_);
+      for (auto& weak : j->streams_)
+        if (auto stream = weak.lock(); stream && stream->handle() == handle) streams.push_back(stream);
+      for (auto& [_, socket] : j->sockets_)
+        if (socket->member() == handle) sockets.push_back(socket);
+    }
+    for (auto& stream : streams) stream->changed();
+    for (auto& socket : sockets) socket->changed();
+  };
   // Every route checks credentials on the blocking pool (the registry's answer, Argon2).
   auto authed = [j](const http::Request& q, const std::function<http::Response(const auth::VerifiedMember&)>& then) {
     const auto who = j->member(q);

@@ -51,6 +51,9 @@ struct JmapContext {
   std::function<void(std::function<void()>)> runner;  // the blocking pool
   std::string scheme = "https";  // the listener's, for the session's URLs
   boost::asio::io_context* io = nullptr;  // for push's pings
+  // Called after a change outside the mail store (a submission, the vacation response), so
+  // push reports it; set by add_jmap_routes.
+  std::function<void(const std::string& handle)> changed;
   JmapLimits limits;
 };
 

@@ -91,6 +91,11 @@ json submission_account_capabilities();
 void remember_upload(const std::string& handle, const std::string& sha);
 bool blob_visible(JmapContext& context, const std::string& handle, const std::string& sha);
 
+// RFC 8620 7.1: every type's state that push reports, by type: Mailbox, Email and Thread (the
+// mail's), EmailSubmission, VacationResponse, and EmailDelivery (deliveries from outside,
+// RFC 8621 1.5).
+json push_states(JmapContext& context, const std::string& handle);
+
 // A state string for the member's mail: changes whenever any mailbox or message does.
 std::string mail_state(JmapContext& context, const std::string& handle);
 // The same from the mailboxes as read.

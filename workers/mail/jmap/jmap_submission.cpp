@@ -430,6 +430,7 @@ json submission_set(JmapContext& c, const Call& call) {
     for (const auto& ref : on_destroy)
       if (const auto it = ref.is_string() ? email_of.find(ref.get<std::string>()) : email_of.end(); it != email_of.end())
         email_destroy.push_back(it->second);
+  if (c.changed && (!created.empty() || !destroyed.empty())) c.changed(call.handle);
   if (!email_update.empty() || !email_destroy.empty()) {
     json args = {{"accountId", call.account_id}, {"update", email_update}, {"destroy", email_destroy}};
     const Call set{call.handle, call.account_id, args, call.name, call.emails, call.created_ids, call.implicit};
@@ -503,6 +504,7 @@ json vacation_set(JmapContext& c, const Call& call) {
     directory.set_vacation(call.handle, next);
     v = next;
     updated[id] = nullptr;
+    if (c.changed) c.changed(call.handle);
   }
   json out = {{"accountId", call.account_id}, {"oldState", old_state}, {"newState", vacation_state(v)},
               {"created", json::object()}, {"updated", updated}, {"destroyed", json::array()}};
@@ -514,6 +516,16 @@ json vacation_set(JmapContext& c, const Call& call) {
 }
 
 }  // namespace
+
+json push_states(JmapContext& c, const std::string& handle) {
+  // Deliveries are counted from the worker's start: a nonce keeps a restart's states new.
+  static const std::string nonce = random_hex(4);
+  const auto mail = mail_state(c, handle);
+  return {{"Mailbox", mail}, {"Email", mail}, {"Thread", mail},
+          {"EmailSubmission", submission_state(c.service->directory().submissions(handle))},
+          {"VacationResponse", vacation_state(c.service->directory().vacation(handle))},
+          {"EmailDelivery", nonce + "-" + std::to_string(c.service->deliveries(handle))}};
+}
 
 json submission_account_capabilities() { return {{"maxDelayedSend", 0}, {"submissionExtensions", json::object()}}; }
 
