@@ -138,6 +138,14 @@ def test_threads_query_changes_and_header_forms():
         some = j.one("Email/query", {"filter": {"someInThreadHaveKeyword": "$flagged"}})["ids"]
         assert set(some) == {e["id"] for e in swap}
         assert j.one("Email/query", {"filter": {"allInThreadHaveKeyword": "$flagged"}})["ids"] == []
+        # Keyword sorts (RFC 8621 4.4.2): flagged first, then the rest of its thread.
+        by_flag = j.one("Email/query", {"sort": [{"property": "hasKeyword", "keyword": "$flagged", "isAscending": False},
+                                                 {"property": "receivedAt"}]})["ids"]
+        assert by_flag[0] == swap[0]["id"], by_flag
+        by_thread = j.one("Email/query", {"sort": [{"property": "someInThreadHaveKeyword", "keyword": "$flagged", "isAscending": False}]})["ids"]
+        assert set(by_thread[:3]) == {e["id"] for e in swap} and by_thread[3] == other["id"]
+        no_keyword = j.call(["Email/query", {"accountId": j.account, "sort": [{"property": "hasKeyword"}]}, "x"])
+        assert no_keyword[0][1]["type"] == "unsupportedSort"
         # /queryChanges from the first query's state: the client's list, patched, is the query now.
         qc = j.one("Email/queryChanges", {"filter": {"inMailbox": inbox}, "collapseThreads": True, "sinceQueryState": q0["queryState"]})
         assert qc["oldQueryState"] == q0["queryState"]

@@ -57,7 +57,9 @@ std::optional<int64_t> parse_date(const json& value, bool utc_only) {
 
 namespace {
 
-constexpr const char* kSortable[] = {"receivedAt", "sentAt", "size", "subject", "from", "to"};
+// RFC 8621 4.4.2: every sort property (the keyword ones with a "keyword" in the comparator).
+constexpr const char* kSortable[] = {"receivedAt", "sentAt", "size", "subject", "from", "to",
+                                     "hasKeyword", "allInThreadHaveKeyword", "someInThreadHaveKeyword"};
 
 std::string role_of(const MailboxInfo& box) {
   if (box.name == "INBOX") return "inbox";
@@ -1434,7 +1436,11 @@ std::vector<std::string> compute_email_query(JmapContext& c, const View& view, c
   for (const auto& [id, e] : view.emails)
     if (filter.is_null() || matches(c, view, e, filter, 0, texts)) kept.emplace_back(&id, &e);
   std::vector<std::pair<std::string, bool>> order;  // property, ascending
-  for (const auto& s : sort) order.emplace_back(s["property"].get<std::string>(), s.value("isAscending", true));
+  std::vector<std::string> sort_keywords;          // for the keyword sorts
+  for (const auto& s : sort) {
+    order.emplace_back(s["property"].get<std::string>(), s.value("isAscending", true));
+    sort_keywords.push_back(s.contains("keyword") && s["keyword"].is_string() ? ascii_lower(s["keyword"].get<std::string>()) : "");
+  }
   // sentAt, from and to: the SORT keys the store keeps (RFC 5256), a mailbox at a time; a
   // message stored before they were kept is read.
   std::map<std::pair<std::string, int64_t>, SortRow> sort_rows;
@@ -1467,10 +1473,16 @@ std::vector<std::string> compute_email_query(JmapContext& c, const View& view, c
     for (std::size_t n = 0; n < width; ++n) {
       const auto& p = order[n].first;
       auto& k = keys[i * width + n];
+      auto has = [&](const View::Email& x) { return keywords_of(x.flags, x.keywords).contains(sort_keywords[n]); };
       if (p == "receivedAt") k.number = e.received;
       else if (p == "size") k.number = e.size;
       else if (p == "subject") k.text = ascii_lower(e.subject);
-      else {
+      else if (p == "hasKeyword") k.number = has(e);
+      else if (p == "allInThreadHaveKeyword" || p == "someInThreadHaveKeyword") {
+        const auto& members = view.threads.at(e.thread);
+        const auto with = std::count_if(members.begin(), members.end(), [&](const std::string& id) { return has(view.emails.at(id)); });
+        k.number = p == "allInThreadHaveKeyword" ? with == static_cast<long>(members.size()) : with > 0;
+      } else {
         if (!row) row = stored(e);
         if (p == "sentAt") k.number = row->sent_date;
         else k.text = p == "from" ? row->from_mailbox : row->to_mailbox;
@@ -1541,8 +1553,10 @@ std::shared_ptr<const std::vector<std::string>> email_query_ids(JmapContext& c, 
   for (const auto& s : sort)
     if (!s.is_object() || !s.contains("property") ||
         std::find(std::begin(kSortable), std::end(kSortable), s["property"]) == std::end(kSortable) ||
-        (s.contains("isAscending") && !s["isAscending"].is_boolean()))
-      throw MethodError("unsupportedSort", "Email/query sorts by receivedAt, sentAt, size, subject, from or to");
+        (s.contains("isAscending") && !s["isAscending"].is_boolean()) ||
+        (std::string_view(s["property"].is_string() ? s["property"].get_ref<const std::string&>() : "").find("Keyword") != std::string_view::npos &&
+         (!s.contains("keyword") || !s["keyword"].is_string() || !imap::valid_keyword(s["keyword"].get<std::string>()))))
+      throw MethodError("unsupportedSort", "Email/query sorts by receivedAt, sentAt, size, subject, from, to, or a keyword's presence");
   const json collapse = call.args.value("collapseThreads", json(false));
   if (!collapse.is_boolean() && !collapse.is_null()) throw MethodError("invalidArguments", "collapseThreads is a boolean");
   const auto key = filter.dump() + "|" + sort.dump() + "|" + (collapse == true ? "1" : "0");
@@ -1607,7 +1621,10 @@ json standard_query_changes(JmapContext& c, const Call& call, const std::string&
   for (const auto& [id, _] : before)
     if (!after.count(id)) changed.insert(id);
   // Collapsed or thread-wide queries: a change to one Email may move its thread's others.
-  if (!mailbox && (call.args.value("collapseThreads", json(false)) == true || thread_filter(call.args.value("filter", json(nullptr))))) {
+  const auto sort_text = call.args.value("sort", json(nullptr)).dump();
+  const bool thread_sort = sort_text.find("InThreadHaveKeyword") != std::string::npos;
+  if (!mailbox && (call.args.value("collapseThreads", json(false)) == true || thread_sort ||
+                   thread_filter(call.args.value("filter", json(nullptr))))) {
     std::set<std::string> threads;
     for (const auto& id : changed)
       if (const auto it = view.emails.find(id); it != view.emails.end()) threads.insert(it->second.thread);
