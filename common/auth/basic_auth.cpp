@@ -3,6 +3,7 @@
 
 #include <sodium.h>
 
+#include <functional>
 #include <vector>
 
 #include "common/auth/member_client.h"
@@ -59,16 +60,15 @@ std::optional<std::string> parse_bearer(std::string_view authorization) {
 std::optional<VerifiedMember> BasicAuthCache::check_member(const http::Request& q, const std::string& protocol_asked) {
   const std::string protocol = protocol_asked.empty() ? protocol_ : protocol_asked;
   const auto authorization = q.header("authorization");
-  // RFC 6750 2.1: "Bearer" and an app password from the member portal.
-  if (const auto token = parse_bearer(authorization)) {
-    const std::string key = sha256_hex(protocol + "\nbearer\n" + *token);
+  // A verified credential is remembered for a minute by its digest (with the protocol).
+  auto remembered = [&](const std::string& key, const std::function<VerifiedMember()>& verify) -> std::optional<VerifiedMember> {
     {
       std::lock_guard lock(mutex_);
       auto it = cache_.find(key);
       if (it != cache_.end() && it->second.until > Clock::now()) return it->second.member;
     }
     try {
-      const auto member = verify_token(home_, *token, protocol, q.remote_address);
+      const auto member = verify();
       std::lock_guard lock(mutex_);
       if (cache_.size() > 10000) cache_.clear();
       cache_[key] = {member, Clock::now() + std::chrono::seconds(60)};
@@ -77,26 +77,16 @@ std::optional<VerifiedMember> BasicAuthCache::check_member(const http::Request& 
       if (e.code() == errc::kBadCredentials || e.code() == errc::kOutOfScope) return std::nullopt;
       throw;
     }
-  }
+  };
+  // RFC 6750 2.1: "Bearer" and an app password from the member portal.
+  if (const auto token = parse_bearer(authorization))
+    return remembered(sha256_hex(protocol + "\nbearer\n" + *token),
+                      [&] { return verify_token(home_, *token, protocol, q.remote_address); });
   const auto credentials = parse_basic(authorization);
   if (!credentials) return std::nullopt;
   const auto& [user, password] = *credentials;
-  const std::string key = sha256_hex(protocol + '\n' + user + ':' + password);
-  {
-    std::lock_guard lock(mutex_);
-    auto it = cache_.find(key);
-    if (it != cache_.end() && it->second.until > Clock::now()) return it->second.member;
-  }
-  try {
-    const auto member = verify_credentials(home_, user, password, protocol, q.remote_address);
-    std::lock_guard lock(mutex_);
-    if (cache_.size() > 10000) cache_.clear();
-    cache_[key] = {member, Clock::now() + std::chrono::seconds(60)};
-    return member;
-  } catch (const Error& e) {
-    if (e.code() == errc::kBadCredentials || e.code() == errc::kOutOfScope) return std::nullopt;
-    throw;
-  }
+  return remembered(sha256_hex(protocol + '\n' + user + ':' + password),
+                    [&] { return verify_credentials(home_, user, password, protocol, q.remote_address); });
 }
 
 void BasicAuthCache::forget(const std::string& handle) {

@@ -8,6 +8,35 @@
 
 namespace coop::mail {
 
+std::vector<std::pair<std::string, std::string>> header_fields(std::string_view header) {
+  std::vector<std::pair<std::string, std::string>> out;
+  bool in_field = false;
+  for (std::size_t at = 0; at < header.size();) {
+    auto eol = header.find('\n', at);
+    if (eol == std::string_view::npos) eol = header.size();
+    auto line = header.substr(at, eol - at);
+    at = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+      if (in_field) out.back().second += "\r\n" + std::string(line);
+      continue;
+    }
+    const auto colon = line.find(':');
+    in_field = colon != std::string_view::npos && colon > 0;
+    if (in_field) out.emplace_back(std::string(line.substr(0, colon)), std::string(line.substr(colon + 1)));
+  }
+  return out;
+}
+
+std::string unfolded(std::string_view raw) {
+  std::string out;
+  for (char c : raw)
+    if (c != '\r' && c != '\n') out += c;
+  const auto first = out.find_first_not_of(" \t");
+  if (first == std::string::npos) return {};
+  return out.substr(first, out.find_last_not_of(" \t") - first + 1);
+}
+
 std::string rfc5322_date(int64_t unix_seconds) {
   static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

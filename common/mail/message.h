@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace coop::mail {
 
@@ -17,6 +19,13 @@ inline std::size_t header_end(std::string_view message) {
   if (lf != std::string_view::npos) return lf + 2;
   return message.size();
 }
+
+// RFC 5322 2.2: every field of a header section as (name as written, raw value: what
+// follows the colon, folds kept as CRLF), in order. Lines without a colon are skipped.
+std::vector<std::pair<std::string, std::string>> header_fields(std::string_view header);
+
+// RFC 5322 2.2.3: a raw value unfolded (its line breaks removed) and trimmed of blanks.
+std::string unfolded(std::string_view raw);
 
 // RFC 5322 3.3 date-time in UTC, "Sun, 06 Dec 2026 10:00:00 +0000", whatever the locale:
 // for Date, Received and the dates of delivery reports.

@@ -186,6 +186,15 @@ def test_session_requests_errors_and_limits():
         assert http("GET", url.replace(acc, bob.account), user="bob")[0] == 404  # not bob's blob
         assert http("GET", url.replace(blob["blobId"], "G" + "0" * 64))[0] == 404
         assert http("GET", url.replace(blob["blobId"], "../../etc/passwd"))[0] == 404
+        # Result references cannot multiply a big result: past maxSizeRequest of copies, the
+        # call is requestTooLarge and the worker lives on.
+        pid = next(w for w in shard.json("status")["workers"] if w["name"] == "mail")["pid"]
+        big = "x" * 300000
+        many = [["Core/echo", {"x": big}, "0"]] + [["Core/echo", {"#x": {"resultOf": "0", "name": "Core/echo", "path": "/x"}}, str(i)]
+                                                   for i in range(1, 60)]
+        got = j.call(*many, using=(CORE,))
+        assert got[1][1] == {"x": big} and got[-1][0] == "error" and got[-1][1]["type"] == "requestTooLarge"
+        assert next(w for w in shard.json("status")["workers"] if w["name"] == "mail")["pid"] == pid
         # Bearer tokens (RFC 6750): an app password with the mail scope opens JMAP; one for
         # another protocol, a wrong one or a revoked one does not.
         token = app_password(shard, "alice", "mail", label="phone")

@@ -254,7 +254,10 @@ def test_rfc8621_1_3_account_capabilities():
         rfc.expect("receivedAt" in options, "RFC 8621 1.3.1/4.4.2: receivedAt MUST be a sort option", options)
         # Every advertised sort option sorts.
         for option in options:
-            [[name, result, _]] = j.call(["Email/query", {"accountId": j.account, "sort": [{"property": option}]}, "s"])
+            comparator = {"property": option}
+            if "Keyword" in option:
+                comparator["keyword"] = "$seen"  # RFC 8621 4.4.2: the keyword sorts name their keyword
+            [[name, result, _]] = j.call(["Email/query", {"accountId": j.account, "sort": [comparator]}, "s"])
             rfc.expect(name == "Email/query", f"RFC 8621 1.3.1: advertised sort option {option} works", result)
         sub = caps.get(SUBMISSION, {})
         rfc.expect(isinstance(sub.get("maxDelayedSend"), int), "RFC 8621 1.3.2: maxDelayedSend is an UnsignedInt", sub)

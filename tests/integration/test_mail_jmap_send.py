@@ -25,6 +25,8 @@ def start(shard, toml="", mx=None):
     if mx:
         shard.dns.mx(mx, 10, "mx." + mx)
         shard.dns.a("mx." + mx, "127.0.0.1")
+        shard.dns.txt(mx, "v=spf1 ip4:127.0.0.1 -all")  # its mail comes from here (SPF pass)
+        shard.dns.txt("forged.example", "v=spf1 ip4:192.0.2.1 -all")  # and this domain's never does
     with open(os.path.join(shard.home, "coop.toml"), "a") as f:
         f.write("\n[workers.mail.queue]\nretry_first_ms = 200\nretry_max_ms = 400\n" + toml)
     shard.coop("up")
@@ -153,16 +155,17 @@ def test_vacation_response_once_per_sender_never_to_lists():
         send_in(urls, message.format(s="Bounce", i="v6", extra=""), sender="")
         send_in(urls, message.format(s="Robot", i="v7", extra=""), sender="noreply@example.org")
         send_in(urls, message.replace("To: alice@mail.test", "To: someone@example.org").format(s="Bcc", i="v8", extra=""), sender="gina@example.org")
+        send_in(urls, message.format(s="Forged", i="v12", extra=""), sender="mallory@forged.example")
         send_in(urls, message.format(s="Hello", i="v9", extra=""), sender="hal@example.org")
         wait_for(lambda: len(receiver.received()) == 2, what="the second auto-reply")
-        wait_for(lambda: len(inbox_subjects(alice)) == 9, what="all nine delivered")
+        wait_for(lambda: len(inbox_subjects(alice)) == 10, what="all ten delivered")
         assert receiver.received()[1][1] == ["hal@example.org"] and len(receiver.received()) == 2
         # Outside its dates, or turned off, nothing more goes out.
         alice.one("VacationResponse/set", {"update": {"singleton": {"isEnabled": False}}})
         send_in(urls, message.format(s="Late", i="v10", extra=""), sender="ivy@example.org")
         alice.one("VacationResponse/set", {"update": {"singleton": {"isEnabled": True, "fromDate": "2099-01-01T00:00:00Z"}}})
         send_in(urls, message.format(s="Early", i="v11", extra=""), sender="jo@example.org")
-        wait_for(lambda: len(inbox_subjects(alice)) == 11, what="the last two delivered")
+        wait_for(lambda: len(inbox_subjects(alice)) == 12, what="the last two delivered")
         assert len(receiver.received()) == 2
 
 

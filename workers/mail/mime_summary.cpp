@@ -6,6 +6,7 @@
 #include <gmime/gmime.h>
 
 #include <algorithm>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -763,14 +764,25 @@ std::optional<std::string> part_content(std::string_view bytes, std::string_view
   return std::string(reinterpret_cast<const char*>(data->data), data->len);
 }
 
-std::optional<std::string> part_header(std::string_view bytes, std::string_view part_id) {
+std::map<std::string, std::string> part_header_sections(std::string_view bytes) {
+  std::map<std::string, std::string> out;
   const ParsedMessage parsed(bytes);
-  if (!parsed.message) return std::nullopt;
-  GMimeObject* part = find_part(g_mime_message_get_mime_part(parsed.message.get()), part_id, "", 0);
-  if (!part) return std::nullopt;
-  char* text = g_mime_header_list_to_string(g_mime_object_get_header_list(part), nullptr);
-  std::string out = text ? text : "";
-  g_free(text);
+  if (!parsed.message) return out;
+  // Depth-first, numbered as IMAP numbers parts; bounded as every walk here is.
+  std::function<void(GMimeObject*, const std::string&, int)> walk = [&](GMimeObject* object, const std::string& here, int depth) {
+    if (!object || depth > kMaxMimeDepth || out.size() >= static_cast<std::size_t>(kMaxMimeParts)) return;
+    if (GMIME_IS_MULTIPART(object)) {
+      auto* multipart = GMIME_MULTIPART(object);
+      const int count = std::min(g_mime_multipart_get_count(multipart), kMaxMimeParts);
+      for (int i = 0; i < count; ++i)
+        walk(g_mime_multipart_get_part(multipart, i), here.empty() ? std::to_string(i + 1) : here + "." + std::to_string(i + 1), depth + 1);
+      return;
+    }
+    char* text = g_mime_header_list_to_string(g_mime_object_get_header_list(object), nullptr);
+    out[here.empty() ? "1" : here] = text ? text : "";
+    g_free(text);
+  };
+  walk(g_mime_message_get_mime_part(parsed.message.get()), "", 0);
   return out;
 }
 

@@ -77,9 +77,8 @@ std::optional<std::string> part_content(std::string_view bytes, std::string_view
 // and the spaces of RFC 5322 4.4 obsolete syntax gone; ASCII lower-cased.
 std::string address_search_text(std::string_view value);
 
-// The header section of one leaf part by its number (JMAP's part headers); nullopt when
-// there is no such part.
-std::optional<std::string> part_header(std::string_view bytes, std::string_view part_id);
+// The header section of every leaf part by its number ("1", "2.1"): JMAP's part headers.
+std::map<std::string, std::string> part_header_sections(std::string_view bytes);
 
 // RFC 8621 4.1.2: one header field's raw value (what follows the colon) as text, unfolded,
 // RFC 2047 encoded words decoded, white space at both ends trimmed, valid UTF-8 (asText).

@@ -784,8 +784,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (!in_inbox.empty() && settings_->home)
       forward_calendar_mail(*settings_->home, message, in_inbox, d.result == "pass");
     // Vacation responses (RFC 3834), to the envelope sender.
-    if (!in_inbox.empty() && settings_->vacation)
-      settings_->vacation->after_delivery(message, envelope_sender, addresses, in_inbox, static_cast<int64_t>(::time(nullptr)));
+    if (!in_inbox.empty() && settings_->vacation) {
+      const bool verified = !auth || std::string_view(spf::result_name(auth->spf.result)) == "pass" || d.result == "pass";
+      settings_->vacation->after_delivery(message, envelope_sender, verified, addresses, in_inbox, static_cast<int64_t>(::time(nullptr)));
+    }
   }
 
   // RFC 6409 8: check and complete the message, sign it, queue it durably, then 250.

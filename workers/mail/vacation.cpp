@@ -19,30 +19,14 @@ namespace coop::mail {
 
 namespace {
 
-// Every field's unfolded value by lower-cased name.
+// Every field as (lower-cased name, unfolded value).
 std::vector<std::pair<std::string, std::string>> fields_of(std::string_view header) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (std::size_t at = 0; at < header.size();) {
-    auto eol = header.find('\n', at);
-    if (eol == std::string_view::npos) eol = header.size();
-    auto line = header.substr(at, eol - at);
-    at = eol + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
-      if (!out.empty()) out.back().second += std::string(line);
-      continue;
-    }
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos) continue;
-    out.emplace_back(ascii_lower(std::string(line.substr(0, colon))), std::string(line.substr(colon + 1)));
+  auto out = header_fields(header);
+  for (auto& [name, value] : out) {
+    name = ascii_lower(name);
+    value = unfolded(value);
   }
   return out;
-}
-
-std::string trimmed(std::string text) {
-  const auto first = text.find_first_not_of(" \t");
-  if (first == std::string::npos) return {};
-  return text.substr(first, text.find_last_not_of(" \t") - first + 1);
 }
 
 }  // namespace
@@ -57,7 +41,7 @@ std::string vacation_refusal(std::string_view message, const std::string& envelo
     return "the sender is a robot";
   bool addressed = false;
   for (const auto& [name, value] : fields_of(message.substr(0, header_end(message)))) {
-    const auto v = ascii_lower(trimmed(value));
+    const auto v = ascii_lower(value);
     if (name == "auto-submitted" && !v.starts_with("no")) return "Auto-Submitted: " + v;
     if (name == "precedence" && (v == "bulk" || v == "list" || v == "junk")) return "Precedence: " + v;
     if (name.starts_with("list-")) return "a mailing list (" + name + ")";
@@ -73,7 +57,7 @@ std::string vacation_refusal(std::string_view message, const std::string& envelo
   return {};
 }
 
-void Vacation::after_delivery(std::string_view message, const std::string& envelope_sender,
+void Vacation::after_delivery(std::string_view message, const std::string& envelope_sender, bool sender_verified,
                               const std::vector<std::string>& addresses, const std::vector<Recipient>& in_inbox, int64_t now) {
   for (const auto& address : addresses) {
     try {
@@ -87,7 +71,9 @@ void Vacation::after_delivery(std::string_view message, const std::string& envel
       if (std::none_of(in_inbox.begin(), in_inbox.end(), [&](const Recipient& r) { return r.handle == handle; })) continue;
       const auto v = service_.directory().vacation(handle);
       if (!v.enabled || (v.from && now < *v.from) || (v.to && now >= *v.to)) continue;
-      if (const auto why = vacation_refusal(message, envelope_sender, address); !why.empty()) {
+      auto why = vacation_refusal(message, envelope_sender, address);
+      if (why.empty() && !sender_verified) why = "neither SPF nor DMARC vouches for the sender";
+      if (!why.empty()) {
         spdlog::info("vacation {}: no reply to <{}>: {}", handle, envelope_sender, why);
         continue;
       }
@@ -96,7 +82,11 @@ void Vacation::after_delivery(std::string_view message, const std::string& envel
       ComposedMessage reply;
       const auto at = address.rfind('@');
       reply.addresses = {{"From", {{"", address}}}, {"To", {{"", envelope_sender}}}};
-      reply.subject = v.subject && !v.subject->empty() ? *v.subject : "Auto: " + (summary.subject.empty() ? std::string("away") : summary.subject);
+      // The sender's own subject comes back, cut to 78 bytes at a character's start.
+      std::string theirs = summary.subject.substr(0, 78);
+      while (theirs.size() < summary.subject.size() && !theirs.empty() && (static_cast<unsigned char>(summary.subject[theirs.size()]) & 0xC0) == 0x80)
+        theirs.pop_back();
+      reply.subject = v.subject && !v.subject->empty() ? *v.subject : "Auto: " + (theirs.empty() ? std::string("away") : theirs);
       reply.date = now;
       reply.message_id = {unique_token() + "@" + address.substr(at + 1)};
       // RFC 3834 3.1.5-3.1.6: a reply to the message, threaded with it.

@@ -29,7 +29,9 @@ class Vacation {
   // After a delivery (blocking): each recipient address that reached one member's INBOX
   // whose vacation response is on gets its reply queued, from that address, to the envelope
   // sender, from the null sender (RFC 3834 3.3). Failures are logged, never thrown.
-  void after_delivery(std::string_view message, const std::string& envelope_sender,
+  // sender_verified: SPF or DMARC passed for the envelope sender (or inbound checks are off);
+  // forged senders get nothing, so the responder cannot be turned on a stranger.
+  void after_delivery(std::string_view message, const std::string& envelope_sender, bool sender_verified,
                       const std::vector<std::string>& addresses, const std::vector<Recipient>& in_inbox, int64_t now);
 
  private:

@@ -109,10 +109,10 @@ control::Response AuthService::verify(const std::string& user_in, const std::str
 control::Response AuthService::verify_token(const std::string& token, const std::string& protocol, const std::string& source) {
   if (!auth::parse_protocol(protocol))
     throw Error(errc::kBadProtocol, "unknown protocol '" + protocol + "' (" + auth::scope_names() + ")", 400);
-  // Guesses are counted against the address they come from (there is no user to name).
-  const std::string key = "bearer";
-  AuditEntry audit{0, key, protocol, source, "", ""};
-  if (const auto wait = throttle_.retry_after(key, source); wait.count() > 0) {
+  // Guesses are counted against the address they come from only: there is no member to
+  // name, and a shared key would let anyone lock every member's tokens out.
+  AuditEntry audit{0, "bearer", protocol, source, "", ""};
+  if (const auto wait = throttle_.retry_after("", source); wait.count() > 0) {
     audit.outcome = "throttled";
     store_.record_audit(audit);
     return throttled(wait);
@@ -124,7 +124,7 @@ control::Response AuthService::verify_token(const std::string& token, const std:
     for (const auto& a : record->app_passwords)
       if (auth::digest_equals(a.digest, digest)) app = &a;
   if (!record || !app) {
-    throttle_.record_failure(key, source);
+    throttle_.record_failure("", source);
     audit.outcome = "bad_credentials";
     store_.record_audit(audit);
     return refuse(401, errc::kBadCredentials, "unknown or revoked token");

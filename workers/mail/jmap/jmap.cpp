@@ -322,21 +322,25 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
 
   // RFC 8887 4.3.5: push for these types (empty: all), from pushState when the client has one.
   void enable(const std::string& handle, std::set<std::string> types, const std::string& push_state) {
-    disable();
     std::weak_ptr<JmapSocket> weak = shared_from_this();
     const auto token = context_.service->mailboxes().watch(handle, [weak] {
       if (auto self = weak.lock()) self->changed();
     });
     const auto now = push_state.empty() ? push_states(context_, handle) : states_of_push_state(push_state);
     bool closed;
+    uint64_t old = 0;
+    std::string old_handle;
     {
+      // One watch at a time, even when two enables run at once: the one it replaces goes.
       std::lock_guard lock(mutex_);
+      old_handle = handle_;
       handle_ = handle;
       types_ = std::move(types);
       last_ = now;
       closed = closed_;
-      watch_ = closed ? 0 : token;
+      old = std::exchange(watch_, closed ? 0 : token);
     }
+    if (old) context_.service->mailboxes().unwatch(old_handle, old);
     if (closed) context_.service->mailboxes().unwatch(handle, token);
     else if (!push_state.empty()) changed();  // what changed since the client's pushState
   }
@@ -361,6 +365,9 @@ class JmapSocket : public std::enable_shared_from_this<JmapSocket> {
   }
 
   std::shared_ptr<http::WebSocket> ws() const { return ws_; }
+  // Messages taken but not yet answered: counted on the io thread, so a client that sends
+  // without waiting cannot fill the blocking pool's queue.
+  std::atomic<int> in_flight{0};
   // Who the socket's requests come from (known after its first message).
   void set_member(const std::string& handle) {
     std::lock_guard lock(mutex_);
@@ -498,11 +505,12 @@ class Jmap {
     if (!created_ids.is_object()) return problem_body("notRequest", 400, "createdIds is an object");
 
     json responses = json::array();
+    std::size_t reference_budget = context_.limits.max_size_request;
     for (const auto& call : calls) {
       const auto name = call[0].get<std::string>();
       const auto& id = call[2];
       try {
-        const json args = resolve_references(call[1], responses);
+        const json args = resolve_references(call[1], responses, reference_budget);
         json response = json::array();  // built by moves: a big result is not copied
         std::vector<json> implicit;
         response.push_back(name);
@@ -539,7 +547,9 @@ class Jmap {
 
   // RFC 8620 3.7: "#name": {resultOf, name, path} replaced by what the path finds in the
   // earlier response; anything wrong is invalidResultReference.
-  static json resolve_references(const json& args, const json& responses) {
+  // budget: what references may still copy in this request, in bytes of JSON; every
+  // reference costs at least 1 KiB, so a request cannot multiply one big result.
+  static json resolve_references(const json& args, const json& responses, std::size_t& budget) {
     json out = json::object();
     for (const auto& [key, value] : args.items()) {
       if (key.empty() || key[0] != '#') {
@@ -563,6 +573,9 @@ class Jmap {
                                                         value["resultOf"].get<std::string>());
       auto result = evaluate_pointer((*found)[1], value["path"].get<std::string>());
       if (!result) throw MethodError("invalidResultReference", "the path " + value["path"].get<std::string>() + " finds nothing");
+      const auto cost = std::max<std::size_t>(1024, result->dump().size());
+      if (cost > budget) throw MethodError("requestTooLarge", "the request's result references copy more than maxSizeRequest");
+      budget -= cost;
       out[plain] = std::move(*result);
     }
     return out;
@@ -823,7 +836,18 @@ std::shared_ptr<Jmap> add_jmap_routes(http::Router& router, JmapContext context)
       if (it == j->sockets_.end()) return;
       state = it->second;
     }
+    if (state->in_flight.fetch_add(1) >= j->context_.limits.max_concurrent_requests) {
+      --state->in_flight;
+      json refused = problem_body("limit", 400, "too many requests at once on this socket", {{"limit", "maxConcurrentRequests"}});
+      refused["@type"] = "RequestError";
+      socket->send(refused.dump());
+      return;
+    }
     j->context_.runner([j, socket, state, text = std::move(text)] {
+      struct Done {
+        JmapSocket& socket;
+        ~Done() { --socket.in_flight; }
+      } done{*state};
       // RFC 8887 4.3.4: a RequestError names the request it answers, when it had an id.
       auto error = [&](json problem_object, const json& id) {
         problem_object["@type"] = "RequestError";

@@ -100,26 +100,11 @@ std::string utc_date(int64_t seconds) { return http::iso8601(seconds); }
 
 std::optional<int64_t> parse_utc_date(const json& value) { return parse_date(value, true); }
 
-// One header field's unfolded value from a header section ("" when absent).
+// One header field's unfolded value from a header section (the first; "" when absent).
 std::string field_of(std::string_view header, std::string_view name) {
-  std::string value;
-  bool in_field = false;
-  for (std::size_t at = 0; at < header.size();) {
-    auto eol = header.find('\n', at);
-    if (eol == std::string_view::npos) eol = header.size();
-    auto line = header.substr(at, eol - at);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    at = eol + 1;
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
-      if (in_field) value += line;
-      continue;
-    }
-    if (in_field) break;  // the first such field
-    const auto colon = line.find(':');
-    in_field = colon != std::string_view::npos && ascii_lower(std::string(line.substr(0, colon))) == name;
-    if (in_field) value.assign(line.substr(colon + 1));
-  }
-  return value;
+  for (const auto& [field, raw] : header_fields(header))
+    if (ascii_iequals(field, name)) return unfolded(raw);
+  return {};
 }
 
 // RFC 8621 3: an Email's thread, which never changes, so it is read from the Email's own
@@ -334,54 +319,18 @@ std::optional<HeaderProperty> header_property(const std::string& property) {
   return h;
 }
 
-// The raw values (after the colon, folds kept) of every field called name, in order.
+// The raw values (after the colon, folds kept as CRLF) of every field called name, in order.
 std::vector<std::string> raw_fields(std::string_view header, std::string_view name) {
   std::vector<std::string> out;
-  bool in_field = false;
-  for (std::size_t at = 0; at < header.size();) {
-    auto eol = header.find('\n', at);
-    if (eol == std::string_view::npos) eol = header.size();
-    auto line = header.substr(at, eol - at);
-    at = eol + 1;
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
-      if (in_field) out.back() += "\n" + std::string(line);
-      continue;
-    }
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    const auto colon = line.find(':');
-    in_field = colon != std::string_view::npos && ascii_iequals(line.substr(0, colon), name);
-    if (in_field) out.emplace_back(line.substr(colon + 1));
-  }
-  for (auto& v : out) {
-    // Folds as CRLF, as the message has them (RFC 8621 4.1.2.1 asRaw).
-    std::string crlf;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-      if (v[i] == '\r') continue;
-      if (v[i] == '\n') crlf += "\r\n";
-      else crlf += v[i];
-    }
-    v = std::move(crlf);
-  }
+  for (auto& [field, raw] : header_fields(header))
+    if (ascii_iequals(field, name)) out.push_back(std::move(raw));
   return out;
 }
 
-// Every field of a header section as (name, raw value), in order.
+// Every field of a header section as (name, raw value), in order, names valid UTF-8.
 std::vector<std::pair<std::string, std::string>> raw_fields_all(std::string_view header) {
-  std::vector<std::pair<std::string, std::string>> out;
-  for (std::size_t at = 0; at < header.size();) {
-    auto eol = header.find('\n', at);
-    if (eol == std::string_view::npos) eol = header.size();
-    auto line = header.substr(at, eol - at);
-    at = eol + 1;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
-      if (!out.empty()) out.back().second += "\r\n" + std::string(line);
-      continue;
-    }
-    const auto colon = line.find(':');
-    if (colon == std::string_view::npos || colon == 0 || !is_valid_utf8(line.substr(0, colon))) continue;
-    out.emplace_back(std::string(line.substr(0, colon)), std::string(line.substr(colon + 1)));
-  }
+  auto out = header_fields(header);
+  std::erase_if(out, [](const auto& f) { return !is_valid_utf8(f.first); });
   return out;
 }
 
@@ -1195,6 +1144,8 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
     return p == "headers" || p.starts_with("header:");
   });
   if (part_headers && bytes.empty()) bytes = c.service->blobs().read(e.blob);
+  // Every leaf part's header section, from one parse of the message.
+  const auto leaf_headers = part_headers ? part_header_sections(bytes) : std::map<std::string, std::string>();
   std::function<json(const json&)> shape = [&](const json& part) {
     json shaped = json::object();
     for (const auto& p : part_props) {
@@ -1204,8 +1155,8 @@ json email_object(JmapContext& c, const View::Email& e, const std::string& id, c
       }
       if (p != "headers" && !p.starts_with("header:")) continue;
       // The part's own header, read from the message (multiparts: none kept here).
-      const auto section = part["partId"].is_string() ? part_header(bytes, part["partId"].get<std::string>()) : std::nullopt;
-      const std::string head = section.value_or("");
+      const auto section = part["partId"].is_string() ? leaf_headers.find(part["partId"].get<std::string>()) : leaf_headers.end();
+      const std::string head = section == leaf_headers.end() ? std::string() : section->second;
       if (p == "headers") {
         json list = json::array();
         for (const auto& line : raw_fields_all(head)) list.push_back({{"name", line.first}, {"value", header_form(line.second, "asRaw")}});
@@ -1310,8 +1261,27 @@ json email_changes(JmapContext& c, const Call& call) { return standard_changes(c
 // RFC 8621 4.4.1: a FilterCondition or a FilterOperator, checked against one Email. Text
 // conditions read the message (its header for from/to/cc/bcc/subject, the text for body
 // and text).
+// What one query works out once and reads for every Email: message texts by blob, and how
+// many Emails of each thread have a keyword, by keyword.
+struct QueryScratch {
+  std::map<std::string, MessageText> texts;
+  std::map<std::string, std::map<std::string, long>> thread_keywords;
+};
+
+long thread_keyword_count(const View& view, const std::string& thread, const std::string& keyword, QueryScratch& scratch) {
+  auto found = scratch.thread_keywords.find(keyword);
+  if (found == scratch.thread_keywords.end()) {
+    auto& counts = scratch.thread_keywords[keyword];
+    for (const auto& [_, x] : view.emails)
+      if (keywords_of(x.flags, x.keywords).contains(keyword)) ++counts[x.thread];
+    found = scratch.thread_keywords.find(keyword);
+  }
+  const auto it = found->second.find(thread);
+  return it == found->second.end() ? 0 : it->second;
+}
+
 bool matches(JmapContext& c, const View& view, const View::Email& e, const json& filter, int depth,
-             std::map<std::string, MessageText>& texts) {
+             QueryScratch& scratch) {
   if (depth > 16) throw MethodError("invalidArguments", "filters nest at most 16 deep");
   if (!filter.is_object()) throw MethodError("invalidArguments", "a filter is an object");
   if (filter.contains("operator")) {
@@ -1320,19 +1290,19 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
     if (!conditions.is_array()) throw MethodError("invalidArguments", "conditions is an array");
     if (op == "AND") {
       for (const auto& f : conditions)
-        if (!matches(c, view, e, f, depth + 1, texts)) return false;
+        if (!matches(c, view, e, f, depth + 1, scratch)) return false;
       return true;
     }
     if (op == "OR" || op == "NOT") {
       bool any = false;
-      for (const auto& f : conditions) any = any || matches(c, view, e, f, depth + 1, texts);
+      for (const auto& f : conditions) any = any || matches(c, view, e, f, depth + 1, scratch);
       return op == "OR" ? any : !any;
     }
     throw MethodError("unsupportedFilter", "operator is AND, OR or NOT");
   }
   auto text_of = [&]() -> const MessageText& {
-    auto it = texts.find(e.blob);
-    if (it == texts.end()) it = texts.emplace(e.blob, message_text(c.service->blobs().read(e.blob))).first;
+    auto it = scratch.texts.find(e.blob);
+    if (it == scratch.texts.end()) it = scratch.texts.emplace(e.blob, message_text(c.service->blobs().read(e.blob))).first;
     return it->second;
   };
   auto contains = [](const std::string& haystack, const json& needle) {
@@ -1363,11 +1333,10 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
       if (key == "hasKeyword" || key == "notKeyword") {
         ok = has(e) == (key == "hasKeyword");
       } else {
-        // RFC 8621 4.4.1: over every Email of the thread.
-        const auto& members = view.threads.at(e.thread);
-        const auto with = std::count_if(members.begin(), members.end(), [&](const std::string& id) { return has(view.emails.at(id)); });
-        ok = key == "allInThreadHaveKeyword" ? with == static_cast<long>(members.size())
-             : key == "someInThreadHaveKeyword" ? with > 0 : with == 0;
+        // RFC 8621 4.4.1: over every Email of the thread (counted once a keyword, not once an Email).
+        const auto with = thread_keyword_count(view, e.thread, keyword, scratch);
+        const auto members = static_cast<long>(view.threads.at(e.thread).size());
+        ok = key == "allInThreadHaveKeyword" ? with == members : key == "someInThreadHaveKeyword" ? with > 0 : with == 0;
       }
     } else if (key == "hasAttachment") {
       ok = value.is_boolean() && (!text_of().attachment_names.empty()) == value.get<bool>();
@@ -1377,7 +1346,7 @@ bool matches(JmapContext& c, const View& view, const View::Email& e, const json&
       ok = contains(text_of().from + " " + text_of().from_name, value);
     } else if (key == "to" || key == "cc" || key == "bcc") {
       // The message's recipients, read once an Email for every condition that asks.
-      auto& t = texts[e.blob + "#" + key];
+      auto& t = scratch.texts[e.blob + "#" + key];
       if (t.subject.empty()) {
         const auto header = c.service->blobs().read(e.blob);
         const auto env = summarize_message(header.substr(0, header_end(header))).envelope;
@@ -1431,10 +1400,10 @@ void check_filter(const json& filter, int depth, int& conditions) {
 // The ids of Email/query's filter, sort and collapseThreads, in order.
 std::vector<std::string> compute_email_query(JmapContext& c, const View& view, const Call& call, const json& filter,
                                              const json& sort, bool collapse) {
-  std::map<std::string, MessageText> texts;
+  QueryScratch scratch;
   std::vector<std::pair<const std::string*, const View::Email*>> kept;
   for (const auto& [id, e] : view.emails)
-    if (filter.is_null() || matches(c, view, e, filter, 0, texts)) kept.emplace_back(&id, &e);
+    if (filter.is_null() || matches(c, view, e, filter, 0, scratch)) kept.emplace_back(&id, &e);
   std::vector<std::pair<std::string, bool>> order;  // property, ascending
   std::vector<std::string> sort_keywords;          // for the keyword sorts
   for (const auto& s : sort) {
@@ -1479,9 +1448,8 @@ std::vector<std::string> compute_email_query(JmapContext& c, const View& view, c
       else if (p == "subject") k.text = ascii_lower(e.subject);
       else if (p == "hasKeyword") k.number = has(e);
       else if (p == "allInThreadHaveKeyword" || p == "someInThreadHaveKeyword") {
-        const auto& members = view.threads.at(e.thread);
-        const auto with = std::count_if(members.begin(), members.end(), [&](const std::string& id) { return has(view.emails.at(id)); });
-        k.number = p == "allInThreadHaveKeyword" ? with == static_cast<long>(members.size()) : with > 0;
+        const auto with = thread_keyword_count(view, e.thread, sort_keywords[n], scratch);
+        k.number = p == "allInThreadHaveKeyword" ? with == static_cast<long>(view.threads.at(e.thread).size()) : with > 0;
       } else {
         if (!row) row = stored(e);
         if (p == "sentAt") k.number = row->sent_date;
@@ -1886,8 +1854,18 @@ std::string compose_email(JmapContext& c, const Call& call, const json& object) 
     if (!v.is_object() || !v.contains("value") || !v["value"].is_string() || v.value("isTruncated", false) != false ||
         v.value("isEncodingProblem", false) != false)
       throw invalid("bodyValues/" + id, "a body value is a whole string");
+  // Parts and bytes are counted as they are gathered: a thousand parts naming one big blob
+  // must not be a thousand copies of it.
+  std::size_t parts = 0, bytes = 0;
+  auto count = [&](std::size_t more) {
+    bytes += more;
+    if (++parts > 1000) throw invalid("bodyStructure", "at most 1,000 parts");
+    if (bytes > c.limits.max_size_upload)
+      throw CreateError{{{"type", "tooLarge"}, {"description", "the message is over maxSizeAttachmentsPerEmail"}}};
+  };
   std::function<ComposedPart(const json&, const std::string&, int)> part_of = [&](const json& p, const std::string& where, int depth) {
     if (depth > 10) throw invalid(where, "parts nest at most 10 deep");
+    count(0);
     if (!p.is_object()) throw invalid(where, "a part is an EmailBodyPart");
     ComposedPart part;
     const json type = p.value("type", json(nullptr));
@@ -1917,14 +1895,16 @@ std::string compose_email(JmapContext& c, const Call& call, const json& object) 
       if (!values.contains(id)) throw invalid(where, "no bodyValue " + id);
       part.type = type.is_string() ? ascii_lower(type.get<std::string>()) : "text/plain";
       if (!part.type.starts_with("text/")) throw invalid(where, "a part from bodyValues is text/*");
+      count(values[id]["value"].get_ref<const std::string&>().size());
       part.content = values[id]["value"].get<std::string>();
       return part;
     }
     if (p.contains("blobId") && p["blobId"].is_string()) {
-      auto bytes = read_blob(c, call.handle, p["blobId"].get<std::string>());
-      if (!bytes) throw CreateError{{{"type", "blobNotFound"}, {"notFound", {p["blobId"]}}}};
+      auto content = read_blob(c, call.handle, p["blobId"].get<std::string>());
+      if (!content) throw CreateError{{{"type", "blobNotFound"}, {"notFound", {p["blobId"]}}}};
+      count(content->size());
       part.type = type.is_string() ? ascii_lower(type.get<std::string>()) : "application/octet-stream";
-      part.content = std::move(*bytes);
+      part.content = std::move(*content);
       return part;
     }
     throw invalid(where, "a part has a partId, a blobId or subParts");

@@ -146,7 +146,12 @@ json delivery_status(const std::vector<OutboundRecipient>& recipients, const jso
   json out = json::object();
   for (const auto& r : recipients) {
     const char* delivered = r.state == "delivered" ? "yes" : r.state == "failed" ? "no" : "queued";
-    out[r.address] = {{"smtpReply", r.last_error.empty() ? std::string("250 2.0.0 queued") : r.last_error},
+    // A remote server's reply may be in any charset: what is not UTF-8 is replaced.
+    std::string reply = r.last_error.empty() ? std::string("250 2.0.0 queued") : r.last_error;
+    if (!is_valid_utf8(reply))
+      for (char& ch : reply)
+        if (static_cast<unsigned char>(ch) >= 0x80) ch = '?';
+    out[r.address] = {{"smtpReply", reply},
                       {"delivered", delivered}, {"displayed", "unknown"}};
   }
   // Gone from the queue and its history: what was seen last, no longer sure.
@@ -438,6 +443,9 @@ json submission_set(JmapContext& c, const Call& call) {
       call.implicit.push_back(json::array({"Email/set", mail_methods().at("Email/set").run(c, set)}));
     } catch (const MethodError& e) {
       call.implicit.push_back(json::array({"error", {{"type", e.type}, {"description", e.what()}}}));
+    } catch (const std::exception&) {
+      // The submissions stand (they are queued); only the changes to their Emails failed.
+      call.implicit.push_back(json::array({"error", {{"type", "serverFail"}}}));
     }
   }
   return out;
