@@ -40,6 +40,16 @@ inline void null_when_empty(json& response) {
     if (response.contains(key) && response[key].empty()) response[key] = nullptr;
 }
 
+// RFC 8620 5.1: a /get response, the list moved in (an initializer list would copy every object).
+inline json get_response(const std::string& account_id, const std::string& state, json list, json not_found) {
+  json out = json::object();
+  out["accountId"] = account_id;
+  out["state"] = state;
+  out["list"] = std::move(list);
+  out["notFound"] = std::move(not_found);
+  return out;
+}
+
 // One method call of a request, on the blocking pool.
 struct Call {
   std::string handle;      // the logged-in member

@@ -454,13 +454,7 @@ json standard_get(const Call& call, const std::string& state, const std::functio
     if (object.is_null()) not_found.push_back(id);
     else list.push_back(std::move(object));
   }
-  // Moved in, not copied (an initializer list would copy every object).
-  json out = json::object();
-  out["accountId"] = call.account_id;
-  out["state"] = state;
-  out["list"] = std::move(list);
-  out["notFound"] = std::move(not_found);
-  return out;
+  return get_response(call.account_id, state, std::move(list), std::move(not_found));
 }
 
 // RFC 8620 5.2 /changes. The store keeps no log of JMAP changes; instead every state this

@@ -85,12 +85,7 @@ json get_from(const Call& call, const std::string& state, const std::vector<json
       o = std::move(picked);
     }
   }
-  json out = json::object();
-  out["accountId"] = call.account_id;
-  out["state"] = state;
-  out["list"] = std::move(list);
-  out["notFound"] = std::move(not_found);
-  return out;
+  return get_response(call.account_id, state, std::move(list), std::move(not_found));
 }
 
 json identity_get(JmapContext& c, const Call& call) {
