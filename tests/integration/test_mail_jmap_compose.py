@@ -185,5 +185,31 @@ def test_threads_query_changes_and_header_forms():
         assert bad[0][1]["type"] == "invalidArguments"
 
 
+def test_mailbox_roles():
+    """RFC 8621 2: roles are set on create and update, one mailbox a role, INBOX's its own; IMAP
+    LIST shows them as special uses (RFC 6154)."""
+    with Shard(BIN) as shard:
+        urls = start(shard)
+        j = Jmap(urls)
+        made = j.one("Mailbox/set", {"create": {"a": {"name": "Old archive", "role": "archive"},
+                                                "b": {"name": "Important", "role": "important"},
+                                                "c": {"name": "Odd", "role": "nonsense"}}})
+        assert made["notCreated"]["a"]["properties"] == ["role"] and made["notCreated"]["c"]["properties"] == ["role"]
+        important = made["created"]["b"]["id"]
+        assert j.one("Mailbox/get", {"ids": [important]})["list"][0]["role"] == "important"
+        inbox = next(b["id"] for b in j.one("Mailbox/get", {"ids": None})["list"] if b["role"] == "inbox")
+        bad = j.one("Mailbox/set", {"update": {inbox: {"role": "archive"}, important: {"role": "inbox"}}})
+        assert set(bad["notUpdated"]) == {inbox, important}
+        moved = j.one("Mailbox/set", {"update": {important: {"role": "flagged"}}})
+        assert moved["updated"] == {important: None}
+        port = int(urls["imap"].rsplit(":", 1)[1])
+        imap = imaplib.IMAP4("127.0.0.1", port)
+        imap.starttls(ssl._create_unverified_context())
+        imap.login("alice", STRONG)
+        listed = [line for line in imap.list()[1] if b"Important" in line]
+        imap.logout()
+        assert listed and b"\\Flagged" in listed[0], listed
+
+
 if __name__ == "__main__":
-    run_tests([test_create_from_parts_with_references, test_threads_query_changes_and_header_forms])
+    run_tests([test_create_from_parts_with_references, test_threads_query_changes_and_header_forms, test_mailbox_roles])

@@ -772,6 +772,19 @@ json set_response(JmapContext& c, const Call& call, const std::string& old_state
   return out;
 }
 
+// RFC 8621 2 role: a special use of RFC 6154 (inbox is INBOX's alone); "" for null, nullopt
+// for a value that is not a role coop knows.
+std::optional<std::string> special_use_of_role(const json& role) {
+  if (role.is_null()) return std::string();
+  static const std::map<std::string, std::string> kUses = {
+      {"archive", "\\Archive"}, {"drafts", "\\Drafts"},   {"junk", "\\Junk"},     {"sent", "\\Sent"},
+      {"trash", "\\Trash"},     {"all", "\\All"},         {"flagged", "\\Flagged"}, {"important", "\\Important"}};
+  if (!role.is_string()) return std::nullopt;
+  const auto it = kUses.find(role.get<std::string>());
+  if (it == kUses.end()) return std::nullopt;
+  return it->second;
+}
+
 // RFC 8621 2.5 Mailbox/set: create (name, parentId, isSubscribed), update (the same, a move
 // being a new parentId) and destroy (onDestroyRemoveEmails: without it a mailbox with mail is
 // mailboxHasEmail). A name is one level: no "/" (coop's hierarchy separator).
@@ -818,7 +831,21 @@ json mailbox_set(JmapContext& c, const Call& call) {
       not_created[creation] = {{"type", "alreadyExists"}};
       continue;
     }
+    // A role, when asked: one a role, never inbox (RFC 8621 2).
+    std::string use;
+    if (object.contains("role") && !object["role"].is_null()) {
+      const auto wanted = special_use_of_role(object["role"]);
+      const View view(c, call.handle, false);
+      const bool taken = wanted && std::any_of(view.boxes.begin(), view.boxes.end(), [&](const MailboxInfo& b) { return b.special_use == *wanted; });
+      if (!wanted || taken) {
+        not_created[creation] = {{"type", "invalidProperties"}, {"properties", {"role"}},
+                                 {"description", taken ? "another mailbox has that role" : "not a role this server knows"}};
+        continue;
+      }
+      use = *wanted;
+    }
     store.ensure_mailbox(call.handle, name);
+    if (!use.empty()) store.set_special_use(call.handle, name, use);
     if (object.contains("isSubscribed") && object["isSubscribed"].is_boolean())
       store.set_subscribed(call.handle, name, object["isSubscribed"].get<bool>());
     const View view(c, call.handle, false);
@@ -845,9 +872,17 @@ json mailbox_set(JmapContext& c, const Call& call) {
       // RFC 8620 5.3: name, parentId and isSubscribed change; anything else must be as it is.
       json wrong = json::array();
       for (const auto& [property, value] : patch.items())
-        if (property != "name" && property != "parentId" && property != "isSubscribed" &&
+        if (property != "name" && property != "parentId" && property != "isSubscribed" && property != "role" &&
             (!current.contains(property) || current[property] != value))
           wrong.push_back(property);
+      // A new role: one a role, and INBOX keeps its own.
+      std::optional<std::string> new_use;
+      if (patch.contains("role") && patch["role"] != current["role"]) {
+        new_use = special_use_of_role(patch["role"]);
+        const bool taken = new_use && !new_use->empty() &&
+                           std::any_of(view.boxes.begin(), view.boxes.end(), [&](const MailboxInfo& b) { return b.special_use == *new_use; });
+        if (!new_use || taken || current["role"] == "inbox") wrong.push_back("role");
+      }
       if (!wrong.empty()) {
         not_updated[id] = {{"type", "invalidProperties"}, {"properties", wrong}};
         continue;
@@ -870,9 +905,10 @@ json mailbox_set(JmapContext& c, const Call& call) {
         }
         if (name != box->name) store.rename_mailbox(call.handle, box->name, name);
       }
+      const auto now_named = store.name_of(call.handle, MailboxStore::key_of(box->id, box->uidvalidity)).value_or(box->name);
       if (patch.contains("isSubscribed") && patch["isSubscribed"].is_boolean())
-        store.set_subscribed(call.handle, store.name_of(call.handle, MailboxStore::key_of(box->id, box->uidvalidity)).value_or(box->name),
-                             patch["isSubscribed"].get<bool>());
+        store.set_subscribed(call.handle, now_named, patch["isSubscribed"].get<bool>());
+      if (new_use) store.set_special_use(call.handle, now_named, *new_use);
       updated[id] = nullptr;
     } catch (const Error& e) {
       not_updated[id] = {{"type", e.status() == 409 ? "alreadyExists" : "forbidden"}, {"description", e.what()}};
@@ -2291,7 +2327,7 @@ std::string mail_state_of(const std::vector<MailboxInfo>& boxes) {
   std::string all;
   for (const auto& b : boxes)
     all += std::to_string(b.id) + ":" + std::to_string(b.uidvalidity) + ":" + std::to_string(b.highest_modseq) + ":" +
-           (b.subscribed ? "s:" : "u:") + b.name + "\n";
+           (b.subscribed ? "s:" : "u:") + b.special_use + ":" + b.name + "\n";
   return sha256_hex(all).substr(0, 24);
 }
 

@@ -615,6 +615,13 @@ void MailboxStore::set_subscribed(const std::string& handle, const std::string& 
   ix.db->prepare("DELETE FROM subscriptions WHERE name = ?1").bind(1, mailbox).run();
 }
 
+void MailboxStore::set_special_use(const std::string& handle, const std::string& mailbox, const std::string& use) {
+  auto& ix = index(handle);
+  std::lock_guard lock(ix.mutex);
+  const auto id = ix.mailbox_id(mailbox);
+  ix.db->prepare("UPDATE mailboxes SET special_use = ?2 WHERE id = ?1").bind(1, id).bind(2, use).run();
+}
+
 std::vector<std::string> MailboxStore::subscriptions(const std::string& handle) {
   auto& ix = index(handle);
   std::lock_guard lock(ix.mutex);

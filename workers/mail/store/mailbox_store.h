@@ -133,6 +133,8 @@ class MailboxStore {
   void rename_mailbox(const std::string& handle, const std::string& from, const std::string& to);
   // RFC 9051 6.3.7-6.3.8 SUBSCRIBE/UNSUBSCRIBE.
   void set_subscribed(const std::string& handle, const std::string& mailbox, bool subscribed);
+  // RFC 6154: the mailbox's special use ("\\Archive"...; "" for none), as JMAP's role sets it.
+  void set_special_use(const std::string& handle, const std::string& mailbox, const std::string& use);
   // Every subscribed name, whether or not its mailbox exists still.
   std::vector<std::string> subscriptions(const std::string& handle);
 
