@@ -411,7 +411,7 @@ void add_member_commands(CLI::App& app, Globals& globals) {
       bool json = false;
     };
     auto add = std::make_shared<Options>();
-    auto* cmd = apps->add_subcommand("add", "Create an app password; it is shown once");
+    auto* cmd = apps->add_subcommand("add", "Create an app password (also a Bearer token for HTTP APIs such as JMAP); it is shown once");
     cmd->add_option("handle", add->handle, "The member's handle")->required()->type_name("HANDLE");
     cmd->add_option("--label", add->label, "Which device or program it is for")->required()->type_name("LABEL");
     cmd->add_option("--scope", add->scope, "Comma-separated: mail, dav (or only calendars, contacts, files), room, docs, tiles, site, federate (default: all)")->type_name("SCOPES");

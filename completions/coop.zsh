@@ -326,7 +326,7 @@ _coop() {
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' '--direct:Only the group'\''s own members' '--json:Print the members as JSON' )
       ;;
     'member app-password')
-      commands=( 'add:Create an app password; it is shown once' 'list:List a member'\''s app passwords' 'revoke:Revoke an app password; sessions using it end' )
+      commands=( 'add:Create an app password (also a Bearer token for HTTP APIs such as JMAP); it is shown once' 'list:List a member'\''s app passwords' 'revoke:Revoke an app password; sessions using it end' )
       options=( '--help:Print this help message and exit' '-h:Print this help message and exit' )
       ;;
     'member app-password add')

@@ -128,7 +128,7 @@ std::string app_passwords_page(const PageContext& c, const std::vector<AppPasswo
             "<p class=\"secret\"><code id=\"secret\">" + e(made->secret) + "</code></p>" + qr_svg(made->secret) + "</div>\n";
   }
   body += "<p>An app password lets one device or program in, only where you say: if it is lost, revoke it here and "
-          "nothing else changes.</p>\n<table><tr><th>Label</th><th>Opens</th><th>Made</th><th>Last used</th><th></th></tr>\n";
+          "nothing else changes. Programs that speak JMAP or another HTTP API may take it alone, as a Bearer token.</p>\n<table><tr><th>Label</th><th>Opens</th><th>Made</th><th>Last used</th><th></th></tr>\n";
   for (const auto& p : passwords) {
     std::string scopes;
     for (const auto& s : p.scopes) scopes += (scopes.empty() ? "" : ", ") + e(s);
