@@ -305,6 +305,22 @@ std::optional<std::string> jmap::read_blob(JmapContext& context, const std::stri
   return part_content(bytes, parsed->second);
 }
 
+void jmap::check_if_in_state(const Call& call, const std::string& state) {
+  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != state)
+    throw MethodError("stateMismatch", "");
+}
+
+SetParts jmap::set_parts(const Call& call) {
+  SetParts p{call.args.value("create", json::object()), call.args.value("update", json::object()),
+             call.args.value("destroy", json::array())};
+  if (p.create.is_null()) p.create = json::object();
+  if (p.update.is_null()) p.update = json::object();
+  if (p.destroy.is_null()) p.destroy = json::array();
+  if (!p.create.is_object() || !p.update.is_object() || !p.destroy.is_array())
+    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
+  return p;
+}
+
 std::string jmap::resolve_id(const Call& call, const std::string& id) {
   if (id.size() > 1 && id[0] == '#' && call.created_ids.contains(id.substr(1)) && call.created_ids[id.substr(1)].is_string())
     return call.created_ids[id.substr(1)].get<std::string>();

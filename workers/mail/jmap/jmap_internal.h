@@ -51,6 +51,18 @@ inline json get_response(const std::string& account_id, const std::string& state
 }
 
 // One method call of a request, on the blocking pool.
+struct Call;
+
+// RFC 8620 5.3: ifInState, when given, must be the state now (else stateMismatch).
+void check_if_in_state(const Call& call, const std::string& state);
+
+// A /set call's create, update and destroy (RFC 8620 5.3; each may be null), as locals
+// (items() of a temporary would dangle), checked for their types.
+struct SetParts {
+  json create, update, destroy;
+};
+SetParts set_parts(const Call& call);
+
 struct Call {
   std::string handle;      // the logged-in member
   std::string account_id;  // theirs: the only account they may name

@@ -577,22 +577,35 @@ Difference difference(const std::map<std::string, uint64_t>& before, const std::
   return d;
 }
 
-// type: "Email", "Thread" or "Mailbox".
-json standard_changes(JmapContext& c, const Call& call, const std::string& type) {
-  if (!call.args.contains("sinceState") || !call.args["sinceState"].is_string())
-    throw MethodError("invalidArguments", "sinceState is required");
+// What /changes and /queryChanges both start from (RFC 8620 5.2, 5.6): the state given in
+// `argument` with its snapshot, maxChanges, and the state now with its snapshot.
+struct Since {
+  std::string state, now;
   std::size_t max = std::numeric_limits<std::size_t>::max();
+  std::shared_ptr<const Snapshot> before, after;
+};
+
+Since since_arguments(JmapContext& c, const Call& call, const char* argument) {
+  Since s;
+  if (!call.args.contains(argument) || !call.args[argument].is_string())
+    throw MethodError("invalidArguments", std::string(argument) + " is required");
   if (call.args.contains("maxChanges") && !call.args["maxChanges"].is_null()) {
     if (!call.args["maxChanges"].is_number_unsigned() || call.args["maxChanges"].get<int64_t>() == 0)
       throw MethodError("invalidArguments", "maxChanges is a positive integer");
-    max = call.args["maxChanges"].get<std::size_t>();
+    s.max = call.args["maxChanges"].get<std::size_t>();
   }
-  const auto since = call.args["sinceState"].get<std::string>();
-  const auto old_snap = snapshots().find(call.handle, since);
-  if (!old_snap) throw MethodError("cannotCalculateChanges", "that state is not known here (any more): fetch afresh");
-  const auto now = stated(c, call.handle);
-  const auto new_snap = snapshots().find(call.handle, now);
-  if (!new_snap) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
+  s.state = call.args[argument].get<std::string>();
+  s.before = snapshots().find(call.handle, s.state);
+  if (!s.before) throw MethodError("cannotCalculateChanges", "that state is not known here (any more): fetch afresh");
+  s.now = stated(c, call.handle);
+  s.after = snapshots().find(call.handle, s.now);
+  if (!s.after) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
+  return s;
+}
+
+// type: "Email", "Thread" or "Mailbox".
+json standard_changes(JmapContext& c, const Call& call, const std::string& type) {
+  const auto [since, now, max, old_snap, new_snap] = since_arguments(c, call, "sinceState");
   const bool mailbox = type == "Mailbox";
   auto of = [&](const Snapshot& snap) -> const std::map<std::string, uint64_t>& {
     return mailbox ? snap.mailbox_counts : type == "Thread" ? snap.threads : snap.emails;
@@ -745,16 +758,11 @@ struct SetArguments {
 SetArguments set_arguments(JmapContext& c, const Call& call) {
   SetArguments a;
   a.old_state = stated(c, call.handle);
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != a.old_state)
-    throw MethodError("stateMismatch", "");
-  a.create = call.args.value("create", json::object());
-  a.update = call.args.value("update", json::object());
-  a.destroy = call.args.value("destroy", json::array());
-  if (a.create.is_null()) a.create = json::object();  // RFC 8620 5.3: each may be null
-  if (a.update.is_null()) a.update = json::object();
-  if (a.destroy.is_null()) a.destroy = json::array();
-  if (!a.create.is_object() || !a.update.is_object() || !a.destroy.is_array())
-    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
+  check_if_in_state(call, a.old_state);
+  auto [create, update, destroy] = set_parts(call);
+  a.create = std::move(create);
+  a.update = std::move(update);
+  a.destroy = std::move(destroy);
   if (a.create.size() + a.update.size() + a.destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
     throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " objects a call (maxObjectsInSet)");
   return a;
@@ -1588,25 +1596,13 @@ bool thread_filter(const json& filter, int depth = 0) {
 
 // RFC 8620 5.6 /queryChanges, from the snapshots /changes uses: every object that changed
 // since the old query state is "removed", and those of them in the results now are "added"
-// at their index (RFC 8620 5.6 allows removing more than left; sorts here are on immutable
-// properties, so what did not change keeps its order). type: "Email" or "Mailbox".
+// at their index (RFC 8620 5.6 allows removing more than left). What did not change keeps
+// its order: its sort keys did not change either, the thread-wide ones aside, whose whole
+// threads count as changed. type: "Email" or "Mailbox".
 json standard_query_changes(JmapContext& c, const Call& call, const std::string& type) {
-  if (!call.args.contains("sinceQueryState") || !call.args["sinceQueryState"].is_string())
-    throw MethodError("invalidArguments", "sinceQueryState is required");
-  std::size_t max = std::numeric_limits<std::size_t>::max();
-  if (call.args.contains("maxChanges") && !call.args["maxChanges"].is_null()) {
-    if (!call.args["maxChanges"].is_number_unsigned() || call.args["maxChanges"].get<int64_t>() == 0)
-      throw MethodError("invalidArguments", "maxChanges is a positive integer");
-    max = call.args["maxChanges"].get<std::size_t>();
-  }
   if (call.args.contains("upToId") && !call.args["upToId"].is_null() && !call.args["upToId"].is_string())
     throw MethodError("invalidArguments", "upToId is an id");
-  const auto since = call.args["sinceQueryState"].get<std::string>();
-  const auto old_snap = snapshots().find(call.handle, since);
-  if (!old_snap) throw MethodError("cannotCalculateChanges", "that query state is not known here (any more): query afresh");
-  const auto now = stated(c, call.handle);
-  const auto new_snap = snapshots().find(call.handle, now);
-  if (!new_snap) throw MethodError("serverUnavailable", "the state changed while it was read: try again");
+  const auto [since, now, max, old_snap, new_snap] = since_arguments(c, call, "sinceQueryState");
   const bool mailbox = type == "Mailbox";
   const auto shared_view = view_of(c, call.handle);
   const View& view = *shared_view;
@@ -2068,6 +2064,7 @@ json email_set(JmapContext& c, const Call& call) {
     std::set<std::string> boxes;
     for (const auto b : e.mailboxes) boxes.insert("m" + std::to_string(b));
     bool bad = false;
+    std::vector<std::string> fixed;  // properties that cannot change, given back
     for (const auto& [path, value] : patch.items()) {
       // RFC 8621 4.1.1: a keyword is an IMAP atom, and only `true` is a value.
       if (path == "keywords" && value.is_object()) {
@@ -2091,12 +2088,15 @@ json email_set(JmapContext& c, const Call& call) {
         else boxes.insert(box);
       } else if (path.find('/') == std::string::npos && path != "keywords" && path != "mailboxIds" &&
                  (std::find(kEmailProperties.begin(), kEmailProperties.end(), path) != kEmailProperties.end() || header_property(path))) {
-        // RFC 8620 5.3: a whole object may come back; what cannot change must be as it is.
-        const auto now = email_object(c, e, id, {path}, json::object());
-        bad = bad || !now.contains(path) || now[path] != value;
+        fixed.push_back(path);  // checked below, all from one read of the message
       } else {
         bad = true;
       }
+    }
+    // RFC 8620 5.3: a whole object may come back; what cannot change must be as it is.
+    if (!bad && !fixed.empty()) {
+      const auto now = email_object(c, e, id, fixed, json::object());
+      for (const auto& path : fixed) bad = bad || !now.contains(path) || now[path] != patch[path];
     }
     for (const auto& b : boxes) bad = bad || !view.box(b);
     if (bad || boxes.empty()) {
@@ -2171,8 +2171,7 @@ json email_import(JmapContext& c, const Call& call) {
   if (emails.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
     throw MethodError("requestTooLarge", "at most " + std::to_string(c.limits.max_objects_in_set) + " a call");
   const auto old_state = stated(c, call.handle);
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
-    throw MethodError("stateMismatch", "");
+  check_if_in_state(call, old_state);
   json created = json::object(), not_created = json::object();
   for (const auto& [creation, e] : emails.items()) {
     const auto blob = e.is_object() ? e.value("blobId", json(nullptr)) : json(nullptr);
@@ -2214,7 +2213,7 @@ json email_parse(JmapContext& c, const Call& call) {
     }
     View::Email e;
     e.blob = sha;
-    e.size = static_cast<int64_t>(c.service->blobs().read(sha).size());
+    e.size = static_cast<int64_t>(c.service->blobs().size_of(sha));
     auto email = email_object(c, e, email_id(sha), props, call.args);
     email.erase("id");
     parsed[id] = email;

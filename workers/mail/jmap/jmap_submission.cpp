@@ -41,22 +41,6 @@ std::string identity_state(const std::vector<Identity>& list, const std::string&
   return sha256_hex(all).substr(0, 16);
 }
 
-// A /set call's create, update and destroy (RFC 8620 5.3), as locals (items() of a
-// temporary would dangle), checked for their types.
-struct SetParts {
-  json create, update, destroy;
-};
-SetParts set_parts(const Call& call) {
-  SetParts p{call.args.value("create", json::object()), call.args.value("update", json::object()),
-             call.args.value("destroy", json::array())};
-  if (p.create.is_null()) p.create = json::object();
-  if (p.update.is_null()) p.update = json::object();
-  if (p.destroy.is_null()) p.destroy = json::array();
-  if (!p.create.is_object() || !p.update.is_object() || !p.destroy.is_array())
-    throw MethodError("invalidArguments", "create and update are objects, destroy an array");
-  return p;
-}
-
 // RFC 8620 5.1 /get over already built objects.
 json get_from(const Call& call, const std::string& state, const std::vector<json>& objects, int max_objects) {
   json list = json::array(), not_found = json::array();
@@ -110,8 +94,7 @@ json identity_changes(JmapContext& c, const Call& call) {
 // Identities are the member's addresses, which the registry and `coop mail alias` manage.
 json identity_set(JmapContext& c, const Call& call) {
   const auto state = identity_state(identities(c, call), call.name);
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != state)
-    throw MethodError("stateMismatch", "");
+  check_if_in_state(call, state);
   json not_created = json::object(), not_updated = json::object(), not_destroyed = json::object();
   const json forbidden = {{"type", "forbidden"}, {"description", "identities are the member's addresses: ask an admin for another"}};
   const auto [create, update, destroy] = set_parts(call);
@@ -261,8 +244,7 @@ json submission_set(JmapContext& c, const Call& call) {
   if (!c.outbound) throw MethodError("forbidden", "this shard sends no mail");
   auto& directory = c.service->directory();
   const auto old_state = submission_state(directory.submissions(call.handle));
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
-    throw MethodError("stateMismatch", "");
+  check_if_in_state(call, old_state);
   const auto [create, update, destroy] = set_parts(call);
   if (create.size() + update.size() + destroy.size() > static_cast<std::size_t>(c.limits.max_objects_in_set))
     throw MethodError("requestTooLarge", "at most maxObjectsInSet a call");
@@ -466,8 +448,7 @@ json vacation_set(JmapContext& c, const Call& call) {
   auto& directory = c.service->directory();
   auto v = directory.vacation(call.handle);
   const auto old_state = vacation_state(v);
-  if (call.args.contains("ifInState") && !call.args["ifInState"].is_null() && call.args["ifInState"] != old_state)
-    throw MethodError("stateMismatch", "");
+  check_if_in_state(call, old_state);
   json updated = json::object(), not_updated = json::object(), not_created = json::object(), not_destroyed = json::object();
   const auto [create, update, destroy] = set_parts(call);
   for (const auto& [id, _] : create.items())
